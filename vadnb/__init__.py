@@ -1,0 +1,14 @@
+"""vadnb: video anomaly detection with vision-language models, as notebooks that run.
+
+The notebooks in ``notebooks/`` teach the methods; this package holds their code:
+``video`` reads frames, ``models`` loads every model role, ``lavad``, ``anomalyclip``,
+``anyanomaly`` and ``vera`` implement the methods, ``metrics``/``plots``/``widgets``
+evaluate and show the results, and :func:`detect` runs any method on any video.
+"""
+
+from .detect import Detection, detect
+from .environment import setup
+from .video import VideoError
+
+__version__ = "0.1.0"
+__all__ = ["Detection", "detect", "setup", "VideoError", "__version__"]

@@ -1,0 +1,138 @@
+"""One call for any method on any video: ``vadnb.detect(path, method=...) -> Detection``.
+
+Every method returns the same :class:`Detection`, so metrics, plots, the explorer widget
+and the comparison notebook treat them alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Detection", "detect", "METHODS", "TINY_WARNING"]
+
+# method name -> module that provides run(video, ...) -> Detection
+METHODS = {
+    "lavad": "vadnb.lavad",
+    "anomalyclip": "vadnb.anomalyclip",
+    "anyanomaly": "vadnb.anyanomaly",
+    "vera": "vadnb.vera",
+    "classical": "vadnb.baseline",
+}
+
+TINY_WARNING = ("tiny profile: random-init models, the scores exercise the pipeline and "
+                "mean nothing about anomalies")
+
+
+@dataclass
+class Detection:
+    """What a method says about one video.
+
+    frame_scores: one anomaly score per decodable frame of the video, in [0, 1] where the
+        method gives probabilities (higher = more anomalous).
+    segments: one row per unit the method scored, with at least ``start_frame``,
+        ``end_frame`` (exclusive), ``centre_frame``, ``time_s``, ``score`` and
+        ``explanation`` (text a person can read: a summary, a reason, an answer).
+    method / profile: which method and model profile produced it.
+    model_calls: calls, items and seconds per model role for this video.
+    fps: the video's frame rate, to put scores on a time axis.
+    extras: method-specific results (AnomalyCLIP's class probabilities, parse failures, ...).
+    """
+
+    video: str
+    method: str
+    profile: str
+    frame_scores: np.ndarray
+    fps: float
+    segments: pd.DataFrame
+    model_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def meaningless(self) -> bool:
+        """True when random-init (tiny) models produced the scores."""
+        return self.profile == "tiny"
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_scores)
+
+    @property
+    def warning(self) -> str:
+        return TINY_WARNING if self.meaningless else ""
+
+    def explanation_at(self, frame: int) -> str:
+        """The explanation of the segment that contains ``frame`` (nearest centre otherwise)."""
+        seg = self.segments
+        if seg.empty or "explanation" not in seg:
+            return ""
+        inside = seg[(seg["start_frame"] <= frame) & (frame < seg["end_frame"])]
+        row = inside.iloc[0] if len(inside) else seg.iloc[
+            int(np.argmin(np.abs(seg["centre_frame"].to_numpy() - frame)))]
+        return str(row["explanation"])
+
+    def __repr__(self) -> str:
+        flag = f" [{TINY_WARNING}]" if self.meaningless else ""
+        return (f"Detection(video={Path(self.video).name!r}, method={self.method!r}, "
+                f"profile={self.profile!r}, frames={self.num_frames}, "
+                f"segments={len(self.segments)}){flag}")
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``frame_scores.npy``, ``segments.csv``, ``model_calls.csv`` and ``detection.json``."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "frame_scores.npy", np.asarray(self.frame_scores, dtype=np.float32))
+        self.segments.to_csv(out / "segments.csv", index=False)
+        self.model_calls.to_csv(out / "model_calls.csv", index=False)
+        meta = {"video": str(self.video), "method": self.method, "profile": self.profile,
+                "fps": self.fps, "meaningless": self.meaningless,
+                "extras": {k: v for k, v in self.extras.items() if _jsonable(v)}}
+        (out / "detection.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Detection:
+        src = Path(folder)
+        meta = json.loads((src / "detection.json").read_text())
+        calls = src / "model_calls.csv"
+        return cls(
+            video=meta["video"], method=meta["method"], profile=meta["profile"],
+            frame_scores=np.load(src / "frame_scores.npy", allow_pickle=False),
+            fps=float(meta["fps"]), segments=pd.read_csv(src / "segments.csv"),
+            model_calls=pd.read_csv(calls) if calls.stat().st_size > 1 else pd.DataFrame(),
+            extras=meta.get("extras", {}),
+        )
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None = None,
+           **overrides: Any) -> Detection:
+    """Score every frame of ``video`` with ``method``.
+
+    ``profile`` picks the models ("tiny", "colab", "paper", "auto"; default from
+    ``$VADNB_PROFILE``). Other keyword arguments override the method's Config fields
+    (e.g. ``prompts=[...]`` for AnyAnomaly, ``checkpoint=...`` for AnomalyCLIP) or pass
+    ``backends={"llm": my_llm}`` to use models you built yourself.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if not Path(video).exists():
+        from .video import VideoError
+
+        raise VideoError(f"video not found: {video}")
+    module = importlib.import_module(METHODS[method])
+    return module.run(video, profile=profile, **overrides)

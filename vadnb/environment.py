@@ -1,0 +1,73 @@
+"""``vadnb.setup()``: the first call of every notebook (notebook 00 explains it).
+
+It picks the device and the model profile once, prints them with the library versions
+and the cache folder, seeds the random generators, and returns them for later cells.
+(The module is not called ``setup.py`` so that ``vadnb.setup`` is always the function.)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cache_dir
+from .models.profiles import resolve_profile
+
+__all__ = ["Environment", "setup"]
+
+_LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
+              "numpy", "scikit-learn", "plotly", "ipywidgets")
+
+
+@dataclass
+class Environment:
+    device: str
+    profile: str
+    cache_dir: Path
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def meaningless(self) -> bool:
+        return self.profile == "tiny"
+
+
+def _version(name: str) -> str:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Environment:
+    """Choose device and profile, seed everything, print what was chosen.
+
+    ``profile``: "tiny", "colab", "paper" or "auto" (default: ``$VADNB_PROFILE``, else auto).
+    """
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = resolve_profile(profile, verbose=not quiet)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    env = Environment(device=device, profile=chosen, cache_dir=folder,
+                      versions={n: _version(n) for n in _LIBRARIES})
+    if not quiet:
+        if device == "cuda":
+            print(f"device : cuda ({torch.cuda.get_device_name(0)})")
+        else:
+            print("device : cpu (no CUDA GPU found; fine for the tiny profile, slow for real models)")
+        note = " (random-init models: scores are meaningless)" if chosen == "tiny" else ""
+        print(f"profile: {chosen}{note}")
+        print(f"python : {platform.python_version()}; "
+              + ", ".join(f"{k} {v}" for k, v in env.versions.items()))
+        print(f"cache  : {folder}  (set VADNB_CACHE to move it)")
+    return env

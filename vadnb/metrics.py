@@ -1,0 +1,168 @@
+"""Frame-level evaluation, as all four methods report it (taught in notebook 40).
+
+The benchmarks score *micro* metrics: the frames of every test video are concatenated
+into one long label array and one long score array, and a single ROC-AUC (UCF-Crime,
+ShanghaiTech, ...) or average precision (XD-Violence) is computed over them.
+scikit-learn does the counting; this module checks the inputs and reports clearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+__all__ = [
+    "frame_auc",
+    "frame_ap",
+    "per_video",
+    "per_class",
+    "segments_to_frames",
+    "concat_frames",
+]
+
+ArrayOrList = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+
+def _as_list(x: ArrayOrList, what: str) -> tuple[list[str], list[np.ndarray]]:
+    if isinstance(x, Mapping):
+        return list(x.keys()), [np.asarray(v).ravel() for v in x.values()]
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        return ["video 0"], [x.ravel()]
+    items = [np.asarray(v).ravel() for v in x]
+    return [f"video {i}" for i in range(len(items))], items
+
+
+def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-video labels and scores, checking that every video's lengths match.
+
+    Both may be one array, a list of per-video arrays, or a dict name -> array (same keys).
+    """
+    if isinstance(labels, Mapping) and isinstance(scores, Mapping):
+        missing = set(labels) ^ set(scores)
+        if missing:
+            raise ValueError(f"labels and scores name different videos: {sorted(missing)[:5]}")
+        scores = {k: scores[k] for k in labels}
+    names, ys = _as_list(labels, "labels")
+    _, ss = _as_list(scores, "scores")
+    if len(ys) != len(ss):
+        raise ValueError(f"{len(ys)} label arrays but {len(ss)} score arrays")
+    for name, y, s in zip(names, ys, ss):
+        if len(y) != len(s):
+            raise ValueError(
+                f"{name}: {len(y)} frame labels but {len(s)} frame scores; expand segment "
+                "scores to one score per frame (vadnb.metrics.segments_to_frames)")
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    s = np.concatenate(ss).astype(np.float64) if ss else np.zeros(0)
+    if not np.isfinite(s).all():
+        raise ValueError(f"{int((~np.isfinite(s)).sum())} frame scores are NaN or infinite")
+    return y.astype(np.int64), s
+
+
+def _check_two_classes(y: np.ndarray, metric: str) -> None:
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"frame labels must be 0/1, got values {sorted(values)[:5]}")
+    if len(values) < 2:
+        only = "normal (0)" if values == {0} else "anomalous (1)" if values else "no"
+        raise ValueError(
+            f"{metric} needs both normal and anomalous frames, but all {len(y)} labels are "
+            f"{only}; evaluate on a set of videos that contains both")
+
+
+def frame_auc(labels: ArrayOrList, scores: ArrayOrList) -> float:
+    """Frame-level ROC-AUC over all frames of all videos (micro), in [0, 1]."""
+    y, s = concat_frames(labels, scores)
+    _check_two_classes(y, "frame AUC")
+    return float(roc_auc_score(y, s))
+
+
+def frame_ap(labels: ArrayOrList, scores: ArrayOrList) -> float:
+    """Frame-level average precision over all frames of all videos (micro), in [0, 1]."""
+    y, s = concat_frames(labels, scores)
+    _check_two_classes(y, "frame AP")
+    return float(average_precision_score(y, s))
+
+
+def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per video: frames, anomalous frames, and AUC/AP where both classes occur."""
+    rows = []
+    for name in labels:
+        y, s = concat_frames([labels[name]], [scores[name]])
+        both = len(np.unique(y)) == 2
+        rows.append({
+            "video": name,
+            "frames": len(y),
+            "anomalous_frames": int(y.sum()),
+            "auc": float(roc_auc_score(y, s)) if both else np.nan,
+            "ap": float(average_precision_score(y, s)) if both else np.nan,
+            "mean_score": float(s.mean()) if len(s) else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def per_class(
+    labels: Mapping[str, np.ndarray],
+    scores: Mapping[str, np.ndarray],
+    video_classes: Mapping[str, str],
+    normal: str = "Normal",
+) -> pd.DataFrame:
+    """Per anomaly class: micro AUC/AP over that class's videos plus all normal videos.
+
+    This is the usual per-class protocol (UCF-Crime, XD-Violence): each class is judged
+    against the same normal footage, so the numbers are comparable across classes.
+    """
+    classes = sorted({c for c in video_classes.values() if c != normal})
+    normals = [v for v in labels if video_classes[v] == normal]
+    rows = []
+    for c in classes:
+        vids = [v for v in labels if video_classes[v] == c] + normals
+        y, s = concat_frames([labels[v] for v in vids], [scores[v] for v in vids])
+        both = len(np.unique(y)) == 2
+        rows.append({
+            "class": c,
+            "videos": len(vids) - len(normals),
+            "auc": float(roc_auc_score(y, s)) if both else np.nan,
+            "ap": float(average_precision_score(y, s)) if both else np.nan,
+        })
+    return pd.DataFrame(rows, columns=["class", "videos", "auc", "ap"])
+
+
+def segments_to_frames(
+    segment_scores: Sequence[float] | np.ndarray,
+    num_frames: int,
+    segment_length: int | None = None,
+    starts: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Expand one score per segment to one score per frame.
+
+    Either every segment covers ``segment_length`` consecutive frames from frame 0 (LAVAD,
+    VERA: 16; AnyAnomaly: 24), or ``starts`` gives each segment's first frame and a segment
+    lasts until the next one starts. The result is cut, or padded with the last score,
+    to exactly ``num_frames``.
+    """
+    s = np.asarray(segment_scores, dtype=np.float64).ravel()
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if len(s) == 0:
+        raise ValueError("no segment scores to expand")
+    if (segment_length is None) == (starts is None):
+        raise ValueError("give exactly one of segment_length or starts")
+    if segment_length is not None:
+        if segment_length <= 0:
+            raise ValueError(f"segment_length must be positive, got {segment_length}")
+        frames = np.repeat(s, segment_length)
+    else:
+        st = np.asarray(starts, dtype=np.int64).ravel()
+        if len(st) != len(s):
+            raise ValueError(f"{len(st)} starts for {len(s)} segment scores")
+        if np.any(np.diff(st) <= 0) or st[0] < 0:
+            raise ValueError("segment starts must be increasing and non-negative")
+        ends = np.append(st[1:], max(num_frames, st[-1] + 1))
+        frames = np.repeat(s, ends - st)
+        frames = np.concatenate([np.full(st[0], s[0]), frames])
+    if len(frames) >= num_frames:
+        return frames[:num_frames]
+    return np.concatenate([frames, np.full(num_frames - len(frames), s[-1])])

@@ -1,0 +1,211 @@
+"""What every model role has in common: call counting, device, batching, release.
+
+The methods see only these calls (one role each)::
+
+    captions = captioner(images)                 # list[str], one per image
+    reply    = llm(messages)                     # str;  llm.batch([messages, ...]) -> list[str]
+    reply    = vlm(images, prompt)               # str;  vlm.batch([(images, prompt), ...])
+    emb      = clip.encode_image(images)         # float32 [N, D], L2-normalised
+    emb      = clip.encode_text(texts)
+    emb      = embedder.encode_image(images)     # ImageBind (or open_clip fallback)
+    emb      = embedder.encode_video(clips)      # one embedding per clip (list of frames)
+    emb      = embedder.encode_text(texts)
+    emb      = text_embedder.encode(texts)
+
+Images are uint8 RGB numpy arrays [H, W, 3] (or PIL images). Every backend counts its
+calls, items and seconds into one registry, read with :func:`call_stats`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "ROLES",
+    "call_stats",
+    "reset_call_stats",
+    "pick_device",
+    "pick_dtype",
+    "run_batched",
+]
+
+ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
+
+
+@dataclass
+class _Stat:
+    role: str
+    model: str
+    profile: str
+    calls: int = 0
+    items: int = 0
+    seconds: float = 0.0
+
+
+_STATS: dict[tuple[str, str, str], _Stat] = {}
+
+
+def call_stats():
+    """Calls, items and seconds per role and model since the last reset, as a DataFrame."""
+    import pandas as pd
+
+    rows = [vars(s).copy() for s in _STATS.values()]
+    return pd.DataFrame(rows, columns=["role", "model", "profile", "calls", "items", "seconds"])
+
+
+def reset_call_stats() -> None:
+    _STATS.clear()
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given, else "cuda" when a GPU is visible, else "cpu"."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype: Any = None):
+    """fp32 on CPU; bf16 on GPUs that support it (A100), fp16 otherwise (T4)."""
+    import torch
+
+    if dtype is not None:
+        return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def run_batched(
+    fn: Callable[[list[Any]], list[Any]],
+    items: Sequence[Any],
+    batch_size: int,
+    desc: str = "",
+    on_oom: Callable[[], None] | None = None,
+) -> list[Any]:
+    """Apply ``fn`` to ``items`` in batches; on CUDA out-of-memory halve the batch and retry.
+
+    Shows a tqdm progress bar when there is more than one batch. Raises the OOM error
+    when even a batch of one does not fit.
+    """
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    out: list[Any] = []
+    size = max(1, int(batch_size))
+    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size, leave=False)
+    i = 0
+    while i < len(items):
+        chunk = items[i : i + size]
+        try:
+            res = list(fn(chunk))
+        except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+            if not _is_oom(err) or size == 1:
+                raise
+            size = max(1, size // 2)
+            if on_oom is not None:
+                on_oom()
+            continue
+        if len(res) != len(chunk):
+            raise RuntimeError(f"{desc}: model returned {len(res)} outputs for {len(chunk)} inputs")
+        out.extend(res)
+        i += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+class Backend:
+    """Base of every role's backend.
+
+    Subclasses set ``role`` and implement their calls, wrapping the work in
+    ``with self._count(n_items):``. ``meaningless`` is True for the ``tiny`` profile's
+    random-init models: their outputs exercise the code path and mean nothing.
+    """
+
+    role: str = ""
+
+    def __init__(self, name: str, profile: str = "custom", device: str = "cpu",
+                 batch_size: int = 8, meaningless: bool = False):
+        self.name = name
+        self.profile = profile
+        self.device = device
+        self.batch_size = batch_size
+        self.meaningless = meaningless
+        self.released = False
+
+    def __repr__(self) -> str:
+        flag = ", tiny: outputs are meaningless" if self.meaningless else ""
+        return f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, device={self.device!r}{flag})"
+
+    @property
+    def stat(self) -> _Stat:
+        key = (self.role, self.name, self.profile)
+        if key not in _STATS:
+            _STATS[key] = _Stat(self.role, self.name, self.profile)
+        return _STATS[key]
+
+    @contextlib.contextmanager
+    def _count(self, items: int) -> Iterator[None]:
+        if self.released:
+            raise RuntimeError(f"{self!r} was released; load the {self.role} again")
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            s = self.stat
+            s.calls += 1
+            s.items += items
+            s.seconds += time.perf_counter() - t0
+
+    def _free(self) -> None:
+        """Drop model weights; subclasses delete their torch modules here."""
+
+    def release(self) -> None:
+        """Free the model's memory (GPU included), so the next role fits on the card."""
+        self._free()
+        self.released = True
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def as_uint8_rgb(image: Any) -> np.ndarray:
+    """A PIL image or array as uint8 RGB [H, W, 3]."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"expected an RGB image [H, W, 3], got shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return a

@@ -1,0 +1,205 @@
+"""Steps that several methods share (each docstring names the notebook that teaches it).
+
+Centre frames and windows (LAVAD, VERA), nearest-neighbour retrieval with softmax weights
+(LAVAD's refinement, VERA's retrieval ensemble), Gaussian smoothing (VERA, AnyAnomaly) and
+robust parsing of model replies (all of them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "centre_frames",
+    "window_indices",
+    "knn_softmax",
+    "gaussian_kernel",
+    "gaussian_smooth",
+    "interpolate_missing",
+    "parse_bracket_score",
+    "parse_first_number",
+    "parse_binary_label",
+    "ParseLog",
+]
+
+
+def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
+    """Frames 0, stride, 2*stride, ... below ``num_frames``: one scored position each.
+
+    LAVAD and VERA score every 16th frame of the video at its native rate (notebook 20).
+    """
+    if num_frames <= 0:
+        raise ValueError(f"video has {num_frames} frames; nothing to score")
+    if stride <= 0:
+        raise ValueError(f"stride must be positive, got {stride}")
+    return np.arange(0, num_frames, stride, dtype=np.int64)
+
+
+def window_indices(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
+                   n: int = 10) -> np.ndarray:
+    """``n`` frame indices spread evenly over a ``window_s``-second window around ``centre``.
+
+    The window is clipped to the video (not shifted), so near the start and end it is
+    shorter, as in the original code. At 30 fps a 10 s window is 300 frames; at 10 fps it
+    is 100 frames: the window is measured in seconds, so the method sees the same stretch
+    of time at any frame rate (notebook 20).
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    half = int(round(window_s * fps / 2))
+    lo = max(0, centre - half)
+    hi = min(num_frames - 1, centre + half)
+    return np.linspace(lo, hi, n).round().astype(np.int64)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: int,
+                temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query, the softmax-weighted mean of the values of its ``k`` most similar keys.
+
+    Similarity is the inner product (cosine for L2-normalised rows); weights are
+    ``softmax(sim / temperature)`` over the k neighbours. Returns ``(refined, neighbour
+    indices [Q, k], weights [Q, k])``. LAVAD's refinement uses temperature 1 and k=10
+    (notebook 40); VERA's ensemble uses temperature 0.1 and k = 15 % of segments (notebook 70).
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    kx = np.asarray(keys, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if kx.shape[0] != v.shape[0]:
+        raise ValueError(f"{kx.shape[0]} keys but {v.shape[0]} values")
+    k = int(min(max(k, 1), kx.shape[0]))
+    sims = q @ kx.T
+    # stable: ties keep index order, so results do not depend on the sort implementation
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(sims, idx, axis=1)
+    w = _softmax(top / temperature, axis=1)
+    return (w * v[idx]).sum(axis=1), idx, w
+
+
+def gaussian_kernel(taps: int, sigma: float) -> np.ndarray:
+    """A normalised 1-D Gaussian of ``taps`` samples (VERA: 15 taps, sigma 10)."""
+    if taps < 1 or sigma <= 0:
+        raise ValueError(f"need taps >= 1 and sigma > 0, got {taps}, {sigma}")
+    x = np.arange(taps) - (taps - 1) / 2
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return g / g.sum()
+
+
+def gaussian_smooth(scores: Sequence[float] | np.ndarray, sigma: float,
+                    taps: int | None = None) -> np.ndarray:
+    """Smooth a score sequence with a normalised Gaussian, edges padded by reflection.
+
+    ``taps`` defaults to the usual 4-sigma support (``2*ceil(4*sigma)+1``); VERA passes 15.
+    The padding keeps the output the same length and unbiased at the ends.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(s) == 0:
+        return s
+    from scipy.ndimage import convolve1d
+
+    taps = taps or 2 * math.ceil(4 * sigma) + 1
+    # "reflect" mirrors the sequence about its ends (numpy's "symmetric"), at any length
+    return convolve1d(s, gaussian_kernel(taps, sigma)[::-1], mode="reflect")
+
+
+def interpolate_missing(values: Sequence[float | None]) -> tuple[np.ndarray, int]:
+    """Fill missing (None/NaN) values linearly from their valid neighbours.
+
+    Ends take the nearest valid value. Returns ``(filled, number_missing)``; if every value
+    is missing, all become 0.5 (no information) and the count says so (notebook 30).
+    """
+    a = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    bad = ~np.isfinite(a)
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return a, 0
+    if n_bad == len(a):
+        return np.full(len(a), 0.5), n_bad
+    x = np.arange(len(a))
+    a[bad] = np.interp(x[bad], x[~bad], a[~bad])
+    return a, n_bad
+
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+
+
+def parse_bracket_score(text: str) -> float | None:
+    """LAVAD's score format: the first ``[x]`` with x in [0, 1]; None when there is none.
+
+    Accepts "[0.7]", "Answer: [ 0.7 ]", "[0.7, 0.2]" (first value), "[.5]"; rejects
+    values outside [0, 1] and text without brackets (notebook 30).
+    """
+    for m in re.finditer(r"\[\s*(" + _NUMBER + r")\s*(?:[,\]])", text or ""):
+        v = float(m.group(1))
+        if 0.0 <= v <= 1.0:
+            return v
+    return None
+
+
+def parse_first_number(text: str, low: float = 0.0, high: float = 1.0) -> float | None:
+    """The first number in ``text`` that lies in [low, high] (AnyAnomaly's score), else None.
+
+    Percent values ("80%") are read as fractions; "8/10" as 0.8 (notebook 60).
+    """
+    for m in re.finditer(r"(" + _NUMBER + r")\s*(%|/\s*(\d+(?:\.\d*)?))?", text or ""):
+        v = float(m.group(1))
+        if m.group(2) == "%":
+            v /= 100.0
+        elif m.group(3):
+            denom = float(m.group(3))
+            if denom <= 0:
+                continue
+            v /= denom
+        if low <= v <= high:
+            return v
+    return None
+
+
+def parse_binary_label(text: str, marker: str = "Output") -> int | None:
+    """VERA's answer: the 0 or 1 after the last ``marker`` (e.g. "Output: 1"), else the last
+    standalone 0/1 in the reply, else "yes"/"no"; None when nothing fits (notebook 70)."""
+    t = text or ""
+    idx = t.lower().rfind(marker.lower())
+    if idx >= 0:
+        m = re.search(r"\b([01])\b", t[idx + len(marker):])
+        if m:
+            return int(m.group(1))
+    ms = re.findall(r"(?<![\d.])([01])(?![\d.])", t)
+    if ms:
+        return int(ms[-1])
+    low = t.strip().lower()
+    if re.match(r"^\W*yes\b", low):
+        return 1
+    if re.match(r"^\W*no\b", low):
+        return 0
+    return None
+
+
+@dataclass
+class ParseLog:
+    """Counts replies that could not be parsed and keeps a few examples to show."""
+
+    total: int = 0
+    failed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def record(self, reply: str, value: object) -> object:
+        self.total += 1
+        if value is None:
+            self.failed += 1
+            if len(self.examples) < 5:
+                self.examples.append(reply[:200])
+        return value
+
+    def summary(self) -> str:
+        return f"{self.failed} of {self.total} replies unparseable"
