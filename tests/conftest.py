@@ -48,3 +48,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
         if "needs_hub" in item.keywords and hub_off:
             item.add_marker(offline)
+
+
+def run_notebook(name: str, out_dir: Path, **parameters):
+    """Execute ``notebooks/<name>.ipynb`` headless with papermill, as CI and the main job do.
+
+    ``OUTPUT_DIR`` is pointed at ``out_dir``; other ``parameters`` override the notebook's
+    parameters cell. Returns the executed notebook (nbformat node) for inspection.
+    """
+    import papermill as pm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"OUTPUT_DIR": str(out_dir), **parameters}
+    return pm.execute_notebook(
+        str(REPO / "notebooks" / f"{name}.ipynb"),
+        str(out_dir / f"{name}.executed.ipynb"),
+        parameters=params,
+        cwd=str(REPO / "notebooks"),
+        kernel_name="python3",
+        progress_bar=False,
+    )
