@@ -174,7 +174,7 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
         m = re.search(r"\b([01])\b", t[idx + len(marker):])
         if m:
             return int(m.group(1))
-    ms = re.findall(r"(?<![\d.])([01])(?![\d.])", t)
+    ms = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
     if ms:
         return int(ms[-1])
     low = t.strip().lower()

@@ -1,0 +1,110 @@
+import math
+
+import numpy as np
+import pytest
+
+from vadnb import stages
+
+
+def test_centre_frames_and_windows():
+    assert stages.centre_frames(40, 16).tolist() == [0, 16, 32]
+    with pytest.raises(ValueError, match="0 frames"):
+        stages.centre_frames(0)
+    # 10 s at 10 fps around frame 100 of 300: frames 50..150, 10 samples evenly
+    w = stages.window_indices(100, 300, fps=10, window_s=10, n=10)
+    assert w[0] == 50 and w[-1] == 150 and len(w) == 10
+    assert w.tolist() == np.linspace(50, 150, 10).round().astype(int).tolist()
+    # clipped at the start, not shifted
+    assert stages.window_indices(0, 300, fps=30).tolist()[0] == 0
+    assert stages.window_indices(0, 300, fps=30).tolist()[-1] == 150
+    assert stages.window_indices(290, 300, fps=30)[-1] == 299
+
+
+def test_knn_softmax_by_hand():
+    keys = np.array([[1.0, 0.0], [0.0, 1.0], [math.sqrt(0.5), math.sqrt(0.5)]])
+    values = np.array([0.0, 1.0, 0.5])
+    q = np.array([[1.0, 0.0]])
+    refined, idx, w = stages.knn_softmax(q, keys, values, k=2, temperature=1.0)
+    # nearest: key 0 (sim 1), then key 2 (sim 0.7071)
+    assert idx.tolist() == [[0, 2]]
+    e = np.exp([1.0, math.sqrt(0.5)])
+    expect_w = e / e.sum()
+    assert w[0] == pytest.approx(expect_w)
+    assert refined[0] == pytest.approx(expect_w[0] * 0.0 + expect_w[1] * 0.5)
+    # a low temperature approaches the nearest neighbour's value
+    sharp, _, _ = stages.knn_softmax(q, keys, values, k=3, temperature=0.01)
+    assert sharp[0] == pytest.approx(0.0, abs=1e-6)
+    # k larger than the number of keys is clipped
+    _, idx, _ = stages.knn_softmax(q, keys, values, k=10)
+    assert idx.shape == (1, 3)
+
+
+def test_gaussian_kernel_and_smoothing():
+    g = stages.gaussian_kernel(15, 10)
+    assert len(g) == 15 and g.sum() == pytest.approx(1.0) and g[7] == g.max()
+    assert g[0] == pytest.approx(g[14])
+    # a constant sequence stays constant (reflect padding, normalised kernel)
+    assert np.allclose(stages.gaussian_smooth(np.full(7, 0.3), sigma=10, taps=15), 0.3)
+    # an impulse in the middle spreads as the kernel itself
+    x = np.zeros(31)
+    x[15] = 1.0
+    y = stages.gaussian_smooth(x, sigma=2, taps=7)
+    assert y[12:19] == pytest.approx(stages.gaussian_kernel(7, 2))
+    assert y.sum() == pytest.approx(1.0)
+
+
+def test_interpolate_missing():
+    filled, n = stages.interpolate_missing([None, 0.2, None, 0.6, float("nan")])
+    assert n == 3
+    assert filled.tolist() == pytest.approx([0.2, 0.2, 0.4, 0.6, 0.6])
+    filled, n = stages.interpolate_missing([None, None])
+    assert n == 2 and filled.tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("[0.7]", 0.7),
+    ("Answer: [ 0.3 ]", 0.3),
+    ("I would say [0.8, 0.2]", 0.8),
+    ("[.5]", 0.5),
+    ("[1]", 1.0),
+    ("Score is [7] out of 10 ... final [0.9]", 0.9),
+    ("0.7", None),
+    ("", None),
+    ("[high]", None),
+])
+def test_parse_bracket_score(reply, expected):
+    assert stages.parse_bracket_score(reply) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Score: 0.8 because a van is on the grass", 0.8),
+    ("8/10, a person is falling", 0.8),
+    ("I think 80%", 0.8),
+    ("Step 3: the score is 0.25", 0.25),
+    ("none", None),
+])
+def test_parse_first_number(reply, expected):
+    assert stages.parse_first_number(reply) == pytest.approx(expected) if expected else (
+        stages.parse_first_number(reply) is None)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Reasoning... Output: 1", 1),
+    ("Output:0", 0),
+    ("The answer is 1.", 1),
+    ("Yes, there is a fight", 1),
+    ("no.", 0),
+    ("Output: maybe", None),
+    ("", None),
+])
+def test_parse_binary_label(reply, expected):
+    assert stages.parse_binary_label(reply) == expected
+
+
+def test_parse_log_counts_and_keeps_examples():
+    log = stages.ParseLog()
+    for reply in ["[0.1]", "nonsense", "[0.5]", "??"]:
+        log.record(reply, stages.parse_bracket_score(reply))
+    assert (log.total, log.failed) == (4, 2)
+    assert log.examples == ["nonsense", "??"]
+    assert log.summary() == "2 of 4 replies unparseable"
