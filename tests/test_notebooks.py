@@ -1,0 +1,90 @@
+"""Hygiene of the committed notebooks, and the main job that runs them all."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs_and_one_parameters_cell(nb):
+    cells = _cells(nb)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") for c in code), f"{nb.name} has outputs: clear them"
+    assert all(c.get("execution_count") is None for c in code)
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name}: papermill wants exactly one 'parameters' cell"
+    assert "OUTPUT_DIR" in "".join(tagged[0]["source"]) and "PROFILE" in "".join(tagged[0]["source"])
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_same_opening_everywhere(nb):
+    cells = _cells(nb)
+    text = ["".join(c["source"]) for c in cells]
+    assert text[0].lstrip().startswith("# "), "first cell: a markdown title"
+    assert any("colab.research.google.com" in t and nb.name in t for t in text[:3]), "Colab badge"
+    install = next(t for t in text if "google.colab" in t)
+    assert 'if "google.colab" in sys.modules' in install, "install only on Colab"
+    assert "torch" not in install.replace("torch is already there", ""), "never reinstall torch on Colab"
+    assert any("vadnb.setup(" in t for t in text), "calls vadnb.setup(...)"
+    assert any(t.lstrip().startswith(("## Summary", "# Summary")) for t in text), "closing summary"
+    assert any("Exercise" in t for t in text), "exercises"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_jupytext_pair_in_sync(nb):
+    import jupytext
+
+    py = nb.with_suffix(".py")
+    assert py.exists(), f"{py.name} missing: notebooks are reviewed as jupytext percent files"
+    from_py = jupytext.read(py)
+    from_nb = jupytext.read(nb)
+    src = lambda n: [(c.cell_type, c.source.strip()) for c in n.cells]  # noqa: E731
+    assert src(from_py) == src(from_nb), (
+        f"{nb.name} and {py.name} differ: run `jupytext --to ipynb {py}`")
+
+
+def test_main_job_reports_failing_notebook_and_cell(tmp_path):
+    """The main job exits non-zero naming the notebook and the failing cell."""
+    import nbformat
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    ok = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import json, pathlib\np = pathlib.Path(OUTPUT_DIR); p.mkdir(parents=True, exist_ok=True)\n"
+            "(p / 'metrics.json').write_text(json.dumps({'auc': 0.75, 'profile': 'tiny'}))")])
+    bad = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise RuntimeError('planted failure')")])
+    for name, nb in [("00_fine.ipynb", ok), ("10_broken.ipynb", bad)]:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbdir / name)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_notebooks.py"), "--notebooks", str(nbdir),
+         "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[1/2] 00_fine" in proc.stdout and "[2/2] 10_broken" in proc.stdout
+    assert "FAILED: notebook 10_broken" in proc.stderr
+    assert "RuntimeError: planted failure" in proc.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    index = (run_dir / "index.html").read_text()
+    assert "00_fine" in index and "failed" in index and "0.7500" in index  # leaderboard row
+    assert (run_dir / "00_fine" / "metrics.json").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["status"] for r in results] == ["ok", "failed"]
