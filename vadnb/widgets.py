@@ -1,0 +1,592 @@
+"""The explorer: look at what a method said, moment by moment (first used in notebook 40).
+
+``explorer(detection, labels)`` shows, in one widget:
+
+- a timeline of the frame scores (plotly), ground-truth anomalies shaded red, a dashed
+  threshold line and a vertical cursor at the current frame;
+- the current frame of the video (move the slider, or click on the timeline);
+- the explanation of the segment that holds the current frame: its time, its score and the
+  method's own words (LAVAD's summary, VERA's answer, AnyAnomaly's reason, ...);
+- a threshold slider and the table of intervals whose score reaches it (the alarms a
+  deployed system would raise);
+- a red banner when the scores come from random-init ``tiny`` models and mean nothing.
+
+``compare_explorer({"lavad": det_a, "vera": det_b}, labels)`` stacks several methods'
+timelines over one frame view (notebook 80).
+
+Everything the widget computes lives in plain functions (``flagged_intervals``,
+``segment_at``, ``timeline_figure``, ``explanation_html``, ``frame_jpeg``), so it can be
+tested, and reused, without a browser. The widget object itself can be driven from code:
+``ex.set_frame(120)``, ``ex.set_threshold(0.7)``, ``ex.select_time(12.5)``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import textwrap
+import warnings
+from collections.abc import Mapping
+from contextlib import nullcontext
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .detect import TINY_WARNING, Detection
+from .plots import GT_COLOR, intervals
+
+__all__ = [
+    "flagged_intervals",
+    "flagged_table_html",
+    "segment_at",
+    "frame_jpeg",
+    "timeline_figure",
+    "explanation_html",
+    "Explorer",
+    "explorer",
+    "compare_explorer",
+]
+
+# columns every Detection.segments has; any other column is shown as "name: value"
+STANDARD_COLUMNS = ("start_frame", "end_frame", "centre_frame", "time_s", "score", "explanation")
+FLAGGED_COLUMNS = ["start_frame", "end_frame", "start_s", "end_s", "peak"]
+
+
+# --------------------------------------------------------------------------- plain logic
+
+
+def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
+                      min_frames: int = 1) -> pd.DataFrame:
+    """The runs of frames whose score is at least ``threshold``: the alarms at that threshold.
+
+    Returns one row per run with ``start_frame`` and ``end_frame`` (both inclusive, as
+    :func:`vadnb.plots.intervals`), ``start_s`` (when the first frame starts) and ``end_s``
+    (when the last frame ends, ``(end_frame + 1) / fps``; NaN without fps) and ``peak``
+    (the highest score in the run). Runs shorter than ``min_frames`` are dropped. NaN scores
+    are never flagged.
+    """
+    scores = np.asarray(frame_scores, dtype=np.float64).ravel()
+    if min_frames < 1:
+        raise ValueError(f"min_frames must be at least 1, got {min_frames}")
+    with np.errstate(invalid="ignore"):
+        above = (scores >= threshold).astype(np.uint8)
+    rows = []
+    for start, end in intervals(above):
+        if end - start + 1 < min_frames:
+            continue
+        rows.append({
+            "start_frame": start,
+            "end_frame": end,
+            "start_s": start / fps if fps else np.nan,
+            "end_s": (end + 1) / fps if fps else np.nan,
+            "peak": float(np.nanmax(scores[start:end + 1])),
+        })
+    table = pd.DataFrame(rows, columns=FLAGGED_COLUMNS)
+    return table.astype({"start_frame": np.int64, "end_frame": np.int64, "start_s": float,
+                         "end_s": float, "peak": float})
+
+
+def flagged_table_html(table: pd.DataFrame, num_frames: int | None = None,
+                       fps: float | None = None, max_rows: int = 20,
+                       method_column: str | None = None) -> str:
+    """An HTML table of :func:`flagged_intervals` rows, with a one-line summary above it."""
+    if table.empty:
+        return "<p><b>no interval reaches the threshold</b></p>"
+    frames = int((table["end_frame"] - table["start_frame"] + 1).sum())
+    summary = f"<b>{len(table)} flagged interval{'s' if len(table) != 1 else ''}</b>"
+    if method_column is None:
+        summary += f", {frames} frame{'s' if frames != 1 else ''}"
+        if fps:
+            summary += f" ({frames / fps:.1f} s)"
+        if num_frames:
+            summary += f", {100 * frames / num_frames:.0f}% of the video"
+    head = "".join(f"<th style='padding:0 8px'>{h}</th>" for h in
+                   ([method_column] if method_column else []) + ["#", "frames", "seconds", "peak"])
+    body = []
+    for k, row in enumerate(table.head(max_rows).itertuples(index=False)):
+        cells = [html.escape(str(getattr(row, method_column)))] if method_column else []
+        seconds = ("" if np.isnan(row.start_s) else f"{row.start_s:.2f} – {row.end_s:.2f}")
+        cells += [str(k + 1), f"{row.start_frame} – {row.end_frame}", seconds, f"{row.peak:.3f}"]
+        body.append("<tr>" + "".join(f"<td style='padding:0 8px'>{c}</td>" for c in cells)
+                    + "</tr>")
+    more = (f"<p>... and {len(table) - max_rows} more</p>" if len(table) > max_rows else "")
+    return (f"<p>{summary}</p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>{more}")
+
+
+def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
+    """The segment row that contains ``frame`` (``start_frame <= frame < end_frame``).
+
+    When several contain it (overlapping windows) the one whose centre is nearest wins;
+    when none does, the segment with the nearest ``centre_frame``; ties go to the earlier
+    row. ``None`` when there are no segments.
+    """
+    if segments is None or len(segments) == 0:
+        return None
+    if "centre_frame" in segments:
+        centres = segments["centre_frame"].to_numpy(dtype=np.float64)
+    elif {"start_frame", "end_frame"} <= set(segments.columns):
+        centres = (segments["start_frame"].to_numpy(np.float64)
+                   + segments["end_frame"].to_numpy(np.float64) - 1) / 2
+    else:
+        raise ValueError("segments need a centre_frame column (or start_frame and end_frame); "
+                         f"got columns {list(segments.columns)}")
+    distance = np.abs(centres - frame)
+    if {"start_frame", "end_frame"} <= set(segments.columns):
+        inside = ((segments["start_frame"].to_numpy() <= frame)
+                  & (frame < segments["end_frame"].to_numpy()))
+        if inside.any():
+            distance = np.where(inside, distance, np.inf)
+    return segments.iloc[int(np.argmin(distance))]
+
+
+def _video_key(path: str | os.PathLike) -> tuple[str, int, int]:
+    p = Path(path)
+    st = p.stat()  # raises FileNotFoundError for a missing file
+    return str(p.resolve()), st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=48)
+def _jpeg_cached(key: tuple[str, int, int], frame: int, max_width: int, quality: int) -> bytes:
+    from .video import read_frames
+
+    image = read_frames(key[0], indices=[frame]).images[0]
+    return _encode_jpeg(image, max_width, quality)
+
+
+def _encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    h, w = image.shape[:2]
+    if w > max_width:
+        image = cv2.resize(image, (max_width, max(1, round(h * max_width / w))),
+                           interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as JPEG")
+    return buf.tobytes()
+
+
+def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) -> bytes:
+    """Frame ``frame`` of ``video`` as JPEG bytes, at most ``max_width`` pixels wide.
+
+    video: a video file path (frames read with ``vadnb.video.read_frames``; the last few
+    are cached, keyed by the file's path, size and modification time) or a
+    ``vadnb.video.Frames`` already in memory (then the nearest frame it holds is shown).
+    """
+    if hasattr(video, "images") and hasattr(video, "indices"):
+        if len(video.indices) == 0:
+            raise ValueError("the Frames object holds no images")
+        k = int(np.argmin(np.abs(np.asarray(video.indices) - frame)))
+        return _encode_jpeg(video.images[k], max_width, quality)
+    try:
+        key = _video_key(video)
+    except FileNotFoundError:
+        from .video import VideoError
+
+        raise VideoError(f"video not found: {video}") from None
+    return _jpeg_cached(key, int(frame), int(max_width), int(quality))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def _nice_text(text: Any) -> str:
+    """Escape for HTML and keep line breaks."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    return "<br>".join(html.escape(line) for line in str(text).splitlines())
+
+
+def explanation_html(detection: Detection, frame: int) -> str:
+    """What the method said about the moment ``frame``: HTML for the explorer.
+
+    Shows the frame's own score, then the segment that holds it (or the nearest one):
+    its frames, time, score, the explanation text and any extra column the method adds
+    (e.g. AnomalyCLIP's ``predicted_class``).
+    """
+    fps = detection.fps
+    n = detection.num_frames
+    parts = []
+    if 0 <= frame < n:
+        when = f" · {frame / fps:.2f} s" if fps else ""
+        parts.append(f"<div>frame {frame}{when} · frame score "
+                     f"<b>{_fmt(float(detection.frame_scores[frame]))}</b></div>")
+    row = segment_at(detection.segments, frame)
+    if row is None:
+        parts.append("<div><i>this detection has no segments, so no explanation to show</i>"
+                     "</div>")
+        return "".join(parts)
+    start, end = row.get("start_frame"), row.get("end_frame")
+    inside = start is not None and end is not None and start <= frame < end
+    head = "segment" if inside else "nearest segment (the frame lies in none)"
+    where = []
+    if start is not None and end is not None:
+        where.append(f"frames {int(start)} – {int(end) - 1}")
+    if "time_s" in row and pd.notna(row["time_s"]):
+        where.append(f"centre at {float(row['time_s']):.2f} s")
+    if "score" in row:
+        where.append(f"score <b>{_fmt(row['score'])}</b>")
+    parts.append(f"<div>{head} {html.escape(str(row.name))}: {' · '.join(where)}</div>")
+    extras = [f"{html.escape(str(k))}: <b>{html.escape(_fmt(v))}</b>"
+              for k, v in row.items() if k not in STANDARD_COLUMNS]
+    if extras:
+        parts.append(f"<div>{' · '.join(extras)}</div>")
+    text = _nice_text(row.get("explanation"))
+    parts.append("<div style='margin-top:4px;padding:4px 8px;border-left:3px solid #888;"
+                 f"white-space:normal'>{text or '<i>(no explanation)</i>'}</div>")
+    return "".join(parts)
+
+
+def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detection]:
+    if isinstance(detections, Mapping):
+        if not detections:
+            raise ValueError("need at least one Detection (got an empty dict)")
+        out = dict(detections)
+    else:
+        out = {detections.method: detections}
+    for name, det in out.items():
+        if not hasattr(det, "frame_scores") or not hasattr(det, "segments"):
+            raise TypeError(f"{name}: expected a vadnb.Detection, got {type(det).__name__}")
+        if len(det.frame_scores) == 0:
+            raise ValueError(f"{name}: the detection has no frame scores ({det!r})")
+    return out
+
+
+def _axis_names(row: int) -> tuple[str, str]:
+    suffix = "" if row == 1 else str(row)
+    return f"x{suffix}", f"y{suffix}"
+
+
+def timeline_figure(detection: Detection | Mapping[str, Detection],
+                    labels: Any = None, threshold: float | None = 0.5,
+                    frame: int = 0) -> go.Figure:
+    """The explorer's timeline as a plain plotly figure.
+
+    One panel per detection (a dict stacks several, sharing the time axis). Traces: the
+    frame scores (name = method or dict key) and, when there are segments, one marker per
+    segment whose hover text is its explanation. Shapes, told apart by their ``name``:
+    ``"ground truth"`` (one band per anomalous interval per panel), ``"threshold"`` (one
+    per panel) and ``"cursor"`` (one vertical line over all panels at ``frame``). Panels
+    whose scores are meaningless (tiny profile) carry an annotation named ``"warning"``.
+    """
+    dets = _as_dict(detection)
+    n = len(dets)
+    # each panel's y axis carries its name: subplot titles would collide with the legend
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05 if n > 1 else 0)
+    runs = intervals(np.asarray(labels)) if labels is not None else []
+    first = next(iter(dets.values()))
+    fps0 = first.fps or 1.0
+    for r, (name, det) in enumerate(dets.items(), start=1):
+        xa, ya = _axis_names(r)
+        fps = det.fps or 1.0
+        scores = np.asarray(det.frame_scores, dtype=np.float64)
+        frames = np.arange(len(scores))
+        fig.add_trace(go.Scatter(
+            x=frames / fps, y=scores, mode="lines", name=name, customdata=frames,
+            line={"width": 1.5},
+            hovertemplate="%{x:.2f} s · frame %{customdata}<br>score %{y:.3f}<extra></extra>"),
+            row=r, col=1)
+        seg = det.segments
+        if seg is not None and len(seg) and "score" in seg:
+            centre = (seg["centre_frame"].to_numpy(np.float64) if "centre_frame" in seg
+                      else (seg["start_frame"] + seg["end_frame"] - 1).to_numpy(np.float64) / 2)
+            seconds = (seg["time_s"].to_numpy(np.float64) if "time_s" in seg else centre / fps)
+            texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
+                     for t in (seg["explanation"] if "explanation" in seg else [""] * len(seg))]
+            fig.add_trace(go.Scatter(
+                x=seconds, y=seg["score"].to_numpy(np.float64), mode="markers",
+                name=f"{name} segments", marker={"size": 6, "symbol": "circle-open"},
+                customdata=centre, hovertext=texts, showlegend=False,
+                hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}"
+                              "<extra></extra>"), row=r, col=1)
+        for k, (start, end) in enumerate(runs):
+            fig.add_shape(type="rect", name="ground truth", xref=xa, yref=f"{ya} domain",
+                          x0=start / fps, x1=(end + 1) / fps, y0=0, y1=1, fillcolor=GT_COLOR,
+                          opacity=0.18, line_width=0, layer="below",
+                          showlegend=(r == 1 and k == 0), legendgroup="gt")
+        if threshold is not None:
+            fig.add_shape(type="line", name="threshold", xref=f"{xa} domain", yref=ya,
+                          x0=0, x1=1, y0=threshold, y1=threshold,
+                          line={"dash": "dash", "width": 1, "color": "#555"})
+        finite = scores[np.isfinite(scores)]
+        if finite.size and finite.min() >= 0 and finite.max() <= 1:
+            fig.update_yaxes(range=[-0.03, 1.3 if det.meaningless else 1.05], row=r, col=1)
+        if det.meaningless:
+            fig.add_annotation(name="warning", text=f"⚠ {TINY_WARNING}", xref=f"{xa} domain",
+                               yref=f"{ya} domain", x=0.5, y=0.99, yanchor="top",
+                               showarrow=False, font={"color": "darkred", "size": 11},
+                               bgcolor="rgba(255,255,255,0.85)", bordercolor="darkred")
+        fig.update_yaxes(title_text="score" if n == 1 else name, row=r, col=1)
+    fig.add_shape(type="line", name="cursor", xref="x", yref="paper", x0=frame / fps0,
+                  x1=frame / fps0, y0=0, y1=1, line={"color": "black", "width": 1.5})
+    duration = max(len(d.frame_scores) / (d.fps or 1.0) for d in dets.values())
+    fig.update_xaxes(range=[0, duration])
+    fig.update_xaxes(title_text="time (s)", row=n, col=1)
+    fig.update_layout(height=230 * n + 80, margin={"l": 60, "r": 20, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+                      hovermode="closest", clickmode="event", template="plotly_white")
+    return fig
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+def _enable_colab_widgets() -> None:
+    """Colab renders third-party widgets (plotly's FigureWidget) only after this call."""
+    if "google.colab" in sys.modules:
+        try:
+            from google.colab import output  # type: ignore[import-not-found]
+
+            output.enable_custom_widget_manager()
+        except Exception:  # noqa: BLE001 - best effort, the widget still builds
+            pass
+
+
+class Explorer(W.VBox):
+    """The explorer widget (see the module docstring). Build it with :func:`explorer` or
+    :func:`compare_explorer`; drive it with :meth:`set_frame`, :meth:`set_threshold`,
+    :meth:`select_time`.
+
+    Children worth knowing (for tests and for customising the layout): ``timeline`` (the
+    plotly figure), ``frame_slider``, ``threshold_slider``, ``image`` (JPEG bytes in
+    ``image.value``), ``frame_note`` (why no frame is shown), ``caption``, ``explanation``,
+    ``flagged`` (HTML table) and ``banner`` (the tiny-profile warning).
+    """
+
+    def __init__(self, detections: Mapping[str, Detection], labels: Any = None,
+                 video: Any = None, threshold: float = 0.5, max_width: int = 480,
+                 min_frames: int = 1) -> None:
+        self.detections = _as_dict(detections)
+        first = next(iter(self.detections.values()))
+        self.fps = float(first.fps or 1.0)
+        self.num_frames = max(d.num_frames for d in self.detections.values())
+        self.labels = None if labels is None else np.asarray(labels)
+        if self.labels is not None and len(self.labels) != self.num_frames:
+            warnings.warn(f"{len(self.labels)} frame labels but {self.num_frames} frame scores: "
+                          "check that the labels belong to this video", stacklevel=3)
+        self.video = video if video is not None else (first.video or None)
+        self.max_width = max_width
+        self.min_frames = min_frames
+        self._many = len(self.detections) > 1
+
+        fig = timeline_figure(self.detections, self.labels, threshold=threshold, frame=0)
+        self.timeline, self._timeline_view = self._make_timeline(fig)
+        shapes = self.timeline.layout.shapes
+        self._cursor = [i for i, s in enumerate(shapes) if s.name == "cursor"]
+        self._threshold_shapes = [i for i, s in enumerate(shapes) if s.name == "threshold"]
+
+        all_scores = np.concatenate([np.asarray(d.frame_scores, np.float64)
+                                     for d in self.detections.values()])
+        finite = all_scores[np.isfinite(all_scores)]
+        lo = min(0.0, float(finite.min())) if finite.size else 0.0
+        hi = max(1.0, float(finite.max())) if finite.size else 1.0
+        self.frame_slider = W.IntSlider(value=0, min=0, max=max(self.num_frames - 1, 0), step=1,
+                                        description="frame", continuous_update=False,
+                                        layout=W.Layout(width="100%"))
+        self.threshold_slider = W.FloatSlider(value=float(np.clip(threshold, lo, hi)), min=lo,
+                                              max=hi, step=0.01, description="threshold",
+                                              continuous_update=False, readout_format=".2f",
+                                              layout=W.Layout(width="60%"))
+        self.image = W.Image(format="jpeg", layout=W.Layout(max_width=f"{max_width}px"))
+        self.frame_note = W.HTML()
+        self.caption = W.HTML()
+        self.explanation = W.HTML(layout=W.Layout(width="100%"))
+        self.flagged = W.HTML()
+        meaningless = [name for name, d in self.detections.items() if d.meaningless]
+        who = f" ({', '.join(meaningless)})" if self._many else ""
+        self.banner = W.HTML(
+            f"<div style='background:#fde8e8;color:darkred;padding:6px 10px;"
+            f"border:1px solid darkred;border-radius:4px'><b>⚠ {html.escape(TINY_WARNING)}"
+            f"</b>{html.escape(who)}</div>" if meaningless else "",
+            layout=W.Layout(display=None if meaningless else "none"))
+
+        self.frame_slider.observe(self._on_frame_change, names="value")
+        self.threshold_slider.observe(self._on_threshold_change, names="value")
+        if isinstance(self.timeline, W.Widget):
+            for trace in self.timeline.data:
+                trace.on_click(self._on_click)
+
+        frame_box = W.VBox([self.image, self.frame_note, self.caption],
+                           layout=W.Layout(width=f"{max_width + 10}px", flex="0 0 auto"))
+        text_box = W.VBox([self.explanation],
+                          layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
+        super().__init__([
+            self.banner,
+            self._timeline_view,
+            self.frame_slider,
+            W.HBox([frame_box, text_box]),
+            self.threshold_slider,
+            self.flagged,
+        ])
+        self._update_frame(0)
+        self._update_threshold(self.threshold_slider.value)
+
+    # -- the timeline view: a FigureWidget, or a static figure re-drawn in an Output
+
+    def _make_timeline(self, fig: go.Figure) -> tuple[Any, W.Widget]:
+        _enable_colab_widgets()
+        try:
+            widget = go.FigureWidget(fig)
+            return widget, widget
+        except ImportError:  # plotly >= 6 without anywidget
+            out = W.Output()
+            self._fallback_note = ("timeline clicks need the anywidget package "
+                                   "(pip install anywidget); use the slider meanwhile")
+            return fig, out
+
+    def _redraw_static(self) -> None:
+        if isinstance(self._timeline_view, W.Output):
+            from IPython.display import HTML, display
+
+            self._timeline_view.clear_output(wait=True)
+            with self._timeline_view:
+                display(self.timeline)
+                display(HTML(f"<small>{self._fallback_note}</small>"))
+
+    # -- public controls
+
+    @property
+    def frame(self) -> int:
+        """The frame on show."""
+        return int(self.frame_slider.value)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.threshold_slider.value)
+
+    def set_frame(self, frame: int) -> None:
+        """Show ``frame`` (clipped to the video): cursor, frame view and explanation follow."""
+        frame = int(np.clip(int(frame), 0, max(self.num_frames - 1, 0)))
+        if frame != self.frame_slider.value:
+            self.frame_slider.value = frame  # the observer updates the views
+        else:
+            self._update_frame(frame)
+
+    def select_time(self, seconds: float) -> None:
+        """Show the frame at ``seconds`` (what a click on the timeline does)."""
+        self.set_frame(int(round(float(seconds) * self.fps)))
+
+    def set_threshold(self, threshold: float) -> None:
+        """Move the threshold: its line on the timeline and the flagged-interval table follow."""
+        threshold = float(np.clip(threshold, self.threshold_slider.min, self.threshold_slider.max))
+        if threshold != self.threshold_slider.value:
+            self.threshold_slider.value = threshold
+        else:
+            self._update_threshold(threshold)
+
+    def flagged_table(self) -> pd.DataFrame:
+        """The intervals flagged at the current threshold (a ``method`` column when comparing)."""
+        tables = []
+        for name, det in self.detections.items():
+            t = flagged_intervals(det.frame_scores, self.threshold, det.fps,
+                                  min_frames=self.min_frames)
+            if self._many:
+                t.insert(0, "method", name)
+            tables.append(t)
+        return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+
+    # -- callbacks
+
+    def _on_frame_change(self, change: dict) -> None:
+        self._update_frame(int(change["new"]))
+
+    def _on_threshold_change(self, change: dict) -> None:
+        self._update_threshold(float(change["new"]))
+
+    def _on_click(self, trace: Any, points: Any, state: Any) -> None:
+        if points is not None and getattr(points, "xs", None):
+            self.select_time(points.xs[0])
+
+    def _update_frame(self, frame: int) -> None:
+        seconds = frame / self.fps
+        batch = (self.timeline.batch_update() if isinstance(self.timeline, W.Widget)
+                 else nullcontext())
+        with batch:
+            for i in self._cursor:
+                self.timeline.layout.shapes[i].update(x0=seconds, x1=seconds)
+        self._show_image(frame)
+        truth = ""
+        if self.labels is not None and frame < len(self.labels):
+            truth = (" · ground truth: <b style='color:darkred'>anomalous</b>"
+                     if self.labels[frame] else " · ground truth: normal")
+        self.caption.value = (f"<small>frame {frame} / {self.num_frames - 1} · "
+                              f"{seconds:.2f} s{truth}</small>")
+        if self._many:
+            blocks = []
+            for name, det in self.detections.items():
+                f = int(round(seconds * (det.fps or self.fps)))
+                warn = " <span style='color:darkred'>(tiny: meaningless)</span>" \
+                    if det.meaningless else ""
+                blocks.append(f"<div style='margin-bottom:8px'><b>{html.escape(name)}</b>{warn}"
+                              f"{explanation_html(det, min(f, det.num_frames - 1))}</div>")
+            self.explanation.value = "".join(blocks)
+        else:
+            det = next(iter(self.detections.values()))
+            self.explanation.value = explanation_html(det, frame)
+        self._redraw_static()
+
+    def _show_image(self, frame: int) -> None:
+        if self.video is None:
+            self._no_image("no video given: pass video=... to see the frames")
+            return
+        try:
+            self.image.value = frame_jpeg(self.video, frame, max_width=self.max_width)
+        except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
+            self._no_image(f"cannot show frame {frame}: {err}")
+            return
+        self.image.layout.display = None
+        self.frame_note.value = ""
+
+    def _no_image(self, message: str) -> None:
+        self.image.value = b""
+        self.image.layout.display = "none"
+        self.frame_note.value = f"<div style='color:#666'><i>{html.escape(message)}</i></div>"
+
+    def _update_threshold(self, threshold: float) -> None:
+        batch = (self.timeline.batch_update() if isinstance(self.timeline, W.Widget)
+                 else nullcontext())
+        with batch:
+            for i in self._threshold_shapes:
+                self.timeline.layout.shapes[i].update(y0=threshold, y1=threshold)
+        table = self.flagged_table()
+        self.flagged.value = flagged_table_html(
+            table, num_frames=None if self._many else self.num_frames,
+            fps=None if self._many else self.fps,
+            method_column="method" if self._many else None)
+        self._redraw_static()
+
+
+def explorer(detection: Detection, labels: Any = None, video: Any = None,
+             threshold: float = 0.5, max_width: int = 480, min_frames: int = 1) -> Explorer:
+    """Explore one detection: timeline, frame view, explanations, flagged intervals.
+
+    detection: what a method returned (``vadnb.detect(...)`` or ``vadnb.<method>.run(...)``).
+    labels: the video's 0/1 ground truth per frame (e.g. ``bench.frame_labels(name)``), shaded.
+    video: where to read frames (default ``detection.video``); a path or a
+        ``vadnb.video.Frames`` already in memory.
+    threshold: the starting alarm threshold; min_frames: ignore shorter flagged runs.
+    """
+    return Explorer({detection.method: detection}, labels=labels, video=video,
+                    threshold=threshold, max_width=max_width, min_frames=min_frames)
+
+
+def compare_explorer(detections: Mapping[str, Detection], labels: Any = None, video: Any = None,
+                     threshold: float = 0.5, max_width: int = 480) -> Explorer:
+    """Several methods on the same video: stacked timelines, one frame view, and every
+    method's explanation of the selected moment (notebook 80)."""
+    return Explorer(detections, labels=labels, video=video, threshold=threshold,
+                    max_width=max_width)
