@@ -1,0 +1,358 @@
+"""vadnb.video: exact frame indices on every kind of awkward file, and clear errors.
+
+Every fixture video shows its own frame number as a bar code of big blocks
+(vadnb.video.write_test_video / read_frame_code), so a test can check which frame a reader
+really returned. The truth is a sequential decode with PyAV (a different code path from the
+OpenCV reader under test): the image returned for index i must be the i-th frame it decodes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from vadnb import VideoError
+from vadnb import video as V
+
+N = 40      # frames in the regular fixtures
+FPS = 25
+SIZE = (64, 48)
+# Irregular presentation times (ms) of the variable-frame-rate fixture.
+VFR_MS = [0, 40, 80, 200, 240, 250, 260, 270, 500, 540, 580, 620, 660, 700,
+          1000, 1040, 1080, 1120, 1160, 1200]
+TRIM = 3    # frames the edit list of trim.mp4 hides
+
+
+def _trim_edit_list(src: Path, dst: Path, frames: int) -> None:
+    """Copy an MP4 and move its edit list's start ``frames`` frames later (hides them)."""
+    data = bytearray(src.read_bytes())
+    elst = data.find(b"elst")
+    assert elst > 0 and data[elst + 4] == 0, "expected a version-0 edit list"
+    mdhd = data.find(b"mdhd")
+    timescale = struct.unpack(">I", data[mdhd + 16: mdhd + 20])[0]
+    duration, media_time, rate = struct.unpack(">Iii", data[elst + 12: elst + 24])
+    per_frame_media = timescale // FPS
+    per_frame_movie = 1000 // FPS  # mvhd timescale of PyAV's mp4 muxer is 1000
+    struct.pack_into(">Iii", data, elst + 12, duration - frames * per_frame_movie,
+                     media_time + frames * per_frame_media, rate)
+    dst.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("videos")
+    v = {
+        "mp4": V.write_test_video(d / "plain.mp4", N, FPS, SIZE),  # x264 B-frames: an edit list
+        "avi": V.write_test_video(d / "plain.avi", N, FPS, SIZE),
+        # MPEG-TS starting at 10 s (its container start time is non-zero)
+        "ts": V.write_test_video(d / "late.ts", N, FPS, SIZE, pts=[250 + i for i in range(N)]),
+        # MP4 whose first frame has pts 10: the muxer writes an empty edit before it
+        "offset_mp4": V.write_test_video(d / "offset.mp4", N, FPS, SIZE,
+                                         pts=[10 + i for i in range(N)]),
+        # AVI with B-frames: OpenCV's per-frame times are unusable, index / fps is right
+        "bframes_avi": V.write_test_video(d / "bframes.avi", N, FPS, SIZE, options={"bf": "2"}),
+        "vfr": V.write_test_video(d / "vfr.mkv", len(VFR_MS), FPS, SIZE, pts=VFR_MS,
+                                  time_base=Fraction(1, 1000)),
+    }
+    _trim_edit_list(v["mp4"], d / "trim.mp4", TRIM)
+    v["trim_mp4"] = d / "trim.mp4"
+    shutil.copy(v["avi"], d / "lie.avi")
+    V.patch_avi_frame_count(d / "lie.avi", 444)
+    v["lying_avi"] = d / "lie.avi"
+    return v
+
+
+def _truth(path: Path) -> tuple[list[int], np.ndarray]:
+    """Codes and times (s, from the first frame) of a sequential PyAV decode."""
+    with av.open(str(path)) as c:
+        pairs = [(V.read_frame_code(f.to_ndarray(format="rgb24")), f.time)
+                 for f in c.decode(video=0)]
+    times = np.array([t for _, t in pairs])
+    return [code for code, _ in pairs], times - times[0]
+
+
+def _codes(images: np.ndarray) -> list[int]:
+    return [V.read_frame_code(im) for im in images]
+
+
+KINDS = ["mp4", "avi", "ts", "offset_mp4", "vfr", "trim_mp4", "lying_avi", "bframes_avi"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_frame_matches_a_sequential_decode(videos, kind):
+    codes, times = _truth(videos[kind])
+    frames = V.read_frames(videos[kind])
+    assert frames.images.dtype == np.uint8 and frames.images.shape[1:] == (48, 64, 3)
+    assert frames.indices.dtype == np.int64
+    np.testing.assert_array_equal(frames.indices, np.arange(len(codes)))
+    assert _codes(frames.images) == codes
+    np.testing.assert_allclose(frames.timestamps_s, times, atol=1e-3)
+    info = V.probe(videos[kind])
+    assert info.num_frames == len(codes) and (info.width, info.height) == SIZE
+
+
+def test_fixtures_are_what_they_claim(videos):
+    # plain files decode to 0..N-1; the awkward ones really are awkward
+    assert _truth(videos["mp4"])[0] == list(range(N))
+    assert b"elst" in videos["mp4"].read_bytes()
+    assert _truth(videos["trim_mp4"])[0] == list(range(TRIM, N))
+    with av.open(str(videos["ts"])) as c:
+        assert c.start_time >= 9_000_000  # microseconds: the stream starts near 10 s
+    cap = cv2.VideoCapture(str(videos["lying_avi"]))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 444
+    cap.release()
+
+
+def test_timestamps_fall_back_to_index_over_fps(videos):
+    info = V.probe(videos["bframes_avi"])
+    assert info.timestamps_from == "index/fps" and info.fps == FPS
+    np.testing.assert_allclose(V.frame_times(videos["bframes_avi"]), np.arange(N) / FPS)
+    assert V.read_frames(videos["bframes_avi"], fps=2).indices.tolist() == [0, 13, 25, 38]
+    assert V.probe(videos["mp4"]).timestamps_from == "decoder"
+
+
+def test_rgb_channel_order(videos):
+    top_left = V.read_frames(videos["avi"], indices=[0]).images[0, 2:8, 2:12]
+    r, g, b = top_left.reshape(-1, 3).mean(0)
+    assert r > 200 and g < 60 and b < 60  # the colour key's first block is red
+
+
+@pytest.mark.parametrize("fps, expected", [
+    (1, [0, 25]),
+    (2, [0, 13, 25, 38]),       # 0.52 s is the first frame at or after 0.5 s; 1.52 after 1.5
+    (3, [0, 9, 17, 25, 34]),    # 1/3 s -> frame 8.33 -> 9; 2/3 -> 16.7 -> 17; 4/3 -> 33.3 -> 34
+    (25, list(range(N))),
+    (100, list(range(N))),      # faster than the video: every frame, once
+])
+def test_fps_sampling_constant_rate(videos, fps, expected):
+    for kind in ("avi", "mp4", "ts"):
+        frames = V.read_frames(videos[kind], fps=fps)
+        assert frames.indices.tolist() == expected
+        assert _codes(frames.images) == expected
+        np.testing.assert_allclose(frames.timestamps_s, np.array(expected) / FPS, atol=1e-3)
+
+
+@pytest.mark.parametrize("fps, expected", [
+    (4, [0, 5, 8, 14]),   # targets 0, .25, .5, .75 (-> 1.0 s), 1.0 (same frame, once)
+    (10, [0, 3, 8, 11, 13, 14, 17, 19]),
+    (1, [0, 14]),
+])
+def test_fps_sampling_uses_real_timestamps_on_variable_frame_rate(videos, fps, expected):
+    frames = V.read_frames(videos["vfr"], fps=fps)
+    assert frames.indices.tolist() == expected
+    assert _codes(frames.images) == expected
+    np.testing.assert_allclose(frames.timestamps_s, np.array(VFR_MS)[expected] / 1000, atol=1e-6)
+    np.testing.assert_allclose(V.frame_times(videos["vfr"]), np.array(VFR_MS) / 1000, atol=1e-6)
+
+
+def test_sample_indices_rule_by_hand():
+    times = np.array([0.0, 0.1, 0.35, 0.4, 0.9, 1.0])
+    assert V.sample_indices(times, 5).tolist() == [0, 2, 3, 4, 5]  # .2->.35, .4, .6->.9, .8->.9
+    assert V.sample_indices(times, 1).tolist() == [0, 5]
+    assert V.sample_indices(np.zeros(0), 1).tolist() == []
+
+
+@pytest.mark.parametrize("kind", ["mp4", "trim_mp4", "lying_avi", "vfr"])
+def test_arbitrary_indices_in_the_order_asked(videos, kind):
+    codes, _ = _truth(videos[kind])
+    n = len(codes)
+    asked = [n - 1, 7, 3, 3, 0, 12, 7]
+    frames = V.read_frames(videos[kind], indices=asked)
+    assert frames.indices.tolist() == asked
+    assert _codes(frames.images) == [codes[i] for i in asked]
+    assert len(V.read_frames(videos[kind], indices=[])) == 0
+
+
+def test_edit_list_that_hides_frames(videos):
+    info = V.probe(videos["trim_mp4"])
+    assert info.num_frames == N - TRIM and info.header_frames == N
+    frames = V.read_frames(videos["trim_mp4"], indices=[0, 10])
+    assert _codes(frames.images) == [TRIM, 10 + TRIM]
+    assert frames.timestamps_s.tolist() == pytest.approx([0.0, 0.4], abs=1e-3)
+
+
+def test_lying_avi_header(videos):
+    info = V.probe(videos["lying_avi"])
+    assert (info.num_frames, info.header_frames) == (N, 444)
+    with pytest.raises(VideoError, match=rf"lie.avi.*\[100\].*{N} decodable frames.*444"):
+        V.read_frames(videos["lying_avi"], indices=[0, 100])
+
+
+def test_size_resizes_with_inter_area(videos):
+    full = V.read_frames(videos["avi"], indices=[5, 9])
+    small = V.read_frames(videos["avi"], indices=[5, 9], size=(32, 24))
+    assert small.images.shape == (2, 24, 32, 3)
+    for big, got in zip(full.images, small.images):
+        np.testing.assert_array_equal(got, cv2.resize(big, (32, 24), interpolation=cv2.INTER_AREA))
+    assert _codes(small.images) == [5, 9]
+
+
+def test_iter_frames_chunks(videos):
+    chunks = list(V.iter_frames(videos["mp4"], chunk=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 7, 7, 5]
+    assert np.concatenate([c.indices for c in chunks]).tolist() == list(range(N))
+    assert _codes(np.concatenate([c.images for c in chunks])) == list(range(N))
+    # unsorted across chunks: the second chunk goes back in the video
+    asked = [30, 31, 2, 5, 2]
+    chunks = list(V.iter_frames(videos["trim_mp4"], indices=asked, chunk=2))
+    assert [c.indices.tolist() for c in chunks] == [[30, 31], [2, 5], [2]]
+    got = _codes(np.concatenate([c.images for c in chunks]))
+    assert got == [i + TRIM for i in asked]
+
+
+def test_extract_frames_names_files_by_index(videos, tmp_path):
+    paths = V.extract_frames(videos["avi"], tmp_path / "jpg", fps=5, quality=90)
+    expected = [0, 5, 10, 15, 20, 25, 30, 35]
+    assert [p.name for p in paths] == [f"frame_{i:06d}.jpg" for i in expected]
+    for p, i in zip(paths, expected):
+        rgb = cv2.imread(str(p))[..., ::-1]
+        assert rgb.shape == (48, 64, 3) and V.read_frame_code(rgb) == i
+
+
+def test_probe_is_cached_by_content(videos, fresh_cache, monkeypatch, tmp_path):
+    first = V.probe(videos["vfr"], cache=fresh_cache)
+    assert fresh_cache.misses == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("probe decoded the file again")
+
+    monkeypatch.setattr(V, "_scan", no_decoding)
+    copy = tmp_path / "renamed.mkv"
+    shutil.copy(videos["vfr"], copy)
+    assert V.probe(copy, cache=fresh_cache) == first  # same content, other name: a hit
+    assert fresh_cache.hits == 1
+    monkeypatch.undo()
+    V.write_test_video(copy, 5, FPS, SIZE)  # new content: probed again
+    assert V.probe(copy, cache=fresh_cache).num_frames == 5
+
+
+@pytest.mark.parametrize("kind", ["trim_mp4", "vfr", "ts"])
+def test_pyav_fallback_gives_the_same_frames(videos, kind, monkeypatch, fresh_cache, tmp_path):
+    from vadnb.cache import Cache
+
+    expected = V.read_frames(videos[kind], cache=Cache(tmp_path / "opencv-cache"))
+    monkeypatch.setitem(V._BACKENDS, "opencv", lambda path: None)  # OpenCV cannot open it
+    info = V.probe(videos[kind], cache=fresh_cache)
+    assert info.backend == "pyav"
+    got = V.read_frames(videos[kind], cache=fresh_cache)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_allclose(got.timestamps_s, expected.timestamps_s, atol=1e-3)
+    assert _codes(got.images) == _codes(expected.images)
+    np.testing.assert_array_equal(V.read_frames(videos[kind], fps=4, cache=fresh_cache).indices,
+                                  V.sample_indices(expected.timestamps_s, 4))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _zero_frame_video(path: Path) -> Path:
+    """A valid MKV with a video stream whose packets hold no decodable picture."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            packet = av.Packet(bytes(200))
+            packet.stream, packet.pts, packet.dts = s, i, i
+            packet.time_base = Fraction(1, FPS)
+            c.mux(packet)
+    return path
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(VideoError, match=r"not found: .*nope\.mp4"):
+        V.probe(tmp_path / "nope.mp4")
+    (tmp_path / "clips.mp4").mkdir()
+    with pytest.raises(VideoError, match=r"clips\.mp4 is a directory"):
+        V.read_frames(tmp_path / "clips.mp4")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(VideoError, match=r"empty\.mp4 is empty"):
+        V.probe(empty)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(VideoError, match=r"stream\.mp4 is not a regular file"):
+        V.probe(fifo)
+
+
+def test_text_file_renamed_mp4(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are meeting notes, not a video\n" * 50)
+    with pytest.raises(VideoError, match=r"notes\.mp4 is not a video that can be decoded"):
+        V.probe(fake)
+
+
+def test_zero_decodable_frames(tmp_path):
+    with pytest.raises(VideoError, match=r"0 decodable frames: .*zero\.mkv"):
+        V.read_frames(_zero_frame_video(tmp_path / "zero.mkv"))
+
+
+@pytest.mark.parametrize("kind, name", [("avi", "cut.avi"), ("vfr", "cut.mkv")])
+def test_truncated_file_says_how_many_frames_were_read(videos, tmp_path, kind, name):
+    data = videos[kind].read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    cap = cv2.VideoCapture(str(cut))
+    readable = 0
+    while cap.grab():
+        readable += 1
+    cap.release()
+    with pytest.raises(VideoError, match=rf"{re.escape(name)} is truncated") as err:
+        V.probe(cut)
+    assert re.search(rf"only {readable} frames? could be read", str(err.value))
+    assert 0 < readable < len(_truth(videos[kind])[0])
+
+
+def test_truncated_mp4_without_index(videos, tmp_path):
+    data = videos["mp4"].read_bytes()  # PyAV writes the moov index at the end
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match=r"cut\.mp4 is truncated.*0 frames decoded"):
+        V.probe(cut)
+
+
+def test_bad_arguments(videos):
+    path = videos["avi"]
+    for fps in (0, -1, float("nan")):
+        with pytest.raises(VideoError, match=r"plain\.avi: fps must be > 0"):
+            V.read_frames(path, fps=fps)
+    with pytest.raises(VideoError, match=rf"out of range: \[{N}\].*{N} decodable frames"):
+        V.read_frames(path, indices=[0, N])
+    with pytest.raises(VideoError, match=r"out of range: \[-1\]"):
+        V.read_frames(path, indices=[-1])
+    with pytest.raises(VideoError, match="fps or indices, not both"):
+        V.read_frames(path, fps=1, indices=[0])
+    with pytest.raises(VideoError, match="whole frame numbers"):
+        V.read_frames(path, indices=[1.5])
+    with pytest.raises(VideoError, match=r"size must be \(width, height\)"):
+        V.read_frames(path, size=(0, 24))
+    with pytest.raises(VideoError, match="chunk must be a positive"):
+        V.iter_frames(path, chunk=0)
+    with pytest.raises(VideoError, match="fps must be > 0"):
+        V.iter_frames(path, fps=-2)  # checked at the call, before any decoding
+    assert issubclass(VideoError, ValueError)
+
+
+def test_benchmark_script_runs_on_a_given_file(videos, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video.py"
+    spec = importlib.util.spec_from_file_location("bench_video", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main([str(videos["avi"]), "--fps", "5"])
+    printed = capsys.readouterr().out
+    assert "read_frames(fps=5)" in printed and "every frame" in printed
+    assert re.search(r"read_frames\(fps=5\)\s+8\s", printed)  # 0, 5, ..., 35
+    assert result["ratio"] == pytest.approx(result["all_s"] / result["fps_s"])
