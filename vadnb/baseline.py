@@ -1,0 +1,209 @@
+"""A classical baseline with no learned vision-language model (method name "classical").
+
+Taught in notebook 80 as the reference row of the leaderboard: it runs on any CPU, offline,
+in seconds, and its scores mean something even where the tiny models' do not. It shows,
+on this machine, what the vision-language methods have to beat.
+
+Each frame becomes a handful of facts a person can read:
+
+- ``fg_area``: the fraction of the frame that moves (background subtraction, OpenCV's MOG2);
+- ``blob_area``: the size of the largest moving region (a vehicle is one big blob);
+- ``blob_flatness``: width / height of the largest blobs (a lying person is wide and low);
+- ``speed``: how fast the moving pixels move (optical flow, 95th percentile);
+- ``static_area``: foreground that stopped moving (differs from the long-term background but
+  not from the short-term one: an object left behind);
+- ``people``: OpenCV's built-in HOG people detector, every few frames.
+
+The anomaly score is how far each fact falls above what normal footage shows (a robust
+z-score: median and MAD of the reference), the largest over facts, squashed to [0, 1] and
+smoothed over about a second. The reference is the video itself (most of any video is
+normal) unless you pass normal videos of the same camera (``reference=[...]``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .cache import Cache, file_digest, get_cache
+from .detect import Detection
+from .stages import gaussian_smooth
+from .video import iter_frames, probe
+
+__all__ = ["Config", "frame_facts", "fit_reference", "run", "FACTS"]
+
+FACTS = ("fg_area", "blob_area", "blob_flatness", "speed", "static_area", "people")
+
+_EXPLAIN = {
+    "fg_area": "much more of the scene is moving than usual",
+    "blob_area": "a large moving object",
+    "blob_flatness": "a wide, low shape (someone lying down?)",
+    "speed": "something moves much faster than usual",
+    "static_area": "something new has stayed still in the scene",
+    "people": "more people than usual",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of the classical baseline (no paper: it is this suite's reference row)."""
+
+    width: int = 320
+    """Frames are processed at this width (aspect kept): enough for blobs and flow, fast."""
+    history_s: float = 5.0
+    """MOG2 background memory in seconds: moving things older than this become background."""
+    long_history_s: float = 60.0
+    """The slow background model's memory, for objects that were left behind."""
+    min_blob_frac: float = 0.002
+    """Blobs smaller than this fraction of the frame are noise."""
+    people_every: int = 5
+    """Run the HOG people detector every n-th frame (it is the slow part)."""
+    smooth_s: float = 1.0
+    """Gaussian smoothing of the score, sigma in seconds."""
+    z_scale: float = 6.0
+    """score = 1 - exp(-z / z_scale) for z > 0: z = 6 (six MADs above normal) gives 0.63."""
+    warmup_s: float = 2.0
+    """The background models need this long to settle; facts before it are not trusted."""
+
+
+def _blobs(mask: np.ndarray, min_area: int) -> tuple[float, float]:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return 0.0, 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = areas >= min_area
+    if not keep.any():
+        return 0.0, 0.0
+    areas = areas[keep]
+    w = stats[1:, cv2.CC_STAT_WIDTH][keep].astype(float)
+    h = stats[1:, cv2.CC_STAT_HEIGHT][keep].astype(float)
+    big = np.argmax(areas)
+    # flatness of the largest blobs: wide-and-low shapes stand out against upright walkers
+    flat = float(np.max(w / np.maximum(h, 1.0)))
+    return float(areas[big]) / mask.size, flat
+
+
+def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.DataFrame:
+    """One row of facts per frame of ``video`` (see the module docstring)."""
+    cfg = config or Config()
+    info = probe(video)
+    height = int(round(info.height * cfg.width / info.width / 2) * 2)
+    size = (cfg.width, height)
+    fps = info.fps or 10.0
+    short = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.history_s * fps)),
+                                               detectShadows=False)
+    long_ = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.long_history_s * fps)),
+                                               detectShadows=False)
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
+    rows: list[dict[str, Any]] = []
+    prev_gray = None
+    people = 0.0
+    for chunk in iter_frames(video, size=size):
+        for idx, rgb in zip(chunk.indices, chunk.images):
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            fg = cv2.morphologyEx(short.apply(rgb), cv2.MORPH_OPEN, kernel)
+            fg_long = cv2.morphologyEx(long_.apply(rgb, learningRate=1.0 / (cfg.long_history_s * fps)),
+                                       cv2.MORPH_OPEN, kernel)
+            moving = fg > 0
+            static = (fg_long > 0) & ~moving
+            blob_area, flat = _blobs(fg, min_area)
+            speed = 0.0
+            if prev_gray is not None and moving.any():
+                small = (size[0] // 2, size[1] // 2)
+                flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev_gray, small), cv2.resize(gray, small),
+                                                    None, 0.5, 2, 9, 2, 5, 1.1, 0)
+                mag = np.linalg.norm(flow, axis=2)
+                m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+                if m.any():
+                    speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
+            if idx % cfg.people_every == 0:
+                found, _ = hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.1)
+                people = float(len(found))
+            static_clean = cv2.morphologyEx(static.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+            rows.append({"frame": int(idx), "fg_area": float(moving.mean()), "blob_area": blob_area,
+                         "blob_flatness": flat, "speed": speed,
+                         "static_area": float(static_clean.mean()), "people": people})
+            prev_gray = gray
+    if not rows:
+        from .video import VideoError
+
+        raise VideoError(f"video has 0 decodable frames: {video}")
+    return pd.DataFrame(rows)
+
+
+_MIN_SPREAD = pd.Series({"fg_area": 1e-3, "blob_area": 1e-3, "blob_flatness": 0.1,
+                         "speed": 1.0, "static_area": 1e-3, "people": 0.5})
+"""The smallest spread per fact: a fact that never varies in normal footage (no static
+objects, say) still needs a scale, so that a change registers without dividing by zero."""
+
+
+def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int = 0) -> pd.DataFrame:
+    """Median and robust spread (1.4826 * MAD, at least ``_MIN_SPREAD``) of every fact."""
+    frames = facts if isinstance(facts, list) else [facts]
+    table = pd.concat([f.iloc[warmup_frames:] if len(f) > warmup_frames else f for f in frames])
+    med = table[list(FACTS)].median()
+    mad = (table[list(FACTS)] - med).abs().median() * 1.4826
+    return pd.DataFrame({"median": med, "spread": np.maximum(mad, _MIN_SPREAD[list(FACTS)])})
+
+
+def _facts_cached(video: str | os.PathLike, cfg: Config, cache: Cache) -> pd.DataFrame:
+    parts = {"video": file_digest(video), "config": asdict(cfg), "opencv": cv2.__version__}
+    cols = cache.memo("classical.facts", parts,
+                      lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()})
+    return pd.DataFrame(cols)
+
+
+def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
+        backends: dict | None = None, cache: Cache | str | None = None,
+        reference: list[str | os.PathLike] | None = None, **overrides: Any) -> Detection:
+    """Score every frame of ``video`` by how far its facts fall from normal footage.
+
+    ``reference``: normal videos from the same camera to define "normal"; by default the
+    video itself (robust statistics: a short anomaly barely moves a median). ``profile`` and
+    ``backends`` are accepted for a uniform call and ignored: no model is used.
+    """
+    cfg = replace(config or Config(), **overrides)
+    store = get_cache(cache)
+    info = probe(video)
+    fps = info.fps or 10.0
+    facts = _facts_cached(video, cfg, store)
+    warm = int(cfg.warmup_s * fps)
+    if reference:
+        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
+    else:
+        ref = fit_reference(facts, warm)
+    z = (facts[list(FACTS)] - ref["median"]) / ref["spread"]
+    z = z.clip(lower=0).to_numpy(copy=True)
+    # the background models are still learning during the warm-up: fade their facts in
+    ramp = min(warm, len(z))
+    z[:ramp] *= np.linspace(0, 1, ramp)[:, None]
+    top = z.max(axis=1)
+    which = np.array(FACTS)[z.argmax(axis=1)]
+    raw = 1.0 - np.exp(-top / cfg.z_scale)
+    scores = np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
+    seg_len = max(1, int(round(fps)))  # one explained row per second
+    rows = []
+    for start in range(0, len(scores), seg_len):
+        end = min(start + seg_len, len(scores))
+        peak = start + int(np.argmax(scores[start:end]))
+        fact = which[peak]
+        ratio = facts[fact].iloc[peak] / max(ref.loc[fact, "median"], ref.loc[fact, "spread"])
+        text = (f"{_EXPLAIN[fact]} ({fact} {ratio:.1f}x normal)" if top[peak] > 1
+                else "nothing stands out from normal footage")
+        rows.append({"start_frame": start, "end_frame": end, "centre_frame": peak,
+                     "time_s": peak / fps, "score": float(scores[start:end].max()),
+                     "main_fact": fact, "z": float(top[peak]), "explanation": text})
+    return Detection(video=str(video), method="classical", profile="none",
+                     frame_scores=scores.astype(np.float32), fps=fps,
+                     segments=pd.DataFrame(rows),
+                     extras={"facts": {k: facts[k].round(5).tolist() for k in FACTS},
+                             "reference": "given normal videos" if reference else "the video itself"})
