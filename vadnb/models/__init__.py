@@ -1,0 +1,137 @@
+"""Model roles behind one call: ``load(role, profile=...)`` returns a ready backend.
+
+>>> from vadnb import models
+>>> clip = models.load("clip", profile="tiny")          # doctest: +SKIP
+>>> clip.encode_text(["a person running"]).shape        # doctest: +SKIP
+(1, 32)
+
+Roles (see :mod:`vadnb.models.base` for their calls): ``captioner``, ``llm``, ``vlm``,
+``clip``, ``embedder``, ``text_embedder``, plus named variants such as ``clip-b32``.
+Which model plays a role in each profile is the table in :mod:`vadnb.models.profiles`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import scripted
+from .base import ROLES, Backend, call_stats, pick_device, pick_dtype, reset_call_stats, run_batched
+from .hub import ModelUnavailableError
+from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
+                       resolve_profile)
+
+__all__ = [
+    "load",
+    "Backend",
+    "ROLES",
+    "PROFILES",
+    "MODELS",
+    "ModelSpec",
+    "ModelUnavailableError",
+    "resolve_profile",
+    "profile_table",
+    "model_spec",
+    "call_stats",
+    "reset_call_stats",
+    "pick_device",
+    "pick_dtype",
+    "run_batched",
+    "scripted",
+    "DEFAULT_BATCH",
+]
+
+#: Items per forward pass when ``batch_size`` is not given (halved automatically on OOM).
+DEFAULT_BATCH = {"captioner": 16, "llm": 8, "vlm": 4, "clip": 64, "embedder": 32,
+                 "text_embedder": 64}
+
+
+def load(role: str, profile: str | None = None, model: str | None = None,
+         device: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
+         batch_size: int | None = None) -> Backend:
+    """Load the model that plays ``role`` (or a variant like ``"clip-b32"``).
+
+    Args:
+        role: ``captioner``, ``llm``, ``vlm``, ``clip``, ``embedder``, ``text_embedder``,
+            or a variant ``<role>-<tag>`` from the profile table.
+        profile: ``tiny``, ``colab``, ``paper`` or ``auto`` (default: ``$VADNB_PROFILE``).
+        model: override the table with a hub id, a local folder, an open_clip
+            ``"ARCH:TAG"`` (clip), ``"imagebind_huge"`` (embedder) or ``"tiny:<name>"``.
+        device: ``"cuda"``, ``"cpu"``, ... (default: the GPU when there is one).
+        dtype: torch dtype or its name; default fp32 on CPU, bf16/fp16 on GPU.
+        trust_remote_code: allow a hub repo's own Python code (InternVL, MiniCPM). Off by
+            default: turn it on only for repos you trust.
+        batch_size: items per forward pass (default :data:`DEFAULT_BATCH`).
+
+    Raises:
+        ModelUnavailableError: a real model is neither local nor downloadable (offline).
+    """
+    base = base_role(role)
+    device = pick_device(device)
+    if model is None:
+        profile_name = resolve_profile(profile)
+        spec = model_spec(role, profile_name)
+        if spec.trust_remote_code and not trust_remote_code:
+            raise ValueError(
+                f"{spec.model!r} ({role}, profile {profile_name!r}) runs its own Python code "
+                "from the hub; load it with trust_remote_code=True if you trust the repo, or "
+                f"pick another model with model=...")
+        source = spec.model
+    else:
+        source, profile_name = str(model), "custom"
+    meaningless = False
+    name = source
+    if source.startswith("tiny:"):
+        from .tiny import ensure_tiny
+
+        source = str(ensure_tiny(source[len("tiny:"):]))
+        meaningless, profile_name = True, "tiny"
+    kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
+                  batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)
+    return _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
+
+
+def _load_clip(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .openclip import OpenClipBackend
+
+    return OpenClipBackend(source, **kw)
+
+
+def _load_llm(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .hf import HFLLM
+
+    return HFLLM(source, trust_remote_code=trust_remote_code, **kw)
+
+
+def _load_captioner(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .hf import HFCaptioner
+
+    return HFCaptioner(source, trust_remote_code=trust_remote_code, **kw)
+
+
+def _load_vlm(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .hf import load_vlm
+
+    return load_vlm(source, trust_remote_code=trust_remote_code, **kw)
+
+
+def _load_embedder(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .imagebind import load_embedder
+
+    return load_embedder(source, **kw)
+
+
+def _load_text_embedder(source: str, trust_remote_code: bool = False, **kw) -> Backend:
+    from .text import SentenceEmbedder
+
+    kw.pop("meaningless", None)  # the text embedder is a real model in every profile
+    return SentenceEmbedder(source, trust_remote_code=trust_remote_code, **kw)
+
+
+_LOADERS = {
+    "captioner": _load_captioner,
+    "llm": _load_llm,
+    "vlm": _load_vlm,
+    "clip": _load_clip,
+    "embedder": _load_embedder,
+    "text_embedder": _load_text_embedder,
+}

@@ -119,7 +119,7 @@ def run_batched(
         except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
             if not _is_oom(err) or size == 1:
                 raise
-            size = max(1, size // 2)
+            size = max(1, min(size, len(chunk)) // 2)
             if on_oom is not None:
                 on_oom()
             continue

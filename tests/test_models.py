@@ -1,0 +1,457 @@
+"""Tests of vadnb.models: every role in the tiny profile, batching, OOM back-off, call
+counting, offline fail-fast, no network.
+
+Everything here runs offline on a CPU: the tiny models are built once per session in the
+session cache (set VADNB_TEST_CACHE to keep them between runs) with every socket
+connection forbidden.
+
+Real models: the tests marked ``needs_gpu`` / ``needs_hub`` load the colab profile's
+models and run one call each. They are skipped here; on a GPU machine with internet run
+
+    HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 python -m pytest tests/test_models.py -m "needs_gpu or needs_hub"
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vadnb import models
+from vadnb.models import profiles
+from vadnb.models.hub import ModelUnavailableError
+
+RNG = np.random.default_rng(0)
+IMAGES = [RNG.integers(0, 256, size=(96 + 8 * i, 128, 3), dtype=np.uint8) for i in range(5)]
+
+
+class _NoNetwork:
+    """Make every outgoing connection fail loudly (and record that one was tried)."""
+
+    def __init__(self, monkeypatch):
+        self.attempts: list[object] = []
+
+        def refuse(*args, **kwargs):
+            self.attempts.append(args)
+            raise OSError("network access attempted in an offline test")
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+        monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Every role loaded from the tiny profile (built if needed) with the network forbidden."""
+    mp = pytest.MonkeyPatch()
+    guard = _NoNetwork(mp)
+    try:
+        loaded = {}
+        timings = {}
+        for role in ("clip", "clip-b32", "llm", "vlm", "captioner", "embedder", "text_embedder"):
+            t0 = time.perf_counter()
+            loaded[role] = models.load(role, profile="tiny", device="cpu")
+            timings[role] = time.perf_counter() - t0
+    finally:
+        mp.undo()
+    assert guard.attempts == [], "the tiny profile tried to reach the network"
+    loaded["_timings"] = timings
+    yield loaded
+    for role, backend in loaded.items():
+        if not role.startswith("_"):
+            backend.release()
+
+
+def _unit_rows(x: np.ndarray) -> bool:
+    return np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_every_profile_names_a_model_for_every_role():
+    for profile in ("tiny", "colab", "paper"):
+        for role in models.ROLES:
+            spec = profiles.model_spec(role, profile)
+            assert spec.model, (profile, role)
+    assert profiles.model_spec("clip-b32", "colab").model == "ViT-B-32:openai"
+    assert profiles.model_spec("clip", "paper").model == "ViT-B-16:openai"
+    # a variant a profile does not list falls back to its base role
+    assert profiles.model_spec("captioner-opt-6.7b", "tiny") == profiles.model_spec("captioner", "tiny")
+    assert profiles.model_spec("llm", "paper").gated
+
+
+def test_roles_and_variants_are_validated():
+    assert profiles.base_role("clip-b32") == "clip"
+    assert profiles.base_role("text_embedder") == "text_embedder"
+    with pytest.raises(ValueError, match="unknown role"):
+        profiles.base_role("painter")
+    with pytest.raises(ValueError, match="unknown profile"):
+        models.load("clip", profile="huge")
+
+
+def test_remote_code_model_needs_explicit_opt_in():
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        models.load("vlm", profile="paper")
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        models.load("vlm", model="OpenGVLab/InternVL2-8B")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_resolve_profile_auto_falls_back_to_tiny_offline(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.resolve_profile("auto") == "tiny"
+    assert "tiny" in capsys.readouterr().out
+    assert models.resolve_profile("colab") == "colab"
+
+
+# --------------------------------------------------------------------------- tiny roles
+
+
+def test_tiny_models_are_saved_then_loaded_from_their_folder(tiny):
+    from safetensors.torch import load_file
+
+    from vadnb.models.tiny import MARKER, tiny_dir
+
+    folder = tiny_dir("clip")
+    assert (folder / MARKER).exists() and (folder / "open_clip_config.json").exists()
+    saved = load_file(str(folder / "open_clip_model.safetensors"))
+    live = tiny["clip"].model.state_dict()
+    assert torch.equal(saved["token_embedding.weight"], live["token_embedding.weight"])
+    for name in ("llm", "vlm", "captioner"):
+        assert (tiny_dir(name) / "config.json").exists()
+        assert (tiny_dir(name) / "tokenizer.json").exists() or (tiny_dir(name) / "tokenizer_config.json").exists()
+    assert (tiny_dir("embedder") / "imagebind.safetensors").exists()
+
+
+def test_tiny_backends_say_they_are_meaningless(tiny):
+    for role in ("clip", "llm", "vlm", "captioner", "embedder"):
+        b = tiny[role]
+        assert b.meaningless and b.profile == "tiny" and b.name == f"tiny:{role}"
+        assert "meaningless" in repr(b)
+    assert not tiny["text_embedder"].meaningless  # a real model in every profile
+
+
+def test_clip_embeds_images_and_texts(tiny):
+    clip = tiny["clip"]
+    img = clip.encode_image(IMAGES)
+    txt = clip.encode_text(["a person running", "a car", "a person running"])
+    assert img.shape == (5, 32) and img.dtype == np.float32 and _unit_rows(img)
+    assert txt.shape == (3, 32) and txt.dtype == np.float32 and _unit_rows(txt)
+    np.testing.assert_allclose(txt[0], txt[2], atol=1e-6)
+    assert not np.allclose(txt[0], txt[1])
+    assert clip.image_size == 64
+    # AnomalyCLIP builds CoOp prompts from these text-tower parts
+    for part in ("token_embedding", "positional_embedding", "transformer", "ln_final",
+                 "text_projection", "attn_mask"):
+        assert hasattr(clip.model, part), part
+    assert clip.tokenizer(["hello"]).shape == (1, 77)
+    assert tuple(clip.preprocess(__import__("PIL.Image").Image.fromarray(IMAGES[0])).shape) == (3, 64, 64)
+
+
+def test_clip_b32_is_a_different_architecture(tiny):
+    assert tiny["clip-b32"].model.visual.conv1.kernel_size == (32, 32)
+    assert tiny["clip"].model.visual.conv1.kernel_size == (16, 16)
+
+
+def test_batching_does_not_change_results(tiny):
+    clip = tiny["clip"]
+    whole = clip.encode_image(IMAGES)
+    clip.batch_size = 2
+    try:
+        pieces = clip.encode_image(IMAGES)
+    finally:
+        clip.batch_size = 64
+    np.testing.assert_allclose(whole, pieces, atol=1e-5)
+    assert clip.encode_image([]).shape == (0, 32)
+    with pytest.raises(TypeError, match="list of strings"):
+        clip.encode_text("a single string")
+
+
+def test_llm_batch_matches_single_calls_left_padding(tiny):
+    llm = tiny["llm"]
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "system", "content": "You are a police investigator."},
+            {"role": "user", "content": "rate how likely this scene is anomalous, from 0 to 1"}]
+    assert llm.tokenizer.padding_side == "left"
+    batch = llm.batch([long, short], max_new_tokens=6)
+    assert isinstance(batch, list) and len(batch) == 2 and all(isinstance(t, str) for t in batch)
+    assert batch == [llm(long, max_new_tokens=6), llm(short, max_new_tokens=6)]
+    assert any(batch), "greedy replies of the tiny LLM should not all be empty"
+    prompt = llm.prompt(long)
+    assert prompt.startswith("<|im_start|>system\nYou are a police investigator.<|im_end|>")
+    assert prompt.endswith("<|im_start|>assistant\n")
+    # sampling runs too (different code path in generate)
+    assert isinstance(llm(short, max_new_tokens=4, temperature=0.7, top_p=0.9), str)
+
+
+def test_vlm_answers_requests_with_any_number_of_images(tiny):
+    vlm = tiny["vlm"]
+    one = vlm(IMAGES[:1], "is anything unusual?", max_new_tokens=5)
+    assert isinstance(one, str)
+    batch = vlm.batch([(IMAGES[:1], "is anything unusual?"), (IMAGES[:3], "describe the frames")],
+                      max_new_tokens=5)
+    assert batch == [one, vlm(IMAGES[:3], "describe the frames", max_new_tokens=5)]
+    text = vlm.prompt(3, "describe")
+    assert text.count("<|image_pad|>") == 3 and text.rstrip().endswith("assistant")
+
+
+def test_captioner_gives_one_caption_per_image(tiny):
+    cap = tiny["captioner"]
+    caps = cap(IMAGES[:3], max_new_tokens=6)
+    assert isinstance(caps, list) and len(caps) == 3 and all(isinstance(c, str) for c in caps)
+    cap.batch_size = 1
+    try:
+        assert cap(IMAGES[:3], max_new_tokens=6) == caps
+    finally:
+        cap.batch_size = 16
+    assert type(cap.model).__name__ == "Blip2ForConditionalGeneration"
+
+
+def test_imagebind_embeds_images_videos_and_texts(tiny):
+    emb = tiny["embedder"]
+    assert type(emb).__name__ == "ImageBindEmbedder"
+    img = emb.encode_image(IMAGES[:3])
+    assert img.shape == (3, 32) and _unit_rows(img)
+    txt = emb.encode_text(["a man fights", "an empty street"])
+    assert txt.shape == (2, 32) and _unit_rows(txt)
+    vids = emb.encode_video([IMAGES[:4], IMAGES[:1], [IMAGES[0], IMAGES[0]]])
+    assert vids.shape == (3, 32) and _unit_rows(vids)
+    # ImageBind repeats a still image to a 2-frame clip, so a clip of one frame, a clip of
+    # that frame twice and the image itself all embed the same
+    np.testing.assert_allclose(vids[1], img[0], atol=1e-5)
+    np.testing.assert_allclose(vids[2], img[0], atol=1e-5)
+    # a 4-frame clip = the normalised mean of its two 2-frame pairs
+    pairs = emb.encode_video([IMAGES[0:2], IMAGES[2:4]])
+    mean = pairs.mean(axis=0)
+    np.testing.assert_allclose(vids[0], mean / np.linalg.norm(mean), atol=1e-5)
+    with pytest.raises(ValueError, match="empty clip"):
+        emb.encode_video([[]])
+
+
+def test_openclip_fallback_embedder_averages_frames(tiny):
+    from vadnb.models.openclip import OpenClipEmbedder
+    from vadnb.models.tiny import tiny_dir
+
+    emb = OpenClipEmbedder(str(tiny_dir("clip")), name="tiny:clip", meaningless=True)
+    frames = emb.encode_image(IMAGES[:3])
+    video = emb.encode_video([IMAGES[:3]])[0]
+    mean = frames.mean(axis=0)
+    np.testing.assert_allclose(video, mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_text_embedder_is_a_real_sentence_model(tiny):
+    te = tiny["text_embedder"]
+    x = te.encode(["a man is riding a bicycle", "a person cycles down the road",
+                   "the stock market fell"])
+    assert x.shape == (3, 384) and x.dtype == np.float32 and _unit_rows(x)
+    assert x[0] @ x[1] > x[0] @ x[2] + 0.2
+    assert te.encode([]).shape == (0, 384)
+
+
+# --------------------------------------------------------------------------- device, dtype, OOM
+
+
+def test_device_and_dtype_choice(monkeypatch):
+    assert models.pick_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.pick_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.pick_device() == "cpu"
+    assert models.pick_dtype("cpu") is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert models.pick_dtype("cuda") is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert models.pick_dtype("cuda:0") is torch.float16
+    assert models.pick_dtype("cuda", "float32") is torch.float32
+
+
+def test_backends_load_in_the_dtype_asked_for():
+    clip = models.load("clip", profile="tiny", dtype="bfloat16")
+    assert clip.model.token_embedding.weight.dtype is torch.bfloat16
+    emb = clip.encode_image(IMAGES[:2])
+    assert emb.dtype == np.float32 and _unit_rows(emb)  # outputs are float32 whatever the weights
+    llm = models.load("llm", profile="tiny", dtype=torch.bfloat16)
+    assert next(llm.model.parameters()).dtype is torch.bfloat16
+    assert isinstance(llm([{"role": "user", "content": "hi"}], max_new_tokens=2), str)
+    clip.release()
+    llm.release()
+
+
+def test_run_batched_halves_the_batch_on_out_of_memory():
+    seen: list[int] = []
+    ooms: list[int] = []
+
+    def fn(chunk):
+        seen.append(len(chunk))
+        if len(chunk) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return [x * 10 for x in chunk]
+
+    out = models.run_batched(fn, list(range(7)), batch_size=8, on_oom=lambda: ooms.append(1))
+    assert out == [x * 10 for x in range(7)]
+    # halves the chunk that failed (7 items, not the nominal 8): 7 -> 3 -> 1, then stays small
+    assert seen == [7, 3, 1, 1, 1, 1, 1, 1, 1]
+    assert len(ooms) == 2
+
+    def always(chunk):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        models.run_batched(always, [1, 2, 3], batch_size=2)
+    with pytest.raises(ValueError):  # other errors are not swallowed
+        models.run_batched(lambda c: (_ for _ in ()).throw(ValueError("bad")), [1, 2], batch_size=2)
+
+
+def test_a_backend_survives_oom_by_halving(tiny, monkeypatch):
+    clip = tiny["clip"]
+    expected = clip.encode_image(IMAGES)
+    real = clip.model.encode_image
+    sizes: list[int] = []
+
+    def flaky(x, *a, **k):
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise RuntimeError("CUDA error: out of memory")
+        return real(x, *a, **k)
+
+    monkeypatch.setattr(clip.model, "encode_image", flaky)
+    got = clip.encode_image(IMAGES)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # halved until a batch of one fits, then every image goes through one at a time
+    assert sizes[0] == 5 and sizes[-5:] == [1] * 5 and sizes == sorted(sizes, reverse=True)
+
+
+# --------------------------------------------------------------------------- counting, release
+
+
+def test_calls_items_and_seconds_are_counted(tiny):
+    models.reset_call_stats()
+    tiny["clip"].encode_image(IMAGES[:3])
+    tiny["clip"].encode_text(["a", "b"])
+    tiny["llm"].batch([[{"role": "user", "content": "x"}]] * 2, max_new_tokens=2)
+    stats = models.call_stats().set_index("role")
+    assert stats.loc["clip", "calls"] == 2 and stats.loc["clip", "items"] == 5
+    assert stats.loc["llm", "calls"] == 1 and stats.loc["llm", "items"] == 2
+    assert (stats["seconds"] > 0).all() and set(stats["profile"]) == {"tiny"}
+    models.reset_call_stats()
+    assert models.call_stats().empty
+
+
+def test_release_frees_the_model_and_blocks_further_calls():
+    with models.load("llm", profile="tiny") as llm:
+        assert llm.model is not None
+    assert llm.released and llm.model is None
+    with pytest.raises(RuntimeError, match="released"):
+        llm([{"role": "user", "content": "hi"}])
+
+
+def test_model_override_with_a_local_folder(tiny):
+    from vadnb.models.tiny import tiny_dir
+
+    llm = models.load("llm", model=str(tiny_dir("llm")))
+    assert llm.profile == "custom"
+    msgs = [{"role": "user", "content": "hello"}]
+    assert llm(msgs, max_new_tokens=4) == tiny["llm"](msgs, max_new_tokens=4)
+    llm.release()
+
+
+def test_interrupted_tiny_build_is_rebuilt_identically(tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from vadnb.models import tiny as tiny_mod
+
+    session_weights = load_file(str(tiny_mod.tiny_dir("llm") / "model.safetensors"))
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    folder = tiny_mod.tiny_dir("llm")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{half written")  # no marker: not finished
+    built = tiny_mod.ensure_tiny("llm")
+    assert (built / tiny_mod.MARKER).exists()
+    rebuilt = load_file(str(built / "model.safetensors"))
+    # seeded: every build of a tiny model has the same weights (its name is a cache key)
+    assert rebuilt.keys() == session_weights.keys()
+    assert all(torch.equal(rebuilt[k], session_weights[k]) for k in rebuilt)
+    assert models.load("llm", profile="tiny")([{"role": "user", "content": "a"}], max_new_tokens=2) is not None
+
+
+# --------------------------------------------------------------------------- offline
+
+
+@pytest.mark.parametrize("role, model", [
+    ("llm", "Qwen/Qwen2.5-3B-Instruct"),
+    ("captioner", "Salesforce/blip2-opt-2.7b"),
+    ("vlm", "Qwen/Qwen2.5-VL-3B-Instruct"),
+    ("clip", "ViT-B-16:openai"),
+    ("embedder", "imagebind_huge"),
+    ("text_embedder", "sentence-transformers/all-mpnet-base-v2"),
+])
+def test_real_models_fail_fast_offline_with_advice(role, model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    _NoNetwork(monkeypatch)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as err:
+        models.load(role, model=model, device="cpu")
+    assert time.perf_counter() - t0 < 10
+    assert "profile='tiny'" in str(err.value) and "local" in str(err.value)
+
+
+def test_imagebind_checkpoint_downloads_into_the_cache_not_the_working_folder(
+        tmp_path, monkeypatch):
+    from vadnb.models import imagebind as ib
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ib, "hub_offline", lambda: False)
+    urls: list[str] = []
+
+    def fake_download(url, dst, progress=True):
+        urls.append(url)
+        with open(dst, "wb") as f:
+            f.write(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = ib._huge_checkpoint()
+    assert path == tmp_path / "cache" / "models" / "imagebind" / "imagebind_huge.pth"
+    assert path.read_bytes() == b"weights" and urls == [ib.IMAGEBIND_HUGE_URL]
+    assert not (tmp_path / ".checkpoints").exists()
+    assert ib._huge_checkpoint() == path and len(urls) == 1  # downloaded once
+
+
+# --------------------------------------------------------------------------- real models
+
+
+COLAB_ROLES = ["captioner", "llm", "vlm", "clip", "clip-b32", "embedder", "text_embedder"]
+
+
+@pytest.mark.needs_gpu
+@pytest.mark.needs_hub
+@pytest.mark.parametrize("role", COLAB_ROLES)
+def test_colab_models_load_and_answer(role):
+    backend = models.load(role, profile="colab")
+    try:
+        assert not backend.meaningless
+        if role == "captioner":
+            assert len(backend(IMAGES[:2])) == 2
+        elif role == "llm":
+            reply = backend([{"role": "user", "content": "Answer with one word: what colour is the sky?"}],
+                            max_new_tokens=5)
+            assert "blue" in reply.lower()
+        elif role == "vlm":
+            assert isinstance(backend(IMAGES[:1], "Describe the image."), str)
+        elif role.startswith("clip") or role == "embedder":
+            assert _unit_rows(backend.encode_image(IMAGES[:2]))
+            assert _unit_rows(backend.encode_text(["a dog"]))
+        else:
+            assert _unit_rows(backend.encode(["a dog"]))
+        if torch.cuda.is_available():
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            assert peak < profiles.model_spec(role, "colab").peak_gb * 1.5 + 1
+    finally:
+        backend.release()

@@ -1,0 +1,276 @@
+"""The ``embedder`` role: ImageBind's vision, video and text embeddings (LAVAD's embedder).
+
+- ``encode_image(images)``: one embedding per frame (ImageBind vision encoder).
+- ``encode_video(clips)``: one embedding per clip (a list of frames). ImageBind's vision
+  encoder reads *2-frame* clips (a 3-D patch kernel of (2, 14, 14)); a still image is
+  simply repeated to 2 frames. So a clip of frames f0..f9 is fed as the 5 consecutive pairs
+  (f0,f1), (f2,f3), ..., (f8,f9) (an odd frame out is paired with itself); the model
+  embeds each pair and the pair embeddings are averaged and renormalised. This is how
+  LAVAD's "ImageBind video embedding of the 10 frames" maps onto the model. ImageBind's own
+  file loader additionally averages over 3 spatial crops; we use one centre crop, the
+  same as for images, so frames and clips are framed identically.
+- ``encode_text(texts)``: ImageBind's text encoder with its own BPE tokenizer (the vocab
+  file ships in the ``imagebind`` package).
+
+All outputs are float32 [N, D] with unit rows. Preprocessing is ImageBind's: resize the
+short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation.
+
+Where the weights come from:
+
+- ``"imagebind_huge"``: the official checkpoint (4.5 GB), downloaded once into
+  ``<cache_dir>/models/imagebind/`` (never into the working folder) and read with
+  ``torch.load(..., weights_only=True)``.
+- a local folder with ``imagebind_config.json`` + ``imagebind.safetensors``: what the tiny
+  profile builds (the same ``ImageBindModel`` class at tiny widths).
+
+When the ``imagebind`` package is not installed, :func:`load_embedder` falls back to an
+open_clip CLIP (video = normalised mean of frame embeddings) and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
+from .hub import ModelUnavailableError, hub_offline, is_local
+
+__all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
+           "IMAGEBIND_HUGE_URL", "TINY_IMAGEBIND", "save_imagebind"]
+
+IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+IMAGE_SIZE = 224  # fixed by ImageBind's vision preprocessor
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: ``ImageBindModel`` arguments of the tiny embedder: every modality present, tiny widths.
+TINY_IMAGEBIND = dict(
+    out_embed_dim=32, vision_embed_dim=32, vision_num_blocks=1, vision_num_heads=2,
+    text_embed_dim=32, text_num_blocks=1, text_num_heads=2,
+    audio_embed_dim=16, audio_num_blocks=1, audio_num_heads=2,
+    depth_embed_dim=16, depth_num_blocks=1, depth_num_heads=2,
+    thermal_embed_dim=16, thermal_num_blocks=1, thermal_num_heads=2,
+    imu_embed_dim=16, imu_num_blocks=1, imu_num_heads=2,
+)
+
+
+def import_imagebind():
+    """Import the ``imagebind`` package's model module, working around its old dependencies.
+
+    pytorchvideo (imported by ``imagebind``) still imports
+    ``torchvision.transforms.functional_tensor``, removed from torchvision; we alias it to
+    ``torchvision.transforms.functional`` first. ``pkg_resources`` needs setuptools<81.
+    """
+    import torchvision.transforms.functional as tv_functional
+
+    sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from imagebind.models import imagebind_model
+    return imagebind_model
+
+
+def imagebind_available() -> bool:
+    try:
+        import_imagebind()
+    except Exception:  # noqa: BLE001 - any import failure means "use the fallback"
+        return False
+    return True
+
+
+def _bpe_path() -> str:
+    import imagebind
+
+    path = Path(imagebind.__file__).parent / "bpe" / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"ImageBind's BPE vocab is missing ({path}); reinstall "
+                                "imagebind-unofficial")
+    return str(path)
+
+
+def save_imagebind(model, config: dict[str, Any], out: Path) -> None:
+    """Save an ``ImageBindModel`` as ``imagebind_config.json`` + ``imagebind.safetensors``."""
+    from safetensors.torch import save_file
+
+    (out / "imagebind_config.json").write_text(json.dumps(config, indent=2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "imagebind.safetensors"))
+
+
+def _huge_checkpoint() -> Path:
+    """The official checkpoint in ``<cache_dir>/models/imagebind/``, downloaded if needed."""
+    from ..cache import cache_dir
+
+    folder = cache_dir() / "models" / "imagebind"
+    path = folder / "imagebind_huge.pth"
+    if path.exists():
+        return path
+    if hub_offline():
+        raise ModelUnavailableError(
+            f"The embedder checkpoint imagebind_huge is not at {path} and this machine is "
+            "offline (HF_HUB_OFFLINE=1 or no internet).\nWhat to do:\n"
+            "  - run with profile='tiny' (small random models: the code runs, the scores are "
+            "meaningless), or\n"
+            f"  - download {IMAGEBIND_HUGE_URL} (4.5 GB) elsewhere and copy it to that local "
+            "path, or\n"
+            "  - load the embedder with model='ViT-B-16:openai' (CLIP fallback) from a filled "
+            "Hugging Face cache.")
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    print(f"[vadnb] downloading ImageBind huge (4.5 GB) to {path} ...")
+    torch.hub.download_url_to_file(IMAGEBIND_HUGE_URL, str(tmp), progress=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _to_pil(image: Any):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    return Image.fromarray(as_uint8_rgb(image))
+
+
+class ImageBindEmbedder(Backend):
+    """ImageBind behind the embedder calls (see the module docstring)."""
+
+    role = "embedder"
+
+    def __init__(self, model: str = "imagebind_huge", *, name: str | None = None,
+                 profile: str = "custom", device: str = "cpu", dtype: Any = None,
+                 batch_size: int = 32, meaningless: bool = False):
+        super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
+                         meaningless=meaningless)
+        import torch
+        from torchvision import transforms
+
+        ib = import_imagebind()
+        from imagebind.models.multimodal_preprocessors import SimpleTokenizer
+
+        if model == "imagebind_huge":
+            ckpt = _huge_checkpoint()
+            net = ib.imagebind_huge(pretrained=False)
+            try:  # memory-mapped: the 4.5 GB file is not copied into RAM a second time
+                state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
+                state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+            del state
+        elif is_local(model) and (Path(model) / "imagebind_config.json").exists():
+            from safetensors.torch import load_file
+
+            folder = Path(model)
+            config = json.loads((folder / "imagebind_config.json").read_text())
+            net = ib.ImageBindModel(**config)
+            net.load_state_dict(load_file(str(folder / "imagebind.safetensors")))
+        else:
+            raise ValueError(f"unknown ImageBind model {model!r}: use 'imagebind_huge' or a "
+                             "folder with imagebind_config.json + imagebind.safetensors")
+        self.dtype = pick_dtype(device, dtype)
+        self.model = net.to(device=device, dtype=self.dtype).eval()
+        self.modality = ib.ModalityType
+        self.tokenizer = SimpleTokenizer(bpe_path=_bpe_path())
+        self.preprocess = transforms.Compose([
+            transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(IMAGE_SIZE),
+            transforms.ToTensor(),
+            transforms.Normalize(CLIP_MEAN, CLIP_STD),
+        ])
+        self.dim = int(config["out_embed_dim"]) if model != "imagebind_huge" else 1024
+
+    def _free(self) -> None:
+        self.model = None
+
+    def _oom(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _embed(self, key: str, x) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model({key: x.to(self.device)})[key].float()
+        out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return out.cpu().numpy().astype(np.float32)
+
+    def _frames(self, images: Sequence[Any]):
+        import torch
+
+        return torch.stack([self.preprocess(_to_pil(im)) for im in images]).to(self.dtype)
+
+    def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
+        return list(self._embed(self.modality.VISION, self._frames(images)))
+
+    def _video_batch(self, clips: list[list[Any]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for clip in clips:  # clips may differ in length; each is one [1, S, 3, 2, H, W] input
+            frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
+            x = self._frames(frames)  # [2S, 3, H, W]
+            pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
+            out.append(self._embed(self.modality.VISION, pairs[None])[0])
+        return out
+
+    def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        tokens = torch.stack([self.tokenizer(t) for t in texts])
+        return list(self._embed(self.modality.TEXT, tokens))
+
+    def _run(self, fn, items: list[Any], desc: str) -> np.ndarray:
+        with self._count(len(items)):
+            if not items:
+                return np.zeros((0, self.dim), np.float32)
+            return np.stack(run_batched(fn, items, self.batch_size, desc=desc, on_oom=self._oom))
+
+    def encode_image(self, images: Sequence[Any]) -> np.ndarray:
+        """Frames -> float32 [N, D] (unit rows)."""
+        return self._run(self._image_batch, list(images), "embedder images")
+
+    def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
+        """Clips (each a list of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
+        clips = [list(c) for c in clips]
+        if any(len(c) == 0 for c in clips):
+            raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
+        return self._run(self._video_batch, clips, "embedder videos")
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> float32 [N, D] (unit rows), ImageBind's BPE (77 tokens, longer is cut)."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a list of strings; wrap a single text in [...]")
+        return self._run(self._text_batch, [str(t) for t in texts], "embedder texts")
+
+
+def load_embedder(source: str, **kwargs) -> Backend:
+    """ImageBind for ``imagebind_huge`` or an ImageBind folder; open_clip for anything else.
+
+    Without the ``imagebind`` package, ImageBind requests fall back to CLIP ViT-B/16 (or
+    the tiny CLIP for a tiny embedder), with a printed note.
+    """
+    from .openclip import OpenClipEmbedder
+
+    is_ib = source == "imagebind_huge" or (is_local(source) and
+                                           (Path(source) / "imagebind_config.json").exists())
+    if not is_ib:
+        return OpenClipEmbedder(source, **kwargs)
+    if imagebind_available():
+        return ImageBindEmbedder(source, **kwargs)
+    if kwargs.get("meaningless"):
+        from .tiny import ensure_tiny
+
+        fallback, kwargs["name"] = str(ensure_tiny("clip")), "tiny:clip"
+    else:
+        fallback = kwargs["name"] = "ViT-B-16:openai"
+    print(f"[vadnb] imagebind is not installed (pip install 'vadnb[imagebind]'); the embedder "
+          f"falls back to CLIP {kwargs['name']} (video = mean of frame embeddings).")
+    return OpenClipEmbedder(fallback, **kwargs)

@@ -1,0 +1,160 @@
+"""CLIP through open_clip: image and text embeddings in one latent space.
+
+AnomalyCLIP (ViT-B/16) and AnyAnomaly (ViT-B/32) use it; the embedder role falls back to it
+when ImageBind is not installed. Which CLIP is loaded is written as
+
+- ``"ViT-B-16:openai"``: an open_clip architecture and a pretrained tag,
+- ``"hf-hub:org/repo"``: an open_clip repo on the Hugging Face hub,
+- a local folder holding ``open_clip_config.json`` and the weights (what the tiny profile
+  builds, loaded through open_clip's ``local-dir:`` schema).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
+from .hub import ModelUnavailableError, hub_offline, is_local, unavailable_message
+
+__all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names"]
+
+
+def open_clip_names(model: str) -> tuple[str, str | None]:
+    """``(model_name, pretrained)`` for ``open_clip.create_model_and_transforms``."""
+    if is_local(model):
+        return "local-dir:" + str(Path(model).expanduser().resolve()), None
+    if model.startswith(("hf-hub:", "local-dir:")):
+        return model, None
+    arch, _, tag = model.partition(":")
+    return arch, (tag or None)
+
+
+def _to_pil(image: Any):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    return Image.fromarray(as_uint8_rgb(image))
+
+
+def _l2(x) -> np.ndarray:
+    x = x.float()
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return x.cpu().numpy().astype(np.float32)
+
+
+class OpenClipBackend(Backend):
+    """An open_clip CLIP model.
+
+    Attributes a method may use directly: ``model`` (the open_clip ``CLIP``: its text tower
+    ``token_embedding``, ``positional_embedding``, ``transformer``, ``ln_final``,
+    ``text_projection``, ``attn_mask`` are there for CoOp prompts), ``tokenizer``,
+    ``preprocess`` (PIL image -> tensor), ``image_size`` and ``dtype``.
+    """
+
+    role = "clip"
+
+    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
+                 device: str = "cpu", dtype: Any = None, batch_size: int = 64,
+                 meaningless: bool = False):
+        super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
+                         meaningless=meaningless)
+        import open_clip
+
+        model_name, pretrained = open_clip_names(model)
+        self.dtype = pick_dtype(device, dtype)
+        try:
+            clip, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, device=device)
+        except Exception as err:  # noqa: BLE001 - re-raised with advice when offline
+            if not is_local(model) and hub_offline():
+                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
+            raise
+        self.model = clip.to(dtype=self.dtype).eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.preprocess = preprocess
+        size = getattr(clip.visual, "image_size", 224)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    def _free(self) -> None:
+        self.model = None
+
+    def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
+        import torch
+
+        x = torch.stack([self.preprocess(_to_pil(im)) for im in images])
+        with torch.inference_mode():
+            emb = self.model.encode_image(x.to(self.device, self.dtype))
+        return list(_l2(emb))
+
+    def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode():
+            emb = self.model.encode_text(tokens)
+        return list(_l2(emb))
+
+    def _empty(self) -> np.ndarray:
+        dim = int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
+        return np.zeros((0, dim), np.float32)
+
+    def encode_image(self, images: Sequence[Any]) -> np.ndarray:
+        """Images (uint8 RGB arrays or PIL) -> float32 [N, D], unit rows."""
+        images = list(images)
+        with self._count(len(images)):
+            if not images:
+                return self._empty()
+            rows = run_batched(self._image_batch, images, self.batch_size,
+                               desc=f"{self.role} images", on_oom=self._oom)
+        return np.stack(rows)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> float32 [N, D], unit rows."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a list of strings; wrap a single text in [...]")
+        texts = [str(t) for t in texts]
+        with self._count(len(texts)):
+            if not texts:
+                return self._empty()
+            rows = run_batched(self._text_batch, texts, self.batch_size,
+                               desc=f"{self.role} texts", on_oom=self._oom)
+        return np.stack(rows)
+
+    def _oom(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class OpenClipEmbedder(OpenClipBackend):
+    """The embedder role played by CLIP (when ImageBind is not installed).
+
+    ``encode_video(clips)``: CLIP has no video encoder, so a clip's embedding is the
+    normalised mean of its frames' embeddings.
+    """
+
+    role = "embedder"
+
+    def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
+        """Clips (each a list of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
+        clips = [list(c) for c in clips]
+        if any(len(c) == 0 for c in clips):
+            raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
+        with self._count(len(clips)):
+            if not clips:
+                return self._empty()
+            frames = [f for c in clips for f in c]
+            rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
+                                        desc="embedder video frames", on_oom=self._oom))
+        out, start = [], 0
+        for c in clips:
+            m = rows[start:start + len(c)].mean(axis=0)
+            out.append(m / max(float(np.linalg.norm(m)), 1e-12))
+            start += len(c)
+        return np.stack(out).astype(np.float32)

