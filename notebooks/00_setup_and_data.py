@@ -1,0 +1,292 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Set-up and data: the environment, the campus benchmark, the public benchmarks
+#
+# Before any model looks at a video we need two things we can trust: an environment that
+# says what it is running on, and data whose labels say exactly which frames are anomalous.
+#
+# In this notebook you will learn:
+# - what `vadnb.setup()` chooses for you (device, model profile, cache folder) and why the
+#   **tiny** profile's scores are meaningless;
+# - the *campus* mini-benchmark shipped with the suite: real footage, planted anomalies of
+#   four classes, exact frame labels, train / val / test splits;
+# - how a benchmark looks in code: a `Benchmark` with a video table and `frame_labels(name)`;
+# - how the public benchmarks (UCF-Crime, XD-Violence, ShanghaiTech, Avenue, UBnormal) are
+#   laid out on disk, and how to point the suite at your copy.
+#
+# Where it sits: the first notebook. `10_frame_extraction` reads frames from these clips;
+# every method notebook (20-70) scores them against these labels.
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/00_setup_and_data.ipynb)
+
+# %%
+import sys
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+    import subprocess
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    sys.path.insert(0, "/content/vadnb")
+
+# %% tags=["parameters"]
+PROFILE = None             # "tiny", "colab", "paper" or None (= $VADNB_PROFILE, else auto)
+OUTPUT_DIR = "outputs/00"  # campus_videos.csv, class_examples.png, environment.json go here
+CAMPUS_ROOT = None         # None = $VADNB_DATA/campus, else the repository's data/campus
+VERIFY_CHECKSUMS = True    # check every campus clip against SHA256SUMS (a second or two)
+ZOOM_FRAMES = 8            # frames shown around the start of one anomaly
+# Your copies of the public benchmarks (None = skip). See the last section.
+UCF_CRIME_ROOT = None
+XD_VIOLENCE_ROOT = None
+SHANGHAITECH_ROOT = None
+AVENUE_ROOT = None
+UBNORMAL_ROOT = None
+
+# %%
+import json
+import os
+import platform
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import vadnb
+from vadnb import data, video
+from vadnb.plots import contact_sheet
+
+env = vadnb.setup(PROFILE)
+out = Path(OUTPUT_DIR)
+out.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## 1. The environment
+#
+# `vadnb.setup()` is the first call of every notebook. It picks the **device** (a CUDA GPU
+# if there is one, else the CPU), the **model profile**, seeds the random generators, and
+# prints library versions and the **cache folder** where expensive results (captions,
+# embeddings, model replies) are kept so that a re-run costs nothing.
+#
+# The profile decides which models load:
+# - `tiny`: small random-initialised models built offline. They exercise every line of the
+#   pipelines in seconds on a CPU, and their **scores are meaningless**. CI runs this.
+# - `colab`: real, small-enough models for a free Colab GPU.
+# - `paper`: the models the papers used (large GPUs).
+#
+# We save what was chosen, so a result can always be traced back to its environment.
+
+# %%
+environment = {
+    "device": env.device,
+    "profile": env.profile,
+    "scores_meaningless": env.meaningless,
+    "cache_dir": str(env.cache_dir),
+    "python": platform.python_version(),
+    "platform": platform.platform(),
+    "versions": env.versions,
+    "VADNB_DATA": os.environ.get("VADNB_DATA"),
+}
+(out / "environment.json").write_text(json.dumps(environment, indent=2))
+if env.meaningless:
+    from vadnb.detect import TINY_WARNING
+    print("⚠", TINY_WARNING)
+
+# %% [markdown]
+# ## 2. The campus mini-benchmark
+#
+# Public VAD benchmarks are large (UCF-Crime is ~100 GB) and need registration, so the
+# suite ships its own small one. Its 16 clips (12-16 s, 384x288, 10 fps) are cut from
+# `vtest.avi`, a real fixed-camera recording of people walking on a campus that comes with
+# OpenCV. Into some clips, `scripts/make_campus.py` plants one anomaly with soft-edged,
+# perspective-scaled cut-outs:
+#
+# | class | what happens |
+# |---|---|
+# | Vehicle | a van drives over the lawn and the pedestrian plaza |
+# | Running | a person runs across, about four times walking speed |
+# | Fallen | a person falls, lies on the ground for ~4 s, gets up |
+# | Object left | a box appears on the path and stays |
+#
+# Because we planted them, we know the anomalous frames **exactly**.
+# `load_campus` returns a `Benchmark`; `verify=True` checks each clip's SHA-256 first.
+
+# %%
+campus = data.load_campus(CAMPUS_ROOT, verify=VERIFY_CHECKSUMS)
+print(campus)
+campus.videos
+
+# %% [markdown]
+# Every clip belongs to one split. Methods that learn (AnomalyCLIP, VERA) may look at
+# `train` (and `val`) with **video-level** labels only; all methods are scored on `test`.
+# Train and test both contain every class and normal clips; the splits come from
+# disjoint stretches of the source recording.
+
+# %%
+pd.crosstab(campus.videos["label"], campus.videos["split"])[["train", "val", "test"]]
+
+# %% [markdown]
+# The frame labels are a 0/1 array per clip. The annotation file gives each anomaly as an
+# inclusive `start end` frame pair (UCF-Crime style); `frame_labels` expands it, one entry
+# per decodable frame. We store the intervals next to the table in `campus_videos.csv`.
+
+# %%
+def label_intervals(labels: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of 1s as inclusive (start, end) frame pairs."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], labels, [0]]).astype(int)))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+table = campus.videos.copy()
+table["intervals"] = [label_intervals(campus.frame_labels(n)) for n in table["name"]]
+table["anomalous_s"] = [campus.frame_labels(n).sum() / fps for n, fps in zip(table["name"], table["fps"])]
+table.drop(columns="path").to_csv(out / "campus_videos.csv", index=False)
+table[["name", "split", "label", "num_frames", "intervals", "anomalous_s"]]
+
+# %% [markdown]
+# One check worth making on any benchmark: the labels have exactly as many entries as the
+# video has **decodable** frames (container headers sometimes claim otherwise;
+# notebook 10 shows why). `video.probe` decodes the file to count them.
+
+# %%
+name = "test_running_01"
+info = video.probe(campus.path(name))
+labels = campus.frame_labels(name)
+print(f"{name}: {info.num_frames} decodable frames, {len(labels)} labels, "
+      f"anomalous frames {label_intervals(labels)}")
+assert info.num_frames == len(labels)
+
+# %% [markdown]
+# ## 3. What each class looks like
+#
+# One frame from the middle of the anomaly of one clip per class (the test clip), and a
+# normal frame for comparison. Look for the van, the runner, the person lying on the plaza
+# and the box: these are what a vision-language model has to notice.
+
+# %%
+test = campus.subset("test")
+examples, captions = [], []
+for label in ["Normal"] + campus.classes:
+    name = test.videos.loc[test.videos["label"] == label, "name"].iloc[0]
+    labels = test.frame_labels(name)
+    frame = int(np.flatnonzero(labels).mean()) if labels.any() else len(labels) // 2
+    image = video.read_frames(test.path(name), indices=[frame]).images[0]
+    examples.append(image)
+    captions.append(f"{label} · {name} · frame {frame}")
+fig = contact_sheet(examples, labels=captions, cols=3, title="campus test clips: one frame per class")
+fig.savefig(out / "class_examples.png", dpi=110, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# A single frame can hide the anomaly: a runner looks like a walker in a still picture.
+# Here are frames around the start of the **Running** anomaly, at 0.3 s steps: the
+# person crosses much more ground per frame than anyone else.
+
+# %%
+name = test.videos.loc[test.videos["label"] == "Running", "name"].iloc[0]
+labels = test.frame_labels(name)
+start = int(np.argmax(labels))
+indices = [min(len(labels) - 1, start - 3 + 3 * k) for k in range(ZOOM_FRAMES)]
+frames = video.read_frames(test.path(name), indices=indices)
+fig = contact_sheet(frames.images,
+                    labels=[f"frame {i} · {'ANOMALY' if labels[i] else 'normal'}" for i in indices],
+                    cols=4, title=f"{name}: around the start of the anomaly (frame {start})")
+plt.show()
+
+# %% [markdown]
+# ## 4. Label timelines of the test clips
+#
+# Each row is a test clip; red spans are the anomalous frames. This is the ground truth
+# that every method's frame scores are compared with (frame-level ROC AUC, notebook 40).
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 0.45 * len(test) + 0.8))
+for row, (name, labels) in enumerate(test.all_frame_labels().items()):
+    fps = float(test.videos.set_index("name").loc[name, "fps"])
+    ax.broken_barh([(0, len(labels) / fps)], (row - 0.3, 0.6), color="0.85")
+    spans = [(s / fps, (e - s + 1) / fps) for s, e in label_intervals(labels)]
+    ax.broken_barh(spans, (row - 0.3, 0.6), color="tab:red")
+ax.set_yticks(range(len(test)), [f"{n} ({c})" for n, c in test.video_classes().items()])
+ax.invert_yaxis()
+ax.set_xlabel("time (s)")
+ax.set_title("campus test split: anomalous frames in red")
+fig.tight_layout()
+fig.savefig(out / "label_timelines.png", dpi=110)
+plt.show()
+
+# %% [markdown]
+# ## 5. The public benchmarks, and how to point the suite at them
+#
+# The methods in this suite were published with results on public benchmarks. They are
+# not shipped (size, licences), but `vadnb.data` reads each one's own annotation format
+# and returns the same `Benchmark` as the campus data, so every notebook works on them
+# unchanged. Download them yourself, then pass the folder to the parser, or set
+# `VADNB_DATA` to a folder holding them (`$VADNB_DATA/campus` is also where `load_campus`
+# looks first).
+#
+# | benchmark | parser | what it reads | fps |
+# |---|---|---|---|
+# | UCF-Crime | `data.load_ucf_crime(root)` | `Temporal_Anomaly_Annotation_for_Testing_Videos.txt`: `Arson011_x264.mp4  Arson  150  420  680  1267` (two start/end pairs, `-1` = none); videos in class folders | 30 |
+# | XD-Violence | `data.load_xd_violence(root)` | `annotations.txt`: `<video> s1 e1 [s2 e2 ...]`, violent videos only; class in the file name after `label_` (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion) | 24 |
+# | ShanghaiTech | `data.load_shanghaitech(root)` | `testing/test_frame_mask/<video>.npy`: one 0/1 per frame | 24 |
+# | CUHK Avenue | `data.load_avenue(root)` | `ground_truth_demo/testing_label_mask/<n>_label.mat` (a pixel mask per frame), or a `.mat` with 1-based `[start; end]` pairs | 25 |
+# | UBnormal | `data.load_ubnormal(root)` | `Scene<k>/<video>_annotations/<video>_tracks.txt` (`object,start,end`) and the official split lists | 30 |
+#
+# A malformed line raises `data.AnnotationError` naming the file, the line and the
+# expected format. The campus annotation file uses the UCF-Crime format, so you can see
+# that parser at work on it right now:
+
+# %%
+parsed = data.parse_ucf_annotations(campus.root / "annotations.txt")
+dict(list(parsed.items())[3:6])
+
+# %% [markdown]
+# Set the `*_ROOT` parameters at the top of the notebook to load your copies (nothing
+# happens while they are `None`):
+
+# %%
+loaders = {"UCF-Crime": (data.load_ucf_crime, UCF_CRIME_ROOT),
+           "XD-Violence": (data.load_xd_violence, XD_VIOLENCE_ROOT),
+           "ShanghaiTech": (data.load_shanghaitech, SHANGHAITECH_ROOT),
+           "Avenue": (data.load_avenue, AVENUE_ROOT),
+           "UBnormal": (data.load_ubnormal, UBNORMAL_ROOT)}
+for title, (load, root) in loaders.items():
+    if root is None:
+        print(f"{title:12s}: not configured")
+        continue
+    bench = load(root)
+    print(f"{title:12s}: {bench}")
+    display(pd.crosstab(bench.videos["label"], bench.videos["split"]))
+
+# %% [markdown]
+# ## Summary
+#
+# - `vadnb.setup()` fixes device, profile, seeds and cache folder once; the tiny profile runs
+#   everything quickly with random models whose scores mean nothing.
+# - The campus benchmark: 16 real clips, four planted anomaly classes with exact frame
+#   labels, train / val / test splits with every class in train and test.
+# - A `Benchmark` is a table (`videos`) plus `frame_labels(name)`; `subset(split)`,
+#   `all_frame_labels()` and `video_classes()` feed the metrics directly.
+# - The public benchmarks load into the same object from their own formats.
+#
+# ## Exercises
+#
+# 1. Which split holds the most anomalous seconds? Compute it from `campus_videos.csv`.
+# 2. Open `data/campus/preview.png` and one clip of each class in a video player. Which
+#    anomaly would *you* miss in a single frame? Which would a captioning model miss?
+# 3. Change one line of a copy of `annotations.txt` (e.g. drop a field) and load it with
+#    `data.load_campus(copy_folder)`: read the error message. Is it enough to fix the file?
+# 4. The Fallen label starts when the fall starts. Argue for and against starting it when
+#    the person is lying still instead. How would frame-level AUC change?
+# 5. If you have UCF-Crime, load it and count the test videos per class.

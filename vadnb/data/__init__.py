@@ -1,0 +1,27 @@
+"""Benchmarks: the campus mini-benchmark and parsers for the public ones (notebook 00).
+
+>>> from vadnb.data import load_campus
+>>> campus = load_campus()                    # doctest: +SKIP
+>>> campus.frame_labels("test_running_01")    # doctest: +SKIP
+"""
+
+from .benchmarks import (
+    XD_CLASSES,
+    AnnotationError,
+    Benchmark,
+    count_frames,
+    intervals_to_labels,
+    load_avenue,
+    load_shanghaitech,
+    load_ubnormal,
+    load_ucf_crime,
+    load_xd_violence,
+    parse_ucf_annotations,
+)
+from .campus import campus_root, load_campus, verify_checksums
+
+__all__ = [
+    "AnnotationError", "Benchmark", "XD_CLASSES", "campus_root", "count_frames",
+    "intervals_to_labels", "load_avenue", "load_campus", "load_shanghaitech", "load_ubnormal",
+    "load_ucf_crime", "load_xd_violence", "parse_ucf_annotations", "verify_checksums",
+]

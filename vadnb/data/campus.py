@@ -1,0 +1,106 @@
+"""The campus mini-benchmark shipped with the suite (notebook 00 tours it).
+
+Sixteen 12-16 s clips (384x288, 10 fps) cut from OpenCV's real ``vtest.avi`` campus footage,
+with four kinds of planted anomaly: Vehicle, Running, Fallen, Object left. Built by
+``scripts/make_campus.py``; ``data/campus/README.md`` tells how each clip was made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .benchmarks import AnnotationError, Benchmark, _make, count_frames, parse_ucf_annotations
+
+__all__ = ["load_campus", "campus_root", "verify_checksums"]
+
+GET_THE_DATA = (
+    "The campus clips live in the repository's data/campus/ folder: clone the whole repository "
+    "(git clone https://github.com/vadnb/vadnb), set VADNB_DATA to a folder holding campus/, "
+    "or rebuild them with `python scripts/make_campus.py` (needs `apt-get install opencv-doc`)."
+)
+
+
+def campus_root(root: str | os.PathLike | None = None) -> Path:
+    """Where the campus data is: ``root``, else ``$VADNB_DATA/campus``, else ``<repo>/data/campus``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("VADNB_DATA"):
+        return Path(os.environ["VADNB_DATA"]).expanduser() / "campus"
+    return Path(__file__).resolve().parents[2] / "data" / "campus"
+
+
+def verify_checksums(root: str | os.PathLike) -> None:
+    """Check every clip against ``SHA256SUMS``; raise ValueError naming the clips that differ."""
+    root = Path(root)
+    sums = root / "SHA256SUMS"
+    if not sums.exists():
+        raise FileNotFoundError(f"{sums} not found. {GET_THE_DATA}")
+    bad = []
+    for number, line in enumerate(sums.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise AnnotationError(f"{sums}, line {number}: expected '<sha256>  <relative path>', got {line!r}")
+        digest, relative = parts
+        path = root / relative.lstrip("*")
+        if not path.exists():
+            bad.append(f"{relative} (missing)")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            bad.append(f"{relative} (content differs)")
+    if bad:
+        raise ValueError(f"campus clips do not match {sums}: {', '.join(bad)}. "
+                         "Restore them with `git checkout data/campus` or rebuild with "
+                         "`python scripts/make_campus.py`.")
+
+
+def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> Benchmark:
+    """The campus mini-benchmark as a :class:`~vadnb.data.Benchmark`.
+
+    ``root`` defaults to ``$VADNB_DATA/campus``, else ``data/campus`` in the repository.
+    ``verify=True`` first checks every clip against ``SHA256SUMS``.
+
+    >>> campus = load_campus()                                  # doctest: +SKIP
+    >>> campus.subset("test").videos[["name", "label"]]         # doctest: +SKIP
+    """
+    root = campus_root(root)
+    annotations = root / "annotations.txt"
+    if not annotations.exists():
+        raise FileNotFoundError(f"campus data not found: {annotations} does not exist. {GET_THE_DATA}")
+    if verify:
+        verify_checksums(root)
+    parsed = parse_ucf_annotations(annotations)
+    split_of = {}
+    for split in ("train", "val", "test"):
+        split_file = root / "splits" / f"{split}.txt"
+        if not split_file.exists():
+            raise FileNotFoundError(f"{split_file} not found. {GET_THE_DATA}")
+        for number, line in enumerate(split_file.read_text().splitlines(), start=1):
+            file_name = line.strip()
+            if not file_name:
+                continue
+            if file_name not in parsed:
+                raise AnnotationError(f"{split_file}, line {number}: {file_name!r} is not in {annotations}")
+            if file_name in split_of:
+                raise AnnotationError(f"{split_file}, line {number}: {file_name!r} is already in "
+                                      f"split {split_of[file_name]!r}")
+            split_of[file_name] = split
+    classes_file = root / "classes.txt"
+    classes = [c.strip().replace("_", " ") for c in classes_file.read_text().splitlines() if c.strip()]
+    rows, truth = [], {}
+    for file_name, (label, intervals) in parsed.items():
+        if file_name not in split_of:
+            raise AnnotationError(f"{annotations}: {file_name} is in no split file under {root / 'splits'}")
+        label = label.replace("_", " ")
+        if label != "Normal" and label not in classes:
+            raise AnnotationError(f"{annotations}: class {label!r} of {file_name} is not in {classes_file}")
+        path = root / "videos" / file_name
+        if not path.exists():
+            raise FileNotFoundError(f"campus clip missing: {path}. {GET_THE_DATA}")
+        name = Path(file_name).stem
+        rows.append(dict(name=name, path=str(path), split=split_of[file_name], label=label,
+                         is_anomalous=label != "Normal", num_frames=count_frames(path), fps=10.0))
+        truth[name] = intervals
+    return _make("campus", root, rows, truth, classes=classes)
