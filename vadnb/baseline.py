@@ -10,9 +10,11 @@ Each frame becomes a handful of facts a person can read:
 - ``blob_area``: the size of the largest moving region (a vehicle is one big blob);
 - ``blob_flatness``: width / height of the largest blobs (a lying person is wide and low);
 - ``speed``: how fast the moving pixels move (optical flow, 95th percentile);
-- ``static_area``: foreground that stopped moving (differs from the long-term background but
-  not from the short-term one: an object left behind);
-- ``people``: OpenCV's built-in HOG people detector, every few frames.
+- ``static_area``: what differs from a slowly learned background but does not move (an
+  object left behind, a person lying still); the background starts as the median of the
+  first seconds and learns only where nothing moves;
+- ``people``: OpenCV's built-in HOG people detector (off by default: its 64x128 window
+  needs people taller than the campus clips show them; switch it on for close-up footage).
 
 The anomaly score is how far each fact falls above what normal footage shows (a robust
 z-score: median and MAD of the reference), the largest over facts, squashed to [0, 1] and
@@ -59,11 +61,17 @@ class Config:
     history_s: float = 5.0
     """MOG2 background memory in seconds: moving things older than this become background."""
     long_history_s: float = 60.0
-    """The slow background model's memory, for objects that were left behind."""
+    """The slow background's memory: a new still object fades into it over about this long."""
+    init_s: float = 3.0
+    """The slow background starts as the per-pixel median of the first seconds."""
+    static_threshold: int = 30
+    """Grey-level difference from the slow background that counts as a change."""
     min_blob_frac: float = 0.002
     """Blobs smaller than this fraction of the frame are noise."""
-    people_every: int = 5
-    """Run the HOG people detector every n-th frame (it is the slow part)."""
+    people_every: int = 0
+    """Run the HOG people detector every n-th frame (0 = off; it is the slow part)."""
+    people_upscale: float = 2.0
+    """Upscale frames by this much before HOG, so people fill its 64x128 window."""
     smooth_s: float = 1.0
     """Gaussian smoothing of the score, sigma in seconds."""
     z_scale: float = 6.0
@@ -98,41 +106,67 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
     fps = info.fps or 10.0
     short = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.history_s * fps)),
                                                detectShadows=False)
-    long_ = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.long_history_s * fps)),
-                                               detectShadows=False)
-    hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    hog = None
+    if cfg.people_every > 0:
+        hog = cv2.HOGDescriptor()
+        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
+    rate = 1.0 / max(cfg.long_history_s * fps, 1.0)
+    init = max(1, int(cfg.init_s * fps))
     rows: list[dict[str, Any]] = []
-    prev_gray = None
-    people = 0.0
+    buffered: list[tuple[int, np.ndarray]] = []
+    state: dict[str, Any] = {"prev": None, "bg": None, "people": 0.0}
+
+    def process(idx: int, rgb: np.ndarray) -> None:
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        fg = cv2.morphologyEx(short.apply(rgb), cv2.MORPH_OPEN, kernel)
+        moving = fg > 0
+        near_motion = cv2.dilate(fg, kernel, iterations=2) > 0
+        bg = state["bg"]
+        changed = np.abs(gray.astype(np.float32) - bg) > cfg.static_threshold
+        static = cv2.morphologyEx((changed & ~near_motion).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        # learn the background slowly, and only where nothing moves
+        still = ~near_motion
+        bg[still] += rate * (gray[still] - bg[still])
+        blob_area, flat = _blobs(fg, min_area)
+        speed = 0.0
+        prev = state["prev"]
+        if prev is not None and moving.any():
+            small = (size[0] // 2, size[1] // 2)
+            flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
+                                                None, 0.5, 2, 9, 2, 5, 1.1, 0)
+            mag = np.linalg.norm(flow, axis=2)
+            m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+            if m.any():
+                speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
+        if hog is not None and idx % cfg.people_every == 0:
+            big = cv2.resize(gray, None, fx=cfg.people_upscale, fy=cfg.people_upscale)
+            found, _ = hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.1)
+            state["people"] = float(len(found))
+        rows.append({"frame": int(idx), "fg_area": float(moving.mean()), "blob_area": blob_area,
+                     "blob_flatness": flat, "speed": speed, "static_area": float(static.mean()),
+                     "people": state["people"]})
+        state["prev"] = gray
+
     for chunk in iter_frames(video, size=size):
         for idx, rgb in zip(chunk.indices, chunk.images):
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            fg = cv2.morphologyEx(short.apply(rgb), cv2.MORPH_OPEN, kernel)
-            fg_long = cv2.morphologyEx(long_.apply(rgb, learningRate=1.0 / (cfg.long_history_s * fps)),
-                                       cv2.MORPH_OPEN, kernel)
-            moving = fg > 0
-            static = (fg_long > 0) & ~moving
-            blob_area, flat = _blobs(fg, min_area)
-            speed = 0.0
-            if prev_gray is not None and moving.any():
-                small = (size[0] // 2, size[1] // 2)
-                flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev_gray, small), cv2.resize(gray, small),
-                                                    None, 0.5, 2, 9, 2, 5, 1.1, 0)
-                mag = np.linalg.norm(flow, axis=2)
-                m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
-                if m.any():
-                    speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
-            if idx % cfg.people_every == 0:
-                found, _ = hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.1)
-                people = float(len(found))
-            static_clean = cv2.morphologyEx(static.astype(np.uint8), cv2.MORPH_OPEN, kernel)
-            rows.append({"frame": int(idx), "fg_area": float(moving.mean()), "blob_area": blob_area,
-                         "blob_flatness": flat, "speed": speed,
-                         "static_area": float(static_clean.mean()), "people": people})
-            prev_gray = gray
+            if state["bg"] is None:
+                buffered.append((int(idx), rgb))
+                if len(buffered) < init:
+                    continue
+                grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
+                state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
+                for i, f in buffered:
+                    process(i, f)
+                buffered.clear()
+            else:
+                process(int(idx), rgb)
+    if buffered:  # a video shorter than init_s
+        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
+        state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
+        for i, f in buffered:
+            process(i, f)
     if not rows:
         from .video import VideoError
 
