@@ -1,0 +1,65 @@
+"""Notebook 50 (AnomalyCLIP) runs headless on the tiny profile and writes what it promises.
+
+Shrunk for speed: 2 epochs, every 4th frame, a 16-wide temporal model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pandas as pd
+import pytest
+from conftest import run_notebook
+
+from vadnb.detect import TINY_WARNING
+
+pytestmark = pytest.mark.notebook
+
+
+def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
+    from vadnb import anomalyclip, models
+    from vadnb.data import load_campus
+
+    try:
+        bench = load_campus()
+    except FileNotFoundError as err:
+        pytest.skip(f"campus data not built: {err}")
+    out = tmp_path / "out"
+    nb = run_notebook("50_anomalyclip", out, PROFILE="tiny", EPOCHS=2, FEATURE_STRIDE=4,
+                      EMB_SIZE=16, BATCH_SIZE=8)
+
+    train = bench.subset("train").videos
+    curves = pd.read_csv(out / "loss_curves.csv")
+    for col in ("epoch", "step", *anomalyclip.LOSS_TERMS, "total", "lr"):
+        assert col in curves
+    per_group = min(4, max(train["is_anomalous"].sum(), (~train["is_anomalous"]).sum()))
+    steps = -(-max(train["is_anomalous"].sum(), (~train["is_anomalous"]).sum()) // per_group)
+    assert curves["epoch"].tolist() == [e for e in range(2) for _ in range(steps)]
+    assert (curves["lr"] > 0).all()
+
+    meta = json.loads((out / "anomalyclip.json").read_text())
+    classes = sorted(c for c in bench.classes if c != "Normal")
+    assert sorted(meta["class_names"]) == classes
+    assert meta["config"]["feature_stride"] == 4 and meta["config"]["epochs"] == 2
+
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["profile"] == "tiny" and m["meaningless"] and m["warning"] == TINY_WARNING
+    assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["ap"] <= 1.0
+    test = bench.subset("test").videos
+    tested = sorted(set(test.loc[test["is_anomalous"], "label"]))
+    assert [r["class"] for r in m["per_class"]] == tested
+
+    # the reported AUC is what the saved checkpoint gives on the test split
+    clip = models.load("clip", profile="tiny")
+    model = anomalyclip.load_checkpoint(out / "anomalyclip.safetensors", clip=clip, device="cpu")
+    again = anomalyclip.evaluate(model, bench, "test", backends={"clip": clip})
+    assert again.auc == pytest.approx(m["auc"], abs=1e-6)
+    assert again.predicted_classes == m["predicted_classes"]
+
+    image = cv2.imread(str(out / "latent_space.png"))
+    assert image is not None and image.shape[0] > 300
+
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "frame AUC" in text and TINY_WARNING in text
