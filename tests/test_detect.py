@@ -34,7 +34,8 @@ def test_save_and_load_round_trip(tmp_path):
     back = Detection.load(tmp_path / "det")
     np.testing.assert_allclose(back.frame_scores, d.frame_scores, rtol=1e-6)
     assert back.segments["explanation"].tolist() == ["calm", "a van on the lawn"]
-    assert back.extras == {"parse_failures": 2}  # arrays are not JSON and stay out
+    assert back.extras["parse_failures"] == 2
+    np.testing.assert_array_equal(back.extras["arr"], np.zeros(2))  # arrays via extras.npz
     assert back.meaningless
 
 

@@ -85,7 +85,8 @@ class Detection:
                 f"segments={len(self.segments)}){flag}")
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``frame_scores.npy``, ``segments.csv``, ``model_calls.csv`` and ``detection.json``."""
+        """Write ``frame_scores.npy``, ``segments.csv``, ``model_calls.csv``, ``detection.json``
+        (with the JSON-able extras) and ``extras.npz`` (the array extras, e.g. class probabilities)."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / "frame_scores.npy", np.asarray(self.frame_scores, dtype=np.float32))
@@ -95,6 +96,10 @@ class Detection:
                 "fps": self.fps, "meaningless": self.meaningless,
                 "extras": {k: v for k, v in self.extras.items() if _jsonable(v)}}
         (out / "detection.json").write_text(json.dumps(meta, indent=2))
+        arrays = {k: np.asarray(v) for k, v in self.extras.items()
+                  if isinstance(v, np.ndarray) and v.dtype != object}
+        if arrays:
+            np.savez_compressed(out / "extras.npz", **arrays)
         return out
 
     @classmethod
@@ -102,12 +107,16 @@ class Detection:
         src = Path(folder)
         meta = json.loads((src / "detection.json").read_text())
         calls = src / "model_calls.csv"
+        extras = meta.get("extras", {})
+        if (src / "extras.npz").exists():
+            with np.load(src / "extras.npz", allow_pickle=False) as z:
+                extras.update({k: z[k] for k in z.files})
         return cls(
             video=meta["video"], method=meta["method"], profile=meta["profile"],
             frame_scores=np.load(src / "frame_scores.npy", allow_pickle=False),
             fps=float(meta["fps"]), segments=pd.read_csv(src / "segments.csv"),
             model_calls=pd.read_csv(calls) if calls.stat().st_size > 1 else pd.DataFrame(),
-            extras=meta.get("extras", {}),
+            extras=extras,
         )
 
 
