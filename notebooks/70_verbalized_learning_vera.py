@@ -1,0 +1,417 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 70 · Verbalized learning: training a prompt without gradients (VERA)
+#
+# VERA (CVPR 2025) detects anomalies with a **frozen** vision-language model (VLM). Nothing
+# about the model changes during training. What is trained is a short list of **guiding
+# questions** in the prompt ("Is anyone hitting another person?"), and the "optimizer" that
+# improves them is the same VLM, reading its own mistakes and rewriting the questions in
+# plain words.
+#
+# In this notebook you will learn:
+# - how a prompt can be *trained*: a learner, an optimizer, a batch, a validation split,
+#   and model selection, all in text;
+# - why the question set must be chosen on **validation** accuracy, never on test;
+# - how VERA turns 0/1 answers about 10-second windows into frame scores (retrieval
+#   ensemble within the video, Gaussian smoothing), and what the optional *position prior* is;
+# - how to read the VLM's explanation for every interval in the explorer.
+#
+# Where it sits: after `60_context_vqa_anyanomaly` (a VLM scores a user-typed anomaly) and
+# before notebook 80, which compares all the methods. It uses the campus benchmark of
+# `00_setup_and_data` and the frame-level metrics of `40_score_refinement_and_evaluation`.
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/70_verbalized_learning_vera.ipynb)
+
+# %%
+import sys
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+    import subprocess
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    sys.path.insert(0, "/content/vadnb")
+
+# %% tags=["parameters"]
+PROFILE = None             # "tiny" (CPU, meaningless scores), "colab" (T4), "paper"; None: $VADNB_PROFILE
+OUTPUT_DIR = "outputs/70"  # question_history.csv, learned_questions.json, metrics.json, validation_curve.png
+STEPS = 4                  # optimizer steps (batches of 2 training videos); the paper trains longer
+VALIDATE_EVERY = 1         # score the questions on the validation split every this many steps
+MAX_TRAIN_VIDEOS = None    # None: every training video of the campus benchmark
+MAX_VAL_VIDEOS = None      # None: every validation video
+MAX_TEST_VIDEOS = None     # None: every test video
+IMAGE_SIZE = None          # None: 448 px as in the paper (tiny profile: 64 px)
+MAX_NEW_TOKENS = None      # None: 256 tokens per reply (tiny profile: 16)
+STRIDE = 16                # one VLM query per this many frames at inference
+POSITION_PRIOR = False     # the UCF-Crime centre-of-video prior (a dataset prior, off by default)
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from tqdm.auto import tqdm
+
+import vadnb
+from vadnb import metrics, models, vera
+from vadnb.data import load_campus
+from vadnb.detect import TINY_WARNING
+from vadnb.plots import contact_sheet, plot_detection
+
+env = vadnb.setup(PROFILE)
+out = Path(OUTPUT_DIR)
+out.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# On the `tiny` profile the VLM is a small random-init model: it writes gibberish. The
+# notebook still runs every step, so you can see the machinery, and we shrink the frames and
+# the replies so that it finishes in minutes on a CPU. **Every number it prints is
+# meaningless** and carries the warning below.
+
+# %%
+tiny = env.meaningless
+image_size = IMAGE_SIZE or (64 if tiny else 448)
+max_new_tokens = MAX_NEW_TOKENS or (16 if tiny else 256)
+WARN = f"  ⚠ {TINY_WARNING}" if tiny else ""
+
+
+def warn_if_tiny() -> None:
+    """Print the tiny-profile warning next to a table of numbers."""
+    if tiny:
+        print(f"⚠ {TINY_WARNING}")
+
+
+print(f"frames {image_size} px, replies up to {max_new_tokens} tokens{WARN}")
+
+# %% [markdown]
+# ## Training a prompt: the idea
+#
+# Gradient descent changes numbers so that a loss goes down. Verbalized learning keeps the
+# same loop and replaces every part with text:
+#
+# | gradient training | VERA's verbalized learning |
+# |---|---|
+# | weights | the guiding questions in the prompt |
+# | forward pass | the **learner** (the VLM) answers a training video with the questions: reasoning, then `Output: 0/1` |
+# | loss on a batch | which of the 2 videos it got wrong, against the video-level labels |
+# | gradient step | the **optimizer** (the same VLM) sees the frames, the predictions, the labels and the questions, and writes "New Prompt Questions" |
+# | early stopping / model selection | every few steps, accuracy on a held-out **validation** split; the best set wins |
+#
+# The model's weights never move, so this works with any VLM you can only *call*. Here are
+# the suite's hand-written starting questions (`data/vera_questions.json`):
+
+# %%
+start_questions = vera.default_questions()
+for i, q in enumerate(start_questions, 1):
+    print(f"{i}. {q}")
+
+# %% [markdown]
+# The learner's prompt puts them in front of the frames. An unreadable reply (no `Output:
+# 0/1` anywhere) counts as a **wrong** prediction: a detector that cannot answer is not right.
+
+# %%
+print(vera.learner_prompt(start_questions))
+
+# %% [markdown]
+# The optimizer's prompt, for a batch where the learner missed the first video (the 16
+# frames of the two videos go with it as images):
+
+# %%
+print(vera.optimizer_prompt(start_questions, predictions=[0, 1], targets=[1, 1],
+                            replies=["Nobody is running. Output: 0", "A car on the lawn. Output: 1"]))
+
+# %% [markdown]
+# ## The data: train, validation, test
+#
+# The campus benchmark has three splits. Training videos feed the optimizer, validation videos
+# pick the best question set, and test videos are touched only once, at the very end.
+# `learn_questions` refuses test videos outright.
+
+# %%
+bench = load_campus()
+
+
+def some(table: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """All videos, or ``n`` of them with both kinds: half anomalous, half normal."""
+    if n is None or n >= len(table):
+        return table
+    bad, good = table[table["is_anomalous"]], table[~table["is_anomalous"]]
+    k = min(len(bad), max(1, (n + 1) // 2))
+    return pd.concat([bad.head(k), good.head(n - k)])
+
+
+train = some(bench.subset("train").videos, MAX_TRAIN_VIDEOS)
+val = some(bench.subset("val").videos, MAX_VAL_VIDEOS)
+test = some(bench.subset("test").videos, MAX_TEST_VIDEOS)
+pd.DataFrame({split: t["label"].value_counts() for split, t in
+              [("train", train), ("val", val), ("test", test)]}).fillna(0).astype(int)
+
+# %% [markdown]
+# During training the learner sees 8 frames spread evenly over the **whole** video (only a
+# video-level label exists, so the whole video is one example). These are the 8 frames of
+# the first training video:
+
+# %%
+from vadnb.video import probe, read_frames  # noqa: E402
+
+example = train.iloc[0]
+picked = vera.even_frame_indices(probe(example["path"]).num_frames, 8)
+sheet = contact_sheet(read_frames(example["path"], indices=picked).images,
+                      labels=[f"frame {i}" for i in picked], cols=8,
+                      title=f"{example['name']} (label: {example['label']})")
+plt.show()
+
+# %% [markdown]
+# ## A loop you can watch: a pretend VLM
+#
+# Before the real model, a pretend one whose behaviour we know, so the loop's moves are easy
+# to follow (`vadnb.models.scripted` turns any Python function into a model role). It
+# recognises each video (it peeks at the labels: it is a teaching device) and:
+#
+# - as **learner**, says `Output: 1` for an anomalous video only when one of the questions
+#   names that kind of anomaly, and `Output: 0` otherwise;
+# - as **optimizer**, adds a question about each kind it missed, keeping only the **2**
+#   newest (`max_questions=2`): a small prompt budget, so learning one thing can push out
+#   another.
+#
+# We start from one unhelpful question.
+
+# %%
+import hashlib  # noqa: E402
+
+from vadnb.models.scripted import ScriptedVLM  # noqa: E402
+
+ASK = {"Fallen": "Is someone lying on the ground after a fall?",
+       "Running": "Is someone running away or chasing?",
+       "Vehicle": "Is a car or bike where only people walk?",
+       "Object left": "Is a bag or object left behind?"}
+
+
+def fingerprint(image):
+    return hashlib.sha1(image.tobytes()).hexdigest()
+
+
+kind_of = {}  # first training frame -> the video's label (the pretend VLM's cheat sheet)
+for row in pd.concat([train, val]).itertuples():
+    first = vera.even_frame_indices(probe(row.path).num_frames, 8)[:1]
+    image = read_frames(row.path, indices=first, size=(image_size, image_size)).images[0]
+    kind_of[fingerprint(image)] = row.label
+
+
+def pretend_vlm(images, prompt):
+    questions = [q for q in ASK.values() if q in prompt]
+    if "New Prompt Questions" not in prompt:  # learner: one video, 8 frames
+        kind = kind_of[fingerprint(images[0])]
+        return f"Output: {int(kind != 'Normal' and ASK[kind] in questions)}"
+    kinds = [kind_of[fingerprint(im)] for im in images[::8]]  # optimizer: 8 frames per video
+    missed = [ASK[k] for k in kinds if k != "Normal" and ASK[k] not in questions]
+    new = (questions + missed)[-2:] or ["Is there fire or smoke?"]
+    return "New Prompt Questions:\n" + "\n".join(f"{i}. {q}" for i, q in enumerate(new, 1))
+
+
+demo = vera.learn_questions(
+    train, val, backends={"vlm": ScriptedVLM(pretend_vlm, name="pretend-vlm")},
+    questions=["Is there fire or smoke?"], steps=6, max_questions=2, image_size=image_size)
+demo.history[["step", "questions", "train_acc", "val_acc", "chosen"]]
+
+# %% [markdown]
+# Read the table top to bottom: each step's mistakes add questions, the budget of two pushes
+# older ones out, and training-batch accuracy jumps around because each batch holds
+# different videos. The validation accuracy is the steady judge; the chosen set (the star)
+# is the best on validation, not the last one and not the best on a training batch.
+
+# %%
+vera.plot_history(demo.history)
+plt.show()
+
+# %% [markdown]
+# ## Learning the questions
+#
+# One model plays both roles. We load it once (and the embedder used at inference).
+# Every step is cached: if the notebook is interrupted, running it again continues from the
+# last finished step.
+
+# %%
+vlm = models.load("vlm", profile=env.profile)
+embedder = models.load("embedder", profile=env.profile)
+print(vlm)
+print(embedder)
+
+# %%
+result = vera.learn_questions(
+    train, val, backends={"vlm": vlm}, questions=start_questions, steps=STEPS,
+    validate_every=VALIDATE_EVERY, image_size=image_size, max_new_tokens=max_new_tokens)
+print(f"chosen: step {result.best_step}, validation accuracy {result.best_val_acc:.2f}{WARN}")
+print("learner replies:", result.learner_parse.summary())
+print("optimizer replies:", result.optimizer_parse.summary(),
+      "(an unreadable one keeps the previous questions)")
+
+# %% [markdown]
+# On `tiny`, expect the fallback at work: the random-init VLM's replies are empty or noise,
+# so every learner reply is unreadable (counted as wrong: accuracy 0), every optimizer reply
+# is unreadable (the previous questions are kept), and the starting set is chosen at step 0.
+# The loop does not crash and does not learn noise; that is what it should do.
+#
+# The history has one row per question set: where it came from, its accuracy on the training
+# batch it was used for, its validation accuracy (when it was validated), and whether it was
+# chosen.
+
+# %%
+history = result.history
+warn_if_tiny()
+history[["step", "source", "train_acc", "val_acc", "chosen"]]
+
+# %% [markdown]
+# What did the optimizer actually write? The first reply, verbatim (on `tiny` expect noise:
+# that is why the parser rejects items that are not made of words, and keeps the old set):
+
+# %%
+print(repr(history["optimizer_reply"].iloc[0][:500]))
+
+# %% [markdown]
+# The validation curve: the choice is the highest point of the validation line (the earliest
+# one on ties), whatever the training accuracy says.
+
+# %%
+fig = vera.plot_history(result.history, warning=TINY_WARNING if tiny else None)
+fig.savefig(out / "validation_curve.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# The questions that won, next to the ones we started from, saved for later
+# (`vadnb.detect(video, method="vera", questions="learned_questions.json")`):
+
+# %%
+result.save(out / "learned_questions.json")
+result.save_history(out / "question_history.csv")
+pd.DataFrame({"start": pd.Series(start_questions), "learned": pd.Series(result.questions)})
+
+# %% [markdown]
+# ## Inference: from 0/1 answers to frame scores
+#
+# With the learned questions fixed, VERA scores a test video in three steps:
+#
+# 1. **Answers.** Every 16th frame is the centre of a 10-second window (measured in seconds,
+#    so it spans 300 frames at 30 fps and 100 at 10 fps); the VLM sees 8 frames of it and
+#    answers 0 or 1.
+# 2. **Retrieval ensemble.** Each segment is embedded (the embedder's video encoder on the
+#    same 8 frames). A segment's score becomes the softmax-weighted mean of the answers of
+#    its `floor(0.15 × #segments)` most similar segments in the same video, weights
+#    `softmax(cosine / 0.1)`: similar-looking moments should get similar scores, which
+#    repairs isolated wrong answers.
+# 3. **Smoothing.** A normalised Gaussian (15 taps, sigma 10) over segments, then each
+#    segment's score is repeated over its 16 frames.
+#
+# The published UCF-Crime number also multiplies by `exp(-0.5((t - n/2)/(n/2))^2)`, which
+# favours the middle of each video. That is knowledge about *that* test set (its anomalies sit
+# mid-video), not part of the method, so it is off here (`POSITION_PRIOR`).
+
+# %%
+detections, labels = {}, {}
+for row in tqdm(list(test.itertuples()), desc="test videos"):
+    det = vera.run(row.path, backends={"vlm": vlm, "embedder": embedder},
+                   questions=result.questions, image_size=image_size, stride=STRIDE,
+                   max_new_tokens=max_new_tokens, position_prior=POSITION_PRIOR)
+    detections[row.name] = det
+    labels[row.name] = bench.frame_labels(row.name)
+print(f"{len(detections)} test videos scored{WARN}")
+
+# %% [markdown]
+# (On `tiny` every answer is unreadable, so every segment is filled with 0.5 "no
+# information", and the AUC is 0.5 by construction.)
+#
+# Frame-level **micro** metrics: all test frames concatenated, then ROC-AUC and average
+# precision (scikit-learn, via `vadnb.metrics`).
+
+# %%
+scores = {name: d.frame_scores for name, d in detections.items()}
+summary = {
+    "profile": env.profile, "meaningless": tiny, "warning": TINY_WARNING if tiny else "",
+    "test_videos": len(detections), "auc": metrics.frame_auc(labels, scores),
+    "ap": metrics.frame_ap(labels, scores), "position_prior": POSITION_PRIOR,
+    "chosen_step": result.best_step, "val_acc": result.best_val_acc, "steps": STEPS,
+    "unparseable_answers": int(sum(d.extras["unparseable"] for d in detections.values())),
+    "answers": int(sum(d.extras["answers"] for d in detections.values())),
+}
+(out / "metrics.json").write_text(json.dumps(summary, indent=2))
+print(f"AUC {summary['auc']:.3f}  AP {summary['ap']:.3f}{WARN}")
+print(f"{summary['unparseable_answers']} of {summary['answers']} answers unreadable "
+      "(filled from their neighbours)")
+
+# %% [markdown]
+# Per video, for a closer look (`metrics.per_video`; one-class videos get no AUC):
+
+# %%
+warn_if_tiny()
+metrics.per_video(labels, scores)
+
+# %% [markdown]
+# ## Explanations per interval
+#
+# Every segment keeps the VLM's answer, so each flagged interval comes with a reason. We look
+# at the test video with the highest score (on `tiny`, a random one and random text).
+
+# %%
+name = max(detections, key=lambda n: detections[n].frame_scores.max())
+det = detections[name]
+plot_detection(det, labels=labels[name])
+plt.show()
+warn_if_tiny()
+det.segments[["time_s", "raw_score", "score", "explanation"]].sort_values(
+    "score", ascending=False).head(5)
+
+# %% [markdown]
+# The explorer: move along the timeline to see the frame, the score and the explanation of
+# the segment under the cursor.
+
+# %%
+from vadnb.widgets import explorer  # noqa: E402
+
+explorer(det, labels=labels[name])
+
+# %% [markdown]
+# ## What differs from the original code, and why
+#
+# - The question set is chosen **automatically on validation accuracy**. Picking it by
+#   looking at test results would make the test score an optimistic, tuned number.
+# - The **position prior** is an option, off by default and labelled as a dataset prior.
+# - An unreadable learner reply counts as wrong (training and validation); an unreadable
+#   optimizer reply keeps the previous questions (counted in `result.optimizer_parse`); an
+#   unreadable answer at inference is filled from its neighbours and counted.
+# - Everything is cached per video, question set and model, so a re-run is free and an
+#   interrupted training continues where it stopped.
+
+# %% [markdown]
+# ## Summary
+#
+# - VERA trains *words*, not weights: a learner answers with guiding questions, an optimizer
+#   (the same frozen VLM) rewrites them from its mistakes, and validation accuracy picks the
+#   winner.
+# - Inference asks one question per 16 frames about a 10 s window, then a retrieval ensemble
+#   within the video and Gaussian smoothing turn 0/1 answers into frame scores.
+# - With a random-init model the loop still runs and falls back safely, which is what the
+#   tiny profile shows; real numbers need a real VLM (`PROFILE="colab"`).
+#
+# ## Exercises
+#
+# 1. Set `VALIDATE_EVERY = 2`. Which question sets can no longer be chosen, and why can the
+#    chosen one change?
+# 2. Write a question set of your own to `my_questions.json` with `vera.save_questions` and
+#    score the test videos with it. Is it better than the learned set? Why is comparing sets
+#    on *test* fine here but not when choosing among them?
+# 3. Turn on `POSITION_PRIOR`. Plot `vera.position_prior(n)` for a 300-frame video. On which
+#    kind of video does it hurt?
+# 4. Run `vera.run` with `ensemble_fraction=0.01` (every segment is its own only neighbour)
+#    and with `smooth_taps=1`. Which step helps most on the campus test videos?

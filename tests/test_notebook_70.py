@@ -1,0 +1,34 @@
+"""Notebook 70 (VERA) runs headless on the tiny profile and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from conftest import run_notebook
+
+from vadnb.detect import TINY_WARNING
+
+
+def test_notebook_70_writes_its_artifacts(tmp_path):
+    pytest.importorskip("vadnb.data")
+    run_notebook("70_verbalized_learning_vera", tmp_path, PROFILE="tiny", STEPS=1,
+                 MAX_TRAIN_VIDEOS=2, MAX_VAL_VIDEOS=2, MAX_TEST_VIDEOS=2, IMAGE_SIZE=32,
+                 MAX_NEW_TOKENS=8, STRIDE=64)
+    history = pd.read_csv(tmp_path / "question_history.csv")
+    assert list(history["step"]) == [0, 1]
+    assert history["chosen"].sum() == 1
+    chosen = history[history["chosen"]].iloc[0]
+    assert chosen["val_acc"] == history["val_acc"].max()
+    learned = json.loads((tmp_path / "learned_questions.json").read_text())
+    assert learned["questions"] == json.loads(chosen["questions"])
+    assert 1 <= len(learned["questions"]) <= 5
+    assert learned["meta"]["meaningless"] is True
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["meaningless"] is True and m["warning"] == TINY_WARNING
+    assert m["test_videos"] == 2 and 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["ap"] <= 1.0
+    assert not math.isnan(m["auc"])
+    assert (tmp_path / "validation_curve.png").stat().st_size > 5_000
