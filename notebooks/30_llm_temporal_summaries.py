@@ -1,0 +1,229 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 30 · LLM temporal summaries: from captions to an anomaly score
+#
+# In notebook 20 every centre frame got a **temporal description**: 10 cleaned captions
+# covering 10 seconds. LAVAD now asks a large language model two questions per position:
+# first *"summarise what happened"*, then *"how suspicious is this summary, from 0 to 1?"*.
+#
+# In this notebook you will learn:
+# - the exact prompts, and what the LLM sees for one position;
+# - how the reply is read (a Python list `[x]`), what happens when it cannot be read
+#   (counted, then interpolated from the neighbours), and how often that happens;
+# - why we decode greedily (temperature 0) where the paper sampled;
+# - how to try your own prompt, reusing everything already computed.
+#
+# Where it sits: after `20_captioning_and_cleaning` and before
+# `40_score_refinement_and_evaluation`, which refines these scores and evaluates them.
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/30_llm_temporal_summaries.ipynb)
+
+# %%
+import sys
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+    import subprocess
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    sys.path.insert(0, "/content/vadnb")
+
+# %% tags=["parameters"]
+PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
+OUTPUT_DIR = "outputs/30"  # summaries.csv, parse_report.json, scores.png go here
+VIDEO = None               # a video path, None: the first campus test clip
+MY_SCORE_CONTEXT = (       # the "try your own prompt" cell uses this framing
+    "You are a campus security guard. How unusual is the scene described below for a "
+    "campus path, on a scale from 0 (nothing unusual) to 1 (call for help)?")
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+import vadnb
+from vadnb import lavad, plots
+from vadnb.detect import TINY_WARNING
+
+env = vadnb.setup(PROFILE)
+out = Path(OUTPUT_DIR)
+out.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## The prompts
+#
+# Written for this suite, faithful to the paper's. The **summary prompt** is an
+# instruction followed by the temporal description, one caption per line. The **score
+# prompt** has three parts: a *context* (rate as a law enforcement agency would, from 0 =
+# standard to 1 = suspicious), a *format* (answer with a Python list holding one value of
+# 0, 0.1, ..., 1.0), then the summary.
+
+# %%
+cfg = lavad.Config()
+print("SUMMARY PROMPT:\n" + cfg.summary_prompt + "\n")
+print("SCORE CONTEXT:\n" + cfg.score_context + "\n")
+print("SCORE FORMAT:\n" + cfg.score_format)
+
+# %% [markdown]
+# Chat models often open their reply with a sentence like *"Sure, here is a summary:"*. LAVAD
+# keeps only the **last line** of the summary reply:
+
+# %%
+print(repr(lavad.last_line("Sure! Here is a summary:\n\nA man runs across the lawn.\n")))
+
+# %% [markdown]
+# ## Run LAVAD (cached)
+#
+# If you ran notebook 20 with the same video and profile, the captions and embeddings come
+# from the cache and only missing stages run. The model-call table says what was computed.
+
+# %%
+if VIDEO is None:
+    from vadnb.data import load_campus
+
+    VIDEO = load_campus().subset("test").videos.path.iloc[0]
+det = lavad.run(VIDEO, profile=env.profile)
+if det.meaningless:
+    print("WARNING:", TINY_WARNING)
+print(det.model_calls.to_string(index=False) if len(det.model_calls)
+      else "no model call: every stage came from the cache")
+
+# %% [markdown]
+# ## What the LLM sees for one position
+#
+# The two conversations sent for the middle position of the video, exactly as built by
+# `lavad.summary_messages` and `lavad.score_messages`:
+
+# %%
+seg = det.segments
+row = seg.iloc[len(seg) // 2]
+for message in lavad.summary_messages(row.temporal_description.split("\n")):
+    print(f"--- {message['role']} ---\n{message['content']}")
+print("\n=== summary kept:", row.summary)
+
+# %%
+for message in lavad.score_messages(row.summary):
+    print(f"--- {message['role']} ---\n{message['content']}")
+print("\n=== reply:", repr(row.score_reply), "-> score", row.raw_score)
+
+# %% [markdown]
+# ## Greedy decoding, and asking once per distinct prompt
+#
+# The paper sampled its replies (temperature 0.6, top-p 0.9): run it twice and the scores
+# differ. We decode **greedily** (`llm_temperature = 0`): the same prompt always gets the
+# same reply, so a result can be reproduced, and a cached reply is exactly what the model
+# would say again. A side effect: two positions with the same temporal description (common
+# in static scenes) get the same summary, so the LLM is asked once per *distinct* prompt.
+
+# %%
+print(f"{det.extras['positions']} positions -> {det.extras['n_llm_prompts']} distinct LLM "
+      f"prompts (the paper's code: {2 * det.extras['positions']})")
+
+# %% [markdown]
+# ## Summaries and scores
+#
+# One row per position. `parsed` says whether the score reply held a readable `[x]`.
+
+# %%
+summaries = seg[["centre_frame", "time_s", "summary", "score_reply", "parsed", "raw_score"]]
+summaries.to_csv(out / "summaries.csv", index=False)
+if det.meaningless:
+    print("WARNING:", TINY_WARNING)
+summaries.head(10)
+
+# %% [markdown]
+# ## Parse failures
+#
+# `vadnb.stages.parse_bracket_score` takes the first `[x]` with x between 0 and 1
+# ("Sure! [0.7]" works; "0.7" without brackets, "[1.5]" or "[high]" do not). An unreadable
+# reply becomes *missing*, and missing scores are filled by **linear interpolation** from the
+# nearest readable positions (at the ends, the nearest value; if nothing is readable, 0.5).
+# Every failure is counted: a method that silently turns failures into zeros is lying.
+
+# %%
+for reply in ["[0.7]", "Sure! I would say [0.3].", "0.7", "[1.5]", "[high]"]:
+    print(f"{reply!r:32} -> {lavad.parse_scores([reply])[1][0]}")
+
+# %%
+report = {
+    "video": Path(VIDEO).name,
+    "profile": det.profile,
+    "meaningless": det.meaningless,
+    "positions": det.extras["positions"],
+    "parse_failures": det.extras["parse_failures"],
+    "failure_rate": det.extras["parse_failures"] / max(det.extras["positions"], 1),
+    "examples": det.extras["parse_failure_examples"],
+}
+(out / "parse_report.json").write_text(json.dumps(report, indent=2))
+report
+
+# %% [markdown]
+# The LLM's scores over time (before refinement), with the positions whose reply could not
+# be read marked in red: their value was interpolated. The shaded band is the ground truth.
+
+# %%
+labels = None
+try:
+    from vadnb.data import load_campus
+
+    bench = load_campus()
+    name = Path(VIDEO).stem
+    if name in set(bench.videos.name):
+        labels = bench.frame_labels(name)
+except (ImportError, FileNotFoundError, ValueError, KeyError):
+    pass
+fig = plots.plot_scores(lavad.frame_scores_of(det, "raw_score"), fps=det.fps, labels=labels,
+                        warning=det.warning or None, label="LLM score",
+                        title=f"LAVAD raw scores · {Path(VIDEO).name}")
+bad = seg[~seg.parsed]
+fig.axes[0].plot(bad.time_s, bad.raw_score, "rx", label="interpolated")
+fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+fig.savefig(out / "scores.png", dpi=80, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# ## Try your own prompt
+#
+# Change `MY_SCORE_CONTEXT` (a parameter at the top) and run the next cell. Only the score
+# prompt changed, so the captions, embeddings and summaries come from the cache; the LLM is
+# asked again for the scores only.
+
+# %%
+mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT)
+print(mine.model_calls.to_string(index=False) if len(mine.model_calls)
+      else "no model call: every stage came from the cache")
+compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
+                        "my prompt": mine.segments.raw_score})
+if det.meaningless:
+    print("WARNING:", TINY_WARNING)
+compare.head(10)
+
+# %% [markdown]
+# ## Summary
+#
+# - Two LLM calls per position: a **summary** of the temporal description (last line kept)
+#   and a **score** for the summary, read from `[x]`.
+# - Unreadable replies are counted and **interpolated**; the report says how many.
+# - Greedy decoding makes runs reproducible and lets identical prompts be asked once.
+#
+# ## Exercises
+#
+# 1. Ask the LLM for a score *without* the summary step (score the temporal description
+#    directly: `lavad.score_messages(description)`). Are the scores better or worse?
+# 2. Drop the format prompt (`score_format=""`) and count the parse failures.
+# 3. Run with `llm_temperature=0.6` twice with a fresh cache (`cache=...`). How much do
+#    the scores move between runs?
+# 4. Write a context for a different setting (a shop, a highway). Which scenes change score?
