@@ -23,6 +23,7 @@ import torch
 from vadnb import models
 from vadnb.models import profiles
 from vadnb.models.hub import ModelUnavailableError
+from vadnb.models.tiny import TINY_VERSION
 
 RNG = np.random.default_rng(0)
 IMAGES = [RNG.integers(0, 256, size=(96 + 8 * i, 128, 3), dtype=np.uint8) for i in range(5)]
@@ -131,7 +132,7 @@ def test_tiny_models_are_saved_then_loaded_from_their_folder(tiny):
 def test_tiny_backends_say_they_are_meaningless(tiny):
     for role in ("clip", "llm", "vlm", "captioner", "embedder"):
         b = tiny[role]
-        assert b.meaningless and b.profile == "tiny" and b.name == f"tiny:{role}"
+        assert b.meaningless and b.profile == "tiny" and b.name == f"tiny:{role}@v{TINY_VERSION}"
         assert "meaningless" in repr(b)
     assert not tiny["text_embedder"].meaningless  # a real model in every profile
 

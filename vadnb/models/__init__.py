@@ -55,7 +55,9 @@ def load(role: str, profile: str | None = None, model: str | None = None,
             or a variant ``<role>-<tag>`` from the profile table.
         profile: ``tiny``, ``colab``, ``paper`` or ``auto`` (default: ``$VADNB_PROFILE``).
         model: override the table with a hub id, a local folder, an open_clip
-            ``"ARCH:TAG"`` (clip), ``"imagebind_huge"`` (embedder) or ``"tiny:<name>"``.
+            ``"ARCH:TAG"`` (clip), ``"imagebind_huge"`` (embedder) or ``"tiny:<name>"``;
+            for ``llm``/``vlm``, ``"openai:<name>@<base url>"`` uses a model served by an
+            OpenAI-compatible server such as vLLM (:mod:`vadnb.models.served`).
         device: ``"cuda"``, ``"cpu"``, ... (default: the GPU when there is one).
         dtype: torch dtype or its name; default fp32 on CPU, bf16/fp16 on GPU.
         trust_remote_code: allow a hub repo's own Python code (InternVL, MiniCPM). Off by
@@ -65,6 +67,13 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     Raises:
         ModelUnavailableError: a real model is neither local nor downloadable (offline).
     """
+    # --- served models (vadnb.models.served): model="openai:<model name>@<base url>" ---
+    # The llm and vlm roles can be answered by an OpenAI-compatible server (vLLM, ...).
+    if model is not None and str(model).startswith("openai:"):
+        from .served import load_served
+
+        return load_served(role, str(model), batch_size=batch_size)
+    # --- end served models -----------------------------------------------------------
     base = base_role(role)
     device = pick_device(device)
     if model is None:
@@ -81,9 +90,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     meaningless = False
     name = source
     if source.startswith("tiny:"):
-        from .tiny import ensure_tiny
+        from .tiny import TINY_VERSION, ensure_tiny
 
         source = str(ensure_tiny(source[len("tiny:"):]))
+        name = f"{name}@v{TINY_VERSION}"
         meaningless, profile_name = True, "tiny"
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
                   batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)

@@ -28,6 +28,9 @@ from pathlib import Path
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
 MARKER = "BUILT"
+TINY_VERSION = 2
+"""Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
+backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
 
 # A small, fixed corpus for the tiny tokenizers: the words the pipelines actually use, so
@@ -105,6 +108,11 @@ def _qwen_tokenizer():
     return tok
 
 
+MIN_NEW_TOKENS = 6
+"""A random model tends to end its turn at once (an empty reply teaches nothing and never
+reaches the parsers): tiny chat models must say a few tokens first."""
+
+
 def _never_generate(tok) -> list[int]:
     """Special tokens a random model should not emit (they would decode to empty replies);
     the end-of-turn token stays allowed."""
@@ -115,7 +123,7 @@ def tiny_dir(name: str) -> Path:
     """``<cache_dir>/models/tiny/<name>``."""
     from ..cache import cache_dir
 
-    return cache_dir() / "models" / "tiny" / name
+    return cache_dir() / "models" / "tiny" / f"v{TINY_VERSION}" / name
 
 
 def ensure_tiny(name: str) -> Path:
@@ -199,7 +207,7 @@ def _build_llm(out: Path) -> None:
     model = Qwen2ForCausalLM(cfg)
     model.generation_config = GenerationConfig(
         eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False,
-        suppress_tokens=_never_generate(tok))
+        suppress_tokens=_never_generate(tok), min_new_tokens=MIN_NEW_TOKENS)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -235,7 +243,8 @@ def _build_vlm(out: Path) -> None:
     model = Qwen2_5_VLForConditionalGeneration(cfg)
     model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"],
                                                pad_token_id=ids["<|endoftext|>"], do_sample=False,
-                                               suppress_tokens=_never_generate(tok))
+                                               suppress_tokens=_never_generate(tok),
+                                               min_new_tokens=MIN_NEW_TOKENS)
     pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),
