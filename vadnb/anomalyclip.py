@@ -50,7 +50,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .models.base import call_stats, calls_since
+from .stages import configure
 
 __all__ = [
     "Config",
@@ -162,15 +165,6 @@ class Config:
     def grid(self) -> int:
         """Frames in one 32 x 16 grid (512 by default)."""
         return self.num_segments * self.seg_length
-
-
-def _make_config(config: Config | None, overrides: Mapping[str, Any]) -> Config:
-    config = config or Config()
-    names = {f.name for f in fields(Config)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown AnomalyCLIP setting(s) {unknown}; Config fields are {sorted(names)}")
-    return replace(config, **overrides)
 
 
 # =========================================================================== features
@@ -640,7 +634,7 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
 
     from .models.base import pick_device
 
-    cfg = _make_config(config, overrides)
+    cfg = configure(Config, config, overrides, "AnomalyCLIP")
     names = [v for v in features]
     missing = [v for v in names if v not in labels]
     if missing:
@@ -977,7 +971,7 @@ def train(benchmark: Any, split: str | None = "train", config: Config | None = N
     ``features`` (video name -> array, e.g. from :func:`load_features`) skips extraction for
     the videos it holds. Returns ``(model, curves)``.
     """
-    cfg = _make_config(config, overrides)
+    cfg = configure(Config, config, overrides, "AnomalyCLIP")
     bench = benchmark.subset(split) if split else benchmark
     if len(bench.videos) == 0:
         raise ValueError(f"the benchmark has no videos in split {split!r}")
@@ -1050,27 +1044,6 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         meaningless=model.profile == "tiny")
 
 
-def _call_counts() -> pd.DataFrame:
-    try:
-        from .models.base import call_stats
-
-        return call_stats()
-    except ImportError:  # pragma: no cover
-        return pd.DataFrame()
-
-
-def _calls_since(before: pd.DataFrame) -> pd.DataFrame:
-    after = _call_counts()
-    if after.empty:
-        return after
-    key = ["role", "model", "profile"]
-    merged = after.merge(before, on=key, how="left", suffixes=("", "_before")).fillna(0)
-    for col in ("calls", "items", "seconds"):
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    merged = merged[key + ["calls", "items", "seconds"]]
-    return merged[merged["calls"] > 0].reset_index(drop=True)
-
-
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: Mapping[str, Any] | None = None, cache: Any = None,
         checkpoint: str | os.PathLike | Any = None, **overrides: Any):
@@ -1091,18 +1064,18 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
             "(model, curves = vadnb.anomalyclip.train(benchmark); "
             "vadnb.anomalyclip.save_checkpoint(model, 'anomalyclip.safetensors')) and pass "
             "checkpoint='anomalyclip.safetensors' (notebook 50 shows how)")
-    before = _call_counts()
+    before = call_stats()
     if isinstance(checkpoint, (str, os.PathLike)):
         meta_path = _checkpoint_paths(checkpoint)[1]
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        cfg = _make_config(config or Config(**meta.get("config", {})), overrides)
+        cfg = configure(Config, config or Config(**meta.get("config", {})), overrides, "AnomalyCLIP")
         # default to the profile the checkpoint was trained with (its features' clip model)
         saved = meta.get("profile") if meta.get("profile") in ("tiny", "colab", "paper") else None
         clip = _clip_backend(backends, profile or saved, cfg)
         model = load_checkpoint(checkpoint, clip=clip, device=cfg.device)
     else:
         model = checkpoint
-        cfg = _make_config(config or model.config, overrides)
+        cfg = configure(Config, config or model.config, overrides, "AnomalyCLIP")
         saved = model.profile if model.profile in ("tiny", "colab", "paper") else None
         clip = _clip_backend(backends, profile or saved, cfg)
         if model.clip_name and _clip_label(clip) != model.clip_name:
@@ -1115,6 +1088,6 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     return Detection(
         video=str(video), method="anomalyclip", profile=str(getattr(clip, "profile", "custom")),
         frame_scores=scores, fps=float(info.fps), segments=segments,
-        model_calls=_calls_since(before),
+        model_calls=calls_since(before),
         extras={"class_probs": probs, "class_names": list(model.class_names) + [NORMAL],
                 "feature_stride": cfg.feature_stride})

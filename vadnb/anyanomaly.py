@@ -42,7 +42,7 @@ import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ import pandas as pd
 from . import stages
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
+from .models.base import call_stats, calls_since, profile_of
+from .stages import configure
 
 __all__ = [
     "Config",
@@ -416,24 +418,6 @@ def _load_backends(cfg: Config, profile: str | None,
     return given["clip"], given["vlm"]
 
 
-def _profile_of(*backends: Any) -> str:
-    names = {str(getattr(b, "profile", "custom")) for b in backends}
-    if "tiny" in names:
-        return "tiny"
-    return names.pop() if len(names) == 1 else "custom"
-
-
-def _calls_delta(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    keys = ["role", "model", "profile"]
-    if before.empty:
-        return after.copy()
-    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    for col in ("calls", "items", "seconds"):
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + ["calls", "items", "seconds"]]
-    return out[out["calls"] > 0].reset_index(drop=True)
-
-
 def _frame_embeddings(video: Path, clip: Any, cache: Cache, digest: str, cfg: Config,
                       num_frames: int) -> np.ndarray:
     """CLIP image embedding of every frame (streamed in chunks, cached)."""
@@ -513,13 +497,9 @@ def _segments_table(cfg: Config, bounds: np.ndarray, keys: np.ndarray, contexts:
 def _config_from(config: Config | None, prompts: Sequence[str] | str | None,
                  overrides: dict[str, Any]) -> Config:
     """``config`` (or the defaults) with ``prompts`` and ``overrides`` applied, checked."""
-    known = {f.name for f in fields(Config)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise TypeError(f"unknown AnyAnomaly setting(s) {bad}; valid: {sorted(known)}")
     if prompts is not None:
         overrides = {**overrides, "prompts": prompts}
-    cfg = replace(config or Config(), **overrides)
+    cfg = configure(Config, config, overrides, "AnyAnomaly")
     if not cfg.prompts or any(not p for p in cfg.prompts):
         raise ValueError("AnyAnomaly needs anomaly descriptions: pass "
                          "prompts=['a person falling', ...] (non-empty text)")
@@ -552,7 +532,6 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     """
     cfg = _config_from(config, prompts, overrides)
 
-    from .models.base import call_stats
     from .video import probe, read_frames
 
     path = Path(video)
@@ -654,9 +633,9 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         "windows": boxes,
         "config": {f.name: getattr(cfg, f.name) for f in fields(cfg)},
     }
-    return Detection(video=str(path), method="anyanomaly", profile=_profile_of(clip, vlm),
+    return Detection(video=str(path), method="anyanomaly", profile=profile_of(clip, vlm),
                      frame_scores=frame_scores, fps=float(info.fps), segments=segments,
-                     model_calls=_calls_delta(calls_before, call_stats()), extras=extras)
+                     model_calls=calls_since(calls_before), extras=extras)
 
 
 def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:

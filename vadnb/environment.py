@@ -8,7 +8,6 @@ and the cache folder, seeds the random generators, and returns them for later ce
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 import platform
 import random
 from dataclasses import dataclass, field

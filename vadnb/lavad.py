@@ -53,6 +53,8 @@ import pandas as pd
 from . import metrics, stages
 from .cache import Cache, file_digest, get_cache
 from .detect import TINY_WARNING, Detection
+from .models.base import call_stats, calls_since
+from .stages import configure
 
 __all__ = [
     "Config",
@@ -449,27 +451,6 @@ class _Roles:
         return names.pop() if len(names) == 1 else "custom"
 
 
-def _stat_delta(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """Calls, items and seconds made between two ``call_stats()`` snapshots."""
-    keys = ["role", "model", "profile"]
-    if after.empty:
-        return after.copy()
-    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    for col in ("calls", "items", "seconds"):
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + ["calls", "items", "seconds"]]
-    out = out[(out["calls"] > 0) | (out["items"] > 0)].reset_index(drop=True)
-    out["calls"] = out["calls"].astype(int)
-    out["items"] = out["items"].astype(int)
-    return out
-
-
-def _call_stats() -> pd.DataFrame:
-    from .models.base import call_stats
-
-    return call_stats()
-
-
 # ---------------------------------------------------------------------------------------
 # The cached stages, run stage by stage over a list of videos.
 # ---------------------------------------------------------------------------------------
@@ -695,18 +676,6 @@ def _finish(v: _Video, summary_embeddings: np.ndarray, cfg: Config, profile: str
                      segments=segments, model_calls=model_calls, extras=extras)
 
 
-def _config(config: Config | None, overrides: dict[str, Any]) -> Config:
-    cfg = config or Config()
-    if overrides:
-        known = {f.name for f in dataclasses.fields(Config)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown LAVAD setting(s) {unknown}; Config fields are "
-                            f"{sorted(known)}")
-        cfg = dataclasses.replace(cfg, **overrides)
-    return cfg
-
-
 def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = None,
              profile: str | None = None, backends: dict[str, Any] | None = None,
              cache: Cache | str | os.PathLike | None = None,
@@ -716,10 +685,10 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     Same arguments as :func:`run`. ``model_calls`` of each Detection holds the calls of
     the whole batch of videos (the stages are shared).
     """
-    cfg = _config(config, overrides)
+    cfg = configure(Config, config, overrides, "LAVAD")
     store = get_cache(cache)
     roles = _Roles(backends, profile, cfg)
-    before = _call_stats()
+    before = call_stats()
     opened = [_open(v, cfg) for v in videos]
     try:
         _stage_captions(opened, roles, cfg, store)
@@ -729,7 +698,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     finally:
         for role in list(roles.loaded):
             roles.done(role)
-    calls = _stat_delta(before, _call_stats())
+    calls = calls_since(before)
     prof = roles.profiles(["captioner", "embedder", "llm"])
     return [_finish(v, e, cfg, prof, calls) for v, e in zip(opened, summary_embeddings)]
 

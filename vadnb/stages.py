@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 import numpy as np
 
@@ -25,6 +28,7 @@ __all__ = [
     "parse_first_number",
     "parse_binary_label",
     "ParseLog",
+    "configure",
 ]
 
 
@@ -203,3 +207,17 @@ class ParseLog:
 
     def summary(self) -> str:
         return f"{self.failed} of {self.total} replies unparseable"
+
+
+def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
+              method: str) -> C:
+    """``config`` (or the defaults) with keyword ``overrides`` applied.
+
+    A misspelt setting is an error that lists the valid ones, never silently ignored.
+    """
+    known = {f.name for f in fields(config_type)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
+                        f"{sorted(known)}")
+    return replace(config or config_type(), **overrides)

@@ -29,7 +29,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ import pandas as pd
 
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
+from .models.base import call_stats, calls_since, profile_of
 from .metrics import segments_to_frames
-from .stages import (ParseLog, centre_frames, gaussian_smooth, knn_softmax,
+from .stages import (ParseLog, configure, centre_frames, gaussian_smooth, knn_softmax,
                      parse_binary_label, window_indices)
 
 __all__ = [
@@ -301,12 +302,7 @@ def position_prior(num_frames: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 
 def _config(config: Config | None, overrides: dict[str, Any]) -> Config:
-    cfg = config or Config()
-    names = {f.name for f in fields(Config)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown VERA setting(s) {unknown}; Config fields are {sorted(names)}")
-    cfg = replace(cfg, **overrides)
+    cfg = configure(Config, config, overrides, "VERA")
     for name in ("batch_size", "train_frames", "image_size", "max_questions", "epochs",
                  "validate_every", "stride", "window_frames", "smooth_taps", "vlm_batch_size"):
         if getattr(cfg, name) < 1:
@@ -325,31 +321,6 @@ def _backends(cfg: Config, profile: str | None, backends: dict[str, Any] | None,
 
             got[role] = models.load(role, profile=profile, model=getattr(cfg, f"{role}_model"))
     return got
-
-
-def _profile_of(*backends: Any) -> str:
-    profiles = {getattr(b, "profile", "custom") for b in backends}
-    if "tiny" in profiles:
-        return "tiny"
-    return profiles.pop() if len(profiles) == 1 else "custom"
-
-
-def _stats_snapshot() -> pd.DataFrame:
-    from .models.base import call_stats
-
-    return call_stats()
-
-
-def _calls_since(before: pd.DataFrame) -> pd.DataFrame:
-    after = _stats_snapshot()
-    keys = ["role", "model", "profile"]
-    if after.empty:
-        return after
-    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    for col in ("calls", "items", "seconds"):
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + ["calls", "items", "seconds"]]
-    return out[out["calls"] > 0].reset_index(drop=True)
 
 
 _probes: dict[str, Any] = {}
@@ -629,7 +600,7 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
     chosen = history.iloc[best]
     return LearnResult(questions=list(chosen["questions"]), initial_questions=start,
                        history=history, best_step=int(chosen["step"]),
-                       best_val_acc=float(chosen["val_acc"]), profile=_profile_of(vlm),
+                       best_val_acc=float(chosen["val_acc"]), profile=profile_of(vlm),
                        model=vlm.name, learner_parse=learner_log, optimizer_parse=optimizer_log)
 
 
@@ -693,7 +664,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     models = _backends(cfg, profile, backends, ["vlm", "embedder"])
     vlm, embedder = models["vlm"], models["embedder"]
     store = get_cache(cache)
-    before = _stats_snapshot()
+    before = call_stats()
 
     info = _probe(path)
     n_frames, fps = int(info.num_frames), float(info.fps)
@@ -752,9 +723,9 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         "explanation": [_explanation(r) for r in replies],
     })
     return Detection(
-        video=path, method="vera", profile=_profile_of(vlm, embedder),
+        video=path, method="vera", profile=profile_of(vlm, embedder),
         frame_scores=np.asarray(frame_scores, dtype=np.float64), fps=fps, segments=segments,
-        model_calls=_calls_since(before),
+        model_calls=calls_since(before),
         extras={"questions": qs, "unparseable": log.failed, "answers": log.total,
                 "neighbours": n_neighbours, "position_prior": cfg.position_prior,
                 "config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}})

@@ -35,6 +35,8 @@ __all__ = [
     "pick_device",
     "pick_dtype",
     "run_batched",
+    "calls_since",
+    "profile_of",
 ]
 
 ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
@@ -63,6 +65,33 @@ def call_stats():
 
 def reset_call_stats() -> None:
     _STATS.clear()
+
+
+def calls_since(before):
+    """Calls, items and seconds made since ``before = call_stats()`` (roles with calls only).
+
+    A method snapshots the registry when it starts and puts this delta in its
+    Detection's ``model_calls``.
+    """
+    after = call_stats()
+    keys = ["role", "model", "profile"]
+    if after.empty:
+        return after
+    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
+    for col in ("calls", "items", "seconds"):
+        merged[col] = merged[col] - merged[f"{col}_before"]
+    out = merged[keys + ["calls", "items", "seconds"]]
+    out = out[(out["calls"] > 0) | (out["items"] > 0)].reset_index(drop=True)
+    return out.astype({"calls": int, "items": int})
+
+
+def profile_of(*backends: Any) -> str:
+    """The profile a result was computed with: "tiny" if any backend is a tiny model
+    (the result is then meaningless), else the backends' common profile, else "custom"."""
+    names = {str(getattr(b, "profile", "custom")) for b in backends}
+    if "tiny" in names or any(getattr(b, "meaningless", False) for b in backends):
+        return "tiny"
+    return names.pop() if len(names) == 1 else "custom"
 
 
 def pick_device(device: str | None = None) -> str:

@@ -1,0 +1,474 @@
+"""Beyond one GPU: score a whole benchmark, on this machine or on a Ray cluster (notebook 90).
+
+>>> from vadnb.scale import run_dataset
+>>> run = run_dataset("campus", "classical", out_dir="outputs/90/run")   # doctest: +SKIP
+>>> run.summary["auc"], run.per_video                                    # doctest: +SKIP
+
+How a run is organised
+----------------------
+1. The benchmark's videos of one split are listed (``Benchmark.subset(split)``).
+2. Videos whose scores are already in ``out_dir`` are skipped (resume); the rest are
+   scored one video at a time by the method (``vadnb.<method>.run``), whose expensive
+   stages are cached, so a run that stopped half-way through a video redoes little.
+3. Each scored video is written at once to ``out_dir/frame_scores/<video>.parquet``
+   (columns video, frame, score) and ``out_dir/segments/<video>.csv`` (the explanations).
+4. When every video has scores, ``per_video.csv`` (one row per video: frames, AUC, AP,
+   mean score, seconds, model calls) and ``summary.json`` (micro AUC/AP over all frames
+   via :mod:`vadnb.metrics`, profile, the ``meaningless`` flag, model calls per role,
+   wall time) are written. ``run.json`` records what the folder holds, so a resume with
+   other settings is refused instead of mixing two runs.
+
+Executors
+---------
+``executor="local"`` scores the videos in this process, loading each model once.
+
+``executor="ray"`` turns the videos into a Ray Data dataset and maps it through an
+*actor pool*: each actor loads the method's models once (``num_gpus`` per actor, e.g. 1
+on a GPU cluster) and scores the videos it is handed; results stream back to this process,
+which writes them as above (so the output folder need not be shared with the cluster,
+only the videos must be readable by the workers). ``ray_address=None`` starts a local Ray
+on this machine; ``"auto"`` or ``"ray://head:10001"`` joins a cluster. The unit of work is
+a video: the methods batch frames inside a video themselves, and a served model
+(``llm_model="openai:<name>@<url>"``, see :mod:`vadnb.models.served`) batches requests
+from every actor on the server's GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .detect import METHODS, TINY_WARNING, Detection
+
+__all__ = ["run_dataset", "load_run", "RunResult", "resolve_benchmark", "start_ray",
+           "score_video", "METHOD_ROLES", "DATASETS"]
+
+#: The model roles each method uses: key in its ``backends`` dict -> role to load.
+#: An actor (or the local executor) loads these once and reuses them for every video.
+METHOD_ROLES: dict[str, dict[str, str]] = {
+    "classical": {},
+    "lavad": {"captioner": "captioner", "embedder": "embedder", "llm": "llm"},
+    "vera": {"vlm": "vlm", "embedder": "embedder"},
+    "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"},
+    "anomalyclip": {"clip": "clip"},
+}
+
+#: Benchmark names run_dataset accepts, and the loader of each (all but campus need root=).
+DATASETS = ("campus", "ucf_crime", "xd_violence", "shanghaitech", "avenue", "ubnormal")
+
+_ENV_FOR_WORKERS = ("VADNB_CACHE", "VADNB_PROFILE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                    "HF_HOME", "TOKENIZERS_PARALLELISM")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_dataset` wrote: the folder, the summary and the per-video table."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    per_video: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+    def frame_scores(self) -> dict[str, np.ndarray]:
+        """``{video: float32 scores}`` read back from ``out_dir/frame_scores``."""
+        return read_frame_scores(self.out_dir)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        flag = f" [{TINY_WARNING}]" if s.get("meaningless") else ""
+        return (f"RunResult({s['dataset']!r}, method={s['method']!r}, profile={s['profile']!r}, "
+                f"videos={s['videos']}, auc={s['auc']:.3f}, ap={s['ap']:.3f}, "
+                f"executor={s['executor']!r}, out_dir={str(self.out_dir)!r}){flag}")
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+
+
+def resolve_benchmark(dataset: Any, root: str | os.PathLike | None = None, split: str | None = "test"):
+    """A :class:`vadnb.data.Benchmark` (of ``split``) from a Benchmark or a name.
+
+    Names: ``"campus"`` (bundled) or ``"ucf_crime"``, ``"xd_violence"``, ``"shanghaitech"``,
+    ``"avenue"``, ``"ubnormal"`` with ``root=`` the folder you downloaded.
+    """
+    from . import data
+
+    if isinstance(dataset, data.Benchmark):
+        bench = dataset
+    elif isinstance(dataset, str):
+        key = dataset.lower().replace("-", "_")
+        if key not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; use a Benchmark or one of {DATASETS}")
+        if key == "campus":
+            bench = data.load_campus(root)
+        elif root is None:
+            raise ValueError(f"dataset {dataset!r} needs root=<the folder you downloaded it to>; "
+                             f"see vadnb.data.load_{key} for the layout it expects")
+        else:
+            bench = getattr(data, f"load_{key}")(root)
+    else:
+        raise TypeError(f"dataset must be a vadnb.data.Benchmark or a name, got {type(dataset)}")
+    if split is None:
+        return bench
+    if set(bench.table["split"]) == {split}:  # already that split (or a subset)
+        return bench
+    return bench.subset(split)
+
+
+def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, Any]) -> dict:
+    return {"dataset": bench_name, "method": method, "profile": profile,
+            "overrides": json.loads(json.dumps(overrides, sort_keys=True, default=str))}
+
+
+def _resolve_profile(method: str, profile: str | None) -> str:
+    if not METHOD_ROLES.get(method):
+        return "none"  # model-free: the profile does not matter
+    from .models.profiles import resolve_profile
+
+    return resolve_profile(profile)
+
+
+# --------------------------------------------------------------------------------------
+# One video
+# --------------------------------------------------------------------------------------
+
+
+def load_method_backends(method: str, profile: str | None, overrides: dict[str, Any],
+                         roles: dict[str, str] | None = None) -> dict[str, Any]:
+    """Load every model ``method`` needs (or just ``roles``) once.
+
+    ``overrides`` may name a model per role (``llm_model=...``), as the method's Config does.
+    """
+    from . import models
+
+    roles = METHOD_ROLES[method] if roles is None else roles
+    return {key: models.load(role, profile=profile, model=overrides.get(f"{key}_model"))
+            for key, role in roles.items()}
+
+
+def score_video(video: str | os.PathLike, method: str, *, profile: str | None = None,
+                backends: dict[str, Any] | None = None, cache: Any = None,
+                **overrides: Any) -> Detection:
+    """Score one video with ``method`` (``vadnb.<method>.run``), reusing ``backends``."""
+    import importlib
+
+    module = importlib.import_module(METHODS[method])
+    kwargs: dict[str, Any] = {"profile": profile, "cache": cache, **overrides}
+    if backends:
+        kwargs["backends"] = backends
+    return module.run(video, **kwargs)
+
+
+def _result_row(name: str, det: Detection, seconds: float) -> dict[str, Any]:
+    """What a worker sends back for one video (plain types: it crosses process borders)."""
+    calls = det.model_calls
+    return {
+        "video": name,
+        "scores": np.asarray(det.frame_scores, dtype=np.float32).tobytes(),
+        "profile": det.profile,
+        "meaningless": bool(det.meaningless),
+        "seconds": float(seconds),
+        "segments": det.segments.to_json(orient="records"),
+        "model_calls": calls.to_json(orient="records") if len(calls) else "[]",
+    }
+
+
+def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
+    """Write one video's frame scores (Parquet) and segments (CSV), atomically."""
+    name = row["video"]
+    scores = np.frombuffer(row["scores"], dtype=np.float32)
+    table = pd.DataFrame({"video": name, "frame": np.arange(len(scores), dtype=np.int64),
+                          "score": scores})
+    folder = out_dir / "frame_scores"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    segs = pd.read_json(_StringIO(row["segments"]), orient="records")
+    (out_dir / "segments").mkdir(exist_ok=True)
+    segs.to_csv(out_dir / "segments" / f"{name}.csv", index=False)
+    meta = {k: row[k] for k in ("profile", "meaningless", "seconds")}
+    meta["model_calls"] = json.loads(row["model_calls"])
+    (out_dir / "segments" / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder / f"{name}.parquet")  # the scores file appears last: "done"
+
+
+def _StringIO(text: str):
+    import io
+
+    return io.StringIO(text)
+
+
+def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``{video: float32 frame scores}`` from a run folder's ``frame_scores/*.parquet``."""
+    folder = Path(out_dir) / "frame_scores"
+    out = {}
+    for f in sorted(folder.glob("*.parquet")):
+        t = pd.read_parquet(f).sort_values("frame")
+        out[f.stem] = t["score"].to_numpy(np.float32)
+    return out
+
+
+def _done(out_dir: Path) -> set[str]:
+    return {f.stem for f in (out_dir / "frame_scores").glob("*.parquet")}
+
+
+# --------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------
+
+
+def _run_local(todo: pd.DataFrame, method: str, profile: str | None, cache: Any,
+               out_dir: Path, overrides: dict[str, Any], backends: dict[str, Any] | None,
+               progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    given = dict(backends or {})
+    missing = {k: r for k, r in METHOD_ROLES[method].items() if k not in given}
+    loaded = load_method_backends(method, profile, overrides, roles=missing)
+    models = {**loaded, **given}
+    try:
+        for name, path in tqdm(list(zip(todo["name"], todo["path"])), desc=f"{method} (local)",
+                               disable=not progress):
+            t0 = time.perf_counter()
+            det = score_video(path, method, profile=profile, backends=models, cache=cache,
+                              **overrides)
+            _write_video(out_dir, _result_row(name, det, time.perf_counter() - t0))
+    finally:
+        for b in loaded.values():
+            b.release()
+
+
+class _VideoScorer:
+    """A Ray actor: loads the method's models once, then scores the videos it is given."""
+
+    def __init__(self, method: str, profile: str | None, cache: str | None,
+                 overrides: dict[str, Any], env: dict[str, str]):
+        os.environ.update(env)
+        self.method, self.profile, self.cache, self.overrides = method, profile, cache, overrides
+        self.backends = load_method_backends(method, profile, overrides)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = []
+        for name, path in zip(batch["video"], batch["path"]):
+            t0 = time.perf_counter()
+            det = score_video(str(path), self.method, profile=self.profile,
+                              backends=self.backends, cache=self.cache, **self.overrides)
+            rows.append(_result_row(str(name), det, time.perf_counter() - t0))
+        return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+def _worker_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None,
+              num_gpus: int | None = None) -> None:
+    """Connect to Ray once: a local Ray on this machine (``address=None``) or a cluster.
+
+    The local Ray listens on 127.0.0.1 only and starts no dashboard. The vadnb settings
+    of this process (cache folder, profile, offline flags) are passed to the workers.
+    Does nothing when Ray is already initialised (e.g. by you, with your own options).
+    """
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                              "runtime_env": {"env_vars": _worker_env()}}
+    if address is None:
+        kwargs.update(num_cpus=num_cpus or min(2, os.cpu_count() or 1), num_gpus=num_gpus,
+                      _node_ip_address="127.0.0.1")
+    else:
+        kwargs["address"] = address
+    ray.init(**kwargs)
+
+
+def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | None,
+             out_dir: Path, overrides: dict[str, Any], ray_address: str | None, actors: int,
+             gpus_per_actor: float, cpus_per_actor: float, progress: bool) -> None:
+    import ray
+    from tqdm.auto import tqdm
+
+    start_ray(ray_address)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
+    items = [{"video": n, "path": str(p)} for n, p in zip(todo["name"], todo["path"])]
+    videos = ray.data.from_items(items, override_num_blocks=len(items))
+    scored = videos.map_batches(
+        _VideoScorer, batch_size=1, concurrency=max(1, min(actors, len(items))),
+        num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
+        fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
+                               "overrides": overrides, "env": _worker_env()})
+    with tqdm(total=len(items), desc=f"{method} (ray)", disable=not progress) as bar:
+        for row in scored.iter_rows():  # streams: each video is written as soon as it is done
+            _write_video(out_dir, row)
+            bar.update(1)
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+def run_dataset(dataset: Any, method: str = "classical", profile: str | None = None, *,
+                executor: str = "local", ray_address: str | None = None,
+                out_dir: str | os.PathLike = "outputs/scale", split: str | None = "test",
+                root: str | os.PathLike | None = None, videos: list[str] | None = None,
+                cache: Any = None, backends: dict[str, Any] | None = None,
+                actors: int = 2, gpus_per_actor: float = 0, cpus_per_actor: float = 1,
+                overwrite: bool = False, progress: bool = True,
+                **method_overrides: Any) -> RunResult:
+    """Score every video of a benchmark split with ``method`` and evaluate the run.
+
+    Args:
+        dataset: a :class:`vadnb.data.Benchmark` or a name (``"campus"``, ``"ucf_crime"``,
+            ``"xd_violence"``, ``"shanghaitech"``, ``"avenue"``, ``"ubnormal"``; the public
+            ones need ``root=``).
+        method: ``"classical"``, ``"lavad"``, ``"vera"``, ``"anyanomaly"`` or ``"anomalyclip"``.
+        profile: model profile ("tiny", "colab", "paper"; default ``$VADNB_PROFILE``).
+        executor: ``"local"`` (this process) or ``"ray"`` (an actor pool, see module doc).
+        ray_address: ``None`` for a local Ray, ``"auto"`` / ``"ray://host:10001"`` for a cluster.
+        out_dir: the run folder (frame scores, segments, per_video.csv, summary.json).
+        split: which split to score (``None``: every video).
+        videos: only these video names (e.g. a quick first look at two clips).
+        cache: a :class:`vadnb.cache.Cache` or folder for the methods' stages
+            (default: the suite's cache; Ray workers get the same folder).
+        backends: models you built (``{"llm": ...}``); local executor only.
+        actors / gpus_per_actor / cpus_per_actor: the Ray actor pool's size and resources.
+        overwrite: start afresh when ``out_dir`` holds another run.
+        progress: show a tqdm bar.
+        method_overrides: Config fields of the method (``stride=32``,
+            ``vlm_model="openai:<name>@<url>"``, ``prompts=[...]``, ``checkpoint=...``).
+
+    Returns:
+        A :class:`RunResult`; ``summary["meaningless"]`` is True for the tiny profile.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray" and backends:
+        raise ValueError("backends=... objects cannot be shipped to Ray actors; pass model "
+                         "names instead (e.g. llm_model='openai:<name>@<url>' for a server)")
+    bench = resolve_benchmark(dataset, root=root, split=split)
+    table = bench.videos
+    if videos is not None:
+        unknown = sorted(set(videos) - set(table["name"]))
+        if unknown:
+            raise ValueError(f"videos {unknown[:5]} are not in {bench.name!r}; names look like "
+                             f"{table['name'].iloc[0]!r}")
+        table = table[table["name"].isin(list(videos))].reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"benchmark {bench.name!r} has no videos to score")
+    profile_name = _resolve_profile(method, profile)
+    out = Path(out_dir)
+    sig = _signature(bench.name, method, profile_name, method_overrides)
+    _claim(out, sig, overwrite)
+
+    from .cache import Cache, get_cache
+
+    cache_root = str((cache.root if isinstance(cache, Cache) else get_cache(cache).root))
+    done = _done(out)
+    todo = table[~table["name"].isin(done)].reset_index(drop=True)
+    skipped = sorted(set(table["name"]) & done)
+    t0 = time.perf_counter()
+    if len(todo) and executor == "local":
+        _run_local(todo, method, profile, cache_root, out, method_overrides, backends, progress)
+    elif len(todo):
+        _run_ray(todo, method, profile, cache_root, out, method_overrides, ray_address,
+                 actors, gpus_per_actor, cpus_per_actor, progress)
+    wall = time.perf_counter() - t0
+    return _evaluate(bench, table, out, sig, executor, wall, skipped, len(todo))
+
+
+def _claim(out: Path, sig: dict[str, Any], overwrite: bool) -> None:
+    """Make ``out`` this run's folder; refuse (or with ``overwrite`` clear) another run's."""
+    meta = out / "run.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old != sig:
+            if not overwrite:
+                diff = {k: (old.get(k), v) for k, v in sig.items() if old.get(k) != v}
+                raise ValueError(
+                    f"{out} holds another run (differs in {diff}); choose another out_dir, or "
+                    "pass overwrite=True to delete its scores and start again")
+            for sub in ("frame_scores", "segments"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(sig, indent=2))
+
+
+def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], executor: str,
+              wall: float, skipped: list[str], scored: int) -> RunResult:
+    """Per-video and micro metrics of the run folder; writes per_video.csv and summary.json."""
+    scores = read_frame_scores(out)
+    names = list(table["name"])
+    labels = {n: bench.frame_labels(n) for n in names}
+    for n in names:
+        if len(scores[n]) != len(labels[n]):
+            raise ValueError(f"{out}/frame_scores/{n}.parquet has {len(scores[n])} scores but "
+                             f"the video has {len(labels[n])} labelled frames; delete the file "
+                             "to score the video again")
+    per_video = metrics.per_video(labels, {n: scores[n] for n in names})
+    metas = {n: json.loads((out / "segments" / f"{n}.json").read_text()) for n in names}
+    per_video.insert(1, "label", [bench.video_classes()[n] for n in names])
+    per_video["seconds"] = [metas[n]["seconds"] for n in names]
+    per_video["model_calls"] = [int(sum(c.get("calls", 0) for c in metas[n]["model_calls"]))
+                                for n in names]
+    per_video["profile"] = [metas[n]["profile"] for n in names]
+    per_video.to_csv(out / "per_video.csv", index=False)
+
+    calls: dict[str, dict[str, float]] = {}
+    for n in names:
+        for c in metas[n]["model_calls"]:
+            role = calls.setdefault(c.get("role", "?"), {"calls": 0, "items": 0, "seconds": 0.0})
+            for k in role:
+                role[k] += c.get(k, 0) or 0
+    profiles = sorted(set(per_video["profile"]))
+    meaningless = any(metas[n]["meaningless"] for n in names)
+    summary: dict[str, Any] = {
+        **sig,
+        "profile": profiles[0] if len(profiles) == 1 else "mixed",
+        "executor": executor,
+        "videos": len(names),
+        "frames": int(per_video["frames"].sum()),
+        "scored_now": scored,
+        "resumed": len(skipped),
+        "auc": _micro(metrics.frame_auc, labels, scores),
+        "ap": _micro(metrics.frame_ap, labels, scores),
+        "meaningless": meaningless,
+        "warning": TINY_WARNING if meaningless else "",
+        "model_calls": calls,
+        "wall_s": round(wall, 3),
+        "video_seconds": float(per_video["seconds"].sum()),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return RunResult(out, summary, per_video, skipped)
+
+
+def _micro(fn, labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
+    try:
+        return fn(labels, {n: scores[n] for n in labels})
+    except ValueError:  # one class only (e.g. a subset of normal videos): undefined
+        return float("nan")
+
+
+def load_run(out_dir: str | os.PathLike) -> RunResult:
+    """A finished run read back from its folder (summary.json, per_video.csv)."""
+    out = Path(out_dir)
+    if not (out / "summary.json").exists():
+        raise FileNotFoundError(f"{out}/summary.json not found: run vadnb.scale.run_dataset "
+                                f"with out_dir={str(out)!r} first (it resumes if interrupted)")
+    return RunResult(out, json.loads((out / "summary.json").read_text()),
+                     pd.read_csv(out / "per_video.csv"))
