@@ -25,7 +25,7 @@ normal) unless you pass normal videos of the same camera (``reference=[...]``).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -34,7 +34,7 @@ import pandas as pd
 
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
-from .stages import gaussian_smooth
+from .stages import configure, gaussian_smooth
 from .video import iter_frames, probe
 
 __all__ = ["Config", "frame_facts", "fit_reference", "run", "FACTS"]
@@ -204,7 +204,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     video itself (robust statistics: a short anomaly barely moves a median). ``profile`` and
     ``backends`` are accepted for a uniform call and ignored: no model is used.
     """
-    cfg = replace(config or Config(), **overrides)
+    cfg = configure(Config, config, overrides, "classical")
     store = get_cache(cache)
     info = probe(video)
     fps = info.fps or 10.0

@@ -1,0 +1,46 @@
+"""vadnb.setup(): the first call of every notebook; and the packaging that installs it."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import vadnb
+from vadnb.models import profiles
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_setup_prints_device_profile_versions_and_cache(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    env = vadnb.setup("tiny")
+    out = capsys.readouterr().out
+    assert env.profile == "tiny" and env.meaningless
+    assert env.device in ("cpu", "cuda") and f"device : {env.device}" in out
+    assert "profile: tiny (random-init models: scores are meaningless)" in out
+    assert re.search(r"torch \d+\.\d+", out) and "transformers" in out
+    assert f"cache  : {tmp_path / 'c'}" in out and (tmp_path / "c").is_dir()
+
+
+def test_profile_from_environment_and_auto_without_gpu(monkeypatch, capsys):
+    monkeypatch.setenv("VADNB_PROFILE", "paper")
+    assert profiles.resolve_profile() == "paper"
+    monkeypatch.setenv("VADNB_PROFILE", "auto")
+    import torch
+
+    if not torch.cuda.is_available():
+        assert profiles.resolve_profile() == "tiny"
+        assert "profile auto -> tiny: no CUDA GPU" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        profiles.resolve_profile("huge")
+
+
+def test_conda_binder_and_scripts_install_the_same_dependencies():
+    """One list of dependencies (pyproject.toml); every installer points at it."""
+    assert '-e ".[dev]"' in (REPO / "environment.yml").read_text()
+    assert 'pip install --no-cache-dir -e ".[dev]"' in (REPO / "binder" / "postBuild").read_text()
+    assert 'pip install -q -e ".[dev]"' in (REPO / "scripts" / "bootstrap.sh").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci and "HF_HUB_OFFLINE=1" in ci and "TRANSFORMERS_OFFLINE=1" in ci
+    readme = (REPO / "README.md").read_text()
+    assert "bash scripts/run.sh" in readme and "bash scripts/test.sh" in readme
