@@ -11,4 +11,13 @@ from .environment import setup
 from .video import VideoError
 
 __version__ = "0.1.0"
-__all__ = ["Detection", "detect", "setup", "VideoError", "__version__"]
+__all__ = ["Detection", "detect", "run_dataset", "setup", "VideoError", "__version__"]
+
+
+def __getattr__(name: str):
+    # run_dataset pulls in pandas I/O and (optionally) Ray: import it only when asked for
+    if name == "run_dataset":
+        from .scale import run_dataset
+
+        return run_dataset
+    raise AttributeError(f"module 'vadnb' has no attribute {name!r}")

@@ -20,7 +20,8 @@ How a run is organised
 
 Executors
 ---------
-``executor="local"`` scores the videos in this process, loading each model once.
+``executor="local"`` scores the videos in this process, loading each model once
+(``preload``; LAVAD loads one model at a time instead, so it fits a 16 GB card).
 
 ``executor="ray"`` turns the videos into a Ray Data dataset and maps it through an
 *actor pool*: each actor loads the method's models once (``num_gpus`` per actor, e.g. 1
@@ -35,6 +36,7 @@ from every actor on the server's GPUs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -50,7 +52,8 @@ from . import metrics
 from .detect import METHODS, TINY_WARNING, Detection
 
 __all__ = ["run_dataset", "load_run", "RunResult", "resolve_benchmark", "start_ray",
-           "score_video", "METHOD_ROLES", "DATASETS"]
+           "score_video", "read_frame_scores", "METHOD_ROLES", "DATASETS",
+           "calls_per_minute", "cost_table", "gpu_hours", "SECONDS_PER_CALL", "BENCHMARK_SIZES"]
 
 #: The model roles each method uses: key in its ``backends`` dict -> role to load.
 #: An actor (or the local executor) loads these once and reuses them for every video.
@@ -183,29 +186,29 @@ def _result_row(name: str, det: Detection, seconds: float) -> dict[str, Any]:
     }
 
 
+def _stem(name: str) -> str:
+    """A file name for video ``name`` (names with folders in them stay one file)."""
+    return str(name).replace("/", "__").replace(os.sep, "__")
+
+
 def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
     """Write one video's frame scores (Parquet) and segments (CSV), atomically."""
     name = row["video"]
+    stem = _stem(name)
     scores = np.frombuffer(row["scores"], dtype=np.float32)
     table = pd.DataFrame({"video": name, "frame": np.arange(len(scores), dtype=np.int64),
                           "score": scores})
     folder = out_dir / "frame_scores"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.parquet.tmp"
+    tmp = folder / f".{stem}.parquet.tmp"
     table.to_parquet(tmp, index=False)
-    segs = pd.read_json(_StringIO(row["segments"]), orient="records")
+    segs = pd.read_json(io.StringIO(row["segments"]), orient="records")
     (out_dir / "segments").mkdir(exist_ok=True)
-    segs.to_csv(out_dir / "segments" / f"{name}.csv", index=False)
-    meta = {k: row[k] for k in ("profile", "meaningless", "seconds")}
+    segs.to_csv(out_dir / "segments" / f"{stem}.csv", index=False)
+    meta = {k: row[k] for k in ("video", "profile", "meaningless", "seconds")}
     meta["model_calls"] = json.loads(row["model_calls"])
-    (out_dir / "segments" / f"{name}.json").write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, folder / f"{name}.parquet")  # the scores file appears last: "done"
-
-
-def _StringIO(text: str):
-    import io
-
-    return io.StringIO(text)
+    (out_dir / "segments" / f"{stem}.json").write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder / f"{stem}.parquet")  # the scores file appears last: "done"
 
 
 def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -214,12 +217,14 @@ def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     out = {}
     for f in sorted(folder.glob("*.parquet")):
         t = pd.read_parquet(f).sort_values("frame")
-        out[f.stem] = t["score"].to_numpy(np.float32)
+        name = str(t["video"].iloc[0]) if len(t) else f.stem
+        out[name] = t["score"].to_numpy(np.float32)
     return out
 
 
-def _done(out_dir: Path) -> set[str]:
-    return {f.stem for f in (out_dir / "frame_scores").glob("*.parquet")}
+def _done(out_dir: Path, names: list[str]) -> set[str]:
+    """The videos of ``names`` whose scores are already in ``out_dir``."""
+    return {n for n in names if (out_dir / "frame_scores" / f"{_stem(n)}.parquet").exists()}
 
 
 # --------------------------------------------------------------------------------------
@@ -227,22 +232,36 @@ def _done(out_dir: Path) -> set[str]:
 # --------------------------------------------------------------------------------------
 
 
+def _score_row(name: str, path: str, method: str, profile: str | None,
+               backends: dict[str, Any] | None, cache: Any, out_dir: Path,
+               overrides: dict[str, Any]) -> dict[str, Any]:
+    """Score one video into a result row; a failure names the video and how to resume."""
+    t0 = time.perf_counter()
+    try:
+        det = score_video(path, method, profile=profile, backends=backends, cache=cache,
+                          **overrides)
+    except Exception as err:
+        raise RuntimeError(
+            f"{method} failed on video {name!r} ({path}): {type(err).__name__}: {err}. The "
+            f"videos scored before it are saved in {out_dir}; fix the cause (or leave the "
+            "video out with videos=[...]) and run again to resume") from err
+    return _result_row(name, det, time.perf_counter() - t0)
+
+
 def _run_local(todo: pd.DataFrame, method: str, profile: str | None, cache: Any,
                out_dir: Path, overrides: dict[str, Any], backends: dict[str, Any] | None,
-               progress: bool) -> None:
+               preload: bool, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     given = dict(backends or {})
     missing = {k: r for k, r in METHOD_ROLES[method].items() if k not in given}
-    loaded = load_method_backends(method, profile, overrides, roles=missing)
+    loaded = load_method_backends(method, profile, overrides, roles=missing) if preload else {}
     models = {**loaded, **given}
     try:
         for name, path in tqdm(list(zip(todo["name"], todo["path"])), desc=f"{method} (local)",
                                disable=not progress):
-            t0 = time.perf_counter()
-            det = score_video(path, method, profile=profile, backends=models, cache=cache,
-                              **overrides)
-            _write_video(out_dir, _result_row(name, det, time.perf_counter() - t0))
+            row = _score_row(name, path, method, profile, models, cache, out_dir, overrides)
+            _write_video(out_dir, row)
     finally:
         for b in loaded.values():
             b.release()
@@ -252,18 +271,16 @@ class _VideoScorer:
     """A Ray actor: loads the method's models once, then scores the videos it is given."""
 
     def __init__(self, method: str, profile: str | None, cache: str | None,
-                 overrides: dict[str, Any], env: dict[str, str]):
+                 overrides: dict[str, Any], env: dict[str, str], out_dir: str, preload: bool):
         os.environ.update(env)
         self.method, self.profile, self.cache, self.overrides = method, profile, cache, overrides
-        self.backends = load_method_backends(method, profile, overrides)
+        self.out_dir = Path(out_dir)
+        self.backends = load_method_backends(method, profile, overrides) if preload else {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = []
-        for name, path in zip(batch["video"], batch["path"]):
-            t0 = time.perf_counter()
-            det = score_video(str(path), self.method, profile=self.profile,
-                              backends=self.backends, cache=self.cache, **self.overrides)
-            rows.append(_result_row(str(name), det, time.perf_counter() - t0))
+        rows = [_score_row(str(name), str(path), self.method, self.profile, self.backends,
+                           self.cache, self.out_dir, self.overrides)
+                for name, path in zip(batch["video"], batch["path"])]
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
@@ -281,35 +298,48 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     """
     import logging
 
+    if address is None:
+        # a one-machine Ray: every Ray process listens on 127.0.0.1 only (Ray's switch for
+        # "no multi-node cluster"; its name mentions Windows/macOS but it works everywhere)
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                              "runtime_env": {"env_vars": _worker_env()}}
     if address is None:
+        from ray._private import ray_constants  # already read if ray was imported before
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address is None:  # local workers inherit this process's environment
         kwargs.update(num_cpus=num_cpus or min(2, os.cpu_count() or 1), num_gpus=num_gpus,
                       _node_ip_address="127.0.0.1")
     else:
-        kwargs["address"] = address
+        kwargs.update(address=address, runtime_env={"env_vars": _worker_env()})
     ray.init(**kwargs)
 
 
 def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | None,
              out_dir: Path, overrides: dict[str, Any], ray_address: str | None, actors: int,
-             gpus_per_actor: float, cpus_per_actor: float, progress: bool) -> None:
+             gpus_per_actor: float, cpus_per_actor: float, preload: bool,
+             progress: bool) -> None:
+    import logging
+
     import ray
     from tqdm.auto import tqdm
 
     start_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     items = [{"video": n, "path": str(p)} for n, p in zip(todo["name"], todo["path"])]
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     scored = videos.map_batches(
-        _VideoScorer, batch_size=1, concurrency=max(1, min(actors, len(items))),
+        _VideoScorer, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
         num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
         fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
-                               "overrides": overrides, "env": _worker_env()})
+                               "overrides": overrides, "env": _worker_env(),
+                               "out_dir": str(out_dir), "preload": preload})
     with tqdm(total=len(items), desc=f"{method} (ray)", disable=not progress) as bar:
         for row in scored.iter_rows():  # streams: each video is written as soon as it is done
             _write_video(out_dir, row)
@@ -327,7 +357,7 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
                 root: str | os.PathLike | None = None, videos: list[str] | None = None,
                 cache: Any = None, backends: dict[str, Any] | None = None,
                 actors: int = 2, gpus_per_actor: float = 0, cpus_per_actor: float = 1,
-                overwrite: bool = False, progress: bool = True,
+                preload: bool | None = None, overwrite: bool = False, progress: bool = True,
                 **method_overrides: Any) -> RunResult:
     """Score every video of a benchmark split with ``method`` and evaluate the run.
 
@@ -346,6 +376,10 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
             (default: the suite's cache; Ray workers get the same folder).
         backends: models you built (``{"llm": ...}``); local executor only.
         actors / gpus_per_actor / cpus_per_actor: the Ray actor pool's size and resources.
+        preload: load the method's models once and keep them for every video (default),
+            or let the method load and release them per video. LAVAD defaults to False:
+            its captioner, LLM and embedder together do not fit a 16 GB card, so it loads
+            one at a time (each video then pays the loading).
         overwrite: start afresh when ``out_dir`` holds another run.
         progress: show a tqdm bar.
         method_overrides: Config fields of the method (``stride=32``,
@@ -378,16 +412,19 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
 
     from .cache import Cache, get_cache
 
-    cache_root = str((cache.root if isinstance(cache, Cache) else get_cache(cache).root))
-    done = _done(out)
+    cache_root = str(cache.root if isinstance(cache, Cache) else get_cache(cache).root)
+    done = _done(out, list(table["name"]))
     todo = table[~table["name"].isin(done)].reset_index(drop=True)
     skipped = sorted(set(table["name"]) & done)
     t0 = time.perf_counter()
+    if preload is None:
+        preload = method != "lavad"
     if len(todo) and executor == "local":
-        _run_local(todo, method, profile, cache_root, out, method_overrides, backends, progress)
+        _run_local(todo, method, profile, cache_root, out, method_overrides, backends, preload,
+                   progress)
     elif len(todo):
         _run_ray(todo, method, profile, cache_root, out, method_overrides, ray_address,
-                 actors, gpus_per_actor, cpus_per_actor, progress)
+                 actors, gpus_per_actor, cpus_per_actor, preload, progress)
     wall = time.perf_counter() - t0
     return _evaluate(bench, table, out, sig, executor, wall, skipped, len(todo))
 
@@ -417,11 +454,11 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
     labels = {n: bench.frame_labels(n) for n in names}
     for n in names:
         if len(scores[n]) != len(labels[n]):
-            raise ValueError(f"{out}/frame_scores/{n}.parquet has {len(scores[n])} scores but "
+            raise ValueError(f"{out}/frame_scores/{_stem(n)}.parquet has {len(scores[n])} scores but "
                              f"the video has {len(labels[n])} labelled frames; delete the file "
                              "to score the video again")
     per_video = metrics.per_video(labels, {n: scores[n] for n in names})
-    metas = {n: json.loads((out / "segments" / f"{n}.json").read_text()) for n in names}
+    metas = {n: json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names}
     per_video.insert(1, "label", [bench.video_classes()[n] for n in names])
     per_video["seconds"] = [metas[n]["seconds"] for n in names]
     per_video["model_calls"] = [int(sum(c.get("calls", 0) for c in metas[n]["model_calls"]))
@@ -472,3 +509,112 @@ def load_run(out_dir: str | os.PathLike) -> RunResult:
                                 f"with out_dir={str(out)!r} first (it resumes if interrupted)")
     return RunResult(out, json.loads((out / "summary.json").read_text()),
                      pd.read_csv(out / "per_video.csv"))
+
+
+# --------------------------------------------------------------------------------------
+# Cost model: model calls per minute of video, and GPU-hours for a benchmark (notebook 90)
+# --------------------------------------------------------------------------------------
+
+#: Test-set sizes of the two big benchmarks (REFERENCE: ~1.11 M frames at 30 fps, ~2.34 M at 24 fps).
+BENCHMARK_SIZES: dict[str, dict[str, float]] = {
+    "ucf_crime": {"frames": 1_110_000, "fps": 30.0},
+    "xd_violence": {"frames": 2_340_000, "fps": 24.0},
+}
+
+#: ASSUMED GPU seconds per call (one caption, one LLM reply, one VLM reply, one image
+#: encoded), with the batching the backends do. Not measured here (no GPU): rough figures
+#: for a T4 in fp16 with the colab models and an A100 with the paper models, to be replaced
+#: by your own measurements (``vadnb.models.call_stats()`` gives seconds per call).
+SECONDS_PER_CALL: dict[str, dict[str, float]] = {
+    "colab": {  # T4 16 GB: BLIP-2 opt-2.7b, Qwen2.5-3B, Qwen2.5-VL-3B, CLIP B/16, ImageBind huge
+        "captioner": 0.15, "llm": 0.6, "vlm": 1.2, "vlm_1_image": 0.5,
+        "clip": 0.004, "embedder": 0.02, "embedder_video": 0.05},
+    "paper": {  # A100: BLIP-2 flan-t5-xxl, Llama-2-13b-chat, InternVL2-8B, same encoders
+        "captioner": 0.12, "llm": 0.8, "vlm": 0.9, "vlm_1_image": 0.3,
+        "clip": 0.002, "embedder": 0.008, "embedder_video": 0.02},
+}
+
+
+def calls_per_minute(method: str, fps: float = 30.0, captioners: int = 1,
+                     keywords: int = 1) -> list[dict[str, Any]]:
+    """Model calls per minute of video for ``method`` with its Config defaults.
+
+    One row per kind of call: ``role``, ``kind`` (the key of :data:`SECONDS_PER_CALL`),
+    ``calls`` per minute and the ``formula``. ``captioners``: how many captioners LAVAD
+    runs (the paper: 5); ``keywords``: how many anomaly descriptions AnyAnomaly checks.
+    Training (VERA's questions, AnomalyCLIP's head) is not included: it is paid once.
+    ``"lavad-published"`` is LAVAD as its code runs (5 captioners on every frame), to set
+    against ``"lavad"`` as this suite runs it (captions only at the frames used).
+    """
+    n = 60.0 * fps  # frames per minute
+    rows: list[tuple[str, str, float, str]] = []
+    if method == "lavad":
+        from .lavad import Config as LavadConfig
+
+        c = LavadConfig()
+        p = n / c.stride
+        rows = [("captioner", "captioner", captioners * p, f"{captioners} x frames/{c.stride}"),
+                ("llm", "llm", 2 * p, f"2 x frames/{c.stride} (summary + score)"),
+                ("embedder", "embedder", c.frames_per_window * p,
+                 f"{c.frames_per_window} window frames x frames/{c.stride}"),
+                ("embedder", "embedder_video", p, f"1 window video x frames/{c.stride}")]
+    elif method == "lavad-published":  # the original code: 5 captioners on every frame
+        from .lavad import Config as LavadConfig
+
+        c = LavadConfig()
+        p = n / c.stride
+        rows = [("captioner", "captioner", 5 * n, "5 captioners x every frame"),
+                ("llm", "llm", 2 * p, f"2 x frames/{c.stride} (summary + score)"),
+                ("embedder", "embedder", c.frames_per_window * p,
+                 f"{c.frames_per_window} window frames x frames/{c.stride}"),
+                ("embedder", "embedder_video", p, f"1 window video x frames/{c.stride}")]
+    elif method == "vera":
+        from .vera import Config as VeraConfig
+
+        c = VeraConfig()
+        p = n / c.stride
+        rows = [("vlm", "vlm", p, f"frames/{c.stride}, {c.window_frames} frames per call"),
+                ("embedder", "embedder_video", p, f"frames/{c.stride} segment embeddings")]
+    elif method == "anyanomaly":
+        from .anyanomaly import Config as AnyConfig
+
+        c = AnyConfig()
+        s = n / c.segment_length
+        windows = sum((c.position_size // w) ** 2 for w in c.window_sizes)
+        rows = [("vlm", "vlm_1_image", 3 * keywords * s,
+                 f"3 views x {keywords} keyword(s) x frames/{c.segment_length}"),
+                ("clip", "clip", n + c.context_frames * windows * s,
+                 (f"every frame + {c.context_frames} frames x {windows} windows x "
+                  f"frames/{c.segment_length}"))]
+    elif method == "anomalyclip":
+        rows = [("clip", "clip", n, "every frame")]
+    elif method != "classical":
+        raise ValueError(f"unknown method {method!r}; choose one of "
+                         f"{sorted(METHODS) + ['lavad-published']}")
+    return [{"method": method, "role": r, "kind": k, "calls": v, "formula": f}
+            for r, k, v, f in rows]
+
+
+def cost_table(methods: list[str] | None = None, fps: float = 30.0,
+               profiles: tuple[str, ...] = ("colab", "paper"), captioners: int = 1,
+               keywords: int = 1,
+               seconds_per_call: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """Calls per minute of video and GPU seconds per minute, per method, role and profile."""
+    spc = seconds_per_call or SECONDS_PER_CALL
+    rows = []
+    for m in methods or ["classical", "lavad", "anomalyclip", "vera", "anyanomaly"]:
+        entries = calls_per_minute(m, fps, captioners, keywords) or [
+            {"method": m, "role": "none (CPU)", "kind": "", "calls": 0.0, "formula": "no model"}]
+        for e in entries:
+            row = {**e, "fps": fps}
+            for p in profiles:
+                row[f"gpu_s_per_min_{p}"] = e["calls"] * spc[p].get(e["kind"], 0.0)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gpu_hours(table: pd.DataFrame, frames: float, fps: float, profile: str) -> pd.Series:
+    """GPU-hours per method to score ``frames`` frames at ``fps`` (table from :func:`cost_table`
+    computed at the same fps)."""
+    minutes = frames / fps / 60.0
+    return table.groupby("method", sort=False)[f"gpu_s_per_min_{profile}"].sum() * minutes / 3600.0

@@ -1,0 +1,1 @@
+"""A small OpenAI-compatible test server (see server.py) for the served-model tests."""
