@@ -41,9 +41,9 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its samp
     sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
-PROFILE = None             # "tiny", "colab", "paper" or None (= $VADNB_PROFILE, else auto)
+PROFILE = None             # "tiny", "colab", "paper" or None (then $VADNB_PROFILE, else auto)
 OUTPUT_DIR = "outputs/00"  # campus_videos.csv, class_examples.png, environment.json go here
-CAMPUS_ROOT = None         # None = $VADNB_DATA/campus, else the repository's data/campus
+CAMPUS_ROOT = None         # None: $VADNB_DATA/campus, else the repository's data/campus
 VERIFY_CHECKSUMS = True    # check every campus clip against SHA256SUMS (a second or two)
 ZOOM_FRAMES = 8            # frames shown around the start of one anomaly
 # Your copies of the public benchmarks (None = skip). See the last section.

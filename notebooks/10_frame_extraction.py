@@ -45,7 +45,7 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its samp
 # %% tags=["parameters"]
 PROFILE = None            # model profile; this notebook loads no model, setup() just reports it
 OUTPUT_DIR = "outputs/10"  # frames_index.csv, contact_sheet.png, timings.json go here
-VIDEO = None              # a video path; None = the first campus test clip (else a generated one)
+VIDEO = None              # a video path; None: the first campus test clip (else a generated one)
 SAMPLE_FPS = 1.0          # frames per second to sample
 STRIDE = 16               # the stride LAVAD uses, for comparison
 SHEET_FRAMES = 12         # frames on the contact sheet

@@ -44,9 +44,9 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its samp
     sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
-PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None = $VADNB_PROFILE / auto
+PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE / auto
 OUTPUT_DIR = "outputs/60"  # key_frame.png, heatmap.png, grid.png, segments.csv, metrics.json
-VIDEO = None               # a video for the demo; None = the campus test clip with a vehicle
+VIDEO = None               # a video for the demo; None: the campus test clip with a vehicle
 PROMPTS = ["a vehicle driving on the grass", "a person falling"]  # default descriptions (text box)
 CLASS_DESCRIPTIONS = {     # campus class -> the description typed for it in the evaluation
     "Vehicle": "a vehicle driving on the grass",
@@ -54,10 +54,10 @@ CLASS_DESCRIPTIONS = {     # campus class -> the description typed for it in the
     "Fallen": "a person lying on the ground",
     "Object left": "a box left on the ground",
 }
-EVAL_CLASSES = None        # campus classes to evaluate; None = all of them
-MAX_NORMAL_VIDEOS = None   # normal test videos in the evaluation; None = all
+EVAL_CLASSES = None        # campus classes to evaluate; None: all of them
+MAX_NORMAL_VIDEOS = None   # normal test videos in the evaluation; None: all
 SEGMENT_LENGTH = 24        # frames per segment (the paper's 24)
-MAX_NEW_TOKENS = None      # None = the paper's 50 (8 on the tiny profile: its replies are noise anyway)
+MAX_NEW_TOKENS = None      # None: the paper's 50 (8 on the tiny profile: its replies are noise anyway)
 
 # %%
 import json

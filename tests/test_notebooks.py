@@ -88,3 +88,16 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     assert (run_dir / "00_fine" / "metrics.json").exists()
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["status"] for r in results] == ["ok", "failed"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_understands_every_parameter(nb, caplog):
+    """papermill must parse each parameter line (an '=' in a comment confuses it)."""
+    import logging
+
+    import papermill as pm
+
+    with caplog.at_level(logging.WARNING):
+        params = pm.inspect_notebook(str(nb))
+    assert "PROFILE" in params and "OUTPUT_DIR" in params
+    assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
