@@ -60,7 +60,17 @@ def _to_html(executed: Path) -> Path | None:
 
 
 def _leaderboard(run_dir: Path) -> str:
-    """Rows of every metrics.json the notebooks wrote (the comparison notebook adds more)."""
+    """The comparison notebook's leaderboard when it ran, then every metrics.json written."""
+    parts = []
+    for board in sorted(run_dir.glob("*/leaderboard.html")):
+        parts.append(f"<h2>Leaderboard ({html.escape(board.parent.name)})</h2>"
+                     "<p>Rows computed with the tiny profile come from random-init models: "
+                     "their numbers are meaningless. The classical row uses no learned model.</p>"
+                     + board.read_text(encoding="utf-8"))
+    return "".join(parts) + _metrics_rows(run_dir)
+
+
+def _metrics_rows(run_dir: Path) -> str:
     rows = []
     for path in sorted(run_dir.glob("*/metrics.json")):
         try:

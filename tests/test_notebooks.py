@@ -67,7 +67,8 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             "import json, pathlib\np = pathlib.Path(OUTPUT_DIR); p.mkdir(parents=True, exist_ok=True)\n"
-            "(p / 'metrics.json').write_text(json.dumps({'auc': 0.75, 'profile': 'tiny'}))")])
+            "(p / 'metrics.json').write_text(json.dumps({'auc': 0.75, 'profile': 'tiny'}))\n"
+            "(p / 'leaderboard.html').write_text('<table><tr><td>classical-row</td></tr></table>')")])
     bad = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("x = 1"),
@@ -84,7 +85,8 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     assert "RuntimeError: planted failure" in proc.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     index = (run_dir / "index.html").read_text()
-    assert "00_fine" in index and "failed" in index and "0.7500" in index  # leaderboard row
+    assert "00_fine" in index and "failed" in index and "0.7500" in index  # metrics row
+    assert "Leaderboard (00_fine)" in index and "classical-row" in index
     assert (run_dir / "00_fine" / "metrics.json").exists()
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["status"] for r in results] == ["ok", "failed"]
