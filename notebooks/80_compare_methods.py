@@ -1,0 +1,478 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 80 · Comparing the methods: one leaderboard, one timeline, one question
+#
+# Four chapters built four detectors: LAVAD (captions + an LLM), AnomalyCLIP (a trained
+# head in CLIP's space), AnyAnomaly (a VLM answering about a typed description) and VERA
+# (a VLM with learned guiding questions). This notebook runs them side by side, together
+# with a **classical baseline** that uses no learned model at all, on the same campus
+# test clips and on any video you point it at.
+#
+# In this notebook you will learn:
+# - how to compare detectors fairly: same clips, same frame-level metrics (micro AUC and
+#   AP, and per class), the same ground truth;
+# - what each method *costs*: model calls per minute of video, by model role, and seconds;
+# - why a number from random-init models (the `tiny` profile) must never enter a
+#   leaderboard, and why the classical row is meaningful even offline;
+# - how to read all methods' timelines and explanations of the same moment at once.
+#
+# Where it sits: the last chapter. It uses the campus benchmark (`00`), the metrics (`40`),
+# and the methods of `10`–`40` (LAVAD), `50` (AnomalyCLIP), `60` (AnyAnomaly) and `70`
+# (VERA). Whatever those notebooks computed with the same settings is in the cache, so it is
+# not paid for again here.
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/80_compare_methods.ipynb)
+
+# %%
+import sys
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+    import subprocess
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    sys.path.insert(0, "/content/vadnb")
+
+# %% tags=["parameters"]
+PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
+OUTPUT_DIR = "outputs/80"  # leaderboard.csv/.html, metrics.json, timelines.png, detections/
+METHODS = ["classical", "lavad", "anomalyclip", "vera", "anyanomaly"]  # the rows of the leaderboard
+MAX_VIDEOS = None          # None: every campus test clip; a number: that many (normal and anomalous mixed)
+EPOCHS = 20                # AnomalyCLIP trains a checkpoint on the campus train split first
+VIDEO = None               # a video of your own: every method scores it too (no ground truth needed)
+FRESH_CACHE = False        # True: recompute every stage in a private cache, so every model call is counted
+OVERRIDES = {}             # per-method Config fields, e.g. {"vera": {"stride": 32}, "lavad": {"stride": 8}}
+VERA_QUESTIONS = None      # None: VERA's shipped questions; or notebook 70's learned_questions.json
+ANYANOMALY_PROMPTS = None  # None: one typed description per campus class (as notebook 60)
+
+# %%
+import importlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import HTML, display
+from tqdm.auto import tqdm
+
+import vadnb
+from vadnb import metrics, models
+from vadnb.cache import Cache, get_cache
+from vadnb.data import load_campus
+from vadnb.detect import METHODS as KNOWN_METHODS
+from vadnb.detect import TINY_WARNING
+from vadnb.plots import plot_many
+from vadnb.widgets import compare_explorer
+
+env = vadnb.setup(PROFILE)
+out = Path(OUTPUT_DIR)
+out.mkdir(parents=True, exist_ok=True)
+unknown = sorted((set(METHODS) | set(OVERRIDES)) - set(KNOWN_METHODS))
+if unknown:
+    raise ValueError(f"METHODS or OVERRIDES name unknown method(s) {unknown}; "
+                     f"choose from {sorted(KNOWN_METHODS)}")
+if VIDEO is not None and not Path(VIDEO).is_file():
+    raise FileNotFoundError(f"VIDEO = {VIDEO!r} is not a file: set VIDEO to the path of a "
+                            "video (mp4, avi, mkv, ...) or to None")
+
+# %% [markdown]
+# ## The contestants
+#
+# | method | learns from | models it calls (roles) | one call looks at |
+# |---|---|---|---|
+# | classical | nothing (the video's own statistics, or normal clips of the same camera) | none: OpenCV background subtraction, optical flow, a HOG people detector | every frame |
+# | LAVAD | nothing (training-free) | captioner, embedder, LLM | a caption per 16 frames; an LLM summary and score per position |
+# | AnomalyCLIP | video-level labels of the train split | CLIP image encoder, then a small trained head | every frame (its head scores the whole video at once) |
+# | AnyAnomaly | nothing; you type what to look for | CLIP (key frames, windows), VLM | one key frame, its best window and a 2x2 grid per 24-frame segment |
+# | VERA | video-level labels (it learns *questions*, notebook 70) | VLM, embedder | 8 frames of a 10-second window per 16-frame segment |
+#
+# A method whose module cannot be imported in your copy of the suite gets a row saying
+# "not available" instead of stopping the notebook.
+
+# %%
+def availability(method: str) -> str:
+    """Return "ok", or why the method's module cannot be imported."""
+    try:
+        importlib.import_module(KNOWN_METHODS[method])
+    except ImportError as err:
+        return f"not available ({err})"
+    return "ok"
+
+
+status = {m: availability(m) for m in METHODS}
+runnable = [m for m in METHODS if status[m] == "ok"]
+pd.Series(status, name="status").to_frame()
+
+# %% [markdown]
+# On the `tiny` profile every model is a small random-init network: the methods run every
+# step on a CPU in minutes, but **their scores mean nothing**, and the leaderboard flags their
+# rows. We also shorten the replies and shrink the frames they generate from (random models
+# write noise of any length). `OVERRIDES` sets any Config field of any method on top.
+
+# %%
+TINY_KNOBS = {  # only on the tiny profile: the settings notebooks 50-70 use, so their cache serves
+    "vera": {"image_size": 64, "max_new_tokens": 16},
+    "anyanomaly": {"max_new_tokens": 8},
+    "anomalyclip": {"feature_stride": 2, "emb_size": 64},
+}
+knobs = {m: {**(TINY_KNOBS.get(m, {}) if env.meaningless else {}), **OVERRIDES.get(m, {})}
+         for m in METHODS}
+if env.meaningless:
+    print("WARNING:", TINY_WARNING)
+knobs
+
+# %% [markdown]
+# ## The clips and the ground truth
+#
+# The campus **test** split: normal clips and one clip per anomaly class, with frame labels.
+# With `MAX_VIDEOS` we keep a mix of normal and anomalous clips (an AUC needs both).
+
+# %%
+campus = load_campus()
+test = campus.subset("test")
+videos = test.videos
+if MAX_VIDEOS is not None:  # keep both normal and anomalous clips
+    videos = (videos.assign(_o=videos.groupby("is_anomalous").cumcount())
+              .sort_values(["_o", "name"]).head(int(MAX_VIDEOS)).drop(columns="_o"))
+videos = videos.reset_index(drop=True)
+labels = {name: test.frame_labels(name) for name in videos.name}
+classes = dict(zip(videos.name, videos.label))
+minutes = float((videos.num_frames / videos.fps).sum() / 60)
+print(f"{len(videos)} clips, {minutes:.1f} minutes of video")
+videos[["name", "label", "num_frames", "fps"]]
+
+# %% [markdown]
+# **The cache.** Every method caches its expensive stages (captions, embeddings, replies)
+# by the video's content, the stage's settings and the model's name. By default we share
+# the suite's cache, so what notebooks 40–70 computed is reused, and a stage found there
+# makes **no** model call: the calls counted below are then only the calls this run made.
+# Set `FRESH_CACHE = True` to count the full cost (every stage computed again).
+
+# %%
+if FRESH_CACHE:
+    stage_cache = Cache(tempfile.mkdtemp(prefix="stage-cache-", dir=out))
+else:
+    stage_cache = get_cache()
+print("stage cache:", stage_cache.root, "(fresh: every call counted)" if FRESH_CACHE else
+      "(shared: cached stages make no calls)")
+
+# %% [markdown]
+# ## AnomalyCLIP needs a checkpoint first
+#
+# AnomalyCLIP is weakly supervised: it trains a head on the **train** split's video-level
+# labels (notebook 50 explains every loss term), then scores the test clips. The learning
+# rate is larger than the paper's 1e-5 because we take a few dozen steps, not 1,250 (as in
+# notebook 50). Training time is reported apart from scoring time.
+
+# %%
+checkpoint, clip_for_anomalyclip, train_seconds = None, None, {}
+if "anomalyclip" in runnable:
+    from vadnb import anomalyclip
+
+    ac_knobs = knobs["anomalyclip"]
+    clip_for_anomalyclip = models.load("clip", profile=env.profile,
+                                       model=ac_knobs.get("clip_model"))
+    ac_config = anomalyclip.Config(**{"epochs": EPOCHS, "lr": 1e-3,
+                                      "warmup_epochs": max(1, EPOCHS // 10), **ac_knobs})
+    started = time.perf_counter()
+    ac_model, curves = anomalyclip.train(campus, "train", ac_config, cache=stage_cache,
+                                         backends={"clip": clip_for_anomalyclip})
+    train_seconds["anomalyclip"] = time.perf_counter() - started
+    checkpoint = anomalyclip.save_checkpoint(ac_model, out / "anomalyclip.safetensors")
+    print(f"trained {len(curves)} steps in {train_seconds['anomalyclip']:.0f} s -> {checkpoint}")
+
+# %% [markdown]
+# ## Running every method
+#
+# One function per method says how to call it. Each method's models are loaded **once**
+# and used for every clip (LAVAD's `run_many` does this itself and loads one model at a
+# time, so a 16 GB GPU holds only one). AnyAnomaly looks for the typed descriptions of the
+# campus classes; the classical baseline learns "normal" from the train split's normal clips
+# (same camera).
+
+# %%
+DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass", "Running": "a person running",
+                "Fallen": "a person lying on the ground", "Object left": "a box left on the ground"}
+prompts = ANYANOMALY_PROMPTS or [DESCRIPTIONS.get(c, c.lower()) for c in campus.classes
+                                 if c != "Normal"]
+normal_train = list(campus.videos.query("split == 'train' and label == 'Normal'").path)
+ROLES = {"vera": {"vlm": "vlm", "embedder": "embedder"},   # role -> the profile entry loaded
+         "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"}}
+
+
+def load_roles(method: str) -> dict:
+    """The models ``method`` needs, loaded once for all its clips."""
+    if method == "anomalyclip":
+        return {"clip": clip_for_anomalyclip}
+    return {role: models.load(entry, profile=env.profile, model=knobs[method].get(f"{role}_model"))
+            for role, entry in ROLES.get(method, {}).items()}
+
+
+def arguments(method: str, reference: list[str] | None) -> dict:
+    """What ``method``'s ``run`` needs besides the video: its inputs and Config overrides."""
+    if method == "classical":
+        return {"reference": reference, **knobs[method]}
+    if method == "anomalyclip":  # the checkpoint carries the Config it was trained with
+        return {"checkpoint": checkpoint}
+    if method == "vera":
+        return {"questions": VERA_QUESTIONS, **knobs[method]}
+    if method == "anyanomaly":
+        return {"prompts": prompts, **knobs[method]}
+    return dict(knobs[method])
+
+
+def run_method(method: str, paths: list[str], reference: list[str] | None = None) -> list:
+    """One Detection per path (a list, in the same order)."""
+    if method == "lavad":
+        from vadnb import lavad
+
+        return lavad.run_many(paths, profile=env.profile, cache=stage_cache, **knobs[method])
+    module = importlib.import_module(KNOWN_METHODS[method])
+    backends = load_roles(method)
+    try:
+        return [module.run(p, profile=env.profile, backends=backends, cache=stage_cache,
+                           **arguments(method, reference))
+                for p in tqdm(paths, desc=method, leave=False)]
+    finally:
+        for backend in backends.values():
+            if backend is not clip_for_anomalyclip:  # kept for your own video below
+                backend.release()
+
+
+# %%
+detections, seconds = {}, {}
+for method in tqdm(runnable, desc="methods"):
+    started = time.perf_counter()
+    dets = run_method(method, list(videos.path), reference=normal_train)
+    seconds[method] = time.perf_counter() - started
+    detections[method] = dict(zip(videos.name, dets))
+    for name, det in detections[method].items():
+        det.save(out / "detections" / method / name)
+pd.DataFrame({"seconds": seconds}).round(1)
+
+
+# %% [markdown]
+# ## Cost: model calls per minute of video
+#
+# Every Detection carries `model_calls`: calls, items (images, prompts) and seconds per model
+# role. Dividing by the minutes of video gives a cost that does not depend on the clips'
+# length. One **call** is one batched forward pass; **items** are what went through it. LAVAD's
+# `run_many` shares its stages across clips, so each of its Detections holds the calls of
+# the whole batch: we count them once.
+
+# %%
+def per_minute(method: str, dets: list, what: str = "calls") -> dict:
+    """Model ``what`` ("calls" or "items") per minute of video, by role, from the
+    Detections' ``model_calls``."""
+    tables = [d.model_calls for d in dets if not d.model_calls.empty]
+    if method == "lavad":
+        tables = tables[:1]  # every LAVAD Detection holds the calls of the whole run_many batch
+    if not tables:
+        return {}
+    totals = pd.concat(tables).groupby("role")[what].sum()
+    return {role: float(n) / minutes for role, n in totals.items()}
+
+
+cost = {m: per_minute(m, list(detections[m].values())) for m in detections}
+items = {m: per_minute(m, list(detections[m].values()), "items") for m in detections}
+pd.concat({"calls / min": pd.DataFrame(cost).T, "items / min": pd.DataFrame(items).T},
+          axis=1).rename_axis("method").fillna(0).round(2)
+
+# %% [markdown]
+# ## The leaderboard
+#
+# Frame-level micro AUC and AP over all test frames (notebook 40), the same numbers per
+# anomaly class (each class's clips against all normal clips), the cost and the profile.
+# **A tiny-profile row is meaningless** (random-init models): it proves the pipeline runs,
+# not that a method works. The classical row uses no learned model, so its numbers are real
+# on any machine: it is the bar the vision-language methods must clear with real models.
+
+# %%
+def leaderboard_row(method: str) -> dict:
+    if method not in detections:
+        return {"method": method, "status": status[method], "profile": "", "meaningless": None}
+    dets = detections[method]
+    scores = {name: dets[name].frame_scores for name in labels}
+    meaningless = any(d.meaningless for d in dets.values())
+    row = {"method": method, "status": "ok",
+           "profile": ",".join(sorted({d.profile for d in dets.values()})),
+           "meaningless": meaningless, "note": "⚠ tiny models: meaningless" if meaningless else "",
+           "videos": len(scores), "frame_auc": metrics.frame_auc(labels, scores),
+           "frame_ap": metrics.frame_ap(labels, scores), "seconds": seconds[method],
+           "train_seconds": train_seconds.get(method, np.nan)}
+    per_class = metrics.per_class(labels, scores, classes)
+    row.update({f"auc {c}": a for c, a in zip(per_class["class"], per_class["auc"])})
+    row.update({f"calls/min {role}": v for role, v in cost[method].items()})
+    return row
+
+
+board = pd.DataFrame([leaderboard_row(m) for m in METHODS])
+board.to_csv(out / "leaderboard.csv", index=False)
+any_meaningless = any(d.meaningless for dets in detections.values() for d in dets.values())
+if any_meaningless:
+    print("WARNING:", TINY_WARNING)
+board
+
+# %% [markdown]
+# The same table as HTML, with the meaningless rows in red (`leaderboard.html`):
+
+# %%
+def flag_rows(row: pd.Series) -> list[str]:
+    meaningless = pd.notna(row["meaningless"]) and bool(row["meaningless"])
+    return ["background-color:#fde8e8;color:darkred" if meaningless else ""] * len(row)
+
+
+one_decimal = [c for c in board.columns if "seconds" in c or c.startswith("calls/min")]
+styled = (board.style.apply(flag_rows, axis=1).hide(axis="index")
+          .format(precision=3, na_rep="–").format("{:.1f}", subset=one_decimal, na_rep="–")
+          .set_caption(f"campus test, {len(videos)} clips; red rows: {TINY_WARNING}"
+                       if any_meaningless
+                       else f"campus test, {len(videos)} clips"))
+(out / "leaderboard.html").write_text(styled.to_html())
+display(HTML(styled.to_html()))
+
+# %%
+summary = {
+    "profile": env.profile,
+    "videos": list(videos.name),
+    "minutes": minutes,
+    "fresh_cache": bool(FRESH_CACHE),
+    "warning": TINY_WARNING if any_meaningless else "",
+    "methods": {
+        row["method"]: {
+            "status": row["status"],
+            "meaningless": row["meaningless"],
+            "profile": row["profile"],
+            "auc": row.get("frame_auc"),
+            "ap": row.get("frame_ap"),
+            "seconds": row.get("seconds"),
+            "calls_per_minute": cost.get(row["method"], {}),
+            "items_per_minute": items.get(row["method"], {}),
+        } for row in board.to_dict(orient="records")},
+}
+
+
+def plain(x):
+    """NaN -> None and numpy numbers -> Python ones, so json.dumps writes valid JSON."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return None if np.isnan(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
+    return x
+
+
+summary = plain(summary)
+(out / "metrics.json").write_text(json.dumps(summary, indent=2))
+print(json.dumps({m: {k: v[k] for k in ("auc", "ap", "meaningless")}
+                  for m, v in summary["methods"].items()}, indent=1))
+
+# %% [markdown]
+# ## All timelines of one clip
+#
+# Numbers hide *where* a method fires. Here every method's frame scores on one anomalous
+# clip, stacked on the same time axis, ground truth shaded red. Look for: does the score
+# rise inside the red band, does it stay low elsewhere, how sharp are the edges?
+
+# %%
+anomalous = [n for n in videos.name if classes[n] != "Normal"]
+chosen = anomalous[0] if anomalous else videos.name.iloc[0]
+on_chosen = {m: detections[m][chosen] for m in detections}
+fig = plot_many(on_chosen, labels=labels[chosen], threshold=0.5,
+                title=f"{chosen} ({classes[chosen]}): every method, ground truth shaded")
+fig.savefig(out / "timelines.png", dpi=110)
+plt.show()
+
+# %% [markdown]
+# ## What did each method say about the same moment?
+#
+# The middle of the clip's anomaly: each method's score there and its own words (the
+# classical baseline names the fact that stood out; LAVAD its summary; AnomalyCLIP its
+# class; AnyAnomaly its reason; VERA its answer).
+
+# %%
+truth = np.flatnonzero(labels[chosen])
+moment = int(truth[len(truth) // 2]) if len(truth) else len(labels[chosen]) // 2
+said = pd.DataFrame([{"method": m, "score": float(d.frame_scores[min(moment, d.num_frames - 1)]),
+                      "meaningless": d.meaningless, "explanation": d.explanation_at(moment)}
+                     for m, d in on_chosen.items()])
+said.to_csv(out / "explanations.csv", index=False)
+print(f"{chosen}, frame {moment} ({moment / videos.set_index('name').fps[chosen]:.1f} s)")
+said
+
+# %% [markdown]
+# ## Explore them together
+#
+# The comparison explorer stacks the timelines over **one** frame view: move the frame
+# slider (or click a timeline) and every method's explanation of that moment appears on the
+# right; the threshold slider lists each method's flagged intervals. (On Colab the
+# interactive timeline needs the custom widget manager, which `vadnb.widgets` turns on.)
+
+# %%
+compare_explorer(on_chosen, labels=labels[chosen], video=videos.set_index("name").path[chosen])
+
+# %% [markdown]
+# ## Your own video
+#
+# Set `VIDEO` to any file: every method scores it (AnomalyCLIP with the checkpoint trained
+# above; the classical baseline with the video itself as its notion of normal, since your
+# camera is not the campus one). There is no ground truth, so no AUC: read the timelines
+# and the explanations.
+
+# %%
+yours = {}
+if VIDEO is not None:
+    for method in tqdm(list(detections), desc="your video"):
+        yours[method] = run_method(method, [str(VIDEO)], reference=None)[0]
+        yours[method].save(out / "your_video" / method)
+    fig = plot_many(yours, threshold=0.5, title=f"{Path(str(VIDEO)).name}: every method")
+    fig.savefig(out / "your_video_timelines.png", dpi=110)
+    plt.show()
+    display(compare_explorer(yours, video=str(VIDEO)))
+else:
+    print("VIDEO is None: set it to a video file to see every method on it")
+
+# %%
+if FRESH_CACHE:  # the private stage cache has served its purpose
+    shutil.rmtree(stage_cache.root, ignore_errors=True)
+
+# %% [markdown]
+# ## Summary
+#
+# - A fair comparison fixes the clips, the metric (frame-level micro AUC/AP, and per class)
+#   and the ground truth, then runs every method through the same `Detection` interface.
+# - Cost matters as much as accuracy: model calls per minute of video by role tell you what
+#   a method would cost on a camera that never stops. Cached stages make no calls: count
+#   with a fresh cache.
+# - Tiny-profile rows are meaningless (random-init models); the classical baseline is the
+#   meaningful reference on any machine, and the bar a real vision-language model must clear.
+# - The stacked timelines and the comparison explorer show *where* and *why* each method
+#   fires, which a single number cannot.
+#
+# ## Exercises
+#
+# 1. Run the notebook on the `colab` profile. Which method beats the classical baseline, on
+#    which class? Which class does the baseline find easily, and why (look at its facts)?
+# 2. Set `VERA_QUESTIONS` to notebook 70's `learned_questions.json`. Does VERA's row move?
+# 3. Double LAVAD's `stride` with `OVERRIDES = {"lavad": {"stride": 32}}`: how do its calls
+#    per minute and its AUC change? Where is the knee of cost against accuracy?
+# 4. Point `VIDEO` at a clip from your phone. Which method's explanations would you trust to
+#    send a guard, and which threshold keeps the flagged intervals to a handful?
