@@ -55,13 +55,17 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
         raise
 
 
-def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float) -> dict[str, Any]:
+def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
+                     model: Any = None) -> dict[str, Any]:
+    limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    configured = getattr(getattr(model, "generation_config", None), "min_new_tokens", None)
+    if configured:  # never ask for more new tokens at least than at most
+        limits["min_new_tokens"] = min(configured, max_new_tokens)
     if temperature and temperature > 0:
-        return {"max_new_tokens": max_new_tokens, "do_sample": True,
-                "temperature": float(temperature), "top_p": float(top_p)}
+        return {**limits, "do_sample": True, "temperature": float(temperature),
+                "top_p": float(top_p)}
     # greedy: unset the sampling knobs a model's generation_config may carry
-    return {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": None,
-            "top_p": None, "top_k": None}
+    return {**limits, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
 class _HFBackend(Backend):
@@ -135,7 +139,8 @@ class HFLLM(_HFBackend):
               temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
         """One reply per conversation; greedy unless ``temperature > 0``."""
         prompts = [self.prompt(m) for m in list_of_messages]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
+                               self.model)
 
         def run(chunk: list[str]) -> list[str]:
             import torch
@@ -187,7 +192,7 @@ class HFCaptioner(_HFBackend):
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
         images = [_to_pil(im) for im in images]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0)
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0, self.model)
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
         def run(chunk: list[Any]) -> list[str]:
@@ -258,7 +263,8 @@ class HFVLM(_HFBackend):
               temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
         """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
         reqs = [([_to_pil(im) for im in images], str(prompt)) for images, prompt in requests]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
+                               self.model)
 
         def run(chunk: list[tuple[list[Any], str]]) -> list[str]:
             import torch
@@ -331,7 +337,8 @@ class InternVLVLM(_HFBackend):
               temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
         import torch
 
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
+                               self.model)
         gen = {k: v for k, v in gen.items() if v is not None}
         requests = list(requests)
 

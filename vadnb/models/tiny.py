@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
 MARKER = "BUILT"
-TINY_VERSION = 2
+TINY_VERSION = 3
 """Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
 backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
@@ -282,7 +282,8 @@ def _build_captioner(out: Path) -> None:
     model = Blip2ForConditionalGeneration(cfg)
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20)
+        pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20,
+        min_new_tokens=MIN_NEW_TOKENS, suppress_tokens=[tok.pad_token_id, image_token_id])
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
