@@ -307,9 +307,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     if ray.is_initialized():
         return
     if address is None:
-        from ray._private import ray_constants  # already read if ray was imported before
+        try:  # the same switch, for a Ray that was imported before the variable was set
+            from ray._private import ray_constants
 
-        ray_constants.ENABLE_RAY_CLUSTER = False
+            ray_constants.ENABLE_RAY_CLUSTER = False
+        except (ImportError, AttributeError):  # a private name: gone in some future Ray
+            pass
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address is None:  # local workers inherit this process's environment
         kwargs.update(num_cpus=num_cpus or min(2, os.cpu_count() or 1), num_gpus=num_gpus,
