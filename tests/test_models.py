@@ -456,3 +456,13 @@ def test_colab_models_load_and_answer(role):
             assert peak < profiles.model_spec(role, "colab").peak_gb * 1.5 + 1
     finally:
         backend.release()
+
+
+def test_load_stats_count_every_load():
+    models.reset_load_stats()
+    for _ in range(2):
+        models.load("text_embedder", profile="tiny")
+    stats = models.load_stats()
+    assert stats["loads"].sum() == 2 and set(stats["role"]) == {"text_embedder"}
+    models.reset_load_stats()
+    assert models.load_stats().empty

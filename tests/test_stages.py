@@ -108,3 +108,40 @@ def test_parse_log_counts_and_keeps_examples():
     assert (log.total, log.failed) == (4, 2)
     assert log.examples == ["nonsense", "??"]
     assert log.summary() == "2 of 4 replies unparseable"
+
+
+def test_parse_log_counts_truncated_replies_apart_from_unparseable_ones():
+    from vadnb.models.base import Reply
+
+    log = stages.ParseLog()
+    log.record(Reply("[0.7]", truncated=False), 0.7)
+    log.record(Reply("Let me think about the sce", truncated=True), None)   # cut, lost
+    log.record(Reply("[0.2] because the people walk", truncated=True), 0.2)  # cut, still read
+    log.record("no number at all", None)                                  # plain str: not cut
+    log.record("cached text", 0.5, truncated=True)                        # flag kept by a cache
+    assert (log.total, log.failed, log.truncated, log.truncated_failed) == (5, 2, 3, 1)
+    assert log.summary() == ("2 of 5 replies unparseable; 3 cut at the token budget "
+                             "(1 of them unparseable)")
+
+
+def test_reply_is_a_str_that_keeps_its_flags():
+    import pickle
+
+    from vadnb.models.base import Reply, is_truncated
+
+    r = Reply("[0.3]", truncated=True, num_tokens=12)
+    assert r == "[0.3]" and isinstance(r, str) and is_truncated(r) and r.num_tokens == 12
+    assert not is_truncated("[0.3]")
+    back = pickle.loads(pickle.dumps(r))
+    assert back.truncated and back.num_tokens == 12 and back == r
+
+
+def test_differences_render_as_one_markdown_table_row_each():
+    diffs = [stages.Difference("captions only at centre frames", "16x less work",
+                               "none: identical output"),
+             stages.Difference("greedy decoding | no sampling", "reproducible", "not measured",
+                               flag="temperature=0.6")]
+    text = stages.differences_markdown(diffs, title="LAVAD")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3  # header + one row per difference
+    assert "greedy decoding \\| no sampling" in text and "`temperature=0.6`" in text

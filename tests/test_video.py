@@ -356,3 +356,15 @@ def test_benchmark_script_runs_on_a_given_file(videos, capsys):
     assert "read_frames(fps=5)" in printed and "every frame" in printed
     assert re.search(r"read_frames\(fps=5\)\s+8\s", printed)  # 0, 5, ..., 35
     assert result["ratio"] == pytest.approx(result["all_s"] / result["fps_s"])
+
+
+def test_decode_stats_count_opens_frames_decoded_and_returned(tmp_path):
+    path = V.write_test_video(tmp_path / "count.mp4", 30, FPS, SIZE)
+    V.probe(path, cache=tmp_path / "c")  # the counting pass: 30 frames decoded, none returned
+    V.reset_decode_stats()
+    V.read_frames(path, indices=[3, 7], cache=tmp_path / "c")
+    stats = V.decode_stats()
+    assert stats["opens"] == 1 and stats["frames_returned"] == 2
+    assert stats["frames_decoded"] == 8  # frames 0..7 stepped over, 3 and 7 retrieved
+    V.reset_decode_stats()
+    assert V.decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}

@@ -29,6 +29,8 @@ __all__ = [
     "parse_binary_label",
     "ParseLog",
     "configure",
+    "Difference",
+    "differences_markdown",
 ]
 
 
@@ -191,22 +193,39 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
 
 @dataclass
 class ParseLog:
-    """Counts replies that could not be parsed and keeps a few examples to show."""
+    """Counts replies that could not be parsed, and replies cut at the token budget.
+
+    ``failed`` counts replies that gave no value; ``truncated`` counts replies that hit
+    ``max_new_tokens`` before the model ended its turn (see :class:`vadnb.models.base.Reply`),
+    whether or not a value could still be read from them: a method that needs the end of
+    a reply (a score after a preamble) shows both, so a too-small budget is not mistaken
+    for a model that cannot follow the format. ``truncated_failed`` counts the overlap.
+    """
 
     total: int = 0
     failed: int = 0
+    truncated: int = 0
+    truncated_failed: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def record(self, reply: str, value: object) -> object:
+    def record(self, reply: str, value: object, truncated: bool | None = None) -> object:
+        """Count one reply; ``truncated`` defaults to the reply's own flag."""
+        cut = bool(getattr(reply, "truncated", False)) if truncated is None else bool(truncated)
         self.total += 1
+        self.truncated += cut
         if value is None:
             self.failed += 1
+            self.truncated_failed += cut
             if len(self.examples) < 5:
-                self.examples.append(reply[:200])
+                self.examples.append(str(reply)[:200])
         return value
 
     def summary(self) -> str:
-        return f"{self.failed} of {self.total} replies unparseable"
+        text = f"{self.failed} of {self.total} replies unparseable"
+        if self.truncated:
+            text += (f"; {self.truncated} cut at the token budget"
+                     f" ({self.truncated_failed} of them unparseable)")
+        return text
 
 
 def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
@@ -221,3 +240,35 @@ def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
         raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
                         f"{sorted(known)}")
     return replace(config or config_type(), **overrides)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way vadnb departs from a paper's official code: what, why, and its effect.
+
+    Each method module keeps one list of these (``DIFFERENCES``); its notebook renders it
+    with :func:`differences_markdown`, so the lesson and the code never disagree.
+    ``effect`` says what changes in the results (measured, or "not measured" / "none:
+    identical output"); ``flag`` names the Config setting that restores the paper's
+    behaviour, when there is one.
+    """
+
+    what: str
+    why: str
+    effect: str
+    flag: str | None = None
+
+
+def differences_markdown(differences: Sequence[Difference], title: str | None = None) -> str:
+    """The differences as a Markdown table (for ``IPython.display.Markdown``)."""
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| what differs from the official code | why | effect | paper's variant |",
+              "|---|---|---|---|"]
+    for d in differences:
+        flag = f"`{d.flag}`" if d.flag else "—"
+        lines.append(f"| {cell(d.what)} | {cell(d.why)} | {cell(d.effect)} | {flag} |")
+    return "\n".join(lines)
+

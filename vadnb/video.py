@@ -57,6 +57,25 @@ _EPS = 1e-6
 _PROBE_VERSION = 1
 
 
+#: What decoding has cost since the last :func:`reset_decode_stats` (benchmarks read it):
+#: decoder opens, frames the decoder stepped over (probe passes included), frames returned.
+_DECODE_STATS = {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+
+
+def decode_stats() -> dict[str, int]:
+    """Decoder opens, frames decoded and frames returned since the last reset.
+
+    A cached stage decodes nothing, so a warm re-run must leave these at zero; a stage that
+    streams reads each frame at most once per pass (``benchmarks/``).
+    """
+    return dict(_DECODE_STATS)
+
+
+def reset_decode_stats() -> None:
+    for key in _DECODE_STATS:
+        _DECODE_STATS[key] = 0
+
+
 class VideoError(ValueError):
     """A video that cannot be read as asked; the message names the file and the problem."""
 
@@ -231,6 +250,7 @@ def _open(p: Path, backend: str | None = None) -> _Decoder:
     for name in names:
         decoder = _BACKENDS[name](p)
         if decoder is not None:
+            _DECODE_STATS["opens"] += 1
             return decoder
     damage = _truncation(p)
     if damage:
@@ -320,6 +340,7 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     try:
         for t, _ in decoder.frames:
             times.append(t)
+            _DECODE_STATS["frames_decoded"] += 1
     finally:
         decoder.close()
     n = len(times)
@@ -518,6 +539,7 @@ def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
             got: dict[int, np.ndarray] = {}
             for target in need.tolist():
                 for position, (_, retrieve) in frames_iter:
+                    _DECODE_STATS["frames_decoded"] += 1
                     if position == target:
                         rgb = retrieve()
                         if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
@@ -535,6 +557,7 @@ def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
                                  f"({sorted(shapes)}); pass size=(width, height) to resize "
                                  "every frame to one size")
             frame_shape = shapes.pop()
+            _DECODE_STATS["frames_returned"] += len(part)
             yield Frames(images=np.stack([got[i] for i in part.tolist()]),
                          indices=part.copy(), timestamps_s=times[part])
     finally:

@@ -12,10 +12,12 @@ Which model plays a role in each profile is the table in :mod:`vadnb.models.prof
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from . import scripted
-from .base import ROLES, Backend, call_stats, pick_device, pick_dtype, reset_call_stats, run_batched
+from .base import (ROLES, Backend, Reply, call_stats, is_truncated, load_stats, pick_device,
+                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
@@ -23,6 +25,8 @@ from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profi
 __all__ = [
     "load",
     "Backend",
+    "Reply",
+    "is_truncated",
     "ROLES",
     "PROFILES",
     "MODELS",
@@ -33,6 +37,8 @@ __all__ = [
     "model_spec",
     "call_stats",
     "reset_call_stats",
+    "load_stats",
+    "reset_load_stats",
     "pick_device",
     "pick_dtype",
     "run_batched",
@@ -72,7 +78,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     if model is not None and str(model).startswith("openai:"):
         from .served import load_served
 
-        return load_served(role, str(model), batch_size=batch_size)
+        t0 = time.perf_counter()
+        backend = load_served(role, str(model), batch_size=batch_size)
+        record_load(base_role(role), backend.name, backend.profile, time.perf_counter() - t0)
+        return backend
     # --- end served models -----------------------------------------------------------
     base = base_role(role)
     device = pick_device(device)
@@ -97,7 +106,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         meaningless, profile_name = True, "tiny"
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
                   batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)
-    return _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
+    t0 = time.perf_counter()
+    backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
+    record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
+    return backend
 
 
 def _load_clip(source: str, trust_remote_code: bool = False, **kw) -> Backend:

@@ -37,9 +37,44 @@ __all__ = [
     "run_batched",
     "calls_since",
     "profile_of",
+    "Reply",
+    "load_stats",
+    "reset_load_stats",
 ]
 
 ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
+
+
+class Reply(str):
+    """A generated reply: a ``str`` that also says whether generation was cut short.
+
+    ``truncated`` is True when the model used its whole ``max_new_tokens`` budget without
+    ending its turn, so the end of what it meant to say is missing; ``num_tokens`` is the
+    number of new tokens (``None`` when the backend cannot tell). LLM and VLM backends
+    return ``Reply`` objects; a plain ``str`` behaves as a reply that was not truncated.
+    Caches store the text; a stage that caches replies stores ``truncated`` beside it.
+    """
+
+    truncated: bool
+    num_tokens: int | None
+
+    def __new__(cls, text: str = "", truncated: bool = False, num_tokens: int | None = None):
+        obj = super().__new__(cls, text)
+        obj.truncated = bool(truncated)
+        obj.num_tokens = num_tokens
+        return obj
+
+    def __reduce__(self):
+        return (Reply, (str(self), self.truncated, self.num_tokens))
+
+    def __repr__(self) -> str:
+        cut = ", truncated" if self.truncated else ""
+        return f"Reply({str.__repr__(self)}{cut})"
+
+
+def is_truncated(reply: object) -> bool:
+    """True for a :class:`Reply` cut at its token budget (plain strings: False)."""
+    return bool(getattr(reply, "truncated", False))
 
 
 @dataclass
@@ -65,6 +100,33 @@ def call_stats():
 
 def reset_call_stats() -> None:
     _STATS.clear()
+
+
+#: Model loads since the last reset: (role, model, profile) -> [loads, seconds].
+_LOADS: dict[tuple[str, str, str], list[float]] = {}
+
+
+def record_load(role: str, model: str, profile: str, seconds: float) -> None:
+    """Count one model load (``vadnb.models.load`` calls it for every backend it builds)."""
+    entry = _LOADS.setdefault((role, model, profile), [0, 0.0])
+    entry[0] += 1
+    entry[1] += seconds
+
+
+def load_stats():
+    """Model loads and their seconds per role and model since the last reset, as a DataFrame.
+
+    A fully cached re-run of a method loads no model: benchmarks and tests check this.
+    """
+    import pandas as pd
+
+    rows = [{"role": r, "model": m, "profile": p, "loads": int(n), "seconds": s}
+            for (r, m, p), (n, s) in _LOADS.items()]
+    return pd.DataFrame(rows, columns=["role", "model", "profile", "loads", "seconds"])
+
+
+def reset_load_stats() -> None:
+    _LOADS.clear()
 
 
 def calls_since(before):
