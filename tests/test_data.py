@@ -170,7 +170,7 @@ def test_ucf_bad_lines_name_file_and_line(tmp_path, line, message):
 def test_ucf_missing_videos_warn_and_are_left_out(tmp_path):
     make_ucf(tmp_path)
     (tmp_path / "Anomaly-Videos-Part-4" / "Stealing" / "Stealing058_x264.mp4").unlink()
-    with pytest.warns(UserWarning, match="1 annotated UCF-Crime videos not found"):
+    with pytest.warns(UserWarning, match="1 listed UCF-Crime videos not found"):
         bench = load_ucf_crime(tmp_path)
     assert sorted(bench.videos["name"]) == ["Arson011_x264", "Normal_Videos_003_x264"]
 
@@ -205,7 +205,7 @@ def test_xd_violence_bad_formats(tmp_path):
     with pytest.raises(AnnotationError, match="annotations.txt, line 1: .*odd number"):
         load_xd_violence(tmp_path)
     (tmp_path / "annotations.txt").write_text(f"{XD_FIGHT} 2 3\n")
-    with pytest.raises(AnnotationError, match=f"no line for the violent video {XD_BLAST}"):
+    with pytest.raises(AnnotationError, match=f"no line for the violent test video {XD_BLAST}"):
         load_xd_violence(tmp_path)
 
 

@@ -29,6 +29,7 @@ cut at the last frame.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import warnings
@@ -55,6 +56,30 @@ XD_CLASSES = {"A": "Normal", "B1": "Fighting", "B2": "Shooting", "B4": "Riot",
 
 class AnnotationError(ValueError):
     """An annotation file that does not follow its format; the message says where and how."""
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM.
+
+    Any other encoding is an :class:`AnnotationError` that names the file and the first bad
+    byte and says how to convert it, rather than a ``UnicodeDecodeError`` from deep inside
+    (or, with a BOM read as text, a first video silently missing).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    if b"\x00" in data:
+        raise AnnotationError(f"{path}: holds NUL bytes: UTF-16 text without a byte-order mark? "
+                              "Annotation files are read as UTF-8; convert it, e.g. "
+                              "`iconv -f utf-16le -t utf-8 FILE > FILE.utf8`")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "annotation files are read as UTF-8: convert it, e.g. "
+            "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -124,19 +149,24 @@ def _pairs(numbers: list[int], where: str, expected: str, allow_none: bool) -> l
 
 @dataclass
 class Benchmark:
-    """A set of videos with frame-level ground truth.
+    """A set of videos with their ground truth.
 
     ``videos`` has one row per video: name, path, split, label ("Normal" or the class),
-    is_anomalous, num_frames, fps. ``truth`` maps a video name to its anomalous intervals
-    (0-based inclusive (start, end) pairs) or to a ready 0/1 frame array.
-    Build one with :func:`vadnb.data.load_campus` or a ``load_*`` parser.
+    is_anomalous, num_frames, fps (some benchmarks add columns, e.g. XD-Violence's
+    ``labels``: every class coded in a multi-label name). ``truth`` maps a video name to
+    its anomalous intervals (0-based inclusive (start, end) pairs), to a ready 0/1 frame
+    array, or to ``None`` when the benchmark gives that video a video-level label only
+    (UCF-Crime's and XD-Violence's anomalous *training* videos: enough for weak supervision,
+    see :meth:`has_frame_labels`). Build one with :func:`vadnb.data.load_campus` or a
+    ``load_*`` parser.
     """
 
     name: str
     root: Path
     table: pd.DataFrame
-    truth: dict[str, list[tuple[int, int]] | np.ndarray] = field(repr=False)
+    truth: dict[str, list[tuple[int, int]] | np.ndarray | None] = field(repr=False)
     classes: list[str] = field(default_factory=list)
+    _lengths_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def videos(self) -> pd.DataFrame:
@@ -159,8 +189,9 @@ class Benchmark:
     def _row(self, name: str) -> pd.Series:
         rows = self.table[self.table["name"] == name]
         if rows.empty:
+            example = self.table["name"].iloc[0] if len(self.table) else None
             raise KeyError(f"no video named {name!r} in benchmark {self.name!r}; "
-                           f"names look like {self.table['name'].iloc[0]!r}")
+                           f"names look like {example!r}")
         return rows.iloc[0]
 
     def path(self, name: str) -> Path:
@@ -176,21 +207,78 @@ class Benchmark:
             return n
         return int(row["num_frames"])
 
+    def has_frame_labels(self, name: str) -> bool:
+        """False for a video with a video-level label only (an anomalous training video of a
+        weakly supervised benchmark); its frames cannot be scored against ground truth."""
+        self._row(name)
+        return name not in self.truth or self.truth[name] is not None
+
     def frame_labels(self, name: str) -> np.ndarray:
-        """0/1 uint8 array with one entry per frame of video ``name`` (1 = anomalous)."""
+        """0/1 uint8 array with one entry per frame of video ``name`` (1 = anomalous).
+
+        Raises:
+            ValueError: the video has a video-level label only (see :meth:`has_frame_labels`).
+            AnnotationError: a per-frame mask whose length differs from the video's frames.
+        """
+        row = self._row(name)
         truth = self.truth.get(name, [])
+        if truth is None:
+            raise ValueError(
+                f"{name} ({row['split']} split of {self.name}) has a video-level label only "
+                f"({row['label']}): the benchmark gives no frame labels for it. Weakly "
+                "supervised training uses videos['is_anomalous'] / videos['label']; evaluate "
+                "on the test split, whose frames are labelled.")
         if isinstance(truth, np.ndarray):
+            self._check_mask_length(row, truth)
             return truth.astype(np.uint8)
         return intervals_to_labels(truth, self.num_frames(name))
 
-    def all_frame_labels(self, split: str | None = None) -> dict[str, np.ndarray]:
-        """``{name: frame_labels(name)}`` for every video (of ``split`` if given)."""
+    def _check_mask_length(self, row: pd.Series, mask: np.ndarray) -> None:
+        """A per-frame mask must have one entry per frame of its video (when the video is here)."""
+        path = Path(row["path"])
+        if row["name"] in self._lengths_checked or not path.exists():
+            return
+        n = count_frames(path)
+        if n != len(mask):
+            raise AnnotationError(
+                f"the ground truth of {row['name']} has {len(mask)} frame labels but its video "
+                f"{path} has {n} frames; the mask and the video must come from the same release "
+                "(check that the frames were extracted from the original videos at full rate)")
+        self._lengths_checked.add(row["name"])
+
+    def all_frame_labels(self, split: str | None = None,
+                         skip_video_level: bool = False) -> dict[str, np.ndarray]:
+        """``{name: frame_labels(name)}`` for every video (of ``split`` if given).
+
+        ``skip_video_level=True`` leaves out videos that have a video-level label only
+        (otherwise they raise, see :meth:`frame_labels`).
+        """
         table = self.table if split is None else self.subset(split).table
-        return {name: self.frame_labels(name) for name in table["name"]}
+        return {name: self.frame_labels(name) for name in table["name"]
+                if not skip_video_level or self.has_frame_labels(name)}
 
     def video_classes(self) -> dict[str, str]:
         """``{name: label}`` ("Normal" or the class), as ``vadnb.metrics.per_class`` wants."""
         return dict(zip(self.table["name"], self.table["label"]))
+
+    def summary(self) -> pd.DataFrame:
+        """Per split: videos, normal and anomalous videos, frames, anomalous frames (where
+        frame labels exist) and the videos with a video-level label only (notebook 00).
+
+        Counting frames decodes videos whose format does not give their length.
+        """
+        rows = []
+        table = self.videos
+        for split, part in table.groupby("split", sort=False):
+            labelled = [n for n in part["name"] if self.has_frame_labels(n)]
+            anomalous_frames = sum(int(self.frame_labels(n).sum()) for n in labelled)
+            rows.append({"split": split, "videos": len(part),
+                         "normal": int((~part["is_anomalous"]).sum()),
+                         "anomalous": int(part["is_anomalous"].sum()),
+                         "frames": int(part["num_frames"].sum()),
+                         "anomalous_frames": anomalous_frames,
+                         "video_level_only": len(part) - len(labelled)})
+        return pd.DataFrame(rows)
 
     def subset(self, split: str) -> Benchmark:
         """The videos of one split ("train", "val" or "test") as a Benchmark of their own."""
@@ -204,13 +292,24 @@ class Benchmark:
 
 def _make(name: str, root: Path, rows: list[dict], truth: dict, classes: list[str] | None = None
           ) -> Benchmark:
-    """Assemble a Benchmark from row dicts (num_frames may be None: filled lazily)."""
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    """Assemble a Benchmark from row dicts (num_frames may be None: filled lazily).
+
+    Rows may carry extra keys (e.g. ``labels``); they become extra columns after the
+    standard ones.
+    """
+    extra = [k for row in rows for k in row if k not in COLUMNS]
+    extra = list(dict.fromkeys(extra))
+    table = pd.DataFrame(rows, columns=COLUMNS + extra)
     table["num_frames"] = table["num_frames"].astype("Int64")
     if table["num_frames"].notna().all():
         table["num_frames"] = table["num_frames"].astype("int64")
     table["is_anomalous"] = table["is_anomalous"].astype(bool)
     table["fps"] = table["fps"].astype(float)
+    names = table["name"]
+    if names.duplicated().any():
+        dup = names[names.duplicated()].iloc[0]
+        raise AnnotationError(f"{name}: the video name {dup!r} occurs twice; names must be unique "
+                              "within a benchmark")
     if classes is None:
         classes = sorted(set(table["label"]) - {"Normal"})
     return Benchmark(name, Path(root), table, truth, list(classes))
@@ -239,7 +338,7 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
     """Read a UCF-Crime style temporal annotation file: ``{file name: (class, intervals)}``."""
     path = Path(path)
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -260,18 +359,108 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
     return out
 
 
-def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
-                   fps: float = 30.0) -> Benchmark:
-    """UCF-Crime's 290 annotated test videos from a downloaded copy at ``root``.
+#: UCF-Crime's 13 anomaly classes, as its folders and annotation files spell them.
+UCF_CLASSES = ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+               "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
 
-    ``annotations`` defaults to ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
-    anywhere under ``root``; videos are found by file name anywhere under ``root`` (the
-    download keeps them in class folders). Annotated videos that are missing are skipped
-    with a warning.
+
+def parse_video_list(path: str | os.PathLike, expected: str) -> list[str]:
+    """The non-empty lines of a list file (one relative video path per line), stripped."""
+    path = Path(path)
+    lines = [line.strip() for line in read_text(path).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise AnnotationError(f"{path}: no lines; expected {expected}")
+    return lines
+
+
+def ucf_class_of(relative: str, where: str) -> str:
+    """The class of a UCF-Crime video from its folder (``Arson/Arson011_x264.mp4``) or name."""
+    parts = Path(relative).parts
+    for part in parts[:-1][::-1]:
+        if part in UCF_CLASSES:
+            return part
+        if "normal" in part.lower():
+            return "Normal"
+    stem = Path(relative).stem
+    if stem.lower().startswith("normal"):
+        return "Normal"
+    match = re.match(r"([A-Za-z]+?)\d", stem)
+    if match and match.group(1) in UCF_CLASSES:
+        return match.group(1)
+    raise AnnotationError(f"{where}: cannot tell the class of {relative!r}; expected a path like "
+                          "'Arson/Arson011_x264.mp4' or 'Training_Normal_Videos_Anomaly/"
+                          "Normal_Videos001_x264.mp4' (class folder, then file)")
+
+
+def split_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> set[str]:
+    """Names of a reproducible, class-stratified validation share of ``table``'s videos.
+
+    Per label, the names are sorted and shuffled with ``numpy.random.default_rng(seed)``,
+    and ``round(fraction * n)`` of them (at least one where the label has two or more
+    videos) are taken. VERA held out 161 of UCF-Crime's 1610 training videos (0.1).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val fraction must be in [0, 1), got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    if fraction == 0:
+        return chosen
+    for _, part in sorted(table.groupby("label"), key=lambda kv: kv[0]):
+        names = sorted(part["name"])
+        k = int(round(fraction * len(names)))
+        if k == 0 and len(names) >= 2:
+            k = 1
+        chosen.update(np.asarray(names)[rng.permutation(len(names))[:k]].tolist())
+    return chosen
+
+
+def _apply_validation(rows: list[dict], val: float | str | os.PathLike | list[str] | None,
+                      seed: int, where: str) -> None:
+    """Move training rows to the "val" split: a fraction (stratified) or a list of names."""
+    train = [r for r in rows if r["split"] == "train"]
+    if val is None or not train:
+        return
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        names = split_validation(pd.DataFrame(train), float(val), seed)
+    else:
+        given = parse_video_list(val, "one training video per line") if isinstance(
+            val, (str, os.PathLike)) else list(val)
+        names = {Path(v).stem for v in given}
+        known = {r["name"] for r in train}
+        unknown = sorted(names - known)
+        if unknown:
+            raise AnnotationError(f"{where}: {len(unknown)} validation videos are not training "
+                                  f"videos found here (e.g. {unknown[0]!r}); a validation list "
+                                  "names videos of the training list")
+    for row in train:
+        if row["name"] in names:
+            row["split"] = "val"
+
+
+def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
+                   fps: float = 30.0, train_list: str | os.PathLike | None = None,
+                   val: float | str | os.PathLike | list[str] | None = 0.1,
+                   seed: int = 0) -> Benchmark:
+    """UCF-Crime from a downloaded copy at ``root``: test split, and train/val when listed.
+
+    - test: the 290 videos of ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
+      (``annotations``; default: found anywhere under ``root``), with frame labels.
+    - train: the 1610 videos of ``Anomaly_Train.txt`` (``train_list``; default: found
+      under ``root`` if there; 800 normal, 810 anomalous, the class from the folder). They
+      carry video-level labels only: enough for weak supervision (AnomalyCLIP) and VERA's
+      training; :meth:`Benchmark.frame_labels` says so if asked for their frames.
+    - val: ``val`` carves a validation split from train: a fraction (default 0.1,
+      class-stratified and reproducible with ``seed``; VERA used 1449 / 161), a list file
+      or list of names (e.g. VERA's own), or ``None`` for none.
+
+    Videos are found by file name anywhere under ``root`` (the download keeps them in
+    class folders). Listed videos that are missing are skipped with a warning.
     """
     root = Path(root)
     fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
-           "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt.")
+           "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt "
+           "(and Anomaly_Train.txt for the training split).")
     _need(root, "UCF-Crime folder", fix)
     if annotations is None:
         found = sorted(root.rglob("Temporal_Anomaly_Annotation*.txt"))
@@ -289,12 +478,35 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
         rows.append(dict(name=name, path=str(files[file_name]), split="test", label=label,
                          is_anomalous=label != "Normal", num_frames=None, fps=fps))
         truth[name] = intervals
+    if train_list is None:
+        found = sorted(root.rglob("Anomaly_Train.txt"))
+        train_list = found[0] if found else None
+    if train_list is not None:
+        expected = "one video per line, 'Class/Name_x264.mp4'"
+        for number, relative in enumerate(parse_video_list(train_list, expected), start=1):
+            where = f"{train_list}, line {number}"
+            file_name = Path(relative).name
+            if Path(file_name).suffix.lower() not in VIDEO_EXTENSIONS:
+                raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a video file")
+            name = Path(file_name).stem
+            if name in truth:
+                raise AnnotationError(f"{where}: {file_name} is a test video too; the training "
+                                      "and test lists must not overlap")
+            if file_name not in files:
+                missing.append(file_name)
+                continue
+            label = ucf_class_of(relative, where)
+            rows.append(dict(name=name, path=str(files[file_name]), split="train", label=label,
+                             is_anomalous=label != "Normal", num_frames=None, fps=fps))
+            truth[name] = [] if label == "Normal" else None  # anomalous: video-level label only
+        _apply_validation(rows, val, seed, str(train_list))
     if missing:
-        warnings.warn(f"{len(missing)} annotated UCF-Crime videos not found under {root} "
+        warnings.warn(f"{len(missing)} listed UCF-Crime videos not found under {root} "
                       f"(e.g. {missing[0]}); they are left out", stacklevel=2)
     if not rows:
         raise FileNotFoundError(f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
-    return _make("ucf_crime", root, rows, truth)
+    return _make("ucf_crime", root, rows, truth, classes=sorted(
+        {r["label"] for r in rows} - {"Normal"}))
 
 
 # --------------------------------------------------------------------------------------
@@ -304,30 +516,61 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
 XD_EXPECTED = "'<video name> s1 e1 [s2 e2 ...]' (a name, then start/end frame pairs)"
 
 
+def xd_codes(file_name: str) -> list[str]:
+    """Every class code in an XD-Violence file name: ``..._label_G-B2-0`` -> ``["G", "B2"]``.
+
+    The codes follow ``label_``, joined by ``-``; ``0`` fills unused places.
+    """
+    match = re.search(r"label_([A-Z0-9]+(?:-[A-Z0-9]+)*)", file_name)
+    codes = [c for c in match.group(1).split("-") if c != "0"] if match else []
+    if not codes or any(c not in XD_CLASSES for c in codes):
+        raise AnnotationError(f"{file_name}: expected an XD-Violence name with 'label_<codes>' "
+                              f"(codes {', '.join(XD_CLASSES)}, joined by '-')")
+    return codes
+
+
 def xd_class(file_name: str) -> str:
-    """The class coded in an XD-Violence file name (the first code after ``label_``)."""
-    match = re.search(r"label_([A-Z][0-9]?)", file_name)
-    if not match or match.group(1) not in XD_CLASSES:
-        raise AnnotationError(f"{file_name}: expected an XD-Violence name with 'label_<code>' "
-                              f"(codes {', '.join(XD_CLASSES)})")
-    return XD_CLASSES[match.group(1)]
+    """The class coded first in an XD-Violence file name (see :func:`xd_codes` for all)."""
+    return XD_CLASSES[xd_codes(file_name)[0]]
+
+
+def _xd_split(path: Path, root: Path) -> str:
+    """"train" or "test" from the folders between ``root`` and the file (default "test")."""
+    for part in path.relative_to(root).parts[:-1]:
+        low = part.lower()
+        if "test" in low:
+            return "test"
+        if "train" in low:
+            return "train"
+    return "test"
 
 
 def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
-                     fps: float = 24.0) -> Benchmark:
-    """XD-Violence's test videos (those found under ``root``) with ``annotations.txt``.
+                     fps: float = 24.0, val: float | str | os.PathLike | list[str] | None = None,
+                     seed: int = 0) -> Benchmark:
+    """XD-Violence's videos under ``root`` with the test ``annotations.txt``.
 
-    Normal videos (``label_A``) are not in the annotation file; a violent video missing from
-    it raises an error, since its ground truth would be unknown.
+    The split of a video comes from its folders: under a folder whose name holds "test"
+    (the 800 test videos) it is a test video, under one holding "train" (the 3954 training
+    videos) a training video; with neither, test. Test videos get frame labels from
+    ``annotations.txt`` (normal, ``label_A``, videos are not in it; a violent test video
+    missing from it is an error). Training videos carry video-level labels only, which is
+    what weak supervision needs: :meth:`Benchmark.frame_labels` says so if asked for their
+    frames. ``val`` carves a validation split from train (a fraction, stratified and
+    reproducible with ``seed``, or a list of names, e.g. VERA's ``xd_val.json`` names).
+
+    ``label`` is the first class coded in the name; the column ``labels`` keeps every
+    class of a multi-label name (``..._label_G-B2-0``: "Explosion|Shooting").
     """
     root = Path(root)
-    fix = ("Download the XD-Violence test videos and annotations.txt "
-           "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them.")
+    fix = ("Download the XD-Violence videos and annotations.txt "
+           "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
+           "videos in a folder named like 'test', training videos in one named like 'train').")
     _need(root, "XD-Violence folder", fix)
     annotations = Path(annotations) if annotations else root / "annotations.txt"
     _need(annotations, "XD-Violence annotations.txt", fix)
     intervals: dict[str, list[tuple[int, int]]] = {}
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(annotations).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -335,20 +578,38 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
         if len(fields) < 3:
             raise AnnotationError(f"{where}: expected {XD_EXPECTED}, got {line!r}")
         name = fields[0][:-4] if fields[0].endswith(".mp4") else fields[0]
-        xd_class(name)  # a name without a class code is not an XD-Violence line
+        try:
+            codes = xd_codes(name)
+        except AnnotationError as err:
+            raise AnnotationError(f"{where}: {err}") from None
+        if codes == ["A"]:
+            raise AnnotationError(f"{where}: {name} is a normal video (label_A) and cannot have "
+                                  f"anomalous intervals; expected only violent videos in {annotations.name}")
+        if name in intervals:
+            raise AnnotationError(f"{where}: {name} is annotated twice")
         intervals[name] = _pairs(_ints(fields[1:], where, XD_EXPECTED), where, XD_EXPECTED, allow_none=False)
     rows, truth = [], {}
     for file_name, path in _index_videos(root).items():
         name = Path(file_name).stem
-        label = xd_class(name)
-        if label != "Normal" and name not in intervals:
-            raise AnnotationError(f"{annotations}: no line for the violent video {file_name}; "
-                                  f"expected {XD_EXPECTED}")
-        rows.append(dict(name=name, path=str(path), split="test", label=label,
-                         is_anomalous=label != "Normal", num_frames=None, fps=fps))
-        truth[name] = intervals.get(name, [])
+        codes = xd_codes(name)
+        label = XD_CLASSES[codes[0]]
+        split = _xd_split(path, root)
+        if split == "test":
+            if label != "Normal" and name not in intervals:
+                raise AnnotationError(f"{annotations}: no line for the violent test video "
+                                      f"{file_name}; expected {XD_EXPECTED}")
+            truth[name] = intervals.get(name, [])
+        else:
+            if name in intervals:
+                raise AnnotationError(f"{annotations}: {name} is annotated but lies in the "
+                                      f"training folder {path.parent}; a video is in one split")
+            truth[name] = [] if label == "Normal" else None  # violent: video-level label only
+        rows.append(dict(name=name, path=str(path), split=split, label=label,
+                         is_anomalous=label != "Normal", num_frames=None, fps=fps,
+                         labels="|".join(XD_CLASSES[c] for c in codes)))
     if not rows:
         raise FileNotFoundError(f"no .mp4 videos under {root}\n{fix}")
+    _apply_validation(rows, val, seed, str(root))
     return _make("xd_violence", root, rows, truth,
                  classes=[c for c in XD_CLASSES.values() if c != "Normal"])
 
@@ -358,23 +619,74 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
 # --------------------------------------------------------------------------------------
 
 
-def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0) -> Benchmark:
-    """ShanghaiTech Campus test set: ``test_frame_mask/<video>.npy`` gives each frame's 0/1.
+#: ShanghaiTech's classes in the weakly supervised split, in the id order AnomalyCLIP's
+#: lists use (``data/sht_labels.csv`` of its repository: 17 anomaly classes, normal is id 8).
+SHT_CLASSES = ["car", "chasing", "circuit", "fall", "fighting", "hurdle", "jumping", "monocycle",
+               "normal", "push", "robbery", "running", "skateboard", "step", "stoop",
+               "throwing object", "vaudeville", "vehicle"]
 
-    Videos are the frame folders ``testing/frames/<video>/`` (or ``<video>.avi`` / ``.mp4``
-    files in ``testing/videos``) when present. ShanghaiTech has no anomaly classes:
-    anomalous videos are labelled "Abnormal".
+
+def _sht_video(root: Path, name: str) -> Path:
+    """Where ShanghaiTech keeps video ``name``: a test frame folder or a training video."""
+    candidates = [root / "testing" / "frames" / name, root / "testing" / "videos" / f"{name}.avi",
+                  root / "testing" / "videos" / f"{name}.mp4", root / "training" / "videos" / f"{name}.avi",
+                  root / "training" / "videos" / f"{name}.mp4", root / "training" / "frames" / name]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def _sht_list(path: Path) -> dict[str, str | None]:
+    """A weak-split list: plain names (``01_0014``) or AnomalyCLIP-style rows
+    ``<path> <start> <end> <class id>``; returns ``{name: class or None}``."""
+    expected = ("one video per line: a name like '01_0014', or AnomalyCLIP's "
+                "'<path> <start> <end> <class id>'")
+    out: dict[str, str | None] = {}
+    for number, line in enumerate(parse_video_list(path, expected), start=1):
+        fields = line.split()
+        name = Path(fields[0]).stem if Path(fields[0]).suffix.lower() in VIDEO_EXTENSIONS else Path(fields[0]).name
+        if len(fields) == 1:
+            out[name] = None
+            continue
+        if len(fields) != 4 or not all(f.lstrip("-").isdigit() for f in fields[1:]):
+            raise AnnotationError(f"{path}, line {number}: expected {expected}, got {line!r}")
+        class_id = int(fields[3])
+        if not 0 <= class_id < len(SHT_CLASSES):
+            raise AnnotationError(f"{path}, line {number}: class id {class_id} is not one of "
+                                  f"0..{len(SHT_CLASSES) - 1} (AnomalyCLIP's sht_labels.csv)")
+        out[name] = SHT_CLASSES[class_id]
+    return out
+
+
+def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "one-class",
+                      train_list: str | os.PathLike | None = None,
+                      test_list: str | os.PathLike | None = None) -> Benchmark:
+    """ShanghaiTech Campus: ``test_frame_mask/<video>.npy`` gives each test frame's 0/1.
+
+    ``split="one-class"`` (the dataset's own): test = the 107 videos with masks (frame
+    folders ``testing/frames/<video>/``, or videos in ``testing/videos``), train = the 330
+    normal videos of ``training/videos`` when present. Anomalous videos are "Abnormal".
+
+    ``split="weak"``: the weakly supervised split of Zhong et al. (CVPR 2019) that
+    AnomalyCLIP and most weak methods use, which moves anomalous test videos into training:
+    ``train_list`` and ``test_list`` name the videos (plain names as in ``SH_Train_new.txt``
+    / ``SH_Test_NEW.txt``, or AnomalyCLIP's ``<path> <start> <end> <class id>`` rows, which
+    also give each video's class among :data:`SHT_CLASSES`). Anomalous training videos get a
+    video-level label only (their masks are not used: weak supervision), test videos their
+    masks.
+
+    A mask must have one entry per frame of its video: checked at once for frame folders,
+    and for video files when their labels are first read.
     """
     root = Path(root)
     fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html) "
-           "and pass the folder holding testing/ (with test_frame_mask/).")
+           "and pass the folder holding testing/ (with test_frame_mask/) and training/.")
     _need(root, "ShanghaiTech folder", fix)
+    if split not in ("one-class", "weak"):
+        raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
     mask_dirs = [d for d in (root / "testing" / "test_frame_mask", root / "test_frame_mask") if d.is_dir()]
     if not mask_dirs:
         raise FileNotFoundError(f"no test_frame_mask/ folder under {root}\n{fix}")
-    rows, truth = [], {}
+    masks: dict[str, np.ndarray] = {}
     for mask_file in sorted(mask_dirs[0].glob("*.npy")):
-        name = mask_file.stem
         try:
             mask = np.load(mask_file, allow_pickle=False)
         except ValueError as err:
@@ -382,17 +694,60 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0) -> Benchmark:
         if mask.ndim != 1 or not np.isin(mask, (0, 1)).all():
             raise AnnotationError(f"{mask_file}: expected a 1-D array of 0/1, one per frame; got shape "
                                   f"{mask.shape} with values {np.unique(mask)[:5].tolist()}")
-        candidates = [root / "testing" / "frames" / name, root / "testing" / "videos" / f"{name}.avi",
-                      root / "testing" / "videos" / f"{name}.mp4"]
-        path = next((c for c in candidates if c.exists()), candidates[0])
-        anomalous = bool(mask.any())
-        rows.append(dict(name=name, path=str(path), split="test",
-                         label="Abnormal" if anomalous else "Normal", is_anomalous=anomalous,
-                         num_frames=len(mask), fps=fps))
-        truth[name] = mask.astype(np.uint8)
-    if not rows:
+        masks[mask_file.stem] = mask.astype(np.uint8)
+    if not masks:
         raise FileNotFoundError(f"no .npy masks in {mask_dirs[0]}\n{fix}")
-    return _make("shanghaitech", root, rows, truth, classes=["Abnormal"])
+    rows, truth = [], {}
+
+    def add(name: str, part: str, mask: np.ndarray | None, label: str | None, weak: bool) -> None:
+        path = _sht_video(root, name)
+        if mask is not None and path.is_dir():
+            n = count_frames(path)
+            if n != len(mask):
+                raise AnnotationError(f"{mask_dirs[0] / (name + '.npy')}: {len(mask)} frame labels "
+                                      f"but the frame folder {path} holds {n} images; expected "
+                                      "one label per frame")
+        anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
+        if label is None:
+            label = "Abnormal" if anomalous else "Normal"
+        elif label == "normal":
+            label = "Normal"
+        rows.append(dict(name=name, path=str(path), split=part, label=label, is_anomalous=anomalous,
+                         num_frames=len(mask) if mask is not None else None, fps=fps))
+        truth[name] = None if (weak and anomalous) else (mask if mask is not None else [])
+
+    if split == "one-class":
+        for name, mask in masks.items():
+            add(name, "test", mask, None, weak=False)
+        train_dir = next((d for d in (root / "training" / "videos", root / "training" / "frames")
+                          if d.is_dir()), None)
+        if train_dir is not None:
+            for item in sorted(train_dir.iterdir()):
+                if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS:
+                    add(item.stem if item.is_file() else item.name, "train", None, "normal", weak=False)
+        classes = ["Abnormal"]
+    else:
+        if train_list is None or test_list is None:
+            raise ValueError("split='weak' needs train_list and test_list (e.g. SH_Train_new.txt "
+                             "and SH_Test_NEW.txt, or AnomalyCLIP's Anomaly_Train_*.txt rows)")
+        train, test = _sht_list(Path(train_list)), _sht_list(Path(test_list))
+        both = sorted(set(train) & set(test))
+        if both:
+            raise AnnotationError(f"{train_list} and {test_list} both list {both[0]!r}; a video "
+                                  "belongs to one split")
+        for part, listed in (("train", train), ("test", test)):
+            for name, label in listed.items():
+                mask = masks.get(name)
+                # A test video needs its mask, unless it is one of the dataset's (normal)
+                # training videos, whose frames are all normal.
+                from_training = "training" in _sht_video(root, name).parts
+                if part == "test" and mask is None and not (from_training and label in (None, "normal")):
+                    raise AnnotationError(f"{test_list}: test video {name} has no mask in "
+                                          f"{mask_dirs[0]} and is not a normal training video")
+                add(name, part, mask, label, weak=part == "train")
+        given = {label for label in list(train.values()) + list(test.values()) if label}
+        classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
+    return _make("shanghaitech", root, rows, truth, classes=classes)
 
 
 # --------------------------------------------------------------------------------------
@@ -427,7 +782,12 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
         if arr.ndim != 2 or arr.shape[0] != 2:
             raise AnnotationError(f"{mat_file}: gt entry {i + 1} has shape {arr.shape}; expected "
                                   "2 x K (row 1 starts, row 2 ends, 1-based inclusive)")
-        pairs = [(int(s) - 1, int(e) - 1) for s, e in arr.T]  # 1-based -> 0-based
+        values = np.asarray(arr, dtype=np.float64)
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise AnnotationError(f"{mat_file}: gt entry {i + 1} holds non-integer frame numbers "
+                                  f"{values[values != np.round(values)][:3].tolist()}; expected "
+                                  "whole 1-based frame numbers")
+        pairs = [(int(s) - 1, int(e) - 1) for s, e in values.astype(np.int64).T]  # 1-based -> 0-based
         per_video.append(_pairs([v for p in pairs for v in p], f"{mat_file}: gt entry {i + 1}",
                                 "1-based frame numbers >= 1 with start <= end", allow_none=False))
     return per_video
@@ -435,7 +795,8 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
 
 def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                 fps: float = 25.0) -> Benchmark:
-    """CUHK Avenue's 21 test videos ``testing_videos/NN.avi`` with their ground truth.
+    """CUHK Avenue's 21 test videos ``testing_videos/NN.avi`` with their ground truth, and its
+    16 normal training videos ``training_videos/NN.avi`` (named ``train_NN``) when present.
 
     Ground truth: the official ``ground_truth_demo/testing_label_mask/<n>_label.mat`` files
     (a frame is anomalous if its pixel mask has any pixel set), or ``annotations`` = a single
@@ -475,6 +836,14 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
             rows.append(dict(name=path.stem, path=str(path), split="test",
                              label="Abnormal" if labels.any() else "Normal",
                              is_anomalous=bool(labels.any()), num_frames=len(labels), fps=fps))
+    train_dir = next((d for d in (root / "training_videos", root / "training" / "training_videos")
+                      if d.is_dir()), None)
+    if train_dir is not None:  # Avenue's 16 training videos: all normal
+        for path in sorted(p for p in train_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
+            name = f"train_{path.stem}"
+            truth[name] = []
+            rows.append(dict(name=name, path=str(path), split="train", label="Normal",
+                             is_anomalous=False, num_frames=None, fps=fps))
     return _make("avenue", root, rows, truth, classes=["Abnormal"])
 
 
@@ -504,7 +873,7 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
             list_file = next((d / list_name for d in (root, root / "scripts") if (d / list_name).exists()), None)
             if list_file is None:
                 raise FileNotFoundError(f"split list {list_name} not found in {root} or {root / 'scripts'}\n{fix}")
-            for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+            for number, line in enumerate(read_text(list_file).splitlines(), start=1):
                 name = line.strip()
                 if not name:
                     continue
@@ -528,7 +897,7 @@ def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
     _need(tracks_file, "UBnormal tracks file", fix)
     intervals = []
-    for number, line in enumerate(tracks_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(tracks_file).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{tracks_file}, line {number}"

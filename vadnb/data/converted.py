@@ -1,0 +1,225 @@
+"""The annotation files LAVAD and VERA ship, read as Benchmarks (notebook 00).
+
+The methods' authors converted UCF-Crime's and XD-Violence's annotations into files of
+their own, next to frame folders they extracted. A user who followed a method's README has
+those files, often without the datasets' originals; these loaders accept them.
+
+- LAVAD (``<dataset>/annotations/``): a video list ``test.txt`` / ``anomaly_test.txt``, one
+  row ``<frames folder> <start frame> <end frame> <class ids>`` per video (ids comma-joined;
+  UCF-Crime's normal id is 7, XD-Violence's 4, the ids of AnomalyCLIP's label tables), and a
+  temporal annotation in UCF-Crime's style ``<name> <class> s1 e1 [s2 e2 ...]`` (``-1`` for
+  none; any number of pairs).
+- VERA (``Data/*.json``): a JSON list with, per video, ``video`` (a frames path like
+  ``frames/Abuse/Abuse028_x264.mp4``, or an XD-Violence name) or ``video_name``/``path``,
+  ``length`` (frames), and either ``temporal_label`` ([s1, e1, s2, e2, ...], ``-1`` for
+  none), ``video_label`` (0/1) or ``label``, or a question-answer pair whose answer starts
+  with "Yes"/"No" (the instruction-tuning files).
+
+Intervals are 0-based with inclusive ends, as in the datasets' own files (both files hold
+the same numbers as UCF-Crime's temporal annotation). VERA's evaluation script reads the end
+as exclusive (``gt[s:e] = 1``), one frame per interval fewer; vadnb keeps the datasets'
+meaning. Frame counts come from the files (no decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _make, _pairs,
+                         read_text, ucf_class_of, xd_codes)
+
+__all__ = ["load_lavad_annotations", "load_vera_annotations", "LAVAD_CLASS_IDS"]
+
+#: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``), per dataset.
+LAVAD_CLASS_IDS = {
+    "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                  "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
+                  "Vandalism"],
+    "xd_violence": ["Abuse", "Car accident", "Explosion", "Fighting", "Normal", "Riot",
+                    "Shooting"],
+}
+FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
+LIST_EXPECTED = "'<frames folder> <start frame> <end frame> <class ids, comma-joined>'"
+TEMPORAL_EXPECTED = "'<name> <class> s1 e1 [s2 e2 ...]' (-1 -1 for no interval)"
+
+
+def _dataset(dataset: str) -> str:
+    if dataset not in LAVAD_CLASS_IDS:
+        raise ValueError(f"dataset must be one of {sorted(LAVAD_CLASS_IDS)}, got {dataset!r}")
+    return dataset
+
+
+def _resolve(frames_root: Path | None, relative: str, base: Path) -> Path:
+    """A listed frames path under ``frames_root`` (default: next to the annotation file)."""
+    root = frames_root if frames_root is not None else base
+    path = root / relative
+    if not path.exists():
+        for suffix in (".mp4", ".avi"):  # a video file beside a frame folder's name
+            if path.with_suffix(suffix).exists():
+                return path.with_suffix(suffix)
+    return path
+
+
+def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: str | os.PathLike,
+                           dataset: str = "ucf_crime", frames_root: str | os.PathLike | None = None,
+                           fps: float | None = None) -> Benchmark:
+    """LAVAD's test list plus its temporal annotation, as a test-split Benchmark.
+
+    Args:
+        video_list: ``annotations/test.txt`` (UCF-Crime) or ``annotations/anomaly_test.txt``
+            (XD-Violence): one row per video, see the module docstring.
+        temporal_annotations: the UCF-Crime-style temporal annotation beside it
+            (``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``, or XD-Violence's
+            converted ``temporal_anomaly_annotation_for_testing_videos.txt``).
+        dataset: ``"ucf_crime"`` or ``"xd_violence"`` (which class-id table the list uses).
+        frames_root: where the listed frame folders are (LAVAD's ``<dataset>/frames``);
+            default: the list's folder.
+        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
+    """
+    dataset = _dataset(dataset)
+    video_list, temporal = Path(video_list), Path(temporal_annotations)
+    ids = LAVAD_CLASS_IDS[dataset]
+    intervals: dict[str, list[tuple[int, int]]] = {}
+    for number, line in enumerate(read_text(temporal).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{temporal}, line {number}"
+        if len(fields) < 4:
+            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
+        try:
+            numbers = [int(v) for v in fields[2:]]
+        except ValueError:
+            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}; non-integer frame "
+                                  f"numbers in {line!r}") from None
+        intervals[Path(fields[0]).stem] = _pairs(numbers, where, TEMPORAL_EXPECTED, allow_none=True)
+    rows, truth = [], {}
+    frames_root = Path(frames_root) if frames_root is not None else None
+    for number, line in enumerate(read_text(video_list).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{video_list}, line {number}"
+        if len(fields) != 4:
+            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: {line!r}")
+        try:
+            start, end = int(fields[1]), int(fields[2])
+            class_ids = [int(v) for v in fields[3].split(",")]
+        except ValueError:
+            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {line!r}") from None
+        if start < 0 or end < start:
+            raise AnnotationError(f"{where}: frames {start}..{end} are not a start <= end range")
+        bad = [i for i in class_ids if not 0 <= i < len(ids)]
+        if bad:
+            raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
+                                  f"({dataset}'s table: {', '.join(ids)})")
+        labels = [ids[i] for i in class_ids]
+        name = Path(fields[0]).name
+        name = Path(name).stem if Path(name).suffix in (".mp4", ".avi") else name
+        label = next((c for c in labels if c != "Normal"), "Normal")
+        if label != "Normal" and name not in intervals:
+            raise AnnotationError(f"{temporal}: no line for the anomalous video {name} of {where}")
+        # LAVAD numbers a video's frames from its start frame: shift the intervals with it.
+        shifted = [(s - start, e - start) for s, e in intervals.get(name, []) if e >= start]
+        if label == "Normal" and shifted:
+            raise AnnotationError(f"{where}: {name} is listed as Normal but {temporal} gives it "
+                                  "anomalous intervals")
+        rows.append(dict(name=name, path=str(_resolve(frames_root, fields[0], video_list.parent)),
+                         split="test", label=label, is_anomalous=label != "Normal",
+                         num_frames=end - start + 1, fps=fps or FPS[dataset],
+                         labels="|".join(labels)))
+        truth[name] = [(max(0, s), e) for s, e in shifted]
+    if not rows:
+        raise AnnotationError(f"{video_list}: no rows; expected {LIST_EXPECTED}")
+    return _make(f"{dataset} (LAVAD files)", video_list.parent, rows, truth,
+                 classes=[c for c in ids if c != "Normal"])
+
+
+def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], bool | None]:
+    """(label, all labels, is_anomalous from the entry if it says) of one VERA entry."""
+    name = str(item.get("video_name") or item.get("video"))
+    if dataset == "xd_violence":
+        codes = xd_codes(Path(name).name)
+        labels = [XD_CLASSES[c] for c in codes]
+    else:
+        labels = [ucf_class_of(name, where)]
+    said: bool | None = None
+    for key in ("video_label", "label"):
+        value = item.get(key)
+        if isinstance(value, (int, float)) or (isinstance(value, str) and value in ("0", "1")):
+            if key == "video_label" and dataset == "ucf_crime" and str(value) not in ("0", "1"):
+                continue  # UCF_Instruct files put the frame count in video_label
+            said = bool(int(value))
+            break
+    qa = item.get("QA") or []
+    if said is None and qa and isinstance(qa[0], dict):
+        answer = str(qa[0].get("a", "")).strip().lower()
+        said = True if answer.startswith("yes") else False if answer.startswith("no") else None
+    return labels[0], labels, said
+
+
+def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crime",
+                          split: str | None = None, videos_root: str | os.PathLike | None = None,
+                          fps: float | None = None) -> Benchmark:
+    """One of VERA's ``Data/*.json`` files as a Benchmark of one split.
+
+    Args:
+        json_file: e.g. ``UCF_Eval.json`` / ``xd_test_800.json`` (test, frame labels from
+            ``temporal_label``), ``UCF_Instruct_train.json`` / ``xd_train.json`` (train),
+            ``UCF_Instruct_val.json`` / ``xd_val.json`` (val): training and validation
+            entries carry a video-level label only.
+        dataset: ``"ucf_crime"`` or ``"xd_violence"``.
+        split: default from the file name ("train", "val", else "test").
+        videos_root: where the listed frame folders or videos are; default: the JSON's folder.
+        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
+    """
+    dataset = _dataset(dataset)
+    json_file = Path(json_file)
+    try:
+        entries = json.loads(read_text(json_file))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{json_file}: not JSON ({err.msg} at line {err.lineno}); expected "
+                              "VERA's list of {\"video\": ..., \"length\": ...} entries") from None
+    if not isinstance(entries, list) or not entries:
+        raise AnnotationError(f"{json_file}: expected a non-empty JSON list of video entries")
+    words = set(re.split(r"[^a-z]+", json_file.stem.lower()))  # "UCF_Eval" -> {"ucf", "eval"}
+    split = split or ("train" if "train" in words else "val" if "val" in words else "test")
+    root = Path(videos_root) if videos_root is not None else json_file.parent
+    rows, truth = [], {}
+    for i, item in enumerate(entries):
+        where = f"{json_file}, entry {i}"
+        if not isinstance(item, dict) or not (item.get("video") or item.get("video_name")):
+            raise AnnotationError(f"{where}: expected an object with 'video' or 'video_name'")
+        if "length" not in item or not str(item["length"]).isdigit():
+            raise AnnotationError(f"{where}: expected 'length', the video's number of frames")
+        relative = str(item.get("video") or item.get("video_name"))
+        name = Path(relative).name
+        name = Path(name).stem if Path(name).suffix in (".mp4", ".avi") else name
+        label, labels, said = _vera_label(item, dataset, where)
+        if "temporal_label" in item:
+            values = item["temporal_label"]
+            if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
+                raise AnnotationError(f"{where}: 'temporal_label' must be a list of frame numbers")
+            intervals = _pairs(list(values), where, "[s1, e1, s2, e2, ...] (-1 for none)",
+                               allow_none=True)
+            anomalous = bool(intervals)
+            if said is not None and said != anomalous:
+                raise AnnotationError(f"{where}: label says {'anomalous' if said else 'normal'} "
+                                      f"but temporal_label gives {intervals}")
+            truth[name] = intervals
+        else:
+            anomalous = label != "Normal" if said is None else said
+            truth[name] = None if anomalous else []
+        if anomalous != (label != "Normal"):
+            raise AnnotationError(f"{where}: {name} is {'anomalous' if anomalous else 'normal'} "
+                                  f"in the file but its name/folder says {label}")
+        path = Path(item["path"]) if item.get("path") and Path(item["path"]).exists() else \
+            _resolve(root, relative, json_file.parent)
+        rows.append(dict(name=name, path=str(path), split=split, label=label,
+                         is_anomalous=anomalous, num_frames=int(item["length"]),
+                         fps=fps or FPS[dataset], labels="|".join(labels)))
+    classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values() if c != "Normal"]
+    return _make(f"{dataset} (VERA files)", json_file.parent, rows, truth, classes=list(classes))

@@ -1,0 +1,198 @@
+"""Small copies of the public benchmarks' layouts, for notebook 00 and the tests.
+
+The real benchmarks are tens to hundreds of gigabytes; their *layouts* are small.
+:func:`write_sample` writes a few tiny synthetic videos (or frame folders) under the exact
+folder and file names, in the exact annotation formats, that each download (or method
+release) uses, so a reader sees what ``load_*`` expects and returns before downloading
+anything, and the tests exercise the parsers on the real formats. :data:`SAMPLE_LAYOUTS`
+says, per benchmark, what to download and where to put it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SAMPLE_LAYOUTS", "write_sample"]
+
+#: Per benchmark: where to get it, the files a loader reads (relative to the folder you
+#: pass), and the call. Shown as a table in notebook 00.
+SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
+    "ucf_crime": {
+        "download": "https://www.crcv.ucf.edu/projects/real-world/ (videos, Anomaly_Train.txt, "
+                    "Temporal_Anomaly_Annotation_for_Testing_Videos.txt)",
+        "files": "<Class>/<Class>NNN_x264.mp4, Training_Normal_Videos_Anomaly/, "
+                 "Testing_Normal_Videos_Anomaly/, Anomaly_Train.txt, "
+                 "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+        "call": "load_ucf_crime(root)  # test 290, train 1610 -> train + val (0.1)",
+    },
+    "xd_violence": {
+        "download": "https://roc-ng.github.io/XD-Violence/ (training and test videos, "
+                    "annotations.txt)",
+        "files": "train/<name>_label_<codes>.mp4, test/<name>_label_<codes>.mp4, annotations.txt",
+        "call": "load_xd_violence(root)  # test 800, train 3954",
+    },
+    "shanghaitech": {
+        "download": "https://svip-lab.github.io/dataset/campus_dataset.html (+ the weak split "
+                    "lists SH_Train_new.txt / SH_Test_NEW.txt)",
+        "files": "training/videos/NN_NNN.avi, testing/frames/NN_NNNN/NNN.jpg, "
+                 "testing/test_frame_mask/NN_NNNN.npy",
+        "call": "load_shanghaitech(root)  # one-class; split='weak', train_list=, test_list=",
+    },
+    "avenue": {
+        "download": "https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html "
+                    "(videos and ground_truth_demo)",
+        "files": "training_videos/NN.avi, testing_videos/NN.avi, "
+                 "ground_truth_demo/testing_label_mask/N_label.mat",
+        "call": "load_avenue(root)",
+    },
+    "ubnormal": {
+        "download": "https://github.com/lilygeorgescu/UBnormal (videos; split lists in scripts/)",
+        "files": "Scene<k>/<name>.mp4, Scene<k>/<name>_annotations/<name>_tracks.txt, "
+                 "scripts/{abnormal,normal}_{training,validation,test}_video_names.txt",
+        "call": "load_ubnormal(root)",
+    },
+    "lavad_files": {
+        "download": "LAVAD's README (Google Drive): annotations/, captions, scores per dataset",
+        "files": "annotations/test.txt, annotations/Temporal_Anomaly_Annotation_for_Testing_"
+                 "Videos.txt, frames/<Class>/<name>/",
+        "call": "load_lavad_annotations(list, temporal, dataset='ucf_crime', frames_root=...)",
+    },
+    "vera_files": {
+        "download": "VERA's repository, Data/*.json",
+        "files": "Data/UCF_Eval.json, Data/UCF_Instruct_{train,val}.json, Data/xd_*.json",
+        "call": "load_vera_annotations(json_file, dataset='ucf_crime', videos_root=...)",
+    },
+}
+
+
+def _video(path: Path, num_frames: int, fps: float) -> None:
+    from ..video import write_test_video
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_test_video(path, num_frames, fps, size=(32, 32))
+
+
+def _frames(folder: Path, num_frames: int) -> None:
+    """A frame folder in ShanghaiTech's style: ``000.jpg``, ``001.jpg``, ..."""
+    import cv2
+
+    from ..video import _code_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(num_frames):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), _code_image(i, 32, 32)[..., ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def _lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
+    """Write a tiny sample of ``benchmark``'s layout under ``root`` and return ``root``.
+
+    ``benchmark`` is a key of :data:`SAMPLE_LAYOUTS`. Videos are a few dozen synthetic
+    32x32 frames (a bar code per frame, see :func:`vadnb.video.write_test_video`); the
+    annotation files are in the benchmark's exact format. Meant for learning the layout
+    and for tests: nothing here is real footage.
+    """
+    root = Path(root)
+    if benchmark not in SAMPLE_LAYOUTS:
+        raise ValueError(f"no sample layout {benchmark!r}; choose from {sorted(SAMPLE_LAYOUTS)}")
+    root.mkdir(parents=True, exist_ok=True)
+    if benchmark == "ucf_crime":
+        for rel, n in (("Arson/Arson011_x264.mp4", 48), ("Stealing/Stealing058_x264.mp4", 32),
+                       ("Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", 32),
+                       ("Arson/Arson001_x264.mp4", 32), ("Stealing/Stealing002_x264.mp4", 32),
+                       ("Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4", 32),
+                       ("Training_Normal_Videos_Anomaly/Normal_Videos002_x264.mp4", 32)):
+            _video(root / rel, n, 30)
+        _lines(root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
+            "Arson011_x264.mp4  Arson  10  20  30  40",
+            "Stealing058_x264.mp4  Stealing  0  8  -1  -1",
+            "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"])
+        _lines(root / "Anomaly_Train.txt", [
+            "Arson/Arson001_x264.mp4", "Stealing/Stealing002_x264.mp4",
+            "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4",
+            "Training_Normal_Videos_Anomaly/Normal_Videos002_x264.mp4"])
+    elif benchmark == "xd_violence":
+        fight = "Bad.Boys.1995__#01-11-55_01-12-40_label_B1-0-0"
+        blast = "Black.Hawk.Down.2001__#00-27-00_00-27-40_label_G-B2-0"
+        normal = "v=wVey5JfRtmE__#1_label_A"
+        for folder, name, n in (("test", fight, 40), ("test", blast, 32), ("test", normal, 24),
+                                ("train", "v=2ncA53czMOg__#00-02-40_00-03-55_label_B4-0-0", 24),
+                                ("train", "v=2lXh2n0aPyw__#1_label_A", 24)):
+            _video(root / folder / f"{name}.mp4", n, 24)
+        _lines(root / "annotations.txt", [f"{fight}.mp4 4 12 20 30", f"{blast}.mp4 0 16"])
+    elif benchmark == "shanghaitech":
+        masks = root / "testing" / "test_frame_mask"
+        masks.mkdir(parents=True, exist_ok=True)
+        for name, n, span in (("01_0014", 40, (12, 28)), ("01_0015", 32, None),
+                              ("02_0128", 36, (0, 10))):
+            _frames(root / "testing" / "frames" / name, n)
+            mask = np.zeros(n, np.uint8)
+            if span:
+                mask[span[0]:span[1]] = 1
+            np.save(masks / f"{name}.npy", mask)
+        for name in ("01_001", "02_001"):
+            _video(root / "training" / "videos" / f"{name}.avi", 24, 24)
+        # the weakly supervised split (Zhong et al. 2019): anomalous test videos move to train
+        _lines(root / "SH_Train_new.txt", ["01_001", "02_0128"])
+        _lines(root / "SH_Test_NEW.txt", ["01_0014", "01_0015", "02_001"])
+    elif benchmark == "avenue":
+        from scipy.io import savemat
+
+        mask_dir = root / "ground_truth_demo" / "testing_label_mask"
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for i, (n, span) in enumerate(((30, (8, 20)), (24, None)), start=1):
+            _video(root / "testing_videos" / f"{i:02d}.avi", n, 25)
+            vol = np.empty((1, n), object)
+            for f in range(n):
+                vol[0, f] = np.zeros((4, 4), np.uint8)
+                if span and span[0] <= f < span[1]:
+                    vol[0, f][1, 1] = 1
+            savemat(mask_dir / f"{i}_label.mat", {"volLabel": vol})
+        _video(root / "training_videos" / "01.avi", 24, 25)
+    elif benchmark == "ubnormal":
+        names = {"abnormal_test": ["abnormal_scene_2_scenario_1"],
+                 "normal_test": ["normal_scene_2_scenario_3"],
+                 "normal_training": ["normal_scene_1_scenario_1"],
+                 "abnormal_training": ["abnormal_scene_1_scenario_2"],
+                 "abnormal_validation": [], "normal_validation": ["normal_scene_3_scenario_1"]}
+        (root / "scripts").mkdir(parents=True, exist_ok=True)
+        for key, items in names.items():
+            list_file = root / "scripts" / f"{key}_video_names.txt"
+            list_file.write_text("".join(f"{name}\n" for name in items), encoding="utf-8")
+            for name in items:
+                scene = root / f"Scene{name.split('_')[2]}"
+                _video(scene / f"{name}.mp4", 32, 30)
+                if name.startswith("abnormal"):
+                    _lines(scene / f"{name}_annotations" / f"{name}_tracks.txt", ["0,6,14", "1,20,25"])
+    elif benchmark == "lavad_files":
+        for rel, n in (("frames/Arson/Arson011_x264", 48), ("frames/Testing_Normal_Videos_Anomaly/"
+                                                             "Normal_Videos_003_x264", 32)):
+            _frames(root / rel, n)
+        _lines(root / "annotations" / "test.txt", [
+            "Arson/Arson011_x264 0 47 2", "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264 0 31 7"])
+        _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
+            "Arson011_x264.mp4  Arson  10  20  30  40",
+            "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"])
+    elif benchmark == "vera_files":
+        for rel, n in (("frames/Arson/Arson011_x264.mp4", 48),
+                       ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", 32)):
+            _frames(root / rel, n)
+        data = root / "Data"
+        data.mkdir(parents=True, exist_ok=True)
+        question = "Is there any anomaly in the video?"
+        (data / "UCF_Eval.json").write_text(json.dumps([
+            {"video": "frames/Arson/Arson011_x264.mp4", "temporal_label": [10, 20, 30, 40],
+             "length": 48, "QA": [{"q": question, "a": "Yes."}]},
+            {"video": "frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4",
+             "temporal_label": [-1, -1, -1, -1], "length": 32,
+             "QA": [{"q": question, "a": "No."}]}]))
+    return root
