@@ -229,20 +229,120 @@ plt.show()
 # ## 5. The public benchmarks, and how to point the suite at them
 #
 # The methods in this suite were published with results on public benchmarks. They are
-# not shipped (size, licences), but `vadnb.data` reads each one's own annotation format
-# and returns the same `Benchmark` as the campus data, so every notebook works on them
-# unchanged. Download them yourself, then pass the folder to the parser, or set
-# `VADNB_DATA` to a folder holding them (`$VADNB_DATA/campus` is also where `load_campus`
-# looks first).
+# not shipped (size, licences), but `vadnb.data` reads each one from the files its authors
+# distribute, and returns the same `Benchmark` as the campus data, so every notebook and
+# `vadnb.run_dataset` work on them unchanged. Download a benchmark yourself, then pass its
+# folder to its loader (or set `VADNB_DATA` to a folder holding them). This table says what
+# to download, which files each loader reads (relative to the folder you pass), and the call:
+
+# %%
+layouts = pd.DataFrame(data.SAMPLE_LAYOUTS).T.rename_axis("benchmark")
+layouts.style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+
+# %% [markdown]
+# Three things differ between benchmarks, and the loaders make them explicit:
 #
-# | benchmark | parser | what it reads | fps |
-# |---|---|---|---|
-# | UCF-Crime | `data.load_ucf_crime(root)` | `Temporal_Anomaly_Annotation_for_Testing_Videos.txt`: `Arson011_x264.mp4  Arson  150  420  680  1267` (two start/end pairs, `-1` = none); videos in class folders | 30 |
-# | XD-Violence | `data.load_xd_violence(root)` | `annotations.txt`: `<video> s1 e1 [s2 e2 ...]`, violent videos only; class in the file name after `label_` (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion) | 24 |
-# | ShanghaiTech | `data.load_shanghaitech(root)` | `testing/test_frame_mask/<video>.npy`: one 0/1 per frame | 24 |
-# | CUHK Avenue | `data.load_avenue(root)` | `ground_truth_demo/testing_label_mask/<n>_label.mat` (a pixel mask per frame), or a `.mat` with 1-based `[start; end]` pairs | 25 |
-# | UBnormal | `data.load_ubnormal(root)` | `Scene<k>/<video>_annotations/<video>_tracks.txt` (`object,start,end`) and the official split lists | 30 |
+# - **Splits.** UCF-Crime and XD-Violence have train and test; a validation split is carved
+#   from train, class-stratified and reproducible (`val=0.1`, VERA's 1449 / 161), or taken
+#   from a list you give. ShanghaiTech has two: its own *one-class* split (train is normal
+#   only) and the *weakly supervised* split of Zhong et al. (2019), which moves anomalous
+#   videos into training (`split="weak"`).
+# - **Labels.** Test videos have one 0/1 label per frame. Anomalous *training* videos of the
+#   weakly supervised benchmarks carry only a video-level label: that is all weak supervision
+#   (notebook 50) needs, and `bench.has_frame_labels(name)` is False for them.
+# - **Containers.** ShanghaiTech's test set (and the methods' own releases) are folders of
+#   numbered images rather than video files; the suite reads both.
 #
+# Each benchmark is far too large to ship, but its *layout* is small: `data.write_sample`
+# writes a few tiny synthetic videos under the exact file names, in the exact annotation
+# formats. Below, each benchmark you configured in the parameters cell (`UCF_CRIME_ROOT`,
+# ...) is loaded from your copy; the others from such a sample, so you see what the loader
+# returns before downloading anything. **Sample counts describe those toy files, not the
+# benchmark.**
+
+# %%
+samples_dir = out / "benchmark_samples"
+your_copies = {"ucf_crime": UCF_CRIME_ROOT, "xd_violence": XD_VIOLENCE_ROOT,
+               "shanghaitech": SHANGHAITECH_ROOT, "avenue": AVENUE_ROOT, "ubnormal": UBNORMAL_ROOT}
+loaders = {"ucf_crime": data.load_ucf_crime, "xd_violence": data.load_xd_violence,
+           "shanghaitech": data.load_shanghaitech, "avenue": data.load_avenue,
+           "ubnormal": data.load_ubnormal}
+summaries = []
+for key, load in loaders.items():
+    root = your_copies[key]
+    source = "your copy" if root else "sample layout"
+    bench = load(root if root else data.write_sample(key, samples_dir / key))
+    summaries.append(bench.summary().assign(benchmark=key, source=source))
+summary = pd.concat(summaries).set_index(["benchmark", "source", "split"])
+summary.to_csv(out / "benchmark_summaries.csv")
+summary
+
+# %% [markdown]
+# A loader's result is the same object as the campus benchmark's: here the UCF-Crime
+# layout's video table, and the error you get when asking for frame labels that a weakly
+# supervised benchmark does not have:
+
+# %%
+ucf = data.load_ucf_crime(UCF_CRIME_ROOT or samples_dir / "ucf_crime")
+display(ucf.videos[["name", "split", "label", "is_anomalous", "num_frames"]].head(8))
+weak_only = [n for n in ucf.videos["name"] if not ucf.has_frame_labels(n)]
+try:
+    ucf.frame_labels(weak_only[0])
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# ShanghaiTech's weakly supervised split takes two list files (the plain names of
+# `SH_Train_new.txt` / `SH_Test_NEW.txt`, or AnomalyCLIP's rows, which also give each video
+# one of the 17 classes):
+
+# %%
+sht_root = Path(SHANGHAITECH_ROOT or samples_dir / "shanghaitech")
+if (sht_root / "SH_Train_new.txt").exists():
+    weak = data.load_shanghaitech(sht_root, split="weak", train_list=sht_root / "SH_Train_new.txt",
+                                  test_list=sht_root / "SH_Test_NEW.txt")
+    display(weak.summary())
+else:
+    print(f"no SH_Train_new.txt / SH_Test_NEW.txt in {sht_root}: put the weak split's lists there")
+
+# %% [markdown]
+# ### The methods' own annotation files
+#
+# LAVAD and VERA converted the annotations into files of their own, next to frame folders
+# they extracted. If you followed one of their READMEs you may have those instead of the
+# originals: `data.load_lavad_annotations` and `data.load_vera_annotations` read them and
+# give the same labels (the test below checks this on the samples).
+
+# %%
+lavad_root = data.write_sample("lavad_files", samples_dir / "lavad_files")
+vera_root = data.write_sample("vera_files", samples_dir / "vera_files")
+ann = lavad_root / "annotations"
+converted = {
+    "LAVAD test.txt": data.load_lavad_annotations(
+        ann / "test.txt", ann / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+        frames_root=lavad_root / "frames"),
+    "VERA UCF_Eval.json": data.load_vera_annotations(vera_root / "Data" / "UCF_Eval.json",
+                                                     videos_root=vera_root),
+}
+original = data.load_ucf_crime(samples_dir / "ucf_crime").subset("test")
+for title, bench in converted.items():
+    same = all(np.array_equal(bench.frame_labels(n), original.frame_labels(n))
+               for n in bench.videos["name"])
+    print(f"{title:20s} {len(bench)} videos; frame labels equal to the original annotation's: {same}")
+
+# %% [markdown]
+# ### What to reproduce
+#
+# Which method the papers evaluated on which benchmark, with which protocol, and the number
+# each paper reported (the papers' numbers, not measured here). Notebooks 80 and 90 show
+# this table again beside the suite's own results.
+
+# %%
+protocols = data.protocol_table()
+protocols.to_csv(out / "protocols.csv", index=False)
+protocols.drop(columns=["load"])
+
+# %% [markdown]
 # A malformed line raises `data.AnnotationError` naming the file, the line and the
 # expected format. The campus annotation file uses the UCF-Crime format, so you can see
 # that parser at work on it right now:
@@ -250,24 +350,6 @@ plt.show()
 # %%
 parsed = data.parse_ucf_annotations(campus.root / "annotations.txt")
 dict(list(parsed.items())[3:6])
-
-# %% [markdown]
-# Set the `*_ROOT` parameters at the top of the notebook to load your copies (nothing
-# happens while they are `None`):
-
-# %%
-loaders = {"UCF-Crime": (data.load_ucf_crime, UCF_CRIME_ROOT),
-           "XD-Violence": (data.load_xd_violence, XD_VIOLENCE_ROOT),
-           "ShanghaiTech": (data.load_shanghaitech, SHANGHAITECH_ROOT),
-           "Avenue": (data.load_avenue, AVENUE_ROOT),
-           "UBnormal": (data.load_ubnormal, UBNORMAL_ROOT)}
-for title, (load, root) in loaders.items():
-    if root is None:
-        print(f"{title:12s}: not configured")
-        continue
-    bench = load(root)
-    print(f"{title:12s}: {bench}")
-    display(pd.crosstab(bench.videos["label"], bench.videos["split"]))
 
 # %% [markdown]
 # ## Summary
@@ -278,7 +360,9 @@ for title, (load, root) in loaders.items():
 #   labels, train / val / test splits with every class in train and test.
 # - A `Benchmark` is a table (`videos`) plus `frame_labels(name)`; `subset(split)`,
 #   `all_frame_labels()` and `video_classes()` feed the metrics directly.
-# - The public benchmarks load into the same object from their own formats.
+# - The public benchmarks load into the same object from their own formats, with their
+#   train / val / test splits; weakly labelled training videos say so instead of guessing.
+# - The methods' converted annotation files (LAVAD, VERA) load too, with the same labels.
 #
 # ## Exercises
 #
@@ -290,3 +374,5 @@ for title, (load, root) in loaders.items():
 # 4. The Fallen label starts when the fall starts. Argue for and against starting it when
 #    the person is lying still instead. How would frame-level AUC change?
 # 5. If you have UCF-Crime, load it and count the test videos per class.
+# 6. Load the UCF-Crime sample with `val=0.5` and two seeds. Which videos move? Why must the
+#    validation split never be chosen by looking at test results?

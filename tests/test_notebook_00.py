@@ -42,3 +42,14 @@ def test_notebook_00_writes_campus_table_examples_and_environment(tmp_path):
     assert environment["device"] in ("cpu", "cuda")
     assert "torch" in environment["versions"]
     assert (out / "label_timelines.png").exists()
+
+    # the public benchmarks' walk-through: every loader ran (on its sample layout here)
+    summaries = pd.read_csv(out / "benchmark_summaries.csv")
+    assert set(summaries["benchmark"]) == {"ucf_crime", "xd_violence", "shanghaitech", "avenue",
+                                           "ubnormal"}
+    assert set(summaries["source"]) == {"sample layout"}
+    ucf = summaries[summaries["benchmark"] == "ucf_crime"].set_index("split")
+    assert set(ucf.index) == {"train", "val", "test"} and ucf.loc["train", "video_level_only"] > 0
+    assert (summaries["anomalous_frames"] <= summaries["frames"]).all()
+    protocols = pd.read_csv(out / "protocols.csv")
+    assert {"method", "benchmark", "metric", "ap_variant", "reported"} <= set(protocols.columns)
