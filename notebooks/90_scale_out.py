@@ -66,7 +66,7 @@ import pandas as pd
 from IPython.display import display
 
 import vadnb
-from vadnb import scale
+from vadnb import data, scale
 from vadnb.data import load_campus
 from vadnb.detect import TINY_WARNING
 
@@ -151,6 +151,23 @@ gpu.pivot_table(index="method", columns=["benchmark", "profile"], values="gpu_ho
 # and the LLM / VLM calls dominate every language-based method, which is why they are the
 # part worth handing to a model server (below). Ten GPUs divide the hours by ten only if
 # the work is spread over them: that is what the next section is for.
+
+# %% [markdown]
+# ## What to reproduce, and how it is measured
+#
+# Before spending those GPU-hours, know what the number at the end should be. Each paper
+# evaluated its method on some benchmarks, with a protocol of its own: which split, which
+# metric, which variant of average precision its code computed ("step" is scikit-learn's
+# `average_precision_score`; "trapezoid" is the area `auc(recall, precision)` that LAVAD's
+# and VERA's scripts report, a few points apart when scores are tied), and which class
+# metrics. The `reported` column is the paper's number, transcribed, not measured here;
+# `load` is the call that builds that evaluation set from your download (notebook 00 shows
+# each layout). Run `run_dataset(bench, method, profile="paper", ...)` on it and compare.
+
+# %%
+protocols = data.protocol_table()
+protocols.to_csv(out / "protocols.csv", index=False)
+protocols
 
 # %% [markdown]
 # ## A run on Ray, here

@@ -38,6 +38,13 @@ def test_notebook_90_writes_costs_and_a_resumable_run(tmp_path):
         assert rows["role"].tolist() == [e["role"] for e in expected]
     llm = costs[(costs.method == "lavad") & (costs.role == "llm")].iloc[0]
     assert llm["calls"] == 225  # REFERENCE's anchor: 2 LLM calls per 16 frames at 30 fps
+
+    # the protocol table: every method the suite runs, the paper's number beside each row
+    from vadnb.data import protocol_table
+
+    protocols = pd.read_csv(tmp_path / "protocols.csv")
+    assert len(protocols) == len(protocol_table())
+    assert {"lavad", "anomalyclip", "vera", "anyanomaly"} <= set(protocols["method"])
     assert llm["gpu_s_per_min_colab"] == pytest.approx(225 * scale.SECONDS_PER_CALL["colab"]["llm"])
 
     gpu = pd.read_csv(tmp_path / "gpu_hours.csv")
