@@ -112,11 +112,20 @@ def test_fixtures_are_what_they_claim(videos):
     cap.release()
 
 
-def test_timestamps_fall_back_to_index_over_fps(videos):
-    info = V.probe(videos["bframes_avi"])
-    assert info.timestamps_from == "index/fps" and info.fps == FPS
+def test_timestamps_fall_back_to_index_over_fps(videos, monkeypatch, fresh_cache):
+    # PyAV reads the B-frame AVI's timestamps correctly ...
+    assert V.probe(videos["bframes_avi"]).timestamps_from == "decoder"
     np.testing.assert_allclose(V.frame_times(videos["bframes_avi"]), np.arange(N) / FPS)
-    assert V.read_frames(videos["bframes_avi"], fps=2).indices.tolist() == [0, 13, 25, 38]
+    # ... OpenCV's per-frame times for it are unusable: index / fps is used instead
+    monkeypatch.setitem(V._BACKENDS, "pyav", lambda path: None)
+    info = V.probe(videos["bframes_avi"], cache=fresh_cache)
+    assert info.backend == "opencv" and info.seekable is False
+    assert info.timestamps_from == "index/fps" and info.fps == FPS
+    np.testing.assert_allclose(V.frame_times(videos["bframes_avi"], cache=fresh_cache),
+                               np.arange(N) / FPS)
+    frames = V.read_frames(videos["bframes_avi"], fps=2, cache=fresh_cache)
+    assert frames.indices.tolist() == [0, 13, 25, 38]
+    assert _codes(frames.images) == [0, 13, 25, 38]
     assert V.probe(videos["mp4"]).timestamps_from == "decoder"
 
 
@@ -270,7 +279,7 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(VideoError, match=r"not found: .*nope\.mp4"):
         V.probe(tmp_path / "nope.mp4")
     (tmp_path / "clips.mp4").mkdir()
-    with pytest.raises(VideoError, match=r"clips\.mp4 is a directory"):
+    with pytest.raises(VideoError, match=r"clips\.mp4 is an empty directory"):
         V.read_frames(tmp_path / "clips.mp4")
     empty = tmp_path / "empty.mp4"
     empty.touch()
