@@ -377,3 +377,101 @@ def test_decode_stats_count_opens_frames_decoded_and_returned(tmp_path):
     assert stats["frames_decoded"] == 8  # frames 0..7 stepped over, 3 and 7 retrieved
     V.reset_decode_stats()
     assert V.decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+
+
+# ----------------------------------------------------------------------------- seeking
+
+def _seek_everywhere(monkeypatch):
+    """Seek on every jump, however short: the fixtures are too short to seek otherwise."""
+    monkeypatch.setattr(V, "_SEEK_MIN_SKIP", 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_seeking_returns_the_sequential_frames_pixel_for_pixel(videos, kind, monkeypatch):
+    sequential = V.read_frames(videos[kind])  # every frame: one sequential pass
+    n = len(sequential)
+    _seek_everywhere(monkeypatch)
+    rng = np.random.default_rng(len(kind))
+    V.reset_decode_stats()
+    for _ in range(4):
+        asked = rng.integers(0, n, size=5)
+        got = V.read_frames(videos[kind], indices=asked)
+        np.testing.assert_array_equal(got.indices, asked)
+        np.testing.assert_array_equal(got.images, sequential.images[asked])
+        np.testing.assert_array_equal(got.timestamps_s, sequential.timestamps_s[asked])
+    # iter_frames with chunks that go back in the video: seeks back
+    asked = [n - 1, n - 2, 1, n // 2, 0]
+    chunks = list(V.iter_frames(videos[kind], indices=asked, chunk=1))
+    np.testing.assert_array_equal(np.concatenate([c.images for c in chunks]),
+                                  sequential.images[asked])
+    info = V.probe(videos[kind])
+    if kind != "vfr":  # one key frame only: nothing to seek to
+        assert info.seekable and V.seek_stats()["seeks"] > 0, V.seek_stats()
+    assert V.seek_stats()["fallbacks"] == 0
+
+
+@pytest.fixture(scope="module")
+def long_avi(tmp_path_factory) -> Path:
+    """600 frames of MPEG-4 in AVI, a key frame every 12: a file worth seeking in."""
+    return V.write_test_video(tmp_path_factory.mktemp("long") / "long.avi", 600, FPS, SIZE)
+
+
+def test_a_few_far_frames_seek_instead_of_decoding_everything(long_avi):
+    asked = [590, 301, 12, 455]
+    V.probe(long_avi)
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=asked)
+    stats, seeks = V.decode_stats(), V.seek_stats()
+    assert _codes(got.images) == asked
+    assert seeks["seeks"] >= 3 and seeks["fallbacks"] == 0
+    assert stats["opens"] == 1 and stats["frames_returned"] == 4
+    assert stats["frames_decoded"] < 100  # a sequential read decodes 591
+    with av.open(str(long_avi)) as c:  # the same pixels as a sequential PyAV decode
+        truth = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0))
+                 if i in asked]
+    np.testing.assert_array_equal(got.images, np.stack(truth)[np.argsort(np.argsort(asked))])
+
+
+def test_dense_ascending_reads_keep_one_sequential_pass(long_avi):
+    V.probe(long_avi)
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=np.arange(0, 600, 3))
+    assert _codes(got.images) == list(range(0, 600, 3))
+    assert V.seek_stats()["seeks"] == 0
+    assert V.decode_stats()["opens"] == 1 and V.decode_stats()["frames_decoded"] == 598
+    V.reset_decode_stats()
+    assert len(V.read_frames(long_avi, fps=1)) == 24
+    assert V.seek_stats()["seeks"] == 0 and V.decode_stats()["frames_decoded"] == 576
+
+
+def test_a_seek_that_lands_on_the_wrong_frame_falls_back_to_sequential(long_avi, monkeypatch,
+                                                                       fresh_cache):
+    # an index that does not match the decode: frame 499 indexed with another pts (as a file
+    # that changed, or a decoder that renumbers frames after a seek, would give)
+    record = dict(V._probe_record(long_avi, fresh_cache)[1])
+    record["pts"] = record["pts"].copy()
+    record["pts"][499] += 10_000
+    monkeypatch.setattr(V, "_probe_record", lambda *a, **k: (Path(long_avi), record))
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=[500, 20])
+    assert _codes(got.images) == [500, 20]
+    assert V.seek_stats()["fallbacks"] == 1
+
+
+# ----------------------------------------------------------------------------- memory
+
+def test_read_frames_peak_memory_is_the_output_plus_a_frame(tmp_path):
+    import tracemalloc
+
+    path = V.write_test_video(tmp_path / "mem.avi", 120, FPS, (320, 240))
+    V.probe(path, cache=tmp_path / "c")
+    tracemalloc.start()
+    try:
+        frames = V.read_frames(path, cache=tmp_path / "c")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    output = frames.images.nbytes
+    assert output == 120 * 240 * 320 * 3
+    assert peak < output + 8 * 240 * 320 * 3, (peak, output)  # the output and a few frames
+    assert _codes(frames.images) == list(range(120))

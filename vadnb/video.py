@@ -81,7 +81,7 @@ FOLDER_FPS = 30.0
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Seek only when it skips more than this many frames (a seek costs a few frames of decoding).
-_SEEK_MIN_SKIP = 24
+_SEEK_MIN_SKIP = 64
 
 
 #: What decoding has cost since the last :func:`reset_decode_stats` (benchmarks read it):
@@ -251,6 +251,10 @@ _BACKENDS: dict[str, Callable[[Path], Any]] = {
 
 class _Untrusted(Exception):
     """A frame after a seek is not the one the probe's index promised: decode sequentially."""
+
+
+class _LandedLate(_Untrusted):
+    """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
 
 
 def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
@@ -637,9 +641,9 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, 
     """``(pts, seek_points, seek_ts)`` when timestamps can name every frame, else None.
 
     ``seek_points`` are the indices of frames the decoder calls key frames *and* whose packet
-    the container marks as a key frame (a seek lands on those); ``seek_ts`` is the timestamp to
-    seek to for each (the earlier of the key packet's pts and dts, so a seek by either lands
-    at or before it).
+    the container marks as a key frame (a seek lands on those); ``seek_ts`` is the key
+    packet's dts, a second timestamp to seek to (demuxers differ: MP4 lands exactly when given
+    the pts, MPEG-TS when given the dts).
     """
     if not pts or any(t is None for t in pts):
         return None
@@ -651,7 +655,7 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, 
     points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
     if not points:
         return None
-    seek_ts = [min(int(arr[i]), key_packets[int(arr[i])]) for i in points]
+    seek_ts = [key_packets[int(arr[i])] for i in points]
     return arr, np.asarray(points, dtype=np.int64), np.asarray(seek_ts, dtype=np.int64)
 
 
@@ -823,6 +827,8 @@ class _Reader:
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
+        self.seeking = (0, 0)  # (seek point, attempt) of the last seek
+        self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
         self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
         if self.seekable:
             self.pts = np.asarray(record["pts"], dtype=np.int64)
@@ -846,16 +852,22 @@ class _Reader:
                            for i, (_, retrieve) in enumerate(_opencv_frames(self.handle, self.p)))
         self.pos = -1
 
-    def _seek(self, k: int) -> None:
-        """Seek to seek point ``k`` (an index into ``self.points``)."""
+    def _seek(self, k: int, attempt: int | None = None) -> None:
+        """Seek to seek point ``k`` (an index into ``self.points``).
+
+        The first attempt seeks to the key frame's pts, the second to its packet's dts (for
+        demuxers that land after the wanted key frame when given the pts)."""
         if self.handle is None:
             _, self.handle = _open(self.p, self.backend)
         key = int(self.points[k])
-        self.handle.container.seek(int(self.seek_ts[k]), backward=True, any_frame=False,
+        attempt = self.first_attempt if attempt is None else attempt
+        ts = int(self.pts[key]) if attempt == 0 else int(self.seek_ts[k])
+        self.handle.container.seek(ts, backward=True, any_frame=False,
                                    stream=self.handle.stream)
         _SEEK_STATS["seeks"] += 1
         self.frames = self._after_seek(key)
         self.pos = key - 1
+        self.seeking = (k, attempt)
 
     def _after_seek(self, key: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """Frames from ``key`` on, each named by its pts; any mismatch raises _Untrusted."""
@@ -865,6 +877,8 @@ class _Reader:
                 raise _Untrusted("a frame without pts")
             if expect == key and frame.pts < self.pts[key]:
                 continue  # frames before the key frame: the seek landed a little earlier
+            if expect == key and frame.pts > self.pts[key]:
+                raise _LandedLate()
             if expect >= self.n or frame.pts != self.pts[expect]:
                 raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
             yield expect, (lambda f=frame: _rgb(f))
@@ -904,6 +918,16 @@ class _Reader:
                         f"{self.p}: decoding stopped after {self.pos + 1} frames, before frame "
                         f"{t}, although a first pass counted {self.n}; the file may have "
                         "changed or be damaged. Copy it again and retry.") from None
+                except _LandedLate:
+                    k, attempt = self.seeking
+                    if attempt == 0 and self.seek_ts[k] < self.pts[self.points[k]]:
+                        self.first_attempt = 1
+                        self._seek(k, 1)
+                        continue
+                    _SEEK_STATS["fallbacks"] += 1
+                    self.seekable = False
+                    self._restart()
+                    continue
                 except _Untrusted:
                     _SEEK_STATS["fallbacks"] += 1
                     self.seekable = False
