@@ -475,3 +475,78 @@ def test_read_frames_peak_memory_is_the_output_plus_a_frame(tmp_path):
     assert output == 120 * 240 * 320 * 3
     assert peak < output + 8 * 240 * 320 * 3, (peak, output)  # the output and a few frames
     assert _codes(frames.images) == list(range(120))
+
+
+# ----------------------------------------------------------------------------- damage
+
+@pytest.fixture(scope="module")
+def damaged_mp4(tmp_path_factory) -> Path:
+    """60 frames of H.264 (a key frame every 10) with 1 KB of flipped bytes in the middle."""
+    d = tmp_path_factory.mktemp("damaged")
+    whole = V.write_test_video(d / "whole.mp4", 60, FPS, (160, 128), options={"g": "10"})
+    data = bytearray(whole.read_bytes())
+    mid = len(data) // 2
+    data[mid: mid + 1024] = bytes(b ^ 0xFF for b in data[mid: mid + 1024])
+    (d / "damaged.mp4").write_bytes(bytes(data))
+    return d / "damaged.mp4"
+
+
+def _decode_past_errors(path: Path) -> tuple[list[int], list[int]]:
+    """What ffmpeg does: decode packet by packet, skipping the ones the decoder rejects.
+    Returns the frames' pts and the pts of every packet that carries a picture."""
+    frames, packets = [], []
+    with av.open(str(path)) as c:
+        for packet in c.demux(video=0):
+            if packet.size:
+                packets.append(packet.pts)
+            try:
+                frames += [f.pts for f in packet.decode()]
+            except av.error.InvalidDataError:
+                pass
+    return frames, packets
+
+
+def test_damaged_block_is_decoded_past_and_reported(damaged_mp4, fresh_cache):
+    frames_pts, packets_pts = _decode_past_errors(damaged_mp4)
+    order = sorted(packets_pts)
+    lost = [i for i, t in enumerate(order) if t not in set(frames_pts)]
+    assert 0 < len(lost) < 20 and len(frames_pts) + len(lost) == 60  # a real, partial loss
+    with pytest.warns(V.DamagedVideoWarning, match=r"damaged\.mp4 is damaged.*could not be "
+                                                  r"decoded \(the file's frames \d"):
+        info = V.probe(damaged_mp4, cache=fresh_cache)
+    assert info.num_frames == len(frames_pts) > 30  # not cut short at the damage
+    assert info.lost_frames == len(lost) and info.damaged_packets > 0
+    assert [i for a, b in info.lost_ranges for i in range(a, b + 1)] == lost
+    assert not info.seekable  # a damaged file is read sequentially only
+    if shutil.which("ffmpeg"):  # the same count as ffmpeg itself
+        import subprocess
+
+        run = subprocess.run(["ffmpeg", "-nostdin", "-i", str(damaged_mp4), "-f", "null", "-"],
+                             capture_output=True, text=True)
+        assert int(re.findall(r"frame=\s*(\d+)", run.stderr)[-1]) == info.num_frames
+    with pytest.warns(V.DamagedVideoWarning):
+        frames = V.read_frames(damaged_mp4, cache=fresh_cache)
+    assert len(frames) == info.num_frames
+    codes = _codes(frames.images)
+    assert codes[:20] == list(range(20))  # the first key frame intervals are untouched
+    assert codes[-5:] == list(range(55, 60))  # and the end is reached, clean after a key frame
+    with pytest.warns(V.DamagedVideoWarning):  # every read says so, not only the first
+        last = V.read_frames(damaged_mp4, indices=[info.num_frames - 1], cache=fresh_cache)
+    assert _codes(last.images) == [59]
+
+
+def test_mpeg_ts_cut_short_warns(videos, tmp_path, fresh_cache):
+    data = videos["ts"].read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) * 6 // 10 + 100])  # not at a 188-byte packet boundary
+    with pytest.warns(V.DamagedVideoWarning, match=r"cut\.ts: it ends \d+ bytes into a "
+                                                  r"188-byte MPEG-TS packet"):
+        info = V.probe(cut, cache=fresh_cache)
+    assert 0 < info.num_frames < N
+    whole = tmp_path / "whole.ts"
+    shutil.copy(videos["ts"], whole)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert V.probe(whole, cache=fresh_cache).num_frames == N
