@@ -550,3 +550,100 @@ def test_mpeg_ts_cut_short_warns(videos, tmp_path, fresh_cache):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert V.probe(whole, cache=fresh_cache).num_frames == N
+
+
+# ----------------------------------------------------------------------------- frame folders
+
+def _frame_folder(folder: Path, count: int, size=SIZE, ext: str = ".jpg",
+                  names=lambda i: f"{i}") -> Path:
+    """Images showing their index as a bar code, named without zero padding (natural sort)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        bgr = V._code_image(i, *size)[..., ::-1]
+        assert cv2.imwrite(str(folder / f"{names(i)}{ext}"), bgr)
+    return folder
+
+
+def test_frame_folder_is_a_video(tmp_path, fresh_cache):
+    folder = _frame_folder(tmp_path / "01_0014", 25)
+    (folder / "notes.txt").write_text("not a frame")  # other files are ignored
+    info = V.probe(folder, cache=fresh_cache)
+    assert (info.num_frames, info.width, info.height) == (25, *SIZE)
+    assert (info.source, info.backend, info.fps, info.fps_from) == ("folder", "images", 30.0,
+                                                                   "default")
+    frames = V.read_frames(folder, cache=fresh_cache)  # natural order: 2 before 10
+    assert _codes(frames.images) == list(range(25))
+    np.testing.assert_allclose(frames.timestamps_s, np.arange(25) / 30)
+    asked = [24, 3, 3, 10, 0]
+    assert _codes(V.read_frames(folder, indices=asked, cache=fresh_cache).images) == asked
+    given = V.read_frames(folder, fps=5, frame_rate=25, cache=fresh_cache)
+    assert given.indices.tolist() == [0, 5, 10, 15, 20] and _codes(given.images) == [0, 5, 10, 15, 20]
+    assert V.probe(folder, frame_rate=25, cache=fresh_cache).fps_from == "given"
+    chunks = list(V.iter_frames(folder, chunk=10, size=(32, 24), cache=fresh_cache))
+    assert [len(c) for c in chunks] == [10, 10, 5] and chunks[0].images.shape[1:] == (24, 32, 3)
+    paths = V.extract_frames(folder, tmp_path / "out", indices=[7, 12], cache=fresh_cache)
+    assert [p.name for p in paths] == ["frame_000007.jpg", "frame_000012.jpg"]
+    with pytest.raises(VideoError, match="frame_rate is for frame folders only"):
+        V.probe(tmp_path / "out" / "frame_000007.jpg", frame_rate=25)
+
+
+def test_frame_folder_digest_follows_names_and_contents(tmp_path):
+    from vadnb.cache import file_digest
+
+    folder = _frame_folder(tmp_path / "a", 5, ext=".png")
+    first = file_digest(folder)
+    copy = tmp_path / "b"
+    shutil.copytree(folder, copy)
+    assert file_digest(copy) == first  # content, not path
+    (copy / "4.png").rename(copy / "5.png")
+    assert file_digest(copy) != first  # a renamed image
+    shutil.rmtree(copy)
+    shutil.copytree(folder, copy)
+    assert file_digest(copy) == first
+    bgr = V._code_image(9, *SIZE)[..., ::-1]
+    cv2.imwrite(str(copy / "2.png"), bgr)
+    os.utime(copy / "2.png", ns=((folder / "2.png").stat().st_atime_ns,
+                                 (folder / "2.png").stat().st_mtime_ns))
+    assert file_digest(copy) != first  # same names, one image changed
+
+
+def test_frame_folder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match=r"empty is an empty directory"):
+        V.probe(empty)
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("x")
+    with pytest.raises(VideoError, match=r"texts is a directory with no image files.*a\.txt"):
+        V.read_frames(texts)
+    mixed = _frame_folder(tmp_path / "mixed", 6)
+    cv2.imwrite(str(mixed / "4.jpg"), V._code_image(4, 32, 24)[..., ::-1])
+    with pytest.raises(VideoError, match=r"mixed: the images .* differ in size: 0\.jpg is 64x48, "
+                                         r"4\.jpg \(frame 4\) is 32x24; pass size="):
+        V.read_frames(mixed)
+    assert _codes(V.read_frames(mixed, size=(64, 48)).images) == list(range(6))
+    fake = _frame_folder(tmp_path / "fake", 6)
+    (fake / "3.jpg").write_text("not an image")
+    with pytest.raises(VideoError, match=r"fake/3\.jpg: not a readable image.*frame 3"):
+        V.probe(fake)
+    cut = _frame_folder(tmp_path / "cut", 6)
+    noise = np.random.default_rng(0).integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    cv2.imwrite(str(cut / "5.jpg"), noise)  # a big picture part, after a small header
+    data = (cut / "5.jpg").read_bytes()
+    (cut / "5.jpg").write_bytes(data[: len(data) // 2])  # the header survives, the pixels not
+    V.probe(cut)
+    assert _codes(V.read_frames(cut, indices=[4]).images) == [4]
+    with pytest.raises(VideoError, match=r"cut/5\.jpg: cannot decode this image.*frame 5"):
+        V.read_frames(cut)
+    with pytest.raises(VideoError, match="frame_rate must be"):
+        V.probe(cut, frame_rate=0)
+
+
+def test_a_method_runs_on_a_frame_folder(tmp_path):
+    import vadnb
+
+    folder = _frame_folder(tmp_path / "clip", 40, size=(96, 64))
+    det = vadnb.detect(folder, method="classical")
+    assert det.frame_scores.shape == (40,) and np.all(np.isfinite(det.frame_scores))
+    assert det.fps == 30.0
