@@ -647,3 +647,24 @@ def test_a_method_runs_on_a_frame_folder(tmp_path):
     det = vadnb.detect(folder, method="classical")
     assert det.frame_scores.shape == (40,) and np.all(np.isfinite(det.frame_scores))
     assert det.fps == 30.0
+
+
+def test_run_dataset_scores_frame_folders(tmp_path):
+    import pandas as pd
+
+    from vadnb import scale
+    from vadnb.data.benchmarks import Benchmark
+
+    root = tmp_path / "frames"
+    table = pd.DataFrame({
+        "name": ["01_0014", "01_0015"], "split": ["test", "test"],
+        "path": [str(_frame_folder(root / n, k, size=(96, 64))) for n, k in
+                 (("01_0014", 30), ("01_0015", 36))],
+        "label": ["Normal", "Anomaly"], "is_anomalous": [False, True],
+        "num_frames": [30, 36], "fps": [30.0, 30.0]})
+    bench = Benchmark(name="folders", root=root, table=table,
+                      truth={"01_0014": [], "01_0015": [(10, 20)]}, classes=["Anomaly"])
+    run = scale.run_dataset(bench, "classical", out_dir=tmp_path / "run", cache=tmp_path / "c",
+                            progress=False)
+    scores = run.frame_scores()
+    assert {k: len(v) for k, v in scores.items()} == {"01_0014": 30, "01_0015": 36}
