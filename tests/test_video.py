@@ -353,18 +353,24 @@ def test_bad_arguments(videos):
     assert issubclass(VideoError, ValueError)
 
 
-def test_benchmark_script_runs_on_a_given_file(videos, capsys):
+def test_benchmark_script_runs_on_a_given_file(videos, long_avi, capsys):
     import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video.py"
     spec = importlib.util.spec_from_file_location("bench_video", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.main([str(videos["avi"]), "--fps", "5"])
+    result = bench.main([str(videos["avi"]), "--fps", "5", "--repeat", "1", "--no-subprocess",
+                         "--long", str(long_avi)])
     printed = capsys.readouterr().out
     assert "read_frames(fps=5)" in printed and "every frame" in printed
     assert re.search(r"read_frames\(fps=5\)\s+8\s", printed)  # 0, 5, ..., 35
+    assert re.search(r"read_frames\(indices=\[90, 240, 390, 540\]\)\s+4\s", printed)
     assert result["ratio"] == pytest.approx(result["all_s"] / result["fps_s"])
+    assert result["same_pixels"] is True  # vadnb's seek and PyAV's by hand agree
+    assert set(result["ratios"]) == {"probe / grab loop", "read_frames(fps) / grab loop",
+                                     "4 indices / PyAV seeking", "read_frames() peak / output"}
+    assert "target <= 1.3x" in printed and "target <= 3.0x" in printed
 
 
 def test_decode_stats_count_opens_frames_decoded_and_returned(tmp_path):
