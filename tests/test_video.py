@@ -674,3 +674,22 @@ def test_run_dataset_scores_frame_folders(tmp_path):
                             progress=False)
     scores = run.frame_scores()
     assert {k: len(v) for k, v in scores.items()} == {"01_0014": 30, "01_0015": 36}
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs the ffmpeg binary to tag a rotation")
+@pytest.mark.parametrize("degrees, turns", [(90, 1), (270, -1)])
+def test_rotated_phone_video_is_read_upright_like_opencv(videos, tmp_path, degrees, turns):
+    import subprocess
+
+    rotated = tmp_path / f"rot{degrees}.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(videos["mp4"]), "-c", "copy",
+                    "-metadata:s:v:0", f"rotate={degrees}", str(rotated)], check=True)
+    info = V.probe(rotated)
+    assert (info.width, info.height) == (SIZE[1], SIZE[0])
+    got = V.read_frames(rotated, indices=[0, 5])
+    plain = V.read_frames(videos["mp4"], indices=[0, 5])
+    np.testing.assert_array_equal(got.images, np.rot90(plain.images, turns, axes=(1, 2)))
+    cap = cv2.VideoCapture(str(rotated))  # OpenCV applies the rotation too
+    ok, bgr = cap.read()
+    cap.release()
+    np.testing.assert_array_equal(got.images[0], bgr[..., ::-1])

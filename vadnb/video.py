@@ -75,7 +75,7 @@ TIMEOUT_MS = 20_000
 #: Two timestamps closer than this (seconds) are the same instant (absorbs float rounding).
 _EPS = 1e-6
 #: Bump when the probe's logic changes, so stale cache entries are not reused.
-_PROBE_VERSION = 2
+_PROBE_VERSION = 3
 #: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
 FOLDER_FPS = 30.0
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
@@ -311,9 +311,17 @@ def _opencv_frames(h: _OpenCV, p: Path) -> Iterator[tuple[float, Callable[[], np
         yield (msec / 1000.0 if math.isfinite(msec) else math.nan), retrieve
 
 
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show a PyAV frame upright (its display matrix:
+    phones record portrait video as landscape pictures plus a rotation, as OpenCV applies)."""
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+
+
 def _rgb(frame: Any) -> np.ndarray:
-    """A PyAV frame as uint8 RGB ``[H, W, 3]``."""
-    return frame.to_ndarray(format="rgb24")
+    """A PyAV frame as uint8 RGB ``[H, W, 3]``, upright."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame)
+    return np.rot90(rgb, turns) if turns else rgb
 
 
 def _check_source(path: PathLike) -> Path:
@@ -535,6 +543,8 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:
                     width, height = frame.width, frame.height
+                    if _quarter_turns(frame) % 2:
+                        width, height = height, width
                 pts.append(frame.pts)
                 keys.append(bool(frame.key_frame))
                 t = frame.time
