@@ -839,6 +839,7 @@ class _Reader:
         self.pos = -1  # index of the last frame taken from self.frames
         self.seeking = (0, 0)  # (seek point, attempt) of the last seek
         self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
+        self.after_seek = False  # whether self.frames comes from a seek
         self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
         if self.seekable:
             self.pts = np.asarray(record["pts"], dtype=np.int64)
@@ -860,6 +861,7 @@ class _Reader:
         else:
             self.frames = ((i, retrieve)
                            for i, (_, retrieve) in enumerate(_opencv_frames(self.handle, self.p)))
+        self.after_seek = False
         self.pos = -1
 
     def _seek(self, k: int, attempt: int | None = None) -> None:
@@ -876,6 +878,7 @@ class _Reader:
                                    stream=self.handle.stream)
         _SEEK_STATS["seeks"] += 1
         self.frames = self._after_seek(key)
+        self.after_seek = True
         self.pos = key - 1
         self.seeking = (k, attempt)
 
@@ -924,6 +927,11 @@ class _Reader:
                 try:
                     index, retrieve = next(self.frames)
                 except StopIteration:
+                    if self.after_seek:  # the file ended early after a seek: trust it no more
+                        _SEEK_STATS["fallbacks"] += 1
+                        self.seekable = False
+                        self._restart()
+                        continue
                     raise VideoError(
                         f"{self.p}: decoding stopped after {self.pos + 1} frames, before frame "
                         f"{t}, although a first pass counted {self.n}; the file may have "
