@@ -245,13 +245,14 @@ def test_probe_is_cached_by_content(videos, fresh_cache, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["trim_mp4", "vfr", "ts"])
-def test_pyav_fallback_gives_the_same_frames(videos, kind, monkeypatch, fresh_cache, tmp_path):
+def test_opencv_fallback_gives_the_same_frames(videos, kind, monkeypatch, fresh_cache, tmp_path):
     from vadnb.cache import Cache
 
-    expected = V.read_frames(videos[kind], cache=Cache(tmp_path / "opencv-cache"))
-    monkeypatch.setitem(V._BACKENDS, "opencv", lambda path: None)  # OpenCV cannot open it
+    expected = V.read_frames(videos[kind], cache=Cache(tmp_path / "pyav-cache"))
+    assert V.probe(videos[kind], cache=Cache(tmp_path / "pyav-cache")).backend == "pyav"
+    monkeypatch.setitem(V._BACKENDS, "pyav", lambda path: None)  # PyAV cannot open it
     info = V.probe(videos[kind], cache=fresh_cache)
-    assert info.backend == "pyav"
+    assert info.backend == "opencv" and not info.seekable
     got = V.read_frames(videos[kind], cache=fresh_cache)
     np.testing.assert_array_equal(got.indices, expected.indices)
     np.testing.assert_allclose(got.timestamps_s, expected.timestamps_s, atol=1e-3)
