@@ -957,6 +957,17 @@ class _Reader:
                     break
 
 
+def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
+    """A uint8 ``[count, H, W, 3]`` array, its memory touched now in one sweep.
+
+    Faulting the pages in one sweep before decoding can be much cheaper than faulting them a
+    frame at a time while the decoder's threads run (``benchmarks/bench_video.py`` shows the
+    cost of touching that much memory on a machine); it costs no extra memory."""
+    out = np.empty((count, *shape, 3), np.uint8)
+    out.fill(0)
+    return out
+
+
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
           size: tuple[int, int] | None) -> None:
     """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), one pass."""
@@ -1032,7 +1043,7 @@ def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
     try:
         for start in range(0, len(order), chunk):
             part = order[start: start + chunk]
-            images = np.empty((len(part), *shape, 3), np.uint8)
+            images = _output(len(part), shape)
             _fill(reader, part, images, size)
             _DECODE_STATS["frames_returned"] += len(part)
             yield Frames(images=images, indices=part.copy(), timestamps_s=times[part])
@@ -1079,7 +1090,7 @@ def read_frames(path: PathLike, fps: float | None = None,
     order = _wanted(p, record, fps, indices)
     times = np.asarray(record["timestamps_s"], dtype=np.float64)
     h, w = _output_shape(p, record, size)
-    images = np.empty((len(order), h, w, 3), np.uint8)
+    images = _output(len(order), (h, w))
     if len(order):
         reader = _Reader(p, record)
         try:
