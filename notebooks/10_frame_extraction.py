@@ -242,8 +242,22 @@ pd.DataFrame({"asked": asked, "seek shows": read_by_seeking(ts_clip, asked),
 
 # %% [markdown]
 # (Which frames seeking gets wrong depends on the OpenCV/FFmpeg version and the file; that is
-# exactly the problem.) `read_frames` never seeks: it grabs every frame in order, which is
-# cheap, and converts to an image only the frames you asked for, which is what costs.
+# exactly the problem.) `read_frames` names every frame by its position in a sequential
+# decode. Reading in order, it decodes every frame, which is cheap, and converts to an image
+# only the frames you asked for, which is what costs.
+#
+# `probe` also records every frame's timestamp and which frames are key frames. To read a few
+# frames far apart, `read_frames` seeks to the key frame before each one, decodes forward and
+# names each decoded frame by its timestamp, checking it against that record (on any mismatch
+# it decodes sequentially instead, so the answer never changes). `decode_stats()` counts the
+# frames decoded:
+
+# %%
+far = [n - 1, n // 2]
+video.reset_decode_stats()
+video.read_frames(clip, indices=far)
+print(f"frames {far}: {video.decode_stats()['frames_decoded']} frames decoded with "
+      f"{video.seek_stats()['seeks']} seek(s); a sequential read decodes {max(far) + 1}")
 
 # %% [markdown]
 # ## Caching the probe
@@ -295,6 +309,24 @@ plt.show()
 # %%
 jpegs = video.extract_frames(clip, out / "frames", fps=SAMPLE_FPS, quality=90)
 print(len(jpegs), "files, e.g.", [p.name for p in jpegs[:3]])
+
+# %% [markdown]
+# ## Frame folders are videos too
+#
+# Several benchmarks (ShanghaiTech, Avenue) ship each video as a folder of numbered images.
+# `vadnb.video` reads such a folder like a file: frame `i` is the `i`-th image in natural name
+# order (`2.jpg` before `10.jpg`), at `frame_rate` frames per second (30 when not given, and
+# `fps_from` says so). The JPEGs just written form one:
+
+# %%
+folder_info = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
+print(folder_info.num_frames, "images,", folder_info.width, "x", folder_info.height, "at",
+      folder_info.fps, "fps", f"(fps_from: {folder_info.fps_from})")
+last_image = video.read_frames(out / "frames", indices=[folder_info.num_frames - 1],
+                               frame_rate=SAMPLE_FPS)
+print("its last image is frame", folder_info.num_frames - 1, "of the folder and frame",
+      sampled.indices[-1], "of the video; mean pixel difference:",
+      float(np.abs(last_image.images[0].astype(int) - sampled.images[-1]).mean().round(2)))
 
 # %% [markdown]
 # ## What sampling saves

@@ -112,11 +112,20 @@ def test_fixtures_are_what_they_claim(videos):
     cap.release()
 
 
-def test_timestamps_fall_back_to_index_over_fps(videos):
-    info = V.probe(videos["bframes_avi"])
-    assert info.timestamps_from == "index/fps" and info.fps == FPS
+def test_timestamps_fall_back_to_index_over_fps(videos, monkeypatch, fresh_cache):
+    # PyAV reads the B-frame AVI's timestamps correctly ...
+    assert V.probe(videos["bframes_avi"]).timestamps_from == "decoder"
     np.testing.assert_allclose(V.frame_times(videos["bframes_avi"]), np.arange(N) / FPS)
-    assert V.read_frames(videos["bframes_avi"], fps=2).indices.tolist() == [0, 13, 25, 38]
+    # ... OpenCV's per-frame times for it are unusable: index / fps is used instead
+    monkeypatch.setitem(V._BACKENDS, "pyav", lambda path: None)
+    info = V.probe(videos["bframes_avi"], cache=fresh_cache)
+    assert info.backend == "opencv" and info.seekable is False
+    assert info.timestamps_from == "index/fps" and info.fps == FPS
+    np.testing.assert_allclose(V.frame_times(videos["bframes_avi"], cache=fresh_cache),
+                               np.arange(N) / FPS)
+    frames = V.read_frames(videos["bframes_avi"], fps=2, cache=fresh_cache)
+    assert frames.indices.tolist() == [0, 13, 25, 38]
+    assert _codes(frames.images) == [0, 13, 25, 38]
     assert V.probe(videos["mp4"]).timestamps_from == "decoder"
 
 
@@ -236,13 +245,14 @@ def test_probe_is_cached_by_content(videos, fresh_cache, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["trim_mp4", "vfr", "ts"])
-def test_pyav_fallback_gives_the_same_frames(videos, kind, monkeypatch, fresh_cache, tmp_path):
+def test_opencv_fallback_gives_the_same_frames(videos, kind, monkeypatch, fresh_cache, tmp_path):
     from vadnb.cache import Cache
 
-    expected = V.read_frames(videos[kind], cache=Cache(tmp_path / "opencv-cache"))
-    monkeypatch.setitem(V._BACKENDS, "opencv", lambda path: None)  # OpenCV cannot open it
+    expected = V.read_frames(videos[kind], cache=Cache(tmp_path / "pyav-cache"))
+    assert V.probe(videos[kind], cache=Cache(tmp_path / "pyav-cache")).backend == "pyav"
+    monkeypatch.setitem(V._BACKENDS, "pyav", lambda path: None)  # PyAV cannot open it
     info = V.probe(videos[kind], cache=fresh_cache)
-    assert info.backend == "pyav"
+    assert info.backend == "opencv" and not info.seekable
     got = V.read_frames(videos[kind], cache=fresh_cache)
     np.testing.assert_array_equal(got.indices, expected.indices)
     np.testing.assert_allclose(got.timestamps_s, expected.timestamps_s, atol=1e-3)
@@ -270,7 +280,7 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(VideoError, match=r"not found: .*nope\.mp4"):
         V.probe(tmp_path / "nope.mp4")
     (tmp_path / "clips.mp4").mkdir()
-    with pytest.raises(VideoError, match=r"clips\.mp4 is a directory"):
+    with pytest.raises(VideoError, match=r"clips\.mp4 is an empty directory"):
         V.read_frames(tmp_path / "clips.mp4")
     empty = tmp_path / "empty.mp4"
     empty.touch()
@@ -344,18 +354,24 @@ def test_bad_arguments(videos):
     assert issubclass(VideoError, ValueError)
 
 
-def test_benchmark_script_runs_on_a_given_file(videos, capsys):
+def test_benchmark_script_runs_on_a_given_file(videos, long_avi, capsys):
     import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video.py"
     spec = importlib.util.spec_from_file_location("bench_video", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.main([str(videos["avi"]), "--fps", "5"])
+    result = bench.main([str(videos["avi"]), "--fps", "5", "--repeat", "1", "--no-subprocess",
+                         "--long", str(long_avi)])
     printed = capsys.readouterr().out
     assert "read_frames(fps=5)" in printed and "every frame" in printed
     assert re.search(r"read_frames\(fps=5\)\s+8\s", printed)  # 0, 5, ..., 35
+    assert re.search(r"read_frames\(indices=\[90, 240, 390, 540\]\)\s+4\s", printed)
     assert result["ratio"] == pytest.approx(result["all_s"] / result["fps_s"])
+    assert result["same_pixels"] is True  # vadnb's seek and PyAV's by hand agree
+    assert set(result["ratios"]) == {"probe / grab loop", "read_frames(fps) / grab loop",
+                                     "4 indices / PyAV seeking", "read_frames() peak / output"}
+    assert "target <= 1.3x" in printed and "target <= 3.0x" in printed
 
 
 def test_decode_stats_count_opens_frames_decoded_and_returned(tmp_path):
@@ -368,3 +384,313 @@ def test_decode_stats_count_opens_frames_decoded_and_returned(tmp_path):
     assert stats["frames_decoded"] == 8  # frames 0..7 stepped over, 3 and 7 retrieved
     V.reset_decode_stats()
     assert V.decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+
+
+# ----------------------------------------------------------------------------- seeking
+
+def _seek_everywhere(monkeypatch):
+    """Seek on every jump, however short: the fixtures are too short to seek otherwise."""
+    monkeypatch.setattr(V, "_SEEK_MIN_SKIP", 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_seeking_returns_the_sequential_frames_pixel_for_pixel(videos, kind, monkeypatch):
+    sequential = V.read_frames(videos[kind])  # every frame: one sequential pass
+    n = len(sequential)
+    _seek_everywhere(monkeypatch)
+    rng = np.random.default_rng(len(kind))
+    V.reset_decode_stats()
+    for _ in range(4):
+        asked = rng.integers(0, n, size=5)
+        got = V.read_frames(videos[kind], indices=asked)
+        np.testing.assert_array_equal(got.indices, asked)
+        np.testing.assert_array_equal(got.images, sequential.images[asked])
+        np.testing.assert_array_equal(got.timestamps_s, sequential.timestamps_s[asked])
+    # iter_frames with chunks that go back in the video: seeks back
+    asked = [n - 1, n - 2, 1, n // 2, 0]
+    chunks = list(V.iter_frames(videos[kind], indices=asked, chunk=1))
+    np.testing.assert_array_equal(np.concatenate([c.images for c in chunks]),
+                                  sequential.images[asked])
+    info = V.probe(videos[kind])
+    if kind != "vfr":  # one key frame only: nothing to seek to
+        assert info.seekable and V.seek_stats()["seeks"] > 0, V.seek_stats()
+    assert V.seek_stats()["fallbacks"] == 0
+
+
+@pytest.fixture(scope="module")
+def long_avi(tmp_path_factory) -> Path:
+    """600 frames of MPEG-4 in AVI, a key frame every 12: a file worth seeking in."""
+    return V.write_test_video(tmp_path_factory.mktemp("long") / "long.avi", 600, FPS, SIZE)
+
+
+def test_a_few_far_frames_seek_instead_of_decoding_everything(long_avi):
+    asked = [590, 301, 12, 455]
+    V.probe(long_avi)
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=asked)
+    stats, seeks = V.decode_stats(), V.seek_stats()
+    assert _codes(got.images) == asked
+    assert seeks["seeks"] >= 3 and seeks["fallbacks"] == 0
+    assert stats["opens"] == 1 and stats["frames_returned"] == 4
+    assert stats["frames_decoded"] < 100  # a sequential read decodes 591
+    with av.open(str(long_avi)) as c:  # the same pixels as a sequential PyAV decode
+        truth = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0))
+                 if i in asked]
+    np.testing.assert_array_equal(got.images, np.stack(truth)[np.argsort(np.argsort(asked))])
+
+
+def test_dense_ascending_reads_keep_one_sequential_pass(long_avi):
+    V.probe(long_avi)
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=np.arange(0, 600, 3))
+    assert _codes(got.images) == list(range(0, 600, 3))
+    assert V.seek_stats()["seeks"] == 0
+    assert V.decode_stats()["opens"] == 1 and V.decode_stats()["frames_decoded"] == 598
+    V.reset_decode_stats()
+    assert len(V.read_frames(long_avi, fps=1)) == 24
+    assert V.seek_stats()["seeks"] == 0 and V.decode_stats()["frames_decoded"] == 576
+
+
+def test_a_seek_that_lands_on_the_wrong_frame_falls_back_to_sequential(long_avi, monkeypatch,
+                                                                       fresh_cache):
+    # an index that does not match the decode: frame 499 indexed with another pts (as a file
+    # that changed, or a decoder that renumbers frames after a seek, would give)
+    record = dict(V._probe_record(long_avi, fresh_cache)[1])
+    record["pts"] = record["pts"].copy()
+    record["pts"][499] += 10_000
+    monkeypatch.setattr(V, "_probe_record", lambda *a, **k: (Path(long_avi), record))
+    V.reset_decode_stats()
+    got = V.read_frames(long_avi, indices=[500, 20])
+    assert _codes(got.images) == [500, 20]
+    assert V.seek_stats()["fallbacks"] == 1
+
+
+# ----------------------------------------------------------------------------- memory
+
+def test_read_frames_peak_memory_is_the_output_plus_a_frame(tmp_path):
+    import tracemalloc
+
+    path = V.write_test_video(tmp_path / "mem.avi", 120, FPS, (320, 240))
+    V.probe(path, cache=tmp_path / "c")
+    tracemalloc.start()
+    try:
+        frames = V.read_frames(path, cache=tmp_path / "c")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    output = frames.images.nbytes
+    assert output == 120 * 240 * 320 * 3
+    assert peak < output + 8 * 240 * 320 * 3, (peak, output)  # the output and a few frames
+    assert _codes(frames.images) == list(range(120))
+
+
+# ----------------------------------------------------------------------------- damage
+
+@pytest.fixture(scope="module")
+def damaged_mp4(tmp_path_factory) -> Path:
+    """60 frames of H.264 (a key frame every 10) with 1 KB of flipped bytes in the middle."""
+    d = tmp_path_factory.mktemp("damaged")
+    whole = V.write_test_video(d / "whole.mp4", 60, FPS, (160, 128), options={"g": "10"})
+    data = bytearray(whole.read_bytes())
+    mid = len(data) // 2
+    data[mid: mid + 1024] = bytes(b ^ 0xFF for b in data[mid: mid + 1024])
+    (d / "damaged.mp4").write_bytes(bytes(data))
+    return d / "damaged.mp4"
+
+
+def _decode_past_errors(path: Path) -> tuple[list[int], list[int]]:
+    """What ffmpeg does: decode packet by packet, skipping the ones the decoder rejects.
+    Returns the frames' pts and the pts of every packet that carries a picture."""
+    frames, packets = [], []
+    with av.open(str(path)) as c:
+        for packet in c.demux(video=0):
+            if packet.size:
+                packets.append(packet.pts)
+            try:
+                frames += [f.pts for f in packet.decode()]
+            except av.error.InvalidDataError:
+                pass
+    return frames, packets
+
+
+def test_damaged_block_is_decoded_past_and_reported(damaged_mp4, fresh_cache):
+    frames_pts, packets_pts = _decode_past_errors(damaged_mp4)
+    order = sorted(packets_pts)
+    lost = [i for i, t in enumerate(order) if t not in set(frames_pts)]
+    assert 0 < len(lost) < 20 and len(frames_pts) + len(lost) == 60  # a real, partial loss
+    with pytest.warns(V.DamagedVideoWarning, match=r"damaged\.mp4 is damaged.*could not be "
+                                                  r"decoded \(the file's frames \d"):
+        info = V.probe(damaged_mp4, cache=fresh_cache)
+    assert info.num_frames == len(frames_pts) > 30  # not cut short at the damage
+    assert info.lost_frames == len(lost) and info.damaged_packets > 0
+    assert [i for a, b in info.lost_ranges for i in range(a, b + 1)] == lost
+    assert not info.seekable  # a damaged file is read sequentially only
+    if shutil.which("ffmpeg"):  # the same count as ffmpeg itself
+        import subprocess
+
+        run = subprocess.run(["ffmpeg", "-nostdin", "-i", str(damaged_mp4), "-f", "null", "-"],
+                             capture_output=True, text=True)
+        assert int(re.findall(r"frame=\s*(\d+)", run.stderr)[-1]) == info.num_frames
+    with pytest.warns(V.DamagedVideoWarning):
+        frames = V.read_frames(damaged_mp4, cache=fresh_cache)
+    assert len(frames) == info.num_frames
+    codes = _codes(frames.images)
+    assert codes[:20] == list(range(20))  # the first key frame intervals are untouched
+    assert codes[-5:] == list(range(55, 60))  # and the end is reached, clean after a key frame
+    with pytest.warns(V.DamagedVideoWarning):  # every read says so, not only the first
+        last = V.read_frames(damaged_mp4, indices=[info.num_frames - 1], cache=fresh_cache)
+    assert _codes(last.images) == [59]
+
+
+def test_mpeg_ts_cut_short_warns(videos, tmp_path, fresh_cache):
+    data = videos["ts"].read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) * 6 // 10 + 100])  # not at a 188-byte packet boundary
+    with pytest.warns(V.DamagedVideoWarning, match=r"cut\.ts: it ends \d+ bytes into a "
+                                                  r"188-byte MPEG-TS packet"):
+        info = V.probe(cut, cache=fresh_cache)
+    assert 0 < info.num_frames < N
+    whole = tmp_path / "whole.ts"
+    shutil.copy(videos["ts"], whole)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert V.probe(whole, cache=fresh_cache).num_frames == N
+
+
+# ----------------------------------------------------------------------------- frame folders
+
+def _frame_folder(folder: Path, count: int, size=SIZE, ext: str = ".jpg",
+                  names=lambda i: f"{i}") -> Path:
+    """Images showing their index as a bar code, named without zero padding (natural sort)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        bgr = V._code_image(i, *size)[..., ::-1]
+        assert cv2.imwrite(str(folder / f"{names(i)}{ext}"), bgr)
+    return folder
+
+
+def test_frame_folder_is_a_video(tmp_path, fresh_cache):
+    folder = _frame_folder(tmp_path / "01_0014", 25)
+    (folder / "notes.txt").write_text("not a frame")  # other files are ignored
+    info = V.probe(folder, cache=fresh_cache)
+    assert (info.num_frames, info.width, info.height) == (25, *SIZE)
+    assert (info.source, info.backend, info.fps, info.fps_from) == ("folder", "images", 30.0,
+                                                                   "default")
+    frames = V.read_frames(folder, cache=fresh_cache)  # natural order: 2 before 10
+    assert _codes(frames.images) == list(range(25))
+    np.testing.assert_allclose(frames.timestamps_s, np.arange(25) / 30)
+    asked = [24, 3, 3, 10, 0]
+    assert _codes(V.read_frames(folder, indices=asked, cache=fresh_cache).images) == asked
+    given = V.read_frames(folder, fps=5, frame_rate=25, cache=fresh_cache)
+    assert given.indices.tolist() == [0, 5, 10, 15, 20] and _codes(given.images) == [0, 5, 10, 15, 20]
+    assert V.probe(folder, frame_rate=25, cache=fresh_cache).fps_from == "given"
+    chunks = list(V.iter_frames(folder, chunk=10, size=(32, 24), cache=fresh_cache))
+    assert [len(c) for c in chunks] == [10, 10, 5] and chunks[0].images.shape[1:] == (24, 32, 3)
+    paths = V.extract_frames(folder, tmp_path / "out", indices=[7, 12], cache=fresh_cache)
+    assert [p.name for p in paths] == ["frame_000007.jpg", "frame_000012.jpg"]
+    with pytest.raises(VideoError, match="frame_rate is for frame folders only"):
+        V.probe(tmp_path / "out" / "frame_000007.jpg", frame_rate=25)
+
+
+def test_frame_folder_digest_follows_names_and_contents(tmp_path):
+    from vadnb.cache import file_digest
+
+    folder = _frame_folder(tmp_path / "a", 5, ext=".png")
+    first = file_digest(folder)
+    copy = tmp_path / "b"
+    shutil.copytree(folder, copy)
+    assert file_digest(copy) == first  # content, not path
+    (copy / "4.png").rename(copy / "5.png")
+    assert file_digest(copy) != first  # a renamed image
+    shutil.rmtree(copy)
+    shutil.copytree(folder, copy)
+    assert file_digest(copy) == first
+    bgr = V._code_image(9, *SIZE)[..., ::-1]
+    cv2.imwrite(str(copy / "2.png"), bgr)
+    os.utime(copy / "2.png", ns=((folder / "2.png").stat().st_atime_ns,
+                                 (folder / "2.png").stat().st_mtime_ns))
+    assert file_digest(copy) != first  # same names, one image changed
+
+
+def test_frame_folder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match=r"empty is an empty directory"):
+        V.probe(empty)
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("x")
+    with pytest.raises(VideoError, match=r"texts is a directory with no image files.*a\.txt"):
+        V.read_frames(texts)
+    mixed = _frame_folder(tmp_path / "mixed", 6)
+    cv2.imwrite(str(mixed / "4.jpg"), V._code_image(4, 32, 24)[..., ::-1])
+    with pytest.raises(VideoError, match=r"mixed: the images .* differ in size: 0\.jpg is 64x48, "
+                                         r"4\.jpg \(frame 4\) is 32x24; pass size="):
+        V.read_frames(mixed)
+    assert _codes(V.read_frames(mixed, size=(64, 48)).images) == list(range(6))
+    fake = _frame_folder(tmp_path / "fake", 6)
+    (fake / "3.jpg").write_text("not an image")
+    with pytest.raises(VideoError, match=r"fake/3\.jpg: not a readable image.*frame 3"):
+        V.probe(fake)
+    cut = _frame_folder(tmp_path / "cut", 6)
+    noise = np.random.default_rng(0).integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    cv2.imwrite(str(cut / "5.jpg"), noise)  # a big picture part, after a small header
+    data = (cut / "5.jpg").read_bytes()
+    (cut / "5.jpg").write_bytes(data[: len(data) // 2])  # the header survives, the pixels not
+    V.probe(cut)
+    assert _codes(V.read_frames(cut, indices=[4]).images) == [4]
+    with pytest.raises(VideoError, match=r"cut/5\.jpg: cannot decode this image.*frame 5"):
+        V.read_frames(cut)
+    with pytest.raises(VideoError, match="frame_rate must be"):
+        V.probe(cut, frame_rate=0)
+
+
+def test_a_method_runs_on_a_frame_folder(tmp_path):
+    import vadnb
+
+    folder = _frame_folder(tmp_path / "clip", 40, size=(96, 64))
+    det = vadnb.detect(folder, method="classical")
+    assert det.frame_scores.shape == (40,) and np.all(np.isfinite(det.frame_scores))
+    assert det.fps == 30.0
+
+
+def test_run_dataset_scores_frame_folders(tmp_path):
+    import pandas as pd
+
+    from vadnb import scale
+    from vadnb.data.benchmarks import Benchmark
+
+    root = tmp_path / "frames"
+    table = pd.DataFrame({
+        "name": ["01_0014", "01_0015"], "split": ["test", "test"],
+        "path": [str(_frame_folder(root / n, k, size=(96, 64))) for n, k in
+                 (("01_0014", 30), ("01_0015", 36))],
+        "label": ["Normal", "Anomaly"], "is_anomalous": [False, True],
+        "num_frames": [30, 36], "fps": [30.0, 30.0]})
+    bench = Benchmark(name="folders", root=root, table=table,
+                      truth={"01_0014": [], "01_0015": [(10, 20)]}, classes=["Anomaly"])
+    run = scale.run_dataset(bench, "classical", out_dir=tmp_path / "run", cache=tmp_path / "c",
+                            progress=False)
+    scores = run.frame_scores()
+    assert {k: len(v) for k, v in scores.items()} == {"01_0014": 30, "01_0015": 36}
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs the ffmpeg binary to tag a rotation")
+@pytest.mark.parametrize("degrees, turns", [(90, 1), (270, -1)])
+def test_rotated_phone_video_is_read_upright_like_opencv(videos, tmp_path, degrees, turns):
+    import subprocess
+
+    rotated = tmp_path / f"rot{degrees}.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(videos["mp4"]), "-c", "copy",
+                    "-metadata:s:v:0", f"rotate={degrees}", str(rotated)], check=True)
+    info = V.probe(rotated)
+    assert (info.width, info.height) == (SIZE[1], SIZE[0])
+    got = V.read_frames(rotated, indices=[0, 5])
+    plain = V.read_frames(videos["mp4"], indices=[0, 5])
+    np.testing.assert_array_equal(got.images, np.rot90(plain.images, turns, axes=(1, 2)))
+    cap = cv2.VideoCapture(str(rotated))  # OpenCV applies the rotation too
+    ok, bgr = cap.read()
+    cap.release()
+    np.testing.assert_array_equal(got.images[0], bgr[..., ::-1])

@@ -51,8 +51,29 @@ def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (first 16 hex digits), remembered per (path, size, mtime).
 
     Keys built from this survive renaming or copying a video, and change when its content does.
+
+    A directory (a frame folder, see :mod:`vadnb.video`) is hashed by **content** too: the
+    name, size and bytes of every regular file directly inside it (hidden files, whose names
+    start with ".", and subfolders are left out), in name order. So a copied folder keeps its
+    cache entries, and renaming, adding, removing or editing an image changes the digest.
+    The result is remembered per (folder, the names, sizes and mtimes of those files).
     """
     p = Path(path)
+    if p.is_dir():
+        files = sorted((e for e in p.iterdir() if not e.name.startswith(".") and e.is_file()),
+                       key=lambda e: e.name)
+        stats = [(e.name, e.stat()) for e in files]
+        listing = tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
+        memo_dir = (str(p.resolve()), len(listing), hash(listing))
+        if memo_dir not in _digests:
+            h = hashlib.sha256(b"vadnb frame folder\n")
+            for e, (name, st) in zip(files, stats):
+                h.update(f"{len(name.encode())}:{name}:{st.st_size}\n".encode())
+                with open(e, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+            _digests[memo_dir] = h.hexdigest()[:16]
+        return _digests[memo_dir]
     st = p.stat()
     memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo_key not in _digests:

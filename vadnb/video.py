@@ -2,15 +2,33 @@
 
 Every method in this suite scores *frames*, and every benchmark labels *frames*: a score
 for frame 1200 is only worth something if the picture it came from really is frame 1200.
-This module therefore reads videos one way only: **sequentially**. It decodes the file from
-its first frame to its last and keeps the frames it was asked for. A frame's index is its
-position in that sequential decode, nothing else.
+A frame's index here is therefore its **position in a sequential decode** of the file, counted
+from 0, and nothing else: not what the header says, not where a seek happens to land.
 
-Why not seek? Seeking (``cv2.CAP_PROP_POS_FRAMES``) and the frame count a container announces
-(``cv2.CAP_PROP_FRAME_COUNT``) both trust the file's header and index, and those lie more often
-than one would hope: an AVI whose header claims 444 frames when 68 decode, an MP4 whose edit
-list hides its first frames, an MPEG-TS stream that starts at 1.4 s, a phone video with a
-variable frame rate. Counting and reading sequentially is exact for all of them.
+The frame count a container announces (``cv2.CAP_PROP_FRAME_COUNT``) and seeking by frame
+number (``cv2.CAP_PROP_POS_FRAMES``) both trust the file's header and index, and those lie more
+often than one would hope: an AVI whose header claims 444 frames when 68 decode, an MP4 whose
+edit list hides its first frames, an MPEG-TS stream that starts at 1.4 s, a phone video with a
+variable frame rate. So :func:`probe` decodes the whole file once and records, for every frame,
+its presentation timestamp (``pts``) and whether it is a key frame. That record is the index:
+
+- reading frames in ascending order decodes sequentially, in one pass;
+- reading a few frames far apart **seeks** to the key frame at or before each and decodes
+  forward, naming every decoded frame by looking its ``pts`` up in the probe's record, and
+  checking as it goes that the frames arrive exactly as the sequential decode had them. Any
+  surprise (a missing or unknown ``pts``, a seek that lands elsewhere) abandons seeking for a
+  sequential decode; files whose timestamps cannot name frames (missing or repeated ``pts``,
+  damaged data) are never seeked at all. Seeking is a shortcut to the same frames, never a
+  different answer.
+
+A damaged file is decoded past its damaged packets, as ``ffmpeg`` does; the frames that could
+not be decoded are reported (a :class:`DamagedVideoWarning` naming the file and the frames, and
+:attr:`VideoInfo.lost_frames` / :attr:`VideoInfo.lost_ranges`), never silently dropped.
+
+A **frame folder** (a directory of numbered images, ``000.jpg, 001.jpg, ...``, as ShanghaiTech
+and Avenue ship) is a video too: frame ``i`` is the ``i``-th image in natural name order
+(``2.jpg`` before ``10.jpg``), at ``frame_rate`` frames per second (default
+:data:`FOLDER_FPS`).
 
 The public functions:
 
@@ -21,6 +39,7 @@ The public functions:
   as a :class:`Frames`; :func:`iter_frames` yields the same in chunks, for long videos.
 - :func:`extract_frames` writes them as JPEG files named by their frame index.
 - :func:`sample_indices` is the ``fps`` sampling rule on its own.
+- :func:`decode_stats` / :func:`seek_stats` count the decoding work done (for benchmarks).
 - :func:`write_test_video`, :func:`read_frame_code` and :func:`patch_avi_frame_count` make
   small synthetic videos whose frames carry their own index (for tests and lessons).
 
@@ -34,6 +53,7 @@ import math
 import os
 import re
 import struct
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +62,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "VideoError", "VideoInfo", "Frames", "probe", "frame_times", "sample_indices",
-    "read_frames", "iter_frames", "extract_frames",
+    "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
+    "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
+    "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES",
     "write_test_video", "read_frame_code", "patch_avi_frame_count",
 ]
 
@@ -54,30 +75,50 @@ TIMEOUT_MS = 20_000
 #: Two timestamps closer than this (seconds) are the same instant (absorbs float rounding).
 _EPS = 1e-6
 #: Bump when the probe's logic changes, so stale cache entries are not reused.
-_PROBE_VERSION = 1
+_PROBE_VERSION = 3
+#: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
+FOLDER_FPS = 30.0
+#: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Seek only when it skips more than this many frames (a seek costs a few frames of decoding).
+_SEEK_MIN_SKIP = 64
 
 
 #: What decoding has cost since the last :func:`reset_decode_stats` (benchmarks read it):
 #: decoder opens, frames the decoder stepped over (probe passes included), frames returned.
 _DECODE_STATS = {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+#: Seeks made, and seeks abandoned for a sequential decode because a frame did not match.
+_SEEK_STATS = {"seeks": 0, "fallbacks": 0}
 
 
 def decode_stats() -> dict[str, int]:
     """Decoder opens, frames decoded and frames returned since the last reset.
 
     A cached stage decodes nothing, so a warm re-run must leave these at zero; a stage that
-    streams reads each frame at most once per pass (``benchmarks/``).
+    streams reads each frame at most once per pass (``benchmarks/``). A frame-folder image
+    read counts as one frame decoded.
     """
     return dict(_DECODE_STATS)
 
 
+def seek_stats() -> dict[str, int]:
+    """Seeks made and seeks abandoned (fallbacks to a sequential decode) since the last reset."""
+    return dict(_SEEK_STATS)
+
+
 def reset_decode_stats() -> None:
-    for key in _DECODE_STATS:
-        _DECODE_STATS[key] = 0
+    """Set :func:`decode_stats` and :func:`seek_stats` back to zero."""
+    for stats in (_DECODE_STATS, _SEEK_STATS):
+        for key in stats:
+            stats[key] = 0
 
 
 class VideoError(ValueError):
     """A video that cannot be read as asked; the message names the file and the problem."""
+
+
+class DamagedVideoWarning(UserWarning):
+    """A video that decodes, but not whole: frames lost to damage, or a file cut short."""
 
 
 @dataclass(frozen=True)
@@ -88,13 +129,27 @@ class VideoInfo:
         num_frames: frames a sequential decode yields (the truth, whatever the header says).
         fps: frames per second: the container's nominal rate when the measured timestamps
             agree with it (within 1 %), else the measured average rate (variable frame rate).
-        width, height: frame size in pixels, as decoded.
+            For a frame folder: ``frame_rate`` when given, else :data:`FOLDER_FPS` (30).
+        width, height: frame size in pixels, as decoded (a frame folder: its first image).
         duration_s: last frame's timestamp plus one frame period (``1 / fps``).
-        header_frames: the frame count the container *claims* (``cv2.CAP_PROP_FRAME_COUNT``
-            or the stream's ``frames`` field in PyAV); 0 when it claims nothing. Often wrong.
-        backend: the decoder that read it, ``"opencv"`` or ``"pyav"``.
+        header_frames: the frame count the container *claims* (the stream's ``frames`` field
+            in PyAV, or ``cv2.CAP_PROP_FRAME_COUNT``); 0 when it claims nothing. Often wrong.
+        backend: what read it: ``"pyav"``, ``"opencv"`` (when PyAV cannot open the file) or
+            ``"images"`` (a frame folder).
         timestamps_from: ``"decoder"`` when per-frame timestamps come from the file (strictly
-            increasing), ``"index/fps"`` when the file's timestamps were missing or unusable.
+            increasing), ``"index/fps"`` when they were missing or unusable (and for folders).
+        source: ``"file"`` or ``"folder"`` (a frame folder).
+        fps_from: where ``fps`` comes from: ``"container"``, ``"measured"``, ``"assumed"`` (no
+            timing in the file: 25), ``"given"`` (``frame_rate=``) or ``"default"``
+            (a frame folder without ``frame_rate``: :data:`FOLDER_FPS`).
+        lost_frames: frames of the file that could not be decoded (damaged data); 0 for a
+            whole file. The decoded frames are numbered consecutively all the same, so after a
+            loss, index ``i`` shows the file's picture ``i + (frames lost before it)``.
+        lost_ranges: the lost frames as ``(first, last)`` ranges (inclusive), numbered as the
+            file's pictures in presentation order; empty when unknown or nothing was lost.
+        damaged_packets: compressed packets the decoder rejected.
+        seekable: the probe's index can name every frame by its timestamp, so reading a few
+            frames far apart seeks instead of decoding everything before them.
     """
 
     num_frames: int
@@ -103,8 +158,14 @@ class VideoInfo:
     height: int
     duration_s: float
     header_frames: int = 0
-    backend: str = "opencv"
+    backend: str = "pyav"
     timestamps_from: str = "decoder"
+    source: str = "file"
+    fps_from: str = "container"
+    lost_frames: int = 0
+    lost_ranges: tuple[tuple[int, int], ...] = ()
+    damaged_packets: int = 0
+    seekable: bool = False
 
 
 @dataclass
@@ -128,61 +189,28 @@ class Frames:
 
 
 # --------------------------------------------------------------------------- decoders
-# A decoder walks the file once, frame by frame. For each frame it yields the frame's
-# timestamp (seconds, or nan when the file has none) and a function that returns the frame as
-# RGB. Grabbing is cheap; converting a frame to an image is what costs, so only the wanted
-# frames call it (and they must call it before the decoder moves on).
+# Two decoders: PyAV (FFmpeg's libraries called directly: exact timestamps, seeking, and
+# decoding past damaged packets) and OpenCV's FFmpeg backend, used when PyAV cannot open a file.
+# An opener returns a handle, or None when it cannot open the file.
 
 @dataclass
-class _Decoder:
-    backend: str
-    fps: float
-    width: int
-    height: int
-    header_frames: int
-    frames: Iterator[tuple[float, Callable[[], np.ndarray]]]
-    close: Callable[[], None]
+class _PyAV:
+    container: Any
+    stream: Any
+
+    def close(self) -> None:
+        self.container.close()
 
 
-def _open_opencv(path: Path) -> _Decoder | None:
-    """OpenCV's FFmpeg backend, with timeouts; None when it cannot open the file."""
-    import cv2
+@dataclass
+class _OpenCV:
+    cap: Any
 
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
-    try:
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
-    except cv2.error:
-        return None
-    if not cap.isOpened():
-        cap.release()
-        return None
-
-    def frames() -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
-        def retrieve() -> np.ndarray:
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                raise VideoError(f"{path}: OpenCV grabbed a frame but could not decode it; "
-                                 "the file is probably damaged (try re-encoding it).")
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-        while cap.grab():
-            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
-            yield (msec / 1000.0 if math.isfinite(msec) else math.nan), retrieve
-
-    return _Decoder(
-        backend="opencv",
-        fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
-        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        header_frames=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0),
-        frames=frames(),
-        close=cap.release,
-    )
+    def close(self) -> None:
+        self.cap.release()
 
 
-def _open_pyav(path: Path) -> _Decoder | None:
-    """PyAV (FFmpeg's libraries, called directly); None when it cannot open the file."""
+def _open_pyav(path: Path) -> _PyAV | None:
     try:
         import av
     except ImportError:
@@ -196,44 +224,116 @@ def _open_pyav(path: Path) -> _Decoder | None:
         return None
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    rate = stream.average_rate or stream.guessed_rate
-
-    def frames() -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
-        try:
-            for frame in container.decode(stream):
-                t = frame.time
-                yield (float(t) if t is not None else math.nan), (
-                    lambda f=frame: f.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError:
-            return  # a damaged tail ends the decode, as OpenCV's grab() returning False does
-
-    return _Decoder(
-        backend="pyav",
-        fps=float(rate) if rate else 0.0,
-        width=int(stream.codec_context.width),
-        height=int(stream.codec_context.height),
-        header_frames=max(int(stream.frames or 0), 0),
-        frames=frames(),
-        close=container.close,
-    )
+    return _PyAV(container, stream)
 
 
-#: Decoders to try, in order. OpenCV first (what the suite's users have), PyAV as fallback.
-_BACKENDS: dict[str, Callable[[Path], _Decoder | None]] = {
-    "opencv": _open_opencv,
+def _open_opencv(path: Path) -> _OpenCV | None:
+    import cv2
+
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
+    try:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
+    except cv2.error:
+        return None
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return _OpenCV(cap)
+
+
+#: Decoders to try, in order.
+_BACKENDS: dict[str, Callable[[Path], Any]] = {
     "pyav": _open_pyav,
+    "opencv": _open_opencv,
 }
 
 
-def _check_file(path: PathLike) -> Path:
-    """The path as a Path, or a VideoError saying why it cannot be a video file."""
+class _Untrusted(Exception):
+    """A frame after a seek is not the one the probe's index promised: decode sequentially."""
+
+
+class _LandedLate(_Untrusted):
+    """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
+
+
+def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
+                 packets: list[tuple[Any, Any, bool]] | None = None) -> Iterator[Any]:
+    """Every frame PyAV decodes, in presentation order, going on past damaged packets.
+
+    ``damage`` (when given) collects, for each packet the decoder rejects, how many frames had
+    come out before it; without it a rejected packet raises :class:`_Untrusted`. ``packets``
+    collects ``(pts, dts, is_keyframe)`` of every packet that carries a picture.
+    """
+    import av
+
+    demuxed = h.container.demux(h.stream)
+    decoded = 0
+    while True:
+        try:
+            packet = next(demuxed)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:  # the container is unreadable from here on
+            if damage is None:
+                raise _Untrusted("demuxing failed") from None
+            damage.append(decoded)
+            return
+        if packets is not None and packet.size and not packet.is_discard:
+            packets.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            if damage is None:
+                raise _Untrusted("a packet failed to decode") from None
+            damage.append(decoded)
+            continue
+        for frame in frames:
+            decoded += 1
+            _DECODE_STATS["frames_decoded"] += 1
+            yield frame
+
+
+def _opencv_frames(h: _OpenCV, p: Path) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+    """OpenCV's frames: each frame's time (s, or nan) and a function converting it to RGB."""
+    import cv2
+
+    def retrieve() -> np.ndarray:
+        ok, bgr = h.cap.retrieve()
+        if not ok or bgr is None:
+            raise VideoError(f"{p}: OpenCV grabbed a frame but could not decode it; "
+                             "the file is probably damaged (try re-encoding it).")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    while h.cap.grab():
+        _DECODE_STATS["frames_decoded"] += 1
+        msec = h.cap.get(cv2.CAP_PROP_POS_MSEC)
+        yield (msec / 1000.0 if math.isfinite(msec) else math.nan), retrieve
+
+
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show a PyAV frame upright (its display matrix:
+    phones record portrait video as landscape pictures plus a rotation, as OpenCV applies)."""
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """A PyAV frame as uint8 RGB ``[H, W, 3]``, upright."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame)
+    return np.rot90(rgb, turns) if turns else rgb
+
+
+def _check_source(path: PathLike) -> Path:
+    """The path as a Path, or a VideoError saying why it is neither a video nor a frame folder."""
+    if path is None or isinstance(path, (bool, int, float)):
+        raise VideoError(f"expected a video file or a frame folder path, got {path!r}")
     p = Path(path).expanduser()
     if not p.exists():
         raise VideoError(f"video not found: {p} (check the path; relative paths are resolved "
                          f"from {Path.cwd()})")
     if p.is_dir():
-        raise VideoError(f"{p} is a directory, not a video file; pass one video file "
-                         "(e.g. a .mp4 inside it)")
+        return p
     if not p.is_file():
         raise VideoError(f"{p} is not a regular file (a device or a pipe?); pass a video file")
     if p.stat().st_size == 0:
@@ -244,14 +344,18 @@ def _check_file(path: PathLike) -> Path:
     return p
 
 
-def _open(p: Path, backend: str | None = None) -> _Decoder:
-    """Open with the given backend, or the first of ``_BACKENDS`` that can."""
+# Kept for callers of the old name.
+_check_file = _check_source
+
+
+def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
+    """Open with the given backend, or the first of ``_BACKENDS`` that can: (name, handle)."""
     names = [backend] if backend else list(_BACKENDS)
     for name in names:
-        decoder = _BACKENDS[name](p)
-        if decoder is not None:
+        handle = _BACKENDS[name](p)
+        if handle is not None:
             _DECODE_STATS["opens"] += 1
-            return decoder
+            return name, handle
     damage = _truncation(p)
     if damage:
         raise VideoError(f"{p} is truncated or damaged ({damage}) and no frame can be read: "
@@ -332,87 +436,312 @@ def _mkv_truncation(f: Any, size: int) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- probe
-def _scan(p: Path, backend: str | None) -> dict[str, Any]:
-    """One sequential pass: count the frames and note every frame's timestamp."""
-    decoder = _open(p, backend)
-    times: list[float] = []
+def _ts_cut_short(p: Path) -> str | None:
+    """How an MPEG-TS file is cut short (it ends inside a transport packet), or None.
+
+    MPEG-TS has no index or total size to compare with: a file cut at a packet boundary
+    cannot be told from a whole one, but one cut anywhere else leaves a partial packet.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(400)
+    for packet, sync in ((188, 0), (192, 4)):  # plain TS, and M2TS with its 4-byte prefix
+        if len(head) > packet + sync and head[sync] == 0x47 and head[packet + sync] == 0x47:
+            extra = size % packet
+            if extra:
+                return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
+                        "probably cut short")
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------- frame folders
+def _natural_key(name: str) -> list[Any]:
+    """Sort key putting ``2.jpg`` before ``10.jpg`` (digit runs compare as numbers)."""
+    parts = re.split(r"(\d+)", name)
+    return [int(s) if i % 2 else s.lower() for i, s in enumerate(parts)]
+
+
+def _folder_images(p: Path) -> list[Path]:
+    """The images of a frame folder in natural name order, or a VideoError saying why none."""
     try:
-        for t, _ in decoder.frames:
-            times.append(t)
-            _DECODE_STATS["frames_decoded"] += 1
-    finally:
-        decoder.close()
-    n = len(times)
-    if n == 0:
-        damage = _truncation(p)
-        what = f"it is truncated or damaged ({damage})" if damage else (
-            "its video stream holds no frame the decoder accepts")
-        raise VideoError(f"video has 0 decodable frames: {p}; {what}. Re-encode or fetch "
-                         "the file again.")
-    damage = _truncation(p)
-    if damage and (decoder.header_frames == 0 or n < decoder.header_frames):
-        frames_read = f"{n} frame" + ("s" if n != 1 else "")
-        raise VideoError(f"{p} is truncated or damaged ({damage}): only {frames_read} could "
-                         f"be read (its header announces {decoder.header_frames}). Download or "
-                         "copy it again; to keep the readable part, re-mux it, e.g. "
-                         f"`ffmpeg -i {p.name} -c copy fixed.mkv`.")
-    raw = np.asarray(times, dtype=np.float64)
-    reliable = bool(np.all(np.isfinite(raw)) and (n == 1 or np.all(np.diff(raw) > _EPS)))
-    nominal = decoder.fps if 0 < decoder.fps < 1000 else 0.0
-    if reliable and n > 1:
-        rel = raw - raw[0]
-        measured = (n - 1) / rel[-1]
-        fps = nominal if nominal and abs(nominal - measured) <= 0.01 * measured else measured
-    else:
-        fps = nominal or 25.0  # no usable timing at all: assume PAL's 25 fps, say so below
-        rel = np.arange(n, dtype=np.float64) / fps
+        entries = [e for e in p.iterdir() if not e.name.startswith(".")]
+    except OSError as err:
+        raise VideoError(f"{p}: cannot list this folder ({err}); check its permissions") from None
+    if not entries:
+        raise VideoError(f"{p} is an empty directory: pass a video file, or a frame folder "
+                         f"(a directory of numbered images: {', '.join(IMAGE_SUFFIXES)})")
+    images = [e for e in entries if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file()]
+    if not images:
+        sample = ", ".join(sorted(e.name for e in entries)[:5])
+        raise VideoError(f"{p} is a directory with no image files (it holds {len(entries)} "
+                         f"entries, e.g. {sample}); a frame folder holds numbered images "
+                         f"({', '.join(IMAGE_SUFFIXES)}). Pass a video file or such a folder.")
+    return sorted(images, key=lambda e: _natural_key(e.name))
+
+
+def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
+    """A frame folder's record, from the image headers (every pixel is read only when asked)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = _folder_images(p)
+    sizes = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.append(im.size)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+            raise VideoError(f"{f}: not a readable image ({err}); frame {len(sizes)} of the frame "
+                             f"folder {p}. Replace or remove the file.") from None
+    odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
+    fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
+    n = len(files)
     return {
-        "num_frames": n, "fps": float(fps), "width": decoder.width, "height": decoder.height,
-        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": decoder.header_frames,
-        "backend": decoder.backend, "timestamps_from": "decoder" if reliable else "index/fps",
-        "timestamps_s": rel,
+        "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
+        "duration_s": n / fps, "header_frames": 0, "backend": "images",
+        "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
+        "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
+        "lost_frames": 0, "lost_ranges": [], "damaged_packets": 0, "seekable": False,
+        "files": [f.name for f in files], "first_odd_size": odd,
+        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": [],
     }
 
 
-def _probe_record(path: PathLike, cache: Any = None) -> tuple[Path, dict[str, Any]]:
+def _read_image(p: Path, name: str, index: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    f = p / name
+    try:
+        with Image.open(f) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise VideoError(f"{f} (frame {index} of the frame folder {p}) has disappeared since the "
+                         "folder was probed; the folder changed, probe it again") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise VideoError(f"{f}: cannot decode this image ({err}); it is frame {index} of the "
+                         f"frame folder {p}. Replace or remove the file.") from None
+    _DECODE_STATS["frames_decoded"] += 1
+    return rgb
+
+
+# --------------------------------------------------------------------------- probe
+def _scan(p: Path, backend: str | None) -> dict[str, Any]:
+    """One sequential pass: count the frames and note every frame's timestamp (the index)."""
+    name, h = _open(p, backend)
+    damage: list[int] = []
+    packets: list[tuple[Any, Any, bool]] = []
+    try:
+        if name == "pyav":
+            stream = h.stream
+            rate = stream.average_rate or stream.guessed_rate
+            nominal = float(rate) if rate else 0.0
+            header = max(int(stream.frames or 0), 0)
+            pts: list[Any] = []
+            keys: list[bool] = []
+            times: list[float] = []
+            width = height = 0
+            for frame in _pyav_frames(h, damage, packets):
+                if not pts:
+                    width, height = frame.width, frame.height
+                    if _quarter_turns(frame) % 2:
+                        width, height = height, width
+                pts.append(frame.pts)
+                keys.append(bool(frame.key_frame))
+                t = frame.time
+                times.append(float(t) if t is not None else math.nan)
+        else:
+            import cv2
+
+            cap = h.cap
+            nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+            width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            times = [t for t, _ in _opencv_frames(h, p)]
+            pts, keys = [], []
+    finally:
+        h.close()
+    n = len(times)
+    if n == 0:
+        cut = _truncation(p)
+        what = f"it is truncated or damaged ({cut})" if cut else (
+            "its video stream holds no frame the decoder accepts")
+        raise VideoError(f"video has 0 decodable frames: {p}; {what}. Re-encode or fetch "
+                         "the file again.")
+    cut = _truncation(p)
+    if cut and (header == 0 or n < header):
+        frames_read = f"{n} frame" + ("s" if n != 1 else "")
+        raise VideoError(f"{p} is truncated or damaged ({cut}): only {frames_read} could "
+                         f"be read (its header announces {header}). Download or "
+                         "copy it again; to keep the readable part, re-mux it, e.g. "
+                         f"`ffmpeg -i {p.name} -c copy fixed.mkv`.")
+    notes: list[str] = []
+    ts_cut = _ts_cut_short(p)
+    if ts_cut:
+        notes.append(f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
+                     "Fetch the file again if its end matters.")
+
+    raw = np.asarray(times, dtype=np.float64)
+    reliable = bool(np.all(np.isfinite(raw)) and (n == 1 or np.all(np.diff(raw) > _EPS)))
+    nominal = nominal if 0 < nominal < 1000 else 0.0
+    if reliable and n > 1:
+        rel = raw - raw[0]
+        measured = (n - 1) / rel[-1]
+        use_nominal = bool(nominal) and abs(nominal - measured) <= 0.01 * measured
+        fps, fps_from = (nominal, "container") if use_nominal else (measured, "measured")
+    else:
+        fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
+        rel = np.arange(n, dtype=np.float64) / fps
+
+    lost = _lost_frames(pts, packets) if damage else []
+    if damage:
+        expected = len(packets)
+        lost_count = len(lost) if lost else max(expected - n, 0)
+        where = (", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
+                 if lost else f"after decoded frame {damage[0]}")
+        notes.append(
+            f"{p} is damaged: the decoder rejected {len(damage)} packet(s) and {lost_count} "
+            f"frame(s) could not be decoded (the file's frames {where}, counted from 0). "
+            f"The other {n} frames are read as usual and numbered consecutively, so later "
+            "frames shift down by the frames lost before them. Re-encode or fetch the file "
+            "again for an exact frame count.")
+    else:
+        lost_count = 0
+
+    seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damage) else None
+    return {
+        "num_frames": n, "fps": float(fps), "width": int(width), "height": int(height),
+        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header,
+        "backend": name, "timestamps_from": "decoder" if reliable else "index/fps",
+        "timestamps_s": rel, "source": "file", "fps_from": fps_from,
+        "lost_frames": int(lost_count), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "damaged_packets": len(damage), "seekable": seek is not None,
+        "pts": seek[0] if seek else None, "seek_points": seek[1] if seek else None,
+        "seek_ts": seek[2] if seek else None, "warnings": notes,
+    }
+
+
+def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted integers as inclusive ``(first, last)`` runs."""
+    runs: list[tuple[int, int]] = []
+    for v in sorted(values):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool]]) -> list[int]:
+    """Positions (in the file's presentation order) of pictures whose packet gave no frame.
+
+    Only when every packet and frame has a distinct timestamp; else [] (count only)."""
+    packet_pts = [q[0] for q in packets]
+    if any(t is None for t in packet_pts) or any(t is None for t in pts):
+        return []
+    if len(set(packet_pts)) != len(packet_pts):
+        return []
+    order = sorted(packet_pts)
+    got = set(pts)
+    return [i for i, t in enumerate(order) if t not in got]
+
+
+def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(pts, seek_points, seek_ts)`` when timestamps can name every frame, else None.
+
+    ``seek_points`` are the indices of frames the decoder calls key frames *and* whose packet
+    the container marks as a key frame (a seek lands on those); ``seek_ts`` is the key
+    packet's dts, a second timestamp to seek to (demuxers differ: MP4 lands exactly when given
+    the pts, MPEG-TS when given the dts).
+    """
+    if not pts or any(t is None for t in pts):
+        return None
+    arr = np.asarray(pts, dtype=np.int64)
+    if len(arr) > 1 and not np.all(np.diff(arr) > 0):
+        return None
+    key_packets = {int(q[0]): (int(q[1]) if q[1] is not None else int(q[0]))
+                   for q in packets if q[2] and q[0] is not None}
+    points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
+    if not points:
+        return None
+    seek_ts = [key_packets[int(arr[i])] for i in points]
+    return arr, np.asarray(points, dtype=np.int64), np.asarray(seek_ts, dtype=np.int64)
+
+
+def _check_frame_rate(p: Path, frame_rate: float | None) -> None:
+    if frame_rate is None:
+        return
+    if not p.is_dir():
+        raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
+                         "comes from the file); drop frame_rate=")
+    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float, np.number)) \
+            or not math.isfinite(frame_rate) or not 0 < frame_rate < 1000:
+        raise VideoError(f"{p}: frame_rate must be a number of frames per second between 0 and "
+                         f"1000, got {frame_rate!r}")
+
+
+def _probe_record(path: PathLike, cache: Any = None,
+                  frame_rate: float | None = None) -> tuple[Path, dict[str, Any]]:
     from .cache import file_digest, get_cache
 
-    p = _check_file(path)
-    parts = {"video": file_digest(p), "backends": list(_BACKENDS), "version": _PROBE_VERSION}
-    record = get_cache(cache).memo("video.probe", parts, lambda: _scan(p, None))
+    p = _check_source(path)
+    _check_frame_rate(p, frame_rate)
+    if p.is_dir():
+        _folder_images(p)  # a clear error for an empty or image-less folder, before hashing
+        parts: dict[str, Any] = {"frames": file_digest(p), "version": _PROBE_VERSION,
+                                 "frame_rate": None if frame_rate is None else float(frame_rate)}
+        record = get_cache(cache).memo("video.probe", parts, lambda: _scan_folder(p, frame_rate))
+    else:
+        parts = {"video": file_digest(p), "backends": list(_BACKENDS),
+                 "version": _PROBE_VERSION}
+        record = get_cache(cache).memo("video.probe", parts, lambda: _scan(p, None))
+    for note in record.get("warnings") or []:
+        warnings.warn(str(note), DamagedVideoWarning, stacklevel=3)
     return p, record
 
 
-def probe(path: PathLike, cache: Any = None) -> VideoInfo:
+def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> VideoInfo:
     """Count a video's decodable frames and read its size, rate and timing.
 
-    The count comes from grabbing every frame once (exact even when the header lies), so the
-    first call costs one pass over the file; the result is cached on disk keyed by the file's
-    content (:func:`vadnb.cache.file_digest`), so later calls, in any process, are instant.
+    The count comes from decoding every frame once (exact even when the header lies), so the
+    first call costs one pass over the file; the result (with the index of every frame's
+    timestamp and the key frames, used to seek) is cached on disk keyed by the file's content
+    (:func:`vadnb.cache.file_digest`), so later calls, in any process, are instant.
 
     Args:
-        path: the video file.
+        path: a video file, or a frame folder (a directory of numbered images).
         cache: a :class:`vadnb.cache.Cache`, a folder, or None for the default cache.
+        frame_rate: frames per second of a frame folder (default :data:`FOLDER_FPS`, 30, and
+            ``VideoInfo.fps_from == "default"`` says so). Not allowed for video files.
 
     Raises:
-        VideoError: missing file, a directory, not a video, 0 decodable frames, truncated.
+        VideoError: missing file, not a video, 0 decodable frames, truncated; an empty folder
+            or one without images, an unreadable image.
+
+    Warns:
+        DamagedVideoWarning: frames lost to damaged data, or an MPEG-TS file cut short.
     """
-    _, r = _probe_record(path, cache)
+    _, r = _probe_record(path, cache, frame_rate)
     return VideoInfo(num_frames=int(r["num_frames"]), fps=float(r["fps"]), width=int(r["width"]),
                      height=int(r["height"]), duration_s=float(r["duration_s"]),
                      header_frames=int(r["header_frames"]), backend=str(r["backend"]),
-                     timestamps_from=str(r["timestamps_from"]))
+                     timestamps_from=str(r["timestamps_from"]), source=str(r["source"]),
+                     fps_from=str(r["fps_from"]), lost_frames=int(r["lost_frames"]),
+                     lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]),
+                     damaged_packets=int(r["damaged_packets"]), seekable=bool(r["seekable"]))
 
 
-def frame_times(path: PathLike, cache: Any = None) -> np.ndarray:
+def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
     """Presentation time (s) of every frame, relative to the first frame (which is at 0).
 
     Taken from the decoder when the file's timestamps are usable (all present and strictly
     increasing), which keeps variable-frame-rate video exact; otherwise ``index / fps``
-    (:attr:`VideoInfo.timestamps_from` says which). Cached with :func:`probe`.
+    (:attr:`VideoInfo.timestamps_from` says which; always so for a frame folder). Cached with
+    :func:`probe`.
     """
-    return np.asarray(_probe_record(path, cache)[1]["timestamps_s"], dtype=np.float64).copy()
+    record = _probe_record(path, cache, frame_rate)[1]
+    return np.asarray(record["timestamps_s"], dtype=np.float64).copy()
 
 
 # --------------------------------------------------------------------------- sampling
@@ -492,86 +821,245 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None,
 
 
 # --------------------------------------------------------------------------- reading
+class _Reader:
+    """Hands out frames by index, in ascending order, from one open decoder.
+
+    Going forward it decodes on; to go back, or to jump far ahead in a file whose probe built
+    a seek index, it seeks to the key frame at or before the wanted frame (checking every
+    decoded frame against the index, see the module docstring), else it restarts from the
+    first frame. A frame folder simply reads the wanted images.
+    """
+
+    def __init__(self, p: Path, record: dict[str, Any]):
+        self.p, self.record = p, record
+        self.backend = str(record["backend"])
+        self.n = int(record["num_frames"])
+        self.handle: Any = None
+        self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
+        self.pos = -1  # index of the last frame taken from self.frames
+        self.seeking = (0, 0)  # (seek point, attempt) of the last seek
+        self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
+        self.after_seek = False  # whether self.frames comes from a seek
+        self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
+        if self.seekable:
+            self.pts = np.asarray(record["pts"], dtype=np.int64)
+            self.points = np.asarray(record["seek_points"], dtype=np.int64)
+            self.seek_ts = np.asarray(record["seek_ts"], dtype=np.int64)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.handle, self.frames = None, None
+
+    def _restart(self) -> None:
+        """Decode sequentially from the first frame."""
+        self.close()
+        _, self.handle = _open(self.p, self.backend)
+        if self.backend == "pyav":
+            self.frames = ((i, (lambda f=f: _rgb(f)))
+                           for i, f in enumerate(_pyav_frames(self.handle, damage=[])))
+        else:
+            self.frames = ((i, retrieve)
+                           for i, (_, retrieve) in enumerate(_opencv_frames(self.handle, self.p)))
+        self.after_seek = False
+        self.pos = -1
+
+    def _seek(self, k: int, attempt: int | None = None) -> None:
+        """Seek to seek point ``k`` (an index into ``self.points``).
+
+        The first attempt seeks to the key frame's pts, the second to its packet's dts (for
+        demuxers that land after the wanted key frame when given the pts)."""
+        if self.handle is None:
+            _, self.handle = _open(self.p, self.backend)
+        key = int(self.points[k])
+        attempt = self.first_attempt if attempt is None else attempt
+        ts = int(self.pts[key]) if attempt == 0 else int(self.seek_ts[k])
+        self.handle.container.seek(ts, backward=True, any_frame=False,
+                                   stream=self.handle.stream)
+        _SEEK_STATS["seeks"] += 1
+        self.frames = self._after_seek(key)
+        self.after_seek = True
+        self.pos = key - 1
+        self.seeking = (k, attempt)
+
+    def _after_seek(self, key: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        """Frames from ``key`` on, each named by its pts; any mismatch raises _Untrusted."""
+        expect = key
+        for frame in _pyav_frames(self.handle):
+            if frame.pts is None:
+                raise _Untrusted("a frame without pts")
+            if expect == key and frame.pts < self.pts[key]:
+                continue  # frames before the key frame: the seek landed a little earlier
+            if expect == key and frame.pts > self.pts[key]:
+                raise _LandedLate()
+            if expect >= self.n or frame.pts != self.pts[expect]:
+                raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
+            yield expect, (lambda f=frame: _rgb(f))
+            expect += 1
+
+    def _jump_to(self, target: int) -> None:
+        k = int(np.searchsorted(self.points, target, side="right")) - 1 if self.seekable else -1
+        if k >= 0 and int(self.points[k]) > _SEEK_MIN_SKIP:  # near the start: just decode
+            self._seek(k)
+        else:
+            self._restart()
+
+    def _far(self, target: int) -> bool:
+        """Whether seeking towards ``target`` skips enough frames to be worth it."""
+        if not self.seekable:
+            return False
+        k = int(np.searchsorted(self.points, target, side="right")) - 1
+        return k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
+
+    def take(self, targets: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, rgb)`` for each of ``targets`` (ascending, distinct)."""
+        if self.backend == "images":
+            names = self.record["files"]
+            for t in targets.tolist():
+                yield t, _read_image(self.p, names[t], t)
+            return
+        for t in targets.tolist():
+            if self.frames is None or t <= self.pos:
+                self._jump_to(t)
+            elif self._far(t):
+                self._jump_to(t)
+            while True:
+                try:
+                    index, retrieve = next(self.frames)
+                except StopIteration:
+                    if self.after_seek:  # the file ended early after a seek: trust it no more
+                        _SEEK_STATS["fallbacks"] += 1
+                        self.seekable = False
+                        self._restart()
+                        continue
+                    raise VideoError(
+                        f"{self.p}: decoding stopped after {self.pos + 1} frames, before frame "
+                        f"{t}, although a first pass counted {self.n}; the file may have "
+                        "changed or be damaged. Copy it again and retry.") from None
+                except _LandedLate:
+                    k, attempt = self.seeking
+                    if attempt == 0 and self.seek_ts[k] < self.pts[self.points[k]]:
+                        self.first_attempt = 1
+                        self._seek(k, 1)
+                        continue
+                    _SEEK_STATS["fallbacks"] += 1
+                    self.seekable = False
+                    self._restart()
+                    continue
+                except _Untrusted:
+                    _SEEK_STATS["fallbacks"] += 1
+                    self.seekable = False
+                    self._restart()
+                    continue
+                self.pos = index
+                if index == t:
+                    yield t, retrieve()
+                    break
+
+
+def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
+    """A uint8 ``[count, H, W, 3]`` array, its memory touched now in one sweep.
+
+    Faulting the pages in one sweep before decoding can be much cheaper than faulting them a
+    frame at a time while the decoder's threads run (``benchmarks/bench_video.py`` shows the
+    cost of touching that much memory on a machine); it costs no extra memory."""
+    out = np.empty((count, *shape, 3), np.uint8)
+    out.fill(0)
+    return out
+
+
+def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
+          size: tuple[int, int] | None) -> None:
+    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), one pass."""
+    import cv2
+
+    rank = np.argsort(order, kind="stable")
+    ranked = order[rank]
+    unique = np.unique(order)
+    starts = np.searchsorted(ranked, unique, side="left")
+    ends = np.searchsorted(ranked, unique, side="right")
+    want = out.shape[1:]
+    for j, (index, rgb) in enumerate(reader.take(unique)):
+        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if rgb.shape != want:
+            where = (f"{reader.p / reader.record['files'][index]}: frame {index} of this frame "
+                     f"folder" if reader.backend == "images" else f"{reader.p}: frame {index}")
+            raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
+                             f"{want[1]}x{want[0]}: the frame size changes within the video; "
+                             "pass size=(width, height) to resize every frame to one size")
+        rows = rank[starts[j]: ends[j]]
+        out[rows[0]] = rgb
+        for r in rows[1:]:
+            out[r] = out[rows[0]]
+
+
+def _output_shape(p: Path, record: dict[str, Any],
+                  size: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) of the frames returned; a mixed-size frame folder needs ``size``."""
+    if size is not None:
+        return size[1], size[0]
+    if record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
+        odd = int(record["first_odd_size"])
+        w, h = record["odd_size"]
+        raise VideoError(f"{p}: the images of this frame folder differ in size: "
+                         f"{record['files'][0]} is {record['width']}x{record['height']}, "
+                         f"{record['files'][odd]} (frame {odd}) is {w}x{h}; pass "
+                         "size=(width, height) to resize every frame to one size")
+    return int(record["height"]), int(record["width"])
+
+
 def iter_frames(path: PathLike, fps: float | None = None,
                 indices: Sequence[int] | np.ndarray | None = None,
                 size: tuple[int, int] | None = None, chunk: int = 64,
-                cache: Any = None) -> Iterator[Frames]:
+                cache: Any = None, frame_rate: float | None = None) -> Iterator[Frames]:
     """Yield the frames :func:`read_frames` would return, ``chunk`` frames at a time.
 
     Memory stays bounded by one chunk, whatever the video's length. Frames come in the order
     asked: ascending for ``fps`` or all frames (one decoding pass), the given order for
-    ``indices`` (ascending ``indices`` also take one pass; an unsorted chunk that goes back in
-    the video restarts decoding from the start, since only a sequential decode is exact).
+    ``indices`` (ascending ``indices`` also take one pass, seeking over long gaps when the
+    file allows; a chunk that goes back in the video seeks back, or restarts decoding from the
+    start when the file cannot be seeked exactly).
 
     Arguments are those of :func:`read_frames`, plus ``chunk`` (frames per yielded Frames).
     """
-    p, record = _probe_record(path, cache)
+    p, record = _probe_record(path, cache, frame_rate)
     _check_fps(p, fps)
     size = _check_size(p, size)
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     order = _wanted(p, record, fps, indices)
+    h, w = _output_shape(p, record, size)
     # Arguments are checked above, when iter_frames is called; decoding starts on first use.
-    return _iter_chunks(p, record, order, size, int(chunk))
+    return _iter_chunks(p, record, order, size, (h, w), int(chunk))
 
 
 def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
-                 size: tuple[int, int] | None, chunk: int) -> Iterator[Frames]:
-    """Decode sequentially, yielding the frames of ``order`` (in that order) by chunks."""
-    import cv2
-
+                 size: tuple[int, int] | None, shape: tuple[int, int],
+                 chunk: int) -> Iterator[Frames]:
+    """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array."""
     times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    backend = str(record["backend"])
-    decoder: _Decoder | None = None
-    frames_iter: Iterator[tuple[int, tuple[float, Callable[[], np.ndarray]]]] | None = None
-    position = -1
-    frame_shape: tuple[int, ...] | None = None
+    reader = _Reader(p, record)
     try:
         for start in range(0, len(order), chunk):
             part = order[start: start + chunk]
-            need = np.unique(part)
-            if decoder is None or need[0] <= position:
-                if decoder is not None:
-                    decoder.close()
-                decoder = _open(p, backend)
-                frames_iter = enumerate(decoder.frames)
-                position = -1
-            got: dict[int, np.ndarray] = {}
-            for target in need.tolist():
-                for position, (_, retrieve) in frames_iter:
-                    _DECODE_STATS["frames_decoded"] += 1
-                    if position == target:
-                        rgb = retrieve()
-                        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
-                            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-                        got[target] = np.ascontiguousarray(rgb, dtype=np.uint8)
-                        break
-                else:
-                    raise VideoError(
-                        f"{p}: decoding stopped after {position + 1} frames, before frame "
-                        f"{target}, although a first pass counted {record['num_frames']}; the "
-                        "file may have changed or be damaged. Copy it again and retry.")
-            shapes = {im.shape for im in got.values()} | ({frame_shape} if frame_shape else set())
-            if len(shapes) > 1:
-                raise VideoError(f"{p}: the frame size changes within the video "
-                                 f"({sorted(shapes)}); pass size=(width, height) to resize "
-                                 "every frame to one size")
-            frame_shape = shapes.pop()
+            images = _output(len(part), shape)
+            _fill(reader, part, images, size)
             _DECODE_STATS["frames_returned"] += len(part)
-            yield Frames(images=np.stack([got[i] for i in part.tolist()]),
-                         indices=part.copy(), timestamps_s=times[part])
+            yield Frames(images=images, indices=part.copy(), timestamps_s=times[part])
     finally:
-        if decoder is not None:
-            decoder.close()
+        reader.close()
 
 
 def read_frames(path: PathLike, fps: float | None = None,
                 indices: Sequence[int] | np.ndarray | None = None,
-                size: tuple[int, int] | None = None, cache: Any = None) -> Frames:
-    """Read frames exactly, by decoding the video sequentially.
+                size: tuple[int, int] | None = None, cache: Any = None,
+                frame_rate: float | None = None) -> Frames:
+    """Read frames exactly: each image is the frame at that position of a sequential decode.
 
     Args:
-        path: the video file.
+        path: the video file, or a frame folder (a directory of numbered images; frame ``i``
+            is its ``i``-th image in natural name order).
         fps: sample this many frames per second of video: for each multiple of ``1 / fps``
             seconds, the first frame at or after it, using the frames' real timestamps (so
             variable-frame-rate video is sampled evenly in time; see :func:`sample_indices`).
@@ -579,6 +1067,7 @@ def read_frames(path: PathLike, fps: float | None = None,
             follows the order given. ``fps=None`` and ``indices=None`` read every frame.
         size: ``(width, height)`` to resize every frame to (``cv2.INTER_AREA``).
         cache: where :func:`probe`'s result is cached (default: the suite's cache).
+        frame_rate: frames per second of a frame folder (see :func:`probe`).
 
     Returns:
         :class:`Frames` with ``images`` uint8 RGB ``[N, H, W, 3]``, ``indices`` int64 (each
@@ -587,52 +1076,51 @@ def read_frames(path: PathLike, fps: float | None = None,
 
     Raises:
         VideoError: bad file (see :func:`probe`), ``fps <= 0``, indices out of range
-        (the message gives the true frame count), a bad ``size``.
+        (the message gives the true frame count), a bad ``size``, frames of different sizes
+        without ``size``.
 
-    The first call on a file costs two passes (count, then read), later calls one. Use
-    :func:`iter_frames` for long videos that do not fit in memory.
+    Frames are decoded straight into the returned array (memory: the result plus one
+    frame). Frames asked in ascending order take one pass; a few frames far apart seek
+    (see the module docstring). The first call on a file costs an extra pass (the probe).
+    Use :func:`iter_frames` for long videos that do not fit in memory.
     """
-    p, record = _probe_record(path, cache)
+    p, record = _probe_record(path, cache, frame_rate)
     _check_fps(p, fps)
     size = _check_size(p, size)
     order = _wanted(p, record, fps, indices)
     times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    w, h = size or (int(record["width"]), int(record["height"]))
-    if len(order) == 0:
-        return Frames(np.zeros((0, h, w, 3), np.uint8), order, times[order])
-    # One ascending pass over the distinct frames, then put them in the order asked.
-    unique, where = np.unique(order, return_inverse=True)
-    images: np.ndarray | None = None
-    filled = 0
-    for part in iter_frames(p, indices=unique, size=size, chunk=256, cache=cache):
-        if images is None:  # allocate once: no second copy of a long video in memory
-            images = np.empty((len(unique), *part.images.shape[1:]), np.uint8)
-        images[filled: filled + len(part)] = part.images
-        filled += len(part)
-    assert images is not None and filled == len(unique)
-    if len(unique) != len(order) or np.any(unique != order):
-        images = images[where.reshape(-1)]
+    h, w = _output_shape(p, record, size)
+    images = _output(len(order), (h, w))
+    if len(order):
+        reader = _Reader(p, record)
+        try:
+            _fill(reader, order, images, size)
+        finally:
+            reader.close()
+        _DECODE_STATS["frames_returned"] += len(order)
     return Frames(images=images, indices=order, timestamps_s=times[order])
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
                    quality: int = 95, indices: Sequence[int] | np.ndarray | None = None,
-                   size: tuple[int, int] | None = None, cache: Any = None) -> list[Path]:
+                   size: tuple[int, int] | None = None, cache: Any = None,
+                   frame_rate: float | None = None) -> list[Path]:
     """Write frames as JPEG files named by their source index (``frame_000123.jpg``).
 
-    ``fps``, ``indices`` and ``size`` select frames as in :func:`read_frames`; ``quality`` is
-    the JPEG quality (1-100). Frames are streamed, so memory stays small for long videos.
-    Returns the written paths in frame order.
+    ``fps``, ``indices``, ``size`` and ``frame_rate`` select frames as in
+    :func:`read_frames`; ``quality`` is the JPEG quality (1-100). Frames are streamed, so
+    memory stays small for long videos. Returns the written paths in frame order.
     """
     import cv2
 
-    p = _check_file(path)
+    p = _check_source(path)
     if not 1 <= int(quality) <= 100:
         raise VideoError(f"{p}: JPEG quality must be between 1 and 100, got {quality}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for frames in iter_frames(p, fps=fps, indices=indices, size=size, cache=cache):
+    for frames in iter_frames(p, fps=fps, indices=indices, size=size, cache=cache,
+                              frame_rate=frame_rate):
         for index, rgb in zip(frames.indices.tolist(), frames.images):
             target = out / f"frame_{index:06d}.jpg"
             bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
