@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif")
 COLUMNS = ["name", "path", "split", "label", "is_anomalous", "num_frames", "fps"]
 
 #: XD-Violence class codes (the part of the file name after ``label_``).
@@ -98,12 +97,9 @@ def count_frames(path: str | os.PathLike) -> int:
     stat = p.stat()
     key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _FRAME_COUNTS:
-        if p.is_dir():
-            _FRAME_COUNTS[key] = sum(1 for f in p.iterdir() if f.suffix.lower() in FRAME_EXTENSIONS)
-        else:
-            from ..video import probe
+        from ..video import probe  # frame folders too: the same images probe reads
 
-            _FRAME_COUNTS[key] = probe(p).num_frames
+        _FRAME_COUNTS[key] = probe(p).num_frames
     return _FRAME_COUNTS[key]
 
 
