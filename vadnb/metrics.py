@@ -264,10 +264,12 @@ def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
                         for v in vids])
     normal = len(names)
     y = np.where((y >= 0) & (y < normal), y, normal)
-    ranked = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    low = s < threshold
-    pred = np.where(low[:, None], np.concatenate([np.full((len(y), 1), normal), ranked[:, :k - 1]],
-                                                 axis=1), ranked)
+    ranked = np.argsort(-p, axis=1, kind="stable")
+    width = min(k, normal + 1)
+    high = np.full((len(y), width), -1)  # -1 never matches: fewer classes than k
+    high[:, :min(k, normal)] = ranked[:, :min(k, normal)]
+    low = np.concatenate([np.full((len(y), 1), normal), ranked[:, :width - 1]], axis=1)
+    pred = np.where((s < threshold)[:, None], low, high)
     hit = (pred == y[:, None]).any(axis=1)
     rows = [{"class": c, "frames": int((y == i).sum()), f"top{k}": float(hit[y == i].mean())}
             for i, c in enumerate([*names, "Normal"]) if (y == i).any()]
