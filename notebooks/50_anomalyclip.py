@@ -188,8 +188,9 @@ plt.show()
 
 # %% [markdown]
 # The learning rate warms up linearly and then follows a cosine down to zero, as in the
-# paper. `projection_topk` going down (more negative) means the selected frames move along
-# their class's direction.
+# paper (per step here, per epoch in the official code: see the differences at the end).
+# `projection_topk` going down (more negative) means the selected frames move along their
+# class's direction.
 
 # %% [markdown]
 # ### What the selection picks
@@ -304,7 +305,7 @@ classes[classes["true class"] != "Normal"]
 # `anomalyclip.run` is the one-call path for any video: it loads the checkpoint, extracts
 # (cached) features and returns a `Detection`. Each 16-frame segment carries its score, the
 # predicted class and the probability of every class; the explorer shows them under the
-# cursor ("Vehicle (p=0.83)").
+# cursor, written as "<class> (p=<probability>)".
 
 # %%
 test = videos[videos["split"] == "test"]
