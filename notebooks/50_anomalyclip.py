@@ -282,7 +282,9 @@ evaluation = anomalyclip.evaluate(model, campus, "test", backends={"clip": clip}
 print(f"frame AUC {evaluation.auc:.3f}   frame AP {evaluation.ap:.3f}")
 print(f"recognition: mean class AUC {evaluation.class_auc:.3f}   mean class AP "
       f"{evaluation.class_ap:.3f}   top-1 video {evaluation.top1_video:.2f}   "
-      f"top-5 video {evaluation.top5_video:.2f}")
+      f"top-5 video {evaluation.top5_video:.2f}"
+      + (f" (trivial here: only {len(model.class_names)} classes)" if len(model.class_names) <= 5
+         else ""))
 print(f"official rule, threshold {evaluation.paper_threshold:.3f} tuned on test: per-frame "
       f"top-1 {evaluation.paper_top1_frame:.2f}   top-5 {evaluation.paper_top5_frame:.2f}")
 if warning:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import nullcontext
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -353,7 +354,7 @@ def _raw_encoder(clip: Any):
         device = getattr(clip, "device", "cpu")
         dtype = getattr(clip, "dtype", None) or next(model.parameters()).dtype
         size = int(getattr(clip, "batch_size", 64) or 64)
-        counter = clip._count(len(images)) if hasattr(clip, "_count") else _nullcontext()
+        counter = clip._count(len(images)) if hasattr(clip, "_count") else nullcontext()
         out = []
         with counter, torch.inference_mode():
             for i in range(0, len(images), size):
@@ -363,14 +364,6 @@ def _raw_encoder(clip: Any):
         return np.concatenate(out).astype(np.float32)
 
     return encode
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache: Any = None,
@@ -1680,11 +1673,13 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
     emb = int(state["net.temporal_model.projection.weight"].shape[0])
     in_dim = int(state["net.temporal_model.projection.weight"].shape[1])
     dim = int(mapped["centroid"].shape[0])
+    if emb % Config.heads:
+        raise ValueError(f"{path}: temporal width {emb} is not divisible by {Config.heads} heads")
+    if in_dim not in (dim, dim + len(classes) - 1):
+        raise ValueError(f"{path}: the temporal model reads {in_dim}-d inputs but the centroid "
+                         f"is {dim}-d; is {Path(centroid).name} the centroid of this checkpoint?")
     cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
                  concat_features=in_dim != dim)
-    heads_ok = emb % cfg.heads == 0
-    if not heads_ok:
-        raise ValueError(f"{path}: temporal width {emb} is not divisible by {cfg.heads} heads")
     from safetensors.torch import save_file
 
     weights, meta_path = _checkpoint_paths(out)
