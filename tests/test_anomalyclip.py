@@ -136,7 +136,7 @@ def test_training_sample_of_a_long_video_spreads_segments():
     assert np.all(np.diff(idx, axis=1) == 1)  # 16 consecutive frames each
     starts = idx[:, 0]
     assert np.all(starts >= np.arange(32) * spacing)
-    assert np.all(starts <= np.arange(32) * spacing + spacing - 16)
+    assert np.all(starts <= np.arange(32) * spacing + spacing - 15)  # official bound
     assert idx.max() < 2000
 
 
@@ -383,6 +383,12 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
     normal, odd, label = _two_clips(tmp_path)
     feats = {k: ac.extract_features(v, clip, stride=4, cache=fresh_cache)
              for k, v in {"normal": normal, "odd": odd}.items()}
+    # the official scale: the visual encoder's raw output, pointing where CLIP's unit one does
+    assert ac.feature_scale(feats["odd"]) == "raw"
+    from vadnb.video import read_frames
+    first = clip.encode_image(list(read_frames(odd, indices=[0]).images))[0]
+    raw = feats["odd"][0]
+    assert raw @ first / np.linalg.norm(raw) == pytest.approx(1.0, abs=1e-4)
     model, curves = ac.fit(feats, {"normal": "Normal", "odd": label}, clip, progress=False,
                            epochs=1, batch_size=2, emb_size=16, heads=2, feature_stride=4,
                            device="cpu")
@@ -405,3 +411,507 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
     # every 4th frame was embedded: frames of one stride share a score
     np.testing.assert_array_equal(det.frame_scores[:4], np.full(4, det.frame_scores[0]))
     assert det.model_calls["calls"].sum() == 0  # features came from the cache
+
+    # a warm re-run loads no model and decodes nothing (issue 17)
+    from vadnb.video import decode_stats, reset_decode_stats
+    models.reset_load_stats()
+    reset_decode_stats()
+    again = ac.run(odd, checkpoint=ckpt, profile="tiny", cache=fresh_cache)
+    assert models.load_stats().empty
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+    np.testing.assert_array_equal(again.frame_scores, det.frame_scores)
+    assert again.segments.equals(det.segments)
+
+
+def test_differences_are_complete_and_their_flags_exist():
+    from dataclasses import fields
+
+    from vadnb.stages import differences_markdown
+
+    names = {f.name for f in fields(ac.Config)}
+    assert len(ac.DIFFERENCES) >= 8
+    for d in ac.DIFFERENCES:
+        assert d.what and d.why and d.effect
+        if d.flag and not d.flag.startswith("Evaluation."):
+            field = d.flag.split("=")[0]
+            assert field in names, d.flag
+            ac.Config(**{field: eval(d.flag.split("=", 1)[1])})  # a valid setting
+    assert len(differences_markdown(ac.DIFFERENCES).splitlines()) == 2 + len(ac.DIFFERENCES)
+
+
+# =========================================================================== parity with the
+# official code: small transcriptions of lucazanella/AnomalyCLIP (read from src/models/
+# components/{selector_model,loss,temporal_model}.py and the axial_attention package it uses),
+# written in the official layout (abnormal videos first, class ids with Normal inside).
+
+
+def _official_select(logits, labels, mask, normal_id, S, L, k_top, k_bot):
+    """SelectorModel.select_topk_idx / select_bottomk_idx."""
+    B, _, C = logits.shape
+    seg = logits.view(B, S, L, C).sum(2)
+    m = mask[:, :, None].expand(-1, -1, C)
+    top_drop = torch.where(m == 0, torch.full_like(seg, -1e6), seg)
+    bot_drop = torch.where(m == 0, torch.full_like(seg, 1e6), seg)
+    half = B // 2
+    al = torch.where(labels[:half] > normal_id, labels[:half] - 1, labels[:half])
+    top_abn = torch.stack([torch.topk(top_drop[i][:, al[i]], k_top, dim=0).indices
+                           for i in range(half)])
+    top_nor = torch.topk(top_drop[half:].sum(2), k_top, dim=1).indices
+    bot_abn = torch.stack([torch.topk(bot_drop[i][:, al[i]], k_bot, dim=0, largest=False).indices
+                           for i in range(half)])
+    return top_abn, top_nor, bot_abn
+
+
+def _official_loss(sim, scores, labels, top_abn, top_nor, bot_abn, normal_id, S, L, k,
+                   l_smooth=8e-4, l_sparse=8e-3):
+    """ComputeLoss.__call__ with all lambda_* of the official configs (1, and 8e-4 / 8e-3)."""
+    B = labels.shape[0]
+    half = B // 2
+    C = sim.shape[1]
+    alabels, nlabels = labels[:half], labels[half:]
+    a_topk = alabels.repeat_interleave(k * L).clone()
+    n_topk = nlabels.repeat_interleave(k * L)
+    grid = sim.view(B, S, L, C)
+    sim_topk = torch.cat([grid[i][top_abn[i]] for i in range(half)]).reshape(-1, C)
+    a_topk[a_topk > normal_id] -= 1
+    picked = [sim_topk[(a_topk == c).nonzero(as_tuple=True)[0], c] for c in range(C)]
+    ldir_abn = -torch.cat([p for p in picked if p.numel()]).mean()
+    ldir_nor = sim[sim.shape[0] // 2:].max(dim=1)[0].mean()
+    probs = torch.softmax(sim, dim=1) * scores[:, None]
+    probs = torch.cat([probs[:, :normal_id], (1 - scores)[:, None], probs[:, normal_id:]], dim=1)
+    probs = probs.view(B, S, L, C + 1)
+    a_probs, n_probs = probs[:half], probs[half:]
+    gather = lambda p, idx: torch.gather(  # noqa: E731
+        p, 1, idx[:, :, None, None].expand(-1, -1, L, C + 1)).reshape(-1, C + 1)
+    nll = torch.nn.NLLLoss()
+    a_topk[a_topk >= normal_id] += 1
+    ltopk_abn = nll(torch.log(gather(a_probs, top_abn)), a_topk)
+    bottom = torch.log(gather(a_probs, bot_abn))
+    lbottomk_abn = nll(bottom, torch.full((bottom.shape[0],), normal_id, dtype=torch.long))
+    ltopk_nor = nll(torch.log(gather(n_probs, top_nor)), n_topk)
+    abn = scores[: scores.shape[0] // 2]
+    shifted = torch.cat([abn[1:], abn[-1:]])
+    lsmooth = l_smooth * ((shifted - abn) ** 2).sum()
+    lsparse = l_sparse * abn.mean()
+    return {"projection_topk": ldir_abn, "projection_normal": ldir_nor,
+            "nll_topk_abnormal": ltopk_abn, "nll_bottomk_abnormal": lbottomk_abn,
+            "nll_topk_normal": ltopk_nor, "smoothness": lsmooth, "sparsity": lsparse}
+
+
+def _random_batch(seed, B=4, S=6, L=4, C=3, normal_id=1):
+    """Random logits/scores, official labels (abnormal first) and a dropout mask."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, S * L, C, generator=g)
+    scores = torch.rand(B, S * L, generator=g) * 0.9 + 0.05
+    abnormal_ids = [i for i in range(C + 1) if i != normal_id]
+    labels = torch.tensor([abnormal_ids[0], abnormal_ids[-1]] + [normal_id] * (B // 2))
+    mask = (torch.rand(B, S, generator=g) > 0.4).float()
+    mask[:, :3] = 1.0  # enough segments survive for k = 3
+    ours = torch.where(labels == normal_id, torch.tensor(-1),
+                       labels - (labels > normal_id).long())
+    return logits, scores, labels, ours, mask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_selection_matches_official(seed):
+    S, L = 6, 4
+    logits, _, labels, ours, mask = _random_batch(seed, S=S, L=L)
+    top_abn, top_nor, bot_abn = _official_select(logits, labels, mask, 1, S, L, 3, 2)
+    top, bottom = ac.select_segments(logits, ours, S, L, 3, 2, keep=mask.bool())
+    assert torch.equal(top[:2], top_abn) and torch.equal(top[2:], top_nor)
+    assert torch.equal(bottom[:2], bot_abn)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_loss_term_matches_official(seed):
+    S, L, k = 6, 4, 3
+    logits, scores, labels, ours, mask = _random_batch(seed, S=S, L=L)
+    top_abn, top_nor, bot_abn = _official_select(logits, labels, mask, 1, S, L, k, k)
+    want = _official_loss(logits.reshape(-1, 3), scores.reshape(-1), labels, top_abn, top_nor,
+                          bot_abn, 1, S, L, k)
+    cfg = ac.Config()  # the paper's weights come from Config
+    got = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
+                              torch.cat([bot_abn, bot_abn]), S, L, cfg.lambda_smooth,
+                              cfg.lambda_sparse, smooth_within_videos=False)
+    for term, value in want.items():
+        assert got[term].item() == pytest.approx(value.item(), abs=1e-5), term
+    # the default keeps the smoothness inside each video (DIFFERENCES): it drops the jump
+    inside = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
+                                 torch.cat([bot_abn, bot_abn]), S, L)
+    jump = (scores[1, 0] - scores[0, -1]) ** 2
+    assert inside["smoothness"].item() == pytest.approx(
+        want["smoothness"].item() - 8e-4 * jump.item(), abs=1e-7)
+
+
+def _official_temporal_state(D, E, S, L, depth, seed=0):
+    """Random weights under the official module names (net.temporal_model.*)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g) * 0.3  # noqa: E731
+    p = "net.temporal_model."
+    sd = {p + "projection.weight": r(E, D), p + "projection.bias": r(E),
+          p + "axial_attn.pos_emb.param_0": r(1, E, S, 1),
+          p + "axial_attn.pos_emb.param_1": r(1, E, 1, L),
+          p + "classifier.layer_norm.weight": 1 + r(E), p + "classifier.layer_norm.bias": r(E),
+          p + "classifier.linear.weight": r(1, E), p + "classifier.linear.bias": r(1)}
+    for i in range(depth):
+        for side in "fg":
+            a = f"{p}axial_attn.layers.blocks.{2 * i}.{side}.net.fn."
+            sd.update({a + "norm.weight": 1 + r(E), a + "norm.bias": r(E),
+                       a + "fn.to_q.weight": r(E, E), a + "fn.to_kv.weight": r(2 * E, E),
+                       a + "fn.to_out.weight": r(E, E), a + "fn.to_out.bias": r(E)})
+            c = f"{p}axial_attn.layers.blocks.{2 * i + 1}.{side}.net."
+            sd.update({c + "0.g": 1 + r(1, E, 1, 1), c + "0.b": r(1, E, 1, 1),
+                       c + "1.weight": r(4 * E, E, 3, 3), c + "1.bias": r(4 * E),
+                       c + "3.weight": r(E, 4 * E, 3, 3), c + "3.bias": r(E)})
+    return sd
+
+
+def _official_temporal(sd, feats, S, L, heads):
+    """TemporalModel.forward (training layout) with AxialImageTransformer(reversible=True)."""
+    import torch.nn.functional as F
+
+    p = "net.temporal_model."
+    E = sd[p + "projection.weight"].shape[0]
+    x = F.linear(feats, sd[p + "projection.weight"], sd[p + "projection.bias"])
+    x = x.reshape(-1, S, L, E).permute(0, 3, 1, 2)  # b d n l
+    x = x + sd[p + "axial_attn.pos_emb.param_0"] + sd[p + "axial_attn.pos_emb.param_1"]
+
+    def attention(z, pre, perm, inv):
+        a = z.permute(*perm).contiguous()
+        shape = a.shape
+        a = a.reshape(-1, shape[-2], shape[-1])
+        a = F.layer_norm(a, (E,), sd[pre + "norm.weight"], sd[pre + "norm.bias"])
+        q = a @ sd[pre + "fn.to_q.weight"].T
+        k, v = (a @ sd[pre + "fn.to_kv.weight"].T).chunk(2, dim=-1)
+        b, t, _ = q.shape
+        e = E // heads
+        merge = lambda y: y.reshape(b, -1, heads, e).transpose(1, 2).reshape(b * heads, -1, e)  # noqa: E731
+        q, k, v = map(merge, (q, k, v))
+        w = (torch.einsum("bie,bje->bij", q, k) * e ** -0.5).softmax(dim=-1)
+        o = torch.einsum("bij,bje->bie", w, v).reshape(b, heads, -1, e).transpose(1, 2).reshape(b, -1, E)
+        o = F.linear(o, sd[pre + "fn.to_out.weight"], sd[pre + "fn.to_out.bias"])
+        return o.reshape(*shape).permute(*inv).contiguous()
+
+    def feed_forward(z, pre):
+        std = torch.var(z, dim=1, unbiased=False, keepdim=True).sqrt()
+        z = (z - z.mean(dim=1, keepdim=True)) / (std + 1e-5) * sd[pre + "0.g"] + sd[pre + "0.b"]
+        z = F.leaky_relu(F.conv2d(z, sd[pre + "1.weight"], sd[pre + "1.bias"], padding=1))
+        return F.conv2d(z, sd[pre + "3.weight"], sd[pre + "3.bias"], padding=1)
+
+    x1, x2 = x, x  # ReversibleSequence: cat((x, x)) then chunk
+    blocks = 1 + max(int(k.split("blocks.")[1].split(".")[0]) for k in sd if "blocks." in k)
+    for n in range(blocks):
+        pre = f"{p}axial_attn.layers.blocks.{n}."
+        if n % 2 == 0:  # permutations of calculate_permutations(2, 1): along n, then along l
+            f = lambda z: attention(z, pre + "f.net.fn.", (0, 3, 2, 1), (0, 3, 2, 1))  # noqa: E731
+            g = lambda z: attention(z, pre + "g.net.fn.", (0, 2, 3, 1), (0, 3, 1, 2))  # noqa: E731
+        else:
+            f = lambda z: feed_forward(z, pre + "f.net.")  # noqa: E731
+            g = lambda z: feed_forward(z, pre + "g.net.")  # noqa: E731
+        x1 = x1 + f(x2)
+        x2 = x2 + g(x1)
+    x = torch.stack([x1, x2]).mean(dim=0).permute(0, 2, 3, 1).reshape(-1, E)
+    x = F.layer_norm(x, (E,), sd[p + "classifier.layer_norm.weight"],
+                     sd[p + "classifier.layer_norm.bias"])
+    return torch.sigmoid(F.linear(x, sd[p + "classifier.linear.weight"],
+                                  sd[p + "classifier.linear.bias"]))
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_temporal_model_matches_official(depth):
+    D, E, S, L, heads = 6, 8, 4, 3, 2  # S != L: swapped attention axes cannot pass
+    sd = _official_temporal_state(D, E, S, L, depth, seed=depth)
+    mapped = {k.removeprefix("temporal."): v for k, v in ac.map_release_state(sd, 0).items()}
+    model = ac.AxialTemporalModel(D, E, depth, heads, S, L)
+    model.load_state_dict(mapped, strict=True)
+    feats = torch.randn(2 * S * L, D, generator=torch.Generator().manual_seed(5))
+    want = _official_temporal(sd, feats, S, L, heads).reshape(2, S, L)
+    with torch.no_grad():
+        got = model(feats.reshape(2, S, L, D))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def _official_logits(image, text, centroid, normal_id):
+    """SelectorModel.forward up to the BatchNorm (training mode, affine=False)."""
+    import torch.nn.functional as F
+
+    t = torch.cat([text[:normal_id], text[normal_id + 1:]]) - centroid
+    t = t / t.norm(dim=-1, keepdim=True)
+    return F.batch_norm((image - centroid) @ t.T, None, None, training=True)
+
+
+def test_class_directions_and_likelihoods_match_official(text_clip):
+    g = torch.Generator().manual_seed(3)
+    text = torch.randn(4, 32, generator=g)  # 3 classes + Normal at id 2
+    centroid = torch.randn(32, generator=g) * 2
+    image = torch.randn(40, 32, generator=g) + centroid
+    model = ac.AnomalyCLIP(text_clip.model, text_clip.tokenizer, ["a", "b", "d"],
+                           centroid.numpy(), ac.Config(emb_size=16, heads=2)).train()
+    mine = ac.class_directions(torch.cat([text[:2], text[3:]]), centroid)
+    got = model.likelihoods(image - model.centroid, mine)
+    torch.testing.assert_close(got, _official_logits(image, text, centroid, 2), atol=1e-5, rtol=0)
+    with torch.no_grad():  # the model's own directions: its prompts' text features, re-centred
+        text_features = model.prompts()
+        want = text_features - centroid
+        torch.testing.assert_close(model.directions(), want / want.norm(dim=-1, keepdim=True),
+                                   atol=1e-6, rtol=0)
+
+
+def test_training_offsets_span_the_official_range():
+    n, S, L = 3000, 32, 16
+    spacing = (n - L + 1) // S
+    rng = np.random.default_rng(0)
+    offsets = np.concatenate([
+        ac.sample_training_indices(n, S, L, rng).reshape(S, L)[:, 0] - np.arange(S) * spacing
+        for _ in range(300)])
+    # official: np.random.randint((spacing + 1) - L + 1) -> 0 .. spacing - L + 1, uniform
+    assert offsets.min() == 0 and offsets.max() == spacing - L + 1
+    assert len(np.unique(offsets)) == spacing - L + 2
+
+
+def _official_lr(epoch, lr, warmup, total):
+    """WarmupCosineAnnealingLR.get_lr at ``last_epoch = epoch`` (warmup_lrs 0, final 0)."""
+    if epoch < warmup:
+        return lr * epoch / warmup
+    progress = min((epoch - warmup) / (total - warmup), 1.0)
+    return lr * (math.cos(math.pi * progress) + 1) / 2
+
+
+def test_per_epoch_schedule_matches_official():
+    factor = ac._warmup_cosine_per_epoch(5, 50, 3)
+    for step in range(150):
+        assert 1e-5 * factor(step) == pytest.approx(_official_lr(step // 3, 1e-5, 5, 50), abs=1e-12)
+
+
+# =========================================================================== what training does
+
+
+def test_centroid_is_the_mean_of_the_normal_training_frames(trained):
+    model, _, feats, labels, _ = trained
+    normal = np.concatenate([feats[v] for v in feats if labels[v] == "Normal"])
+    np.testing.assert_allclose(model.centroid.numpy(), normal.mean(0), atol=1e-5)
+    everything = np.concatenate(list(feats.values())).mean(0)
+    assert not np.allclose(model.centroid.numpy(), everything, atol=1e-3)
+
+
+def test_learning_rate_warms_up_then_decays(trained):
+    _, curves, *_ = trained
+    lr = curves["lr"].to_numpy()  # FAST: 2 steps per epoch, 1 warm-up epoch
+    assert lr[0] == pytest.approx(3e-3 / 2) and lr[1] == pytest.approx(3e-3)
+    assert np.all(np.diff(lr[1:]) <= 1e-12)
+
+
+def test_text_projection_is_fine_tuned(trained, text_clip):
+    model = trained[0]
+    proj = model.prompts.text_projection
+    assert proj.requires_grad
+    assert not torch.allclose(proj.detach(), text_clip.model.text_projection.detach().float())
+
+
+def test_each_loss_weight_reaches_its_own_term(text_clip):
+    feats, labels, _ = _planted(2)
+    quick = {**FAST, "epochs": 1}
+    _, no_smooth = ac.fit(feats, labels, text_clip, progress=False, **{**quick, "lambda_smooth": 0.0})
+    _, no_sparse = ac.fit(feats, labels, text_clip, progress=False, **{**quick, "lambda_sparse": 0.0})
+    assert (no_smooth["smoothness"] == 0).all() and (no_smooth["sparsity"] > 0).all()
+    assert (no_sparse["sparsity"] == 0).all() and (no_sparse["smoothness"] > 0).all()
+
+
+def test_official_per_epoch_schedule_runs_its_first_epoch_at_zero(text_clip):
+    feats, labels, _ = _planted(2)
+    _, curves = ac.fit(feats, labels, text_clip, progress=False,
+                       **{**FAST, "epochs": 3, "warmup_epochs": 2, "lr_schedule": "per_epoch"})
+    assert curves.groupby("epoch")["lr"].first().tolist() == pytest.approx([0.0, 1.5e-3, 3e-3])
+
+
+def test_concat_features_feeds_likelihoods_to_the_temporal_model(text_clip):
+    cfg = ac.recipe("shanghaitech", emb_size=16, heads=2, num_segments=4, seg_length=2)
+    assert cfg.depth == 2 and cfg.concat_features and cfg.lr == 5e-4
+    model = ac.AnomalyCLIP(text_clip.model, text_clip.tokenizer, ["Fire", "Theft"],
+                           np.zeros(32, np.float32), cfg).eval()
+    assert model.temporal.projection.in_features == 32 + 2
+    model.temporal = _FirstFeature()
+    feats = np.random.default_rng(0).normal(size=(8, 32)).astype(np.float32)
+    ac.predict(model, feats)
+    grid = model.temporal.seen[0]
+    assert grid.shape[-1] == 34
+    with torch.no_grad():
+        lik = model.likelihoods(torch.from_numpy(feats) - model.centroid)
+    torch.testing.assert_close(grid.reshape(-1, 34)[:, :2].reshape(4, 2, 2)[:, 0],
+                               lik.reshape(4, 2, 2)[:, 0])
+
+
+# =========================================================================== feature scale
+
+
+def test_feature_scale_tells_raw_from_normalised():
+    raw = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32) * 3
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    assert ac.feature_scale(raw) == "raw" and ac.feature_scale(unit) == "unit"
+    with pytest.raises(ValueError, match="clip.npy.*L2-normalised"):
+        ac.check_feature_scale(unit, "raw", "clip.npy")
+
+
+def test_a_raw_feature_model_refuses_normalised_features(trained):
+    model, _, feats, _, _ = trained
+    assert model.feature_scale == "raw"
+    x = feats["Fire0"] / np.linalg.norm(feats["Fire0"], axis=1, keepdims=True)
+    with pytest.raises(ValueError, match="Fire0.npy"):
+        ac.predict(model, x, source="Fire0.npy")
+
+
+def test_load_features_warns_on_normalised_files(tmp_path):
+    root = tmp_path / "features" / "Abuse"
+    root.mkdir(parents=True)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.save(root / "raw.npy", x * 5)
+    np.save(root / "unit.npy", x / np.linalg.norm(x, axis=1, keepdims=True))
+    with pytest.warns(UserWarning, match="unit.npy"):
+        got = ac.load_features(tmp_path / "features")
+    assert sorted(got) == ["raw", "unit"]
+
+
+# =========================================================================== released files
+
+
+class _Boom:
+    """Stands for a pickled hyper-parameter object: if its code ran, the flag would flip."""
+
+    ran = False
+
+    def __setstate__(self, state):
+        type(self).ran = True
+
+
+def _release_files(tmp_path, text_clip, depth=1):
+    """A synthetic Lightning checkpoint with the official key layout (XD-Violence: 7 classes,
+    Normal at id 4), its centroid file, plus the official weights for comparisons."""
+    import functools
+
+    C, n_ctx, width = 7, 8, text_clip.model.ln_final.weight.shape[0]
+    D = text_clip.model.text_projection.shape[1]
+    g = torch.Generator().manual_seed(11)
+    sd = _official_temporal_state(D, 16, 32, 16, depth, seed=4)
+    sd.update({
+        "net.prompt_learner.ctx": torch.randn(C, n_ctx, width, generator=g) * 0.02,
+        "net.prompt_learner.token_prefix": torch.zeros(C, 1, width),
+        "net.text_encoder.text_projection": torch.randn(width, D, generator=g) * 0.1,
+        "net.text_encoder.transformer.resblocks.0.attn.in_proj_weight": torch.zeros(3, 3),
+        "net.image_encoder.conv1.weight": torch.zeros(2, 3, 1, 1),
+        "net.selector_model.bn_layer.running_mean": torch.randn(C - 1, generator=g),
+        "net.selector_model.bn_layer.running_var": torch.rand(C - 1, generator=g) + 0.5,
+        "net.selector_model.bn_layer.num_batches_tracked": torch.tensor(7),
+    })
+    ckpt = tmp_path / "xd.ckpt"
+    torch.save({"state_dict": sd, "epoch": 49, "hyper_parameters": {
+        "optimizer": functools.partial(torch.optim.AdamW, weight_decay=0.2), "boom": _Boom()}},
+        ckpt)
+    centroid = torch.randn(D, generator=g)
+    torch.save(centroid, tmp_path / "ncentroid.pt")
+    return ckpt, tmp_path / "ncentroid.pt", sd, centroid
+
+
+def test_released_checkpoint_converts_and_scores_as_the_official_code(tmp_path, text_clip):
+    ckpt, centroid_file, sd, centroid = _release_files(tmp_path, text_clip)
+    _Boom.ran = False
+    weights = ac.convert_release(ckpt, centroid_file, tmp_path / "xd_vadnb", "xd_violence",
+                                 clip_model="test-clip", profile="scripted")
+    assert not _Boom.ran  # torch.load(weights_only=True): no pickled object was rebuilt
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["class_names"] == ["Abuse", "Car_accident", "Explosion", "Fighting", "Riot",
+                                   "Shooting"]
+    assert meta["config"]["emb_size"] == 16 and meta["config"]["lr"] == 5e-6
+    assert meta["feature_scale"] == "raw"
+    model = ac.load_checkpoint(weights, clip=text_clip, device="cpu")
+    ctx = sd["net.prompt_learner.ctx"]
+    torch.testing.assert_close(model.prompts.ctx.detach(), torch.cat([ctx[:4], ctx[5:]]))
+    torch.testing.assert_close(model.centroid, centroid)
+    torch.testing.assert_close(model.norm.running_var, sd["net.selector_model.bn_layer.running_var"])
+    x = torch.randn(512, centroid.shape[0], generator=torch.Generator().manual_seed(2)) * 3
+    with torch.no_grad():
+        got = model.temporal((x - centroid).reshape(1, 32, 16, -1)).reshape(-1, 1)
+    torch.testing.assert_close(got, _official_temporal(sd, x - centroid, 32, 16, 8), atol=1e-5, rtol=0)
+
+
+def test_release_converter_says_what_is_wrong(tmp_path, text_clip):
+    ckpt, centroid_file, *_ = _release_files(tmp_path, text_clip)
+    with pytest.raises(ValueError, match="7 prompt contexts but ucf_crime has 14"):
+        ac.convert_release(ckpt, centroid_file, tmp_path / "x", "ucf_crime")
+    with pytest.raises(FileNotFoundError, match="ncentroid"):
+        ac.convert_release(ckpt, tmp_path / "missing.pt", tmp_path / "x", "xd_violence")
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"foo": torch.zeros(1)}}, bad)
+    with pytest.raises(ValueError, match="bad.ckpt: no AnomalyCLIP weights"):
+        ac.convert_release(bad, centroid_file, tmp_path / "x", "xd_violence")
+
+
+def test_released_features_and_lists_feed_train_and_evaluate(tmp_path, text_clip):
+    root = tmp_path / "Image-Features"
+    feats, labels, truth = _planted(3)
+    rows = {"train": [], "test": []}
+    ids = {"Fire": 0, "Theft": 1, "Vehicle": 5}  # label ids of the list files (XD order)
+    names = {"Fire": "Abuse", "Theft": "Car_accident", "Vehicle": "Riot"}
+    annotation = []
+    for i, (v, x) in enumerate(feats.items()):
+        folder = "Normal" if labels[v] == "Normal" else names[labels[v]]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        np.save(root / folder / f"{v}.npy", x)
+        split = "test" if v.endswith("1") or v == "normal3" else "train"
+        label_id = 4 if labels[v] == "Normal" else ids[labels[v]]
+        rows[split].append(f"{folder}/{v} 0 {len(x) - 1} {label_id}")
+        if split == "test" and labels[v] != "Normal":
+            on = np.flatnonzero(truth[v])
+            annotation.append(f"{v}.mp4 {names[labels[v]]} {on[0]} {on[-1]} -1 -1")
+    for split, lines in rows.items():
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "temporal.txt").write_text("\n".join(annotation) + "\n")
+    bench, features = ac.release_benchmark(root, {"train": tmp_path / "train.txt",
+                                                  "test": tmp_path / "test.txt"},
+                                           "xd_violence", tmp_path / "temporal.txt")
+    table = bench.videos.set_index("name")
+    assert table.loc["Fire0", "label"] == "Abuse" and table.loc["normal0", "label"] == "Normal"
+    np.testing.assert_array_equal(bench.frame_labels("Theft1"), truth["Theft1"])
+    model, _ = ac.train(bench, "train", backends={"clip": text_clip}, features=features,
+                        progress=False, **{**FAST, "epochs": 2})
+    assert model.class_names == [c for c in ac.RELEASE_CLASSES["xd_violence"] if c != "Normal"]
+    result = ac.evaluate(model, bench, "test", features=features)
+    assert set(result.frame_scores) == set(bench.subset("test").videos["name"])
+    assert 0 <= result.auc <= 1
+
+
+# =========================================================================== recognition metrics
+
+
+def test_recognition_metrics_by_hand():
+    from vadnb import metrics
+
+    classes = ["A", "B"]
+    frame_classes = {"v1": np.array([-1, 0, 0, -1]), "v2": np.array([-1, 1, 1, -1])}
+    probs = {"v1": np.array([[.1, .2, .7], [.6, .1, .3], [.2, .5, .3], [.1, .1, .8]]),
+             "v2": np.array([[.3, .1, .6], [.1, .7, .2], [.4, .3, .3], [.2, .2, .6]])}
+    table = metrics.class_frame_metrics(frame_classes, probs, classes).set_index("class")
+    # A: positives (.6, .2) vs negatives (.1, .1, .3, .1, .4, .2): pairs won 6 + 3.5 of 12
+    assert table.loc["A", "auc"] == pytest.approx(9.5 / 12)
+    # B: positives (.7, .3) vs negatives (.2, .1, .5, .1, .1, .2): 6 + 5 of 12
+    assert table.loc["B", "auc"] == pytest.approx(11 / 12)
+    summed = {"v1": np.array([1.0, 0.9]), "v2": np.array([0.8, 1.3])}
+    truth = {"v1": "A", "v2": "A", "n": "Normal"}
+    assert metrics.topk_video_accuracy(truth, summed, classes, 1) == 0.5
+    assert metrics.topk_video_accuracy(truth, summed, classes, 2) == 1.0
+
+
+def test_thresholded_rule_matches_official():
+    from vadnb import metrics
+
+    rng = np.random.default_rng(0)
+    n, C = 60, 4
+    y = rng.integers(-1, C, size=n)
+    s = rng.random(n)
+    p = rng.random((n, C))
+    thr = 0.4
+    table = metrics.thresholded_frame_topk({"v": y}, {"v": s}, {"v": p}, list("abcd"), thr, 1)
+    # official: below the threshold -> normal, else argmax class; accuracy per true class
+    pred = np.where(s < thr, C, p.argmax(1))
+    yy = np.where(y < 0, C, y)
+    for i, c in enumerate([*"abcd", "Normal"]):
+        assert table.set_index("class").loc[c, "top1"] == pytest.approx((pred[yy == i] == i).mean())

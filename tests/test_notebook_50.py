@@ -16,6 +16,8 @@ from vadnb.detect import TINY_WARNING
 
 pytestmark = pytest.mark.notebook
 
+ORACLE_EPOCHS = 12
+
 
 def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
     from vadnb import anomalyclip, models
@@ -27,7 +29,7 @@ def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
         pytest.skip(f"campus data not built: {err}")
     out = tmp_path / "out"
     nb = run_notebook("50_anomalyclip", out, PROFILE="tiny", EPOCHS=2, FEATURE_STRIDE=4,
-                      EMB_SIZE=16, BATCH_SIZE=8)
+                      EMB_SIZE=16, BATCH_SIZE=8, ORACLE_EPOCHS=ORACLE_EPOCHS)
 
     train = bench.subset("train").videos
     curves = pd.read_csv(out / "loss_curves.csv")
@@ -60,6 +62,28 @@ def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
     image = cv2.imread(str(out / "latent_space.png"))
     assert image is not None and image.shape[0] > 300
 
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
+    for key in ("class_auc", "class_ap", "top1_video", "top5_video",
+                "paper_threshold_tuned_on_test", "paper_top1_frame"):
+        assert key in m
+
+    # computed statements about this run's latent space, one per class
+    separation = pd.read_csv(out / "separation.csv")
+    assert sorted(separation["class"]) == classes
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "frame AUC" in text and TINY_WARNING in text
+    assert "What this run's directions separate" in markdown
+    for row in separation.itertuples():
+        assert f"{row.separation:+.1f} normal-frame standard deviations" in markdown
+
+    # the differences table is rendered from the module's one list
+    assert anomalyclip.DIFFERENCES[0].what.replace("|", "\\|") in markdown
+
+    # perfect perception: the method's own steps on oracle features, labelled as a bound
+    oracle = json.loads((out / "oracle_metrics.json").read_text())
+    assert "upper bound" in oracle["label"] and oracle["epochs"] == ORACLE_EPOCHS
+    assert "PERFECT PERCEPTION" in text
+    # perfect features: the classes are recognised and the anomalies found (tiny: chance)
+    assert oracle["class_auc"] > 0.9 and oracle["top1_video"] == 1.0, oracle
+    assert oracle["auc"] > 0.65, oracle["auc"]

@@ -30,23 +30,16 @@ method learns which frames are anomalous, and of which class, by itself:
 At test time every frame is scored: the (strided) feature sequence is padded by
 wrap-around to a multiple of 32 x 16 and cut into grids of that shape.
 
-Differences from the public code, on purpose (notebook 50 says so too):
-
-- The smoothness term sums squared score differences *within* each abnormal video; the
-  original flattens the batch first, so it also penalises the jump between the last frame
-  of one video and the first frame of the next.
-- The learning rate warms up linearly per *step* (starting at ``lr / warm-up steps``);
-  the original warms up per epoch starting from exactly 0, which wastes the first epoch.
-- The axial transformer runs its two-stream ("reversible") coupling with ordinary
-  autograd: same function, more memory, no custom backward pass.
-- Prompts are built for the anomaly classes only; the original also builds one for
-  "Normal" and then discards its output (it gets no gradient), so nothing changes.
+Where vadnb departs from the public code, :data:`DIFFERENCES` says what, why and the
+effect (notebook 50 renders it); :data:`RECIPES` holds the paper's per-dataset settings and
+:func:`convert_release` turns the authors' released checkpoints into vadnb's format.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from contextlib import nullcontext
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -61,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models.base import call_stats, calls_since
-from .stages import configure
+from .stages import Difference, configure
 
 __all__ = [
     "Config",
@@ -80,14 +73,28 @@ __all__ = [
     "predict",
     "evaluate",
     "Evaluation",
+    "recognition_metrics",
     "save_checkpoint",
     "load_checkpoint",
     "run",
     "latent_space",
     "plot_latent_space",
     "plot_loss_curves",
+    "direction_separation",
+    "describe_separation",
     "video_class",
     "LOSS_TERMS",
+    "DIFFERENCES",
+    "RECIPES",
+    "RELEASE_CLASSES",
+    "recipe",
+    "feature_scale",
+    "check_feature_scale",
+    "class_directions",
+    "convert_release",
+    "load_release_checkpoint",
+    "release_benchmark",
+    "oracle_clip",
 ]
 
 NORMAL = "Normal"
@@ -98,8 +105,10 @@ class Config:
     """AnomalyCLIP's settings, defaulting to the paper's UCF-Crime recipe.
 
     Paper (CVIU 2024): UCF-Crime AUC 86.36, XD-Violence AP 78.51, ShanghaiTech (weak split)
-    AUC 98.07, with CLIP ViT-B/16 features of every frame. XD-Violence uses ``emb_size=128``
-    and ``lr=5e-6``, ShanghaiTech ``lr=5e-4``. ``epochs``, ``batch_size`` and
+    AUC 98.07, with raw CLIP ViT-B/16 features of every frame. The per-dataset recipes of
+    the official configs are :data:`RECIPES` (``recipe("shanghaitech")``): XD-Violence
+    ``emb_size=128``, ``lr=5e-6``; ShanghaiTech ``lr=5e-4``, ``depth=2``,
+    ``concat_features=True``, 10 warm-up epochs of 100. ``epochs``, ``batch_size`` and
     ``feature_stride`` are the knobs to shrink for a CPU run.
     """
 
@@ -127,7 +136,11 @@ class Config:
     emb_size: int = 256
     """Width of the temporal model (its input Linear maps the CLIP dim to this; XD: 128)."""
     depth: int = 1
-    """Axial transformer layers."""
+    """Axial transformer layers (ShanghaiTech: 2). Two streams run through every layer and
+    are averaged once at the end, as the official reversible block."""
+    concat_features: bool = False
+    """Feed the temporal model the class likelihoods concatenated before the re-centred
+    features (ShanghaiTech's recipe), not the features alone."""
     heads: int = 8
     """Attention heads (each ``emb_size // heads`` wide)."""
     lambda_smooth: float = 8e-4
@@ -139,7 +152,14 @@ class Config:
     weight_decay: float = 0.2
     """AdamW weight decay."""
     warmup_epochs: float = 5
-    """Epochs of linear learning-rate warm-up, then cosine decay to 0."""
+    """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
+    lr_schedule: str = "per_step"
+    """"per_step": warm-up and cosine move every step, warm-up starting at ``lr / steps``;
+    "per_epoch": the official schedule (the rate changes once per epoch and the first
+    epoch runs at exactly 0)."""
+    smooth_within_videos: bool = True
+    """Smoothness sums squared score steps inside each abnormal video; False: over the
+    flattened batch, as the official code (also penalising the jump between two videos)."""
     epochs: int = 50
     """Training epochs (an epoch sees every video of the larger of the two groups once)."""
     batch_size: int = 64
@@ -160,11 +180,124 @@ class Config:
             raise ValueError("top_k and bottom_k cannot exceed num_segments")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (half abnormal, half normal videos)")
+        if self.lr_schedule not in ("per_step", "per_epoch"):
+            raise ValueError(f"lr_schedule must be 'per_step' or 'per_epoch', got {self.lr_schedule!r}")
 
     @property
     def grid(self) -> int:
         """Frames in one 32 x 16 grid (512 by default)."""
         return self.num_segments * self.seg_length
+
+
+#: The official per-dataset settings (configs/model/anomaly_clip_<dataset>.yaml and
+#: configs/experiment/<dataset>.yaml of lucazanella/AnomalyCLIP), as Config overrides, and
+#: the paper's headline result with each.
+RECIPES: dict[str, dict[str, Any]] = {
+    "ucf_crime": {"config": {}, "paper": "frame AUC 86.36"},
+    "xd_violence": {"config": {"emb_size": 128, "lr": 5e-6}, "paper": "frame AP 78.51"},
+    "shanghaitech": {"config": {"lr": 5e-4, "depth": 2, "concat_features": True,
+                                "warmup_epochs": 10, "epochs": 100},
+                     "paper": "frame AUC 98.07 (weakly supervised split)"},
+}
+
+#: Class order of each released model (the official ``data/*_labels.csv``: the prompts are
+#: built for these names sorted, "Normal" included, and the Normal row is then dropped).
+RELEASE_CLASSES: dict[str, list[str]] = {
+    "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                  "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
+                  "Vandalism"],
+    "xd_violence": ["Abuse", "Car_accident", "Explosion", "Fighting", "Normal", "Riot",
+                    "Shooting"],
+    "shanghaitech": ["car", "chasing", "circuit", "fall", "fighting", "hurdle", "jumping",
+                     "monocycle", "normal", "push", "robbery", "running", "skateboard", "step",
+                     "stoop", "throwing object", "vaudeville", "vehicle"],
+}
+
+
+def _dataset_key(dataset: str) -> str:
+    key = str(dataset).lower().replace("-", "_").replace(" ", "_")
+    key = {"ucf": "ucf_crime", "ucfcrime": "ucf_crime", "xd": "xd_violence",
+           "xdviolence": "xd_violence", "sht": "shanghaitech", "shanghai_tech": "shanghaitech"
+           }.get(key, key)
+    if key not in RECIPES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(RECIPES)}")
+    return key
+
+
+def recipe(dataset: str, **overrides: Any) -> Config:
+    """The official Config for ``dataset`` ("ucf_crime", "xd_violence", "shanghaitech"),
+    with ``overrides`` on top (e.g. fewer epochs for a CPU run)."""
+    return Config(**{**RECIPES[_dataset_key(dataset)]["config"], **overrides})
+
+
+#: Every way vadnb's AnomalyCLIP departs from lucazanella/AnomalyCLIP (notebook 50 renders it).
+DIFFERENCES: list[Difference] = [
+    Difference(
+        what="Smoothness sums squared score steps inside each abnormal video; the official "
+             "code flattens the abnormal half of the batch first, so the step from one "
+             "video's last frame to the next video's first frame is penalised too.",
+        why="that jump says nothing about either video.",
+        effect="31 spurious terms out of ~16,000 in a 64-video batch, weighted 8e-4: small, "
+               "not measured on a benchmark.",
+        flag="smooth_within_videos=False"),
+    Difference(
+        what="The learning rate warms up per step, starting at lr / warm-up steps; the "
+             "official schedule changes once per epoch and runs its first epoch at exactly 0.",
+        why="a first epoch at lr 0 updates nothing (AdamW's decay is scaled by lr too).",
+        effect="the official run trains one epoch less (1 of 50; ShanghaiTech 1 of 100); "
+               "not measured.",
+        flag='lr_schedule="per_epoch"'),
+    Difference(
+        what="The reversible axial transformer runs its two-stream coupling with ordinary "
+             "autograd instead of the reversible backward pass.",
+        why="simpler code, no custom autograd function.",
+        effect="none on outputs (the temporal model matches the official computation to "
+               "1e-5 at depth 1 and 2, tests/test_anomalyclip.py); more activation memory "
+               "in training."),
+    Difference(
+        what="Prompts are built for the anomaly classes only; the official code also encodes "
+             "a Normal prompt and drops its row before use.",
+        why="the Normal row never reaches the loss, so it is wasted work.",
+        effect="none: identical directions (its context row never gets a gradient); the "
+               "release converter drops that row."),
+    Difference(
+        what="A video's class is the class with the largest summed p(c) over its frames "
+             "(threshold-free); the official rule predicts Normal for frames below a score "
+             "threshold chosen by Youden's J on the test ROC and reports per-frame top-1/5.",
+        why="a threshold tuned on the test labels leaks them into the reported numbers.",
+        effect="the official numbers are optimistic by an unmeasured margin; evaluate() "
+               "reports both: top1_video / top5_video (ours) and paper_top1_frame / "
+               "paper_top5_frame with paper_threshold (the official rule, tuned on test).",
+        flag="Evaluation.paper_top1_frame"),
+    Difference(
+        what="The NLL takes log(max(p, 1e-8)); the official takes log(p).",
+        why="a probability that underflows to 0 would give an infinite loss.",
+        effect="none unless a probability falls below 1e-8."),
+    Difference(
+        what="Features vadnb extracts come from vadnb's video reader and open_clip's OpenAI "
+             "ViT-B/16 with its preprocessing; the release's come from OpenAI's clip package "
+             "on the authors' extracted frames.",
+        why="one video pipeline for the whole suite.",
+        effect="same weights and scale (raw visual output); resizing and decoding may differ "
+               "slightly: not measured. Released features load with load_features / "
+               "release_benchmark."),
+    Difference(
+        what="feature_stride > 1 embeds every k-th frame and repeats scores back; the "
+             "official configs embed every frame (stride 1, the default here).",
+        why="a CPU or a T4 can then afford the lesson.",
+        effect="coarser scores; not measured on a benchmark.",
+        flag="feature_stride=1"),
+    Difference(
+        what="Segment offsets and dropout masks are drawn from one numpy Generator seeded by "
+             "Config.seed (the official uses numpy's global state and torch.bernoulli).",
+        why="a run is reproducible from its Config.",
+        effect="same distributions, different draws."),
+    Difference(
+        what="run() adds a table of 16-frame segments (mean score, most probable class) to "
+             "the per-frame output for the explorer.",
+        why="the explorer and Detection show intervals.",
+        effect="none on frame scores or metrics."),
+]
 
 
 # =========================================================================== features
@@ -174,10 +307,72 @@ def _clip_label(clip: Any) -> str:
     return str(getattr(clip, "name", type(clip).__name__))
 
 
+def feature_scale(features: np.ndarray) -> str:
+    """``"unit"`` when every row has norm 1 (L2-normalised features), else ``"raw"``.
+
+    AnomalyCLIP works on the *raw* output of CLIP's visual encoder (norms far from 1 for
+    ViT-B/16); its released features and checkpoints are on that scale.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"expected features [T, D] with T > 0, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1)
+    return "unit" if np.all(np.abs(norms - 1.0) < 1e-3) else "raw"
+
+
+def check_feature_scale(features: np.ndarray, expected: str | None, source: str) -> str:
+    """Raise a ValueError naming ``source`` when the features' scale is not ``expected``
+    (``None`` checks nothing); return the scale found."""
+    found = feature_scale(features)
+    if expected and found != expected:
+        norm = float(np.linalg.norm(np.asarray(features, np.float32), axis=1).mean())
+        hint = ("they look L2-normalised (every row has norm 1); AnomalyCLIP uses the raw "
+                "visual-encoder output: re-extract with vadnb.anomalyclip.extract_features"
+                if found == "unit" else
+                "they are raw features but the model was trained on L2-normalised ones")
+        raise ValueError(f"{source}: features on the wrong scale for this model (mean row norm "
+                         f"{norm:.3g}, model expects {expected!r} features): {hint}")
+    return found
+
+
+def _raw_encoder(clip: Any):
+    """A function images -> raw CLIP image features [N, D] (never normalised), or None when
+    the backend exposes only normalised features."""
+    raw = getattr(clip, "encode_image_raw", None)
+    if callable(raw):
+        return raw
+    model, preprocess = getattr(clip, "model", None), getattr(clip, "preprocess", None)
+    if model is None or preprocess is None or not hasattr(model, "encode_image"):
+        return None
+
+    def encode(images: Sequence[Any]) -> np.ndarray:
+        from PIL import Image
+
+        from .models.base import as_uint8_rgb
+
+        images = list(images)
+        device = getattr(clip, "device", "cpu")
+        dtype = getattr(clip, "dtype", None) or next(model.parameters()).dtype
+        size = int(getattr(clip, "batch_size", 64) or 64)
+        counter = clip._count(len(images)) if hasattr(clip, "_count") else nullcontext()
+        out = []
+        with counter, torch.inference_mode():
+            for i in range(0, len(images), size):
+                x = torch.stack([preprocess(Image.fromarray(as_uint8_rgb(im)))
+                                 for im in images[i:i + size]])
+                out.append(model.encode_image(x.to(device, dtype)).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    return encode
+
+
 def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache: Any = None,
                      batch_frames: int = 32, progress: bool = True) -> np.ndarray:
-    """CLIP image features of every ``stride``-th frame of ``video``: float32 ``[ceil(N/stride), D]``.
+    """Raw CLIP image features of every ``stride``-th frame of ``video``: float32 ``[ceil(N/stride), D]``.
 
+    Raw means the visual encoder's output as the official code uses it (never
+    L2-normalised); a backend that only gives normalised features (a scripted double
+    without ``encode_image_raw``) gives those, and :func:`feature_scale` tells them apart.
     Cached under ``anomalyclip.features`` by the video's content digest, the clip backend's
     name and the stride, so a second call makes no model calls.
     """
@@ -187,19 +382,21 @@ def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     cache = get_cache(cache)
-    parts = {"video": file_digest(video), "model": _clip_label(clip), "stride": int(stride)}
+    encode = _raw_encoder(clip)
+    parts = {"video": file_digest(video), "model": _clip_label(clip), "stride": int(stride),
+             "scale": "raw" if encode is not None else "backend"}
 
     def compute() -> np.ndarray:
         from tqdm.auto import tqdm
 
+        fn = encode or (lambda images: clip.encode_image(images))
         info = probe(video)
         indices = np.arange(0, info.num_frames, stride)
         out = []
         with tqdm(total=len(indices), desc=f"CLIP features {Path(video).name}", leave=False,
                   disable=not progress or len(indices) <= batch_frames) as bar:
             for frames in iter_frames(video, indices=indices, chunk=batch_frames):
-                emb = np.asarray(clip.encode_image(list(frames.images)), dtype=np.float32)
-                out.append(emb)
+                out.append(np.asarray(fn(list(frames.images)), dtype=np.float32))
                 bar.update(len(frames))
         return np.concatenate(out).astype(np.float32)
 
@@ -212,8 +409,10 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
 
     The release has one ``.npy`` per video under ``npy_root``, in per-class folders
     (``Abuse/Abuse001_x264.npy``), each ``[T * ncrops, 512]``: one row per frame (rows of the
-    same frame's crops adjacent). Its list files (``Anomaly_Train_Abnormal.txt``, ...) name
-    one video per line as ``<folder>/<video> <start> <end> <label id>``.
+    same frame's crops adjacent), raw CLIP ViT-B/16 outputs. Its list files
+    (``Anomaly_Train_Abnormal.txt``, ...) name one video per line as
+    ``<folder>/<video> <start> <end> <label id>``. A file whose rows all have norm 1 (not the
+    release's scale) gets a warning naming it.
 
     Args:
         npy_root: folder holding the features.
@@ -224,6 +423,8 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
     Returns:
         dict video name (file stem) -> float32 ``[T, D]``.
     """
+    import warnings
+
     root = Path(npy_root)
     if not root.is_dir():
         raise FileNotFoundError(f"feature folder not found: {root}; download the pre-extracted "
@@ -242,10 +443,15 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
         if not p.exists():
             raise FileNotFoundError(f"{p} is listed in {list_file} but missing under {root}")
         arr = np.load(p, allow_pickle=False)
-        if arr.ndim != 2 or arr.shape[0] % ncrops:
+        if arr.ndim != 2 or arr.shape[0] % ncrops or arr.shape[0] == 0:
             raise ValueError(f"{p}: expected [frames * {ncrops}, D] features, got shape {arr.shape}")
-        out[p.stem] = np.ascontiguousarray(arr.reshape(-1, ncrops, arr.shape[1])[:, crop],
-                                           dtype=np.float32)
+        feats = np.ascontiguousarray(arr.reshape(-1, ncrops, arr.shape[1])[:, crop],
+                                     dtype=np.float32)
+        if feature_scale(feats) == "unit":
+            warnings.warn(f"{p}: every row has norm 1 (L2-normalised), but AnomalyCLIP's released "
+                          "features and checkpoints are raw CLIP outputs; a released checkpoint "
+                          "will refuse these features", stacklevel=2)
+        out[p.stem] = feats
     return out
 
 
@@ -266,7 +472,8 @@ def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length:
                             rng: np.random.Generator | None = None) -> np.ndarray:
     """Frame indices ``[num_segments * seg_length]`` of one training sample of a video.
 
-    As the original: segment ``i`` starts at ``i * spacing + random offset`` and takes
+    As the original: segment ``i`` starts at ``i * spacing + offset`` (offset drawn
+    uniformly from ``0 .. spacing - seg_length + 1``, 0 for short videos) and takes
     ``seg_length`` consecutive frames, indices wrapping around the video's end. ``spacing``
     spreads the segments over the video; a video shorter than one grid is treated as if it
     were one grid long (so its frames repeat).
@@ -276,7 +483,7 @@ def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length:
     rng = rng or np.random.default_rng()
     length = max(num_frames, num_segments * seg_length)
     spacing = (length - seg_length + 1) // num_segments
-    offsets = rng.integers(0, max(spacing - seg_length + 1, 1), size=num_segments)
+    offsets = rng.integers(0, max(spacing - seg_length + 2, 1), size=num_segments)
     starts = np.arange(num_segments) * spacing + offsets
     return ((starts[:, None] + np.arange(seg_length)[None, :]) % num_frames).reshape(-1)
 
@@ -370,12 +577,28 @@ class _AxialAttention(nn.Module):
         return out.transpose(1, 2) if self.axis == 1 else out
 
 
+class _ChannelNorm(nn.Module):
+    """Layer norm over the channels with ``eps`` added to the standard deviation (not inside
+    the square root), as the feed-forward blocks of the official axial transformer."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Any) -> Any:
+        mean = x.mean(-1, keepdim=True)
+        std = x.var(-1, unbiased=False, keepdim=True).sqrt()
+        return (x - mean) / (std + self.eps) * self.weight + self.bias
+
+
 class _ConvFeedForward(nn.Module):
-    """LayerNorm, then two 3x3 convolutions over the segment x frame grid (4x wider)."""
+    """Channel norm, then two 3x3 convolutions over the segment x frame grid (4x wider)."""
 
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = _ChannelNorm(dim)
         self.net = nn.Sequential(nn.Conv2d(dim, 4 * dim, 3, padding=1), nn.LeakyReLU(),
                                  nn.Conv2d(4 * dim, dim, 3, padding=1))
 
@@ -388,12 +611,14 @@ class AxialTemporalModel(nn.Module):
     """Frame features ``[B, S, L, D]`` -> anomaly scores ``[B, S, L]`` in (0, 1).
 
     Linear D -> E; a learned axial positional embedding (one vector per segment plus
-    one per frame position, summed); ``depth`` layers of two-stream coupling, as the
-    reversible axial transformer the original uses::
+    one per frame position, summed); then the official reversible axial transformer's
+    two-stream coupling, both streams carried through all ``depth`` layers and averaged
+    once at the end::
 
         a = b = x
-        a = a + attention_along_segments(b);  b = b + attention_along_frames(a)
-        a = a + feed_forward_1(b);            b = b + feed_forward_2(a)
+        for each layer:
+            a = a + attention_along_segments(b);  b = b + attention_along_frames(a)
+            a = a + feed_forward_1(b);            b = b + feed_forward_2(a)
         x = (a + b) / 2
 
     then LayerNorm -> Linear(E, 1) -> sigmoid.
@@ -419,13 +644,21 @@ class AxialTemporalModel(nn.Module):
             raise ValueError(f"temporal model expects [B, {self.num_segments}, "
                              f"{self.seg_length}, D] grids, got {tuple(x.shape)}")
         x = self.projection(x) + self.pos_segments + self.pos_frames
+        a = b = x
         for attn_seg, attn_frame, ff1, ff2 in self.layers:
-            a = x + attn_seg(x)
-            b = x + attn_frame(a)
+            a = a + attn_seg(b)
+            b = b + attn_frame(a)
             a = a + ff1(b)
             b = b + ff2(a)
-            x = (a + b) / 2
+        x = (a + b) / 2
         return torch.sigmoid(self.head(self.head_norm(x))).squeeze(-1)
+
+
+def class_directions(text_features: Any, centroid: Any) -> Any:
+    """One unit direction per class ``[C, D]``: each class's text feature minus the normal
+    centroid, normalised (the official selector's re-centring of the text side)."""
+    text = text_features - centroid
+    return text / text.norm(dim=-1, keepdim=True)
 
 
 class AnomalyCLIP(nn.Module):
@@ -442,6 +675,7 @@ class AnomalyCLIP(nn.Module):
             raise ValueError("AnomalyCLIP needs at least one anomaly class")
         self.clip_name = ""
         self.profile = "custom"
+        self.feature_scale: str | None = None  # "raw" / "unit": the scale it was trained on
         dim = int(np.asarray(centroid).shape[-1])
         self.register_buffer("centroid", torch.as_tensor(np.asarray(centroid), dtype=torch.float32))
         self.prompts = PromptLearner(clip_model, tokenizer, self.class_names, config.n_ctx,
@@ -451,8 +685,9 @@ class AnomalyCLIP(nn.Module):
             raise ValueError(f"the clip text features are {out_dim}-d but the frame features are "
                              f"{dim}-d: extract the features with the same CLIP model")
         self.norm = nn.BatchNorm1d(len(self.class_names), affine=False)
-        self.temporal = AxialTemporalModel(dim, config.emb_size, config.depth, config.heads,
-                                            config.num_segments, config.seg_length)
+        extra = len(self.class_names) if config.concat_features else 0
+        self.temporal = AxialTemporalModel(dim + extra, config.emb_size, config.depth,
+                                            config.heads, config.num_segments, config.seg_length)
 
     @property
     def num_classes(self) -> int:
@@ -460,8 +695,7 @@ class AnomalyCLIP(nn.Module):
 
     def directions(self) -> Any:
         """One unit vector per anomaly class ``[C, D]``: text feature minus centroid, normalised."""
-        text = self.prompts() - self.centroid
-        return text / text.norm(dim=-1, keepdim=True)
+        return class_directions(self.prompts(), self.centroid)
 
     def likelihoods(self, centred: Any, directions: Any | None = None) -> Any:
         """BatchNorm'ed projections of re-centred features ``[..., D]`` -> ``[..., C]``."""
@@ -475,9 +709,14 @@ class AnomalyCLIP(nn.Module):
         cfg = self.config
         centred = features - self.centroid
         logits = self.likelihoods(centred)
-        grid = centred.reshape(b, cfg.num_segments, cfg.seg_length, dim)
+        grid = self.temporal_input(centred, logits).reshape(b, cfg.num_segments, cfg.seg_length, -1)
         scores = self.temporal(grid).reshape(b, t)
         return logits, scores
+
+    def temporal_input(self, centred: Any, logits: Any) -> Any:
+        """What the temporal model reads per frame: the re-centred feature, preceded by the
+        class likelihoods when ``concat_features`` (ShanghaiTech)."""
+        return torch.cat([logits, centred], dim=-1) if self.config.concat_features else centred
 
 
 # =========================================================================== MIL + loss
@@ -524,7 +763,8 @@ def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> An
 
 def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
                      num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
-                     lambda_sparse: float = 8e-3, eps: float = 1e-8) -> dict[str, Any]:
+                     lambda_sparse: float = 8e-3, eps: float = 1e-8,
+                     smooth_within_videos: bool = True) -> dict[str, Any]:
     """AnomalyCLIP's loss on one batch; returns every term and their ``total``.
 
     Args:
@@ -539,7 +779,9 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
     - ``nll_topk_abnormal`` / ``nll_bottomk_abnormal`` / ``nll_topk_normal``: mean negative
       log-probability of the true class / of normal / of normal, with
       ``p(c) = softmax(likelihoods)_c * score`` and ``p(normal) = 1 - score``; ``nll`` = their sum;
-    - ``smoothness``: ``lambda_smooth * sum`` over A of squared differences of consecutive scores;
+    - ``smoothness``: ``lambda_smooth * sum`` over A of squared differences of consecutive
+      scores (``smooth_within_videos=False``: of A's scores flattened into one sequence, as
+      the official code, so the step from one video's end to the next one's start counts);
     - ``sparsity``: ``lambda_sparse * mean`` of A's scores.
     """
     labels = torch.as_tensor(labels, device=logits.device).long()
@@ -576,7 +818,8 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
     nll = nll_topk_abnormal + nll_bottomk_abnormal + nll_topk_normal
 
     # temporal priors on abnormal videos' scores
-    smoothness = lambda_smooth * ((a_scores[:, 1:] - a_scores[:, :-1]) ** 2).sum()
+    seq = a_scores if smooth_within_videos else a_scores.reshape(1, -1)
+    smoothness = lambda_smooth * ((seq[:, 1:] - seq[:, :-1]) ** 2).sum()
     sparsity = lambda_sparse * a_scores.mean()
 
     total = projection_topk + projection_normal + nll + smoothness + sparsity
@@ -593,12 +836,27 @@ LOSS_TERMS = ("projection_topk", "projection_normal", "nll", "smoothness", "spar
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):
-    """Learning-rate factor per step: linear warm-up, then cosine decay to 0."""
+    """Learning-rate factor per step: linear warm-up (from ``1 / warmup_steps``), then
+    cosine decay to 0."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _warmup_cosine_per_epoch(warmup_epochs: float, epochs: int, steps_per_epoch: int):
+    """The official schedule as a per-step factor: constant within an epoch; epoch ``e``
+    runs at ``e / warmup_epochs`` during warm-up (so epoch 0 at 0), then a cosine."""
+
+    def factor(step: int) -> float:
+        epoch = step // steps_per_epoch
+        if epoch < warmup_epochs:
+            return epoch / warmup_epochs
+        progress = (epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
@@ -658,6 +916,11 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     model = AnomalyCLIP(clip_model, tokenizer, classes, centroid, cfg).to(device)
     model.clip_name = _clip_label(clip)
     model.profile = str(getattr(clip, "profile", "custom"))
+    scales = {feature_scale(features[v]) for v in names}
+    if len(scales) > 1:
+        raise ValueError("the training features mix L2-normalised and raw videos: "
+                         + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
+    model.feature_scale = scales.pop()
 
     half = cfg.batch_size // 2
     per_group = min(half, max(len(abnormal), len(normal)))
@@ -665,8 +928,11 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup, total_steps))
+    if cfg.lr_schedule == "per_epoch":
+        schedule = _warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
+    else:
+        schedule = _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     class_index = {c: i for i, c in enumerate(classes)}
 
     def cycle(group: list[str], n: int) -> list[str]:
@@ -693,7 +959,8 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
             top, bottom = select_segments(logits, y, cfg.num_segments, cfg.seg_length,
                                           cfg.top_k, cfg.bottom_k, keep.to(device))
             terms = anomalyclip_loss(logits, scores, y, top, bottom, cfg.num_segments,
-                                     cfg.seg_length, cfg.lambda_smooth, cfg.lambda_sparse)
+                                     cfg.seg_length, cfg.lambda_smooth, cfg.lambda_sparse,
+                                     smooth_within_videos=cfg.smooth_within_videos)
             optimizer.zero_grad()
             terms["total"].backward()
             optimizer.step()
@@ -713,7 +980,7 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
 
 
 def predict(model: Any, features: np.ndarray, stride: int = 1,
-            num_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            num_frames: int | None = None, source: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """Score one video's features ``[T, D]``.
 
     The features are padded by wrap-around to a multiple of the 32 x 16 grid; a video of
@@ -724,11 +991,16 @@ def predict(model: Any, features: np.ndarray, stride: int = 1,
         ``(scores [N], class_probs [N, C+1])`` per frame, ``N = num_frames`` (default
         ``T * stride``); ``class_probs`` columns are ``model.class_names`` then ``"Normal"``:
         ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 - score``.
+
+    Raises:
+        ValueError: naming ``source``, when the features are not on the scale the model
+            was trained on (L2-normalised features given to a model of raw features).
     """
     cfg = model.config
     feats = np.asarray(features, dtype=np.float32)
     if feats.ndim != 2 or len(feats) == 0:
-        raise ValueError(f"expected features [T, D] with T > 0, got shape {feats.shape}")
+        raise ValueError(f"{source}: expected features [T, D] with T > 0, got shape {feats.shape}")
+    check_feature_scale(feats, getattr(model, "feature_scale", None), source)
     t = len(feats)
     idx = pad_wraparound(t, cfg.grid)
     grids = len(idx) // cfg.grid
@@ -738,7 +1010,8 @@ def predict(model: Any, features: np.ndarray, stride: int = 1,
         x = torch.from_numpy(feats[idx]).to(device)  # [g*S*L, D]
         centred = x - model.centroid
         logits = model.likelihoods(centred)
-        grid = centred.reshape(cfg.num_segments, grids, cfg.seg_length, -1).transpose(0, 1)
+        grid = model.temporal_input(centred, logits)
+        grid = grid.reshape(cfg.num_segments, grids, cfg.seg_length, -1).transpose(0, 1)
         scores = model.temporal(grid).transpose(0, 1).reshape(-1)  # back to frame order
         cond = torch.softmax(logits, dim=-1)
         probs = torch.cat([cond * scores[:, None], (1 - scores)[:, None]], dim=1)
@@ -809,6 +1082,55 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
     return {"points": meta, "centroid": pca.transform(np.zeros((1, x.shape[1])))[0],
             "directions": dict(zip(model.class_names, d2)),
             "explained_variance": pca.explained_variance_ratio_.tolist()}
+
+
+def direction_separation(model: Any, features: Mapping[str, np.ndarray],
+                         frame_labels: Mapping[str, np.ndarray],
+                         video_classes: Mapping[str, str]) -> pd.DataFrame:
+    """How far each class's anomalous frames lie from normal frames along its direction.
+
+    For class ``c``: project every re-centred frame on ``d_c``; ``separation`` is the gap
+    between the mean projection of the anomalous frames of c's videos and that of all
+    normal frames, in standard deviations of the normal frames (large = apart, ~0 = mixed).
+    """
+    stride = model.config.feature_stride
+    with torch.no_grad():
+        d = model.directions().cpu().numpy()
+    centroid = model.centroid.cpu().numpy()
+    normal, odd = [], {c: [] for c in model.class_names}
+    for v, f in features.items():
+        y = np.asarray(frame_labels[v])[::stride][:len(f)]
+        y = np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y
+        proj = (np.asarray(f, np.float32) - centroid) @ d.T
+        normal.append(proj[y == 0])
+        if video_classes[v] in odd:
+            odd[video_classes[v]].append(proj[y > 0, model.class_names.index(video_classes[v])])
+    normal_proj = np.concatenate(normal)
+    rows = []
+    for i, c in enumerate(model.class_names):
+        x = np.concatenate(odd[c]) if odd[c] else np.zeros(0)
+        spread = float(normal_proj[:, i].std()) or 1.0
+        rows.append({"class": c, "anomalous_frames": len(x),
+                     "separation": float((x.mean() - normal_proj[:, i].mean()) / spread)
+                     if len(x) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def describe_separation(table: pd.DataFrame, apart: float = 2.0) -> str:
+    """One computed sentence per class of :func:`direction_separation` (Markdown)."""
+    lines = []
+    for row in table.to_dict(orient="records"):
+        name = row["class"]
+        if not row["anomalous_frames"]:
+            lines.append(f"- **{name}**: no anomalous frame in these videos.")
+            continue
+        sep = row["separation"]
+        verdict = ("apart from" if sep >= apart else
+                   "somewhat apart from" if sep >= apart / 2 else "mixed with")
+        lines.append(f"- **{name}**: its {row['anomalous_frames']} anomalous frames lie "
+                     f"{sep:+.1f} normal-frame standard deviations along its direction: "
+                     f"{verdict} normal frames.")
+    return "\n".join(lines)
 
 
 def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = ""):
@@ -892,7 +1214,8 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
     # the device is not part of the recipe: a model trained on a GPU loads on a CPU too
     meta = {"method": "anomalyclip", "config": asdict(replace(model.config, device=None)),
             "class_names": list(model.class_names), "clip_model": model.clip_name,
-            "profile": model.profile, "feature_dim": int(model.centroid.shape[0])}
+            "profile": model.profile, "feature_dim": int(model.centroid.shape[0]),
+            "feature_scale": getattr(model, "feature_scale", None)}
     meta_path.write_text(json.dumps(meta, indent=2))
     return weights
 
@@ -932,6 +1255,7 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
                          f"unexpected {unexpected[:5]}")
     model.clip_name = meta.get("clip_model", "")
     model.profile = meta.get("profile", "custom")
+    model.feature_scale = meta.get("feature_scale")
     return model.to(pick_device(device or cfg.device)).eval()
 
 
@@ -984,7 +1308,17 @@ def train(benchmark: Any, split: str | None = "train", config: Config | None = N
 
 @dataclass
 class Evaluation:
-    """Frame-level results of a trained model on a benchmark split."""
+    """Results of a trained model on a benchmark split.
+
+    Detection: ``auc``, ``ap`` (frame-level, micro) and ``per_class`` (each class's videos
+    with the normal ones, :func:`vadnb.metrics.per_class`). Recognition, as the paper:
+    ``class_auc`` / ``class_ap`` (mean over classes of the one-vs-rest frame AUC / AP of
+    ``p(c)`` over all test frames; per class in ``class_table``) and ``top1_video`` /
+    ``top5_video`` (anomalous test videos whose class is among the 1 / 5 largest summed
+    ``p(c)``; ``class_accuracy`` is ``top1_video``). ``paper_threshold`` and
+    ``paper_top1_frame`` / ``paper_top5_frame`` follow the official rule, whose threshold is
+    tuned on the *test* ROC: read them as optimistic.
+    """
 
     auc: float
     ap: float
@@ -997,25 +1331,80 @@ class Evaluation:
     predicted_classes: dict[str, str]
     class_names: list[str]
     meaningless: bool = False
+    class_auc: float = float("nan")
+    class_ap: float = float("nan")
+    class_table: pd.DataFrame | None = None
+    top1_video: float = float("nan")
+    top5_video: float = float("nan")
+    paper_threshold: float = float("nan")
+    paper_top1_frame: float = float("nan")
+    paper_top5_frame: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a JSON-able dict."""
+        table = self.class_table if self.class_table is not None else pd.DataFrame()
         return {"auc": self.auc, "ap": self.ap, "class_accuracy": self.class_accuracy,
+                "class_auc": self.class_auc, "class_ap": self.class_ap,
+                "top1_video": self.top1_video, "top5_video": self.top5_video,
+                "paper_threshold_tuned_on_test": self.paper_threshold,
+                "paper_top1_frame": self.paper_top1_frame,
+                "paper_top5_frame": self.paper_top5_frame,
                 "videos": len(self.frame_scores),
                 "per_class": self.per_class.to_dict(orient="records"),
+                "class_table": table.to_dict(orient="records"),
                 "meaningless": self.meaningless}
 
 
 def video_class(class_probs: np.ndarray, class_names: Sequence[str]) -> str:
-    """A video's predicted anomaly class: the class with the largest summed p(c) over frames."""
+    """A video's predicted anomaly class: the class with the largest summed p(c) over frames.
+
+    Threshold-free, unlike the official rule (frames below a score threshold tuned on the
+    test ROC are Normal, the others take their most probable class).
+    """
     return list(class_names)[int(np.argmax(np.asarray(class_probs)[:, :len(class_names)].sum(0)))]
+
+
+def _nanmean(values: Any) -> float:
+    values = [float(v) for v in values]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
+                        class_probs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
+                        video_classes: Mapping[str, str], class_names: Sequence[str]
+                        ) -> dict[str, Any]:
+    """The paper's anomaly-recognition metrics (see :class:`Evaluation`) from per-video
+    frame scores, class probabilities ``[frames, C+1]``, 0/1 frame labels and video classes."""
+    from . import metrics
+
+    names = list(class_names)
+    frame_classes = {v: np.where(np.asarray(labels[v]) > 0,
+                                 names.index(video_classes[v]) if video_classes[v] in names else -1,
+                                 -1) for v in labels}
+    table = metrics.class_frame_metrics(frame_classes, class_probs, names)
+    summed = {v: np.asarray(class_probs[v])[:, :len(names)].sum(0) for v in class_probs}
+    out = {"class_table": table, "class_auc": _nanmean(table["auc"]),
+           "class_ap": _nanmean(table["ap"]),
+           "top1_video": metrics.topk_video_accuracy(video_classes, summed, names, 1),
+           "top5_video": metrics.topk_video_accuracy(video_classes, summed, names, 5)}
+    y = {v: np.asarray(labels[v]) for v in labels}
+    both = np.concatenate(list(y.values())) if y else np.zeros(0)
+    if both.size and 0 < both.sum() < both.size:
+        thr = metrics.youden_threshold(y, frame_scores)
+        k5 = 5
+        t1 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, 1)
+        t5 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, k5)
+        keep = lambda t: t[t["class"] != NORMAL]  # noqa: E731 - mean over anomaly classes
+        out.update(paper_threshold=thr, paper_top1_frame=_nanmean(keep(t1)["top1"]),
+                   paper_top5_frame=_nanmean(keep(t5)["top5"]))
+    return out
 
 
 def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
              backends: Mapping[str, Any] | None = None, profile: str | None = None,
              cache: Any = None, features: Mapping[str, np.ndarray] | None = None) -> Evaluation:
-    """Score every frame of the split's videos; frame AUC/AP (micro), per-class AUC/AP
-    (vadnb.metrics.per_class) and the accuracy of the predicted class of anomalous videos."""
+    """Score every frame of the split's videos: frame AUC/AP (micro), per-class AUC/AP
+    (vadnb.metrics.per_class) and the paper's recognition metrics (:class:`Evaluation`)."""
     from . import metrics
 
     cfg = model.config
@@ -1029,19 +1418,18 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
     for row in bench.videos.itertuples():
         y = np.asarray(bench.frame_labels(row.name))
         scores[row.name], probs[row.name] = predict(model, feats[row.name], cfg.feature_stride,
-                                                    num_frames=len(y))
+                                                    num_frames=len(y), source=str(row.path))
         labels[row.name] = y
         classes[row.name] = row.label
         predicted[row.name] = video_class(probs[row.name], model.class_names)
-    anomalous = [v for v in classes if classes[v] != NORMAL]
-    accuracy = (float(np.mean([predicted[v] == classes[v] for v in anomalous]))
-                if anomalous else float("nan"))
+    recognition = recognition_metrics(scores, probs, labels, classes, model.class_names)
     return Evaluation(
         auc=metrics.frame_auc(labels, scores), ap=metrics.frame_ap(labels, scores),
-        per_class=metrics.per_class(labels, scores, classes), class_accuracy=accuracy,
+        per_class=metrics.per_class(labels, scores, classes),
+        class_accuracy=recognition["top1_video"],
         frame_scores=scores, class_probs=probs, labels=labels, video_classes=classes,
         predicted_classes=predicted, class_names=list(model.class_names) + [NORMAL],
-        meaningless=model.profile == "tiny")
+        meaningless=model.profile == "tiny", **recognition)
 
 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
@@ -1056,7 +1444,6 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     ``extras["class_names"]``, "Normal" last).
     """
     from .detect import Detection
-    from .video import probe
 
     if checkpoint is None:
         raise ValueError(
@@ -1064,30 +1451,413 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
             "(model, curves = vadnb.anomalyclip.train(benchmark); "
             "vadnb.anomalyclip.save_checkpoint(model, 'anomalyclip.safetensors')) and pass "
             "checkpoint='anomalyclip.safetensors' (notebook 50 shows how)")
+    from .cache import file_digest, get_cache
+
+    cache = get_cache(cache)
     before = call_stats()
+    given_clip = backends.get("clip") if backends else None
     if isinstance(checkpoint, (str, os.PathLike)):
-        meta_path = _checkpoint_paths(checkpoint)[1]
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        weights, meta_path = _checkpoint_paths(checkpoint)
+        if not weights.exists() or not meta_path.exists():
+            raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and "
+                                    f"{meta_path} (written by vadnb.anomalyclip.save_checkpoint)")
+        meta = json.loads(meta_path.read_text())
         cfg = configure(Config, config or Config(**meta.get("config", {})), overrides, "AnomalyCLIP")
-        # default to the profile the checkpoint was trained with (its features' clip model)
-        saved = meta.get("profile") if meta.get("profile") in ("tiny", "colab", "paper") else None
-        clip = _clip_backend(backends, profile or saved, cfg)
-        model = load_checkpoint(checkpoint, clip=clip, device=cfg.device)
+        saved, model_key, trained_on = meta.get("profile"), file_digest(weights), meta.get("clip_model")
     else:
-        model = checkpoint
-        cfg = configure(Config, config or model.config, overrides, "AnomalyCLIP")
-        saved = model.profile if model.profile in ("tiny", "colab", "paper") else None
+        cfg = configure(Config, config or checkpoint.config, overrides, "AnomalyCLIP")
+        saved, model_key, trained_on = checkpoint.profile, _state_digest(checkpoint), checkpoint.clip_name
+    # default to the profile the checkpoint was trained with (its features' clip model)
+    saved = saved if saved in ("tiny", "colab", "paper") else None
+    clip_key = (_clip_label(given_clip) if given_clip is not None
+                else trained_on or f"profile:{profile or saved}")
+    parts = {"video": file_digest(video), "checkpoint": model_key, "clip": clip_key,
+             "stride": int(cfg.feature_stride)}
+
+    def compute() -> dict[str, Any]:
+        from .video import probe
+
         clip = _clip_backend(backends, profile or saved, cfg)
-        if model.clip_name and _clip_label(clip) != model.clip_name:
-            raise ValueError(f"the model was trained on {model.clip_name!r} features but the clip "
-                             f"backend is {_clip_label(clip)!r}; pass the same clip model")
-    info = probe(video)
-    feats = extract_features(video, clip, cfg.feature_stride, cache, cfg.batch_frames)
-    scores, probs = predict(model, feats, cfg.feature_stride, num_frames=info.num_frames)
-    segments = _segments_table(scores, probs, model.class_names, info.fps, cfg.seg_length)
+        if isinstance(checkpoint, (str, os.PathLike)):
+            model = load_checkpoint(checkpoint, clip=clip, device=cfg.device)
+        else:
+            model = checkpoint
+            if model.clip_name and _clip_label(clip) != model.clip_name:
+                raise ValueError(f"the model was trained on {model.clip_name!r} features but the "
+                                 f"clip backend is {_clip_label(clip)!r}; pass the same clip model")
+        info = probe(video, cache)
+        feats = extract_features(video, clip, cfg.feature_stride, cache, cfg.batch_frames)
+        scores, probs = predict(model, feats, cfg.feature_stride, num_frames=info.num_frames,
+                                source=str(video))
+        return {"scores": scores, "probs": probs, "fps": float(info.fps),
+                "profile": str(getattr(clip, "profile", "custom")),
+                "class_names": list(model.class_names)}
+
+    # a warm re-run reads this entry only: no model is loaded and no frame decoded
+    out = cache.memo("anomalyclip.run", parts, compute)
+    scores = np.asarray(out["scores"], dtype=np.float32)
+    probs = np.asarray(out["probs"], dtype=np.float32)
+    class_names = list(out["class_names"])
+    segments = _segments_table(scores, probs, class_names, float(out["fps"]), cfg.seg_length)
     return Detection(
-        video=str(video), method="anomalyclip", profile=str(getattr(clip, "profile", "custom")),
-        frame_scores=scores, fps=float(info.fps), segments=segments,
+        video=str(video), method="anomalyclip", profile=str(out["profile"]),
+        frame_scores=scores, fps=float(out["fps"]), segments=segments,
         model_calls=calls_since(before),
-        extras={"class_probs": probs, "class_names": list(model.class_names) + [NORMAL],
+        extras={"class_probs": probs, "class_names": class_names + [NORMAL],
                 "feature_stride": cfg.feature_stride})
+
+
+def _state_digest(model: Any) -> str:
+    """A content hash of a trained model's weights, classes and feature scale (cache key)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        if ".frozen." in f".{key}":
+            continue
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([list(model.class_names), getattr(model, "feature_scale", None)]).encode())
+    return h.hexdigest()[:32]
+
+
+# =========================================================================== released files
+
+
+class _Inert:
+    """Stands in for a non-tensor object pickled in a released checkpoint (the Lightning
+    hyper-parameters: optimiser partials, the loss object). Accepts anything, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _safe_torch_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``; objects other than tensors and containers
+    that the file pickles (hyper-parameters) become inert placeholders, never their code."""
+    import torch.serialization as ts
+
+    unsafe = []
+    if hasattr(ts, "get_unsafe_globals_in_checkpoint"):
+        try:
+            unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as err:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
+    stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]
+    try:
+        if stubs:
+            with ts.safe_globals(stubs):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: could not be read with torch.load(weights_only=True): {err}") from err
+
+
+#: Official (Lightning) key prefix -> vadnb key, for the parts that map one to one.
+_RELEASE_KEYS = {
+    "net.text_encoder.text_projection": "prompts.text_projection",
+    "net.selector_model.bn_layer.running_mean": "norm.running_mean",
+    "net.selector_model.bn_layer.running_var": "norm.running_var",
+    "net.selector_model.bn_layer.num_batches_tracked": "norm.num_batches_tracked",
+    "net.temporal_model.projection.weight": "temporal.projection.weight",
+    "net.temporal_model.projection.bias": "temporal.projection.bias",
+    "net.temporal_model.classifier.layer_norm.weight": "temporal.head_norm.weight",
+    "net.temporal_model.classifier.layer_norm.bias": "temporal.head_norm.bias",
+    "net.temporal_model.classifier.linear.weight": "temporal.head.weight",
+    "net.temporal_model.classifier.linear.bias": "temporal.head.bias",
+}
+
+
+def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any]:
+    """The official ``state_dict`` (keys ``net.…``) -> vadnb :class:`AnomalyCLIP` keys.
+
+    Drops the frozen CLIP weights and the Normal class's context row (``normal_id``), and
+    maps the axial transformer: reversible block ``2i`` holds layer ``i``'s attention along
+    segments (``f``) and along frames (``g``), block ``2i + 1`` its two feed-forwards; the
+    positional embeddings ``[1, E, S, 1]`` / ``[1, E, 1, L]`` become ``[S, 1, E]`` / ``[1, L, E]``.
+    """
+    import re
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in _RELEASE_KEYS:
+            out[_RELEASE_KEYS[key]] = value
+        elif key == "net.prompt_learner.ctx":
+            if value.dim() != 3:
+                raise ValueError("only class-specific contexts (shared_context: False) are supported")
+            out["prompts.ctx"] = torch.cat([value[:normal_id], value[normal_id + 1:]])
+        elif key == "net.temporal_model.axial_attn.pos_emb.param_0":
+            out["temporal.pos_segments"] = value[0].permute(1, 2, 0)
+        elif key == "net.temporal_model.axial_attn.pos_emb.param_1":
+            out["temporal.pos_frames"] = value[0].permute(1, 2, 0)
+        else:
+            m = re.fullmatch(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.([fg])\.net\.(.+)", key)
+            if not m:
+                continue  # frozen CLIP parts, prompt token buffers
+            block, side, rest = int(m.group(1)), m.group(2), m.group(3)
+            layer, sub = block // 2, (0 if side == "f" else 1) + (2 if block % 2 else 0)
+            target = f"temporal.layers.{layer}.{sub}."
+            if block % 2 == 0:  # PreNorm(SelfAttention) inside PermuteToFrom
+                rest = rest.replace("fn.fn.", "", 1) if rest.startswith("fn.fn.") else rest.replace("fn.", "", 1)
+                out[target + rest] = value
+            else:  # Sequential(ChanLayerNorm, Conv2d, LeakyReLU, Conv2d)
+                name = {"0.g": "norm.weight", "0.b": "norm.bias", "1.weight": "net.0.weight",
+                        "1.bias": "net.0.bias", "3.weight": "net.2.weight",
+                        "3.bias": "net.2.bias"}.get(rest)
+                if name is None:
+                    raise ValueError(f"unexpected key in the released temporal model: {key}")
+                out[target + name] = value.reshape(-1) if rest.startswith("0.") else value
+    return out
+
+
+def _official_depth(state: Mapping[str, Any]) -> int:
+    import re
+
+    blocks = {int(m.group(1)) for k in state
+              for m in [re.match(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", k)] if m}
+    return (max(blocks) + 1) // 2 if blocks else 0
+
+
+def _load_centroid(path: str | os.PathLike) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"normal centroid file not found: {p} (the release ships it as "
+                                "ncentroid.pt beside the checkpoint)")
+    if p.suffix == ".npy":
+        value = np.load(p, allow_pickle=False)
+    else:
+        value = _safe_torch_load(p)
+        value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    value = np.asarray(value, dtype=np.float32).reshape(-1)
+    if value.size < 2:
+        raise ValueError(f"{p}: expected a [D] centroid, got shape {value.shape}")
+    return value
+
+
+def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
+                    out: str | os.PathLike, dataset: str, *,
+                    clip_model: str = "ViT-B-16:openai", profile: str = "colab") -> Path:
+    """Convert an official AnomalyCLIP release (Lightning ``.ckpt`` + ``ncentroid.pt``) into
+    vadnb's safetensors + JSON checkpoint (:func:`load_checkpoint` / :func:`run` read it).
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` (pickled hyper-parameter
+    objects become inert placeholders; nothing in the file runs). The recipe comes from
+    :data:`RECIPES` (``depth`` and widths are checked against the weights), the class
+    order from :data:`RELEASE_CLASSES` with the Normal row dropped, the centroid from its
+    own file. ``clip_model`` / ``profile`` name the CLIP whose text tower the prompts go
+    through (the release used OpenAI's ViT-B/16: vadnb's ``clip`` role on the colab profile).
+    """
+    key = _dataset_key(dataset)
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"released checkpoint not found: {path}")
+    raw = _safe_torch_load(path)
+    state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else None
+    if not isinstance(state, Mapping) or "net.prompt_learner.ctx" not in state:
+        raise ValueError(f"{path}: no AnomalyCLIP weights (expected a Lightning checkpoint with "
+                         "state_dict['net.prompt_learner.ctx'])")
+    classes = RELEASE_CLASSES[key]
+    normal_id = [c.lower() for c in classes].index("normal")
+    ctx = state["net.prompt_learner.ctx"]
+    if ctx.shape[0] != len(classes):
+        raise ValueError(f"{path}: {ctx.shape[0]} prompt contexts but {key} has {len(classes)} "
+                         f"classes (Normal included); is this the {key} checkpoint?")
+    mapped = map_release_state(state, normal_id)
+    mapped["centroid"] = torch.from_numpy(_load_centroid(centroid))
+    emb = int(state["net.temporal_model.projection.weight"].shape[0])
+    in_dim = int(state["net.temporal_model.projection.weight"].shape[1])
+    dim = int(mapped["centroid"].shape[0])
+    if emb % Config.heads:
+        raise ValueError(f"{path}: temporal width {emb} is not divisible by {Config.heads} heads")
+    if in_dim not in (dim, dim + len(classes) - 1):
+        raise ValueError(f"{path}: the temporal model reads {in_dim}-d inputs but the centroid "
+                         f"is {dim}-d; is {Path(centroid).name} the centroid of this checkpoint?")
+    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
+                 concat_features=in_dim != dim)
+    from safetensors.torch import save_file
+
+    weights, meta_path = _checkpoint_paths(out)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in mapped.items()}, str(weights))
+    anomaly = [c for i, c in enumerate(classes) if i != normal_id]
+    meta = {"method": "anomalyclip", "config": asdict(cfg), "class_names": anomaly,
+            "clip_model": clip_model, "profile": profile, "feature_dim": dim,
+            "feature_scale": "raw", "converted_from": path.name, "dataset": key}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return weights
+
+
+def load_release_checkpoint(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
+                            dataset: str, clip: Any, out: str | os.PathLike | None = None,
+                            device: str | None = None) -> Any:
+    """:func:`convert_release` then :func:`load_checkpoint` with ``clip`` (OpenAI CLIP
+    ViT-B/16 for the real release); the converted files go to ``out`` (default: beside the
+    checkpoint, ``<name>.vadnb.safetensors``)."""
+    out = out or Path(checkpoint).with_suffix(".vadnb.safetensors")
+    weights = convert_release(checkpoint, centroid, out, dataset, clip_model=_clip_label(clip),
+                              profile=str(getattr(clip, "profile", "custom")))
+    return load_checkpoint(weights, clip=clip, device=device)
+
+
+def release_benchmark(npy_root: str | os.PathLike,
+                      lists: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+                      dataset: str, temporal_annotation: str | os.PathLike | None = None,
+                      ncrops: int = 1, crop: int = 0, fps: float = 30.0
+                      ) -> tuple[Any, dict[str, np.ndarray]]:
+    """AnomalyCLIP's released features and list files as a vadnb Benchmark plus features.
+
+    Args:
+        npy_root: the unpacked feature folder (``Abuse/Abuse001_x264.npy``, ...).
+        lists: split -> list file(s) of the release, e.g. ``{"train":
+            ["Anomaly_Train_Abnormal.txt", "Anomaly_Train_Normal.txt"], "test":
+            "Anomaly_Test.txt"}``; each line ``<folder>/<video> <start> <end> <label id>...``.
+            The label id indexes :data:`RELEASE_CLASSES` of ``dataset``: labels come from the
+            list, no hand-built dict.
+        temporal_annotation: the release's temporal annotation of the test videos (``<video>
+            <class> <start> <end> [<start> <end> ...]``, inclusive frame numbers, ``-1``
+            for none); frames are anomalous where, as in the official code,
+            ``start <= i + <list start> <= end``.
+        ncrops, crop, fps: crops per frame in the files, the one kept, the frame rate
+            written to the table (features are one per frame).
+
+    Returns:
+        ``(benchmark, features)``: pass both to :func:`train` / :func:`evaluate`
+        (``features=features``) and nothing is extracted.
+    """
+    from .data import AnnotationError, Benchmark
+
+    classes = RELEASE_CLASSES[_dataset_key(dataset)]
+    normal_id = [c.lower() for c in classes].index("normal")
+    root = Path(npy_root)
+    rows, features, starts = [], {}, {}
+    for split, files in lists.items():
+        for list_file in [files] if isinstance(files, (str, os.PathLike)) else list(files):
+            list_file = Path(list_file)
+            if not list_file.exists():
+                raise FileNotFoundError(f"list file not found: {list_file}")
+            feats = load_features(root, list_file, ncrops=ncrops, crop=crop)
+            for n, line in enumerate(list_file.read_text().splitlines(), 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                where = f"{list_file}, line {n}"
+                if len(fields) < 4:
+                    raise AnnotationError(f"{where}: expected '<folder>/<video> <start> <end> "
+                                          f"<label id>', got {line!r}")
+                try:
+                    start, ids = int(fields[1]), [int(f) for f in fields[3:]]
+                except ValueError:
+                    raise AnnotationError(f"{where}: start, end and label ids must be integers, "
+                                          f"got {line!r}") from None
+                if any(not 0 <= i < len(classes) for i in ids):
+                    raise AnnotationError(f"{where}: label id outside 0..{len(classes) - 1} "
+                                          f"({dataset} has {len(classes)} classes)")
+                name = Path(fields[0]).name.removesuffix(".npy")
+                label = NORMAL if ids[0] == normal_id else classes[ids[0]]
+                features[name], starts[name] = feats[name], start
+                rows.append({"name": name, "path": str(root / (fields[0].removesuffix(".npy") + ".npy")),
+                             "split": split, "label": label, "is_anomalous": label != NORMAL,
+                             "num_frames": len(feats[name]), "fps": float(fps),
+                             "label_ids": " ".join(map(str, ids))})
+    truth: dict[str, list[tuple[int, int]]] = {}
+    if temporal_annotation is not None:
+        path = Path(temporal_annotation)
+        if not path.exists():
+            raise FileNotFoundError(f"temporal annotation not found: {path}")
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            name = Path(fields[0]).stem
+            try:
+                nums = [int(f) for f in fields[2:]]
+            except ValueError:
+                raise AnnotationError(f"{path}, line {n}: expected '<video> <class> <start> <end> "
+                                      f"...' with integer frames, got {line!r}") from None
+            if len(nums) % 2:
+                raise AnnotationError(f"{path}, line {n}: odd number of frame numbers")
+            offset = starts.get(name, 0)
+            pairs = [(max(s - offset, 0), e - offset) for s, e in zip(nums[::2], nums[1::2])
+                     if s >= 0 and e >= s]
+            if name in starts:
+                truth[name] = [(s, min(e, len(features[name]) - 1)) for s, e in pairs
+                               if s < len(features[name])]
+    table = pd.DataFrame(rows)
+    bench = Benchmark(f"anomalyclip-release/{_dataset_key(dataset)}", root, table, truth,
+                      [c for c in classes if c.lower() != "normal"])
+    return bench, features
+
+
+# =========================================================================== perfect perception
+
+
+def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: float = 0.5,
+                seed: int = 0, stride: int = 1) -> Any:
+    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (notebook 50).
+
+    Every frame of the benchmark's videos is looked up by a hash of its pixels. Its raw
+    feature is a fixed "normal footage" point plus per-frame noise, and, on an anomalous
+    frame, ``separation`` along a direction of its own class. The text tower (``.model``,
+    ``.tokenizer``) is ``text_clip``'s, so AnomalyCLIP's real prompt learning, selection,
+    temporal model and loss run on it: what they make of perfect features is an upper
+    bound of the method's own steps, not of any model. Frames of other videos (and, with
+    ``stride`` > 1, frames off the stride the features will be extracted at) are refused.
+    """
+    import hashlib
+
+    from .models.base import Backend, as_uint8_rgb
+    from .video import iter_frames, probe
+
+    classes = [c for c in benchmark.classes if c != NORMAL]
+    dim = int(text_clip.model.text_projection.shape[-1])
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=dim)
+    base *= 10.0 / np.linalg.norm(base)  # a raw-scale point (ViT-B/16 features are not unit)
+    dirs = np.linalg.qr(rng.normal(size=(dim, max(len(classes), 1))))[0].T
+    truth: dict[str, str] = {}
+    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
+                                 benchmark.videos.label):
+        y = benchmark.frame_labels(name)
+        wanted = np.arange(0, min(len(y), probe(path).num_frames), stride)
+        for frames in iter_frames(path, indices=wanted, chunk=64):
+            for i, image in zip(frames.indices, frames.images):
+                key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+                if y[i] or key not in truth:
+                    truth[key] = str(label) if y[i] else NORMAL
+    tag = hashlib.sha1(json.dumps(sorted(truth.items())).encode()).hexdigest()[:10]
+
+    class OracleClip(Backend):
+        role = "clip"
+
+        def __init__(self) -> None:
+            super().__init__(f"oracle-clip-{tag}-s{separation}-n{noise}-{seed}", profile="scripted")
+            self.model, self.tokenizer = text_clip.model, text_clip.tokenizer
+
+        def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
+            images = list(images)
+            with self._count(len(images)):
+                return np.stack([self._vector(as_uint8_rgb(im)) for im in images])
+
+        def encode_image(self, images: Sequence[Any]) -> np.ndarray:
+            x = self.encode_image_raw(images)
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+        def _vector(self, image: np.ndarray) -> np.ndarray:
+            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+            if key not in truth:
+                raise ValueError("the oracle only knows the frames of the benchmark it was built "
+                                 "from; run it on those videos")
+            frame_rng = np.random.default_rng(int(key[:12], 16))
+            x = base + noise * frame_rng.normal(size=dim)
+            if truth[key] != NORMAL:
+                x = x + separation * dirs[classes.index(truth[key])]
+            return x.astype(np.float32)
+
+    return OracleClip()

@@ -21,6 +21,10 @@ __all__ = [
     "per_class",
     "segments_to_frames",
     "concat_frames",
+    "class_frame_metrics",
+    "topk_video_accuracy",
+    "youden_threshold",
+    "thresholded_frame_topk",
 ]
 
 ArrayOrList = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
@@ -166,3 +170,107 @@ def segments_to_frames(
     if len(frames) >= num_frames:
         return frames[:num_frames]
     return np.concatenate([frames, np.full(num_frames - len(frames), s[-1])])
+
+
+# =========================================================================== class recognition
+# (AnomalyCLIP's anomaly-recognition metrics; added for notebook 50. sklearn does the counting.)
+
+
+def class_frame_metrics(frame_classes: Mapping[str, np.ndarray],
+                        class_probs: Mapping[str, np.ndarray],
+                        class_names: Sequence[str]) -> pd.DataFrame:
+    """One-vs-rest frame AUC and AP of each class's probability over all test frames.
+
+    As AnomalyCLIP's paper: the frames of every video are pooled; for class ``c`` the
+    positives are the frames labelled ``c`` and everything else (normal frames and other
+    classes' frames) is negative, scored by ``p(c)``. Classes without a labelled frame are
+    left out (the official code drops them too).
+
+    Args:
+        frame_classes: video -> int array [frames], the class index of each frame
+            (an index into ``class_names``; any other value, e.g. -1, means normal).
+        class_probs: video -> float array [frames, >= len(class_names)], column ``i`` is
+            ``p(class_names[i])``.
+        class_names: the anomaly classes (Normal excluded).
+
+    Returns:
+        one row per class present: class, frames (positives), auc, ap.
+    """
+    names = list(frame_classes)
+    y = np.concatenate([np.asarray(frame_classes[v]).ravel() for v in names])
+    p = np.concatenate([np.asarray(class_probs[v], dtype=np.float64) for v in names])
+    if len(y) != len(p):
+        raise ValueError(f"{len(y)} frame labels but {len(p)} rows of class probabilities")
+    rows = []
+    for i, c in enumerate(class_names):
+        pos = y == i
+        if pos.any() and not pos.all():
+            rows.append({"class": c, "frames": int(pos.sum()),
+                         "auc": float(roc_auc_score(pos, p[:, i])),
+                         "ap": float(average_precision_score(pos, p[:, i]))})
+    return pd.DataFrame(rows, columns=["class", "frames", "auc", "ap"])
+
+
+def topk_video_accuracy(true_classes: Mapping[str, str], class_scores: Mapping[str, np.ndarray],
+                        class_names: Sequence[str], k: int = 1) -> float:
+    """Share of videos whose true class is among their ``k`` highest-scored classes.
+
+    ``class_scores[v]`` has one score per class of ``class_names`` (e.g. the summed ``p(c)``
+    over the video's frames). Videos whose true class is not in ``class_names`` (normal
+    videos) are skipped; NaN when none is left.
+    """
+    names = list(class_names)
+    hits = []
+    for v, c in true_classes.items():
+        if c not in names:
+            continue
+        s = np.asarray(class_scores[v], dtype=np.float64)[:len(names)]
+        order = np.argsort(-s, kind="stable")[:k]
+        hits.append(names.index(c) in order)
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def youden_threshold(labels: ArrayOrList, scores: ArrayOrList) -> float:
+    """The score threshold maximising TPR - FPR on the ROC of ``labels`` vs ``scores``.
+
+    AnomalyCLIP's official evaluation picks its class-prediction threshold this way *on the
+    test set*; use it on a validation split, or read results computed with it on test as
+    optimistic.
+    """
+    from sklearn.metrics import roc_curve
+
+    y, s = concat_frames(labels, scores)
+    _check_two_classes(y, "a ROC threshold")
+    fpr, tpr, thr = roc_curve(y, s)
+    return float(thr[int(np.argmax(tpr - fpr))])
+
+
+def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
+                           scores: Mapping[str, np.ndarray],
+                           class_probs: Mapping[str, np.ndarray], class_names: Sequence[str],
+                           threshold: float, k: int = 1) -> pd.DataFrame:
+    """Per-class frame top-k accuracy with a threshold rule (the official AnomalyCLIP rule).
+
+    A frame whose anomaly score is below ``threshold`` is predicted Normal (for top-k:
+    Normal first, then the k-1 most probable classes); otherwise its k most probable
+    classes. The accuracy of class ``c`` is over the frames labelled ``c``; the row "Normal"
+    is over normal frames (label outside ``class_names``).
+    """
+    names = list(class_names)
+    vids = list(frame_classes)
+    y = np.concatenate([np.asarray(frame_classes[v]).ravel() for v in vids])
+    s = np.concatenate([np.asarray(scores[v], dtype=np.float64).ravel() for v in vids])
+    p = np.concatenate([np.asarray(class_probs[v], dtype=np.float64)[:, :len(names)]
+                        for v in vids])
+    normal = len(names)
+    y = np.where((y >= 0) & (y < normal), y, normal)
+    ranked = np.argsort(-p, axis=1, kind="stable")
+    width = min(k, normal + 1)
+    high = np.full((len(y), width), -1)  # -1 never matches: fewer classes than k
+    high[:, :min(k, normal)] = ranked[:, :min(k, normal)]
+    low = np.concatenate([np.full((len(y), 1), normal), ranked[:, :width - 1]], axis=1)
+    pred = np.where((s < threshold)[:, None], low, high)
+    hit = (pred == y[:, None]).any(axis=1)
+    rows = [{"class": c, "frames": int((y == i).sum()), f"top{k}": float(hit[y == i].mean())}
+            for i, c in enumerate([*names, "Normal"]) if (y == i).any()]
+    return pd.DataFrame(rows)
