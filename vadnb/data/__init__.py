@@ -25,3 +25,8 @@ __all__ = [
     "intervals_to_labels", "load_avenue", "load_campus", "load_shanghaitech", "load_ubnormal",
     "load_ucf_crime", "load_xd_violence", "parse_ucf_annotations", "verify_checksums",
 ]
+
+# C-ShT / C-Ave, AnyAnomaly's per-type label sets (vadnb.data.cvad)
+from .cvad import CVAD_TYPES, cvad_keywords, cvad_multi_type_videos, cvad_types, load_cvad
+
+__all__ += ["CVAD_TYPES", "cvad_keywords", "cvad_multi_type_videos", "cvad_types", "load_cvad"]
