@@ -285,10 +285,14 @@ def test_planted_anomaly_is_recovered(planted, fresh_cache):
     assert 60 <= x < 84 and 12 <= y < 36
     assert views["grid"].shape == (448, 448, 3) and red_fraction(views["grid"]) > 0.05
 
-    # a re-run with the same inputs is served by the cache: no model calls at all
+    # a re-run with the same inputs is served by the cache: no model calls, no decoding
+    from vadnb.video import decode_stats, reset_decode_stats
+
+    reset_decode_stats()
     again = aa.run(path, backends={"clip": clip, "vlm": vlm}, cache=fresh_cache,
                    prompts=["a red square", "a blue circle"])
     assert again.model_calls.empty
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
     np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
 
@@ -385,6 +389,9 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
         pytest.skip("vadnb.models.load has not landed yet")
     path = write_planted_video(tmp_path / "short.avi", num_frames=48, size=(64, 48),
                                red_frames=range(24, 36), box=(8, 8, 24, 24))
+    from vadnb.video import decode_stats, reset_decode_stats
+
+    models.reset_load_stats()
     det = aa.run(path, profile="tiny", cache=fresh_cache, prompts=["a person falling"],
                  grid_cell=56, max_new_tokens=8)
     assert det.profile == "tiny" and det.meaningless
@@ -392,6 +399,20 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
     assert len(det.segments) == 2 and det.extras["parse_total"] == 6
     calls = det.model_calls.set_index("role")
     assert calls.loc["vlm", "items"] == 6 and calls.loc["clip", "items"] >= 48
+    loads = models.load_stats()
+    assert sorted(loads["role"]) == ["clip", "vlm"]
+    # the names the cache keys used before loading are the loaded models' own names
+    assert set(loads["model"]) == set(det.model_calls["model"])
+
+    # a fully cached re-run loads no model and decodes nothing (issue 17)
+    models.reset_load_stats()
+    reset_decode_stats()
+    again = aa.run(path, profile="tiny", cache=fresh_cache, prompts=["a person falling"],
+                   grid_cell=56, max_new_tokens=8)
+    assert models.load_stats().empty
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+    assert again.model_calls.empty and again.profile == "tiny"
+    np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
 
 def test_prompt_scores_single_out_one_description(planted, fresh_cache):
@@ -672,3 +693,27 @@ def test_no_per_video_normalisation_by_default():
     ours = cvad_auc(labels, scores)
     per_video = cvad_auc(labels, {k: aa.minmax(s) for k, s in scores.items()})
     assert ours > 0.97 and per_video < ours - 0.05
+
+
+def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache):
+    """Key and context frames are streamed a few segments at a time (issue 15): the peak
+    traced memory of a run on a 3x longer video stays close to the short one's."""
+    import tracemalloc
+
+    import vadnb.metrics  # noqa: F401  (imported outside the traced runs)
+    from vadnb.video import probe
+
+    peaks = []
+    for n in (96, 288):
+        path = write_planted_video(tmp_path / f"v{n}.avi", num_frames=n, size=(192, 144),
+                                   red_frames=range(48, 60), box=(60, 12, 84, 36))
+        probe(path, cache=fresh_cache)
+        tracemalloc.start()
+        aa.run(path, backends={"clip": red_clip(), "vlm": red_vlm()}, cache=fresh_cache,
+               prompts=["a red square"], clip_batch_size=8, progress=False)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    frame = 192 * 144 * 3
+    # holding every key/context frame at once would add 4 frames per segment for 8 more
+    # segments (32 frames); streamed, the long run needs about what the short one does
+    assert peaks[1] < peaks[0] + 8 * frame, [p / 1e6 for p in peaks]

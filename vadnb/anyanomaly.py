@@ -879,7 +879,8 @@ def _segment_stage(path: Path, cfg: Config, info: Any, digest: str, cache: Cache
 
     if todo:
         stream = iter_frames(path, indices=np.concatenate([needed[i] for i in todo]),
-                             size=size, chunk=32, cache=cache)
+                             size=size, chunk=max(len(needed[i]) for i in todo),
+                             cache=cache)  # a chunk holds one batch's frames at most
         bar = tqdm(total=len(todo), desc="AnyAnomaly: segments (CLIP windows + VLM)",
                    leave=False, disable=not progress or len(todo) <= 1)
         for i, frames in zip(todo, _frames_by_batch(stream, [needed[i] for i in todo])):
