@@ -621,7 +621,8 @@ def test_cvad_table_averages_the_types():
 @pytest.mark.parametrize("dataset", ["shanghaitech", "avenue"])
 def test_heat_map_matches_the_official_aggregation(dataset):
     rng = np.random.default_rng(5)
-    sizes = aa.DATASET_WINDOWS[dataset]
+    # config.py: lge/mid/sml sizes, shtech 120/80/48, avenue 240/80/48 (stride = size)
+    sizes = {"shanghaitech": (48, 80, 120), "avenue": (48, 80, 240)}[dataset]
     assert aa.Config.for_dataset(dataset).window_sizes == sizes
     boxes = aa.window_boxes(240, sizes)
     grids = [(240 - w) // w + 1 for w in sizes]  # official calculate_patches
@@ -717,3 +718,28 @@ def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache):
     # holding every key/context frame at once would add 4 frames per segment for 8 more
     # segments (32 frames); streamed, the long run needs about what the short one does
     assert peaks[1] < peaks[0] + 8 * frame, [p / 1e6 for p in peaks]
+
+
+def test_perfect_perception_runs_the_real_logic(planted, fresh_cache):
+    from vadnb.data import Benchmark
+    from vadnb.metrics import cvad_auc
+
+    path, labels = planted
+    table = pd.DataFrame([{"name": "planted", "path": str(path), "split": "test",
+                           "label": "Red", "is_anomalous": True, "num_frames": 240,
+                           "fps": 24.0}])
+    bench = Benchmark("planted", path.parent, table, {"planted": labels}, ["Red"])
+    cfg = aa.Config(sigma=0)
+    oracle = aa.oracle_backends(bench, {"Red": "a red square"}, cfg)
+    det = aa.run(path, config=cfg, backends=oracle, cache=fresh_cache,
+                 prompts=["a red square", "a dog"], progress=False)
+    seg = det.segments.set_index(["prompt", "start_frame"])
+    # the oracle's answers follow the truth in every view, for the asked description only
+    for view in ("score_key", "score_position", "score_temporal"):
+        assert seg.loc[("a red square", 120), view] == 1.0
+        assert seg.loc[("a red square", 48), view] == 0.0
+        assert seg.loc[("a dog", 120), view] == 0.0
+    assert det.extras["parse_failures"] == 0
+    assert cvad_auc({"planted": labels}, {"planted": det.frame_scores}) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no description"):
+        aa.oracle_backends(bench, {}, cfg)
