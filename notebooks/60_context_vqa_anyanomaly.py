@@ -408,11 +408,12 @@ summary = {
              "replies": det.extras["parse_total"]},
     "protocol": "C-VAD: per type, frame AUC over all listed test videos, other types as normal",
     "videos": names,
-    "cvad": json.loads(cvad.to_json(orient="records")),
+    "cvad": json.loads(cvad.to_json(orient="records", double_precision=15)),
     "mean_auc": float(cvad["auc"].iloc[-1]),
-    "perfect_perception": {"note": "upper bound of the method's steps, not of any model",
-                           "cvad": json.loads(perfect.to_json(orient="records")),
-                           "mean_auc": float(perfect["auc"].iloc[-1])},
+    "perfect_perception": {
+        "note": "upper bound of the method's steps, not of any model",
+        "cvad": json.loads(perfect.to_json(orient="records", double_precision=15)),
+        "mean_auc": float(perfect["auc"].iloc[-1])},
 }
 (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
 print(warn(f"C-VAD mean AUC {summary['mean_auc']:.3f}"))

@@ -83,7 +83,8 @@ def test_a_single_type_file_listing_a_multi_type_video_drops_it(ground_truth):
     d = ground_truth / "c-shtech_labels"
     _write_h5(d / "shtech_running_label.h5",
               {k: np.zeros(n, np.int8) for k, n in LENGTHS.items()}, np.int8)
-    assert "05_0023" not in load_cvad(ground_truth, "shanghaitech", "running").videos["name"].tolist()
+    running = load_cvad(ground_truth, "shanghaitech", "running")
+    assert "05_0023" not in running.videos["name"].tolist()
 
 
 def test_videos_root_frame_folders_are_matched_and_counted(ground_truth, tmp_path):

@@ -891,9 +891,10 @@ def _segment_stage(path: Path, cfg: Config, info: Any, digest: str, cache: Cache
                 order = sorted(frames)
                 crops = [c for f in order for c in cut_windows(frames[f], boxes,
                                                                cfg.position_size)]
-                emb = np.concatenate([np.asarray(clip.encode_image(crops[k:k + cfg.clip_batch_size]),
+                step = cfg.clip_batch_size
+                emb = np.concatenate([np.asarray(clip.encode_image(crops[k:k + step]),
                                                  np.float32)
-                                      for k in range(0, len(crops), cfg.clip_batch_size)])
+                                      for k in range(0, len(crops), step)])
                 win[i] = {"frames": order, "emb": emb.reshape(len(order), len(boxes), -1)}
                 cache.put("anyanomaly.window_embeddings", win_parts(i), win[i])
                 scores_of(i)
@@ -1086,7 +1087,8 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
                                  f"{sp!r} split; use validation videos only")
     for d in dets:
         if d.method != "anyanomaly":
-            raise ValueError(f"{d.video}: tune_fusion needs AnyAnomaly detections, got {d.method!r}")
+            raise ValueError(f"{d.video}: tune_fusion needs AnyAnomaly detections, "
+                             f"got {d.method!r}")
     rows = []
     cands = [tuple(float(x) for x in w) for w in (weights or _weight_grid())]
     for w, sigma in itertools.product(cands, sigmas):

@@ -177,7 +177,8 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
     """
     dataset = _dataset(dataset)
     d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
-    single, multi = d / f"{prefix}_{anomaly_type}_label.h5", d / f"m_{prefix}_{anomaly_type}_label.h5"
+    single = d / f"{prefix}_{anomaly_type}_label.h5"
+    multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
     if single.is_file():
         path, multiple = single, False
     elif multi.is_file():
@@ -207,9 +208,11 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                     f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
             n = count_frames(found)
             if n != len(labels):
+                counted = ("images " + "/".join(FRAME_EXTENSIONS) if found.is_dir()
+                           else "decoded")
                 raise AnnotationError(
                     f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
-                    f"{n} frames ({'images: ' + '/'.join(FRAME_EXTENSIONS) if found.is_dir() else 'decoded'})")
+                    f"{n} frames ({counted})")
             video = str(found)
         anomalous = bool(labels.any())
         rows.append(dict(name=name, path=video, split="test",
