@@ -203,7 +203,7 @@ DIFFERENCES: list[Difference] = [
     Difference(
         "Fusion weights and sigma are used untuned (0.6/0.3/0.1, sigma 15); `tune_fusion` "
         "tunes them on a validation split and refuses test videos.",
-        "The official evaluation grid-searches 66 weight triples x 29 sigmas on the test "
+        "The official evaluation grid-searches up to 66 weight triples x 29 sigmas on the test "
         "labels and reports the best test AUC: the maximum of many tries, not one honest try.",
         "Numbers here lack the optimism of a search on test; its size is not measured here.",
         "tune_fusion(..., split='val')"),
@@ -244,6 +244,12 @@ DIFFERENCES: list[Difference] = [
         "a key-frame answer about one description to a grid answer about another.",
         "Identical with one description (every C-VAD single-type set).",
         "official_frame_scores (max per view)"),
+    Difference(
+        "The VLM gets the prompt and the image only, with no system message.",
+        "The official chat starts with the system line 'You are a vision anomaly detector.'; "
+        "vadnb's VLM backends take one prompt per image.",
+        "Not measured.",
+        None),
     Difference(
         "Greedy decoding.",
         "The official samples at temperature 0.1 with top_p 0.001 (practically greedy) and "
