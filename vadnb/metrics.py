@@ -274,3 +274,62 @@ def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
     rows = [{"class": c, "frames": int((y == i).sum()), f"top{k}": float(hit[y == i].mean())}
             for i, c in enumerate([*names, "Normal"]) if (y == i).any()]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# C-VAD protocol (AnyAnomaly's customizable-VAD benchmarks C-ShT and C-Ave, notebook 60)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["cvad_auc", "cvad_table"]
+
+
+def cvad_auc(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray], *,
+             multi_type_videos: Sequence[str] = (), trim_labels: bool = False) -> float:
+    """Frame AUC of one anomaly type under the C-VAD protocol.
+
+    ``labels`` holds that type's frame labels for *every* test video of the dataset (other
+    anomaly types are 0: they count as negatives), ``scores`` the detector's scores when
+    asked for that type. The AUC is micro, over all those videos' frames, leaving out the
+    ``multi_type_videos`` (the benchmark's multi-type set). Every remaining video needs a
+    score: the protocol is not computable on a subset. ``trim_labels`` cuts each label
+    array to its score array's length when the scores are shorter (the official code
+    scores whole segments only and cuts the labels likewise).
+    """
+    skip = set(multi_type_videos)
+    names = [n for n in labels if n not in skip]
+    lost = [n for n in names if n not in scores]
+    if lost:
+        raise ValueError(f"C-VAD needs a score for every test video: {len(lost)} missing, "
+                         f"e.g. {lost[:3]}")
+    ys, ss = [], []
+    for n in names:
+        y, s = np.asarray(labels[n]).ravel(), np.asarray(scores[n], np.float64).ravel()
+        if trim_labels and len(s) < len(y):
+            y = y[:len(s)]
+        ys.append(y)
+        ss.append(s)
+    return frame_auc(dict(zip(names, ys)), dict(zip(names, ss)))
+
+
+def cvad_table(labels_by_type: Mapping[str, Mapping[str, np.ndarray]],
+               scores_by_type: Mapping[str, Mapping[str, np.ndarray]], *,
+               multi_type_videos: Sequence[str] = (), trim_labels: bool = False
+               ) -> pd.DataFrame:
+    """:func:`cvad_auc` for each anomaly type, one row each (type, videos, frames,
+    anomalous_frames, auc), plus a last row ``mean`` averaging the types' AUCs (how the
+    C-ShT / C-Ave numbers are summarised). A type whose labels hold no anomalous frame
+    gets NaN and is left out of the mean."""
+    rows = []
+    for t, labels in labels_by_type.items():
+        if t not in scores_by_type:
+            raise ValueError(f"no scores for anomaly type {t!r}")
+        kept = [n for n in labels if n not in set(multi_type_videos)]
+        y = np.concatenate([np.asarray(labels[n]).ravel() for n in kept]) if kept else np.zeros(0)
+        auc = (cvad_auc(labels, scores_by_type[t], multi_type_videos=multi_type_videos,
+                        trim_labels=trim_labels) if y.any() and not y.all() else np.nan)
+        rows.append({"type": t, "videos": len(kept), "frames": int(len(y)),
+                     "anomalous_frames": int(y.sum()), "auc": auc})
+    table = pd.DataFrame(rows, columns=["type", "videos", "frames", "anomalous_frames", "auc"])
+    mean = {"type": "mean", "videos": np.nan, "frames": np.nan, "anomalous_frames": np.nan,
+            "auc": float(table["auc"].mean()) if table["auc"].notna().any() else np.nan}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)

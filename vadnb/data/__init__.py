@@ -36,3 +36,8 @@ __all__ = [
     "parse_ucf_annotations", "protocol_table", "read_text", "split_validation",
     "verify_checksums", "write_sample", "xd_codes",
 ]
+
+# C-ShT / C-Ave, AnyAnomaly's per-type label sets (vadnb.data.cvad)
+from .cvad import CVAD_TYPES, cvad_keywords, cvad_multi_type_videos, cvad_types, load_cvad
+
+__all__ += ["CVAD_TYPES", "cvad_keywords", "cvad_multi_type_videos", "cvad_types", "load_cvad"]

@@ -1,0 +1,229 @@
+"""C-ShT and C-Ave: AnyAnomaly's customizable-VAD (C-VAD) label sets (notebooks 00 and 60).
+
+AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for the type
+"car", only the frames showing a car are anomalous, and every other anomaly (a bicycle, a
+fight) counts as normal, because it is not what the user asked for. Its repository
+(SkiddieAhn/Paper-AnyAnomaly) ships the labels in ``ground_truth/``::
+
+    ground_truth/
+      c-shtech.json, c-shtech-multiple.json     type -> videos (single / multi-type sets)
+      c-avenue.json, c-avenue-multiple.json
+      c-shtech_labels/shtech_<type>_label.h5    one per type: every test video except
+                                                the multi-type ones
+      c-shtech_labels/m_shtech_<a-b>_label.h5   one per multi-type set: its videos only
+      c-avenue_labels/avenue_<type>_label.h5, m_avenue_<a-b>_label.h5
+
+Each ``.h5`` file holds one 1-D dataset per video at its root, named by the video
+(``01_0014``, ``05``), with one 0/1 per frame. :func:`load_cvad` turns one file into a
+:class:`~vadnb.data.Benchmark`; evaluate it with :func:`vadnb.metrics.cvad_auc` (the C-VAD
+protocol: per type, micro AUC over all test videos except the multi-type ones).
+
+>>> from vadnb.data import load_cvad
+>>> car = load_cvad("Paper-AnyAnomaly/ground_truth", "shanghaitech", "car")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .benchmarks import (
+    FRAME_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    AnnotationError,
+    Benchmark,
+    count_frames,
+)
+
+__all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
+
+#: The single anomaly types of each C-VAD benchmark, in the official configuration's order.
+CVAD_TYPES: dict[str, tuple[str, ...]] = {
+    "shanghaitech": ("car", "bicycle", "fighting", "throwing", "hand_truck", "running",
+                     "skateboarding", "falling", "jumping", "loitering", "motorcycle"),
+    "avenue": ("too_close", "bicycle", "throwing", "running", "dancing"),
+}
+
+_PREFIX = {"shanghaitech": "shtech", "avenue": "avenue"}
+_FPS = {"shanghaitech": 24.0, "avenue": 25.0}
+_ALIASES = {"shanghaitech": "shanghaitech", "shtech": "shanghaitech", "sht": "shanghaitech",
+            "c-sht": "shanghaitech", "c-shtech": "shanghaitech", "avenue": "avenue",
+            "cuhk avenue": "avenue", "c-ave": "avenue", "c-avenue": "avenue"}
+_FIX = ("Clone https://github.com/SkiddieAhn/Paper-AnyAnomaly and pass its ground_truth/ "
+        "folder (holding c-shtech_labels/ and c-avenue_labels/).")
+
+
+def _dataset(dataset: str) -> str:
+    key = _ALIASES.get(str(dataset).strip().lower())
+    if key is None:
+        raise ValueError(f"unknown C-VAD dataset {dataset!r}; use 'shanghaitech' or 'avenue'")
+    return key
+
+
+def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> Path:
+    root = Path(ground_truth_dir)
+    name = f"c-{_PREFIX[dataset]}_labels"
+    for d in (root / name, root / "ground_truth" / name, root):
+        if d.is_dir() and any(d.glob(f"*{_PREFIX[dataset]}_*_label.h5")):
+            return d
+    raise FileNotFoundError(f"no {name}/ with *_label.h5 files under {root}\n{_FIX}")
+
+
+def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
+               ) -> dict[str, list[str]]:
+    """The label sets present on disk: ``{"single": [...], "multiple": [...]}``."""
+    dataset = _dataset(dataset)
+    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    single = sorted(p.name[len(prefix) + 1:-len("_label.h5")]
+                    for p in d.glob(f"{prefix}_*_label.h5"))
+    multi = sorted(p.name[len(prefix) + 3:-len("_label.h5")]
+                   for p in d.glob(f"m_{prefix}_*_label.h5"))
+    return {"single": single, "multiple": multi}
+
+
+def cvad_keywords(anomaly_type: str) -> list[str]:
+    """The keywords the official code types for a label set: the type names joined by
+    ``-`` ("jumping-falling-pickup" -> three keywords; "too_close" stays one)."""
+    return [k for k in str(anomaly_type).split("-") if k]
+
+
+def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
+                           dataset: str = "shanghaitech") -> list[str]:
+    """The videos of the multi-type sets (left out of every single-type evaluation): from
+    ``c-<dataset>-multiple.json`` when present, else from the ``m_*`` label files."""
+    dataset = _dataset(dataset)
+    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    names: set[str] = set()
+    json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
+                                  d / f"c-{prefix}-multiple.json") if p.is_file()), None)
+    if json_file is not None:
+        try:
+            data = json.loads(json_file.read_text(encoding="utf-8"))
+            for videos in data.values():
+                names.update(str(v) for v in videos)
+        except (json.JSONDecodeError, AttributeError, TypeError) as err:
+            raise AnnotationError(f"{json_file}: expected a JSON object mapping each "
+                                  f"multi-type set to a list of video names ({err})") from None
+    for f in sorted(d.glob(f"m_{prefix}_*_label.h5")):
+        names.update(_read_h5(f))
+    return sorted(names)
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    """``{video: uint8 labels}`` from one label file, checked (1-D, 0/1 only)."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise AnnotationError(f"{path}: not a readable HDF5 label file ({err})") from None
+    with f:
+        for key in f:
+            item = f[key]
+            if not isinstance(item, h5py.Dataset):
+                raise AnnotationError(f"{path}: entry {key!r} is a group; expected one 1-D "
+                                      "dataset of 0/1 frame labels per video at the root")
+            a = np.asarray(item[()])
+            if a.ndim != 1 or not np.isin(a, (0, 1)).all():
+                raise AnnotationError(
+                    f"{path}: video {key!r}: expected a 1-D array of 0/1, one per frame; got "
+                    f"shape {a.shape} with values {np.unique(a)[:5].tolist()}")
+            out[str(key)] = a.astype(np.uint8)
+    if not out:
+        raise AnnotationError(f"{path}: holds no videos")
+    return out
+
+
+def _find_video(root: Path, name: str) -> Path | None:
+    folders = [root / name, root / "testing" / "frames" / name, root / "frames" / name]
+    for d in folders:
+        if d.is_dir():
+            return d
+    for base in (root, root / "testing" / "videos", root / "testing_videos", root / "videos"):
+        for ext in VIDEO_EXTENSIONS:
+            if (base / f"{name}{ext}").is_file():
+                return base / f"{name}{ext}"
+    return None
+
+
+def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech",
+              anomaly_type: str = "car", videos_root: str | os.PathLike | None = None,
+              fps: float | None = None) -> Benchmark:
+    """One C-VAD label set as a :class:`~vadnb.data.Benchmark` of test videos.
+
+    Args:
+        ground_truth_dir: AnyAnomaly's ``ground_truth/`` folder (or its labels folder).
+        dataset: ``"shanghaitech"`` (C-ShT) or ``"avenue"`` (C-Ave).
+        anomaly_type: a single type (``"car"``, ``"too_close"``: see :data:`CVAD_TYPES`)
+            or a multi-type set (``"jumping-falling-pickup"``: :func:`cvad_types`).
+        videos_root: where the test videos are (frame folders such as
+            ``testing/frames/01_0014/`` or files such as ``testing_videos/01.avi``); each
+            video's frame count must equal its label array's length. None: no paths
+            (``path`` is empty) and frame counts come from the label arrays.
+        fps: frame rate to record (default ShanghaiTech 24, Avenue 25).
+
+    A single-type set holds every test video except the multi-type ones, with this type's
+    labels (other anomalies are 0); a multi-type set holds its own videos, labelled with
+    any of its types. ``label`` is the type for videos with labelled frames, else "Normal";
+    ``classes`` are the keywords to type (:func:`cvad_keywords`).
+
+    Raises:
+        FileNotFoundError: no such label set (the message lists those on disk) or video.
+        AnnotationError: a malformed label file, or a video whose frame count differs.
+    """
+    dataset = _dataset(dataset)
+    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    single = d / f"{prefix}_{anomaly_type}_label.h5"
+    multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
+    if single.is_file():
+        path, multiple = single, False
+    elif multi.is_file():
+        path, multiple = multi, True
+    else:
+        have = cvad_types(ground_truth_dir, dataset)
+        raise FileNotFoundError(
+            f"no C-VAD label set {anomaly_type!r} for {dataset} in {d} (looked for "
+            f"{single.name} and {multi.name}); single types: {have['single']}, "
+            f"multi-type sets: {have['multiple']}")
+    truth = _read_h5(path)
+    if not multiple:
+        excluded = set(cvad_multi_type_videos(ground_truth_dir, dataset))
+        truth = {k: v for k, v in truth.items() if k not in excluded}
+    root = Path(videos_root) if videos_root is not None else None
+    if root is not None and not root.is_dir():
+        raise FileNotFoundError(f"videos_root is not a folder: {root}")
+    rows = []
+    for name in sorted(truth):
+        labels = truth[name]
+        video = ""
+        if root is not None:
+            found = _find_video(root, name)
+            if found is None:
+                raise FileNotFoundError(
+                    f"{path.name}: video {name!r} not found under {root} (looked for a frame "
+                    f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
+            n = count_frames(found)
+            if n != len(labels):
+                counted = ("images " + "/".join(FRAME_EXTENSIONS) if found.is_dir()
+                           else "decoded")
+                raise AnnotationError(
+                    f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
+                    f"{n} frames ({counted})")
+            video = str(found)
+        anomalous = bool(labels.any())
+        rows.append(dict(name=name, path=video, split="test",
+                         label=anomaly_type if anomalous else "Normal", is_anomalous=anomalous,
+                         num_frames=len(labels), fps=float(fps or _FPS[dataset])))
+    import pandas as pd
+
+    from .benchmarks import COLUMNS
+
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["num_frames"] = table["num_frames"].astype("int64")
+    table["is_anomalous"] = table["is_anomalous"].astype(bool)
+    return Benchmark(f"c-{prefix}/{anomaly_type}", Path(ground_truth_dir), table, truth,
+                     cvad_keywords(anomaly_type))
