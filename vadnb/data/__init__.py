@@ -25,6 +25,7 @@ from .benchmarks import (
 )
 from .campus import campus_root, load_campus, verify_checksums
 from .converted import LAVAD_CLASS_IDS, load_lavad_annotations, load_vera_annotations
+from .cvad import CVAD_TYPES, cvad_keywords, cvad_multi_type_videos, cvad_types, load_cvad
 from .protocols import protocol_table
 from .samples import SAMPLE_LAYOUTS, write_sample
 
@@ -35,9 +36,6 @@ __all__ = [
     "load_ubnormal", "load_ucf_crime", "load_vera_annotations", "load_xd_violence",
     "parse_ucf_annotations", "protocol_table", "read_text", "split_validation",
     "verify_checksums", "write_sample", "xd_codes",
+    # C-ShT / C-Ave, AnyAnomaly's per-type label sets (vadnb.data.cvad)
+    "CVAD_TYPES", "cvad_keywords", "cvad_multi_type_videos", "cvad_types", "load_cvad",
 ]
-
-# C-ShT / C-Ave, AnyAnomaly's per-type label sets (vadnb.data.cvad)
-from .cvad import CVAD_TYPES, cvad_keywords, cvad_multi_type_videos, cvad_types, load_cvad
-
-__all__ += ["CVAD_TYPES", "cvad_keywords", "cvad_multi_type_videos", "cvad_types", "load_cvad"]

@@ -231,9 +231,10 @@ class Benchmark:
 
     def _check_mask_length(self, row: pd.Series, mask: np.ndarray) -> None:
         """A per-frame mask must have one entry per frame of its video (when the video is here)."""
+        if row["name"] in self._lengths_checked or not isinstance(row["path"], str) \
+                or not row["path"] or not Path(row["path"]).exists():
+            return  # no video here (labels only): nothing to compare with
         path = Path(row["path"])
-        if row["name"] in self._lengths_checked or not path.exists():
-            return
         n = count_frames(path)
         if n != len(mask):
             raise AnnotationError(

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from .benchmarks import (
-    FRAME_EXTENSIONS,
     VIDEO_EXTENSIONS,
     AnnotationError,
     Benchmark,
@@ -208,8 +207,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                     f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
             n = count_frames(found)
             if n != len(labels):
-                counted = ("images " + "/".join(FRAME_EXTENSIONS) if found.is_dir()
-                           else "decoded")
+                counted = "images, as vadnb.video reads them" if found.is_dir() else "decoded"
                 raise AnnotationError(
                     f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
                     f"{n} frames ({counted})")
