@@ -53,11 +53,20 @@ import pandas as pd
 from . import metrics, stages
 from .cache import Cache, file_digest, get_cache
 from .detect import TINY_WARNING, Detection
-from .models.base import call_stats, calls_since
+from .models.base import Reply, call_stats, calls_since, is_truncated
 from .stages import configure
 
 __all__ = [
     "Config",
+    "paper_config",
+    "DIFFERENCES",
+    "PAPER_CAPTIONERS",
+    "SCORE_CONTEXTS",
+    "window_frames",
+    "clip_frames",
+    "spatial_crops",
+    "summary_scores",
+    "load_released",
     "run",
     "run_many",
     "evaluate",
@@ -91,6 +100,25 @@ SCORE_FORMAT = (
     "[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] and no other text: "
     "the reply starts with '[' and ends with ']'."
 )
+#: The context the paper's code used for XD-Violence (no law-enforcement framing; "criminal"
+#: added), in our words. UCF-Crime's is :data:`SCORE_CONTEXT`.
+XD_VIOLENCE_SCORE_CONTEXT = (
+    "How would you rate the scene described below on a scale from 0 to 1, where 0 is an "
+    "ordinary, standard scene and 1 is a scene with suspicious or possibly criminal activity?"
+)
+SCORE_CONTEXTS = {"ucf-crime": SCORE_CONTEXT, "xd-violence": XD_VIOLENCE_SCORE_CONTEXT}
+
+#: The five BLIP-2 captioners whose captions the paper pooled into UCF-Crime's caption index.
+PAPER_CAPTIONERS = (
+    "Salesforce/blip2-opt-6.7b-coco",
+    "Salesforce/blip2-opt-6.7b",
+    "Salesforce/blip2-flan-t5-xxl",
+    "Salesforce/blip2-flan-t5-xl",
+    "Salesforce/blip2-flan-t5-xl-coco",
+)
+#: The single captioner of the paper's XD-Violence run.
+XD_VIOLENCE_CAPTIONER = "Salesforce/blip2-flan-t5-xxl"
+VIDEO_CLIPS = ("imagebind", "pairs")
 
 
 @dataclass
@@ -141,8 +169,11 @@ class Config:
     summary_max_new_tokens: int = 160
     """Token budget of a summary reply (a few sentences)."""
 
-    score_max_new_tokens: int = 12
-    """Token budget of a score reply (``[0.7]`` needs about 5 tokens)."""
+    score_max_new_tokens: int = 48
+    """Token budget of a score reply. ``[0.7]`` needs about 5 tokens, but chat models often
+    open with a sentence ("Sure! Based on the description, I would rate it [0.7]"), so the
+    budget leaves room for one (the official code let the reply run to the context end).
+    Replies cut at the budget are counted (``extras["parse_report"]``)."""
 
     summary_prompt: str = SUMMARY_PROMPT
     """Instruction placed above the temporal description (one caption per line)."""
@@ -156,6 +187,20 @@ class Config:
 
     captioner_model: str | None = None
     """Captioner to load (a model id); None = the profile's default."""
+
+    captioner_models: tuple[str, ...] = ()
+    """Captioner *pool*: when given, every model in it captions the centre frames and the
+    caption index holds the unique captions of all of them (the paper pooled five BLIP-2
+    captioners for UCF-Crime: :data:`PAPER_CAPTIONERS`, see :func:`paper_config`). The
+    ``captions`` column shows the first model's captions. Empty = one captioner
+    (``captioner_model``)."""
+
+    video_clip: str = "imagebind"
+    """How a window becomes the refinement's video embedding. ``"imagebind"`` (the official
+    computation): ImageBind's video transform as LAVAD calls it reads a 2-frame clip (the
+    first and last of the window's sampled frames) in 3 square spatial crops (left, centre,
+    right; top/centre/bottom for portrait video) and averages the 3 embeddings.
+    ``"pairs"``: the window's frames as consecutive 2-frame pairs, centre crop only."""
 
     llm_model: str | None = None
     """LLM to load; None = the profile's default."""
@@ -177,10 +222,43 @@ class Config:
                      "caption_batch_size", "window_batch_size", "llm_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Config.{name} must be at least 1, got {getattr(self, name)}")
-        if self.window_s <= 0:
-            raise ValueError(f"Config.window_s must be positive, got {self.window_s}")
-        if self.temperature <= 0:
+        if not self.window_s > 0 or not np.isfinite(self.window_s):
+            raise ValueError(f"Config.window_s must be a positive number of seconds, got "
+                             f"{self.window_s}")
+        if not self.temperature > 0 or not np.isfinite(self.temperature):
             raise ValueError(f"Config.temperature must be positive, got {self.temperature}")
+        if self.video_clip not in VIDEO_CLIPS:
+            raise ValueError(f"Config.video_clip must be one of {VIDEO_CLIPS}, got "
+                             f"{self.video_clip!r}")
+        for name in ("summary_max_new_tokens", "score_max_new_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"Config.{name} must be at least 1, got {getattr(self, name)}")
+        if isinstance(self.captioner_models, str):
+            raise ValueError("Config.captioner_models is a tuple of model ids, not one string; "
+                             "use captioner_model for a single captioner")
+        self.captioner_models = tuple(str(m) for m in self.captioner_models)
+
+
+def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
+    """The paper's settings for ``dataset`` ("ucf-crime" or "xd-violence").
+
+    UCF-Crime: the five BLIP-2 captioners pooled (:data:`PAPER_CAPTIONERS`) and the
+    law-enforcement context; XD-Violence: BLIP-2 flan-t5-xxl alone and its own context
+    (:data:`XD_VIOLENCE_SCORE_CONTEXT`). Both use llama-2-13b-chat; decoding stays greedy
+    (the paper sampled at temperature 0.6: pass ``llm_temperature=0.6`` for that).
+    """
+    key = str(dataset).lower().replace("_", "-")
+    if key not in SCORE_CONTEXTS:
+        raise ValueError(f"no paper configuration for {dataset!r}; use one of "
+                         f"{sorted(SCORE_CONTEXTS)}")
+    base: dict[str, Any] = {"llm_model": "meta-llama/Llama-2-13b-chat-hf",
+                            "embedder_model": "imagebind_huge",
+                            "score_context": SCORE_CONTEXTS[key]}
+    if key == "ucf-crime":
+        base["captioner_models"] = PAPER_CAPTIONERS
+    else:
+        base["captioner_model"] = XD_VIOLENCE_CAPTIONER
+    return Config(**{**base, **overrides})
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,16 +289,80 @@ def last_line(reply: str) -> str:
     return lines[-1] if lines else ""
 
 
-def parse_scores(replies: Sequence[str]) -> tuple[np.ndarray, list[float | None], stages.ParseLog]:
+def parse_scores(replies: Sequence[str], truncated: Sequence[bool] | None = None,
+                 ) -> tuple[np.ndarray, list[float | None], stages.ParseLog]:
     """Read ``[x]`` from each score reply; unparseable replies become missing and are filled
     by linear interpolation over the valid positions (ends: nearest valid value).
 
+    ``truncated`` (one flag per reply; default: each reply's own ``Reply.truncated``) is
+    counted apart, so a too-small token budget shows as such in the ParseLog.
     Returns ``(filled scores, parsed values with None for failures, ParseLog)``.
     """
     log = stages.ParseLog()
-    parsed = [log.record(str(r), stages.parse_bracket_score(str(r))) for r in replies]
+    flags = list(truncated) if truncated is not None else [None] * len(replies)
+    if len(flags) != len(replies):
+        raise ValueError(f"{len(flags)} truncation flags for {len(replies)} replies")
+    parsed = [log.record(r, stages.parse_bracket_score(str(r)), truncated=f)
+              for r, f in zip(replies, flags)]
     filled, _ = stages.interpolate_missing(parsed)
     return filled, parsed, log
+
+
+def window_frames(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
+                  n: int = 10) -> np.ndarray:
+    """The ``n`` frames of the ``window_s``-second window around ``centre``, as the
+    official code picks them: the window is the frames ``[centre - W//2, centre + W//2)``
+    with ``W = int(window_s * fps)``, clipped (not shifted) at the video's ends, and ``n``
+    of them are taken at ``linspace(0, len - 1, n)`` rounded *down*. A window shorter than
+    ``n`` frames gives all its frames, the last one repeated to fill ``n`` (notebook 20).
+
+    Measured in seconds, so the method sees the same stretch of time at any frame rate:
+    300 frames at 30 fps, 100 at 10 fps.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    half = int(window_s * fps) // 2
+    lo = max(int(centre) - half, 0)
+    hi = max(min(int(centre) + half, int(num_frames)), lo + 1)  # at least the centre frame
+    length = hi - lo
+    if length <= n:
+        picked = np.arange(lo, hi, dtype=np.int64)
+        return np.concatenate([picked, np.full(n - length, hi - 1, dtype=np.int64)])
+    return lo + np.linspace(0, length - 1, n).astype(np.int64)
+
+
+def clip_frames(window: np.ndarray, mode: str = "imagebind") -> np.ndarray:
+    """The frames of a window that its video embedding reads: ImageBind's 2-frame clip
+    (first and last sampled frame, ``"imagebind"``), or all of them (``"pairs"``)."""
+    w = np.asarray(window, dtype=np.int64)
+    if mode == "imagebind":
+        return w[[0, -1]]
+    if mode == "pairs":
+        return w
+    raise ValueError(f"unknown video_clip {mode!r}; use one of {VIDEO_CLIPS}")
+
+
+def spatial_crops(image: np.ndarray) -> list[np.ndarray]:
+    """The 3 square crops of ImageBind's video transform: left, centre, right (top, centre,
+    bottom for a portrait frame), each the size of the short side. The official transform
+    scales the short side to 224 first, then crops 224; here the embedder's own resize does
+    the scaling after the crop (the same pixels, up to interpolation)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    offsets = [0, int(np.ceil((max(h, w) - side) / 2)), max(h, w) - side]
+    if w >= h:
+        return [np.ascontiguousarray(image[:, o:o + side]) for o in offsets]
+    return [np.ascontiguousarray(image[o:o + side, :]) for o in offsets]
+
+
+def summary_scores(summaries: Sequence[str], scores: Sequence[float]) -> tuple[list[str], np.ndarray]:
+    """The summary index (unique summaries, first-seen order) and one score per summary:
+    the score of the first position that wrote it, as the official index records it."""
+    index = list(dict.fromkeys(summaries))
+    first = {}
+    for s, x in zip(summaries, scores):
+        first.setdefault(s, float(x))
+    return index, np.array([first[s] for s in index], dtype=np.float64)
 
 
 def clean_captions(frame_embeddings: np.ndarray, caption_embeddings: np.ndarray,
@@ -340,9 +482,11 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
                                  benchmark.videos.label):
         y = benchmark.frame_labels(name)
         for i, image in enumerate(read_frames(path).images[:len(y)]):
-            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-            if y[i] or key not in truth:
-                truth[key] = str(label) if y[i] else "Normal"
+            # the frame and the 3 square crops the video embedding reads of it
+            for view in [image] + spatial_crops(image):
+                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
+                if y[i] or key not in truth:
+                    truth[key] = str(label) if y[i] else "Normal"
 
     def what(image: np.ndarray) -> str:
         key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
@@ -407,7 +551,11 @@ class _Roles:
         return self._resolved
 
     def model_field(self, role: str) -> str | None:
-        return getattr(self.cfg, f"{role}_model")
+        """The Config's model for ``role``; ``captioner.i`` is the i-th pooled captioner."""
+        base, _, i = role.partition(".")
+        if base == "captioner" and self.cfg.captioner_models:
+            return self.cfg.captioner_models[int(i or 0)]
+        return getattr(self.cfg, f"{base}_model")
 
     def key(self, role: str) -> str:
         """What identifies the model in cache keys, known without loading it."""
@@ -432,7 +580,7 @@ class _Roles:
                 raise RuntimeError(
                     f"vadnb.models.load is not available to load the {role}; pass "
                     f"backends={{'{role}': ...}} (e.g. a vadnb.models.scripted double)") from err
-            self.loaded[role] = load(role, profile=self.resolved_profile(),
+            self.loaded[role] = load(role.partition(".")[0], profile=self.resolved_profile(),
                                      model=self.model_field(role))
         return self.loaded[role]
 
@@ -467,6 +615,7 @@ class _Video:
     centres: np.ndarray
     windows: np.ndarray  # [P, n] frame indices
     captions: list[str] = field(default_factory=list)
+    pooled_captions: list[list[str]] = field(default_factory=list)  # [captioner][position]
     caption_index: list[str] = field(default_factory=list)
     caption_embeddings: np.ndarray | None = None
     frame_embeddings: np.ndarray | None = None  # [P, n, D]
@@ -478,103 +627,208 @@ class _Video:
     score_replies: list[str] = field(default_factory=list)
 
 
-def _open(video: str | os.PathLike, cfg: Config) -> _Video:
+def _open(video: str | os.PathLike, cfg: Config, cache: Cache) -> _Video:
     from .video import VideoError, probe
 
     path = Path(video)
     if not path.exists():
         raise VideoError(f"video not found: {path} (check the path, or pass a benchmark "
                          "video's 'path' column)")
-    info = probe(path)
+    info = probe(path, cache=cache)
     if info.num_frames <= 0:
         raise VideoError(f"video has 0 decodable frames: {path}")
     if not info.fps or info.fps <= 0:
         raise VideoError(f"video reports no frame rate: {path}; re-encode it with one, e.g. "
                          "`ffmpeg -i in.mp4 -r 30 out.mp4`")
     centres = stages.centre_frames(info.num_frames, cfg.stride)
-    windows = np.stack([stages.window_indices(int(c), info.num_frames, info.fps,
-                                              cfg.window_s, cfg.frames_per_window)
-                        for c in centres])
+    windows = np.stack([window_frames(int(c), info.num_frames, info.fps, cfg.window_s,
+                                      cfg.frames_per_window) for c in centres])
     return _Video(path, file_digest(path), int(info.num_frames), float(info.fps), centres,
                   windows)
 
 
-def _read(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
-    """Frames at ``indices`` (unique, sorted read) as a dict index -> RGB image."""
-    from .video import read_frames
+class _FrameStream:
+    """The frames of one video at ascending indices, decoded in a single forward pass.
 
-    want = np.unique(np.asarray(indices, dtype=np.int64))
-    frames = read_frames(path, indices=want)
-    return {int(i): img for i, img in zip(frames.indices, frames.images)}
+    A stage asks for its batches in ascending order (``take``); the decoder is opened on
+    the first request (a fully cached stage opens nothing) and only moves forward. Frames a
+    later batch still needs are kept until ``release_below`` passes them, so overlapping
+    windows cost no second decode and memory stays bounded by what the next batches need.
+    """
+
+    def __init__(self, path: Path, wanted: np.ndarray, cache: Cache):
+        self.path, self.cache = path, cache
+        self.wanted = np.unique(np.asarray(wanted, dtype=np.int64))
+        self.buffer: dict[int, np.ndarray] = {}
+        self.chunks: Any = None
+        self.done_upto = -1  # every wanted frame <= this has been decoded
+
+    def take(self, indices: Sequence[int], release_below: int | None = None
+             ) -> dict[int, np.ndarray]:
+        from .video import iter_frames
+
+        need = np.unique(np.asarray(indices, dtype=np.int64))
+        if self.chunks is None:
+            start = int(need[0])
+            self.chunks = iter_frames(self.path, indices=self.wanted[self.wanted >= start],
+                                      cache=self.cache)
+            self.done_upto = start - 1
+        missing = [int(i) for i in need if i not in self.buffer]
+        if missing and missing[0] <= self.done_upto:
+            raise RuntimeError(f"{self.path}: frame {missing[0]} was asked after the stream "
+                               "passed it; batches must come in ascending order")
+        while missing and self.done_upto < missing[-1]:
+            frames = next(self.chunks)
+            for i, img in zip(frames.indices.tolist(), frames.images):
+                self.buffer[int(i)] = img
+            self.done_upto = int(frames.indices[-1])
+        out = {int(i): self.buffer[int(i)] for i in need}
+        cut = int(need[-1]) + 1 if release_below is None else int(release_below)
+        for i in [i for i in self.buffer if i < cut]:
+            del self.buffer[i]
+        return out
+
+    def close(self) -> None:
+        if self.chunks is not None:
+            self.chunks.close()
+            self.chunks = None
+
+
+def _captioner_roles(cfg: Config) -> list[str]:
+    """``captioner`` and, for a pool, ``captioner.1`` ... (one role per pooled model)."""
+    return ["captioner"] + [f"captioner.{i}" for i in range(1, len(cfg.captioner_models))]
 
 
 def _stage_captions(videos: list[_Video], roles: _Roles, cfg: Config, cache: Cache) -> None:
-    """Stage 1: one caption per centre frame (batched, resumable)."""
+    """Stage 1: one caption per centre frame and captioner (batched, resumable, one
+    decoding pass per captioner that misses the cache)."""
+    for role in _captioner_roles(cfg):
+        for v in videos:
+            parts = {"video": v.digest, "captioner": roles.key(role), "stride": cfg.stride}
+            stream = _FrameStream(v.path, v.centres, cache)
+
+            def caption(batch: list[int], stream: _FrameStream = stream, role: str = role
+                        ) -> list[str]:
+                images = stream.take(batch)
+                return [str(c) for c in roles.get(role)([images[i] for i in batch])]
+
+            try:
+                out = [str(c) for c in cache.map(f"lavad.captions", parts,
+                                                 [int(c) for c in v.centres], caption,
+                                                 batch_size=cfg.caption_batch_size,
+                                                 desc=f"captions {v.path.name}")]
+            finally:
+                stream.close()
+            v.pooled_captions.append(out)
+        roles.done(role)
     for v in videos:
-        parts = {"video": v.digest, "captioner": roles.key("captioner"), "stride": cfg.stride}
-
-        def caption(batch: list[int], v: _Video = v) -> list[str]:
-            images = _read(v.path, batch)
-            return roles.get("captioner")([images[i] for i in batch])
-
-        v.captions = [str(c) for c in cache.map("lavad.captions", parts,
-                                                [int(c) for c in v.centres], caption,
-                                                batch_size=cfg.caption_batch_size,
-                                                desc=f"captions {v.path.name}")]
-    roles.done("captioner")
+        v.captions = v.pooled_captions[0]
 
 
 def _stage_embeddings(videos: list[_Video], roles: _Roles, cfg: Config, cache: Cache) -> None:
-    """Stage 2: caption index (text), window frames (image) and windows (video) embeddings."""
+    """Stage 2: caption index (text), window frames (image) and clips (video) embeddings.
+
+    The frame embeddings are computed once per distinct window frame (one pass, ascending);
+    the clip embeddings once per position (a second pass), as :func:`clip_frames` and
+    :func:`spatial_crops` say.
+    """
     emb = roles.key("embedder")
     for v in videos:
-        v.caption_index = list(dict.fromkeys(v.captions))  # unique, first-seen order
+        # pooled index: at each centre frame, each captioner's caption, first-seen order
+        v.caption_index = list(dict.fromkeys(
+            c for pos in zip(*v.pooled_captions) for c in pos))
         v.caption_embeddings = np.asarray(cache.memo(
             "lavad.caption_index", {"embedder": emb, "captions": v.caption_index},
             lambda v=v: roles.get("embedder").encode_text(v.caption_index)), dtype=np.float32)
 
+        frames = np.unique(v.windows)
+        parts = {"video": v.digest, "embedder": emb}
+        stream = _FrameStream(v.path, frames, cache)
+
+        def embed_frames(batch: list[int], stream: _FrameStream = stream) -> list[np.ndarray]:
+            images = stream.take(batch)
+            out = roles.get("embedder").encode_image([images[i] for i in batch])
+            return list(np.asarray(out, dtype=np.float32))
+
+        try:
+            vecs = cache.map("lavad.frame_embeddings", parts, frames.tolist(), embed_frames,
+                             batch_size=4 * cfg.window_batch_size,
+                             desc=f"frames {v.path.name}")
+        finally:
+            stream.close()
+        row = {int(f): i for i, f in enumerate(frames)}
+        table = np.stack([np.asarray(x, dtype=np.float32) for x in vecs])
+        v.frame_embeddings = table[np.vectorize(row.__getitem__)(v.windows)]
+
+        clips = np.stack([clip_frames(w, cfg.video_clip) for w in v.windows])
+        position = {int(c): i for i, c in enumerate(v.centres)}
         parts = {"video": v.digest, "embedder": emb, "stride": cfg.stride,
-                 "window_s": cfg.window_s, "n": cfg.frames_per_window}
+                 "window_s": cfg.window_s, "n": cfg.frames_per_window,
+                 "clip": cfg.video_clip}
+        stream = _FrameStream(v.path, clips, cache)
 
-        def embed(batch: list[int], v: _Video = v) -> list[dict[str, np.ndarray]]:
-            rows = [np.flatnonzero(v.centres == c)[0] for c in batch]
-            wins = [v.windows[r] for r in rows]
-            images = _read(v.path, np.concatenate(wins))
-            order = sorted(images)
-            model = roles.get("embedder")
-            img = np.asarray(model.encode_image([images[i] for i in order]), dtype=np.float32)
-            pos = {i: j for j, i in enumerate(order)}
-            vid = np.asarray(model.encode_video([[images[int(i)] for i in w] for w in wins]),
-                             dtype=np.float32)
-            return [{"image": img[[pos[int(i)] for i in w]], "video": vid[j]}
-                    for j, w in enumerate(wins)]
+        def embed_clips(batch: list[int], stream: _FrameStream = stream, clips=clips
+                        ) -> list[np.ndarray]:
+            rows = [position[c] for c in batch]
+            later = rows[-1] + 1
+            # frames below the next position's first clip frame are not needed again
+            keep = int(clips[later:].min()) if later < len(clips) else None
+            images = stream.take(clips[rows].ravel(), release_below=keep)
+            return list(_embed_clips(roles.get("embedder"), [clips[r] for r in rows], images,
+                                     cfg.video_clip))
 
-        out = cache.map("lavad.windows", parts, [int(c) for c in v.centres], embed,
-                        batch_size=cfg.window_batch_size, desc=f"windows {v.path.name}")
-        v.frame_embeddings = np.stack([o["image"] for o in out])
-        v.video_embeddings = np.stack([o["video"] for o in out])
+        try:
+            out = cache.map("lavad.clip_embeddings", parts, [int(c) for c in v.centres],
+                            embed_clips, batch_size=cfg.window_batch_size,
+                            desc=f"clips {v.path.name}")
+        finally:
+            stream.close()
+        v.video_embeddings = np.stack([np.asarray(o, dtype=np.float32) for o in out])
         v.descriptions, v.caption_ids = clean_captions(
             v.frame_embeddings, v.caption_embeddings, v.caption_index, cfg.caption_k)
     roles.done("embedder")
 
 
+def _embed_clips(model: Any, clips: list[np.ndarray], images: dict[int, np.ndarray],
+                 mode: str) -> np.ndarray:
+    """One unit-norm video embedding per clip (see :attr:`Config.video_clip`)."""
+    if mode == "pairs":
+        return np.asarray(model.encode_video([[images[int(i)] for i in c] for c in clips]),
+                          dtype=np.float32)
+    crops = {int(i): spatial_crops(images[int(i)]) for c in clips for i in c}
+    inputs = [[crops[int(i)][k] for i in c] for c in clips for k in range(3)]
+    vecs = np.asarray(model.encode_video(inputs), dtype=np.float64).reshape(len(clips), 3, -1)
+    mean = vecs.mean(axis=1)  # ImageBind averages its clips' (unit) embeddings
+    return (mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+            ).astype(np.float32)
+
+
+def _reply(value: Any) -> Reply:
+    """A cached reply back as a :class:`Reply` (text and truncated flag)."""
+    if isinstance(value, dict):
+        return Reply(str(value.get("text", "")), bool(value.get("truncated", False)))
+    return Reply(str(value))
+
+
 def _llm_map(stage: str, prompts: list[str], build: Callable[[str], Messages],
              max_new_tokens: int, roles: _Roles,
-             cfg: Config, cache: Cache, extra: dict[str, Any]) -> dict[str, str]:
-    """Ask the LLM once per unique prompt input (batched, resumable); input -> reply."""
+             cfg: Config, cache: Cache, extra: dict[str, Any]) -> dict[str, Reply]:
+    """Ask the LLM once per unique prompt input (batched, resumable); input -> reply.
+
+    The cache keeps each reply's text *and* whether it was cut at ``max_new_tokens``."""
     unique = list(dict.fromkeys(prompts))
     parts = {"llm": roles.key("llm"), "temperature": cfg.llm_temperature,
-             "max_new_tokens": max_new_tokens, **extra}
+             "max_new_tokens": max_new_tokens, "reply": "text+truncated", **extra}
 
-    def ask(batch: list[str]) -> list[str]:
+    def ask(batch: list[str]) -> list[dict[str, Any]]:
         llm = roles.get("llm")
-        return [str(r) for r in llm.batch([build(x) for x in batch],
-                                          max_new_tokens=max_new_tokens,
-                                          temperature=cfg.llm_temperature)]
+        replies = llm.batch([build(x) for x in batch], max_new_tokens=max_new_tokens,
+                            temperature=cfg.llm_temperature)
+        return [{"text": str(r), "truncated": is_truncated(r)} for r in replies]
 
     replies = cache.map(stage, parts, unique, ask, batch_size=cfg.llm_batch_size,
                         desc=stage.split(".")[-1])
-    return dict(zip(unique, replies))
+    return {x: _reply(r) for x, r in zip(unique, replies)}
 
 
 def _stage_llm(videos: list[_Video], roles: _Roles, cfg: Config, cache: Cache) -> None:
@@ -613,16 +867,9 @@ def _finish(v: _Video, summary_embeddings: np.ndarray, cfg: Config, profile: str
     """Stages 4b and 5 (no model): parse, interpolate, refine, expand to frames."""
     raw, parsed, log = parse_scores(v.score_replies)
     n_missing = log.failed
+    summary_cut = sum(is_truncated(r) for r in v.summary_replies)
 
-    index = list(dict.fromkeys(v.summaries))
-    row_of = {s: i for i, s in enumerate(index)}
-    # one score per unique summary: the mean over the positions that share it
-    per_summary = np.zeros(len(index))
-    counts = np.zeros(len(index))
-    for s, x in zip(v.summaries, raw):
-        per_summary[row_of[s]] += x
-        counts[row_of[s]] += 1
-    per_summary /= counts
+    index, per_summary = summary_scores(v.summaries, raw)
     refined, neighbours, weights = refine_scores(v.video_embeddings, summary_embeddings,
                                                  per_summary, cfg.refine_k, cfg.temperature)
 
@@ -651,6 +898,9 @@ def _finish(v: _Video, summary_embeddings: np.ndarray, cfg: Config, profile: str
         "parse_failures": n_missing,
         "parse_report": log.summary(),
         "parse_failure_examples": list(log.examples),
+        "score_truncated": log.truncated,
+        "summary_truncated": int(summary_cut),
+        "captioners": len(v.pooled_captions),
         "n_unique_captions": len(v.caption_index),
         "n_unique_summaries": len(index),
         "n_llm_prompts": len(dict.fromkeys("\n".join(d) for d in v.descriptions)) + len(index),
@@ -659,6 +909,7 @@ def _finish(v: _Video, summary_embeddings: np.ndarray, cfg: Config, profile: str
         "config": dataclasses.asdict(cfg),
         # arrays for the notebooks (not written by Detection.save)
         "caption_index": list(v.caption_index),
+        "pooled_captions": [list(c) for c in v.pooled_captions],
         "caption_embeddings": v.caption_embeddings,
         "window_frames": v.windows,
         "window_caption_ids": v.caption_ids,
@@ -689,7 +940,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     store = get_cache(cache)
     roles = _Roles(backends, profile, cfg)
     before = call_stats()
-    opened = [_open(v, cfg) for v in videos]
+    opened = [_open(v, cfg, store) for v in videos]
     try:
         _stage_captions(opened, roles, cfg, store)
         _stage_embeddings(opened, roles, cfg, store)
@@ -699,7 +950,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
         for role in list(roles.loaded):
             roles.done(role)
     calls = calls_since(before)
-    prof = roles.profiles(["captioner", "embedder", "llm"])
+    prof = roles.profiles(_captioner_roles(cfg) + ["embedder", "llm"])
     return [_finish(v, e, cfg, prof, calls) for v, e in zip(opened, summary_embeddings)]
 
 
