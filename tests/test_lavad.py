@@ -753,3 +753,90 @@ def test_paper_config_per_dataset():
         lavad.Config(window_s=float("nan"))
     with pytest.raises(ValueError, match="video_clip"):
         lavad.Config(video_clip="five-pairs")
+
+
+# --- the paper's released results (issue 14) -----------------------------------------------
+
+INDEX = "opt-6.7b-coco+opt-6.7b+flan-t5-xxl+flan-t5-xl+flan-t5-xl-coco"
+EXPERIMENT = "2035605_002_if_you_were_a_law_enforcement_agency,"
+
+
+def write_release(root: Path, rng) -> dict:
+    """A two-video UCF-Crime release in the layout the official scripts write."""
+    import json
+
+    llm = "llama-2-13b-chat"
+    folders = {
+        "clean": root / "captions/clean" / INDEX,
+        "summary": root / "captions/summary" / llm / INDEX,
+        "raw": root / "scores/raw" / llm / INDEX / EXPERIMENT,
+        "refined": root / "scores/refined" / llm / INDEX / EXPERIMENT,
+        "sim": root / "similarity/clean_summary" / llm / INDEX,
+    }
+    for f in folders.values():
+        f.mkdir(parents=True)
+    (folders["raw"] / "context_prompt.txt").write_text("If you were a law enforcement ...")
+    (root / "annotations").mkdir()
+    (root / "annotations/test.txt").write_text(
+        "Abuse/Abuse028_x264 0 99 1\nNormal_Videos_event/Normal_Videos_003_x264 0 40 7\n")
+    truth = {}
+    for name, frames in (("Abuse028_x264", 100), ("Normal_Videos_003_x264", 41)):
+        centres = list(range(0, frames, 16))
+        dump = lambda key, obj: (folders[key] / f"{name}.json").write_text(  # noqa: E731
+            json.dumps(obj, indent=4))
+        dump("clean", {str(c): {str(c + j): f"caption {c} {j}" for j in (0, 5)} for c in centres})
+        dump("summary", {str(c): f"summary of {c}" for c in centres})
+        raw = {str(c): round(float(rng.random()), 1) for c in centres}
+        dump("raw", raw)
+        sims = {str(c): {str(r): float(x) for r, x in enumerate(np.sort(rng.random(10))[::-1])}
+                for c in centres}
+        nn = {str(c): {str(r): round(float(rng.random()), 1) for r in range(10)} for c in centres}
+        dump("sim", sims)
+        dump("refined", nn)
+        truth[name] = (frames, raw, sims, nn)
+    return truth
+
+
+def official_weighted_scores(scores_dict, similarity_dict, num_neighbors=10, interval=16):
+    """src/eval.py's calculate_weighted_scores, transcribed."""
+    out = []
+    for f in scores_dict:
+        s = np.array([scores_dict[f][str(j)] for j in range(num_neighbors)])
+        sim = np.array([similarity_dict[f][str(j)] for j in range(num_neighbors)])
+        out.append(np.sum(s * np.exp(sim) / np.sum(np.exp(sim))))
+    return np.repeat(out, interval)
+
+
+def test_released_results_load_as_detections(tmp_path):
+    truth = write_release(tmp_path / "ucf_crime", np.random.default_rng(0))
+    dets = lavad.load_released(tmp_path / "ucf_crime")
+    assert sorted(dets) == sorted(truth)
+    for name, (frames, raw, sims, nn) in truth.items():
+        det = dets[name]
+        assert det.profile == "paper" and det.fps == 30.0 and det.num_frames == frames
+        expect = official_weighted_scores(nn, sims)[:frames]
+        np.testing.assert_allclose(det.frame_scores, expect, atol=1e-5)
+        np.testing.assert_allclose(det.segments["raw_score"], list(raw.values()))
+        assert det.segments["temporal_description"].iloc[1] == "caption 16 0\ncaption 16 5"
+        # re-weighting the released neighbours: a low temperature keeps the nearest one
+        sharp = lavad.rescore(det, temperature=1e-3)
+        first = np.array([nn[c]["0"] for c in nn])
+        np.testing.assert_allclose(sharp, np.repeat(first, 16)[:frames], atol=1e-5)
+    labels = {"Abuse028_x264": np.r_[np.zeros(50), np.ones(50)].astype(int),
+              "Normal_Videos_003_x264": np.zeros(41, int)}
+    res = lavad.evaluate(dets, labels)
+    assert res["profile"] == "paper" and res["meaningless"] is False
+
+
+def test_released_results_errors_name_the_file(tmp_path):
+    root = tmp_path / "ucf_crime"
+    write_release(root, np.random.default_rng(1))
+    (root / "captions/summary/llama-2-13b-chat" / INDEX / "Abuse028_x264.json").write_text("{oops")
+    with pytest.raises(ValueError, match="Abuse028_x264.json"):
+        lavad.load_released(root)
+    with pytest.raises(FileNotFoundError, match="release"):
+        lavad.load_released(tmp_path / "nowhere")
+    other = root / "scores/raw/llama-2-13b-chat" / INDEX / "2039739_001_how_would_you_rate"
+    other.mkdir()
+    with pytest.raises(ValueError, match="experiment"):
+        lavad.load_released(root, videos=["Normal_Videos_003_x264"])

@@ -67,6 +67,7 @@ __all__ = [
     "spatial_crops",
     "summary_scores",
     "load_released",
+    "refine_from_neighbours",
     "run",
     "run_many",
     "evaluate",
@@ -130,11 +131,9 @@ class Config:
     2x A100 64 GB. Positions every 16 frames at the native frame rate (UCF-Crime 30 fps,
     XD-Violence 24 fps).
 
-    Deliberate differences from the original code, explained in notebooks 20 and 30: only
-    the centre frames are captioned (the others were captioned and never read); one
-    captioner fills the caption index where the paper pooled the captions of five BLIP-2
-    models (``captioner_model`` picks it); the LLM decodes greedily (temperature 0)
-    instead of sampling, so identical prompts are asked once.
+    Every difference from the official code, with its effect and the flag that restores
+    the paper's behaviour, is listed once in :data:`DIFFERENCES` (notebooks 20-40 render
+    it); :func:`paper_config` gives the paper's settings per dataset.
     """
 
     stride: int = 16
@@ -259,6 +258,100 @@ def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
     else:
         base["captioner_model"] = XD_VIOLENCE_CAPTIONER
     return Config(**{**base, **overrides})
+
+
+#: Every way this module departs from the official code (lucazanella/lavad), with why and
+#: the effect; notebooks 20, 30 and 40 render it (``stages.differences_markdown``). What is
+#: *not* listed follows the official computation, and tests/test_lavad.py holds it against
+#: transcriptions of it: window frames, caption index and cleaning, score parsing and
+#: interpolation, the 2-frame / 3-crop video clip, the refinement weights, frame expansion.
+DIFFERENCES: list[stages.Difference] = [
+    stages.Difference(
+        "Only the centre frames (every 16th) are captioned; the official code captions every "
+        "frame.",
+        "The official code only ever reads the captions at frames idx % 16 == 0.",
+        "None on the output (identical captions are used); 16x fewer captioner calls."),
+    stages.Difference(
+        "One captioner by default (the profile's); the paper pooled five BLIP-2 captioners "
+        "for UCF-Crime and used flan-t5-xxl alone for XD-Violence.",
+        "Five 4-12 B captioners do not fit a Colab T4 session.",
+        "Not measured here (needs the real models): fewer, less varied captions in the "
+        "caption index.",
+        "captioner_models=PAPER_CAPTIONERS, or paper_config('ucf-crime' | 'xd-violence')"),
+    stages.Difference(
+        "Greedy decoding (temperature 0); the paper sampled (temperature 0.6, top_p 0.9).",
+        "A run is reproducible, a cached reply is the reply you would get again, and "
+        "identical prompts (frequent in static scenes) are asked once.",
+        "Not measured; sampling makes the same summary get different scores.",
+        "llm_temperature=0.6"),
+    stages.Difference(
+        "Prompts in our own words, sent as one user message (instruction, then the "
+        "captions one per line); the official sends the instruction as the system message "
+        "and the captions joined by a newline and a space.",
+        "Not every chat template accepts a system message (several small models reject "
+        "it); the wording is ours by policy. Structure and content are the paper's.",
+        "Not measured.",
+        "summary_prompt=, score_context=, score_format= (any text)"),
+    stages.Difference(
+        "The score reply gets a budget of score_max_new_tokens (48) new tokens; the official "
+        "let it run to the end of a 512-token context. Replies cut at the budget are "
+        "counted apart from unparseable ones.",
+        "Bounded cost per call; the budget leaves room for a preamble before the bracket.",
+        "None when the model answers within 48 tokens; extras['score_truncated'] says how "
+        "often it did not.",
+        "score_max_new_tokens"),
+    stages.Difference(
+        "The score parser also reads '[ 0.3 ]' and '[.5]' (the official regex does not) "
+        "and skips values outside [0, 1] (the official keeps '[7]' as a score of 7).",
+        "Scores stay in [0, 1]; a readable answer is not thrown away over a space.",
+        "Fewer parse failures; no score outside [0, 1]."),
+    stages.Difference(
+        "When no score reply of a video parses, every position gets 0.5; the official "
+        "np.interp fails on an empty list.",
+        "A run over a benchmark should not stop on one video.",
+        "The video is scored as uninformative; extras['parse_failures'] counts it."),
+    stages.Difference(
+        "A window shorter than frames_per_window frames (a video shorter than that, or "
+        "window_s * fps < 2) repeats its last frame to fill the window; the official returns "
+        "the shorter window (or fails when it is empty).",
+        "Every position has the same number of window frames.",
+        "Only on videos of a few frames: repeated lines in their temporal descriptions."),
+    stages.Difference(
+        "The video clip's 3 square crops are cut from the decoded frame and then resized "
+        "by the embedder (bicubic); ImageBind's video transform resizes the short side to "
+        "224 (bilinear) and then crops.",
+        "The embedder's encode_video takes frames; cropping first keeps the model code "
+        "unchanged.",
+        "Interpolation-level pixel differences only.",
+        None),
+    stages.Difference(
+        "Frames are decoded from the video file at their exact indices; the official reads "
+        "JPEG frames extracted beforehand with ffmpeg.",
+        "No extraction step or disk space for frames; exact frame indices.",
+        "JPEG compression changes pixels slightly; not measured."),
+    stages.Difference(
+        "Nearest neighbours by exact inner product in numpy (float32, top-k selection, ties "
+        "to the lower index); the official uses a faiss IndexFlatIP.",
+        "No faiss dependency; the same exact search.",
+        "None beyond float rounding and the order of exact ties."),
+    stages.Difference(
+        "Reported AP: vadnb.metrics gives scikit-learn's average precision by default and "
+        "the official trapezoid area under the PR curve with variant='trapezoid'; "
+        "lavad.evaluate reports both.",
+        "scikit-learn's AP is the standard estimator; the trapezoid is what LAVAD and "
+        "XD-Violence report (metrics.REPORTED_AP).",
+        "With LAVAD's 11 score values the trapezoid is higher by several points; notebook 40 "
+        "prints both.",
+        "metrics.frame_ap(..., variant='trapezoid')"),
+    stages.Difference(
+        "Video embedding alternative: video_clip='pairs' embeds all 10 window frames as 5 "
+        "consecutive pairs with a centre crop (vadnb's earlier default).",
+        "The official clip reads only the window's first and last frames, 10 s apart; "
+        "'pairs' sees the whole window. Offered for comparison; the default is the "
+        "official clip.",
+        "Notebook 40's oracle section measures both on the campus split.",
+        "video_clip='imagebind' (default) | 'pairs'"),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -416,6 +509,16 @@ def rescore(detection: Detection, refine_k: int | None = None,
     """Frame scores of ``detection`` refined again with another ``refine_k`` or
     ``temperature``, from the embeddings it kept: no model call (notebook 40's ablation)."""
     ex = detection.extras
+    if "neighbour_similarities" in ex:  # the paper's released results: neighbours only
+        cfg = ex.get("config", {})
+        k = int(refine_k if refine_k is not None else cfg.get("refine_k", 10))
+        t = float(temperature if temperature is not None else 1.0)
+        sims, vals = ex["neighbour_similarities"], ex["neighbour_scores"]
+        if k > sims.shape[1]:
+            raise ValueError(f"the release keeps {sims.shape[1]} neighbours per position; "
+                             f"refine_k={k} needs the embeddings")
+        refined = refine_from_neighbours(sims[:, :k], vals[:, :k], t)
+        return to_frames(refined, detection.num_frames, int(ex.get("stride", 16)))
     if "video_embeddings" not in ex:
         raise ValueError("this detection has no embeddings (a Detection.load()ed one keeps "
                          "only the tables); re-run lavad.run: the cache makes it free")
@@ -980,6 +1083,8 @@ def evaluate(detections: dict[str, Detection], labels: dict[str, np.ndarray],
 
     ``labels`` maps each video name to its 0/1 frame labels (``Benchmark.frame_labels``);
     ``classes`` (name -> class, "Normal" for normal videos) adds a per-class table.
+    ``ap_*`` is scikit-learn's average precision, ``ap_*_trapezoid`` the trapezoid area
+    that LAVAD and XD-Violence report (``metrics.ap_name`` labels them).
     The result says whether the scores are meaningless (tiny profile).
     """
     missing = sorted(set(labels) - set(detections))
@@ -995,10 +1100,175 @@ def evaluate(detections: dict[str, Detection], labels: dict[str, np.ndarray],
         "ap_raw": metrics.frame_ap(labels, raw),
         "auc_refined": metrics.frame_auc(labels, refined),
         "ap_refined": metrics.frame_ap(labels, refined),
+        "ap_raw_trapezoid": metrics.frame_ap(labels, raw, variant="trapezoid"),
+        "ap_refined_trapezoid": metrics.frame_ap(labels, refined, variant="trapezoid"),
         "profile": profiles.pop() if len(profiles) == 1 else "mixed",
         "meaningless": any(d.meaningless for d in detections.values()),
     }
     if classes is not None:
         out["per_class_raw"] = metrics.per_class(labels, raw, classes)
         out["per_class_refined"] = metrics.per_class(labels, refined, classes)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The paper's released intermediate results (captions, summaries, scores) as Detections.
+# ---------------------------------------------------------------------------------------
+
+#: Frame rates of the benchmarks whose results the paper released.
+RELEASED_FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
+
+
+def refine_from_neighbours(similarities: np.ndarray, neighbour_scores: np.ndarray,
+                           temperature: float = 1.0) -> np.ndarray:
+    """The refinement's last step from the neighbours alone: softmax(sim / temperature)
+    over each position's neighbours, times their scores (the official ``src/eval.py``
+    weighting, with ``temperature=1``). Both arrays are [P, k], neighbours best first."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    vals = np.asarray(neighbour_scores, dtype=np.float64)
+    if sims.shape != vals.shape or sims.ndim != 2:
+        raise ValueError(f"expected similarities and scores of one shape [P, k], got "
+                         f"{sims.shape} and {vals.shape}")
+    w = stages._softmax(sims / temperature, axis=1)
+    return (w * vals).sum(axis=1)
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON file of LAVAD's release ({err})") from err
+
+
+def _pick(root: Path, pattern: str, what: str, choose: str | None, flag: str) -> Path | None:
+    """The one folder matching ``pattern`` under ``root`` (``choose`` filters by name)."""
+    found = sorted(p for p in root.glob(pattern) if p.is_dir())
+    if choose is not None:
+        found = [p for p in found if choose in p.relative_to(root).as_posix()]
+    if not found:
+        return None
+    if len(found) > 1:
+        names = [p.relative_to(root).as_posix() for p in found]
+        raise ValueError(f"{root}: several {what} folders {names}; pick one with {flag}=...")
+    return found[0]
+
+
+def _by_frame(mapping: dict[str, Any], path: Path) -> list[tuple[int, Any]]:
+    try:
+        return sorted((int(k), v) for k, v in mapping.items())
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: expected an object keyed by frame index "
+                         f"('0', '16', ...), as LAVAD writes it") from err
+
+
+def _neighbours(mapping: dict[str, Any], centres: list[int], path: Path) -> np.ndarray:
+    """{centre: {rank: value}} -> [P, k] in rank order."""
+    rows = []
+    for c in centres:
+        entry = mapping.get(str(c))
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: no neighbours for centre frame {c}")
+        rows.append([entry[str(r)] for r in range(len(entry))])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, *,
+                  index_name: str | None = None, experiment: str | None = None,
+                  fps: float | None = None, stride: int = 16) -> dict[str, Detection]:
+    """LAVAD's released intermediate results as one :class:`Detection` per video.
+
+    ``root`` is one dataset folder of the paper's release (``ucf_crime/`` or
+    ``xd_violence/``, from the links in the official README), laid out as the official
+    scripts write it::
+
+        annotations/test.txt | anomaly_test.txt        video rows: path start end label
+        captions/clean/<index>/<video>.json            {centre: {frame: caption}}
+        captions/summary/<llm>/<index>/<video>.json    {centre: summary}
+        scores/raw/<llm>/<index>/<experiment>/<video>.json      {centre: score}
+        scores/refined/<llm>/<index>/<experiment>/<video>.json  {centre: {rank: score}}
+        similarity/clean_summary/<llm>/<index>/<video>.json     {centre: {rank: cosine}}
+
+    Summaries and raw scores are required; the refinement files, when present, give the
+    refined ``score`` (softmax over the neighbours' similarities, :func:`refine_from_neighbours`)
+    and let :func:`rescore` re-weight it; otherwise ``score`` is the raw score. Frame counts
+    come from the annotation file (else from the last centre frame + ``stride``).
+    ``index_name`` / ``experiment`` pick among several folders; ``videos`` restricts the
+    names (default: every video with a summary file). Profile "paper", no model calls.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"LAVAD release folder not found: {base} (unzip the "
+                                "dataset's archive from the official README there)")
+    summary_dir = _pick(base, "captions/summary/*/*", "summary", index_name, "index_name")
+    raw_dir = _pick(base, "scores/raw/*/*/*", "raw score", experiment, "experiment")
+    if summary_dir is None or raw_dir is None:
+        raise FileNotFoundError(
+            f"{base}: expected captions/summary/<llm>/<index>/ and "
+            "scores/raw/<llm>/<index>/<experiment>/ (LAVAD's release layout)")
+    clean_dir = _pick(base, "captions/clean/*", "clean caption", index_name, "index_name")
+    refined_dir = _pick(base, "scores/refined/*/*/*", "refined score", experiment, "experiment")
+    sim_dir = _pick(base, "similarity/clean_summary/*/*", "similarity", index_name,
+                    "index_name")
+    key = base.name.lower().replace("-", "_")
+    rate = float(fps or RELEASED_FPS.get(key, 0) or 30.0)
+    lengths: dict[str, int] = {}
+    for ann in ("test.txt", "anomaly_test.txt"):
+        path = base / "annotations" / ann
+        if path.exists():
+            for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                try:
+                    lengths[Path(parts[0]).name] = int(parts[2]) - int(parts[1]) + 1
+                except (IndexError, ValueError) as err:
+                    raise ValueError(f"{path}, line {n}: expected 'path start end label'") \
+                        from err
+    names = list(videos) if videos is not None else sorted(
+        p.stem for p in summary_dir.glob("*.json"))
+    out: dict[str, Detection] = {}
+    for name in names:
+        spath, rpath = summary_dir / f"{name}.json", raw_dir / f"{name}.json"
+        for path in (spath, rpath):
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: missing for video {name!r}")
+        summaries = _by_frame(_read_json(spath), spath)
+        raw_map = {c: float(x) for c, x in _by_frame(_read_json(rpath), rpath)}
+        centres = [c for c, _ in summaries]
+        if set(raw_map) != set(centres):
+            raise ValueError(f"{rpath}: its centre frames differ from {spath}'s")
+        raw = np.array([raw_map[c] for c in centres])
+        descriptions = [""] * len(centres)
+        if clean_dir is not None and (clean_dir / f"{name}.json").exists():
+            cpath = clean_dir / f"{name}.json"
+            clean = _read_json(cpath)
+            descriptions = ["\n".join(v for _, v in _by_frame(clean.get(str(c), {}), cpath))
+                            for c in centres]
+        extras: dict[str, Any] = {"stride": stride, "positions": len(centres),
+                                  "released": True, "source": str(base),
+                                  "config": {"refine_k": 10, "temperature": 1.0}}
+        score = raw
+        if refined_dir is not None and sim_dir is not None \
+                and (refined_dir / f"{name}.json").exists() and (sim_dir / f"{name}.json").exists():
+            npath, mpath = refined_dir / f"{name}.json", sim_dir / f"{name}.json"
+            nscores = _neighbours(_read_json(npath), centres, npath)
+            sims = _neighbours(_read_json(mpath), centres, mpath)
+            score = refine_from_neighbours(sims, nscores)
+            extras.update(neighbour_scores=nscores, neighbour_similarities=sims)
+            extras["config"]["refine_k"] = int(sims.shape[1])
+        num_frames = lengths.get(name, centres[-1] + stride)
+        starts = np.asarray(centres, dtype=np.int64)
+        segments = pd.DataFrame({
+            "start_frame": starts, "end_frame": np.minimum(starts + stride, num_frames),
+            "centre_frame": starts, "time_s": starts / rate,
+            "temporal_description": descriptions, "summary": [t for _, t in summaries],
+            "raw_score": raw, "score": score,
+            "explanation": [f"{t} (LLM score {r:.1f}, refined {f:.2f})"
+                            for (_, t), r, f in zip(summaries, raw, score)]})
+        extras["raw_frame_scores"] = to_frames(raw, num_frames, stride)
+        out[name] = Detection(video=name, method="lavad", profile="paper",
+                              frame_scores=to_frames(score, num_frames, stride), fps=rate,
+                              segments=segments, model_calls=pd.DataFrame(), extras=extras)
     return out
