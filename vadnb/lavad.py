@@ -1272,3 +1272,116 @@ def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, 
                               frame_scores=to_frames(score, num_frames, stride), fps=rate,
                               segments=segments, model_calls=pd.DataFrame(), extras=extras)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Figures and computed statements for notebooks 20-40 (logic here, one call per cell).
+# ---------------------------------------------------------------------------------------
+
+
+def drawable(text: str, font: str | None = None) -> str:
+    """``text`` with every character matplotlib's font cannot draw replaced by "?", so a
+    figure never shows missing-glyph boxes (tiny models write random Unicode)."""
+    from matplotlib import font_manager
+
+    path = font_manager.findfont(font_manager.FontProperties(family=font or "DejaVu Sans"))
+    charmap = _charmap(path)
+    return "".join(c if ord(c) in charmap or c in "\n " else "?" for c in str(text))
+
+
+_CHARMAPS: dict[str, set[int]] = {}
+
+
+def _charmap(path: str) -> set[int]:
+    if path not in _CHARMAPS:
+        from matplotlib.ft2font import FT2Font
+
+        _CHARMAPS[path] = set(FT2Font(path).get_charmap())
+    return _CHARMAPS[path]
+
+
+def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
+                       width_in: float = 12.0) -> Any:
+    """Window frames of the positions ``rows`` with the caption each retrieved.
+
+    Each position takes ``frames_per_window / cols`` lines of ``cols`` frames, headed by its
+    centre frame and raw caption; captions are wrapped at 9 pt and cleaned of characters
+    the font lacks (:func:`drawable`). Returns the matplotlib figure (notebook 20).
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from .video import read_frames
+
+    seg, ex = detection.segments, detection.extras
+    windows = ex["window_frames"]
+    frames = read_frames(detection.video, indices=np.unique(windows[list(rows)]))
+    image_of = dict(zip(frames.indices.tolist(), frames.images))
+    n = windows.shape[1]
+    lines = -(-n // cols)
+    h, w = frames.images.shape[1:3]
+    cell = width_in / cols
+    fig, axes = plt.subplots(len(rows) * lines, cols, squeeze=False,
+                             figsize=(width_in, len(rows) * lines * (cell * h / w + 0.9) + 0.6))
+    for r, row in enumerate(rows):
+        described = seg["temporal_description"].iloc[row].split("\n")
+        for t in range(lines * cols):
+            ax = axes[r * lines + t // cols, t % cols]
+            ax.axis("off")
+            if t >= n:
+                continue
+            f = int(windows[row][t])
+            ax.imshow(image_of[f])
+            text = textwrap.wrap(drawable(described[t] or "(empty)"), 26)[:3]
+            ax.set_title("\n".join(text), fontsize=9, pad=3)
+            ax.text(0.02, 0.04, f"frame {f}", transform=ax.transAxes, fontsize=8,
+                    color="white", backgroundcolor=(0, 0, 0, 0.5))
+        raw = textwrap.shorten(drawable(seg["captions"].iloc[row] or "(empty)"), 80,
+                               placeholder="...")
+        axes[r * lines, 0].annotate(
+            f"position {row} · centre frame {seg['centre_frame'].iloc[row]} · raw caption: "
+            f"{raw}", (0, 1), xycoords="axes fraction", xytext=(0, 42),
+            textcoords="offset points", fontsize=10, fontweight="bold", va="bottom")
+    title = "window frames and the caption each retrieved"
+    if detection.meaningless:
+        title += "  [tiny models: meaningless]"
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=3.5)
+    return fig
+
+
+def similarity_statement(similarity: np.ndarray, captions: Sequence[str]) -> str:
+    """What an image x caption similarity matrix shows, measured (notebook 20): how many
+    captions are ever the nearest, how far the winner stands above the runner-up, and
+    whether some columns are (nearly) constant over the frames."""
+    sim = np.asarray(similarity, dtype=np.float64)
+    best = sim.argmax(axis=1)
+    chosen = len(np.unique(best))
+    ordered = np.sort(sim, axis=1)
+    margin = float((ordered[:, -1] - ordered[:, -2]).mean()) if sim.shape[1] > 1 else float("nan")
+    spread = sim.std(axis=0)
+    flat = int((spread < 1e-3).sum())
+    text = (f"{sim.shape[0]} window frames x {sim.shape[1]} captions: {chosen} caption(s) "
+            f"are the nearest of some frame; the nearest caption leads the runner-up by "
+            f"{margin:.3f} on average (cosine).")
+    if flat:
+        text += (f" {flat} of {sim.shape[1]} columns barely change from frame to frame "
+                 f"(std < 0.001): the image embeddings hardly differ between these frames, "
+                 f"so the same captions win every row.")
+    else:
+        text += (f" Column spread over the frames: {spread.min():.3f} to {spread.max():.3f} "
+                 "(std of the cosine).")
+    return text
+
+
+def truth_statement(labels: np.ndarray | None, fps: float) -> str:
+    """What the shaded ground-truth band of a score plot holds, measured (notebook 30)."""
+    if labels is None:
+        return "No ground truth is known for this video: nothing is shaded."
+    y = np.asarray(labels).astype(bool)
+    if not y.any():
+        return "This clip has no anomalous frame: nothing is shaded."
+    edges = np.flatnonzero(np.diff(np.r_[0, y.astype(int), 0]))
+    spans = ", ".join(f"{a / fps:.1f}-{b / fps:.1f} s" for a, b in zip(edges[::2], edges[1::2]))
+    return f"Shaded: the ground-truth anomalous frames ({int(y.sum())} frames: {spans})."
