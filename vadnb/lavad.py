@@ -1286,7 +1286,13 @@ def drawable(text: str, font: str | None = None) -> str:
 
     path = font_manager.findfont(font_manager.FontProperties(family=font or "DejaVu Sans"))
     charmap = _charmap(path)
-    return "".join(c if ord(c) in charmap or c in "\n " else "?" for c in str(text))
+    out: list[str] = []
+    for c in str(text):
+        ok = ord(c) in charmap or c in "\n "
+        if ok or not out or out[-1] != "\ufffd":
+            out.append(c if ok else "\ufffd")
+    # one "?" for each run of characters the font cannot draw
+    return "".join(out).replace("\ufffd", "?")
 
 
 _CHARMAPS: dict[str, set[int]] = {}
@@ -1304,9 +1310,10 @@ def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
                        width_in: float = 12.0) -> Any:
     """Window frames of the positions ``rows`` with the caption each retrieved.
 
-    Each position takes ``frames_per_window / cols`` lines of ``cols`` frames, headed by its
-    centre frame and raw caption; captions are wrapped at 9 pt and cleaned of characters
-    the font lacks (:func:`drawable`). Returns the matplotlib figure (notebook 20).
+    Each position takes a header line (centre frame, raw caption) and
+    ``frames_per_window / cols`` lines of ``cols`` frames; captions are wrapped at 9 pt and
+    cleaned of characters the font lacks (:func:`drawable`). Returns the matplotlib figure
+    (notebook 20).
     """
     import textwrap
 
@@ -1321,33 +1328,39 @@ def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
     n = windows.shape[1]
     lines = -(-n // cols)
     h, w = frames.images.shape[1:3]
-    cell = width_in / cols
-    fig, axes = plt.subplots(len(rows) * lines, cols, squeeze=False,
-                             figsize=(width_in, len(rows) * lines * (cell * h / w + 0.9) + 0.6))
+    image_in = width_in / cols * h / w
+    caption_in, header_in = 0.5, 0.35
+    ratios = ([header_in] + [image_in + caption_in] * lines) * len(rows)
+    fig = plt.figure(figsize=(width_in, sum(ratios) + 0.5))
+    grid = fig.add_gridspec(len(ratios), cols, height_ratios=ratios, left=0.01, right=0.99,
+                            bottom=0.01, top=1 - 0.5 / (sum(ratios) + 0.5), wspace=0.04,
+                            hspace=0.0)
     for r, row in enumerate(rows):
+        top = r * (lines + 1)
+        head = fig.add_subplot(grid[top, :])
+        head.axis("off")
+        raw = textwrap.shorten(drawable(seg["captions"].iloc[row] or "(empty)"), 90,
+                               placeholder="...")
+        head.text(0, 0.5, f"position {row} · centre frame {seg['centre_frame'].iloc[row]} · "
+                  f"raw caption: {raw}", fontsize=10, fontweight="bold", va="center")
         described = seg["temporal_description"].iloc[row].split("\n")
-        for t in range(lines * cols):
-            ax = axes[r * lines + t // cols, t % cols]
+        for t in range(min(n, lines * cols)):
+            cell = grid[top + 1 + t // cols, t % cols].subgridspec(
+                2, 1, height_ratios=[caption_in, image_in], hspace=0.0)
+            label = fig.add_subplot(cell[0])
+            label.axis("off")
+            text = textwrap.wrap(drawable(described[t] or "(empty)"), 26)[:2]
+            label.text(0.5, 0.1, "\n".join(text), fontsize=9, ha="center", va="bottom")
+            ax = fig.add_subplot(cell[1])
             ax.axis("off")
-            if t >= n:
-                continue
             f = int(windows[row][t])
             ax.imshow(image_of[f])
-            text = textwrap.wrap(drawable(described[t] or "(empty)"), 26)[:3]
-            ax.set_title("\n".join(text), fontsize=9, pad=3)
             ax.text(0.02, 0.04, f"frame {f}", transform=ax.transAxes, fontsize=8,
                     color="white", backgroundcolor=(0, 0, 0, 0.5))
-        raw = textwrap.shorten(drawable(seg["captions"].iloc[row] or "(empty)"), 80,
-                               placeholder="...")
-        axes[r * lines, 0].annotate(
-            f"position {row} · centre frame {seg['centre_frame'].iloc[row]} · raw caption: "
-            f"{raw}", (0, 1), xycoords="axes fraction", xytext=(0, 42),
-            textcoords="offset points", fontsize=10, fontweight="bold", va="bottom")
     title = "window frames and the caption each retrieved"
     if detection.meaningless:
         title += "  [tiny models: meaningless]"
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=3.5)
     return fig
 
 
