@@ -473,6 +473,17 @@ def test_tiny_profile_end_to_end():
     if not calls.empty:  # empty when an earlier run of the session cached it all
         assert set(calls["role"]) <= {"captioner", "embedder", "llm"}
         assert set(calls["profile"]) == {"tiny"}
+    # a fully cached re-run loads no model and decodes nothing
+    from vadnb.models import load_stats, reset_load_stats
+    from vadnb.video import decode_stats, reset_decode_stats
+
+    reset_load_stats()
+    reset_decode_stats()
+    again = lavad.run_many(list(clips.path), profile="tiny")
+    assert load_stats().empty or int(load_stats()["loads"].sum()) == 0
+    assert decode_stats()["frames_decoded"] == 0 and decode_stats()["opens"] == 0
+    for a, b in zip(dets, again):
+        np.testing.assert_array_equal(a.frame_scores, b.frame_scores)
 
 
 @pytest.mark.needs_gpu

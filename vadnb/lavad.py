@@ -467,8 +467,8 @@ def clean_captions(frame_embeddings: np.ndarray, caption_embeddings: np.ndarray,
     Returns the temporal descriptions (P lists of n strings; with ``k > 1`` a frame's k
     captions are joined by "; ", best first) and the chosen caption ids [P, n, k].
     """
-    f = np.asarray(frame_embeddings, dtype=np.float64)
-    c = np.asarray(caption_embeddings, dtype=np.float64)
+    f = np.asarray(frame_embeddings, dtype=np.float32)
+    c = np.asarray(caption_embeddings, dtype=np.float32)
     if f.ndim != 3 or c.ndim != 2 or f.shape[2] != c.shape[1]:
         raise ValueError(f"expected frame embeddings [P, n, D] and caption embeddings [U, D], "
                          f"got {f.shape} and {c.shape}")
