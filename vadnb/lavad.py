@@ -293,6 +293,13 @@ DIFFERENCES: list[stages.Difference] = [
         "Not measured.",
         "summary_prompt=, score_context=, score_format= (any text)"),
     stages.Difference(
+        "The summary kept is the reply's last non-empty line; the official keeps the text "
+        "after the last newline, which is empty when a reply ends with a newline (and adds "
+        "a full stop after the summary in the score prompt).",
+        "An empty summary carries no information and would be scored as such.",
+        "None for replies that do not end with a newline; otherwise vadnb keeps the summary "
+        "the official code loses."),
+    stages.Difference(
         "The score reply gets a budget of score_max_new_tokens (48) new tokens; the official "
         "let it run to the end of a 512-token context. Replies cut at the budget are "
         "counted apart from unparseable ones.",
@@ -340,7 +347,8 @@ DIFFERENCES: list[stages.Difference] = [
         "lavad.evaluate reports both.",
         "scikit-learn's AP is the standard estimator; the trapezoid is what LAVAD and "
         "XD-Violence report (metrics.REPORTED_AP).",
-        "With LAVAD's 11 score values the trapezoid is higher by several points; notebook 40 "
+        "Higher with tied scores: on synthetic scores on LAVAD's 11-value grid "
+        "(tests/test_metrics.py) the trapezoid is 4-5 points above sklearn's AP; notebook 40 "
         "prints both.",
         "metrics.frame_ap(..., variant='trapezoid')"),
     stages.Difference(
