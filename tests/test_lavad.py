@@ -851,3 +851,21 @@ def test_released_results_errors_name_the_file(tmp_path):
     other.mkdir()
     with pytest.raises(ValueError, match="experiment"):
         lavad.load_released(root, videos=["Normal_Videos_003_x264"])
+
+
+def test_differences_name_real_settings():
+    """Every 'paper's variant' flag of lavad.DIFFERENCES names a real Config field or
+    function, so the rendered table in notebooks 20-40 never points at nothing."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(lavad.Config)}
+    assert len(lavad.DIFFERENCES) >= 10
+    for d in lavad.DIFFERENCES:
+        assert d.what and d.why and d.effect
+        for name in re.findall(r"([a-z_]+)=", d.flag or ""):
+            assert name in known or name == "variant", (name, d.what)
+        for func in re.findall(r"([a-z_.]+)\(", d.flag or ""):
+            module = metrics if func.startswith("metrics.") else lavad
+            assert hasattr(module, func.split(".")[-1]), func
+    md = stages.differences_markdown(lavad.DIFFERENCES)
+    assert md.count("\n") == len(lavad.DIFFERENCES) + 1
