@@ -782,7 +782,7 @@ class _FrameStream:
         if self.chunks is None:
             start = int(need[0])
             self.chunks = iter_frames(self.path, indices=self.wanted[self.wanted >= start],
-                                      cache=self.cache)
+                                      cache=self.cache, chunk=16)
             self.done_upto = start - 1
         missing = [int(i) for i in need if i not in self.buffer]
         if missing and missing[0] <= self.done_upto:
@@ -791,7 +791,7 @@ class _FrameStream:
         while missing and self.done_upto < missing[-1]:
             frames = next(self.chunks)
             for i, img in zip(frames.indices.tolist(), frames.images):
-                self.buffer[int(i)] = img
+                self.buffer[int(i)] = img.copy()  # a view would keep its whole chunk alive
             self.done_upto = int(frames.indices[-1])
         out = {int(i): self.buffer[int(i)] for i in need}
         cut = int(need[-1]) + 1 if release_below is None else int(release_below)
