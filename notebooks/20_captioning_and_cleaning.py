@@ -46,11 +46,10 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its samp
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
 OUTPUT_DIR = "outputs/20"  # captions.csv, similarity.png, contact_sheet.png go here
-VIDEO = None               # a video path, None: the first campus test clip
+VIDEO = None               # a video path, None: the first anomalous campus test clip
 SHOW_POSITIONS = 4         # positions (rows) on the contact sheet
 
 # %%
-import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -58,6 +57,8 @@ import numpy as np
 import pandas as pd
 
 import vadnb
+from IPython.display import Markdown, display
+
 from vadnb import lavad, stages, video
 from vadnb.detect import TINY_WARNING
 
@@ -68,18 +69,22 @@ out.mkdir(parents=True, exist_ok=True)
 # %% [markdown]
 # ## The video and the frames LAVAD uses
 #
-# By default we take the first test clip of the *campus* benchmark (notebook 00): a fixed
-# camera over a campus path at 10 frames per second, with planted anomalies.
+# By default we take the first test clip of the *campus* benchmark (notebook 00) that
+# contains an anomaly: a fixed camera over a campus path at 10 frames per second.
 
 # %%
+labels = None
 if VIDEO is None:
     from vadnb.data import load_campus
 
     bench = load_campus().subset("test")
-    VIDEO = bench.videos.path.iloc[0]
+    clip = bench.videos[bench.videos.is_anomalous].iloc[0]
+    VIDEO, labels = clip.path, bench.frame_labels(clip["name"])
 info = video.probe(VIDEO)
 print(f"{Path(VIDEO).name}: {info.num_frames} frames at {info.fps:g} fps "
       f"= {info.num_frames / info.fps:.1f} s")
+if labels is not None:
+    print(lavad.truth_statement(labels, info.fps).replace("Shaded: the", "The"))
 
 # %% [markdown]
 # LAVAD's settings are a `Config` dataclass with the paper's defaults; each field has a
@@ -90,12 +95,13 @@ print(f"{Path(VIDEO).name}: {info.num_frames} frames at {info.fps:g} fps "
 # - **Window**: 10 *seconds* around each centre frame, 10 frames spread evenly over it.
 #   Because it is measured in seconds, the window covers the same stretch of time at any
 #   frame rate (300 frames at 30 fps, 100 at 10 fps). Near the ends it is clipped.
+#   `lavad.window_frames` picks the frames exactly as the official code does.
 
 # %%
 cfg = lavad.Config()
 centres = stages.centre_frames(info.num_frames, cfg.stride)
-windows = np.stack([stages.window_indices(int(c), info.num_frames, info.fps, cfg.window_s,
-                                          cfg.frames_per_window) for c in centres])
+windows = np.stack([lavad.window_frames(int(c), info.num_frames, info.fps, cfg.window_s,
+                                        cfg.frames_per_window) for c in centres])
 print(f"{len(centres)} centre frames: {centres.tolist()}")
 print(f"window of centre frame {centres[len(centres) // 2]}: "
       f"{windows[len(centres) // 2].tolist()}")
@@ -118,15 +124,17 @@ plt.show()
 # %% [markdown]
 # ## Step 1: caption the centre frames
 #
-# The original code captions *every* frame with five BLIP-2 models, yet only ever reads
-# the captions of frames whose index is a multiple of 16. We caption only those frames:
-# the same result with 16x fewer captioner calls.
-#
-# One more difference: the paper pooled the captions of **five** BLIP-2 captioners into the
-# caption index, giving the cleaning step more candidate sentences to choose from. We use
-# one captioner (the profile's; `captioner_model=` swaps it), five times cheaper; exercise 5
-# asks what the pooling buys.
-#
+# The original code captions *every* frame, yet only ever reads the captions of frames
+# whose index is a multiple of 16: we caption only those. The paper also pooled the
+# captions of **five** BLIP-2 captioners into the caption index (`lavad.paper_config`
+# sets that up). Every such difference from the official code lives in one list,
+# `lavad.DIFFERENCES`, rendered here (and in notebooks 30 and 40):
+
+# %%
+display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
+                                             "LAVAD in vadnb vs the official code")))
+
+# %% [markdown]
 # `lavad.run` runs the whole method; every stage is cached, so the next notebooks reuse
 # this run for free. Its `segments` table has one row per centre frame.
 
@@ -167,23 +175,7 @@ tables["caption_index"]
 
 # %%
 rows = np.linspace(0, len(seg) - 1, min(SHOW_POSITIONS, len(seg))).round().astype(int)
-frames = video.read_frames(VIDEO, indices=np.unique(det.extras["window_frames"][rows]))
-image_of = dict(zip(frames.indices.tolist(), frames.images))
-n = cfg.frames_per_window
-fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 2.4 * len(rows)), squeeze=False)
-for r, row in enumerate(rows):
-    described = seg["temporal_description"].iloc[row].split("\n")
-    for t, f in enumerate(det.extras["window_frames"][row]):
-        ax = axes[r, t]
-        ax.imshow(image_of[int(f)])
-        ax.axis("off")
-        ax.set_title("\n".join(textwrap.wrap(described[t] or "(empty)", 22)[:3]), fontsize=6)
-    raw = textwrap.shorten(seg.captions.iloc[row] or "(empty)", 90, placeholder="...")
-    axes[r, 0].text(0, -0.12, f"centre frame {seg.centre_frame.iloc[row]} · raw caption: {raw}",
-                    transform=axes[r, 0].transAxes, fontsize=7, va="top")
-fig.suptitle("window frames and their retrieved captions" +
-             (f"\n{TINY_WARNING}" if det.meaningless else ""), fontsize=9)
-fig.tight_layout()
+fig = lavad.plot_contact_sheet(det, rows)
 fig.savefig(out / "contact_sheet.png", dpi=80)
 plt.show()
 
@@ -192,8 +184,8 @@ plt.show()
 #
 # Rows: the window frames of the positions above; columns: the captions of the index;
 # colour: cosine similarity. Cleaning picks the brightest cell of each row. A good
-# embedder makes one column stand out per row; with the tiny profile's random models the
-# matrix is noise, and the choice of caption is arbitrary.
+# embedder makes one column stand out per row. The line printed under the figure says, from
+# this run's numbers, how clearly it does.
 
 # %%
 frame_emb = det.extras["frame_embeddings"][rows]  # [positions, 10, D]
@@ -204,17 +196,17 @@ fig, ax = plt.subplots(figsize=(min(max(7, 2 + 0.5 * len(index)), 12),
 im = ax.imshow(similarity, aspect="auto", cmap="viridis")
 ax.plot(similarity.argmax(axis=1), np.arange(len(similarity)), "r.", ms=4, label="nearest")
 ax.set_xticks(range(len(index)))
-ax.set_xticklabels([c[:28] + ("..." if len(c) > 28 else "") for c in index],
+ax.set_xticklabels([lavad.drawable(c[:28] + ("..." if len(c) > 28 else "")) for c in index],
                    rotation=60, ha="right", fontsize=7)
 ax.set_ylabel("window frame (position x 10)")
-ax.set_title("\n".join(textwrap.wrap("cosine similarity: window frames x caption index" +
-                                     (f" ({TINY_WARNING})" if det.meaningless else ""), 70)),
-             fontsize=9)
+ax.set_title("cosine similarity: window frames x caption index" +
+             (" [tiny models: meaningless]" if det.meaningless else ""), fontsize=9)
 fig.colorbar(im, ax=ax)
 ax.legend(loc="upper right", fontsize=7)
 fig.tight_layout()
 fig.savefig(out / "similarity.png", dpi=80)
 plt.show()
+print(lavad.similarity_statement(similarity, index))
 
 # %% [markdown]
 # ## Why cleaning helps

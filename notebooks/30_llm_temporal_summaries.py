@@ -42,7 +42,7 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its samp
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
 OUTPUT_DIR = "outputs/30"  # summaries.csv, parse_report.json, scores.png go here
-VIDEO = None               # a video path, None: the first campus test clip
+VIDEO = None               # a video path, None: the first anomalous campus test clip
 MY_SCORE_CONTEXT = (       # the "try your own prompt" cell uses this framing
     "You are a campus security guard. How unusual is the scene described below for a "
     "campus path, on a scale from 0 (nothing unusual) to 1 (call for help)?")
@@ -54,8 +54,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from IPython.display import Markdown, display
+
 import vadnb
-from vadnb import lavad, plots
+from vadnb import lavad, plots, stages
 from vadnb.detect import TINY_WARNING
 
 env = vadnb.setup(PROFILE)
@@ -94,7 +96,8 @@ print(repr(lavad.last_line("Sure! Here is a summary:\n\nA man runs across the la
 if VIDEO is None:
     from vadnb.data import load_campus
 
-    VIDEO = load_campus().subset("test").videos.path.iloc[0]
+    test_videos = load_campus().subset("test").videos
+    VIDEO = test_videos[test_videos.is_anomalous].path.iloc[0]
 det = lavad.run(VIDEO, profile=env.profile)
 if det.meaningless:
     print("WARNING:", TINY_WARNING)
@@ -118,6 +121,17 @@ print("\n=== summary kept:", row.summary)
 for message in lavad.score_messages(row.summary):
     print(f"--- {message['role']} ---\n{message['content']}")
 print("\n=== reply:", repr(row.score_reply), "-> score", row.raw_score)
+
+# %% [markdown]
+# ## What differs from the official code
+#
+# The prompts are ours (same structure as the paper's), decoding is greedy, the score reply
+# has a token budget, and the parser is a little more lenient: every difference, with its
+# effect and the setting that restores the paper's behaviour, from `lavad.DIFFERENCES`:
+
+# %%
+display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
+                                             "LAVAD in vadnb vs the official code")))
 
 # %% [markdown]
 # ## Greedy decoding, and asking once per distinct prompt
@@ -147,15 +161,19 @@ summaries.head(10)
 # %% [markdown]
 # ## Parse failures
 #
-# `vadnb.stages.parse_bracket_score` takes the first `[x]` with x between 0 and 1
-# ("Sure! [0.7]" works; "0.7" without brackets, "[1.5]" or "[high]" do not). An unreadable
-# reply becomes *missing*, and missing scores are filled by **linear interpolation** from the
-# nearest readable positions (at the ends, the nearest value; if nothing is readable, 0.5).
-# Every failure is counted: a method that silently turns failures into zeros is lying.
+# `vadnb.stages.parse_bracket_score` takes, as the official parser does, the first bracket
+# that holds *one* number, between 0 and 1: "Sure! [0.7]" works, and so does "From [0, 0.1,
+# ..., 1.0] I pick [0.7]" (the echoed list of candidates is skipped); "0.7" without
+# brackets, "[1.5]" or "[high]" do not. An unreadable reply becomes *missing*, and missing
+# scores are filled by **linear interpolation** from the nearest readable positions (at the
+# ends, the nearest value; if nothing is readable, 0.5). Every failure is counted, and so is
+# every reply cut at its token budget (`score_max_new_tokens`): a reply that ran out of
+# tokens before its bracket is a budget problem, not a model that cannot follow the format.
 
 # %%
-for reply in ["[0.7]", "Sure! I would say [0.3].", "0.7", "[1.5]", "[high]"]:
-    print(f"{reply!r:32} -> {lavad.parse_scores([reply])[1][0]}")
+for reply in ["[0.7]", "Sure! I would say [0.3].", "From [0, 0.1, ..., 1.0] I pick [0.7]",
+              "0.7", "[1.5]", "[high]"]:
+    print(f"{reply!r:42} -> {lavad.parse_scores([reply])[1][0]}")
 
 # %%
 report = {
@@ -165,6 +183,10 @@ report = {
     "positions": det.extras["positions"],
     "parse_failures": det.extras["parse_failures"],
     "failure_rate": det.extras["parse_failures"] / max(det.extras["positions"], 1),
+    "score_replies_truncated": det.extras["score_truncated"],
+    "summary_replies_truncated": det.extras["summary_truncated"],
+    "score_max_new_tokens": det.extras["config"]["score_max_new_tokens"],
+    "parse_report": det.extras["parse_report"],
     "examples": det.extras["parse_failure_examples"],
 }
 (out / "parse_report.json").write_text(json.dumps(report, indent=2))
@@ -172,7 +194,8 @@ report
 
 # %% [markdown]
 # The LLM's scores over time (before refinement), with the positions whose reply could not
-# be read marked in red: their value was interpolated. The shaded band is the ground truth.
+# be read marked in red: their value was interpolated. The line under the figure says what
+# the shaded ground-truth band holds for this clip.
 
 # %%
 labels = None
@@ -193,6 +216,7 @@ fig.axes[0].plot(bad.time_s, bad.raw_score, "rx", label="interpolated")
 fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 fig.savefig(out / "scores.png", dpi=80, bbox_inches="tight")
 plt.show()
+print(lavad.truth_statement(labels, det.fps))
 
 # %% [markdown]
 # ## Try your own prompt

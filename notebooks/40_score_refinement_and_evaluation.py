@@ -49,6 +49,7 @@ MAX_VIDEOS = None          # None: every clip of the split, a number: that many 
 ABLATION_K = [1, 3, 10]    # refinement K values to compare
 ABLATION_T = [0.1, 1.0]    # refinement temperatures to compare
 ORACLE_WINDOWS = [10, 4]   # window lengths (s) for the perfect-perception run
+RELEASED_DIR = None        # the paper's released results for one dataset (e.g. ".../ucf_crime")
 
 # %%
 import json
@@ -58,8 +59,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from IPython.display import Markdown, display
+
 import vadnb
-from vadnb import lavad, metrics, plots
+from vadnb import lavad, metrics, plots, stages
 from vadnb.data import load_campus
 from vadnb.detect import TINY_WARNING
 
@@ -98,8 +101,10 @@ videos[["name", "label", "num_frames", "fps"]]
 # ## Refinement, on one position
 #
 # The **summary index** of a video holds its unique summaries, embedded with the *text*
-# encoder. Each position's 10 window frames are embedded together as a *video*. The
-# position's refined score is the weighted mean of the scores of its K = 10 nearest
+# encoder. Each position's window is embedded as a *video* the way the official code feeds
+# ImageBind: a 2-frame clip (the first and the last of the window's 10 frames) in three
+# square crops (left, centre, right), whose embeddings are averaged. The position's
+# refined score is the weighted mean of the scores of its K = 10 nearest
 # summaries, with weights `softmax(cosine similarity / temperature)`, temperature 1:
 #
 # $$\tilde s_i = \sum_{k=1}^{K} \frac{e^{\cos(v_i, t_k)/\tau}}{\sum_j e^{\cos(v_i, t_j)/\tau}}\, s_k$$
@@ -125,8 +130,10 @@ neighbours
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.5))
-ax.bar(range(len(neighbours)), neighbours.weight, color="tab:blue")
-ax.set_xlabel("neighbour (nearest first)")
+ranks = np.arange(1, len(neighbours) + 1)
+ax.bar(ranks, neighbours.weight, color="tab:blue")
+ax.set_xticks(ranks)
+ax.set_xlabel("neighbour rank (1 = nearest summary)")
 ax.set_ylabel("softmax weight")
 ax.set_title("refinement weights of one position"
              + ("\n" + TINY_WARNING if det.meaningless else ""), fontsize=9)
@@ -152,15 +159,24 @@ plt.show()
 # As in all four papers: concatenate every clip's frames into one long sequence and
 # compute one ROC-AUC and one average precision (*micro* metrics, scikit-learn underneath).
 # `lavad.evaluate` does it for the raw and the refined scores.
+#
+# **Which AP?** Two definitions are in use. scikit-learn's `average_precision_score` sums
+# precision steps; LAVAD's and XD-Violence's evaluation code integrate the PR curve with the
+# trapezoid rule (`auc(recall, precision)`), and that is the AP their papers report. With
+# LAVAD's 11 possible scores many frames are tied, and the two differ. We print both, and
+# every table below names the one it shows.
 
 # %%
 result = lavad.evaluate(detections, labels, classes)
+print(f"AP = {metrics.ap_name('sklearn')}\nAP_trapezoid = {metrics.ap_name('trapezoid')}"
+      f" (reported for XD-Violence: {metrics.REPORTED_AP['xd-violence']})")
 for kind in ("raw", "refined"):
-    print(f"{kind:8} AUC {result[f'auc_{kind}']:.3f}  AP {result[f'ap_{kind}']:.3f}"
-          f"{warn(detections.values())}")
+    print(f"{kind:8} AUC {result[f'auc_{kind}']:.3f}  AP {result[f'ap_{kind}']:.3f}  "
+          f"AP_trapezoid {result[f'ap_{kind}_trapezoid']:.3f}{warn(detections.values())}")
 
 # %% [markdown]
 # Per class: each anomaly class judged against the same normal clips (the usual protocol).
+# The `ap` columns are scikit-learn's average precision.
 
 # %%
 per_class = result["per_class_refined"].merge(result["per_class_raw"], on=["class", "videos"],
@@ -177,14 +193,21 @@ per_class
 # summary; K = 10, temperature 1 is the paper's setting.
 
 # %%
-rows = [{"refinement": "none (raw LLM scores)", "auc": result["auc_raw"], "ap": result["ap_raw"]}]
-for k in ABLATION_K:
-    for t in ABLATION_T:
-        scores = {n: lavad.rescore(detections[n], refine_k=k, temperature=t) for n in labels}
-        rows.append({"refinement": f"K={k}, temperature={t:g}",
-                     "auc": metrics.frame_auc(labels, scores),
-                     "ap": metrics.frame_ap(labels, scores)})
-ablation = pd.DataFrame(rows)
+def ablation_table(dets: dict) -> pd.DataFrame:
+    """Raw scores, then every (K, temperature) of the ablation; both AP variants."""
+    raw = {n: lavad.frame_scores_of(dets[n], "raw_score") for n in labels}
+    runs = {"none (raw LLM scores)": raw}
+    for k in ABLATION_K:
+        for t in ABLATION_T:
+            runs[f"K={k}, temperature={t:g}"] = {n: lavad.rescore(dets[n], refine_k=k,
+                                                                  temperature=t) for n in labels}
+    return pd.DataFrame([{"refinement": what, "auc": metrics.frame_auc(labels, sc),
+                          "ap (sklearn)": metrics.frame_ap(labels, sc),
+                          "ap (trapezoid)": metrics.frame_ap(labels, sc, "trapezoid")}
+                         for what, sc in runs.items()])
+
+
+ablation = ablation_table(detections)
 ablation.to_csv(out / "ablation.csv", index=False)
 if result["meaningless"]:
     print("WARNING:", TINY_WARNING)
@@ -204,40 +227,71 @@ ablation
 oracle = lavad.oracle_backends(bench)
 oracle_runs, rows = {}, []
 for window_s in ORACLE_WINDOWS:
-    dets = dict(zip(videos.name, lavad.run_many(list(videos.path), backends=oracle,
-                                                window_s=window_s)))
-    res = oracle_runs[window_s] = lavad.evaluate(dets, labels) | {"detections": dets}
-    rows.append({"window_s": window_s, "auc_raw": res["auc_raw"],
-                 "auc_refined": res["auc_refined"], "ap_raw": res["ap_raw"],
-                 "ap_refined": res["ap_refined"]})
+    for clip in lavad.VIDEO_CLIPS:  # the official 2-frame / 3-crop clip, and all 10 frames
+        dets = dict(zip(videos.name, lavad.run_many(list(videos.path), backends=oracle,
+                                                    window_s=window_s, video_clip=clip)))
+        res = oracle_runs[window_s, clip] = lavad.evaluate(dets, labels) | {"detections": dets}
+        rows.append({"window_s": window_s, "video_clip": clip, "auc_raw": res["auc_raw"],
+                     "auc_refined": res["auc_refined"], "ap_raw (sklearn)": res["ap_raw"],
+                     "ap_refined (sklearn)": res["ap_refined"],
+                     "ap_refined (trapezoid)": res["ap_refined_trapezoid"]})
 oracle_table = pd.DataFrame(rows)
 oracle_table.to_csv(out / "oracle.csv", index=False)
 oracle_table
 
 # %% [markdown]
-# Two lessons, both about this benchmark's short clips:
+# Three things to look for in this table, all about how the method's own steps treat these
+# short clips (the lines under the table are computed from it):
 #
-# - **The window is long for these clips.** Campus clips last 15 s; a 10 s window spans two
-#   thirds of a clip, so every event is smeared over its neighbours. A shorter window keeps
-#   more of the truth. UCF-Crime videos last minutes, where 10 s is short.
+# - **The window length.** Campus clips last 15 s; a 10 s window spans two thirds of a
+#   clip, so every event is smeared over its neighbours. UCF-Crime videos last minutes.
+# - **The video clip.** The official video embedding reads only the first and the last
+#   frame of the window, 10 s apart; `video_clip="pairs"` reads all ten.
 # - **Temperature 1 on cosine similarities gives almost uniform weights.** The refinement
 #   pulls every position of a video towards the video's mean: the order *within* a video is
-#   kept, but its range shrinks, and the micro AUC compares positions *across* videos. The
-#   oracle's ablation shows it on the whole split (with a single anomalous clip nothing can
-#   be reordered across videos, and all rows agree):
+#   kept, but its range shrinks, and the micro AUC compares positions *across* videos.
 
 # %%
-res = oracle_runs[ORACLE_WINDOWS[0]]
-rows = [{"refinement": "none (raw LLM scores)", "auc": res["auc_raw"], "ap": res["ap_raw"]}]
-for k in ABLATION_K:
-    for t in ABLATION_T:
-        scores = {n: lavad.rescore(res["detections"][n], refine_k=k, temperature=t)
-                  for n in labels}
-        rows.append({"refinement": f"K={k}, temperature={t:g}",
-                     "auc": metrics.frame_auc(labels, scores),
-                     "ap": metrics.frame_ap(labels, scores)})
-print(f"oracle models, window {ORACLE_WINDOWS[0]} s")
-pd.DataFrame(rows)
+for window_s in ORACLE_WINDOWS:
+    t = oracle_table[oracle_table.window_s == window_s].set_index("video_clip")
+    print(f"window {window_s} s: refined AUC {t.auc_refined['imagebind']:.3f} with the official "
+          f"clip, {t.auc_refined['pairs']:.3f} with all 10 frames (raw: {t.auc_raw.iloc[0]:.3f})")
+oracle_ablation = ablation_table(oracle_runs[ORACLE_WINDOWS[0], "imagebind"]["detections"])
+print(f"oracle ablation, window {ORACLE_WINDOWS[0]} s: refined AUC from "
+      f"{oracle_ablation.auc[1:].min():.3f} to {oracle_ablation.auc[1:].max():.3f} over "
+      f"{len(oracle_ablation) - 1} settings (raw {oracle_ablation.auc[0]:.3f})")
+oracle_ablation
+
+# %% [markdown]
+# ## What differs from the official code
+#
+# Everything above follows the official computation except what this list says (the same
+# list as in notebooks 20 and 30, from `lavad.DIFFERENCES`):
+
+# %%
+display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
+                                             "LAVAD in vadnb vs the official code")))
+
+# %% [markdown]
+# ## The paper's own intermediate results
+#
+# The authors released their captions, temporal summaries and scores for UCF-Crime and
+# XD-Violence (links in the official README). Unzip one and set `RELEASED_DIR` to its
+# dataset folder: `lavad.load_released` turns it into Detections, one per video, whose
+# refined score is the softmax over the released neighbour similarities, exactly as the
+# official `src/eval.py` computes it; `lavad.rescore` re-weights it with another K or
+# temperature, and `lavad.evaluate` scores it against the benchmark's labels
+# (`vadnb.data.load_ucf_crime` / `load_xd_violence`).
+
+# %%
+if RELEASED_DIR:
+    released = lavad.load_released(RELEASED_DIR)
+    first = next(iter(released.values()))
+    print(f"{len(released)} videos from {RELEASED_DIR}; the first, {first.video}: "
+          f"{len(first.segments)} positions, {first.num_frames} frames")
+    display(first.segments[["centre_frame", "summary", "raw_score", "score"]].head())
+else:
+    print("RELEASED_DIR is not set: nothing to load (see the markdown above).")
 
 # %% [markdown]
 # ## Save the results
@@ -249,7 +303,10 @@ pd.DataFrame(rows)
 for n, d in detections.items():
     np.save(out / "frame_scores" / f"{n}.npy", np.asarray(d.frame_scores, dtype=np.float32))
 summary = {k: result[k] for k in ("videos", "frames", "auc_raw", "ap_raw", "auc_refined",
-                                  "ap_refined", "profile", "meaningless")}
+                                  "ap_refined", "ap_raw_trapezoid", "ap_refined_trapezoid",
+                                  "profile", "meaningless")}
+summary["ap_variants"] = {"ap_*": metrics.ap_name("sklearn"),
+                          "ap_*_trapezoid": metrics.ap_name("trapezoid")}
 summary["split"] = SPLIT
 summary["warning"] = TINY_WARNING if result["meaningless"] else ""
 summary["per_class"] = per_class.to_dict(orient="records")
@@ -271,11 +328,13 @@ explorer(det, labels=labels[name])
 # ## Summary
 #
 # - Refinement: each position's score becomes a softmax-weighted mean of the scores of its
-#   10 nearest summaries (video embedding vs summary text embeddings), temperature 1.
+#   10 nearest summaries (video embedding vs summary text embeddings), temperature 1; the
+#   video embedding is ImageBind's 2-frame clip (window ends) in 3 crops, as officially.
 # - Frame scores repeat each position's score over 16 frames; no smoothing.
 # - Evaluation: micro frame AUC / AP over the whole split, and per class against the normal
-#   clips. With the tiny profile, every number above is meaningless by construction; the
-#   oracle shows what the method's own steps keep of a perfect perception.
+#   clips. Two APs exist; the papers report the trapezoid one. With the tiny profile every
+#   number is meaningless; the oracle shows what the method's own steps keep of a perfect
+#   perception.
 #
 # ## Exercises
 #

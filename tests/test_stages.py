@@ -39,6 +39,45 @@ def test_knn_softmax_by_hand():
     assert idx.shape == (1, 3)
 
 
+def reference_knn(q, keys, values, k, temperature):
+    """The computation written the slow way: full float64 similarity matrix, stable sort."""
+    sims = np.asarray(q, float) @ np.asarray(keys, float).T
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(sims, idx, axis=1) / temperature
+    w = np.exp(top - top.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return (w * np.asarray(values)[idx]).sum(axis=1), idx, w
+
+
+@pytest.mark.parametrize("k, block", [(1, 1 << 23), (3, 7), (10, 50), (40, 1 << 23)])
+def test_knn_softmax_top_k_by_blocks_equals_a_full_sort(k, block):
+    rng = np.random.default_rng(k)
+    # small integers: every similarity is exact in float32, and many are tied, so the
+    # tie order (lower index first) is checked too
+    keys = rng.integers(-2, 3, size=(40, 6)).astype(float)
+    keys[5] = keys[3]
+    keys[17] = keys[3]
+    q = np.vstack([rng.integers(-2, 3, size=(25, 6)), keys[3:4], keys[3:4]])
+    values = rng.random(40)
+    refined, idx, w = stages.knn_softmax(q, keys, values, k=k, temperature=3.0,
+                                         block_elements=block)
+    r_ref, i_ref, w_ref = reference_knn(q, keys, values, k, 3.0)
+    np.testing.assert_array_equal(idx, i_ref)
+    np.testing.assert_allclose(w, w_ref, atol=1e-5)
+    np.testing.assert_allclose(refined, r_ref, atol=1e-5)
+
+
+def test_knn_softmax_does_not_sort_whole_rows(monkeypatch):
+    """Top-k is a selection: np.argsort over the full rows must not be called."""
+    rng = np.random.default_rng(0)
+    calls = []
+    real = np.argsort
+    monkeypatch.setattr(np, "argsort", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    stages.knn_softmax(rng.normal(size=(200, 4)), rng.normal(size=(300, 4)), rng.random(300),
+                       k=10)
+    assert calls == []
+
+
 def test_gaussian_kernel_and_smoothing():
     g = stages.gaussian_kernel(15, 10)
     assert len(g) == 15 and g.sum() == pytest.approx(1.0) and g[7] == g.max()
@@ -64,7 +103,9 @@ def test_interpolate_missing():
 @pytest.mark.parametrize("reply, expected", [
     ("[0.7]", 0.7),
     ("Answer: [ 0.3 ]", 0.3),
-    ("I would say [0.8, 0.2]", 0.8),
+    ("I would say [0.8, 0.2]", None),  # a list of two is not an answer (official: -1)
+    ("From [0, 0.1, 0.2, ..., 1.0] I pick [0.7]", 0.7),  # the echoed candidates are skipped
+    ("Sure! Based on the description:\n\n[0.6]", 0.6),
     ("[.5]", 0.5),
     ("[1]", 1.0),
     ("Score is [7] out of 10 ... final [0.9]", 0.9),

@@ -4,6 +4,18 @@ The benchmarks score *micro* metrics: the frames of every test video are concate
 into one long label array and one long score array, and a single ROC-AUC (UCF-Crime,
 ShanghaiTech, ...) or average precision (XD-Violence) is computed over them.
 scikit-learn does the counting; this module checks the inputs and reports clearly.
+
+Average precision comes in two variants that differ when scores are tied (LAVAD's LLM
+scores take 11 values, so by several points):
+
+- ``"sklearn"``: scikit-learn's ``average_precision_score``, the step-wise sum
+  ``sum_n (R_n - R_{n-1}) P_n``; it never interpolates between operating points.
+- ``"trapezoid"``: the trapezoid area under the precision-recall curve,
+  ``auc(recall, precision)`` over ``precision_recall_curve``: what XD-Violence's own
+  evaluation code and LAVAD's ``src/eval.py`` compute and what their papers report as AP.
+
+``frame_ap(..., variant=...)`` picks one; :data:`REPORTED_AP` says which one each
+benchmark's published numbers use, and :func:`ap_name` is the label every table shows.
 """
 
 from __future__ import annotations
@@ -12,11 +24,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 __all__ = [
     "frame_auc",
     "frame_ap",
+    "ap_name",
+    "AP_VARIANTS",
+    "REPORTED_AP",
     "per_video",
     "per_class",
     "segments_to_frames",
@@ -28,6 +43,29 @@ __all__ = [
 ]
 
 ArrayOrList = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+#: The two AP variants and what each computes (the label tables print).
+AP_VARIANTS = {
+    "sklearn": "AP (scikit-learn average precision, step-wise)",
+    "trapezoid": "AP (trapezoid area under the PR curve, as XD-Violence / LAVAD report it)",
+}
+
+#: The AP variant behind each benchmark's published numbers (XD-Violence's official
+#: evaluation, which LAVAD and most weakly supervised methods reuse, takes the trapezoid
+#: area; a benchmark not listed reports AUC only).
+REPORTED_AP = {"xd-violence": "trapezoid"}
+
+
+def ap_name(variant: str = "sklearn") -> str:
+    """The column label of an AP computed with ``variant`` (tables say which AP they show)."""
+    _check_variant(variant)
+    return AP_VARIANTS[variant]
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in AP_VARIANTS:
+        raise ValueError(f"unknown AP variant {variant!r}; use one of {sorted(AP_VARIANTS)} "
+                         "('trapezoid' is what XD-Violence and LAVAD report)")
 
 
 def _as_list(x: ArrayOrList, what: str) -> tuple[list[str], list[np.ndarray]]:
@@ -43,7 +81,15 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
     """Concatenate per-video labels and scores, checking that every video's lengths match.
 
     Both may be one array, a list of per-video arrays, or a dict name -> array (same keys).
+    A dict on one side and a list or array on the other is refused: videos are paired by
+    name, never by position. Labels must be 0/1 (bool, int or float 0.0/1.0).
     """
+    if isinstance(labels, Mapping) != isinstance(scores, Mapping):
+        which = "labels" if isinstance(labels, Mapping) else "scores"
+        other = "scores" if which == "labels" else "labels"
+        raise TypeError(
+            f"{which} is a dict (video name -> array) but {other} is not: videos are paired "
+            f"by name, never by position; pass {other} as a dict with the same names too")
     if isinstance(labels, Mapping) and isinstance(scores, Mapping):
         missing = set(labels) ^ set(scores)
         if missing:
@@ -58,11 +104,28 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
             raise ValueError(
                 f"{name}: {len(y)} frame labels but {len(s)} frame scores; expand segment "
                 "scores to one score per frame (vadnb.metrics.segments_to_frames)")
+    for name, y in zip(names, ys):
+        _check_binary(y, name)
     y = np.concatenate(ys) if ys else np.zeros(0)
     s = np.concatenate(ss).astype(np.float64) if ss else np.zeros(0)
     if not np.isfinite(s).all():
         raise ValueError(f"{int((~np.isfinite(s)).sum())} frame scores are NaN or infinite")
     return y.astype(np.int64), s
+
+
+def _check_binary(y: np.ndarray, name: str) -> None:
+    """Refuse labels that are not 0/1, instead of casting 0.7 to 0 silently."""
+    if y.dtype == bool or len(y) == 0:
+        return
+    if y.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: frame labels must be numbers 0/1, got dtype {y.dtype}")
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        values = np.unique(y[bad])[:5].tolist()
+        raise ValueError(
+            f"{name}: frame labels must be 0 (normal) or 1 (anomalous); {int(bad.sum())} "
+            f"frames have other values, e.g. {values}. Threshold soft labels yourself "
+            "(labels >= 0.5) if that is what you mean")
 
 
 def _check_two_classes(y: np.ndarray, metric: str) -> None:
@@ -83,15 +146,31 @@ def frame_auc(labels: ArrayOrList, scores: ArrayOrList) -> float:
     return float(roc_auc_score(y, s))
 
 
-def frame_ap(labels: ArrayOrList, scores: ArrayOrList) -> float:
-    """Frame-level average precision over all frames of all videos (micro), in [0, 1]."""
+def frame_ap(labels: ArrayOrList, scores: ArrayOrList, variant: str = "sklearn") -> float:
+    """Frame-level average precision over all frames of all videos (micro), in [0, 1].
+
+    ``variant="sklearn"`` (default): scikit-learn's average precision.
+    ``variant="trapezoid"``: the trapezoid area under the PR curve, the AP that XD-Violence
+    and LAVAD report (:data:`REPORTED_AP`); higher than sklearn's when scores are tied.
+    """
+    _check_variant(variant)
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "frame AP")
+    return _ap(y, s, variant)
+
+
+def _ap(y: np.ndarray, s: np.ndarray, variant: str) -> float:
+    if variant == "trapezoid":
+        precision, recall, _ = precision_recall_curve(y, s)
+        return float(auc(recall, precision))
     return float(average_precision_score(y, s))
 
 
-def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """One row per video: frames, anomalous frames, and AUC/AP where both classes occur."""
+def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
+              variant: str = "sklearn") -> pd.DataFrame:
+    """One row per video: frames, anomalous frames, and AUC/AP (``variant``, see
+    :func:`frame_ap`) where both classes occur."""
+    _check_variant(variant)
     rows = []
     for name in labels:
         y, s = concat_frames([labels[name]], [scores[name]])
@@ -101,7 +180,7 @@ def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]
             "frames": len(y),
             "anomalous_frames": int(y.sum()),
             "auc": float(roc_auc_score(y, s)) if both else np.nan,
-            "ap": float(average_precision_score(y, s)) if both else np.nan,
+            "ap": _ap(y, s, variant) if both else np.nan,
             "mean_score": float(s.mean()) if len(s) else np.nan,
         })
     return pd.DataFrame(rows)
@@ -112,12 +191,15 @@ def per_class(
     scores: Mapping[str, np.ndarray],
     video_classes: Mapping[str, str],
     normal: str = "Normal",
+    variant: str = "sklearn",
 ) -> pd.DataFrame:
     """Per anomaly class: micro AUC/AP over that class's videos plus all normal videos.
 
     This is the usual per-class protocol (UCF-Crime, XD-Violence): each class is judged
     against the same normal footage, so the numbers are comparable across classes.
+    ``variant`` picks the AP (see :func:`frame_ap`).
     """
+    _check_variant(variant)
     classes = sorted({c for c in video_classes.values() if c != normal})
     normals = [v for v in labels if video_classes[v] == normal]
     rows = []
@@ -129,7 +211,7 @@ def per_class(
             "class": c,
             "videos": len(vids) - len(normals),
             "auc": float(roc_auc_score(y, s)) if both else np.nan,
-            "ap": float(average_precision_score(y, s)) if both else np.nan,
+            "ap": _ap(y, s, variant) if both else np.nan,
         })
     return pd.DataFrame(rows, columns=["class", "videos", "auc", "ap"])
 
