@@ -336,7 +336,7 @@ def _red(image):
 def _seeing_vlm():
     """Says 1 when most of the window's frames show the red square."""
     def fn(images, prompt):
-        assert "Output: 1" in prompt and "Is anyone hitting" in prompt
+        assert "Output:" in prompt and "Is anyone hitting" in prompt
         share = np.mean([_red(im) > 0.3 for im in images])
         return f"Red fraction {share:.2f}. Output: {int(share >= 0.5)}"
 
