@@ -755,3 +755,25 @@ def test_oracle_learns_the_missing_questions_and_scores_the_campus(tmp_path):
     scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
     assert vadnb.metrics.frame_auc(labels, scores) > 0.7  # measured 0.78: 10 s windows blur
     assert all(d.extras["unparseable"] == 0 for d in dets)
+
+
+def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
+    train, val, truth = split_videos
+
+    def mute(images, prompt):
+        return "..."  # no label, no questions
+
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(mute), steps=2)
+    text = vera.learning_summary(result)
+    assert "2 of 2 step(s) kept the previous questions" in text and "nothing was learned" in text
+    story, _ = _learn(train, val, truth, Cache(tmp_path))
+    assert "nothing was learned" not in vera.learning_summary(story)
+    path, _ = planted
+    det = vera.run(path, backends={"vlm": CountingVLM(mute), "embedder": _embedder()},
+                   cache=Cache(tmp_path), image_size=32, stride=400)
+    assert "every answer was unreadable" in vera.inference_summary([det])
+    assert "0.5 by construction" in vera.auc_note([det], 0.5)
+    good = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
+                    cache=Cache(tmp_path), image_size=32)
+    assert "answers: 0 unreadable" in vera.inference_summary([good])
+    assert "distinct frame-score values" in vera.auc_note([good], 0.9)

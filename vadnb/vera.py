@@ -69,6 +69,10 @@ __all__ = [
     "load_initial_scores",
     "from_initial_scores",
     "oracle_backends",
+    "perfect_perception",
+    "learning_summary",
+    "inference_summary",
+    "auc_note",
     "CAMPUS_QUESTIONS",
     "PAPER_STEP3",
     "DIFFERENCES",
@@ -1061,11 +1065,11 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
              profile: str | None = None, backends: dict[str, Any] | None = None,
              cache: Cache | str | None = None,
              questions: Sequence[str] | str | os.PathLike | LearnResult | None = None,
-             **overrides: Any) -> list[Detection]:
+             progress: bool = True, **overrides: Any) -> list[Detection]:
     """:func:`run` over several videos, stage by stage: every video's answers with the VLM,
     then (the VLM released, when it was loaded here) every video's embeddings with the
-    embedder, then steps 2 and 3. One progress bar per stage; a fully cached re-run loads
-    no model and decodes nothing (notebook 70)."""
+    embedder, then steps 2 and 3. One progress bar per stage (``progress=False``: none);
+    a fully cached re-run loads no model and decodes nothing (notebook 70)."""
     from tqdm.auto import tqdm
 
     cfg = _config(config, overrides)
@@ -1074,7 +1078,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     store = get_cache(cache)
     plans = [_plan(str(p), cfg) for p in videos]
     calls: list[list[pd.DataFrame]] = [[] for _ in plans]
-    many = len(plans) > 1
+    many = len(plans) > 1 and progress
 
     def stage(fn: Any, desc: str) -> list[Any]:
         results = []
@@ -1327,6 +1331,103 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 
     return {"vlm": ScriptedVLM(reply, name="oracle-vlm"),
             "embedder": ScriptedEmbedder(image_fn=vector, name="oracle-embedder")}
+
+
+# ----------------------------------------------------------------------------------------
+# what a run did, in words computed from the run (notebook 70)
+# ----------------------------------------------------------------------------------------
+
+def _tiny_tag(meaningless: bool) -> str:
+    from .detect import TINY_WARNING
+
+    return f"\n⚠ {TINY_WARNING}" if meaningless else ""
+
+
+def learning_summary(result: LearnResult) -> str:
+    """What :func:`learn_questions` did, in sentences computed from its result."""
+    h = result.history
+    kept = int((h["source"].iloc[1:] != "optimizer").sum())
+    steps = max(len(h) - 1, 0)
+    chosen = h[h["chosen"]].iloc[0]
+    lines = [f"chosen: the question set of step {result.best_step} ({chosen['source']}), "
+             f"validation accuracy {result.best_val_acc:.2f}",
+             f"learner replies: {result.learner_parse.summary()} (an unreadable reply counts "
+             "as a wrong prediction)",
+             f"optimizer replies: {result.optimizer_parse.summary()}; {kept} of {steps} "
+             "step(s) kept the previous questions because the reply held none"]
+    if steps and kept == steps:
+        lines.append("no optimizer reply held questions, so every step reused the starting "
+                     "set: nothing was learned, and nothing was learned from noise")
+    return "\n".join(lines) + _tiny_tag(result.meaningless)
+
+
+def inference_summary(detections: Any) -> str:
+    """Answers, unreadable answers and cut answers over these Detections, in words."""
+    dets = list(detections)
+    answers = sum(int(d.extras.get("answers", 0)) for d in dets)
+    bad = sum(int(d.extras.get("unparseable", 0)) for d in dets)
+    cut = sum(int(d.extras.get("truncated", 0)) for d in dets)
+    text = (f"{len(dets)} video(s), {answers} answers: {bad} unreadable (filled from their "
+            f"neighbours), {cut} cut at the token budget")
+    if answers and bad == answers:
+        text += ("; every answer was unreadable, so every segment holds the fill value 0.5 "
+                 "and the scores carry no information")
+    return text + _tiny_tag(any(d.meaningless for d in dets))
+
+
+def auc_note(detections: Any, auc: float) -> str:
+    """Why the AUC is what it is: constant scores give 0.5 by construction, else the
+    number of distinct score values behind it."""
+    dets = list(detections)
+    scores = np.concatenate([np.asarray(d.frame_scores, dtype=np.float64) for d in dets])
+    distinct = len(np.unique(np.round(scores, 9)))
+    if distinct == 1:
+        text = (f"AUC {auc:.3f}: every frame has the same score, so the ranking is a tie and "
+                "the AUC is 0.5 by construction")
+    else:
+        text = f"AUC {auc:.3f} from {distinct} distinct frame-score values"
+    return text + _tiny_tag(any(d.meaningless for d in dets))
+
+
+def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
+                       image_size: int = 448, steps: int = 6,
+                       questions: Sequence[str] = ("Is there fire or smoke?",),
+                       cache: Cache | str | None = None) -> pd.DataFrame:
+    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
+    oracle of :func:`oracle_backends`, then inference on the test split with the learned
+    questions, under vadnb's step 3, the paper's step 3 and its parts, and without steps 2
+    and 3. An upper bound of the method's own steps on these videos, not of any model.
+
+    One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
+    ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
+    """
+    from . import metrics
+
+    oracle = oracle or oracle_backends(benchmark, image_size=image_size)
+    result = learn_questions(benchmark.subset("train"), benchmark.subset("val"),
+                             backends=oracle, questions=list(questions), steps=steps,
+                             image_size=image_size, cache=cache)
+    test = benchmark.subset("test").videos
+    labels = {n: benchmark.frame_labels(n) for n in test["name"]}
+    variants = [
+        ("vadnb (default)", {}),
+        ("paper's kernel", {"smoothing": "paper"}),
+        ("rounded to 1 decimal", {"round_decimals": 1}),
+        ("paper's step 3 (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("answers only (no steps 2-3)", {"ensemble_fraction": 0.0, "smooth_taps": 1}),
+    ]
+    rows = []
+    for name, settings in variants:
+        # the answers and embeddings are cached after the first variant: no more bars
+        dets = run_many(list(test["path"]), backends=oracle, questions=result,
+                        image_size=image_size, cache=cache, progress=not rows, **settings)
+        scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
+        rows.append({"variant": name,
+                     "settings": ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "-",
+                     "val_acc": result.best_val_acc, "questions": len(result.questions),
+                     "test_auc": metrics.frame_auc(labels, scores),
+                     "test_ap": metrics.frame_ap(labels, scores)})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------
