@@ -691,26 +691,21 @@ def _tracked_load(monkeypatch, events):
     monkeypatch.setattr(models, "load", load)
 
 
-def test_vlm_is_released_before_the_embedder_is_loaded(planted, monkeypatch, tmp_path):
-    events = []
-    _tracked_load(monkeypatch, events)
-    path, _ = planted
-    det = vera.run(path, profile="tiny", cache=Cache(tmp_path), image_size=32, stride=400,
-                   max_new_tokens=4)
-    loads = [(role, held) for kind, role, held in events if kind == "load"]
-    assert loads == [("vlm", []), ("embedder", [])]  # nothing else on the device
-    assert all(b.released for kind, _, b in events if kind == "live")
-    assert det.profile == "tiny" and len(det.segments) == 3
-
-
-def test_warm_rerun_loads_no_model_and_decodes_nothing(split_videos, planted, tmp_path):
+def test_one_model_at_a_time_and_a_warm_rerun_loads_and_decodes_nothing(
+        split_videos, planted, monkeypatch, tmp_path):
     from vadnb import models, video
 
+    events = []
+    _tracked_load(monkeypatch, events)
     train, val, _ = split_videos
     path, _ = planted
     kw = dict(profile="tiny", cache=Cache(tmp_path), image_size=32, max_new_tokens=4)
     cold = vera.run(path, stride=400, **kw)
+    loads = [(role, held) for kind, role, held in events if kind == "load"]
+    assert loads == [("vlm", []), ("embedder", [])]  # nothing else on the device
     learned = vera.learn_questions(train.iloc[:2], val.iloc[:1], steps=1, **kw)
+    assert all(b.released for kind, _, b in events if kind == "live")
+    assert cold.profile == "tiny" and len(cold.segments) == 3
     models.reset_load_stats()
     video.reset_decode_stats()
     warm = vera.run(path, stride=400, **kw)
@@ -719,7 +714,7 @@ def test_warm_rerun_loads_no_model_and_decodes_nothing(split_videos, planted, tm
     assert video.decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
     np.testing.assert_array_equal(warm.frame_scores, cold.frame_scores)
     pd.testing.assert_frame_equal(again.history, learned.history)
-    assert warm.profile == cold.profile == "tiny"
+    assert warm.profile == "tiny" and again.profile == "tiny"
 
 
 def test_run_many_equals_single_runs(planted, split_videos, tmp_path):
