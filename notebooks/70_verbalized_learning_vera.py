@@ -193,10 +193,11 @@ demo = vera.learn_questions(train, val, backends=oracle, questions=["Is there fi
 demo.history[["step", "questions", "train_acc", "val_acc", "chosen"]]
 
 # %% [markdown]
-# Read the table top to bottom: each step's mistakes add questions, the budget of two pushes
-# older ones out, and training-batch accuracy jumps around because each batch holds
-# different videos. The validation accuracy is the steady judge; the chosen set (the star)
-# is the best on validation, not the last one and not the best on a training batch.
+# How to read the table, top to bottom: a step whose batch had a missed anomaly adds a
+# question, the budget of two pushes older ones out, and training-batch accuracy moves with
+# whichever videos the batch holds. Validation accuracy is the steady judge: the chosen set
+# (the star) is the best on validation, not the last one and not the best on a training
+# batch.
 
 # %%
 vera.plot_history(demo.history)
@@ -372,8 +373,11 @@ Markdown(differences_markdown(vera.DIFFERENCES))
 #   winner.
 # - Inference asks one question per 16 frames about a 10 s window, then a retrieval ensemble
 #   within the video and Gaussian smoothing turn 0/1 answers into frame scores.
-# - With a random-init model the loop still runs and falls back safely, which is what the
-#   tiny profile shows; real numbers need a real VLM (`PROFILE="colab"`).
+# - Unreadable replies never become questions or labels: they are counted and fall back
+#   safely (the printed summaries say what happened in this run); real numbers need a real
+#   VLM (`PROFILE="colab"`), and the perfect-perception table bounds what the steps can do.
+# - Where vadnb departs from the official code, `vera.DIFFERENCES` says so, and the
+#   paper's step 3 is one keyword away (`**vera.PAPER_STEP3`).
 #
 # ## Exercises
 #
