@@ -1550,6 +1550,14 @@ DIFFERENCES: list[Difference] = [
         why="Reproducible and resumable on a Colab session.",
         effect="Same loop; shorter by default (set steps/epochs for the paper's length)."),
     Difference(
+        what="Starting questions: the official training starts from two generic questions "
+             "(a suspicious person or object; unusual behaviour); vadnb starts from the five "
+             "hand-written questions of data/vera_questions.json, or any set passed as "
+             "`questions=`.",
+        why="A start that names the common kinds of anomaly shortens the (expensive) "
+            "loop on a small benchmark.",
+        effect="Not measured; pass the official two to start where the paper started."),
+    Difference(
         what="Token budget: 1024 new tokens and greedy decoding, as the official code; "
              "vadnb also counts replies cut at the budget apart from unreadable ones.",
         why="A cut reply loses its 'Output' line; counting it tells a small budget from a "
