@@ -1511,8 +1511,9 @@ DIFFERENCES: list[Difference] = [
              "shorter than 15 segments); vadnb samples it at -7..7 and pads by reflection.",
         why="An off-centre kernel shifts scores in time, and zero padding lowers the scores "
             "at both ends of every video.",
-        effect="Segment scores near the ends differ by up to ~half; see the perfect-"
-               "perception table of notebook 70 for the AUC effect.",
+        effect="Segment scores near the ends differ by up to ~half. On short clips whose "
+               "anomaly sits mid-clip, zero padding acts like a position prior and raises "
+               "AUC; notebook 70's perfect-perception table measures it on the campus clips.",
         flag='smoothing="paper"'),
     Difference(
         what="Rounding: the official code rounds each smoothed segment score to one decimal "
