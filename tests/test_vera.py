@@ -523,7 +523,8 @@ def test_reply_budget_is_the_official_1024_and_truncation_is_counted_and_cached(
             out = super().batch(requests, **generate)
             # normal videos' replies are cut before their 'Output' line
             return [Reply("Answers to Prompt Questions:\n1. Nothing odd.", truncated=True)
-                    if not _is_optimizer(p) and truth[_video_id(ims)] == 0 else Reply(r)
+                    if not _is_optimizer(p) and truth[_video_id(ims)] == 0
+                    else Reply(r, truncated=_is_optimizer(p))  # the optimizer's reply is cut too
                     for r, (ims, p) in zip(out, requests)]
 
     assert vera.Config().max_new_tokens == 1024
@@ -533,8 +534,10 @@ def test_reply_budget_is_the_official_1024_and_truncation_is_counted_and_cached(
     # 2 validations x 2 normal validation videos cut, none of the training videos
     log = result.learner_parse
     assert (log.truncated, log.truncated_failed, log.failed) == (4, 4, 4)
+    assert (result.optimizer_parse.truncated, result.optimizer_parse.failed) == (1, 0)
     again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1)  # all cached
     assert vlm.batches == 0 and again.learner_parse.truncated == 4
+    assert again.optimizer_parse.truncated == 1
 
 
 # ---------------------------------------------------------------------------------------
