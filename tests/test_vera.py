@@ -479,10 +479,12 @@ def test_optimizer_prompt_has_the_official_structure():
     "New Prompt Questions:\n- Is anyone running fast?\n* Is a car on the path?",
     "New Prompt Questions:\n• Is anyone running fast?\n• Is a car on the path?",
     "New Prompt Questions:\nQ1: Is anyone running fast?\nQ2: Is a car on the path?",
-    "New Prompt Questions:\n**Question 1:** Is anyone running fast?\n**Question 2:** Is a car on the path?",
+    "New Prompt Questions:\n**Question 1:** Is anyone running fast?\n"
+    "**Question 2:** Is a car on the path?",
     "New Prompt Questions: 1. Is anyone running fast? 2. Is a car on the path?",
     "New Prompt Questions: Is anyone running fast? Is a car on the path?",
-    "Reasoning:\n1. The model missed the runner.\n```\nNew Prompt Questions:\n(1) Is anyone running fast?\n(2) Is a car on the path?\n```",
+    "Reasoning:\n1. The model missed the runner.\n```\nNew Prompt Questions:\n"
+    "(1) Is anyone running fast?\n(2) Is a car on the path?\n```",
     "I would ask:\nIs anyone running fast?\nIs a car on the path?",  # no heading: '?' lines
 ])
 def test_parse_questions_layouts(reply):

@@ -306,17 +306,15 @@ def optimizer_prompt(questions: Sequence[str], predictions: Sequence[int | None]
     return "\n".join(lines)
 
 
-# An item marker at the start of a line: "1.", "1)", "(1)", "**1.**", "Q1:", "Question 1:",
-# "- ", "* ", "• ".
-_LINE_ITEM = re.compile(
-    r"^\s*(?:\*\*)?(?:\(?\d{1,2}[.):]\)?|q(?:uestion)?\s*\d{1,2}\s*[:.)]|[-*•])(?:\*\*)?\s+(.+?)\s*$",
-    re.I)
-# A numbered marker inside a line, after the end of the previous item: "...? 2. Is ..."
-_INLINE_SPLIT = re.compile(
-    r"(?<=[?.!;])\s+(?:\*\*)?(?:\(?\d{1,2}[.)]\)?|q(?:uestion)?\s*\d{1,2}\s*[:.)])(?:\*\*)?\s+",
-    re.I)
-_INLINE_FIRST = re.compile(
-    r"^\s*(?:\*\*)?(?:\(?\d{1,2}[.)]\)?|q(?:uestion)?\s*\d{1,2}\s*[:.)])(?:\*\*)?\s+", re.I)
+# Item markers: a number ("1.", "1)", "(1)", "1:"), "Q1:" / "Question 1:", or a bullet.
+_NUM = r"\(?\d{1,2}[.):]\)?"
+_QNUM = r"q(?:uestion)?\s*\d{1,2}\s*[:.)]"
+_BOLD = r"(?:\*\*)?"
+# an item at the start of a line (bold markers allowed: "**1.**", "**Q1:**")
+_LINE_ITEM = re.compile(rf"^\s*{_BOLD}(?:{_NUM}|{_QNUM}|[-*•]){_BOLD}\s+(.+?)\s*$", re.I)
+# a numbered marker inside a line, after the end of the previous item: "...? 2. Is ..."
+_INLINE_SPLIT = re.compile(rf"(?<=[?.!;])\s+{_BOLD}(?:{_NUM}|{_QNUM}){_BOLD}\s+", re.I)
+_INLINE_FIRST = re.compile(rf"^\s*{_BOLD}(?:{_NUM}|{_QNUM}){_BOLD}\s+", re.I)
 
 
 def _clean_item(text: str) -> str:
