@@ -32,3 +32,8 @@ def test_notebook_70_writes_its_artifacts(tmp_path):
     assert m["test_videos"] == 2 and 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["ap"] <= 1.0
     assert not math.isnan(m["auc"])
     assert (tmp_path / "validation_curve.png").stat().st_size > 5_000
+    # perfect perception: the oracle runs VERA's real steps; the default variant separates
+    perfect = pd.read_csv(tmp_path / "perfect_perception.csv")
+    assert list(perfect["variant"])[0] == "vadnb (default)" and len(perfect) == 5
+    assert perfect["val_acc"].iloc[0] == 1.0
+    assert perfect["test_auc"].iloc[0] > 0.7 and perfect["test_auc"].between(0, 1).all()

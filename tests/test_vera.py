@@ -336,7 +336,7 @@ def _red(image):
 def _seeing_vlm():
     """Says 1 when most of the window's frames show the red square."""
     def fn(images, prompt):
-        assert "Output: 1" in prompt and "Is anyone hitting" in prompt
+        assert "Output:" in prompt and "Is anyone hitting" in prompt
         share = np.mean([_red(im) > 0.3 for im in images])
         return f"Red fraction {share:.2f}. Output: {int(share >= 0.5)}"
 
@@ -447,3 +447,333 @@ def test_each_epoch_sees_every_training_video_once():
     assert sorted(np.concatenate(batches[3:])) == [0, 1, 2, 3, 4]
     assert vera._batches(5, vera.Config(batch_size=2, seed=3), steps=6)[0].tolist() == \
         batches[0].tolist()  # the seed makes the order reproducible (and resumable)
+
+
+# ---------------------------------------------------------------------------------------
+# prompts and parsing (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+def test_optimizer_prompt_has_the_official_structure():
+    p = vera.optimizer_prompt(["Is anyone running?"], [0, None], [1, 0],
+                              replies=None, frames_per_video=8, max_questions=5)
+    order = ["optimizer", "** Inputs", "video 1: images 1-8", "video 2: images 9-16",
+             "** Model description", "** Current Prompt Questions", "1. Is anyone running?",
+             "** The model's predictions", "[0, ?]", "** The targets", "[1, 0]",
+             "keep the current prompt questions", "Think step by step", "Reasoning:",
+             "features you see in the videos", "New Prompt Questions:",
+             "based on features seen in the input videos"]
+    at = [p.find(piece) for piece in order]
+    assert -1 not in at and at == sorted(at), dict(zip(order, at))
+    assert "not about these videos" not in p and "Its reply" not in p
+    shown = vera.optimizer_prompt(["Is anyone running?"], [0], [1], replies=["He walks. Output: 0"])
+    assert "He walks." in shown
+    learner = vera.learner_prompt(["Is anyone running?"], 8)
+    assert "1. Is anyone running?" in learner and learner.rstrip().endswith("Write nothing else.")
+    assert learner.index("Is anyone running?") < learner.index("Is there any anomaly")
+    assert "New Prompt Questions" not in learner
+
+
+@pytest.mark.parametrize("reply", [
+    "New Prompt Questions:\n1. Is anyone running fast?\n2. Is a car on the path?",
+    "New Prompt Questions:\n- Is anyone running fast?\n* Is a car on the path?",
+    "New Prompt Questions:\n• Is anyone running fast?\n• Is a car on the path?",
+    "New Prompt Questions:\nQ1: Is anyone running fast?\nQ2: Is a car on the path?",
+    "New Prompt Questions:\n**Question 1:** Is anyone running fast?\n"
+    "**Question 2:** Is a car on the path?",
+    "New Prompt Questions: 1. Is anyone running fast? 2. Is a car on the path?",
+    "New Prompt Questions: Is anyone running fast? Is a car on the path?",
+    "Reasoning:\n1. The model missed the runner.\n```\nNew Prompt Questions:\n"
+    "(1) Is anyone running fast?\n(2) Is a car on the path?\n```",
+    "I would ask:\nIs anyone running fast?\nIs a car on the path?",  # no heading: '?' lines
+])
+def test_parse_questions_layouts(reply):
+    assert vera.parse_questions(reply) == ["Is anyone running fast?", "Is a car on the path?"]
+
+
+def test_parse_questions_rejects_what_is_not_questions():
+    assert vera.parse_questions("Reasoning:\n1. The model did well here today.") is None
+    assert vera.parse_questions("New Prompt Questions:\n1. ##@@\n2. a") is None
+    assert vera.parse_questions("") is None
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Answers to Prompt Questions: nobody runs.\nOutput:\n0", 0),
+    ("Answers to Prompt Questions: a fight.\nOutput: [1]", 1),
+    ("Output: 1 (definitely not 0)", 1),
+    # cut at the budget before 'Output': list numbering is not a label
+    ("Answers to Prompt Questions:\n1. Nobody is fighting.\n2. Nobody runs.", None),
+    ("1) Is anyone there? Yes.\n2) Frame1 shows a path.", None),
+    ("1. People walk calmly. No, there is no anomaly.", 0),
+    ("Yes, there is an anomaly: a car on the lawn.", 1),
+    ("The answer is 1.", 1),
+])
+def test_parse_label(reply, expected):
+    assert vera.parse_label(reply) == expected
+
+
+def test_reply_budget_is_the_official_1024_and_truncation_is_counted_and_cached(
+        split_videos, tmp_path):
+    from vadnb.models.base import Reply
+
+    train, val, truth = split_videos
+    seen = []
+
+    class CutVLM(CountingVLM):
+        def batch(self, requests, **generate):
+            seen.append(generate.get("max_new_tokens"))
+            out = super().batch(requests, **generate)
+            # normal videos' replies are cut before their 'Output' line
+            return [Reply("Answers to Prompt Questions:\n1. Nothing odd.", truncated=True)
+                    if not _is_optimizer(p) and truth[_video_id(ims)] == 0
+                    else Reply(r, truncated=_is_optimizer(p))  # the optimizer's reply is cut too
+                    for r, (ims, p) in zip(out, requests)]
+
+    assert vera.Config().max_new_tokens == 1024
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CutVLM(_story_fn(truth)),
+                       steps=1)
+    assert set(seen) == {1024}
+    # 2 validations x 2 normal validation videos cut, none of the training videos
+    log = result.learner_parse
+    assert (log.truncated, log.truncated_failed, log.failed) == (4, 4, 4)
+    assert (result.optimizer_parse.truncated, result.optimizer_parse.failed) == (1, 0)
+    again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1)  # all cached
+    assert vlm.batches == 0 and again.learner_parse.truncated == 4
+    assert again.optimizer_parse.truncated == 1
+
+
+# ---------------------------------------------------------------------------------------
+# parity with the official computation (compute_auc.py), transcribed here from reading it
+# ---------------------------------------------------------------------------------------
+
+
+def _official_ensemble(features, scores):
+    f = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = f @ f.T
+    top = int(0.15 * len(sim))
+    order = np.argsort(sim, axis=1)[:, -top:]
+    out = []
+    for i in range(len(sim)):
+        w = np.exp(sim[i, order[i]] * 10 - np.max(sim[i, order[i]] * 10))
+        out.append(np.dot(w / w.sum(), np.asarray(scores)[order[i]]))
+    return np.array(out)
+
+
+def _official_smooth(data, size=15, sigma=10):
+    kernel = np.exp(-np.linspace(-size // 2, size // 2, size) ** 2 / (2 * sigma ** 2))
+    return np.convolve(np.asarray(data), kernel / kernel.sum(), mode="same")
+
+
+def _official_prior(frames):
+    n = len(frames)
+    sigma, mu = int(n / 2), int(n / 2)
+    return np.exp(-0.5 * ((np.arange(n) - mu) / sigma) ** 2) * frames
+
+
+def _official_video(scores_json, features):
+    """compute_auc.py's per-video loop: ensemble, smoothing, rounding, expansion, prior."""
+    starts = list(scores_json.keys())
+    all_score = [scores_json[s]["score"] for s in starts]
+    smoothed = _official_smooth(_official_ensemble(features, all_score), 15, 10)
+    pred = []
+    for i, s in enumerate(starts):
+        value = round(smoothed[i], 1)
+        n = 16 if i != len(starts) - 1 else int(scores_json[s]["end"] - int(s))
+        pred += [value] * n
+    return _official_prior(np.array(pred))
+
+
+@pytest.mark.parametrize("n", [33, 60])
+def test_retrieval_ensemble_matches_the_official(n):
+    rng = np.random.default_rng(n)
+    feats = rng.normal(size=(n, 6))
+    scores = rng.integers(0, 2, n).astype(float)
+    refined, k = vera.retrieval_ensemble(feats, scores)
+    assert k == int(0.15 * n)
+    np.testing.assert_allclose(refined, _official_ensemble(feats, scores), atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [40, 9])
+def test_paper_smoothing_matches_the_official(n):
+    x = np.random.default_rng(n).random(n)
+    out = vera.smooth_segments(x, 15, 10.0, variant="paper")
+    np.testing.assert_allclose(out, _official_smooth(x)[:n], atol=1e-5)
+    assert len(out) == n
+
+
+def test_centred_smoothing_matches_a_symmetric_reflect_transcription():
+    x = np.random.default_rng(1).random(40)
+    g = np.exp(-0.5 * (np.arange(-7, 8) / 10.0) ** 2)
+    padded = np.pad(x, 7, mode="symmetric")
+    expected = np.convolve(padded, g / g.sum(), mode="valid")
+    np.testing.assert_allclose(vera.smooth_segments(x, 15, 10.0), expected, atol=1e-5)
+    # the variants differ where zero padding and the off-centre kernel bite: the ends
+    paper = vera.smooth_segments(x, 15, 10.0, variant="paper")
+    assert abs(paper[0] - expected[0]) > 0.1
+
+
+@pytest.mark.parametrize("n", [10, 37, 161])
+def test_position_prior_matches_the_official(n):
+    frames = np.random.default_rng(n).random(n)
+    np.testing.assert_allclose(frames * vera.position_prior(n), _official_prior(frames),
+                               atol=1e-5)
+
+
+def _released(tmp_path, n_frames=555, seed=0):
+    """A step-1 file in generate_initial_score.py's layout, with features of that video."""
+    rng = np.random.default_rng(seed)
+    entries = {}
+    for ind in range(0, n_frames, 16):
+        start, end = max(ind - 1 / 2 * 30 * 10, 0), min(ind + 1 / 2 * 30 * 10, n_frames)
+        entries[ind] = {"start": start, "end": end, "score": int(rng.integers(0, 2))}
+    path = tmp_path / "Abuse028_x264.json"
+    path.write_text(json.dumps(entries))
+    feats = rng.normal(size=(len(entries), 8)).astype(np.float32)
+    np.save(tmp_path / "Abuse028_x264.npy", feats)
+    return path, tmp_path / "Abuse028_x264.npy"
+
+
+def test_released_initial_scores_run_steps_2_3_as_the_paper(tmp_path):
+    scores_path, feats_path = _released(tmp_path)
+    table = vera.load_initial_scores(scores_path)
+    assert table["centre_frame"].tolist()[:3] == [0, 16, 32] and len(table) == 35
+    det = vera.from_initial_scores(scores_path, feats_path, **vera.PAPER_STEP3)
+    assert det.num_frames == 555 and det.profile == "paper" and det.method == "vera"
+    official = _official_video(json.loads(scores_path.read_text()), np.load(feats_path))
+    np.testing.assert_allclose(det.frame_scores, official, atol=1e-5)
+    # the default (corrected) step 3 is a different computation
+    plain = vera.from_initial_scores(scores_path, feats_path)
+    assert np.abs(plain.frame_scores - official).max() > 1e-3
+
+
+def test_released_initial_scores_bad_files_name_the_problem(tmp_path):
+    scores_path, feats_path = _released(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"0": {"start": 0, "end": 150}}))
+    with pytest.raises(ValueError, match="bad.json.*'0'.*'score'"):
+        vera.load_initial_scores(bad)
+    bad.write_text(json.dumps({"zero": {"start": 0, "end": 150, "score": 1}}))
+    with pytest.raises(ValueError, match="bad.json.*'zero'"):
+        vera.load_initial_scores(bad)
+    with pytest.raises(ValueError, match="features for 35 segments"):
+        vera.from_initial_scores(scores_path, np.zeros((3, 8)))
+    with pytest.raises(ValueError, match="stride"):
+        vera.from_initial_scores(scores_path, feats_path, stride=8)
+
+
+def test_differences_are_complete_and_flags_are_config_settings():
+    from vadnb.stages import Difference, differences_markdown
+
+    assert len(vera.DIFFERENCES) >= 10
+    assert all(isinstance(d, Difference) and d.what and d.why and d.effect
+               for d in vera.DIFFERENCES)
+    flags = [d.flag for d in vera.DIFFERENCES if d.flag]
+    for flag in flags:
+        name = flag.split("=")[0]
+        assert name in {f.name for f in __import__("dataclasses").fields(vera.Config)}, flag
+    assert {f.split("=")[0] for f in flags} >= set(vera.PAPER_STEP3)
+    table = differences_markdown(vera.DIFFERENCES)
+    assert table.count("\n") == len(vera.DIFFERENCES) + 1
+
+
+# ---------------------------------------------------------------------------------------
+# models: one at a time, none on a warm run (issues 13, 17)
+# ---------------------------------------------------------------------------------------
+
+
+def _tracked_load(monkeypatch, events):
+    from vadnb import models
+
+    real = models.load
+
+    def load(role, **kw):
+        backend = real(role, **kw)
+        live = [e for e in events if e[0] == "live"]
+        events.append(("load", role, [r for _, r, b in live if not b.released]))
+        events.append(("live", role, backend))
+        return backend
+
+    monkeypatch.setattr(models, "load", load)
+
+
+def test_one_model_at_a_time_and_a_warm_rerun_loads_and_decodes_nothing(
+        split_videos, planted, monkeypatch, tmp_path):
+    from vadnb import models, video
+
+    events = []
+    _tracked_load(monkeypatch, events)
+    train, val, _ = split_videos
+    path, _ = planted
+    kw = dict(profile="tiny", cache=Cache(tmp_path), image_size=32, max_new_tokens=4)
+    cold = vera.run(path, stride=400, **kw)
+    loads = [(role, held) for kind, role, held in events if kind == "load"]
+    assert loads == [("vlm", []), ("embedder", [])]  # nothing else on the device
+    learned = vera.learn_questions(train.iloc[:2], val.iloc[:1], steps=1, **kw)
+    assert all(b.released for kind, _, b in events if kind == "live")
+    assert cold.profile == "tiny" and len(cold.segments) == 3
+    models.reset_load_stats()
+    video.reset_decode_stats()
+    warm = vera.run(path, stride=400, **kw)
+    again = vera.learn_questions(train.iloc[:2], val.iloc[:1], steps=1, **kw)
+    assert models.load_stats().empty
+    assert video.decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+    np.testing.assert_array_equal(warm.frame_scores, cold.frame_scores)
+    pd.testing.assert_frame_equal(again.history, learned.history)
+    assert warm.profile == "tiny" and again.profile == "tiny"
+
+
+def test_run_many_equals_single_runs(planted, split_videos, tmp_path):
+    path, _ = planted
+    other = split_videos[0]["path"].iloc[0]
+    kw = dict(backends={"vlm": _seeing_vlm(), "embedder": _embedder()}, image_size=32)
+    both = vera.run_many([path, other], cache=Cache(tmp_path / "a"), **kw)
+    alone = [vera.run(p, cache=Cache(tmp_path / "b"), **kw) for p in (path, other)]
+    for a, b in zip(both, alone):
+        np.testing.assert_array_equal(a.frame_scores, b.frame_scores)
+        assert a.extras["neighbours"] == b.extras["neighbours"]
+    assert both[0].model_calls["items"].sum() == alone[0].model_calls["items"].sum()
+
+
+# ---------------------------------------------------------------------------------------
+# perfect perception (issue 16)
+# ---------------------------------------------------------------------------------------
+
+
+def test_oracle_learns_the_missing_questions_and_scores_the_campus(tmp_path):
+    from vadnb.data import load_campus
+
+    bench = load_campus()
+    oracle = vera.oracle_backends(bench, image_size=32)
+    result = vera.learn_questions(bench.subset("train"), bench.subset("val"), backends=oracle,
+                                  cache=Cache(tmp_path), questions=["Is there fire or smoke?"],
+                                  steps=4, image_size=32)
+    assert result.history["val_acc"].iloc[0] < result.best_val_acc == 1.0
+    test = bench.subset("test").videos
+    dets = vera.run_many(list(test["path"]), backends=oracle, cache=Cache(tmp_path),
+                         questions=result, image_size=32)
+    labels = {n: bench.frame_labels(n) for n in test["name"]}
+    scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
+    assert vadnb.metrics.frame_auc(labels, scores) > 0.7  # measured 0.78: 10 s windows blur
+    assert all(d.extras["unparseable"] == 0 for d in dets)
+
+
+def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
+    train, val, truth = split_videos
+
+    def mute(images, prompt):
+        return "..."  # no label, no questions
+
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(mute), steps=2)
+    text = vera.learning_summary(result)
+    assert "2 of 2 step(s) kept the previous questions" in text and "nothing was learned" in text
+    story, _ = _learn(train, val, truth, Cache(tmp_path))
+    assert "nothing was learned" not in vera.learning_summary(story)
+    path, _ = planted
+    det = vera.run(path, backends={"vlm": CountingVLM(mute), "embedder": _embedder()},
+                   cache=Cache(tmp_path), image_size=32, stride=400)
+    assert "every answer was unreadable" in vera.inference_summary([det])
+    assert "0.5 by construction" in vera.auc_note([det], 0.5)
+    good = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
+                    cache=Cache(tmp_path), image_size=32)
+    assert "answers: 0 unreadable" in vera.inference_summary([good])
+    assert "distinct frame-score values" in vera.auc_note([good], 0.9)
