@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, Reply, call_stats, is_truncated, load_stats, pick_device,
-                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+from .base import (ROLES, Backend, FailedReply, Reply, call_stats, is_failed, is_truncated,
+                   load_stats, pick_device, pick_dtype, record_load, reset_call_stats,
+                   reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
@@ -27,6 +28,8 @@ __all__ = [
     "Backend",
     "Reply",
     "is_truncated",
+    "FailedReply",
+    "is_failed",
     "ROLES",
     "PROFILES",
     "MODELS",
