@@ -96,7 +96,7 @@ def child(method: str, video: str, cache: str, checkpoint: str | None) -> None:
     reset_decode_stats()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    info = probe(video, cache=cache)  # part of a cold run (a cache hit when warm)
+    info = probe(video)  # part of a cold run (a cache hit when warm)
     det = vadnb.detect(video, method=method, profile="tiny", cache=cache, **overrides)
     seconds = time.perf_counter() - t0
     loads = models.load_stats()
@@ -117,9 +117,16 @@ def run_child(method: str, video: Path, cache: Path, checkpoint: Path | None,
               timeout_s: float) -> dict:
     cmd = [sys.executable, __file__, "--child", method, str(video), str(cache),
            str(checkpoint or "")]
+    # the run's own cache folder (probe records included: a cold run probes), sharing
+    # the tiny models built once under <work>/models
+    cache.mkdir(parents=True, exist_ok=True)
+    shared = Path(os.environ["VADNB_CACHE"]) / "models"
+    shared.mkdir(parents=True, exist_ok=True)
+    if not (cache / "models").exists():
+        (cache / "models").symlink_to(shared, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VADNB_CACHE": str(cache)}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout_s:g} s"}
     for line in proc.stdout.splitlines():
@@ -138,7 +145,7 @@ def train_anomalyclip(work: Path) -> Path:
             "model, _ = anomalyclip.train(load_campus(), profile='tiny', epochs=1, batch_size=4,"
             " feature_stride=4, progress=False, cache=sys.argv[2])\n"
             "anomalyclip.save_checkpoint(model, sys.argv[1])\n")
-    subprocess.run([sys.executable, "-c", code, str(path), str(work / "train-cache")],
+    subprocess.run([sys.executable, "-c", code, str(path), str(work / "shared")],
                    check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     return path
 
@@ -243,7 +250,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown methods {unknown}; choose from {list(METHODS)}")
     work = args.work or Path(tempfile.mkdtemp(prefix="vadnb-bench-methods-"))
-    os.environ.setdefault("VADNB_CACHE", str(work / "models"))  # tiny models, built once
+    os.environ["VADNB_CACHE"] = str(work / "shared")  # tiny models (in shared/models), built once
     lengths = list(QUICK_LENGTHS_S if args.quick else LENGTHS_S)
     videos = {f"{s}s": make_footage(args.source, s, work / "footage" / f"loop_{s}s.mp4")
               for s in lengths}

@@ -132,12 +132,13 @@ def _jsonable(v: Any) -> bool:
         return False
 
 
-def check_video_input(video: Any, cache: Any = None) -> Path:
+def check_video_input(video: Any) -> Path:
     """``video`` as a Path, after checking it is a local video file or frame folder.
 
     Raises a clear error (before any model is loaded) for ``None``, a number, a URL, a
     missing path, an empty file, or a folder or file that :func:`vadnb.video.probe` cannot
-    read as a video.
+    read as a video. The probe is cached where the methods look for it (the default cache),
+    so the method's own probe is then free.
     """
     from .video import VideoError, probe
 
@@ -156,7 +157,7 @@ def check_video_input(video: Any, cache: Any = None) -> Path:
         raise VideoError(f"video not found: {path} (check the path; relative paths are "
                          f"resolved from {Path.cwd()})")
     try:
-        probe(path, cache=cache)
+        probe(path)
     except VideoError:
         raise
     except OSError as err:
@@ -196,7 +197,7 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    check_video_input(video, cache=overrides.get("cache"))
+    check_video_input(video)
     module = importlib.import_module(METHODS[method])
     from .stages import configure
 
