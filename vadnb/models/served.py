@@ -198,6 +198,7 @@ class _ServedBackend(Backend):
         self.max_reply_bytes = int(max_reply_bytes)
         self.retries = 0  # retried requests since creation (a health signal)
         self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
         self._headers = self._make_headers(api_key)
 
     def __repr__(self) -> str:
@@ -232,8 +233,10 @@ class _ServedBackend(Backend):
         url = self._url
         port = url.port or (443 if url.scheme == "https" else 80)
         if url.scheme == "https":
+            if self._tls is None:  # certificates checked, as any HTTPS client does
+                self._tls = ssl.create_default_context()
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                url.hostname, port, timeout=self.timeout_s, context=ssl.create_default_context())
+                url.hostname, port, timeout=self.timeout_s, context=self._tls)
         else:
             conn = http.client.HTTPConnection(url.hostname, port, timeout=self.timeout_s)
         expired = threading.Event()
