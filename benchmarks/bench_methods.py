@@ -113,8 +113,37 @@ def child(method: str, video: str, cache: str, checkpoint: str | None) -> None:
         "rss_before_mb": rss_before, "peak_rss_mb": peak, "again_s": again_s}), flush=True)
 
 
+def _log_result(cache: Path, result: dict) -> None:
+    """Append one run's result to ``<work>/results.jsonl`` (``--report`` reads it back)."""
+    method, label = cache.name.split("-", 1)
+    with open(cache.parent.parent / "results.jsonl", "a") as f:
+        f.write(json.dumps({"method": method, "label": label, **result}) + "\n")
+
+
+def load_results(work: Path) -> dict:
+    """``{(method, label): {"cold": ..., "warm": ...}}`` from ``<work>/results.jsonl``
+    (the last cold run of each and the warm run that followed it)."""
+    results: dict = {}
+    for line in (work / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        key = (r.pop("method"), r.pop("label"))
+        phase = r.pop("phase")
+        if phase == "cold":
+            results[key] = {"cold": r, "warm": {"error": "no warm run"}}
+        elif key in results:
+            results[key]["warm"] = r
+    return results
+
+
 def run_child(method: str, video: Path, cache: Path, checkpoint: Path | None,
-              timeout_s: float) -> dict:
+              timeout_s: float, phase: str = "cold") -> dict:
+    result = _run_child(method, video, cache, checkpoint, timeout_s)
+    _log_result(cache, {"phase": phase, **result})
+    return result
+
+
+def _run_child(method: str, video: Path, cache: Path, checkpoint: Path | None,
+               timeout_s: float) -> dict:
     cmd = [sys.executable, __file__, "--child", method, str(video), str(cache),
            str(checkpoint or "")]
     # the run's own cache folder (probe records included: a cold run probes), sharing
@@ -231,6 +260,8 @@ def main() -> None:
     parser.add_argument("--no-hd", action="store_true", help="skip the 1080p pair")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="WORK",
+                        help="print the report of earlier runs (their results.jsonl) and stop")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "VIDEO", "CACHE", "CHECKPOINT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -240,6 +271,12 @@ def main() -> None:
     if args.child:
         method, video, cache, ckpt = args.child
         child(method, video, cache, ckpt or None)
+        return
+    if args.report:
+        results = {}
+        for work in args.report:
+            results.update(load_results(work))
+        report(results, list(QUICK_LENGTHS_S if args.quick else LENGTHS_S), args.quick)
         return
     if not args.source.exists():
         sys.exit(f"{args.source} not found: apt-get install opencv-doc, or pass --source VIDEO")
@@ -266,7 +303,7 @@ def main() -> None:
             cache = work / "caches" / f"{method}-{label}"
             shutil.rmtree(cache, ignore_errors=True)
             cold = run_child(method, video, cache, checkpoint, args.timeout)
-            warm = run_child(method, video, cache, checkpoint, args.timeout) \
+            warm = run_child(method, video, cache, checkpoint, args.timeout, "warm") \
                 if "error" not in cold else {"error": "no cold run"}
             results[(method, label)] = {"cold": cold, "warm": warm}
             print(f"  {method:12} {label:>10}: cold {_fmt(cold.get('seconds'))} s, warm "
