@@ -123,7 +123,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import warnings  # noqa: E402
 
-from vadnb.cache import CacheWarning  # noqa: E402
+from vadnb.cache import CacheWarning, holds_failure  # noqa: E402
 from vadnb.models.base import FailedReply, Reply  # noqa: E402
 
 
@@ -216,6 +216,8 @@ def test_failed_replies_are_returned_but_never_stored(fresh_cache):
     assert out == ["A", "", "C", "D"] and out[1].failed
     fresh_cache.map("llm", {"m": 1}, ["a", "b", "c", "d"], ask, batch_size=2)
     assert asked == [["a", "b"], ["c", "d"], ["a", "b"]]  # only the failed batch is asked again
+    assert holds_failure({"replies": [Reply("a"), FailedReply("x")]})
+    assert not holds_failure({"replies": [Reply("a"), ""]})
     assert fresh_cache.put("s", {}, {"replies": [FailedReply("x")]}) is False
     assert fresh_cache.get("s", {}) is None
     assert fresh_cache.memo("s", {}, lambda: [Reply("fine")]) == ["fine"]
