@@ -286,6 +286,7 @@ if executor == "ray" and RAY_ADDRESS is None:  # stop the local Ray: its process
 # %%
 if SERVED_URL and SERVED_MODEL:
     from vadnb import models
+    from vadnb.models.served import redact  # a password in the URL is never saved
 
     llm = models.load("llm", model=f"openai:{SERVED_MODEL}@{SERVED_URL}")
     print(llm, "serves", llm.models())
@@ -293,7 +294,7 @@ if SERVED_URL and SERVED_MODEL:
     answer = llm(question, max_new_tokens=40)
     print("reply:", answer)
     (out / "served_check.json").write_text(json.dumps(
-        {"url": SERVED_URL, "model": SERVED_MODEL, "question": question, "reply": answer,
+        {"url": redact(SERVED_URL), "model": SERVED_MODEL, "question": question, "reply": answer,
          "meaningless": llm.meaningless}, indent=2))
     display(models.call_stats())
 else:

@@ -70,9 +70,17 @@ def test_map_resumes_after_interruption(fresh_cache):
     out = fresh_cache.map("sq", {"v": 1}, range(10), square_again, batch_size=3)
     assert out == [x * x for x in range(10)]
     assert resumed == [[6, 7, 8], [9]]  # only what the killed run had not finished
-    # a third run is a whole-stage hit
+    # a third run is a hit of every batch
     assert fresh_cache.map("sq", {"v": 1}, range(10), square_again, batch_size=3) == out
     assert len(resumed) == 2
+
+
+def test_map_stores_each_result_once(fresh_cache):
+    values = [np.full(1000, i, np.float32) for i in range(8)]
+    fresh_cache.map("emb", {"v": 1}, range(8), lambda b: [values[i] for i in b], batch_size=4)
+    entries = list((fresh_cache.root / "stages").rglob("*.npz"))
+    assert len(entries) == 2  # the two batches, no second copy of the whole
+    assert fresh_cache.size_bytes() < 1.2 * sum(v.nbytes for v in values)
 
 
 def test_map_checks_result_count(fresh_cache):
@@ -106,3 +114,118 @@ def test_disabled_cache_always_computes(tmp_path):
     for _ in range(2):
         cache.memo("s", {}, lambda: calls.append(1) or 1)
     assert len(calls) == 2
+
+
+# --- damaged entries, unwritable folders, failed replies -------------------------------------
+
+import errno  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import warnings  # noqa: E402
+
+from vadnb.cache import CacheWarning, holds_failure  # noqa: E402
+from vadnb.models.base import FailedReply, Reply  # noqa: E402
+
+
+def _cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _bad_crc(data: bytes) -> bytes:
+    i = data.index(b"\x93NUMPY") + 200  # inside the stored array's bytes
+    return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+
+
+def _bad_json(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, a0=np.arange(100.0), __json__=np.array('{"x": [1, 2'))
+    return buf.getvalue()
+
+
+def _missing_array(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, __json__=np.array(json.dumps({"__ndarray__": 3})))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("damage", [_cut_short, lambda d: b"", _bad_crc, _bad_json,
+                                    _missing_array],
+                         ids=["cut-short", "zero-bytes", "bad-crc", "bad-json", "missing-array"])
+def test_a_damaged_entry_is_named_removed_and_recomputed(fresh_cache, damage):
+    fresh_cache.put("s", {"a": 1}, {"x": np.arange(100.0)})
+    path = fresh_cache.path("s", make_key({"a": 1}))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(CacheWarning, match=f"{path.name}.*damaged.*compute it again"):
+        value = fresh_cache.memo("s", {"a": 1}, lambda: {"x": np.arange(3.0)})
+    np.testing.assert_array_equal(value["x"], np.arange(3.0))
+    assert fresh_cache.damaged == [path]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recomputed entry is whole again: no warning
+        np.testing.assert_array_equal(fresh_cache.get("s", {"a": 1})["x"], np.arange(3.0))
+
+
+def test_a_damaged_batch_of_a_map_is_recomputed_alone(fresh_cache):
+    calls = []
+
+    def double(batch):
+        calls.append(list(batch))
+        return [2 * x for x in batch]
+
+    fresh_cache.map("m", {}, range(6), double, batch_size=2)
+    part = fresh_cache.path("m.part", make_key({"batch": [2, 3]}))
+    part.write_bytes(b"")
+    with pytest.warns(CacheWarning, match="damaged"):
+        assert fresh_cache.map("m", {}, range(6), double, batch_size=2) == [0, 2, 4, 6, 8, 10]
+    assert calls[3:] == [[2, 3]]
+
+
+def test_an_unwritable_folder_returns_the_result_and_warns_once(tmp_path):
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "stages").write_text("a file where the stages folder should be")  # cannot mkdir
+    cache = Cache(root)
+    with pytest.warns(CacheWarning, match="cannot write to the cache folder") as caught:
+        assert cache.memo("s", {"a": 1}, lambda: [1, 2]) == [1, 2]
+        assert cache.map("m", {}, range(5), lambda b: [x + 1 for x in b], batch_size=2) \
+            == [1, 2, 3, 4, 5]
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert cache.write_errors == 4
+
+
+def test_a_full_disk_returns_the_result_and_leaves_no_temp_file(fresh_cache, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", no_space)
+    with pytest.warns(CacheWarning, match="No space left"):
+        assert fresh_cache.memo("s", {"a": 1}, lambda: "result") == "result"
+    assert not list(fresh_cache.root.rglob(".tmp-*"))
+    monkeypatch.undo()
+    assert fresh_cache.memo("s", {"a": 1}, lambda: "again") == "again"  # nothing was kept
+
+
+def test_failed_replies_are_returned_but_never_stored(fresh_cache):
+    asked = []
+
+    def ask(batch):
+        asked.append(list(batch))
+        return [FailedReply("empty reply from the server") if x == "b" else Reply(x.upper())
+                for x in batch]
+
+    out = fresh_cache.map("llm", {"m": 1}, ["a", "b", "c", "d"], ask, batch_size=2)
+    assert out == ["A", "", "C", "D"] and out[1].failed
+    fresh_cache.map("llm", {"m": 1}, ["a", "b", "c", "d"], ask, batch_size=2)
+    assert asked == [["a", "b"], ["c", "d"], ["a", "b"]]  # only the failed batch is asked again
+    assert holds_failure({"replies": [Reply("a"), FailedReply("x")]})
+    assert not holds_failure({"replies": [Reply("a"), ""]})
+    assert fresh_cache.put("s", {}, {"replies": [FailedReply("x")]}) is False
+    assert fresh_cache.get("s", {}) is None
+    assert fresh_cache.memo("s", {}, lambda: [Reply("fine")]) == ["fine"]
+
+
+def test_replies_keep_their_truncated_flag(fresh_cache):
+    fresh_cache.put("r", {}, [Reply("cut", truncated=True, num_tokens=12), Reply("ok"), "plain"])
+    cut, ok, plain = fresh_cache.get("r", {})
+    assert (cut, cut.truncated, cut.num_tokens) == ("cut", True, 12)
+    assert isinstance(ok, Reply) and not ok.truncated
+    assert type(plain) is str

@@ -44,3 +44,80 @@ def test_detect_rejects_unknown_method_and_missing_video(tmp_path):
         vadnb.detect(tmp_path / "x.mp4", method="nope")
     with pytest.raises(vadnb.VideoError, match="video not found"):
         vadnb.detect(tmp_path / "missing.mp4", method="lavad")
+
+
+# --- inputs are checked before any model loads; secrets are never saved (issue 15) ----------
+
+from pathlib import Path  # noqa: E402
+
+from vadnb import models  # noqa: E402
+
+CAMPUS_VIDEO = sorted((Path(__file__).resolve().parents[1] / "data" / "campus" / "videos")
+                      .glob("*.mp4"))[0]
+
+
+@pytest.fixture
+def no_loads():
+    models.reset_load_stats()
+    yield
+    assert models.load_stats().empty, "a model was loaded before the input was checked"
+
+
+@pytest.mark.parametrize("video, error, message", [
+    (None, TypeError, "needs a video.*got None"),
+    (123, TypeError, "needs a video path.*got int 123"),
+    ("https://me:pw@example.com/clip.mp4", vadnb.VideoError, "is a URL; vadnb reads local files"),
+])
+def test_detect_refuses_what_is_not_a_video_path(video, error, message, no_loads):
+    with pytest.raises(error, match=message) as err:
+        vadnb.detect(video, method="vera")
+    assert ":pw@" not in str(err.value)
+
+
+def test_detect_refuses_folders_and_files_that_are_not_videos(tmp_path, no_loads):
+    folder = tmp_path / "not_frames"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no frames here")
+    with pytest.raises(vadnb.VideoError, match="not_frames"):
+        vadnb.detect(folder, method="vera")
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("this is text, not a video")
+    with pytest.raises(vadnb.VideoError, match="fake.mp4"):
+        vadnb.detect(fake, method="lavad")
+    with pytest.raises(vadnb.VideoError, match="video not found"):
+        vadnb.detect(tmp_path / "missing.mp4", method="anyanomaly", prompts=["a fall"])
+
+
+def test_detect_refuses_absurd_settings_before_any_model_loads(no_loads):
+    with pytest.raises(TypeError, match=r"unknown vera setting\(s\) \['size'\]"):
+        vadnb.detect(CAMPUS_VIDEO, method="vera", size=(100_000, 100_000))
+    with pytest.raises(ValueError, match=r"Config.image_size must be in \[16, 4096\], got 100000"):
+        vadnb.detect(CAMPUS_VIDEO, method="vera", image_size=100_000)
+    with pytest.raises(ValueError, match="timeout_s apply to served models only"):
+        vadnb.detect(CAMPUS_VIDEO, method="lavad", timeout_s=5)
+
+
+def test_detect_passes_served_options_to_the_served_models(monkeypatch):
+    from vadnb import lavad
+
+    seen = {}
+
+    def fake_run(video, *, profile=None, backends=None, **overrides):
+        seen.update(backends=backends, overrides=overrides)
+        return "ran"
+
+    monkeypatch.setattr(lavad, "run", fake_run)
+    spec = "openai:Qwen/Qwen2.5-3B-Instruct@http://me:pw@127.0.0.1:9/v1"
+    assert vadnb.detect(CAMPUS_VIDEO, method="lavad", llm_model=spec, timeout_s=7,
+                        max_retries=1, api_key="k") == "ran"
+    llm = seen["backends"]["llm"]
+    assert (llm.timeout_s, llm.max_retries, llm._headers["Authorization"]) == (7.0, 1, "Bearer k")
+    assert seen["overrides"]["llm_model"] == spec and llm.released
+
+
+def test_saved_detections_never_hold_a_url_password(tmp_path):
+    d = _detection()
+    d.extras["config"] = {"llm_model": "openai:m@http://me:s3cret@gpu-box:8000/v1", "stride": 16}
+    d.save(tmp_path / "det")
+    text = (tmp_path / "det" / "detection.json").read_text()
+    assert "s3cret" not in text and "me:***@gpu-box" in text

@@ -220,3 +220,52 @@ def test_gpu_hours_follow_from_calls_and_seconds_per_call():
     assert hours["classical"] == 0
     ucf = scale.BENCHMARK_SIZES["ucf_crime"]
     assert ucf["frames"] / ucf["fps"] / 3600 == pytest.approx(10.28, abs=0.01)  # ~10 h of video
+
+
+# --- output names: unique, reversible, no raw KeyError (issue 15) ----------------------------
+
+import dataclasses  # noqa: E402
+
+
+def _renamed(bench, mapping):
+    """``bench`` restricted to ``mapping``'s videos, renamed (truth follows the new names)."""
+    table = bench.table[bench.table["name"].isin(list(mapping))].copy()
+    table["name"] = table["name"].map(mapping)
+    truth = {mapping[k]: v for k, v in bench.truth.items() if k in mapping}
+    return dataclasses.replace(bench, table=table.reset_index(drop=True), truth=truth)
+
+
+def test_names_with_slashes_and_underscores_get_distinct_reversible_files(campus_test, tmp_path):
+    bench = _renamed(campus_test, {"test_normal_01": "a/b", "test_vehicle_01": "a__b"})
+    run = scale.run_dataset(bench, "classical", out_dir=tmp_path / "run", cache=tmp_path / "c",
+                            progress=False)
+    files = sorted(p.name for p in (tmp_path / "run" / "frame_scores").glob("*.parquet"))
+    assert files == ["a%2Fb.parquet", "a__b.parquet"]
+    scores = run.frame_scores()
+    assert len(scores["a/b"]) == campus_test.num_frames("test_normal_01")
+    assert len(scores["a__b"]) == campus_test.num_frames("test_vehicle_01")
+    assert run.per_video["video"].tolist() == ["a/b", "a__b"]
+    for name in ["a/b", "a__b", ".hidden", "a b", "café", "100%", "x%2Fy", "..", "-"]:
+        stem = scale._stem(name)
+        assert "/" not in stem and not stem.startswith(".") and scale.video_name(stem) == name
+    assert len({scale._stem(n) for n in ["a/b", "a__b", "a%2Fb", "a_b"]}) == 4
+
+
+def test_a_missing_score_file_is_a_clear_error_not_a_key_error(campus_test, tmp_path,
+                                                               monkeypatch):
+    real = scale._write_video
+    monkeypatch.setattr(scale, "_write_video", lambda out, row: None
+                        if row["video"] == "test_vehicle_01" else real(out, row))
+    with pytest.raises(ValueError, match=r"no scores for 1 video\(s\) \(\['test_vehicle_01'\]"):
+        scale.run_dataset(campus_test, "classical", out_dir=tmp_path / "run", videos=CLIPS[:2],
+                          cache=tmp_path / "c", progress=False)
+
+
+def test_duplicate_names_and_passwords_in_settings(campus_test, tmp_path):
+    bench = _renamed(campus_test, {"test_normal_01": "same", "test_vehicle_01": "other"})
+    bench.table.loc[1, "name"] = "same"
+    with pytest.raises(ValueError, match=r"lists videos \['same'\] more than once"):
+        scale.run_dataset(bench, "classical", out_dir=tmp_path / "dup", progress=False)
+    sig = scale._signature("campus", "vera", "tiny",
+                           {"vlm_model": "openai:m@http://me:s3cret@gpu:8000/v1"})
+    assert sig["overrides"]["vlm_model"] == "openai:m@http://me:***@gpu:8000/v1"

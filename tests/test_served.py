@@ -183,12 +183,137 @@ def test_an_unreachable_server_fails_fast_and_says_so():
 
 
 def test_reply_parsing():
-    def reply(content):
-        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=content))])
+    def reply(content, finish="stop"):
+        return {"choices": [{"message": {"content": content}, "finish_reason": finish}]}
 
     assert served._reply_text(reply("  [0.7]\n"), "t") == "[0.7]"
-    assert served._reply_text(reply(None), "t") == ""
+    assert served._reply_text(reply(None), "t") is None  # null: retried, then a FailedReply
     assert served._reply_text(reply([{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]),
                               "t") == "a b"
-    with pytest.raises(served.ServedModelError, match="no choices"):
-        served._reply_text(SimpleNamespace(choices=[]), "t")
+    assert served._reply_text(reply("[0.", "length"), "t").truncated
+    assert not served._reply_text(reply("[0.5]"), "t").truncated
+    with pytest.raises(served._Retry, match="no choices"):
+        served._reply_text({"choices": []}, "t")
+
+
+# --- hardening: failed replies, deadlines, garbage, secrets (issue 15) ------------------------
+
+import base64  # noqa: E402
+import warnings  # noqa: E402
+
+from vadnb.cache import Cache  # noqa: E402
+from vadnb.models.base import FailedReply, Reply  # noqa: E402
+
+
+def _with_password(server, password="s3cret"):
+    return server.url.replace("http://", f"http://me:{password}@")
+
+
+def test_empty_and_null_replies_are_failed_and_never_cached(server, tmp_path):
+    llm = served.ServedLLM("echo", server.url, max_concurrency=1, max_retries=1, backoff_s=0.01)
+    cache = Cache(tmp_path)
+
+    def ask(batch):
+        return llm.batch([[{"role": "user", "content": x}] for x in batch])
+
+    server.reply_next({"content": ""}, {"content": None}, {"content": None})
+    with pytest.warns(RuntimeWarning, match="2 of 2 replies failed.*not cached"):
+        first = cache.map("llm", {"m": llm.name}, ["a", "b"], ask)
+    assert first == ["", ""] and all(isinstance(r, FailedReply) for r in first)
+    assert len(server.requests) == 3  # the empty reply is final; the null one was retried
+    # the server is fixed: the same run asks again instead of replaying the failure
+    again = cache.map("llm", {"m": llm.name}, ["a", "b"], ask)
+    assert again == ["echo: a", "echo: b"] and len(server.requests) == 5
+    assert cache.map("llm", {"m": llm.name}, ["a", "b"], ask) == again  # now cached
+    assert len(server.requests) == 5
+
+
+def test_replies_say_when_they_hit_the_token_budget(server):
+    llm = served.ServedLLM("echo", server.url)
+    server.reply_next({"content": "The scene shows [0.", "finish_reason": "length"})
+    cut = llm("rate it")
+    assert isinstance(cut, Reply) and cut.truncated and cut == "The scene shows [0."
+    whole = llm("rate it")
+    assert isinstance(whole, Reply) and not whole.truncated
+
+
+def test_a_trickling_server_cannot_hold_a_request_past_its_deadline(server):
+    server.trickle_s = 0.5  # one byte every half second: ~2 minutes for the whole reply
+    llm = served.ServedLLM("echo", server.url, timeout_s=2, max_retries=0)
+    t0 = time.perf_counter()
+    with pytest.raises(served.ServedModelError, match="TimeoutError.*timeout_s=2"):
+        llm("hello")
+    assert time.perf_counter() - t0 < 3.0
+
+
+def test_garbage_json_is_retried_then_a_clear_error_naming_the_url(server):
+    llm = served.ServedLLM("echo", _with_password(server), max_retries=1, backoff_s=0.01)
+    server.reply_next(b"<html>502 bad gateway</html>", b'{"choices": [')
+    with pytest.raises(served.ServedModelError, match="failed 2 times.*not JSON") as err:
+        llm("hello")
+    assert "127.0.0.1" in str(err.value) and "s3cret" not in str(err.value)
+    assert "me:***@" in str(err.value)
+    server.reply_next(b"not json")  # once: the retry gets the real reply
+    assert llm("hello") == "echo: hello" and llm.retries == 2
+
+
+def test_a_huge_reply_is_refused(server):
+    llm = served.ServedLLM("echo", server.url, max_reply_bytes=10_000, max_retries=2)
+    server.reply_next({"content": "x" * 50_000})
+    with pytest.raises(served.ServedModelError, match="max_reply_bytes=10000"):
+        llm("hello")
+    assert len(server.requests) == 1  # not retried: the same question would get the same reply
+
+
+def test_a_password_in_the_url_is_sent_as_basic_auth_and_shown_nowhere(server):
+    url = _with_password(server)
+    llm = models.load("llm", model=f"openai:echo@{url}")
+    assert llm("hi") == "echo: hi"
+    sent = server.headers[-1]["Authorization"]
+    assert sent == "Basic " + base64.b64encode(b"me:s3cret").decode()
+    assert "s3cret" not in repr(llm) and "s3cret" not in llm.base_url
+    assert "s3cret" not in " ".join(models.call_stats()["model"])
+    server.fail_next(5, status=503)
+    bad = served.ServedLLM("echo", url, max_retries=0)
+    with pytest.raises(served.ServedModelError) as err:
+        bad("hi")
+    assert "s3cret" not in str(err.value) and "me:***@" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        served.parse_model_string(f"openai:{url}")  # no model name: the URL is echoed
+    assert "s3cret" not in str(err.value)
+    assert served.redact("x http://a:b@h/v1 and https://c:d@k:1/v1") == \
+        "x http://a:***@h/v1 and https://c:***@k:1/v1"
+
+
+def test_openai_variables_go_to_openai_hosts_only(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-secret")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-secret")
+    monkeypatch.delenv(served.API_KEY_ENV, raising=False)
+    llm = served.ServedLLM("echo", server.url)
+    llm("hi")
+    sent = " ".join(f"{k}={v}" for k, v in server.headers[-1].items())
+    assert "secret" not in sent
+    openai = served.ServedLLM("gpt-4o-mini", "https://api.openai.com/v1")  # builds, sends nothing
+    assert openai._headers["Authorization"] == "Bearer sk-openai-secret"
+    assert openai._headers["OpenAI-Organization"] == "org-secret"
+    assert openai._headers["OpenAI-Project"] == "proj-secret"
+
+
+def test_load_passes_timeout_retries_and_api_key(server, monkeypatch):
+    monkeypatch.setenv(served.API_KEY_ENV, "key-from-env")
+    llm = models.load("llm", model=server.model_string("echo"))
+    llm("hi")
+    assert server.headers[-1]["Authorization"] == "Bearer key-from-env"  # the default
+    llm = models.load("llm", model=server.model_string("echo"), timeout_s=3, max_retries=0,
+                      api_key="given-key")
+    assert (llm.timeout_s, llm.max_retries) == (3.0, 0)
+    llm("hi")
+    assert server.headers[-1]["Authorization"] == "Bearer given-key"
+    server.fail_next(1, status=503)
+    with pytest.raises(served.ServedModelError, match="failed 1 times"):
+        llm("hi")  # max_retries=0: no second try
+    with pytest.raises(ValueError, match="timeout_s apply to served models only"):
+        models.load("llm", profile="tiny", timeout_s=3)
+    with pytest.raises(ValueError, match="timeout_s must be positive"):
+        models.load("llm", model=server.model_string("echo"), timeout_s=0)

@@ -299,6 +299,15 @@ DIFFERENCES: list[Difference] = [
         effect="none on frame scores or metrics."),
 ]
 
+#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
+#: the method starts (types are checked from the annotations).
+LIMITS = {"feature_stride": ">= 1", "batch_frames": ">= 1", "n_ctx": ">= 1",
+          "num_segments": ">= 1", "seg_length": ">= 1", "segment_dropout": "[0, 1)",
+          "top_k": ">= 1", "bottom_k": ">= 1", "emb_size": ">= 1", "depth": ">= 1",
+          "heads": ">= 1", "lambda_smooth": ">= 0", "lambda_sparse": ">= 0", "lr": "> 0",
+          "weight_decay": ">= 0", "warmup_epochs": ">= 0", "epochs": ">= 1",
+          "batch_size": ">= 2", "seed": ">= 0"}
+
 
 # =========================================================================== features
 

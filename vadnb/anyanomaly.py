@@ -288,6 +288,14 @@ DIFFERENCES: list[Difference] = [
 ]
 
 
+#: Allowed range of each numeric Config field (each value, for tuples), checked by
+#: ``vadnb.stages.configure`` when the method starts (types come from the annotations).
+LIMITS = {"segment_length": ">= 1", "context_frames": ">= 1", "context_spacing": ">= 1",
+          "position_size": "[16, 4096]", "window_sizes": ">= 1", "window_stride": ">= 1",
+          "softmax_scale": "> 0", "weights": ">= 0", "sigma": ">= 0", "max_new_tokens": ">= 1",
+          "grid_cell": "[16, 4096]", "vlm_batch_size": ">= 1", "clip_batch_size": ">= 1"}
+
+
 # --------------------------------------------------------------------------- segments, windows
 
 

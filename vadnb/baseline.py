@@ -79,6 +79,13 @@ class Config:
     """The background models need this long to settle; facts before it are not trusted."""
 
 
+#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
+#: the method starts (types are checked from the annotations).
+LIMITS = {"width": ">= 16", "history_s": "> 0", "long_history_s": "> 0", "init_s": "> 0",
+          "static_threshold": "[0, 255]", "min_blob_frac": "[0, 1)", "people_every": ">= 0",
+          "people_upscale": "> 0", "smooth_s": ">= 0", "z_scale": "> 0", "warmup_s": ">= 0"}
+
+
 def _blobs(mask: np.ndarray, min_area: int) -> tuple[float, float]:
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:

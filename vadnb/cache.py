@@ -7,7 +7,17 @@ a half-written entry behind, and a re-run picks up where the killed one stopped.
 
 Entries are stored as ``.npz`` files without pickle: a value may be any mix of dicts,
 lists, strings, numbers, booleans, ``None`` and numpy arrays. Loading a cache entry never
-executes code, so a cache folder shared between users is safe to read.
+executes code, so a cache folder shared between users is safe to read. A model reply
+(:class:`vadnb.models.base.Reply`) comes back as a ``Reply`` with its ``truncated`` flag.
+
+What the cache refuses to keep, and what it survives:
+
+- a *failed* reply (any value holding an object whose ``failed`` attribute is true, such as
+  :class:`vadnb.models.base.FailedReply`: an empty or null answer from a server) is returned
+  but never stored, so the next run asks again instead of replaying the failure;
+- a damaged entry (cut short, zero bytes, bad CRC, bad JSON) is named in a
+  :class:`CacheWarning`, removed and recomputed;
+- a full or read-only cache folder: the result is returned uncached, with one warning.
 
 >>> from vadnb.cache import Cache
 >>> cache = Cache("/tmp/vadnb-doc-cache")
@@ -22,16 +32,40 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Cache", "cache_dir", "file_digest", "make_key", "get_cache"]
+__all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache",
+           "holds_failure"]
 
 _ARRAY_TAG = "__ndarray__"
 _TUPLE_TAG = "__tuple__"
+_REPLY_TAG = "__reply__"
+
+
+class CacheWarning(UserWarning):
+    """The cache could not read an entry (it is recomputed) or could not store one."""
+
+
+class _Uncacheable(Exception):
+    """Raised while encoding a value that holds a failed reply: the value is not stored."""
+
+
+def holds_failure(value: Any) -> bool:
+    """True when ``value`` holds a failed reply (an object whose ``failed`` is true) anywhere."""
+    if getattr(value, "failed", False) is True:
+        return True
+    if isinstance(value, dict):
+        return any(holds_failure(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_failure(v) for v in value)
+    return False
 
 
 def cache_dir() -> Path:
@@ -116,6 +150,11 @@ def make_key(parts: dict[str, Any]) -> str:
 
 
 def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
+    if getattr(value, "failed", False) is True:
+        raise _Uncacheable(repr(value)[:200])
+    if isinstance(value, str) and hasattr(value, "truncated"):  # a model Reply
+        return {_REPLY_TAG: str(value), "truncated": bool(value.truncated),
+                "num_tokens": getattr(value, "num_tokens", None)}
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise TypeError("object arrays cannot be cached; convert them to lists")
@@ -142,17 +181,27 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
             return arrays[f"a{value[_ARRAY_TAG]}"]
         if _TUPLE_TAG in value and len(value) == 1:
             return tuple(_decode(v, arrays) for v in value[_TUPLE_TAG])
+        if _REPLY_TAG in value and len(value) == 3:
+            from .models.base import Reply
+
+            return Reply(value[_REPLY_TAG], truncated=value["truncated"],
+                         num_tokens=value["num_tokens"])
         return {k: _decode(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
     return value
 
 
-def _write_atomic(path: Path, value: Any) -> None:
+def _payload(value: Any) -> dict[str, np.ndarray]:
+    """The arrays of an entry: the value's arrays and its JSON structure (``__json__``)."""
     arrays: list[np.ndarray] = []
     structure = _encode(value, arrays)
     payload = {f"a{i}": a for i, a in enumerate(arrays)}
     payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
+    return payload
+
+
+def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
     try:
@@ -166,9 +215,15 @@ def _write_atomic(path: Path, value: Any) -> None:
         raise
 
 
+#: What reading a damaged entry raises: cut short / bad CRC (BadZipFile, EOFError, zlib),
+#: zero bytes (EOFError), a foreign file (ValueError: no pickle), bad JSON, a missing array.
+_DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+           zipfile.BadZipFile, zlib.error)
+
+
 def _read(path: Path) -> Any:
     with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "__json__"}
+        arrays = {k: z[k] for k in z.files if k != "__json__"}  # reading checks each CRC
         structure = json.loads(str(z["__json__"]))
     return _decode(structure, arrays)
 
@@ -188,6 +243,8 @@ class Cache:
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
+        self.write_errors = 0  # entries that could not be stored (full or read-only folder)
+        self.damaged: list[Path] = []  # damaged entries found (and removed) by this Cache
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
@@ -202,14 +259,49 @@ class Cache:
             return default
         try:
             return _read(path)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            # A corrupt entry (disk full, foreign file) is recomputed, never trusted.
-            path.unlink(missing_ok=True)
+        except PermissionError as err:
+            warnings.warn(f"cache entry {path} cannot be read ({err}); computing it again",
+                          CacheWarning, stacklevel=2)
+            return default
+        except _DAMAGE as err:
+            # a damaged entry (cut short, zero bytes, bad CRC, bad JSON) is never trusted
+            self.damaged.append(path)
+            try:
+                path.unlink(missing_ok=True)
+                what = "removed it"
+            except OSError as rm_err:
+                what = f"could not remove it ({rm_err})"
+            warnings.warn(f"cache entry {path} (stage {stage!r}) is damaged "
+                          f"({type(err).__name__}: {err}); {what} and will compute it again",
+                          CacheWarning, stacklevel=2)
             return default
 
-    def put(self, stage: str, parts: dict[str, Any], value: Any) -> None:
-        if self.enabled:
-            _write_atomic(self.path(stage, make_key(parts)), value)
+    def put(self, stage: str, parts: dict[str, Any], value: Any) -> bool:
+        """Store ``value``; False when it was not stored.
+
+        Not stored: a value holding a failed reply (so a re-run asks again), or a cache
+        folder that cannot be written (full, read-only: one warning per Cache, the
+        computation goes on uncached). Values of an uncacheable type raise TypeError.
+        """
+        if not self.enabled:
+            return False
+        try:
+            payload = _payload(value)
+        except _Uncacheable:
+            return False
+        path = self.path(stage, make_key(parts))
+        try:
+            _write_atomic(path, payload)
+        except OSError as err:
+            if not self.write_errors:
+                warnings.warn(
+                    f"cannot write to the cache folder {self.root} ({type(err).__name__}: "
+                    f"{err}); results are returned but not cached. Free some space, fix the "
+                    "permissions, or point VADNB_CACHE at a writable folder",
+                    CacheWarning, stacklevel=2)
+            self.write_errors += 1
+            return False
+        return True
 
     def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any]) -> Any:
         """Return the cached value for ``parts``, computing and storing it on a miss."""
@@ -235,13 +327,11 @@ class Cache:
 
         A run killed half-way keeps every batch it finished; the next run with the same
         ``parts`` and ``items`` computes only the rest. ``compute`` gets a list of items
-        and must return one result per item, in order.
+        and must return one result per item, in order. Each result is stored once, in its
+        batch's entry (stage ``<stage>.part``); a batch holding a failed reply is not
+        stored, so only that batch is asked again next time.
         """
         items = list(items)
-        whole = self.get(stage, {**parts, "items": items}, _MISSING)
-        if whole is not _MISSING:
-            self.hits += 1
-            return whole
         batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
         results: list[Any] = []
         todo = []
@@ -267,9 +357,7 @@ class Cache:
             bar.close()
         else:
             self.hits += 1
-        flat = [r for batch_out in results for r in batch_out]
-        self.put(stage, {**parts, "items": items}, flat)
-        return flat
+        return [r for batch_out in results for r in batch_out]
 
     def size_bytes(self, stage: str | None = None) -> int:
         base = self.root / "stages" / stage if stage else self.root / "stages"

@@ -362,6 +362,14 @@ DIFFERENCES: list[stages.Difference] = [
 ]
 
 
+#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
+#: the method starts (types are checked from the annotations).
+LIMITS = {"stride": ">= 1", "window_s": "> 0", "frames_per_window": ">= 1", "caption_k": ">= 1",
+          "refine_k": ">= 1", "temperature": "> 0", "llm_temperature": "[0, 2]",
+          "summary_max_new_tokens": ">= 1", "score_max_new_tokens": ">= 1",
+          "caption_batch_size": ">= 1", "window_batch_size": ">= 1", "llm_batch_size": ">= 1"}
+
+
 # ---------------------------------------------------------------------------------------
 # Pure steps: no model, no disk. Each is small enough to test by hand.
 # ---------------------------------------------------------------------------------------

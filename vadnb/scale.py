@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,7 @@ METHOD_ROLES: dict[str, dict[str, str]] = {
 DATASETS = ("campus", "ucf_crime", "xd_violence", "shanghaitech", "avenue", "ubnormal")
 
 _ENV_FOR_WORKERS = ("VADNB_CACHE", "VADNB_PROFILE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                    "HF_HOME", "TOKENIZERS_PARALLELISM")
+                    "HF_HOME", "TOKENIZERS_PARALLELISM", "VADNB_SERVED_API_KEY")
 
 
 @dataclass
@@ -129,8 +130,12 @@ def resolve_benchmark(dataset: Any, root: str | os.PathLike | None = None, split
 
 
 def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, Any]) -> dict:
+    from .models.served import redact
+
+    # a served model's URL may hold a password: run.json and summary.json never show it
+    text = redact(json.dumps(overrides, sort_keys=True, default=str))
     return {"dataset": bench_name, "method": method, "profile": profile,
-            "overrides": json.loads(json.dumps(overrides, sort_keys=True, default=str))}
+            "overrides": json.loads(text)}
 
 
 def _resolve_profile(method: str, profile: str | None) -> str:
@@ -187,8 +192,25 @@ def _result_row(name: str, det: Detection, seconds: float) -> dict[str, Any]:
 
 
 def _stem(name: str) -> str:
-    """A file name for video ``name`` (names with folders in them stay one file)."""
-    return str(name).replace("/", "__").replace(os.sep, "__")
+    """A file name for video ``name``: unique and reversible (:func:`video_name`).
+
+    Percent-encoding of every character outside ``[A-Za-z0-9_.-]`` (so ``a/b`` is
+    ``a%2Fb`` and ``a__b`` stays ``a__b``), and of a leading dot (no hidden files).
+    """
+    stem = quote(str(name), safe="-_.")
+    if stem.startswith("."):
+        stem = "%2E" + stem[1:]
+    if not stem:
+        raise ValueError("a video has an empty name; every video needs a name")
+    if len(stem.encode()) > 240:
+        raise ValueError(f"video name {str(name)[:60]!r}... is too long for a file name "
+                         f"({len(stem)} characters once encoded; the limit is 240)")
+    return stem
+
+
+def video_name(stem: str) -> str:
+    """The video name that :func:`_stem` turned into the file name ``stem``."""
+    return unquote(stem)
 
 
 def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
@@ -217,7 +239,7 @@ def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     out = {}
     for f in sorted(folder.glob("*.parquet")):
         t = pd.read_parquet(f).sort_values("frame")
-        name = str(t["video"].iloc[0]) if len(t) else f.stem
+        name = str(t["video"].iloc[0]) if len(t) else video_name(f.stem)
         out[name] = t["score"].to_numpy(np.float32)
     return out
 
@@ -408,6 +430,12 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
         table = table[table["name"].isin(list(videos))].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"benchmark {bench.name!r} has no videos to score")
+    dupes = sorted(table["name"][table["name"].duplicated()].astype(str).unique())
+    if dupes:
+        raise ValueError(f"benchmark {bench.name!r} lists videos {dupes[:5]} more than once; "
+                         "every video needs a unique name")
+    for name in table["name"]:
+        _stem(name)  # a name that cannot be a file name fails here, before any work
     profile_name = _resolve_profile(method, profile)
     out = Path(out_dir)
     sig = _signature(bench.name, method, profile_name, method_overrides)
@@ -454,6 +482,11 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
     """Per-video and micro metrics of the run folder; writes per_video.csv and summary.json."""
     scores = read_frame_scores(out)
     names = list(table["name"])
+    missing = [n for n in names if n not in scores]
+    if missing:
+        raise ValueError(f"{out}/frame_scores has no scores for {len(missing)} video(s) "
+                         f"({missing[:5]}; expected files such as "
+                         f"{_stem(missing[0])}.parquet): run again to score them")
     labels = {n: bench.frame_labels(n) for n in names}
     for n in names:
         if len(scores[n]) != len(labels[n]):

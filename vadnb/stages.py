@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
@@ -30,6 +32,8 @@ __all__ = [
     "parse_binary_label",
     "ParseLog",
     "configure",
+    "check_field",
+    "check_range",
     "Difference",
     "differences_markdown",
 ]
@@ -275,16 +279,144 @@ class ParseLog:
 
 def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
               method: str) -> C:
-    """``config`` (or the defaults) with keyword ``overrides`` applied.
+    """``config`` (or the defaults) with keyword ``overrides`` applied, every field checked.
 
-    A misspelt setting is an error that lists the valid ones, never silently ignored.
+    A misspelt setting is an error that lists the valid ones, never silently ignored. Each
+    field's value must match its annotation (an ``int`` field rejects 2.5 and True, a
+    ``float`` field rejects nan and inf, a ``bool`` field takes only True/False, a
+    ``Literal`` only its choices) and lie in its range from the method module's ``LIMITS``
+    dict (field -> ``"> 0"``, ``">= 1"``, ``"[0, 1)"``, ...). The message names the method
+    and the field, e.g. ``LAVAD: Config.stride must be an int, got 2.5 (float)``.
     """
     known = {f.name for f in fields(config_type)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
                         f"{sorted(known)}")
-    return replace(config or config_type(), **overrides)
+    hints = _field_types(config_type)
+    # scalar fields are checked before the dataclass sees them (its __post_init__ may
+    # round or compare them); every field is checked again on the finished Config
+    for name, value in overrides.items():
+        if _is_scalar_type(hints[name]):
+            check_field(method, name, value, hints[name])
+    try:
+        cfg = replace(config or config_type(), **overrides)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{method}: invalid Config: {err}") from err
+    limits = getattr(sys.modules.get(config_type.__module__), "LIMITS", {}) or {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        check_field(method, f.name, value, hints[f.name])
+        if f.name in limits and value is not None:
+            check_range(method, f.name, value, limits[f.name])
+    return cfg
+
+
+def _field_types(config_type: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(config_type)
+
+
+def _is_scalar_type(tp: Any) -> bool:
+    import typing
+
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return all(_is_scalar_type(a) for a in args)
+    return tp in (int, float, bool, str) or typing.get_origin(tp) is typing.Literal
+
+
+def _type_name(tp: Any) -> str:
+    import typing
+
+    if typing.get_origin(tp) is typing.Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Does ``value`` fit annotation ``tp``? (int/float/bool/str, Optional, Literal,
+    list[X], tuple[X, ...], tuple[X, Y], dict; anything else is accepted.)"""
+    import numbers
+    import typing
+
+    if tp is Any:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if tp is bool:
+        return isinstance(value, (bool, np.bool_))
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if tp is float:
+        return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                and math.isfinite(float(value)))
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+        inner = args[0] if args else Any
+        return all(_matches(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def check_field(method: str, name: str, value: Any, tp: Any) -> None:
+    """Raise a TypeError/ValueError naming ``method`` and ``Config.<name>`` unless
+    ``value`` fits annotation ``tp`` (nan and inf never fit a float)."""
+    if _matches(value, tp):
+        return
+    import numbers
+
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and not math.isfinite(float(value)) and _matches(1.0, tp):
+        raise ValueError(f"{method}: Config.{name} must be a finite number, got {value}")
+    raise TypeError(f"{method}: Config.{name} must be {_type_name(tp)}, got {value!r:.80} "
+                    f"({type(value).__name__})")
+
+
+_BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*(" + _NUMBER + r")\s*$")
+_INTERVAL = re.compile(r"^\s*([\[(])\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*([\])])\s*$")
+
+
+def check_range(method: str, name: str, value: Any, rule: str) -> None:
+    """Raise a ValueError unless ``value`` (a number, or each number of a list/tuple) obeys
+    ``rule``: ``"> 0"``, ``">= 1"``, ``"< 1"``, ``"<= 10"`` or an interval ``"[0, 1)"``."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
+            continue
+        if not _obeys(float(v), rule):
+            what = f"every value of Config.{name}" if values is value else f"Config.{name}"
+            rule_text = f"in {rule.strip()}" if _INTERVAL.match(rule) else rule.strip()
+            raise ValueError(f"{method}: {what} must be {rule_text}, got {v}")
+
+
+def _obeys(v: float, rule: str) -> bool:
+    m = _BOUND.match(rule)
+    if m:
+        op, bound = m.group(1), float(m.group(2))
+        return {">": v > bound, ">=": v >= bound, "<": v < bound, "<=": v <= bound}[op]
+    m = _INTERVAL.match(rule)
+    if not m:
+        raise ValueError(f"bad range rule {rule!r} (use '> 0', '>= 1' or '[0, 1)')")
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return ((lo <= v) if m.group(1) == "[" else (lo < v)) and \
+        ((v <= hi) if m.group(4) == "]" else (v < hi))
 
 
 @dataclass(frozen=True)

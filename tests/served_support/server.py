@@ -5,9 +5,13 @@ It wraps any vadnb llm / vlm backend (the tests use the tiny ones) behind
 client's retries, timeouts and concurrency limit can be tested:
 
 - ``fail_next(n, status=500)``: answer the next ``n`` chat requests with that status;
+- ``reply_next(*bodies)``: answer the next chat requests with these bodies instead: raw
+  ``bytes`` (garbage JSON), or a dict of choice fields such as ``{"content": None}`` or
+  ``{"content": "cut", "finish_reason": "length"}`` merged into a normal reply;
 - ``delay_s``: sleep this long before answering (a slow model; also makes overlap visible);
+- ``trickle_s``: send the reply one byte at a time, this many seconds apart (a stuck proxy);
 - ``max_in_flight``: the most chat requests it was handling at the same time;
-- ``requests``: every chat request body it received, in arrival order.
+- ``requests`` / ``headers``: every chat request body / header dict, in arrival order.
 
 Start it with ``with TestServer(backends) as server: server.url`` (an ephemeral port;
 always stopped on exit), or from a shell::
@@ -68,6 +72,9 @@ class TestServer:
         self.backends = dict(backends)
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.trickle_s = 0.0
+        self._scripted: list[Any] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._failures: list[int] = []
@@ -90,12 +97,19 @@ class TestServer:
         with self._state:
             self._failures.extend([status] * n)
 
+    def reply_next(self, *bodies: Any) -> None:
+        with self._state:
+            self._scripted.extend(bodies)
+
     def reset(self) -> None:
         with self._state:
             self.requests.clear()
+            self.headers.clear()
             self._failures.clear()
+            self._scripted.clear()
             self.max_in_flight = 0
             self.delay_s = 0.0
+            self.trickle_s = 0.0
 
     def start(self) -> TestServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
@@ -116,17 +130,25 @@ class TestServer:
         self.stop()
 
     # the work behind one chat request ---------------------------------------------------
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | bytes]:
         with self._state:
             self.requests.append(body)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             status = self._failures.pop(0) if self._failures else 200
+            scripted = self._scripted.pop(0) if self._scripted and status == 200 else None
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
             if status != 200:
                 return status, {"error": {"message": "injected failure", "code": status}}
+            if isinstance(scripted, bytes):
+                return 200, scripted
+            if scripted is not None:
+                choice = {"index": 0, "finish_reason": scripted.get("finish_reason", "stop"),
+                          "message": {"role": "assistant", "content": scripted.get("content")}}
+                return 200, {"id": "scripted", "object": "chat.completion",
+                             "model": body.get("model"), "choices": [choice]}
             name = body.get("model")
             if name not in self.backends:
                 return 404, {"error": {"message": f"model {name!r} not served; "
@@ -165,16 +187,22 @@ class TestServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
+            def _send(self, status: int, payload: dict[str, Any] | bytes) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out
-                    pass
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if server.trickle_s:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(server.trickle_s)
+                    else:
+                        self.wfile.write(data)
+                except OSError:  # the client gave up (timed out, deadline)
+                    self.close_connection = True
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
@@ -187,6 +215,8 @@ class TestServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                with server._state:
+                    server.headers.append(dict(self.headers.items()))
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return

@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, Reply, call_stats, is_truncated, load_stats, pick_device,
-                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+from .base import (ROLES, Backend, FailedReply, Reply, call_stats, is_failed, is_truncated,
+                   load_stats, pick_device, pick_dtype, record_load, reset_call_stats,
+                   reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
@@ -27,6 +28,8 @@ __all__ = [
     "Backend",
     "Reply",
     "is_truncated",
+    "FailedReply",
+    "is_failed",
     "ROLES",
     "PROFILES",
     "MODELS",
@@ -53,7 +56,8 @@ DEFAULT_BATCH = {"captioner": 16, "llm": 8, "vlm": 4, "clip": 64, "embedder": 32
 
 def load(role: str, profile: str | None = None, model: str | None = None,
          device: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
-         batch_size: int | None = None) -> Backend:
+         batch_size: int | None = None, *, timeout_s: float | None = None,
+         max_retries: int | None = None, api_key: str | None = None) -> Backend:
     """Load the model that plays ``role`` (or a variant like ``"clip-b32"``).
 
     Args:
@@ -69,19 +73,27 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         trust_remote_code: allow a hub repo's own Python code (InternVL, MiniCPM). Off by
             default: turn it on only for repos you trust.
         batch_size: items per forward pass (default :data:`DEFAULT_BATCH`).
+        timeout_s, max_retries, api_key: for a served model only: the deadline of each
+            request, how often a failed request is sent again, and the API key (default
+            ``$VADNB_SERVED_API_KEY``); see :mod:`vadnb.models.served`.
 
     Raises:
         ModelUnavailableError: a real model is neither local nor downloadable (offline).
     """
     # --- served models (vadnb.models.served): model="openai:<model name>@<base url>" ---
     # The llm and vlm roles can be answered by an OpenAI-compatible server (vLLM, ...).
+    served_options = {"timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
     if model is not None and str(model).startswith("openai:"):
         from .served import load_served
 
         t0 = time.perf_counter()
-        backend = load_served(role, str(model), batch_size=batch_size)
+        backend = load_served(role, str(model), batch_size=batch_size, **served_options)
         record_load(base_role(role), backend.name, backend.profile, time.perf_counter() - t0)
         return backend
+    given = sorted(k for k, v in served_options.items() if v is not None)
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to served models only "
+                         "(model='openai:<name>@<base url>'); this loads a local model")
     # --- end served models -----------------------------------------------------------
     base = base_role(role)
     device = pick_device(device)

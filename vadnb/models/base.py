@@ -38,6 +38,8 @@ __all__ = [
     "calls_since",
     "profile_of",
     "Reply",
+    "FailedReply",
+    "is_failed",
     "load_stats",
     "reset_load_stats",
 ]
@@ -75,6 +77,34 @@ class Reply(str):
 def is_truncated(reply: object) -> bool:
     """True for a :class:`Reply` cut at its token budget (plain strings: False)."""
     return bool(getattr(reply, "truncated", False))
+
+
+class FailedReply(Reply):
+    """A reply that did not come: an empty or null answer (after the retries).
+
+    It reads as ``""`` so parsing simply finds no value (a :class:`vadnb.stages.ParseLog`
+    counts it as failed), and ``failed`` is True so :class:`vadnb.cache.Cache` never
+    stores it: a re-run asks the model again instead of replaying the failure. ``error``
+    says what went wrong (credentials already redacted).
+    """
+
+    failed = True
+
+    def __new__(cls, error: str = "", text: str = ""):
+        obj = super().__new__(cls, text)
+        obj.error = str(error)
+        return obj
+
+    def __reduce__(self):
+        return (FailedReply, (self.error, str(self)))
+
+    def __repr__(self) -> str:
+        return f"FailedReply({self.error!r})"
+
+
+def is_failed(reply: object) -> bool:
+    """True for a :class:`FailedReply` (a reply that must not be cached)."""
+    return getattr(reply, "failed", False) is True
 
 
 @dataclass

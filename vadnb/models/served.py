@@ -2,12 +2,12 @@
 
 A model server such as vLLM (``vllm serve Qwen/Qwen2.5-VL-3B-Instruct``) batches requests
 from many clients on its own GPUs, far better than one Python process can. This backend
-speaks its ``/v1/chat/completions`` API through the ``openai`` client and keeps the same
+speaks its ``/v1/chat/completions`` API (plain HTTP, no extra client) and keeps the same
 calls as the Hugging Face backends, so a method cannot tell the difference::
 
     llm = vadnb.models.load("llm", model="openai:Qwen/Qwen2.5-3B-Instruct@http://gpu-box:8000/v1")
-    llm([{"role": "user", "content": "Say hi"}])            # -> str
-    llm.batch([messages_1, messages_2])                     # -> list[str], sent concurrently
+    llm([{"role": "user", "content": "Say hi"}])            # -> Reply (a str)
+    llm.batch([messages_1, messages_2])                     # -> list[Reply], sent concurrently
     vlm = vadnb.models.load("vlm", model="openai:Qwen/Qwen2.5-VL-3B-Instruct@http://gpu-box:8000/v1")
     vlm(images, "What happens here?")                       # images go as base64 data URLs
 
@@ -19,13 +19,30 @@ What the client does for you:
 
 - **concurrency limit**: ``batch`` sends at most ``max_concurrency`` requests at a time
   (a thread pool); the server batches them on the GPU.
-- **timeouts**: each request gives up after ``timeout_s`` seconds.
-- **retries with back-off**: connection errors, timeouts, 429 and 5xx replies are retried
-  up to ``max_retries`` times, waiting ``backoff_s * 2**attempt`` seconds (capped at
+- **one deadline per request**: a request (connecting, sending, waiting, reading the
+  reply) gives up after ``timeout_s`` seconds in all, however slowly the server trickles
+  its bytes; a reply larger than ``max_reply_bytes`` is refused.
+- **retries with back-off**: connection errors, timeouts, 429 and 5xx replies, replies
+  that are not JSON (or have no choices) and null contents are retried up to
+  ``max_retries`` times, waiting ``backoff_s * 2**attempt`` seconds (capped at
   ``max_backoff_s``) in between. Other errors (400, 401, 404) are raised at once: retrying
   cannot fix a wrong model name.
+- **failed replies are marked, never cached**: an empty reply (or a null one after the
+  retries) comes back as a :class:`~vadnb.models.base.FailedReply`: it reads as ``""``, so
+  a stage's parser finds no value and counts it, and :class:`vadnb.cache.Cache` refuses to
+  store it, so a re-run asks again once the server is fixed. A warning says how many.
+- **truncation**: every reply is a :class:`~vadnb.models.base.Reply`; ``truncated`` is
+  True when the server says ``finish_reason == "length"`` (the token budget ran out).
+- **secrets**: a password in the URL (``http://user:pw@host/v1``, sent as HTTP basic
+  auth) is shown as ``***`` in every message and repr (:func:`redact`). The API key is
+  ``api_key``, else ``$VADNB_SERVED_API_KEY``; ``$OPENAI_API_KEY``, ``$OPENAI_ORG_ID`` and
+  ``$OPENAI_PROJECT_ID`` are sent only to an OpenAI host (``*.openai.com``), never to a
+  server you run yourself.
 - **call counting**: every ``__call__`` / ``batch`` is counted in
   :func:`vadnb.models.call_stats` like any other backend.
+
+``vadnb.models.load(role, model=..., timeout_s=..., max_retries=..., api_key=...)`` and
+``vadnb.detect(video, ..., llm_model=..., timeout_s=...)`` pass these settings on.
 
 A served model whose name starts with ``tiny:`` (the suite's test server) is flagged
 ``meaningless`` with profile ``tiny``; any other served model has profile ``custom``.
@@ -34,29 +51,53 @@ A served model whose name starts with ``tiny:`` (the suite's test server) is fla
 from __future__ import annotations
 
 import base64
+import http.client
 import io
+import json
+import os
 import re
+import socket
+import ssl
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
-from .base import Backend, as_uint8_rgb
+from .base import Backend, FailedReply, Reply, as_uint8_rgb
 
 __all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
-           "image_data_url", "PREFIX"]
+           "image_data_url", "redact", "PREFIX", "API_KEY_ENV", "SERVED_OPTIONS"]
 
 #: The prefix that routes ``vadnb.models.load(role, model=...)`` here.
 PREFIX = "openai:"
 
+#: The environment variable holding the served models' API key (``vllm serve --api-key``).
+API_KEY_ENV = "VADNB_SERVED_API_KEY"
+
+#: Settings that ``vadnb.models.load`` and ``vadnb.detect`` pass to a served backend.
+SERVED_OPTIONS = ("timeout_s", "max_retries", "api_key", "max_concurrency")
+
 _MODEL_STRING = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
+# scheme://user:password@ -> the password part, wherever a URL appears in a text
+_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):(?P<pw>[^@\s/]*)@")
 
 Messages = list[dict[str, Any]]
 
 
 class ServedModelError(RuntimeError):
     """A served model did not answer (after the retries), or answered with an error."""
+
+
+def redact(text: Any) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    >>> redact("openai:m@http://me:s3cret@gpu-box:8000/v1")
+    'openai:m@http://me:***@gpu-box:8000/v1'
+    """
+    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", str(text))
 
 
 def parse_model_string(spec: str) -> tuple[str, str]:
@@ -68,8 +109,8 @@ def parse_model_string(spec: str) -> tuple[str, str]:
     m = _MODEL_STRING.match(str(spec).strip())
     if not m:
         raise ValueError(
-            f"served model {spec!r} is not of the form 'openai:<model name>@<base url>', e.g. "
-            "'openai:Qwen/Qwen2.5-3B-Instruct@http://127.0.0.1:8000/v1' (the URL your "
+            f"served model {redact(spec)!r} is not of the form 'openai:<model name>@<base url>', "
+            "e.g. 'openai:Qwen/Qwen2.5-3B-Instruct@http://127.0.0.1:8000/v1' (the URL your "
             "`vllm serve` prints, ending in /v1)")
     return m.group("model"), m.group("url").rstrip("/")
 
@@ -88,110 +129,240 @@ def image_data_url(image: Any, image_format: str = "jpeg", quality: int = 90) ->
     return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _reply_text(response: Any, where: str) -> str:
-    """The text of the first choice of a chat completion (list-of-parts content joined)."""
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        raise ServedModelError(f"{where}: the server's reply has no choices: {response!r:.300}")
-    content = getattr(choices[0].message, "content", None)
+class _Retry(Exception):
+    """A transient failure of one attempt (the request is sent again, up to max_retries)."""
+
+
+class _NullContent(_Retry):
+    """The reply's content was null: retried, then a FailedReply."""
+
+
+def _reply_text(response: Any, where: str) -> Reply | None:
+    """The first choice of a parsed chat completion as a :class:`Reply`.
+
+    ``None`` when the content is null; list-of-parts content is joined. Raises
+    :class:`_Retry` when the reply has no choices.
+    """
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise _Retry(f"the reply has no choices: {redact(json.dumps(response))[:300]}")
+    first = choices[0]
+    content = (first.get("message") or {}).get("content")
     if content is None:
-        return ""
+        return None
     if isinstance(content, list):  # some servers return content parts
         content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content).strip()
+    usage = response.get("usage") or {}
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return Reply(str(content).strip(), truncated=first.get("finish_reason") == "length",
+                 num_tokens=tokens if isinstance(tokens, int) and tokens > 0 else None)
+
+
+def _is_openai_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "openai.com" or host.endswith(".openai.com")
 
 
 class _ServedBackend(Backend):
-    """Shared client, thread pool, timeouts and retries of the served roles."""
+    """Shared connection settings, thread pool, deadlines and retries of the served roles."""
 
     def __init__(self, model: str, base_url: str, *, name: str | None = None,
                  profile: str | None = None, meaningless: bool | None = None,
                  max_concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0,
                  max_new_tokens: int = 256, api_key: str | None = None,
-                 batch_size: int | None = None):
+                 max_reply_bytes: int = 8 << 20, batch_size: int | None = None):
         tiny = model.startswith("tiny:")
         # the name (used in cache keys) is the model, not the URL: moving a server keeps the cache
         super().__init__(name or f"{PREFIX}{model}",
                          profile=profile or ("tiny" if tiny else "custom"), device="served",
                          batch_size=batch_size or max_concurrency,
                          meaningless=tiny if meaningless is None else meaningless)
-        if max_concurrency < 1:
+        if int(max_concurrency) < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        from openai import OpenAI
-
+        if not float(timeout_s) > 0:
+            raise ValueError(f"timeout_s must be positive seconds, got {timeout_s}")
+        if int(max_retries) < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self._url = urlsplit(base_url.rstrip("/"))
+        if self._url.scheme not in ("http", "https") or not self._url.hostname:
+            raise ValueError(f"served model URL {redact(base_url)!r} must be http(s)://host[:port]/...")
+        self.base_url = redact(base_url.rstrip("/"))  # what messages show
         self.max_concurrency = int(max_concurrency)
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.max_new_tokens = int(max_new_tokens)
+        self.max_reply_bytes = int(max_reply_bytes)
         self.retries = 0  # retried requests since creation (a health signal)
         self._lock = threading.Lock()
-        # vLLM accepts any key unless started with --api-key; the client insists on one
-        self.client = OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY",
-                             timeout=self.timeout_s, max_retries=0)
+        self._tls: ssl.SSLContext | None = None
+        self._headers = self._make_headers(api_key)
+
+    def __repr__(self) -> str:
+        flag = ", tiny: outputs are meaningless" if self.meaningless else ""
+        return f"{type(self).__name__}({self.name!r}, url={self.base_url!r}{flag})"
+
+    def _make_headers(self, api_key: str | None) -> dict[str, str]:
+        """Content type and credentials; OpenAI's own variables go to OpenAI hosts only."""
+        openai_host = _is_openai_host(self._url.hostname or "")
+        key = api_key or os.environ.get(API_KEY_ENV) or (
+            os.environ.get("OPENAI_API_KEY") if openai_host else None)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        elif self._url.username is not None:  # http://user:pw@host/v1: basic auth
+            pair = f"{self._url.username}:{self._url.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if openai_host:
+            for var, header in (("OPENAI_ORG_ID", "OpenAI-Organization"),
+                                ("OPENAI_PROJECT_ID", "OpenAI-Project")):
+                if os.environ.get(var):
+                    headers[header] = os.environ[var]
+        return headers
 
     def _free(self) -> None:
-        self.client.close()
+        pass
 
-    def _retryable(self, err: Exception) -> bool:
-        import openai
+    # --- one HTTP exchange under one deadline ------------------------------------------
+    def _http(self, method: str, route: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """``(status, reply bytes)`` of one request; raises :class:`_Retry` on a transient
+        failure (connection, the overall ``timeout_s`` deadline, a reply cut short)."""
+        url = self._url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if url.scheme == "https":
+            if self._tls is None:  # certificates checked, as any HTTPS client does
+                self._tls = ssl.create_default_context()
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                url.hostname, port, timeout=self.timeout_s, context=self._tls)
+        else:
+            conn = http.client.HTTPConnection(url.hostname, port, timeout=self.timeout_s)
+        expired = threading.Event()
 
-        if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
-            return True
-        status = getattr(err, "status_code", None)
-        return isinstance(err, openai.APIStatusError) and (status == 429 or (status or 0) >= 500)
+        def cut() -> None:  # the deadline: unblock whatever read or write is waiting
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        deadline = time.monotonic() + self.timeout_s
+        timer = threading.Timer(self.timeout_s, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, url.path + route, body=data, headers=self._headers)
+            response = conn.getresponse()
+            chunks, size = [], 0
+            while True:
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise ServedModelError(
+                        f"{self._where()} sent a reply larger than max_reply_bytes="
+                        f"{self.max_reply_bytes}; is {self.base_url} really a chat server?")
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    expired.set()
+                    break
+            if expired.is_set():
+                raise TimeoutError
+            return response.status, b"".join(chunks)
+        except (OSError, http.client.HTTPException) as err:
+            if expired.is_set():
+                raise _Retry(f"TimeoutError: no complete reply within timeout_s="
+                             f"{self.timeout_s:g} s") from None
+            raise _Retry(f"{type(err).__name__}: {redact(err)}") from err
+        finally:
+            timer.cancel()
+            conn.close()
+
+    def _where(self) -> str:
+        return f"served {self.role} {self.model!r} at {self.base_url}"
+
+    def _attempt(self, payload: dict[str, Any]) -> Reply | None:
+        """One chat completion: a Reply, None for a null content, or an exception."""
+        status, data = self._http("POST", "/chat/completions", payload)
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status}: {redact(data[:200].decode('utf-8', 'replace'))}")
+        if status != 200:
+            raise ServedModelError(
+                f"{self._where()} refused the request (HTTP {status}: "
+                f"{redact(data[:300].decode('utf-8', 'replace'))}). Check the model name "
+                f"(`curl {self.base_url}/models` lists them), the API key (${API_KEY_ENV} or "
+                "api_key=...) and the request size.")
+        try:
+            parsed = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise _Retry(f"the reply is not JSON: {data[:120]!r}") from None
+        return _reply_text(parsed, self._where())
 
     def _complete(self, messages: Messages, max_new_tokens: int, temperature: float,
-                  top_p: float) -> str:
+                  top_p: float) -> Reply:
         """One chat completion with retries and exponential back-off."""
-        import openai
-
-        where = f"served {self.role} {self.model!r} at {self.base_url}"
+        payload = {"model": self.model, "messages": messages, "max_tokens": int(max_new_tokens),
+                   "temperature": float(temperature), "top_p": float(top_p)}
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.client.chat.completions.create(
-                    model=self.model, messages=messages, max_tokens=max_new_tokens,
-                    temperature=float(temperature), top_p=float(top_p))
-                return _reply_text(response, where)
-            except openai.OpenAIError as err:
-                if not self._retryable(err):
-                    raise ServedModelError(
-                        f"{where} refused the request: {err}. Check the model name "
-                        f"(`curl {self.base_url}/models` lists them) and the request size."
-                    ) from err
+                reply = self._attempt(payload)
+                if reply is None:
+                    raise _NullContent("the reply's content is null")
+                if not reply:
+                    return FailedReply(f"{self._where()} gave an empty reply")
+                return reply
+            except _Retry as err:
                 if attempt == self.max_retries:
+                    if isinstance(err, _NullContent):
+                        return FailedReply(f"{self._where()}: {err} ({attempt + 1} tries)")
                     raise ServedModelError(
-                        f"{where} failed {attempt + 1} times (last: {type(err).__name__}: "
-                        f"{err}). Is the server up (`curl {self.base_url}/models`)? Raise "
-                        "timeout_s for slow models or lower max_concurrency.") from err
+                        f"{self._where()} failed {attempt + 1} times (last: {err}). Is the "
+                        f"server up (`curl {self.base_url}/models`)? Raise timeout_s for slow "
+                        "models, max_retries for a flaky server, or lower max_concurrency."
+                    ) from None
                 with self._lock:
                     self.retries += 1
                 time.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_all(self, conversations: list[Messages], max_new_tokens: int | None,
-                 temperature: float, top_p: float) -> list[str]:
+                 temperature: float, top_p: float) -> list[Reply]:
         """Send every conversation, at most ``max_concurrency`` at a time, replies in order."""
         tokens = int(max_new_tokens or self.max_new_tokens)
         if len(conversations) <= 1:
-            return [self._complete(c, tokens, temperature, top_p) for c in conversations]
-        workers = min(self.max_concurrency, len(conversations))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="served") as pool:
-            futures = [pool.submit(self._complete, c, tokens, temperature, top_p)
-                       for c in conversations]
-            return [f.result() for f in futures]
+            replies = [self._complete(c, tokens, temperature, top_p) for c in conversations]
+        else:
+            workers = min(self.max_concurrency, len(conversations))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="served") as pool:
+                futures = [pool.submit(self._complete, c, tokens, temperature, top_p)
+                           for c in conversations]
+                replies = [f.result() for f in futures]
+        failed = [r for r in replies if getattr(r, "failed", False)]
+        if failed:
+            warnings.warn(f"{len(failed)} of {len(replies)} replies failed ({failed[0].error}); "
+                          "they count as unparseable and are not cached: run again to ask again",
+                          RuntimeWarning, stacklevel=3)
+        return replies
 
     def models(self) -> list[str]:
         """The model names the server offers (``GET /v1/models``)."""
-        return [m.id for m in self.client.models.list().data]
+        try:
+            status, data = self._http("GET", "/models")
+            listing = json.loads(data) if status == 200 else None
+            return [m["id"] for m in listing["data"]]
+        except (_Retry, ValueError, KeyError, TypeError) as err:
+            raise ServedModelError(f"{self.base_url}/models did not list the served models "
+                                   f"({err})") from None
 
 
 class ServedLLM(_ServedBackend):
-    """``llm(messages) -> str`` and ``llm.batch([messages, ...]) -> list[str]`` on a server.
+    """``llm(messages) -> Reply`` and ``llm.batch([messages, ...]) -> list[Reply]`` on a server.
 
     ``messages`` is the chat list ``[{"role": ..., "content": str}, ...]`` (or one string,
     sent as a user message); the server applies the model's chat template.
@@ -199,11 +370,11 @@ class ServedLLM(_ServedBackend):
 
     role = "llm"
 
-    def __call__(self, messages: Messages | str, **kwargs: Any) -> str:
+    def __call__(self, messages: Messages | str, **kwargs: Any) -> Reply:
         return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages | str], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
+              temperature: float = 0.0, top_p: float = 1.0) -> list[Reply]:
         """One reply per conversation; greedy (temperature 0) unless told otherwise."""
         conversations = [[{"role": "user", "content": m}] if isinstance(m, str) else list(m)
                          for m in list_of_messages]
@@ -212,7 +383,7 @@ class ServedLLM(_ServedBackend):
 
 
 class ServedVLM(_ServedBackend):
-    """``vlm(images, prompt) -> str`` and ``vlm.batch([(images, prompt), ...])`` on a server.
+    """``vlm(images, prompt) -> Reply`` and ``vlm.batch([(images, prompt), ...])`` on a server.
 
     Each request is one user message: the images as base64 data URLs (in order), then the
     prompt, as the Hugging Face VLM backends lay them out.
@@ -233,11 +404,11 @@ class ServedVLM(_ServedBackend):
         content.append({"type": "text", "text": str(prompt)})
         return [{"role": "user", "content": content}]
 
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> str:
+    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
         return self.batch([(images, prompt)], **kwargs)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
+              temperature: float = 0.0, top_p: float = 1.0) -> list[Reply]:
         """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
         conversations = [self.message(images, prompt) for images, prompt in requests]
         with self._count(len(conversations)):
@@ -251,7 +422,8 @@ def load_served(role: str, spec: str, batch_size: int | None = None, **kwargs: A
     """The served backend for ``role`` (``llm``/``vlm`` or a variant like ``vlm-3b``).
 
     ``spec`` is ``"openai:<model>@<base_url>"``; ``kwargs`` go to the backend
-    (``max_concurrency``, ``timeout_s``, ``max_retries``, ``backoff_s``, ``api_key``...).
+    (``max_concurrency``, ``timeout_s``, ``max_retries``, ``backoff_s``, ``api_key``,
+    ``max_reply_bytes``...); ``None`` values keep the defaults.
     ``batch_size``, when given, is used as the concurrency limit.
     """
     base = role.split("-", 1)[0]
@@ -259,6 +431,7 @@ def load_served(role: str, spec: str, batch_size: int | None = None, **kwargs: A
         raise ValueError(f"only the llm and vlm roles can be served (got {role!r}); load "
                          f"{role!r} locally with a hub id or a profile instead")
     model, url = parse_model_string(spec)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if batch_size and "max_concurrency" not in kwargs:
         kwargs["max_concurrency"] = int(batch_size)
     return _CLASSES[base](model, url, **kwargs)
