@@ -928,7 +928,7 @@ def _segment_stage(path: Path, cfg: Config, info: Any, digest: str, cache: Cache
                 if len(out) != len(requests):
                     raise RuntimeError(f"the VLM returned {len(out)} replies for "
                                        f"{len(requests)} requests")
-                replies[i] = {"texts": [str(r) for r in out],
+                replies[i] = {"texts": list(out),  # Reply objects: failed ones are not cached
                               "truncated": [is_truncated(r) for r in out]}
                 cache.put("anyanomaly.vlm_replies", vlm_parts(i), replies[i])
             bar.update(1)

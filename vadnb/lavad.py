@@ -943,7 +943,9 @@ def _llm_map(stage: str, prompts: list[str], build: Callable[[str], Messages],
         llm = roles.get("llm")
         replies = llm.batch([build(x) for x in batch], max_new_tokens=max_new_tokens,
                             temperature=cfg.llm_temperature)
-        return [{"text": str(r), "truncated": is_truncated(r)} for r in replies]
+        # the Reply itself, not str(r): a failed reply (a served model's empty answer) keeps
+        # its mark, so the cache refuses the batch and a re-run asks again
+        return [{"text": r, "truncated": is_truncated(r)} for r in replies]
 
     replies = cache.map(stage, parts, unique, ask, batch_size=cfg.llm_batch_size,
                         desc=stage.split(".")[-1])

@@ -643,13 +643,12 @@ def _vlm_batch(vlm: Any, requests: list[tuple[list[np.ndarray], str]],
     if len(replies) != len(requests):
         raise RuntimeError(f"{vlm.name} returned {len(replies)} replies for {len(requests)} "
                            "requests")
-    return [Reply(str(r), truncated=is_truncated(r), num_tokens=getattr(r, "num_tokens", None))
-            for r in replies]
+    return [r if isinstance(r, Reply) else Reply(str(r)) for r in replies]  # keeps a failed mark
 
 
 def _store(replies: Sequence[Reply]) -> list[dict[str, Any]]:
     """Replies as cache values: the text with its truncated flag beside it."""
-    return [{"text": str(r), "truncated": is_truncated(r)} for r in replies]
+    return [{"text": r, "truncated": is_truncated(r)} for r in replies]  # failed: not cached
 
 
 def _load(values: Sequence[Any]) -> list[Reply]:
@@ -827,11 +826,11 @@ def _optimizer_step(roles: _Roles, train: pd.DataFrame, batch: np.ndarray,
                               cfg.max_questions)
     reply = _vlm_batch(roles.get("vlm"), [(images, prompt)], cfg)[0]
     new = parse_questions(reply, cfg.max_questions)
-    return {"questions_in": questions, "replies": [str(r) for r in replies],
+    return {"questions_in": questions, "replies": list(replies),
             "replies_truncated": [is_truncated(r) for r in replies],
             "predictions": [-1 if p is None else int(p) for p in preds],
             "train_acc": train_acc, "learner_failed": log.failed,
-            "optimizer_reply": str(reply), "optimizer_truncated": is_truncated(reply),
+            "optimizer_reply": reply, "optimizer_truncated": is_truncated(reply),
             "parsed": new is not None,
             "questions_out": new if new is not None else questions}
 
