@@ -78,8 +78,8 @@ def test_every_profile_names_a_model_for_every_role():
         for role in models.ROLES:
             spec = profiles.model_spec(role, profile)
             assert spec.model, (profile, role)
-    assert profiles.model_spec("clip-b32", "colab").model == "ViT-B-32:openai"
-    assert profiles.model_spec("clip", "paper").model == "ViT-B-16:openai"
+    assert profiles.model_spec("clip-b32", "colab").model == "ViT-B-32-quickgelu:openai"
+    assert profiles.model_spec("clip", "paper").model == "ViT-B-16-quickgelu:openai"
     # a variant a profile does not list falls back to its base role
     assert profiles.model_spec("captioner-opt-6.7b", "tiny") == profiles.model_spec("captioner", "tiny")
     assert profiles.model_spec("llm", "paper").gated
@@ -94,10 +94,12 @@ def test_roles_and_variants_are_validated():
         models.load("clip", profile="huge")
 
 
-def test_remote_code_model_needs_explicit_opt_in():
+def test_no_profile_runs_remote_code_and_remote_code_stays_opt_in():
+    for profile in profiles.MODELS:
+        assert not any(s.trust_remote_code for s in profiles.MODELS[profile].values()), profile
+    # VERA's VLM is the transformers-native Qwen2-VL of VERA's newer code, not InternVL2
+    assert profiles.model_spec("vlm", "paper").model == "Qwen/Qwen2-VL-7B-Instruct"
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
-        models.load("vlm", profile="paper")
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         models.load("vlm", model="OpenGVLab/InternVL2-8B")
     assert time.perf_counter() - t0 < 5
@@ -257,18 +259,93 @@ def test_text_embedder_is_a_real_sentence_model(tiny):
 # --------------------------------------------------------------------------- device, dtype, OOM
 
 
-def test_device_and_dtype_choice(monkeypatch):
+def test_device_choice(monkeypatch):
     assert models.pick_device("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert models.pick_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert models.pick_device() == "cpu"
-    assert models.pick_dtype("cpu") is torch.float32
+
+
+def _fake_card(monkeypatch, capability, total_gb, name="Fake GPU"):
+    """Pretend a CUDA card of this compute capability and memory is present."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a, **k: SimpleNamespace(total_memory=int(total_gb * 1e9)))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: name)
+    # is_bf16_supported says True on a T4 (it counts emulation): the choice must ignore it
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert models.pick_dtype("cuda") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert models.pick_dtype("cuda:0") is torch.float16
-    assert models.pick_dtype("cuda", "float32") is torch.float32
+
+
+T4_COLAB = {"captioner": "float16", "llm": "float32", "vlm": "bfloat16", "vlm-3b": "bfloat16",
+            "clip": "float16", "clip-b32": "float16", "embedder": "float16",
+            "text_embedder": "float16"}
+T4_PAPER_DIFFERENT = {"llm": "float16",  # Llama-2 is fine in fp16
+                      "vlm": "float16"}  # Qwen2-VL (not 2.5)
+
+
+def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
+    assert models.pick_dtype("cpu") is torch.float32
+    assert models.pick_dtype("cuda", "float32") is torch.float32  # asked for wins
+    _fake_card(monkeypatch, (7, 5), 15.8, "Tesla T4")
+    plan = models.dtype_plan("colab", "cuda").set_index("role")
+    assert plan["dtype"].to_dict() == T4_COLAB
+    assert "overflows in fp16" in plan.loc["llm", "why"]
+    assert "do not fit" in plan.loc["vlm", "why"]
+    paper = models.dtype_plan("paper", "cuda").set_index("role")["dtype"].to_dict()
+    for role, dtype in paper.items():
+        want = T4_PAPER_DIFFERENT.get(role, T4_COLAB.get(role, "float16"))
+        assert dtype == want, (role, dtype)
+    # a custom Qwen2.5 id of unknown size: emulated bf16 (fp32's range), never fp16
+    assert models.pick_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune") is torch.bfloat16
+    _fake_card(monkeypatch, (8, 0), 40.0, "A100")
+    for profile in ("colab", "paper", "tiny", "cpu"):
+        plan = models.dtype_plan(profile, "cuda")
+        assert set(plan["dtype"]) == {"bfloat16"}, profile
+
+
+def test_load_passes_the_role_dtype_to_the_backend(monkeypatch):
+    from vadnb.models import hf
+
+    seen = {}
+
+    class Fake:
+        def __init__(self, source, **kw):
+            seen.update(kw, source=source)
+            self.name, self.profile = kw["name"], kw["profile"]
+
+    monkeypatch.setattr(hf, "HFLLM", Fake)
+    _fake_card(monkeypatch, (7, 5), 15.8)
+    models.load("llm", profile="colab", device="cuda")
+    assert seen["dtype"] is torch.float32 and seen["source"] == "Qwen/Qwen2.5-3B-Instruct"
+
+
+def test_weights_go_straight_to_the_gpu_with_device_map(monkeypatch):
+    from vadnb.models import hf
+
+    calls = []
+
+    class FakeModel:
+        def eval(self):
+            return self
+
+        def to(self, device):
+            calls.append(("to", device))
+            return self
+
+    def fake_from_pretrained(loader, role, model, **kwargs):
+        calls.append(("from_pretrained", kwargs))
+        return FakeModel()
+
+    monkeypatch.setattr(hf, "_from_pretrained", fake_from_pretrained)
+    hf._load_weights(object, "llm", "some/model", device="cuda:0", dtype=torch.float16)
+    assert calls == [("from_pretrained", {"dtype": torch.float16, "device_map": "cuda:0"})]
+    calls.clear()
+    hf._load_weights(object, "llm", "some/model", device="cpu", dtype=torch.float32)
+    assert calls == [("from_pretrained", {"dtype": torch.float32}), ("to", "cpu")]
 
 
 def test_backends_load_in_the_dtype_asked_for():

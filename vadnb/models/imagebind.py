@@ -13,7 +13,9 @@
   file ships in the ``imagebind`` package).
 
 All outputs are float32 [N, D] with unit rows. Preprocessing is ImageBind's: resize the
-short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation.
+short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation, run on whole
+uint8 batches as tensors (:mod:`vadnb.models.preprocess`; ``preprocess`` keeps the PIL
+reference).
 
 Where the weights come from:
 
@@ -120,7 +122,7 @@ def _huge_checkpoint() -> Path:
             "meaningless), or\n"
             f"  - download {IMAGEBIND_HUGE_URL} (4.5 GB) elsewhere and copy it to that local "
             "path, or\n"
-            "  - load the embedder with model='ViT-B-16:openai' (CLIP fallback) from a filled "
+            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a filled "
             "Hugging Face cache.")
     import torch
 
@@ -175,7 +177,7 @@ class ImageBindEmbedder(Backend):
         else:
             raise ValueError(f"unknown ImageBind model {model!r}: use 'imagebind_huge' or a "
                              "folder with imagebind_config.json + imagebind.safetensors")
-        self.dtype = pick_dtype(device, dtype)
+        self.dtype = pick_dtype(device, dtype, model)
         self.model = net.to(device=device, dtype=self.dtype).eval()
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=_bpe_path())
@@ -185,6 +187,9 @@ class ImageBindEmbedder(Backend):
             transforms.ToTensor(),
             transforms.Normalize(CLIP_MEAN, CLIP_STD),
         ])
+        from .preprocess import BatchPreprocess
+
+        self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
         self.dim = int(config["out_embed_dim"]) if model != "imagebind_huge" else 1024
 
     def _free(self) -> None:
@@ -205,9 +210,7 @@ class ImageBindEmbedder(Backend):
         return out.cpu().numpy().astype(np.float32)
 
     def _frames(self, images: Sequence[Any]):
-        import torch
-
-        return torch.stack([self.preprocess(_to_pil(im)) for im in images]).to(self.dtype)
+        return self.batch_preprocess.batch(list(images)).to(self.dtype)
 
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
         return list(self._embed(self.modality.VISION, self._frames(images)))
@@ -270,7 +273,7 @@ def load_embedder(source: str, **kwargs) -> Backend:
 
         fallback, kwargs["name"] = str(ensure_tiny("clip")), "tiny:clip"
     else:
-        fallback = kwargs["name"] = "ViT-B-16:openai"
+        fallback = kwargs["name"] = "ViT-B-16-quickgelu:openai"
     print(f"[vadnb] imagebind is not installed (pip install 'vadnb[imagebind]'); the embedder "
           f"falls back to CLIP {kwargs['name']} (video = mean of frame embeddings).")
     return OpenClipEmbedder(fallback, **kwargs)
