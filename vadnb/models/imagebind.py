@@ -45,12 +45,20 @@ from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
-           "IMAGEBIND_HUGE_URL", "TINY_IMAGEBIND", "save_imagebind"]
+           "IMAGEBIND_HUGE_URL", "IMAGEBIND_HUGE", "TINY_IMAGEBIND", "save_imagebind"]
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGE_SIZE = 224  # fixed by ImageBind's vision preprocessor
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: ``ImageBindModel`` arguments of ImageBind huge (what ``imagebind_huge()`` builds), the
+#: layout of the official checkpoint.
+IMAGEBIND_HUGE = dict(
+    vision_embed_dim=1280, vision_num_blocks=32, vision_num_heads=16,
+    text_embed_dim=1024, text_num_blocks=24, text_num_heads=16,
+    out_embed_dim=1024, audio_drop_path=0.1, imu_drop_path=0.7,
+)
 
 #: ``ImageBindModel`` arguments of the tiny embedder: every modality present, tiny widths.
 TINY_IMAGEBIND = dict(
@@ -160,7 +168,8 @@ class ImageBindEmbedder(Backend):
 
         if model == "imagebind_huge":
             ckpt = _huge_checkpoint()
-            net = ib.imagebind_huge(pretrained=False)
+            config = dict(IMAGEBIND_HUGE)
+            net = ib.ImageBindModel(**config)
             try:  # memory-mapped: the 4.5 GB file is not copied into RAM a second time
                 state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
@@ -190,7 +199,7 @@ class ImageBindEmbedder(Backend):
         from .preprocess import BatchPreprocess
 
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
-        self.dim = int(config["out_embed_dim"]) if model != "imagebind_huge" else 1024
+        self.dim = int(config["out_embed_dim"])
 
     def _free(self) -> None:
         self.model = None

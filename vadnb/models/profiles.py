@@ -56,7 +56,7 @@ must fit the card alone, with room for its activations.
 =============  ======================================  ======  ===========  ========
 role           model                                   params  est. peak    download
 =============  ======================================  ======  ===========  ========
-captioner      Salesforce/blip2-opt-2.7b               3.9 B   ~8.5 GB      ~15.5 GB
+captioner      Salesforce/blip2-opt-2.7b               3.7 B   ~8.5 GB      ~15.5 GB
 llm            Qwen/Qwen2.5-3B-Instruct                3.1 B   ~13 GB fp32  ~6.2 GB
 vlm, vlm-3b    Qwen/Qwen2.5-VL-3B-Instruct             3.8 B   ~9.5 GB      ~7.5 GB
 clip           ViT-B-16-quickgelu:openai (open_clip)   150 M   ~0.6 GB      ~0.6 GB
@@ -202,7 +202,7 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
     "tiny": dict(_TINY),
     "cpu": {**_TINY, "llm": SMOLLM2},
     "colab": {
-        "captioner": ModelSpec("Salesforce/blip2-opt-2.7b", "3.9B", 8.5,
+        "captioner": ModelSpec("Salesforce/blip2-opt-2.7b", "3.7B", 8.5,
                                "smallest BLIP-2, LAVAD's captioner family", download_gb=15.5),
         "llm": ModelSpec("Qwen/Qwen2.5-3B-Instruct", "3.1B", 13.0,
                          "non-gated chat model; fp32 on a T4 (Qwen2.5 overflows in fp16)",
