@@ -254,6 +254,11 @@ class HFCaptioner(_HFBackend):
         self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
                                    dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.max_new_tokens = max_new_tokens
+        # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
+        # has none, so its captions start from the empty prompt (the processor's image
+        # tokens, then "</s>"), as LAVIS prompts BLIP-2 T5 with "".
+        text_config = getattr(self.model.config, "text_config", None)
+        self._needs_text = getattr(text_config, "bos_token_id", None) is None
 
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
@@ -265,8 +270,8 @@ class HFCaptioner(_HFBackend):
             import torch
 
             kwargs: dict[str, Any] = {"images": chunk, "return_tensors": "pt"}
-            if prompt:
-                kwargs.update(text=[prompt] * len(chunk), padding=True)
+            if prompt or self._needs_text:
+                kwargs.update(text=[prompt or ""] * len(chunk), padding=True)
             enc = self.processor(**kwargs).to(self.device)
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
