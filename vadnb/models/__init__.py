@@ -8,6 +8,39 @@
 Roles (see :mod:`vadnb.models.base` for their calls): ``captioner``, ``llm``, ``vlm``,
 ``clip``, ``embedder``, ``text_embedder``, plus named variants such as ``clip-b32``.
 Which model plays a role in each profile is the table in :mod:`vadnb.models.profiles`.
+
+Where the tiny path and the real path still differ
+--------------------------------------------------
+The tiny models are saved as folders and loaded by the same backends as a hub id
+(``from_pretrained`` on the folder, open_clip's ``local-dir:``, the ImageBind state-dict
+loader), and ``tests/test_model_snapshots.py`` loads small hub-format snapshots of every
+real family through ``load(role, model=<folder>)``. What remains different:
+
+1. Weights: random and tiny (a few hundred thousand to a few million parameters), so no
+   output means anything, and the numerics of a real model (fp16 overflow of Qwen2.5,
+   attention over thousands of image tokens) are never exercised on a CPU.
+2. Device and dtype: CI runs on a CPU in fp32; the GPU dtypes (fp16/bf16/fp32 per role)
+   and ``device_map`` loading are tested with a mocked card, not on one
+   (``scripts/gpu_check.py`` runs them on a real card; not yet run).
+3. Tokenizers and chat templates: the tiny Hugging Face models use a 600-token BPE trained
+   here and a ChatML template written here; the snapshots use the families' template
+   *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
+   Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
+4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and
+   suppress their special tokens, so a random model says something; real models end
+   their turn when they choose. Both ignore the hub's sampling defaults (greedy unless a
+   temperature is given).
+5. Image sizes: the tiny VLM's processor caps images at 112x112 pixels (16 tokens), the
+   tiny captioner and CLIPs read 64x64 images; real models read 224x224 (CLIP, BLIP-2,
+   ImageBind) and up to ``max_pixels`` (VLM, default 448x448, 256 tokens).
+6. Hub access: tiny builds never touch the network; a real hub id goes through
+   :func:`vadnb.models.hub.require_available` and downloads (or fails fast offline).
+   ImageBind huge downloads a 4.5 GB ``.pth`` read with ``torch.load(weights_only=True,
+   mmap=True)``; the tiny ImageBind is a safetensors file.
+7. Architectures shared, sizes not: the tiny LLM is Qwen2 (the colab LLM's class) but no
+   tiny model is Llama (the paper LLM), Qwen2-VL (the paper VLM) or BLIP-2 with T5 (the
+   paper captioner); those classes run only in the snapshot tests and on real hardware.
+8. Text embedder: the same real all-MiniLM-L6-v2 in every profile (no difference).
 """
 
 from __future__ import annotations
