@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,17 +42,6 @@ WORKLOADS = {
     "embedder": dict(batch=32, methods="LAVAD"),
     "text_embedder": dict(batch=64, methods="LAVAD"),
 }
-
-
-@dataclass
-class Built:
-    """One role's model, how to feed it, and the figures measured."""
-
-    role: str
-    model_id: str
-    make: Callable[[], Any]
-    run: Callable[[Any, str, Any], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _scale(small: bool, full: int, tiny: int) -> int:
