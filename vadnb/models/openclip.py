@@ -3,7 +3,10 @@
 AnomalyCLIP (ViT-B/16) and AnyAnomaly (ViT-B/32) use it; the embedder role falls back to it
 when ImageBind is not installed. Which CLIP is loaded is written as
 
-- ``"ViT-B-16:openai"``: an open_clip architecture and a pretrained tag,
+- ``"ViT-B-16:openai"``: an open_clip architecture and a pretrained tag. OpenAI's weights
+  were trained with QuickGELU, so an ``openai`` tag always builds the ``-quickgelu``
+  architecture (``ViT-B-16`` -> ``ViT-B-16-quickgelu``); open_clip's plain ``ViT-B-16``
+  uses GELU and would silently degrade them,
 - ``"hf-hub:org/repo"``: an open_clip repo on the Hugging Face hub,
 - a local folder holding ``open_clip_config.json`` and the weights (what the tiny profile
   builds, loaded through open_clip's ``local-dir:`` schema).
@@ -30,6 +33,8 @@ def open_clip_names(model: str) -> tuple[str, str | None]:
     if model.startswith(("hf-hub:", "local-dir:")):
         return model, None
     arch, _, tag = model.partition(":")
+    if tag == "openai" and not arch.endswith("-quickgelu"):
+        arch += "-quickgelu"  # OpenAI's weights need QuickGELU (plain GELU degrades them)
     return arch, (tag or None)
 
 
@@ -53,7 +58,8 @@ class OpenClipBackend(Backend):
     Attributes a method may use directly: ``model`` (the open_clip ``CLIP``: its text tower
     ``token_embedding``, ``positional_embedding``, ``transformer``, ``ln_final``,
     ``text_projection``, ``attn_mask`` are there for CoOp prompts), ``tokenizer``,
-    ``preprocess`` (PIL image -> tensor), ``image_size`` and ``dtype``.
+    ``preprocess`` (PIL image -> tensor, open_clip's own), ``image_size`` and ``dtype``.
+    ``encode_image`` preprocesses whole batches as tensors (:mod:`vadnb.models.preprocess`).
     """
 
     role = "clip"
@@ -66,7 +72,7 @@ class OpenClipBackend(Backend):
         import open_clip
 
         model_name, pretrained = open_clip_names(model)
-        self.dtype = pick_dtype(device, dtype)
+        self.dtype = pick_dtype(device, dtype, model)
         try:
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device)
@@ -77,6 +83,9 @@ class OpenClipBackend(Backend):
         self.model = clip.to(dtype=self.dtype).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
+        from .preprocess import from_open_clip
+
+        self.batch_preprocess = from_open_clip(clip)
         size = getattr(clip.visual, "image_size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
 
@@ -86,7 +95,10 @@ class OpenClipBackend(Backend):
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
         import torch
 
-        x = torch.stack([self.preprocess(_to_pil(im)) for im in images])
+        if self.batch_preprocess is not None:
+            x = self.batch_preprocess.batch(images)
+        else:
+            x = torch.stack([self.preprocess(_to_pil(im)) for im in images])
         with torch.inference_mode():
             emb = self.model.encode_image(x.to(self.device, self.dtype))
         return list(_l2(emb))

@@ -6,8 +6,9 @@ scores by content) and a teaching device ("what if the model were perfect?").
 
 >>> from vadnb.models.scripted import ScriptedLLM
 >>> llm = ScriptedLLM(lambda messages: "[0.5]")
->>> llm([{"role": "user", "content": "rate this"}])
-'[0.5]'
+>>> reply = llm([{"role": "user", "content": "rate this"}])
+>>> str(reply), reply.truncated
+('[0.5]', False)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, as_uint8_rgb
+from .base import Backend, Reply, as_uint8_rgb
 
 __all__ = [
     "ScriptedCaptioner",
@@ -27,9 +28,16 @@ __all__ = [
     "ScriptedClip",
     "ScriptedEmbedder",
     "ScriptedTextEmbedder",
+    "as_reply",
 ]
 
 Messages = list[dict[str, Any]]
+
+
+def as_reply(value: Any) -> Reply:
+    """A function's answer as a :class:`Reply`: a ``Reply`` passes through unchanged (so a
+    double can play a reply cut at its budget), anything else is its text, not truncated."""
+    return value if isinstance(value, Reply) else Reply(str(value))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -55,7 +63,7 @@ class ScriptedCaptioner(Backend):
 
 
 class ScriptedLLM(Backend):
-    """``fn(messages) -> reply`` as a chat LLM."""
+    """``fn(messages) -> reply`` as a chat LLM (replies are :class:`Reply`; see :func:`as_reply`)."""
 
     role = "llm"
 
@@ -63,17 +71,17 @@ class ScriptedLLM(Backend):
         super().__init__(name, profile="scripted")
         self.fn = fn
 
-    def __call__(self, messages: Messages, **generate: Any) -> str:
+    def __call__(self, messages: Messages, **generate: Any) -> Reply:
         return self.batch([messages], **generate)[0]
 
-    def batch(self, conversations: Sequence[Messages], **generate: Any) -> list[str]:
+    def batch(self, conversations: Sequence[Messages], **generate: Any) -> list[Reply]:
         conversations = list(conversations)
         with self._count(len(conversations)):
-            return [str(self.fn(m)) for m in conversations]
+            return [as_reply(self.fn(m)) for m in conversations]
 
 
 class ScriptedVLM(Backend):
-    """``fn(images, prompt) -> reply`` as a vision-language model."""
+    """``fn(images, prompt) -> reply`` as a vision-language model (replies as :func:`as_reply`)."""
 
     role = "vlm"
 
@@ -81,13 +89,13 @@ class ScriptedVLM(Backend):
         super().__init__(name, profile="scripted")
         self.fn = fn
 
-    def __call__(self, images: Sequence[Any], prompt: str, **generate: Any) -> str:
+    def __call__(self, images: Sequence[Any], prompt: str, **generate: Any) -> Reply:
         return self.batch([(images, prompt)], **generate)[0]
 
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], **generate: Any) -> list[str]:
+    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], **generate: Any) -> list[Reply]:
         requests = list(requests)
         with self._count(len(requests)):
-            return [str(self.fn([as_uint8_rgb(i) for i in ims], p)) for ims, p in requests]
+            return [as_reply(self.fn([as_uint8_rgb(i) for i in ims], p)) for ims, p in requests]
 
 
 class ScriptedEncoder(Backend):

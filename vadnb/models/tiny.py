@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
 MARKER = "BUILT"
-TINY_VERSION = 3
+TINY_VERSION = 4
 """Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
 backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
@@ -167,7 +167,8 @@ def ensure_tiny(name: str) -> Path:
 def _build_clip(out: Path, patch_size: int = 16) -> None:
     """A real open_clip CLIP (ViT image tower, transformer text tower with the usual
     token_embedding / positional_embedding / transformer / ln_final / text_projection /
-    attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE."""
+    attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE, and
+    QuickGELU like the OpenAI-weights CLIPs of the real profiles."""
     import open_clip
     import torch
     from safetensors.torch import save_file
@@ -175,6 +176,7 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
     image_size = 64
     model_cfg = {
         "embed_dim": 32,
+        "quick_gelu": True,
         "vision_cfg": {"image_size": image_size, "layers": 2, "width": 64, "head_width": 32,
                        "patch_size": patch_size},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2,

