@@ -19,6 +19,20 @@ def test_tiny_detections_say_they_are_meaningless():
     d = _detection()
     assert d.meaningless and d.warning == TINY_WARNING and TINY_WARNING in repr(d)
     assert not _detection("colab").meaningless
+    # the cpu profile has a real LLM but random image models: its scores mean nothing too
+    assert _detection("cpu").meaningless
+
+
+def test_every_profile_with_a_tiny_image_model_is_flagged():
+    from vadnb.models import model_spec
+    from vadnb.models.profiles import MEANINGLESS_PROFILES, PROFILES
+
+    for profile in PROFILES:
+        if profile == "auto":
+            continue
+        tiny_roles = [r for r in ("captioner", "vlm", "clip", "embedder")
+                      if model_spec(r, profile).model.startswith("tiny:")]
+        assert bool(tiny_roles) == (profile in MEANINGLESS_PROFILES), (profile, tiny_roles)
 
 
 def test_explanation_at_uses_containing_segment():

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models.base import call_stats, calls_since
+from .models.profiles import MEANINGLESS_PROFILES
 from .stages import Difference, configure
 
 __all__ = [
@@ -1438,7 +1439,7 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         class_accuracy=recognition["top1_video"],
         frame_scores=scores, class_probs=probs, labels=labels, video_classes=classes,
         predicted_classes=predicted, class_names=list(model.class_names) + [NORMAL],
-        meaningless=model.profile == "tiny", **recognition)
+        meaningless=model.profile in MEANINGLESS_PROFILES, **recognition)
 
 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,

@@ -60,8 +60,10 @@ class Detection:
 
     @property
     def meaningless(self) -> bool:
-        """True when random-init (tiny) models produced the scores."""
-        return self.profile == "tiny"
+        """True when random-init models produced the scores (the tiny and cpu profiles)."""
+        from .models.profiles import MEANINGLESS_PROFILES
+
+        return self.profile in MEANINGLESS_PROFILES
 
     @property
     def num_frames(self) -> int:

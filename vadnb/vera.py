@@ -723,7 +723,9 @@ class LearnResult:
 
     @property
     def meaningless(self) -> bool:
-        return self.profile == "tiny"
+        from .models.profiles import MEANINGLESS_PROFILES
+
+        return self.profile in MEANINGLESS_PROFILES
 
     def save_history(self, path: str | os.PathLike) -> Path:
         """Write the history as CSV, each question set as a JSON list in one cell."""

@@ -136,10 +136,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "ModelSpec", "MODELS", "resolve_profile", "default_profile",
+__all__ = ["PROFILES", "MEANINGLESS_PROFILES", "ModelSpec", "MODELS", "resolve_profile", "default_profile",
            "base_role", "model_spec", "variants", "profile_table"]
 
 PROFILES = ("tiny", "cpu", "colab", "paper", "auto")
+
+#: Profiles whose results mean nothing: every method there sees frames through at least one
+#: random-init model (``cpu`` has a real LLM and text embedder, but tiny image models).
+MEANINGLESS_PROFILES = frozenset({"tiny", "cpu"})
 
 
 @dataclass(frozen=True)
