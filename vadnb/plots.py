@@ -10,8 +10,12 @@ Reading a score timeline (notebook 40 explains it on LAVAD's scores):
 - the line is the method's anomaly score for each frame, on a time axis in seconds;
 - red bands are the frames the ground truth marks anomalous;
 - a dashed line is the threshold that turns scores into alarms;
-- a red note inside the axes says the scores come from random-init models and mean nothing
-  (the ``tiny`` profile, see ``vadnb.detect.TINY_WARNING``).
+- a small red tag in the corner, "tiny models: scores mean nothing", says the scores come
+  from random-init models (the ``tiny`` profile); the notebook's banner explains it once
+  (:func:`vadnb.lesson.banner`).
+
+:func:`pipeline` draws a method's pipeline (frames -> models -> scores) where its notebook
+introduces it.
 """
 
 from __future__ import annotations
@@ -34,12 +38,17 @@ __all__ = [
     "plot_detection",
     "plot_many",
     "contact_sheet",
+    "tag_figure",
+    "pipeline",
+    "PIPELINES",
+    "TINY_TAG",
     "GT_COLOR",
     "WARNING_COLOR",
 ]
 
 GT_COLOR = "#d62728"  # ground-truth anomalous frames in every figure and widget ("tab:red")
 WARNING_COLOR = "darkred"
+TINY_TAG = "tiny models: scores mean nothing"  # the same words as vadnb.lesson.TINY_TAG
 
 
 def intervals(labels: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
@@ -98,25 +107,48 @@ def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int,
 
 
 def _write_warning(ax: Axes, warning: str) -> None:
-    text = "\n".join(textwrap.wrap(f"⚠ {warning}", width=120))
-    ax.text(0.5, 0.97, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
-            color=WARNING_COLOR, zorder=10,
-            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": WARNING_COLOR, "alpha": 0.85})
+    """A short tag in the axes' top-right corner (the banner above says the long sentence)."""
+    ax.text(0.995, 0.98, f"⚠ {TINY_TAG}", transform=ax.transAxes, ha="right", va="top",
+            fontsize=7, color=WARNING_COLOR, zorder=10,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": WARNING_COLOR, "alpha": 0.85,
+                  "lw": 0.6})
+
+
+def _is_tiny(profile: str | None, warning: str | None) -> bool:
+    return bool(warning) or profile == "tiny"
+
+
+def tag_figure(fig: Figure, profile: str | None = "tiny") -> Figure:
+    """Add the small tiny-profile tag to ``fig`` (top-right corner) when ``profile`` is
+    ``"tiny"`` (or anything with ``.profile``/``.meaningless``, e.g. a Detection or the
+    Environment from ``vadnb.setup``). Returns ``fig``."""
+    if hasattr(profile, "meaningless"):
+        tiny = bool(profile.meaningless)
+    else:
+        tiny = getattr(profile, "profile", profile) == "tiny"
+    if tiny and not any(getattr(t, "get_text", lambda: "")() == f"⚠ {TINY_TAG}"
+                        for t in fig.texts):
+        fig.text(0.995, 0.995, f"⚠ {TINY_TAG}", ha="right", va="top", fontsize=7,
+                 color=WARNING_COLOR)
+    return fig
 
 
 def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = None,
                 labels: Sequence[int] | np.ndarray | None = None, ax: Axes | None = None,
                 title: str | None = None, threshold: float | None = None,
-                warning: str | None = None, label: str = "score") -> Figure:
+                warning: str | None = None, label: str = "score",
+                profile: str | None = None) -> Figure:
     """Anomaly score over time, with the ground truth shaded.
 
     frame_scores: one score per frame. fps: put the x axis in seconds (frames otherwise).
     labels: 0/1 ground truth per frame; anomalous runs are shaded red.
     ax: draw into an existing axes (e.g. one panel of a larger figure).
     threshold: draw a dashed horizontal line at this score.
-    warning: text printed inside the axes, e.g. ``detection.warning`` (tiny profile).
+    warning, profile: a non-empty warning (e.g. ``detection.warning``) or ``profile="tiny"``
+        adds the small "tiny models: scores mean nothing" tag.
     label: legend name of the score line.
     """
+    tiny = _is_tiny(profile, warning)
     scores = np.asarray(frame_scores, dtype=np.float64).ravel()
     if scores.size == 0:
         raise ValueError("frame_scores is empty: nothing to plot (did the method read any frame?)")
@@ -130,15 +162,15 @@ def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = 
     finite = scores[np.isfinite(scores)]
     if finite.size and finite.min() >= 0 and finite.max() <= 1:
         # probabilities: a fixed [0, 1] axis, with headroom for the warning if there is one
-        ax.set_ylim(-0.03, 1.3 if warning else 1.03)
+        ax.set_ylim(-0.03, 1.15 if tiny else 1.03)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlim(0, scores.size / fps if fps else max(scores.size - 1, 1))
     ax.set_xlabel("time (s)" if fps else "frame")
     ax.set_ylabel("anomaly score")
     if title:
         ax.set_title(title)
-    if warning:
-        _write_warning(ax, warning)
+    if tiny:
+        _write_warning(ax, warning or TINY_TAG)
     # outside the axes, so it never hides a score
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
@@ -162,42 +194,60 @@ def plot_detection(detection: Any, labels: Sequence[int] | np.ndarray | None = N
 
 def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray | None = None,
               fps: float | None = None, threshold: float | None = None,
-              title: str | None = None, warning: str | None = None) -> Figure:
+              title: str | None = None, warning: str | None = None,
+              profile: str | None = None) -> Figure:
     """Stacked score timelines, one panel per entry, sharing the time axis (notebook 80).
 
     detections: name -> Detection or name -> array of frame scores.
     fps: used for plain arrays (a Detection brings its own).
     labels: one 0/1 ground-truth array, shaded in every panel.
-    warning: printed in the panels of plain arrays (pass ``det.warning`` when the arrays
-        come from a tiny-profile detection); a Detection's panel shows its own warning.
+    warning, profile: mark plain arrays as tiny-profile scores (pass ``det.warning`` or
+        ``profile="tiny"``); a Detection says so itself. The figure then carries one small
+        tag; with a mix, the tiny panels' names say "(tiny)".
     """
     if not detections:
         raise ValueError("plot_many needs at least one detection (got an empty dict)")
     n = len(detections)
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.7), sharex=True,
                              layout="constrained", squeeze=False)
+    tiny_panels = []
     for ax, (name, item) in zip(axes[:, 0], detections.items()):
         if hasattr(item, "frame_scores"):
+            tiny = bool(getattr(item, "meaningless", False))
             plot_scores(item.frame_scores, fps=item.fps if item.fps else fps, labels=labels,
-                        ax=ax, threshold=threshold, warning=item.warning or None, label=name)
+                        ax=ax, threshold=threshold, label=name)
         else:
-            plot_scores(item, fps=fps, labels=labels, ax=ax, threshold=threshold,
-                        warning=warning or None, label=name)
-        ax.set_ylabel(name)
+            tiny = _is_tiny(profile, warning)
+            plot_scores(item, fps=fps, labels=labels, ax=ax, threshold=threshold, label=name)
+        tiny_panels.append(tiny)
         ax.label_outer()
+    if not all(tiny_panels):  # a mix: name the tiny panels
+        for ax, tiny, name in zip(axes[:, 0], tiny_panels, detections):
+            ax.set_ylabel(f"{name}\n(tiny)" if tiny else name, fontsize=9)
+    else:
+        for ax, name in zip(axes[:, 0], detections):
+            ax.set_ylabel(name, fontsize=9)
+    axes[-1, 0].set_xlabel("time (s)" if (fps or any(getattr(d, "fps", None)
+                                                      for d in detections.values())) else "frame")
+    fig.supylabel("anomaly score", fontsize=9)
     if title:
         fig.suptitle(title)
+    if any(tiny_panels):
+        tag_figure(fig, "tiny")
     return fig
 
 
 def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 8,
-                  title: str | None = None, width_in: float = 12.0) -> Figure:
+                  title: str | None = None, width_in: float = 12.0,
+                  profile: str | None = None, fontsize: float = 9) -> Figure:
     """A grid of frames with a small caption under each (e.g. ``"frame 120 · 12.0 s"``).
 
     images: uint8 RGB array [N, H, W, 3], a list of such images, or a ``vadnb.video.Frames``
         (then each caption defaults to its frame index and time).
     labels: one caption per image (optional).
     cols: images per row. width_in: figure width in inches (height follows the images).
+    profile: ``"tiny"`` adds the tiny-profile tag (captions from random-init models).
+    fontsize: caption size in points (9 stays readable at notebook width).
     """
     if labels is None and hasattr(images, "indices") and hasattr(images, "timestamps_s"):
         labels = [f"frame {int(i)} · {float(t):.1f} s"
@@ -215,7 +265,7 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
     rows = -(-len(images) // cols)
     h, w = np.asarray(images[0]).shape[:2]
     cell_w = width_in / cols
-    caption_in = 0.25 if labels is not None else 0.05
+    caption_in = (fontsize / 72 * 1.6) if labels is not None else 0.05
     height = rows * (cell_w * h / max(w, 1) + caption_in) + (0.4 if title else 0.1)
     fig, axes = plt.subplots(rows, cols, figsize=(width_in, height), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
@@ -224,11 +274,112 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
             continue
         ax.imshow(np.asarray(images[k]))
         if labels is not None:
-            ax.set_title(str(labels[k]), fontsize=7, pad=2)
+            ax.set_title(str(labels[k]), fontsize=fontsize, pad=2)
     if title:
         fig.suptitle(title)
     image_in = cell_w * h / max(w, 1)
     fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, wspace=0.03,
                         hspace=(caption_in + 0.02) / image_in,
                         top=1 - (0.4 if title else 0.1) / height)
+    if profile is not None:
+        tag_figure(fig, profile)
+    return fig
+
+
+# --------------------------------------------------------------------------- pipelines
+
+#: per method, its stages in order: (stage, who does it, what it outputs, kind); kind is
+#: "data" (frames in), "model" (a learned model runs), "math" (plain computation), "out".
+PIPELINES: dict[str, dict[str, Any]] = {
+    "lavad": {
+        "title": "LAVAD (training-free): captions -> LLM scores -> refinement",
+        "stages": [
+            ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
+            ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
+            ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
+            ("summarise", "LLM", "one summary per\ncentre frame", "model"),
+            ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
+            ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
+            ("to frames", "repeat x16", "frame scores", "out"),
+        ],
+    },
+    "anomalyclip": {
+        "title": "AnomalyCLIP (weakly supervised): CLIP features -> class directions -> scores",
+        "stages": [
+            ("frames", "every frame", "RGB frames", "data"),
+            ("encode", "CLIP ViT-B/16 image\nencoder (frozen)", "512-d feature\nper frame", "model"),
+            ("re-centre", "minus the normal\ncentroid", "features around\nnormality", "math"),
+            ("project", "learned prompts (CoOp)\n-> class directions", "likelihood per class\nper frame", "model"),
+            ("temporal", "axial transformer\n(trained with MIL)", "anomaly score\nper frame", "model"),
+            ("classify", "softmax x score", "frame scores +\nclass per frame", "out"),
+        ],
+    },
+    "anyanomaly": {
+        "title": "AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
+        "stages": [
+            ("frames", "segments of\n24 frames", "segment frames", "data"),
+            ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
+            ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
+            ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
+            ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
+            ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
+        ],
+    },
+    "vera": {
+        "title": "VERA (verbalized learning): learned questions -> VLM answers -> smoothing",
+        "stages": [
+            ("train", "VLM as learner and\noptimizer, video labels", "at most 5 guiding\nquestions", "model"),
+            ("frames", "every 16 frames,\n8 frames over 10 s", "frame windows", "data"),
+            ("ask", "VLM with the\nlearned questions", "0/1 answer +\nexplanation", "model"),
+            ("ensemble", "ImageBind similarity,\ntop 15% neighbours", "softmax-weighted\nsegment score", "math"),
+            ("smooth", "Gaussian over\nsegments", "smoothed score", "math"),
+            ("to frames", "repeat x16", "frame scores", "out"),
+        ],
+    },
+}
+
+_KIND_COLOURS = {"data": "#e8e8e8", "model": "#d6e6f5", "math": "#dff0d8", "out": "#fbe5c8"}
+_KIND_NAMES = {"data": "frames in", "model": "a model runs", "math": "plain computation",
+               "out": "scores out"}
+
+
+def pipeline(method: str, width_in: float = 12.0) -> Figure:
+    """One method's pipeline as a diagram: frames -> models -> scores, with what each stage
+    outputs (shown where the method is introduced: notebooks 20, 50, 60, 70).
+
+    method: ``"lavad"``, ``"anomalyclip"``, ``"anyanomaly"`` or ``"vera"``.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+
+    key = str(method).lower()
+    if key not in PIPELINES:
+        raise ValueError(f"no pipeline drawn for {method!r}; choose one of {sorted(PIPELINES)}")
+    spec = PIPELINES[key]
+    stages = spec["stages"]
+    n = len(stages)
+    fig, ax = plt.subplots(figsize=(width_in, 2.9), layout="constrained")
+    ax.set_xlim(0, n)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    box_w, gap = 0.86, 0.14
+    for i, (name, who, output, kind) in enumerate(stages):
+        x0 = i + gap / 2
+        ax.add_patch(FancyBboxPatch((x0, 0.38), box_w, 0.5, boxstyle="round,pad=0.01,rounding_size=0.04",
+                                    fc=_KIND_COLOURS[kind], ec="0.35", lw=1))
+        ax.text(x0 + box_w / 2, 0.80, name, ha="center", va="center", fontsize=10,
+                fontweight="bold")
+        ax.text(x0 + box_w / 2, 0.58, who, ha="center", va="center", fontsize=8, color="0.15")
+        ax.text(x0 + box_w / 2, 0.20, output, ha="center", va="center", fontsize=8,
+                style="italic", color="0.25")
+        ax.annotate("", xy=(x0 + box_w / 2, 0.30), xytext=(x0 + box_w / 2, 0.38),
+                    arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
+        if i < n - 1:
+            ax.add_patch(FancyArrowPatch((x0 + box_w, 0.63), (x0 + box_w + gap, 0.63),
+                                         arrowstyle="-|>", mutation_scale=12, color="0.3", lw=1.2))
+    kinds = [k for k in _KIND_NAMES if any(s[3] == k for s in stages)]
+    ax.legend(handles=[Patch(fc=_KIND_COLOURS[k], ec="0.35", label=_KIND_NAMES[k]) for k in kinds],
+              loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=len(kinds), fontsize=8,
+              frameon=False)
+    ax.set_title(f"{spec['title']}\n(box: stage and who does it; below: what it outputs)",
+                 fontsize=10)
     return fig
