@@ -233,7 +233,7 @@ class Cache:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(items), desc=desc or stage, disable=len(items) <= batch_size,
-                       leave=False)
+                       leave=False, delay=1.0)  # no bar for sub-second steps
             for b, batch in enumerate(batches):
                 if todo[b]:
                     out = list(compute(list(batch)))

@@ -201,7 +201,8 @@ def run_batched(
     items = list(items)
     out: list[Any] = []
     size = max(1, int(batch_size))
-    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size, leave=False)
+    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size, leave=False,
+               delay=1.0)  # no bar for sub-second steps
     i = 0
     while i < len(items):
         chunk = items[i : i + size]
