@@ -57,6 +57,9 @@ def test_jupytext_pair_in_sync(nb):
         f"{nb.name} and {py.name} differ: run `jupytext --to ipynb {py}`")
 
 
+EVIL = "<img src=x onerror=alert(1)>"
+
+
 def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     """The main job exits non-zero naming the notebook and the failing cell."""
     import nbformat
@@ -64,15 +67,19 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     ok = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(f"# 00 · A fine lesson\n\nIt teaches {EVIL}."),
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             "import json, pathlib\np = pathlib.Path(OUTPUT_DIR); p.mkdir(parents=True, exist_ok=True)\n"
-            "(p / 'metrics.json').write_text(json.dumps({'auc': 0.75, 'profile': 'tiny'}))\n"
-            "(p / 'leaderboard.html').write_text('<table><tr><td>classical-row</td></tr></table>')")])
+            f"(p / 'metrics.json').write_text(json.dumps({{'auc': 0.75, {EVIL!r}: 1.0, 'profile': 'tiny'}}))\n"
+            "(p / 'leaderboard.csv').write_text('method,status,profile,frame_auc,meaningless\\n'\n"
+            f"    'classical-row,ok,none,0.61,False\\n{EVIL},ok,tiny,0.5,True\\n')\n"
+            "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+            "fig = plt.figure(figsize=(2, 1)); fig.savefig(p / 'a figure.png')")])
     bad = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise RuntimeError('planted failure')")])
+        nbformat.v4.new_code_cell(f"raise RuntimeError('planted failure {EVIL}')")])
     for name, nb in [("00_fine.ipynb", ok), ("10_broken.ipynb", bad)]:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, nbdir / name)
@@ -85,8 +92,12 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     assert "RuntimeError: planted failure" in proc.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     index = (run_dir / "index.html").read_text()
-    assert "00_fine" in index and "failed" in index and "0.7500" in index  # metrics row
-    assert "Leaderboard (00_fine)" in index and "classical-row" in index
+    assert "A fine lesson" in index and "failed" in index and "auc 0.7500" in index
+    assert "Leaderboard" in index and "classical-row" in index and "0.610" in index
+    assert "Parameters: {}" not in index and "Tiny profile" in index
+    # issue 15: a name that is HTML must arrive as text, never as a tag
+    assert EVIL not in index and "&lt;img src=x onerror=alert(1)&gt;" in index
+    assert "a%20figure.png" in index  # the saved figure is a thumbnail, its link encoded
     assert (run_dir / "00_fine" / "metrics.json").exists()
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["status"] for r in results] == ["ok", "failed"]

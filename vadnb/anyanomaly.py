@@ -427,7 +427,7 @@ def _frame_embeddings(video: Path, clip: Any, cache: Cache, digest: str, cfg: Co
 
     def compute() -> np.ndarray:
         parts = []
-        bar = tqdm(total=num_frames, desc="CLIP frames", leave=False,
+        bar = tqdm(total=num_frames, desc="CLIP frames", leave=False, delay=1.0,
                    disable=num_frames <= cfg.clip_batch_size)
         for chunk in iter_frames(video, chunk=cfg.clip_batch_size):
             parts.append(np.asarray(clip.encode_image(list(chunk.images)), np.float32))

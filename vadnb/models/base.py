@@ -201,8 +201,11 @@ def run_batched(
     items = list(items)
     out: list[Any] = []
     size = max(1, int(batch_size))
-    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size, leave=False,
-               delay=1.0)  # no bar for sub-second steps
+    # one bar per stage: none inside a stage that shows its own (e.g. Cache.map's), and none
+    # for sub-second steps (delay)
+    nested = any(not getattr(b, "disable", True) for b in list(getattr(tqdm, "_instances", ())))
+    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size or nested, leave=False,
+               delay=1.0)
     i = 0
     while i < len(items):
         chunk = items[i : i + size]
