@@ -98,9 +98,10 @@ def _e(value: object) -> str:
 
 def _href(path: Path, run_dir: Path) -> str:
     """A relative, percent-encoded link from the index to ``path``."""
+    import os
     from urllib.parse import quote
 
-    return quote(path.relative_to(run_dir).as_posix())
+    return quote(Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix())
 
 
 def _fmt(v: object) -> str:
@@ -122,8 +123,8 @@ def _about(executed: Path) -> tuple[str, str]:
         if "will learn" in p:
             teaches = " ".join(p.replace("- ", "· ").split())
             break
-    teaches = teaches.replace("**", "").replace("`", "")
-    return title, (teaches[:420] + "…") if len(teaches) > 420 else teaches
+    teaches = teaches.replace("*", "").replace("`", "")
+    return title, (teaches[:300].rsplit(" ", 1)[0] + " …") if len(teaches) > 300 else teaches
 
 
 def _thumbnails(executed: Path, artifacts: Path, run_dir: Path) -> list[Path]:
@@ -179,7 +180,8 @@ def _card(r: dict, run_dir: Path) -> str:
     if executed.exists():
         links.append(f"<a href='{_href(executed, run_dir)}'>.ipynb</a>")
     files = sorted(p for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else []
-    shown_files = [p for p in files if p.parent == artifacts][:10]
+    # HTML a notebook wrote is not escaped by this page: link the data, not that
+    shown_files = [p for p in files if p.parent == artifacts and p.suffix != ".html"][:10]
     artifact_links = "".join(f"<a href='{_href(p, run_dir)}'>{_e(p.name)}</a>" for p in shown_files)
     more = len(files) - len(shown_files)
     thumbs = "".join(f"<a href='{_href(p, run_dir)}'><img src='{_href(p, run_dir)}' "
