@@ -31,14 +31,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/00_setup_and_data.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: no model (the campus clips ship with the suite)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny", "colab", "paper" or None (then $VADNB_PROFILE, else auto)
@@ -71,6 +79,12 @@ env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 
+# %%
+from vadnb import lesson
+
+lesson.references("00")
+lesson.banner(env)
+
 # %% [markdown]
 # ## 1. The environment
 #
@@ -99,9 +113,6 @@ environment = {
     "VADNB_DATA": os.environ.get("VADNB_DATA"),
 }
 (out / "environment.json").write_text(json.dumps(environment, indent=2))
-if env.meaningless:
-    from vadnb.detect import TINY_WARNING
-    print("⚠", TINY_WARNING)
 
 # %% [markdown]
 # ## 2. The campus mini-benchmark

@@ -34,14 +34,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/60_context_vqa_anyanomaly.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: CLIP ViT-B/32 (~0.6 GB) and Qwen2.5-VL-3B-Instruct (~7.5 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE / auto
@@ -72,7 +80,7 @@ from IPython.display import display
 import vadnb
 from vadnb import anyanomaly, metrics, models, video
 from vadnb.detect import TINY_WARNING
-from vadnb.plots import plot_detection
+from vadnb.plots import plot_detection, tag_figure
 from vadnb.widgets import explorer
 
 env = vadnb.setup(PROFILE)
@@ -82,9 +90,24 @@ TINY = env.profile == "tiny"
 
 
 def warn(text: str) -> str:
-    """Every number printed from tiny models carries the warning."""
-    return f"{text}   [{TINY_WARNING}]" if TINY else text
+    """Every number printed from tiny models carries a short tag (the banner says why)."""
+    return f"{text}   (tiny models: meaningless)" if TINY else text
 
+
+# %%
+from vadnb import lesson
+
+lesson.references("60")
+lesson.banner(env)
+
+# %% [markdown]
+# The pipeline at a glance: each box is a stage and who does it, and below it what
+# the stage hands to the next. The sections below walk through the stages in order.
+
+# %%
+from vadnb.plots import pipeline
+
+pipeline("anyanomaly");
 
 # %% [markdown]
 # ## Models and settings
@@ -189,8 +212,7 @@ axes[0].legend()
 axes[1].imshow(views["key"])
 axes[1].set_title(f"key frame {row['key_frame']}")
 axes[1].axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=8)
+tag_figure(fig, env)
 fig.tight_layout()
 plt.imsave(out / "key_frame.png", views["key"])
 
@@ -222,8 +244,7 @@ axes[1].imshow(views["masked"])
 axes[1].set_title("what the VLM sees (masked)")
 for ax in axes:
     ax.axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=8)
+tag_figure(fig, env)
 fig.tight_layout()
 fig.savefig(out / "heatmap.png", dpi=100)
 
@@ -241,8 +262,7 @@ fig, ax = plt.subplots(figsize=(4.2, 4.2))
 ax.imshow(views["grid"])
 ax.set_title(f"frames {row['context_frames']}, window {row['window']}", fontsize=9)
 ax.axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=7)
+tag_figure(fig, env)
 plt.imsave(out / "grid.png", views["grid"])
 print(anyanomaly.build_prompt(prompts[0], "temporal"))
 
@@ -300,6 +320,12 @@ table[["start_frame", "end_frame", "prompt", "key_frame", "score_key", "score_po
        "score_temporal", "score"]].round(2).head(12)
 
 # %% [markdown]
+# The fusion as `vadnb` runs it for every segment and description:
+
+# %%
+lesson.show_source(anyanomaly.fuse)
+
+# %% [markdown]
 # ## Explore
 #
 # The explorer shows the fused timeline, the frame under the cursor and the explanation of its
@@ -342,8 +368,6 @@ for c in classes:
     rows.append(metrics.per_class(frame_labels, scores, video_classes).assign(
         description=CLASS_DESCRIPTIONS[c]))
 per_class = pd.concat(rows, ignore_index=True)
-if TINY:
-    print(TINY_WARNING)
 per_class.round(3)
 
 # %%

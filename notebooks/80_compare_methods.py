@@ -35,14 +35,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/80_compare_methods.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: the models of notebooks 20-70, about 35 GB in all
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
@@ -90,6 +98,12 @@ if VIDEO is not None and not Path(VIDEO).is_file():
     raise FileNotFoundError(f"VIDEO = {VIDEO!r} is not a file: set VIDEO to the path of a "
                             "video (mp4, avi, mkv, ...) or to None")
 
+# %%
+from vadnb import lesson
+
+lesson.references("80")
+lesson.banner(env)
+
 # %% [markdown]
 # ## The contestants
 #
@@ -132,8 +146,6 @@ TINY_KNOBS = {  # only on the tiny profile: the settings notebooks 50-70 use, so
 }
 knobs = {m: {**(TINY_KNOBS.get(m, {}) if env.meaningless else {}), **OVERRIDES.get(m, {})}
          for m in METHODS}
-if env.meaningless:
-    print("WARNING:", TINY_WARNING)
 knobs
 
 # %% [markdown]
@@ -324,8 +336,6 @@ def leaderboard_row(method: str) -> dict:
 board = pd.DataFrame([leaderboard_row(m) for m in METHODS])
 board.to_csv(out / "leaderboard.csv", index=False)
 any_meaningless = any(d.meaningless for dets in detections.values() for d in dets.values())
-if any_meaningless:
-    print("WARNING:", TINY_WARNING)
 board
 
 # %% [markdown]

@@ -39,9 +39,35 @@ def test_same_opening_everywhere(nb):
     install = next(t for t in text if "google.colab" in t)
     assert 'if "google.colab" in sys.modules' in install, "install only on Colab"
     assert "torch" not in install.replace("torch is already there", ""), "never reinstall torch on Colab"
+    badge = next(t for t in text[:3] if "colab.research.google.com" in t)
+    assert "T4" in badge and "approximate" in badge, "tell the student the runtime and the downloads"
+    assert any("lesson.banner(env)" in t for t in text), "one tiny-profile banner (vadnb.lesson.banner)"
+    assert any(f'lesson.references("{nb.name[:2]}")' in t for t in text), "cite the papers"
     assert any("vadnb.setup(" in t for t in text), "calls vadnb.setup(...)"
     assert any(t.lstrip().startswith(("## Summary", "# Summary")) for t in text), "closing summary"
     assert any("Exercise" in t for t in text), "exercises"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_cell_is_safe_to_rerun(nb, monkeypatch):
+    """Run the install cell twice as Colab would: one clone, then none (the folder exists)."""
+    import os
+    import subprocess as sp
+    import types
+
+    install = next("".join(c["source"]) for c in _cells(nb) if "google.colab" in "".join(c["source"]))
+    calls, cloned = [], set()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sp, "run", lambda cmd, **kw: (calls.append(cmd), cloned.update(
+        [cmd[-1]] if cmd[:2] == ["git", "clone"] else [])))
+    monkeypatch.setattr(os.path, "isdir", lambda p: any(str(p).startswith(c) for c in cloned))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for _ in range(2):
+        exec(compile(install, nb.name, "exec"), {})
+    clones = [c for c in calls if c[:2] == ["git", "clone"]]
+    assert len(clones) == 1, f"{nb.name}: re-running the Colab cell clones again: {calls}"
+    assert sys.path.count("/content/vadnb") == 1
+    assert all("torch" not in " ".join(c) for c in calls), "never pin or reinstall torch"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
