@@ -304,3 +304,34 @@ def test_explorer_without_anywidget_falls_back_to_a_static_figure(monkeypatch):
     ex.set_frame(12)
     assert _shapes(ex.timeline, "cursor")[0].x0 == pytest.approx(1.2)
     assert "fight" in ex.explanation.value
+
+
+def test_displaying_an_explorer_also_shows_a_static_picture_of_its_state(video, monkeypatch):
+    """HTML exports and GitHub's viewer run no widget: a PNG of the same state comes along."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, **kw: shown.append((obj, kw.get("metadata"))))
+    det = _detection(video)
+    ex = widgets.explorer(det, labels=LABELS, video=video)
+    ex.set_frame(25)
+    ex.set_threshold(0.6)
+    ex._ipython_display_()
+    bundle, png = shown[0][0], shown[1]
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert png[1] == {"vadnb": {"kind": "static-fallback"}}
+    assert png[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+
+    fig = ex.static_figure()  # the same state: cursor at frame 25, threshold 0.6, the frame
+    timeline = fig.axes[0]
+    xs = [line.get_xdata()[0] for line in timeline.lines if line.get_label() == "cursor"]
+    assert xs == [pytest.approx(25 / det.fps)]
+    assert any(np.allclose(line.get_ydata(), 0.6) for line in timeline.lines
+               if line.get_label().startswith("threshold"))
+    assert len(fig.axes) == 2 and fig.axes[1].images  # the frame on show
+    assert f"{len(ex.flagged_table())} flagged interval" in fig._suptitle.get_text()
+    assert any("tiny models" in t.get_text() for t in fig.texts)
