@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 import vadnb
-from vadnb import lavad, stages, video
+from vadnb import lavad, plots, stages, video
 from vadnb.detect import TINY_WARNING
 
 env = vadnb.setup(PROFILE)
@@ -220,20 +220,9 @@ plt.show()
 frame_emb = det.extras["frame_embeddings"][rows]  # [positions, 10, D]
 frame_emb = frame_emb.reshape(-1, frame_emb.shape[-1])
 similarity = frame_emb @ det.extras["caption_embeddings"].T
-fig, ax = plt.subplots(figsize=(min(max(7, 2 + 0.5 * len(index)), 12),
-                                0.15 * len(frame_emb) + 2.5))
-im = ax.imshow(similarity, aspect="auto", cmap="viridis")
-ax.plot(similarity.argmax(axis=1), np.arange(len(similarity)), "r.", ms=4, label="nearest")
-ax.set_xticks(range(len(index)))
-ax.set_xticklabels([c[:28] + ("..." if len(c) > 28 else "") for c in index],
-                   rotation=60, ha="right", fontsize=7)
-ax.set_ylabel("window frame (position x 10)")
-ax.set_title("\n".join(textwrap.wrap("cosine similarity: window frames x caption index" +
-                                     (f" ({TINY_WARNING})" if det.meaningless else ""), 70)),
-             fontsize=9)
-fig.colorbar(im, ax=ax)
-ax.legend(loc="upper right", fontsize=7)
-fig.tight_layout()
+fig = plots.similarity_matrix(similarity, index, title="cosine similarity: window frames x caption index",
+                              row_label="window frame (position x 10)",
+                              column_label="caption in the index", profile=det.profile)
 fig.savefig(out / "similarity.png", dpi=80)
 plt.show()
 

@@ -65,7 +65,6 @@ VERA_QUESTIONS = None      # None: VERA's shipped questions; or notebook 70's le
 ANYANOMALY_PROMPTS = None  # None: one typed description per campus class (as notebook 60)
 
 # %%
-import importlib
 import json
 import shutil
 import tempfile
@@ -76,11 +75,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, display
-from tqdm.auto import tqdm
 
 import vadnb
 from vadnb import metrics, models
 from vadnb.cache import Cache, get_cache
+from vadnb.compare import MethodRunner, availability, campus_prompts
 from vadnb.data import load_campus
 from vadnb.detect import METHODS as KNOWN_METHODS
 from vadnb.detect import TINY_WARNING
@@ -119,15 +118,6 @@ lesson.banner(env)
 # "not available" instead of stopping the notebook.
 
 # %%
-def availability(method: str) -> str:
-    """Return "ok", or why the method's module cannot be imported."""
-    try:
-        importlib.import_module(KNOWN_METHODS[method])
-    except ImportError as err:
-        return f"not available ({err})"
-    return "ok"
-
-
 status = {m: availability(m) for m in METHODS}
 runnable = [m for m in METHODS if status[m] == "ok"]
 pd.Series(status, name="status").to_frame()
@@ -211,67 +201,28 @@ if "anomalyclip" in runnable:
 # %% [markdown]
 # ## Running every method
 #
-# One function per method says how to call it. Each method's models are loaded **once**
+# `vadnb.compare.MethodRunner` says how to call each method. Its models are loaded **once**
 # and used for every clip (LAVAD's `run_many` does this itself and loads one model at a
 # time, so a 16 GB GPU holds only one). AnyAnomaly looks for the typed descriptions of the
 # campus classes; the classical baseline learns "normal" from the train split's normal clips
 # (same camera).
 
 # %%
-DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass", "Running": "a person running",
-                "Fallen": "a person lying on the ground", "Object left": "a box left on the ground"}
-prompts = ANYANOMALY_PROMPTS or [DESCRIPTIONS.get(c, c.lower()) for c in campus.classes
-                                 if c != "Normal"]
+prompts = ANYANOMALY_PROMPTS or campus_prompts(campus.classes)
 normal_train = list(campus.videos.query("split == 'train' and label == 'Normal'").path)
-ROLES = {"vera": {"vlm": "vlm", "embedder": "embedder"},   # role -> the profile entry loaded
-         "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"}}
-
-
-def load_roles(method: str) -> dict:
-    """The models ``method`` needs, loaded once for all its clips."""
-    if method == "anomalyclip":
-        return {"clip": clip_for_anomalyclip}
-    return {role: models.load(entry, profile=env.profile, model=knobs[method].get(f"{role}_model"))
-            for role, entry in ROLES.get(method, {}).items()}
-
-
-def arguments(method: str, reference: list[str] | None) -> dict:
-    """What ``method``'s ``run`` needs besides the video: its inputs and Config overrides."""
-    if method == "classical":
-        return {"reference": reference, **knobs[method]}
-    if method == "anomalyclip":  # the checkpoint carries the Config it was trained with
-        return {"checkpoint": checkpoint}
-    if method == "vera":
-        return {"questions": VERA_QUESTIONS, **knobs[method]}
-    if method == "anyanomaly":
-        return {"prompts": prompts, **knobs[method]}
-    return dict(knobs[method])
-
-
-def run_method(method: str, paths: list[str], reference: list[str] | None = None) -> list:
-    """One Detection per path (a list, in the same order)."""
-    if method == "lavad":
-        from vadnb import lavad
-
-        return lavad.run_many(paths, profile=env.profile, cache=stage_cache, **knobs[method])
-    module = importlib.import_module(KNOWN_METHODS[method])
-    backends = load_roles(method)
-    try:
-        return [module.run(p, profile=env.profile, backends=backends, cache=stage_cache,
-                           **arguments(method, reference))
-                for p in tqdm(paths, desc=method, leave=False)]
-    finally:
-        for backend in backends.values():
-            if backend is not clip_for_anomalyclip:  # kept for your own video below
-                backend.release()
+runner = MethodRunner(profile=env.profile, cache=stage_cache, knobs=knobs, checkpoint=checkpoint,
+                      clip=clip_for_anomalyclip, prompts=prompts, questions=VERA_QUESTIONS)
+run_method = runner.run
+lesson.show_source(MethodRunner.arguments)
 
 
 # %%
 detections, seconds = {}, {}
-for method in tqdm(runnable, desc="methods"):
+for method in runnable:
     started = time.perf_counter()
     dets = run_method(method, list(videos.path), reference=normal_train)
     seconds[method] = time.perf_counter() - started
+    print(f"{method}: {len(dets)} clips in {seconds[method]:.1f} s")
     detections[method] = dict(zip(videos.name, dets))
     for name, det in detections[method].items():
         det.save(out / "detections" / method / name)
@@ -450,7 +401,7 @@ compare_explorer(on_chosen, labels=labels[chosen], video=videos.set_index("name"
 # %%
 yours = {}
 if VIDEO is not None:
-    for method in tqdm(list(detections), desc="your video"):
+    for method in list(detections):
         yours[method] = run_method(method, [str(VIDEO)], reference=None)[0]
         yours[method].save(out / "your_video" / method)
     fig = plot_many(yours, threshold=0.5, title=f"{Path(str(VIDEO)).name}: every method")

@@ -203,3 +203,26 @@ def test_pipeline_draws_every_stage_with_its_output(method):
 def test_pipeline_unknown_method_names_the_choices():
     with pytest.raises(ValueError, match="choose one of"):
         plots.pipeline("nope")
+
+
+def test_clean_text_drops_control_characters_no_font_can_draw():
+    assert plots.clean_text("a\x03 man\n\twalks") == "a man walks"
+    assert plots.clean_text("abcdef", 4) == "abc…"
+    assert plots.clean_text(None) == ""
+
+
+def test_similarity_matrix_marks_each_rows_nearest_and_draws_without_warnings():
+    import warnings
+
+    sim = np.array([[0.1, 0.9, 0.2], [0.8, 0.1, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no missing glyph, no tight_layout complaint
+        fig = plots.similarity_matrix(sim, ["a\x03b", "c", "d"], profile="tiny")
+        fig.savefig(__import__("io").BytesIO(), format="png")
+    ax = fig.axes[0]
+    dots = ax.lines[0]
+    np.testing.assert_array_equal(dots.get_xdata(), [1, 0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a b", "c", "d"]
+    assert any(plots.TINY_TAG in t.get_text() for t in fig.texts)
+    with pytest.raises(ValueError, match="3 columns"):
+        plots.similarity_matrix(sim[:, :2], ["a", "b", "c"])

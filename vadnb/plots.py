@@ -39,6 +39,8 @@ __all__ = [
     "plot_many",
     "contact_sheet",
     "tag_figure",
+    "clean_text",
+    "similarity_matrix",
     "pipeline",
     "PIPELINES",
     "TINY_TAG",
@@ -73,6 +75,16 @@ def intervals(labels: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(padded))
     starts, stops = edges[0::2], edges[1::2]  # stops are exclusive
     return [(int(s), int(e) - 1) for s, e in zip(starts, stops)]
+
+
+def clean_text(text: Any, width: int | None = None) -> str:
+    """Text safe to draw: control characters (which random-init models emit and no font
+    has a glyph for) become spaces, runs of spaces one; cut to ``width`` characters."""
+    raw = "" if text is None else str(text)
+    out = " ".join("".join(ch if ch.isprintable() else " " for ch in raw).split())
+    if width is not None and len(out) > width:
+        out = out[: max(width - 1, 1)] + "…"
+    return out
 
 
 def frame_caption(index: int, fps: float | None = None) -> str:
@@ -274,13 +286,40 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
             continue
         ax.imshow(np.asarray(images[k]))
         if labels is not None:
-            ax.set_title(str(labels[k]), fontsize=fontsize, pad=2)
+            ax.set_title(clean_text(labels[k]), fontsize=fontsize, pad=2)
     if title:
         fig.suptitle(title)
     image_in = cell_w * h / max(w, 1)
     fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, wspace=0.03,
                         hspace=(caption_in + 0.02) / image_in,
                         top=1 - (0.4 if title else 0.1) / height)
+    if profile is not None:
+        tag_figure(fig, profile)
+    return fig
+
+
+def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None = None,
+                      row_label: str = "query", column_label: str = "candidate",
+                      profile: str | None = None, max_chars: int = 28) -> Figure:
+    """A retrieval as a picture: rows are queries, columns candidates (e.g. notebook 20's
+    window frames x caption index), colour the cosine similarity; a red dot marks each row's
+    nearest candidate, the one retrieval picks."""
+    sim = np.asarray(similarity, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape[1] != len(columns):
+        raise ValueError(f"similarity must be [rows, {len(columns)}] for {len(columns)} "
+                         f"columns, got shape {sim.shape}")
+    fig, ax = plt.subplots(figsize=(min(max(7.0, 2 + 0.45 * len(columns)), 12),
+                                    min(0.14 * len(sim) + 2.8, 9)), layout="constrained")
+    im = ax.imshow(sim, aspect="auto", cmap="viridis")
+    ax.plot(sim.argmax(axis=1), np.arange(len(sim)), "r.", ms=5, label="nearest (retrieved)")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels([clean_text(c, max_chars) for c in columns], rotation=60, ha="right",
+                       fontsize=8)
+    ax.set_xlabel(column_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title or "cosine similarity", fontsize=10)
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.02), fontsize=8, frameon=False)
     if profile is not None:
         tag_figure(fig, profile)
     return fig
