@@ -226,3 +226,20 @@ def test_similarity_matrix_marks_each_rows_nearest_and_draws_without_warnings():
     assert any(plots.TINY_TAG in t.get_text() for t in fig.texts)
     with pytest.raises(ValueError, match="3 columns"):
         plots.similarity_matrix(sim[:, :2], ["a", "b", "c"])
+
+
+def test_fastest_mover_boxes_marks_the_fast_blob_not_the_slow_one():
+    n, h, w = 30, 80, 200
+    clip = np.full((n, h, w, 3), 120, np.uint8)
+    for t in range(n):
+        clip[t, 10:30, 20 + t: 32 + t] = 0          # slow: 1 px per frame
+        clip[t, 50:70, 5 + 6 * t: 17 + 6 * t] = 255  # fast: 6 px per frame
+    boxes = plots.fastest_mover_boxes(clip, [3, 10, 20])
+    for t, box in zip([3, 10, 20], boxes):
+        assert box is not None
+        x, y, bw, bh = box
+        assert 45 <= y <= 52 and abs(x - (5 + 6 * t)) <= 3, (t, box)
+    still = np.full((10, h, w, 3), 120, np.uint8)
+    assert plots.fastest_mover_boxes(still, [0, 5]) == [None, None]
+    fig = plots.contact_sheet(clip[[3, 10]], boxes=boxes[:2], box_label="runner")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["runner"]

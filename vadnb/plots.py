@@ -41,6 +41,7 @@ __all__ = [
     "tag_figure",
     "clean_text",
     "similarity_matrix",
+    "fastest_mover_boxes",
     "pipeline",
     "PIPELINES",
     "TINY_TAG",
@@ -251,7 +252,8 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
 
 def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 8,
                   title: str | None = None, width_in: float = 12.0,
-                  profile: str | None = None, fontsize: float = 9) -> Figure:
+                  profile: str | None = None, fontsize: float = 9,
+                  boxes: Sequence[Any] | None = None, box_label: str = "") -> Figure:
     """A grid of frames with a small caption under each (e.g. ``"frame 120 · 12.0 s"``).
 
     images: uint8 RGB array [N, H, W, 3], a list of such images, or a ``vadnb.video.Frames``
@@ -260,6 +262,8 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
     cols: images per row. width_in: figure width in inches (height follows the images).
     profile: ``"tiny"`` adds the tiny-profile tag (captions from random-init models).
     fontsize: caption size in points (9 stays readable at notebook width).
+    boxes: one ``(x, y, w, h)`` pixel box (or None) per image, drawn as a yellow frame with
+        ``box_label`` above it: point at what the caption talks about.
     """
     if labels is None and hasattr(images, "indices") and hasattr(images, "timestamps_s"):
         labels = [f"frame {int(i)} · {float(t):.1f} s"
@@ -285,6 +289,14 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
         if k >= len(images):
             continue
         ax.imshow(np.asarray(images[k]))
+        if boxes is not None and k < len(boxes) and boxes[k] is not None:
+            from matplotlib.patches import Rectangle
+
+            x, y, bw, bh = (float(v) for v in boxes[k])
+            ax.add_patch(Rectangle((x - 2, y - 2), bw + 4, bh + 4, fill=False, ec="yellow", lw=2))
+            if box_label:
+                ax.text(x, y - 4, box_label, color="yellow", fontsize=fontsize, va="bottom",
+                        fontweight="bold")
         if labels is not None:
             ax.set_title(clean_text(labels[k]), fontsize=fontsize, pad=2)
     if title:
@@ -296,6 +308,66 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
     if profile is not None:
         tag_figure(fig, profile)
     return fig
+
+
+def _blobs(frame: np.ndarray, background: np.ndarray, min_area: int) -> list[tuple]:
+    import cv2
+
+    diff = np.abs(frame.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
+    mask = (diff > 40).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    n, _, stats, centres = cv2.connectedComponentsWithStats(mask)
+    return [(tuple(int(v) for v in stats[i, :4]), centres[i]) for i in range(1, n)
+            if stats[i, 4] >= min_area]
+
+
+def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: float = 25.0,
+                        min_track: int = 5, min_area: int = 150) -> list[Any]:
+    """For each of ``indices``, the box ``(x, y, w, h)`` of the fastest-moving thing in a
+    fixed-camera clip (None in frames where it is not seen).
+
+    clip: every frame, uint8 RGB [N, H, W, 3]; its median frame is the background. Blobs
+    that differ from it are linked frame to frame (nearest centre within ``max_jump_px``)
+    into tracks; the fastest track over at least ``min_track`` frames wins, with any track
+    nearly as fast (the same mover, lost for a frame behind someone else). A figure helper for notebook 00 (which one is the runner?): it knows nothing
+    about people, only about speed.
+    """
+    frames = np.asarray(clip)
+    background = np.median(frames[:: max(1, len(frames) // 40)], axis=0)
+    tracks: list[list[tuple[int, tuple, np.ndarray]]] = []
+    active: list[list[tuple[int, tuple, np.ndarray]]] = []
+    for t in range(len(frames)):
+        blobs = _blobs(frames[t], background, min_area)
+        still, used = [], set()
+        for track in active:
+            _, _, centre = track[-1]
+            dists = [(float(np.hypot(*(c - centre))), k) for k, (_, c) in enumerate(blobs)
+                     if k not in used]
+            if dists and min(dists)[0] <= max_jump_px:
+                d, k = min(dists)
+                used.add(k)
+                track.append((t, blobs[k][0], blobs[k][1]))
+                still.append(track)
+            else:
+                tracks.append(track)
+        for k, (box, centre) in enumerate(blobs):
+            if k not in used:
+                still.append([(t, box, centre)])
+        active = still
+    tracks += active
+
+    def speed(track: list) -> float:
+        if len(track) < min_track:
+            return 0.0
+        path = np.array([c for _, _, c in track])
+        return float(np.linalg.norm(path[-1] - path[0]) / (track[-1][0] - track[0][0]))
+
+    if not tracks or max(map(speed, tracks)) <= 0:
+        return [None] * len(indices)
+    top = max(map(speed, tracks))
+    best = {t: box for track in tracks if speed(track) >= 0.6 * top for t, box, _ in track}
+    return [best.get(int(i)) for i in indices]
 
 
 def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None = None,
