@@ -73,6 +73,7 @@ import pandas as pd
 import vadnb
 from vadnb import video
 from vadnb.cache import Cache
+from vadnb import plots
 from vadnb.plots import contact_sheet
 
 env = vadnb.setup(PROFILE)
@@ -294,11 +295,16 @@ print(f"{len(sampled)} frames sampled at {SAMPLE_FPS} fps from {info.num_frames}
 index_table.head()
 
 # %%
-pick = np.unique(np.linspace(0, len(sampled) - 1, min(SHEET_FRAMES, len(sampled))).astype(int))
-labels = [f"frame {i} · {t:.1f} s"
-          for i, t in zip(sampled.indices[pick], sampled.timestamps_s[pick])]
-sheet = contact_sheet(sampled.images[pick], labels=labels, cols=min(6, len(pick)),
-                      title=f"{clip.name}: sampled at {SAMPLE_FPS:g} fps")
+try:  # a campus clip has frame labels: show where its anomaly lies among the samples
+    from vadnb.data import load_campus
+
+    truth = load_campus().frame_labels(clip.stem)
+except Exception:  # noqa: BLE001 - your own video, or no campus data: no ground truth
+    truth = None
+sheet = plots.sampling_figure(info.num_frames, info.fps, sampled, labels=truth,
+                              thumbs=min(SHEET_FRAMES, 6),
+                              title=f"{clip.name}: {len(sampled)} of {info.num_frames} frames kept "
+                                    f"at {SAMPLE_FPS:g} fps")
 sheet.savefig(out / "contact_sheet.png", dpi=100)
 plt.show()
 

@@ -243,3 +243,21 @@ def test_fastest_mover_boxes_marks_the_fast_blob_not_the_slow_one():
     assert plots.fastest_mover_boxes(still, [0, 5]) == [None, None]
     fig = plots.contact_sheet(clip[[3, 10]], boxes=boxes[:2], box_label="runner")
     assert [t.get_text() for t in fig.axes[0].texts] == ["runner"]
+
+
+def test_sampling_figure_timeline_truth_and_thumbnails():
+    from vadnb.video import Frames
+
+    images = np.zeros((5, 8, 8, 3), np.uint8)
+    sampled = Frames(images, np.array([0, 10, 20, 30, 40]), np.array([0.0, 1, 2, 3, 4]))
+    labels = np.zeros(50, np.uint8)
+    labels[20:30] = 1
+    fig = plots.sampling_figure(50, 10.0, sampled, labels=labels, thumbs=3)
+    timeline, *thumbs = fig.axes
+    assert len(thumbs) == 3 and all(a.images for a in thumbs)
+    assert [a.get_title() for a in thumbs] == ["frame 0 · 0.0 s", "frame 20 · 2.0 s",
+                                               "frame 40 · 4.0 s"]
+    assert _gt_bands(timeline) == [(2.0, 3.0)]
+    assert timeline.get_xlabel() == "time (s)" and timeline.get_legend() is not None
+    with pytest.raises(ValueError, match="no frames"):
+        plots.sampling_figure(50, 10.0, Frames(images[:0], np.array([], int), np.array([])))

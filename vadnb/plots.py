@@ -42,6 +42,7 @@ __all__ = [
     "clean_text",
     "similarity_matrix",
     "fastest_mover_boxes",
+    "sampling_figure",
     "pipeline",
     "PIPELINES",
     "TINY_TAG",
@@ -368,6 +369,46 @@ def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: f
     top = max(map(speed, tracks))
     best = {t: box for track in tracks if speed(track) >= 0.6 * top for t, box, _ in track}
     return [best.get(int(i)) for i in indices]
+
+
+def sampling_figure(num_frames: int, fps: float, sampled: Any, labels: Any = None,
+                    thumbs: int = 6, title: str | None = None) -> Figure:
+    """What sampling keeps (notebook 10): a timeline of every frame, the sampled ones and
+    the ground truth, above thumbnails of a few sampled frames placed at their times.
+
+    sampled: a ``vadnb.video.Frames`` (its images, indices and timestamps).
+    labels: 0/1 ground truth per frame (optional), shaded red.
+    """
+    idx = np.asarray(sampled.indices)
+    times = np.asarray(sampled.timestamps_s, dtype=np.float64)
+    if idx.size == 0:
+        raise ValueError("sampled holds no frames: nothing to show")
+    k = min(thumbs, idx.size)
+    fig = plt.figure(figsize=(11, 4.4), layout="constrained")
+    grid = fig.add_gridspec(2, k, height_ratios=[1, 1.5])
+    ax = fig.add_subplot(grid[0, :])
+    duration = num_frames / fps
+    every = np.arange(num_frames) / fps
+    ax.vlines(every, 0.55, 0.95, color="0.75", lw=0.6, label=f"every frame ({num_frames})")
+    ax.vlines(times, 0.05, 0.95, color="C0", lw=1.6, label=f"sampled ({idx.size})")
+    if labels is not None:
+        _shade_truth(ax, np.asarray(labels), fps, num_frames)
+    chosen = np.unique(np.linspace(0, idx.size - 1, k).round().astype(int))
+    ax.plot(times[chosen], np.full(len(chosen), 1.05), "v", color="C1", ms=7,
+            label="shown below", clip_on=False)
+    ax.set_xlim(0, duration)
+    ax.set_ylim(0, 1.12)
+    ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title or f"{idx.size} of {num_frames} frames kept ({duration:.1f} s of video)",
+                 fontsize=10)
+    for col, j in enumerate(chosen):
+        a = fig.add_subplot(grid[1, col])
+        a.imshow(np.asarray(sampled.images[j]))
+        a.set_title(f"frame {int(idx[j])} · {times[j]:.1f} s", fontsize=9)
+        a.axis("off")
+    return fig
 
 
 def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None = None,
