@@ -50,7 +50,8 @@ def silence_known_noise() -> list[str]:
 
     Returns what was silenced, for setup's one-line note. Only known, harmless noise:
     FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
-    transformers model-loading progress bars and its INFO/WARNING logs, and PyAV's log.
+    transformers model-loading progress bars and its INFO/WARNING logs, PyAV's log, and
+    Ray's start-up note that token authentication is on.
     (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
     """
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
@@ -74,7 +75,9 @@ def silence_known_noise() -> list[str]:
         done.append("transformers loading bars and warnings")
     except ImportError:
         pass
-    for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm"):
+    for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm",
+                 # a local Ray says, at start, that its token authentication is on (good)
+                 "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return done
 
