@@ -307,6 +307,10 @@ sheet = plots.sampling_figure(info.num_frames, info.fps, sampled, labels=truth,
                                     f"at {SAMPLE_FPS:g} fps")
 sheet.savefig(out / "contact_sheet.png", dpi=100)
 plt.show()
+inside = 0 if truth is None else int(truth[np.asarray(sampled.indices)].sum())
+lesson.say(f"At {SAMPLE_FPS:g} fps, {len(sampled)} of {info.num_frames} frames are kept"
+           + ("." if truth is None or not truth.any() else
+              f"; {inside} of them fall inside the anomaly ({int(truth.sum())} frames long)."))
 
 # %% [markdown]
 # `extract_frames` writes sampled frames as JPEG files named by their source index, for
