@@ -16,7 +16,8 @@ from typing import Any
 
 from .detect import METHODS, Detection
 
-__all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "campus_prompts", "availability", "MethodRunner"]
+__all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "TINY_KNOBS", "campus_prompts", "availability",
+           "MethodRunner", "detect_one"]
 
 #: what a user would type to AnyAnomaly for each campus anomaly class
 CAMPUS_DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass",
@@ -119,3 +120,32 @@ class MethodRunner:
             for backend in backends.values():
                 if backend is not self.clip:  # the caller's CLIP stays loaded
                     backend.release()
+
+
+#: on the tiny profile: the small settings notebooks 50-80 use (random models write noise of
+#: any length, so replies are kept short and frames small)
+TINY_KNOBS: dict[str, dict[str, Any]] = {
+    "vera": {"image_size": 64, "max_new_tokens": 16},
+    "anyanomaly": {"max_new_tokens": 8},
+}
+
+
+def detect_one(video: str | os.PathLike, method: str, prompt: str | None = None, *,
+               profile: str | None = None, checkpoint: str | os.PathLike | None = None,
+               cache: Any = None, knobs: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> Detection:
+    """One method on one video of yours (notebook 85): AnyAnomaly looks for ``prompt``, the
+    classical baseline takes the video itself as normal, AnomalyCLIP needs ``checkpoint``.
+    On the tiny profile the :data:`TINY_KNOBS` apply unless ``knobs`` says otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    if method == "anyanomaly" and not (prompt or "").strip():
+        raise ValueError("AnyAnomaly looks for what you type: give a prompt such as "
+                         "'a person running'")
+    chosen = dict(TINY_KNOBS) if profile == "tiny" else {}
+    for m, k in (knobs or {}).items():
+        chosen[m] = {**chosen.get(m, {}), **k}
+    runner = MethodRunner(profile=profile, cache=cache, knobs=chosen, checkpoint=checkpoint,
+                          prompts=[prompt.strip()] if prompt and prompt.strip() else None,
+                          progress=False)
+    return runner.run(method, [str(video)])[0]

@@ -59,6 +59,9 @@ __all__ = [
     "explorer",
     "compare_explorer",
     "static_figure",
+    "save_upload",
+    "upload_form",
+    "VIDEO_SUFFIXES",
 ]
 
 # columns every Detection.segments has; any other column is shown as "name: value"
@@ -668,3 +671,78 @@ def compare_explorer(detections: Mapping[str, Detection], labels: Any = None, vi
     method's explanation of the selected moment (notebook 80)."""
     return Explorer(detections, labels=labels, video=video, threshold=threshold,
                     max_width=max_width)
+
+
+# --------------------------------------------------------------------------- your own video
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg")
+
+
+def _safe_name(name: str) -> str:
+    base = Path(str(name).replace("\\", "/")).name  # no folders from the browser's side
+    stem, suffix = os.path.splitext(base)
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem).strip("_")
+    return f"{stem[:80] or 'video'}{suffix.lower()}"
+
+
+def save_upload(value: Any, folder: str | os.PathLike) -> Path:
+    """Write the file of an ipywidgets ``FileUpload`` (its ``.value``) into ``folder``.
+
+    The name keeps letters, digits, ``-`` and ``_`` only (no folders, no HTML); the
+    extension must be a video's. Written atomically: a half-written file is never left.
+    """
+    items = list(value.values()) if isinstance(value, dict) else list(value or ())
+    if not items:
+        raise ValueError("no file uploaded yet: click 'Upload' and choose a video first")
+    item = items[0]
+    name = item.get("name") or item.get("metadata", {}).get("name", "video")
+    safe = _safe_name(name)
+    if Path(safe).suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"{name!r} does not look like a video (expected one of "
+                         f"{', '.join(VIDEO_SUFFIXES)})")
+    content = bytes(item["content"])
+    if not content:
+        raise ValueError(f"{name!r} is empty: upload it again")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / safe
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(content)
+    os.replace(partial, target)
+    return target
+
+
+def upload_form(run: Any, methods: Any, method: str, prompt: str,
+                folder: str | os.PathLike) -> W.VBox:
+    """Upload a video, pick a method and a prompt, press Detect: the explorer appears below.
+
+    run: ``run(path, method, prompt) -> Detection`` (e.g. ``vadnb.compare.detect_one``).
+    The form's children are ``upload``, ``method``, ``prompt``, ``button`` and ``output``.
+    """
+    upload = W.FileUpload(accept="video/*", multiple=False, description="Upload")
+    choose = W.Dropdown(options=list(methods), value=method, description="method")
+    text = W.Text(value=prompt, description="prompt", placeholder="what counts as anomalous",
+                  layout=W.Layout(width="60%"))
+    button = W.Button(description="Detect", button_style="primary")
+    output = W.Output()
+
+    def on_click(_: Any = None) -> None:
+        output.clear_output()
+        with output:
+            try:
+                path = save_upload(upload.value, folder)
+            except ValueError as err:
+                print(err)
+                return
+            print(f"running {choose.value} on {path.name} ...")
+            det = run(path, choose.value, text.value)
+            from IPython.display import display
+
+            display(explorer(det, video=str(path)))
+
+    button.on_click(on_click)
+    form = W.VBox([W.HBox([upload, choose]), text, button, output])
+    form.upload, form.method, form.prompt, form.button, form.output = (upload, choose, text,
+                                                                       button, output)
+    form.detect = on_click
+    return form
