@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 85 · Your own video: upload it, pick a method, type what counts as anomalous
 #

@@ -140,3 +140,12 @@ def test_papermill_understands_every_parameter(nb, caplog):
         params = pm.inspect_notebook(str(nb))
     assert "PROFILE" in params and "OUTPUT_DIR" in params
     assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
+
+
+def test_readme_lists_every_reference_of_vadnb_lesson():
+    from vadnb.lesson import REFERENCES
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## References"):]
+    for ref in REFERENCES.values():
+        assert ref.title in section and ref.arxiv_url in section and ref.code in section
