@@ -74,3 +74,29 @@ def test_show_source_escapes_and_cuts_long_functions():
 
     page, _ = lesson.source_html(long_one, max_lines=2)
     assert "<b>not markup</b>" not in page and "more lines" in page
+
+
+def test_notebook_audit_finds_stderr_bars_and_unrendered_statements():
+    import nbformat
+    from notebook_audit import audit, check_clean
+
+    bar = {"output_type": "display_data", "metadata": {}, "data": {
+        "application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+        "text/plain": "summaries:  40%|####      | 4/10 [00:01<00:02, 3.1it/s]"}}
+    said = {"output_type": "display_data", "data": {"text/markdown": "3 of 4"},
+            "metadata": {"vadnb": {"kind": "computed"}}}
+    err = {"output_type": "stream", "name": "stderr", "text": "UserWarning: Glyph 3 missing"}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("lesson.say('3 of 4')", outputs=[said]),
+        nbformat.v4.new_code_cell("run()", outputs=[bar, bar, bar]),
+        nbformat.v4.new_code_cell("lesson.say(text)", outputs=[]),
+        nbformat.v4.new_code_cell("plot()", outputs=[err])])
+    a = audit(nb)
+    assert [i for i, _ in a["stderr"]] == [3] and len(a["bars"]) == 3
+    assert a["missing_say"] == [2] and a["kinds"] == {"computed": 1}
+    with pytest.raises(AssertionError, match="stderr"):
+        check_clean(nb, "20_x")
+    nb.cells = nb.cells[:2]
+    with pytest.raises(AssertionError, match="3 progress bars > 2"):
+        check_clean(nb, "20_x")
+    check_clean(nb, "60_x")  # budget 4 there
