@@ -36,8 +36,7 @@
 #
 # **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
 # the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
-# With `PROFILE = "colab"` this notebook downloads, once: no model
-# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
+# This notebook downloads no model (approximate size: 0 GB); the campus clips ship with the suite.
 
 # %%
 import sys

@@ -149,8 +149,7 @@ def banner_html(env_or_profile: Any) -> str:
             "below exercises the pipeline on a CPU and means nothing about anomalies; figures "
             f"carry the tag <i>{html.escape(TINY_TAG)}</i>. For real numbers run the notebook "
             "with <code>PROFILE = \"colab\"</code> on a GPU (Colab: Runtime › Change runtime "
-            "type › T4 GPU). The sections <i>with perfect perception</i> use test doubles "
-            "that know the truth, and their numbers do mean something.</div>")
+            "type › T4 GPU).</div>")
 
 
 def banner(env_or_profile: Any) -> None:
