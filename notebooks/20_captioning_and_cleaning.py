@@ -191,20 +191,21 @@ rows = np.linspace(0, len(seg) - 1, min(SHOW_POSITIONS, len(seg))).round().astyp
 frames = video.read_frames(VIDEO, indices=np.unique(det.extras["window_frames"][rows]))
 image_of = dict(zip(frames.indices.tolist(), frames.images))
 n = cfg.frames_per_window
-fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 2.4 * len(rows)), squeeze=False)
+fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 2.4 * len(rows)), squeeze=False,
+                         layout="constrained")
 for r, row in enumerate(rows):
     described = seg["temporal_description"].iloc[row].split("\n")
     for t, f in enumerate(det.extras["window_frames"][row]):
         ax = axes[r, t]
         ax.imshow(image_of[int(f)])
         ax.axis("off")
-        ax.set_title("\n".join(textwrap.wrap(described[t] or "(empty)", 22)[:3]), fontsize=6)
-    raw = textwrap.shorten(seg.captions.iloc[row] or "(empty)", 90, placeholder="...")
+        ax.set_title("\n".join(textwrap.wrap(plots.clean_text(described[t]) or "(empty)", 22)[:3]),
+                     fontsize=6)
+    raw = textwrap.shorten(plots.clean_text(seg.captions.iloc[row]) or "(empty)", 90, placeholder="...")
     axes[r, 0].text(0, -0.12, f"centre frame {seg.centre_frame.iloc[row]} · raw caption: {raw}",
                     transform=axes[r, 0].transAxes, fontsize=7, va="top")
 fig.suptitle("window frames and their retrieved captions" +
              (f"\n{TINY_WARNING}" if det.meaningless else ""), fontsize=9)
-fig.tight_layout()
 fig.savefig(out / "contact_sheet.png", dpi=80)
 plt.show()
 
