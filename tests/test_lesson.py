@@ -100,3 +100,22 @@ def test_notebook_audit_finds_stderr_bars_and_unrendered_statements():
     with pytest.raises(AssertionError, match="3 progress bars > 2"):
         check_clean(nb, "20_x")
     check_clean(nb, "60_x")  # budget 4 there
+
+
+def test_one_progress_bar_per_stage_batch_bars_stay_hidden_inside_a_stage():
+    from tqdm.auto import tqdm
+
+    from vadnb.models.base import run_batched
+
+    seen = []
+
+    def fn(chunk):
+        seen.append(sorted(b.desc for b in list(tqdm._instances)))
+        return chunk
+
+    with tqdm(total=1, desc="stage") as outer:
+        run_batched(fn, list(range(6)), 2, desc="batches")
+        outer.update(1)
+    assert seen[-1] == ["stage"]  # no second bar inside the stage's own
+    run_batched(fn, list(range(6)), 2, desc="batches")
+    assert seen[-1] == ["batches"]  # alone, a multi-batch loop has its bar (shown after 1 s)
