@@ -98,7 +98,10 @@ def test_notebook_60_writes_views_segments_and_metrics(tmp_path):
     assert row["auc"] == pytest.approx(roc_auc_score(y, sc))
     assert row["ap"] == pytest.approx(average_precision_score(y, sc))
 
-    # every printed number from tiny models comes with the warning
+    # every printed number from tiny models comes with a short tag; the banner says why, once
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
-    assert "mean AUC" in text and text.count(TINY_WARNING) >= 3
+    assert "mean AUC" in text and text.count("(tiny models: meaningless)") >= 3
+    banners = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("metadata", {}).get("vadnb", {}).get("kind") == "banner"]
+    assert len(banners) == 1 and "Tiny profile" in banners[0]["data"]["text/html"]
