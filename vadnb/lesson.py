@@ -215,7 +215,8 @@ def source_html(func: Callable, max_lines: int = 80) -> tuple[str, str]:
         body = f"<pre>{html.escape(''.join(shown))}</pre>"
     tail = f"<div style='color:#666'>… {more} more lines in {html.escape(where)}</div>" if more else ""
     page = (f"<details open><summary><b>source</b> <code>{html.escape(header)}</code></summary>"
-            f"<div style='font-size:85%;max-height:32em;overflow:auto;border-left:3px solid "
+            f"<div style='font-family:monospace;font-size:85%;max-height:32em;overflow:auto;"
+            f"border-left:3px solid "
             f"#ccc;padding-left:8px'>{body}{tail}</div></details>")
     return page, f"# {header}\n{code}"
 
