@@ -354,8 +354,10 @@ normals = list(videos.index[videos["label"] == "Normal"][:MAX_NORMAL_VIDEOS])
 wanted = {n: [CLASS_DESCRIPTIONS[videos.loc[n, "label"]]] for n in videos.index
           if videos.loc[n, "label"] in classes}
 wanted.update({n: [CLASS_DESCRIPTIONS[c] for c in classes] for n in normals})
+from vadnb.progress import bar  # one bar for the whole loop, none per video inside it
+
 runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=backends, prompts=ps)
-        for n, ps in wanted.items()}
+        for n, ps in bar(list(wanted.items()), desc=f"{len(wanted)} test videos")}
 print(f"{len(runs)} videos, {sum(len(p) for p in wanted.values())} (video, description) pairs")
 
 # %%

@@ -119,3 +119,9 @@ def test_one_progress_bar_per_stage_batch_bars_stay_hidden_inside_a_stage():
     assert seen[-1] == ["stage"]  # no second bar inside the stage's own
     run_batched(fn, list(range(6)), 2, desc="batches")
     assert seen[-1] == ["batches"]  # alone, a multi-batch loop has its bar (shown after 1 s)
+
+    from vadnb.progress import bar
+
+    with bar(total=2, desc="outer"):
+        assert bar(total=9, desc="inner").disable  # hidden inside the outer one
+    assert not bar(total=9, desc="alone").disable

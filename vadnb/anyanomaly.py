@@ -421,14 +421,13 @@ def _load_backends(cfg: Config, profile: str | None,
 def _frame_embeddings(video: Path, clip: Any, cache: Cache, digest: str, cfg: Config,
                       num_frames: int) -> np.ndarray:
     """CLIP image embedding of every frame (streamed in chunks, cached)."""
-    from tqdm.auto import tqdm
-
+    from .progress import bar as progress_bar
     from .video import iter_frames
 
     def compute() -> np.ndarray:
         parts = []
-        bar = tqdm(total=num_frames, desc="CLIP frames", leave=False, delay=1.0,
-                   disable=num_frames <= cfg.clip_batch_size)
+        bar = progress_bar(total=num_frames, desc="CLIP frames",
+                           disable=num_frames <= cfg.clip_batch_size)
         for chunk in iter_frames(video, chunk=cfg.clip_batch_size):
             parts.append(np.asarray(clip.encode_image(list(chunk.images)), np.float32))
             bar.update(len(chunk))

@@ -230,13 +230,11 @@ class Cache:
             results.append(cached)
         if any(todo):
             self.misses += 1
-            from tqdm.auto import tqdm
+            from .progress import bar as progress_bar
 
-            # no bar for sub-second steps (delay), none inside a stage that shows its own
-            nested = any(not getattr(b, "disable", True)
-                         for b in list(getattr(tqdm, "_instances", ())))
-            bar = tqdm(total=len(items), desc=desc or stage,
-                       disable=len(items) <= batch_size or nested, leave=False, delay=1.0)
+            # no bar for sub-second steps, none inside a stage that shows its own
+            bar = progress_bar(total=len(items), desc=desc or stage,
+                               disable=len(items) <= batch_size)
             for b, batch in enumerate(batches):
                 if todo[b]:
                     out = list(compute(list(batch)))

@@ -107,15 +107,15 @@ class MethodRunner:
 
             return lavad.run_many(list(paths), profile=self.profile, cache=self.cache,
                                   **self._knobs(method))
-        from tqdm.auto import tqdm
+        from .progress import bar
 
         module = importlib.import_module(METHODS[method])
         backends = self.load_roles(method)
         try:
             return [module.run(p, profile=self.profile, backends=backends, cache=self.cache,
                                **self.arguments(method, reference))
-                    for p in tqdm(list(paths), desc=method, leave=False,
-                                  disable=not self.progress or len(paths) < 2)]
+                    for p in bar(list(paths), desc=f"{method} on {len(paths)} videos",
+                                 disable=not self.progress or len(paths) < 2)]
         finally:
             for backend in backends.values():
                 if backend is not self.clip:  # the caller's CLIP stays loaded

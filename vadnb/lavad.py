@@ -690,11 +690,10 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     roles = _Roles(backends, profile, cfg)
     before = call_stats()
     opened = [_open(v, cfg) for v in videos]
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     # one bar for the whole run (no bar per video and stage inside it)
-    bar = tqdm(total=4, desc=f"LAVAD on {len(opened)} videos", leave=False, delay=1.0,
-               disable=len(opened) < 2)
+    bar = progress_bar(total=4, desc=f"LAVAD on {len(opened)} videos", disable=len(opened) < 2)
     try:
         _stage_captions(opened, roles, cfg, store)
         bar.update(1)

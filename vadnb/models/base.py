@@ -196,16 +196,13 @@ def run_batched(
     Shows a tqdm progress bar when there is more than one batch. Raises the OOM error
     when even a batch of one does not fit.
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     items = list(items)
     out: list[Any] = []
     size = max(1, int(batch_size))
-    # one bar per stage: none inside a stage that shows its own (e.g. Cache.map's), and none
-    # for sub-second steps (delay)
-    nested = any(not getattr(b, "disable", True) for b in list(getattr(tqdm, "_instances", ())))
-    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size or nested, leave=False,
-               delay=1.0)
+    # one bar per stage: none inside a stage that shows its own, none for sub-second steps
+    bar = progress_bar(total=len(items), desc=desc, disable=len(items) <= size)
     i = 0
     while i < len(items):
         chunk = items[i : i + size]
