@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 #: progress bars allowed per notebook (its long stages); 2 for any other
-BAR_BUDGET = {"50": 3, "60": 4, "70": 5, "80": 6, "85": 3, "90": 3}
+BAR_BUDGET = {"40": 3, "50": 3, "60": 4, "70": 5, "80": 6, "85": 3, "90": 3}
 _BAR = re.compile(r"\d+/\d+ \[|it/s|s/it|\d+%\|")
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 
