@@ -340,9 +340,6 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
         _VideoScorer, batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
         num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
-        # no actor restarts: a crashed actor fails the run, which resumes where it stopped
-        # (restarting actors built from object-store arguments is what Ray warns about)
-        max_restarts=0,
         fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
                                "overrides": overrides, "env": _worker_env(),
                                "out_dir": str(out_dir), "preload": preload})
