@@ -11,6 +11,11 @@ from typing import Any
 
 #: progress bars allowed per notebook (its long stages); 2 for any other
 BAR_BUDGET = {"40": 3, "50": 3, "60": 4, "70": 5, "80": 6, "85": 3, "90": 3}
+#: stderr a notebook may show, each with why it cannot be fixed at the cause. Ray's C++ core
+#: worker and GCS log straight to the process's stderr (Python logging cannot reach them):
+#: the actor-pool note of ray-project/ray#53727, and a kill RPC racing the shutdown.
+KNOWN_STDERR = {"90": (r"core_worker\.cc:\d+: Actor with class name: 'MapWorker",
+                       r"\(gcs_server\).*Failed to kill actor")}
 _BAR = re.compile(r"\d+/\d+ \[|it/s|s/it|\d+%\|")
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -45,7 +50,9 @@ def audit(nb: Any) -> dict:
 def check_clean(nb: Any, name: str) -> dict:
     """Assert the student-facing hygiene of an executed notebook; returns the audit."""
     a = audit(nb)
-    assert not a["stderr"], f"{name}: stderr in cells {a['stderr']}"
+    allowed = [re.compile(p) for p in KNOWN_STDERR.get(name[:2], ())]
+    unknown = [(i, t) for i, t in a["stderr"] if not any(p.search(t) for p in allowed)]
+    assert not unknown, f"{name}: stderr in cells {unknown}"
     budget = BAR_BUDGET.get(name[:2], 2)
     assert len(a["bars"]) <= budget, f"{name}: {len(a['bars'])} progress bars > {budget}: {a['bars']}"
     assert not a["missing_say"], f"{name}: cells {a['missing_say']} call say() but show no statement"
