@@ -190,13 +190,13 @@ def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache
     parts = {"video": file_digest(video), "model": _clip_label(clip), "stride": int(stride)}
 
     def compute() -> np.ndarray:
-        from tqdm.auto import tqdm
+        from .progress import bar as progress_bar
 
         info = probe(video)
         indices = np.arange(0, info.num_frames, stride)
         out = []
-        with tqdm(total=len(indices), desc=f"CLIP features {Path(video).name}", leave=False,
-                  disable=not progress or len(indices) <= batch_frames) as bar:
+        with progress_bar(total=len(indices), desc=f"CLIP features {Path(video).name}",
+                          disable=not progress or len(indices) <= batch_frames) as bar:
             for frames in iter_frames(video, indices=indices, chunk=batch_frames):
                 emb = np.asarray(clip.encode_image(list(frames.images)), dtype=np.float32)
                 out.append(emb)
