@@ -33,14 +33,21 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/10_frame_extraction.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# This notebook downloads no model (approximate size: 0 GB); the campus clips ship with the suite.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None            # model profile; this notebook loads no model, setup() just reports it
@@ -65,12 +72,19 @@ import pandas as pd
 import vadnb
 from vadnb import video
 from vadnb.cache import Cache
+from vadnb import plots
 from vadnb.plots import contact_sheet
 
 env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 
+
+# %%
+from vadnb import lesson
+
+lesson.references("10")
+lesson.banner(env)
 
 # %% [markdown]
 # ## The video
@@ -294,13 +308,22 @@ print(f"{len(sampled)} frames sampled at {SAMPLE_FPS} fps from {info.num_frames}
 index_table.head()
 
 # %%
-pick = np.unique(np.linspace(0, len(sampled) - 1, min(SHEET_FRAMES, len(sampled))).astype(int))
-labels = [f"frame {i} · {t:.1f} s"
-          for i, t in zip(sampled.indices[pick], sampled.timestamps_s[pick])]
-sheet = contact_sheet(sampled.images[pick], labels=labels, cols=min(6, len(pick)),
-                      title=f"{clip.name}: sampled at {SAMPLE_FPS:g} fps")
+try:  # a campus clip has frame labels: show where its anomaly lies among the samples
+    from vadnb.data import load_campus
+
+    truth = load_campus().frame_labels(clip.stem)
+except Exception:  # noqa: BLE001 - your own video, or no campus data: no ground truth
+    truth = None
+sheet = plots.sampling_figure(info.num_frames, info.fps, sampled, labels=truth,
+                              thumbs=min(SHEET_FRAMES, 6),
+                              title=f"{clip.name}: {len(sampled)} of {info.num_frames} frames kept "
+                                    f"at {SAMPLE_FPS:g} fps")
 sheet.savefig(out / "contact_sheet.png", dpi=100)
 plt.show()
+inside = 0 if truth is None else int(truth[np.asarray(sampled.indices)].sum())
+lesson.say(f"At {SAMPLE_FPS:g} fps, {len(sampled)} of {info.num_frames} frames are kept"
+           + ("." if truth is None or not truth.any() else
+              f"; {inside} of them fall inside the anomaly ({int(truth.sum())} frames long)."))
 
 # %% [markdown]
 # `extract_frames` writes sampled frames as JPEG files named by their source index, for

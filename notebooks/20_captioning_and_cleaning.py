@@ -34,14 +34,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/20_captioning_and_cleaning.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: the BLIP-2 opt-2.7b captioner (~15 GB) and ImageBind huge (~4.5 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
@@ -59,12 +67,26 @@ import pandas as pd
 import vadnb
 from IPython.display import Markdown, display
 
-from vadnb import lavad, stages, video
-from vadnb.detect import TINY_WARNING
+from vadnb import lavad, plots, stages, video
 
 env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
+
+# %%
+from vadnb import lesson
+
+lesson.references("20")
+lesson.banner(env)
+
+# %% [markdown]
+# The pipeline at a glance: each box is a stage and who does it, and below it what
+# the stage hands to the next. The sections below walk through the stages in order.
+
+# %%
+from vadnb.plots import pipeline
+
+pipeline("lavad");
 
 # %% [markdown]
 # ## The video and the frames LAVAD uses
@@ -140,8 +162,6 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile)
-if det.meaningless:
-    print("WARNING:", TINY_WARNING)
 print(det.model_calls.to_string(index=False) if len(det.model_calls)
       else "no model call: every stage came from the cache")
 
@@ -191,19 +211,9 @@ plt.show()
 frame_emb = det.extras["frame_embeddings"][rows]  # [positions, 10, D]
 frame_emb = frame_emb.reshape(-1, frame_emb.shape[-1])
 similarity = frame_emb @ det.extras["caption_embeddings"].T
-fig, ax = plt.subplots(figsize=(min(max(7, 2 + 0.5 * len(index)), 12),
-                                0.15 * len(frame_emb) + 2.5))
-im = ax.imshow(similarity, aspect="auto", cmap="viridis")
-ax.plot(similarity.argmax(axis=1), np.arange(len(similarity)), "r.", ms=4, label="nearest")
-ax.set_xticks(range(len(index)))
-ax.set_xticklabels([lavad.drawable(c[:28] + ("..." if len(c) > 28 else "")) for c in index],
-                   rotation=60, ha="right", fontsize=7)
-ax.set_ylabel("window frame (position x 10)")
-ax.set_title("cosine similarity: window frames x caption index" +
-             (" [tiny models: meaningless]" if det.meaningless else ""), fontsize=9)
-fig.colorbar(im, ax=ax)
-ax.legend(loc="upper right", fontsize=7)
-fig.tight_layout()
+fig = plots.similarity_matrix(similarity, index, title="cosine similarity: window frames x caption index",
+                              row_label="window frame (position x 10)",
+                              column_label="caption in the index", profile=det.profile)
 fig.savefig(out / "similarity.png", dpi=80)
 plt.show()
 print(lavad.similarity_statement(similarity, index))
@@ -243,8 +253,6 @@ captions_csv = pd.DataFrame({
     "temporal_description": seg["temporal_description"].str.replace("\n", " | "),
 })
 captions_csv.to_csv(out / "captions.csv", index=False)
-if det.meaningless:
-    print("WARNING:", TINY_WARNING)
 captions_csv.head()
 
 # %% [markdown]

@@ -30,14 +30,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/30_llm_temporal_summaries.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: LAVAD's models: BLIP-2 opt-2.7b (~15 GB), ImageBind huge (~4.5 GB) and Qwen2.5-3B-Instruct (~6 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
@@ -60,11 +68,16 @@ from IPython.display import Markdown, display
 
 import vadnb
 from vadnb import lavad, plots, stages
-from vadnb.detect import TINY_WARNING
 
 env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
+
+# %%
+from vadnb import lesson
+
+lesson.references("30")
+lesson.banner(env)
 
 # %% [markdown]
 # ## The prompts
@@ -101,8 +114,6 @@ if VIDEO is None:
     test_videos = load_campus().subset("test").videos
     VIDEO = test_videos[test_videos.is_anomalous].path.iloc[0]
 det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
-if det.meaningless:
-    print("WARNING:", TINY_WARNING)
 print(det.model_calls.to_string(index=False) if len(det.model_calls)
       else "no model call: every stage came from the cache")
 
@@ -156,8 +167,6 @@ print(f"{det.extras['positions']} positions -> {det.extras['n_llm_prompts']} dis
 # %%
 summaries = seg[["centre_frame", "time_s", "summary", "score_reply", "parsed", "raw_score"]]
 summaries.to_csv(out / "summaries.csv", index=False)
-if det.meaningless:
-    print("WARNING:", TINY_WARNING)
 summaries.head(10)
 
 # %% [markdown]
@@ -267,8 +276,6 @@ print(mine.model_calls.to_string(index=False) if len(mine.model_calls)
       else "no model call: every stage came from the cache")
 compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
                         "my prompt": mine.segments.raw_score})
-if det.meaningless:
-    print("WARNING:", TINY_WARNING)
 compare.head(10)
 
 # %% [markdown]

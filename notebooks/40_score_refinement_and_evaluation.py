@@ -32,14 +32,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/40_score_refinement_and_evaluation.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: LAVAD's models: BLIP-2 opt-2.7b (~15 GB), ImageBind huge (~4.5 GB) and Qwen2.5-3B-Instruct (~6 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU), "colab" (T4), "paper", None: $VADNB_PROFILE or auto
@@ -76,6 +84,12 @@ def warn(detections) -> str:
     return f"  [{TINY_WARNING}]" if any(d.meaningless for d in detections) else ""
 
 
+# %%
+from vadnb import lesson
+
+lesson.references("40")
+lesson.banner(env)
+
 # %% [markdown]
 # ## Run LAVAD on the split
 #
@@ -93,8 +107,6 @@ if MAX_VIDEOS is not None:  # keep both normal and anomalous clips
 detections = dict(zip(videos.name, lavad.run_many(list(videos.path), profile=env.profile)))
 labels = {name: bench.frame_labels(name) for name in videos.name}
 classes = dict(zip(videos.name, videos.label))
-if any(d.meaningless for d in detections.values()):
-    print("WARNING:", TINY_WARNING)
 videos[["name", "label", "num_frames", "fps"]]
 
 # %% [markdown]
@@ -127,6 +139,12 @@ neighbours = pd.DataFrame({
 print(f"{name}, position {i}: raw {det.segments.raw_score.iloc[i]:.2f} -> refined "
       f"{det.segments.score.iloc[i]:.2f} = sum(weight x score){warn([det])}")
 neighbours
+
+# %% [markdown]
+# The refinement as `vadnb` runs it (the same function scores every position above):
+
+# %%
+lesson.show_source(lavad.refine_scores)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.5))
@@ -181,8 +199,6 @@ for kind in ("raw", "refined"):
 # %%
 per_class = result["per_class_refined"].merge(result["per_class_raw"], on=["class", "videos"],
                                               suffixes=("_refined", "_raw"))
-if result["meaningless"]:
-    print("WARNING:", TINY_WARNING)
 per_class
 
 # %% [markdown]
@@ -209,8 +225,6 @@ def ablation_table(dets: dict) -> pd.DataFrame:
 
 ablation = ablation_table(detections)
 ablation.to_csv(out / "ablation.csv", index=False)
-if result["meaningless"]:
-    print("WARNING:", TINY_WARNING)
 ablation
 
 # %% [markdown]

@@ -37,14 +37,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/60_context_vqa_anyanomaly.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: CLIP ViT-B/32 (~0.6 GB) and Qwen2.5-VL-3B-Instruct (~7.5 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE / auto
@@ -73,24 +81,39 @@ import pandas as pd
 from IPython.display import display
 
 from IPython.display import Markdown
-from tqdm.auto import tqdm
+from vadnb.progress import bar  # one bar per loop over videos, none inside
 
 import vadnb
 from vadnb import anyanomaly, metrics, models, stages, video
 from vadnb.detect import TINY_WARNING
-from vadnb.plots import plot_detection
+from vadnb.plots import plot_detection, tag_figure
 from vadnb.widgets import explorer
 
 env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
-TINY = env.profile == "tiny"
+TINY = env.meaningless
 
 
 def warn(text: str) -> str:
-    """Every number printed from tiny models carries the warning."""
-    return f"{text}   [{TINY_WARNING}]" if TINY else text
+    """Every number printed from tiny models carries a short tag (the banner says why)."""
+    return f"{text}   (tiny models: meaningless)" if TINY else text
 
+
+# %%
+from vadnb import lesson
+
+lesson.references("60")
+lesson.banner(env)
+
+# %% [markdown]
+# The pipeline at a glance: each box is a stage and who does it, and below it what
+# the stage hands to the next. The sections below walk through the stages in order.
+
+# %%
+from vadnb.plots import pipeline
+
+pipeline("anyanomaly");
 
 # %% [markdown]
 # ## Models and settings
@@ -195,8 +218,7 @@ axes[0].legend()
 axes[1].imshow(views["key"])
 axes[1].set_title(f"key frame {row['key_frame']}")
 axes[1].axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=8)
+tag_figure(fig, env)
 fig.tight_layout()
 plt.imsave(out / "key_frame.png", views["key"])
 
@@ -232,8 +254,7 @@ axes[1].imshow(views["masked"])
 axes[1].set_title("what the VLM sees (masked)")
 for ax in axes:
     ax.axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=8)
+tag_figure(fig, env)
 fig.tight_layout()
 fig.savefig(out / "heatmap.png", dpi=100)
 
@@ -252,8 +273,7 @@ fig, ax = plt.subplots(figsize=(4.2, 4.2))
 ax.imshow(views["grid"])
 ax.set_title(f"frames {row['context_frames']}, window {row['window']}", fontsize=9)
 ax.axis("off")
-if TINY:
-    fig.suptitle(TINY_WARNING, color="darkred", fontsize=7)
+tag_figure(fig, env)
 plt.imsave(out / "grid.png", views["grid"])
 print(f"context frames {config.spacing} apart in {config.segment_length}-frame segments")
 
@@ -323,6 +343,12 @@ table[["start_frame", "end_frame", "prompt", "key_frame", "score_key", "score_po
        "score_temporal", "score"]].round(2).head(12)
 
 # %% [markdown]
+# The fusion as `vadnb` runs it for every segment and description:
+
+# %%
+lesson.show_source(anyanomaly.fuse)
+
+# %% [markdown]
 # ## Explore
 #
 # The explorer shows the fused timeline, the frame under the cursor and the explanation of its
@@ -364,7 +390,7 @@ def cvad_inputs(runs):
 
 runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=backends,
                           prompts=descriptions, progress=False)
-        for n in tqdm(names, desc="AnyAnomaly on the test videos")}
+        for n in bar(names, desc="AnyAnomaly on the test videos")}
 cvad = metrics.cvad_table(*cvad_inputs(runs))
 print(warn(f"{len(names)} videos x {len(descriptions)} descriptions; "
            f"C-VAD mean AUC {cvad['auc'].iloc[-1]:.3f}"))
@@ -388,7 +414,7 @@ oracle = anyanomaly.oracle_backends(test, {c: CLASS_DESCRIPTIONS[c] for c in ben
                                     config)
 oracle_runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=oracle,
                                  prompts=descriptions, progress=False)
-               for n in tqdm(names, desc="AnyAnomaly with perfect perception")}
+               for n in bar(names, desc="AnyAnomaly with perfect perception")}
 perfect = metrics.cvad_table(*cvad_inputs(oracle_runs))
 print(f"perfect perception (upper bound of AnyAnomaly's steps, not of any model): "
       f"C-VAD mean AUC {perfect['auc'].iloc[-1]:.3f}")

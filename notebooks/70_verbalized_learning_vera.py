@@ -34,14 +34,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/70_verbalized_learning_vera.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: Qwen2.5-VL-3B-Instruct (~7.5 GB) and ImageBind huge (~4.5 GB)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, meaningless scores), "colab" (T4), "paper"; None: $VADNB_PROFILE
@@ -72,6 +80,21 @@ env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 
+# %%
+from vadnb import lesson
+
+lesson.references("70")
+lesson.banner(env)
+
+# %% [markdown]
+# The pipeline at a glance: each box is a stage and who does it, and below it what
+# the stage hands to the next. The sections below walk through the stages in order.
+
+# %%
+from vadnb.plots import pipeline
+
+pipeline("vera");
+
 # %% [markdown]
 # On the `tiny` profile the VLM is a small random-init model: it writes gibberish. The
 # notebook still runs every step, so you can see the machinery, and we shrink the frames and
@@ -82,13 +105,13 @@ out.mkdir(parents=True, exist_ok=True)
 tiny = env.meaningless
 image_size = IMAGE_SIZE or (64 if tiny else 448)
 max_new_tokens = MAX_NEW_TOKENS or (16 if tiny else vera.Config().max_new_tokens)
-WARN = f"  ⚠ {TINY_WARNING}" if tiny else ""
+WARN = "  (tiny models: meaningless)" if tiny else ""
 
 
 def warn_if_tiny() -> None:
     """Print the tiny-profile warning next to a table of numbers."""
     if tiny:
-        print(f"⚠ {TINY_WARNING}")
+        print("(tiny models: these numbers mean nothing, see the banner above)")
 
 
 print(f"frames {image_size} px, replies up to {max_new_tokens} tokens{WARN}")
@@ -210,6 +233,13 @@ plt.show()
 # and releases it when it returns, so the embedder used at inference never shares the GPU
 # with it. Every step is cached: if the notebook is interrupted, running it again continues
 # from the last finished step.
+
+# %% [markdown]
+# One optimizer step as `vadnb` runs it for each batch: the learner answers, the optimizer
+# reads the mistakes and writes new questions.
+
+# %%
+lesson.show_source(vera._optimizer_step)
 
 # %%
 result = vera.learn_questions(

@@ -35,14 +35,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/80_compare_methods.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: the models of notebooks 20-70, about 35 GB in all
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
@@ -57,7 +65,6 @@ VERA_QUESTIONS = None      # None: VERA's shipped questions; or notebook 70's le
 ANYANOMALY_PROMPTS = None  # None: one typed description per campus class (as notebook 60)
 
 # %%
-import importlib
 import json
 import shutil
 import tempfile
@@ -68,11 +75,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, display
-from tqdm.auto import tqdm
 
 import vadnb
 from vadnb import metrics, models
 from vadnb.cache import Cache, get_cache
+from vadnb.compare import MethodRunner, availability, campus_prompts
 from vadnb.data import load_campus
 from vadnb.detect import METHODS as KNOWN_METHODS
 from vadnb.detect import TINY_WARNING
@@ -90,6 +97,12 @@ if VIDEO is not None and not Path(VIDEO).is_file():
     raise FileNotFoundError(f"VIDEO = {VIDEO!r} is not a file: set VIDEO to the path of a "
                             "video (mp4, avi, mkv, ...) or to None")
 
+# %%
+from vadnb import lesson
+
+lesson.references("80")
+lesson.banner(env)
+
 # %% [markdown]
 # ## The contestants
 #
@@ -105,15 +118,6 @@ if VIDEO is not None and not Path(VIDEO).is_file():
 # "not available" instead of stopping the notebook.
 
 # %%
-def availability(method: str) -> str:
-    """Return "ok", or why the method's module cannot be imported."""
-    try:
-        importlib.import_module(KNOWN_METHODS[method])
-    except ImportError as err:
-        return f"not available ({err})"
-    return "ok"
-
-
 status = {m: availability(m) for m in METHODS}
 runnable = [m for m in METHODS if status[m] == "ok"]
 pd.Series(status, name="status").to_frame()
@@ -132,8 +136,6 @@ TINY_KNOBS = {  # only on the tiny profile: the settings notebooks 50-70 use, so
 }
 knobs = {m: {**(TINY_KNOBS.get(m, {}) if env.meaningless else {}), **OVERRIDES.get(m, {})}
          for m in METHODS}
-if env.meaningless:
-    print("WARNING:", TINY_WARNING)
 knobs
 
 # %% [markdown]
@@ -199,67 +201,28 @@ if "anomalyclip" in runnable:
 # %% [markdown]
 # ## Running every method
 #
-# One function per method says how to call it. Each method's models are loaded **once**
+# `vadnb.compare.MethodRunner` says how to call each method. Its models are loaded **once**
 # and used for every clip (LAVAD's `run_many` does this itself and loads one model at a
 # time, so a 16 GB GPU holds only one). AnyAnomaly looks for the typed descriptions of the
 # campus classes; the classical baseline learns "normal" from the train split's normal clips
 # (same camera).
 
 # %%
-DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass", "Running": "a person running",
-                "Fallen": "a person lying on the ground", "Object left": "a box left on the ground"}
-prompts = ANYANOMALY_PROMPTS or [DESCRIPTIONS.get(c, c.lower()) for c in campus.classes
-                                 if c != "Normal"]
+prompts = ANYANOMALY_PROMPTS or campus_prompts(campus.classes)
 normal_train = list(campus.videos.query("split == 'train' and label == 'Normal'").path)
-ROLES = {"vera": {"vlm": "vlm", "embedder": "embedder"},   # role -> the profile entry loaded
-         "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"}}
-
-
-def load_roles(method: str) -> dict:
-    """The models ``method`` needs, loaded once for all its clips."""
-    if method == "anomalyclip":
-        return {"clip": clip_for_anomalyclip}
-    return {role: models.load(entry, profile=env.profile, model=knobs[method].get(f"{role}_model"))
-            for role, entry in ROLES.get(method, {}).items()}
-
-
-def arguments(method: str, reference: list[str] | None) -> dict:
-    """What ``method``'s ``run`` needs besides the video: its inputs and Config overrides."""
-    if method == "classical":
-        return {"reference": reference, **knobs[method]}
-    if method == "anomalyclip":  # the checkpoint carries the Config it was trained with
-        return {"checkpoint": checkpoint}
-    if method == "vera":
-        return {"questions": VERA_QUESTIONS, **knobs[method]}
-    if method == "anyanomaly":
-        return {"prompts": prompts, **knobs[method]}
-    return dict(knobs[method])
-
-
-def run_method(method: str, paths: list[str], reference: list[str] | None = None) -> list:
-    """One Detection per path (a list, in the same order)."""
-    if method == "lavad":
-        from vadnb import lavad
-
-        return lavad.run_many(paths, profile=env.profile, cache=stage_cache, **knobs[method])
-    module = importlib.import_module(KNOWN_METHODS[method])
-    backends = load_roles(method)
-    try:
-        return [module.run(p, profile=env.profile, backends=backends, cache=stage_cache,
-                           **arguments(method, reference))
-                for p in tqdm(paths, desc=method, leave=False)]
-    finally:
-        for backend in backends.values():
-            if backend is not clip_for_anomalyclip:  # kept for your own video below
-                backend.release()
+runner = MethodRunner(profile=env.profile, cache=stage_cache, knobs=knobs, checkpoint=checkpoint,
+                      clip=clip_for_anomalyclip, prompts=prompts, questions=VERA_QUESTIONS)
+run_method = runner.run
+lesson.show_source(MethodRunner.arguments)
 
 
 # %%
 detections, seconds = {}, {}
-for method in tqdm(runnable, desc="methods"):
+for method in runnable:
     started = time.perf_counter()
     dets = run_method(method, list(videos.path), reference=normal_train)
     seconds[method] = time.perf_counter() - started
+    print(f"{method}: {len(dets)} clips in {seconds[method]:.1f} s")
     detections[method] = dict(zip(videos.name, dets))
     for name, det in detections[method].items():
         det.save(out / "detections" / method / name)
@@ -324,8 +287,6 @@ def leaderboard_row(method: str) -> dict:
 board = pd.DataFrame([leaderboard_row(m) for m in METHODS])
 board.to_csv(out / "leaderboard.csv", index=False)
 any_meaningless = any(d.meaningless for dets in detections.values() for d in dets.values())
-if any_meaningless:
-    print("WARNING:", TINY_WARNING)
 board
 
 # %% [markdown]
@@ -440,7 +401,7 @@ compare_explorer(on_chosen, labels=labels[chosen], video=videos.set_index("name"
 # %%
 yours = {}
 if VIDEO is not None:
-    for method in tqdm(list(detections), desc="your video"):
+    for method in list(detections):
         yours[method] = run_method(method, [str(VIDEO)], reference=None)[0]
         yours[method].save(out / "your_video" / method)
     fig = plot_many(yours, threshold=0.5, title=f"{Path(str(VIDEO)).name}: every method")

@@ -35,14 +35,22 @@
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/90_scale_out.ipynb)
+#
+# **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
+# the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
+# With `PROFILE = "colab"` this notebook downloads, once: the models of the method you scale out (see notebook 80)
+# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
 
 # %%
 import sys
-if "google.colab" in sys.modules:  # on Colab only: fetch the suite and its sample data (torch is already there)
+if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
+    import os
     import subprocess
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
+    if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
-    sys.path.insert(0, "/content/vadnb")
+    if "/content/vadnb" not in sys.path:
+        sys.path.insert(0, "/content/vadnb")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
@@ -73,6 +81,12 @@ from vadnb.detect import TINY_WARNING
 env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
+
+# %%
+from vadnb import lesson
+
+lesson.references("90")
+lesson.banner(env)
 
 # %% [markdown]
 # ## How a full benchmark run is organised
@@ -194,8 +208,6 @@ run = scale.run_dataset(test, METHOD, env.profile, executor=executor, ray_addres
                         actors=ACTORS, gpus_per_actor=GPUS_PER_ACTOR, videos=names,
                         out_dir=out / "run", **OVERRIDES)
 first_s = time.perf_counter() - started
-if run.summary["meaningless"]:
-    print("WARNING:", TINY_WARNING)
 run
 
 # %% [markdown]

@@ -6,7 +6,8 @@
 
 Each notebook runs with papermill into ``runs/<timestamp>/`` (an executed copy, its
 artifacts in ``runs/<timestamp>/<notebook>/`` and an HTML rendering), and
-``runs/<timestamp>/index.html`` lists them with their status and time. The script prints
+``runs/<timestamp>/index.html`` is the page to open: per notebook what it teaches, its
+status and time, thumbnails of its figures and links to its artifacts, then the leaderboard. The script prints
 a progress line per notebook and exits non-zero naming the notebook and cell that failed.
 """
 
@@ -59,61 +60,222 @@ def _to_html(executed: Path) -> Path | None:
     return out
 
 
-def _leaderboard(run_dir: Path) -> str:
-    """The comparison notebook's leaderboard when it ran, then every metrics.json written."""
-    parts = []
-    for board in sorted(run_dir.glob("*/leaderboard.html")):
-        parts.append(f"<h2>Leaderboard ({html.escape(board.parent.name)})</h2>"
-                     "<p>Rows computed with the tiny profile come from random-init models: "
-                     "their numbers are meaningless. The classical row uses no learned model.</p>"
-                     + board.read_text(encoding="utf-8"))
-    return "".join(parts) + _metrics_rows(run_dir)
+# --------------------------------------------------------------------------- the index page
+# Everything that reaches the page is escaped (names of classes, videos, errors, metric keys,
+# file names): a video called "<img src=x onerror=alert(1)>" must show as text.
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1180px;margin:0 auto;padding:1.2em 1.5em}
+h1{margin:.2em 0}
+.sub{color:#555;margin:.2em 0 1em}
+.banner{background:#fde8e8;color:#8b0000;border:1px solid #8b0000;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1em}
+.card{background:#fff;border:1px solid #ddd;border-radius:8px;padding:.8em 1em;min-width:0;overflow-wrap:anywhere}
+.card h2{font-size:1.05em;margin:.1em 0 .4em}
+.card p{margin:.3em 0;font-size:.92em;line-height:1.35}
+.status{display:inline-block;border-radius:4px;padding:0 .5em;font-size:.85em;color:#fff}
+.ok{background:#2a7a4a}.failed{background:#b03030}.skipped{background:#888}
+.thumbs{display:flex;gap:6px;flex-wrap:wrap;margin:.5em 0}
+.thumbs img{height:84px;max-width:100%;border:1px solid #ccc;border-radius:3px;object-fit:contain;background:#fff}
+.links{font-size:.88em}.links a{margin-right:.8em}
+.numbers{font-size:.85em;color:#333}
+.error{color:#b03030;font-size:.88em;font-family:monospace;white-space:pre-wrap}
+.tablewrap{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.9em;background:#fff}
+td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
+tr.tiny td{color:#8b0000;background:#fdf0f0}
+"""
+
+_BOARD_COLUMNS = ("method", "status", "profile", "videos", "frame_auc", "frame_ap", "seconds",
+                  "note")
+_MAX_THUMBS = 4
 
 
-def _metrics_rows(run_dir: Path) -> str:
-    rows = []
-    for path in sorted(run_dir.glob("*/metrics.json")):
-        try:
-            m = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(m, dict):
-            continue
-        flat = {k: v for k, v in m.items() if isinstance(v, (int, float, str, bool))}
-        rows.append((path.parent.name, flat))
-    if not rows:
-        return ""
-    keys = sorted({k for _, r in rows for k in r})
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        "<tr><td>" + html.escape(nb) + "</td>" +
-        "".join(f"<td>{html.escape(_fmt(r.get(k, '')))}</td>" for k in keys) + "</tr>"
-        for nb, r in rows)
-    return (f"<h2>Metrics the notebooks wrote</h2><p>Rows computed with the tiny profile are "
-            f"random-init models: their numbers are meaningless.</p>"
-            f"<table><tr><th>notebook</th>{head}</tr>{body}</table>")
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _href(path: Path, run_dir: Path) -> str:
+    """A relative, percent-encoded link from the index to ``path``."""
+    import os
+    from urllib.parse import quote
+
+    return quote(Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix())
 
 
 def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _about(executed: Path) -> tuple[str, str]:
+    """(title, what it teaches) from the notebook's first Markdown cell."""
+    try:
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+        text = next("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    except (OSError, ValueError, KeyError, StopIteration):
+        return executed.stem, ""
+    lines = text.strip().splitlines()
+    title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else executed.stem
+    paragraphs = [p.strip() for p in "\n".join(lines[1:]).split("\n\n") if p.strip()]
+    teaches = " ".join(paragraphs[0].split()) if paragraphs else ""
+    for p in paragraphs:  # prefer the "you will learn" list, squeezed to one line
+        if "will learn" in p:
+            teaches = " ".join(p.replace("- ", "· ").split())
+            break
+    teaches = teaches.replace("*", "").replace("`", "")
+    return title, (teaches[:300].rsplit(" ", 1)[0] + " …") if len(teaches) > 300 else teaches
+
+
+def _thumbnails(executed: Path, artifacts: Path, run_dir: Path) -> list[Path]:
+    """The figures a notebook saved (PNG in its artifacts), else the ones its cells showed."""
+    saved = sorted(artifacts.glob("*.png")) if artifacts.is_dir() else []
+    if saved:
+        return saved[:_MAX_THUMBS]
+    import base64
+
+    out: list[Path] = []
+    try:
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return out
+    folder = run_dir / "thumbnails"
+    for cell in cells:
+        for o in cell.get("outputs", []):
+            png = o.get("data", {}).get("image/png")
+            if png and len(out) < _MAX_THUMBS:
+                folder.mkdir(exist_ok=True)
+                path = folder / f"{executed.stem}_{len(out)}.png"
+                path.write_bytes(base64.b64decode("".join(png) if isinstance(png, list) else png))
+                out.append(path)
+    return out
+
+
+def _numbers(artifacts: Path) -> str:
+    """A few headline numbers of the notebook's metrics.json, one line."""
+    try:
+        m = json.loads((artifacts / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(m, dict):
+        return ""
+    flat = [(k, v) for k, v in m.items() if isinstance(v, (int, float, str, bool))
+            and not isinstance(v, bool) and k not in ("warning",)]
+    shown = [(k, v) for k, v in flat if isinstance(v, (int, float))][:6]
+    if not shown:
+        return ""
+    text = " · ".join(f"{_e(k)} {_e(_fmt(v))}" for k, v in shown)
+    tiny = m.get("meaningless") is True or m.get("profile") == "tiny"
+    return (f"<p class='numbers'>{text}" + (" <i>(tiny profile: meaningless)</i>" if tiny else "")
+            + "</p>")
+
+
+def _card(r: dict, run_dir: Path) -> str:
+    executed = Path(r["executed"])
+    artifacts = run_dir / r["notebook"]
+    title, teaches = _about(executed) if executed.exists() else (r["notebook"], "")
+    links = []
+    if r.get("html"):
+        links.append(f"<a href='{_href(Path(r['html']), run_dir)}'>read the executed lesson</a>")
+    if executed.exists():
+        links.append(f"<a href='{_href(executed, run_dir)}'>.ipynb</a>")
+    files = sorted(p for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else []
+    # HTML a notebook wrote is not escaped by this page: link the data, not that
+    shown_files = [p for p in files if p.parent == artifacts and p.suffix != ".html"][:10]
+    artifact_links = "".join(f"<a href='{_href(p, run_dir)}'>{_e(p.name)}</a>" for p in shown_files)
+    more = len(files) - len(shown_files)
+    thumbs = "".join(f"<a href='{_href(p, run_dir)}'><img src='{_href(p, run_dir)}' "
+                     f"alt='{_e(p.stem)}' loading='lazy'></a>"
+                     for p in _thumbnails(executed, artifacts, run_dir))
+    status = r["status"] if r["status"] in ("ok", "failed") else "skipped"
+    error = f"<div class='error'>{_e(r['error'])}</div>" if r.get("error") else ""
+    return (f"<section class='card'><h2>{_e(title)}</h2>"
+            f"<span class='status {status}'>{_e(r['status'])}</span> "
+            f"<small>{r['seconds']:.0f} s</small>{error}"
+            f"<p>{_e(teaches)}</p>"
+            + (f"<div class='thumbs'>{thumbs}</div>" if thumbs else "")
+            + _numbers(artifacts)
+            + f"<div class='links'>{''.join(links)}</div>"
+            + (f"<div class='links'>artifacts: {artifact_links}"
+               + (f" <small>(+{more} more in {_e(r['notebook'])}/)</small>" if more > 0 else "")
+               + "</div>" if shown_files else "")
+            + "</section>")
+
+
+def _leaderboard(run_dir: Path) -> str:
+    """Every leaderboard.csv a notebook wrote, as an escaped table of the main columns."""
+    import csv
+
+    parts = []
+    for board in sorted(run_dir.glob("*/leaderboard.csv")):
+        try:
+            with board.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error):
+            continue
+        if not rows:
+            continue
+        columns = [c for c in _BOARD_COLUMNS if c in rows[0]]
+        head = "".join(f"<th>{_e(c.replace('_', ' '))}</th>" for c in columns)
+        body = []
+        for row in rows:
+            tiny = str(row.get("meaningless", "")).lower() == "true"
+            cells = []
+            for c in columns:
+                v = row.get(c, "")
+                try:
+                    v = f"{float(v):.3f}" if c in ("frame_auc", "frame_ap") else (
+                        f"{float(v):.1f}" if c == "seconds" else v)
+                except ValueError:
+                    pass
+                cells.append(f"<td>{_e(v if v not in ('', 'nan') else '–')}</td>")
+            body.append(f"<tr class='{'tiny' if tiny else ''}'>{''.join(cells)}</tr>")
+        note = ("<p>Red rows come from the tiny profile (random-init models): their numbers "
+                "are meaningless. The classical row uses no learned model.</p>"
+                if any(str(r.get("meaningless", "")).lower() == "true" for r in rows) else "")
+        parts.append(f"<h2>Leaderboard <small>({_e(board.parent.name)}, all columns in "
+                     f"<a href='{_href(board, run_dir)}'>{_e(board.name)}</a>)</small></h2>{note}"
+                     f"<div class='tablewrap'><table><tr>{head}</tr>{''.join(body)}</table></div>")
+    return "".join(parts)
+
+
+def _run_profile(run_dir: Path, params: dict) -> str:
+    import os
+
+    if params.get("PROFILE"):
+        return str(params["PROFILE"])
+    for path in sorted(run_dir.glob("*/environment.json")) + sorted(run_dir.glob("*/metrics.json")):
+        try:
+            profile = json.loads(path.read_text()).get("profile")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if profile:
+            return str(profile)
+    return os.environ.get("VADNB_PROFILE", "auto")
+
+
 def _write_index(run_dir: Path, results: list[dict], params: dict) -> Path:
-    rows = []
-    for r in results:
-        link = r.get("html") or r["executed"]
-        colour = {"ok": "#2a7", "failed": "#c33"}.get(r["status"], "#888")
-        rows.append(
-            f"<tr><td><a href='{html.escape(Path(link).name)}'>{html.escape(r['notebook'])}</a></td>"
-            f"<td style='color:{colour}'>{r['status']}</td><td>{r['seconds']:.1f}</td>"
-            f"<td>{html.escape(r.get('error', ''))}</td></tr>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vadnb run {run_dir.name}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>vadnb notebooks, run {html.escape(run_dir.name)}</h1>
-<p>Parameters: {html.escape(json.dumps(params))}</p>
-<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>error</th></tr>{''.join(rows)}</table>
+    profile = _run_profile(run_dir, params)
+    ok = sum(r["status"] == "ok" for r in results)
+    total_s = sum(r["seconds"] for r in results)
+    banner = ("<div class='banner'><b>⚠ Tiny profile.</b> This run used random-init models on "
+              "a CPU: it proves every lesson runs end to end; its scores and metrics mean "
+              "nothing about anomalies. Open a notebook on Colab with a T4 for real numbers."
+              "</div>" if profile == "tiny" else "")
+    extra = {k: v for k, v in params.items() if k != "OUTPUT_DIR"}
+    with_params = (" · parameters " + _e(", ".join(f"{k}={v!r}" for k, v in extra.items()))
+                   if extra else "")
+    cards = "".join(_card(r, run_dir) for r in results)
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>vadnb lessons · run {_e(run_dir.name)}</title><style>{_CSS}</style></head><body><main>
+<h1>vadnb: video anomaly detection with vision-language models</h1>
+<p class="sub">Run {_e(run_dir.name)} · profile {_e(profile)} · {ok} of {len(results)} notebooks
+ran · {total_s / 60:.1f} min{with_params}</p>
+{banner}
+<div class="cards">{cards}</div>
 {_leaderboard(run_dir)}
-</body></html>"""
+</main></body></html>"""
     index = run_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -54,14 +54,15 @@ def run_notebook(name: str, out_dir: Path, **parameters):
     """Execute ``notebooks/<name>.ipynb`` headless with papermill, as CI and the main job do.
 
     ``OUTPUT_DIR`` is pointed at ``out_dir``; other ``parameters`` override the notebook's
-    parameters cell. Returns the executed notebook (nbformat node) for inspection.
+    parameters cell. Returns the executed notebook (nbformat node) for inspection, after
+    checking what a student sees (``notebook_audit.check_clean``).
     """
     import papermill as pm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"OUTPUT_DIR": str(out_dir), **parameters}
-    return pm.execute_notebook(
+    executed = pm.execute_notebook(
         str(REPO / "notebooks" / f"{name}.ipynb"),
         str(out_dir / f"{name}.executed.ipynb"),
         parameters=params,
@@ -69,3 +70,7 @@ def run_notebook(name: str, out_dir: Path, **parameters):
         kernel_name="python3",
         progress_bar=False,
     )
+    from notebook_audit import check_clean
+
+    check_clean(executed, name)  # no stderr, few progress bars, every say() rendered
+    return executed

@@ -280,3 +280,111 @@ def test_explorer_renders_and_threshold_slider_updates_flagged_intervals(voila, 
     page.screenshot(path=str(shot), full_page=True, timeout=budget.ms(15))
     assert shot.stat().st_size > 10_000
     assert not errors, context()
+
+
+# --------------------------------------------------------------------------- the main job's index
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+def _fake_run(run_dir: Path) -> list[dict]:
+    """A run folder as the main job leaves it, with HTML-looking names everywhere (issue 15)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = []
+    for k, (stem, status) in enumerate([("00_setup_and_data", "ok"), ("50_anomalyclip", "ok"),
+                                        ("80_compare_methods", "failed")]):
+        art = run_dir / stem
+        art.mkdir(parents=True)
+        nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source":
+                         f"# {stem} · a lesson about {EVIL}\n\nIn this notebook you will learn:\n"
+                         f"- how {EVIL} is scored;\n- why it matters."}],
+              "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        (run_dir / f"{stem}.ipynb").write_text(json.dumps(nb))
+        (run_dir / f"{stem}.html").write_text("<html><body>executed</body></html>")
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.plot([0, 1], [k, 1 - k])
+        fig.savefig(art / f"figure {k}.png", dpi=60)
+        plt.close(fig)
+        (art / "metrics.json").write_text(json.dumps({"frame_auc": 0.5 + k / 10, EVIL: 1.0,
+                                                      "profile": "tiny", "meaningless": True}))
+        (art / f"{EVIL}.csv").write_text("a,b\n1,2\n")
+        r = {"notebook": stem, "executed": str(run_dir / f"{stem}.ipynb"),
+             "html": str(run_dir / f"{stem}.html"), "status": status, "seconds": 12.5 * (k + 1)}
+        if status == "failed":
+            r["error"] = f"cell 7: ValueError: bad class {EVIL}"
+        results.append(r)
+    wide = ",".join(f"auc class {i}" for i in range(25))
+    (run_dir / "80_compare_methods" / "leaderboard.csv").write_text(
+        f"method,status,profile,videos,frame_auc,frame_ap,seconds,meaningless,note,{wide}\n"
+        f"classical,ok,none,8,0.61,0.4,3.2,False,,{','.join(['0.5'] * 25)}\n"
+        f"{EVIL},ok,tiny,8,0.5,0.3,9.9,True,tiny,{','.join(['0.5'] * 25)}\n")
+    return results
+
+
+def check_index_in_browser(browser, url: str, screenshot: Path) -> dict:
+    """Open the index at 1400 px: no script runs, no horizontal scroll, every link resolves."""
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url, wait_until="load", timeout=30_000)
+    page.wait_for_timeout(300)
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    links = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.href)")
+    images = page.evaluate("[...document.querySelectorAll('img')].map(i => [i.src, i.naturalWidth])")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot), full_page=True)
+    broken = [u for u in links + [s for s, _ in images] if u.startswith("http://127.0.0.1")
+              and not page.request.get(u).ok]
+    injected = page.evaluate("document.querySelectorAll('img[src=\"x\"], img[onerror]').length")
+    page.close()
+    return {"dialogs": dialogs, "widths": widths, "links": links, "images": images,
+            "broken": broken, "injected": injected}
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server (127.0.0.1) over a folder; yields (folder, base url)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args, **kwargs):  # noqa: D401 - keep the test output clean
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_main_job_index_reads_well_and_runs_no_injected_script(served, browser):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import run_notebooks
+
+    folder, base = served
+    results = _fake_run(folder)
+    run_notebooks._write_index(folder, results, {"PROFILE": "tiny"})
+    seen = check_index_in_browser(browser, f"{base}/index.html", ARTIFACTS / "index.png")
+    assert seen["dialogs"] == [] and seen["injected"] == 0, seen
+    assert seen["widths"][0] <= seen["widths"][1], f"horizontal scroll at 1400 px: {seen['widths']}"
+    assert not seen["broken"], seen["broken"]
+    assert len(seen["images"]) == 3 and all(w > 0 for _, w in seen["images"]), seen["images"]
+    assert any(u.endswith("00_setup_and_data.html") for u in seen["links"])
+    assert any("leaderboard.csv" in u for u in seen["links"])
+    text = (folder / "index.html").read_text()
+    assert "auc class 3" not in text  # the sparse per-class columns stay in the CSV

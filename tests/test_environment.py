@@ -87,3 +87,28 @@ def test_setup_sizes_the_thread_pool_to_the_available_cores(capsys, tmp_path, mo
         torch.set_num_threads(before)
         monkeypatch.undo()
     assert 1 <= environment.available_cores() <= (__import__("os").cpu_count() or 1)
+
+def test_setup_silences_known_noise_once_and_says_so(capsys, tmp_path, monkeypatch):
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from vadnb.environment import silence_known_noise
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
+    monkeypatch.delenv("VADNB_VERBOSE", raising=False)
+    vadnb.setup("tiny")
+    out = capsys.readouterr().out
+    assert out.count("quiet  : silenced") == 1 and "VADNB_VERBOSE=1" in out
+    import os
+
+    assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "8"  # FFmpeg: fatal errors only
+    assert hf_logging.get_verbosity() == hf_logging.ERROR
+    assert not hf_logging.is_progress_bar_enabled()  # no model-loading bars
+    assert logging.getLogger(
+        "ray._private.authentication.authentication_token_setup").level == logging.ERROR
+    monkeypatch.setenv("VADNB_VERBOSE", "1")
+    assert silence_known_noise() == []
+    hf_logging.enable_progress_bar()
+    hf_logging.set_verbosity_warning()

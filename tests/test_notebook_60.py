@@ -114,23 +114,18 @@ def test_notebook_60_writes_views_segments_and_metrics(tmp_path):
     assert [r["type"] for r in pp["cvad"]] == ["Vehicle", "Running", "mean"]
     assert pp["mean_auc"] > 0.8
 
+    # every printed number from tiny models comes with a short tag; the banner says why,
+    # once; the perfect-perception line carries its own label instead
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
-    # every printed number from tiny models comes with the warning; the perfect-perception
-    # line carries its label instead
-    assert "C-VAD mean AUC" in text and text.count(TINY_WARNING) >= 3
+    assert "C-VAD mean AUC" in text and text.count("(tiny models: meaningless)") >= 3
+    banners = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("metadata", {}).get("vadnb", {}).get("kind") == "banner"]
+    assert len(banners) == 1 and "Tiny profile" in banners[0]["data"]["text/html"]
     assert "perfect perception (upper bound of AnyAnomaly's steps, not of any model)" in text
     assert "key and position questions identical: True" in text
     # the differences table is rendered from the module's list
     md = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
                  if c.cell_type == "code" for o in c.get("outputs", []))
     assert all(d.what.split("`")[0][:30] in md for d in anyanomaly.DIFFERENCES)
-    # at most one progress bar per long stage of AnyAnomaly's own (the two stages of a run,
-    # then one per loop over the test videos), none per video inside the loops
-    own = [o["data"].get("text/plain", "") for c in nb.cells if c.cell_type == "code"
-           for o in c.get("outputs", [])
-           if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
-           and o["data"].get("text/plain", "").startswith("AnyAnomaly")]
-    assert 1 <= len(own) <= 4, own
-    assert sum("test videos" in b for b in own) == 1
-    assert sum("perfect perception" in b for b in own) == 1
+    # (the number of progress bars is held to the notebook's budget by conftest's audit)

@@ -39,9 +39,35 @@ def test_same_opening_everywhere(nb):
     install = next(t for t in text if "google.colab" in t)
     assert 'if "google.colab" in sys.modules' in install, "install only on Colab"
     assert "torch" not in install.replace("torch is already there", ""), "never reinstall torch on Colab"
+    badge = next(t for t in text[:3] if "colab.research.google.com" in t)
+    assert "T4" in badge and "approximate" in badge, "tell the student the runtime and the downloads"
+    assert any("lesson.banner(env)" in t for t in text), "one tiny-profile banner (vadnb.lesson.banner)"
+    assert any(f'lesson.references("{nb.name[:2]}")' in t for t in text), "cite the papers"
     assert any("vadnb.setup(" in t for t in text), "calls vadnb.setup(...)"
     assert any(t.lstrip().startswith(("## Summary", "# Summary")) for t in text), "closing summary"
     assert any("Exercise" in t for t in text), "exercises"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_cell_is_safe_to_rerun(nb, monkeypatch):
+    """Run the install cell twice as Colab would: one clone, then none (the folder exists)."""
+    import os
+    import subprocess as sp
+    import types
+
+    install = next("".join(c["source"]) for c in _cells(nb) if "google.colab" in "".join(c["source"]))
+    calls, cloned = [], set()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sp, "run", lambda cmd, **kw: (calls.append(cmd), cloned.update(
+        [cmd[-1]] if cmd[:2] == ["git", "clone"] else [])))
+    monkeypatch.setattr(os.path, "isdir", lambda p: any(str(p).startswith(c) for c in cloned))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for _ in range(2):
+        exec(compile(install, nb.name, "exec"), {})
+    clones = [c for c in calls if c[:2] == ["git", "clone"]]
+    assert len(clones) == 1, f"{nb.name}: re-running the Colab cell clones again: {calls}"
+    assert sys.path.count("/content/vadnb") == 1
+    assert all("torch" not in " ".join(c) for c in calls), "never pin or reinstall torch"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -57,6 +83,9 @@ def test_jupytext_pair_in_sync(nb):
         f"{nb.name} and {py.name} differ: run `jupytext --to ipynb {py}`")
 
 
+EVIL = "<img src=x onerror=alert(1)>"
+
+
 def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     """The main job exits non-zero naming the notebook and the failing cell."""
     import nbformat
@@ -64,15 +93,19 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     ok = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(f"# 00 · A fine lesson\n\nIt teaches {EVIL}."),
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             "import json, pathlib\np = pathlib.Path(OUTPUT_DIR); p.mkdir(parents=True, exist_ok=True)\n"
-            "(p / 'metrics.json').write_text(json.dumps({'auc': 0.75, 'profile': 'tiny'}))\n"
-            "(p / 'leaderboard.html').write_text('<table><tr><td>classical-row</td></tr></table>')")])
+            f"(p / 'metrics.json').write_text(json.dumps({{'auc': 0.75, {EVIL!r}: 1.0, 'profile': 'tiny'}}))\n"
+            "(p / 'leaderboard.csv').write_text('method,status,profile,frame_auc,meaningless\\n'\n"
+            f"    'classical-row,ok,none,0.61,False\\n{EVIL},ok,tiny,0.5,True\\n')\n"
+            "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+            "fig = plt.figure(figsize=(2, 1)); fig.savefig(p / 'a figure.png')")])
     bad = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise RuntimeError('planted failure')")])
+        nbformat.v4.new_code_cell(f"raise RuntimeError('planted failure {EVIL}')")])
     for name, nb in [("00_fine.ipynb", ok), ("10_broken.ipynb", bad)]:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, nbdir / name)
@@ -85,8 +118,12 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     assert "RuntimeError: planted failure" in proc.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     index = (run_dir / "index.html").read_text()
-    assert "00_fine" in index and "failed" in index and "0.7500" in index  # metrics row
-    assert "Leaderboard (00_fine)" in index and "classical-row" in index
+    assert "A fine lesson" in index and "failed" in index and "auc 0.7500" in index
+    assert "Leaderboard" in index and "classical-row" in index and "0.610" in index
+    assert "Parameters: {}" not in index and "Tiny profile" in index
+    # issue 15: a name that is HTML must arrive as text, never as a tag
+    assert EVIL not in index and "&lt;img src=x onerror=alert(1)&gt;" in index
+    assert "a%20figure.png" in index  # the saved figure is a thumbnail, its link encoded
     assert (run_dir / "00_fine" / "metrics.json").exists()
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["status"] for r in results] == ["ok", "failed"]
@@ -103,3 +140,12 @@ def test_papermill_understands_every_parameter(nb, caplog):
         params = pm.inspect_notebook(str(nb))
     assert "PROFILE" in params and "OUTPUT_DIR" in params
     assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
+
+
+def test_readme_lists_every_reference_of_vadnb_lesson():
+    from vadnb.lesson import REFERENCES
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## References"):]
+    for ref in REFERENCES.values():
+        assert ref.title in section and ref.arxiv_url in section and ref.code in section

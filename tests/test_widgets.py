@@ -304,3 +304,73 @@ def test_explorer_without_anywidget_falls_back_to_a_static_figure(monkeypatch):
     ex.set_frame(12)
     assert _shapes(ex.timeline, "cursor")[0].x0 == pytest.approx(1.2)
     assert "fight" in ex.explanation.value
+
+
+def test_displaying_an_explorer_also_shows_a_static_picture_of_its_state(video, monkeypatch):
+    """HTML exports and GitHub's viewer run no widget: a PNG of the same state comes along."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, **kw: shown.append((obj, kw.get("metadata"))))
+    det = _detection(video)
+    ex = widgets.explorer(det, labels=LABELS, video=video)
+    ex.set_frame(25)
+    ex.set_threshold(0.6)
+    ex._ipython_display_()
+    bundle, png = shown[0][0], shown[1]
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert png[1] == {"vadnb": {"kind": "static-fallback"}}
+    assert png[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+
+    fig = ex.static_figure()  # the same state: cursor at frame 25, threshold 0.6, the frame
+    timeline = fig.axes[0]
+    xs = [line.get_xdata()[0] for line in timeline.lines if line.get_label() == "cursor"]
+    assert xs == [pytest.approx(25 / det.fps)]
+    assert any(np.allclose(line.get_ydata(), 0.6) for line in timeline.lines
+               if line.get_label().startswith("threshold"))
+    assert len(fig.axes) == 2 and fig.axes[1].images  # the frame on show
+    assert f"{len(ex.flagged_table())} flagged interval" in fig._suptitle.get_text()
+    assert any("tiny models" in t.get_text() for t in fig.texts)
+
+
+def test_save_upload_keeps_a_safe_name_and_refuses_non_videos(tmp_path):
+    upload = ({"name": "../../<img src=x onerror=alert(1)>.MP4", "content": memoryview(b"abc")},)
+    saved = widgets.save_upload(upload, tmp_path / "up")
+    assert saved.parent == tmp_path / "up" and saved.read_bytes() == b"abc"
+    assert saved.name == "img_src_x_onerror_alert_1.mp4"
+    assert not list((tmp_path / "up").glob("*.part"))
+    with pytest.raises(ValueError, match="does not look like a video"):
+        widgets.save_upload([{"name": "notes.txt", "content": b"x"}], tmp_path)
+    with pytest.raises(ValueError, match="no file uploaded"):
+        widgets.save_upload((), tmp_path)
+    with pytest.raises(ValueError, match="empty"):
+        widgets.save_upload([{"name": "a.mp4", "content": b""}], tmp_path)
+
+
+def test_upload_form_runs_the_chosen_method_on_the_uploaded_video(video, tmp_path, monkeypatch):
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: None)
+    calls = []
+
+    def run(path, method, prompt):
+        calls.append((path.name, method, prompt))
+        return _detection(str(path))
+
+    form = widgets.upload_form(run, ["classical", "anyanomaly"], "anyanomaly", "a person running",
+                               tmp_path / "up")
+    form.detect()  # nothing uploaded yet: a message, no run
+    assert calls == []
+    import datetime
+
+    form.upload.value = ({"name": "ramp.mp4", "type": "video/mp4", "size": 1,
+                          "last_modified": datetime.datetime.now(datetime.timezone.utc),
+                          "content": memoryview(open(video, "rb").read())},)
+    form.method.value = "classical"
+    form.prompt.value = "a box left behind"
+    form.detect()
+    assert calls == [("ramp.mp4", "classical", "a box left behind")]

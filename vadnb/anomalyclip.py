@@ -397,14 +397,14 @@ def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache
              "scale": "raw" if encode is not None else "backend"}
 
     def compute() -> np.ndarray:
-        from tqdm.auto import tqdm
+        from .progress import bar as progress_bar
 
         fn = encode or (lambda images: clip.encode_image(images))
         info = probe(video)
         indices = np.arange(0, info.num_frames, stride)
         out = []
-        with tqdm(total=len(indices), desc=f"CLIP features {Path(video).name}", leave=False,
-                  disable=not progress or len(indices) <= batch_frames) as bar:
+        with progress_bar(total=len(indices), desc=f"CLIP features {Path(video).name}",
+                          disable=not progress or len(indices) <= batch_frames) as bar:
             for frames in iter_frames(video, indices=indices, chunk=batch_frames):
                 out.append(np.asarray(fn(list(frames.images)), dtype=np.float32))
                 bar.update(len(frames))

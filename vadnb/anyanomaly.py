@@ -696,17 +696,17 @@ def _view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None
 def _frame_embeddings(video: Path, clip: Any, cache: Cache, digest: str, cfg: Config,
                       num_frames: int, progress: bool) -> np.ndarray:
     """CLIP image embedding of every frame (one streamed pass, cached)."""
-    from tqdm.auto import tqdm
-
+    from .progress import bar as progress_bar
     from .video import iter_frames
 
     def compute() -> np.ndarray:
         parts = []
-        with tqdm(total=num_frames, desc="AnyAnomaly: CLIP on every frame", leave=False,
-                  disable=not progress or num_frames <= cfg.clip_batch_size) as bar:
-            for chunk in iter_frames(video, chunk=cfg.clip_batch_size, cache=cache):
-                parts.append(np.asarray(clip.encode_image(list(chunk.images)), np.float32))
-                bar.update(len(chunk))
+        bar = progress_bar(total=num_frames, desc="CLIP frames",
+                           disable=not progress or num_frames <= cfg.clip_batch_size)
+        for chunk in iter_frames(video, chunk=cfg.clip_batch_size, cache=cache):
+            parts.append(np.asarray(clip.encode_image(list(chunk.images)), np.float32))
+            bar.update(len(chunk))
+        bar.close()
         return np.concatenate(parts)
 
     return cache.memo("anyanomaly.frame_embeddings",
@@ -841,8 +841,7 @@ def _segment_stage(path: Path, cfg: Config, info: Any, digest: str, cache: Cache
     pass over their frames (read at ``view_max_side``), each batch's frames dropped once it
     is done, so memory holds one batch whatever the video's length.
     """
-    from tqdm.auto import tqdm
-
+    from .progress import bar as progress_bar
     from .video import iter_frames
 
     P, S = keys.shape
@@ -898,8 +897,8 @@ def _segment_stage(path: Path, cfg: Config, info: Any, digest: str, cache: Cache
         stream = iter_frames(path, indices=np.concatenate([needed[i] for i in todo]),
                              size=size, chunk=max(len(needed[i]) for i in todo),
                              cache=cache)  # a chunk holds one batch's frames at most
-        bar = tqdm(total=len(todo), desc="AnyAnomaly: segments (CLIP windows + VLM)",
-                   leave=False, disable=not progress or len(todo) <= 1)
+        bar = progress_bar(total=len(todo), desc="AnyAnomaly: segments (CLIP windows + VLM)",
+                           disable=not progress or len(todo) <= 1)
         for i, frames in zip(todo, _frames_by_batch(stream, [needed[i] for i in todo])):
             if win[i] is missing:
                 order = sorted(frames)

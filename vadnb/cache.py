@@ -341,10 +341,11 @@ class Cache:
             results.append(cached)
         if any(todo):
             self.misses += 1
-            from tqdm.auto import tqdm
+            from .progress import bar as progress_bar
 
-            bar = tqdm(total=len(items), desc=desc or stage, disable=len(items) <= batch_size,
-                       leave=False)
+            # no bar for sub-second steps, none inside a stage that shows its own
+            bar = progress_bar(total=len(items), desc=desc or stage,
+                               disable=len(items) <= batch_size)
             for b, batch in enumerate(batches):
                 if todo[b]:
                     out = list(compute(list(batch)))

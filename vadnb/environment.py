@@ -9,6 +9,7 @@ generators, and returns them for later cells.
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import os
 import platform
 import random
@@ -20,7 +21,7 @@ import numpy as np
 from .cache import cache_dir
 from .models.profiles import resolve_profile
 
-__all__ = ["Environment", "setup", "available_cores", "size_thread_pool"]
+__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise"]
 
 _LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
               "numpy", "scikit-learn", "plotly", "ipywidgets")
@@ -37,7 +38,9 @@ class Environment:
 
     @property
     def meaningless(self) -> bool:
-        return self.profile in ("tiny", "cpu")
+        from .models.profiles import MEANINGLESS_PROFILES
+
+        return self.profile in MEANINGLESS_PROFILES
 
 
 def _version(name: str) -> str:
@@ -81,6 +84,42 @@ def size_thread_pool() -> tuple[int, str]:
     torch.set_num_threads(cores)
     return cores, "one per available core"
 
+def silence_known_noise() -> list[str]:
+    """Quiet the library chatter that says nothing to a student (called by :func:`setup`).
+
+    Returns what was silenced, for setup's one-line note. Only known, harmless noise:
+    FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
+    transformers model-loading progress bars and its INFO/WARNING logs, PyAV's log, and
+    Ray's start-up note that token authentication is on.
+    (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
+    """
+    if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
+        return []
+    done = []
+    # read by OpenCV's FFmpeg backend when it first opens a file: 8 = fatal errors only
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
+    done.append("FFmpeg decoder log")
+    try:
+        import av.logging
+
+        av.logging.set_level(av.logging.FATAL)
+        done.append("PyAV log")
+    except (ImportError, AttributeError):
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        done.append("transformers loading bars and warnings")
+    except ImportError:
+        pass
+    for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm",
+                 # a local Ray says, at start, that its token authentication is on (good)
+                 "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return done
+
 
 def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Environment:
     """Choose device and profile, seed everything, print what was chosen.
@@ -89,6 +128,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     """
     import torch
 
+    quieted = silence_known_noise()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     chosen = resolve_profile(profile, verbose=not quiet)
     random.seed(seed)
@@ -121,4 +161,6 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
         print(f"python : {platform.python_version()}; "
               + ", ".join(f"{k} {v}" for k, v in env.versions.items()))
         print(f"cache  : {folder}  (set VADNB_CACHE to move it)")
+        if quieted:
+            print(f"quiet  : silenced {', '.join(quieted)} (VADNB_VERBOSE=1 keeps them)")
     return env

@@ -1062,12 +1062,21 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     roles = _Roles(backends, profile, cfg)
     before = call_stats()
     opened = [_open(v, cfg, store) for v in videos]
+    from .progress import bar as progress_bar
+
+    # one bar for the whole run (no bar per video and stage inside it)
+    bar = progress_bar(total=4, desc=f"LAVAD on {len(opened)} videos", disable=len(opened) < 2)
     try:
         _stage_captions(opened, roles, cfg, store)
+        bar.update(1)
         _stage_embeddings(opened, roles, cfg, store)
+        bar.update(1)
         _stage_llm(opened, roles, cfg, store)
+        bar.update(1)
         summary_embeddings = _stage_summary_index(opened, roles, store)
+        bar.update(1)
     finally:
+        bar.close()
         for role in list(roles.loaded):
             roles.done(role)
     calls = calls_since(before)

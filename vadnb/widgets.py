@@ -18,6 +18,11 @@ Everything the widget computes lives in plain functions (``flagged_intervals``,
 ``segment_at``, ``timeline_figure``, ``explanation_html``, ``frame_jpeg``), so it can be
 tested, and reused, without a browser. The widget object itself can be driven from code:
 ``ex.set_frame(120)``, ``ex.set_threshold(0.7)``, ``ex.select_time(12.5)``.
+
+Static fallback: displaying an explorer also shows a static picture of its current state
+(:func:`static_figure`: the timelines with threshold and cursor, and the frame on show), so
+an HTML export, GitHub's viewer or the main job's index, none of which run widgets, still
+show what the explorer shows. ``ex.show_static()`` draws it again after moving the sliders.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ __all__ = [
     "Explorer",
     "explorer",
     "compare_explorer",
+    "static_figure",
+    "save_upload",
+    "upload_form",
+    "VIDEO_SUFFIXES",
 ]
 
 # columns every Detection.segments has; any other column is shown as "name: value"
@@ -342,6 +351,43 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
     return fig
 
 
+def static_figure(detections: Detection | Mapping[str, Detection], labels: Any = None,
+                  threshold: float = 0.5, frame: int = 0, image: np.ndarray | None = None,
+                  flagged: int | None = None):
+    """A matplotlib picture of an explorer's state: every timeline with the threshold and a
+    cursor at ``frame``, and the frame itself (``image``, RGB) beside them."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_scores, tag_figure
+
+    dets = _as_dict(detections)
+    first = next(iter(dets.values()))
+    fps = float(first.fps or 1.0)
+    n = len(dets)
+    fig = plt.figure(figsize=(11, 1.7 * n + 1.2), layout="constrained")
+    grid = fig.add_gridspec(n, 2 if image is not None else 1,
+                            width_ratios=[2.4, 1] if image is not None else None)
+    axes = [fig.add_subplot(grid[i, 0]) for i in range(n)]
+    for ax, (name, det) in zip(axes, dets.items()):
+        plot_scores(det.frame_scores, fps=det.fps or fps, labels=labels, ax=ax,
+                    threshold=threshold, label=name)
+        ax.axvline(frame / fps, color="black", lw=1, label="cursor")
+        ax.set_ylabel(name if n > 1 else "anomaly score", fontsize=9)
+        if ax is not axes[-1]:
+            ax.set_xlabel("")
+    if image is not None:
+        ax_img = fig.add_subplot(grid[:, 1])
+        ax_img.imshow(image)
+        ax_img.set_title(f"frame {frame} · {frame / fps:.1f} s", fontsize=9)
+        ax_img.axis("off")
+    what = f", {flagged} flagged interval(s)" if flagged is not None else ""
+    fig.suptitle(f"explorer, static view: threshold {threshold:.2f}, cursor at "
+                 f"{frame / fps:.1f} s{what}", fontsize=10)
+    if any(d.meaningless for d in dets.values()):
+        tag_figure(fig, "tiny")
+    return fig
+
+
 # --------------------------------------------------------------------------- the widget
 
 
@@ -434,6 +480,41 @@ class Explorer(W.VBox):
         ])
         self._update_frame(0)
         self._update_threshold(self.threshold_slider.value)
+
+    # -- the static fallback, shown with the widget
+
+    def static_figure(self):
+        """The current state as a matplotlib figure (see :func:`static_figure`)."""
+        image = None
+        if self.video is not None:
+            try:
+                image = cv2.imdecode(np.frombuffer(frame_jpeg(self.video, self.frame,
+                                                              max_width=self.max_width),
+                                                   np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+            except Exception:  # noqa: BLE001 - the timelines alone still say something
+                image = None
+        return static_figure(self.detections, self.labels, threshold=self.threshold,
+                             frame=self.frame, image=image, flagged=len(self.flagged_table()))
+
+    def show_static(self) -> None:
+        """Display the static picture of the current state (PNG, for viewers without widgets)."""
+        import io
+
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, display
+
+        fig = self.static_figure()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        display(Image(buf.getvalue()), metadata={"vadnb": {"kind": "static-fallback"}})
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if callable(self._repr_mimebundle_):  # None once the widget is closed
+            display(self._repr_mimebundle_(), raw=True)
+        self.show_static()
 
     # -- the timeline view: a FigureWidget, or a static figure re-drawn in an Output
 
@@ -590,3 +671,78 @@ def compare_explorer(detections: Mapping[str, Detection], labels: Any = None, vi
     method's explanation of the selected moment (notebook 80)."""
     return Explorer(detections, labels=labels, video=video, threshold=threshold,
                     max_width=max_width)
+
+
+# --------------------------------------------------------------------------- your own video
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg")
+
+
+def _safe_name(name: str) -> str:
+    base = Path(str(name).replace("\\", "/")).name  # no folders from the browser's side
+    stem, suffix = os.path.splitext(base)
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem).strip("_")
+    return f"{stem[:80] or 'video'}{suffix.lower()}"
+
+
+def save_upload(value: Any, folder: str | os.PathLike) -> Path:
+    """Write the file of an ipywidgets ``FileUpload`` (its ``.value``) into ``folder``.
+
+    The name keeps letters, digits, ``-`` and ``_`` only (no folders, no HTML); the
+    extension must be a video's. Written atomically: a half-written file is never left.
+    """
+    items = list(value.values()) if isinstance(value, dict) else list(value or ())
+    if not items:
+        raise ValueError("no file uploaded yet: click 'Upload' and choose a video first")
+    item = items[0]
+    name = item.get("name") or item.get("metadata", {}).get("name", "video")
+    safe = _safe_name(name)
+    if Path(safe).suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"{name!r} does not look like a video (expected one of "
+                         f"{', '.join(VIDEO_SUFFIXES)})")
+    content = bytes(item["content"])
+    if not content:
+        raise ValueError(f"{name!r} is empty: upload it again")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / safe
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(content)
+    os.replace(partial, target)
+    return target
+
+
+def upload_form(run: Any, methods: Any, method: str, prompt: str,
+                folder: str | os.PathLike) -> W.VBox:
+    """Upload a video, pick a method and a prompt, press Detect: the explorer appears below.
+
+    run: ``run(path, method, prompt) -> Detection`` (e.g. ``vadnb.compare.detect_one``).
+    The form's children are ``upload``, ``method``, ``prompt``, ``button`` and ``output``.
+    """
+    upload = W.FileUpload(accept="video/*", multiple=False, description="Upload")
+    choose = W.Dropdown(options=list(methods), value=method, description="method")
+    text = W.Text(value=prompt, description="prompt", placeholder="what counts as anomalous",
+                  layout=W.Layout(width="60%"))
+    button = W.Button(description="Detect", button_style="primary")
+    output = W.Output()
+
+    def on_click(_: Any = None) -> None:
+        output.clear_output()
+        with output:
+            try:
+                path = save_upload(upload.value, folder)
+            except ValueError as err:
+                print(err)
+                return
+            print(f"running {choose.value} on {path.name} ...")
+            det = run(path, choose.value, text.value)
+            from IPython.display import display
+
+            display(explorer(det, video=str(path)))
+
+    button.on_click(on_click)
+    form = W.VBox([W.HBox([upload, choose]), text, button, output])
+    form.upload, form.method, form.prompt, form.button, form.output = (upload, choose, text,
+                                                                       button, output)
+    form.detect = on_click
+    return form

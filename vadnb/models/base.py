@@ -296,12 +296,13 @@ def run_batched(
     Shows a tqdm progress bar when there is more than one batch. Raises the OOM error
     when even a batch of one does not fit.
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     items = list(items)
     out: list[Any] = []
     size = max(1, int(batch_size))
-    bar = tqdm(total=len(items), desc=desc, disable=len(items) <= size, leave=False)
+    # one bar per stage: none inside a stage that shows its own, none for sub-second steps
+    bar = progress_bar(total=len(items), desc=desc, disable=len(items) <= size)
     i = 0
     while i < len(items):
         chunk = items[i : i + size]

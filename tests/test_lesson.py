@@ -1,0 +1,133 @@
+"""vadnb.lesson: references, the one banner, computed statements, highlighted source."""
+
+from __future__ import annotations
+
+import pytest
+
+from vadnb import lesson
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """What the helpers would display in Jupyter: (bundle, metadata) pairs."""
+    import IPython.display
+
+    out = []
+    monkeypatch.setattr(lesson, "_in_ipython", lambda: True)
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, raw=False, metadata=None: out.append((obj, metadata)))
+    return out
+
+
+def test_say_renders_markdown_marked_as_computed(shown):
+    lesson.say(f"{3} of {4} replies parsed")
+    (bundle, meta), = shown
+    assert bundle["text/markdown"] == "3 of 4 replies parsed" == bundle["text/plain"]
+    assert meta == {lesson.COMPUTED_KEY: {"kind": "computed"}}
+    with pytest.raises(ValueError, match="non-empty"):
+        lesson.say("  ")
+
+
+def test_banner_only_for_tiny_and_once(shown):
+    class Env:
+        profile = "tiny"
+
+    lesson.banner(Env())
+    lesson.banner("colab")
+    tiny, real = shown
+    assert "Tiny profile" in tiny[0]["text/html"] and lesson.TINY_TAG in tiny[0]["text/html"]
+    assert tiny[1] == {lesson.COMPUTED_KEY: {"kind": "banner"}}
+    assert "text/html" not in real[0] and "colab" in real[0]["text/markdown"]
+
+
+def test_the_cpu_profile_gets_the_warning_banner_too(shown):
+    lesson.banner("cpu")  # a real small LLM, but random image models: results mean nothing
+    (cpu,) = shown
+    assert "random-init image models" in cpu[0]["text/html"] and lesson.TINY_TAG in cpu[0]["text/html"]
+
+
+def test_references_by_notebook_and_by_method():
+    md = lesson.references_markdown("70")
+    assert "VERA" in md and "arxiv.org/abs/2412.01095" in md and "vera-framework/VERA" in md
+    both = lesson.references_markdown("lavad", "anomalyclip")
+    assert both.startswith("**Papers.**") and "2404.01014" in both and "2310.02835" in both
+    with pytest.raises(KeyError, match="no reference"):
+        lesson.references_markdown("nope")
+    for ref in lesson.REFERENCES.values():  # every reference is complete
+        assert ref.title and ref.authors and ref.venue and ref.code.startswith("github.com/")
+        assert ref.arxiv.count(".") == 1 and ref.arxiv.replace(".", "").isdigit()
+
+
+def test_show_source_highlights_the_function_and_names_its_file(shown):
+    from vadnb.stages import gaussian_kernel
+
+    lesson.show_source(gaussian_kernel)
+    (bundle, meta), = shown
+    page, plain = bundle["text/html"], bundle["text/plain"]
+    assert "vadnb.stages.gaussian_kernel" in page and "vadnb/stages.py" in page
+    assert "<span" in page and "style=" in page  # pygments, inline styles
+    assert "def gaussian_kernel" in plain
+    assert meta == {lesson.COMPUTED_KEY: {"kind": "source"}}
+    with pytest.raises(TypeError, match="defined in a file"):
+        lesson.show_source(len)
+
+
+def test_show_source_escapes_and_cuts_long_functions():
+    def long_one():  # <b>not markup</b>
+        a = 1
+        b = 2
+        return a + b
+
+    page, _ = lesson.source_html(long_one, max_lines=2)
+    assert "<b>not markup</b>" not in page and "more lines" in page
+
+
+def test_notebook_audit_finds_stderr_bars_and_unrendered_statements():
+    import nbformat
+    from notebook_audit import audit, check_clean
+
+    bar = {"output_type": "display_data", "metadata": {}, "data": {
+        "application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+        "text/plain": "summaries:  40%|####      | 4/10 [00:01<00:02, 3.1it/s]"}}
+    said = {"output_type": "display_data", "data": {"text/markdown": "3 of 4"},
+            "metadata": {"vadnb": {"kind": "computed"}}}
+    err = {"output_type": "stream", "name": "stderr", "text": "UserWarning: Glyph 3 missing"}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("lesson.say('3 of 4')", outputs=[said]),
+        nbformat.v4.new_code_cell("run()", outputs=[bar, bar, bar]),
+        nbformat.v4.new_code_cell("lesson.say(text)", outputs=[]),
+        nbformat.v4.new_code_cell("plot()", outputs=[err])])
+    a = audit(nb)
+    assert [i for i, _ in a["stderr"]] == [3] and len(a["bars"]) == 3
+    assert a["missing_say"] == [2] and a["kinds"] == {"computed": 1}
+    with pytest.raises(AssertionError, match="stderr"):
+        check_clean(nb, "20_x")
+    nb.cells = nb.cells[:2]
+    with pytest.raises(AssertionError, match="3 progress bars > 2"):
+        check_clean(nb, "20_x")
+    check_clean(nb, "60_x")  # budget 4 there
+
+
+def test_one_progress_bar_per_stage_batch_bars_stay_hidden_inside_a_stage():
+    from tqdm.auto import tqdm
+
+    from vadnb.models.base import run_batched
+
+    seen = []
+
+    def fn(chunk):
+        seen.append(sorted(b.desc for b in list(tqdm._instances)))
+        return chunk
+
+    with tqdm(total=1, desc="stage") as outer:
+        run_batched(fn, list(range(6)), 2, desc="batches")
+        outer.update(1)
+    assert seen[-1] == ["stage"]  # no second bar inside the stage's own
+    run_batched(fn, list(range(6)), 2, desc="batches")
+    assert seen[-1] == ["batches"]  # alone, a multi-batch loop has its bar (shown after 1 s)
+
+    from vadnb.progress import bar
+
+    with bar(total=2, desc="outer"):
+        assert bar(total=9, desc="inner").disable  # hidden inside the outer one
+    assert not bar(total=9, desc="alone").disable

@@ -1,0 +1,151 @@
+"""Run several methods over the same clips, each loading its models once (notebook 80).
+
+:class:`MethodRunner` knows, for every method, which models it needs and what its ``run``
+takes besides the video (AnomalyCLIP a checkpoint, AnyAnomaly the typed descriptions, VERA
+its questions, the classical baseline its normal reference clips). Notebook 80 explains the
+comparison; notebook 85 uses the same runner on a video you upload.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .detect import METHODS, Detection
+
+__all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "TINY_KNOBS", "campus_prompts", "availability",
+           "MethodRunner", "detect_one"]
+
+#: what a user would type to AnyAnomaly for each campus anomaly class
+CAMPUS_DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass",
+                       "Running": "a person running",
+                       "Fallen": "a person lying on the ground",
+                       "Object left": "a box left on the ground"}
+
+#: per method: role -> the profile entry loaded for it (methods not listed load their own)
+ROLES: dict[str, dict[str, str]] = {"vera": {"vlm": "vlm", "embedder": "embedder"},
+                                    "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"}}
+
+
+def campus_prompts(classes: Sequence[str]) -> list[str]:
+    """One typed description per anomaly class (Normal left out), for AnyAnomaly."""
+    return [CAMPUS_DESCRIPTIONS.get(c, c.lower()) for c in classes if c != "Normal"]
+
+
+def availability(method: str) -> str:
+    """``"ok"``, or why the method's module cannot be imported in this copy of the suite."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    try:
+        importlib.import_module(METHODS[method])
+    except ImportError as err:
+        return f"not available ({err})"
+    return "ok"
+
+
+@dataclass
+class MethodRunner:
+    """Runs any method on a list of clips with the right inputs, loading its models once.
+
+    profile: the model profile. cache: the stage cache (None: the suite's).
+    knobs: per method, Config fields to set (e.g. ``{"vera": {"stride": 32}}``).
+    checkpoint: AnomalyCLIP's trained head (``anomalyclip.save_checkpoint``).
+    clip: a CLIP backend already loaded for AnomalyCLIP (kept, never released here).
+    prompts: AnyAnomaly's typed descriptions. questions: VERA's questions (None: shipped).
+    progress: one bar per method over its clips.
+    """
+
+    profile: str | None = None
+    cache: Any = None
+    knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    checkpoint: str | os.PathLike | None = None
+    clip: Any = None
+    prompts: Sequence[str] | None = None
+    questions: Sequence[str] | None = None
+    progress: bool = True
+
+    def _knobs(self, method: str) -> dict[str, Any]:
+        return dict(self.knobs.get(method, {}))
+
+    def load_roles(self, method: str) -> dict[str, Any]:
+        """The models ``method`` needs, loaded once for all its clips."""
+        from . import models
+
+        if method == "anomalyclip" and self.clip is not None:
+            return {"clip": self.clip}
+        knobs = self._knobs(method)
+        return {role: models.load(entry, profile=self.profile, model=knobs.get(f"{role}_model"))
+                for role, entry in ROLES.get(method, {}).items()}
+
+    def arguments(self, method: str, reference: Sequence[str] | None = None) -> dict[str, Any]:
+        """What ``method``'s ``run`` needs besides the video: its inputs and Config fields."""
+        knobs = self._knobs(method)
+        if method == "classical":
+            return {"reference": reference, **knobs}
+        if method == "anomalyclip":  # the checkpoint carries the Config it was trained with
+            if self.checkpoint is None:
+                raise ValueError("AnomalyCLIP needs a trained checkpoint: train one "
+                                 "(anomalyclip.train, notebook 50) and pass checkpoint=...")
+            return {"checkpoint": self.checkpoint}
+        if method == "vera":
+            return {"questions": self.questions, **knobs}
+        if method == "anyanomaly":
+            if not self.prompts:
+                raise ValueError("AnyAnomaly needs at least one typed description: "
+                                 "pass prompts=[...] (e.g. campus_prompts(bench.classes))")
+            return {"prompts": list(self.prompts), **knobs}
+        return knobs
+
+    def run(self, method: str, paths: Sequence[str | os.PathLike],
+            reference: Sequence[str] | None = None) -> list[Detection]:
+        """One Detection per path, in the same order."""
+        if method == "lavad":  # run_many goes stage by stage, one model loaded at a time
+            from . import lavad
+
+            return lavad.run_many(list(paths), profile=self.profile, cache=self.cache,
+                                  **self._knobs(method))
+        from .progress import bar
+
+        module = importlib.import_module(METHODS[method])
+        backends = self.load_roles(method)
+        try:
+            return [module.run(p, profile=self.profile, backends=backends, cache=self.cache,
+                               **self.arguments(method, reference))
+                    for p in bar(list(paths), desc=f"{method} on {len(paths)} videos",
+                                 disable=not self.progress or len(paths) < 2)]
+        finally:
+            for backend in backends.values():
+                if backend is not self.clip:  # the caller's CLIP stays loaded
+                    backend.release()
+
+
+#: on the tiny profile: the small settings notebooks 50-80 use (random models write noise of
+#: any length, so replies are kept short and frames small)
+TINY_KNOBS: dict[str, dict[str, Any]] = {
+    "vera": {"image_size": 64, "max_new_tokens": 16},
+    "anyanomaly": {"max_new_tokens": 8},
+}
+
+
+def detect_one(video: str | os.PathLike, method: str, prompt: str | None = None, *,
+               profile: str | None = None, checkpoint: str | os.PathLike | None = None,
+               cache: Any = None, knobs: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> Detection:
+    """One method on one video of yours (notebook 85): AnyAnomaly looks for ``prompt``, the
+    classical baseline takes the video itself as normal, AnomalyCLIP needs ``checkpoint``.
+    On the tiny profile the :data:`TINY_KNOBS` apply unless ``knobs`` says otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    if method == "anyanomaly" and not (prompt or "").strip():
+        raise ValueError("AnyAnomaly looks for what you type: give a prompt such as "
+                         "'a person running'")
+    chosen = dict(TINY_KNOBS) if profile == "tiny" else {}
+    for m, k in (knobs or {}).items():
+        chosen[m] = {**chosen.get(m, {}), **k}
+    runner = MethodRunner(profile=profile, cache=cache, knobs=chosen, checkpoint=checkpoint,
+                          prompts=[prompt.strip()] if prompt and prompt.strip() else None,
+                          progress=False)
+    return runner.run(method, [str(video)])[0]

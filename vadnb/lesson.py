@@ -1,0 +1,234 @@
+"""Small helpers that make a notebook read as a lesson (every notebook uses them).
+
+- :data:`REFERENCES` and :func:`references`: the papers and their official code, in one place;
+  each notebook renders the ones it teaches, the README lists them all.
+- :func:`banner`: the tiny-profile warning, once, at the top of a notebook's results.
+- :func:`say`: a sentence about *this run* (a number, an outcome), rendered as Markdown and
+  marked so a test can find it in the executed notebook. Static prose explains ideas; every
+  statement about a result is produced by code through ``say``.
+- :func:`show_source`: the source of a vadnb function, highlighted, right after the cell
+  that called it: the algorithm lives once in ``vadnb/`` and is still read in the lesson.
+
+Outside Jupyter (a script, a test) each helper prints plain text instead.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
+           "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
+           "TINY_TAG"]
+
+#: display-metadata key that marks outputs made by these helpers (tests look for it)
+COMPUTED_KEY = "vadnb"
+
+#: the short tag figures carry when their numbers come from the tiny profile
+TINY_TAG = "tiny models: scores mean nothing"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One paper and its official code."""
+
+    key: str
+    title: str
+    authors: str
+    venue: str
+    arxiv: str
+    code: str
+
+    @property
+    def arxiv_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv}"
+
+    def markdown(self) -> str:
+        return (f"{self.authors}. **{self.title}.** {self.venue}. "
+                f"[arXiv:{self.arxiv}]({self.arxiv_url}) · official code: [{self.code}]"
+                f"(https://{self.code})")
+
+    def html(self) -> str:
+        e = html.escape
+        return (f"{e(self.authors)}. <b>{e(self.title)}.</b> {e(self.venue)}. "
+                f"<a href='{e(self.arxiv_url)}'>arXiv:{e(self.arxiv)}</a> · official code: "
+                f"<a href='https://{e(self.code)}'>{e(self.code)}</a>")
+
+
+# Titles, authors and venues as the official READMEs give them (their BibTeX entries).
+REFERENCES: dict[str, Reference] = {
+    "lavad": Reference(
+        "lavad", "Harnessing Large Language Models for Training-free Video Anomaly Detection",
+        "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
+        "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
+    "anomalyclip": Reference(
+        "anomalyclip", "Delving into CLIP latent space for Video Anomaly Recognition",
+        "Luca Zanella, Benedetta Liberatori, Willi Menapace, Fabio Poiesi, Yiming Wang, "
+        "Elisa Ricci", "Computer Vision and Image Understanding (CVIU) 249, 2024",
+        "2310.02835", "github.com/lucazanella/AnomalyCLIP"),
+    "anyanomaly": Reference(
+        "anyanomaly", "AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
+        "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
+        "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
+    "vera": Reference(
+        "vera", "VERA: Explainable Video Anomaly Detection via Verbalized Learning of "
+        "Vision-Language Models", "Muchao Ye, Weiyang Liu, Pan He", "CVPR 2025",
+        "2412.01095", "github.com/vera-framework/VERA"),
+}
+
+#: which papers each notebook teaches (by its two-digit number)
+NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
+    "00": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "10": ("lavad", "anyanomaly"),
+    "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
+    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",),
+    "80": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "85": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "90": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+}
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def _show(markdown: str | None, html_text: str | None, plain: str, kind: str) -> None:
+    """Display one output with Markdown/HTML and a plain-text fallback, marked ``kind``."""
+    if not _in_ipython():
+        print(plain)
+        return
+    from IPython.display import display
+
+    bundle = {"text/plain": plain}
+    if markdown is not None:
+        bundle["text/markdown"] = markdown
+    if html_text is not None:
+        bundle["text/html"] = html_text
+    display(bundle, raw=True, metadata={COMPUTED_KEY: {"kind": kind}})
+
+
+def references_markdown(*keys: str) -> str:
+    """The references for ``keys`` (method names, or one notebook number) as Markdown."""
+    if len(keys) == 1 and keys[0] in NOTEBOOK_METHODS:
+        keys = NOTEBOOK_METHODS[keys[0]]
+    unknown = [k for k in keys if k not in REFERENCES]
+    if unknown:
+        raise KeyError(f"no reference for {unknown}; known: {sorted(REFERENCES)} "
+                       f"or a notebook number in {sorted(NOTEBOOK_METHODS)}")
+    lines = [f"- {REFERENCES[k].markdown()}" for k in keys]
+    title = "**Paper.**" if len(keys) == 1 else "**Papers.**"
+    return f"{title}\n\n" + "\n".join(lines)
+
+
+def references(*keys: str) -> None:
+    """Render the papers a notebook teaches: ``references("lavad")`` or ``references("80")``."""
+    md = references_markdown(*keys)
+    _show(md, None, md, "references")
+
+
+def _profile_of(env_or_profile: Any) -> str:
+    return str(getattr(env_or_profile, "profile", env_or_profile))
+
+
+def banner_html(env_or_profile: Any) -> str:
+    """The banner's HTML (empty for a profile with real models)."""
+    from .models.profiles import MEANINGLESS_PROFILES
+
+    profile = _profile_of(env_or_profile)
+    if profile not in MEANINGLESS_PROFILES:
+        return ""
+    what = ("Tiny profile: random-init models." if profile == "tiny" else
+            f"{html.escape(profile)} profile: a real small LLM and text embedder, but "
+            "random-init image models.")
+    return ("<div style='background:#fde8e8;color:#8b0000;border:1px solid #8b0000;"
+            "border-radius:4px;padding:8px 12px;margin:4px 0'>"
+            f"<b>⚠ {what}</b> Every caption, reply, score and metric "
+            "below exercises the pipeline on a CPU and means nothing about anomalies; figures "
+            f"carry the tag <i>{html.escape(TINY_TAG)}</i>. For real numbers run the notebook "
+            "with <code>PROFILE = \"colab\"</code> on a GPU (Colab: Runtime › Change runtime "
+            "type › T4 GPU).</div>")
+
+
+def banner(env_or_profile: Any) -> None:
+    """The tiny-profile warning, once, at the top of a notebook's results.
+
+    ``env_or_profile``: what ``vadnb.setup()`` returned, or a profile name. For a real
+    profile it prints one line naming the profile instead.
+    """
+    profile = _profile_of(env_or_profile)
+    body = banner_html(profile)
+    if body:
+        what = ("Tiny profile: random-init models." if profile == "tiny" else
+                f"{profile} profile: a real small LLM, random-init image models.")
+        plain = (f"⚠ {what} Every caption, reply, score and metric "
+                 "below means nothing about anomalies; figures carry the tag "
+                 f"'{TINY_TAG}'. Run with PROFILE='colab' on a GPU for real numbers.")
+        _show(None, body, plain, "banner")
+    else:
+        text = f"Profile **{profile}**: real models, so the numbers below are results."
+        _show(text, None, text.replace("**", ""), "banner")
+
+
+def say(text: str) -> None:
+    """Render a computed statement about this run as Markdown (found later by the tests).
+
+    Build ``text`` from the run's values, e.g.
+    ``say(f"{log.failed} of {log.total} replies could not be read")``.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("say() needs a non-empty sentence built from this run's values")
+    _show(text, None, text, "computed")
+
+
+def _qualified_name(func: Callable) -> str:
+    module = getattr(func, "__module__", None) or ""
+    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', '?'))}"
+
+
+def source_html(func: Callable, max_lines: int = 80) -> tuple[str, str]:
+    """(HTML, plain text) of ``func``'s source, highlighted with pygments (inline styles,
+    so the HTML export and GitHub's viewer keep the colours)."""
+    func = inspect.unwrap(func)
+    try:
+        lines, first = inspect.getsourcelines(func)
+    except (OSError, TypeError) as err:
+        raise TypeError(f"show_source needs a Python function or class defined in a file, "
+                        f"got {func!r}: {err}") from err
+    code = "".join(lines)
+    shown = lines[:max_lines]
+    more = len(lines) - len(shown)
+    try:
+        path = Path(inspect.getsourcefile(func) or "?")
+        where = "/".join(path.parts[-2:])
+    except TypeError:
+        where = "?"
+    header = f"{_qualified_name(func)} · {where}, lines {first}-{first + len(lines) - 1}"
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        body = highlight("".join(shown), PythonLexer(),
+                         HtmlFormatter(noclasses=True, style="default", nobackground=True))
+    except ImportError:  # pragma: no cover - pygments ships with Jupyter
+        body = f"<pre>{html.escape(''.join(shown))}</pre>"
+    tail = f"<div style='color:#666'>… {more} more lines in {html.escape(where)}</div>" if more else ""
+    page = (f"<details open><summary><b>source</b> <code>{html.escape(header)}</code></summary>"
+            f"<div style='font-family:monospace;font-size:85%;max-height:32em;overflow:auto;"
+            f"border-left:3px solid "
+            f"#ccc;padding-left:8px'>{body}{tail}</div></details>")
+    return page, f"# {header}\n{code}"
+
+
+def show_source(func: Callable, max_lines: int = 80) -> None:
+    """Display the source of ``func`` (e.g. ``vadnb.lavad.refine_scores``), highlighted."""
+    page, plain = source_html(func, max_lines=max_lines)
+    _show(None, page, plain, "source")
