@@ -12,6 +12,8 @@ from conftest import run_notebook
 
 from vadnb.detect import TINY_WARNING
 
+pytestmark = pytest.mark.notebook
+
 
 def test_notebook_70_writes_its_artifacts(tmp_path):
     pytest.importorskip("vadnb.data")

@@ -169,7 +169,7 @@ class Config:
 LIMITS = {"batch_size": ">= 1", "train_frames": ">= 1", "image_size": "[16, 4096]",
           "max_questions": ">= 1", "steps": ">= 0", "epochs": ">= 1", "validate_every": ">= 1",
           "seed": ">= 0", "stride": ">= 1", "window_s": "> 0", "window_frames": ">= 1",
-          "ensemble_fraction": "(0, 1]", "temperature": "> 0", "smooth_taps": ">= 1",
+          "ensemble_fraction": "[0, 1]", "temperature": "> 0", "smooth_taps": ">= 1",
           "smooth_sigma": "> 0", "vlm_batch_size": ">= 1", "max_new_tokens": ">= 1"}
 
 
