@@ -869,3 +869,28 @@ def test_differences_name_real_settings():
             assert hasattr(module, func.split(".")[-1]), func
     md = stages.differences_markdown(lavad.DIFFERENCES)
     assert md.count("\n") == len(lavad.DIFFERENCES) + 1
+
+
+def test_a_failed_reply_is_not_cached_and_is_asked_again(clip, tmp_path):
+    """A served model's empty answer (FailedReply) must not be replayed from the cache."""
+    from vadnb.models.base import FailedReply
+
+    def down(messages):  # the server answers nothing to every score prompt
+        if messages[-1]["content"].startswith(lavad.SUMMARY_PROMPT):
+            return llm_fn(messages)
+        return FailedReply("empty reply from http://server/v1")
+
+    cache = Cache(tmp_path)
+    broken = lavad.run(clip, backends=doubles(ScriptedLLM(down)), cache=cache)
+    assert broken.extras["parse_failures"] == len(broken.segments)
+    asked = []
+
+    def back_up(messages):
+        asked.append(messages[-1]["content"].startswith(lavad.SUMMARY_PROMPT))
+        return llm_fn(messages)
+
+    fixed = lavad.run(clip, backends=doubles(ScriptedLLM(back_up)), cache=cache)
+    assert asked and not any(asked)  # only the score prompts are asked again, not the summaries
+    assert fixed.extras["parse_failures"] == 0
+    reference = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path / "ref"))
+    np.testing.assert_array_equal(fixed.frame_scores, reference.frame_scores)

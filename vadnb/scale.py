@@ -487,13 +487,20 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
         raise ValueError(f"{out}/frame_scores has no scores for {len(missing)} video(s) "
                          f"({missing[:5]}; expected files such as "
                          f"{_stem(missing[0])}.parquet): run again to score them")
-    labels = {n: bench.frame_labels(n) for n in names}
-    for n in names:
+    # Anomalous training videos of weakly supervised benchmarks have a video-level label
+    # only: they are scored, but only videos with frame labels enter the metrics.
+    unlabelled = [n for n in names if not bench.has_frame_labels(n)]
+    labels = {n: bench.frame_labels(n) for n in names if n not in unlabelled}
+    for n in labels:
         if len(scores[n]) != len(labels[n]):
             raise ValueError(f"{out}/frame_scores/{_stem(n)}.parquet has {len(scores[n])} scores but "
                              f"the video has {len(labels[n])} labelled frames; delete the file "
                              "to score the video again")
-    per_video = metrics.per_video(labels, {n: scores[n] for n in names})
+    per_video = metrics.per_video(labels, {n: scores[n] for n in labels})
+    if unlabelled:  # rows without metrics, in the run's video order
+        extra = pd.DataFrame({"video": unlabelled, "frames": [len(scores[n]) for n in unlabelled]})
+        per_video = pd.concat([per_video, extra], ignore_index=True)
+        per_video = per_video.set_index("video").loc[names].reset_index()
     metas = {n: json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names}
     per_video.insert(1, "label", [bench.video_classes()[n] for n in names])
     per_video["seconds"] = [metas[n]["seconds"] for n in names]
@@ -518,6 +525,7 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
         "frames": int(per_video["frames"].sum()),
         "scored_now": scored,
         "resumed": len(skipped),
+        "video_level_only": len(unlabelled),
         "auc": _micro(metrics.frame_auc, labels, scores),
         "ap": _micro(metrics.frame_ap, labels, scores),
         "meaningless": meaningless,

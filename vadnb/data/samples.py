@@ -61,6 +61,13 @@ SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
                  "Videos.txt, frames/<Class>/<name>/",
         "call": "load_lavad_annotations(list, temporal, dataset='ucf_crime', frames_root=...)",
     },
+    "c_shtech": {
+        "download": "AnyAnomaly's repository, ground_truth/ (+ ShanghaiTech's test frames)",
+        "files": "ground_truth/c-shtech_labels/shtech_<type>_label.h5, "
+                 "ground_truth/c-shtech.json, testing/frames/NN_NNNN/",
+        "call": "load_cvad(ground_truth, dataset='shanghaitech', anomaly_type='car', "
+                "videos_root=...)",
+    },
     "vera_files": {
         "download": "VERA's repository, Data/*.json",
         "files": "Data/UCF_Eval.json, Data/UCF_Instruct_{train,val}.json, Data/xd_*.json",
@@ -182,6 +189,26 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
         _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
             "Arson011_x264.mp4  Arson  10  20  30  40",
             "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"])
+    elif benchmark == "c_shtech":
+        # AnyAnomaly's C-ShT: one .h5 file per anomaly type, one 1-D int8 array per test
+        # video (that type's frames are 1, every other type's are 0), over ShanghaiTech's frames
+        import h5py
+
+        write_sample("shanghaitech", root)
+        lengths = {"01_0014": 40, "01_0015": 32, "02_0128": 36}
+        spans = {"car": {"01_0014": (12, 28)}, "running": {"02_0128": (0, 10)}}
+        labels_dir = root / "ground_truth" / "c-shtech_labels"
+        labels_dir.mkdir(parents=True, exist_ok=True)
+        for kind, marked in spans.items():
+            with h5py.File(labels_dir / f"shtech_{kind}_label.h5", "w") as f:
+                for name, n in lengths.items():
+                    y = np.zeros(n, np.int8)
+                    if name in marked:
+                        y[marked[name][0]:marked[name][1]] = 1
+                    f.create_dataset(name, data=y)
+        (root / "ground_truth" / "c-shtech.json").write_text(
+            json.dumps({kind: sorted(marked) for kind, marked in spans.items()}))
+        (root / "ground_truth" / "c-shtech-multiple.json").write_text(json.dumps({}))
     elif benchmark == "vera_files":
         for rel, n in (("frames/Arson/Arson011_x264.mp4", 48),
                        ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", 32)):
