@@ -328,6 +328,22 @@ else:
     print(f"no SH_Train_new.txt / SH_Test_NEW.txt in {sht_root}: put the weak split's lists there")
 
 # %% [markdown]
+# ### Customizable VAD: C-ShT and C-Ave
+#
+# AnyAnomaly (notebook 60) is evaluated per anomaly *type* that a user could type: its
+# repository ships one label file per type (`ground_truth/c-shtech_labels/shtech_car_label.h5`
+# ...), covering every ShanghaiTech (or Avenue) test video, with that type's frames as 1 and
+# every other type's as 0. `data.load_cvad` turns one type into a Benchmark over the
+# dataset's test frames, here on the sample:
+
+# %%
+cvad_root = data.write_sample("c_shtech", samples_dir / "c_shtech")
+car = data.load_cvad(cvad_root / "ground_truth", dataset="shanghaitech", anomaly_type="car",
+                     videos_root=cvad_root / "testing" / "frames")
+display(car.summary())
+print("types in this ground-truth folder:", data.cvad_types(cvad_root / "ground_truth", "shanghaitech"))
+
+# %% [markdown]
 # ### The methods' own annotation files
 #
 # LAVAD and VERA converted the annotations into files of their own, next to frame folders

@@ -33,7 +33,7 @@ def test_defaults_pass_and_every_limit_names_a_field(module):
     ("vadnb.lavad", "window_s", math.inf, ValueError, r"Config.window_s must be a finite number"),
     ("vadnb.lavad", "refine_k", True, TypeError, r"Config.refine_k must be int, got True"),
     ("vadnb.lavad", "llm_model", 3, TypeError, r"Config.llm_model must be str \| None"),
-    ("vadnb.vera", "ensemble_fraction", 0.0, ValueError, r"VERA: Config.ensemble_fraction must be in \(0, 1\]"),
+    ("vadnb.vera", "ensemble_fraction", 1.5, ValueError, r"VERA: Config.ensemble_fraction must be in \[0, 1\]"),
     ("vadnb.vera", "image_size", 100_000, ValueError, r"Config.image_size must be in \[16, 4096\]"),
     ("vadnb.vera", "position_prior", "yes", TypeError, r"Config.position_prior must be bool"),
     ("vadnb.anyanomaly", "weights", (0.6, -0.3, 0.1), ValueError,
