@@ -33,6 +33,7 @@ import codecs
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,11 +336,7 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
     """Read a UCF-Crime style temporal annotation file: ``{file name: (class, intervals)}``."""
     path = Path(path)
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        where = f"{path}, line {number}"
+    for where, fields, line in annotation_lines(path):
         if len(fields) != 6:
             raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: {line!r}")
         name, label = fields[0], fields[1]
@@ -359,6 +356,18 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
 #: UCF-Crime's 13 anomaly classes, as its folders and annotation files spell them.
 UCF_CLASSES = ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
+
+
+def annotation_lines(path: str | os.PathLike) -> Iterator[tuple[str, list[str], str]]:
+    """``(where, fields, line)`` for each non-blank line of an annotation file.
+
+    ``where`` is ``"<file>, line <n>"`` for error messages; ``fields`` the whitespace-split
+    line. The text is read with :func:`read_text` (UTF-8 or UTF-16 with a BOM).
+    """
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if fields:
+            yield f"{path}, line {number}", fields, line
 
 
 def parse_video_list(path: str | os.PathLike, expected: str) -> list[str]:
@@ -567,11 +576,7 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     annotations = Path(annotations) if annotations else root / "annotations.txt"
     _need(annotations, "XD-Violence annotations.txt", fix)
     intervals: dict[str, list[tuple[int, int]]] = {}
-    for number, line in enumerate(read_text(annotations).splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{annotations}, line {number}"
+    for where, fields, line in annotation_lines(annotations):
         if len(fields) < 3:
             raise AnnotationError(f"{where}: expected {XD_EXPECTED}, got {line!r}")
         name = fields[0][:-4] if fields[0].endswith(".mp4") else fields[0]

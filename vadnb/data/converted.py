@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _make, _pairs,
-                         read_text, ucf_class_of, xd_codes)
+                         annotation_lines, read_text, ucf_class_of, xd_codes)
 
 __all__ = ["load_lavad_annotations", "load_vera_annotations", "LAVAD_CLASS_IDS"]
 
@@ -83,11 +83,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
     video_list, temporal = Path(video_list), Path(temporal_annotations)
     ids = LAVAD_CLASS_IDS[dataset]
     intervals: dict[str, list[tuple[int, int]]] = {}
-    for number, line in enumerate(read_text(temporal).splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{temporal}, line {number}"
+    for where, fields, line in annotation_lines(temporal):
         if len(fields) < 4:
             raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
         try:
@@ -98,11 +94,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         intervals[Path(fields[0]).stem] = _pairs(numbers, where, TEMPORAL_EXPECTED, allow_none=True)
     rows, truth = [], {}
     frames_root = Path(frames_root) if frames_root is not None else None
-    for number, line in enumerate(read_text(video_list).splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{video_list}, line {number}"
+    for where, fields, line in annotation_lines(video_list):
         if len(fields) != 4:
             raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: {line!r}")
         try:
