@@ -47,7 +47,9 @@ HD_LENGTHS_S = (10, 60)
 
 #: Stages of each method that read frames of the video (each may decode it once); the
 #: probe (frame count and timestamps) is one more pass, counted in the budget below.
-DECODE_STAGES = {"classical": 1, "lavad": 2, "vera": 2, "anyanomaly": 2, "anomalyclip": 1}
+#: LAVAD streams three passes (captions, window frames, 2-frame clips), VERA two (answers,
+#: embeddings), AnyAnomaly two (CLIP on every frame, then the segments' views).
+DECODE_STAGES = {"classical": 1, "lavad": 3, "vera": 2, "anyanomaly": 2, "anomalyclip": 1}
 
 #: Settings that keep tiny runs short without changing how much video is read: shorter
 #: replies only (strides, windows and segment lengths stay the papers').
