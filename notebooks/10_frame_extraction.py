@@ -163,7 +163,7 @@ print(first_middle_last.images.shape, first_middle_last.indices,
 #   samples are evenly spaced in time, whatever the frame rate, using the real timestamps.
 #
 # On a constant-rate video both are regular. The difference shows on a **variable-frame-rate**
-# video (phones record these): here is a 4-second clip whose frames come in bursts.
+# video (phones record these): here is a clip whose frames come in bursts.
 
 # %%
 rng = np.random.default_rng(0)
@@ -174,6 +174,7 @@ vfr_clip = video.write_test_video(out / "vfr_clip.mkv", num_frames=60, pts=vfr_p
 vfr_times = video.frame_times(vfr_clip)
 by_stride = np.arange(0, len(vfr_times), 6)
 by_fps = video.sample_indices(vfr_times, fps=2)
+print(f"{len(vfr_times)} frames over {vfr_times[-1]:.2f} s")
 print("stride 6 ->", by_stride.tolist())
 print("fps 2    ->", by_fps.tolist())
 
@@ -391,7 +392,8 @@ pd.Series(timings).to_frame("value")
 #   MPEG-TS with a late start, AVIs whose header lies and variable-frame-rate video.
 # - Sample **by fps** to be even in time; a **stride** is even in frames, which is only even
 #   in time when the frame rate is constant.
-# - Seeking and `CAP_PROP_FRAME_COUNT` trust the file; we saw both fail silently.
+# - Seeking and `CAP_PROP_FRAME_COUNT` trust the file, so what they report is the file's
+#   claim, not the truth; compare them with the sequential count in the table above.
 # - The exact count costs one pass per file, once: the probe is cached by the file's content.
 # - Sampling saves the image conversions, not the decoding; `iter_frames` keeps memory small.
 #
