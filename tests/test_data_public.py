@@ -299,3 +299,21 @@ def test_protocol_table_holds_the_reference_numbers():
     with pytest.raises(ValueError, match="no protocol rows for method 'nope'"):
         data.protocol_table("nope")
     assert len(data.protocol_table("lavad")) == 3
+
+
+def test_counting_a_frame_folder_opens_no_image_and_agrees_with_probe(samples, monkeypatch):
+    """Loading ShanghaiTech checks every mask against its folder: that must not read frames."""
+    import vadnb.cache
+    from vadnb.data import benchmarks
+    from vadnb.video import probe
+
+    folder = samples / "shanghaitech" / "testing" / "frames" / "01_0014"
+    expected = probe(folder).num_frames
+    benchmarks._FRAME_COUNTS.clear()
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("counting frames hashed the folder")
+
+    monkeypatch.setattr(vadnb.cache, "file_digest", no_hashing)
+    assert data.count_frames(folder) == expected == 40
+    data.load_shanghaitech(samples / "shanghaitech")  # every test folder is counted this way

@@ -64,7 +64,7 @@ import numpy as np
 __all__ = [
     "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
     "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
-    "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES",
+    "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
     "write_test_video", "read_frame_code", "patch_avi_frame_count",
 ]
 
@@ -478,6 +478,12 @@ def _folder_images(p: Path) -> list[Path]:
                          f"entries, e.g. {sample}); a frame folder holds numbered images "
                          f"({', '.join(IMAGE_SUFFIXES)}). Pass a video file or such a folder.")
     return sorted(images, key=lambda e: _natural_key(e.name))
+
+
+def folder_images(path: PathLike) -> list[Path]:
+    """The images of a frame folder, in the order :func:`probe` and :func:`read_frames` use
+    (natural name order, hidden files skipped): a cheap frame count, no image is opened."""
+    return _folder_images(Path(path))
 
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:

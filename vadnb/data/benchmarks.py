@@ -98,9 +98,10 @@ def count_frames(path: str | os.PathLike) -> int:
     stat = p.stat()
     key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _FRAME_COUNTS:
-        from ..video import probe  # frame folders too: the same images probe reads
+        from ..video import folder_images, probe
 
-        _FRAME_COUNTS[key] = probe(p).num_frames
+        # a frame folder: count the images probe would read, without hashing or opening them
+        _FRAME_COUNTS[key] = len(folder_images(p)) if p.is_dir() else probe(p).num_frames
     return _FRAME_COUNTS[key]
 
 
