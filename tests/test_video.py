@@ -366,6 +366,7 @@ def test_benchmark_script_runs_on_a_given_file(videos, long_avi, capsys):
     printed = capsys.readouterr().out
     assert "read_frames(fps=5)" in printed and "every frame" in printed
     assert re.search(r"read_frames\(fps=5\)\s+8\s", printed)  # 0, 5, ..., 35
+    assert re.search(r"OpenCV grab \+ retrieve fps=5 frames\s+8\s", printed)  # the same 8
     assert re.search(r"read_frames\(indices=\[90, 240, 390, 540\]\)\s+4\s", printed)
     assert result["ratio"] == pytest.approx(result["all_s"] / result["fps_s"])
     assert result["same_pixels"] is True  # vadnb's seek and PyAV's by hand agree
@@ -482,6 +483,44 @@ def test_read_frames_peak_memory_is_the_output_plus_a_frame(tmp_path):
     assert output == 120 * 240 * 320 * 3
     assert peak < output + 8 * 240 * 320 * 3, (peak, output)  # the output and a few frames
     assert _codes(frames.images) == list(range(120))
+
+
+def test_frame_size_change_mid_video_is_named_and_size_resizes(tmp_path, fresh_cache):
+    # two MPEG-TS streams of different sizes, one after the other (as a concatenated
+    # recording gives). Frames are converted in a second thread: its error must reach the
+    # caller, naming the frame, and a read that resizes must give every frame in order.
+    a = V.write_test_video(tmp_path / "a.ts", 30, FPS, (160, 128))
+    b = V.write_test_video(tmp_path / "b.ts", 30, FPS, (192, 144), start_code=30)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    assert V.probe(joined, cache=fresh_cache).num_frames == 60
+    with pytest.raises(VideoError, match=r"joined\.ts: frame 30 is 192x144, earlier frames are "
+                                         r"160x128: the frame size changes.*pass size="):
+        V.read_frames(joined, cache=fresh_cache)
+    with pytest.raises(VideoError, match=r"frame 30 is 192x144"):
+        list(V.iter_frames(joined, chunk=7, cache=fresh_cache))
+    got = V.read_frames(joined, size=(160, 128), cache=fresh_cache)
+    assert _codes(got.images) == list(range(60))
+    sampled = V.read_frames(joined, indices=[59, 3, 30, 3, 29], size=(160, 128),
+                            cache=fresh_cache)
+    assert _codes(sampled.images) == [59, 3, 30, 3, 29]
+    assert np.array_equal(sampled.images, got.images[[59, 3, 30, 3, 29]])
+
+
+def test_output_is_written_whole_without_huge_page_advice(monkeypatch):
+    # the frames' array is allocated with numpy's huge-page advice off, and the switch is put
+    # back as it was, also when the allocation fails
+    calls = []
+    monkeypatch.setattr(V, "_madvise_hugepage", lambda on: calls.append(on) or True)
+    out = V._output(3, (4, 5))
+    assert out.shape == (3, 4, 5, 3) and out.dtype == np.uint8 and out.flags.writeable
+    assert calls == [False, True]
+    with pytest.raises(ValueError):
+        V._output(-1, (4, 5))
+    assert calls == [False, True, False, True]
+    monkeypatch.undo()
+    before = V._madvise_hugepage(True)
+    assert V._madvise_hugepage(before) is True  # this numpy has the switch, and it works
 
 
 # ----------------------------------------------------------------------------- damage

@@ -917,12 +917,22 @@ class _Reader:
         k = int(np.searchsorted(self.points, target, side="right")) - 1
         return k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
 
-    def take(self, targets: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, rgb)`` for each of ``targets`` (ascending, distinct)."""
+    def take(self, targets: np.ndarray, lazy: bool = False
+             ) -> Iterator[tuple[int, Any]]:
+        """``(index, rgb)`` for each of ``targets`` (ascending, distinct).
+
+        ``lazy=True`` yields, instead of each image, a function that makes it, and that may be
+        called later, from another thread (not for the OpenCV decoder, whose picture the next
+        frame overwrites)."""
+        if lazy and self.backend == "opencv":
+            raise ValueError("OpenCV's frames must be converted before the next one is grabbed")
         if self.backend == "images":
             names = self.record["files"]
             for t in targets.tolist():
-                yield t, _read_image(self.p, names[t], t)
+                if lazy:
+                    yield t, (lambda name=names[t], t=t: _read_image(self.p, name, t))
+                else:
+                    yield t, _read_image(self.p, names[t], t)
             return
         for t in targets.tolist():
             if self.frames is None or t <= self.pos:
@@ -959,45 +969,95 @@ class _Reader:
                     continue
                 self.pos = index
                 if index == t:
-                    yield t, retrieve()
+                    yield t, (retrieve if lazy else retrieve())
                     break
 
 
-def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
-    """A uint8 ``[count, H, W, 3]`` array, its memory touched now in one sweep.
+def _madvise_hugepage(enabled: bool) -> bool | None:
+    """Turn numpy's transparent-huge-page advice for large arrays on or off; return the old
+    setting (None where this numpy has no such switch)."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    return switch(enabled) if switch is not None else None
 
-    Faulting the pages in one sweep before decoding can be much cheaper than faulting them a
-    frame at a time while the decoder's threads run (``benchmarks/bench_video.py`` shows the
-    cost of touching that much memory on a machine); it costs no extra memory."""
-    out = np.empty((count, *shape, 3), np.uint8)
-    out.fill(0)
-    return out
+
+def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialised uint8 ``[count, H, W, 3]`` array for frames (every row gets written).
+
+    It is allocated without numpy's transparent-huge-page advice (the ``NUMPY_MADVISE_HUGEPAGE``
+    switch, for this one allocation): a huge page is 2 MiB that the kernel must find, zero and,
+    in a virtual machine, have backed by the host on first touch, and on the machines this
+    suite was measured on that stalled a large read by seconds, while ordinary 4 KiB pages cost
+    the same every time (``benchmarks/bench_video.py`` times both ways on the machine it runs
+    on)."""
+    before = _madvise_hugepage(False)
+    try:
+        return np.empty((count, *shape, 3), np.uint8)
+    finally:
+        if before is not None:
+            _madvise_hugepage(before)
+
+
+#: Frames converted to RGB ahead of the decoder, at most (each holds one decoded picture).
+_CONVERT_AHEAD = 4
 
 
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
           size: tuple[int, int] | None) -> None:
-    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), one pass."""
-    import cv2
+    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), one pass.
+
+    Converting a decoded picture to RGB and writing it out runs in a second thread while the
+    decoder goes on to the next frames (PyAV and numpy release the GIL for both), so on two
+    cores a sampled read costs about the decoding alone. OpenCV's frames are converted at once,
+    since its decoder reuses the picture on the next grab."""
+    from concurrent.futures import ThreadPoolExecutor
 
     rank = np.argsort(order, kind="stable")
     ranked = order[rank]
     unique = np.unique(order)
     starts = np.searchsorted(ranked, unique, side="left")
     ends = np.searchsorted(ranked, unique, side="right")
+
+    def place(j: int, index: int, rgb: np.ndarray | Callable[[], np.ndarray]) -> None:
+        _place(reader, out, rank[starts[j]: ends[j]], index,
+               rgb() if callable(rgb) else rgb, size)
+
+    lazy = reader.backend != "opencv"
+    if not lazy or len(unique) < 2:
+        for j, (index, rgb) in enumerate(reader.take(unique, lazy=False)):
+            place(j, index, rgb)
+        return
+    pending: list[Any] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
+        try:
+            for j, (index, convert) in enumerate(reader.take(unique, lazy=True)):
+                pending.append(pool.submit(place, j, index, convert))
+                if len(pending) > _CONVERT_AHEAD:
+                    pending.pop(0).result()  # re-raises a conversion's error here
+            for job in pending:
+                job.result()
+        finally:
+            for job in pending:
+                job.cancel()
+
+
+def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: np.ndarray,
+           size: tuple[int, int] | None) -> None:
+    """Write frame ``index`` (resized to ``size`` if given) into ``out``'s ``rows``."""
+    import cv2
+
     want = out.shape[1:]
-    for j, (index, rgb) in enumerate(reader.take(unique)):
-        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        if rgb.shape != want:
-            where = (f"{reader.p / reader.record['files'][index]}: frame {index} of this frame "
-                     f"folder" if reader.backend == "images" else f"{reader.p}: frame {index}")
-            raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
-                             f"{want[1]}x{want[0]}: the frame size changes within the video; "
-                             "pass size=(width, height) to resize every frame to one size")
-        rows = rank[starts[j]: ends[j]]
-        out[rows[0]] = rgb
-        for r in rows[1:]:
-            out[r] = out[rows[0]]
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    if rgb.shape != want:
+        where = (f"{reader.p / reader.record['files'][index]}: frame {index} of this frame "
+                 f"folder" if reader.backend == "images" else f"{reader.p}: frame {index}")
+        raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
+                         f"{want[1]}x{want[0]}: the frame size changes within the video; "
+                         "pass size=(width, height) to resize every frame to one size")
+    out[rows[0]] = rgb
+    for r in rows[1:]:
+        out[r] = out[rows[0]]
 
 
 def _output_shape(p: Path, record: dict[str, Any],
