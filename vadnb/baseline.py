@@ -221,13 +221,15 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
     else:
         ref = fit_reference(facts, warm)
-    z = (facts[list(FACTS)] - ref["median"]) / ref["spread"]
-    z = z.clip(lower=0).to_numpy(copy=True)
+    values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
+    med = ref.loc[list(FACTS), "median"].to_numpy()           # is this arithmetic alone
+    spread = ref.loc[list(FACTS), "spread"].to_numpy()
+    z = np.clip((values - med) / spread, 0, None)
     # the background models are still learning during the warm-up: fade their facts in
     ramp = min(warm, len(z))
     z[:ramp] *= np.linspace(0, 1, ramp)[:, None]
     top = z.max(axis=1)
-    which = np.array(FACTS)[z.argmax(axis=1)]
+    which = z.argmax(axis=1)
     raw = 1.0 - np.exp(-top / cfg.z_scale)
     scores = np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
     seg_len = max(1, int(round(fps)))  # one explained row per second
@@ -235,8 +237,9 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     for start in range(0, len(scores), seg_len):
         end = min(start + seg_len, len(scores))
         peak = start + int(np.argmax(scores[start:end]))
-        fact = which[peak]
-        ratio = facts[fact].iloc[peak] / max(ref.loc[fact, "median"], ref.loc[fact, "spread"])
+        k = int(which[peak])
+        fact = FACTS[k]
+        ratio = values[peak, k] / max(med[k], spread[k])
         text = (f"{_EXPLAIN[fact]} ({fact} {ratio:.1f}x normal)" if top[peak] > 1
                 else "nothing stands out from normal footage")
         rows.append({"start_frame": start, "end_frame": end, "centre_frame": peak,
@@ -245,5 +248,6 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     return Detection(video=str(video), method="classical", profile="none",
                      frame_scores=scores.astype(np.float32), fps=fps,
                      segments=pd.DataFrame(rows),
-                     extras={"facts": {k: facts[k].round(5).tolist() for k in FACTS},
+                     extras={"facts": {k: np.round(values[:, i], 5).tolist()
+                                       for i, k in enumerate(FACTS)},
                              "reference": "given normal videos" if reference else "the video itself"})
