@@ -47,6 +47,9 @@ __all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get
 _ARRAY_TAG = "__ndarray__"
 _TUPLE_TAG = "__tuple__"
 _REPLY_TAG = "__reply__"
+#: A list of same-shape arrays, stored as one stacked array (one member of the .npz file to
+#: read instead of one per item: a warm run of a long video reads thousands of embeddings).
+_STACK_TAG = "__stacked__"
 
 
 class CacheWarning(UserWarning):
@@ -167,6 +170,9 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
     if isinstance(value, tuple):
         return {_TUPLE_TAG: [_encode(v, arrays) for v in value]}
     if isinstance(value, list):
+        if _stackable(value):
+            arrays.append(np.stack(value))
+            return {_STACK_TAG: len(arrays) - 1}
         return [_encode(v, arrays) for v in value]
     if isinstance(value, np.generic):
         return value.item()
@@ -175,10 +181,21 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
     raise TypeError(f"cannot cache a {type(value).__name__}; use dicts, lists, numbers, str, arrays")
 
 
+def _stackable(items: list[Any]) -> bool:
+    """Whether ``items`` are two or more arrays of one shape and one (non-object) dtype."""
+    if len(items) < 2 or not all(type(v) is np.ndarray for v in items):
+        return False
+    first = items[0]
+    return first.dtype != object and all(v.shape == first.shape and v.dtype == first.dtype
+                                         for v in items)
+
+
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, dict):
         if _ARRAY_TAG in value and len(value) == 1:
             return arrays[f"a{value[_ARRAY_TAG]}"]
+        if _STACK_TAG in value and len(value) == 1:
+            return list(arrays[f"a{value[_STACK_TAG]}"])
         if _TUPLE_TAG in value and len(value) == 1:
             return tuple(_decode(v, arrays) for v in value[_TUPLE_TAG])
         if _REPLY_TAG in value and len(value) == 3:

@@ -910,12 +910,10 @@ class _Reader:
         else:
             self._restart()
 
-    def _far(self, target: int) -> bool:
-        """Whether seeking towards ``target`` skips enough frames to be worth it."""
-        if not self.seekable:
-            return False
-        k = int(np.searchsorted(self.points, target, side="right")) - 1
-        return k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
+    def _far(self, k: int) -> bool:
+        """Whether seeking to seek point ``k`` (the last at or before the wanted frame, -1 for
+        none) skips enough frames to be worth it."""
+        return self.seekable and k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
 
     def take(self, targets: np.ndarray, lazy: bool = False
              ) -> Iterator[tuple[int, Any]]:
@@ -934,10 +932,11 @@ class _Reader:
                 else:
                     yield t, _read_image(self.p, names[t], t)
             return
-        for t in targets.tolist():
-            if self.frames is None or t <= self.pos:
-                self._jump_to(t)
-            elif self._far(t):
+        # each target's seek point, found once (not per frame, under the GIL)
+        points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
+            if self.seekable else [-1] * len(targets)
+        for t, k in zip(targets.tolist(), points):
+            if self.frames is None or t <= self.pos or self._far(k):
                 self._jump_to(t)
             while True:
                 try:
