@@ -34,12 +34,14 @@ def test_lists_of_like_arrays_are_stored_stacked_and_come_back_as_lists(fresh_ca
     rng = np.random.default_rng(0)
     embeddings = [rng.normal(size=8).astype(np.float32) for _ in range(5)]
     mixed = [np.zeros(3), np.zeros(4), np.zeros(3, np.int64)]  # shapes / dtypes differ
-    value = {"emb": embeddings, "mixed": mixed, "one": [np.ones(2)], "empty": []}
+    scalars = [np.array(1.5), np.array(2.5)]  # 0-d arrays stay arrays, stored apart
+    value = {"emb": embeddings, "mixed": mixed, "one": [np.ones(2)], "empty": [],
+             "scalars": scalars}
     fresh_cache.put("stage", {"k": 1}, value)
     path = next((fresh_cache.root / "stages" / "stage").glob("*.npz"))
     with np.load(path, allow_pickle=False) as z:
         shapes = sorted(z[k].shape for k in z.files if k != "__json__")
-    assert shapes == [(2,), (3,), (3,), (4,), (5, 8)]  # the 5 embeddings are one member
+    assert shapes == [(), (), (2,), (3,), (3,), (4,), (5, 8)]  # the 5 embeddings: one member
     back = fresh_cache.get("stage", {"k": 1})
     assert isinstance(back["emb"], list) and len(back["emb"]) == 5
     for a, b in zip(back["emb"], embeddings):
@@ -48,6 +50,7 @@ def test_lists_of_like_arrays_are_stored_stacked_and_come_back_as_lists(fresh_ca
     assert [a.shape for a in back["mixed"]] == [(3,), (4,), (3,)]
     assert back["mixed"][2].dtype == np.int64
     assert back["one"][0].shape == (2,) and back["empty"] == []
+    assert all(type(a) is np.ndarray and a.shape == () for a in back["scalars"])
 
 
 def test_uncacheable_values_are_refused(fresh_cache):

@@ -182,11 +182,12 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def _stackable(items: list[Any]) -> bool:
-    """Whether ``items`` are two or more arrays of one shape and one (non-object) dtype."""
+    """Whether ``items`` are two or more arrays of one shape (not 0-d: rows of a stack of
+    those would come back as numpy scalars) and one (non-object) dtype."""
     if len(items) < 2 or not all(type(v) is np.ndarray for v in items):
         return False
     first = items[0]
-    return first.dtype != object and all(v.shape == first.shape and v.dtype == first.dtype
+    return first.ndim > 0 and first.dtype != object and all(v.shape == first.shape and v.dtype == first.dtype
                                          for v in items)
 
 
