@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from vadnb.cache import Cache, file_digest, make_key
+from vadnb.cache import Cache, CacheWarning, file_digest, make_key
 
 
 def test_memo_round_trip_without_pickle(fresh_cache):
@@ -115,7 +115,8 @@ def test_corrupt_entry_is_recomputed_and_atomic_writes_leave_no_temp(fresh_cache
     fresh_cache.put("s", {"a": 1}, [1, 2])
     path = fresh_cache.path("s", make_key({"a": 1}))
     path.write_bytes(b"not an npz")
-    assert fresh_cache.memo("s", {"a": 1}, lambda: [3]) == [3]
+    with pytest.warns(CacheWarning, match=r"\(stage 's'\) is damaged .*removed it"):
+        assert fresh_cache.memo("s", {"a": 1}, lambda: [3]) == [3]
     assert not list(path.parent.glob(".tmp-*"))
 
 
@@ -146,7 +147,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import warnings  # noqa: E402
 
-from vadnb.cache import CacheWarning, holds_failure  # noqa: E402
+from vadnb.cache import holds_failure  # noqa: E402
 from vadnb.models.base import FailedReply, Reply  # noqa: E402
 
 
