@@ -523,6 +523,28 @@ def test_output_is_written_whole_without_huge_page_advice(monkeypatch):
     assert V._madvise_hugepage(before) is True  # this numpy has the switch, and it works
 
 
+def test_reads_in_threads_leave_numpys_huge_page_switch_as_it_was(monkeypatch):
+    # the switch is process-wide: allocations racing in threads must not leave it off. A
+    # slow stand-in for the switch makes the threads interleave.
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    state = {"on": True, "off_now": 0, "most_off": 0}
+
+    def slow_switch(on: bool) -> bool:
+        before = state["on"]
+        state["off_now"] += -1 if on else 1  # allocations inside their switched-off window
+        state["most_off"] = max(state["most_off"], state["off_now"])
+        time.sleep(0.0005)
+        state["on"] = on
+        return before
+
+    monkeypatch.setattr(V, "_madvise_hugepage", slow_switch)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: V._output(2, (8, 8)), range(200)))
+    assert state["on"] is True and state["most_off"] == 1
+
+
 # ----------------------------------------------------------------------------- damage
 
 @pytest.fixture(scope="module")

@@ -187,8 +187,8 @@ def _stackable(items: list[Any]) -> bool:
     if len(items) < 2 or not all(type(v) is np.ndarray for v in items):
         return False
     first = items[0]
-    return first.ndim > 0 and first.dtype != object and all(v.shape == first.shape and v.dtype == first.dtype
-                                         for v in items)
+    return first.ndim > 0 and first.dtype != object and all(
+        v.shape == first.shape and v.dtype == first.dtype for v in items)
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:

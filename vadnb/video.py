@@ -53,6 +53,7 @@ import math
 import os
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -972,6 +973,10 @@ class _Reader:
                     break
 
 
+#: Held while numpy's huge-page switch is off (see :func:`_output`).
+_HUGEPAGE_SWITCH = threading.Lock()
+
+
 def _madvise_hugepage(enabled: bool) -> bool | None:
     """Turn numpy's transparent-huge-page advice for large arrays on or off; return the old
     setting (None where this numpy has no such switch)."""
@@ -989,12 +994,13 @@ def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
     suite was measured on that stalled a large read by seconds, while ordinary 4 KiB pages cost
     the same every time (``benchmarks/bench_video.py`` times both ways on the machine it runs
     on)."""
-    before = _madvise_hugepage(False)
-    try:
-        return np.empty((count, *shape, 3), np.uint8)
-    finally:
-        if before is not None:
-            _madvise_hugepage(before)
+    with _HUGEPAGE_SWITCH:  # the switch is numpy's, process-wide: reads in threads take turns
+        before = _madvise_hugepage(False)
+        try:
+            return np.empty((count, *shape, 3), np.uint8)
+        finally:
+            if before is not None:
+                _madvise_hugepage(before)
 
 
 #: Frames converted to RGB ahead of the decoder, at most (each holds one decoded picture).
