@@ -60,6 +60,79 @@ def _to_html(executed: Path) -> Path | None:
     return out
 
 
+# --------------------------------------------------------------------------- running one notebook
+
+CELL_TIMEOUT_S = 600  # no lesson cell takes a minute on 2 cores; a hung one fails here
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook stopped: the message names the notebook and the cell (index, first line)."""
+
+
+def _ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over local IPC sockets, not TCP.
+
+    Over TCP every kernel logs "Kernel is running over TCP without encryption"; IPC sockets
+    live in a private temporary folder (mode 0700) that only this user can reach.
+    """
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class IPCKernelManager(KernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return str(Path(tempfile.mkdtemp(prefix="vadnb-kernel-")) / "kernel")
+
+    return IPCKernelManager
+
+
+def _stopped_cell(executed: Path) -> str:
+    """'cell N: first line' of the last cell that started running in ``executed``."""
+    try:
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return "an unknown cell"
+    started = [i for i, c in enumerate(cells)
+               if c.get("cell_type") == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "before its first cell"
+    i = started[-1]
+    first = next((line.strip() for line in "".join(cells[i]["source"]).splitlines() if line.strip()), "")
+    return f"cell {i}: {first[:80]}"
+
+
+def execute(notebook: Path, executed: Path, parameters: dict, cwd: Path,
+            cell_timeout_s: float = CELL_TIMEOUT_S):
+    """Run ``notebook`` with papermill into ``executed``; every cell has a deadline.
+
+    Returns the executed notebook (nbformat node). Raises :class:`NotebookFailed` naming the
+    notebook and the cell when a cell raises, outlives ``cell_timeout_s`` or the kernel dies.
+    """
+    import papermill as pm
+
+    name = Path(notebook).stem
+    try:
+        return pm.execute_notebook(str(notebook), str(executed), parameters=parameters,
+                                   cwd=str(cwd), kernel_name="python3", progress_bar=False,
+                                   execution_timeout=cell_timeout_s,
+                                   kernel_manager_class=_ipc_kernel_manager())
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(f"notebook {name}, cell {err.exec_count or err.cell_index}: "
+                             f"{err.ename}: {err.evalue}") from err
+    except TimeoutError as err:  # nbclient's CellTimeoutError
+        raise NotebookFailed(f"notebook {name}, {_stopped_cell(Path(executed))}: no result "
+                             f"within {cell_timeout_s:g} s (a hang?)") from err
+    except Exception as err:  # noqa: BLE001 - kernel died, notebook unreadable, ...
+        raise NotebookFailed(f"notebook {name}, {_stopped_cell(Path(executed))}: "
+                             f"{type(err).__name__}: {err}") from err
+
+
 # --------------------------------------------------------------------------- the index page
 # Everything that reaches the page is escaped (names of classes, videos, errors, metric keys,
 # file names): a video called "<img src=x onerror=alert(1)>" must show as text.
@@ -289,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--parameter", type=_parse_param, action="append", default=[],
                     help="NAME=VALUE passed to every notebook's parameters cell")
     ap.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    ap.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT_S,
+                    help="seconds a cell may run before the notebook fails (default %(default)s)")
     args = ap.parse_args(argv)
-
-    import papermill as pm
 
     notebooks = _select(sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb")), args.only)
     if not notebooks:
@@ -310,16 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(notebooks)}] {nb.stem} ...", flush=True)
         record = {"notebook": nb.stem, "executed": str(executed)}
         try:
-            pm.execute_notebook(str(nb), str(executed), cwd=str(nb.parent), kernel_name="python3",
-                                parameters={**params, "OUTPUT_DIR": str(artifacts)},
-                                progress_bar=False)
+            execute(nb, executed, {**params, "OUTPUT_DIR": str(artifacts)}, nb.parent,
+                    args.cell_timeout)
             record["status"] = "ok"
-        except pm.PapermillExecutionError as err:
+        except NotebookFailed as err:
             record["status"] = "failed"
-            record["error"] = f"cell {err.exec_count or err.cell_index}: {err.ename}: {err.evalue}"
-        except Exception as err:  # noqa: BLE001 - kernel died, notebook unreadable, ...
-            record["status"] = "failed"
-            record["error"] = f"{type(err).__name__}: {err}"
+            record["error"] = str(err).removeprefix(f"notebook {nb.stem}, ")
         record["seconds"] = time.perf_counter() - t0
         if executed.exists():
             h = _to_html(executed)

@@ -15,6 +15,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# pyproject's per-test deadline is for unit tests; a papermill test runs a whole notebook
+NOTEBOOK_TIMEOUT_S = 1200
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +46,8 @@ def pytest_collection_modifyitems(config, items):
                                       "`pytest -m needs_hub` on a machine with internet")
     hub_off = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")
     for item in items:
+        if "notebook" in item.keywords and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(NOTEBOOK_TIMEOUT_S))
         if "needs_gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(no_gpu)
         if "needs_hub" in item.keywords and hub_off:
@@ -54,22 +58,20 @@ def run_notebook(name: str, out_dir: Path, **parameters):
     """Execute ``notebooks/<name>.ipynb`` headless with papermill, as CI and the main job do.
 
     ``OUTPUT_DIR`` is pointed at ``out_dir``; other ``parameters`` override the notebook's
-    parameters cell. Returns the executed notebook (nbformat node) for inspection, after
-    checking what a student sees (``notebook_audit.check_clean``).
+    parameters cell. Every cell has the main job's deadline (``run_notebooks.execute``), so a
+    hang fails naming the notebook and cell. Returns the executed notebook (nbformat node) for
+    inspection, after checking what a student sees (``notebook_audit.check_clean``).
     """
-    import papermill as pm
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from run_notebooks import execute
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"OUTPUT_DIR": str(out_dir), **parameters}
-    executed = pm.execute_notebook(
-        str(REPO / "notebooks" / f"{name}.ipynb"),
-        str(out_dir / f"{name}.executed.ipynb"),
-        parameters=params,
-        cwd=str(REPO / "notebooks"),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    executed = execute(REPO / "notebooks" / f"{name}.ipynb", out_dir / f"{name}.executed.ipynb",
+                       params, REPO / "notebooks")
     from notebook_audit import check_clean
 
     check_clean(executed, name)  # no stderr, few progress bars, every say() rendered

@@ -102,7 +102,11 @@ def silence_known_noise() -> list[str]:
     try:
         import av.logging
 
-        av.logging.set_level(av.logging.FATAL)
+        # PyAV's own default: FFmpeg's log goes to a C callback that drops it. Never a
+        # level (set_level(FATAL) etc.): that installs a Python callback, and FFmpeg's
+        # decoding threads then need the GIL to log while the main thread holds it inside
+        # container.close(), which deadlocks (tests/test_video_hang.py).
+        av.logging.set_level(None)
         done.append("PyAV log")
     except (ImportError, AttributeError):
         pass
