@@ -19,7 +19,8 @@ file, the line and what was expected):
   or a single ``.mat`` whose ``gt`` holds, per video, a 2 x K array of 1-based inclusive
   [start; end] frame pairs; videos ``testing_videos/NN.avi``; 25 fps.
 - UBnormal: ``Scene<k>/<video>.mp4`` with ``Scene<k>/<video>_annotations/<video>_tracks.txt``
-  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive frames) and the
+  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive whole frame
+  numbers, ``52`` or ``52.0``) and the
   split lists ``{abnormal,normal}_{training,validation,test}_video_names.txt``; 30 fps.
 
 Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
@@ -644,7 +645,8 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     videos) a training video; with neither, test. Test videos get frame labels from
     ``annotations.txt`` (normal, ``label_A``, videos are not in it; a violent test video
     missing from it is an error; an annotated video missing on disk is left out with a
-    warning, as UCF-Crime's are). Training videos carry video-level labels only, which is
+    warning, as UCF-Crime's are; two files of the same name under ``root`` are an error
+    naming both). Training videos carry video-level labels only, which is
     what weak supervision needs: :meth:`Benchmark.frame_labels` says so if asked for their
     frames. ``val`` carves a validation split from train (a fraction, stratified and
     reproducible with ``seed``, or a list of names, e.g. VERA's ``xd_val.json`` names).
@@ -966,7 +968,12 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     video_names.txt`` (looked for in ``root`` and ``root/scripts``). A frame is anomalous when
     it lies inside any track's [start, end]. UBnormal videos carry no class label: anomalous
     videos are labelled "Abnormal". A listed video missing on disk is left out with a
-    warning, as UCF-Crime's are (see :func:`_ubnormal_tracks` for how frame numbers are read).
+    warning, as UCF-Crime's are.
+
+    Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
+    ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
+    ``int()``); a value that is not a whole number (``20.5``, ``inf``, ``nan``) names no frame,
+    so it is an :class:`AnnotationError` naming the file and line, not a silent truncation.
     """
     root = Path(root)
     fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
