@@ -200,3 +200,15 @@ def test_vera_entry_with_zero_length_is_refused(tmp_path):
     with pytest.raises(AnnotationError, match=r"UCF_Eval.json, entry 1: expected 'length', the "
                        r"video's number of frames \(a whole number >= 1\), got 0"):
         data.load_vera_annotations(json_file)
+
+
+# ------------------------------------------------------------------- campus text files
+
+
+def test_campus_split_and_class_files_with_a_bom_read_like_the_annotations(tmp_path):
+    root = Path(shutil.copytree(data.campus_root(), tmp_path / "campus"))
+    for path in (root / "splits" / "test.txt", root / "classes.txt"):  # as Notepad saves them
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    bench = data.load_campus(root)
+    assert bench.videos.equals(data.load_campus().videos.assign(
+        path=lambda t: [str(root / "videos" / Path(p).name) for p in t["path"]]))
