@@ -19,12 +19,20 @@ file, the line and what was expected):
   or a single ``.mat`` whose ``gt`` holds, per video, a 2 x K array of 1-based inclusive
   [start; end] frame pairs; videos ``testing_videos/NN.avi``; 25 fps.
 - UBnormal: ``Scene<k>/<video>.mp4`` with ``Scene<k>/<video>_annotations/<video>_tracks.txt``
-  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive frames) and the
+  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive whole frame
+  numbers, ``52`` or ``52.0``) and the
   split lists ``{abnormal,normal}_{training,validation,test}_video_names.txt``; 30 fps.
 
 Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
-benchmarks' own evaluation scripts read them); an interval running past the video's end is
-cut at the last frame.
+benchmarks' own evaluation scripts read them). An interval running past the video's end is
+cut at the last frame, and one starting past it labels nothing; either gets a warning naming
+the video and the interval (:meth:`Benchmark.frame_labels`), since it means the annotation
+and the video file disagree.
+
+Loaders leave out what they cannot use (a listed video missing on disk, a file that does not
+follow the benchmark's naming) with one warning naming it (:func:`warn_left_out`), never
+silently; a video found in two places under ``root`` where the layout cannot tell which is
+the labelled one is an error naming both.
 """
 
 from __future__ import annotations
@@ -80,6 +88,21 @@ def read_text(path: str | os.PathLike) -> str:
             f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
             "annotation files are read as UTF-8: convert it, e.g. "
             "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`") from None
+
+
+def warn_left_out(items: list, what: str, stacklevel: int = 3) -> None:
+    """One warning naming what a loader leaves out (``what`` says which and why).
+
+    A loader skips a listed video missing on disk, or a file that does not follow the
+    benchmark's naming, rather than fail on a partial download; the warning makes sure the
+    reader knows the benchmark is smaller than the official one. ``stacklevel`` points the
+    warning at the caller of the ``load_*`` function.
+    """
+    if not items:
+        return
+    shown = ", ".join(str(i) for i in items[:5])
+    more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=stacklevel)
 
 
 # --------------------------------------------------------------------------------------
@@ -165,6 +188,7 @@ class Benchmark:
     truth: dict[str, list[tuple[int, int]] | np.ndarray | None] = field(repr=False)
     classes: list[str] = field(default_factory=list)
     _lengths_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _ends_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def videos(self) -> pd.DataFrame:
@@ -214,6 +238,11 @@ class Benchmark:
     def frame_labels(self, name: str) -> np.ndarray:
         """0/1 uint8 array with one entry per frame of video ``name`` (1 = anomalous).
 
+        An interval that runs past the video's last frame is cut there, and one that starts
+        past it labels nothing; either gets a warning (once per video) naming the video and
+        the interval: an anomalous video whose frames come out all normal is a wrong ground
+        truth, not a detail.
+
         Raises:
             ValueError: the video has a video-level label only (see :meth:`has_frame_labels`).
             AnnotationError: a per-frame mask whose length differs from the video's frames.
@@ -229,7 +258,32 @@ class Benchmark:
         if isinstance(truth, np.ndarray):
             self._check_mask_length(row, truth)
             return truth.astype(np.uint8)
-        return intervals_to_labels(truth, self.num_frames(name))
+        num_frames = self.num_frames(name)
+        self._check_intervals_fit(row, truth, num_frames)
+        return intervals_to_labels(truth, num_frames)
+
+    def _check_intervals_fit(self, row: pd.Series, intervals: list[tuple[int, int]],
+                             num_frames: int) -> None:
+        """Warn (once per video) about intervals that start or end past the last frame."""
+        name = row["name"]
+        if name in self._ends_checked:
+            return
+        self._ends_checked.add(name)
+        outside = [(s, e) for s, e in intervals if s >= num_frames]
+        cut = [(s, e) for s, e in intervals if s < num_frames <= e]
+        if not outside and not cut:
+            return
+        last = num_frames - 1
+        notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
+                 for s, e in cut]
+        notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
+                  for s, e in outside]
+        if len(outside) == len(intervals):
+            notes.append(f"so the {row['label']} video's frames are all normal")
+        warnings.warn(f"{self.name}: video {name} ({row['path']}) has {num_frames} frames; "
+                      f"{'; '.join(notes)}. The annotation and the video disagree: check "
+                      "that the video file is complete and from the annotated release",
+                      stacklevel=3)
 
     def _check_mask_length(self, row: pd.Series, mask: np.ndarray) -> None:
         """A per-frame mask must have one entry per frame of its video (when the video is here)."""
@@ -320,14 +374,38 @@ def _need(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def _index_videos(root: Path) -> dict[str, Path]:
-    """Every video file under ``root`` by file name."""
-    return {p.name: p for p in sorted(root.rglob("*")) if p.suffix.lower() in VIDEO_EXTENSIONS}
+def _index_videos(root: Path) -> dict[str, list[Path]]:
+    """Every video file under ``root`` by file name: the copies found, sorted."""
+    index: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
+            index.setdefault(p.name, []).append(p)
+    return index
+
+
+def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
+    """The copy of a video the annotation means, when several files under ``root`` share its
+    name (a backup, a converted copy): the one in ``folder``, where the official layout keeps
+    it (UCF-Crime: the class folder). With no such single copy the choice would be a guess
+    that changes the labels, so it is an error naming the copies.
+    """
+    if len(copies) == 1:
+        return copies[0]
+    in_place = [p for p in copies if folder is not None and p.parent.name == folder]
+    if len(in_place) == 1:
+        return in_place[0]
+    where = f"none of them in a folder named {folder!r}, " if folder and not in_place else ""
+    raise ValueError(f"{copies[0].name} is under {root} {len(copies)} times ({where}"
+                     f"{' and '.join(str(p) for p in copies)}); cannot tell which copy the "
+                     "annotation labels: remove or rename the extra copies")
 
 
 # --------------------------------------------------------------------------------------
 # UCF-Crime (and the campus benchmark, which uses its format)
 # --------------------------------------------------------------------------------------
+
+#: Where UCF-Crime's download keeps the normal test videos (anomalous ones: a class folder).
+UCF_TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
 
 UCF_EXPECTED = ("'<name>.mp4  <Class>  s1  e1  s2  e2' (six fields: file name, class, two "
                 "start/end frame pairs, -1 -1 for no interval)")
@@ -462,7 +540,11 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
       or list of names (e.g. VERA's own), or ``None`` for none.
 
     Videos are found by file name anywhere under ``root`` (the download keeps them in
-    class folders). Listed videos that are missing are skipped with a warning.
+    class folders). Listed videos that are missing are skipped with a warning. A video with
+    several copies under ``root`` is taken from where the official layout keeps it (a test
+    video in its class folder or ``Testing_Normal_Videos_Anomaly``, a training video in the
+    folder ``Anomaly_Train.txt`` names); with no copy there, or several, it is an error
+    naming the copies.
     """
     root = Path(root)
     fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
@@ -482,7 +564,9 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
             missing.append(file_name)
             continue
         name = Path(file_name).stem
-        rows.append(dict(name=name, path=str(files[file_name]), split="test", label=label,
+        folder = label if label != "Normal" else UCF_TEST_NORMAL_FOLDER
+        path = _labelled_copy(files[file_name], folder, root)
+        rows.append(dict(name=name, path=str(path), split="test", label=label,
                          is_anomalous=label != "Normal", num_frames=None, fps=fps))
         truth[name] = intervals
     if train_list is None:
@@ -503,13 +587,12 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
                 missing.append(file_name)
                 continue
             label = ucf_class_of(relative, where)
-            rows.append(dict(name=name, path=str(files[file_name]), split="train", label=label,
+            path = _labelled_copy(files[file_name], Path(relative).parent.name or None, root)
+            rows.append(dict(name=name, path=str(path), split="train", label=label,
                              is_anomalous=label != "Normal", num_frames=None, fps=fps))
             truth[name] = [] if label == "Normal" else None  # anomalous: video-level label only
         _apply_validation(rows, val, seed, str(train_list))
-    if missing:
-        warnings.warn(f"{len(missing)} listed UCF-Crime videos not found under {root} "
-                      f"(e.g. {missing[0]}); they are left out", stacklevel=2)
+    warn_left_out(missing, f"listed UCF-Crime videos not found under {root}")
     if not rows:
         raise FileNotFoundError(f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
     return _make("ucf_crime", root, rows, truth, classes=sorted(
@@ -561,7 +644,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     (the 800 test videos) it is a test video, under one holding "train" (the 3954 training
     videos) a training video; with neither, test. Test videos get frame labels from
     ``annotations.txt`` (normal, ``label_A``, videos are not in it; a violent test video
-    missing from it is an error). Training videos carry video-level labels only, which is
+    missing from it is an error; an annotated video missing on disk is left out with a
+    warning, as UCF-Crime's are; two files of the same name under ``root`` are an error
+    naming both). Training videos carry video-level labels only, which is
     what weak supervision needs: :meth:`Benchmark.frame_labels` says so if asked for their
     frames. ``val`` carves a validation split from train (a fraction, stratified and
     reproducible with ``seed``, or a list of names, e.g. VERA's ``xd_val.json`` names).
@@ -592,7 +677,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
             raise AnnotationError(f"{where}: {name} is annotated twice")
         intervals[name] = _pairs(_ints(fields[1:], where, XD_EXPECTED), where, XD_EXPECTED, allow_none=False)
     rows, truth = [], {}
-    for file_name, path in _index_videos(root).items():
+    found = _index_videos(root)
+    for file_name, copies in found.items():
+        path = _labelled_copy(copies, None, root)
         name = Path(file_name).stem
         codes = xd_codes(name)
         label = XD_CLASSES[codes[0]]
@@ -612,6 +699,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
                          labels="|".join(XD_CLASSES[c] for c in codes)))
     if not rows:
         raise FileNotFoundError(f"no .mp4 videos under {root}\n{fix}")
+    on_disk = {Path(f).stem for f in found}
+    warn_left_out([f"{n}.mp4" for n in intervals if n not in on_disk],
+                  f"annotated XD-Violence videos (in {annotations.name}) not found under {root}")
     _apply_validation(rows, val, seed, str(root))
     return _make("xd_violence", root, rows, truth,
                  classes=[c for c in XD_CLASSES.values() if c != "Normal"])
@@ -796,6 +886,19 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
     return per_video
 
 
+def _avenue_videos(folder: Path) -> list[Path]:
+    """The videos of an Avenue folder, named by number (``01.avi``), in order.
+
+    Other video files (``01_backup.avi``) are not part of the benchmark: left out with a
+    warning naming them, since a mask file or a ``gt`` entry is matched by that number.
+    """
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    odd = [p for p in videos if not p.stem.isdigit()]
+    warn_left_out([p.name for p in odd], f"files in {folder} do not follow Avenue's naming "
+                  "'NN.avi' (the video's number)", stacklevel=4)
+    return [p for p in videos if p.stem.isdigit()]
+
+
 def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                 fps: float = 25.0) -> Benchmark:
     """CUHK Avenue's 21 test videos ``testing_videos/NN.avi`` with their ground truth, and its
@@ -804,6 +907,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     Ground truth: the official ``ground_truth_demo/testing_label_mask/<n>_label.mat`` files
     (a frame is anomalous if its pixel mask has any pixel set), or ``annotations`` = a single
     ``.mat`` with a ``gt`` cell array of 1-based [start; end] pairs, one entry per video in order.
+    Video files not named by their number (``01_backup.avi``) are left out with a warning.
     """
     root = Path(root)
     fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html) "
@@ -812,7 +916,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     video_dir = next((d for d in (root / "testing_videos", root / "testing" / "testing_videos") if d.is_dir()), None)
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
-    videos = sorted(p for p in video_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = _avenue_videos(video_dir)
     if not videos:
         raise FileNotFoundError(f"no videos in {video_dir}\n{fix}")
     rows, truth = [], {}
@@ -842,7 +946,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     train_dir = next((d for d in (root / "training_videos", root / "training" / "training_videos")
                       if d.is_dir()), None)
     if train_dir is not None:  # Avenue's 16 training videos: all normal
-        for path in sorted(p for p in train_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
+        for path in _avenue_videos(train_dir):
             name = f"train_{path.stem}"
             truth[name] = []
             rows.append(dict(name=name, path=str(path), split="train", label="Normal",
@@ -863,13 +967,19 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     Splits come from the official name lists ``{abnormal,normal}_{training,validation,test}_
     video_names.txt`` (looked for in ``root`` and ``root/scripts``). A frame is anomalous when
     it lies inside any track's [start, end]. UBnormal videos carry no class label: anomalous
-    videos are labelled "Abnormal".
+    videos are labelled "Abnormal". A listed video missing on disk is left out with a
+    warning, as UCF-Crime's are.
+
+    Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
+    ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
+    ``int()``); a value that is not a whole number (``20.5``, ``inf``, ``nan``) names no frame,
+    so it is an :class:`AnnotationError` naming the file and line, not a silent truncation.
     """
     root = Path(root)
     fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
            "the Scene* folders; put the *_video_names.txt split lists from its scripts/ next to them.")
     _need(root, "UBnormal folder", fix)
-    rows, truth = [], {}
+    rows, truth, missing = [], {}, []
     for kind in ("abnormal", "normal"):
         for long_split, split in UBNORMAL_SPLITS.items():
             list_name = f"{kind}_{long_split}_video_names.txt"
@@ -886,6 +996,9 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
                                           f"'{kind}_scene_3_scenario_1', got {name!r}")
                 scene = root / f"Scene{match.group(2)}"
                 path = scene / f"{name}.mp4"
+                if not path.exists():
+                    missing.append(path.relative_to(root))
+                    continue
                 intervals: list[tuple[int, int]] = []
                 if kind == "abnormal":
                     intervals = _ubnormal_tracks(scene / f"{name}_annotations" / f"{name}_tracks.txt", fix)
@@ -893,10 +1006,37 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
                                  label="Abnormal" if intervals else "Normal",
                                  is_anomalous=bool(intervals), num_frames=None, fps=fps))
                 truth[name] = intervals
+    warn_left_out(missing, f"listed UBnormal videos not found under {root}")
+    if not rows:
+        raise FileNotFoundError(f"none of the videos in the split lists is under {root}\n{fix}")
     return _make("ubnormal", root, rows, truth, classes=["Abnormal"])
 
 
+def _whole_number(text: str, where: str, expected: str) -> int:
+    """A frame number of a UBnormal tracks file: an integer, possibly written as a float.
+
+    The official script (``scripts/write_frame_level_ground_truth.py``) reads the file with
+    ``np.loadtxt(..., delimiter=",")``, i.e. as floats, then takes ``int(track[1])``, so
+    ``"52.0"`` means frame 52. A value that is not a whole number (``6.7``, ``inf``, ``nan``)
+    names no frame: the file is damaged, and truncating would shift the labels silently.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise AnnotationError(f"{where}: expected {expected}, got {text!r}") from None
+    if not value.is_integer():  # False for inf and nan too
+        raise AnnotationError(f"{where}: expected {expected}; {text!r} is not a whole frame number "
+                              "(UBnormal's tracks hold 0-based frame indices)")
+    return int(value)
+
+
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
+    """The (start, end) frames of every track: 0-based, inclusive, whole numbers.
+
+    Values may be written as integers or as whole floats (``52`` or ``52.0``, as the
+    official reader accepts); anything else is an :class:`AnnotationError` naming the file
+    and the line (see :func:`_whole_number`).
+    """
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
     _need(tracks_file, "UBnormal tracks file", fix)
     intervals = []
@@ -907,9 +1047,6 @@ def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != 3:
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        try:
-            values = [int(float(f)) for f in fields]
-        except ValueError:
-            raise AnnotationError(f"{where}: expected {expected}, got {line!r}") from None
+        values = [_whole_number(f, where, expected) for f in fields]
         intervals += _pairs(values[1:], where, expected, allow_none=False)
     return intervals

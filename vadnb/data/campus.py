@@ -11,7 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from .benchmarks import AnnotationError, Benchmark, _make, count_frames, parse_ucf_annotations
+from .benchmarks import (AnnotationError, Benchmark, _make, count_frames, parse_ucf_annotations,
+                         read_text)
 
 __all__ = ["load_campus", "campus_root", "verify_checksums"]
 
@@ -38,7 +39,7 @@ def verify_checksums(root: str | os.PathLike) -> None:
     if not sums.exists():
         raise FileNotFoundError(f"{sums} not found. {GET_THE_DATA}")
     bad = []
-    for number, line in enumerate(sums.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(sums).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -77,7 +78,7 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
         split_file = root / "splits" / f"{split}.txt"
         if not split_file.exists():
             raise FileNotFoundError(f"{split_file} not found. {GET_THE_DATA}")
-        for number, line in enumerate(split_file.read_text().splitlines(), start=1):
+        for number, line in enumerate(read_text(split_file).splitlines(), start=1):
             file_name = line.strip()
             if not file_name:
                 continue
@@ -88,7 +89,7 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
                                       f"split {split_of[file_name]!r}")
             split_of[file_name] = split
     classes_file = root / "classes.txt"
-    classes = [c.strip().replace("_", " ") for c in classes_file.read_text().splitlines() if c.strip()]
+    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines() if c.strip()]
     rows, truth = [], {}
     for file_name, (label, intervals) in parsed.items():
         if file_name not in split_of:

@@ -63,6 +63,35 @@ def _resolve(frames_root: Path | None, relative: str, base: Path) -> Path:
     return path
 
 
+def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
+    """``{video: intervals}`` from LAVAD's temporal annotation file.
+
+    A video on two lines is an error naming both, unless the lines agree field for field
+    (a harmless repeat): keeping either silently could drop the other's intervals.
+    """
+    intervals: dict[str, list[tuple[int, int]]] = {}
+    seen: dict[str, tuple[str, list[str]]] = {}  # name -> (where, fields) of its first line
+    for where, fields, line in annotation_lines(temporal):
+        if len(fields) < 4:
+            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
+        try:
+            numbers = [int(v) for v in fields[2:]]
+        except ValueError:
+            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}; non-integer frame "
+                                  f"numbers in {line!r}") from None
+        name = Path(fields[0]).stem
+        if name in seen:
+            first_where, first_fields = seen[name]
+            if first_fields != fields:
+                raise AnnotationError(
+                    f"{where}: video {name} is annotated again, differently from {first_where} "
+                    f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
+            continue
+        seen[name] = (where, fields)
+        intervals[name] = _pairs(numbers, where, TEMPORAL_EXPECTED, allow_none=True)
+    return intervals
+
+
 def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: str | os.PathLike,
                            dataset: str = "ucf_crime", frames_root: str | os.PathLike | None = None,
                            fps: float | None = None) -> Benchmark:
@@ -82,16 +111,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
     dataset = _dataset(dataset)
     video_list, temporal = Path(video_list), Path(temporal_annotations)
     ids = LAVAD_CLASS_IDS[dataset]
-    intervals: dict[str, list[tuple[int, int]]] = {}
-    for where, fields, line in annotation_lines(temporal):
-        if len(fields) < 4:
-            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
-        try:
-            numbers = [int(v) for v in fields[2:]]
-        except ValueError:
-            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}; non-integer frame "
-                                  f"numbers in {line!r}") from None
-        intervals[Path(fields[0]).stem] = _pairs(numbers, where, TEMPORAL_EXPECTED, allow_none=True)
+    intervals = _lavad_temporal(temporal)
     rows, truth = [], {}
     frames_root = Path(frames_root) if frames_root is not None else None
     for where, fields, line in annotation_lines(video_list):
@@ -185,8 +205,9 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
         where = f"{json_file}, entry {i}"
         if not isinstance(item, dict) or not (item.get("video") or item.get("video_name")):
             raise AnnotationError(f"{where}: expected an object with 'video' or 'video_name'")
-        if "length" not in item or not str(item["length"]).isdigit():
-            raise AnnotationError(f"{where}: expected 'length', the video's number of frames")
+        if "length" not in item or not str(item["length"]).isdigit() or int(item["length"]) < 1:
+            raise AnnotationError(f"{where}: expected 'length', the video's number of frames "
+                                  f"(a whole number >= 1), got {item.get('length')!r}")
         relative = str(item.get("video") or item.get("video_name"))
         name = Path(relative).name
         name = Path(name).stem if Path(name).suffix in (".mp4", ".avi") else name

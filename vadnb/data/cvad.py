@@ -35,6 +35,7 @@ from .benchmarks import (
     AnnotationError,
     Benchmark,
     count_frames,
+    read_text,
 )
 
 __all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
@@ -99,16 +100,31 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
                                   d / f"c-{prefix}-multiple.json") if p.is_file()), None)
     if json_file is not None:
-        try:
-            data = json.loads(json_file.read_text(encoding="utf-8"))
-            for videos in data.values():
-                names.update(str(v) for v in videos)
-        except (json.JSONDecodeError, AttributeError, TypeError) as err:
-            raise AnnotationError(f"{json_file}: expected a JSON object mapping each "
-                                  f"multi-type set to a list of video names ({err})") from None
+        names.update(_multi_type_json(json_file))
     for f in sorted(d.glob(f"m_{prefix}_*_label.h5")):
         names.update(_read_h5(f))
     return sorted(names)
+
+
+def _multi_type_json(json_file: Path) -> set[str]:
+    """The video names of ``c-<dataset>-multiple.json``: ``{set: [video, ...]}``.
+
+    Read as UTF-8 with or without a byte-order mark (an editor on Windows adds one); an
+    error says whether the text is not JSON (and where) or the JSON has the wrong shape.
+    """
+    expected = "a JSON object mapping each multi-type set to a list of video names"
+    try:
+        data = json.loads(read_text(json_file))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{json_file}: not valid JSON: {err.msg} at line {err.lineno}, "
+                              f"column {err.colno}; expected {expected}") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{json_file}: holds a JSON {type(data).__name__}; expected {expected}")
+    for key, videos in data.items():
+        if not isinstance(videos, list) or not all(isinstance(v, str) for v in videos):
+            raise AnnotationError(f"{json_file}: set {key!r} maps to {videos!r}; expected "
+                                  f"{expected}")
+    return {v for videos in data.values() for v in videos}
 
 
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
