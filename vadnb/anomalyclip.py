@@ -1871,3 +1871,49 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
             return x.astype(np.float32)
 
     return OracleClip()
+
+
+# --------------------------------------------------------------------------- the declaration
+# What detect, compare, scale, plots, lesson and data.protocols know about AnomalyCLIP
+# (vadnb.registry): declared once, read by all of them.
+
+from .lesson import Reference  # noqa: E402
+from .registry import register  # noqa: E402
+
+
+def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
+    """Model calls per minute of video (training not included: it is paid once)."""
+    return [("clip", "clip", 60.0 * fps, "every frame")]
+
+
+register(
+    "anomalyclip", config=Config, run=run,
+    roles={"clip": "clip"}, cost=_cost, keep_loaded=False,
+    pipeline={
+            "title": "AnomalyCLIP (weakly supervised): CLIP features -> class directions -> scores",
+            "stages": [
+                ("frames", "every frame", "RGB frames", "data"),
+                ("encode", "CLIP ViT-B/16 image\nencoder (frozen)", "512-d feature\nper frame", "model"),
+                ("re-centre", "minus the normal\ncentroid", "features around\nnormality", "math"),
+                ("project", "learned prompts (CoOp)\n-> class directions", "likelihood per class\nper frame", "model"),
+                ("temporal", "axial transformer\n(trained with MIL)", "anomaly score\nper frame", "model"),
+                ("classify", "softmax x score", "frame scores +\nclass per frame", "out"),
+            ],
+        },
+    reference=Reference("anomalyclip", "Delving into CLIP latent space for Video Anomaly Recognition",
+        "Luca Zanella, Benedetta Liberatori, Willi Menapace, Fabio Poiesi, Yiming Wang, "
+        "Elisa Ricci", "Computer Vision and Image Understanding (CVIU) 249, 2024",
+        "2310.02835", "github.com/lucazanella/AnomalyCLIP"),
+    protocols=[
+        dict(benchmark="UCF-Crime", split="train 1610 / test 290",
+            metric="frame AUC", ap_variant="—",
+            class_metrics="mean one-vs-rest AUC/AP over classes, top-1/top-5 video accuracy",
+            reported=86.36, load="load_ucf_crime(root, val=None)"),
+        dict(benchmark="XD-Violence", split="train 3954 / test 800",
+            metric="frame AP", ap_variant="step", class_metrics="as UCF-Crime",
+            reported=78.51, load="load_xd_violence(root)"),
+        dict(benchmark="ShanghaiTech (weak split)", split="train 238 / test 199",
+            metric="frame AUC", ap_variant="—", class_metrics="as UCF-Crime (17 classes)",
+            reported=98.07,
+            load="load_shanghaitech(root, split='weak', train_list=..., test_list=...)")],
+)

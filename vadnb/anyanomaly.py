@@ -1228,3 +1228,58 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
 
     return {"clip": ScriptedClip(image_vector, text_vector, name="oracle-clip"),
             "vlm": ScriptedVLM(reply, name="oracle-vlm")}
+
+
+# --------------------------------------------------------------------------- the declaration
+# What detect, compare, scale, plots, lesson and data.protocols know about AnyAnomaly
+# (vadnb.registry): declared once, read by all of them.
+
+from .lesson import Reference  # noqa: E402
+from .registry import register  # noqa: E402
+
+
+def _cost(fps: float, keywords: int = 1, **_: Any) -> list[tuple[str, str, float, str]]:
+    """Model calls per minute of video with the Config defaults, for ``keywords`` texts."""
+    n, c = 60.0 * fps, Config()
+    s = n / c.segment_length
+    windows = sum((c.position_size // w) ** 2 for w in c.window_sizes)
+    return [("vlm", "vlm_1_image", 3 * keywords * s,
+             f"3 views x {keywords} keyword(s) x frames/{c.segment_length}"),
+            ("clip", "clip", n + c.context_frames * windows * s,
+             (f"every frame + {c.context_frames} frames x {windows} windows x "
+              f"frames/{c.segment_length}"))]
+
+
+register(
+    "anyanomaly", config=Config, run=run,
+    roles={"clip": "clip-b32", "vlm": "vlm-3b"}, cost=_cost,
+    pipeline={
+            "title": "AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
+            "stages": [
+                ("frames", "segments of\n24 frames", "segment frames", "data"),
+                ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
+                ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
+                ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
+                ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
+                ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
+            ],
+        },
+    reference=Reference("anyanomaly", "AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
+        "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
+        "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
+    protocols=[
+        dict(benchmark="C-ShT", split="test (ShanghaiTech)",
+            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
+            class_metrics="per type", reported=85.72,
+            load="load_cvad(ground_truth_dir, dataset='shanghaitech', anomaly_type=...)"),
+        dict(benchmark="C-Ave", split="test (Avenue)",
+            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
+            class_metrics="per type", reported=90.27,
+            load="load_cvad(ground_truth_dir, dataset='avenue', anomaly_type=...)"),
+        dict(benchmark="Avenue", split="test (21)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=87.3, load="load_avenue(root)"),
+        dict(benchmark="ShanghaiTech", split="test (107)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=79.7, load="load_shanghaitech(root)"),
+        dict(benchmark="UBnormal", split="test", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=74.5, load="load_ubnormal(root)")],
+)

@@ -251,3 +251,20 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                      extras={"facts": {k: np.round(values[:, i], 5).tolist()
                                        for i, k in enumerate(FACTS)},
                              "reference": "given normal videos" if reference else "the video itself"})
+
+
+# --------------------------------------------------------------------------- the declaration
+# What detect, compare, scale, plots, lesson and data.protocols know about the classical baseline
+# (vadnb.registry): declared once, read by all of them.
+
+from .registry import register  # noqa: E402
+
+
+register(
+    "classical", config=Config, run=run,
+    roles={}, meaningless_profiles=(),  # no model: meaningful in every profile
+    protocols=[
+        dict(benchmark="campus (bundled)", split="test (6)",
+            metric="frame AUC, AP", ap_variant="step", class_metrics="per class AUC",
+            reported=None, load="load_campus()")],
+)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import registry
 from .detect import METHODS, Detection
 
 __all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "TINY_KNOBS", "campus_prompts", "availability",
@@ -25,9 +26,10 @@ CAMPUS_DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass",
                        "Fallen": "a person lying on the ground",
                        "Object left": "a box left on the ground"}
 
-#: per method: role -> the profile entry loaded for it (methods not listed load their own)
-ROLES: dict[str, dict[str, str]] = {"vera": {"vlm": "vlm", "embedder": "embedder"},
-                                    "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"}}
+#: per method: role -> the profile entry loaded for it once for all clips (from the registry;
+#: methods not listed, such as LAVAD, load and release their own)
+ROLES: Mapping[str, dict[str, str]] = registry.view(
+    lambda m: dict(m.roles) if m.keep_loaded and m.roles else None)
 
 
 def campus_prompts(classes: Sequence[str]) -> list[str]:

@@ -17,18 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import registry
 from .models.served import SERVED_OPTIONS, redact
 
 __all__ = ["Detection", "detect", "METHODS", "TINY_WARNING"]
 
-# method name -> module that provides run(video, ...) -> Detection
-METHODS = {
-    "lavad": "vadnb.lavad",
-    "anomalyclip": "vadnb.anomalyclip",
-    "anyanomaly": "vadnb.anyanomaly",
-    "vera": "vadnb.vera",
-    "classical": "vadnb.baseline",
-}
+# method name -> module that provides run(video, ...) -> Detection (read from the registry,
+# so a method registered later is found too)
+METHODS = registry.MODULES
 
 TINY_WARNING = ("tiny profile: random-init models, the scores exercise the pipeline and "
                 "mean nothing about anomalies")

@@ -1425,3 +1425,58 @@ def truth_statement(labels: np.ndarray | None, fps: float) -> str:
     edges = np.flatnonzero(np.diff(np.r_[0, y.astype(int), 0]))
     spans = ", ".join(f"{a / fps:.1f}-{b / fps:.1f} s" for a, b in zip(edges[::2], edges[1::2]))
     return f"Shaded: the ground-truth anomalous frames ({int(y.sum())} frames: {spans})."
+
+
+# --------------------------------------------------------------------------- the declaration
+# What detect, compare, scale, plots, lesson and data.protocols know about LAVAD
+# (vadnb.registry): declared once, read by all of them.
+
+from .lesson import Reference  # noqa: E402
+from .registry import register  # noqa: E402
+
+
+def _cost(fps: float, captioners: int = 1, published: bool = False, **_: Any
+          ) -> list[tuple[str, str, float, str]]:
+    """Model calls per minute of video with the Config defaults (``published``: LAVAD as its
+    code runs, 5 captioners on every frame, against this suite's captions at used frames)."""
+    n, c = 60.0 * fps, Config()
+    p = n / c.stride
+    caption = ((5 * n, "5 captioners x every frame") if published else
+               (captioners * p, f"{captioners} x frames/{c.stride}"))
+    return [("captioner", "captioner", caption[0], caption[1]),
+            ("llm", "llm", 2 * p, f"2 x frames/{c.stride} (summary + score)"),
+            ("embedder", "embedder", c.frames_per_window * p,
+             f"{c.frames_per_window} window frames x frames/{c.stride}"),
+            ("embedder", "embedder_video", p, f"1 window video x frames/{c.stride}")]
+
+
+register(
+    "lavad", config=Config, run=run,
+    roles={"captioner": "captioner", "embedder": "embedder", "llm": "llm"},
+    cost=_cost, cost_variants={"lavad-published": {"published": True}}, keep_loaded=False,
+    pipeline={
+            "title": "LAVAD (training-free): captions -> LLM scores -> refinement",
+            "stages": [
+                ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
+                ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
+                ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
+                ("summarise", "LLM", "one summary per\ncentre frame", "model"),
+                ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
+                ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
+                ("to frames", "repeat x16", "frame scores", "out"),
+            ],
+        },
+    reference=Reference("lavad", "Harnessing Large Language Models for Training-free Video Anomaly Detection",
+        "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
+        "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
+    protocols=[
+        dict(benchmark="UCF-Crime", split="test (290)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=80.28,
+            load="load_ucf_crime(root).subset('test')"),
+        dict(benchmark="XD-Violence", split="test (800)", metric="frame AP",
+            ap_variant="trapezoid", class_metrics="—", reported=62.01,
+            load="load_xd_violence(root).subset('test')"),
+        dict(benchmark="XD-Violence", split="test (800)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=85.36,
+            load="load_xd_violence(root).subset('test')")],
+)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import html
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from . import registry
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
@@ -59,26 +61,9 @@ class Reference:
                 f"<a href='https://{e(self.code)}'>{e(self.code)}</a>")
 
 
-# Titles, authors and venues as the official READMEs give them (their BibTeX entries).
-REFERENCES: dict[str, Reference] = {
-    "lavad": Reference(
-        "lavad", "Harnessing Large Language Models for Training-free Video Anomaly Detection",
-        "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
-        "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
-    "anomalyclip": Reference(
-        "anomalyclip", "Delving into CLIP latent space for Video Anomaly Recognition",
-        "Luca Zanella, Benedetta Liberatori, Willi Menapace, Fabio Poiesi, Yiming Wang, "
-        "Elisa Ricci", "Computer Vision and Image Understanding (CVIU) 249, 2024",
-        "2310.02835", "github.com/lucazanella/AnomalyCLIP"),
-    "anyanomaly": Reference(
-        "anyanomaly", "AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
-        "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
-        "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
-    "vera": Reference(
-        "vera", "VERA: Explainable Video Anomaly Detection via Verbalized Learning of "
-        "Vision-Language Models", "Muchao Ye, Weiyang Liu, Pan He", "CVPR 2025",
-        "2412.01095", "github.com/vera-framework/VERA"),
-}
+# Titles, authors and venues as the official READMEs give them (their BibTeX entries); each
+# method declares its paper (vadnb.registry) and this reads them.
+REFERENCES: Mapping[str, Reference] = registry.view(lambda m: m.reference)
 
 #: which papers each notebook teaches (by its two-digit number)
 NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {

@@ -31,6 +31,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from . import registry
+
 __all__ = [
     "intervals",
     "frame_caption",
@@ -446,53 +448,8 @@ def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None
 
 #: per method, its stages in order: (stage, who does it, what it outputs, kind); kind is
 #: "data" (frames in), "model" (a learned model runs), "math" (plain computation), "out".
-PIPELINES: dict[str, dict[str, Any]] = {
-    "lavad": {
-        "title": "LAVAD (training-free): captions -> LLM scores -> refinement",
-        "stages": [
-            ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
-            ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
-            ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
-            ("summarise", "LLM", "one summary per\ncentre frame", "model"),
-            ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
-            ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
-            ("to frames", "repeat x16", "frame scores", "out"),
-        ],
-    },
-    "anomalyclip": {
-        "title": "AnomalyCLIP (weakly supervised): CLIP features -> class directions -> scores",
-        "stages": [
-            ("frames", "every frame", "RGB frames", "data"),
-            ("encode", "CLIP ViT-B/16 image\nencoder (frozen)", "512-d feature\nper frame", "model"),
-            ("re-centre", "minus the normal\ncentroid", "features around\nnormality", "math"),
-            ("project", "learned prompts (CoOp)\n-> class directions", "likelihood per class\nper frame", "model"),
-            ("temporal", "axial transformer\n(trained with MIL)", "anomaly score\nper frame", "model"),
-            ("classify", "softmax x score", "frame scores +\nclass per frame", "out"),
-        ],
-    },
-    "anyanomaly": {
-        "title": "AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
-        "stages": [
-            ("frames", "segments of\n24 frames", "segment frames", "data"),
-            ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
-            ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
-            ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
-            ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
-            ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
-        ],
-    },
-    "vera": {
-        "title": "VERA (verbalized learning): learned questions -> VLM answers -> smoothing",
-        "stages": [
-            ("train", "VLM as learner and\noptimizer, video labels", "at most 5 guiding\nquestions", "model"),
-            ("frames", "every 16 frames,\n8 frames over 10 s", "frame windows", "data"),
-            ("ask", "VLM with the\nlearned questions", "0/1 answer +\nexplanation", "model"),
-            ("ensemble", "ImageBind similarity,\ntop 15% neighbours", "softmax-weighted\nsegment score", "math"),
-            ("smooth", "Gaussian over\nsegments", "smoothed score", "math"),
-            ("to frames", "repeat x16", "frame scores", "out"),
-        ],
-    },
-}
+#: Each method declares its diagram (vadnb.registry); this reads them.
+PIPELINES: Mapping[str, dict[str, Any]] = registry.view(lambda m: m.pipeline)
 
 _KIND_COLOURS = {"data": "#e8e8e8", "model": "#d6e6f5", "math": "#dff0d8", "out": "#fbe5c8"}
 _KIND_NAMES = {"data": "frames in", "model": "a model runs", "math": "plain computation",

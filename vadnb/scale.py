@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,21 +51,17 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from . import registry
 from .detect import METHODS, TINY_WARNING, Detection
 
 __all__ = ["run_dataset", "load_run", "RunResult", "resolve_benchmark", "start_ray",
            "score_video", "read_frame_scores", "METHOD_ROLES", "DATASETS",
            "calls_per_minute", "cost_table", "gpu_hours", "SECONDS_PER_CALL", "BENCHMARK_SIZES"]
 
-#: The model roles each method uses: key in its ``backends`` dict -> role to load.
-#: An actor (or the local executor) loads these once and reuses them for every video.
-METHOD_ROLES: dict[str, dict[str, str]] = {
-    "classical": {},
-    "lavad": {"captioner": "captioner", "embedder": "embedder", "llm": "llm"},
-    "vera": {"vlm": "vlm", "embedder": "embedder"},
-    "anyanomaly": {"clip": "clip-b32", "vlm": "vlm-3b"},
-    "anomalyclip": {"clip": "clip"},
-}
+#: The model roles each method uses: key in its ``backends`` dict -> role to load (each
+#: method's declaration, :mod:`vadnb.registry`). An actor (or the local executor) loads these
+#: once and reuses them for every video.
+METHOD_ROLES: Mapping[str, dict[str, str]] = registry.view(lambda m: dict(m.roles))
 
 #: Benchmark names run_dataset accepts, and the loader of each (all but campus need root=).
 DATASETS = ("campus", "ucf_crime", "xd_violence", "shanghaitech", "avenue", "ubnormal")
@@ -590,51 +587,16 @@ def calls_per_minute(method: str, fps: float = 30.0, captioners: int = 1,
     ``"lavad-published"`` is LAVAD as its code runs (5 captioners on every frame), to set
     against ``"lavad"`` as this suite runs it (captions only at the frames used).
     """
-    n = 60.0 * fps  # frames per minute
-    rows: list[tuple[str, str, float, str]] = []
-    if method == "lavad":
-        from .lavad import Config as LavadConfig
-
-        c = LavadConfig()
-        p = n / c.stride
-        rows = [("captioner", "captioner", captioners * p, f"{captioners} x frames/{c.stride}"),
-                ("llm", "llm", 2 * p, f"2 x frames/{c.stride} (summary + score)"),
-                ("embedder", "embedder", c.frames_per_window * p,
-                 f"{c.frames_per_window} window frames x frames/{c.stride}"),
-                ("embedder", "embedder_video", p, f"1 window video x frames/{c.stride}")]
-    elif method == "lavad-published":  # the original code: 5 captioners on every frame
-        from .lavad import Config as LavadConfig
-
-        c = LavadConfig()
-        p = n / c.stride
-        rows = [("captioner", "captioner", 5 * n, "5 captioners x every frame"),
-                ("llm", "llm", 2 * p, f"2 x frames/{c.stride} (summary + score)"),
-                ("embedder", "embedder", c.frames_per_window * p,
-                 f"{c.frames_per_window} window frames x frames/{c.stride}"),
-                ("embedder", "embedder_video", p, f"1 window video x frames/{c.stride}")]
-    elif method == "vera":
-        from .vera import Config as VeraConfig
-
-        c = VeraConfig()
-        p = n / c.stride
-        rows = [("vlm", "vlm", p, f"frames/{c.stride}, {c.window_frames} frames per call"),
-                ("embedder", "embedder_video", p, f"frames/{c.stride} segment embeddings")]
-    elif method == "anyanomaly":
-        from .anyanomaly import Config as AnyConfig
-
-        c = AnyConfig()
-        s = n / c.segment_length
-        windows = sum((c.position_size // w) ** 2 for w in c.window_sizes)
-        rows = [("vlm", "vlm_1_image", 3 * keywords * s,
-                 f"3 views x {keywords} keyword(s) x frames/{c.segment_length}"),
-                ("clip", "clip", n + c.context_frames * windows * s,
-                 (f"every frame + {c.context_frames} frames x {windows} windows x "
-                  f"frames/{c.segment_length}"))]
-    elif method == "anomalyclip":
-        rows = [("clip", "clip", n, "every frame")]
-    elif method != "classical":
+    name, options = method, {"captioners": captioners, "keywords": keywords}
+    variants = {v: (m.name, o) for m in registry.methods() for v, o in m.cost_variants.items()}
+    if method in variants:
+        name, extra = variants[method]
+        options.update(extra)
+    elif method not in registry.names():
         raise ValueError(f"unknown method {method!r}; choose one of "
-                         f"{sorted(METHODS) + ['lavad-published']}")
+                         f"{sorted(registry.names()) + sorted(variants)}")
+    cost = registry.get(name).cost
+    rows = cost(fps, **options) if cost is not None else []
     return [{"method": method, "role": r, "kind": k, "calls": v, "formula": f}
             for r, k, v, f in rows]
 
@@ -646,7 +608,7 @@ def cost_table(methods: list[str] | None = None, fps: float = 30.0,
     """Calls per minute of video and GPU seconds per minute, per method, role and profile."""
     spc = seconds_per_call or SECONDS_PER_CALL
     rows = []
-    for m in methods or ["classical", "lavad", "anomalyclip", "vera", "anyanomaly"]:
+    for m in methods or registry.names():
         entries = calls_per_minute(m, fps, captioners, keywords) or [
             {"method": m, "role": "none (CPU)", "kind": "", "calls": 0.0, "formula": "no model"}]
         for e in entries:

@@ -1,0 +1,213 @@
+"""The runtime: keys from what is sent, batches stored as they return, nothing redone warm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vadnb import lavad, models
+from vadnb.models.base import FailedReply
+from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
+from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame, Roles,
+                           Runtime, request_key)
+from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
+
+
+@pytest.fixture
+def clip_video(tmp_path):
+    return write_test_video(tmp_path / "v.avi", num_frames=40, fps=10, size=(64, 48))
+
+
+def _echo_llm(log: list):
+    def answer(messages):
+        log.append(messages[-1]["content"])
+        return f"reply to: {messages[-1]['content'][-20:]}"
+    return ScriptedLLM(answer, name="echo-llm")
+
+
+def _summaries(rt: Runtime, descriptions: list[list[str]]) -> list[str]:
+    """A pipeline step as a method writes it: build the prompt, send it through the map."""
+    return rt.map("llm", [Chat(lavad.summary_messages(d), max_new_tokens=64)
+                          for d in descriptions], batch_size=2)
+
+
+def test_same_request_is_a_cache_hit_and_changed_text_is_asked(fresh_cache):
+    log: list[str] = []
+    rt = Runtime(Roles(backends={"llm": _echo_llm(log)}), fresh_cache)
+    texts = [["a man walks"], ["a car parks"], ["a man walks"], ["a dog runs"], ["rain"]]
+    first = _summaries(rt, texts)
+    assert len(log) == 4  # the identical third request is asked once
+    assert first[0] == first[2]
+    again = Runtime(Roles(backends={"llm": _echo_llm(log)}), fresh_cache)
+    assert _summaries(again, texts) == first and len(log) == 4
+    assert again.model_calls().set_index("role").loc["llm", ["calls", "cached"]].tolist() == [0, 4]
+    # one changed text: only its batch (of 2 unique requests) is asked again
+    texts[3] = ["a dog bites"]
+    assert _summaries(again, texts)[3] != first[3]
+    assert len(log) == 6 and log[-2].endswith("a dog bites") and log[-1].endswith("rain")
+
+
+def test_editing_prompt_code_asks_the_model_again(fresh_cache, monkeypatch):
+    """The issue's stale-answer bug: editing the prompt function must not replay old replies."""
+    log: list[str] = []
+    texts = [["a man walks"], ["a car parks"]]
+    _summaries(Runtime(Roles(backends={"llm": _echo_llm(log)}), fresh_cache), texts)
+    assert len(log) == 2
+    original = lavad.summary_messages
+
+    def edited(description, config=None):
+        messages = original(description, config)
+        return [{"role": "user", "content": "Be brief. " + messages[0]["content"]}]
+
+    monkeypatch.setattr(lavad, "summary_messages", edited)
+    rt = Runtime(Roles(backends={"llm": _echo_llm(log)}), fresh_cache)
+    replies = _summaries(rt, texts)
+    assert len(log) == 4 and all(t.startswith("Be brief. ") for t in log[2:])
+    assert rt.model_calls().loc[0, "calls"] == 1 and rt.model_calls().loc[0, "cached"] == 0
+    assert replies == [f"reply to: {t[-20:]}" for t in log[2:]]
+
+
+def test_key_covers_model_settings_and_images():
+    chat = Chat([{"role": "user", "content": "hi"}], max_new_tokens=8)
+    assert request_key("m", chat) == request_key("m", Chat([{"role": "user", "content": "hi"}], 8))
+    assert request_key("m", chat) != request_key("other", chat)
+    assert request_key("m", chat) != request_key("m", Chat(chat.messages, 9))
+    assert request_key("m", chat) != request_key("m", Chat(chat.messages, 8, temperature=0.7))
+    a, b = Frame("vid", 3), Frame("vid", 4)
+    assert request_key("m", Ask((a,), "q")) != request_key("m", Ask((b,), "q"))
+    assert request_key("m", Ask((a,), "q")) != request_key("m", Ask((a,), "q "))
+    with pytest.raises(TypeError, match="not a runtime request"):
+        request_key("m", {"prompt": "hi"})
+
+
+def _mask(images, box):
+    out = images[0].copy()
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = 0
+    return out
+
+
+def _grid(images):
+    top = np.concatenate(images[:2], axis=1)
+    return np.concatenate([top, np.concatenate(images[2:], axis=1)], axis=0)
+
+
+def test_derived_images_are_keyed_by_recipe(fresh_cache, clip_video, monkeypatch):
+    f = [Frame("vid", i) for i in range(4)]
+    masked = Derived.of(_mask, [f[0]], box=(0, 0, 8, 8))
+    assert masked.key == Derived.of(_mask, [f[0]], box=(0, 0, 8, 8)).key
+    assert masked.key != Derived.of(_mask, [f[1]], box=(0, 0, 8, 8)).key
+    assert masked.key != Derived.of(_mask, [f[0]], box=(0, 0, 9, 8)).key
+    assert masked.key != Derived.of(_grid, f).key
+    assert Derived.of(_grid, f).key != Derived.of(_grid, f[::-1]).key
+    # the key is computed without pixels: no frame is decoded to key a derived image
+    reset_decode_stats()
+    request_key("vlm", Ask((Derived.of(_grid, f),), "what happens?"))
+    assert decode_stats()["frames_decoded"] == 0
+    # and the runtime builds the pixels from the recipe
+    seen = []
+    vlm = ScriptedVLM(lambda ims, p: seen.append(ims) or "ok", name="vlm-double")
+    rt = Runtime(Roles(backends={"vlm": vlm}), fresh_cache)
+    v = rt.video(clip_video)
+    rt.map("vlm", [Ask((Derived.of(_grid, v.frames([3, 1, 2, 0])),), "grid?")])
+    grid = seen[0][0]
+    assert grid.shape == (96, 128, 3)
+    assert [read_frame_code(grid[:48, :64]), read_frame_code(grid[48:, 64:])] == [3, 0]
+
+
+def test_frames_are_decoded_once_in_any_request_order(fresh_cache, clip_video):
+    seen: list[int] = []
+    emb = ScriptedEmbedder(image_fn=lambda im: (seen.append(read_frame_code(im)),
+                                                np.ones(4))[1], name="emb-double")
+    rt = Runtime(Roles(backends={"embedder": emb}), fresh_cache)
+    v = rt.video(clip_video)
+    order = [30, 2, 17, 2, 39, 5]
+    reset_decode_stats()
+    rt.map("embedder", [EncodeImage(v.frame(i)) for i in order], batch_size=2)
+    # overlapping clips: frames shared by two requests in different batches
+    rt.map("embedder", [EncodeVideo(tuple(v.frames([c, c + 1, c + 2]))) for c in (20, 10, 21)],
+           batch_size=1)
+    assert seen[:5] == [30, 2, 17, 39, 5]
+    assert seen[5:] == [20, 21, 22, 10, 11, 12, 21, 22, 23]
+    stats = decode_stats()
+    assert stats["opens"] == 2 and stats["frames_returned"] == 5 + 7
+
+
+def test_resume_after_a_failure_mid_map_asks_only_unfinished_batches(fresh_cache):
+    asked: list[str] = []
+
+    def flaky(messages):
+        text = messages[0]["content"]
+        asked.append(text)
+        if text == "q4":
+            raise RuntimeError("killed")
+        return text.upper()
+
+    requests = [Chat([{"role": "user", "content": f"q{i}"}]) for i in range(7)]
+    rt = Runtime(Roles(backends={"llm": ScriptedLLM(flaky, name="flaky")}), fresh_cache)
+    with pytest.raises(RuntimeError, match="killed"):
+        rt.map("llm", requests, batch_size=2)
+    assert asked == ["q0", "q1", "q2", "q3", "q4"]
+    asked.clear()
+    good = Runtime(Roles(backends={"llm": ScriptedLLM(lambda m: m[0]["content"].upper(),
+                                                      name="flaky")}), fresh_cache)
+    seen: list[str] = []
+    good.roles.given["llm"].fn = lambda m: seen.append(m[0]["content"]) or m[0]["content"].upper()
+    assert good.map("llm", requests, batch_size=2) == [f"Q{i}" for i in range(7)]
+    assert seen == ["q4", "q5", "q6"]
+
+
+def test_failed_replies_are_returned_not_cached(fresh_cache):
+    calls = []
+
+    def answer(messages):
+        calls.append(1)
+        return FailedReply("empty answer") if len(calls) == 1 else "fine"
+
+    rt = Runtime(Roles(backends={"llm": ScriptedLLM(answer, name="srv")}), fresh_cache)
+    req = [Chat([{"role": "user", "content": "hello"}])]
+    assert rt.map("llm", req)[0].failed
+    assert rt.model_calls().loc[0, "failures"] == 1
+    assert rt.map("llm", req) == ["fine"] and len(calls) == 2
+    assert rt.map("llm", req) == ["fine"] and len(calls) == 2
+
+
+def test_given_backends_are_never_released(fresh_cache, clip_video):
+    cap = ScriptedCaptioner(lambda im: "a frame", name="cap-double")
+    rt = Runtime(Roles(backends={"captioner": cap}), fresh_cache)
+    v = rt.video(clip_video)
+    rt.map("captioner", [Caption(v.frame(0))])
+    rt.release("captioner")
+    rt.release()
+    assert not cap.released and rt.roles.get("captioner") is cap
+
+
+def _tiny_pipeline(rt: Runtime, video) -> tuple[list[str], list[np.ndarray]]:
+    v = rt.video(video)
+    captions = rt.map("captioner", [Caption(f) for f in v.frames(range(0, 40, 8))])
+    rt.release("captioner")
+    vectors = rt.map("clip", [EncodeImage(f) for f in v.frames([1, 9, 9, 33])])
+    rt.release("clip")
+    return captions, vectors
+
+
+def test_warm_run_loads_no_model_and_decodes_no_frame(fresh_cache, clip_video):
+    roles = Roles(profile="tiny")
+    models.reset_load_stats()
+    cold = Runtime(roles, fresh_cache)
+    captions, vectors = _tiny_pipeline(cold, clip_video)
+    loads = models.load_stats()
+    assert sorted(loads["role"]) == ["captioner", "clip"]
+    assert set(loads["model"]) == {roles.identity("captioner"), roles.identity("clip")}
+    assert not roles.loaded  # released between stages
+    models.reset_load_stats()
+    reset_decode_stats()
+    warm = Runtime(Roles(profile="tiny"), fresh_cache)
+    again = _tiny_pipeline(warm, clip_video)
+    assert models.load_stats().empty
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+    assert again[0] == captions
+    np.testing.assert_array_equal(np.stack(again[1]), np.stack(vectors))
+    table = warm.model_calls().set_index("role")
+    assert table.loc["captioner", "cached"] == 5 and table.loc["clip", "cached"] == 3
+    assert table["calls"].sum() == 0 and set(table["profile"]) == {"tiny"}
