@@ -1,0 +1,347 @@
+"""AnyAnomaly (Ahn et al., WACV 2026) read top to bottom: customizable VAD with a VLM.
+
+The user *types* the anomaly ("a person falling"), and a vision-language model is asked,
+segment by segment, whether that is what it sees, in three views of every 24-frame segment:
+the key frame (most similar to the text under CLIP), the key frame masked by a CLIP heat map
+(position context) and a 2x2 grid of the best window over four frames (temporal context).
+The three scores are fused, spread over the segment's frames and smoothed; a video's score
+is the maximum over the descriptions. Taught in notebook 60; the plumbing (models, frames,
+cached calls) is :mod:`vadnb.runtime`'s, the images' pixel operations are in :mod:`.views`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import stages
+from ..models.base import is_truncated
+from ..runtime import Ask, Derived, EncodeImage, EncodeText, Runtime, VideoRef
+from .views import best_window, minmax, grid_image, masked, view, window, window_boxes, window_probabilities
+
+# Our own small prompt-template ensemble: each class name is put into every template, the
+# CLIP text embeddings are averaged and re-normalised (the WinCLIP / CLIP zero-shot recipe).
+TEMPLATES: tuple[str, ...] = (
+    "a photo of {}.",
+    "a surveillance camera frame showing {}.",
+    "a blurry photo of {}.",
+    "a cropped photo of {}.",
+    "a low resolution photo of {}.",
+    "a photo of {}, seen from above.",
+)
+
+@dataclass
+class Config:
+    """AnyAnomaly's settings, with the defaults of the paper and its public code.
+
+    Paper (Ahn et al., 2025, Qwen2.5-VL-3B, training-free): C-ShT AUC 85.72 (baseline without
+    context 78.01), C-Ave 90.27; on the usual benchmarks Avenue 87.3, ShanghaiTech 79.7,
+    UBnormal 74.5. Those numbers used fusion weights and sigma tuned on the test labels.
+    Use :meth:`for_dataset` for a benchmark's own window sizes.
+    """
+
+    prompts: list[str] = field(default_factory=list)
+    """The anomaly descriptions to look for ("a person falling"); the score is their max."""
+    segment_length: int = 24
+    """Frames per segment; segments do not overlap and each gets one set of VLM calls."""
+    clip_model: str | None = None
+    """CLIP for key frames and window maps; None = the profile's ``clip-b32`` (ViT-B/32, as
+    the paper); or anything ``vadnb.models.load`` accepts as ``model=``."""
+    vlm_model: str | None = None
+    """The VLM; None = the profile's ``vlm-3b`` (Qwen2.5-VL-3B-Instruct, as the newer code)."""
+    context_frames: int = 4
+    """Frames in the temporal context (the 2x2 grid)."""
+    context_spacing: int | None = None
+    """Frames between context frames; None = ``segment_length // context_frames`` (the
+    official rule: 6 for 24-frame segments, so the 4 frames share the key frame's offset in
+    each quarter of the segment, span it and include the key frame)."""
+    position_size: int = 240
+    """The key frame is resized to this square size (px) before cutting windows."""
+    window_sizes: tuple[int, ...] = (48, 80, 240)
+    """Window side lengths (px at ``position_size``): 48 -> 5x5, 80 -> 3x3, 240 -> 1x1
+    (Avenue's and the official default); ShanghaiTech uses 120 -> 2x2 as the large scale
+    (:data:`DATASET_WINDOWS`, :meth:`for_dataset`)."""
+    window_stride: int | None = None
+    """Step between windows (px); None = the window size (non-overlapping tiles)."""
+    templates: tuple[str, ...] = TEMPLATES
+    """Prompt templates, each with one ``{}`` for the class name, averaged in CLIP space."""
+    normal_class: str | None = "a normal scene where nothing unusual happens"
+    """An extra class the position softmax compares each description with (None: none;
+    the official code has none and compares with the benchmark's other anomaly types)."""
+    other_classes: tuple[str, ...] = ()
+    """More competing class names for the position softmax (the paper's variant: the
+    benchmark's anomaly types, ``vadnb.data.CVAD_TYPES``)."""
+    softmax_scale: float = 100.0
+    """Multiplies the cosine similarities before the position softmax (CLIP's logit scale;
+    the official code uses 1)."""
+    weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    """Fusion weights for the key-frame, position and temporal scores (untuned defaults)."""
+    sigma: float = 15.0
+    """Gaussian smoothing, in frames, applied after repeating each segment score over its
+    frames (so the axis is frames at the video's own rate); the kernel is cut at 4 sigma,
+    as ``scipy.ndimage.gaussian_filter1d`` does."""
+    normalise: bool = False
+    """Min-max normalise each video's frame scores to [0, 1]. Off: the fused scores are
+    already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
+    the full range (costing AUC). The official code normalises once over all test videos
+    together (no effect on AUC); :func:`official_frame_scores` does that."""
+    max_new_tokens: int = 50
+    """VLM reply length; decoding is greedy (deterministic)."""
+    grid_cell: int = 224
+    """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
+    view_max_side: int = 896
+    """Key and context frames are read at most this many px on their longer side (aspect
+    kept; ShanghaiTech's 856x480 and Avenue's 640x360 are read as they are), so memory
+    per segment stays bounded for 1080p or 4K video."""
+    vlm_batch_size: int = 12
+    """VLM requests per ``vlm.batch`` call; segments are streamed in batches of about
+    this many requests and each batch's replies are cached as soon as it returns."""
+    clip_batch_size: int = 64
+    """Images per CLIP call."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompts, str):
+            self.prompts = [self.prompts]
+        self.prompts = [str(p).strip() for p in self.prompts]
+        self.window_sizes = tuple(int(w) for w in self.window_sizes)
+        self.templates = tuple(self.templates)
+        self.other_classes = tuple(str(c) for c in self.other_classes)
+        self.weights = tuple(float(w) for w in self.weights)  # type: ignore[assignment]
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
+        """The settings the official code uses on ``dataset`` ("shanghaitech" or "avenue"):
+        its window sizes; other fields as given in ``overrides``."""
+        from .official import dataset_windows
+
+        return cls(**{"window_sizes": dataset_windows(dataset), **overrides})
+
+    @property
+    def spacing(self) -> int:
+        """Frames between temporal-context frames (``context_spacing`` or the official rule)."""
+        return int(self.context_spacing or max(1, self.segment_length // self.context_frames))
+
+
+
+#: Allowed range of each numeric Config field (each value, for tuples), checked by
+#: ``vadnb.stages.configure`` when the method starts (types come from the annotations).
+LIMITS = {"segment_length": ">= 1", "context_frames": ">= 1", "context_spacing": ">= 1",
+          "position_size": "[16, 4096]", "window_sizes": ">= 1", "window_stride": ">= 1",
+          "softmax_scale": "> 0", "weights": ">= 0", "sigma": ">= 0", "max_new_tokens": ">= 1",
+          "grid_cell": "[16, 4096]", "vlm_batch_size": ">= 1", "clip_batch_size": ">= 1"}
+
+
+
+# --------------------------------------------------------------------------- the steps
+
+def segment_bounds(num_frames: int, segment_length: int = 24) -> np.ndarray:
+    """``[S, 2]`` start (inclusive) and end (exclusive) frames of non-overlapping segments.
+
+    The last segment is shorter when the video length is not a multiple of the length.
+    """
+    if num_frames <= 0:
+        raise ValueError(f"video has {num_frames} frames; nothing to score")
+    if segment_length <= 0:
+        raise ValueError(f"segment_length must be positive, got {segment_length}")
+    starts = np.arange(0, num_frames, segment_length, dtype=np.int64)
+    return np.stack([starts, np.minimum(starts + segment_length, num_frames)], axis=1)
+
+
+def context_frames(key: int, start: int, end: int, n: int = 4, spacing: int = 6) -> np.ndarray:
+    """The ``n`` temporal-context frames of a segment ``[start, end)`` with key frame ``key``.
+
+    As in the public code: the frames at the key frame's offset within each ``spacing``-frame
+    block (``start + key_offset % spacing + k * spacing``), so with 24 frames, 4 frames and
+    spacing 6 they cover the whole segment in time order and include the key frame. Frames
+    past a short last segment's end are clipped to its last frame.
+    """
+    if not start <= key < end:
+        raise ValueError(f"key frame {key} outside its segment [{start}, {end})")
+    phase = (key - start) % spacing
+    idx = start + phase + spacing * np.arange(n, dtype=np.int64)
+    return np.minimum(idx, end - 1)
+
+
+
+def select_key_frames(frame_emb: np.ndarray, text_emb: np.ndarray,
+                      bounds: np.ndarray) -> np.ndarray:
+    """``[P, S]``: for each description and segment, the frame with the highest cosine
+    similarity to the description (ties: the earliest frame)."""
+    sims = np.asarray(text_emb, np.float64) @ np.asarray(frame_emb, np.float64).T  # [P, N]
+    keys = np.zeros((sims.shape[0], len(bounds)), dtype=np.int64)
+    for s, (a, b) in enumerate(bounds):
+        keys[:, s] = a + np.argmax(sims[:, a:b], axis=1)
+    return keys
+
+
+# --------------------------------------------------------------------------- prompts, replies
+
+_TASK = (
+    "Does this image show {d}? Rate it on a scale from 0 to 1: 1 means {d} is clearly "
+    "present, 0 means it is not present at all, values in between mean it is partly "
+    "visible or uncertain. If it is present anywhere, even small or off-centre, rate it high."
+)
+_TEMPORAL = (" The image is a 2x2 grid of four moments of the same place in time order: "
+             "read it left to right, top to bottom (top-left first, bottom-right last).")
+_FORMAT = " Answer exactly as: Score: <a number between 0 and 1>. Reason: <one short sentence>."
+
+
+def build_prompt(description: str, view: str) -> str:
+    """The VLM prompt for one ``view`` ("key", "position" or "temporal") of a description.
+
+    As in the paper's design, the key frame and the masked frame get the very same question;
+    the grid's question adds one line saying how the grid reads in time.
+    """
+    if view not in ("key", "position", "temporal"):
+        raise ValueError(f"unknown view {view!r}; use 'key', 'position' or 'temporal'")
+    extra = _TEMPORAL if view == "temporal" else ""
+    return _TASK.format(d=description) + extra + _FORMAT
+
+
+def parse_score(reply: str) -> float | None:
+    """The score in a VLM reply, in [0, 1], or None.
+
+    The first number after the word "score" if there is one ("Score: 0.8 because ..."),
+    else the first number in [0, 1] anywhere; "80%" and "8/10" count as 0.8
+    (:func:`vadnb.stages.parse_first_number`).
+    """
+    text = reply or ""
+    m = re.search(r"score\W*", text, flags=re.IGNORECASE)
+    if m:
+        v = stages.parse_first_number(text[m.end():])
+        if v is not None:
+            return v
+    return stages.parse_first_number(text)
+
+
+def fuse(key: np.ndarray, position: np.ndarray, temporal: np.ndarray,
+         weights: Sequence[float] = (0.6, 0.3, 0.1)) -> np.ndarray:
+    """``a * key + b * position + g * temporal``, element-wise."""
+    a, b, g = (float(w) for w in weights)
+    return (a * np.asarray(key, np.float64) + b * np.asarray(position, np.float64)
+            + g * np.asarray(temporal, np.float64))
+
+
+def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a frame-score sequence, edges reflected, the kernel cut at
+    ``int(4 * sigma + 0.5)`` frames each side (the support ``gaussian_filter1d`` uses)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if not sigma or sigma <= 0:
+        return frames.copy()
+    return stages.gaussian_smooth(frames, sigma, taps=2 * int(4 * float(sigma) + 0.5) + 1)
+
+
+def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_length: int = 24,
+                       sigma: float = 15.0, normalise: bool = False) -> np.ndarray:
+    """Per-frame scores from per-segment scores: repeat each over its frames, smooth with a
+    Gaussian of ``sigma`` frames (:func:`smooth`), and, if ``normalise``, min-max rescale
+    this video alone (a constant video then becomes all zeros).
+    """
+    from ..metrics import segments_to_frames
+
+    frames = smooth(segments_to_frames(segment_scores, num_frames,
+                                       segment_length=segment_length), sigma)
+    if normalise:
+        frames = np.zeros_like(frames) if np.ptp(frames) < 1e-12 else minmax(frames)
+    return frames
+
+
+def class_names(cfg: Config) -> list[str]:
+    """The CLIP classes: the descriptions first, then the competitors and the normal class."""
+    others = [c for c in cfg.other_classes if c not in cfg.prompts]
+    return list(cfg.prompts) + others + ([cfg.normal_class] if cfg.normal_class else [])
+
+
+def ensemble(text_emb: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """``[n, D]``: each class's template embeddings averaged, then L2-normalised."""
+    emb = np.asarray(text_emb, dtype=np.float64).reshape(n, len(text_emb) // n, -1).mean(axis=1)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return emb.astype(np.float32)
+
+
+VIEWS = ("key", "position", "temporal")
+
+
+def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
+    """AnyAnomaly on one video: the paper's steps, every model call through ``rt``."""
+    n, P = video.num_frames, len(cfg.prompts)
+    bounds = segment_bounds(n, cfg.segment_length)  # [S, 2] start, end
+    S = len(bounds)
+    boxes = window_boxes(cfg.position_size, cfg.window_sizes, cfg.window_stride)  # [W]
+
+    # 1. CLIP embeds every frame, and each class as the mean over the prompt templates
+    frame_emb = np.stack(rt.map("clip", [EncodeImage(f) for f in video.frames(range(n))],
+                                batch_size=cfg.clip_batch_size, desc="CLIP frames"))
+    classes = class_names(cfg)
+    texts = [t.format(c) for c in classes for t in cfg.templates]
+    class_emb = ensemble(rt.map("clip", [EncodeText(t) for t in texts],
+                                batch_size=len(texts)), len(classes))  # [C, D]
+
+    # 2. key frame: per description and segment, the frame closest to the description
+    keys = select_key_frames(frame_emb, class_emb[:P], bounds)  # [P, S]
+
+    # 3. temporal context: 4 frames over the segment, at the key frame's phase
+    contexts = np.array([[context_frames(keys[p, s], a, b, cfg.context_frames, cfg.spacing)
+                          for s, (a, b) in enumerate(bounds)] for p in range(P)])  # [P, S, 4]
+
+    # 4. CLIP embeds every window of the key and context frames (read <= view_max_side px)
+    frames = np.unique(np.concatenate([keys.ravel(), contexts.ravel()]))
+    views = {int(i): Derived.of(view, [video.frame(i)], max_side=cfg.view_max_side)
+             for i in frames}
+    corners = [tuple(int(v) for v in b) for b in boxes[["x0", "y0", "x1", "y1"]].to_numpy()]
+    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size))
+             for i in views for b in corners]
+    emb = np.reshape(rt.map("clip", crops, batch_size=cfg.clip_batch_size, desc="CLIP windows"),
+                     (len(views), len(boxes), -1))
+    win = dict(zip(views, emb.astype(np.float64)))  # frame -> [W, D]
+
+    # 5. position context: each key-frame window's softmax over the classes -> heat map
+    heat = np.array([[window_probabilities(win[keys[p, s]], class_emb, cfg.softmax_scale)[:, p]
+                      for s in range(S)] for p in range(P)])  # [P, S, W]
+
+    # 6. temporal context: the window that best matches the description in any context frame
+    best = np.array([[best_window([win[f] @ class_emb[p] for f in contexts[p, s]])
+                      for s in range(S)] for p in range(P)])  # [P, S]
+
+    # 7. three questions to the VLM per segment and description: key, masked frame, grid
+    def images(p: int, s: int) -> tuple[Any, Any, Any]:
+        key = views[keys[p, s]]
+        return (key, Derived.of(masked, [key], scores=tuple(heat[p, s].tolist()),
+                                window_sizes=cfg.window_sizes, stride=cfg.window_stride,
+                                size=cfg.position_size),
+                Derived.of(grid_image, [views[f] for f in contexts[p, s]], box=corners[best[p, s]],
+                           size=cfg.position_size, cell=cfg.grid_cell))
+
+    per = max(1, cfg.vlm_batch_size // (3 * P))  # segments per VLM batch, all descriptions
+    order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
+    asks = [Ask((image,), build_prompt(cfg.prompts[p], v), cfg.max_new_tokens)
+            for p, s in order for v, image in zip(VIEWS, images(p, s))]
+    replies = np.empty((P, S, 3), dtype=object)
+    answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
+    for k, (p, s) in enumerate(order):
+        replies[p, s] = answers[3 * k: 3 * k + 3]
+
+    # 8. parse each score; a missing one is filled in from the neighbouring segments
+    log = stages.ParseLog()
+    raw = np.vectorize(lambda r: _nan(log.record(r, parse_score(r), truncated=is_truncated(r))),
+                       otypes=[float])(replies)  # [P, S, 3]
+    filled = np.array([np.stack([stages.interpolate_missing(raw[p, :, v])[0]
+                                 for v in range(3)], axis=-1) for p in range(P)])  # [P, S, 3]
+
+    # 9. fuse the views, spread over the frames, smooth; the maximum over the descriptions
+    fused = fuse(filled[..., 0], filled[..., 1], filled[..., 2], cfg.weights)  # [P, S]
+    per_prompt = {cfg.prompts[p]: fused_frame_scores(fused[p], n, cfg.segment_length,
+                                                     cfg.sigma) for p in range(P)}
+    top = np.max(np.stack(list(per_prompt.values())), axis=0)
+    scores = (np.zeros_like(top) if np.ptp(top) < 1e-12 else minmax(top)) if cfg.normalise else top
+    return dict(frame_scores=scores, bounds=bounds, keys=keys, contexts=contexts, best=best,
+                window_scores=heat, windows=boxes, replies=replies, raw=raw, filled=filled,
+                fused=fused, prompt_frame_scores=per_prompt, log=log)
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
