@@ -7,6 +7,7 @@ three views of every 24-frame segment: the key frame, the key frame masked by a 
 
 - :mod:`.core`: the paper's algorithm, top to bottom: ``Config`` and ``pipeline``;
 - :mod:`.views`: the pixel operations behind the views (windows, heat map, mask, grid);
+- :mod:`.fusion`: from replies to frame scores (parse, fuse, smooth);
 - :mod:`.run`: ``run(video, prompts=[...])`` -> :class:`vadnb.detect.Detection`;
 - :mod:`.differences`: every departure from the official code; :mod:`.official`: the official
   evaluation's computations; :mod:`.lesson`: the oracle, tuning and display helpers.
@@ -22,10 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from .core import (TEMPLATES, VIEWS, Config, build_prompt, class_names, context_frames,
-                   ensemble, fuse, fused_frame_scores, parse_score, pipeline, segment_bounds,
-                   select_key_frames, smooth)
+                   ensemble, pipeline, segment_bounds, select_key_frames)
 from .core import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
 from .differences import DIFFERENCES
+from .fusion import fuse, fused_frame_scores, parse_score, smooth
 from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,
                      text_embeddings, tune_fusion)
 from .official import DATASET_WINDOWS, official_frame_scores, official_fusion

@@ -1,38 +1,26 @@
-"""AnyAnomaly (Ahn et al., WACV 2026) read top to bottom: customizable VAD with a VLM.
+"""AnyAnomaly (Ahn et al., WACV 2026), read top to bottom: its Config, steps and pipeline.
 
-The user *types* the anomaly ("a person falling"), and a vision-language model is asked,
-segment by segment, whether that is what it sees, in three views of every 24-frame segment:
-the key frame (most similar to the text under CLIP), the key frame masked by a CLIP heat map
-(position context) and a 2x2 grid of the best window over four frames (temporal context).
-The three scores are fused, spread over the segment's frames and smoothed; a video's score
-is the maximum over the descriptions. Taught in notebook 60; the plumbing (models, frames,
-cached calls) is :mod:`vadnb.runtime`'s, the images' pixel operations are in :mod:`.views`.
+Notebook 60 teaches it. Models, frames and cached calls are :mod:`vadnb.runtime`'s; the
+images' pixel operations are in :mod:`.views`, the replies' arithmetic in :mod:`.fusion`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .. import stages
-from ..models.base import is_truncated
 from ..runtime import Ask, Derived, EncodeImage, EncodeText, Runtime, VideoRef
-from .views import best_window, minmax, grid_image, masked, view, window, window_boxes, window_probabilities
+from .fusion import fuse, fused_frame_scores, normalised, parse_scores
+from .views import (best_window, grid_image, masked, view, window, window_boxes,
+                    window_probabilities)
 
-# Our own small prompt-template ensemble: each class name is put into every template, the
-# CLIP text embeddings are averaged and re-normalised (the WinCLIP / CLIP zero-shot recipe).
+#: Our prompt-template ensemble (the WinCLIP / CLIP zero-shot recipe).
 TEMPLATES: tuple[str, ...] = (
-    "a photo of {}.",
-    "a surveillance camera frame showing {}.",
-    "a blurry photo of {}.",
-    "a cropped photo of {}.",
-    "a low resolution photo of {}.",
-    "a photo of {}, seen from above.",
-)
+    "a photo of {}.", "a surveillance camera frame showing {}.", "a blurry photo of {}.",
+    "a cropped photo of {}.", "a low resolution photo of {}.", "a photo of {}, seen from above.")
 
 @dataclass
 class Config:
@@ -126,27 +114,20 @@ class Config:
         return int(self.context_spacing or max(1, self.segment_length // self.context_frames))
 
 
-
-#: Allowed range of each numeric Config field (each value, for tuples), checked by
-#: ``vadnb.stages.configure`` when the method starts (types come from the annotations).
+#: Range of each numeric Config field, checked by ``vadnb.stages.configure``.
 LIMITS = {"segment_length": ">= 1", "context_frames": ">= 1", "context_spacing": ">= 1",
           "position_size": "[16, 4096]", "window_sizes": ">= 1", "window_stride": ">= 1",
           "softmax_scale": "> 0", "weights": ">= 0", "sigma": ">= 0", "max_new_tokens": ">= 1",
           "grid_cell": "[16, 4096]", "vlm_batch_size": ">= 1", "clip_batch_size": ">= 1"}
 
 
-
 # --------------------------------------------------------------------------- the steps
 
 def segment_bounds(num_frames: int, segment_length: int = 24) -> np.ndarray:
-    """``[S, 2]`` start (inclusive) and end (exclusive) frames of non-overlapping segments.
-
-    The last segment is shorter when the video length is not a multiple of the length.
-    """
+    """``[S, 2]`` start (inclusive) and end (exclusive) frames of non-overlapping segments
+    (the last one shorter when the video length is not a multiple of the length)."""
     if num_frames <= 0:
         raise ValueError(f"video has {num_frames} frames; nothing to score")
-    if segment_length <= 0:
-        raise ValueError(f"segment_length must be positive, got {segment_length}")
     starts = np.arange(0, num_frames, segment_length, dtype=np.int64)
     return np.stack([starts, np.minimum(starts + segment_length, num_frames)], axis=1)
 
@@ -166,7 +147,6 @@ def context_frames(key: int, start: int, end: int, n: int = 4, spacing: int = 6)
     return np.minimum(idx, end - 1)
 
 
-
 def select_key_frames(frame_emb: np.ndarray, text_emb: np.ndarray,
                       bounds: np.ndarray) -> np.ndarray:
     """``[P, S]``: for each description and segment, the frame with the highest cosine
@@ -177,8 +157,6 @@ def select_key_frames(frame_emb: np.ndarray, text_emb: np.ndarray,
         keys[:, s] = a + np.argmax(sims[:, a:b], axis=1)
     return keys
 
-
-# --------------------------------------------------------------------------- prompts, replies
 
 _TASK = (
     "Does this image show {d}? Rate it on a scale from 0 to 1: 1 means {d} is clearly "
@@ -191,63 +169,12 @@ _FORMAT = " Answer exactly as: Score: <a number between 0 and 1>. Reason: <one s
 
 
 def build_prompt(description: str, view: str) -> str:
-    """The VLM prompt for one ``view`` ("key", "position" or "temporal") of a description.
-
-    As in the paper's design, the key frame and the masked frame get the very same question;
-    the grid's question adds one line saying how the grid reads in time.
-    """
+    """The VLM prompt for one ``view`` ("key", "position", "temporal") of a description: the
+    same question for the key and masked frames; the grid's adds how the grid reads in time."""
     if view not in ("key", "position", "temporal"):
         raise ValueError(f"unknown view {view!r}; use 'key', 'position' or 'temporal'")
     extra = _TEMPORAL if view == "temporal" else ""
     return _TASK.format(d=description) + extra + _FORMAT
-
-
-def parse_score(reply: str) -> float | None:
-    """The score in a VLM reply, in [0, 1], or None.
-
-    The first number after the word "score" if there is one ("Score: 0.8 because ..."),
-    else the first number in [0, 1] anywhere; "80%" and "8/10" count as 0.8
-    (:func:`vadnb.stages.parse_first_number`).
-    """
-    text = reply or ""
-    m = re.search(r"score\W*", text, flags=re.IGNORECASE)
-    if m:
-        v = stages.parse_first_number(text[m.end():])
-        if v is not None:
-            return v
-    return stages.parse_first_number(text)
-
-
-def fuse(key: np.ndarray, position: np.ndarray, temporal: np.ndarray,
-         weights: Sequence[float] = (0.6, 0.3, 0.1)) -> np.ndarray:
-    """``a * key + b * position + g * temporal``, element-wise."""
-    a, b, g = (float(w) for w in weights)
-    return (a * np.asarray(key, np.float64) + b * np.asarray(position, np.float64)
-            + g * np.asarray(temporal, np.float64))
-
-
-def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of a frame-score sequence, edges reflected, the kernel cut at
-    ``int(4 * sigma + 0.5)`` frames each side (the support ``gaussian_filter1d`` uses)."""
-    frames = np.asarray(frames, dtype=np.float64)
-    if not sigma or sigma <= 0:
-        return frames.copy()
-    return stages.gaussian_smooth(frames, sigma, taps=2 * int(4 * float(sigma) + 0.5) + 1)
-
-
-def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_length: int = 24,
-                       sigma: float = 15.0, normalise: bool = False) -> np.ndarray:
-    """Per-frame scores from per-segment scores: repeat each over its frames, smooth with a
-    Gaussian of ``sigma`` frames (:func:`smooth`), and, if ``normalise``, min-max rescale
-    this video alone (a constant video then becomes all zeros).
-    """
-    from ..metrics import segments_to_frames
-
-    frames = smooth(segments_to_frames(segment_scores, num_frames,
-                                       segment_length=segment_length), sigma)
-    if normalise:
-        frames = np.zeros_like(frames) if np.ptp(frames) < 1e-12 else minmax(frames)
-    return frames
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -320,28 +247,20 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
     asks = [Ask((image,), build_prompt(cfg.prompts[p], v), cfg.max_new_tokens)
             for p, s in order for v, image in zip(VIEWS, images(p, s))]
-    replies = np.empty((P, S, 3), dtype=object)
     answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
-    for k, (p, s) in enumerate(order):
-        replies[p, s] = answers[3 * k: 3 * k + 3]
+    replies = np.empty((P, S, 3), dtype=object)
+    replies[tuple(np.array(order).T)] = np.array(answers, dtype=object).reshape(-1, 3)
 
     # 8. parse each score; a missing one is filled in from the neighbouring segments
-    log = stages.ParseLog()
-    raw = np.vectorize(lambda r: _nan(log.record(r, parse_score(r), truncated=is_truncated(r))),
-                       otypes=[float])(replies)  # [P, S, 3]
-    filled = np.array([np.stack([stages.interpolate_missing(raw[p, :, v])[0]
-                                 for v in range(3)], axis=-1) for p in range(P)])  # [P, S, 3]
+    raw, filled, log = parse_scores(replies)  # [P, S, 3] each
 
     # 9. fuse the views, spread over the frames, smooth; the maximum over the descriptions
     fused = fuse(filled[..., 0], filled[..., 1], filled[..., 2], cfg.weights)  # [P, S]
     per_prompt = {cfg.prompts[p]: fused_frame_scores(fused[p], n, cfg.segment_length,
                                                      cfg.sigma) for p in range(P)}
     top = np.max(np.stack(list(per_prompt.values())), axis=0)
-    scores = (np.zeros_like(top) if np.ptp(top) < 1e-12 else minmax(top)) if cfg.normalise else top
+    scores = normalised(top) if cfg.normalise else top
     return dict(frame_scores=scores, bounds=bounds, keys=keys, contexts=contexts, best=best,
                 window_scores=heat, windows=boxes, replies=replies, raw=raw, filled=filled,
                 fused=fused, prompt_frame_scores=per_prompt, log=log)
 
-
-def _nan(value: float | None) -> float:
-    return np.nan if value is None else value

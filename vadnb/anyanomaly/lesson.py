@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ..detect import Detection
-from .core import TEMPLATES, Config, ensemble, fuse, fused_frame_scores
-from .views import grid_image, heat_map, masked_frame, minmax, view_size, window_boxes
+from .core import TEMPLATES, Config, ensemble
+from .fusion import fuse, fused_frame_scores, normalised
+from .views import grid_image, heat_map, masked_frame, view_size, window_boxes
 
 __all__ = ["text_embeddings", "prompt_scores", "segment_views", "FusionTuning", "tune_fusion",
            "oracle_backends"]
@@ -29,10 +30,6 @@ def text_embeddings(clip: Any, class_names: Sequence[str],
     return ensemble(list(np.asarray(clip.encode_text(texts))), len(class_names))
 
 
-def _normalised(x: np.ndarray) -> np.ndarray:
-    return np.zeros_like(x) if np.ptp(x) < 1e-12 else minmax(x)
-
-
 def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:
     """One description's frame scores from a multi-description detection, normalised the
     way the detection's own ``frame_scores`` are (per-type evaluation, notebook 60)."""
@@ -42,7 +39,7 @@ def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:
     s = np.asarray(per[prompt], dtype=np.float64)
     if not detection.extras.get("config", {}).get("normalise", False):
         return s
-    return _normalised(s)
+    return normalised(s)
 
 
 def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.Series,
@@ -157,7 +154,7 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
         fused = fuse(g["score_key"], g["score_position"], g["score_temporal"], weights)
         per.append(fused_frame_scores(fused, det.num_frames, length, sigma, normalise=False))
     top = np.max(np.stack(per), axis=0)
-    return _normalised(top) if cfg.get("normalise", False) else top
+    return normalised(top) if cfg.get("normalise", False) else top
 
 
 # --------------------------------------------------------------------------- perfect perception

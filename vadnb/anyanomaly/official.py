@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..detect import Detection
-from .core import fuse, smooth
+from .fusion import fuse, smooth
 
 __all__ = ["DATASET_WINDOWS", "dataset_windows", "official_fusion", "official_frame_scores"]
 
