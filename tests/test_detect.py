@@ -181,7 +181,7 @@ def test_a_reply_cut_inside_an_emoji_is_repaired_where_it_enters(tmp_path):
     assert cut == "a fight \ufffd" and cut.truncated
     assert Reply("ok \ud83d\ude00") == "ok \U0001F600"  # a whole pair is joined, not replaced
     d = _detection()
-    d.segments["explanation"] = [cut, "calm"]
+    d.segments["explanation"] = [cut, "calm"]  # with the surrogate, pandas' string column fails
     d.save(tmp_path / "det")
     assert Detection.load(tmp_path / "det").segments["explanation"].tolist() == [
         "a fight \ufffd", "calm"]

@@ -199,6 +199,7 @@ def test_reply_parsing():
 # --- hardening: failed replies, deadlines, garbage, secrets (issue 15) ------------------------
 
 import base64  # noqa: E402
+import json  # noqa: E402
 import warnings  # noqa: E402
 
 from vadnb.cache import Cache  # noqa: E402
@@ -350,6 +351,9 @@ def test_redact_masks_any_userinfo_and_credential_parameters():
     for text, shown in cases.items():
         assert served.redact(text) == shown
     assert served.redact("key sk-known-key in a body", ["sk-known-key"]) == "key *** in a body"
+    as_json = json.dumps({"llm_model": 'openai:m@http://me:p"w@rd@h:1/v1'})  # run.json's text
+    assert served.redact(as_json) == '{"llm_model": "openai:m@http://me:***@h:1/v1"}'
+
     assert served.split_userinfo("http://me:p@ss/w:rd@h:1/v1") == ("me:p@ss/w:rd", "http://h:1/v1")
 
 

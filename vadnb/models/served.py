@@ -82,8 +82,9 @@ API_KEY_ENV = "VADNB_SERVED_API_KEY"
 SERVED_OPTIONS = ("timeout_s", "max_retries", "api_key", "max_concurrency")
 
 _MODEL_STRING = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
-# a URL in a text: scheme:// up to a blank or a quote (a password may hold @ / : ? #)
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
+# a URL in a text: scheme:// up to a blank or a quote (a password may hold @ / : ? #, and
+# inside JSON text an escaped quote \" too)
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^\s'\"<>`\\]|\\.)+")
 # what may follow the userinfo's "@": a host name or [IPv6], a port, then the path
 _HOST = re.compile(r"(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?=[/?#]|$)")
 # query parameters whose value is a credential (?api_key=..., &token=..., &sig=...)
