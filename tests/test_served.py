@@ -329,6 +329,8 @@ def test_a_reply_of_the_wrong_shape_is_retried_then_named(server):
     with pytest.raises(served.ServedModelError,
                        match=r"failed 2 times.*choices\[0\]\.message is a str, not an object"):
         llm("rate it")
+    server.reply_next(b'{"choices":[{"message":{"content":"a fight \\ud83d"}}]}')  # cut emoji
+    assert llm("rate it") == "a fight \ufffd"
     server.reply_next(b'{"choices":[{"message":{"content":{"text":1}}}]}')  # once, then fine
     assert llm("hello") == "echo: hello" and llm.retries == 2
     with pytest.raises(served._Retry, match=r"choices\[0\]\.message\.content is a dict"):

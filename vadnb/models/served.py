@@ -33,8 +33,13 @@ What the client does for you:
   store it, so a re-run asks again once the server is fixed. A warning says how many.
 - **truncation**: every reply is a :class:`~vadnb.models.base.Reply`; ``truncated`` is
   True when the server says ``finish_reason == "length"`` (the token budget ran out).
+- **odd replies**: a reply of another shape than ``{"choices": [{"message": {"content":
+  str}}]}`` is retried, then named (which field was wrong) in the error; a reply cut inside
+  an emoji (half a surrogate pair) is repaired (:class:`~vadnb.models.base.Reply`).
 - **secrets**: a password in the URL (``http://user:pw@host/v1``, sent as HTTP basic
-  auth) is shown as ``***`` in every message and repr (:func:`redact`). The API key is
+  auth; it may hold ``@`` or ``/``) is shown as ``***`` in every message and repr, and so
+  are credential query parameters, ``Bearer``/``Basic`` credentials and the API key that a
+  server's error body echoes (:func:`redact`). The API key is
   ``api_key``, else ``$VADNB_SERVED_API_KEY``; ``$OPENAI_API_KEY``, ``$OPENAI_ORG_ID`` and
   ``$OPENAI_PROJECT_ID`` are sent only to an OpenAI host (``*.openai.com``), never to a
   server you run yourself.
