@@ -198,8 +198,18 @@ def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int =
 def _facts_cached(video: str | os.PathLike, cfg: Config, cache: Cache) -> pd.DataFrame:
     parts = {"video": file_digest(video), "config": asdict(cfg), "opencv": cv2.__version__}
     cols = cache.memo("classical.facts", parts,
-                      lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()})
+                      lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()},
+                      check=_check_facts)
     return pd.DataFrame(cols)
+
+
+def _check_facts(cols: Any) -> None:
+    """Raise unless ``cols`` is a cached facts table: every fact, one equal-length column each."""
+    if not isinstance(cols, dict) or not set(FACTS) <= set(cols):
+        raise ValueError(f"expected the columns {list(FACTS)}, got "
+                         f"{sorted(cols) if isinstance(cols, dict) else type(cols).__name__}")
+    if len({np.shape(cols[k]) for k in FACTS}) != 1 or np.ndim(cols[FACTS[0]]) != 1:
+        raise ValueError("the fact columns are not equal-length 1-D arrays")
 
 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
