@@ -100,7 +100,7 @@ def test_a_config_given_whole_is_checked_too():
     from vadnb import lavad
 
     bad = lavad.Config()
-    bad.window_s = math.nan  # changed after __post_init__ ran: only configure sees it
+    bad.window_s = math.nan  # changed after it was validated: only configure sees it
     with pytest.raises(ValueError, match=r"LAVAD: .*Config.window_s must be .*, got nan"):
         stages.configure(lavad.Config, bad, {}, "LAVAD")
 

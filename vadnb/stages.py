@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 C = TypeVar("C")
@@ -286,6 +286,7 @@ class ParseLog:
 #: coercion (an ``int`` field rejects 2.5, True and "3"; a ``float`` field takes an int),
 #: no nan or inf, and each field's docstring becomes its pydantic description.
 CONFIG_RULES = ConfigDict(strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
+
 
 def _as_tuple(value: Any) -> Any:
     if isinstance(value, str):
