@@ -45,6 +45,8 @@ The public functions:
   as a :class:`Frames`; :func:`iter_frames` yields the same in chunks, for long videos.
 - :func:`extract_frames` writes them as JPEG files named by their frame index.
 - :func:`sample_indices` is the ``fps`` sampling rule on its own.
+- :func:`folder_images` and :func:`folder_frame_count` list a frame folder's images and count
+  its frames from their names alone.
 - :func:`decode_stats` / :func:`seek_stats` count the decoding work done (for benchmarks).
 - :func:`write_test_video`, :func:`read_frame_code` and :func:`patch_avi_frame_count` make
   small synthetic videos whose frames carry their own index (for tests and lessons).
@@ -72,7 +74,7 @@ __all__ = [
     "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
     "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
     "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
-    "write_test_video", "read_frame_code", "patch_avi_frame_count",
+    "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count",
 ]
 
 PathLike = str | os.PathLike
@@ -495,8 +497,32 @@ def _folder_images(p: Path) -> list[Path]:
 
 def folder_images(path: PathLike) -> list[Path]:
     """The images of a frame folder, in the order :func:`probe` and :func:`read_frames` use
-    (natural name order, hidden files skipped): a cheap frame count, no image is opened."""
+    (natural name order, hidden files skipped); no image is opened. Their count is the frame
+    count unless the numbering has gaps: see :func:`folder_frame_count`."""
     return _folder_images(Path(path))
+
+
+def folder_frame_count(path: PathLike) -> int:
+    """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the
+    span of the numbering (``first .. last``) when the names are numbered, images missing
+    from it included (they are lost frames), else the number of images."""
+    images = _folder_images(Path(path))
+    numbers = _numbering(images)
+    return len(images) if numbers is None else numbers[-1] - numbers[0] + 1
+
+
+def _numbering(images: list[Path]) -> list[int] | None:
+    """Each image's number, when every name is the same text around its last run of digits
+    (``img_004.png``) and no number repeats; else None (natural name order is all there is).
+    ``images`` are in natural order, so the numbers come out ascending."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", e.name) for e in images]
+    if any(m is None for m in parts) or len({(m[1].lower(), m[3].lower())
+                                               for m in parts}) != 1:
+        return None
+    numbers = [int(m[2]) for m in parts]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        return None
+    return numbers
 
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
@@ -504,25 +530,37 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
     files = _folder_images(p)
+    numbers = _numbering(files)
+    index = list(range(len(files))) if numbers is None else [k - numbers[0] for k in numbers]
+    n = index[-1] + 1
     sizes = []
-    for f in files:
+    for f, i in zip(files, index):
         try:
             with Image.open(f) as im:
                 sizes.append(im.size)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise VideoError(f"{f}: not a readable image ({err}); frame {len(sizes)} of the frame "
+            raise VideoError(f"{f}: not a readable image ({err}); frame {i} of the frame "
                              f"folder {p}. Replace or remove the file.") from None
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
-    n = len(files)
+    lost = sorted(set(range(n)) - set(index))
+    notes = []
+    if lost:
+        where = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
+        notes.append(f"{p}: {len(lost)} image(s) missing from this frame folder's numbering "
+                     f"(frames {where}, counted from {files[0].name} as frame 0): they are "
+                     "lost frames. The other images keep their numbers as frame indices; "
+                     "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists "
+                     "them. Restore the missing images if those frames matter.")
     return {
         "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
         "duration_s": n / fps, "header_frames": 0, "backend": "images",
         "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
         "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
-        "lost_frames": 0, "lost_ranges": [], "damaged_packets": 0, "seekable": False,
+        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "frame_index": index if lost else None, "damaged_packets": 0, "seekable": False,
         "files": [f.name for f in files], "first_odd_size": odd,
-        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": [],
+        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
     }
 
 
@@ -694,21 +732,25 @@ def _true_slots(p: Path, layout: _Layout, pts: list[Any],
 
 def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
                          ) -> tuple[list[int], int]:
-    """Drop (place -1) the frames of every group of pictures that lost a picture.
+    """Drop (place -1) the frames of a group of pictures shown after a picture it lost.
 
-    A group runs from a key frame to the next, in presentation order. Its other pictures are
-    predicted from one another, so after a loss they show made-up content (error
-    concealment); they are lost too. The frames before the group's first key frame form a
-    group of their own."""
+    A group runs from a key frame to the next, in presentation order (the frames before the
+    first key frame form one too). Its pictures are predicted from one another, so after a
+    loss the rest of the group shows made-up content (error concealment): lost too. The
+    frames shown before the loss came from pictures decoded before it and are kept."""
     slots, total = placed
     starts = sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0})
-    lost = set(range(total)) - set(slots)
-    damaged = {starts[int(np.searchsorted(starts, x, side="right")) - 1] for x in lost}
-    if not damaged:
+    first_loss: dict[int, int] = {}
+    for x in sorted(set(range(total)) - set(slots)):
+        first_loss.setdefault(starts[int(np.searchsorted(starts, x, side="right")) - 1], x)
+    if not first_loss:
         return placed
-    group = [starts[int(np.searchsorted(starts, s, side="right")) - 1] if s >= 0 else -1
-             for s in slots]
-    return [s if g not in damaged else -1 for s, g in zip(slots, group)], total
+
+    def kept(s: int) -> bool:
+        start = starts[int(np.searchsorted(starts, s, side="right")) - 1]
+        return s < first_loss.get(start, total)
+
+    return [s if s >= 0 and kept(s) else -1 for s in slots], total
 
 
 def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
@@ -1338,8 +1380,10 @@ def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: 
     if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     if rgb.shape != want:
-        where = (f"{reader.p / reader.record['files'][index]}: frame {index} of this frame "
-                 f"folder" if reader.backend == "images" else f"{reader.p}: frame {index}")
+        name = (reader.record["files"][int(np.searchsorted(reader.index, index))]
+                if reader.backend == "images" else "")
+        where = (f"{reader.p / name}: frame {index} of this frame folder"
+                 if reader.backend == "images" else f"{reader.p}: frame {index}")
         raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                          f"{want[1]}x{want[0]}: the frame size changes within the video; "
                          "pass size=(width, height) to resize every frame to one size")
@@ -1354,11 +1398,12 @@ def _output_shape(p: Path, record: dict[str, Any],
     if size is not None:
         return size[1], size[0]
     if record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])
+        odd = int(record["first_odd_size"])  # the position of the image among the files
         w, h = record["odd_size"]
+        frame = _present(record)[odd]
         raise VideoError(f"{p}: the images of this frame folder differ in size: "
                          f"{record['files'][0]} is {record['width']}x{record['height']}, "
-                         f"{record['files'][odd]} (frame {odd}) is {w}x{h}; pass "
+                         f"{record['files'][odd]} (frame {frame}) is {w}x{h}; pass "
                          "size=(width, height) to resize every frame to one size")
     return int(record["height"]), int(record["width"])
 
