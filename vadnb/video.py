@@ -586,7 +586,7 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
     name, h = _open(p, backend)
     damage: list[int] = []
-    packets: list[tuple[Any, Any, bool]] = []
+    packets: list[tuple[Any, Any, bool, int]] = []
     try:
         if name == "pyav":
             stream = h.stream
@@ -750,7 +750,8 @@ def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
         start = starts[int(np.searchsorted(starts, s, side="right")) - 1]
         return s < first_loss.get(start, total)
 
-    return [s if s >= 0 and kept(s) else -1 for s in slots], total
+    dropped = [s if s >= 0 and kept(s) else -1 for s in slots]
+    return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
 
 
 def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
@@ -932,7 +933,7 @@ def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool]]) -> list[int]:
+def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> list[int]:
     """Positions (in the file's presentation order) of pictures whose packet gave no frame.
 
     Only when every packet and frame has a distinct timestamp; else [] (count only)."""
@@ -946,7 +947,7 @@ def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool]]) -> list[i
     return [i for i, t in enumerate(order) if t not in got]
 
 
-def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool]]
+def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(pts, seek_points, seek_ts)`` when timestamps can name every frame, else None.
 
