@@ -177,3 +177,15 @@ def test_a_huge_prompt_fails_before_any_model_loads(tmp_path):
     with pytest.raises(ValueError, match=r"AnyAnomaly: every value of Config.prompts"):
         vadnb.detect(video, method="anyanomaly", prompts=huge, cache=tmp_path)
     assert models.load_stats().empty
+
+
+def test_a_rejected_value_is_shown_without_its_credential():
+    """A served model's URL pasted into the wrong field is named in the error, its password
+    masked (the error ends up in notebooks and logs)."""
+    from vadnb import lavad
+    from vadnb.stages import configure
+
+    url = "openai:m@http://me:p@ss/w0rd@gpu-box:8000/v1"
+    with pytest.raises(TypeError, match="LAVAD: Config.stride must be int") as err:
+        configure(lavad.Config, None, {"stride": url}, "LAVAD")
+    assert "p@ss/w0rd" not in str(err.value) and "gpu-box" in str(err.value)

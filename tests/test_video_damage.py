@@ -182,3 +182,16 @@ def test_frame_folder_without_common_numbering_uses_name_order(tmp_path, fresh_c
     assert (info.num_frames, info.lost_frames) == (4, 0)
     assert V.folder_frame_count(folder) == 4
     assert frames.indices.tolist() == _codes(frames.images) == [0, 1, 2, 3]
+
+
+def test_a_benchmarks_frame_count_of_a_gapped_folder_includes_the_lost_frame(tmp_path):
+    """Labels are per true frame index, so a benchmark counts a gapped folder's frames as
+    probe does (the numbering's span), not its images."""
+    from vadnb.data.benchmarks import count_frames
+
+    for i in range(10):
+        if i != 4:
+            cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((8, 8, 3), i * 20, np.uint8))
+    with pytest.warns(UserWarning):
+        assert V.probe(tmp_path).num_frames == 10
+    assert count_frames(tmp_path) == 10

@@ -390,9 +390,13 @@ def _number(bound: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
+    """A rejected value as an error shows it: short, and with any credential masked (a
+    served model's URL may carry a password)."""
+    from .models.served import redact
+
     if isinstance(value, str) and len(value) > 60:
-        return f"{value[:40]!r}... ({len(value)} characters)"
-    return f"{value!r:.80}" if not isinstance(value, (int, float)) else str(value)
+        return f"{redact(value[:40])!r}... ({len(value)} characters)"
+    return redact(f"{value!r:.80}") if not isinstance(value, (int, float)) else str(value)
 
 
 def _interval(config_type: type, name: str, item: bool) -> str | None:
