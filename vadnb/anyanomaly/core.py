@@ -7,12 +7,16 @@ images' pixel operations are in :mod:`.views`, the replies' arithmetic in :mod:`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..runtime import Ask, Derived, EncodeImage, EncodeText, Runtime, VideoRef
+from ..stages import SEQUENCE, ModelId, config_dataclass
+from .checks import (ClassName, Prompt, Template, Weight, distinct, grid_of_four,
+                     prompt_list, some_weight)
 from .fusion import fuse, fused_frame_scores, normalised, parse_scores
 from .views import (best_window, grid_image, masked, view, window, window_boxes,
                     window_probabilities)
@@ -22,7 +26,9 @@ TEMPLATES: tuple[str, ...] = (
     "a photo of {}.", "a surveillance camera frame showing {}.", "a blurry photo of {}.",
     "a cropped photo of {}.", "a low resolution photo of {}.", "a photo of {}, seen from above.")
 
-@dataclass
+
+# Limits are generous for real use: they turn a typo into an error, not an out-of-memory crash.
+@config_dataclass
 class Config:
     """AnyAnomaly's settings, with the defaults of the paper and its public code.
 
@@ -32,43 +38,47 @@ class Config:
     Use :meth:`for_dataset` for a benchmark's own window sizes.
     """
 
-    prompts: list[str] = field(default_factory=list)
+    prompts: Annotated[list[Prompt], BeforeValidator(prompt_list), Field(max_length=256),
+                       AfterValidator(distinct)] = field(default_factory=list)
     """The anomaly descriptions to look for ("a person falling"); the score is their max."""
-    segment_length: int = 24
+    segment_length: Annotated[int, Field(ge=1, le=10_000)] = 24
     """Frames per segment; segments do not overlap and each gets one set of VLM calls."""
-    clip_model: str | None = None
+    clip_model: ModelId | None = None
     """CLIP for key frames and window maps; None = the profile's ``clip-b32`` (ViT-B/32, as
     the paper); or anything ``vadnb.models.load`` accepts as ``model=``."""
-    vlm_model: str | None = None
+    vlm_model: ModelId | None = None
     """The VLM; None = the profile's ``vlm-3b`` (Qwen2.5-VL-3B-Instruct, as the newer code)."""
-    context_frames: int = 4
+    context_frames: Annotated[int, AfterValidator(grid_of_four)] = 4
     """Frames in the temporal context (the 2x2 grid)."""
-    context_spacing: int | None = None
+    context_spacing: Annotated[int | None, Field(ge=1, le=10_000)] = None
     """Frames between context frames; None = ``segment_length // context_frames`` (the
     official rule: 6 for 24-frame segments, so the 4 frames share the key frame's offset in
     each quarter of the segment, span it and include the key frame)."""
-    position_size: int = 240
+    position_size: Annotated[int, Field(ge=16, le=4096)] = 240
     """The key frame is resized to this square size (px) before cutting windows."""
-    window_sizes: tuple[int, ...] = (48, 80, 240)
+    window_sizes: Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...], SEQUENCE,
+                            Field(min_length=1, max_length=16)] = (48, 80, 240)
     """Window side lengths (px at ``position_size``): 48 -> 5x5, 80 -> 3x3, 240 -> 1x1
     (Avenue's and the official default); ShanghaiTech uses 120 -> 2x2 as the large scale
     (:data:`DATASET_WINDOWS`, :meth:`for_dataset`)."""
-    window_stride: int | None = None
+    window_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
     """Step between windows (px); None = the window size (non-overlapping tiles)."""
-    templates: tuple[str, ...] = TEMPLATES
+    templates: Annotated[tuple[Template, ...], SEQUENCE,
+                         Field(min_length=1, max_length=100)] = TEMPLATES
     """Prompt templates, each with one ``{}`` for the class name, averaged in CLIP space."""
-    normal_class: str | None = "a normal scene where nothing unusual happens"
+    normal_class: ClassName | None = "a normal scene where nothing unusual happens"
     """An extra class the position softmax compares each description with (None: none;
     the official code has none and compares with the benchmark's other anomaly types)."""
-    other_classes: tuple[str, ...] = ()
+    other_classes: Annotated[tuple[ClassName, ...], SEQUENCE, Field(max_length=1000)] = ()
     """More competing class names for the position softmax (the paper's variant: the
     benchmark's anomaly types, ``vadnb.data.CVAD_TYPES``)."""
-    softmax_scale: float = 100.0
+    softmax_scale: Annotated[float, Field(gt=0)] = 100.0
     """Multiplies the cosine similarities before the position softmax (CLIP's logit scale;
     the official code uses 1)."""
-    weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    weights: Annotated[tuple[Weight, Weight, Weight], SEQUENCE,
+                       AfterValidator(some_weight)] = (0.6, 0.3, 0.1)
     """Fusion weights for the key-frame, position and temporal scores (untuned defaults)."""
-    sigma: float = 15.0
+    sigma: Annotated[float, Field(ge=0, le=10_000)] = 15.0
     """Gaussian smoothing, in frames, applied after repeating each segment score over its
     frames (so the axis is frames at the video's own rate); the kernel is cut at 4 sigma,
     as ``scipy.ndimage.gaussian_filter1d`` does."""
@@ -77,28 +87,27 @@ class Config:
     already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
     the full range (costing AUC). The official code normalises once over all test videos
     together (no effect on AUC); :func:`official_frame_scores` does that."""
-    max_new_tokens: int = 50
+    max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
     """VLM reply length; decoding is greedy (deterministic)."""
-    grid_cell: int = 224
+    grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
     """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
-    view_max_side: int = 896
+    view_max_side: Annotated[int, Field(ge=16, le=8192)] = 896
     """Key and context frames are read at most this many px on their longer side (aspect
     kept; ShanghaiTech's 856x480 and Avenue's 640x360 are read as they are), so memory
     per segment stays bounded for 1080p or 4K video."""
-    vlm_batch_size: int = 12
+    vlm_batch_size: Annotated[int, Field(ge=1, le=512)] = 12
     """VLM requests per ``vlm.batch`` call; segments are streamed in batches of about
     this many requests and each batch's replies are cached as soon as it returns."""
-    clip_batch_size: int = 64
+    clip_batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     """Images per CLIP call."""
 
-    def __post_init__(self) -> None:
-        if isinstance(self.prompts, str):
-            self.prompts = [self.prompts]
-        self.prompts = [str(p).strip() for p in self.prompts]
-        self.window_sizes = tuple(int(w) for w in self.window_sizes)
-        self.templates = tuple(self.templates)
-        self.other_classes = tuple(str(c) for c in self.other_classes)
-        self.weights = tuple(float(w) for w in self.weights)  # type: ignore[assignment]
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Config:
+        if self.view_max_side < self.position_size // 4:
+            raise ValueError(f"Config.view_max_side={self.view_max_side} is too small to cut "
+                             f"windows (at least Config.position_size // 4 = "
+                             f"{self.position_size // 4})")
+        return self
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
@@ -112,13 +121,6 @@ class Config:
     def spacing(self) -> int:
         """Frames between temporal-context frames (``context_spacing`` or the official rule)."""
         return int(self.context_spacing or max(1, self.segment_length // self.context_frames))
-
-
-#: Range of each numeric Config field, checked by ``vadnb.stages.configure``.
-LIMITS = {"segment_length": ">= 1", "context_frames": ">= 1", "context_spacing": ">= 1",
-          "position_size": "[16, 4096]", "window_sizes": ">= 1", "window_stride": ">= 1",
-          "softmax_scale": "> 0", "weights": ">= 0", "sigma": ">= 0", "max_new_tokens": ">= 1",
-          "grid_cell": "[16, 4096]", "vlm_batch_size": ">= 1", "clip_batch_size": ">= 1"}
 
 
 # --------------------------------------------------------------------------- the steps

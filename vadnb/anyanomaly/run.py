@@ -123,16 +123,7 @@ def _config_from(config: Config | None, prompts: Sequence[str] | str | None,
     if prompts is not None:
         overrides = {**overrides, "prompts": prompts}
     cfg = configure(Config, config, overrides, "AnyAnomaly")
-    if not cfg.prompts or any(not p for p in cfg.prompts):
+    if not cfg.prompts:
         raise ValueError("AnyAnomaly needs anomaly descriptions: pass "
                          "prompts=['a person falling', ...] (non-empty text)")
-    if len(set(cfg.prompts)) != len(cfg.prompts):
-        raise ValueError(f"duplicate descriptions in prompts: {cfg.prompts}")
-    if len(cfg.weights) != 3:
-        raise ValueError("weights must be three numbers (key, position, temporal), "
-                         f"got {cfg.weights}")
-    if cfg.context_frames != 4:
-        raise ValueError(f"context_frames must be 4 (a 2x2 grid), got {cfg.context_frames}")
-    if cfg.view_max_side < cfg.position_size // 4:
-        raise ValueError(f"view_max_side={cfg.view_max_side} is too small to cut windows")
     return cfg
