@@ -748,3 +748,68 @@ def test_perfect_perception_runs_the_real_logic(planted, fresh_cache):
     assert cvad_auc({"planted": labels}, {"planted": det.frame_scores}) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no description"):
         aa.oracle_backends(bench, {}, cfg)
+
+
+# --------------------------------------------------------------------------- the core, the runtime
+
+
+def echo_vlm() -> ScriptedVLM:
+    """A VLM double whose reason says how long the prompt it was sent was."""
+    return ScriptedVLM(lambda images, prompt: f"Score: 0.5. Reason: asked {len(prompt)} chars",
+                       name="echo-vlm")
+
+
+def test_editing_the_prompt_code_asks_the_vlm_again(planted, fresh_cache, monkeypatch):
+    """Cache keys come from what is sent: a changed prompt function (where the pipeline
+    finds it, ``anyanomaly.core.build_prompt``) re-asks and gets new replies; the unchanged
+    CLIP requests are all read back."""
+    from vadnb.anyanomaly import core
+
+    path, _ = planted
+    b = {"clip": red_clip(), "vlm": echo_vlm()}
+    det = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    n = len(aa.build_prompt("a red square", "key"))
+    assert set(det.segments.reason_key) == {f"asked {n} chars"}
+    original = core.build_prompt
+    monkeypatch.setattr(core, "build_prompt", lambda d, v: original(d, v) + " Be brief.")
+    again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["vlm", "items"] == 30 and calls.loc["vlm", "cached"] == 0
+    assert calls.loc["clip", "items"] == 0
+    assert set(again.segments.reason_key) == {f"asked {n + 10} chars"}
+
+
+def test_editing_a_view_recipe_asks_the_vlm_again(planted, fresh_cache, monkeypatch):
+    """The masked frame is keyed by its recipe, the operation's code included: a new
+    operation re-asks the batches holding a masked frame, and nothing else is re-read."""
+    from vadnb.anyanomaly import core, views
+
+    path, _ = planted
+    b = {"clip": red_clip(), "vlm": red_vlm()}
+    aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+
+    def masked(images, scores, window_sizes, stride, size):  # a darker masked frame
+        return views.masked(images, scores, window_sizes, stride, size) // 2
+
+    monkeypatch.setattr(core, "masked", masked)
+    again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["vlm", "items"] == 30 and calls.loc["clip", "items"] == 0
+
+
+def test_core_reads_as_numbered_steps():
+    """core.py is the paper's algorithm in about 250 lines; its pipeline's steps are
+    numbered 1, 2, 3, ... in order, and it holds no cache keys or frame streams."""
+    import inspect
+    import re
+
+    from vadnb.anyanomaly import core
+
+    text = inspect.getsource(core)
+    assert len(text.splitlines()) <= 270
+    steps = [int(n) for n in re.findall(r"^    # (\d+)\. ", inspect.getsource(core.pipeline),
+                                        flags=re.MULTILINE)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 8
+    for plumbing in ("get_cache", "make_key", "iter_frames", "read_frames", "models.load(",
+                     "_VERSION", "Roles("):
+        assert plumbing not in text
