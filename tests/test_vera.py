@@ -377,6 +377,24 @@ def test_planted_anomaly_is_recovered(planted, tmp_path):
     assert vlm.batches == 2 * math.ceil(75 / 8)
 
 
+def test_an_interrupted_run_asks_only_the_unfinished_vlm_batches(planted, tmp_path):
+    # 75 segments in VLM calls of vlm_batch_size=8: 10 calls; the 4th call crashes
+    path, _ = planted
+    crashing = _seeing_vlm()
+    crashing.crash_at = 3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        vera.run(path, backends={"vlm": crashing, "embedder": _embedder()},
+                 cache=Cache(tmp_path), image_size=32)
+    assert crashing.batches == 3
+    again = _seeing_vlm()
+    resumed = vera.run(path, backends={"vlm": again, "embedder": _embedder()},
+                       cache=Cache(tmp_path), image_size=32)
+    assert again.batches == math.ceil(75 / 8) - 3  # the 3 answered calls were kept
+    whole = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
+                     cache=Cache(tmp_path / "fresh"), image_size=32)
+    np.testing.assert_array_equal(resumed.frame_scores, whole.frame_scores)
+
+
 def test_position_prior_is_optional_and_multiplies(planted, tmp_path):
     path, _ = planted
     kw = dict(backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
@@ -428,16 +446,21 @@ def test_tiny_models_end_to_end(split_videos, planted, tmp_path):
     assert det.frame_scores.shape == (1200,) and np.all(np.isfinite(det.frame_scores))
 
 
-def test_frame_stream_matches_read_frames_even_when_going_back(tmp_path):
-    from vadnb.video import read_frames, write_test_video
+def test_window_frames_are_the_frames_read_at_image_size(tmp_path):
+    """The runtime's resized frames are exactly what read_frames(size=...) returns."""
+    from vadnb.runtime import Roles, Runtime
+    from vadnb.video import read_frames
 
-    path = str(write_test_video(tmp_path / "codes.avi", num_frames=90, fps=25))
-    stream = vera._FrameStream(path, np.arange(0, 90, 3), size=32, chunk=8)
-    requests = [[0, 3, 9], [9, 30, 60], [63, 87], [6, 12]]  # the last one goes back
-    for want in requests:
-        expected = read_frames(path, indices=want, size=(32, 32)).images
-        np.testing.assert_array_equal(np.stack(stream.get(want)), expected)
-    assert min(stream._buffer) >= 6  # frames behind the last request were dropped
+    rng = np.random.default_rng(0)
+    path = _write(tmp_path / "noise.avi", [rng.integers(0, 255, (40, 56, 3), np.uint8)
+                                           for _ in range(90)])
+    rt = Runtime(Roles("tiny"), Cache(tmp_path / "c"))
+    v = rt.video(path)
+    cfg = vera.Config(image_size=32)
+    window = vera.core.window(v, 45, cfg)
+    expected = read_frames(path, indices=np.unique(vadnb.stages.window_indices(
+        45, 90, v.fps, cfg.window_s, cfg.window_frames)), size=(32, 32)).images
+    np.testing.assert_array_equal(np.stack(rt.pixels(window)), expected)
 
 
 def test_each_epoch_sees_every_training_video_once():
