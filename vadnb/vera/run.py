@@ -23,10 +23,7 @@ from .prompts import explanation, resolve_questions
 
 def validated(config: Config | None, overrides: dict[str, Any]) -> Config:
     """``config`` with ``overrides``, every field checked (errors name the field)."""
-    cfg = configure(Config, config, overrides, "VERA")
-    if cfg.smoothing not in ("centred", "paper"):
-        raise ValueError(f"Config.smoothing must be 'centred' or 'paper', got {cfg.smoothing!r}")
-    return cfg
+    return configure(Config, config, overrides, "VERA")
 
 
 def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = None,
