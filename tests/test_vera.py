@@ -800,3 +800,57 @@ def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
                     cache=Cache(tmp_path), image_size=32)
     assert "answers: 0 unreadable" in vera.inference_summary([good])
     assert "distinct frame-score values" in vera.auc_note([good], 0.9)
+
+
+# ---------------------------------------------------------------------------------------
+# issue 22: the cache key is what is sent; core.py reads as the paper's numbered steps
+# ---------------------------------------------------------------------------------------
+
+
+def _prompt_reading_vlm():
+    """Answers 1 exactly when the prompt's model description mentions a 'guard dog'."""
+    return CountingVLM(lambda images, prompt:
+                       f"Seen by the {'dog' if 'guard dog' in prompt else 'model'}. "
+                       f"Output: {int('guard dog' in prompt)}")
+
+
+def test_editing_prompt_code_asks_the_model_again(planted, split_videos, monkeypatch,
+                                                  tmp_path):
+    path, _ = planted
+    kw = dict(cache=Cache(tmp_path), image_size=32, stride=400)
+    before = vera.run(path, backends={"vlm": _prompt_reading_vlm(), "embedder": _embedder()},
+                      **kw)
+    assert set(before.segments["answer"].str[:17]) == {"Seen by the model"}
+    # edit the text the learner prompt is built from, where it is defined
+    monkeypatch.setattr(vera.prompts, "_MODEL_DESCRIPTION",
+                        vera.prompts._MODEL_DESCRIPTION + " You are a guard dog.")
+    vlm = _prompt_reading_vlm()
+    after = vera.run(path, backends={"vlm": vlm, "embedder": _embedder()}, **kw)
+    assert vlm.batches == 1 and after.model_calls.set_index("role").loc["vlm", "calls"] == 1
+    assert set(after.segments["answer"].str[:15]) == {"Seen by the dog"}
+    assert after.segments["raw_score"].tolist() == [1.0, 1.0, 1.0]
+    # edit the prompt function itself: learning sees new replies too
+    train, val, _ = split_videos
+    learn = dict(steps=1, questions=Q0, **kw)
+    first = vera.learn_questions(train.iloc[:2], val.iloc[:1],
+                                 backends={"vlm": _prompt_reading_vlm()}, **learn)
+    assert first.history["val_acc"].tolist() == [0.0, 0.0]  # the dog says 1 to a normal video
+    monkeypatch.setattr(vera.prompts, "learner_prompt",
+                        lambda qs, n=8: f"A cat looks at {n} frames. Output: 0 or 1?")
+    vlm = _prompt_reading_vlm()
+    again = vera.learn_questions(train.iloc[:2], val.iloc[:1], backends={"vlm": vlm}, **learn)
+    # validation, learner and optimizer (shown the new predictions) asked anew; the final
+    # validation asks the same as the first (the optimizer kept Q0), so it is not asked twice
+    assert vlm.batches == 3
+    assert again.history["val_acc"].tolist() == [1.0, 1.0]  # the cat says 0: right
+
+
+def test_core_is_short_and_its_pipeline_reads_as_numbered_steps():
+    import inspect
+
+    source = inspect.getsource(vera.core)
+    assert len(source.splitlines()) <= 250
+    steps = re.findall(r"^\s+# (\d+)\. ", inspect.getsource(vera.core.pipeline), re.M)
+    assert steps == ["1", "2", "3"]
+    for plumbing in ("make_key", "get_cache", "Roles(", "configure(", "PROMPT_VERSION"):
+        assert plumbing not in source
