@@ -1,13 +1,7 @@
-"""AnomalyCLIP, the paper's algorithm (Zanella et al., CVIU 2024; notebook 50 teaches it).
-
-Weak supervision: only video-level labels ("this video contains a Robbery"). A frozen CLIP
-image encoder embeds every frame; features are re-centred on the normal centroid; CoOp
-prompts give one direction per anomaly class; BatchNorm'ed projections on them are class
-likelihoods; an axial temporal transformer turns each 32 x 16 grid of frames into scores
-(the nn.Modules: :mod:`.model`). Training (:mod:`.train`) ranks segments by likelihood,
-keeps the top/bottom-k (multiple-instance learning) and minimises :func:`anomalyclip_loss`.
-:func:`pipeline` scores a video with a trained model.
-"""
+"""AnomalyCLIP, the paper's algorithm (Zanella et al., CVIU 2024; notebook 50 teaches it):
+CLIP frame features re-centred on the normal centroid, projected on learned class directions
+(the modules: :mod:`.model`), scored by a temporal model; trained from video labels alone by
+multiple-instance selection and :func:`anomalyclip_loss` (the loop: :mod:`.train`)."""
 
 from __future__ import annotations
 
@@ -34,8 +28,7 @@ class Config:
     clip_model: str | None = None
     """The clip role's model (None: the profile's; the paper uses CLIP ViT-B/16, 512-d)."""
     feature_stride: int = 1
-    """Embed every ``feature_stride``-th frame (1 = every frame, as the paper); a strided
-    feature stands for its ``feature_stride`` frames and scores are repeated back."""
+    """Embed every k-th frame (1: every frame, as the paper); scores are repeated back."""
     batch_frames: int = 32
     """Frames per clip call while extracting features."""
     n_ctx: int = 8
@@ -55,11 +48,9 @@ class Config:
     emb_size: int = 256
     """Width of the temporal model (its input Linear maps the CLIP dim to this; XD: 128)."""
     depth: int = 1
-    """Axial transformer layers (ShanghaiTech: 2). Two streams run through every layer and
-    are averaged once at the end, as the official reversible block."""
+    """Axial transformer layers (ShanghaiTech: 2)."""
     concat_features: bool = False
-    """Feed the temporal model the class likelihoods concatenated before the re-centred
-    features (ShanghaiTech's recipe), not the features alone."""
+    """Feed the temporal model the likelihoods before the features (ShanghaiTech)."""
     heads: int = 8
     """Attention heads (each ``emb_size // heads`` wide)."""
     lambda_smooth: float = 8e-4
@@ -73,12 +64,10 @@ class Config:
     warmup_epochs: float = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
     lr_schedule: str = "per_step"
-    """"per_step": warm-up and cosine move every step, warm-up starting at ``lr / steps``;
-    "per_epoch": the official schedule (the rate changes once per epoch and the first
-    epoch runs at exactly 0)."""
+    """"per_step": warm-up and cosine move every step; "per_epoch": the official schedule
+    (changes once per epoch, the first epoch at exactly 0)."""
     smooth_within_videos: bool = True
-    """Smoothness sums squared score steps inside each abnormal video; False: over the
-    flattened batch, as the official code (also penalising the jump between two videos)."""
+    """Smoothness within each abnormal video; False: over the flattened batch (official)."""
     epochs: int = 50
     """Training epochs (an epoch sees every video of the larger of the two groups once)."""
     batch_size: int = 64
@@ -107,8 +96,8 @@ class Config:
         """Frames in one 32 x 16 grid (512 by default)."""
         return self.num_segments * self.seg_length
 
-#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
-#: the method starts (types are checked from the annotations).
+
+#: Allowed range of each numeric Config field (checked by ``vadnb.stages.configure``).
 LIMITS = {"feature_stride": ">= 1", "batch_frames": ">= 1", "n_ctx": ">= 1",
           "num_segments": ">= 1", "seg_length": ">= 1", "segment_dropout": "[0, 1)",
           "top_k": ">= 1", "bottom_k": ">= 1", "emb_size": ">= 1", "depth": ">= 1",
@@ -183,17 +172,13 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
     """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
     ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
 
-    Terms (A = abnormal videos, N = normal videos, frames of the selected segments):
-
-    - ``projection_topk``: ``-mean`` of the true-class likelihood over A's top-k frames;
-    - ``projection_normal``: ``mean`` over all of N's frames of the largest likelihood;
-    - ``nll_topk_abnormal`` / ``nll_bottomk_abnormal`` / ``nll_topk_normal``: mean negative
-      log-probability of the true class / of normal / of normal, with
-      ``p(c) = softmax(likelihoods)_c * score`` and ``p(normal) = 1 - score``; ``nll`` = their sum;
-    - ``smoothness``: ``lambda_smooth * sum`` over A of squared differences of consecutive
-      scores (``smooth_within_videos=False``: of A's scores flattened into one sequence, as
-      the official code, so the step from one video's end to the next one's start counts);
-    - ``sparsity``: ``lambda_sparse * mean`` of A's scores.
+    Terms (A / N: abnormal / normal videos): ``projection_topk`` = -mean true-class
+    likelihood over A's top-k frames; ``projection_normal`` = mean over N's frames of the
+    largest likelihood; ``nll`` = mean -log p of the true class (A's top-k) + of normal (A's
+    bottom-k, N's top-k), ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 -
+    score``; ``smoothness`` = ``lambda_smooth`` * sum of A's squared score steps (within
+    each video, or over the flattened batch as the official code); ``sparsity`` =
+    ``lambda_sparse`` * mean of A's scores.
     """
     labels = torch.as_tensor(labels, device=logits.device).long()
     abn = labels >= 0
@@ -288,10 +273,8 @@ def repeat_strided(values: np.ndarray, stride: int, num_frames: int) -> np.ndarr
 def pipeline(rt: Runtime, video: Any, cfg: Config,
              score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Score every frame of ``video``: ``(frame_scores [N], class_probs [N, C+1], fps)``.
-
-    ``score`` is a trained model's :func:`score_features` (the caller loads the model).
-    """
+    """``(frame_scores [N], class_probs [N, C+1], fps)`` of ``video``; ``score`` is a
+    trained model's :func:`score_features` (the caller loads the model, cached)."""
     v = rt.video(video)
     # 1. embed every feature_stride-th frame with the frozen CLIP image encoder (raw output)
     features = embed_frames(rt, v, cfg.feature_stride, cfg.batch_frames)
