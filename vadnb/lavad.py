@@ -45,16 +45,17 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from . import metrics, stages
 from .cache import Cache, file_digest, get_cache
 from .detect import TINY_WARNING, Detection
 from .models.base import Reply, call_stats, calls_since, is_truncated
-from .stages import configure
+from .stages import SEQUENCE, ModelId, config_dataclass, configure
 
 __all__ = [
     "Config",
@@ -122,7 +123,11 @@ XD_VIOLENCE_CAPTIONER = "Salesforce/blip2-flan-t5-xxl"
 VIDEO_CLIPS = ("imagebind", "pairs")
 
 
-@dataclass
+# Limits: generous for real use, there to turn a typo into an error instead of an
+# out-of-memory crash. Batches are capped where their frames are held in memory at once
+# (window_batch_size x frames_per_window frames are decoded together); token budgets at
+# 8192, above any reply a summary or a score needs.
+@config_dataclass
 class Config:
     """LAVAD's settings, with the paper's defaults.
 
@@ -136,39 +141,39 @@ class Config:
     it); :func:`paper_config` gives the paper's settings per dataset.
     """
 
-    stride: int = 16
+    stride: Annotated[int, Field(ge=1, le=10_000)] = 16
     """Frames between two scored positions, at the video's *native* rate. At 30 fps that
     is one position every 0.53 s; at 10 fps (the campus clips) one every 1.6 s. The score of a
     position covers its 16 frames."""
 
-    window_s: float = 10.0
+    window_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Length in seconds of the window around each centre frame that the cleaning and the
     refinement look at. Measured in seconds, not frames, so the method sees the same stretch
     of time at any frame rate: 300 frames at 30 fps, 100 frames at 10 fps. Clipped (not
     shifted) at the video's ends."""
 
-    frames_per_window: int = 10
+    frames_per_window: Annotated[int, Field(ge=1, le=256)] = 10
     """Frames sampled evenly (linspace) in each window: the length of a temporal description
     and the frames of the video embedding."""
 
-    caption_k: int = 1
+    caption_k: Annotated[int, Field(ge=1, le=100)] = 1
     """Nearest captions kept per window frame when cleaning (paper: 1, the single nearest)."""
 
-    refine_k: int = 10
+    refine_k: Annotated[int, Field(ge=1, le=1000)] = 10
     """Nearest summaries (of the same video) that vote on a position's refined score."""
 
-    temperature: float = 1.0
+    temperature: Annotated[float, Field(gt=0)] = 1.0
     """Softmax temperature of the refinement weights, applied to cosine similarities."""
 
-    llm_temperature: float = 0.0
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     """Sampling temperature of the LLM. The paper sampled (0.6, top_p 0.9); we decode
     greedily (0) so a run is reproducible and a cached reply is the reply you would get
     again. Sampling also makes identical prompts give different scores."""
 
-    summary_max_new_tokens: int = 160
+    summary_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 160
     """Token budget of a summary reply (a few sentences)."""
 
-    score_max_new_tokens: int = 48
+    score_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 48
     """Token budget of a score reply. ``[0.7]`` needs about 5 tokens, but chat models often
     open with a sentence ("Sure! Based on the description, I would rate it [0.7]"), so the
     budget leaves room for one (the official code let the reply run to the context end).
@@ -184,58 +189,37 @@ class Config:
     """Second part of the score prompt: answer as a Python list with one value; the
     summary follows it."""
 
-    captioner_model: str | None = None
+    captioner_model: ModelId | None = None
     """Captioner to load (a model id); None = the profile's default."""
 
-    captioner_models: tuple[str, ...] = ()
+    captioner_models: Annotated[tuple[ModelId, ...], SEQUENCE, Field(max_length=16)] = ()
     """Captioner *pool*: when given, every model in it captions the centre frames and the
     caption index holds the unique captions of all of them (the paper pooled five BLIP-2
     captioners for UCF-Crime: :data:`PAPER_CAPTIONERS`, see :func:`paper_config`). The
     ``captions`` column shows the first model's captions. Empty = one captioner
     (``captioner_model``)."""
 
-    video_clip: str = "imagebind"
+    video_clip: Literal["imagebind", "pairs"] = "imagebind"
     """How a window becomes the refinement's video embedding. ``"imagebind"`` (the official
     computation): ImageBind's video transform as LAVAD calls it reads a 2-frame clip (the
     first and last of the window's sampled frames) in 3 square spatial crops (left, centre,
     right; top/centre/bottom for portrait video) and averages the 3 embeddings.
     ``"pairs"``: the window's frames as consecutive 2-frame pairs, centre crop only."""
 
-    llm_model: str | None = None
+    llm_model: ModelId | None = None
     """LLM to load; None = the profile's default."""
 
-    embedder_model: str | None = None
+    embedder_model: ModelId | None = None
     """Image/video/text embedder (ImageBind in the paper); None = the profile's default."""
 
-    caption_batch_size: int = 16
+    caption_batch_size: Annotated[int, Field(ge=1, le=512)] = 16
     """Centre frames per captioner call (and per cached, resumable batch)."""
 
-    window_batch_size: int = 16
+    window_batch_size: Annotated[int, Field(ge=1, le=256)] = 16
     """Positions whose window frames are read and embedded together."""
 
-    llm_batch_size: int = 8
+    llm_batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     """Prompts per ``llm.batch`` call (and per cached, resumable batch)."""
-
-    def __post_init__(self) -> None:
-        for name in ("stride", "frames_per_window", "caption_k", "refine_k",
-                     "caption_batch_size", "window_batch_size", "llm_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"Config.{name} must be at least 1, got {getattr(self, name)}")
-        if not self.window_s > 0 or not np.isfinite(self.window_s):
-            raise ValueError(f"Config.window_s must be a positive number of seconds, got "
-                             f"{self.window_s}")
-        if not self.temperature > 0 or not np.isfinite(self.temperature):
-            raise ValueError(f"Config.temperature must be positive, got {self.temperature}")
-        if self.video_clip not in VIDEO_CLIPS:
-            raise ValueError(f"Config.video_clip must be one of {VIDEO_CLIPS}, got "
-                             f"{self.video_clip!r}")
-        for name in ("summary_max_new_tokens", "score_max_new_tokens"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"Config.{name} must be at least 1, got {getattr(self, name)}")
-        if isinstance(self.captioner_models, str):
-            raise ValueError("Config.captioner_models is a tuple of model ids, not one string; "
-                             "use captioner_model for a single captioner")
-        self.captioner_models = tuple(str(m) for m in self.captioner_models)
 
 
 def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
@@ -360,14 +344,6 @@ DIFFERENCES: list[stages.Difference] = [
         "Notebook 40's oracle section measures both on the campus split.",
         "video_clip='imagebind' (default) | 'pairs'"),
 ]
-
-
-#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
-#: the method starts (types are checked from the annotations).
-LIMITS = {"stride": ">= 1", "window_s": "> 0", "frames_per_window": ">= 1", "caption_k": ">= 1",
-          "refine_k": ">= 1", "temperature": "> 0", "llm_temperature": "[0, 2]",
-          "summary_max_new_tokens": ">= 1", "score_max_new_tokens": ">= 1",
-          "caption_batch_size": ">= 1", "window_batch_size": ">= 1", "llm_batch_size": ">= 1"}
 
 
 # ---------------------------------------------------------------------------------------

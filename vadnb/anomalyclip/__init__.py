@@ -41,7 +41,7 @@ from typing import Any
 
 from ..lesson import Reference
 from ..registry import register
-from .core import (LIMITS, LOSS_TERMS, NORMAL, Config, anomalyclip_loss, class_directions,
+from .core import (LOSS_TERMS, NORMAL, Config, anomalyclip_loss, class_directions,
                    embed_frames, normal_centroid, pad_wraparound, pipeline, repeat_strided,
                    score_features, select_segments)
 from .differences import DIFFERENCES

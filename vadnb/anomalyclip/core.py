@@ -7,103 +7,95 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
 from ..runtime import EncodeImageRaw, Runtime, VideoRef
+from ..stages import ModelId, config_dataclass
 
 NORMAL = "Normal"
 
 
-@dataclass
+# Limits turn a typo into an error, not an out-of-memory crash: grid axes <= 1024 x 256 (the
+# paper: 32 x 16); n_ctx <= 64 (CLIP reads 77 tokens, the class name needs the rest).
+@config_dataclass
 class Config:
     """AnomalyCLIP's settings, defaulting to the paper's UCF-Crime recipe (frame AUC 86.36
     with raw CLIP ViT-B/16 features of every frame). The official per-dataset recipes are
     :data:`RECIPES` (``recipe("shanghaitech")``). ``epochs``, ``batch_size`` and
     ``feature_stride`` are the knobs to shrink for a CPU run."""
 
-    clip_model: str | None = None
+    clip_model: ModelId | None = None
     """The clip role's model (None: the profile's; the paper uses CLIP ViT-B/16, 512-d)."""
-    feature_stride: int = 1
+    feature_stride: Annotated[int, Field(ge=1, le=10_000)] = 1
     """Embed every k-th frame (1: every frame, as the paper); scores are repeated back."""
-    batch_frames: int = 32
+    batch_frames: Annotated[int, Field(ge=1, le=4096)] = 32
     """Frames per clip call while extracting features."""
-    n_ctx: int = 8
+    n_ctx: Annotated[int, Field(ge=1, le=64)] = 8
     """Learnable context tokens per class in the CoOp prompt ("X X X X X X X X <class>.")."""
     train_text_projection: bool = True
     """Fine-tune CLIP's text projection together with the prompts (the paper does)."""
-    num_segments: int = 32
+    num_segments: Annotated[int, Field(ge=1, le=1024)] = 32
     """Segments per training video (the grid's long axis)."""
-    seg_length: int = 16
+    seg_length: Annotated[int, Field(ge=1, le=256)] = 16
     """Consecutive (strided) frames per segment (the grid's short axis)."""
-    segment_dropout: float = 0.7
+    segment_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.7
     """Probability that a segment is hidden from the top-k / bottom-k selection."""
-    top_k: int = 3
+    top_k: Annotated[int, Field(ge=1, le=1024)] = 3
     """Segments selected as most anomalous per video."""
-    bottom_k: int = 3
+    bottom_k: Annotated[int, Field(ge=1, le=1024)] = 3
     """Segments of abnormal videos selected as least anomalous (treated as normal)."""
-    emb_size: int = 256
+    emb_size: Annotated[int, Field(ge=1, le=8192)] = 256
     """Width of the temporal model (its input Linear maps the CLIP dim to this; XD: 128)."""
-    depth: int = 1
+    depth: Annotated[int, Field(ge=1, le=64)] = 1
     """Axial transformer layers (ShanghaiTech: 2)."""
     concat_features: bool = False
     """Feed the temporal model the likelihoods before the features (ShanghaiTech)."""
-    heads: int = 8
+    heads: Annotated[int, Field(ge=1, le=256)] = 8
     """Attention heads (each ``emb_size // heads`` wide)."""
-    lambda_smooth: float = 8e-4
+    lambda_smooth: Annotated[float, Field(ge=0)] = 8e-4
     """Weight of the smoothness term (sum of squared score differences)."""
-    lambda_sparse: float = 8e-3
+    lambda_sparse: Annotated[float, Field(ge=0)] = 8e-3
     """Weight of the sparsity term (mean score of abnormal videos)."""
-    lr: float = 1e-5
+    lr: Annotated[float, Field(gt=0)] = 1e-5
     """AdamW learning rate (UCF-Crime; XD-Violence 5e-6, ShanghaiTech 5e-4)."""
-    weight_decay: float = 0.2
+    weight_decay: Annotated[float, Field(ge=0)] = 0.2
     """AdamW weight decay."""
-    warmup_epochs: float = 5
+    warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
-    lr_schedule: str = "per_step"
+    lr_schedule: Literal["per_step", "per_epoch"] = "per_step"
     """"per_step": warm-up and cosine move every step; "per_epoch": the official schedule
     (changes once per epoch, the first epoch at exactly 0)."""
     smooth_within_videos: bool = True
     """Smoothness within each abnormal video; False: over the flattened batch (official)."""
-    epochs: int = 50
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Training epochs (an epoch sees every video of the larger of the two groups once)."""
-    batch_size: int = 64
+    batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
     """Videos per step: half abnormal, half normal."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed for initialisation, sampling and segment dropout."""
     device: str | None = None
     """"cuda" / "cpu" (None: cuda when available)."""
 
-    def __post_init__(self) -> None:
-        if self.feature_stride < 1:
-            raise ValueError(f"feature_stride must be >= 1, got {self.feature_stride}")
+    @model_validator(mode="after")
+    def _fields_agree(self) -> Config:
         if self.emb_size % self.heads:
-            raise ValueError(f"emb_size ({self.emb_size}) must be divisible by heads ({self.heads})")
-        if not 0 <= self.segment_dropout < 1:
-            raise ValueError(f"segment_dropout must be in [0, 1), got {self.segment_dropout}")
+            raise ValueError(f"Config.emb_size ({self.emb_size}) must be divisible by "
+                             f"Config.heads ({self.heads})")
         if max(self.top_k, self.bottom_k) > self.num_segments:
-            raise ValueError("top_k and bottom_k cannot exceed num_segments")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (half abnormal, half normal videos)")
-        if self.lr_schedule not in ("per_step", "per_epoch"):
-            raise ValueError(f"lr_schedule must be 'per_step' or 'per_epoch', got {self.lr_schedule!r}")
+            raise ValueError(f"Config.top_k ({self.top_k}) and Config.bottom_k "
+                             f"({self.bottom_k}) cannot exceed Config.num_segments "
+                             f"({self.num_segments})")
+        return self
 
     @property
     def grid(self) -> int:
         """Frames in one 32 x 16 grid (512 by default)."""
         return self.num_segments * self.seg_length
 
-
-#: Allowed range of each numeric Config field (checked by ``vadnb.stages.configure``).
-LIMITS = {"feature_stride": ">= 1", "batch_frames": ">= 1", "n_ctx": ">= 1",
-          "num_segments": ">= 1", "seg_length": ">= 1", "segment_dropout": "[0, 1)",
-          "top_k": ">= 1", "bottom_k": ">= 1", "emb_size": ">= 1", "depth": ">= 1",
-          "heads": ">= 1", "lambda_smooth": ">= 0", "lambda_sparse": ">= 0", "lr": "> 0",
-          "weight_decay": ">= 0", "warmup_epochs": ">= 0", "epochs": ">= 1",
-          "batch_size": ">= 2", "seed": ">= 0"}
 
 # --------------------------------------------------------------------------- the paper's steps
 
