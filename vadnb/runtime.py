@@ -27,6 +27,7 @@ never by re-hashing pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import time
@@ -153,8 +154,12 @@ class Roles:
 # --------------------------------------------------------------------------- images by reference
 
 
+@functools.lru_cache(maxsize=1024)
 def _function_id(fn: Callable[..., Any]) -> str:
-    """A function's name and a digest of its source: editing the operation changes keys."""
+    """A function's name and a digest of its source: editing the operation changes keys.
+
+    Remembered per function object (reading source costs ~2 ms; AnyAnomaly keys thousands
+    of window crops): an edited function is a new object, so it still gets a new key."""
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     try:
         source = inspect.getsource(fn)
@@ -191,8 +196,8 @@ class Derived:
            ) -> Derived:
         return cls(op, tuple(sources), tuple(sorted(params.items())))
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # computed once per object (sources may be nested recipes)
         return make_key({"op": _function_id(self.op),
                          "sources": [image_key(s) for s in self.sources],
                          "params": dict(self.params)})
