@@ -85,10 +85,10 @@ def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]
         return [], 0, f"no reply ({getattr(reply, 'error', '') or 'empty'})"
     text = _FENCE.sub("", str(reply))
     start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
+    if start < 0:
         return [], 0, "no JSON object in the reply"
-    try:
-        obj = json.loads(text[start:end + 1])
+    try:  # a reply cut at its token budget has no closing brace: invalid JSON, said so
+        obj = json.loads(text[start:end + 1] if end > start else text[start:])
     except json.JSONDecodeError as err:
         return [], 0, f"invalid JSON ({err.msg} at character {err.pos})"
     items = obj.get("descriptions") if isinstance(obj, dict) else None
