@@ -24,6 +24,7 @@ C = TypeVar("C")
 __all__ = [
     "centre_frames",
     "window_indices",
+    "resized",
     "knn_softmax",
     "top_k",
     "gaussian_kernel",
@@ -71,6 +72,19 @@ def window_indices(centre: int, num_frames: int, fps: float, window_s: float = 1
     lo = max(0, centre - half)
     hi = min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
+
+
+def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """The one image of ``images`` at ``width`` x ``height``, resized exactly as
+    :func:`vadnb.video.read_frames` resizes (area interpolation, unchanged when the size
+    already fits): a runtime ``Derived.of(resized, [frame], ...)`` is a frame read at that
+    size (VERA's 448 px frames, notebook 70)."""
+    import cv2
+
+    (image,) = images
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
