@@ -910,3 +910,49 @@ def test_a_failed_reply_is_not_cached_and_is_asked_again(clip, tmp_path):
     assert fixed.extras["parse_failures"] == 0
     reference = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path / "ref"))
     np.testing.assert_array_equal(fixed.frame_scores, reference.frame_scores)
+
+
+# --- the core reads as the paper; its cache keys come from what is sent ----------------------
+
+def test_editing_prompt_code_asks_the_llm_again(clip, tmp_path, monkeypatch):
+    """Cache keys are the exact messages sent: editing the body of summary_messages (where it
+    is defined, in lavad.core) makes new model calls and gives new replies."""
+    from vadnb.lavad import core
+
+    cache = Cache(tmp_path)
+    first = lavad.run(clip, backends=doubles(), cache=cache)
+    assert no_calls(lavad.run(clip, backends=doubles(), cache=cache))
+    original = core.summary_messages
+
+    def edited(temporal_description, config=None):
+        msgs = original(temporal_description, config)
+        return [{"role": "user", "content": msgs[0]["content"] + "\nBe brief."}]
+
+    monkeypatch.setattr(core, "summary_messages", edited)
+    sent = []
+
+    def brief(messages):
+        sent.append(messages[-1]["content"])
+        if messages[-1]["content"].endswith("Be brief."):
+            return "Sure:\nA short summary."
+        return llm_fn(messages)
+
+    again = lavad.run(clip, backends=doubles(ScriptedLLM(brief)), cache=cache)
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["llm", "calls"] > 0 and calls.loc["captioner", "calls"] == 0
+    assert any(s.endswith("Be brief.") for s in sent)
+    assert set(again.segments["summary"]) == {"A short summary."}
+    assert set(first.segments["summary"]) != {"A short summary."}
+
+
+def test_core_is_the_papers_numbered_steps():
+    import inspect
+
+    from vadnb.lavad import core
+
+    assert len(inspect.getsource(core).splitlines()) <= 260
+    body = inspect.getsource(core.pipeline)
+    steps = [int(n) for n in re.findall(r"# (\d+)\. ", body)]
+    assert steps == list(range(1, 9)), steps
+    for word in ("Cache", "cache.", "_FrameStream", "make_key", "PROMPT_VERSION", "Roles("):
+        assert word not in inspect.getsource(core), word

@@ -46,11 +46,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..detect import TINY_WARNING, Detection
-from .core import (LIMITS, SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, VIDEO_CLIPS, Config,
-                   clean_captions, clip_frames, last_line, parse_scores, pipeline,
-                   refine_scores, score_messages, spatial_crops, summary_messages,
+from .core import (LIMITS, SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
+                   clean_captions, last_line, parse_scores, pipeline,
+                   refine_scores, score_messages, summary_messages,
                    summary_scores, to_frames, window_frames)
 from .differences import DIFFERENCES
+from .video_clip import VIDEO_CLIPS, clip_frames, spatial_crops
 from .lesson import (drawable, oracle_backends, plot_contact_sheet, similarity_statement,
                      stage_tables, truth_statement)
 from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,

@@ -1,11 +1,6 @@
-"""LAVAD, read top to bottom: Zanella et al., "Harnessing Large Language Models for
-Training-free Video Anomaly Detection", CVPR 2024 (notebooks 20-40).
-
-No training: a captioner describes the centre frames, vision-language embeddings clean the
-captions over a window, an LLM summarises and rates each window, and the scores of similar
-summaries are pooled. :func:`pipeline` runs the paper's numbered steps; the models, frames
-and cache are the runtime's (:mod:`vadnb.runtime`), the rest are the pure steps below.
-"""
+"""LAVAD, top to bottom (Zanella et al., CVPR 2024; notebooks 20-40): the Config, the
+paper's steps as small pure functions, and :func:`pipeline`, its numbered steps. Models,
+frames and the cache are the runtime's (:mod:`vadnb.runtime`)."""
 
 from __future__ import annotations
 
@@ -16,7 +11,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import metrics, stages
-from ..runtime import Caption, Chat, Derived, EncodeImage, EncodeText, EncodeVideo, Runtime
+from ..runtime import Caption, Chat, EncodeImage, EncodeText, Runtime
+from .video_clip import VIDEO_CLIPS, clip_frames, clip_requests, mean_unit
 
 Messages = list[dict[str, str]]
 
@@ -32,7 +28,6 @@ SCORE_FORMAT = (
     "Reply with a Python list holding exactly one value chosen from "
     "[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] and no other text: "
     "the reply starts with '[' and ends with ']'.")
-VIDEO_CLIPS = ("imagebind", "pairs")
 
 
 @dataclass
@@ -118,31 +113,6 @@ LIMITS = {"stride": ">= 1", "window_s": "> 0", "frames_per_window": ">= 1", "cap
 window_frames = stages.window_frames_half_open  # the official window sampling (notebook 20)
 
 
-def clip_frames(window: np.ndarray, mode: str = "imagebind") -> np.ndarray:
-    """The window frames its video embedding reads: ImageBind's 2-frame clip (first and last
-    sampled frame, ``"imagebind"``) or all of them (``"pairs"``)."""
-    if mode not in VIDEO_CLIPS:
-        raise ValueError(f"unknown video_clip {mode!r}; use one of {VIDEO_CLIPS}")
-    w = np.asarray(window, dtype=np.int64)
-    return w[[0, -1]] if mode == "imagebind" else w
-
-
-def spatial_crops(image: np.ndarray) -> list[np.ndarray]:
-    """ImageBind's 3 square video crops: left, centre, right (top, centre, bottom when
-    portrait), each the short side; the embedder resizes after the crop."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    offsets = [0, int(np.ceil((max(h, w) - side) / 2)), max(h, w) - side]
-    if w >= h:
-        return [np.ascontiguousarray(image[:, o:o + side]) for o in offsets]
-    return [np.ascontiguousarray(image[o:o + side, :]) for o in offsets]
-
-
-def square_crop(images: list[np.ndarray], k: int) -> np.ndarray:
-    """The ``k``-th of :func:`spatial_crops` of one frame (a runtime-derived image)."""
-    return spatial_crops(images[0])[k]
-
-
 def clean_captions(frame_embeddings: np.ndarray, caption_embeddings: np.ndarray,
                    captions: Sequence[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
     """Each window frame [P, n, D] replaced by its ``k`` nearest captions [U, D] (cosine of
@@ -215,21 +185,6 @@ def to_frames(position_scores: Sequence[float], num_frames: int, stride: int = 1
     return metrics.segments_to_frames(position_scores, num_frames, segment_length=stride)
 
 
-def mean_unit(vectors: np.ndarray) -> np.ndarray:
-    """The normalised mean of [..., 3, D] crop embeddings (ImageBind averages its crops)."""
-    mean = np.asarray(vectors, dtype=np.float64).mean(axis=-2)
-    return (mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
-            ).astype(np.float32)
-
-
-def clip_requests(frames: list[Any], mode: str) -> list[EncodeVideo]:
-    """A window's video-embedding requests: 3 cropped 2-frame clips, or the frames as is."""
-    if mode == "pairs":
-        return [EncodeVideo(tuple(frames))]
-    return [EncodeVideo(tuple(Derived.of(square_crop, [f], k=k) for f in frames))
-            for k in range(3)]
-
-
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -264,7 +219,7 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
         descriptions, r["caption_ids"] = clean_captions(
             r["frame_embeddings"], r["caption_embeddings"], r["caption_index"], cfg.caption_k)
         r["temporal_descriptions"] = ["\n".join(d) for d in descriptions]
-        #    (and, while the embedder is loaded, the video embedding of each window for step 7)
+        #    (and, while the embedder is loaded, each window's video embedding for step 7)
         clips = [clip_requests(r["video"].frames(clip_frames(w, cfg.video_clip)), cfg.video_clip)
                  for w in r["windows"]]
         vecs = np.stack(rt.map("embedder", [q for c in clips for q in c],

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..detect import Detection
-from .core import spatial_crops
+from .video_clip import spatial_crops
 
 Messages = list[dict[str, str]]
 
