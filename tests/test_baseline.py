@@ -87,3 +87,23 @@ def test_reference_statistics_by_hand():
 def test_missing_video_is_a_clear_error(tmp_path):
     with pytest.raises(vadnb.VideoError, match="not found"):
         vadnb.detect(tmp_path / "nope.mp4", method="classical")
+
+
+def test_a_foreign_facts_entry_is_named_and_recomputed(scene, fresh_cache):
+    """A whole cache file with the wrong columns (issue 21): named, removed, recomputed,
+    not a pandas KeyError that names no entry."""
+    from dataclasses import asdict
+
+    import cv2
+
+    from vadnb.cache import CacheWarning, file_digest, make_key
+
+    path, _ = scene
+    parts = {"video": file_digest(path), "config": asdict(baseline.Config()),
+             "opencv": cv2.__version__}
+    fresh_cache.put("classical.facts", parts, {"x": np.arange(4.0)})
+    entry = fresh_cache.path("classical.facts", make_key(parts))
+    with pytest.warns(CacheWarning, match=f"{entry.name}.*does not hold what stage "
+                                          "'classical.facts' stores"):
+        det = baseline.run(path, cache=fresh_cache)
+    assert det.num_frames == N and fresh_cache.damaged == [entry]

@@ -253,3 +253,37 @@ def test_replies_keep_their_truncated_flag(fresh_cache):
     assert (cut, cut.truncated, cut.num_tokens) == ("cut", True, 12)
     assert isinstance(ok, Reply) and not ok.truncated
     assert type(plain) is str
+
+
+def test_a_whole_entry_with_foreign_content_is_named_and_recomputed(fresh_cache):
+    def columns():
+        return {"speed": np.arange(3.0), "people": np.ones(3)}
+
+    def check(value):
+        if not isinstance(value, dict) or set(value) != {"speed", "people"}:
+            raise ValueError(f"not the columns speed, people: {value!r:.40}")
+
+    # another stage's entry copied under this key: a valid file, the wrong keys
+    fresh_cache.put("facts", {"v": 1}, {"x": np.arange(5.0)})
+    path = fresh_cache.path("facts", make_key({"v": 1}))
+    with pytest.warns(CacheWarning, match=f"{path.name}.*'facts'.*does not hold what stage "
+                                          "'facts' stores.*ValueError.*compute it again"):
+        value = fresh_cache.memo("facts", {"v": 1}, columns, check=check)
+    assert set(value) == {"speed", "people"} and fresh_cache.damaged == [path]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recomputed entry passes the check: no warning
+        assert set(fresh_cache.memo("facts", {"v": 1}, columns, check=check)) == {"speed", "people"}
+    assert fresh_cache.hits == 1
+
+
+
+def test_a_cached_reply_cut_inside_an_emoji_comes_back_repaired(fresh_cache):
+    """An entry stored before replies were repaired (issue 21) no longer breaks every re-run."""
+    from vadnb.cache import _write_atomic
+
+    path = fresh_cache.path("llm", make_key({"q": 1}))
+    old = {"__reply__": "a fight \ud83d", "truncated": True, "num_tokens": None}
+    _write_atomic(path, {"__json__": np.array(json.dumps(old))})
+    reply = fresh_cache.get("llm", {"q": 1})
+    assert isinstance(reply, Reply) and reply == "a fight \ufffd" and reply.truncated
+    reply.encode("utf-8")  # writable

@@ -135,3 +135,74 @@ def test_saved_detections_never_hold_a_url_password(tmp_path):
     d.save(tmp_path / "det")
     text = (tmp_path / "det" / "detection.json").read_text()
     assert "s3cret" not in text and "me:***@gpu-box" in text
+
+
+# --- issue 21: a saved detection is exactly itself, its text exact, its secrets absent -------
+
+import json  # noqa: E402
+
+from vadnb.models.base import Reply  # noqa: E402
+
+
+def test_saving_into_a_used_folder_leaves_exactly_this_detection(tmp_path):
+    folder = tmp_path / "det"
+    clip = _detection()
+    clip.method = "anomalyclip"
+    clip.extras["class_probs"] = np.full((20, 3), 0.5, np.float32)
+    clip.save(folder)
+    (folder / "my_notes.txt").write_text("keep me")  # not a Detection's file
+    classical = Detection(video="clip.mp4", method="classical", profile="tiny",
+                          frame_scores=np.zeros(20), fps=10.0, segments=_detection().segments,
+                          extras={"reference": "self"})
+    classical.save(folder)
+    back = Detection.load(folder)
+    assert back.method == "classical" and set(back.extras) == {"reference"}
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "detection.json", "frame_scores.npy", "model_calls.csv", "my_notes.txt", "segments.csv"]
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+
+
+def test_text_comes_back_exactly_and_missing_stays_missing(tmp_path):
+    words = ["None", "N/A", "NaN", "null", "NA", "0.5", "007", " padded ", "a, \"quoted\"\nline"]
+    d = _detection()
+    d.segments = pd.DataFrame({"start_frame": range(11), "end_frame": range(1, 12),
+                               "centre_frame": range(11), "score": np.linspace(0, 1, 11),
+                               "explanation": words + ["", None]})
+    d.save(tmp_path / "det")
+    back = Detection.load(tmp_path / "det").segments
+    assert back["explanation"].tolist()[:9] == words
+    assert back["explanation"].iloc[9:].isna().all()  # empty and missing: missing
+    np.testing.assert_allclose(back["score"], np.linspace(0, 1, 11))
+    assert back["start_frame"].dtype.kind == "i"
+
+
+def test_a_reply_cut_inside_an_emoji_is_repaired_where_it_enters(tmp_path):
+    cut = Reply("a fight \ud83d", truncated=True)  # half a surrogate pair
+    assert cut == "a fight \ufffd" and cut.truncated
+    assert Reply("ok \ud83d\ude00") == "ok \U0001F600"  # a whole pair is joined, not replaced
+    d = _detection()
+    d.segments["explanation"] = [cut, "calm"]  # with the surrogate, pandas' string column fails
+    d.save(tmp_path / "det")
+    assert Detection.load(tmp_path / "det").segments["explanation"].tolist() == [
+        "a fight \ufffd", "calm"]
+
+
+SECRETS = ["p@ss/w:rd", "ss/w:rd", "k3y-s3cret"]
+
+
+def test_a_url_password_is_in_no_saved_file_and_not_in_the_extras(tmp_path):
+    spec = "openai:m@http://me:p@ss/w:rd@gpu-box:8000/v1?api_key=k3y-s3cret"
+    d = _detection()
+    d = Detection(video=d.video, method="lavad", profile="tiny", frame_scores=d.frame_scores,
+                  fps=10.0, segments=d.segments,
+                  extras={"config": {"llm_model": spec, "stride": 16}})
+    shown = repr(d.extras)  # what notebook 40 prints
+    assert "gpu-box:8000" in shown and not any(s in shown for s in SECRETS)
+    d.extras["examples"] = [f"asked {spec}"]  # set after construction: save masks it too
+    d.save(tmp_path / "det")
+    for path in (tmp_path / "det").iterdir():
+        data = path.read_bytes()
+        assert not any(s.encode() in data for s in SECRETS), path.name
+    meta = json.loads((tmp_path / "det" / "detection.json").read_text())
+    assert meta["extras"]["config"]["llm_model"] == \
+        "openai:m@http://me:***@gpu-box:8000/v1?api_key=***"

@@ -199,6 +199,7 @@ def test_reply_parsing():
 # --- hardening: failed replies, deadlines, garbage, secrets (issue 15) ------------------------
 
 import base64  # noqa: E402
+import json  # noqa: E402
 import warnings  # noqa: E402
 
 from vadnb.cache import Cache  # noqa: E402
@@ -317,3 +318,71 @@ def test_load_passes_timeout_retries_and_api_key(server, monkeypatch):
         models.load("llm", profile="tiny", timeout_s=3)
     with pytest.raises(ValueError, match="timeout_s must be positive"):
         models.load("llm", model=server.model_string("echo"), timeout_s=0)
+
+
+# --- issue 21: reply shapes, credentials with any characters, echoed headers ------------------
+
+
+def test_a_reply_of_the_wrong_shape_is_retried_then_named(server):
+    llm = served.ServedLLM("echo", server.url, max_retries=1, backoff_s=0.01)
+    server.reply_next(b'{"choices":[{"message":"[0.7]"}]}', b'{"choices":[{"message":"[0.7]"}]}')
+    with pytest.raises(served.ServedModelError,
+                       match=r"failed 2 times.*choices\[0\]\.message is a str, not an object"):
+        llm("rate it")
+    server.reply_next(b'{"choices":[{"message":{"content":"a fight \\ud83d"}}]}')  # cut emoji
+    assert llm("rate it") == "a fight \ufffd"
+    server.reply_next(b'{"choices":[{"message":{"content":{"text":1}}}]}')  # once, then fine
+    assert llm("hello") == "echo: hello" and llm.retries == 2
+    with pytest.raises(served._Retry, match=r"choices\[0\]\.message\.content is a dict"):
+        served._reply_text({"choices": [{"message": {"content": {"a": 1}}}]}, "t")
+    with pytest.raises(served._Retry, match=r"choices\[0\] is a str"):
+        served._reply_text({"choices": ["[0.7]"]}, "t")
+
+
+def test_redact_masks_any_userinfo_and_credential_parameters():
+    cases = {
+        "openai:m@http://me:p@ss/w:rd@gpu-box:8000/v1": "openai:m@http://me:***@gpu-box:8000/v1",
+        "see https://u:a?b#c@host/v1 now": "see https://u:***@host/v1 now",
+        "http://sk-live-123@host/v1": "http://***@host/v1",
+        "http://h:1/v1?api_key=k&model=m&access_token=t&Password=x":
+            "http://h:1/v1?api_key=***&model=m&access_token=***&Password=***",
+        "http://[::1]:8000/v1": "http://[::1]:8000/v1",
+        "Authorization: Bearer sk-abc.def and Basic bWU6cA==":
+            "Authorization: Bearer *** and Basic ***",
+    }
+    for text, shown in cases.items():
+        assert served.redact(text) == shown
+    assert served.redact("key sk-known-key in a body", ["sk-known-key"]) == "key *** in a body"
+    as_json = json.dumps({"llm_model": 'openai:m@http://me:p"w@rd@h:1/v1'})  # run.json's text
+    assert served.redact(as_json) == '{"llm_model": "openai:m@http://me:***@h:1/v1"}'
+
+    assert served.split_userinfo("http://me:p@ss/w:rd@h:1/v1") == ("me:p@ss/w:rd", "http://h:1/v1")
+
+
+def test_a_password_with_at_and_slash_authenticates_and_is_shown_nowhere(server):
+    server.echo_headers = True  # its errors repeat the request's headers, as some proxies do
+    url = _with_password(server, "p@ss/w:rd")
+    llm = models.load("llm", model=f"openai:echo@{url}", max_retries=0)
+    assert llm("hi") == "echo: hi"  # the host is the server's, not "ss"
+    assert server.headers[-1]["Authorization"] == \
+        "Basic " + base64.b64encode(b"me:p@ss/w:rd").decode()
+    assert "ss/w:rd" not in repr(llm) and "ss/w:rd" not in llm.base_url
+    server.fail_next(1, status=503)
+    with pytest.raises(served.ServedModelError) as err:
+        llm("hi")
+    text = str(err.value)
+    assert "HTTP 503" in text and "127.0.0.1" in text and "me:***@" in text
+    assert "ss/w:rd" not in text and base64.b64encode(b"me:p@ss/w:rd").decode() not in text
+
+
+def test_an_error_body_echoing_the_api_key_does_not_repeat_it(server):
+    server.echo_headers = True
+    llm = served.ServedLLM("echo", server.url, api_key="sk-live-0123456789", max_retries=0)
+    server.fail_next(1, status=401)
+    with pytest.raises(served.ServedModelError, match="HTTP 401") as err:
+        llm("hi")
+    assert "0123456789" not in str(err.value) and "Bearer ***" in str(err.value)
+    server.fail_next(1, status=500)
+    with pytest.raises(served.ServedModelError, match="HTTP 500") as err:
+        llm("hi")
+    assert "0123456789" not in str(err.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -340,9 +342,10 @@ def test_displaying_an_explorer_also_shows_a_static_picture_of_its_state(video, 
 def test_save_upload_keeps_a_safe_name_and_refuses_non_videos(tmp_path):
     upload = ({"name": "../../<img src=x onerror=alert(1)>.MP4", "content": memoryview(b"abc")},)
     saved = widgets.save_upload(upload, tmp_path / "up")
-    assert saved.parent == tmp_path / "up" and saved.read_bytes() == b"abc"
+    digest = hashlib.sha256(b"abc").hexdigest()[:12]  # keeps different videos apart
+    assert saved.parent == tmp_path / "up" / digest and saved.read_bytes() == b"abc"
     assert saved.name == "img_src_x_onerror_alert_1.mp4"
-    assert not list((tmp_path / "up").glob("*.part"))
+    assert not list((tmp_path / "up").rglob("*.part"))
     with pytest.raises(ValueError, match="does not look like a video"):
         widgets.save_upload([{"name": "notes.txt", "content": b"x"}], tmp_path)
     with pytest.raises(ValueError, match="no file uploaded"):
@@ -374,3 +377,12 @@ def test_upload_form_runs_the_chosen_method_on_the_uploaded_video(video, tmp_pat
     form.prompt.value = "a box left behind"
     form.detect()
     assert calls == [("ramp.mp4", "classical", "a box left behind")]
+
+
+def test_uploads_whose_names_sanitise_alike_stay_distinct(tmp_path):
+    first = widgets.save_upload([{"name": "fight 1.mp4", "content": b"first video"}], tmp_path)
+    second = widgets.save_upload([{"name": "fight_1.mp4", "content": b"second video"}], tmp_path)
+    assert first != second
+    assert (first.read_bytes(), second.read_bytes()) == (b"first video", b"second video")
+    again = widgets.save_upload([{"name": "fight 1.mp4", "content": b"first video"}], tmp_path)
+    assert again == first and len(list(tmp_path.rglob("*.mp4"))) == 2  # same content, one file

@@ -45,17 +45,18 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
 from .models.base import call_stats, calls_since
 from .models.profiles import MEANINGLESS_PROFILES
-from .stages import Difference, configure
+from .stages import Difference, ModelId, config_dataclass, configure
 
 __all__ = [
     "Config",
@@ -101,7 +102,12 @@ __all__ = [
 NORMAL = "Normal"
 
 
-@dataclass
+# Limits: generous for real use, there to turn a typo into an error instead of an
+# out-of-memory crash. A training video is a num_segments x seg_length grid of features
+# for each of batch_size videos, so the grid's axes are capped at 1024 and 256 (the paper:
+# 32 x 16); n_ctx at 64 because CLIP's text encoder reads 77 tokens and the class name
+# needs the rest; seeds stay within numpy's 32 bits.
+@config_dataclass
 class Config:
     """AnomalyCLIP's settings, defaulting to the paper's UCF-Crime recipe.
 
@@ -113,76 +119,73 @@ class Config:
     ``feature_stride`` are the knobs to shrink for a CPU run.
     """
 
-    clip_model: str | None = None
+    clip_model: ModelId | None = None
     """The clip role's model (None: the profile's; the paper uses CLIP ViT-B/16, 512-d)."""
-    feature_stride: int = 1
+    feature_stride: Annotated[int, Field(ge=1, le=10_000)] = 1
     """Embed every ``feature_stride``-th frame (1 = every frame, as the paper); a strided
     feature stands for its ``feature_stride`` frames and scores are repeated back."""
-    batch_frames: int = 32
+    batch_frames: Annotated[int, Field(ge=1, le=4096)] = 32
     """Frames per clip call while extracting features."""
-    n_ctx: int = 8
+    n_ctx: Annotated[int, Field(ge=1, le=64)] = 8
     """Learnable context tokens per class in the CoOp prompt ("X X X X X X X X <class>.")."""
     train_text_projection: bool = True
     """Fine-tune CLIP's text projection together with the prompts (the paper does)."""
-    num_segments: int = 32
+    num_segments: Annotated[int, Field(ge=1, le=1024)] = 32
     """Segments per training video (the grid's long axis)."""
-    seg_length: int = 16
+    seg_length: Annotated[int, Field(ge=1, le=256)] = 16
     """Consecutive (strided) frames per segment (the grid's short axis)."""
-    segment_dropout: float = 0.7
+    segment_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.7
     """Probability that a segment is hidden from the top-k / bottom-k selection."""
-    top_k: int = 3
+    top_k: Annotated[int, Field(ge=1, le=1024)] = 3
     """Segments selected as most anomalous per video."""
-    bottom_k: int = 3
+    bottom_k: Annotated[int, Field(ge=1, le=1024)] = 3
     """Segments of abnormal videos selected as least anomalous (treated as normal)."""
-    emb_size: int = 256
+    emb_size: Annotated[int, Field(ge=1, le=8192)] = 256
     """Width of the temporal model (its input Linear maps the CLIP dim to this; XD: 128)."""
-    depth: int = 1
+    depth: Annotated[int, Field(ge=1, le=64)] = 1
     """Axial transformer layers (ShanghaiTech: 2). Two streams run through every layer and
     are averaged once at the end, as the official reversible block."""
     concat_features: bool = False
     """Feed the temporal model the class likelihoods concatenated before the re-centred
     features (ShanghaiTech's recipe), not the features alone."""
-    heads: int = 8
+    heads: Annotated[int, Field(ge=1, le=256)] = 8
     """Attention heads (each ``emb_size // heads`` wide)."""
-    lambda_smooth: float = 8e-4
+    lambda_smooth: Annotated[float, Field(ge=0)] = 8e-4
     """Weight of the smoothness term (sum of squared score differences)."""
-    lambda_sparse: float = 8e-3
+    lambda_sparse: Annotated[float, Field(ge=0)] = 8e-3
     """Weight of the sparsity term (mean score of abnormal videos)."""
-    lr: float = 1e-5
+    lr: Annotated[float, Field(gt=0)] = 1e-5
     """AdamW learning rate (UCF-Crime; XD-Violence 5e-6, ShanghaiTech 5e-4)."""
-    weight_decay: float = 0.2
+    weight_decay: Annotated[float, Field(ge=0)] = 0.2
     """AdamW weight decay."""
-    warmup_epochs: float = 5
+    warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
-    lr_schedule: str = "per_step"
+    lr_schedule: Literal["per_step", "per_epoch"] = "per_step"
     """"per_step": warm-up and cosine move every step, warm-up starting at ``lr / steps``;
     "per_epoch": the official schedule (the rate changes once per epoch and the first
     epoch runs at exactly 0)."""
     smooth_within_videos: bool = True
     """Smoothness sums squared score steps inside each abnormal video; False: over the
     flattened batch, as the official code (also penalising the jump between two videos)."""
-    epochs: int = 50
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Training epochs (an epoch sees every video of the larger of the two groups once)."""
-    batch_size: int = 64
+    batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
     """Videos per step: half abnormal, half normal."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed for initialisation, sampling and segment dropout."""
     device: str | None = None
     """"cuda" / "cpu" (None: cuda when available)."""
 
-    def __post_init__(self) -> None:
-        if self.feature_stride < 1:
-            raise ValueError(f"feature_stride must be >= 1, got {self.feature_stride}")
+    @model_validator(mode="after")
+    def _fields_agree(self) -> Config:
         if self.emb_size % self.heads:
-            raise ValueError(f"emb_size ({self.emb_size}) must be divisible by heads ({self.heads})")
-        if not 0 <= self.segment_dropout < 1:
-            raise ValueError(f"segment_dropout must be in [0, 1), got {self.segment_dropout}")
+            raise ValueError(f"Config.emb_size ({self.emb_size}) must be divisible by "
+                             f"Config.heads ({self.heads})")
         if max(self.top_k, self.bottom_k) > self.num_segments:
-            raise ValueError("top_k and bottom_k cannot exceed num_segments")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (half abnormal, half normal videos)")
-        if self.lr_schedule not in ("per_step", "per_epoch"):
-            raise ValueError(f"lr_schedule must be 'per_step' or 'per_epoch', got {self.lr_schedule!r}")
+            raise ValueError(f"Config.top_k ({self.top_k}) and Config.bottom_k "
+                             f"({self.bottom_k}) cannot exceed Config.num_segments "
+                             f"({self.num_segments})")
+        return self
 
     @property
     def grid(self) -> int:
@@ -299,16 +302,6 @@ DIFFERENCES: list[Difference] = [
         why="the explorer and Detection show intervals.",
         effect="none on frame scores or metrics."),
 ]
-
-#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
-#: the method starts (types are checked from the annotations).
-LIMITS = {"feature_stride": ">= 1", "batch_frames": ">= 1", "n_ctx": ">= 1",
-          "num_segments": ">= 1", "seg_length": ">= 1", "segment_dropout": "[0, 1)",
-          "top_k": ">= 1", "bottom_k": ">= 1", "emb_size": ">= 1", "depth": ">= 1",
-          "heads": ">= 1", "lambda_smooth": ">= 0", "lambda_sparse": ">= 0", "lr": "> 0",
-          "weight_decay": ">= 0", "warmup_epochs": ">= 0", "epochs": ">= 1",
-          "batch_size": ">= 2", "seed": ">= 0"}
-
 
 # =========================================================================== features
 

@@ -36,16 +36,18 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import (AfterValidator, BeforeValidator, Field, StringConstraints,
+                      model_validator)
 
 from . import stages
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
 from .models.base import call_stats, calls_since, is_truncated, profile_of
-from .stages import Difference, configure
+from .stages import SEQUENCE, Difference, ModelId, config_dataclass, configure
 
 __all__ = [
     "Config",
@@ -101,7 +103,55 @@ DATASET_WINDOWS: dict[str, tuple[int, int, int]] = {
 _STAGE_VERSION = 2  # bump when a stage's computation changes, so stale cache entries go unused
 
 
-@dataclass
+def _prompt_list(value: Any) -> Any:
+    """One description given as a string is a list of one; a tuple is a list."""
+    return [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) \
+        else value
+
+
+def _distinct(prompts: list[str]) -> list[str]:
+    if len(set(prompts)) != len(prompts):
+        raise ValueError("must not repeat a description")
+    return prompts
+
+
+def _one_slot(template: str) -> str:
+    try:
+        ok = template.count("{}") == 1 and template.format("x") != template
+    except (IndexError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("must hold exactly one {} (where the class name goes) and no "
+                         "other braces")
+    return template
+
+
+def _some_weight(weights: tuple[float, float, float]) -> tuple[float, float, float]:
+    if not any(weights):
+        raise ValueError("must not all be 0 (the fused score would be 0 everywhere)")
+    return weights
+
+
+def _grid_of_four(frames: int) -> int:
+    if frames != 4:
+        raise ValueError("must be 4 (the temporal context is a 2x2 grid)")
+    return frames
+
+
+# A description or class name is a phrase: 1000 characters is far more than one needs, and
+# CLIP reads only its first 77 tokens anyway; without a cap a pasted text of 200,000
+# characters makes CLIP's tokenizer allocate gigabytes.
+_TEXT = Field(min_length=1, max_length=1000)
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True), _TEXT]
+ClassName = Annotated[str, _TEXT]
+Template = Annotated[str, _TEXT, AfterValidator(_one_slot)]
+Weight = Annotated[float, Field(ge=0)]
+
+
+# Limits: generous for real use, there to turn a typo into an error instead of an
+# out-of-memory crash: pixels at 4096 (8192 for the read size), frames at 10,000, VLM
+# batches at 512 requests, CLIP batches at 4096 images, 256 descriptions per run.
+@config_dataclass
 class Config:
     """AnyAnomaly's settings, with the defaults of the paper and its public code.
 
@@ -111,43 +161,47 @@ class Config:
     Use :meth:`for_dataset` for a benchmark's own window sizes.
     """
 
-    prompts: list[str] = field(default_factory=list)
+    prompts: Annotated[list[Prompt], BeforeValidator(_prompt_list), Field(max_length=256),
+                       AfterValidator(_distinct)] = field(default_factory=list)
     """The anomaly descriptions to look for ("a person falling"); the score is their max."""
-    segment_length: int = 24
+    segment_length: Annotated[int, Field(ge=1, le=10_000)] = 24
     """Frames per segment; segments do not overlap and each gets one set of VLM calls."""
-    clip_model: str | None = None
+    clip_model: ModelId | None = None
     """CLIP for key frames and window maps; None = the profile's ``clip-b32`` (ViT-B/32, as
     the paper); or anything ``vadnb.models.load`` accepts as ``model=``."""
-    vlm_model: str | None = None
+    vlm_model: ModelId | None = None
     """The VLM; None = the profile's ``vlm-3b`` (Qwen2.5-VL-3B-Instruct, as the newer code)."""
-    context_frames: int = 4
+    context_frames: Annotated[int, AfterValidator(_grid_of_four)] = 4
     """Frames in the temporal context (the 2x2 grid)."""
-    context_spacing: int | None = None
+    context_spacing: Annotated[int | None, Field(ge=1, le=10_000)] = None
     """Frames between context frames; None = ``segment_length // context_frames`` (the
     official rule: 6 for 24-frame segments, so the 4 frames share the key frame's offset in
     each quarter of the segment, span it and include the key frame)."""
-    position_size: int = 240
+    position_size: Annotated[int, Field(ge=16, le=4096)] = 240
     """The key frame is resized to this square size (px) before cutting windows."""
-    window_sizes: tuple[int, ...] = DATASET_WINDOWS["avenue"]
+    window_sizes: Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...], SEQUENCE,
+                            Field(min_length=1, max_length=16)] = DATASET_WINDOWS["avenue"]
     """Window side lengths (px at ``position_size``): 48 -> 5x5, 80 -> 3x3, 240 -> 1x1
     (Avenue's and the official default); ShanghaiTech uses 120 -> 2x2 as the large scale
     (:data:`DATASET_WINDOWS`, :meth:`for_dataset`)."""
-    window_stride: int | None = None
+    window_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
     """Step between windows (px); None = the window size (non-overlapping tiles)."""
-    templates: tuple[str, ...] = TEMPLATES
+    templates: Annotated[tuple[Template, ...], SEQUENCE,
+                         Field(min_length=1, max_length=100)] = TEMPLATES
     """Prompt templates, each with one ``{}`` for the class name, averaged in CLIP space."""
-    normal_class: str | None = "a normal scene where nothing unusual happens"
+    normal_class: ClassName | None = "a normal scene where nothing unusual happens"
     """An extra class the position softmax compares each description with (None: none;
     the official code has none and compares with the benchmark's other anomaly types)."""
-    other_classes: tuple[str, ...] = ()
+    other_classes: Annotated[tuple[ClassName, ...], SEQUENCE, Field(max_length=1000)] = ()
     """More competing class names for the position softmax (the paper's variant: the
     benchmark's anomaly types, ``vadnb.data.CVAD_TYPES``)."""
-    softmax_scale: float = 100.0
+    softmax_scale: Annotated[float, Field(gt=0)] = 100.0
     """Multiplies the cosine similarities before the position softmax (CLIP's logit scale;
     the official code uses 1)."""
-    weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    weights: Annotated[tuple[Weight, Weight, Weight], SEQUENCE,
+                       AfterValidator(_some_weight)] = (0.6, 0.3, 0.1)
     """Fusion weights for the key-frame, position and temporal scores (untuned defaults)."""
-    sigma: float = 15.0
+    sigma: Annotated[float, Field(ge=0, le=10_000)] = 15.0
     """Gaussian smoothing, in frames, applied after repeating each segment score over its
     frames (so the axis is frames at the video's own rate); the kernel is cut at 4 sigma,
     as ``scipy.ndimage.gaussian_filter1d`` does."""
@@ -156,28 +210,27 @@ class Config:
     already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
     the full range (costing AUC). The official code normalises once over all test videos
     together (no effect on AUC); :func:`official_frame_scores` does that."""
-    max_new_tokens: int = 50
+    max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
     """VLM reply length; decoding is greedy (deterministic)."""
-    grid_cell: int = 224
+    grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
     """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
-    view_max_side: int = 896
+    view_max_side: Annotated[int, Field(ge=16, le=8192)] = 896
     """Key and context frames are read at most this many px on their longer side (aspect
     kept; ShanghaiTech's 856x480 and Avenue's 640x360 are read as they are), so memory
     per segment stays bounded for 1080p or 4K video."""
-    vlm_batch_size: int = 12
+    vlm_batch_size: Annotated[int, Field(ge=1, le=512)] = 12
     """VLM requests per ``vlm.batch`` call; segments are streamed in batches of about
     this many requests and each batch's replies are cached as soon as it returns."""
-    clip_batch_size: int = 64
+    clip_batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     """Images per CLIP call."""
 
-    def __post_init__(self) -> None:
-        if isinstance(self.prompts, str):
-            self.prompts = [self.prompts]
-        self.prompts = [str(p).strip() for p in self.prompts]
-        self.window_sizes = tuple(int(w) for w in self.window_sizes)
-        self.templates = tuple(self.templates)
-        self.other_classes = tuple(str(c) for c in self.other_classes)
-        self.weights = tuple(float(w) for w in self.weights)  # type: ignore[assignment]
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Config:
+        if self.view_max_side < self.position_size // 4:
+            raise ValueError(f"Config.view_max_side={self.view_max_side} is too small to cut "
+                             f"windows (at least Config.position_size // 4 = "
+                             f"{self.position_size // 4})")
+        return self
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
@@ -286,14 +339,6 @@ DIFFERENCES: list[Difference] = [
         "Not measured.",
         "grid_cell=112"),
 ]
-
-
-#: Allowed range of each numeric Config field (each value, for tuples), checked by
-#: ``vadnb.stages.configure`` when the method starts (types come from the annotations).
-LIMITS = {"segment_length": ">= 1", "context_frames": ">= 1", "context_spacing": ">= 1",
-          "position_size": "[16, 4096]", "window_sizes": ">= 1", "window_stride": ">= 1",
-          "softmax_scale": "> 0", "weights": ">= 0", "sigma": ">= 0", "max_new_tokens": ">= 1",
-          "grid_cell": "[16, 4096]", "vlm_batch_size": ">= 1", "clip_batch_size": ">= 1"}
 
 
 # --------------------------------------------------------------------------- segments, windows
@@ -986,18 +1031,9 @@ def _config_from(config: Config | None, prompts: Sequence[str] | str | None,
     if prompts is not None:
         overrides = {**overrides, "prompts": prompts}
     cfg = configure(Config, config, overrides, "AnyAnomaly")
-    if not cfg.prompts or any(not p for p in cfg.prompts):
+    if not cfg.prompts:
         raise ValueError("AnyAnomaly needs anomaly descriptions: pass "
                          "prompts=['a person falling', ...] (non-empty text)")
-    if len(set(cfg.prompts)) != len(cfg.prompts):
-        raise ValueError(f"duplicate descriptions in prompts: {cfg.prompts}")
-    if len(cfg.weights) != 3:
-        raise ValueError("weights must be three numbers (key, position, temporal), "
-                         f"got {cfg.weights}")
-    if cfg.context_frames != 4:
-        raise ValueError(f"context_frames must be 4 (a 2x2 grid), got {cfg.context_frames}")
-    if cfg.view_max_side < cfg.position_size // 4:
-        raise ValueError(f"view_max_side={cfg.view_max_side} is too small to cut windows")
     return cfg
 
 

@@ -25,16 +25,17 @@ normal) unless you pass normal videos of the same camera (``reference=[...]``).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
-from .stages import configure, gaussian_smooth
+from .stages import config_dataclass, configure, gaussian_smooth
 from .video import iter_frames, probe
 
 __all__ = ["Config", "frame_facts", "fit_reference", "run", "FACTS"]
@@ -51,39 +52,36 @@ _EXPLAIN = {
 }
 
 
-@dataclass(frozen=True)
+# Limits: sizes are capped where a larger value would only exhaust memory or time (a
+# 4K frame is 3840 px wide; MOG2 and the slow background keep per-pixel state for the
+# frames of their memory; init_s buffers that many seconds of frames; a smoothing sigma
+# of minutes turns the whole video into one value).
+@config_dataclass(frozen=True)
 class Config:
     """Parameters of the classical baseline (no paper: it is this suite's reference row)."""
 
-    width: int = 320
+    width: Annotated[int, Field(ge=16, le=4096)] = 320
     """Frames are processed at this width (aspect kept): enough for blobs and flow, fast."""
-    history_s: float = 5.0
+    history_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     """MOG2 background memory in seconds: moving things older than this become background."""
-    long_history_s: float = 60.0
+    long_history_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     """The slow background's memory: a new still object fades into it over about this long."""
-    init_s: float = 3.0
+    init_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     """The slow background starts as the per-pixel median of the first seconds."""
-    static_threshold: int = 30
+    static_threshold: Annotated[int, Field(ge=0, le=255)] = 30
     """Grey-level difference from the slow background that counts as a change."""
-    min_blob_frac: float = 0.002
+    min_blob_frac: Annotated[float, Field(ge=0, lt=1)] = 0.002
     """Blobs smaller than this fraction of the frame are noise."""
-    people_every: int = 0
+    people_every: Annotated[int, Field(ge=0, le=100_000)] = 0
     """Run the HOG people detector every n-th frame (0 = off; it is the slow part)."""
-    people_upscale: float = 2.0
+    people_upscale: Annotated[float, Field(gt=0, le=8)] = 2.0
     """Upscale frames by this much before HOG, so people fill its 64x128 window."""
-    smooth_s: float = 1.0
+    smooth_s: Annotated[float, Field(ge=0, le=600)] = 1.0
     """Gaussian smoothing of the score, sigma in seconds."""
-    z_scale: float = 6.0
+    z_scale: Annotated[float, Field(gt=0)] = 6.0
     """score = 1 - exp(-z / z_scale) for z > 0: z = 6 (six MADs above normal) gives 0.63."""
-    warmup_s: float = 2.0
+    warmup_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
     """The background models need this long to settle; facts before it are not trusted."""
-
-
-#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
-#: the method starts (types are checked from the annotations).
-LIMITS = {"width": ">= 16", "history_s": "> 0", "long_history_s": "> 0", "init_s": "> 0",
-          "static_threshold": "[0, 255]", "min_blob_frac": "[0, 1)", "people_every": ">= 0",
-          "people_upscale": "> 0", "smooth_s": ">= 0", "z_scale": "> 0", "warmup_s": ">= 0"}
 
 
 def _blobs(mask: np.ndarray, min_area: int) -> tuple[float, float]:
@@ -198,8 +196,18 @@ def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int =
 def _facts_cached(video: str | os.PathLike, cfg: Config, cache: Cache) -> pd.DataFrame:
     parts = {"video": file_digest(video), "config": asdict(cfg), "opencv": cv2.__version__}
     cols = cache.memo("classical.facts", parts,
-                      lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()})
+                      lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()},
+                      check=_check_facts)
     return pd.DataFrame(cols)
+
+
+def _check_facts(cols: Any) -> None:
+    """Raise unless ``cols`` is a cached facts table: every fact, one equal-length column each."""
+    if not isinstance(cols, dict) or not set(FACTS) <= set(cols):
+        raise ValueError(f"expected the columns {list(FACTS)}, got "
+                         f"{sorted(cols) if isinstance(cols, dict) else type(cols).__name__}")
+    if len({np.shape(cols[k]) for k in FACTS}) != 1 or np.ndim(cols[FACTS[0]]) != 1:
+        raise ValueError("the fact columns are not equal-length 1-D arrays")
 
 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,

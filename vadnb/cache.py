@@ -15,7 +15,8 @@ What the cache refuses to keep, and what it survives:
 - a *failed* reply (any value holding an object whose ``failed`` attribute is true, such as
   :class:`vadnb.models.base.FailedReply`: an empty or null answer from a server) is returned
   but never stored, so the next run asks again instead of replaying the failure;
-- a damaged entry (cut short, zero bytes, bad CRC, bad JSON) is named in a
+- a damaged entry (cut short, zero bytes, bad CRC, bad JSON), or a whole one with foreign
+  content that the caller's ``check`` rejects (``memo(..., check=...)``), is named in a
   :class:`CacheWarning`, removed and recomputed;
 - a full or read-only cache folder: the result is returned uncached, with one warning.
 
@@ -270,29 +271,47 @@ class Cache:
     def path(self, stage: str, key: str) -> Path:
         return self.root / "stages" / stage / f"{key}.npz"
 
-    def get(self, stage: str, parts: dict[str, Any], default: Any = None) -> Any:
-        """The stored value for these key parts, or ``default``."""
+    def get(self, stage: str, parts: dict[str, Any], default: Any = None,
+            check: Callable[[Any], Any] | None = None) -> Any:
+        """The stored value for these key parts, or ``default``.
+
+        ``check(value)`` raises when a stored value is not what ``stage`` stores (an entry
+        copied from another stage or written by another version: a whole file with the
+        wrong arrays or keys). Such an entry is treated as damaged: named in a warning,
+        removed, and ``default`` returned, instead of failing later, deep inside pandas.
+        """
         path = self.path(stage, make_key(parts))
         if not self.enabled or not path.exists():
             return default
         try:
-            return _read(path)
+            value = _read(path)
         except PermissionError as err:
             warnings.warn(f"cache entry {path} cannot be read ({err}); computing it again",
                           CacheWarning, stacklevel=2)
             return default
         except _DAMAGE as err:
             # a damaged entry (cut short, zero bytes, bad CRC, bad JSON) is never trusted
-            self.damaged.append(path)
-            try:
-                path.unlink(missing_ok=True)
-                what = "removed it"
-            except OSError as rm_err:
-                what = f"could not remove it ({rm_err})"
-            warnings.warn(f"cache entry {path} (stage {stage!r}) is damaged "
-                          f"({type(err).__name__}: {err}); {what} and will compute it again",
-                          CacheWarning, stacklevel=2)
+            self._discard(path, stage, f"is damaged ({type(err).__name__}: {err})")
             return default
+        if check is not None:
+            try:
+                check(value)
+            except Exception as err:  # noqa: BLE001 - any failure of the check means foreign
+                self._discard(path, stage, f"does not hold what stage {stage!r} stores "
+                                           f"({type(err).__name__}: {err})")
+                return default
+        return value
+
+    def _discard(self, path: Path, stage: str, why: str) -> None:
+        """Remove an entry that cannot be trusted, with a warning that names it."""
+        self.damaged.append(path)
+        try:
+            path.unlink(missing_ok=True)
+            what = "removed it"
+        except OSError as rm_err:
+            what = f"could not remove it ({rm_err})"
+        warnings.warn(f"cache entry {path} (stage {stage!r}) {why}; {what} and will compute "
+                      "it again", CacheWarning, stacklevel=3)
 
     def put(self, stage: str, parts: dict[str, Any], value: Any) -> bool:
         """Store ``value``; False when it was not stored.
@@ -321,9 +340,12 @@ class Cache:
             return False
         return True
 
-    def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any]) -> Any:
-        """Return the cached value for ``parts``, computing and storing it on a miss."""
-        value = self.get(stage, parts, _MISSING)
+    def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
+             check: Callable[[Any], Any] | None = None) -> Any:
+        """Return the cached value for ``parts``, computing and storing it on a miss.
+
+        ``check``: see :meth:`get` (a stored value it rejects counts as a miss)."""
+        value = self.get(stage, parts, _MISSING, check)
         if value is not _MISSING:
             self.hits += 1
             return value

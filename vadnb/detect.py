@@ -10,6 +10,7 @@ import importlib
 import inspect
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,19 @@ import numpy as np
 import pandas as pd
 
 from . import registry
-from .models.served import SERVED_OPTIONS, redact
+from .models.base import clean_text
+from .models.served import SERVED_OPTIONS, redact, redact_values
 
-__all__ = ["Detection", "detect", "METHODS", "TINY_WARNING"]
+__all__ = ["Detection", "detect", "METHODS", "TINY_WARNING", "SAVED_FILES"]
 
 # method name -> module that provides run(video, ...) -> Detection (read from the registry,
 # so a method registered later is found too)
 METHODS = registry.MODULES
+
+#: The files a saved Detection consists of, ``detection.json`` (written last) included:
+#: ``save`` replaces or removes exactly these in its folder and leaves any other file alone.
+SAVED_FILES = ("frame_scores.npy", "segments.csv", "model_calls.csv", "extras.npz",
+               "detection.json")
 
 TINY_WARNING = ("tiny profile: random-init models, the scores exercise the pipeline and "
                 "mean nothing about anomalies")
@@ -53,6 +60,10 @@ class Detection:
     segments: pd.DataFrame
     model_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a served model's URL in a config echo may hold a password: never keep it
+        self.extras = redact_values(self.extras)
 
     @property
     def meaningless(self) -> bool:
@@ -87,39 +98,104 @@ class Detection:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``frame_scores.npy``, ``segments.csv``, ``model_calls.csv``, ``detection.json``
-        (with the JSON-able extras) and ``extras.npz`` (the array extras, e.g. class probabilities)."""
+        (with the JSON-able extras) and ``extras.npz`` (the array extras, e.g. class probabilities).
+
+        The folder then holds exactly this detection: a file of :data:`SAVED_FILES` that it
+        does not need (an earlier detection's ``extras.npz``) is removed, other files are
+        left alone. Every file is written to a temporary name and renamed into place, and
+        ``detection.json``, which lists the files, comes last: an interrupted save leaves
+        no folder that loads as a mix of two detections.
+        """
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "frame_scores.npy", np.asarray(self.frame_scores, dtype=np.float32))
-        self.segments.to_csv(out / "segments.csv", index=False)
-        self.model_calls.to_csv(out / "model_calls.csv", index=False)
-        meta = {"video": str(self.video), "method": self.method, "profile": self.profile,
-                "fps": self.fps, "meaningless": self.meaningless,
-                "extras": {k: v for k, v in self.extras.items() if _jsonable(v)}}
-        # a served model's URL may hold a password (extras["config"]): never write it
-        (out / "detection.json").write_text(redact(json.dumps(meta, indent=2)))
-        arrays = {k: np.asarray(v) for k, v in self.extras.items()
+        extras = redact_values(self.extras)  # extras may have been set after construction
+        arrays = {k: np.asarray(v) for k, v in extras.items()
                   if isinstance(v, np.ndarray) and v.dtype != object}
+        writers = {
+            "frame_scores.npy": lambda f: np.save(f, np.asarray(self.frame_scores, np.float32)),
+            "segments.csv": lambda f: f.write(_csv_bytes(self.segments)),
+            "model_calls.csv": lambda f: f.write(_csv_bytes(self.model_calls)),
+        }
         if arrays:
-            np.savez_compressed(out / "extras.npz", **arrays)
+            writers["extras.npz"] = lambda f: np.savez_compressed(f, **arrays)
+        meta = {"video": str(self.video), "method": self.method, "profile": self.profile,
+                "fps": self.fps, "meaningless": self.meaningless, "files": sorted(writers),
+                "text_columns": _text_columns(self.segments),
+                "extras": {k: v for k, v in extras.items() if _jsonable(v)}}
+        # a served model's URL may hold a password (extras["config"]): never write it
+        text = redact(json.dumps(meta, indent=2))
+        writers["detection.json"] = lambda f: f.write(text.encode())
+        _write_files(out, writers)
         return out
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Detection:
+        """The detection :meth:`save` wrote into ``folder``; text comes back as it was saved."""
         src = Path(folder)
-        meta = json.loads((src / "detection.json").read_text())
+        if not (src / "detection.json").is_file():
+            raise FileNotFoundError(f"{src} holds no saved Detection (no detection.json): "
+                                    "pass the folder given to Detection.save, or save again")
+        meta = json.loads((src / "detection.json").read_text(encoding="utf-8"))
+        files = meta.get("files", [f for f in SAVED_FILES if (src / f).exists()])
         calls = src / "model_calls.csv"
         extras = meta.get("extras", {})
-        if (src / "extras.npz").exists():
+        if "extras.npz" in files:
             with np.load(src / "extras.npz", allow_pickle=False) as z:
                 extras.update({k: z[k] for k in z.files})
         return cls(
             video=meta["video"], method=meta["method"], profile=meta["profile"],
             frame_scores=np.load(src / "frame_scores.npy", allow_pickle=False),
-            fps=float(meta["fps"]), segments=pd.read_csv(src / "segments.csv"),
-            model_calls=pd.read_csv(calls) if calls.stat().st_size > 1 else pd.DataFrame(),
+            fps=float(meta["fps"]),
+            segments=_read_table(src / "segments.csv", meta.get("text_columns", [])),
+            model_calls=_read_table(calls, []) if calls.stat().st_size > 1 else pd.DataFrame(),
             extras=extras,
         )
+
+
+def _text_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of ``table`` that hold text (read back as text, whatever they look like)."""
+    return [str(c) for c in table.columns
+            if table[c].dtype == object or isinstance(table[c].dtype, pd.StringDtype)]
+
+
+def _csv_bytes(table: pd.DataFrame) -> bytes:
+    """``table`` as UTF-8 CSV; text that is not valid Unicode (half an emoji) is repaired,
+    not a reason to lose the whole detection."""
+    return clean_text(table.to_csv(index=False)).encode("utf-8")
+
+
+def _read_table(path: Path, text_columns: list[str]) -> pd.DataFrame:
+    """A CSV written by :meth:`Detection.save`, its text exactly as written.
+
+    Only an empty field is missing: pandas' default would also turn the words "None",
+    "N/A", "NaN" or "null" (an LLM's honest answer) into NaN, and "0.5" into a number.
+    """
+    return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                       dtype={c: str for c in text_columns}, encoding="utf-8")
+
+
+def _write_files(folder: Path, writers: dict[str, Any]) -> None:
+    """Write each ``name: write(binary file)`` to a temporary file, then rename them into
+    ``folder``, ``detection.json`` last; remove the :data:`SAVED_FILES` not written."""
+    temps: dict[str, Path] = {}
+    try:
+        for name, write in writers.items():
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{name}-")
+            temps[name] = Path(tmp)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+        (folder / "detection.json").unlink(missing_ok=True)  # the folder is invalid until done
+        for name in SAVED_FILES:
+            if name == "detection.json":
+                continue
+            if name in temps:
+                os.replace(temps.pop(name), folder / name)
+            else:
+                (folder / name).unlink(missing_ok=True)  # an earlier detection's file
+        os.replace(temps.pop("detection.json"), folder / "detection.json")
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _jsonable(v: Any) -> bool:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
-
-C = TypeVar("C")
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+C = TypeVar("C")
 
 __all__ = [
     "centre_frames",
@@ -33,9 +35,12 @@ __all__ = [
     "parse_first_number",
     "parse_binary_label",
     "ParseLog",
+    "CONFIG_RULES",
+    "SEQUENCE",
+    "ModelId",
+    "config_dataclass",
     "configure",
-    "check_field",
-    "check_range",
+    "config_error",
     "Difference",
     "differences_markdown",
 ]
@@ -301,146 +306,152 @@ class ParseLog:
         return text
 
 
+#: The rules every method's Config is validated by (see :func:`config_dataclass`): no
+#: coercion (an ``int`` field rejects 2.5, True and "3"; a ``float`` field takes an int),
+#: no nan or inf, and each field's docstring becomes its pydantic description.
+CONFIG_RULES = ConfigDict(strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError("must be a list or tuple, not one string (one item: ('...',))")
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: Put in a tuple field's ``Annotated[...]``: the field also takes a list, never a bare
+#: string (which would become a tuple of letters); its items stay strict.
+SEQUENCE = BeforeValidator(_as_tuple)
+
+
+def config_dataclass(cls: type[C] | None = None, /, *, frozen: bool = False) -> Any:
+    """Declare a method's Config: a standard dataclass (``replace``, ``fields``, ``asdict``
+    and pickling work as usual) that pydantic validates on every construction.
+
+    Constraints sit beside each field (``Annotated[int, Field(ge=1, le=10_000)]``) and
+    checks between fields in a ``@model_validator(mode="after")``, so a Config can never
+    hold a value the method cannot run with; :func:`configure` turns pydantic's report
+    into a message naming the method and the field.
+    """
+    def wrap(c: type[C]) -> type[C]:
+        return pydantic_dataclass(c, config=CONFIG_RULES, frozen=frozen)
+
+    return wrap if cls is None else wrap(cls)
+
+
+def _model_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a model id (None for the profile's model), not empty text")
+    return value
+
+
+#: A model id or path: ``ModelId | None`` fields take None for the profile's default, and
+#: never "" (which would silently pick the default, or reach the hub as an invalid id).
+ModelId = Annotated[str, AfterValidator(_model_id)]
+
+
 def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
               method: str) -> C:
     """``config`` (or the defaults) with keyword ``overrides`` applied, every field checked.
 
-    A misspelt setting is an error that lists the valid ones, never silently ignored. Each
-    field's value must match its annotation (an ``int`` field rejects 2.5 and True, a
-    ``float`` field rejects nan and inf, a ``bool`` field takes only True/False, a
-    ``Literal`` only its choices) and lie in its range from the method module's ``LIMITS``
-    dict (field -> ``"> 0"``, ``">= 1"``, ``"[0, 1)"``, ...). The message names the method
-    and the field, e.g. ``LAVAD: Config.stride must be an int, got 2.5 (float)``.
+    A misspelt setting is an error that lists the valid ones, never silently ignored. The
+    Config is rebuilt, so pydantic checks every field against its annotation and
+    constraints (see :func:`config_dataclass`), a whole ``config`` changed after it was
+    built included. The message names the method and the field, e.g.
+    ``LAVAD: Config.stride must be int, got 2.5 (float)``: a TypeError for a value of the
+    wrong type, a ValueError for one out of range.
     """
     known = {f.name for f in fields(config_type)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
                         f"{sorted(known)}")
-    hints = _field_types(config_type)
-    # scalar fields are checked before the dataclass sees them (its __post_init__ may
-    # round or compare them); every field is checked again on the finished Config
-    for name, value in overrides.items():
-        if _is_scalar_type(hints[name]):
-            check_field(method, name, value, hints[name])
     try:
-        cfg = replace(config or config_type(), **overrides)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{method}: invalid Config: {err}") from err
-    limits = getattr(sys.modules.get(config_type.__module__), "LIMITS", {}) or {}
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        check_field(method, f.name, value, hints[f.name])
-        if f.name in limits and value is not None:
-            check_range(method, f.name, value, limits[f.name])
-    return cfg
+        return replace(config or config_type(), **overrides)
+    except ValidationError as err:
+        raise config_error(config_type, err, method) from None
 
 
-def _field_types(config_type: type) -> dict[str, Any]:
-    import typing
+#: pydantic error types that mean "right type, wrong value" (a ValueError); every other
+#: one means the type is wrong (a TypeError)
+_BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
+                "less_than": "< {lt}", "less_than_equal": "<= {le}",
+                "finite_number": "a finite number",
+                "too_short": "must hold at least {min_length} item(s)",
+                "too_long": "must hold at most {max_length} item(s)",
+                "string_too_short": "at least {min_length} character(s) long",
+                "string_too_long": "at most {max_length} characters long",
+                "value_error": "{error}"}
 
-    return typing.get_type_hints(config_type)
+
+def config_error(config_type: type, err: ValidationError, method: str) -> Exception:
+    """pydantic's first complaint about a Config, as a TypeError or ValueError whose message
+    names ``method`` and the field (``AnyAnomaly: every value of Config.weights must be
+    >= 0, got -0.3``)."""
+    first = err.errors()[0]
+    kind, loc, value = first["type"], first["loc"], first["input"]
+    if not loc:  # a check between fields: its message names them
+        return ValueError(f"{method}: {first['ctx']['error']}")
+    name = str(loc[0])
+    hint = typing.get_type_hints(config_type)[name]
+    fixed_tuple = typing.get_origin(hint) is tuple and Ellipsis not in typing.get_args(hint)
+    if kind not in _BOUND_WORDS or (fixed_tuple and kind in ("too_long", "missing")):
+        return TypeError(f"{method}: Config.{name} must be {_type_name(hint)}, got "
+                         f"{_shown(value)} ({type(value).__name__})")
+    item = len(loc) > 1
+    rule = _interval(config_type, name, item) if kind.endswith("than") or \
+        kind.endswith("equal") else None
+    ctx = {k: _number(v) for k, v in first.get("ctx", {}).items()}
+    rule = rule or _BOUND_WORDS[kind].format(**ctx)
+    if not rule.startswith("must"):
+        rule = f"must be {rule}"
+    where = f"every value of Config.{name}" if item else f"Config.{name}"
+    return ValueError(f"{method}: {where} {rule}, got {_shown(value)}")
 
 
-def _is_scalar_type(tp: Any) -> bool:
-    import typing
+def _number(bound: Any) -> Any:
+    """0.0 -> 0 (pydantic reports a float field's bound ``gt=0`` as 0.0)."""
+    return int(bound) if isinstance(bound, float) and bound.is_integer() else bound
 
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return all(_is_scalar_type(a) for a in args)
-    return tp in (int, float, bool, str) or typing.get_origin(tp) is typing.Literal
+
+def _shown(value: Any) -> str:
+    """A rejected value as an error shows it: short, and with any credential masked (a
+    served model's URL may carry a password)."""
+    from .models.served import redact
+
+    if isinstance(value, str) and len(value) > 60:
+        return f"{redact(value[:40])!r}... ({len(value)} characters)"
+    return redact(f"{value!r:.80}") if not isinstance(value, (int, float)) else str(value)
+
+
+def _interval(config_type: type, name: str, item: bool) -> str | None:
+    """``"in [16, 4096]"`` when the field (or each item) has a lower and an upper bound."""
+    info = config_type.__pydantic_fields__[name]
+    metadata = list(info.metadata)
+    if item:
+        inner = typing.get_args(info.annotation)[:1]
+        metadata = list(getattr(inner[0], "__metadata__", ())) if inner else []
+        metadata = [m for f in metadata for m in getattr(f, "metadata", [f])]
+    lo = next(((("[", m.ge) if hasattr(m, "ge") else ("(", m.gt)) for m in metadata
+               if hasattr(m, "ge") or hasattr(m, "gt")), None)
+    hi = next((((m.le, "]") if hasattr(m, "le") else (m.lt, ")")) for m in metadata
+               if hasattr(m, "le") or hasattr(m, "lt")), None)
+    if lo is None or hi is None:
+        return None
+    return f"in {lo[0]}{_number(lo[1])}, {_number(hi[0])}{hi[1]}"
 
 
 def _type_name(tp: Any) -> str:
-    import typing
-
-    if typing.get_origin(tp) is typing.Literal:
-        return f"one of {list(typing.get_args(tp))}"
-    if isinstance(tp, type) and not typing.get_args(tp):
+    """``int``, ``str | None``, ``one of ['fast', 'exact']``, ``tuple[float, float, float]``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return f"one of {list(args)}"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not args:
         return tp.__name__
     return str(tp).replace("typing.", "")
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    """Does ``value`` fit annotation ``tp``? (int/float/bool/str, Optional, Literal,
-    list[X], tuple[X, ...], tuple[X, Y], dict; anything else is accepted.)"""
-    import numbers
-    import typing
-
-    if tp is Any:
-        return True
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if tp is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in args)
-    if tp is bool:
-        return isinstance(value, (bool, np.bool_))
-    if tp is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-    if tp is float:
-        return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-                and math.isfinite(float(value)))
-    if tp is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
-        inner = args[0] if args else Any
-        return all(_matches(v, inner) for v in value)
-    if origin is dict or tp is dict:
-        return isinstance(value, dict)
-    if isinstance(tp, type):
-        return isinstance(value, tp)
-    return True
-
-
-def check_field(method: str, name: str, value: Any, tp: Any) -> None:
-    """Raise a TypeError/ValueError naming ``method`` and ``Config.<name>`` unless
-    ``value`` fits annotation ``tp`` (nan and inf never fit a float)."""
-    if _matches(value, tp):
-        return
-    import numbers
-
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) \
-            and not math.isfinite(float(value)) and _matches(1.0, tp):
-        raise ValueError(f"{method}: Config.{name} must be a finite number, got {value}")
-    raise TypeError(f"{method}: Config.{name} must be {_type_name(tp)}, got {value!r:.80} "
-                    f"({type(value).__name__})")
-
-
-_BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*(" + _NUMBER + r")\s*$")
-_INTERVAL = re.compile(r"^\s*([\[(])\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*([\])])\s*$")
-
-
-def check_range(method: str, name: str, value: Any, rule: str) -> None:
-    """Raise a ValueError unless ``value`` (a number, or each number of a list/tuple) obeys
-    ``rule``: ``"> 0"``, ``">= 1"``, ``"< 1"``, ``"<= 10"`` or an interval ``"[0, 1)"``."""
-    values = value if isinstance(value, (list, tuple)) else [value]
-    for v in values:
-        if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
-            continue
-        if not _obeys(float(v), rule):
-            what = f"every value of Config.{name}" if values is value else f"Config.{name}"
-            rule_text = f"in {rule.strip()}" if _INTERVAL.match(rule) else rule.strip()
-            raise ValueError(f"{method}: {what} must be {rule_text}, got {v}")
-
-
-def _obeys(v: float, rule: str) -> bool:
-    m = _BOUND.match(rule)
-    if m:
-        op, bound = m.group(1), float(m.group(2))
-        return {">": v > bound, ">=": v >= bound, "<": v < bound, "<=": v <= bound}[op]
-    m = _INTERVAL.match(rule)
-    if not m:
-        raise ValueError(f"bad range rule {rule!r} (use '> 0', '>= 1' or '[0, 1)')")
-    lo, hi = float(m.group(2)), float(m.group(3))
-    return ((lo <= v) if m.group(1) == "[" else (lo < v)) and \
-        ((v <= hi) if m.group(4) == "]" else (v < hi))
 
 
 @dataclass(frozen=True)

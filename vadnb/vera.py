@@ -31,17 +31,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from .cache import Cache, file_digest, get_cache
 from .detect import Detection
 from .metrics import segments_to_frames
 from .models.base import Reply, call_stats, calls_since, is_truncated
-from .stages import (Difference, ParseLog, centre_frames, configure, gaussian_smooth,
-                     knn_softmax, parse_binary_label, window_indices)
+from .stages import (Difference, ModelId, ParseLog, centre_frames, config_dataclass, configure,
+                     gaussian_smooth, knn_softmax, parse_binary_label, window_indices)
 
 __all__ = [
     "Config",
@@ -90,7 +91,11 @@ PAPER_STEP3: dict[str, Any] = {"smoothing": "paper", "round_decimals": 1,
                                "position_prior": True}
 
 
-@dataclass
+# Limits: generous for real use, there to turn a typo into an error instead of an
+# out-of-memory crash: frames per VLM call (window_frames, train_frames) at 256 (each is a
+# 448 px image of a few hundred tokens), pixels at 4096, token budgets at 32768, batches at
+# 512 requests, seeds within numpy's 32 bits.
+@config_dataclass
 class Config:
     """VERA's settings, with the public code's defaults.
 
@@ -101,76 +106,67 @@ class Config:
     says so; the paper's step 3 is :data:`PAPER_STEP3`.
     """
 
-    vlm_model: str | None = None
+    vlm_model: ModelId | None = None
     """Model playing both learner and optimizer (None: the profile's VLM)."""
-    embedder_model: str | None = None
+    embedder_model: ModelId | None = None
     """Model embedding each segment's clip for the retrieval ensemble (None: the profile's)."""
 
     # --- verbalized learning (training) ---
-    batch_size: int = 2
+    batch_size: Annotated[int, Field(ge=1, le=512)] = 2
     """Training videos per optimizer step."""
-    train_frames: int = 8
+    train_frames: Annotated[int, Field(ge=1, le=256)] = 8
     """Frames per training video, sampled evenly over the whole video."""
-    image_size: int = 448
+    image_size: Annotated[int, Field(ge=16, le=4096)] = 448
     """Side in pixels of every frame given to the VLM: frames are resized to a
     ``image_size`` x ``image_size`` square, 448 as in VERA's code (one 448 px tile per frame
     for InternVL2). This bounds the image tokens per call whatever the video's resolution."""
-    max_questions: int = 5
+    max_questions: Annotated[int, Field(ge=1, le=100)] = 5
     """The optimizer's new list is cut to this many questions."""
-    steps: int | None = None
+    steps: Annotated[int | None, Field(ge=0, le=100_000)] = None
     """Optimizer steps; None means ``epochs`` passes over the training videos."""
-    epochs: int = 1
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 1
     """Passes over the training videos when ``steps`` is None."""
-    validate_every: int = 1
+    validate_every: Annotated[int, Field(ge=1, le=100_000)] = 1
     """Score the current questions on the validation split every this many steps (the
     initial and the final question sets are always scored)."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed of the training-video shuffle (one shuffle per epoch)."""
     show_replies: bool = False
     """Also show the optimizer each learner reply (vadnb's option; the paper's optimizer
     sees only the predictions and the targets)."""
 
     # --- inference ---
-    stride: int = 16
+    stride: Annotated[int, Field(ge=1, le=10_000)] = 16
     """One VLM query per this many frames (a segment)."""
-    window_s: float = 10.0
+    window_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Seconds of video around each segment's centre frame that the VLM sees."""
-    window_frames: int = 8
+    window_frames: Annotated[int, Field(ge=1, le=256)] = 8
     """Frames sampled evenly from that window."""
-    ensemble_fraction: float = 0.15
+    ensemble_fraction: Annotated[float, Field(ge=0, le=1)] = 0.15
     """Retrieval ensemble: each segment averages its ``floor(fraction * #segments)`` most
     similar segments of the same video (at least 1; the segment itself is its own nearest)."""
-    temperature: float = 0.1
+    temperature: Annotated[float, Field(gt=0)] = 0.1
     """Softmax temperature over the neighbours' cosine similarities."""
-    smooth_taps: int = 15
+    smooth_taps: Annotated[int, Field(ge=1, le=10_001)] = 15
     """Length of the Gaussian smoothing kernel, in segments."""
-    smooth_sigma: float = 10.0
+    smooth_sigma: Annotated[float, Field(gt=0)] = 10.0
     """Width (sigma) of that kernel, in segments; the kernel is normalised to sum 1."""
-    smoothing: str = "centred"
+    smoothing: Literal["centred", "paper"] = "centred"
     """``"centred"``: the kernel sampled at whole-segment offsets around its centre, ends
     padded by reflection (unbiased at the ends). ``"paper"``: the official code's kernel,
     sampled at ``linspace(-ceil(taps/2), floor(taps/2), taps)`` (off-centre), convolved with
     zero padding (scores pulled toward 0 near both ends of every video)."""
-    round_decimals: int | None = None
+    round_decimals: Annotated[int | None, Field(ge=0, le=15)] = None
     """Round every smoothed segment score to this many decimals (the paper's code: 1)."""
     position_prior: bool = False
     """Multiply frame scores by a bump centred on the video's middle. This is a prior about
     the UCF-Crime test set (its anomalies sit mostly mid-video) that the published UCF
     number uses; it is not part of the method and is off by default."""
-    vlm_batch_size: int = 8
+    vlm_batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     """VLM requests per batched call (and per resumable cache entry)."""
-    max_new_tokens: int = 1024
+    max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 1024
     """Token budget of every VLM reply (1024 as in the paper's code: five answered
     questions and a reasoning section need it). Replies cut at the budget are counted."""
-
-
-#: Allowed range of each numeric Config field, checked by ``vadnb.stages.configure`` when
-#: the method starts (types are checked from the annotations).
-LIMITS = {"batch_size": ">= 1", "train_frames": ">= 1", "image_size": "[16, 4096]",
-          "max_questions": ">= 1", "steps": ">= 0", "epochs": ">= 1", "validate_every": ">= 1",
-          "seed": ">= 0", "stride": ">= 1", "window_s": "> 0", "window_frames": ">= 1",
-          "ensemble_fraction": "[0, 1]", "temperature": "> 0", "smooth_taps": ">= 1",
-          "smooth_sigma": "> 0", "vlm_batch_size": ">= 1", "max_new_tokens": ">= 1"}
 
 
 # ----------------------------------------------------------------------------------------
@@ -528,17 +524,7 @@ def refine_answers(labels: Sequence[float | None], embeddings: np.ndarray, num_f
 # ----------------------------------------------------------------------------------------
 
 def _config(config: Config | None, overrides: dict[str, Any]) -> Config:
-    cfg = configure(Config, config, overrides, "VERA")
-    for name in ("batch_size", "train_frames", "image_size", "max_questions", "epochs",
-                 "validate_every", "stride", "window_frames", "smooth_taps", "vlm_batch_size",
-                 "max_new_tokens"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"Config.{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.steps is not None and cfg.steps < 0:
-        raise ValueError(f"Config.steps must be >= 0 or None, got {cfg.steps}")
-    if cfg.smoothing not in ("centred", "paper"):
-        raise ValueError(f"Config.smoothing must be 'centred' or 'paper', got {cfg.smoothing!r}")
-    return cfg
+    return configure(Config, config, overrides, "VERA")
 
 
 class _Roles:

@@ -23,12 +23,18 @@ its presentation timestamp (``pts``) and whether it is a key frame. That record 
 
 A damaged file is decoded past its damaged packets, as ``ffmpeg`` does; the frames that could
 not be decoded are reported (a :class:`DamagedVideoWarning` naming the file and the frames, and
-:attr:`VideoInfo.lost_frames` / :attr:`VideoInfo.lost_ranges`), never silently dropped.
+:attr:`VideoInfo.lost_frames` / :attr:`VideoInfo.lost_ranges`), never silently dropped, and
+the frames after them keep their **true** indices (their places in the undamaged video, which
+the container tells: an MP4's sample table, an AVI's ``idx1`` index, the timestamps of a
+constant-rate Matroska or MPEG-TS stream), so a benchmark's per-frame labels still line up.
+Asking for a lost frame raises :class:`VideoError`.
 
 A **frame folder** (a directory of numbered images, ``000.jpg, 001.jpg, ...``, as ShanghaiTech
 and Avenue ship) is a video too: frame ``i`` is the ``i``-th image in natural name order
 (``2.jpg`` before ``10.jpg``), at ``frame_rate`` frames per second (default
-:data:`FOLDER_FPS`).
+:data:`FOLDER_FPS`). When the names are numbered (``img_004.png``: the same text around one
+number), frame ``i`` is the image numbered ``first + i``, and a number missing from the run is
+a lost frame (reported as for a damaged file).
 
 The public functions:
 
@@ -39,6 +45,8 @@ The public functions:
   as a :class:`Frames`; :func:`iter_frames` yields the same in chunks, for long videos.
 - :func:`extract_frames` writes them as JPEG files named by their frame index.
 - :func:`sample_indices` is the ``fps`` sampling rule on its own.
+- :func:`folder_images` and :func:`folder_frame_count` list a frame folder's images and count
+  its frames from their names alone.
 - :func:`decode_stats` / :func:`seek_stats` count the decoding work done (for benchmarks).
 - :func:`write_test_video`, :func:`read_frame_code` and :func:`patch_avi_frame_count` make
   small synthetic videos whose frames carry their own index (for tests and lessons).
@@ -66,7 +74,7 @@ __all__ = [
     "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
     "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
     "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
-    "write_test_video", "read_frame_code", "patch_avi_frame_count",
+    "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count",
 ]
 
 PathLike = str | os.PathLike
@@ -76,7 +84,7 @@ TIMEOUT_MS = 20_000
 #: Two timestamps closer than this (seconds) are the same instant (absorbs float rounding).
 _EPS = 1e-6
 #: Bump when the probe's logic changes, so stale cache entries are not reused.
-_PROBE_VERSION = 3
+_PROBE_VERSION = 4
 #: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
 FOLDER_FPS = 30.0
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
@@ -127,7 +135,8 @@ class VideoInfo:
     """What :func:`probe` learns about a video by decoding it once.
 
     Attributes:
-        num_frames: frames a sequential decode yields (the truth, whatever the header says).
+        num_frames: frames in the video (the truth, whatever the header says): those a
+            sequential decode yields, plus ``lost_frames``.
         fps: frames per second: the container's nominal rate when the measured timestamps
             agree with it (within 1 %), else the measured average rate (variable frame rate).
             For a frame folder: ``frame_rate`` when given, else :data:`FOLDER_FPS` (30).
@@ -143,11 +152,14 @@ class VideoInfo:
         fps_from: where ``fps`` comes from: ``"container"``, ``"measured"``, ``"assumed"`` (no
             timing in the file: 25), ``"given"`` (``frame_rate=``) or ``"default"``
             (a frame folder without ``frame_rate``: :data:`FOLDER_FPS`).
-        lost_frames: frames of the file that could not be decoded (damaged data); 0 for a
-            whole file. The decoded frames are numbered consecutively all the same, so after a
-            loss, index ``i`` shows the file's picture ``i + (frames lost before it)``.
-        lost_ranges: the lost frames as ``(first, last)`` ranges (inclusive), numbered as the
-            file's pictures in presentation order; empty when unknown or nothing was lost.
+        lost_frames: frames of the file that could not be decoded (damaged data; and the
+            frames predicted from them, which show made-up content), or images missing from a
+            frame folder's numbering; 0 for a whole file. The other frames keep their true
+            indices, so the lost ones are gaps in the indices that :func:`read_frames`
+            returns. (Where a file's layout cannot place the lost frames, which only a warning
+            says, the decoded frames are numbered consecutively instead.)
+        lost_ranges: the lost frames as ``(first, last)`` ranges (inclusive), in presentation
+            order; empty when unknown or nothing was lost.
         damaged_packets: compressed packets the decoder rejected.
         seekable: the probe's index can name every frame by its timestamp, so reading a few
             frames far apart seeks instead of decoding everything before them.
@@ -175,8 +187,8 @@ class Frames:
 
     Attributes:
         images: uint8 RGB array ``[N, H, W, 3]``.
-        indices: int64 ``[N]``, the source frame index of each image: its position in a
-            sequential decode of the file, counted from 0.
+        indices: int64 ``[N]``, the source frame index of each image: its position in the
+            video, counted from 0 (in a damaged file, lost frames keep their places).
         timestamps_s: float64 ``[N]``, each frame's presentation time in seconds relative to
             the video's first frame (see :func:`frame_times`).
     """
@@ -259,12 +271,12 @@ class _LandedLate(_Untrusted):
 
 
 def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
-                 packets: list[tuple[Any, Any, bool]] | None = None) -> Iterator[Any]:
+                 packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
     """Every frame PyAV decodes, in presentation order, going on past damaged packets.
 
     ``damage`` (when given) collects, for each packet the decoder rejects, how many frames had
     come out before it; without it a rejected packet raises :class:`_Untrusted`. ``packets``
-    collects ``(pts, dts, is_keyframe)`` of every packet that carries a picture.
+    collects ``(pts, dts, is_keyframe, byte position)`` of every packet that carries a picture.
     """
     import av
 
@@ -281,7 +293,9 @@ def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
             damage.append(decoded)
             return
         if packets is not None and packet.size and not packet.is_discard:
-            packets.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
+            pos = packet.pos
+            packets.append((packet.pts, packet.dts, bool(packet.is_keyframe),
+                            -1 if pos is None else int(pos)))
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
@@ -483,8 +497,32 @@ def _folder_images(p: Path) -> list[Path]:
 
 def folder_images(path: PathLike) -> list[Path]:
     """The images of a frame folder, in the order :func:`probe` and :func:`read_frames` use
-    (natural name order, hidden files skipped): a cheap frame count, no image is opened."""
+    (natural name order, hidden files skipped); no image is opened. Their count is the frame
+    count unless the numbering has gaps: see :func:`folder_frame_count`."""
     return _folder_images(Path(path))
+
+
+def folder_frame_count(path: PathLike) -> int:
+    """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the
+    span of the numbering (``first .. last``) when the names are numbered, images missing
+    from it included (they are lost frames), else the number of images."""
+    images = _folder_images(Path(path))
+    numbers = _numbering(images)
+    return len(images) if numbers is None else numbers[-1] - numbers[0] + 1
+
+
+def _numbering(images: list[Path]) -> list[int] | None:
+    """Each image's number, when every name is the same text around its last run of digits
+    (``img_004.png``) and no number repeats; else None (natural name order is all there is).
+    ``images`` are in natural order, so the numbers come out ascending."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", e.name) for e in images]
+    if any(m is None for m in parts) or len({(m[1].lower(), m[3].lower())
+                                               for m in parts}) != 1:
+        return None
+    numbers = [int(m[2]) for m in parts]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        return None
+    return numbers
 
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
@@ -492,25 +530,37 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
     files = _folder_images(p)
+    numbers = _numbering(files)
+    index = list(range(len(files))) if numbers is None else [k - numbers[0] for k in numbers]
+    n = index[-1] + 1
     sizes = []
-    for f in files:
+    for f, i in zip(files, index):
         try:
             with Image.open(f) as im:
                 sizes.append(im.size)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise VideoError(f"{f}: not a readable image ({err}); frame {len(sizes)} of the frame "
+            raise VideoError(f"{f}: not a readable image ({err}); frame {i} of the frame "
                              f"folder {p}. Replace or remove the file.") from None
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
-    n = len(files)
+    lost = sorted(set(range(n)) - set(index))
+    notes = []
+    if lost:
+        where = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
+        notes.append(f"{p}: {len(lost)} image(s) missing from this frame folder's numbering "
+                     f"(frames {where}, counted from {files[0].name} as frame 0): they are "
+                     "lost frames. The other images keep their numbers as frame indices; "
+                     "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists "
+                     "them. Restore the missing images if those frames matter.")
     return {
         "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
         "duration_s": n / fps, "header_frames": 0, "backend": "images",
         "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
         "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
-        "lost_frames": 0, "lost_ranges": [], "damaged_packets": 0, "seekable": False,
+        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "frame_index": index if lost else None, "damaged_packets": 0, "seekable": False,
         "files": [f.name for f in files], "first_odd_size": odd,
-        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": [],
+        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
     }
 
 
@@ -536,13 +586,15 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
     name, h = _open(p, backend)
     damage: list[int] = []
-    packets: list[tuple[Any, Any, bool]] = []
+    packets: list[tuple[Any, Any, bool, int]] = []
     try:
         if name == "pyav":
             stream = h.stream
             rate = stream.average_rate or stream.guessed_rate
             nominal = float(rate) if rate else 0.0
             header = max(int(stream.frames or 0), 0)
+            layout = _Layout(str(h.container.format.name or ""), int(stream.index),
+                             stream.time_base)
             pts: list[Any] = []
             keys: list[bool] = []
             times: list[float] = []
@@ -566,6 +618,7 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
             height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             times = [t for t, _ in _opencv_frames(h, p)]
             pts, keys = [], []
+            layout = None
     finally:
         h.close()
     n = len(times)
@@ -588,44 +641,285 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
         notes.append(f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
                      "Fetch the file again if its end matters.")
 
-    raw = np.asarray(times, dtype=np.float64)
-    reliable = bool(np.all(np.isfinite(raw)) and (n == 1 or np.all(np.diff(raw) > _EPS)))
     nominal = nominal if 0 < nominal < 1000 else 0.0
-    if reliable and n > 1:
-        rel = raw - raw[0]
-        measured = (n - 1) / rel[-1]
-        use_nominal = bool(nominal) and abs(nominal - measured) <= 0.01 * measured
-        fps, fps_from = (nominal, "container") if use_nominal else (measured, "measured")
-    else:
-        fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
-        rel = np.arange(n, dtype=np.float64) / fps
-
-    lost = _lost_frames(pts, packets) if damage else []
-    if damage:
-        expected = len(packets)
-        lost_count = len(lost) if lost else max(expected - n, 0)
-        where = (", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
-                 if lost else f"after decoded frame {damage[0]}")
-        notes.append(
-            f"{p} is damaged: the decoder rejected {len(damage)} packet(s) and {lost_count} "
-            f"frame(s) could not be decoded (the file's frames {where}, counted from 0). "
-            f"The other {n} frames are read as usual and numbered consecutively, so later "
-            "frames shift down by the frames lost before them. Re-encode or fetch the file "
-            "again for an exact frame count.")
-    else:
-        lost_count = 0
-
-    seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damage) else None
+    placed = _true_slots(p, layout, pts, packets, damage, nominal) if layout else None
+    if placed and layout and "avi" not in layout.format.split(","):
+        placed = _drop_damaged_groups(placed, keys)
+    slots, total = placed if placed else (list(range(n)), n)
+    rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
+    lost = sorted(set(range(total)) - set(slots))
+    lost_count = len(lost)
+    if placed and (lost or damage or -1 in slots):
+        notes.append(_lost_note(p, len(damage), lost, exact=True))
+    elif damage:  # the frames cannot be placed: count them at least
+        lost = _lost_frames(pts, packets)
+        lost_count = len(lost) if lost else max(len(packets) - n, 0)
+        notes.append(_lost_note(p, len(damage), lost, exact=False, count=lost_count,
+                                after=damage[0]))
+    damaged = bool(damage or lost_count or -1 in slots)
+    seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damaged) else None
     return {
-        "num_frames": n, "fps": float(fps), "width": int(width), "height": int(height),
-        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header,
+        "num_frames": int(total), "fps": float(fps), "width": int(width),
+        "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header,
         "backend": name, "timestamps_from": "decoder" if reliable else "index/fps",
         "timestamps_s": rel, "source": "file", "fps_from": fps_from,
         "lost_frames": int(lost_count), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "frame_index": slots if placed and (lost or -1 in slots) else None,
         "damaged_packets": len(damage), "seekable": seek is not None,
         "pts": seek[0] if seek else None, "seek_points": seek[1] if seek else None,
         "seek_ts": seek[2] if seek else None, "warnings": notes,
     }
+
+
+def _lost_note(p: Path, rejected: int, lost: list[int], exact: bool, count: int = 0,
+               after: int = 0) -> str:
+    """The warning for a damaged file: how many frames are lost, which, and how the rest
+    are numbered."""
+    count = len(lost) if lost else count
+    where = (", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
+             if lost else "none" if exact else f"after decoded frame {after}")
+    numbering = (
+        "The other frames keep their true indices (their positions in the undamaged video); "
+        "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists them."
+        if exact else
+        "The other frames are read as usual and numbered consecutively, so later frames shift "
+        "down by the frames lost before them (this file's timestamps cannot place them).")
+    rejected_note = f" (the decoder rejected {rejected} packet(s))" if rejected else ""
+    return (f"{p} is damaged{rejected_note}: {count} frame(s) could not be decoded "
+            f"(the file's frames {where}, counted from 0; a frame predicted from a lost one "
+            f"shows made-up content, so it counts as lost too). {numbering} "
+            "Re-encode or fetch the file again for every frame.")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the container says about the video stream that locating lost frames needs."""
+
+    format: str      # FFmpeg's demuxer name(s), e.g. "avi", "matroska,webm", "mov,mp4,..."
+    stream: int      # the stream's number in the container
+    time_base: Any   # the unit of its timestamps (a Fraction)
+
+
+def _true_slots(p: Path, layout: _Layout, pts: list[Any],
+                packets: list[tuple[Any, Any, bool, int]], damage: list[int],
+                nominal: float) -> tuple[list[int], int] | None:
+    """Each decoded frame's position in the undamaged video and the undamaged video's frame
+    count, or None when they cannot be told (frames are then numbered consecutively).
+
+    Every container loses frames its own way, so each is asked what it knows:
+
+    - MP4/MOV: its sample table lists every picture, damaged or not (their packets are
+      demuxed): the sorted packet timestamps are the whole presentation order.
+    - AVI: its ``idx1`` index lists every chunk's byte position; the demuxer numbers the
+      chunks it *reads*, so after damaged chunks are skipped the packets' own timestamps run
+      on without a gap, and only the index can say which are missing.
+    - Others (Matroska, MPEG-TS, ...): missing blocks leave gaps in the frames' timestamps;
+      on a constant-rate timeline (every step one frame period, or a whole number of them)
+      a gap of ``k`` periods is ``k - 1`` lost frames. A variable-rate timeline is left
+      alone, and so are timestamps that go back in a file the decoder found no fault in.
+    """
+    fmt = layout.format.split(",")
+    if not pts or any(t is None for t in pts):
+        return None
+    if "mp4" in fmt or "mov" in fmt:
+        return _slots_from_packets(pts, packets) if damage else None
+    if "avi" in fmt:
+        return _avi_slots(p, layout.stream, pts, packets)
+    if not damage and any(b <= a for a, b in zip(pts, pts[1:])):
+        return None  # timestamps that go back in an undamaged file (e.g. joined recordings)
+    return _grid_slots(pts, nominal, layout.time_base)
+
+
+def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
+                         ) -> tuple[list[int], int]:
+    """Drop (place -1) the frames of a group of pictures shown after a picture it lost.
+
+    A group runs from a key frame to the next, in presentation order (the frames before the
+    first key frame form one too). Its pictures are predicted from one another, so after a
+    loss the rest of the group shows made-up content (error concealment): lost too. The
+    frames shown before the loss came from pictures decoded before it and are kept."""
+    slots, total = placed
+    starts = sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0})
+    first_loss: dict[int, int] = {}
+    for x in sorted(set(range(total)) - set(slots)):
+        first_loss.setdefault(starts[int(np.searchsorted(starts, x, side="right")) - 1], x)
+    if not first_loss:
+        return placed
+
+    def kept(s: int) -> bool:
+        start = starts[int(np.searchsorted(starts, s, side="right")) - 1]
+        return s < first_loss.get(start, total)
+
+    dropped = [s if s >= 0 and kept(s) else -1 for s in slots]
+    return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
+
+
+def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
+                        ) -> tuple[list[int], int] | None:
+    """Frames' positions among every packet's timestamp (a container that lists them all)."""
+    order = sorted(q[0] for q in packets)
+    if any(t is None for t in order) or len(set(order)) != len(order):
+        return None
+    where = {t: i for i, t in enumerate(order)}
+    return _increasing([where.get(t) for t in pts], len(order))
+
+
+def _increasing(slots: list[int | None], total: int) -> tuple[list[int], int] | None:
+    """``(slots, total)`` when every frame has a place, else None; a frame whose place breaks
+    the increasing order gets -1 (not returned: a damaged decoder emits a stray picture out of
+    order, its content made up by error concealment).
+
+    The frames kept are the longest run of increasing places, so one stray frame cannot
+    discard the good frames around it."""
+    if not slots or any(s is None or not 0 <= s < total for s in slots):
+        return None
+    keep = _longest_increasing(slots)
+    return [int(s) if k else -1 for s, k in zip(slots, keep)], int(total)
+
+
+def _longest_increasing(values: Sequence[int]) -> list[bool]:
+    """Which of ``values`` form a longest strictly increasing subsequence (O(n log n))."""
+    import bisect
+
+    tails: list[int] = []      # tails[L]: the smallest last value of an increasing run of L+1
+    ends: list[int] = []       # ends[L]: where that run ends
+    before = [-1] * len(values)
+    for i, v in enumerate(values):
+        at = bisect.bisect_left(tails, v)
+        if at == len(tails):
+            tails.append(v)
+            ends.append(i)
+        else:
+            tails[at], ends[at] = v, i
+        before[i] = ends[at - 1] if at else -1
+    keep = [False] * len(values)
+    i = ends[-1] if ends else -1
+    while i >= 0:
+        keep[i] = True
+        i = before[i]
+    return keep
+
+
+def _timing(times: list[float], slots: list[int], total: int, nominal: float
+            ) -> tuple[np.ndarray, float, str, bool]:
+    """``(timestamps_s of all total frames, fps, fps_from, reliable)`` from the decoded
+    frames' times (``slots``: each one's index, -1 for a stray frame, ignored).
+
+    The decoder's times are used when they all exist and increase; else ``index / fps``."""
+    at = [s for s in slots if s >= 0]
+    raw = np.asarray([t for t, s in zip(times, slots) if s >= 0], dtype=np.float64)
+    reliable = bool(np.all(np.isfinite(raw)) and np.all(np.diff(raw) > _EPS))
+    if reliable and len(raw) > 1:
+        rel = raw - raw[0]
+        measured = (at[-1] - at[0]) / rel[-1]
+        use_nominal = bool(nominal) and abs(nominal - measured) <= 0.01 * measured
+        fps, fps_from = (nominal, "container") if use_nominal else (measured, "measured")
+        return _fill_times(rel, at, total, fps), float(fps), fps_from, True
+    fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
+    return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
+
+
+def _fill_times(rel: np.ndarray, slots: list[int], total: int, fps: float) -> np.ndarray:
+    """Times of all ``total`` frames from the decoded frames' (at ``slots``): a lost frame's
+    time lies between its neighbours', one period ``1 / fps`` apart beyond the ends; frame 0
+    is at 0."""
+    at = np.asarray(slots, dtype=np.float64)
+    idx = np.arange(total, dtype=np.float64)
+    full = np.interp(idx, at, rel)
+    full = np.where(idx < at[0], rel[0] - (at[0] - idx) / fps, full)
+    full = np.where(idx > at[-1], rel[-1] + (idx - at[-1]) / fps, full)
+    return full - full[0]
+
+
+def _grid_slots(pts: list[int], nominal: float, time_base: Any
+                ) -> tuple[list[int], int] | None:
+    """Frames' positions on a constant-rate timeline, or None when the timeline is not one.
+
+    The frame period is ``1 / nominal`` seconds in ``time_base`` units (Matroska counts
+    milliseconds, so at 30 fps the steps are 33 or 34). The timeline is constant-rate when
+    every step is within a quarter period of a whole number of periods and most (90 %) are
+    exactly one: then a longer step is frames missing, not a variable rate.
+    """
+    if len(pts) < 2 or not nominal or not time_base:
+        return None
+    period = 1.0 / (nominal * float(time_base))
+    keep = _longest_increasing(pts)
+    kept = np.asarray([t for t, k in zip(pts, keep) if k], dtype=np.float64)
+    steps = np.diff(kept) / period
+    whole = np.round(steps)
+    if len(kept) < 2 or np.any(np.abs(steps - whole) > 0.25) or np.mean(whole == 1) < 0.9:
+        return None
+    places = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
+    slots = [next(places) if k else -1 for k in keep]
+    return [int(s) for s in slots], int(max(slots)) + 1
+
+
+def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, Any, bool, int]]
+               ) -> tuple[list[int], int] | None:
+    """Frames' positions in an AVI, from its ``idx1`` index (None without a usable one).
+
+    A frame's packet (its pts names it) sits at a byte position, and that position's entry
+    in the index is the picture's number in *decoding* order. A group of pictures (a key
+    frame and those decoded after it, up to the next) that lost any picture is dropped
+    whole: its other pictures were predicted from the lost one, so they show made-up
+    content (and where B-frames reorder them, their places are not known). Frames come
+    out of the decoder in presentation order; in a closed group the key frame is shown
+    first, so a frame's position is its rank among the frames kept plus the lost pictures
+    of the groups before it (those decoded before the latest picture decoded so far).
+    """
+    chunks = _avi_chunks(p, stream)
+    if not chunks:
+        return None
+    number = {pos: i for i, (pos, _) in enumerate(chunks)}
+    by_pts = {q[0]: number.get(q[3]) for q in packets}
+    decoded = [by_pts.get(t) for t in pts]
+    if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
+        return None
+    group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
+    missing = set(range(len(chunks))) - set(decoded)
+    damaged = {int(group[k]) for k in missing}
+    kept = [k if int(group[k]) not in damaged else -1 for k in decoded]
+    lost = sorted(set(range(len(chunks))) - {k for k in kept if k >= 0})
+    slots, highest, rank = [], -1, 0
+    for k in kept:
+        if k < 0:
+            slots.append(-1)
+            continue
+        highest = max(highest, k)
+        slots.append(rank + int(np.searchsorted(lost, highest)))
+        rank += 1
+    return [int(s) for s in slots], len(chunks)
+
+
+def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
+    """``(byte position of the data, is a key frame)`` of the video stream's chunks
+    (``NNdc``/``NNdb``) that an AVI's ``idx1`` index lists, in order ([] when the file has no
+    such index, e.g. OpenDML only).
+
+    Walks the top-level chunks (``hdrl``, ``movi``, ``idx1``) by their sizes, so only the
+    index itself is read."""
+    size = p.stat().st_size
+    movi, table = -1, b""
+    with open(p, "rb") as f:
+        pos = 12
+        while pos + 12 <= size:
+            f.seek(pos)
+            tag, length, kind = struct.unpack("<4sI4s", f.read(12))
+            if tag == b"LIST" and kind == b"movi":
+                movi = pos + 8
+            elif tag == b"idx1":
+                f.seek(pos + 8)
+                table = f.read(length)
+                break
+            pos += 8 + length + (length & 1)
+    tags = (b"%02ddc" % stream, b"%02ddb" % stream)
+    entries = [struct.unpack("<4sIII", table[i: i + 16]) for i in range(0, len(table) - 15, 16)]
+    video = [(off, bool(flags & 0x10)) for tag, flags, off, length in entries  # AVIIF_KEYFRAME
+             if tag in tags and length]
+    if movi < 0 or not video:
+        return []
+    base = movi if video[0][0] < movi else 0  # offsets from the 'movi' tag, or absolute
+    return [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
 
 
 def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
@@ -639,7 +933,7 @@ def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool]]) -> list[int]:
+def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> list[int]:
     """Positions (in the file's presentation order) of pictures whose packet gave no frame.
 
     Only when every packet and frame has a distinct timestamp; else [] (count only)."""
@@ -653,7 +947,7 @@ def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool]]) -> list[i
     return [i for i, t in enumerate(order) if t not in got]
 
 
-def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool]]
+def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(pts, seek_points, seek_ts)`` when timestamps can name every frame, else None.
 
@@ -821,10 +1115,36 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None,
                              f"so indices run from 0 to {n - 1}"
                              + (f" (its header claims {record['header_frames']}, wrongly)"
                                 if record["header_frames"] not in (0, n) else ""))
+        _check_not_lost(p, record, arr)
         return arr
+    present = _present(record)
     if fps is None:
-        return np.arange(n, dtype=np.int64)
-    return sample_indices(record["timestamps_s"], fps)
+        return present
+    times = np.asarray(record["timestamps_s"], dtype=np.float64)[present]
+    return present[sample_indices(times, fps)]
+
+
+def _present(record: dict[str, Any]) -> np.ndarray:
+    """The indices of the frames that can be read, ascending: every index, unless frames are
+    lost (a damaged file, a frame folder with gaps in its numbering)."""
+    index = record.get("frame_index")
+    if index is None:
+        return np.arange(int(record["num_frames"]), dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    return index[index >= 0]
+
+
+def _check_not_lost(p: Path, record: dict[str, Any], arr: np.ndarray) -> None:
+    """A VideoError naming the asked frames that are lost (they have no picture to return)."""
+    if record.get("frame_index") is None or not arr.size:
+        return
+    missing = np.unique(arr[~np.isin(arr, _present(record))])
+    if missing.size:
+        ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in record["lost_ranges"])
+        raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are "
+                         f"lost: this video's frames {ranges} could not be read (see the "
+                         "DamagedVideoWarning). Ask only for frames outside "
+                         "VideoInfo.lost_ranges, or fetch an undamaged copy.")
 
 
 # --------------------------------------------------------------------------- reading
@@ -841,6 +1161,10 @@ class _Reader:
         self.p, self.record = p, record
         self.backend = str(record["backend"])
         self.n = int(record["num_frames"])
+        self.index = _present(record)  # the frames there are, ascending
+        # the index of each frame a sequential pass yields (-1: a stray frame, skipped)
+        decoded = record.get("frame_index")
+        self.decoded = self.index if decoded is None else np.asarray(decoded, dtype=np.int64)
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
@@ -863,11 +1187,12 @@ class _Reader:
         self.close()
         _, self.handle = _open(self.p, self.backend)
         if self.backend == "pyav":
-            self.frames = ((i, (lambda f=f: _rgb(f)))
-                           for i, f in enumerate(_pyav_frames(self.handle, damage=[])))
+            self.frames = ((i, (lambda f=f: _rgb(f))) for i, f in
+                           zip(self.decoded.tolist(), _pyav_frames(self.handle, damage=[]))
+                           if i >= 0)
         else:
-            self.frames = ((i, retrieve)
-                           for i, (_, retrieve) in enumerate(_opencv_frames(self.handle, self.p)))
+            self.frames = ((i, retrieve) for i, (_, retrieve) in
+                           zip(self.decoded.tolist(), _opencv_frames(self.handle, self.p)))
         self.after_seek = False
         self.pos = -1
 
@@ -927,11 +1252,12 @@ class _Reader:
             raise ValueError("OpenCV's frames must be converted before the next one is grabbed")
         if self.backend == "images":
             names = self.record["files"]
-            for t in targets.tolist():
+            where = np.searchsorted(self.index, targets).tolist()
+            for t, i in zip(targets.tolist(), where):
                 if lazy:
-                    yield t, (lambda name=names[t], t=t: _read_image(self.p, name, t))
+                    yield t, (lambda name=names[i], t=t: _read_image(self.p, name, t))
                 else:
-                    yield t, _read_image(self.p, names[t], t)
+                    yield t, _read_image(self.p, names[i], t)
             return
         # each target's seek point, found once (not per frame, under the GIL)
         points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
@@ -1055,8 +1381,10 @@ def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: 
     if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     if rgb.shape != want:
-        where = (f"{reader.p / reader.record['files'][index]}: frame {index} of this frame "
-                 f"folder" if reader.backend == "images" else f"{reader.p}: frame {index}")
+        name = (reader.record["files"][int(np.searchsorted(reader.index, index))]
+                if reader.backend == "images" else "")
+        where = (f"{reader.p / name}: frame {index} of this frame folder"
+                 if reader.backend == "images" else f"{reader.p}: frame {index}")
         raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                          f"{want[1]}x{want[0]}: the frame size changes within the video; "
                          "pass size=(width, height) to resize every frame to one size")
@@ -1071,11 +1399,12 @@ def _output_shape(p: Path, record: dict[str, Any],
     if size is not None:
         return size[1], size[0]
     if record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])
+        odd = int(record["first_odd_size"])  # the position of the image among the files
         w, h = record["odd_size"]
+        frame = _present(record)[odd]
         raise VideoError(f"{p}: the images of this frame folder differ in size: "
                          f"{record['files'][0]} is {record['width']}x{record['height']}, "
-                         f"{record['files'][odd]} (frame {odd}) is {w}x{h}; pass "
+                         f"{record['files'][odd]} (frame {frame}) is {w}x{h}; pass "
                          "size=(width, height) to resize every frame to one size")
     return int(record["height"]), int(record["width"])
 
@@ -1135,7 +1464,9 @@ def read_frames(path: PathLike, fps: float | None = None,
             seconds, the first frame at or after it, using the frames' real timestamps (so
             variable-frame-rate video is sampled evenly in time; see :func:`sample_indices`).
         indices: source frame indices to read, in any order, repeats allowed; the result
-            follows the order given. ``fps=None`` and ``indices=None`` read every frame.
+            follows the order given. ``fps=None`` and ``indices=None`` read every frame
+            (every frame there is: a damaged file's lost frames are skipped, see
+            :attr:`VideoInfo.lost_ranges`).
         size: ``(width, height)`` to resize every frame to (``cv2.INTER_AREA``).
         cache: where :func:`probe`'s result is cached (default: the suite's cache).
         frame_rate: frames per second of a frame folder (see :func:`probe`).
@@ -1147,8 +1478,8 @@ def read_frames(path: PathLike, fps: float | None = None,
 
     Raises:
         VideoError: bad file (see :func:`probe`), ``fps <= 0``, indices out of range
-        (the message gives the true frame count), a bad ``size``, frames of different sizes
-        without ``size``.
+        (the message gives the true frame count) or lost to damage (the message names
+        them), a bad ``size``, frames of different sizes without ``size``.
 
     Frames are decoded straight into the returned array (memory: the result plus one
     frame). Frames asked in ascending order take one pass; a few frames far apart seek

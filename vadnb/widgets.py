@@ -27,6 +27,7 @@ show what the explorer shows. ``ex.show_static()`` draws it again after moving t
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import sys
@@ -688,8 +689,12 @@ def _safe_name(name: str) -> str:
 def save_upload(value: Any, folder: str | os.PathLike) -> Path:
     """Write the file of an ipywidgets ``FileUpload`` (its ``.value``) into ``folder``.
 
-    The name keeps letters, digits, ``-`` and ``_`` only (no folders, no HTML); the
-    extension must be a video's. Written atomically: a half-written file is never left.
+    It is stored as ``folder/<content digest>/<name>``: the name reduced to letters, digits,
+    ``-`` and ``_`` (no folders, no HTML) in a subfolder named by the first 12 hex digits of
+    the content's SHA-256. "fight 1.mp4" and "fight_1.mp4" reduce to one name; the digest
+    keeps two different videos apart (the second would otherwise replace the first), and
+    the same content uploaded again reuses its file. The extension must be a video's.
+    Written atomically: a half-written file is never left.
     """
     items = list(value.values()) if isinstance(value, dict) else list(value or ())
     if not items:
@@ -703,9 +708,10 @@ def save_upload(value: Any, folder: str | os.PathLike) -> Path:
     content = bytes(item["content"])
     if not content:
         raise ValueError(f"{name!r} is empty: upload it again")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe
+    target = Path(folder) / hashlib.sha256(content).hexdigest()[:12] / safe
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and target.stat().st_size == len(content):
+        return target  # this very content was uploaded before
     partial = target.with_name(target.name + ".part")
     partial.write_bytes(content)
     os.replace(partial, target)

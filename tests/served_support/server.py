@@ -11,7 +11,9 @@ client's retries, timeouts and concurrency limit can be tested:
 - ``delay_s``: sleep this long before answering (a slow model; also makes overlap visible);
 - ``trickle_s``: send the reply one byte at a time, this many seconds apart (a stuck proxy);
 - ``max_in_flight``: the most chat requests it was handling at the same time;
-- ``requests`` / ``headers``: every chat request body / header dict, in arrival order.
+- ``requests`` / ``headers``: every chat request body / header dict, in arrival order;
+- ``echo_headers``: an injected failure's body repeats the request's headers (credentials
+  included), as some proxies do, so the client's error messages can be checked for them.
 
 Start it with ``with TestServer(backends) as server: server.url`` (an ephemeral port;
 always stopped on exit), or from a shell::
@@ -74,6 +76,7 @@ class TestServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.trickle_s = 0.0
+        self.echo_headers = False
         self._scripted: list[Any] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -110,6 +113,7 @@ class TestServer:
             self.max_in_flight = 0
             self.delay_s = 0.0
             self.trickle_s = 0.0
+            self.echo_headers = False
 
     def start(self) -> TestServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
@@ -130,7 +134,8 @@ class TestServer:
         self.stop()
 
     # the work behind one chat request ---------------------------------------------------
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | bytes]:
+    def answer(self, body: dict[str, Any],
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | bytes]:
         with self._state:
             self.requests.append(body)
             self._in_flight += 1
@@ -141,7 +146,10 @@ class TestServer:
             if self.delay_s:
                 time.sleep(self.delay_s)
             if status != 200:
-                return status, {"error": {"message": "injected failure", "code": status}}
+                error = {"message": "injected failure", "code": status}
+                if self.echo_headers:
+                    error["request_headers"] = dict(headers or {})
+                return status, {"error": error}
             if isinstance(scripted, bytes):
                 return 200, scripted
             if scripted is not None:
@@ -215,12 +223,13 @@ class TestServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                headers = dict(self.headers.items())
                 with server._state:
-                    server.headers.append(dict(self.headers.items()))
+                    server.headers.append(headers)
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                self._send(*server.answer(body))
+                self._send(*server.answer(body, headers))
 
         return Handler
 

@@ -121,10 +121,10 @@ def count_frames(path: str | os.PathLike) -> int:
     stat = p.stat()
     key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _FRAME_COUNTS:
-        from ..video import folder_images, probe
+        from ..video import folder_frame_count, probe
 
         # a frame folder: count the images probe would read, without hashing or opening them
-        _FRAME_COUNTS[key] = len(folder_images(p)) if p.is_dir() else probe(p).num_frames
+        _FRAME_COUNTS[key] = folder_frame_count(p) if p.is_dir() else probe(p).num_frames
     return _FRAME_COUNTS[key]
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..detect import TINY_WARNING, Detection
-from .core import (LIMITS, SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
+from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
                    clean_captions, last_line, parse_scores, pipeline,
                    refine_scores, score_messages, summary_messages,
                    summary_scores, to_frames, window_frames)

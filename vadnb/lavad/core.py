@@ -5,14 +5,15 @@ frames and the cache are the runtime's (:mod:`vadnb.runtime`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from .. import metrics, stages
 from ..runtime import Caption, Chat, EncodeImage, EncodeText, Runtime
-from .video_clip import VIDEO_CLIPS, clip_frames, clip_requests, mean_unit
+from ..stages import SEQUENCE, ModelId, config_dataclass
+from .video_clip import clip_frames, clip_requests, mean_unit
 
 Messages = list[dict[str, str]]
 
@@ -30,7 +31,9 @@ SCORE_FORMAT = (
     "the reply starts with '[' and ends with ']'.")
 
 
-@dataclass
+# Limits: generous for real use, there to turn a typo into an error instead of an
+# out-of-memory crash (batches x window frames are held at once; token budgets <= 8192).
+@config_dataclass
 class Config:
     """LAVAD's settings, with the paper's defaults.
 
@@ -40,26 +43,26 @@ class Config:
     from the official code: ``lavad.DIFFERENCES``; per-dataset settings: ``paper_config``.
     """
 
-    stride: int = 16
+    stride: Annotated[int, Field(ge=1, le=10_000)] = 16
     """Frames between two scored positions (centre frames), at the video's native rate;
     a position's score covers its 16 frames."""
-    window_s: float = 10.0
+    window_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Seconds of the window around each centre frame (300 frames at 30 fps, 100 at 10 fps),
     clipped (not shifted) at the video's ends."""
-    frames_per_window: int = 10
+    frames_per_window: Annotated[int, Field(ge=1, le=256)] = 10
     """Frames sampled evenly in each window: the length of a temporal description."""
-    caption_k: int = 1
+    caption_k: Annotated[int, Field(ge=1, le=100)] = 1
     """Nearest captions kept per window frame when cleaning (paper: 1)."""
-    refine_k: int = 10
+    refine_k: Annotated[int, Field(ge=1, le=1000)] = 10
     """Nearest summaries (same video) that vote on a position's refined score (paper: 10)."""
-    temperature: float = 1.0
+    temperature: Annotated[float, Field(gt=0)] = 1.0
     """Softmax temperature of the refinement weights over cosine similarities (paper: 1)."""
-    llm_temperature: float = 0.0
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     """LLM sampling temperature. The paper sampled (0.6, top_p 0.9); greedy (0) makes a run
     reproducible and a cached reply the reply you would get again."""
-    summary_max_new_tokens: int = 160
+    summary_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 160
     """Token budget of a summary reply (a few sentences)."""
-    score_max_new_tokens: int = 48
+    score_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 48
     """Token budget of a score reply: ``[0.7]`` plus room for a chatty preamble (the
     official let it run to the context end); cut replies are counted."""
     summary_prompt: str = SUMMARY_PROMPT
@@ -68,44 +71,25 @@ class Config:
     """First part of the score prompt: the law-enforcement framing and the 0..1 scale."""
     score_format: str = SCORE_FORMAT
     """Second part of the score prompt: one value as a Python list; the summary follows."""
-    captioner_model: str | None = None
+    captioner_model: ModelId | None = None
     """Captioner to load (a model id); None = the profile's default."""
-    captioner_models: tuple[str, ...] = ()
+    captioner_models: Annotated[tuple[ModelId, ...], SEQUENCE, Field(max_length=16)] = ()
     """Captioner pool: each captions the centre frames and the caption index holds all
     their unique captions (paper: five BLIP-2 for UCF-Crime). Empty = ``captioner_model``."""
     video_clip: Literal["imagebind", "pairs"] = "imagebind"
     """The refinement's window embedding: ``"imagebind"`` (official) reads the first and last
     sampled frames as one 2-frame clip in 3 square crops, averaged; ``"pairs"``: all window
     frames as 2-frame pairs, centre crop only."""
-    llm_model: str | None = None
+    llm_model: ModelId | None = None
     """LLM to load; None = the profile's default."""
-    embedder_model: str | None = None
+    embedder_model: ModelId | None = None
     """Image/video/text embedder (ImageBind in the paper); None = the profile's default."""
-    caption_batch_size: int = 16
+    caption_batch_size: Annotated[int, Field(ge=1, le=512)] = 16
     """Centre frames per captioner call (and per cached, resumable batch)."""
-    window_batch_size: int = 16
+    window_batch_size: Annotated[int, Field(ge=1, le=256)] = 16
     """Positions whose window frames and clips are embedded together."""
-    llm_batch_size: int = 8
+    llm_batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     """Prompts per LLM call (and per cached, resumable batch)."""
-
-    def __post_init__(self) -> None:  # until Config validation moves to pydantic (branch config)
-        for name, value in vars(self).items():
-            if name in LIMITS and not stages._obeys(float(value), LIMITS[name]):
-                raise ValueError(f"Config.{name} must be {LIMITS[name]}, got {value}")
-        if self.video_clip not in VIDEO_CLIPS:
-            raise ValueError(f"Config.video_clip must be one of {VIDEO_CLIPS}, got "
-                             f"{self.video_clip!r}")
-        if isinstance(self.captioner_models, str):
-            raise ValueError("Config.captioner_models is a tuple of model ids, not one string; "
-                             "use captioner_model for a single captioner")
-        self.captioner_models = tuple(str(m) for m in self.captioner_models)
-
-
-#: Allowed range of each numeric Config field (``stages.configure`` checks it).
-LIMITS = {"stride": ">= 1", "window_s": "> 0", "frames_per_window": ">= 1", "caption_k": ">= 1",
-          "refine_k": ">= 1", "temperature": "> 0", "llm_temperature": "[0, 2]",
-          "summary_max_new_tokens": ">= 1", "score_max_new_tokens": ">= 1",
-          "caption_batch_size": ">= 1", "window_batch_size": ">= 1", "llm_batch_size": ">= 1"}
 
 
 # --------------------------------------------------------------------------- the steps

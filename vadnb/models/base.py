@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,12 +43,28 @@ __all__ = [
     "profile_of",
     "Reply",
     "FailedReply",
+    "clean_text",
     "is_failed",
     "load_stats",
     "reset_load_stats",
 ]
 
 ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every unpaired UTF-16 surrogate replaced by U+FFFD (a pair is joined).
+
+    A reply cut inside an emoji (a server's token budget, a byte-level decoder) can end in
+    half a surrogate pair such as ``"\\ud83d"``; such a string cannot be written as UTF-8,
+    so a CSV, a JSON file or a widget would fail on it, run after run once it is cached.
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Reply(str):
@@ -58,13 +75,15 @@ class Reply(str):
     number of new tokens (``None`` when the backend cannot tell). LLM and VLM backends
     return ``Reply`` objects; a plain ``str`` behaves as a reply that was not truncated.
     Caches store the text; a stage that caches replies stores ``truncated`` beside it.
+    Every reply enters the package here, so its text is made writable here
+    (:func:`clean_text`): nothing downstream sees an unpaired surrogate.
     """
 
     truncated: bool
     num_tokens: int | None
 
     def __new__(cls, text: str = "", truncated: bool = False, num_tokens: int | None = None):
-        obj = super().__new__(cls, text)
+        obj = super().__new__(cls, clean_text(str(text)))
         obj.truncated = bool(truncated)
         obj.num_tokens = num_tokens
         return obj
@@ -95,7 +114,7 @@ class FailedReply(Reply):
 
     def __new__(cls, error: str = "", text: str = ""):
         obj = super().__new__(cls, text)
-        obj.error = str(error)
+        obj.error = clean_text(str(error))
         return obj
 
     def __reduce__(self):

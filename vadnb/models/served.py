@@ -33,8 +33,13 @@ What the client does for you:
   store it, so a re-run asks again once the server is fixed. A warning says how many.
 - **truncation**: every reply is a :class:`~vadnb.models.base.Reply`; ``truncated`` is
   True when the server says ``finish_reason == "length"`` (the token budget ran out).
+- **odd replies**: a reply of another shape than ``{"choices": [{"message": {"content":
+  str}}]}`` is retried, then named (which field was wrong) in the error; a reply cut inside
+  an emoji (half a surrogate pair) is repaired (:class:`~vadnb.models.base.Reply`).
 - **secrets**: a password in the URL (``http://user:pw@host/v1``, sent as HTTP basic
-  auth) is shown as ``***`` in every message and repr (:func:`redact`). The API key is
+  auth; it may hold ``@`` or ``/``) is shown as ``***`` in every message and repr, and so
+  are credential query parameters, ``Bearer``/``Basic`` credentials and the API key that a
+  server's error body echoes (:func:`redact`). The API key is
   ``api_key``, else ``$VADNB_SERVED_API_KEY``; ``$OPENAI_API_KEY``, ``$OPENAI_ORG_ID`` and
   ``$OPENAI_PROJECT_ID`` are sent only to an OpenAI host (``*.openai.com``), never to a
   server you run yourself.
@@ -64,12 +69,13 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from .base import Backend, FailedReply, Reply, as_uint8_rgb
 
 __all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
-           "image_data_url", "redact", "PREFIX", "API_KEY_ENV", "SERVED_OPTIONS"]
+           "image_data_url", "redact", "redact_values", "split_userinfo", "PREFIX", "API_KEY_ENV",
+           "SERVED_OPTIONS"]
 
 #: The prefix that routes ``vadnb.models.load(role, model=...)`` here.
 PREFIX = "openai:"
@@ -81,8 +87,18 @@ API_KEY_ENV = "VADNB_SERVED_API_KEY"
 SERVED_OPTIONS = ("timeout_s", "max_retries", "api_key", "max_concurrency")
 
 _MODEL_STRING = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
-# scheme://user:password@ -> the password part, wherever a URL appears in a text
-_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):(?P<pw>[^@\s/]*)@")
+# a URL in a text: scheme:// up to a blank or a quote (a password may hold @ / : ? #, and
+# inside JSON text an escaped quote \" too)
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^\s'\"<>`\\]|\\.)+")
+# what may follow the userinfo's "@": a host name or [IPv6], a port, then the path
+_HOST = re.compile(r"(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?=[/?#]|$)")
+# query parameters whose value is a credential (?api_key=..., &token=..., &sig=...)
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
+# credentials in an Authorization header echoed by a server (Bearer sk-..., Basic bWU6...)
+_AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)(?P<gap>\s+)[A-Za-z0-9._~+/=:-]+",
+                         re.IGNORECASE)
+_USER = re.compile(r"[A-Za-z0-9._-]+")
+MASK = "***"
 
 Messages = list[dict[str, Any]]
 
@@ -91,13 +107,85 @@ class ServedModelError(RuntimeError):
     """A served model did not answer (after the retries), or answered with an error."""
 
 
-def redact(text: Any) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``.
+def split_userinfo(url: str) -> tuple[str | None, str]:
+    """``(userinfo, url without it)``; the userinfo ends at the last ``@`` that a host follows.
 
-    >>> redact("openai:m@http://me:s3cret@gpu-box:8000/v1")
-    'openai:m@http://me:***@gpu-box:8000/v1'
+    A password typed raw into a URL may hold ``@``, ``/``, ``:``, ``?`` or ``#``, which
+    :func:`urllib.parse.urlsplit` would take for the end of the userinfo (and so connect
+    to, and print, part of the password as a host). Too much is masked rather than too
+    little when a later ``@`` also looks like one.
+
+    >>> split_userinfo("http://me:p@ss/w:rd@gpu-box:8000/v1")
+    ('me:p@ss/w:rd', 'http://gpu-box:8000/v1')
     """
-    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", str(text))
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None, url
+    for at in reversed([i for i, ch in enumerate(rest) if ch == "@"]):
+        if _HOST.match(rest, at + 1):
+            return rest[:at], f"{scheme}://{rest[at + 1:]}"
+    return None, url
+
+
+def _redact_query(query: str) -> str:
+    """A URL's query with the values of credential-like parameters masked."""
+    items = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        items.append(f"{name}={MASK}" if eq and _SECRET_PARAM.search(unquote_plus(name)) else item)
+    return "&".join(items)
+
+
+def _redact_url(url: str) -> str:
+    """One URL with its userinfo and its credential query parameters masked."""
+    userinfo, bare = split_userinfo(url)
+    try:
+        parts = urlsplit(bare)
+    except ValueError:  # e.g. an unclosed [IPv6 bracket: show nothing after the scheme
+        return f"{bare.partition('://')[0]}://{MASK}"
+    netloc = parts.netloc
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        shown = f"{user}:{MASK}" if colon and _USER.fullmatch(user) else MASK
+        netloc = f"{shown}@{netloc}"
+    return urlunsplit(parts._replace(netloc=netloc, query=_redact_query(parts.query)))
+
+
+def redact(text: Any, secrets: Sequence[str] = ()) -> str:
+    """``text`` with every credential in it replaced by ``***``.
+
+    Masked: the userinfo of every URL (whatever characters the password holds; a plain user
+    name is kept), the values of URL query parameters named like a key, token, secret or
+    password, ``Bearer`` / ``Basic`` credentials (a server that echoes the Authorization
+    header), and each of ``secrets`` (e.g. the API key itself) wherever it appears.
+
+    >>> redact("openai:m@http://me:p@ss/w:rd@gpu-box:8000/v1?api_key=k1&n=2")
+    'openai:m@http://me:***@gpu-box:8000/v1?api_key=***&n=2'
+    >>> redact('401: bad header "Authorization: Bearer sk-abc123"')
+    '401: bad header "Authorization: Bearer ***"'
+    """
+    out = str(text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:  # a one-letter "secret" would mask every word
+            out = out.replace(secret, MASK)
+    out = _URL.sub(lambda m: _redact_url(m.group(0)), out)
+    return _AUTH_VALUE.sub(lambda m: f"{m.group('kind')}{m.group('gap')}{MASK}", out)
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` with :func:`redact` applied to every string inside its dicts, lists and
+    tuples (anything else is kept as is), so a config echo never holds a password.
+    What holds no credential comes back as the same object."""
+    if isinstance(value, str):
+        clean = redact(value)
+        return value if clean == value else clean
+    if isinstance(value, dict):
+        new = {k: redact_values(v) for k, v in value.items()}
+        return value if all(new[k] is v for k, v in value.items()) else new
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        items = [redact_values(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+    return value
 
 
 def parse_model_string(spec: str) -> tuple[str, str]:
@@ -137,24 +225,52 @@ class _NullContent(_Retry):
     """The reply's content was null: retried, then a FailedReply."""
 
 
+def _shown(value: Any) -> str:
+    """A short, redacted JSON view of part of a reply, for an error message."""
+    return redact(json.dumps(value, default=str))[:200]
+
+
+def _content_text(content: Any) -> str:
+    """A message's content as text: a string, or a list of text parts joined.
+
+    Raises :class:`_Retry` naming what is wrong for any other shape.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # some servers return content parts
+        texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else None
+                 for p in content]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    raise _Retry(f"choices[0].message.content is a {type(content).__name__}, not a string "
+                 f"(or a list of text parts): {_shown(content)}")
+
+
 def _reply_text(response: Any, where: str) -> Reply | None:
     """The first choice of a parsed chat completion as a :class:`Reply`.
 
     ``None`` when the content is null; list-of-parts content is joined. Raises
-    :class:`_Retry` when the reply has no choices.
+    :class:`_Retry` naming the field when the reply has no choices or another shape than
+    ``{"choices": [{"message": {"content": str}}]}``: a proxy's or a broken server's
+    answer is retried, and named if it persists, instead of failing deep inside a stage.
     """
     choices = response.get("choices") if isinstance(response, dict) else None
-    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        raise _Retry(f"the reply has no choices: {redact(json.dumps(response))[:300]}")
+    if not choices or not isinstance(choices, list):
+        raise _Retry(f"the reply has no choices: {_shown(response)}")
     first = choices[0]
-    content = (first.get("message") or {}).get("content")
+    if not isinstance(first, dict):
+        raise _Retry(f"choices[0] is a {type(first).__name__}, not an object: {_shown(first)}")
+    message = first.get("message")
+    if not isinstance(message, dict):
+        raise _Retry(f"choices[0].message is a {type(message).__name__}, not an object with "
+                     f"a content: {_shown(message)}")
+    content = message.get("content")
     if content is None:
         return None
-    if isinstance(content, list):  # some servers return content parts
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    text = _content_text(content)
     usage = response.get("usage") or {}
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    return Reply(str(content).strip(), truncated=first.get("finish_reason") == "length",
+    return Reply(text.strip(), truncated=first.get("finish_reason") == "length",
                  num_tokens=tokens if isinstance(tokens, int) and tokens > 0 else None)
 
 
@@ -185,7 +301,10 @@ class _ServedBackend(Backend):
         if int(max_retries) < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         self.model = model
-        self._url = urlsplit(base_url.rstrip("/"))
+        # a raw password may hold "@" or "/": split it off before urlsplit reads the host
+        userinfo, bare = split_userinfo(base_url.rstrip("/"))
+        self._url = urlsplit(bare)
+        self._userinfo = userinfo
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise ValueError(f"served model URL {redact(base_url)!r} must be http(s)://host[:port]/...")
         self.base_url = redact(base_url.rstrip("/"))  # what messages show
@@ -199,6 +318,7 @@ class _ServedBackend(Backend):
         self.retries = 0  # retried requests since creation (a health signal)
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._secrets: tuple[str, ...] = ()
         self._headers = self._make_headers(api_key)
 
     def __repr__(self) -> str:
@@ -211,11 +331,15 @@ class _ServedBackend(Backend):
         key = api_key or os.environ.get(API_KEY_ENV) or (
             os.environ.get("OPENAI_API_KEY") if openai_host else None)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        user, _, password = (self._userinfo or "").partition(":")
+        user, password = unquote(user), unquote(password)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        elif self._url.username is not None:  # http://user:pw@host/v1: basic auth
-            pair = f"{self._url.username}:{self._url.password or ''}".encode()
+        elif self._userinfo is not None:  # http://user:pw@host/v1: basic auth
+            pair = f"{user}:{password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        # what an error message must never repeat, even where a server echoes it
+        self._secrets = tuple(s for s in (key, password, self._userinfo) if s)
         if openai_host:
             for var, header in (("OPENAI_ORG_ID", "OpenAI-Organization"),
                                 ("OPENAI_PROJECT_ID", "OpenAI-Project")):
@@ -291,18 +415,23 @@ class _ServedBackend(Backend):
         """One chat completion: a Reply, None for a null content, or an exception."""
         status, data = self._http("POST", "/chat/completions", payload)
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}: {redact(data[:200].decode('utf-8', 'replace'))}")
+            raise _Retry(f"HTTP {status}: {self._excerpt(data, 200)}")
         if status != 200:
             raise ServedModelError(
                 f"{self._where()} refused the request (HTTP {status}: "
-                f"{redact(data[:300].decode('utf-8', 'replace'))}). Check the model name "
+                f"{self._excerpt(data, 300)}). Check the model name "
                 f"(`curl {self.base_url}/models` lists them), the API key (${API_KEY_ENV} or "
                 "api_key=...) and the request size.")
         try:
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            raise _Retry(f"the reply is not JSON: {data[:120]!r}") from None
+            raise _Retry(f"the reply is not JSON: {self._excerpt(data, 120)!r}") from None
         return _reply_text(parsed, self._where())
+
+    def _excerpt(self, data: bytes, size: int) -> str:
+        """The start of a reply body for a message, credentials masked (a server may echo
+        the Authorization header): masked first, then cut, so no half key shows."""
+        return redact(data[: size + 2000].decode("utf-8", "replace"), self._secrets)[:size]
 
     def _complete(self, messages: Messages, max_new_tokens: int, temperature: float,
                   top_p: float) -> Reply:
@@ -322,7 +451,8 @@ class _ServedBackend(Backend):
                     if isinstance(err, _NullContent):
                         return FailedReply(f"{self._where()}: {err} ({attempt + 1} tries)")
                     raise ServedModelError(
-                        f"{self._where()} failed {attempt + 1} times (last: {err}). Is the "
+                        f"{self._where()} failed {attempt + 1} times (last: "
+                        f"{redact(err, self._secrets)}). Is the "
                         f"server up (`curl {self.base_url}/models`)? Raise timeout_s for slow "
                         "models, max_retries for a flaky server, or lower max_concurrency."
                     ) from None
@@ -358,7 +488,7 @@ class _ServedBackend(Backend):
             return [m["id"] for m in listing["data"]]
         except (_Retry, ValueError, KeyError, TypeError) as err:
             raise ServedModelError(f"{self.base_url}/models did not list the served models "
-                                   f"({err})") from None
+                                   f"({redact(err, self._secrets)})") from None
 
 
 class ServedLLM(_ServedBackend):
