@@ -43,9 +43,15 @@ after their stage, so a 16 GB GPU only ever holds one large model.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
+from ..cache import Cache
 from ..detect import TINY_WARNING, Detection
+from ..runtime import Runtime
+from ..stages import configure
+from . import core
 from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
                    clean_captions, last_line, parse_scores, pipeline,
                    refine_scores, score_messages, summary_messages,
@@ -57,7 +63,8 @@ from .lesson import (drawable, oracle_backends, plot_contact_sheet, similarity_s
 from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,
                        XD_VIOLENCE_SCORE_CONTEXT, load_released, paper_config,
                        refine_from_neighbours)
-from .run import evaluate, frame_scores_of, rescore, run, run_many
+from .runner import (captioner_roles, evaluate, frame_scores_of, open_video, rescore, roles_for,
+                     to_detection)
 
 __all__ = [
     "Config", "paper_config", "DIFFERENCES", "PAPER_CAPTIONERS", "SCORE_CONTEXTS",
@@ -67,6 +74,53 @@ __all__ = [
     "parse_scores", "frame_scores_of", "rescore", "stage_tables", "oracle_backends",
     "pipeline", "Detection", "TINY_WARNING",
 ]
+
+
+def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = None,
+             profile: str | None = None, backends: dict[str, Any] | None = None,
+             cache: Cache | str | os.PathLike | None = None,
+             **overrides: Any) -> list[Detection]:
+    """Run LAVAD on several videos, stage by stage, so each model is loaded once.
+
+    Same arguments as :func:`run`. ``model_calls`` of each Detection holds the calls of
+    the whole batch of videos (the stages are shared).
+    """
+    cfg = configure(Config, config, overrides, "LAVAD")
+    rt = Runtime(roles_for(cfg, profile, backends), cache)
+    opened = [open_video(rt, v) for v in videos]
+    from ..progress import bar as progress_bar
+
+    bar = progress_bar(total=1, desc=f"LAVAD on {len(opened)} videos", disable=len(opened) < 2)
+    try:
+        results = core.pipeline(rt, opened, cfg, captioner_roles(cfg))
+        bar.update(1)
+    finally:
+        bar.close()
+        rt.release()
+    calls = rt.model_calls()
+    prof = rt.roles.detection_profile(captioner_roles(cfg) + ["embedder", "llm"])
+    return [to_detection(r, cfg, prof, calls) for r in results]
+
+
+def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
+        backends: dict[str, Any] | None = None, cache: Cache | str | os.PathLike | None = None,
+        **overrides: Any) -> Detection:
+    """Score every frame of ``video`` with LAVAD.
+
+    ``profile`` picks the models ("tiny", "colab", "paper", "auto"; default
+    ``$VADNB_PROFILE``); ``backends`` maps a role ("captioner", "embedder", "llm") to a
+    backend you built (e.g. a ``vadnb.models.scripted`` double); other keyword arguments
+    override :class:`Config` fields (``stride=8``, ``llm_model="..."``). ``cache`` is a
+    :class:`vadnb.cache.Cache` or a folder (default: the shared cache).
+
+    Returns a :class:`~vadnb.detect.Detection` whose ``segments`` table holds, per
+    position, the centre frame's caption, its temporal description, the summary, the LLM's
+    reply and score (``raw_score``) and the refined ``score``; ``extras`` holds parse
+    failures, model-call counts and the intermediate embeddings.
+    """
+    return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
+                    **overrides)[0]
+
 
 # --------------------------------------------------------------------------- the declaration
 # What detect, compare, scale, plots, lesson and data.protocols know about LAVAD

@@ -1,6 +1,6 @@
-"""Running LAVAD: the public :func:`run` / :func:`run_many` (check the Config, open the
-videos, build the runtime, call :func:`core.pipeline`, tabulate), and the reading of a
-run's scores (:func:`evaluate`, :func:`rescore`)."""
+"""What ``lavad.run`` needs around :func:`core.pipeline` (the runtime's roles, the video
+opened with errors that name it, the Detection tabulated), and the reading of a run's
+scores (:func:`evaluate`, :func:`rescore`)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..cache import Cache
 from ..detect import Detection
 from ..models.base import is_truncated
 from ..runtime import Roles, Runtime, VideoRef
-from ..stages import configure
-from . import core
 from .core import Config, refine_scores, to_frames
 from .official import refine_from_neighbours
 
@@ -29,7 +26,7 @@ def captioner_roles(cfg: Config) -> list[str]:
     return ["captioner"] + [f"captioner.{i}" for i in range(1, len(cfg.captioner_models))]
 
 
-def _roles(cfg: Config, profile: str | None, backends: dict[str, Any] | None) -> Roles:
+def roles_for(cfg: Config, profile: str | None, backends: dict[str, Any] | None) -> Roles:
     captioners = captioner_roles(cfg)
     models: dict[str, str | None] = {"llm": cfg.llm_model, "embedder": cfg.embedder_model,
                                      "captioner": cfg.captioner_model}
@@ -38,7 +35,7 @@ def _roles(cfg: Config, profile: str | None, backends: dict[str, Any] | None) ->
                  backends=backends)
 
 
-def _open(rt: Runtime, video: str | os.PathLike) -> VideoRef:
+def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
     """The video as the runtime knows it, or an error that names the file."""
     from ..video import VideoError
 
@@ -55,53 +52,7 @@ def _open(rt: Runtime, video: str | os.PathLike) -> VideoRef:
     return ref
 
 
-def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = None,
-             profile: str | None = None, backends: dict[str, Any] | None = None,
-             cache: Cache | str | os.PathLike | None = None,
-             **overrides: Any) -> list[Detection]:
-    """Run LAVAD on several videos, stage by stage, so each model is loaded once.
-
-    Same arguments as :func:`run`. ``model_calls`` of each Detection holds the calls of
-    the whole batch of videos (the stages are shared).
-    """
-    cfg = configure(Config, config, overrides, "LAVAD")
-    rt = Runtime(_roles(cfg, profile, backends), cache)
-    opened = [_open(rt, v) for v in videos]
-    from ..progress import bar as progress_bar
-
-    bar = progress_bar(total=1, desc=f"LAVAD on {len(opened)} videos", disable=len(opened) < 2)
-    try:
-        results = core.pipeline(rt, opened, cfg, captioner_roles(cfg))
-        bar.update(1)
-    finally:
-        bar.close()
-        rt.release()
-    calls = rt.model_calls()
-    prof = rt.roles.detection_profile(captioner_roles(cfg) + ["embedder", "llm"])
-    return [_detection(r, cfg, prof, calls) for r in results]
-
-
-def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
-        backends: dict[str, Any] | None = None, cache: Cache | str | os.PathLike | None = None,
-        **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with LAVAD.
-
-    ``profile`` picks the models ("tiny", "colab", "paper", "auto"; default
-    ``$VADNB_PROFILE``); ``backends`` maps a role ("captioner", "embedder", "llm") to a
-    backend you built (e.g. a ``vadnb.models.scripted`` double); other keyword arguments
-    override :class:`Config` fields (``stride=8``, ``llm_model="..."``). ``cache`` is a
-    :class:`vadnb.cache.Cache` or a folder (default: the shared cache).
-
-    Returns a :class:`~vadnb.detect.Detection` whose ``segments`` table holds, per
-    position, the centre frame's caption, its temporal description, the summary, the LLM's
-    reply and score (``raw_score``) and the refined ``score``; ``extras`` holds parse
-    failures, model-call counts and the intermediate embeddings.
-    """
-    return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
-                    **overrides)[0]
-
-
-def _detection(r: dict[str, Any], cfg: Config, profile: str,
+def to_detection(r: dict[str, Any], cfg: Config, profile: str,
                model_calls: pd.DataFrame) -> Detection:
     """One video's pipeline results as a Detection: the segments table and the extras."""
     v, raw, refined, log = r["video"], r["raw_scores"], r["scores"], r["parse_log"]
