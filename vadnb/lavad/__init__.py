@@ -63,7 +63,8 @@ from .lesson import (drawable, oracle_backends, plot_contact_sheet, similarity_s
 from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,
                        XD_VIOLENCE_SCORE_CONTEXT, load_released, paper_config,
                        refine_from_neighbours)
-from .runner import (captioner_roles, evaluate, frame_scores_of, open_video, rescore, roles_for,
+from .runner import (captioner_roles, detection_profile, evaluate, frame_scores_of, open_video,
+                     rescore, roles_for,
                      to_detection)
 
 __all__ = [
@@ -98,7 +99,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
         bar.close()
         rt.release()
     calls = rt.model_calls()
-    prof = rt.roles.detection_profile(captioner_roles(cfg) + ["embedder", "llm"])
+    prof = detection_profile(rt.roles, captioner_roles(cfg) + ["embedder", "llm"])
     return [to_detection(r, cfg, prof, calls) for r in results]
 
 

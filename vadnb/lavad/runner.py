@@ -35,6 +35,17 @@ def roles_for(cfg: Config, profile: str | None, backends: dict[str, Any] | None)
                  backends=backends)
 
 
+def detection_profile(roles: Roles, names: Sequence[str]) -> str:
+    """The Detection's profile as LAVAD has always named it: "tiny" if a given backend is
+    meaningless, else the profile the roles were loaded from ("cpu" stays "cpu" though its
+    captioner and embedder are tiny models), "custom" when given backends differ."""
+    found = {str(roles.given[r].profile) if r in roles.given else roles.resolved_profile()
+             for r in names}
+    if "tiny" in found or any(getattr(roles.given.get(r), "meaningless", False) for r in names):
+        return "tiny"
+    return found.pop() if len(found) == 1 else "custom"
+
+
 def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
     """The video as the runtime knows it, or an error that names the file."""
     from ..video import VideoError
