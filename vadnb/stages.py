@@ -26,6 +26,7 @@ __all__ = [
     "window_indices",
     "window_frames_closed",
     "window_frames_half_open",
+    "resized",
     "knn_softmax",
     "top_k",
     "gaussian_kernel",
@@ -95,6 +96,19 @@ def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: flo
 
 #: The name VERA imports today; it is :func:`window_frames_closed`.
 window_indices = window_frames_closed
+
+
+def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """The one image of ``images`` at ``width`` x ``height``, resized exactly as
+    :func:`vadnb.video.read_frames` resizes (area interpolation, unchanged when the size
+    already fits): a runtime ``Derived.of(resized, [frame], ...)`` is a frame read at that
+    size (VERA's 448 px frames, notebook 70)."""
+    import cv2
+
+    (image,) = images
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
