@@ -120,7 +120,9 @@ def detection(clip, tmp_path_factory):
 def test_config_defaults_are_the_papers():
     c = lavad.Config()
     assert (c.stride, c.window_s, c.frames_per_window) == (16, 10.0, 10)
-    assert (c.caption_k, c.refine_k, c.temperature, c.llm_temperature) == (1, 10, 1.0, 0.0)
+    assert (c.caption_k, c.refine_k, c.temperature) == (1, 10, 1.0)
+    assert (c.llm_decoding, c.summary_max_new_tokens, c.llm_context_tokens) == ("greedy", None, 512)
+    assert lavad.core.DECODING["paper"] == (0.6, 0.9)
     assert c.captioner_model is None and c.llm_model is None and c.embedder_model is None
     with pytest.raises(ValueError, match="stride"):
         lavad.Config(stride=0)
@@ -950,7 +952,7 @@ def test_core_is_the_papers_numbered_steps():
 
     from vadnb.lavad import core
 
-    assert len(inspect.getsource(core).splitlines()) <= 260
+    assert len(inspect.getsource(core).splitlines()) <= 280
     body = inspect.getsource(core.pipeline)
     steps = [int(n) for n in re.findall(r"# (\d+)\. ", body)]
     assert steps == list(range(1, 9)), steps
