@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stages
-from ..detect import Detection
+from ..result import Detection
 from .core import SCORE_CONTEXT, Config, to_frames
 
 #: The context the paper's code used for XD-Violence (no law-enforcement framing; "criminal"
