@@ -262,6 +262,9 @@ class Caption:
     """One image for the ``captioner`` role."""
 
     image: Any
+    max_new_tokens: int | None = None
+    """The caption's length cap; None: the model's own generation settings. Always keyed
+    (captions cached before the cap was a request setting were made with a cap of 30)."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,8 @@ def _settings(request: Any) -> tuple[Any, ...]:
         return (request.max_new_tokens, request.temperature, request.top_p)
     if isinstance(request, Ask):
         return (request.max_new_tokens, request.temperature, request.max_pixels)
+    if isinstance(request, Caption):
+        return (request.max_new_tokens,)
     return ()
 
 
@@ -356,7 +361,8 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
         return list(backend.batch([([pixels(i) for i in r.images], r.prompt) for r in requests],
                                   **_generate_kwargs(first)))
     if isinstance(first, Caption):
-        return [str(c) for c in backend([pixels(r.image) for r in requests])]
+        cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
+        return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
     if isinstance(first, EncodeImage):
         return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
                                dtype=np.float32))

@@ -73,6 +73,8 @@ class Config:
     prompts batch together."""
     llm_context_tokens: Annotated[int, Field(ge=16, le=131_072)] = 512
     """The LLM's context (official ``max_seq_len``): prompt plus summary reply."""
+    caption_max_new_tokens: Annotated[int, Field(ge=1, le=512)] | None = None
+    """Caption length cap. None (official): the captioner's own settings (BLIP-2: 20)."""
     score_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 48
     """Token budget of a score reply: ``[0.7]`` plus room for a chatty preamble (the
     official let it run to the context end); cut replies are counted."""
@@ -205,7 +207,8 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
     for role in captioners:
         for r in out:
             r["pooled_captions"].append(rt.map(
-                role, [Caption(f) for f in r["video"].frames(r["centres"])],
+                role, [Caption(f, cfg.caption_max_new_tokens)
+                       for f in r["video"].frames(r["centres"])],
                 cfg.caption_batch_size, f"captions {r['video'].path.name}"))
         rt.release(role)
     for r in out:

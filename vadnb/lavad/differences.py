@@ -26,11 +26,10 @@ DIFFERENCES: list[stages.Difference] = [
         "Option: a captioner length cap (vadnb's earlier 30 new tokens). The default is the "
         "official one: the captioner generates with the model's own settings (BLIP-2: "
         "transformers' max_length 20, greedy), as the official generate() call with none.",
-        "A longer cap lets a captioner finish a long caption; pass your own backend, "
-        "HFCaptioner(model, max_new_tokens=30), in backends.",
+        "A longer cap lets a captioner finish a long caption.",
         "None on captions under 20 tokens (BLIP-2's are a short phrase); not measured on "
         "real models (the perfect-perception captioner has no length).",
-        None),
+        "caption_max_new_tokens=30"),
     stages.Difference(
         "Greedy decoding (temperature 0) by default, so identical prompts are asked once; "
         "the official code samples (temperature 0.6, top_p 0.9) every position apart.",
