@@ -377,6 +377,24 @@ def test_planted_anomaly_is_recovered(planted, tmp_path):
     assert vlm.batches == 2 * math.ceil(75 / 8)
 
 
+def test_an_interrupted_run_asks_only_the_unfinished_vlm_batches(planted, tmp_path):
+    # 75 segments in VLM calls of vlm_batch_size=8: 10 calls; the 4th call crashes
+    path, _ = planted
+    crashing = _seeing_vlm()
+    crashing.crash_at = 3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        vera.run(path, backends={"vlm": crashing, "embedder": _embedder()},
+                 cache=Cache(tmp_path), image_size=32)
+    assert crashing.batches == 3
+    again = _seeing_vlm()
+    resumed = vera.run(path, backends={"vlm": again, "embedder": _embedder()},
+                       cache=Cache(tmp_path), image_size=32)
+    assert again.batches == math.ceil(75 / 8) - 3  # the 3 answered calls were kept
+    whole = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
+                     cache=Cache(tmp_path / "fresh"), image_size=32)
+    np.testing.assert_array_equal(resumed.frame_scores, whole.frame_scores)
+
+
 def test_position_prior_is_optional_and_multiplies(planted, tmp_path):
     path, _ = planted
     kw = dict(backends={"vlm": _seeing_vlm(), "embedder": _embedder()},

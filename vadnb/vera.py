@@ -961,7 +961,8 @@ def _resolve_questions(questions: Any) -> list[str]:
     return _check_questions(list(questions), "questions")
 
 
-#: Requests per resumable cache entry at inference (VLM batches are ``vlm_batch_size``).
+#: Segments per cache entry of the embeddings (cheap calls; VLM answers are stored per
+#: ``vlm_batch_size`` call, the resumable unit of the expensive stage).
 _ENTRY = 64
 
 
@@ -1010,14 +1011,14 @@ def _answers(v: _Video, qs: list[str], roles: _Roles, cfg: Config, store: Cache,
 
     def compute(batch: list[int]) -> list[dict[str, Any]]:
         vlm = roles.get("vlm")
-        return _store(_chunked(lambda b: _vlm_batch(
-            vlm, [(c, prompt) for c in v.clips(b, "answers", cfg.image_size)], cfg),
-            batch, cfg.vlm_batch_size))
+        return _store(_vlm_batch(
+            vlm, [(c, prompt) for c in v.clips(batch, "answers", cfg.image_size)], cfg))
 
     parts = {**v.parts, "model": roles.key("vlm"), "questions": qs, "prompt": PROMPT_VERSION,
              "max_new_tokens": cfg.max_new_tokens}
+    # one cache entry per VLM call: a run stopped after k calls asks only the rest again
     return _load(store.map("vera.answers", parts, [int(c) for c in v.centres], compute,
-                           batch_size=_ENTRY, desc=desc))
+                           batch_size=cfg.vlm_batch_size, desc=desc))
 
 
 def _embeddings(v: _Video, roles: _Roles, cfg: Config, store: Cache, desc: str) -> np.ndarray:
