@@ -47,6 +47,7 @@ import os
 import shutil
 import stat
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -470,13 +471,21 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     items = [{"video": n, "path": str(p)} for n, p in zip(todo["name"], todo["path"])]
     videos = ray.data.from_items(items, override_num_blocks=len(items))
-    scored = videos.map_batches(
-        _VideoScorer, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
-        num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
-        fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
-                               "overrides": overrides, "env": _worker_env(),
-                               "preload": preload})
+    # max_restarts=0: an actor is not restarted, nor its video retried. Ray Data's default
+    # (restart forever, retry forever) would hang a run on a video that crashes its worker,
+    # and makes Ray's C++ core worker print a note per actor on stderr (ray#53727). A
+    # crashed worker stops the pipeline instead: what arrived is saved, the rest are failed
+    # videos, scored again on resume. (Ray 2.60 takes max_restarts only among the generic
+    # remote arguments, which it marks deprecated: that warning is not for the reader.)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        scored = videos.map_batches(
+            _VideoScorer, batch_size=1, max_restarts=0,
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
+            num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
+            fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
+                                   "overrides": overrides, "env": _worker_env(),
+                                   "preload": preload})
     failed: list[dict[str, str]] = []
     arrived: set[str] = set()
     with tqdm(total=len(items), desc=f"{method} (ray)", disable=not progress) as bar:
