@@ -469,6 +469,8 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
     start_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ...and no note that Ray's bars are off (its own logger: Ray Data may reset "ray.data")
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     items = [{"video": n, "path": str(p)} for n, p in zip(todo["name"], todo["path"])]
     videos = ray.data.from_items(items, override_num_blocks=len(items))
     # max_restarts=0: an actor is not restarted, nor its video retried. Ray Data's default
