@@ -253,10 +253,28 @@ def test_ray_goes_on_past_a_corrupt_video_and_saves_the_others(local_ray, with_a
     bench.table.loc[0, "num_frames"] = 150  # listed with a length: it fails in a worker
     out = tmp_path / "r"
     with pytest.raises(scale.RunFailed, match="'corrupt'") as err:
-        scale.run_dataset(bench, "classical", executor="ray", actors=2, out_dir=out,
+        scale.run_dataset(bench, "classical", executor="ray", actors=1, out_dir=out,
                           cache=tmp_path / "cache", progress=False)
     summary = _check_partial_run(err, bench, out, CLIPS[:2], {"corrupt": "VideoError"})
     assert summary["executor"] == "ray" and summary["scored_now"] == 2
+
+
+def test_ray_pool_that_breaks_marks_the_rest_failed_with_the_cause(local_ray, campus_test,
+                                                                     tmp_path):
+    # every actor fails to load its model: nothing is scored, each video is named, the
+    # cause is the model's own message (not Ray's traceback), and summary.json is written
+    out = tmp_path / "r"
+    with pytest.raises(scale.RunFailed, match="2 video") as err:
+        scale.run_dataset(campus_test, "anomalyclip", "tiny", executor="ray", actors=1,
+                          videos=CLIPS[:2], out_dir=out, cache=tmp_path / "c", progress=False,
+                          clip_model="nope/none")
+    failed = json.loads((out / "summary.json").read_text())["failed"]
+    assert [f["video"] for f in failed] == CLIPS[:2]
+    for f in failed:
+        assert f["error"].startswith("not scored, the Ray pipeline stopped: ")
+        assert "ModelUnavailableError: The clip model 'nope/none' is not available" in f["error"]
+        assert "\x1b" not in f["error"] and 'File "' not in f["error"]
+    assert err.value.result.summary["videos"] == 0
 
 
 def test_ray_gives_the_local_scores_tiny_vera(local_ray, campus_test, tmp_path):

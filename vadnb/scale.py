@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -236,9 +237,23 @@ def _error_row(name: str, err: BaseException, seconds: float) -> dict[str, Any]:
             "digest": "", "error_type": type(err).__name__, "error": _one_line(err)}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FRAME = re.compile(r'^\s*File "[^"]+", line \d+, in .*$', re.M)
+
+
 def _one_line(err: BaseException | str, limit: int = 500) -> str:
-    """An error's message on one line, cut to ``limit`` characters (for summary.json)."""
-    text = " ".join(str(err).split()) or type(err).__name__
+    """An error's message on one line, cut to ``limit`` characters (for summary.json).
+
+    A Ray error's message holds the worker's colored traceback: only what its last frame
+    raised is kept (e.g. ``ModelUnavailableError: the clip model ... is not available``).
+    """
+    text = _ANSI.sub("", str(err))
+    frames = list(_FRAME.finditer(text))
+    if frames:  # after the last frame: its source lines (indented), then the error
+        rest = text[frames[-1].end():].splitlines()
+        raised = [i for i, line in enumerate(rest) if line and not line[0].isspace()]
+        text = "\n".join(rest[raised[0]:]) if raised else text
+    text = " ".join(text.split()) or type(err).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
