@@ -24,7 +24,7 @@ from typing import Any
 
 from ..lesson import Reference
 from ..registry import register
-from .core import (PAPER_STEP3, Config, neighbour_count, paper_kernel, pipeline,
+from .core import (PAPER_STEP3, VADNB_STEP3, Config, neighbour_count, paper_kernel, pipeline,
                    position_prior, refine_answers, retrieval_ensemble, round_scores,
                    smooth_segments)
 from .differences import DIFFERENCES
@@ -46,7 +46,7 @@ __all__ = [
     "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",
     "load_initial_scores", "from_initial_scores", "oracle_backends", "perfect_perception",
     "learning_summary", "inference_summary", "auc_note", "CAMPUS_QUESTIONS", "PAPER_STEP3",
-    "DIFFERENCES",
+    "VADNB_STEP3", "DIFFERENCES",
 ]
 
 # What detect, compare, scale, plots, lesson and data.protocols know about VERA

@@ -23,10 +23,14 @@ from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
 from . import prompts
 from .prompts import parse_label
 
-#: Step 3 as the paper's code computes it (``compute_auc.py``), one keyword away:
-#: ``vera.run(video, **vera.PAPER_STEP3)``. The defaults stay the corrected variant.
+#: Step 3 exactly as ``compute_auc.py`` evaluates UCF-Crime: the defaults (the official
+#: kernel, zero padding, one decimal) plus the dataset's position prior:
+#: ``vera.run(video, **vera.PAPER_STEP3)``.
 PAPER_STEP3: dict[str, Any] = {"smoothing": "paper", "round_decimals": 1,
                                "position_prior": True}
+#: vadnb's step 3, a named option: a centred kernel, ends padded by reflection, no rounding
+#: (``vera.run(video, **vera.VADNB_STEP3)``; its measured effect is in :data:`DIFFERENCES`).
+VADNB_STEP3: dict[str, Any] = {"smoothing": "centred", "round_decimals": None}
 
 
 
@@ -42,7 +46,8 @@ class Config:
     ROC-AUC 86.55 on UCF-Crime (with the position prior) and 88.26 on XD-Violence. Its code
     answers with greedy decoding and up to 1024 new tokens, and resizes every frame to
     448 x 448 before the VLM sees it. Where vadnb departs from that code, :data:`DIFFERENCES`
-    says so; the paper's step 3 is :data:`PAPER_STEP3`.
+    says so; vadnb's step 3 is :data:`VADNB_STEP3`, the paper's UCF evaluation
+    :data:`PAPER_STEP3`.
     """
 
     vlm_model: ModelId | None = None
@@ -90,13 +95,15 @@ class Config:
     """Length of the Gaussian smoothing kernel, in segments."""
     smooth_sigma: Annotated[float, Field(gt=0)] = 10.0
     """Width (sigma) of that kernel, in segments; the kernel is normalised to sum 1."""
-    smoothing: Literal["centred", "paper"] = "centred"
-    """``"centred"``: the kernel sampled at whole-segment offsets around its centre, ends
-    padded by reflection (unbiased at the ends). ``"paper"``: the official code's kernel,
-    sampled at ``linspace(-ceil(taps/2), floor(taps/2), taps)`` (off-centre), convolved with
-    zero padding (scores pulled toward 0 near both ends of every video)."""
-    round_decimals: Annotated[int | None, Field(ge=0, le=15)] = None
-    """Round every smoothed segment score to this many decimals (the paper's code: 1)."""
+    smoothing: Literal["centred", "paper"] = "paper"
+    """``"paper"`` (default, the official code): the kernel sampled at
+    ``linspace(-ceil(taps/2), floor(taps/2), taps)`` (off-centre), convolved with zero
+    padding (scores pulled toward 0 near both ends of every video). ``"centred"`` (vadnb's
+    option, :data:`VADNB_STEP3`): the kernel sampled at whole-segment offsets around its
+    centre, ends padded by reflection (unbiased at the ends)."""
+    round_decimals: Annotated[int | None, Field(ge=0, le=15)] = 1
+    """Round every smoothed segment score to this many decimals as numpy rounds (the
+    official code: 1; None keeps full precision, vadnb's option)."""
     position_prior: bool = False
     """Multiply frame scores by a bump centred on the video's middle. This is a prior about
     the UCF-Crime test set (its anomalies sit mostly mid-video) that the published UCF
@@ -148,11 +155,11 @@ def paper_kernel(taps: int = 15, sigma: float = 10.0) -> np.ndarray:
 
 
 def smooth_segments(scores: np.ndarray, taps: int = 15, sigma: float = 10.0,
-                    variant: str = "centred") -> np.ndarray:
+                    variant: str = "paper") -> np.ndarray:
     """VERA step 3: a normalised Gaussian (``taps`` long, ``sigma`` wide) over the segments.
 
-    ``variant="centred"`` (default): a symmetric kernel, ends padded by reflection.
-    ``variant="paper"``: the official code's :func:`paper_kernel`, zero-padded "same"
+    ``variant="centred"``: a symmetric kernel, ends padded by reflection (vadnb's option).
+    ``variant="paper"`` (default): the official code's :func:`paper_kernel`, zero-padded "same"
     convolution; like that code, a video with fewer segments than taps keeps the first
     values of the kernel-long result.
     """
@@ -167,11 +174,13 @@ def smooth_segments(scores: np.ndarray, taps: int = 15, sigma: float = 10.0,
 
 
 def round_scores(scores: np.ndarray, decimals: int | None) -> np.ndarray:
-    """Round every value to ``decimals`` (None: unchanged), as Python's ``round`` does."""
+    """Round every value to ``decimals`` (None: unchanged) as numpy does, like the official
+    ``round(np.float64, 1)``: half to even after scaling, so 0.35 -> 0.4 (Python's ``round``
+    on a float gives 0.3)."""
     s = np.asarray(scores, dtype=np.float64)
     if decimals is None:
         return s
-    return np.array([round(float(v), int(decimals)) for v in s.ravel()], dtype=np.float64)
+    return np.round(s, int(decimals))
 
 
 def position_prior(num_frames: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache
-from .core import PAPER_STEP3
+from .core import PAPER_STEP3, VADNB_STEP3
 from .learn import LearnResult, learn_questions
 from .run import run_many
 
@@ -197,8 +197,8 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
                        cache: Cache | str | None = None) -> pd.DataFrame:
     """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
     oracle of :func:`oracle_backends`, then inference on the test split with the learned
-    questions, under vadnb's step 3, the paper's step 3 and its parts, and without steps 2
-    and 3. An upper bound of the method's own steps on these videos, not of any model.
+    questions, under the official step 3 (the default), vadnb's step 3 and its parts, the
+    paper's UCF position prior, and without steps 2 and 3. An upper bound of the method's own steps on these videos, not of any model.
 
     One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
     ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
@@ -212,10 +212,11 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
     test = benchmark.subset("test").videos
     labels = {n: benchmark.frame_labels(n) for n in test["name"]}
     variants = [
-        ("vadnb (default)", {}),
-        ("paper's kernel", {"smoothing": "paper"}),
-        ("rounded to 1 decimal", {"round_decimals": 1}),
-        ("paper's step 3 (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("official (default)", {}),
+        ("vadnb's step 3 (VADNB_STEP3)", dict(VADNB_STEP3)),
+        ("centred kernel, rounded", {"smoothing": "centred"}),
+        ("official kernel, unrounded", {"round_decimals": None}),
+        ("with UCF position prior (PAPER_STEP3)", dict(PAPER_STEP3)),
         ("answers only (no steps 2-3)", {"ensemble_fraction": 0.0, "smooth_taps": 1}),
     ]
     rows = []

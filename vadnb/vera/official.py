@@ -69,8 +69,8 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
     ``features``: the per-segment vision features that ``compute_auc.py`` reads
     (``vision_features/<video>.npy``, one row per segment) or an array. ``num_frames``
     defaults to what the official code expands to: ``stride`` frames per segment and, for
-    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to compute
-    step 3 as the paper did. Returns a Detection (profile "paper"; no model is called).
+    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to add
+    the paper's UCF-Crime position prior. Returns a Detection (profile "paper"; no model is called).
     """
     cfg = validated(config, overrides)
     table = scores if isinstance(scores, pd.DataFrame) else load_initial_scores(scores)
