@@ -217,11 +217,51 @@ def test_unreadable_learner_reply_counts_as_wrong(split_videos, tmp_path):
         vid = _video_id(images)
         return "I cannot tell." if truth[vid] == 0 else "Output: 1"
 
-    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1)
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1,
+                       label_reading="tolerant")
     # val: the two normals are unreadable (wrong), the anomaly is right
     np.testing.assert_allclose(result.history["val_acc"], [1 / 3, 1 / 3])
     assert result.learner_parse.failed == 4  # 2 unreadable replies x 2 validations
     assert result.history["source"].iloc[1] == "kept (optimizer reply unreadable)"
+
+
+def test_official_training_reads_unreadable_as_anomaly_and_0_after_the_last_output(
+        split_videos, tmp_path):
+    train, val, truth = split_videos
+
+    def fn(images, prompt):
+        if _is_optimizer(prompt):
+            return "no idea"
+        # normal videos: no '0' anywhere -> 1 (wrong); anomalies: a '0' before the last
+        # 'Output' only -> 1 (right)
+        return "I cannot tell." if truth[_video_id(images)] == 0 else "Output: 0\nOutput: 1"
+
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1)
+    np.testing.assert_allclose(result.history["val_acc"], [1 / 3, 1 / 3])
+    assert result.learner_parse.failed == 0
+
+
+@pytest.mark.parametrize("reply, inference, learning, tolerant", [
+    ("Answers: nobody runs.\nOutput:\n0", 0, 0, 0),
+    ("Answers: a fight.\nOutput: 1", 1, 1, 1),
+    ("Answers: a fight.\nOutput: 1.", 0, 1, 1),       # the example
+    ("Output: 1  \n", 1, 1, 1),                         # trailing space stripped
+    ("Output: 0 ... Output: 1", 1, 1, 1),              # the last 'Output' counts
+    ("Output: 1 ... Output: 0", 0, 0, 0),
+    ("Output: [1]", 0, 1, 1),
+    ("I cannot tell.", 0, 1, None),                   # unreadable: 0 / 1 / None
+    ("Frame 10 shows nothing.", 0, 0, None),          # no 'Output': any '0' reads 0
+    ("", 0, 1, None),
+    ("output: 1", 1, 1, 1),                           # 'Output' is case-sensitive there
+])
+def test_label_readings_follow_the_official_rules(reply, inference, learning, tolerant):
+    # Inference/generate_intial_score.py: 1 if response[-1] == '1' else 0
+    assert vera.read_label(reply, "official", "inference") == inference
+    # training.py: 0 if '0' in response.split('Output')[-1] else 1
+    assert vera.read_label(reply, "official", "learning") == learning
+    assert vera.read_label(reply, "tolerant", "inference") == tolerant
+    with pytest.raises(ValueError, match="label reading"):
+        vera.read_label(reply, "strict")
 
 
 def test_resume_after_interruption(split_videos, tmp_path):
@@ -435,7 +475,7 @@ def test_unreadable_answers_are_filled_and_counted(planted, tmp_path):
         return "hmm" if share == 0.25 else f"Output: {int(share >= 0.5)}"
 
     det = vera.run(path, backends={"vlm": CountingVLM(fn), "embedder": _embedder()},
-                   cache=Cache(tmp_path), image_size=32)
+                   cache=Cache(tmp_path), image_size=32, label_reading="tolerant")
     n_bad = det.segments["raw_score"].isna().sum()
     assert n_bad > 0 and det.extras["unparseable"] == n_bad
     assert np.all(np.isfinite(det.frame_scores))
@@ -576,13 +616,14 @@ def test_reply_budget_is_the_official_1024_and_truncation_is_counted_and_cached(
 
     assert vera.Config().max_new_tokens == 1024
     result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CutVLM(_story_fn(truth)),
-                       steps=1)
+                       steps=1, label_reading="tolerant")
     assert set(seen) == {1024}
     # 2 validations x 2 normal validation videos cut, none of the training videos
     log = result.learner_parse
     assert (log.truncated, log.truncated_failed, log.failed) == (4, 4, 4)
     assert (result.optimizer_parse.truncated, result.optimizer_parse.failed) == (1, 0)
-    again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1)  # all cached
+    again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1,  # all cached
+                        label_reading="tolerant")
     assert vlm.batches == 0 and again.learner_parse.truncated == 4
     assert again.optimizer_parse.truncated == 1
 
@@ -820,7 +861,7 @@ def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
     assert "nothing was learned" not in vera.learning_summary(story)
     path, _ = planted
     det = vera.run(path, backends={"vlm": CountingVLM(mute), "embedder": _embedder()},
-                   cache=Cache(tmp_path), image_size=32, stride=400)
+                   cache=Cache(tmp_path), image_size=32, stride=400, label_reading="tolerant")
     assert "every answer was unreadable" in vera.inference_summary([det])
     assert "0.5 by construction" in vera.auc_note([det], 0.5)
     good = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},

@@ -35,12 +35,14 @@ from .lesson import (CAMPUS_QUESTIONS, auc_note, inference_summary, learning_sum
 from .official import from_initial_scores, load_initial_scores
 from .prompts import (DEFAULT_QUESTIONS_PATH, default_questions, learner_prompt,
                       load_questions, optimizer_prompt, parse_label, parse_questions,
+                      read_label, official_inference_label, official_training_label,
                       save_questions)
 from .run import run, run_many
 
 __all__ = [
     "Config", "LearnResult", "DEFAULT_QUESTIONS_PATH", "default_questions", "load_questions",
     "save_questions", "learner_prompt", "optimizer_prompt", "parse_questions", "parse_label",
+    "read_label", "official_inference_label", "official_training_label",
     "even_frame_indices", "neighbour_count", "retrieval_ensemble", "paper_kernel",
     "smooth_segments", "round_scores", "position_prior", "refine_answers", "learn_questions",
     "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",

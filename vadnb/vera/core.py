@@ -21,7 +21,7 @@ from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
 from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
                       interpolate_missing, knn_softmax, resized, window_indices)
 from . import prompts
-from .prompts import parse_label
+from .prompts import read_label
 
 #: Step 3 exactly as ``compute_auc.py`` evaluates UCF-Crime: the defaults (the official
 #: kernel, zero padding, one decimal) plus the dataset's position prior:
@@ -75,6 +75,12 @@ class Config:
     initial and the final question sets are always scored)."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed of the training-video shuffle (one shuffle per epoch)."""
+    label_reading: Literal["official", "tolerant"] = "official"
+    """How a learner reply becomes 0/1. ``"official"``: as the official code reads it where
+    it reads it: at inference the reply's last character (``== '1'``), in training and
+    validation ``'0'`` after the last ``'Output'`` (unreadable reads 1). ``"tolerant"``
+    (vadnb's option): the first 0/1 after the last "Output", then fallbacks; an unreadable
+    reply is wrong in training and filled from its neighbours at inference (counted)."""
     show_replies: bool = False
     """Also show the optimizer each learner reply (vadnb's option; the paper's optimizer
     sees only the predictions and the targets)."""
@@ -240,7 +246,8 @@ def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
     replies = [rt.map("vlm", [Ask(w, prompt, max_new_tokens=cfg.max_new_tokens) for w in ws],
                       batch_size=cfg.vlm_batch_size, desc="VERA answers")
                for (rt, _), ws in zip(runs, windows)]
-    labels = [[parse_label(r) for r in rs] for rs in replies]
+    labels = [[read_label(r, cfg.label_reading, "inference") for r in rs]
+              for rs in replies]
     for rt, _ in runs:
         rt.release("vlm")
 

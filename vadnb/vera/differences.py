@@ -17,15 +17,24 @@ DIFFERENCES: list[Difference] = [
             "automatic choice on validation keeps the test score honest.",
         effect="None on the loop itself; removes a manual step."),
     Difference(
-        what="Reading the learner's label: the official code reads 0 when a '0' appears "
-             "anywhere after the last 'Output' and 1 otherwise, so an unreadable reply counts "
-             "as an anomaly; vadnb reads the first 0/1 after the last 'Output' (then a "
-             "standalone 0/1 that is not list numbering, then 'there is (no) anomaly'), and "
-             "an unreadable reply is a wrong prediction in training and validation and is "
-             "filled from its neighbours at inference (counted in both cases).",
-        why="Counting an unreadable reply as 'anomaly' hides a model that cannot follow "
-            "the format and inflates recall.",
-        effect="None for replies that end with 'Output: 0/1'; not measured otherwise."),
+        what="Reading the learner's label, as an option (`label_reading=\"tolerant\"`). "
+             "The default reads as the official code, each rule where it is used: at "
+             "inference the runnable Inference/generate_intial_score.py reads 1 only when "
+             "the reply's last character is '1' (so 'Output: 1.' and 'Output: [1]' read 0); "
+             "training.py (training and validation) reads 0 when a '0' appears after the "
+             "last 'Output' (anywhere in the reply if it has none) and 1 otherwise, so an "
+             "unreadable reply counts as an anomaly. The option reads the first 0/1 after "
+             "the last 'Output' (then a standalone 0/1 that is not list numbering, then "
+             "'there is (no) anomaly'); an unreadable reply is then a wrong prediction in "
+             "training and validation and is filled from its neighbours at inference "
+             "(counted in both cases).",
+        why="The official readings turn trailing punctuation into 'normal' at inference and "
+            "an unreadable reply into 'anomaly' in training, which hides a model that "
+            "cannot follow the format.",
+        effect="None on the campus perfect-perception inputs (the oracle's replies end "
+               "with 'Output:\\n0' or '1', which both readings read alike); "
+               "with a real VLM, every reply not ending in '1' may differ.",
+        flag='label_reading="tolerant"'),
     Difference(
         what="Reading the optimizer's questions: the official code keeps the raw text after "
              "'New Prompt Questions' (its first 5 lines, verbatim, blank lines and code "
