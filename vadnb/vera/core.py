@@ -18,8 +18,10 @@ from pydantic import Field
 
 from ..metrics import segments_to_frames
 from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
+from ..lavad.video_clip import clip_frames, clip_requests, mean_unit
 from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
-                      interpolate_missing, knn_softmax, resized, window_indices)
+                      interpolate_missing, knn_softmax, resized, window_frames_half_open,
+                      window_indices)
 from . import prompts
 from .prompts import read_label
 
@@ -35,9 +37,7 @@ VADNB_STEP3: dict[str, Any] = {"smoothing": "centred", "round_decimals": None}
 
 
 # Limits: generous for real use, there to turn a typo into an error instead of an
-# out-of-memory crash: frames per VLM call (window_frames, train_frames) at 256 (each is a
-# 448 px image of a few hundred tokens), pixels at 4096, token budgets at 32768, batches at
-# 512 requests, seeds within numpy's 32 bits.
+# out-of-memory crash (frames per call 256, pixels 4096, tokens 32768, batches 512).
 @config_dataclass
 class Config:
     """VERA's settings, with the public code's defaults.
@@ -114,6 +114,11 @@ class Config:
     """Multiply frame scores by a bump centred on the video's middle. This is a prior about
     the UCF-Crime test set (its anomalies sit mostly mid-video) that the published UCF
     number uses; it is not part of the method and is off by default."""
+    segment_features: Literal["lavad", "window"] = "lavad"
+    """What the retrieval ensemble compares. ``"lavad"`` (default, the official README):
+    LAVAD's ImageBind clip feature of the segment, the first and last of 10 frames of
+    LAVAD's 10 s window, in 3 square crops, averaged. ``"window"`` (vadnb's option): the
+    embedder's video encoding of the ``window_frames`` frames the VLM saw (448 px)."""
     vlm_batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     """VLM requests per batched call (and per resumable cache entry)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 1024
@@ -191,11 +196,8 @@ def round_scores(scores: np.ndarray, decimals: int | None) -> np.ndarray:
 
 def position_prior(num_frames: int) -> np.ndarray:
     """``exp(-0.5 ((t - c) / c)^2)`` with ``c = floor(n/2)``, for frame t of n: 1 mid-video,
-    0.61 at the ends (as in VERA's code).
-
-    A UCF-Crime dataset prior (its anomalies sit mostly mid-video), not part of VERA's
-    method; :class:`Config` keeps it off unless ``position_prior=True``.
-    """
+    0.61 at the ends (VERA's code). A UCF-Crime prior (anomalies mostly mid-video), not
+    part of the method: :class:`Config` keeps it off unless ``position_prior=True``."""
     c = max(1, int(num_frames) // 2)
     t = np.arange(num_frames, dtype=np.float64)
     return np.exp(-0.5 * ((t - c) / c) ** 2)
@@ -233,6 +235,16 @@ def window(video: VideoRef, centre: int, cfg: Config) -> tuple[Derived, ...]:
                  for f in video.frames(idx))
 
 
+def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
+                     cfg: Config) -> list[EncodeVideo]:
+    """A segment's embedding requests (see :attr:`Config.segment_features`): LAVAD's three
+    cropped 2-frame clips, or the frames ``seen`` by the VLM as one clip."""
+    if cfg.segment_features == "window":
+        return [EncodeVideo(seen)]
+    w = window_frames_half_open(int(centre), video.num_frames, video.fps, cfg.window_s, 10)
+    return clip_requests(video.frames(clip_frames(w, "imagebind")), "imagebind")
+
+
 def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
              cfg: Config) -> list[dict[str, Any]]:
     """VERA's inference on each ``(runtime, video)`` of ``runs`` (runtimes sharing one set
@@ -251,10 +263,13 @@ def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
     for rt, _ in runs:
         rt.release("vlm")
 
-    # 2. embed every window (the retrieval ensemble's similarities)
-    embeddings = [np.stack(rt.map("embedder", [EncodeVideo(w) for w in ws],
-                                  batch_size=cfg.vlm_batch_size, desc="VERA embeddings"))
-                  for (rt, _), ws in zip(runs, windows)]
+    # 2. embed every segment (the retrieval ensemble's similarities), crops averaged
+    embeddings = []
+    for (rt, v), cs, ws in zip(runs, centres, windows):
+        asks = [feature_requests(v, c, w, cfg) for c, w in zip(cs, ws)]
+        vecs = rt.map("embedder", [q for a in asks for q in a], len(asks[0]) *
+                      cfg.vlm_batch_size, desc="VERA embeddings")
+        embeddings.append(mean_unit(np.stack(vecs).reshape(len(asks), len(asks[0]), -1)))
     for rt, _ in runs:
         rt.release("embedder")
 

@@ -93,9 +93,9 @@ DIFFERENCES: list[Difference] = [
             "pulls the first and last ~7 segments of every video toward 0; rounding to 11 "
             "values creates ties. The option removes both.",
         effect="Campus perfect perception (vadnb.vera.perfect_perception(load_campus(), "
-               "image_size=32)): official default AUC 0.832 / AP 0.510; VADNB_STEP3 "
-               "0.780 / 0.448; centred kernel rounded 0.747 / 0.410; official kernel "
-               "unrounded 0.862 / 0.569. On short clips whose anomaly sits mid-clip, zero "
+               "image_size=32)): official default AUC 0.821 / AP 0.504; VADNB_STEP3 "
+               "0.733 / 0.390; centred kernel rounded 0.723 / 0.383; official kernel "
+               "unrounded 0.818 / 0.488. On short clips whose anomaly sits mid-clip, zero "
                "padding acts like a position prior.",
         flag='smoothing="centred", round_decimals=None'),
     Difference(
@@ -106,13 +106,16 @@ DIFFERENCES: list[Difference] = [
         effect="Raises UCF-Crime AUC in the paper; lowers it on videos whose anomaly is "
                "near an end.", flag="position_prior=True"),
     Difference(
-        what="Segment embeddings: the official evaluation reads precomputed per-segment "
-             "vision features (vision_features/<video>.npy; their extractor is not in the "
-             "repository); vadnb embeds each window's frames with the embedder's video "
-             "encoder (ImageBind in the real profiles). `from_initial_scores` accepts the "
-             "released features.",
-        why="The extractor is not public; ImageBind is the suite's video embedder.",
-        effect="Unknown: the official features cannot be reproduced."),
+        what="Segment features as an option (`segment_features=\"window\"`): the default "
+             "is what the official README names, LAVAD's ImageBind clip feature of each "
+             "segment (the first and last of 10 frames of LAVAD's 10 s window, 3 square "
+             "crops, averaged; vadnb.lavad.video_clip); the option embeds the 8 frames the "
+             "VLM saw (448 px) as one clip.",
+        why="The option compares exactly what the VLM judged; the default reproduces the "
+            "released features' recipe.",
+        effect="Campus perfect perception (vadnb.vera.perfect_perception(load_campus(), "
+               "image_size=32)): default AUC 0.821 / AP 0.504, window features 0.832 / 0.510.",
+        flag='segment_features="window"'),
     Difference(
         what="Models and frames: the paper uses InternVL2-8B (its own hub code, bf16, one "
              "448 px tile per frame, ImageNet normalisation); vadnb uses the profile's VLM "

@@ -62,6 +62,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
     """
     import hashlib
 
+    from ..lavad.video_clip import spatial_crops
     from ..models.scripted import ScriptedEmbedder, ScriptedVLM
     from ..video import read_frames
 
@@ -72,12 +73,15 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
                                  benchmark.videos.label):
         y = benchmark.frame_labels(name)
         images = read_frames(path, size=(image_size, image_size)).images
+        # the embedder also sees each native frame's 3 square crops (LAVAD's clip features)
+        crops = [spatial_crops(im) for im in read_frames(path).images[:len(y)]]
         for i, image in enumerate(images[:len(y)]):
-            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-            if y[i] or key not in frame_kind:
-                frame_kind[key] = str(label) if y[i] else "Normal"
-            if str(label) != "Normal" or key not in video_kind:
-                video_kind[key] = str(label)
+            for view in [image] + crops[i]:
+                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
+                if y[i] or key not in frame_kind:
+                    frame_kind[key] = str(label) if y[i] else "Normal"
+                if str(label) != "Normal" or key not in video_kind:
+                    video_kind[key] = str(label)
 
     def keys(images: Sequence[np.ndarray]) -> list[str]:
         out = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
@@ -217,6 +221,7 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
         ("centred kernel, rounded", {"smoothing": "centred"}),
         ("official kernel, unrounded", {"round_decimals": None}),
         ("with UCF position prior (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("vadnb's segment features (window)", {"segment_features": "window"}),
         ("answers only (no steps 2-3)", {"ensemble_fraction": 0.0, "smooth_taps": 1}),
     ]
     rows = []
