@@ -922,3 +922,51 @@ def test_core_is_short_and_its_pipeline_reads_as_numbered_steps():
     assert steps == ["1", "2", "3"]
     for plumbing in ("make_key", "get_cache", "Roles(", "configure(", "PROMPT_VERSION"):
         assert plumbing not in source
+
+
+# ---------------------------------------------------------------------------------------
+# VERA's XD-Violence AP script (compute_AP_XD_Violence.py), transcribed
+# ---------------------------------------------------------------------------------------
+
+
+def _official_xd_video(result, v_array):
+    """compute_AP_XD_Violence.py's per-video loop: top-n (all when n <= 4), softmax(10 cos),
+    smoothing (15, 10) unrounded, expansion, sigmoid, round(., 1), trimming."""
+    normalized_v = v_array / np.linalg.norm(v_array, axis=1, keepdims=True)
+    v_array = normalized_v @ normalized_v.T
+    num_segment = len(result)
+    top_n = int(0.15 * num_segment) if num_segment > 4 else num_segment
+    v_indices = np.argsort(v_array, axis=1)[:, -top_n:]
+    v_top = np.take_along_axis(v_array, v_indices, axis=1)
+    starts = list(result.keys())
+    all_score = [result[s]["score"] for s in starts]
+    score_all = []
+    for i in range(len(starts)):
+        e = np.exp(v_top[i] * 10 - np.max(v_top[i] * 10))
+        score_all.append(np.dot(e / e.sum(), np.array([all_score[j] for j in v_indices[i]])))
+    smoothed = _official_smooth(np.array(score_all), 15, 10)
+    pred = []
+    for i, s in enumerate(starts):
+        n = 16 if i != len(starts) - 1 else int(result[s]["end"] - int(s))
+        pred += [smoothed[i]] * n
+    pred = [round(x, 1) for x in 1 / (1 + np.exp(-np.array(pred)))]
+    mod = (len(pred) - 1) % 16
+    pred = pred[:-1]
+    return pred[:-mod] if mod else pred
+
+
+@pytest.mark.parametrize("n_frames", [40, 75, 97, 400, 561])
+def test_xd_violence_ap_matches_the_official_script(n_frames):
+    from sklearn.metrics import auc, precision_recall_curve
+
+    rng = np.random.default_rng(n_frames)
+    starts = range(0, n_frames, 16)
+    result = {s: {"start": max(s - 120, 0), "end": min(s + 120, n_frames),
+                  "score": int(rng.integers(0, 2))} for s in starts}
+    feats = rng.normal(size=(len(result), 5))
+    expected = _official_xd_video(result, feats)
+    ours = vera.xd_violence_frame_scores([r["score"] for r in result.values()], feats, n_frames)
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
+    gt = (np.arange(len(expected)) % 50 < 20).astype(float)
+    precision, recall, _ = precision_recall_curve(gt, expected)
+    assert vera.xd_violence_ap({"v": gt}, {"v": ours}) == pytest.approx(auc(recall, precision))

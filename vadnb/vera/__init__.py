@@ -32,7 +32,8 @@ from .learn import (LearnResult, _batches, ask_learner, even_frame_indices, lear
                     optimizer_step)
 from .lesson import (CAMPUS_QUESTIONS, auc_note, inference_summary, learning_summary,
                      oracle_backends, perfect_perception, plot_history)
-from .official import from_initial_scores, load_initial_scores
+from .official import (from_initial_scores, load_initial_scores, xd_violence_ap,
+                       xd_violence_frame_scores)
 from .prompts import (DEFAULT_QUESTIONS_PATH, default_questions, learner_prompt,
                       load_questions, optimizer_prompt, parse_label, parse_questions,
                       read_label, official_inference_label, official_training_label,
@@ -46,7 +47,8 @@ __all__ = [
     "even_frame_indices", "neighbour_count", "retrieval_ensemble", "paper_kernel",
     "smooth_segments", "round_scores", "position_prior", "refine_answers", "learn_questions",
     "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",
-    "load_initial_scores", "from_initial_scores", "oracle_backends", "perfect_perception",
+    "load_initial_scores", "from_initial_scores", "xd_violence_frame_scores",
+    "xd_violence_ap", "oracle_backends", "perfect_perception",
     "learning_summary", "inference_summary", "auc_note", "CAMPUS_QUESTIONS", "PAPER_STEP3",
     "VADNB_STEP3", "DIFFERENCES",
 ]
