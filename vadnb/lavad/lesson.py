@@ -127,20 +127,24 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = None,
-                  cache: Any = None, backends: dict[str, Any] | None = None) -> pd.DataFrame:
+                  cache: Any = None, backends: dict[str, Any] | None = None,
+                  names: Sequence[str] | None = None) -> pd.DataFrame:
     """Frame AUC / AP (raw and refined, both AP variants) of LAVAD on ``benchmark``'s videos
-    with the official defaults and with each named option (``OPTIONS`` by default), on the
-    perfect-perception backends (:func:`oracle_backends`) unless ``backends`` are given:
-    what each of vadnb's options changes, measured, for the notebooks and the benchmark."""
+    (or those ``names``) with the official defaults and with each named option (``OPTIONS``
+    by default), on the perfect-perception backends (:func:`oracle_backends`) unless
+    ``backends`` are given: what each of vadnb's options changes, measured, for the
+    notebooks and the benchmark."""
     from . import evaluate, run_many
 
     backends = backends or oracle_backends(benchmark)
-    names = list(benchmark.videos.name)
+    videos = benchmark.videos
+    if names is not None:
+        videos = videos[videos.name.isin(list(names))]
+    names = list(videos.name)
     labels = {n: benchmark.frame_labels(n) for n in names}
     rows = []
     for setting, overrides in (options or OPTIONS).items():
-        dets = run_many(list(benchmark.videos.path), backends=backends, cache=cache,
-                        **overrides)
+        dets = run_many(list(videos.path), backends=backends, cache=cache, **overrides)
         res = evaluate(dict(zip(names, dets)), labels)
         rows.append({"setting": setting, "auc_raw": res["auc_raw"],
                      "auc_refined": res["auc_refined"], "ap_refined": res["ap_refined"],
