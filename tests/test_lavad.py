@@ -353,6 +353,13 @@ def test_rescore_reuses_the_stored_embeddings(detection):
     nearest = np.argmax(ex["video_embeddings"] @ ex["summary_embeddings"].T, axis=1)
     expected = lavad.to_frames(ex["summary_scores"][nearest], N_FRAMES, 16)
     np.testing.assert_allclose(lavad.rescore(detection, refine_k=1, temperature=0.01), expected)
+    # K=3 at temperature 0.5: the softmax of cos / 0.5 over the 3 nearest summaries
+    sims = ex["video_embeddings"] @ ex["summary_embeddings"].T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :3]
+    w = np.exp(np.take_along_axis(sims, top, 1) / 0.5)
+    want = (w * ex["summary_scores"][top]).sum(1) / w.sum(1)
+    np.testing.assert_allclose(lavad.rescore(detection, refine_k=3, temperature=0.5),
+                               lavad.to_frames(want, N_FRAMES, 16), atol=1e-6)
 
 
 def test_stage_tables(detection):
@@ -397,6 +404,12 @@ def test_evaluate_reports_raw_and_refined(detection):
     assert res["auc_refined"] == pytest.approx(metrics.frame_auc(truth_labels(),
                                                                  detection.frame_scores))
     assert res["auc_raw"] >= 0.95 and res["meaningless"] is False
+    from sklearn.metrics import average_precision_score, precision_recall_curve, auc
+
+    y, s = truth_labels(), np.asarray(detection.frame_scores)
+    assert res["ap_refined"] == pytest.approx(average_precision_score(y, s))
+    precision, recall, _ = precision_recall_curve(y, s)
+    assert res["ap_refined_trapezoid"] == pytest.approx(auc(recall, precision))
     assert list(res["per_class_refined"]["class"]) == ["Fighting"]
 
 
@@ -614,6 +627,9 @@ def test_score_parsing_matches_the_official(reply):
     ours = stages.parse_bracket_score(reply)
     theirs = official_parse(reply)
     assert (ours if ours is not None else -1) == pytest.approx(theirs, abs=1e-9)
+    # and the pipeline's parser reads the reply the same way (the first bracket)
+    read = lavad.parse_scores([reply])[1][0]
+    assert (read if read is not None else -1) == pytest.approx(theirs, abs=1e-9)
 
 
 def test_interpolation_matches_the_official():
@@ -767,6 +783,22 @@ def test_captioner_pool_fills_one_index(clip, tmp_path):
     assert (det.segments["captions"] != "a grey frame").all()  # the first model's captions
     calls = det.model_calls.set_index("model")
     assert calls.loc["second-captioner", "items"] == len(det.segments)
+
+
+def test_captioner_gets_its_own_length_unless_capped(clip, tmp_path):
+    sent = []
+
+    class Recording(ScriptedCaptioner):
+        def __call__(self, images, **generate):
+            sent.append(generate)
+            return super().__call__(images, **generate)
+
+    backends = {**doubles(), "captioner": Recording(lambda im: "a scene")}
+    lavad.run(clip, backends=backends, cache=Cache(tmp_path / "a"))
+    assert sent and all("max_new_tokens" not in g for g in sent)  # official: model's own
+    sent.clear()
+    lavad.run(clip, backends=backends, cache=Cache(tmp_path / "b"), caption_max_new_tokens=30)
+    assert sent and all(g.get("max_new_tokens") == 30 for g in sent)
 
 
 def test_paper_config_per_dataset():
