@@ -64,7 +64,7 @@ def test_setup_prints_each_roles_dtype_on_a_t4(capsys, tmp_path, monkeypatch):
     lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("dtype  :")}
     assert set(lines) == set(profiles.MODELS["colab"])
     assert "float32" in lines["llm"] and "overflows in fp16" in lines["llm"]
-    assert "bfloat16" in lines["vlm"] and "float16" in lines["clip"]
+    assert "float16" in lines["vlm"] and "bfloat16" not in out and "float16" in lines["clip"]
 
 
 def test_setup_sizes_the_thread_pool_to_the_available_cores(capsys, tmp_path, monkeypatch):
@@ -105,10 +105,46 @@ def test_setup_silences_known_noise_once_and_says_so(capsys, tmp_path, monkeypat
 
     assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "8"  # FFmpeg: fatal errors only
     assert hf_logging.get_verbosity() == hf_logging.ERROR
-    assert not hf_logging.is_progress_bar_enabled()  # no model-loading bars
+    assert hf_logging.is_progress_bar_enabled()  # download and loading bars stay (issue 24)
     assert logging.getLogger(
         "ray._private.authentication.authentication_token_setup").level == logging.ERROR
     monkeypatch.setenv("VADNB_VERBOSE", "1")
     assert silence_known_noise() == []
     hf_logging.enable_progress_bar()
     hf_logging.set_verbosity_warning()
+
+
+def test_setup_keeps_the_hub_download_and_loading_bars_on(tmp_path, monkeypatch):
+    """A 15 GB download must show its progress: setup() quiets logs, never the bars."""
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("VADNB_VERBOSE", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()
+    vadnb.setup("tiny", quiet=True)
+    assert not hub_utils.are_progress_bars_disabled()
+    assert hf_logging.is_progress_bar_enabled()
+
+
+def test_real_profile_on_a_small_cpu_machine_is_refused(tmp_path, monkeypatch):
+    """PROFILE="colab" on a Colab CPU runtime (12.7 GB) would load ~15 GB of fp32 weights
+    and kill the kernel: setup() refuses first, naming the model and what to do."""
+    import torch
+
+    from vadnb import environment
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(environment, "host_memory_gb", lambda: 12.7)
+    with pytest.raises(environment.ProfileNeedsGPUError,
+                       match=r"'colab' needs a CUDA GPU.*Qwen/Qwen2.5-VL-3B-Instruct.*~15 GB.*"
+                             r"12.7 GB(?s:.*)T4 GPU"):
+        vadnb.setup("colab", quiet=True)
+    with pytest.raises(environment.ProfileNeedsGPUError, match="Llama-2-13b"):
+        vadnb.setup("paper", quiet=True)
+    assert vadnb.setup("cpu", quiet=True).profile == "cpu"  # small models: allowed
+    # a workstation with the memory for fp32 weights may run it (slowly)
+    environment.check_profile_fits("colab", "cpu", ram_gb=64.0)
+    environment.check_profile_fits("colab", "cuda", ram_gb=12.7)  # a GPU: weights go there

@@ -21,7 +21,15 @@ import numpy as np
 from .cache import cache_dir
 from .models.profiles import resolve_profile
 
-__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise"]
+__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
+           "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb"]
+
+#: Share of the host's memory one model's fp32 weights may take on a CPU run.
+HOST_FIT_SHARE = 0.8
+
+
+class ProfileNeedsGPUError(RuntimeError):
+    """A real-model profile was asked for on a machine whose memory cannot hold its models."""
 
 _LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
               "numpy", "scikit-learn", "plotly", "ipywidgets")
@@ -84,13 +92,50 @@ def size_thread_pool() -> tuple[int, str]:
     torch.set_num_threads(cores)
     return cores, "one per available core"
 
+def host_memory_gb() -> float | None:
+    """The machine's physical memory in GB (1e9 bytes), or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -> None:
+    """Refuse a real-model profile on a CPU whose memory cannot hold its largest model.
+
+    On a CPU every model loads in fp32 (4 bytes a parameter): the ``colab`` profile's
+    BLIP-2 and Qwen2.5-VL need ~15 GB each, and a Colab CPU runtime has 12.7 GB, so the
+    kernel would die while loading, with no message. ``ram_gb``: the host's memory (default
+    :func:`host_memory_gb`). Raises :class:`ProfileNeedsGPUError` naming the model.
+    """
+    from .models.profiles import MEANINGLESS_PROFILES, MODELS
+
+    if str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES or profile not in MODELS:
+        return
+    ram_gb = host_memory_gb() if ram_gb is None else ram_gb
+    if ram_gb is None:
+        return
+    role, spec = max(MODELS[profile].items(), key=lambda kv: kv[1].params_b or 0.0)
+    need_gb = (spec.params_b or 0.0) * 4
+    if need_gb > HOST_FIT_SHARE * ram_gb:
+        raise ProfileNeedsGPUError(
+            f"profile {profile!r} needs a CUDA GPU here: no GPU was found, and on a CPU its "
+            f"{role} model {spec.model} loads in fp32 (~{need_gb:.0f} GB), more than this "
+            f"machine's {ram_gb:.1f} GB of memory can hold (the kernel would die while loading)."
+            "\nWhat to do:\n"
+            "  - on Colab: Runtime > Change runtime type > T4 GPU, then run the notebook again;\n"
+            "  - or use PROFILE = \"cpu\" (a real small LLM) or \"tiny\" (runs anywhere; "
+            "scores are meaningless).")
+
+
 def silence_known_noise() -> list[str]:
     """Quiet the library chatter that says nothing to a student (called by :func:`setup`).
 
     Returns what was silenced, for setup's one-line note. Only known, harmless noise:
     FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
-    transformers model-loading progress bars and its INFO/WARNING logs, PyAV's log, and
-    Ray's start-up note that token authentication is on.
+    transformers INFO/WARNING logs, PyAV's log, and Ray's start-up note that token
+    authentication is on. Never the progress bars of huggingface_hub and transformers: a
+    15 GB download with no output looks like a hang.
     (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
     """
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
@@ -113,9 +158,8 @@ def silence_known_noise() -> list[str]:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        done.append("transformers loading bars and warnings")
+        hf_logging.set_verbosity_error()  # logs only: download and loading bars stay on
+        done.append("transformers warnings")
     except ImportError:
         pass
     for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm",
@@ -135,6 +179,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     quieted = silence_known_noise()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     chosen = resolve_profile(profile, verbose=not quiet)
+    check_profile_fits(chosen, device)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
