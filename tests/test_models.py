@@ -280,7 +280,7 @@ def _fake_card(monkeypatch, capability, total_gb, name="Fake GPU"):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
 
 
-T4_COLAB = {"captioner": "float16", "llm": "float32", "vlm": "bfloat16", "vlm-3b": "bfloat16",
+T4_COLAB = {"captioner": "float16", "llm": "float32", "vlm": "float16", "vlm-3b": "float16",
             "clip": "float16", "clip-b32": "float16", "embedder": "float16",
             "text_embedder": "float16"}
 T4_PAPER_DIFFERENT = {"llm": "float16",  # Llama-2 is fine in fp16
@@ -294,17 +294,34 @@ def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
     plan = models.dtype_plan("colab", "cuda").set_index("role")
     assert plan["dtype"].to_dict() == T4_COLAB
     assert "overflows in fp16" in plan.loc["llm", "why"]
-    assert "do not fit" in plan.loc["vlm", "why"]
+    assert "do not fit" in plan.loc["vlm", "why"] and "UNVERIFIED" in plan.loc["vlm", "why"]
     paper = models.dtype_plan("paper", "cuda").set_index("role")["dtype"].to_dict()
     for role, dtype in paper.items():
         want = T4_PAPER_DIFFERENT.get(role, T4_COLAB.get(role, "float16"))
         assert dtype == want, (role, dtype)
-    # a custom Qwen2.5 id of unknown size: emulated bf16 (fp32's range), never fp16
-    assert models.pick_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune") is torch.bfloat16
+    # a custom Qwen2.5 id of unknown size on a T4: never emulated bf16
+    assert models.pick_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune") is torch.float16
     _fake_card(monkeypatch, (8, 0), 40.0, "A100")
     for profile in ("colab", "paper", "tiny", "cpu"):
         plan = models.dtype_plan(profile, "cuda")
         assert set(plan["dtype"]) == {"bfloat16"}, profile
+
+
+def test_dtype_plan_for_a_card_that_is_not_here():
+    """The plan takes the card's compute capability and memory: no GPU, no mock needed.
+    bf16 only where the card has it natively (8.0+); on a T4 (7.5) fp16, or fp32 for the
+    family that overflows in fp16 when its fp32 weights fit; fp32 on a CPU."""
+    t4 = models.dtype_plan("colab", capability=(7, 5), memory_gb=15.8).set_index("role")
+    assert t4["dtype"].to_dict() == T4_COLAB
+    assert "bfloat16" not in set(t4["dtype"])  # emulated on a T4: slow, no fused attention
+    a100 = models.dtype_plan("colab", capability=(8, 0), memory_gb=40.0)
+    assert set(a100["dtype"]) == {"bfloat16"}
+    assert a100["why"].str.contains("native bf16").all()
+    # a 7.5 card large enough for Qwen2.5-VL-3B's fp32 weights gets fp32, not fp16
+    big = models.dtype_plan("colab", capability=(7, 5), memory_gb=32.0).set_index("role")
+    assert big.loc["vlm", "dtype"] == "float32" and big.loc["llm", "dtype"] == "float32"
+    cpu = models.dtype_plan("colab", "cpu")
+    assert set(cpu["dtype"]) == {"float32"} and set(cpu["why"]) == {"CPU"}
 
 
 def test_load_passes_the_role_dtype_to_the_backend(monkeypatch):

@@ -169,19 +169,23 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     return backend
 
 
-def dtype_plan(profile: str | None = None, device: str | None = None):
+def dtype_plan(profile: str | None = None, device: str | None = None, *,
+               capability: tuple[int, int] | None = None, memory_gb: float | None = None):
     """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
 
-    ``vadnb.setup()`` prints it; nothing is loaded.
+    ``capability`` (e.g. ``(7, 5)`` for a T4, ``(8, 0)`` for an A100) and ``memory_gb``
+    describe a card that need not be here (default: the card on ``device``), so the plan
+    for a T4 can be read on a laptop. ``vadnb.setup()`` prints it; nothing is loaded.
     """
     import pandas as pd
 
-    device = pick_device(device)
+    device = "cuda" if capability is not None and device is None else pick_device(device)
     name = resolve_profile(profile, verbose=False)
     rows = []
     for role in MODELS[name]:
         spec = model_spec(role, name)
-        dtype, why = choose_dtype(device, None, spec.model, spec.params_b)
+        dtype, why = choose_dtype(device, None, spec.model, spec.params_b,
+                                  capability=capability, memory_gb=memory_gb)
         rows.append({"role": role, "model": spec.model, "dtype": str(dtype).replace("torch.", ""),
                      "why": why})
     return pd.DataFrame(rows)

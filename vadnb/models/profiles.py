@@ -25,9 +25,12 @@ any entry with a hub id or a local folder.
 Precision (see :func:`vadnb.models.base.choose_dtype`; ``vadnb.setup()`` prints it per role)
 ------------------------------------------------------------------------------------------
 CPU: fp32. A card of compute capability 8.0 or more (A100, L4): native bf16. Below 8.0
-(a T4 is 7.5): fp16, except Qwen2.5 and Qwen2.5-VL, which overflow in fp16: they run in fp32
-when the fp32 weights fit 85 % of the card (Qwen2.5-3B on a T4: ~12.4 GB), else in emulated
-bf16 (Qwen2.5-VL-3B on a T4: slower, but with fp32's range).
+(a T4 is 7.5): fp16, except Qwen2.5 and Qwen2.5-VL, whose text models overflow in fp16: they
+run in fp32 when the fp32 weights fit 85 % of the card (Qwen2.5-3B on a T4: ~12.4 GB), else
+in fp16 (Qwen2.5-VL-3B on a T4), flagged UNVERIFIED until ``scripts/gpu_check.py
+--real-weights`` has checked its numerics on a card. bf16 is never chosen below 8.0: it is
+emulated there (slow, and PyTorch's fused attention kernels need 8.0 for bf16).
+:func:`vadnb.models.dtype_plan` shows the plan for any card (``capability=(7, 5)``).
 
 VLM image size
 --------------
