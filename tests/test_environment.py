@@ -148,3 +148,43 @@ def test_real_profile_on_a_small_cpu_machine_is_refused(tmp_path, monkeypatch):
     # a workstation with the memory for fp32 weights may run it (slowly)
     environment.check_profile_fits("colab", "cpu", ram_gb=64.0)
     environment.check_profile_fits("colab", "cuda", ram_gb=12.7)  # a GPU: weights go there
+
+
+def test_downloads_per_notebook_come_from_the_registry_and_profile():
+    from vadnb import environment
+
+    assert environment.notebook_roles("20") == ["captioner", "embedder", "llm"]  # lavad.run
+    rows = environment.downloads(environment.notebook_roles("20"), "colab")
+    assert [r["model"] for r in rows] == ["Salesforce/blip2-opt-2.7b", "imagebind_huge",
+                                          "Qwen/Qwen2.5-3B-Instruct"]
+    assert sum(r["download_gb"] for r in rows) == pytest.approx(
+        sum(profiles.MODELS["colab"][r].download_gb for r in ("captioner", "embedder", "llm")))
+    assert "CC BY-NC-SA 4.0" in rows[1]["licence"]
+    # vlm and vlm-3b are one model in colab: counted once
+    every = environment.downloads(["vlm", "vlm-3b"], "colab")
+    assert len(every) == 1 and every[0]["roles"] == ["vlm", "vlm-3b"]
+    assert environment.downloads(environment.notebook_roles("20"), "tiny") == []
+    paper = environment.download_note("30", "paper")
+    assert "meta-llama/Llama-2-13b-chat-hf" in paper and "gated" in paper
+    assert environment.download_note("10") .startswith("This notebook downloads no model")
+    with pytest.raises(ValueError, match="unknown notebook '99'"):
+        environment.notebook_roles("99")
+
+
+def test_keep_on_drive_points_cache_and_hub_there_and_says_the_space(tmp_path, monkeypatch,
+                                                                     capsys):
+    from vadnb import environment
+
+    for name in ("VADNB_CACHE", "HF_HOME"):  # restored after the test
+        monkeypatch.setenv(name, str(tmp_path / "before"))
+    monkeypatch.delenv("VADNB_PROFILE", raising=False)
+    root = tmp_path / "MyDrive" / "vadnb"
+    got = environment.keep_on_drive("20", root=str(root), mount=False)
+    assert got == {"VADNB_CACHE": str(root / "cache"), "HF_HOME": str(root / "huggingface")}
+    import os
+
+    assert os.environ["VADNB_CACHE"] == str(root / "cache") and (root / "huggingface").is_dir()
+    out = capsys.readouterr().out
+    need = sum(r["download_gb"] for r in environment.downloads(["captioner", "embedder", "llm"]))
+    assert f"this notebook ~{need:.1f} GB" in out and "profile colab" in out
+    assert "Drive has" in out and "GB free" in out

@@ -22,7 +22,21 @@ from .cache import cache_dir
 from .models.profiles import resolve_profile
 
 __all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
-           "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb"]
+           "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb", "NOTEBOOK_METHODS",
+           "notebook_roles", "downloads", "download_note", "keep_on_drive"]
+
+#: The methods whose models each notebook loads (their roles come from vadnb.registry).
+#: 80, 85 and 90 can run every method.
+NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
+    "00": (), "10": (), "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
+    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",),
+    "80": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "85": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "90": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+}
+
+#: Where ``keep_on_drive`` keeps the downloads and the cache on Colab.
+DRIVE_ROOT = "/content/drive/MyDrive/vadnb"
 
 #: Share of the host's memory one model's fp32 weights may take on a CPU run.
 HOST_FIT_SHARE = 0.8
@@ -126,6 +140,104 @@ def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -
             "  - on Colab: Runtime > Change runtime type > T4 GPU, then run the notebook again;\n"
             "  - or use PROFILE = \"cpu\" (a real small LLM) or \"tiny\" (runs anywhere; "
             "scores are meaningless).")
+
+
+def notebook_roles(notebook: str) -> list[str]:
+    """The profile-table entries (roles or variants) a notebook's methods load, in order.
+
+    ``notebook``: its two-digit number ("20"). Read from each method's registered roles,
+    so a method that starts using another model changes every notebook's list.
+    """
+    from . import registry
+
+    key = str(notebook)[:2]
+    if key not in NOTEBOOK_METHODS:
+        raise ValueError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_METHODS)}")
+    roles: list[str] = []
+    for method in NOTEBOOK_METHODS[key]:
+        roles += [r for r in registry.get(method).roles.values() if r not in roles]
+    return roles
+
+
+def downloads(roles, profile: str = "colab") -> list[dict]:
+    """What loading ``roles`` under ``profile`` downloads: one row per distinct model.
+
+    Each row: ``model``, ``roles`` (that it plays), ``download_gb`` (estimated, see
+    :mod:`vadnb.models.profiles`) and ``licence`` (what a user must know first). Models
+    built locally (tiny) or shipped in a wheel count 0 GB.
+    """
+    from .models.profiles import model_spec
+
+    rows: dict[str, dict] = {}
+    for role in roles:
+        spec = model_spec(role, profile)
+        if spec.model.startswith("tiny:") or spec.download_gb <= 0:
+            continue
+        row = rows.setdefault(spec.model, {"model": spec.model, "roles": [],
+                                           "download_gb": spec.download_gb,
+                                           "licence": spec.licence})
+        row["roles"].append(role)
+    return list(rows.values())
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def download_note(notebook: str, profile: str = "colab") -> str:
+    """The header sentence of a notebook that lists every download it makes (generated here
+    from the profile table and the registry so it cannot drift; tests compare the headers)."""
+    rows = downloads(notebook_roles(notebook), profile)
+    if not rows:
+        return "This notebook downloads no model (approximate size: 0 GB)."
+    items = [f"{r['model']} ({'/'.join(r['roles'])}, ~{r['download_gb']:g} GB"
+             + (f"; {r['licence']}" if r["licence"] else "") + ")" for r in rows]
+    total = sum(r["download_gb"] for r in rows)
+    several = len(NOTEBOOK_METHODS[str(notebook)[:2]]) > 1
+    return (f'With `PROFILE = "{profile}"` this notebook downloads, once'
+            + (", the models of the methods it runs" if several else "") + ": " + _join(items)
+            + f": ~{total:.1f} GB in all (sizes approximate).")
+
+
+def keep_on_drive(notebook: str, profile: str | None = None, root: str = DRIVE_ROOT,
+                  mount: bool = True) -> dict[str, str]:
+    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab).
+
+    Each Colab notebook runs on a fresh machine; with this, the second notebook reuses the
+    models and cached stages the first one saved instead of downloading ~26 GB again.
+    Mounts Drive (it asks for permission), points ``VADNB_CACHE`` and ``HF_HOME`` there, and
+    prints the space this notebook needs against Drive's free space. Call it before
+    anything imports transformers or huggingface_hub (the Colab cell does): they read
+    ``HF_HOME`` once, on import. Returns the variables it set.
+    """
+    import shutil
+    import sys
+
+    if mount:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(str(Path(root).parents[1]))
+    late = [m for m in ("huggingface_hub", "transformers") if m in sys.modules]
+    paths = {"VADNB_CACHE": str(Path(root) / "cache"), "HF_HOME": str(Path(root) / "huggingface")}
+    for name, path in paths.items():
+        Path(path).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = path
+    name = (profile or os.environ.get("VADNB_PROFILE") or "colab").strip().lower()
+    name = name if name in ("colab", "paper") else "colab"
+    need = sum(r["download_gb"] for r in downloads(notebook_roles(notebook), name))
+    every = sum(r["download_gb"] for r in downloads(
+        sorted({r for k in NOTEBOOK_METHODS for r in notebook_roles(k)}), name))
+    free = shutil.disk_usage(root).free / 1e9
+    print(f"[vadnb] cache and model downloads kept on Google Drive in {root}\n"
+          f"        space: this notebook ~{need:.1f} GB, every notebook together ~{every:.1f} GB "
+          f"(profile {name}); Drive has {free:.1f} GB free.")
+    if free < need:
+        print(f"[vadnb] WARNING: Drive has less free space than this notebook downloads: free "
+              f"~{need - free:.1f} GB on Drive, or set KEEP_ON_DRIVE = False.")
+    if late:
+        print(f"[vadnb] WARNING: {' and '.join(late)} were imported before keep_on_drive(): "
+              "restart the runtime (Runtime > Restart session) so downloads go to Drive.")
+    return paths
 
 
 def silence_known_noise() -> list[str]:

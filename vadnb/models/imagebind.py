@@ -45,6 +45,7 @@ from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
+           "IMAGEBIND_PIP",
            "IMAGEBIND_HUGE_URL", "IMAGEBIND_HUGE", "TINY_IMAGEBIND", "save_imagebind"]
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
@@ -71,16 +72,34 @@ TINY_IMAGEBIND = dict(
 )
 
 
+#: How ImageBind's model code is installed: without its declared dependencies (decord,
+#: pytorchvideo, torchaudio: only its data loaders use them, and decord has no wheel for
+#: macOS arm64 or Linux aarch64). The ``imagebind`` extra of pyproject.toml lists what
+#: ``imagebind.models`` really imports.
+IMAGEBIND_PIP = ("--no-deps", "imagebind-unofficial==0.1.1")
+
+
 def import_imagebind():
-    """Import the ``imagebind`` package's model module, working around its old dependencies.
+    """Import ImageBind's model module (``imagebind.models.imagebind_model``) alone.
 
-    pytorchvideo (imported by ``imagebind``) still imports
-    ``torchvision.transforms.functional_tensor``, removed from torchvision; we alias it to
-    ``torchvision.transforms.functional`` first. ``pkg_resources`` needs setuptools<81.
+    The package's ``__init__`` imports its data loaders (pytorchvideo, torchaudio, decord,
+    pkg_resources), which vadnb never uses and which do not install everywhere; so, unless
+    the package is already imported, it is registered as a bare namespace over its folder
+    and only the model code runs. ImageBind's model code and BPE vocabulary are unchanged.
     """
-    import torchvision.transforms.functional as tv_functional
+    import importlib.util
+    import types
 
-    sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
+    if "imagebind" not in sys.modules:
+        spec = importlib.util.find_spec("imagebind")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("the imagebind package is not installed: pip install "
+                              + " ".join(IMAGEBIND_PIP) + " (and vadnb's [imagebind] extra)")
+        package = types.ModuleType("imagebind")
+        package.__file__ = spec.origin
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["imagebind"] = package
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from imagebind.models import imagebind_model

