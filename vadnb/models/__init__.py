@@ -126,6 +126,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         from .served import load_served
 
         t0 = time.perf_counter()
+        if base_role(role) == "vlm":  # the same image cap as the local VLM of this role
+            from .hf import max_pixels_for
+
+            served_options["max_pixels"] = max_pixels_for(role)
         backend = load_served(role, str(model), batch_size=batch_size, **served_options)
         record_load(base_role(role), backend.name, backend.profile, time.perf_counter() - t0)
         return backend
@@ -163,6 +167,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         meaningless, profile_name = True, "tiny"
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
                   batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)
+    if base == "vlm":  # the role's image cap (VERA 448x448, AnyAnomaly 856x480), as served
+        from .hf import max_pixels_for
+
+        kwargs["max_pixels"] = max_pixels_for(role)
     t0 = time.perf_counter()
     backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)

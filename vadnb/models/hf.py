@@ -21,7 +21,7 @@ from .base import Backend, Reply, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
 
 __all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
-           "DEFAULT_MAX_PIXELS", "fit_pixels"]
+           "DEFAULT_MAX_PIXELS", "ROLE_MAX_PIXELS", "max_pixels_for", "fit_pixels"]
 
 #: The VLM's default image-size cap (pixels per image): 448x448, 256 tokens for Qwen2-VL.
 DEFAULT_MAX_PIXELS = 448 * 448
@@ -30,6 +30,16 @@ DEFAULT_MAX_PIXELS = 448 * 448
 #: AnyAnomaly feeds its benchmarks' frames at native size (ShanghaiTech's 856x480 is the
 #: largest), so its cap keeps those frames whole.
 METHOD_MAX_PIXELS = {"vera": 448 * 448, "anyanomaly": 856 * 480}
+
+#: The cap each VLM role or variant applies by default, local or served alike: ``vlm`` is
+#: VERA's, ``vlm-3b`` AnyAnomaly's (the variants the methods load, see vadnb.registry), so
+#: a method gets its documented image size without passing ``max_pixels=`` on every call.
+ROLE_MAX_PIXELS = {"vlm": METHOD_MAX_PIXELS["vera"], "vlm-3b": METHOD_MAX_PIXELS["anyanomaly"]}
+
+
+def max_pixels_for(role: str) -> int:
+    """The default image cap (pixels) of a VLM role or variant (:data:`ROLE_MAX_PIXELS`)."""
+    return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
 Messages = list[dict[str, Any]]
 

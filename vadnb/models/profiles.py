@@ -39,8 +39,11 @@ processor sees it, so a 1080p frame does not cost ~2.6k tokens. Default 448x448 
 tokens for Qwen2-VL / Qwen2.5-VL); per method (:data:`vadnb.models.hf.METHOD_MAX_PIXELS`):
 VERA 448x448 (its InternVL2 code resizes every frame to one 448x448 tile), AnyAnomaly
 856x480 (its paper feeds the benchmarks' frames at native size; ShanghaiTech's 856x480 are
-the largest). A method passes ``max_pixels=`` to ``vlm.batch``; ``call_stats()`` reports the
-prompt tokens (``tokens_in``) and generated tokens (``tokens_out``) per role.
+the largest). The cap belongs to the role each method loads
+(:data:`vadnb.models.hf.ROLE_MAX_PIXELS`: ``vlm`` VERA's, ``vlm-3b`` AnyAnomaly's) and is
+applied the same way by a local and a served VLM; ``max_pixels=`` on ``vlm.batch`` overrides
+it per call. ``call_stats()`` reports the prompt tokens (``tokens_in``) and generated tokens
+(``tokens_out``) per role.
 
 Memory and download figures
 ---------------------------
