@@ -236,6 +236,62 @@ def test_imagebind_embeds_images_videos_and_texts(tiny):
         emb.encode_video([[]])
 
 
+def _layernorms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+
+
+@pytest.mark.parametrize("role", ["clip", "embedder"])
+def test_half_precision_keeps_layernorm_in_fp32(role):
+    """CLIP (open_clip's fp16/bf16 mode) and ImageBind keep every LayerNorm in fp32, the
+    other weights in the half dtype; embeddings stay close to the fp32 model's."""
+    half = models.load(role, profile="tiny", dtype="bfloat16")
+    full = models.load(role, profile="tiny", dtype="float32")
+    norms = _layernorms(half.model)
+    assert norms and all(p.dtype is torch.float32 for m in norms for p in m.parameters())
+    linear = [m for m in half.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linear and all(m.weight.dtype is torch.bfloat16 for m in linear)
+    got, want = half.encode_image(IMAGES[:3]), full.encode_image(IMAGES[:3])
+    assert np.isfinite(got).all() and (got * want).sum(axis=1).min() > 0.99
+    got, want = half.encode_text(["a man runs"]), full.encode_text(["a man runs"])
+    assert (got * want).sum() > 0.99
+    half.release()
+    full.release()
+
+
+def test_imagebind_holds_exactly_the_checkpoint_tensors_built_without_random_weights(
+        monkeypatch):
+    """The checkpoint's tensors are assigned to an empty (meta) model: no random fp32 model
+    is built first, and the weights are the file's, storage and all."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from vadnb.models import imagebind
+    from vadnb.models.tiny import ensure_tiny
+
+    folder = ensure_tiny("embedder")
+    state = load_file(str(folder / "imagebind.safetensors"))
+    config = json.loads((folder / "imagebind_config.json").read_text())
+    ib = imagebind.import_imagebind()
+    inits: list[str] = []
+    real_init = torch.nn.init.trunc_normal_
+    monkeypatch.setattr(torch.nn.init, "trunc_normal_",
+                        lambda t, *a, **k: (inits.append(t.device.type), real_init(t, *a, **k))[1])
+    net = imagebind.build_from_state(ib, config, state, "tiny")
+    assert inits == [] or set(inits) == {"meta"}  # no random weights drawn on a real device
+    own = net.state_dict()
+    assert set(own) == set(state)
+    for name, tensor in state.items():
+        assert own[name].data_ptr() == tensor.data_ptr(), name  # the file's tensor itself
+    emb = models.load("embedder", profile="tiny")
+    for name, value in emb.model.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0, msg=name)
+    broken = {k: v for k, v in state.items() if k != "modality_heads.vision.2.weight"}
+    with pytest.raises(ValueError, match="broken.safetensors does not match ImageBindModel"):
+        imagebind.build_from_state(ib, config, broken, "broken.safetensors")
+    emb.release()
+
+
 def test_openclip_fallback_embedder_averages_frames(tiny):
     from vadnb.models.openclip import OpenClipEmbedder
     from vadnb.models.tiny import tiny_dir
@@ -367,7 +423,7 @@ def test_weights_go_straight_to_the_gpu_with_device_map(monkeypatch):
 
 def test_backends_load_in_the_dtype_asked_for():
     clip = models.load("clip", profile="tiny", dtype="bfloat16")
-    assert clip.model.token_embedding.weight.dtype is torch.bfloat16
+    assert clip.model.visual.conv1.weight.dtype is torch.bfloat16  # open_clip's mixed bf16
     emb = clip.encode_image(IMAGES[:2])
     assert emb.dtype == np.float32 and _unit_rows(emb)  # outputs are float32 whatever the weights
     llm = models.load("llm", profile="tiny", dtype=torch.bfloat16)

@@ -150,6 +150,8 @@ def load(role: str, profile: str | None = None, model: str | None = None,
                 "from the hub; load it with trust_remote_code=True if you trust the repo, or "
                 f"pick another model with model=...")
         source = spec.model
+        if spec.licence:  # what the user must know before this model downloads
+            print(f"[vadnb] {role}: {spec.model}: {spec.licence}")
     else:
         source, profile_name = str(model), "custom"
     dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]

@@ -71,7 +71,8 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
         text = str(err).lower()
         if "gated" in text or "401" in text or "restricted" in text:
             raise ModelUnavailableError(
-                f"The {role} model {model!r} is gated on the Hugging Face hub: open its page, "
+                f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: the "
+                "Llama 2 Community License): open its page, "
                 "accept the licence, then log in on this machine (`hf auth login`, or set "
                 "HF_TOKEN). Or pick a non-gated model with model=..., or profile='colab'."
             ) from err
