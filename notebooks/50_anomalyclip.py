@@ -345,10 +345,22 @@ classes[classes["true class"] != "Normal"]
 # %% [markdown]
 # ## 7 · One video, interval by interval
 #
-# `anomalyclip.run` is the one-call path for any video: it loads the checkpoint, extracts
-# (cached) features and returns a `Detection`. Each 16-frame segment carries its score, the
-# predicted class and the probability of every class; the explorer shows them under the
-# cursor, written as "<class> (p=<probability>)".
+# `anomalyclip.run` is the one-call path for any video: it reads the checkpoint and calls
+# the method's pipeline, printed below. Step 1 embeds every `feature_stride`-th frame with
+# the frozen CLIP image encoder (each frame is one request to the runtime, so a second run
+# reads the features from the cache and decodes nothing). Step 2 is the inference half of
+# sections 1 to 3: re-centre on the normal centroid, project on the class directions,
+# batch-normalise, run the temporal model over 32 x 16 grids (padded by wrap-around) and
+# combine `p(c) = softmax(likelihoods)_c * score`. Step 3 repeats each strided score back
+# to the frames it stands for.
+
+# %%
+lesson.show_source(anomalyclip.core.pipeline)
+
+# %% [markdown]
+# The result is a `Detection`. Each 16-frame segment carries its score, the predicted class
+# and the probability of every class; the explorer shows them under the cursor, written as
+# "<class> (p=<probability>)".
 
 # %%
 test = videos[videos["split"] == "test"]

@@ -188,15 +188,25 @@ print(prompts)
 # ## Run it
 #
 # One call does everything below for every segment and description; the next sections open
-# it up, one step at a time. Each expensive stage (CLIP on every frame, CLIP on the windows,
-# the VLM's replies) is cached by the video's content, the settings and the model names, so
-# running the cell again makes no model call.
+# it up, one step at a time. Every model call (CLIP on every frame, CLIP on the windows, the
+# VLM's questions) is cached by exactly what is sent: the model, the text, and each image by
+# its recipe (frame, masked frame, grid). Running the cell again makes no model call and
+# decodes no frame; editing a prompt or a view's code asks the models again.
 
 # %%
 det = anyanomaly.run(video_path, config=config, backends=backends, prompts=prompts)
 print(det)
 print(warn(f"VLM replies without a score: {det.extras['parse_summary']}"))
 det.model_calls
+
+# %% [markdown]
+# The whole algorithm is one function, `anyanomaly.pipeline` (in `vadnb/anyanomaly/core.py`),
+# read top to bottom: its numbered steps are the sections below. `rt.map` sends a list of
+# requests to a model (answers come from the cache when nothing changed); `Derived.of`
+# describes an image (the masked frame, the grid) without making it.
+
+# %%
+lesson.show_source(anyanomaly.pipeline, max_lines=90)
 
 # %% [markdown]
 # ## Step 1: the key frame

@@ -252,7 +252,7 @@ plt.show()
 # reads the mistakes and writes new questions.
 
 # %%
-lesson.show_source(vera._optimizer_step)
+lesson.show_source(vera.optimizer_step)
 
 # %%
 result = vera.learn_questions(
@@ -314,6 +314,15 @@ pd.DataFrame({"start": pd.Series(start_questions), "learned": pd.Series(result.q
 # The published UCF-Crime number also multiplies by `exp(-0.5((t - n/2)/(n/2))^2)`, which
 # favours the middle of each video. That is knowledge about *that* test set (its anomalies sit
 # mid-video), not part of the method, so it is off here (`POSITION_PRIOR`).
+
+# %% [markdown]
+# Here are those steps as `vadnb` runs them: `vera.core.pipeline`, the whole of VERA's
+# inference with its numbered steps. The models, the frames and the cache are the runtime's
+# job (`rt.map` asks a model only what it has not answered before, keyed by the exact prompt
+# and frames sent); steps 2 and 3 are the small functions of `vera.core` it calls.
+
+# %%
+lesson.show_source(vera.core.pipeline)
 
 # %% [markdown]
 # `run_many` goes stage by stage over the test videos: every answer with the VLM, then (the

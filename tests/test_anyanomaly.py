@@ -291,7 +291,9 @@ def test_planted_anomaly_is_recovered(planted, fresh_cache):
     reset_decode_stats()
     again = aa.run(path, backends={"clip": clip, "vlm": vlm}, cache=fresh_cache,
                    prompts=["a red square", "a blue circle"])
-    assert again.model_calls.empty
+    warm = again.model_calls.set_index("role")
+    assert warm["calls"].sum() == 0 and warm["items"].sum() == 0
+    assert warm.loc["vlm", "cached"] == 60  # every answer read back from the cache
     assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
     np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
@@ -411,7 +413,9 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
                    grid_cell=56, max_new_tokens=8)
     assert models.load_stats().empty
     assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
-    assert again.model_calls.empty and again.profile == "tiny"
+    warm = again.model_calls.set_index("role")
+    assert warm["calls"].sum() == 0 and warm["items"].sum() == 0 and again.profile == "tiny"
+    assert warm.loc["vlm", "cached"] == 6
     np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
 
@@ -706,7 +710,8 @@ def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache):
 
     peaks = []
     for n in (96, 288):
-        path = write_planted_video(tmp_path / f"v{n}.avi", num_frames=n, size=(192, 144),
+        # frames big enough that holding them would dwarf the runtime's per-request records
+        path = write_planted_video(tmp_path / f"v{n}.avi", num_frames=n, size=(384, 288),
                                    red_frames=range(48, 60), box=(60, 12, 84, 36))
         probe(path, cache=fresh_cache)
         tracemalloc.start()
@@ -714,7 +719,7 @@ def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache):
                prompts=["a red square"], clip_batch_size=8, progress=False)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    frame = 192 * 144 * 3
+    frame = 384 * 288 * 3
     # holding every key/context frame at once would add 4 frames per segment for 8 more
     # segments (32 frames); streamed, the long run needs about what the short one does
     assert peaks[1] < peaks[0] + 8 * frame, [p / 1e6 for p in peaks]
@@ -743,3 +748,68 @@ def test_perfect_perception_runs_the_real_logic(planted, fresh_cache):
     assert cvad_auc({"planted": labels}, {"planted": det.frame_scores}) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no description"):
         aa.oracle_backends(bench, {}, cfg)
+
+
+# --------------------------------------------------------------------------- the core, the runtime
+
+
+def echo_vlm() -> ScriptedVLM:
+    """A VLM double whose reason says how long the prompt it was sent was."""
+    return ScriptedVLM(lambda images, prompt: f"Score: 0.5. Reason: asked {len(prompt)} chars",
+                       name="echo-vlm")
+
+
+def test_editing_the_prompt_code_asks_the_vlm_again(planted, fresh_cache, monkeypatch):
+    """Cache keys come from what is sent: a changed prompt function (where the pipeline
+    finds it, ``anyanomaly.core.build_prompt``) re-asks and gets new replies; the unchanged
+    CLIP requests are all read back."""
+    from vadnb.anyanomaly import core
+
+    path, _ = planted
+    b = {"clip": red_clip(), "vlm": echo_vlm()}
+    det = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    n = len(aa.build_prompt("a red square", "key"))
+    assert set(det.segments.reason_key) == {f"asked {n} chars"}
+    original = core.build_prompt
+    monkeypatch.setattr(core, "build_prompt", lambda d, v: original(d, v) + " Be brief.")
+    again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["vlm", "items"] == 30 and calls.loc["vlm", "cached"] == 0
+    assert calls.loc["clip", "items"] == 0
+    assert set(again.segments.reason_key) == {f"asked {n + 10} chars"}
+
+
+def test_editing_a_view_recipe_asks_the_vlm_again(planted, fresh_cache, monkeypatch):
+    """The masked frame is keyed by its recipe, the operation's code included: a new
+    operation re-asks the batches holding a masked frame, and nothing else is re-read."""
+    from vadnb.anyanomaly import core, views
+
+    path, _ = planted
+    b = {"clip": red_clip(), "vlm": red_vlm()}
+    aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+
+    def masked(images, scores, window_sizes, stride, size):  # a darker masked frame
+        return views.masked(images, scores, window_sizes, stride, size) // 2
+
+    monkeypatch.setattr(core, "masked", masked)
+    again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["vlm", "items"] == 30 and calls.loc["clip", "items"] == 0
+
+
+def test_core_reads_as_numbered_steps():
+    """core.py is the paper's algorithm in about 250 lines; its pipeline's steps are
+    numbered 1, 2, 3, ... in order, and it holds no cache keys or frame streams."""
+    import inspect
+    import re
+
+    from vadnb.anyanomaly import core
+
+    text = inspect.getsource(core)
+    assert len(text.splitlines()) <= 270
+    steps = [int(n) for n in re.findall(r"^    # (\d+)\. ", inspect.getsource(core.pipeline),
+                                        flags=re.MULTILINE)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 8
+    for plumbing in ("get_cache", "make_key", "iter_frames", "read_frames", "models.load(",
+                     "_VERSION", "Roles("):
+        assert plumbing not in text

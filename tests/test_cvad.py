@@ -98,8 +98,10 @@ def test_videos_root_frame_folders_are_matched_and_counted(ground_truth, tmp_pat
             cv2.imwrite(str(frames / name / f"{i:03d}.jpg"), img)
     car = load_cvad(ground_truth, "shanghaitech", "car", videos_root=tmp_path / "shanghaitech")
     assert car.path("01_0053") == frames / "01_0053"
-    # one image too many: the labels no longer fit the video
-    cv2.imwrite(str(frames / "01_0015" / "999.jpg"), np.zeros((4, 4, 3), np.uint8))
+    # one image too many (the next number: a numbered folder's frames are its numbering's
+    # span): the labels no longer fit the video
+    extra = f"{LENGTHS['01_0015']:03d}.jpg"
+    cv2.imwrite(str(frames / "01_0015" / extra), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(AnnotationError, match="01_0015.*26 frame labels.*27 frames"):
         load_cvad(ground_truth, "shanghaitech", "car", videos_root=tmp_path / "shanghaitech")
     (frames / "01_0014").rename(frames / "gone")

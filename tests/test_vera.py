@@ -377,6 +377,24 @@ def test_planted_anomaly_is_recovered(planted, tmp_path):
     assert vlm.batches == 2 * math.ceil(75 / 8)
 
 
+def test_an_interrupted_run_asks_only_the_unfinished_vlm_batches(planted, tmp_path):
+    # 75 segments in VLM calls of vlm_batch_size=8: 10 calls; the 4th call crashes
+    path, _ = planted
+    crashing = _seeing_vlm()
+    crashing.crash_at = 3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        vera.run(path, backends={"vlm": crashing, "embedder": _embedder()},
+                 cache=Cache(tmp_path), image_size=32)
+    assert crashing.batches == 3
+    again = _seeing_vlm()
+    resumed = vera.run(path, backends={"vlm": again, "embedder": _embedder()},
+                       cache=Cache(tmp_path), image_size=32)
+    assert again.batches == math.ceil(75 / 8) - 3  # the 3 answered calls were kept
+    whole = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
+                     cache=Cache(tmp_path / "fresh"), image_size=32)
+    np.testing.assert_array_equal(resumed.frame_scores, whole.frame_scores)
+
+
 def test_position_prior_is_optional_and_multiplies(planted, tmp_path):
     path, _ = planted
     kw = dict(backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
@@ -428,16 +446,21 @@ def test_tiny_models_end_to_end(split_videos, planted, tmp_path):
     assert det.frame_scores.shape == (1200,) and np.all(np.isfinite(det.frame_scores))
 
 
-def test_frame_stream_matches_read_frames_even_when_going_back(tmp_path):
-    from vadnb.video import read_frames, write_test_video
+def test_window_frames_are_the_frames_read_at_image_size(tmp_path):
+    """The runtime's resized frames are exactly what read_frames(size=...) returns."""
+    from vadnb.runtime import Roles, Runtime
+    from vadnb.video import read_frames
 
-    path = str(write_test_video(tmp_path / "codes.avi", num_frames=90, fps=25))
-    stream = vera._FrameStream(path, np.arange(0, 90, 3), size=32, chunk=8)
-    requests = [[0, 3, 9], [9, 30, 60], [63, 87], [6, 12]]  # the last one goes back
-    for want in requests:
-        expected = read_frames(path, indices=want, size=(32, 32)).images
-        np.testing.assert_array_equal(np.stack(stream.get(want)), expected)
-    assert min(stream._buffer) >= 6  # frames behind the last request were dropped
+    rng = np.random.default_rng(0)
+    path = _write(tmp_path / "noise.avi", [rng.integers(0, 255, (40, 56, 3), np.uint8)
+                                           for _ in range(90)])
+    rt = Runtime(Roles("tiny"), Cache(tmp_path / "c"))
+    v = rt.video(path)
+    cfg = vera.Config(image_size=32)
+    window = vera.core.window(v, 45, cfg)
+    expected = read_frames(path, indices=np.unique(vadnb.stages.window_indices(
+        45, 90, v.fps, cfg.window_s, cfg.window_frames)), size=(32, 32)).images
+    np.testing.assert_array_equal(np.stack(rt.pixels(window)), expected)
 
 
 def test_each_epoch_sees_every_training_video_once():
@@ -777,3 +800,57 @@ def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
                     cache=Cache(tmp_path), image_size=32)
     assert "answers: 0 unreadable" in vera.inference_summary([good])
     assert "distinct frame-score values" in vera.auc_note([good], 0.9)
+
+
+# ---------------------------------------------------------------------------------------
+# issue 22: the cache key is what is sent; core.py reads as the paper's numbered steps
+# ---------------------------------------------------------------------------------------
+
+
+def _prompt_reading_vlm():
+    """Answers 1 exactly when the prompt's model description mentions a 'guard dog'."""
+    return CountingVLM(lambda images, prompt:
+                       f"Seen by the {'dog' if 'guard dog' in prompt else 'model'}. "
+                       f"Output: {int('guard dog' in prompt)}")
+
+
+def test_editing_prompt_code_asks_the_model_again(planted, split_videos, monkeypatch,
+                                                  tmp_path):
+    path, _ = planted
+    kw = dict(cache=Cache(tmp_path), image_size=32, stride=400)
+    before = vera.run(path, backends={"vlm": _prompt_reading_vlm(), "embedder": _embedder()},
+                      **kw)
+    assert set(before.segments["answer"].str[:17]) == {"Seen by the model"}
+    # edit the text the learner prompt is built from, where it is defined
+    monkeypatch.setattr(vera.prompts, "_MODEL_DESCRIPTION",
+                        vera.prompts._MODEL_DESCRIPTION + " You are a guard dog.")
+    vlm = _prompt_reading_vlm()
+    after = vera.run(path, backends={"vlm": vlm, "embedder": _embedder()}, **kw)
+    assert vlm.batches == 1 and after.model_calls.set_index("role").loc["vlm", "calls"] == 1
+    assert set(after.segments["answer"].str[:15]) == {"Seen by the dog"}
+    assert after.segments["raw_score"].tolist() == [1.0, 1.0, 1.0]
+    # edit the prompt function itself: learning sees new replies too
+    train, val, _ = split_videos
+    learn = dict(steps=1, questions=Q0, **kw)
+    first = vera.learn_questions(train.iloc[:2], val.iloc[:1],
+                                 backends={"vlm": _prompt_reading_vlm()}, **learn)
+    assert first.history["val_acc"].tolist() == [0.0, 0.0]  # the dog says 1 to a normal video
+    monkeypatch.setattr(vera.prompts, "learner_prompt",
+                        lambda qs, n=8: f"A cat looks at {n} frames. Output: 0 or 1?")
+    vlm = _prompt_reading_vlm()
+    again = vera.learn_questions(train.iloc[:2], val.iloc[:1], backends={"vlm": vlm}, **learn)
+    # validation, learner and optimizer (shown the new predictions) asked anew; the final
+    # validation asks the same as the first (the optimizer kept Q0), so it is not asked twice
+    assert vlm.batches == 3
+    assert again.history["val_acc"].tolist() == [1.0, 1.0]  # the cat says 0: right
+
+
+def test_core_is_short_and_its_pipeline_reads_as_numbered_steps():
+    import inspect
+
+    source = inspect.getsource(vera.core)
+    assert len(source.splitlines()) <= 250
+    steps = re.findall(r"^\s+# (\d+)\. ", inspect.getsource(vera.core.pipeline), re.M)
+    assert steps == ["1", "2", "3"]
+    for plumbing in ("make_key", "get_cache", "Roles(", "configure(", "PROMPT_VERSION"):
+        assert plumbing not in source

@@ -70,7 +70,7 @@ NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
     "00": ("lavad", "anomalyclip", "anyanomaly", "vera"),
     "10": ("lavad", "anyanomaly"),
     "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
-    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",),
+    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",), "75": ("flashback",),
     "80": ("lavad", "anomalyclip", "anyanomaly", "vera"),
     "85": ("lavad", "anomalyclip", "anyanomaly", "vera"),
     "90": ("lavad", "anomalyclip", "anyanomaly", "vera"),

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "vera": "vadnb.vera",
     "anyanomaly": "vadnb.anyanomaly",
     "classical": "vadnb.baseline",
+    "flashback": "vadnb.flashback",
 }
 
 #: One row of a cost model: (role, kind of call, calls per minute of video, formula).
@@ -53,6 +54,9 @@ class Method:
         (none for a model-free method).
     keep_loaded: a caller scoring many clips loads the roles once and keeps them (False
         for LAVAD, whose stages load one role at a time across videos).
+    latency_s: for a causal method, the video seconds between a frame's arrival and its
+        final score (the groundwork for a live mode); None for a method that needs the
+        whole video before it scores any frame.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Method:
     protocols: Sequence[Mapping[str, Any]] = ()
     meaningless_profiles: tuple[str, ...] = ("tiny", "cpu")
     keep_loaded: bool = True
+    latency_s: float | None = None
 
     @property
     def module(self) -> str:

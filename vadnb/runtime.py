@@ -27,6 +27,7 @@ never by re-hashing pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import time
@@ -41,7 +42,7 @@ from .cache import Cache, get_cache, make_key
 from .models.base import is_failed
 
 __all__ = ["Roles", "Runtime", "VideoRef", "Frame", "Derived", "Chat", "Ask", "Caption",
-           "EncodeImage", "EncodeText", "EncodeVideo", "request_key", "image_key",
+           "EncodeImage", "EncodeImageRaw", "EncodeText", "EncodeVideo", "request_key", "image_key",
            "STAT_COLUMNS"]
 
 Messages = list[dict[str, Any]]
@@ -153,8 +154,12 @@ class Roles:
 # --------------------------------------------------------------------------- images by reference
 
 
+@functools.lru_cache(maxsize=1024)
 def _function_id(fn: Callable[..., Any]) -> str:
-    """A function's name and a digest of its source: editing the operation changes keys."""
+    """A function's name and a digest of its source: editing the operation changes keys.
+
+    Remembered per function object (reading source costs ~2 ms; AnyAnomaly keys thousands
+    of window crops): an edited function is a new object, so it still gets a new key."""
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     try:
         source = inspect.getsource(fn)
@@ -191,8 +196,8 @@ class Derived:
            ) -> Derived:
         return cls(op, tuple(sources), tuple(sorted(params.items())))
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # computed once per object (sources may be nested recipes)
         return make_key({"op": _function_id(self.op),
                          "sources": [image_key(s) for s in self.sources],
                          "params": dict(self.params)})
@@ -262,6 +267,15 @@ class EncodeImage:
 
 
 @dataclass(frozen=True)
+class EncodeImageRaw:
+    """One image through the ``clip`` role's visual encoder, its raw output (never
+    L2-normalised), as AnomalyCLIP uses it. A backend without ``encode_image_raw`` (a
+    scripted double) answers with its ``encode_image``."""
+
+    image: Any
+
+
+@dataclass(frozen=True)
 class EncodeText:
     """One text embedding (``clip``, ``embedder``, ``text_embedder``)."""
 
@@ -275,11 +289,11 @@ class EncodeVideo:
     frames: tuple[Any, ...]
 
 
-Request = Chat | Ask | Caption | EncodeImage | EncodeText | EncodeVideo
+Request = Chat | Ask | Caption | EncodeImage | EncodeImageRaw | EncodeText | EncodeVideo
 
 
 def _images_of(request: Any) -> tuple[Any, ...]:
-    if isinstance(request, (Caption, EncodeImage)):
+    if isinstance(request, (Caption, EncodeImage, EncodeImageRaw)):
         return (request.image,)
     if isinstance(request, Ask):
         return tuple(request.images)
@@ -290,7 +304,8 @@ def _images_of(request: Any) -> tuple[Any, ...]:
 
 def request_key(model: str, request: Any) -> str:
     """The cache key of one request sent to ``model``: what is sent, and to whom."""
-    if not isinstance(request, (Chat, Ask, Caption, EncodeImage, EncodeText, EncodeVideo)):
+    if not isinstance(request, (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText,
+                                EncodeVideo)):
         raise TypeError(f"not a runtime request: {type(request).__name__} {request!r:.80}")
     fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
     for name in ("image", "images", "frames"):
@@ -332,6 +347,9 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
     if isinstance(first, EncodeImage):
         return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
                                dtype=np.float32))
+    if isinstance(first, EncodeImageRaw):
+        encode = getattr(backend, "encode_image_raw", None) or backend.encode_image
+        return list(np.asarray(encode([pixels(r.image) for r in requests]), dtype=np.float32))
     if isinstance(first, EncodeText):
         encode = getattr(backend, "encode_text", None) or backend.encode
         return list(np.asarray(encode([r.text for r in requests]), dtype=np.float32))

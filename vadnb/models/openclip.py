@@ -136,6 +136,21 @@ class OpenClipBackend(Backend):
                                desc=f"{self.role} images", on_oom=self._oom)
         return np.stack(rows)
 
+    def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
+        """Images -> float32 [N, D], the visual encoder's raw output (never normalised), as
+        AnomalyCLIP uses it; preprocessed one PIL image at a time with open_clip's own
+        transform, as the official feature extraction."""
+        import torch
+
+        images, out = list(images), []
+        size = max(1, int(self.batch_size or 64))
+        with self._count(len(images)), torch.inference_mode():
+            for i in range(0, len(images), size):
+                x = torch.stack([self.preprocess(_to_pil(im)) for im in images[i:i + size]])
+                emb = self.model.encode_image(x.to(self.device, self.dtype))
+                out.append(emb.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32) if out else self._empty()
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
         if isinstance(texts, str):

@@ -1,0 +1,278 @@
+"""AnomalyCLIP, the paper's algorithm (Zanella et al., CVIU 2024; notebook 50 teaches it):
+CLIP frame features re-centred on the normal centroid, projected on learned class directions
+(the modules: :mod:`.model`), scored by a temporal model; trained from video labels alone by
+multiple-instance selection and :func:`anomalyclip_loss` (the loop: :mod:`.train`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from ..runtime import EncodeImageRaw, Runtime, VideoRef
+from ..stages import ModelId, config_dataclass
+
+NORMAL = "Normal"
+
+
+# Limits turn a typo into an error, not an out-of-memory crash: grid axes <= 1024 x 256 (the
+# paper: 32 x 16); n_ctx <= 64 (CLIP reads 77 tokens, the class name needs the rest).
+@config_dataclass
+class Config:
+    """AnomalyCLIP's settings, defaulting to the paper's UCF-Crime recipe (frame AUC 86.36
+    with raw CLIP ViT-B/16 features of every frame). The official per-dataset recipes are
+    :data:`RECIPES` (``recipe("shanghaitech")``). ``epochs``, ``batch_size`` and
+    ``feature_stride`` are the knobs to shrink for a CPU run."""
+
+    clip_model: ModelId | None = None
+    """The clip role's model (None: the profile's; the paper uses CLIP ViT-B/16, 512-d)."""
+    feature_stride: Annotated[int, Field(ge=1, le=10_000)] = 1
+    """Embed every k-th frame (1: every frame, as the paper); scores are repeated back."""
+    batch_frames: Annotated[int, Field(ge=1, le=4096)] = 32
+    """Frames per clip call while extracting features."""
+    n_ctx: Annotated[int, Field(ge=1, le=64)] = 8
+    """Learnable context tokens per class in the CoOp prompt ("X X X X X X X X <class>.")."""
+    train_text_projection: bool = True
+    """Fine-tune CLIP's text projection together with the prompts (the paper does)."""
+    num_segments: Annotated[int, Field(ge=1, le=1024)] = 32
+    """Segments per training video (the grid's long axis)."""
+    seg_length: Annotated[int, Field(ge=1, le=256)] = 16
+    """Consecutive (strided) frames per segment (the grid's short axis)."""
+    segment_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.7
+    """Probability that a segment is hidden from the top-k / bottom-k selection."""
+    top_k: Annotated[int, Field(ge=1, le=1024)] = 3
+    """Segments selected as most anomalous per video."""
+    bottom_k: Annotated[int, Field(ge=1, le=1024)] = 3
+    """Segments of abnormal videos selected as least anomalous (treated as normal)."""
+    emb_size: Annotated[int, Field(ge=1, le=8192)] = 256
+    """Width of the temporal model (its input Linear maps the CLIP dim to this; XD: 128)."""
+    depth: Annotated[int, Field(ge=1, le=64)] = 1
+    """Axial transformer layers (ShanghaiTech: 2)."""
+    concat_features: bool = False
+    """Feed the temporal model the likelihoods before the features (ShanghaiTech)."""
+    heads: Annotated[int, Field(ge=1, le=256)] = 8
+    """Attention heads (each ``emb_size // heads`` wide)."""
+    lambda_smooth: Annotated[float, Field(ge=0)] = 8e-4
+    """Weight of the smoothness term (sum of squared score differences)."""
+    lambda_sparse: Annotated[float, Field(ge=0)] = 8e-3
+    """Weight of the sparsity term (mean score of abnormal videos)."""
+    lr: Annotated[float, Field(gt=0)] = 1e-5
+    """AdamW learning rate (UCF-Crime; XD-Violence 5e-6, ShanghaiTech 5e-4)."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.2
+    """AdamW weight decay."""
+    warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
+    """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
+    lr_schedule: Literal["per_step", "per_epoch"] = "per_step"
+    """"per_step": warm-up and cosine move every step; "per_epoch": the official schedule
+    (changes once per epoch, the first epoch at exactly 0)."""
+    smooth_within_videos: bool = True
+    """Smoothness within each abnormal video; False: over the flattened batch (official)."""
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """Training epochs (an epoch sees every video of the larger of the two groups once)."""
+    batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
+    """Videos per step: half abnormal, half normal."""
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    """Seed for initialisation, sampling and segment dropout."""
+    device: str | None = None
+    """"cuda" / "cpu" (None: cuda when available)."""
+
+    @model_validator(mode="after")
+    def _fields_agree(self) -> Config:
+        if self.emb_size % self.heads:
+            raise ValueError(f"Config.emb_size ({self.emb_size}) must be divisible by "
+                             f"Config.heads ({self.heads})")
+        if max(self.top_k, self.bottom_k) > self.num_segments:
+            raise ValueError(f"Config.top_k ({self.top_k}) and Config.bottom_k "
+                             f"({self.bottom_k}) cannot exceed Config.num_segments "
+                             f"({self.num_segments})")
+        return self
+
+    @property
+    def grid(self) -> int:
+        """Frames in one 32 x 16 grid (512 by default)."""
+        return self.num_segments * self.seg_length
+
+
+# --------------------------------------------------------------------------- the paper's steps
+
+
+def normal_centroid(features: Mapping[str, np.ndarray], labels: Mapping[str, str]) -> np.ndarray:
+    """Mean feature over every frame of the normal videos (label ``"Normal"``)."""
+    normal = [np.asarray(features[v], dtype=np.float64) for v in features if labels[v] == NORMAL]
+    if not normal:
+        raise ValueError("no normal videos to compute the normal centroid from; the training "
+                         "split needs videos labelled 'Normal'")
+    total = sum(f.sum(0) for f in normal)
+    return (total / sum(len(f) for f in normal)).astype(np.float32)
+
+
+def pad_wraparound(num_frames: int, multiple: int) -> np.ndarray:
+    """Indices ``0 .. num_frames-1`` then the video's start again, up to a multiple
+    (test-time padding: 700 frames, ``multiple=512`` -> 1024 indices, the last frames 0..323)."""
+    padded = math.ceil(num_frames / multiple) * multiple
+    return np.arange(padded) % num_frames
+
+
+def class_directions(text_features: Any, centroid: Any) -> Any:
+    """One unit direction per class ``[C, D]``: each class's text feature minus the normal
+    centroid, normalised (the official selector's re-centring of the text side)."""
+    text = text_features - centroid
+    return text / text.norm(dim=-1, keepdim=True)
+
+
+def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int,
+                    top_k: int = 3, bottom_k: int = 3, keep: Any = None) -> tuple[Any, Any]:
+    """Multiple-instance selection: ``(top [B, top_k], bottom [B, bottom_k])`` segments.
+
+    ``logits [B, S*L, C]``; ``labels [B]`` class index, ``-1`` = normal video; ``keep
+    [B, S]`` the segments that survive dropout (None: all). Abnormal videos rank segments by
+    the summed likelihood of their own class, normal videos by that of all classes (their
+    ``bottom`` is unused). Dropped segments are never picked while enough remain.
+    """
+    b, t, c = logits.shape
+    seg = logits.detach().reshape(b, num_segments, seg_length, c).sum(2)  # [B, S, C]
+    labels = torch.as_tensor(labels, device=logits.device).long()
+    abnormal = labels >= 0
+    own = seg.gather(2, labels.clamp(min=0).view(b, 1, 1).expand(b, num_segments, 1)).squeeze(2)
+    rank = torch.where(abnormal[:, None], own, seg.sum(2))  # [B, S]
+    if keep is None:
+        keep = torch.ones(b, num_segments, dtype=torch.bool, device=logits.device)
+    keep = torch.as_tensor(keep, device=logits.device).bool()
+    top = torch.where(keep, rank, torch.full_like(rank, -1e6)).topk(top_k, dim=1).indices
+    bottom = torch.where(keep, rank, torch.full_like(rank, 1e6)).topk(bottom_k, dim=1,
+                                                                      largest=False).indices
+    return top, bottom
+
+
+def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> Any:
+    """Frames of the chosen segments: ``x [B, S*L, ...]``, ``idx [B, k]`` -> ``[B, k*L, ...]``."""
+    b = x.shape[0]
+    rest = x.shape[2:]
+    grid = x.reshape(b, num_segments, seg_length, *rest)
+    index = idx.view(b, -1, *([1] * (1 + len(rest)))).expand(-1, -1, seg_length, *rest)
+    return grid.gather(1, index).reshape(b, -1, *rest)
+
+
+def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
+                     num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
+                     lambda_sparse: float = 8e-3, eps: float = 1e-8,
+                     smooth_within_videos: bool = True) -> dict[str, Any]:
+    """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
+    ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
+
+    Terms (A / N: abnormal / normal videos): ``projection_topk`` = -mean true-class
+    likelihood over A's top-k frames; ``projection_normal`` = mean over N's frames of the
+    largest likelihood; ``nll`` = mean -log p of the true class (A's top-k) + of normal (A's
+    bottom-k, N's top-k), ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 -
+    score``; ``smoothness`` = ``lambda_smooth`` * sum of A's squared score steps (within
+    each video, or over the flattened batch as the official code); ``sparsity`` =
+    ``lambda_sparse`` * mean of A's scores.
+    """
+    labels = torch.as_tensor(labels, device=logits.device).long()
+    abn = labels >= 0
+    nor = ~abn
+    if not abn.any() or not nor.any():
+        raise ValueError("a training batch needs both abnormal and normal videos")
+    S, L = num_segments, seg_length
+    a_logits, a_scores, a_labels = logits[abn], scores[abn], labels[abn]
+    n_logits, n_scores = logits[nor], scores[nor]
+
+    # likelihood terms
+    a_top = _gather_segments(a_logits, top[abn], S, L)  # [A, k*L, C]
+    true_top = a_top.gather(2, a_labels.view(-1, 1, 1).expand(-1, a_top.shape[1], 1))
+    projection_topk = -true_top.mean()
+    projection_normal = n_logits.max(dim=2).values.mean()
+
+    # NLL on the joint class probabilities
+    def log_probs(lg: Any, sc: Any) -> Any:
+        log_class = torch.log_softmax(lg, dim=-1) + torch.log(sc.clamp_min(eps)).unsqueeze(-1)
+        log_normal = torch.log((1 - sc).clamp_min(eps)).unsqueeze(-1)
+        return torch.cat([log_class, log_normal], dim=-1)  # normal is the last column
+
+    c = logits.shape[-1]
+    lp_a_top = log_probs(a_top, _gather_segments(a_scores, top[abn], S, L))
+    nll_topk_abnormal = -lp_a_top.gather(
+        2, a_labels.view(-1, 1, 1).expand(-1, lp_a_top.shape[1], 1)).mean()
+    lp_a_bottom = log_probs(_gather_segments(a_logits, bottom[abn], S, L),
+                            _gather_segments(a_scores, bottom[abn], S, L))
+    nll_bottomk_abnormal = -lp_a_bottom[..., c].mean()
+    lp_n_top = log_probs(_gather_segments(n_logits, top[nor], S, L),
+                         _gather_segments(n_scores, top[nor], S, L))
+    nll_topk_normal = -lp_n_top[..., c].mean()
+    nll = nll_topk_abnormal + nll_bottomk_abnormal + nll_topk_normal
+
+    # temporal priors on abnormal videos' scores
+    seq = a_scores if smooth_within_videos else a_scores.reshape(1, -1)
+    smoothness = lambda_smooth * ((seq[:, 1:] - seq[:, :-1]) ** 2).sum()
+    sparsity = lambda_sparse * a_scores.mean()
+
+    total = projection_topk + projection_normal + nll + smoothness + sparsity
+    return {"projection_topk": projection_topk, "projection_normal": projection_normal,
+            "nll_topk_abnormal": nll_topk_abnormal, "nll_bottomk_abnormal": nll_bottomk_abnormal,
+            "nll_topk_normal": nll_topk_normal, "nll": nll, "smoothness": smoothness,
+            "sparsity": sparsity, "total": total}
+
+
+LOSS_TERMS = ("projection_topk", "projection_normal", "nll", "smoothness", "sparsity")
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def embed_frames(rt: Runtime, v: VideoRef, stride: int, batch_frames: int) -> np.ndarray:
+    """Raw CLIP image features ``[ceil(N / stride), D]`` of every ``stride``-th frame."""
+    frames = v.frames(range(0, v.num_frames, stride))
+    features = rt.map("clip", [EncodeImageRaw(f) for f in frames], batch_size=batch_frames,
+                      desc="CLIP features")
+    return np.stack(features).astype(np.float32)
+
+
+def score_features(model: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``[T]`` and class probabilities ``[T, C+1]`` (Normal last) of features ``[T, D]``.
+
+    Padded by wrap-around to whole 32 x 16 grids; grid ``j`` of ``g`` takes the ``j``-th 16
+    frames of each of 32 blocks, so each grid spans the whole video (as the original)."""
+    cfg, t = model.config, len(features)
+    idx = pad_wraparound(t, cfg.grid)
+    grids = len(idx) // cfg.grid
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(features[idx]).to(model.centroid.device)  # [g*S*L, D]
+        centred = x - model.centroid  # normality is the origin
+        logits = model.likelihoods(centred)  # [g*S*L, C] BatchNorm'ed projections on d_c
+        grid = model.temporal_input(centred, logits)
+        grid = grid.reshape(cfg.num_segments, grids, cfg.seg_length, -1).transpose(0, 1)
+        scores = model.temporal(grid).transpose(0, 1).reshape(-1)  # back to frame order
+        cond = torch.softmax(logits, dim=-1)
+        probs = torch.cat([cond * scores[:, None], (1 - scores)[:, None]], dim=1)
+    return (scores[:t].cpu().numpy().astype(np.float32),
+            probs[:t].cpu().numpy().astype(np.float32))
+
+
+def repeat_strided(values: np.ndarray, stride: int, num_frames: int) -> np.ndarray:
+    """Per-feature values back to every frame: each stands for its ``stride`` frames, the
+    last one also for any frames left after it."""
+    out = np.repeat(values, stride, axis=0)
+    if len(out) < num_frames:
+        out = np.concatenate([out, np.repeat(out[-1:], num_frames - len(out), axis=0)])
+    return out[:num_frames]
+
+
+def pipeline(rt: Runtime, video: Any, cfg: Config,
+             score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(frame_scores [N], class_probs [N, C+1], fps)`` of ``video``; ``score`` is a
+    trained model's :func:`score_features` (the caller loads the model, cached)."""
+    v = rt.video(video)
+    # 1. embed every feature_stride-th frame with the frozen CLIP image encoder (raw output)
+    features = embed_frames(rt, v, cfg.feature_stride, cfg.batch_frames)
+    # 2. re-centre on the normal centroid, project on the class directions, run the
+    #    temporal model over 32 x 16 grids, and combine: p(c) = softmax * score
+    scores, probs = score(features)
+    # 3. repeat the strided scores back to every frame
+    return (repeat_strided(scores, cfg.feature_stride, v.num_frames),
+            repeat_strided(probs, cfg.feature_stride, v.num_frames), v.fps)

@@ -1,0 +1,75 @@
+"""Every way vadnb's AnomalyCLIP departs from the official code (lucazanella/AnomalyCLIP):
+what, why and the measured effect (notebook 50 renders it)."""
+
+from __future__ import annotations
+
+from ..stages import Difference
+
+#: Every way vadnb's AnomalyCLIP departs from lucazanella/AnomalyCLIP (notebook 50 renders it).
+DIFFERENCES: list[Difference] = [
+    Difference(
+        what="Smoothness sums squared score steps inside each abnormal video; the official "
+             "code flattens the abnormal half of the batch first, so the step from one "
+             "video's last frame to the next video's first frame is penalised too.",
+        why="that jump says nothing about either video.",
+        effect="31 spurious terms out of ~16,000 in a 64-video batch, weighted 8e-4: small, "
+               "not measured on a benchmark.",
+        flag="smooth_within_videos=False"),
+    Difference(
+        what="The learning rate warms up per step, starting at lr / warm-up steps; the "
+             "official schedule changes once per epoch and runs its first epoch at exactly 0.",
+        why="a first epoch at lr 0 updates nothing (AdamW's decay is scaled by lr too).",
+        effect="the official run trains one epoch less (1 of 50; ShanghaiTech 1 of 100); "
+               "not measured.",
+        flag='lr_schedule="per_epoch"'),
+    Difference(
+        what="The reversible axial transformer runs its two-stream coupling with ordinary "
+             "autograd instead of the reversible backward pass.",
+        why="simpler code, no custom autograd function.",
+        effect="none on outputs (the temporal model matches the official computation to "
+               "1e-5 at depth 1 and 2, tests/test_anomalyclip.py); more activation memory "
+               "in training."),
+    Difference(
+        what="Prompts are built for the anomaly classes only; the official code also encodes "
+             "a Normal prompt and drops its row before use.",
+        why="the Normal row never reaches the loss, so it is wasted work.",
+        effect="none: identical directions (its context row never gets a gradient); the "
+               "release converter drops that row."),
+    Difference(
+        what="A video's class is the class with the largest summed p(c) over its frames "
+             "(threshold-free); the official rule predicts Normal for frames below a score "
+             "threshold chosen by Youden's J on the test ROC and reports per-frame top-1/5.",
+        why="a threshold tuned on the test labels leaks them into the reported numbers.",
+        effect="the official numbers are optimistic by an unmeasured margin; evaluate() "
+               "reports both: top1_video / top5_video (ours) and paper_top1_frame / "
+               "paper_top5_frame with paper_threshold (the official rule, tuned on test).",
+        flag="Evaluation.paper_top1_frame"),
+    Difference(
+        what="The NLL takes log(max(p, 1e-8)); the official takes log(p).",
+        why="a probability that underflows to 0 would give an infinite loss.",
+        effect="none unless a probability falls below 1e-8."),
+    Difference(
+        what="Features vadnb extracts come from vadnb's video reader and open_clip's OpenAI "
+             "ViT-B/16 with its preprocessing; the release's come from OpenAI's clip package "
+             "on the authors' extracted frames.",
+        why="one video pipeline for the whole suite.",
+        effect="same weights and scale (raw visual output); resizing and decoding may differ "
+               "slightly: not measured. Released features load with load_features / "
+               "release_benchmark."),
+    Difference(
+        what="feature_stride > 1 embeds every k-th frame and repeats scores back; the "
+             "official configs embed every frame (stride 1, the default here).",
+        why="a CPU or a T4 can then afford the lesson.",
+        effect="coarser scores; not measured on a benchmark.",
+        flag="feature_stride=1"),
+    Difference(
+        what="Segment offsets and dropout masks are drawn from one numpy Generator seeded by "
+             "Config.seed (the official uses numpy's global state and torch.bernoulli).",
+        why="a run is reproducible from its Config.",
+        effect="same distributions, different draws."),
+    Difference(
+        what="run() adds a table of 16-frame segments (mean score, most probable class) to "
+             "the per-frame output for the explorer.",
+        why="the explorer and Detection show intervals.",
+        effect="none on frame scores or metrics."),
+]

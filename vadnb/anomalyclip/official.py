@@ -1,0 +1,388 @@
+"""Readers of the authors' released files (lucazanella/AnomalyCLIP): the per-dataset
+recipes of the official configs, the class order of each released model, pre-extracted
+features and list files, and released Lightning checkpoints converted to vadnb's format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .core import NORMAL, Config
+from .model import _checkpoint_paths, clip_label, load_checkpoint
+from .run import feature_scale
+
+
+#: The official per-dataset settings (configs/model/anomaly_clip_<dataset>.yaml and
+#: configs/experiment/<dataset>.yaml of lucazanella/AnomalyCLIP), as Config overrides, and
+#: the paper's headline result with each.
+RECIPES: dict[str, dict[str, Any]] = {
+    "ucf_crime": {"config": {}, "paper": "frame AUC 86.36"},
+    "xd_violence": {"config": {"emb_size": 128, "lr": 5e-6}, "paper": "frame AP 78.51"},
+    "shanghaitech": {"config": {"lr": 5e-4, "depth": 2, "concat_features": True,
+                                "warmup_epochs": 10, "epochs": 100},
+                     "paper": "frame AUC 98.07 (weakly supervised split)"},
+}
+
+#: Class order of each released model (the official ``data/*_labels.csv``: the prompts are
+#: built for these names sorted, "Normal" included, and the Normal row is then dropped).
+RELEASE_CLASSES: dict[str, list[str]] = {
+    "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                  "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
+                  "Vandalism"],
+    "xd_violence": ["Abuse", "Car_accident", "Explosion", "Fighting", "Normal", "Riot",
+                    "Shooting"],
+    "shanghaitech": ["car", "chasing", "circuit", "fall", "fighting", "hurdle", "jumping",
+                     "monocycle", "normal", "push", "robbery", "running", "skateboard", "step",
+                     "stoop", "throwing object", "vaudeville", "vehicle"],
+}
+
+
+def _dataset_key(dataset: str) -> str:
+    key = str(dataset).lower().replace("-", "_").replace(" ", "_")
+    key = {"ucf": "ucf_crime", "ucfcrime": "ucf_crime", "xd": "xd_violence",
+           "xdviolence": "xd_violence", "sht": "shanghaitech", "shanghai_tech": "shanghaitech"
+           }.get(key, key)
+    if key not in RECIPES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(RECIPES)}")
+    return key
+
+
+def recipe(dataset: str, **overrides: Any) -> Config:
+    """The official Config for ``dataset`` ("ucf_crime", "xd_violence", "shanghaitech"),
+    with ``overrides`` on top (e.g. fewer epochs for a CPU run)."""
+    return Config(**{**RECIPES[_dataset_key(dataset)]["config"], **overrides})
+
+
+
+def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | None = None,
+                  ncrops: int = 1, crop: int = 0) -> dict[str, np.ndarray]:
+    """Read pre-extracted per-video features laid out as the AnomalyCLIP release ships them.
+
+    The release has one ``.npy`` per video under ``npy_root``, in per-class folders
+    (``Abuse/Abuse001_x264.npy``), each ``[T * ncrops, 512]``: one row per frame (rows of the
+    same frame's crops adjacent), raw CLIP ViT-B/16 outputs. Its list files
+    (``Anomaly_Train_Abnormal.txt``, ...) name one video per line as
+    ``<folder>/<video> <start> <end> <label id>``. A file whose rows all have norm 1 (not the
+    release's scale) gets a warning naming it.
+
+    Args:
+        npy_root: folder holding the features.
+        list_file: read only the videos it lists (first column, ``.npy`` added); default:
+            every ``.npy`` under ``npy_root``.
+        ncrops, crop: crops per frame in the files and the one to keep.
+
+    Returns:
+        dict video name (file stem) -> float32 ``[T, D]``.
+    """
+    import warnings
+
+    root = Path(npy_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"feature folder not found: {root}; download the pre-extracted "
+                                "features (see the AnomalyCLIP README) and unpack them there")
+    if not 0 <= crop < ncrops:
+        raise ValueError(f"crop must be in [0, {ncrops}), got {crop}")
+    if list_file is not None:
+        rel = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
+        paths = [root / (r if r.endswith(".npy") else r + ".npy") for r in rel]
+    else:
+        paths = sorted(root.rglob("*.npy"))
+    if not paths:
+        raise FileNotFoundError(f"no .npy feature files under {root}")
+    out: dict[str, np.ndarray] = {}
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is listed in {list_file} but missing under {root}")
+        arr = np.load(p, allow_pickle=False)
+        if arr.ndim != 2 or arr.shape[0] % ncrops or arr.shape[0] == 0:
+            raise ValueError(f"{p}: expected [frames * {ncrops}, D] features, got shape {arr.shape}")
+        feats = np.ascontiguousarray(arr.reshape(-1, ncrops, arr.shape[1])[:, crop],
+                                     dtype=np.float32)
+        if feature_scale(feats) == "unit":
+            warnings.warn(f"{p}: every row has norm 1 (L2-normalised), but AnomalyCLIP's released "
+                          "features and checkpoints are raw CLIP outputs; a released checkpoint "
+                          "will refuse these features", stacklevel=2)
+        out[p.stem] = feats
+    return out
+
+
+
+class _Inert:
+    """Stands in for a non-tensor object pickled in a released checkpoint (the Lightning
+    hyper-parameters: optimiser partials, the loss object). Accepts anything, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _safe_torch_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``; objects other than tensors and containers
+    that the file pickles (hyper-parameters) become inert placeholders, never their code."""
+    import torch.serialization as ts
+
+    unsafe = []
+    if hasattr(ts, "get_unsafe_globals_in_checkpoint"):
+        try:
+            unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as err:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
+    stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]
+    try:
+        if stubs:
+            with ts.safe_globals(stubs):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: could not be read with torch.load(weights_only=True): {err}") from err
+
+
+#: Official (Lightning) key prefix -> vadnb key, for the parts that map one to one.
+_RELEASE_KEYS = {
+    "net.text_encoder.text_projection": "prompts.text_projection",
+    "net.selector_model.bn_layer.running_mean": "norm.running_mean",
+    "net.selector_model.bn_layer.running_var": "norm.running_var",
+    "net.selector_model.bn_layer.num_batches_tracked": "norm.num_batches_tracked",
+    "net.temporal_model.projection.weight": "temporal.projection.weight",
+    "net.temporal_model.projection.bias": "temporal.projection.bias",
+    "net.temporal_model.classifier.layer_norm.weight": "temporal.head_norm.weight",
+    "net.temporal_model.classifier.layer_norm.bias": "temporal.head_norm.bias",
+    "net.temporal_model.classifier.linear.weight": "temporal.head.weight",
+    "net.temporal_model.classifier.linear.bias": "temporal.head.bias",
+}
+
+
+def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any]:
+    """The official ``state_dict`` (keys ``net.…``) -> vadnb :class:`AnomalyCLIP` keys.
+
+    Drops the frozen CLIP weights and the Normal class's context row (``normal_id``), and
+    maps the axial transformer: reversible block ``2i`` holds layer ``i``'s attention along
+    segments (``f``) and along frames (``g``), block ``2i + 1`` its two feed-forwards; the
+    positional embeddings ``[1, E, S, 1]`` / ``[1, E, 1, L]`` become ``[S, 1, E]`` / ``[1, L, E]``.
+    """
+    import re
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in _RELEASE_KEYS:
+            out[_RELEASE_KEYS[key]] = value
+        elif key == "net.prompt_learner.ctx":
+            if value.dim() != 3:
+                raise ValueError("only class-specific contexts (shared_context: False) are supported")
+            out["prompts.ctx"] = torch.cat([value[:normal_id], value[normal_id + 1:]])
+        elif key == "net.temporal_model.axial_attn.pos_emb.param_0":
+            out["temporal.pos_segments"] = value[0].permute(1, 2, 0)
+        elif key == "net.temporal_model.axial_attn.pos_emb.param_1":
+            out["temporal.pos_frames"] = value[0].permute(1, 2, 0)
+        else:
+            m = re.fullmatch(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.([fg])\.net\.(.+)", key)
+            if not m:
+                continue  # frozen CLIP parts, prompt token buffers
+            block, side, rest = int(m.group(1)), m.group(2), m.group(3)
+            layer, sub = block // 2, (0 if side == "f" else 1) + (2 if block % 2 else 0)
+            target = f"temporal.layers.{layer}.{sub}."
+            if block % 2 == 0:  # PreNorm(SelfAttention) inside PermuteToFrom
+                rest = rest.replace("fn.fn.", "", 1) if rest.startswith("fn.fn.") else rest.replace("fn.", "", 1)
+                out[target + rest] = value
+            else:  # Sequential(ChanLayerNorm, Conv2d, LeakyReLU, Conv2d)
+                name = {"0.g": "norm.weight", "0.b": "norm.bias", "1.weight": "net.0.weight",
+                        "1.bias": "net.0.bias", "3.weight": "net.2.weight",
+                        "3.bias": "net.2.bias"}.get(rest)
+                if name is None:
+                    raise ValueError(f"unexpected key in the released temporal model: {key}")
+                out[target + name] = value.reshape(-1) if rest.startswith("0.") else value
+    return out
+
+
+def _official_depth(state: Mapping[str, Any]) -> int:
+    import re
+
+    blocks = {int(m.group(1)) for k in state
+              for m in [re.match(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", k)] if m}
+    return (max(blocks) + 1) // 2 if blocks else 0
+
+
+def _load_centroid(path: str | os.PathLike) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"normal centroid file not found: {p} (the release ships it as "
+                                "ncentroid.pt beside the checkpoint)")
+    if p.suffix == ".npy":
+        value = np.load(p, allow_pickle=False)
+    else:
+        value = _safe_torch_load(p)
+        value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    value = np.asarray(value, dtype=np.float32).reshape(-1)
+    if value.size < 2:
+        raise ValueError(f"{p}: expected a [D] centroid, got shape {value.shape}")
+    return value
+
+
+def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
+                    out: str | os.PathLike, dataset: str, *,
+                    clip_model: str = "ViT-B-16:openai", profile: str = "colab") -> Path:
+    """Convert an official AnomalyCLIP release (Lightning ``.ckpt`` + ``ncentroid.pt``) into
+    vadnb's safetensors + JSON checkpoint (:func:`load_checkpoint` / :func:`run` read it).
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` (pickled hyper-parameter
+    objects become inert placeholders; nothing in the file runs). The recipe comes from
+    :data:`RECIPES` (``depth`` and widths are checked against the weights), the class
+    order from :data:`RELEASE_CLASSES` with the Normal row dropped, the centroid from its
+    own file. ``clip_model`` / ``profile`` name the CLIP whose text tower the prompts go
+    through (the release used OpenAI's ViT-B/16: vadnb's ``clip`` role on the colab profile).
+    """
+    key = _dataset_key(dataset)
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"released checkpoint not found: {path}")
+    raw = _safe_torch_load(path)
+    state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else None
+    if not isinstance(state, Mapping) or "net.prompt_learner.ctx" not in state:
+        raise ValueError(f"{path}: no AnomalyCLIP weights (expected a Lightning checkpoint with "
+                         "state_dict['net.prompt_learner.ctx'])")
+    classes = RELEASE_CLASSES[key]
+    normal_id = [c.lower() for c in classes].index("normal")
+    ctx = state["net.prompt_learner.ctx"]
+    if ctx.shape[0] != len(classes):
+        raise ValueError(f"{path}: {ctx.shape[0]} prompt contexts but {key} has {len(classes)} "
+                         f"classes (Normal included); is this the {key} checkpoint?")
+    mapped = map_release_state(state, normal_id)
+    mapped["centroid"] = torch.from_numpy(_load_centroid(centroid))
+    emb = int(state["net.temporal_model.projection.weight"].shape[0])
+    in_dim = int(state["net.temporal_model.projection.weight"].shape[1])
+    dim = int(mapped["centroid"].shape[0])
+    if emb % Config.heads:
+        raise ValueError(f"{path}: temporal width {emb} is not divisible by {Config.heads} heads")
+    if in_dim not in (dim, dim + len(classes) - 1):
+        raise ValueError(f"{path}: the temporal model reads {in_dim}-d inputs but the centroid "
+                         f"is {dim}-d; is {Path(centroid).name} the centroid of this checkpoint?")
+    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
+                 concat_features=in_dim != dim)
+    from safetensors.torch import save_file
+
+    weights, meta_path = _checkpoint_paths(out)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in mapped.items()}, str(weights))
+    anomaly = [c for i, c in enumerate(classes) if i != normal_id]
+    meta = {"method": "anomalyclip", "config": asdict(cfg), "class_names": anomaly,
+            "clip_model": clip_model, "profile": profile, "feature_dim": dim,
+            "feature_scale": "raw", "converted_from": path.name, "dataset": key}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return weights
+
+
+def load_release_checkpoint(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
+                            dataset: str, clip: Any, out: str | os.PathLike | None = None,
+                            device: str | None = None) -> Any:
+    """:func:`convert_release` then :func:`load_checkpoint` with ``clip`` (OpenAI CLIP
+    ViT-B/16 for the real release); the converted files go to ``out`` (default: beside the
+    checkpoint, ``<name>.vadnb.safetensors``)."""
+    out = out or Path(checkpoint).with_suffix(".vadnb.safetensors")
+    weights = convert_release(checkpoint, centroid, out, dataset, clip_model=clip_label(clip),
+                              profile=str(getattr(clip, "profile", "custom")))
+    return load_checkpoint(weights, clip=clip, device=device)
+
+
+def release_benchmark(npy_root: str | os.PathLike,
+                      lists: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+                      dataset: str, temporal_annotation: str | os.PathLike | None = None,
+                      ncrops: int = 1, crop: int = 0, fps: float = 30.0
+                      ) -> tuple[Any, dict[str, np.ndarray]]:
+    """AnomalyCLIP's released features and list files as a vadnb Benchmark plus features.
+
+    Args:
+        npy_root: the unpacked feature folder (``Abuse/Abuse001_x264.npy``, ...).
+        lists: split -> list file(s) of the release, e.g. ``{"train":
+            ["Anomaly_Train_Abnormal.txt", "Anomaly_Train_Normal.txt"], "test":
+            "Anomaly_Test.txt"}``; each line ``<folder>/<video> <start> <end> <label id>...``.
+            The label id indexes :data:`RELEASE_CLASSES` of ``dataset``: labels come from the
+            list, no hand-built dict.
+        temporal_annotation: the release's temporal annotation of the test videos (``<video>
+            <class> <start> <end> [<start> <end> ...]``, inclusive frame numbers, ``-1``
+            for none); frames are anomalous where, as in the official code,
+            ``start <= i + <list start> <= end``.
+        ncrops, crop, fps: crops per frame in the files, the one kept, the frame rate
+            written to the table (features are one per frame).
+
+    Returns:
+        ``(benchmark, features)``: pass both to :func:`train` / :func:`evaluate`
+        (``features=features``) and nothing is extracted.
+    """
+    from ..data import AnnotationError, Benchmark
+
+    classes = RELEASE_CLASSES[_dataset_key(dataset)]
+    normal_id = [c.lower() for c in classes].index("normal")
+    root = Path(npy_root)
+    rows, features, starts = [], {}, {}
+    for split, files in lists.items():
+        for list_file in [files] if isinstance(files, (str, os.PathLike)) else list(files):
+            list_file = Path(list_file)
+            if not list_file.exists():
+                raise FileNotFoundError(f"list file not found: {list_file}")
+            feats = load_features(root, list_file, ncrops=ncrops, crop=crop)
+            for n, line in enumerate(list_file.read_text().splitlines(), 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                where = f"{list_file}, line {n}"
+                if len(fields) < 4:
+                    raise AnnotationError(f"{where}: expected '<folder>/<video> <start> <end> "
+                                          f"<label id>', got {line!r}")
+                try:
+                    start, ids = int(fields[1]), [int(f) for f in fields[3:]]
+                except ValueError:
+                    raise AnnotationError(f"{where}: start, end and label ids must be integers, "
+                                          f"got {line!r}") from None
+                if any(not 0 <= i < len(classes) for i in ids):
+                    raise AnnotationError(f"{where}: label id outside 0..{len(classes) - 1} "
+                                          f"({dataset} has {len(classes)} classes)")
+                name = Path(fields[0]).name.removesuffix(".npy")
+                label = NORMAL if ids[0] == normal_id else classes[ids[0]]
+                features[name], starts[name] = feats[name], start
+                rows.append({"name": name, "path": str(root / (fields[0].removesuffix(".npy") + ".npy")),
+                             "split": split, "label": label, "is_anomalous": label != NORMAL,
+                             "num_frames": len(feats[name]), "fps": float(fps),
+                             "label_ids": " ".join(map(str, ids))})
+    truth: dict[str, list[tuple[int, int]]] = {}
+    if temporal_annotation is not None:
+        path = Path(temporal_annotation)
+        if not path.exists():
+            raise FileNotFoundError(f"temporal annotation not found: {path}")
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            name = Path(fields[0]).stem
+            try:
+                nums = [int(f) for f in fields[2:]]
+            except ValueError:
+                raise AnnotationError(f"{path}, line {n}: expected '<video> <class> <start> <end> "
+                                      f"...' with integer frames, got {line!r}") from None
+            if len(nums) % 2:
+                raise AnnotationError(f"{path}, line {n}: odd number of frame numbers")
+            offset = starts.get(name, 0)
+            pairs = [(max(s - offset, 0), e - offset) for s, e in zip(nums[::2], nums[1::2])
+                     if s >= 0 and e >= s]
+            if name in starts:
+                truth[name] = [(s, min(e, len(features[name]) - 1)) for s, e in pairs
+                               if s < len(features[name])]
+    table = pd.DataFrame(rows)
+    bench = Benchmark(f"anomalyclip-release/{_dataset_key(dataset)}", root, table, truth,
+                      [c for c in classes if c.lower() != "normal"])
+    return bench, features
+

@@ -1,0 +1,196 @@
+"""Fitting AnomalyCLIP (the training loop): batches of half abnormal, half normal videos
+sampled as 32 x 16 grids, segment dropout, the multiple-instance selection and loss of
+:mod:`.core`, AdamW with warm-up and cosine decay, for ``Config.epochs``.
+
+Features come from the runtime's cache (:func:`train` extracts them once per video and
+stride); the loop itself reads only arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..stages import configure
+from .core import NORMAL, Config, anomalyclip_loss, normal_centroid, select_segments
+from .model import AnomalyCLIP, clip_label, clip_parts
+from .run import benchmark_features, clip_roles, feature_scale
+
+
+def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length: int = 16,
+                            rng: np.random.Generator | None = None) -> np.ndarray:
+    """Frame indices ``[num_segments * seg_length]`` of one training sample of a video.
+
+    As the original: segment ``i`` starts at ``i * spacing + offset`` (offset drawn
+    uniformly from ``0 .. spacing - seg_length + 1``, 0 for short videos) and takes
+    ``seg_length`` consecutive frames, indices wrapping around the video's end. ``spacing``
+    spreads the segments over the video; a video shorter than one grid is treated as if it
+    were one grid long (so its frames repeat).
+    """
+    if num_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    rng = rng or np.random.default_rng()
+    length = max(num_frames, num_segments * seg_length)
+    spacing = (length - seg_length + 1) // num_segments
+    offsets = rng.integers(0, max(spacing - seg_length + 2, 1), size=num_segments)
+    starts = np.arange(num_segments) * spacing + offsets
+    return ((starts[:, None] + np.arange(seg_length)[None, :]) % num_frames).reshape(-1)
+
+
+
+def _warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor per step: linear warm-up (from ``1 / warmup_steps``), then
+    cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _warmup_cosine_per_epoch(warmup_epochs: float, epochs: int, steps_per_epoch: int):
+    """The official schedule as a per-step factor: constant within an epoch; epoch ``e``
+    runs at ``e / warmup_epochs`` during warm-up (so epoch 0 at 0), then a cosine."""
+
+    def factor(step: int) -> float:
+        epoch = step // steps_per_epoch
+        if epoch < warmup_epochs:
+            return epoch / warmup_epochs
+        progress = (epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any,
+        config: Config | None = None, class_names: Sequence[str] | None = None,
+        progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
+    """Train AnomalyCLIP on per-video features with video-level labels.
+
+    Args:
+        features: video name -> ``[T, D]`` frame features (strided if ``feature_stride > 1``).
+        labels: video name -> ``"Normal"`` or the anomaly class name.
+        clip: the clip backend the features came from (its text tower learns the prompts).
+        class_names: anomaly classes in order (default: sorted classes found in ``labels``).
+
+    Returns:
+        ``(model, curves)``: the trained :class:`AnomalyCLIP` (in eval mode) and one row per
+        step: epoch, step, each loss term, total, lr.
+    """
+    from tqdm.auto import tqdm
+
+    from ..models.base import pick_device
+
+    cfg = configure(Config, config, overrides, "AnomalyCLIP")
+    names = [v for v in features]
+    missing = [v for v in names if v not in labels]
+    if missing:
+        raise KeyError(f"no label for video(s) {missing[:5]}")
+    classes = list(class_names) if class_names else sorted({labels[v] for v in names} - {NORMAL})
+    classes = [c for c in classes if c != NORMAL]
+    unknown = sorted({labels[v] for v in names} - set(classes) - {NORMAL})
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among class_names {classes}")
+    abnormal = [v for v in names if labels[v] != NORMAL]
+    normal = [v for v in names if labels[v] == NORMAL]
+    if not abnormal or not normal:
+        raise ValueError(f"training needs abnormal and normal videos; got {len(abnormal)} "
+                         f"abnormal and {len(normal)} normal")
+
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    clip_model, tokenizer = clip_parts(clip)
+    centroid = normal_centroid(features, labels)
+    model = AnomalyCLIP(clip_model, tokenizer, classes, centroid, cfg).to(device)
+    model.clip_name = clip_label(clip)
+    model.profile = str(getattr(clip, "profile", "custom"))
+    scales = {feature_scale(features[v]) for v in names}
+    if len(scales) > 1:
+        raise ValueError("the training features mix L2-normalised and raw videos: "
+                         + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
+    model.feature_scale = scales.pop()
+
+    half = cfg.batch_size // 2
+    per_group = min(half, max(len(abnormal), len(normal)))
+    steps_per_epoch = math.ceil(max(len(abnormal), len(normal)) / per_group)
+    total_steps = steps_per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "per_epoch":
+        schedule = _warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
+    else:
+        schedule = _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    class_index = {c: i for i, c in enumerate(classes)}
+
+    def cycle(group: list[str], n: int) -> list[str]:
+        order = []
+        while len(order) < n:
+            order += [group[i] for i in rng.permutation(len(group))]
+        return order[:n]
+
+    rows = []
+    model.train()
+    bar = tqdm(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
+    step = 0
+    for epoch in range(cfg.epochs):
+        a_order = cycle(abnormal, steps_per_epoch * per_group)
+        n_order = cycle(normal, steps_per_epoch * per_group)
+        for s in range(steps_per_epoch):
+            batch = a_order[s * per_group:(s + 1) * per_group] + n_order[s * per_group:(s + 1) * per_group]
+            x = np.stack([features[v][sample_training_indices(len(features[v]), cfg.num_segments,
+                                                              cfg.seg_length, rng)] for v in batch])
+            y = torch.tensor([class_index[labels[v]] if labels[v] != NORMAL else -1 for v in batch],
+                             device=device)
+            keep = torch.from_numpy(rng.random((len(batch), cfg.num_segments)) >= cfg.segment_dropout)
+            logits, scores = model(torch.from_numpy(x).to(device))
+            top, bottom = select_segments(logits, y, cfg.num_segments, cfg.seg_length,
+                                          cfg.top_k, cfg.bottom_k, keep.to(device))
+            terms = anomalyclip_loss(logits, scores, y, top, bottom, cfg.num_segments,
+                                     cfg.seg_length, cfg.lambda_smooth, cfg.lambda_sparse,
+                                     smooth_within_videos=cfg.smooth_within_videos)
+            optimizer.zero_grad()
+            terms["total"].backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            rows.append({"epoch": epoch, "step": step, **{k: float(v.detach()) for k, v in terms.items()},
+                         "lr": lr})
+            bar.set_postfix(loss=f"{rows[-1]['total']:.3f}")
+            bar.update(1)
+            step += 1
+    bar.close()
+    model.eval()
+    return model, pd.DataFrame(rows)
+
+
+
+def train(benchmark: Any, split: str | None = "train", config: Config | None = None, *,
+          profile: str | None = None, backends: Mapping[str, Any] | None = None,
+          cache: Any = None, features: Mapping[str, np.ndarray] | None = None,
+          progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
+    """Extract (cached) features for ``benchmark``'s ``split`` and :func:`fit` on them.
+
+    ``features`` (video name -> array, e.g. from :func:`load_features`) skips extraction for
+    the videos it holds. Returns ``(model, curves)``.
+    """
+    cfg = configure(Config, config, overrides, "AnomalyCLIP")
+    bench = benchmark.subset(split) if split else benchmark
+    if len(bench.videos) == 0:
+        raise ValueError(f"the benchmark has no videos in split {split!r}")
+    roles = clip_roles(profile, cfg, backends)
+    feats = benchmark_features(bench, roles, cfg, cache, features)
+    clip = roles.get("clip")  # the text tower learns the prompts
+    labels = dict(zip(bench.videos["name"], bench.videos["label"]))
+    classes = [c for c in getattr(benchmark, "classes", []) if c != NORMAL] or None
+    return fit(feats, labels, clip, cfg, class_names=classes, progress=progress)
+

@@ -1,0 +1,99 @@
+"""AnyAnomaly: customizable video anomaly detection (C-VAD), taught in notebook 60.
+
+The user *types* the anomaly ("a van driving on the grass", "a person falling") and a
+vision-language model (VLM) is asked, segment by segment, whether that is what it sees, in
+three views of every 24-frame segment: the key frame, the key frame masked by a CLIP heat map
+(position context), and a 2x2 grid of the best window over four frames (temporal context).
+
+- :mod:`.core`: the paper's algorithm, top to bottom: ``Config`` and ``pipeline``;
+- :mod:`.views`: the pixel operations behind the views (windows, heat map, mask, grid);
+- :mod:`.fusion`: from replies to frame scores (parse, fuse, smooth);
+- :mod:`.run`: ``run(video, prompts=[...])`` -> :class:`vadnb.detect.Detection`;
+- :mod:`.differences`: every departure from the official code; :mod:`.official`: the official
+  evaluation's computations; :mod:`.lesson`: the oracle, tuning and display helpers.
+
+A fully cached re-run loads no model and decodes nothing.
+
+>>> import vadnb
+>>> det = vadnb.detect("video.mp4", method="anyanomaly", prompts=["a person falling"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import (TEMPLATES, VIEWS, Config, build_prompt, class_names, context_frames,
+                   ensemble, pipeline, segment_bounds, select_key_frames)
+from .core import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
+from .differences import DIFFERENCES
+from .fusion import fuse, fused_frame_scores, parse_score, smooth
+from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,
+                     text_embeddings, tune_fusion)
+from .official import DATASET_WINDOWS, official_frame_scores, official_fusion
+from .run import parse_reason, run
+from .views import (best_window, cut_windows, grid_image, heat_map, masked_frame, minmax,
+                    window_boxes, window_probabilities)
+
+__all__ = [
+    "Config", "DATASET_WINDOWS", "DIFFERENCES", "TEMPLATES", "VIEWS", "run", "pipeline",
+    "segment_bounds", "context_frames", "window_boxes", "cut_windows", "window_probabilities",
+    "heat_map", "masked_frame", "best_window", "grid_image", "text_embeddings", "class_names",
+    "ensemble", "select_key_frames", "build_prompt", "parse_score", "parse_reason", "fuse",
+    "smooth", "fused_frame_scores", "minmax", "official_fusion", "official_frame_scores",
+    "segment_views", "prompt_scores", "oracle_backends", "tune_fusion", "FusionTuning",
+]
+
+
+# --------------------------------------------------------------------------- the declaration
+# What detect, compare, scale, plots, lesson and data.protocols know about AnyAnomaly
+# (vadnb.registry): declared once, read by all of them.
+
+from ..lesson import Reference  # noqa: E402
+from ..registry import register  # noqa: E402
+from .run import ROLES  # noqa: E402
+
+def _cost(fps: float, keywords: int = 1, **_: Any) -> list[tuple[str, str, float, str]]:
+    """Model calls per minute of video with the Config defaults, for ``keywords`` texts."""
+    n, c = 60.0 * fps, Config()
+    s = n / c.segment_length
+    windows = sum((c.position_size // w) ** 2 for w in c.window_sizes)
+    return [("vlm", "vlm_1_image", 3 * keywords * s,
+             f"3 views x {keywords} keyword(s) x frames/{c.segment_length}"),
+            ("clip", "clip", n + c.context_frames * windows * s,
+             (f"every frame + {c.context_frames} frames x {windows} windows x "
+              f"frames/{c.segment_length}"))]
+
+
+register(
+    "anyanomaly", config=Config, run=run,
+    roles=ROLES, cost=_cost,
+    pipeline={
+            "title": "AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
+            "stages": [
+                ("frames", "segments of\n24 frames", "segment frames", "data"),
+                ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
+                ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
+                ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
+                ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
+                ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
+            ],
+        },
+    reference=Reference("anyanomaly", "AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
+        "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
+        "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
+    protocols=[
+        dict(benchmark="C-ShT", split="test (ShanghaiTech)",
+            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
+            class_metrics="per type", reported=85.72,
+            load="load_cvad(ground_truth_dir, dataset='shanghaitech', anomaly_type=...)"),
+        dict(benchmark="C-Ave", split="test (Avenue)",
+            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
+            class_metrics="per type", reported=90.27,
+            load="load_cvad(ground_truth_dir, dataset='avenue', anomaly_type=...)"),
+        dict(benchmark="Avenue", split="test (21)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=87.3, load="load_avenue(root)"),
+        dict(benchmark="ShanghaiTech", split="test (107)", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=79.7, load="load_shanghaitech(root)"),
+        dict(benchmark="UBnormal", split="test", metric="frame AUC",
+            ap_variant="—", class_metrics="—", reported=74.5, load="load_ubnormal(root)")],
+)

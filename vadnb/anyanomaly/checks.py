@@ -1,0 +1,56 @@
+"""The checks behind AnyAnomaly's Config fields (pydantic types and validators), kept out of
+:mod:`.core` so that the Config there reads as the paper's settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+__all__ = ["Prompt", "ClassName", "Template", "Weight", "prompt_list", "distinct",
+           "grid_of_four", "some_weight"]
+
+
+def prompt_list(value: Any) -> Any:
+    """One description given as a string is a list of one; a tuple is a list."""
+    return [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) \
+        else value
+
+
+def distinct(prompts: list[str]) -> list[str]:
+    if len(set(prompts)) != len(prompts):
+        raise ValueError("must not repeat a description")
+    return prompts
+
+
+def one_slot(template: str) -> str:
+    try:
+        ok = template.count("{}") == 1 and template.format("x") != template
+    except (IndexError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("must hold exactly one {} (where the class name goes) and no "
+                         "other braces")
+    return template
+
+
+def some_weight(weights: tuple[float, float, float]) -> tuple[float, float, float]:
+    if not any(weights):
+        raise ValueError("must not all be 0 (the fused score would be 0 everywhere)")
+    return weights
+
+
+def grid_of_four(frames: int) -> int:
+    if frames != 4:
+        raise ValueError("must be 4 (the temporal context is a 2x2 grid)")
+    return frames
+
+
+# A description or class name is a phrase: 1000 characters is far more than one needs, and
+# CLIP reads only its first 77 tokens anyway; without a cap a pasted text of 200,000
+# characters makes CLIP's tokenizer allocate gigabytes.
+_TEXT = Field(min_length=1, max_length=1000)
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True), _TEXT]
+ClassName = Annotated[str, _TEXT]
+Template = Annotated[str, _TEXT, AfterValidator(one_slot)]
+Weight = Annotated[float, Field(ge=0)]

@@ -1,0 +1,98 @@
+"""Every way vadnb's AnyAnomaly departs from the official code (SkiddieAhn/Paper-AnyAnomaly),
+why, and what it changes; notebook 60 renders this list."""
+
+from __future__ import annotations
+
+from ..stages import Difference
+
+__all__ = ["DIFFERENCES"]
+
+#: Every way vadnb's AnyAnomaly departs from the official code (SkiddieAhn/Paper-AnyAnomaly),
+#: why, and what it changes; notebook 60 renders this list.
+DIFFERENCES: list[Difference] = [
+    Difference(
+        "Fusion weights and sigma are used untuned (0.6/0.3/0.1, sigma 15); `tune_fusion` "
+        "tunes them on a validation split and refuses test videos.",
+        "The official evaluation grid-searches up to 66 weight triples x 29 sigmas on the test "
+        "labels and reports the best test AUC: the maximum of many tries, not one honest try.",
+        "Numbers here lack the optimism of a search on test; its size is not measured here.",
+        "tune_fusion(..., split='val')"),
+    Difference(
+        "No min-max normalisation per video (`normalise=False`).",
+        "The official code smooths and normalises once over the concatenation of all test "
+        "videos, a single affine map that leaves AUC unchanged; per-video normalisation "
+        "stretches each normal video's wobble to the full [0, 1].",
+        "Per-video normalisation cost 0.96-0.99 -> 0.82-0.86 AUC on the real C-ShT label "
+        "structure with synthetic scores (issue 12); without it the AUC is the official "
+        "one up to the smoothing at video boundaries.",
+        "official_frame_scores(detections)"),
+    Difference(
+        "Each video is smoothed on its own (edges reflected).",
+        "The official Gaussian runs over the concatenated test set, so the end of one video "
+        "bleeds into the start of the next; a video's scores should not depend on its "
+        "neighbours in a file listing.",
+        "Only frames within 4 sigma (60 frames) of a video boundary change.",
+        "official_frame_scores(detections)"),
+    Difference(
+        "The last, shorter segment of a video is scored too.",
+        "The official loader keeps only whole 24-frame segments and cuts each label array "
+        "to the scored length, so up to 23 frames per video are never evaluated.",
+        "Evaluation covers every frame; with the official protocol, pass "
+        "`trim_labels=True` to `vadnb.metrics.cvad_auc`.",
+        "official_frame_scores + cvad_auc(trim_labels=True)"),
+    Difference(
+        "A reply without a score is counted and filled in from neighbouring segments; the "
+        "score is the number after 'Score', else the first number in [0, 1].",
+        "The official parser takes the first number anywhere in the reply (a '2' in "
+        "'row 2' included) and reads a reply without one as 0, i.e. 'surely normal'.",
+        "Identical on well-formed replies; the parse log counts the others.",
+        "official_frame_scores (reads unparsed replies as 0)"),
+    Difference(
+        "With several descriptions, each description's three views are fused first and "
+        "the maximum over descriptions is taken afterwards.",
+        "The official code takes the maximum per view over the descriptions, which can add "
+        "a key-frame answer about one description to a grid answer about another.",
+        "Identical with one description (every C-VAD single-type set).",
+        "official_frame_scores (max per view)"),
+    Difference(
+        "The VLM gets the prompt and the image only, with no system message.",
+        "The official chat starts with the system line 'You are a vision anomaly detector.'; "
+        "vadnb's VLM backends take one prompt per image.",
+        "Not measured.",
+        None),
+    Difference(
+        "Greedy decoding.",
+        "The official samples at temperature 0.1 with top_p 0.001 (practically greedy) and "
+        "repetition penalty 1.05; greedy decoding repeats exactly.",
+        "Not measured; expected small.",
+        None),
+    Difference(
+        "CLIP text side: the same 6-template ensemble for the key frame, the windows and the "
+        "temporal window choice, averaged after L2 normalisation.",
+        "The official uses the bare description for the key frame and the grid window, and "
+        "a 21-template ensemble (averaged before normalisation) for the position heat map.",
+        "Not measured; the key frame may differ where two frames are close under CLIP.",
+        "templates=(\"{}\",)"),
+    Difference(
+        "Position softmax: over the descriptions plus a 'normal scene' class, at CLIP's "
+        "logit scale 100.",
+        "The official softmax runs over the benchmark's anomaly-type names at scale 1 (raw "
+        "cosines: nearly uniform before the min-max); a single custom description needs a "
+        "competitor, and scale 100 gives a contrasted map.",
+        "The heat map's contrast; not measured on the benchmarks.",
+        "softmax_scale=1, normal_class=None, other_classes=CVAD_TYPES[dataset]"),
+    Difference(
+        "Windows go through the CLIP backend's own preprocessing.",
+        "The official resizes each window to 224 px and feeds pixel values /255 without "
+        "CLIP's mean/std normalisation, an input CLIP was not trained on.",
+        "Not measured.",
+        None),
+    Difference(
+        "The masked frame keeps the frame's resolution and the grid cells are 224 px "
+        "(a 448 px grid); frames are read at most `view_max_side` px (896).",
+        "The official masks a 224x224 copy of the key frame and tiles 112-px cells (a "
+        "224-px grid), which halves the detail a VLM can see; capping the side bounds "
+        "memory for HD video and leaves ShanghaiTech and Avenue untouched.",
+        "Not measured.",
+        "grid_cell=112"),
+]

@@ -1,0 +1,81 @@
+"""From the VLM's replies to frame scores: parse a score, fuse the three views, spread each
+segment's score over its frames and smooth (steps 8-9 of :func:`.core.pipeline`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import stages
+from ..models.base import is_truncated
+from .views import minmax
+
+__all__ = ["parse_score", "parse_scores", "fuse", "smooth", "fused_frame_scores", "normalised"]
+
+
+def parse_score(reply: str) -> float | None:
+    """The score in a VLM reply, in [0, 1], or None.
+
+    The first number after the word "score" if there is one ("Score: 0.8 because ..."),
+    else the first number in [0, 1] anywhere; "80%" and "8/10" count as 0.8
+    (:func:`vadnb.stages.parse_first_number`).
+    """
+    text = reply or ""
+    m = re.search(r"score\W*", text, flags=re.IGNORECASE)
+    if m:
+        v = stages.parse_first_number(text[m.end():])
+        if v is not None:
+            return v
+    return stages.parse_first_number(text)
+
+
+def fuse(key: np.ndarray, position: np.ndarray, temporal: np.ndarray,
+         weights: Sequence[float] = (0.6, 0.3, 0.1)) -> np.ndarray:
+    """``a * key + b * position + g * temporal``, element-wise."""
+    a, b, g = (float(w) for w in weights)
+    return (a * np.asarray(key, np.float64) + b * np.asarray(position, np.float64)
+            + g * np.asarray(temporal, np.float64))
+
+
+def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a frame-score sequence, edges reflected, the kernel cut at
+    ``int(4 * sigma + 0.5)`` frames each side (the support ``gaussian_filter1d`` uses)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if not sigma or sigma <= 0:
+        return frames.copy()
+    return stages.gaussian_smooth(frames, sigma, taps=2 * int(4 * float(sigma) + 0.5) + 1)
+
+
+def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_length: int = 24,
+                       sigma: float = 15.0, normalise: bool = False) -> np.ndarray:
+    """Per-frame scores from per-segment scores: repeat each over its frames, smooth with a
+    Gaussian of ``sigma`` frames (:func:`smooth`), and, if ``normalise``, min-max rescale
+    this video alone (a constant video then becomes all zeros).
+    """
+    from ..metrics import segments_to_frames
+
+    frames = smooth(segments_to_frames(segment_scores, num_frames,
+                                       segment_length=segment_length), sigma)
+    if normalise:
+        frames = np.zeros_like(frames) if np.ptp(frames) < 1e-12 else minmax(frames)
+    return frames
+
+
+def parse_scores(replies: np.ndarray) -> tuple[np.ndarray, np.ndarray, stages.ParseLog]:
+    """Replies ``[P, S, 3]`` -> their scores (NaN where none was found), the scores with each
+    gap filled in from the neighbouring segments (per description and view), the parse log."""
+    log = stages.ParseLog()
+    raw = np.full(replies.shape, np.nan)
+    for idx in np.ndindex(*replies.shape):
+        r = replies[idx]
+        value = log.record(r, parse_score(r), truncated=is_truncated(r))
+        raw[idx] = np.nan if value is None else value
+    filled = np.apply_along_axis(lambda x: stages.interpolate_missing(x)[0], 1, raw)
+    return raw, filled, log
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1]; a constant sequence becomes all zeros (nothing stands out)."""
+    return np.zeros_like(x) if np.ptp(x) < 1e-12 else minmax(x)

@@ -1,0 +1,95 @@
+"""The official code's own computations (SkiddieAhn/Paper-AnyAnomaly), for comparison with
+vadnb's defaults: its per-benchmark windows and its evaluation's fusion over a test set."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..detect import Detection
+from .fusion import fuse, smooth
+
+__all__ = ["DATASET_WINDOWS", "dataset_windows", "official_fusion", "official_frame_scores"]
+
+#: Window sides (px at 240 x 240) per benchmark, as the official configuration sets them:
+#: ShanghaiTech's large scale is 120 px (a 2x2 grid), Avenue's the whole frame (1x1).
+DATASET_WINDOWS: dict[str, tuple[int, int, int]] = {
+    "shanghaitech": (48, 80, 120),
+    "avenue": (48, 80, 240),
+}
+
+
+
+def dataset_windows(dataset: str) -> tuple[int, int, int]:
+    """The window sizes the official code uses on ``dataset`` ("shanghaitech", "avenue")."""
+    key = str(dataset).lower().replace("_", "").replace("-", "")
+    key = {"shtech": "shanghaitech", "sht": "shanghaitech", "cshtech": "shanghaitech",
+           "cave": "avenue", "cuhkavenue": "avenue"}.get(key, key)
+    if key not in DATASET_WINDOWS:
+        raise ValueError(f"no AnyAnomaly settings for dataset {dataset!r}; "
+                         f"known: {sorted(DATASET_WINDOWS)}")
+    return DATASET_WINDOWS[key]
+
+
+def official_fusion(segment_views: Sequence[np.ndarray], segment_length: int = 24,
+                    weights: Sequence[float] = (0.6, 0.3, 0.1), sigma: float = 15.0,
+                    eps: float = 1e-8) -> list[np.ndarray]:
+    """The official evaluation's scores, exactly: per video ``[S, 3]`` view scores (key,
+    position, temporal) of its whole segments, each repeated over ``segment_length``
+    frames; all videos concatenated; fused; smoothed once over the concatenation;
+    min-max normalised over it (``eps`` added to the range, as the official does); then cut
+    back into one array per video (``S * segment_length`` frames each).
+    """
+    views = [np.asarray(v, dtype=np.float64).reshape(-1, 3) for v in segment_views]
+    if not views:
+        raise ValueError("no videos to fuse")
+    frames = np.concatenate([np.repeat(v, segment_length, axis=0) for v in views])
+    fused = smooth(fuse(frames[:, 0], frames[:, 1], frames[:, 2], weights), sigma)
+    fused = (fused - fused.min()) / (fused.max() - fused.min() + eps)
+    cuts = np.cumsum([len(v) * segment_length for v in views])[:-1]
+    return np.split(fused, cuts)
+
+
+def official_frame_scores(detections: Mapping[str, Detection] | Sequence[Detection],
+                          weights: Sequence[float] | None = None, sigma: float | None = None,
+                          ) -> dict[str, np.ndarray]:
+    """The paper's variant of a test set's frame scores, from vadnb detections.
+
+    As the official code computes them: per segment and view the maximum over the
+    descriptions (unparsed replies read as 0), whole segments only (each video's scores
+    are ``num_frames // segment_length * segment_length`` long: evaluate with
+    ``vadnb.metrics.cvad_auc(..., trim_labels=True)``), then :func:`official_fusion` over
+    all videos in the order given. ``weights`` / ``sigma`` default to the detections' own.
+    Returns ``{name: scores}`` (names: the dict's keys, else the video file stems).
+    """
+    if isinstance(detections, Mapping):
+        names, dets = list(detections), list(detections.values())
+    else:
+        dets = list(detections)
+        names = [Path(d.video).stem for d in dets]
+    if not dets:
+        raise ValueError("no detections")
+    cfg0 = dets[0].extras.get("config", {})
+    weights = tuple(weights if weights is not None else cfg0.get("weights", (0.6, 0.3, 0.1)))
+    sigma = float(sigma if sigma is not None else cfg0.get("sigma", 15.0))
+    length = int(cfg0.get("segment_length", 24))
+    views = []
+    for name, det in zip(names, dets):
+        if det.method != "anyanomaly":
+            raise ValueError(f"{name}: needs AnyAnomaly detections, got {det.method!r}")
+        if int(det.extras.get("config", {}).get("segment_length", 24)) != length:
+            raise ValueError(f"{name}: all detections need the same segment_length")
+        seg = det.segments
+        whole = det.num_frames // length
+        per_view = []
+        for v in ("key", "position", "temporal"):
+            ok = seg.get(f"parsed_{v}", pd.Series(True, index=seg.index)).astype(bool)
+            val = seg[f"score_{v}"].where(ok, 0.0)
+            table = val.groupby(seg["start_frame"]).max().sort_index()
+            per_view.append(table.to_numpy()[:whole])
+        views.append(np.stack(per_view, axis=1))
+    return dict(zip(names, official_fusion(views, length, weights, sigma)))
+

@@ -1,0 +1,319 @@
+"""Flashback's "recall": an LLM writes a memory of paired normal/anomalous captions, once.
+
+The LLM role is asked, one seed per call, for JSON of one schema (:data:`SCHEMA`): a list
+of pairs, each a normal and an anomalous scene with a category. Every reply is validated
+on arrival: a malformed one is counted and asked again with its error shown (never
+silently dropped); a call still malformed after ``max_retries`` is counted as failed, and a
+recall in which *every* call failed stops with an error that names the counts. Captions
+are de-duplicated by exact string within each class (counted), embedded with the text side
+of the embedder role, and saved as a versioned, shareable pair of files: ``<name>.json``
+(captions, categories, counts and the recipe: LLM, prompt, seeds, embedder) and
+``<name>.safetensors`` (the embeddings). Nothing is pickled. The memory is cached under
+the suite's cache folder, keyed by its recipe.
+
+A random-init tiny LLM writes no parseable JSON, so the tiny profile (and the tests) use
+a small memory **written by a person** (:data:`HANDWRITTEN_PATH`, labelled as such in its
+file and in every recipe made from it), or a scripted LLM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime import Chat, EncodeText, Runtime
+
+__all__ = ["SCHEMA", "SYSTEM_PROMPT", "HANDWRITTEN_PATH", "FORMAT", "VERSION", "RecallError",
+           "CaptionMemory", "recall_messages", "parse_reply", "recall", "deduplicate",
+           "caption_text", "embed", "obtain", "recipe_of"]
+
+FORMAT = "vadnb-flashback-memory"
+VERSION = 1
+HANDWRITTEN_PATH = Path(__file__).resolve().parents[2] / "data" / "flashback_memory_handwritten.json"
+
+#: The structure the LLM is asked for (the research code's response format, in words).
+SCHEMA = ('{"descriptions": [{"normal": {"category": "Normal", "description": "..."}, '
+          '"anomalous": {"category": "<the anomalous action>", "description": "..."}}, ...]}')
+
+SYSTEM_PROMPT = (
+    "You help build a video anomaly detector. In surveillance video, anomalous events are "
+    "rare, but their kinds are many. Write example scene descriptions in pairs: one normal "
+    "scene and one anomalous scene. A multi-modal retrieval model will match video clips "
+    "against these descriptions, so each description must be short and concrete: what can "
+    "be seen, in one sentence. The category of a normal scene is \"Normal\"; the category "
+    "of an anomalous scene names its action (for example \"Fighting\"). Reply with only one "
+    "JSON object of this form: " + SCHEMA)
+
+
+class RecallError(RuntimeError):
+    """Recall produced no usable caption: every LLM call stayed malformed."""
+
+
+def recall_messages(pairs: int, seed: int) -> list[dict[str, str]]:
+    """The conversation of one recall call (the seed is written into it: see differences)."""
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": f"Generate {pairs} example scene descriptions. "
+                                        f"Seed: {seed}."}]
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$", re.I)
+
+
+def _side(item: Any, key: str) -> tuple[str, str] | None:
+    side = item.get(key) if isinstance(item, dict) else None
+    if not isinstance(side, dict):
+        return None
+    text, cat = side.get("description"), side.get("category")
+    if not isinstance(text, str) or not text.strip() or not isinstance(cat, str):
+        return None
+    return " ".join(text.split()), cat.strip()
+
+
+def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]]], int, str | None]:
+    """``(pairs, bad_items, error)`` from one reply: each pair is ((normal, category),
+    (anomalous, category)). ``error`` is None for a reply of the schema with at least one
+    complete pair; items missing a field are dropped and counted in ``bad_items``."""
+    if getattr(reply, "failed", False):
+        return [], 0, f"no reply ({getattr(reply, 'error', '') or 'empty'})"
+    text = _FENCE.sub("", str(reply))
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0:
+        return [], 0, "no JSON object in the reply"
+    try:  # a reply cut at its token budget has no closing brace: invalid JSON, said so
+        obj = json.loads(text[start:end + 1] if end > start else text[start:])
+    except json.JSONDecodeError as err:
+        return [], 0, f"invalid JSON ({err.msg} at character {err.pos})"
+    items = obj.get("descriptions") if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        return [], 0, 'the object has no "descriptions" list'
+    pairs = [(n, a) for n, a in ((_side(i, "normal"), _side(i, "anomalous")) for i in items)
+             if n and a]
+    bad = len(items) - len(pairs)
+    return pairs, bad, None if pairs else "no item has a normal and an anomalous description"
+
+
+def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
+    """Ask the llm role for ``cfg.calls`` replies of ``cfg.pairs_per_call`` pairs (seeds
+    0..calls-1), retrying malformed ones. Returns the pairs and the counts."""
+    convs = {seed: recall_messages(cfg.pairs_per_call, seed) for seed in range(cfg.calls)}
+    pairs: list = []
+    counts = {"calls": cfg.calls, "replies": 0, "malformed_replies": 0, "bad_items": 0,
+              "failed_calls": 0}
+    errors: list[str] = []
+    for attempt in range(cfg.max_retries + 1):
+        seeds = list(convs)
+        replies = rt.map("llm", [Chat(convs[s], cfg.max_new_tokens, cfg.temperature)
+                                 for s in seeds], batch_size=cfg.llm_batch_size,
+                         desc=f"Flashback recall (attempt {attempt + 1})")
+        convs_next = {}
+        for seed, reply in zip(seeds, replies):
+            got, bad, error = parse_reply(reply)
+            counts["replies"] += 1
+            counts["bad_items"] += bad
+            if error is None:
+                pairs.extend(got)
+                continue
+            counts["malformed_replies"] += 1
+            errors.append(f"seed {seed}: {error}")
+            convs_next[seed] = convs[seed] + [
+                {"role": "assistant", "content": str(reply)[:2000]},
+                {"role": "user", "content": f"That reply is not usable: {error}. Answer "
+                                            f"again with only the JSON object: {SCHEMA}"}]
+        convs = convs_next
+        if not convs:
+            break
+    counts["failed_calls"] = len(convs)
+    if not pairs:
+        raise RecallError(
+            f"Flashback recall: the llm {rt.roles.identity('llm')!r} wrote no usable caption "
+            f"pair: all {cfg.calls} call(s) stayed malformed after {cfg.max_retries} "
+            f"retries ({counts['replies']} replies, first error: {errors[0]}). A random-init "
+            "tiny LLM cannot write JSON: use memory='handwritten' (a small memory a person "
+            "wrote) or a real LLM (profile 'colab').")
+    if convs:
+        warnings.warn(f"Flashback recall: {len(convs)} of {cfg.calls} call(s) stayed "
+                      "malformed and were left out (counted in the memory's counts)",
+                      stacklevel=2)
+    return pairs, counts
+
+
+def deduplicate(pairs: list) -> tuple[dict[str, list[tuple[str, str]]], dict[str, int]]:
+    """Exact-string de-duplication within each class, first occurrence kept; the counts
+    before and after per class."""
+    out: dict[str, list[tuple[str, str]]] = {"normal": [], "anomalous": []}
+    counts = {}
+    for c, i in (("normal", 0), ("anomalous", 1)):
+        seen: dict[str, str] = {}
+        for pair in pairs:
+            seen.setdefault(pair[i][0], pair[i][1])
+        out[c] = list(seen.items())
+        counts[f"{c}_written"] = len(pairs)
+        counts[f"{c}_duplicates"] = len(pairs) - len(seen)
+    return out, counts
+
+
+def caption_text(caption: str, anomalous: bool, prefix: bool) -> str:
+    """What is embedded: the raw caption, or with the research code's label prefix."""
+    if not prefix:
+        return caption
+    return f"[Anomalous]: {caption}" if anomalous else f"[normal] {caption}"
+
+
+def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
+    """Text embeddings from the embedder role (cached per batch by the runtime)."""
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    return np.stack(rt.map("embedder", [EncodeText(t) for t in texts], batch_size=256,
+                           desc="Flashback memory embeddings")).astype(np.float32)
+
+
+@dataclass
+class CaptionMemory:
+    """The pseudo-scene memory: captions and categories per class, their embeddings, the
+    recipe that made them and the counts of recall and de-duplication."""
+
+    normal: list[str]
+    anomalous: list[str]
+    normal_categories: list[str]
+    anomalous_categories: list[str]
+    normal_embeddings: np.ndarray
+    anomalous_embeddings: np.ndarray
+    recipe: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def captions(self) -> list[str]:
+        """All captions in memory order: normal first, then anomalous."""
+        return self.normal + self.anomalous
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<path>.json`` and ``<path>.safetensors``; returns the JSON's path."""
+        from safetensors.numpy import save_file
+
+        stem = Path(path).with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tensors = stem.with_suffix(".safetensors")
+        tmp = tensors.with_suffix(".safetensors.part")
+        save_file({"normal": np.ascontiguousarray(self.normal_embeddings, np.float32),
+                   "anomalous": np.ascontiguousarray(self.anomalous_embeddings, np.float32)},
+                  str(tmp))
+        os.replace(tmp, tensors)
+        meta = {"format": FORMAT, "version": VERSION, "recipe": self.recipe,
+                "counts": self.counts, "embeddings": tensors.name,
+                "embeddings_sha256": hashlib.sha256(tensors.read_bytes()).hexdigest(),
+                "normal": [{"description": t, "category": c}
+                           for t, c in zip(self.normal, self.normal_categories)],
+                "anomalous": [{"description": t, "category": c}
+                              for t, c in zip(self.anomalous, self.anomalous_categories)]}
+        out = stem.with_suffix(".json")
+        out.with_suffix(".json.part").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        os.replace(out.with_suffix(".json.part"), out)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, expect: dict[str, Any] | None = None
+             ) -> CaptionMemory:
+        """Read a saved memory; with ``expect``, refuse one whose recipe differs in any of
+        ``expect``'s fields (embeddings from another embedder live in another space)."""
+        from safetensors.numpy import load_file
+
+        path = Path(path).with_suffix(".json")
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"Flashback memory {path}: cannot be read ({err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"Flashback memory {path}: not a {FORMAT} file")
+        if meta.get("version") != VERSION:
+            raise ValueError(f"Flashback memory {path}: version {meta.get('version')!r}, "
+                             f"this vadnb reads version {VERSION}; rebuild it")
+        tensors = path.with_name(str(meta.get("embeddings", "")))
+        if not tensors.is_file() or hashlib.sha256(tensors.read_bytes()).hexdigest() != \
+                meta.get("embeddings_sha256"):
+            raise ValueError(f"Flashback memory {path}: its embeddings file {tensors.name} is "
+                             "missing or does not match the captions (sha256)")
+        recipe = meta["recipe"]
+        wrong = sorted(k for k, v in (expect or {}).items() if recipe.get(k) != v)
+        if wrong:
+            said = "; ".join(f"{k}: file {recipe.get(k)!r}, wanted {expect[k]!r}"
+                             for k in wrong)
+            raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
+                             "rebuild it or use the matching settings")
+        arrays = load_file(str(tensors))
+        return cls([d["description"] for d in meta["normal"]],
+                   [d["description"] for d in meta["anomalous"]],
+                   [d["category"] for d in meta["normal"]],
+                   [d["category"] for d in meta["anomalous"]],
+                   arrays["normal"], arrays["anomalous"], recipe, dict(meta.get("counts", {})))
+
+
+def _source(rt: Runtime, cfg: Any) -> str:
+    if cfg.memory != "auto":
+        return cfg.memory
+    from ..models.profiles import MEANINGLESS_PROFILES
+
+    return "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
+
+
+def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
+    """What makes a memory: its source (LLM and prompt and seeds, or the hand-written
+    file's digest), the embedder and the text template. Known without loading a model."""
+    source = _source(rt, cfg)
+    common = {"embedder": rt.roles.identity("embedder"), "text_prefix": cfg.text_prefix}
+    if source == "llm":
+        return {"source": "llm", "llm": rt.roles.identity("llm"), "system_prompt": SYSTEM_PROMPT,
+                "user_prompt": recall_messages(cfg.pairs_per_call, 0)[1]["content"],
+                "seeds": f"0..{cfg.calls - 1}", "pairs_per_call": cfg.pairs_per_call,
+                "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
+                "max_retries": cfg.max_retries, **common}
+    if source == "handwritten":
+        digest = hashlib.sha256(HANDWRITTEN_PATH.read_bytes()).hexdigest()
+        return {"source": "handwritten (written by a person, not by an LLM)",
+                "file": HANDWRITTEN_PATH.name, "sha256": digest, **common}
+    return {"source": "file", "path": str(source), **common}
+
+
+def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
+    if recipe["source"] == "llm":
+        pairs, counts = recall(rt, cfg)
+        rt.release("llm")
+    else:
+        pairs, bad, error = parse_reply(HANDWRITTEN_PATH.read_text())
+        if error:
+            raise ValueError(f"{HANDWRITTEN_PATH}: {error}")
+        counts = {"calls": 0, "replies": 0, "malformed_replies": 0, "bad_items": bad,
+                  "failed_calls": 0}
+    kept, dedup = deduplicate(pairs)
+    vecs = {c: embed(rt, [caption_text(t, c == "anomalous", cfg.text_prefix)
+                          for t, _ in kept[c]]) for c in ("normal", "anomalous")}
+    return CaptionMemory([t for t, _ in kept["normal"]], [t for t, _ in kept["anomalous"]],
+                         [c for _, c in kept["normal"]], [c for _, c in kept["anomalous"]],
+                         vecs["normal"], vecs["anomalous"], recipe, {**counts, **dedup})
+
+
+def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
+    """The memory ``cfg`` asks for: a saved file (its embedder must match), or the one
+    cached under its recipe, or built now (recall, de-duplication, embedding) and saved."""
+    from ..cache import make_key
+
+    recipe = recipe_of(rt, cfg)
+    if recipe["source"] == "file":
+        return CaptionMemory.load(recipe["path"], expect={
+            "embedder": recipe["embedder"], "text_prefix": cfg.text_prefix})
+    path = rt.cache.root / "flashback" / f"memory-{make_key(recipe)[:20]}.json"
+    if path.is_file():
+        try:
+            return CaptionMemory.load(path, expect=recipe)
+        except ValueError as err:  # a damaged cache entry is rebuilt, and said so
+            warnings.warn(f"{err}; rebuilding it", stacklevel=2)
+    memory = _build(rt, cfg, recipe)
+    memory.save(path)
+    return memory

@@ -1,0 +1,90 @@
+"""VERA: verbalized learning of guiding questions, then scoring with them (notebook 70).
+
+VERA never changes a model weight. It "trains" a *prompt*: a short list of guiding
+questions that a frozen vision-language model (VLM) asks itself before it answers
+"is this video anomalous?" (:mod:`.learn`). Inference (:mod:`.core`) asks the VLM, with the
+learned questions, about a 10 s window of 8 frames around every 16th frame, then refines the
+0/1 answers with a retrieval ensemble over the video's own segments, smooths them over time
+and repeats them to frames.
+
+- :mod:`.core`: the inference algorithm, its Config and its numbered pipeline;
+- :mod:`.learn`: the learner/optimizer loop with validation;
+- :mod:`.prompts`: the questions, the two prompts and the readers of the replies;
+- :mod:`.run`: the public ``run``/``run_many`` (runtime, Config check, Detection);
+- :mod:`.official`: the authors' released step-1 scores; :mod:`.differences`;
+- :mod:`.lesson`: perfect perception, the validation curve, sentences from a run.
+
+>>> import vadnb
+>>> det = vadnb.detect("clip.mp4", method="vera", questions="learned_questions.json")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..lesson import Reference
+from ..registry import register
+from .core import (PAPER_STEP3, Config, neighbour_count, paper_kernel, pipeline,
+                   position_prior, refine_answers, retrieval_ensemble, round_scores,
+                   smooth_segments)
+from .differences import DIFFERENCES
+from .learn import (LearnResult, _batches, ask_learner, even_frame_indices, learn_questions,
+                    optimizer_step)
+from .lesson import (CAMPUS_QUESTIONS, auc_note, inference_summary, learning_summary,
+                     oracle_backends, perfect_perception, plot_history)
+from .official import from_initial_scores, load_initial_scores
+from .prompts import (DEFAULT_QUESTIONS_PATH, default_questions, learner_prompt,
+                      load_questions, optimizer_prompt, parse_label, parse_questions,
+                      save_questions)
+from .run import run, run_many
+
+__all__ = [
+    "Config", "LearnResult", "DEFAULT_QUESTIONS_PATH", "default_questions", "load_questions",
+    "save_questions", "learner_prompt", "optimizer_prompt", "parse_questions", "parse_label",
+    "even_frame_indices", "neighbour_count", "retrieval_ensemble", "paper_kernel",
+    "smooth_segments", "round_scores", "position_prior", "refine_answers", "learn_questions",
+    "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",
+    "load_initial_scores", "from_initial_scores", "oracle_backends", "perfect_perception",
+    "learning_summary", "inference_summary", "auc_note", "CAMPUS_QUESTIONS", "PAPER_STEP3",
+    "DIFFERENCES",
+]
+
+# What detect, compare, scale, plots, lesson and data.protocols know about VERA
+# (vadnb.registry): declared once, read by all of them.
+
+
+
+
+def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
+    """Model calls per minute of video with the Config defaults (training not included)."""
+    c = Config()
+    p = 60.0 * fps / c.stride
+    return [("vlm", "vlm", p, f"frames/{c.stride}, {c.window_frames} frames per call"),
+            ("embedder", "embedder_video", p, f"frames/{c.stride} segment embeddings")]
+
+
+register(
+    "vera", config=Config, run=run,
+    roles={"vlm": "vlm", "embedder": "embedder"}, cost=_cost,
+    pipeline={
+            "title": "VERA (verbalized learning): learned questions -> VLM answers -> smoothing",
+            "stages": [
+                ("train", "VLM as learner and\noptimizer, video labels", "at most 5 guiding\nquestions", "model"),
+                ("frames", "every 16 frames,\n8 frames over 10 s", "frame windows", "data"),
+                ("ask", "VLM with the\nlearned questions", "0/1 answer +\nexplanation", "model"),
+                ("ensemble", "ImageBind similarity,\ntop 15% neighbours", "softmax-weighted\nsegment score", "math"),
+                ("smooth", "Gaussian over\nsegments", "smoothed score", "math"),
+                ("to frames", "repeat x16", "frame scores", "out"),
+            ],
+        },
+    reference=Reference("vera", "VERA: Explainable Video Anomaly Detection via Verbalized Learning of "
+        "Vision-Language Models", "Muchao Ye, Weiyang Liu, Pan He", "CVPR 2025",
+        "2412.01095", "github.com/vera-framework/VERA"),
+    protocols=[
+        dict(benchmark="UCF-Crime", split="train 1449 / val 161 / test 290",
+            metric="frame AUC", ap_variant="—", class_metrics="—", reported=86.55,
+            load="load_ucf_crime(root, val=0.1)  # or val=<VERA's list>"),
+        dict(benchmark="XD-Violence", split="train / val / test 800",
+            metric="frame AUC", ap_variant="—", class_metrics="—", reported=88.26,
+            load="load_xd_violence(root, val=<names of VERA's xd_val.json>)")],
+)

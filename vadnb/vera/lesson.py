@@ -1,0 +1,259 @@
+"""Teaching helpers for notebook 70: VERA with perfect perception (an oracle VLM and
+embedder that read the campus ground truth), the validation curve, and sentences computed
+from a run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..cache import Cache
+from .core import PAPER_STEP3
+from .learn import LearnResult, learn_questions
+from .run import run_many
+
+
+#: One guiding question per campus anomaly class, and the words that show a question asks
+#: about that class (what the oracle learner listens for).
+CAMPUS_QUESTIONS: dict[str, str] = {
+    "Fallen": "Is someone lying on the ground after a fall?",
+    "Running": "Is someone running away or chasing another person?",
+    "Vehicle": "Is a car or bike moving where only people walk?",
+    "Object left": "Is a bag or object left behind on its own?",
+}
+_CAMPUS_WORDS: dict[str, tuple[str, ...]] = {
+    "Fallen": ("fall", "lying"),
+    "Running": ("run", "chas"),
+    "Vehicle": ("car", "bike", "bicycle", "vehicle"),
+    "Object left": ("bag", "left behind", "object left", "unattended", "leaving an object"),
+}
+
+
+def _listed(prompt: str, heading: str) -> list[str]:
+    """The numbered questions that follow ``heading`` in one of VERA's prompts."""
+    text = prompt.split(heading, 1)[-1]
+    out = []
+    for line in text.splitlines()[1:]:
+        m = re.match(r"^\d+\. (.+)$", line)
+        if m:
+            out.append(m.group(1))
+        elif out:
+            break
+    return out
+
+
+def oracle_backends(benchmark: Any, image_size: int = 448,
+                    questions: dict[str, str] | None = None) -> dict[str, Any]:
+    """A VLM and an embedder that *read the ground truth*: VERA with perfect perception.
+
+    A teaching device (notebook 70), not a model. Every frame of ``benchmark``'s videos is
+    recognised by a hash of its pixels at ``image_size`` (the size VERA sends). As the
+    **learner**, the VLM says ``Output: 1`` exactly when one of the frames it sees shows an
+    anomaly *and* one of the prompt's questions asks about that kind (so the questions
+    matter); as the **optimizer**, it adds the question of each kind the learner missed
+    (``questions``: kind -> question, default :data:`CAMPUS_QUESTIONS`), keeping the newest
+    ones within the prompt's limit. The embedder maps anomalous frames to one direction and
+    normal frames to another. What VERA then gets right is an upper bound of the method's
+    own steps (learning loop, retrieval ensemble, smoothing), not of any model.
+    """
+    import hashlib
+
+    from ..models.scripted import ScriptedEmbedder, ScriptedVLM
+    from ..video import read_frames
+
+    asks = dict(questions or CAMPUS_QUESTIONS)
+    frame_kind: dict[str, str] = {}   # hash -> class shown in the frame ("Normal" if none)
+    video_kind: dict[str, str] = {}   # hash -> class of the video the frame belongs to
+    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
+                                 benchmark.videos.label):
+        y = benchmark.frame_labels(name)
+        images = read_frames(path, size=(image_size, image_size)).images
+        for i, image in enumerate(images[:len(y)]):
+            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+            if y[i] or key not in frame_kind:
+                frame_kind[key] = str(label) if y[i] else "Normal"
+            if str(label) != "Normal" or key not in video_kind:
+                video_kind[key] = str(label)
+
+    def keys(images: Sequence[np.ndarray]) -> list[str]:
+        out = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
+        if any(k not in frame_kind for k in out):
+            raise ValueError("the oracle only knows the frames of the benchmark it was built "
+                             f"from, at {image_size} px; run it on those videos at that size")
+        return out
+
+    def named(kind: str, qs: Sequence[str]) -> bool:
+        words = _CAMPUS_WORDS.get(kind, (kind.lower(),))
+        return any(w in q.lower() for q in qs for w in words)
+
+    def learner(images: list[np.ndarray], prompt: str) -> str:
+        qs = _listed(prompt, "** Prompt questions **")
+        seen = sorted({frame_kind[k] for k in keys(images)} - {"Normal"})
+        hit = [k for k in seen if named(k, qs)]
+        if hit:
+            return (f"Answers to Prompt Questions: the frames show {', '.join(hit)}; yes, "
+                    "there is an anomaly.\nOutput:\n1")
+        return ("Answers to Prompt Questions: none of the questions points at anything in "
+                "these frames; no, there is no anomaly.\nOutput:\n0")
+
+    def optimizer(images: list[np.ndarray], prompt: str) -> str:
+        qs = _listed(prompt, "** Current Prompt Questions **")
+        n = len(re.findall(r"video \d+: images", prompt)) or 1
+        limit = int((re.findall(r"at most (\d+)", prompt) or [5])[-1])
+        preds = re.search(r"\*\* The model's predictions \*\*\n\[([^\]]*)\]", prompt)
+        targets = re.search(r"\*\* The targets \*\*\n\[([^\]]*)\]", prompt)
+        said = [p.strip() for p in preds.group(1).split(",")] if preds else []
+        truth = [t.strip() for t in targets.group(1).split(",")] if targets else []
+        per = max(1, len(images) // n)
+        missed = []
+        for i in range(n):
+            chunk = keys(images[i * per:(i + 1) * per])
+            kinds = {video_kind[k] for k in chunk} - {"Normal"}
+            wrong = i < len(said) and i < len(truth) and said[i] != truth[i]
+            for kind in sorted(kinds):
+                if wrong and truth[i] == "1" and kind in asks and not named(kind, qs):
+                    missed.append(asks[kind])
+        new = list(dict.fromkeys(qs + missed))[-limit:]
+        reason = (f"The model missed {len(missed)} anomalous video(s); add a question about "
+                  "each." if missed else "The model does well; keep the questions.")
+        return (f"Reasoning:\n{reason}\nNew Prompt Questions:\n" +
+                "\n".join(f"{i}. {q}" for i, q in enumerate(new, 1)))
+
+    def reply(images: list[np.ndarray], prompt: str) -> str:
+        return optimizer(images, prompt) if "New Prompt Questions:" in prompt and \
+            "** Current Prompt Questions **" in prompt else learner(images, prompt)
+
+    def vector(image: np.ndarray) -> np.ndarray:
+        kind = frame_kind[keys([image])[0]]
+        return np.array([0.0, 1.0]) if kind == "Normal" else np.array([1.0, 0.0])
+
+    return {"vlm": ScriptedVLM(reply, name="oracle-vlm"),
+            "embedder": ScriptedEmbedder(image_fn=vector, name="oracle-embedder")}
+
+
+# ----------------------------------------------------------------------------------------
+# what a run did, in words computed from the run (notebook 70)
+# ----------------------------------------------------------------------------------------
+
+def _tiny_tag(meaningless: bool) -> str:
+    from ..detect import TINY_WARNING
+
+    return f"\n⚠ {TINY_WARNING}" if meaningless else ""
+
+
+def learning_summary(result: LearnResult) -> str:
+    """What :func:`learn_questions` did, in sentences computed from its result."""
+    h = result.history
+    kept = int((h["source"].iloc[1:] != "optimizer").sum())
+    steps = max(len(h) - 1, 0)
+    chosen = h[h["chosen"]].iloc[0]
+    lines = [f"chosen: the question set of step {result.best_step} ({chosen['source']}), "
+             f"validation accuracy {result.best_val_acc:.2f}",
+             f"learner replies: {result.learner_parse.summary()} (an unreadable reply counts "
+             "as a wrong prediction)",
+             f"optimizer replies: {result.optimizer_parse.summary()}; {kept} of {steps} "
+             "step(s) kept the previous questions because the reply held none"]
+    if steps and kept == steps:
+        lines.append("no optimizer reply held questions, so every step reused the starting "
+                     "set: nothing was learned, and nothing was learned from noise")
+    return "\n".join(lines) + _tiny_tag(result.meaningless)
+
+
+def inference_summary(detections: Any) -> str:
+    """Answers, unreadable answers and cut answers over these Detections, in words."""
+    dets = list(detections)
+    answers = sum(int(d.extras.get("answers", 0)) for d in dets)
+    bad = sum(int(d.extras.get("unparseable", 0)) for d in dets)
+    cut = sum(int(d.extras.get("truncated", 0)) for d in dets)
+    text = (f"{len(dets)} video(s), {answers} answers: {bad} unreadable (filled from their "
+            f"neighbours), {cut} cut at the token budget")
+    if answers and bad == answers:
+        text += ("; every answer was unreadable, so every segment holds the fill value 0.5 "
+                 "and the scores carry no information")
+    return text + _tiny_tag(any(d.meaningless for d in dets))
+
+
+def auc_note(detections: Any, auc: float) -> str:
+    """Why the AUC is what it is: constant scores give 0.5 by construction, else the
+    number of distinct score values behind it."""
+    dets = list(detections)
+    scores = np.concatenate([np.asarray(d.frame_scores, dtype=np.float64) for d in dets])
+    distinct = len(np.unique(np.round(scores, 9)))
+    if distinct == 1:
+        text = (f"AUC {auc:.3f}: every frame has the same score, so the ranking is a tie and "
+                "the AUC is 0.5 by construction")
+    else:
+        text = f"AUC {auc:.3f} from {distinct} distinct frame-score values"
+    return text + _tiny_tag(any(d.meaningless for d in dets))
+
+
+def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
+                       image_size: int = 448, steps: int = 6,
+                       questions: Sequence[str] = ("Is there fire or smoke?",),
+                       cache: Cache | str | None = None) -> pd.DataFrame:
+    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
+    oracle of :func:`oracle_backends`, then inference on the test split with the learned
+    questions, under vadnb's step 3, the paper's step 3 and its parts, and without steps 2
+    and 3. An upper bound of the method's own steps on these videos, not of any model.
+
+    One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
+    ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
+    """
+    from .. import metrics
+
+    oracle = oracle or oracle_backends(benchmark, image_size=image_size)
+    result = learn_questions(benchmark.subset("train"), benchmark.subset("val"),
+                             backends=oracle, questions=list(questions), steps=steps,
+                             image_size=image_size, cache=cache)
+    test = benchmark.subset("test").videos
+    labels = {n: benchmark.frame_labels(n) for n in test["name"]}
+    variants = [
+        ("vadnb (default)", {}),
+        ("paper's kernel", {"smoothing": "paper"}),
+        ("rounded to 1 decimal", {"round_decimals": 1}),
+        ("paper's step 3 (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("answers only (no steps 2-3)", {"ensemble_fraction": 0.0, "smooth_taps": 1}),
+    ]
+    rows = []
+    for name, settings in variants:
+        # the answers and embeddings are cached after the first variant: no more bars
+        dets = run_many(list(test["path"]), backends=oracle, questions=result,
+                        image_size=image_size, cache=cache, progress=not rows, **settings)
+        scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
+        rows.append({"variant": name,
+                     "settings": ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "-",
+                     "val_acc": result.best_val_acc, "questions": len(result.questions),
+                     "test_auc": metrics.frame_auc(labels, scores),
+                     "test_ap": metrics.frame_ap(labels, scores)})
+    return pd.DataFrame(rows)
+
+
+def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = None) -> Any:
+    """The validation curve of :func:`learn_questions`: validation accuracy per validated
+    step, training-batch accuracy, and a star on the chosen set. ``warning`` (e.g. the tiny
+    profile's) is written across the axes. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
+    else:
+        fig = ax.figure
+    validated = history.dropna(subset=["val_acc"])
+    ax.plot(validated["step"], validated["val_acc"], "o-", label="validation accuracy")
+    ax.plot(history["step"], history["train_acc"], "s--", alpha=0.6,
+            label="training-batch accuracy")
+    best = history[history["chosen"]]
+    ax.plot(best["step"], best["val_acc"], "*", ms=16, color="C3", label="chosen")
+    ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.05, 1.05), title="VERA question sets")
+    ax.set_xticks(history["step"])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if warning:
+        import textwrap
+
+        ax.text(0.5, 0.55, "\n".join(textwrap.wrap(f"⚠ {warning}", 60)), transform=ax.transAxes,
+                ha="center", va="center", color="C3", fontsize=9)
+    return fig

@@ -1,0 +1,105 @@
+"""Readers of VERA's released files: the per-video step-1 scores of
+``generate_initial_score.py`` and the segment features ``compute_auc.py`` reads, run through
+the suite's steps 2 and 3 (notebook 70)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..detect import Detection
+from .core import Config, refine_answers
+from .run import validated
+
+
+def load_initial_scores(path: str | os.PathLike) -> pd.DataFrame:
+    """One video's released step-1 scores, as VERA's ``generate_initial_score.py`` writes
+    them: a JSON object keyed by each segment's first frame (``"0"``, ``"16"``, ...), each
+    value ``{"start": window start, "end": window end, "score": 0 or 1}``.
+
+    Returns a DataFrame with ``centre_frame``, ``window_start``, ``window_end``, ``score``,
+    sorted by frame. Raises ValueError naming the file and the entry on a malformed file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"initial-score file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{p} is not valid JSON ({err}); expected VERA's layout "
+                         '{"0": {"start": 0, "end": 150, "score": 1}, "16": {...}}') from err
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{p}: expected a non-empty JSON object keyed by segment start frame")
+    rows = []
+    for key, entry in data.items():
+        try:
+            frame = int(str(key))
+        except ValueError:
+            raise ValueError(f"{p}: key {key!r} is not a frame number") from None
+        if not isinstance(entry, dict) or not {"start", "end", "score"} <= set(entry):
+            raise ValueError(f"{p}: entry {key!r} must be an object with 'start', 'end' and "
+                             f"'score', got {entry!r}")
+        score = entry["score"]
+        if isinstance(score, list) and len(score) == 1:  # a one-element batch
+            score = score[0]
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p}: entry {key!r} has score {entry['score']!r}; expected 0 or 1")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"{p}: entry {key!r} has score {score}; expected 0 or 1")
+        rows.append({"centre_frame": frame, "window_start": float(entry["start"]),
+                     "window_end": float(entry["end"]), "score": score})
+    return pd.DataFrame(rows).sort_values("centre_frame", kind="stable").reset_index(drop=True)
+
+
+def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
+                        features: str | os.PathLike | np.ndarray, *,
+                        num_frames: int | None = None, fps: float = 30.0,
+                        video: str | None = None, config: Config | None = None,
+                        **overrides: Any) -> Detection:
+    """VERA's steps 2 and 3 on the paper's own step-1 results.
+
+    ``scores``: a released per-video JSON (see :func:`load_initial_scores`) or its table;
+    ``features``: the per-segment vision features that ``compute_auc.py`` reads
+    (``vision_features/<video>.npy``, one row per segment) or an array. ``num_frames``
+    defaults to what the official code expands to: ``stride`` frames per segment and, for
+    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to compute
+    step 3 as the paper did. Returns a Detection (profile "paper"; no model is called).
+    """
+    cfg = validated(config, overrides)
+    table = scores if isinstance(scores, pd.DataFrame) else load_initial_scores(scores)
+    source = str(scores) if not isinstance(scores, pd.DataFrame) else "table"
+    where = str(features) if not isinstance(features, np.ndarray) else "features"
+    emb = np.load(features, allow_pickle=False) if not isinstance(features, np.ndarray) \
+        else features
+    if emb.ndim != 2 or len(emb) != len(table):
+        raise ValueError(f"{where}: {emb.shape} features for {len(table)} segments of {source}; "
+                         "expected one feature row per segment")
+    centres = table["centre_frame"].to_numpy(dtype=np.int64)
+    expected = np.arange(len(table), dtype=np.int64) * cfg.stride
+    if not np.array_equal(centres, expected):
+        raise ValueError(f"{source}: segments start at {centres[:4].tolist()}...; expected "
+                         f"every {cfg.stride} frames from 0 (set stride=...)")
+    if num_frames is None:
+        last = table.iloc[-1]
+        num_frames = int(cfg.stride * (len(table) - 1) + int(last["window_end"]
+                                                             - last["centre_frame"]))
+    out = refine_answers(list(table["score"]), emb, int(num_frames), cfg)
+    segments = pd.DataFrame({
+        "start_frame": centres, "end_frame": np.minimum(centres + cfg.stride, num_frames),
+        "centre_frame": centres, "time_s": centres / fps, "raw_score": table["score"],
+        "ensemble_score": out["ensemble"], "score": out["smoothed"],
+        "explanation": "released step-1 score (no reply)"})
+    return Detection(video=str(video or source), method="vera", profile="paper",
+                     frame_scores=out["frame_scores"], fps=float(fps), segments=segments,
+                     extras={"source": source, "neighbours": out["neighbours"],
+                             "position_prior": cfg.position_prior, "smoothing": cfg.smoothing,
+                             "round_decimals": cfg.round_decimals})
+
+
