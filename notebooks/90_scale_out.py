@@ -44,8 +44,8 @@
 # With `PROFILE = "colab"` this notebook downloads, once, the models of the methods it runs:
 # Salesforce/blip2-opt-2.7b (captioner, ~15.5 GB), imagebind_huge (embedder, ~4.5 GB; weights
 # CC BY-NC-SA 4.0: non-commercial use only), Qwen/Qwen2.5-3B-Instruct (llm, ~6.2 GB),
-# ViT-B-16-quickgelu:openai (clip, ~0.6 GB), ViT-B-32-quickgelu:openai (clip-b32, ~0.6 GB) and
-# Qwen/Qwen2.5-VL-3B-Instruct (vlm-3b/vlm, ~7.5 GB): ~34.9 GB in all (sizes approximate). The
+# ViT-B-16-quickgelu:openai (clip, ~0.6 GB), Qwen/Qwen2.5-VL-3B-Instruct (vlm/vlm-3b, ~7.5 GB)
+# and ViT-B-32-quickgelu:openai (clip-b32, ~0.6 GB): ~34.9 GB in all (sizes approximate). The
 # `tiny` profile (the default without a GPU) downloads nothing. Each Colab notebook starts on
 # a fresh machine: set `KEEP_ON_DRIVE = True` in the next cell to keep the downloads and
 # vadnb's cache on your Google Drive, so the next notebook reuses them (it prints the space

@@ -25,14 +25,12 @@ __all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silen
            "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb", "NOTEBOOK_METHODS",
            "notebook_roles", "downloads", "download_note", "keep_on_drive"]
 
-#: The methods whose models each notebook loads (their roles come from vadnb.registry).
-#: 80, 85 and 90 can run every method.
+#: The methods whose models each notebook loads (their roles come from vadnb.registry);
+#: ``"*"``: every registered method (80, 85 and 90 can run any of them).
 NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
     "00": (), "10": (), "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
-    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",),
-    "80": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-    "85": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-    "90": ("lavad", "anomalyclip", "anyanomaly", "vera"),
+    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",), "75": ("flashback",),
+    "80": ("*",), "85": ("*",), "90": ("*",),
 }
 
 #: Where ``keep_on_drive`` keeps the downloads and the cache on Colab.
@@ -154,7 +152,8 @@ def notebook_roles(notebook: str) -> list[str]:
     if key not in NOTEBOOK_METHODS:
         raise ValueError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_METHODS)}")
     roles: list[str] = []
-    for method in NOTEBOOK_METHODS[key]:
+    methods = NOTEBOOK_METHODS[key]
+    for method in registry.names() if methods == ("*",) else methods:
         roles += [r for r in registry.get(method).roles.values() if r not in roles]
     return roles
 
@@ -193,7 +192,7 @@ def download_note(notebook: str, profile: str = "colab") -> str:
     items = [f"{r['model']} ({'/'.join(r['roles'])}, ~{r['download_gb']:g} GB"
              + (f"; {r['licence']}" if r["licence"] else "") + ")" for r in rows]
     total = sum(r["download_gb"] for r in rows)
-    several = len(NOTEBOOK_METHODS[str(notebook)[:2]]) > 1
+    several = NOTEBOOK_METHODS[str(notebook)[:2]] == ("*",)
     return (f'With `PROFILE = "{profile}"` this notebook downloads, once'
             + (", the models of the methods it runs" if several else "") + ": " + _join(items)
             + f": ~{total:.1f} GB in all (sizes approximate).")
