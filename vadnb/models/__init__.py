@@ -49,7 +49,8 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, FailedReply, Reply, call_stats, choose_dtype,
+from .base import (LAVAD_SCORE_CHOICES, ROLES, VERA_LABEL_CHOICES, Backend, ChosenReply,
+                   FailedReply, Reply, call_stats, choose_dtype,
                    compute_capability, is_failed, is_truncated, load_stats, pick_device,
                    pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
@@ -60,6 +61,9 @@ __all__ = [
     "load",
     "Backend",
     "Reply",
+    "ChosenReply",
+    "LAVAD_SCORE_CHOICES",
+    "VERA_LABEL_CHOICES",
     "is_truncated",
     "FailedReply",
     "is_failed",

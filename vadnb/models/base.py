@@ -96,6 +96,29 @@ class Reply(str):
         return f"Reply({str.__repr__(self)}{cut})"
 
 
+#: LAVAD's score replies, exactly as its prompt asks for them (``[0]`` ... ``[1.0]``).
+LAVAD_SCORE_CHOICES = ("[0]", "[0.1]", "[0.2]", "[0.3]", "[0.4]", "[0.5]", "[0.6]", "[0.7]",
+                       "[0.8]", "[0.9]", "[1.0]")
+#: VERA's class labels.
+VERA_LABEL_CHOICES = ("0", "1")
+
+
+class ChosenReply(Reply):
+    """A reply picked among allowed values by the model's own likelihood (``choices=``).
+
+    ``logprobs`` maps each allowed reply to the log-probability the model gives to replying
+    exactly that (its tokens, then its end-of-turn token); the text is the most likely one.
+    """
+
+    logprobs: dict[str, float]
+
+    def __new__(cls, text: str = "", logprobs: dict[str, float] | None = None,
+                num_tokens: int | None = None):
+        obj = super().__new__(cls, text, truncated=False, num_tokens=num_tokens)
+        obj.logprobs = dict(logprobs or {})
+        return obj
+
+
 def is_truncated(reply: object) -> bool:
     """True for a :class:`Reply` cut at its token budget (plain strings: False)."""
     return bool(getattr(reply, "truncated", False))

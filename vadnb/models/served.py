@@ -504,8 +504,14 @@ class ServedLLM(_ServedBackend):
         return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages | str], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[Reply]:
+              temperature: float = 0.0, top_p: float = 1.0,
+              choices: Sequence[str] | None = None) -> list[Reply]:
         """One reply per conversation; greedy (temperature 0) unless told otherwise."""
+        if choices is not None:
+            raise NotImplementedError(
+                f"{self.name}: choices= scores each allowed reply by the model's likelihood, "
+                "which a served model does not return here; load the LLM locally "
+                "(models.load('llm', profile=...)) or parse its free-text replies")
         conversations = [[{"role": "user", "content": m}] if isinstance(m, str) else list(m)
                          for m in list_of_messages]
         with self._count(len(conversations)):
