@@ -56,7 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 #: ``images`` per request at ``image`` pixels (the role's cap, vadnb.models.hf.ROLE_MAX_PIXELS).
 WORKLOADS = {
     "captioner": dict(batch=16, image=(224, 224), new_tokens=30, methods="LAVAD"),
-    "llm": dict(batch=8, prompt=512, new_tokens=160, methods="LAVAD (summary budget)"),
+    "llm": dict(batch=8, prompt=256, new_tokens=256,
+                methods="LAVAD (official: prompt + summary fill the 512-token context)"),
     "vlm": dict(batch=4, images=8, image=(448, 448), prompt=400, new_tokens=1024,
                 methods="VERA (8 frames, 1024 new tokens)"),
     "vlm-3b": dict(batch=4, images=1, image=(854, 480), prompt=300, new_tokens=50,

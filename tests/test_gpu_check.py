@@ -41,12 +41,17 @@ def test_arguments_and_roles(gpu_check):
 
 def test_workloads_are_the_methods_real_ones(gpu_check):
     """VERA: 8 frames of 448x448 and 1024 new tokens; AnyAnomaly: one 856x480 frame
-    (its role's cap); LAVAD: 8 summaries of 160 tokens. Qwen's grid gives the real
+    (its role's cap); LAVAD: 8 summaries, prompt and summary filling its 512-token context. Qwen's grid gives the real
     image-token counts."""
     from vadnb import vera
     from vadnb.models.hf import ROLE_MAX_PIXELS
 
     work = gpu_check.WORKLOADS
+    from vadnb import lavad
+
+    cfg = lavad.Config()
+    assert work["llm"]["prompt"] + work["llm"]["new_tokens"] == cfg.llm_context_tokens
+    assert work["llm"]["batch"] == cfg.llm_batch_size
     assert work["vlm"]["images"] == vera.Config().train_frames == 8
     assert work["vlm"]["new_tokens"] == vera.Config().max_new_tokens == 1024
     w, h = work["vlm-3b"]["image"]
