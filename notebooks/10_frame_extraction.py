@@ -344,18 +344,24 @@ print(len(jpegs), "files, e.g.", [p.name for p in jpegs[:3]])
 # ## Frame folders are videos too
 #
 # Several benchmarks (ShanghaiTech, Avenue) ship each video as a folder of numbered images.
-# `vadnb.video` reads such a folder like a file: frame `i` is the `i`-th image in natural name
-# order (`2.jpg` before `10.jpg`), at `frame_rate` frames per second (30 when not given, and
-# `fps_from` says so). The JPEGs just written form one:
+# `vadnb.video` reads such a folder like a file, at `frame_rate` frames per second (30 when not
+# given, and `fps_from` says so). When the names are numbered (`img_004.png`), a frame's index
+# is its number counted from the first, so an image missing from the numbering is a *lost*
+# frame (warned, and listed in `lost_ranges`) and every other frame keeps its true index;
+# names without a common numbering are read in natural order (`2.jpg` before `10.jpg`).
+#
+# The JPEGs just written form one, with a twist: `extract_frames` also wrote a manifest
+# (`frames.json`) listing the source indices it sampled, so the gaps between them are
+# sampling, not loss, and each image keeps its index in the *video*:
 
 # %%
-folder_info = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
-print(folder_info.num_frames, "images,", folder_info.width, "x", folder_info.height, "at",
-      folder_info.fps, "fps", f"(fps_from: {folder_info.fps_from})")
-last_image = video.read_frames(out / "frames", indices=[folder_info.num_frames - 1],
-                               frame_rate=SAMPLE_FPS)
-print("its last image is frame", folder_info.num_frames - 1, "of the folder and frame",
-      sampled.indices[-1], "of the video; mean pixel difference:",
+folder = out / "frames"
+folder_info = video.probe(folder, frame_rate=SAMPLE_FPS)
+last_image = video.read_frames(folder, indices=[int(sampled.indices[-1])], frame_rate=SAMPLE_FPS)
+print(len(video.folder_images(folder)), "images,", folder_info.width, "x", folder_info.height,
+      "; lost frames:", folder_info.lost_frames)
+print("the folder's frame", int(last_image.indices[0]), "is the video's frame",
+      int(sampled.indices[-1]), "; mean pixel difference (JPEG):",
       float(np.abs(last_image.images[0].astype(int) - sampled.images[-1]).mean().round(2)))
 
 # %% [markdown]

@@ -244,9 +244,9 @@ def silence_known_noise() -> list[str]:
 
     Returns what was silenced, for setup's one-line note. Only known, harmless noise:
     FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
-    transformers INFO/WARNING logs, PyAV's log, and Ray's start-up note that token
-    authentication is on. Never the progress bars of huggingface_hub and transformers: a
-    15 GB download with no output looks like a hang.
+    transformers INFO/WARNING logs and its bars for reading checkpoints from disk, PyAV's
+    log, and Ray's start-up note that token authentication is on. Never huggingface_hub's
+    download bars: a 15 GB download with no output looks like a hang.
     (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
     """
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
@@ -269,8 +269,15 @@ def silence_known_noise() -> list[str]:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # logs only: download and loading bars stay on
-        done.append("transformers warnings")
+        hf_logging.set_verbosity_error()
+        # transformers' own bars ("Loading weights", "Writing model shards": reading a
+        # checkpoint from disk) go; transformers' switch also turns off huggingface_hub's
+        # download bars, which must stay: a 15 GB download with no output looks like a hang
+        hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import enable_progress_bars
+
+        enable_progress_bars()
+        done.append("transformers warnings and loading bars")
     except ImportError:
         pass
     for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm",

@@ -14,6 +14,8 @@ when the model used its whole ``max_new_tokens`` without emitting an end-of-turn
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -372,7 +374,11 @@ class HFCaptioner(_HFBackend):
             enc = self.processor(**kwargs).to(self.device)
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # with no cap, generate() uses the model's own length, as the official LAVAD
+                # captioner does, and says so in a UserWarning each call: that is the intent
+                warnings.filterwarnings("ignore", message="Using the model-agnostic default",
+                                        category=UserWarning)
                 out = self.model.generate(**enc, **gen)
             if "input_ids" in enc:
                 out = _strip_prompt(out, enc["input_ids"])
