@@ -97,6 +97,9 @@ def run(name: str) -> str:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(MUTANTS)
+    clean = subprocess.run(PYTEST, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if clean.returncode != 0:  # a failing suite would "catch" every mutant
+        sys.exit("tests/test_lavad.py fails without a mutant; fix it first:\n" + clean.stdout[-2000:])
     results = {}
     for n in names:
         results[n] = run(n)

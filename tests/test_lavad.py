@@ -814,7 +814,7 @@ def test_summary_budget_counts_the_chat_templated_prompt():
             return {"input_ids": text.split() + (["<bos>"] if add_special_tokens else [])}
 
     msgs = [{"role": "user", "content": "one two three"}]
-    assert prompt_token_counter(Templated())(msgs) == 6  # template counted, no extra BOS
+    assert prompt_token_counter(Templated())(msgs) == 5  # template counted, no extra BOS
 
 
 def test_paper_config_per_dataset():
