@@ -155,8 +155,8 @@ print("\n=== reply:", repr(row.score_reply), "-> score", row.raw_score)
 # ## What differs from the official code
 #
 # The defaults compute what the official code computes: the summary's token budget is the
-# LLM's 512-token context minus the prompt, the captioner keeps its own length, the last
-# line of a summary is kept, the first `[x]` of a score reply is read. The exceptions are
+# LLM's 512-token context minus the prompt, the captioner keeps its own length, the first
+# `[x]` of a score reply is read, unreadable scores are interpolated. The exceptions are
 # listed here: the prompts are ours (same structure as the paper's), decoding is greedy,
 # the score reply has a token budget, and the parser is a little more lenient. Every
 # difference, with its effect and the setting that gives the other behaviour, from
