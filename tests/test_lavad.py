@@ -1177,3 +1177,16 @@ def test_paper_decoding_samples_every_position_with_top_p(tmp_path):
     assert len(log) == 2 * 5  # identical prompts, yet every position asked (5 + 5)
     assert {(g["temperature"], g["top_p"], g["max_new_tokens"]) for _, g in log[:5]} == {
         (0.6, 0.9, 160)}
+
+
+def test_options_are_config_settings_and_the_statement_compares_with_the_defaults():
+    import pandas as pd
+    assert next(iter(lavad.OPTIONS.values())) == {}  # the official defaults come first
+    for name, over in list(lavad.OPTIONS.items())[1:]:
+        assert len(over) == 1 and lavad.Config(**over) != lavad.Config(), name
+    table = pd.DataFrame({"setting": ["official defaults", "a", "b"],
+                          "auc_refined": [0.79, 0.79, 0.869], "ap_refined": [0.579, 0.579, 0.748]})
+    lines = lavad.options_statement(table).split("\n")
+    assert lines == ["official defaults: refined AUC 0.790, AP 0.579",
+                     "a: the same as the defaults",
+                     "b: refined AUC 0.869 (+0.079), AP 0.748 (+0.169)"]
