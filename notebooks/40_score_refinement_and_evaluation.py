@@ -346,7 +346,7 @@ else:
 
 # %%
 for n, d in detections.items():
-    np.save(out / "frame_scores" / f"{n}.npy", np.asarray(d.frame_scores, dtype=np.float32))
+    np.save(out / "frame_scores" / f"{n}.npy", np.asarray(d.frame_scores, dtype=np.float64))
 summary = {k: result[k] for k in ("videos", "frames", "auc_raw", "ap_raw", "auc_refined",
                                   "ap_refined", "ap_raw_trapezoid", "ap_refined_trapezoid",
                                   "profile", "meaningless")}
