@@ -215,16 +215,51 @@ def test_parse_reason():
     assert aa.parse_reason("0.2, nothing there") == "0.2, nothing there"
 
 
-def test_prompts_say_what_each_view_is():
-    # the paper's design: the same question about the key frame and the masked frame; the
-    # grid's question adds exactly one sentence on how the grid reads in time
+# The official instruction (functions/qwen_vllm_func.py, make_instruction), word for word.
+OFFICIAL_KEY = """\
+- **Task**: Evaluate whether the given image includes **a fall** on a scale from 0 to 1. 
+A score of 1 means **a fall** is clearly present in the image, while a score of 0 means **a fall** is not present at all. 
+For intermediate cases, assign a value between 0 and 1 based on the degree to which **a fall** is visible.
+- **Consideration**: The key is whether **a fall** is present in the image, not its focus. Thus, if **a fall** is present, even if it is not the main focus, assign a higher score like 1.0.
+- **Output**: Provide the score as a float, rounded to one decimal place, including a brief reason for the score in **one short sentence**.   
+"""
+OFFICIAL_CONTEXT = ("- **Context**: The given image represents a sequence (row 1 column 1 \u2192 "
+                    "row 1 column 2 \u2192 row 2 column 1 -> row 2 column 2) illustrating "
+                    "temporal progression.\n")
+
+
+def official_grid_prompt(key_prompt: str) -> str:
+    """The official grid instruction: the Context line inserted before Consideration."""
+    i = key_prompt.index("- **Consideration**")
+    return key_prompt[:i] + OFFICIAL_CONTEXT + key_prompt[i:]
+
+
+def test_prompts_are_the_official_wording_by_default():
     key, pos, grid = (aa.build_prompt("a fall", v) for v in ("key", "position", "temporal"))
+    assert key == OFFICIAL_KEY and pos == key
+    assert grid == official_grid_prompt(OFFICIAL_KEY)
+    assert aa.build_prompt("a fall", "key", output_word="Response") == OFFICIAL_KEY.replace(
+        "**Output**", "**Response**")
+    assert aa.Config.for_dataset("shanghaitech").output_word == "Response"
+    assert aa.Config.for_dataset("avenue").output_word == "Output"
+    assert aa.OFFICIAL_SYSTEM == "You are a vision anomaly detector."
+    with pytest.raises(ValueError, match="unknown view"):
+        aa.build_prompt("a fall", "audio")
+    with pytest.raises(ValueError, match="prompt_style"):
+        aa.build_prompt("a fall", "key", style="terse")
+
+
+def test_vadnb_prompts_say_what_each_view_is():
+    # the same question about the key frame and the masked frame; the grid's question adds
+    # exactly one sentence on how the grid reads in time
+    key, pos, grid = (aa.build_prompt("a fall", v, "vadnb") for v in VIEWS3)
     assert "a fall" in key and pos == key
     assert "left to right, top to bottom" in grid
     extra = grid.replace(aa._TASK.format(d="a fall"), "").replace(aa._FORMAT, "")
     assert extra.strip().count(". ") == 0 and extra.strip().endswith(").")
-    with pytest.raises(ValueError, match="unknown view"):
-        aa.build_prompt("a fall", "audio")
+
+
+VIEWS3 = ("key", "position", "temporal")
 
 
 def test_fusion_and_smoothing_math():
@@ -771,7 +806,7 @@ def test_editing_the_prompt_code_asks_the_vlm_again(planted, fresh_cache, monkey
     n = len(aa.build_prompt("a red square", "key"))
     assert set(det.segments.reason_key) == {f"asked {n} chars"}
     original = core.build_prompt
-    monkeypatch.setattr(core, "build_prompt", lambda d, v: original(d, v) + " Be brief.")
+    monkeypatch.setattr(core, "build_prompt", lambda *a: original(*a) + " Be brief.")
     again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
     calls = again.model_calls.set_index("role")
     assert calls.loc["vlm", "items"] == 30 and calls.loc["vlm", "cached"] == 0

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import (TEMPLATES, VIEWS, Config, build_prompt, class_names, context_frames,
+from .core import (TEMPLATES, VIEWS, Config, class_names, context_frames,
                    ensemble, pipeline, segment_bounds, select_key_frames)
-from .core import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
+from .prompts import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
+from .prompts import OFFICIAL_SYSTEM, PROMPT_STYLES, build_prompt
 from .differences import DIFFERENCES
 from .fusion import fuse, fused_frame_scores, parse_score, smooth
 from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,

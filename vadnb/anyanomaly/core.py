@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
@@ -18,6 +18,7 @@ from ..stages import SEQUENCE, ModelId, config_dataclass
 from .checks import (ClassName, Prompt, Template, Weight, distinct, grid_of_four,
                      prompt_list, some_weight)
 from .fusion import fuse, fused_frame_scores, normalised, parse_scores
+from .prompts import build_prompt
 from .views import (best_window, grid_image, masked, view, window, window_boxes,
                     window_probabilities)
 
@@ -87,8 +88,13 @@ class Config:
     already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
     the full range (costing AUC). The official code normalises once over all test videos
     together (no effect on AUC); :func:`official_frame_scores` does that."""
+    prompt_style: Literal["official", "vadnb"] = "official"
+    """The VLM prompts' wording: the official instruction (Task, Consideration, Output lines;
+    the grid's adds a Context line) or vadnb's shorter one (:mod:`.prompts`)."""
+    output_word: Literal["Output", "Response"] = "Output"
+    """The official prompt's answer line: "Output" (Avenue), "Response" (ShanghaiTech)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
-    """VLM reply length; decoding is greedy (deterministic)."""
+    """VLM reply length (official: 50)."""
     grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
     """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
     view_max_side: Annotated[int, Field(ge=16, le=8192)] = 896
@@ -112,10 +118,11 @@ class Config:
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
         """The settings the official code uses on ``dataset`` ("shanghaitech" or "avenue"):
-        its window sizes; other fields as given in ``overrides``."""
-        from .official import dataset_windows
+        its window sizes and the prompt's answer word; other fields as in ``overrides``."""
+        from .official import DATASET_OUTPUT_WORD, dataset_key, dataset_windows
 
-        return cls(**{"window_sizes": dataset_windows(dataset), **overrides})
+        return cls(**{"window_sizes": dataset_windows(dataset),
+                      "output_word": DATASET_OUTPUT_WORD[dataset_key(dataset)], **overrides})
 
     @property
     def spacing(self) -> int:
@@ -158,25 +165,6 @@ def select_key_frames(frame_emb: np.ndarray, text_emb: np.ndarray,
     for s, (a, b) in enumerate(bounds):
         keys[:, s] = a + np.argmax(sims[:, a:b], axis=1)
     return keys
-
-
-_TASK = (
-    "Does this image show {d}? Rate it on a scale from 0 to 1: 1 means {d} is clearly "
-    "present, 0 means it is not present at all, values in between mean it is partly "
-    "visible or uncertain. If it is present anywhere, even small or off-centre, rate it high."
-)
-_TEMPORAL = (" The image is a 2x2 grid of four moments of the same place in time order: "
-             "read it left to right, top to bottom (top-left first, bottom-right last).")
-_FORMAT = " Answer exactly as: Score: <a number between 0 and 1>. Reason: <one short sentence>."
-
-
-def build_prompt(description: str, view: str) -> str:
-    """The VLM prompt for one ``view`` ("key", "position", "temporal") of a description: the
-    same question for the key and masked frames; the grid's adds how the grid reads in time."""
-    if view not in ("key", "position", "temporal"):
-        raise ValueError(f"unknown view {view!r}; use 'key', 'position' or 'temporal'")
-    extra = _TEMPORAL if view == "temporal" else ""
-    return _TASK.format(d=description) + extra + _FORMAT
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -247,7 +235,8 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
 
     per = max(1, cfg.vlm_batch_size // (3 * P))  # segments per VLM batch, all descriptions
     order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
-    asks = [Ask((image,), build_prompt(cfg.prompts[p], v), cfg.max_new_tokens)
+    asks = [Ask((image,), build_prompt(cfg.prompts[p], v, cfg.prompt_style, cfg.output_word),
+                cfg.max_new_tokens)
             for p, s in order for v, image in zip(VIEWS, images(p, s))]
     answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
     replies = np.empty((P, S, 3), dtype=object)

@@ -55,6 +55,17 @@ DIFFERENCES: list[Difference] = [
         "Identical with one description (every C-VAD single-type set).",
         "official_frame_scores (max per view)"),
     Difference(
+        "Option `prompt_style='vadnb'`: a shorter question with a fixed 'Score: ... Reason: "
+        "...' answer form, the grid's reading order in words (default: the official Task / "
+        "Consideration / Output instruction, the grid's with its Context line).",
+        "A fixed answer form makes the score easy to find; the official wording asks for "
+        "'a float, rounded to one decimal place' and a reason in free form.",
+        "Perfect perception on campus (`python benchmarks/anyanomaly_perfect.py "
+        "prompt_style=\"'vadnb'\"`): C-VAD mean AUC 0.998 / AP 0.948, the same as the "
+        "default (the oracle VLM reads the description, not the wording); with real VLMs "
+        "not measured.",
+        "prompt_style='vadnb'"),
+    Difference(
         "The VLM gets the prompt and the image only, with no system message.",
         "The official chat starts with the system line 'You are a vision anomaly detector.'; "
         "vadnb's VLM backends take one prompt per image.",
