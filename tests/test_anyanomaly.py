@@ -210,6 +210,39 @@ def test_parse_score_on_odd_replies(reply, expected):
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
+@pytest.mark.parametrize("reply, expected", [
+    ("Score: 0.8 because a person lies on the floor.", 0.8),
+    ("In frame 2 the score is 0.3.", 2.0),      # the first number anywhere
+    ("I think 80%", 80.0),                      # not clipped
+    ("**Output**: 1.0 - clearly visible", 1.0),
+    ("-0.5", 0.5),                              # unsigned, as the official pattern
+    ("score .7", 7.0),                          # no leading digit: the official reads "7"
+    ("none", None), ("", None),
+])
+def test_official_score_is_the_official_extract_score(reply, expected):
+    import re
+
+    def extract_score(text):  # utils.py, extract_score: first number, 0 if none
+        match = re.search(r'(\d+(\.\d+)?)', text)
+        return float(match.group(0)) if match else 0.0
+
+    assert aa.official_score(reply) == expected
+    assert (aa.official_score(reply) or 0.0) == extract_score(reply)
+
+
+def test_official_parser_reads_a_missing_score_as_zero_and_vadnb_interpolates():
+    from vadnb.anyanomaly.fusion import parse_scores
+
+    replies = np.array([["0.8", "no idea", "0.4", "70%"]], dtype=object)[..., None]  # [1, 4, 1]
+    raw, filled, log = parse_scores(replies)
+    assert filled.ravel().tolist() == [0.8, 0.0, 0.4, 70.0] and log.failed == 1
+    assert np.isnan(raw.ravel()[1])
+    _, filled, _ = parse_scores(replies, "vadnb")
+    assert filled.ravel().tolist() == pytest.approx([0.8, 0.6, 0.4, 0.7])
+    with pytest.raises(ValueError, match="parser"):
+        parse_scores(replies, "last")
+
+
 def test_parse_reason():
     assert aa.parse_reason("Score: 0.8. Reason:  a van   on grass.") == "a van on grass."
     assert aa.parse_reason("0.2, nothing there") == "0.2, nothing there"
@@ -333,15 +366,22 @@ def test_planted_anomaly_is_recovered(planted, fresh_cache):
     np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
 
-def test_unparseable_replies_are_counted_and_interpolated(planted, fresh_cache):
+@pytest.mark.parametrize("parser", ["official", "vadnb"])
+def test_unparseable_replies_are_counted_then_zero_or_interpolated(planted, fresh_cache, parser):
     path, labels = planted
     det = aa.run(path, backends={"clip": red_clip(), "vlm": red_vlm(fail_every=7)},
-                 cache=fresh_cache, prompts=["a red square"])
+                 cache=fresh_cache, prompts=["a red square"], parser=parser)
     assert det.extras["parse_total"] == 30 and det.extras["parse_failures"] == 4
-    seg = det.segments
+    seg = det.segments.set_index("start_frame")
+    cols = ["score_key", "score_position", "score_temporal"]
     bad = ~seg[["parsed_key", "parsed_position", "parsed_temporal"]].to_numpy()
     assert bad.sum() == 4
-    assert np.isfinite(seg[["score_key", "score_position", "score_temporal"]].to_numpy()).all()
+    got = seg[cols].to_numpy()[bad]
+    if parser == "official":  # a reply without a number reads 0, as the official code
+        assert got.tolist() == [0.0] * 4
+    else:  # the mean of the neighbouring segments' scores of the same view (0.1/0.9 here)
+        assert set(np.round(got, 6)) <= {0.1, 0.5, 0.9} and np.isfinite(got).all()
+        assert (got > 0).all()
     from vadnb.metrics import frame_auc
 
     assert frame_auc(labels, det.frame_scores) >= 0.9

@@ -93,6 +93,9 @@ class Config:
     the grid's adds a Context line) or vadnb's shorter one (:mod:`.prompts`)."""
     output_word: Literal["Output", "Response"] = "Output"
     """The official prompt's answer line: "Output" (Avenue), "Response" (ShanghaiTech)."""
+    parser: Literal["official", "vadnb"] = "official"
+    """Reading a reply: the first number anywhere, unclipped, 0 if none (official), or the
+    number after "Score" in [0, 1], a missing one interpolated (:mod:`.fusion`)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
     """VLM reply length (official: 50)."""
     grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
@@ -242,8 +245,8 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     replies = np.empty((P, S, 3), dtype=object)
     replies[tuple(np.array(order).T)] = np.array(answers, dtype=object).reshape(-1, 3)
 
-    # 8. parse each score; a missing one is filled in from the neighbouring segments
-    raw, filled, log = parse_scores(replies)  # [P, S, 3] each
+    # 8. parse each score (the first number); a reply without one reads 0
+    raw, filled, log = parse_scores(replies, cfg.parser)  # [P, S, 3] each
 
     # 9. fuse the views, spread over the frames, smooth; the maximum over the descriptions
     fused = fuse(filled[..., 0], filled[..., 1], filled[..., 2], cfg.weights)  # [P, S]
