@@ -713,6 +713,24 @@ def test_heat_map_matches_the_official_aggregation(dataset):
     np.testing.assert_allclose(aa.heat_map(scores, boxes, 224, 224), official, atol=1e-5)
 
 
+def test_windows_are_cut_from_the_official_bilinear_resize():
+    import cv2
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (90, 160, 3)).astype(np.uint8)  # not 240 x 240
+    boxes = aa.window_boxes(240, (48, 80, 240))
+    official = cv2.resize(image, (240, 240))  # attn_func / grid_func: cv2's default, bilinear
+    ours = aa.cut_windows(image, boxes, 240)
+    for crop, b in zip(ours, boxes.itertuples()):
+        np.testing.assert_array_equal(crop, official[b.y0:b.y1, b.x0:b.x1])
+    from vadnb.anyanomaly.views import window
+    np.testing.assert_array_equal(window([image], (48, 0, 96, 48), 240), official[0:48, 48:96])
+    area = aa.cut_windows(image, boxes, 240, resize="area")
+    assert not np.array_equal(area[0], ours[0])  # the option differs
+    with pytest.raises(ValueError, match="window_resize"):
+        aa.cut_windows(image, boxes, 240, resize="cubic")
+
+
 def test_windows_and_position_softmax_match_the_official_patches():
     rng = np.random.default_rng(6)
     image = rng.integers(0, 255, (240, 240, 3)).astype(np.uint8)

@@ -62,6 +62,9 @@ class Config:
     """Window side lengths (px at ``position_size``): 48 -> 5x5, 80 -> 3x3, 240 -> 1x1
     (Avenue's and the official default); ShanghaiTech uses 120 -> 2x2 as the large scale
     (:data:`DATASET_WINDOWS`, :meth:`for_dataset`)."""
+    window_resize: Literal["linear", "area"] = "linear"
+    """How the frame is squashed to ``position_size`` before cutting windows: bilinear (the
+    official ``cv2.resize`` default) or ``"area"`` (pixel averaging, less aliasing)."""
     window_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
     """Step between windows (px); None = the window size (non-overlapping tiles)."""
     templates: Annotated[tuple[Template, ...], SEQUENCE,
@@ -213,7 +216,8 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     views = {int(i): Derived.of(view, [video.frame(i)], max_side=cfg.view_max_side)
              for i in frames}
     corners = [tuple(int(v) for v in b) for b in boxes[["x0", "y0", "x1", "y1"]].to_numpy()]
-    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size))
+    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size,
+                                    resize=cfg.window_resize))
              for i in views for b in corners]
     emb = np.reshape(rt.map("clip", crops, batch_size=cfg.clip_batch_size, desc="CLIP windows"),
                      (len(views), len(boxes), -1))
