@@ -179,7 +179,6 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
     """
     import hashlib
 
-
     from ..models.scripted import ScriptedClip, ScriptedVLM
     from ..video import probe, read_frames
 
