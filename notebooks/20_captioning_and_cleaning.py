@@ -30,7 +30,8 @@
 #
 # Where it sits: after `10_frame_extraction` (reading the frames exactly) and before
 # `30_llm_temporal_summaries`, which hands the temporal descriptions to the LLM.
-# The code lives in `vadnb/lavad.py`; this notebook runs it and opens up its tables.
+# The code lives in `vadnb/lavad/` (the algorithm alone in `vadnb/lavad/core.py`); this
+# notebook runs it and opens up its tables.
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vadnb/vadnb/blob/main/notebooks/20_captioning_and_cleaning.ipynb)
@@ -157,13 +158,26 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
                                              "LAVAD in vadnb vs the official code")))
 
 # %% [markdown]
-# `lavad.run` runs the whole method; every stage is cached, so the next notebooks reuse
-# this run for free. Its `segments` table has one row per centre frame.
+# The whole method, as `vadnb` runs it, is one function: `lavad.pipeline`, the paper's
+# steps numbered in order. Steps 1-3 are this notebook's (caption the centre frames, build
+# the caption index, clean the captions over each window); 4-5 are notebook 30's (summarise
+# and score with the LLM); 6-8 notebook 40's (summary index, refinement, frame scores).
+# Every model call goes through `rt.map`, which keys each answer by what was sent (the
+# model, the exact text, the frames, the settings): change a prompt and the model is asked
+# again; change nothing and the answer comes from the cache.
+
+# %%
+lesson.show_source(lavad.pipeline)
+
+# %% [markdown]
+# `lavad.run` checks the settings, opens the video and calls the pipeline; every model
+# call is cached, so the next notebooks reuse this run for free. Its `segments` table has
+# one row per centre frame.
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile)
-print(det.model_calls.to_string(index=False) if len(det.model_calls)
-      else "no model call: every stage came from the cache")
+print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
+      else "no model call: every answer came from the cache")
 
 # %%
 seg = det.segments

@@ -114,8 +114,8 @@ if VIDEO is None:
     test_videos = load_campus().subset("test").videos
     VIDEO = test_videos[test_videos.is_anomalous].path.iloc[0]
 det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
-print(det.model_calls.to_string(index=False) if len(det.model_calls)
-      else "no model call: every stage came from the cache")
+print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
+      else "no model call: every answer came from the cache")
 
 # %% [markdown]
 # ## What the LLM sees for one position
@@ -272,8 +272,8 @@ print(lavad.truth_statement(labels, det.fps))
 
 # %%
 mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT, **LAVAD_OVERRIDES)
-print(mine.model_calls.to_string(index=False) if len(mine.model_calls)
-      else "no model call: every stage came from the cache")
+print(mine.model_calls.to_string(index=False) if mine.model_calls["calls"].sum()
+      else "no model call: every answer came from the cache")
 compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
                         "my prompt": mine.segments.raw_score})
 compare.head(10)

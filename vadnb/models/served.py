@@ -94,8 +94,11 @@ _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^\s'\"<>`\\]|\\.)+")
 _HOST = re.compile(r"(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?=[/?#]|$)")
 # query parameters whose value is a credential (?api_key=..., &token=..., &sig=...)
 _SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
-# credentials in an Authorization header echoed by a server (Bearer sk-..., Basic bWU6...)
-_AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)(?P<gap>\s+)[A-Za-z0-9._~+/=:-]+",
+# credentials in an Authorization header echoed by a server (Bearer sk-..., Basic bWU6...):
+# 8 or more token characters, at least one of them not a letter, so that prose such as
+# "cut at the token budget" is left alone
+_CREDENTIAL = r"(?=[A-Za-z0-9._~+/=:-]{8})(?=[A-Za-z]*[0-9._~+/=:-])[A-Za-z0-9._~+/=:-]+"
+_AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)(?P<gap>\s+)" + _CREDENTIAL,
                          re.IGNORECASE)
 _USER = re.compile(r"[A-Za-z0-9._-]+")
 MASK = "***"
