@@ -906,3 +906,154 @@ def test_core_reads_as_numbered_steps():
     for plumbing in ("get_cache", "make_key", "iter_frames", "read_frames", "models.load(",
                      "_VERSION", "Roles("):
         assert plumbing not in text
+
+
+# --------------------------------------------------------------------------- run() as a whole
+
+
+class RecordingVLM(ScriptedVLM):
+    """A VLM double that records every request: its images, prompt and generate settings."""
+
+    def __init__(self, fn):
+        super().__init__(fn, name="recording-vlm")
+        self.sent: list[tuple[list[np.ndarray], str, dict]] = []
+
+    def batch(self, requests, **generate):
+        requests = list(requests)
+        self.sent += [([np.asarray(i) for i in ims], p, dict(generate)) for ims, p in requests]
+        return super().batch(requests, **generate)
+
+
+def brightness_clip() -> ScriptedClip:
+    """CLIP double: an image's similarity to the keyword grows with its brightness; the
+    keyword, a competitor and anything else are three directions."""
+    def image_fn(img):
+        m = float(np.asarray(img, np.float64).mean()) / 255
+        return np.array([m, 0.5, 1.0 - m])
+
+    def text_fn(text):
+        return np.eye(3)[0 if "a bright bar" in text else 1 if "a dog" in text else 2]
+
+    return ScriptedClip(image_fn, text_fn, name="brightness-clip")
+
+
+def vlm_reply(images, prompt):
+    """Key frames answer their frame code's last digit; other views their mean brightness."""
+    from vadnb.video import read_frame_code
+
+    img = images[0]
+    value = (read_frame_code(img) % 10) / 10 if img.shape[:2] == (64, 96) else img.mean() / 255
+    return f"**Output**: {value:.3f}. The bar row 2 is lit."
+
+
+def official_transcription(frames, cfg, sim, win_sim, heat_probs):
+    """The official per-video computation (vad_proposed_Qwen_vllm.py, main + evaluate_auc) on
+    decoded ``frames``: per 24-frame clip the key frame (key_func.KFS: CLIP argmax), the four
+    context frames ``key % 6 + {0, 6, 12, 18}``, the best window over those four frames
+    (grid_func.patch_selection: max over frames, argmax over windows); replies read by
+    utils.extract_score; scores repeated over the clip, fused a*key + b*wa + g*tc,
+    gaussian_filter1d, min-max (eval_func._calculate_auc)."""
+    import re
+
+    from scipy.ndimage import gaussian_filter1d
+
+    def extract_score(text):  # utils.extract_score
+        m = re.search(r'(\d+(\.\d+)?)', text)
+        return float(m.group(0)) if m else 0.0
+
+    out = []
+    for s in range(len(frames) // 24):
+        clip = range(24 * s, 24 * s + 24)
+        key = clip[int(np.argmax([sim(frames[i]) for i in clip]))]
+        ctx = [clip[(key - clip[0]) % 6 + 6 * k] for k in range(4)]
+        best = int(np.argmax(np.max([win_sim(frames[i]) for i in ctx], axis=0)))
+        out.append((key, ctx, best, heat_probs(frames[key])))
+    return out, extract_score, gaussian_filter1d
+
+
+def test_run_as_a_whole_matches_the_official_pipeline(tmp_path, fresh_cache):
+    import cv2
+
+    from vadnb.anyanomaly.views import masked
+    from vadnb.video import read_frame_code, read_frames, write_test_video
+
+    path = write_test_video(tmp_path / "bars.mp4", num_frames=96, fps=24, size=(96, 64))
+    frames = read_frames(path).images
+    cfg = aa.Config(prompts=["a bright bar"], templates=("{}",), normal_class=None,
+                    other_classes=("a dog",), softmax_scale=1.0)  # the official text side
+    clip, vlm = brightness_clip(), RecordingVLM(vlm_reply)
+    det = aa.run(path, config=cfg, backends={"clip": clip, "vlm": vlm}, cache=fresh_cache)
+
+    boxes = aa.window_boxes(240, cfg.window_sizes)
+    text = clip.encode_text(["a bright bar", "a dog"])
+
+    def windows(f):  # attn_func / grid_func: cv2.resize to 240 (bilinear), unfold
+        sq = cv2.resize(f, (240, 240))
+        return clip.encode_image([sq[b.y0:b.y1, b.x0:b.x1] for b in boxes.itertuples()])
+
+    def heat_probs(f):  # attn_func: softmax over the types of the cosines at scale 1
+        logits = windows(f) @ text.T
+        return (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[:, 0]
+
+    plan, extract_score, gaussian = official_transcription(
+        frames, cfg, lambda f: clip.encode_image([f])[0] @ text[0],
+        lambda f: windows(f) @ text[0], heat_probs)
+    # the window was found in a context frame other than the key frame somewhere
+    key_only = [int(np.argmax(windows(frames[k]) @ text[0])) for k, _, _, _ in plan]
+    assert key_only != [best for _, _, best, _ in plan]
+
+    # what the VLM was sent: three asks per clip, word for word, with the official decoding
+    key_prompt = OFFICIAL_KEY.replace("a fall", "a bright bar")
+    assert len(vlm.sent) == 12
+    for s, (key, ctx, best, probs) in enumerate(plan):
+        (k_img,), k_prompt, gen = vlm.sent[3 * s]
+        (m_img,), m_prompt, _ = vlm.sent[3 * s + 1]
+        (g_img,), g_prompt, _ = vlm.sent[3 * s + 2]
+        assert (k_prompt, m_prompt, g_prompt) == (key_prompt, key_prompt,
+                                                   official_grid_prompt(key_prompt))
+        assert gen == {"max_new_tokens": 50, "temperature": 0.1, "top_p": 0.001,
+                       "repetition_penalty": 1.05, "system": "You are a vision anomaly detector."}
+        assert read_frame_code(k_img) == key
+        np.testing.assert_allclose(det.extras["window_scores"]["a bright bar"][s], probs,
+                                   atol=1e-5)
+        np.testing.assert_array_equal(m_img, masked([frames[key]], tuple(probs),
+                                                     cfg.window_sizes, None, 240))
+        expected = aa.grid_image([frames[i] for i in ctx], boxes.iloc[best], 240, cfg.grid_cell)
+        np.testing.assert_array_equal(g_img, expected)
+
+    # the final frame scores: the official fusion of the parsed replies, up to min-max
+    per_view = np.array([[extract_score(vlm_reply([img], "")) for (img,), _, _ in vlm.sent[i:i + 3]]
+                         for i in range(0, 12, 3)])  # [clips, 3]
+    assert per_view[:, 0].tolist() == [(k % 10) / 10 for k, *_ in plan]
+    a, b, g = 0.6, 0.3, 0.1  # the official untuned defaults (--alpha --beta --gamma)
+    fused = np.repeat(a * per_view[:, 0] + b * per_view[:, 1] + g * per_view[:, 2], 24)
+    official = gaussian(fused, 15)  # --sigma 15
+    mm = lambda x: (x - x.min()) / (x.max() - x.min())  # noqa: E731
+    np.testing.assert_allclose(mm(det.frame_scores), mm(official), atol=1e-6)
+
+
+def test_decoding_settings_are_keyed_and_reach_the_backends():
+    from vadnb.models.hf import _generate_kwargs, _vlm_messages
+    from vadnb.models.served import ServedVLM
+    from vadnb.runtime import Ask, _generate_kwargs as runtime_kwargs, request_key
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    plain = Ask((img,), "q", 50, 0.1)
+    # an Ask at the neutral settings keeps the key it had before they existed
+    from vadnb.cache import make_key
+    from vadnb.runtime import image_key
+    old = make_key({"model": "m", "kind": "Ask", "images": [image_key(img)], "prompt": "q",
+                    "max_new_tokens": 50, "temperature": 0.1, "max_pixels": None})
+    assert request_key("m", plain) == old
+    keys = {request_key("m", a) for a in (plain, Ask((img,), "q", 50, 0.1, top_p=0.001),
+                                           Ask((img,), "q", 50, 0.1, repetition_penalty=1.05),
+                                           Ask((img,), "q", 50, 0.1, system="S"))}
+    assert len(keys) == 4
+    full = Ask((img,), "q", 50, 0.1, top_p=0.001, repetition_penalty=1.05, system="S")
+    assert runtime_kwargs(full) == {"max_new_tokens": 50, "temperature": 0.1, "top_p": 0.001,
+                                    "repetition_penalty": 1.05, "system": "S"}
+    assert runtime_kwargs(plain) == {"max_new_tokens": 50, "temperature": 0.1}
+    gen = _generate_kwargs(50, 0.1, 0.001, None, 1.05)
+    assert gen["repetition_penalty"] == 1.05 and gen["top_p"] == 0.001 and gen["do_sample"]
+    assert _vlm_messages(1, "q", "S")[0] == {"role": "system", "content": "S"}
+    assert ServedVLM.message(None, [], "q", "S")[0] == {"role": "system", "content": "S"}

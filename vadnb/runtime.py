@@ -250,6 +250,13 @@ class Ask:
     max_new_tokens: int | None = None
     temperature: float = 0.0
     max_pixels: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    system: str | None = None  # a system message before the question (None: none)
+
+
+#: Ask fields left out of its cache key while at these defaults (keys made before they existed).
+_ASK_NEUTRAL = {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,8 @@ def request_key(model: str, request: Any) -> str:
                                 EncodeVideo)):
         raise TypeError(f"not a runtime request: {type(request).__name__} {request!r:.80}")
     fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
+    if isinstance(request, Ask):
+        fields = {k: v for k, v in fields.items() if _ASK_NEUTRAL.get(k, ...) != v}
     for name in ("image", "images", "frames"):
         if name in fields:
             value = fields[name]
@@ -321,15 +330,17 @@ def _settings(request: Any) -> tuple[Any, ...]:
     if isinstance(request, Chat):
         return (request.max_new_tokens, request.temperature)
     if isinstance(request, Ask):
-        return (request.max_new_tokens, request.temperature, request.max_pixels)
+        return (request.max_new_tokens, request.temperature, request.max_pixels,
+                request.top_p, request.repetition_penalty, request.system)
     return ()
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"max_new_tokens": request.max_new_tokens,
                            "temperature": request.temperature}
-    if isinstance(request, Ask) and request.max_pixels is not None:
-        out["max_pixels"] = request.max_pixels
+    if isinstance(request, Ask):  # the optional settings only when set (older backends)
+        out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
+                    if getattr(request, k) != _ASK_NEUTRAL.get(k)})
     return out
 
 

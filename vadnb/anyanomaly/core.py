@@ -18,7 +18,7 @@ from ..stages import SEQUENCE, ModelId, config_dataclass
 from .checks import (ClassName, Prompt, Template, Weight, distinct, grid_of_four,
                      prompt_list, some_weight)
 from .fusion import fuse, fused_frame_scores, normalised, parse_scores
-from .prompts import build_prompt
+from .prompts import OFFICIAL_SYSTEM, build_prompt
 from .views import (best_window, grid_image, masked, view, window, window_boxes,
                     window_probabilities)
 
@@ -87,20 +87,25 @@ class Config:
     frames (so the axis is frames at the video's own rate); the kernel is cut at 4 sigma,
     as ``scipy.ndimage.gaussian_filter1d`` does."""
     normalise: bool = False
-    """Min-max normalise each video's frame scores to [0, 1]. Off: the fused scores are
-    already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
-    the full range (costing AUC). The official code normalises once over all test videos
-    together (no effect on AUC); :func:`official_frame_scores` does that."""
+    """Min-max normalise each video's frame scores. Off: per-video rescaling stretches a
+    normal video's wobble to the full range; the official normalises once over all test
+    videos together (no effect on AUC), as :func:`official_frame_scores` does."""
     prompt_style: Literal["official", "vadnb"] = "official"
-    """The VLM prompts' wording: the official instruction (Task, Consideration, Output lines;
-    the grid's adds a Context line) or vadnb's shorter one (:mod:`.prompts`)."""
+    """The VLM prompts' wording, official or vadnb's (:mod:`.prompts`)."""
     output_word: Literal["Output", "Response"] = "Output"
     """The official prompt's answer line: "Output" (Avenue), "Response" (ShanghaiTech)."""
     parser: Literal["official", "vadnb"] = "official"
     """Reading a reply: the first number anywhere, unclipped, 0 if none (official), or the
     number after "Score" in [0, 1], a missing one interpolated (:mod:`.fusion`)."""
+    system_prompt: Annotated[str, Field(max_length=2000)] | None = OFFICIAL_SYSTEM
+    """The system line sent before each question (None: no system message)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
     """VLM reply length (official: 50)."""
+    temperature: Annotated[float, Field(ge=0, le=5)] = 0.1
+    """VLM decoding as the official: temperature 0.1, ``top_p`` 0.001 (practically greedy),
+    ``repetition_penalty`` 1.05; ``temperature=0`` is greedy decoding (vadnb's option)."""
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.001
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] = 1.05
     grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
     """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
     view_max_side: Annotated[int, Field(ge=16, le=8192)] = 896
@@ -243,7 +248,8 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     per = max(1, cfg.vlm_batch_size // (3 * P))  # segments per VLM batch, all descriptions
     order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
     asks = [Ask((image,), build_prompt(cfg.prompts[p], v, cfg.prompt_style, cfg.output_word),
-                cfg.max_new_tokens)
+                cfg.max_new_tokens, cfg.temperature, top_p=cfg.top_p, system=cfg.system_prompt,
+                repetition_penalty=cfg.repetition_penalty)
             for p, s in order for v, image in zip(VIEWS, images(p, s))]
     answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
     replies = np.empty((P, S, 3), dtype=object)

@@ -71,17 +71,17 @@ DIFFERENCES: list[Difference] = [
         "not measured.",
         "prompt_style='vadnb'"),
     Difference(
-        "The VLM gets the prompt and the image only, with no system message.",
-        "The official chat starts with the system line 'You are a vision anomaly detector.'; "
-        "vadnb's VLM backends take one prompt per image.",
-        "Not measured.",
-        None),
-    Difference(
-        "Greedy decoding.",
-        "The official samples at temperature 0.1 with top_p 0.001 (practically greedy) and "
-        "repetition penalty 1.05; greedy decoding repeats exactly.",
-        "Not measured; expected small.",
-        None),
+        "Option greedy decoding without a system line (`temperature=0, top_p=1.0, "
+        "repetition_penalty=1.0, system_prompt=None`; default: the official system line "
+        "'You are a vision anomaly detector.', temperature 0.1, top_p 0.001, repetition "
+        "penalty 1.05, 50 new tokens, all sent with every question and part of its cache key).",
+        "Greedy decoding repeats exactly on every backend; top_p 0.001 is practically greedy "
+        "but the repetition penalty changes which token wins.",
+        "Perfect perception on campus (`python benchmarks/anyanomaly_perfect.py "
+        "temperature=0 top_p=1.0 repetition_penalty=1.0 system_prompt=None`): C-VAD mean "
+        "AUC 0.998 / AP 0.948, the same as the default (the oracle ignores decoding); with "
+        "real VLMs not measured.",
+        "temperature=0, top_p=1.0, repetition_penalty=1.0, system_prompt=None"),
     Difference(
         "CLIP text side: the same 6-template ensemble for the key frame, the windows and the "
         "temporal window choice, averaged after L2 normalisation.",
