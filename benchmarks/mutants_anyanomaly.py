@@ -84,6 +84,11 @@ MUTANTS: list[tuple[str, str, str, str]] = [  # name, file, old, new
 ]
 
 
+#: The whole-run tests go first: they catch most mutants, so -x stops early.
+FIRST = ["tests/test_anyanomaly.py::test_run_as_a_whole_matches_the_official_pipeline",
+         "tests/test_anyanomaly.py::test_decoding_settings_are_keyed_and_reach_the_backends"]
+
+
 def run_one(name: str, path: str, old: str, new: str) -> str:
     """Apply one mutant, run the method's tests, restore; the first failing test or SURVIVED."""
     text = Path(path).read_text()
@@ -92,8 +97,8 @@ def run_one(name: str, path: str, old: str, new: str) -> str:
     Path(path).write_text(text.replace(old, new))
     try:
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                              "tests/test_anyanomaly.py"], capture_output=True, text=True,
-                             timeout=600).stdout
+                              *FIRST, "tests/test_anyanomaly.py"], capture_output=True,
+                             text=True, timeout=600).stdout
     except subprocess.TimeoutExpired:
         out = "FAILED timeout"
     finally:
