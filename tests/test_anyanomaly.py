@@ -1057,3 +1057,11 @@ def test_decoding_settings_are_keyed_and_reach_the_backends():
     assert gen["repetition_penalty"] == 1.05 and gen["top_p"] == 0.001 and gen["do_sample"]
     assert _vlm_messages(1, "q", "S")[0] == {"role": "system", "content": "S"}
     assert ServedVLM.message(None, [], "q", "S")[0] == {"role": "system", "content": "S"}
+
+
+def test_key_frame_ties_go_to_the_earliest_frame_as_the_official_argmax():
+    # key_func.KFS: np.argmax over the clip's similarities, i.e. the first of equal maxima
+    frame_emb = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0],
+                          [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    keys = aa.select_key_frames(frame_emb, np.array([[1.0, 0.0]]), aa.segment_bounds(8, 4))
+    assert keys.tolist() == [[1, 4]]
