@@ -1065,3 +1065,17 @@ def test_key_frame_ties_go_to_the_earliest_frame_as_the_official_argmax():
                           [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     keys = aa.select_key_frames(frame_emb, np.array([[1.0, 0.0]]), aa.segment_bounds(8, 4))
     assert keys.tolist() == [[1, 4]]
+
+
+def test_each_description_gets_its_own_heat_map(tmp_path, fresh_cache):
+    # attn_func: the heat map is the softmax column of the description asked about
+    from vadnb.video import write_test_video
+
+    path = write_test_video(tmp_path / "bars.mp4", num_frames=48, fps=24, size=(96, 64))
+    cfg = aa.Config(prompts=["a bright bar", "a dog"], templates=("{}",), normal_class=None,
+                    softmax_scale=1.0)
+    det = aa.run(path, config=cfg, backends={"clip": brightness_clip(),
+                                             "vlm": RecordingVLM(vlm_reply)}, cache=fresh_cache)
+    ws = det.extras["window_scores"]
+    np.testing.assert_allclose(ws["a dog"], 1 - ws["a bright bar"], atol=1e-6)
+    assert not np.allclose(ws["a dog"], ws["a bright bar"])
