@@ -1056,7 +1056,9 @@ def test_decoding_settings_are_keyed_and_reach_the_backends():
     gen = _generate_kwargs(50, 0.1, 0.001, None, 1.05)
     assert gen["repetition_penalty"] == 1.05 and gen["top_p"] == 0.001 and gen["do_sample"]
     assert _vlm_messages(1, "q", "S")[0] == {"role": "system", "content": "S"}
-    assert ServedVLM.message(None, [], "q", "S")[0] == {"role": "system", "content": "S"}
+    served = ServedVLM.__new__(ServedVLM)
+    served.max_pixels, served.image_format = 448 * 448, "jpeg"
+    assert served.message([], "q", system="S")[0] == {"role": "system", "content": "S"}
 
 
 def test_key_frame_ties_go_to_the_earliest_frame_as_the_official_argmax():

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from vadnb import lavad, models
+from vadnb.cache import make_key
 from vadnb.models.base import FailedReply
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
 from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame, Roles,
-                           Runtime, request_key)
+                           Runtime, image_key, request_key)
 from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
 
 
@@ -78,6 +79,26 @@ def test_key_covers_model_settings_and_images():
     assert request_key("m", Ask((a,), "q")) != request_key("m", Ask((a,), "q "))
     with pytest.raises(TypeError, match="not a runtime request"):
         request_key("m", {"prompt": "hi"})
+    # a caption's length cap is part of what is asked, the model's own setting (None) too
+    assert request_key("m", Caption(a)) != request_key("m", Caption(a, 30))
+    assert request_key("m", Caption(a)) != make_key({"model": "m", "kind": "Caption",
+                                                     "image": image_key(a)})
+
+
+def test_the_caption_cap_reaches_the_captioner_and_is_asked_apart(fresh_cache, clip_video):
+    sent: list[dict] = []
+
+    class Recording(ScriptedCaptioner):
+        def __call__(self, images, **generate):
+            sent.append(generate)
+            return super().__call__(images, **generate)
+
+    captioner = Recording(lambda im: "a frame", name="cap")
+    rt = Runtime(Roles(backends={"captioner": captioner}), fresh_cache)
+    frame = rt.video(clip_video).frame(0)
+    rt.map("captioner", [Caption(frame)])
+    rt.map("captioner", [Caption(frame, 30)])
+    assert sent == [{}, {"max_new_tokens": 30}]
 
 
 def _mask(images, box):
@@ -211,3 +232,30 @@ def test_warm_run_loads_no_model_and_decodes_no_frame(fresh_cache, clip_video):
     table = warm.model_calls().set_index("role")
     assert table.loc["captioner", "cached"] == 5 and table.loc["clip", "cached"] == 3
     assert table["calls"].sum() == 0 and set(table["profile"]) == {"tiny"}
+
+
+def test_the_vlm_image_cap_is_part_of_what_is_asked(fresh_cache, clip_video):
+    """A VLM downsizes what it is sent to its cap: the cap is keyed, so replies made under
+    another cap (another image) are never reused; the role's default is known unloaded."""
+    from vadnb.models.hf import max_pixels_for
+
+    sent: list[dict] = []
+
+    class Capped(ScriptedVLM):
+        def batch(self, items, **generate):
+            sent.append(generate)
+            return super().batch(items, **{k: v for k, v in generate.items()
+                                           if k != "max_pixels"})
+
+    def ask(cap):
+        vlm = Capped(lambda images, prompt: "0", name="capped")
+        vlm.max_pixels = cap
+        rt = Runtime(Roles(backends={"vlm": vlm}), fresh_cache)
+        rt.map("vlm", [Ask((rt.video(clip_video).frame(0),), "q")])
+        return rt.model_calls().set_index("role").loc["vlm", "calls"]
+
+    assert ask(1000) == 1 and ask(1000) == 0   # same cap: cached
+    assert ask(2000) == 1                      # another cap: asked again
+    assert [g.get("max_pixels") for g in sent] == [1000, 2000]
+    assert Roles(entries={"vlm": "vlm-3b"}).image_cap("vlm") == max_pixels_for("vlm-3b")
+    assert max_pixels_for("vlm-3b") != max_pixels_for("vlm")

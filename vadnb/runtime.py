@@ -33,7 +33,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,17 @@ class Roles:
 
     def entry(self, role: str) -> str:
         return self.entries.get(role, role)
+
+    def image_cap(self, role: str) -> int | None:
+        """The image-size cap (pixels) ``role``'s VLM applies to what it is sent, known
+        without loading it: the backend's own, else the role's default (local and served
+        alike). Part of every ``Ask`` key: an image sent under another cap is another image."""
+        backend = self.given.get(role) or self.loaded.get(role)
+        if backend is not None:
+            return getattr(backend, "max_pixels", None)
+        from .models.hf import max_pixels_for
+
+        return max_pixels_for(self.entry(role))
 
     def resolved_profile(self) -> str:
         if self._resolved is None:
@@ -239,6 +250,11 @@ class Chat:
     messages: tuple[Any, ...] | list[Any]
     max_new_tokens: int | None = None
     temperature: float = 0.0
+    top_p: float = 1.0
+    """Nucleus-sampling threshold (used when ``temperature > 0``)."""
+    draw: str | None = None
+    """Names one sample: requests that differ only here are asked (and cached) apart, so a
+    sampling pipeline gets one independent reply per position, as the paper's code does."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +280,9 @@ class Caption:
     """One image for the ``captioner`` role."""
 
     image: Any
+    max_new_tokens: int | None = None
+    """The caption's length cap; None: the model's own generation settings. Always keyed
+    (captions cached before the cap was a request setting were made with a cap of 30)."""
 
 
 @dataclass(frozen=True)
@@ -309,14 +328,18 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}, "Ask": _ASK_NEUTRAL}
+
+
 def request_key(model: str, request: Any) -> str:
     """The cache key of one request sent to ``model``: what is sent, and to whom."""
     if not isinstance(request, (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText,
                                 EncodeVideo)):
         raise TypeError(f"not a runtime request: {type(request).__name__} {request!r:.80}")
     fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
-    if isinstance(request, Ask):
-        fields = {k: v for k, v in fields.items() if _ASK_NEUTRAL.get(k, ...) != v}
+    for name, default in _UNKEYED_DEFAULTS.get(type(request).__name__, {}).items():
+        if fields[name] == default:  # a setting added later: at its default, keys stay as
+            del fields[name]          # they were, so caches made before it stay valid
     for name in ("image", "images", "frames"):
         if name in fields:
             value = fields[name]
@@ -328,16 +351,20 @@ def request_key(model: str, request: Any) -> str:
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
     if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature)
+        return (request.max_new_tokens, request.temperature, request.top_p)
     if isinstance(request, Ask):
         return (request.max_new_tokens, request.temperature, request.max_pixels,
                 request.top_p, request.repetition_penalty, request.system)
+    if isinstance(request, Caption):
+        return (request.max_new_tokens,)
     return ()
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"max_new_tokens": request.max_new_tokens,
                            "temperature": request.temperature}
+    if isinstance(request, Chat) and request.top_p != 1.0:
+        out["top_p"] = request.top_p
     if isinstance(request, Ask):  # the optional settings only when set (older backends)
         out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
                     if getattr(request, k) != _ASK_NEUTRAL.get(k)})
@@ -354,7 +381,8 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
         return list(backend.batch([([pixels(i) for i in r.images], r.prompt) for r in requests],
                                   **_generate_kwargs(first)))
     if isinstance(first, Caption):
-        return [str(c) for c in backend([pixels(r.image) for r in requests])]
+        cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
+        return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
     if isinstance(first, EncodeImage):
         return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
                                dtype=np.float32))
@@ -531,6 +559,10 @@ class Runtime:
         from .models.profiles import base_role
 
         requests = list(requests)
+        if any(isinstance(r, Ask) and r.max_pixels is None for r in requests):
+            cap = self.roles.image_cap(role)  # what the backend applies, made explicit
+            requests = [replace(r, max_pixels=cap) if isinstance(r, Ask) and r.max_pixels is None
+                        else r for r in requests]
         keys = [self.key(role, r) for r in requests]
         unique = dict(zip(keys, requests))  # first-seen order, identical requests once
         size = max(1, int(batch_size or DEFAULT_BATCH.get(base_role(self.roles.entry(role)), 8)))
