@@ -275,6 +275,13 @@ class Ask:
     max_new_tokens: int | None = None
     temperature: float = 0.0
     max_pixels: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    system: str | None = None  # a system message before the question (None: none)
+
+
+#: Ask fields left out of its cache key while at these defaults (keys made before they existed).
+_ASK_NEUTRAL = {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}
 
 
 @dataclass(frozen=True)
@@ -330,7 +337,7 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
-_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}}
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}, "Ask": _ASK_NEUTRAL}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -355,7 +362,8 @@ def _settings(request: Any) -> tuple[Any, ...]:
     if isinstance(request, Chat):
         return (request.max_new_tokens, request.temperature, request.top_p)
     if isinstance(request, Ask):
-        return (request.max_new_tokens, request.temperature, request.max_pixels)
+        return (request.max_new_tokens, request.temperature, request.max_pixels,
+                request.top_p, request.repetition_penalty, request.system)
     if isinstance(request, Caption):
         return (request.max_new_tokens,)
     return ()
@@ -366,8 +374,9 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
                            "temperature": request.temperature}
     if isinstance(request, Chat) and request.top_p != 1.0:
         out["top_p"] = request.top_p
-    if isinstance(request, Ask) and request.max_pixels is not None:
-        out["max_pixels"] = request.max_pixels
+    if isinstance(request, Ask):  # the optional settings only when set (older backends)
+        out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
+                    if getattr(request, k) != _ASK_NEUTRAL.get(k)})
     return out
 
 
