@@ -134,3 +134,13 @@ def test_fact_zscores_by_hand():
     np.testing.assert_allclose(z[:, 0], [0.0, 2.0, 0.0, 1.0])  # below normal clips to 0
     faded = baseline.fact_zscores(facts, ref, warmup_frames=3)
     np.testing.assert_allclose(faded[:, 0], [0.0, 1.0, 0.0, 1.0])  # ramp 0, 0.5, 1 then full
+
+
+def test_score_steps_end_in_the_detections_scores(scene, fresh_cache):
+    path, _ = scene
+    steps = baseline.score_steps(path, cache=fresh_cache)
+    det = vadnb.detect(path, method="classical", cache=fresh_cache)
+    np.testing.assert_allclose(steps["score"], det.frame_scores, atol=1e-6)
+    z = steps[[f"z {f}" for f in baseline.FACTS]].to_numpy()
+    np.testing.assert_array_equal(steps["max z"], z.max(axis=1))
+    np.testing.assert_allclose(steps["raw"], 1 - np.exp(-steps["max z"] / baseline.Config().z_scale))

@@ -38,7 +38,8 @@ from .detect import Detection
 from .stages import config_dataclass, configure, gaussian_smooth
 from .video import iter_frames, probe
 
-__all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "run", "FACTS"]
+__all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "score_steps", "run",
+           "FACTS"]
 
 FACTS = ("fg_area", "blob_area", "blob_flatness", "speed", "static_area", "people")
 
@@ -259,6 +260,43 @@ def _check_facts(cols: Any) -> None:
         raise ValueError("the fact columns are not equal-length 1-D arrays")
 
 
+def _score_inputs(video: str | os.PathLike, cfg: Config, store: Cache,
+                  reference: list[str | os.PathLike] | None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, float]:
+    """The video's facts, the reference statistics, the z-scores and the frame rate."""
+    fps = probe(video).fps or 10.0
+    facts = _facts_cached(video, cfg, store)
+    warm = int(cfg.warmup_s * fps)
+    if reference:
+        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
+    else:
+        ref = fit_reference(facts, warm)
+    return facts, ref, fact_zscores(facts, ref, warm), fps
+
+
+def _score(top: np.ndarray, cfg: Config, fps: float) -> np.ndarray:
+    """A frame's largest z-score squashed to [0, 1], then smoothed over ``smooth_s``."""
+    raw = 1.0 - np.exp(-top / cfg.z_scale)
+    return np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
+
+
+def score_steps(video: str | os.PathLike, *, reference: list[str | os.PathLike] | None = None,
+                config: Config | None = None, cache: Cache | str | None = None) -> pd.DataFrame:
+    """Each step from facts to score, one row per frame (notebook 80 plots them).
+
+    Columns: ``z <fact>`` for every fact (:func:`fact_zscores`), ``max z`` (the largest),
+    ``raw`` (``1 - exp(-max z / z_scale)``) and ``score`` (``raw`` smoothed: exactly
+    :func:`run`'s ``frame_scores``).
+    """
+    cfg = config or Config()
+    _, _, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
+    table = pd.DataFrame(z, columns=[f"z {f}" for f in FACTS])
+    table["max z"] = z.max(axis=1)
+    table["raw"] = 1.0 - np.exp(-table["max z"] / cfg.z_scale)
+    table["score"] = _score(table["max z"].to_numpy(), cfg, fps)
+    return table
+
+
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict | None = None, cache: Cache | str | None = None,
         reference: list[str | os.PathLike] | None = None, **overrides: Any) -> Detection:
@@ -269,23 +307,13 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     ``backends`` are accepted for a uniform call and ignored: no model is used.
     """
     cfg = configure(Config, config, overrides, "classical")
-    store = get_cache(cache)
-    info = probe(video)
-    fps = info.fps or 10.0
-    facts = _facts_cached(video, cfg, store)
-    warm = int(cfg.warmup_s * fps)
-    if reference:
-        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
-    else:
-        ref = fit_reference(facts, warm)
+    facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
     med = ref.loc[list(FACTS), "median"].to_numpy()           # is this arithmetic alone
     spread = ref.loc[list(FACTS), "spread"].to_numpy()
-    z = fact_zscores(facts, ref, warm)
     top = z.max(axis=1)
     which = z.argmax(axis=1)
-    raw = 1.0 - np.exp(-top / cfg.z_scale)
-    scores = np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
+    scores = _score(top, cfg, fps)
     seg_len = max(1, int(round(fps)))  # one explained row per second
     rows = []
     for start in range(0, len(scores), seg_len):
