@@ -81,8 +81,7 @@ out.mkdir(parents=True, exist_ok=True)
 # %%
 from vadnb import lesson
 
-lesson.references("00")
-lesson.banner(env)
+lesson.references("00")  # no tiny-profile banner: this notebook loads no model
 
 # %% [markdown]
 # ## 1. The environment
