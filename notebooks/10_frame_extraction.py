@@ -429,3 +429,6 @@ pd.Series(timings).to_frame("value")
 # 4. Cut the last third off a copy of `vfr_clip.mkv`
 #    (`cut.write_bytes(data[: 2 * len(data) // 3])`) and call `video.probe` on it. Read the
 #    error: does it say how many frames were readable, and what to do?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

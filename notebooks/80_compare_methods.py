@@ -558,3 +558,6 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #    per minute and its AUC change? Where is the knee of cost against accuracy?
 # 4. Point `VIDEO` at a clip from your phone. Which method's explanations would you trust to
 #    send a guard, and which threshold keeps the flagged intervals to a handful?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

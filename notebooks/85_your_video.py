@@ -139,3 +139,6 @@ widgets.explorer(det, video=str(VIDEO))
 # 2. Change the prompt for the same clip ("a person falling", "a car"). How does the
 #    timeline change, and is the reason the VLM gives about your description?
 # 3. Run VERA on your clip (notebook 70 learns its questions). Does it say *why*?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*
