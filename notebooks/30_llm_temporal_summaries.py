@@ -150,7 +150,7 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 # ## Greedy decoding, and asking once per distinct prompt
 #
 # The paper sampled its replies (temperature 0.6, top-p 0.9): run it twice and the scores
-# differ. We decode **greedily** (`llm_temperature = 0`): the same prompt always gets the
+# differ. We decode **greedily** (`llm_decoding = "greedy"`): the same prompt always gets the
 # same reply, so a result can be reproduced, and a cached reply is exactly what the model
 # would say again. A side effect: two positions with the same temporal description (common
 # in static scenes) get the same summary, so the LLM is asked once per *distinct* prompt.
@@ -291,7 +291,7 @@ compare.head(10)
 # 1. Ask the LLM for a score *without* the summary step (score the temporal description
 #    directly: `lavad.score_messages(description)`). Are the scores better or worse?
 # 2. Drop the format prompt (`score_format=""`) and count the parse failures.
-# 3. Run with `llm_temperature=0.6` twice with a fresh cache (`cache=...`). How much do
+# 3. Run with `llm_decoding="paper"` twice with a fresh cache (`cache=...`). How much do
 #    the scores move between runs?
 # 4. Write a context for a different setting (a shop, a highway). Which scenes change score?
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from vadnb import lavad, models
+from vadnb.cache import make_key
 from vadnb.models.base import FailedReply
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
 from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame, Roles,
-                           Runtime, request_key)
+                           Runtime, image_key, request_key)
 from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
 
 
@@ -78,6 +79,26 @@ def test_key_covers_model_settings_and_images():
     assert request_key("m", Ask((a,), "q")) != request_key("m", Ask((a,), "q "))
     with pytest.raises(TypeError, match="not a runtime request"):
         request_key("m", {"prompt": "hi"})
+    # a caption's length cap is part of what is asked, the model's own setting (None) too
+    assert request_key("m", Caption(a)) != request_key("m", Caption(a, 30))
+    assert request_key("m", Caption(a)) != make_key({"model": "m", "kind": "Caption",
+                                                     "image": image_key(a)})
+
+
+def test_the_caption_cap_reaches_the_captioner_and_is_asked_apart(fresh_cache, clip_video):
+    sent: list[dict] = []
+
+    class Recording(ScriptedCaptioner):
+        def __call__(self, images, **generate):
+            sent.append(generate)
+            return super().__call__(images, **generate)
+
+    captioner = Recording(lambda im: "a frame", name="cap")
+    rt = Runtime(Roles(backends={"captioner": captioner}), fresh_cache)
+    frame = rt.video(clip_video).frame(0)
+    rt.map("captioner", [Caption(frame)])
+    rt.map("captioner", [Caption(frame, 30)])
+    assert sent == [{}, {"max_new_tokens": 30}]
 
 
 def _mask(images, box):

@@ -34,7 +34,7 @@ import pandas as pd
 from pydantic import Field
 
 from .cache import Cache, file_digest, get_cache
-from .detect import Detection
+from .result import Detection
 from .stages import config_dataclass, configure, gaussian_smooth
 from .video import iter_frames, probe
 

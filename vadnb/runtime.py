@@ -239,6 +239,11 @@ class Chat:
     messages: tuple[Any, ...] | list[Any]
     max_new_tokens: int | None = None
     temperature: float = 0.0
+    top_p: float = 1.0
+    """Nucleus-sampling threshold (used when ``temperature > 0``)."""
+    draw: str | None = None
+    """Names one sample: requests that differ only here are asked (and cached) apart, so a
+    sampling pipeline gets one independent reply per position, as the paper's code does."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,9 @@ class Caption:
     """One image for the ``captioner`` role."""
 
     image: Any
+    max_new_tokens: int | None = None
+    """The caption's length cap; None: the model's own generation settings. Always keyed
+    (captions cached before the cap was a request setting were made with a cap of 30)."""
 
 
 @dataclass(frozen=True)
@@ -302,12 +310,18 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}}
+
+
 def request_key(model: str, request: Any) -> str:
     """The cache key of one request sent to ``model``: what is sent, and to whom."""
     if not isinstance(request, (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText,
                                 EncodeVideo)):
         raise TypeError(f"not a runtime request: {type(request).__name__} {request!r:.80}")
     fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
+    for name, default in _UNKEYED_DEFAULTS.get(type(request).__name__, {}).items():
+        if fields[name] == default:  # a setting added later: at its default, keys stay as
+            del fields[name]          # they were, so caches made before it stay valid
     for name in ("image", "images", "frames"):
         if name in fields:
             value = fields[name]
@@ -319,15 +333,19 @@ def request_key(model: str, request: Any) -> str:
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
     if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature)
+        return (request.max_new_tokens, request.temperature, request.top_p)
     if isinstance(request, Ask):
         return (request.max_new_tokens, request.temperature, request.max_pixels)
+    if isinstance(request, Caption):
+        return (request.max_new_tokens,)
     return ()
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"max_new_tokens": request.max_new_tokens,
                            "temperature": request.temperature}
+    if isinstance(request, Chat) and request.top_p != 1.0:
+        out["top_p"] = request.top_p
     if isinstance(request, Ask) and request.max_pixels is not None:
         out["max_pixels"] = request.max_pixels
     return out
@@ -343,7 +361,8 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
         return list(backend.batch([([pixels(i) for i in r.images], r.prompt) for r in requests],
                                   **_generate_kwargs(first)))
     if isinstance(first, Caption):
-        return [str(c) for c in backend([pixels(r.image) for r in requests])]
+        cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
+        return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
     if isinstance(first, EncodeImage):
         return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
                                dtype=np.float32))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..detect import Detection
+from ..result import Detection
 from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
 from .views import grid_image, heat_map, masked_frame, view_size, window_boxes

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..detect import Detection
+from ..result import Detection
 from .fusion import fuse, smooth
 
 __all__ = ["DATASET_WINDOWS", "dataset_windows", "official_fusion", "official_frame_scores"]

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..cache import Cache
-from ..detect import TINY_WARNING, Detection
+from ..result import TINY_WARNING, Detection
 from ..runtime import Runtime
 from ..stages import configure
 from . import core

@@ -13,9 +13,13 @@ from pydantic import Field
 from .. import metrics, stages
 from ..runtime import Caption, Chat, EncodeImage, EncodeText, Runtime
 from ..stages import SEQUENCE, ModelId, config_dataclass
+from .budget import prompt_tokens
 from .video_clip import clip_frames, clip_requests, mean_unit
 
 Messages = list[dict[str, str]]
+
+#: LLM decoding -> (temperature, top_p): the official sampling, or greedy.
+DECODING = {"greedy": (0.0, 1.0), "paper": (0.6, 0.9)}
 
 SUMMARY_PROMPT = (
     "Below is a temporal description of a scene: one caption per moment, in time order. "
@@ -57,11 +61,20 @@ class Config:
     """Nearest summaries (same video) that vote on a position's refined score (paper: 10)."""
     temperature: Annotated[float, Field(gt=0)] = 1.0
     """Softmax temperature of the refinement weights over cosine similarities (paper: 1)."""
-    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
-    """LLM sampling temperature. The paper sampled (0.6, top_p 0.9); greedy (0) makes a run
-    reproducible and a cached reply the reply you would get again."""
-    summary_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 160
-    """Token budget of a summary reply (a few sentences)."""
+    llm_decoding: Literal["greedy", "paper"] = "greedy"
+    """``"paper"``: the official sampling (temperature 0.6, top_p 0.9), every position asked
+    apart, as the official code samples each one. ``"greedy"`` (default, REFERENCE.md's
+    choice): temperature 0, so a run is reproducible, a cached reply is the reply you would
+    get again and identical prompts are asked once; the only default not the official one."""
+    summary_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
+    """Token budget of a summary reply. None (official): ``llm_context_tokens`` minus the
+    prompt's tokens (chat template included, counted with the llm role's tokenizer), so each
+    prompt has its own budget; an int (vadnb's earlier 160) is one budget for all, so the
+    prompts batch together."""
+    llm_context_tokens: Annotated[int, Field(ge=16, le=131_072)] = 512
+    """The LLM's context (official ``max_seq_len``): prompt plus summary reply."""
+    caption_max_new_tokens: Annotated[int, Field(ge=1, le=512)] | None = None
+    """Caption length cap. None (official): the captioner's own settings (BLIP-2: 20)."""
     score_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 48
     """Token budget of a score reply: ``[0.7]`` plus room for a chatty preamble (the
     official let it run to the context end); cut replies are counted."""
@@ -126,6 +139,14 @@ def score_messages(summary: str, config: Config | None = None) -> Messages:
              "content": f"{cfg.score_context}\n{cfg.score_format}\n\n{summary.strip()}"}]
 
 
+def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Config) -> list[int]:
+    """Each summary prompt's reply budget: the context left after the prompt (official), or
+    the fixed ``summary_max_new_tokens``."""
+    if cfg.summary_max_new_tokens is not None:
+        return [cfg.summary_max_new_tokens] * len(messages)
+    return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]
+
+
 def last_line(reply: str) -> str:
     """The reply's last non-empty line: chat models open with "Sure, here is a summary:"."""
     lines = [ln.strip() for ln in (reply or "").splitlines() if ln.strip()]
@@ -186,7 +207,8 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
     for role in captioners:
         for r in out:
             r["pooled_captions"].append(rt.map(
-                role, [Caption(f) for f in r["video"].frames(r["centres"])],
+                role, [Caption(f, cfg.caption_max_new_tokens)
+                       for f in r["video"].frames(r["centres"])],
                 cfg.caption_batch_size, f"captions {r['video'].path.name}"))
         rt.release(role)
     for r in out:
@@ -211,16 +233,23 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
                                f"clips {r['video'].path.name}")).reshape(len(clips), len(clips[0]), -1)
         r["video_embeddings"] = vecs[:, 0] if cfg.video_clip == "pairs" else mean_unit(vecs)
     rt.release("embedder")
-    ask = lambda msgs, budget: Chat(msgs, budget, cfg.llm_temperature)  # noqa: E731
+    temperature, top_p = DECODING[cfg.llm_decoding]
+
+    def ask(msgs: Messages, budget: int, r: dict[str, Any], i: int) -> Chat:
+        draw = f"{r['video'].path.name}#{r['centres'][i]}" if temperature > 0 else None
+        return Chat(msgs, budget, temperature, top_p, draw)
+
     for r in out:  # 4. summarise each temporal description with the LLM (last line kept)
-        r["summary_replies"] = rt.map("llm", [
-            ask(summary_messages(d.split("\n"), cfg), cfg.summary_max_new_tokens)
-            for d in r["temporal_descriptions"]], cfg.llm_batch_size, "summaries")
+        msgs = [summary_messages(d.split("\n"), cfg) for d in r["temporal_descriptions"]]
+        budgets = summary_budgets(rt, msgs, cfg)
+        r["summary_replies"] = rt.map("llm", [ask(m, b, r, i) for i, (m, b)
+                                              in enumerate(zip(msgs, budgets))],
+                                      cfg.llm_batch_size, "summaries")
         r["summaries"] = [last_line(x) for x in r["summary_replies"]]
     for r in out:  # 5. score each summary with the LLM; parse, interpolate the missing
         r["score_replies"] = rt.map("llm", [
-            ask(score_messages(s, cfg), cfg.score_max_new_tokens) for s in r["summaries"]],
-            cfg.llm_batch_size, "scores")
+            ask(score_messages(s, cfg), cfg.score_max_new_tokens, r, i)
+            for i, s in enumerate(r["summaries"])], cfg.llm_batch_size, "scores")
         r["raw_scores"], r["parsed"], r["parse_log"] = parse_scores(r["score_replies"])
     rt.release("llm")
     for r in out:  # 6. build the summary index: unique summaries, text embeddings

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..detect import Detection
+from ..result import Detection
 from .video_clip import spatial_crops
 
 Messages = list[dict[str, str]]

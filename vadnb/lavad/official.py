@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stages
-from ..detect import Detection
+from ..result import Detection
 from .core import SCORE_CONTEXT, Config, to_frames
 
 #: The context the paper's code used for XD-Violence (no law-enforcement framing; "criminal"
@@ -41,7 +41,7 @@ def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
     UCF-Crime: the five BLIP-2 captioners pooled (:data:`PAPER_CAPTIONERS`) and the
     law-enforcement context; XD-Violence: BLIP-2 flan-t5-xxl alone and its own context
     (:data:`XD_VIOLENCE_SCORE_CONTEXT`). Both use llama-2-13b-chat; decoding stays greedy
-    (the paper sampled at temperature 0.6: pass ``llm_temperature=0.6`` for that).
+    (the paper sampled at temperature 0.6, top_p 0.9: pass ``llm_decoding="paper"``).
     """
     key = str(dataset).lower().replace("_", "-")
     if key not in SCORE_CONTEXTS:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..detect import Detection
+from ..result import Detection
 from ..models.base import is_truncated
 from ..runtime import Roles, Runtime, VideoRef
 from .core import Config, refine_scores, to_frames

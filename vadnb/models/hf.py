@@ -243,7 +243,7 @@ class HFCaptioner(_HFBackend):
     def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
                  device: str = "cpu", dtype: Any = None, batch_size: int = 16,
                  meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 30):
+                 max_new_tokens: int | None = None):
         super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
                          batch_size=batch_size, meaningless=meaningless,
                          trust_remote_code=trust_remote_code)
@@ -253,6 +253,8 @@ class HFCaptioner(_HFBackend):
                                           trust_remote_code=trust_remote_code)
         self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
                                    dtype=self.dtype, trust_remote_code=trust_remote_code)
+        # None: the model's own generation length (transformers' max_length 20 for BLIP-2),
+        # as LAVAD's official captioner calls generate() with no settings
         self.max_new_tokens = max_new_tokens
         # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
         # has none, so its captions start from the empty prompt (the processor's image
@@ -263,7 +265,10 @@ class HFCaptioner(_HFBackend):
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
         images = [_to_pil(im) for im in images]
-        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0, self.model)
+        budget = max_new_tokens or self.max_new_tokens
+        gen = _generate_kwargs(budget or 1, 0.0, 1.0, self.model)
+        if budget is None:
+            gen = {k: v for k, v in gen.items() if k not in ("max_new_tokens", "min_new_tokens")}
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
         def run(chunk: list[Any]) -> list[str]:

@@ -140,7 +140,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 # ----------------------------------------------------------------------------------------
 
 def _tiny_tag(meaningless: bool) -> str:
-    from ..detect import TINY_WARNING
+    from ..result import TINY_WARNING
 
     return f"\n⚠ {TINY_WARNING}" if meaningless else ""
 

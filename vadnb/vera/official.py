@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..detect import Detection
+from ..result import Detection
 from .core import Config, refine_answers
 from .run import validated
 
