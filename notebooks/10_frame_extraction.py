@@ -356,19 +356,39 @@ print(len(jpegs), "files, e.g.", [p.name for p in jpegs[:3]])
 # ## Frame folders are videos too
 #
 # Several benchmarks (ShanghaiTech, Avenue) ship each video as a folder of numbered images.
-# `vadnb.video` reads such a folder like a file: frame `i` is the `i`-th image in natural name
-# order (`2.jpg` before `10.jpg`), at `frame_rate` frames per second (30 when not given, and
-# `fps_from` says so). The JPEGs just written form one:
+# `vadnb.video` reads such a folder like a file, at `frame_rate` frames per second (30 when
+# not given, and `fps_from` says so). When the names share one numbering
+# (`frame_000013.jpg`), the numbers are the frame indices, counted from the first image; a
+# number missing from the run is a **lost frame**, reported, never silently skipped. Here
+# every frame of the clip, written as JPEGs, read back as a video:
 
 # %%
-folder_info = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
+every = video.extract_frames(clip, out / "all_frames", quality=90)
+folder_info = video.probe(out / "all_frames", frame_rate=info.fps)
 print(folder_info.num_frames, "images,", folder_info.width, "x", folder_info.height, "at",
-      folder_info.fps, "fps", f"(fps_from: {folder_info.fps_from})")
-last_image = video.read_frames(out / "frames", indices=[folder_info.num_frames - 1],
-                               frame_rate=SAMPLE_FPS)
-print("its last image is frame", folder_info.num_frames - 1, "of the folder and frame",
-      sampled.indices[-1], "of the video; mean pixel difference:",
-      float(np.abs(last_image.images[0].astype(int) - sampled.images[-1]).mean().round(2)))
+      folder_info.fps, "fps", f"(fps_from: {folder_info.fps_from}); the video has {n} frames")
+last = n - 1
+from_folder = video.read_frames(out / "all_frames", indices=[last], frame_rate=info.fps)
+from_video = video.read_frames(clip, indices=[last])
+print(f"frame {last} from the folder vs the video: mean pixel difference "
+      f"{float(np.abs(from_folder.images[0].astype(int) - from_video.images[0]).mean()):.2f} "
+      "(JPEG compression)")
+
+# %% [markdown]
+# The folder of *sampled* JPEGs written above keeps the source indices in its names, so read
+# as a video it has gaps: every frame between two samples is missing from the numbering.
+# The warning says so (we catch it to print it):
+
+# %%
+import warnings
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    sparse = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
+print(f"{len(jpegs)} images numbered up to {sampled.indices[-1]}: {sparse.num_frames} frames "
+      f"by the numbering, {len(sparse.lost_frames)} of them lost")
+for w in caught[:1]:
+    print(f"{w.category.__name__}: {str(w.message)[:200]} ...")
 
 # %% [markdown]
 # ## What sampling saves
