@@ -386,7 +386,7 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     sparse = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
 print(f"{len(jpegs)} images numbered up to {sampled.indices[-1]}: {sparse.num_frames} frames "
-      f"by the numbering, {len(sparse.lost_frames)} of them lost")
+      f"by the numbering, {sparse.lost_frames} of them lost")
 for w in caught[:1]:
     print(f"{w.category.__name__}: {str(w.message)[:200]} ...")
 
