@@ -270,7 +270,9 @@ pd.DataFrame({"asked": asked, "seek shows": read_by_seeking(ts_clip, asked),
 
 # %%
 def read_far(path, indices):
-    """Read ``indices``; return the codes shown, frames decoded and seeks made."""
+    """Read ``indices``; return the images, frames decoded and seeks made (the probe's own
+    pass, once per file, is made first and not counted)."""
+    video.probe(path)
     video.reset_decode_stats()
     shown = video.read_frames(path, indices=indices).images
     return shown, video.decode_stats()["frames_decoded"], video.seek_stats()["seeks"]
