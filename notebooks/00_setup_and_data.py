@@ -5,6 +5,9 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -34,7 +37,8 @@
 #
 # **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
 # the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
-# This notebook downloads no model (approximate size: 0 GB); the campus clips ship with the suite.
+# This notebook downloads no model (approximate size: 0 GB). The campus clips ship with the
+# suite.
 
 # %%
 import sys
@@ -44,6 +48,8 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
     if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
         subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    # ImageBind's model code only (its data loaders need decord: vadnb.models.imagebind.IMAGEBIND_PIP)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "imagebind-unofficial==0.1.1"], check=True)
     if "/content/vadnb" not in sys.path:
         sys.path.insert(0, "/content/vadnb")
 

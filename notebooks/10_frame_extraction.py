@@ -5,6 +5,9 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +39,8 @@
 #
 # **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
 # the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
-# This notebook downloads no model (approximate size: 0 GB); the campus clips ship with the suite.
+# This notebook downloads no model (approximate size: 0 GB). The campus clips ship with the
+# suite.
 
 # %%
 import sys
@@ -46,6 +50,8 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
     if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
         subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    # ImageBind's model code only (its data loaders need decord: vadnb.models.imagebind.IMAGEBIND_PIP)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "imagebind-unofficial==0.1.1"], check=True)
     if "/content/vadnb" not in sys.path:
         sys.path.insert(0, "/content/vadnb")
 
@@ -358,39 +364,25 @@ print(len(jpegs), "files, e.g.", [p.name for p in jpegs[:3]])
 # ## Frame folders are videos too
 #
 # Several benchmarks (ShanghaiTech, Avenue) ship each video as a folder of numbered images.
-# `vadnb.video` reads such a folder like a file, at `frame_rate` frames per second (30 when
-# not given, and `fps_from` says so). When the names share one numbering
-# (`frame_000013.jpg`), the numbers are the frame indices, counted from the first image; a
-# number missing from the run is a **lost frame**, reported, never silently skipped. Here
-# every frame of the clip, written as JPEGs, read back as a video:
+# `vadnb.video` reads such a folder like a file, at `frame_rate` frames per second (30 when not
+# given, and `fps_from` says so). When the names are numbered (`img_004.png`), a frame's index
+# is its number counted from the first, so an image missing from the numbering is a *lost*
+# frame (warned, and listed in `lost_ranges`) and every other frame keeps its true index;
+# names without a common numbering are read in natural order (`2.jpg` before `10.jpg`).
+#
+# The JPEGs just written form one, with a twist: `extract_frames` also wrote a manifest
+# (`frames.json`) listing the source indices it sampled, so the gaps between them are
+# sampling, not loss, and each image keeps its index in the *video*:
 
 # %%
-every = video.extract_frames(clip, out / "all_frames", quality=90)
-folder_info = video.probe(out / "all_frames", frame_rate=info.fps)
-print(folder_info.num_frames, "images,", folder_info.width, "x", folder_info.height, "at",
-      folder_info.fps, "fps", f"(fps_from: {folder_info.fps_from}); the video has {n} frames")
-last = n - 1
-from_folder = video.read_frames(out / "all_frames", indices=[last], frame_rate=info.fps)
-from_video = video.read_frames(clip, indices=[last])
-print(f"frame {last} from the folder vs the video: mean pixel difference "
-      f"{float(np.abs(from_folder.images[0].astype(int) - from_video.images[0]).mean()):.2f} "
-      "(JPEG compression)")
-
-# %% [markdown]
-# The folder of *sampled* JPEGs written above keeps the source indices in its names, so read
-# as a video it has gaps: every frame between two samples is missing from the numbering.
-# The warning says so (we catch it to print it):
-
-# %%
-import warnings
-
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    sparse = video.probe(out / "frames", frame_rate=SAMPLE_FPS)
-print(f"{len(jpegs)} images numbered up to {sampled.indices[-1]}: {sparse.num_frames} frames "
-      f"by the numbering, {sparse.lost_frames} of them lost")
-for w in caught[:1]:
-    print(f"{w.category.__name__}: {str(w.message)[:200]} ...")
+folder = out / "frames"
+folder_info = video.probe(folder, frame_rate=SAMPLE_FPS)
+last_image = video.read_frames(folder, indices=[int(sampled.indices[-1])], frame_rate=SAMPLE_FPS)
+print(len(video.folder_images(folder)), "images,", folder_info.width, "x", folder_info.height,
+      "; lost frames:", folder_info.lost_frames)
+print("the folder's frame", int(last_image.indices[0]), "is the video's frame",
+      int(sampled.indices[-1]), "; mean pixel difference (JPEG):",
+      float(np.abs(last_image.images[0].astype(int) - sampled.images[-1]).mean().round(2)))
 
 # %% [markdown]
 # ## What sampling saves

@@ -161,3 +161,25 @@ def test_readme_lists_every_reference_of_vadnb_lesson():
     section = readme[readme.index("## References"):]
     for ref in REFERENCES.values():
         assert ref.title in section and ref.arxiv_url in section and ref.code in section
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_header_lists_every_download_and_opens_on_a_gpu(nb):
+    """The header's download sentence is generated from the profile table and the registry
+    (notebook 20 once omitted the LLM its lavad.run loads); Colab opens it on a T4."""
+    import textwrap
+
+    from vadnb.environment import download_note
+
+    meta = json.loads(nb.read_text())["metadata"]
+    assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4"
+    badge = next("".join(c["source"]) for c in _cells(nb)[:3]
+                 if "colab.research.google.com" in "".join(c["source"]))
+    note = download_note(nb.name[:2])
+    assert " ".join(badge.split()).find(" ".join(note.split())) >= 0, (
+        f"{nb.name}: the header must say, word for word:\n" + textwrap.fill(note, 92))
+    install = next("".join(c["source"]) for c in _cells(nb) if "google.colab" in "".join(c["source"]))
+    assert '"--no-deps", "imagebind-unofficial==0.1.1"' in install  # no decord (no arm64 wheel)
+    if nb.name[:2] not in ("00", "10"):  # the notebooks that download models
+        assert install.lstrip().startswith("KEEP_ON_DRIVE = False")
+        assert f'keep_on_drive("{nb.name[:2]}")' in install

@@ -232,3 +232,30 @@ def test_warm_run_loads_no_model_and_decodes_no_frame(fresh_cache, clip_video):
     table = warm.model_calls().set_index("role")
     assert table.loc["captioner", "cached"] == 5 and table.loc["clip", "cached"] == 3
     assert table["calls"].sum() == 0 and set(table["profile"]) == {"tiny"}
+
+
+def test_the_vlm_image_cap_is_part_of_what_is_asked(fresh_cache, clip_video):
+    """A VLM downsizes what it is sent to its cap: the cap is keyed, so replies made under
+    another cap (another image) are never reused; the role's default is known unloaded."""
+    from vadnb.models.hf import max_pixels_for
+
+    sent: list[dict] = []
+
+    class Capped(ScriptedVLM):
+        def batch(self, items, **generate):
+            sent.append(generate)
+            return super().batch(items, **{k: v for k, v in generate.items()
+                                           if k != "max_pixels"})
+
+    def ask(cap):
+        vlm = Capped(lambda images, prompt: "0", name="capped")
+        vlm.max_pixels = cap
+        rt = Runtime(Roles(backends={"vlm": vlm}), fresh_cache)
+        rt.map("vlm", [Ask((rt.video(clip_video).frame(0),), "q")])
+        return rt.model_calls().set_index("role").loc["vlm", "calls"]
+
+    assert ask(1000) == 1 and ask(1000) == 0   # same cap: cached
+    assert ask(2000) == 1                      # another cap: asked again
+    assert [g.get("max_pixels") for g in sent] == [1000, 2000]
+    assert Roles(entries={"vlm": "vlm-3b"}).image_cap("vlm") == max_pixels_for("vlm-3b")
+    assert max_pixels_for("vlm-3b") != max_pixels_for("vlm")

@@ -33,7 +33,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,17 @@ class Roles:
 
     def entry(self, role: str) -> str:
         return self.entries.get(role, role)
+
+    def image_cap(self, role: str) -> int | None:
+        """The image-size cap (pixels) ``role``'s VLM applies to what it is sent, known
+        without loading it: the backend's own, else the role's default (local and served
+        alike). Part of every ``Ask`` key: an image sent under another cap is another image."""
+        backend = self.given.get(role) or self.loaded.get(role)
+        if backend is not None:
+            return getattr(backend, "max_pixels", None)
+        from .models.hf import max_pixels_for
+
+        return max_pixels_for(self.entry(role))
 
     def resolved_profile(self) -> str:
         if self._resolved is None:
@@ -539,6 +550,10 @@ class Runtime:
         from .models.profiles import base_role
 
         requests = list(requests)
+        if any(isinstance(r, Ask) and r.max_pixels is None for r in requests):
+            cap = self.roles.image_cap(role)  # what the backend applies, made explicit
+            requests = [replace(r, max_pixels=cap) if isinstance(r, Ask) and r.max_pixels is None
+                        else r for r in requests]
         keys = [self.key(role, r) for r in requests]
         unique = dict(zip(keys, requests))  # first-seen order, identical requests once
         size = max(1, int(batch_size or DEFAULT_BATCH.get(base_role(self.roles.entry(role)), 8)))
