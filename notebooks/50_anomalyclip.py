@@ -439,3 +439,6 @@ display(Markdown(stages.differences_markdown(anomalyclip.DIFFERENCES)))
 # 4. On a GPU with `PROFILE = "colab"`, train on the real CLIP and check that anomalous frames
 #    stretch along their class's arrow.
 # 5. Use the validation split to pick `EPOCHS` instead of the test split: why does it matter?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

@@ -551,3 +551,6 @@ Markdown(stages.differences_markdown(anyanomaly.DIFFERENCES))
 #    the grid help for an event that is about motion?
 # 5. Count the VLM calls in `det.model_calls` and estimate the cost of one hour of 30 fps video
 #    with three descriptions.
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*
