@@ -72,9 +72,14 @@ class Config:
     smooth_within_videos: bool = True
     """Smoothness within each abnormal video; False: over the flattened batch (official)."""
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
-    """Training epochs (an epoch sees every video of the larger of the two groups once)."""
+    """Training epochs (an epoch is one pass over the larger of the two groups)."""
     batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
-    """Videos per step: half abnormal, half normal."""
+    """Videos per step: half abnormal, half normal (a group smaller than half a batch fills
+    its half by repeating; if both are, the halves shrink to the larger group's size)."""
+    drop_last: bool = True
+    """True (official): ``floor(larger group / half batch)`` steps per epoch, the last
+    incomplete half-batch dropped, the shorter group cycled; False: one more step, so every
+    video of the larger group is seen each epoch."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed for initialisation, sampling and segment dropout."""
     device: str | None = None

@@ -23,6 +23,20 @@ DIFFERENCES: list[Difference] = [
                "not measured.",
         flag='lr_schedule="per_epoch"'),
     Difference(
+        what="Option `drop_last=False` (default True, the official): one more step per "
+             "epoch, the larger group's incomplete last half-batch filled by repeating "
+             "videos, so every video is seen each epoch. The official loaders drop that "
+             "half-batch (floor(larger group / half batch) steps) and cycle the shorter group.",
+        why="with few videos the dropped remainder is a large share of the data.",
+        effect="MEASURE"),
+    Difference(
+        what="When both groups have fewer videos than half a batch, the halves shrink to the "
+             "larger group's size; a group smaller than half a batch fills its half by "
+             "repeating videos. The official loaders (drop_last) give no batch then.",
+        why="the campus lesson has 7 training videos; the official recipe would train 0 steps.",
+        effect="none on the official datasets (every group has more than 32 videos); on small "
+               "data a step sees fewer videos than batch_size."),
+    Difference(
         what="The reversible axial transformer runs its two-stream coupling with ordinary "
              "autograd instead of the reversible backward pass.",
         why="simpler code, no custom autograd function.",
