@@ -66,9 +66,10 @@ class Config:
     """AdamW weight decay."""
     warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
-    lr_schedule: Literal["per_step", "per_epoch"] = "per_step"
-    """"per_step": warm-up and cosine move every step; "per_epoch": the official schedule
-    (changes once per epoch, the first epoch at exactly 0)."""
+    lr_schedule: Literal["per_step", "per_epoch"] = "per_epoch"
+    """"per_epoch" (official): the factor changes once per epoch, warm-up epoch ``e`` at
+    ``e / warmup_epochs`` (epoch 0 at lr 0: only BatchNorm statistics and Adam moments move);
+    "per_step": warm-up from ``lr / warm-up steps`` and cosine move every step."""
     smooth_within_videos: bool = True
     """Smoothness within each abnormal video; False: over the flattened batch (official)."""
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 50

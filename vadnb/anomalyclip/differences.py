@@ -16,12 +16,13 @@ DIFFERENCES: list[Difference] = [
                "not measured on a benchmark.",
         flag="smooth_within_videos=False"),
     Difference(
-        what="The learning rate warms up per step, starting at lr / warm-up steps; the "
-             "official schedule changes once per epoch and runs its first epoch at exactly 0.",
-        why="a first epoch at lr 0 updates nothing (AdamW's decay is scaled by lr too).",
-        effect="the official run trains one epoch less (1 of 50; ShanghaiTech 1 of 100); "
-               "not measured.",
-        flag='lr_schedule="per_epoch"'),
+        what="Option `lr_schedule=\"per_step\"` (default \"per_epoch\", the official): the "
+             "warm-up and cosine move every step, starting at lr / warm-up steps. The official "
+             "schedule changes once per epoch and runs epoch 0 at lr exactly 0: that epoch "
+             "still updates BatchNorm's running statistics and AdamW's moment estimates, "
+             "but no weight (AdamW's decay is scaled by lr too).",
+        why="the first epoch then trains too, and the lr ramps smoothly.",
+        effect="MEASURE"),
     Difference(
         what="Option `drop_last=False` (default True, the official): one more step per "
              "epoch, the larger group's incomplete last half-batch filled by repeating "
