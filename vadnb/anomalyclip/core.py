@@ -70,8 +70,10 @@ class Config:
     """"per_epoch" (official): the factor changes once per epoch, warm-up epoch ``e`` at
     ``e / warmup_epochs`` (epoch 0 at lr 0: only BatchNorm statistics and Adam moments move);
     "per_step": warm-up from ``lr / warm-up steps`` and cosine move every step."""
-    smooth_within_videos: bool = True
-    """Smoothness within each abnormal video; False: over the flattened batch (official)."""
+    smooth_within_videos: bool = False
+    """False (official): smoothness over the abnormal half of the batch flattened across
+    videos (one video's last frame to the next one's first counts too); True: within each
+    abnormal video only."""
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Training epochs (an epoch is one pass over the larger of the two groups)."""
     batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
@@ -166,7 +168,7 @@ def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> An
 def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
                      num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
                      lambda_sparse: float = 8e-3, eps: float = 1e-8,
-                     smooth_within_videos: bool = True) -> dict[str, Any]:
+                     smooth_within_videos: bool = False) -> dict[str, Any]:
     """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
     ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
 
