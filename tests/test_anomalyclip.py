@@ -76,8 +76,12 @@ def test_each_loss_term_matches_hand_computation():
     assert t["nll_bottomk_abnormal"].item() == pytest.approx(sum(nll_bottom) / 4, abs=1e-5)
     nll_normal = [-math.log(1 - sc[2][f]) for f in (2, 3)]
     assert t["nll_topk_normal"].item() == pytest.approx(sum(nll_normal) / 2, abs=1e-5)
-    smooth = sum((sc[v][i + 1] - sc[v][i]) ** 2 for v in (0, 1) for i in range(3))
+    flat = sc[0] + sc[1]  # official: the abnormal videos' scores flattened, 0.9 -> 0.6 counts
+    smooth = sum((flat[i + 1] - flat[i]) ** 2 for i in range(7))
     assert t["smoothness"].item() == pytest.approx(8e-4 * smooth, abs=1e-8)
+    within = ac.anomalyclip_loss(logits, scores, labels, top, bottom, S, L, 8e-4, 8e-3,
+                                 smooth_within_videos=True)["smoothness"].item()
+    assert within == pytest.approx(8e-4 * (smooth - (0.6 - 0.9) ** 2), abs=1e-8)
     assert t["sparsity"].item() == pytest.approx(8e-3 * sum(sc[0] + sc[1]) / 8, abs=1e-8)
     parts = ("projection_topk", "projection_normal", "nll_topk_abnormal",
              "nll_bottomk_abnormal", "nll_topk_normal", "smoothness", "sparsity")
@@ -234,7 +238,7 @@ def _planted(seed: int = 0):
     return feats, labels, truth
 
 
-FAST = dict(epochs=60, batch_size=8, lr=3e-3, warmup_epochs=1, emb_size=16, heads=2,
+FAST = dict(epochs=60, batch_size=4, lr=1e-2, warmup_epochs=1, emb_size=16, heads=2,
             num_segments=16, seg_length=8, device="cpu", seed=0)
 
 
@@ -261,9 +265,9 @@ def test_loss_curves_have_every_term_and_go_down(trained):
     for col in ("epoch", "step", "projection_topk", "projection_normal", "nll", "smoothness",
                 "sparsity", "total", "lr"):
         assert col in curves
-    assert len(curves) == 60 * 2  # 6 abnormal videos, 4 per step -> 2 steps per epoch
+    assert len(curves) == 60 * 3  # 6 abnormal videos, 2 per step -> 3 steps per epoch
     assert curves["total"].tail(10).mean() < curves["total"].head(10).mean() - 0.5
-    assert curves["lr"].max() == pytest.approx(3e-3)
+    assert curves["lr"].max() == pytest.approx(1e-2)
     assert curves["lr"].iloc[-1] < 1e-4  # cosine decay to 0
 
 
@@ -535,9 +539,12 @@ def test_each_loss_term_matches_official(seed):
                               cfg.lambda_sparse, smooth_within_videos=False)
     for term, value in want.items():
         assert got[term].item() == pytest.approx(value.item(), abs=1e-5), term
-    # the default keeps the smoothness inside each video (DIFFERENCES): it drops the jump
+    # the default is the official flattened smoothness; the option drops the jump
+    default = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
+                                  torch.cat([bot_abn, bot_abn]), S, L)
+    assert default["smoothness"].item() == pytest.approx(want["smoothness"].item(), abs=1e-8)
     inside = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
-                                 torch.cat([bot_abn, bot_abn]), S, L)
+                                 torch.cat([bot_abn, bot_abn]), S, L, smooth_within_videos=True)
     jump = (scores[1, 0] - scores[0, -1]) ** 2
     assert inside["smoothness"].item() == pytest.approx(
         want["smoothness"].item() - 8e-4 * jump.item(), abs=1e-7)
@@ -696,9 +703,11 @@ def test_centroid_is_the_mean_of_the_normal_training_frames(trained):
 
 def test_learning_rate_warms_up_then_decays(trained):
     _, curves, *_ = trained
-    lr = curves["lr"].to_numpy()  # FAST: 2 steps per epoch, 1 warm-up epoch
-    assert lr[0] == pytest.approx(3e-3 / 2) and lr[1] == pytest.approx(3e-3)
-    assert np.all(np.diff(lr[1:]) <= 1e-12)
+    lr = curves["lr"].to_numpy()  # FAST: 3 steps per epoch, 1 warm-up epoch, per epoch
+    assert lr[:3].tolist() == [0.0] * 3 and lr[3:6].tolist() == pytest.approx([1e-2] * 3)
+    assert np.all(np.diff(lr[3:]) <= 1e-12)
+    want = [1e-2 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 59)) for e in range(1, 60)]
+    assert lr[3::3] == pytest.approx(want)
 
 
 def test_text_projection_is_fine_tuned(trained, text_clip):
@@ -721,7 +730,7 @@ def test_official_per_epoch_schedule_runs_its_first_epoch_at_zero(text_clip):
     feats, labels, _ = _planted(2)
     _, curves = ac.fit(feats, labels, text_clip, progress=False,
                        **{**FAST, "epochs": 3, "warmup_epochs": 2, "lr_schedule": "per_epoch"})
-    assert curves.groupby("epoch")["lr"].first().tolist() == pytest.approx([0.0, 1.5e-3, 3e-3])
+    assert curves.groupby("epoch")["lr"].first().tolist() == pytest.approx([0.0, 5e-3, 1e-2])
 
 
 def test_concat_features_feeds_likelihoods_to_the_temporal_model(text_clip):

@@ -67,22 +67,16 @@ class Config:
     warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
     lr_schedule: Literal["per_step", "per_epoch"] = "per_epoch"
-    """"per_epoch" (official): the factor changes once per epoch, warm-up epoch ``e`` at
-    ``e / warmup_epochs`` (epoch 0 at lr 0: only BatchNorm statistics and Adam moments move);
-    "per_step": warm-up from ``lr / warm-up steps`` and cosine move every step."""
+    """"per_epoch" (official): warm-up epoch ``e`` at ``e / warmup_epochs`` (epoch 0 at lr 0),
+    then cosine, once per epoch; "per_step": both move every step."""
     smooth_within_videos: bool = False
-    """False (official): smoothness over the abnormal half of the batch flattened across
-    videos (one video's last frame to the next one's first counts too); True: within each
-    abnormal video only."""
+    """False (official): smoothness over abnormal scores flattened across videos."""
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
     """Training epochs (an epoch is one pass over the larger of the two groups)."""
     batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
-    """Videos per step: half abnormal, half normal (a group smaller than half a batch fills
-    its half by repeating; if both are, the halves shrink to the larger group's size)."""
+    """Videos per step: half abnormal, half normal (small groups: see ``train._steps``)."""
     drop_last: bool = True
-    """True (official): ``floor(larger group / half batch)`` steps per epoch, the last
-    incomplete half-batch dropped, the shorter group cycled; False: one more step, so every
-    video of the larger group is seen each epoch."""
+    """True (official): ``floor(larger group / half batch)`` steps per epoch; False: ceil."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed for initialisation, sampling and segment dropout."""
     device: str | None = None
