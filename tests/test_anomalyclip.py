@@ -441,6 +441,25 @@ def test_differences_are_complete_and_their_flags_exist():
             assert field in names, d.flag
             ac.Config(**{field: eval(d.flag.split("=", 1)[1])})  # a valid setting
     assert len(differences_markdown(ac.DIFFERENCES).splitlines()) == 2 + len(ac.DIFFERENCES)
+    import re  # every named option ("Option `field=value`") is a valid Config setting
+    options = [m for d in ac.DIFFERENCES for m in re.findall(r"Option `(\w+)=([^`]+)`", d.what)]
+    assert {f for f, _ in options} >= {"drop_last", "lr_schedule", "smooth_within_videos"}
+    for field, value in options:
+        assert getattr(ac.Config(**{field: eval(value)}), field) != getattr(ac.Config(), field)
+
+
+def test_defaults_and_every_recipe_train_as_the_official_code():
+    official = {"lr_schedule": "per_epoch", "drop_last": True, "smooth_within_videos": False,
+                "lambda_smooth": 8e-4, "lambda_sparse": 8e-3, "weight_decay": 0.2,
+                "segment_dropout": 0.7, "top_k": 3, "bottom_k": 3, "n_ctx": 8,
+                "num_segments": 32, "seg_length": 16, "batch_size": 64, "feature_stride": 1}
+    for cfg in [ac.Config()] + [ac.recipe(k) for k in ac.RECIPES]:
+        assert {k: getattr(cfg, k) for k in official} == official
+    assert (ac.recipe("ucf_crime").lr, ac.recipe("xd_violence").lr,
+            ac.recipe("shanghaitech").lr) == (1e-5, 5e-6, 5e-4)
+    assert ac.recipe("xd_violence").emb_size == 128
+    sht = ac.recipe("shanghaitech")
+    assert (sht.depth, sht.warmup_epochs, sht.epochs, sht.concat_features) == (2, 10, 100, True)
 
 
 # =========================================================================== parity with the
