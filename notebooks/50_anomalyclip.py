@@ -5,6 +5,9 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -39,10 +42,14 @@
 #
 # **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
 # the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
-# With `PROFILE = "colab"` this notebook downloads, once: CLIP ViT-B/16 (~0.6 GB)
-# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
+# With `PROFILE = "colab"` this notebook downloads, once: ViT-B-16-quickgelu:openai (clip,
+# ~0.6 GB): ~0.6 GB in all (sizes approximate). The `tiny` profile (the default without a GPU)
+# downloads nothing. Each Colab notebook starts on a fresh machine: set `KEEP_ON_DRIVE = True`
+# in the next cell to keep the downloads and vadnb's cache on your Google Drive, so the next
+# notebook reuses them (it prints the space needed and Drive's free space).
 
 # %%
+KEEP_ON_DRIVE = False  # on Colab: True keeps the model downloads and vadnb's cache on Google Drive
 import sys
 if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
     import os
@@ -50,8 +57,13 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
     if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
         subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    # ImageBind's model code only (its data loaders need decord: vadnb.models.imagebind.IMAGEBIND_PIP)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "imagebind-unofficial==0.1.1"], check=True)
     if "/content/vadnb" not in sys.path:
         sys.path.insert(0, "/content/vadnb")
+    if KEEP_ON_DRIVE:  # before anything imports the hub: it reads HF_HOME once
+        from vadnb.environment import keep_on_drive
+        keep_on_drive("50")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (random-init CLIP, CPU), "colab" (CLIP ViT-B/16 on a GPU), ...
@@ -460,3 +472,6 @@ display(Markdown(stages.differences_markdown(anomalyclip.DIFFERENCES)))
 # 4. On a GPU with `PROFILE = "colab"`, train on the real CLIP and check that anomalous frames
 #    stretch along their class's arrow.
 # 5. Use the validation split to pick `EPOCHS` instead of the test split: why does it matter?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

@@ -89,6 +89,22 @@ def doubles(llm=None) -> dict:
             "llm": llm or ScriptedLLM(llm_fn)}
 
 
+def as_profile_model(role: str):
+    """A double standing in for the tiny profile's model of ``role`` (named as that model,
+    as the runtime checks: cache keys carry the model's identity)."""
+    from vadnb.runtime import Roles
+
+    backend = doubles()[role]
+    backend.name = Roles("tiny").identity(role)
+    return backend
+
+
+def no_calls(det) -> bool:
+    """No model was called: every role's answers came from the cache (the runtime still
+    lists the roles, with their cached counts)."""
+    return int(det.model_calls["calls"].sum()) == 0 and det.model_calls["items"].sum() == 0
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("lavad") / "planted.avi")
@@ -104,7 +120,9 @@ def detection(clip, tmp_path_factory):
 def test_config_defaults_are_the_papers():
     c = lavad.Config()
     assert (c.stride, c.window_s, c.frames_per_window) == (16, 10.0, 10)
-    assert (c.caption_k, c.refine_k, c.temperature, c.llm_temperature) == (1, 10, 1.0, 0.0)
+    assert (c.caption_k, c.refine_k, c.temperature) == (1, 10, 1.0)
+    assert (c.llm_decoding, c.summary_max_new_tokens, c.llm_context_tokens) == ("greedy", None, 512)
+    assert lavad.core.DECODING["paper"] == (0.6, 0.9)
     assert c.captioner_model is None and c.llm_model is None and c.embedder_model is None
     with pytest.raises(ValueError, match="stride"):
         lavad.Config(stride=0)
@@ -245,12 +263,12 @@ def test_second_run_makes_no_model_calls(clip, tmp_path):
     before = call_stats()["calls"].sum()
     second = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path))
     assert call_stats()["calls"].sum() == before
-    assert second.model_calls.empty and second.extras["n_llm_calls"] == 0
+    assert no_calls(second) and second.extras["n_llm_calls"] == 0
     np.testing.assert_array_equal(first.frame_scores, second.frame_scores)
     # a different prompt is a different cache entry: the LLM runs again
     third = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path), score_format="FMT [x]")
     assert third.model_calls.set_index("role").loc["llm", "calls"] > 0
-    assert "captioner" not in set(third.model_calls["role"])
+    assert third.model_calls.set_index("role").loc["captioner", "calls"] == 0
 
 
 def test_interrupted_llm_stage_resumes(clip, tmp_path):
@@ -302,7 +320,7 @@ def test_roles_are_loaded_one_at_a_time(clip, tmp_path, monkeypatch):
     peak = []
 
     def fake_load(role, profile=None, model=None, **kw):
-        backend = doubles()[role]
+        backend = as_profile_model(role)
         alive.add(role)
         peak.append(len(alive))
         original = backend.release
@@ -359,7 +377,7 @@ def test_run_many_matches_run_and_loads_each_role_once(clip, tmp_path, monkeypat
 
     def fake_load(role, profile=None, model=None, **kw):
         loads.append(role)
-        return doubles()[role]
+        return as_profile_model(role)
 
     monkeypatch.setattr(models, "load", fake_load, raising=False)
     other = write_video(tmp_path / "other.avi", num_frames=120, anomaly=(40, 80))
@@ -369,7 +387,7 @@ def test_run_many_matches_run_and_loads_each_role_once(clip, tmp_path, monkeypat
     np.testing.assert_allclose(dets[1].frame_scores, single.frame_scores)
     # every stage is cached per video: one clip of the batch alone is a pure cache hit
     again = lavad.run(other, profile="tiny", cache=Cache(tmp_path / "c"))
-    assert again.model_calls.empty and len(loads) == 4
+    assert no_calls(again) and len(loads) == 4
     assert [len(d.frame_scores) for d in dets] == [N_FRAMES, 120]
 
 
@@ -735,7 +753,7 @@ def test_truncated_score_replies_are_counted_apart_and_survive_the_cache(clip, t
     assert "cut at the token budget" in short.extras["parse_report"]
     assert short.extras["parse_failures"] == n
     warm = run(12)  # from the cache: the flags are still known
-    assert warm.model_calls.empty and warm.extras["score_truncated"] == n
+    assert no_calls(warm) and warm.extras["score_truncated"] == n
     roomy = run(lavad.Config().score_max_new_tokens)
     assert roomy.extras["score_truncated"] == 0 and roomy.extras["parse_failures"] == 0
 
@@ -894,3 +912,217 @@ def test_a_failed_reply_is_not_cached_and_is_asked_again(clip, tmp_path):
     assert fixed.extras["parse_failures"] == 0
     reference = lavad.run(clip, backends=doubles(), cache=Cache(tmp_path / "ref"))
     np.testing.assert_array_equal(fixed.frame_scores, reference.frame_scores)
+
+
+# --- the core reads as the paper; its cache keys come from what is sent ----------------------
+
+def test_editing_prompt_code_asks_the_llm_again(clip, tmp_path, monkeypatch):
+    """Cache keys are the exact messages sent: editing the body of summary_messages (where it
+    is defined, in lavad.core) makes new model calls and gives new replies."""
+    from vadnb.lavad import core
+
+    cache = Cache(tmp_path)
+    first = lavad.run(clip, backends=doubles(), cache=cache)
+    assert no_calls(lavad.run(clip, backends=doubles(), cache=cache))
+    original = core.summary_messages
+
+    def edited(temporal_description, config=None):
+        msgs = original(temporal_description, config)
+        return [{"role": "user", "content": msgs[0]["content"] + "\nBe brief."}]
+
+    monkeypatch.setattr(core, "summary_messages", edited)
+    sent = []
+
+    def brief(messages):
+        sent.append(messages[-1]["content"])
+        if messages[-1]["content"].endswith("Be brief."):
+            return "Sure:\nA short summary."
+        return llm_fn(messages)
+
+    again = lavad.run(clip, backends=doubles(ScriptedLLM(brief)), cache=cache)
+    calls = again.model_calls.set_index("role")
+    assert calls.loc["llm", "calls"] > 0 and calls.loc["captioner", "calls"] == 0
+    assert any(s.endswith("Be brief.") for s in sent)
+    assert set(again.segments["summary"]) == {"A short summary."}
+    assert set(first.segments["summary"]) != {"A short summary."}
+
+
+def test_core_is_the_papers_numbered_steps():
+    import inspect
+
+    from vadnb.lavad import core
+
+    assert len(inspect.getsource(core).splitlines()) <= 280
+    body = inspect.getsource(core.pipeline)
+    steps = [int(n) for n in re.findall(r"# (\d+)\. ", body)]
+    assert steps == list(range(1, 9)), steps
+    for word in ("Cache", "cache.", "_FrameStream", "make_key", "PROMPT_VERSION", "Roles("):
+        assert word not in inspect.getsource(core), word
+
+
+# --- the whole pipeline against a transcription of the official one -----------------------
+# Scripted backends record exactly what each model was sent (frames by their bar code,
+# vadnb.video.write_test_video); the transcription below follows the official scripts in
+# order and applies only the prompt differences lavad.DIFFERENCES lists (one user message,
+# captions one per line, no full stop after the summary).
+
+def _vec(seed: str, dim: int = 6) -> np.ndarray:
+    import hashlib
+
+    return np.random.default_rng(int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16)
+                                 ).normal(size=dim)
+
+
+class _Recorder:
+    """Captioner / embedder / LLM doubles that log every request; the LLM counts a
+    conversation's tokens as its characters // 4 (lavad.budget asks count_tokens)."""
+
+    def __init__(self, crop_ids: dict[bytes, tuple[int, int]]):
+        from vadnb.video import read_frame_code
+
+        self.code, self.crop_ids = read_frame_code, crop_ids
+        self.captioned, self.embedded, self.clips, self.texts, self.chats = [], [], [], [], []
+
+    def caption(self, image):
+        self.captioned.append(self.code(image))
+        return f"caption {self.code(image) // 32}"  # centres 0, 16 share a caption, ...
+
+    def image(self, image):
+        self.embedded.append(self.code(image))
+        return _vec(f"frame {self.code(image) // 7}")
+
+    def text(self, text):
+        self.texts.append(text)
+        return _vec(text.split(" (")[0])
+
+    def video(self, clips):
+        raw = [[np.ascontiguousarray(f).tobytes() for f in c] for c in clips]
+        self.clips.extend([[self.crop_ids[b] for b in c] for c in raw])  # (frame, crop) options
+        return np.stack([_vec(str(hash(b"".join(c)))) for c in raw])
+
+    def llm(self, messages):
+        text = messages[-1]["content"]
+        if text.startswith(lavad.SUMMARY_PROMPT):
+            firsts = sorted({ln for ln in text.split("\n\n", 1)[1].split("\n")})
+            return f"Sure, a summary:\n{' and '.join(firsts)} happen"
+        n = len(text) % 7
+        return "I cannot tell" if n == 3 else f"Rating: [{n / 10:.1f}]"
+
+
+class _RecordingLLM(ScriptedLLM):
+    def __init__(self, fn, log):
+        super().__init__(fn)
+        self.log = log
+
+    def batch(self, conversations, **generate):
+        conversations = list(conversations)
+        self.log.extend((c, generate) for c in conversations)
+        return super().batch(conversations, **generate)
+
+    def count_tokens(self, messages):
+        return sum(len(m["content"]) for m in messages) // 4
+
+
+class _VideoEmbedder(ScriptedEmbedder):
+    def __init__(self, rec):
+        super().__init__(rec.image, rec.text)
+        self.rec = rec
+
+    def encode_video(self, clips):
+        return stages_normalise(self.rec.video([list(c) for c in clips]))
+
+
+def stages_normalise(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def official_lavad(rec: _Recorder, num_frames: int, fps: float):
+    """LAVAD as the official scripts compute it, on the recorder's scripted models."""
+    centres = list(range(0, num_frames, 16))  # image_captioner.py: captions read at idx % 16
+    captions = {c: rec.caption_fn(c) for c in centres}
+    windows = {c: official_window(c, num_frames, fps) for c in centres}  # sample_utils.py
+    index, cleaned = official_clean(  # create_index.py + image_text_caption_cleaner.py, K=1
+        {"m": captions}, {c: {f: rec.image_fn(f) for f in windows[c]} for c in centres},
+        rec.text_fn)
+    summary_prompts, summaries, score_prompts, raw = {}, {}, {}, {}
+    for c in centres:  # llm_anomaly_scorer.py: system = instruction, user = "\n ".join
+        official = [{"role": "system", "content": lavad.SUMMARY_PROMPT},
+                    {"role": "user", "content": "\n ".join(cleaned[c][f] for f in windows[c])}]
+        # listed difference: one user message, the captions one per line
+        summary_prompts[c] = [{"role": "user", "content": official[0]["content"] + "\n\n"
+                               + official[1]["content"].replace("\n ", "\n")}]
+        summaries[c] = rec.llm(summary_prompts[c]).split("\n")[-1]  # the last line
+        official = [{"role": "system", "content": lavad.SCORE_CONTEXT + " " + lavad.SCORE_FORMAT},
+                    {"role": "user", "content": f"{summaries[c]}."}]
+        # listed difference: context, format, summary in one user message, no full stop
+        score_prompts[c] = [{"role": "user", "content": f"{lavad.SCORE_CONTEXT}\n"
+                             f"{lavad.SCORE_FORMAT}\n\n{official[1]['content'][:-1]}"}]
+        raw[c] = official_parse(rec.llm(score_prompts[c]))
+    raw = official_interpolate(raw)
+    video_vecs = {c: stages_normalise(np.mean(stages_normalise(np.stack(  # ImageBind, 3 crops
+        [rec.video_fn(windows[c][0], windows[c][-1], k) for k in range(3)])), axis=0))
+        for c in centres}
+    refined = official_refine(summaries, raw, video_vecs, rec.text_fn)  # video_text_score_refiner
+    frames = np.repeat(refined, 16)[:num_frames]  # eval.py: each score over its 16 frames
+    return dict(centres=centres, windows=windows, index=index, summary_prompts=summary_prompts,
+                score_prompts=score_prompts, frames=frames)
+
+
+def test_run_matches_the_official_pipeline_word_for_word(tmp_path):
+    from vadnb.video import read_frames, write_test_video
+
+    n, fps = 100, 10
+    path = write_test_video(tmp_path / "coded.avi", num_frames=n, fps=fps)
+    decoded = read_frames(path).images
+    crop_ids: dict[bytes, set] = {}
+    for f, im in enumerate(decoded):
+        for k, c in enumerate(lavad.spatial_crops(im)):
+            crop_ids.setdefault(c.tobytes(), set()).add((f, k))
+    rec, log = _Recorder(crop_ids), []
+    # the transcription's view of the same scripted models, by frame index
+    rec.caption_fn = lambda f: f"caption {f // 32}"
+    rec.image_fn = lambda f: _vec(f"frame {f // 7}")
+    rec.text_fn = lambda t: _vec(t)
+    rec.video_fn = lambda a, b, k: _vec(str(hash(lavad.spatial_crops(decoded[a])[k].tobytes()
+                                                 + lavad.spatial_crops(decoded[b])[k].tobytes())))
+    backends = {"captioner": ScriptedCaptioner(rec.caption), "embedder": _VideoEmbedder(rec),
+                "llm": _RecordingLLM(rec.llm, log)}
+    det = lavad.run(path, backends=backends, cache=Cache(tmp_path / "cache"))
+    want = official_lavad(rec, n, fps)
+
+    assert rec.captioned == want["centres"]  # only the centre frames, in order
+    assert rec.embedded == sorted({f for w in want["windows"].values() for f in w})
+    wanted = [[(w[0], k), (w[-1], k)] for w in want["windows"].values() for k in range(3)]
+    assert len(rec.clips) == len(wanted)  # first and last window frame, in 3 crops
+    assert all(a in got[0] and b in got[1] for got, (a, b) in zip(rec.clips, wanted))
+    assert det.extras["caption_index"] == want["index"]
+    sent = [c for c, _ in log]
+    summaries = [m for m in want["summary_prompts"].values()]
+    assert sent[:len(set(map(str, summaries)))] == list(
+        {str(m): m for m in summaries}.values())  # word for word, each distinct prompt once
+    assert [c for c in sent if not c[0]["content"].startswith(lavad.SUMMARY_PROMPT)] == list(
+        {str(m): m for m in want["score_prompts"].values()}.values())
+    for conv, gen in log:  # greedy; the summary budget is 512 minus the prompt's tokens
+        assert gen.get("temperature") == 0.0 and "top_p" not in gen
+        if conv[0]["content"].startswith(lavad.SUMMARY_PROMPT):
+            assert gen["max_new_tokens"] == 512 - len(conv[0]["content"]) // 4
+        else:
+            assert gen["max_new_tokens"] == lavad.Config().score_max_new_tokens
+    np.testing.assert_allclose(det.frame_scores, want["frames"], atol=1e-6)
+
+
+def test_paper_decoding_samples_every_position_with_top_p(tmp_path):
+    from vadnb.video import write_test_video
+
+    path = write_test_video(tmp_path / "still.avi", num_frames=80, fps=10)
+    log = []
+    llm = _RecordingLLM(lambda m: "[0.5]" if "Python list" in m[-1]["content"] else "calm", log)
+    backends = {"captioner": ScriptedCaptioner(lambda im: "a still scene"),
+                "embedder": ScriptedEmbedder(lambda im: np.ones(3), lambda t: np.ones(3)),
+                "llm": llm}
+    lavad.run(path, backends=backends, cache=Cache(tmp_path / "c"), llm_decoding="paper",
+              summary_max_new_tokens=160)
+    assert len(log) == 2 * 5  # identical prompts, yet every position asked (5 + 5)
+    assert {(g["temperature"], g["top_p"], g["max_new_tokens"]) for _, g in log[:5]} == {
+        (0.6, 0.9, 160)}

@@ -96,20 +96,109 @@ def test_a_folder_of_another_run_is_refused_unless_overwrite(campus_test, tmp_pa
     assert fresh.summary["scored_now"] == 2 and fresh.summary["overrides"] == {"smooth_s": 3.0}
 
 
-def test_a_failing_video_is_named_and_the_others_are_kept(campus_test, tmp_path, monkeypatch):
+def _with_copies(bench, names, folder, extra=()):
+    """``bench`` restricted to ``names``, each video copied into ``folder`` (so a test may
+    rewrite it), plus ``extra`` unlabelled "Normal" videos ``(name, path)`` of the test split."""
+    import dataclasses
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = bench.table[bench.table["name"].isin(names)].copy()
+    table["path"] = [str(shutil.copy(p, folder / f"{n}.mp4"))
+                     for n, p in zip(table["name"], table["path"])]
+    rows = [{"name": n, "path": str(p), "split": "test", "label": "Normal",
+             "is_anomalous": False, "num_frames": np.nan, "fps": np.nan} for n, p in extra]
+    if rows:
+        table = pd.concat([pd.DataFrame(rows), table], ignore_index=True)
+    truth = {n: v for n, v in bench.truth.items() if n in names}
+    return dataclasses.replace(bench, table=table, truth=truth)
+
+
+@pytest.fixture()
+def with_a_corrupt_file(campus_test, tmp_path):
+    """The three CLIPS plus "corrupt": garbage bytes named .mp4, listed first."""
+    bad = tmp_path / "videos" / "corrupt.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return _with_copies(campus_test, CLIPS, tmp_path / "videos", [("corrupt", bad)])
+
+
+def _check_partial_run(err, bench, out, good, bad):
+    """The run raised RunFailed after scoring, saving and evaluating the good videos."""
+    result = err.value.result
+    assert sorted(p.stem for p in (out / "frame_scores").glob("*.parquet")) == sorted(good)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == result.summary and result.failed == summary["failed"]
+    assert {f["video"]: f["error_type"] for f in summary["failed"]} == bad
+    assert all(f["error"] for f in summary["failed"])
+    assert (summary["videos"], summary["videos_failed"]) == (len(good), len(bad))
+    for name in bad:
+        assert repr(name) in str(err.value)
+    y = np.concatenate([bench.frame_labels(n) for n in good])
+    s = np.concatenate([result.frame_scores()[n] for n in good]).astype(np.float64)
+    assert summary["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert pd.read_csv(out / "per_video.csv")["video"].tolist() == good
+    return summary
+
+
+def test_bad_videos_are_named_and_the_others_scored_saved_and_evaluated(
+        with_a_corrupt_file, tmp_path, monkeypatch):
     real = scale.score_video
 
-    def broken(video, *args, **kwargs):
+    def broken(video, *args, **kwargs):  # fails in the middle of the run
         if "vehicle" in str(video):
             raise OSError("decoder gave up")
         return real(video, *args, **kwargs)
 
     monkeypatch.setattr(scale, "score_video", broken)
-    with pytest.raises(RuntimeError, match=r"'test_vehicle_01'.*decoder gave up.*resume"):
-        scale.run_dataset(campus_test, "classical", out_dir=tmp_path / "run", videos=CLIPS,
-                          cache=tmp_path / "c", progress=False)
-    assert sorted(p.stem for p in (tmp_path / "run" / "frame_scores").glob("*.parquet")) \
-        == ["test_normal_01"]  # scored before the failure, kept for the resume
+    out = tmp_path / "run"
+    with pytest.raises(scale.RunFailed, match=r"2 video\(s\) failed") as err:
+        scale.run_dataset(with_a_corrupt_file, "classical", out_dir=out, cache=tmp_path / "c",
+                          progress=False)
+    summary = _check_partial_run(err, with_a_corrupt_file, out,
+                                 ["test_normal_01", "test_running_01"],
+                                 {"corrupt": "VideoError", "test_vehicle_01": "OSError"})
+    assert summary["failed"][1]["error"] == "decoder gave up"
+    assert "'test_vehicle_01': OSError: decoder gave up" in str(err.value)
+    # the failures are not done: a rerun scores them (and only them) again
+    monkeypatch.setattr(scale, "score_video", real)
+    with pytest.raises(scale.RunFailed, match="'corrupt'") as again:
+        scale.run_dataset(with_a_corrupt_file, "classical", out_dir=out, cache=tmp_path / "c",
+                          progress=False)
+    assert again.value.result.summary["scored_now"] == 1
+    assert again.value.result.summary["resumed"] == 2
+    assert scale.load_run(out).failed == again.value.result.failed
+
+
+def test_a_video_re_encoded_in_place_is_scored_again(campus_test, tmp_path, monkeypatch):
+    from vadnb.video import write_test_video
+
+    bench = _with_copies(campus_test, CLIPS, tmp_path / "videos")
+    out = tmp_path / "run"
+    old = scale.run_dataset(bench, "classical", out_dir=out, cache=tmp_path / "c",
+                            progress=False).frame_scores()["test_vehicle_01"]
+    target = bench.path("test_vehicle_01")
+    write_test_video(target, num_frames=bench.num_frames("test_vehicle_01"), fps=10,
+                     size=(64, 48))  # other frames, same length, same file
+    scored = []
+    real = scale.score_video
+    monkeypatch.setattr(scale, "score_video",
+                        lambda video, *a, **k: scored.append(str(video)) or real(video, *a, **k))
+    again = scale.run_dataset(bench, "classical", out_dir=out, cache=tmp_path / "c",
+                              progress=False)
+    assert scored == [str(target)]
+    assert (again.summary["scored_now"], again.summary["resumed"]) == (1, 2)
+    new = again.frame_scores()["test_vehicle_01"]
+    assert len(new) == len(old) and not np.array_equal(new, old)
+    np.testing.assert_array_equal(
+        new, real(target, "classical", cache=tmp_path / "direct").frame_scores)
+    # a file only touched (same bytes, new time) is hashed, found unchanged, not scored
+    import os
+
+    os.utime(bench.path("test_normal_01"))
+    scored.clear()
+    scale.run_dataset(bench, "classical", out_dir=out, cache=tmp_path / "c", progress=False)
+    assert scored == []
 
 
 def test_bad_requests_say_what_to_do(campus_test, tmp_path):
@@ -156,6 +245,36 @@ def test_ray_gives_the_local_scores_classical(local_ray, campus_test, tmp_path):
     y = np.concatenate([campus_test.frame_labels(n) for n in clips])
     s = np.concatenate([scores[n] for n in clips]).astype(np.float64)
     assert on_ray.summary["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_ray_goes_on_past_a_corrupt_video_and_saves_the_others(local_ray, with_a_corrupt_file,
+                                                               tmp_path):
+    bench = _with_copies(with_a_corrupt_file, ["corrupt", *CLIPS[:2]], tmp_path / "two")
+    bench.table.loc[0, "num_frames"] = 150  # listed with a length: it fails in a worker
+    out = tmp_path / "r"
+    with pytest.raises(scale.RunFailed, match="'corrupt'") as err:
+        scale.run_dataset(bench, "classical", executor="ray", actors=1, out_dir=out,
+                          cache=tmp_path / "cache", progress=False)
+    summary = _check_partial_run(err, bench, out, CLIPS[:2], {"corrupt": "VideoError"})
+    assert summary["executor"] == "ray" and summary["scored_now"] == 2
+
+
+def test_ray_pool_that_breaks_marks_the_rest_failed_with_the_cause(local_ray, campus_test,
+                                                                     tmp_path):
+    # every actor fails to load its model: nothing is scored, each video is named, the
+    # cause is the model's own message (not Ray's traceback), and summary.json is written
+    out = tmp_path / "r"
+    with pytest.raises(scale.RunFailed, match="2 video") as err:
+        scale.run_dataset(campus_test, "anomalyclip", "tiny", executor="ray", actors=1,
+                          videos=CLIPS[:2], out_dir=out, cache=tmp_path / "c", progress=False,
+                          clip_model="nope/none")
+    failed = json.loads((out / "summary.json").read_text())["failed"]
+    assert [f["video"] for f in failed] == CLIPS[:2]
+    for f in failed:
+        assert f["error"].startswith("not scored, the Ray pipeline stopped: ")
+        assert "ModelUnavailableError: The clip model 'nope/none' is not available" in f["error"]
+        assert "\x1b" not in f["error"] and 'File "' not in f["error"]
+    assert err.value.result.summary["videos"] == 0
 
 
 def test_ray_gives_the_local_scores_tiny_vera(local_ray, campus_test, tmp_path):

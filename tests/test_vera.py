@@ -217,11 +217,51 @@ def test_unreadable_learner_reply_counts_as_wrong(split_videos, tmp_path):
         vid = _video_id(images)
         return "I cannot tell." if truth[vid] == 0 else "Output: 1"
 
-    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1)
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1,
+                       label_reading="tolerant")
     # val: the two normals are unreadable (wrong), the anomaly is right
     np.testing.assert_allclose(result.history["val_acc"], [1 / 3, 1 / 3])
     assert result.learner_parse.failed == 4  # 2 unreadable replies x 2 validations
     assert result.history["source"].iloc[1] == "kept (optimizer reply unreadable)"
+
+
+def test_official_training_reads_unreadable_as_anomaly_and_0_after_the_last_output(
+        split_videos, tmp_path):
+    train, val, truth = split_videos
+
+    def fn(images, prompt):
+        if _is_optimizer(prompt):
+            return "no idea"
+        # normal videos: no '0' anywhere -> 1 (wrong); anomalies: a '0' before the last
+        # 'Output' only -> 1 (right)
+        return "I cannot tell." if truth[_video_id(images)] == 0 else "Output: 0\nOutput: 1"
+
+    result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CountingVLM(fn), steps=1)
+    np.testing.assert_allclose(result.history["val_acc"], [1 / 3, 1 / 3])
+    assert result.learner_parse.failed == 0
+
+
+@pytest.mark.parametrize("reply, inference, learning, tolerant", [
+    ("Answers: nobody runs.\nOutput:\n0", 0, 0, 0),
+    ("Answers: a fight.\nOutput: 1", 1, 1, 1),
+    ("Answers: a fight.\nOutput: 1.", 0, 1, 1),       # the issue's example
+    ("Output: 1  \n", 1, 1, 1),                         # trailing space stripped
+    ("Output: 0 ... Output: 1", 1, 1, 1),              # the last 'Output' counts
+    ("Output: 1 ... Output: 0", 0, 0, 0),
+    ("Output: [1]", 0, 1, 1),
+    ("I cannot tell.", 0, 1, None),                   # unreadable: 0 / 1 / None
+    ("Frame 10 shows nothing.", 0, 0, None),          # no 'Output': any '0' reads 0
+    ("", 0, 1, None),
+    ("output: 1", 1, 1, 1),                           # 'Output' is case-sensitive there
+])
+def test_label_readings_follow_the_official_rules(reply, inference, learning, tolerant):
+    # Inference/generate_intial_score.py: 1 if response[-1] == '1' else 0
+    assert vera.read_label(reply, "official", "inference") == inference
+    # training.py: 0 if '0' in response.split('Output')[-1] else 1
+    assert vera.read_label(reply, "official", "learning") == learning
+    assert vera.read_label(reply, "tolerant", "inference") == tolerant
+    with pytest.raises(ValueError, match="label reading"):
+        vera.read_label(reply, "strict")
 
 
 def test_resume_after_interruption(split_videos, tmp_path):
@@ -292,12 +332,34 @@ def test_retrieval_ensemble_by_hand():
 def test_smoothing_by_hand():
     impulse = np.zeros(31)
     impulse[15] = 1.0
-    out = vera.smooth_segments(impulse, taps=15, sigma=10.0)
+    out = vera.smooth_segments(impulse, taps=15, sigma=10.0, variant="centred")
     x = np.arange(-7, 8)
     g = np.exp(-0.5 * (x / 10.0) ** 2)
     np.testing.assert_allclose(out[8:23], g / g.sum())
     assert np.all(out[:8] == 0) and np.all(out[23:] == 0)
-    np.testing.assert_allclose(vera.smooth_segments(np.full(9, 0.4)), 0.4)
+    np.testing.assert_allclose(vera.smooth_segments(np.full(9, 0.4), variant="centred"), 0.4)
+
+
+def test_step3_defaults_are_the_official_kernel_and_rounding():
+    cfg = vera.Config()
+    assert (cfg.smoothing, cfg.round_decimals, cfg.smooth_taps, cfg.smooth_sigma,
+            cfg.position_prior) == ("paper", 1, 15, 10.0, False)
+    impulse = np.zeros(31)
+    impulse[15] = 1.0
+    # the default kernel, taps at linspace(-8, 7, 15): the impulse lands off-centre
+    g = np.exp(-np.linspace(-8, 7, 15) ** 2 / 200.0)
+    np.testing.assert_allclose(vera.smooth_segments(impulse)[8:23], g / g.sum())
+    # zero padding: a constant video is pulled toward 0 at both ends
+    flat = vera.smooth_segments(np.ones(30))
+    assert flat[0] < 0.6 and flat[-1] < 0.6 and flat[15] == pytest.approx(1.0)
+
+
+def test_rounding_is_numpys_as_in_the_official_round_of_a_float64():
+    values = np.array([0.35, 0.45, 0.25, 0.849, 0.05])
+    official = [round(np.float64(v), 1) for v in values]  # compute_auc.py: round(smoothed[i], 1)
+    np.testing.assert_array_equal(vera.round_scores(values, 1), official)
+    assert vera.round_scores(values, 1)[0] == 0.4  # Python's round(0.35, 1) is 0.3
+    np.testing.assert_array_equal(vera.round_scores(values, None), values)
 
 
 def test_position_prior_formula():
@@ -413,7 +475,7 @@ def test_unreadable_answers_are_filled_and_counted(planted, tmp_path):
         return "hmm" if share == 0.25 else f"Output: {int(share >= 0.5)}"
 
     det = vera.run(path, backends={"vlm": CountingVLM(fn), "embedder": _embedder()},
-                   cache=Cache(tmp_path), image_size=32)
+                   cache=Cache(tmp_path), image_size=32, label_reading="tolerant")
     n_bad = det.segments["raw_score"].isna().sum()
     assert n_bad > 0 and det.extras["unparseable"] == n_bad
     assert np.all(np.isfinite(det.frame_scores))
@@ -554,13 +616,14 @@ def test_reply_budget_is_the_official_1024_and_truncation_is_counted_and_cached(
 
     assert vera.Config().max_new_tokens == 1024
     result, _ = _learn(train, val, truth, Cache(tmp_path), vlm=CutVLM(_story_fn(truth)),
-                       steps=1)
+                       steps=1, label_reading="tolerant")
     assert set(seen) == {1024}
     # 2 validations x 2 normal validation videos cut, none of the training videos
     log = result.learner_parse
     assert (log.truncated, log.truncated_failed, log.failed) == (4, 4, 4)
     assert (result.optimizer_parse.truncated, result.optimizer_parse.failed) == (1, 0)
-    again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1)  # all cached
+    again, vlm = _learn(train, val, truth, Cache(tmp_path), steps=1,  # all cached
+                        label_reading="tolerant")
     assert vlm.batches == 0 and again.learner_parse.truncated == 4
     assert again.optimizer_parse.truncated == 1
 
@@ -629,7 +692,8 @@ def test_centred_smoothing_matches_a_symmetric_reflect_transcription():
     g = np.exp(-0.5 * (np.arange(-7, 8) / 10.0) ** 2)
     padded = np.pad(x, 7, mode="symmetric")
     expected = np.convolve(padded, g / g.sum(), mode="valid")
-    np.testing.assert_allclose(vera.smooth_segments(x, 15, 10.0), expected, atol=1e-5)
+    np.testing.assert_allclose(vera.smooth_segments(x, 15, 10.0, variant="centred"), expected,
+                               atol=1e-5)
     # the variants differ where zero padding and the off-centre kernel bite: the ends
     paper = vera.smooth_segments(x, 15, 10.0, variant="paper")
     assert abs(paper[0] - expected[0]) > 0.1
@@ -691,10 +755,14 @@ def test_differences_are_complete_and_flags_are_config_settings():
     assert all(isinstance(d, Difference) and d.what and d.why and d.effect
                for d in vera.DIFFERENCES)
     flags = [d.flag for d in vera.DIFFERENCES if d.flag]
-    for flag in flags:
-        name = flag.split("=")[0]
-        assert name in {f.name for f in __import__("dataclasses").fields(vera.Config)}, flag
-    assert {f.split("=")[0] for f in flags} >= set(vera.PAPER_STEP3)
+    settings = {}
+    for flag in flags:  # each flag is Config settings that, set, turn the difference on
+        these = eval(f"dict({flag})")
+        cfg = vera.Config(**these)
+        assert all(getattr(cfg, k) != getattr(vera.Config(), k) for k in these), flag
+        settings.update(these)
+    assert set(settings) >= set(vera.PAPER_STEP3) | set(vera.VADNB_STEP3)
+    assert vera.VADNB_STEP3.items() <= settings.items()
     table = differences_markdown(vera.DIFFERENCES)
     assert table.count("\n") == len(vera.DIFFERENCES) + 1
 
@@ -793,7 +861,7 @@ def test_outcome_sentences_come_from_the_run(split_videos, planted, tmp_path):
     assert "nothing was learned" not in vera.learning_summary(story)
     path, _ = planted
     det = vera.run(path, backends={"vlm": CountingVLM(mute), "embedder": _embedder()},
-                   cache=Cache(tmp_path), image_size=32, stride=400)
+                   cache=Cache(tmp_path), image_size=32, stride=400, label_reading="tolerant")
     assert "every answer was unreadable" in vera.inference_summary([det])
     assert "0.5 by construction" in vera.auc_note([det], 0.5)
     good = vera.run(path, backends={"vlm": _seeing_vlm(), "embedder": _embedder()},
@@ -849,8 +917,56 @@ def test_core_is_short_and_its_pipeline_reads_as_numbered_steps():
     import inspect
 
     source = inspect.getsource(vera.core)
-    assert len(source.splitlines()) <= 250
+    assert len(source.splitlines()) <= 280  # issue 23: ~250-280
     steps = re.findall(r"^\s+# (\d+)\. ", inspect.getsource(vera.core.pipeline), re.M)
     assert steps == ["1", "2", "3"]
     for plumbing in ("make_key", "get_cache", "Roles(", "configure(", "PROMPT_VERSION"):
         assert plumbing not in source
+
+
+# ---------------------------------------------------------------------------------------
+# VERA's XD-Violence AP script (compute_AP_XD_Violence.py), transcribed
+# ---------------------------------------------------------------------------------------
+
+
+def _official_xd_video(result, v_array):
+    """compute_AP_XD_Violence.py's per-video loop: top-n (all when n <= 4), softmax(10 cos),
+    smoothing (15, 10) unrounded, expansion, sigmoid, round(., 1), trimming."""
+    normalized_v = v_array / np.linalg.norm(v_array, axis=1, keepdims=True)
+    v_array = normalized_v @ normalized_v.T
+    num_segment = len(result)
+    top_n = int(0.15 * num_segment) if num_segment > 4 else num_segment
+    v_indices = np.argsort(v_array, axis=1)[:, -top_n:]
+    v_top = np.take_along_axis(v_array, v_indices, axis=1)
+    starts = list(result.keys())
+    all_score = [result[s]["score"] for s in starts]
+    score_all = []
+    for i in range(len(starts)):
+        e = np.exp(v_top[i] * 10 - np.max(v_top[i] * 10))
+        score_all.append(np.dot(e / e.sum(), np.array([all_score[j] for j in v_indices[i]])))
+    smoothed = _official_smooth(np.array(score_all), 15, 10)
+    pred = []
+    for i, s in enumerate(starts):
+        n = 16 if i != len(starts) - 1 else int(result[s]["end"] - int(s))
+        pred += [smoothed[i]] * n
+    pred = [round(x, 1) for x in 1 / (1 + np.exp(-np.array(pred)))]
+    mod = (len(pred) - 1) % 16
+    pred = pred[:-1]
+    return pred[:-mod] if mod else pred
+
+
+@pytest.mark.parametrize("n_frames", [40, 75, 97, 400, 561])
+def test_xd_violence_ap_matches_the_official_script(n_frames):
+    from sklearn.metrics import auc, precision_recall_curve
+
+    rng = np.random.default_rng(n_frames)
+    starts = range(0, n_frames, 16)
+    result = {s: {"start": max(s - 120, 0), "end": min(s + 120, n_frames),
+                  "score": int(rng.integers(0, 2))} for s in starts}
+    feats = rng.normal(size=(len(result), 5))
+    expected = _official_xd_video(result, feats)
+    ours = vera.xd_violence_frame_scores([r["score"] for r in result.values()], feats, n_frames)
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
+    gt = (np.arange(len(expected)) % 50 < 20).astype(float)
+    precision, recall, _ = precision_recall_curve(gt, expected)
+    assert vera.xd_violence_ap({"v": gt}, {"v": ours}) == pytest.approx(auc(recall, precision))

@@ -7,16 +7,21 @@
 How a run is organised
 ----------------------
 1. The benchmark's videos of one split are listed (``Benchmark.subset(split)``).
-2. Videos whose scores are already in ``out_dir`` are skipped (resume); the rest are
+2. Videos whose scores are already in ``out_dir`` are skipped (resume), if the video
+   still has the content they were computed from (its digest, the one the methods' caches
+   use, is saved with them: a video re-encoded in place is scored again). The rest are
    scored one video at a time by the method (``vadnb.<method>.run``), whose expensive
    stages are cached, so a run that stopped half-way through a video redoes little.
 3. Each scored video is written at once to ``out_dir/frame_scores/<video>.parquet``
    (columns video, frame, score) and ``out_dir/segments/<video>.csv`` (the explanations).
-4. When every video has scores, ``per_video.csv`` (one row per video: frames, AUC, AP,
-   mean score, seconds, model calls) and ``summary.json`` (micro AUC/AP over all frames
-   via :mod:`vadnb.metrics`, profile, the ``meaningless`` flag, model calls per role,
-   wall time) are written. ``run.json`` records what the folder holds, so a resume with
-   other settings is refused instead of mixing two runs.
+   A video that fails (an unreadable file, an error in the method) is noted, and the run
+   goes on with the next one.
+4. At the end, ``per_video.csv`` (one row per scored video: frames, AUC, AP, mean score,
+   seconds, model calls) and ``summary.json`` (micro AUC/AP over the frames of the scored
+   videos via :mod:`vadnb.metrics`, profile, the ``meaningless`` flag, model calls per role,
+   wall time, and ``failed``: each failed video with its error) are written; then, if any
+   video failed, :class:`RunFailed` is raised. ``run.json`` records what the folder
+   holds, so a resume with other settings is refused instead of mixing two runs.
 
 Executors
 ---------
@@ -39,8 +44,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
+import stat
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +62,7 @@ from . import metrics
 from . import registry
 from .detect import METHODS, TINY_WARNING, Detection
 
-__all__ = ["run_dataset", "load_run", "RunResult", "resolve_benchmark", "start_ray",
+__all__ = ["run_dataset", "load_run", "RunResult", "RunFailed", "resolve_benchmark", "start_ray",
            "score_video", "read_frame_scores", "METHOD_ROLES", "DATASETS",
            "calls_per_minute", "cost_table", "gpu_hours", "SECONDS_PER_CALL", "BENCHMARK_SIZES"]
 
@@ -72,12 +80,17 @@ _ENV_FOR_WORKERS = ("VADNB_CACHE", "VADNB_PROFILE", "HF_HUB_OFFLINE", "TRANSFORM
 
 @dataclass
 class RunResult:
-    """What :func:`run_dataset` wrote: the folder, the summary and the per-video table."""
+    """What :func:`run_dataset` wrote: the folder, the summary and the per-video table.
+
+    ``failed``: one ``{"video", "error_type", "error"}`` per video that could not be scored
+    (also in ``summary["failed"]``); the metrics are over the other videos.
+    """
 
     out_dir: Path
     summary: dict[str, Any]
     per_video: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
 
     def frame_scores(self) -> dict[str, np.ndarray]:
         """``{video: float32 scores}`` read back from ``out_dir/frame_scores``."""
@@ -88,7 +101,28 @@ class RunResult:
         flag = f" [{TINY_WARNING}]" if s.get("meaningless") else ""
         return (f"RunResult({s['dataset']!r}, method={s['method']!r}, profile={s['profile']!r}, "
                 f"videos={s['videos']}, auc={s['auc']:.3f}, ap={s['ap']:.3f}, "
-                f"executor={s['executor']!r}, out_dir={str(self.out_dir)!r}){flag}")
+                f"executor={s['executor']!r}, out_dir={str(self.out_dir)!r}"
+                f"{f', failed={len(self.failed)}' if self.failed else ''}){flag}")
+
+
+class RunFailed(RuntimeError):
+    """Some videos of a run could not be scored; raised after everything else is saved.
+
+    ``result`` is the :class:`RunResult` of the videos that were scored (its ``failed``
+    names the others), so nothing computed is lost: ``load_run(out_dir)`` reads it back too.
+    """
+
+    def __init__(self, result: RunResult):
+        self.result = result
+        failed = result.failed
+        listed = "; ".join(f"{f['video']!r}: {f['error_type']}: {f['error']}" for f in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        super().__init__(
+            f"{len(failed)} video(s) failed: {listed}{more}. The other "
+            f"{result.summary['videos']} video(s) are scored, saved and evaluated in "
+            f"{result.out_dir} (summary.json lists the failures). Fix the cause (or leave "
+            "the videos out with videos=[...]) and run again to resume: only the failed "
+            "videos are scored")
 
 
 # --------------------------------------------------------------------------------------
@@ -174,8 +208,12 @@ def score_video(video: str | os.PathLike, method: str, *, profile: str | None = 
     return module.run(video, **kwargs)
 
 
-def _result_row(name: str, det: Detection, seconds: float) -> dict[str, Any]:
-    """What a worker sends back for one video (plain types: it crosses process borders)."""
+def _result_row(name: str, det: Detection, seconds: float, content: tuple[str, str]
+                ) -> dict[str, Any]:
+    """What a worker sends back for one video (plain types: it crosses process borders).
+
+    ``content``: the (stamp, digest) of the file that was scored (:func:`_content`).
+    """
     calls = det.model_calls
     return {
         "video": name,
@@ -185,7 +223,48 @@ def _result_row(name: str, det: Detection, seconds: float) -> dict[str, Any]:
         "seconds": float(seconds),
         "segments": det.segments.to_json(orient="records"),
         "model_calls": calls.to_json(orient="records") if len(calls) else "[]",
+        "stamp": content[0], "digest": content[1], "error_type": "", "error": "",
     }
+
+
+def _error_row(name: str, err: BaseException, seconds: float) -> dict[str, Any]:
+    """The row of a video that failed: same columns as a result (one schema for Ray Data)."""
+    return {"video": name, "scores": b"", "profile": "", "meaningless": False,
+            "seconds": float(seconds), "segments": "[]", "model_calls": "[]", "stamp": "",
+            "digest": "", "error_type": type(err).__name__, "error": _one_line(err)}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FRAME = re.compile(r'^\s*File "[^"]+", line \d+, in .*$', re.M)
+
+
+def _one_line(err: BaseException | str, limit: int = 500) -> str:
+    """An error's message on one line, cut to ``limit`` characters (for summary.json).
+
+    A Ray error's message holds the worker's colored traceback: only what its last frame
+    raised is kept (e.g. ``ModelUnavailableError: the clip model ... is not available``).
+    """
+    text = _ANSI.sub("", str(err))
+    frames = list(_FRAME.finditer(text))
+    if frames:  # after the last frame: its source lines (indented), then the error
+        rest = text[frames[-1].end():].splitlines()
+        raised = [i for i, line in enumerate(rest) if line and not line[0].isspace()]
+        text = "\n".join(rest[raised[0]:]) if raised else text
+    text = " ".join(text.split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _stamp(path: str | os.PathLike) -> str:
+    """Size and modification time of a video file ("" for a frame folder: always hashed)."""
+    st = os.stat(path)
+    return "" if stat.S_ISDIR(st.st_mode) else f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _content(path: str | os.PathLike) -> tuple[str, str]:
+    """(stamp, content digest) of a video, the digest the methods' cache keys use."""
+    from .cache import file_digest
+
+    return _stamp(path), file_digest(path)
 
 
 def _stem(name: str) -> str:
@@ -224,7 +303,7 @@ def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
     segs = pd.read_json(io.StringIO(row["segments"]), orient="records")
     (out_dir / "segments").mkdir(exist_ok=True)
     segs.to_csv(out_dir / "segments" / f"{stem}.csv", index=False)
-    meta = {k: row[k] for k in ("video", "profile", "meaningless", "seconds")}
+    meta = {k: row[k] for k in ("video", "profile", "meaningless", "seconds", "stamp", "digest")}
     meta["model_calls"] = json.loads(row["model_calls"])
     (out_dir / "segments" / f"{stem}.json").write_text(json.dumps(meta, indent=1))
     os.replace(tmp, folder / f"{stem}.parquet")  # the scores file appears last: "done"
@@ -241,9 +320,50 @@ def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-def _done(out_dir: Path, names: list[str]) -> set[str]:
-    """The videos of ``names`` whose scores are already in ``out_dir``."""
-    return {n for n in names if (out_dir / "frame_scores" / f"{_stem(n)}.parquet").exists()}
+def _done(out_dir: Path, table: pd.DataFrame) -> set[str]:
+    """The videos of ``table`` whose scores in ``out_dir`` are of their current content.
+
+    A result counts only if it records the content digest of the file it scored and the
+    file still has it (checked by size and modification time first, hashed only when those
+    changed). A stale result (the video was re-encoded in place) is deleted, so it is
+    scored again and, should that fail, no old scores stand in for it. A video this
+    machine cannot see (on a cluster's storage only) is taken as unchanged.
+    """
+    done = set()
+    for name, path in zip(table["name"], table["path"]):
+        stem = _stem(name)
+        if not (out_dir / "frame_scores" / f"{stem}.parquet").exists():
+            continue
+        try:
+            meta = json.loads((out_dir / "segments" / f"{stem}.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        if _unchanged(meta, path):
+            done.add(name)
+        else:
+            _forget(out_dir, stem)
+    return done
+
+
+def _unchanged(meta: dict[str, Any], path: str | os.PathLike) -> bool:
+    """Whether the video at ``path`` is the one ``meta`` (a saved result) was scored from."""
+    if not meta.get("digest"):
+        return False  # written before results recorded their content: score again
+    try:
+        if meta.get("stamp") and meta["stamp"] == _stamp(path):
+            return True
+        return _content(path)[1] == meta["digest"]
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _forget(out_dir: Path, stem: str) -> None:
+    """Delete one video's saved result (scores first: they mark it done)."""
+    for f in (out_dir / "frame_scores" / f"{stem}.parquet", out_dir / "segments" / f"{stem}.json",
+              out_dir / "segments" / f"{stem}.csv"):
+        f.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -252,53 +372,61 @@ def _done(out_dir: Path, names: list[str]) -> set[str]:
 
 
 def _score_row(name: str, path: str, method: str, profile: str | None,
-               backends: dict[str, Any] | None, cache: Any, out_dir: Path,
+               backends: dict[str, Any] | None, cache: Any,
                overrides: dict[str, Any]) -> dict[str, Any]:
-    """Score one video into a result row; a failure names the video and how to resume."""
+    """Score one video into a result row, or an error row if it fails: one bad video
+    (unreadable, or breaking the method half-way) must not stop a benchmark run."""
     t0 = time.perf_counter()
     try:
+        content = _content(path)  # before scoring: the digest of what is scored
         det = score_video(path, method, profile=profile, backends=backends, cache=cache,
                           **overrides)
     except Exception as err:
-        raise RuntimeError(
-            f"{method} failed on video {name!r} ({path}): {type(err).__name__}: {err}. The "
-            f"videos scored before it are saved in {out_dir}; fix the cause (or leave the "
-            "video out with videos=[...]) and run again to resume") from err
-    return _result_row(name, det, time.perf_counter() - t0)
+        return _error_row(name, err, time.perf_counter() - t0)
+    return _result_row(name, det, time.perf_counter() - t0, content)
+
+
+def _record(out_dir: Path, row: dict[str, Any], failed: list[dict[str, str]]) -> None:
+    """Save a finished video's result at once, or note its failure."""
+    if row["error_type"]:
+        failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
+    else:
+        _write_video(out_dir, row)
 
 
 def _run_local(todo: pd.DataFrame, method: str, profile: str | None, cache: Any,
                out_dir: Path, overrides: dict[str, Any], backends: dict[str, Any] | None,
-               preload: bool, progress: bool) -> None:
+               preload: bool, progress: bool) -> list[dict[str, str]]:
     from tqdm.auto import tqdm
 
     given = dict(backends or {})
     missing = {k: r for k, r in METHOD_ROLES[method].items() if k not in given}
     loaded = load_method_backends(method, profile, overrides, roles=missing) if preload else {}
     models = {**loaded, **given}
+    failed: list[dict[str, str]] = []
     try:
         for name, path in tqdm(list(zip(todo["name"], todo["path"])), desc=f"{method} (local)",
                                disable=not progress):
-            row = _score_row(name, path, method, profile, models, cache, out_dir, overrides)
-            _write_video(out_dir, row)
+            _record(out_dir, _score_row(name, str(path), method, profile, models, cache,
+                                        overrides), failed)
     finally:
         for b in loaded.values():
             b.release()
+    return failed
 
 
 class _VideoScorer:
     """A Ray actor: loads the method's models once, then scores the videos it is given."""
 
     def __init__(self, method: str, profile: str | None, cache: str | None,
-                 overrides: dict[str, Any], env: dict[str, str], out_dir: str, preload: bool):
+                 overrides: dict[str, Any], env: dict[str, str], preload: bool):
         os.environ.update(env)
         self.method, self.profile, self.cache, self.overrides = method, profile, cache, overrides
-        self.out_dir = Path(out_dir)
         self.backends = load_method_backends(method, profile, overrides) if preload else {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = [_score_row(str(name), str(path), self.method, self.profile, self.backends,
-                           self.cache, self.out_dir, self.overrides)
+                           self.cache, self.overrides)
                 for name, path in zip(batch["video"], batch["path"])]
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
@@ -344,7 +472,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
 def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | None,
              out_dir: Path, overrides: dict[str, Any], ray_address: str | None, actors: int,
              gpus_per_actor: float, cpus_per_actor: float, preload: bool,
-             progress: bool) -> None:
+             progress: bool) -> list[dict[str, str]]:
     import logging
 
     import ray
@@ -353,19 +481,39 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
     start_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ...and no note that Ray's bars are off (its own logger: Ray Data may reset "ray.data")
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     items = [{"video": n, "path": str(p)} for n, p in zip(todo["name"], todo["path"])]
     videos = ray.data.from_items(items, override_num_blocks=len(items))
-    scored = videos.map_batches(
-        _VideoScorer, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
-        num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
-        fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
-                               "overrides": overrides, "env": _worker_env(),
-                               "out_dir": str(out_dir), "preload": preload})
+    # max_restarts=0: an actor is not restarted, nor its video retried. Ray Data's default
+    # (restart forever, retry forever) would hang a run on a video that crashes its worker,
+    # and makes Ray's C++ core worker print a note per actor on stderr (ray#53727). A
+    # crashed worker stops the pipeline instead: what arrived is saved, the rest are failed
+    # videos, scored again on resume. (Ray 2.60 takes max_restarts only among the generic
+    # remote arguments, which it marks deprecated: that warning is not for the reader.)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        scored = videos.map_batches(
+            _VideoScorer, batch_size=1, max_restarts=0,
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
+            num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
+            fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
+                                   "overrides": overrides, "env": _worker_env(),
+                                   "preload": preload})
+    failed: list[dict[str, str]] = []
+    arrived: set[str] = set()
     with tqdm(total=len(items), desc=f"{method} (ray)", disable=not progress) as bar:
-        for row in scored.iter_rows():  # streams: each video is written as soon as it is done
-            _write_video(out_dir, row)
-            bar.update(1)
+        try:
+            for row in scored.iter_rows():  # streams: each video is saved as it arrives
+                _record(out_dir, row, failed)
+                arrived.add(row["video"])
+                bar.update(1)
+        except Exception as err:  # the pool itself broke (a model that fails to load, a
+            # worker killed for memory): what arrived is saved; the rest are failures
+            failed += [{"video": i["video"], "error_type": type(err).__name__,
+                        "error": "not scored, the Ray pipeline stopped: " + _one_line(err)}
+                       for i in items if i["video"] not in arrived]
+    return failed
 
 
 # --------------------------------------------------------------------------------------
@@ -409,6 +557,15 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
 
     Returns:
         A :class:`RunResult`; ``summary["meaningless"]`` is True for the tiny profile.
+
+    Raises:
+        RunFailed: some videos could not be scored (an unreadable file, an error in the
+            method). The run goes on past them; the exception comes at the end, after
+            every other video is saved and evaluated. It names each failed video with its
+            error type and message (so do ``summary.json["failed"]`` and ``e.result.failed``),
+            and ``e.result`` is the run of the videos that succeeded: a benchmark number
+            with videos missing is never returned as if it were complete. A rerun resumes
+            and scores only the failed videos.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
@@ -418,7 +575,8 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
         raise ValueError("backends=... objects cannot be shipped to Ray actors; pass model "
                          "names instead (e.g. llm_model='openai:<name>@<url>' for a server)")
     bench = resolve_benchmark(dataset, root=root, split=split)
-    table = bench.videos
+    table = bench.table  # not .videos: it decodes every video up front, and one bad file
+    # would stop the run before any is scored; a video that cannot be read fails alone
     if videos is not None:
         unknown = sorted(set(videos) - set(table["name"]))
         if unknown:
@@ -441,20 +599,26 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
     from .cache import Cache, get_cache
 
     cache_root = str(cache.root if isinstance(cache, Cache) else get_cache(cache).root)
-    done = _done(out, list(table["name"]))
+    done = _done(out, table)
     todo = table[~table["name"].isin(done)].reset_index(drop=True)
     skipped = sorted(set(table["name"]) & done)
     t0 = time.perf_counter()
     if preload is None:
         preload = method != "lavad"
+    failed: list[dict[str, str]] = []
     if len(todo) and executor == "local":
-        _run_local(todo, method, profile, cache_root, out, method_overrides, backends, preload,
-                   progress)
+        failed = _run_local(todo, method, profile, cache_root, out, method_overrides, backends,
+                            preload, progress)
     elif len(todo):
-        _run_ray(todo, method, profile, cache_root, out, method_overrides, ray_address,
-                 actors, gpus_per_actor, cpus_per_actor, preload, progress)
+        failed = _run_ray(todo, method, profile, cache_root, out, method_overrides,
+                          ray_address, actors, gpus_per_actor, cpus_per_actor, preload,
+                          progress)
     wall = time.perf_counter() - t0
-    return _evaluate(bench, table, out, sig, executor, wall, skipped, len(todo))
+    result = _evaluate(bench, table, out, sig, executor, wall, skipped,
+                       len(todo) - len(failed), failed)
+    if result.failed:
+        raise RunFailed(result)
+    return result
 
 
 def _claim(out: Path, sig: dict[str, Any], overwrite: bool) -> None:
@@ -475,10 +639,13 @@ def _claim(out: Path, sig: dict[str, Any], overwrite: bool) -> None:
 
 
 def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], executor: str,
-              wall: float, skipped: list[str], scored: int) -> RunResult:
-    """Per-video and micro metrics of the run folder; writes per_video.csv and summary.json."""
+              wall: float, skipped: list[str], scored: int,
+              failed: list[dict[str, str]]) -> RunResult:
+    """Per-video and micro metrics of the videos that were scored (not ``failed``);
+    writes per_video.csv and summary.json (which lists the failures)."""
     scores = read_frame_scores(out)
-    names = list(table["name"])
+    failed_names = {f["video"] for f in failed}
+    names = [n for n in table["name"] if n not in failed_names]
     missing = [n for n in names if n not in scores]
     if missing:
         raise ValueError(f"{out}/frame_scores has no scores for {len(missing)} video(s) "
@@ -494,6 +661,9 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
                              f"the video has {len(labels[n])} labelled frames; delete the file "
                              "to score the video again")
     per_video = metrics.per_video(labels, {n: scores[n] for n in labels})
+    if per_video.empty:  # every video failed (or has a video-level label only)
+        per_video = pd.DataFrame(columns=["video", "frames", "anomalous_frames", "auc", "ap",
+                                          "mean_score"])
     if unlabelled:  # rows without metrics, in the run's video order
         extra = pd.DataFrame({"video": unlabelled, "frames": [len(scores[n]) for n in unlabelled]})
         per_video = pd.concat([per_video, extra], ignore_index=True)
@@ -516,9 +686,11 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
     meaningless = any(metas[n]["meaningless"] for n in names)
     summary: dict[str, Any] = {
         **sig,
-        "profile": profiles[0] if len(profiles) == 1 else "mixed",
+        "profile": profiles[0] if len(profiles) == 1 else "mixed" if profiles else sig["profile"],
         "executor": executor,
         "videos": len(names),
+        "videos_failed": len(failed),
+        "failed": failed,
         "frames": int(per_video["frames"].sum()),
         "scored_now": scored,
         "resumed": len(skipped),
@@ -532,7 +704,7 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
         "video_seconds": float(per_video["seconds"].sum()),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return RunResult(out, summary, per_video, skipped)
+    return RunResult(out, summary, per_video, skipped, failed)
 
 
 def _micro(fn, labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
@@ -548,8 +720,9 @@ def load_run(out_dir: str | os.PathLike) -> RunResult:
     if not (out / "summary.json").exists():
         raise FileNotFoundError(f"{out}/summary.json not found: run vadnb.scale.run_dataset "
                                 f"with out_dir={str(out)!r} first (it resumes if interrupted)")
-    return RunResult(out, json.loads((out / "summary.json").read_text()),
-                     pd.read_csv(out / "per_video.csv"))
+    summary = json.loads((out / "summary.json").read_text())
+    return RunResult(out, summary, pd.read_csv(out / "per_video.csv"),
+                     failed=summary.get("failed", []))
 
 
 # --------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ C = TypeVar("C")
 __all__ = [
     "centre_frames",
     "window_indices",
+    "window_frames_closed",
+    "window_frames_half_open",
     "resized",
     "knn_softmax",
     "top_k",
@@ -57,14 +59,32 @@ def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
     return np.arange(0, num_frames, stride, dtype=np.int64)
 
 
-def window_indices(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
-                   n: int = 10) -> np.ndarray:
-    """``n`` frame indices spread evenly over a ``window_s``-second window around ``centre``.
+def window_frames_half_open(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
+                            n: int = 10) -> np.ndarray:
+    """LAVAD's window: ``n`` of the frames ``[centre - W//2, centre + W//2)``, ``W =
+    int(window_s * fps)``, clipped (not shifted) at the video's ends, taken at
+    ``linspace(0, len - 1, n)`` rounded *down*, as the official code picks them. A window
+    shorter than ``n`` frames gives all its frames, the last repeated to fill ``n``
+    (notebook 20). In seconds, so the same stretch of time at any rate: 300 frames at 30 fps.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    half = int(window_s * fps) // 2
+    lo = max(int(centre) - half, 0)
+    hi = max(min(int(centre) + half, int(num_frames)), lo + 1)  # at least the centre frame
+    length = hi - lo
+    if length <= n:
+        picked = np.arange(lo, hi, dtype=np.int64)
+        return np.concatenate([picked, np.full(n - length, hi - 1, dtype=np.int64)])
+    return lo + np.linspace(0, length - 1, n).astype(np.int64)
 
-    The window is clipped to the video (not shifted), so near the start and end it is
-    shorter, as in the original code. At 30 fps a 10 s window is 300 frames; at 10 fps it
-    is 100 frames: the window is measured in seconds, so the method sees the same stretch
-    of time at any frame rate (notebook 20).
+
+def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
+                         n: int = 10) -> np.ndarray:
+    """``n`` frames spread evenly over the *closed* window ``[centre - h, centre + h]``,
+    ``h = round(window_s * fps / 2)``, clipped to the video (not shifted), linspace
+    *rounded* to the nearest frame (VERA's current sampling). Not LAVAD's window
+    (:func:`window_frames_half_open`): the two give different frames for one centre.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -72,6 +92,10 @@ def window_indices(centre: int, num_frames: int, fps: float, window_s: float = 1
     lo = max(0, centre - half)
     hi = min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
+
+
+#: The name VERA imports today; it is :func:`window_frames_closed`.
+window_indices = window_frames_closed
 
 
 def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
@@ -462,15 +486,19 @@ class Difference:
 
 
 def differences_markdown(differences: Sequence[Difference], title: str | None = None) -> str:
-    """The differences as a Markdown table (for ``IPython.display.Markdown``)."""
+    """The differences as a Markdown table (for ``IPython.display.Markdown``).
+
+    Every cell, the flag's code span included, has its ``|`` escaped and its newlines
+    flattened: one stray pipe would otherwise turn the whole table into a paragraph.
+    """
     def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+        return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
     lines = [f"**{title}**", ""] if title else []
     lines += ["| what differs from the official code | why | effect | paper's variant |",
               "|---|---|---|---|"]
     for d in differences:
-        flag = f"`{d.flag}`" if d.flag else "—"
+        flag = f"`{cell(d.flag)}`" if d.flag else "—"
         lines.append(f"| {cell(d.what)} | {cell(d.why)} | {cell(d.effect)} | {flag} |")
     return "\n".join(lines)
 

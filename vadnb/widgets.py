@@ -46,7 +46,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .detect import TINY_WARNING, Detection
+from .result import TINY_WARNING, Detection
 from .plots import GT_COLOR, intervals
 
 __all__ = [

@@ -336,7 +336,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     ``extras["class_probs"]`` (float32 ``[frames, classes + 1]``, columns in
     ``extras["class_names"]``, "Normal" last).
     """
-    from ..detect import Detection
+    from ..result import Detection
 
     if checkpoint is None:
         raise ValueError(

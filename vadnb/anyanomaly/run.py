@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache
-from ..detect import Detection
+from ..result import Detection
 from ..runtime import Roles, Runtime
 from ..stages import configure
 from . import core

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache, get_cache
-from ..detect import Detection
+from ..result import Detection
 from ..lesson import Reference
 from ..registry import register
 from ..runtime import Roles, Runtime

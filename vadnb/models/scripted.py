@@ -56,7 +56,8 @@ class ScriptedCaptioner(Backend):
         super().__init__(name, profile="scripted")
         self.fn = fn
 
-    def __call__(self, images: Sequence[Any]) -> list[str]:
+    def __call__(self, images: Sequence[Any], **generate: Any) -> list[str]:
+        self.last_generate = dict(generate)  # what a real captioner would be asked (its cap)
         images = list(images)
         with self._count(len(images)):
             return [str(self.fn(as_uint8_rgb(im))) for im in images]

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..lesson import Reference
 from ..registry import register
-from .core import (PAPER_STEP3, Config, neighbour_count, paper_kernel, pipeline,
+from .core import (PAPER_STEP3, VADNB_STEP3, Config, neighbour_count, paper_kernel, pipeline,
                    position_prior, refine_answers, retrieval_ensemble, round_scores,
                    smooth_segments)
 from .differences import DIFFERENCES
@@ -32,21 +32,25 @@ from .learn import (LearnResult, _batches, ask_learner, even_frame_indices, lear
                     optimizer_step)
 from .lesson import (CAMPUS_QUESTIONS, auc_note, inference_summary, learning_summary,
                      oracle_backends, perfect_perception, plot_history)
-from .official import from_initial_scores, load_initial_scores
+from .official import (from_initial_scores, load_initial_scores, xd_violence_ap,
+                       xd_violence_frame_scores)
 from .prompts import (DEFAULT_QUESTIONS_PATH, default_questions, learner_prompt,
                       load_questions, optimizer_prompt, parse_label, parse_questions,
+                      read_label, official_inference_label, official_training_label,
                       save_questions)
 from .run import run, run_many
 
 __all__ = [
     "Config", "LearnResult", "DEFAULT_QUESTIONS_PATH", "default_questions", "load_questions",
     "save_questions", "learner_prompt", "optimizer_prompt", "parse_questions", "parse_label",
+    "read_label", "official_inference_label", "official_training_label",
     "even_frame_indices", "neighbour_count", "retrieval_ensemble", "paper_kernel",
     "smooth_segments", "round_scores", "position_prior", "refine_answers", "learn_questions",
     "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",
-    "load_initial_scores", "from_initial_scores", "oracle_backends", "perfect_perception",
+    "load_initial_scores", "from_initial_scores", "xd_violence_frame_scores",
+    "xd_violence_ap", "oracle_backends", "perfect_perception",
     "learning_summary", "inference_summary", "auc_note", "CAMPUS_QUESTIONS", "PAPER_STEP3",
-    "DIFFERENCES",
+    "VADNB_STEP3", "DIFFERENCES",
 ]
 
 # What detect, compare, scale, plots, lesson and data.protocols know about VERA

@@ -18,22 +18,26 @@ from pydantic import Field
 
 from ..metrics import segments_to_frames
 from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
+from ..lavad.video_clip import clip_frames, clip_requests, mean_unit
 from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
-                      interpolate_missing, knn_softmax, resized, window_indices)
+                      interpolate_missing, knn_softmax, resized, window_frames_half_open,
+                      window_indices)
 from . import prompts
-from .prompts import parse_label
+from .prompts import read_label
 
-#: Step 3 as the paper's code computes it (``compute_auc.py``), one keyword away:
-#: ``vera.run(video, **vera.PAPER_STEP3)``. The defaults stay the corrected variant.
+#: Step 3 exactly as ``compute_auc.py`` evaluates UCF-Crime: the defaults (the official
+#: kernel, zero padding, one decimal) plus the dataset's position prior:
+#: ``vera.run(video, **vera.PAPER_STEP3)``.
 PAPER_STEP3: dict[str, Any] = {"smoothing": "paper", "round_decimals": 1,
                                "position_prior": True}
+#: vadnb's step 3, a named option: a centred kernel, ends padded by reflection, no rounding
+#: (``vera.run(video, **vera.VADNB_STEP3)``; its measured effect is in :data:`DIFFERENCES`).
+VADNB_STEP3: dict[str, Any] = {"smoothing": "centred", "round_decimals": None}
 
 
 
 # Limits: generous for real use, there to turn a typo into an error instead of an
-# out-of-memory crash: frames per VLM call (window_frames, train_frames) at 256 (each is a
-# 448 px image of a few hundred tokens), pixels at 4096, token budgets at 32768, batches at
-# 512 requests, seeds within numpy's 32 bits.
+# out-of-memory crash (frames per call 256, pixels 4096, tokens 32768, batches 512).
 @config_dataclass
 class Config:
     """VERA's settings, with the public code's defaults.
@@ -42,7 +46,8 @@ class Config:
     ROC-AUC 86.55 on UCF-Crime (with the position prior) and 88.26 on XD-Violence. Its code
     answers with greedy decoding and up to 1024 new tokens, and resizes every frame to
     448 x 448 before the VLM sees it. Where vadnb departs from that code, :data:`DIFFERENCES`
-    says so; the paper's step 3 is :data:`PAPER_STEP3`.
+    says so; vadnb's step 3 is :data:`VADNB_STEP3`, the paper's UCF evaluation
+    :data:`PAPER_STEP3`.
     """
 
     vlm_model: ModelId | None = None
@@ -70,6 +75,12 @@ class Config:
     initial and the final question sets are always scored)."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed of the training-video shuffle (one shuffle per epoch)."""
+    label_reading: Literal["official", "tolerant"] = "official"
+    """How a learner reply becomes 0/1. ``"official"``: as the official code reads it where
+    it reads it: at inference the reply's last character (``== '1'``), in training and
+    validation ``'0'`` after the last ``'Output'`` (unreadable reads 1). ``"tolerant"``
+    (vadnb's option): the first 0/1 after the last "Output", then fallbacks; an unreadable
+    reply is wrong in training and filled from its neighbours at inference (counted)."""
     show_replies: bool = False
     """Also show the optimizer each learner reply (vadnb's option; the paper's optimizer
     sees only the predictions and the targets)."""
@@ -90,17 +101,24 @@ class Config:
     """Length of the Gaussian smoothing kernel, in segments."""
     smooth_sigma: Annotated[float, Field(gt=0)] = 10.0
     """Width (sigma) of that kernel, in segments; the kernel is normalised to sum 1."""
-    smoothing: Literal["centred", "paper"] = "centred"
-    """``"centred"``: the kernel sampled at whole-segment offsets around its centre, ends
-    padded by reflection (unbiased at the ends). ``"paper"``: the official code's kernel,
-    sampled at ``linspace(-ceil(taps/2), floor(taps/2), taps)`` (off-centre), convolved with
-    zero padding (scores pulled toward 0 near both ends of every video)."""
-    round_decimals: Annotated[int | None, Field(ge=0, le=15)] = None
-    """Round every smoothed segment score to this many decimals (the paper's code: 1)."""
+    smoothing: Literal["centred", "paper"] = "paper"
+    """``"paper"`` (default, the official code): the kernel sampled at
+    ``linspace(-ceil(taps/2), floor(taps/2), taps)`` (off-centre), convolved with zero
+    padding (scores pulled toward 0 near both ends of every video). ``"centred"`` (vadnb's
+    option, :data:`VADNB_STEP3`): the kernel sampled at whole-segment offsets around its
+    centre, ends padded by reflection (unbiased at the ends)."""
+    round_decimals: Annotated[int | None, Field(ge=0, le=15)] = 1
+    """Round every smoothed segment score to this many decimals as numpy rounds (the
+    official code: 1; None keeps full precision, vadnb's option)."""
     position_prior: bool = False
     """Multiply frame scores by a bump centred on the video's middle. This is a prior about
     the UCF-Crime test set (its anomalies sit mostly mid-video) that the published UCF
     number uses; it is not part of the method and is off by default."""
+    segment_features: Literal["lavad", "window"] = "lavad"
+    """What the retrieval ensemble compares. ``"lavad"`` (default, the official README):
+    LAVAD's ImageBind clip feature of the segment, the first and last of 10 frames of
+    LAVAD's 10 s window, in 3 square crops, averaged. ``"window"`` (vadnb's option): the
+    embedder's video encoding of the ``window_frames`` frames the VLM saw (448 px)."""
     vlm_batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     """VLM requests per batched call (and per resumable cache entry)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 1024
@@ -148,11 +166,11 @@ def paper_kernel(taps: int = 15, sigma: float = 10.0) -> np.ndarray:
 
 
 def smooth_segments(scores: np.ndarray, taps: int = 15, sigma: float = 10.0,
-                    variant: str = "centred") -> np.ndarray:
+                    variant: str = "paper") -> np.ndarray:
     """VERA step 3: a normalised Gaussian (``taps`` long, ``sigma`` wide) over the segments.
 
-    ``variant="centred"`` (default): a symmetric kernel, ends padded by reflection.
-    ``variant="paper"``: the official code's :func:`paper_kernel`, zero-padded "same"
+    ``variant="centred"``: a symmetric kernel, ends padded by reflection (vadnb's option).
+    ``variant="paper"`` (default): the official code's :func:`paper_kernel`, zero-padded "same"
     convolution; like that code, a video with fewer segments than taps keeps the first
     values of the kernel-long result.
     """
@@ -167,20 +185,19 @@ def smooth_segments(scores: np.ndarray, taps: int = 15, sigma: float = 10.0,
 
 
 def round_scores(scores: np.ndarray, decimals: int | None) -> np.ndarray:
-    """Round every value to ``decimals`` (None: unchanged), as Python's ``round`` does."""
+    """Round every value to ``decimals`` (None: unchanged) as numpy does, like the official
+    ``round(np.float64, 1)``: half to even after scaling, so 0.35 -> 0.4 (Python's ``round``
+    on a float gives 0.3)."""
     s = np.asarray(scores, dtype=np.float64)
     if decimals is None:
         return s
-    return np.array([round(float(v), int(decimals)) for v in s.ravel()], dtype=np.float64)
+    return np.round(s, int(decimals))
 
 
 def position_prior(num_frames: int) -> np.ndarray:
     """``exp(-0.5 ((t - c) / c)^2)`` with ``c = floor(n/2)``, for frame t of n: 1 mid-video,
-    0.61 at the ends (as in VERA's code).
-
-    A UCF-Crime dataset prior (its anomalies sit mostly mid-video), not part of VERA's
-    method; :class:`Config` keeps it off unless ``position_prior=True``.
-    """
+    0.61 at the ends (VERA's code). A UCF-Crime prior (anomalies mostly mid-video), not
+    part of the method: :class:`Config` keeps it off unless ``position_prior=True``."""
     c = max(1, int(num_frames) // 2)
     t = np.arange(num_frames, dtype=np.float64)
     return np.exp(-0.5 * ((t - c) / c) ** 2)
@@ -218,6 +235,16 @@ def window(video: VideoRef, centre: int, cfg: Config) -> tuple[Derived, ...]:
                  for f in video.frames(idx))
 
 
+def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
+                     cfg: Config) -> list[EncodeVideo]:
+    """A segment's embedding requests (see :attr:`Config.segment_features`): LAVAD's three
+    cropped 2-frame clips, or the frames ``seen`` by the VLM as one clip."""
+    if cfg.segment_features == "window":
+        return [EncodeVideo(seen)]
+    w = window_frames_half_open(int(centre), video.num_frames, video.fps, cfg.window_s, 10)
+    return clip_requests(video.frames(clip_frames(w, "imagebind")), "imagebind")
+
+
 def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
              cfg: Config) -> list[dict[str, Any]]:
     """VERA's inference on each ``(runtime, video)`` of ``runs`` (runtimes sharing one set
@@ -231,14 +258,18 @@ def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
     replies = [rt.map("vlm", [Ask(w, prompt, max_new_tokens=cfg.max_new_tokens) for w in ws],
                       batch_size=cfg.vlm_batch_size, desc="VERA answers")
                for (rt, _), ws in zip(runs, windows)]
-    labels = [[parse_label(r) for r in rs] for rs in replies]
+    labels = [[read_label(r, cfg.label_reading, "inference") for r in rs]
+              for rs in replies]
     for rt, _ in runs:
         rt.release("vlm")
 
-    # 2. embed every window (the retrieval ensemble's similarities)
-    embeddings = [np.stack(rt.map("embedder", [EncodeVideo(w) for w in ws],
-                                  batch_size=cfg.vlm_batch_size, desc="VERA embeddings"))
-                  for (rt, _), ws in zip(runs, windows)]
+    # 2. embed every segment (the retrieval ensemble's similarities), crops averaged
+    embeddings = []
+    for (rt, v), cs, ws in zip(runs, centres, windows):
+        asks = [feature_requests(v, c, w, cfg) for c, w in zip(cs, ws)]
+        vecs = rt.map("embedder", [q for a in asks for q in a], len(asks[0]) *
+                      cfg.vlm_batch_size, desc="VERA embeddings")
+        embeddings.append(mean_unit(np.stack(vecs).reshape(len(asks), len(asks[0]), -1)))
     for rt, _ in runs:
         rt.release("embedder")
 

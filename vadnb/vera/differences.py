@@ -17,15 +17,24 @@ DIFFERENCES: list[Difference] = [
             "automatic choice on validation keeps the test score honest.",
         effect="None on the loop itself; removes a manual step."),
     Difference(
-        what="Reading the learner's label: the official code reads 0 when a '0' appears "
-             "anywhere after the last 'Output' and 1 otherwise, so an unreadable reply counts "
-             "as an anomaly; vadnb reads the first 0/1 after the last 'Output' (then a "
-             "standalone 0/1 that is not list numbering, then 'there is (no) anomaly'), and "
-             "an unreadable reply is a wrong prediction in training and validation and is "
-             "filled from its neighbours at inference (counted in both cases).",
-        why="Counting an unreadable reply as 'anomaly' hides a model that cannot follow "
-            "the format and inflates recall.",
-        effect="None for replies that end with 'Output: 0/1'; not measured otherwise."),
+        what="Reading the learner's label, as an option (`label_reading=\"tolerant\"`). "
+             "The default reads as the official code, each rule where it is used: at "
+             "inference the runnable Inference/generate_intial_score.py reads 1 only when "
+             "the reply's last character is '1' (so 'Output: 1.' and 'Output: [1]' read 0); "
+             "training.py (training and validation) reads 0 when a '0' appears after the "
+             "last 'Output' (anywhere in the reply if it has none) and 1 otherwise, so an "
+             "unreadable reply counts as an anomaly. The option reads the first 0/1 after "
+             "the last 'Output' (then a standalone 0/1 that is not list numbering, then "
+             "'there is (no) anomaly'); an unreadable reply is then a wrong prediction in "
+             "training and validation and is filled from its neighbours at inference "
+             "(counted in both cases).",
+        why="The official readings turn trailing punctuation into 'normal' at inference and "
+            "an unreadable reply into 'anomaly' in training, which hides a model that "
+            "cannot follow the format.",
+        effect="None on the campus perfect-perception inputs (the oracle's replies end "
+               "with 'Output:\\n0' or '1', which both readings read alike); "
+               "with a real VLM, every reply not ending in '1' may differ.",
+        flag='label_reading="tolerant"'),
     Difference(
         what="Reading the optimizer's questions: the official code keeps the raw text after "
              "'New Prompt Questions' (its first 5 lines, verbatim, blank lines and code "
@@ -51,7 +60,7 @@ DIFFERENCES: list[Difference] = [
              "off by default, as in the official code, where it sees only predictions and "
              "targets.",
         why="An option to study how much the reasons help the optimizer.",
-        effect="None by default.", flag="show_replies"),
+        effect="None by default.", flag="show_replies=True"),
     Difference(
         what="Training frames: the official code takes frames floor(i * n / 8) (the start of "
              "each eighth of the video); vadnb takes the middle of each eighth.",
@@ -61,52 +70,59 @@ DIFFERENCES: list[Difference] = [
     Difference(
         what="Inference windows: the official code uses +/-150 frames (30 fps hard-coded) and "
              "8 frames from arange(start, end, (end - start) / 8) (left-aligned, end "
-             "excluded); vadnb uses +/- window_s * fps / 2 at the video's own rate and 8 "
-             "frames evenly from the first to the last frame of the window "
-             "(`stages.window_indices`, shared with LAVAD).",
+             "excluded), frames resized to 448 x 448 bicubic; vadnb uses the closed window "
+             "+/- round(window_s * fps / 2) at the video's own rate (301 frames at 30 fps) "
+             "and 8 frames at linspace(first, last, 8) rounded "
+             "(`stages.window_frames_closed`; not LAVAD's half-open window), resized to "
+             "448 x 448 with area interpolation.",
         why="A window measured in seconds means the same at any frame rate (XD-Violence is "
             "24 fps, the campus clips 10 fps).",
         effect="On 30 fps video the same span, frames up to 1/8 window apart; not measured."),
     Difference(
         what="Retrieval ensemble on short videos: the official top_n = int(0.15 * n) is 0 "
-             "below 7 segments (112 frames), and its argsort[:, -0:] then averages over every "
+             "below 7 segments (96 frames or fewer), and its argsort[:, -0:] then averages over every "
              "segment; vadnb uses at least 1 neighbour (the segment itself). Ties between "
              "equal similarities are broken by index (stable) in vadnb, arbitrarily in the "
              "official argsort.",
         why="Averaging a whole short video is an accident of slicing, not the method.",
-        effect="Only videos under 112 frames; identical above (parity test)."),
+        effect="Only videos of 96 frames or fewer; identical above (parity test). VERA's "
+               "XD-Violence AP script takes all segments when n <= 4 "
+               "(`xd_violence_frame_scores` follows it)."),
     Difference(
-        what="Smoothing kernel: the official Gaussian is sampled at linspace(-8, 7, 15) "
-             "(off-centre, spacing 15/14) and convolved with zero padding, which pulls the "
-             "first and last ~7 segments of every video toward 0 (and misaligns videos "
-             "shorter than 15 segments); vadnb samples it at -7..7 and pads by reflection.",
-        why="An off-centre kernel shifts scores in time, and zero padding lowers the scores "
-            "at both ends of every video.",
-        effect="Segment scores near the ends differ by up to ~half. On short clips whose "
-               "anomaly sits mid-clip, zero padding acts like a position prior and raises "
-               "AUC; notebook 70's perfect-perception table measures it on the campus clips.",
-        flag='smoothing="paper"'),
+        what="Step 3 as an option (`**VADNB_STEP3`): the default is the official kernel "
+             "(taps at linspace(-8, 7, 15), sigma 10, normalised, zero-padded "
+             "np.convolve(..., 'same')) and numpy's rounding to one decimal; vadnb's option "
+             "samples the kernel at -7..7, pads by reflection and keeps full precision.",
+        why="The official kernel is off-centre (shifts scores in time) and zero padding "
+            "pulls the first and last ~7 segments of every video toward 0; rounding to 11 "
+            "values creates ties. The option removes both.",
+        effect="Campus perfect perception (vadnb.vera.perfect_perception(load_campus(), "
+               "image_size=32)): official default AUC 0.821 / AP 0.504; VADNB_STEP3 "
+               "0.733 / 0.390; centred kernel rounded 0.723 / 0.383; official kernel "
+               "unrounded 0.818 / 0.488. On short clips whose anomaly sits mid-clip, zero "
+               "padding acts like a position prior.",
+        flag='smoothing="centred", round_decimals=None'),
     Difference(
-        what="Rounding: the official code rounds each smoothed segment score to one decimal "
-             "before expanding to frames; vadnb keeps full precision.",
-        why="Rounding creates ties (11 values), which changes AUC and AP.",
-        effect="Small, either way; measured in notebook 70's perfect-perception table.",
-        flag="round_decimals=1"),
-    Difference(
-        what="Position prior: the official UCF-Crime evaluation always multiplies frame "
+        what="Position prior: the official AUC scripts (UCF-Crime and XD-Violence; not the "
+             "XD AP script) always multiply frame "
              "scores by exp(-0.5((t - c)/c)^2), c = floor(n/2); vadnb has it off by default.",
         why="It is knowledge about the UCF-Crime test set (anomalies mid-video), not part "
             "of the method.",
         effect="Raises UCF-Crime AUC in the paper; lowers it on videos whose anomaly is "
-               "near an end.", flag="position_prior=True"),
+               "near an end. Campus perfect perception (vadnb.vera.perfect_perception("
+               "load_campus(), image_size=32)): with it (PAPER_STEP3) AUC 0.870 / AP 0.667, "
+               "without (default) 0.821 / 0.504.", flag="position_prior=True"),
     Difference(
-        what="Segment embeddings: the official evaluation reads precomputed per-segment "
-             "vision features (vision_features/<video>.npy; their extractor is not in the "
-             "repository); vadnb embeds each window's frames with the embedder's video "
-             "encoder (ImageBind in the real profiles). `from_initial_scores` accepts the "
-             "released features.",
-        why="The extractor is not public; ImageBind is the suite's video embedder.",
-        effect="Unknown: the official features cannot be reproduced."),
+        what="Segment features as an option (`segment_features=\"window\"`): the default "
+             "is what the official README names, LAVAD's ImageBind clip feature of each "
+             "segment (the first and last of 10 frames of LAVAD's 10 s window, 3 square "
+             "crops, averaged; vadnb.lavad.video_clip); the option embeds the 8 frames the "
+             "VLM saw (448 px) as one clip.",
+        why="The option compares exactly what the VLM judged; the default reproduces the "
+            "released features' recipe.",
+        effect="Campus perfect perception (vadnb.vera.perfect_perception(load_campus(), "
+               "image_size=32)): default AUC 0.821 / AP 0.504, window features 0.832 / 0.510.",
+        flag='segment_features="window"'),
     Difference(
         what="Models and frames: the paper uses InternVL2-8B (its own hub code, bf16, one "
              "448 px tile per frame, ImageNet normalisation); vadnb uses the profile's VLM "

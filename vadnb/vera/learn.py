@@ -29,7 +29,7 @@ from ..runtime import Ask, Derived, Roles, Runtime, VideoRef
 from ..stages import ParseLog, resized
 from . import prompts
 from .core import Config
-from .prompts import parse_label, parse_questions, resolve_questions, save_questions
+from .prompts import parse_questions, read_label, resolve_questions, save_questions
 from .run import validated
 
 
@@ -137,8 +137,8 @@ def _video_table(videos: Any, what: str) -> pd.DataFrame:
 
 
 def _accuracy(replies: Sequence[Reply], targets: Sequence[int],
-              log: ParseLog) -> tuple[float, list]:
-    preds = [log.record(r, parse_label(r)) for r in replies]
+              log: ParseLog, reading: str = "official") -> tuple[float, list]:
+    preds = [log.record(r, read_label(r, reading, "learning")) for r in replies]
     # an unreadable reply is a wrong prediction: it never counts as correct
     correct = [p is not None and p == t for p, t in zip(preds, targets)]
     return float(np.mean(correct)), preds
@@ -185,7 +185,7 @@ def optimizer_step(rt: Runtime, videos: Sequence[VideoRef], targets: Sequence[in
     # 1. the learner answers each video with the current questions
     replies = ask_learner(rt, videos, questions, cfg, desc=f"learner step {step}")
     log = ParseLog()
-    train_acc, preds = _accuracy(replies, targets, log)
+    train_acc, preds = _accuracy(replies, targets, log, cfg.label_reading)
     # 2. the optimizer sees the frames, the predictions and the targets
     prompt = prompts.optimizer_prompt(questions, preds, targets,
                                       replies if cfg.show_replies else None, cfg.train_frames,
@@ -238,7 +238,7 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
 
     def validate(qs: list[str], step: int) -> float:
         replies = ask_learner(rt, val_v, qs, cfg, desc=f"validation step {step}")
-        return _accuracy(replies, list(val_t["target"]), learner_log)[0]
+        return _accuracy(replies, list(val_t["target"]), learner_log, cfg.label_reading)[0]
 
     from tqdm.auto import tqdm
 

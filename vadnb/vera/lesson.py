@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache
-from .core import PAPER_STEP3
+from .core import PAPER_STEP3, VADNB_STEP3
 from .learn import LearnResult, learn_questions
 from .run import run_many
 
@@ -62,6 +62,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
     """
     import hashlib
 
+    from ..lavad.video_clip import spatial_crops
     from ..models.scripted import ScriptedEmbedder, ScriptedVLM
     from ..video import read_frames
 
@@ -72,12 +73,15 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
                                  benchmark.videos.label):
         y = benchmark.frame_labels(name)
         images = read_frames(path, size=(image_size, image_size)).images
+        # the embedder also sees each native frame's 3 square crops (LAVAD's clip features)
+        crops = [spatial_crops(im) for im in read_frames(path).images[:len(y)]]
         for i, image in enumerate(images[:len(y)]):
-            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-            if y[i] or key not in frame_kind:
-                frame_kind[key] = str(label) if y[i] else "Normal"
-            if str(label) != "Normal" or key not in video_kind:
-                video_kind[key] = str(label)
+            for view in [image] + crops[i]:
+                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
+                if y[i] or key not in frame_kind:
+                    frame_kind[key] = str(label) if y[i] else "Normal"
+                if str(label) != "Normal" or key not in video_kind:
+                    video_kind[key] = str(label)
 
     def keys(images: Sequence[np.ndarray]) -> list[str]:
         out = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
@@ -140,7 +144,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 # ----------------------------------------------------------------------------------------
 
 def _tiny_tag(meaningless: bool) -> str:
-    from ..detect import TINY_WARNING
+    from ..result import TINY_WARNING
 
     return f"\n⚠ {TINY_WARNING}" if meaningless else ""
 
@@ -197,8 +201,8 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
                        cache: Cache | str | None = None) -> pd.DataFrame:
     """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
     oracle of :func:`oracle_backends`, then inference on the test split with the learned
-    questions, under vadnb's step 3, the paper's step 3 and its parts, and without steps 2
-    and 3. An upper bound of the method's own steps on these videos, not of any model.
+    questions, under the official step 3 (the default), vadnb's step 3 and its parts, the
+    paper's UCF position prior, and without steps 2 and 3. An upper bound of the method's own steps on these videos, not of any model.
 
     One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
     ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
@@ -212,10 +216,12 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
     test = benchmark.subset("test").videos
     labels = {n: benchmark.frame_labels(n) for n in test["name"]}
     variants = [
-        ("vadnb (default)", {}),
-        ("paper's kernel", {"smoothing": "paper"}),
-        ("rounded to 1 decimal", {"round_decimals": 1}),
-        ("paper's step 3 (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("official (default)", {}),
+        ("vadnb's step 3 (VADNB_STEP3)", dict(VADNB_STEP3)),
+        ("centred kernel, rounded", {"smoothing": "centred"}),
+        ("official kernel, unrounded", {"round_decimals": None}),
+        ("with UCF position prior (PAPER_STEP3)", dict(PAPER_STEP3)),
+        ("vadnb's segment features (window)", {"segment_features": "window"}),
         ("answers only (no steps 2-3)", {"ensemble_fraction": 0.0, "smooth_taps": 1}),
     ]
     rows = []

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..detect import Detection
-from .core import Config, refine_answers
+from ..result import Detection
+from .. import metrics
+from ..metrics import segments_to_frames
+from .core import Config, refine_answers, smooth_segments
 from .run import validated
 
 
@@ -69,8 +72,8 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
     ``features``: the per-segment vision features that ``compute_auc.py`` reads
     (``vision_features/<video>.npy``, one row per segment) or an array. ``num_frames``
     defaults to what the official code expands to: ``stride`` frames per segment and, for
-    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to compute
-    step 3 as the paper did. Returns a Detection (profile "paper"; no model is called).
+    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to add
+    the paper's UCF-Crime position prior. Returns a Detection (profile "paper"; no model is called).
     """
     cfg = validated(config, overrides)
     table = scores if isinstance(scores, pd.DataFrame) else load_initial_scores(scores)
@@ -103,3 +106,39 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
                              "round_decimals": cfg.round_decimals})
 
 
+
+
+def xd_violence_frame_scores(scores: Sequence[float], features: np.ndarray, num_frames: int,
+                             stride: int = 16) -> np.ndarray:
+    """One video's frame scores as VERA's ``compute_AP_XD_Violence.py`` computes them, a
+    script of its own: the ensemble takes ``int(0.15 n)`` neighbours (all ``n`` when
+    ``n <= 4``; ``int`` giving 0 also means all), the official step-3 kernel without
+    rounding, segments to frames (the last one to ``num_frames``), a sigmoid, numpy's
+    rounding to one decimal, then the last frame and ``(num_frames - 1) % stride`` more are
+    trimmed (aligning with the flow features of Wu et al.'s ground truth)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    emb = np.asarray(features, dtype=np.float64)
+    if emb.ndim != 2 or len(emb) != len(s) or len(s) == 0:
+        raise ValueError(f"{emb.shape} features for {len(s)} segment scores; expected one "
+                         "feature row per segment")
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    top = int(0.15 * len(s)) if len(s) > 4 else len(s)
+    idx = np.argsort(sims, axis=1, kind="stable")[:, -top:] if top else \
+        np.argsort(sims, axis=1, kind="stable")
+    near = np.take_along_axis(sims, idx, axis=1) * 10.0
+    w = np.exp(near - near.max(axis=1, keepdims=True))
+    refined = (w / w.sum(axis=1, keepdims=True) * s[idx]).sum(axis=1)
+    smoothed = smooth_segments(refined, 15, 10.0, "paper")
+    frames = np.asarray(segments_to_frames(smoothed, int(num_frames), segment_length=stride),
+                        dtype=np.float64)
+    frames = np.round(1.0 / (1.0 + np.exp(-frames)), 1)[:-1]
+    mod = (int(num_frames) - 1) % stride
+    return frames[:-mod] if mod else frames
+
+
+def xd_violence_ap(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
+    """VERA's XD-Violence AP: the trapezoid area under the PR curve of all videos' frames
+    concatenated (``auc(recall, precision)``), on :func:`xd_violence_frame_scores` and
+    ground truth trimmed the same way (Wu et al.'s ``name_gt_pair.json`` already is)."""
+    return metrics.frame_ap(labels, scores, variant="trapezoid")

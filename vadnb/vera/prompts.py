@@ -225,8 +225,40 @@ def parse_questions(reply: str, max_questions: int = 5) -> list[str] | None:
 _LIST_NUMBER = re.compile(r"(?m)^\s*\(?[01][.):]\)?\s+\S")
 
 
+#: How a learner reply becomes a 0/1 label (:attr:`Config.label_reading`).
+LABEL_READINGS = ("official", "tolerant")
+
+
+def official_inference_label(reply: str) -> int:
+    """The runnable official inference (``Inference/generate_intial_score.py``): 1 when the
+    reply's last character is ``'1'``, else 0, so ``"Output: 1."`` reads 0. The reply is
+    stripped of trailing white space first, as InternVL's ``batch_chat`` strips it."""
+    return 1 if str(reply or "").rstrip()[-1:] == "1" else 0
+
+
+def official_training_label(reply: str) -> int:
+    """``training.py`` (training and validation): 0 when a ``'0'`` appears after the last
+    ``'Output'`` (anywhere in the reply when it has none), else 1: unreadable reads 1."""
+    return 0 if "0" in str(reply or "").split("Output")[-1] else 1
+
+
+def read_label(reply: str, reading: str = "official", where: str = "inference") -> int | None:
+    """The 0/1 label of a learner reply. ``reading="official"``: the official rule of
+    ``where`` (``"inference"``: :func:`official_inference_label`; ``"learning"``:
+    :func:`official_training_label`). ``"tolerant"``: vadnb's :func:`parse_label`
+    (None when unreadable)."""
+    if reading == "tolerant":
+        return parse_label(reply)
+    if reading != "official" or where not in ("inference", "learning"):
+        raise ValueError(f"label reading {reading!r} at {where!r}: use one of "
+                         f"{LABEL_READINGS} at 'inference' or 'learning'")
+    return official_inference_label(reply) if where == "inference" \
+        else official_training_label(reply)
+
+
 def parse_label(reply: str) -> int | None:
-    """The learner's 0/1 label: the first 0 or 1 after the last "Output", else the last
+    """vadnb's tolerant reading (``label_reading="tolerant"``) of the learner's 0/1 label:
+    the first 0 or 1 after the last "Output", else the last
     standalone 0/1 that is not list numbering ("1. Is anyone..."), else the reply's own
     verdict ("there is an anomaly" / "there is no anomaly"), else a leading yes/no.
     None when nothing fits (notebook 70)."""

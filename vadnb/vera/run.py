@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache, get_cache
-from ..detect import Detection
+from ..result import Detection
 from ..models.base import is_truncated
 from ..runtime import Roles, Runtime
 from ..stages import ParseLog, configure

@@ -1,0 +1,236 @@
+"""Teaching helpers for notebooks 20-40: each stage as a table, perfect-perception
+(oracle) backends, figures and computed statements (logic here, one call per cell)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..result import Detection
+from .video_clip import spatial_crops
+
+Messages = list[dict[str, str]]
+
+
+def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
+    """Each stage's output of a LAVAD run as a table, to read or save.
+
+    ``captions`` (one per centre frame), ``caption_index`` (unique captions and how many
+    centre frames said them), ``cleaning`` (every window frame and the caption it
+    retrieved), ``llm`` (summary, score reply, parsed or not, score) and ``refinement``
+    (each position's neighbours in the summary index, with weights and scores).
+    """
+    seg, ex = detection.segments, detection.extras
+    if "window_frames" not in ex:
+        raise ValueError("this detection has no intermediate results (a Detection.load()ed "
+                         "one keeps only the tables); re-run lavad.run: the cache makes it free")
+    counts = seg["captions"].value_counts()
+    cleaning = [{"centre_frame": int(c), "window_frame": int(f), "caption": cap}
+                for c, frames, desc in zip(seg["centre_frame"], ex["window_frames"],
+                                           seg["temporal_description"])
+                for f, cap in zip(frames, desc.split("\n"))]
+    refinement = [{"centre_frame": int(c), "rank": r, "summary": ex["summary_index"][j],
+                   "weight": float(w), "summary_score": float(ex["summary_scores"][j])}
+                  for c, idx, ws in zip(seg["centre_frame"], ex["neighbours"], ex["weights"])
+                  for r, (j, w) in enumerate(zip(idx, ws))]
+    return {
+        "captions": seg[["centre_frame", "time_s", "captions"]].rename(
+            columns={"captions": "caption"}),
+        "caption_index": pd.DataFrame({"caption": ex["caption_index"],
+                                       "centre_frames": [int(counts.get(c, 0))
+                                                         for c in ex["caption_index"]]}),
+        "cleaning": pd.DataFrame(cleaning),
+        "llm": seg[["centre_frame", "summary", "score_reply", "parsed", "raw_score"]].copy(),
+        "refinement": pd.DataFrame(refinement),
+    }
+
+
+def oracle_backends(benchmark: Any) -> dict[str, Any]:
+    """Captioner, embedder and LLM that *read the ground truth*: LAVAD with perfect perception.
+
+    A teaching device (notebook 40): every frame of ``benchmark``'s videos is looked up by a
+    hash of its pixels. The captioner says "something unusual: <class>" on anomalous frames
+    and "people walk along a path" otherwise; the embedder maps anomalous frames and captions
+    to one direction and normal ones to another; the LLM's summary says in how many of the
+    described moments something unusual happens, and its score is that share. What is left
+    of the ground truth in the final scores is what LAVAD's windows, refinement and frame
+    expansion keep. Works only on frames of ``benchmark``'s videos.
+    """
+    import hashlib
+    import re
+
+    from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
+    from ..video import read_frames
+
+    truth: dict[str, str] = {}
+    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
+                                 benchmark.videos.label):
+        y = benchmark.frame_labels(name)
+        for i, image in enumerate(read_frames(path).images[:len(y)]):
+            # the frame and the 3 square crops the video embedding reads of it
+            for view in [image] + spatial_crops(image):
+                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
+                if y[i] or key not in truth:
+                    truth[key] = str(label) if y[i] else "Normal"
+
+    def what(image: np.ndarray) -> str:
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        if key not in truth:
+            raise ValueError("the oracle only knows the frames of the benchmark it was built "
+                             "from; run it on those videos")
+        return truth[key]
+
+    def caption(image: np.ndarray) -> str:
+        label = what(image)
+        return "people walk along a path" if label == "Normal" else f"something unusual: {label}"
+
+    def image_vector(image: np.ndarray) -> np.ndarray:
+        return np.array([0.0, 1.0]) if what(image) == "Normal" else np.array([1.0, 0.0])
+
+    def text_vector(text: str) -> np.ndarray:
+        m = re.search(r"In (\d+) of (\d+) moments", text)
+        if m:
+            k, n = int(m.group(1)), int(m.group(2))
+            return np.array([k, n - k], dtype=float)
+        return np.array([1.0, 0.0]) if "unusual" in text else np.array([0.0, 1.0])
+
+    def reply(messages: Messages) -> str:
+        content = messages[-1]["content"]
+        m = re.search(r"In (\d+) of (\d+) moments", content)
+        if m:  # a score prompt: the share of unusual moments
+            return f"[{round(int(m.group(1)) / int(m.group(2)), 1)}]"
+        if "unusual" not in content and "people walk" not in content:
+            return "[0]"  # a score prompt for a summary without anything unusual
+        lines = [ln for ln in content.split("\n\n", 1)[-1].split("\n") if ln.strip()]
+        k = sum("unusual" in ln for ln in lines)
+        kinds = sorted({ln.split(": ", 1)[1] for ln in lines if "unusual" in ln})
+        return (f"Here is a summary:\nIn {k} of {len(lines)} moments something unusual "
+                f"happens{': ' + ', '.join(kinds) if kinds else ''}.")
+
+    return {"captioner": ScriptedCaptioner(caption, name="oracle-captioner"),
+            "embedder": ScriptedEmbedder(image_vector, text_vector, name="oracle-embedder"),
+            "llm": ScriptedLLM(reply, name="oracle-llm")}
+
+
+def drawable(text: str, font: str | None = None) -> str:
+    """``text`` with every character matplotlib's font cannot draw replaced by "?", so a
+    figure never shows missing-glyph boxes (tiny models write random Unicode)."""
+    from matplotlib import font_manager
+
+    path = font_manager.findfont(font_manager.FontProperties(family=font or "DejaVu Sans"))
+    charmap = _charmap(path)
+    out: list[str] = []
+    for c in str(text):
+        ok = ord(c) in charmap or c in "\n "
+        if ok or not out or out[-1] != "\ufffd":
+            out.append(c if ok else "\ufffd")
+    # one "?" for each run of characters the font cannot draw
+    return "".join(out).replace("\ufffd", "?")
+
+
+_CHARMAPS: dict[str, set[int]] = {}
+
+
+def _charmap(path: str) -> set[int]:
+    if path not in _CHARMAPS:
+        from matplotlib.ft2font import FT2Font
+
+        _CHARMAPS[path] = set(FT2Font(path).get_charmap())
+    return _CHARMAPS[path]
+
+
+def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
+                       width_in: float = 12.0) -> Any:
+    """Window frames of the positions ``rows`` with the caption each retrieved.
+
+    Each position takes a header line (centre frame, raw caption) and
+    ``frames_per_window / cols`` lines of ``cols`` frames; captions are wrapped at 9 pt and
+    cleaned of characters the font lacks (:func:`drawable`). Returns the matplotlib figure
+    (notebook 20).
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from ..video import read_frames
+
+    seg, ex = detection.segments, detection.extras
+    windows = ex["window_frames"]
+    frames = read_frames(detection.video, indices=np.unique(windows[list(rows)]))
+    image_of = dict(zip(frames.indices.tolist(), frames.images))
+    n = windows.shape[1]
+    lines = -(-n // cols)
+    h, w = frames.images.shape[1:3]
+    image_in = width_in / cols * h / w
+    caption_in, header_in = 0.5, 0.35
+    ratios = ([header_in] + [image_in + caption_in] * lines) * len(rows)
+    fig = plt.figure(figsize=(width_in, sum(ratios) + 0.5))
+    grid = fig.add_gridspec(len(ratios), cols, height_ratios=ratios, left=0.01, right=0.99,
+                            bottom=0.01, top=1 - 0.5 / (sum(ratios) + 0.5), wspace=0.04,
+                            hspace=0.0)
+    for r, row in enumerate(rows):
+        top = r * (lines + 1)
+        head = fig.add_subplot(grid[top, :])
+        head.axis("off")
+        raw = textwrap.shorten(drawable(seg["captions"].iloc[row] or "(empty)"), 90,
+                               placeholder="...")
+        head.text(0, 0.5, f"position {row} · centre frame {seg['centre_frame'].iloc[row]} · "
+                  f"raw caption: {raw}", fontsize=10, fontweight="bold", va="center")
+        described = seg["temporal_description"].iloc[row].split("\n")
+        for t in range(min(n, lines * cols)):
+            cell = grid[top + 1 + t // cols, t % cols].subgridspec(
+                2, 1, height_ratios=[caption_in, image_in], hspace=0.0)
+            label = fig.add_subplot(cell[0])
+            label.axis("off")
+            text = textwrap.wrap(drawable(described[t] or "(empty)"), 26)[:2]
+            label.text(0.5, 0.1, "\n".join(text), fontsize=9, ha="center", va="bottom")
+            ax = fig.add_subplot(cell[1])
+            ax.axis("off")
+            f = int(windows[row][t])
+            ax.imshow(image_of[f])
+            ax.text(0.02, 0.04, f"frame {f}", transform=ax.transAxes, fontsize=8,
+                    color="white", backgroundcolor=(0, 0, 0, 0.5))
+    title = "window frames and the caption each retrieved"
+    if detection.meaningless:
+        title += "  [tiny models: meaningless]"
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def similarity_statement(similarity: np.ndarray, captions: Sequence[str]) -> str:
+    """What an image x caption similarity matrix shows, measured (notebook 20): how many
+    captions are ever the nearest, how far the winner stands above the runner-up, and
+    whether some columns are (nearly) constant over the frames."""
+    sim = np.asarray(similarity, dtype=np.float64)
+    best = sim.argmax(axis=1)
+    chosen = len(np.unique(best))
+    ordered = np.sort(sim, axis=1)
+    margin = float((ordered[:, -1] - ordered[:, -2]).mean()) if sim.shape[1] > 1 else float("nan")
+    spread = sim.std(axis=0)
+    flat = int((spread < 1e-3).sum())
+    text = (f"{sim.shape[0]} window frames x {sim.shape[1]} captions: {chosen} caption(s) "
+            f"are the nearest of some frame; the nearest caption leads the runner-up by "
+            f"{margin:.3f} on average (cosine).")
+    if flat:
+        text += (f" {flat} of {sim.shape[1]} columns barely change from frame to frame "
+                 f"(std < 0.001): the image embeddings hardly differ between these frames, "
+                 f"so the same captions win every row.")
+    else:
+        text += (f" Column spread over the frames: {spread.min():.3f} to {spread.max():.3f} "
+                 "(std of the cosine).")
+    return text
+
+
+def truth_statement(labels: np.ndarray | None, fps: float) -> str:
+    """What the shaded ground-truth band of a score plot holds, measured (notebook 30)."""
+    if labels is None:
+        return "No ground truth is known for this video: nothing is shaded."
+    y = np.asarray(labels).astype(bool)
+    if not y.any():
+        return "This clip has no anomalous frame: nothing is shaded."
+    edges = np.flatnonzero(np.diff(np.r_[0, y.astype(int), 0]))
+    spans = ", ".join(f"{a / fps:.1f}-{b / fps:.1f} s" for a, b in zip(edges[::2], edges[1::2]))
+    return f"Shaded: the ground-truth anomalous frames ({int(y.sum())} frames: {spans})."

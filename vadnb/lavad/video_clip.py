@@ -1,0 +1,53 @@
+"""How the official code turns a window into ImageBind's video input (step 7's query):
+ImageBind's video transform, as LAVAD calls it, reads a 2-frame clip (the window's first and
+last sampled frames) in 3 square spatial crops, and averages the 3 embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..runtime import Derived, EncodeVideo
+
+VIDEO_CLIPS = ("imagebind", "pairs")
+
+
+def clip_frames(window: np.ndarray, mode: str = "imagebind") -> np.ndarray:
+    """The window frames its video embedding reads: ImageBind's 2-frame clip (first and last
+    sampled frame, ``"imagebind"``) or all of them (``"pairs"``)."""
+    if mode not in VIDEO_CLIPS:
+        raise ValueError(f"unknown video_clip {mode!r}; use one of {VIDEO_CLIPS}")
+    w = np.asarray(window, dtype=np.int64)
+    return w[[0, -1]] if mode == "imagebind" else w
+
+
+def spatial_crops(image: np.ndarray) -> list[np.ndarray]:
+    """ImageBind's 3 square video crops: left, centre, right (top, centre, bottom when
+    portrait), each the short side; the embedder resizes after the crop."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    offsets = [0, int(np.ceil((max(h, w) - side) / 2)), max(h, w) - side]
+    if w >= h:
+        return [np.ascontiguousarray(image[:, o:o + side]) for o in offsets]
+    return [np.ascontiguousarray(image[o:o + side, :]) for o in offsets]
+
+
+def square_crop(images: list[np.ndarray], k: int) -> np.ndarray:
+    """The ``k``-th of :func:`spatial_crops` of one frame (a runtime-derived image)."""
+    return spatial_crops(images[0])[k]
+
+
+def mean_unit(vectors: np.ndarray) -> np.ndarray:
+    """The normalised mean of [..., 3, D] crop embeddings (ImageBind averages its crops)."""
+    mean = np.asarray(vectors, dtype=np.float64).mean(axis=-2)
+    return (mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+            ).astype(np.float32)
+
+
+def clip_requests(frames: list[Any], mode: str) -> list[EncodeVideo]:
+    """A window's video-embedding requests: 3 cropped 2-frame clips, or the frames as is."""
+    if mode == "pairs":
+        return [EncodeVideo(tuple(frames))]
+    return [EncodeVideo(tuple(Derived.of(square_crop, [f], k=k) for f in frames))
+            for k in range(3)]
