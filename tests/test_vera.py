@@ -1117,3 +1117,12 @@ def test_run_matches_the_official_pipeline(stride, tmp_path):
     assert det.segments["raw_score"].tolist() == want["labels"]
     assert 0 < sum(want["labels"]) < len(want["labels"])
     np.testing.assert_allclose(det.frame_scores, want["frames"], atol=1e-6)
+
+
+def test_unreadable_answers_are_interpolated_between_their_neighbours():
+    """An unreadable answer (tolerant reading) is filled linearly from the answers on both
+    sides, the ends from the nearest one, and counted: never read as 0."""
+    labels = [1, None, 0, None, None, 1, None]
+    out = vera.core.refine_answers(labels, np.eye(7), 7 * 16, vera.Config())
+    np.testing.assert_allclose(out["raw"], [1, 0.5, 0, 1 / 3, 2 / 3, 1, 1])
+    assert out["unparseable"] == 4
