@@ -44,7 +44,10 @@ MUTANTS = {
     "features window by default": (V + "core.py", 'Literal["lavad", "window"] = "lavad"',
                                    'Literal["lavad", "window"] = "window"'),
     "prior centre off": (V + "core.py", "c = max(1, int(num_frames) // 2)", "c = max(1, int(num_frames) // 3)"),
-    "xd top-n rule": (V + "official.py", "if len(s) > 4 else len(s)", "if len(s) > 4 else 1"),
+    # (the XD script's "all neighbours when n <= 4" cannot show: 4 segments or fewer are
+    # smoothed by a 15-tap kernel into values the sigmoid and rounding make 0.5 or so)
+    "xd trimming ignored": (V + "official.py", "return frames[:-mod] if mod else frames",
+                            "return frames"),
     "xd no sigmoid": (V + "official.py", "np.round(1.0 / (1.0 + np.exp(-frames)), 1)[:-1]",
                       "np.round(frames, 1)[:-1]"),
     "xd AP sklearn": (V + "official.py", 'variant="trapezoid"', 'variant="sklearn"'),
@@ -58,7 +61,7 @@ MUTANTS = {
     "questions left out of the prompt": (V + "prompts.py", "f\"{_numbered(questions)}\\n\"", "\"\""),
     "reply budget 512": (V + "core.py", "Field(ge=1, le=32_768)] = 1024", "Field(ge=1, le=32_768)] = 512"),
     "VLM frames 224 px": (V + "core.py", "Field(ge=16, le=4096)] = 448", "Field(ge=16, le=4096)] = 224"),
-    "features from the VLM window's ends": (V + "core.py", "cfg.window_s, 10)", "cfg.window_s, 8)"),
+    "features from VERA's window": (V + "core.py", "w = window_frames_half_open(", "w = window_indices("),
 }
 
 
