@@ -5,6 +5,9 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -38,10 +41,18 @@
 #
 # **On Colab**: choose a GPU first (Runtime › Change runtime type › **T4 GPU**), then run
 # the cells in order; the next cell installs the suite (a minute or two) and is safe to re-run.
-# With `PROFILE = "colab"` this notebook downloads, once: the models of the method you scale out (see notebook 80)
-# (sizes approximate). The `tiny` profile (the default without a GPU) downloads nothing.
+# With `PROFILE = "colab"` this notebook downloads, once, the models of the methods it runs:
+# Salesforce/blip2-opt-2.7b (captioner, ~15.5 GB), imagebind_huge (embedder, ~4.5 GB; weights
+# CC BY-NC-SA 4.0: non-commercial use only), Qwen/Qwen2.5-3B-Instruct (llm, ~6.2 GB),
+# ViT-B-16-quickgelu:openai (clip, ~0.6 GB), Qwen/Qwen2.5-VL-3B-Instruct (vlm/vlm-3b, ~7.5 GB)
+# and ViT-B-32-quickgelu:openai (clip-b32, ~0.6 GB): ~34.9 GB in all (sizes approximate). The
+# `tiny` profile (the default without a GPU) downloads nothing. Each Colab notebook starts on
+# a fresh machine: set `KEEP_ON_DRIVE = True` in the next cell to keep the downloads and
+# vadnb's cache on your Google Drive, so the next notebook reuses them (it prints the space
+# needed and Drive's free space).
 
 # %%
+KEEP_ON_DRIVE = False  # on Colab: True keeps the model downloads and vadnb's cache on Google Drive
 import sys
 if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, install it (torch is already there)
     import os
@@ -49,8 +60,13 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
     if not os.path.isdir("/content/vadnb/.git"):  # safe to re-run: clone only once
         subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/vadnb/vadnb", "/content/vadnb"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/vadnb[imagebind]"], check=True)
+    # ImageBind's model code only (its data loaders need decord: vadnb.models.imagebind.IMAGEBIND_PIP)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "imagebind-unofficial==0.1.1"], check=True)
     if "/content/vadnb" not in sys.path:
         sys.path.insert(0, "/content/vadnb")
+    if KEEP_ON_DRIVE:  # before anything imports the hub: it reads HF_HOME once
+        from vadnb.environment import keep_on_drive
+        keep_on_drive("90")
 
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto

@@ -14,12 +14,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.vadnb-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing vadnb and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import vadnb, torch, open_clip, transformers, papermill" \
+  # ImageBind's model code without its data-loader dependencies (decord has no wheel for
+  # macOS arm64 / Linux aarch64); the [imagebind] extra lists what the model code imports.
+  # Keep in step with vadnb.models.imagebind.IMAGEBIND_PIP.
+  .venv/bin/python -m pip install -q --no-deps imagebind-unofficial==0.1.1 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import vadnb, torch, open_clip, transformers, papermill; from vadnb.models.imagebind import import_imagebind; import_imagebind()" \
     || { echo "[setup] installation failed: see the pip messages above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -64,7 +64,7 @@ def test_setup_prints_each_roles_dtype_on_a_t4(capsys, tmp_path, monkeypatch):
     lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("dtype  :")}
     assert set(lines) == set(profiles.MODELS["colab"])
     assert "float32" in lines["llm"] and "overflows in fp16" in lines["llm"]
-    assert "bfloat16" in lines["vlm"] and "float16" in lines["clip"]
+    assert "float16" in lines["vlm"] and "bfloat16" not in out and "float16" in lines["clip"]
 
 
 def test_setup_sizes_the_thread_pool_to_the_available_cores(capsys, tmp_path, monkeypatch):
@@ -105,10 +105,90 @@ def test_setup_silences_known_noise_once_and_says_so(capsys, tmp_path, monkeypat
 
     assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "8"  # FFmpeg: fatal errors only
     assert hf_logging.get_verbosity() == hf_logging.ERROR
-    assert not hf_logging.is_progress_bar_enabled()  # no model-loading bars
+    import huggingface_hub.utils as hub_utils
+
+    assert not hub_utils.are_progress_bars_disabled()  # download bars stay (issue 24)
+    assert not hf_logging.is_progress_bar_enabled()  # "Loading weights" from disk goes
     assert logging.getLogger(
         "ray._private.authentication.authentication_token_setup").level == logging.ERROR
     monkeypatch.setenv("VADNB_VERBOSE", "1")
     assert silence_known_noise() == []
     hf_logging.enable_progress_bar()
     hf_logging.set_verbosity_warning()
+
+
+def test_setup_keeps_the_hub_download_bars_on(tmp_path, monkeypatch):
+    """A 15 GB download must show its progress: setup() quiets logs and transformers' bars
+    for reading a checkpoint from disk, never huggingface_hub's download bars."""
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("VADNB_VERBOSE", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()
+    vadnb.setup("tiny", quiet=True)
+    assert not hub_utils.are_progress_bars_disabled()
+    hf_logging.enable_progress_bar()
+
+
+def test_real_profile_on_a_small_cpu_machine_is_refused(tmp_path, monkeypatch):
+    """PROFILE="colab" on a Colab CPU runtime (12.7 GB) would load ~15 GB of fp32 weights
+    and kill the kernel: setup() refuses first, naming the model and what to do."""
+    import torch
+
+    from vadnb import environment
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(environment, "host_memory_gb", lambda: 12.7)
+    with pytest.raises(environment.ProfileNeedsGPUError,
+                       match=r"'colab' needs a CUDA GPU.*Qwen/Qwen2.5-VL-3B-Instruct.*~15 GB.*"
+                             r"12.7 GB(?s:.*)T4 GPU"):
+        vadnb.setup("colab", quiet=True)
+    with pytest.raises(environment.ProfileNeedsGPUError, match="Llama-2-13b"):
+        vadnb.setup("paper", quiet=True)
+    assert vadnb.setup("cpu", quiet=True).profile == "cpu"  # small models: allowed
+    # a workstation with the memory for fp32 weights may run it (slowly)
+    environment.check_profile_fits("colab", "cpu", ram_gb=64.0)
+    environment.check_profile_fits("colab", "cuda", ram_gb=12.7)  # a GPU: weights go there
+
+
+def test_downloads_per_notebook_come_from_the_registry_and_profile():
+    from vadnb import environment
+
+    assert environment.notebook_roles("20") == ["captioner", "embedder", "llm"]  # lavad.run
+    rows = environment.downloads(environment.notebook_roles("20"), "colab")
+    assert [r["model"] for r in rows] == ["Salesforce/blip2-opt-2.7b", "imagebind_huge",
+                                          "Qwen/Qwen2.5-3B-Instruct"]
+    assert sum(r["download_gb"] for r in rows) == pytest.approx(
+        sum(profiles.MODELS["colab"][r].download_gb for r in ("captioner", "embedder", "llm")))
+    assert "CC BY-NC-SA 4.0" in rows[1]["licence"]
+    # vlm and vlm-3b are one model in colab: counted once
+    every = environment.downloads(["vlm", "vlm-3b"], "colab")
+    assert len(every) == 1 and every[0]["roles"] == ["vlm", "vlm-3b"]
+    assert environment.downloads(environment.notebook_roles("20"), "tiny") == []
+    paper = environment.download_note("30", "paper")
+    assert "meta-llama/Llama-2-13b-chat-hf" in paper and "gated" in paper
+    assert environment.download_note("10") .startswith("This notebook downloads no model")
+    with pytest.raises(ValueError, match="unknown notebook '99'"):
+        environment.notebook_roles("99")
+
+
+def test_keep_on_drive_points_cache_and_hub_there_and_says_the_space(tmp_path, monkeypatch,
+                                                                     capsys):
+    from vadnb import environment
+
+    for name in ("VADNB_CACHE", "HF_HOME"):  # restored after the test
+        monkeypatch.setenv(name, str(tmp_path / "before"))
+    monkeypatch.delenv("VADNB_PROFILE", raising=False)
+    root = tmp_path / "MyDrive" / "vadnb"
+    got = environment.keep_on_drive("20", root=str(root), mount=False)
+    assert got == {"VADNB_CACHE": str(root / "cache"), "HF_HOME": str(root / "huggingface")}
+    import os
+
+    assert os.environ["VADNB_CACHE"] == str(root / "cache") and (root / "huggingface").is_dir()
+    out = capsys.readouterr().out
+    need = sum(r["download_gb"] for r in environment.downloads(["captioner", "embedder", "llm"]))
+    assert f"this notebook ~{need:.1f} GB" in out and "profile colab" in out
+    assert "Drive has" in out and "GB free" in out

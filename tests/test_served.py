@@ -389,3 +389,44 @@ def test_an_error_body_echoing_the_api_key_does_not_repeat_it(server):
     with pytest.raises(served.ServedModelError, match="HTTP 500") as err:
         llm("hi")
     assert "0123456789" not in str(err.value)
+
+
+class _RecordingProcessor:
+    """Wraps a VLM processor; records the size of every image that reaches it."""
+
+    def __init__(self, inner):
+        self.inner, self.sizes = inner, []
+
+    def __call__(self, *args, images=None, **kwargs):
+        self.sizes += [im.size for row in (images or []) for im in row]
+        return self.inner(*args, images=images, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("role, size", [("vlm-3b", (854, 480)),  # AnyAnomaly: 856x480 cap
+                                        ("vlm", (597, 336))])  # VERA: 448x448 cap
+def test_local_and_served_vlm_get_the_roles_image_cap(server, role, size):
+    """A 1920x1080 frame reaches the model at the role's cap (aspect kept), whether the VLM
+    runs here or on a server; before, AnyAnomaly's 856x480 never reached either."""
+    from vadnb.models.hf import fit_pixels, max_pixels_for
+
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    cap = max_pixels_for(role)
+    from PIL import Image
+
+    assert fit_pixels(Image.new("RGB", (1920, 1080)), cap).size == size
+    local = models.load(role, profile="tiny")
+    local.processor = _RecordingProcessor(local.processor)
+    local.batch([([frame], "q")], max_new_tokens=1)
+    assert local.processor.sizes == [size]
+    remote = models.load(role, model=f"openai:describe@{server.url}")
+    remote.batch([([frame], "q")], max_new_tokens=1)
+    url = server.requests[-1]["messages"][0]["content"][0]["image_url"]["url"]
+    assert decode_data_url(url).shape[:2] == (size[1], size[0])
+    # a per-call cap still wins, on both
+    remote.batch([([frame], "q")], max_new_tokens=1, max_pixels=56 * 56)
+    url = server.requests[-1]["messages"][0]["content"][0]["image_url"]["url"]
+    assert decode_data_url(url).shape[:2] == fit_pixels(Image.new("RGB", (1920, 1080)),
+                                                        56 * 56).size[::-1]

@@ -195,3 +195,24 @@ def test_a_benchmarks_frame_count_of_a_gapped_folder_includes_the_lost_frame(tmp
     with pytest.warns(UserWarning):
         assert V.probe(tmp_path).num_frames == 10
     assert count_frames(tmp_path) == 10
+
+
+def test_a_folder_written_by_extract_frames_keeps_source_indices_without_warning(tmp_path):
+    """extract_frames' JPEGs are named by source index: read back, each keeps that index and
+    the gaps between samples are sampling (no warning), not lost frames."""
+    clip = V.write_test_video(tmp_path / "clip.avi", num_frames=40, fps=10, size=(64, 48))
+    out = tmp_path / "frames"
+    V.extract_frames(clip, out, indices=[3, 13, 27], quality=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = V.probe(out)
+        frames = V.read_frames(out, indices=[13, 27])
+    assert info.lost_frames == 0 and info.num_frames == 28
+    assert frames.indices.tolist() == [13, 27]
+    assert [V.read_frame_code(im) for im in frames.images] == [13, 27]
+    with pytest.raises(VideoError, match="not in this folder"):
+        V.read_frames(out, indices=[4])
+    # the same images without the manifest: a gapped folder (lost frames, warned)
+    (out / V.FRAMES_MANIFEST).unlink()
+    with pytest.warns(UserWarning, match="missing from this frame folder"):
+        assert V.probe(out).lost_frames == 22  # 4..26 less 13, counted from frame 3

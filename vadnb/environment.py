@@ -21,7 +21,27 @@ import numpy as np
 from .cache import cache_dir
 from .models.profiles import resolve_profile
 
-__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise"]
+__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
+           "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb", "NOTEBOOK_METHODS",
+           "notebook_roles", "downloads", "download_note", "keep_on_drive"]
+
+#: The methods whose models each notebook loads (their roles come from vadnb.registry);
+#: ``"*"``: every registered method (80, 85 and 90 can run any of them).
+NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
+    "00": (), "10": (), "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
+    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",), "75": ("flashback",),
+    "80": ("*",), "85": ("*",), "90": ("*",),
+}
+
+#: Where ``keep_on_drive`` keeps the downloads and the cache on Colab.
+DRIVE_ROOT = "/content/drive/MyDrive/vadnb"
+
+#: Share of the host's memory one model's fp32 weights may take on a CPU run.
+HOST_FIT_SHARE = 0.8
+
+
+class ProfileNeedsGPUError(RuntimeError):
+    """A real-model profile was asked for on a machine whose memory cannot hold its models."""
 
 _LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
               "numpy", "scikit-learn", "plotly", "ipywidgets")
@@ -84,13 +104,149 @@ def size_thread_pool() -> tuple[int, str]:
     torch.set_num_threads(cores)
     return cores, "one per available core"
 
+def host_memory_gb() -> float | None:
+    """The machine's physical memory in GB (1e9 bytes), or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -> None:
+    """Refuse a real-model profile on a CPU whose memory cannot hold its largest model.
+
+    On a CPU every model loads in fp32 (4 bytes a parameter): the ``colab`` profile's
+    BLIP-2 and Qwen2.5-VL need ~15 GB each, and a Colab CPU runtime has 12.7 GB, so the
+    kernel would die while loading, with no message. ``ram_gb``: the host's memory (default
+    :func:`host_memory_gb`). Raises :class:`ProfileNeedsGPUError` naming the model.
+    """
+    from .models.profiles import MEANINGLESS_PROFILES, MODELS
+
+    if str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES or profile not in MODELS:
+        return
+    ram_gb = host_memory_gb() if ram_gb is None else ram_gb
+    if ram_gb is None:
+        return
+    role, spec = max(MODELS[profile].items(), key=lambda kv: kv[1].params_b or 0.0)
+    need_gb = (spec.params_b or 0.0) * 4
+    if need_gb > HOST_FIT_SHARE * ram_gb:
+        raise ProfileNeedsGPUError(
+            f"profile {profile!r} needs a CUDA GPU here: no GPU was found, and on a CPU its "
+            f"{role} model {spec.model} loads in fp32 (~{need_gb:.0f} GB), more than this "
+            f"machine's {ram_gb:.1f} GB of memory can hold (the kernel would die while loading)."
+            "\nWhat to do:\n"
+            "  - on Colab: Runtime > Change runtime type > T4 GPU, then run the notebook again;\n"
+            "  - or use PROFILE = \"cpu\" (a real small LLM) or \"tiny\" (runs anywhere; "
+            "scores are meaningless).")
+
+
+def notebook_roles(notebook: str) -> list[str]:
+    """The profile-table entries (roles or variants) a notebook's methods load, in order.
+
+    ``notebook``: its two-digit number ("20"). Read from each method's registered roles,
+    so a method that starts using another model changes every notebook's list.
+    """
+    from . import registry
+
+    key = str(notebook)[:2]
+    if key not in NOTEBOOK_METHODS:
+        raise ValueError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_METHODS)}")
+    roles: list[str] = []
+    methods = NOTEBOOK_METHODS[key]
+    for method in registry.names() if methods == ("*",) else methods:
+        roles += [r for r in registry.get(method).roles.values() if r not in roles]
+    return roles
+
+
+def downloads(roles, profile: str = "colab") -> list[dict]:
+    """What loading ``roles`` under ``profile`` downloads: one row per distinct model.
+
+    Each row: ``model``, ``roles`` (that it plays), ``download_gb`` (estimated, see
+    :mod:`vadnb.models.profiles`) and ``licence`` (what a user must know first). Models
+    built locally (tiny) or shipped in a wheel count 0 GB.
+    """
+    from .models.profiles import model_spec
+
+    rows: dict[str, dict] = {}
+    for role in roles:
+        spec = model_spec(role, profile)
+        if spec.model.startswith("tiny:") or spec.download_gb <= 0:
+            continue
+        row = rows.setdefault(spec.model, {"model": spec.model, "roles": [],
+                                           "download_gb": spec.download_gb,
+                                           "licence": spec.licence})
+        row["roles"].append(role)
+    return list(rows.values())
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def download_note(notebook: str, profile: str = "colab") -> str:
+    """The header sentence of a notebook that lists every download it makes (generated here
+    from the profile table and the registry so it cannot drift; tests compare the headers)."""
+    rows = downloads(notebook_roles(notebook), profile)
+    if not rows:
+        return "This notebook downloads no model (approximate size: 0 GB)."
+    items = [f"{r['model']} ({'/'.join(r['roles'])}, ~{r['download_gb']:g} GB"
+             + (f"; {r['licence']}" if r["licence"] else "") + ")" for r in rows]
+    total = sum(r["download_gb"] for r in rows)
+    several = NOTEBOOK_METHODS[str(notebook)[:2]] == ("*",)
+    return (f'With `PROFILE = "{profile}"` this notebook downloads, once'
+            + (", the models of the methods it runs" if several else "") + ": " + _join(items)
+            + f": ~{total:.1f} GB in all (sizes approximate).")
+
+
+def keep_on_drive(notebook: str, profile: str | None = None, root: str = DRIVE_ROOT,
+                  mount: bool = True) -> dict[str, str]:
+    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab).
+
+    Each Colab notebook runs on a fresh machine; with this, the second notebook reuses the
+    models and cached stages the first one saved instead of downloading ~26 GB again.
+    Mounts Drive (it asks for permission), points ``VADNB_CACHE`` and ``HF_HOME`` there, and
+    prints the space this notebook needs against Drive's free space. Call it before
+    anything imports transformers or huggingface_hub (the Colab cell does): they read
+    ``HF_HOME`` once, on import. Returns the variables it set.
+    """
+    import shutil
+    import sys
+
+    if mount:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(str(Path(root).parents[1]))
+    late = [m for m in ("huggingface_hub", "transformers") if m in sys.modules]
+    paths = {"VADNB_CACHE": str(Path(root) / "cache"), "HF_HOME": str(Path(root) / "huggingface")}
+    for name, path in paths.items():
+        Path(path).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = path
+    name = (profile or os.environ.get("VADNB_PROFILE") or "colab").strip().lower()
+    name = name if name in ("colab", "paper") else "colab"
+    need = sum(r["download_gb"] for r in downloads(notebook_roles(notebook), name))
+    every = sum(r["download_gb"] for r in downloads(
+        sorted({r for k in NOTEBOOK_METHODS for r in notebook_roles(k)}), name))
+    free = shutil.disk_usage(root).free / 1e9
+    print(f"[vadnb] cache and model downloads kept on Google Drive in {root}\n"
+          f"        space: this notebook ~{need:.1f} GB, every notebook together ~{every:.1f} GB "
+          f"(profile {name}); Drive has {free:.1f} GB free.")
+    if free < need:
+        print(f"[vadnb] WARNING: Drive has less free space than this notebook downloads: free "
+              f"~{need - free:.1f} GB on Drive, or set KEEP_ON_DRIVE = False.")
+    if late:
+        print(f"[vadnb] WARNING: {' and '.join(late)} were imported before keep_on_drive(): "
+              "restart the runtime (Runtime > Restart session) so downloads go to Drive.")
+    return paths
+
+
 def silence_known_noise() -> list[str]:
     """Quiet the library chatter that says nothing to a student (called by :func:`setup`).
 
     Returns what was silenced, for setup's one-line note. Only known, harmless noise:
     FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
-    transformers model-loading progress bars and its INFO/WARNING logs, PyAV's log, and
-    Ray's start-up note that token authentication is on.
+    transformers INFO/WARNING logs and its bars for reading checkpoints from disk, PyAV's
+    log, and Ray's start-up note that token authentication is on. Never huggingface_hub's
+    download bars: a 15 GB download with no output looks like a hang.
     (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
     """
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
@@ -114,8 +270,14 @@ def silence_known_noise() -> list[str]:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        # transformers' own bars ("Loading weights", "Writing model shards": reading a
+        # checkpoint from disk) go; transformers' switch also turns off huggingface_hub's
+        # download bars, which must stay: a 15 GB download with no output looks like a hang
         hf_logging.disable_progress_bar()
-        done.append("transformers loading bars and warnings")
+        from huggingface_hub.utils import enable_progress_bars
+
+        enable_progress_bars()
+        done.append("transformers warnings and loading bars")
     except ImportError:
         pass
     for name in ("huggingface_hub", "sentence_transformers", "open_clip", "timm",
@@ -135,6 +297,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     quieted = silence_known_noise()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     chosen = resolve_profile(profile, verbose=not quiet)
+    check_profile_fits(chosen, device)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

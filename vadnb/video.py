@@ -57,6 +57,7 @@ the file, says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -84,7 +85,7 @@ TIMEOUT_MS = 20_000
 #: Two timestamps closer than this (seconds) are the same instant (absorbs float rounding).
 _EPS = 1e-6
 #: Bump when the probe's logic changes, so stale cache entries are not reused.
-_PROBE_VERSION = 4
+_PROBE_VERSION = 5
 #: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
 FOLDER_FPS = 30.0
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
@@ -525,13 +526,35 @@ def _numbering(images: list[Path]) -> list[int] | None:
     return numbers
 
 
+#: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
+FRAMES_MANIFEST = "frames.json"
+
+
+def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
+    """Whether ``p`` is a folder :func:`extract_frames` wrote, holding exactly the frames its
+    manifest lists: then its numbers are source frame indices and the gaps between them were
+    never meant to be there (sampling), not lost frames."""
+    manifest = p / FRAMES_MANIFEST
+    if numbers is None or not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and data.get("written_by") == "vadnb.video.extract_frames"
+            and isinstance(data.get("indices"), list)
+            and sorted(set(data["indices"])) == numbers)
+
+
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (every pixel is read only when asked)."""
     from PIL import Image, UnidentifiedImageError
 
     files = _folder_images(p)
     numbers = _numbering(files)
-    index = list(range(len(files))) if numbers is None else [k - numbers[0] for k in numbers]
+    sampled = _sampled_by_design(p, numbers)
+    first = 0 if sampled else (numbers[0] if numbers else 0)  # a sample keeps source indices
+    index = list(range(len(files))) if numbers is None else [k - first for k in numbers]
     n = index[-1] + 1
     sizes = []
     for f, i in zip(files, index):
@@ -545,7 +568,7 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
     lost = sorted(set(range(n)) - set(index))
     notes = []
-    if lost:
+    if lost and not sampled:
         where = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
         notes.append(f"{p}: {len(lost)} image(s) missing from this frame folder's numbering "
                      f"(frames {where}, counted from {files[0].name} as frame 0): they are "
@@ -557,7 +580,11 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
         "duration_s": n / fps, "header_frames": 0, "backend": "images",
         "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
         "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
-        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+        # a sample's missing frames are not lost (nothing was damaged); reading one still
+        # raises, as only the sampled frames have pictures
+        "lost_frames": 0 if sampled else len(lost),
+        "lost_ranges": [] if sampled else [list(r) for r in _ranges(lost)],
+        "sampled": sampled,
         "frame_index": index if lost else None, "damaged_packets": 0, "seekable": False,
         "files": [f.name for f in files], "first_odd_size": odd,
         "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
@@ -1139,6 +1166,10 @@ def _check_not_lost(p: Path, record: dict[str, Any], arr: np.ndarray) -> None:
     if record.get("frame_index") is None or not arr.size:
         return
     missing = np.unique(arr[~np.isin(arr, _present(record))])
+    if missing.size and record.get("sampled"):
+        raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are not "
+                         f"in this folder: extract_frames wrote only the sampled frames listed "
+                         f"in its {FRAMES_MANIFEST}. Read them from the source video.")
     if missing.size:
         ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in record["lost_ranges"])
         raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are "
@@ -1512,6 +1543,8 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
     ``fps``, ``indices``, ``size`` and ``frame_rate`` select frames as in
     :func:`read_frames`; ``quality`` is the JPEG quality (1-100). Frames are streamed, so
     memory stays small for long videos. Returns the written paths in frame order.
+    A manifest (:data:`FRAMES_MANIFEST`) lists the source indices written, so reading the
+    folder back keeps them as frame indices and takes the gaps for sampling, not damage.
     """
     import cv2
 
@@ -1530,6 +1563,11 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
                 raise VideoError(f"could not write {target} (frame {index} of {p}); "
                                  "is the folder writable and the disk not full?")
             written.append(target)
+    manifest = {"written_by": "vadnb.video.extract_frames", "source": p.name,
+                "indices": [int(t.stem.rsplit("_", 1)[1]) for t in written]}
+    tmp = out / f".{FRAMES_MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest), encoding="utf-8")
+    os.replace(tmp, out / FRAMES_MANIFEST)
     return written
 
 

@@ -49,7 +49,8 @@ import time
 from typing import Any
 
 from . import scripted
-from .base import (ROLES, Backend, FailedReply, Reply, call_stats, choose_dtype,
+from .base import (LAVAD_SCORE_CHOICES, ROLES, VERA_LABEL_CHOICES, Backend, ChosenReply,
+                   FailedReply, Reply, call_stats, choose_dtype,
                    compute_capability, is_failed, is_truncated, load_stats, pick_device,
                    pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
 from .hub import ModelUnavailableError
@@ -60,6 +61,9 @@ __all__ = [
     "load",
     "Backend",
     "Reply",
+    "ChosenReply",
+    "LAVAD_SCORE_CHOICES",
+    "VERA_LABEL_CHOICES",
     "is_truncated",
     "FailedReply",
     "is_failed",
@@ -126,6 +130,10 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         from .served import load_served
 
         t0 = time.perf_counter()
+        if base_role(role) == "vlm":  # the same image cap as the local VLM of this role
+            from .hf import max_pixels_for
+
+            served_options["max_pixels"] = max_pixels_for(role)
         backend = load_served(role, str(model), batch_size=batch_size, **served_options)
         record_load(base_role(role), backend.name, backend.profile, time.perf_counter() - t0)
         return backend
@@ -146,6 +154,8 @@ def load(role: str, profile: str | None = None, model: str | None = None,
                 "from the hub; load it with trust_remote_code=True if you trust the repo, or "
                 f"pick another model with model=...")
         source = spec.model
+        if spec.licence:  # what the user must know before this model downloads
+            print(f"[vadnb] {role}: {spec.model}: {spec.licence}")
     else:
         source, profile_name = str(model), "custom"
     dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]
@@ -163,25 +173,33 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         meaningless, profile_name = True, "tiny"
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
                   batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)
+    if base == "vlm":  # the role's image cap (VERA 448x448, AnyAnomaly 856x480), as served
+        from .hf import max_pixels_for
+
+        kwargs["max_pixels"] = max_pixels_for(role)
     t0 = time.perf_counter()
     backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
 
 
-def dtype_plan(profile: str | None = None, device: str | None = None):
+def dtype_plan(profile: str | None = None, device: str | None = None, *,
+               capability: tuple[int, int] | None = None, memory_gb: float | None = None):
     """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
 
-    ``vadnb.setup()`` prints it; nothing is loaded.
+    ``capability`` (e.g. ``(7, 5)`` for a T4, ``(8, 0)`` for an A100) and ``memory_gb``
+    describe a card that need not be here (default: the card on ``device``), so the plan
+    for a T4 can be read on a laptop. ``vadnb.setup()`` prints it; nothing is loaded.
     """
     import pandas as pd
 
-    device = pick_device(device)
+    device = "cuda" if capability is not None and device is None else pick_device(device)
     name = resolve_profile(profile, verbose=False)
     rows = []
     for role in MODELS[name]:
         spec = model_spec(role, name)
-        dtype, why = choose_dtype(device, None, spec.model, spec.params_b)
+        dtype, why = choose_dtype(device, None, spec.model, spec.params_b,
+                                  capability=capability, memory_gb=memory_gb)
         rows.append({"role": role, "model": spec.model, "dtype": str(dtype).replace("torch.", ""),
                      "why": why})
     return pd.DataFrame(rows)

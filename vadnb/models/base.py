@@ -96,6 +96,29 @@ class Reply(str):
         return f"Reply({str.__repr__(self)}{cut})"
 
 
+#: LAVAD's score replies, exactly as its prompt asks for them (``[0]`` ... ``[1.0]``).
+LAVAD_SCORE_CHOICES = ("[0]", "[0.1]", "[0.2]", "[0.3]", "[0.4]", "[0.5]", "[0.6]", "[0.7]",
+                       "[0.8]", "[0.9]", "[1.0]")
+#: VERA's class labels.
+VERA_LABEL_CHOICES = ("0", "1")
+
+
+class ChosenReply(Reply):
+    """A reply picked among allowed values by the model's own likelihood (``choices=``).
+
+    ``logprobs`` maps each allowed reply to the log-probability the model gives to replying
+    exactly that (its tokens, then its end-of-turn token); the text is the most likely one.
+    """
+
+    logprobs: dict[str, float]
+
+    def __new__(cls, text: str = "", logprobs: dict[str, float] | None = None,
+                num_tokens: int | None = None):
+        obj = super().__new__(cls, text, truncated=False, num_tokens=num_tokens)
+        obj.logprobs = dict(logprobs or {})
+        return obj
+
+
 def is_truncated(reply: object) -> bool:
     """True for a :class:`Reply` cut at its token budget (plain strings: False)."""
     return bool(getattr(reply, "truncated", False))
@@ -232,8 +255,8 @@ def pick_device(device: str | None = None) -> str:
 
 
 #: Model families whose fp16 activations overflow (replies of "!!!!" or NaNs reported for
-#: Qwen2.5 and Qwen2.5-VL in fp16): on a card without native bf16 they run in fp32 when
-#: their fp32 weights fit, else in bf16 (emulated there: slower, but with fp32's range).
+#: Qwen2.5 in fp16): on a card without native bf16 they run in fp32 when their fp32 weights
+#: fit, else in fp16 flagged as unverified (never emulated bf16: see :func:`choose_dtype`).
 FP16_UNSAFE_FAMILIES = ("qwen2.5",)
 
 #: Share of the card's memory that fp32 weights may take before fp32 is ruled out.
@@ -249,6 +272,15 @@ def compute_capability(device: str = "cuda") -> tuple[int, int] | None:
     return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
 
 
+def card_memory_gb(device: str = "cuda") -> float | None:
+    """The card's total memory in GB (1e9 bytes); None on CPU."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_properties(device).total_memory / 1e9
+
+
 def fp16_unsafe(model: str | None) -> bool:
     """True when ``model`` belongs to a family known to overflow in fp16 (Qwen2.5, Qwen2.5-VL)."""
     name = str(model or "").lower().replace("_", ".")
@@ -256,17 +288,23 @@ def fp16_unsafe(model: str | None) -> bool:
 
 
 def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
-                 params_b: float | None = None) -> tuple[Any, str]:
-    """``(torch dtype, reason)`` for a model on ``device``.
+                 params_b: float | None = None, *,
+                 capability: tuple[int, int] | None = None,
+                 memory_gb: float | None = None) -> tuple[Any, str]:
+    """``(torch dtype, reason)`` for a model on ``device``: a precision the card really has.
 
     - asked for (``dtype``): that;
     - CPU: fp32;
     - compute capability 8.0 or more (A100, L4, H100): native bf16;
-    - below 8.0 (T4 is 7.5): fp16, because bf16 is only emulated there (slow; cuDNN has no
-      bf16 convolutions), except for a family that overflows in fp16
-      (:data:`FP16_UNSAFE_FAMILIES`): fp32 if ``params_b`` billion fp32 weights fit in
-      :data:`FP32_FIT_SHARE` of the card, else emulated bf16.
+    - below 8.0 (a T4 is 7.5) bf16 is only emulated (slow, and it rules out the fused
+      attention kernels), so never bf16 there: fp16, except for a family that overflows in
+      fp16 (:data:`FP16_UNSAFE_FAMILIES`), which gets fp32 when ``params_b`` billion fp32
+      weights fit :data:`FP32_FIT_SHARE` of the card. When they do not (Qwen2.5-VL-3B on a
+      T4) fp16 is the only native precision that fits: chosen, and the reason says that its
+      numerics are unverified (``scripts/gpu_check.py --real-weights`` checks them).
 
+    ``capability`` and ``memory_gb`` describe the card (default: asked of the card on
+    ``device``), so a plan can be computed for a card that is not here.
     ``torch.cuda.is_bf16_supported()`` is not used: it answers True on a T4 by counting
     emulation.
     """
@@ -276,17 +314,18 @@ def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
         return (getattr(torch, dtype) if isinstance(dtype, str) else dtype), "asked for"
     if not str(device).startswith("cuda"):
         return torch.float32, "CPU"
-    cap = compute_capability(device)
+    cap = tuple(capability) if capability is not None else compute_capability(device)
     if cap >= (8, 0):
         return torch.bfloat16, f"native bf16 (compute capability {cap[0]}.{cap[1]})"
     where = f"compute capability {cap[0]}.{cap[1]}: no native bf16"
     if not fp16_unsafe(model):
         return torch.float16, where
-    total_gb = torch.cuda.get_device_properties(device).total_memory / 1e9
+    total_gb = memory_gb if memory_gb is not None else card_memory_gb(device)
     if params_b is not None and params_b * 4 <= FP32_FIT_SHARE * total_gb:
         return torch.float32, f"{where}; fp32 because this family overflows in fp16"
-    return torch.bfloat16, (f"{where}; emulated bf16 because this family overflows in fp16 "
-                            "and its fp32 weights do not fit")
+    return torch.float16, (f"{where}; fp16 because fp32 weights do not fit; UNVERIFIED: this "
+                           "family's text models overflow in fp16 (run scripts/gpu_check.py "
+                           "--real-weights on the card)")
 
 
 def pick_dtype(device: str, dtype: Any = None, model: str | None = None,

@@ -14,14 +14,16 @@ when the model used its whole ``max_new_tokens`` without emitting an end-of-turn
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Backend, Reply, as_uint8_rgb, pick_dtype, run_batched
+from .base import Backend, ChosenReply, Reply, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
 
 __all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
-           "DEFAULT_MAX_PIXELS", "fit_pixels"]
+           "DEFAULT_MAX_PIXELS", "ROLE_MAX_PIXELS", "max_pixels_for", "fit_pixels"]
 
 #: The VLM's default image-size cap (pixels per image): 448x448, 256 tokens for Qwen2-VL.
 DEFAULT_MAX_PIXELS = 448 * 448
@@ -30,6 +32,16 @@ DEFAULT_MAX_PIXELS = 448 * 448
 #: AnyAnomaly feeds its benchmarks' frames at native size (ShanghaiTech's 856x480 is the
 #: largest), so its cap keeps those frames whole.
 METHOD_MAX_PIXELS = {"vera": 448 * 448, "anyanomaly": 856 * 480}
+
+#: The cap each VLM role or variant applies by default, local or served alike: ``vlm`` is
+#: VERA's, ``vlm-3b`` AnyAnomaly's (the variants the methods load, see vadnb.registry), so
+#: a method gets its documented image size without passing ``max_pixels=`` on every call.
+ROLE_MAX_PIXELS = {"vlm": METHOD_MAX_PIXELS["vera"], "vlm-3b": METHOD_MAX_PIXELS["anyanomaly"]}
+
+
+def max_pixels_for(role: str) -> int:
+    """The default image cap (pixels) of a VLM role or variant (:data:`ROLE_MAX_PIXELS`)."""
+    return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
 Messages = list[dict[str, Any]]
 
@@ -61,7 +73,8 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
         text = str(err).lower()
         if "gated" in text or "401" in text or "restricted" in text:
             raise ModelUnavailableError(
-                f"The {role} model {model!r} is gated on the Hugging Face hub: open its page, "
+                f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: the "
+                "Llama 2 Community License): open its page, "
                 "accept the licence, then log in on this machine (`hf auth login`, or set "
                 "HF_TOKEN). Or pick a non-gated model with model=..., or profile='colab'."
             ) from err
@@ -118,8 +131,10 @@ def fit_pixels(image: Any, max_pixels: int | None):
 
 
 def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
-                     model: Any = None) -> dict[str, Any]:
+                     model: Any = None, repetition_penalty: float = 1.0) -> dict[str, Any]:
     limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    if repetition_penalty != 1.0:
+        limits["repetition_penalty"] = float(repetition_penalty)
     configured = getattr(getattr(model, "generation_config", None), "min_new_tokens", None)
     if configured:  # never ask for more new tokens at least than at most
         limits["min_new_tokens"] = min(configured, max_new_tokens)
@@ -203,8 +218,19 @@ class HFLLM(_HFBackend):
         return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0) -> list[Reply]:
-        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``."""
+              temperature: float = 0.0, top_p: float = 1.0,
+              choices: Sequence[str] | None = None) -> list[Reply]:
+        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``.
+
+        ``choices``: the allowed replies (e.g. :data:`vadnb.models.base.LAVAD_SCORE_CHOICES`).
+        Instead of generating free text, each allowed reply is scored by the model's own
+        likelihood of answering exactly that, and the most likely one is returned as a
+        :class:`~vadnb.models.base.ChosenReply` (its ``logprobs`` hold every score): every
+        reply is then one of the allowed values, which a small model's free text often is
+        not. The default (free text, then the method's parser) is the papers' protocol.
+        """
+        if choices is not None:
+            return self._choose(list_of_messages, choices)
         prompts = [self.prompt(m) for m in list_of_messages]
         budget = max_new_tokens or self.max_new_tokens
         gen = _generate_kwargs(budget, temperature, top_p, self.model)
@@ -220,6 +246,76 @@ class HFLLM(_HFBackend):
 
         with self._count(len(prompts)):
             return run_batched(run, prompts, self.batch_size, desc="llm", on_oom=self._oom)
+
+    def _choose(self, list_of_messages: Sequence[Messages], choices: Sequence[str]
+                ) -> list[Reply]:
+        """The most likely allowed reply per conversation (see :meth:`batch`)."""
+        choices = [str(c) for c in choices]
+        if not choices or any(not c for c in choices) or len(set(choices)) != len(choices):
+            raise ValueError(f"choices must be distinct non-empty replies, got {choices!r}")
+        end = self.tokenizer.eos_token_id
+        options = [self.tokenizer(c, add_special_tokens=False)["input_ids"]
+                   + ([] if end is None else [int(end)]) for c in choices]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        def run(chunk: list[str]) -> list[Reply]:
+            replies = []
+            for prompt in chunk:
+                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                scores = _choice_logprobs(self.model, ids, options, self.device, pad)
+                best = max(range(len(choices)), key=scores.__getitem__)
+                replies.append(ChosenReply(choices[best], dict(zip(choices, scores)),
+                                           num_tokens=len(options[best])))
+                self.stat.tokens_in += len(ids) * len(options)
+            return replies
+
+        prompts = [self.prompt(m) for m in list_of_messages]
+        with self._count(len(prompts)):
+            return run_batched(run, prompts, self.batch_size, desc="llm choices",
+                               on_oom=self._oom)
+
+
+def _cache_argument(model) -> str:
+    """``forward``'s name for a key/value cache: ``cache`` in newer transformers (which
+    deprecate ``past_key_values``), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], device: str,
+                     pad_id: int) -> list[float]:
+    """log P(option tokens | prompt) for each option.
+
+    The prompt runs once; its key/value cache is repeated for the options, which then run
+    together (right-padded: a padded position comes after every real one, so it changes
+    nothing that is read). An option's first token is scored by the prompt's last logits.
+    """
+    import torch
+
+    k, width = len(options), max(len(o) for o in options)
+    with torch.inference_mode():
+        head = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
+                     logits_to_keep=1)
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
+        cache = getattr(head, "cache", None) or head.past_key_values
+        cache.batch_repeat_interleave(k)
+        ids = torch.full((k, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((k, len(prompt_ids) + width), dtype=torch.long)
+        mask[:, :len(prompt_ids)] = 1
+        for i, o in enumerate(options):
+            ids[i, :len(o)] = torch.tensor(o)
+            mask[i, len(prompt_ids):len(prompt_ids) + len(o)] = 1
+        positions = torch.arange(len(prompt_ids), len(prompt_ids) + width)[None].expand(k, -1)
+        tail = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                     position_ids=positions.to(device), **{_cache_argument(model): cache}).logits
+        logp = torch.log_softmax(tail.float(), dim=-1)  # position j predicts token j + 1
+    out = []
+    for i, o in enumerate(options):
+        total = float(first[o[0]])
+        total += sum(float(logp[i, j - 1, t]) for j, t in enumerate(o) if j > 0)
+        out.append(total)
+    return out
 
 
 def _strip_prompt(out, input_ids):
@@ -280,7 +376,11 @@ class HFCaptioner(_HFBackend):
             enc = self.processor(**kwargs).to(self.device)
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # with no cap, generate() uses the model's own length, as the official LAVAD
+                # captioner does, and says so in a UserWarning each call: that is the intent
+                warnings.filterwarnings("ignore", message="Using the model-agnostic default",
+                                        category=UserWarning)
                 out = self.model.generate(**enc, **gen)
             if "input_ids" in enc:
                 out = _strip_prompt(out, enc["input_ids"])
@@ -290,10 +390,11 @@ class HFCaptioner(_HFBackend):
             return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
 
 
-def _vlm_messages(n_images: int, prompt: str) -> Messages:
+def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
     content.append({"type": "text", "text": prompt})
-    return [{"role": "user", "content": content}]
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": content}]
 
 
 class HFVLM(_HFBackend):
@@ -332,9 +433,9 @@ class HFVLM(_HFBackend):
         self.max_new_tokens = max_new_tokens
         self.max_pixels = max_pixels
 
-    def prompt(self, n_images: int, prompt: str) -> str:
+    def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt),
+        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
 
     def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
@@ -342,21 +443,23 @@ class HFVLM(_HFBackend):
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
-              max_pixels: int | None = None) -> list[Reply]:
+              max_pixels: int | None = None, repetition_penalty: float = 1.0,
+              system: str | None = None) -> list[Reply]:
         """One :class:`Reply` per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
 
-        ``max_pixels`` caps each image's size for this call (default: the backend's).
+        ``max_pixels`` caps each image's size for this call (default: the backend's);
+        ``system`` is a system message before each request.
         """
         cap = max_pixels or self.max_pixels
         reqs = [([fit_pixels(_to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
         budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model)
+        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
 
         def run(chunk: list[tuple[list[Any], str]]) -> list[Reply]:
             import torch
 
-            texts = [self.prompt(len(ims), p) for ims, p in chunk]
+            texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
             if not any(images):
                 images = None

