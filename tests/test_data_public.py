@@ -286,7 +286,8 @@ def test_vera_files_of_each_kind(tmp_path):
 
 def test_protocol_table_holds_the_reference_numbers():
     table = data.protocol_table()
-    assert set(table["method"]) == {"lavad", "anomalyclip", "vera", "anyanomaly", "classical"}
+    assert set(table["method"]) == {"lavad", "anomalyclip", "vera", "anyanomaly", "classical",
+                                    "flashback"}
     assert set(table["ap_variant"]) <= {"—", "step", "trapezoid"}
     reported = {round(float(v), 2) for v in table["reported"].dropna()}
     if REFERENCE.exists():  # CI lays ../shared beside the checkout: every headline number is here
@@ -299,6 +300,9 @@ def test_protocol_table_holds_the_reference_numbers():
     with pytest.raises(ValueError, match="no protocol rows for method 'nope'"):
         data.protocol_table("nope")
     assert len(data.protocol_table("lavad")) == 3
+    # Flashback's headline numbers (arXiv 2505.15205, ../shared/FLASHBACK.md section 3)
+    flashback = data.protocol_table("flashback").set_index("benchmark")["reported"]
+    assert flashback.to_dict() == {"UCF-Crime": 87.3, "XD-Violence": 75.1}
 
 
 def test_counting_a_frame_folder_opens_no_image_and_agrees_with_probe(samples, monkeypatch):

@@ -97,7 +97,7 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
     fields = {k: v for k, v in overrides.items() if k not in run_args}
     config = getattr(module, "Config", None)
     if config is not None:  # unknown or absurd settings fail here, before any model loads
-        configure(config, overrides.get("config"), fields, module.__name__.rsplit(".", 1)[-1])
+        configure(config, overrides.get("config"), fields, method)
     options = {k: v for k, v in (("timeout_s", timeout_s), ("max_retries", max_retries),
                                  ("api_key", api_key)) if v is not None}
     assert set(options) <= set(SERVED_OPTIONS)
