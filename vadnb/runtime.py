@@ -255,6 +255,9 @@ class Chat:
     draw: str | None = None
     """Names one sample: requests that differ only here are asked (and cached) apart, so a
     sampling pipeline gets one independent reply per position, as the paper's code does."""
+    choices: tuple[str, ...] | None = None
+    """The allowed replies: the backend returns the one the model finds most likely
+    (``llm.batch(..., choices=)``) instead of free text; None: free text."""
 
 
 @dataclass(frozen=True)
@@ -321,7 +324,7 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
-_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}}
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None}}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -344,7 +347,7 @@ def request_key(model: str, request: Any) -> str:
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
     if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature, request.top_p)
+        return (request.max_new_tokens, request.temperature, request.top_p, request.choices)
     if isinstance(request, Ask):
         return (request.max_new_tokens, request.temperature, request.max_pixels)
     if isinstance(request, Caption):
@@ -357,6 +360,8 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
                            "temperature": request.temperature}
     if isinstance(request, Chat) and request.top_p != 1.0:
         out["top_p"] = request.top_p
+    if isinstance(request, Chat) and request.choices is not None:
+        out["choices"] = tuple(request.choices)
     if isinstance(request, Ask) and request.max_pixels is not None:
         out["max_pixels"] = request.max_pixels
     return out
