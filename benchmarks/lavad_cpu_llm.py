@@ -49,8 +49,11 @@ def main(stride: int = 16, summary_tokens: int | None = None, videos: int | None
                                       score_decoding=decoding, **settings)
                 res = lavad.evaluate(dict(zip(names, dets)), labels)
                 ok, n = parse_rate(dets)
+                raw = pd.concat([d.segments.raw_score for d in dets])
                 rows.append({"llm": who, "score_decoding": decoding, "parsed": f"{ok}/{n}",
-                             "parse_rate": ok / n, "auc_raw": res["auc_raw"],
+                             "parse_rate": ok / n, "raw_scores": ",".join(
+                                 f"{v:g}" for v in sorted(raw.round(2).unique())),
+                             "auc_raw": res["auc_raw"],
                              "auc": res["auc_refined"], "ap": res["ap_refined"],
                              "seconds": round(time.perf_counter() - start)})
     finally:
