@@ -74,6 +74,20 @@ DIFFERENCES: list[stages.Difference] = [
         "often it did not.",
         "score_max_new_tokens"),
     stages.Difference(
+        "Option (vadnb improvement): score_decoding='choices' asks which of the 11 allowed "
+        "replies [0], [0.1], ..., [1.0] the LLM itself finds most likely (its log-probability "
+        "of each, end of turn included) instead of parsing its free text. The default is the "
+        "official free-text reply read by the parser.",
+        "A small LLM often writes no readable bracket (SmolLM2-135M echoes the candidate "
+        "list); with choices every reply is a score. Needs a locally loaded LLM (a served one "
+        "raises NotImplementedError).",
+        "Campus perfect-perception captions, SmolLM2-135M (cpu profile) summarising and "
+        "scoring, 18 positions (stride 50, 24-token summaries): free text parses 0 of 18 "
+        "(every position 0.5), choices 18 of 18; both AUC 0.500, as SmolLM2 picks [1.0] for "
+        "every summary (`python benchmarks/lavad_cpu_llm.py --stride 50 --summary-tokens "
+        "24`). Every reply is now a score; whether the scores rank depends on the model.",
+        "score_decoding='choices'"),
+    stages.Difference(
         "The score parser also reads '[ 0.3 ]' and '[.5]' (the official regex does not) "
         "and skips values outside [0, 1] (the official keeps '[7]' as a score of 7).",
         "Scores stay in [0, 1]; a readable answer is not thrown away over a space.",
