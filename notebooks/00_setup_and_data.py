@@ -87,8 +87,45 @@ out.mkdir(parents=True, exist_ok=True)
 # %%
 from vadnb import lesson
 
-lesson.references("00")
-lesson.banner(env)
+lesson.references("00")  # no tiny-profile banner: this notebook loads no model
+
+# %% [markdown]
+# ## 0. The task: video anomaly detection
+#
+# A camera watches a scene; most of what it sees is **normal** for that scene (people walking
+# across a campus). **Video anomaly detection (VAD)** gives every frame a score saying how
+# much it departs from normal (a van driving over the lawn, someone falling), so that a person
+# can be sent to the few moments that matter. Anomalies are rare, varied and defined by the
+# scene (running is normal on a track), so no one can list them all in advance: what a method
+# is allowed to learn from decides how it works. The research field has four regimes:
+#
+# | regime | what the method learns from | in this suite |
+# |---|---|---|
+# | **one-class** | normal videos only: whatever looks unlike them is anomalous | the classical baseline with normal reference clips (80); ShanghaiTech's and Avenue's own splits |
+# | **weakly supervised** | video-level labels ("this video contains an anomaly somewhere"), no frame labels; usually multiple-instance learning (MIL) | AnomalyCLIP (50); VERA learns its questions from such labels (70); UCF-Crime, XD-Violence |
+# | **training-free** | nothing: pretrained models describe and judge the frames | LAVAD (20-40), Flashback (75) |
+# | **user-defined** (customizable, C-VAD) | nothing but a description the user types of what to look for | AnyAnomaly (60) on C-ShT / C-Ave |
+#
+# The contestants, side by side (notebook 80 runs them on the same clips):
+#
+# | method | learns from | models it calls (roles) | one call looks at |
+# |---|---|---|---|
+# | classical | nothing (the video's own statistics, or normal clips of the same camera) | none: OpenCV background subtraction, optical flow, a HOG people detector | every frame |
+# | LAVAD | nothing (training-free) | captioner, embedder, LLM | a caption per 16 frames; an LLM summary and score per position |
+# | AnomalyCLIP | video-level labels of the train split | CLIP image encoder, then a small trained head | every frame (its head scores the whole video at once) |
+# | AnyAnomaly | nothing; you type what to look for | CLIP (key frames, windows), VLM | one key frame, its best window and a 2x2 grid per 24-frame segment |
+# | VERA | video-level labels (it learns *questions*, notebook 70) | VLM, embedder | 8 frames of a 10-second window per 16-frame segment |
+# | Flashback | nothing (training-free) | LLM (writes a caption memory once), embedder | one 1-second segment, matched against the memory |
+#
+# **How a detector is scored.** The benchmarks label every frame 0 (normal) or 1
+# (anomalous). The frames of all test videos are concatenated into one long label array and
+# one long score array, and one number is computed over them (**micro-averaged**, not a mean
+# of per-video numbers): the **frame-level ROC AUC** (the chance that a random anomalous frame
+# scores above a random normal one; 0.5 is chance) and the **average precision (AP)** (area
+# under the precision-recall curve; chance is the share of anomalous frames). AP comes in two
+# variants, and the one XD-Violence and LAVAD report (the trapezoid area) gives a detector
+# that knows nothing a generous number: section 5 computes it on the campus labels.
+# The words used across the suite are in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).
 
 # %% [markdown]
 # ## 1. The environment
@@ -254,7 +291,33 @@ fig.savefig(out / "label_timelines.png", dpi=110)
 plt.show()
 
 # %% [markdown]
-# ## 5. The public benchmarks, and how to point the suite at them
+# ## 5. Scoring against these labels: AUC, AP, and a detector that knows nothing
+#
+# `vadnb.metrics` computes the micro-averaged metrics from the labels above and a method's
+# frame scores. Two detectors bracket every real one: a **perfect** one (its scores are the
+# labels) and a **constant** one (the same score for every frame: it knows nothing). The
+# constant detector's AUC is chance and its step-wise AP is the share of anomalous frames;
+# its trapezoid AP is higher, because the trapezoid rule joins the precision-recall curve's
+# first point (recall 0, precision 1 by convention) straight to its only other point.
+
+# %%
+from vadnb import metrics
+
+truth = test.all_frame_labels()
+detectors = {"perfect (scores = labels)": {n: y.astype(float) for n, y in truth.items()},
+             "constant (0.5 everywhere)": {n: np.full(len(y), 0.5) for n, y in truth.items()}}
+scored = pd.DataFrame([{"detector": name, "frame AUC": metrics.frame_auc(truth, s),
+                        metrics.ap_name("sklearn"): metrics.frame_ap(truth, s),
+                        metrics.ap_name("trapezoid"): metrics.frame_ap(truth, s, variant="trapezoid")}
+                       for name, s in detectors.items()]).set_index("detector")
+share = np.concatenate(list(truth.values())).mean()
+lesson.say(f"{share:.1%} of the campus test frames are anomalous. The constant detector earns "
+           f"AUC {scored.iloc[1, 0]:.3f}, step-wise AP {scored.iloc[1, 1]:.3f} and trapezoid AP "
+           f"{scored.iloc[1, 2]:.3f}: an AP must be read against that floor.")
+scored.round(3)
+
+# %% [markdown]
+# ## 6. The public benchmarks, and how to point the suite at them
 #
 # The methods in this suite were published with results on public benchmarks. They are
 # not shipped (size, licences), but `vadnb.data` reads each one from the files its authors
@@ -378,8 +441,8 @@ for title, bench in converted.items():
 # ### What to reproduce
 #
 # Which method the papers evaluated on which benchmark, with which protocol, and the number
-# each paper reported (the papers' numbers, not measured here). Notebooks 80 and 90 show
-# this table again beside the suite's own results.
+# each paper reported (the papers' numbers, not measured here). Notebook 90 shows this
+# table again beside the suite's own results.
 
 # %%
 protocols = data.protocol_table()
@@ -398,6 +461,10 @@ dict(list(parsed.items())[3:6])
 # %% [markdown]
 # ## Summary
 #
+# - VAD scores every frame by how far it departs from normal; what a method may learn from
+#   (one-class, weakly supervised, training-free, user-defined) decides how it works.
+# - Detectors are scored by frame-level micro AUC and AP; a constant detector sets the floor
+#   (chance AUC, and a trapezoid AP well above the share of anomalous frames).
 # - `vadnb.setup()` fixes device, profile, seeds and cache folder once; the tiny profile runs
 #   everything quickly with random models whose scores mean nothing.
 # - The campus benchmark: 16 real clips, four planted anomaly classes with exact frame

@@ -304,3 +304,6 @@ captions_csv.head()
 # 5. Run twice with two different captioners (`captioner_model=...`) and compare their
 #    caption indexes. Which captions would a pooled index add, and would the cleaning pick
 #    them?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

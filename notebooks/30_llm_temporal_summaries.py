@@ -359,3 +359,6 @@ else:
 # 3. Run with `llm_decoding="paper"` twice with a fresh cache (`cache=...`). How much do
 #    the scores move between runs?
 # 4. Write a context for a different setting (a shop, a highway). Which scenes change score?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

@@ -376,3 +376,6 @@ explorer(det, labels=labels[name])
 # 4. Which class is hardest? Look at its clips in the explorer: what do the summaries say?
 # 5. Evaluate per video (`vadnb.metrics.per_video`) and find the clip where refinement hurts
 #    the most.
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

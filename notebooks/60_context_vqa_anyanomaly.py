@@ -303,17 +303,23 @@ print(f"context frames {config.spacing} apart in {config.segment_length}-frame s
 # %% [markdown]
 # ## Step 4: three questions, three answers
 #
-# As in the paper, the key frame and the masked frame get the very same question, a score
-# in [0, 1] and a one-sentence reason; the grid's question adds one line on how the grid
-# reads in time (the cell below prints the prompts and checks it). Replies are decoded
-# greedily (the original samples at temperature 0.1; greedy repeats exactly).
-# The score is the first number after "Score" (else the first number in [0, 1]; "80%" and
-# "8/10" read as 0.8). A reply without a number is **counted** and filled in from the
-# neighbouring segments; the original code reads it silently as 0, which looks like "surely
-# normal". The reasons are kept: they are the detection's explanation.
+# By default the VLM gets the official instruction word for word (`Config.prompt_style =
+# "official"`): the key frame and the masked frame the very same question, a score in
+# [0, 1] rounded to one decimal with a one-sentence reason; the grid's question adds one
+# *Context* line on how the grid reads in time (the cell below prints the prompts and checks
+# it). Each question follows the official system line ("You are a vision anomaly
+# detector.") and is decoded as the official code does: temperature 0.1, top_p 0.001,
+# repetition penalty 1.05, 50 new tokens. The score is read as the official parser reads
+# it: the first number anywhere in the reply, not clipped, and 0 when there is none (the
+# parse log still counts those replies). vadnb's own choices are named options:
+# `prompt_style="vadnb"` (a shorter question with a fixed "Score: ... Reason: ..." form),
+# `parser="vadnb"` (the number after "Score", in [0, 1]; a missing one filled in from the
+# neighbouring segments instead of read as "surely normal") and greedy decoding
+# (`temperature=0`). The reasons are kept: they are the detection's explanation.
 
 # %%
-questions = {v: anyanomaly.build_prompt(prompts[0], v) for v in ("key", "position", "temporal")}
+questions = {v: anyanomaly.build_prompt(prompts[0], v, config.prompt_style, config.output_word)
+             for v in ("key", "position", "temporal")}
 for v, q in questions.items():
     print(f"[{v}] {q}\n")
 print("key and position questions identical:", questions["key"] == questions["position"])
@@ -443,6 +449,39 @@ print(f"perfect perception (upper bound of AnyAnomaly's steps, not of any model)
       f"C-VAD mean AUC {perfect['auc'].iloc[-1]:.3f}")
 perfect.round(3)
 
+# %% [markdown]
+# ### The official defaults beside vadnb's named options
+#
+# Every default above computes what the official code computes. vadnb's own choices are
+# options you switch on by name; the table runs each on the same perfect-perception inputs
+# (the oracle reads the truth, so it shows what an option does to AnyAnomaly's *steps*; an
+# option that changes only what a real model sees, such as the wording, cannot move it).
+
+# %%
+OPTIONS = {
+    "official defaults": {},
+    "prompt_style='vadnb'": {"prompt_style": "vadnb"},
+    "parser='vadnb'": {"parser": "vadnb"},
+    "window_resize='area'": {"window_resize": "area"},
+    "greedy, no system line": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0,
+                               "system_prompt": None},
+}
+
+
+def perfect_auc(overrides):
+    """C-VAD mean frame AUC with perfect perception and these Config overrides."""
+    cfg = anyanomaly.Config(**{**settings, **overrides})
+    backends_ = anyanomaly.oracle_backends(
+        test, {c: CLASS_DESCRIPTIONS[c] for c in bench.classes}, cfg)
+    runs_ = {n: anyanomaly.run(videos.loc[n, "path"], config=cfg, backends=backends_,
+                               prompts=descriptions, progress=False) for n in names}
+    return float(metrics.cvad_table(*cvad_inputs(runs_))["auc"].iloc[-1])
+
+
+options = pd.Series({k: perfect_auc(v) for k, v in bar(OPTIONS.items(), desc="options")},
+                    name="C-VAD mean AUC (perfect perception)")
+options.round(3).to_frame()
+
 # %%
 summary = {
     "method": "anyanomaly",
@@ -462,7 +501,8 @@ summary = {
     "perfect_perception": {
         "note": "upper bound of the method's steps, not of any model",
         "cvad": json.loads(perfect.to_json(orient="records", double_precision=15)),
-        "mean_auc": float(perfect["auc"].iloc[-1])},
+        "mean_auc": float(perfect["auc"].iloc[-1]),
+        "options": options.to_dict()},
 }
 (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
 print(warn(f"C-VAD mean AUC {summary['mean_auc']:.3f}"))
@@ -472,10 +512,12 @@ sorted(p.name for p in out.iterdir())
 # %% [markdown]
 # ## What differs from the official code
 #
-# vadnb follows the official AnyAnomaly code (SkiddieAhn/Paper-AnyAnomaly) step by step, and
-# its tests hold each step against a transcription of the official computation. Where it
-# departs, the table below (generated from `anyanomaly.DIFFERENCES`, the module's one list)
-# says what, why, and how to get the paper's variant.
+# vadnb's defaults reproduce the official AnyAnomaly computation (SkiddieAhn/Paper-AnyAnomaly):
+# its prompts, system line, decoding, parser and window resize included; its tests hold
+# `run()` as a whole against a transcription of the official pipeline, down to the words
+# and images each model is sent. Where it departs, or offers its own choice as a named
+# option, the table below (generated from `anyanomaly.DIFFERENCES`, the module's one list)
+# says what, why, what it changes and how to get the other variant.
 
 # %%
 Markdown(stages.differences_markdown(anyanomaly.DIFFERENCES))
@@ -490,7 +532,9 @@ Markdown(stages.differences_markdown(anyanomaly.DIFFERENCES))
 #   and maxed over descriptions; they are not rescaled per video.
 # - C-VAD is scored per anomaly type over all test videos, other types counting as normal;
 #   perfect perception shows how much of the truth the method's own steps keep.
-# - Unparseable replies are counted and interpolated, not read as 0; decoding is greedy.
+# - The defaults are the official ones (prompts, decoding, parser: a reply without a number
+#   reads 0); vadnb's choices are named options (`prompt_style`, `parser`, `window_resize`,
+#   greedy decoding), shown beside them on perfect perception.
 # - Fusion weights and sigma are used untuned; tuning belongs on a validation split.
 # - Cost: three VLM calls per segment per description (about 225 per minute of 30 fps video
 #   and description), plus CLIP on every frame and on 35 windows of 4 frames per segment.
@@ -507,3 +551,6 @@ Markdown(stages.differences_markdown(anyanomaly.DIFFERENCES))
 #    the grid help for an event that is about motion?
 # 5. Count the VLM calls in `det.model_calls` and estimate the cost of one hour of 30 fps video
 #    with three descriptions.
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

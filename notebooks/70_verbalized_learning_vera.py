@@ -442,3 +442,6 @@ Markdown(differences_markdown(vera.DIFFERENCES))
 #    kind of video does it hurt?
 # 4. Run `vera.run` with `ensemble_fraction=0.01` (every segment is its own only neighbour)
 #    and with `smooth_taps=1`. Which step helps most on the campus test videos?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

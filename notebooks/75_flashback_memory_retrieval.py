@@ -330,3 +330,6 @@ Markdown(differences_markdown(flashback.DIFFERENCES))
 # 3. Set `top_k=1`. What does the segment score become, and what happens to ties?
 # 4. Stream a video through `core.OnlineScorer` and measure, in frames, when each frame's
 #    score is final. Compare with the registered latency.
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

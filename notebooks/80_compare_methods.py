@@ -31,9 +31,10 @@
 #   leaderboard, and why the classical row is meaningful even offline;
 # - how to read all methods' timelines and explanations of the same moment at once.
 #
-# Where it sits: the last chapter. It uses the campus benchmark (`00`), the metrics (`40`),
-# and the methods of `10`–`40` (LAVAD), `50` (AnomalyCLIP), `60` (AnyAnomaly) and `70`
-# (VERA). Whatever those notebooks computed with the same settings is in the cache, so it is
+# Where it sits: after the method chapters. It uses the campus benchmark (`00`), the metrics
+# (`40`), and the methods of `10`–`40` (LAVAD), `50` (AnomalyCLIP), `60` (AnyAnomaly) and `70`
+# (VERA); `85_your_video` then runs one method on a video of yours, and `90_scale_out` runs a
+# method over a whole benchmark. Whatever those notebooks computed with the same settings is in the cache, so it is
 # not paid for again here.
 
 # %% [markdown]
@@ -122,13 +123,8 @@ lesson.banner(env)
 # %% [markdown]
 # ## The contestants
 #
-# | method | learns from | models it calls (roles) | one call looks at |
-# |---|---|---|---|
-# | classical | nothing (the video's own statistics, or normal clips of the same camera) | none: OpenCV background subtraction, optical flow, a HOG people detector | every frame |
-# | LAVAD | nothing (training-free) | captioner, embedder, LLM | a caption per 16 frames; an LLM summary and score per position |
-# | AnomalyCLIP | video-level labels of the train split | CLIP image encoder, then a small trained head | every frame (its head scores the whole video at once) |
-# | AnyAnomaly | nothing; you type what to look for | CLIP (key frames, windows), VLM | one key frame, its best window and a 2x2 grid per 24-frame segment |
-# | VERA | video-level labels (it learns *questions*, notebook 70) | VLM, embedder | 8 frames of a 10-second window per 16-frame segment |
+# Notebook 00's contestants table says what each method learns from, which models it calls
+# and what one call looks at; the five rows below are those methods.
 #
 # A method whose module cannot be imported in your copy of the suite gets a row saying
 # "not available" instead of stopping the notebook.
@@ -178,8 +174,8 @@ videos[["name", "label", "num_frames", "fps"]]
 # **The cache.** Every method caches its expensive stages (captions, embeddings, replies)
 # by the video's content, the stage's settings and the model's name. By default we share
 # the suite's cache, so what notebooks 40–70 computed is reused, and a stage found there
-# makes **no** model call: the calls counted below are then only the calls this run made.
-# Set `FRESH_CACHE = True` to count the full cost (every stage computed again).
+# makes **no** model call. The cost table below counts its items anyway (as "from cache"),
+# so the run's work shows either way; set `FRESH_CACHE = True` to also time every stage.
 
 # %%
 if FRESH_CACHE:
@@ -188,6 +184,87 @@ else:
     stage_cache = get_cache()
 print("stage cache:", stage_cache.root, "(fresh: every call counted)" if FRESH_CACHE else
       "(shared: cached stages make no calls)")
+
+# %% [markdown]
+# ## The classical baseline, step by step
+#
+# One contestant uses no learned model, so it is the one detector you can watch work on any
+# CPU. It turns every frame into a few **facts** a person can read, each from a classic
+# computer-vision tool:
+#
+# - **Background subtraction** (OpenCV's MOG2) keeps, per pixel, a model of the colours seen
+#   over the last `history_s` seconds; a pixel that fits none of them is *moving*. The share
+#   of moving pixels is `fg_area`; the largest connected moving region gives `blob_area` (a
+#   van is one big blob) and `blob_flatness` (width / height: a person lying down is wide).
+# - A second, **slow background** starts as the per-pixel median of the first seconds and
+#   learns only where nothing moves: what differs from it *without moving* is `static_area`
+#   (a box left behind, a person lying still).
+# - **Optical flow** (Farnebäck) estimates how far every pixel moved since the previous
+#   frame; the 95th percentile over the moving pixels, in pixels per second, is `speed`
+#   (a runner, a van).
+# - A **people detector** (OpenCV's HOG + linear SVM) counts people, `people`. It is off by
+#   default (`people_every = 0`): its 64x128-pixel window needs people taller than the campus
+#   camera shows them; switch it on for close-up footage.
+#
+# Here is what the first three see in the middle of the campus test clip's van:
+
+# %%
+from vadnb import baseline
+
+normal_train = list(campus.videos.query("split == 'train' and label == 'Normal'").path)
+lesson_clip = test.videos.query("label == 'Vehicle'").name.iloc[0]
+lesson_labels = test.frame_labels(lesson_clip)
+inside = np.flatnonzero(lesson_labels)
+lesson_frame = int(inside[len(inside) // 2])
+views = baseline.frame_views(test.path(lesson_clip), [lesson_frame])[lesson_frame]
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+panels = [("the frame", "frame", None), ("moving (background subtraction)", "moving", "gray"),
+          ("speed, px/s (optical flow)", "speed", "magma"),
+          ("still change (slow background)", "still_change", "gray")]
+for ax, (title, key, cmap) in zip(axes, panels):
+    shown = ax.imshow(views[key], cmap=cmap)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    if key == "speed":
+        fig.colorbar(shown, ax=ax, fraction=0.035)
+fig.suptitle(f"{lesson_clip}, frame {lesson_frame}: what the classical baseline measures")
+fig.tight_layout()
+fig.savefig(out / "classical_views.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# **How the facts become a score.** "Normal" is what the train split's normal clips (same
+# camera) show: for every fact its median and a robust spread (1.4826 × the median absolute
+# deviation). A frame's fact lies `z = (fact − median) / spread` spreads above normal
+# (clipped at 0: only *more* than normal is suspicious). The frame's score is the largest
+# z over the facts, squashed to [0, 1] by `1 − exp(−z / 6)` and smoothed over about a
+# second. `baseline.score_steps` returns every step; the top panel shows each fact's z,
+# the bottom one the score, with the anomalous frames shaded:
+
+# %%
+steps = baseline.score_steps(test.path(lesson_clip), reference=normal_train, cache=stage_cache,
+                             config=baseline.Config(**knobs.get("classical", {})))
+fps_lesson = float(test.videos.set_index("name").fps[lesson_clip])
+times = np.arange(len(steps)) / fps_lesson
+fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+for fact in baseline.FACTS:
+    top.plot(times, steps[f"z {fact}"], lw=1.2, label=fact)
+bottom.plot(times, steps["score"], color="black", label="score")
+for ax in (top, bottom):
+    ax.fill_between(times, 0, 1, where=lesson_labels > 0, color="tab:red", alpha=0.15,
+                    transform=ax.get_xaxis_transform(), label="anomalous frames")
+top.set_ylabel("z (spreads above normal)")
+top.legend(fontsize=8, ncol=4)
+bottom.set_ylabel("score")
+bottom.set_xlabel("time (s)")
+fig.tight_layout()
+fig.savefig(out / "classical_steps.png", dpi=100)
+plt.show()
+row = steps.iloc[lesson_frame]
+lead = max(baseline.FACTS, key=lambda f: row[f"z {f}"])
+lesson.say(f"At frame {lesson_frame} the largest z is {lead}'s ({row['max z']:.1f} spreads above "
+           f"normal), so the raw score is {row['raw']:.2f} and the smoothed score "
+           f"{row['score']:.2f}.")
 
 # %% [markdown]
 # ## AnomalyCLIP needs a checkpoint first
@@ -225,7 +302,6 @@ if "anomalyclip" in runnable:
 
 # %%
 prompts = ANYANOMALY_PROMPTS or campus_prompts(campus.classes)
-normal_train = list(campus.videos.query("split == 'train' and label == 'Normal'").path)
 runner = MethodRunner(profile=env.profile, cache=stage_cache, knobs=knobs, checkpoint=checkpoint,
                       clip=clip_for_anomalyclip, prompts=prompts, questions=VERA_QUESTIONS)
 run_method = runner.run
@@ -250,27 +326,46 @@ pd.DataFrame({"seconds": seconds}).round(1)
 #
 # Every Detection carries `model_calls`: calls, items (images, prompts) and seconds per model
 # role. Dividing by the minutes of video gives a cost that does not depend on the clips'
-# length. One **call** is one batched forward pass; **items** are what went through it. LAVAD's
-# `run_many` shares its stages across clips, so each of its Detections holds the calls of
-# the whole batch: we count them once.
+# length. One **call** is one batched forward pass; **items** are what went through it;
+# **cached** items were answered from the cache instead (a stage notebooks 20-75 or an
+# earlier run already computed). So the run's work, cached or not, is items + cached: the
+# first columns below. The calls *made now* are what this run paid; on a warm cache they
+# can be 0 while the work is not. LAVAD's `run_many` shares its stages across clips, so each
+# of its Detections holds the calls of the whole batch: we count them once.
 
 # %%
 def per_minute(method: str, dets: list, what: str = "calls") -> dict:
-    """Model ``what`` ("calls" or "items") per minute of video, by role, from the
-    Detections' ``model_calls``."""
+    """Model ``what`` ("calls", "items", "cached" or "work" = items + cached) per minute of
+    video, by role, from the Detections' ``model_calls``."""
     tables = [d.model_calls for d in dets if not d.model_calls.empty]
     if method == "lavad":
         tables = tables[:1]  # every LAVAD Detection holds the calls of the whole run_many batch
     if not tables:
         return {}
-    totals = pd.concat(tables).groupby("role")[what].sum()
+    table = pd.concat(tables)
+    table = table.assign(work=table["items"] + table["cached"])
+    totals = table.groupby("role")[what].sum()
     return {role: float(n) / minutes for role, n in totals.items()}
+
+
+def per_method(what: str) -> pd.DataFrame:
+    return pd.DataFrame({m: per_minute(m, list(detections[m].values()), what)
+                         for m in detections}).T
 
 
 cost = {m: per_minute(m, list(detections[m].values())) for m in detections}
 items = {m: per_minute(m, list(detections[m].values()), "items") for m in detections}
-pd.concat({"calls / min": pd.DataFrame(cost).T, "items / min": pd.DataFrame(items).T},
-          axis=1).rename_axis("method").fillna(0).round(2)
+work = {m: per_minute(m, list(detections[m].values()), "work") for m in detections}
+cost_table = pd.concat({"items / min (the work)": per_method("work"),
+                        "calls / min (made now)": per_method("calls"),
+                        "items / min (from cache)": per_method("cached")},
+                       axis=1).rename_axis("method").fillna(0)
+cost_table.to_csv(out / "cost.csv")
+needed = cost_table["items / min (the work)"].to_numpy().sum() * minutes
+from_cache = cost_table["items / min (from cache)"].to_numpy().sum() * minutes
+lesson.say(f"This run's methods needed {needed:.0f} model items; {from_cache:.0f} of them came "
+           f"from the {'fresh' if FRESH_CACHE else 'shared'} cache.")
+cost_table.round(2)
 
 # %% [markdown]
 # ## The leaderboard
@@ -340,6 +435,7 @@ summary = {
             "seconds": row.get("seconds"),
             "calls_per_minute": cost.get(row["method"], {}),
             "items_per_minute": items.get(row["method"], {}),
+            "work_per_minute": work.get(row["method"], {}),  # items + cached: cached or not
         } for row in board.to_dict(orient="records")},
 }
 
@@ -361,6 +457,27 @@ summary = plain(summary)
 (out / "metrics.json").write_text(json.dumps(summary, indent=2))
 print(json.dumps({m: {k: v[k] for k in ("auc", "ap", "meaningless")}
                   for m, v in summary["methods"].items()}, indent=1))
+
+# %% [markdown]
+# ### Why notebook 90 reports a slightly different classical number
+#
+# Notebook 90 runs the classical baseline on the same campus test clips, through
+# `scale.run_dataset`, which hands a method nothing but the video: so each clip is its own
+# notion of normal (robust statistics: a short anomaly barely moves a median). Here
+# "normal" is the train split's normal clips of the same camera. Both, on this run's clips:
+
+# %%
+if "classical" in detections:
+    itself = dict(zip(videos.name, run_method("classical", list(videos.path), reference=None)))
+    references = {"train split's normal clips (this notebook)": detections["classical"],
+                  "each clip itself (notebook 90)": itself}
+    rows = [{"reference": ref, "clips": len(labels),
+             "frame_auc": metrics.frame_auc(labels, {n: d[n].frame_scores for n in labels}),
+             "frame_ap": metrics.frame_ap(labels, {n: d[n].frame_scores for n in labels})}
+            for ref, d in references.items()]
+    display(pd.DataFrame(rows).round(4))
+else:
+    print("the classical baseline is not among METHODS")
 
 # %% [markdown]
 # ## All timelines of one clip
@@ -436,11 +553,15 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #
 # - A fair comparison fixes the clips, the metric (frame-level micro AUC/AP, and per class)
 #   and the ground truth, then runs every method through the same `Detection` interface.
-# - Cost matters as much as accuracy: model calls per minute of video by role tell you what
-#   a method would cost on a camera that never stops. Cached stages make no calls: count
-#   with a fresh cache.
+# - Cost matters as much as accuracy: model items per minute of video by role tell you what
+#   a method would cost on a camera that never stops. Cached stages make no calls now, but
+#   their items still count as the run's work.
 # - Tiny-profile rows are meaningless (random-init models); the classical baseline is the
 #   meaningful reference on any machine, and the bar a real vision-language model must clear.
+#   It turns background subtraction, optical flow (and optionally a people detector) into
+#   facts per frame, and a frame's score is how far its most unusual fact lies above normal.
+# - What counts as "normal" is part of a method: the classical baseline's number moves with
+#   its reference clips (this notebook's train clips, or each clip itself as in 90).
 # - The stacked timelines and the comparison explorer show *where* and *why* each method
 #   fires, which a single number cannot.
 #
@@ -453,3 +574,6 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #    per minute and its AUC change? Where is the knee of cost against accuracy?
 # 4. Point `VIDEO` at a clip from your phone. Which method's explanations would you trust to
 #    send a guard, and which threshold keeps the flagged intervals to a handful?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

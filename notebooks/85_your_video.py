@@ -66,7 +66,7 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
 OUTPUT_DIR = "outputs/85"  # uploads/, detection/, timeline.png go here
 VIDEO = None               # a video path; None: upload one below (headless: a bundled campus clip)
-METHOD = "anyanomaly"      # "classical", "lavad", "anyanomaly", "vera" (or "anomalyclip" with CHECKPOINT)
+METHOD = None              # None: "classical" on a CPU, "anyanomaly" on a GPU; or "lavad", "vera" ("anomalyclip" with CHECKPOINT)
 PROMPT = "a person running"  # what AnyAnomaly looks for (the other methods ignore it)
 CHECKPOINT = None          # AnomalyCLIP only: a checkpoint saved by notebook 50 or 80
 
@@ -84,6 +84,8 @@ env = vadnb.setup(PROFILE)
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 methods = ["classical", "lavad", "anyanomaly", "vera"] + (["anomalyclip"] if CHECKPOINT else [])
+# on a CPU only the classical baseline's scores mean something (the others get random-init models)
+METHOD = METHOD or ("classical" if env.device == "cpu" else "anyanomaly")
 if METHOD not in methods:
     raise ValueError(f"METHOD = {METHOD!r}: choose one of {methods}")
 
@@ -116,15 +118,23 @@ widgets.upload_form(analyse, methods, METHOD, PROMPT, folder=out / "uploads")
 #
 # With `VIDEO` set (or headless, with no upload) this cell runs the chosen method on that
 # file, or on the campus clip with a runner if `VIDEO` is None, so that there is always
-# something to look at.
+# something to look at. That clip has labels, so its timeline shades the runner's frames:
+# a video of yours has none. Without a GPU the method is the classical baseline
+# (notebook 80 teaches it), the one detector whose scores mean something on a CPU.
 
 # %%
+from vadnb.plots import intervals
+
+labels = None
 if VIDEO is None:
     test = load_campus().subset("test")
-    VIDEO = test.videos.loc[test.videos["label"] == "Running", "path"].iloc[0]
-    lesson.say(f"No video given: using the bundled campus clip `{Path(VIDEO).name}`.")
+    fallback = test.videos.loc[test.videos["label"] == "Running"].iloc[0]
+    VIDEO, labels = fallback["path"], test.frame_labels(fallback["name"])
+    lesson.say(f"No video given: using the bundled campus clip `{Path(VIDEO).name}`; its "
+               f"labelled anomaly (frames {intervals(labels)}) is shaded on the timeline.")
+lesson.say(f"Method: **{METHOD}** (device {env.device}).")
 det = analyse(VIDEO, METHOD, PROMPT)
-fig = plot_detection(det, threshold=0.5,
+fig = plot_detection(det, labels=labels, threshold=0.5,
                      title=f"{Path(str(VIDEO)).name}: {METHOD}"
                            + (f", looking for '{PROMPT}'" if METHOD == "anyanomaly" else ""))
 fig.savefig(out / "timeline.png", dpi=100)
@@ -136,7 +146,7 @@ if len(top):
                f"*{str(row.get('explanation', '')).strip()[:200] or '(no explanation)'}*")
 
 # %%
-widgets.explorer(det, video=str(VIDEO))
+widgets.explorer(det, labels=labels, video=str(VIDEO))
 
 # %% [markdown]
 # ## Summary
@@ -155,3 +165,6 @@ widgets.explorer(det, video=str(VIDEO))
 # 2. Change the prompt for the same clip ("a person falling", "a car"). How does the
 #    timeline change, and is the reason the VLM gives about your description?
 # 3. Run VERA on your clip (notebook 70 learns its questions). Does it say *why*?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

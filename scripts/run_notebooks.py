@@ -6,8 +6,10 @@
 
 Each notebook runs with papermill into ``runs/<timestamp>/`` (an executed copy, its
 artifacts in ``runs/<timestamp>/<notebook>/`` and an HTML rendering), and
-``runs/<timestamp>/index.html`` is the page to open: per notebook what it teaches, its
-status and time, thumbnails of its figures and links to its artifacts, then the leaderboard. The script prints
+``runs/<timestamp>/index.html`` is the page to open: the reading order, then per notebook what
+it teaches on a CPU and with a GPU, its status and time, thumbnails of its figures, the
+numbers that mean something (perfect-perception bounds, the classical baseline; a tiny
+model's are left out) and links to its artifacts, then the leaderboard. The script prints
 a progress line per notebook and exits non-zero naming the notebook and cell that failed.
 """
 
@@ -17,6 +19,7 @@ import argparse
 import ast
 import html
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -158,6 +161,9 @@ h1{margin:.2em 0}
 table{border-collapse:collapse;font-size:.9em;background:#fff}
 td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 tr.tiny td{color:#8b0000;background:#fdf0f0}
+.order{background:#fff;border:1px solid #ddd;border-radius:8px;padding:.6em 1em .6em 2.4em;margin:1em 0}
+.order li{margin:.35em 0;font-size:.92em;line-height:1.35}
+.where{font-size:.88em;color:#333}.where b{color:#555;font-weight:600}
 """
 
 _BOARD_COLUMNS = ("method", "status", "profile", "videos", "frame_auc", "frame_ap", "seconds",
@@ -175,10 +181,6 @@ def _href(path: Path, run_dir: Path) -> str:
     from urllib.parse import quote
 
     return quote(Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix())
-
-
-def _fmt(v: object) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _about(executed: Path) -> tuple[str, str]:
@@ -224,23 +226,81 @@ def _thumbnails(executed: Path, artifacts: Path, run_dir: Path) -> list[Path]:
     return out
 
 
+#: What each notebook teaches on a CPU (any laptop, the tiny profile) and what a GPU adds
+#: (the colab profile's real models), keyed by the notebook's number: the index's reading order.
+LESSONS = {
+    "00": ("the task, the supervision regimes, the campus benchmark and its exact labels, "
+           "and the metrics with a constant detector's floor (no model)", "the same"),
+    "10": ("reading exactly the frames you think you read: probe, seeking, sampling (no model)",
+           "the same"),
+    "20": ("LAVAD's captioning and cleaning steps; the tiny models' captions are noise",
+           "real captions of the campus clips, and their cleaning"),
+    "30": ("LAVAD's summary and scoring prompts and their parsing",
+           "a real LLM's summaries and anomaly scores"),
+    "40": ("LAVAD's score refinement and the frame-level evaluation",
+           "LAVAD's real numbers on the campus test split"),
+    "50": ("AnomalyCLIP's loss terms, training loop and latent space",
+           "a head trained on real CLIP features"),
+    "60": ("AnyAnomaly's key frame, views and answer fusion for a typed description",
+           "a real VLM answering about your description"),
+    "70": ("VERA's verbalized learning loop: questions proposed, validated, kept",
+           "questions learned by a real VLM"),
+    "75": ("Flashback's caption memory and retrieval", "a memory written by a real LLM"),
+    "80": ("the classical baseline, step by step, and a fair comparison: its row is the "
+           "meaningful one", "the vision-language methods against that baseline"),
+    "85": ("the classical baseline on a video of yours", "AnyAnomaly on your video with a "
+           "typed description"),
+    "90": ("a resumable run over a whole split, and what a benchmark would cost",
+           "the same for a model method, on one GPU or many"),
+}
+
+#: Metric names shown on a card (a number's last key); counts and settings stay in the files.
+_METRIC = re.compile(r"(^|_)(auc|ap)(_|$)|^mean_auc$|^frame_(auc|ap)")
+#: Files whose numbers a card may show, in this order.
+_NUMBER_FILES = ("metrics.json", "oracle_metrics.json", "run_summary.json")
+
+
+def _leaves(d: dict, path: tuple[str, ...], meaningless: bool):
+    """(path, value, meaningless) for each metric number under ``d``; a dict's own
+    ``meaningless`` flag (e.g. a leaderboard row) overrides its parent's."""
+    if isinstance(d.get("meaningless"), bool):
+        meaningless = d["meaningless"]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, path + (str(k),), meaningless)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and _METRIC.search(str(k)):
+            yield path + (str(k),), float(v), meaningless
+
+
 def _numbers(artifacts: Path) -> str:
-    """A few headline numbers of the notebook's metrics.json, one line."""
-    try:
-        m = json.loads((artifacts / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(m, dict):
-        return ""
-    flat = [(k, v) for k, v in m.items() if isinstance(v, (int, float, str, bool))
-            and not isinstance(v, bool) and k not in ("warning",)]
-    shown = [(k, v) for k, v in flat if isinstance(v, (int, float))][:6]
-    if not shown:
-        return ""
-    text = " · ".join(f"{_e(k)} {_e(_fmt(v))}" for k, v in shown)
-    tiny = m.get("meaningless") is True or m.get("profile") == "tiny"
-    return (f"<p class='numbers'>{text}" + (" <i>(tiny profile: meaningless)</i>" if tiny else "")
-            + "</p>")
+    """The card's numbers that mean something: perfect-perception (oracle) upper bounds and
+    the classical baseline's, always; a model's only when its profile has real models.
+
+    A tiny-profile model's AUC (or ``top1_video 0.0000``) says nothing about the method, so
+    the card leaves it out (it stays in the notebook's files)."""
+    groups: dict[str, list[str]] = {}
+    for name in _NUMBER_FILES:
+        try:
+            m = json.loads((artifacts / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(m, dict):
+            continue
+        tiny = m.get("meaningless") is True or m.get("profile") == "tiny"
+        for path, value, meaningless in _leaves(m, (), tiny):
+            words = " ".join((name,) + path).lower()
+            if "oracle" in words or "perfect" in words:
+                group = "perfect perception (upper bound of the method's steps)"
+            elif "classical" in words or m.get("method") == "classical":
+                group = "classical baseline"
+            elif not meaningless:
+                group = "results"
+            else:
+                continue
+            shown = [p for p in path if p not in ("methods", "perfect_perception", "classical")]
+            groups.setdefault(group, []).append(f"{_e(' '.join(shown))} {value:.3f}")
+    return "".join(f"<p class='numbers'><b>{_e(g)}</b>: {' · '.join(v[:4])}</p>"
+                   for g, v in groups.items())
 
 
 def _card(r: dict, run_dir: Path) -> str:
@@ -262,10 +322,10 @@ def _card(r: dict, run_dir: Path) -> str:
                      for p in _thumbnails(executed, artifacts, run_dir))
     status = r["status"] if r["status"] in ("ok", "failed") else "skipped"
     error = f"<div class='error'>{_e(r['error'])}</div>" if r.get("error") else ""
-    return (f"<section class='card'><h2>{_e(title)}</h2>"
+    return (f"<section class='card' id='nb-{_e(r['notebook'][:2])}'><h2>{_e(title)}</h2>"
             f"<span class='status {status}'>{_e(r['status'])}</span> "
             f"<small>{r['seconds']:.0f} s</small>{error}"
-            f"<p>{_e(teaches)}</p>"
+            f"<p>{_e(teaches)}</p>" + _where(r["notebook"])
             + (f"<div class='thumbs'>{thumbs}</div>" if thumbs else "")
             + _numbers(artifacts)
             + f"<div class='links'>{''.join(links)}</div>"
@@ -273,6 +333,32 @@ def _card(r: dict, run_dir: Path) -> str:
                + (f" <small>(+{more} more in {_e(r['notebook'])}/)</small>" if more > 0 else "")
                + "</div>" if shown_files else "")
             + "</section>")
+
+
+def _where(notebook: str) -> str:
+    """What the notebook teaches on a CPU and what a GPU adds (empty for an unknown one)."""
+    cpu_gpu = LESSONS.get(notebook[:2])
+    if not cpu_gpu:
+        return ""
+    return (f"<p class='where'><b>on a CPU:</b> {_e(cpu_gpu[0])}<br>"
+            f"<b>with a GPU:</b> {_e(cpu_gpu[1])}</p>")
+
+
+def _reading_order(results: list[dict], run_dir: Path) -> str:
+    """The notebooks in reading order, each linked to its card, with what it teaches on a CPU."""
+    items = []
+    for r in sorted(results, key=lambda r: r["notebook"]):
+        executed = Path(r["executed"])
+        title = _about(executed)[0] if executed.exists() else r["notebook"]
+        cpu = LESSONS.get(r["notebook"][:2], ("", ""))[0]
+        items.append(f"<li><a href='#nb-{_e(r['notebook'][:2])}'>{_e(title)}</a>"
+                     + (f"<br><small>on a CPU: {_e(cpu)}</small>" if cpu else "") + "</li>")
+    return ("<h2>Reading order</h2><p class='sub'>Read them in this order: each builds on the "
+            "ones before. On a CPU every notebook runs with small random-init models (the "
+            "<i>tiny</i> profile): the lessons show how each method works, and only the "
+            "classical baseline and the perfect-perception (oracle) runs give numbers that mean "
+            "something. A GPU (Colab's T4, the <i>colab</i> profile) runs real models.</p>"
+            f"<ol class='order'>{''.join(items)}</ol>")
 
 
 def _leaderboard(run_dir: Path) -> str:
@@ -332,8 +418,10 @@ def _write_index(run_dir: Path, results: list[dict], params: dict) -> Path:
     ok = sum(r["status"] == "ok" for r in results)
     total_s = sum(r["seconds"] for r in results)
     banner = ("<div class='banner'><b>⚠ Tiny profile.</b> This run used random-init models on "
-              "a CPU: it proves every lesson runs end to end; its scores and metrics mean "
-              "nothing about anomalies. Open a notebook on Colab with a T4 for real numbers."
+              "a CPU: it proves every lesson runs end to end, and the models' scores mean "
+              "nothing about anomalies. The cards show only numbers that do: the classical "
+              "baseline's and perfect-perception upper bounds. Open a notebook on Colab with "
+              "a T4 for real model numbers."
               "</div>" if profile == "tiny" else "")
     extra = {k: v for k, v in params.items() if k != "OUTPUT_DIR"}
     with_params = (" · parameters " + _e(", ".join(f"{k}={v!r}" for k, v in extra.items()))
@@ -346,6 +434,8 @@ def _write_index(run_dir: Path, results: list[dict], params: dict) -> Path:
 <p class="sub">Run {_e(run_dir.name)} · profile {_e(profile)} · {ok} of {len(results)} notebooks
 ran · {total_s / 60:.1f} min{with_params}</p>
 {banner}
+{_reading_order(results, run_dir)}
+<h2>The notebooks of this run</h2>
 <div class="cards">{cards}</div>
 {_leaderboard(run_dir)}
 </main></body></html>"""

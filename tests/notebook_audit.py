@@ -11,8 +11,10 @@ from typing import Any
 
 #: progress bars allowed per notebook (its long stages: 80 runs five methods and trains
 #: AnomalyCLIP; 70 learns twice, with tiny models and with perfect perception, and answers
-#: and embeds the test videos each time: one bar per stage); 2 for any other
-BAR_BUDGET = {"40": 3, "50": 3, "60": 4, "70": 6, "80": 8, "85": 3, "90": 3}
+#: and embeds the test videos each time; 60 shows one run's three stages (CLIP frames, CLIP
+#: windows, VLM), then the test videos, perfect perception and the options table: one bar
+#: per stage, each shown only when its stage outlasts a second); 2 for any other
+BAR_BUDGET = {"40": 3, "50": 3, "60": 7, "70": 6, "80": 8, "85": 3, "90": 3}
 #: stderr a notebook may show, each with why it cannot be fixed at the cause (none now:
 #: notebook 90's Ray notes were silenced where vadnb starts its actor pool, vadnb.scale).
 KNOWN_STDERR: dict[str, tuple[str, ...]] = {}

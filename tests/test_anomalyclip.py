@@ -76,8 +76,12 @@ def test_each_loss_term_matches_hand_computation():
     assert t["nll_bottomk_abnormal"].item() == pytest.approx(sum(nll_bottom) / 4, abs=1e-5)
     nll_normal = [-math.log(1 - sc[2][f]) for f in (2, 3)]
     assert t["nll_topk_normal"].item() == pytest.approx(sum(nll_normal) / 2, abs=1e-5)
-    smooth = sum((sc[v][i + 1] - sc[v][i]) ** 2 for v in (0, 1) for i in range(3))
+    flat = sc[0] + sc[1]  # official: the abnormal videos' scores flattened, 0.9 -> 0.6 counts
+    smooth = sum((flat[i + 1] - flat[i]) ** 2 for i in range(7))
     assert t["smoothness"].item() == pytest.approx(8e-4 * smooth, abs=1e-8)
+    within = ac.anomalyclip_loss(logits, scores, labels, top, bottom, S, L, 8e-4, 8e-3,
+                                 smooth_within_videos=True)["smoothness"].item()
+    assert within == pytest.approx(8e-4 * (smooth - (0.6 - 0.9) ** 2), abs=1e-8)
     assert t["sparsity"].item() == pytest.approx(8e-3 * sum(sc[0] + sc[1]) / 8, abs=1e-8)
     parts = ("projection_topk", "projection_normal", "nll_topk_abnormal",
              "nll_bottomk_abnormal", "nll_topk_normal", "smoothness", "sparsity")
@@ -234,7 +238,7 @@ def _planted(seed: int = 0):
     return feats, labels, truth
 
 
-FAST = dict(epochs=60, batch_size=8, lr=3e-3, warmup_epochs=1, emb_size=16, heads=2,
+FAST = dict(epochs=60, batch_size=4, lr=1e-2, warmup_epochs=1, emb_size=16, heads=2,
             num_segments=16, seg_length=8, device="cpu", seed=0)
 
 
@@ -261,9 +265,9 @@ def test_loss_curves_have_every_term_and_go_down(trained):
     for col in ("epoch", "step", "projection_topk", "projection_normal", "nll", "smoothness",
                 "sparsity", "total", "lr"):
         assert col in curves
-    assert len(curves) == 60 * 2  # 6 abnormal videos, 4 per step -> 2 steps per epoch
+    assert len(curves) == 60 * 3  # 6 abnormal videos, 2 per step -> 3 steps per epoch
     assert curves["total"].tail(10).mean() < curves["total"].head(10).mean() - 0.5
-    assert curves["lr"].max() == pytest.approx(3e-3)
+    assert curves["lr"].max() == pytest.approx(1e-2)
     assert curves["lr"].iloc[-1] < 1e-4  # cosine decay to 0
 
 
@@ -437,6 +441,25 @@ def test_differences_are_complete_and_their_flags_exist():
             assert field in names, d.flag
             ac.Config(**{field: eval(d.flag.split("=", 1)[1])})  # a valid setting
     assert len(differences_markdown(ac.DIFFERENCES).splitlines()) == 2 + len(ac.DIFFERENCES)
+    import re  # every named option ("Option `field=value`") is a valid Config setting
+    options = [m for d in ac.DIFFERENCES for m in re.findall(r"Option `(\w+)=([^`]+)`", d.what)]
+    assert {f for f, _ in options} >= {"drop_last", "lr_schedule", "smooth_within_videos"}
+    for field, value in options:
+        assert getattr(ac.Config(**{field: eval(value)}), field) != getattr(ac.Config(), field)
+
+
+def test_defaults_and_every_recipe_train_as_the_official_code():
+    official = {"lr_schedule": "per_epoch", "drop_last": True, "smooth_within_videos": False,
+                "lambda_smooth": 8e-4, "lambda_sparse": 8e-3, "weight_decay": 0.2,
+                "segment_dropout": 0.7, "top_k": 3, "bottom_k": 3, "n_ctx": 8,
+                "num_segments": 32, "seg_length": 16, "batch_size": 64, "feature_stride": 1}
+    for cfg in [ac.Config()] + [ac.recipe(k) for k in ac.RECIPES]:
+        assert {k: getattr(cfg, k) for k in official} == official
+    assert (ac.recipe("ucf_crime").lr, ac.recipe("xd_violence").lr,
+            ac.recipe("shanghaitech").lr) == (1e-5, 5e-6, 5e-4)
+    assert ac.recipe("xd_violence").emb_size == 128
+    sht = ac.recipe("shanghaitech")
+    assert (sht.depth, sht.warmup_epochs, sht.epochs, sht.concat_features) == (2, 10, 100, True)
 
 
 # =========================================================================== parity with the
@@ -535,9 +558,12 @@ def test_each_loss_term_matches_official(seed):
                               cfg.lambda_sparse, smooth_within_videos=False)
     for term, value in want.items():
         assert got[term].item() == pytest.approx(value.item(), abs=1e-5), term
-    # the default keeps the smoothness inside each video (DIFFERENCES): it drops the jump
+    # the default is the official flattened smoothness; the option drops the jump
+    default = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
+                                  torch.cat([bot_abn, bot_abn]), S, L)
+    assert default["smoothness"].item() == pytest.approx(want["smoothness"].item(), abs=1e-8)
     inside = ac.anomalyclip_loss(logits, scores, ours, torch.cat([top_abn, top_nor]),
-                                 torch.cat([bot_abn, bot_abn]), S, L)
+                                 torch.cat([bot_abn, bot_abn]), S, L, smooth_within_videos=True)
     jump = (scores[1, 0] - scores[0, -1]) ** 2
     assert inside["smoothness"].item() == pytest.approx(
         want["smoothness"].item() - 8e-4 * jump.item(), abs=1e-7)
@@ -696,9 +722,11 @@ def test_centroid_is_the_mean_of_the_normal_training_frames(trained):
 
 def test_learning_rate_warms_up_then_decays(trained):
     _, curves, *_ = trained
-    lr = curves["lr"].to_numpy()  # FAST: 2 steps per epoch, 1 warm-up epoch
-    assert lr[0] == pytest.approx(3e-3 / 2) and lr[1] == pytest.approx(3e-3)
-    assert np.all(np.diff(lr[1:]) <= 1e-12)
+    lr = curves["lr"].to_numpy()  # FAST: 3 steps per epoch, 1 warm-up epoch, per epoch
+    assert lr[:3].tolist() == [0.0] * 3 and lr[3:6].tolist() == pytest.approx([1e-2] * 3)
+    assert np.all(np.diff(lr[3:]) <= 1e-12)
+    want = [1e-2 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 59)) for e in range(1, 60)]
+    assert lr[3::3] == pytest.approx(want)
 
 
 def test_text_projection_is_fine_tuned(trained, text_clip):
@@ -721,7 +749,7 @@ def test_official_per_epoch_schedule_runs_its_first_epoch_at_zero(text_clip):
     feats, labels, _ = _planted(2)
     _, curves = ac.fit(feats, labels, text_clip, progress=False,
                        **{**FAST, "epochs": 3, "warmup_epochs": 2, "lr_schedule": "per_epoch"})
-    assert curves.groupby("epoch")["lr"].first().tolist() == pytest.approx([0.0, 1.5e-3, 3e-3])
+    assert curves.groupby("epoch")["lr"].first().tolist() == pytest.approx([0.0, 5e-3, 1e-2])
 
 
 def test_concat_features_feeds_likelihoods_to_the_temporal_model(text_clip):
@@ -1005,3 +1033,218 @@ def test_core_reads_as_numbered_steps():
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 3
     for plumbing in ("cache.", "memo(", "make_key", "Roles(", "configure("):
         assert plumbing not in inspect.getsource(core), plumbing
+
+
+# =========================================================================== the whole pipeline
+# fit() then run() against a transcription of the official computation (lucazanella/AnomalyCLIP)
+# on the same inputs, with a scripted CLIP that records what it was sent. The draws (segment
+# offsets, dropout masks, shuffles) are vadnb's own Generator (DIFFERENCES), replayed here;
+# everything else follows the official files named in each comment.
+
+PIPE = dict(num_segments=8, seg_length=4, emb_size=16, heads=2, epochs=7, batch_size=4,
+            device="cpu")  # only sizes shrink: lr, schedule, weights, dropout stay defaults
+PIPE_CLASSES = ["Car_accident", "Theft"]  # official label order: Car_accident, Normal, Theft
+
+
+class _CodeClip:
+    """Scripted CLIP: the raw feature of a frame is a fixed random row chosen by the code
+    ``write_test_video`` drew on it; the text tower is ``text_clip``'s. Records the frame
+    codes it was sent and every prompt given to its tokenizer, word for word."""
+
+    profile = "scripted"
+
+    def __init__(self, text_clip, dim=32, codes=4096):
+        self.name, self.model = "code-clip", text_clip.model
+        self.table = np.random.default_rng(7).normal(size=(codes, dim)).astype(np.float32)
+        self.table[2000:] += 1.5  # codes >= 2000: "anomalous" footage
+        self.codes, self.prompts = [], []
+
+        def tokenizer(texts):
+            self.prompts += list(texts)
+            return text_clip.tokenizer(texts)
+
+        self.tokenizer = tokenizer
+
+    def encode_image_raw(self, images):
+        from vadnb.video import read_frame_code
+
+        codes = [read_frame_code(im) for im in images]
+        self.codes += codes
+        return self.table[codes] + 3.0
+
+
+def _official_text(clip_model, tokenizer, ctx, proj, names):
+    """coop.PromptLearner + text_encoder.TextEncoder: "X X X X X X X X <name>." with "_" as
+    spaces, the 8 X embeddings replaced by the context, pooled at the end-of-text token."""
+    prompts = [" ".join(["X"] * ctx.shape[1]) + " " + n.replace("_", " ") + "." for n in names]
+    tokens = torch.as_tensor(tokenizer(prompts))
+    emb = clip_model.token_embedding(tokens)
+    x = torch.cat([emb[:, :1], ctx, emb[:, 1 + ctx.shape[1]:]], dim=1)
+    x = clip_model.transformer(x + clip_model.positional_embedding, attn_mask=clip_model.attn_mask)
+    x = clip_model.ln_final(x)
+    return x[torch.arange(len(names)), tokens.argmax(dim=-1)] @ proj
+
+
+def _official_fit(features, labels, clip_model, tokenizer, cfg):
+    """anomaly_clip_module.AnomalyCLIPModule.training_step over anomaly_clip_datamodule's two
+    loaders (half a batch each, shuffle, drop_last; Lightning cycles the shorter), AdamW
+    wd 0.2 stepped per batch, WarmupCosineAnnealingLR stepped per epoch. Returns the loss
+    terms and lr of every step, the trained pieces and the BatchNorm running statistics."""
+    import torch.nn.functional as F
+
+    names_all = sorted(PIPE_CLASSES + ["Normal"])  # data/*_labels.csv sorted, Normal inside
+    normal_id = names_all.index("Normal")
+    S, L, half = cfg.num_segments, cfg.seg_length, cfg.batch_size // 2
+    torch.manual_seed(cfg.seed)  # vadnb's init and draws, replayed
+    rng = np.random.default_rng(cfg.seed)
+    abnormal = [v for v in features if labels[v] != "Normal"]
+    normal = [v for v in features if labels[v] == "Normal"]
+    centroid = torch.from_numpy(np.concatenate([features[v] for v in normal]).mean(0))
+    init = ac.AnomalyCLIP(clip_model, tokenizer, PIPE_CLASSES, centroid.numpy(), cfg)
+    ctx = torch.nn.Parameter(init.prompts.ctx.detach().clone())
+    proj = torch.nn.Parameter(init.prompts.text_projection.detach().clone())
+    temporal = init.temporal  # parity with the official axial transformer: tested above
+    run_mean, run_var = torch.zeros(len(PIPE_CLASSES)), torch.ones(len(PIPE_CLASSES))
+    opt = torch.optim.AdamW([{"params": temporal.parameters()}, {"params": [ctx]},
+                             {"params": [proj]}], lr=1e-5, weight_decay=0.2)
+    steps = max(len(abnormal), len(normal)) // half  # max_size_cycle of drop_last loaders
+
+    def loader(group, n):  # DataLoader(shuffle=True, drop_last=True), restarted when empty
+        order = []
+        while len(order) < n:
+            perm = [group[i] for i in rng.permutation(len(group))]
+            order += perm[:len(perm) // half * half or len(perm)]
+        return order[:n]
+
+    rows = []
+    for epoch in range(cfg.epochs):
+        lr = _official_lr(epoch, 1e-5, 5, cfg.epochs)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        a_order, n_order = loader(abnormal, steps * half), loader(normal, steps * half)
+        for s in range(steps):
+            batch = a_order[s * half:(s + 1) * half] + n_order[s * half:(s + 1) * half]
+            x = torch.from_numpy(np.stack([features[v][ac.sample_training_indices(
+                len(features[v]), S, L, rng)] for v in batch])).reshape(-1, centroid.shape[0])
+            mask = torch.from_numpy(rng.random((len(batch), S)) >= 0.7).float()
+            y = torch.tensor([names_all.index(labels[v]) for v in batch])
+            text = _official_text(clip_model, tokenizer, ctx, proj, PIPE_CLASSES)
+            d = (text - centroid) / (text - centroid).norm(dim=-1, keepdim=True)
+            sim = F.batch_norm((x - centroid) @ d.T, run_mean, run_var, training=True)
+            top_abn, top_nor, bot_abn = _official_select(sim.view(len(batch), S * L, -1), y,
+                                                         mask, normal_id, S, L, 3, 3)
+            scores = temporal((x - centroid).reshape(len(batch), S, L, -1)).reshape(-1)
+            terms = _official_loss(sim, scores, y, top_abn, top_nor, bot_abn, normal_id, S, L, 3)
+            opt.zero_grad()
+            sum(terms.values()).backward()
+            opt.step()
+            rows.append({**{k: float(v.detach()) for k, v in terms.items()}, "lr": lr})
+    return rows, ctx, proj, temporal, run_mean, run_var, centroid
+
+
+def _official_scores(features, ctx, proj, temporal, run_mean, run_var, centroid, clip_model,
+                     tokenizer, S, L):
+    """AnomalyCLIPModule.validation_step on one video: wrap-around to ceil(T / (S*L)) grids
+    (feature_dataset.round_to_nearest), BatchNorm on running statistics (eval), grid j =
+    the j-th L frames of each of the S blocks (temporal_model test_mode), p(c) =
+    softmax(sim) * score, padding removed."""
+    import torch.nn.functional as F
+
+    t = len(features)
+    g = math.ceil(t / (S * L))
+    x = torch.from_numpy(features[np.arange(g * S * L) % t])
+    with torch.no_grad():
+        text = _official_text(clip_model, tokenizer, ctx, proj, PIPE_CLASSES)
+        d = (text - centroid) / (text - centroid).norm(dim=-1, keepdim=True)
+        sim = F.batch_norm((x - centroid) @ d.T, run_mean, run_var, training=False)
+        grid = (x - centroid).reshape(S, g, L, -1).transpose(0, 1)  # "(n s l) -> (s) n l"
+        scores = temporal(grid).transpose(0, 1).reshape(-1)
+        probs = torch.softmax(sim, dim=1) * scores[:, None]
+    return scores[:t].numpy(), probs[:t].numpy()
+
+
+@pytest.fixture(scope="module")
+def whole_run(text_clip, tmp_path_factory):
+    from vadnb.video import write_test_video
+
+    root = tmp_path_factory.mktemp("whole")
+    clip = _CodeClip(text_clip)
+    # 5 abnormal, 3 normal, half a batch = 2: floor(5/2) = 2 steps (ceil: 3); the normal
+    # loader restarts mid-epoch and drops its odd video each pass
+    videos = {"n0": (0, 70, "Normal"), "n1": (100, 50, "Normal"), "n2": (200, 40, "Normal"),
+              "c0": (2000, 60, "Car_accident"), "c1": (2300, 36, "Car_accident"),
+              "t0": (2100, 45, "Theft"), "t1": (2200, 80, "Theft"), "t2": (2400, 33, "Theft")}
+    feats = {}
+    for v, (start, n, _) in videos.items():
+        path = write_test_video(root / f"{v}.mp4", num_frames=n, fps=10, start_code=start)
+        feats[v] = ac.extract_features(path, clip, progress=False)
+    sent_training = list(clip.codes)
+    labels = {v: lab for v, (_, _, lab) in videos.items()}
+    model, curves = ac.fit(feats, labels, clip, ac.Config(**PIPE), class_names=PIPE_CLASSES,
+                           progress=False)
+    test = write_test_video(root / "test.mp4", num_frames=40, fps=10, start_code=1990)
+    clip.codes = []
+    det = ac.run(test, checkpoint=model, backends={"clip": clip})
+    return dict(clip=clip, feats=feats, labels=labels, model=model, curves=curves, det=det,
+                sent_training=sent_training, videos=videos)
+
+
+def test_whole_pipeline_sends_clip_every_frame_and_the_official_prompts(whole_run):
+    clip, videos = whole_run["clip"], whole_run["videos"]
+    assert whole_run["sent_training"] == [c for s, n, _ in videos.values()
+                                          for c in range(s, s + n)]
+    assert clip.codes == list(range(1990, 2030))  # every test frame once, in order
+    assert clip.prompts == ["X X X X X X X X Car accident.", "X X X X X X X X Theft."]
+
+
+def test_whole_pipeline_trains_as_the_official_step(whole_run, text_clip):
+    w = whole_run
+    rows, ctx, proj, temporal, run_mean, run_var, centroid = _official_fit(
+        w["feats"], w["labels"], text_clip.model, text_clip.tokenizer, ac.Config(**PIPE))
+    curves, model = w["curves"], w["model"]
+    assert len(curves) == len(rows) == 7 * 2
+    for term in ("projection_topk", "projection_normal", "nll_topk_abnormal",
+                 "nll_bottomk_abnormal", "nll_topk_normal", "smoothness", "sparsity", "lr"):
+        np.testing.assert_allclose(curves[term], [r[term] for r in rows], rtol=1e-5,
+                                   atol=1e-9, err_msg=term)
+    torch.testing.assert_close(model.centroid, centroid)
+    torch.testing.assert_close(model.prompts.ctx.detach(), ctx.detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(model.prompts.text_projection.detach(), proj.detach(),
+                               atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(model.norm.running_mean, run_mean, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(model.norm.running_var, run_var, atol=1e-6, rtol=1e-5)
+    for (k, a), b in zip(model.temporal.state_dict().items(), temporal.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_whole_pipeline_scores_as_the_official_test_step(whole_run, text_clip):
+    w = whole_run
+    model, det, clip = w["model"], w["det"], w["clip"]
+    feats = clip.table[np.arange(1990, 2030)] + 3.0
+    scores, probs = _official_scores(feats, model.prompts.ctx.detach(),
+                                     model.prompts.text_projection.detach(), model.temporal,
+                                     model.norm.running_mean, model.norm.running_var,
+                                     model.centroid, text_clip.model, text_clip.tokenizer, 8, 4)
+    np.testing.assert_allclose(det.frame_scores, scores, atol=1e-5)
+    np.testing.assert_allclose(det.extras["class_probs"][:, :2], probs, atol=1e-5)
+    np.testing.assert_allclose(det.extras["class_probs"][:, 2], 1 - scores, atol=1e-5)
+    assert det.extras["class_names"] == PIPE_CLASSES + ["Normal"]
+
+
+def test_video_class_sums_probabilities_over_frames():
+    # class a peaks on one frame, class b holds steadily: the sum names b, a max would name a
+    probs = np.array([[0.9, 0.0, 0.1], [0.1, 0.45, 0.45], [0.1, 0.45, 0.45], [0.1, 0.45, 0.45]])
+    assert ac.video_class(probs, ["a", "b"]) == "b"
+
+
+def test_release_list_start_offsets_shift_the_temporal_annotation(tmp_path):
+    root = tmp_path / "feats"
+    (root / "Riot").mkdir(parents=True)
+    np.save(root / "Riot" / "v.npy", np.ones((50, 4), np.float32))
+    (tmp_path / "test.txt").write_text("Riot/v 100 149 5\n")
+    (tmp_path / "temporal.txt").write_text("v.mp4 Riot 110 120 -1 -1\n")
+    bench, _ = ac.release_benchmark(root, {"test": tmp_path / "test.txt"}, "xd_violence",
+                                    tmp_path / "temporal.txt")
+    want = np.zeros(50, np.uint8)
+    want[10:21] = 1  # official: start <= i + <list start> <= end
+    np.testing.assert_array_equal(bench.frame_labels("v"), want)

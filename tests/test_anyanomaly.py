@@ -210,21 +210,89 @@ def test_parse_score_on_odd_replies(reply, expected):
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
+@pytest.mark.parametrize("reply, expected", [
+    ("Score: 0.8 because a person lies on the floor.", 0.8),
+    ("In frame 2 the score is 0.3.", 2.0),      # the first number anywhere
+    ("I think 80%", 80.0),                      # not clipped
+    ("**Output**: 1.0 - clearly visible", 1.0),
+    ("-0.5", 0.5),                              # unsigned, as the official pattern
+    ("score .7", 7.0),                          # no leading digit: the official reads "7"
+    ("none", None), ("", None),
+])
+def test_official_score_is_the_official_extract_score(reply, expected):
+    import re
+
+    def extract_score(text):  # utils.py, extract_score: first number, 0 if none
+        match = re.search(r'(\d+(\.\d+)?)', text)
+        return float(match.group(0)) if match else 0.0
+
+    assert aa.official_score(reply) == expected
+    assert (aa.official_score(reply) or 0.0) == extract_score(reply)
+
+
+def test_official_parser_reads_a_missing_score_as_zero_and_vadnb_interpolates():
+    from vadnb.anyanomaly.fusion import parse_scores
+
+    replies = np.array([["0.8", "no idea", "0.4", "70%"]], dtype=object)[..., None]  # [1, 4, 1]
+    raw, filled, log = parse_scores(replies)
+    assert filled.ravel().tolist() == [0.8, 0.0, 0.4, 70.0] and log.failed == 1
+    assert np.isnan(raw.ravel()[1])
+    _, filled, _ = parse_scores(replies, "vadnb")
+    assert filled.ravel().tolist() == pytest.approx([0.8, 0.6, 0.4, 0.7])
+    with pytest.raises(ValueError, match="parser"):
+        parse_scores(replies, "last")
+
+
 def test_parse_reason():
     assert aa.parse_reason("Score: 0.8. Reason:  a van   on grass.") == "a van on grass."
     assert aa.parse_reason("0.2, nothing there") == "0.2, nothing there"
 
 
-def test_prompts_say_what_each_view_is():
-    # the paper's design: the same question about the key frame and the masked frame; the
-    # grid's question adds exactly one sentence on how the grid reads in time
+# The official instruction (functions/qwen_vllm_func.py, make_instruction), word for word.
+OFFICIAL_KEY = """\
+- **Task**: Evaluate whether the given image includes **a fall** on a scale from 0 to 1. 
+A score of 1 means **a fall** is clearly present in the image, while a score of 0 means **a fall** is not present at all. 
+For intermediate cases, assign a value between 0 and 1 based on the degree to which **a fall** is visible.
+- **Consideration**: The key is whether **a fall** is present in the image, not its focus. Thus, if **a fall** is present, even if it is not the main focus, assign a higher score like 1.0.
+- **Output**: Provide the score as a float, rounded to one decimal place, including a brief reason for the score in **one short sentence**.   
+"""
+OFFICIAL_CONTEXT = ("- **Context**: The given image represents a sequence (row 1 column 1 \u2192 "
+                    "row 1 column 2 \u2192 row 2 column 1 -> row 2 column 2) illustrating "
+                    "temporal progression.\n")
+
+
+def official_grid_prompt(key_prompt: str) -> str:
+    """The official grid instruction: the Context line inserted before Consideration."""
+    i = key_prompt.index("- **Consideration**")
+    return key_prompt[:i] + OFFICIAL_CONTEXT + key_prompt[i:]
+
+
+def test_prompts_are_the_official_wording_by_default():
     key, pos, grid = (aa.build_prompt("a fall", v) for v in ("key", "position", "temporal"))
+    assert key == OFFICIAL_KEY and pos == key
+    assert grid == official_grid_prompt(OFFICIAL_KEY)
+    assert aa.build_prompt("a fall", "key", output_word="Response") == OFFICIAL_KEY.replace(
+        "**Output**", "**Response**")
+    assert aa.Config.for_dataset("shanghaitech").output_word == "Response"
+    assert aa.Config.for_dataset("avenue").output_word == "Output"
+    assert aa.OFFICIAL_SYSTEM == "You are a vision anomaly detector."
+    with pytest.raises(ValueError, match="unknown view"):
+        aa.build_prompt("a fall", "audio")
+    with pytest.raises(ValueError, match="prompt_style"):
+        aa.build_prompt("a fall", "key", style="terse")
+
+
+def test_vadnb_prompts_say_what_each_view_is():
+    # the same question about the key frame and the masked frame; the grid's question adds
+    # exactly one sentence on how the grid reads in time
+    key, pos, grid = (aa.build_prompt("a fall", v, "vadnb") for v in VIEWS3)
     assert "a fall" in key and pos == key
     assert "left to right, top to bottom" in grid
     extra = grid.replace(aa._TASK.format(d="a fall"), "").replace(aa._FORMAT, "")
     assert extra.strip().count(". ") == 0 and extra.strip().endswith(").")
-    with pytest.raises(ValueError, match="unknown view"):
-        aa.build_prompt("a fall", "audio")
+
+
+VIEWS3 = ("key", "position", "temporal")
 
 
 def test_fusion_and_smoothing_math():
@@ -298,15 +366,22 @@ def test_planted_anomaly_is_recovered(planted, fresh_cache):
     np.testing.assert_allclose(again.frame_scores, det.frame_scores)
 
 
-def test_unparseable_replies_are_counted_and_interpolated(planted, fresh_cache):
+@pytest.mark.parametrize("parser", ["official", "vadnb"])
+def test_unparseable_replies_are_counted_then_zero_or_interpolated(planted, fresh_cache, parser):
     path, labels = planted
     det = aa.run(path, backends={"clip": red_clip(), "vlm": red_vlm(fail_every=7)},
-                 cache=fresh_cache, prompts=["a red square"])
+                 cache=fresh_cache, prompts=["a red square"], parser=parser)
     assert det.extras["parse_total"] == 30 and det.extras["parse_failures"] == 4
-    seg = det.segments
+    seg = det.segments.set_index("start_frame")
+    cols = ["score_key", "score_position", "score_temporal"]
     bad = ~seg[["parsed_key", "parsed_position", "parsed_temporal"]].to_numpy()
     assert bad.sum() == 4
-    assert np.isfinite(seg[["score_key", "score_position", "score_temporal"]].to_numpy()).all()
+    got = seg[cols].to_numpy()[bad]
+    if parser == "official":  # a reply without a number reads 0, as the official code
+        assert got.tolist() == [0.0] * 4
+    else:  # the mean of the neighbouring segments' scores of the same view (0.1/0.9 here)
+        assert set(np.round(got, 6)) <= {0.1, 0.5, 0.9} and np.isfinite(got).all()
+        assert (got > 0).all()
     from vadnb.metrics import frame_auc
 
     assert frame_auc(labels, det.frame_scores) >= 0.9
@@ -638,6 +713,24 @@ def test_heat_map_matches_the_official_aggregation(dataset):
     np.testing.assert_allclose(aa.heat_map(scores, boxes, 224, 224), official, atol=1e-5)
 
 
+def test_windows_are_cut_from_the_official_bilinear_resize():
+    import cv2
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (90, 160, 3)).astype(np.uint8)  # not 240 x 240
+    boxes = aa.window_boxes(240, (48, 80, 240))
+    official = cv2.resize(image, (240, 240))  # attn_func / grid_func: cv2's default, bilinear
+    ours = aa.cut_windows(image, boxes, 240)
+    for crop, b in zip(ours, boxes.itertuples()):
+        np.testing.assert_array_equal(crop, official[b.y0:b.y1, b.x0:b.x1])
+    from vadnb.anyanomaly.views import window
+    np.testing.assert_array_equal(window([image], (48, 0, 96, 48), 240), official[0:48, 48:96])
+    area = aa.cut_windows(image, boxes, 240, resize="area")
+    assert not np.array_equal(area[0], ours[0])  # the option differs
+    with pytest.raises(ValueError, match="window_resize"):
+        aa.cut_windows(image, boxes, 240, resize="cubic")
+
+
 def test_windows_and_position_softmax_match_the_official_patches():
     rng = np.random.default_rng(6)
     image = rng.integers(0, 255, (240, 240, 3)).astype(np.uint8)
@@ -700,13 +793,19 @@ def test_no_per_video_normalisation_by_default():
     assert ours > 0.97 and per_video < ours - 0.05
 
 
-def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache):
+def test_memory_stays_flat_as_the_video_grows(tmp_path, fresh_cache, monkeypatch):
     """Key and context frames are streamed a few segments at a time (issue 15): the peak
-    traced memory of a run on a 3x longer video stays close to the short one's."""
+    traced memory of a run on a 3x longer video stays close to the short one's. Measured with
+    the runtime's frame store off (``FRAME_BUDGET = 0``, as a machine short of memory sets
+    it): the frames it keeps for later stages (issue 22) grow with the video up to its byte
+    budget (tests/test_runtime.py checks that bound)."""
     import tracemalloc
 
     import vadnb.metrics  # noqa: F401  (imported outside the traced runs)
+    from vadnb import runtime
     from vadnb.video import probe
+
+    monkeypatch.setattr(runtime, "FRAME_BUDGET", 0)
 
     peaks = []
     for n in (96, 288):
@@ -771,7 +870,7 @@ def test_editing_the_prompt_code_asks_the_vlm_again(planted, fresh_cache, monkey
     n = len(aa.build_prompt("a red square", "key"))
     assert set(det.segments.reason_key) == {f"asked {n} chars"}
     original = core.build_prompt
-    monkeypatch.setattr(core, "build_prompt", lambda d, v: original(d, v) + " Be brief.")
+    monkeypatch.setattr(core, "build_prompt", lambda *a: original(*a) + " Be brief.")
     again = aa.run(path, backends=b, cache=fresh_cache, prompts=["a red square"])
     calls = again.model_calls.set_index("role")
     assert calls.loc["vlm", "items"] == 30 and calls.loc["vlm", "cached"] == 0
@@ -813,3 +912,178 @@ def test_core_reads_as_numbered_steps():
     for plumbing in ("get_cache", "make_key", "iter_frames", "read_frames", "models.load(",
                      "_VERSION", "Roles("):
         assert plumbing not in text
+
+
+# --------------------------------------------------------------------------- run() as a whole
+
+
+class RecordingVLM(ScriptedVLM):
+    """A VLM double that records every request: its images, prompt and generate settings."""
+
+    def __init__(self, fn):
+        super().__init__(fn, name="recording-vlm")
+        self.sent: list[tuple[list[np.ndarray], str, dict]] = []
+
+    def batch(self, requests, **generate):
+        requests = list(requests)
+        self.sent += [([np.asarray(i) for i in ims], p, dict(generate)) for ims, p in requests]
+        return super().batch(requests, **generate)
+
+
+def brightness_clip() -> ScriptedClip:
+    """CLIP double: an image's similarity to the keyword grows with its brightness; the
+    keyword, a competitor and anything else are three directions."""
+    def image_fn(img):
+        m = float(np.asarray(img, np.float64).mean()) / 255
+        return np.array([m, 0.5, 1.0 - m])
+
+    def text_fn(text):
+        return np.eye(3)[0 if "a bright bar" in text else 1 if "a dog" in text else 2]
+
+    return ScriptedClip(image_fn, text_fn, name="brightness-clip")
+
+
+def vlm_reply(images, prompt):
+    """Key frames answer their frame code's last digit; other views their mean brightness."""
+    from vadnb.video import read_frame_code
+
+    img = images[0]
+    value = (read_frame_code(img) % 10) / 10 if img.shape[:2] == (64, 96) else img.mean() / 255
+    return f"**Output**: {value:.3f}. The bar row 2 is lit."
+
+
+def official_transcription(frames, cfg, sim, win_sim, heat_probs):
+    """The official per-video computation (vad_proposed_Qwen_vllm.py, main + evaluate_auc) on
+    decoded ``frames``: per 24-frame clip the key frame (key_func.KFS: CLIP argmax), the four
+    context frames ``key % 6 + {0, 6, 12, 18}``, the best window over those four frames
+    (grid_func.patch_selection: max over frames, argmax over windows); replies read by
+    utils.extract_score; scores repeated over the clip, fused a*key + b*wa + g*tc,
+    gaussian_filter1d, min-max (eval_func._calculate_auc)."""
+    import re
+
+    from scipy.ndimage import gaussian_filter1d
+
+    def extract_score(text):  # utils.extract_score
+        m = re.search(r'(\d+(\.\d+)?)', text)
+        return float(m.group(0)) if m else 0.0
+
+    out = []
+    for s in range(len(frames) // 24):
+        clip = range(24 * s, 24 * s + 24)
+        key = clip[int(np.argmax([sim(frames[i]) for i in clip]))]
+        ctx = [clip[(key - clip[0]) % 6 + 6 * k] for k in range(4)]
+        best = int(np.argmax(np.max([win_sim(frames[i]) for i in ctx], axis=0)))
+        out.append((key, ctx, best, heat_probs(frames[key])))
+    return out, extract_score, gaussian_filter1d
+
+
+def test_run_as_a_whole_matches_the_official_pipeline(tmp_path, fresh_cache):
+    import cv2
+
+    from vadnb.anyanomaly.views import masked
+    from vadnb.video import read_frame_code, read_frames, write_test_video
+
+    path = write_test_video(tmp_path / "bars.mp4", num_frames=96, fps=24, size=(96, 64))
+    frames = read_frames(path).images
+    cfg = aa.Config(prompts=["a bright bar"], templates=("{}",), normal_class=None,
+                    other_classes=("a dog",), softmax_scale=1.0)  # the official text side
+    clip, vlm = brightness_clip(), RecordingVLM(vlm_reply)
+    det = aa.run(path, config=cfg, backends={"clip": clip, "vlm": vlm}, cache=fresh_cache)
+
+    boxes = aa.window_boxes(240, cfg.window_sizes)
+    text = clip.encode_text(["a bright bar", "a dog"])
+
+    def windows(f):  # attn_func / grid_func: cv2.resize to 240 (bilinear), unfold
+        sq = cv2.resize(f, (240, 240))
+        return clip.encode_image([sq[b.y0:b.y1, b.x0:b.x1] for b in boxes.itertuples()])
+
+    def heat_probs(f):  # attn_func: softmax over the types of the cosines at scale 1
+        logits = windows(f) @ text.T
+        return (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[:, 0]
+
+    plan, extract_score, gaussian = official_transcription(
+        frames, cfg, lambda f: clip.encode_image([f])[0] @ text[0],
+        lambda f: windows(f) @ text[0], heat_probs)
+    # the window was found in a context frame other than the key frame somewhere
+    key_only = [int(np.argmax(windows(frames[k]) @ text[0])) for k, _, _, _ in plan]
+    assert key_only != [best for _, _, best, _ in plan]
+
+    # what the VLM was sent: three asks per clip, word for word, with the official decoding
+    key_prompt = OFFICIAL_KEY.replace("a fall", "a bright bar")
+    assert len(vlm.sent) == 12
+    for s, (key, ctx, best, probs) in enumerate(plan):
+        (k_img,), k_prompt, gen = vlm.sent[3 * s]
+        (m_img,), m_prompt, _ = vlm.sent[3 * s + 1]
+        (g_img,), g_prompt, _ = vlm.sent[3 * s + 2]
+        assert (k_prompt, m_prompt, g_prompt) == (key_prompt, key_prompt,
+                                                   official_grid_prompt(key_prompt))
+        assert gen == {"max_new_tokens": 50, "temperature": 0.1, "top_p": 0.001,
+                       "repetition_penalty": 1.05, "system": "You are a vision anomaly detector."}
+        assert read_frame_code(k_img) == key
+        np.testing.assert_allclose(det.extras["window_scores"]["a bright bar"][s], probs,
+                                   atol=1e-5)
+        np.testing.assert_array_equal(m_img, masked([frames[key]], tuple(probs),
+                                                     cfg.window_sizes, None, 240))
+        expected = aa.grid_image([frames[i] for i in ctx], boxes.iloc[best], 240, cfg.grid_cell)
+        np.testing.assert_array_equal(g_img, expected)
+
+    # the final frame scores: the official fusion of the parsed replies, up to min-max
+    per_view = np.array([[extract_score(vlm_reply([img], "")) for (img,), _, _ in vlm.sent[i:i + 3]]
+                         for i in range(0, 12, 3)])  # [clips, 3]
+    assert per_view[:, 0].tolist() == [(k % 10) / 10 for k, *_ in plan]
+    a, b, g = 0.6, 0.3, 0.1  # the official untuned defaults (--alpha --beta --gamma)
+    fused = np.repeat(a * per_view[:, 0] + b * per_view[:, 1] + g * per_view[:, 2], 24)
+    official = gaussian(fused, 15)  # --sigma 15
+    mm = lambda x: (x - x.min()) / (x.max() - x.min())  # noqa: E731
+    np.testing.assert_allclose(mm(det.frame_scores), mm(official), atol=1e-6)
+
+
+def test_decoding_settings_are_keyed_and_reach_the_backends():
+    from vadnb.models.hf import _generate_kwargs, _vlm_messages
+    from vadnb.models.served import ServedVLM
+    from vadnb.runtime import Ask, _generate_kwargs as runtime_kwargs, request_key
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    plain = Ask((img,), "q", 50, 0.1)
+    # an Ask at the neutral settings keeps the key it had before they existed
+    from vadnb.cache import make_key
+    from vadnb.runtime import image_key
+    old = make_key({"model": "m", "kind": "Ask", "images": [image_key(img)], "prompt": "q",
+                    "max_new_tokens": 50, "temperature": 0.1, "max_pixels": None})
+    assert request_key("m", plain) == old
+    keys = {request_key("m", a) for a in (plain, Ask((img,), "q", 50, 0.1, top_p=0.001),
+                                           Ask((img,), "q", 50, 0.1, repetition_penalty=1.05),
+                                           Ask((img,), "q", 50, 0.1, system="S"))}
+    assert len(keys) == 4
+    full = Ask((img,), "q", 50, 0.1, top_p=0.001, repetition_penalty=1.05, system="S")
+    assert runtime_kwargs(full) == {"max_new_tokens": 50, "temperature": 0.1, "top_p": 0.001,
+                                    "repetition_penalty": 1.05, "system": "S"}
+    assert runtime_kwargs(plain) == {"max_new_tokens": 50, "temperature": 0.1}
+    gen = _generate_kwargs(50, 0.1, 0.001, None, 1.05)
+    assert gen["repetition_penalty"] == 1.05 and gen["top_p"] == 0.001 and gen["do_sample"]
+    assert _vlm_messages(1, "q", "S")[0] == {"role": "system", "content": "S"}
+    served = ServedVLM.__new__(ServedVLM)
+    served.max_pixels, served.image_format = 448 * 448, "jpeg"
+    assert served.message([], "q", system="S")[0] == {"role": "system", "content": "S"}
+
+
+def test_key_frame_ties_go_to_the_earliest_frame_as_the_official_argmax():
+    # key_func.KFS: np.argmax over the clip's similarities, i.e. the first of equal maxima
+    frame_emb = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0],
+                          [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    keys = aa.select_key_frames(frame_emb, np.array([[1.0, 0.0]]), aa.segment_bounds(8, 4))
+    assert keys.tolist() == [[1, 4]]
+
+
+def test_each_description_gets_its_own_heat_map(tmp_path, fresh_cache):
+    # attn_func: the heat map is the softmax column of the description asked about
+    from vadnb.video import write_test_video
+
+    path = write_test_video(tmp_path / "bars.mp4", num_frames=48, fps=24, size=(96, 64))
+    cfg = aa.Config(prompts=["a bright bar", "a dog"], templates=("{}",), normal_class=None,
+                    softmax_scale=1.0)
+    det = aa.run(path, config=cfg, backends={"clip": brightness_clip(),
+                                             "vlm": RecordingVLM(vlm_reply)}, cache=fresh_cache)
+    ws = det.extras["window_scores"]
+    np.testing.assert_allclose(ws["a dog"], 1 - ws["a bright bar"], atol=1e-6)
+    assert not np.allclose(ws["a dog"], ws["a bright bar"])

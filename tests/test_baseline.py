@@ -107,3 +107,40 @@ def test_a_foreign_facts_entry_is_named_and_recomputed(scene, fresh_cache):
                                           "'classical.facts' stores"):
         det = baseline.run(path, cache=fresh_cache)
     assert det.num_frames == N and fresh_cache.damaged == [entry]
+
+
+def test_frame_views_are_what_the_facts_measure(scene):
+    """The teaching views (notebook 80) show exactly the pixels each fact is computed from."""
+    path, _ = scene
+    facts = baseline.frame_facts(path).set_index("frame")
+    asked = [0, 95, 40]
+    views = baseline.frame_views(path, asked)
+    assert sorted(views) == sorted(asked)
+    car = views[95]
+    assert car["frame"].shape == (240, 320, 3)  # the working width (320) keeps 320x240
+    assert car["moving"].mean() == pytest.approx(facts.loc[95, "fg_area"])
+    assert car["still_change"].mean() == pytest.approx(facts.loc[95, "static_area"])
+    moving_speeds = car["speed"][car["speed"] > 0]
+    assert np.percentile(moving_speeds, 95) == pytest.approx(facts.loc[95, "speed"], rel=0.05)
+    assert not views[0]["speed"].any()  # no previous frame: no flow
+    with pytest.raises(ValueError, match=r"frames \[999\] are not in .*scene.mp4"):
+        baseline.frame_views(path, [999])
+
+
+def test_fact_zscores_by_hand():
+    facts = pd.DataFrame({f: [3.0, 3.0 + 2 * 1.4826, 0.0, 3.0 + 1.4826] for f in baseline.FACTS})
+    ref = pd.DataFrame({"median": 3.0, "spread": 1.4826}, index=list(baseline.FACTS))
+    z = baseline.fact_zscores(facts, ref)
+    np.testing.assert_allclose(z[:, 0], [0.0, 2.0, 0.0, 1.0])  # below normal clips to 0
+    faded = baseline.fact_zscores(facts, ref, warmup_frames=3)
+    np.testing.assert_allclose(faded[:, 0], [0.0, 1.0, 0.0, 1.0])  # ramp 0, 0.5, 1 then full
+
+
+def test_score_steps_end_in_the_detections_scores(scene, fresh_cache):
+    path, _ = scene
+    steps = baseline.score_steps(path, cache=fresh_cache)
+    det = vadnb.detect(path, method="classical", cache=fresh_cache)
+    np.testing.assert_allclose(steps["score"], det.frame_scores, atol=1e-6)
+    z = steps[[f"z {f}" for f in baseline.FACTS]].to_numpy()
+    np.testing.assert_array_equal(steps["max z"], z.max(axis=1))
+    np.testing.assert_allclose(steps["raw"], 1 - np.exp(-steps["max z"] / baseline.Config().z_scale))

@@ -35,10 +35,17 @@ def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
     curves = pd.read_csv(out / "loss_curves.csv")
     for col in ("epoch", "step", *anomalyclip.LOSS_TERMS, "total", "lr"):
         assert col in curves
-    per_group = min(4, max(train["is_anomalous"].sum(), (~train["is_anomalous"]).sum()))
-    steps = -(-max(train["is_anomalous"].sum(), (~train["is_anomalous"]).sum()) // per_group)
+    larger = max(train["is_anomalous"].sum(), (~train["is_anomalous"]).sum())
+    steps = larger // min(4, larger)  # official: floor(larger group / half batch)
     assert curves["epoch"].tolist() == [e for e in range(2) for _ in range(steps)]
-    assert (curves["lr"] > 0).all()
+    # official per-epoch schedule, 1 warm-up epoch: epoch 0 at lr 0, then the full rate
+    assert (curves.loc[curves["epoch"] == 0, "lr"] == 0).all()
+    assert (curves.loc[curves["epoch"] == 1, "lr"] > 0).all()
+    options = pd.read_csv(out / "oracle_options.csv", index_col=0)
+    assert list(options.index) == ["official defaults", 'lr_schedule="per_step"',
+                                   "drop_last=False", "smooth_within_videos=True"]
+    oracle = json.loads((out / "oracle_metrics.json").read_text())
+    assert options.loc["official defaults", "frame AUC"] == pytest.approx(oracle["auc"])
 
     meta = json.loads((out / "anomalyclip.json").read_text())
     classes = sorted(c for c in bench.classes if c != "Normal")

@@ -30,6 +30,10 @@ def test_committed_without_outputs_and_one_parameters_cell(nb):
     assert "OUTPUT_DIR" in "".join(tagged[0]["source"]) and "PROFILE" in "".join(tagged[0]["source"])
 
 
+#: notebooks that load no model (set-up and data, frame extraction)
+MODEL_FREE = {"00", "10"}
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_same_opening_everywhere(nb):
     cells = _cells(nb)
@@ -41,7 +45,11 @@ def test_same_opening_everywhere(nb):
     assert "torch" not in install.replace("torch is already there", ""), "never reinstall torch on Colab"
     badge = next(t for t in text[:3] if "colab.research.google.com" in t)
     assert "T4" in badge and "approximate" in badge, "tell the student the runtime and the downloads"
-    assert any("lesson.banner(env)" in t for t in text), "one tiny-profile banner (vadnb.lesson.banner)"
+    banner = any("lesson.banner(env)" in t for t in text)
+    if nb.name[:2] in MODEL_FREE:  # no model runs, so no "means nothing" warning either
+        assert not banner, f"{nb.name} loads no model: no tiny-profile banner"
+    else:
+        assert banner, "one tiny-profile banner (vadnb.lesson.banner)"
     assert any(f'lesson.references("{nb.name[:2]}")' in t for t in text), "cite the papers"
     assert any("vadnb.setup(" in t for t in text), "calls vadnb.setup(...)"
     assert any(t.lstrip().startswith(("## Summary", "# Summary")) for t in text), "closing summary"
@@ -97,7 +105,8 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
         nbformat.v4.new_code_cell("PROFILE = None\nOUTPUT_DIR = 'x'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             "import json, pathlib\np = pathlib.Path(OUTPUT_DIR); p.mkdir(parents=True, exist_ok=True)\n"
-            f"(p / 'metrics.json').write_text(json.dumps({{'auc': 0.75, {EVIL!r}: 1.0, 'profile': 'tiny'}}))\n"
+            f"(p / 'metrics.json').write_text(json.dumps({{'auc': 0.75, {EVIL!r}: 1.0, 'profile': 'tiny', "
+            "'perfect_perception': {'mean_auc': 0.9}}))\n"
             "(p / 'leaderboard.csv').write_text('method,status,profile,frame_auc,meaningless\\n'\n"
             f"    'classical-row,ok,none,0.61,False\\n{EVIL},ok,tiny,0.5,True\\n')\n"
             "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
@@ -118,7 +127,10 @@ def test_main_job_reports_failing_notebook_and_cell(tmp_path):
     assert "RuntimeError: planted failure" in proc.stderr
     run_dir = next((tmp_path / "runs").iterdir())
     index = (run_dir / "index.html").read_text()
-    assert "A fine lesson" in index and "failed" in index and "auc 0.7500" in index
+    assert "A fine lesson" in index and "failed" in index
+    # a tiny model's number is dropped from the card; a perfect-perception bound is shown
+    assert "auc 0.75" not in index and "mean_auc 0.900" in index and "perfect perception" in index
+    assert "Reading order" in index and "href='#nb-00'" in index and "on a CPU:" in index
     assert "Leaderboard" in index and "classical-row" in index and "0.610" in index
     assert "Parameters: {}" not in index and "Tiny profile" in index
     # issue 15: a name that is HTML must arrive as text, never as a tag

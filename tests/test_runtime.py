@@ -9,8 +9,8 @@ from vadnb import lavad, models
 from vadnb.cache import make_key
 from vadnb.models.base import FailedReply
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
-from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame, Roles,
-                           Runtime, image_key, request_key)
+from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame,
+                           FrameStore, Roles, Runtime, image_key, request_key)
 from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
 
 
@@ -259,3 +259,102 @@ def test_the_vlm_image_cap_is_part_of_what_is_asked(fresh_cache, clip_video):
     assert [g.get("max_pixels") for g in sent] == [1000, 2000]
     assert Roles(entries={"vlm": "vlm-3b"}).image_cap("vlm") == max_pixels_for("vlm-3b")
     assert max_pixels_for("vlm-3b") != max_pixels_for("vlm")
+
+
+# --------------------------------------------------------------------------- frames kept for the run
+
+
+def _codes(log: list):
+    """An embedder double that logs each image it sees: a frame's code, a 2x2 grid's four."""
+    def read(im):
+        h, w = im.shape[0] // 2, im.shape[1] // 2
+        log.append(read_frame_code(im) if im.shape[:2] == (48, 64) else
+                   tuple(read_frame_code(im[y:y + h, x:x + w]) for y in (0, h) for x in (0, w)))
+        return np.ones(4)
+    return ScriptedEmbedder(image_fn=read, name="codes")
+
+
+def test_two_maps_over_the_same_frames_decode_each_frame_once(fresh_cache, clip_video):
+    """Issue 22: a later stage sending frames an earlier one sent reads them from the run's
+    store (AnyAnomaly's windows then VLM, VERA's answers then embeddings)."""
+    seen: list = []
+    roles = Roles(backends={"embedder": _codes(seen)})
+    rt = Runtime(roles, fresh_cache)
+    v = rt.video(clip_video)
+    reset_decode_stats()
+    rt.map("embedder", [EncodeImage(v.frame(i)) for i in (12, 3, 7, 3)], batch_size=2)
+    assert decode_stats()["frames_returned"] == 3
+    # a second map (another request kind, a derived image) over the same frames and one more
+    rt.map("embedder", [EncodeImage(Derived.of(_grid, v.frames([7, 3, 12, 20]))),
+                        EncodeVideo(tuple(v.frames([12, 3])))], batch_size=1)
+    assert seen == [12, 3, 7, (7, 3, 12, 20), 12, 3]
+    assert decode_stats()["frames_returned"] == 4 and decode_stats()["opens"] == 2
+    # pixels for display, and a second runtime of the same run (VERA: one per video)
+    assert [read_frame_code(p) for p in rt.pixels(v.frames([20, 7]))] == [20, 7]
+    other = Runtime(roles, fresh_cache)
+    other.video(clip_video)
+    other.map("embedder", [EncodeImage(Derived.of(_mask, [v.frame(3)], box=(0, 0, 1, 1)))])
+    assert decode_stats()["frames_returned"] == 4 and seen[-1] == 3
+    # the end of the run frees them: a new map decodes again
+    rt.release()
+    assert len(rt.frames) == 0 and rt.frames.bytes == 0
+    rt.map("embedder", [EncodeVideo(tuple(v.frames([3, 12, 20])))])
+    assert decode_stats()["frames_returned"] == 7 and seen[-3:] == [3, 12, 20]
+
+
+def test_kept_frames_stay_within_the_budget_least_recently_used_out(fresh_cache, clip_video):
+    frame_bytes = 48 * 64 * 3
+    store = FrameStore(budget=10 * frame_bytes + frame_bytes // 2)  # room for 10 frames
+    seen: list = []
+    rt = Runtime(Roles(backends={"embedder": _codes(seen)}), fresh_cache, frames=store)
+    v = rt.video(clip_video)
+    reset_decode_stats()
+    rt.map("embedder", [EncodeImage(f) for f in v.frames(range(40))], batch_size=4)
+    assert store.peak == 10 * frame_bytes and store.bytes == 10 * frame_bytes
+    assert [f.index for f in store.frames] == list(range(30, 40))  # the 10 most recent
+    assert not store.get(v.frame(35)).flags.writeable  # shared with later calls: read-only
+    # frames 0 and 1 are not kept: decoded again. 35 is kept, so it's used, not re-decoded
+    reset_decode_stats()
+    rt.map("embedder", [EncodeVideo(tuple(v.frames([0, 35, 1])))])
+    assert decode_stats()["frames_returned"] == 2 and seen[-3:] == [0, 35, 1]
+    # a map needing more than the budget: frames taken from the store at its start are
+    # served to its last batch though the frames decoded meanwhile pushed them out
+    reset_decode_stats()
+    rt.map("embedder", [EncodeImage(f) for f in v.frames(range(10, 30))]
+           + [EncodeVideo(tuple(v.frames([36, 37])))], batch_size=1)
+    assert seen[-22:] == [*range(10, 30), 36, 37]
+    assert decode_stats()["frames_returned"] == 20 and v.frame(36) not in store
+    assert store.peak == 10 * frame_bytes and len(store) == 10
+    # a budget of 0 keeps nothing (the old behaviour: each map decodes its own frames)
+    none = FrameStore(budget=0)
+    none.put(v.frame(0), np.zeros((48, 64, 3), np.uint8))
+    assert len(none) == 0 and none.peak == 0
+
+
+def _campus_clip():
+    from vadnb.data import load_campus
+
+    try:
+        return load_campus().subset("test").videos["path"].iloc[0]
+    except (ImportError, FileNotFoundError):
+        pytest.skip("the campus clips are not built here")
+
+
+@pytest.mark.parametrize("method, options", [
+    ("anyanomaly", {"prompts": ["a person falling", "a car on the path"]}),
+    ("flashback", {"memory": "handwritten"}),
+])
+def test_a_cold_method_run_decodes_one_forward_pass(method, options, fresh_cache):
+    """AnyAnomaly sends the key and context frames to CLIP (every frame, then windows)
+    and to the VLM: each frame is decoded once. Flashback's segments overlap: likewise."""
+    import vadnb
+    from vadnb.video import probe, seek_stats
+
+    path = _campus_clip()
+    n = probe(path, cache=fresh_cache).num_frames  # the probe's own pass, cached per file
+    reset_decode_stats()
+    det = vadnb.detect(path, method=method, profile="tiny", cache=fresh_cache, **options)
+    assert det.model_calls["calls"].sum() > 0  # cold: the models were asked
+    stats = decode_stats()
+    assert stats["opens"] == 1 and stats["frames_decoded"] <= n
+    assert stats["frames_returned"] <= n and seek_stats()["fallbacks"] == 0

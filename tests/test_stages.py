@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -186,3 +187,16 @@ def test_differences_render_as_one_markdown_table_row_each():
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 3  # header + one row per difference
     assert "greedy decoding \\| no sampling" in text and "`temperature=0.6`" in text
+
+
+def test_differences_table_keeps_four_columns_when_cells_hold_pipes_and_newlines():
+    diffs = [stages.Difference("a | b", "line one\nline two", "x|y",
+                               flag="video_clip='imagebind' | 'pairs'"),
+             stages.Difference("plain", "why", "none")]
+    text = stages.differences_markdown(diffs)
+    lines = text.splitlines()
+    assert len(lines) == 4  # header, rule, two rows: no cell's newline split a row
+    for line in lines:
+        # a column border is a pipe not preceded by a backslash; 4 columns -> 5 borders
+        assert len(re.findall(r"(?<!\\)\|", line)) == 5, line
+    assert "`video_clip='imagebind' \\| 'pairs'`" in lines[2]

@@ -38,7 +38,8 @@ from .result import Detection
 from .stages import config_dataclass, configure, gaussian_smooth
 from .video import iter_frames, probe
 
-__all__ = ["Config", "frame_facts", "fit_reference", "run", "FACTS"]
+__all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "score_steps", "run",
+           "FACTS"]
 
 FACTS = ("fg_area", "blob_area", "blob_flatness", "speed", "static_area", "people")
 
@@ -103,7 +104,26 @@ def _blobs(mask: np.ndarray, min_area: int) -> tuple[float, float]:
 
 def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.DataFrame:
     """One row of facts per frame of ``video`` (see the module docstring)."""
-    cfg = config or Config()
+    return _scan(video, config or Config(), ())[0]
+
+
+def frame_views(video: str | os.PathLike, frames: list[int] | tuple[int, ...],
+                config: Config | None = None) -> dict[int, dict[str, np.ndarray]]:
+    """What the baseline sees at ``frames`` (notebook 80 draws them), at the working width.
+
+    For each frame: ``"frame"`` (RGB), ``"moving"`` (the background subtractor's foreground,
+    0/1), ``"speed"`` (optical-flow magnitude in pixels per second at half resolution; zeros
+    where nothing moves or on the first frame) and ``"still_change"`` (differs from the slow
+    background but does not move, 0/1). The whole video is scanned up to the last frame
+    asked for, since both background models learn from every frame before it.
+    """
+    return _scan(video, config or Config(), tuple(int(f) for f in frames))[1]
+
+
+def _scan(video: str | os.PathLike, cfg: Config,
+          views_at: tuple[int, ...]) -> tuple[pd.DataFrame, dict[int, dict[str, np.ndarray]]]:
+    """Run the background models and the flow over ``video``: the facts, and the views of
+    the frames in ``views_at``."""
     info = probe(video)
     height = int(round(info.height * cfg.width / info.width / 2) * 2)
     size = (cfg.width, height)
@@ -121,6 +141,7 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
     rows: list[dict[str, Any]] = []
     buffered: list[tuple[int, np.ndarray]] = []
     state: dict[str, Any] = {"prev": None, "bg": None, "people": 0.0}
+    views: dict[int, dict[str, np.ndarray]] = {}
 
     def process(idx: int, rgb: np.ndarray) -> None:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -136,14 +157,19 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
         blob_area, flat = _blobs(fg, min_area)
         speed = 0.0
         prev = state["prev"]
+        small = (size[0] // 2, size[1] // 2)
+        mag = np.zeros((small[1], small[0]), np.float32)
         if prev is not None and moving.any():
-            small = (size[0] // 2, size[1] // 2)
             flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
                                                 None, 0.5, 2, 9, 2, 5, 1.1, 0)
             mag = np.linalg.norm(flow, axis=2)
             m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
             if m.any():
                 speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
+            mag = np.where(m, mag * fps, 0.0).astype(np.float32)
+        if idx in views_at:
+            views[int(idx)] = {"frame": rgb.copy(), "moving": moving.astype(np.uint8),
+                               "speed": mag, "still_change": static.astype(np.uint8)}
         if hog is not None and idx % cfg.people_every == 0:
             big = cv2.resize(gray, None, fx=cfg.people_upscale, fy=cfg.people_upscale)
             found, _ = hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.1)
@@ -153,7 +179,10 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
                      "people": state["people"]})
         state["prev"] = gray
 
+    last = max(views_at) if views_at else None
     for chunk in iter_frames(video, size=size):
+        if last is not None and chunk.indices[0] > last:  # the views are all taken
+            break
         for idx, rgb in zip(chunk.indices, chunk.images):
             if state["bg"] is None:
                 buffered.append((int(idx), rgb))
@@ -175,7 +204,11 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
         from .video import VideoError
 
         raise VideoError(f"video has 0 decodable frames: {video}")
-    return pd.DataFrame(rows)
+    missing = sorted(set(views_at) - set(views))
+    if missing:
+        raise ValueError(f"frames {missing} are not in {video} ({rows[-1]['frame'] + 1} "
+                         "frames were read): ask for frames of the video")
+    return pd.DataFrame(rows), views
 
 
 _MIN_SPREAD = pd.Series({"fg_area": 1e-3, "blob_area": 1e-3, "blob_flatness": 0.1,
@@ -191,6 +224,23 @@ def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int =
     med = table[list(FACTS)].median()
     mad = (table[list(FACTS)] - med).abs().median() * 1.4826
     return pd.DataFrame({"median": med, "spread": np.maximum(mad, _MIN_SPREAD[list(FACTS)])})
+
+
+def fact_zscores(facts: pd.DataFrame, reference: pd.DataFrame, warmup_frames: int = 0) -> np.ndarray:
+    """How far each fact of each frame lies above normal, in robust spreads (frames x facts).
+
+    ``(fact - median) / spread`` from ``reference`` (:func:`fit_reference`), clipped at 0
+    (only *more* than normal is suspicious), faded in over the first ``warmup_frames`` while
+    the background models settle. :func:`run` turns the largest of a frame's z-scores into
+    its score; notebook 80 plots them fact by fact.
+    """
+    values = facts[list(FACTS)].to_numpy(dtype=np.float64)
+    med = reference.loc[list(FACTS), "median"].to_numpy()
+    spread = reference.loc[list(FACTS), "spread"].to_numpy()
+    z = np.clip((values - med) / spread, 0, None)
+    ramp = min(warmup_frames, len(z))
+    z[:ramp] *= np.linspace(0, 1, ramp)[:, None]
+    return z
 
 
 def _facts_cached(video: str | os.PathLike, cfg: Config, cache: Cache) -> pd.DataFrame:
@@ -210,6 +260,43 @@ def _check_facts(cols: Any) -> None:
         raise ValueError("the fact columns are not equal-length 1-D arrays")
 
 
+def _score_inputs(video: str | os.PathLike, cfg: Config, store: Cache,
+                  reference: list[str | os.PathLike] | None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, float]:
+    """The video's facts, the reference statistics, the z-scores and the frame rate."""
+    fps = probe(video).fps or 10.0
+    facts = _facts_cached(video, cfg, store)
+    warm = int(cfg.warmup_s * fps)
+    if reference:
+        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
+    else:
+        ref = fit_reference(facts, warm)
+    return facts, ref, fact_zscores(facts, ref, warm), fps
+
+
+def _score(top: np.ndarray, cfg: Config, fps: float) -> np.ndarray:
+    """A frame's largest z-score squashed to [0, 1], then smoothed over ``smooth_s``."""
+    raw = 1.0 - np.exp(-top / cfg.z_scale)
+    return np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
+
+
+def score_steps(video: str | os.PathLike, *, reference: list[str | os.PathLike] | None = None,
+                config: Config | None = None, cache: Cache | str | None = None) -> pd.DataFrame:
+    """Each step from facts to score, one row per frame (notebook 80 plots them).
+
+    Columns: ``z <fact>`` for every fact (:func:`fact_zscores`), ``max z`` (the largest),
+    ``raw`` (``1 - exp(-max z / z_scale)``) and ``score`` (``raw`` smoothed: exactly
+    :func:`run`'s ``frame_scores``).
+    """
+    cfg = config or Config()
+    _, _, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
+    table = pd.DataFrame(z, columns=[f"z {f}" for f in FACTS])
+    table["max z"] = z.max(axis=1)
+    table["raw"] = 1.0 - np.exp(-table["max z"] / cfg.z_scale)
+    table["score"] = _score(table["max z"].to_numpy(), cfg, fps)
+    return table
+
+
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict | None = None, cache: Cache | str | None = None,
         reference: list[str | os.PathLike] | None = None, **overrides: Any) -> Detection:
@@ -220,26 +307,13 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     ``backends`` are accepted for a uniform call and ignored: no model is used.
     """
     cfg = configure(Config, config, overrides, "classical")
-    store = get_cache(cache)
-    info = probe(video)
-    fps = info.fps or 10.0
-    facts = _facts_cached(video, cfg, store)
-    warm = int(cfg.warmup_s * fps)
-    if reference:
-        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
-    else:
-        ref = fit_reference(facts, warm)
+    facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
     med = ref.loc[list(FACTS), "median"].to_numpy()           # is this arithmetic alone
     spread = ref.loc[list(FACTS), "spread"].to_numpy()
-    z = np.clip((values - med) / spread, 0, None)
-    # the background models are still learning during the warm-up: fade their facts in
-    ramp = min(warm, len(z))
-    z[:ramp] *= np.linspace(0, 1, ramp)[:, None]
     top = z.max(axis=1)
     which = z.argmax(axis=1)
-    raw = 1.0 - np.exp(-top / cfg.z_scale)
-    scores = np.clip(gaussian_smooth(raw, sigma=max(cfg.smooth_s * fps, 1e-3)), 0, 1)
+    scores = _score(top, cfg, fps)
     seg_len = max(1, int(round(fps)))  # one explained row per second
     rows = []
     for start in range(0, len(scores), seg_len):

@@ -13,7 +13,11 @@ A pipeline describes *what it sends* to a model as small request values (:class:
   (:class:`vadnb.models.FailedReply`) is returned but never stored;
 - loads a role's model on the first miss only and decodes a frame only when a request that
   misses needs its pixels, all frames of one map in one forward pass of :mod:`vadnb.video`.
-  A warm run loads no model and decodes no frame.
+  A warm run loads no model and decodes no frame;
+- keeps the frames it decoded for the later calls of the same run (a :class:`FrameStore`
+  shared by the runtimes of one :class:`Roles`, within a byte budget), so a cold run whose
+  stages send the same frames (AnyAnomaly's windows then its VLM, VERA's answers then its
+  embeddings) decodes them once.
 
 Images are sent *by reference*: :class:`Frame` (a video's digest and a frame index) or
 :class:`Derived` (an operation applied to other references: a masked frame, a 2x2 grid),
@@ -31,7 +35,7 @@ import functools
 import hashlib
 import inspect
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,7 +47,7 @@ from .models.base import is_failed
 
 __all__ = ["Roles", "Runtime", "VideoRef", "Frame", "Derived", "Chat", "Ask", "Caption",
            "EncodeImage", "EncodeImageRaw", "EncodeText", "EncodeVideo", "request_key", "image_key",
-           "STAT_COLUMNS"]
+           "STAT_COLUMNS", "FrameStore", "FRAME_BUDGET"]
 
 Messages = list[dict[str, Any]]
 
@@ -70,6 +74,8 @@ class Roles:
         self.given = dict(backends or {})
         self.loaded: dict[str, Any] = {}
         self._resolved: str | None = None
+        # decoded frames kept for this run's later calls (every Runtime built on these roles)
+        self.frames = FrameStore()
 
     def entry(self, role: str) -> str:
         return self.entries.get(role, role)
@@ -145,9 +151,12 @@ class Roles:
         return role in self.loaded
 
     def release(self, *roles: str) -> None:
-        """Free the models this object loaded for ``roles`` (all when none is named).
+        """Free the models this object loaded for ``roles`` (all when none is named: the run
+        is over, so the decoded frames it kept go too).
 
         Given backends are never released: their owner decides."""
+        if not roles:
+            self.frames.clear()
         for role in roles or list(self.loaded):
             backend = self.loaded.pop(role, None)
             if backend is not None:
@@ -269,6 +278,13 @@ class Ask:
     max_new_tokens: int | None = None
     temperature: float = 0.0
     max_pixels: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    system: str | None = None  # a system message before the question (None: none)
+
+
+#: Ask fields left out of its cache key while at these defaults (keys made before they existed).
+_ASK_NEUTRAL = {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}
 
 
 @dataclass(frozen=True)
@@ -324,7 +340,8 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
-_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None}}
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
+                     "Ask": _ASK_NEUTRAL}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -349,7 +366,8 @@ def _settings(request: Any) -> tuple[Any, ...]:
     if isinstance(request, Chat):
         return (request.max_new_tokens, request.temperature, request.top_p, request.choices)
     if isinstance(request, Ask):
-        return (request.max_new_tokens, request.temperature, request.max_pixels)
+        return (request.max_new_tokens, request.temperature, request.max_pixels,
+                request.top_p, request.repetition_penalty, request.system)
     if isinstance(request, Caption):
         return (request.max_new_tokens,)
     return ()
@@ -362,8 +380,9 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
         out["top_p"] = request.top_p
     if isinstance(request, Chat) and request.choices is not None:
         out["choices"] = tuple(request.choices)
-    if isinstance(request, Ask) and request.max_pixels is not None:
-        out["max_pixels"] = request.max_pixels
+    if isinstance(request, Ask):  # the optional settings only when set (older backends)
+        out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
+                    if getattr(request, k) != _ASK_NEUTRAL.get(k)})
     return out
 
 
@@ -405,21 +424,83 @@ def _group(requests: list[Any]) -> list[list[int]]:
 # --------------------------------------------------------------------------- frames
 
 
+#: Bytes of decoded frames a run keeps for its later calls (512 MiB: every frame of a
+#: 5-minute 384x288 clip at 10 fps; ~85 frames of 1080p video).
+FRAME_BUDGET = 512 * 2**20
+
+
+class FrameStore:
+    """Decoded frames a run keeps between its calls, the least recently used dropped first
+    once they hold more than ``budget`` bytes.
+
+    A stage often sends frames a previous stage sent (AnyAnomaly's CLIP windows and VLM
+    questions, VERA's answers and embeddings); without the store each map decodes them
+    again. A frame is keyed by its video's content digest and index, so it is the same
+    pixels for every runtime that asks. Kept frames are read-only: a model or an operation
+    that wrote into one would change what the next call sees.
+    """
+
+    def __init__(self, budget: int | None = None):
+        self.budget = int(FRAME_BUDGET if budget is None else budget)
+        self.frames: OrderedDict[Frame, np.ndarray] = OrderedDict()
+        self.bytes = 0  # held now
+        self.peak = 0  # the most held at once (benchmarks, tests)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __contains__(self, frame: Frame) -> bool:
+        return frame in self.frames
+
+    def get(self, frame: Frame) -> np.ndarray | None:
+        image = self.frames.get(frame)
+        if image is not None:
+            self.frames.move_to_end(frame)
+        return image
+
+    def put(self, frame: Frame, image: np.ndarray) -> None:
+        """Keep ``image`` (made read-only), dropping the least recently used frames to stay
+        within the budget; a frame larger than the whole budget is not kept."""
+        if frame in self.frames:
+            self.frames.move_to_end(frame)
+            return
+        if image.nbytes > self.budget:
+            return
+        image.flags.writeable = False
+        self.frames[frame] = image
+        self.bytes += image.nbytes
+        while self.bytes > self.budget:
+            _, dropped = self.frames.popitem(last=False)
+            self.bytes -= dropped.nbytes
+        self.peak = max(self.peak, self.bytes)
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.bytes = 0
+
+
 class _Pixels:
     """Pixels of the references the missing batches of one map need.
 
-    Source frames are decoded in one forward pass per video (ascending, over every frame
-    the missing batches need) on first request, and each is kept only until the last
+    Frames the run's :class:`FrameStore` holds are taken from it (and held here until the
+    last batch that needs them, whatever the store drops meanwhile). The others are decoded
+    in one forward pass per video (ascending, over every such frame the missing batches
+    need) on first request, put in the store, and each is held here only until the last
     batch that needs it has run: requests may come in any order, no frame is decoded twice.
     """
 
     def __init__(self, runtime: Runtime, batches: list[list[Any]]):
         self.rt = runtime
+        self.store: FrameStore = runtime.frames
         self.pending: Counter[Frame] = Counter()  # frame -> batches still needing it
         for batch in batches:
             for frame in {f for r in batch for img in _images_of(r) for f in _frames_in(img)}:
                 self.pending[frame] += 1
         self.buffer: dict[Frame, np.ndarray] = {}
+        for frame in self.pending:  # taken now: the store may drop them while this map runs
+            image = self.store.get(frame)
+            if image is not None:
+                self.buffer[frame] = image
         self.streams: dict[str, Any] = {}
         self.derived: dict[str, np.ndarray] = {}
 
@@ -438,7 +519,8 @@ class _Pixels:
         while frame not in self.buffer:
             stream = self.streams.get(frame.video)
             if stream is None:
-                wanted = sorted({f.index for f in self.pending if f.video == frame.video})
+                wanted = sorted({f.index for f, n in self.pending.items()
+                                 if n > 0 and f.video == frame.video and f not in self.buffer})
                 stream = self.rt._decode(frame.video, wanted)
                 self.streams[frame.video] = stream
             try:
@@ -447,8 +529,11 @@ class _Pixels:
                 raise RuntimeError(f"frame {frame.index} of video {frame.video} was not "
                                    "decoded (not among the frames this map needs)") from None
             for i, img in zip(chunk.indices.tolist(), chunk.images):
-                if self.pending[Frame(frame.video, int(i))] > 0:
-                    self.buffer[Frame(frame.video, int(i))] = img.copy()
+                decoded = Frame(frame.video, int(i))
+                image = img.copy()  # its own memory: the chunk is freed
+                self.store.put(decoded, image)
+                if self.pending[decoded] > 0:
+                    self.buffer[decoded] = image
         return self.buffer[frame]
 
     def batch_done(self, batch: list[Any]) -> None:
@@ -493,15 +578,21 @@ class Runtime:
     """Roles, frames and a cached, batched, resumable map over model calls, for one run.
 
     ``cache``: a :class:`vadnb.cache.Cache`, a folder, or None for the suite's cache.
+    ``frames``: where decoded frames are kept for later calls; by default the store of
+    ``roles``, so the runtimes of one run (VERA builds one per video) share one budget.
     """
 
     roles: Roles = field(default_factory=Roles)
     cache: Any = None
     videos: dict[str, VideoRef] = field(default_factory=dict)
     stats: dict[str, _RoleStat] = field(default_factory=dict)
+    frames: FrameStore | None = None  # None: the roles' store, shared by the run's runtimes
 
     def __post_init__(self) -> None:
         self.cache = get_cache(self.cache)
+        if self.frames is None:
+            frames = getattr(self.roles, "frames", None)
+            self.frames = frames if isinstance(frames, FrameStore) else FrameStore()
 
     # ---- videos and frames
 
@@ -625,5 +716,6 @@ class Runtime:
         return pd.DataFrame(rows, columns=STAT_COLUMNS)
 
     def release(self, *roles: str) -> None:
-        """Free loaded models between stages (given backends are kept)."""
+        """Free loaded models between stages (given backends are kept); with no role named,
+        the run is over: the decoded frames kept for it are freed too."""
         self.roles.release(*roles)

@@ -486,15 +486,19 @@ class Difference:
 
 
 def differences_markdown(differences: Sequence[Difference], title: str | None = None) -> str:
-    """The differences as a Markdown table (for ``IPython.display.Markdown``)."""
+    """The differences as a Markdown table (for ``IPython.display.Markdown``).
+
+    Every cell, the flag's code span included, has its ``|`` escaped and its newlines
+    flattened: one stray pipe would otherwise turn the whole table into a paragraph.
+    """
     def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+        return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
     lines = [f"**{title}**", ""] if title else []
     lines += ["| what differs from the official code | why | effect | paper's variant |",
               "|---|---|---|---|"]
     for d in differences:
-        flag = f"`{d.flag}`" if d.flag else "—"
+        flag = f"`{cell(d.flag)}`" if d.flag else "—"
         lines.append(f"| {cell(d.what)} | {cell(d.why)} | {cell(d.effect)} | {flag} |")
     return "\n".join(lines)
 

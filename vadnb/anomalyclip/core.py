@@ -66,15 +66,17 @@ class Config:
     """AdamW weight decay."""
     warmup_epochs: Annotated[float, Field(ge=0, le=10_000)] = 5
     """Epochs of linear learning-rate warm-up, then cosine decay to 0 (ShanghaiTech: 10)."""
-    lr_schedule: Literal["per_step", "per_epoch"] = "per_step"
-    """"per_step": warm-up and cosine move every step; "per_epoch": the official schedule
-    (changes once per epoch, the first epoch at exactly 0)."""
-    smooth_within_videos: bool = True
-    """Smoothness within each abnormal video; False: over the flattened batch (official)."""
+    lr_schedule: Literal["per_step", "per_epoch"] = "per_epoch"
+    """"per_epoch" (official): warm-up epoch ``e`` at ``e / warmup_epochs`` (epoch 0 at lr 0),
+    then cosine, once per epoch; "per_step": both move every step."""
+    smooth_within_videos: bool = False
+    """False (official): smoothness over abnormal scores flattened across videos."""
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 50
-    """Training epochs (an epoch sees every video of the larger of the two groups once)."""
+    """Training epochs (an epoch is one pass over the larger of the two groups)."""
     batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
-    """Videos per step: half abnormal, half normal."""
+    """Videos per step: half abnormal, half normal (small groups: see ``train._steps``)."""
+    drop_last: bool = True
+    """True (official): ``floor(larger group / half batch)`` steps per epoch; False: ceil."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed for initialisation, sampling and segment dropout."""
     device: str | None = None
@@ -160,7 +162,7 @@ def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> An
 def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
                      num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
                      lambda_sparse: float = 8e-3, eps: float = 1e-8,
-                     smooth_within_videos: bool = True) -> dict[str, Any]:
+                     smooth_within_videos: bool = False) -> dict[str, Any]:
     """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
     ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
 

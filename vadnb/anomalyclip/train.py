@@ -43,6 +43,17 @@ def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length:
 
 
 
+def _steps(num_abnormal: int, num_normal: int, cfg: Config) -> tuple[int, int]:
+    """``(videos per group per step, steps per epoch)``. The official loaders take half a
+    batch from each group with ``drop_last`` and cycle the shorter one (Lightning's
+    ``max_size_cycle``): ``floor(max / half)`` steps. Halves shrink to the larger group's
+    size when it has fewer videos than half a batch (the official loader gives no step)."""
+    larger = max(num_abnormal, num_normal)
+    per_group = min(cfg.batch_size // 2, larger)
+    rounding = math.floor if cfg.drop_last else math.ceil
+    return per_group, rounding(larger / per_group)
+
+
 def _warmup_cosine(warmup_steps: int, total_steps: int):
     """Learning-rate factor per step: linear warm-up (from ``1 / warmup_steps``), then
     cosine decay to 0."""
@@ -119,9 +130,7 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
                          + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
     model.feature_scale = scales.pop()
 
-    half = cfg.batch_size // 2
-    per_group = min(half, max(len(abnormal), len(normal)))
-    steps_per_epoch = math.ceil(max(len(abnormal), len(normal)) / per_group)
+    per_group, steps_per_epoch = _steps(len(abnormal), len(normal), cfg)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -133,9 +142,13 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     class_index = {c: i for i, c in enumerate(classes)}
 
     def cycle(group: list[str], n: int) -> list[str]:
+        # as a DataLoader(shuffle, drop_last) restarted whenever it runs out: each pass is a
+        # new permutation cut to whole half-batches (drop_last), or kept whole if shorter
         order = []
         while len(order) < n:
-            order += [group[i] for i in rng.permutation(len(group))]
+            perm = [group[i] for i in rng.permutation(len(group))]
+            whole = len(perm) // per_group * per_group if cfg.drop_last else len(perm)
+            order += perm[:whole or len(perm)]
         return order[:n]
 
     rows = []

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import (TEMPLATES, VIEWS, Config, build_prompt, class_names, context_frames,
+from .core import (TEMPLATES, VIEWS, Config, class_names, context_frames,
                    ensemble, pipeline, segment_bounds, select_key_frames)
-from .core import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
+from .prompts import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
+from .prompts import OFFICIAL_SYSTEM, PROMPT_STYLES, build_prompt
 from .differences import DIFFERENCES
-from .fusion import fuse, fused_frame_scores, parse_score, smooth
+from .fusion import fuse, fused_frame_scores, official_score, parse_score, smooth
 from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,
                      text_embeddings, tune_fusion)
 from .official import DATASET_WINDOWS, official_frame_scores, official_fusion
@@ -38,7 +39,7 @@ __all__ = [
     "Config", "DATASET_WINDOWS", "DIFFERENCES", "TEMPLATES", "VIEWS", "run", "pipeline",
     "segment_bounds", "context_frames", "window_boxes", "cut_windows", "window_probabilities",
     "heat_map", "masked_frame", "best_window", "grid_image", "text_embeddings", "class_names",
-    "ensemble", "select_key_frames", "build_prompt", "parse_score", "parse_reason", "fuse",
+    "ensemble", "select_key_frames", "build_prompt", "official_score", "parse_score", "parse_reason", "fuse",
     "smooth", "fused_frame_scores", "minmax", "official_fusion", "official_frame_scores",
     "segment_views", "prompt_scores", "oracle_backends", "tune_fusion", "FusionTuning",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
@@ -18,6 +18,7 @@ from ..stages import SEQUENCE, ModelId, config_dataclass
 from .checks import (ClassName, Prompt, Template, Weight, distinct, grid_of_four,
                      prompt_list, some_weight)
 from .fusion import fuse, fused_frame_scores, normalised, parse_scores
+from .prompts import OFFICIAL_SYSTEM, build_prompt
 from .views import (best_window, grid_image, masked, view, window, window_boxes,
                     window_probabilities)
 
@@ -61,6 +62,9 @@ class Config:
     """Window side lengths (px at ``position_size``): 48 -> 5x5, 80 -> 3x3, 240 -> 1x1
     (Avenue's and the official default); ShanghaiTech uses 120 -> 2x2 as the large scale
     (:data:`DATASET_WINDOWS`, :meth:`for_dataset`)."""
+    window_resize: Literal["linear", "area"] = "linear"
+    """How the frame is squashed to ``position_size`` before cutting windows: bilinear (the
+    official ``cv2.resize`` default) or ``"area"`` (pixel averaging, less aliasing)."""
     window_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
     """Step between windows (px); None = the window size (non-overlapping tiles)."""
     templates: Annotated[tuple[Template, ...], SEQUENCE,
@@ -83,12 +87,25 @@ class Config:
     frames (so the axis is frames at the video's own rate); the kernel is cut at 4 sigma,
     as ``scipy.ndimage.gaussian_filter1d`` does."""
     normalise: bool = False
-    """Min-max normalise each video's frame scores to [0, 1]. Off: the fused scores are
-    already in [0, 1], and per-video rescaling stretches a normal video's small wobble to
-    the full range (costing AUC). The official code normalises once over all test videos
-    together (no effect on AUC); :func:`official_frame_scores` does that."""
+    """Min-max normalise each video's frame scores. Off: per-video rescaling stretches a
+    normal video's wobble to the full range; the official normalises once over all test
+    videos together (no effect on AUC), as :func:`official_frame_scores` does."""
+    prompt_style: Literal["official", "vadnb"] = "official"
+    """The VLM prompts' wording, official or vadnb's (:mod:`.prompts`)."""
+    output_word: Literal["Output", "Response"] = "Output"
+    """The official prompt's answer line: "Output" (Avenue), "Response" (ShanghaiTech)."""
+    parser: Literal["official", "vadnb"] = "official"
+    """Reading a reply: the first number anywhere, unclipped, 0 if none (official), or the
+    number after "Score" in [0, 1], a missing one interpolated (:mod:`.fusion`)."""
+    system_prompt: Annotated[str, Field(max_length=2000)] | None = OFFICIAL_SYSTEM
+    """The system line sent before each question (None: no system message)."""
     max_new_tokens: Annotated[int, Field(ge=1, le=32_768)] = 50
-    """VLM reply length; decoding is greedy (deterministic)."""
+    """VLM reply length (official: 50)."""
+    temperature: Annotated[float, Field(ge=0, le=5)] = 0.1
+    """VLM decoding as the official: temperature 0.1, ``top_p`` 0.001 (practically greedy),
+    ``repetition_penalty`` 1.05; ``temperature=0`` is greedy decoding (vadnb's option)."""
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.001
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] = 1.05
     grid_cell: Annotated[int, Field(ge=16, le=4096)] = 224
     """Side (px) of each cell of the 2x2 temporal grid (the official grid: 112)."""
     view_max_side: Annotated[int, Field(ge=16, le=8192)] = 896
@@ -112,10 +129,11 @@ class Config:
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
         """The settings the official code uses on ``dataset`` ("shanghaitech" or "avenue"):
-        its window sizes; other fields as given in ``overrides``."""
-        from .official import dataset_windows
+        its window sizes and the prompt's answer word; other fields as in ``overrides``."""
+        from .official import DATASET_OUTPUT_WORD, dataset_key, dataset_windows
 
-        return cls(**{"window_sizes": dataset_windows(dataset), **overrides})
+        return cls(**{"window_sizes": dataset_windows(dataset),
+                      "output_word": DATASET_OUTPUT_WORD[dataset_key(dataset)], **overrides})
 
     @property
     def spacing(self) -> int:
@@ -158,25 +176,6 @@ def select_key_frames(frame_emb: np.ndarray, text_emb: np.ndarray,
     for s, (a, b) in enumerate(bounds):
         keys[:, s] = a + np.argmax(sims[:, a:b], axis=1)
     return keys
-
-
-_TASK = (
-    "Does this image show {d}? Rate it on a scale from 0 to 1: 1 means {d} is clearly "
-    "present, 0 means it is not present at all, values in between mean it is partly "
-    "visible or uncertain. If it is present anywhere, even small or off-centre, rate it high."
-)
-_TEMPORAL = (" The image is a 2x2 grid of four moments of the same place in time order: "
-             "read it left to right, top to bottom (top-left first, bottom-right last).")
-_FORMAT = " Answer exactly as: Score: <a number between 0 and 1>. Reason: <one short sentence>."
-
-
-def build_prompt(description: str, view: str) -> str:
-    """The VLM prompt for one ``view`` ("key", "position", "temporal") of a description: the
-    same question for the key and masked frames; the grid's adds how the grid reads in time."""
-    if view not in ("key", "position", "temporal"):
-        raise ValueError(f"unknown view {view!r}; use 'key', 'position' or 'temporal'")
-    extra = _TEMPORAL if view == "temporal" else ""
-    return _TASK.format(d=description) + extra + _FORMAT
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -222,7 +221,8 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     views = {int(i): Derived.of(view, [video.frame(i)], max_side=cfg.view_max_side)
              for i in frames}
     corners = [tuple(int(v) for v in b) for b in boxes[["x0", "y0", "x1", "y1"]].to_numpy()]
-    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size))
+    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size,
+                                    resize=cfg.window_resize))
              for i in views for b in corners]
     emb = np.reshape(rt.map("clip", crops, batch_size=cfg.clip_batch_size, desc="CLIP windows"),
                      (len(views), len(boxes), -1))
@@ -247,14 +247,16 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
 
     per = max(1, cfg.vlm_batch_size // (3 * P))  # segments per VLM batch, all descriptions
     order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
-    asks = [Ask((image,), build_prompt(cfg.prompts[p], v), cfg.max_new_tokens)
+    asks = [Ask((image,), build_prompt(cfg.prompts[p], v, cfg.prompt_style, cfg.output_word),
+                cfg.max_new_tokens, cfg.temperature, top_p=cfg.top_p, system=cfg.system_prompt,
+                repetition_penalty=cfg.repetition_penalty)
             for p, s in order for v, image in zip(VIEWS, images(p, s))]
     answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
     replies = np.empty((P, S, 3), dtype=object)
     replies[tuple(np.array(order).T)] = np.array(answers, dtype=object).reshape(-1, 3)
 
-    # 8. parse each score; a missing one is filled in from the neighbouring segments
-    raw, filled, log = parse_scores(replies)  # [P, S, 3] each
+    # 8. parse each score (the first number); a reply without one reads 0
+    raw, filled, log = parse_scores(replies, cfg.parser)  # [P, S, 3] each
 
     # 9. fuse the views, spread over the frames, smooth; the maximum over the descriptions
     fused = fuse(filled[..., 0], filled[..., 1], filled[..., 2], cfg.weights)  # [P, S]

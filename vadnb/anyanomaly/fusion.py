@@ -12,11 +12,19 @@ from .. import stages
 from ..models.base import is_truncated
 from .views import minmax
 
-__all__ = ["parse_score", "parse_scores", "fuse", "smooth", "fused_frame_scores", "normalised"]
+__all__ = ["official_score", "parse_score", "parse_scores", "fuse", "smooth", "fused_frame_scores", "normalised"]
+
+
+def official_score(reply: str) -> float | None:
+    """The official parser's number (``utils.extract_score``): the first unsigned decimal
+    anywhere in the reply, as written (no clipping: "80%" is 80.0), or None where there is
+    none (the official then reads 0)."""
+    m = re.search(r"\d+(?:\.\d+)?", reply or "")
+    return float(m.group(0)) if m else None
 
 
 def parse_score(reply: str) -> float | None:
-    """The score in a VLM reply, in [0, 1], or None.
+    """vadnb's parser (``Config(parser="vadnb")``): the score in a VLM reply, in [0, 1], or None.
 
     The first number after the word "score" if there is one ("Score: 0.8 because ..."),
     else the first number in [0, 1] anywhere; "80%" and "8/10" count as 0.8
@@ -63,15 +71,23 @@ def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_leng
     return frames
 
 
-def parse_scores(replies: np.ndarray) -> tuple[np.ndarray, np.ndarray, stages.ParseLog]:
+def parse_scores(replies: np.ndarray, parser: str = "official",
+                 ) -> tuple[np.ndarray, np.ndarray, stages.ParseLog]:
     """Replies ``[P, S, 3]`` -> their scores (NaN where none was found), the scores with each
-    gap filled in from the neighbouring segments (per description and view), the parse log."""
+    gap filled in, and the parse log. ``parser="official"``: :func:`official_score`, a gap
+    reads 0; ``"vadnb"``: :func:`parse_score`, a gap is interpolated from the neighbouring
+    segments (per description and view)."""
+    if parser not in ("official", "vadnb"):
+        raise ValueError(f"unknown parser {parser!r}; use 'official' or 'vadnb'")
+    read = official_score if parser == "official" else parse_score
     log = stages.ParseLog()
     raw = np.full(replies.shape, np.nan)
     for idx in np.ndindex(*replies.shape):
         r = replies[idx]
-        value = log.record(r, parse_score(r), truncated=is_truncated(r))
+        value = log.record(r, read(r), truncated=is_truncated(r))
         raw[idx] = np.nan if value is None else value
+    if parser == "official":
+        return raw, np.nan_to_num(raw, nan=0.0), log
     filled = np.apply_along_axis(lambda x: stages.interpolate_missing(x)[0], 1, raw)
     return raw, filled, log
 

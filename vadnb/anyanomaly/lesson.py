@@ -16,7 +16,7 @@ import pandas as pd
 from ..result import Detection
 from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
-from .views import grid_image, heat_map, masked_frame, view_size, window_boxes
+from .views import grid_image, heat_map, masked_frame, square, view_size, window_boxes
 
 __all__ = ["text_embeddings", "prompt_scores", "segment_views", "FusionTuning", "tune_fusion",
            "oracle_backends"]
@@ -179,8 +179,6 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
     """
     import hashlib
 
-    import cv2
-
     from ..models.scripted import ScriptedClip, ScriptedVLM
     from ..video import probe, read_frames
 
@@ -217,8 +215,7 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
         for i, image in enumerate(read_frames(path, size=size).images[:len(y)]):
             truth = str(label) if y[i] else "Normal"
             remember(truth_of, image, truth)
-            remember(truth_of, cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA),
-                     truth)
+            remember(truth_of, square(image, side, cfg.window_resize), truth)
             cell = grid_image([image] * 4, whole, side, cfg.grid_cell)
             remember(cell_truth, cell[:cfg.grid_cell, :cfg.grid_cell], truth)
 
@@ -248,7 +245,8 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
         return truth == cls
 
     def reply(images: list[np.ndarray], prompt: str) -> str:
-        hits = [c for d, c in by_text.items() if f"show {d}?" in prompt]
+        hits = [c for d, c in by_text.items()  # either wording (.prompts) names it
+                if f"**{d}**" in prompt or f"show {d}?" in prompt]
         if not hits:
             return "Score: 0.0. Reason: not a description the oracle knows."
         if seen(images[0], hits[0]):

@@ -21,17 +21,24 @@ DATASET_WINDOWS: dict[str, tuple[int, int, int]] = {
     "avenue": (48, 80, 240),
 }
 
+#: The word naming the prompt's answer line, as the official configuration sets it.
+DATASET_OUTPUT_WORD: dict[str, str] = {"shanghaitech": "Response", "avenue": "Output"}
 
 
-def dataset_windows(dataset: str) -> tuple[int, int, int]:
-    """The window sizes the official code uses on ``dataset`` ("shanghaitech", "avenue")."""
+def dataset_key(dataset: str) -> str:
+    """``dataset``'s canonical name ("shanghaitech", "avenue"); a clear error otherwise."""
     key = str(dataset).lower().replace("_", "").replace("-", "")
     key = {"shtech": "shanghaitech", "sht": "shanghaitech", "cshtech": "shanghaitech",
            "cave": "avenue", "cuhkavenue": "avenue"}.get(key, key)
     if key not in DATASET_WINDOWS:
         raise ValueError(f"no AnyAnomaly settings for dataset {dataset!r}; "
                          f"known: {sorted(DATASET_WINDOWS)}")
-    return DATASET_WINDOWS[key]
+    return key
+
+
+def dataset_windows(dataset: str) -> tuple[int, int, int]:
+    """The window sizes the official code uses on ``dataset`` ("shanghaitech", "avenue")."""
+    return DATASET_WINDOWS[dataset_key(dataset)]
 
 
 def official_fusion(segment_views: Sequence[np.ndarray], segment_length: int = 24,

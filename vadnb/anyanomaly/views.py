@@ -41,12 +41,25 @@ def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
     return pd.DataFrame(rows, columns=["scale", "row", "col", "x0", "y0", "x1", "y1"])
 
 
-def cut_windows(frame: np.ndarray, boxes: pd.DataFrame, size: int = 240) -> list[np.ndarray]:
-    """Resize ``frame`` to ``size`` x ``size`` (as the public code does, ignoring the aspect)
-    and cut out each box of :func:`window_boxes`."""
+#: ``Config.window_resize`` -> OpenCV interpolation: "linear" (the official ``cv2.resize``
+#: default), "area" (vadnb's option: averages the pixels a downsized pixel covers).
+RESIZE = {"linear": 1, "area": 3}  # cv2.INTER_LINEAR, cv2.INTER_AREA
+
+
+def square(frame: np.ndarray, size: int, resize: str = "linear") -> np.ndarray:
+    """``frame`` resized to ``size`` x ``size`` (as the official code does, ignoring aspect)."""
     import cv2
 
-    sq = cv2.resize(np.asarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+    if resize not in RESIZE:
+        raise ValueError(f"unknown window_resize {resize!r}; use one of {sorted(RESIZE)}")
+    return cv2.resize(np.asarray(frame), (size, size), interpolation=RESIZE[resize])
+
+
+def cut_windows(frame: np.ndarray, boxes: pd.DataFrame, size: int = 240,
+                resize: str = "linear") -> list[np.ndarray]:
+    """Resize ``frame`` to ``size`` x ``size`` (:func:`square`) and cut out each box of
+    :func:`window_boxes`."""
+    sq = square(frame, size, resize)
     return [sq[b.y0:b.y1, b.x0:b.x1] for b in boxes.itertuples()]
 
 
@@ -163,13 +176,11 @@ def view(images: list[np.ndarray], max_side: int) -> np.ndarray:
     return frame if size is None else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
-def window(images: list[np.ndarray], box: tuple[int, int, int, int], size: int) -> np.ndarray:
+def window(images: list[np.ndarray], box: tuple[int, int, int, int], size: int,
+           resize: str = "linear") -> np.ndarray:
     """One window ``(x0, y0, x1, y1)`` of the frame resized to ``size`` x ``size``."""
-    import cv2
-
     x0, y0, x1, y1 = box
-    square = cv2.resize(np.asarray(images[0]), (size, size), interpolation=cv2.INTER_AREA)
-    return square[y0:y1, x0:x1]
+    return square(images[0], size, resize)[y0:y1, x0:x1]
 
 
 def masked(images: list[np.ndarray], scores: tuple[float, ...], window_sizes: tuple[int, ...],

@@ -131,8 +131,10 @@ def fit_pixels(image: Any, max_pixels: int | None):
 
 
 def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
-                     model: Any = None) -> dict[str, Any]:
+                     model: Any = None, repetition_penalty: float = 1.0) -> dict[str, Any]:
     limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    if repetition_penalty != 1.0:
+        limits["repetition_penalty"] = float(repetition_penalty)
     configured = getattr(getattr(model, "generation_config", None), "min_new_tokens", None)
     if configured:  # never ask for more new tokens at least than at most
         limits["min_new_tokens"] = min(configured, max_new_tokens)
@@ -388,10 +390,11 @@ class HFCaptioner(_HFBackend):
             return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
 
 
-def _vlm_messages(n_images: int, prompt: str) -> Messages:
+def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
     content.append({"type": "text", "text": prompt})
-    return [{"role": "user", "content": content}]
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": content}]
 
 
 class HFVLM(_HFBackend):
@@ -430,9 +433,9 @@ class HFVLM(_HFBackend):
         self.max_new_tokens = max_new_tokens
         self.max_pixels = max_pixels
 
-    def prompt(self, n_images: int, prompt: str) -> str:
+    def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt),
+        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
 
     def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
@@ -440,21 +443,23 @@ class HFVLM(_HFBackend):
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
-              max_pixels: int | None = None) -> list[Reply]:
+              max_pixels: int | None = None, repetition_penalty: float = 1.0,
+              system: str | None = None) -> list[Reply]:
         """One :class:`Reply` per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
 
-        ``max_pixels`` caps each image's size for this call (default: the backend's).
+        ``max_pixels`` caps each image's size for this call (default: the backend's);
+        ``system`` is a system message before each request.
         """
         cap = max_pixels or self.max_pixels
         reqs = [([fit_pixels(_to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
         budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model)
+        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
 
         def run(chunk: list[tuple[list[Any], str]]) -> list[Reply]:
             import torch
 
-            texts = [self.prompt(len(ims), p) for ims, p in chunk]
+            texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
             if not any(images):
                 images = None

@@ -437,10 +437,12 @@ class _ServedBackend(Backend):
         return redact(data[: size + 2000].decode("utf-8", "replace"), self._secrets)[:size]
 
     def _complete(self, messages: Messages, max_new_tokens: int, temperature: float,
-                  top_p: float) -> Reply:
+                  top_p: float, repetition_penalty: float = 1.0) -> Reply:
         """One chat completion with retries and exponential back-off."""
         payload = {"model": self.model, "messages": messages, "max_tokens": int(max_new_tokens),
                    "temperature": float(temperature), "top_p": float(top_p)}
+        if repetition_penalty != 1.0:  # vLLM's and TGI's extra sampling parameter
+            payload["repetition_penalty"] = float(repetition_penalty)
         for attempt in range(self.max_retries + 1):
             try:
                 reply = self._attempt(payload)
@@ -465,15 +467,17 @@ class _ServedBackend(Backend):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_all(self, conversations: list[Messages], max_new_tokens: int | None,
-                 temperature: float, top_p: float) -> list[Reply]:
+                 temperature: float, top_p: float, repetition_penalty: float = 1.0,
+                 ) -> list[Reply]:
         """Send every conversation, at most ``max_concurrency`` at a time, replies in order."""
         tokens = int(max_new_tokens or self.max_new_tokens)
+        sampling = (temperature, top_p, repetition_penalty)
         if len(conversations) <= 1:
-            replies = [self._complete(c, tokens, temperature, top_p) for c in conversations]
+            replies = [self._complete(c, tokens, *sampling) for c in conversations]
         else:
             workers = min(self.max_concurrency, len(conversations))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="served") as pool:
-                futures = [pool.submit(self._complete, c, tokens, temperature, top_p)
+                futures = [pool.submit(self._complete, c, tokens, *sampling)
                            for c in conversations]
                 replies = [f.result() for f in futures]
         failed = [r for r in replies if getattr(r, "failed", False)]
@@ -540,10 +544,10 @@ class ServedVLM(_ServedBackend):
         self.image_format = image_format
         self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
 
-    def message(self, images: Sequence[Any], prompt: str,
-                max_pixels: int | None = None) -> Messages:
-        """The chat message sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
-        default the backend's)."""
+    def message(self, images: Sequence[Any], prompt: str, max_pixels: int | None = None,
+                system: str | None = None) -> Messages:
+        """The chat messages sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
+        default the backend's; after a ``system`` message, if any)."""
         from PIL import Image
 
         from .hf import fit_pixels
@@ -556,21 +560,25 @@ class ServedVLM(_ServedBackend):
              "image_url": {"url": image_data_url(fit_pixels(im, cap), self.image_format)}}
             for im in pil]
         content.append({"type": "text", "text": str(prompt)})
-        return [{"role": "user", "content": content}]
+        head = [{"role": "system", "content": system}] if system else []
+        return [*head, {"role": "user", "content": content}]
 
     def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
         return self.batch([(images, prompt)], **kwargs)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0,
-              max_pixels: int | None = None) -> list[Reply]:
+              temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,
+              repetition_penalty: float = 1.0, system: str | None = None) -> list[Reply]:
         """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
 
-        ``max_pixels`` caps each image's size for this call (default: the backend's).
+        ``max_pixels`` caps each image's size for this call (default: the backend's);
+        ``system`` is a system message before each request.
         """
-        conversations = [self.message(images, prompt, max_pixels) for images, prompt in requests]
+        conversations = [self.message(images, prompt, max_pixels, system)
+                         for images, prompt in requests]
         with self._count(len(conversations)):
-            return self._run_all(conversations, max_new_tokens, temperature, top_p)
+            return self._run_all(conversations, max_new_tokens, temperature, top_p,
+                                 repetition_penalty)
 
 
 _CLASSES = {"llm": ServedLLM, "vlm": ServedVLM}
