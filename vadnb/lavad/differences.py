@@ -82,10 +82,11 @@ DIFFERENCES: list[stages.Difference] = [
         "list); with choices every reply is a score. Needs a locally loaded LLM (a served one "
         "raises NotImplementedError).",
         "Campus perfect-perception captions, SmolLM2-135M (cpu profile) summarising and "
-        "scoring, 18 positions (stride 50, 24-token summaries): free text parses 0 of 18 "
-        "(every position 0.5), choices 18 of 18; both AUC 0.500, as SmolLM2 picks [1.0] for "
-        "every summary (`python benchmarks/lavad_cpu_llm.py --stride 50 --summary-tokens "
-        "24`). Every reply is now a score; whether the scores rank depends on the model.",
+        "scoring, 59 positions (stride 16, 64-token summaries): free text parses 0 of 59 "
+        "(every position 0.5), choices 59 of 59, raw scores [0] or [1.0] only (raw AUC "
+        "0.512, refined AUC 0.279 / AP 0.242; the oracle LLM: 0.790 / 0.579). `python "
+        "benchmarks/lavad_cpu_llm.py --summary-tokens 64`. Every reply is now a score; "
+        "whether the scores rank depends on the model.",
         "score_decoding='choices'"),
     stages.Difference(
         "The score parser also reads '[ 0.3 ]' and '[.5]' (the official regex does not) "
