@@ -353,6 +353,13 @@ def test_rescore_reuses_the_stored_embeddings(detection):
     nearest = np.argmax(ex["video_embeddings"] @ ex["summary_embeddings"].T, axis=1)
     expected = lavad.to_frames(ex["summary_scores"][nearest], N_FRAMES, 16)
     np.testing.assert_allclose(lavad.rescore(detection, refine_k=1, temperature=0.01), expected)
+    # K=3 at temperature 0.5: the softmax of cos / 0.5 over the 3 nearest summaries
+    sims = ex["video_embeddings"] @ ex["summary_embeddings"].T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :3]
+    w = np.exp(np.take_along_axis(sims, top, 1) / 0.5)
+    want = (w * ex["summary_scores"][top]).sum(1) / w.sum(1)
+    np.testing.assert_allclose(lavad.rescore(detection, refine_k=3, temperature=0.5),
+                               lavad.to_frames(want, N_FRAMES, 16), atol=1e-6)
 
 
 def test_stage_tables(detection):
@@ -397,6 +404,14 @@ def test_evaluate_reports_raw_and_refined(detection):
     assert res["auc_refined"] == pytest.approx(metrics.frame_auc(truth_labels(),
                                                                  detection.frame_scores))
     assert res["auc_raw"] >= 0.95 and res["meaningless"] is False
+    from sklearn.metrics import average_precision_score, precision_recall_curve, auc
+
+    raw = lavad.to_frames(detection.segments["raw_score"].to_numpy(), N_FRAMES, 16)
+    assert res["auc_raw"] == pytest.approx(metrics.frame_auc(truth_labels(), raw))
+    y, s = truth_labels(), np.asarray(detection.frame_scores)
+    assert res["ap_refined"] == pytest.approx(average_precision_score(y, s))
+    precision, recall, _ = precision_recall_curve(y, s)
+    assert res["ap_refined_trapezoid"] == pytest.approx(auc(recall, precision))
     assert list(res["per_class_refined"]["class"]) == ["Fighting"]
 
 
@@ -614,6 +629,9 @@ def test_score_parsing_matches_the_official(reply):
     ours = stages.parse_bracket_score(reply)
     theirs = official_parse(reply)
     assert (ours if ours is not None else -1) == pytest.approx(theirs, abs=1e-9)
+    # and the pipeline's parser reads the reply the same way (the first bracket)
+    read = lavad.parse_scores([reply])[1][0]
+    assert (read if read is not None else -1) == pytest.approx(theirs, abs=1e-9)
 
 
 def test_interpolation_matches_the_official():
@@ -767,6 +785,36 @@ def test_captioner_pool_fills_one_index(clip, tmp_path):
     assert (det.segments["captions"] != "a grey frame").all()  # the first model's captions
     calls = det.model_calls.set_index("model")
     assert calls.loc["second-captioner", "items"] == len(det.segments)
+
+
+def test_captioner_gets_its_own_length_unless_capped(clip, tmp_path):
+    sent = []
+
+    class Recording(ScriptedCaptioner):
+        def __call__(self, images, **generate):
+            sent.append(generate)
+            return super().__call__(images, **generate)
+
+    backends = {**doubles(), "captioner": Recording(lambda im: "a scene")}
+    lavad.run(clip, backends=backends, cache=Cache(tmp_path / "a"))
+    assert sent and all("max_new_tokens" not in g for g in sent)  # official: model's own
+    sent.clear()
+    lavad.run(clip, backends=backends, cache=Cache(tmp_path / "b"), caption_max_new_tokens=30)
+    assert sent and all(g.get("max_new_tokens") == 30 for g in sent)
+
+
+def test_summary_budget_counts_the_chat_templated_prompt():
+    from vadnb.lavad.budget import prompt_token_counter
+
+    class Templated:  # a transformers-like backend: tokenizer + chat template
+        def prompt(self, messages):
+            return "<s>[INST] " + messages[-1]["content"] + " [/INST]"
+
+        def tokenizer(self, text, add_special_tokens=True):
+            return {"input_ids": text.split() + (["<bos>"] if add_special_tokens else [])}
+
+    msgs = [{"role": "user", "content": "one two three"}]
+    assert prompt_token_counter(Templated())(msgs) == 5  # template counted, no extra BOS
 
 
 def test_paper_config_per_dataset():
@@ -1005,7 +1053,9 @@ class _Recorder:
         if text.startswith(lavad.SUMMARY_PROMPT):
             firsts = sorted({ln for ln in text.split("\n\n", 1)[1].split("\n")})
             return f"Sure, a summary:\n{' and '.join(firsts)} happen"
-        n = len(text) % 7
+        import hashlib
+
+        n = int(hashlib.sha1(text.encode()).hexdigest(), 16) % 7  # varied scores, 3: unreadable
         return "I cannot tell" if n == 3 else f"Rating: [{n / 10:.1f}]"
 
 
@@ -1072,7 +1122,7 @@ def official_lavad(rec: _Recorder, num_frames: int, fps: float):
 def test_run_matches_the_official_pipeline_word_for_word(tmp_path):
     from vadnb.video import read_frames, write_test_video
 
-    n, fps = 100, 10
+    n, fps = 300, 10  # 19 positions, windows of 100 frames: several distinct summaries
     path = write_test_video(tmp_path / "coded.avi", num_frames=n, fps=fps)
     decoded = read_frames(path).images
     crop_ids: dict[bytes, set] = {}
@@ -1110,6 +1160,7 @@ def test_run_matches_the_official_pipeline_word_for_word(tmp_path):
         else:
             assert gen["max_new_tokens"] == lavad.Config().score_max_new_tokens
     np.testing.assert_allclose(det.frame_scores, want["frames"], atol=1e-6)
+    assert len(set(det.extras["summary_scores"])) > 2  # the refinement has scores to weigh
 
 
 def test_paper_decoding_samples_every_position_with_top_p(tmp_path):
@@ -1126,3 +1177,16 @@ def test_paper_decoding_samples_every_position_with_top_p(tmp_path):
     assert len(log) == 2 * 5  # identical prompts, yet every position asked (5 + 5)
     assert {(g["temperature"], g["top_p"], g["max_new_tokens"]) for _, g in log[:5]} == {
         (0.6, 0.9, 160)}
+
+
+def test_options_are_config_settings_and_the_statement_compares_with_the_defaults():
+    import pandas as pd
+    assert next(iter(lavad.OPTIONS.values())) == {}  # the official defaults come first
+    for name, over in list(lavad.OPTIONS.items())[1:]:
+        assert len(over) == 1 and lavad.Config(**over) != lavad.Config(), name
+    table = pd.DataFrame({"setting": ["official defaults", "a", "b"],
+                          "auc_refined": [0.79, 0.79, 0.869], "ap_refined": [0.579, 0.579, 0.748]})
+    lines = lavad.options_statement(table).split("\n")
+    assert lines == ["official defaults: refined AUC 0.790, AP 0.579",
+                     "a: the same as the defaults",
+                     "b: refined AUC 0.869 (+0.079), AP 0.748 (+0.169)"]

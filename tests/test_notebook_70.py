@@ -36,6 +36,8 @@ def test_notebook_70_writes_its_artifacts(tmp_path):
     assert (tmp_path / "validation_curve.png").stat().st_size > 5_000
     # perfect perception: the oracle runs VERA's real steps; the default variant separates
     perfect = pd.read_csv(tmp_path / "perfect_perception.csv")
-    assert list(perfect["variant"])[0] == "vadnb (default)" and len(perfect) == 5
+    assert list(perfect["variant"])[0] == "official (default)" and len(perfect) == 7
+    assert (perfect["auc_vs_official"] == perfect["test_auc"] - perfect["test_auc"][0]).all()
+    assert (perfect["ap_vs_official"] == perfect["test_ap"] - perfect["test_ap"][0]).all()
     assert perfect["val_acc"].iloc[0] == 1.0
     assert perfect["test_auc"].iloc[0] > 0.7 and perfect["test_auc"].between(0, 1).all()

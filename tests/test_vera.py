@@ -955,7 +955,7 @@ def _official_xd_video(result, v_array):
     return pred[:-mod] if mod else pred
 
 
-@pytest.mark.parametrize("n_frames", [40, 75, 97, 400, 561])
+@pytest.mark.parametrize("n_frames", [18, 40, 49, 75, 97, 400, 561])  # 2, 3, 4, 5, ... segments
 def test_xd_violence_ap_matches_the_official_script(n_frames):
     from sklearn.metrics import auc, precision_recall_curve
 
@@ -967,6 +967,162 @@ def test_xd_violence_ap_matches_the_official_script(n_frames):
     expected = _official_xd_video(result, feats)
     ours = vera.xd_violence_frame_scores([r["score"] for r in result.values()], feats, n_frames)
     np.testing.assert_allclose(ours, expected, atol=1e-9)
-    gt = (np.arange(len(expected)) % 50 < 20).astype(float)
+    gt = (np.arange(len(expected)) % 10 < 4).astype(float)
     precision, recall, _ = precision_recall_curve(gt, expected)
     assert vera.xd_violence_ap({"v": gt}, {"v": ours}) == pytest.approx(auc(recall, precision))
+
+
+# ---------------------------------------------------------------------------------------
+# run() as a whole against a transcription of the official inference pipeline
+# (Inference/generate_intial_score.py for step 1, LAVAD's ImageBind clip features for the
+# embeddings as the README says, compute_auc.py for steps 2-3). Scripted backends record
+# what each model was sent; frames are known by their bar code (write_test_video).
+# ---------------------------------------------------------------------------------------
+
+from vadnb.lavad import spatial_crops  # noqa: E402  (ImageBind's 3 crops, as LAVAD reads)
+
+#: The learner prompt vadnb sends, word for word: its own wording in the structure of
+#: VERA_learner_instruct.txt (role, description, questions, input, strict format;
+#: differences.py, "Prompts"), the questions numbered "1. ..." as new_qs lists them.
+_LEARNER_PROMPT = (
+    "You are the model.\n"
+    "** Model description **\n"
+    "You classify videos into two classes. The input is a sequence of frames of one video, "
+    "in time order, and you decide whether the video contains an anomaly. Your output is an "
+    "integer class label from the set {0, 1}: 0 stands for a normal video and 1 for an "
+    "abnormal video. Answer the prompt questions first.\n"
+    "** Prompt questions **\n"
+    "Looking at the video frames, answer each of these questions and give a one-sentence "
+    "explanation:\n{questions}\n"
+    "From these answers, settle the question 'Is there any anomaly in the video?' with "
+    "either 'Yes, there is an anomaly' or 'No, there is no anomaly'.\n"
+    "** Input **\n"
+    "The 8 attached images are the frames of the video, in time order.\n"
+    "Reply strictly in this format:\n"
+    "Answers to Prompt Questions: [your answer to each prompt question]\n"
+    "Output:\n"
+    "[only the integer class label, 0 or 1; make any assumption you need]\n"
+    "Write nothing else.")
+
+
+def _code_vec(seed: str, dim: int = 6) -> np.ndarray:
+    import hashlib
+
+    return np.random.default_rng(int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16)
+                                 ).normal(size=dim)
+
+
+def _coded_reply(codes):
+    """The scripted learner: 1 when the window's middle frame lies in 150..259; a reply
+    ending in '1.' (read 0 by the official last-character rule) when that frame is a
+    multiple of 5."""
+    mid = codes[len(codes) // 2]
+    label = int(150 <= mid < 260)
+    return f"Answers to Prompt Questions: I see frame {mid}.\nOutput:\n{label}" + (
+        "." if mid % 5 == 0 else "")
+
+
+def _clip_vec(crops):
+    """A scripted clip embedding: a function of the clip's pixels."""
+    import hashlib
+
+    return _code_vec(hashlib.sha1(b"".join(np.ascontiguousarray(c).tobytes()
+                                           for c in crops)).hexdigest())
+
+
+class _RecordingVLM(ScriptedVLM):
+    def __init__(self):
+        from vadnb.video import read_frame_code
+
+        super().__init__(lambda ims, p: _coded_reply([read_frame_code(i) for i in ims]))
+        self.sent, self.code = [], read_frame_code
+
+    def batch(self, requests, **generate):
+        requests = list(requests)
+        self.sent += [([self.code(i) for i in ims], [np.shape(i) for i in ims], p, generate)
+                      for ims, p in requests]
+        return super().batch(requests, **generate)
+
+
+class _RecordingEmbedder(ScriptedEmbedder):
+    """Knows each (frame, crop) by its pixels (the set of those with these pixels)."""
+
+    def __init__(self, crop_ids):
+        super().__init__(name="recording-embedder")
+        self.crop_ids, self.clips = crop_ids, []
+
+    def encode_video(self, clips):
+        clips = [list(c) for c in clips]
+        self.clips += [[self.crop_ids[np.ascontiguousarray(f).tobytes()] for f in c]
+                       for c in clips]
+        vecs = np.stack([_clip_vec(c) for c in clips])
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def official_vera(frames, fps, stride=16):
+    """VERA's inference as the official scripts compute it, on the scripted models."""
+    num_frames = len(frames)
+    centres = list(range(0, num_frames, stride))  # generate_intial_score.py: range(0, n, 16)
+    # the VLM's 8 frames: the official arange(start, end, (end - start) / 8) over +/-150
+    # frames is differences.py's "Inference windows"; vadnb's closed window in seconds:
+    half = int(round(10 * fps / 2))
+    windows = [np.linspace(max(c - half, 0), min(c + half, num_frames - 1), 8).round()
+               .astype(int).tolist() for c in centres]
+    replies = [_coded_reply(w) for w in windows]  # model.batch_chat, the same questions
+    labels = [1 if r[-1] == "1" else 0 for r in replies]  # generate_intial_score.py
+    clips = []  # README: LAVAD's ImageBind clip features (sample_utils.py window, 10 frames)
+    for c in centres:
+        lo, hi = max(c - int(10 * fps) // 2, 0), min(c + int(10 * fps) // 2, num_frames)
+        w = lo + np.linspace(0, hi - lo - 1, 10).astype(int)
+        clips.append([[(int(w[0]), k), (int(w[-1]), k)] for k in range(3)])  # 2 frames, 3 crops
+    feats = []
+    for cl in clips:  # ImageBind averages its 3 crop embeddings (each normalised)
+        v = np.stack([_clip_vec([spatial_crops(frames[a])[k], spatial_crops(frames[b])[k]])
+                      for (a, k), (b, _) in cl])
+        feats.append((v / np.linalg.norm(v, axis=1, keepdims=True)).mean(0))
+    smoothed = _official_smooth(_official_ensemble(np.array(feats), labels), 15, 10)
+    frames = []  # compute_auc.py: round(x, 1), each segment over its frames, the last cut
+    for i, c in enumerate(centres):
+        frames += [round(smoothed[i], 1)] * (stride if i < len(centres) - 1
+                                              else num_frames - c)
+    return dict(centres=centres, windows=windows, labels=labels, clips=clips,
+                frames=np.array(frames))
+
+
+@pytest.mark.parametrize("stride", [16, 12])
+def test_run_matches_the_official_pipeline(stride, tmp_path):
+    from vadnb.video import read_frames, write_test_video
+
+    n, fps = 400, 10
+    path = write_test_video(tmp_path / "coded.avi", num_frames=n, fps=fps)
+    decoded = read_frames(path).images
+    crop_ids: dict[bytes, set] = {}
+    for f, im in enumerate(decoded):
+        for k, c in enumerate(spatial_crops(im)):
+            crop_ids.setdefault(c.tobytes(), set()).add((f, k))
+    vlm, embedder = _RecordingVLM(), _RecordingEmbedder(crop_ids)
+    det = vera.run(path, backends={"vlm": vlm, "embedder": embedder},
+                   cache=Cache(tmp_path / "cache"), stride=stride)
+    want = official_vera(decoded, fps, stride)
+    questions = "\n".join(f"{i}. {q}" for i, q in enumerate(vera.default_questions(), 1))
+    prompt = _LEARNER_PROMPT.replace("{questions}", questions)
+
+    assert [codes for codes, *_ in vlm.sent] == want["windows"]  # one query per segment
+    for _, shapes, sent_prompt, generate in vlm.sent:
+        assert shapes == [(448, 448, 3)] * 8 and sent_prompt == prompt
+        assert generate["max_new_tokens"] == 1024 and generate["temperature"] == 0.0
+    wanted = [c for cl in want["clips"] for c in cl]  # first and last frame, crops 0, 1, 2
+    assert len(embedder.clips) == len(wanted)
+    assert all(a in got[0] and b in got[1] for got, (a, b) in zip(embedder.clips, wanted))
+    assert det.segments["raw_score"].tolist() == want["labels"]
+    assert 0 < sum(want["labels"]) < len(want["labels"])
+    np.testing.assert_allclose(det.frame_scores, want["frames"], atol=1e-6)
+
+
+def test_unreadable_answers_are_interpolated_between_their_neighbours():
+    """An unreadable answer (tolerant reading) is filled linearly from the answers on both
+    sides, the ends from the nearest one, and counted: never read as 0."""
+    labels = [1, None, 0, None, None, 1, None]
+    out = vera.core.refine_answers(labels, np.eye(7), 7 * 16, vera.Config())
+    np.testing.assert_allclose(out["raw"], [1, 0.5, 0, 1 / 3, 2 / 3, 1, 1])
+    assert out["unparseable"] == 4

@@ -58,8 +58,8 @@ from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
                    summary_scores, to_frames, window_frames)
 from .differences import DIFFERENCES
 from .video_clip import VIDEO_CLIPS, clip_frames, spatial_crops
-from .lesson import (drawable, oracle_backends, plot_contact_sheet, similarity_statement,
-                     stage_tables, truth_statement)
+from .lesson import (OPTIONS, drawable, options_statement, options_table, oracle_backends,
+                     plot_contact_sheet, similarity_statement, stage_tables, truth_statement)
 from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,
                        XD_VIOLENCE_SCORE_CONTEXT, load_released, paper_config,
                        refine_from_neighbours)
@@ -73,6 +73,7 @@ __all__ = [
     "refine_from_neighbours", "run", "run_many", "evaluate", "summary_messages",
     "score_messages", "last_line", "clean_captions", "refine_scores", "to_frames",
     "parse_scores", "frame_scores_of", "rescore", "stage_tables", "oracle_backends",
+    "OPTIONS", "options_table", "options_statement",
     "pipeline", "Detection", "TINY_WARNING",
 ]
 

@@ -115,6 +115,57 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
             "llm": ScriptedLLM(reply, name="oracle-llm")}
 
 
+#: vadnb's named options, each beside the official defaults (notebooks 30 and 40,
+#: benchmarks/lavad_options.py); every one is also listed in ``lavad.DIFFERENCES``.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "official defaults": {},
+    "summary_max_new_tokens=160": {"summary_max_new_tokens": 160},
+    "video_clip='pairs'": {"video_clip": "pairs"},
+    "llm_decoding='paper'": {"llm_decoding": "paper"},
+    "caption_max_new_tokens=30": {"caption_max_new_tokens": 30},
+}
+
+
+def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = None,
+                  cache: Any = None, backends: dict[str, Any] | None = None,
+                  names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Frame AUC / AP (raw and refined, both AP variants) of LAVAD on ``benchmark``'s videos
+    (or those ``names``) with the official defaults and with each named option (``OPTIONS``
+    by default), on the perfect-perception backends (:func:`oracle_backends`) unless
+    ``backends`` are given: what each of vadnb's options changes, measured, for the
+    notebooks and the benchmark."""
+    from . import evaluate, run_many
+
+    backends = backends or oracle_backends(benchmark)
+    videos = benchmark.videos
+    if names is not None:
+        videos = videos[videos.name.isin(list(names))]
+    names = list(videos.name)
+    labels = {n: benchmark.frame_labels(n) for n in names}
+    rows = []
+    for setting, overrides in (options or OPTIONS).items():
+        dets = run_many(list(videos.path), backends=backends, cache=cache, **overrides)
+        res = evaluate(dict(zip(names, dets)), labels)
+        rows.append({"setting": setting, "auc_raw": res["auc_raw"],
+                     "auc_refined": res["auc_refined"], "ap_refined": res["ap_refined"],
+                     "ap_refined_trapezoid": res["ap_refined_trapezoid"]})
+    return pd.DataFrame(rows)
+
+
+def options_statement(table: pd.DataFrame) -> str:
+    """Each option's refined AUC / AP beside the official defaults' (the first row), in
+    words computed from :func:`options_table`'s table."""
+    base = table.iloc[0]
+    lines = [f"{base.setting}: refined AUC {base.auc_refined:.3f}, AP {base.ap_refined:.3f}"]
+    for _, row in table.iloc[1:].iterrows():
+        d_auc, d_ap = row.auc_refined - base.auc_refined, row.ap_refined - base.ap_refined
+        same = abs(d_auc) < 5e-4 and abs(d_ap) < 5e-4
+        lines.append(f"{row.setting}: " + ("the same as the defaults" if same else
+                     f"refined AUC {row.auc_refined:.3f} ({d_auc:+.3f}), "
+                     f"AP {row.ap_refined:.3f} ({d_ap:+.3f})"))
+    return "\n".join(lines)
+
+
 def drawable(text: str, font: str | None = None) -> str:
     """``text`` with every character matplotlib's font cannot draw replaced by "?", so a
     figure never shows missing-glyph boxes (tiny models write random Unicode)."""
