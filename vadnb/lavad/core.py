@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import metrics, stages
+from ..models.base import LAVAD_SCORE_CHOICES
 from ..runtime import Caption, Chat, EncodeImage, EncodeText, Runtime
 from ..stages import SEQUENCE, ModelId, config_dataclass
 from .budget import prompt_tokens
@@ -78,6 +79,12 @@ class Config:
     score_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = 48
     """Token budget of a score reply: ``[0.7]`` plus room for a chatty preamble (the
     official let it run to the context end); cut replies are counted."""
+    score_decoding: Literal["free", "choices"] = "free"
+    """How a score is asked. ``"free"`` (default, the paper's): the LLM writes free text and
+    the parser reads ``[x]`` from it. ``"choices"`` (vadnb's option, for small models that
+    rarely write a bracket): the reply is the value of ``[0]``, ``[0.1]``, ..., ``[1.0]``
+    the model itself finds most likely (``llm.batch(..., choices=LAVAD_SCORE_CHOICES)``),
+    so every reply parses; needs a locally loaded LLM (a served one cannot score choices)."""
     summary_prompt: str = SUMMARY_PROMPT
     """Instruction placed above the temporal description (one caption per line)."""
     score_context: str = SCORE_CONTEXT
@@ -246,10 +253,15 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
                                               in enumerate(zip(msgs, budgets))],
                                       cfg.llm_batch_size, "summaries")
         r["summaries"] = [last_line(x) for x in r["summary_replies"]]
+    def ask_score(summary: str, r: dict[str, Any], i: int) -> Chat:
+        if cfg.score_decoding == "choices":  # the most likely allowed value: no budget, no draw
+            return Chat(score_messages(summary, cfg), choices=LAVAD_SCORE_CHOICES)
+        return ask(score_messages(summary, cfg), cfg.score_max_new_tokens, r, i)
+
     for r in out:  # 5. score each summary with the LLM; parse, interpolate the missing
-        r["score_replies"] = rt.map("llm", [
-            ask(score_messages(s, cfg), cfg.score_max_new_tokens, r, i)
-            for i, s in enumerate(r["summaries"])], cfg.llm_batch_size, "scores")
+        r["score_replies"] = rt.map("llm", [ask_score(s, r, i)
+                                            for i, s in enumerate(r["summaries"])],
+                                    cfg.llm_batch_size, "scores")
         r["raw_scores"], r["parsed"], r["parse_log"] = parse_scores(r["score_replies"])
     rt.release("llm")
     for r in out:  # 6. build the summary index: unique summaries, text embeddings

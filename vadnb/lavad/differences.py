@@ -75,6 +75,21 @@ DIFFERENCES: list[stages.Difference] = [
         "often it did not.",
         "score_max_new_tokens"),
     stages.Difference(
+        "Option (vadnb improvement): score_decoding='choices' asks which of the 11 allowed "
+        "replies [0], [0.1], ..., [1.0] the LLM itself finds most likely (its log-probability "
+        "of each, end of turn included) instead of parsing its free text. The default is the "
+        "official free-text reply read by the parser.",
+        "A small LLM often writes no readable bracket (SmolLM2-135M echoes the candidate "
+        "list); with choices every reply is a score. Needs a locally loaded LLM (a served one "
+        "raises NotImplementedError).",
+        "Campus perfect-perception captions, SmolLM2-135M (cpu profile) summarising and "
+        "scoring, 59 positions (stride 16, 64-token summaries): free text parses 0 of 59 "
+        "(every position 0.5), choices 59 of 59, raw scores [0] or [1.0] only (raw AUC "
+        "0.512, refined AUC 0.279 / AP 0.242; the oracle LLM: 0.790 / 0.579). `python "
+        "benchmarks/lavad_cpu_llm.py --summary-tokens 64`. Every reply is now a score; "
+        "whether the scores rank depends on the model.",
+        "score_decoding='choices'"),
+    stages.Difference(
         "The score parser also reads '[ 0.3 ]' and '[.5]' (the official regex does not) "
         "and skips values outside [0, 1] (the official keeps '[7]' as a score of 7).",
         "Scores stay in [0, 1]; a readable answer is not thrown away over a space.",
