@@ -106,36 +106,6 @@ def _video_table(videos: Any, what: str) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _video_table(videos: Any, what: str) -> pd.DataFrame:
-    """A Benchmark, a DataFrame (path + is_anomalous or label) or [(path, 0/1), ...]."""
-    if hasattr(videos, "videos") and isinstance(videos.videos, pd.DataFrame):
-        table = videos.videos.copy()
-    elif isinstance(videos, pd.DataFrame):
-        table = videos.copy()
-    else:
-        rows = [{"path": str(p), "is_anomalous": int(y)} for p, y in videos]
-        table = pd.DataFrame(rows, columns=["path", "is_anomalous"])
-    if "path" not in table:
-        raise ValueError(f"{what} videos need a 'path' column")
-    if "is_anomalous" not in table:
-        if "label" not in table:
-            raise ValueError(f"{what} videos need an 'is_anomalous' (0/1) or 'label' column")
-        table["is_anomalous"] = table["label"].astype(str).str.lower() != "normal"
-    if "split" in table and (table["split"].astype(str) == "test").any():
-        bad = [Path(p).name for p in table.loc[table["split"].astype(str) == "test", "path"]]
-        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
-        raise ValueError(
-            f"{what} videos include {len(bad)} from the test split ({shown}). "
-            "VERA chooses its questions on validation accuracy; tuning on test videos would "
-            "make the test score meaningless. Pass bench.subset('train') and bench.subset('val').")
-    if table.empty:
-        raise ValueError(f"no {what} videos: VERA needs at least one")
-    table["path"] = table["path"].astype(str)
-    table["target"] = table["is_anomalous"].astype(bool).astype(int)
-    table["digest"] = [file_digest(p) for p in table["path"]]
-    return table.reset_index(drop=True)
-
-
 def _accuracy(replies: Sequence[Reply], targets: Sequence[int],
               log: ParseLog, reading: str = "official") -> tuple[float, list]:
     preds = [log.record(r, read_label(r, reading, "learning")) for r in replies]
