@@ -72,7 +72,7 @@ if "google.colab" in sys.modules:  # on Colab only: fetch the suite once, instal
 # %% tags=["parameters"]
 PROFILE = None             # "tiny" (CPU, random models), "colab" (T4), "paper"; None: $VADNB_PROFILE or auto
 OUTPUT_DIR = "outputs/80"  # leaderboard.csv/.html, metrics.json, timelines.png, detections/
-METHODS = ["classical", "lavad", "anomalyclip", "vera", "anyanomaly"]  # the rows of the leaderboard
+METHODS = ["classical", "lavad", "anomalyclip", "vera", "anyanomaly", "flashback"]  # the rows of the leaderboard
 MAX_VIDEOS = None          # None: every campus test clip; a number: that many (normal and anomalous mixed)
 EPOCHS = 20                # AnomalyCLIP trains a checkpoint on the campus train split first
 VIDEO = None               # a video of your own: every method scores it too (no ground truth needed)
@@ -124,7 +124,7 @@ lesson.banner(env)
 # ## The contestants
 #
 # Notebook 00's contestants table says what each method learns from, which models it calls
-# and what one call looks at; the five rows below are those methods.
+# and what one call looks at; the rows below are those methods.
 #
 # A method whose module cannot be imported in your copy of the suite gets a row saying
 # "not available" instead of stopping the notebook.

@@ -18,7 +18,7 @@ from vadnb.detect import TINY_WARNING
 
 pytestmark = pytest.mark.notebook
 
-METHODS = ["classical", "lavad", "anomalyclip", "vera", "anyanomaly"]
+METHODS = ["classical", "lavad", "anomalyclip", "vera", "anyanomaly", "flashback"]
 # the smallest settings that still run every stage of every method
 OVERRIDES = {
     "lavad": {"stride": 64, "frames_per_window": 2, "summary_max_new_tokens": 4,
@@ -30,7 +30,8 @@ OVERRIDES = {
 }
 # the model roles whose calls each method must report (a fresh cache: every call is made)
 ROLES = {"lavad": {"captioner", "embedder", "llm"}, "anomalyclip": {"clip"},
-         "vera": {"vlm", "embedder"}, "anyanomaly": {"clip", "vlm"}}
+         "vera": {"vlm", "embedder"}, "anyanomaly": {"clip", "vlm"},
+         "flashback": {"embedder"}}  # tiny: the hand-written memory, no LLM call
 
 
 @pytest.fixture(scope="module")
