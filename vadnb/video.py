@@ -57,6 +57,7 @@ the file, says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -358,10 +359,6 @@ def _check_source(path: PathLike) -> Path:
     if not os.access(p, os.R_OK):
         raise VideoError(f"{p} is not readable (permission denied); fix its permissions")
     return p
-
-
-# Kept for callers of the old name.
-_check_file = _check_source
 
 
 def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
@@ -1260,17 +1257,18 @@ class _Reader:
             yield expect, (lambda f=frame: _rgb(f))
             expect += 1
 
-    def _jump_to(self, target: int) -> None:
-        k = int(np.searchsorted(self.points, target, side="right")) - 1 if self.seekable else -1
-        if k >= 0 and int(self.points[k]) > _SEEK_MIN_SKIP:  # near the start: just decode
-            self._seek(k)
-        else:
-            self._restart()
-
-    def _far(self, k: int) -> bool:
-        """Whether seeking to seek point ``k`` (the last at or before the wanted frame, -1 for
-        none) skips enough frames to be worth it."""
-        return self.seekable and k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
+    def _recover(self, err: _Untrusted) -> None:
+        """After a seek went wrong: where seeking by pts landed late, seek by dts instead;
+        else never seek again in this file and decode sequentially."""
+        k, attempt = self.seeking
+        if isinstance(err, _LandedLate) and attempt == 0 \
+                and self.seek_ts[k] < self.pts[self.points[k]]:
+            self.first_attempt = 1
+            self._seek(k, 1)
+            return
+        _SEEK_STATS["fallbacks"] += 1
+        self.seekable = False
+        self._restart()
 
     def take(self, targets: np.ndarray, lazy: bool = False
              ) -> Iterator[tuple[int, Any]]:
@@ -1285,44 +1283,33 @@ class _Reader:
             names = self.record["files"]
             where = np.searchsorted(self.index, targets).tolist()
             for t, i in zip(targets.tolist(), where):
-                if lazy:
-                    yield t, (lambda name=names[i], t=t: _read_image(self.p, name, t))
-                else:
-                    yield t, _read_image(self.p, names[i], t)
+                read = functools.partial(_read_image, self.p, names[i], t)
+                yield t, (read if lazy else read())
             return
         # each target's seek point, found once (not per frame, under the GIL)
         points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
             if self.seekable else [-1] * len(targets)
         for t, k in zip(targets.tolist(), points):
-            if self.frames is None or t <= self.pos or self._far(k):
-                self._jump_to(t)
+            seek = self.seekable and k >= 0  # k: the last seek point at or before frame t
+            if self.frames is None or t <= self.pos \
+                    or (seek and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP):
+                if seek and int(self.points[k]) > _SEEK_MIN_SKIP:  # near the start: decode
+                    self._seek(k)
+                else:
+                    self._restart()
             while True:
                 try:
                     index, retrieve = next(self.frames)
                 except StopIteration:
-                    if self.after_seek:  # the file ended early after a seek: trust it no more
-                        _SEEK_STATS["fallbacks"] += 1
-                        self.seekable = False
-                        self._restart()
-                        continue
-                    raise VideoError(
-                        f"{self.p}: decoding stopped after {self.pos + 1} frames, before frame "
-                        f"{t}, although a first pass counted {self.n}; the file may have "
-                        "changed or be damaged. Copy it again and retry.") from None
-                except _LandedLate:
-                    k, attempt = self.seeking
-                    if attempt == 0 and self.seek_ts[k] < self.pts[self.points[k]]:
-                        self.first_attempt = 1
-                        self._seek(k, 1)
-                        continue
-                    _SEEK_STATS["fallbacks"] += 1
-                    self.seekable = False
-                    self._restart()
+                    if not self.after_seek:
+                        raise VideoError(
+                            f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
+                            f"frame {t}, although a first pass counted {self.n}; the file may "
+                            "have changed or be damaged. Copy it again and retry.") from None
+                    self._recover(_Untrusted())  # the file ended early after a seek
                     continue
-                except _Untrusted:
-                    _SEEK_STATS["fallbacks"] += 1
-                    self.seekable = False
-                    self._restart()
+                except _Untrusted as err:
+                    self._recover(err)
                     continue
                 self.pos = index
                 if index == t:
@@ -1454,15 +1441,22 @@ def iter_frames(path: PathLike, fps: float | None = None,
 
     Arguments are those of :func:`read_frames`, plus ``chunk`` (frames per yielded Frames).
     """
+    # Arguments are checked here, when iter_frames is called; decoding starts on first use.
+    return _iter_chunks(*_request(path, fps, indices, size, cache, frame_rate, chunk))
+
+
+def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
+             size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
+             chunk: int | None = None) -> tuple[Any, ...]:
+    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
     p, record = _probe_record(path, cache, frame_rate)
     _check_fps(p, fps)
     size = _check_size(p, size)
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     order = _wanted(p, record, fps, indices)
-    h, w = _output_shape(p, record, size)
-    # Arguments are checked above, when iter_frames is called; decoding starts on first use.
-    return _iter_chunks(p, record, order, size, (h, w), int(chunk))
+    chunk = max(len(order), 1) if chunk is None else int(chunk)
+    return p, record, order, size, _output_shape(p, record, size), chunk
 
 
 def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
@@ -1517,21 +1511,10 @@ def read_frames(path: PathLike, fps: float | None = None,
     (see the module docstring). The first call on a file costs an extra pass (the probe).
     Use :func:`iter_frames` for long videos that do not fit in memory.
     """
-    p, record = _probe_record(path, cache, frame_rate)
-    _check_fps(p, fps)
-    size = _check_size(p, size)
-    order = _wanted(p, record, fps, indices)
-    times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    h, w = _output_shape(p, record, size)
-    images = _output(len(order), (h, w))
-    if len(order):
-        reader = _Reader(p, record)
-        try:
-            _fill(reader, order, images, size)
-        finally:
-            reader.close()
-        _DECODE_STATS["frames_returned"] += len(order)
-    return Frames(images=images, indices=order, timestamps_s=times[order])
+    p, record, order, size, shape, chunk = _request(path, fps, indices, size, cache, frame_rate)
+    whole = list(_iter_chunks(p, record, order, size, shape, chunk))  # one chunk, or none
+    return whole[0] if whole else Frames(images=_output(0, shape), indices=order,
+                                         timestamps_s=np.zeros(0, dtype=np.float64))
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
