@@ -415,23 +415,19 @@ def _truncation(p: Path) -> str | None:
 
 def _mkv_truncation(data: bytes, size: int) -> str | None:
     """Compare a Matroska segment's declared size (when known) with the file's size."""
-    def vint(data: bytes, i: int, keep_marker: bool) -> tuple[int, int]:
-        first = data[i]
-        length = 1
-        while length <= 8 and not first & (0x80 >> (length - 1)):
-            length += 1
-        value = first if keep_marker else first & (0xFF >> length)
-        for b in data[i + 1: i + length]:
-            value = (value << 8) | b
-        return value, i + length
+    def vint(i: int, keep_marker: bool) -> tuple[int, int]:
+        """An EBML variable-length integer at ``i``: its length is 1 + its leading zero bits."""
+        length = 9 - data[i].bit_length()
+        tail = data[i + 1: i + length]
+        value = data[i] if keep_marker else data[i] & (0xFF >> length)
+        return (value << 8 * len(tail)) | int.from_bytes(tail, "big"), i + length
 
     try:
-        _, i = vint(data, 0, True)           # EBML header id
-        hsize, i = vint(data, i, False)
-        i += hsize
-        seg_id, i = vint(data, i, True)
+        _, i = vint(0, True)           # EBML header id
+        hsize, i = vint(i, False)
+        seg_id, i = vint(i + hsize, True)
         start = i
-        seg_size, i = vint(data, i, False)
+        seg_size, i = vint(i, False)
     except IndexError:
         return "its Matroska header is cut short"
     unknown = seg_size == (1 << (7 * (i - start))) - 1
@@ -1346,11 +1342,9 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
     since its decoder reuses the picture on the next grab."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rank = np.argsort(order, kind="stable")
-    ranked = order[rank]
-    unique = np.unique(order)
-    starts = np.searchsorted(ranked, unique, side="left")
-    ends = np.searchsorted(ranked, unique, side="right")
+    rank = np.argsort(order, kind="stable")  # rows of each frame: rank[starts[j]: ends[j]]
+    unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
+    ends = starts + counts
 
     def place(j: int, index: int, rgb: np.ndarray | Callable[[], np.ndarray]) -> None:
         _place(reader, out, rank[starts[j]: ends[j]], index,
@@ -1482,9 +1476,7 @@ def read_frames(path: PathLike, fps: float | None = None,
         frame_rate: frames per second of a frame folder (see :func:`probe`).
 
     Returns:
-        :class:`Frames` with ``images`` uint8 RGB ``[N, H, W, 3]``, ``indices`` int64 (each
-        image's position in a sequential decode) and ``timestamps_s`` (seconds since the first
-        frame: the decoder's presentation times where reliable, else ``index / fps``).
+        :class:`Frames`: one image per index asked (or sampled), in that order.
 
     Raises:
         VideoError: bad file (see :func:`probe`), ``fps <= 0``, indices out of range
