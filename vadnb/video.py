@@ -657,12 +657,11 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     lost = sorted(set(range(total)) - set(slots))
     lost_count = len(lost)
     if placed and (lost or damage or -1 in slots):
-        notes.append(_lost_note(p, len(damage), lost, exact=True))
+        notes.append(_lost_note(p, len(damage), lost, lost_count))
     elif damage:  # the frames cannot be placed: count them at least
         lost = _lost_frames(pts, packets)
         lost_count = len(lost) if lost else max(len(packets) - n, 0)
-        notes.append(_lost_note(p, len(damage), lost, exact=False, count=lost_count,
-                                after=damage[0]))
+        notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
     damaged = bool(damage or lost_count or -1 in slots)
     seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damaged) else None
     return {
@@ -678,12 +677,13 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     }
 
 
-def _lost_note(p: Path, rejected: int, lost: list[int], exact: bool, count: int = 0,
-               after: int = 0) -> str:
+def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
+               after: int | None = None) -> str:
     """The warning for a damaged file: how many frames are lost, which, and how the rest
-    are numbered."""
-    count = len(lost) if lost else count
-    where = (_spans(_ranges(lost)) if lost else "none" if exact else f"after decoded frame {after}")
+    are numbered (``after``: frames decoded before the damage, where the lost frames cannot be
+    placed; None: they keep their true indices)."""
+    exact = after is None
+    where = _spans(_ranges(lost)) if lost else "none" if exact else f"after decoded frame {after}"
     numbering = (
         "The other frames keep their true indices (their positions in the undamaged video); "
         "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists them."
