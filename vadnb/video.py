@@ -57,6 +57,7 @@ the file, says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -65,7 +66,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -208,23 +209,16 @@ class Frames:
 # An opener returns a handle, or None when it cannot open the file.
 
 @dataclass
-class _PyAV:
-    container: Any
-    stream: Any
+class _Handle:
+    """An open decoder: PyAV's container and its video stream, or OpenCV's capture."""
 
-    def close(self) -> None:
-        self.container.close()
-
-
-@dataclass
-class _OpenCV:
-    cap: Any
-
-    def close(self) -> None:
-        self.cap.release()
+    close: Callable[[], None]
+    container: Any = None
+    stream: Any = None
+    cap: Any = None
 
 
-def _open_pyav(path: Path) -> _PyAV | None:
+def _open_pyav(path: Path) -> _Handle | None:
     try:
         import av
     except ImportError:
@@ -238,10 +232,10 @@ def _open_pyav(path: Path) -> _PyAV | None:
         return None
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    return _PyAV(container, stream)
+    return _Handle(container.close, container, stream)
 
 
-def _open_opencv(path: Path) -> _OpenCV | None:
+def _open_opencv(path: Path) -> _Handle | None:
     import cv2
 
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
@@ -253,7 +247,7 @@ def _open_opencv(path: Path) -> _OpenCV | None:
     if not cap.isOpened():
         cap.release()
         return None
-    return _OpenCV(cap)
+    return _Handle(cap.release, cap=cap)
 
 
 #: Decoders to try, in order.
@@ -271,7 +265,7 @@ class _LandedLate(_Untrusted):
     """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
 
 
-def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
+def _pyav_frames(h: _Handle, damage: list[int] | None = None,
                  packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
     """Every frame PyAV decodes, in presentation order, going on past damaged packets.
 
@@ -310,7 +304,7 @@ def _pyav_frames(h: _PyAV, damage: list[int] | None = None,
             yield frame
 
 
-def _opencv_frames(h: _OpenCV, p: Path) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+def _opencv_frames(h: _Handle, p: Path) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
     """OpenCV's frames: each frame's time (s, or nan) and a function converting it to RGB."""
     import cv2
 
@@ -360,10 +354,6 @@ def _check_source(path: PathLike) -> Path:
     return p
 
 
-# Kept for callers of the old name.
-_check_file = _check_source
-
-
 def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
     """Open with the given backend, or the first of ``_BACKENDS`` that can: (name, handle)."""
     names = [backend] if backend else list(_BACKENDS)
@@ -392,7 +382,7 @@ def _truncation(p: Path) -> str | None:
     """
     size = p.stat().st_size
     with open(p, "rb") as f:
-        head = f.read(64)
+        head = f.read(4096)
         if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
             declared = struct.unpack("<I", head[4:8])[0] + 8
             if declared > size:
@@ -418,32 +408,26 @@ def _truncation(p: Path) -> str | None:
             if b"moov" not in seen:
                 return "the MP4 index (moov box) is missing"
             return None
-        if head[:4] == b"\x1a\x45\xdf\xa3":  # Matroska / WebM
-            return _mkv_truncation(f, size)
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # Matroska / WebM
+        return _mkv_truncation(head, size)
     return None
 
 
-def _mkv_truncation(f: Any, size: int) -> str | None:
+def _mkv_truncation(data: bytes, size: int) -> str | None:
     """Compare a Matroska segment's declared size (when known) with the file's size."""
-    def vint(data: bytes, i: int, keep_marker: bool) -> tuple[int, int]:
-        first = data[i]
-        length = 1
-        while length <= 8 and not first & (0x80 >> (length - 1)):
-            length += 1
-        value = first if keep_marker else first & (0xFF >> length)
-        for b in data[i + 1: i + length]:
-            value = (value << 8) | b
-        return value, i + length
+    def vint(i: int, keep_marker: bool) -> tuple[int, int]:
+        """An EBML variable-length integer at ``i``: its length is 1 + its leading zero bits."""
+        length = 9 - data[i].bit_length()
+        tail = data[i + 1: i + length]
+        value = data[i] if keep_marker else data[i] & (0xFF >> length)
+        return (value << 8 * len(tail)) | int.from_bytes(tail, "big"), i + length
 
-    f.seek(0)
-    data = f.read(4096)
     try:
-        _, i = vint(data, 0, True)           # EBML header id
-        hsize, i = vint(data, i, False)
-        i += hsize
-        seg_id, i = vint(data, i, True)
+        _, i = vint(0, True)           # EBML header id
+        hsize, i = vint(i, False)
+        seg_id, i = vint(i + hsize, True)
         start = i
-        seg_size, i = vint(data, i, False)
+        seg_size, i = vint(i, False)
     except IndexError:
         return "its Matroska header is cut short"
     unknown = seg_size == (1 << (7 * (i - start))) - 1
@@ -569,7 +553,7 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     lost = sorted(set(range(n)) - set(index))
     notes = []
     if lost and not sampled:
-        where = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
+        where = _spans(_ranges(lost))
         notes.append(f"{p}: {len(lost)} image(s) missing from this frame folder's numbering "
                      f"(frames {where}, counted from {files[0].name} as frame 0): they are "
                      "lost frames. The other images keep their numbers as frame indices; "
@@ -614,6 +598,10 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     name, h = _open(p, backend)
     damage: list[int] = []
     packets: list[tuple[Any, Any, bool, int]] = []
+    pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
+    keys: list[bool] = []
+    times: list[float] = []
+    layout = None
     try:
         if name == "pyav":
             stream = h.stream
@@ -622,9 +610,6 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
             header = max(int(stream.frames or 0), 0)
             layout = _Layout(str(h.container.format.name or ""), int(stream.index),
                              stream.time_base)
-            pts: list[Any] = []
-            keys: list[bool] = []
-            times: list[float] = []
             width = height = 0
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:
@@ -633,8 +618,7 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
                         width, height = height, width
                 pts.append(frame.pts)
                 keys.append(bool(frame.key_frame))
-                t = frame.time
-                times.append(float(t) if t is not None else math.nan)
+                times.append(math.nan if frame.time is None else float(frame.time))
         else:
             import cv2
 
@@ -644,18 +628,14 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
             width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
             height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             times = [t for t, _ in _opencv_frames(h, p)]
-            pts, keys = [], []
-            layout = None
     finally:
         h.close()
-    n = len(times)
+    n, cut = len(times), _truncation(p)
     if n == 0:
-        cut = _truncation(p)
         what = f"it is truncated or damaged ({cut})" if cut else (
             "its video stream holds no frame the decoder accepts")
         raise VideoError(f"video has 0 decodable frames: {p}; {what}. Re-encode or fetch "
                          "the file again.")
-    cut = _truncation(p)
     if cut and (header == 0 or n < header):
         frames_read = f"{n} frame" + ("s" if n != 1 else "")
         raise VideoError(f"{p} is truncated or damaged ({cut}): only {frames_read} could "
@@ -670,19 +650,18 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
 
     nominal = nominal if 0 < nominal < 1000 else 0.0
     placed = _true_slots(p, layout, pts, packets, damage, nominal) if layout else None
-    if placed and layout and "avi" not in layout.format.split(","):
+    if placed and "avi" not in layout.format.split(","):  # an AVI drops its groups itself
         placed = _drop_damaged_groups(placed, keys)
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
     lost_count = len(lost)
     if placed and (lost or damage or -1 in slots):
-        notes.append(_lost_note(p, len(damage), lost, exact=True))
+        notes.append(_lost_note(p, len(damage), lost, lost_count))
     elif damage:  # the frames cannot be placed: count them at least
         lost = _lost_frames(pts, packets)
         lost_count = len(lost) if lost else max(len(packets) - n, 0)
-        notes.append(_lost_note(p, len(damage), lost, exact=False, count=lost_count,
-                                after=damage[0]))
+        notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
     damaged = bool(damage or lost_count or -1 in slots)
     seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damaged) else None
     return {
@@ -698,13 +677,13 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     }
 
 
-def _lost_note(p: Path, rejected: int, lost: list[int], exact: bool, count: int = 0,
-               after: int = 0) -> str:
+def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
+               after: int | None = None) -> str:
     """The warning for a damaged file: how many frames are lost, which, and how the rest
-    are numbered."""
-    count = len(lost) if lost else count
-    where = (", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in _ranges(lost))
-             if lost else "none" if exact else f"after decoded frame {after}")
+    are numbered (``after``: frames decoded before the damage, where the lost frames cannot be
+    placed; None: they keep their true indices)."""
+    exact = after is None
+    where = _spans(_ranges(lost)) if lost else "none" if exact else f"after decoded frame {after}"
     numbering = (
         "The other frames keep their true indices (their positions in the undamaged video); "
         "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists them."
@@ -783,25 +762,20 @@ def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
 
 def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
                         ) -> tuple[list[int], int] | None:
-    """Frames' positions among every packet's timestamp (a container that lists them all)."""
-    order = sorted(q[0] for q in packets)
-    if any(t is None for t in order) or len(set(order)) != len(order):
+    """Frames' positions among every packet's timestamp (a container that lists them all),
+    or None when a frame has none. A frame whose place breaks the increasing order gets -1
+    (not returned: a damaged decoder emits a stray picture out of order, its content made up
+    by error concealment); the frames kept are the longest run of increasing places, so one
+    stray frame cannot discard the good frames around it."""
+    order = _packet_order(packets)
+    if order is None:
         return None
     where = {t: i for i, t in enumerate(order)}
-    return _increasing([where.get(t) for t in pts], len(order))
-
-
-def _increasing(slots: list[int | None], total: int) -> tuple[list[int], int] | None:
-    """``(slots, total)`` when every frame has a place, else None; a frame whose place breaks
-    the increasing order gets -1 (not returned: a damaged decoder emits a stray picture out of
-    order, its content made up by error concealment).
-
-    The frames kept are the longest run of increasing places, so one stray frame cannot
-    discard the good frames around it."""
-    if not slots or any(s is None or not 0 <= s < total for s in slots):
+    slots = [where.get(t) for t in pts]
+    if not slots or any(s is None for s in slots):
         return None
     keep = _longest_increasing(slots)
-    return [int(s) if k else -1 for s, k in zip(slots, keep)], int(total)
+    return [int(s) if k else -1 for s, k in zip(slots, keep)], len(order)
 
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
@@ -949,6 +923,11 @@ def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
     return [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
 
 
+def _spans(ranges: Sequence[Sequence[int]]) -> str:
+    """Inclusive ``(first, last)`` ranges as text: ``3, 7-9``."""
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in ranges)
+
+
 def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
     """Sorted integers as inclusive ``(first, last)`` runs."""
     runs: list[tuple[int, int]] = []
@@ -964,14 +943,20 @@ def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> l
     """Positions (in the file's presentation order) of pictures whose packet gave no frame.
 
     Only when every packet and frame has a distinct timestamp; else [] (count only)."""
-    packet_pts = [q[0] for q in packets]
-    if any(t is None for t in packet_pts) or any(t is None for t in pts):
+    order = _packet_order(packets)
+    if order is None or any(t is None for t in pts):
         return []
-    if len(set(packet_pts)) != len(packet_pts):
-        return []
-    order = sorted(packet_pts)
     got = set(pts)
     return [i for i, t in enumerate(order) if t not in got]
+
+
+def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None:
+    """Every picture packet's pts, sorted (presentation order); None if one is missing or
+    repeats, as then timestamps cannot name the pictures."""
+    order = [q[0] for q in packets]
+    if any(t is None for t in order) or len(set(order)) != len(order):
+        return None
+    return sorted(order)
 
 
 def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
@@ -1051,13 +1036,10 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
         DamagedVideoWarning: frames lost to damaged data, or an MPEG-TS file cut short.
     """
     _, r = _probe_record(path, cache, frame_rate)
-    return VideoInfo(num_frames=int(r["num_frames"]), fps=float(r["fps"]), width=int(r["width"]),
-                     height=int(r["height"]), duration_s=float(r["duration_s"]),
-                     header_frames=int(r["header_frames"]), backend=str(r["backend"]),
-                     timestamps_from=str(r["timestamps_from"]), source=str(r["source"]),
-                     fps_from=str(r["fps_from"]), lost_frames=int(r["lost_frames"]),
-                     lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]),
-                     damaged_packets=int(r["damaged_packets"]), seekable=bool(r["seekable"]))
+    cast = {"int": int, "float": float, "str": str, "bool": bool}
+    return VideoInfo(**{f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo)
+                        if f.type in cast},
+                     lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]))
 
 
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
@@ -1131,9 +1113,9 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None,
             raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
                              f"got shape {arr.shape}")
         arr = arr.reshape(-1)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-                raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
+                np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+            raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
         arr = arr.astype(np.int64)
         bad = arr[(arr < 0) | (arr >= n)]
         if bad.size:
@@ -1171,10 +1153,9 @@ def _check_not_lost(p: Path, record: dict[str, Any], arr: np.ndarray) -> None:
                          f"in this folder: extract_frames wrote only the sampled frames listed "
                          f"in its {FRAMES_MANIFEST}. Read them from the source video.")
     if missing.size:
-        ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in record["lost_ranges"])
         raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are "
-                         f"lost: this video's frames {ranges} could not be read (see the "
-                         "DamagedVideoWarning). Ask only for frames outside "
+                         f"lost: this video's frames {_spans(record['lost_ranges'])} could not "
+                         "be read (see the DamagedVideoWarning). Ask only for frames outside "
                          "VideoInfo.lost_ranges, or fetch an undamaged copy.")
 
 
@@ -1199,9 +1180,9 @@ class _Reader:
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
-        self.seeking = (0, 0)  # (seek point, attempt) of the last seek
+        # (seek point, attempt) of the seek self.frames comes from; None: a sequential decode
+        self.seeking: tuple[int, int] | None = None
         self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
-        self.after_seek = False  # whether self.frames comes from a seek
         self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
         if self.seekable:
             self.pts = np.asarray(record["pts"], dtype=np.int64)
@@ -1224,8 +1205,7 @@ class _Reader:
         else:
             self.frames = ((i, retrieve) for i, (_, retrieve) in
                            zip(self.decoded.tolist(), _opencv_frames(self.handle, self.p)))
-        self.after_seek = False
-        self.pos = -1
+        self.seeking, self.pos = None, -1
 
     def _seek(self, k: int, attempt: int | None = None) -> None:
         """Seek to seek point ``k`` (an index into ``self.points``).
@@ -1241,9 +1221,7 @@ class _Reader:
                                    stream=self.handle.stream)
         _SEEK_STATS["seeks"] += 1
         self.frames = self._after_seek(key)
-        self.after_seek = True
-        self.pos = key - 1
-        self.seeking = (k, attempt)
+        self.seeking, self.pos = (k, attempt), key - 1
 
     def _after_seek(self, key: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """Frames from ``key`` on, each named by its pts; any mismatch raises _Untrusted."""
@@ -1260,17 +1238,18 @@ class _Reader:
             yield expect, (lambda f=frame: _rgb(f))
             expect += 1
 
-    def _jump_to(self, target: int) -> None:
-        k = int(np.searchsorted(self.points, target, side="right")) - 1 if self.seekable else -1
-        if k >= 0 and int(self.points[k]) > _SEEK_MIN_SKIP:  # near the start: just decode
-            self._seek(k)
-        else:
-            self._restart()
-
-    def _far(self, k: int) -> bool:
-        """Whether seeking to seek point ``k`` (the last at or before the wanted frame, -1 for
-        none) skips enough frames to be worth it."""
-        return self.seekable and k >= 0 and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP
+    def _recover(self, err: _Untrusted) -> None:
+        """After a seek went wrong: where seeking by pts landed late, seek by dts instead;
+        else never seek again in this file and decode sequentially."""
+        k, attempt = self.seeking or (0, 0)
+        if isinstance(err, _LandedLate) and attempt == 0 \
+                and self.seek_ts[k] < self.pts[self.points[k]]:
+            self.first_attempt = 1
+            self._seek(k, 1)
+            return
+        _SEEK_STATS["fallbacks"] += 1
+        self.seekable = False
+        self._restart()
 
     def take(self, targets: np.ndarray, lazy: bool = False
              ) -> Iterator[tuple[int, Any]]:
@@ -1285,44 +1264,33 @@ class _Reader:
             names = self.record["files"]
             where = np.searchsorted(self.index, targets).tolist()
             for t, i in zip(targets.tolist(), where):
-                if lazy:
-                    yield t, (lambda name=names[i], t=t: _read_image(self.p, name, t))
-                else:
-                    yield t, _read_image(self.p, names[i], t)
+                read = functools.partial(_read_image, self.p, names[i], t)
+                yield t, (read if lazy else read())
             return
         # each target's seek point, found once (not per frame, under the GIL)
         points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
             if self.seekable else [-1] * len(targets)
         for t, k in zip(targets.tolist(), points):
-            if self.frames is None or t <= self.pos or self._far(k):
-                self._jump_to(t)
+            seek = self.seekable and k >= 0  # k: the last seek point at or before frame t
+            if self.frames is None or t <= self.pos \
+                    or (seek and int(self.points[k]) - self.pos > _SEEK_MIN_SKIP):
+                if seek and int(self.points[k]) > _SEEK_MIN_SKIP:  # near the start: decode
+                    self._seek(k)
+                else:
+                    self._restart()
             while True:
                 try:
                     index, retrieve = next(self.frames)
                 except StopIteration:
-                    if self.after_seek:  # the file ended early after a seek: trust it no more
-                        _SEEK_STATS["fallbacks"] += 1
-                        self.seekable = False
-                        self._restart()
-                        continue
-                    raise VideoError(
-                        f"{self.p}: decoding stopped after {self.pos + 1} frames, before frame "
-                        f"{t}, although a first pass counted {self.n}; the file may have "
-                        "changed or be damaged. Copy it again and retry.") from None
-                except _LandedLate:
-                    k, attempt = self.seeking
-                    if attempt == 0 and self.seek_ts[k] < self.pts[self.points[k]]:
-                        self.first_attempt = 1
-                        self._seek(k, 1)
-                        continue
-                    _SEEK_STATS["fallbacks"] += 1
-                    self.seekable = False
-                    self._restart()
+                    if self.seeking is None:
+                        raise VideoError(
+                            f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
+                            f"frame {t}, although a first pass counted {self.n}; the file may "
+                            "have changed or be damaged. Copy it again and retry.") from None
+                    self._recover(_Untrusted())  # the file ended early after a seek
                     continue
-                except _Untrusted:
-                    _SEEK_STATS["fallbacks"] += 1
-                    self.seekable = False
-                    self._restart()
+                except _Untrusted as err:
+                    self._recover(err)
                     continue
                 self.pos = index
                 if index == t:
@@ -1374,11 +1342,9 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
     since its decoder reuses the picture on the next grab."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rank = np.argsort(order, kind="stable")
-    ranked = order[rank]
-    unique = np.unique(order)
-    starts = np.searchsorted(ranked, unique, side="left")
-    ends = np.searchsorted(ranked, unique, side="right")
+    rank = np.argsort(order, kind="stable")  # rows of each frame: rank[starts[j]: ends[j]]
+    unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
+    ends = starts + counts
 
     def place(j: int, index: int, rgb: np.ndarray | Callable[[], np.ndarray]) -> None:
         _place(reader, out, rank[starts[j]: ends[j]], index,
@@ -1412,10 +1378,10 @@ def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: 
     if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     if rgb.shape != want:
-        name = (reader.record["files"][int(np.searchsorted(reader.index, index))]
-                if reader.backend == "images" else "")
-        where = (f"{reader.p / name}: frame {index} of this frame folder"
-                 if reader.backend == "images" else f"{reader.p}: frame {index}")
+        where = f"{reader.p}: frame {index}"
+        if reader.backend == "images":
+            name = reader.record["files"][int(np.searchsorted(reader.index, index))]
+            where = f"{reader.p / name}: frame {index} of this frame folder"
         raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                          f"{want[1]}x{want[0]}: the frame size changes within the video; "
                          "pass size=(width, height) to resize every frame to one size")
@@ -1454,15 +1420,22 @@ def iter_frames(path: PathLike, fps: float | None = None,
 
     Arguments are those of :func:`read_frames`, plus ``chunk`` (frames per yielded Frames).
     """
+    # Arguments are checked here, when iter_frames is called; decoding starts on first use.
+    return _iter_chunks(*_request(path, fps, indices, size, cache, frame_rate, chunk))
+
+
+def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
+             size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
+             chunk: int | None = None) -> tuple[Any, ...]:
+    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
     p, record = _probe_record(path, cache, frame_rate)
     _check_fps(p, fps)
     size = _check_size(p, size)
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     order = _wanted(p, record, fps, indices)
-    h, w = _output_shape(p, record, size)
-    # Arguments are checked above, when iter_frames is called; decoding starts on first use.
-    return _iter_chunks(p, record, order, size, (h, w), int(chunk))
+    chunk = max(len(order), 1) if chunk is None else int(chunk)
+    return p, record, order, size, _output_shape(p, record, size), chunk
 
 
 def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
@@ -1503,9 +1476,7 @@ def read_frames(path: PathLike, fps: float | None = None,
         frame_rate: frames per second of a frame folder (see :func:`probe`).
 
     Returns:
-        :class:`Frames` with ``images`` uint8 RGB ``[N, H, W, 3]``, ``indices`` int64 (each
-        image's position in a sequential decode) and ``timestamps_s`` (seconds since the first
-        frame: the decoder's presentation times where reliable, else ``index / fps``).
+        :class:`Frames`: one image per index asked (or sampled), in that order.
 
     Raises:
         VideoError: bad file (see :func:`probe`), ``fps <= 0``, indices out of range
@@ -1517,21 +1488,10 @@ def read_frames(path: PathLike, fps: float | None = None,
     (see the module docstring). The first call on a file costs an extra pass (the probe).
     Use :func:`iter_frames` for long videos that do not fit in memory.
     """
-    p, record = _probe_record(path, cache, frame_rate)
-    _check_fps(p, fps)
-    size = _check_size(p, size)
-    order = _wanted(p, record, fps, indices)
-    times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    h, w = _output_shape(p, record, size)
-    images = _output(len(order), (h, w))
-    if len(order):
-        reader = _Reader(p, record)
-        try:
-            _fill(reader, order, images, size)
-        finally:
-            reader.close()
-        _DECODE_STATS["frames_returned"] += len(order)
-    return Frames(images=images, indices=order, timestamps_s=times[order])
+    p, record, order, size, shape, chunk = _request(path, fps, indices, size, cache, frame_rate)
+    whole = list(_iter_chunks(p, record, order, size, shape, chunk))  # one chunk, or none
+    return whole[0] if whole else Frames(images=_output(0, shape), indices=order,
+                                         timestamps_s=np.zeros(0, dtype=np.float64))
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
@@ -1621,6 +1581,10 @@ def read_frame_code(image: np.ndarray) -> int:
     return code
 
 
+#: Near-lossless settings of the default encoders, so a frame's code survives compression.
+_ENCODER_DEFAULTS = {"libx264": {"crf": "18", "preset": "veryfast"}, "mpeg4": {"qscale": "2"}}
+
+
 def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
                      size: tuple[int, int] = (64, 48), codec: str | None = None,
                      pts: Sequence[int] | None = None, time_base: Any = None,
@@ -1662,11 +1626,8 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = tb
-        if codec == "libx264":
-            stream.codec_context.options = {"crf": "18", "preset": "veryfast",
-                                            **(options or {})}
-        elif codec == "mpeg4":
-            stream.codec_context.options = {"qscale": "2", **(options or {})}
+        if codec in _ENCODER_DEFAULTS:
+            stream.codec_context.options = {**_ENCODER_DEFAULTS[codec], **(options or {})}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, width, height),
                                                format="rgb24")
