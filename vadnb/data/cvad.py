@@ -30,13 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmarks import (
-    VIDEO_EXTENSIONS,
-    AnnotationError,
-    Benchmark,
-    count_frames,
-    read_text,
-)
+from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, count_frames,
+                         frame_mask, read_text)
 
 __all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
 
@@ -142,12 +137,7 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
             if not isinstance(item, h5py.Dataset):
                 raise AnnotationError(f"{path}: entry {key!r} is a group; expected one 1-D "
                                       "dataset of 0/1 frame labels per video at the root")
-            a = np.asarray(item[()])
-            if a.ndim != 1 or not np.isin(a, (0, 1)).all():
-                raise AnnotationError(
-                    f"{path}: video {key!r}: expected a 1-D array of 0/1, one per frame; got "
-                    f"shape {a.shape} with values {np.unique(a)[:5].tolist()}")
-            out[str(key)] = a.astype(np.uint8)
+            out[str(key)] = frame_mask(item[()], f"{path}: video {key!r}")
     if not out:
         raise AnnotationError(f"{path}: holds no videos")
     return out
@@ -211,7 +201,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
     root = Path(videos_root) if videos_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"videos_root is not a folder: {root}")
-    rows = []
+    out = _Rows(float(fps or _FPS[dataset]))
     for name in sorted(truth):
         labels = truth[name]
         video = ""
@@ -228,16 +218,6 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                     f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
                     f"{n} frames ({counted})")
             video = str(found)
-        anomalous = bool(labels.any())
-        rows.append(dict(name=name, path=video, split="test",
-                         label=anomaly_type if anomalous else "Normal", is_anomalous=anomalous,
-                         num_frames=len(labels), fps=float(fps or _FPS[dataset])))
-    import pandas as pd
-
-    from .benchmarks import COLUMNS
-
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table["num_frames"] = table["num_frames"].astype("int64")
-    table["is_anomalous"] = table["is_anomalous"].astype(bool)
-    return Benchmark(f"c-{prefix}/{anomaly_type}", Path(ground_truth_dir), table, truth,
-                     cvad_keywords(anomaly_type))
+        out.add(name, video, "test", anomaly_type if labels.any() else "Normal", labels,
+                num_frames=len(labels))
+    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir, cvad_keywords(anomaly_type))
