@@ -149,6 +149,18 @@ def frame_mask(values: object, where: str) -> np.ndarray:
     return a.astype(np.uint8)
 
 
+def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
+    """Per-frame labels must have one entry per frame of their video (file or frame folder);
+    a mismatch means the labels and the video come from different releases."""
+    n = count_frames(path)
+    if n != len(labels):
+        counted = "images in the frame folder" if path.is_dir() else "decoded from the video"
+        raise AnnotationError(
+            f"{where} has {len(labels)} frame labels but {path} has {n} frames ({counted}); the "
+            "labels and the video must come from the same release (check that the frames were "
+            "extracted from the original videos at full rate)")
+
+
 def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none: bool
            ) -> list[tuple[int, int]]:
     """Group frame numbers (text or int) into (start, end) pairs, checking order; (-1, -1)
@@ -296,13 +308,7 @@ class Benchmark:
         if row["name"] in self._lengths_checked or not isinstance(row["path"], str) \
                 or not row["path"] or not Path(row["path"]).exists():
             return  # no video here (labels only): nothing to compare with
-        path = Path(row["path"])
-        n = count_frames(path)
-        if n != len(mask):
-            raise AnnotationError(
-                f"the ground truth of {row['name']} has {len(mask)} frame labels but its video "
-                f"{path} has {n} frames; the mask and the video must come from the same release "
-                "(check that the frames were extracted from the original videos at full rate)")
+        check_frame_count(mask, Path(row["path"]), f"the ground truth of {row['name']}")
         self._lengths_checked.add(row["name"])
 
     def all_frame_labels(self, split: str | None = None,
@@ -805,11 +811,7 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     def add(name: str, part: str, mask: np.ndarray | None, label: str | None, weak: bool) -> None:
         path = _sht_video(root, name)
         if mask is not None and path.is_dir():
-            n = count_frames(path)
-            if n != len(mask):
-                raise AnnotationError(f"{mask_dir / (name + '.npy')}: {len(mask)} frame labels "
-                                      f"but the frame folder {path} holds {n} images; expected "
-                                      "one label per frame")
+            check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
         anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
         if label is None:
             label = "Abnormal" if anomalous else "Normal"

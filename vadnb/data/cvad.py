@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, count_frames,
+from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, check_frame_count,
                          frame_mask, read_text)
 
 __all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
@@ -211,12 +211,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                 raise FileNotFoundError(
                     f"{path.name}: video {name!r} not found under {root} (looked for a frame "
                     f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
-            n = count_frames(found)
-            if n != len(labels):
-                counted = "images, as vadnb.video reads them" if found.is_dir() else "decoded"
-                raise AnnotationError(
-                    f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
-                    f"{n} frames ({counted})")
+            check_frame_count(labels, found, f"{path}: video {name!r}")
             video = str(found)
         out.add(name, video, "test", anomaly_type if labels.any() else "Normal", labels,
                 num_frames=len(labels))
