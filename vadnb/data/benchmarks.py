@@ -740,9 +740,9 @@ def video_name(listed: str) -> str:
 
 def _sht_video(root: Path, name: str) -> Path:
     """Where ShanghaiTech keeps video ``name``: a test frame folder or a training video."""
-    candidates = [root / "testing" / "frames" / name, root / "testing" / "videos" / f"{name}.avi",
-                  root / "testing" / "videos" / f"{name}.mp4", root / "training" / "videos" / f"{name}.avi",
-                  root / "training" / "videos" / f"{name}.mp4", root / "training" / "frames" / name]
+    candidates = [root / "testing" / "frames" / name, *(root / part / "videos" / f"{name}{ext}"
+                  for part in ("testing", "training") for ext in (".avi", ".mp4")),
+                  root / "training" / "frames" / name]
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
@@ -813,10 +813,7 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
         if mask is not None and path.is_dir():
             check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
         anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
-        if label is None:
-            label = "Abnormal" if anomalous else "Normal"
-        elif label == "normal":
-            label = "Normal"
+        label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else "Normal")
         truth = None if (weak and anomalous) else (mask if mask is not None else [])
         out.add(name, path, part, label, truth, anomalous=anomalous,
                 num_frames=len(mask) if mask is not None else None)

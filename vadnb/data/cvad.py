@@ -51,27 +51,23 @@ _FIX = ("Clone https://github.com/SkiddieAhn/Paper-AnyAnomaly and pass its groun
         "folder (holding c-shtech_labels/ and c-avenue_labels/).")
 
 
-def _dataset(dataset: str) -> str:
+def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> tuple[str, Path, str]:
+    """(dataset's canonical name, its labels folder, its file prefix)."""
     key = _ALIASES.get(str(dataset).strip().lower())
     if key is None:
         raise ValueError(f"unknown C-VAD dataset {dataset!r}; use 'shanghaitech' or 'avenue'")
-    return key
-
-
-def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> Path:
-    root = Path(ground_truth_dir)
-    name = f"c-{_PREFIX[dataset]}_labels"
+    root, prefix = Path(ground_truth_dir), _PREFIX[key]
+    name = f"c-{prefix}_labels"
     for d in (root / name, root / "ground_truth" / name, root):
-        if d.is_dir() and any(d.glob(f"*{_PREFIX[dataset]}_*_label.h5")):
-            return d
+        if d.is_dir() and any(d.glob(f"*{prefix}_*_label.h5")):
+            return key, d, prefix
     raise FileNotFoundError(f"no {name}/ with *_label.h5 files under {root}\n{_FIX}")
 
 
 def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                ) -> dict[str, list[str]]:
     """The label sets present on disk: ``{"single": [...], "multiple": [...]}``."""
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single = sorted(p.name[len(prefix) + 1:-len("_label.h5")]
                     for p in d.glob(f"{prefix}_*_label.h5"))
     multi = sorted(p.name[len(prefix) + 3:-len("_label.h5")]
@@ -89,8 +85,7 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
                            dataset: str = "shanghaitech") -> list[str]:
     """The videos of the multi-type sets (left out of every single-type evaluation): from
     ``c-<dataset>-multiple.json`` when present, else from the ``m_*`` label files."""
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     names: set[str] = set()
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
                                   d / f"c-{prefix}-multiple.json") if p.is_file()), None)
@@ -180,8 +175,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
         FileNotFoundError: no such label set (the message lists those on disk) or video.
         AnnotationError: a malformed label file, or a video whose frame count differs.
     """
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single = d / f"{prefix}_{anomaly_type}_label.h5"
     multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
     if single.is_file():
