@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import (auc, average_precision_score, precision_recall_curve, roc_auc_score,
+                             roc_curve)
 
 __all__ = [
     "frame_auc", "frame_ap", "ap_name", "AP_VARIANTS", "REPORTED_AP", "per_video", "per_class",
@@ -302,8 +303,6 @@ def youden_threshold(labels: ArrayOrList, scores: ArrayOrList) -> float:
     test set*; use it on a validation split, or read results computed with it on test as
     optimistic.
     """
-    from sklearn.metrics import roc_curve
-
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "a ROC threshold")
     fpr, tpr, thr = roc_curve(y, s)
