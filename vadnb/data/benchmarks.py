@@ -1003,13 +1003,9 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
 
 
 def _whole_number(text: str, where: str, expected: str) -> int:
-    """A frame number of a UBnormal tracks file: an integer, possibly written as a float.
-
-    The official script (``scripts/write_frame_level_ground_truth.py``) reads the file with
-    ``np.loadtxt(..., delimiter=",")``, i.e. as floats, then takes ``int(track[1])``, so
-    ``"52.0"`` means frame 52. A value that is not a whole number (``6.7``, ``inf``, ``nan``)
-    names no frame: the file is damaged, and truncating would shift the labels silently.
-    """
+    """A frame number of a UBnormal tracks file, ``52`` or ``52.0`` as the official reader
+    accepts; anything else names no frame, and truncating would shift labels silently (see
+    :func:`load_ubnormal`)."""
     try:
         value = float(text)
     except ValueError:
