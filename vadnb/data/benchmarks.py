@@ -14,14 +14,9 @@ file, the line and what was expected):
 - XD-Violence: ``annotations.txt``, one line per *violent* test video
   ``<name> s1 e1 [s2 e2 ...]``; the class is coded in the file name after ``label_``
   (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion); 24 fps.
-- ShanghaiTech: ``test_frame_mask/<video>.npy``, one 0/1 per frame.
-- CUHK Avenue: ``testing_label_mask/<n>_label.mat`` (``volLabel``: one pixel mask per frame),
-  or a single ``.mat`` whose ``gt`` holds, per video, a 2 x K array of 1-based inclusive
-  [start; end] frame pairs; videos ``testing_videos/NN.avi``; 25 fps.
-- UBnormal: ``Scene<k>/<video>.mp4`` with ``Scene<k>/<video>_annotations/<video>_tracks.txt``
-  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive whole frame
-  numbers, ``52`` or ``52.0``) and the
-  split lists ``{abnormal,normal}_{training,validation,test}_video_names.txt``; 30 fps.
+- ShanghaiTech (per-frame ``.npy`` masks), CUHK Avenue (``.mat`` pixel masks or intervals),
+  UBnormal (per-object ``_tracks.txt``): see :func:`load_shanghaitech`, :func:`load_avenue`
+  and :func:`load_ubnormal`, whose docstrings give the layout.
 
 Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
 benchmarks' own evaluation scripts read them). An interval running past the video's end is
@@ -962,10 +957,10 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     """UBnormal: ``Scene<k>/<video>.mp4`` plus ``<video>_annotations/<video>_tracks.txt``.
 
     Splits come from the official name lists ``{abnormal,normal}_{training,validation,test}_
-    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A frame is anomalous when
-    it lies inside any track's [start, end]. UBnormal videos carry no class label: anomalous
-    videos are labelled "Abnormal". A listed video missing on disk is left out with a
-    warning, as UCF-Crime's are.
+    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A tracks file has one
+    ``object_id,start,end`` line per anomalous object; a frame is anomalous when it lies
+    inside any track's [start, end]. UBnormal videos carry no class label: anomalous videos
+    are labelled "Abnormal". A listed video missing on disk is left out with a warning.
 
     Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
     ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
