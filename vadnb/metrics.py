@@ -24,22 +24,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import (auc, average_precision_score, precision_recall_curve, roc_auc_score,
+                             roc_curve)
 
 __all__ = [
-    "frame_auc",
-    "frame_ap",
-    "ap_name",
-    "AP_VARIANTS",
-    "REPORTED_AP",
-    "per_video",
-    "per_class",
-    "segments_to_frames",
-    "concat_frames",
-    "class_frame_metrics",
-    "topk_video_accuracy",
-    "youden_threshold",
-    "thresholded_frame_topk",
+    "frame_auc", "frame_ap", "ap_name", "AP_VARIANTS", "REPORTED_AP", "per_video", "per_class",
+    "segments_to_frames", "concat_frames", "class_frame_metrics", "topk_video_accuracy",
+    "youden_threshold", "thresholded_frame_topk", "cvad_auc", "cvad_table",
 ]
 
 ArrayOrList = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
@@ -68,7 +59,7 @@ def _check_variant(variant: str) -> None:
                          "('trapezoid' is what XD-Violence and LAVAD report)")
 
 
-def _as_list(x: ArrayOrList, what: str) -> tuple[list[str], list[np.ndarray]]:
+def _as_list(x: ArrayOrList) -> tuple[list[str], list[np.ndarray]]:
     if isinstance(x, Mapping):
         return list(x.keys()), [np.asarray(v).ravel() for v in x.values()]
     if isinstance(x, np.ndarray) and x.dtype != object:
@@ -95,8 +86,8 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
         if missing:
             raise ValueError(f"labels and scores name different videos: {sorted(missing)[:5]}")
         scores = {k: scores[k] for k in labels}
-    names, ys = _as_list(labels, "labels")
-    _, ss = _as_list(scores, "scores")
+    names, ys = _as_list(labels)
+    _, ss = _as_list(scores)
     if len(ys) != len(ss):
         raise ValueError(f"{len(ys)} label arrays but {len(ss)} score arrays")
     for name, y, s in zip(names, ys, ss):
@@ -129,9 +120,8 @@ def _check_binary(y: np.ndarray, name: str) -> None:
 
 
 def _check_two_classes(y: np.ndarray, metric: str) -> None:
+    """``y`` comes from :func:`concat_frames`, so it is 0/1 already; both values must occur."""
     values = set(np.unique(y).tolist())
-    if not values <= {0, 1}:
-        raise ValueError(f"frame labels must be 0/1, got values {sorted(values)[:5]}")
     if len(values) < 2:
         only = "normal (0)" if values == {0} else "anomalous (1)" if values else "no"
         raise ValueError(
@@ -166,6 +156,13 @@ def _ap(y: np.ndarray, s: np.ndarray, variant: str) -> float:
     return float(average_precision_score(y, s))
 
 
+def _auc_ap(y: np.ndarray, s: np.ndarray, variant: str) -> dict[str, float]:
+    """AUC and AP of one group of frames; NaN for both where only one class occurs."""
+    if len(np.unique(y)) < 2:
+        return {"auc": np.nan, "ap": np.nan}
+    return {"auc": float(roc_auc_score(y, s)), "ap": _ap(y, s, variant)}
+
+
 def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
               variant: str = "sklearn") -> pd.DataFrame:
     """One row per video: frames, anomalous frames, and AUC/AP (``variant``, see
@@ -174,15 +171,8 @@ def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]
     rows = []
     for name in labels:
         y, s = concat_frames([labels[name]], [scores[name]])
-        both = len(np.unique(y)) == 2
-        rows.append({
-            "video": name,
-            "frames": len(y),
-            "anomalous_frames": int(y.sum()),
-            "auc": float(roc_auc_score(y, s)) if both else np.nan,
-            "ap": _ap(y, s, variant) if both else np.nan,
-            "mean_score": float(s.mean()) if len(s) else np.nan,
-        })
+        rows.append({"video": name, "frames": len(y), "anomalous_frames": int(y.sum()),
+                     **_auc_ap(y, s, variant), "mean_score": float(s.mean()) if len(s) else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -206,13 +196,7 @@ def per_class(
     for c in classes:
         vids = [v for v in labels if video_classes[v] == c] + normals
         y, s = concat_frames([labels[v] for v in vids], [scores[v] for v in vids])
-        both = len(np.unique(y)) == 2
-        rows.append({
-            "class": c,
-            "videos": len(vids) - len(normals),
-            "auc": float(roc_auc_score(y, s)) if both else np.nan,
-            "ap": _ap(y, s, variant) if both else np.nan,
-        })
+        rows.append({"class": c, "videos": len(vids) - len(normals), **_auc_ap(y, s, variant)})
     return pd.DataFrame(rows, columns=["class", "videos", "auc", "ap"])
 
 
@@ -319,8 +303,6 @@ def youden_threshold(labels: ArrayOrList, scores: ArrayOrList) -> float:
     test set*; use it on a validation split, or read results computed with it on test as
     optimistic.
     """
-    from sklearn.metrics import roc_curve
-
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "a ROC threshold")
     fpr, tpr, thr = roc_curve(y, s)
@@ -362,8 +344,6 @@ def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
 # C-VAD protocol (AnyAnomaly's customizable-VAD benchmarks C-ShT and C-Ave, notebook 60)
 # --------------------------------------------------------------------------------------
 
-__all__ += ["cvad_auc", "cvad_table"]
-
 
 def cvad_auc(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray], *,
              multi_type_videos: Sequence[str] = (), trim_labels: bool = False) -> float:
@@ -383,14 +363,9 @@ def cvad_auc(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
     if lost:
         raise ValueError(f"C-VAD needs a score for every test video: {len(lost)} missing, "
                          f"e.g. {lost[:3]}")
-    ys, ss = [], []
-    for n in names:
-        y, s = np.asarray(labels[n]).ravel(), np.asarray(scores[n], np.float64).ravel()
-        if trim_labels and len(s) < len(y):
-            y = y[:len(s)]
-        ys.append(y)
-        ss.append(s)
-    return frame_auc(dict(zip(names, ys)), dict(zip(names, ss)))
+    ss = {n: np.asarray(scores[n], np.float64).ravel() for n in names}
+    ys = {n: np.asarray(labels[n]).ravel()[:len(ss[n]) if trim_labels else None] for n in names}
+    return frame_auc(ys, ss)
 
 
 def cvad_table(labels_by_type: Mapping[str, Mapping[str, np.ndarray]],

@@ -5,24 +5,10 @@
 >>> campus.frame_labels("test_running_01")    # doctest: +SKIP
 """
 
-from .benchmarks import (
-    SHT_CLASSES,
-    UCF_CLASSES,
-    XD_CLASSES,
-    AnnotationError,
-    Benchmark,
-    count_frames,
-    intervals_to_labels,
-    load_avenue,
-    load_shanghaitech,
-    load_ubnormal,
-    load_ucf_crime,
-    load_xd_violence,
-    parse_ucf_annotations,
-    read_text,
-    split_validation,
-    xd_codes,
-)
+from .benchmarks import (SHT_CLASSES, UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark,
+                         count_frames, intervals_to_labels, load_avenue, load_shanghaitech,
+                         load_ubnormal, load_ucf_crime, load_xd_violence, parse_ucf_annotations,
+                         read_text, split_validation, xd_codes)
 from .campus import campus_root, load_campus, verify_checksums
 from .converted import LAVAD_CLASS_IDS, load_lavad_annotations, load_vera_annotations
 from .cvad import CVAD_TYPES, cvad_keywords, cvad_multi_type_videos, cvad_types, load_cvad

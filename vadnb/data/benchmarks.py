@@ -14,14 +14,9 @@ file, the line and what was expected):
 - XD-Violence: ``annotations.txt``, one line per *violent* test video
   ``<name> s1 e1 [s2 e2 ...]``; the class is coded in the file name after ``label_``
   (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion); 24 fps.
-- ShanghaiTech: ``test_frame_mask/<video>.npy``, one 0/1 per frame.
-- CUHK Avenue: ``testing_label_mask/<n>_label.mat`` (``volLabel``: one pixel mask per frame),
-  or a single ``.mat`` whose ``gt`` holds, per video, a 2 x K array of 1-based inclusive
-  [start; end] frame pairs; videos ``testing_videos/NN.avi``; 25 fps.
-- UBnormal: ``Scene<k>/<video>.mp4`` with ``Scene<k>/<video>_annotations/<video>_tracks.txt``
-  (one ``object_id,start,end`` line per anomalous object, 0-based inclusive whole frame
-  numbers, ``52`` or ``52.0``) and the
-  split lists ``{abnormal,normal}_{training,validation,test}_video_names.txt``; 30 fps.
+- ShanghaiTech (per-frame ``.npy`` masks), CUHK Avenue (``.mat`` pixel masks or intervals),
+  UBnormal (per-object ``_tracks.txt``): see :func:`load_shanghaitech`, :func:`load_avenue`
+  and :func:`load_ubnormal`, whose docstrings give the layout.
 
 Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
 benchmarks' own evaluation scripts read them). An interval running past the video's end is
@@ -140,16 +135,36 @@ def intervals_to_labels(intervals: list[tuple[int, int]], num_frames: int) -> np
     return labels
 
 
-def _ints(fields: list[str], where: str, expected: str) -> list[int]:
+def frame_mask(values: object, where: str) -> np.ndarray:
+    """A per-frame 0/1 label array (ShanghaiTech's ``.npy``, C-VAD's ``.h5``), checked, as uint8."""
+    a = np.asarray(values)
+    if a.ndim != 1 or not np.isin(a, (0, 1)).all():
+        raise AnnotationError(f"{where}: expected a 1-D array of 0/1, one per frame; got shape "
+                              f"{a.shape} with values {np.unique(a)[:5].tolist()}")
+    return a.astype(np.uint8)
+
+
+def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
+    """Per-frame labels must have one entry per frame of their video (file or frame folder);
+    a mismatch means the labels and the video come from different releases."""
+    n = count_frames(path)
+    if n != len(labels):
+        counted = "images in the frame folder" if path.is_dir() else "decoded from the video"
+        raise AnnotationError(
+            f"{where} has {len(labels)} frame labels but {path} has {n} frames ({counted}); the "
+            "labels and the video must come from the same release (check that the frames were "
+            "extracted from the original videos at full rate)")
+
+
+def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none: bool
+           ) -> list[tuple[int, int]]:
+    """Group frame numbers (text or int) into (start, end) pairs, checking order; (-1, -1)
+    means none."""
     try:
-        return [int(v) for v in fields]
+        numbers = [int(v) for v in values]
     except ValueError:
         raise AnnotationError(f"{where}: expected {expected}, got non-integer frame numbers "
-                              f"{' '.join(fields)!r}") from None
-
-
-def _pairs(numbers: list[int], where: str, expected: str, allow_none: bool) -> list[tuple[int, int]]:
-    """Group numbers into (start, end) pairs, checking order; (-1, -1) means none."""
+                              f"{' '.join(map(str, values))!r}") from None
     if len(numbers) % 2:
         raise AnnotationError(f"{where}: expected {expected}, got an odd number of frame numbers")
     pairs = []
@@ -193,11 +208,9 @@ class Benchmark:
     @property
     def videos(self) -> pd.DataFrame:
         """The video table; num_frames is filled in (by decoding) for videos that lack it."""
-        missing = self.table["num_frames"].isna()
-        for i in self.table.index[missing]:
-            self.table.loc[i, "num_frames"] = count_frames(self.table.loc[i, "path"])
-        if missing.any():
-            self.table["num_frames"] = self.table["num_frames"].astype("int64")
+        for name in self.table["name"][self.table["num_frames"].isna()]:
+            self.num_frames(name)
+        self.table["num_frames"] = self.table["num_frames"].astype("int64")
         return self.table
 
     def __len__(self) -> int:
@@ -290,13 +303,7 @@ class Benchmark:
         if row["name"] in self._lengths_checked or not isinstance(row["path"], str) \
                 or not row["path"] or not Path(row["path"]).exists():
             return  # no video here (labels only): nothing to compare with
-        path = Path(row["path"])
-        n = count_frames(path)
-        if n != len(mask):
-            raise AnnotationError(
-                f"the ground truth of {row['name']} has {len(mask)} frame labels but its video "
-                f"{path} has {n} frames; the mask and the video must come from the same release "
-                "(check that the frames were extracted from the original videos at full rate)")
+        check_frame_count(mask, Path(row["path"]), f"the ground truth of {row['name']}")
         self._lengths_checked.add(row["name"])
 
     def all_frame_labels(self, split: str | None = None,
@@ -343,29 +350,52 @@ class Benchmark:
         return Benchmark(f"{self.name}/{split}", self.root, table, truth, list(self.classes))
 
 
-def _make(name: str, root: Path, rows: list[dict], truth: dict, classes: list[str] | None = None
-          ) -> Benchmark:
-    """Assemble a Benchmark from row dicts (num_frames may be None: filled lazily).
+@dataclass
+class _Rows:
+    """What a loader collects: one row and the ground truth per video, and the listed videos
+    it had to leave out (missing on disk), so that every loader ends the same way."""
 
-    Rows may carry extra keys (e.g. ``labels``); they become extra columns after the
-    standard ones.
-    """
-    extra = [k for row in rows for k in row if k not in COLUMNS]
-    extra = list(dict.fromkeys(extra))
-    table = pd.DataFrame(rows, columns=COLUMNS + extra)
-    table["num_frames"] = table["num_frames"].astype("Int64")
-    if table["num_frames"].notna().all():
-        table["num_frames"] = table["num_frames"].astype("int64")
-    table["is_anomalous"] = table["is_anomalous"].astype(bool)
-    table["fps"] = table["fps"].astype(float)
-    names = table["name"]
-    if names.duplicated().any():
-        dup = names[names.duplicated()].iloc[0]
-        raise AnnotationError(f"{name}: the video name {dup!r} occurs twice; names must be unique "
-                              "within a benchmark")
-    if classes is None:
-        classes = sorted(set(table["label"]) - {"Normal"})
-    return Benchmark(name, Path(root), table, truth, list(classes))
+    fps: float
+    rows: list[dict] = field(default_factory=list)
+    truth: dict = field(default_factory=dict)
+    missing: list = field(default_factory=list)
+
+    def add(self, name: str, path: str | os.PathLike, split: str, label: str, truth: object, *,
+            num_frames: int | None = None, anomalous: bool | None = None, **extra: object) -> None:
+        """One video (``anomalous`` defaults to ``label != "Normal"``; ``num_frames`` None is
+        counted when first needed); ``extra`` keys become extra columns (e.g. ``labels``)."""
+        self.rows.append(dict(name=name, path=str(path), split=split, label=label,
+                              is_anomalous=label != "Normal" if anomalous is None else anomalous,
+                              num_frames=num_frames, fps=self.fps, **extra))
+        self.truth[name] = truth
+
+    def benchmark(self, name: str, root: str | os.PathLike, classes: list[str] | None = None,
+                  left_out: str = "", none_found: str | None = None) -> Benchmark:
+        """The Benchmark (``classes`` default: its anomalous labels), after one warning about
+        ``missing`` (``left_out`` says what they are) and a FileNotFoundError ``none_found``
+        if no video is left."""
+        warn_left_out(self.missing, left_out, stacklevel=4)
+        if none_found is not None and not self.rows:
+            raise FileNotFoundError(none_found)
+        extra = list(dict.fromkeys(k for row in self.rows for k in row if k not in COLUMNS))
+        table = pd.DataFrame(self.rows, columns=COLUMNS + extra)
+        table["num_frames"] = table["num_frames"].astype("Int64")
+        if table["num_frames"].notna().all():
+            table["num_frames"] = table["num_frames"].astype("int64")
+        table["is_anomalous"] = table["is_anomalous"].astype(bool)
+        table["fps"] = table["fps"].astype(float)
+        names = table["name"]
+        if names.duplicated().any():
+            dup = names[names.duplicated()].iloc[0]
+            raise AnnotationError(f"{name}: the video name {dup!r} occurs twice; names must be "
+                                  "unique within a benchmark")
+        if classes is None:
+            classes = sorted(set(table["label"]) - {"Normal"})
+        return Benchmark(name, Path(root), table, self.truth, list(classes))
+
+
+def _first_dir(*candidates: Path) -> Path | None:
+    return next((d for d in candidates if d.is_dir()), None)
 
 
 def _need(path: Path, what: str, fix: str) -> Path:
@@ -421,7 +451,7 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
         name, label = fields[0], fields[1]
         if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
             raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video file name")
-        intervals = _pairs(_ints(fields[2:], where, UCF_EXPECTED), where, UCF_EXPECTED, allow_none=True)
+        intervals = _pairs(fields[2:], where, UCF_EXPECTED, allow_none=True)
         if label == "Normal" and intervals:
             raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: {line!r}")
         if name in out:
@@ -449,11 +479,9 @@ def annotation_lines(path: str | os.PathLike) -> Iterator[tuple[str, list[str], 
             yield f"{path}, line {number}", fields, line
 
 
-def parse_video_list(path: str | os.PathLike, expected: str) -> list[str]:
-    """The non-empty lines of a list file (one relative video path per line), stripped."""
-    path = Path(path)
-    lines = [line.strip() for line in read_text(path).splitlines()]
-    lines = [line for line in lines if line]
+def parse_video_list(path: str | os.PathLike, expected: str) -> list[tuple[str, str]]:
+    """``(where, line)`` for each non-blank line of a list file (one video per line), stripped."""
+    lines = [(where, line.strip()) for where, _, line in annotation_lines(path)]
     if not lines:
         raise AnnotationError(f"{path}: no lines; expected {expected}")
     return lines
@@ -509,8 +537,8 @@ def _apply_validation(rows: list[dict], val: float | str | os.PathLike | list[st
     if isinstance(val, (int, float)) and not isinstance(val, bool):
         names = split_validation(pd.DataFrame(train), float(val), seed)
     else:
-        given = parse_video_list(val, "one training video per line") if isinstance(
-            val, (str, os.PathLike)) else list(val)
+        given = [line for _, line in parse_video_list(val, "one training video per line")
+                 ] if isinstance(val, (str, os.PathLike)) else list(val)
         names = {Path(v).stem for v in given}
         known = {r["name"] for r in train}
         unknown = sorted(names - known)
@@ -551,52 +579,38 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
            "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt "
            "(and Anomaly_Train.txt for the training split).")
     _need(root, "UCF-Crime folder", fix)
+    annotations = annotations or next(iter(sorted(root.rglob("Temporal_Anomaly_Annotation*.txt"))), None)
     if annotations is None:
-        found = sorted(root.rglob("Temporal_Anomaly_Annotation*.txt"))
-        if not found:
-            raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under {root}\n{fix}")
-        annotations = found[0]
+        raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under {root}\n{fix}")
     parsed = parse_ucf_annotations(annotations)
-    files = _index_videos(root)
-    rows, truth, missing = [], {}, []
-    for file_name, (label, intervals) in parsed.items():
+    files, out = _index_videos(root), _Rows(fps)
+
+    def add(file_name: str, folder: str | None, split: str, label: str, truth: object) -> None:
         if file_name not in files:
-            missing.append(file_name)
-            continue
-        name = Path(file_name).stem
-        folder = label if label != "Normal" else UCF_TEST_NORMAL_FOLDER
-        path = _labelled_copy(files[file_name], folder, root)
-        rows.append(dict(name=name, path=str(path), split="test", label=label,
-                         is_anomalous=label != "Normal", num_frames=None, fps=fps))
-        truth[name] = intervals
-    if train_list is None:
-        found = sorted(root.rglob("Anomaly_Train.txt"))
-        train_list = found[0] if found else None
+            out.missing.append(file_name)
+        else:
+            path = _labelled_copy(files[file_name], folder, root)
+            out.add(Path(file_name).stem, path, split, label, truth)
+
+    for file_name, (label, intervals) in parsed.items():
+        add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label, intervals)
+    train_list = train_list or next(iter(sorted(root.rglob("Anomaly_Train.txt"))), None)
     if train_list is not None:
         expected = "one video per line, 'Class/Name_x264.mp4'"
-        for number, relative in enumerate(parse_video_list(train_list, expected), start=1):
-            where = f"{train_list}, line {number}"
+        for where, relative in parse_video_list(train_list, expected):
             file_name = Path(relative).name
             if Path(file_name).suffix.lower() not in VIDEO_EXTENSIONS:
                 raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a video file")
-            name = Path(file_name).stem
-            if name in truth:
+            if Path(file_name).stem in out.truth:
                 raise AnnotationError(f"{where}: {file_name} is a test video too; the training "
                                       "and test lists must not overlap")
-            if file_name not in files:
-                missing.append(file_name)
-                continue
             label = ucf_class_of(relative, where)
-            path = _labelled_copy(files[file_name], Path(relative).parent.name or None, root)
-            rows.append(dict(name=name, path=str(path), split="train", label=label,
-                             is_anomalous=label != "Normal", num_frames=None, fps=fps))
-            truth[name] = [] if label == "Normal" else None  # anomalous: video-level label only
-        _apply_validation(rows, val, seed, str(train_list))
-    warn_left_out(missing, f"listed UCF-Crime videos not found under {root}")
-    if not rows:
-        raise FileNotFoundError(f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
-    return _make("ucf_crime", root, rows, truth, classes=sorted(
-        {r["label"] for r in rows} - {"Normal"}))
+            # an anomalous training video has a video-level label only
+            add(file_name, Path(relative).parent.name or None, "train", label,
+                [] if label == "Normal" else None)
+        _apply_validation(out.rows, val, seed, str(train_list))
+    return out.benchmark("ucf_crime", root, left_out=f"listed UCF-Crime videos not found under {root}",
+                         none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
 
 
 # --------------------------------------------------------------------------------------
@@ -617,11 +631,6 @@ def xd_codes(file_name: str) -> list[str]:
         raise AnnotationError(f"{file_name}: expected an XD-Violence name with 'label_<codes>' "
                               f"(codes {', '.join(XD_CLASSES)}, joined by '-')")
     return codes
-
-
-def xd_class(file_name: str) -> str:
-    """The class coded first in an XD-Violence file name (see :func:`xd_codes` for all)."""
-    return XD_CLASSES[xd_codes(file_name)[0]]
 
 
 def _xd_split(path: Path, root: Path) -> str:
@@ -659,8 +668,35 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
            "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
            "videos in a folder named like 'test', training videos in one named like 'train').")
     _need(root, "XD-Violence folder", fix)
-    annotations = Path(annotations) if annotations else root / "annotations.txt"
-    _need(annotations, "XD-Violence annotations.txt", fix)
+    annotations = _need(Path(annotations) if annotations else root / "annotations.txt",
+                        "XD-Violence annotations.txt", fix)
+    intervals = _xd_intervals(annotations)
+    found, out = _index_videos(root), _Rows(fps)
+    for file_name, copies in found.items():
+        path, name = _labelled_copy(copies, None, root), Path(file_name).stem
+        codes = xd_codes(name)
+        label = XD_CLASSES[codes[0]]
+        split = _xd_split(path, root)
+        if split == "test" and label != "Normal" and name not in intervals:
+            raise AnnotationError(f"{annotations}: no line for the violent test video "
+                                  f"{file_name}; expected {XD_EXPECTED}")
+        if split == "train" and name in intervals:
+            raise AnnotationError(f"{annotations}: {name} is annotated but lies in the "
+                                  f"training folder {path.parent}; a video is in one split")
+        # a violent training video has a video-level label only
+        truth = intervals.get(name, []) if split == "test" else [] if label == "Normal" else None
+        out.add(name, path, split, label, truth, labels="|".join(XD_CLASSES[c] for c in codes))
+    if not out.rows:
+        raise FileNotFoundError(f"no .mp4 videos under {root}\n{fix}")
+    on_disk = {Path(f).stem for f in found}
+    out.missing = [f"{n}.mp4" for n in intervals if n not in on_disk]
+    _apply_validation(out.rows, val, seed, str(root))
+    return out.benchmark("xd_violence", root, [c for c in XD_CLASSES.values() if c != "Normal"],
+                         f"annotated XD-Violence videos (in {annotations.name}) not found under {root}")
+
+
+def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
+    """``{violent test video: intervals}`` from XD-Violence's ``annotations.txt``."""
     intervals: dict[str, list[tuple[int, int]]] = {}
     for where, fields, line in annotation_lines(annotations):
         if len(fields) < 3:
@@ -675,36 +711,8 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
                                   f"anomalous intervals; expected only violent videos in {annotations.name}")
         if name in intervals:
             raise AnnotationError(f"{where}: {name} is annotated twice")
-        intervals[name] = _pairs(_ints(fields[1:], where, XD_EXPECTED), where, XD_EXPECTED, allow_none=False)
-    rows, truth = [], {}
-    found = _index_videos(root)
-    for file_name, copies in found.items():
-        path = _labelled_copy(copies, None, root)
-        name = Path(file_name).stem
-        codes = xd_codes(name)
-        label = XD_CLASSES[codes[0]]
-        split = _xd_split(path, root)
-        if split == "test":
-            if label != "Normal" and name not in intervals:
-                raise AnnotationError(f"{annotations}: no line for the violent test video "
-                                      f"{file_name}; expected {XD_EXPECTED}")
-            truth[name] = intervals.get(name, [])
-        else:
-            if name in intervals:
-                raise AnnotationError(f"{annotations}: {name} is annotated but lies in the "
-                                      f"training folder {path.parent}; a video is in one split")
-            truth[name] = [] if label == "Normal" else None  # violent: video-level label only
-        rows.append(dict(name=name, path=str(path), split=split, label=label,
-                         is_anomalous=label != "Normal", num_frames=None, fps=fps,
-                         labels="|".join(XD_CLASSES[c] for c in codes)))
-    if not rows:
-        raise FileNotFoundError(f"no .mp4 videos under {root}\n{fix}")
-    on_disk = {Path(f).stem for f in found}
-    warn_left_out([f"{n}.mp4" for n in intervals if n not in on_disk],
-                  f"annotated XD-Violence videos (in {annotations.name}) not found under {root}")
-    _apply_validation(rows, val, seed, str(root))
-    return _make("xd_violence", root, rows, truth,
-                 classes=[c for c in XD_CLASSES.values() if c != "Normal"])
+        intervals[name] = _pairs(fields[1:], where, XD_EXPECTED, allow_none=False)
+    return intervals
 
 
 # --------------------------------------------------------------------------------------
@@ -719,11 +727,17 @@ SHT_CLASSES = ["car", "chasing", "circuit", "fall", "fighting", "hurdle", "jumpi
                "throwing object", "vaudeville", "vehicle"]
 
 
+def video_name(listed: str) -> str:
+    """A video's name from a listed path: the file name without a video extension."""
+    path = Path(listed)
+    return path.stem if path.suffix.lower() in VIDEO_EXTENSIONS else path.name
+
+
 def _sht_video(root: Path, name: str) -> Path:
     """Where ShanghaiTech keeps video ``name``: a test frame folder or a training video."""
-    candidates = [root / "testing" / "frames" / name, root / "testing" / "videos" / f"{name}.avi",
-                  root / "testing" / "videos" / f"{name}.mp4", root / "training" / "videos" / f"{name}.avi",
-                  root / "training" / "videos" / f"{name}.mp4", root / "training" / "frames" / name]
+    candidates = [root / "testing" / "frames" / name, *(root / part / "videos" / f"{name}{ext}"
+                  for part in ("testing", "training") for ext in (".avi", ".mp4")),
+                  root / "training" / "frames" / name]
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
@@ -733,17 +747,17 @@ def _sht_list(path: Path) -> dict[str, str | None]:
     expected = ("one video per line: a name like '01_0014', or AnomalyCLIP's "
                 "'<path> <start> <end> <class id>'")
     out: dict[str, str | None] = {}
-    for number, line in enumerate(parse_video_list(path, expected), start=1):
+    for where, line in parse_video_list(path, expected):
         fields = line.split()
-        name = Path(fields[0]).stem if Path(fields[0]).suffix.lower() in VIDEO_EXTENSIONS else Path(fields[0]).name
+        name = video_name(fields[0])
         if len(fields) == 1:
             out[name] = None
             continue
         if len(fields) != 4 or not all(f.lstrip("-").isdigit() for f in fields[1:]):
-            raise AnnotationError(f"{path}, line {number}: expected {expected}, got {line!r}")
+            raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
         class_id = int(fields[3])
         if not 0 <= class_id < len(SHT_CLASSES):
-            raise AnnotationError(f"{path}, line {number}: class id {class_id} is not one of "
+            raise AnnotationError(f"{where}: class id {class_id} is not one of "
                                   f"0..{len(SHT_CLASSES) - 1} (AnomalyCLIP's sht_labels.csv)")
         out[name] = SHT_CLASSES[class_id]
     return out
@@ -775,45 +789,34 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     _need(root, "ShanghaiTech folder", fix)
     if split not in ("one-class", "weak"):
         raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
-    mask_dirs = [d for d in (root / "testing" / "test_frame_mask", root / "test_frame_mask") if d.is_dir()]
-    if not mask_dirs:
+    mask_dir = _first_dir(root / "testing" / "test_frame_mask", root / "test_frame_mask")
+    if mask_dir is None:
         raise FileNotFoundError(f"no test_frame_mask/ folder under {root}\n{fix}")
     masks: dict[str, np.ndarray] = {}
-    for mask_file in sorted(mask_dirs[0].glob("*.npy")):
+    for mask_file in sorted(mask_dir.glob("*.npy")):
         try:
             mask = np.load(mask_file, allow_pickle=False)
         except ValueError as err:
             raise AnnotationError(f"{mask_file}: not a numpy .npy array ({err})") from None
-        if mask.ndim != 1 or not np.isin(mask, (0, 1)).all():
-            raise AnnotationError(f"{mask_file}: expected a 1-D array of 0/1, one per frame; got shape "
-                                  f"{mask.shape} with values {np.unique(mask)[:5].tolist()}")
-        masks[mask_file.stem] = mask.astype(np.uint8)
+        masks[mask_file.stem] = frame_mask(mask, str(mask_file))
     if not masks:
-        raise FileNotFoundError(f"no .npy masks in {mask_dirs[0]}\n{fix}")
-    rows, truth = [], {}
+        raise FileNotFoundError(f"no .npy masks in {mask_dir}\n{fix}")
+    out = _Rows(fps)
 
     def add(name: str, part: str, mask: np.ndarray | None, label: str | None, weak: bool) -> None:
         path = _sht_video(root, name)
         if mask is not None and path.is_dir():
-            n = count_frames(path)
-            if n != len(mask):
-                raise AnnotationError(f"{mask_dirs[0] / (name + '.npy')}: {len(mask)} frame labels "
-                                      f"but the frame folder {path} holds {n} images; expected "
-                                      "one label per frame")
+            check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
         anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
-        if label is None:
-            label = "Abnormal" if anomalous else "Normal"
-        elif label == "normal":
-            label = "Normal"
-        rows.append(dict(name=name, path=str(path), split=part, label=label, is_anomalous=anomalous,
-                         num_frames=len(mask) if mask is not None else None, fps=fps))
-        truth[name] = None if (weak and anomalous) else (mask if mask is not None else [])
+        label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else "Normal")
+        truth = None if (weak and anomalous) else (mask if mask is not None else [])
+        out.add(name, path, part, label, truth, anomalous=anomalous,
+                num_frames=len(mask) if mask is not None else None)
 
     if split == "one-class":
         for name, mask in masks.items():
             add(name, "test", mask, None, weak=False)
-        train_dir = next((d for d in (root / "training" / "videos", root / "training" / "frames")
-                          if d.is_dir()), None)
+        train_dir = _first_dir(root / "training" / "videos", root / "training" / "frames")
         if train_dir is not None:
             for item in sorted(train_dir.iterdir()):
                 if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS:
@@ -836,11 +839,11 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
                 from_training = "training" in _sht_video(root, name).parts
                 if part == "test" and mask is None and not (from_training and label in (None, "normal")):
                     raise AnnotationError(f"{test_list}: test video {name} has no mask in "
-                                          f"{mask_dirs[0]} and is not a normal training video")
+                                          f"{mask_dir} and is not a normal training video")
                 add(name, part, mask, label, weak=part == "train")
         given = {label for label in list(train.values()) + list(test.values()) if label}
         classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
-    return _make("shanghaitech", root, rows, truth, classes=classes)
+    return out.benchmark("shanghaitech", root, classes)
 
 
 # --------------------------------------------------------------------------------------
@@ -848,26 +851,26 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
 # --------------------------------------------------------------------------------------
 
 
-def _avenue_from_masks(mat_file: Path) -> np.ndarray:
+def _mat_variable(mat_file: Path, variable: str, what: str) -> np.ndarray:
+    """One variable of a MATLAB file, flattened; its absence names the variables there."""
     from scipy.io import loadmat
 
     data = loadmat(mat_file)
-    if "volLabel" not in data:
-        raise AnnotationError(f"{mat_file}: expected a variable 'volLabel' (one pixel mask per frame); "
+    if variable not in data:
+        raise AnnotationError(f"{mat_file}: expected a variable '{variable}' ({what}); "
                               f"found {sorted(k for k in data if not k.startswith('__'))}")
-    frames = np.asarray(data["volLabel"]).ravel()
+    return np.asarray(data[variable]).ravel()
+
+
+def _avenue_from_masks(mat_file: Path) -> np.ndarray:
+    frames = _mat_variable(mat_file, "volLabel", "one pixel mask per frame")
     return np.array([int(np.asarray(m).any()) for m in frames], np.uint8)
 
 
 def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
-    from scipy.io import loadmat
-
-    data = loadmat(mat_file)
-    if "gt" not in data:
-        raise AnnotationError(f"{mat_file}: expected a variable 'gt' (per video, a 2 x K array of "
-                              f"[start; end] frames); found {sorted(k for k in data if not k.startswith('__'))}")
     per_video = []
-    for i, item in enumerate(np.asarray(data["gt"]).ravel()):
+    for i, item in enumerate(_mat_variable(mat_file, "gt", "per video, a 2 x K array of "
+                                                         "[start; end] frames")):
         arr = np.asarray(item)
         if arr.size == 0:
             per_video.append([])
@@ -880,8 +883,8 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
             raise AnnotationError(f"{mat_file}: gt entry {i + 1} holds non-integer frame numbers "
                                   f"{values[values != np.round(values)][:3].tolist()}; expected "
                                   "whole 1-based frame numbers")
-        pairs = [(int(s) - 1, int(e) - 1) for s, e in values.astype(np.int64).T]  # 1-based -> 0-based
-        per_video.append(_pairs([v for p in pairs for v in p], f"{mat_file}: gt entry {i + 1}",
+        starts_ends = (values.astype(np.int64) - 1).T.ravel()  # 1-based -> 0-based, s1 e1 s2 e2 ...
+        per_video.append(_pairs(starts_ends.tolist(), f"{mat_file}: gt entry {i + 1}",
                                 "1-based frame numbers >= 1 with start <= end", allow_none=False))
     return per_video
 
@@ -913,45 +916,34 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html) "
            "with its ground_truth_demo, and pass the folder holding testing_videos/.")
     _need(root, "Avenue folder", fix)
-    video_dir = next((d for d in (root / "testing_videos", root / "testing" / "testing_videos") if d.is_dir()), None)
+    video_dir = _first_dir(root / "testing_videos", root / "testing" / "testing_videos")
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
     videos = _avenue_videos(video_dir)
     if not videos:
         raise FileNotFoundError(f"no videos in {video_dir}\n{fix}")
-    rows, truth = [], {}
     if annotations is not None:
-        per_video = _avenue_from_intervals(Path(annotations))
+        per_video: list = _avenue_from_intervals(Path(annotations))
         if len(per_video) != len(videos):
             raise AnnotationError(f"{annotations}: gt has {len(per_video)} entries but {video_dir} "
                                   f"has {len(videos)} videos; expected one entry per video, in order")
-        for path, intervals in zip(videos, per_video):
-            truth[path.stem] = intervals
-            rows.append(dict(name=path.stem, path=str(path), split="test",
-                             label="Abnormal" if intervals else "Normal",
-                             is_anomalous=bool(intervals), num_frames=None, fps=fps))
     else:
         mask_dir = next((d for d in root.rglob("testing_label_mask") if d.is_dir()), None)
         if mask_dir is None:
             raise FileNotFoundError(f"no ground_truth_demo/testing_label_mask/ under {root} and no "
                                     f"annotations .mat given\n{fix}")
-        for path in videos:
-            mat_file = mask_dir / f"{int(path.stem)}_label.mat"
-            _need(mat_file, f"ground truth of {path.name}", fix)
-            labels = _avenue_from_masks(mat_file)
-            truth[path.stem] = labels
-            rows.append(dict(name=path.stem, path=str(path), split="test",
-                             label="Abnormal" if labels.any() else "Normal",
-                             is_anomalous=bool(labels.any()), num_frames=len(labels), fps=fps))
-    train_dir = next((d for d in (root / "training_videos", root / "training" / "training_videos")
-                      if d.is_dir()), None)
-    if train_dir is not None:  # Avenue's 16 training videos: all normal
-        for path in _avenue_videos(train_dir):
-            name = f"train_{path.stem}"
-            truth[name] = []
-            rows.append(dict(name=name, path=str(path), split="train", label="Normal",
-                             is_anomalous=False, num_frames=None, fps=fps))
-    return _make("avenue", root, rows, truth, classes=["Abnormal"])
+        per_video = [_avenue_from_masks(_need(mask_dir / f"{int(path.stem)}_label.mat",
+                                              f"ground truth of {path.name}", fix)) for path in videos]
+    out = _Rows(fps)
+    for path, truth in zip(videos, per_video):
+        mask = isinstance(truth, np.ndarray)  # else a list of intervals
+        anomalous = bool(truth.any()) if mask else bool(truth)
+        out.add(path.stem, path, "test", "Abnormal" if anomalous else "Normal", truth,
+                num_frames=len(truth) if mask else None)
+    train_dir = _first_dir(root / "training_videos", root / "training" / "training_videos")
+    for path in _avenue_videos(train_dir) if train_dir is not None else []:
+        out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: all normal
+    return out.benchmark("avenue", root, ["Abnormal"])
 
 
 # --------------------------------------------------------------------------------------
@@ -965,10 +957,10 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     """UBnormal: ``Scene<k>/<video>.mp4`` plus ``<video>_annotations/<video>_tracks.txt``.
 
     Splits come from the official name lists ``{abnormal,normal}_{training,validation,test}_
-    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A frame is anomalous when
-    it lies inside any track's [start, end]. UBnormal videos carry no class label: anomalous
-    videos are labelled "Abnormal". A listed video missing on disk is left out with a
-    warning, as UCF-Crime's are.
+    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A tracks file has one
+    ``object_id,start,end`` line per anomalous object; a frame is anomalous when it lies
+    inside any track's [start, end]. UBnormal videos carry no class label: anomalous videos
+    are labelled "Abnormal". A listed video missing on disk is left out with a warning.
 
     Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
     ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
@@ -979,47 +971,36 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
            "the Scene* folders; put the *_video_names.txt split lists from its scripts/ next to them.")
     _need(root, "UBnormal folder", fix)
-    rows, truth, missing = [], {}, []
+    out = _Rows(fps)
     for kind in ("abnormal", "normal"):
         for long_split, split in UBNORMAL_SPLITS.items():
             list_name = f"{kind}_{long_split}_video_names.txt"
             list_file = next((d / list_name for d in (root, root / "scripts") if (d / list_name).exists()), None)
             if list_file is None:
                 raise FileNotFoundError(f"split list {list_name} not found in {root} or {root / 'scripts'}\n{fix}")
-            for number, line in enumerate(read_text(list_file).splitlines(), start=1):
+            for where, _, line in annotation_lines(list_file):
                 name = line.strip()
-                if not name:
-                    continue
                 match = re.fullmatch(r"(abnormal|normal)_scene_(\d+)_scenario_\d+(_\w+)?", name)
                 if not match or match.group(1) != kind:
-                    raise AnnotationError(f"{list_file}, line {number}: expected a name like "
+                    raise AnnotationError(f"{where}: expected a name like "
                                           f"'{kind}_scene_3_scenario_1', got {name!r}")
                 scene = root / f"Scene{match.group(2)}"
                 path = scene / f"{name}.mp4"
                 if not path.exists():
-                    missing.append(path.relative_to(root))
+                    out.missing.append(path.relative_to(root))
                     continue
                 intervals: list[tuple[int, int]] = []
                 if kind == "abnormal":
                     intervals = _ubnormal_tracks(scene / f"{name}_annotations" / f"{name}_tracks.txt", fix)
-                rows.append(dict(name=name, path=str(path), split=split,
-                                 label="Abnormal" if intervals else "Normal",
-                                 is_anomalous=bool(intervals), num_frames=None, fps=fps))
-                truth[name] = intervals
-    warn_left_out(missing, f"listed UBnormal videos not found under {root}")
-    if not rows:
-        raise FileNotFoundError(f"none of the videos in the split lists is under {root}\n{fix}")
-    return _make("ubnormal", root, rows, truth, classes=["Abnormal"])
+                out.add(name, path, split, "Abnormal" if intervals else "Normal", intervals)
+    return out.benchmark("ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
+                         f"none of the videos in the split lists is under {root}\n{fix}")
 
 
 def _whole_number(text: str, where: str, expected: str) -> int:
-    """A frame number of a UBnormal tracks file: an integer, possibly written as a float.
-
-    The official script (``scripts/write_frame_level_ground_truth.py``) reads the file with
-    ``np.loadtxt(..., delimiter=",")``, i.e. as floats, then takes ``int(track[1])``, so
-    ``"52.0"`` means frame 52. A value that is not a whole number (``6.7``, ``inf``, ``nan``)
-    names no frame: the file is damaged, and truncating would shift the labels silently.
-    """
+    """A frame number of a UBnormal tracks file, ``52`` or ``52.0`` as the official reader
+    accepts; anything else names no frame, and truncating would shift labels silently (see
+    :func:`load_ubnormal`)."""
     try:
         value = float(text)
     except ValueError:
@@ -1031,19 +1012,11 @@ def _whole_number(text: str, where: str, expected: str) -> int:
 
 
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
-    """The (start, end) frames of every track: 0-based, inclusive, whole numbers.
-
-    Values may be written as integers or as whole floats (``52`` or ``52.0``, as the
-    official reader accepts); anything else is an :class:`AnnotationError` naming the file
-    and the line (see :func:`_whole_number`).
-    """
+    """The (start, end) frames of every track: 0-based, inclusive, whole numbers (``52`` or
+    ``52.0``, see :func:`_whole_number`)."""
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
-    _need(tracks_file, "UBnormal tracks file", fix)
     intervals = []
-    for number, line in enumerate(read_text(tracks_file).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{tracks_file}, line {number}"
+    for where, _, line in annotation_lines(_need(tracks_file, "UBnormal tracks file", fix)):
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != 3:
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")

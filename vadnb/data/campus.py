@@ -11,8 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from .benchmarks import (AnnotationError, Benchmark, _make, count_frames, parse_ucf_annotations,
-                         read_text)
+from .benchmarks import (AnnotationError, Benchmark, _Rows, annotation_lines, count_frames,
+                         parse_ucf_annotations, read_text)
 
 __all__ = ["load_campus", "campus_root", "verify_checksums"]
 
@@ -39,12 +39,9 @@ def verify_checksums(root: str | os.PathLike) -> None:
     if not sums.exists():
         raise FileNotFoundError(f"{sums} not found. {GET_THE_DATA}")
     bad = []
-    for number, line in enumerate(read_text(sums).splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
+    for where, parts, line in annotation_lines(sums):
         if len(parts) != 2:
-            raise AnnotationError(f"{sums}, line {number}: expected '<sha256>  <relative path>', got {line!r}")
+            raise AnnotationError(f"{where}: expected '<sha256>  <relative path>', got {line!r}")
         digest, relative = parts
         path = root / relative.lstrip("*")
         if not path.exists():
@@ -78,19 +75,17 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
         split_file = root / "splits" / f"{split}.txt"
         if not split_file.exists():
             raise FileNotFoundError(f"{split_file} not found. {GET_THE_DATA}")
-        for number, line in enumerate(read_text(split_file).splitlines(), start=1):
+        for where, _, line in annotation_lines(split_file):
             file_name = line.strip()
-            if not file_name:
-                continue
             if file_name not in parsed:
-                raise AnnotationError(f"{split_file}, line {number}: {file_name!r} is not in {annotations}")
+                raise AnnotationError(f"{where}: {file_name!r} is not in {annotations}")
             if file_name in split_of:
-                raise AnnotationError(f"{split_file}, line {number}: {file_name!r} is already in "
+                raise AnnotationError(f"{where}: {file_name!r} is already in "
                                       f"split {split_of[file_name]!r}")
             split_of[file_name] = split
     classes_file = root / "classes.txt"
     classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines() if c.strip()]
-    rows, truth = [], {}
+    out = _Rows(fps=10.0)
     for file_name, (label, intervals) in parsed.items():
         if file_name not in split_of:
             raise AnnotationError(f"{annotations}: {file_name} is in no split file under {root / 'splits'}")
@@ -100,8 +95,6 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
         path = root / "videos" / file_name
         if not path.exists():
             raise FileNotFoundError(f"campus clip missing: {path}. {GET_THE_DATA}")
-        name = Path(file_name).stem
-        rows.append(dict(name=name, path=str(path), split=split_of[file_name], label=label,
-                         is_anomalous=label != "Normal", num_frames=count_frames(path), fps=10.0))
-        truth[name] = intervals
-    return _make("campus", root, rows, truth, classes=classes)
+        out.add(Path(file_name).stem, path, split_of[file_name], label, intervals,
+                num_frames=count_frames(path))
+    return out.benchmark("campus", root, classes)

@@ -28,8 +28,8 @@ import os
 import re
 from pathlib import Path
 
-from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _make, _pairs,
-                         annotation_lines, read_text, ucf_class_of, xd_codes)
+from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
+                         annotation_lines, read_text, ucf_class_of, video_name, xd_codes)
 
 __all__ = ["load_lavad_annotations", "load_vera_annotations", "LAVAD_CLASS_IDS"]
 
@@ -74,11 +74,6 @@ def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
     for where, fields, line in annotation_lines(temporal):
         if len(fields) < 4:
             raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
-        try:
-            numbers = [int(v) for v in fields[2:]]
-        except ValueError:
-            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}; non-integer frame "
-                                  f"numbers in {line!r}") from None
         name = Path(fields[0]).stem
         if name in seen:
             first_where, first_fields = seen[name]
@@ -88,7 +83,7 @@ def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
                     f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
             continue
         seen[name] = (where, fields)
-        intervals[name] = _pairs(numbers, where, TEMPORAL_EXPECTED, allow_none=True)
+        intervals[name] = _pairs(fields[2:], where, TEMPORAL_EXPECTED, allow_none=True)
     return intervals
 
 
@@ -112,7 +107,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
     video_list, temporal = Path(video_list), Path(temporal_annotations)
     ids = LAVAD_CLASS_IDS[dataset]
     intervals = _lavad_temporal(temporal)
-    rows, truth = [], {}
+    out = _Rows(fps or FPS[dataset])
     frames_root = Path(frames_root) if frames_root is not None else None
     for where, fields, line in annotation_lines(video_list):
         if len(fields) != 4:
@@ -129,8 +124,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
             raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
                                   f"({dataset}'s table: {', '.join(ids)})")
         labels = [ids[i] for i in class_ids]
-        name = Path(fields[0]).name
-        name = Path(name).stem if Path(name).suffix in (".mp4", ".avi") else name
+        name = video_name(fields[0])
         label = next((c for c in labels if c != "Normal"), "Normal")
         if label != "Normal" and name not in intervals:
             raise AnnotationError(f"{temporal}: no line for the anomalous video {name} of {where}")
@@ -139,15 +133,13 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if label == "Normal" and shifted:
             raise AnnotationError(f"{where}: {name} is listed as Normal but {temporal} gives it "
                                   "anomalous intervals")
-        rows.append(dict(name=name, path=str(_resolve(frames_root, fields[0], video_list.parent)),
-                         split="test", label=label, is_anomalous=label != "Normal",
-                         num_frames=end - start + 1, fps=fps or FPS[dataset],
-                         labels="|".join(labels)))
-        truth[name] = [(max(0, s), e) for s, e in shifted]
-    if not rows:
+        out.add(name, _resolve(frames_root, fields[0], video_list.parent), "test", label,
+                [(max(0, s), e) for s, e in shifted], num_frames=end - start + 1,
+                labels="|".join(labels))
+    if not out.rows:
         raise AnnotationError(f"{video_list}: no rows; expected {LIST_EXPECTED}")
-    return _make(f"{dataset} (LAVAD files)", video_list.parent, rows, truth,
-                 classes=[c for c in ids if c != "Normal"])
+    return out.benchmark(f"{dataset} (LAVAD files)", video_list.parent,
+                         [c for c in ids if c != "Normal"])
 
 
 def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], bool | None]:
@@ -200,7 +192,7 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
     words = set(re.split(r"[^a-z]+", json_file.stem.lower()))  # "UCF_Eval" -> {"ucf", "eval"}
     split = split or ("train" if "train" in words else "val" if "val" in words else "test")
     root = Path(videos_root) if videos_root is not None else json_file.parent
-    rows, truth = [], {}
+    out = _Rows(fps or FPS[dataset])
     for i, item in enumerate(entries):
         where = f"{json_file}, entry {i}"
         if not isinstance(item, dict) or not (item.get("video") or item.get("video_name")):
@@ -209,8 +201,7 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
             raise AnnotationError(f"{where}: expected 'length', the video's number of frames "
                                   f"(a whole number >= 1), got {item.get('length')!r}")
         relative = str(item.get("video") or item.get("video_name"))
-        name = Path(relative).name
-        name = Path(name).stem if Path(name).suffix in (".mp4", ".avi") else name
+        name = video_name(relative)
         label, labels, said = _vera_label(item, dataset, where)
         if "temporal_label" in item:
             values = item["temporal_label"]
@@ -222,17 +213,16 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
             if said is not None and said != anomalous:
                 raise AnnotationError(f"{where}: label says {'anomalous' if said else 'normal'} "
                                       f"but temporal_label gives {intervals}")
-            truth[name] = intervals
+            truth = intervals
         else:
             anomalous = label != "Normal" if said is None else said
-            truth[name] = None if anomalous else []
+            truth = None if anomalous else []
         if anomalous != (label != "Normal"):
             raise AnnotationError(f"{where}: {name} is {'anomalous' if anomalous else 'normal'} "
                                   f"in the file but its name/folder says {label}")
         path = Path(item["path"]) if item.get("path") and Path(item["path"]).exists() else \
             _resolve(root, relative, json_file.parent)
-        rows.append(dict(name=name, path=str(path), split=split, label=label,
-                         is_anomalous=anomalous, num_frames=int(item["length"]),
-                         fps=fps or FPS[dataset], labels="|".join(labels)))
+        out.add(name, path, split, label, truth, anomalous=anomalous,
+                num_frames=int(item["length"]), labels="|".join(labels))
     classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values() if c != "Normal"]
-    return _make(f"{dataset} (VERA files)", json_file.parent, rows, truth, classes=list(classes))
+    return out.benchmark(f"{dataset} (VERA files)", json_file.parent, list(classes))

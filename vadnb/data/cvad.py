@@ -30,13 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmarks import (
-    VIDEO_EXTENSIONS,
-    AnnotationError,
-    Benchmark,
-    count_frames,
-    read_text,
-)
+from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, check_frame_count,
+                         frame_mask, read_text)
 
 __all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
 
@@ -56,27 +51,23 @@ _FIX = ("Clone https://github.com/SkiddieAhn/Paper-AnyAnomaly and pass its groun
         "folder (holding c-shtech_labels/ and c-avenue_labels/).")
 
 
-def _dataset(dataset: str) -> str:
+def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> tuple[str, Path, str]:
+    """(dataset's canonical name, its labels folder, its file prefix)."""
     key = _ALIASES.get(str(dataset).strip().lower())
     if key is None:
         raise ValueError(f"unknown C-VAD dataset {dataset!r}; use 'shanghaitech' or 'avenue'")
-    return key
-
-
-def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> Path:
-    root = Path(ground_truth_dir)
-    name = f"c-{_PREFIX[dataset]}_labels"
+    root, prefix = Path(ground_truth_dir), _PREFIX[key]
+    name = f"c-{prefix}_labels"
     for d in (root / name, root / "ground_truth" / name, root):
-        if d.is_dir() and any(d.glob(f"*{_PREFIX[dataset]}_*_label.h5")):
-            return d
+        if d.is_dir() and any(d.glob(f"*{prefix}_*_label.h5")):
+            return key, d, prefix
     raise FileNotFoundError(f"no {name}/ with *_label.h5 files under {root}\n{_FIX}")
 
 
 def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                ) -> dict[str, list[str]]:
     """The label sets present on disk: ``{"single": [...], "multiple": [...]}``."""
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single = sorted(p.name[len(prefix) + 1:-len("_label.h5")]
                     for p in d.glob(f"{prefix}_*_label.h5"))
     multi = sorted(p.name[len(prefix) + 3:-len("_label.h5")]
@@ -94,8 +85,7 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
                            dataset: str = "shanghaitech") -> list[str]:
     """The videos of the multi-type sets (left out of every single-type evaluation): from
     ``c-<dataset>-multiple.json`` when present, else from the ``m_*`` label files."""
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     names: set[str] = set()
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
                                   d / f"c-{prefix}-multiple.json") if p.is_file()), None)
@@ -142,12 +132,7 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
             if not isinstance(item, h5py.Dataset):
                 raise AnnotationError(f"{path}: entry {key!r} is a group; expected one 1-D "
                                       "dataset of 0/1 frame labels per video at the root")
-            a = np.asarray(item[()])
-            if a.ndim != 1 or not np.isin(a, (0, 1)).all():
-                raise AnnotationError(
-                    f"{path}: video {key!r}: expected a 1-D array of 0/1, one per frame; got "
-                    f"shape {a.shape} with values {np.unique(a)[:5].tolist()}")
-            out[str(key)] = a.astype(np.uint8)
+            out[str(key)] = frame_mask(item[()], f"{path}: video {key!r}")
     if not out:
         raise AnnotationError(f"{path}: holds no videos")
     return out
@@ -190,8 +175,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
         FileNotFoundError: no such label set (the message lists those on disk) or video.
         AnnotationError: a malformed label file, or a video whose frame count differs.
     """
-    dataset = _dataset(dataset)
-    d, prefix = _labels_dir(ground_truth_dir, dataset), _PREFIX[dataset]
+    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single = d / f"{prefix}_{anomaly_type}_label.h5"
     multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
     if single.is_file():
@@ -211,7 +195,7 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
     root = Path(videos_root) if videos_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"videos_root is not a folder: {root}")
-    rows = []
+    out = _Rows(float(fps or _FPS[dataset]))
     for name in sorted(truth):
         labels = truth[name]
         video = ""
@@ -221,23 +205,8 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                 raise FileNotFoundError(
                     f"{path.name}: video {name!r} not found under {root} (looked for a frame "
                     f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
-            n = count_frames(found)
-            if n != len(labels):
-                counted = "images, as vadnb.video reads them" if found.is_dir() else "decoded"
-                raise AnnotationError(
-                    f"{path}: video {name!r} has {len(labels)} frame labels but {found} has "
-                    f"{n} frames ({counted})")
+            check_frame_count(labels, found, f"{path}: video {name!r}")
             video = str(found)
-        anomalous = bool(labels.any())
-        rows.append(dict(name=name, path=video, split="test",
-                         label=anomaly_type if anomalous else "Normal", is_anomalous=anomalous,
-                         num_frames=len(labels), fps=float(fps or _FPS[dataset])))
-    import pandas as pd
-
-    from .benchmarks import COLUMNS
-
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table["num_frames"] = table["num_frames"].astype("int64")
-    table["is_anomalous"] = table["is_anomalous"].astype(bool)
-    return Benchmark(f"c-{prefix}/{anomaly_type}", Path(ground_truth_dir), table, truth,
-                     cvad_keywords(anomaly_type))
+        out.add(name, video, "test", anomaly_type if labels.any() else "Normal", labels,
+                num_frames=len(labels))
+    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir, cvad_keywords(anomaly_type))

@@ -14,29 +14,10 @@ differs from the step-wise value when many scores are tied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
-__all__ = ["PROTOCOLS", "protocol_table"]
+__all__ = ["protocol_table"]
 
-class _Protocols(Sequence):
-    """One row per (method, benchmark) the papers evaluated, read from each method's
-    declaration (:mod:`vadnb.registry`), so a method registered later appears too."""
-
-    def _rows(self) -> list[dict[str, object]]:
-        from .. import registry
-
-        return [{"method": m.name, **row} for m in registry.methods() for row in m.protocols]
-
-    def __getitem__(self, i):
-        return self._rows()[i]
-
-    def __len__(self) -> int:
-        return len(self._rows())
-
-
-PROTOCOLS: Sequence[dict[str, object]] = _Protocols()
 
 def protocol_table(method: str | None = None) -> pd.DataFrame:
     """The protocol rows (of one method if given), with the paper's reported number (in %).
@@ -45,7 +26,11 @@ def protocol_table(method: str | None = None) -> pd.DataFrame:
     module docstring), class_metrics, reported (the paper's number, None where there is
     none) and load (the vadnb call that builds that evaluation set).
     """
-    table = pd.DataFrame(list(PROTOCOLS))
+    from .. import registry
+
+    # read from each method's declaration at call time, so a method registered later appears
+    table = pd.DataFrame([{"method": m.name, **row} for m in registry.methods()
+                          for row in m.protocols])
     if method is not None:
         known = sorted(table["method"].unique())
         if method not in known:

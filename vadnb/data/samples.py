@@ -76,6 +76,13 @@ SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
 }
 
 
+# UCF-Crime's test annotation lines of the sample videos (LAVAD's files repeat them)
+_UCF_TEST_LINES = ["Arson011_x264.mp4  Arson  10  20  30  40",
+                   "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"]
+# ShanghaiTech's sample test videos: name, frames, anomalous span (C-ShT relabels them)
+_SHT_TEST = (("01_0014", 40, (12, 28)), ("01_0015", 32, None), ("02_0128", 36, (0, 10)))
+
+
 def _video(path: Path, num_frames: int, fps: float) -> None:
     from ..video import write_test_video
 
@@ -120,9 +127,7 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
                        ("Training_Normal_Videos_Anomaly/Normal_Videos002_x264.mp4", 32)):
             _video(root / rel, n, 30)
         _lines(root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
-            "Arson011_x264.mp4  Arson  10  20  30  40",
-            "Stealing058_x264.mp4  Stealing  0  8  -1  -1",
-            "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"])
+            _UCF_TEST_LINES[0], "Stealing058_x264.mp4  Stealing  0  8  -1  -1", _UCF_TEST_LINES[1]])
         _lines(root / "Anomaly_Train.txt", [
             "Arson/Arson001_x264.mp4", "Stealing/Stealing002_x264.mp4",
             "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4",
@@ -139,8 +144,7 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
     elif benchmark == "shanghaitech":
         masks = root / "testing" / "test_frame_mask"
         masks.mkdir(parents=True, exist_ok=True)
-        for name, n, span in (("01_0014", 40, (12, 28)), ("01_0015", 32, None),
-                              ("02_0128", 36, (0, 10))):
+        for name, n, span in _SHT_TEST:
             _frames(root / "testing" / "frames" / name, n)
             mask = np.zeros(n, np.uint8)
             if span:
@@ -186,22 +190,20 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
             _frames(root / rel, n)
         _lines(root / "annotations" / "test.txt", [
             "Arson/Arson011_x264 0 47 2", "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264 0 31 7"])
-        _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
-            "Arson011_x264.mp4  Arson  10  20  30  40",
-            "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"])
+        _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+               _UCF_TEST_LINES)
     elif benchmark == "c_shtech":
         # AnyAnomaly's C-ShT: one .h5 file per anomaly type, one 1-D int8 array per test
         # video (that type's frames are 1, every other type's are 0), over ShanghaiTech's frames
         import h5py
 
         write_sample("shanghaitech", root)
-        lengths = {"01_0014": 40, "01_0015": 32, "02_0128": 36}
         spans = {"car": {"01_0014": (12, 28)}, "running": {"02_0128": (0, 10)}}
         labels_dir = root / "ground_truth" / "c-shtech_labels"
         labels_dir.mkdir(parents=True, exist_ok=True)
         for kind, marked in spans.items():
             with h5py.File(labels_dir / f"shtech_{kind}_label.h5", "w") as f:
-                for name, n in lengths.items():
+                for name, n, _ in _SHT_TEST:
                     y = np.zeros(n, np.int8)
                     if name in marked:
                         y[marked[name][0]:marked[name][1]] = 1
