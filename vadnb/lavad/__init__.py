@@ -124,12 +124,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                     **overrides)[0]
 
 
-# --------------------------------------------------------------------------- the declaration
-# What detect, compare, scale, plots, lesson and data.protocols know about LAVAD
-# (vadnb.registry): declared once, read by all of them.
-
-from ..lesson import Reference  # noqa: E402
-from ..registry import register  # noqa: E402
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
+from ..registry import protocol, register  # noqa: E402
 
 
 def _cost(fps: float, captioners: int = 1, published: bool = False, **_: Any
@@ -151,29 +147,24 @@ register(
     "lavad", config=Config, run=run,
     roles={"captioner": "captioner", "embedder": "embedder", "llm": "llm"},
     cost=_cost, cost_variants={"lavad-published": {"published": True}}, keep_loaded=False,
-    pipeline={
-            "title": "LAVAD (training-free): captions -> LLM scores -> refinement",
-            "stages": [
-                ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
-                ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
-                ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
-                ("summarise", "LLM", "one summary per\ncentre frame", "model"),
-                ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
-                ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
-                ("to frames", "repeat x16", "frame scores", "out"),
-            ],
-        },
-    reference=Reference("lavad", "Harnessing Large Language Models for Training-free Video Anomaly Detection",
-        "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
-        "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
+    title="LAVAD (training-free): captions -> LLM scores -> refinement",
+    stages=[
+        ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
+        ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
+        ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
+        ("summarise", "LLM", "one summary per\ncentre frame", "model"),
+        ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
+        ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
+        ("to frames", "repeat x16", "frame scores", "out"),
+    ],
+    paper=("Harnessing Large Language Models for Training-free Video Anomaly Detection",
+           "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
+           "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
     protocols=[
-        dict(benchmark="UCF-Crime", split="test (290)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=80.28,
-            load="load_ucf_crime(root).subset('test')"),
-        dict(benchmark="XD-Violence", split="test (800)", metric="frame AP",
-            ap_variant="trapezoid", class_metrics="—", reported=62.01,
-            load="load_xd_violence(root).subset('test')"),
-        dict(benchmark="XD-Violence", split="test (800)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=85.36,
-            load="load_xd_violence(root).subset('test')")],
+        protocol("UCF-Crime", "test (290)", "frame AUC", 80.28,
+                 "load_ucf_crime(root).subset('test')"),
+        protocol("XD-Violence", "test (800)", "frame AP", 62.01,
+                 "load_xd_violence(root).subset('test')", ap_variant="trapezoid"),
+        protocol("XD-Violence", "test (800)", "frame AUC", 85.36,
+                 "load_xd_violence(root).subset('test')")],
 )
