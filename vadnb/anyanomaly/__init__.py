@@ -24,8 +24,8 @@ from typing import Any
 
 from .core import (TEMPLATES, VIEWS, Config, class_names, context_frames,
                    ensemble, pipeline, segment_bounds, select_key_frames)
-from .prompts import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
-from .prompts import OFFICIAL_SYSTEM, PROMPT_STYLES, build_prompt
+from .prompts import _FORMAT, _TASK  # noqa: F401  (tests read the prompt parts)
+from .prompts import OFFICIAL_SYSTEM, build_prompt
 from .differences import DIFFERENCES
 from .fusion import fuse, fused_frame_scores, official_score, parse_score, smooth
 from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,

@@ -52,20 +52,17 @@ from ..result import TINY_WARNING, Detection
 from ..runtime import Runtime
 from ..stages import configure
 from . import core
-from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
-                   clean_captions, last_line, parse_scores, pipeline,
-                   refine_scores, score_messages, summary_messages,
+from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config, clean_captions, last_line,
+                   parse_scores, pipeline, refine_scores, score_messages, summary_messages,
                    summary_scores, to_frames, window_frames)
 from .differences import DIFFERENCES
 from .video_clip import VIDEO_CLIPS, clip_frames, spatial_crops
-from .lesson import (OPTIONS, drawable, options_statement, options_table, oracle_backends,
+from .lesson import (OPTIONS, options_statement, options_table, oracle_backends,
                      plot_contact_sheet, similarity_statement, stage_tables, truth_statement)
-from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,
-                       XD_VIOLENCE_SCORE_CONTEXT, load_released, paper_config,
+from .official import (PAPER_CAPTIONERS, SCORE_CONTEXTS, load_released, paper_config,
                        refine_from_neighbours)
 from .runner import (captioner_roles, detection_profile, evaluate, frame_scores_of, open_video,
-                     rescore, roles_for,
-                     to_detection)
+                     rescore, roles_for, to_detection)
 
 __all__ = [
     "Config", "paper_config", "DIFFERENCES", "PAPER_CAPTIONERS", "SCORE_CONTEXTS",
