@@ -1,34 +1,13 @@
 """LAVAD: training-free video anomaly detection with captions and an LLM (notebooks 20-40).
 
 Zanella et al., "Harnessing Large Language Models for Training-free Video Anomaly
-Detection", CVPR 2024. No training at all: a captioner describes frames, an LLM reads the
-descriptions and rates how suspicious the scene is, and vision-language embeddings tie the
-text back to the frames. The pipeline, in the order :func:`run` executes it:
+Detection", CVPR 2024. No training at all: a captioner describes the centre frame of every
+16, each of 10 frames sampled from a 10 s window around it is replaced by its nearest
+caption, an LLM summarises that temporal description and rates how suspicious the scene
+is, and vision-language embeddings tie the summaries back to the windows to refine the
+scores.
 
-1. **Captions** (notebook 20). Positions are every ``stride``-th frame (0, 16, 32, ...):
-   the *centre frames*. Only the centre frames are captioned. (The original code captions
-   every frame but only ever reads the captions at ``idx % 16 == 0``; same result, 16x
-   less work.)
-2. **Caption cleaning** (notebook 20). The unique captions of the video form its *caption
-   index* (text embeddings, L2-normalised). Around each centre frame, a ``window_s``-second
-   window is sampled at ``frames_per_window`` evenly spread frames; each sampled frame is
-   embedded with the *image* encoder and replaced by its nearest caption in the index. The
-   retrieved captions, in time order, are the centre frame's *temporal description*.
-3. **LLM** (notebook 30). A summary prompt turns the temporal description into a short
-   summary (the reply's last line is kept); a score prompt asks for a rating in
-   ``[0, 0.1, ..., 1.0]`` of that summary. Unparseable replies are counted and linearly
-   interpolated from the neighbouring positions. Decoding is greedy, so identical prompts
-   (frequent in static scenes) are asked once.
-4. **Refinement** (notebook 40). The unique summaries of the video form its *summary index*
-   (text embeddings). Each position's window is embedded as a *video*; its ``refine_k``
-   nearest summaries vote with softmax(similarity / temperature) weights (a summary shared
-   by several positions votes with the mean of their scores).
-5. **To frames** (notebook 40). Each position's score covers its 16 frames
-   ``[centre, centre + 16)`` (the "centre" frame is the centre of the *window*, and the
-   first frame of its 16-frame segment, as in the original); the sequence is cut to the
-   video's length. No smoothing.
-
-The algorithm reads top to bottom in :mod:`vadnb.lavad.core` (``core.pipeline``); the
+The algorithm reads top to bottom in :mod:`.core` (``core.pipeline``, numbered steps); the
 differences from the official code are in :mod:`.differences`, the paper's settings and
 released results in :mod:`.official`, the notebooks' helpers in :mod:`.lesson`. Every model
 call goes through :mod:`vadnb.runtime`, keyed by what is sent (model, exact text, frames,
