@@ -335,18 +335,9 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                              "reference": "given normal videos" if reference else "the video itself"})
 
 
-# --------------------------------------------------------------------------- the declaration
-# What detect, compare, scale, plots, lesson and data.protocols know about the classical baseline
-# (vadnb.registry): declared once, read by all of them.
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
+from .registry import protocol, register  # noqa: E402
 
-from .registry import register  # noqa: E402
-
-
-register(
-    "classical", config=Config, run=run,
-    roles={}, meaningless_profiles=(),  # no model: meaningful in every profile
-    protocols=[
-        dict(benchmark="campus (bundled)", split="test (6)",
-            metric="frame AUC, AP", ap_variant="step", class_metrics="per class AUC",
-            reported=None, load="load_campus()")],
-)
+register("classical", config=Config, run=run, protocols=[
+    protocol("campus (bundled)", "test (6)", "frame AUC, AP", None, "load_campus()",
+             ap_variant="step", class_metrics="per class AUC")])

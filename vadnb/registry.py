@@ -5,7 +5,8 @@ A method is a module with a ``Config`` and a ``run(video, *, config, profile, ba
 **overrides) -> Detection``, ending with one :func:`register` call::
 
     register("lavad", config=Config, run=run, roles={"captioner": "captioner", ...},
-             cost=_cost, pipeline={...}, reference=Reference(...), protocols=[...])
+             cost=_cost, title="...", stages=[...], paper=("title", ...),
+             protocols=[protocol("UCF-Crime", "test (290)", "frame AUC", 80.28, "load...")])
 
 The built-in methods are known by module name without importing them (their modules pull in
 torch); a declaration is read when a table needs it. Adding a method is one module (or
@@ -19,8 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Method", "register", "unregister", "get", "names", "module_of", "methods",
-           "view", "BUILTIN"]
+__all__ = ["Method", "register", "protocol", "unregister", "get", "names", "module_of",
+           "methods", "view", "BUILTIN"]
 
 #: The suite's methods: name -> the module whose import registers it.
 BUILTIN: dict[str, str] = {
@@ -50,8 +51,6 @@ class Method:
         [(stage, who, output, kind), ...]}``.
     reference: the paper (:class:`vadnb.lesson.Reference`); protocols: rows of
         :func:`vadnb.data.protocol_table` (``method`` is filled in).
-    meaningless_profiles: profiles whose random-init models make the scores meaningless
-        (none for a model-free method).
     keep_loaded: a caller scoring many clips loads the roles once and keeps them (False
         for LAVAD, whose stages load one role at a time across videos).
     latency_s: for a causal method, the video seconds between a frame's arrival and its
@@ -68,7 +67,6 @@ class Method:
     pipeline: Mapping[str, Any] | None = None
     reference: Any = None
     protocols: Sequence[Mapping[str, Any]] = ()
-    meaningless_profiles: tuple[str, ...] = ("tiny", "cpu")
     keep_loaded: bool = True
     latency_s: float | None = None
 
@@ -76,24 +74,40 @@ class Method:
     def module(self) -> str:
         return self.run.__module__
 
-    def meaningful(self, profile: str) -> bool:
-        """Whether scores computed under ``profile`` mean anything about anomalies."""
-        return profile not in self.meaningless_profiles
-
 
 _modules: dict[str, str] = dict(BUILTIN)
 _methods: dict[str, Method] = {}
 
 
 def register(name: str, *, config: type, run: Callable[..., Any],
-             roles: Mapping[str, str] | None = None, **declaration: Any) -> Method:
-    """Declare a method (at the end of its module); returns the declaration."""
+             roles: Mapping[str, str] | None = None, title: str = "",
+             stages: Sequence[tuple[str, str, str, str]] | None = None,
+             paper: tuple[str, str, str, str, str] | None = None, **declaration: Any) -> Method:
+    """Declare a method (at the end of its module); returns the declaration.
+
+    ``title`` and ``stages`` make its ``pipeline`` diagram; ``paper`` is ``(title, authors,
+    venue, arXiv id, code)``, its :class:`vadnb.lesson.Reference`; other keywords are
+    :class:`Method` fields."""
     if not name or not name.isidentifier():
         raise ValueError(f"a method name must be a Python identifier, got {name!r}")
+    if stages is not None:
+        declaration["pipeline"] = {"title": title, "stages": list(stages)}
+    if paper is not None:
+        from .lesson import Reference  # the lessons read the registry: imported on use
+
+        declaration["reference"] = Reference(name, *paper)
     method = Method(name, config, run, dict(roles or {}), **declaration)
     _modules[name] = method.module
     _methods[name] = method
     return method
+
+
+def protocol(benchmark: str, split: str, metric: str, reported: float | None, load: str, *,
+             ap_variant: str = "—", class_metrics: str = "—") -> dict[str, Any]:
+    """One row of :func:`vadnb.data.protocol_table`: how the paper evaluated the method on
+    ``benchmark``, the number it reported and the loader call that reproduces the split."""
+    return dict(benchmark=benchmark, split=split, metric=metric, ap_variant=ap_variant,
+                class_metrics=class_metrics, reported=reported, load=load)
 
 
 def unregister(name: str) -> None:

@@ -1,7 +1,7 @@
 """AnomalyCLIP, the paper's algorithm (Zanella et al., CVIU 2024; notebook 50 teaches it):
 CLIP frame features re-centred on the normal centroid, projected on learned class directions
 (the modules: :mod:`.model`), scored by a temporal model; trained from video labels alone by
-multiple-instance selection and :func:`anomalyclip_loss` (the loop: :mod:`.train`)."""
+multiple-instance selection and its loss (the objective and the loop: :mod:`.train`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from ..runtime import EncodeImageRaw, Runtime, VideoRef
 from ..stages import ModelId, config_dataclass
+from .checks import fields_agree
 
 NORMAL = "Normal"
 
@@ -82,16 +83,7 @@ class Config:
     device: str | None = None
     """"cuda" / "cpu" (None: cuda when available)."""
 
-    @model_validator(mode="after")
-    def _fields_agree(self) -> Config:
-        if self.emb_size % self.heads:
-            raise ValueError(f"Config.emb_size ({self.emb_size}) must be divisible by "
-                             f"Config.heads ({self.heads})")
-        if max(self.top_k, self.bottom_k) > self.num_segments:
-            raise ValueError(f"Config.top_k ({self.top_k}) and Config.bottom_k "
-                             f"({self.bottom_k}) cannot exceed Config.num_segments "
-                             f"({self.num_segments})")
-        return self
+    _fields_agree = model_validator(mode="after")(fields_agree)
 
     @property
     def grid(self) -> int:
@@ -126,99 +118,7 @@ def class_directions(text_features: Any, centroid: Any) -> Any:
     return text / text.norm(dim=-1, keepdim=True)
 
 
-def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int,
-                    top_k: int = 3, bottom_k: int = 3, keep: Any = None) -> tuple[Any, Any]:
-    """Multiple-instance selection: ``(top [B, top_k], bottom [B, bottom_k])`` segments.
-
-    ``logits [B, S*L, C]``; ``labels [B]`` class index, ``-1`` = normal video; ``keep
-    [B, S]`` the segments that survive dropout (None: all). Abnormal videos rank segments by
-    the summed likelihood of their own class, normal videos by that of all classes (their
-    ``bottom`` is unused). Dropped segments are never picked while enough remain.
-    """
-    b, t, c = logits.shape
-    seg = logits.detach().reshape(b, num_segments, seg_length, c).sum(2)  # [B, S, C]
-    labels = torch.as_tensor(labels, device=logits.device).long()
-    abnormal = labels >= 0
-    own = seg.gather(2, labels.clamp(min=0).view(b, 1, 1).expand(b, num_segments, 1)).squeeze(2)
-    rank = torch.where(abnormal[:, None], own, seg.sum(2))  # [B, S]
-    if keep is None:
-        keep = torch.ones(b, num_segments, dtype=torch.bool, device=logits.device)
-    keep = torch.as_tensor(keep, device=logits.device).bool()
-    top = torch.where(keep, rank, torch.full_like(rank, -1e6)).topk(top_k, dim=1).indices
-    bottom = torch.where(keep, rank, torch.full_like(rank, 1e6)).topk(bottom_k, dim=1,
-                                                                      largest=False).indices
-    return top, bottom
-
-
-def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> Any:
-    """Frames of the chosen segments: ``x [B, S*L, ...]``, ``idx [B, k]`` -> ``[B, k*L, ...]``."""
-    b = x.shape[0]
-    rest = x.shape[2:]
-    grid = x.reshape(b, num_segments, seg_length, *rest)
-    index = idx.view(b, -1, *([1] * (1 + len(rest)))).expand(-1, -1, seg_length, *rest)
-    return grid.gather(1, index).reshape(b, -1, *rest)
-
-
-def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
-                     num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
-                     lambda_sparse: float = 8e-3, eps: float = 1e-8,
-                     smooth_within_videos: bool = False) -> dict[str, Any]:
-    """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
-    ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
-
-    Terms (A / N: abnormal / normal videos): ``projection_topk`` = -mean true-class
-    likelihood over A's top-k frames; ``projection_normal`` = mean over N's frames of the
-    largest likelihood; ``nll`` = mean -log p of the true class (A's top-k) + of normal (A's
-    bottom-k, N's top-k), ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 -
-    score``; ``smoothness`` = ``lambda_smooth`` * sum of A's squared score steps (within
-    each video, or over the flattened batch as the official code); ``sparsity`` =
-    ``lambda_sparse`` * mean of A's scores.
-    """
-    labels = torch.as_tensor(labels, device=logits.device).long()
-    abn = labels >= 0
-    nor = ~abn
-    if not abn.any() or not nor.any():
-        raise ValueError("a training batch needs both abnormal and normal videos")
-    S, L = num_segments, seg_length
-    a_logits, a_scores, a_labels = logits[abn], scores[abn], labels[abn]
-    n_logits, n_scores = logits[nor], scores[nor]
-
-    # likelihood terms
-    a_top = _gather_segments(a_logits, top[abn], S, L)  # [A, k*L, C]
-    true_top = a_top.gather(2, a_labels.view(-1, 1, 1).expand(-1, a_top.shape[1], 1))
-    projection_topk = -true_top.mean()
-    projection_normal = n_logits.max(dim=2).values.mean()
-
-    # NLL on the joint class probabilities
-    def log_probs(lg: Any, sc: Any) -> Any:
-        log_class = torch.log_softmax(lg, dim=-1) + torch.log(sc.clamp_min(eps)).unsqueeze(-1)
-        log_normal = torch.log((1 - sc).clamp_min(eps)).unsqueeze(-1)
-        return torch.cat([log_class, log_normal], dim=-1)  # normal is the last column
-
-    c = logits.shape[-1]
-    lp_a_top = log_probs(a_top, _gather_segments(a_scores, top[abn], S, L))
-    nll_topk_abnormal = -lp_a_top.gather(
-        2, a_labels.view(-1, 1, 1).expand(-1, lp_a_top.shape[1], 1)).mean()
-    lp_a_bottom = log_probs(_gather_segments(a_logits, bottom[abn], S, L),
-                            _gather_segments(a_scores, bottom[abn], S, L))
-    nll_bottomk_abnormal = -lp_a_bottom[..., c].mean()
-    lp_n_top = log_probs(_gather_segments(n_logits, top[nor], S, L),
-                         _gather_segments(n_scores, top[nor], S, L))
-    nll_topk_normal = -lp_n_top[..., c].mean()
-    nll = nll_topk_abnormal + nll_bottomk_abnormal + nll_topk_normal
-
-    # temporal priors on abnormal videos' scores
-    seq = a_scores if smooth_within_videos else a_scores.reshape(1, -1)
-    smoothness = lambda_smooth * ((seq[:, 1:] - seq[:, :-1]) ** 2).sum()
-    sparsity = lambda_sparse * a_scores.mean()
-
-    total = projection_topk + projection_normal + nll + smoothness + sparsity
-    return {"projection_topk": projection_topk, "projection_normal": projection_normal,
-            "nll_topk_abnormal": nll_topk_abnormal, "nll_bottomk_abnormal": nll_bottomk_abnormal,
-            "nll_topk_normal": nll_topk_normal, "nll": nll, "smoothness": smoothness,
-            "sparsity": sparsity, "total": total}
-
-
+#: The terms of the training loss (:func:`.train.anomalyclip_loss`), as the curves name them.
 LOSS_TERMS = ("projection_topk", "projection_normal", "nll", "smoothness", "sparsity")
 
 

@@ -221,10 +221,6 @@ class AnomalyCLIP(nn.Module):
         self.temporal = AxialTemporalModel(dim + extra, config.emb_size, config.depth,
                                             config.heads, config.num_segments, config.seg_length)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     def directions(self) -> Any:
         """One unit vector per anomaly class ``[C, D]``: text feature minus centroid, normalised."""
         return class_directions(self.prompts(), self.centroid)

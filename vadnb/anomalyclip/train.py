@@ -1,6 +1,6 @@
-"""Fitting AnomalyCLIP (the training loop): batches of half abnormal, half normal videos
-sampled as 32 x 16 grids, segment dropout, the multiple-instance selection and loss of
-:mod:`.core`, AdamW with warm-up and cosine decay, for ``Config.epochs``.
+"""Fitting AnomalyCLIP: the paper's objective (multiple-instance selection of segments and
+:func:`anomalyclip_loss`) and the loop: batches of half abnormal, half normal videos sampled
+as 32 x 16 grids, segment dropout, AdamW with warm-up and cosine decay, for ``Config.epochs``.
 
 Features come from the runtime's cache (:func:`train` extracts them once per video and
 stride); the loop itself reads only arrays.
@@ -17,10 +17,108 @@ import pandas as pd
 import torch
 
 from ..stages import configure
-from .core import NORMAL, Config, anomalyclip_loss, normal_centroid, select_segments
+from .core import NORMAL, Config, normal_centroid
 from .model import AnomalyCLIP, clip_label, clip_parts
 from .run import benchmark_features, clip_roles, feature_scale
 
+
+# --------------------------------------------------------------------------- the objective
+
+def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int,
+                    top_k: int = 3, bottom_k: int = 3, keep: Any = None) -> tuple[Any, Any]:
+    """Multiple-instance selection: ``(top [B, top_k], bottom [B, bottom_k])`` segments.
+
+    ``logits [B, S*L, C]``; ``labels [B]`` class index, ``-1`` = normal video; ``keep
+    [B, S]`` the segments that survive dropout (None: all). Abnormal videos rank segments by
+    the summed likelihood of their own class, normal videos by that of all classes (their
+    ``bottom`` is unused). Dropped segments are never picked while enough remain.
+    """
+    b, t, c = logits.shape
+    seg = logits.detach().reshape(b, num_segments, seg_length, c).sum(2)  # [B, S, C]
+    labels = torch.as_tensor(labels, device=logits.device).long()
+    abnormal = labels >= 0
+    own = seg.gather(2, labels.clamp(min=0).view(b, 1, 1).expand(b, num_segments, 1)).squeeze(2)
+    rank = torch.where(abnormal[:, None], own, seg.sum(2))  # [B, S]
+    if keep is None:
+        keep = torch.ones(b, num_segments, dtype=torch.bool, device=logits.device)
+    keep = torch.as_tensor(keep, device=logits.device).bool()
+    top = torch.where(keep, rank, torch.full_like(rank, -1e6)).topk(top_k, dim=1).indices
+    bottom = torch.where(keep, rank, torch.full_like(rank, 1e6)).topk(bottom_k, dim=1,
+                                                                      largest=False).indices
+    return top, bottom
+
+
+def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> Any:
+    """Frames of the chosen segments: ``x [B, S*L, ...]``, ``idx [B, k]`` -> ``[B, k*L, ...]``."""
+    b = x.shape[0]
+    rest = x.shape[2:]
+    grid = x.reshape(b, num_segments, seg_length, *rest)
+    index = idx.view(b, -1, *([1] * (1 + len(rest)))).expand(-1, -1, seg_length, *rest)
+    return grid.gather(1, index).reshape(b, -1, *rest)
+
+
+def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: Any,
+                     num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
+                     lambda_sparse: float = 8e-3, eps: float = 1e-8,
+                     smooth_within_videos: bool = False) -> dict[str, Any]:
+    """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
+    ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
+
+    Terms (A / N: abnormal / normal videos): ``projection_topk`` = -mean true-class
+    likelihood over A's top-k frames; ``projection_normal`` = mean over N's frames of the
+    largest likelihood; ``nll`` = mean -log p of the true class (A's top-k) + of normal (A's
+    bottom-k, N's top-k), ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 -
+    score``; ``smoothness`` = ``lambda_smooth`` * sum of A's squared score steps (within
+    each video, or over the flattened batch as the official code); ``sparsity`` =
+    ``lambda_sparse`` * mean of A's scores.
+    """
+    labels = torch.as_tensor(labels, device=logits.device).long()
+    abn = labels >= 0
+    nor = ~abn
+    if not abn.any() or not nor.any():
+        raise ValueError("a training batch needs both abnormal and normal videos")
+    a_logits, a_scores, a_labels = logits[abn], scores[abn], labels[abn]
+    n_logits, n_scores = logits[nor], scores[nor]
+
+
+    def pick(x: Any, idx: Any) -> Any:  # frames of the chosen segments
+        return _gather_segments(x, idx, num_segments, seg_length)
+
+    def own_class(x: Any) -> Any:  # each abnormal frame's value for its video's class
+        return x.gather(2, a_labels.view(-1, 1, 1).expand(-1, x.shape[1], 1))
+
+    # likelihood terms
+    a_top = pick(a_logits, top[abn])  # [A, k*L, C]
+    projection_topk = -own_class(a_top).mean()
+    projection_normal = n_logits.max(dim=2).values.mean()
+
+    # NLL on the joint class probabilities
+    def log_probs(lg: Any, sc: Any) -> Any:
+        log_class = torch.log_softmax(lg, dim=-1) + torch.log(sc.clamp_min(eps)).unsqueeze(-1)
+        log_normal = torch.log((1 - sc).clamp_min(eps)).unsqueeze(-1)
+        return torch.cat([log_class, log_normal], dim=-1)  # normal is the last column
+
+    c = logits.shape[-1]
+    nll_topk_abnormal = -own_class(log_probs(a_top, pick(a_scores, top[abn]))).mean()
+    nll_bottomk_abnormal = -log_probs(pick(a_logits, bottom[abn]),
+                                      pick(a_scores, bottom[abn]))[..., c].mean()
+    nll_topk_normal = -log_probs(pick(n_logits, top[nor]), pick(n_scores, top[nor]))[..., c].mean()
+    nll = nll_topk_abnormal + nll_bottomk_abnormal + nll_topk_normal
+
+    # temporal priors on abnormal videos' scores
+    seq = a_scores if smooth_within_videos else a_scores.reshape(1, -1)
+    smoothness = lambda_smooth * ((seq[:, 1:] - seq[:, :-1]) ** 2).sum()
+    sparsity = lambda_sparse * a_scores.mean()
+
+    total = projection_topk + projection_normal + nll + smoothness + sparsity
+    return {"projection_topk": projection_topk, "projection_normal": projection_normal,
+            "nll_topk_abnormal": nll_topk_abnormal, "nll_bottomk_abnormal": nll_bottomk_abnormal,
+            "nll_topk_normal": nll_topk_normal, "nll": nll, "smoothness": smoothness,
+            "sparsity": sparsity, "total": total}
+
+
+
+# --------------------------------------------------------------------------- the loop
 
 def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length: int = 16,
                             rng: np.random.Generator | None = None) -> np.ndarray:

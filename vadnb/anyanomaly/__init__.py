@@ -24,8 +24,8 @@ from typing import Any
 
 from .core import (TEMPLATES, VIEWS, Config, class_names, context_frames,
                    ensemble, pipeline, segment_bounds, select_key_frames)
-from .prompts import _FORMAT, _TASK, _TEMPORAL  # noqa: F401  (tests read the prompt parts)
-from .prompts import OFFICIAL_SYSTEM, PROMPT_STYLES, build_prompt
+from .prompts import _FORMAT, _TASK  # noqa: F401  (tests read the prompt parts)
+from .prompts import OFFICIAL_SYSTEM, build_prompt
 from .differences import DIFFERENCES
 from .fusion import fuse, fused_frame_scores, official_score, parse_score, smooth
 from .lesson import (FusionTuning, oracle_backends, prompt_scores, segment_views,
@@ -45,13 +45,10 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- the declaration
-# What detect, compare, scale, plots, lesson and data.protocols know about AnyAnomaly
-# (vadnb.registry): declared once, read by all of them.
-
-from ..lesson import Reference  # noqa: E402
-from ..registry import register  # noqa: E402
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
+from ..registry import protocol, register  # noqa: E402
 from .run import ROLES  # noqa: E402
+
 
 def _cost(fps: float, keywords: int = 1, **_: Any) -> list[tuple[str, str, float, str]]:
     """Model calls per minute of video with the Config defaults, for ``keywords`` texts."""
@@ -66,35 +63,29 @@ def _cost(fps: float, keywords: int = 1, **_: Any) -> list[tuple[str, str, float
 
 
 register(
-    "anyanomaly", config=Config, run=run,
-    roles=ROLES, cost=_cost,
-    pipeline={
-            "title": "AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
-            "stages": [
-                ("frames", "segments of\n24 frames", "segment frames", "data"),
-                ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
-                ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
-                ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
-                ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
-                ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
-            ],
-        },
-    reference=Reference("anyanomaly", "AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
-        "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
-        "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
+    "anyanomaly", config=Config, run=run, roles=ROLES, cost=_cost,
+    title="AnyAnomaly (zero-shot, user's text): context-aware VQA per segment",
+    stages=[
+        ("frames", "segments of\n24 frames", "segment frames", "data"),
+        ("key frame", "CLIP ViT-B/32 vs\nthe user's text", "best frame +\n4 context frames", "model"),
+        ("contexts", "WinCLIP windows,\n2x2 time grid", "key / masked /\ngrid images", "model"),
+        ("ask", "VLM (Qwen2.5-VL), 3\ncalls per keyword", "3 scores + reasons\nper segment", "model"),
+        ("fuse", "0.6 / 0.3 / 0.1,\nGaussian, min-max", "segment score", "math"),
+        ("to frames", "repeat x24,\nmax over keywords", "frame scores", "out"),
+    ],
+    paper=("AnyAnomaly: Zero-Shot Customizable Video Anomaly Detection with LVLM",
+           "Sunghyun Ahn, Youngwan Jo, Kijung Lee, Sein Kwon, Inpyo Hong, Sanghyun Park",
+           "WACV 2026", "2503.04504", "github.com/SkiddieAhn/Paper-AnyAnomaly"),
     protocols=[
-        dict(benchmark="C-ShT", split="test (ShanghaiTech)",
-            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
-            class_metrics="per type", reported=85.72,
-            load="load_cvad(ground_truth_dir, dataset='shanghaitech', anomaly_type=...)"),
-        dict(benchmark="C-Ave", split="test (Avenue)",
-            metric="frame AUC per anomaly type (C-VAD protocol), averaged", ap_variant="—",
-            class_metrics="per type", reported=90.27,
-            load="load_cvad(ground_truth_dir, dataset='avenue', anomaly_type=...)"),
-        dict(benchmark="Avenue", split="test (21)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=87.3, load="load_avenue(root)"),
-        dict(benchmark="ShanghaiTech", split="test (107)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=79.7, load="load_shanghaitech(root)"),
-        dict(benchmark="UBnormal", split="test", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=74.5, load="load_ubnormal(root)")],
+        protocol("C-ShT", "test (ShanghaiTech)",
+                 "frame AUC per anomaly type (C-VAD protocol), averaged", 85.72,
+                 "load_cvad(ground_truth_dir, dataset='shanghaitech', anomaly_type=...)",
+                 class_metrics="per type"),
+        protocol("C-Ave", "test (Avenue)",
+                 "frame AUC per anomaly type (C-VAD protocol), averaged", 90.27,
+                 "load_cvad(ground_truth_dir, dataset='avenue', anomaly_type=...)",
+                 class_metrics="per type"),
+        protocol("Avenue", "test (21)", "frame AUC", 87.3, "load_avenue(root)"),
+        protocol("ShanghaiTech", "test (107)", "frame AUC", 79.7, "load_shanghaitech(root)"),
+        protocol("UBnormal", "test", "frame AUC", 74.5, "load_ubnormal(root)")],
 )

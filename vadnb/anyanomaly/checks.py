@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StringConstraints
 
 __all__ = ["Prompt", "ClassName", "Template", "Weight", "prompt_list", "distinct",
-           "grid_of_four", "some_weight"]
+           "grid_of_four", "some_weight", "windows_fit"]
 
 
 def prompt_list(value: Any) -> Any:
@@ -38,6 +38,15 @@ def some_weight(weights: tuple[float, float, float]) -> tuple[float, float, floa
     if not any(weights):
         raise ValueError("must not all be 0 (the fused score would be 0 everywhere)")
     return weights
+
+
+def windows_fit(cfg: Any) -> Any:
+    """A Config's key and context frames are read large enough to cut its windows."""
+    if cfg.view_max_side < cfg.position_size // 4:
+        raise ValueError(f"Config.view_max_side={cfg.view_max_side} is too small to cut "
+                         f"windows (at least Config.position_size // 4 = "
+                         f"{cfg.position_size // 4})")
+    return cfg
 
 
 def grid_of_four(frames: int) -> int:

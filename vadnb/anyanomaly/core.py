@@ -1,8 +1,5 @@
-"""AnyAnomaly (Ahn et al., WACV 2026), read top to bottom: its Config, steps and pipeline.
-
-Notebook 60 teaches it. Models, frames and cached calls are :mod:`vadnb.runtime`'s; the
-images' pixel operations are in :mod:`.views`, the replies' arithmetic in :mod:`.fusion`.
-"""
+"""AnyAnomaly (Ahn et al., WACV 2026; notebook 60), top to bottom: Config, steps, pipeline.
+The images' pixel operations are in :mod:`.views`, the replies' arithmetic in :mod:`.fusion`."""
 
 from __future__ import annotations
 
@@ -13,31 +10,32 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from ..runtime import Ask, Derived, EncodeImage, EncodeText, Runtime, VideoRef
+from ..runtime import Derived, EncodeImage, EncodeText, Runtime, VideoRef
 from ..stages import SEQUENCE, ModelId, config_dataclass
 from .checks import (ClassName, Prompt, Template, Weight, distinct, grid_of_four,
-                     prompt_list, some_weight)
+                     prompt_list, some_weight, windows_fit)
 from .fusion import fuse, fused_frame_scores, normalised, parse_scores
-from .prompts import OFFICIAL_SYSTEM, build_prompt
-from .views import (best_window, grid_image, masked, view, window, window_boxes,
+from .prompts import OFFICIAL_SYSTEM, question
+from .views import (best_window, question_images, view, window_boxes, window_crop,
                     window_probabilities)
 
 #: Our prompt-template ensemble (the WinCLIP / CLIP zero-shot recipe).
 TEMPLATES: tuple[str, ...] = (
     "a photo of {}.", "a surveillance camera frame showing {}.", "a blurry photo of {}.",
     "a cropped photo of {}.", "a low resolution photo of {}.", "a photo of {}, seen from above.")
+#: The three views the VLM is asked about per segment.
+VIEWS = ("key", "position", "temporal")
 
 
 # Limits are generous for real use: they turn a typo into an error, not an out-of-memory crash.
 @config_dataclass
 class Config:
-    """AnyAnomaly's settings, with the defaults of the paper and its public code.
+    """AnyAnomaly's settings, with the defaults of the paper and its public code
+    (:meth:`for_dataset`: a benchmark's own window sizes).
 
     Paper (Ahn et al., 2025, Qwen2.5-VL-3B, training-free): C-ShT AUC 85.72 (baseline without
     context 78.01), C-Ave 90.27; on the usual benchmarks Avenue 87.3, ShanghaiTech 79.7,
-    UBnormal 74.5. Those numbers used fusion weights and sigma tuned on the test labels.
-    Use :meth:`for_dataset` for a benchmark's own window sizes.
-    """
+    UBnormal 74.5, with fusion weights and sigma tuned on the test labels."""
 
     prompts: Annotated[list[Prompt], BeforeValidator(prompt_list), Field(max_length=256),
                        AfterValidator(distinct)] = field(default_factory=list)
@@ -118,18 +116,12 @@ class Config:
     clip_batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     """Images per CLIP call."""
 
-    @model_validator(mode="after")
-    def _windows_fit(self) -> Config:
-        if self.view_max_side < self.position_size // 4:
-            raise ValueError(f"Config.view_max_side={self.view_max_side} is too small to cut "
-                             f"windows (at least Config.position_size // 4 = "
-                             f"{self.position_size // 4})")
-        return self
+    _windows_fit = model_validator(mode="after")(windows_fit)
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> Config:
-        """The settings the official code uses on ``dataset`` ("shanghaitech" or "avenue"):
-        its window sizes and the prompt's answer word; other fields as in ``overrides``."""
+        """The official code's window sizes and answer word on ``dataset`` ("shanghaitech"
+        or "avenue"); other fields from ``overrides``."""
         from .official import DATASET_OUTPUT_WORD, dataset_key, dataset_windows
 
         return cls(**{"window_sizes": dataset_windows(dataset),
@@ -191,9 +183,6 @@ def ensemble(text_emb: Sequence[np.ndarray], n: int) -> np.ndarray:
     return emb.astype(np.float32)
 
 
-VIEWS = ("key", "position", "temporal")
-
-
 def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     """AnyAnomaly on one video: the paper's steps, every model call through ``rt``."""
     n, P = video.num_frames, len(cfg.prompts)
@@ -221,9 +210,7 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
     views = {int(i): Derived.of(view, [video.frame(i)], max_side=cfg.view_max_side)
              for i in frames}
     corners = [tuple(int(v) for v in b) for b in boxes[["x0", "y0", "x1", "y1"]].to_numpy()]
-    crops = [EncodeImage(Derived.of(window, [views[i]], box=b, size=cfg.position_size,
-                                    resize=cfg.window_resize))
-             for i in views for b in corners]
+    crops = [EncodeImage(window_crop(views[i], b, cfg)) for i in views for b in corners]
     emb = np.reshape(rt.map("clip", crops, batch_size=cfg.clip_batch_size, desc="CLIP windows"),
                      (len(views), len(boxes), -1))
     win = dict(zip(views, emb.astype(np.float64)))  # frame -> [W, D]
@@ -237,20 +224,13 @@ def pipeline(rt: Runtime, video: VideoRef, cfg: Config) -> dict[str, Any]:
                       for s in range(S)] for p in range(P)])  # [P, S]
 
     # 7. three questions to the VLM per segment and description: key, masked frame, grid
-    def images(p: int, s: int) -> tuple[Any, Any, Any]:
-        key = views[keys[p, s]]
-        return (key, Derived.of(masked, [key], scores=tuple(heat[p, s].tolist()),
-                                window_sizes=cfg.window_sizes, stride=cfg.window_stride,
-                                size=cfg.position_size),
-                Derived.of(grid_image, [views[f] for f in contexts[p, s]], box=corners[best[p, s]],
-                           size=cfg.position_size, cell=cfg.grid_cell))
-
+    images = {(p, s): question_images(views[keys[p, s]], [views[f] for f in contexts[p, s]],
+                                      heat[p, s], corners[best[p, s]], cfg)
+              for p in range(P) for s in range(S)}
     per = max(1, cfg.vlm_batch_size // (3 * P))  # segments per VLM batch, all descriptions
     order = [(p, s) for a in range(0, S, per) for p in range(P) for s in range(a, min(a + per, S))]
-    asks = [Ask((image,), build_prompt(cfg.prompts[p], v, cfg.prompt_style, cfg.output_word),
-                cfg.max_new_tokens, cfg.temperature, top_p=cfg.top_p, system=cfg.system_prompt,
-                repetition_penalty=cfg.repetition_penalty)
-            for p, s in order for v, image in zip(VIEWS, images(p, s))]
+    asks = [question(image, cfg.prompts[p], v, cfg)
+            for p, s in order for v, image in zip(VIEWS, images[p, s])]
     answers = rt.map("vlm", asks, batch_size=3 * P * per, desc="AnyAnomaly: VLM")
     replies = np.empty((P, S, 3), dtype=object)
     replies[tuple(np.array(order).T)] = np.array(answers, dtype=object).reshape(-1, 3)

@@ -4,7 +4,11 @@ included) and vadnb's shorter wording, a named option (``Config(prompt_style="va
 
 from __future__ import annotations
 
-__all__ = ["OFFICIAL_SYSTEM", "PROMPT_STYLES", "build_prompt"]
+from typing import Any
+
+from ..runtime import Ask
+
+__all__ = ["OFFICIAL_SYSTEM", "PROMPT_STYLES", "build_prompt", "question"]
 
 #: The official chat's system line (``qwen_make_messages``).
 OFFICIAL_SYSTEM = "You are a vision anomaly detector."
@@ -57,3 +61,10 @@ def build_prompt(description: str, view: str, style: str = "official",
     if style == "vadnb":
         return _TASK.format(d=description) + (_TEMPORAL if temporal else "") + _FORMAT
     raise ValueError(f"unknown prompt_style {style!r}; use one of {PROMPT_STYLES}")
+
+
+def question(image: Any, description: str, view: str, cfg: Any) -> Ask:
+    """One VLM question about one view's image, with the Config's wording and decoding."""
+    return Ask((image,), build_prompt(description, view, cfg.prompt_style, cfg.output_word),
+               cfg.max_new_tokens, cfg.temperature, top_p=cfg.top_p, system=cfg.system_prompt,
+               repetition_penalty=cfg.repetition_penalty)

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..runtime import Derived
+
 __all__ = ["window_boxes", "cut_windows", "minmax", "heat_map", "masked_frame", "grid_image",
-           "window_probabilities", "best_window", "view_size", "view", "window", "masked"]
+           "window_probabilities", "best_window", "view_size", "view", "window", "masked",
+           "window_crop", "question_images"]
 
 
 def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
@@ -197,3 +200,21 @@ def _corners(box: Any) -> tuple[int, int, int, int]:
     if hasattr(box, "x0"):
         return int(box.x0), int(box.y0), int(box.x1), int(box.y1)
     return tuple(int(v) for v in box)  # type: ignore[return-value]
+
+
+# The recipes the pipeline sends (the runtime applies them only when a model must see the image).
+
+def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:
+    """One window ``box`` of a frame squashed to ``cfg.position_size``, for CLIP."""
+    return Derived.of(window, [frame], box=box, size=cfg.position_size, resize=cfg.window_resize)
+
+
+def question_images(key: Any, context: list[Any], heat: np.ndarray,
+                    box: tuple[int, int, int, int], cfg: Any) -> tuple[Any, Any, Any]:
+    """The three images the VLM is asked about: the key frame, the key frame masked by its
+    window heat map (position context), the ``box`` window of the context frames in a 2x2
+    grid (temporal context)."""
+    return (key, Derived.of(masked, [key], scores=tuple(heat.tolist()),
+                            window_sizes=cfg.window_sizes, stride=cfg.window_stride,
+                            size=cfg.position_size),
+            Derived.of(grid_image, context, box=box, size=cfg.position_size, cell=cfg.grid_cell))

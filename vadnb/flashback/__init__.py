@@ -24,8 +24,7 @@ import pandas as pd
 
 from ..cache import Cache, get_cache
 from ..result import Detection
-from ..lesson import Reference
-from ..registry import register
+from ..registry import protocol, register
 from ..runtime import Roles, Runtime
 from ..stages import configure
 from . import memory
@@ -91,10 +90,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                 "segment_frames": int(length), "config": asdict(cfg)})
 
 
-# --------------------------------------------------------------------------- the declaration
-# What detect, compare, scale, plots, lesson and data.protocols know about Flashback
-# (vadnb.registry): declared once, read by all of them.
-
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
 def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
     """Model calls per minute of video with the Config defaults: one video embedding per
     segment (two per second); the memory's LLM calls are made once, not per video."""
@@ -104,28 +100,23 @@ def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
 
 
 register(
-    "flashback", config=Config, run=run,
-    roles={"llm": "llm", "embedder": "embedder"}, cost=_cost,
-    latency_s=Config().segment_s,
-    pipeline={
-        "title": "Flashback (recall, respond): a caption memory written once, then retrieval",
-        "stages": [
-            ("recall", "LLM, once\n(paired captions)", "normal + anomalous\ncaption memory", "model"),
-            ("embed memory", "embedder,\ntext side", "caption vectors", "model"),
-            ("segments", "1 s, 0.5 s hop,\n16 frames each", "segment clips", "data"),
-            ("embed segments", "embedder,\nvideo side", "segment vectors", "model"),
-            ("respond", "top-10 captions,\nsoftmax weights", "anomalous share\n= segment score", "math"),
-            ("to frames", "mean of covering\nsegments, 5-tap smoothing", "frame scores", "out"),
-        ],
-    },
-    reference=Reference("flashback", "Flashback: Memory-Driven Zero-shot, Real-time Video "
-                        "Anomaly Detection", "H. Lee, H. Kim, I.-J. Kim, Y. Choi",
-                        "arXiv 2025 (v2)", "2505.15205", "github.com/Haawron/agent-based-vad"),
+    "flashback", config=Config, run=run, roles={"llm": "llm", "embedder": "embedder"},
+    cost=_cost, latency_s=Config().segment_s,
+    title="Flashback (recall, respond): a caption memory written once, then retrieval",
+    stages=[
+        ("recall", "LLM, once\n(paired captions)", "normal + anomalous\ncaption memory", "model"),
+        ("embed memory", "embedder,\ntext side", "caption vectors", "model"),
+        ("segments", "1 s, 0.5 s hop,\n16 frames each", "segment clips", "data"),
+        ("embed segments", "embedder,\nvideo side", "segment vectors", "model"),
+        ("respond", "top-10 captions,\nsoftmax weights", "anomalous share\n= segment score", "math"),
+        ("to frames", "mean of covering\nsegments, 5-tap smoothing", "frame scores", "out"),
+    ],
+    paper=("Flashback: Memory-Driven Zero-shot, Real-time Video Anomaly Detection",
+           "H. Lee, H. Kim, I.-J. Kim, Y. Choi", "arXiv 2025 (v2)", "2505.15205",
+           "github.com/Haawron/agent-based-vad"),
     protocols=[
-        dict(benchmark="UCF-Crime", split="test 290", metric="frame AUC (micro)",
-             ap_variant="—", class_metrics="—", reported=87.3,
-             load="load_ucf_crime(root)  # zero-shot: no training split used"),
-        dict(benchmark="XD-Violence", split="test 800", metric="frame AP",
-             ap_variant="step", class_metrics="—", reported=75.1,
-             load="load_xd_violence(root)  # protocol details not retrievable")],
+        protocol("UCF-Crime", "test 290", "frame AUC (micro)", 87.3,
+                 "load_ucf_crime(root)  # zero-shot: no training split used"),
+        protocol("XD-Violence", "test 800", "frame AP", 75.1,
+                 "load_xd_violence(root)  # protocol details not retrievable", ap_variant="step")],
 )

@@ -1,34 +1,13 @@
 """LAVAD: training-free video anomaly detection with captions and an LLM (notebooks 20-40).
 
 Zanella et al., "Harnessing Large Language Models for Training-free Video Anomaly
-Detection", CVPR 2024. No training at all: a captioner describes frames, an LLM reads the
-descriptions and rates how suspicious the scene is, and vision-language embeddings tie the
-text back to the frames. The pipeline, in the order :func:`run` executes it:
+Detection", CVPR 2024. No training at all: a captioner describes the centre frame of every
+16, each of 10 frames sampled from a 10 s window around it is replaced by its nearest
+caption, an LLM summarises that temporal description and rates how suspicious the scene
+is, and vision-language embeddings tie the summaries back to the windows to refine the
+scores.
 
-1. **Captions** (notebook 20). Positions are every ``stride``-th frame (0, 16, 32, ...):
-   the *centre frames*. Only the centre frames are captioned. (The original code captions
-   every frame but only ever reads the captions at ``idx % 16 == 0``; same result, 16x
-   less work.)
-2. **Caption cleaning** (notebook 20). The unique captions of the video form its *caption
-   index* (text embeddings, L2-normalised). Around each centre frame, a ``window_s``-second
-   window is sampled at ``frames_per_window`` evenly spread frames; each sampled frame is
-   embedded with the *image* encoder and replaced by its nearest caption in the index. The
-   retrieved captions, in time order, are the centre frame's *temporal description*.
-3. **LLM** (notebook 30). A summary prompt turns the temporal description into a short
-   summary (the reply's last line is kept); a score prompt asks for a rating in
-   ``[0, 0.1, ..., 1.0]`` of that summary. Unparseable replies are counted and linearly
-   interpolated from the neighbouring positions. Decoding is greedy, so identical prompts
-   (frequent in static scenes) are asked once.
-4. **Refinement** (notebook 40). The unique summaries of the video form its *summary index*
-   (text embeddings). Each position's window is embedded as a *video*; its ``refine_k``
-   nearest summaries vote with softmax(similarity / temperature) weights (a summary shared
-   by several positions votes with the mean of their scores).
-5. **To frames** (notebook 40). Each position's score covers its 16 frames
-   ``[centre, centre + 16)`` (the "centre" frame is the centre of the *window*, and the
-   first frame of its 16-frame segment, as in the original); the sequence is cut to the
-   video's length. No smoothing.
-
-The algorithm reads top to bottom in :mod:`vadnb.lavad.core` (``core.pipeline``); the
+The algorithm reads top to bottom in :mod:`.core` (``core.pipeline``, numbered steps); the
 differences from the official code are in :mod:`.differences`, the paper's settings and
 released results in :mod:`.official`, the notebooks' helpers in :mod:`.lesson`. Every model
 call goes through :mod:`vadnb.runtime`, keyed by what is sent (model, exact text, frames,
@@ -52,20 +31,17 @@ from ..result import TINY_WARNING, Detection
 from ..runtime import Runtime
 from ..stages import configure
 from . import core
-from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config,
-                   clean_captions, last_line, parse_scores, pipeline,
-                   refine_scores, score_messages, summary_messages,
+from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config, clean_captions, last_line,
+                   parse_scores, pipeline, refine_scores, score_messages, summary_messages,
                    summary_scores, to_frames, window_frames)
 from .differences import DIFFERENCES
 from .video_clip import VIDEO_CLIPS, clip_frames, spatial_crops
-from .lesson import (OPTIONS, drawable, options_statement, options_table, oracle_backends,
+from .lesson import (OPTIONS, options_statement, options_table, oracle_backends,
                      plot_contact_sheet, similarity_statement, stage_tables, truth_statement)
-from .official import (PAPER_CAPTIONERS, RELEASED_FPS, SCORE_CONTEXTS, XD_VIOLENCE_CAPTIONER,
-                       XD_VIOLENCE_SCORE_CONTEXT, load_released, paper_config,
+from .official import (PAPER_CAPTIONERS, SCORE_CONTEXTS, load_released, paper_config,
                        refine_from_neighbours)
 from .runner import (captioner_roles, detection_profile, evaluate, frame_scores_of, open_video,
-                     rescore, roles_for,
-                     to_detection)
+                     rescore, roles_for, to_detection)
 
 __all__ = [
     "Config", "paper_config", "DIFFERENCES", "PAPER_CAPTIONERS", "SCORE_CONTEXTS",
@@ -124,12 +100,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                     **overrides)[0]
 
 
-# --------------------------------------------------------------------------- the declaration
-# What detect, compare, scale, plots, lesson and data.protocols know about LAVAD
-# (vadnb.registry): declared once, read by all of them.
-
-from ..lesson import Reference  # noqa: E402
-from ..registry import register  # noqa: E402
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
+from ..registry import protocol, register  # noqa: E402
 
 
 def _cost(fps: float, captioners: int = 1, published: bool = False, **_: Any
@@ -151,29 +123,24 @@ register(
     "lavad", config=Config, run=run,
     roles={"captioner": "captioner", "embedder": "embedder", "llm": "llm"},
     cost=_cost, cost_variants={"lavad-published": {"published": True}}, keep_loaded=False,
-    pipeline={
-            "title": "LAVAD (training-free): captions -> LLM scores -> refinement",
-            "stages": [
-                ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
-                ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
-                ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
-                ("summarise", "LLM", "one summary per\ncentre frame", "model"),
-                ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
-                ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
-                ("to frames", "repeat x16", "frame scores", "out"),
-            ],
-        },
-    reference=Reference("lavad", "Harnessing Large Language Models for Training-free Video Anomaly Detection",
-        "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
-        "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
+    title="LAVAD (training-free): captions -> LLM scores -> refinement",
+    stages=[
+        ("frames", "video, native fps", "a centre frame\nevery 16 frames", "data"),
+        ("caption", "captioner (BLIP-2)", "one caption per\ncentre frame", "model"),
+        ("clean", "ImageBind image vs\ncaption text", "10 nearest captions\n= temporal description", "model"),
+        ("summarise", "LLM", "one summary per\ncentre frame", "model"),
+        ("score", "LLM", "score in [0, 1] per\ncentre frame", "model"),
+        ("refine", "ImageBind video vs\nsummaries, K=10", "softmax-weighted\nscore per centre", "math"),
+        ("to frames", "repeat x16", "frame scores", "out"),
+    ],
+    paper=("Harnessing Large Language Models for Training-free Video Anomaly Detection",
+           "Luca Zanella, Willi Menapace, Massimiliano Mancini, Yiming Wang, Elisa Ricci",
+           "CVPR 2024", "2404.01014", "github.com/lucazanella/lavad"),
     protocols=[
-        dict(benchmark="UCF-Crime", split="test (290)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=80.28,
-            load="load_ucf_crime(root).subset('test')"),
-        dict(benchmark="XD-Violence", split="test (800)", metric="frame AP",
-            ap_variant="trapezoid", class_metrics="—", reported=62.01,
-            load="load_xd_violence(root).subset('test')"),
-        dict(benchmark="XD-Violence", split="test (800)", metric="frame AUC",
-            ap_variant="—", class_metrics="—", reported=85.36,
-            load="load_xd_violence(root).subset('test')")],
+        protocol("UCF-Crime", "test (290)", "frame AUC", 80.28,
+                 "load_ucf_crime(root).subset('test')"),
+        protocol("XD-Violence", "test (800)", "frame AP", 62.01,
+                 "load_xd_violence(root).subset('test')", ap_variant="trapezoid"),
+        protocol("XD-Violence", "test (800)", "frame AUC", 85.36,
+                 "load_xd_violence(root).subset('test')")],
 )

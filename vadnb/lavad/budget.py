@@ -1,4 +1,4 @@
-"""How many tokens the LLM reads for a summary prompt: the official summary budget is the
+"""LAVAD's LLM requests: the decoding, and how many tokens the LLM reads for a summary prompt: the official summary budget is the
 LLM's context (512) minus the prompt, so the prompt's tokens are counted with the llm
 role's own tokenizer. The counts are cached, so a re-run loads no model to count."""
 
@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..runtime import Runtime
+from ..runtime import Chat, Runtime
 
 Messages = list[dict[str, str]]
+
+#: LLM decoding -> (temperature, top_p): the official sampling, or greedy.
+DECODING = {"greedy": (0.0, 1.0), "paper": (0.6, 0.9)}
 
 
 def prompt_token_counter(llm: Any) -> Callable[[Messages], int]:
@@ -32,3 +35,24 @@ def prompt_tokens(rt: Runtime, messages: Sequence[Messages], role: str = "llm") 
         counts = [int(count(m)) for m in messages]
         rt.cache.put("lavad.prompt_tokens", key, counts)
     return list(counts)
+
+
+def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Any) -> list[int]:
+    """Each summary prompt's reply budget: the context left after the prompt (official), or
+    the fixed ``summary_max_new_tokens``."""
+    if cfg.summary_max_new_tokens is not None:
+        return [cfg.summary_max_new_tokens] * len(messages)
+    return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]
+
+
+def chats(messages: Sequence[Messages], budgets: Sequence[int], cfg: Any, video: Any,
+          centres: Sequence[int], choices: tuple[str, ...] | None = None) -> list[Chat]:
+    """One request per prompt with ``cfg.llm_decoding``: greedy, or the paper's sampling
+    with one draw per position (named by video and centre frame, so each is asked apart).
+    ``choices``: the model's likeliest allowed reply, with no budget and no draw."""
+    if choices is not None:
+        return [Chat(m, choices=choices) for m in messages]
+    temperature, top_p = DECODING[cfg.llm_decoding]
+    return [Chat(m, b, temperature, top_p,
+                 f"{video.path.name}#{c}" if temperature > 0 else None)
+            for m, b, c in zip(messages, budgets, centres)]

@@ -12,15 +12,11 @@ from pydantic import Field
 
 from .. import metrics, stages
 from ..models.base import LAVAD_SCORE_CHOICES
-from ..runtime import Caption, Chat, EncodeImage, EncodeText, Runtime
+from ..runtime import Caption, EncodeImage, EncodeText, Runtime
 from ..stages import SEQUENCE, ModelId, config_dataclass
-from .budget import prompt_tokens
-from .video_clip import clip_frames, clip_requests, mean_unit
+from .budget import DECODING, Messages, chats, summary_budgets  # noqa: F401
+from .video_clip import embed_clips, mean_unit, window_clip
 
-Messages = list[dict[str, str]]
-
-#: LLM decoding -> (temperature, top_p): the official sampling, or greedy.
-DECODING = {"greedy": (0.0, 1.0), "paper": (0.6, 0.9)}
 
 SUMMARY_PROMPT = (
     "Below is a temporal description of a scene: one caption per moment, in time order. "
@@ -146,31 +142,18 @@ def score_messages(summary: str, config: Config | None = None) -> Messages:
              "content": f"{cfg.score_context}\n{cfg.score_format}\n\n{summary.strip()}"}]
 
 
-def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Config) -> list[int]:
-    """Each summary prompt's reply budget: the context left after the prompt (official), or
-    the fixed ``summary_max_new_tokens``."""
-    if cfg.summary_max_new_tokens is not None:
-        return [cfg.summary_max_new_tokens] * len(messages)
-    return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]
-
-
 def last_line(reply: str) -> str:
     """The reply's last non-empty line: chat models open with "Sure, here is a summary:"."""
     lines = [ln.strip() for ln in (reply or "").splitlines() if ln.strip()]
     return lines[-1] if lines else ""
 
 
-def parse_scores(replies: Sequence[str], truncated: Sequence[bool] | None = None,
-                 ) -> tuple[np.ndarray, list[float | None], stages.ParseLog]:
+def parse_scores(replies: Sequence[str]) -> tuple[np.ndarray, list[float | None], stages.ParseLog]:
     """``[x]`` from each score reply; unparseable ones are missing and filled linearly from
     the valid positions. Returns (filled scores, parsed values or None, ParseLog counting
-    failures and replies cut at the budget, by default each ``Reply.truncated``)."""
+    failures and replies cut at the budget, each ``Reply.truncated``)."""
     log = stages.ParseLog()
-    flags = list(truncated) if truncated is not None else [None] * len(replies)
-    if len(flags) != len(replies):
-        raise ValueError(f"{len(flags)} truncation flags for {len(replies)} replies")
-    parsed = [log.record(r, stages.parse_bracket_score(str(r)), truncated=f)
-              for r, f in zip(replies, flags)]
+    parsed = [log.record(r, stages.parse_bracket_score(str(r))) for r in replies]
     return stages.interpolate_missing(parsed)[0], parsed, log
 
 
@@ -233,35 +216,20 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
             r["frame_embeddings"], r["caption_embeddings"], r["caption_index"], cfg.caption_k)
         r["temporal_descriptions"] = ["\n".join(d) for d in descriptions]
         #    (and, while the embedder is loaded, each window's video embedding for step 7)
-        clips = [clip_requests(r["video"].frames(clip_frames(w, cfg.video_clip)), cfg.video_clip)
-                 for w in r["windows"]]
-        vecs = np.stack(rt.map("embedder", [q for c in clips for q in c],
-                               len(clips[0]) * cfg.window_batch_size,
-                               f"clips {r['video'].path.name}")).reshape(len(clips), len(clips[0]), -1)
+        clips = [window_clip(r["video"], w, cfg.video_clip) for w in r["windows"]]
+        vecs = embed_clips(rt, clips, cfg.window_batch_size, f"clips {r['video'].path.name}")
         r["video_embeddings"] = vecs[:, 0] if cfg.video_clip == "pairs" else mean_unit(vecs)
     rt.release("embedder")
-    temperature, top_p = DECODING[cfg.llm_decoding]
-
-    def ask(msgs: Messages, budget: int, r: dict[str, Any], i: int) -> Chat:
-        draw = f"{r['video'].path.name}#{r['centres'][i]}" if temperature > 0 else None
-        return Chat(msgs, budget, temperature, top_p, draw)
-
     for r in out:  # 4. summarise each temporal description with the LLM (last line kept)
         msgs = [summary_messages(d.split("\n"), cfg) for d in r["temporal_descriptions"]]
-        budgets = summary_budgets(rt, msgs, cfg)
-        r["summary_replies"] = rt.map("llm", [ask(m, b, r, i) for i, (m, b)
-                                              in enumerate(zip(msgs, budgets))],
-                                      cfg.llm_batch_size, "summaries")
+        asks = chats(msgs, summary_budgets(rt, msgs, cfg), cfg, r["video"], r["centres"])
+        r["summary_replies"] = rt.map("llm", asks, cfg.llm_batch_size, "summaries")
         r["summaries"] = [last_line(x) for x in r["summary_replies"]]
-    def ask_score(summary: str, r: dict[str, Any], i: int) -> Chat:
-        if cfg.score_decoding == "choices":  # the most likely allowed value: no budget, no draw
-            return Chat(score_messages(summary, cfg), choices=LAVAD_SCORE_CHOICES)
-        return ask(score_messages(summary, cfg), cfg.score_max_new_tokens, r, i)
-
     for r in out:  # 5. score each summary with the LLM; parse, interpolate the missing
-        r["score_replies"] = rt.map("llm", [ask_score(s, r, i)
-                                            for i, s in enumerate(r["summaries"])],
-                                    cfg.llm_batch_size, "scores")
+        msgs = [score_messages(s, cfg) for s in r["summaries"]]
+        asks = chats(msgs, [cfg.score_max_new_tokens] * len(msgs), cfg, r["video"],
+                     r["centres"], LAVAD_SCORE_CHOICES if cfg.score_decoding == "choices" else None)
+        r["score_replies"] = rt.map("llm", asks, cfg.llm_batch_size, "scores")
         r["raw_scores"], r["parsed"], r["parse_log"] = parse_scores(r["score_replies"])
     rt.release("llm")
     for r in out:  # 6. build the summary index: unique summaries, text embeddings

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,18 +46,13 @@ def detection_profile(roles: Roles, names: Sequence[str]) -> str:
 
 
 def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
-    """The video as the runtime knows it, or an error that names the file."""
+    """The video as the runtime knows it (its probe names a missing or frameless file), or
+    an error that names a file without a frame rate (LAVAD's windows are in seconds)."""
     from ..video import VideoError
 
-    path = Path(video)
-    if not path.exists():
-        raise VideoError(f"video not found: {path} (check the path, or pass a benchmark "
-                         "video's 'path' column)")
-    ref = rt.video(path)
-    if ref.num_frames <= 0:
-        raise VideoError(f"video has 0 decodable frames: {path}")
+    ref = rt.video(video)
     if not ref.fps or ref.fps <= 0:
-        raise VideoError(f"video reports no frame rate: {path}; re-encode it with one, e.g. "
+        raise VideoError(f"video reports no frame rate: {video}; re-encode it with one, e.g. "
                          "`ffmpeg -i in.mp4 -r 30 out.mp4`")
     return ref
 

@@ -51,3 +51,16 @@ def clip_requests(frames: list[Any], mode: str) -> list[EncodeVideo]:
         return [EncodeVideo(tuple(frames))]
     return [EncodeVideo(tuple(Derived.of(square_crop, [f], k=k) for f in frames))
             for k in range(3)]
+
+
+def window_clip(video: Any, window: np.ndarray, mode: str) -> list[EncodeVideo]:
+    """The video-embedding requests of one window of ``video`` (a runtime ``VideoRef``)."""
+    return clip_requests(video.frames(clip_frames(window, mode)), mode)
+
+
+def embed_clips(rt: Any, clips: list[list[EncodeVideo]], batch_size: int, desc: str
+                ) -> np.ndarray:
+    """``[P, crops, D]``: the embedder's vectors of each item's clip requests, asked
+    ``batch_size`` items at a time."""
+    vecs = rt.map("embedder", [q for c in clips for q in c], len(clips[0]) * batch_size, desc)
+    return np.stack(vecs).reshape(len(clips), len(clips[0]), -1)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..lesson import Reference
-from ..registry import register
+from ..registry import protocol, register
 from .core import (PAPER_STEP3, VADNB_STEP3, Config, neighbour_count, paper_kernel, pipeline,
                    position_prior, refine_answers, retrieval_ensemble, round_scores,
                    smooth_segments)
@@ -53,12 +52,7 @@ __all__ = [
     "VADNB_STEP3", "DIFFERENCES",
 ]
 
-# What detect, compare, scale, plots, lesson and data.protocols know about VERA
-# (vadnb.registry): declared once, read by all of them.
-
-
-
-
+# ------------------------------------------- the declaration (vadnb.registry): read by every table
 def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
     """Model calls per minute of video with the Config defaults (training not included)."""
     c = Config()
@@ -68,27 +62,22 @@ def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
 
 
 register(
-    "vera", config=Config, run=run,
-    roles={"vlm": "vlm", "embedder": "embedder"}, cost=_cost,
-    pipeline={
-            "title": "VERA (verbalized learning): learned questions -> VLM answers -> smoothing",
-            "stages": [
-                ("train", "VLM as learner and\noptimizer, video labels", "at most 5 guiding\nquestions", "model"),
-                ("frames", "every 16 frames,\n8 frames over 10 s", "frame windows", "data"),
-                ("ask", "VLM with the\nlearned questions", "0/1 answer +\nexplanation", "model"),
-                ("ensemble", "ImageBind similarity,\ntop 15% neighbours", "softmax-weighted\nsegment score", "math"),
-                ("smooth", "Gaussian over\nsegments", "smoothed score", "math"),
-                ("to frames", "repeat x16", "frame scores", "out"),
-            ],
-        },
-    reference=Reference("vera", "VERA: Explainable Video Anomaly Detection via Verbalized Learning of "
-        "Vision-Language Models", "Muchao Ye, Weiyang Liu, Pan He", "CVPR 2025",
-        "2412.01095", "github.com/vera-framework/VERA"),
+    "vera", config=Config, run=run, roles={"vlm": "vlm", "embedder": "embedder"}, cost=_cost,
+    title="VERA (verbalized learning): learned questions -> VLM answers -> smoothing",
+    stages=[
+        ("train", "VLM as learner and\noptimizer, video labels", "at most 5 guiding\nquestions", "model"),
+        ("frames", "every 16 frames,\n8 frames over 10 s", "frame windows", "data"),
+        ("ask", "VLM with the\nlearned questions", "0/1 answer +\nexplanation", "model"),
+        ("ensemble", "ImageBind similarity,\ntop 15% neighbours", "softmax-weighted\nsegment score", "math"),
+        ("smooth", "Gaussian over\nsegments", "smoothed score", "math"),
+        ("to frames", "repeat x16", "frame scores", "out"),
+    ],
+    paper=("VERA: Explainable Video Anomaly Detection via Verbalized Learning of "
+           "Vision-Language Models", "Muchao Ye, Weiyang Liu, Pan He", "CVPR 2025",
+           "2412.01095", "github.com/vera-framework/VERA"),
     protocols=[
-        dict(benchmark="UCF-Crime", split="train 1449 / val 161 / test 290",
-            metric="frame AUC", ap_variant="—", class_metrics="—", reported=86.55,
-            load="load_ucf_crime(root, val=0.1)  # or val=<VERA's list>"),
-        dict(benchmark="XD-Violence", split="train / val / test 800",
-            metric="frame AUC", ap_variant="—", class_metrics="—", reported=88.26,
-            load="load_xd_violence(root, val=<names of VERA's xd_val.json>)")],
+        protocol("UCF-Crime", "train 1449 / val 161 / test 290", "frame AUC", 86.55,
+                 "load_ucf_crime(root, val=0.1)  # or val=<VERA's list>"),
+        protocol("XD-Violence", "train / val / test 800", "frame AUC", 88.26,
+                 "load_xd_violence(root, val=<names of VERA's xd_val.json>)")],
 )

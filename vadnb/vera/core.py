@@ -1,11 +1,7 @@
-"""VERA's inference, read top to bottom: the paper's algorithm and nothing else (notebook 70).
-
-VERA (Ye, Liu, He; CVPR 2025) asks a frozen vision-language model (VLM) its *learned
-guiding questions* (:mod:`vadnb.vera.learn`) about a window of frames around every
-``stride``-th frame, then refines the 0/1 answers in three numeric steps. The
-:func:`pipeline` at the end composes them; the runtime (:mod:`vadnb.runtime`) owns the
-models, the frames and the cache, and :mod:`vadnb.vera.run` builds it.
-"""
+"""VERA's inference (Ye, Liu, He; CVPR 2025; notebook 70), top to bottom: a frozen VLM
+answers its learned guiding questions (:mod:`.learn`) about a window around every
+``stride``-th frame, three numeric steps refine the 0/1 answers; :func:`pipeline` composes
+them, and :mod:`.run` builds the runtime that owns models, frames and cache."""
 
 from __future__ import annotations
 
@@ -17,13 +13,12 @@ import numpy as np
 from pydantic import Field
 
 from ..metrics import segments_to_frames
-from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
-from ..lavad.video_clip import clip_frames, clip_requests, mean_unit
+from ..runtime import Ask, Runtime, VideoRef
+from ..lavad.video_clip import embed_clips, mean_unit
 from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
-                      interpolate_missing, knn_softmax, resized, window_frames_half_open,
-                      window_indices)
+                      interpolate_missing, knn_softmax)
 from . import prompts
-from .prompts import read_label
+from .prompts import feature_requests, read_label, window
 
 #: Step 3 exactly as ``compute_auc.py`` evaluates UCF-Crime: the defaults (the official
 #: kernel, zero padding, one decimal) plus the dataset's position prior:
@@ -33,7 +28,6 @@ PAPER_STEP3: dict[str, Any] = {"smoothing": "paper", "round_decimals": 1,
 #: vadnb's step 3, a named option: a centred kernel, ends padded by reflection, no rounding
 #: (``vera.run(video, **vera.VADNB_STEP3)``; its measured effect is in :data:`DIFFERENCES`).
 VADNB_STEP3: dict[str, Any] = {"smoothing": "centred", "round_decimals": None}
-
 
 
 # Limits: generous for real use, there to turn a typo into an error instead of an
@@ -126,9 +120,7 @@ class Config:
     questions and a reasoning section need it). Replies cut at the budget are counted."""
 
 
-# ----------------------------------------------------------------------------------------
-# steps 2 and 3: pure functions on one video's answers (tested against the official code)
-# ----------------------------------------------------------------------------------------
+# ----------------------------------------- steps 2 and 3: pure functions on one video's answers
 
 def neighbour_count(num_segments: int, fraction: float = 0.15) -> int:
     """How many neighbours the retrieval ensemble averages: ``floor(fraction * n)``, at
@@ -140,10 +132,8 @@ def retrieval_ensemble(embeddings: np.ndarray, scores: np.ndarray, fraction: flo
                        temperature: float = 0.1) -> tuple[np.ndarray, int]:
     """VERA step 2: each segment's score becomes the softmax-weighted mean of the scores of
     its ``n = max(1, floor(fraction * #segments))`` most cosine-similar segments (itself
-    included), weights ``softmax(similarity / temperature)``. Returns ``(refined, n)``.
-
-    The neighbours come from :func:`vadnb.stages.knn_softmax` (shared with LAVAD's
-    refinement, notebook 40)."""
+    included), weights ``softmax(similarity / temperature)`` (:func:`vadnb.stages.knn_softmax`,
+    as LAVAD's refinement). Returns ``(refined, n)``."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     emb = np.asarray(embeddings, dtype=np.float64)
     if emb.ndim != 2 or len(emb) != len(scores):
@@ -189,9 +179,7 @@ def round_scores(scores: np.ndarray, decimals: int | None) -> np.ndarray:
     ``round(np.float64, 1)``: half to even after scaling, so 0.35 -> 0.4 (Python's ``round``
     on a float gives 0.3)."""
     s = np.asarray(scores, dtype=np.float64)
-    if decimals is None:
-        return s
-    return np.round(s, int(decimals))
+    return s if decimals is None else np.round(s, int(decimals))
 
 
 def position_prior(num_frames: int) -> np.ndarray:
@@ -222,28 +210,7 @@ def refine_answers(labels: Sequence[float | None], embeddings: np.ndarray, num_f
             "neighbours": n, "unparseable": missing}
 
 
-# ----------------------------------------------------------------------------------------
-# the pipeline
-# ----------------------------------------------------------------------------------------
-
-def window(video: VideoRef, centre: int, cfg: Config) -> tuple[Derived, ...]:
-    """The ``window_frames`` frames of a ``window_s`` window around ``centre``, each resized
-    to ``image_size`` x ``image_size`` as the VLM and the embedder see them."""
-    idx = window_indices(int(centre), video.num_frames, video.fps, cfg.window_s,
-                         cfg.window_frames)
-    return tuple(Derived.of(resized, [f], width=cfg.image_size, height=cfg.image_size)
-                 for f in video.frames(idx))
-
-
-def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
-                     cfg: Config) -> list[EncodeVideo]:
-    """A segment's embedding requests (see :attr:`Config.segment_features`): LAVAD's three
-    cropped 2-frame clips, or the frames ``seen`` by the VLM as one clip."""
-    if cfg.segment_features == "window":
-        return [EncodeVideo(seen)]
-    w = window_frames_half_open(int(centre), video.num_frames, video.fps, cfg.window_s, 10)
-    return clip_requests(video.frames(clip_frames(w, "imagebind")), "imagebind")
-
+# --------------------------------------------------------------------------------- the pipeline
 
 def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
              cfg: Config) -> list[dict[str, Any]]:
@@ -264,12 +231,9 @@ def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
         rt.release("vlm")
 
     # 2. embed every segment (the retrieval ensemble's similarities), crops averaged
-    embeddings = []
-    for (rt, v), cs, ws in zip(runs, centres, windows):
-        asks = [feature_requests(v, c, w, cfg) for c, w in zip(cs, ws)]
-        vecs = rt.map("embedder", [q for a in asks for q in a], len(asks[0]) *
-                      cfg.vlm_batch_size, desc="VERA embeddings")
-        embeddings.append(mean_unit(np.stack(vecs).reshape(len(asks), len(asks[0]), -1)))
+    embeddings = [mean_unit(embed_clips(rt, [feature_requests(v, c, w, cfg) for c, w in zip(cs, ws)],
+                                        cfg.vlm_batch_size, "VERA embeddings"))
+                  for (rt, v), cs, ws in zip(runs, centres, windows)]
     for rt, _ in runs:
         rt.release("embedder")
 

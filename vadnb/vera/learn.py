@@ -26,7 +26,7 @@ import pandas as pd
 from ..cache import Cache, file_digest
 from ..models.base import Reply, is_truncated
 from ..runtime import Ask, Derived, Roles, Runtime, VideoRef
-from ..stages import ParseLog, resized
+from ..stages import ParseLog
 from . import prompts
 from .core import Config
 from .prompts import parse_questions, read_label, resolve_questions, save_questions
@@ -134,9 +134,8 @@ def even_frame_indices(num_frames: int, n: int) -> np.ndarray:
 
 def training_frames(video: VideoRef, cfg: Config) -> tuple[Derived, ...]:
     """The ``train_frames`` frames a learner sees of a training video, at ``image_size``."""
-    idx = even_frame_indices(video.num_frames, cfg.train_frames)
-    return tuple(Derived.of(resized, [f], width=cfg.image_size, height=cfg.image_size)
-                 for f in video.frames(idx))
+    return prompts.vlm_frames(video, even_frame_indices(video.num_frames, cfg.train_frames),
+                              cfg.image_size)
 
 
 def ask_learner(rt: Runtime, videos: Sequence[VideoRef], questions: Sequence[str],

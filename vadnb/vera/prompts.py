@@ -1,5 +1,6 @@
-"""VERA's words: the guiding questions (files), the learner's and the optimizer's prompts,
-and the readers of their replies (notebook 70).
+"""What VERA sends its models: the guiding questions (files), the learner's and the
+optimizer's prompts, the frames the VLM and the embedder see, and the readers of the
+replies (notebook 70).
 
 Editing a prompt here changes what is sent to the VLM, so the runtime asks again: the cache
 keys are the exact text sent.
@@ -14,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..stages import parse_binary_label
+from ..lavad.video_clip import window_clip
+from ..runtime import Derived, EncodeVideo, VideoRef
+from ..stages import parse_binary_label, resized, window_frames_half_open, window_indices
 
 #: The hand-written starting questions shipped with the suite.
 DEFAULT_QUESTIONS_PATH = Path(__file__).resolve().parents[2] / "data" / "vera_questions.json"
@@ -298,3 +301,29 @@ def resolve_questions(questions: Any) -> list[str]:
     if isinstance(questions, (str, os.PathLike)):
         return load_questions(questions)
     return _check_questions(list(questions), "questions")
+
+
+# --------------------------------------------------------------- the frames the models see
+
+def vlm_frames(video: VideoRef, idx: Sequence[int], size: int) -> tuple[Derived, ...]:
+    """Frames ``idx`` of ``video`` resized to a ``size`` x ``size`` square, as VERA's code
+    gives every frame to the VLM (bounding the image tokens per call)."""
+    return tuple(Derived.of(resized, [f], width=size, height=size) for f in video.frames(idx))
+
+
+def window(video: VideoRef, centre: int, cfg: Any) -> tuple[Derived, ...]:
+    """The ``window_frames`` frames of a ``window_s`` window around ``centre``, each resized
+    to ``image_size`` x ``image_size`` as the VLM and the embedder see them."""
+    idx = window_indices(int(centre), video.num_frames, video.fps, cfg.window_s,
+                         cfg.window_frames)
+    return vlm_frames(video, idx, cfg.image_size)
+
+
+def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
+                     cfg: Any) -> list[EncodeVideo]:
+    """A segment's embedding requests (see :attr:`Config.segment_features`): LAVAD's three
+    cropped 2-frame clips, or the frames ``seen`` by the VLM as one clip."""
+    if cfg.segment_features == "window":
+        return [EncodeVideo(seen)]
+    return window_clip(video, window_frames_half_open(int(centre), video.num_frames, video.fps,
+                                                      cfg.window_s, 10), "imagebind")

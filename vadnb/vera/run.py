@@ -28,13 +28,12 @@ def validated(config: Config | None, overrides: dict[str, Any]) -> Config:
 
 def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = None,
              profile: str | None = None, backends: dict[str, Any] | None = None,
-             cache: Cache | str | None = None, questions: Any = None, progress: bool = True,
+             cache: Cache | str | None = None, questions: Any = None,
              **overrides: Any) -> list[Detection]:
     """:func:`run` over several videos, stage by stage: every video's answers with the VLM,
     then (the VLM released, when it was loaded here) every video's embeddings with the
     embedder, then steps 2 and 3. A fully cached re-run loads no model and decodes nothing
-    (notebook 70). ``progress`` is kept for compatibility (the runtime shows a bar only for
-    work that is not cached)."""
+    (notebook 70)."""
     cfg = validated(config, overrides)
     qs = resolve_questions(questions)
     roles = Roles(profile, models={"vlm": cfg.vlm_model, "embedder": cfg.embedder_model},
