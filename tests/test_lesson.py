@@ -131,3 +131,26 @@ def test_one_progress_bar_per_stage_batch_bars_stay_hidden_inside_a_stage():
     with bar(total=2, desc="outer"):
         assert bar(total=9, desc="inner").disable  # hidden inside the outer one
     assert not bar(total=9, desc="alone").disable
+
+
+def test_save_metrics_writes_valid_json_from_numpy_pandas_and_nan(tmp_path):
+    """One call replaces the notebooks' metrics-to-JSON plumbing: NaN must not reach the file
+    (json.dumps would write the invalid token NaN), numpy and pandas values become plain."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame({"class": ["Vehicle", "mean"], "auc": [np.float64(0.75), np.nan]})
+    summary = {"auc": np.float32(0.5), "videos": np.int64(6), "ok": np.bool_(True),
+               "nan": float("nan"), "inf": np.inf, "path": tmp_path / "x.mp4",
+               "per_class": table, "series": pd.Series({1: 2.0}), "scores": np.array([0.25, 1])}
+    written = lesson.save_metrics(tmp_path / "run" / "metrics.json", summary)
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == written == {
+        "auc": 0.5, "videos": 6, "ok": True, "nan": None, "inf": None,
+        "path": str(tmp_path / "x.mp4"),
+        "per_class": [{"class": "Vehicle", "auc": 0.75}, {"class": "mean", "auc": None}],
+        "series": {"1": 2.0}, "scores": [0.25, 1.0]}
+    assert type(written["videos"]) is int and type(written["ok"]) is bool

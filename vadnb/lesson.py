@@ -8,6 +8,8 @@
   statement about a result is produced by code through ``say``.
 - :func:`show_source`: the source of a vadnb function, highlighted, right after the cell
   that called it: the algorithm lives once in ``vadnb/`` and is still read in the lesson.
+- :func:`save_metrics`: a run's numbers to ``metrics.json`` in one call (notebooks 50-80),
+  so no lesson carries JSON plumbing.
 
 Outside Jupyter (a script, a test) each helper prints plain text instead.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import html
 import inspect
+import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,7 @@ from . import registry
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
-           "TINY_TAG"]
+           "TINY_TAG", "save_metrics", "plain"]
 
 #: display-metadata key that marks outputs made by these helpers (tests look for it)
 COMPUTED_KEY = "vadnb"
@@ -217,3 +221,35 @@ def show_source(func: Callable, max_lines: int = 80) -> None:
     """Display the source of ``func`` (e.g. ``vadnb.lavad.refine_scores``), highlighted."""
     page, plain = source_html(func, max_lines=max_lines)
     _show(None, page, plain, "source")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy numbers and arrays become Python ones, NaN and
+    infinities become None (JSON has no NaN), DataFrames become lists of records, Series
+    and mappings dicts with string keys, paths and anything else their ``str``."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return plain(value.to_dict(orient="records"))
+    if isinstance(value, (pd.Series, Mapping)):
+        return {str(k): plain(v) for k, v in dict(value).items()}
+    if isinstance(value, (list, tuple, set, np.ndarray)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
+        return bool(value) if isinstance(value, np.bool_) else value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def save_metrics(path: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a run's numbers as ``metrics.json`` (valid JSON: :func:`plain`), and return what
+    was written. The folder is created; the main job's index page reads these files."""
+    data = plain(summary)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False))
+    return data
