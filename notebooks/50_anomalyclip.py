@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from tqdm.auto import tqdm
+from vadnb.progress import bar  # one bar per loop over videos; its saved text ends at 100 %
 
 import vadnb
 from vadnb import anomalyclip, models, stages
@@ -169,7 +169,7 @@ clip = models.load("clip", profile=env.profile)
 oracle = anomalyclip.oracle_clip(campus, text_clip=clip, seed=SEED, stride=config.feature_stride)
 oracle_features = {row.name: anomalyclip.extract_features(row.path, oracle, config.feature_stride,
                                                           progress=False)
-                   for row in tqdm(list(videos.itertuples()), desc="oracle features")}
+                   for row in videos.itertuples()}  # hash look-ups: quick, no bar
 oracle_config = anomalyclip.Config(**{**vars(config), "epochs": ORACLE_EPOCHS,
                                       "warmup_epochs": max(1, ORACLE_EPOCHS // 10)})
 oracle_model, oracle_curves = anomalyclip.train(campus, "train", oracle_config,
@@ -230,7 +230,7 @@ print(f"frame AUC {oracle_eval.auc:.3f}   frame AP {oracle_eval.ap:.3f}   mean c
 # %%
 features = {row.name: anomalyclip.extract_features(row.path, clip, config.feature_stride,
                                                    progress=False)
-            for row in tqdm(list(videos.itertuples()), desc="CLIP features")}
+            for row in bar(list(videos.itertuples()), desc="CLIP features")}
 first = next(iter(features.values()))
 print(f"{clip.name}: {len(features)} videos, feature size {first.shape[1]}, "
       f"scale {anomalyclip.feature_scale(first)!r} (mean row norm "
@@ -472,7 +472,7 @@ option_rows = {'lr_schedule="per_step"': {"lr_schedule": "per_step"},
                "smooth_within_videos=True": {"smooth_within_videos": True}}
 option_table = {"official defaults": {"steps": len(oracle_curves), "frame AUC": oracle_eval.auc,
                                       "frame AP": oracle_eval.ap}}  # the run above
-for name, change in tqdm(option_rows.items(), desc="official vs options"):
+for name, change in bar(option_rows.items(), desc="official vs options"):
     variant, variant_curves = anomalyclip.train(
         campus, "train", anomalyclip.Config(**{**vars(oracle_config), **change}),
         backends={"clip": oracle}, features=oracle_features, progress=False)
