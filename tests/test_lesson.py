@@ -197,3 +197,17 @@ def test_anyanomaly_top_segment_breaks_ties_by_the_anomalous_share():
     assert top_segment(Det(), "a van")["start_frame"] == 0  # no labels: the earliest
     with pytest.raises(KeyError, match="'a dog' was not among"):
         top_segment(Det(), "a dog")
+
+
+def test_every_lesson_from_10_to_90_ends_with_the_glossary_link():
+    """One glossary for the suite (issue 25): each notebook's last cell links to it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert "\n## Glossary\n" in (root / "README.md").read_text()
+    link = "[glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary)"
+    books = sorted(p for p in (root / "notebooks").glob("[1-9]0_*.py"))
+    assert [p.name[:2] for p in books] == ["10", "20", "30", "40", "50", "60", "70", "80", "90"]
+    for book in books:
+        last = book.read_text().rstrip().rsplit("# %%", 1)[-1]
+        assert link in last, f"{book.name} does not end with the glossary link"
