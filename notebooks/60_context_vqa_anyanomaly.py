@@ -173,6 +173,10 @@ print(f"{video_path.name}: {info.num_frames} frames at {info.fps:g} fps, "
 # Write one description, or several separated by `;`, in the box, then run the cells below
 # again. Run headless (papermill, CI), the box keeps the `PROMPTS` of the parameters cell.
 # With several descriptions the video's score is, frame by frame, the **maximum** over them.
+#
+# Words, as in the rest of the suite: a **description** is what you type (the code's
+# argument is called `prompts=`, and the segments table's column `prompt`); a **prompt** is
+# the whole text the VLM is sent, which wraps the description in the official instruction.
 
 # %%
 box = widgets.Text(value="; ".join(PROMPTS), description="Anomaly:",
@@ -238,7 +242,7 @@ lesson.say(f"Segment {best['start_frame']}-{best['end_frame'] - 1}: the key fram
 # it up, one step at a time. Every model call (CLIP on every frame, CLIP on the windows, the
 # VLM's questions) is cached by exactly what is sent: the model, the text, and each image by
 # its recipe (frame, masked frame, grid). Running the cell again makes no model call and
-# decodes no frame; editing a prompt or a view's code asks the models again.
+# decodes no frame; editing a description or a view's code asks the models again.
 
 # %%
 det = anyanomaly.run(video_path, config=config, backends=backends, prompts=prompts)
