@@ -19,14 +19,18 @@
 #
 # Four chapters built four detectors: LAVAD (captions + an LLM), AnomalyCLIP (a trained
 # head in CLIP's space), AnyAnomaly (a VLM answering about a typed description) and VERA
-# (a VLM with learned guiding questions). This notebook runs them side by side, together
-# with a **classical baseline** that uses no learned model at all, on the same campus
-# test clips and on any video you point it at.
+# (a VLM with learned guiding questions); notebook 75 added Flashback (a caption memory
+# searched by an embedder). This notebook runs them side by side, together with a
+# **classical baseline** that uses no learned model at all, on the same campus test clips
+# and on any video you point it at, and measures each method's **upper bound** with
+# perfect perception.
 #
 # In this notebook you will learn:
 # - how to compare detectors fairly: same clips, same frame-level metrics (micro AUC and
 #   AP, and per class), the same ground truth;
 # - what each method *costs*: model calls per minute of video, by model role, and seconds;
+# - what each method's own steps can reach when its models see perfectly (an upper bound of
+#   the steps, not of any model), beside the classical baseline's real number;
 # - why a number from random-init models (the `tiny` profile) must never enter a
 #   leaderboard, and why the classical row is meaningful even offline;
 # - how to read all methods' timelines and explanations of the same moment at once.
