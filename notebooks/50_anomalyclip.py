@@ -272,11 +272,11 @@ pd.Series(norms, name="mean distance to the normal centroid").round(3).to_frame(
 # anomaly score, $y$ a video's class, $\mathcal{T}$ / $\mathcal{B}$ the frames of the top-k /
 # bottom-k segments, $\mathcal{A}$ / $\mathcal{N}$ the abnormal / normal videos of the batch:
 #
-# $$\mathcal{L} = \underbrace{-\operatorname{mean}_{t \in \mathcal{T}(\mathcal{A})}\, \ell_{t,y}}_{\texttt{projection\_topk}}
-#   + \underbrace{\operatorname{mean}_{t \in \mathcal{N}}\, \max_c \ell_{t,c}}_{\texttt{projection\_normal}}
-#   + \underbrace{\mathcal{L}_{\text{NLL}}}_{\texttt{nll}}
-#   + \underbrace{\lambda_{\text{smooth}} \sum_t (s_{t+1} - s_t)^2}_{\texttt{smoothness}}
-#   + \underbrace{\lambda_{\text{sparse}}\, \operatorname{mean}_t\, s_t}_{\texttt{sparsity}}$$
+# $$\mathcal{L} = \underbrace{-\operatorname{mean}_{t \in \mathcal{T}(\mathcal{A})}\, \ell_{t,y}}_{\mathtt{projection\_topk}}
+#   + \underbrace{\operatorname{mean}_{t \in \mathcal{N}}\, \max_c \ell_{t,c}}_{\mathtt{projection\_normal}}
+#   + \underbrace{\mathcal{L}_{\text{NLL}}}_{\mathtt{nll}}
+#   + \underbrace{\lambda_{\text{smooth}} \sum_t (s_{t+1} - s_t)^2}_{\mathtt{smoothness}}
+#   + \underbrace{\lambda_{\text{sparse}}\, \operatorname{mean}_t\, s_t}_{\mathtt{sparsity}}$$
 #
 # with $\lambda_{\text{smooth}} = 8 \cdot 10^{-4}$ and $\lambda_{\text{sparse}} = 8 \cdot 10^{-3}$
 # (`Config.lambda_smooth`, `Config.lambda_sparse`), both over the abnormal videos' scores only
