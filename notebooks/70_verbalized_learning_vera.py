@@ -315,11 +315,13 @@ pd.DataFrame({"start": pd.Series(start_questions), "learned": pd.Series(result.q
 #
 # As equations, with $a_j \in \{0, 1\}$ the answer of segment $j$, $e_j$ its unit-length
 # embedding, $\mathcal{N}_i$ the $k = \lfloor 0.15\, n \rfloor$ segments most similar to
-# segment $i$ among the video's $n$ (at least 1), $\tau = 0.1$ and $g$ the 15-tap kernel:
+# segment $i$ among the video's $n$ (at least 1), $\tau = 0.1$, and $g_j$ the Gaussian
+# ($\sigma = 10$) sampled at 15 points from -8 to 7 and normalised to sum 1
+# (`np.convolve(..., "same")` written out):
 #
 # $$\tilde{a}_i = \sum_{j \in \mathcal{N}_i} w_{ij}\, a_j, \qquad
 #   w_{ij} = \frac{\exp(e_i^\top e_j / \tau)}{\sum_{l \in \mathcal{N}_i} \exp(e_i^\top e_l / \tau)},
-#   \qquad s_i = \operatorname{round}_{0.1}\Big(\sum_{m=-8}^{7} g_m\, \tilde{a}_{i+m}\Big)$$
+#   \qquad s_i = \operatorname{round}_{0.1}\Big(\sum_{j=0}^{14} g_j\, \tilde{a}_{i+7-j}\Big)$$
 #
 # ($\tilde{a}$ is zero beyond the video's ends; `vera.core.retrieval_ensemble`,
 # `vera.core.smooth_segments`). The ensemble is the attention pooling of LAVAD's refinement
