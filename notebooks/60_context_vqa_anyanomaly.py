@@ -292,8 +292,9 @@ axes[1].axis("off")
 tag_figure(fig, env)
 fig.tight_layout()
 plt.imsave(out / "key_frame.png", views["key"])
-print(warn(f"{row['tied']} segment(s) share the top score {row['score']:.2f}; shown: the one "
-           f"with the largest share of anomalous frames ({row['truth']:.0%})"))
+print(warn(f"{row['tied']} segments share the top score {row['score']:.2f}; shown: the one with "
+           f"the largest share of anomalous frames ({row['truth']:.0%})" if row["tied"] > 1 else
+           f"segment {start}-{end - 1} alone has the top score {row['score']:.2f}"))
 
 # %% [markdown]
 # ## Step 2: the position context (a heat map)
