@@ -400,15 +400,15 @@ print("perfect perception ran for:", ", ".join(upper) or "no method")
 # anomaly class (each class's clips against all normal clips), the cost and the profile.
 # The `kind` column says what a row is:
 #
-# - **this profile's models**: a tiny-profile row is meaningless (random-init models,
-#   red): it proves the pipeline runs, not that a method works. The classical row uses no
-#   learned model, so its numbers are real on any machine: it is the bar the
-#   vision-language methods must clear with real models.
+# - **this run**: each method with the profile's models. A tiny-profile row is meaningless
+#   (random-init models, red): it proves the pipeline runs, not that a method works. The
+#   classical row uses no learned model, so its numbers are real on any machine: it is the
+#   bar the vision-language methods must clear with real models.
 # - **upper bound (perfect perception)** (blue): the section above, the most each method's
 #   steps can make of perfect inputs on these clips; not a model's result, and no cost.
 
 # %%
-MODELS, UPPER = "this profile's models", "upper bound (perfect perception)"
+MODELS, UPPER = "this run", "upper bound (perfect perception)"
 
 
 def leaderboard_row(method: str, runs: dict | None = None, kind: str = MODELS) -> dict:

@@ -60,9 +60,9 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
 
     full = pd.read_csv(tmp_path / "leaderboard.csv")
     # the model rows first, then one upper-bound row per method with an oracle (issue 25)
-    assert list(full["kind"]) == ["this profile's models"] * len(METHODS) \
+    assert list(full["kind"]) == ["this run"] * len(METHODS) \
         + ["upper bound (perfect perception)"] * (len(METHODS) - 1)
-    board = full[full["kind"] == "this profile's models"].set_index("method")
+    board = full[full["kind"] == "this run"].set_index("method")
     assert list(board.index) == METHODS
     assert (board["status"] == "ok").all()
     assert list(summary["methods"]) == METHODS
