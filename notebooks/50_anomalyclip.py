@@ -73,7 +73,7 @@ BATCH_SIZE = 64            # videos per step, half abnormal and half normal (the
 LR = 1e-3                  # the paper's 1e-5 is for ~1,250 steps; we take ~30, so larger
 FEATURE_STRIDE = 2         # embed every 2nd frame (the paper: 1, every frame)
 EMB_SIZE = None            # temporal model width; None: the paper's 256 (64 on tiny, for speed)
-ORACLE_EPOCHS = 30         # training epochs of the perfect-perception run (section 8)
+ORACLE_EPOCHS = 30         # training epochs of the perfect-perception run (the first one)
 SEED = 0
 DEMO_VIDEO = None          # a test video to explore; None: the campus test clip with a vehicle
 
@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from tqdm.auto import tqdm
+from vadnb.progress import bar  # one bar per loop over videos; its saved text ends at 100 %
 
 import vadnb
 from vadnb import anomalyclip, models, stages
@@ -153,6 +153,70 @@ print("classes:", [c for c in campus.classes if c != "Normal"])
 videos.groupby(["split", "label"]).size().unstack(fill_value=0)
 
 # %% [markdown]
+# ## See it work first: perfect perception
+#
+# Before the profile's CLIP, a pretend one whose features we understand. `anomalyclip.oracle_clip`
+# looks every campus frame up in the ground truth and returns a raw-scale feature: a common
+# "normal footage" point plus noise, moved along a direction of its own class on anomalous
+# frames. Its text tower is the profile's CLIP's (prompt learning trains through it). Everything
+# else is AnomalyCLIP's real code, trained from **video-level labels only**: the prompts, the
+# normal centroid, the segment selection, the temporal model and the loss, which the sections
+# after this one open up one by one. What it reaches is an **upper bound of the method's own
+# steps on this data, not of any model**: a real CLIP never separates classes this cleanly.
+
+# %%
+clip = models.load("clip", profile=env.profile)
+oracle = anomalyclip.oracle_clip(campus, text_clip=clip, seed=SEED, stride=config.feature_stride)
+oracle_features = {row.name: anomalyclip.extract_features(row.path, oracle, config.feature_stride,
+                                                          progress=False)
+                   for row in videos.itertuples()}  # hash look-ups: quick, no bar
+oracle_config = anomalyclip.Config(**{**vars(config), "epochs": ORACLE_EPOCHS,
+                                      "warmup_epochs": max(1, ORACLE_EPOCHS // 10)})
+oracle_model, oracle_curves = anomalyclip.train(campus, "train", oracle_config,
+                                                backends={"clip": oracle},
+                                                features=oracle_features, progress=False)
+print(f"trained on perfect-perception features: {len(oracle_curves)} steps")
+
+# %% [markdown]
+# **The latent space, made visible.** A 2-D PCA of the re-centred frame features of every
+# video. Normal frames sit around the **normal centroid** (the cross, the origin of the
+# re-centred space); arrows are the learned class directions, one per anomaly class. The
+# method wants each class's anomalous frames far out along its own arrow. A 2-D picture can
+# mislead (most of a direction may point out of the plane), so the lines under it measure
+# the separation along each full direction.
+
+# %%
+labels_by_video = dict(zip(videos["name"], videos["label"]))
+frame_labels = {v: campus.frame_labels(v) for v in videos["name"]}
+oracle_space = anomalyclip.latent_space(oracle_model, oracle_features, frame_labels,
+                                        labels_by_video, seed=SEED)
+fig = anomalyclip.plot_latent_space(
+    oracle_space, title="Perfect perception: re-centred oracle features and learned directions")
+fig.savefig(out / "latent_space_oracle.png", dpi=120)
+plt.show()
+display(Markdown("**What the learned directions separate, with perfect perception** "
+                 "(computed):\n\n" + anomalyclip.describe_separation(
+                     anomalyclip.direction_separation(oracle_model, oracle_features,
+                                                      frame_labels, labels_by_video))))
+
+# %% [markdown]
+# And the test split, scored as section 6 explains (frame AUC / AP micro-averaged over every
+# test frame; the recognition metrics name the class):
+
+# %%
+oracle_eval = anomalyclip.evaluate(oracle_model, campus, "test", features=oracle_features)
+lesson.save_metrics(out / "oracle_metrics.json", {
+    "label": "upper bound of AnomalyCLIP's own steps (oracle features), not of any model",
+    "epochs": ORACLE_EPOCHS, **oracle_eval.summary()})
+print("PERFECT PERCEPTION (oracle CLIP features; an upper bound of the method's steps, not of a model)")
+print(f"frame AUC {oracle_eval.auc:.3f}   frame AP {oracle_eval.ap:.3f}   mean class AUC "
+      f"{oracle_eval.class_auc:.3f}   top-1 video {oracle_eval.top1_video:.2f}")
+
+# %% [markdown]
+# The rest of the notebook runs every step again with the profile's CLIP
+# (`PROFILE`): on the tiny profile a random network, so the pipeline runs and its numbers
+# mean nothing; compare each figure with the perfect-perception one above.
+#
 # ## 1 · Frame features
 #
 # A frozen CLIP image encoder embeds each frame (here every `FEATURE_STRIDE`-th). AnomalyCLIP
@@ -164,11 +228,9 @@ videos.groupby(["split", "label"]).size().unstack(fill_value=0)
 # the prompt learner trains through.
 
 # %%
-clip = models.load("clip", profile=env.profile)
 features = {row.name: anomalyclip.extract_features(row.path, clip, config.feature_stride,
                                                    progress=False)
-            for row in tqdm(list(videos.itertuples()), desc="CLIP features")}
-labels_by_video = dict(zip(videos["name"], videos["label"]))
+            for row in bar(list(videos.itertuples()), desc="CLIP features")}
 first = next(iter(features.values()))
 print(f"{clip.name}: {len(features)} videos, feature size {first.shape[1]}, "
       f"scale {anomalyclip.feature_scale(first)!r} (mean row norm "
@@ -204,18 +266,33 @@ pd.Series(norms, name="mean distance to the normal centroid").round(3).to_frame(
 # 4. scores every frame with the axial temporal transformer (attention along the 32 segments
 #    and along the 16 frames of each segment; two streams carried through every layer and
 #    averaged at the end, as the official reversible block);
-# 5. adds up five loss terms:
-#    - `projection_topk`: minus the mean true-class likelihood of the top-k frames (push them
-#      along their direction);
-#    - `projection_normal`: the mean over normal frames of their largest likelihood (keep
-#      normal footage near the origin);
-#    - `nll`: negative log-likelihood of the right answer with
-#      `p(class) = softmax(likelihoods) x score` and `p(normal) = 1 - score`, for the top-k
-#      of abnormal videos (their class), their bottom-k (normal) and the top-k of normal videos
-#      (normal);
-#    - `smoothness` (8e-4 x sum of squared score changes, over the abnormal videos' scores
-#      laid end to end, as the official code) and `sparsity` (8e-3 x mean score) on abnormal
-#      videos: anomalies are short and do not flicker.
+# 5. adds up five loss terms (`anomalyclip.core.anomalyclip_loss`).
+#
+# The loss, with $\ell_{t,c}$ the likelihood of frame $t$ for class $c$, $s_t$ the frame's
+# anomaly score, $y$ a video's class, $\mathcal{T}$ / $\mathcal{B}$ the frames of the top-k /
+# bottom-k segments, $\mathcal{A}$ / $\mathcal{N}$ the abnormal / normal videos of the batch:
+#
+# $$\mathcal{L} = \underbrace{-\operatorname{mean}_{t \in \mathcal{T}(\mathcal{A})}\, \ell_{t,y}}_{\mathtt{projection\_topk}}
+#   + \underbrace{\operatorname{mean}_{t \in \mathcal{N}}\, \max_c \ell_{t,c}}_{\mathtt{projection\_normal}}
+#   + \underbrace{\mathcal{L}_{\text{NLL}}}_{\mathtt{nll}}
+#   + \underbrace{\lambda_{\text{smooth}} \sum_t (s_{t+1} - s_t)^2}_{\mathtt{smoothness}}
+#   + \underbrace{\lambda_{\text{sparse}}\, \operatorname{mean}_t\, s_t}_{\mathtt{sparsity}}$$
+#
+# with $\lambda_{\text{smooth}} = 8 \cdot 10^{-4}$ and $\lambda_{\text{sparse}} = 8 \cdot 10^{-3}$
+# (`Config.lambda_smooth`, `Config.lambda_sparse`), both over the abnormal videos' scores only
+# (smoothness over those scores laid end to end across the batch, as the official code).
+# The NLL term reads the class probabilities $p_t(c) = \operatorname{softmax}_c(\ell_{t}) \, s_t$
+# and $p_t(\text{normal}) = 1 - s_t$:
+#
+# $$\mathcal{L}_{\text{NLL}} = -\operatorname{mean}_{t \in \mathcal{T}(\mathcal{A})} \log p_t(y)
+#   - \operatorname{mean}_{t \in \mathcal{B}(\mathcal{A})} \log p_t(\text{normal})
+#   - \operatorname{mean}_{t \in \mathcal{T}(\mathcal{N})} \log p_t(\text{normal})$$
+#
+# In words: `projection_topk` pushes the selected frames along their class's direction;
+# `projection_normal` keeps normal footage near the origin; `nll` asks the right answer of
+# the top-k of abnormal videos (their class), of their bottom-k and of the top-k of normal
+# videos (normal); `smoothness` and `sparsity` say that anomalies are short and do not
+# flicker.
 
 # %%
 model, curves = anomalyclip.train(campus, "train", config, backends={"clip": clip},
@@ -271,16 +348,13 @@ plt.show()
 lesson.show_source(anomalyclip.select_segments)
 
 # %% [markdown]
-# ## 4 · The latent space, made visible
+# ## 4 · The latent space, with the profile's CLIP
 #
-# A 2-D PCA of the re-centred frame features of every video. Normal frames sit around the
-# **normal centroid** (the cross, the origin of the re-centred space); arrows are the learned
-# class directions. The method wants each class's anomalous frames far out along its arrow.
-# A 2-D picture can mislead (most of a direction may point out of the plane), so the cell
-# after it measures the separation along each full direction and says what this run found.
+# The same picture as the perfect-perception one at the top, for the model just trained on
+# the profile's CLIP features; the lines under it measure the separation along each full
+# direction and say what this run found.
 
 # %%
-frame_labels = {v: campus.frame_labels(v) for v in videos["name"]}
 space = anomalyclip.latent_space(model, features, frame_labels, labels_by_video, seed=SEED)
 fig = anomalyclip.plot_latent_space(space, warning=warning)
 fig.savefig(out / "latent_space.png", dpi=120)
@@ -342,10 +416,10 @@ display(evaluation.class_table.round(3))
 evaluation.per_class.round(3)
 
 # %%
-metrics = {"profile": env.profile, "meaningless": env.meaningless, "warning": warning,
-           **evaluation.summary(), "predicted_classes": evaluation.predicted_classes,
-           "config": vars(config), "clip": clip.name, "checkpoint": checkpoint.name}
-(out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+lesson.save_metrics(out / "metrics.json", {
+    "profile": env.profile, "meaningless": env.meaningless, "warning": warning,
+    **evaluation.summary(), "predicted_classes": evaluation.predicted_classes,
+    "config": vars(config), "clip": clip.name, "checkpoint": checkpoint.name})
 classes = pd.DataFrame({"true class": evaluation.video_classes,
                         "predicted class": evaluation.predicted_classes})
 classes[classes["true class"] != "Normal"]
@@ -385,42 +459,10 @@ demo_labels = campus.frame_labels(demo.iloc[0]["name"]) if len(demo) else None
 display(explorer(det, labels=demo_labels, video=DEMO_VIDEO))
 
 # %% [markdown]
-# ## 8 · With perfect perception
+# ## 8 · The official defaults beside vadnb's named options
 #
-# The tiny profile's CLIP is random, so the numbers above say nothing about the method. To
-# see what AnomalyCLIP's *own steps* do with good features, replace the image encoder by an
-# **oracle**: `anomalyclip.oracle_clip` looks every campus frame up in the ground truth and
-# returns a raw-scale feature: a common "normal footage" point plus noise, moved along a
-# direction of its own class on anomalous frames. The prompts, the centroid, the selection,
-# the temporal model and the loss are the real ones, trained from video-level labels only.
-# The result is an **upper bound of the method's steps on this data, not of any model**: a
-# real CLIP never separates classes this cleanly.
-
-# %%
-oracle = anomalyclip.oracle_clip(campus, text_clip=clip, seed=SEED, stride=config.feature_stride)
-oracle_features = {row.name: anomalyclip.extract_features(row.path, oracle, config.feature_stride,
-                                                          progress=False)
-                   for row in videos.itertuples()}
-oracle_config = anomalyclip.Config(**{**vars(config), "epochs": ORACLE_EPOCHS,
-                                      "warmup_epochs": max(1, ORACLE_EPOCHS // 10)})
-oracle_model, oracle_curves = anomalyclip.train(campus, "train", oracle_config,
-                                                backends={"clip": oracle},
-                                                features=oracle_features, progress=False)
-oracle_eval = anomalyclip.evaluate(oracle_model, campus, "test", features=oracle_features)
-oracle_summary = {"label": "upper bound of AnomalyCLIP's own steps (oracle features), not of any model",
-                  "epochs": ORACLE_EPOCHS, **oracle_eval.summary()}
-(out / "oracle_metrics.json").write_text(json.dumps(oracle_summary, indent=2, default=str))
-print("PERFECT PERCEPTION (oracle CLIP features; an upper bound of the method's steps, not of a model)")
-print(f"frame AUC {oracle_eval.auc:.3f}   frame AP {oracle_eval.ap:.3f}   mean class AUC "
-      f"{oracle_eval.class_auc:.3f}   top-1 video {oracle_eval.top1_video:.2f}")
-display(Markdown(anomalyclip.describe_separation(anomalyclip.direction_separation(
-    oracle_model, oracle_features, frame_labels, labels_by_video))))
-
-# %% [markdown]
-# ### The official defaults beside vadnb's named options
-#
-# Same oracle features, same seed; each row changes one setting from the official default
-# (the first row). `drop_last=False` adds a step per epoch only when the larger group is not
+# The perfect-perception features of the first section, same seed; each row changes one
+# setting from the official default (the first row, the run of the first section). `drop_last=False` adds a step per epoch only when the larger group is not
 # a whole number of half-batches; `lr_schedule="per_step"` trains from the first step;
 # `smooth_within_videos=True` drops the jumps between videos from the smoothness term.
 
@@ -430,7 +472,7 @@ option_rows = {'lr_schedule="per_step"': {"lr_schedule": "per_step"},
                "smooth_within_videos=True": {"smooth_within_videos": True}}
 option_table = {"official defaults": {"steps": len(oracle_curves), "frame AUC": oracle_eval.auc,
                                       "frame AP": oracle_eval.ap}}  # the run above
-for name, change in tqdm(option_rows.items(), desc="official vs options"):
+for name, change in bar(option_rows.items(), desc="official vs options"):
     variant, variant_curves = anomalyclip.train(
         campus, "train", anomalyclip.Config(**{**vars(oracle_config), **change}),
         backends={"clip": oracle}, features=oracle_features, progress=False)

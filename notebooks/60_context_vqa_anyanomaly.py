@@ -84,7 +84,6 @@ SEGMENT_LENGTH = 24        # frames per segment (the paper's 24)
 MAX_NEW_TOKENS = None      # None: the paper's 50 (8 on the tiny profile: its replies are noise anyway)
 
 # %%
-import json
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -99,7 +98,7 @@ from vadnb.progress import bar  # one bar per loop over videos, none inside
 import vadnb
 from vadnb import anyanomaly, metrics, models, stages, video
 from vadnb.detect import TINY_WARNING
-from vadnb.plots import plot_detection, tag_figure
+from vadnb.plots import tag_figure
 from vadnb.widgets import explorer
 
 env = vadnb.setup(PROFILE)
@@ -159,11 +158,11 @@ from vadnb.data import load_campus
 bench = load_campus()
 test = bench.subset("test")
 videos = test.videos.set_index("name")
+campus_clip = videos.index[videos["label"] == "Vehicle"][0]  # the perfect-perception demo's clip
 if VIDEO:
     video_path, labels = Path(VIDEO), None
 else:
-    name = videos.index[videos["label"] == "Vehicle"][0]
-    video_path, labels = Path(videos.loc[name, "path"]), test.frame_labels(name)
+    video_path, labels = Path(videos.loc[campus_clip, "path"]), test.frame_labels(campus_clip)
 info = video.probe(video_path)
 print(f"{video_path.name}: {info.num_frames} frames at {info.fps:g} fps, "
       f"{info.width}x{info.height} -> {int(np.ceil(info.num_frames / SEGMENT_LENGTH))} segments")
@@ -174,6 +173,10 @@ print(f"{video_path.name}: {info.num_frames} frames at {info.fps:g} fps, "
 # Write one description, or several separated by `;`, in the box, then run the cells below
 # again. Run headless (papermill, CI), the box keeps the `PROMPTS` of the parameters cell.
 # With several descriptions the video's score is, frame by frame, the **maximum** over them.
+#
+# Words, as in the rest of the suite: a **description** is what you type (the code's
+# argument is called `prompts=`, and the segments table's column `prompt`); a **prompt** is
+# the whole text the VLM is sent, which wraps the description in the official instruction.
 
 # %%
 box = widgets.Text(value="; ".join(PROMPTS), description="Anomaly:",
@@ -185,13 +188,61 @@ prompts = [p.strip() for p in box.value.split(";") if p.strip()]
 print(prompts)
 
 # %% [markdown]
+# ## See it work first: perfect perception
+#
+# Before the profile's models, a pair whose answers we know. `anyanomaly.oracle_backends`
+# builds a CLIP and a VLM that *read the campus ground truth* (they recognise every frame by
+# a hash of its pixels: a teaching device, not a model): the CLIP double points the frames of
+# each class towards that class's description, the VLM double answers 1.0 exactly when the
+# image shows the described class and 0.0 otherwise. Everything else is AnyAnomaly's real
+# code, which the sections below open up: one key frame per 24-frame segment, the three
+# views, the fusion, the smoothing. What it reaches is an **upper bound of the method's own
+# steps, not of any model**. The oracle knows *which* frames show an anomaly, not *where*
+# in the frame, so its heat map is flat. (It knows only the campus frames: with your own
+# `VIDEO` this pass runs on the campus clip with the van.)
+
+# %%
+oracle = anyanomaly.oracle_backends(test, {c: CLASS_DESCRIPTIONS[c] for c in bench.classes},
+                                    config)
+oracle_path = Path(videos.loc[campus_clip, "path"])
+oracle_labels = test.frame_labels(campus_clip)
+seen = anyanomaly.run(oracle_path, config=config, backends=oracle, prompts=prompts,
+                      progress=False)
+anyanomaly.lesson.plot_timeline(seen, oracle_labels,
+                                title=f"perfect perception (upper bound of the steps): "
+                                      f"{oracle_path.name}")
+plt.show()
+inside, outside = seen.frame_scores[oracle_labels > 0], seen.frame_scores[oracle_labels == 0]
+lesson.say(f"With perfect perception the frame score averages {inside.mean():.2f} over the "
+           f"{len(inside)} anomalous frames and {outside.mean():.2f} over the {len(outside)} "
+           f"normal ones of {oracle_path.name}.")
+
+# %% [markdown]
+# The three views of the segment with the highest score for the first description, as the
+# VLM double was shown them:
+
+# %%
+best = anyanomaly.lesson.top_segment(seen, prompts[0], oracle_labels)
+anyanomaly.lesson.plot_views(anyanomaly.segment_views(oracle_path, seen, best),
+                             title=f"perfect perception, segment {best['start_frame']}-"
+                                   f"{best['end_frame'] - 1}, '{prompts[0]}'")
+plt.show()
+lesson.say(f"Segment {best['start_frame']}-{best['end_frame'] - 1}: the key frame is "
+           f"{best['key_frame']}; the answers are {best['score_key']:.1f} (key frame), "
+           f"{best['score_position']:.1f} (masked frame), {best['score_temporal']:.1f} (grid); "
+           f"fused {best['score']:.2f}. "
+           + (f"{best['tied']} segments share that score; this one has the largest share of "
+              f"anomalous frames ({best['truth']:.0%})." if best["tied"] > 1 else
+              "No other segment has that score."))
+
+# %% [markdown]
 # ## Run it
 #
 # One call does everything below for every segment and description; the next sections open
 # it up, one step at a time. Every model call (CLIP on every frame, CLIP on the windows, the
 # VLM's questions) is cached by exactly what is sent: the model, the text, and each image by
 # its recipe (frame, masked frame, grid). Running the cell again makes no model call and
-# decodes no frame; editing a prompt or a view's code asks the models again.
+# decodes no frame; editing a description or a view's code asks the models again.
 
 # %%
 det = anyanomaly.run(video_path, config=config, backends=backends, prompts=prompts)
@@ -219,14 +270,11 @@ lesson.show_source(anyanomaly.pipeline, max_lines=90)
 #
 # Below: the segment whose fused score for the first description is highest (ties go to
 # the segment with more anomalous frames, so the lesson shows the event when scores say
-# nothing, as with tiny models), its key frame, and CLIP's similarity of each frame of the
-# segment to the description.
+# nothing, as with tiny models: the line under the figure says whether there was a tie),
+# its key frame, and CLIP's similarity of each frame of the segment to the description.
 
 # %%
-first = det.segments[det.segments["prompt"] == prompts[0]].copy()
-first["truth"] = [labels[a:b].mean() if labels is not None else 0.0
-                  for a, b in zip(first["start_frame"], first["end_frame"])]
-row = first.sort_values(["score", "truth"], ascending=False, kind="stable").iloc[0]
+row = anyanomaly.lesson.top_segment(det, prompts[0], labels)
 views = anyanomaly.segment_views(video_path, det, row)
 start, end = int(row["start_frame"]), int(row["end_frame"])
 frames = video.read_frames(video_path, indices=range(start, end)).images
@@ -244,6 +292,9 @@ axes[1].axis("off")
 tag_figure(fig, env)
 fig.tight_layout()
 plt.imsave(out / "key_frame.png", views["key"])
+print(warn(f"{row['tied']} segments share the top score {row['score']:.2f}; shown: the one with "
+           f"the largest share of anomalous frames ({row['truth']:.0%})" if row["tied"] > 1 else
+           f"segment {start}-{end - 1} alone has the top score {row['score']:.2f}"))
 
 # %% [markdown]
 # ## Step 2: the position context (a heat map)
@@ -335,10 +386,17 @@ answers
 # %% [markdown]
 # ## Step 5: fusion and smoothing (and why no per-video normalisation)
 #
-# Per segment and description: `0.6 * key + 0.3 * position + 0.1 * temporal`. The segment
-# score is repeated over its frames; the frame sequence (the axis is frames at the video's
-# own rate) is smoothed with a Gaussian of sigma 15 frames; the maximum over the
-# descriptions is taken. The fused scores already lie in [0, 1], so they are **not**
+# Per segment $s$ and description $d$, the three answers (key frame $k$, masked frame $p$,
+# grid $g$) are fused; each segment's score is repeated over its frames $f$ (the axis is
+# frames at the video's own rate), smoothed with a Gaussian $G_\sigma$, and the maximum over
+# the descriptions is taken:
+#
+# $$\hat{s}_{d}(s) = \alpha\, k_{d,s} + \beta\, p_{d,s} + \gamma\, g_{d,s},
+#   \qquad S(f) = \max_d \big(G_\sigma * \hat{s}_{d}(\operatorname{seg}(\cdot))\big)(f)$$
+#
+# with $(\alpha, \beta, \gamma) = (0.6, 0.3, 0.1)$ and $\sigma = 15$ frames
+# (`Config.weights`, `Config.sigma`). The official code takes the maximum over descriptions
+# per view before fusing (see "What differs" at the end). The fused scores already lie in [0, 1], so they are **not**
 # rescaled per video: min-max normalising each video on its own would stretch a normal
 # video's small wobble to the full [0, 1] and rank it with the real anomalies of other
 # videos. The official code min-max normalises once, over all test videos concatenated: one
@@ -360,14 +418,8 @@ except ValueError as err:
 
 # %%
 table = det.segments
-fig, ax = plt.subplots(figsize=(10, 3))
-for p in prompts:  # segment scores, drawn on the same time axis (seconds) as the frames
-    seg = table[table["prompt"] == p].sort_values("start_frame")
-    ax.step(seg["start_frame"] / det.fps, seg["score"], where="post", alpha=0.6,
-            label=f"segment score: {p}")
-plot_detection(det, labels=labels, ax=ax)
-ax.set(xlabel="time (s)", ylabel="anomaly score")
-ax.legend(fontsize=8)
+anyanomaly.lesson.plot_timeline(det, labels)
+plt.show()
 table[["start_frame", "end_frame", "prompt", "key_frame", "score_key", "score_position",
        "score_temporal", "score"]].round(2).head(12)
 
@@ -426,21 +478,14 @@ print(warn(f"{len(names)} videos x {len(descriptions)} descriptions; "
 cvad.round(3)
 
 # %% [markdown]
-# ## With perfect perception
+# ## The C-VAD protocol with perfect perception
 #
-# With tiny models the numbers above mean nothing. To see what AnyAnomaly's *own steps* can
-# do, we swap its two models for doubles that read the campus ground truth
-# (`anyanomaly.oracle_backends`): the CLIP double points the frames of each class towards
-# that class's description, the VLM double answers 1.0 exactly when the image shows the
-# described class. Everything else is AnyAnomaly's real code: one key frame per segment,
-# the segment-wide score, the fusion, the smoothing, the C-VAD evaluation. The result is an
-# **upper bound of the method's own steps, not of any model**: a real CLIP and VLM can only
-# do worse. The oracle knows which frames show an anomaly, not where in the frame, so its
-# heat maps are flat.
+# The same protocol with the perfect-perception doubles of the first section (they read the
+# campus ground truth): the result is an **upper bound of AnyAnomaly's own steps, not of any
+# model**; a real CLIP and VLM can only do worse. The profile's numbers above are to be read
+# against it.
 
 # %%
-oracle = anyanomaly.oracle_backends(test, {c: CLASS_DESCRIPTIONS[c] for c in bench.classes},
-                                    config)
 oracle_runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=oracle,
                                  prompts=descriptions, progress=False)
                for n in bar(names, desc="AnyAnomaly with perfect perception")}
@@ -483,7 +528,7 @@ options = pd.Series({k: perfect_auc(v) for k, v in bar(OPTIONS.items(), desc="op
 options.round(3).to_frame()
 
 # %%
-summary = {
+summary = lesson.save_metrics(out / "metrics.json", {
     "method": "anyanomaly",
     "profile": env.profile,
     "meaningless": TINY,
@@ -496,15 +541,12 @@ summary = {
              "replies": det.extras["parse_total"]},
     "protocol": "C-VAD: per type, frame AUC over all listed test videos, other types as normal",
     "videos": names,
-    "cvad": json.loads(cvad.to_json(orient="records", double_precision=15)),
-    "mean_auc": float(cvad["auc"].iloc[-1]),
+    "cvad": cvad,
+    "mean_auc": cvad["auc"].iloc[-1],
     "perfect_perception": {
         "note": "upper bound of the method's steps, not of any model",
-        "cvad": json.loads(perfect.to_json(orient="records", double_precision=15)),
-        "mean_auc": float(perfect["auc"].iloc[-1]),
-        "options": options.to_dict()},
-}
-(out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+        "cvad": perfect, "mean_auc": perfect["auc"].iloc[-1], "options": options},
+})
 print(warn(f"C-VAD mean AUC {summary['mean_auc']:.3f}"))
 print(f"with perfect perception: C-VAD mean AUC {summary['perfect_perception']['mean_auc']:.3f}")
 sorted(p.name for p in out.iterdir())

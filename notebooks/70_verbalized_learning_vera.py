@@ -28,7 +28,7 @@
 #   and model selection, all in text;
 # - why the question set must be chosen on **validation** accuracy, never on test;
 # - how VERA turns 0/1 answers about 10-second windows into frame scores (retrieval
-#   ensemble within the video, Gaussian smoothing), and what the optional *position prior* is;
+#   ensemble within the video, Gaussian smoothing), and what the optional *centre-of-video prior* is;
 # - how to read the VLM's explanation for every interval in the explorer.
 #
 # Where it sits: after `60_context_vqa_anyanomaly` (a VLM scores a user-typed anomaly) and
@@ -78,7 +78,6 @@ STRIDE = 16                # one VLM query per this many frames at inference
 POSITION_PRIOR = False     # the UCF-Crime centre-of-video prior (a dataset prior, off by default)
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -307,12 +306,26 @@ pd.DataFrame({"start": pd.Series(start_questions), "learned": pd.Series(result.q
 #    LAVAD's ImageBind clip feature of its 10-second window (the first and last of the 10
 #    frames LAVAD samples there, in 3 square crops, averaged). A segment's score becomes the
 #    softmax-weighted mean of the answers of its `floor(0.15 × #segments)` most similar
-#    segments in the same video, weights `softmax(cosine / 0.1)`: similar-looking moments
-#    should get similar scores, which repairs isolated wrong answers.
+#    segments in the same video (itself included): similar-looking moments should get
+#    similar scores, which repairs isolated wrong answers.
 # 3. **Smoothing.** As the official `compute_auc.py` does it: a normalised Gaussian of 15
 #    taps and sigma 10 sampled slightly off-centre (from -8 to 7), convolved over the
 #    segments with zeros beyond both ends, each result rounded to one decimal; then each
 #    segment's score is repeated over its 16 frames.
+#
+# As equations, with $a_j \in \{0, 1\}$ the answer of segment $j$, $e_j$ its unit-length
+# embedding, $\mathcal{N}_i$ the $k = \lfloor 0.15\, n \rfloor$ segments most similar to
+# segment $i$ among the video's $n$ (at least 1), $\tau = 0.1$, and $g_j$ the Gaussian
+# ($\sigma = 10$) sampled at 15 points from -8 to 7 and normalised to sum 1
+# (`np.convolve(..., "same")` written out):
+#
+# $$\tilde{a}_i = \sum_{j \in \mathcal{N}_i} w_{ij}\, a_j, \qquad
+#   w_{ij} = \frac{\exp(e_i^\top e_j / \tau)}{\sum_{l \in \mathcal{N}_i} \exp(e_i^\top e_l / \tau)},
+#   \qquad s_i = \operatorname{round}_{0.1}\Big(\sum_{j=0}^{14} g_j\, \tilde{a}_{i+7-j}\Big)$$
+#
+# ($\tilde{a}$ is zero beyond the video's ends; `vera.core.retrieval_ensemble`,
+# `vera.core.smooth_segments`). The ensemble is the attention pooling of LAVAD's refinement
+# (notebook 40), over answers instead of LLM scores.
 #
 # These defaults reproduce the official computation (a test holds `vera.run` against a
 # transcription of the official scripts; the few departures that remain, such as the
@@ -321,9 +334,10 @@ pd.DataFrame({"start": pd.Series(start_questions), "learned": pd.Series(result.q
 # by reflection, no rounding) and `segment_features="window"` (embed the 8 frames the VLM
 # saw). The perfect-perception section below measures each of them beside the defaults.
 #
-# The published UCF-Crime number also multiplies by `exp(-0.5((t - n/2)/(n/2))^2)`, which
-# favours the middle of each video. That is knowledge about *that* test set (its anomalies sit
-# mid-video), not part of the method, so it is off here (`POSITION_PRIOR`).
+# The published UCF-Crime number also multiplies by `exp(-0.5((t - n/2)/(n/2))^2)`, a
+# centre-of-video prior that favours the middle of each video. That is knowledge about *that*
+# test set (its anomalies sit mid-video), not part of the method, so it is off here
+# (`POSITION_PRIOR`, the code's name for it).
 
 # %% [markdown]
 # Here are those steps as `vadnb` runs them: `vera.core.pipeline`, the whole of VERA's
@@ -353,15 +367,14 @@ print(vera.inference_summary(detections.values()))
 
 # %%
 scores = {name: d.frame_scores for name, d in detections.items()}
-summary = {
+summary = lesson.save_metrics(out / "metrics.json", {
     "profile": env.profile, "meaningless": tiny, "warning": TINY_WARNING if tiny else "",
     "test_videos": len(detections), "auc": metrics.frame_auc(labels, scores),
     "ap": metrics.frame_ap(labels, scores), "position_prior": POSITION_PRIOR,
     "chosen_step": result.best_step, "val_acc": result.best_val_acc, "steps": STEPS,
     "unparseable_answers": int(sum(d.extras["unparseable"] for d in detections.values())),
     "answers": int(sum(d.extras["answers"] for d in detections.values())),
-}
-(out / "metrics.json").write_text(json.dumps(summary, indent=2))
+})
 print(f"AUC {summary['auc']:.3f}  AP {summary['ap']:.3f}{WARN}")
 print(f"{summary['unparseable_answers']} of {summary['answers']} answers unreadable "
       "(filled from their neighbours)")
@@ -378,10 +391,13 @@ metrics.per_video(labels, scores)
 # ## Explanations per interval
 #
 # Every segment keeps the VLM's answer, so each flagged interval comes with a reason. We look
-# at the test video with the highest score.
+# at the test video with the highest score. Scores tie often (0/1 answers; on the tiny
+# profile every answer may be unreadable, and every video then scores 0.5): the line under
+# the cell says whether the score chose the video or a tie had to be broken, and how.
 
 # %%
-name = max(detections, key=lambda n: detections[n].frame_scores.max())
+name, why = vera.lesson.highest_scoring(detections, labels)
+lesson.say(why)
 det = detections[name]
 plot_detection(det, labels=labels[name])
 plt.show()
@@ -408,8 +424,8 @@ explorer(det, labels=labels[name])
 # windows, retrieval ensemble, smoothing) on these clips, **not of any model**.
 #
 # The first row runs the official defaults. The rows after it change one named setting
-# each: vadnb's step 3 (`vera.VADNB_STEP3`) and its two parts, the UCF-Crime position prior
-# the published number uses (`vera.PAPER_STEP3` = the defaults plus that prior), vadnb's
+# each: vadnb's step 3 (`vera.VADNB_STEP3`) and its two parts, the UCF-Crime centre-of-video
+# prior the published number uses (`vera.PAPER_STEP3` = the defaults plus that prior), vadnb's
 # segment features, and no steps 2-3 at all. The lines printed under the table give each
 # row's change against the official defaults, computed by this run.
 # %%

@@ -19,14 +19,18 @@
 #
 # Four chapters built four detectors: LAVAD (captions + an LLM), AnomalyCLIP (a trained
 # head in CLIP's space), AnyAnomaly (a VLM answering about a typed description) and VERA
-# (a VLM with learned guiding questions). This notebook runs them side by side, together
-# with a **classical baseline** that uses no learned model at all, on the same campus
-# test clips and on any video you point it at.
+# (a VLM with learned guiding questions); notebook 75 added Flashback (a caption memory
+# searched by an embedder). This notebook runs them side by side, together with a
+# **classical baseline** that uses no learned model at all, on the same campus test clips
+# and on any video you point it at, and measures each method's **upper bound** with
+# perfect perception.
 #
 # In this notebook you will learn:
 # - how to compare detectors fairly: same clips, same frame-level metrics (micro AUC and
 #   AP, and per class), the same ground truth;
 # - what each method *costs*: model calls per minute of video, by model role, and seconds;
+# - what each method's own steps can reach when its models see perfectly (an upper bound of
+#   the steps, not of any model), beside the classical baseline's real number;
 # - why a number from random-init models (the `tiny` profile) must never enter a
 #   leaderboard, and why the classical row is meaningful even offline;
 # - how to read all methods' timelines and explanations of the same moment at once.
@@ -82,7 +86,6 @@ VERA_QUESTIONS = None      # None: VERA's shipped questions; or notebook 70's le
 ANYANOMALY_PROMPTS = None  # None: one typed description per campus class (as notebook 60)
 
 # %%
-import json
 import shutil
 import tempfile
 import time
@@ -275,7 +278,7 @@ lesson.say(f"At frame {lesson_frame} the largest z is {lead}'s ({row['max z']:.1
 # notebook 50). Training time is reported apart from scoring time.
 
 # %%
-checkpoint, clip_for_anomalyclip, train_seconds = None, None, {}
+checkpoint, clip_for_anomalyclip, ac_config, train_seconds = None, None, None, {}
 if "anomalyclip" in runnable:
     from vadnb import anomalyclip
 
@@ -368,95 +371,121 @@ lesson.say(f"This run's methods needed {needed:.0f} model items; {from_cache:.0f
 cost_table.round(2)
 
 # %% [markdown]
+# ## Upper bounds: every method with perfect perception
+#
+# A tiny-profile row says nothing about a method. What each method's *own steps* can reach
+# on these clips is measured instead with the oracle models of its notebook (40, 50, 60, 70,
+# 75): models that read the campus ground truth (captions, features or answers that state
+# what happens) while every other step is the method's real code (`lesson.perfect_perception`).
+# Each such row is an **upper bound of the method's steps (perfect perception), not of any
+# model**: a real model can only see worse. The classical baseline has no oracle: it uses no
+# learned model, so its own row is already real.
+
+# %%
+upper = {}
+for method in runnable:
+    dets = lesson.perfect_perception(method, campus, list(videos.path), cache=stage_cache,
+                                     knobs=knobs[method], clip=clip_for_anomalyclip,
+                                     train_config=ac_config)
+    if dets is not None:
+        upper[method] = dict(zip(videos.name, dets))
+        for name, det in upper[method].items():
+            det.save(out / "detections" / "perfect_perception" / method / name)
+print("perfect perception ran for:", ", ".join(upper) or "no method")
+
+# %% [markdown]
 # ## The leaderboard
 #
 # Frame-level micro AUC and AP over all test frames (notebook 40), the same numbers per
 # anomaly class (each class's clips against all normal clips), the cost and the profile.
-# **A tiny-profile row is meaningless** (random-init models): it proves the pipeline runs,
-# not that a method works. The classical row uses no learned model, so its numbers are real
-# on any machine: it is the bar the vision-language methods must clear with real models.
+# The `kind` column says what a row is:
+#
+# - **this run**: each method with the profile's models. A tiny-profile row is meaningless
+#   (random-init models, red): it proves the pipeline runs, not that a method works. The
+#   classical row uses no learned model, so its numbers are real on any machine: it is the
+#   bar the vision-language methods must clear with real models.
+# - **upper bound (perfect perception)** (blue): the section above, the most each method's
+#   steps can make of perfect inputs on these clips; not a model's result, and no cost.
 
 # %%
-def leaderboard_row(method: str) -> dict:
-    if method not in detections:
-        return {"method": method, "status": status[method], "profile": "", "meaningless": None}
-    dets = detections[method]
+MODELS, UPPER = "this run", "upper bound (perfect perception)"
+
+
+def leaderboard_row(method: str, runs: dict | None = None, kind: str = MODELS) -> dict:
+    runs = detections if runs is None else runs
+    if method not in runs:
+        return {"method": method, "kind": kind, "status": status[method], "profile": "",
+                "meaningless": None}
+    dets = runs[method]
     scores = {name: dets[name].frame_scores for name in labels}
     meaningless = any(d.meaningless for d in dets.values())
-    row = {"method": method, "status": "ok",
+    note = ("⚠ tiny models: meaningless" if meaningless else
+            lesson.PERFECT_PERCEPTION if kind == UPPER else "")
+    row = {"method": method, "kind": kind, "status": "ok",
            "profile": ",".join(sorted({d.profile for d in dets.values()})),
-           "meaningless": meaningless, "note": "⚠ tiny models: meaningless" if meaningless else "",
+           "meaningless": meaningless, "note": note,
            "videos": len(scores), "frame_auc": metrics.frame_auc(labels, scores),
-           "frame_ap": metrics.frame_ap(labels, scores), "seconds": seconds[method],
-           "train_seconds": train_seconds.get(method, np.nan)}
+           "frame_ap": metrics.frame_ap(labels, scores),
+           "seconds": seconds[method] if kind == MODELS else np.nan,
+           "train_seconds": train_seconds.get(method, np.nan) if kind == MODELS else np.nan}
     per_class = metrics.per_class(labels, scores, classes)
     row.update({f"auc {c}": a for c, a in zip(per_class["class"], per_class["auc"])})
-    row.update({f"calls/min {role}": v for role, v in cost[method].items()})
+    if kind == MODELS:
+        row.update({f"calls/min {role}": v for role, v in cost[method].items()})
     return row
 
 
-board = pd.DataFrame([leaderboard_row(m) for m in METHODS])
+board = pd.DataFrame([leaderboard_row(m) for m in METHODS]
+                     + [leaderboard_row(m, upper, UPPER) for m in upper])
 board.to_csv(out / "leaderboard.csv", index=False)
 any_meaningless = any(d.meaningless for dets in detections.values() for d in dets.values())
 board
 
 # %% [markdown]
-# The same table as HTML, with the meaningless rows in red (`leaderboard.html`):
+# The same table as HTML (`leaderboard.html`), the meaningless rows in red and the upper
+# bounds in blue:
 
 # %%
 def flag_rows(row: pd.Series) -> list[str]:
     meaningless = pd.notna(row["meaningless"]) and bool(row["meaningless"])
-    return ["background-color:#fde8e8;color:darkred" if meaningless else ""] * len(row)
+    style = ("background-color:#fde8e8;color:darkred" if meaningless else
+             "background-color:#e8f0fd;color:#123e7c;font-style:italic"
+             if row["kind"] == UPPER else "")
+    return [style] * len(row)
 
 
 one_decimal = [c for c in board.columns if "seconds" in c or c.startswith("calls/min")]
 styled = (board.style.apply(flag_rows, axis=1).hide(axis="index")
           .format(precision=3, na_rep="–").format("{:.1f}", subset=one_decimal, na_rep="–")
-          .set_caption(f"campus test, {len(videos)} clips; red rows: {TINY_WARNING}"
-                       if any_meaningless
-                       else f"campus test, {len(videos)} clips"))
+          .set_caption(f"campus test, {len(videos)} clips"
+                       + (f"; red rows: {TINY_WARNING}" if any_meaningless else "")
+                       + (f"; blue rows: {lesson.PERFECT_PERCEPTION}" if upper else "")))
 (out / "leaderboard.html").write_text(styled.to_html())
 display(HTML(styled.to_html()))
 
 # %%
-summary = {
-    "profile": env.profile,
-    "videos": list(videos.name),
-    "minutes": minutes,
-    "fresh_cache": bool(FRESH_CACHE),
-    "warning": TINY_WARNING if any_meaningless else "",
-    "methods": {
-        row["method"]: {
-            "status": row["status"],
-            "meaningless": row["meaningless"],
-            "profile": row["profile"],
-            "auc": row.get("frame_auc"),
-            "ap": row.get("frame_ap"),
-            "seconds": row.get("seconds"),
-            "calls_per_minute": cost.get(row["method"], {}),
-            "items_per_minute": items.get(row["method"], {}),
-            "work_per_minute": work.get(row["method"], {}),  # items + cached: cached or not
-        } for row in board.to_dict(orient="records")},
-}
+def saved(row: dict) -> dict:
+    """One leaderboard row as metrics.json keeps it."""
+    keep = ("status", "meaningless", "profile", "frame_auc", "frame_ap", "seconds")
+    return {k.replace("frame_", ""): row.get(k) for k in keep}
 
 
-def plain(x):
-    """NaN -> None and numpy numbers -> Python ones, so json.dumps writes valid JSON."""
-    if isinstance(x, dict):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, float, np.integer, np.floating)):
-        return None if np.isnan(x) else (int(x) if isinstance(x, (int, np.integer)) else float(x))
-    return x
-
-
-summary = plain(summary)
-(out / "metrics.json").write_text(json.dumps(summary, indent=2))
-print(json.dumps({m: {k: v[k] for k in ("auc", "ap", "meaningless")}
-                  for m, v in summary["methods"].items()}, indent=1))
+rows = board.to_dict(orient="records")
+summary = lesson.save_metrics(out / "metrics.json", {
+    "profile": env.profile, "videos": list(videos.name), "minutes": minutes,
+    "fresh_cache": bool(FRESH_CACHE), "warning": TINY_WARNING if any_meaningless else "",
+    "methods": {r["method"]: {**saved(r), "calls_per_minute": cost.get(r["method"], {}),
+                              "items_per_minute": items.get(r["method"], {}),
+                              "work_per_minute": work.get(r["method"], {})}  # cached or not
+                for r in rows if r["kind"] == MODELS},
+    "perfect_perception": {r["method"]: {**saved(r), "note": lesson.PERFECT_PERCEPTION}
+                           for r in rows if r["kind"] == UPPER}})
+bounds = ", ".join(f"{m} {v['auc']:.3f}" for m, v in summary["perfect_perception"].items())
+lesson.say(f"Frame AUC with perfect perception (upper bounds of the steps, not of any model): "
+           f"{bounds or 'none ran'}."
+           + (f" The classical baseline, real on any machine: "
+              f"{summary['methods']['classical']['auc']:.3f}."
+              if summary["methods"].get("classical", {}).get("auc") is not None else ""))
 
 # %% [markdown]
 # ### Why notebook 90 reports a slightly different classical number
@@ -558,6 +587,8 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #   their items still count as the run's work.
 # - Tiny-profile rows are meaningless (random-init models); the classical baseline is the
 #   meaningful reference on any machine, and the bar a real vision-language model must clear.
+#   The perfect-perception rows are upper bounds of each method's steps, not results of any
+#   model: they say how much of the truth a method's windows, fusion and smoothing keep.
 #   It turns background subtraction, optical flow (and optionally a people detector) into
 #   facts per frame, and a frame's score is how far its most unusual fact lies above normal.
 # - What counts as "normal" is part of a method: the classical baseline's number moves with

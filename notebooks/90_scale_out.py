@@ -135,9 +135,9 @@ lesson.banner(env)
 # Counting calls is exact; timing them is not. The table below counts **model calls per
 # minute of video** from each method's Config defaults (the same formulas as the papers'
 # code, with this suite's fixes) and checks them against REFERENCE's anchors: for 30 fps,
-# LAVAD makes 225 LLM calls per minute (a summary and a score per 16-frame position) and,
-# as published, 9,000 captions (5 captioners × every frame; this suite captions only the
-# 1 in 16 frames that are used); VERA makes 112.5 VLM calls (8 frames each); AnyAnomaly
+# LAVAD makes 225 LLM calls per minute (a summary and a score per position, one every 16
+# frames) and, as published, 9,000 captions (5 captioners × every frame; this suite
+# captions only the 1 in 16 frames that are used); VERA makes 112.5 VLM calls (8 frames each); AnyAnomaly
 # makes 225 VLM calls per typed description (3 views of each 24-frame segment).
 
 # %%
@@ -245,9 +245,9 @@ print(f"first run {first_s:.1f} s; resumed run {time.perf_counter() - started:.1
       f"scored {again.summary['scored_now']} videos, found {again.summary['resumed']} done")
 
 # %%
-summary = {**run.summary, "first_run_s": round(first_s, 2),
-           "resumed_run": {k: again.summary[k] for k in ("scored_now", "resumed")}}
-(out / "run_summary.json").write_text(json.dumps(summary, indent=2))
+summary = lesson.save_metrics(out / "run_summary.json", {
+    **run.summary, "first_run_s": round(first_s, 2),
+    "resumed_run": {k: again.summary[k] for k in ("scored_now", "resumed")}})
 print(json.dumps({k: summary[k] for k in ("dataset", "method", "profile", "executor",
                                           "videos", "frames", "auc", "ap", "meaningless")}))
 if executor == "ray" and RAY_ADDRESS is None:  # stop the local Ray: its processes hold memory
@@ -356,3 +356,6 @@ else:
 #    `SERVED_MODEL = "tiny:llm"`, and run the last code cell.
 # 5. With two GPUs and a vLLM server on a third, how would you set `actors`,
 #    `gpus_per_actor` and `vlm_model` for AnyAnomaly? What stays on the actors' GPUs?
+
+# %% [markdown]
+# *The words used here are defined once, in the [glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary).*

@@ -13,13 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_setup_prints_device_profile_versions_and_cache(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("VADNB_PROFILE", "auto")  # the auto choice too says it on the one line
     env = vadnb.setup("tiny")
     out = capsys.readouterr().out
     assert env.profile == "tiny" and env.meaningless
-    assert env.device in ("cpu", "cuda") and f"device : {env.device}" in out
-    assert "profile: tiny (random-init models: scores are meaningless)" in out
-    assert re.search(r"torch \d+\.\d+", out) and "transformers" in out
-    assert f"cache  : {tmp_path / 'c'}" in out and (tmp_path / "c").is_dir()
+    assert out.count("\n") == 1, f"setup() prints one line, got:\n{out}"
+    assert out.startswith(f"vadnb: {env.device}")
+    assert "profile tiny (random-init models: scores are meaningless)" in out
+    assert re.search(r"torch \d+\.\d+", out) and f"{env.threads} thread" in out
+    assert f"cache {tmp_path / 'c'}" in out and (tmp_path / "c").is_dir()
+    report = env.report()  # the details setup() no longer prints
+    assert f"device : {env.device}" in report and "transformers" in report
+    assert f"cache  : {tmp_path / 'c'}" in report
 
 
 def test_profile_from_environment_and_auto_without_gpu(monkeypatch, capsys):
@@ -58,7 +63,9 @@ def test_setup_prints_each_roles_dtype_on_a_t4(capsys, tmp_path, monkeypatch):
                         lambda *a, **k: SimpleNamespace(total_memory=int(15.8e9)))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
     env = vadnb.setup("colab")
-    out = capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and line.startswith("vadnb: cuda (Tesla T4) · profile colab")
+    out = env.report()
     assert "device : cuda (Tesla T4)" in out
     assert env.dtypes["llm"] == "float32" and env.dtypes["captioner"] == "float16"
     lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("dtype  :")}
@@ -80,7 +87,8 @@ def test_setup_sizes_the_thread_pool_to_the_available_cores(capsys, tmp_path, mo
         monkeypatch.setattr(environment, "available_cores", lambda: 3)
         env = vadnb.setup("tiny")
         assert env.threads == 3 and torch.get_num_threads() == 3
-        assert "threads: torch uses 3 (one per available core)" in capsys.readouterr().out
+        assert "3 threads" in capsys.readouterr().out
+        assert "threads: torch uses 3 (one per available core)" in env.report()
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert vadnb.setup("tiny", quiet=True).threads == 1 and torch.get_num_threads() == 1
     finally:
@@ -98,8 +106,7 @@ def test_setup_silences_known_noise_once_and_says_so(capsys, tmp_path, monkeypat
     monkeypatch.setenv("VADNB_CACHE", str(tmp_path / "c"))
     monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
     monkeypatch.delenv("VADNB_VERBOSE", raising=False)
-    vadnb.setup("tiny")
-    out = capsys.readouterr().out
+    out = vadnb.setup("tiny").report()
     assert out.count("quiet  : silenced") == 1 and "VADNB_VERBOSE=1" in out
     import os
 

@@ -131,3 +131,83 @@ def test_one_progress_bar_per_stage_batch_bars_stay_hidden_inside_a_stage():
     with bar(total=2, desc="outer"):
         assert bar(total=9, desc="inner").disable  # hidden inside the outer one
     assert not bar(total=9, desc="alone").disable
+
+
+def test_save_metrics_writes_valid_json_from_numpy_pandas_and_nan(tmp_path):
+    """One call replaces the notebooks' metrics-to-JSON plumbing: NaN must not reach the file
+    (json.dumps would write the invalid token NaN), numpy and pandas values become plain."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame({"class": ["Vehicle", "mean"], "auc": [np.float64(0.75), np.nan]})
+    summary = {"auc": np.float32(0.5), "videos": np.int64(6), "ok": np.bool_(True),
+               "nan": float("nan"), "inf": np.inf, "path": tmp_path / "x.mp4",
+               "per_class": table, "series": pd.Series({1: 2.0}), "scores": np.array([0.25, 1])}
+    written = lesson.save_metrics(tmp_path / "run" / "metrics.json", summary)
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == written == {
+        "auc": 0.5, "videos": 6, "ok": True, "nan": None, "inf": None,
+        "path": str(tmp_path / "x.mp4"),
+        "per_class": [{"class": "Vehicle", "auc": 0.75}, {"class": "mean", "auc": None}],
+        "series": {"1": 2.0}, "scores": [0.25, 1.0]}
+    assert type(written["videos"]) is int and type(written["ok"]) is bool
+
+
+def test_vera_highest_scoring_says_a_tie_and_breaks_it_towards_an_event():
+    """Notebook 70's "highest score" example: on a tie the score did not choose, so the
+    sentence says so and the video with the most anomalous frames is shown (issue 25: it
+    showed a normal clip as if the score had picked it)."""
+    import numpy as np
+
+    from vadnb.vera.lesson import highest_scoring
+
+    class Det:
+        meaningless = False
+
+        def __init__(self, scores):
+            self.frame_scores = np.asarray(scores, dtype=float)
+
+    labels = {"normal": np.zeros(4), "small": np.array([0, 1, 0, 0]),
+              "big": np.array([0, 1, 1, 0])}
+    tie = {n: Det([0.5] * 4) for n in labels}  # every answer unreadable: all 0.5
+    name, text = highest_scoring(tie, labels)
+    assert name == "big" and "3 of 3 test videos tie for the highest frame score, 0.50" in text
+    clear = {"normal": Det([0.1, 0.9, 0.2, 0.1]), "small": Det([0.3] * 4), "big": Det([0.5] * 4)}
+    name, text = highest_scoring(clear, labels)
+    assert name == "normal" and text == "normal has the highest frame score of the 3 test videos, 0.90."
+
+
+def test_anyanomaly_top_segment_breaks_ties_by_the_anomalous_share():
+    import numpy as np
+    import pandas as pd
+
+    from vadnb.anyanomaly.lesson import top_segment
+
+    class Det:
+        segments = pd.DataFrame({"prompt": ["a van"] * 3 + ["a box"],
+                                 "start_frame": [0, 4, 8, 0], "end_frame": [4, 8, 12, 4],
+                                 "score": [1.0, 1.0, 0.2, 1.0]})
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    row = top_segment(Det(), "a van", labels)
+    assert (row["start_frame"], row["tied"], row["truth"]) == (4, 2, 1.0)
+    assert top_segment(Det(), "a van")["start_frame"] == 0  # no labels: the earliest
+    with pytest.raises(KeyError, match="'a dog' was not among"):
+        top_segment(Det(), "a dog")
+
+
+def test_every_lesson_from_10_to_90_ends_with_the_glossary_link():
+    """One glossary for the suite (issue 25): each notebook's last cell links to it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert "\n## Glossary\n" in (root / "README.md").read_text()
+    link = "[glossary](https://github.com/vadnb/vadnb/blob/main/README.md#glossary)"
+    books = sorted(p for p in (root / "notebooks").glob("[1-9]0_*.py"))
+    assert [p.name[:2] for p in books] == ["10", "20", "30", "40", "50", "60", "70", "80", "90"]
+    for book in books:
+        last = book.read_text().rstrip().rsplit("# %%", 1)[-1]
+        assert link in last, f"{book.name} does not end with the glossary link"

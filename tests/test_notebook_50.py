@@ -94,3 +94,14 @@ def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
     # perfect features: the classes are recognised and the anomalies found (tiny: chance)
     assert oracle["class_auc"] > 0.9 and oracle["top1_video"] == 1.0, oracle
     assert oracle["auc"] > 0.65, oracle["auc"]
+
+    # see it work first (issue 25): the perfect-perception pass and its latent-space picture
+    # come before the profile's CLIP is trained, and its separation lines are computed
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    first_oracle = next(i for i, s in enumerate(sources) if "anomalyclip.oracle_clip(" in s)
+    first_tiny = next(i for i, s in enumerate(sources) if "backends={\"clip\": clip}" in s
+                      and "anomalyclip.train(" in s)
+    assert first_oracle < first_tiny
+    assert cv2.imread(str(out / "latent_space_oracle.png")) is not None
+    assert "What the learned directions separate, with perfect perception" in markdown
+    assert markdown.index("with perfect perception") < markdown.index("What this run's directions")

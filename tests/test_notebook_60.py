@@ -133,3 +133,18 @@ def test_notebook_60_writes_views_segments_and_metrics(tmp_path):
                  if c.cell_type == "code" for o in c.get("outputs", []))
     assert all(d.what.split("`")[0][:30] in md for d in anyanomaly.DIFFERENCES)
     # (the number of progress bars is held to the notebook's budget by conftest's audit)
+
+    # see it work first (issue 25): the oracle timeline and views come before the profile's
+    # run, their statements are computed from the oracle's segments, and the pipeline
+    # diagram no longer promises a min-max the default never does
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    oracle_cell = next(i for i, s in enumerate(sources) if "backends=oracle, prompts=prompts" in s)
+    first_run = next(i for i, s in enumerate(sources) if "backends=backends, prompts=prompts" in s)
+    assert oracle_cell < first_run
+    assert "With perfect perception the frame score averages" in md
+    assert "(key frame)" in md and "(masked frame)" in md and "(grid)" in md
+    from vadnb.plots import PIPELINES
+
+    labels_drawn = " ".join(" ".join(stage[1:3]) for stage in PIPELINES["anyanomaly"]["stages"])
+    assert "no per-video min-max" in labels_drawn and "Gaussian, min-max" not in labels_drawn
+    assert "keyword" not in labels_drawn  # one word: description

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.notebook
 
 def test_notebook_70_writes_its_artifacts(tmp_path):
     pytest.importorskip("vadnb.data")
-    run_notebook("70_verbalized_learning_vera", tmp_path, PROFILE="tiny", STEPS=1,
+    nb = run_notebook("70_verbalized_learning_vera", tmp_path, PROFILE="tiny", STEPS=1,
                  MAX_TRAIN_VIDEOS=2, MAX_VAL_VIDEOS=2, MAX_TEST_VIDEOS=2, IMAGE_SIZE=32,
                  MAX_NEW_TOKENS=8, STRIDE=64)
     history = pd.read_csv(tmp_path / "question_history.csv")
@@ -41,3 +41,10 @@ def test_notebook_70_writes_its_artifacts(tmp_path):
     assert (perfect["ap_vs_official"] == perfect["test_ap"] - perfect["test_ap"][0]).all()
     assert perfect["val_acc"].iloc[0] == 1.0
     assert perfect["test_auc"].iloc[0] > 0.7 and perfect["test_auc"].between(0, 1).all()
+
+    # the "highest score" example is chosen and described by code, ties said (issue 25)
+    said = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.get("metadata", {}).get("vadnb", {}).get("kind")
+            == "computed" and "highest frame score" in o["data"].get("text/markdown", "")]
+    assert len(said) == 1
+    assert "tie for the highest frame score" in said[0] or "has the highest frame score" in said[0]

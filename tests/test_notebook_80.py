@@ -58,7 +58,11 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
     minutes = sum(len(labels[n]) / table.fps[n] for n in names) / 60
     assert summary["minutes"] == pytest.approx(minutes)
 
-    board = pd.read_csv(tmp_path / "leaderboard.csv").set_index("method")
+    full = pd.read_csv(tmp_path / "leaderboard.csv")
+    # the model rows first, then one upper-bound row per method with an oracle (issue 25)
+    assert list(full["kind"]) == ["this run"] * len(METHODS) \
+        + ["upper bound (perfect perception)"] * (len(METHODS) - 1)
+    board = full[full["kind"] == "this run"].set_index("method")
     assert list(board.index) == METHODS
     assert (board["status"] == "ok").all()
     assert list(summary["methods"]) == METHODS
@@ -126,3 +130,18 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
             np.testing.assert_allclose(
                 mine, np.load(tmp_path / "detections" / method / own / "frame_scores.npy"),
                 atol=1e-6)
+
+
+    # perfect perception: one flagged upper-bound row per method that has an oracle (all but
+    # the classical baseline, which uses no learned model), recomputable from saved scores
+    upper = full[full["kind"] == "upper bound (perfect perception)"].set_index("method")
+    assert list(upper.index) == [m for m in METHODS if m != "classical"]
+    assert (upper["profile"] == "scripted").all() and not upper["meaningless"].any()
+    assert upper["note"].str.contains("upper bound of the method's steps").all()
+    assert list(summary["perfect_perception"]) == list(upper.index)
+    for method, row in upper.iterrows():
+        scores = {n: np.load(tmp_path / "detections" / "perfect_perception" / method / n
+                             / "frame_scores.npy") for n in names}
+        assert row["frame_auc"] == pytest.approx(metrics.frame_auc(labels, scores), abs=1e-9)
+        assert summary["perfect_perception"][method]["auc"] == pytest.approx(row["frame_auc"])
+    assert "blue rows: upper bound of the method's steps" in html

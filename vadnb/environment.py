@@ -1,8 +1,9 @@
 """``vadnb.setup()``: the first call of every notebook (notebook 00 explains it).
 
-It picks the device and the model profile once, prints them with the dtype each role will
-run in, torch's thread count, the library versions and the cache folder, seeds the random
-generators, and returns them for later cells.
+It picks the device and the model profile once, seeds the random generators, prints one
+line (device, profile, torch and its threads, the cache folder) and returns an
+:class:`Environment` for later cells; ``env.report()`` has the rest (each role's dtype,
+every library version).
 (The module is not called ``setup.py`` so that ``vadnb.setup`` is always the function.)
 """
 
@@ -55,12 +56,46 @@ class Environment:
     versions: dict[str, str] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
     threads: int = 0
+    device_name: str = ""
+    notes: dict = field(default_factory=dict)
 
     @property
     def meaningless(self) -> bool:
         from .models.profiles import MEANINGLESS_PROFILES
 
         return self.profile in MEANINGLESS_PROFILES
+
+    def line(self) -> str:
+        """The one line ``setup()`` prints: device, profile, threads, torch, cache."""
+        device = f"{self.device} ({self.device_name})" if self.device_name else self.device
+        note = _PROFILE_NOTES.get(self.profile, "")
+        return (f"vadnb: {device} · profile {self.profile}{note} · torch "
+                f"{self.versions.get('torch', '?')}, {self.threads} thread"
+                f"{'s' if self.threads != 1 else ''} · cache {self.cache_dir} "
+                "(env.report() for dtypes and versions)")
+
+    def report(self) -> str:
+        """Everything ``setup()`` chose, one fact a line: why the threads, each role's dtype,
+        every library version, which known log noise was silenced."""
+        lines = [f"device : {self.device}" + (f" ({self.device_name})" if self.device_name
+                                              else " (no CUDA GPU found)"),
+                 f"profile: {self.profile}{_PROFILE_NOTES.get(self.profile, '')}"]
+        why = self.notes.get("dtype_why", {})
+        lines += [f"dtype  : {role:<26} {dtype:<9} {why.get(role, '')}".rstrip()
+                  for role, dtype in self.dtypes.items()]
+        lines.append(f"threads: torch uses {self.threads} ({self.notes.get('threads', '')})")
+        lines.append(f"python : {platform.python_version()}; "
+                     + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
+        lines.append(f"cache  : {self.cache_dir}  (set VADNB_CACHE to move it)")
+        if self.notes.get("quieted"):
+            lines.append(f"quiet  : silenced {self.notes['quieted']} (VADNB_VERBOSE=1 keeps them)")
+        return "\n".join(lines)
+
+
+#: what the profile means for the scores, said next to its name
+_PROFILE_NOTES = {"tiny": " (random-init models: scores are meaningless)",
+                  "cpu": " (real small LLM and text embedder, tiny image models: scores are "
+                         "meaningless)"}
 
 
 def _version(name: str) -> str:
@@ -288,7 +323,8 @@ def silence_known_noise() -> list[str]:
 
 
 def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Environment:
-    """Choose device and profile, seed everything, print what was chosen.
+    """Choose device and profile, seed everything, and print **one** line saying what was
+    chosen (the rest, per-role dtypes and every library version, is ``env.report()``).
 
     ``profile``: "tiny", "colab", "paper" or "auto" (default: ``$VADNB_PROFILE``, else auto).
     """
@@ -296,7 +332,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
 
     quieted = silence_known_noise()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = resolve_profile(profile, verbose=not quiet)
+    chosen = resolve_profile(profile, verbose=False)  # the line below says the profile
     check_profile_fits(chosen, device)
     random.seed(seed)
     np.random.seed(seed)
@@ -309,25 +345,10 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     plan = dtype_plan(chosen, device)
     env = Environment(device=device, profile=chosen, cache_dir=folder,
                       versions={n: _version(n) for n in _LIBRARIES},
-                      dtypes=dict(zip(plan.role, plan.dtype)), threads=threads)
+                      dtypes=dict(zip(plan.role, plan.dtype)), threads=threads,
+                      device_name=torch.cuda.get_device_name(0) if device == "cuda" else "",
+                      notes={"threads": threads_why, "quieted": ", ".join(quieted),
+                             "dtype_why": dict(zip(plan.role, plan.why))})
     if not quiet:
-        if device == "cuda":
-            print(f"device : cuda ({torch.cuda.get_device_name(0)})")
-        else:
-            print("device : cpu (no CUDA GPU found; fine for the tiny profile, slow for real models)")
-        note = {"tiny": " (random-init models: scores are meaningless)",
-                "cpu": " (real small LLM and text embedder, tiny image models: scores are "
-                       "meaningless)"}.get(chosen, "")
-        print(f"profile: {chosen}{note}")
-        if device == "cuda":
-            for row in plan.itertuples():
-                print(f"dtype  : {row.role:<26} {row.dtype:<9} {row.why}")
-        else:
-            print("dtype  : float32 for every role (CPU)")
-        print(f"threads: torch uses {threads} ({threads_why})")
-        print(f"python : {platform.python_version()}; "
-              + ", ".join(f"{k} {v}" for k, v in env.versions.items()))
-        print(f"cache  : {folder}  (set VADNB_CACHE to move it)")
-        if quieted:
-            print(f"quiet  : silenced {', '.join(quieted)} (VADNB_VERBOSE=1 keeps them)")
+        print(env.line())
     return env

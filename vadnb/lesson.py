@@ -8,6 +8,10 @@
   statement about a result is produced by code through ``say``.
 - :func:`show_source`: the source of a vadnb function, highlighted, right after the cell
   that called it: the algorithm lives once in ``vadnb/`` and is still read in the lesson.
+- :func:`save_metrics`: a run's numbers to ``metrics.json`` in one call (notebooks 50-80),
+  so no lesson carries JSON plumbing.
+- :func:`perfect_perception`: one method on clips of a benchmark with its oracle models
+  (notebook 80's upper-bound rows; each method's notebook builds its oracle step by step).
 
 Outside Jupyter (a script, a test) each helper prints plain text instead.
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import html
 import inspect
+import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,7 @@ from . import registry
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
-           "TINY_TAG"]
+           "TINY_TAG", "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION"]
 
 #: display-metadata key that marks outputs made by these helpers (tests look for it)
 COMPUTED_KEY = "vadnb"
@@ -217,3 +223,97 @@ def show_source(func: Callable, max_lines: int = 80) -> None:
     """Display the source of ``func`` (e.g. ``vadnb.lavad.refine_scores``), highlighted."""
     page, plain = source_html(func, max_lines=max_lines)
     _show(None, page, plain, "source")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy numbers and arrays become Python ones, NaN and
+    infinities become None (JSON has no NaN), DataFrames become lists of records, Series
+    and mappings dicts with string keys, paths and anything else their ``str``."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return plain(value.to_dict(orient="records"))
+    if isinstance(value, (pd.Series, Mapping)):
+        return {str(k): plain(v) for k, v in dict(value).items()}
+    if isinstance(value, (list, tuple, set, np.ndarray)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
+        return bool(value) if isinstance(value, np.bool_) else value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def save_metrics(path: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a run's numbers as ``metrics.json`` (valid JSON: :func:`plain`), and return what
+    was written. The folder is created; the main job's index page reads these files."""
+    data = plain(summary)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False))
+    return data
+
+
+#: how each method's perfect-perception run is labelled: its upper bound is of the method's
+#: own steps (windows, selection, fusion, smoothing) on these clips, never of any model
+PERFECT_PERCEPTION = "upper bound of the method's steps (perfect perception), not of any model"
+
+
+def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: Any = None,
+                       knobs: Mapping[str, Any] | None = None, clip: Any = None,
+                       train_config: Any = None, split: str = "test") -> list[Any] | None:
+    """``method`` on ``paths`` (clips of ``benchmark``) with the oracle models of its own
+    notebook, which read the ground truth: one Detection per path, or None for a method
+    that has no oracle (the classical baseline uses no learned model: its row is real).
+
+    ``knobs``: the method's Config fields, as in the model run. AnomalyCLIP trains a head on
+    the oracle's features of the train split first (``train_config``; ``clip`` lends the
+    text tower). VERA asks one question per campus class (``vera.lesson.CAMPUS_QUESTIONS``,
+    what its oracle optimizer learns in notebook 70); AnyAnomaly looks for one description
+    per class (``compare.CAMPUS_DESCRIPTIONS``); Flashback reads the hand-written memory.
+    """
+    knobs = dict(knobs or {})
+    paths = [str(p) for p in paths]
+    clips = benchmark.subset(split)  # the oracles hash every frame of these clips once
+    if method == "lavad":
+        from . import lavad
+
+        return lavad.run_many(paths, backends=lavad.oracle_backends(clips), cache=cache,
+                              **knobs)
+    if method == "anomalyclip":
+        from . import anomalyclip
+
+        config = train_config or anomalyclip.Config(**knobs)
+        oracle = anomalyclip.oracle_clip(benchmark, text_clip=clip, stride=config.feature_stride)
+        model, _ = anomalyclip.train(benchmark, "train", config, backends={"clip": oracle},
+                                     cache=cache, progress=False)
+        return [anomalyclip.run(p, backends={"clip": oracle}, checkpoint=model, cache=cache)
+                for p in paths]
+    if method == "vera":
+        from . import vera
+        from .vera.lesson import CAMPUS_QUESTIONS
+
+        oracle = vera.oracle_backends(clips, image_size=knobs.get("image_size", 448))
+        return vera.run_many(paths, backends=oracle, cache=cache, progress=False,
+                             questions=list(CAMPUS_QUESTIONS.values()), **knobs)
+    if method == "anyanomaly":
+        from . import anyanomaly
+        from .compare import CAMPUS_DESCRIPTIONS
+
+        config = anyanomaly.Config(**knobs)
+        classes = sorted({str(c) for c in benchmark.videos["label"]} - {"Normal"})
+        described = {c: CAMPUS_DESCRIPTIONS.get(c, c.lower()) for c in classes}
+        oracle = anyanomaly.oracle_backends(clips, described, config)
+        return [anyanomaly.run(p, config=config, backends=oracle, cache=cache, progress=False,
+                               prompts=list(described.values())) for p in paths]
+    if method == "flashback":
+        from . import flashback
+        from .flashback.lesson import oracle_backends
+
+        oracle = oracle_backends(clips)
+        return [flashback.run(p, backends=oracle, cache=cache, memory="handwritten", **knobs)
+                for p in paths]
+    return None

@@ -18,8 +18,8 @@ from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
 from .views import grid_image, heat_map, masked_frame, square, view_size, window_boxes
 
-__all__ = ["text_embeddings", "prompt_scores", "segment_views", "FusionTuning", "tune_fusion",
-           "oracle_backends"]
+__all__ = ["text_embeddings", "prompt_scores", "segment_views", "top_segment", "plot_views",
+           "plot_timeline", "FusionTuning", "tune_fusion", "oracle_backends"]
 
 
 def text_embeddings(clip: Any, class_names: Sequence[str],
@@ -66,6 +66,70 @@ def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.
     return {"key": key, "heat": heat, "masked": masked_frame(key, heat),
             "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])], size,
                                int(cfg.get("grid_cell", 224)))}
+
+
+def top_segment(detection: Detection, prompt: str,
+                labels: np.ndarray | None = None) -> pd.Series:
+    """The row of ``detection.segments`` for ``prompt`` with the highest fused score.
+
+    Ties (frequent: tiny models, or an oracle answering 1.0 on every anomalous segment) go to
+    the segment with the larger share of anomalous frames in ``labels``, then the earliest,
+    so the lesson shows the event rather than an arbitrary normal segment. The row gains
+    ``truth`` (that share) and ``tied`` (how many segments share the top score).
+    """
+    seg = detection.segments[detection.segments["prompt"] == prompt].copy()
+    if seg.empty:
+        raise KeyError(f"{prompt!r} was not among this detection's prompts "
+                       f"{sorted(detection.segments['prompt'].unique())}")
+    seg["truth"] = [float(np.mean(labels[a:b])) if labels is not None and b > a else 0.0
+                    for a, b in zip(seg["start_frame"], seg["end_frame"])]
+    seg = seg.sort_values(["score", "truth", "start_frame"], ascending=[False, False, True],
+                          kind="stable")
+    row = seg.iloc[0].copy()
+    row["tied"] = int(np.isclose(seg["score"], row["score"]).sum())
+    return row
+
+
+def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
+    """The three images the VLM is shown for a segment (:func:`segment_views`): the key
+    frame with its heat map over it, the masked frame, and the 2x2 time grid."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    axes[0].imshow(views["key"])
+    axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
+    axes[0].set_title("key frame + heat map (position)", fontsize=9)
+    axes[1].imshow(views["masked"])
+    axes[1].set_title("masked frame: what the VLM sees", fontsize=9)
+    axes[2].imshow(views["grid"])
+    axes[2].set_title("2x2 grid, in time order (temporal)", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
+                  title: str | None = None, ax: Any = None) -> Any:
+    """Each description's fused segment scores as steps, over the detection's frame scores
+    and the ground truth, on one time axis in seconds."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import plot_detection
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3))
+    seg = detection.segments
+    for prompt in seg["prompt"].unique():
+        rows = seg[seg["prompt"] == prompt].sort_values("start_frame")
+        ax.step(rows["start_frame"] / detection.fps, rows["score"], where="post", alpha=0.6,
+                label=f"segment score: {prompt}")
+    plot_detection(detection, labels=labels, ax=ax, title=title)
+    ax.set(xlabel="time (s)", ylabel="anomaly score")
+    ax.legend(fontsize=8)
+    return ax.figure
 
 
 # --------------------------------------------------------------------------- tuning

@@ -5,7 +5,7 @@ from a run."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -193,6 +193,32 @@ def auc_note(detections: Any, auc: float) -> str:
     else:
         text = f"AUC {auc:.3f} from {distinct} distinct frame-score values"
     return text + _tiny_tag(any(d.meaningless for d in dets))
+
+
+def highest_scoring(detections: Mapping[str, Any],
+                    labels: Mapping[str, np.ndarray]) -> tuple[str, str]:
+    """The video whose highest frame score is the largest, and a sentence saying so.
+
+    On a tie (every answer unreadable gives every video 0.5; 0/1 answers tie often) the
+    score cannot choose, so the video with the most anomalous frames in ``labels`` is shown,
+    then the first one, and the sentence says there was a tie: the lesson should show an
+    event, and must not pretend the score found it.
+    """
+    if not detections:
+        raise ValueError("no detections to choose from")
+    peaks = {n: float(np.max(d.frame_scores)) for n, d in detections.items()}
+    top = max(peaks.values())
+    tied = [n for n, p in peaks.items() if np.isclose(p, top)]
+    anomalous = {n: int(np.sum(np.asarray(labels[n]) > 0)) for n in tied}
+    name = sorted(tied, key=lambda n: -anomalous[n])[0]  # stable: the first among equals
+    if len(tied) == 1:
+        text = f"{name} has the highest frame score of the {len(peaks)} test videos, {top:.2f}."
+    else:
+        text = (f"{len(tied)} of {len(peaks)} test videos tie for the highest frame score, "
+                f"{top:.2f}: the score cannot choose between them. Shown: {name}, the tied "
+                f"video with the most anomalous frames ({anomalous[name]}), so there is an "
+                "event to look at.")
+    return name, text + _tiny_tag(any(d.meaningless for d in detections.values()))
 
 
 def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
