@@ -132,8 +132,9 @@ lesson.references("00")  # no tiny-profile banner: this notebook loads no model
 #
 # `vadnb.setup()` is the first call of every notebook. It picks the **device** (a CUDA GPU
 # if there is one, else the CPU), the **model profile**, seeds the random generators, and
-# prints library versions and the **cache folder** where expensive results (captions,
-# embeddings, model replies) are kept so that a re-run costs nothing.
+# prints them in one line with the **cache folder** where expensive results (captions,
+# embeddings, model replies) are kept so that a re-run costs nothing; the `report()` of what
+# it returns lists each role's dtype and every library version.
 #
 # The profile decides which models load:
 # - `tiny`: small random-initialised models built offline. They exercise every line of the
