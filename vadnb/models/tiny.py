@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
 MARKER = "BUILT"
-TINY_VERSION = 4
+TINY_VERSION = 5
 """Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
 backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
@@ -59,15 +59,29 @@ def _corpus() -> list[str]:
     return lines
 
 
+def _byte_symbol(byte: int) -> str:
+    """The symbol a byte-level BPE writes for ``byte`` (e.g. space -> ``Ġ``, newline -> ``Ċ``)."""
+    from tokenizers import pre_tokenizers
+
+    level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return level.pre_tokenize_str(chr(byte))[0][0]
+
+
 def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers."""
+    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers.
+
+    The alphabet is printable ASCII plus newline (chat templates need it), not all 256
+    bytes: a random model picks tokens at random, and control bytes in its replies broke
+    contact sheets and tables (issue 25). Other bytes in a prompt are dropped on encoding.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    alphabet = [_byte_symbol(b) for b in [*range(32, 127), ord("\n")]]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=alphabet)
     tok.train_from_iterator(_corpus(), trainer=trainer)
     state = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
@@ -93,6 +107,7 @@ CHATML_TEMPLATE = (
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_NEVER = [t for t in QWEN_SPECIALS if t != "<|im_end|>"]  # end of turn stays allowed
 
 
 def _qwen_tokenizer():
@@ -113,10 +128,10 @@ MIN_NEW_TOKENS = 6
 reaches the parsers): tiny chat models must say a few tokens first."""
 
 
-def _never_generate(tok) -> list[int]:
-    """Special tokens a random model should not emit (they would decode to empty replies);
-    the end-of-turn token stays allowed."""
-    return [tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS if t != "<|im_end|>"]
+def _never_generate(tok, specials: list[str]) -> list[int]:
+    """Tokens a random model should not emit: ``specials`` (they would decode to empty
+    replies) and the newline (one-line replies keep table cells whole)."""
+    return [tok.convert_tokens_to_ids(t) for t in [*specials, _byte_symbol(ord("\n"))]]
 
 
 def tiny_dir(name: str) -> Path:
@@ -209,7 +224,7 @@ def _build_llm(out: Path) -> None:
     model = Qwen2ForCausalLM(cfg)
     model.generation_config = GenerationConfig(
         eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False,
-        suppress_tokens=_never_generate(tok), min_new_tokens=MIN_NEW_TOKENS)
+        suppress_tokens=_never_generate(tok, QWEN_NEVER), min_new_tokens=MIN_NEW_TOKENS)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -245,7 +260,7 @@ def _build_vlm(out: Path) -> None:
     model = Qwen2_5_VLForConditionalGeneration(cfg)
     model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"],
                                                pad_token_id=ids["<|endoftext|>"], do_sample=False,
-                                               suppress_tokens=_never_generate(tok),
+                                               suppress_tokens=_never_generate(tok, QWEN_NEVER),
                                                min_new_tokens=MIN_NEW_TOKENS)
     pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
     processor = Qwen2_5_VLProcessor(
@@ -285,7 +300,8 @@ def _build_captioner(out: Path) -> None:
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20,
-        min_new_tokens=MIN_NEW_TOKENS, suppress_tokens=[tok.pad_token_id, image_token_id])
+        min_new_tokens=MIN_NEW_TOKENS,
+        suppress_tokens=_never_generate(tok, ["<pad>", "<image>"]))
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
