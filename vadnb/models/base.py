@@ -426,13 +426,11 @@ class Backend:
             s.seconds += time.perf_counter() - t0
 
     def _free(self) -> None:
-        """Drop model weights; subclasses delete their torch modules here."""
+        """Drop the model's weights (``self.model``)."""
+        self.model = None
 
-    def release(self) -> None:
-        """Free the model's memory (GPU included), so the next role fits on the card."""
-        self._free()
-        self.released = True
-        gc.collect()
+    def _oom(self) -> None:
+        """Between out-of-memory retries: hand the failed batch's memory back to the card."""
         try:
             import torch
 
@@ -441,11 +439,51 @@ class Backend:
         except ImportError:
             pass
 
+    def release(self) -> None:
+        """Free the model's memory (GPU included), so the next role fits on the card."""
+        self._free()
+        self.released = True
+        gc.collect()
+        self._oom()
+
+    def _embed_all(self, fn: Callable[[list[Any]], list[Any]], items: Sequence[Any],
+                   desc: str, dim: int) -> np.ndarray:
+        """``fn`` over ``items`` in batches, counted, as float32 rows [N, dim] (none: [0, dim])."""
+        items = list(items)
+        with self._count(len(items)):
+            if not items:
+                return np.zeros((0, dim), np.float32)
+            return np.stack(run_batched(fn, items, self.batch_size, desc=desc, on_oom=self._oom))
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def text_list(texts: Sequence[str], call: str) -> list[str]:
+    """``texts`` as a list of str; one bare string is refused (it would embed each letter)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{call} takes a list of strings; wrap a single text in [...]")
+    return [str(t) for t in texts]
+
+
+def clip_list(clips: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``clips`` as lists of frames; an empty clip is refused (it has no embedding)."""
+    clips = [list(c) for c in clips]
+    if any(len(c) == 0 for c in clips):
+        raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
+    return clips
+
+
+def to_pil(image: Any):
+    """A uint8 RGB array or a PIL image as an RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    return Image.fromarray(as_uint8_rgb(image))
 
 
 def as_uint8_rgb(image: Any) -> np.ndarray:

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Backend, ChosenReply, Reply, as_uint8_rgb, pick_dtype, run_batched
+from .base import Backend, ChosenReply, Reply, pick_dtype, run_batched, to_pil
 from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
 
 __all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
@@ -44,14 +44,6 @@ def max_pixels_for(role: str) -> int:
     return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
 Messages = list[dict[str, Any]]
-
-
-def _to_pil(image: Any):
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    return Image.fromarray(as_uint8_rgb(image))
 
 
 def _dtype_kwargs(dtype) -> dict[str, Any]:
@@ -93,6 +85,15 @@ def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs
         return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
                                 **kwargs).eval()
     return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
+
+
+def _pad_left(tokenizer: Any) -> Any:
+    """``tokenizer`` padding on the left (every prompt then ends where its reply starts),
+    with the end-of-sequence token as pad token when it has none (Llama-2)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -146,25 +147,34 @@ def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
 
 
 class _HFBackend(Backend):
-    """Shared loading / release for the transformers backends."""
+    """Shared loading for the transformers backends: ``from_pretrained`` of the
+    ``_classes`` (preprocessor, model) named in ``transformers``; the preprocessor goes to
+    :meth:`_setup` before the weights load, so a wrong repo fails before its download."""
 
-    def __init__(self, model: str, *, name: str | None, profile: str, device: str, dtype: Any,
-                 batch_size: int, meaningless: bool, trust_remote_code: bool):
-        super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
-                         meaningless=meaningless)
+    _classes = ("AutoProcessor", "AutoModelForImageTextToText")
+    default_batch = 8
+    default_max_new_tokens: int | None = 256
+
+    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
+                 device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
+                 meaningless: bool = False, trust_remote_code: bool = False,
+                 max_new_tokens: int | None = None):
+        import transformers
+
+        super().__init__(name or model, profile=profile, device=device,
+                         batch_size=batch_size or self.default_batch, meaningless=meaningless)
         require_available(self.role, model)
         self.source = model
         self.dtype = pick_dtype(device, dtype, model)
         self.trust_remote_code = trust_remote_code
+        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        pre, auto = (getattr(transformers, c) for c in self._classes)
+        self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
+        self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
+                                   trust_remote_code=trust_remote_code)
 
-    def _free(self) -> None:
-        self.model = None
-
-    def _oom(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    def _setup(self, preprocessor: Any) -> None:
+        self.processor = preprocessor
 
     def _decode_new(self, tokenizer, out, enc, max_new_tokens: int) -> list[Reply]:
         """Replies of one ``generate`` call, counted into the role's token statistics."""
@@ -184,28 +194,14 @@ class HFLLM(_HFBackend):
     """
 
     role = "llm"
+    _classes = ("AutoTokenizer", "AutoModelForCausalLM")
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 8,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 256):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = _from_pretrained(AutoTokenizer, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"{model!r} has no chat template, so chat messages cannot be "
-                             "rendered; use an instruction/chat model (e.g. "
+    def _setup(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{self.source!r} has no chat template, so chat messages cannot "
+                             "be rendered; use an instruction/chat model (e.g. "
                              "Qwen/Qwen2.5-3B-Instruct)")
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _load_weights(AutoModelForCausalLM, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        self.max_new_tokens = max_new_tokens
+        self.tokenizer = _pad_left(tokenizer)
 
     def prompt(self, messages: Messages) -> str:
         """The exact text the model sees for ``messages`` (chat template applied)."""
@@ -335,23 +331,13 @@ class HFCaptioner(_HFBackend):
     """
 
     role = "captioner"
+    default_batch = 16
+    default_max_new_tokens = None
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 16,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int | None = None):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.processor = _from_pretrained(AutoProcessor, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        # None: the model's own generation length (transformers' max_length 20 for BLIP-2),
-        # as LAVAD's official captioner calls generate() with no settings
-        self.max_new_tokens = max_new_tokens
+    def __init__(self, model: str, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        # max_new_tokens None: the model's own generation length (transformers' max_length
+        # 20 for BLIP-2), as LAVAD's official captioner calls generate() with no settings.
         # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
         # has none, so its captions start from the empty prompt (the processor's image
         # tokens, then "</s>"), as LAVIS prompts BLIP-2 T5 with "".
@@ -360,7 +346,7 @@ class HFCaptioner(_HFBackend):
 
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
-        images = [_to_pil(im) for im in images]
+        images = [to_pil(im) for im in images]
         budget = max_new_tokens or self.max_new_tokens
         gen = _generate_kwargs(budget or 1, 0.0, 1.0, self.model)
         if budget is None:
@@ -390,11 +376,11 @@ class HFCaptioner(_HFBackend):
             return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
 
 
-def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-    content.append({"type": "text", "text": prompt})
+def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None = None
+                 ) -> Messages:
+    """One user message: the ``images`` parts in order, then the prompt (after ``system``)."""
     head = [{"role": "system", "content": system}] if system else []
-    return [*head, {"role": "user", "content": content}]
+    return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
 class HFVLM(_HFBackend):
@@ -412,30 +398,20 @@ class HFVLM(_HFBackend):
     """
 
     role = "vlm"
+    default_batch = 4
+    default_max_new_tokens = 128
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 4,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 128, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.processor = _from_pretrained(AutoProcessor, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        self.tokenizer = self.processor.tokenizer
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        self.max_new_tokens = max_new_tokens
+    def __init__(self, model: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs: Any):
+        super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
+
+    def _setup(self, processor: Any) -> None:
+        self.processor = processor
+        self.tokenizer = _pad_left(processor.tokenizer)
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
+        return self.processor.apply_chat_template(vlm_messages([{"type": "image"}] * n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
 
     def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
@@ -451,7 +427,7 @@ class HFVLM(_HFBackend):
         ``system`` is a system message before each request.
         """
         cap = max_pixels or self.max_pixels
-        reqs = [([fit_pixels(_to_pil(im), cap) for im in images], str(prompt))
+        reqs = [([fit_pixels(to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
         budget = max_new_tokens or self.max_new_tokens
         gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)

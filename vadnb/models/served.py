@@ -71,7 +71,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from .base import Backend, FailedReply, Reply, as_uint8_rgb
+from .base import Backend, FailedReply, Reply, to_pil
 
 __all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
            "image_data_url", "redact", "redact_values", "split_userinfo", "PREFIX", "API_KEY_ENV",
@@ -208,14 +208,11 @@ def parse_model_string(spec: str) -> tuple[str, str]:
 
 def image_data_url(image: Any, image_format: str = "jpeg", quality: int = 90) -> str:
     """An image (uint8 RGB array or PIL) as a ``data:image/...;base64,...`` URL."""
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(as_uint8_rgb(image))
+    image = to_pil(image)
     buf = io.BytesIO()
     fmt = "JPEG" if image_format.lower() in ("jpg", "jpeg") else image_format.upper()
     kwargs = {"quality": quality} if fmt == "JPEG" else {}
-    image.convert("RGB").save(buf, format=fmt, **kwargs)
+    image.save(buf, format=fmt, **kwargs)
     mime = "jpeg" if fmt == "JPEG" else fmt.lower()
     return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
@@ -548,20 +545,12 @@ class ServedVLM(_ServedBackend):
                 system: str | None = None) -> Messages:
         """The chat messages sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
         default the backend's; after a ``system`` message, if any)."""
-        from PIL import Image
-
-        from .hf import fit_pixels
+        from .hf import fit_pixels, vlm_messages
 
         cap = max_pixels or self.max_pixels
-        pil = [im.convert("RGB") if isinstance(im, Image.Image)
-               else Image.fromarray(as_uint8_rgb(im)) for im in images]
-        content: list[dict[str, Any]] = [
-            {"type": "image_url",
-             "image_url": {"url": image_data_url(fit_pixels(im, cap), self.image_format)}}
-            for im in pil]
-        content.append({"type": "text", "text": str(prompt)})
-        head = [{"role": "system", "content": system}] if system else []
-        return [*head, {"role": "user", "content": content}]
+        urls = [image_data_url(fit_pixels(to_pil(im), cap), self.image_format) for im in images]
+        return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
+                            str(prompt), system)
 
     def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
         return self.batch([(images, prompt)], **kwargs)[0]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, pick_dtype, run_batched
+from .base import Backend, pick_dtype, text_list
 from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
 
 __all__ = ["SentenceEmbedder", "MINILM", "packaged_model_dir"]
@@ -62,9 +62,6 @@ class SentenceEmbedder(Backend):
                    or self.model.get_sentence_embedding_dimension)
         self.dim = int(get_dim())
 
-    def _free(self) -> None:
-        self.model = None
-
     def _batch(self, texts: list[str]) -> list[np.ndarray]:
         emb = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
                                 normalize_embeddings=True, show_progress_bar=False)
@@ -72,11 +69,4 @@ class SentenceEmbedder(Backend):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of strings; wrap a single text in [...]")
-        texts = [str(t) for t in texts]
-        with self._count(len(texts)):
-            if not texts:
-                return np.zeros((0, self.dim), np.float32)
-            return np.stack(run_batched(self._batch, texts, self.batch_size,
-                                        desc="text_embedder"))
+        return self._embed_all(self._batch, text_list(texts, "encode"), "text_embedder", self.dim)
