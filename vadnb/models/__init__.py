@@ -22,8 +22,8 @@ real family through ``load(role, model=<folder>)``. What remains different:
 2. Device and dtype: CI runs on a CPU in fp32; the GPU dtypes (fp16/bf16/fp32 per role)
    and ``device_map`` loading are tested with a mocked card, not on one
    (``scripts/gpu_check.py`` runs them on a real card; not yet run).
-3. Tokenizers and chat templates: the tiny Hugging Face models use a 600-token BPE trained
-   here and a ChatML template written here; the snapshots use the families' template
+3. Tokenizers and chat templates: the tiny Hugging Face models use a small printable-ASCII
+   BPE trained here and a ChatML template written here; the snapshots use the families' template
    *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
    Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
 4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and

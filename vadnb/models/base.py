@@ -39,8 +39,6 @@ __all__ = [
     "compute_capability",
     "fp16_unsafe",
     "run_batched",
-    "calls_since",
-    "profile_of",
     "Reply",
     "FailedReply",
     "clean_text",
@@ -213,36 +211,6 @@ def load_stats():
 
 def reset_load_stats() -> None:
     _LOADS.clear()
-
-
-def calls_since(before):
-    """Calls, items and seconds made since ``before = call_stats()`` (roles with calls only).
-
-    A method snapshots the registry when it starts and puts this delta in its
-    Detection's ``model_calls``.
-    """
-    after = call_stats()
-    keys = ["role", "model", "profile"]
-    if after.empty:
-        return after
-    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    counts = [c for c in STAT_COLUMNS if c not in keys]
-    for col in counts:
-        if f"{col}_before" not in merged:  # a snapshot taken before the column existed
-            merged[f"{col}_before"] = 0
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + counts]
-    out = out[(out["calls"] > 0) | (out["items"] > 0)].reset_index(drop=True)
-    return out.astype({"calls": int, "items": int, "tokens_in": int, "tokens_out": int})
-
-
-def profile_of(*backends: Any) -> str:
-    """The profile a result was computed with: "tiny" if any backend is a tiny model
-    (the result is then meaningless), else the backends' common profile, else "custom"."""
-    names = {str(getattr(b, "profile", "custom")) for b in backends}
-    if "tiny" in names or any(getattr(b, "meaningless", False) for b in backends):
-        return "tiny"
-    return names.pop() if len(names) == 1 else "custom"
 
 
 def pick_device(device: str | None = None) -> str:
@@ -462,6 +430,27 @@ class Backend:
         self.release()
 
 
+Messages = list[dict[str, Any]]
+
+
+class LLMBackend(Backend):
+    """A chat LLM: ``llm(messages)`` is ``llm.batch([messages])[0]``."""
+
+    role = "llm"
+
+    def __call__(self, messages: Messages, **kwargs: Any) -> Reply:
+        return self.batch([messages], **kwargs)[0]
+
+
+class VLMBackend(Backend):
+    """A vision-language model: ``vlm(images, prompt)`` is ``vlm.batch([(images, prompt)])[0]``."""
+
+    role = "vlm"
+
+    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
+        return self.batch([(images, prompt)], **kwargs)[0]
+
+
 def text_list(texts: Sequence[str], call: str) -> list[str]:
     """``texts`` as a list of str; one bare string is refused (it would embed each letter)."""
     if isinstance(texts, str):
@@ -475,6 +464,12 @@ def clip_list(clips: Sequence[Sequence[Any]]) -> list[list[Any]]:
     if any(len(c) == 0 for c in clips):
         raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
     return clips
+
+
+def unit_rows(x: Any) -> np.ndarray:
+    """A torch tensor [N, D] as float32 numpy rows of length 1 (cosine similarity = dot)."""
+    x = x.float()
+    return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy().astype(np.float32)
 
 
 def to_pil(image: Any):

@@ -19,8 +19,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Backend, ChosenReply, Reply, pick_dtype, run_batched, to_pil
-from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
+from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, pick_dtype,
+                   run_batched, to_pil)
+from .hub import ModelUnavailableError, offline_advice, require_available
 
 __all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
            "DEFAULT_MAX_PIXELS", "ROLE_MAX_PIXELS", "max_pixels_for", "fit_pixels"]
@@ -43,36 +44,21 @@ def max_pixels_for(role: str) -> int:
     """The default image cap (pixels) of a VLM role or variant (:data:`ROLE_MAX_PIXELS`)."""
     return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
-Messages = list[dict[str, Any]]
-
-
-def _dtype_kwargs(dtype) -> dict[str, Any]:
-    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
-    import transformers
-    from packaging.version import Version
-
-    old = Version(transformers.__version__.split("+")[0]) < Version("4.56")
-    return {"torch_dtype" if old else "dtype": dtype}
-
 
 def _from_pretrained(loader, role: str, model: str, **kwargs):
     """``loader.from_pretrained(model, **kwargs)`` with an actionable error when offline or gated."""
-    if "dtype" in kwargs:
-        kwargs.update(_dtype_kwargs(kwargs.pop("dtype")))
-    try:
-        return loader.from_pretrained(model, **kwargs)
-    except OSError as err:
-        text = str(err).lower()
-        if "gated" in text or "401" in text or "restricted" in text:
-            raise ModelUnavailableError(
-                f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: the "
-                "Llama 2 Community License): open its page, "
-                "accept the licence, then log in on this machine (`hf auth login`, or set "
-                "HF_TOKEN). Or pick a non-gated model with model=..., or profile='colab'."
-            ) from err
-        if not is_local(model) and hub_offline():
-            raise ModelUnavailableError(unavailable_message(role, model)) from err
-        raise
+    with offline_advice(role, model):
+        try:
+            return loader.from_pretrained(model, **kwargs)
+        except OSError as err:
+            text = str(err).lower()
+            if "gated" in text or "401" in text or "restricted" in text:
+                raise ModelUnavailableError(
+                    f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: "
+                    "the Llama 2 Community License): open its page, accept the licence, then "
+                    "log in on this machine (`hf auth login`, or set HF_TOKEN). Or pick a "
+                    "non-gated model with model=..., or profile='colab'.") from err
+            raise
 
 
 def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
@@ -186,14 +172,13 @@ class _HFBackend(Backend):
         return replies
 
 
-class HFLLM(_HFBackend):
+class HFLLM(_HFBackend, LLMBackend):
     """A chat LLM: ``llm(messages) -> str``, ``llm.batch([messages, ...]) -> list[str]``.
 
     ``messages`` is the usual chat list ``[{"role": "system"|"user"|"assistant",
     "content": str}, ...]``, rendered with the model's own chat template.
     """
 
-    role = "llm"
     _classes = ("AutoTokenizer", "AutoModelForCausalLM")
 
     def _setup(self, tokenizer: Any) -> None:
@@ -209,9 +194,6 @@ class HFLLM(_HFBackend):
             messages = [{"role": "user", "content": messages}]
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                   add_generation_prompt=True)
-
-    def __call__(self, messages: Messages, **kwargs) -> Reply:
-        return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -383,7 +365,7 @@ def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None =
     return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
-class HFVLM(_HFBackend):
+class HFVLM(_HFBackend, VLMBackend):
     """A vision-language chat model: ``vlm(images, prompt) -> Reply``.
 
     Qwen2-VL, Qwen2.5-VL, LLaVA-style models and SmolVLM / Idefics3 load through
@@ -397,7 +379,6 @@ class HFVLM(_HFBackend):
     ~2.6k tokens. ``tokens_in`` in ``call_stats()`` counts what the requests cost.
     """
 
-    role = "vlm"
     default_batch = 4
     default_max_new_tokens = 128
 
@@ -411,11 +392,9 @@ class HFVLM(_HFBackend):
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(vlm_messages([{"type": "image"}] * n_images, prompt, system),
-                                                  tokenize=False, add_generation_prompt=True)
-
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
-        return self.batch([(images, prompt)], **kwargs)[0]
+        messages = vlm_messages([{"type": "image"}] * n_images, prompt, system)
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,

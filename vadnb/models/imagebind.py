@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, clip_list, pick_dtype, text_list
+from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
@@ -273,9 +273,7 @@ class ImageBindEmbedder(Backend):
         import torch
 
         with torch.inference_mode():
-            out = self.model({key: x.to(self.device)})[key].float()
-        out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return out.cpu().numpy().astype(np.float32)
+            return unit_rows(self.model({key: x.to(self.device)})[key])
 
     def _frames(self, images: Sequence[Any]):
         return self.batch_preprocess.batch(list(images)).to(self.dtype)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil
-from .hub import ModelUnavailableError, hub_offline, is_local, unavailable_message
+from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
+from .hub import is_local, offline_advice
 
 __all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names", "open_clip_precision"]
 
@@ -48,12 +48,6 @@ def open_clip_precision(dtype: Any) -> str:
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
-def _l2(x) -> np.ndarray:
-    x = x.float()
-    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return x.cpu().numpy().astype(np.float32)
-
-
 class OpenClipBackend(Backend):
     """An open_clip CLIP model.
 
@@ -75,14 +69,10 @@ class OpenClipBackend(Backend):
 
         model_name, pretrained = open_clip_names(model)
         self.dtype = pick_dtype(device, dtype, model)
-        try:
+        with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device,
                 precision=open_clip_precision(self.dtype))
-        except Exception as err:  # noqa: BLE001 - re-raised with advice when offline
-            if not is_local(model) and hub_offline():
-                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
-            raise
         self.model = clip.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
@@ -101,7 +91,7 @@ class OpenClipBackend(Backend):
             x = torch.stack([self.preprocess(to_pil(im)) for im in images])
         with torch.inference_mode():
             emb = self.model.encode_image(x.to(self.device, self.dtype))
-        return list(_l2(emb))
+        return list(unit_rows(emb))
 
     def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
         import torch
@@ -109,7 +99,7 @@ class OpenClipBackend(Backend):
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             emb = self.model.encode_text(tokens)
-        return list(_l2(emb))
+        return list(unit_rows(emb))
 
     def _dim(self) -> int:
         return int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])

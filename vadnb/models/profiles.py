@@ -142,8 +142,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "MEANINGLESS_PROFILES", "ModelSpec", "MODELS", "resolve_profile", "default_profile",
-           "base_role", "model_spec", "variants", "profile_table"]
+__all__ = ["PROFILES", "MEANINGLESS_PROFILES", "ModelSpec", "MODELS", "resolve_profile",
+           "default_profile", "base_role", "model_spec", "profile_table"]
 
 PROFILES = ("tiny", "cpu", "colab", "paper", "auto")
 
@@ -287,11 +287,6 @@ def base_role(role: str) -> str:
                      "<role>-<tag> (see vadnb.models.profiles.MODELS)")
 
 
-def variants(profile: str) -> list[str]:
-    """The roles and variants a concrete profile defines."""
-    return list(MODELS[profile])
-
-
 def model_spec(role: str, profile: str) -> ModelSpec:
     """The table entry for ``role`` (or a variant) in a concrete profile.
 
@@ -312,13 +307,6 @@ def default_profile() -> str:
     return os.environ.get("VADNB_PROFILE", "auto").strip().lower() or "auto"
 
 
-def _hub_reachable(timeout: float = 2.0) -> bool:
-    """The hub can be used: not told to stay offline, and its endpoint answers."""
-    from .hub import hub_offline
-
-    return not hub_offline()
-
-
 def resolve_profile(profile: str | None = None, verbose: bool = True) -> str:
     """The concrete profile to use: ``profile`` or ``$VADNB_PROFILE``, with ``auto`` decided."""
     name = (profile or default_profile()).strip().lower()
@@ -329,9 +317,11 @@ def resolve_profile(profile: str | None = None, verbose: bool = True) -> str:
         return name
     import torch
 
+    from .hub import hub_offline
+
     if not torch.cuda.is_available():
         why = "no CUDA GPU"
-    elif not _hub_reachable():
+    elif hub_offline():
         why = "the Hugging Face hub is not reachable (offline)"
     else:
         return "colab"

@@ -71,7 +71,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from .base import Backend, FailedReply, Reply, to_pil
+from .base import Backend, FailedReply, LLMBackend, Messages, Reply, VLMBackend, to_pil
 
 __all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
            "image_data_url", "redact", "redact_values", "split_userinfo", "PREFIX", "API_KEY_ENV",
@@ -102,8 +102,6 @@ _AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)(?P<gap>\s+)" + _CREDEN
                          re.IGNORECASE)
 _USER = re.compile(r"[A-Za-z0-9._-]+")
 MASK = "***"
-
-Messages = list[dict[str, Any]]
 
 
 class ServedModelError(RuntimeError):
@@ -495,17 +493,12 @@ class _ServedBackend(Backend):
                                    f"({redact(err, self._secrets)})") from None
 
 
-class ServedLLM(_ServedBackend):
+class ServedLLM(_ServedBackend, LLMBackend):
     """``llm(messages) -> Reply`` and ``llm.batch([messages, ...]) -> list[Reply]`` on a server.
 
     ``messages`` is the chat list ``[{"role": ..., "content": str}, ...]`` (or one string,
     sent as a user message); the server applies the model's chat template.
     """
-
-    role = "llm"
-
-    def __call__(self, messages: Messages | str, **kwargs: Any) -> Reply:
-        return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages | str], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -522,7 +515,7 @@ class ServedLLM(_ServedBackend):
             return self._run_all(conversations, max_new_tokens, temperature, top_p)
 
 
-class ServedVLM(_ServedBackend):
+class ServedVLM(_ServedBackend, VLMBackend):
     """``vlm(images, prompt) -> Reply`` and ``vlm.batch([(images, prompt), ...])`` on a server.
 
     Each request is one user message: the images as base64 data URLs (in order), then the
@@ -530,8 +523,6 @@ class ServedVLM(_ServedBackend):
     (aspect kept) to at most ``max_pixels`` pixels, exactly as the local VLM does
     (:func:`vadnb.models.hf.fit_pixels`), so served and local models see the same image.
     """
-
-    role = "vlm"
 
     def __init__(self, model: str, base_url: str, *, image_format: str = "jpeg",
                  max_new_tokens: int = 128, max_pixels: int | None = None, **kwargs: Any):
@@ -551,9 +542,6 @@ class ServedVLM(_ServedBackend):
         urls = [image_data_url(fit_pixels(to_pil(im), cap), self.image_format) for im in images]
         return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
                             str(prompt), system)
-
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
-        return self.batch([(images, prompt)], **kwargs)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,

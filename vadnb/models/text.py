@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, pick_dtype, text_list
-from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
+from .hub import offline_advice, require_available
 
 __all__ = ["SentenceEmbedder", "MINILM", "packaged_model_dir"]
 
@@ -47,13 +47,9 @@ class SentenceEmbedder(Backend):
 
         source = packaged_model_dir(model) or model
         require_available(self.role, source)
-        try:
+        with offline_advice(self.role, source):  # a packaged folder is local
             self.model = SentenceTransformer(source, device=device,
                                              trust_remote_code=trust_remote_code)
-        except OSError as err:
-            if not is_local(source) and hub_offline():
-                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
-            raise
         self.dtype = pick_dtype(device, dtype)
         if self.dtype is not None and str(device).startswith("cuda"):
             self.model = self.model.to(self.dtype)

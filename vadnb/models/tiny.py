@@ -19,11 +19,11 @@ half-way is never used. Nothing here touches the network.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from .hub import build_folder
 
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
@@ -128,10 +128,20 @@ MIN_NEW_TOKENS = 6
 reaches the parsers): tiny chat models must say a few tokens first."""
 
 
-def _never_generate(tok, specials: list[str]) -> list[int]:
-    """Tokens a random model should not emit: ``specials`` (they would decode to empty
-    replies) and the newline (one-line replies keep table cells whole)."""
-    return [tok.convert_tokens_to_ids(t) for t in [*specials, _byte_symbol(ord("\n"))]]
+def _generation(tok, never: list[str], **settings: Any):
+    """Greedy generation that says at least ``MIN_NEW_TOKENS`` and never emits ``never``
+    (special tokens would decode to empty replies) or a newline (table cells stay whole)."""
+    from transformers import GenerationConfig
+
+    suppress = [tok.convert_tokens_to_ids(t) for t in [*never, _byte_symbol(ord("\n"))]]
+    return GenerationConfig(do_sample=False, suppress_tokens=suppress,
+                            min_new_tokens=MIN_NEW_TOKENS, **settings)
+
+
+#: The language model of the tiny LLM and VLM: 2 Qwen2 layers, 64 wide.
+_QWEN_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                  initializer_range=0.5, bos_token_id=None)
 
 
 def tiny_dir(name: str) -> Path:
@@ -142,38 +152,18 @@ def tiny_dir(name: str) -> Path:
 
 
 def ensure_tiny(name: str) -> Path:
-    """The folder of tiny model ``name``, built (once) if its marker file is missing.
-
-    Built in a temporary sibling folder and renamed into place, marker written last, so a
-    concurrent or interrupted build never leaves a half-written model that looks complete.
-    """
+    """The folder of tiny model ``name``, built once (:func:`vadnb.models.hub.build_folder`)."""
     if name not in TINY_BUILDERS:
         raise KeyError(f"no tiny model {name!r}; known: {sorted(TINY_BUILDERS)}")
-    final = tiny_dir(name)
-    if (final / MARKER).exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-    try:
+
+    def build(out: Path) -> None:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
-            TINY_BUILDERS[name](tmp)
-        (tmp / MARKER).write_text("built by vadnb.models.tiny\n")
-        if (final / MARKER).exists():  # another process finished first: keep theirs
-            return final
-        if final.exists():  # an unfinished earlier build: replace it
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first: use theirs
-            if not (final / MARKER).exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+            TINY_BUILDERS[name](out)
+
+    return build_folder(tiny_dir(name), build, "built by vadnb.models.tiny\n", MARKER)
 
 
 # --------------------------------------------------------------------------- open_clip
@@ -185,7 +175,6 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
     attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE, and
     QuickGELU like the OpenAI-weights CLIPs of the real profiles."""
     import open_clip
-    import torch
     from safetensors.torch import save_file
 
     image_size = 64
@@ -205,7 +194,6 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
         {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))
-    del torch
 
 
 # --------------------------------------------------------------------------- LLM (Qwen2)
@@ -213,18 +201,15 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
 
 def _build_llm(out: Path) -> None:
     """A 2-layer Qwen2 causal LM (the Qwen2.5-Instruct architecture) with a ChatML template."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tok = _qwen_tokenizer()
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True, initializer_range=0.5,
-                      bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+    cfg = Qwen2Config(vocab_size=len(tok), max_position_embeddings=2048, **_QWEN_TEXT,
+                      eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                       pad_token_id=tok.pad_token_id)
     model = Qwen2ForCausalLM(cfg)
-    model.generation_config = GenerationConfig(
-        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False,
-        suppress_tokens=_never_generate(tok, QWEN_NEVER), min_new_tokens=MIN_NEW_TOKENS)
+    model.generation_config = _generation(tok, QWEN_NEVER, eos_token_id=cfg.eos_token_id,
+                                          pad_token_id=cfg.pad_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -238,18 +223,15 @@ def _build_vlm(out: Path) -> None:
     Same processor as the real one (Qwen2-VL image processor: 14-px patches, 2x2 merge),
     capped at 112x112 pixels per image so an image costs 16 vision tokens.
     """
-    from transformers import (GenerationConfig, Qwen2_5_VLConfig,
-                              Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
     tok = _qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    text = dict(vocab_size=len(tok), max_position_embeddings=4096, **_QWEN_TEXT,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                  "mrope_section": [2, 3, 3]},
-                bos_token_id=None, eos_token_id=ids["<|im_end|>"],
-                pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True, initializer_range=0.5)
+                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, window_size=112,
                   out_hidden_size=64, fullatt_block_indexes=[0])
@@ -258,10 +240,8 @@ def _build_vlm(out: Path) -> None:
                            vision_start_token_id=ids["<|vision_start|>"],
                            vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
     model = Qwen2_5_VLForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"],
-                                               pad_token_id=ids["<|endoftext|>"], do_sample=False,
-                                               suppress_tokens=_never_generate(tok, QWEN_NEVER),
-                                               min_new_tokens=MIN_NEW_TOKENS)
+    model.generation_config = _generation(tok, QWEN_NEVER, eos_token_id=ids["<|im_end|>"],
+                                          pad_token_id=ids["<|endoftext|>"])
     pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),
@@ -277,7 +257,7 @@ def _build_vlm(out: Path) -> None:
 def _build_captioner(out: Path) -> None:
     """A BLIP-2 (ViT + Q-Former + OPT decoder), 4 query tokens, 64-pixel images."""
     from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
-                              BlipImageProcessor, GenerationConfig, GPT2Tokenizer, OPTConfig)
+                              BlipImageProcessor, GPT2Tokenizer, OPTConfig)
 
     vocab, merges = train_bpe()
     tok = GPT2Tokenizer(vocab=vocab, merges=merges, unk_token="</s>", bos_token="</s>",
@@ -297,11 +277,9 @@ def _build_captioner(out: Path) -> None:
                             num_attention_heads=2, encoder_hidden_size=32, vocab_size=len(tok)),
         text_config=text.to_dict(), num_query_tokens=4, image_token_index=image_token_id)
     model = Blip2ForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20,
-        min_new_tokens=MIN_NEW_TOKENS,
-        suppress_tokens=_never_generate(tok, ["<pad>", "<image>"]))
+    model.generation_config = _generation(
+        tok, ["<pad>", "<image>"], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, max_new_tokens=20)
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
