@@ -162,14 +162,29 @@ class _HFBackend(Backend):
     def _setup(self, preprocessor: Any) -> None:
         self.processor = preprocessor
 
-    def _decode_new(self, tokenizer, out, enc, max_new_tokens: int) -> list[Reply]:
-        """Replies of one ``generate`` call, counted into the role's token statistics."""
-        replies = _replies(tokenizer, out[:, enc["input_ids"].shape[1]:],
-                           _eos_ids(self.model, tokenizer), max_new_tokens)
-        stat = self.stat
-        stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
-        stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
-        return replies
+    def _generate_all(self, items: list[Any], encode: Any, desc: str, max_new_tokens: int | None,
+                      temperature: float, top_p: float, repetition_penalty: float = 1.0
+                      ) -> list[Reply]:
+        """One :class:`Reply` per item: ``encode(chunk)`` gives the model inputs of a batch,
+        generated in OOM-safe batches and counted into the role's token statistics."""
+        import torch
+
+        budget = max_new_tokens or self.max_new_tokens
+        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
+
+        def run(chunk: list[Any]) -> list[Reply]:
+            enc = encode(chunk).to(self.device)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
+            replies = _replies(self.tokenizer, out[:, enc["input_ids"].shape[1]:],
+                               _eos_ids(self.model, self.tokenizer), budget)
+            stat = self.stat
+            stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
+            stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
+            return replies
+
+        with self._count(len(items)):
+            return run_batched(run, items, self.batch_size, desc=desc, on_oom=self._oom)
 
 
 class HFLLM(_HFBackend, LLMBackend):
@@ -209,21 +224,12 @@ class HFLLM(_HFBackend, LLMBackend):
         """
         if choices is not None:
             return self._choose(list_of_messages, choices)
+        def encode(chunk: list[str]):
+            return self.tokenizer(chunk, return_tensors="pt", padding=True,
+                                  add_special_tokens=False)
+
         prompts = [self.prompt(m) for m in list_of_messages]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model)
-
-        def run(chunk: list[str]) -> list[Reply]:
-            import torch
-
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc, budget)
-
-        with self._count(len(prompts)):
-            return run_batched(run, prompts, self.batch_size, desc="llm", on_oom=self._oom)
+        return self._generate_all(prompts, encode, "llm", max_new_tokens, temperature, top_p)
 
     def _choose(self, list_of_messages: Sequence[Messages], choices: Sequence[str]
                 ) -> list[Reply]:
@@ -365,6 +371,11 @@ def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None =
     return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
+def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
+    """The local VLM's messages: ``n_images`` image placeholders, then the prompt."""
+    return vlm_messages([{"type": "image"}] * n_images, prompt, system)
+
+
 class HFVLM(_HFBackend, VLMBackend):
     """A vision-language chat model: ``vlm(images, prompt) -> Reply``.
 
@@ -392,9 +403,8 @@ class HFVLM(_HFBackend, VLMBackend):
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        messages = vlm_messages([{"type": "image"}] * n_images, prompt, system)
-        return self.processor.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=True)
+        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
+                                                  tokenize=False, add_generation_prompt=True)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -408,27 +418,20 @@ class HFVLM(_HFBackend, VLMBackend):
         cap = max_pixels or self.max_pixels
         reqs = [([fit_pixels(to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
 
-        def run(chunk: list[tuple[list[Any], str]]) -> list[Reply]:
-            import torch
-
+        def encode(chunk: list[tuple[list[Any], str]]):
             texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
             if not any(images):
                 images = None
-            enc = self.processor(text=texts, images=images, padding=True,
-                                 return_tensors="pt").to(self.device)
+            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
             for key in ("pixel_values", "pixel_values_videos"):
                 if key in enc and enc[key].is_floating_point():
                     enc[key] = enc[key].to(self.dtype)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc, budget)
+            return enc
 
-        with self._count(len(reqs)):
-            return run_batched(run, reqs, self.batch_size, desc="vlm", on_oom=self._oom)
+        return self._generate_all(reqs, encode, "vlm", max_new_tokens, temperature, top_p,
+                                  repetition_penalty)
 
 
 #: Hub repos known to need their own code (no transformers-native class).

