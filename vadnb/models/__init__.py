@@ -27,9 +27,9 @@ real family through ``load(role, model=<folder>)``. What remains different:
    *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
    Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
 4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and
-   suppress their special tokens, so a random model says something; real models end
-   their turn when they choose. Both ignore the hub's sampling defaults (greedy unless a
-   temperature is given).
+   suppress their special tokens and the newline, so a random model says one printable
+   line; real models end their turn when they choose. Both ignore the hub's sampling
+   defaults (greedy unless a temperature is given).
 5. Image sizes: the tiny VLM's processor caps images at 112x112 pixels (16 tokens), the
    tiny captioner and CLIPs read 64x64 images; real models read 224x224 (CLIP, BLIP-2,
    ImageBind) and up to ``max_pixels`` (VLM, default 448x448, 256 tokens).

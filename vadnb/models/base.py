@@ -23,7 +23,7 @@ import gc
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -165,8 +165,7 @@ class _Stat:
 _STATS: dict[tuple[str, str, str], _Stat] = {}
 
 
-STAT_COLUMNS = ["role", "model", "profile", "calls", "items", "seconds", "tokens_in",
-                "tokens_out"]
+STAT_COLUMNS = [f.name for f in fields(_Stat)]
 
 
 def call_stats():
