@@ -215,6 +215,27 @@ def test_captioner_gives_one_caption_per_image(tiny):
     assert type(cap.model).__name__ == "Blip2ForConditionalGeneration"
 
 
+def _printable(text: str) -> bool:
+    return all(c.isascii() and (c.isprintable() or c.isspace()) for c in text)
+
+
+def test_tiny_replies_are_printable_words(tiny):
+    """Random weights say nothing, but what they say must render (issue 25: control bytes
+    showed as ``?oo`` on contact sheets and ``\\x00`` in tables)."""
+    prompts = ["hi", "rate how likely this scene is anomalous, from 0 to 1",
+               "describe the video frame", "is there a fire?"]
+    replies = tiny["llm"].batch([[{"role": "user", "content": p}] for p in prompts],
+                                max_new_tokens=24)
+    replies += [tiny["llm"]([{"role": "user", "content": p}], max_new_tokens=24,
+                            temperature=1.0, top_p=1.0) for p in prompts]
+    replies += tiny["vlm"].batch([(IMAGES[:k], p) for k, p in enumerate(prompts[:3], 1)],
+                                 max_new_tokens=24)
+    replies += tiny["captioner"](IMAGES, max_new_tokens=20)
+    assert any(replies)
+    bad = [r for r in replies if not _printable(r)]
+    assert not bad, f"unprintable tiny replies: {bad!r}"
+
+
 def test_imagebind_embeds_images_videos_and_texts(tiny):
     emb = tiny["embedder"]
     assert type(emb).__name__ == "ImageBindEmbedder"

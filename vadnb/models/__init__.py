@@ -22,14 +22,14 @@ real family through ``load(role, model=<folder>)``. What remains different:
 2. Device and dtype: CI runs on a CPU in fp32; the GPU dtypes (fp16/bf16/fp32 per role)
    and ``device_map`` loading are tested with a mocked card, not on one
    (``scripts/gpu_check.py`` runs them on a real card; not yet run).
-3. Tokenizers and chat templates: the tiny Hugging Face models use a 600-token BPE trained
-   here and a ChatML template written here; the snapshots use the families' template
+3. Tokenizers and chat templates: the tiny Hugging Face models use a small printable-ASCII
+   BPE trained here and a ChatML template written here; the snapshots use the families' template
    *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
    Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
 4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and
-   suppress their special tokens, so a random model says something; real models end
-   their turn when they choose. Both ignore the hub's sampling defaults (greedy unless a
-   temperature is given).
+   suppress their special tokens and the newline, so a random model says one printable
+   line; real models end their turn when they choose. Both ignore the hub's sampling
+   defaults (greedy unless a temperature is given).
 5. Image sizes: the tiny VLM's processor caps images at 112x112 pixels (16 tokens), the
    tiny captioner and CLIPs read 64x64 images; real models read 224x224 (CLIP, BLIP-2,
    ImageBind) and up to ``max_pixels`` (VLM, default 448x448, 256 tokens).
@@ -125,24 +125,26 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     """
     # --- served models (vadnb.models.served): model="openai:<model name>@<base url>" ---
     # The llm and vlm roles can be answered by an OpenAI-compatible server (vLLM, ...).
+    base = base_role(role)
+    # the role's image cap (VERA 448x448, AnyAnomaly 856x480), served or local alike
+    cap: dict[str, Any] = {}
+    if base == "vlm":
+        from .hf import max_pixels_for
+
+        cap["max_pixels"] = max_pixels_for(role)
     served_options = {"timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
     if model is not None and str(model).startswith("openai:"):
         from .served import load_served
 
         t0 = time.perf_counter()
-        if base_role(role) == "vlm":  # the same image cap as the local VLM of this role
-            from .hf import max_pixels_for
-
-            served_options["max_pixels"] = max_pixels_for(role)
-        backend = load_served(role, str(model), batch_size=batch_size, **served_options)
-        record_load(base_role(role), backend.name, backend.profile, time.perf_counter() - t0)
+        backend = load_served(role, str(model), batch_size=batch_size, **served_options, **cap)
+        record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
         return backend
     given = sorted(k for k, v in served_options.items() if v is not None)
     if given:
         raise ValueError(f"{', '.join(given)} apply to served models only "
                          "(model='openai:<name>@<base url>'); this loads a local model")
     # --- end served models -----------------------------------------------------------
-    base = base_role(role)
     device = pick_device(device)
     spec = None
     if model is None:
@@ -172,13 +174,9 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         name = f"{name}@v{TINY_VERSION}"
         meaningless, profile_name = True, "tiny"
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
-                  batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless)
-    if base == "vlm":  # the role's image cap (VERA 448x448, AnyAnomaly 856x480), as served
-        from .hf import max_pixels_for
-
-        kwargs["max_pixels"] = max_pixels_for(role)
+                  batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless, **cap)
     t0 = time.perf_counter()
-    backend = _LOADERS[base](source, trust_remote_code=trust_remote_code, **kwargs)
+    backend = _build(base, source, trust_remote_code, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
 
@@ -205,48 +203,24 @@ def dtype_plan(profile: str | None = None, device: str | None = None, *,
     return pd.DataFrame(rows)
 
 
-def _load_clip(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .openclip import OpenClipBackend
-
-    return OpenClipBackend(source, **kw)
-
-
-def _load_llm(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .hf import HFLLM
-
-    return HFLLM(source, trust_remote_code=trust_remote_code, **kw)
-
-
-def _load_captioner(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .hf import HFCaptioner
-
-    return HFCaptioner(source, trust_remote_code=trust_remote_code, **kw)
-
-
-def _load_vlm(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .hf import load_vlm
-
-    return load_vlm(source, trust_remote_code=trust_remote_code, **kw)
-
-
-def _load_embedder(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .imagebind import load_embedder
-
-    return load_embedder(source, **kw)
-
-
-def _load_text_embedder(source: str, trust_remote_code: bool = False, **kw) -> Backend:
-    from .text import SentenceEmbedder
-
-    kw.pop("meaningless", None)  # the text embedder is a real model in every profile
-    return SentenceEmbedder(source, trust_remote_code=trust_remote_code, **kw)
-
-
+#: role -> (module, backend or loader function, whether it takes ``trust_remote_code``).
 _LOADERS = {
-    "captioner": _load_captioner,
-    "llm": _load_llm,
-    "vlm": _load_vlm,
-    "clip": _load_clip,
-    "embedder": _load_embedder,
-    "text_embedder": _load_text_embedder,
+    "captioner": ("hf", "HFCaptioner", True),
+    "llm": ("hf", "HFLLM", True),
+    "vlm": ("hf", "load_vlm", True),
+    "clip": ("openclip", "OpenClipBackend", False),
+    "embedder": ("imagebind", "load_embedder", False),
+    "text_embedder": ("text", "SentenceEmbedder", True),
 }
+
+
+def _build(base: str, source: str, trust_remote_code: bool, **kwargs: Any) -> Backend:
+    """The backend of role ``base`` for ``source``, imported only when needed."""
+    import importlib
+
+    module, attr, remote = _LOADERS[base]
+    if remote:
+        kwargs["trust_remote_code"] = trust_remote_code
+    if base == "text_embedder":
+        kwargs.pop("meaningless", None)  # the text embedder is a real model in every profile
+    return getattr(importlib.import_module(f".{module}", __name__), attr)(source, **kwargs)

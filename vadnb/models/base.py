@@ -23,7 +23,7 @@ import gc
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,6 @@ __all__ = [
     "compute_capability",
     "fp16_unsafe",
     "run_batched",
-    "calls_since",
-    "profile_of",
     "Reply",
     "FailedReply",
     "clean_text",
@@ -167,8 +165,7 @@ class _Stat:
 _STATS: dict[tuple[str, str, str], _Stat] = {}
 
 
-STAT_COLUMNS = ["role", "model", "profile", "calls", "items", "seconds", "tokens_in",
-                "tokens_out"]
+STAT_COLUMNS = [f.name for f in fields(_Stat)]
 
 
 def call_stats():
@@ -213,36 +210,6 @@ def load_stats():
 
 def reset_load_stats() -> None:
     _LOADS.clear()
-
-
-def calls_since(before):
-    """Calls, items and seconds made since ``before = call_stats()`` (roles with calls only).
-
-    A method snapshots the registry when it starts and puts this delta in its
-    Detection's ``model_calls``.
-    """
-    after = call_stats()
-    keys = ["role", "model", "profile"]
-    if after.empty:
-        return after
-    merged = after.merge(before, on=keys, how="left", suffixes=("", "_before")).fillna(0)
-    counts = [c for c in STAT_COLUMNS if c not in keys]
-    for col in counts:
-        if f"{col}_before" not in merged:  # a snapshot taken before the column existed
-            merged[f"{col}_before"] = 0
-        merged[col] = merged[col] - merged[f"{col}_before"]
-    out = merged[keys + counts]
-    out = out[(out["calls"] > 0) | (out["items"] > 0)].reset_index(drop=True)
-    return out.astype({"calls": int, "items": int, "tokens_in": int, "tokens_out": int})
-
-
-def profile_of(*backends: Any) -> str:
-    """The profile a result was computed with: "tiny" if any backend is a tiny model
-    (the result is then meaningless), else the backends' common profile, else "custom"."""
-    names = {str(getattr(b, "profile", "custom")) for b in backends}
-    if "tiny" in names or any(getattr(b, "meaningless", False) for b in backends):
-        return "tiny"
-    return names.pop() if len(names) == 1 else "custom"
 
 
 def pick_device(device: str | None = None) -> str:
@@ -426,13 +393,11 @@ class Backend:
             s.seconds += time.perf_counter() - t0
 
     def _free(self) -> None:
-        """Drop model weights; subclasses delete their torch modules here."""
+        """Drop the model's weights (``self.model``)."""
+        self.model = None
 
-    def release(self) -> None:
-        """Free the model's memory (GPU included), so the next role fits on the card."""
-        self._free()
-        self.released = True
-        gc.collect()
+    def _oom(self) -> None:
+        """Between out-of-memory retries: hand the failed batch's memory back to the card."""
         try:
             import torch
 
@@ -441,11 +406,78 @@ class Backend:
         except ImportError:
             pass
 
+    def release(self) -> None:
+        """Free the model's memory (GPU included), so the next role fits on the card."""
+        self._free()
+        self.released = True
+        gc.collect()
+        self._oom()
+
+    def _embed_all(self, fn: Callable[[list[Any]], list[Any]], items: Sequence[Any],
+                   desc: str, dim: int) -> np.ndarray:
+        """``fn`` over ``items`` in batches, counted, as float32 rows [N, dim] (none: [0, dim])."""
+        items = list(items)
+        with self._count(len(items)):
+            if not items:
+                return np.zeros((0, dim), np.float32)
+            return np.stack(run_batched(fn, items, self.batch_size, desc=desc, on_oom=self._oom))
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+Messages = list[dict[str, Any]]
+
+
+class LLMBackend(Backend):
+    """A chat LLM: ``llm(messages)`` is ``llm.batch([messages])[0]``."""
+
+    role = "llm"
+
+    def __call__(self, messages: Messages, **kwargs: Any) -> Reply:
+        return self.batch([messages], **kwargs)[0]
+
+
+class VLMBackend(Backend):
+    """A vision-language model: ``vlm(images, prompt)`` is ``vlm.batch([(images, prompt)])[0]``."""
+
+    role = "vlm"
+
+    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
+        return self.batch([(images, prompt)], **kwargs)[0]
+
+
+def text_list(texts: Sequence[str], call: str) -> list[str]:
+    """``texts`` as a list of str; one bare string is refused (it would embed each letter)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{call} takes a list of strings; wrap a single text in [...]")
+    return [str(t) for t in texts]
+
+
+def clip_list(clips: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``clips`` as lists of frames; an empty clip is refused (it has no embedding)."""
+    clips = [list(c) for c in clips]
+    if any(len(c) == 0 for c in clips):
+        raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
+    return clips
+
+
+def unit_rows(x: Any) -> np.ndarray:
+    """A torch tensor [N, D] as float32 numpy rows of length 1 (cosine similarity = dot)."""
+    x = x.float()
+    return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy().astype(np.float32)
+
+
+def to_pil(image: Any):
+    """A uint8 RGB array or a PIL image as an RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    return Image.fromarray(as_uint8_rgb(image))
 
 
 def as_uint8_rgb(image: Any) -> np.ndarray:

@@ -19,8 +19,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Backend, ChosenReply, Reply, as_uint8_rgb, pick_dtype, run_batched
-from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
+from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, pick_dtype,
+                   run_batched, to_pil)
+from .hub import ModelUnavailableError, offline_advice, require_available
 
 __all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
            "DEFAULT_MAX_PIXELS", "ROLE_MAX_PIXELS", "max_pixels_for", "fit_pixels"]
@@ -43,44 +44,21 @@ def max_pixels_for(role: str) -> int:
     """The default image cap (pixels) of a VLM role or variant (:data:`ROLE_MAX_PIXELS`)."""
     return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
-Messages = list[dict[str, Any]]
-
-
-def _to_pil(image: Any):
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    return Image.fromarray(as_uint8_rgb(image))
-
-
-def _dtype_kwargs(dtype) -> dict[str, Any]:
-    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
-    import transformers
-    from packaging.version import Version
-
-    old = Version(transformers.__version__.split("+")[0]) < Version("4.56")
-    return {"torch_dtype" if old else "dtype": dtype}
-
 
 def _from_pretrained(loader, role: str, model: str, **kwargs):
     """``loader.from_pretrained(model, **kwargs)`` with an actionable error when offline or gated."""
-    if "dtype" in kwargs:
-        kwargs.update(_dtype_kwargs(kwargs.pop("dtype")))
-    try:
-        return loader.from_pretrained(model, **kwargs)
-    except OSError as err:
-        text = str(err).lower()
-        if "gated" in text or "401" in text or "restricted" in text:
-            raise ModelUnavailableError(
-                f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: the "
-                "Llama 2 Community License): open its page, "
-                "accept the licence, then log in on this machine (`hf auth login`, or set "
-                "HF_TOKEN). Or pick a non-gated model with model=..., or profile='colab'."
-            ) from err
-        if not is_local(model) and hub_offline():
-            raise ModelUnavailableError(unavailable_message(role, model)) from err
-        raise
+    with offline_advice(role, model):
+        try:
+            return loader.from_pretrained(model, **kwargs)
+        except OSError as err:
+            text = str(err).lower()
+            if "gated" in text or "401" in text or "restricted" in text:
+                raise ModelUnavailableError(
+                    f"The {role} model {model!r} is gated on the Hugging Face hub (Llama 2: "
+                    "the Llama 2 Community License): open its page, accept the licence, then "
+                    "log in on this machine (`hf auth login`, or set HF_TOKEN). Or pick a "
+                    "non-gated model with model=..., or profile='colab'.") from err
+            raise
 
 
 def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
@@ -93,6 +71,15 @@ def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs
         return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
                                 **kwargs).eval()
     return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
+
+
+def _pad_left(tokenizer: Any) -> Any:
+    """``tokenizer`` padding on the left (every prompt then ends where its reply starts),
+    with the end-of-sequence token as pad token when it has none (Llama-2)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -146,66 +133,75 @@ def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
 
 
 class _HFBackend(Backend):
-    """Shared loading / release for the transformers backends."""
+    """Shared loading for the transformers backends: ``from_pretrained`` of the
+    ``_classes`` (preprocessor, model) named in ``transformers``; the preprocessor goes to
+    :meth:`_setup` before the weights load, so a wrong repo fails before its download."""
 
-    def __init__(self, model: str, *, name: str | None, profile: str, device: str, dtype: Any,
-                 batch_size: int, meaningless: bool, trust_remote_code: bool):
-        super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
-                         meaningless=meaningless)
+    _classes = ("AutoProcessor", "AutoModelForImageTextToText")
+    default_batch = 8
+    default_max_new_tokens: int | None = 256
+
+    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
+                 device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
+                 meaningless: bool = False, trust_remote_code: bool = False,
+                 max_new_tokens: int | None = None):
+        import transformers
+
+        super().__init__(name or model, profile=profile, device=device,
+                         batch_size=batch_size or self.default_batch, meaningless=meaningless)
         require_available(self.role, model)
         self.source = model
         self.dtype = pick_dtype(device, dtype, model)
         self.trust_remote_code = trust_remote_code
+        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        pre, auto = (getattr(transformers, c) for c in self._classes)
+        self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
+        self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
+                                   trust_remote_code=trust_remote_code)
 
-    def _free(self) -> None:
-        self.model = None
+    def _setup(self, preprocessor: Any) -> None:
+        self.processor = preprocessor
 
-    def _oom(self) -> None:
+    def _generate_all(self, items: list[Any], encode: Any, desc: str, max_new_tokens: int | None,
+                      temperature: float, top_p: float, repetition_penalty: float = 1.0
+                      ) -> list[Reply]:
+        """One :class:`Reply` per item: ``encode(chunk)`` gives the model inputs of a batch,
+        generated in OOM-safe batches and counted into the role's token statistics."""
         import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        budget = max_new_tokens or self.max_new_tokens
+        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
 
-    def _decode_new(self, tokenizer, out, enc, max_new_tokens: int) -> list[Reply]:
-        """Replies of one ``generate`` call, counted into the role's token statistics."""
-        replies = _replies(tokenizer, out[:, enc["input_ids"].shape[1]:],
-                           _eos_ids(self.model, tokenizer), max_new_tokens)
-        stat = self.stat
-        stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
-        stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
-        return replies
+        def run(chunk: list[Any]) -> list[Reply]:
+            enc = encode(chunk).to(self.device)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
+            replies = _replies(self.tokenizer, out[:, enc["input_ids"].shape[1]:],
+                               _eos_ids(self.model, self.tokenizer), budget)
+            stat = self.stat
+            stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
+            stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
+            return replies
+
+        with self._count(len(items)):
+            return run_batched(run, items, self.batch_size, desc=desc, on_oom=self._oom)
 
 
-class HFLLM(_HFBackend):
+class HFLLM(_HFBackend, LLMBackend):
     """A chat LLM: ``llm(messages) -> str``, ``llm.batch([messages, ...]) -> list[str]``.
 
     ``messages`` is the usual chat list ``[{"role": "system"|"user"|"assistant",
     "content": str}, ...]``, rendered with the model's own chat template.
     """
 
-    role = "llm"
+    _classes = ("AutoTokenizer", "AutoModelForCausalLM")
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 8,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 256):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = _from_pretrained(AutoTokenizer, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"{model!r} has no chat template, so chat messages cannot be "
-                             "rendered; use an instruction/chat model (e.g. "
+    def _setup(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{self.source!r} has no chat template, so chat messages cannot "
+                             "be rendered; use an instruction/chat model (e.g. "
                              "Qwen/Qwen2.5-3B-Instruct)")
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _load_weights(AutoModelForCausalLM, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        self.max_new_tokens = max_new_tokens
+        self.tokenizer = _pad_left(tokenizer)
 
     def prompt(self, messages: Messages) -> str:
         """The exact text the model sees for ``messages`` (chat template applied)."""
@@ -213,9 +209,6 @@ class HFLLM(_HFBackend):
             messages = [{"role": "user", "content": messages}]
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                   add_generation_prompt=True)
-
-    def __call__(self, messages: Messages, **kwargs) -> Reply:
-        return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -231,21 +224,12 @@ class HFLLM(_HFBackend):
         """
         if choices is not None:
             return self._choose(list_of_messages, choices)
+        def encode(chunk: list[str]):
+            return self.tokenizer(chunk, return_tensors="pt", padding=True,
+                                  add_special_tokens=False)
+
         prompts = [self.prompt(m) for m in list_of_messages]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model)
-
-        def run(chunk: list[str]) -> list[Reply]:
-            import torch
-
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc, budget)
-
-        with self._count(len(prompts)):
-            return run_batched(run, prompts, self.batch_size, desc="llm", on_oom=self._oom)
+        return self._generate_all(prompts, encode, "llm", max_new_tokens, temperature, top_p)
 
     def _choose(self, list_of_messages: Sequence[Messages], choices: Sequence[str]
                 ) -> list[Reply]:
@@ -335,23 +319,13 @@ class HFCaptioner(_HFBackend):
     """
 
     role = "captioner"
+    default_batch = 16
+    default_max_new_tokens = None
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 16,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int | None = None):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.processor = _from_pretrained(AutoProcessor, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        # None: the model's own generation length (transformers' max_length 20 for BLIP-2),
-        # as LAVAD's official captioner calls generate() with no settings
-        self.max_new_tokens = max_new_tokens
+    def __init__(self, model: str, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        # max_new_tokens None: the model's own generation length (transformers' max_length
+        # 20 for BLIP-2), as LAVAD's official captioner calls generate() with no settings.
         # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
         # has none, so its captions start from the empty prompt (the processor's image
         # tokens, then "</s>"), as LAVIS prompts BLIP-2 T5 with "".
@@ -360,7 +334,7 @@ class HFCaptioner(_HFBackend):
 
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
-        images = [_to_pil(im) for im in images]
+        images = [to_pil(im) for im in images]
         budget = max_new_tokens or self.max_new_tokens
         gen = _generate_kwargs(budget or 1, 0.0, 1.0, self.model)
         if budget is None:
@@ -390,14 +364,19 @@ class HFCaptioner(_HFBackend):
             return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
 
 
-def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-    content.append({"type": "text", "text": prompt})
+def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None = None
+                 ) -> Messages:
+    """One user message: the ``images`` parts in order, then the prompt (after ``system``)."""
     head = [{"role": "system", "content": system}] if system else []
-    return [*head, {"role": "user", "content": content}]
+    return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
-class HFVLM(_HFBackend):
+def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
+    """The local VLM's messages: ``n_images`` image placeholders, then the prompt."""
+    return vlm_messages([{"type": "image"}] * n_images, prompt, system)
+
+
+class HFVLM(_HFBackend, VLMBackend):
     """A vision-language chat model: ``vlm(images, prompt) -> Reply``.
 
     Qwen2-VL, Qwen2.5-VL, LLaVA-style models and SmolVLM / Idefics3 load through
@@ -411,35 +390,21 @@ class HFVLM(_HFBackend):
     ~2.6k tokens. ``tokens_in`` in ``call_stats()`` counts what the requests cost.
     """
 
-    role = "vlm"
+    default_batch = 4
+    default_max_new_tokens = 128
 
-    def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
-                 device: str = "cpu", dtype: Any = None, batch_size: int = 4,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int = 128, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        super().__init__(model, name=name, profile=profile, device=device, dtype=dtype,
-                         batch_size=batch_size, meaningless=meaningless,
-                         trust_remote_code=trust_remote_code)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.processor = _from_pretrained(AutoProcessor, self.role, model,
-                                          trust_remote_code=trust_remote_code)
-        self.tokenizer = self.processor.tokenizer
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = _load_weights(AutoModelForImageTextToText, self.role, model, device=device,
-                                   dtype=self.dtype, trust_remote_code=trust_remote_code)
-        self.max_new_tokens = max_new_tokens
+    def __init__(self, model: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs: Any):
+        super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
+
+    def _setup(self, processor: Any) -> None:
+        self.processor = processor
+        self.tokenizer = _pad_left(processor.tokenizer)
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
         return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
-
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs) -> Reply:
-        return self.batch([(images, prompt)], **kwargs)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -451,29 +416,22 @@ class HFVLM(_HFBackend):
         ``system`` is a system message before each request.
         """
         cap = max_pixels or self.max_pixels
-        reqs = [([fit_pixels(_to_pil(im), cap) for im in images], str(prompt))
+        reqs = [([fit_pixels(to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget, temperature, top_p, self.model, repetition_penalty)
 
-        def run(chunk: list[tuple[list[Any], str]]) -> list[Reply]:
-            import torch
-
+        def encode(chunk: list[tuple[list[Any], str]]):
             texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
             if not any(images):
                 images = None
-            enc = self.processor(text=texts, images=images, padding=True,
-                                 return_tensors="pt").to(self.device)
+            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
             for key in ("pixel_values", "pixel_values_videos"):
                 if key in enc and enc[key].is_floating_point():
                     enc[key] = enc[key].to(self.dtype)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
-            return self._decode_new(self.tokenizer, out, enc, budget)
+            return enc
 
-        with self._count(len(reqs)):
-            return run_batched(run, reqs, self.batch_size, desc="vlm", on_oom=self._oom)
+        return self._generate_all(reqs, encode, "vlm", max_new_tokens, temperature, top_p,
+                                  repetition_penalty)
 
 
 #: Hub repos known to need their own code (no transformers-native class).

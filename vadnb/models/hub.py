@@ -7,11 +7,16 @@ a download or failing deep inside a library.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["ModelUnavailableError", "is_local", "hub_offline", "hub_reachable", "hub_endpoint", "in_hf_cache", "require_available",
-           "unavailable_message"]
+__all__ = ["ModelUnavailableError", "is_local", "hub_offline", "hub_reachable", "hub_endpoint",
+           "in_hf_cache", "require_available", "unavailable_message", "offline_advice",
+           "build_folder"]
 
 
 class ModelUnavailableError(RuntimeError):
@@ -105,6 +110,19 @@ def unavailable_message(role: str, model: str, where: str = "the Hugging Face ca
     )
 
 
+@contextlib.contextmanager
+def offline_advice(role: str, model: str,
+                   errors: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[None]:
+    """Turn a library's load failure of a hub ``model`` into :class:`ModelUnavailableError`
+    (saying what to do) when the hub cannot be reached; other failures pass unchanged."""
+    try:
+        yield
+    except errors as err:
+        if not is_local(model) and hub_offline():
+            raise ModelUnavailableError(unavailable_message(role, model)) from err
+        raise
+
+
 def require_available(role: str, model: str, filename: str = "config.json") -> None:
     """Raise :class:`ModelUnavailableError` unless ``model`` can be loaded now.
 
@@ -114,3 +132,31 @@ def require_available(role: str, model: str, filename: str = "config.json") -> N
         return
     if hub_offline():
         raise ModelUnavailableError(unavailable_message(role, model))
+
+
+def build_folder(final: Path, build: Callable[[Path], None], note: str,
+                 marker: str = "BUILT") -> Path:
+    """``final``, made once by ``build(folder)`` (tiny models, converted downloads).
+
+    Built in a temporary sibling folder and renamed into place, ``marker`` written last, so
+    a concurrent or interrupted build never leaves a half-written folder that looks
+    complete; a folder without its marker is rebuilt.
+    """
+    if (final / marker).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        build(tmp)
+        (tmp / marker).write_text(note)
+        if not (final / marker).exists():  # else another process finished first: keep theirs
+            if final.exists():  # an unfinished earlier build: replace it
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:  # another process finished first: use theirs
+                if not (final / marker).exists():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
+from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
 
 __all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
@@ -167,14 +167,6 @@ def _huge_checkpoint() -> Path:
     return path
 
 
-def _to_pil(image: Any):
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    return Image.fromarray(as_uint8_rgb(image))
-
-
 def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], source: str):
     """``ImageBindModel(**config)`` holding exactly the tensors of ``state``.
 
@@ -277,22 +269,11 @@ class ImageBindEmbedder(Backend):
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
         self.dim = int(config["out_embed_dim"])
 
-    def _free(self) -> None:
-        self.model = None
-
-    def _oom(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     def _embed(self, key: str, x) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            out = self.model({key: x.to(self.device)})[key].float()
-        out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return out.cpu().numpy().astype(np.float32)
+            return unit_rows(self.model({key: x.to(self.device)})[key])
 
     def _frames(self, images: Sequence[Any]):
         return self.batch_preprocess.batch(list(images)).to(self.dtype)
@@ -315,28 +296,19 @@ class ImageBindEmbedder(Backend):
         tokens = torch.stack([self.tokenizer(t) for t in texts])
         return list(self._embed(self.modality.TEXT, tokens))
 
-    def _run(self, fn, items: list[Any], desc: str) -> np.ndarray:
-        with self._count(len(items)):
-            if not items:
-                return np.zeros((0, self.dim), np.float32)
-            return np.stack(run_batched(fn, items, self.batch_size, desc=desc, on_oom=self._oom))
-
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Frames -> float32 [N, D] (unit rows)."""
-        return self._run(self._image_batch, list(images), "embedder images")
+        return self._embed_all(self._image_batch, images, "embedder images", self.dim)
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
         """Clips (each a list of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
-        clips = [list(c) for c in clips]
-        if any(len(c) == 0 for c in clips):
-            raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
-        return self._run(self._video_batch, clips, "embedder videos")
+        clips = clip_list(clips)
+        return self._embed_all(self._video_batch, clips, "embedder videos", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D] (unit rows), ImageBind's BPE (77 tokens, longer is cut)."""
-        if isinstance(texts, str):
-            raise TypeError("encode_text takes a list of strings; wrap a single text in [...]")
-        return self._run(self._text_batch, [str(t) for t in texts], "embedder texts")
+        texts = text_list(texts, "encode_text")
+        return self._embed_all(self._text_batch, texts, "embedder texts", self.dim)
 
 
 def load_embedder(source: str, **kwargs) -> Backend:

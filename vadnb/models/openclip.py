@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, as_uint8_rgb, pick_dtype, run_batched
-from .hub import ModelUnavailableError, hub_offline, is_local, unavailable_message
+from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
+from .hub import is_local, offline_advice
 
 __all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names", "open_clip_precision"]
 
@@ -48,20 +48,6 @@ def open_clip_precision(dtype: Any) -> str:
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
-def _to_pil(image: Any):
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    return Image.fromarray(as_uint8_rgb(image))
-
-
-def _l2(x) -> np.ndarray:
-    x = x.float()
-    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return x.cpu().numpy().astype(np.float32)
-
-
 class OpenClipBackend(Backend):
     """An open_clip CLIP model.
 
@@ -83,14 +69,10 @@ class OpenClipBackend(Backend):
 
         model_name, pretrained = open_clip_names(model)
         self.dtype = pick_dtype(device, dtype, model)
-        try:
+        with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device,
                 precision=open_clip_precision(self.dtype))
-        except Exception as err:  # noqa: BLE001 - re-raised with advice when offline
-            if not is_local(model) and hub_offline():
-                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
-            raise
         self.model = clip.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
@@ -100,19 +82,16 @@ class OpenClipBackend(Backend):
         size = getattr(clip.visual, "image_size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
 
-    def _free(self) -> None:
-        self.model = None
-
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
         import torch
 
         if self.batch_preprocess is not None:
             x = self.batch_preprocess.batch(images)
         else:
-            x = torch.stack([self.preprocess(_to_pil(im)) for im in images])
+            x = torch.stack([self.preprocess(to_pil(im)) for im in images])
         with torch.inference_mode():
             emb = self.model.encode_image(x.to(self.device, self.dtype))
-        return list(_l2(emb))
+        return list(unit_rows(emb))
 
     def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
         import torch
@@ -120,21 +99,14 @@ class OpenClipBackend(Backend):
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             emb = self.model.encode_text(tokens)
-        return list(_l2(emb))
+        return list(unit_rows(emb))
 
-    def _empty(self) -> np.ndarray:
-        dim = int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
-        return np.zeros((0, dim), np.float32)
+    def _dim(self) -> int:
+        return int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
 
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Images (uint8 RGB arrays or PIL) -> float32 [N, D], unit rows."""
-        images = list(images)
-        with self._count(len(images)):
-            if not images:
-                return self._empty()
-            rows = run_batched(self._image_batch, images, self.batch_size,
-                               desc=f"{self.role} images", on_oom=self._oom)
-        return np.stack(rows)
+        return self._embed_all(self._image_batch, images, f"{self.role} images", self._dim())
 
     def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
         """Images -> float32 [N, D], the visual encoder's raw output (never normalised), as
@@ -146,28 +118,17 @@ class OpenClipBackend(Backend):
         size = max(1, int(self.batch_size or 64))
         with self._count(len(images)), torch.inference_mode():
             for i in range(0, len(images), size):
-                x = torch.stack([self.preprocess(_to_pil(im)) for im in images[i:i + size]])
+                x = torch.stack([self.preprocess(to_pil(im)) for im in images[i:i + size]])
                 emb = self.model.encode_image(x.to(self.device, self.dtype))
                 out.append(emb.float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else self._empty()
+        if not out:
+            return np.zeros((0, self._dim()), np.float32)
+        return np.concatenate(out).astype(np.float32)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
-        if isinstance(texts, str):
-            raise TypeError("encode_text takes a list of strings; wrap a single text in [...]")
-        texts = [str(t) for t in texts]
-        with self._count(len(texts)):
-            if not texts:
-                return self._empty()
-            rows = run_batched(self._text_batch, texts, self.batch_size,
-                               desc=f"{self.role} texts", on_oom=self._oom)
-        return np.stack(rows)
-
-    def _oom(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        return self._embed_all(self._text_batch, text_list(texts, "encode_text"),
+                               f"{self.role} texts", self._dim())
 
 
 class OpenClipEmbedder(OpenClipBackend):
@@ -181,12 +142,10 @@ class OpenClipEmbedder(OpenClipBackend):
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
         """Clips (each a list of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
-        clips = [list(c) for c in clips]
-        if any(len(c) == 0 for c in clips):
-            raise ValueError("encode_video got an empty clip; every clip needs at least one frame")
+        clips = clip_list(clips)
         with self._count(len(clips)):
             if not clips:
-                return self._empty()
+                return np.zeros((0, self._dim()), np.float32)
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
                                         desc="embedder video frames", on_oom=self._oom))

@@ -47,8 +47,10 @@ it per call. ``call_stats()`` reports the prompt tokens (``tokens_in``) and gene
 
 Memory and download figures
 ---------------------------
-Every peak-memory figure below is **estimated from parameter counts, not measured**: 2 bytes
-per parameter in fp16/bf16 (4 in fp32), plus activations / KV cache for the default batch.
+:func:`profile_table` lists every role's model, parameters, estimated peak GPU memory and
+download (notebook 00 shows it); :data:`MODELS` is the table. Every peak-memory figure is
+**estimated from parameter counts, not measured**: 2 bytes per parameter in fp16/bf16 (4
+in fp32), plus activations / KV cache for the default batch.
 ``scripts/gpu_check.py`` measures them (full-size models, random weights, no hub) on any
 CUDA card; it **has not been run on a GPU yet**, because no GPU was available to the
 authors, so the estimates stay. Download sizes (``download_gb`` in :func:`profile_table`)
@@ -58,18 +60,6 @@ The ``colab`` profile (T4, 16 GB)
 ---------------------------------
 The pipelines load one role at a time and ``release()`` it before the next, so each model
 must fit the card alone, with room for its activations.
-
-=============  ======================================  ======  ===========  ========
-role           model                                   params  est. peak    download
-=============  ======================================  ======  ===========  ========
-captioner      Salesforce/blip2-opt-2.7b               3.7 B   ~8.5 GB      ~15.5 GB
-llm            Qwen/Qwen2.5-3B-Instruct                3.1 B   ~13 GB fp32  ~6.2 GB
-vlm, vlm-3b    Qwen/Qwen2.5-VL-3B-Instruct             3.8 B   ~9.5 GB      ~7.5 GB
-clip           ViT-B-16-quickgelu:openai (open_clip)   150 M   ~0.6 GB      ~0.6 GB
-clip-b32       ViT-B-32-quickgelu:openai (open_clip)   151 M   ~0.5 GB      ~0.6 GB
-embedder       imagebind_huge                          1.2 B   ~3.0 GB      ~4.5 GB
-text_embedder  sentence-transformers/all-MiniLM-L6-v2  23 M    ~0.1 GB      in a wheel
-=============  ======================================  ======  ===========  ========
 
 Why these: BLIP-2 opt-2.7b is the smallest BLIP-2, the captioner family LAVAD uses.
 Qwen2.5-3B-Instruct is a strong chat model that is not gated (no licence click, unlike
@@ -82,24 +72,8 @@ MiniLM is small, fast and shipped for offline use.
 
 The ``paper`` profile (A100 40/80 GB)
 -------------------------------------
-=========================  ================================  ======  =========  ========
-role                       model                             params  est. peak  download
-=========================  ================================  ======  =========  ========
-captioner                  Salesforce/blip2-flan-t5-xxl      12.2 B  ~26 GB     ~49 GB
-captioner-flan-t5-xl       Salesforce/blip2-flan-t5-xl       3.9 B   ~9 GB      ~15.8 GB
-captioner-flan-t5-xl-coco  Salesforce/blip2-flan-t5-xl-coco  3.9 B   ~9 GB      ~15.8 GB
-captioner-opt-6.7b         Salesforce/blip2-opt-6.7b         7.8 B   ~17 GB     ~31 GB
-captioner-opt-6.7b-coco    Salesforce/blip2-opt-6.7b-coco    7.8 B   ~17 GB     ~31 GB
-llm                        meta-llama/Llama-2-13b-chat-hf    13 B    ~28 GB     ~26 GB
-vlm                        Qwen/Qwen2-VL-7B-Instruct         8.3 B   ~19 GB     ~16.6 GB
-vlm-3b                     Qwen/Qwen2.5-VL-3B-Instruct       3.8 B   ~9.5 GB    ~7.5 GB
-clip / clip-b32            ViT-B-16 / ViT-B-32, quickgelu    150 M   <1 GB      ~0.6 GB
-embedder                   imagebind_huge                    1.2 B   ~3 GB      ~4.5 GB
-text_embedder              all-MiniLM-L6-v2                  23 M    ~0.1 GB    in a wheel
-=========================  ================================  ======  =========  ========
-
-LAVAD used all five BLIP-2 captioners (the default is the largest; the others are the
-variants above). **Llama-2-13b-chat is gated**: accept Meta's licence on its hub page and
+LAVAD used all five BLIP-2 captioners (the default, ``captioner``, is the largest,
+flan-t5-xxl; the others are the ``captioner-*`` variants). **Llama-2-13b-chat is gated**: accept Meta's licence on its hub page and
 ``hf auth login`` first. VERA's paper used InternVL2-8B, whose hub code does not run with
 transformers 5 (its model class has no ``generate``); VERA's newer code
 (``vera_qwen_*.py``) uses Qwen2-VL-7B-Instruct, a transformers-native model, which is the
@@ -142,8 +116,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "MEANINGLESS_PROFILES", "ModelSpec", "MODELS", "resolve_profile", "default_profile",
-           "base_role", "model_spec", "variants", "profile_table"]
+__all__ = ["PROFILES", "MEANINGLESS_PROFILES", "ModelSpec", "MODELS", "resolve_profile",
+           "default_profile", "base_role", "model_spec", "profile_table"]
 
 PROFILES = ("tiny", "cpu", "colab", "paper", "auto")
 
@@ -287,11 +261,6 @@ def base_role(role: str) -> str:
                      "<role>-<tag> (see vadnb.models.profiles.MODELS)")
 
 
-def variants(profile: str) -> list[str]:
-    """The roles and variants a concrete profile defines."""
-    return list(MODELS[profile])
-
-
 def model_spec(role: str, profile: str) -> ModelSpec:
     """The table entry for ``role`` (or a variant) in a concrete profile.
 
@@ -312,13 +281,6 @@ def default_profile() -> str:
     return os.environ.get("VADNB_PROFILE", "auto").strip().lower() or "auto"
 
 
-def _hub_reachable(timeout: float = 2.0) -> bool:
-    """The hub can be used: not told to stay offline, and its endpoint answers."""
-    from .hub import hub_offline
-
-    return not hub_offline()
-
-
 def resolve_profile(profile: str | None = None, verbose: bool = True) -> str:
     """The concrete profile to use: ``profile`` or ``$VADNB_PROFILE``, with ``auto`` decided."""
     name = (profile or default_profile()).strip().lower()
@@ -329,9 +291,11 @@ def resolve_profile(profile: str | None = None, verbose: bool = True) -> str:
         return name
     import torch
 
+    from .hub import hub_offline
+
     if not torch.cuda.is_available():
         why = "no CUDA GPU"
-    elif not _hub_reachable():
+    elif hub_offline():
         why = "the Hugging Face hub is not reachable (offline)"
     else:
         return "colab"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, Reply, as_uint8_rgb
+from .base import Backend, LLMBackend, Messages, Reply, VLMBackend, as_uint8_rgb
 
 __all__ = [
     "ScriptedCaptioner",
@@ -30,8 +30,6 @@ __all__ = [
     "ScriptedTextEmbedder",
     "as_reply",
 ]
-
-Messages = list[dict[str, Any]]
 
 
 def as_reply(value: Any) -> Reply:
@@ -63,17 +61,12 @@ class ScriptedCaptioner(Backend):
             return [str(self.fn(as_uint8_rgb(im))) for im in images]
 
 
-class ScriptedLLM(Backend):
+class ScriptedLLM(LLMBackend):
     """``fn(messages) -> reply`` as a chat LLM (replies are :class:`Reply`; see :func:`as_reply`)."""
-
-    role = "llm"
 
     def __init__(self, fn: Callable[[Messages], str], name: str = "scripted-llm"):
         super().__init__(name, profile="scripted")
         self.fn = fn
-
-    def __call__(self, messages: Messages, **generate: Any) -> Reply:
-        return self.batch([messages], **generate)[0]
 
     def batch(self, conversations: Sequence[Messages], **generate: Any) -> list[Reply]:
         conversations = list(conversations)
@@ -81,17 +74,12 @@ class ScriptedLLM(Backend):
             return [as_reply(self.fn(m)) for m in conversations]
 
 
-class ScriptedVLM(Backend):
+class ScriptedVLM(VLMBackend):
     """``fn(images, prompt) -> reply`` as a vision-language model (replies as :func:`as_reply`)."""
-
-    role = "vlm"
 
     def __init__(self, fn: Callable[[list[np.ndarray], str], str], name: str = "scripted-vlm"):
         super().__init__(name, profile="scripted")
         self.fn = fn
-
-    def __call__(self, images: Sequence[Any], prompt: str, **generate: Any) -> Reply:
-        return self.batch([(images, prompt)], **generate)[0]
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], **generate: Any) -> list[Reply]:
         requests = list(requests)

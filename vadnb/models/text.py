@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, pick_dtype, run_batched
-from .hub import ModelUnavailableError, hub_offline, is_local, require_available, unavailable_message
+from .base import Backend, pick_dtype, text_list
+from .hub import offline_advice, require_available
 
 __all__ = ["SentenceEmbedder", "MINILM", "packaged_model_dir"]
 
@@ -47,13 +47,9 @@ class SentenceEmbedder(Backend):
 
         source = packaged_model_dir(model) or model
         require_available(self.role, source)
-        try:
+        with offline_advice(self.role, source):  # a packaged folder is local
             self.model = SentenceTransformer(source, device=device,
                                              trust_remote_code=trust_remote_code)
-        except OSError as err:
-            if not is_local(source) and hub_offline():
-                raise ModelUnavailableError(unavailable_message(self.role, model)) from err
-            raise
         self.dtype = pick_dtype(device, dtype)
         if self.dtype is not None and str(device).startswith("cuda"):
             self.model = self.model.to(self.dtype)
@@ -62,9 +58,6 @@ class SentenceEmbedder(Backend):
                    or self.model.get_sentence_embedding_dimension)
         self.dim = int(get_dim())
 
-    def _free(self) -> None:
-        self.model = None
-
     def _batch(self, texts: list[str]) -> list[np.ndarray]:
         emb = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
                                 normalize_embeddings=True, show_progress_bar=False)
@@ -72,11 +65,4 @@ class SentenceEmbedder(Backend):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of strings; wrap a single text in [...]")
-        texts = [str(t) for t in texts]
-        with self._count(len(texts)):
-            if not texts:
-                return np.zeros((0, self.dim), np.float32)
-            return np.stack(run_batched(self._batch, texts, self.batch_size,
-                                        desc="text_embedder"))
+        return self._embed_all(self._batch, text_list(texts, "encode"), "text_embedder", self.dim)

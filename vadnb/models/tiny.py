@@ -19,16 +19,16 @@ half-way is never used. Nothing here touches the network.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from .hub import build_folder
 
 __all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
 
 MARKER = "BUILT"
-TINY_VERSION = 4
+TINY_VERSION = 5
 """Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
 backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
@@ -59,15 +59,29 @@ def _corpus() -> list[str]:
     return lines
 
 
+def _byte_symbol(byte: int) -> str:
+    """The symbol a byte-level BPE writes for ``byte`` (e.g. space -> ``Ġ``, newline -> ``Ċ``)."""
+    from tokenizers import pre_tokenizers
+
+    level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return level.pre_tokenize_str(chr(byte))[0][0]
+
+
 def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers."""
+    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers.
+
+    The alphabet is printable ASCII plus newline (chat templates need it), not all 256
+    bytes: a random model picks tokens at random, and control bytes in its replies broke
+    contact sheets and tables (issue 25). Other bytes in a prompt are dropped on encoding.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    alphabet = [_byte_symbol(b) for b in [*range(32, 127), ord("\n")]]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=alphabet)
     tok.train_from_iterator(_corpus(), trainer=trainer)
     state = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
@@ -93,6 +107,7 @@ CHATML_TEMPLATE = (
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_NEVER = [t for t in QWEN_SPECIALS if t != "<|im_end|>"]  # end of turn stays allowed
 
 
 def _qwen_tokenizer():
@@ -113,10 +128,20 @@ MIN_NEW_TOKENS = 6
 reaches the parsers): tiny chat models must say a few tokens first."""
 
 
-def _never_generate(tok) -> list[int]:
-    """Special tokens a random model should not emit (they would decode to empty replies);
-    the end-of-turn token stays allowed."""
-    return [tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS if t != "<|im_end|>"]
+def _generation(tok, never: list[str], **settings: Any):
+    """Greedy generation that says at least ``MIN_NEW_TOKENS`` and never emits ``never``
+    (special tokens would decode to empty replies) or a newline (table cells stay whole)."""
+    from transformers import GenerationConfig
+
+    suppress = [tok.convert_tokens_to_ids(t) for t in [*never, _byte_symbol(ord("\n"))]]
+    return GenerationConfig(do_sample=False, suppress_tokens=suppress,
+                            min_new_tokens=MIN_NEW_TOKENS, **settings)
+
+
+#: The language model of the tiny LLM and VLM: 2 Qwen2 layers, 64 wide.
+_QWEN_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                  initializer_range=0.5, bos_token_id=None)
 
 
 def tiny_dir(name: str) -> Path:
@@ -127,38 +152,18 @@ def tiny_dir(name: str) -> Path:
 
 
 def ensure_tiny(name: str) -> Path:
-    """The folder of tiny model ``name``, built (once) if its marker file is missing.
-
-    Built in a temporary sibling folder and renamed into place, marker written last, so a
-    concurrent or interrupted build never leaves a half-written model that looks complete.
-    """
+    """The folder of tiny model ``name``, built once (:func:`vadnb.models.hub.build_folder`)."""
     if name not in TINY_BUILDERS:
         raise KeyError(f"no tiny model {name!r}; known: {sorted(TINY_BUILDERS)}")
-    final = tiny_dir(name)
-    if (final / MARKER).exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-    try:
+
+    def build(out: Path) -> None:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
-            TINY_BUILDERS[name](tmp)
-        (tmp / MARKER).write_text("built by vadnb.models.tiny\n")
-        if (final / MARKER).exists():  # another process finished first: keep theirs
-            return final
-        if final.exists():  # an unfinished earlier build: replace it
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first: use theirs
-            if not (final / MARKER).exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+            TINY_BUILDERS[name](out)
+
+    return build_folder(tiny_dir(name), build, "built by vadnb.models.tiny\n", MARKER)
 
 
 # --------------------------------------------------------------------------- open_clip
@@ -170,7 +175,6 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
     attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE, and
     QuickGELU like the OpenAI-weights CLIPs of the real profiles."""
     import open_clip
-    import torch
     from safetensors.torch import save_file
 
     image_size = 64
@@ -190,7 +194,6 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
         {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))
-    del torch
 
 
 # --------------------------------------------------------------------------- LLM (Qwen2)
@@ -198,18 +201,15 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
 
 def _build_llm(out: Path) -> None:
     """A 2-layer Qwen2 causal LM (the Qwen2.5-Instruct architecture) with a ChatML template."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tok = _qwen_tokenizer()
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True, initializer_range=0.5,
-                      bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+    cfg = Qwen2Config(vocab_size=len(tok), max_position_embeddings=2048, **_QWEN_TEXT,
+                      eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                       pad_token_id=tok.pad_token_id)
     model = Qwen2ForCausalLM(cfg)
-    model.generation_config = GenerationConfig(
-        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False,
-        suppress_tokens=_never_generate(tok), min_new_tokens=MIN_NEW_TOKENS)
+    model.generation_config = _generation(tok, QWEN_NEVER, eos_token_id=cfg.eos_token_id,
+                                          pad_token_id=cfg.pad_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -223,18 +223,15 @@ def _build_vlm(out: Path) -> None:
     Same processor as the real one (Qwen2-VL image processor: 14-px patches, 2x2 merge),
     capped at 112x112 pixels per image so an image costs 16 vision tokens.
     """
-    from transformers import (GenerationConfig, Qwen2_5_VLConfig,
-                              Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
     tok = _qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    text = dict(vocab_size=len(tok), max_position_embeddings=4096, **_QWEN_TEXT,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                  "mrope_section": [2, 3, 3]},
-                bos_token_id=None, eos_token_id=ids["<|im_end|>"],
-                pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True, initializer_range=0.5)
+                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, window_size=112,
                   out_hidden_size=64, fullatt_block_indexes=[0])
@@ -243,10 +240,8 @@ def _build_vlm(out: Path) -> None:
                            vision_start_token_id=ids["<|vision_start|>"],
                            vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
     model = Qwen2_5_VLForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"],
-                                               pad_token_id=ids["<|endoftext|>"], do_sample=False,
-                                               suppress_tokens=_never_generate(tok),
-                                               min_new_tokens=MIN_NEW_TOKENS)
+    model.generation_config = _generation(tok, QWEN_NEVER, eos_token_id=ids["<|im_end|>"],
+                                          pad_token_id=ids["<|endoftext|>"])
     pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),
@@ -262,7 +257,7 @@ def _build_vlm(out: Path) -> None:
 def _build_captioner(out: Path) -> None:
     """A BLIP-2 (ViT + Q-Former + OPT decoder), 4 query tokens, 64-pixel images."""
     from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
-                              BlipImageProcessor, GenerationConfig, GPT2Tokenizer, OPTConfig)
+                              BlipImageProcessor, GPT2Tokenizer, OPTConfig)
 
     vocab, merges = train_bpe()
     tok = GPT2Tokenizer(vocab=vocab, merges=merges, unk_token="</s>", bos_token="</s>",
@@ -282,10 +277,9 @@ def _build_captioner(out: Path) -> None:
                             num_attention_heads=2, encoder_hidden_size=32, vocab_size=len(tok)),
         text_config=text.to_dict(), num_query_tokens=4, image_token_index=image_token_id)
     model = Blip2ForConditionalGeneration(cfg)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=20,
-        min_new_tokens=MIN_NEW_TOKENS, suppress_tokens=[tok.pad_token_id, image_token_id])
+    model.generation_config = _generation(
+        tok, ["<pad>", "<image>"], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, max_new_tokens=20)
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
