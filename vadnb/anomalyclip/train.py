@@ -194,9 +194,8 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
         ``(model, curves)``: the trained :class:`AnomalyCLIP` (in eval mode) and one row per
         step: epoch, step, each loss term, total, lr.
     """
-    from tqdm.auto import tqdm
-
     from ..models.base import pick_device
+    from ..progress import bar as progress_bar
 
     cfg = configure(Config, config, overrides, "AnomalyCLIP")
     names = [v for v in features]
@@ -251,7 +250,7 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
 
     rows = []
     model.train()
-    bar = tqdm(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
+    bar = progress_bar(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
     step = 0
     for epoch in range(cfg.epochs):
         a_order = cycle(abnormal, steps_per_epoch * per_group)

@@ -209,11 +209,11 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
         replies = ask_learner(rt, val_v, qs, cfg, desc=f"validation step {step}")
         return _accuracy(replies, list(val_t["target"]), learner_log, cfg.label_reading)[0]
 
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
     try:
-        for step, batch in enumerate(tqdm(_batches(len(train_t), cfg, steps),
-                                          desc="VERA steps", disable=steps <= 1)):
+        for step, batch in enumerate(bar(_batches(len(train_t), cfg, steps), total=steps,
+                                         desc="VERA steps", disable=steps <= 1)):
             val_acc = validate(current, step) if step % cfg.validate_every == 0 else float("nan")
             record = optimizer_step(rt, [train_v[i] for i in batch],
                                     list(train_t["target"].iloc[batch]), current, cfg, step)
