@@ -349,9 +349,9 @@ def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: f
         path = np.array([c for _, _, c in track])
         return float(np.linalg.norm(path[-1] - path[0]) / (track[-1][0] - track[0][0]))
 
-    if not tracks or max(map(speed, tracks)) <= 0:
+    top = max(map(speed, tracks), default=0.0)
+    if top <= 0:
         return [None] * len(indices)
-    top = max(map(speed, tracks))
     best = {t: box for track in tracks if speed(track) >= 0.6 * top for t, box, _ in track}
     return [best.get(int(i)) for i in indices]
 

@@ -49,7 +49,7 @@ import shutil
 import stat
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,7 +347,7 @@ def _score_row(name: str, path: str, method: str, profile: str | None,
     return row
 
 
-def _save_rows(out_dir: Path, rows: Any, total: int, desc: str,
+def _save_rows(out_dir: Path, rows: Iterable[dict[str, Any]], total: int, desc: str,
                progress: bool) -> list[dict[str, str]]:
     """Save each video's result as it arrives (a stopped run keeps them); note failures."""
     from tqdm.auto import tqdm
