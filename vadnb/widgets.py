@@ -88,20 +88,15 @@ def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
         raise ValueError(f"min_frames must be at least 1, got {min_frames}")
     with np.errstate(invalid="ignore"):
         above = (scores >= threshold).astype(np.uint8)
-    rows = []
-    for start, end in intervals(above):
-        if end - start + 1 < min_frames:
-            continue
-        rows.append({
-            "start_frame": start,
-            "end_frame": end,
-            "start_s": start / fps if fps else np.nan,
-            "end_s": (end + 1) / fps if fps else np.nan,
-            "peak": float(np.nanmax(scores[start:end + 1])),
-        })
-    table = pd.DataFrame(rows, columns=FLAGGED_COLUMNS)
-    return table.astype({"start_frame": np.int64, "end_frame": np.int64, "start_s": float,
-                         "end_s": float, "peak": float})
+    runs = np.array([(s, e) for s, e in intervals(above) if e - s + 1 >= min_frames],
+                    dtype=np.int64).reshape(-1, 2)
+    start, end = runs[:, 0], runs[:, 1]
+    nan = np.full(len(runs), np.nan)
+    return pd.DataFrame({"start_frame": start, "end_frame": end,
+                         "start_s": start / fps if fps else nan,
+                         "end_s": (end + 1) / fps if fps else nan,
+                         "peak": np.array([np.nanmax(scores[s:e + 1]) for s, e in runs], float)},
+                        columns=FLAGGED_COLUMNS)
 
 
 def flagged_table_html(table: pd.DataFrame, num_frames: int | None = None,
