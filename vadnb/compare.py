@@ -74,13 +74,12 @@ class MethodRunner:
 
     def load_roles(self, method: str) -> dict[str, Any]:
         """The models ``method`` needs, loaded once for all its clips."""
-        from . import models
+        from .scale import load_method_backends
 
         if method == "anomalyclip" and self.clip is not None:
             return {"clip": self.clip}
-        knobs = self._knobs(method)
-        return {role: models.load(entry, profile=self.profile, model=knobs.get(f"{role}_model"))
-                for role, entry in ROLES.get(method, {}).items()}
+        return load_method_backends(method, self.profile, self._knobs(method),
+                                    roles=ROLES.get(method, {}))
 
     def arguments(self, method: str, reference: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``method``'s ``run`` needs besides the video: its inputs and Config fields."""

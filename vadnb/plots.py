@@ -98,16 +98,7 @@ def frame_caption(index: int, fps: float | None = None) -> str:
     return f"frame {int(index)}"
 
 
-def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
-
-
-def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int,
-                 legend: bool = True) -> int:
-    """Shade each ground-truth interval; returns how many were drawn."""
+def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int) -> None:
     runs = intervals(labels)
     if len(labels) != n_scores:
         warnings.warn(
@@ -118,35 +109,24 @@ def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int,
     for i, (start, end) in enumerate(runs):
         # a frame covers [i, i + 1) on the axis, so the band ends after the last frame
         ax.axvspan(start * scale, (end + 1) * scale, color=GT_COLOR, alpha=0.15, lw=0,
-                   label="ground truth: anomalous" if (i == 0 and legend) else None)
-    return len(runs)
+                   label="ground truth: anomalous" if i == 0 else None)
 
 
-def _write_warning(ax: Axes, warning: str) -> None:
-    """A short tag in the axes' top-right corner (the banner above says the long sentence)."""
-    ax.text(0.995, 0.98, f"⚠ {TINY_TAG}", transform=ax.transAxes, ha="right", va="top",
-            fontsize=7, color=WARNING_COLOR, zorder=10,
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": WARNING_COLOR, "alpha": 0.85,
-                  "lw": 0.6})
-
-
-def _is_tiny(profile: str | None, warning: str | None) -> bool:
+def _is_tiny(profile: Any, warning: str | None = None) -> bool:
+    """Whether the scores mean nothing: a warning, a tiny profile's name, or an object that
+    says so (``.meaningless``, or ``.profile``: a Detection, the Environment of ``setup``)."""
     from .models.profiles import MEANINGLESS_PROFILES
 
-    return bool(warning) or profile in MEANINGLESS_PROFILES
+    if hasattr(profile, "meaningless"):
+        return bool(profile.meaningless)
+    return bool(warning) or getattr(profile, "profile", profile) in MEANINGLESS_PROFILES
 
 
 def tag_figure(fig: Figure, profile: str | None = "tiny") -> Figure:
     """Add the small tiny-profile tag to ``fig`` (top-right corner) when ``profile`` is
     ``"tiny"`` (or anything with ``.profile``/``.meaningless``, e.g. a Detection or the
     Environment from ``vadnb.setup``). Returns ``fig``."""
-    if hasattr(profile, "meaningless"):
-        tiny = bool(profile.meaningless)
-    else:
-        from .models.profiles import MEANINGLESS_PROFILES
-
-        tiny = getattr(profile, "profile", profile) in MEANINGLESS_PROFILES
-    if tiny and not any(getattr(t, "get_text", lambda: "")() == f"⚠ {TINY_TAG}"
+    if _is_tiny(profile) and not any(getattr(t, "get_text", lambda: "")() == f"⚠ {TINY_TAG}"
                         for t in fig.texts):
         fig.text(0.995, 0.995, f"⚠ {TINY_TAG}", ha="right", va="top", fontsize=7,
                  color=WARNING_COLOR)
@@ -172,7 +152,8 @@ def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = 
     scores = np.asarray(frame_scores, dtype=np.float64).ravel()
     if scores.size == 0:
         raise ValueError("frame_scores is empty: nothing to plot (did the method read any frame?)")
-    fig, ax = _new_axes(ax, (10, 3))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3), layout="constrained")
     x = np.arange(scores.size) / fps if fps else np.arange(scores.size)
     if labels is not None:
         _shade_truth(ax, np.asarray(labels), fps, scores.size)
@@ -189,15 +170,14 @@ def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = 
     ax.set_ylabel("anomaly score")
     if title:
         ax.set_title(title)
-    if tiny:
-        _write_warning(ax, warning or TINY_TAG)
+    if tiny:  # a short tag in the top-right corner (the notebook's banner says the sentence)
+        ax.text(0.995, 0.98, f"⚠ {TINY_TAG}", transform=ax.transAxes, ha="right", va="top",
+                fontsize=7, color=WARNING_COLOR, zorder=10,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": WARNING_COLOR,
+                      "alpha": 0.85, "lw": 0.6})
     # outside the axes, so it never hides a score
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return fig
-
-
-def _describe(detection: Any) -> str:
-    return f"{detection.method} · {Path(str(detection.video)).name} · profile {detection.profile}"
+    return ax.figure
 
 
 def plot_detection(detection: Any, labels: Sequence[int] | np.ndarray | None = None,
@@ -207,7 +187,9 @@ def plot_detection(detection: Any, labels: Sequence[int] | np.ndarray | None = N
     its warning printed when its scores are meaningless (tiny profile), a default title
     naming the method, the video and the profile."""
     return plot_scores(detection.frame_scores, fps=detection.fps, labels=labels, ax=ax,
-                       title=title if title is not None else _describe(detection),
+                       title=title if title is not None else
+                       f"{detection.method} · {Path(str(detection.video)).name} · "
+                       f"profile {detection.profile}",
                        threshold=threshold, warning=detection.warning or None,
                        label=detection.method)
 
@@ -241,12 +223,9 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
             plot_scores(item, fps=fps, labels=labels, ax=ax, threshold=threshold, label=name)
         tiny_panels.append(tiny)
         ax.label_outer()
-    if not all(tiny_panels):  # a mix: name the tiny panels
-        for ax, tiny, name in zip(axes[:, 0], tiny_panels, detections):
-            ax.set_ylabel(f"{name}\n(tiny)" if tiny else name, fontsize=9)
-    else:
-        for ax, name in zip(axes[:, 0], detections):
-            ax.set_ylabel(name, fontsize=9)
+    mixed = not all(tiny_panels)  # a mix: name the tiny panels
+    for ax, tiny, name in zip(axes[:, 0], tiny_panels, detections):
+        ax.set_ylabel(f"{name}\n(tiny)" if tiny and mixed else name, fontsize=9)
     axes[-1, 0].set_xlabel("time (s)" if (fps or any(getattr(d, "fps", None)
                                                       for d in detections.values())) else "frame")
     fig.supylabel("anomaly score", fontsize=9)
@@ -370,9 +349,9 @@ def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: f
         path = np.array([c for _, _, c in track])
         return float(np.linalg.norm(path[-1] - path[0]) / (track[-1][0] - track[0][0]))
 
-    if not tracks or max(map(speed, tracks)) <= 0:
+    top = max(map(speed, tracks), default=0.0)
+    if top <= 0:
         return [None] * len(indices)
-    top = max(map(speed, tracks))
     best = {t: box for track in tracks if speed(track) >= 0.6 * top for t, box, _ in track}
     return [best.get(int(i)) for i in indices]
 

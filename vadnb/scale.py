@@ -49,7 +49,7 @@ import shutil
 import stat
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,33 +131,24 @@ class RunFailed(RuntimeError):
 
 
 def resolve_benchmark(dataset: Any, root: str | os.PathLike | None = None, split: str | None = "test"):
-    """A :class:`vadnb.data.Benchmark` (of ``split``) from a Benchmark or a name.
-
-    Names: ``"campus"`` (bundled) or ``"ucf_crime"``, ``"xd_violence"``, ``"shanghaitech"``,
-    ``"avenue"``, ``"ubnormal"`` with ``root=`` the folder you downloaded.
-    """
+    """A :class:`vadnb.data.Benchmark` (of ``split``) from a Benchmark or a name of
+    :data:`DATASETS` (all but the bundled ``"campus"`` need ``root=``, the folder you
+    downloaded)."""
     from . import data
 
-    if isinstance(dataset, data.Benchmark):
-        bench = dataset
-    elif isinstance(dataset, str):
+    if isinstance(dataset, str):
         key = dataset.lower().replace("-", "_")
         if key not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; use a Benchmark or one of {DATASETS}")
-        if key == "campus":
-            bench = data.load_campus(root)
-        elif root is None:
+        if key != "campus" and root is None:
             raise ValueError(f"dataset {dataset!r} needs root=<the folder you downloaded it to>; "
                              f"see vadnb.data.load_{key} for the layout it expects")
-        else:
-            bench = getattr(data, f"load_{key}")(root)
-    else:
+        dataset = getattr(data, f"load_{key}")(root)
+    elif not isinstance(dataset, data.Benchmark):
         raise TypeError(f"dataset must be a vadnb.data.Benchmark or a name, got {type(dataset)}")
-    if split is None:
-        return bench
-    if set(bench.table["split"]) == {split}:  # already that split (or a subset)
-        return bench
-    return bench.subset(split)
+    if split is None or set(dataset.table["split"]) == {split}:  # already that split (or a subset)
+        return dataset
+    return dataset.subset(split)
 
 
 def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, Any]) -> dict:
@@ -167,14 +158,6 @@ def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, 
     text = redact(json.dumps(overrides, sort_keys=True, default=str))
     return {"dataset": bench_name, "method": method, "profile": profile,
             "overrides": json.loads(text)}
-
-
-def _resolve_profile(method: str, profile: str | None) -> str:
-    if not METHOD_ROLES.get(method):
-        return "none"  # model-free: the profile does not matter
-    from .models.profiles import resolve_profile
-
-    return resolve_profile(profile)
 
 
 # --------------------------------------------------------------------------------------
@@ -208,32 +191,6 @@ def score_video(video: str | os.PathLike, method: str, *, profile: str | None = 
     return module.run(video, **kwargs)
 
 
-def _result_row(name: str, det: Detection, seconds: float, content: tuple[str, str]
-                ) -> dict[str, Any]:
-    """What a worker sends back for one video (plain types: it crosses process borders).
-
-    ``content``: the (stamp, digest) of the file that was scored (:func:`_content`).
-    """
-    calls = det.model_calls
-    return {
-        "video": name,
-        "scores": np.asarray(det.frame_scores, dtype=np.float32).tobytes(),
-        "profile": det.profile,
-        "meaningless": bool(det.meaningless),
-        "seconds": float(seconds),
-        "segments": det.segments.to_json(orient="records"),
-        "model_calls": calls.to_json(orient="records") if len(calls) else "[]",
-        "stamp": content[0], "digest": content[1], "error_type": "", "error": "",
-    }
-
-
-def _error_row(name: str, err: BaseException, seconds: float) -> dict[str, Any]:
-    """The row of a video that failed: same columns as a result (one schema for Ray Data)."""
-    return {"video": name, "scores": b"", "profile": "", "meaningless": False,
-            "seconds": float(seconds), "segments": "[]", "model_calls": "[]", "stamp": "",
-            "digest": "", "error_type": type(err).__name__, "error": _one_line(err)}
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FRAME = re.compile(r'^\s*File "[^"]+", line \d+, in .*$', re.M)
 
@@ -258,13 +215,6 @@ def _stamp(path: str | os.PathLike) -> str:
     """Size and modification time of a video file ("" for a frame folder: always hashed)."""
     st = os.stat(path)
     return "" if stat.S_ISDIR(st.st_mode) else f"{st.st_size}:{st.st_mtime_ns}"
-
-
-def _content(path: str | os.PathLike) -> tuple[str, str]:
-    """(stamp, content digest) of a video, the digest the methods' cache keys use."""
-    from .cache import file_digest
-
-    return _stamp(path), file_digest(path)
 
 
 def _stem(name: str) -> str:
@@ -325,45 +275,43 @@ def _done(out_dir: Path, table: pd.DataFrame) -> set[str]:
 
     A result counts only if it records the content digest of the file it scored and the
     file still has it (checked by size and modification time first, hashed only when those
-    changed). A stale result (the video was re-encoded in place) is deleted, so it is
-    scored again and, should that fail, no old scores stand in for it. A video this
-    machine cannot see (on a cluster's storage only) is taken as unchanged.
+    changed). A stale result (the video was re-encoded in place) is deleted, scores first
+    (they mark it done), so it is scored again and, should that fail, no old scores stand
+    in for it. A video this machine cannot see (on a cluster's storage only) is taken as
+    unchanged.
     """
     done = set()
     for name, path in zip(table["name"], table["path"]):
         stem = _stem(name)
-        if not (out_dir / "frame_scores" / f"{stem}.parquet").exists():
+        files = [out_dir / "frame_scores" / f"{stem}.parquet",
+                 out_dir / "segments" / f"{stem}.json", out_dir / "segments" / f"{stem}.csv"]
+        if not files[0].exists():
             continue
         try:
-            meta = json.loads((out_dir / "segments" / f"{stem}.json").read_text())
+            meta = json.loads(files[1].read_text())
         except (OSError, ValueError):
             meta = {}
         if _unchanged(meta, path):
             done.add(name)
         else:
-            _forget(out_dir, stem)
+            for f in files:
+                f.unlink(missing_ok=True)
     return done
 
 
 def _unchanged(meta: dict[str, Any], path: str | os.PathLike) -> bool:
     """Whether the video at ``path`` is the one ``meta`` (a saved result) was scored from."""
+    from .cache import file_digest
+
     if not meta.get("digest"):
         return False  # written before results recorded their content: score again
     try:
-        if meta.get("stamp") and meta["stamp"] == _stamp(path):
-            return True
-        return _content(path)[1] == meta["digest"]
+        stamp = meta.get("stamp")  # "" for a frame folder: always hashed
+        return (bool(stamp) and stamp == _stamp(path)) or file_digest(path) == meta["digest"]
     except FileNotFoundError:
         return True
     except OSError:
         return False
-
-
-def _forget(out_dir: Path, stem: str) -> None:
-    """Delete one video's saved result (scores first: they mark it done)."""
-    for f in (out_dir / "frame_scores" / f"{stem}.parquet", out_dir / "segments" / f"{stem}.json",
-              out_dir / "segments" / f"{stem}.csv"):
-        f.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -374,45 +322,59 @@ def _forget(out_dir: Path, stem: str) -> None:
 def _score_row(name: str, path: str, method: str, profile: str | None,
                backends: dict[str, Any] | None, cache: Any,
                overrides: dict[str, Any]) -> dict[str, Any]:
-    """Score one video into a result row, or an error row if it fails: one bad video
-    (unreadable, or breaking the method half-way) must not stop a benchmark run."""
+    """Score one video into a row of plain types (it crosses process borders), or an error
+    row with the same columns (one schema for Ray Data): one bad video (unreadable, or
+    breaking the method half-way) must not stop a benchmark run."""
+    from .cache import file_digest
+
     t0 = time.perf_counter()
+    row = {"video": name, "scores": b"", "profile": "", "meaningless": False, "segments": "[]",
+           "model_calls": "[]", "stamp": "", "digest": "", "error_type": "", "error": ""}
     try:
-        content = _content(path)  # before scoring: the digest of what is scored
+        stamp, digest = _stamp(path), file_digest(path)  # before scoring: what is scored
         det = score_video(path, method, profile=profile, backends=backends, cache=cache,
                           **overrides)
     except Exception as err:
-        return _error_row(name, err, time.perf_counter() - t0)
-    return _result_row(name, det, time.perf_counter() - t0, content)
-
-
-def _record(out_dir: Path, row: dict[str, Any], failed: list[dict[str, str]]) -> None:
-    """Save a finished video's result at once, or note its failure."""
-    if row["error_type"]:
-        failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
+        row.update(error_type=type(err).__name__, error=_one_line(err))
     else:
-        _write_video(out_dir, row)
+        calls = det.model_calls
+        row.update(scores=np.asarray(det.frame_scores, dtype=np.float32).tobytes(),
+                   profile=det.profile, meaningless=bool(det.meaningless),
+                   segments=det.segments.to_json(orient="records"),
+                   model_calls=calls.to_json(orient="records") if len(calls) else "[]",
+                   stamp=stamp, digest=digest)
+    row["seconds"] = float(time.perf_counter() - t0)
+    return row
+
+
+def _save_rows(out_dir: Path, rows: Iterable[dict[str, Any]], total: int, desc: str,
+               progress: bool) -> list[dict[str, str]]:
+    """Save each video's result as it arrives (a stopped run keeps them); note failures."""
+    from tqdm.auto import tqdm
+
+    failed: list[dict[str, str]] = []
+    for row in tqdm(rows, total=total, desc=desc, disable=not progress):
+        if row["error_type"]:
+            failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
+        else:
+            _write_video(out_dir, row)
+    return failed
 
 
 def _run_local(todo: pd.DataFrame, method: str, profile: str | None, cache: Any,
                out_dir: Path, overrides: dict[str, Any], backends: dict[str, Any] | None,
                preload: bool, progress: bool) -> list[dict[str, str]]:
-    from tqdm.auto import tqdm
-
     given = dict(backends or {})
     missing = {k: r for k, r in METHOD_ROLES[method].items() if k not in given}
     loaded = load_method_backends(method, profile, overrides, roles=missing) if preload else {}
     models = {**loaded, **given}
-    failed: list[dict[str, str]] = []
+    rows = (_score_row(name, str(path), method, profile, models, cache, overrides)
+            for name, path in zip(todo["name"], todo["path"]))
     try:
-        for name, path in tqdm(list(zip(todo["name"], todo["path"])), desc=f"{method} (local)",
-                               disable=not progress):
-            _record(out_dir, _score_row(name, str(path), method, profile, models, cache,
-                                        overrides), failed)
+        return _save_rows(out_dir, rows, len(todo), f"{method} (local)", progress)
     finally:
         for b in loaded.values():
             b.release()
-    return failed
 
 
 class _VideoScorer:
@@ -476,7 +438,6 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
     import logging
 
     import ray
-    from tqdm.auto import tqdm
 
     start_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
@@ -500,20 +461,20 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
             fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
                                    "overrides": overrides, "env": _worker_env(),
                                    "preload": preload})
-    failed: list[dict[str, str]] = []
-    arrived: set[str] = set()
-    with tqdm(total=len(items), desc=f"{method} (ray)", disable=not progress) as bar:
+
+    def rows():
+        arrived = set()
         try:
             for row in scored.iter_rows():  # streams: each video is saved as it arrives
-                _record(out_dir, row, failed)
                 arrived.add(row["video"])
-                bar.update(1)
+                yield row
         except Exception as err:  # the pool itself broke (a model that fails to load, a
             # worker killed for memory): what arrived is saved; the rest are failures
-            failed += [{"video": i["video"], "error_type": type(err).__name__,
-                        "error": "not scored, the Ray pipeline stopped: " + _one_line(err)}
-                       for i in items if i["video"] not in arrived]
-    return failed
+            error = "not scored, the Ray pipeline stopped: " + _one_line(err)
+            yield from ({"video": i["video"], "error_type": type(err).__name__, "error": error}
+                        for i in items if i["video"] not in arrived)
+
+    return _save_rows(out_dir, rows(), len(items), f"{method} (ray)", progress)
 
 
 # --------------------------------------------------------------------------------------
@@ -532,10 +493,8 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
     """Score every video of a benchmark split with ``method`` and evaluate the run.
 
     Args:
-        dataset: a :class:`vadnb.data.Benchmark` or a name (``"campus"``, ``"ucf_crime"``,
-            ``"xd_violence"``, ``"shanghaitech"``, ``"avenue"``, ``"ubnormal"``; the public
-            ones need ``root=``).
-        method: ``"classical"``, ``"lavad"``, ``"vera"``, ``"anyanomaly"`` or ``"anomalyclip"``.
+        dataset: a :class:`vadnb.data.Benchmark` or a name (:func:`resolve_benchmark`).
+        method: a key of :data:`vadnb.detect.METHODS` (``"classical"``, ``"lavad"``, ...).
         profile: model profile ("tiny", "colab", "paper"; default ``$VADNB_PROFILE``).
         executor: ``"local"`` (this process) or ``"ray"`` (an actor pool, see module doc).
         ray_address: ``None`` for a local Ray, ``"auto"`` / ``"ray://host:10001"`` for a cluster.
@@ -546,10 +505,9 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
             (default: the suite's cache; Ray workers get the same folder).
         backends: models you built (``{"llm": ...}``); local executor only.
         actors / gpus_per_actor / cpus_per_actor: the Ray actor pool's size and resources.
-        preload: load the method's models once and keep them for every video (default),
-            or let the method load and release them per video. LAVAD defaults to False:
-            its captioner, LLM and embedder together do not fit a 16 GB card, so it loads
-            one at a time (each video then pays the loading).
+        preload: load the method's models once for every video (default), or let the
+            method load and release them per video (LAVAD's default: its three models
+            together do not fit a 16 GB card; each video then pays the loading).
         overwrite: start afresh when ``out_dir`` holds another run.
         progress: show a tqdm bar.
         method_overrides: Config fields of the method (``stride=32``,
@@ -560,12 +518,10 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
 
     Raises:
         RunFailed: some videos could not be scored (an unreadable file, an error in the
-            method). The run goes on past them; the exception comes at the end, after
-            every other video is saved and evaluated. It names each failed video with its
-            error type and message (so do ``summary.json["failed"]`` and ``e.result.failed``),
-            and ``e.result`` is the run of the videos that succeeded: a benchmark number
-            with videos missing is never returned as if it were complete. A rerun resumes
-            and scores only the failed videos.
+            method). It comes at the end, after every other video is saved and evaluated,
+            and names each failed video with its error; ``e.result`` is the run of the
+            others, so a benchmark number with videos missing is never returned as if it
+            were complete. A rerun resumes and scores only the failed videos.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
@@ -591,20 +547,20 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
                          "every video needs a unique name")
     for name in table["name"]:
         _stem(name)  # a name that cannot be a file name fails here, before any work
-    profile_name = _resolve_profile(method, profile)
-    out = Path(out_dir)
-    sig = _signature(bench.name, method, profile_name, method_overrides)
-    _claim(out, sig, overwrite)
-
     from .cache import Cache, get_cache
+    from .models.profiles import resolve_profile
+
+    out = Path(out_dir)
+    model_free = not METHOD_ROLES.get(method)  # then the profile does not matter
+    sig = _signature(bench.name, method, "none" if model_free else resolve_profile(profile),
+                     method_overrides)
+    _claim(out, sig, overwrite)
 
     cache_root = str(cache.root if isinstance(cache, Cache) else get_cache(cache).root)
     done = _done(out, table)
     todo = table[~table["name"].isin(done)].reset_index(drop=True)
-    skipped = sorted(set(table["name"]) & done)
+    preload = method != "lavad" if preload is None else preload
     t0 = time.perf_counter()
-    if preload is None:
-        preload = method != "lavad"
     failed: list[dict[str, str]] = []
     if len(todo) and executor == "local":
         failed = _run_local(todo, method, profile, cache_root, out, method_overrides, backends,
@@ -613,9 +569,8 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
         failed = _run_ray(todo, method, profile, cache_root, out, method_overrides,
                           ray_address, actors, gpus_per_actor, cpus_per_actor, preload,
                           progress)
-    wall = time.perf_counter() - t0
-    result = _evaluate(bench, table, out, sig, executor, wall, skipped,
-                       len(todo) - len(failed), failed)
+    result = _evaluate(bench, table, out, sig, executor, time.perf_counter() - t0,
+                       sorted(done), len(todo) - len(failed), failed)
     if result.failed:
         raise RunFailed(result)
     return result
@@ -652,22 +607,19 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
                          f"({missing[:5]}; expected files such as "
                          f"{_stem(missing[0])}.parquet): run again to score them")
     # Anomalous training videos of weakly supervised benchmarks have a video-level label
-    # only: they are scored, but only videos with frame labels enter the metrics.
-    unlabelled = [n for n in names if not bench.has_frame_labels(n)]
-    labels = {n: bench.frame_labels(n) for n in names if n not in unlabelled}
+    # only: they are scored (a row without metrics), but only videos with frame labels
+    # enter the metrics.
+    labels = {n: bench.frame_labels(n) for n in names if bench.has_frame_labels(n)}
     for n in labels:
         if len(scores[n]) != len(labels[n]):
             raise ValueError(f"{out}/frame_scores/{_stem(n)}.parquet has {len(scores[n])} scores but "
                              f"the video has {len(labels[n])} labelled frames; delete the file "
                              "to score the video again")
-    per_video = metrics.per_video(labels, {n: scores[n] for n in labels})
-    if per_video.empty:  # every video failed (or has a video-level label only)
-        per_video = pd.DataFrame(columns=["video", "frames", "anomalous_frames", "auc", "ap",
-                                          "mean_score"])
-    if unlabelled:  # rows without metrics, in the run's video order
-        extra = pd.DataFrame({"video": unlabelled, "frames": [len(scores[n]) for n in unlabelled]})
-        per_video = pd.concat([per_video, extra], ignore_index=True)
-        per_video = per_video.set_index("video").loc[names].reset_index()
+    evaluated = metrics.per_video(labels, {n: scores[n] for n in labels})
+    columns = ["frames", "anomalous_frames", "auc", "ap", "mean_score"]
+    per_video = evaluated.set_index("video") if len(evaluated) else pd.DataFrame(columns=columns)
+    per_video = per_video.reindex(names).rename_axis("video").reset_index()
+    per_video["frames"] = [len(scores[n]) for n in names]
     metas = {n: json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names}
     per_video.insert(1, "label", [bench.video_classes()[n] for n in names])
     per_video["seconds"] = [metas[n]["seconds"] for n in names]
@@ -694,7 +646,7 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
         "frames": int(per_video["frames"].sum()),
         "scored_now": scored,
         "resumed": len(skipped),
-        "video_level_only": len(unlabelled),
+        "video_level_only": len(names) - len(labels),
         "auc": _micro(metrics.frame_auc, labels, scores),
         "ap": _micro(metrics.frame_ap, labels, scores),
         "meaningless": meaningless,

@@ -88,20 +88,15 @@ def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
         raise ValueError(f"min_frames must be at least 1, got {min_frames}")
     with np.errstate(invalid="ignore"):
         above = (scores >= threshold).astype(np.uint8)
-    rows = []
-    for start, end in intervals(above):
-        if end - start + 1 < min_frames:
-            continue
-        rows.append({
-            "start_frame": start,
-            "end_frame": end,
-            "start_s": start / fps if fps else np.nan,
-            "end_s": (end + 1) / fps if fps else np.nan,
-            "peak": float(np.nanmax(scores[start:end + 1])),
-        })
-    table = pd.DataFrame(rows, columns=FLAGGED_COLUMNS)
-    return table.astype({"start_frame": np.int64, "end_frame": np.int64, "start_s": float,
-                         "end_s": float, "peak": float})
+    runs = np.array([(s, e) for s, e in intervals(above) if e - s + 1 >= min_frames],
+                    dtype=np.int64).reshape(-1, 2)
+    start, end = runs[:, 0], runs[:, 1]
+    nan = np.full(len(runs), np.nan)
+    return pd.DataFrame({"start_frame": start, "end_frame": end,
+                         "start_s": start / fps if fps else nan,
+                         "end_s": (end + 1) / fps if fps else nan,
+                         "peak": np.array([np.nanmax(scores[s:e + 1]) for s, e in runs], float)},
+                        columns=FLAGGED_COLUMNS)
 
 
 def flagged_table_html(table: pd.DataFrame, num_frames: int | None = None,
@@ -141,15 +136,7 @@ def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
     """
     if segments is None or len(segments) == 0:
         return None
-    if "centre_frame" in segments:
-        centres = segments["centre_frame"].to_numpy(dtype=np.float64)
-    elif {"start_frame", "end_frame"} <= set(segments.columns):
-        centres = (segments["start_frame"].to_numpy(np.float64)
-                   + segments["end_frame"].to_numpy(np.float64) - 1) / 2
-    else:
-        raise ValueError("segments need a centre_frame column (or start_frame and end_frame); "
-                         f"got columns {list(segments.columns)}")
-    distance = np.abs(centres - frame)
+    distance = np.abs(_centres(segments) - frame)
     if {"start_frame", "end_frame"} <= set(segments.columns):
         inside = ((segments["start_frame"].to_numpy() <= frame)
                   & (frame < segments["end_frame"].to_numpy()))
@@ -158,10 +145,15 @@ def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
     return segments.iloc[int(np.argmin(distance))]
 
 
-def _video_key(path: str | os.PathLike) -> tuple[str, int, int]:
-    p = Path(path)
-    st = p.stat()  # raises FileNotFoundError for a missing file
-    return str(p.resolve()), st.st_mtime_ns, st.st_size
+def _centres(segments: pd.DataFrame) -> np.ndarray:
+    """Each segment's centre frame: its ``centre_frame``, else the middle of its frames."""
+    if "centre_frame" in segments:
+        return segments["centre_frame"].to_numpy(dtype=np.float64)
+    if {"start_frame", "end_frame"} <= set(segments.columns):
+        return (segments["start_frame"].to_numpy(np.float64)
+                + segments["end_frame"].to_numpy(np.float64) - 1) / 2
+    raise ValueError("segments need a centre_frame column (or start_frame and end_frame); "
+                     f"got columns {list(segments.columns)}")
 
 
 @lru_cache(maxsize=48)
@@ -200,11 +192,12 @@ def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) 
         k = int(np.argmin(np.abs(np.asarray(video.indices) - frame)))
         return _encode_jpeg(video.images[k], max_width, quality)
     try:
-        key = _video_key(video)
+        st = Path(video).stat()
     except FileNotFoundError:
         from .video import VideoError
 
         raise VideoError(f"video not found: {video}") from None
+    key = (str(Path(video).resolve()), st.st_mtime_ns, st.st_size)
     return _jpeg_cached(key, int(frame), int(max_width), int(quality))
 
 
@@ -276,11 +269,6 @@ def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detec
     return out
 
 
-def _axis_names(row: int) -> tuple[str, str]:
-    suffix = "" if row == 1 else str(row)
-    return f"x{suffix}", f"y{suffix}"
-
-
 def timeline_figure(detection: Detection | Mapping[str, Detection],
                     labels: Any = None, threshold: float | None = 0.5,
                     frame: int = 0) -> go.Figure:
@@ -301,7 +289,7 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
     first = next(iter(dets.values()))
     fps0 = first.fps or 1.0
     for r, (name, det) in enumerate(dets.items(), start=1):
-        xa, ya = _axis_names(r)
+        xa, ya = ("x", "y") if r == 1 else (f"x{r}", f"y{r}")
         fps = det.fps or 1.0
         scores = np.asarray(det.frame_scores, dtype=np.float64)
         frames = np.arange(len(scores))
@@ -312,8 +300,7 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
             row=r, col=1)
         seg = det.segments
         if seg is not None and len(seg) and "score" in seg:
-            centre = (seg["centre_frame"].to_numpy(np.float64) if "centre_frame" in seg
-                      else (seg["start_frame"] + seg["end_frame"] - 1).to_numpy(np.float64) / 2)
+            centre = _centres(seg)
             seconds = (seg["time_s"].to_numpy(np.float64) if "time_s" in seg else centre / fps)
             texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
                      for t in (seg["explanation"] if "explanation" in seg else [""] * len(seg))]
@@ -439,8 +426,7 @@ class Explorer(W.VBox):
         all_scores = np.concatenate([np.asarray(d.frame_scores, np.float64)
                                      for d in self.detections.values()])
         finite = all_scores[np.isfinite(all_scores)]
-        lo = min(0.0, float(finite.min())) if finite.size else 0.0
-        hi = max(1.0, float(finite.max())) if finite.size else 1.0
+        lo, hi = float(finite.min(initial=0.0)), float(finite.max(initial=1.0))
         self.frame_slider = W.IntSlider(value=0, min=0, max=max(self.num_frames - 1, 0), step=1,
                                         description="frame", continuous_update=False,
                                         layout=W.Layout(width="100%"))
@@ -461,8 +447,9 @@ class Explorer(W.VBox):
             f"</b>{html.escape(who)}</div>" if meaningless else "",
             layout=W.Layout(display=None if meaningless else "none"))
 
-        self.frame_slider.observe(self._on_frame_change, names="value")
-        self.threshold_slider.observe(self._on_threshold_change, names="value")
+        self.frame_slider.observe(lambda c: self._update_frame(int(c["new"])), names="value")
+        self.threshold_slider.observe(lambda c: self._update_threshold(float(c["new"])),
+                                      names="value")
         if isinstance(self.timeline, W.Widget):
             for trace in self.timeline.data:
                 trace.on_click(self._on_click)
@@ -552,11 +539,7 @@ class Explorer(W.VBox):
 
     def set_frame(self, frame: int) -> None:
         """Show ``frame`` (clipped to the video): cursor, frame view and explanation follow."""
-        frame = int(np.clip(int(frame), 0, max(self.num_frames - 1, 0)))
-        if frame != self.frame_slider.value:
-            self.frame_slider.value = frame  # the observer updates the views
-        else:
-            self._update_frame(frame)
+        self._set(self.frame_slider, int(frame), self._update_frame)
 
     def select_time(self, seconds: float) -> None:
         """Show the frame at ``seconds`` (what a click on the timeline does)."""
@@ -564,11 +547,17 @@ class Explorer(W.VBox):
 
     def set_threshold(self, threshold: float) -> None:
         """Move the threshold: its line on the timeline and the flagged-interval table follow."""
-        threshold = float(np.clip(threshold, self.threshold_slider.min, self.threshold_slider.max))
-        if threshold != self.threshold_slider.value:
-            self.threshold_slider.value = threshold
+        self._set(self.threshold_slider, float(threshold), self._update_threshold)
+
+    @staticmethod
+    def _set(slider: W.Widget, value: Any, update: Any) -> None:
+        """Move ``slider`` to ``value`` (clipped); its observer updates the views, or
+        ``update`` does when the value is unchanged (a redraw is still asked for)."""
+        value = type(value)(np.clip(value, slider.min, slider.max))
+        if value != slider.value:
+            slider.value = value
         else:
-            self._update_threshold(threshold)
+            update(value)
 
     def flagged_table(self) -> pd.DataFrame:
         """The intervals flagged at the current threshold (a ``method`` column when comparing)."""
@@ -583,23 +572,20 @@ class Explorer(W.VBox):
 
     # -- callbacks
 
-    def _on_frame_change(self, change: dict) -> None:
-        self._update_frame(int(change["new"]))
-
-    def _on_threshold_change(self, change: dict) -> None:
-        self._update_threshold(float(change["new"]))
-
     def _on_click(self, trace: Any, points: Any, state: Any) -> None:
         if points is not None and getattr(points, "xs", None):
             self.select_time(points.xs[0])
 
-    def _update_frame(self, frame: int) -> None:
-        seconds = frame / self.fps
+    def _move_shapes(self, indices: list[int], **coords: float) -> None:
         batch = (self.timeline.batch_update() if isinstance(self.timeline, W.Widget)
                  else nullcontext())
         with batch:
-            for i in self._cursor:
-                self.timeline.layout.shapes[i].update(x0=seconds, x1=seconds)
+            for i in indices:
+                self.timeline.layout.shapes[i].update(**coords)
+
+    def _update_frame(self, frame: int) -> None:
+        seconds = frame / self.fps
+        self._move_shapes(self._cursor, x0=seconds, x1=seconds)
         self._show_image(frame)
         truth = ""
         if self.labels is not None and frame < len(self.labels):
@@ -639,11 +625,7 @@ class Explorer(W.VBox):
         self.frame_note.value = f"<div style='color:#666'><i>{html.escape(message)}</i></div>"
 
     def _update_threshold(self, threshold: float) -> None:
-        batch = (self.timeline.batch_update() if isinstance(self.timeline, W.Widget)
-                 else nullcontext())
-        with batch:
-            for i in self._threshold_shapes:
-                self.timeline.layout.shapes[i].update(y0=threshold, y1=threshold)
+        self._move_shapes(self._threshold_shapes, y0=threshold, y1=threshold)
         table = self.flagged_table()
         self.flagged.value = flagged_table_html(
             table, num_frames=None if self._many else self.num_frames,
