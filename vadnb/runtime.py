@@ -12,8 +12,9 @@ A pipeline describes *what it sends* to a model as small request values (:class:
   returns (a run killed half-way resumes at the first unfinished batch); a failed reply
   (:class:`vadnb.models.FailedReply`) is returned but never stored;
 - loads a role's model on the first miss only and decodes a frame only when a request that
-  misses needs its pixels, all frames of one map in one forward pass of :mod:`vadnb.video`.
-  A warm run loads no model and decodes no frame;
+  misses needs its pixels, all frames of one map in one forward pass of :mod:`vadnb.video`
+  (and with them every frame the pipeline planned for its later stages, :meth:`Runtime.plan`,
+  so a cold run decodes once). A warm run loads no model and decodes no frame;
 - keeps the frames it decoded for the later calls of the same run (a :class:`FrameStore`
   shared by the runtimes of one :class:`Roles`, within a byte budget), so a cold run whose
   stages send the same frames (AnyAnomaly's windows then its VLM, VERA's answers then its
@@ -241,6 +242,7 @@ class VideoRef:
     digest: str
     num_frames: int
     fps: float
+    frame_bytes: int = 0  # one decoded frame (the frame store's budget counts them)
 
     def frame(self, index: int) -> Frame:
         return Frame(self.digest, int(index))
@@ -445,6 +447,7 @@ class FrameStore:
         self.frames: OrderedDict[Frame, np.ndarray] = OrderedDict()
         self.bytes = 0  # held now
         self.peak = 0  # the most held at once (benchmarks, tests)
+        self.planned: dict[str, set[int]] = {}  # video digest -> frames the run will send
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -476,7 +479,14 @@ class FrameStore:
 
     def clear(self) -> None:
         self.frames.clear()
+        self.planned.clear()
         self.bytes = 0
+
+    def ahead(self, video: str, wanted: set[int], frame_bytes: int) -> set[int]:
+        """The planned frames of ``video`` to decode along with ``wanted`` (the plan is
+        spent): none the store holds, and none at all if they would not fit its budget."""
+        extra = {i for i in self.planned.pop(video, ()) if Frame(video, i) not in self} - wanted
+        return extra if (len(extra) + len(wanted)) * frame_bytes <= self.budget else set()
 
 
 class _Pixels:
@@ -519,9 +529,10 @@ class _Pixels:
         while frame not in self.buffer:
             stream = self.streams.get(frame.video)
             if stream is None:
-                wanted = sorted({f.index for f, n in self.pending.items()
-                                 if n > 0 and f.video == frame.video and f not in self.buffer})
-                stream = self.rt._decode(frame.video, wanted)
+                wanted = {f.index for f, n in self.pending.items()
+                          if n > 0 and f.video == frame.video and f not in self.buffer}
+                wanted |= self.store.ahead(frame.video, wanted, self.rt._frame_bytes(frame.video))
+                stream = self.rt._decode(frame.video, sorted(wanted))
                 self.streams[frame.video] = stream
             try:
                 chunk = next(stream)
@@ -556,6 +567,18 @@ def _frames_in(image: Any) -> Iterable[Frame]:
     elif isinstance(image, Derived):
         for s in image.sources:
             yield from _frames_in(s)
+
+
+def _frames_of(items: Any) -> Iterable[Frame]:
+    """The frames in requests, images, or (nested) lists of them."""
+    if isinstance(items, (Frame, Derived)):
+        yield from _frames_in(items)
+    elif isinstance(items, (list, tuple)):
+        for item in items:
+            yield from _frames_of(item)
+    elif not isinstance(items, np.ndarray):
+        for image in _images_of(items):
+            yield from _frames_in(image)
 
 
 # --------------------------------------------------------------------------- the runtime
@@ -604,9 +627,23 @@ class Runtime:
         from .video import probe
 
         info = probe(path, cache=self.cache, frame_rate=frame_rate)
-        ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps))
+        ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps),
+                       3 * int(info.width) * int(info.height))
         self.videos[ref.digest] = ref
         return ref
+
+    def plan(self, *items: Any) -> None:
+        """Name every frame the run's later maps will send (requests, images, frames, or
+        lists of them), at the pipeline's start: the first map that misses then decodes them
+        all in one forward pass and keeps them for the later stages, where each stage alone
+        would decode its own frames again. Nothing is decoded here, so a warm run decodes
+        nothing; over the frame budget, each map decodes only its own frames."""
+        for frame in _frames_of(items):
+            self.frames.planned.setdefault(frame.video, set()).add(frame.index)
+
+    def _frame_bytes(self, digest: str) -> int:
+        ref = self.videos.get(digest)
+        return ref.frame_bytes if ref is not None else 0
 
     def _decode(self, digest: str, indices: Sequence[int]) -> Any:
         from .video import iter_frames
