@@ -61,7 +61,7 @@ MUTANTS = {
     "questions left out of the prompt": (V + "prompts.py", "f\"{_numbered(questions)}\\n\"", "\"\""),
     "reply budget 512": (V + "core.py", "Field(ge=1, le=32_768)] = 1024", "Field(ge=1, le=32_768)] = 512"),
     "VLM frames 224 px": (V + "core.py", "Field(ge=16, le=4096)] = 448", "Field(ge=16, le=4096)] = 224"),
-    "features from VERA's window": (V + "core.py", "w = window_frames_half_open(", "w = window_indices("),
+    "features from VERA's window": (V + "core.py", "w = window_frames_half_open(", "w = window_frames_closed("),
 }
 
 

@@ -23,7 +23,6 @@ C = TypeVar("C")
 
 __all__ = [
     "centre_frames",
-    "window_indices",
     "window_frames_closed",
     "window_frames_half_open",
     "resized",
@@ -92,10 +91,6 @@ def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: flo
     lo = max(0, centre - half)
     hi = min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
-
-
-#: The name VERA imports today; it is :func:`window_frames_closed`.
-window_indices = window_frames_closed
 
 
 def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
 from ..lavad.video_clip import clip_frames, clip_requests, mean_unit
 from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
                       interpolate_missing, knn_softmax, resized, window_frames_half_open,
-                      window_indices)
+                      window_frames_closed)
 from . import prompts
 from .prompts import read_label
 
@@ -229,8 +229,8 @@ def refine_answers(labels: Sequence[float | None], embeddings: np.ndarray, num_f
 def window(video: VideoRef, centre: int, cfg: Config) -> tuple[Derived, ...]:
     """The ``window_frames`` frames of a ``window_s`` window around ``centre``, each resized
     to ``image_size`` x ``image_size`` as the VLM and the embedder see them."""
-    idx = window_indices(int(centre), video.num_frames, video.fps, cfg.window_s,
-                         cfg.window_frames)
+    idx = window_frames_closed(int(centre), video.num_frames, video.fps, cfg.window_s,
+                               cfg.window_frames)
     return tuple(Derived.of(resized, [f], width=cfg.image_size, height=cfg.image_size)
                  for f in video.frames(idx))
 
