@@ -19,9 +19,8 @@ from pydantic import Field
 from ..metrics import segments_to_frames
 from ..runtime import Ask, Derived, EncodeVideo, Runtime, VideoRef
 from ..lavad.video_clip import clip_frames, clip_requests, mean_unit
-from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth,
-                      interpolate_missing, knn_softmax, resized, window_frames_half_open,
-                      window_frames_closed)
+from ..stages import (ModelId, centre_frames, config_dataclass, gaussian_smooth, knn_softmax,
+                      interpolate_missing, resized, window_frames_closed, window_frames_half_open)
 from . import prompts
 from .prompts import read_label
 
