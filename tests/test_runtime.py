@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vadnb import lavad, models
-from vadnb.cache import make_key
+from vadnb.cache import CacheWarning, make_key
 from vadnb.models.base import FailedReply
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
-from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame,
-                           FrameStore, Roles, Runtime, image_key, request_key)
+from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeText, EncodeVideo,
+                           Frame, FrameStore, Roles, Runtime, image_key, request_key)
 from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
 
 
@@ -191,6 +191,48 @@ def test_failed_replies_are_returned_not_cached(fresh_cache):
     assert rt.model_calls().loc[0, "failures"] == 1
     assert rt.map("llm", req) == ["fine"] and len(calls) == 2
     assert rt.map("llm", req) == ["fine"] and len(calls) == 2
+
+
+def test_only_a_failed_or_damaged_batch_is_asked_again(fresh_cache):
+    """Batches are stored as they return, one entry each; a batch holding a failed reply is
+    not stored, and a damaged entry is named, removed and asked again, alone."""
+    asked: list[str] = []
+    failed: list[str] = []  # "b" fails the first time only
+
+    def answer(messages):
+        text = messages[0]["content"]
+        asked.append(text)
+        if text == "b" and not failed:
+            failed.append(text)
+            return FailedReply("empty")
+        return text.upper()
+
+    requests = [Chat([{"role": "user", "content": x}]) for x in "abcdef"]
+    rt = Runtime(Roles(backends={"llm": ScriptedLLM(answer, name="srv")}), fresh_cache)
+    out = rt.map("llm", requests, batch_size=2)
+    assert out == ["A", "", "C", "D", "E", "F"] and out[1].failed
+    assert len(list((fresh_cache.root / "stages" / "runtime.llm").glob("*.npz"))) == 2
+    keys = [rt.key("llm", r) for r in requests]
+    fresh_cache.path("runtime.llm", make_key({"items": keys[2:4]})).write_bytes(b"")
+    asked.clear()
+    with pytest.warns(CacheWarning, match="damaged"):
+        assert rt.map("llm", requests, batch_size=2) == ["A", "B", "C", "D", "E", "F"]
+    assert asked == ["a", "b", "c", "d"]
+    assert rt.map("llm", requests, batch_size=2) == ["A", "B", "C", "D", "E", "F"]
+    assert asked == ["a", "b", "c", "d"]  # every batch stored now
+
+
+def test_a_batch_of_vectors_is_one_entry_and_a_short_reply_is_an_error(fresh_cache):
+    values = {f"t{i}": np.full(1000, i + 1, np.float32) for i in range(8)}
+    embedder = ScriptedEmbedder(text_fn=values.__getitem__, name="vec")
+    rt = Runtime(Roles(backends={"embedder": embedder}), fresh_cache)
+    rt.map("embedder", [EncodeText(t) for t in values], batch_size=4)
+    report = fresh_cache.report().set_index("stage").loc["runtime.embedder"]
+    assert report["entries"] == 2  # two batches, each vector stored once (stacked)
+    assert report["MB"] * 1e6 < 1.2 * sum(v.nbytes for v in values.values())
+    embedder.encode_text = lambda texts: np.ones((len(texts) - 1, 4))
+    with pytest.raises(RuntimeError, match="returned 2 answers for 3 requests"):
+        rt.map("embedder", [EncodeText(t) for t in "xyz"])
 
 
 def test_given_backends_are_never_released(fresh_cache, clip_video):

@@ -36,7 +36,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -251,10 +251,10 @@ _MISSING = object()
 
 
 class Cache:
-    """Stage outputs on disk under ``root/<stage>/<key>.npz``.
+    """Stage outputs on disk under ``root/stages/<stage>/<key>.npz``.
 
-    ``memo`` caches a whole stage; ``map`` caches item by item in batches, so an
-    interrupted loop resumes at the first batch it had not finished.
+    ``memo`` caches a whole stage; :meth:`vadnb.runtime.Runtime.map` caches model calls
+    batch by batch through ``get`` and ``put``, so an interrupted run resumes.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
@@ -353,58 +353,6 @@ class Cache:
         value = compute()
         self.put(stage, parts, value)
         return value
-
-    def map(
-        self,
-        stage: str,
-        parts: dict[str, Any],
-        items: Sequence[Any],
-        compute: Callable[[list[Any]], list[Any]],
-        batch_size: int = 16,
-        desc: str | None = None,
-    ) -> list[Any]:
-        """``compute`` over ``items`` in batches, each finished batch stored at once.
-
-        A run killed half-way keeps every batch it finished; the next run with the same
-        ``parts`` and ``items`` computes only the rest. ``compute`` gets a list of items
-        and must return one result per item, in order. Each result is stored once, in its
-        batch's entry (stage ``<stage>.part``); a batch holding a failed reply is not
-        stored, so only that batch is asked again next time.
-        """
-        items = list(items)
-        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        results: list[Any] = []
-        todo = []
-        for b, batch in enumerate(batches):
-            cached = self.get(f"{stage}.part", {**parts, "batch": batch}, _MISSING)
-            todo.append(cached is _MISSING)
-            results.append(cached)
-        if any(todo):
-            self.misses += 1
-            from .progress import bar as progress_bar
-
-            # no bar for sub-second steps, none inside a stage that shows its own
-            bar = progress_bar(total=len(items), desc=desc or stage,
-                               disable=len(items) <= batch_size)
-            for b, batch in enumerate(batches):
-                if todo[b]:
-                    out = list(compute(list(batch)))
-                    if len(out) != len(batch):
-                        raise ValueError(f"{stage}: compute returned {len(out)} results "
-                                         f"for {len(batch)} items")
-                    self.put(f"{stage}.part", {**parts, "batch": batch}, out)
-                    results[b] = out
-                bar.update(len(batch))
-            bar.close()
-        else:
-            self.hits += 1
-        return [r for batch_out in results for r in batch_out]
-
-    def size_bytes(self, stage: str | None = None) -> int:
-        base = self.root / "stages" / stage if stage else self.root / "stages"
-        if not base.exists():
-            return 0
-        return sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
 
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""

@@ -148,9 +148,6 @@ class Roles:
             self.loaded[role] = backend
         return self.loaded[role]
 
-    def is_loaded(self, role: str) -> bool:
-        return role in self.loaded
-
     def release(self, *roles: str) -> None:
         """Free the models this object loaded for ``roles`` (all when none is named: the run
         is over, so the decoded frames it kept go too).
@@ -285,10 +282,6 @@ class Ask:
     system: str | None = None  # a system message before the question (None: none)
 
 
-#: Ask fields left out of its cache key while at these defaults (keys made before they existed).
-_ASK_NEUTRAL = {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}
-
-
 @dataclass(frozen=True)
 class Caption:
     """One image for the ``captioner`` role."""
@@ -329,9 +322,6 @@ class EncodeVideo:
     frames: tuple[Any, ...]
 
 
-Request = Chat | Ask | Caption | EncodeImage | EncodeImageRaw | EncodeText | EncodeVideo
-
-
 def _images_of(request: Any) -> tuple[Any, ...]:
     if isinstance(request, (Caption, EncodeImage, EncodeImageRaw)):
         return (request.image,)
@@ -342,8 +332,9 @@ def _images_of(request: Any) -> tuple[Any, ...]:
     return ()
 
 
+#: Settings added after keys were first made: left out of a key while at these defaults.
 _UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
-                     "Ask": _ASK_NEUTRAL}
+                     "Ask": {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -383,8 +374,9 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
     if isinstance(request, Chat) and request.choices is not None:
         out["choices"] = tuple(request.choices)
     if isinstance(request, Ask):  # the optional settings only when set (older backends)
-        out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
-                    if getattr(request, k) != _ASK_NEUTRAL.get(k)})
+        neutral = _UNKEYED_DEFAULTS["Ask"]
+        out.update({k: getattr(request, k) for k in ("max_pixels", *neutral)
+                    if getattr(request, k) != neutral.get(k)})
     return out
 
 
