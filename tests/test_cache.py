@@ -107,7 +107,6 @@ import io  # noqa: E402
 import json  # noqa: E402
 import warnings  # noqa: E402
 
-from vadnb.cache import holds_failure  # noqa: E402
 from vadnb.models.base import FailedReply, Reply  # noqa: E402
 from vadnb.models.scripted import ScriptedLLM  # noqa: E402
 from vadnb.runtime import Chat, Roles, Runtime  # noqa: E402
@@ -177,10 +176,10 @@ def test_a_full_disk_returns_the_result_and_leaves_no_temp_file(fresh_cache, mon
 
 
 def test_failed_replies_are_returned_but_never_stored(fresh_cache):
-    assert holds_failure({"replies": [Reply("a"), FailedReply("x")]})
-    assert not holds_failure({"replies": [Reply("a"), ""]})
+    assert fresh_cache.put("s", {}, {"replies": [Reply("a"), FailedReply("x")]}) is False
     assert fresh_cache.put("s", {}, {"replies": [FailedReply("x")]}) is False
     assert fresh_cache.get("s", {}) is None
+    assert fresh_cache.put("s", {"k": 1}, {"replies": [Reply("a"), ""]}) is True  # "" is a reply
     assert fresh_cache.memo("s", {}, lambda: [Reply("fine")]) == ["fine"]
 
 

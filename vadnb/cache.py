@@ -42,8 +42,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache",
-           "holds_failure"]
+__all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache"]
 
 _ARRAY_TAG = "__ndarray__"
 _TUPLE_TAG = "__tuple__"
@@ -59,17 +58,6 @@ class CacheWarning(UserWarning):
 
 class _Uncacheable(Exception):
     """Raised while encoding a value that holds a failed reply: the value is not stored."""
-
-
-def holds_failure(value: Any) -> bool:
-    """True when ``value`` holds a failed reply (an object whose ``failed`` is true) anywhere."""
-    if getattr(value, "failed", False) is True:
-        return True
-    if isinstance(value, dict):
-        return any(holds_failure(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(holds_failure(v) for v in value)
-    return False
 
 
 def cache_dir() -> Path:
@@ -107,20 +95,22 @@ def file_digest(path: str | os.PathLike) -> str:
             h = hashlib.sha256(b"vadnb frame folder\n")
             for e, (name, st) in zip(files, stats):
                 h.update(f"{len(name.encode())}:{name}:{st.st_size}\n".encode())
-                with open(e, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
+                _hash_file(h, e)
             _digests[memo_dir] = h.hexdigest()[:16]
         return _digests[memo_dir]
     st = p.stat()
     memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo_key not in _digests:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _digests[memo_key] = h.hexdigest()[:16]
+        _digests[memo_key] = _hash_file(hashlib.sha256(), p).hexdigest()[:16]
     return _digests[memo_key]
+
+
+def _hash_file(h: Any, path: Path) -> Any:
+    """``h`` updated with the bytes of ``path``, read by 1 MiB blocks."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
 
 
 def _canonical(obj: Any) -> Any:

@@ -322,16 +322,6 @@ class EncodeVideo:
     frames: tuple[Any, ...]
 
 
-def _images_of(request: Any) -> tuple[Any, ...]:
-    if isinstance(request, (Caption, EncodeImage, EncodeImageRaw)):
-        return (request.image,)
-    if isinstance(request, Ask):
-        return tuple(request.images)
-    if isinstance(request, EncodeVideo):
-        return tuple(request.frames)
-    return ()
-
-
 #: Settings added after keys were first made: left out of a key while at these defaults.
 _UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
                      "Ask": {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}}
@@ -380,6 +370,16 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
     return out
 
 
+#: The embedding requests: the backend's method (else its fallback: a scripted double, a
+#: text-only model) and what one request sends.
+_ENCODERS: dict[type, tuple[str, str, Callable[[Any, Any], Any]]] = {
+    EncodeImage: ("encode_image", "encode_image", lambda r, px: px(r.image)),
+    EncodeImageRaw: ("encode_image_raw", "encode_image", lambda r, px: px(r.image)),
+    EncodeText: ("encode_text", "encode", lambda r, px: r.text),
+    EncodeVideo: ("encode_video", "encode_video", lambda r, px: [px(f) for f in r.frames]),
+}
+
+
 def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]) -> list[Any]:
     """Call the backend once for requests of one kind and one group of settings."""
     first = requests[0]
@@ -392,19 +392,11 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
     if isinstance(first, Caption):
         cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
         return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
-    if isinstance(first, EncodeImage):
-        return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
-                               dtype=np.float32))
-    if isinstance(first, EncodeImageRaw):
-        encode = getattr(backend, "encode_image_raw", None) or backend.encode_image
-        return list(np.asarray(encode([pixels(r.image) for r in requests]), dtype=np.float32))
-    if isinstance(first, EncodeText):
-        encode = getattr(backend, "encode_text", None) or backend.encode
-        return list(np.asarray(encode([r.text for r in requests]), dtype=np.float32))
-    if isinstance(first, EncodeVideo):
-        clips = [[pixels(f) for f in r.frames] for r in requests]
-        return list(np.asarray(backend.encode_video(clips), dtype=np.float32))
-    raise TypeError(f"not a runtime request: {type(first).__name__}")
+    if type(first) not in _ENCODERS:
+        raise TypeError(f"not a runtime request: {type(first).__name__}")
+    method, fallback, sent = _ENCODERS[type(first)]
+    encode = getattr(backend, method, None) or getattr(backend, fallback)
+    return list(np.asarray(encode([sent(r, pixels) for r in requests]), dtype=np.float32))
 
 
 def _group(requests: list[Any]) -> list[list[int]]:
@@ -496,8 +488,7 @@ class _Pixels:
         self.store: FrameStore = runtime.frames
         self.pending: Counter[Frame] = Counter()  # frame -> batches still needing it
         for batch in batches:
-            for frame in {f for r in batch for img in _images_of(r) for f in _frames_in(img)}:
-                self.pending[frame] += 1
+            self.pending.update(set(_frames_of(batch)))
         self.buffer: dict[Frame, np.ndarray] = {}
         for frame in self.pending:  # taken now: the store may drop them while this map runs
             image = self.store.get(frame)
@@ -540,7 +531,7 @@ class _Pixels:
         return self.buffer[frame]
 
     def batch_done(self, batch: list[Any]) -> None:
-        for frame in {f for r in batch for img in _images_of(r) for f in _frames_in(img)}:
+        for frame in set(_frames_of(batch)):
             self.pending[frame] -= 1
             if self.pending[frame] <= 0:
                 self.buffer.pop(frame, None)
@@ -553,24 +544,22 @@ class _Pixels:
         self.buffer.clear()
 
 
-def _frames_in(image: Any) -> Iterable[Frame]:
-    if isinstance(image, Frame):
-        yield image
-    elif isinstance(image, Derived):
-        for s in image.sources:
-            yield from _frames_in(s)
-
-
 def _frames_of(items: Any) -> Iterable[Frame]:
-    """The frames in requests, images, or (nested) lists of them."""
-    if isinstance(items, (Frame, Derived)):
-        yield from _frames_in(items)
-    elif isinstance(items, (list, tuple)):
+    """The frames in requests, images (a derived image's sources), or lists of them."""
+    if isinstance(items, Frame):
+        yield items
+        return
+    if isinstance(items, (Caption, EncodeImage, EncodeImageRaw)):
+        items = (items.image,)
+    elif isinstance(items, Ask):
+        items = items.images
+    elif isinstance(items, EncodeVideo):
+        items = items.frames
+    elif isinstance(items, Derived):
+        items = items.sources
+    if isinstance(items, (list, tuple)):
         for item in items:
             yield from _frames_of(item)
-    elif not isinstance(items, np.ndarray):
-        for image in _images_of(items):
-            yield from _frames_in(image)
 
 
 # --------------------------------------------------------------------------- the runtime
