@@ -344,16 +344,13 @@ def request_key(model: str, request: Any) -> str:
     return make_key({"model": model, "kind": type(request).__name__, **fields})
 
 
+#: What differs between the requests of one backend call; every other field is a setting.
+_PAYLOAD = {"messages", "draw", "images", "prompt", "image", "text", "frames"}
+
+
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
-    if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature, request.top_p, request.choices)
-    if isinstance(request, Ask):
-        return (request.max_new_tokens, request.temperature, request.max_pixels,
-                request.top_p, request.repetition_penalty, request.system)
-    if isinstance(request, Caption):
-        return (request.max_new_tokens,)
-    return ()
+    return tuple(getattr(request, f) for f in request.__dataclass_fields__ if f not in _PAYLOAD)
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:

@@ -21,29 +21,11 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 C = TypeVar("C")
 
-__all__ = [
-    "centre_frames",
-    "window_frames_closed",
-    "window_frames_half_open",
-    "resized",
-    "knn_softmax",
-    "top_k",
-    "gaussian_kernel",
-    "gaussian_smooth",
-    "interpolate_missing",
-    "parse_bracket_score",
-    "parse_first_number",
-    "parse_binary_label",
-    "ParseLog",
-    "CONFIG_RULES",
-    "SEQUENCE",
-    "ModelId",
-    "config_dataclass",
-    "configure",
-    "config_error",
-    "Difference",
-    "differences_markdown",
-]
+__all__ = ["centre_frames", "window_frames_closed", "window_frames_half_open", "resized",
+           "knn_softmax", "top_k", "gaussian_kernel", "gaussian_smooth", "interpolate_missing",
+           "parse_bracket_score", "parse_first_number", "parse_binary_label", "ParseLog",
+           "CONFIG_RULES", "SEQUENCE", "ModelId", "config_dataclass", "configure",
+           "config_error", "Difference", "differences_markdown"]
 
 
 def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
