@@ -511,8 +511,7 @@ class _Pixels:
             if stream is None:
                 wanted = {f.index for f, n in self.pending.items()
                           if n > 0 and f.video == frame.video and f not in self.buffer}
-                wanted |= self.store.ahead(frame.video, wanted, self.rt._frame_bytes(frame.video))
-                stream = self.rt._decode(frame.video, sorted(wanted))
+                stream = self.rt._decode(frame.video, wanted)
                 self.streams[frame.video] = stream
             try:
                 chunk = next(stream)
@@ -619,18 +618,16 @@ class Runtime:
         for frame in _frames_of(items):
             self.frames.planned.setdefault(frame.video, set()).add(frame.index)
 
-    def _frame_bytes(self, digest: str) -> int:
-        ref = self.videos.get(digest)
-        return ref.frame_bytes if ref is not None else 0
-
-    def _decode(self, digest: str, indices: Sequence[int]) -> Any:
+    def _decode(self, digest: str, wanted: set[int]) -> Any:
+        """One forward pass over the ``wanted`` frames, and the planned ones within budget."""
         from .video import iter_frames
 
         ref = self.videos.get(digest)
         if ref is None:
             raise KeyError(f"video {digest} is unknown to this runtime; call rt.video(path) "
                            "before sending its frames")
-        return iter_frames(ref.path, indices=np.asarray(indices, dtype=np.int64),
+        wanted = wanted | self.frames.ahead(digest, wanted, ref.frame_bytes)
+        return iter_frames(ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
                            cache=self.cache, chunk=16)
 
     def pixels(self, images: Sequence[Any]) -> list[np.ndarray]:
