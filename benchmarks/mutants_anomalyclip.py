@@ -1,22 +1,14 @@
 """Mutation run for AnomalyCLIP (issue 23): plant one plausible result-changing bug at a
-time in vadnb/anomalyclip, run tests/test_anomalyclip.py, restore the file, and print which
-test caught each mutant.
+time in vadnb/anomalyclip and see which test of tests/test_anomalyclip.py catches it
+(``_mutants.py``).
 
-    VADNB_PROFILE=tiny python benchmarks/mutants_anomalyclip.py [--only N ...]
-
-Each mutant is an exact string replacement that must match once; the file is restored
-with ``git checkout -- <file>`` after each run (the script refuses to start on a dirty file).
+    PYTHONPATH=. VADNB_PROFILE=tiny python benchmarks/mutants_anomalyclip.py [NUMBER ...]
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import subprocess
-import sys
-from pathlib import Path
+from _mutants import as_rows, main
 
-REPO = Path(__file__).resolve().parents[1]
 PKG = "vadnb/anomalyclip/"
 
 #: (name, file, old, new)
@@ -97,45 +89,5 @@ MUTANTS: list[tuple[str, str, str, str]] = [
 ]
 
 
-def run_one(path: Path, old: str, new: str, timeout: int) -> str:
-    text = path.read_text()
-    if text.count(old) != 1:
-        return f"NOT APPLIED ({text.count(old)} matches)"
-    path.write_text(text.replace(old, new))
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               "tests/test_anomalyclip.py"], cwd=REPO, capture_output=True,
-                              text=True, timeout=timeout)
-        failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
-        errors = re.findall(r"^ERROR (\S+)", proc.stdout, re.M)
-        if failed or errors:
-            return "caught by " + (failed or errors)[0].split("::")[-1]
-        return "caught (pytest rc %d)" % proc.returncode if proc.returncode else "MISSED"
-    except subprocess.TimeoutExpired:
-        return "caught? (timed out)"
-    finally:
-        subprocess.run(["git", "checkout", "--", str(path)], cwd=REPO, check=True)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", type=int, nargs="*", help="mutant numbers to run (default: all)")
-    ap.add_argument("--timeout", type=int, default=600)
-    args = ap.parse_args()
-    dirty = subprocess.run(["git", "status", "--porcelain", PKG], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.strip()
-    if dirty:
-        sys.exit(f"{PKG} has uncommitted changes; commit them first:\n{dirty}")
-    caught = total = 0
-    for i, (name, file, old, new) in enumerate(MUTANTS, 1):
-        if args.only and i not in args.only:
-            continue
-        result = run_one(REPO / PKG / file, old, new, args.timeout)
-        total += 1
-        caught += result.startswith("caught")
-        print(f"{i:2d}  {name:55s} {result}", flush=True)
-    print(f"caught {caught} of {total}")
-
-
 if __name__ == "__main__":
-    main()
+    main(as_rows(MUTANTS, prefix=PKG), ["tests/test_anomalyclip.py"])

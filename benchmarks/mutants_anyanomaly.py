@@ -1,19 +1,13 @@
 """Mutation run for AnyAnomaly: plant plausible result-changing bugs one at a time in
-``vadnb/anyanomaly`` and see which test of ``tests/test_anyanomaly.py`` catches each.
+``vadnb/anyanomaly`` and see which test of ``tests/test_anyanomaly.py`` catches each
+(``_mutants.py``).
 
-Usage (from the repository root, with PYTHONPATH=. and VADNB_PROFILE=tiny):
-``python benchmarks/mutants_anyanomaly.py [NAME ...]``. Each mutant is a string replacement
-in one file; the file is restored with ``git checkout -- FILE`` after its run, so start from
-a clean working tree. Prints one row per mutant: its name, and the first failing test or
-"SURVIVED"; then the caught count.
+    PYTHONPATH=. VADNB_PROFILE=tiny python benchmarks/mutants_anyanomaly.py [NAME ...]
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
+from _mutants import main
 
 A = "vadnb/anyanomaly/"
 MUTANTS: list[tuple[str, str, str, str]] = [  # name, file, old, new
@@ -89,29 +83,5 @@ FIRST = ["tests/test_anyanomaly.py::test_run_as_a_whole_matches_the_official_pip
          "tests/test_anyanomaly.py::test_decoding_settings_are_keyed_and_reach_the_backends"]
 
 
-def run_one(name: str, path: str, old: str, new: str) -> str:
-    """Apply one mutant, run the method's tests, restore; the first failing test or SURVIVED."""
-    text = Path(path).read_text()
-    if text.count(old) != 1:
-        return f"NOT APPLIED ({text.count(old)} matches)"
-    Path(path).write_text(text.replace(old, new))
-    try:
-        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                              *FIRST, "tests/test_anyanomaly.py"], capture_output=True,
-                             text=True, timeout=600).stdout
-    except subprocess.TimeoutExpired:
-        out = "FAILED timeout"
-    finally:
-        subprocess.run(["git", "checkout", "--", path], check=True)
-    m = re.search(r"FAILED (\S+)", out)
-    return m.group(1).split("::")[-1] if m else ("SURVIVED" if " passed" in out else out[-200:])
-
-
 if __name__ == "__main__":
-    chosen = [m for m in MUTANTS if not sys.argv[1:] or m[0] in sys.argv[1:]]
-    caught = 0
-    for name, path, old, new in chosen:
-        result = run_one(name, path, old, new)
-        caught += result not in ("SURVIVED",) and not result.startswith("NOT APPLIED")
-        print(f"| {name} | {result} |", flush=True)
-    print(f"caught {caught} of {len(chosen)}")
+    main(MUTANTS, [*FIRST, "tests/test_anyanomaly.py"])

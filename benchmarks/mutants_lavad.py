@@ -1,18 +1,15 @@
 """Mutation run for LAVAD (issue 23): plant one plausible result-changing bug at a time in
-vadnb/lavad/, run tests/test_lavad.py (-x, without the real-model tiny end-to-end test),
-restore the file with git, print which test caught each.
+vadnb/lavad/ and see which test of tests/test_lavad.py catches it (``_mutants.py``).
 
-    PYTHONPATH=. VADNB_PROFILE=tiny python benchmarks/mutants_lavad.py [NAME ...]
+    PYTHONPATH=. VADNB_PROFILE=tiny python benchmarks/mutants_lavad.py [--all] [NAME ...]
+
+The real-model tiny end-to-end test is left out unless ``--all``.
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
+from _mutants import as_rows, main
 
-ROOT = Path(__file__).resolve().parents[1]
 L = "vadnb/lavad/"
 C = L + "core.py"
 #: name -> (file, old, new); each `old` must occur in the file (the first is replaced)
@@ -76,33 +73,7 @@ MUTANTS = {
     "evaluate: raw AUC from refined scores": (L + "runner.py", 'raw = {n: frame_scores_of(detections[n], "raw_score") for n in labels}',
                                               'raw = {n: frame_scores_of(detections[n], "score") for n in labels}'),
 }
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_lavad.py",
-          "-k", "not tiny_profile_end_to_end"]
-
-
-def run(name: str) -> str:
-    path, old, new = MUTANTS[name]
-    f = ROOT / path
-    text = f.read_text()
-    if old not in text:
-        return "NOT APPLIED (text not found)"
-    f.write_text(text.replace(old, new, 1))
-    try:
-        out = subprocess.run(PYTEST, cwd=ROOT, capture_output=True, text=True, timeout=900).stdout
-    finally:
-        subprocess.run(["git", "checkout", "--", path], cwd=ROOT, check=True)
-    failed = re.findall(r"(?:FAILED|ERROR) tests/test_lavad.py::(\S+)", out)
-    return f"caught by {failed[0]}" if failed else "MISSED"
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(MUTANTS)
-    clean = subprocess.run(PYTEST, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    if clean.returncode != 0:  # a failing suite would "catch" every mutant
-        sys.exit("tests/test_lavad.py fails without a mutant; fix it first:\n" + clean.stdout[-2000:])
-    results = {}
-    for n in names:
-        results[n] = run(n)
-        print(f"{n:38s} {results[n]}", flush=True)
-    caught = sum(r.startswith("caught") for r in results.values())
-    print(f"caught {caught} of {len(results)}")
+    main(as_rows(MUTANTS), ["tests/test_lavad.py"], slow="not tiny_profile_end_to_end")

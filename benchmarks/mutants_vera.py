@@ -1,5 +1,5 @@
 """Mutation run for VERA (issue 23): plant one plausible result-changing bug at a time in
-vadnb/vera/, run tests/test_vera.py, restore the file, print which test caught it.
+vadnb/vera/ and see which test of tests/test_vera.py catches it (``_mutants.py``).
 
     PYTHONPATH=. VADNB_PROFILE=tiny python benchmarks/mutants_vera.py [--all] [NAME ...]
 
@@ -10,12 +10,8 @@ every test for each mutant.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
+from _mutants import as_rows, main
 
-ROOT = Path(__file__).resolve().parents[1]
 V = "vadnb/vera/"
 #: name -> (file, old, new); each `old` must occur in the file
 MUTANTS = {
@@ -62,7 +58,7 @@ MUTANTS = {
     "reply budget 512": (V + "core.py", "Field(ge=1, le=32_768)] = 1024", "Field(ge=1, le=32_768)] = 512"),
     "VLM frames 224 px": (V + "core.py", "Field(ge=16, le=4096)] = 448", "Field(ge=16, le=4096)] = 224"),
     "features from VERA's window": (V + "prompts.py", "window_clip(video, window_frames_half_open(",
-                                     "window_clip(video, window_indices("),
+                                     "window_clip(video, window_frames_closed("),
 }
 
 
@@ -70,29 +66,5 @@ MUTANTS = {
 SLOW = "not tiny_models and not oracle_learns and not one_model_at_a_time"
 
 
-def run(name: str, select: str | None = SLOW) -> str:
-    path, old, new = MUTANTS[name]
-    f = ROOT / path
-    text = f.read_text()
-    if old not in text:
-        return "NOT APPLIED (text not found)"
-    f.write_text(text.replace(old, new, 1))
-    try:
-        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                              "tests/test_vera.py", *(["-k", select] if select else [])], cwd=ROOT, capture_output=True, text=True,
-                             timeout=900).stdout
-    finally:
-        subprocess.run(["git", "checkout", "--", path], cwd=ROOT, check=True)
-    failed = re.findall(r"FAILED tests/test_vera.py::(\S+)", out)
-    return f"caught by {failed[0]}" if failed else "MISSED"
-
-
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    select = None if "--all" in args else SLOW
-    names = [a for a in args if a != "--all"] or list(MUTANTS)
-    results = {n: run(n, select) for n in names}
-    for n, r in results.items():
-        print(f"{n:36s} {r}")
-    caught = sum(r.startswith("caught") for r in results.values())
-    print(f"caught {caught} of {len(results)}")
+    main(as_rows(MUTANTS), ["tests/test_vera.py"], slow=SLOW)

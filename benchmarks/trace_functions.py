@@ -1,4 +1,5 @@
-"""How many vadnb functions one tiny run of a method executes (cold cache), and in which files.
+"""How many vadnb functions one tiny run of a method executes (cold cache), in which files, and
+what it decoded (decoder opens: one forward pass is 1; the probe's own pass is cached first).
 
     VADNB_CACHE=$(mktemp -d) python benchmarks/trace_functions.py [METHOD]   # default: lavad
 
@@ -18,6 +19,7 @@ os.environ.setdefault("VADNB_PROFILE", "tiny")
 warnings.filterwarnings("ignore")
 
 import vadnb  # noqa: E402
+from vadnb import video  # noqa: E402
 from vadnb.data import load_campus  # noqa: E402
 
 
@@ -32,6 +34,8 @@ def main(method: str = "lavad") -> None:
             seen.add((os.path.relpath(code.co_filename, package), code.co_name))
 
     clip = load_campus().subset("test").videos.path.iloc[0]
+    video.probe(clip)
+    video.reset_decode_stats()
     sys.setprofile(record)
     threading.setprofile(record)
     try:
@@ -40,7 +44,8 @@ def main(method: str = "lavad") -> None:
         sys.setprofile(None)
         threading.setprofile(None)
     files = sorted({f for f, _ in seen})
-    print(f"{method}: {len(seen)} vadnb functions in {len(files)} files")
+    print(f"{method}: {len(seen)} vadnb functions in {len(files)} files; decoded "
+          f"{video.decode_stats()}")
     for f in files:
         print(f"  {f:28s} {sum(1 for g, _ in seen if g == f)}")
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vadnb import lavad, models
-from vadnb.cache import make_key
+from vadnb.cache import CacheWarning, make_key
 from vadnb.models.base import FailedReply
 from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM, ScriptedVLM
-from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeVideo, Frame,
-                           FrameStore, Roles, Runtime, image_key, request_key)
+from vadnb.runtime import (Ask, Caption, Chat, Derived, EncodeImage, EncodeText, EncodeVideo,
+                           Frame, FrameStore, Roles, Runtime, image_key, request_key)
 from vadnb.video import decode_stats, read_frame_code, reset_decode_stats, write_test_video
 
 
@@ -193,6 +193,48 @@ def test_failed_replies_are_returned_not_cached(fresh_cache):
     assert rt.map("llm", req) == ["fine"] and len(calls) == 2
 
 
+def test_only_a_failed_or_damaged_batch_is_asked_again(fresh_cache):
+    """Batches are stored as they return, one entry each; a batch holding a failed reply is
+    not stored, and a damaged entry is named, removed and asked again, alone."""
+    asked: list[str] = []
+    failed: list[str] = []  # "b" fails the first time only
+
+    def answer(messages):
+        text = messages[0]["content"]
+        asked.append(text)
+        if text == "b" and not failed:
+            failed.append(text)
+            return FailedReply("empty")
+        return text.upper()
+
+    requests = [Chat([{"role": "user", "content": x}]) for x in "abcdef"]
+    rt = Runtime(Roles(backends={"llm": ScriptedLLM(answer, name="srv")}), fresh_cache)
+    out = rt.map("llm", requests, batch_size=2)
+    assert out == ["A", "", "C", "D", "E", "F"] and out[1].failed
+    assert len(list((fresh_cache.root / "stages" / "runtime.llm").glob("*.npz"))) == 2
+    keys = [rt.key("llm", r) for r in requests]
+    fresh_cache.path("runtime.llm", make_key({"items": keys[2:4]})).write_bytes(b"")
+    asked.clear()
+    with pytest.warns(CacheWarning, match="damaged"):
+        assert rt.map("llm", requests, batch_size=2) == ["A", "B", "C", "D", "E", "F"]
+    assert asked == ["a", "b", "c", "d"]
+    assert rt.map("llm", requests, batch_size=2) == ["A", "B", "C", "D", "E", "F"]
+    assert asked == ["a", "b", "c", "d"]  # every batch stored now
+
+
+def test_a_batch_of_vectors_is_one_entry_and_a_short_reply_is_an_error(fresh_cache):
+    values = {f"t{i}": np.full(1000, i + 1, np.float32) for i in range(8)}
+    embedder = ScriptedEmbedder(text_fn=values.__getitem__, name="vec")
+    rt = Runtime(Roles(backends={"embedder": embedder}), fresh_cache)
+    rt.map("embedder", [EncodeText(t) for t in values], batch_size=4)
+    report = fresh_cache.report().set_index("stage").loc["runtime.embedder"]
+    assert report["entries"] == 2  # two batches, each vector stored once (stacked)
+    assert report["MB"] * 1e6 < 1.2 * sum(v.nbytes for v in values.values())
+    embedder.encode_text = lambda texts: np.ones((len(texts) - 1, 4))
+    with pytest.raises(RuntimeError, match="returned 2 answers for 3 requests"):
+        rt.map("embedder", [EncodeText(t) for t in "xyz"])
+
+
 def test_given_backends_are_never_released(fresh_cache, clip_video):
     cap = ScriptedCaptioner(lambda im: "a frame", name="cap-double")
     rt = Runtime(Roles(backends={"captioner": cap}), fresh_cache)
@@ -302,6 +344,28 @@ def test_two_maps_over_the_same_frames_decode_each_frame_once(fresh_cache, clip_
     assert decode_stats()["frames_returned"] == 7 and seen[-3:] == [3, 12, 20]
 
 
+@pytest.mark.parametrize("room, opens", [(9, 1), (8, 2)])
+def test_planned_frames_are_decoded_in_one_pass_within_the_budget(fresh_cache, clip_video,
+                                                                  room, opens):
+    """A plan names the frames of every later stage: the first miss decodes them all (room
+    for the 9 planned frames). Over the budget the plan is dropped: each map decodes its own."""
+    seen: list = []
+    store = FrameStore(budget=room * 48 * 64 * 3)
+    rt = Runtime(Roles(backends={"embedder": _codes(seen)}), fresh_cache, frames=store)
+    v = rt.video(clip_video)
+    firsts = [EncodeImage(f) for f in v.frames([30, 2, 11])]
+    seconds = [EncodeVideo(tuple(v.frames([5, 2]))), EncodeImage(Derived.of(_grid, v.frames(
+        [39, 20, 21, 22])))]
+    reset_decode_stats()
+    rt.plan(firsts, seconds, v.frame(8))
+    assert decode_stats()["opens"] == 0  # a plan decodes nothing by itself
+    rt.map("embedder", firsts)
+    rt.map("embedder", seconds)
+    assert seen == [30, 2, 11, 5, 2, (39, 20, 21, 22)]
+    assert decode_stats()["opens"] == opens
+    assert decode_stats()["frames_returned"] == (9 if opens == 1 else 3 + 5)
+
+
 def test_kept_frames_stay_within_the_budget_least_recently_used_out(fresh_cache, clip_video):
     frame_bytes = 48 * 64 * 3
     store = FrameStore(budget=10 * frame_bytes + frame_bytes // 2)  # room for 10 frames
@@ -358,3 +422,28 @@ def test_a_cold_method_run_decodes_one_forward_pass(method, options, fresh_cache
     stats = decode_stats()
     assert stats["opens"] == 1 and stats["frames_decoded"] <= n
     assert stats["frames_returned"] <= n and seek_stats()["fallbacks"] == 0
+
+
+@pytest.mark.parametrize("method", ["lavad", "vera"])
+def test_a_cold_run_decodes_once_and_a_warm_rerun_decodes_and_loads_nothing(method, fresh_cache):
+    """LAVAD captions the centre frames, then embeds the window frames; VERA asks the VLM
+    about each window, then embeds clips whose frames the VLM never saw. The pipeline plans
+    every frame at its start, so a cold run decodes them all in one forward pass; a warm
+    re-run reads every answer from the cache: no frame decoded, no model loaded."""
+    import vadnb
+    from vadnb.video import probe, seek_stats
+
+    path = _campus_clip()
+    n = probe(path, cache=fresh_cache).num_frames  # the probe's own pass, cached per file
+    reset_decode_stats()
+    cold = vadnb.detect(path, method=method, profile="tiny", cache=fresh_cache)
+    assert cold.model_calls["calls"].sum() > 0
+    stats = decode_stats()
+    assert stats["opens"] == 1 and stats["frames_decoded"] <= n
+    assert seek_stats()["fallbacks"] == 0
+    reset_decode_stats()
+    models.reset_load_stats()
+    warm = vadnb.detect(path, method=method, profile="tiny", cache=fresh_cache)
+    assert decode_stats() == {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
+    assert models.load_stats().empty and warm.model_calls["calls"].sum() == 0
+    np.testing.assert_array_equal(warm.frame_scores, cold.frame_scores)

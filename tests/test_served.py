@@ -204,6 +204,7 @@ import warnings  # noqa: E402
 
 from vadnb.cache import Cache  # noqa: E402
 from vadnb.models.base import FailedReply, Reply  # noqa: E402
+from vadnb.runtime import Chat, Roles, Runtime  # noqa: E402
 
 
 def _with_password(server, password="s3cret"):
@@ -212,20 +213,18 @@ def _with_password(server, password="s3cret"):
 
 def test_empty_and_null_replies_are_failed_and_never_cached(server, tmp_path):
     llm = served.ServedLLM("echo", server.url, max_concurrency=1, max_retries=1, backoff_s=0.01)
-    cache = Cache(tmp_path)
-
-    def ask(batch):
-        return llm.batch([[{"role": "user", "content": x}] for x in batch])
+    rt = Runtime(Roles(backends={"llm": llm}), Cache(tmp_path))
+    ask = [Chat([{"role": "user", "content": x}]) for x in ["a", "b"]]
 
     server.reply_next({"content": ""}, {"content": None}, {"content": None})
     with pytest.warns(RuntimeWarning, match="2 of 2 replies failed.*not cached"):
-        first = cache.map("llm", {"m": llm.name}, ["a", "b"], ask)
+        first = rt.map("llm", ask)
     assert first == ["", ""] and all(isinstance(r, FailedReply) for r in first)
     assert len(server.requests) == 3  # the empty reply is final; the null one was retried
     # the server is fixed: the same run asks again instead of replaying the failure
-    again = cache.map("llm", {"m": llm.name}, ["a", "b"], ask)
+    again = rt.map("llm", ask)
     assert again == ["echo: a", "echo: b"] and len(server.requests) == 5
-    assert cache.map("llm", {"m": llm.name}, ["a", "b"], ask) == again  # now cached
+    assert rt.map("llm", ask) == again  # now cached
     assert len(server.requests) == 5
 
 

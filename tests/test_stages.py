@@ -12,13 +12,13 @@ def test_centre_frames_and_windows():
     with pytest.raises(ValueError, match="0 frames"):
         stages.centre_frames(0)
     # 10 s at 10 fps around frame 100 of 300: frames 50..150, 10 samples evenly
-    w = stages.window_indices(100, 300, fps=10, window_s=10, n=10)
+    w = stages.window_frames_closed(100, 300, fps=10, window_s=10, n=10)
     assert w[0] == 50 and w[-1] == 150 and len(w) == 10
     assert w.tolist() == np.linspace(50, 150, 10).round().astype(int).tolist()
     # clipped at the start, not shifted
-    assert stages.window_indices(0, 300, fps=30).tolist()[0] == 0
-    assert stages.window_indices(0, 300, fps=30).tolist()[-1] == 150
-    assert stages.window_indices(290, 300, fps=30)[-1] == 299
+    assert stages.window_frames_closed(0, 300, fps=30).tolist()[0] == 0
+    assert stages.window_frames_closed(0, 300, fps=30).tolist()[-1] == 150
+    assert stages.window_frames_closed(290, 300, fps=30)[-1] == 299
 
 
 def test_knn_softmax_by_hand():

@@ -520,7 +520,7 @@ def test_window_frames_are_the_frames_read_at_image_size(tmp_path):
     v = rt.video(path)
     cfg = vera.Config(image_size=32)
     window = vera.core.window(v, 45, cfg)
-    expected = read_frames(path, indices=np.unique(vadnb.stages.window_indices(
+    expected = read_frames(path, indices=np.unique(vadnb.stages.window_frames_closed(
         45, 90, v.fps, cfg.window_s, cfg.window_frames)), size=(32, 32)).images
     np.testing.assert_array_equal(np.stack(rt.pixels(window)), expected)
 

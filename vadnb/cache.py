@@ -36,14 +36,13 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache",
-           "holds_failure"]
+__all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache"]
 
 _ARRAY_TAG = "__ndarray__"
 _TUPLE_TAG = "__tuple__"
@@ -59,17 +58,6 @@ class CacheWarning(UserWarning):
 
 class _Uncacheable(Exception):
     """Raised while encoding a value that holds a failed reply: the value is not stored."""
-
-
-def holds_failure(value: Any) -> bool:
-    """True when ``value`` holds a failed reply (an object whose ``failed`` is true) anywhere."""
-    if getattr(value, "failed", False) is True:
-        return True
-    if isinstance(value, dict):
-        return any(holds_failure(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(holds_failure(v) for v in value)
-    return False
 
 
 def cache_dir() -> Path:
@@ -107,20 +95,22 @@ def file_digest(path: str | os.PathLike) -> str:
             h = hashlib.sha256(b"vadnb frame folder\n")
             for e, (name, st) in zip(files, stats):
                 h.update(f"{len(name.encode())}:{name}:{st.st_size}\n".encode())
-                with open(e, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
+                _hash_file(h, e)
             _digests[memo_dir] = h.hexdigest()[:16]
         return _digests[memo_dir]
     st = p.stat()
     memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo_key not in _digests:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _digests[memo_key] = h.hexdigest()[:16]
+        _digests[memo_key] = _hash_file(hashlib.sha256(), p).hexdigest()[:16]
     return _digests[memo_key]
+
+
+def _hash_file(h: Any, path: Path) -> Any:
+    """``h`` updated with the bytes of ``path``, read by 1 MiB blocks."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
 
 
 def _canonical(obj: Any) -> Any:
@@ -251,10 +241,10 @@ _MISSING = object()
 
 
 class Cache:
-    """Stage outputs on disk under ``root/<stage>/<key>.npz``.
+    """Stage outputs on disk under ``root/stages/<stage>/<key>.npz``.
 
-    ``memo`` caches a whole stage; ``map`` caches item by item in batches, so an
-    interrupted loop resumes at the first batch it had not finished.
+    ``memo`` caches a whole stage; :meth:`vadnb.runtime.Runtime.map` caches model calls
+    batch by batch through ``get`` and ``put``, so an interrupted run resumes.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
@@ -353,58 +343,6 @@ class Cache:
         value = compute()
         self.put(stage, parts, value)
         return value
-
-    def map(
-        self,
-        stage: str,
-        parts: dict[str, Any],
-        items: Sequence[Any],
-        compute: Callable[[list[Any]], list[Any]],
-        batch_size: int = 16,
-        desc: str | None = None,
-    ) -> list[Any]:
-        """``compute`` over ``items`` in batches, each finished batch stored at once.
-
-        A run killed half-way keeps every batch it finished; the next run with the same
-        ``parts`` and ``items`` computes only the rest. ``compute`` gets a list of items
-        and must return one result per item, in order. Each result is stored once, in its
-        batch's entry (stage ``<stage>.part``); a batch holding a failed reply is not
-        stored, so only that batch is asked again next time.
-        """
-        items = list(items)
-        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        results: list[Any] = []
-        todo = []
-        for b, batch in enumerate(batches):
-            cached = self.get(f"{stage}.part", {**parts, "batch": batch}, _MISSING)
-            todo.append(cached is _MISSING)
-            results.append(cached)
-        if any(todo):
-            self.misses += 1
-            from .progress import bar as progress_bar
-
-            # no bar for sub-second steps, none inside a stage that shows its own
-            bar = progress_bar(total=len(items), desc=desc or stage,
-                               disable=len(items) <= batch_size)
-            for b, batch in enumerate(batches):
-                if todo[b]:
-                    out = list(compute(list(batch)))
-                    if len(out) != len(batch):
-                        raise ValueError(f"{stage}: compute returned {len(out)} results "
-                                         f"for {len(batch)} items")
-                    self.put(f"{stage}.part", {**parts, "batch": batch}, out)
-                    results[b] = out
-                bar.update(len(batch))
-            bar.close()
-        else:
-            self.hits += 1
-        return [r for batch_out in results for r in batch_out]
-
-    def size_bytes(self, stage: str | None = None) -> int:
-        base = self.root / "stages" / stage if stage else self.root / "stages"
-        if not base.exists():
-            return 0
-        return sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
 
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""

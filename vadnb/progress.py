@@ -2,7 +2,7 @@
 
 ``bar(...)`` is ``tqdm.auto.tqdm`` with three defaults: it appears only after a second
 (``delay``), it disappears when done (``leave=False``), and it stays hidden while another
-bar is running, so a stage that shows its own bar (a run over many videos, a cache map)
+bar is running, so a stage that shows its own bar (a run over many videos, a runtime map)
 is not buried under the bars of the steps inside it.
 
 In a notebook, a saved (executed) copy keeps each bar's text as it was when the bar first

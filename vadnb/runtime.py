@@ -12,8 +12,9 @@ A pipeline describes *what it sends* to a model as small request values (:class:
   returns (a run killed half-way resumes at the first unfinished batch); a failed reply
   (:class:`vadnb.models.FailedReply`) is returned but never stored;
 - loads a role's model on the first miss only and decodes a frame only when a request that
-  misses needs its pixels, all frames of one map in one forward pass of :mod:`vadnb.video`.
-  A warm run loads no model and decodes no frame;
+  misses needs its pixels, all frames of one map in one forward pass of :mod:`vadnb.video`
+  (and with them every frame the pipeline planned for its later stages, :meth:`Runtime.plan`,
+  so a cold run decodes once). A warm run loads no model and decodes no frame;
 - keeps the frames it decoded for the later calls of the same run (a :class:`FrameStore`
   shared by the runtimes of one :class:`Roles`, within a byte budget), so a cold run whose
   stages send the same frames (AnyAnomaly's windows then its VLM, VERA's answers then its
@@ -147,9 +148,6 @@ class Roles:
             self.loaded[role] = backend
         return self.loaded[role]
 
-    def is_loaded(self, role: str) -> bool:
-        return role in self.loaded
-
     def release(self, *roles: str) -> None:
         """Free the models this object loaded for ``roles`` (all when none is named: the run
         is over, so the decoded frames it kept go too).
@@ -241,6 +239,7 @@ class VideoRef:
     digest: str
     num_frames: int
     fps: float
+    frame_bytes: int = 0  # one decoded frame (the frame store's budget counts them)
 
     def frame(self, index: int) -> Frame:
         return Frame(self.digest, int(index))
@@ -283,10 +282,6 @@ class Ask:
     system: str | None = None  # a system message before the question (None: none)
 
 
-#: Ask fields left out of its cache key while at these defaults (keys made before they existed).
-_ASK_NEUTRAL = {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}
-
-
 @dataclass(frozen=True)
 class Caption:
     """One image for the ``captioner`` role."""
@@ -327,21 +322,9 @@ class EncodeVideo:
     frames: tuple[Any, ...]
 
 
-Request = Chat | Ask | Caption | EncodeImage | EncodeImageRaw | EncodeText | EncodeVideo
-
-
-def _images_of(request: Any) -> tuple[Any, ...]:
-    if isinstance(request, (Caption, EncodeImage, EncodeImageRaw)):
-        return (request.image,)
-    if isinstance(request, Ask):
-        return tuple(request.images)
-    if isinstance(request, EncodeVideo):
-        return tuple(request.frames)
-    return ()
-
-
+#: Settings added after keys were first made: left out of a key while at these defaults.
 _UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
-                     "Ask": _ASK_NEUTRAL}
+                     "Ask": {"top_p": 1.0, "repetition_penalty": 1.0, "system": None}}
 
 
 def request_key(model: str, request: Any) -> str:
@@ -361,16 +344,13 @@ def request_key(model: str, request: Any) -> str:
     return make_key({"model": model, "kind": type(request).__name__, **fields})
 
 
+#: What differs between the requests of one backend call; every other field is a setting.
+_PAYLOAD = {"messages", "draw", "images", "prompt", "image", "text", "frames"}
+
+
 def _settings(request: Any) -> tuple[Any, ...]:
     """The generation settings a batch must share (one backend call per group)."""
-    if isinstance(request, Chat):
-        return (request.max_new_tokens, request.temperature, request.top_p, request.choices)
-    if isinstance(request, Ask):
-        return (request.max_new_tokens, request.temperature, request.max_pixels,
-                request.top_p, request.repetition_penalty, request.system)
-    if isinstance(request, Caption):
-        return (request.max_new_tokens,)
-    return ()
+    return tuple(getattr(request, f) for f in request.__dataclass_fields__ if f not in _PAYLOAD)
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:
@@ -381,9 +361,20 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
     if isinstance(request, Chat) and request.choices is not None:
         out["choices"] = tuple(request.choices)
     if isinstance(request, Ask):  # the optional settings only when set (older backends)
-        out.update({k: getattr(request, k) for k in ("max_pixels", *_ASK_NEUTRAL)
-                    if getattr(request, k) != _ASK_NEUTRAL.get(k)})
+        neutral = _UNKEYED_DEFAULTS["Ask"]
+        out.update({k: getattr(request, k) for k in ("max_pixels", *neutral)
+                    if getattr(request, k) != neutral.get(k)})
     return out
+
+
+#: The embedding requests: the backend's method (else its fallback: a scripted double, a
+#: text-only model) and what one request sends.
+_ENCODERS: dict[type, tuple[str, str, Callable[[Any, Any], Any]]] = {
+    EncodeImage: ("encode_image", "encode_image", lambda r, px: px(r.image)),
+    EncodeImageRaw: ("encode_image_raw", "encode_image", lambda r, px: px(r.image)),
+    EncodeText: ("encode_text", "encode", lambda r, px: r.text),
+    EncodeVideo: ("encode_video", "encode_video", lambda r, px: [px(f) for f in r.frames]),
+}
 
 
 def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]) -> list[Any]:
@@ -398,19 +389,11 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
     if isinstance(first, Caption):
         cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
         return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
-    if isinstance(first, EncodeImage):
-        return list(np.asarray(backend.encode_image([pixels(r.image) for r in requests]),
-                               dtype=np.float32))
-    if isinstance(first, EncodeImageRaw):
-        encode = getattr(backend, "encode_image_raw", None) or backend.encode_image
-        return list(np.asarray(encode([pixels(r.image) for r in requests]), dtype=np.float32))
-    if isinstance(first, EncodeText):
-        encode = getattr(backend, "encode_text", None) or backend.encode
-        return list(np.asarray(encode([r.text for r in requests]), dtype=np.float32))
-    if isinstance(first, EncodeVideo):
-        clips = [[pixels(f) for f in r.frames] for r in requests]
-        return list(np.asarray(backend.encode_video(clips), dtype=np.float32))
-    raise TypeError(f"not a runtime request: {type(first).__name__}")
+    if type(first) not in _ENCODERS:
+        raise TypeError(f"not a runtime request: {type(first).__name__}")
+    method, fallback, sent = _ENCODERS[type(first)]
+    encode = getattr(backend, method, None) or getattr(backend, fallback)
+    return list(np.asarray(encode([sent(r, pixels) for r in requests]), dtype=np.float32))
 
 
 def _group(requests: list[Any]) -> list[list[int]]:
@@ -445,6 +428,7 @@ class FrameStore:
         self.frames: OrderedDict[Frame, np.ndarray] = OrderedDict()
         self.bytes = 0  # held now
         self.peak = 0  # the most held at once (benchmarks, tests)
+        self.planned: dict[str, set[int]] = {}  # video digest -> frames the run will send
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -476,7 +460,14 @@ class FrameStore:
 
     def clear(self) -> None:
         self.frames.clear()
+        self.planned.clear()
         self.bytes = 0
+
+    def ahead(self, video: str, wanted: set[int], frame_bytes: int) -> set[int]:
+        """The planned frames of ``video`` to decode along with ``wanted`` (the plan is
+        spent): none the store holds, and none at all if they would not fit its budget."""
+        extra = {i for i in self.planned.pop(video, ()) if Frame(video, i) not in self} - wanted
+        return extra if (len(extra) + len(wanted)) * frame_bytes <= self.budget else set()
 
 
 class _Pixels:
@@ -494,8 +485,7 @@ class _Pixels:
         self.store: FrameStore = runtime.frames
         self.pending: Counter[Frame] = Counter()  # frame -> batches still needing it
         for batch in batches:
-            for frame in {f for r in batch for img in _images_of(r) for f in _frames_in(img)}:
-                self.pending[frame] += 1
+            self.pending.update(set(_frames_of(batch)))
         self.buffer: dict[Frame, np.ndarray] = {}
         for frame in self.pending:  # taken now: the store may drop them while this map runs
             image = self.store.get(frame)
@@ -519,8 +509,8 @@ class _Pixels:
         while frame not in self.buffer:
             stream = self.streams.get(frame.video)
             if stream is None:
-                wanted = sorted({f.index for f, n in self.pending.items()
-                                 if n > 0 and f.video == frame.video and f not in self.buffer})
+                wanted = {f.index for f, n in self.pending.items()
+                          if n > 0 and f.video == frame.video and f not in self.buffer}
                 stream = self.rt._decode(frame.video, wanted)
                 self.streams[frame.video] = stream
             try:
@@ -537,7 +527,7 @@ class _Pixels:
         return self.buffer[frame]
 
     def batch_done(self, batch: list[Any]) -> None:
-        for frame in {f for r in batch for img in _images_of(r) for f in _frames_in(img)}:
+        for frame in set(_frames_of(batch)):
             self.pending[frame] -= 1
             if self.pending[frame] <= 0:
                 self.buffer.pop(frame, None)
@@ -550,12 +540,22 @@ class _Pixels:
         self.buffer.clear()
 
 
-def _frames_in(image: Any) -> Iterable[Frame]:
-    if isinstance(image, Frame):
-        yield image
-    elif isinstance(image, Derived):
-        for s in image.sources:
-            yield from _frames_in(s)
+def _frames_of(items: Any) -> Iterable[Frame]:
+    """The frames in requests, images (a derived image's sources), or lists of them."""
+    if isinstance(items, Frame):
+        yield items
+        return
+    if isinstance(items, (Caption, EncodeImage, EncodeImageRaw)):
+        items = (items.image,)
+    elif isinstance(items, Ask):
+        items = items.images
+    elif isinstance(items, EncodeVideo):
+        items = items.frames
+    elif isinstance(items, Derived):
+        items = items.sources
+    if isinstance(items, (list, tuple)):
+        for item in items:
+            yield from _frames_of(item)
 
 
 # --------------------------------------------------------------------------- the runtime
@@ -604,18 +604,30 @@ class Runtime:
         from .video import probe
 
         info = probe(path, cache=self.cache, frame_rate=frame_rate)
-        ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps))
+        ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps),
+                       3 * int(info.width) * int(info.height))
         self.videos[ref.digest] = ref
         return ref
 
-    def _decode(self, digest: str, indices: Sequence[int]) -> Any:
+    def plan(self, *items: Any) -> None:
+        """Name every frame the run's later maps will send (requests, images, frames, or
+        lists of them), at the pipeline's start: the first map that misses then decodes them
+        all in one forward pass and keeps them for the later stages, where each stage alone
+        would decode its own frames again. Nothing is decoded here, so a warm run decodes
+        nothing; over the frame budget, each map decodes only its own frames."""
+        for frame in _frames_of(items):
+            self.frames.planned.setdefault(frame.video, set()).add(frame.index)
+
+    def _decode(self, digest: str, wanted: set[int]) -> Any:
+        """One forward pass over the ``wanted`` frames, and the planned ones within budget."""
         from .video import iter_frames
 
         ref = self.videos.get(digest)
         if ref is None:
             raise KeyError(f"video {digest} is unknown to this runtime; call rt.video(path) "
                            "before sending its frames")
-        return iter_frames(ref.path, indices=np.asarray(indices, dtype=np.int64),
+        wanted = wanted | self.frames.ahead(digest, wanted, ref.frame_bytes)
+        return iter_frames(ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
                            cache=self.cache, chunk=16)
 
     def pixels(self, images: Sequence[Any]) -> list[np.ndarray]:

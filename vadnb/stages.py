@@ -21,30 +21,11 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 C = TypeVar("C")
 
-__all__ = [
-    "centre_frames",
-    "window_indices",
-    "window_frames_closed",
-    "window_frames_half_open",
-    "resized",
-    "knn_softmax",
-    "top_k",
-    "gaussian_kernel",
-    "gaussian_smooth",
-    "interpolate_missing",
-    "parse_bracket_score",
-    "parse_first_number",
-    "parse_binary_label",
-    "ParseLog",
-    "CONFIG_RULES",
-    "SEQUENCE",
-    "ModelId",
-    "config_dataclass",
-    "configure",
-    "config_error",
-    "Difference",
-    "differences_markdown",
-]
+__all__ = ["centre_frames", "window_frames_closed", "window_frames_half_open", "resized",
+           "knn_softmax", "top_k", "gaussian_kernel", "gaussian_smooth", "interpolate_missing",
+           "parse_bracket_score", "parse_first_number", "parse_binary_label", "ParseLog",
+           "CONFIG_RULES", "SEQUENCE", "ModelId", "config_dataclass", "configure",
+           "config_error", "Difference", "differences_markdown"]
 
 
 def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
@@ -92,10 +73,6 @@ def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: flo
     lo = max(0, centre - half)
     hi = min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
-
-
-#: The name VERA imports today; it is :func:`window_frames_closed`.
-window_indices = window_frames_closed
 
 
 def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:

@@ -193,6 +193,7 @@ def pipeline(rt: Runtime, videos: Sequence[Any], cfg: Config,
         windows = np.stack([window_frames(int(c), v.num_frames, v.fps, cfg.window_s,
                                           cfg.frames_per_window) for c in centres])
         out.append(dict(video=v, centres=centres, windows=windows, pooled_captions=[]))
+        rt.plan(v.frames(np.union1d(centres, windows)))  # decoded in one pass
     # 1. caption the centre frames (with each captioner of the pool)
     for role in captioners:
         for r in out:

@@ -219,6 +219,8 @@ def pipeline(runs: Sequence[tuple[Runtime, VideoRef]], questions: Sequence[str],
     ``centres``, the VLM's ``replies``, their ``labels`` and :func:`refine_answers`' output."""
     centres = [centre_frames(v.num_frames, cfg.stride) for _, v in runs]
     windows = [[window(v, c, cfg) for c in cs] for (_, v), cs in zip(runs, centres)]
+    for (rt, v), cs, ws in zip(runs, centres, windows):  # every frame, decoded in one pass
+        rt.plan(ws, [feature_requests(v, c, w, cfg) for c, w in zip(cs, ws)])
 
     # 1. the VLM answers the guiding questions about every segment's window: 0 or 1
     prompt = prompts.learner_prompt(questions, cfg.window_frames)

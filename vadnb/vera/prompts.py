@@ -17,7 +17,7 @@ from typing import Any
 
 from ..lavad.video_clip import window_clip
 from ..runtime import Derived, EncodeVideo, VideoRef
-from ..stages import parse_binary_label, resized, window_frames_half_open, window_indices
+from ..stages import parse_binary_label, resized, window_frames_closed, window_frames_half_open
 
 #: The hand-written starting questions shipped with the suite.
 DEFAULT_QUESTIONS_PATH = Path(__file__).resolve().parents[2] / "data" / "vera_questions.json"
@@ -314,8 +314,8 @@ def vlm_frames(video: VideoRef, idx: Sequence[int], size: int) -> tuple[Derived,
 def window(video: VideoRef, centre: int, cfg: Any) -> tuple[Derived, ...]:
     """The ``window_frames`` frames of a ``window_s`` window around ``centre``, each resized
     to ``image_size`` x ``image_size`` as the VLM and the embedder see them."""
-    idx = window_indices(int(centre), video.num_frames, video.fps, cfg.window_s,
-                         cfg.window_frames)
+    idx = window_frames_closed(int(centre), video.num_frames, video.fps, cfg.window_s,
+                                cfg.window_frames)
     return vlm_frames(video, idx, cfg.image_size)
 
 
