@@ -166,8 +166,8 @@ tr.tiny td{color:#8b0000;background:#fdf0f0}
 .where{font-size:.88em;color:#333}.where b{color:#555;font-weight:600}
 """
 
-_BOARD_COLUMNS = ("method", "kind", "status", "profile", "videos", "frame_auc", "frame_ap", "seconds",
-                  "note")
+_BOARD_COLUMNS = ("method", "kind", "status", "profile", "videos", "frame_auc", "frame_ap",
+                  "seconds", "note")
 _MAX_THUMBS = 4
 
 
