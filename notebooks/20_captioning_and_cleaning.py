@@ -192,7 +192,7 @@ if Path(VIDEO).stem in set(campus_test.videos.name):
         display(table.assign(temporal_description=table.temporal_description
                              .str.replace("\n", " | ")))
 else:
-    print(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
+    lesson.say(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
 
 # %% [markdown]
 # The contact sheet of the same run: each row is one position's window, each picture one
@@ -338,6 +338,8 @@ captions_csv.head()
 # - Around each centre frame, a **10 s window** of 10 frames is embedded with the image
 #   encoder; each frame takes its nearest caption from the video's **caption index**.
 # - The result, the **temporal description**, is what the LLM reads in notebook 30.
+# - Perfect perception (oracle captions that state what happens) shows these steps at work
+#   before any model runs: it tests LAVAD's windows and cleaning, not a captioner.
 #
 # ## Exercises
 #

@@ -147,7 +147,7 @@ labels = (campus_test.frame_labels(Path(VIDEO).stem)
 oracle = lavad.oracle_backends(campus_test)
 ideal = lavad.run(VIDEO, backends=oracle, **LAVAD_OVERRIDES) if labels is not None else None
 if ideal is None:
-    print(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
+    lesson.say(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
 else:
     row = ideal.segments.iloc[len(ideal.segments) // 2]
     for message in lavad.summary_messages(row.temporal_description.split("\n")):
@@ -186,7 +186,9 @@ if ideal is not None:
 #   (`llm.batch(..., choices=LAVAD_SCORE_CHOICES)`), so every reply parses.
 #
 # `REAL_LLM_SETTINGS` keeps it short on a CPU (a position every 32 frames, 24-token
-# summaries); the lines printed under the cell compare its scores with the oracle's.
+# summaries); the line under the cell says, from the run, how many replies were readable and
+# whether the scores tell the positions apart as the oracle's do. Readable is not the same as
+# right.
 
 # %%
 from vadnb.models.base import LAVAD_SCORE_CHOICES
@@ -203,27 +205,21 @@ if real_llm_ran:
     print(f"LLM that loaded: {real_llm.name} ({kind}), reading true descriptions of "
           f"{Path(VIDEO).name}")
     truth = lavad.run(VIDEO, backends=oracle, **settings).segments.raw_score
-    for d, r in real.items():
-        s = r.segments
-        values = sorted(float(v) for v in s.raw_score[s.parsed.astype(bool)].unique())
-        corr = (f"{s.raw_score.corr(truth):.2f}" if s.raw_score.std() > 0 and truth.std() > 0
-                else "undefined: one score everywhere")
-        print(f"  score_decoding={d!r:10} {int(s.parsed.astype(bool).sum())} of {len(s)} score "
-              f"replies parsed, values {values}; correlation with the oracle's scores {corr}")
+    lesson.say(lavad.lesson.real_llm_statement(real_llm.name, real, truth))
     (out / "choices.json").write_text(json.dumps(
         {"llm": real_llm.name, **{d: {"positions": r.extras["positions"],
                                       "parsed": r.extras["positions"] - r.extras["parse_failures"],
                                       "replies": [str(x) for x in r.segments.score_reply]}
                                   for d, r in real.items()}}, indent=2))
-    print("\nper position: the real LLM's summary -> its choices score | oracle score | "
+    print("per position: the real LLM's summary -> its choices score | oracle score | "
           "start of its free-text score reply")
     for (_, c), (_, f), x in zip(real["choices"].segments.iterrows(),
                                  real["free"].segments.iterrows(), truth):
         print(f"  frame {c.centre_frame:4}: {c.summary!r} -> {c.score_reply} | {x:.1f} | "
               f"{str(f.score_reply)[:60]!r}")
 else:
-    print("The real LLM is not on this machine (and this profile is not 'cpu'): nothing to "
-          "run. With PROFILE = 'cpu' the suite downloads it once (93 MB).")
+    lesson.say("The real LLM is not on this machine (and this profile is not 'cpu'): nothing "
+               "to run. With PROFILE = 'cpu' the suite downloads it once (93 MB).")
 
 # %% [markdown]
 # ## What differs from the official code

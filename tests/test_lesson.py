@@ -285,3 +285,19 @@ def test_real_llm_on_disk_reads_the_cache_and_downloads_nothing(tmp_path, monkey
     assert lavad.lesson.real_llm_on_disk() is False  # a half-built folder does not count
     (folder / MARKER).write_text("built")
     assert lavad.lesson.real_llm_on_disk() is True
+
+
+def test_real_llm_statement_says_readable_is_not_right(planted):
+    from vadnb import lavad
+
+    truthful, one_score, _ = planted
+    truth = truthful.segments.raw_score
+    n = len(truth)
+    said = lavad.lesson.real_llm_statement("some-llm", {"free": one_score, "choices": truthful},
+                                           truth)
+    assert said.startswith(f"some-llm on true descriptions (the oracle's scores run from "
+                           f"{truth.min():g} to {truth.max():g}): ")
+    assert f"`free`: {n} of {n} replies readable, every one 0.5: it does not tell the " \
+           "positions apart" in said
+    assert (f"`choices`: {n} of {n} replies readable, scores {truth.min():g} to "
+            f"{truth.max():g}, correlation with the oracle's 1.00") in said

