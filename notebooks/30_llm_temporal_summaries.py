@@ -147,7 +147,7 @@ labels = (campus_test.frame_labels(Path(VIDEO).stem)
 oracle = lavad.oracle_backends(campus_test)
 ideal = lavad.run(VIDEO, backends=oracle, **LAVAD_OVERRIDES) if labels is not None else None
 if ideal is None:
-    lesson.say(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
+    print(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
 else:
     row = ideal.segments.iloc[len(ideal.segments) // 2]
     for message in lavad.summary_messages(row.temporal_description.split("\n")):
@@ -168,6 +168,8 @@ if ideal is not None:
     plt.show()
     lesson.say(lavad.lesson.oracle_statement(ideal))
     display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
+else:
+    lesson.say("No perfect-perception run: the oracle only knows the campus test clips.")
 
 # %% [markdown]
 # ## A real small LLM reads the true descriptions
