@@ -290,9 +290,10 @@ fig.savefig(out / "similarity.png", dpi=80)
 plt.show()
 print(f"{det.profile} profile: " + lavad.similarity_statement(similarity, index))
 if ideal is not None:
-    ideal_frames = ideal.extras["frame_embeddings"][rows].reshape(-1, ideal.extras["frame_embeddings"].shape[-1])
+    ex = ideal.extras
+    ideal_frames = ex["frame_embeddings"][rows].reshape(-1, ex["frame_embeddings"].shape[-1])
     print("perfect perception: " + lavad.similarity_statement(
-        ideal_frames @ ideal.extras["caption_embeddings"].T, ideal.extras["caption_index"]))
+        ideal_frames @ ex["caption_embeddings"].T, ex["caption_index"]))
 
 # %% [markdown]
 # ## Why cleaning helps
@@ -301,7 +302,7 @@ if ideal is not None:
 # man holding a gun". Cleaning keeps such a caption only if the image encoder agrees that
 # some frame looks most like it. Two effects follow:
 #
-# - a caption that no image prefers disappears from the descriptions;
+# - a caption that no image prefers disappears from the temporal descriptions;
 # - each description spans 10 s, so the LLM reads *what happens over time*, not a snapshot.
 #
 # Count how often each caption appears before (one per centre frame) and after cleaning
@@ -345,7 +346,7 @@ captions_csv.head()
 #
 # 1. Run with `stride=8` (`lavad.run(VIDEO, stride=8)`). How many captioner calls does it
 #    cost, and how does the temporal description change?
-# 2. Change `window_s` to 4 and to 20. What happens to the descriptions near the start of
+# 2. Change `window_s` to 4 and to 20. What happens to the temporal descriptions near the start of
 #    the video, where the window is clipped?
 # 3. With a real profile, find a caption in the index that no window frame retrieves.
 #    Look at its centre frame: was the caption wrong?

@@ -25,7 +25,7 @@
 # - the exact prompts, and what the LLM sees for one position;
 # - what the two steps produce when perception is perfect (oracle inputs that state what
 #   happens), first, and then what a real small LLM (SmolLM2-135M, on a CPU) makes of the
-#   same true descriptions, when it is on this machine;
+#   same true temporal descriptions, when it is on this machine;
 # - how the reply is read (a Python list `[x]`), what happens when it cannot be read
 #   (counted, then interpolated from the neighbours), and how often that happens; and how
 #   asking for the likeliest of the allowed replies ("choices") makes every reply readable;
@@ -124,7 +124,7 @@ print(repr(lavad.last_line("Sure! Here is a summary:\n\nA man runs across the la
 # %% [markdown]
 # ## See it work first: perfect perception
 #
-# Before any model runs, feed the two prompts descriptions whose meaning is known.
+# Before any model runs, feed the two prompts temporal descriptions whose meaning is known.
 # `lavad.oracle_backends` builds a captioner, an embedder and an LLM that **read the ground
 # truth** from the pixels: the captioner says "something unusual: Vehicle" exactly on the
 # anomalous frames and "people walk along a path" elsewhere; the oracle LLM's summary counts
@@ -172,7 +172,7 @@ else:
     lesson.say("No perfect-perception run: the oracle only knows the campus test clips.")
 
 # %% [markdown]
-# ## A real small LLM reads the true descriptions
+# ## A real small LLM reads the true temporal descriptions
 #
 # Now keep the oracle captioner and embedder (true temporal descriptions) and give the two
 # prompts to a **real** LLM: SmolLM2-135M-Instruct, the `cpu` profile's LLM (a wheel on
@@ -198,13 +198,13 @@ from vadnb.models.base import LAVAD_SCORE_CHOICES
 real_llm_ran = ideal is not None and (env.profile == "cpu" or lavad.lesson.real_llm_on_disk())
 if real_llm_ran:
     real_llm = vadnb.models.load("llm", profile="cpu")
-    backends = {**oracle, "llm": real_llm}  # true descriptions, a real LLM
+    backends = {**oracle, "llm": real_llm}  # true temporal descriptions, a real LLM
     settings = {**REAL_LLM_SETTINGS, **LAVAD_OVERRIDES}
     real = {d: lavad.run(VIDEO, backends=backends, score_decoding=d, **settings)
             for d in ("free", "choices")}
     real_llm.release()
     kind = "MEANINGLESS random weights" if real_llm.meaningless else "a real, trained model"
-    print(f"LLM that loaded: {real_llm.name} ({kind}), reading true descriptions of "
+    print(f"LLM that loaded: {real_llm.name} ({kind}), reading true temporal descriptions of "
           f"{Path(VIDEO).name}")
     truth = lavad.run(VIDEO, backends=oracle, **settings).segments.raw_score
     lesson.say(lavad.lesson.real_llm_statement(real_llm.name, real, truth))
@@ -405,8 +405,9 @@ if not (real_llm_ran and env.profile == "cpu"):
     chosen = choice_llm.batch([lavad.score_messages(s, cfg) for s in asked],
                               choices=LAVAD_SCORE_CHOICES)
     choice_llm.release()
-    print(f"LLM {choice_llm.name}" + (" (random weights: the choices below are MEANINGLESS; "
-                                      "they only show the mechanics)" if choice_llm.meaningless else ""))
+    note = (" (random weights: the choices below are MEANINGLESS; they only show the "
+            "mechanics)" if choice_llm.meaningless else "")
+    print(f"LLM {choice_llm.name}{note}")
     for summary, reply in zip(asked, chosen):
         best = sorted(reply.logprobs.items(), key=lambda kv: -kv[1])[:3]
         print(f"  {str(reply):6} <- {summary!r:.50}  top log-probs: "
@@ -418,7 +419,8 @@ if not (real_llm_ran and env.profile == "cpu"):
 # - Two LLM calls per position: a **summary** of the temporal description (last line kept)
 #   and a **score** for the summary, read from `[x]`.
 # - Perfect perception shows the two steps doing their job; a real small LLM on the same
-#   true descriptions shows what is left when the model, not the perception, is the limit.
+#   true temporal descriptions shows what is left when the model, not the perception, is
+#   the limit.
 # - Unreadable replies are counted and **interpolated**; the report says how many.
 #   `score_decoding="choices"` makes every reply readable, which is not the same as making
 #   it right: compare its scores with the oracle's.

@@ -295,7 +295,7 @@ def test_real_llm_statement_says_readable_is_not_right(planted):
     n = len(truth)
     said = lavad.lesson.real_llm_statement("some-llm", {"free": one_score, "choices": truthful},
                                            truth)
-    assert said.startswith(f"some-llm on true descriptions (the oracle's scores run from "
+    assert said.startswith(f"some-llm on true temporal descriptions (the oracle's scores run from "
                            f"{truth.min():g} to {truth.max():g}): ")
     assert f"`free`: {n} of {n} replies readable, every one 0.5: it does not tell the " \
            "positions apart" in said

@@ -472,9 +472,9 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
 
 def real_llm_statement(llm_name: str, detections: dict[str, Detection],
                        oracle_scores: Sequence[float]) -> str:
-    """What a real LLM made of true descriptions (notebook 30), measured: per score decoding
-    (``detections`` maps "free" / "choices" to a run), how many replies parsed and whether
-    the scores tell the positions apart the way the oracle's do."""
+    """What a real LLM made of true temporal descriptions (notebook 30), measured: per score
+    decoding (``detections`` maps "free" / "choices" to a run), how many replies parsed and
+    whether the scores tell the positions apart the way the oracle's do."""
     truth = pd.Series(np.asarray(oracle_scores, dtype=np.float64))
     parts = []
     for decoding, det in detections.items():
@@ -489,5 +489,5 @@ def real_llm_statement(llm_name: str, detections: dict[str, Detection],
             said += (f", scores {values.min():g} to {values.max():g}, correlation with the "
                      f"oracle's {corr:.2f}")
         parts.append(said)
-    return (f"{llm_name} on true descriptions (the oracle's scores run from {truth.min():g} to "
-            f"{truth.max():g}): " + "; ".join(parts) + ".")
+    return (f"{llm_name} on true temporal descriptions (the oracle's scores run from "
+            f"{truth.min():g} to {truth.max():g}): " + "; ".join(parts) + ".")
