@@ -158,9 +158,12 @@ lesson.say(lavad.lesson.refinement_statement(
 
 # %%
 constant = {n: np.full(len(y), 0.5) for n, y in labels.items()}
+floor = metrics.frame_ap(labels, constant, variant="trapezoid")
+refined_ap = ideal_result["ap_refined_trapezoid"]
 lesson.say(f"A constant detector on these clips: AUC {metrics.frame_auc(labels, constant):.3f}, "
-           f"step-wise AP {metrics.frame_ap(labels, constant):.3f}, trapezoid AP "
-           f"{metrics.frame_ap(labels, constant, variant='trapezoid'):.3f}.")
+           f"step-wise AP {metrics.frame_ap(labels, constant):.3f}, trapezoid AP {floor:.3f}. "
+           f"LAVAD's refined scores with perfect perception: trapezoid AP {refined_ap:.3f}, "
+           f"{'above' if refined_ap > floor else 'not above'} that floor.")
 
 # %% [markdown]
 # ## Refinement is attention pooling

@@ -146,8 +146,11 @@ def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
             f"(raw LLM scores) to {ten.auc_refined:.3f}") in text
     # the constant detector's floor, computed on the same two clips
     constant = np.full(len(y), 0.5)
-    assert (f"trapezoid AP {metrics.frame_ap(y, constant, variant='trapezoid'):.3f}."
-            in text)
+    floor = metrics.frame_ap(y, constant, variant="trapezoid")
+    assert f"trapezoid AP {floor:.3f}. LAVAD's refined scores with perfect perception" in text
+    refined = oracle.loc[10, "ap_refined (trapezoid)"]
+    assert (f"trapezoid AP {refined:.3f}, {'above' if refined > floor else 'not above'} "
+            "that floor") in text
     sweep_png = (tmp_path / "temperature_sweep.png").read_bytes()
     assert sweep_png.startswith(PNG) and len(sweep_png) > 5000
     assert (tmp_path / "oracle_timeline.png").read_bytes().startswith(PNG)
