@@ -29,6 +29,8 @@
 # - how the **caption index** of a video is built (its unique captions, as text embeddings);
 # - how **caption cleaning** works: every window frame is replaced by its nearest caption,
 #   giving each centre frame a **temporal description** of 10 captions in time order;
+# - what these steps produce when perception is perfect (captions that state what happens),
+#   before any model runs;
 # - why the cleaning helps, seen on an image-caption similarity matrix.
 #
 # Where it sits: after `10_frame_extraction` (reading the frames exactly) and before
@@ -80,7 +82,7 @@ import numpy as np
 import pandas as pd
 
 import vadnb
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from vadnb import lavad, plots, stages, video
 
@@ -159,17 +161,59 @@ ax.set_title("centre frames (dots) and their 10-frame windows (ticks)")
 plt.show()
 
 # %% [markdown]
+# ## See it work first: perfect perception
+#
+# Before any model runs, feed LAVAD inputs whose meaning is known. `lavad.oracle_backends`
+# builds a captioner, an embedder and an LLM that **read the ground truth** from the
+# pixels (only for the campus clips it was built from): the captioner says "something
+# unusual: Vehicle" exactly on the anomalous frames and "people walk along a path"
+# elsewhere, and the embedder puts unusual frames and captions in one direction, normal ones
+# in another. The oracle *states what happens*: this is **perfect perception**.
+#
+# What it tests: LAVAD's own steps, exactly as they run with real models: which frames are
+# captioned, how the windows are sampled, how cleaning retrieves a caption for every window
+# frame, and the temporal descriptions that result. What it does not test: whether any
+# captioner sees anything (its captions are right by construction) or whether an embedder
+# matches images to words. Nothing is downloaded and no model runs. The oracle LLM's
+# summaries and scores are in the table too; notebook 30 explains them.
+
+# %%
+from vadnb.data import load_campus
+
+campus_test = load_campus().subset("test")
+rows = np.linspace(0, len(centres) - 1, min(SHOW_POSITIONS, len(centres))).round().astype(int)
+ideal = None
+if Path(VIDEO).stem in set(campus_test.videos.name):
+    ideal = lavad.run(VIDEO, backends=lavad.oracle_backends(campus_test))
+    lesson.say(lavad.lesson.oracle_statement(ideal))
+    table = ideal.segments[["centre_frame", "captions", "temporal_description", "summary",
+                            "raw_score"]]
+    with pd.option_context("display.max_colwidth", None):  # the whole description
+        display(table.assign(temporal_description=table.temporal_description
+                             .str.replace("\n", " | ")))
+else:
+    lesson.say(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
+
+# %% [markdown]
+# The contact sheet of the same run: each row is one position's window, each picture one
+# of its frames with the caption cleaning retrieved for it; the row title is the caption of
+# the centre frame. With perfect perception the words are readable and true, so you can
+# check the mechanics by eye: a window that straddles the event mixes both captions.
+
+# %%
+if ideal is not None:
+    fig = lavad.plot_contact_sheet(ideal, rows)
+    fig.savefig(out / "oracle_contact_sheet.png", dpi=80)
+    plt.show()
+
+# %% [markdown]
 # ## Step 1: caption the centre frames
 #
 # The original code captions *every* frame, yet only ever reads the captions of frames
 # whose index is a multiple of 16: we caption only those. The paper also pooled the
 # captions of **five** BLIP-2 captioners into the caption index (`lavad.paper_config`
-# sets that up). Every such difference from the official code lives in one list,
-# `lavad.DIFFERENCES`, rendered here (and in notebooks 30 and 40):
-
-# %%
-display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
-                                             "LAVAD in vadnb vs the official code")))
+# sets that up). Every such difference from the official code is listed once, with its
+# reason and effect, in notebook 30 (`lavad.DIFFERENCES`).
 
 # %% [markdown]
 # The whole method, as `vadnb` runs it, is one function: `lavad.pipeline`, the paper's
@@ -184,9 +228,11 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 lesson.show_source(lavad.pipeline)
 
 # %% [markdown]
-# `lavad.run` checks the settings, opens the video and calls the pipeline; every model
-# call is cached, so the next notebooks reuse this run for free. Its `segments` table has
-# one row per centre frame.
+# Now the same steps with this profile's models (printed by `vadnb.setup` above; with
+# `tiny` they have random weights: their captions are garbled text that exercises the code
+# and means nothing). `lavad.run` checks the settings, opens the video and calls the
+# pipeline; every model call is cached, so the next notebooks reuse this run for free. Its
+# `segments` table has one row per centre frame.
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile)
@@ -217,12 +263,10 @@ tables["caption_index"]
 # single nearest caption (K = 1) in the index. The 10 retrieved captions, in time order,
 # are the centre frame's **temporal description**.
 #
-# The contact sheet shows a few positions: each row is one window, each picture one of its
-# frames with the caption it retrieved; the row title is the raw caption of the centre
-# frame.
+# The contact sheet of this profile's run, for the same positions as the perfect-perception
+# one above.
 
 # %%
-rows = np.linspace(0, len(seg) - 1, min(SHOW_POSITIONS, len(seg))).round().astype(int)
 fig = lavad.plot_contact_sheet(det, rows)
 fig.savefig(out / "contact_sheet.png", dpi=80)
 plt.show()
@@ -232,8 +276,8 @@ plt.show()
 #
 # Rows: the window frames of the positions above; columns: the captions of the index;
 # colour: cosine similarity. Cleaning picks the brightest cell of each row. A good
-# embedder makes one column stand out per row. The line printed under the figure says, from
-# this run's numbers, how clearly it does.
+# embedder makes one column stand out per row. The lines printed under the figure say, from
+# the numbers, how clearly it does for this run and for the perfect-perception run above.
 
 # %%
 frame_emb = det.extras["frame_embeddings"][rows]  # [positions, 10, D]
@@ -244,7 +288,12 @@ fig = plots.similarity_matrix(similarity, index, title="cosine similarity: windo
                               column_label="caption in the index", profile=det.profile)
 fig.savefig(out / "similarity.png", dpi=80)
 plt.show()
-print(lavad.similarity_statement(similarity, index))
+print(f"{det.profile} profile: " + lavad.similarity_statement(similarity, index))
+if ideal is not None:
+    ex = ideal.extras
+    ideal_frames = ex["frame_embeddings"][rows].reshape(-1, ex["frame_embeddings"].shape[-1])
+    print("perfect perception: " + lavad.similarity_statement(
+        ideal_frames @ ex["caption_embeddings"].T, ex["caption_index"]))
 
 # %% [markdown]
 # ## Why cleaning helps
@@ -253,7 +302,7 @@ print(lavad.similarity_statement(similarity, index))
 # man holding a gun". Cleaning keeps such a caption only if the image encoder agrees that
 # some frame looks most like it. Two effects follow:
 #
-# - a caption that no image prefers disappears from the descriptions;
+# - a caption that no image prefers disappears from the temporal descriptions;
 # - each description spans 10 s, so the LLM reads *what happens over time*, not a snapshot.
 #
 # Count how often each caption appears before (one per centre frame) and after cleaning
@@ -290,12 +339,14 @@ captions_csv.head()
 # - Around each centre frame, a **10 s window** of 10 frames is embedded with the image
 #   encoder; each frame takes its nearest caption from the video's **caption index**.
 # - The result, the **temporal description**, is what the LLM reads in notebook 30.
+# - Perfect perception (oracle captions that state what happens) shows these steps at work
+#   before any model runs: it tests LAVAD's windows and cleaning, not a captioner.
 #
 # ## Exercises
 #
 # 1. Run with `stride=8` (`lavad.run(VIDEO, stride=8)`). How many captioner calls does it
 #    cost, and how does the temporal description change?
-# 2. Change `window_s` to 4 and to 20. What happens to the descriptions near the start of
+# 2. Change `window_s` to 4 and to 20. What happens to the temporal descriptions near the start of
 #    the video, where the window is clipped?
 # 3. With a real profile, find a caption in the index that no window frame retrieves.
 #    Look at its centre frame: was the caption wrong?

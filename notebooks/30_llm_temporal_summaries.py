@@ -23,11 +23,14 @@
 #
 # In this notebook you will learn:
 # - the exact prompts, and what the LLM sees for one position;
+# - what the two steps produce when perception is perfect (oracle inputs that state what
+#   happens), first, and then what a real small LLM (SmolLM2-135M, on a CPU) makes of the
+#   same true temporal descriptions, when it is on this machine;
 # - how the reply is read (a Python list `[x]`), what happens when it cannot be read
-#   (counted, then interpolated from the neighbours), and how often that happens;
-# - why we decode greedily (temperature 0) where the paper sampled;
-# - that every other default computes what the official code computes, and what each of
-#   vadnb's named options changes, measured on perfect-perception inputs;
+#   (counted, then interpolated from the neighbours), and how often that happens; and how
+#   asking for the likeliest of the allowed replies ("choices") makes every reply readable;
+# - why we decode greedily (temperature 0) where the paper sampled, and every other place
+#   where vadnb differs from the official code (the one table of differences);
 # - how to try your own prompt, reusing everything already computed.
 #
 # Where it sits: after `20_captioning_and_cleaning` and before
@@ -72,6 +75,7 @@ MY_SCORE_CONTEXT = (       # the "try your own prompt" cell uses this framing
     "campus path, on a scale from 0 (nothing unusual) to 1 (call for help)?")
 LAVAD_OVERRIDES = {}       # lavad.Config settings, e.g. {"stride": 50} for fewer positions
 PROBE_POSITIONS = 8        # score prompts asked again live to count truncated replies
+REAL_LLM_SETTINGS = {"stride": 32, "summary_max_new_tokens": 24}  # keep the real LLM quick on a CPU
 
 # %%
 import json
@@ -118,17 +122,132 @@ print("SCORE FORMAT:\n" + cfg.score_format)
 print(repr(lavad.last_line("Sure! Here is a summary:\n\nA man runs across the lawn.\n")))
 
 # %% [markdown]
-# ## Run LAVAD (cached)
+# ## See it work first: perfect perception
 #
-# If you ran notebook 20 with the same video and profile, the captions and embeddings come
-# from the cache and only missing stages run. The model-call table says what was computed.
+# Before any model runs, feed the two prompts temporal descriptions whose meaning is known.
+# `lavad.oracle_backends` builds a captioner, an embedder and an LLM that **read the ground
+# truth** from the pixels: the captioner says "something unusual: Vehicle" exactly on the
+# anomalous frames and "people walk along a path" elsewhere; the oracle LLM's summary counts
+# the unusual moments of the temporal description and its score is their share. The oracle
+# *states what happens* (perfect perception). It tests LAVAD's plumbing around the LLM: the
+# prompts are built from the right captions in time order, the last line of the summary is
+# kept, the `[x]` is parsed and each score lands on its position. It does not test whether
+# an LLM understands a scene: the oracle LLM cannot misread, so its scores are an upper
+# bound, not a result. No model runs and nothing is downloaded.
 
 # %%
-if VIDEO is None:
-    from vadnb.data import load_campus
+from vadnb.data import load_campus
 
-    test_videos = load_campus().subset("test").videos
+campus_test = load_campus().subset("test")
+if VIDEO is None:
+    test_videos = campus_test.videos
     VIDEO = test_videos[test_videos.is_anomalous].path.iloc[0]
+labels = (campus_test.frame_labels(Path(VIDEO).stem)
+          if Path(VIDEO).stem in set(campus_test.videos.name) else None)
+oracle = lavad.oracle_backends(campus_test)
+ideal = lavad.run(VIDEO, backends=oracle, **LAVAD_OVERRIDES) if labels is not None else None
+if ideal is None:
+    print(f"{Path(VIDEO).name} is not a campus test clip: the oracle only knows those.")
+else:
+    row = ideal.segments.iloc[len(ideal.segments) // 2]
+    for message in lavad.summary_messages(row.temporal_description.split("\n")):
+        print(f"--- summary prompt ({message['role']}) ---\n{message['content']}")
+    print(f"\n=== summary kept: {row.summary}\n=== score reply: {row.score_reply} "
+          f"-> score {row.raw_score}")
+
+# %% [markdown]
+# Every position with perfect perception: its summary and its score, then the scores over
+# time, ground truth shaded. The line under the figure is counted from the run.
+
+# %%
+if ideal is not None:
+    fig = plots.plot_scores(lavad.frame_scores_of(ideal, "raw_score"), fps=ideal.fps,
+                            labels=labels, label="oracle LLM score",
+                            title=f"perfect perception, LLM scores · {Path(VIDEO).name}")
+    fig.savefig(out / "oracle_scores.png", dpi=80, bbox_inches="tight")
+    plt.show()
+    lesson.say(lavad.lesson.oracle_statement(ideal))
+    display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
+else:
+    lesson.say("No perfect-perception run: the oracle only knows the campus test clips.")
+
+# %% [markdown]
+# ## A real small LLM reads the true temporal descriptions
+#
+# Now keep the oracle captioner and embedder (true temporal descriptions) and give the two
+# prompts to a **real** LLM: SmolLM2-135M-Instruct, the `cpu` profile's LLM (a wheel on
+# PyPI, 93 MB, converted once into vadnb's cache). The next cell runs it only when it is
+# already on this machine or the profile is `cpu` (which downloads it); it never downloads
+# otherwise. It prints the model that actually loaded. It asks for the score twice:
+#
+# - `score_decoding="free"` (the paper's): the LLM writes free text and the parser looks for
+#   `[x]` in it. A small LLM often writes no readable `[x]` at all: it echoes the list of
+#   candidates or chats.
+# - `score_decoding="choices"` (vadnb's option): the reply is whichever of the 11 allowed
+#   replies `[0]`, `[0.1]`, ..., `[1.0]` the model itself finds most likely
+#   (`llm.batch(..., choices=LAVAD_SCORE_CHOICES)`), so every reply parses.
+#
+# `REAL_LLM_SETTINGS` keeps it short on a CPU (a position every 32 frames, 24-token
+# summaries); the line under the cell says, from the run, how many replies were readable and
+# whether the scores tell the positions apart as the oracle's do. Readable is not the same as
+# right.
+
+# %%
+from vadnb.models.base import LAVAD_SCORE_CHOICES
+
+real_llm_ran = ideal is not None and (env.profile == "cpu" or lavad.lesson.real_llm_on_disk())
+if real_llm_ran:
+    real_llm = vadnb.models.load("llm", profile="cpu")
+    backends = {**oracle, "llm": real_llm}  # true temporal descriptions, a real LLM
+    settings = {**REAL_LLM_SETTINGS, **LAVAD_OVERRIDES}
+    real = {d: lavad.run(VIDEO, backends=backends, score_decoding=d, **settings)
+            for d in ("free", "choices")}
+    real_llm.release()
+    kind = "MEANINGLESS random weights" if real_llm.meaningless else "a real, trained model"
+    print(f"LLM that loaded: {real_llm.name} ({kind}), reading true temporal descriptions of "
+          f"{Path(VIDEO).name}")
+    truth = lavad.run(VIDEO, backends=oracle, **settings).segments.raw_score
+    lesson.say(lavad.lesson.real_llm_statement(real_llm.name, real, truth))
+    (out / "choices.json").write_text(json.dumps(
+        {"llm": real_llm.name, **{d: {"positions": r.extras["positions"],
+                                      "parsed": r.extras["positions"] - r.extras["parse_failures"],
+                                      "replies": [str(x) for x in r.segments.score_reply]}
+                                  for d, r in real.items()}}, indent=2))
+    print("per position: the real LLM's summary -> its choices score | oracle score | "
+          "start of its free-text score reply")
+    for (_, c), (_, f), x in zip(real["choices"].segments.iterrows(),
+                                 real["free"].segments.iterrows(), truth):
+        print(f"  frame {c.centre_frame:4}: {c.summary!r} -> {c.score_reply} | {x:.1f} | "
+              f"{str(f.score_reply)[:60]!r}")
+else:
+    lesson.say("The real LLM is not on this machine (and this profile is not 'cpu'): nothing "
+               "to run. With PROFILE = 'cpu' the suite downloads it once (93 MB).")
+
+# %% [markdown]
+# ## What differs from the official code
+#
+# The defaults compute what the official code computes: the summary's token budget is the
+# LLM's 512-token context minus the prompt, the captioner keeps its own length, the first
+# `[x]` of a score reply is read, unreadable scores are interpolated. The exceptions are
+# listed here, once for notebooks 20-40: the prompts are ours (same structure as the
+# paper's), decoding is greedy, the score reply has a token budget, and the parser is a
+# little more lenient. Every difference, with its effect and the setting that gives the
+# other behaviour, from `lavad.DIFFERENCES`:
+
+# %%
+display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
+                                             "LAVAD in vadnb vs the official code")))
+
+# %% [markdown]
+# ## Now with this profile's models
+#
+# The same two steps with the models of this run's profile (printed by `vadnb.setup` above;
+# with `tiny` the LLM has random weights and writes garbled text: it exercises the code and
+# means nothing). If you ran notebook 20 with the same video and profile, the captions and
+# embeddings come from the cache and only missing stages run. The model-call table says
+# what was computed.
+
+# %%
 det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
 print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
@@ -150,42 +269,6 @@ print("\n=== summary kept:", row.summary)
 for message in lavad.score_messages(row.summary):
     print(f"--- {message['role']} ---\n{message['content']}")
 print("\n=== reply:", repr(row.score_reply), "-> score", row.raw_score)
-
-# %% [markdown]
-# ## What differs from the official code
-#
-# The defaults compute what the official code computes: the summary's token budget is the
-# LLM's 512-token context minus the prompt, the captioner keeps its own length, the first
-# `[x]` of a score reply is read, unreadable scores are interpolated. The exceptions are
-# listed here: the prompts are ours (same structure as the paper's), decoding is greedy,
-# the score reply has a token budget, and the parser is a little more lenient. Every
-# difference, with its effect and the setting that gives the other behaviour, from
-# `lavad.DIFFERENCES`:
-
-# %%
-display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
-                                             "LAVAD in vadnb vs the official code")))
-
-# %% [markdown]
-# ## The official defaults beside vadnb's options
-#
-# Each named option runs beside the defaults on the campus test clips with
-# **perfect perception** (`lavad.oracle_backends`: a captioner, embedder and LLM that read
-# the ground truth; notebook 40 explains them), so only the method's own steps differ.
-# `lavad.options_table` runs them and `lavad.options_statement` says, from the table, what
-# each option changed. The oracle LLM answers the same whatever the decoding or the budget,
-# so the LLM options show their effect on the steps around the model only; with a real LLM,
-# sampling moves the scores from run to run.
-
-# %%
-from vadnb.data import load_campus
-
-campus_test = load_campus().subset("test")
-llm_options = {k: v for k, v in lavad.OPTIONS.items()
-               if not v or {"llm_decoding", "summary_max_new_tokens"} & set(v)}
-options = lavad.options_table(campus_test, llm_options)
-print(lavad.options_statement(options))
-options
 
 # %% [markdown]
 # ## Greedy decoding, and asking once per distinct prompt
@@ -247,10 +330,10 @@ report
 # %% [markdown]
 # ## How the LLM handled the prompts
 #
-# The next cell measures this run's LLM (with `PROFILE="cpu"`, a real small model,
-# SmolLM2-135M-Instruct): how many score replies could be read, how spread the scores are,
-# and, asking the first `PROBE_POSITIONS` score prompts again live, how many replies were
-# cut at the method's token budget before the model ended its turn.
+# The next cell measures this run's LLM (its name is printed; with `PROFILE="cpu"` a real
+# small model, with `tiny` a random one): how many score replies could be read, how spread
+# the scores are, and, asking the first `PROBE_POSITIONS` score prompts again live, how
+# many replies were cut at the method's token budget before the model ended its turn.
 
 # %%
 from vadnb.models.probe import ask_and_parse
@@ -267,7 +350,8 @@ probe.update(llm=probe_llm.name, positions=len(seg), positions_parsed=int(len(re
              score_std=float(read.std(ddof=0)) if len(read) else None,
              distinct_scores=int(read.nunique()))
 (out / "llm_probe.json").write_text(json.dumps(probe, indent=2))
-print(f"LLM {probe['llm']}: {probe['positions_parsed']} of {probe['positions']} score replies "
+print(f"LLM {probe['llm']}" + (" (random weights: meaningless)" if probe_llm.meaningless else "")
+      + f": {probe['positions_parsed']} of {probe['positions']} score replies "
       f"of the run were readable")
 if len(read):
     print(f"readable scores span {probe['score_min']:.2f} to {probe['score_max']:.2f} "
@@ -284,16 +368,6 @@ for reply in probe["replies"][:3]:
 # the shaded ground-truth band holds for this clip.
 
 # %%
-labels = None
-try:
-    from vadnb.data import load_campus
-
-    bench = load_campus()
-    name = Path(VIDEO).stem
-    if name in set(bench.videos.name):
-        labels = bench.frame_labels(name)
-except (ImportError, FileNotFoundError, ValueError, KeyError):
-    pass
 fig = plots.plot_scores(lavad.frame_scores_of(det, "raw_score"), fps=det.fps, labels=labels,
                         warning=det.warning or None, label="LLM score",
                         title=f"LAVAD raw scores · {Path(VIDEO).name}")
@@ -320,51 +394,20 @@ compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
 compare.head(10)
 
 # %% [markdown]
-# ## Free text or choices: making a small LLM answer
-#
-# A small LLM often writes no readable `[x]` at all: it echoes the candidate list or chats.
-# `score_decoding="choices"` (vadnb's option; the paper parses free text, the default) asks
-# instead which of the 11 allowed replies `[0]`, `[0.1]`, ..., `[1.0]` the model itself finds
-# most likely (`llm.batch(..., choices=LAVAD_SCORE_CHOICES)`), so every reply parses. With
-# `PROFILE = "cpu"` the next cell runs both on a few positions of the first anomalous campus
-# clip with *perfect perception*: the oracle captioner and embedder (`lavad.oracle_backends`)
-# state what happens, and the real SmolLM2-135M-Instruct summarises and scores those
-# descriptions. It prints the parse rate of each decoding.
+# The choices path with this profile's own LLM, on a few of its summaries: each reply is the
+# allowed value the model finds likeliest, with the top log-probabilities beside it (skipped
+# when the real LLM above already ran with this profile's LLM).
 
 # %%
-from vadnb.models.base import LAVAD_SCORE_CHOICES
-
-if env.profile == "cpu":
-    from vadnb.data import load_campus
-
-    campus_test = load_campus().subset("test")
-    choice_llm = vadnb.models.load("llm", profile="cpu")
-    backends = {**lavad.oracle_backends(campus_test), "llm": choice_llm}  # real LLM, true captions
-    clip = campus_test.videos[campus_test.videos.is_anomalous].path.iloc[0]
-    settings = {"stride": 50, "summary_max_new_tokens": 24, **LAVAD_OVERRIDES}
-    decodings = {}
-    for decoding in ("free", "choices"):
-        d = lavad.run(clip, backends=backends, score_decoding=decoding, **settings)
-        decodings[decoding] = {"positions": d.extras["positions"],
-                               "parsed": d.extras["positions"] - d.extras["parse_failures"],
-                               "replies": [str(r) for r in d.segments.score_reply]}
-    choice_llm.release()
-    print(f"a real small LLM ({choice_llm.name}) scoring true descriptions of {Path(clip).name}:")
-    for decoding, r in decodings.items():
-        print(f"  score_decoding={decoding!r:10} {r['parsed']} of {r['positions']} score replies "
-              f"parsed; first reply {r['replies'][0]!r:.60}")
-    (out / "choices.json").write_text(json.dumps({"llm": choice_llm.name, **decodings}, indent=2))
-else:
-    print(f"This comparison needs PROFILE = 'cpu' (the real SmolLM2-135M); this run's profile "
-          f"is {env.profile!r}. The choices path with this profile's LLM:")
+if not (real_llm_ran and env.profile == "cpu"):
     choice_llm = vadnb.models.load("llm", profile=env.profile)
     asked = list(dict.fromkeys(seg.summary))[:3]
     chosen = choice_llm.batch([lavad.score_messages(s, cfg) for s in asked],
                               choices=LAVAD_SCORE_CHOICES)
     choice_llm.release()
-    if choice_llm.meaningless:
-        print("(tiny profile: a random-weight LLM, so the choices below are MEANINGLESS; "
-              "they only show the mechanics)")
+    note = (" (random weights: the choices below are MEANINGLESS; they only show the "
+            "mechanics)" if choice_llm.meaningless else "")
+    print(f"LLM {choice_llm.name}{note}")
     for summary, reply in zip(asked, chosen):
         best = sorted(reply.logprobs.items(), key=lambda kv: -kv[1])[:3]
         print(f"  {str(reply):6} <- {summary!r:.50}  top log-probs: "
@@ -375,7 +418,12 @@ else:
 #
 # - Two LLM calls per position: a **summary** of the temporal description (last line kept)
 #   and a **score** for the summary, read from `[x]`.
+# - Perfect perception shows the two steps doing their job; a real small LLM on the same
+#   true temporal descriptions shows what is left when the model, not the perception, is
+#   the limit.
 # - Unreadable replies are counted and **interpolated**; the report says how many.
+#   `score_decoding="choices"` makes every reply readable, which is not the same as making
+#   it right: compare its scores with the oracle's.
 # - Greedy decoding makes runs reproducible and lets identical prompts be asked once.
 #
 # ## Exercises

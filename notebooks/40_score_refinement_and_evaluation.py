@@ -23,12 +23,14 @@
 # way every paper does: frame-level ROC-AUC and average precision over a test split.
 #
 # In this notebook you will learn:
-# - how the refinement works (K = 10 nearest summaries, softmax weights), on one position;
-# - whether it helps: raw vs refined scores, and an ablation over K and the temperature;
+# - what the refinement does when perception is perfect: raw vs refined scores on
+#   **oracle inputs** (captions, embeddings and scores that state what happens), first;
+# - that the refinement is **attention pooling** (Nadaraya-Watson, with a cosine kernel),
+#   and what its temperature and K do, swept on those inputs;
 # - how position scores become **frame scores** (repeat over 16 frames, no smoothing);
-# - frame-level **micro AUC / AP** over all test clips, and per anomaly class;
-# - what LAVAD's own steps keep of a *perfect* perception (an oracle in place of the models);
-# - how to explore a detection interactively.
+# - frame-level **micro AUC / AP** over all test clips, per anomaly class, and the floor a
+#   constant detector sets;
+# - then the same steps with this profile's models, and how to explore a detection.
 #
 # Where it sits: after `30_llm_temporal_summaries`; the other methods (notebooks 50-70) are
 # evaluated the same way, and notebook 80 compares them all.
@@ -70,6 +72,7 @@ SPLIT = "test"             # which campus split to evaluate
 MAX_VIDEOS = None          # None: every clip of the split, a number: that many (mixed)
 ABLATION_K = [1, 3, 10]    # refinement K values to compare
 ABLATION_T = [0.1, 1.0]    # refinement temperatures to compare
+SWEEP_T = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # temperatures of the attention-pooling plot
 ORACLE_WINDOWS = [10, 4]   # window lengths (s) for the perfect-perception run
 RELEASED_DIR = None        # the paper's released results for one dataset (e.g. ".../ucf_crime")
 
@@ -81,10 +84,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from IPython.display import Markdown, display
-
 import vadnb
-from vadnb import lavad, metrics, plots, stages
+from vadnb import lavad, lesson, metrics, plots
 from vadnb.data import load_campus
 from vadnb.detect import TINY_WARNING
 
@@ -99,18 +100,24 @@ def warn(detections) -> str:
 
 
 # %%
-from vadnb import lesson
-
 lesson.references("40")
 lesson.banner(env)
 
 # %% [markdown]
-# ## Run LAVAD on the split
+# ## See it work first: perfect perception
 #
-# `lavad.run_many` runs the stages over all clips *stage by stage*: the captioner captions
-# every clip, is released, then the embedder runs, then the LLM... so each model is loaded
-# once and a 16 GB GPU only holds one at a time. Everything is cached (notebooks 20 and 30
-# already paid for the first clip).
+# Before any model runs, feed LAVAD inputs whose meaning is known. `lavad.oracle_backends`
+# builds a captioner, an embedder and an LLM that **read the ground truth** from the
+# pixels: the captioner says "something unusual: Vehicle" exactly on the anomalous frames
+# and "people walk along a path" elsewhere, the embedder puts unusual frames and captions
+# in one direction and normal ones in another, and the LLM's score is the share of unusual
+# moments in the window's temporal description. The oracle *states what happens*.
+#
+# What this tests: LAVAD's own steps (the windows, the caption cleaning, the summary index,
+# the video embedding of each window, the refinement and the frame expansion), exactly as
+# they run with real models. What it does not test: whether any captioner, embedder or LLM
+# perceives the scene; a real model can only do worse than the oracle's raw scores. Nothing
+# is downloaded and no model runs.
 
 # %%
 bench = load_campus().subset(SPLIT)
@@ -118,70 +125,195 @@ videos = bench.videos
 if MAX_VIDEOS is not None:  # keep both normal and anomalous clips
     videos = (videos.assign(_o=videos.groupby("is_anomalous").cumcount())
               .sort_values(["_o", "name"]).head(int(MAX_VIDEOS)).drop(columns="_o"))
-detections = dict(zip(videos.name, lavad.run_many(list(videos.path), profile=env.profile)))
 labels = {name: bench.frame_labels(name) for name in videos.name}
 classes = dict(zip(videos.name, videos.label))
+oracle = lavad.oracle_backends(bench)
+ideal = dict(zip(videos.name, lavad.run_many(list(videos.path), backends=oracle)))
+ideal_result = lavad.evaluate(ideal, labels, classes)
+name = next((n for n in videos.name if classes[n] != "Normal"), videos.name.iloc[0])
 videos[["name", "label", "num_frames", "fps"]]
 
 # %% [markdown]
-# ## Refinement, on one position
-#
-# The **summary index** of a video holds its unique summaries, embedded with the *text*
-# encoder. Each position's window is embedded as a *video* the way the official code feeds
-# ImageBind: a 2-frame clip (the first and the last of the window's 10 frames) in three
-# square crops (left, centre, right), whose embeddings are averaged. The position's
-# refined score is the weighted mean of the scores of its K = 10 nearest
-# summaries, with weights `softmax(cosine similarity / temperature)`, temperature 1:
-#
-# $$\tilde s_i = \sum_{k=1}^{K} \frac{e^{\cos(v_i, t_k)/\tau}}{\sum_j e^{\cos(v_i, t_j)/\tau}}\, s_k$$
-#
-# Cosine similarities lie in [-1, 1], so with temperature 1 the weights are close to
-# uniform: the refinement is mostly an average over the K best-matching moments of the
-# video. Here are the neighbours of the middle position of the first anomalous clip:
+# Raw (the oracle LLM's) and refined scores of the first anomalous clip over time, ground
+# truth shaded. Each position's score covers its 16 frames `[centre, centre + 16)`; the
+# last position is cut at the end of the video. No smoothing: LAVAD relies on the
+# refinement alone. The line under the figure is computed over all the clips.
 
 # %%
-name = next((n for n in videos.name if classes[n] != "Normal"), videos.name.iloc[0])
-det = detections[name]
-i = len(det.segments) // 2
-ex = det.extras
-neighbours = pd.DataFrame({
-    "summary": [ex["summary_index"][j] for j in ex["neighbours"][i]],
-    "cosine": ex["video_embeddings"][i] @ ex["summary_embeddings"][ex["neighbours"][i]].T,
-    "weight": ex["weights"][i],
-    "score": ex["summary_scores"][ex["neighbours"][i]],
-})
-print(f"{name}, position {i}: raw {det.segments.raw_score.iloc[i]:.2f} -> refined "
-      f"{det.segments.score.iloc[i]:.2f} = sum(weight x score){warn([det])}")
+fig = plots.plot_many({"raw (oracle LLM)": lavad.frame_scores_of(ideal[name], "raw_score"),
+                       "refined": ideal[name].frame_scores}, labels=labels[name],
+                      fps=ideal[name].fps,
+                      title=f"LAVAD with perfect perception on {name} ({classes[name]})")
+fig.savefig(out / "oracle_timeline.png", dpi=80, bbox_inches="tight")
+plt.show()
+lesson.say(lavad.lesson.refinement_statement(
+    ideal_result, f"these {len(videos)} short campus clips with perfect perception"))
+
+# %% [markdown]
+# **The floor.** A detector that gives every frame the same score knows nothing. Its AUC is
+# chance; its trapezoid AP is not zero and not the share of anomalous frames either, because
+# the trapezoid rule joins the precision-recall curve's first point (recall 0, precision 1)
+# straight to its only other point (notebook 00 explains it). Every AP below must be read
+# against that floor:
+
+# %%
+constant = {n: np.full(len(y), 0.5) for n, y in labels.items()}
+floor = metrics.frame_ap(labels, constant, variant="trapezoid")
+refined_ap = ideal_result["ap_refined_trapezoid"]
+lesson.say(f"A constant detector on these clips: AUC {metrics.frame_auc(labels, constant):.3f}, "
+           f"step-wise AP {metrics.frame_ap(labels, constant):.3f}, trapezoid AP {floor:.3f}. "
+           f"LAVAD's refined scores with perfect perception: trapezoid AP {refined_ap:.3f}, "
+           f"{'above' if refined_ap > floor else 'not above'} that floor.")
+
+# %% [markdown]
+# ## Refinement is attention pooling
+#
+# The **summary index** of a video holds its unique summaries $t_j$, embedded with the
+# *text* encoder, each with the LLM's score $s_j$. Each position $i$'s window is embedded as
+# a *video* $v_i$ the way the official code feeds ImageBind: a 2-frame clip (the first and
+# the last of the window's 10 frames) in three square crops (left, centre, right), averaged.
+# The refined score of position $i$ is a softmax-weighted mean of the scores of its $K$
+# nearest summaries $\mathcal N_K(i)$ (cosine similarity of unit vectors, $K = 10$,
+# temperature $\tau = 1$, the paper's defaults):
+#
+# $$\tilde s_i \;=\; \sum_{j \in \mathcal N_K(i)}
+#   \frac{\exp\big(\cos(v_i, t_j)/\tau\big)}{\sum_{l \in \mathcal N_K(i)} \exp\big(\cos(v_i, t_l)/\tau\big)}\; s_j$$
+#
+# This is **Nadaraya-Watson kernel regression**, which d2l's *attention pooling* chapter
+# presents as the simplest attention: the query is the window's video embedding $v_i$, the
+# keys are the summary embeddings $t_j$, the values their scores $s_j$, and the kernel is
+# $\exp(\cos/\tau)$. The temperature plays the kernel width: as $\tau \to 0$ all the weight
+# goes to the nearest summary; as $\tau$ grows the weights flatten to a plain mean of the
+# $K$ neighbours. Cosines lie in $[-1, 1]$, so at $\tau = 1$ the weights are never far from
+# uniform. (If a video has fewer than $K$ distinct summaries, every one of them votes.)
+#
+# The neighbours of the middle position of the clip above, with perfect perception:
+
+# %%
+i = len(ideal[name].segments) // 2
+neighbours = lavad.lesson.neighbours_table(ideal[name], i)
+print(f"{name}, position {i}: raw {ideal[name].segments.raw_score.iloc[i]:.2f} -> refined "
+      f"{ideal[name].segments.score.iloc[i]:.2f} = sum(weight x score)")
+print(lavad.lesson.neighbours_statement(ideal[name]))
 neighbours
 
 # %% [markdown]
-# The refinement as `vadnb` runs it (the same function scores every position above):
+# The refinement as `vadnb` runs it (the same function scores every position):
 
 # %%
 lesson.show_source(lavad.refine_scores)
 
+# %% [markdown]
+# ## Sweeping the temperature
+#
+# As d2l sweeps the kernel width, sweep $\tau$ (with $K = 10$) on the perfect-perception
+# inputs: no model call, `lavad.rescore` re-weights the stored embeddings. Left: the clip
+# above, refined at a few temperatures. Right: frame AUC and trapezoid AP over all clips,
+# and the *effective number of neighbours* $1/\sum_j w_j^2$ (1 when one summary takes all
+# the weight, $K$ when the weights are uniform). The line under the figure is computed.
+
 # %%
-fig, ax = plt.subplots(figsize=(7, 2.5))
-ranks = np.arange(1, len(neighbours) + 1)
-ax.bar(ranks, neighbours.weight, color="tab:blue")
-ax.set_xticks(ranks)
-ax.set_xlabel("neighbour rank (1 = nearest summary)")
-ax.set_ylabel("softmax weight")
-ax.set_title("refinement weights of one position"
-             + ("\n" + TINY_WARNING if det.meaningless else ""), fontsize=9)
+sweep = lavad.lesson.temperature_sweep(ideal, labels, SWEEP_T)
+fig = lavad.lesson.plot_temperature_sweep(sweep, ideal[name], labels[name],
+                                          [SWEEP_T[0], 0.1, 1.0, SWEEP_T[-1]])
+fig.savefig(out / "temperature_sweep.png", dpi=80, bbox_inches="tight")
 plt.show()
+lo, hi, best = sweep.iloc[0], sweep.iloc[-1], sweep.loc[sweep.auc.idxmax()]
+lesson.say(f"Perfect perception: frame AUC {lo.auc:.3f} at temperature {lo.temperature:g} "
+           f"({lo['effective neighbours']:.1f} effective neighbours), {hi.auc:.3f} at "
+           f"{hi.temperature:g} ({hi['effective neighbours']:.1f}); the best of the sweep is "
+           f"{best.auc:.3f} at {best.temperature:g}, against {ideal_result['auc_raw']:.3f} "
+           "for the raw scores.")
+sweep
 
 # %% [markdown]
-# ## To frames
+# Where refinement lowers a score inside the event (the clip's left panel), the reason is the
+# query: the video embedding of a window reads only the window's **first and last** frames,
+# 10 s apart. On a 15 s clip whose event lasts a few seconds, both ends of most windows can
+# fall outside the event, and then the nearest summary is a normal one even in the middle
+# of the event. The next two tables take the method apart on the same inputs.
 #
-# Each position's score covers its 16 frames `[centre, centre + 16)`; the last position
-# is cut at the end of the video. No smoothing: LAVAD relies on the refinement alone.
-# Raw (LLM) and refined scores over time, ground truth shaded:
+# ## Ablation over K and the temperature (perfect perception)
+#
+# K = 1 with a low temperature keeps (almost) only the nearest summary; K = 10,
+# temperature 1 is the paper's setting.
+
+# %%
+oracle_ablation = lavad.lesson.ablation_table(ideal, labels, ABLATION_K, ABLATION_T)
+print(lavad.lesson.ablation_statement(oracle_ablation, ideal))
+oracle_ablation
+
+# %% [markdown]
+# ## Window length and video clip (perfect perception)
+#
+# - **The window length.** Campus clips last 15 s; a 10 s window spans two thirds of a
+#   clip, so every event is smeared over its neighbours. UCF-Crime videos last minutes.
+# - **The video clip.** The official video embedding reads only the first and the last
+#   frame of the window; `video_clip="pairs"` reads all ten.
+#
+# The lines under the table are computed from it.
+
+# %%
+oracle_runs, rows = {}, []
+for window_s in ORACLE_WINDOWS:
+    for clip in lavad.VIDEO_CLIPS:  # the official 2-frame / 3-crop clip, and all 10 frames
+        dets = dict(zip(videos.name, lavad.run_many(list(videos.path), backends=oracle,
+                                                    window_s=window_s, video_clip=clip)))
+        res = oracle_runs[window_s, clip] = lavad.evaluate(dets, labels)
+        rows.append({"window_s": window_s, "video_clip": clip, "auc_raw": res["auc_raw"],
+                     "auc_refined": res["auc_refined"], "ap_raw (sklearn)": res["ap_raw"],
+                     "ap_refined (sklearn)": res["ap_refined"],
+                     "ap_refined (trapezoid)": res["ap_refined_trapezoid"]})
+oracle_table = pd.DataFrame(rows)
+oracle_table.to_csv(out / "oracle.csv", index=False)
+for window_s in ORACLE_WINDOWS:
+    t = oracle_table[oracle_table.window_s == window_s].set_index("video_clip")
+    print(f"window {window_s} s: refined AUC {t.auc_refined['imagebind']:.3f} with the official "
+          f"clip, {t.auc_refined['pairs']:.3f} with all 10 frames (raw: {t.auc_raw.iloc[0]:.3f})")
+oracle_table
+
+# %% [markdown]
+# ## The official defaults beside vadnb's options
+#
+# `lavad.Config()`'s defaults compute what the official code computes (greedy decoding
+# apart, a choice for reproducible runs). Each of vadnb's named options is one setting
+# away; here each runs beside the defaults on the same perfect-perception inputs
+# (`lavad.options_table`), and `lavad.options_statement` says what it changed:
+# `video_clip='pairs'` embeds all the window's frames instead of ImageBind's 2-frame clip,
+# `summary_max_new_tokens=160` gives every summary one budget, `llm_decoding='paper'`
+# samples as the paper did, `caption_max_new_tokens=30` caps the captions. (The oracle LLM
+# answers the same whatever its budget or decoding.) Every difference from the official
+# code, with its reason, is listed once, in notebook 30 (`lavad.DIFFERENCES`).
+
+# %%
+options = lavad.options_table(bench, backends=oracle, names=list(videos.name))
+options.to_csv(out / "options.csv", index=False)
+print(lavad.options_statement(options))
+options
+
+# %% [markdown]
+# ## Now with this profile's models
+#
+# The same steps with the models of the profile this notebook runs with (printed by
+# `vadnb.setup` above; with `tiny` they are random-weight models and every number below is
+# meaningless: it exercises the code). `lavad.run_many` runs the stages over all clips
+# *stage by stage*: the captioner captions every clip, is released, then the embedder
+# runs, then the LLM... so each model is loaded once and a 16 GB GPU only holds one at a
+# time. Everything is cached (notebooks 20 and 30 already paid for the first clip).
+
+# %%
+detections = dict(zip(videos.name, lavad.run_many(list(videos.path), profile=env.profile)))
+det = detections[name]
+print(f"{name}, position {i}: raw {det.segments.raw_score.iloc[i]:.2f} -> refined "
+      f"{det.segments.score.iloc[i]:.2f}{warn([det])}")
+print(lavad.lesson.neighbours_statement(det))
+lavad.lesson.neighbours_table(det, i)
 
 # %%
 fig = plots.plot_many({"raw (LLM)": lavad.frame_scores_of(det, "raw_score"),
                        "refined": det.frame_scores}, labels=labels[name], fps=det.fps,
-                      title=f"LAVAD on {name} ({classes[name]})" + warn([det]))
+                      title=f"LAVAD ({det.profile} profile) on {name} ({classes[name]})"
+                      + warn([det]))
 fig.savefig(out / "timeline.png", dpi=80, bbox_inches="tight")
 plt.show()
 
@@ -205,6 +337,8 @@ print(f"AP = {metrics.ap_name('sklearn')}\nAP_trapezoid = {metrics.ap_name('trap
 for kind in ("raw", "refined"):
     print(f"{kind:8} AUC {result[f'auc_{kind}']:.3f}  AP {result[f'ap_{kind}']:.3f}  "
           f"AP_trapezoid {result[f'ap_{kind}_trapezoid']:.3f}{warn(detections.values())}")
+print(lavad.lesson.refinement_statement(result, f"the {det.profile} profile's scores", detections)
+      + warn(detections.values()))
 
 # %% [markdown]
 # Per class: each anomaly class judged against the same normal clips (the usual protocol).
@@ -216,106 +350,14 @@ per_class = result["per_class_refined"].merge(result["per_class_raw"], on=["clas
 per_class
 
 # %% [markdown]
-# ## Ablation: does the refinement help?
-#
-# The refinement needs no model call: `lavad.rescore` re-weights the stored embeddings with
-# another K or temperature. K = 1 with a low temperature keeps (almost) only the nearest
-# summary; K = 10, temperature 1 is the paper's setting.
+# The ablation over K and the temperature, on this profile's scores (the line above the
+# table says, from the run, whether its rows can differ):
 
 # %%
-def ablation_table(dets: dict) -> pd.DataFrame:
-    """Raw scores, then every (K, temperature) of the ablation; both AP variants."""
-    raw = {n: lavad.frame_scores_of(dets[n], "raw_score") for n in labels}
-    runs = {"none (raw LLM scores)": raw}
-    for k in ABLATION_K:
-        for t in ABLATION_T:
-            runs[f"K={k}, temperature={t:g}"] = {n: lavad.rescore(dets[n], refine_k=k,
-                                                                  temperature=t) for n in labels}
-    return pd.DataFrame([{"refinement": what, "auc": metrics.frame_auc(labels, sc),
-                          "ap (sklearn)": metrics.frame_ap(labels, sc),
-                          "ap (trapezoid)": metrics.frame_ap(labels, sc, "trapezoid")}
-                         for what, sc in runs.items()])
-
-
-ablation = ablation_table(detections)
+ablation = lavad.lesson.ablation_table(detections, labels, ABLATION_K, ABLATION_T)
 ablation.to_csv(out / "ablation.csv", index=False)
+print(lavad.lesson.ablation_statement(ablation, detections) + warn(detections.values()))
 ablation
-
-# %% [markdown]
-# ## What if perception were perfect?
-#
-# With the tiny profile the numbers above say nothing. To see what LAVAD's *own* steps do,
-# replace the models by an **oracle**: `lavad.oracle_backends` builds a captioner, an
-# embedder and an LLM that read the ground truth from the pixels (the captioner says
-# "something unusual: Vehicle" exactly on the anomalous frames, the LLM's score is the share
-# of unusual moments in the window). No model runs; whatever is lost from the ground truth
-# is lost by the windows, the refinement and the frame expansion.
-
-# %%
-oracle = lavad.oracle_backends(bench)
-oracle_runs, rows = {}, []
-for window_s in ORACLE_WINDOWS:
-    for clip in lavad.VIDEO_CLIPS:  # the official 2-frame / 3-crop clip, and all 10 frames
-        dets = dict(zip(videos.name, lavad.run_many(list(videos.path), backends=oracle,
-                                                    window_s=window_s, video_clip=clip)))
-        res = oracle_runs[window_s, clip] = lavad.evaluate(dets, labels) | {"detections": dets}
-        rows.append({"window_s": window_s, "video_clip": clip, "auc_raw": res["auc_raw"],
-                     "auc_refined": res["auc_refined"], "ap_raw (sklearn)": res["ap_raw"],
-                     "ap_refined (sklearn)": res["ap_refined"],
-                     "ap_refined (trapezoid)": res["ap_refined_trapezoid"]})
-oracle_table = pd.DataFrame(rows)
-oracle_table.to_csv(out / "oracle.csv", index=False)
-oracle_table
-
-# %% [markdown]
-# Three things to look for in this table, all about how the method's own steps treat these
-# short clips (the lines under the table are computed from it):
-#
-# - **The window length.** Campus clips last 15 s; a 10 s window spans two thirds of a
-#   clip, so every event is smeared over its neighbours. UCF-Crime videos last minutes.
-# - **The video clip.** The official video embedding reads only the first and the last
-#   frame of the window, 10 s apart; `video_clip="pairs"` reads all ten.
-# - **Temperature 1 on cosine similarities gives almost uniform weights.** The refinement
-#   pulls every position of a video towards the video's mean: the order *within* a video is
-#   kept, but its range shrinks, and the micro AUC compares positions *across* videos.
-
-# %%
-for window_s in ORACLE_WINDOWS:
-    t = oracle_table[oracle_table.window_s == window_s].set_index("video_clip")
-    print(f"window {window_s} s: refined AUC {t.auc_refined['imagebind']:.3f} with the official "
-          f"clip, {t.auc_refined['pairs']:.3f} with all 10 frames (raw: {t.auc_raw.iloc[0]:.3f})")
-oracle_ablation = ablation_table(oracle_runs[ORACLE_WINDOWS[0], "imagebind"]["detections"])
-print(f"oracle ablation, window {ORACLE_WINDOWS[0]} s: refined AUC from "
-      f"{oracle_ablation.auc[1:].min():.3f} to {oracle_ablation.auc[1:].max():.3f} over "
-      f"{len(oracle_ablation) - 1} settings (raw {oracle_ablation.auc[0]:.3f})")
-oracle_ablation
-
-# %% [markdown]
-# ## The official defaults beside vadnb's options
-#
-# `lavad.Config()`'s defaults compute what the official code computes (greedy decoding
-# apart, a choice for reproducible runs). Each of vadnb's named options is one setting
-# away; here each runs beside the defaults on the same perfect-perception inputs
-# (`lavad.options_table`), and `lavad.options_statement` says what it changed:
-# `video_clip='pairs'` embeds all the window's frames instead of ImageBind's 2-frame clip,
-# `summary_max_new_tokens=160` gives every summary one budget, `llm_decoding='paper'`
-# samples as the paper did, `caption_max_new_tokens=30` caps the captions.
-
-# %%
-options = lavad.options_table(bench, backends=oracle, names=list(videos.name))
-options.to_csv(out / "options.csv", index=False)
-print(lavad.options_statement(options))
-options
-
-# %% [markdown]
-# ## What differs from the official code
-#
-# Everything above follows the official computation except what this list says (the same
-# list as in notebooks 20 and 30, from `lavad.DIFFERENCES`):
-
-# %%
-display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
-                                             "LAVAD in vadnb vs the official code")))
 
 # %% [markdown]
 # ## The paper's own intermediate results
@@ -372,14 +414,17 @@ explorer(det, labels=labels[name])
 # %% [markdown]
 # ## Summary
 #
-# - Refinement: each position's score becomes a softmax-weighted mean of the scores of its
-#   10 nearest summaries (video embedding vs summary text embeddings), temperature 1; the
-#   video embedding is ImageBind's 2-frame clip (window ends) in 3 crops, as officially.
+# - Refinement is attention pooling (Nadaraya-Watson with the kernel $\exp(\cos/\tau)$): each
+#   position's score becomes a softmax-weighted mean of the scores of its 10 nearest
+#   summaries (video embedding vs summary text embeddings), temperature 1; the video
+#   embedding is ImageBind's 2-frame clip (window ends) in 3 crops, as officially.
+# - Perfect perception shows what LAVAD's own steps keep of the truth, before any model
+#   runs; the lines printed above say, for these short clips, whether refinement helped.
 # - Frame scores repeat each position's score over 16 frames; no smoothing.
 # - Evaluation: micro frame AUC / AP over the whole split, and per class against the normal
-#   clips. Two APs exist; the papers report the trapezoid one. With the tiny profile every
-#   number is meaningless; the oracle shows what the method's own steps keep of a perfect
-#   perception.
+#   clips. Two APs exist; the papers report the trapezoid one, and a constant detector
+#   already earns a trapezoid AP well above zero. With the tiny profile every number of
+#   the profile's run is meaningless.
 #
 # ## Exercises
 #

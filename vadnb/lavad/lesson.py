@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..result import Detection
+from .core import refine_scores
 from .video_clip import spatial_crops
 
 Messages = list[dict[str, str]]
@@ -285,3 +287,207 @@ def truth_statement(labels: np.ndarray | None, fps: float) -> str:
     edges = np.flatnonzero(np.diff(np.r_[0, y.astype(int), 0]))
     spans = ", ".join(f"{a / fps:.1f}-{b / fps:.1f} s" for a, b in zip(edges[::2], edges[1::2]))
     return f"Shaded: the ground-truth anomalous frames ({int(y.sum())} frames: {spans})."
+
+
+def real_llm_on_disk() -> bool:
+    """Whether the ``cpu`` profile's real LLM (SmolLM2-135M-Instruct) is already built on
+    this machine, so notebooks 30 and 40 can show it reading oracle descriptions on any
+    profile without a download (``models.load("llm", profile="cpu")`` would fetch it)."""
+    from ..models.profiles import SMOLLM2
+    from ..models.smollm import MARKER, pypi_model_dir
+
+    return (pypi_model_dir(SMOLLM2.model.removeprefix("pypi:")) / MARKER).exists()
+
+
+def oracle_statement(detection: Detection) -> str:
+    """What one perfect-perception run of LAVAD wrote, counted (notebooks 20 and 30): how
+    many centre frames the oracle captioner called unusual, how many temporal descriptions
+    mention it, and the range of the LLM's scores."""
+    seg = detection.segments
+    unusual = seg["captions"].str.contains("unusual").sum()
+    described = seg["temporal_description"].str.contains("unusual").sum()
+    return (f"Perfect perception on {Path(detection.video).name}: {unusual} of {len(seg)} centre "
+            f"frames are captioned as unusual; after cleaning, {described} of {len(seg)} "
+            f"temporal descriptions mention something unusual; the LLM's scores run from "
+            f"{seg['raw_score'].min():.1f} to {seg['raw_score'].max():.1f}.")
+
+
+def refinement_statement(result: dict[str, Any], clips: str = "these clips",
+                         detections: dict[str, Detection] | None = None) -> str:
+    """Raw vs refined frame AUC and trapezoid AP of :func:`~vadnb.lavad.evaluate`'s result,
+    in words (notebook 40): whether refinement helped, computed, never typed. With the
+    ``detections``, says so when refinement could change nothing but rounding errors."""
+    d_auc = result["auc_refined"] - result["auc_raw"]
+    verb = "raises" if d_auc > 5e-4 else "lowers" if d_auc < -5e-4 else "leaves"
+    text = (f"On {clips}, refinement {verb} the frame AUC from {result['auc_raw']:.3f} (raw "
+            f"LLM scores) to {result['auc_refined']:.3f}, and the trapezoid AP from "
+            f"{result['ap_raw_trapezoid']:.3f} to {result['ap_refined_trapezoid']:.3f}.")
+    return text + (_rounding_note(detections) if detections else "")
+
+
+def _rounding_note(detections: dict[str, Detection]) -> str:
+    """When every video's summaries share one score, any weighted mean of them is that score:
+    the refined scores differ from it by floating-point rounding only, yet a ranking metric
+    still orders those differences. Empty when the summaries' scores differ."""
+    if any(len(np.unique(np.round(d.extras["summary_scores"], 6))) > 1
+           for d in detections.values()):
+        return ""
+    off = max(float(np.abs(d.segments["score"] - d.extras["summary_scores"][0]).max())
+              for d in detections.values())
+    parsed = sum(int(d.segments["parsed"].astype(bool).sum()) for d in detections.values())
+    total = sum(len(d.segments) for d in detections.values())
+    return (f" But every video's summaries carry a single score (the LLM's score replies "
+            f"parsed {parsed} of {total} times; unreadable ones are filled in), so every "
+            f"weighted mean of them is that score: the refined scores differ from it by "
+            f"{off:.0e} at most, floating-point rounding, and the metrics' changes only rank "
+            "those rounding errors.")
+
+
+def neighbours_table(detection: Detection, position: int) -> pd.DataFrame:
+    """The summaries that vote on one position's refined score: cosine to the window's video
+    embedding, softmax weight and score, nearest first (notebook 40)."""
+    ex = detection.extras
+    ids = ex["neighbours"][position]
+    return pd.DataFrame({
+        "summary": [ex["summary_index"][j] for j in ids],
+        "cosine": ex["video_embeddings"][position] @ ex["summary_embeddings"][ids].T,
+        "weight": ex["weights"][position],
+        "score": ex["summary_scores"][ids],
+    })
+
+
+def neighbours_statement(detection: Detection) -> str:
+    """Why a position has the neighbours it has: K is capped at the size of the video's
+    summary index, so a video whose LLM wrote one summary has one neighbour (notebook 40)."""
+    ex = detection.extras
+    k = int(ex.get("config", {}).get("refine_k", 10))
+    n = len(ex["summary_index"])
+    scores = np.unique(np.round(ex["summary_scores"], 6))
+    text = (f"{Path(detection.video).name}: the summary index holds {n} distinct summar"
+            f"{'y' if n == 1 else 'ies'}, so each position has {min(k, n)} neighbour(s) "
+            f"(K = {k}); their scores take {len(scores)} distinct value(s)")
+    if len(scores) == 1:
+        text += (f" ({scores[0]:g}): every weighted mean of them is {scores[0]:g}, whatever "
+                 "the weights")
+    return text + "."
+
+
+def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarray],
+                   ks: Sequence[int], temperatures: Sequence[float]) -> pd.DataFrame:
+    """Frame AUC and both APs of the raw LLM scores, then of every (K, temperature) of the
+    refinement, re-weighted from the stored embeddings with no model call (notebook 40)."""
+    from .. import metrics
+    from .runner import frame_scores_of, rescore
+
+    names = list(labels)
+    runs = {"none (raw LLM scores)": {n: frame_scores_of(detections[n], "raw_score")
+                                      for n in names}}
+    for k in ks:
+        for t in temperatures:
+            runs[f"K={k}, temperature={t:g}"] = {n: rescore(detections[n], refine_k=k,
+                                                            temperature=t) for n in names}
+    return pd.DataFrame([{"refinement": what, "auc": metrics.frame_auc(labels, sc),
+                          "ap (sklearn)": metrics.frame_ap(labels, sc),
+                          "ap (trapezoid)": metrics.frame_ap(labels, sc, "trapezoid")}
+                         for what, sc in runs.items()])
+
+
+def ablation_statement(table: pd.DataFrame, detections: dict[str, Detection]) -> str:
+    """What an :func:`ablation_table` shows, measured: the refined AUC's range over the
+    settings and how many distinct summary scores each video leaves to average; when there
+    is one per video, why the rows can differ by rounding errors only (notebook 40)."""
+    refined = table["auc"].iloc[1:]
+    text = (f"Refined AUC from {refined.min():.3f} to {refined.max():.3f} over {len(refined)} "
+            f"settings (raw LLM scores: {table['auc'].iloc[0]:.3f}).")
+    note = _rounding_note(detections)
+    if note:
+        return text + note
+    distinct = [len(np.unique(np.round(d.extras["summary_scores"], 6)))
+                for d in detections.values()]
+    return text + (f" Each video's summaries carry {min(distinct)} to {max(distinct)} distinct "
+                   "scores: K and the temperature decide which of them a position averages.")
+
+
+def temperature_sweep(detections: dict[str, Detection], labels: dict[str, np.ndarray],
+                      temperatures: Sequence[float], k: int | None = None) -> pd.DataFrame:
+    """Frame AUC, trapezoid AP and the effective number of neighbours (1 / sum of squared
+    weights, averaged over positions) of the refinement at each temperature (notebook 40's
+    attention-pooling plot): low temperatures keep the nearest summary, high ones average."""
+    from .. import metrics
+    from .runner import rescore
+
+    rows = []
+    for t in temperatures:
+        scores = {n: rescore(detections[n], refine_k=k, temperature=t) for n in labels}
+        eff = []
+        for n in labels:
+            ex = detections[n].extras
+            kk = int(k or ex.get("config", {}).get("refine_k", 10))
+            _, _, w = refine_scores(ex["video_embeddings"], ex["summary_embeddings"],
+                                    ex["summary_scores"], kk, t)
+            eff.extend(1.0 / (w ** 2).sum(axis=1))
+        rows.append({"temperature": float(t), "auc": metrics.frame_auc(labels, scores),
+                     "ap (trapezoid)": metrics.frame_ap(labels, scores, "trapezoid"),
+                     "effective neighbours": float(np.mean(eff))})
+    return pd.DataFrame(rows)
+
+
+def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
+                           labels: np.ndarray | None, shown: Sequence[float]) -> Any:
+    """Two panels, as d2l's attention-pooling chapter draws kernel widths: left, one video's
+    raw and refined scores at the temperatures ``shown``; right, frame AUC and the effective
+    number of neighbours against the temperature (log scale). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .runner import frame_scores_of, rescore
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    t_s = np.arange(detection.num_frames) / detection.fps
+    if labels is not None:
+        y = np.asarray(labels, dtype=bool)
+        left.fill_between(t_s[:len(y)], 0, 1, where=y[:len(t_s)], color="tab:red", alpha=0.15,
+                          step="post", label="ground truth")
+    left.plot(t_s, frame_scores_of(detection, "raw_score"), color="black", lw=2,
+              label="raw (LLM)", drawstyle="steps-post")
+    for t, colour in zip(shown, plt.cm.viridis(np.linspace(0, 0.9, len(shown)))):
+        left.plot(t_s, rescore(detection, temperature=t), color=colour,
+                  label=f"refined, temperature {t:g}", drawstyle="steps-post")
+    left.set(xlabel="time (s)", ylabel="score", ylim=(-0.02, 1.02),
+             title=f"{Path(detection.video).name}: refined scores by temperature")
+    left.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    right.semilogx(sweep["temperature"], sweep["auc"], "o-", label="frame AUC")
+    right.semilogx(sweep["temperature"], sweep["ap (trapezoid)"], "s--", label="AP (trapezoid)")
+    right.set(xlabel="temperature (log scale)", ylabel="metric", ylim=(0, 1.02),
+              title="all clips")
+    twin = right.twinx()
+    twin.semilogx(sweep["temperature"], sweep["effective neighbours"], ":", color="grey",
+                  label="effective neighbours")
+    twin.set_ylabel("effective neighbours", color="grey")
+    lines = right.get_lines() + twin.get_lines()
+    right.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def real_llm_statement(llm_name: str, detections: dict[str, Detection],
+                       oracle_scores: Sequence[float]) -> str:
+    """What a real LLM made of true temporal descriptions (notebook 30), measured: per score
+    decoding (``detections`` maps "free" / "choices" to a run), how many replies parsed and
+    whether the scores tell the positions apart the way the oracle's do."""
+    truth = pd.Series(np.asarray(oracle_scores, dtype=np.float64))
+    parts = []
+    for decoding, det in detections.items():
+        seg = det.segments
+        ok = seg["parsed"].astype(bool).to_numpy()
+        said = f"`{decoding}`: {int(ok.sum())} of {len(seg)} replies readable"
+        values = np.unique(seg["raw_score"].to_numpy()[ok])
+        if len(values) == 1:
+            said += f", every one {values[0]:g}: it does not tell the positions apart"
+        elif len(values) > 1:
+            corr = pd.Series(seg["raw_score"].to_numpy()).corr(truth)
+            said += (f", scores {values.min():g} to {values.max():g}, correlation with the "
+                     f"oracle's {corr:.2f}")
+        parts.append(said)
+    return (f"{llm_name} on true temporal descriptions (the oracle's scores run from "
+            f"{truth.min():g} to {truth.max():g}): " + "; ".join(parts) + ".")
