@@ -297,7 +297,7 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
         from .vera.lesson import CAMPUS_QUESTIONS
 
         oracle = vera.oracle_backends(clips, image_size=knobs.get("image_size", 448))
-        return vera.run_many(paths, backends=oracle, cache=cache, progress=False,
+        return vera.run_many(paths, backends=oracle, cache=cache,
                              questions=list(CAMPUS_QUESTIONS.values()), **knobs)
     if method == "anyanomaly":
         from . import anyanomaly

@@ -254,7 +254,7 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
     for name, settings in variants:
         # the answers and embeddings are cached after the first variant: no more bars
         dets = run_many(list(test["path"]), backends=oracle, questions=result,
-                        image_size=image_size, cache=cache, progress=not rows, **settings)
+                        image_size=image_size, cache=cache, **settings)
         scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
         rows.append({"variant": name,
                      "settings": ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "-",
