@@ -415,7 +415,7 @@ lesson.save_metrics(out / "timings.json", timings)
 lesson.say(f"Sampling at {SAMPLE_FPS:g} fps took {fps_s:.3f} s, converting all "
            f"{info.num_frames} frames {every_s:.3f} s: sampling was "
            + (f"{every_s / fps_s:.1f}x faster here." if every_s > fps_s else
-              "not faster here (the conversions saved did not outweigh the fixed costs)."))
+              "not faster here (fixed costs, or a busy machine, outweighed the conversions saved)."))
 pd.Series(timings).to_frame("value")
 
 # %% [markdown]

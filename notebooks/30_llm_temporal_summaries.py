@@ -387,7 +387,8 @@ print(lavad.truth_statement(labels, det.fps))
 #
 # Change `MY_SCORE_CONTEXT` (a parameter at the top) and run the next cell. Only the score
 # prompt changed, so the captions, embeddings and summaries come from the cache; the LLM is
-# asked again for the scores only.
+# asked again for the scores only (once: run the cell again and they come from the cache too;
+# the model-call table says which happened).
 
 # %%
 mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT, **LAVAD_OVERRIDES)

@@ -429,9 +429,10 @@ explorer(det, labels=labels[name])
 #
 # ## Exercises
 #
-# 1. Re-run the real models with `window_s=4` (`lavad.run_many(..., window_s=4)`): only the
-#    windows and the LLM are recomputed, the captions come from the cache. Does the
-#    oracle's lesson hold for real models?
+# 1. Re-run the real models with `window_s=4` (`lavad.run_many(..., window_s=4)`): the
+#    captions come from the cache (the centre frames do not change); the new window frames
+#    are embedded and the LLM reads the new descriptions. Does the oracle's lesson hold for
+#    real models?
 # 2. In the ablation, which setting is best on this split? Would you trust that choice,
 #    made on the test split? (Make it on `val` instead: `SPLIT = "val"`.)
 # 3. Add Gaussian smoothing (`vadnb.stages.gaussian_smooth`) to the refined scores. Does
