@@ -347,7 +347,7 @@ print(lavad.lesson.refinement_statement(result, f"the {det.profile} profile's sc
 # %%
 per_class = result["per_class_refined"].merge(result["per_class_raw"], on=["class", "videos"],
                                               suffixes=("_refined", "_raw"))
-print(f"{len(per_class)} anomaly classes{warn(detections.values())}")
+print(f"anomaly classes: {len(per_class)}{warn(detections.values())}")
 per_class
 
 # %% [markdown]
