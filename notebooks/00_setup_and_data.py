@@ -67,7 +67,6 @@ AVENUE_ROOT = None
 UBNORMAL_ROOT = None
 
 # %%
-import json
 import os
 import platform
 from pathlib import Path
@@ -155,7 +154,7 @@ environment = {
     "versions": env.versions,
     "VADNB_DATA": os.environ.get("VADNB_DATA"),
 }
-(out / "environment.json").write_text(json.dumps(environment, indent=2))
+_ = lesson.save_metrics(out / "environment.json", environment)  # valid JSON, one call
 
 # %% [markdown]
 # ## 2. The campus mini-benchmark
@@ -251,8 +250,9 @@ plt.show()
 # Here are frames around the start of the **Running** anomaly, three frames apart: the
 # runner crosses much more ground per frame than anyone else. The yellow box is drawn by
 # code, not by hand: `plots.fastest_mover_boxes` links the blobs that differ from the clip's
-# median frame into tracks and marks the fastest one (it knows nothing about people; where
-# the runner passes behind someone, no box is drawn).
+# median frame into tracks and marks the fastest one. It knows nothing about people: in a
+# frame where it cannot follow the runner (hidden by, or merged with, another person), it
+# draws no box.
 
 # %%
 name = test.videos.loc[test.videos["label"] == "Running", "name"].iloc[0]

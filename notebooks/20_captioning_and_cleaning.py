@@ -229,8 +229,9 @@ lesson.show_source(lavad.pipeline)
 
 # %% [markdown]
 # Now the same steps with this profile's models (printed by `vadnb.setup` above; with
-# `tiny` they have random weights: their captions are garbled text that exercises the code
-# and means nothing). `lavad.run` checks the settings, opens the video and calls the
+# `tiny` they have random weights: their captions are strings of random words from a toy
+# vocabulary, which exercise the code and mean nothing; read the tables below for their
+# shape, not their words). `lavad.run` checks the settings, opens the video and calls the
 # pipeline; every model call is cached, so the next notebooks reuse this run for free. Its
 # `segments` table has one row per centre frame.
 
@@ -249,7 +250,8 @@ seg[["centre_frame", "time_s", "captions"]].head(10)
 # The unique captions of the video, each embedded with the **text** encoder of a
 # vision-language embedder (ImageBind in the paper) and L2-normalised, so that the inner
 # product of two vectors is their cosine similarity. This index is per video: a frame can
-# only be described with words that the captioner used somewhere in the same video.
+# only be described with words that the captioner used somewhere in the same video. (With
+# `tiny`, the index holds the random-word captions above: meaningless text.)
 
 # %%
 tables = lavad.stage_tables(det)  # every stage's output as a table
@@ -306,7 +308,9 @@ if ideal is not None:
 # - each description spans 10 s, so the LLM reads *what happens over time*, not a snapshot.
 #
 # Count how often each caption appears before (one per centre frame) and after cleaning
-# (ten per window). Captions that vanish after cleaning are the ones no frame chose.
+# (ten per window). Captions that vanish after cleaning are the ones no frame chose. (With
+# `tiny` the captions counted are random words: the counts show the mechanism, not a
+# hallucination caught.)
 
 # %%
 counts = tables["captions"]["caption"].value_counts()
@@ -318,7 +322,8 @@ usage.sort_values("raw (centre frames)", ascending=False)
 
 # %% [markdown]
 # The table of this notebook, one row per centre frame: the raw caption, the caption
-# retrieved for the window frame nearest the centre, and the whole temporal description.
+# retrieved for the window frame nearest the centre, and the whole temporal description
+# (random words with `tiny`: they mean nothing).
 
 # %%
 middle = [int(np.argmin(np.abs(w - c))) for w, c in zip(det.extras["window_frames"], centres)]

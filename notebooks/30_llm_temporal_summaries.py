@@ -78,7 +78,6 @@ PROBE_POSITIONS = 8        # score prompts asked again live to count truncated r
 REAL_LLM_SETTINGS = {"stride": 32, "summary_max_new_tokens": 24}  # keep the real LLM quick on a CPU
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -188,7 +187,8 @@ else:
 #   (`llm.batch(..., choices=LAVAD_SCORE_CHOICES)`), so every reply parses.
 #
 # `REAL_LLM_SETTINGS` keeps it short on a CPU (a position every 32 frames, 24-token
-# summaries); the line under the cell says, from the run, how many replies were readable and
+# summaries), so the oracle's scores it is compared with are those of every other position
+# of the table above; the line under the cell says, from the run, how many replies were readable and
 # whether the scores tell the positions apart as the oracle's do. Readable is not the same as
 # right.
 
@@ -208,11 +208,10 @@ if real_llm_ran:
           f"{Path(VIDEO).name}")
     truth = lavad.run(VIDEO, backends=oracle, **settings).segments.raw_score
     lesson.say(lavad.lesson.real_llm_statement(real_llm.name, real, truth))
-    (out / "choices.json").write_text(json.dumps(
-        {"llm": real_llm.name, **{d: {"positions": r.extras["positions"],
-                                      "parsed": r.extras["positions"] - r.extras["parse_failures"],
-                                      "replies": [str(x) for x in r.segments.score_reply]}
-                                  for d, r in real.items()}}, indent=2))
+    lesson.save_metrics(out / "choices.json", {"llm": real_llm.name, **{
+        d: {"positions": r.extras["positions"],
+            "parsed": r.extras["positions"] - r.extras["parse_failures"],
+            "replies": [str(x) for x in r.segments.score_reply]} for d, r in real.items()}})
     print("per position: the real LLM's summary -> its choices score | oracle score | "
           "start of its free-text score reply")
     for (_, c), (_, f), x in zip(real["choices"].segments.iterrows(),
@@ -242,8 +241,8 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 # ## Now with this profile's models
 #
 # The same two steps with the models of this run's profile (printed by `vadnb.setup` above;
-# with `tiny` the LLM has random weights and writes garbled text: it exercises the code and
-# means nothing). If you ran notebook 20 with the same video and profile, the captions and
+# with `tiny` the LLM has random weights and writes random words from a toy vocabulary until
+# its token budget runs out: long, meaningless text that only exercises the code). If you ran notebook 20 with the same video and profile, the captions and
 # embeddings come from the cache and only missing stages run. The model-call table says
 # what was computed.
 
@@ -256,7 +255,8 @@ print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
 # ## What the LLM sees for one position
 #
 # The two conversations sent for the middle position of the video, exactly as built by
-# `lavad.summary_messages` and `lavad.score_messages`:
+# `lavad.summary_messages` and `lavad.score_messages` (with `tiny`, the captions, the summary
+# and the reply are random words: only their place in the prompts matters):
 
 # %%
 seg = det.segments
@@ -286,7 +286,8 @@ print(f"{det.extras['positions']} positions -> {det.extras['n_llm_prompts']} dis
 # %% [markdown]
 # ## Summaries and scores
 #
-# One row per position. `parsed` says whether the score reply held a readable `[x]`.
+# One row per position. `parsed` says whether the score reply held a readable `[x]`. (With
+# `tiny` the summaries and replies are random words and mean nothing.)
 
 # %%
 summaries = seg[["centre_frame", "time_s", "summary", "score_reply", "parsed", "raw_score"]]
@@ -324,8 +325,10 @@ report = {
     "parse_report": det.extras["parse_report"],
     "examples": det.extras["parse_failure_examples"],
 }
-(out / "parse_report.json").write_text(json.dumps(report, indent=2))
-report
+lesson.save_metrics(out / "parse_report.json", report)
+print(report["parse_report"] + (" (tiny: meaningless replies)" if det.meaningless else ""))
+for example in dict.fromkeys(report["examples"]):  # each distinct unreadable reply once
+    print(f"  unreadable: {example[:100]!r}")
 
 # %% [markdown]
 # ## How the LLM handled the prompts
@@ -349,7 +352,7 @@ probe.update(llm=probe_llm.name, positions=len(seg), positions_parsed=int(len(re
              score_max=float(read.max()) if len(read) else None,
              score_std=float(read.std(ddof=0)) if len(read) else None,
              distinct_scores=int(read.nunique()))
-(out / "llm_probe.json").write_text(json.dumps(probe, indent=2))
+lesson.save_metrics(out / "llm_probe.json", probe)
 print(f"LLM {probe['llm']}" + (" (random weights: meaningless)" if probe_llm.meaningless else "")
       + f": {probe['positions_parsed']} of {probe['positions']} score replies "
       f"of the run were readable")
@@ -364,15 +367,16 @@ for reply in probe["replies"][:3]:
 
 # %% [markdown]
 # The LLM's scores over time (before refinement), with the positions whose reply could not
-# be read marked in red: their value was interpolated. The line under the figure says what
-# the shaded ground-truth band holds for this clip.
+# be read marked in red: their value was filled in (interpolated from readable neighbours,
+# or 0.5 when none was readable). The line under the figure says what the shaded
+# ground-truth band holds for this clip.
 
 # %%
 fig = plots.plot_scores(lavad.frame_scores_of(det, "raw_score"), fps=det.fps, labels=labels,
                         warning=det.warning or None, label="LLM score",
                         title=f"LAVAD raw scores · {Path(VIDEO).name}")
 bad = seg[~seg.parsed]
-fig.axes[0].plot(bad.time_s, bad.raw_score, "rx", label="interpolated")
+fig.axes[0].plot(bad.time_s, bad.raw_score, "rx", label="unreadable (filled in)")
 fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 fig.savefig(out / "scores.png", dpi=80, bbox_inches="tight")
 plt.show()
@@ -383,13 +387,14 @@ print(lavad.truth_statement(labels, det.fps))
 #
 # Change `MY_SCORE_CONTEXT` (a parameter at the top) and run the next cell. Only the score
 # prompt changed, so the captions, embeddings and summaries come from the cache; the LLM is
-# asked again for the scores only.
+# asked again for the scores only (once: run the cell again and they come from the cache too;
+# the model-call table says which happened).
 
 # %%
 mine = lavad.run(VIDEO, profile=env.profile, score_context=MY_SCORE_CONTEXT, **LAVAD_OVERRIDES)
 print(mine.model_calls.to_string(index=False) if mine.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
-compare = pd.DataFrame({"summary": seg.summary, "paper prompt": seg.raw_score,
+compare = pd.DataFrame({"summary": seg.summary, "default prompt": seg.raw_score,
                         "my prompt": mine.segments.raw_score})
 compare.head(10)
 

@@ -77,7 +77,6 @@ ORACLE_WINDOWS = [10, 4]   # window lengths (s) for the perfect-perception run
 RELEASED_DIR = None        # the paper's released results for one dataset (e.g. ".../ucf_crime")
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -210,7 +209,8 @@ lesson.show_source(lavad.refine_scores)
 # inputs: no model call, `lavad.rescore` re-weights the stored embeddings. Left: the clip
 # above, refined at a few temperatures. Right: frame AUC and trapezoid AP over all clips,
 # and the *effective number of neighbours* $1/\sum_j w_j^2$ (1 when one summary takes all
-# the weight, $K$ when the weights are uniform). The line under the figure is computed.
+# the weight, $K$ when the weights are uniform; at most the number of distinct summaries when
+# a video has fewer than $K$). The line under the figure is computed.
 
 # %%
 sweep = lavad.lesson.temperature_sweep(ideal, labels, SWEEP_T)
@@ -295,8 +295,8 @@ options
 # ## Now with this profile's models
 #
 # The same steps with the models of the profile this notebook runs with (printed by
-# `vadnb.setup` above; with `tiny` they are random-weight models and every number below is
-# meaningless: it exercises the code). `lavad.run_many` runs the stages over all clips
+# `vadnb.setup` above; with `tiny` they are random-weight models: every number below is
+# meaningless and every summary is random words; they exercise the code). `lavad.run_many` runs the stages over all clips
 # *stage by stage*: the captioner captions every clip, is released, then the embedder
 # runs, then the LLM... so each model is loaded once and a 16 GB GPU only holds one at a
 # time. Everything is cached (notebooks 20 and 30 already paid for the first clip).
@@ -347,6 +347,7 @@ print(lavad.lesson.refinement_statement(result, f"the {det.profile} profile's sc
 # %%
 per_class = result["per_class_refined"].merge(result["per_class_raw"], on=["class", "videos"],
                                               suffixes=("_refined", "_raw"))
+print(f"anomaly classes: {len(per_class)}{warn(detections.values())}")
 per_class
 
 # %% [markdown]
@@ -397,8 +398,8 @@ summary["ap_variants"] = {"ap_*": metrics.ap_name("sklearn"),
 summary["split"] = SPLIT
 summary["warning"] = TINY_WARNING if result["meaningless"] else ""
 summary["per_class"] = per_class.to_dict(orient="records")
-(out / "metrics.json").write_text(json.dumps(summary, indent=2))
-summary
+lesson.save_metrics(out / "metrics.json", summary)
+print(f"wrote {out / 'metrics.json'}: {', '.join(summary)}")
 
 # %% [markdown]
 # ## Explore a detection
@@ -428,9 +429,10 @@ explorer(det, labels=labels[name])
 #
 # ## Exercises
 #
-# 1. Re-run the real models with `window_s=4` (`lavad.run_many(..., window_s=4)`): only the
-#    windows and the LLM are recomputed, the captions come from the cache. Does the
-#    oracle's lesson hold for real models?
+# 1. Re-run the real models with `window_s=4` (`lavad.run_many(..., window_s=4)`): the
+#    captions come from the cache (the centre frames do not change); the new window frames
+#    are embedded and the LLM reads the new descriptions. Does the oracle's lesson hold for
+#    real models?
 # 2. In the ablation, which setting is best on this split? Would you trust that choice,
 #    made on the test split? (Make it on `val` instead: `SPLIT = "val"`.)
 # 3. Add Gaussian smoothing (`vadnb.stages.gaussian_smooth`) to the refined scores. Does

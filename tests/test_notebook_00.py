@@ -15,7 +15,7 @@ pytestmark = pytest.mark.notebook
 
 def test_notebook_00_writes_campus_table_examples_and_environment(tmp_path):
     out = tmp_path / "out"
-    run_notebook("00_setup_and_data", out, ZOOM_FRAMES=4)
+    nb = run_notebook("00_setup_and_data", out, ZOOM_FRAMES=4)
 
     # the table agrees with annotations.txt, line for line
     table = pd.read_csv(out / "campus_videos.csv")
@@ -41,6 +41,10 @@ def test_notebook_00_writes_campus_table_examples_and_environment(tmp_path):
     assert environment["profile"] == "tiny" and environment["scores_meaningless"] is True
     assert environment["device"] in ("cpu", "cuda")
     assert "torch" in environment["versions"]
+    # saving is plumbing: the cell that writes environment.json shows nothing (not a byte count)
+    saving = [c for c in nb.cells
+              if c.cell_type == "code" and '"environment.json", environment' in "".join(c.source)]
+    assert len(saving) == 1 and saving[0].outputs == []
     assert (out / "label_timelines.png").exists()
 
     # the public benchmarks' walk-through: every loader ran (on its sample layout here)

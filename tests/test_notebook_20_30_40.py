@@ -99,6 +99,21 @@ def test_notebook_30_writes_summaries_and_parse_report(tmp_path, campus):
     assert report["parse_failures"] == int((~summaries.parsed.astype(bool)).sum())
     assert 0 <= report["score_replies_truncated"] <= report["positions"]
     assert (tmp_path / "scores.png").read_bytes().startswith(PNG)
+    # the report is saved, not dumped: its one-line verdict, each distinct reply once
+    assert report["parse_report"] + " (tiny: meaningless replies)" in text
+    assert "'examples':" not in text
+    assert text.count("  unreadable: ") == len(set(report["examples"]))
+    # the prompts are ours, not the paper's: the comparison column says "default"
+    assert "default prompt" in text and "paper prompt" not in text
+
+
+@pytest.mark.parametrize("name", ["00_setup_and_data", "10_frame_extraction",
+                                  "20_captioning_and_cleaning", "30_llm_temporal_summaries",
+                                  "40_score_refinement_and_evaluation"])
+def test_notebooks_00_to_40_save_numbers_in_one_call(name):
+    """Numbers go to JSON through lesson.save_metrics (valid JSON, NaN as null), never by hand."""
+    source = (Path(__file__).parents[1] / "notebooks" / f"{name}.py").read_text()
+    assert "json.dumps(" not in source and ".write_text(json" not in source
 
 
 def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
@@ -114,6 +129,8 @@ def test_notebook_40_writes_metrics_scores_and_timeline(tmp_path, campus):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["profile"] == "tiny" and m["meaningless"] is True and m["warning"] == TINY_WARNING
     assert m["videos"] == 2
+    assert f"wrote {tmp_path / 'metrics.json'}: videos, frames" in text  # one line, not a dump
+    assert f"anomaly classes: 1  [{TINY_WARNING}]" in text  # the per-class table is flagged
     saved = {p.stem: np.load(p) for p in (tmp_path / "frame_scores").glob("*.npy")}
     assert len(saved) == 2
     test = campus.subset("test")
