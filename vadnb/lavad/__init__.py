@@ -66,14 +66,9 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
     cfg = configure(Config, config, overrides, "LAVAD")
     rt = Runtime(roles_for(cfg, profile, backends), cache)
     opened = [open_video(rt, v) for v in videos]
-    from ..progress import bar as progress_bar
-
-    bar = progress_bar(total=1, desc=f"LAVAD on {len(opened)} videos", disable=len(opened) < 2)
-    try:
+    try:  # each stage shows its own bar over every video's model calls
         results = core.pipeline(rt, opened, cfg, captioner_roles(cfg))
-        bar.update(1)
     finally:
-        bar.close()
         rt.release()
     calls = rt.model_calls()
     prof = detection_profile(rt.roles, captioner_roles(cfg) + ["embedder", "llm"])
