@@ -81,6 +81,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
+
 import vadnb
 from vadnb import flashback, metrics
 from vadnb.data import load_campus
@@ -159,7 +161,9 @@ lesson.say(f"Recall counted {demo_counts['malformed_replies']} malformed reply(i
 
 # %%
 handwritten, _, _ = memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())
-pd.DataFrame([{"normal": n[0], "anomalous": a[0], "category": a[1]} for n, a in handwritten[:6]])
+with pd.option_context("display.max_colwidth", None):  # whole captions, not cut at 50 characters
+    display(pd.DataFrame([{"normal": n[0], "anomalous": a[0], "category": a[1]}
+                          for n, a in handwritten[:6]]))
 
 # %% [markdown]
 # ## Respond with perfect perception (meaningful on a laptop)
@@ -185,23 +189,31 @@ ax = fb_lesson.plot_memory_space(mem, resp["embeddings"], seg_truth,
                                  title=f"{example['name']}: memory and segments (oracle)")
 ax.figure.savefig(out / "memory_space.png", dpi=120, bbox_inches="tight")
 plt.show()
+share = resp["flags"].mean(axis=1)  # per segment: the anomalous share of its top-k captions
+seg_truth = np.asarray(seg_truth, bool)
+lesson.say(f"Among its {resp['flags'].shape[1]} nearest captions, an anomalous segment of this "
+           f"clip has on average {share[seg_truth].mean():.0%} anomalous ones "
+           f"({seg_truth.sum()} segments), a normal segment {share[~seg_truth].mean():.0%} "
+           f"({(~seg_truth).sum()} segments).")
 
 # %% [markdown]
 # Each cross is one 1-second segment. Its score is the softmax-weighted share of anomalous
-# captions among its 10 nearest; the picture is a 2-D shadow of that neighbourhood. Here is
-# respond, step by step, as the package runs it:
+# captions among its top-k nearest (`top_k`, 10 by default); the picture is a 2-D shadow of
+# that neighbourhood. Here is respond, step by step, as the package runs it:
 
 # %%
 lesson.show_source(core.pipeline)
 
 # %% [markdown]
-# Every score comes with its explanation: the retrieved captions and their similarities.
-# The three highest-scoring segments of this clip:
+# Every score comes with its explanation: the first three retrieved captions and their
+# similarities. The highest-scoring segment of this clip and the lowest-scoring one:
 
 # %%
 det_oracle = flashback.run(example["path"], backends=oracle, memory="handwritten")
-det_oracle.segments.sort_values("score", ascending=False).head(3)[
-    ["start_frame", "end_frame", "score", "explanation"]]
+ranked = det_oracle.segments.sort_values("score", ascending=False)
+for what, seg in (("highest", ranked.iloc[0]), ("lowest", ranked.iloc[-1])):
+    print(f"{what} score {seg['score']:.2f}, frames {seg['start_frame']}-{seg['end_frame'] - 1}:")
+    print("  " + seg["explanation"].replace(" | ", "\n  "))
 
 # %%
 plot_detection(det_oracle, labels=truth)
@@ -218,9 +230,11 @@ perfect.to_csv(out / "perfect_perception.csv", index=False)
 perfect
 
 # %%
-best = perfect.iloc[perfect["auc"].idxmax()]
-lesson.say(f"With perfect perception, the variant '{best['variant']}' reaches the highest "
-           f"frame AUC here ({best['auc']:.3f}); the defaults reach {perfect['auc'].iloc[0]:.3f}.")
+default, others = perfect.iloc[0], perfect.iloc[1:]
+worst = others.loc[others["ap"].idxmin()]
+lesson.say(f"With perfect perception the defaults reach frame AUC {default['auc']:.4f} and AP "
+           f"{default['ap']:.4f} (1 would be perfect). The variant that loses the most AP is "
+           f"'{worst['variant']}': AP {worst['ap']:.4f}, AUC {worst['auc']:.4f}.")
 
 # %% [markdown]
 # ## Respond is causal
@@ -252,7 +266,7 @@ lesson.say(f"Streaming the segments one by one gives the same frame scores as th
 
 # %%
 tiny = env.meaningless
-dets = {n: vadnb.detect(p, method="flashback", profile=PROFILE, memory=MEMORY, calls=CALLS,
+dets = {n: vadnb.detect(p, method="flashback", profile=env.profile, memory=MEMORY, calls=CALLS,
                         pairs_per_call=PAIRS_PER_CALL)
         for n, p in zip(test["name"], test["path"])}
 first = next(iter(dets.values()))
@@ -264,10 +278,12 @@ lesson.say(f"{len(dets)} test video(s); memory from {recipe['source']} with "
            f"{first.extras['memory_size']['normal']} normal and "
            f"{first.extras['memory_size']['anomalous']} anomalous captions; frame AUC "
            f"{auc:.3f}, AP {ap:.3f}" + (f". {TINY_WARNING}" if tiny else "."))
-(out / "metrics.json").write_text(json.dumps(
-    {"auc": auc, "ap": ap, "test_videos": len(dets), "meaningless": tiny,
-     "warning": TINY_WARNING if tiny else None, "memory_source": recipe["source"],
-     "memory_size": first.extras["memory_size"]}, indent=2))
+lesson.save_metrics(out / "metrics.json", {
+    "auc": auc, "ap": ap, "test_videos": len(dets), "meaningless": tiny,
+    "warning": TINY_WARNING if tiny else None, "memory_source": recipe["source"],
+    "memory_size": first.extras["memory_size"],
+    "perfect_perception": {"note": lesson.PERFECT_PERCEPTION, "auc": default["auc"],
+                           "ap": default["ap"], "variants": perfect}})
 first.model_calls
 
 # %% [markdown]
@@ -276,11 +292,17 @@ first.model_calls
 # since its vectors would live in another space.
 
 # %%
-shared, _ = fb_lesson.respond(example["path"], profile=PROFILE, memory=MEMORY, calls=CALLS,
+shared, _ = fb_lesson.respond(example["path"], profile=env.profile, memory=MEMORY, calls=CALLS,
                               pairs_per_call=PAIRS_PER_CALL)
 saved = shared.save(out / "memory")
 print(saved.name, "+", saved.with_suffix(".safetensors").name)
 print(json.dumps(shared.recipe, indent=1)[:600])
+try:  # the oracle's embedder is another space: the saved memory must be refused
+    flashback.run(example["path"], backends=oracle, memory=str(saved))
+except ValueError as err:
+    print("\nLoading it with the oracle's embedder:", err)
+else:
+    print("\nThe oracle's embedder accepted this memory: the recipes match")
 
 # %% [markdown]
 # ## What it costs
