@@ -127,11 +127,12 @@ print(memory.recall_messages(PAIRS_PER_CALL, seed=0)[1]["content"])
 # function playing the llm role) that answers its first call in prose and the others in
 # JSON. Recall reads every reply on arrival: the prose is **counted** as malformed and asked
 # again, with the error shown to the model; nothing is silently dropped. If *every* call
-# stays malformed, recall stops with an error that names the counts (that is what the tiny
-# profile's random LLM would do, which is why it uses a memory written by a person).
+# stays malformed, recall stops with an error that names the counts: a second pretend LLM,
+# which only ever writes prose, shows it. That is what the tiny profile's random LLM would
+# do, which is why the tiny profile uses a memory written by a person.
 
 # %%
-from vadnb.models.scripted import ScriptedLLM, ScriptedEmbedder  # noqa: E402
+from vadnb.models.scripted import ScriptedLLM  # noqa: E402
 from vadnb.runtime import Roles, Runtime  # noqa: E402
 
 
@@ -151,6 +152,13 @@ lesson.say(f"Recall counted {demo_counts['malformed_replies']} malformed reply(i
            f"{demo_counts['replies']}, and {demo_counts['failed_calls']} call(s) that stayed "
            f"malformed; de-duplication removed {dedup['normal_duplicates']} repeated normal "
            f"caption(s) and {dedup['anomalous_duplicates']} anomalous one(s).")
+
+prose_only = Runtime(Roles(backends={"llm": ScriptedLLM(lambda m: "Sure! People walk.",
+                                                        name="pretend-prose-only")}))
+try:  # an LLM that never answers in JSON: recall stops and names the counts
+    memory.recall(prose_only, flashback.Config(calls=2, pairs_per_call=1))
+except memory.RecallError as err:
+    print("An LLM that never writes JSON:", err)
 
 # %% [markdown]
 # The memory this notebook uses comes from `MEMORY`: on a real profile the LLM writes it
@@ -216,7 +224,8 @@ for what, seg in (("highest", ranked.iloc[0]), ("lowest", ranked.iloc[-1])):
     print("  " + seg["explanation"].replace(" | ", "\n  "))
 
 # %%
-plot_detection(det_oracle, labels=truth)
+plot_detection(det_oracle, labels=truth,
+               title=f"Flashback with perfect perception (oracle embedder): {example['name']}")
 plt.show()
 
 # %% [markdown]
@@ -340,8 +349,9 @@ Markdown(differences_markdown(flashback.DIFFERENCES))
 #   share is its score; frames average the segments that cover them, then a five-tap
 #   smoothing. No LLM runs at this stage, and the retrieved captions explain every score.
 # - It is causal: scores can be produced as segments arrive, one segment of delay.
-# - Its defaults follow the research code, with its off-by-one fixed; every other choice is
-#   in `flashback.DIFFERENCES`.
+# - Where its defaults depart from the research code (the off-by-one fixed, the video's own
+#   frame rate, the tail frames, de-duplication), `flashback.DIFFERENCES` says why and names
+#   the setting that restores the code's behaviour.
 #
 # ## Exercises
 #

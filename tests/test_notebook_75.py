@@ -53,3 +53,4 @@ def test_notebook_75_writes_its_artifacts(tmp_path):
     assert highest[1].strip().startswith("anomalous ")  # the oracle retrieves the truth
     assert "The variant that loses the most AP is '" in text
     assert "Loading it with the oracle's embedder:" in text and "another recipe" in text
+    assert "An LLM that never writes JSON: Flashback recall:" in text and "stayed malformed" in text
