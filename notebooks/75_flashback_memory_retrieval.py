@@ -297,8 +297,9 @@ first.model_calls
 
 # %% [markdown]
 # The memory is a file you can share: the captions, their embeddings and the recipe that
-# made them (LLM, prompt, seeds, embedder). Loading it with another embedder is refused,
-# since its vectors would live in another space.
+# made them (for an LLM's memory: the LLM, prompt, seeds and embedder; for the hand-written
+# one: the file's hash and the embedder). Loading it with another embedder is refused,
+# since its vectors would live in another space: the cell tries it with the oracle's.
 
 # %%
 shared, _ = fb_lesson.respond(example["path"], profile=env.profile, memory=MEMORY, calls=CALLS,
