@@ -481,7 +481,8 @@ runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=backend
 cvad = metrics.cvad_table(*cvad_inputs(runs))
 print(warn(f"{len(names)} videos x {len(descriptions)} descriptions; "
            f"C-VAD mean AUC {cvad['auc'].iloc[-1]:.3f}"))
-cvad.round(3).convert_dtypes()  # counts as integers; the mean row has none
+COUNTS = dict.fromkeys(["videos", "frames", "anomalous_frames"], "Int64")  # 6, not 6.0
+cvad.round(3).astype(COUNTS)
 
 # %% [markdown]
 # ## The C-VAD protocol with perfect perception
@@ -498,7 +499,7 @@ oracle_runs = {n: anyanomaly.run(videos.loc[n, "path"], config=config, backends=
 perfect = metrics.cvad_table(*cvad_inputs(oracle_runs))
 print(f"perfect perception (upper bound of AnyAnomaly's steps, not of any model): "
       f"C-VAD mean AUC {perfect['auc'].iloc[-1]:.3f}")
-perfect.round(3).convert_dtypes()
+perfect.round(3).astype(COUNTS)
 
 # %% [markdown]
 # ### The official defaults beside vadnb's named options
