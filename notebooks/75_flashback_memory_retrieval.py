@@ -81,6 +81,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
+
 import vadnb
 from vadnb import flashback, metrics
 from vadnb.data import load_campus
@@ -125,11 +127,12 @@ print(memory.recall_messages(PAIRS_PER_CALL, seed=0)[1]["content"])
 # function playing the llm role) that answers its first call in prose and the others in
 # JSON. Recall reads every reply on arrival: the prose is **counted** as malformed and asked
 # again, with the error shown to the model; nothing is silently dropped. If *every* call
-# stays malformed, recall stops with an error that names the counts (that is what the tiny
-# profile's random LLM would do, which is why it uses a memory written by a person).
+# stays malformed, recall stops with an error that names the counts: a second pretend LLM,
+# which only ever writes prose, shows it. That is what the tiny profile's random LLM would
+# do, which is why the tiny profile uses a memory written by a person.
 
 # %%
-from vadnb.models.scripted import ScriptedLLM, ScriptedEmbedder  # noqa: E402
+from vadnb.models.scripted import ScriptedLLM  # noqa: E402
 from vadnb.runtime import Roles, Runtime  # noqa: E402
 
 
@@ -150,6 +153,13 @@ lesson.say(f"Recall counted {demo_counts['malformed_replies']} malformed reply(i
            f"malformed; de-duplication removed {dedup['normal_duplicates']} repeated normal "
            f"caption(s) and {dedup['anomalous_duplicates']} anomalous one(s).")
 
+prose_only = Runtime(Roles(backends={"llm": ScriptedLLM(lambda m: "Sure! People walk.",
+                                                        name="pretend-prose-only")}))
+try:  # an LLM that never answers in JSON: recall stops and names the counts
+    memory.recall(prose_only, flashback.Config(calls=2, pairs_per_call=1))
+except memory.RecallError as err:
+    print("An LLM that never writes JSON:", err)
+
 # %% [markdown]
 # The memory this notebook uses comes from `MEMORY`: on a real profile the LLM writes it
 # (`CALLS` x `PAIRS_PER_CALL` pairs; the paper's scale is `flashback.PAPER_MEMORY`, 1000 x 100,
@@ -159,7 +169,9 @@ lesson.say(f"Recall counted {demo_counts['malformed_replies']} malformed reply(i
 
 # %%
 handwritten, _, _ = memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())
-pd.DataFrame([{"normal": n[0], "anomalous": a[0], "category": a[1]} for n, a in handwritten[:6]])
+with pd.option_context("display.max_colwidth", None):  # whole captions, not cut at 50 characters
+    display(pd.DataFrame([{"normal": n[0], "anomalous": a[0], "category": a[1]}
+                          for n, a in handwritten[:6]]))
 
 # %% [markdown]
 # ## Respond with perfect perception (meaningful on a laptop)
@@ -185,26 +197,35 @@ ax = fb_lesson.plot_memory_space(mem, resp["embeddings"], seg_truth,
                                  title=f"{example['name']}: memory and segments (oracle)")
 ax.figure.savefig(out / "memory_space.png", dpi=120, bbox_inches="tight")
 plt.show()
+share = resp["flags"].mean(axis=1)  # per segment: the anomalous share of its top-k captions
+seg_truth = np.asarray(seg_truth, bool)
+lesson.say(f"Among its {resp['flags'].shape[1]} nearest captions, an anomalous segment of this "
+           f"clip has on average {share[seg_truth].mean():.0%} anomalous ones "
+           f"({seg_truth.sum()} segments), a normal segment {share[~seg_truth].mean():.0%} "
+           f"({(~seg_truth).sum()} segments).")
 
 # %% [markdown]
 # Each cross is one 1-second segment. Its score is the softmax-weighted share of anomalous
-# captions among its 10 nearest; the picture is a 2-D shadow of that neighbourhood. Here is
-# respond, step by step, as the package runs it:
+# captions among its top-k nearest (`top_k`, 10 by default); the picture is a 2-D shadow of
+# that neighbourhood. Here is respond, step by step, as the package runs it:
 
 # %%
 lesson.show_source(core.pipeline)
 
 # %% [markdown]
-# Every score comes with its explanation: the retrieved captions and their similarities.
-# The three highest-scoring segments of this clip:
+# Every score comes with its explanation: the first three retrieved captions and their
+# similarities. The highest-scoring segment of this clip and the lowest-scoring one:
 
 # %%
 det_oracle = flashback.run(example["path"], backends=oracle, memory="handwritten")
-det_oracle.segments.sort_values("score", ascending=False).head(3)[
-    ["start_frame", "end_frame", "score", "explanation"]]
+ranked = det_oracle.segments.sort_values("score", ascending=False)
+for what, seg in (("highest", ranked.iloc[0]), ("lowest", ranked.iloc[-1])):
+    print(f"{what} score {seg['score']:.2f}, frames {seg['start_frame']}-{seg['end_frame'] - 1}:")
+    print("  " + seg["explanation"].replace(" | ", "\n  "))
 
 # %%
-plot_detection(det_oracle, labels=truth)
+plot_detection(det_oracle, labels=truth,
+               title=f"Flashback with perfect perception (oracle embedder): {example['name']}")
 plt.show()
 
 # %% [markdown]
@@ -218,9 +239,11 @@ perfect.to_csv(out / "perfect_perception.csv", index=False)
 perfect
 
 # %%
-best = perfect.iloc[perfect["auc"].idxmax()]
-lesson.say(f"With perfect perception, the variant '{best['variant']}' reaches the highest "
-           f"frame AUC here ({best['auc']:.3f}); the defaults reach {perfect['auc'].iloc[0]:.3f}.")
+default, others = perfect.iloc[0], perfect.iloc[1:]
+worst = others.loc[others["ap"].idxmin()]
+lesson.say(f"With perfect perception the defaults reach frame AUC {default['auc']:.4f} and AP "
+           f"{default['ap']:.4f} (1 would be perfect). The variant that loses the most AP is "
+           f"'{worst['variant']}': AP {worst['ap']:.4f}, AUC {worst['auc']:.4f}.")
 
 # %% [markdown]
 # ## Respond is causal
@@ -252,7 +275,7 @@ lesson.say(f"Streaming the segments one by one gives the same frame scores as th
 
 # %%
 tiny = env.meaningless
-dets = {n: vadnb.detect(p, method="flashback", profile=PROFILE, memory=MEMORY, calls=CALLS,
+dets = {n: vadnb.detect(p, method="flashback", profile=env.profile, memory=MEMORY, calls=CALLS,
                         pairs_per_call=PAIRS_PER_CALL)
         for n, p in zip(test["name"], test["path"])}
 first = next(iter(dets.values()))
@@ -264,23 +287,32 @@ lesson.say(f"{len(dets)} test video(s); memory from {recipe['source']} with "
            f"{first.extras['memory_size']['normal']} normal and "
            f"{first.extras['memory_size']['anomalous']} anomalous captions; frame AUC "
            f"{auc:.3f}, AP {ap:.3f}" + (f". {TINY_WARNING}" if tiny else "."))
-(out / "metrics.json").write_text(json.dumps(
-    {"auc": auc, "ap": ap, "test_videos": len(dets), "meaningless": tiny,
-     "warning": TINY_WARNING if tiny else None, "memory_source": recipe["source"],
-     "memory_size": first.extras["memory_size"]}, indent=2))
+lesson.save_metrics(out / "metrics.json", {
+    "auc": auc, "ap": ap, "test_videos": len(dets), "meaningless": tiny,
+    "warning": TINY_WARNING if tiny else None, "memory_source": recipe["source"],
+    "memory_size": first.extras["memory_size"],
+    "perfect_perception": {"note": lesson.PERFECT_PERCEPTION, "auc": default["auc"],
+                           "ap": default["ap"], "variants": perfect}})
 first.model_calls
 
 # %% [markdown]
 # The memory is a file you can share: the captions, their embeddings and the recipe that
-# made them (LLM, prompt, seeds, embedder). Loading it with another embedder is refused,
-# since its vectors would live in another space.
+# made them (for an LLM's memory: the LLM, prompt, seeds and embedder; for the hand-written
+# one: the file's hash and the embedder). Loading it with another embedder is refused,
+# since its vectors would live in another space: the cell tries it with the oracle's.
 
 # %%
-shared, _ = fb_lesson.respond(example["path"], profile=PROFILE, memory=MEMORY, calls=CALLS,
+shared, _ = fb_lesson.respond(example["path"], profile=env.profile, memory=MEMORY, calls=CALLS,
                               pairs_per_call=PAIRS_PER_CALL)
 saved = shared.save(out / "memory")
 print(saved.name, "+", saved.with_suffix(".safetensors").name)
 print(json.dumps(shared.recipe, indent=1)[:600])
+try:  # the oracle's embedder is another space: the saved memory must be refused
+    flashback.run(example["path"], backends=oracle, memory=str(saved))
+except ValueError as err:
+    print("\nLoading it with the oracle's embedder:", err)
+else:
+    print("\nThe oracle's embedder accepted this memory: the recipes match")
 
 # %% [markdown]
 # ## What it costs
@@ -318,8 +350,9 @@ Markdown(differences_markdown(flashback.DIFFERENCES))
 #   share is its score; frames average the segments that cover them, then a five-tap
 #   smoothing. No LLM runs at this stage, and the retrieved captions explain every score.
 # - It is causal: scores can be produced as segments arrive, one segment of delay.
-# - Its defaults follow the research code, with its off-by-one fixed; every other choice is
-#   in `flashback.DIFFERENCES`.
+# - Where its defaults depart from the research code (the off-by-one fixed, the video's own
+#   frame rate, the tail frames, de-duplication), `flashback.DIFFERENCES` says why and names
+#   the setting that restores the code's behaviour.
 #
 # ## Exercises
 #

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_notebook
@@ -91,6 +92,11 @@ def test_notebook_50_trains_evaluates_and_writes_artifacts(tmp_path):
     oracle = json.loads((out / "oracle_metrics.json").read_text())
     assert "upper bound" in oracle["label"] and oracle["epochs"] == ORACLE_EPOCHS
     assert "PERFECT PERCEPTION" in text
+    # the options table says, computed, which rows equal the official defaults' row
+    same = [n for n in options.index[1:]
+            if np.allclose(options.loc[n], options.iloc[0], atol=5e-4)]
+    assert f"{len(same)} of 3 options give the official defaults' steps, AUC and AP" in text
+    assert all(n in text for n in same)
     # perfect features: the classes are recognised and the anomalies found (tiny: chance)
     assert oracle["class_auc"] > 0.9 and oracle["top1_video"] == 1.0, oracle
     assert oracle["auc"] > 0.65, oracle["auc"]

@@ -128,6 +128,10 @@ def test_notebook_60_writes_views_segments_and_metrics(tmp_path):
     assert len(banners) == 1 and "Tiny profile" in banners[0]["data"]["text/html"]
     assert "perfect perception (upper bound of AnyAnomaly's steps, not of any model)" in text
     assert "key and position questions identical: True" in text
+    # the scores' range is printed, not claimed: the official parser does not clip
+    assert (f"fused segment scores from {segs['score'].min():.2f} to "
+            f"{segs['score'].max():.2f}") in text
+    assert "options give the official defaults' AUC" in text
     # the differences table is rendered from the module's list
     md = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
                  if c.cell_type == "code" for o in c.get("outputs", []))
