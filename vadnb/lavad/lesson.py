@@ -449,7 +449,8 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
         left.fill_between(t_s[:len(y)], 0, 1, where=y[:len(t_s)], color="tab:red", alpha=0.15,
                           step="post", label="ground truth")
     left.plot(t_s, frame_scores_of(detection, "raw_score"), color="black", lw=2,
-              label="raw (LLM)", drawstyle="steps-post")
+              label="raw (oracle LLM)" if detection.profile == "scripted" else "raw (LLM)",
+              drawstyle="steps-post")
     for t, colour in zip(shown, plt.cm.viridis(np.linspace(0, 0.9, len(shown)))):
         left.plot(t_s, rescore(detection, temperature=t), color=colour,
                   label=f"refined, temperature {t:g}", drawstyle="steps-post")
