@@ -31,8 +31,9 @@
 # - what each method *costs*: model calls per minute of video, by model role, and seconds;
 # - what each method's own steps can reach when its models see perfectly (an upper bound of
 #   the steps, not of any model), beside the classical baseline's real number;
-# - why a number from random-init models (the `tiny` profile) must never enter a
-#   leaderboard, and why the classical row is meaningful even offline;
+# - why a number from random-init models (the `tiny` profile) must never be read as a
+#   result (the leaderboard flags such rows), and why the classical row is meaningful
+#   even offline;
 # - how to read all methods' timelines and explanations of the same moment at once.
 #
 # Where it sits: after the method chapters. It uses the campus benchmark (`00`), the metrics
@@ -121,7 +122,7 @@ if VIDEO is not None and not Path(VIDEO).is_file():
 from vadnb import lesson
 
 lesson.references("80")
-lesson.banner(env)
+lesson.banner(env, real="the classical baseline and the perfect-perception rows")
 
 # %% [markdown]
 # ## The contestants
@@ -398,6 +399,8 @@ print("perfect perception ran for:", ", ".join(upper) or "no method")
 #
 # Frame-level micro AUC and AP over all test frames (notebook 40), the same numbers per
 # anomaly class (each class's clips against all normal clips), the cost and the profile.
+# The `calls/min` columns count the model calls this run *made* per minute of video: on a
+# warm cache they are 0, and the cost table above shows the work behind them.
 # The `kind` column says what a row is:
 #
 # - **this run**: each method with the profile's models. A tiny-profile row is meaningless
@@ -589,8 +592,9 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #   meaningful reference on any machine, and the bar a real vision-language model must clear.
 #   The perfect-perception rows are upper bounds of each method's steps, not results of any
 #   model: they say how much of the truth a method's windows, fusion and smoothing keep.
-#   It turns background subtraction, optical flow (and optionally a people detector) into
-#   facts per frame, and a frame's score is how far its most unusual fact lies above normal.
+# - The classical baseline turns background subtraction, optical flow (and optionally a
+#   people detector) into facts per frame; a frame's score is how far its most unusual fact
+#   lies above normal.
 # - What counts as "normal" is part of a method: the classical baseline's number moves with
 #   its reference clips (this notebook's train clips, or each clip itself as in 90).
 # - The stacked timelines and the comparison explorer show *where* and *why* each method

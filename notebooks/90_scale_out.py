@@ -102,7 +102,7 @@ out.mkdir(parents=True, exist_ok=True)
 from vadnb import lesson
 
 lesson.references("90")
-lesson.banner(env)
+lesson.banner(env, real="the classical baseline" if METHOD == "classical" else "")
 
 # %% [markdown]
 # ## How a full benchmark run is organised
