@@ -528,6 +528,21 @@ fig.savefig(out / "timelines.png", dpi=110)
 plt.show()
 
 # %% [markdown]
+# The same clip through each method's own steps with perfect perception (the blue rows of
+# the leaderboard). On the tiny profile these are the timelines that show each method
+# working: where one of them misses the red band or rises outside it, the method's steps
+# (windows, fusion, smoothing) did it, not a model.
+
+# %%
+if upper:
+    fig = plot_many({m: upper[m][chosen] for m in upper}, labels=labels[chosen], threshold=0.5,
+                    title=f"{chosen} ({classes[chosen]}): perfect perception, upper bounds")
+    fig.savefig(out / "timelines_perfect_perception.png", dpi=110)
+    plt.show()
+else:
+    print("no method with an oracle ran: no perfect-perception timelines")
+
+# %% [markdown]
 # ## What did each method say about the same moment?
 #
 # The middle of the clip's anomaly: each method's score there and its own words (the

@@ -390,5 +390,6 @@ def test_the_banner_names_what_is_real_on_a_tiny_run(shown):
     lesson.banner("tiny")
     (named, _), (plain_banner, _) = shown
     for text in (named["text/plain"], named["text/html"]):
-        assert "Except the classical baseline: no random-init model is involved" in text
+        assert ("Except the classical baseline: no random-init model is involved, so their "
+                "numbers mean") in text
     assert "Except" not in plain_banner["text/plain"] + plain_banner["text/html"]

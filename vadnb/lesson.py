@@ -131,8 +131,9 @@ def _profile_of(env_or_profile: Any) -> str:
 
 def _except(real: str) -> str:
     """The banner's exception for outputs that use no random-init model (may be empty)."""
-    return f" Except {real}: no random-init model is involved, so those numbers are real." \
-        if real else ""
+    if not real:
+        return ""
+    return f" Except {real}: no random-init model is involved, so their numbers mean what they say."
 
 
 def banner_html(env_or_profile: Any, real: str = "") -> str:
