@@ -539,6 +539,10 @@ if upper:
                     title=f"{chosen} ({classes[chosen]}): perfect perception, upper bounds")
     fig.savefig(out / "timelines_perfect_perception.png", dpi=110)
     plt.show()
+    on_clip = {m: metrics.frame_auc({chosen: labels[chosen]}, {chosen: upper[m][chosen].frame_scores})
+               for m in upper}
+    lesson.say(f"Frame AUC on {chosen} alone, perfect perception: "
+               + ", ".join(f"{m} {a:.3f}" for m, a in on_clip.items()) + ".")
 else:
     print("no method with an oracle ran: no perfect-perception timelines")
 
