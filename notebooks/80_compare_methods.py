@@ -177,7 +177,7 @@ videos[["name", "label", "num_frames", "fps"]]
 # %% [markdown]
 # **The cache.** Every method caches its expensive stages (captions, embeddings, replies)
 # by the video's content, the stage's settings and the model's name. By default we share
-# the suite's cache, so what notebooks 40–70 computed is reused, and a stage found there
+# the suite's cache, so what notebooks 20–75 computed is reused, and a stage found there
 # makes **no** model call. The cost table below counts its items anyway (as "from cache"),
 # so the run's work shows either way; set `FRESH_CACHE = True` to also time every stage.
 
@@ -331,7 +331,7 @@ pd.DataFrame({"seconds": seconds}).round(1)
 # Every Detection carries `model_calls`: calls, items (images, prompts) and seconds per model
 # role. Dividing by the minutes of video gives a cost that does not depend on the clips'
 # length. One **call** is one batched forward pass; **items** are what went through it;
-# **cached** items were answered from the cache instead (a stage notebooks 20-75 or an
+# **cached** items were answered from the cache instead (a stage notebooks 20–75 or an
 # earlier run already computed). So the run's work, cached or not, is items + cached: the
 # first columns below. The calls *made now* are what this run paid; on a warm cache they
 # can be 0 while the work is not. LAVAD's `run_many` shares its stages across clips, so each
