@@ -96,7 +96,7 @@ out.mkdir(parents=True, exist_ok=True)
 from vadnb import lesson
 
 lesson.references("70")
-lesson.banner(env)
+lesson.banner(env, real="the perfect-perception (oracle) sections")
 
 # %% [markdown]
 # The pipeline at a glance: each box is a stage and who does it, and below it what
@@ -392,8 +392,8 @@ metrics.per_video(labels, scores)
 #
 # Every segment keeps the VLM's answer, so each flagged interval comes with a reason. We look
 # at the test video with the highest score. Scores tie often (0/1 answers; on the tiny
-# profile every answer may be unreadable, and every video then scores 0.5): the line under
-# the cell says whether the score chose the video or a tie had to be broken, and how.
+# profile the answers are often all alike, and then every video scores the same): the line
+# under the cell says whether the score chose the video or a tie had to be broken, and how.
 
 # %%
 name, why = vera.lesson.highest_scoring(detections, labels)
@@ -419,7 +419,8 @@ explorer(det, labels=labels[name])
 #
 # What can VERA's own steps do when perception is perfect? The oracle VLM and embedder from
 # above (they read the campus ground truth) go through the whole method: verbalized learning
-# from one unhelpful question, then inference on the test videos with the learned questions.
+# from one unhelpful question (with the default budget of 5 questions, not the 2 of the demo),
+# then inference on the test videos with the learned questions.
 # The numbers below are an **upper bound of the method's steps** (learning loop, 10-second
 # windows, retrieval ensemble, smoothing) on these clips, **not of any model**.
 #
@@ -434,6 +435,8 @@ official = perfect.iloc[0]
 perfect["auc_vs_official"] = perfect["test_auc"] - official["test_auc"]
 perfect["ap_vs_official"] = perfect["test_ap"] - official["test_ap"]
 perfect.to_csv(out / "perfect_perception.csv", index=False)
+summary = lesson.save_metrics(out / "metrics.json", {**summary, "perfect_perception": {
+    "auc": official["test_auc"], "ap": official["test_ap"], "note": lesson.PERFECT_PERCEPTION}})
 for row in perfect.iloc[1:].itertuples():
     print(f"{row.variant}: AUC {row.auc_vs_official:+.3f}, AP {row.ap_vs_official:+.3f} "
           f"against the official defaults ({official['test_auc']:.3f} / "
@@ -466,8 +469,8 @@ Markdown(differences_markdown(vera.DIFFERENCES))
 #   VLM (`PROFILE="colab"`), and the perfect-perception table bounds what the steps can do.
 # - The defaults compute what the official code computes; where vadnb departs from it,
 #   `vera.DIFFERENCES` says so, and vadnb's own choices are named options
-#   (`**vera.VADNB_STEP3`, `segment_features="window"`, `label_reading="tolerant"`) whose
-#   effect the perfect-perception table measures.
+#   (`vera.run(..., **vera.VADNB_STEP3)`, `segment_features="window"`,
+#   `label_reading="tolerant"`) whose effect the perfect-perception table measures.
 #
 # ## Exercises
 #

@@ -31,8 +31,9 @@
 # - what each method *costs*: model calls per minute of video, by model role, and seconds;
 # - what each method's own steps can reach when its models see perfectly (an upper bound of
 #   the steps, not of any model), beside the classical baseline's real number;
-# - why a number from random-init models (the `tiny` profile) must never enter a
-#   leaderboard, and why the classical row is meaningful even offline;
+# - why a number from random-init models (the `tiny` profile) must never be read as a
+#   result (the leaderboard flags such rows), and why the classical row is meaningful
+#   even offline;
 # - how to read all methods' timelines and explanations of the same moment at once.
 #
 # Where it sits: after the method chapters. It uses the campus benchmark (`00`), the metrics
@@ -121,7 +122,7 @@ if VIDEO is not None and not Path(VIDEO).is_file():
 from vadnb import lesson
 
 lesson.references("80")
-lesson.banner(env)
+lesson.banner(env, real="the classical baseline and the perfect-perception rows")
 
 # %% [markdown]
 # ## The contestants
@@ -176,7 +177,7 @@ videos[["name", "label", "num_frames", "fps"]]
 # %% [markdown]
 # **The cache.** Every method caches its expensive stages (captions, embeddings, replies)
 # by the video's content, the stage's settings and the model's name. By default we share
-# the suite's cache, so what notebooks 40–70 computed is reused, and a stage found there
+# the suite's cache, so what notebooks 20–75 computed is reused, and a stage found there
 # makes **no** model call. The cost table below counts its items anyway (as "from cache"),
 # so the run's work shows either way; set `FRESH_CACHE = True` to also time every stage.
 
@@ -330,7 +331,7 @@ pd.DataFrame({"seconds": seconds}).round(1)
 # Every Detection carries `model_calls`: calls, items (images, prompts) and seconds per model
 # role. Dividing by the minutes of video gives a cost that does not depend on the clips'
 # length. One **call** is one batched forward pass; **items** are what went through it;
-# **cached** items were answered from the cache instead (a stage notebooks 20-75 or an
+# **cached** items were answered from the cache instead (a stage notebooks 20–75 or an
 # earlier run already computed). So the run's work, cached or not, is items + cached: the
 # first columns below. The calls *made now* are what this run paid; on a warm cache they
 # can be 0 while the work is not. LAVAD's `run_many` shares its stages across clips, so each
@@ -398,6 +399,8 @@ print("perfect perception ran for:", ", ".join(upper) or "no method")
 #
 # Frame-level micro AUC and AP over all test frames (notebook 40), the same numbers per
 # anomaly class (each class's clips against all normal clips), the cost and the profile.
+# The `calls/min` columns count the model calls this run *made* per minute of video: on a
+# warm cache they are 0, and the cost table above shows the work behind them.
 # The `kind` column says what a row is:
 #
 # - **this run**: each method with the profile's models. A tiny-profile row is meaningless
@@ -525,6 +528,25 @@ fig.savefig(out / "timelines.png", dpi=110)
 plt.show()
 
 # %% [markdown]
+# The same clip through each method's own steps with perfect perception (the blue rows of
+# the leaderboard). On the tiny profile these are the timelines that show each method
+# working: where one of them misses the red band or rises outside it, the method's steps
+# (windows, fusion, smoothing) did it, not a model.
+
+# %%
+if upper:
+    fig = plot_many({m: upper[m][chosen] for m in upper}, labels=labels[chosen], threshold=0.5,
+                    title=f"{chosen} ({classes[chosen]}): perfect perception, upper bounds")
+    fig.savefig(out / "timelines_perfect_perception.png", dpi=110)
+    plt.show()
+    on_clip = {m: metrics.frame_auc({chosen: labels[chosen]}, {chosen: upper[m][chosen].frame_scores})
+               for m in upper}
+    lesson.say(f"Frame AUC on {chosen} alone, perfect perception: "
+               + ", ".join(f"{m} {a:.3f}" for m, a in on_clip.items()) + ".")
+else:
+    print("no method with an oracle ran: no perfect-perception timelines")
+
+# %% [markdown]
 # ## What did each method say about the same moment?
 #
 # The middle of the clip's anomaly: each method's score there and its own words (the
@@ -589,8 +611,9 @@ if FRESH_CACHE:  # the private stage cache has served its purpose
 #   meaningful reference on any machine, and the bar a real vision-language model must clear.
 #   The perfect-perception rows are upper bounds of each method's steps, not results of any
 #   model: they say how much of the truth a method's windows, fusion and smoothing keep.
-#   It turns background subtraction, optical flow (and optionally a people detector) into
-#   facts per frame, and a frame's score is how far its most unusual fact lies above normal.
+# - The classical baseline turns background subtraction, optical flow (and optionally a
+#   people detector) into facts per frame; a frame's score is how far its most unusual fact
+#   lies above normal.
 # - What counts as "normal" is part of a method: the classical baseline's number moves with
 #   its reference clips (this notebook's train clips, or each clip itself as in 90).
 # - The stacked timelines and the comparison explorer show *where* and *why* each method

@@ -91,7 +91,7 @@ if METHOD not in methods:
 
 # %%
 lesson.references("85")
-lesson.banner(env)
+lesson.banner(env, real="the classical baseline" if METHOD == "classical" else "")
 
 # %% [markdown]
 # ## Upload a video

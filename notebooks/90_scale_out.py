@@ -102,7 +102,7 @@ out.mkdir(parents=True, exist_ok=True)
 from vadnb import lesson
 
 lesson.references("90")
-lesson.banner(env)
+lesson.banner(env, real="the classical baseline" if METHOD == "classical" else "")
 
 # %% [markdown]
 # ## How a full benchmark run is organised
@@ -254,11 +254,15 @@ if executor == "ray" and RAY_ADDRESS is None:  # stop the local Ray: its process
     import ray
 
     ray.shutdown()
+lesson.say(f"Of the first run's {first_s:.1f} s, scoring the videos took "
+           f"{summary['video_seconds']:.1f} s; the rest was the {executor} executor starting "
+           "up and handing the videos around.")
 
 # %% [markdown]
-# On two shared CPU cores Ray is *slower* than the plain loop: it starts worker processes
-# and each imports the models (`benchmarks/bench_scale.py` measures the ratio). That fixed
-# cost is paid once per run; on a cluster of GPUs it buys one model copy per GPU, all busy.
+# The line above splits the first run's time. On a laptop, Ray's fixed cost can outweigh
+# the work: it starts worker processes and each imports the models
+# (`benchmarks/bench_scale.py` measures it against the plain loop). That cost is paid once
+# per run; on a cluster of GPUs it buys one model copy per GPU, all busy.
 
 # %% [markdown]
 # ## Pointing it at a cluster

@@ -161,6 +161,7 @@ h1{margin:.2em 0}
 table{border-collapse:collapse;font-size:.9em;background:#fff}
 td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 tr.tiny td{color:#8b0000;background:#fdf0f0}
+tr.upper td{color:#123e7c;background:#eef3fd;font-style:italic}
 .order{background:#fff;border:1px solid #ddd;border-radius:8px;padding:.6em 1em .6em 2.4em;margin:1em 0}
 .order li{margin:.35em 0;font-size:.92em;line-height:1.35}
 .where{font-size:.88em;color:#333}.where b{color:#555;font-weight:600}
@@ -278,7 +279,7 @@ def _numbers(artifacts: Path) -> str:
 
     A tiny-profile model's AUC (or ``top1_video 0.0000``) says nothing about the method, so
     the card leaves it out (it stays in the notebook's files)."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, dict[str, list[str]]] = {}  # group -> owner (a method, or "") -> numbers
     for name in _NUMBER_FILES:
         try:
             m = json.loads((artifacts / name).read_text())
@@ -298,9 +299,13 @@ def _numbers(artifacts: Path) -> str:
             else:
                 continue
             shown = [p for p in path if p not in ("methods", "perfect_perception", "classical")]
-            groups.setdefault(group, []).append(f"{_e(' '.join(shown))} {value:.3f}")
-    return "".join(f"<p class='numbers'><b>{_e(g)}</b>: {' · '.join(v[:4])}</p>"
-                   for g, v in groups.items())
+            owner, metric = " ".join(shown[:-1]), shown[-1]
+            groups.setdefault(group, {}).setdefault(owner, []).append(f"{metric} {value:.3f}")
+    # one entry per method ("lavad auc 0.790, ap 0.579"), every method: a card that stops
+    # after two of five upper bounds reads as if the others had none
+    return "".join("<p class='numbers'><b>" + _e(g) + "</b>: " + " · ".join(
+        _e(f"{owner} {', '.join(v)}".strip()) for owner, v in owners.items()) + "</p>"
+                   for g, owners in groups.items())
 
 
 def _card(r: dict, run_dir: Path) -> str:
@@ -379,6 +384,7 @@ def _leaderboard(run_dir: Path) -> str:
         body = []
         for row in rows:
             tiny = str(row.get("meaningless", "")).lower() == "true"
+            kind = "tiny" if tiny else "upper" if row.get("kind", "").startswith("upper") else ""
             cells = []
             for c in columns:
                 v = row.get(c, "")
@@ -388,10 +394,14 @@ def _leaderboard(run_dir: Path) -> str:
                 except ValueError:
                     pass
                 cells.append(f"<td>{_e(v if v not in ('', 'nan') else '–')}</td>")
-            body.append(f"<tr class='{'tiny' if tiny else ''}'>{''.join(cells)}</tr>")
-        note = ("<p>Red rows come from the tiny profile (random-init models): their numbers "
-                "are meaningless. The classical row uses no learned model.</p>"
+            body.append(f"<tr class='{kind}'>{''.join(cells)}</tr>")
+        note = ("Red rows come from the tiny profile (random-init models): their numbers "
+                "are meaningless. The classical row uses no learned model. "
                 if any(str(r.get("meaningless", "")).lower() == "true" for r in rows) else "")
+        if any(r.get("kind", "").startswith("upper") for r in rows):
+            note += ("Blue rows are upper bounds: the method's own steps fed perfect "
+                     "perception (oracle inputs), not any model's result.")
+        note = f"<p>{note}</p>" if note else ""
         parts.append(f"<h2>Leaderboard <small>({_e(board.parent.name)}, all columns in "
                      f"<a href='{_href(board, run_dir)}'>{_e(board.name)}</a>)</small></h2>{note}"
                      f"<div class='tablewrap'><table><tr>{head}</tr>{''.join(body)}</table></div>")

@@ -381,3 +381,15 @@ def test_real_llm_statement_says_readable_is_not_right(planted):
            "positions apart" in said
     assert (f"`choices`: {n} of {n} replies readable, scores {truth.min():g} to "
             f"{truth.max():g}, correlation with the oracle's 1.00") in said
+
+
+def test_the_banner_names_what_is_real_on_a_tiny_run(shown):
+    """Notebooks 80/85/90 show the classical baseline (no model) under the tiny banner:
+    the banner must not call its numbers meaningless (issue 25)."""
+    lesson.banner("tiny", real="the classical baseline")
+    lesson.banner("tiny")
+    (named, _), (plain_banner, _) = shown
+    for text in (named["text/plain"], named["text/html"]):
+        assert ("Except the classical baseline: no random-init model is involved, so their "
+                "numbers mean") in text
+    assert "Except" not in plain_banner["text/plain"] + plain_banner["text/html"]

@@ -41,6 +41,11 @@ def test_notebook_70_writes_its_artifacts(tmp_path):
     assert (perfect["ap_vs_official"] == perfect["test_ap"] - perfect["test_ap"][0]).all()
     assert perfect["val_acc"].iloc[0] == 1.0
     assert perfect["test_auc"].iloc[0] > 0.7 and perfect["test_auc"].between(0, 1).all()
+    # the official row's bound is in metrics.json, where the index page's card finds it
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["perfect_perception"]["auc"] == pytest.approx(perfect["test_auc"].iloc[0], abs=1e-12)
+    assert m["perfect_perception"]["ap"] == pytest.approx(perfect["test_ap"].iloc[0], abs=1e-12)
+    assert m["test_videos"] == 2 and m["meaningless"] is True  # the model run's entries stay
 
     # the "highest score" example is chosen and described by code, ties said (issue 25)
     said = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code"

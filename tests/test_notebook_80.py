@@ -112,7 +112,7 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
     red_rows = {int(r) for selectors, _ in red_rules for r in re.findall(r"_row(\d+)_col", selectors)}
     assert red_rows == {i for i, m in enumerate(METHODS) if m != "classical"}
     assert TINY_WARNING in html and "tiny models: meaningless" in html
-    for png in ("timelines.png", "your_video_timelines.png"):
+    for png in ("timelines.png", "timelines_perfect_perception.png", "your_video_timelines.png"):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     said = pd.read_csv(tmp_path / "explanations.csv", keep_default_na=False)

@@ -1,6 +1,7 @@
 """Hygiene of the committed notebooks, and the main job that runs them all."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_same_opening_everywhere(nb):
     assert "torch" not in install.replace("torch is already there", ""), "never reinstall torch on Colab"
     badge = next(t for t in text[:3] if "colab.research.google.com" in t)
     assert "T4" in badge and "approximate" in badge, "tell the student the runtime and the downloads"
-    banner = any("lesson.banner(env)" in t for t in text)
+    banner = any("lesson.banner(env" in t for t in text)  # (env) or (env, real=...)
     if nb.name[:2] in MODEL_FREE:  # no model runs, so no "means nothing" warning either
         assert not banner, f"{nb.name} loads no model: no tiny-profile banner"
     else:
@@ -183,3 +184,37 @@ def test_header_lists_every_download_and_opens_on_a_gpu(nb):
     if nb.name[:2] not in ("00", "10"):  # the notebooks that download models
         assert install.lstrip().startswith("KEEP_ON_DRIVE = False")
         assert f'keep_on_drive("{nb.name[:2]}")' in install
+
+
+def _run_notebooks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", REPO / "scripts" / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_index_card_shows_every_upper_bound_and_blue_upper_rows(tmp_path):
+    """Notebook 80 saves five perfect-perception bounds: the card showed the first two and
+    dropped the rest; the leaderboard's upper-bound rows looked like model rows (issue 25)."""
+    rn = _run_notebooks_module()
+    art = tmp_path / "80_compare_methods"
+    art.mkdir()
+    bounds = {m: {"meaningless": False, "auc": 0.5 + k / 10, "ap": 0.4 + k / 10}
+              for k, m in enumerate(["lavad", "anomalyclip", "vera", "anyanomaly", "flashback"])}
+    (art / "metrics.json").write_text(json.dumps({
+        "profile": "tiny", "methods": {"classical": {"meaningless": False, "auc": 0.697},
+                                       "vera": {"meaningless": True, "auc": 0.123}},
+        "perfect_perception": bounds}))
+    card = rn._numbers(art)
+    for k, m in enumerate(bounds):
+        assert f"{m} auc {0.5 + k / 10:.3f}, ap {0.4 + k / 10:.3f}" in card
+    assert "auc 0.697" in card and "0.123" not in card  # the tiny model's number stays out
+    (art / "leaderboard.csv").write_text(
+        "method,kind,status,profile,frame_auc,meaningless\n"
+        "classical,this run,ok,none,0.697,False\nvera,this run,ok,tiny,0.5,True\n"
+        "vera,upper bound (perfect perception),ok,scripted,0.821,False\n")
+    board = rn._leaderboard(tmp_path)
+    assert [c for c in re.findall(r"<tr class='(\w*)'>", board)] == ["", "tiny", "upper"]
+    assert "Blue rows are upper bounds" in board and "Red rows" in board

@@ -129,7 +129,14 @@ def _profile_of(env_or_profile: Any) -> str:
     return str(getattr(env_or_profile, "profile", env_or_profile))
 
 
-def banner_html(env_or_profile: Any) -> str:
+def _except(real: str) -> str:
+    """The banner's exception for outputs that use no random-init model (may be empty)."""
+    if not real:
+        return ""
+    return f" Except {real}: no random-init model is involved, so their numbers mean what they say."
+
+
+def banner_html(env_or_profile: Any, real: str = "") -> str:
     """The banner's HTML (empty for a profile with real models)."""
     from .models.profiles import MEANINGLESS_PROFILES
 
@@ -141,27 +148,31 @@ def banner_html(env_or_profile: Any) -> str:
             "random-init image models.")
     return ("<div style='background:#fde8e8;color:#8b0000;border:1px solid #8b0000;"
             "border-radius:4px;padding:8px 12px;margin:4px 0'>"
-            f"<b>⚠ {what}</b> Every caption, reply, score and metric "
+            f"<b>⚠ {what}</b> Every model's caption, reply, score and metric "
             "below exercises the pipeline on a CPU and means nothing about anomalies; figures "
-            f"carry the tag <i>{html.escape(TINY_TAG)}</i>. For real numbers run the notebook "
+            f"carry the tag <i>{html.escape(TINY_TAG)}</i>.{html.escape(_except(real))} For "
+            "real numbers run the notebook "
             "with <code>PROFILE = \"colab\"</code> on a GPU (Colab: Runtime › Change runtime "
             "type › T4 GPU).</div>")
 
 
-def banner(env_or_profile: Any) -> None:
+def banner(env_or_profile: Any, real: str = "") -> None:
     """The tiny-profile warning, once, at the top of a notebook's results.
 
     ``env_or_profile``: what ``vadnb.setup()`` returned, or a profile name. For a real
-    profile it prints one line naming the profile instead.
+    profile it prints one line naming the profile instead. ``real`` names what the notebook
+    shows that no random-init model touches (the classical baseline, perfect-perception
+    runs): without it, the banner would call those real numbers meaningless too.
     """
     profile = _profile_of(env_or_profile)
-    body = banner_html(profile)
+    body = banner_html(profile, real)
     if body:
         what = ("Tiny profile: random-init models." if profile == "tiny" else
                 f"{profile} profile: a real small LLM, random-init image models.")
-        plain = (f"⚠ {what} Every caption, reply, score and metric "
+        plain = (f"⚠ {what} Every model's caption, reply, score and metric "
                  "below means nothing about anomalies; figures carry the tag "
-                 f"'{TINY_TAG}'. Run with PROFILE='colab' on a GPU for real numbers.")
+                 f"'{TINY_TAG}'.{_except(real)} Run with PROFILE='colab' on a GPU for real "
+                 "numbers.")
         _show(None, body, plain, "banner")
     else:
         text = f"Profile **{profile}**: real models, so the numbers below are results."

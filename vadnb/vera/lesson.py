@@ -163,7 +163,7 @@ def learning_summary(result: LearnResult) -> str:
              "step(s) kept the previous questions because the reply held none"]
     if steps and kept == steps:
         lines.append("no optimizer reply held questions, so every step reused the starting "
-                     "set: nothing was learned, and nothing was learned from noise")
+                     "set: nothing was learned, and no noise became a question")
     return "\n".join(lines) + _tiny_tag(result.meaningless)
 
 
