@@ -350,10 +350,10 @@ def _score_row(name: str, path: str, method: str, profile: str | None,
 def _save_rows(out_dir: Path, rows: Iterable[dict[str, Any]], total: int, desc: str,
                progress: bool) -> list[dict[str, str]]:
     """Save each video's result as it arrives (a stopped run keeps them); note failures."""
-    from tqdm.auto import tqdm
+    from .progress import bar
 
     failed: list[dict[str, str]] = []
-    for row in tqdm(rows, total=total, desc=desc, disable=not progress):
+    for row in bar(rows, total=total, desc=desc, disable=not progress):
         if row["error_type"]:
             failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
         else:
@@ -509,7 +509,7 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
             method load and release them per video (LAVAD's default: its three models
             together do not fit a 16 GB card; each video then pays the loading).
         overwrite: start afresh when ``out_dir`` holds another run.
-        progress: show a tqdm bar.
+        progress: show a progress bar.
         method_overrides: Config fields of the method (``stride=32``,
             ``vlm_model="openai:<name>@<url>"``, ``prompts=[...]``, ``checkpoint=...``).
 
