@@ -385,7 +385,8 @@ else:
 # ## Save the results
 #
 # `metrics.json` holds the numbers with the profile and the *meaningless* flag (true for
-# the tiny profile), `frame_scores/<clip>.npy` one refined score per frame.
+# the tiny profile), and the perfect-perception run's refined AUC and AP as the upper bound
+# of LAVAD's steps on these clips; `frame_scores/<clip>.npy` holds one refined score per frame.
 
 # %%
 for n, d in detections.items():
@@ -398,6 +399,9 @@ summary["ap_variants"] = {"ap_*": metrics.ap_name("sklearn"),
 summary["split"] = SPLIT
 summary["warning"] = TINY_WARNING if result["meaningless"] else ""
 summary["per_class"] = per_class.to_dict(orient="records")
+summary["perfect_perception"] = {"auc": ideal_result["auc_refined"],
+                                 "ap_trapezoid": ideal_result["ap_refined_trapezoid"],
+                                 "note": lesson.PERFECT_PERCEPTION}
 lesson.save_metrics(out / "metrics.json", summary)
 print(f"wrote {out / 'metrics.json'}: {', '.join(summary)}")
 
