@@ -74,6 +74,7 @@ CHECKPOINT = None          # AnomalyCLIP only: a checkpoint saved by notebook 50
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 import vadnb
 from vadnb import compare, lesson, widgets
@@ -134,7 +135,8 @@ if VIDEO is None:
                f"labelled anomaly (frames {intervals(labels)}) is shaded on the timeline.")
 lesson.say(f"Method: **{METHOD}** (device {env.device}).")
 det = analyse(VIDEO, METHOD, PROMPT)
-fig = plot_detection(det, labels=labels, threshold=0.5,
+THRESHOLD = 0.5  # the explorer's starting threshold; drag its slider to move it
+fig = plot_detection(det, labels=labels, threshold=THRESHOLD,
                      title=f"{Path(str(VIDEO)).name}: {METHOD}"
                            + (f", looking for '{PROMPT}'" if METHOD == "anyanomaly" else ""))
 fig.savefig(out / "timeline.png", dpi=100)
@@ -144,9 +146,14 @@ if len(top):
     row = top.iloc[0]
     lesson.say(f"Highest score {row['score']:.2f} at {row['time_s']:.1f} s; the method said: "
                f"*{str(row.get('explanation', '')).strip()[:200] or '(no explanation)'}*")
+flagged = widgets.flagged_intervals(det.frame_scores, THRESHOLD, det.fps)
+lesson.say(f"At threshold {THRESHOLD} the explorer flags {len(flagged)} interval(s)"
+           + ("" if len(flagged) else
+              f": every score is below it, so drag the slider under the peak "
+              f"({np.nanmax(det.frame_scores):.2f}) to see which frames rise first") + ".")
 
 # %%
-widgets.explorer(det, labels=labels, video=str(VIDEO))
+widgets.explorer(det, labels=labels, video=str(VIDEO), threshold=THRESHOLD)
 
 # %% [markdown]
 # ## Summary
