@@ -517,15 +517,32 @@ else:
 # Numbers hide *where* a method fires. Here every method's frame scores on one anomalous
 # clip, stacked on the same time axis, ground truth shaded red. Look for: does the score
 # rise inside the red band, does it stay low elsewhere, how sharp are the edges?
+#
+# Every panel is drawn on the same [0, 1] axis, so the panels compare by eye. A score
+# outside it is drawn at the edge (`lesson.clip_for_display`), and the cell says which
+# method left the range, on how many frames, and why; the leaderboard above used the raw
+# scores. AnyAnomaly can leave it: its official parser takes the first number anywhere in
+# the VLM's reply as the score, unclipped (notebook 60), so a "7" in a reply scores 7.
 
 # %%
 anomalous = [n for n in videos.name if classes[n] != "Normal"]
 chosen = anomalous[0] if anomalous else videos.name.iloc[0]
 on_chosen = {m: detections[m][chosen] for m in detections}
-fig = plot_many(on_chosen, labels=labels[chosen], threshold=0.5,
+shown, clipped = lesson.clip_for_display(on_chosen)
+fig = plot_many(shown, labels=labels[chosen], threshold=0.5,
                 title=f"{chosen} ({classes[chosen]}): every method, ground truth shaded")
 fig.savefig(out / "timelines.png", dpi=110)
 plt.show()
+for r in clipped.itertuples():
+    left = [f"{r.above} of {r.frames} frames scored above 1 (up to {r.max:.2f})"] * bool(r.above) \
+        + [f"{r.below} of {r.frames} frames below 0 (down to {r.min:.2f})"] * bool(r.below)
+    why = ("its parser reads the first number of the VLM's reply, unclipped (the official "
+           "behaviour)" if r.method == "anyanomaly" else "the method does not bound its scores")
+    noise = " The tiny VLM's replies are random, and so are the numbers in them." \
+        if on_chosen[r.method].meaningless else ""
+    lesson.say(f"{r.method}: {' and '.join(left)}, drawn at the edge of the axis: {why}.{noise}")
+if clipped.empty:
+    lesson.say(f"Every method's scores on {chosen} lie in [0, 1]: nothing was clipped.")
 
 # %% [markdown]
 # The same clip through each method's own steps with perfect perception (the blue rows of
@@ -551,28 +568,53 @@ else:
 #
 # The middle of the clip's anomaly: each method's score there and its own words (the
 # classical baseline names the fact that stood out; LAVAD its summary; AnomalyCLIP its
-# class; AnyAnomaly its reason; VERA its answer).
+# class; AnyAnomaly its reason; VERA its answer; Flashback the memory entries it matched).
+# Words worth reading come first: the classical baseline's (no learned model) and every
+# method's with perfect perception, whose oracle models state what happens. The words of
+# random-init models follow, cut short: they only show what shape a method's explanation
+# takes.
 
 # %%
 truth = np.flatnonzero(labels[chosen])
 moment = int(truth[len(truth) // 2]) if len(truth) else len(labels[chosen]) // 2
-said = pd.DataFrame([{"method": m, "score": float(d.frame_scores[min(moment, d.num_frames - 1)]),
-                      "meaningless": d.meaningless, "explanation": d.explanation_at(moment)}
-                     for m, d in on_chosen.items()])
+
+
+def said_at(runs: dict, kind: str) -> pd.DataFrame:
+    """Each method's score at ``moment`` on the chosen clip and its explanation there."""
+    return pd.DataFrame([{"method": m, "kind": kind, "meaningless": d.meaningless,
+                          "score": float(d.frame_scores[min(moment, d.num_frames - 1)]),
+                          "explanation": d.explanation_at(moment)} for m, d in runs.items()],
+                        columns=["method", "kind", "meaningless", "score", "explanation"])
+
+
+said = said_at(on_chosen, MODELS)
 said.to_csv(out / "explanations.csv", index=False)
+said_perfect = said_at({m: upper[m][chosen] for m in upper}, UPPER)
+said_perfect.to_csv(out / "explanations_perfect_perception.csv", index=False)
 print(f"{chosen}, frame {moment} ({moment / videos.set_index('name').fps[chosen]:.1f} s)")
-said
+worth = pd.concat([said[~said.meaningless], said_perfect], ignore_index=True)
+with pd.option_context("display.max_colwidth", None):
+    display(worth.drop(columns="meaningless"))
+noise = said[said.meaningless]
+if len(noise):
+    BRIEF = 40  # characters: enough to see the shape of a reply
+    lesson.say(f"{len(noise)} of {len(said)} methods' words at this moment come from "
+               f"random-init models ({env.profile} profile): they mean nothing, so each is cut "
+               f"to {BRIEF} characters.")
+    display(noise.assign(explanation=noise.explanation.map(lambda t: lesson.brief(t, BRIEF)))
+            .drop(columns=["kind", "meaningless"]))
 
 # %% [markdown]
 # ## Explore them together
 #
 # The comparison explorer stacks the timelines over **one** frame view: move the frame
 # slider (or click a timeline) and every method's explanation of that moment appears on the
-# right; the threshold slider lists each method's flagged intervals. (On Colab the
+# right; the threshold slider lists each method's flagged intervals. It draws the scores as
+# the figure above does, on [0, 1]. (On Colab the
 # interactive timeline needs the custom widget manager, which `vadnb.widgets` turns on.)
 
 # %%
-compare_explorer(on_chosen, labels=labels[chosen], video=videos.set_index("name").path[chosen])
+compare_explorer(shown, labels=labels[chosen], video=videos.set_index("name").path[chosen])
 
 # %% [markdown]
 # ## Your own video

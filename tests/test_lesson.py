@@ -393,3 +393,33 @@ def test_the_banner_names_what_is_real_on_a_tiny_run(shown):
         assert ("Except the classical baseline: no random-init model is involved, so their "
                 "numbers mean") in text
     assert "Except" not in plain_banner["text/plain"] + plain_banner["text/html"]
+
+
+def test_clip_for_display_clips_a_copy_and_counts_what_left_the_range():
+    import numpy as np
+    import pandas as pd
+
+    from vadnb.result import Detection
+
+    def det(scores):
+        return Detection(video="v.mp4", method="m", profile="tiny", fps=10.0,
+                         frame_scores=np.asarray(scores, float), segments=pd.DataFrame())
+
+    wild, tame = det([0.2, 1.5, 5.7, -0.1, 0.9]), det([0.0, 0.5, 1.0])
+    shown, clipped = lesson.clip_for_display({"anyanomaly": wild, "classical": tame})
+    np.testing.assert_array_equal(shown["anyanomaly"].frame_scores, [0.2, 1.0, 1.0, 0.0, 0.9])
+    np.testing.assert_array_equal(shown["classical"].frame_scores, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(wild.frame_scores, [0.2, 1.5, 5.7, -0.1, 0.9])  # untouched
+    assert clipped.to_dict(orient="records") == [
+        {"method": "anyanomaly", "above": 2, "below": 1, "frames": 5, "max": 5.7, "min": -0.1}]
+    assert lesson.clip_for_display({"classical": tame})[1].empty
+    with pytest.raises(ValueError, match="low < high"):
+        lesson.clip_for_display({"m": tame}, low=1.0, high=1.0)
+
+
+def test_brief_cuts_to_width_on_one_printable_line():
+    assert lesson.brief("ab\x00c \n d\x08e", 40) == "ab?c d?e"
+    assert lesson.brief("x" * 50, 10) == "x" * 9 + "…"
+    assert lesson.brief("short", 5) == "short"
+    with pytest.raises(ValueError, match="width >= 2"):
+        lesson.brief("x", 1)

@@ -45,7 +45,7 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
     # MAX_VIDEOS=2 keeps the first normal and the first anomalous clip of the split
     first = test.videos.groupby("is_anomalous").head(1)
     own_video = first[first.is_anomalous].path.iloc[0]
-    run_notebook("80_compare_methods", tmp_path, PROFILE="tiny", METHODS=METHODS, MAX_VIDEOS=2,
+    nb = run_notebook("80_compare_methods", tmp_path, PROFILE="tiny", METHODS=METHODS, MAX_VIDEOS=2,
                  EPOCHS=1, FRESH_CACHE=True, OVERRIDES=OVERRIDES, VIDEO=str(own_video),
                  ANYANOMALY_PROMPTS=["a person running"])
 
@@ -117,6 +117,37 @@ def test_notebook_80_leaderboard_matches_saved_scores(tmp_path, campus):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     said = pd.read_csv(tmp_path / "explanations.csv", keep_default_na=False)
     assert list(said["method"]) == METHODS and (said["explanation"] != "").all()
+    # the words worth reading come first: every oracle method's at the same moment, in full
+    perfect = pd.read_csv(tmp_path / "explanations_perfect_perception.csv", keep_default_na=False)
+    assert list(perfect["method"]) == [m for m in METHODS if m != "classical"]
+    assert (perfect["kind"] == "upper bound (perfect perception)").all()
+    assert not perfect["meaningless"].any() and (perfect["explanation"] != "").all()
+    texts = " ".join(o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", [])
+                     if o.get("metadata", {}).get("vadnb", {}).get("kind") == "computed")
+    noise = said[said["meaningless"]]
+    assert f"{len(noise)} of {len(said)} methods' words at this moment come from " \
+        "random-init models" in texts
+    # ... and the tiny models' words are shown cut to 40 characters, never in full
+    from vadnb import lesson
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "lesson.brief" in c.source)
+    shown = " ".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+    for text in noise["explanation"]:
+        assert lesson.brief(text, 40) in shown
+        assert len(text) <= 40 or text not in shown
+    # the stacked timelines share [0, 1]: a computed note counts each method's frames outside
+    own_name = first[first.is_anomalous].name.iloc[0]
+    outside = []
+    for method in METHODS:
+        s = np.load(tmp_path / "detections" / method / own_name / "frame_scores.npy")
+        above, below = int((s > 1).sum()), int((s < 0).sum())
+        if above or below:
+            outside.append(method)
+            first_part = f"{above} of {len(s)} frames scored above 1" if above \
+                else f"{below} of {len(s)} frames below 0"
+            assert f"{method}: {first_part}" in texts and "drawn at the edge of the axis" in texts
+    if not outside:
+        assert f"Every method's scores on {own_name} lie in [0, 1]" in texts
     assert (tmp_path / "anomalyclip.safetensors").exists()
     assert not list(tmp_path.glob("stage-cache-*"))  # the private cache was removed
 

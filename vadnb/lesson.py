@@ -10,6 +10,8 @@
   that called it: the algorithm lives once in ``vadnb/`` and is still read in the lesson.
 - :func:`save_metrics`: a run's numbers to ``metrics.json`` in one call (notebooks 50-80),
   so no lesson carries JSON plumbing.
+- :func:`clip_for_display` and :func:`brief`: scores drawn on one [0, 1] axis (with a count of
+  what was clipped) and tiny models' words cut short, so a figure or a table stays readable.
 - :func:`perfect_perception`: one method on clips of a benchmark with its oracle models
   (notebook 80's upper-bound rows; each method's notebook builds its oracle step by step).
 
@@ -31,7 +33,8 @@ from . import registry
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
-           "TINY_TAG", "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION"]
+           "TINY_TAG", "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION",
+           "clip_for_display", "brief"]
 
 #: display-metadata key that marks outputs made by these helpers (tests look for it)
 COMPUTED_KEY = "vadnb"
@@ -266,6 +269,43 @@ def save_metrics(path: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, allow_nan=False))
     return data
+
+
+def clip_for_display(detections: Mapping[str, Any], low: float = 0.0, high: float = 1.0
+                     ) -> tuple[dict[str, Any], Any]:
+    """Copies of ``detections`` with their frame scores clipped to [``low``, ``high``], and
+    one row per method whose scores left that range (frames above, below, of how many, the
+    extremes). Stacked panels are compared by eye: one method whose scores reach 5.7 (the
+    official AnyAnomaly parser reads the first number of a reply, unclipped) would get an
+    axis of its own. Only for figures: metrics must read the raw scores (clipping ties them).
+    """
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    if not low < high:
+        raise ValueError(f"clip_for_display needs low < high, got low={low}, high={high}")
+    shown, rows = {}, []
+    for name, det in detections.items():
+        scores = np.asarray(det.frame_scores, dtype=float)
+        above, below = int((scores > high).sum()), int((scores < low).sum())
+        if above or below:
+            rows.append({"method": name, "above": above, "below": below, "frames": scores.size,
+                         "max": float(np.nanmax(scores)), "min": float(np.nanmin(scores))})
+        shown[name] = dataclasses.replace(det, frame_scores=np.clip(scores, low, high))
+    columns = ["method", "above", "below", "frames", "max", "min"]
+    return shown, pd.DataFrame(rows, columns=columns)
+
+
+def brief(text: Any, width: int = 40) -> str:
+    """``text`` on one line, at most ``width`` characters (an ellipsis marks a cut), with every
+    unprintable character (tiny models write control codes) shown as "?"."""
+    if width < 2:
+        raise ValueError(f"brief needs width >= 2, got {width}")
+    line = " ".join("".join(c if c.isprintable() or c.isspace() else "?"
+                        for c in str(text)).split())
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 #: how each method's perfect-perception run is labelled: its upper bound is of the method's
