@@ -282,7 +282,8 @@ plt.show()
 # %% [markdown]
 # ## The image-caption similarity matrix
 #
-# Rows: the window frames of the positions above; columns: the captions of the index;
+# Rows: the window frames of the `SHOW_POSITIONS` positions chosen for the contact sheets
+# (10 frames each); columns: the captions of the index;
 # colour: cosine similarity. Cleaning picks the brightest cell of each row. A good
 # embedder makes one column stand out per row. The lines printed under the figure say, from
 # the numbers, how clearly it does for this run and for the perfect-perception run above.

@@ -166,7 +166,8 @@ if ideal is not None:
     fig.savefig(out / "oracle_scores.png", dpi=80, bbox_inches="tight")
     plt.show()
     lesson.say(lavad.lesson.oracle_statement(ideal))
-    display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
+    with pd.option_context("display.max_colwidth", None):  # the whole (readable) summary
+        display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
 else:
     lesson.say("No perfect-perception run: the oracle only knows the campus test clips.")
 
