@@ -236,16 +236,17 @@ lesson.show_source(lavad.pipeline)
 # With `tiny` the models have random weights: their captions are strings of random words,
 # which mean nothing. This part only shows that the code runs on your machine and what each
 # table looks like, so `lavad.lesson.glimpse_table` shows three rows and cuts long random
-# text to a few characters, with its full length (a real profile's text is shown whole).
+# text to a few characters, with its full length (a real captioner's text is shown whole).
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile)
+random_words = "captioner" in lavad.lesson.random_roles(det)  # cut its captions when shown
 print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
 
 # %%
 seg = det.segments
-lavad.lesson.glimpse_table(seg[["centre_frame", "time_s", "captions"]], det.meaningless)
+lavad.lesson.glimpse_table(seg[["centre_frame", "time_s", "captions"]], random_words)
 
 # %% [markdown]
 # ## Step 2: the caption index
@@ -261,7 +262,7 @@ lavad.lesson.glimpse_table(seg[["centre_frame", "time_s", "captions"]], det.mean
 tables = lavad.stage_tables(det)  # every stage's output as a table
 index = det.extras["caption_index"]
 print(f"{len(index)} unique caption(s) in the index")
-lavad.lesson.glimpse_table(tables["caption_index"], det.meaningless)
+lavad.lesson.glimpse_table(tables["caption_index"], random_words)
 
 # %% [markdown]
 # ## Step 3: cleaning, frame by frame
@@ -275,7 +276,7 @@ lavad.lesson.glimpse_table(tables["caption_index"], det.meaningless)
 # shows the layout).
 
 # %%
-fig = lavad.plot_contact_sheet(det, rows[:1] if det.meaningless else rows)
+fig = lavad.plot_contact_sheet(det, rows[:1] if random_words else rows)
 fig.savefig(out / "contact_sheet.png", dpi=80)
 plt.show()
 
@@ -327,7 +328,7 @@ usage = pd.DataFrame({"raw (centre frames)": counts,
 usage["never retrieved"] = usage["cleaned (window frames)"] == 0
 print(f"{int(usage['never retrieved'].sum())} of {len(usage)} caption(s) never retrieved")
 lavad.lesson.glimpse_table(usage.sort_values("raw (centre frames)", ascending=False),
-                           det.meaningless)
+                           random_words)
 
 # %% [markdown]
 # The table of this notebook, one row per centre frame: the raw caption, the caption
@@ -345,7 +346,7 @@ captions_csv = pd.DataFrame({
 })
 captions_csv.to_csv(out / "captions.csv", index=False)
 print(f"wrote {out / 'captions.csv'}: {len(captions_csv)} rows")
-lavad.lesson.glimpse_table(captions_csv, det.meaningless)
+lavad.lesson.glimpse_table(captions_csv, random_words)
 
 # %% [markdown]
 # ## Summary

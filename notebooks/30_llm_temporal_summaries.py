@@ -249,10 +249,12 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 # runs out: meaningless text. This part only shows that the code runs on your machine, what
 # each artifact looks like and what is counted (calls, distinct prompts, parse failures), so
 # it shows a few rows and cuts long random text to a few characters, with its full length
-# (`lavad.lesson.glimpse`; a real profile's text is shown whole).
+# (`lavad.lesson.glimpse`). Text from a real model is shown whole: with `cpu`, the LLM's
+# summaries and replies (its captioner is a tiny model).
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
+noise = lavad.lesson.random_roles(det)  # the roles with random weights: their text is cut
 print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
 
@@ -270,10 +272,10 @@ print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
 seg = det.segments
 row = seg.iloc[len(seg) // 2]
 lavad.lesson.print_messages(lavad.summary_messages(row.temporal_description.split("\n")),
-                            det.meaningless)
-print("=== summary kept:", lavad.lesson.glimpse(row.summary) if det.meaningless else row.summary)
-lavad.lesson.print_messages(lavad.score_messages(row.summary), det.meaningless)
-reply = lavad.lesson.glimpse(row.score_reply) if det.meaningless else row.score_reply
+                            "captioner" in noise)
+print("=== summary kept:", lavad.lesson.glimpse(row.summary) if "llm" in noise else row.summary)
+lavad.lesson.print_messages(lavad.score_messages(row.summary), "llm" in noise)
+reply = lavad.lesson.glimpse(row.score_reply) if "llm" in noise else row.score_reply
 print(f"=== reply: {reply!r} -> score {row.raw_score}")
 
 # %% [markdown]
@@ -300,7 +302,7 @@ print(f"{det.extras['positions']} positions -> {det.extras['n_llm_prompts']} dis
 summaries = seg[["centre_frame", "time_s", "summary", "score_reply", "parsed", "raw_score"]]
 summaries.to_csv(out / "summaries.csv", index=False)
 print(f"wrote {out / 'summaries.csv'}: {len(summaries)} rows")
-lavad.lesson.glimpse_table(summaries, det.meaningless)
+lavad.lesson.glimpse_table(summaries, "llm" in noise)
 
 # %% [markdown]
 # ## Parse failures
@@ -334,9 +336,9 @@ report = {
     "examples": det.extras["parse_failure_examples"],
 }
 lesson.save_metrics(out / "parse_report.json", report)
-print(report["parse_report"] + (" (tiny: meaningless replies)" if det.meaningless else ""))
+print(report["parse_report"] + (" (tiny: meaningless replies)" if "llm" in noise else ""))
 for example in dict.fromkeys(report["examples"]):  # each distinct unreadable reply once
-    print(f"  unreadable: {lavad.lesson.glimpse(example)!r}")
+    print(f"  unreadable: {lavad.lesson.glimpse(example) if 'llm' in noise else example!r}")
 
 # %% [markdown]
 # ## How the LLM handled the prompts
@@ -406,7 +408,7 @@ compare = pd.DataFrame({"summary": seg.summary, "default prompt": seg.raw_score,
                         "my prompt": mine.segments.raw_score})
 print(f"{int((compare['default prompt'] != compare['my prompt']).sum())} of {len(compare)} "
       "positions changed score")
-lavad.lesson.glimpse_table(compare, det.meaningless)
+lavad.lesson.glimpse_table(compare, "llm" in noise)
 
 # %% [markdown]
 # The choices path with this profile's own LLM, on a few of its summaries: each reply is the

@@ -198,6 +198,15 @@ def glimpse(text: Any, width: int = GLIMPSE_WIDTH) -> str:
     return flat if len(flat) <= width + len(tail) else flat[:width] + tail
 
 
+def random_roles(detection: Detection) -> frozenset[str]:
+    """The roles (captioner, embedder, llm) whose model had random weights in this run: the
+    ``cpu`` profile pairs a real LLM with tiny image models, so whose text is noise is per role."""
+    calls = detection.model_calls
+    if calls.empty:
+        return frozenset()
+    return frozenset(calls.loc[calls["profile"] == "tiny", "role"])
+
+
 def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
                   width: int = 30) -> pd.DataFrame:
     """The first ``rows`` rows of ``table``; when its text is ``meaningless`` (tiny models),
