@@ -86,6 +86,12 @@ def test_glimpse_cuts_long_text_and_says_its_length():
     cut = lesson.glimpse_table(table, meaningless=True)
     assert list(cut.summary) == ["w" * 30 + "… (300 chars)"] * 3 and list(cut.score) == [0.5] * 3
     pd.testing.assert_frame_equal(lesson.glimpse_table(table, meaningless=False), table.head(3))
+    # the cpu profile: a real LLM with tiny image models, so only their text is cut
+    from types import SimpleNamespace
+
+    calls = pd.DataFrame({"role": ["captioner", "embedder", "llm"],
+                          "profile": ["tiny", "tiny", "cpu"]})
+    assert lesson.random_roles(SimpleNamespace(model_calls=calls)) == {"captioner", "embedder"}
 
 
 def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
