@@ -228,21 +228,25 @@ if ideal is not None:
 lesson.show_source(lavad.pipeline)
 
 # %% [markdown]
-# Now the same steps with this profile's models (printed by `vadnb.setup` above; with
-# `tiny` they have random weights: their captions are strings of random words from a toy
-# vocabulary, which exercise the code and mean nothing; read the tables below for their
-# shape, not their words). `lavad.run` checks the settings, opens the video and calls the
-# pipeline; every model call is cached, so the next notebooks reuse this run for free. Its
-# `segments` table has one row per centre frame.
+# Now the same steps with this profile's models (printed by `vadnb.setup` above).
+# `lavad.run` checks the settings, opens the video and calls the pipeline; every model call
+# is cached, so the next notebooks reuse this run for free. Its `segments` table has one row
+# per centre frame.
+#
+# With `tiny` the models have random weights: their captions are strings of random words,
+# which mean nothing. This part only shows that the code runs on your machine and what each
+# table looks like, so `lavad.lesson.glimpse_table` shows three rows and cuts long random
+# text to a few characters, with its full length (a real captioner's text is shown whole).
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile)
+random_words = "captioner" in lavad.lesson.random_roles(det)  # cut its captions when shown
 print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
 
 # %%
 seg = det.segments
-seg[["centre_frame", "time_s", "captions"]].head(10)
+lavad.lesson.glimpse_table(seg[["centre_frame", "time_s", "captions"]], random_words)
 
 # %% [markdown]
 # ## Step 2: the caption index
@@ -251,12 +255,14 @@ seg[["centre_frame", "time_s", "captions"]].head(10)
 # vision-language embedder (ImageBind in the paper) and L2-normalised, so that the inner
 # product of two vectors is their cosine similarity. This index is per video: a frame can
 # only be described with words that the captioner used somewhere in the same video. (With
-# `tiny`, the index holds the random-word captions above: meaningless text.)
+# `tiny`, the index holds the random-word captions above; the line under the table counts
+# them.)
 
 # %%
 tables = lavad.stage_tables(det)  # every stage's output as a table
 index = det.extras["caption_index"]
-tables["caption_index"]
+print(f"{len(index)} unique caption(s) in the index")
+lavad.lesson.glimpse_table(tables["caption_index"], random_words)
 
 # %% [markdown]
 # ## Step 3: cleaning, frame by frame
@@ -266,17 +272,19 @@ tables["caption_index"]
 # are the centre frame's **temporal description**.
 #
 # The contact sheet of this profile's run, for the same positions as the perfect-perception
-# one above.
+# one above (with `tiny`, only the first of them: its words are random, so the sheet only
+# shows the layout).
 
 # %%
-fig = lavad.plot_contact_sheet(det, rows)
+fig = lavad.plot_contact_sheet(det, rows[:1] if random_words else rows)
 fig.savefig(out / "contact_sheet.png", dpi=80)
 plt.show()
 
 # %% [markdown]
 # ## The image-caption similarity matrix
 #
-# Rows: the window frames of the positions above; columns: the captions of the index;
+# Rows: the window frames of the `SHOW_POSITIONS` positions chosen for the contact sheets
+# (10 frames each); columns: the captions of the index;
 # colour: cosine similarity. Cleaning picks the brightest cell of each row. A good
 # embedder makes one column stand out per row. The lines printed under the figure say, from
 # the numbers, how clearly it does for this run and for the perfect-perception run above.
@@ -318,12 +326,14 @@ after = tables["cleaning"]["caption"].value_counts()
 usage = pd.DataFrame({"raw (centre frames)": counts,
                       "cleaned (window frames)": after}).fillna(0).astype(int)
 usage["never retrieved"] = usage["cleaned (window frames)"] == 0
-usage.sort_values("raw (centre frames)", ascending=False)
+print(f"{int(usage['never retrieved'].sum())} of {len(usage)} caption(s) never retrieved")
+lavad.lesson.glimpse_table(usage.sort_values("raw (centre frames)", ascending=False),
+                           random_words)
 
 # %% [markdown]
 # The table of this notebook, one row per centre frame: the raw caption, the caption
-# retrieved for the window frame nearest the centre, and the whole temporal description
-# (random words with `tiny`: they mean nothing).
+# retrieved for the window frame nearest the centre, and the whole temporal description.
+# It is saved whole to `captions.csv`; below, its first rows (cut, with `tiny`).
 
 # %%
 middle = [int(np.argmin(np.abs(w - c))) for w, c in zip(det.extras["window_frames"], centres)]
@@ -335,7 +345,8 @@ captions_csv = pd.DataFrame({
     "temporal_description": seg["temporal_description"].str.replace("\n", " | "),
 })
 captions_csv.to_csv(out / "captions.csv", index=False)
-captions_csv.head()
+print(f"wrote {out / 'captions.csv'}: {len(captions_csv)} rows")
+lavad.lesson.glimpse_table(captions_csv, random_words)
 
 # %% [markdown]
 # ## Summary

@@ -166,7 +166,8 @@ if ideal is not None:
     fig.savefig(out / "oracle_scores.png", dpi=80, bbox_inches="tight")
     plt.show()
     lesson.say(lavad.lesson.oracle_statement(ideal))
-    display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
+    with pd.option_context("display.max_colwidth", None):  # the whole (readable) summary
+        display(ideal.segments[["centre_frame", "time_s", "summary", "raw_score"]])
 else:
     lesson.say("No perfect-perception run: the oracle only knows the campus test clips.")
 
@@ -240,35 +241,42 @@ display(Markdown(stages.differences_markdown(lavad.DIFFERENCES,
 # %% [markdown]
 # ## Now with this profile's models
 #
-# The same two steps with the models of this run's profile (printed by `vadnb.setup` above;
-# with `tiny` the LLM has random weights and writes random words from a toy vocabulary until
-# its token budget runs out: long, meaningless text that only exercises the code). If you ran notebook 20 with the same video and profile, the captions and
-# embeddings come from the cache and only missing stages run. The model-call table says
-# what was computed.
+# The same two steps with the models of this run's profile (printed by `vadnb.setup` above).
+# If you ran notebook 20 with the same video and profile, the captions and embeddings come
+# from the cache and only missing stages run. The model-call table says what was computed.
+#
+# With `tiny` the LLM has random weights and writes random words until its token budget
+# runs out: meaningless text. This part only shows that the code runs on your machine, what
+# each artifact looks like and what is counted (calls, distinct prompts, parse failures), so
+# it shows a few rows and cuts long random text to a few characters, with its full length
+# (`lavad.lesson.glimpse`). Text from a real model is shown whole: with `cpu`, the LLM's
+# summaries and replies (its captioner is a tiny model).
 
 # %%
 det = lavad.run(VIDEO, profile=env.profile, **LAVAD_OVERRIDES)
+noise = lavad.lesson.random_roles(det)  # the roles with random weights: their text is cut
 print(det.model_calls.to_string(index=False) if det.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
 
 # %% [markdown]
 # ## What the LLM sees for one position
 #
-# The two conversations sent for the middle position of the video, exactly as built by
-# `lavad.summary_messages` and `lavad.score_messages` (with `tiny`, the captions, the summary
-# and the reply are random words: only their place in the prompts matters):
+# The two conversations sent for the middle position of the video, as built by
+# `lavad.summary_messages` and `lavad.score_messages`: the instruction first, then the
+# temporal description (or the summary). With `tiny`, the captions, the summary and the
+# reply are random words, so each conversation shows its first lines, cut (the prompts'
+# fixed parts are printed whole under "The prompts", and a whole summary prompt with
+# readable captions in the perfect-perception section).
 
 # %%
 seg = det.segments
 row = seg.iloc[len(seg) // 2]
-for message in lavad.summary_messages(row.temporal_description.split("\n")):
-    print(f"--- {message['role']} ---\n{message['content']}")
-print("\n=== summary kept:", row.summary)
-
-# %%
-for message in lavad.score_messages(row.summary):
-    print(f"--- {message['role']} ---\n{message['content']}")
-print("\n=== reply:", repr(row.score_reply), "-> score", row.raw_score)
+lavad.lesson.print_messages(lavad.summary_messages(row.temporal_description.split("\n")),
+                            "captioner" in noise)
+print("=== summary kept:", lavad.lesson.glimpse(row.summary) if "llm" in noise else row.summary)
+lavad.lesson.print_messages(lavad.score_messages(row.summary), "llm" in noise)
+reply = lavad.lesson.glimpse(row.score_reply) if "llm" in noise else row.score_reply
+print(f"=== reply: {reply!r} -> score {row.raw_score}")
 
 # %% [markdown]
 # ## Greedy decoding, and asking once per distinct prompt
@@ -286,13 +294,15 @@ print(f"{det.extras['positions']} positions -> {det.extras['n_llm_prompts']} dis
 # %% [markdown]
 # ## Summaries and scores
 #
-# One row per position. `parsed` says whether the score reply held a readable `[x]`. (With
-# `tiny` the summaries and replies are random words and mean nothing.)
+# One row per position, saved whole to `summaries.csv`; below, its first rows (cut, with
+# `tiny`: its summaries and replies are random words). `parsed` says whether the score
+# reply held a readable `[x]`.
 
 # %%
 summaries = seg[["centre_frame", "time_s", "summary", "score_reply", "parsed", "raw_score"]]
 summaries.to_csv(out / "summaries.csv", index=False)
-summaries.head(10)
+print(f"wrote {out / 'summaries.csv'}: {len(summaries)} rows")
+lavad.lesson.glimpse_table(summaries, "llm" in noise)
 
 # %% [markdown]
 # ## Parse failures
@@ -326,9 +336,9 @@ report = {
     "examples": det.extras["parse_failure_examples"],
 }
 lesson.save_metrics(out / "parse_report.json", report)
-print(report["parse_report"] + (" (tiny: meaningless replies)" if det.meaningless else ""))
+print(report["parse_report"] + (" (tiny: meaningless replies)" if "llm" in noise else ""))
 for example in dict.fromkeys(report["examples"]):  # each distinct unreadable reply once
-    print(f"  unreadable: {example[:100]!r}")
+    print(f"  unreadable: {lavad.lesson.glimpse(example) if 'llm' in noise else example!r}")
 
 # %% [markdown]
 # ## How the LLM handled the prompts
@@ -363,7 +373,7 @@ print(f"asked again: {probe['parsed']} of {probe['asked']} parsed; {probe['trunc
       f"the {probe['max_new_tokens']}-token budget ({probe['truncated_unparsed']} of them "
       f"unreadable); mean new tokens {probe['mean_new_tokens']}")
 for reply in probe["replies"][:3]:
-    print("  reply:", repr(reply))
+    print("  reply:", repr(lavad.lesson.glimpse(reply) if probe_llm.meaningless else reply))
 
 # %% [markdown]
 # The LLM's scores over time (before refinement), with the positions whose reply could not
@@ -396,7 +406,9 @@ print(mine.model_calls.to_string(index=False) if mine.model_calls["calls"].sum()
       else "no model call: every answer came from the cache")
 compare = pd.DataFrame({"summary": seg.summary, "default prompt": seg.raw_score,
                         "my prompt": mine.segments.raw_score})
-compare.head(10)
+print(f"{int((compare['default prompt'] != compare['my prompt']).sum())} of {len(compare)} "
+      "positions changed score")
+lavad.lesson.glimpse_table(compare, "llm" in noise)
 
 # %% [markdown]
 # The choices path with this profile's own LLM, on a few of its summaries: each reply is the
@@ -415,7 +427,7 @@ if not (real_llm_ran and env.profile == "cpu"):
     print(f"LLM {choice_llm.name}{note}")
     for summary, reply in zip(asked, chosen):
         best = sorted(reply.logprobs.items(), key=lambda kv: -kv[1])[:3]
-        print(f"  {str(reply):6} <- {summary!r:.50}  top log-probs: "
+        print(f"  {str(reply):6} <- {lavad.lesson.glimpse(summary, 30)!r}  top log-probs: "
               + ", ".join(f"{k} {v:.2f}" for k, v in best))
 
 # %% [markdown]

@@ -47,6 +47,53 @@ def outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
+TINY_CELL_BUDGET = 900  # characters of text one output cell of the tiny part may print
+
+
+def tiny_part_outputs(nb) -> list[str]:
+    """What each code cell printed, from the profile's own run (``profile=env.profile``) on:
+    text and plain-text reprs, not HTML or images."""
+    sources = ["".join(c.source) for c in nb.cells]
+    start = next(i for i, src in enumerate(sources) if "profile=env.profile" in src)
+    texts = []
+    for cell in nb.cells[start:]:
+        parts = [o.get("text", "") for o in cell.get("outputs", [])]
+        parts += [o.get("data", {}).get("text/plain", "") for o in cell.get("outputs", [])]
+        texts.append("".join("".join(p) for p in parts))
+    return texts
+
+
+def assert_tiny_part_brief(nb, random_texts) -> None:
+    """The tiny part shows that the code runs, not walls of random words: every output cell
+    stays under the budget and no long random text (caption, summary, reply) is shown whole."""
+    texts = tiny_part_outputs(nb)
+    longest = max(texts, key=len)
+    assert len(longest) <= TINY_CELL_BUDGET, longest[:300]
+    shown = "\n".join(texts)
+    long_texts = {t for t in random_texts if len(t) > 120}
+    assert long_texts  # the tiny models did write long random text
+    for t in long_texts:
+        assert t not in shown and t[:200] not in shown
+
+
+def test_glimpse_cuts_long_text_and_says_its_length():
+    from vadnb.lavad import lesson
+
+    assert lesson.glimpse("ab" * 100) == "ab" * 40 + "… (200 chars)"
+    assert lesson.glimpse("x" * 90) == "x" * 90  # the cut would not shorten it
+    assert lesson.glimpse("one\ntwo") == "one | two"
+    table = pd.DataFrame({"summary": ["w" * 300] * 5, "score": [0.5] * 5})
+    cut = lesson.glimpse_table(table, meaningless=True)
+    assert list(cut.summary) == ["w" * 30 + "… (300 chars)"] * 3 and list(cut.score) == [0.5] * 3
+    pd.testing.assert_frame_equal(lesson.glimpse_table(table, meaningless=False), table.head(3))
+    # the cpu profile: a real LLM with tiny image models, so only their text is cut
+    from types import SimpleNamespace
+
+    calls = pd.DataFrame({"role": ["captioner", "embedder", "llm"],
+                          "profile": ["tiny", "tiny", "cpu"]})
+    assert lesson.random_roles(SimpleNamespace(model_calls=calls)) == {"captioner", "embedder"}
+
+
 def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
     nb = run_notebook("20_captioning_and_cleaning", tmp_path, PROFILE="tiny", SHOW_POSITIONS=2)
     clip = first_test_clip(campus)
@@ -71,6 +118,8 @@ def test_notebook_20_writes_captions_and_similarity(tmp_path, campus):
     np.testing.assert_array_equal(captions.centre_frame, np.arange(0, clip.num_frames, 16))
     # every temporal description holds 10 captions in time order
     assert (captions.temporal_description.str.count(r" \| ") == 9).all()
+    # the tiny part is brief: a few rows, long random text cut (the CSV keeps it whole)
+    assert_tiny_part_brief(nb, captions.temporal_description)
     for name in ("similarity.png", "contact_sheet.png", "oracle_contact_sheet.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
@@ -106,6 +155,7 @@ def test_notebook_30_writes_summaries_and_parse_report(tmp_path, campus):
     assert report["parse_failures"] == int((~summaries.parsed.astype(bool)).sum())
     assert 0 <= report["score_replies_truncated"] <= report["positions"]
     assert (tmp_path / "scores.png").read_bytes().startswith(PNG)
+    assert_tiny_part_brief(nb, list(summaries.summary) + list(summaries.score_reply))
     # the report is saved, not dumped: its one-line verdict, each distinct reply once
     assert report["parse_report"] + " (tiny: meaningless replies)" in text
     assert "'examples':" not in text

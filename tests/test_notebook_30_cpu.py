@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -80,3 +81,8 @@ def test_notebook_30_runs_with_a_real_llm(tmp_path):
     assert f"`choices`: {choices['choices']['parsed']} of 3 replies readable" in text
     assert f"`free`: {choices['free']['parsed']} of 3 replies readable" in text
     assert "random weights" not in text.split("LLM that loaded")[1].split("\n")[0]
+    # the real LLM's text is shown whole; only the tiny captioner's random words are cut
+    middle = summaries.iloc[len(summaries) // 2]
+    assert f"=== summary kept: {middle.summary}\n" in text
+    assert f"=== reply: {middle.score_reply!r} -> score" in text
+    assert re.search(r"\n… \(\d+ more lines\)\n=== summary kept", text)  # tiny captions

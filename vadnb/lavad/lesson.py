@@ -184,6 +184,58 @@ def drawable(text: str, font: str | None = None) -> str:
     return "".join(out).replace("\ufffd", "?")
 
 
+GLIMPSE_WIDTH = 80
+
+
+def glimpse(text: Any, width: int = GLIMPSE_WIDTH) -> str:
+    """``text`` on one line (newlines as " | "), cut to ``width`` characters with "…" and its
+    full length: random-weight models write long meaningless text, shown for its shape only.
+    Text that the cut would not shorten is returned whole."""
+    from ..plots import clean_text
+
+    flat = clean_text(str(text).replace("\n", " | "))
+    tail = f"… ({len(flat)} chars)"
+    return flat if len(flat) <= width + len(tail) else flat[:width] + tail
+
+
+def random_roles(detection: Detection) -> frozenset[str]:
+    """The roles (captioner, embedder, llm) whose model had random weights in this run: the
+    ``cpu`` profile pairs a real LLM with tiny image models, so whose text is noise is per role."""
+    calls = detection.model_calls
+    if calls.empty:
+        return frozenset()
+    return frozenset(calls.loc[calls["profile"] == "tiny", "role"])
+
+
+def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
+                  width: int = 30) -> pd.DataFrame:
+    """The first ``rows`` rows of ``table``; when its text is ``meaningless`` (tiny models),
+    every text cell and text index entry is a :func:`glimpse` of ``width`` characters."""
+    head = table.head(rows)
+    if not meaningless:
+        return head
+    cut = head.apply(lambda col: col.map(lambda v: glimpse(v, width) if isinstance(v, str) else v))
+    if any(isinstance(v, str) for v in head.index):
+        cut.index = pd.Index([glimpse(v, width) if isinstance(v, str) else v
+                              for v in head.index], name=head.index.name)
+    return cut
+
+
+def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> None:
+    """Print a chat as sent, role by role; with ``meaningless`` text, each message keeps its
+    first ``lines`` lines, each a :func:`glimpse`, and says how many lines it left out."""
+    for message in messages:
+        print(f"--- {message['role']} ---")
+        content = message["content"].split("\n")
+        if not meaningless:
+            print("\n".join(content))
+            continue
+        for line in content[:lines]:
+            print(glimpse(line))
+        if len(content) > lines:
+            print(f"… ({len(content) - lines} more lines)")
+
+
 _CHARMAPS: dict[str, set[int]] = {}
 
 
