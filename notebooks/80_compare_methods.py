@@ -409,6 +409,9 @@ print("perfect perception ran for:", ", ".join(upper) or "no method")
 #   bar the vision-language methods must clear with real models.
 # - **upper bound (perfect perception)** (blue): the section above, the most each method's
 #   steps can make of perfect inputs on these clips; not a model's result, and no cost.
+#
+# It is saved as `leaderboard.csv` and `leaderboard.html` and shown once, as the HTML page
+# draws it.
 
 # %%
 MODELS, UPPER = "this run", "upper bound (perfect perception)"
@@ -442,13 +445,9 @@ board = pd.DataFrame([leaderboard_row(m) for m in METHODS]
                      + [leaderboard_row(m, upper, UPPER) for m in upper])
 board.to_csv(out / "leaderboard.csv", index=False)
 any_meaningless = any(d.meaningless for dets in detections.values() for d in dets.values())
-board
 
-# %% [markdown]
-# The same table as HTML (`leaderboard.html`), the meaningless rows in red and the upper
-# bounds in blue:
 
-# %%
+# shown once, as it is saved in leaderboard.html: meaningless rows red, upper bounds blue
 def flag_rows(row: pd.Series) -> list[str]:
     meaningless = pd.notna(row["meaningless"]) and bool(row["meaningless"])
     style = ("background-color:#fde8e8;color:darkred" if meaningless else
