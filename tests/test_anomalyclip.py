@@ -407,7 +407,9 @@ def test_tiny_profile_end_to_end(tmp_path, fresh_cache):
     assert seg["end_frame"].tolist() == [min(s + 16, n) for s in range(0, n, 16)]
     for col in ("centre_frame", "time_s", "score", "predicted_class", f"p_{label}", "p_Normal"):
         assert col in seg
-    assert seg["explanation"].str.fullmatch(rf"({label}|Normal) \(p=\d\.\d\d\)").all()
+    assert seg["explanation"].str.fullmatch(
+        rf"({label}|Normal) \(p=\d\.\d\d\)(; the anomaly classes together p=\d\.\d\d, most of "
+        rf"all {label} \(p=\d\.\d\d\))?").all()
     probs = det.extras["class_probs"]
     assert probs.shape == (n, 2) and det.extras["class_names"] == [label, "Normal"]
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)  # p(c) + p(normal) = 1
@@ -1248,3 +1250,18 @@ def test_release_list_start_offsets_shift_the_temporal_annotation(tmp_path):
     want = np.zeros(50, np.uint8)
     want[10:21] = 1  # official: start <= i + <list start> <= end
     np.testing.assert_array_equal(bench.frame_labels("v"), want)
+
+
+def test_explanation_says_when_the_anomaly_classes_outweigh_a_likeliest_normal():
+    """Normal can be the likeliest single class while the anomaly classes together, the
+    score, outweigh it: the explanation names both, so "Normal" never sits beside 0.61."""
+    from vadnb.anomalyclip.run import segments_table
+
+    names = ["Fighting", "Arson", "Theft"]
+    probs = np.array([[0.22, 0.20, 0.19, 0.39]] * 16 + [[0.05, 0.05, 0.10, 0.80]] * 16)
+    seg = segments_table(1 - probs[:, -1], probs, names, fps=8.0)
+    assert seg["score"].tolist() == pytest.approx([0.61, 0.20])
+    assert seg["explanation"].tolist() == [
+        "Normal (p=0.39); the anomaly classes together p=0.61, most of all Fighting (p=0.22)",
+        "Normal (p=0.80)"]
+    assert seg["predicted_class"].tolist() == ["Normal", "Normal"]

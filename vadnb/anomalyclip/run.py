@@ -137,6 +137,11 @@ def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[
                "score": float(scores[start:end].mean()), "predicted_class": cols[best]}
         row.update({f"p_{c}": float(v) for c, v in zip(cols, p)})
         row["explanation"] = f"{cols[best]} (p={p[best]:.2f})"
+        if cols[best] == NORMAL and p[best] < 0.5 and len(cols) > 1:
+            # Normal is the likeliest single class, yet the anomaly classes together outweigh it
+            top = int(np.argmax(p[:-1]))
+            row["explanation"] += (f"; the anomaly classes together p={1 - p[best]:.2f}, "
+                                   f"most of all {cols[top]} (p={p[top]:.2f})")
         rows.append(row)
     return pd.DataFrame(rows)
 
