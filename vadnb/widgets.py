@@ -1,34 +1,20 @@
-"""The explorer: look at what a method said, moment by moment (first used in notebook 40).
+"""The explorer: what a method said, moment by moment (notebook 40 first uses it).
 
-``explorer(detection, labels)`` shows, in one widget:
-
-- a timeline of the frame scores (plotly), ground-truth anomalies shaded red, a dashed
-  threshold line and a vertical cursor at the current frame;
-- the current frame of the video (move the slider, or click on the timeline);
-- the explanation of the segment that holds the current frame: its time, its score and the
-  method's own words (LAVAD's summary, VERA's answer, AnyAnomaly's reason, ...);
-- a threshold slider and the table of intervals whose score reaches it (the alarms a
-  deployed system would raise);
-- a red banner when the scores come from random-init ``tiny`` models and mean nothing.
-
-``compare_explorer({"lavad": det_a, "vera": det_b}, labels)`` stacks several methods'
-timelines over one frame view (notebook 80).
-
-Everything the widget computes lives in plain functions (``flagged_intervals``,
-``segment_at``, ``timeline_figure``, ``explanation_html``, ``frame_jpeg``), so it can be
-tested, and reused, without a browser. The widget object itself can be driven from code:
-``ex.set_frame(120)``, ``ex.set_threshold(0.7)``, ``ex.select_time(12.5)``.
-
-Static fallback: displaying an explorer also shows a static picture of its current state
-(:func:`static_figure`: the timelines with threshold and cursor, and the frame on show), so
-an HTML export, GitHub's viewer or the main job's index, none of which run widgets, still
-show what the explorer shows. ``ex.show_static()`` draws it again after moving the sliders.
+``explorer(detection, labels)`` shows a plotly timeline of the frame scores (ground truth
+shaded, dashed threshold, a cursor), the current frame (slider, or click the timeline), the
+explanation of the segment holding it, a threshold slider with the intervals it flags, and
+a red banner when random-init ``tiny`` models made the scores. ``compare_explorer`` stacks
+several methods over one frame view (notebook 80). The logic lives in plain, testable
+functions; the widget is driven from code with ``set_frame``, ``set_threshold`` and
+``select_time``. Displaying it also shows a static PNG of its state (:func:`static_figure`),
+for HTML exports and viewers that run no widgets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import io
 import os
 import sys
 import textwrap
@@ -46,43 +32,23 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .result import TINY_WARNING, Detection
 from .plots import GT_COLOR, intervals
+from .result import TINY_WARNING, Detection
 
-__all__ = [
-    "flagged_intervals",
-    "flagged_table_html",
-    "segment_at",
-    "frame_jpeg",
-    "timeline_figure",
-    "explanation_html",
-    "Explorer",
-    "explorer",
-    "compare_explorer",
-    "static_figure",
-    "save_upload",
-    "upload_form",
-    "VIDEO_SUFFIXES",
-]
+__all__ = ["flagged_intervals", "flagged_table_html", "segment_at", "frame_jpeg",
+           "timeline_figure", "explanation_html", "Explorer", "explorer", "compare_explorer",
+           "static_figure", "save_upload", "upload_form", "VIDEO_SUFFIXES"]
 
 # columns every Detection.segments has; any other column is shown as "name: value"
 STANDARD_COLUMNS = ("start_frame", "end_frame", "centre_frame", "time_s", "score", "explanation")
 FLAGGED_COLUMNS = ["start_frame", "end_frame", "start_s", "end_s", "peak"]
 
 
-# --------------------------------------------------------------------------- plain logic
-
-
 def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
                       min_frames: int = 1) -> pd.DataFrame:
-    """The runs of frames whose score is at least ``threshold``: the alarms at that threshold.
-
-    Returns one row per run with ``start_frame`` and ``end_frame`` (both inclusive, as
-    :func:`vadnb.plots.intervals`), ``start_s`` (when the first frame starts) and ``end_s``
-    (when the last frame ends, ``(end_frame + 1) / fps``; NaN without fps) and ``peak``
-    (the highest score in the run). Runs shorter than ``min_frames`` are dropped. NaN scores
-    are never flagged.
-    """
+    """The alarms at ``threshold``: runs of frames scoring at least it (NaN never does), of
+    at least ``min_frames``. Columns :data:`FLAGGED_COLUMNS`: inclusive frames, ``start_s``
+    and ``end_s`` (the end of the last frame; NaN without fps) and the run's ``peak``."""
     scores = np.asarray(frame_scores, dtype=np.float64).ravel()
     if min_frames < 1:
         raise ValueError(f"min_frames must be at least 1, got {min_frames}")
@@ -91,10 +57,9 @@ def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
     runs = np.array([(s, e) for s, e in intervals(above) if e - s + 1 >= min_frames],
                     dtype=np.int64).reshape(-1, 2)
     start, end = runs[:, 0], runs[:, 1]
-    nan = np.full(len(runs), np.nan)
-    return pd.DataFrame({"start_frame": start, "end_frame": end,
-                         "start_s": start / fps if fps else nan,
-                         "end_s": (end + 1) / fps if fps else nan,
+    rate = fps or np.nan  # no fps: no seconds
+    return pd.DataFrame({"start_frame": start, "end_frame": end, "start_s": start / rate,
+                         "end_s": (end + 1) / rate,
                          "peak": np.array([np.nanmax(scores[s:e + 1]) for s, e in runs], float)},
                         columns=FLAGGED_COLUMNS)
 
@@ -109,31 +74,25 @@ def flagged_table_html(table: pd.DataFrame, num_frames: int | None = None,
     summary = f"<b>{len(table)} flagged interval{'s' if len(table) != 1 else ''}</b>"
     if method_column is None:
         summary += f", {frames} frame{'s' if frames != 1 else ''}"
-        if fps:
-            summary += f" ({frames / fps:.1f} s)"
-        if num_frames:
-            summary += f", {100 * frames / num_frames:.0f}% of the video"
-    head = "".join(f"<th style='padding:0 8px'>{h}</th>" for h in
-                   ([method_column] if method_column else []) + ["#", "frames", "seconds", "peak"])
-    body = []
-    for k, row in enumerate(table.head(max_rows).itertuples(index=False)):
-        cells = [html.escape(str(getattr(row, method_column)))] if method_column else []
-        seconds = ("" if np.isnan(row.start_s) else f"{row.start_s:.2f} – {row.end_s:.2f}")
-        cells += [str(k + 1), f"{row.start_frame} – {row.end_frame}", seconds, f"{row.peak:.3f}"]
-        body.append("<tr>" + "".join(f"<td style='padding:0 8px'>{c}</td>" for c in cells)
-                    + "</tr>")
-    more = (f"<p>... and {len(table) - max_rows} more</p>" if len(table) > max_rows else "")
-    return (f"<p>{summary}</p><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{more}")
+        summary += f" ({frames / fps:.1f} s)" if fps else ""
+        summary += f", {100 * frames / num_frames:.0f}% of the video" if num_frames else ""
+    rows = table.head(max_rows)
+    shown = pd.DataFrame({
+        "#": range(1, len(rows) + 1),
+        "frames": [f"{s} – {e}" for s, e in zip(rows["start_frame"], rows["end_frame"])],
+        "seconds": ["" if np.isnan(s) else f"{s:.2f} – {e:.2f}"
+                    for s, e in zip(rows["start_s"], rows["end_s"])],
+        "peak": [f"{p:.3f}" for p in rows["peak"]]})
+    if method_column:
+        shown.insert(0, method_column, rows[method_column].astype(str).to_numpy())
+    more = f"<p>... and {len(table) - max_rows} more</p>" if len(table) > max_rows else ""
+    return f"<p>{summary}</p>{shown.to_html(index=False, border=0)}{more}"
 
 
 def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
-    """The segment row that contains ``frame`` (``start_frame <= frame < end_frame``).
-
-    When several contain it (overlapping windows) the one whose centre is nearest wins;
-    when none does, the segment with the nearest ``centre_frame``; ties go to the earlier
-    row. ``None`` when there are no segments.
-    """
+    """The segment row holding ``frame`` (``start_frame <= frame < end_frame``; of several,
+    the nearest centre), else the nearest ``centre_frame``; ties go to the earlier row.
+    ``None`` when there are no segments."""
     if segments is None or len(segments) == 0:
         return None
     distance = np.abs(_centres(segments) - frame)
@@ -146,7 +105,7 @@ def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
 
 
 def _centres(segments: pd.DataFrame) -> np.ndarray:
-    """Each segment's centre frame: its ``centre_frame``, else the middle of its frames."""
+    """Each segment's ``centre_frame``, else the middle of its frames."""
     if "centre_frame" in segments:
         return segments["centre_frame"].to_numpy(dtype=np.float64)
     if {"start_frame", "end_frame"} <= set(segments.columns):
@@ -160,20 +119,17 @@ def _centres(segments: pd.DataFrame) -> np.ndarray:
 def _jpeg_cached(key: tuple[str, int, int], frame: int, max_width: int, quality: int) -> bytes:
     from .video import read_frames
 
-    image = read_frames(key[0], indices=[frame]).images[0]
-    return _encode_jpeg(image, max_width, quality)
+    return _encode_jpeg(read_frames(key[0], indices=[frame]).images[0], max_width, quality)
 
 
 def _encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
     image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
     h, w = image.shape[:2]
     if w > max_width:
         image = cv2.resize(image, (max_width, max(1, round(h * max_width / w))),
                            interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)  # grey as is
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"could not encode an image of shape {image.shape} as JPEG")
     return buf.tobytes()
@@ -182,9 +138,8 @@ def _encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
 def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) -> bytes:
     """Frame ``frame`` of ``video`` as JPEG bytes, at most ``max_width`` pixels wide.
 
-    video: a video file path (frames read with ``vadnb.video.read_frames``; the last few
-    are cached, keyed by the file's path, size and modification time) or a
-    ``vadnb.video.Frames`` already in memory (then the nearest frame it holds is shown).
+    video: a file (the last few frames are cached by path, size and mtime) or a
+    ``vadnb.video.Frames`` in memory (then the nearest frame it holds is shown).
     """
     if hasattr(video, "images") and hasattr(video, "indices"):
         if len(video.indices) == 0:
@@ -207,35 +162,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _nice_text(text: Any) -> str:
-    """Escape for HTML and keep line breaks."""
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return ""
-    return "<br>".join(html.escape(line) for line in str(text).splitlines())
-
-
 def explanation_html(detection: Detection, frame: int) -> str:
-    """What the method said about the moment ``frame``: HTML for the explorer.
-
-    Shows the frame's own score, then the segment that holds it (or the nearest one):
-    its frames, time, score, the explanation text and any extra column the method adds
-    (e.g. AnomalyCLIP's ``predicted_class``).
-    """
-    fps = detection.fps
-    n = detection.num_frames
+    """What the method said about ``frame``, as HTML: the frame's score, then the segment
+    holding it (or the nearest): frames, time, score, extra columns and the explanation."""
     parts = []
-    if 0 <= frame < n:
-        when = f" · {frame / fps:.2f} s" if fps else ""
+    if 0 <= frame < detection.num_frames:
+        when = f" · {frame / detection.fps:.2f} s" if detection.fps else ""
         parts.append(f"<div>frame {frame}{when} · frame score "
                      f"<b>{_fmt(float(detection.frame_scores[frame]))}</b></div>")
     row = segment_at(detection.segments, frame)
     if row is None:
-        parts.append("<div><i>this detection has no segments, so no explanation to show</i>"
-                     "</div>")
-        return "".join(parts)
+        return "".join(parts) + ("<div><i>this detection has no segments, so no explanation "
+                                 "to show</i></div>")
     start, end = row.get("start_frame"), row.get("end_frame")
-    inside = start is not None and end is not None and start <= frame < end
-    head = "segment" if inside else "nearest segment (the frame lies in none)"
     where = []
     if start is not None and end is not None:
         where.append(f"frames {int(start)} – {int(end) - 1}")
@@ -243,12 +182,16 @@ def explanation_html(detection: Detection, frame: int) -> str:
         where.append(f"centre at {float(row['time_s']):.2f} s")
     if "score" in row:
         where.append(f"score <b>{_fmt(row['score'])}</b>")
+    inside = start is not None and end is not None and start <= frame < end
+    head = "segment" if inside else "nearest segment (the frame lies in none)"
     parts.append(f"<div>{head} {html.escape(str(row.name))}: {' · '.join(where)}</div>")
     extras = [f"{html.escape(str(k))}: <b>{html.escape(_fmt(v))}</b>"
               for k, v in row.items() if k not in STANDARD_COLUMNS]
     if extras:
         parts.append(f"<div>{' · '.join(extras)}</div>")
-    text = _nice_text(row.get("explanation"))
+    text = row.get("explanation")
+    text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+    text = "<br>".join(html.escape(line) for line in text.splitlines())
     parts.append("<div style='margin-top:4px;padding:4px 8px;border-left:3px solid #888;"
                  f"white-space:normal'>{text or '<i>(no explanation)</i>'}</div>")
     return "".join(parts)
@@ -272,22 +215,19 @@ def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detec
 def timeline_figure(detection: Detection | Mapping[str, Detection],
                     labels: Any = None, threshold: float | None = 0.5,
                     frame: int = 0) -> go.Figure:
-    """The explorer's timeline as a plain plotly figure.
+    """The explorer's timeline as a plain plotly figure, one panel per detection (a dict
+    stacks several on a shared time axis).
 
-    One panel per detection (a dict stacks several, sharing the time axis). Traces: the
-    frame scores (name = method or dict key) and, when there are segments, one marker per
-    segment whose hover text is its explanation. Shapes, told apart by their ``name``:
-    ``"ground truth"`` (one band per anomalous interval per panel), ``"threshold"`` (one
-    per panel) and ``"cursor"`` (one vertical line over all panels at ``frame``). Panels
-    whose scores are meaningless (tiny profile) carry an annotation named ``"warning"``.
+    Traces: the scores (named by method or key) and, with segments, one marker per segment
+    (hover: its explanation). Shapes named ``"ground truth"`` (bands per panel),
+    ``"threshold"`` (one per panel), ``"cursor"`` (one over all panels at ``frame``); a
+    tiny-profile panel carries an annotation named ``"warning"``.
     """
     dets = _as_dict(detection)
     n = len(dets)
     # each panel's y axis carries its name: subplot titles would collide with the legend
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05 if n > 1 else 0)
     runs = intervals(np.asarray(labels)) if labels is not None else []
-    first = next(iter(dets.values()))
-    fps0 = first.fps or 1.0
     for r, (name, det) in enumerate(dets.items(), start=1):
         xa, ya = ("x", "y") if r == 1 else (f"x{r}", f"y{r}")
         fps = det.fps or 1.0
@@ -301,13 +241,13 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
         seg = det.segments
         if seg is not None and len(seg) and "score" in seg:
             centre = _centres(seg)
-            seconds = (seg["time_s"].to_numpy(np.float64) if "time_s" in seg else centre / fps)
             texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
-                     for t in (seg["explanation"] if "explanation" in seg else [""] * len(seg))]
+                     for t in seg.get("explanation", pd.Series([""] * len(seg)))]
             fig.add_trace(go.Scatter(
-                x=seconds, y=seg["score"].to_numpy(np.float64), mode="markers",
-                name=f"{name} segments", marker={"size": 6, "symbol": "circle-open"},
-                customdata=centre, hovertext=texts, showlegend=False,
+                x=seg["time_s"].to_numpy(np.float64) if "time_s" in seg else centre / fps,
+                y=seg["score"].to_numpy(np.float64), mode="markers", name=f"{name} segments",
+                marker={"size": 6, "symbol": "circle-open"}, customdata=centre,
+                hovertext=texts, showlegend=False,
                 hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}"
                               "<extra></extra>"), row=r, col=1)
         for k, (start, end) in enumerate(runs):
@@ -328,10 +268,10 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
                                showarrow=False, font={"color": "darkred", "size": 11},
                                bgcolor="rgba(255,255,255,0.85)", bordercolor="darkred")
         fig.update_yaxes(title_text="score" if n == 1 else name, row=r, col=1)
-    fig.add_shape(type="line", name="cursor", xref="x", yref="paper", x0=frame / fps0,
-                  x1=frame / fps0, y0=0, y1=1, line={"color": "black", "width": 1.5})
-    duration = max(len(d.frame_scores) / (d.fps or 1.0) for d in dets.values())
-    fig.update_xaxes(range=[0, duration])
+    cursor = frame / (next(iter(dets.values())).fps or 1.0)
+    fig.add_shape(type="line", name="cursor", xref="x", yref="paper", x0=cursor, x1=cursor,
+                  y0=0, y1=1, line={"color": "black", "width": 1.5})
+    fig.update_xaxes(range=[0, max(len(d.frame_scores) / (d.fps or 1.0) for d in dets.values())])
     fig.update_xaxes(title_text="time (s)", row=n, col=1)
     fig.update_layout(height=230 * n + 80, margin={"l": 60, "r": 20, "t": 40, "b": 40},
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
@@ -342,19 +282,18 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
 def static_figure(detections: Detection | Mapping[str, Detection], labels: Any = None,
                   threshold: float = 0.5, frame: int = 0, image: np.ndarray | None = None,
                   flagged: int | None = None):
-    """A matplotlib picture of an explorer's state: every timeline with the threshold and a
-    cursor at ``frame``, and the frame itself (``image``, RGB) beside them."""
+    """An explorer's state in matplotlib: every timeline with the threshold and a cursor at
+    ``frame``, and the frame itself (``image``, RGB) beside them."""
     import matplotlib.pyplot as plt
 
     from .plots import plot_scores, tag_figure
 
     dets = _as_dict(detections)
-    first = next(iter(dets.values()))
-    fps = float(first.fps or 1.0)
+    fps = float(next(iter(dets.values())).fps or 1.0)
     n = len(dets)
     fig = plt.figure(figsize=(11, 1.7 * n + 1.2), layout="constrained")
-    grid = fig.add_gridspec(n, 2 if image is not None else 1,
-                            width_ratios=[2.4, 1] if image is not None else None)
+    grid = fig.add_gridspec(n, 1 if image is None else 2,
+                            width_ratios=None if image is None else [2.4, 1])
     axes = [fig.add_subplot(grid[i, 0]) for i in range(n)]
     for ax, (name, det) in zip(axes, dets.items()):
         plot_scores(det.frame_scores, fps=det.fps or fps, labels=labels, ax=ax,
@@ -371,12 +310,7 @@ def static_figure(detections: Detection | Mapping[str, Detection], labels: Any =
     what = f", {flagged} flagged interval(s)" if flagged is not None else ""
     fig.suptitle(f"explorer, static view: threshold {threshold:.2f}, cursor at "
                  f"{frame / fps:.1f} s{what}", fontsize=10)
-    if any(d.meaningless for d in dets.values()):
-        tag_figure(fig, "tiny")
-    return fig
-
-
-# --------------------------------------------------------------------------- the widget
+    return tag_figure(fig, "tiny") if any(d.meaningless for d in dets.values()) else fig
 
 
 def _enable_colab_widgets() -> None:
@@ -391,14 +325,11 @@ def _enable_colab_widgets() -> None:
 
 
 class Explorer(W.VBox):
-    """The explorer widget (see the module docstring). Build it with :func:`explorer` or
-    :func:`compare_explorer`; drive it with :meth:`set_frame`, :meth:`set_threshold`,
-    :meth:`select_time`.
+    """The explorer widget; build it with :func:`explorer` or :func:`compare_explorer`.
 
-    Children worth knowing (for tests and for customising the layout): ``timeline`` (the
-    plotly figure), ``frame_slider``, ``threshold_slider``, ``image`` (JPEG bytes in
-    ``image.value``), ``frame_note`` (why no frame is shown), ``caption``, ``explanation``,
-    ``flagged`` (HTML table) and ``banner`` (the tiny-profile warning).
+    Children: ``timeline`` (plotly figure), ``frame_slider``, ``threshold_slider``,
+    ``image`` (JPEG bytes), ``frame_note`` (why no frame shows), ``caption``,
+    ``explanation``, ``flagged`` (HTML table) and ``banner`` (the tiny-profile warning).
     """
 
     def __init__(self, detections: Mapping[str, Detection], labels: Any = None,
@@ -418,14 +349,18 @@ class Explorer(W.VBox):
         self._many = len(self.detections) > 1
 
         fig = timeline_figure(self.detections, self.labels, threshold=threshold, frame=0)
-        self.timeline, self._timeline_view = self._make_timeline(fig)
+        _enable_colab_widgets()
+        try:
+            self.timeline = self._timeline_view = go.FigureWidget(fig)
+        except ImportError:  # plotly >= 6 without anywidget: a static figure in an Output
+            self.timeline, self._timeline_view = fig, W.Output()
         shapes = self.timeline.layout.shapes
         self._cursor = [i for i, s in enumerate(shapes) if s.name == "cursor"]
         self._threshold_shapes = [i for i, s in enumerate(shapes) if s.name == "threshold"]
 
-        all_scores = np.concatenate([np.asarray(d.frame_scores, np.float64)
-                                     for d in self.detections.values()])
-        finite = all_scores[np.isfinite(all_scores)]
+        finite = np.concatenate([np.asarray(d.frame_scores, np.float64)
+                                 for d in self.detections.values()])
+        finite = finite[np.isfinite(finite)]
         lo, hi = float(finite.min(initial=0.0)), float(finite.max(initial=1.0))
         self.frame_slider = W.IntSlider(value=0, min=0, max=max(self.num_frames - 1, 0), step=1,
                                         description="frame", continuous_update=False,
@@ -435,10 +370,8 @@ class Explorer(W.VBox):
                                               continuous_update=False, readout_format=".2f",
                                               layout=W.Layout(width="60%"))
         self.image = W.Image(format="jpeg", layout=W.Layout(max_width=f"{max_width}px"))
-        self.frame_note = W.HTML()
-        self.caption = W.HTML()
+        self.frame_note, self.caption, self.flagged = W.HTML(), W.HTML(), W.HTML()
         self.explanation = W.HTML(layout=W.Layout(width="100%"))
-        self.flagged = W.HTML()
         meaningless = [name for name, d in self.detections.items() if d.meaningless]
         who = f" ({', '.join(meaningless)})" if self._many else ""
         self.banner = W.HTML(
@@ -458,27 +391,18 @@ class Explorer(W.VBox):
                            layout=W.Layout(width=f"{max_width + 10}px", flex="0 0 auto"))
         text_box = W.VBox([self.explanation],
                           layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
-        super().__init__([
-            self.banner,
-            self._timeline_view,
-            self.frame_slider,
-            W.HBox([frame_box, text_box]),
-            self.threshold_slider,
-            self.flagged,
-        ])
+        super().__init__([self.banner, self._timeline_view, self.frame_slider,
+                          W.HBox([frame_box, text_box]), self.threshold_slider, self.flagged])
         self._update_frame(0)
         self._update_threshold(self.threshold_slider.value)
-
-    # -- the static fallback, shown with the widget
 
     def static_figure(self):
         """The current state as a matplotlib figure (see :func:`static_figure`)."""
         image = None
         if self.video is not None:
             try:
-                image = cv2.imdecode(np.frombuffer(frame_jpeg(self.video, self.frame,
-                                                              max_width=self.max_width),
-                                                   np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+                jpeg = frame_jpeg(self.video, self.frame, max_width=self.max_width)
+                image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
             except Exception:  # noqa: BLE001 - the timelines alone still say something
                 image = None
         return static_figure(self.detections, self.labels, threshold=self.threshold,
@@ -486,8 +410,6 @@ class Explorer(W.VBox):
 
     def show_static(self) -> None:
         """Display the static picture of the current state (PNG, for viewers without widgets)."""
-        import io
-
         import matplotlib.pyplot as plt
         from IPython.display import Image, display
 
@@ -503,30 +425,6 @@ class Explorer(W.VBox):
         if callable(self._repr_mimebundle_):  # None once the widget is closed
             display(self._repr_mimebundle_(), raw=True)
         self.show_static()
-
-    # -- the timeline view: a FigureWidget, or a static figure re-drawn in an Output
-
-    def _make_timeline(self, fig: go.Figure) -> tuple[Any, W.Widget]:
-        _enable_colab_widgets()
-        try:
-            widget = go.FigureWidget(fig)
-            return widget, widget
-        except ImportError:  # plotly >= 6 without anywidget
-            out = W.Output()
-            self._fallback_note = ("timeline clicks need the anywidget package "
-                                   "(pip install anywidget); use the slider meanwhile")
-            return fig, out
-
-    def _redraw_static(self) -> None:
-        if isinstance(self._timeline_view, W.Output):
-            from IPython.display import HTML, display
-
-            self._timeline_view.clear_output(wait=True)
-            with self._timeline_view:
-                display(self.timeline)
-                display(HTML(f"<small>{self._fallback_note}</small>"))
-
-    # -- public controls
 
     @property
     def frame(self) -> int:
@@ -551,8 +449,7 @@ class Explorer(W.VBox):
 
     @staticmethod
     def _set(slider: W.Widget, value: Any, update: Any) -> None:
-        """Move ``slider`` to ``value`` (clipped); its observer updates the views, or
-        ``update`` does when the value is unchanged (a redraw is still asked for)."""
+        """Move ``slider`` (clipped); an unchanged value gets its redraw from ``update``."""
         value = type(value)(np.clip(value, slider.min, slider.max))
         if value != slider.value:
             slider.value = value
@@ -561,27 +458,29 @@ class Explorer(W.VBox):
 
     def flagged_table(self) -> pd.DataFrame:
         """The intervals flagged at the current threshold (a ``method`` column when comparing)."""
-        tables = []
-        for name, det in self.detections.items():
-            t = flagged_intervals(det.frame_scores, self.threshold, det.fps,
-                                  min_frames=self.min_frames)
-            if self._many:
-                t.insert(0, "method", name)
-            tables.append(t)
-        return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
-
-    # -- callbacks
+        tables = [flagged_intervals(det.frame_scores, self.threshold, det.fps,
+                                    min_frames=self.min_frames).assign(method=name)
+                  for name, det in self.detections.items()]
+        table = pd.concat(tables, ignore_index=True)
+        return table[["method", *FLAGGED_COLUMNS]] if self._many else table[FLAGGED_COLUMNS]
 
     def _on_click(self, trace: Any, points: Any, state: Any) -> None:
         if points is not None and getattr(points, "xs", None):
             self.select_time(points.xs[0])
 
     def _move_shapes(self, indices: list[int], **coords: float) -> None:
-        batch = (self.timeline.batch_update() if isinstance(self.timeline, W.Widget)
-                 else nullcontext())
-        with batch:
+        widget = isinstance(self.timeline, W.Widget)
+        with self.timeline.batch_update() if widget else nullcontext():
             for i in indices:
                 self.timeline.layout.shapes[i].update(**coords)
+        if not widget:  # the static figure is shown again
+            from IPython.display import HTML, display
+
+            self._timeline_view.clear_output(wait=True)
+            with self._timeline_view:
+                display(self.timeline)
+                display(HTML("<small>timeline clicks need the anywidget package "
+                             "(pip install anywidget); use the slider meanwhile</small>"))
 
     def _update_frame(self, frame: int) -> None:
         seconds = frame / self.fps
@@ -593,56 +492,46 @@ class Explorer(W.VBox):
                      if self.labels[frame] else " · ground truth: normal")
         self.caption.value = (f"<small>frame {frame} / {self.num_frames - 1} · "
                               f"{seconds:.2f} s{truth}</small>")
-        if self._many:
-            blocks = []
-            for name, det in self.detections.items():
-                f = int(round(seconds * (det.fps or self.fps)))
-                warn = " <span style='color:darkred'>(tiny: meaningless)</span>" \
-                    if det.meaningless else ""
-                blocks.append(f"<div style='margin-bottom:8px'><b>{html.escape(name)}</b>{warn}"
-                              f"{explanation_html(det, min(f, det.num_frames - 1))}</div>")
-            self.explanation.value = "".join(blocks)
-        else:
-            det = next(iter(self.detections.values()))
-            self.explanation.value = explanation_html(det, frame)
-        self._redraw_static()
+        if not self._many:
+            self.explanation.value = explanation_html(next(iter(self.detections.values())), frame)
+            return
+        blocks = []
+        for name, det in self.detections.items():
+            f = min(int(round(seconds * (det.fps or self.fps))), det.num_frames - 1)
+            warn = (" <span style='color:darkred'>(tiny: meaningless)</span>"
+                    if det.meaningless else "")
+            blocks.append(f"<div style='margin-bottom:8px'><b>{html.escape(name)}</b>{warn}"
+                          f"{explanation_html(det, f)}</div>")
+        self.explanation.value = "".join(blocks)
 
     def _show_image(self, frame: int) -> None:
-        if self.video is None:
-            self._no_image("no video given: pass video=... to see the frames")
-            return
-        try:
-            self.image.value = frame_jpeg(self.video, frame, max_width=self.max_width)
-        except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
-            self._no_image(f"cannot show frame {frame}: {err}")
-            return
-        self.image.layout.display = None
-        self.frame_note.value = ""
-
-    def _no_image(self, message: str) -> None:
+        message = "no video given: pass video=... to see the frames"
+        if self.video is not None:
+            try:
+                self.image.value = frame_jpeg(self.video, frame, max_width=self.max_width)
+                self.image.layout.display = None
+                self.frame_note.value = ""
+                return
+            except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
+                message = f"cannot show frame {frame}: {err}"
         self.image.value = b""
         self.image.layout.display = "none"
         self.frame_note.value = f"<div style='color:#666'><i>{html.escape(message)}</i></div>"
 
     def _update_threshold(self, threshold: float) -> None:
         self._move_shapes(self._threshold_shapes, y0=threshold, y1=threshold)
-        table = self.flagged_table()
+        one = not self._many
         self.flagged.value = flagged_table_html(
-            table, num_frames=None if self._many else self.num_frames,
-            fps=None if self._many else self.fps,
-            method_column="method" if self._many else None)
-        self._redraw_static()
+            self.flagged_table(), num_frames=self.num_frames if one else None,
+            fps=self.fps if one else None, method_column=None if one else "method")
 
 
 def explorer(detection: Detection, labels: Any = None, video: Any = None,
              threshold: float = 0.5, max_width: int = 480, min_frames: int = 1) -> Explorer:
     """Explore one detection: timeline, frame view, explanations, flagged intervals.
 
-    detection: what a method returned (``vadnb.detect(...)`` or ``vadnb.<method>.run(...)``).
-    labels: the video's 0/1 ground truth per frame (e.g. ``bench.frame_labels(name)``), shaded.
-    video: where to read frames (default ``detection.video``); a path or a
-        ``vadnb.video.Frames`` already in memory.
-    threshold: the starting alarm threshold; min_frames: ignore shorter flagged runs.
+    labels: the video's 0/1 ground truth per frame, shaded. video: a path or a
+    ``vadnb.video.Frames`` (default ``detection.video``). min_frames: ignore shorter alarms.
     """
     return Explorer({detection.method: detection}, labels=labels, video=video,
                     threshold=threshold, max_width=max_width, min_frames=min_frames)
@@ -650,44 +539,33 @@ def explorer(detection: Detection, labels: Any = None, video: Any = None,
 
 def compare_explorer(detections: Mapping[str, Detection], labels: Any = None, video: Any = None,
                      threshold: float = 0.5, max_width: int = 480) -> Explorer:
-    """Several methods on the same video: stacked timelines, one frame view, and every
-    method's explanation of the selected moment (notebook 80)."""
+    """Several methods on one video: stacked timelines, one frame view, and every method's
+    explanation of the selected moment (notebook 80)."""
     return Explorer(detections, labels=labels, video=video, threshold=threshold,
                     max_width=max_width)
 
 
-# --------------------------------------------------------------------------- your own video
-
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg")
-
-
-def _safe_name(name: str) -> str:
-    base = Path(str(name).replace("\\", "/")).name  # no folders from the browser's side
-    stem, suffix = os.path.splitext(base)
-    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem).strip("_")
-    return f"{stem[:80] or 'video'}{suffix.lower()}"
 
 
 def save_upload(value: Any, folder: str | os.PathLike) -> Path:
     """Write the file of an ipywidgets ``FileUpload`` (its ``.value``) into ``folder``.
 
-    It is stored as ``folder/<content digest>/<name>``: the name reduced to letters, digits,
-    ``-`` and ``_`` (no folders, no HTML) in a subfolder named by the first 12 hex digits of
-    the content's SHA-256. "fight 1.mp4" and "fight_1.mp4" reduce to one name; the digest
-    keeps two different videos apart (the second would otherwise replace the first), and
-    the same content uploaded again reuses its file. The extension must be a video's.
-    Written atomically: a half-written file is never left.
+    Stored as ``folder/<first 12 hex of its SHA-256>/<name>``, the name reduced to letters,
+    digits, ``-`` and ``_`` (no folders, no HTML): names that reduce alike stay apart, the
+    same content reuses its file. Only video suffixes; written atomically.
     """
     items = list(value.values()) if isinstance(value, dict) else list(value or ())
     if not items:
         raise ValueError("no file uploaded yet: click 'Upload' and choose a video first")
-    item = items[0]
-    name = item.get("name") or item.get("metadata", {}).get("name", "video")
-    safe = _safe_name(name)
+    name = items[0].get("name") or items[0].get("metadata", {}).get("name", "video")
+    stem, suffix = os.path.splitext(Path(str(name).replace("\\", "/")).name)  # no folders
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem).strip("_")
+    safe = f"{stem[:80] or 'video'}{suffix.lower()}"
     if Path(safe).suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"{name!r} does not look like a video (expected one of "
                          f"{', '.join(VIDEO_SUFFIXES)})")
-    content = bytes(item["content"])
+    content = bytes(items[0]["content"])
     if not content:
         raise ValueError(f"{name!r} is empty: upload it again")
     target = Path(folder) / hashlib.sha256(content).hexdigest()[:12] / safe
@@ -715,6 +593,8 @@ def upload_form(run: Any, methods: Any, method: str, prompt: str,
     output = W.Output()
 
     def on_click(_: Any = None) -> None:
+        from IPython.display import display
+
         output.clear_output()
         with output:
             try:
@@ -723,14 +603,10 @@ def upload_form(run: Any, methods: Any, method: str, prompt: str,
                 print(err)
                 return
             print(f"running {choose.value} on {path.name} ...")
-            det = run(path, choose.value, text.value)
-            from IPython.display import display
-
-            display(explorer(det, video=str(path)))
+            display(explorer(run(path, choose.value, text.value), video=str(path)))
 
     button.on_click(on_click)
     form = W.VBox([W.HBox([upload, choose]), text, button, output])
-    form.upload, form.method, form.prompt, form.button, form.output = (upload, choose, text,
-                                                                       button, output)
-    form.detect = on_click
+    form.upload, form.method, form.prompt, form.button = upload, choose, text, button
+    form.output, form.detect = output, on_click
     return form
