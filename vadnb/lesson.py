@@ -1,21 +1,12 @@
 """Small helpers that make a notebook read as a lesson (every notebook uses them).
 
-- :data:`REFERENCES` and :func:`references`: the papers and their official code, in one place;
-  each notebook renders the ones it teaches, the README lists them all.
-- :func:`banner`: the tiny-profile warning, once, at the top of a notebook's results.
-- :func:`say`: a sentence about *this run* (a number, an outcome), rendered as Markdown and
-  marked so a test can find it in the executed notebook. Static prose explains ideas; every
-  statement about a result is produced by code through ``say``.
-- :func:`show_source`: the source of a vadnb function, highlighted, right after the cell
-  that called it: the algorithm lives once in ``vadnb/`` and is still read in the lesson.
-- :func:`save_metrics`: a run's numbers to ``metrics.json`` in one call (notebooks 50-80),
-  so no lesson carries JSON plumbing.
-- :func:`clip_for_display` and :func:`brief`: scores drawn on one [0, 1] axis (with a count of
-  what was clipped) and tiny models' words cut short, so a figure or a table stays readable.
-- :func:`perfect_perception`: one method on clips of a benchmark with its oracle models
-  (notebook 80's upper-bound rows; each method's notebook builds its oracle step by step).
-
-Outside Jupyter (a script, a test) each helper prints plain text instead.
+:func:`references` renders the papers a notebook teaches; :func:`banner` says once that
+tiny-profile numbers mean nothing; :func:`say` renders a sentence about *this run*, built
+by code and marked so tests find it (static prose never states a result);
+:func:`show_source` shows the vadnb function a cell just ran; :func:`save_metrics` writes
+``metrics.json``; :func:`clip_for_display` and :func:`brief` keep figures and tables
+readable; :func:`perfect_perception` runs a method with its oracle models (notebook 80's
+upper bounds). Outside Jupyter each helper prints plain text instead.
 """
 
 from __future__ import annotations
@@ -32,15 +23,12 @@ from typing import Any
 from . import registry
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
-           "banner", "banner_html", "say", "show_source", "source_html", "COMPUTED_KEY",
-           "TINY_TAG", "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION",
+           "banner", "say", "show_source", "source_html", "COMPUTED_KEY", "TINY_TAG",
+           "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION",
            "clip_for_display", "brief"]
 
-#: display-metadata key that marks outputs made by these helpers (tests look for it)
-COMPUTED_KEY = "vadnb"
-
-#: the short tag figures carry when their numbers come from the tiny profile
-TINY_TAG = "tiny models: scores mean nothing"
+COMPUTED_KEY = "vadnb"  # display-metadata key that marks these helpers' outputs (for tests)
+TINY_TAG = "tiny models: scores mean nothing"  # the tag on figures of tiny-profile numbers
 
 
 @dataclass(frozen=True)
@@ -70,20 +58,15 @@ class Reference:
                 f"<a href='https://{e(self.code)}'>{e(self.code)}</a>")
 
 
-# Titles, authors and venues as the official READMEs give them (their BibTeX entries); each
-# method declares its paper (vadnb.registry) and this reads them.
+# each method declares its paper as its official README's BibTeX gives it (vadnb.registry)
 REFERENCES: Mapping[str, Reference] = registry.view(lambda m: m.reference)
 
+_ALL = ("lavad", "anomalyclip", "anyanomaly", "vera")
 #: which papers each notebook teaches (by its two-digit number)
 NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
-    "00": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-    "10": ("lavad", "anyanomaly"),
-    "20": ("lavad",), "30": ("lavad",), "40": ("lavad",),
-    "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",), "75": ("flashback",),
-    "80": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-    "85": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-    "90": ("lavad", "anomalyclip", "anyanomaly", "vera"),
-}
+    "00": _ALL, "10": ("lavad", "anyanomaly"), "20": ("lavad",), "30": ("lavad",),
+    "40": ("lavad",), "50": ("anomalyclip",), "60": ("anyanomaly",), "70": ("vera",),
+    "75": ("flashback",), "80": _ALL, "85": _ALL, "90": _ALL}
 
 
 def _in_ipython() -> bool:
@@ -95,18 +78,15 @@ def _in_ipython() -> bool:
 
 
 def _show(markdown: str | None, html_text: str | None, plain: str, kind: str) -> None:
-    """Display one output with Markdown/HTML and a plain-text fallback, marked ``kind``."""
+    """Display Markdown and/or HTML with a plain-text fallback, marked ``kind``."""
     if not _in_ipython():
         print(plain)
         return
     from IPython.display import display
 
-    bundle = {"text/plain": plain}
-    if markdown is not None:
-        bundle["text/markdown"] = markdown
-    if html_text is not None:
-        bundle["text/html"] = html_text
-    display(bundle, raw=True, metadata={COMPUTED_KEY: {"kind": kind}})
+    bundle = {"text/plain": plain, "text/markdown": markdown, "text/html": html_text}
+    display({k: v for k, v in bundle.items() if v is not None}, raw=True,
+            metadata={COMPUTED_KEY: {"kind": kind}})
 
 
 def references_markdown(*keys: str) -> str:
@@ -117,9 +97,8 @@ def references_markdown(*keys: str) -> str:
     if unknown:
         raise KeyError(f"no reference for {unknown}; known: {sorted(REFERENCES)} "
                        f"or a notebook number in {sorted(NOTEBOOK_METHODS)}")
-    lines = [f"- {REFERENCES[k].markdown()}" for k in keys]
-    title = "**Paper.**" if len(keys) == 1 else "**Papers.**"
-    return f"{title}\n\n" + "\n".join(lines)
+    lines = "\n".join(f"- {REFERENCES[k].markdown()}" for k in keys)
+    return f"{'**Paper.**' if len(keys) == 1 else '**Papers.**'}\n\n{lines}"
 
 
 def references(*keys: str) -> None:
@@ -128,109 +107,71 @@ def references(*keys: str) -> None:
     _show(md, None, md, "references")
 
 
-def _profile_of(env_or_profile: Any) -> str:
-    return str(getattr(env_or_profile, "profile", env_or_profile))
-
-
-def _except(real: str) -> str:
-    """The banner's exception for outputs that use no random-init model (may be empty)."""
-    if not real:
-        return ""
-    return f" Except {real}: no random-init model is involved, so their numbers mean what they say."
-
-
-def banner_html(env_or_profile: Any, real: str = "") -> str:
-    """The banner's HTML (empty for a profile with real models)."""
+def banner(env_or_profile: Any, real: str = "") -> None:
+    """The tiny-profile warning, once, at the top of a notebook's results (for a real
+    profile, one line naming it). ``env_or_profile``: what ``vadnb.setup()`` returned, or a
+    profile name. ``real`` names what no random-init model touches (the classical baseline,
+    perfect-perception runs), so the banner does not call those numbers meaningless too.
+    """
     from .models.profiles import MEANINGLESS_PROFILES
 
-    profile = _profile_of(env_or_profile)
+    profile = str(getattr(env_or_profile, "profile", env_or_profile))
     if profile not in MEANINGLESS_PROFILES:
-        return ""
-    what = ("Tiny profile: random-init models." if profile == "tiny" else
-            f"{html.escape(profile)} profile: a real small LLM and text embedder, but "
-            "random-init image models.")
-    return ("<div style='background:#fde8e8;color:#8b0000;border:1px solid #8b0000;"
-            "border-radius:4px;padding:8px 12px;margin:4px 0'>"
-            f"<b>⚠ {what}</b> Every model's caption, reply, score and metric "
-            "below exercises the pipeline on a CPU and means nothing about anomalies; figures "
-            f"carry the tag <i>{html.escape(TINY_TAG)}</i>.{html.escape(_except(real))} For "
-            "real numbers run the notebook "
-            "with <code>PROFILE = \"colab\"</code> on a GPU (Colab: Runtime › Change runtime "
-            "type › T4 GPU).</div>")
-
-
-def banner(env_or_profile: Any, real: str = "") -> None:
-    """The tiny-profile warning, once, at the top of a notebook's results.
-
-    ``env_or_profile``: what ``vadnb.setup()`` returned, or a profile name. For a real
-    profile it prints one line naming the profile instead. ``real`` names what the notebook
-    shows that no random-init model touches (the classical baseline, perfect-perception
-    runs): without it, the banner would call those real numbers meaningless too.
-    """
-    profile = _profile_of(env_or_profile)
-    body = banner_html(profile, real)
-    if body:
-        what = ("Tiny profile: random-init models." if profile == "tiny" else
-                f"{profile} profile: a real small LLM, random-init image models.")
-        plain = (f"⚠ {what} Every model's caption, reply, score and metric "
-                 "below means nothing about anomalies; figures carry the tag "
-                 f"'{TINY_TAG}'.{_except(real)} Run with PROFILE='colab' on a GPU for real "
-                 "numbers.")
-        _show(None, body, plain, "banner")
-    else:
         text = f"Profile **{profile}**: real models, so the numbers below are results."
         _show(text, None, text.replace("**", ""), "banner")
+        return
+    what = ("Tiny profile: random-init models." if profile == "tiny" else
+            f"{profile} profile: a real small LLM and text embedder, but random-init image "
+            "models.")
+    meaning = "below means nothing about anomalies"
+    tag = "figures carry the tag "
+    but = (f" Except {real}: no random-init model is involved, so their numbers mean what "
+           "they say." if real else "")
+    plain = (f"⚠ {what} Every model's caption, reply, score and metric {meaning}; {tag}"
+             f"'{TINY_TAG}'.{but} Run with PROFILE='colab' on a GPU for real numbers.")
+    page = ("<div style='background:#fde8e8;color:#8b0000;border:1px solid #8b0000;"
+            f"border-radius:4px;padding:8px 12px;margin:4px 0'><b>⚠ {html.escape(what)}</b> "
+            f"Every model's caption, reply, score and metric {meaning} (it exercises the "
+            f"pipeline on a CPU); {tag}<i>{html.escape(TINY_TAG)}</i>.{html.escape(but)} For "
+            "real numbers run the notebook with <code>PROFILE = \"colab\"</code> on a GPU "
+            "(Colab: Runtime › Change runtime type › T4 GPU).</div>")
+    _show(None, page, plain, "banner")
 
 
 def say(text: str) -> None:
-    """Render a computed statement about this run as Markdown (found later by the tests).
-
-    Build ``text`` from the run's values, e.g.
-    ``say(f"{log.failed} of {log.total} replies could not be read")``.
-    """
+    """Render a statement about this run, built from its values, as Markdown (tests find it):
+    ``say(f"{log.failed} of {log.total} replies could not be read")``."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("say() needs a non-empty sentence built from this run's values")
     _show(text, None, text, "computed")
 
 
-def _qualified_name(func: Callable) -> str:
-    module = getattr(func, "__module__", None) or ""
-    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', '?'))}"
-
-
 def source_html(func: Callable, max_lines: int = 80) -> tuple[str, str]:
-    """(HTML, plain text) of ``func``'s source, highlighted with pygments (inline styles,
-    so the HTML export and GitHub's viewer keep the colours)."""
+    """(HTML, plain text) of ``func``'s source, highlighted with pygments (inline styles
+    survive the HTML export and GitHub's viewer)."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
     func = inspect.unwrap(func)
     try:
         lines, first = inspect.getsourcelines(func)
+        path = Path(inspect.getsourcefile(func) or "?")
     except (OSError, TypeError) as err:
         raise TypeError(f"show_source needs a Python function or class defined in a file, "
                         f"got {func!r}: {err}") from err
-    code = "".join(lines)
-    shown = lines[:max_lines]
-    more = len(lines) - len(shown)
-    try:
-        path = Path(inspect.getsourcefile(func) or "?")
-        where = "/".join(path.parts[-2:])
-    except TypeError:
-        where = "?"
-    header = f"{_qualified_name(func)} · {where}, lines {first}-{first + len(lines) - 1}"
-    try:
-        from pygments import highlight
-        from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
-
-        body = highlight("".join(shown), PythonLexer(),
-                         HtmlFormatter(noclasses=True, style="default", nobackground=True))
-    except ImportError:  # pragma: no cover - pygments ships with Jupyter
-        body = f"<pre>{html.escape(''.join(shown))}</pre>"
-    tail = f"<div style='color:#666'>… {more} more lines in {html.escape(where)}</div>" if more else ""
+    where = "/".join(path.parts[-2:])
+    name = f"{getattr(func, '__module__', '') or ''}.{func.__qualname__}"
+    header = f"{name} · {where}, lines {first}-{first + len(lines) - 1}"
+    body = highlight("".join(lines[:max_lines]), PythonLexer(),
+                     HtmlFormatter(noclasses=True, style="default", nobackground=True))
+    more = len(lines) - max_lines
+    tail = (f"<div style='color:#666'>… {more} more lines in {html.escape(where)}</div>"
+            if more > 0 else "")
     page = (f"<details open><summary><b>source</b> <code>{html.escape(header)}</code></summary>"
-            f"<div style='font-family:monospace;font-size:85%;max-height:32em;overflow:auto;"
-            f"border-left:3px solid "
-            f"#ccc;padding-left:8px'>{body}{tail}</div></details>")
-    return page, f"# {header}\n{code}"
+            "<div style='font-family:monospace;font-size:85%;max-height:32em;overflow:auto;"
+            f"border-left:3px solid #ccc;padding-left:8px'>{body}{tail}</div></details>")
+    return page, f"# {header}\n{''.join(lines)}"
 
 
 def show_source(func: Callable, max_lines: int = 80) -> None:
@@ -240,9 +181,9 @@ def show_source(func: Callable, max_lines: int = 80) -> None:
 
 
 def plain(value: Any) -> Any:
-    """``value`` as plain JSON data: numpy numbers and arrays become Python ones, NaN and
-    infinities become None (JSON has no NaN), DataFrames become lists of records, Series
-    and mappings dicts with string keys, paths and anything else their ``str``."""
+    """``value`` as plain JSON data: numpy values become Python ones, NaN and infinities
+    None (JSON has no NaN), DataFrames lists of records, Series and mappings dicts with
+    string keys, anything else its ``str``."""
     import numpy as np
     import pandas as pd
 
@@ -252,8 +193,10 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in dict(value).items()}
     if isinstance(value, (list, tuple, set, np.ndarray)):
         return [plain(v) for v in value]
-    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
-        return bool(value) if isinstance(value, np.bool_) else value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or isinstance(value, str):
+        return value
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -262,8 +205,8 @@ def plain(value: Any) -> Any:
 
 
 def save_metrics(path: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a run's numbers as ``metrics.json`` (valid JSON: :func:`plain`), and return what
-    was written. The folder is created; the main job's index page reads these files."""
+    """Write a run's numbers to ``path`` as valid JSON (:func:`plain`) and return them; the
+    main job's index page reads these files."""
     data = plain(summary)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,12 +216,9 @@ def save_metrics(path: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]
 
 def clip_for_display(detections: Mapping[str, Any], low: float = 0.0, high: float = 1.0
                      ) -> tuple[dict[str, Any], Any]:
-    """Copies of ``detections`` with their frame scores clipped to [``low``, ``high``], and
-    one row per method whose scores left that range (frames above, below, of how many, the
-    extremes). Stacked panels are compared by eye: one method whose scores reach 5.7 (the
-    official AnyAnomaly parser reads the first number of a reply, unclipped) would get an
-    axis of its own. Only for figures: metrics must read the raw scores (clipping ties them).
-    """
+    """Copies of ``detections`` with frame scores clipped to [``low``, ``high``], and one row
+    per method whose scores left that range, so stacked panels share an axis (AnyAnomaly's
+    official parser can reach 5.7). Only for figures: metrics must read the raw scores."""
     import dataclasses
 
     import numpy as np
@@ -294,37 +234,34 @@ def clip_for_display(detections: Mapping[str, Any], low: float = 0.0, high: floa
             rows.append({"method": name, "above": above, "below": below, "frames": scores.size,
                          "max": float(np.nanmax(scores)), "min": float(np.nanmin(scores))})
         shown[name] = dataclasses.replace(det, frame_scores=np.clip(scores, low, high))
-    columns = ["method", "above", "below", "frames", "max", "min"]
-    return shown, pd.DataFrame(rows, columns=columns)
+    return shown, pd.DataFrame(rows, columns=["method", "above", "below", "frames", "max", "min"])
 
 
 def brief(text: Any, width: int = 40) -> str:
-    """``text`` on one line, at most ``width`` characters (an ellipsis marks a cut), with every
+    """``text`` on one line, at most ``width`` characters (an ellipsis marks a cut), each
     unprintable character (tiny models write control codes) shown as "?"."""
     if width < 2:
         raise ValueError(f"brief needs width >= 2, got {width}")
     line = " ".join("".join(c if c.isprintable() or c.isspace() else "?"
-                        for c in str(text)).split())
+                            for c in str(text)).split())
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
-#: how each method's perfect-perception run is labelled: its upper bound is of the method's
-#: own steps (windows, selection, fusion, smoothing) on these clips, never of any model
+#: how each perfect-perception run is labelled: it bounds the method's own steps, no model
 PERFECT_PERCEPTION = "upper bound of the method's steps (perfect perception), not of any model"
 
 
 def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: Any = None,
                        knobs: Mapping[str, Any] | None = None, clip: Any = None,
                        train_config: Any = None, split: str = "test") -> list[Any] | None:
-    """``method`` on ``paths`` (clips of ``benchmark``) with the oracle models of its own
-    notebook, which read the ground truth: one Detection per path, or None for a method
-    that has no oracle (the classical baseline uses no learned model: its row is real).
+    """``method`` on ``paths`` (clips of ``benchmark``) with its notebook's oracle models,
+    which read the ground truth: one Detection per path, or None for a method without an
+    oracle (the classical baseline uses no learned model).
 
-    ``knobs``: the method's Config fields, as in the model run. AnomalyCLIP trains a head on
-    the oracle's features of the train split first (``train_config``; ``clip`` lends the
-    text tower). VERA asks one question per campus class (``vera.lesson.CAMPUS_QUESTIONS``,
-    what its oracle optimizer learns in notebook 70); AnyAnomaly looks for one description
-    per class (``compare.CAMPUS_DESCRIPTIONS``); Flashback reads the hand-written memory.
+    knobs: the method's Config fields. AnomalyCLIP first trains a head on the oracle's
+    train-split features (``train_config``; ``clip`` lends the text tower); VERA asks one
+    question per campus class, AnyAnomaly looks for one description per class, Flashback
+    reads the hand-written memory.
     """
     knobs = dict(knobs or {})
     paths = [str(p) for p in paths]
@@ -338,10 +275,11 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
         from . import anomalyclip
 
         config = train_config or anomalyclip.Config(**knobs)
-        oracle = anomalyclip.oracle_clip(benchmark, text_clip=clip, stride=config.feature_stride)
-        model, _ = anomalyclip.train(benchmark, "train", config, backends={"clip": oracle},
-                                     cache=cache, progress=False)
-        return [anomalyclip.run(p, backends={"clip": oracle}, checkpoint=model, cache=cache)
+        oracle = {"clip": anomalyclip.oracle_clip(benchmark, text_clip=clip,
+                                                  stride=config.feature_stride)}
+        model, _ = anomalyclip.train(benchmark, "train", config, backends=oracle, cache=cache,
+                                     progress=False)
+        return [anomalyclip.run(p, backends=oracle, checkpoint=model, cache=cache)
                 for p in paths]
     if method == "vera":
         from . import vera
