@@ -11,16 +11,20 @@ upper bounds). Outside Jupyter each helper prints plain text instead.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import inspect
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from . import registry
+from .models.profiles import MEANINGLESS_PROFILES
 
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "say", "show_source", "source_html", "COMPUTED_KEY", "TINY_TAG",
@@ -31,7 +35,7 @@ COMPUTED_KEY = "vadnb"  # display-metadata key that marks these helpers' outputs
 TINY_TAG = "tiny models: scores mean nothing"  # the tag on figures of tiny-profile numbers
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Reference:
     """One paper and its official code."""
 
@@ -50,12 +54,6 @@ class Reference:
         return (f"{self.authors}. **{self.title}.** {self.venue}. "
                 f"[arXiv:{self.arxiv}]({self.arxiv_url}) · official code: [{self.code}]"
                 f"(https://{self.code})")
-
-    def html(self) -> str:
-        e = html.escape
-        return (f"{e(self.authors)}. <b>{e(self.title)}.</b> {e(self.venue)}. "
-                f"<a href='{e(self.arxiv_url)}'>arXiv:{e(self.arxiv)}</a> · official code: "
-                f"<a href='https://{e(self.code)}'>{e(self.code)}</a>")
 
 
 # each method declares its paper as its official README's BibTeX gives it (vadnb.registry)
@@ -108,13 +106,9 @@ def references(*keys: str) -> None:
 
 
 def banner(env_or_profile: Any, real: str = "") -> None:
-    """The tiny-profile warning, once, at the top of a notebook's results (for a real
-    profile, one line naming it). ``env_or_profile``: what ``vadnb.setup()`` returned, or a
-    profile name. ``real`` names what no random-init model touches (the classical baseline,
-    perfect-perception runs), so the banner does not call those numbers meaningless too.
-    """
-    from .models.profiles import MEANINGLESS_PROFILES
-
+    """The tiny-profile warning, once, atop a notebook's results (``env_or_profile``: what
+    ``vadnb.setup()`` returned, or a profile name). ``real`` names what no random-init model
+    touches (the classical baseline, oracle runs), lest the banner call it meaningless too."""
     profile = str(getattr(env_or_profile, "profile", env_or_profile))
     if profile not in MEANINGLESS_PROFILES:
         text = f"Profile **{profile}**: real models, so the numbers below are results."
@@ -123,19 +117,18 @@ def banner(env_or_profile: Any, real: str = "") -> None:
     what = ("Tiny profile: random-init models." if profile == "tiny" else
             f"{profile} profile: a real small LLM and text embedder, but random-init image "
             "models.")
-    meaning = "below means nothing about anomalies"
-    tag = "figures carry the tag "
     but = (f" Except {real}: no random-init model is involved, so their numbers mean what "
            "they say." if real else "")
-    plain = (f"⚠ {what} Every model's caption, reply, score and metric {meaning}; {tag}"
-             f"'{TINY_TAG}'.{but} Run with PROFILE='colab' on a GPU for real numbers.")
+    said = ("Every model's caption, reply, score and metric below means nothing about "
+            "anomalies; figures carry the tag ")
     page = ("<div style='background:#fde8e8;color:#8b0000;border:1px solid #8b0000;"
             f"border-radius:4px;padding:8px 12px;margin:4px 0'><b>⚠ {html.escape(what)}</b> "
-            f"Every model's caption, reply, score and metric {meaning} (it exercises the "
-            f"pipeline on a CPU); {tag}<i>{html.escape(TINY_TAG)}</i>.{html.escape(but)} For "
-            "real numbers run the notebook with <code>PROFILE = \"colab\"</code> on a GPU "
-            "(Colab: Runtime › Change runtime type › T4 GPU).</div>")
-    _show(None, page, plain, "banner")
+            f"{said}<i>{TINY_TAG}</i>.{html.escape(but)} For real numbers run the notebook "
+            "with <code>PROFILE = \"colab\"</code> on a GPU (Colab: Runtime › Change runtime "
+            "type › T4 GPU).</div>")
+    _show(None, page, f"⚠ {what} {said}'{TINY_TAG}'.{but} Run with PROFILE='colab' on a GPU "
+          "for real numbers.", "banner")
+
 
 
 def say(text: str) -> None:
@@ -184,9 +177,6 @@ def plain(value: Any) -> Any:
     """``value`` as plain JSON data: numpy values become Python ones, NaN and infinities
     None (JSON has no NaN), DataFrames lists of records, Series and mappings dicts with
     string keys, anything else its ``str``."""
-    import numpy as np
-    import pandas as pd
-
     if isinstance(value, pd.DataFrame):
         return plain(value.to_dict(orient="records"))
     if isinstance(value, (pd.Series, Mapping)):
@@ -219,11 +209,6 @@ def clip_for_display(detections: Mapping[str, Any], low: float = 0.0, high: floa
     """Copies of ``detections`` with frame scores clipped to [``low``, ``high``], and one row
     per method whose scores left that range, so stacked panels share an axis (AnyAnomaly's
     official parser can reach 5.7). Only for figures: metrics must read the raw scores."""
-    import dataclasses
-
-    import numpy as np
-    import pandas as pd
-
     if not low < high:
         raise ValueError(f"clip_for_display needs low < high, got low={low}, high={high}")
     shown, rows = {}, []
@@ -255,14 +240,10 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
                        knobs: Mapping[str, Any] | None = None, clip: Any = None,
                        train_config: Any = None, split: str = "test") -> list[Any] | None:
     """``method`` on ``paths`` (clips of ``benchmark``) with its notebook's oracle models,
-    which read the ground truth: one Detection per path, or None for a method without an
-    oracle (the classical baseline uses no learned model).
+    which read the ground truth: a Detection per path, or None without an oracle (the
+    classical baseline). knobs: Config fields. AnomalyCLIP first trains a head on the
+    oracle's train split (``train_config``; ``clip`` lends the text tower)."""
 
-    knobs: the method's Config fields. AnomalyCLIP first trains a head on the oracle's
-    train-split features (``train_config``; ``clip`` lends the text tower); VERA asks one
-    question per campus class, AnyAnomaly looks for one description per class, Flashback
-    reads the hand-written memory.
-    """
     knobs = dict(knobs or {})
     paths = [str(p) for p in paths]
     clips = benchmark.subset(split)  # the oracles hash every frame of these clips once

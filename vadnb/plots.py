@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch, Patch
 
 from . import registry
+from .models.profiles import MEANINGLESS_PROFILES
 
 __all__ = ["intervals", "frame_caption", "plot_scores", "plot_detection", "plot_many",
            "contact_sheet", "tag_figure", "clean_text", "similarity_matrix",
@@ -81,8 +84,6 @@ def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int) -> Non
 
 def _is_tiny(profile: Any, warning: str | None = None) -> bool:
     """A warning, a meaningless profile's name, or an object with ``.meaningless``/``.profile``."""
-    from .models.profiles import MEANINGLESS_PROFILES
-
     if hasattr(profile, "meaningless"):
         return bool(profile.meaningless)
     return bool(warning) or getattr(profile, "profile", profile) in MEANINGLESS_PROFILES
@@ -231,8 +232,6 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
 
 def _blobs(frame: np.ndarray, background: np.ndarray, min_area: int) -> list[tuple]:
     """(box, centre) of each foreground blob of at least ``min_area`` pixels."""
-    import cv2
-
     diff = np.abs(frame.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
     mask = cv2.morphologyEx((diff > 40).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
@@ -349,8 +348,6 @@ _KINDS = {"data": ("#e8e8e8", "frames in"), "model": ("#d6e6f5", "a model runs")
 def pipeline(method: str, width_in: float = 12.0) -> Figure:
     """One method's pipeline as a diagram, frames -> models -> scores, with what each stage
     outputs (notebooks 20, 50, 60, 70, 75). method: a key of :data:`PIPELINES`."""
-    from matplotlib.patches import FancyBboxPatch, Patch
-
     key = str(method).lower()
     if key not in PIPELINES:
         raise ValueError(f"no pipeline drawn for {method!r}; choose one of {sorted(PIPELINES)}")

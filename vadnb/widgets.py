@@ -1,13 +1,10 @@
-"""The explorer: what a method said, moment by moment (notebook 40 first uses it).
+"""The explorer: what a method said, moment by moment (notebooks 40 and 80).
 
-``explorer(detection, labels)`` shows a plotly timeline of the frame scores (ground truth
-shaded, dashed threshold, a cursor), the current frame (slider, or click the timeline), the
-explanation of the segment holding it, a threshold slider with the intervals it flags, and
-a red banner when random-init ``tiny`` models made the scores. ``compare_explorer`` stacks
-several methods over one frame view (notebook 80). The logic lives in plain, testable
-functions; the widget is driven from code with ``set_frame``, ``set_threshold`` and
-``select_time``. Displaying it also shows a static PNG of its state (:func:`static_figure`),
-for HTML exports and viewers that run no widgets.
+A plotly timeline of the scores (truth shaded, threshold, cursor), the current frame, the
+explanation of the segment holding it, the intervals a threshold flags, and a red banner
+for random-init ``tiny`` models; plain functions do the work, so tests need no browser.
+Displaying it also shows a static PNG of its state (:func:`static_figure`), for HTML
+exports and viewers that run no widgets.
 """
 
 from __future__ import annotations
@@ -20,20 +17,22 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import cv2
 import ipywidgets as W
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import GT_COLOR, intervals
+from .plots import GT_COLOR, intervals, plot_scores, tag_figure
 from .result import TINY_WARNING, Detection
+from .video import VideoError
 
 __all__ = ["flagged_intervals", "flagged_table_html", "segment_at", "frame_jpeg",
            "timeline_figure", "explanation_html", "Explorer", "explorer", "compare_explorer",
@@ -71,11 +70,11 @@ def flagged_table_html(table: pd.DataFrame, num_frames: int | None = None,
     if table.empty:
         return "<p><b>no interval reaches the threshold</b></p>"
     frames = int((table["end_frame"] - table["start_frame"] + 1).sum())
-    summary = f"<b>{len(table)} flagged interval{'s' if len(table) != 1 else ''}</b>"
+    summary = f"<b>{len(table)} flagged interval{'s' * (len(table) != 1)}</b>"
     if method_column is None:
-        summary += f", {frames} frame{'s' if frames != 1 else ''}"
-        summary += f" ({frames / fps:.1f} s)" if fps else ""
-        summary += f", {100 * frames / num_frames:.0f}% of the video" if num_frames else ""
+        summary += (f", {frames} frame{'s' * (frames != 1)}"
+                    + (f" ({frames / fps:.1f} s)" if fps else "")
+                    + (f", {100 * frames / num_frames:.0f}% of the video" if num_frames else ""))
     rows = table.head(max_rows)
     shown = pd.DataFrame({
         "#": range(1, len(rows) + 1),
@@ -117,7 +116,7 @@ def _centres(segments: pd.DataFrame) -> np.ndarray:
 
 @lru_cache(maxsize=48)
 def _jpeg_cached(key: tuple[str, int, int], frame: int, max_width: int, quality: int) -> bytes:
-    from .video import read_frames
+    from .video import read_frames  # looked up on each call (tests count the reads)
 
     return _encode_jpeg(read_frames(key[0], indices=[frame]).images[0], max_width, quality)
 
@@ -149,8 +148,6 @@ def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) 
     try:
         st = Path(video).stat()
     except FileNotFoundError:
-        from .video import VideoError
-
         raise VideoError(f"video not found: {video}") from None
     key = (str(Path(video).resolve()), st.st_mtime_ns, st.st_size)
     return _jpeg_cached(key, int(frame), int(max_width), int(quality))
@@ -165,36 +162,31 @@ def _fmt(value: Any) -> str:
 def explanation_html(detection: Detection, frame: int) -> str:
     """What the method said about ``frame``, as HTML: the frame's score, then the segment
     holding it (or the nearest): frames, time, score, extra columns and the explanation."""
-    parts = []
+    out = ""
     if 0 <= frame < detection.num_frames:
         when = f" · {frame / detection.fps:.2f} s" if detection.fps else ""
-        parts.append(f"<div>frame {frame}{when} · frame score "
-                     f"<b>{_fmt(float(detection.frame_scores[frame]))}</b></div>")
+        out = (f"<div>frame {frame}{when} · frame score "
+               f"<b>{_fmt(float(detection.frame_scores[frame]))}</b></div>")
     row = segment_at(detection.segments, frame)
     if row is None:
-        return "".join(parts) + ("<div><i>this detection has no segments, so no explanation "
-                                 "to show</i></div>")
+        return out + "<div><i>this detection has no segments, so no explanation to show</i></div>"
     start, end = row.get("start_frame"), row.get("end_frame")
-    where = []
-    if start is not None and end is not None:
-        where.append(f"frames {int(start)} – {int(end) - 1}")
-    if "time_s" in row and pd.notna(row["time_s"]):
+    bounded = start is not None and end is not None
+    where = [f"frames {int(start)} – {int(end) - 1}"] if bounded else []
+    if pd.notna(row.get("time_s")):
         where.append(f"centre at {float(row['time_s']):.2f} s")
     if "score" in row:
         where.append(f"score <b>{_fmt(row['score'])}</b>")
-    inside = start is not None and end is not None and start <= frame < end
+    inside = bounded and start <= frame < end
     head = "segment" if inside else "nearest segment (the frame lies in none)"
-    parts.append(f"<div>{head} {html.escape(str(row.name))}: {' · '.join(where)}</div>")
+    out += f"<div>{head} {html.escape(str(row.name))}: {' · '.join(where)}</div>"
     extras = [f"{html.escape(str(k))}: <b>{html.escape(_fmt(v))}</b>"
               for k, v in row.items() if k not in STANDARD_COLUMNS]
-    if extras:
-        parts.append(f"<div>{' · '.join(extras)}</div>")
+    out += f"<div>{' · '.join(extras)}</div>" if extras else ""
     text = row.get("explanation")
-    text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
-    text = "<br>".join(html.escape(line) for line in text.splitlines())
-    parts.append("<div style='margin-top:4px;padding:4px 8px;border-left:3px solid #888;"
-                 f"white-space:normal'>{text or '<i>(no explanation)</i>'}</div>")
-    return "".join(parts)
+    text = "<br>".join(map(html.escape, str(text).splitlines())) if pd.notna(text) else ""
+    return out + ("<div style='margin-top:4px;padding:4px 8px;border-left:3px solid #888;"
+                  f"white-space:normal'>{text or '<i>(no explanation)</i>'}</div>")
 
 
 def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detection]:
@@ -215,13 +207,11 @@ def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detec
 def timeline_figure(detection: Detection | Mapping[str, Detection],
                     labels: Any = None, threshold: float | None = 0.5,
                     frame: int = 0) -> go.Figure:
-    """The explorer's timeline as a plain plotly figure, one panel per detection (a dict
-    stacks several on a shared time axis).
+    """The explorer's timeline in plotly, one panel per detection on a shared time axis.
 
-    Traces: the scores (named by method or key) and, with segments, one marker per segment
-    (hover: its explanation). Shapes named ``"ground truth"`` (bands per panel),
-    ``"threshold"`` (one per panel), ``"cursor"`` (one over all panels at ``frame``); a
-    tiny-profile panel carries an annotation named ``"warning"``.
+    Traces: the scores (named by method or key), segment markers (hover: explanation).
+    Shapes named ``"ground truth"``, ``"threshold"`` (per panel) and ``"cursor"`` (one, at
+    ``frame``); a tiny-profile panel has an annotation named ``"warning"``.
     """
     dets = _as_dict(detection)
     n = len(dets)
@@ -240,16 +230,15 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
             row=r, col=1)
         seg = det.segments
         if seg is not None and len(seg) and "score" in seg:
-            centre = _centres(seg)
             texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
-                     for t in seg.get("explanation", pd.Series([""] * len(seg)))]
+                     for t in seg.get("explanation", [""] * len(seg))]
             fig.add_trace(go.Scatter(
-                x=seg["time_s"].to_numpy(np.float64) if "time_s" in seg else centre / fps,
-                y=seg["score"].to_numpy(np.float64), mode="markers", name=f"{name} segments",
-                marker={"size": 6, "symbol": "circle-open"}, customdata=centre,
-                hovertext=texts, showlegend=False,
+                x=seg["time_s"] if "time_s" in seg else _centres(seg) / fps, y=seg["score"],
+                mode="markers", name=f"{name} segments", hovertext=texts, showlegend=False,
+                marker={"size": 6, "symbol": "circle-open"},
                 hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}"
                               "<extra></extra>"), row=r, col=1)
+
         for k, (start, end) in enumerate(runs):
             fig.add_shape(type="rect", name="ground truth", xref=xa, yref=f"{ya} domain",
                           x0=start / fps, x1=(end + 1) / fps, y0=0, y1=1, fillcolor=GT_COLOR,
@@ -284,10 +273,6 @@ def static_figure(detections: Detection | Mapping[str, Detection], labels: Any =
                   flagged: int | None = None):
     """An explorer's state in matplotlib: every timeline with the threshold and a cursor at
     ``frame``, and the frame itself (``image``, RGB) beside them."""
-    import matplotlib.pyplot as plt
-
-    from .plots import plot_scores, tag_figure
-
     dets = _as_dict(detections)
     fps = float(next(iter(dets.values())).fps or 1.0)
     n = len(dets)
@@ -312,16 +297,6 @@ def static_figure(detections: Detection | Mapping[str, Detection], labels: Any =
                  f"{frame / fps:.1f} s{what}", fontsize=10)
     return tag_figure(fig, "tiny") if any(d.meaningless for d in dets.values()) else fig
 
-
-def _enable_colab_widgets() -> None:
-    """Colab renders third-party widgets (plotly's FigureWidget) only after this call."""
-    if "google.colab" in sys.modules:
-        try:
-            from google.colab import output  # type: ignore[import-not-found]
-
-            output.enable_custom_widget_manager()
-        except Exception:  # noqa: BLE001 - best effort, the widget still builds
-            pass
 
 
 class Explorer(W.VBox):
@@ -349,7 +324,10 @@ class Explorer(W.VBox):
         self._many = len(self.detections) > 1
 
         fig = timeline_figure(self.detections, self.labels, threshold=threshold, frame=0)
-        _enable_colab_widgets()
+        if "google.colab" in sys.modules:  # Colab shows plotly's FigureWidget only after this
+            with suppress(Exception):  # best effort, the widget still builds
+                from google.colab import output  # type: ignore[import-not-found]
+                output.enable_custom_widget_manager()
         try:
             self.timeline = self._timeline_view = go.FigureWidget(fig)
         except ImportError:  # plotly >= 6 without anywidget: a static figure in an Output
@@ -398,19 +376,16 @@ class Explorer(W.VBox):
 
     def static_figure(self):
         """The current state as a matplotlib figure (see :func:`static_figure`)."""
-        image = None
-        if self.video is not None:
-            try:
-                jpeg = frame_jpeg(self.video, self.frame, max_width=self.max_width)
-                image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
-            except Exception:  # noqa: BLE001 - the timelines alone still say something
-                image = None
+        try:
+            jpeg = frame_jpeg(self.video, self.frame, max_width=self.max_width)
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        except Exception:  # noqa: BLE001 - no frame to show: the timelines still say something
+            image = None
         return static_figure(self.detections, self.labels, threshold=self.threshold,
                              frame=self.frame, image=image, flagged=len(self.flagged_table()))
 
     def show_static(self) -> None:
         """Display the static picture of the current state (PNG, for viewers without widgets)."""
-        import matplotlib.pyplot as plt
         from IPython.display import Image, display
 
         fig = self.static_figure()
