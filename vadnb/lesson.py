@@ -1,12 +1,8 @@
-"""Small helpers that make a notebook read as a lesson (every notebook uses them).
-
-:func:`references` renders the papers a notebook teaches; :func:`banner` says once that
-tiny-profile numbers mean nothing; :func:`say` renders a sentence about *this run*, built
-by code and marked so tests find it (static prose never states a result);
-:func:`show_source` shows the vadnb function a cell just ran; :func:`save_metrics` writes
-``metrics.json``; :func:`clip_for_display` and :func:`brief` keep figures and tables
-readable; :func:`perfect_perception` runs a method with its oracle models (notebook 80's
-upper bounds). Outside Jupyter each helper prints plain text instead.
+"""Helpers that make a notebook read as a lesson: papers (:func:`references`), the one
+tiny-profile :func:`banner`, sentences about *this run* built by code (:func:`say`: static
+prose never states a result), a vadnb function's source (:func:`show_source`),
+``metrics.json`` (:func:`save_metrics`), readable figures (:func:`clip_for_display`,
+:func:`brief`) and oracle runs (:func:`perfect_perception`). Outside Jupyter they print.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ import html
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,11 +65,8 @@ NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
 
 
 def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None
+    ipython = sys.modules.get("IPython")  # not imported: not in IPython
+    return ipython is not None and ipython.get_ipython() is not None
 
 
 def _show(markdown: str | None, html_text: str | None, plain: str, kind: str) -> None:
@@ -243,18 +237,14 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
     which read the ground truth: a Detection per path, or None without an oracle (the
     classical baseline). knobs: Config fields. AnomalyCLIP first trains a head on the
     oracle's train split (``train_config``; ``clip`` lends the text tower)."""
-
     knobs = dict(knobs or {})
     paths = [str(p) for p in paths]
     clips = benchmark.subset(split)  # the oracles hash every frame of these clips once
     if method == "lavad":
         from . import lavad
-
-        return lavad.run_many(paths, backends=lavad.oracle_backends(clips), cache=cache,
-                              **knobs)
+        return lavad.run_many(paths, backends=lavad.oracle_backends(clips), cache=cache, **knobs)
     if method == "anomalyclip":
         from . import anomalyclip
-
         config = train_config or anomalyclip.Config(**knobs)
         oracle = {"clip": anomalyclip.oracle_clip(benchmark, text_clip=clip,
                                                   stride=config.feature_stride)}
@@ -265,14 +255,12 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
     if method == "vera":
         from . import vera
         from .vera.lesson import CAMPUS_QUESTIONS
-
         oracle = vera.oracle_backends(clips, image_size=knobs.get("image_size", 448))
         return vera.run_many(paths, backends=oracle, cache=cache,
                              questions=list(CAMPUS_QUESTIONS.values()), **knobs)
     if method == "anyanomaly":
         from . import anyanomaly
         from .compare import CAMPUS_DESCRIPTIONS
-
         config = anyanomaly.Config(**knobs)
         classes = sorted({str(c) for c in benchmark.videos["label"]} - {"Normal"})
         described = {c: CAMPUS_DESCRIPTIONS.get(c, c.lower()) for c in classes}
@@ -282,8 +270,6 @@ def perfect_perception(method: str, benchmark: Any, paths: list[str], *, cache: 
     if method == "flashback":
         from . import flashback
         from .flashback.lesson import oracle_backends
-
-        oracle = oracle_backends(clips)
-        return [flashback.run(p, backends=oracle, cache=cache, memory="handwritten", **knobs)
-                for p in paths]
+        return [flashback.run(p, backends=oracle_backends(clips), cache=cache,
+                              memory="handwritten", **knobs) for p in paths]
     return None

@@ -36,11 +36,8 @@ TINY_TAG = "tiny models: scores mean nothing"  # the same words as vadnb.lesson.
 
 
 def intervals(labels: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
-    """Runs of 1s in a 0/1 frame-label array, as inclusive ``(start, end)`` frame pairs.
-
-    >>> intervals([0, 1, 1, 0, 0, 1])
-    [(1, 2), (5, 5)]
-    """
+    """Runs of 1s in 0/1 frame labels as inclusive ``(start, end)`` frame pairs:
+    ``intervals([0, 1, 1, 0, 0, 1]) == [(1, 2), (5, 5)]``."""
     y = np.asarray(labels)
     if y.ndim != 1:
         raise ValueError(f"frame labels must be a 1-D 0/1 array, got shape {y.shape}")
@@ -103,9 +100,8 @@ def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = 
                 title: str | None = None, threshold: float | None = None,
                 warning: str | None = None, label: str = "score",
                 profile: str | None = None) -> Figure:
-    """Anomaly score over time (seconds with ``fps``, else frames), 0/1 ``labels`` shaded,
-    an optional dashed ``threshold``; ``ax`` draws into one panel of a larger figure.
-    A non-empty ``warning`` (``detection.warning``) or a tiny ``profile`` adds the tag."""
+    """Anomaly score over time (seconds with ``fps``), 0/1 ``labels`` shaded, a dashed
+    ``threshold``, into ``ax`` if given; a ``warning`` or a tiny ``profile`` adds the tag."""
     tiny = _is_tiny(profile, warning)
     scores = np.asarray(frame_scores, dtype=np.float64).ravel()
     if scores.size == 0:
@@ -153,10 +149,9 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
               fps: float | None = None, threshold: float | None = None,
               title: str | None = None, warning: str | None = None,
               profile: str | None = None) -> Figure:
-    """Stacked score timelines sharing the time axis, one panel per name -> Detection or
-    name -> frame scores (notebook 80). ``fps``, ``warning`` and ``profile`` apply to the
-    plain arrays (a Detection brings its own). One tag marks the figure; with a mix of
-    tiny and real panels, the tiny ones' names say "(tiny)"."""
+    """Stacked timelines on one time axis, a panel per name -> Detection or frame scores
+    (``fps``, ``warning``, ``profile`` apply to plain arrays). One tag marks a tiny figure;
+    in a mix of tiny and real panels, the tiny ones' names say "(tiny)"."""
     if not detections:
         raise ValueError("plot_many needs at least one detection (got an empty dict)")
     n = len(detections)
@@ -184,12 +179,9 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
                   title: str | None = None, width_in: float = 12.0,
                   profile: str | None = None, fontsize: float = 9,
                   boxes: Sequence[Any] | None = None, box_label: str = "") -> Figure:
-    """A grid of frames, ``cols`` a row, each with a small caption from ``labels``.
-
-    images: uint8 RGB [N, H, W, 3], a list of images, or a ``vadnb.video.Frames`` (whose
-    captions default to frame index and time). boxes: one ``(x, y, w, h)`` pixel box or None
-    per image, framed in yellow with ``box_label``. A tiny ``profile`` adds the tag.
-    """
+    """A grid of frames (uint8 RGB [N, H, W, 3], a list, or a ``vadnb.video.Frames``, which
+    brings captions), ``cols`` a row, captioned by ``labels``; ``boxes``: an ``(x, y, w, h)``
+    or None per image, framed in yellow with ``box_label``. A tiny ``profile`` tags it."""
     if labels is None and hasattr(images, "indices") and hasattr(images, "timestamps_s"):
         labels = [f"frame {int(i)} · {float(t):.1f} s"
                   for i, t in zip(images.indices, images.timestamps_s)]
@@ -242,14 +234,10 @@ def _blobs(frame: np.ndarray, background: np.ndarray, min_area: int) -> list[tup
 
 def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: float = 25.0,
                         min_track: int = 5, min_area: int = 150) -> list[Any]:
-    """Per frame of ``indices``, the box ``(x, y, w, h)`` of the fastest-moving thing in a
-    fixed-camera ``clip`` (uint8 RGB [N, H, W, 3]), or None where it is not seen.
-
-    Blobs that differ from the median frame are linked into tracks (nearest centre within
-    ``max_jump_px``); the fastest track of at least ``min_track`` frames wins, with any
-    track nearly as fast (the same mover, briefly hidden). Notebook 00's runner: it knows
-    speed, not people.
-    """
+    """Per frame of ``indices``, the ``(x, y, w, h)`` of the fastest mover in a fixed-camera
+    ``clip`` (uint8 RGB [N, H, W, 3]), or None. Blobs off the median frame are linked into
+    tracks (nearest centre within ``max_jump_px``); the fastest track of ``min_track``+
+    frames wins, with tracks nearly as fast (the mover, briefly hidden). Speed, not people."""
     frames = np.asarray(clip)
     background = np.median(frames[:: max(1, len(frames) // 40)], axis=0)
     tracks: list[list[tuple[int, tuple, np.ndarray]]] = []

@@ -135,11 +135,8 @@ def _encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
 
 
 def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) -> bytes:
-    """Frame ``frame`` of ``video`` as JPEG bytes, at most ``max_width`` pixels wide.
-
-    video: a file (the last few frames are cached by path, size and mtime) or a
-    ``vadnb.video.Frames`` in memory (then the nearest frame it holds is shown).
-    """
+    """Frame ``frame`` of a video file (recent ones cached by path, size and mtime) or of a
+    ``vadnb.video.Frames`` (its nearest frame) as JPEG, at most ``max_width`` pixels wide."""
     if hasattr(video, "images") and hasattr(video, "indices"):
         if len(video.indices) == 0:
             raise ValueError("the Frames object holds no images")
@@ -207,12 +204,9 @@ def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detec
 def timeline_figure(detection: Detection | Mapping[str, Detection],
                     labels: Any = None, threshold: float | None = 0.5,
                     frame: int = 0) -> go.Figure:
-    """The explorer's timeline in plotly, one panel per detection on a shared time axis.
-
-    Traces: the scores (named by method or key), segment markers (hover: explanation).
-    Shapes named ``"ground truth"``, ``"threshold"`` (per panel) and ``"cursor"`` (one, at
-    ``frame``); a tiny-profile panel has an annotation named ``"warning"``.
-    """
+    """The explorer's plotly timeline, a panel per detection: score lines, segment markers
+    (hover: explanation), shapes named ``"ground truth"``, ``"threshold"`` and ``"cursor"``
+    (one, at ``frame``), and a ``"warning"`` annotation on tiny-profile panels."""
     dets = _as_dict(detection)
     n = len(dets)
     # each panel's y axis carries its name: subplot titles would collide with the legend
@@ -300,14 +294,15 @@ def static_figure(detections: Detection | Mapping[str, Detection], labels: Any =
 
 
 class Explorer(W.VBox):
-    """The explorer widget; build it with :func:`explorer` or :func:`compare_explorer`.
+    """Explore a Detection (or a dict of several): timeline, frame, explanation, alarms.
 
-    Children: ``timeline`` (plotly figure), ``frame_slider``, ``threshold_slider``,
-    ``image`` (JPEG bytes), ``frame_note`` (why no frame shows), ``caption``,
-    ``explanation``, ``flagged`` (HTML table) and ``banner`` (the tiny-profile warning).
+    labels: the video's 0/1 ground truth per frame. video: a path or a ``vadnb.video.Frames``
+    (default: the detection's). min_frames: ignore shorter alarms. Children: ``timeline``,
+    ``frame_slider``, ``threshold_slider``, ``image`` (JPEG), ``frame_note`` (why no frame
+    shows), ``caption``, ``explanation``, ``flagged`` (HTML table), ``banner``.
     """
 
-    def __init__(self, detections: Mapping[str, Detection], labels: Any = None,
+    def __init__(self, detections: Detection | Mapping[str, Detection], labels: Any = None,
                  video: Any = None, threshold: float = 0.5, max_width: int = 480,
                  min_frames: int = 1) -> None:
         self.detections = _as_dict(detections)
@@ -403,7 +398,6 @@ class Explorer(W.VBox):
 
     @property
     def frame(self) -> int:
-        """The frame on show."""
         return int(self.frame_slider.value)
 
     @property
@@ -501,35 +495,18 @@ class Explorer(W.VBox):
             fps=self.fps if one else None, method_column=None if one else "method")
 
 
-def explorer(detection: Detection, labels: Any = None, video: Any = None,
-             threshold: float = 0.5, max_width: int = 480, min_frames: int = 1) -> Explorer:
-    """Explore one detection: timeline, frame view, explanations, flagged intervals.
-
-    labels: the video's 0/1 ground truth per frame, shaded. video: a path or a
-    ``vadnb.video.Frames`` (default ``detection.video``). min_frames: ignore shorter alarms.
-    """
-    return Explorer({detection.method: detection}, labels=labels, video=video,
-                    threshold=threshold, max_width=max_width, min_frames=min_frames)
-
-
-def compare_explorer(detections: Mapping[str, Detection], labels: Any = None, video: Any = None,
-                     threshold: float = 0.5, max_width: int = 480) -> Explorer:
-    """Several methods on one video: stacked timelines, one frame view, and every method's
-    explanation of the selected moment (notebook 80)."""
-    return Explorer(detections, labels=labels, video=video, threshold=threshold,
-                    max_width=max_width)
+# explorer(detection, ...) explores one method's run; compare_explorer({name: detection})
+# several on one video: stacked timelines, one frame view, every method's explanation
+explorer = compare_explorer = Explorer
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg")
 
 
 def save_upload(value: Any, folder: str | os.PathLike) -> Path:
-    """Write the file of an ipywidgets ``FileUpload`` (its ``.value``) into ``folder``.
-
-    Stored as ``folder/<first 12 hex of its SHA-256>/<name>``, the name reduced to letters,
-    digits, ``-`` and ``_`` (no folders, no HTML): names that reduce alike stay apart, the
-    same content reuses its file. Only video suffixes; written atomically.
-    """
+    """Write a ``FileUpload.value``'s video atomically to ``folder/<sha256[:12]>/<name>``, the
+    name reduced to letters, digits, ``-`` and ``_`` (no folders, no HTML); the digest keeps
+    names that reduce alike apart and reuses the file of the same content."""
     items = list(value.values()) if isinstance(value, dict) else list(value or ())
     if not items:
         raise ValueError("no file uploaded yet: click 'Upload' and choose a video first")
@@ -555,11 +532,9 @@ def save_upload(value: Any, folder: str | os.PathLike) -> Path:
 
 def upload_form(run: Any, methods: Any, method: str, prompt: str,
                 folder: str | os.PathLike) -> W.VBox:
-    """Upload a video, pick a method and a prompt, press Detect: the explorer appears below.
-
-    run: ``run(path, method, prompt) -> Detection`` (e.g. ``vadnb.compare.detect_one``).
-    The form's children are ``upload``, ``method``, ``prompt``, ``button`` and ``output``.
-    """
+    """Upload a video, pick a method and prompt, press Detect: the explorer appears below.
+    run: ``run(path, method, prompt) -> Detection``. Children: ``upload``, ``method``,
+    ``prompt``, ``button``, ``output``; ``detect()`` presses the button."""
     upload = W.FileUpload(accept="video/*", multiple=False, description="Upload")
     choose = W.Dropdown(options=list(methods), value=method, description="method")
     text = W.Text(value=prompt, description="prompt", placeholder="what counts as anomalous",
