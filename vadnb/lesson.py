@@ -177,14 +177,12 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in dict(value).items()}
     if isinstance(value, (list, tuple, set, np.ndarray)):
         return [plain(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if value is None or isinstance(value, str):
+    if isinstance(value, np.generic):
+        value = value.item()  # a numpy scalar as its Python value
+    if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     return str(value)
 
 

@@ -3,7 +3,7 @@
 A plotly timeline of the scores (truth shaded, threshold, cursor), the current frame, the
 explanation of the segment holding it, the intervals a threshold flags, and a red banner
 for random-init ``tiny`` models; plain functions do the work, so tests need no browser.
-Displaying it also shows a static PNG of its state (:func:`static_figure`), for HTML
+Displaying it also shows a PNG of its state (:meth:`Explorer.static_figure`) for HTML
 exports and viewers that run no widgets.
 """
 
@@ -36,7 +36,7 @@ from .video import VideoError
 
 __all__ = ["flagged_intervals", "flagged_table_html", "segment_at", "frame_jpeg",
            "timeline_figure", "explanation_html", "Explorer", "explorer", "compare_explorer",
-           "static_figure", "save_upload", "upload_form", "VIDEO_SUFFIXES"]
+           "save_upload", "upload_form", "VIDEO_SUFFIXES"]
 
 # columns every Detection.segments has; any other column is shown as "name: value"
 STANDARD_COLUMNS = ("start_frame", "end_frame", "centre_frame", "time_s", "score", "explanation")
@@ -96,8 +96,7 @@ def segment_at(segments: pd.DataFrame | None, frame: int) -> pd.Series | None:
         return None
     distance = np.abs(_centres(segments) - frame)
     if {"start_frame", "end_frame"} <= set(segments.columns):
-        inside = ((segments["start_frame"].to_numpy() <= frame)
-                  & (frame < segments["end_frame"].to_numpy()))
+        inside = (segments["start_frame"] <= frame) & (segments["end_frame"] > frame)
         if inside.any():
             distance = np.where(inside, distance, np.inf)
     return segments.iloc[int(np.argmin(distance))]
@@ -262,37 +261,6 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
     return fig
 
 
-def static_figure(detections: Detection | Mapping[str, Detection], labels: Any = None,
-                  threshold: float = 0.5, frame: int = 0, image: np.ndarray | None = None,
-                  flagged: int | None = None):
-    """An explorer's state in matplotlib: every timeline with the threshold and a cursor at
-    ``frame``, and the frame itself (``image``, RGB) beside them."""
-    dets = _as_dict(detections)
-    fps = float(next(iter(dets.values())).fps or 1.0)
-    n = len(dets)
-    fig = plt.figure(figsize=(11, 1.7 * n + 1.2), layout="constrained")
-    grid = fig.add_gridspec(n, 1 if image is None else 2,
-                            width_ratios=None if image is None else [2.4, 1])
-    axes = [fig.add_subplot(grid[i, 0]) for i in range(n)]
-    for ax, (name, det) in zip(axes, dets.items()):
-        plot_scores(det.frame_scores, fps=det.fps or fps, labels=labels, ax=ax,
-                    threshold=threshold, label=name)
-        ax.axvline(frame / fps, color="black", lw=1, label="cursor")
-        ax.set_ylabel(name if n > 1 else "anomaly score", fontsize=9)
-        if ax is not axes[-1]:
-            ax.set_xlabel("")
-    if image is not None:
-        ax_img = fig.add_subplot(grid[:, 1])
-        ax_img.imshow(image)
-        ax_img.set_title(f"frame {frame} · {frame / fps:.1f} s", fontsize=9)
-        ax_img.axis("off")
-    what = f", {flagged} flagged interval(s)" if flagged is not None else ""
-    fig.suptitle(f"explorer, static view: threshold {threshold:.2f}, cursor at "
-                 f"{frame / fps:.1f} s{what}", fontsize=10)
-    return tag_figure(fig, "tiny") if any(d.meaningless for d in dets.values()) else fig
-
-
-
 class Explorer(W.VBox):
     """Explore a Detection (or a dict of several): timeline, frame, explanation, alarms.
 
@@ -314,10 +282,8 @@ class Explorer(W.VBox):
             warnings.warn(f"{len(self.labels)} frame labels but {self.num_frames} frame scores: "
                           "check that the labels belong to this video", stacklevel=3)
         self.video = video if video is not None else (first.video or None)
-        self.max_width = max_width
-        self.min_frames = min_frames
+        self.max_width, self.min_frames = max_width, min_frames
         self._many = len(self.detections) > 1
-
         fig = timeline_figure(self.detections, self.labels, threshold=threshold, frame=0)
         if "google.colab" in sys.modules:  # Colab shows plotly's FigureWidget only after this
             with suppress(Exception):  # best effort, the widget still builds
@@ -330,9 +296,7 @@ class Explorer(W.VBox):
         shapes = self.timeline.layout.shapes
         self._cursor = [i for i, s in enumerate(shapes) if s.name == "cursor"]
         self._threshold_shapes = [i for i, s in enumerate(shapes) if s.name == "threshold"]
-
-        finite = np.concatenate([np.asarray(d.frame_scores, np.float64)
-                                 for d in self.detections.values()])
+        finite = np.concatenate([d.frame_scores for d in self.detections.values()]).astype(float)
         finite = finite[np.isfinite(finite)]
         lo, hi = float(finite.min(initial=0.0)), float(finite.max(initial=1.0))
         self.frame_slider = W.IntSlider(value=0, min=0, max=max(self.num_frames - 1, 0), step=1,
@@ -352,32 +316,50 @@ class Explorer(W.VBox):
             f"border:1px solid darkred;border-radius:4px'><b>⚠ {html.escape(TINY_WARNING)}"
             f"</b>{html.escape(who)}</div>" if meaningless else "",
             layout=W.Layout(display=None if meaningless else "none"))
-
         self.frame_slider.observe(lambda c: self._update_frame(int(c["new"])), names="value")
         self.threshold_slider.observe(lambda c: self._update_threshold(float(c["new"])),
                                       names="value")
         if isinstance(self.timeline, W.Widget):
             for trace in self.timeline.data:
                 trace.on_click(self._on_click)
-
         frame_box = W.VBox([self.image, self.frame_note, self.caption],
                            layout=W.Layout(width=f"{max_width + 10}px", flex="0 0 auto"))
-        text_box = W.VBox([self.explanation],
-                          layout=W.Layout(flex="1 1 auto", padding="0 0 0 12px"))
+        text_box = W.VBox([self.explanation], layout=W.Layout(flex="1 1 auto",
+                                                              padding="0 0 0 12px"))
         super().__init__([self.banner, self._timeline_view, self.frame_slider,
                           W.HBox([frame_box, text_box]), self.threshold_slider, self.flagged])
         self._update_frame(0)
         self._update_threshold(self.threshold_slider.value)
 
-    def static_figure(self):
-        """The current state as a matplotlib figure (see :func:`static_figure`)."""
+    def static_figure(self) -> Any:
+        """The current state in matplotlib (the PNG beside the widget): every timeline with
+        the threshold and cursor, and the frame on show."""
         try:
             jpeg = frame_jpeg(self.video, self.frame, max_width=self.max_width)
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
         except Exception:  # noqa: BLE001 - no frame to show: the timelines still say something
             image = None
-        return static_figure(self.detections, self.labels, threshold=self.threshold,
-                             frame=self.frame, image=image, flagged=len(self.flagged_table()))
+        n, seconds = len(self.detections), self.frame / self.fps
+        fig = plt.figure(figsize=(11, 1.7 * n + 1.2), layout="constrained")
+        grid = fig.add_gridspec(n, 1 if image is None else 2,
+                                width_ratios=None if image is None else [2.4, 1])
+        axes = [fig.add_subplot(grid[i, 0]) for i in range(n)]
+        for ax, (name, det) in zip(axes, self.detections.items()):
+            plot_scores(det.frame_scores, fps=det.fps or self.fps, labels=self.labels, ax=ax,
+                        threshold=self.threshold, label=name)
+            ax.axvline(seconds, color="black", lw=1, label="cursor")
+            ax.set_ylabel(name if n > 1 else "anomaly score", fontsize=9)
+            ax.set_xlabel("time (s)" if ax is axes[-1] else "")
+        if image is not None:
+            ax = fig.add_subplot(grid[:, 1])
+            ax.imshow(image)
+            ax.set_title(f"frame {self.frame} · {seconds:.1f} s", fontsize=9)
+            ax.axis("off")
+        fig.suptitle(f"explorer, static view: threshold {self.threshold:.2f}, cursor at "
+                     f"{seconds:.1f} s, {len(self.flagged_table())} flagged interval(s)",
+                     fontsize=10)
+        tiny = any(d.meaningless for d in self.detections.values())
+        return tag_figure(fig, "tiny" if tiny else None)
 
     def show_static(self) -> None:
         """Display the static picture of the current state (PNG, for viewers without widgets)."""
@@ -461,16 +443,12 @@ class Explorer(W.VBox):
                      if self.labels[frame] else " · ground truth: normal")
         self.caption.value = (f"<small>frame {frame} / {self.num_frames - 1} · "
                               f"{seconds:.2f} s{truth}</small>")
-        if not self._many:
-            self.explanation.value = explanation_html(next(iter(self.detections.values())), frame)
-            return
         blocks = []
-        for name, det in self.detections.items():
+        for name, det in self.detections.items():  # comparing: each under its name
             f = min(int(round(seconds * (det.fps or self.fps))), det.num_frames - 1)
-            warn = (" <span style='color:darkred'>(tiny: meaningless)</span>"
-                    if det.meaningless else "")
-            blocks.append(f"<div style='margin-bottom:8px'><b>{html.escape(name)}</b>{warn}"
-                          f"{explanation_html(det, f)}</div>")
+            warn = "<span style='color:darkred'> (tiny: meaningless)</span>" * det.meaningless
+            head = f"<b>{html.escape(name)}</b>{warn}" if self._many else ""
+            blocks.append(f"<div style='margin-bottom:8px'>{head}{explanation_html(det, f)}</div>")
         self.explanation.value = "".join(blocks)
 
     def _show_image(self, frame: int) -> None:
