@@ -1,11 +1,7 @@
-"""Figures every notebook draws: anomaly scores over time, contact sheets, pipelines.
-
-Every function returns a matplotlib Figure and never calls ``plt.show()`` (Jupyter shows it
-at the end of the cell; a script under ``Agg`` opens no window). On a score timeline red
-bands are the ground-truth anomalous frames, a dashed line the threshold, and a small red
-tag, "tiny models: scores mean nothing", marks random-init (tiny profile) scores; the
-notebook's banner explains it once (:func:`vadnb.lesson.banner`). Notebook 40 teaches how
-to read a timeline; :func:`pipeline` draws a method's stages where its notebook starts.
+"""Figures the notebooks draw: score timelines (notebook 40 teaches reading them: red bands
+are ground-truth anomalies, a dashed line the threshold, and a small red tag marks tiny
+random-init scores), contact sheets, and each method's :func:`pipeline`. Every function
+returns a matplotlib Figure and never calls ``plt.show()`` (no window under ``Agg``).
 """
 
 from __future__ import annotations
@@ -26,12 +22,11 @@ from . import registry
 from .models.profiles import MEANINGLESS_PROFILES
 
 __all__ = ["intervals", "frame_caption", "plot_scores", "plot_detection", "plot_many",
-           "contact_sheet", "tag_figure", "clean_text", "similarity_matrix",
-           "fastest_mover_boxes", "sampling_figure", "pipeline", "PIPELINES", "TINY_TAG",
-           "GT_COLOR", "WARNING_COLOR"]
+           "contact_sheet", "tag_figure", "clean_text", "similarity_matrix", "pipeline",
+           "fastest_mover_boxes", "sampling_figure", "PIPELINES", "TINY_TAG", "GT_COLOR"]
 
 GT_COLOR = "#d62728"  # ground-truth anomalous frames in every figure and widget ("tab:red")
-WARNING_COLOR = "darkred"
+WARNING_COLOR = "darkred"  # the tiny-profile tag
 TINY_TAG = "tiny models: scores mean nothing"  # the same words as vadnb.lesson.TINY_TAG
 
 
@@ -118,9 +113,8 @@ def plot_scores(frame_scores: Sequence[float] | np.ndarray, fps: float | None = 
         ax.set_ylim(-0.03, 1.15 if tiny else 1.03)  # headroom for the tag
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set(xlim=(0, scores.size / fps if fps else max(scores.size - 1, 1)),
-           xlabel="time (s)" if fps else "frame", ylabel="anomaly score")
-    if title:
-        ax.set_title(title)
+           xlabel="time (s)" if fps else "frame", ylabel="anomaly score",
+           title=title or ax.get_title())
     if tiny:
         ax.text(0.995, 0.98, f"⚠ {TINY_TAG}", transform=ax.transAxes, ha="right", va="top",
                 fontsize=7, color=WARNING_COLOR, zorder=10,
@@ -159,16 +153,13 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
                              layout="constrained", squeeze=False)
     tiny = []
     for ax, (name, item) in zip(axes[:, 0], detections.items()):
-        scores = getattr(item, "frame_scores", item)
-        plot_scores(scores, fps=getattr(item, "fps", None) or fps, labels=labels, ax=ax,
-                    threshold=threshold, label=name)
+        plot_scores(getattr(item, "frame_scores", item), fps=getattr(item, "fps", None) or fps,
+                    labels=labels, ax=ax, threshold=threshold, label=name)
         tiny.append(bool(item.meaningless) if hasattr(item, "frame_scores")
                     else _is_tiny(profile, warning))
         ax.label_outer()
     for ax, tiny_panel, name in zip(axes[:, 0], tiny, detections):
         ax.set_ylabel(f"{name}\n(tiny)" if tiny_panel and not all(tiny) else name, fontsize=9)
-    seconds = fps or any(getattr(d, "fps", None) for d in detections.values())
-    axes[-1, 0].set_xlabel("time (s)" if seconds else "frame")
     fig.supylabel("anomaly score", fontsize=9)
     if title:
         fig.suptitle(title)
@@ -240,8 +231,8 @@ def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: f
     frames wins, with tracks nearly as fast (the mover, briefly hidden). Speed, not people."""
     frames = np.asarray(clip)
     background = np.median(frames[:: max(1, len(frames) // 40)], axis=0)
-    tracks: list[list[tuple[int, tuple, np.ndarray]]] = []
-    active: list[list[tuple[int, tuple, np.ndarray]]] = []
+    tracks: list[list[tuple[int, tuple, np.ndarray]]] = []  # each: (frame, box, centre) ...
+    active: list[list[tuple[int, tuple, np.ndarray]]] = []  # tracks seen in the last frame
     for t in range(len(frames)):
         blobs = _blobs(frames[t], background, min_area)
         still, used = [], set()

@@ -186,12 +186,10 @@ def explanation_html(detection: Detection, frame: int) -> str:
 
 
 def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detection]:
-    if isinstance(detections, Mapping):
-        if not detections:
-            raise ValueError("need at least one Detection (got an empty dict)")
-        out = dict(detections)
-    else:
-        out = {detections.method: detections}
+    out = (dict(detections) if isinstance(detections, Mapping)
+           else {getattr(detections, "method", "detection"): detections})
+    if not out:
+        raise ValueError("need at least one Detection (got an empty dict)")
     for name, det in out.items():
         if not hasattr(det, "frame_scores") or not hasattr(det, "segments"):
             raise TypeError(f"{name}: expected a vadnb.Detection, got {type(det).__name__}")
@@ -212,7 +210,6 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.05 if n > 1 else 0)
     runs = intervals(np.asarray(labels)) if labels is not None else []
     for r, (name, det) in enumerate(dets.items(), start=1):
-        xa, ya = ("x", "y") if r == 1 else (f"x{r}", f"y{r}")
         fps = det.fps or 1.0
         scores = np.asarray(det.frame_scores, dtype=np.float64)
         frames = np.arange(len(scores))
@@ -231,22 +228,19 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
                 marker={"size": 6, "symbol": "circle-open"},
                 hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}"
                               "<extra></extra>"), row=r, col=1)
-
-        for k, (start, end) in enumerate(runs):
-            fig.add_shape(type="rect", name="ground truth", xref=xa, yref=f"{ya} domain",
-                          x0=start / fps, x1=(end + 1) / fps, y0=0, y1=1, fillcolor=GT_COLOR,
-                          opacity=0.18, line_width=0, layer="below",
+        for k, (start, end) in enumerate(runs):  # (v/h shapes skip a panel without traces)
+            fig.add_vrect(x0=start / fps, x1=(end + 1) / fps, row=r, col=1, name="ground truth",
+                          fillcolor=GT_COLOR, opacity=0.18, line_width=0, layer="below",
                           showlegend=(r == 1 and k == 0), legendgroup="gt")
         if threshold is not None:
-            fig.add_shape(type="line", name="threshold", xref=f"{xa} domain", yref=ya,
-                          x0=0, x1=1, y0=threshold, y1=threshold,
+            fig.add_hline(threshold, row=r, col=1, name="threshold",
                           line={"dash": "dash", "width": 1, "color": "#555"})
         finite = scores[np.isfinite(scores)]
         if finite.size and finite.min() >= 0 and finite.max() <= 1:
             fig.update_yaxes(range=[-0.03, 1.3 if det.meaningless else 1.05], row=r, col=1)
         if det.meaningless:
-            fig.add_annotation(name="warning", text=f"⚠ {TINY_WARNING}", xref=f"{xa} domain",
-                               yref=f"{ya} domain", x=0.5, y=0.99, yanchor="top",
+            fig.add_annotation(name="warning", text=f"⚠ {TINY_WARNING}", row=r, col=1,
+                               xref="x domain", yref="y domain", x=0.5, y=0.99, yanchor="top",
                                showarrow=False, font={"color": "darkred", "size": 11},
                                bgcolor="rgba(255,255,255,0.85)", bordercolor="darkred")
         fig.update_yaxes(title_text="score" if n == 1 else name, row=r, col=1)
@@ -535,6 +529,6 @@ def upload_form(run: Any, methods: Any, method: str, prompt: str,
 
     button.on_click(on_click)
     form = W.VBox([W.HBox([upload, choose]), text, button, output])
-    form.upload, form.method, form.prompt, form.button = upload, choose, text, button
-    form.output, form.detect = output, on_click
+    form.upload, form.method, form.prompt, form.button, form.output, form.detect = (
+        upload, choose, text, button, output, on_click)
     return form
