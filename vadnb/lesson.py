@@ -75,7 +75,6 @@ def _show(markdown: str | None, html_text: str | None, plain: str, kind: str) ->
         print(plain)
         return
     from IPython.display import display
-
     bundle = {"text/plain": plain, "text/markdown": markdown, "text/html": html_text}
     display({k: v for k, v in bundle.items() if v is not None}, raw=True,
             metadata={COMPUTED_KEY: {"kind": kind}})
@@ -139,7 +138,6 @@ def source_html(func: Callable, max_lines: int = 80) -> tuple[str, str]:
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
-
     func = inspect.unwrap(func)
     try:
         lines, first = inspect.getsourcelines(func)
@@ -147,9 +145,8 @@ def source_html(func: Callable, max_lines: int = 80) -> tuple[str, str]:
     except (OSError, TypeError) as err:
         raise TypeError(f"show_source needs a Python function or class defined in a file, "
                         f"got {func!r}: {err}") from err
-    where = "/".join(path.parts[-2:])
-    name = f"{getattr(func, '__module__', '') or ''}.{func.__qualname__}"
-    header = f"{name} · {where}, lines {first}-{first + len(lines) - 1}"
+    where, last = "/".join(path.parts[-2:]), first + len(lines) - 1
+    header = f"{func.__module__}.{func.__qualname__} · {where}, lines {first}-{last}"
     body = highlight("".join(lines[:max_lines]), PythonLexer(),
                      HtmlFormatter(noclasses=True, style="default", nobackground=True))
     more = len(lines) - max_lines

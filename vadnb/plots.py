@@ -38,9 +38,8 @@ def intervals(labels: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
         raise ValueError(f"frame labels must be a 1-D 0/1 array, got shape {y.shape}")
     values = set(np.unique(y).tolist())
     if not values <= {0, 1}:
-        raise ValueError(
-            f"frame labels must hold only 0 and 1, found {sorted(values)[:5]}; pass the ground "
-            "truth (e.g. Benchmark.frame_labels(name)), not scores")
+        raise ValueError(f"frame labels must hold only 0 and 1, found {sorted(values)[:5]}; "
+                         "pass the ground truth (e.g. Benchmark.frame_labels(name)), not scores")
     edges = np.flatnonzero(np.diff(np.concatenate([[0], (y == 1).astype(np.int8), [0]])))
     return [(int(s), int(e) - 1) for s, e in zip(edges[0::2], edges[1::2])]
 
@@ -64,10 +63,9 @@ def frame_caption(index: int, fps: float | None = None) -> str:
 
 def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int) -> None:
     if len(labels) != n_scores:
-        warnings.warn(
-            f"{len(labels)} frame labels but {n_scores} frame scores: the shading and the "
-            "scores may be misaligned (were the labels made for another frame rate?)",
-            stacklevel=3)
+        warnings.warn(f"{len(labels)} frame labels but {n_scores} frame scores: the shading and "
+                      "the scores may be misaligned (were the labels made for another frame "
+                      "rate?)", stacklevel=3)
     scale = 1.0 / fps if fps else 1.0
     for i, (start, end) in enumerate(intervals(labels)):  # frame i covers [i, i + 1)
         ax.axvspan(start * scale, (end + 1) * scale, color=GT_COLOR, alpha=0.15, lw=0,
@@ -249,15 +247,14 @@ def fastest_mover_boxes(clip: np.ndarray, indices: Sequence[int], max_jump_px: f
         active = still + [[(t, *blob)] for k, blob in enumerate(blobs) if k not in used]
     tracks += active
 
-    def speed(track: list) -> float:
+    def speed(track: list) -> float:  # pixels per frame, start to end
         if len(track) < min_track:
             return 0.0
         return float(np.linalg.norm(track[-1][2] - track[0][2]) / (track[-1][0] - track[0][0]))
 
-    top = max(map(speed, tracks), default=0.0)
-    if top <= 0:
-        return [None] * len(indices)
-    best = {t: box for track in tracks if speed(track) >= 0.6 * top for t, box, _ in track}
+    top = max(map(speed, tracks), default=0.0)  # 0: nothing moved for min_track frames
+    best = {t: box for track in tracks if top > 0 and speed(track) >= 0.6 * top
+            for t, box, _ in track}
     return [best.get(int(i)) for i in indices]
 
 

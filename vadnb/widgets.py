@@ -1,10 +1,8 @@
-"""The explorer: what a method said, moment by moment (notebooks 40 and 80).
-
-A plotly timeline of the scores (truth shaded, threshold, cursor), the current frame, the
-explanation of the segment holding it, the intervals a threshold flags, and a red banner
-for random-init ``tiny`` models; plain functions do the work, so tests need no browser.
-Displaying it also shows a PNG of its state (:meth:`Explorer.static_figure`) for HTML
-exports and viewers that run no widgets.
+"""The explorer (notebooks 40, 80): a plotly timeline of the scores (truth shaded, threshold,
+cursor), the frame on show, what the method said about it, the intervals a threshold flags,
+and a red banner for random-init ``tiny`` models. Plain functions do the work, so tests need
+no browser; displaying it also shows a PNG of its state (:meth:`Explorer.static_figure`)
+for HTML exports and viewers that run no widgets.
 """
 
 from __future__ import annotations
@@ -51,10 +49,8 @@ def flagged_intervals(frame_scores: Any, threshold: float, fps: float | None,
     scores = np.asarray(frame_scores, dtype=np.float64).ravel()
     if min_frames < 1:
         raise ValueError(f"min_frames must be at least 1, got {min_frames}")
-    with np.errstate(invalid="ignore"):
-        above = (scores >= threshold).astype(np.uint8)
-    runs = np.array([(s, e) for s, e in intervals(above) if e - s + 1 >= min_frames],
-                    dtype=np.int64).reshape(-1, 2)
+    runs = np.array([(s, e) for s, e in intervals((scores >= threshold).astype(np.uint8))
+                     if e - s + 1 >= min_frames], dtype=np.int64).reshape(-1, 2)
     start, end = runs[:, 0], runs[:, 1]
     rate = fps or np.nan  # no fps: no seconds
     return pd.DataFrame({"start_frame": start, "end_frame": end, "start_s": start / rate,
@@ -115,8 +111,7 @@ def _centres(segments: pd.DataFrame) -> np.ndarray:
 
 @lru_cache(maxsize=48)
 def _jpeg_cached(key: tuple[str, int, int], frame: int, max_width: int, quality: int) -> bytes:
-    from .video import read_frames  # looked up on each call (tests count the reads)
-
+    from .video import read_frames  # looked up on each call: tests count the reads
     return _encode_jpeg(read_frames(key[0], indices=[frame]).images[0], max_width, quality)
 
 
@@ -358,7 +353,6 @@ class Explorer(W.VBox):
     def show_static(self) -> None:
         """Display the static picture of the current state (PNG, for viewers without widgets)."""
         from IPython.display import Image, display
-
         fig = self.static_figure()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
@@ -367,7 +361,6 @@ class Explorer(W.VBox):
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
-
         if callable(self._repr_mimebundle_):  # None once the widget is closed
             display(self._repr_mimebundle_(), raw=True)
         self.show_static()
@@ -420,7 +413,6 @@ class Explorer(W.VBox):
                 self.timeline.layout.shapes[i].update(**coords)
         if not widget:  # the static figure is shown again
             from IPython.display import HTML, display
-
             self._timeline_view.clear_output(wait=True)
             with self._timeline_view:
                 display(self.timeline)
@@ -516,7 +508,6 @@ def upload_form(run: Any, methods: Any, method: str, prompt: str,
 
     def on_click(_: Any = None) -> None:
         from IPython.display import display
-
         output.clear_output()
         with output:
             try:
