@@ -56,9 +56,7 @@ def clean_text(text: Any, width: int | None = None) -> str:
 
 def frame_caption(index: int, fps: float | None = None) -> str:
     """A short caption for a frame: ``"frame 120 · 12.0 s"`` (``"frame 120"`` without fps)."""
-    if fps:
-        return f"frame {int(index)} · {int(index) / fps:.1f} s"
-    return f"frame {int(index)}"
+    return f"frame {int(index)} · {int(index) / fps:.1f} s" if fps else f"frame {int(index)}"
 
 
 def _shade_truth(ax: Axes, labels: Any, fps: float | None, n_scores: int) -> None:

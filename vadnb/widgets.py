@@ -402,7 +402,7 @@ class Explorer(W.VBox):
         table = pd.concat(tables, ignore_index=True)
         return table[["method", *FLAGGED_COLUMNS]] if self._many else table[FLAGGED_COLUMNS]
 
-    def _on_click(self, trace: Any, points: Any, state: Any) -> None:
+    def _on_click(self, _trace: Any, points: Any, _state: Any) -> None:
         if points is not None and getattr(points, "xs", None):
             self.select_time(points.xs[0])
 
