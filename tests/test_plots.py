@@ -120,6 +120,12 @@ def test_plot_detection_passes_warning_only_for_tiny():
     assert plots.TINY_TAG not in _texts(real.axes[0])
 
 
+def test_plot_detection_title_says_scripted_models_not_profile_scripted():
+    """Oracle runs carry profile "scripted": the title names the models, not a fake profile."""
+    oracle = plots.plot_detection(_detection("scripted")).axes[0].get_title()
+    assert oracle == "lavad · clip.mp4 · scripted (oracle) models"
+    assert plots.plot_detection(_detection("colab")).axes[0].get_title().endswith("profile colab")
+
 def test_plot_many_stacks_panels_sharing_x():
     dets = {"lavad": _detection("tiny"), "baseline": np.linspace(1, 0, 50),
             "vera": _detection("colab")}
