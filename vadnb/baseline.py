@@ -24,21 +24,19 @@ from pydantic import Field
 from .cache import Cache, file_digest, get_cache
 from .result import Detection
 from .stages import config_dataclass, configure, gaussian_smooth
-from .video import iter_frames, probe
+from .video import VideoError, iter_frames, probe
 
 __all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "score_steps",
            "run", "FACTS"]
 
 FACTS = ("fg_area", "blob_area", "blob_flatness", "speed", "static_area", "people")
 
-_EXPLAIN = {
-    "fg_area": "much more of the scene is moving than usual",
-    "blob_area": "a large moving object",
-    "blob_flatness": "a wide, low shape (someone lying down?)",
-    "speed": "something moves much faster than usual",
-    "static_area": "something new has stayed still in the scene",
-    "people": "more people than usual",
-}
+_EXPLAIN = {"fg_area": "much more of the scene is moving than usual",
+            "blob_area": "a large moving object",
+            "blob_flatness": "a wide, low shape (someone lying down?)",
+            "speed": "something moves much faster than usual",
+            "static_area": "something new has stayed still in the scene",
+            "people": "more people than usual"}
 
 
 # Limits cap sizes where a larger value would only exhaust memory or time.
@@ -102,9 +100,8 @@ def _scan(video: str | os.PathLike, cfg: Config,
     fps = info.fps or 10.0
     short = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.history_s * fps)),
                                                detectShadows=False)
-    hog = None
-    if cfg.people_every > 0:
-        hog = cv2.HOGDescriptor()
+    hog = cv2.HOGDescriptor() if cfg.people_every > 0 else None
+    if hog is not None:
         hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
@@ -172,8 +169,6 @@ def _scan(video: str | os.PathLike, cfg: Config,
     if buffered:  # a video shorter than init_s
         start()
     if not rows:
-        from .video import VideoError
-
         raise VideoError(f"video has 0 decodable frames: {video}")
     missing = sorted(set(views_at) - set(views))
     if missing:

@@ -15,7 +15,7 @@ from typing import Any
 from . import registry
 from .detect import Detection
 from .progress import bar
-from .scale import load_method_backends, score_video
+from .scale import load_backends, score_video
 
 __all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "TINY_KNOBS", "campus_prompts", "availability",
            "MethodRunner", "detect_one"]
@@ -49,11 +49,7 @@ def availability(method: str) -> str:
 @dataclass
 class MethodRunner:
     """Runs any method on a list of clips with the right inputs, loading its models once.
-
-    knobs: per method, Config fields (``{"vera": {"stride": 32}}``); checkpoint: AnomalyCLIP's
-    trained head; clip: a loaded CLIP for AnomalyCLIP (never released here); prompts:
-    AnyAnomaly's descriptions; questions: VERA's (None: shipped).
-    """
+    knobs: per method, Config fields; clip: a loaded CLIP for AnomalyCLIP (kept loaded)."""
 
     profile: str | None = None
     cache: Any = None
@@ -66,13 +62,6 @@ class MethodRunner:
 
     def _knobs(self, method: str) -> dict[str, Any]:
         return dict(self.knobs.get(method, {}))
-
-    def load_roles(self, method: str) -> dict[str, Any]:
-        """The models ``method`` needs, loaded once for all its clips."""
-        if method == "anomalyclip" and self.clip is not None:
-            return {"clip": self.clip}
-        return load_method_backends(method, self.profile, self._knobs(method),
-                                    roles=ROLES.get(method, {}))
 
     def arguments(self, method: str, reference: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``method``'s ``run`` needs besides the video: its inputs and Config fields."""
@@ -101,7 +90,8 @@ class MethodRunner:
 
             return lavad.run_many(list(paths), profile=self.profile, cache=self.cache,
                                   **self._knobs(method))
-        backends = self.load_roles(method)
+        backends = ({"clip": self.clip} if method == "anomalyclip" and self.clip is not None
+                    else load_backends(ROLES.get(method, {}), self.profile, self._knobs(method)))
         try:
             return [score_video(p, method, profile=self.profile, backends=backends,
                                 cache=self.cache, **self.arguments(method, reference))
@@ -114,26 +104,21 @@ class MethodRunner:
 
 
 #: On the tiny profile, notebooks 50-80's small settings (random models write noise of any length).
-TINY_KNOBS: dict[str, dict[str, Any]] = {
-    "vera": {"image_size": 64, "max_new_tokens": 16},
-    "anyanomaly": {"max_new_tokens": 8},
-}
+TINY_KNOBS: dict[str, dict[str, Any]] = {"vera": {"image_size": 64, "max_new_tokens": 16},
+                                         "anyanomaly": {"max_new_tokens": 8}}
 
 
 def detect_one(video: str | os.PathLike, method: str, prompt: str | None = None, *,
-               profile: str | None = None, checkpoint: str | os.PathLike | None = None,
-               cache: Any = None, knobs: Mapping[str, Mapping[str, Any]] | None = None
-               ) -> Detection:
+               profile: str | None = None,
+               checkpoint: str | os.PathLike | None = None) -> Detection:
     """One method on one video of yours: AnyAnomaly looks for ``prompt``, AnomalyCLIP needs
-    ``checkpoint``; on the tiny profile :data:`TINY_KNOBS` apply unless ``knobs`` says otherwise."""
+    ``checkpoint``; on the tiny profile :data:`TINY_KNOBS` apply."""
     registry.module_of(method)  # an unknown method is an error
     if method == "anyanomaly" and not (prompt or "").strip():
         raise ValueError("AnyAnomaly looks for what you type: give a prompt such as "
                          "'a person running'")
-    chosen = dict(TINY_KNOBS) if profile == "tiny" else {}
-    for m, k in (knobs or {}).items():
-        chosen[m] = {**chosen.get(m, {}), **k}
-    runner = MethodRunner(profile=profile, cache=cache, knobs=chosen, checkpoint=checkpoint,
+    runner = MethodRunner(profile=profile, knobs=TINY_KNOBS if profile == "tiny" else {},
+                          checkpoint=checkpoint,
                           prompts=[prompt.strip()] if prompt and prompt.strip() else None,
                           progress=False)
     return runner.run(method, [str(video)])[0]

@@ -42,24 +42,11 @@ def check_video_input(video: Any) -> Path:
                          f"resolved from {Path.cwd()})")
     try:
         probe(path)
-    except VideoError:
-        raise
-    except OSError as err:
+    except OSError as err:  # (a VideoError is a ValueError: it passes as it is)
         kind = "folder" if path.is_dir() else "file"
         raise VideoError(f"{path} cannot be read as a video ({kind}): {type(err).__name__}: "
                          f"{err}; pass a video file or a folder of frames") from err
     return path
-
-
-def _served_backends(method: str, overrides: dict[str, Any],
-                     options: dict[str, Any]) -> dict[str, Any]:
-    """The served models among ``overrides`` (``<role>_model="openai:..."``), with ``options``."""
-    served = {name[: -len("_model")]: value for name, value in overrides.items()
-              if name.endswith("_model") and str(value or "").startswith("openai:")}
-    if not served:
-        raise ValueError(f"{', '.join(sorted(options))} apply to served models only: give one "
-                         f"as e.g. llm_model='openai:<name>@<base url>' or vlm_model=...")
-    return {role: models.load(role, model=spec, **options) for role, spec in served.items()}
 
 
 def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None = None, *,
@@ -84,10 +71,15 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
     options = {k: v for k, v in (("timeout_s", timeout_s), ("max_retries", max_retries),
                                  ("api_key", api_key)) if v is not None}
     built: dict[str, Any] = {}
-    if options:
+    if options:  # built here: the served models among the settings (<role>_model="openai:...")
+        served = {k[: -len("_model")]: v for k, v in fields.items()
+                  if k.endswith("_model") and str(v or "").startswith("openai:")}
+        if not served:
+            raise ValueError(f"{', '.join(sorted(options))} apply to served models only: give "
+                             "one as e.g. llm_model='openai:<name>@<base url>' or vlm_model=...")
         given = dict(overrides.get("backends") or {})
-        built = {k: b for k, b in _served_backends(method, fields, options).items()
-                 if k not in given}
+        built = {role: models.load(role, model=spec, **options)
+                 for role, spec in served.items() if role not in given}
         overrides["backends"] = {**built, **given}
     try:
         return module.run(video, profile=profile, **overrides)

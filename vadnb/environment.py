@@ -21,6 +21,7 @@ import numpy as np
 
 from . import registry
 from .cache import cache_dir
+from .models import dtype_plan
 from .models.profiles import MEANINGLESS_PROFILES, MODELS, model_spec, resolve_profile
 
 __all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
@@ -124,14 +125,11 @@ def size_thread_pool() -> tuple[int, str]:
     :func:`available_cores` (never the host's count: oversubscribed). Returns ``(threads, why)``."""
     import torch
 
-    for var in ("VADNB_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            torch.set_num_threads(int(value))
-            return int(value), f"from ${var}"
-    cores = available_cores()
-    torch.set_num_threads(cores)
-    return cores, "one per available core"
+    given = [(int(v), f"from ${var}") for var in ("VADNB_THREADS", "OMP_NUM_THREADS")
+             if (v := os.environ.get(var, "").strip()).isdigit() and int(v) > 0]
+    threads, why = given[0] if given else (available_cores(), "one per available core")
+    torch.set_num_threads(threads)
+    return threads, why
 
 
 def host_memory_gb() -> float | None:
@@ -146,10 +144,9 @@ def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -
     """Raise :class:`ProfileNeedsGPUError` for a real-model profile on a CPU whose memory
     cannot hold its largest model in fp32 (the kernel would die while loading, silently).
     ``ram_gb``: the host's memory (default :func:`host_memory_gb`)."""
-    if str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES or profile not in MODELS:
-        return
     ram_gb = host_memory_gb() if ram_gb is None else ram_gb
-    if ram_gb is None:
+    if (str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES
+            or profile not in MODELS or ram_gb is None):  # None: the OS does not say
         return
     role, spec = max(MODELS[profile].items(), key=lambda kv: kv[1].params_b or 0.0)
     need_gb = (spec.params_b or 0.0) * 4
@@ -230,10 +227,9 @@ def silence_known_noise() -> list[str]:
     silenced; ``VADNB_VERBOSE=1`` keeps everything."""
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
         return []
-    done = []
     # read by OpenCV's FFmpeg backend when it first opens a file: 8 = fatal errors only
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
-    done.append("FFmpeg decoder log")
+    done = ["FFmpeg decoder log"]
     try:
         import av.logging
 
@@ -278,8 +274,6 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     threads, threads_why = size_thread_pool()
-    from .models import dtype_plan
-
     plan = dtype_plan(chosen, device)
     env = Environment(device=device, profile=chosen, cache_dir=folder,
                       versions={n: _version(n) for n in _LIBRARIES},

@@ -1,11 +1,7 @@
-"""Each method declares itself once; ``detect``, ``compare``, ``scale``, ``plots``, ``lesson``
-and ``data.protocols`` read the declarations.
-
-A method is a module with a ``Config`` and a ``run(video, *, config, profile, backends, cache,
-**overrides) -> Detection``, ending with one :func:`register` call. The built-ins are known by
-module name without importing them (they pull in torch); a new method is one module and one
-declaration: import it, and every table lists it.
-"""
+"""Each method declares itself once (:func:`register`, at the end of its module); every table
+of the suite reads the declarations. A method is a module with a ``Config`` and a ``run(video,
+*, config, profile, backends, cache, **overrides) -> Detection``. The built-ins are known by
+module name without importing them (they pull in torch)."""
 
 from __future__ import annotations
 
@@ -18,14 +14,9 @@ __all__ = ["Method", "register", "protocol", "unregister", "get", "names", "modu
            "methods", "view", "BUILTIN"]
 
 #: The suite's methods: name -> the module whose import registers it.
-BUILTIN: dict[str, str] = {
-    "lavad": "vadnb.lavad",
-    "anomalyclip": "vadnb.anomalyclip",
-    "vera": "vadnb.vera",
-    "anyanomaly": "vadnb.anyanomaly",
-    "classical": "vadnb.baseline",
-    "flashback": "vadnb.flashback",
-}
+BUILTIN: dict[str, str] = {"lavad": "vadnb.lavad", "anomalyclip": "vadnb.anomalyclip",
+                           "vera": "vadnb.vera", "anyanomaly": "vadnb.anyanomaly",
+                           "classical": "vadnb.baseline", "flashback": "vadnb.flashback"}
 
 #: One row of a cost model: (role, kind of call, calls per minute of video, formula).
 CostRow = tuple[str, str, float, str]
@@ -35,13 +26,10 @@ CostRow = tuple[str, str, float, str]
 class Method:
     """What the suite needs to know about one method.
 
-    roles: role a pipeline uses -> the profile-table entry that plays it (empty: model-free).
-    cost: ``cost(fps, **options) -> [CostRow]``, calls per minute of video with the defaults;
-    cost_variants: other names the cost table accepts -> options for ``cost``.
-    pipeline: what :func:`vadnb.plots.pipeline` draws; reference: the paper; protocols: rows
-    of :func:`vadnb.data.protocol_table`. keep_loaded: False where stages load one role at a
-    time across videos (LAVAD). latency_s: a causal method's seconds from a frame's arrival
-    to its final score (None: it needs the whole video).
+    roles: role key -> the profile-table entry that plays it. cost: ``cost(fps, **options) ->
+    [CostRow]`` per minute of video; cost_variants: other names -> options for ``cost``.
+    keep_loaded: False where stages load one role at a time across videos (LAVAD).
+    latency_s: a causal method's delay before a frame's final score (None: whole video).
     """
 
     name: str
@@ -132,9 +120,8 @@ def methods() -> list[Method]:
 class _Live(Mapping):
     """A read-only mapping recomputed on every read (a method registered later appears)."""
 
-    def __init__(self, items: Callable[[], dict[str, Any]], doc: str = ""):
+    def __init__(self, items: Callable[[], dict[str, Any]]):
         self._items = items
-        self.__doc__ = doc
 
     def __getitem__(self, key: str) -> Any:
         return self._items()[key]
@@ -149,9 +136,9 @@ class _Live(Mapping):
         return repr(self._items())
 
 
-def view(value: Callable[[Method], Any], doc: str = "") -> Mapping[str, Any]:
+def view(value: Callable[[Method], Any]) -> Mapping[str, Any]:
     """A live ``{method: value(declaration)}`` mapping; methods whose value is None are left out."""
-    return _Live(lambda: {m.name: v for m in methods() if (v := value(m)) is not None}, doc)
+    return _Live(lambda: {m.name: v for m in methods() if (v := value(m)) is not None})
 
 
 MODULES: Mapping[str, str] = _Live(lambda: dict(_modules))  # read without importing any method

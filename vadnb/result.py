@@ -93,13 +93,13 @@ class Detection:
         writers = {
             "frame_scores.npy": lambda f: np.save(f, np.asarray(self.frame_scores, np.float32)),
             "segments.csv": lambda f: f.write(_csv_bytes(self.segments)),
-            "model_calls.csv": lambda f: f.write(_csv_bytes(self.model_calls)),
-        }
+            "model_calls.csv": lambda f: f.write(_csv_bytes(self.model_calls))}
         if arrays:
             writers["extras.npz"] = lambda f: np.savez_compressed(f, **arrays)
         meta = {"video": str(self.video), "method": self.method, "profile": self.profile,
                 "fps": self.fps, "meaningless": self.meaningless, "files": sorted(writers),
-                "text_columns": _text_columns(self.segments),
+                "text_columns": [str(c) for c in self.segments.select_dtypes(
+                    ["object", "string"])],  # read back as text, whatever they look like
                 "extras": {k: v for k, v in extras.items() if _jsonable(v)}}
         # a served model's URL may hold a password (extras["config"]): never write it
         text = redact(json.dumps(meta, indent=2))
@@ -124,17 +124,9 @@ class Detection:
         return cls(
             video=meta["video"], method=meta["method"], profile=meta["profile"],
             frame_scores=np.load(src / "frame_scores.npy", allow_pickle=False),
-            fps=float(meta["fps"]),
+            fps=float(meta["fps"]), extras=extras,
             segments=_read_table(src / "segments.csv", meta.get("text_columns", [])),
-            model_calls=_read_table(calls, []) if calls.stat().st_size > 1 else pd.DataFrame(),
-            extras=extras,
-        )
-
-
-def _text_columns(table: pd.DataFrame) -> list[str]:
-    """The columns of ``table`` that hold text (read back as text, whatever they look like)."""
-    return [str(c) for c in table.columns
-            if table[c].dtype == object or isinstance(table[c].dtype, pd.StringDtype)]
+            model_calls=_read_table(calls, []) if calls.stat().st_size > 1 else pd.DataFrame())
 
 
 def _csv_bytes(table: pd.DataFrame) -> bytes:

@@ -1,13 +1,10 @@
 """Beyond one GPU: score a whole benchmark, on this machine or on a Ray cluster (notebook 90).
 
-``run_dataset`` scores a split video by video into ``out_dir`` (``frame_scores/<video>.parquet``,
-``segments/<video>.csv``), skipping videos already scored from the same content (resume; a
-video re-encoded in place is scored again) and refusing a folder of another run (``run.json``).
-A video that fails is noted and the run goes on; ``per_video.csv`` and ``summary.json`` (micro
-AUC/AP, model calls, the failures) come at the end, then :class:`RunFailed` if any failed.
-``executor="ray"`` maps the videos through a Ray Data actor pool (each actor loads the models
-once; results stream back here, so only the videos must be readable by the workers).
-``ray_address=None`` starts a local Ray; ``"auto"`` or ``"ray://head:10001"`` joins a cluster.
+``run_dataset`` writes each video's scores to ``out_dir`` as it comes, resumes (a video
+re-encoded in place is scored again), refuses another run's folder, goes on past a failing
+video and raises :class:`RunFailed` once the rest is saved and evaluated. ``executor="ray"``
+maps the videos through a Ray Data actor pool (each actor loads the models once; results
+stream back here, so only the videos must be readable by the workers).
 """
 
 from __future__ import annotations
@@ -121,11 +118,10 @@ def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, 
             "overrides": json.loads(text)}
 
 
-def load_method_backends(method: str, profile: str | None, overrides: dict[str, Any],
-                         roles: dict[str, str] | None = None) -> dict[str, Any]:
-    """Load every model ``method`` needs (or just ``roles``); ``overrides`` may name a model
-    per role (``llm_model=...``)."""
-    roles = METHOD_ROLES[method] if roles is None else roles
+def load_backends(roles: Mapping[str, str], profile: str | None,
+                  overrides: dict[str, Any]) -> dict[str, Any]:
+    """Load ``roles`` (backends key -> role) once; ``overrides`` may name a model per key
+    (``llm_model=...``)."""
     return {key: models.load(role, profile=profile, model=overrides.get(f"{key}_model"))
             for key, role in roles.items()}
 
@@ -145,8 +141,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FRAME = re.compile(r'^\s*File "[^"]+", line \d+, in .*$', re.M)
 
 
-def _one_line(err: BaseException | str, limit: int = 500) -> str:
-    """An error on one line, cut to ``limit``; of a Ray traceback, what its last frame raised."""
+def _one_line(err: BaseException | str) -> str:
+    """An error on one line (at most 500 characters); of a Ray traceback, what it raised."""
     text = _ANSI.sub("", str(err))
     frames = list(_FRAME.finditer(text))
     if frames:  # after the last frame: its (indented) source lines, then the error
@@ -154,7 +150,7 @@ def _one_line(err: BaseException | str, limit: int = 500) -> str:
         raised = [i for i, line in enumerate(rest) if line and not line[0].isspace()]
         text = "\n".join(rest[raised[0]:]) if raised else text
     text = " ".join(text.split()) or type(err).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _stamp(path: str | os.PathLike) -> str:
@@ -268,7 +264,7 @@ class _VideoScorer:
         os.environ.update(env)
         self.method, self.profile, self.cache, self.overrides = method, profile, cache, overrides
         missing = {k: r for k, r in METHOD_ROLES[method].items() if k not in (given or {})}
-        self.loaded = load_method_backends(method, profile, overrides, missing) if preload else {}
+        self.loaded = load_backends(missing, profile, overrides) if preload else {}
         self.backends = {**self.loaded, **(given or {})}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -313,8 +309,7 @@ def _worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None,
-              num_gpus: int | None = None) -> None:
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to Ray once: a local Ray on 127.0.0.1 (``address=None``, no dashboard) or a
     cluster, with this process's vadnb settings; nothing if Ray is already initialised."""
     if address is None:  # Ray's switch for "no multi-node cluster" (works on every OS)
@@ -331,7 +326,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
             ray_constants.ENABLE_RAY_CLUSTER = False
         except (ImportError, AttributeError):
             pass
-        kwargs.update(num_cpus=num_cpus or min(2, os.cpu_count() or 1), num_gpus=num_gpus,
+        kwargs.update(num_cpus=num_cpus or min(2, os.cpu_count() or 1),
                       _node_ip_address="127.0.0.1")
     else:
         kwargs.update(address=address, runtime_env={"env_vars": _worker_env()})
@@ -583,11 +578,8 @@ def cost_table(methods: list[str] | None = None, fps: float = 30.0,
     for m in methods or registry.names():
         entries = calls_per_minute(m, fps, captioners, keywords) or [
             {"method": m, "role": "none (CPU)", "kind": "", "calls": 0.0, "formula": "no model"}]
-        for e in entries:
-            row = {**e, "fps": fps}
-            for p in profiles:
-                row[f"gpu_s_per_min_{p}"] = e["calls"] * spc[p].get(e["kind"], 0.0)
-            rows.append(row)
+        rows += [{**e, "fps": fps, **{f"gpu_s_per_min_{p}": e["calls"] * spc[p].get(e["kind"], 0.0)
+                                      for p in profiles}} for e in entries]
     return pd.DataFrame(rows)
 
 
