@@ -1,13 +1,10 @@
 """A classical baseline with no learned model (method "classical"): notebook 80's reference row.
 
-It runs on any CPU, offline, in seconds, and its scores mean something where the tiny models'
-do not. Each frame becomes facts a person can read: ``fg_area`` (the moving fraction, MOG2),
-``blob_area`` (the largest moving region), ``blob_flatness`` (wide and low: someone lying?),
-``speed`` (optical flow, 95th percentile), ``static_area`` (differs from a slow background
-but does not move: an object left behind) and ``people`` (HOG; off by default, its 64x128
-window needs people taller than the campus clips show). The score is the largest robust
-z-score (median, MAD) over facts, squashed to [0, 1] and smoothed over about a second; the
-reference is the video itself unless you pass normal videos of the same camera.
+It runs on any CPU in seconds. Each frame becomes :data:`FACTS` a person can read (moving area,
+largest blob, its flatness, flow speed, still change against a slow background, HOG people:
+off by default, its window needs people taller than the campus clips show). The score is the
+largest robust z-score (median, MAD of the video itself or of normal ``reference`` videos)
+over facts, squashed to [0, 1] and smoothed over about a second.
 """
 
 from __future__ import annotations
@@ -85,9 +82,8 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
 
 def frame_views(video: str | os.PathLike, frames: list[int] | tuple[int, ...],
                 config: Config | None = None) -> dict[int, dict[str, np.ndarray]]:
-    """What the baseline sees at ``frames``, at the working width: ``"frame"`` (RGB),
-    ``"moving"`` (0/1), ``"speed"`` (flow in pixels per second at half resolution, 0 where
-    nothing moves) and ``"still_change"`` (0/1). The video is scanned up to the last frame."""
+    """What the baseline sees at ``frames`` (working width): ``"frame"``, ``"moving"`` (0/1),
+    ``"speed"`` (pixels per second, half resolution) and ``"still_change"`` (0/1)."""
     return _scan(video, config or Config(), tuple(int(f) for f in frames))[1]
 
 
@@ -95,8 +91,8 @@ def _scan(video: str | os.PathLike, cfg: Config,
           views_at: tuple[int, ...]) -> tuple[pd.DataFrame, dict[int, dict[str, np.ndarray]]]:
     """The facts of every frame of ``video``, and the views of the frames in ``views_at``."""
     info = probe(video)
-    height = int(round(info.height * cfg.width / info.width / 2) * 2)
-    size = (cfg.width, height)
+    size = (cfg.width, int(round(info.height * cfg.width / info.width / 2) * 2))
+    small = (size[0] // 2, size[1] // 2)  # the optical flow runs at half size
     fps = info.fps or 10.0
     short = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.history_s * fps)),
                                                detectShadows=False)
@@ -125,11 +121,10 @@ def _scan(video: str | os.PathLike, cfg: Config,
         bg[still] += rate * (gray[still] - bg[still])
         blob_area, flat = _blobs(fg, min_area)
         speed = 0.0
-        prev = state["prev"]
-        small = (size[0] // 2, size[1] // 2)
         mag = np.zeros((small[1], small[0]), np.float32)
-        if prev is not None and moving.any():
-            flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
+        if state["prev"] is not None and moving.any():
+            flow = cv2.calcOpticalFlowFarneback(cv2.resize(state["prev"], small),
+                                                cv2.resize(gray, small),
                                                 None, 0.5, 2, 9, 2, 5, 1.1, 0)
             mag = np.linalg.norm(flow, axis=2)
             m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
@@ -256,11 +251,8 @@ def score_steps(video: str | os.PathLike, *, reference: list[str | os.PathLike] 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict | None = None, cache: Cache | str | None = None,
         reference: list[str | os.PathLike] | None = None, **overrides: Any) -> Detection:
-    """Score every frame of ``video`` by how far its facts fall from normal footage.
-
-    ``reference``: normal videos of the same camera (default: the video itself; a short
-    anomaly barely moves a median). ``profile`` and ``backends`` are ignored: no model.
-    """
+    """Score every frame of ``video`` by how far its facts fall from normal footage
+    (``reference`` videos of the same camera, or the video itself; no model is used)."""
     cfg = configure(Config, config, overrides, "classical")
     facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run

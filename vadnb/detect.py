@@ -26,12 +26,9 @@ METHODS = registry.MODULES  # method -> module of its run(video, ...) -> Detecti
 def check_video_input(video: Any) -> Path:
     """``video`` as a Path once :func:`vadnb.video.probe` reads it (cached: the method's probe
     is then free); a clear error for None, a URL, a missing path or an unreadable video."""
-    if video is None:
-        raise TypeError("detect() needs a video: a file path (str or pathlib.Path) or a "
-                        "folder of frames, got None")
     if not isinstance(video, (str, os.PathLike)):
-        raise TypeError(f"detect() needs a video path (str or pathlib.Path), got "
-                        f"{type(video).__name__} {video!r:.80}")
+        raise TypeError(f"detect() needs a video path (str or pathlib.Path, a file or a folder "
+                        f"of frames), got {type(video).__name__} {video!r:.80}")
     text = os.fspath(video)
     if "://" in text:
         raise VideoError(f"{redact(text)!r} is a URL; vadnb reads local files only: download "

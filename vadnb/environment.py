@@ -36,12 +36,6 @@ NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
     "80": ("*",), "85": ("*",), "90": ("*",),
 }
 
-#: Where ``keep_on_drive`` keeps the downloads and the cache on Colab.
-DRIVE_ROOT = "/content/drive/MyDrive/vadnb"
-
-#: Share of the host's memory one model's fp32 weights may take on a CPU run.
-HOST_FIT_SHARE = 0.8
-
 
 class ProfileNeedsGPUError(RuntimeError):
     """A real-model profile was asked for on a machine whose memory cannot hold its models."""
@@ -77,16 +71,16 @@ class Environment:
 
     def report(self) -> str:
         """Everything ``setup()`` chose, one fact a line (dtypes, versions, silenced noise)."""
+        why = self.notes.get("dtype_why", {})
         lines = [f"device : {self.device}" + (f" ({self.device_name})" if self.device_name
                                               else " (no CUDA GPU found)"),
-                 f"profile: {self.profile}{_PROFILE_NOTES.get(self.profile, '')}"]
-        why = self.notes.get("dtype_why", {})
-        lines += [f"dtype  : {role:<26} {dtype:<9} {why.get(role, '')}".rstrip()
-                  for role, dtype in self.dtypes.items()]
-        lines.append(f"threads: torch uses {self.threads} ({self.notes.get('threads', '')})")
-        lines.append(f"python : {platform.python_version()}; "
-                     + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
-        lines.append(f"cache  : {self.cache_dir}  (set VADNB_CACHE to move it)")
+                 f"profile: {self.profile}{_PROFILE_NOTES.get(self.profile, '')}",
+                 *(f"dtype  : {role:<26} {dtype:<9} {why.get(role, '')}".rstrip()
+                   for role, dtype in self.dtypes.items()),
+                 f"threads: torch uses {self.threads} ({self.notes.get('threads', '')})",
+                 f"python : {platform.python_version()}; "
+                 + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+                 f"cache  : {self.cache_dir}  (set VADNB_CACHE to move it)"]
         if self.notes.get("quieted"):
             lines.append(f"quiet  : silenced {self.notes['quieted']} (VADNB_VERBOSE=1 keeps them)")
         return "\n".join(lines)
@@ -142,15 +136,14 @@ def host_memory_gb() -> float | None:
 
 def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -> None:
     """Raise :class:`ProfileNeedsGPUError` for a real-model profile on a CPU whose memory
-    cannot hold its largest model in fp32 (the kernel would die while loading, silently).
-    ``ram_gb``: the host's memory (default :func:`host_memory_gb`)."""
+    (``ram_gb``) cannot hold its largest model in fp32: the kernel would die silently."""
     ram_gb = host_memory_gb() if ram_gb is None else ram_gb
     if (str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES
             or profile not in MODELS or ram_gb is None):  # None: the OS does not say
         return
     role, spec = max(MODELS[profile].items(), key=lambda kv: kv[1].params_b or 0.0)
     need_gb = (spec.params_b or 0.0) * 4
-    if need_gb > HOST_FIT_SHARE * ram_gb:
+    if need_gb > 0.8 * ram_gb:  # the largest model may take 80% of the host's memory
         raise ProfileNeedsGPUError(
             f"profile {profile!r} needs a CUDA GPU here: no GPU was found, and on a CPU its "
             f"{role} model {spec.model} loads in fp32 (~{need_gb:.0f} GB), more than this "
@@ -188,12 +181,10 @@ def downloads(roles, profile: str = "colab") -> list[dict]:
     return list(rows.values())
 
 
-def keep_on_drive(notebook: str, profile: str | None = None, root: str = DRIVE_ROOT,
-                  mount: bool = True) -> dict[str, str]:
-    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab), so the
-    next notebook's fresh machine reuses them; prints the space needed against Drive's free.
-    Call it before anything imports transformers (it reads ``HF_HOME`` once, on import).
-    Returns the variables it set."""
+def keep_on_drive(notebook: str, profile: str | None = None,
+                  root: str = "/content/drive/MyDrive/vadnb", mount: bool = True) -> dict[str, str]:
+    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab) and print the
+    space needed; call it before anything imports transformers (it reads ``HF_HOME`` once)."""
     if mount:
         from google.colab import drive  # type: ignore[import-not-found]
 

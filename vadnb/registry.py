@@ -24,12 +24,11 @@ CostRow = tuple[str, str, float, str]
 
 @dataclass(frozen=True)
 class Method:
-    """What the suite needs to know about one method.
-
-    roles: role key -> the profile-table entry that plays it. cost: ``cost(fps, **options) ->
-    [CostRow]`` per minute of video; cost_variants: other names -> options for ``cost``.
-    keep_loaded: False where stages load one role at a time across videos (LAVAD).
-    latency_s: a causal method's delay before a frame's final score (None: whole video).
+    """What the suite needs to know about one method. roles: backends key -> the profile-table
+    entry that plays it. cost: ``cost(fps, **options) -> [CostRow]`` per minute of video;
+    cost_variants: other names -> options for ``cost``. keep_loaded: False where stages load
+    one role at a time across videos (LAVAD). latency_s: a causal method's delay before a
+    frame's final score (None: it needs the whole video).
     """
 
     name: str

@@ -29,12 +29,10 @@ TINY_WARNING = ("tiny profile: random-init models, the scores exercise the pipel
 
 @dataclass
 class Detection:
-    """What a method says about one video.
-
-    frame_scores: one score per decodable frame (higher = more anomalous; [0, 1] for
-    probabilities). segments: one row per unit scored, with at least ``start_frame``,
-    ``end_frame`` (exclusive), ``centre_frame``, ``time_s``, ``score`` and ``explanation``.
-    model_calls: calls, items and seconds per model role. extras: method-specific results.
+    """What a method says about one video. frame_scores: one score per decodable frame
+    (higher = more anomalous). segments: one row per unit scored, with at least
+    ``start_frame``, ``end_frame`` (exclusive), ``centre_frame``, ``time_s``, ``score`` and
+    ``explanation``. model_calls: calls, items and seconds per role. extras: the method's own.
     """
 
     video: str
@@ -80,11 +78,8 @@ class Detection:
                 f"segments={len(self.segments)}){flag}")
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the :data:`SAVED_FILES` into ``folder`` (array extras in ``extras.npz``).
-
-        Each file is renamed into place, ``detection.json`` last, and a stale one of an
-        earlier detection is removed: an interrupted save never loads as a mix of two.
-        """
+        """Write the :data:`SAVED_FILES` into ``folder``, ``detection.json`` last and stale
+        ones removed: an interrupted save never loads as a mix of two detections."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         extras = redact_values(self.extras)  # extras may have been set after construction
@@ -152,12 +147,11 @@ def _write_files(folder: Path, writers: dict[str, Any]) -> None:
             with os.fdopen(fd, "wb") as f:
                 write(f)
         (folder / "detection.json").unlink(missing_ok=True)  # the folder is invalid until done
-        for name in SAVED_FILES[:-1]:  # detection.json is last
+        for name in SAVED_FILES:  # detection.json is last
             if name in temps:
                 os.replace(temps.pop(name), folder / name)
             else:
                 (folder / name).unlink(missing_ok=True)  # an earlier detection's file
-        os.replace(temps.pop("detection.json"), folder / "detection.json")
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, models, registry
-from .cache import Cache, file_digest, get_cache
+from .cache import file_digest, get_cache
 from .detect import TINY_WARNING, Detection
 from .models.profiles import resolve_profile
 from .models.served import redact
@@ -120,8 +120,7 @@ def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, 
 
 def load_backends(roles: Mapping[str, str], profile: str | None,
                   overrides: dict[str, Any]) -> dict[str, Any]:
-    """Load ``roles`` (backends key -> role) once; ``overrides`` may name a model per key
-    (``llm_model=...``)."""
+    """Load ``roles`` (backends key -> role); ``overrides`` may name a model (``llm_model=``)."""
     return {key: models.load(role, profile=profile, model=overrides.get(f"{key}_model"))
             for key, role in roles.items()}
 
@@ -172,9 +171,7 @@ def _stem(name: str) -> str:
     return stem
 
 
-def video_name(stem: str) -> str:
-    """The video name that :func:`_stem` turned into ``stem``."""
-    return unquote(stem)
+video_name = unquote  # the video name that _stem turned into a file name
 
 
 def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
@@ -209,8 +206,7 @@ def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _done(out_dir: Path, table: pd.DataFrame) -> set[str]:
-    """The videos whose scores in ``out_dir`` are of their current content; stale results
-    are deleted (a video only a cluster can see counts as unchanged)."""
+    """The videos scored from their current content; stale results are deleted."""
     done = set()
     for name, path in zip(table["name"], table["path"]):
         stem = _stem(name)
@@ -236,7 +232,7 @@ def _unchanged(meta: dict[str, Any], path: str | os.PathLike) -> bool:
     try:
         stamp = meta.get("stamp")
         return (bool(stamp) and stamp == _stamp(path)) or file_digest(path) == meta["digest"]
-    except FileNotFoundError:
+    except FileNotFoundError:  # a video only the cluster can see: taken as unchanged
         return True
     except OSError:
         return False
@@ -293,13 +289,12 @@ class _VideoScorer:
         return row
 
 
-def _run_local(todo: pd.DataFrame, method: str, profile: str | None, cache: Any,
-               out_dir: Path, overrides: dict[str, Any], backends: dict[str, Any] | None,
-               preload: bool, progress: bool) -> list[dict[str, str]]:
-    scorer = _VideoScorer(method, profile, cache, overrides, {}, preload, given=backends)
+def _run_local(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: bool,
+               backends: dict[str, Any] | None) -> list[dict[str, str]]:
+    scorer = _VideoScorer(**job, env={}, given=backends)
     rows = (scorer.row(name, str(path)) for name, path in zip(todo["name"], todo["path"]))
     try:
-        return _save_rows(out_dir, rows, len(todo), f"{method} (local)", progress)
+        return _save_rows(out_dir, rows, len(todo), f"{job['method']} (local)", progress)
     finally:
         for b in scorer.loaded.values():
             b.release()
@@ -333,10 +328,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
-def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | None,
-             out_dir: Path, overrides: dict[str, Any], ray_address: str | None, actors: int,
-             gpus_per_actor: float, cpus_per_actor: float, preload: bool,
-             progress: bool) -> list[dict[str, str]]:
+def _run_ray(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: bool,
+             ray_address: str | None, actors: int, gpus_per_actor: float,
+             cpus_per_actor: float) -> list[dict[str, str]]:
     import ray
 
     start_ray(ray_address)
@@ -355,9 +349,7 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
             _VideoScorer, batch_size=1, max_restarts=0,
             compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
-            fn_constructor_kwargs={"method": method, "profile": profile, "cache": cache,
-                                   "overrides": overrides, "env": _worker_env(),
-                                   "preload": preload})
+            fn_constructor_kwargs={**job, "env": _worker_env()})
 
     def rows():
         arrived = set()
@@ -371,7 +363,7 @@ def _run_ray(todo: pd.DataFrame, method: str, profile: str | None, cache: str | 
             yield from ({"video": i["video"], "error_type": type(err).__name__, "error": error}
                         for i in items if i["video"] not in arrived)
 
-    return _save_rows(out_dir, rows(), len(items), f"{method} (ray)", progress)
+    return _save_rows(out_dir, rows(), len(items), f"{job['method']} (ray)", progress)
 
 
 def run_dataset(dataset: Any, method: str = "classical", profile: str | None = None, *,
@@ -384,15 +376,11 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
                 **method_overrides: Any) -> RunResult:
     """Score every video of a benchmark split with ``method``, save and evaluate the run.
 
-    ``dataset``: a Benchmark or a name of :data:`DATASETS` (``root=`` its folder); ``videos``:
-    only these names; ``cache``: the methods' stage cache (Ray workers get the same folder);
-    ``backends``: models you built (local executor only); ``actors`` / ``gpus_per_actor`` /
-    ``cpus_per_actor``: the Ray pool; ``preload``: load the models once for every video
-    (default, but not for LAVAD: its three models together do not fit a 16 GB card);
-    ``overwrite``: start afresh when ``out_dir`` holds another run; other keywords are the
-    method's Config fields. ``summary["meaningless"]`` is True for the tiny profile.
-    Raises :class:`RunFailed` at the end, after the other videos are saved and evaluated, if
-    any video could not be scored: a rerun resumes and scores only those.
+    ``dataset``: a Benchmark or a name of :data:`DATASETS` (``root=``: its folder);
+    ``backends``: models you built (local only); ``preload``: load the models once for every
+    video (not LAVAD's by default: together they do not fit a 16 GB card); other keywords are
+    the method's Config fields. Raises :class:`RunFailed` once the other videos are saved and
+    evaluated if any could not be scored; a rerun scores only those.
     """
     registry.module_of(method)  # an unknown method is an error
     if executor not in ("local", "ray"):
@@ -421,19 +409,18 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
     sig = _signature(bench.name, method, "none" if model_free else resolve_profile(profile),
                      method_overrides)
     _claim(out, sig, overwrite)
-    cache_root = str(cache.root if isinstance(cache, Cache) else get_cache(cache).root)
     done = _done(out, table)
     todo = table[~table["name"].isin(done)].reset_index(drop=True)
-    preload = method != "lavad" if preload is None else preload
+    job = {"method": method, "profile": profile, "overrides": method_overrides,
+           "cache": str(get_cache(cache).root),
+           "preload": method != "lavad" if preload is None else preload}
     t0 = time.perf_counter()
     failed: list[dict[str, str]] = []
     if len(todo) and executor == "local":
-        failed = _run_local(todo, method, profile, cache_root, out, method_overrides, backends,
-                            preload, progress)
+        failed = _run_local(todo, out, job, progress, backends)
     elif len(todo):
-        failed = _run_ray(todo, method, profile, cache_root, out, method_overrides,
-                          ray_address, actors, gpus_per_actor, cpus_per_actor, preload,
-                          progress)
+        failed = _run_ray(todo, out, job, progress, ray_address, actors, gpus_per_actor,
+                          cpus_per_actor)
     result = _evaluate(bench, table, out, sig, executor, time.perf_counter() - t0,
                        sorted(done), len(todo) - len(failed), failed)
     if result.failed:
@@ -478,8 +465,8 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
                              f"scores but the video has {len(labels[n])} labelled frames; "
                              "delete the file to score the video again")
     evaluated = metrics.per_video(labels, {n: scores[n] for n in labels})
-    columns = ["frames", "anomalous_frames", "auc", "ap", "mean_score"]
-    per_video = evaluated.set_index("video") if len(evaluated) else pd.DataFrame(columns=columns)
+    per_video = evaluated.set_index("video") if len(evaluated) else pd.DataFrame(
+        columns=["frames", "anomalous_frames", "auc", "ap", "mean_score"])
     per_video = per_video.reindex(names).rename_axis("video").reset_index()
     per_video["frames"] = [len(scores[n]) for n in names]
     metas = {n: json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names}
@@ -550,20 +537,16 @@ SECONDS_PER_CALL: dict[str, dict[str, float]] = {
 
 def calls_per_minute(method: str, fps: float = 30.0, captioners: int = 1,
                      keywords: int = 1) -> list[dict[str, Any]]:
-    """Model calls per minute of video with the Config defaults, one row per kind of call
-    (``role``, ``kind``: a key of :data:`SECONDS_PER_CALL`, ``calls``, ``formula``); training
-    is not included. ``captioners``: LAVAD's (the paper: 5); ``keywords``: AnyAnomaly's.
-    ``"lavad-published"`` is LAVAD as its code runs (5 captioners on every frame)."""
-    name, options = method, {"captioners": captioners, "keywords": keywords}
+    """Model calls per minute of video with the Config defaults (training not included), one
+    row per ``kind`` of :data:`SECONDS_PER_CALL`. ``captioners``: LAVAD's (the paper: 5);
+    ``keywords``: AnyAnomaly's; ``"lavad-published"``: 5 captioners on every frame."""
     variants = {v: (m.name, o) for m in registry.methods() for v, o in m.cost_variants.items()}
-    if method in variants:
-        name, extra = variants[method]
-        options.update(extra)
-    elif method not in registry.names():
+    if method not in variants and method not in registry.names():
         raise ValueError(f"unknown method {method!r}; choose one of "
                          f"{sorted(registry.names()) + sorted(variants)}")
+    name, extra = variants.get(method, (method, {}))
     cost = registry.get(name).cost
-    rows = cost(fps, **options) if cost is not None else []
+    rows = cost(fps, **{"captioners": captioners, "keywords": keywords, **extra}) if cost else []
     return [{"method": method, "role": r, "kind": k, "calls": v, "formula": f}
             for r, k, v, f in rows]
 
@@ -584,7 +567,6 @@ def cost_table(methods: list[str] | None = None, fps: float = 30.0,
 
 
 def gpu_hours(table: pd.DataFrame, frames: float, fps: float, profile: str) -> pd.Series:
-    """GPU-hours per method to score ``frames`` frames at ``fps`` (table from :func:`cost_table`
-    computed at the same fps)."""
+    """GPU-hours per method to score ``frames`` frames at ``fps`` (a :func:`cost_table` at it)."""
     minutes = frames / fps / 60.0
     return table.groupby("method", sort=False)[f"gpu_s_per_min_{profile}"].sum() * minutes / 3600.0
