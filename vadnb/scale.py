@@ -431,16 +431,13 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
 def _claim(out: Path, sig: dict[str, Any], overwrite: bool) -> None:
     """Make ``out`` this run's folder; refuse (or with ``overwrite`` clear) another run's."""
     meta = out / "run.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        if old != sig:
-            if not overwrite:
-                diff = {k: (old.get(k), v) for k, v in sig.items() if old.get(k) != v}
-                raise ValueError(
-                    f"{out} holds another run (differs in {diff}); choose another out_dir, or "
-                    "pass overwrite=True to delete its scores and start again")
-            for sub in ("frame_scores", "segments"):
-                shutil.rmtree(out / sub, ignore_errors=True)
+    old = json.loads(meta.read_text()) if meta.exists() else sig
+    if old != sig and not overwrite:
+        diff = {k: (old.get(k), v) for k, v in sig.items() if old.get(k) != v}
+        raise ValueError(f"{out} holds another run (differs in {diff}); choose another out_dir, "
+                         "or pass overwrite=True to delete its scores and start again")
+    for sub in ("frame_scores", "segments") if old != sig else ():
+        shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(sig, indent=2))
 
