@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from vadnb.environment import NOTEBOOK_METHODS, downloads, notebook_roles
+
 #: progress bars allowed per notebook (its long stages: 80 runs five methods and trains
 #: AnomalyCLIP; 70 learns twice, with tiny models and with perfect perception, and answers
 #: and embeds the test videos each time; 60 shows one run's three stages (CLIP frames, CLIP
@@ -59,3 +61,22 @@ def check_clean(nb: Any, name: str) -> dict:
     assert len(a["bars"]) <= budget, f"{name}: {len(a['bars'])} progress bars > {budget}: {a['bars']}"
     assert not a["missing_say"], f"{name}: cells {a['missing_say']} call say() but show no statement"
     return a
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def download_note(notebook: str, profile: str = "colab") -> str:
+    """The sentence a notebook's header must hold: every download it makes (from the profile
+    table and the registry, so it cannot drift)."""
+    rows = downloads(notebook_roles(notebook), profile)
+    if not rows:
+        return "This notebook downloads no model (approximate size: 0 GB)."
+    items = [f"{r['model']} ({'/'.join(r['roles'])}, ~{r['download_gb']:g} GB"
+             + (f"; {r['licence']}" if r["licence"] else "") + ")" for r in rows]
+    total = sum(r["download_gb"] for r in rows)
+    several = NOTEBOOK_METHODS[str(notebook)[:2]] == ("*",)
+    return (f'With `PROFILE = "{profile}"` this notebook downloads, once'
+            + (", the models of the methods it runs" if several else "") + ": " + _join(items)
+            + f": ~{total:.1f} GB in all (sizes approximate).")

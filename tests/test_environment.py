@@ -162,6 +162,8 @@ def test_real_profile_on_a_small_cpu_machine_is_refused(tmp_path, monkeypatch):
 
 
 def test_downloads_per_notebook_come_from_the_registry_and_profile():
+    from notebook_audit import download_note
+
     from vadnb import environment
 
     assert environment.notebook_roles("20") == ["captioner", "embedder", "llm"]  # lavad.run
@@ -175,9 +177,9 @@ def test_downloads_per_notebook_come_from_the_registry_and_profile():
     every = environment.downloads(["vlm", "vlm-3b"], "colab")
     assert len(every) == 1 and every[0]["roles"] == ["vlm", "vlm-3b"]
     assert environment.downloads(environment.notebook_roles("20"), "tiny") == []
-    paper = environment.download_note("30", "paper")
+    paper = download_note("30", "paper")
     assert "meta-llama/Llama-2-13b-chat-hf" in paper and "gated" in paper
-    assert environment.download_note("10") .startswith("This notebook downloads no model")
+    assert download_note("10").startswith("This notebook downloads no model")
     with pytest.raises(ValueError, match="unknown notebook '99'"):
         environment.notebook_roles("99")
 

@@ -170,7 +170,7 @@ def test_header_lists_every_download_and_opens_on_a_gpu(nb):
     (notebook 20 once omitted the LLM its lavad.run loads); Colab opens it on a T4."""
     import textwrap
 
-    from vadnb.environment import download_note
+    from notebook_audit import download_note
 
     meta = json.loads(nb.read_text())["metadata"]
     assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4"

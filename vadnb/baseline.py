@@ -1,25 +1,10 @@
-"""A classical baseline with no learned vision-language model (method name "classical").
+"""A classical baseline with no learned model (method "classical"): notebook 80's reference row.
 
-Taught in notebook 80 as the reference row of the leaderboard: it runs on any CPU, offline,
-in seconds, and its scores mean something even where the tiny models' do not. It shows,
-on this machine, what the vision-language methods have to beat.
-
-Each frame becomes a handful of facts a person can read:
-
-- ``fg_area``: the fraction of the frame that moves (background subtraction, OpenCV's MOG2);
-- ``blob_area``: the size of the largest moving region (a vehicle is one big blob);
-- ``blob_flatness``: width / height of the largest blobs (a lying person is wide and low);
-- ``speed``: how fast the moving pixels move (optical flow, 95th percentile);
-- ``static_area``: what differs from a slowly learned background but does not move (an
-  object left behind, a person lying still); the background starts as the median of the
-  first seconds and learns only where nothing moves;
-- ``people``: OpenCV's built-in HOG people detector (off by default: its 64x128 window
-  needs people taller than the campus clips show them; switch it on for close-up footage).
-
-The anomaly score is how far each fact falls above what normal footage shows (a robust
-z-score: median and MAD of the reference), the largest over facts, squashed to [0, 1] and
-smoothed over about a second. The reference is the video itself (most of any video is
-normal) unless you pass normal videos of the same camera (``reference=[...]``).
+It runs on any CPU in seconds. Each frame becomes :data:`FACTS` a person can read (moving area,
+largest blob, its flatness, flow speed, still change against a slow background, HOG people:
+off by default, its window needs people taller than the campus clips show). The score is the
+largest robust z-score (median, MAD of the video itself or of normal ``reference`` videos)
+over facts, squashed to [0, 1] and smoothed over about a second.
 """
 
 from __future__ import annotations
@@ -36,27 +21,22 @@ from pydantic import Field
 from .cache import Cache, file_digest, get_cache
 from .result import Detection
 from .stages import config_dataclass, configure, gaussian_smooth
-from .video import iter_frames, probe
+from .video import VideoError, iter_frames, probe
 
-__all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "score_steps", "run",
-           "FACTS"]
+__all__ = ["Config", "frame_facts", "frame_views", "fit_reference", "fact_zscores", "score_steps",
+           "run", "FACTS"]
 
 FACTS = ("fg_area", "blob_area", "blob_flatness", "speed", "static_area", "people")
 
-_EXPLAIN = {
-    "fg_area": "much more of the scene is moving than usual",
-    "blob_area": "a large moving object",
-    "blob_flatness": "a wide, low shape (someone lying down?)",
-    "speed": "something moves much faster than usual",
-    "static_area": "something new has stayed still in the scene",
-    "people": "more people than usual",
-}
+_EXPLAIN = {"fg_area": "much more of the scene is moving than usual",
+            "blob_area": "a large moving object",
+            "blob_flatness": "a wide, low shape (someone lying down?)",
+            "speed": "something moves much faster than usual",
+            "static_area": "something new has stayed still in the scene",
+            "people": "more people than usual"}
 
 
-# Limits: sizes are capped where a larger value would only exhaust memory or time (a
-# 4K frame is 3840 px wide; MOG2 and the slow background keep per-pixel state for the
-# frames of their memory; init_s buffers that many seconds of frames; a smoothing sigma
-# of minutes turns the whole video into one value).
+# Limits cap sizes where a larger value would only exhaust memory or time.
 @config_dataclass(frozen=True)
 class Config:
     """Parameters of the classical baseline (no paper: it is this suite's reference row)."""
@@ -86,20 +66,13 @@ class Config:
 
 
 def _blobs(mask: np.ndarray, min_area: int) -> tuple[float, float]:
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
+    """The largest blob's share of the frame, and the flattest blob's width / height."""
+    stats = cv2.connectedComponentsWithStats(mask, connectivity=8)[2][1:]  # 0: background
+    stats = stats[stats[:, cv2.CC_STAT_AREA] >= min_area].astype(float)
+    if not len(stats):
         return 0.0, 0.0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = areas >= min_area
-    if not keep.any():
-        return 0.0, 0.0
-    areas = areas[keep]
-    w = stats[1:, cv2.CC_STAT_WIDTH][keep].astype(float)
-    h = stats[1:, cv2.CC_STAT_HEIGHT][keep].astype(float)
-    big = np.argmax(areas)
-    # flatness of the largest blobs: wide-and-low shapes stand out against upright walkers
-    flat = float(np.max(w / np.maximum(h, 1.0)))
-    return float(areas[big]) / mask.size, flat
+    flat = np.max(stats[:, cv2.CC_STAT_WIDTH] / np.maximum(stats[:, cv2.CC_STAT_HEIGHT], 1.0))
+    return float(stats[:, cv2.CC_STAT_AREA].max()) / mask.size, float(flat)
 
 
 def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.DataFrame:
@@ -109,30 +82,22 @@ def frame_facts(video: str | os.PathLike, config: Config | None = None) -> pd.Da
 
 def frame_views(video: str | os.PathLike, frames: list[int] | tuple[int, ...],
                 config: Config | None = None) -> dict[int, dict[str, np.ndarray]]:
-    """What the baseline sees at ``frames`` (notebook 80 draws them), at the working width.
-
-    For each frame: ``"frame"`` (RGB), ``"moving"`` (the background subtractor's foreground,
-    0/1), ``"speed"`` (optical-flow magnitude in pixels per second at half resolution; zeros
-    where nothing moves or on the first frame) and ``"still_change"`` (differs from the slow
-    background but does not move, 0/1). The whole video is scanned up to the last frame
-    asked for, since both background models learn from every frame before it.
-    """
+    """What the baseline sees at ``frames`` (working width): ``"frame"``, ``"moving"`` (0/1),
+    ``"speed"`` (pixels per second, half resolution) and ``"still_change"`` (0/1)."""
     return _scan(video, config or Config(), tuple(int(f) for f in frames))[1]
 
 
 def _scan(video: str | os.PathLike, cfg: Config,
           views_at: tuple[int, ...]) -> tuple[pd.DataFrame, dict[int, dict[str, np.ndarray]]]:
-    """Run the background models and the flow over ``video``: the facts, and the views of
-    the frames in ``views_at``."""
+    """The facts of every frame of ``video``, and the views of the frames in ``views_at``."""
     info = probe(video)
-    height = int(round(info.height * cfg.width / info.width / 2) * 2)
-    size = (cfg.width, height)
+    size = (cfg.width, int(round(info.height * cfg.width / info.width / 2) * 2))
+    small = (size[0] // 2, size[1] // 2)  # the optical flow runs at half size
     fps = info.fps or 10.0
     short = cv2.createBackgroundSubtractorMOG2(history=max(2, int(cfg.history_s * fps)),
                                                detectShadows=False)
-    hog = None
-    if cfg.people_every > 0:
-        hog = cv2.HOGDescriptor()
+    hog = cv2.HOGDescriptor() if cfg.people_every > 0 else None
+    if hog is not None:
         hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
@@ -156,11 +121,10 @@ def _scan(video: str | os.PathLike, cfg: Config,
         bg[still] += rate * (gray[still] - bg[still])
         blob_area, flat = _blobs(fg, min_area)
         speed = 0.0
-        prev = state["prev"]
-        small = (size[0] // 2, size[1] // 2)
         mag = np.zeros((small[1], small[0]), np.float32)
-        if prev is not None and moving.any():
-            flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
+        if state["prev"] is not None and moving.any():
+            flow = cv2.calcOpticalFlowFarneback(cv2.resize(state["prev"], small),
+                                                cv2.resize(gray, small),
                                                 None, 0.5, 2, 9, 2, 5, 1.1, 0)
             mag = np.linalg.norm(flow, axis=2)
             m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
@@ -179,30 +143,27 @@ def _scan(video: str | os.PathLike, cfg: Config,
                      "people": state["people"]})
         state["prev"] = gray
 
+    def start() -> None:  # the slow background begins as the median of the first frames
+        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
+        state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
+        for i, f in buffered:
+            process(i, f)
+        buffered.clear()
+
     last = max(views_at) if views_at else None
     for chunk in iter_frames(video, size=size):
         if last is not None and chunk.indices[0] > last:  # the views are all taken
             break
         for idx, rgb in zip(chunk.indices, chunk.images):
-            if state["bg"] is None:
-                buffered.append((int(idx), rgb))
-                if len(buffered) < init:
-                    continue
-                grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
-                state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
-                for i, f in buffered:
-                    process(i, f)
-                buffered.clear()
-            else:
+            if state["bg"] is not None:
                 process(int(idx), rgb)
+                continue
+            buffered.append((int(idx), rgb))
+            if len(buffered) >= init:
+                start()
     if buffered:  # a video shorter than init_s
-        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
-        state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
-        for i, f in buffered:
-            process(i, f)
+        start()
     if not rows:
-        from .video import VideoError
-
         raise VideoError(f"video has 0 decodable frames: {video}")
     missing = sorted(set(views_at) - set(views))
     if missing:
@@ -211,13 +172,13 @@ def _scan(video: str | os.PathLike, cfg: Config,
     return pd.DataFrame(rows), views
 
 
+# the smallest spread per fact: one that never varies in normal footage still needs a scale
 _MIN_SPREAD = pd.Series({"fg_area": 1e-3, "blob_area": 1e-3, "blob_flatness": 0.1,
                          "speed": 1.0, "static_area": 1e-3, "people": 0.5})
-"""The smallest spread per fact: a fact that never varies in normal footage (no static
-objects, say) still needs a scale, so that a change registers without dividing by zero."""
 
 
-def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int = 0) -> pd.DataFrame:
+def fit_reference(facts: pd.DataFrame | list[pd.DataFrame],
+                  warmup_frames: int = 0) -> pd.DataFrame:
     """Median and robust spread (1.4826 * MAD, at least ``_MIN_SPREAD``) of every fact."""
     frames = facts if isinstance(facts, list) else [facts]
     table = pd.concat([f.iloc[warmup_frames:] if len(f) > warmup_frames else f for f in frames])
@@ -226,14 +187,10 @@ def fit_reference(facts: pd.DataFrame | list[pd.DataFrame], warmup_frames: int =
     return pd.DataFrame({"median": med, "spread": np.maximum(mad, _MIN_SPREAD[list(FACTS)])})
 
 
-def fact_zscores(facts: pd.DataFrame, reference: pd.DataFrame, warmup_frames: int = 0) -> np.ndarray:
-    """How far each fact of each frame lies above normal, in robust spreads (frames x facts).
-
-    ``(fact - median) / spread`` from ``reference`` (:func:`fit_reference`), clipped at 0
-    (only *more* than normal is suspicious), faded in over the first ``warmup_frames`` while
-    the background models settle. :func:`run` turns the largest of a frame's z-scores into
-    its score; notebook 80 plots them fact by fact.
-    """
+def fact_zscores(facts: pd.DataFrame, reference: pd.DataFrame,
+                 warmup_frames: int = 0) -> np.ndarray:
+    """How far each fact of each frame lies above normal, in robust spreads (frames x facts):
+    clipped at 0 (only *more* is suspicious), faded in over the first ``warmup_frames``."""
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)
     med = reference.loc[list(FACTS), "median"].to_numpy()
     spread = reference.loc[list(FACTS), "spread"].to_numpy()
@@ -267,10 +224,8 @@ def _score_inputs(video: str | os.PathLike, cfg: Config, store: Cache,
     fps = probe(video).fps or 10.0
     facts = _facts_cached(video, cfg, store)
     warm = int(cfg.warmup_s * fps)
-    if reference:
-        ref = fit_reference([_facts_cached(r, cfg, store) for r in reference], warm)
-    else:
-        ref = fit_reference(facts, warm)
+    normal = [_facts_cached(r, cfg, store) for r in reference] if reference else facts
+    ref = fit_reference(normal, warm)
     return facts, ref, fact_zscores(facts, ref, warm), fps
 
 
@@ -282,12 +237,8 @@ def _score(top: np.ndarray, cfg: Config, fps: float) -> np.ndarray:
 
 def score_steps(video: str | os.PathLike, *, reference: list[str | os.PathLike] | None = None,
                 config: Config | None = None, cache: Cache | str | None = None) -> pd.DataFrame:
-    """Each step from facts to score, one row per frame (notebook 80 plots them).
-
-    Columns: ``z <fact>`` for every fact (:func:`fact_zscores`), ``max z`` (the largest),
-    ``raw`` (``1 - exp(-max z / z_scale)``) and ``score`` (``raw`` smoothed: exactly
-    :func:`run`'s ``frame_scores``).
-    """
+    """Each step from facts to score, one row per frame: ``z <fact>``, ``max z``, ``raw``
+    (``1 - exp(-max z / z_scale)``) and ``score`` (exactly :func:`run`'s ``frame_scores``)."""
     cfg = config or Config()
     _, _, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     table = pd.DataFrame(z, columns=[f"z {f}" for f in FACTS])
@@ -300,12 +251,8 @@ def score_steps(video: str | os.PathLike, *, reference: list[str | os.PathLike] 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict | None = None, cache: Cache | str | None = None,
         reference: list[str | os.PathLike] | None = None, **overrides: Any) -> Detection:
-    """Score every frame of ``video`` by how far its facts fall from normal footage.
-
-    ``reference``: normal videos from the same camera to define "normal"; by default the
-    video itself (robust statistics: a short anomaly barely moves a median). ``profile`` and
-    ``backends`` are accepted for a uniform call and ignored: no model is used.
-    """
+    """Score every frame of ``video`` by how far its facts fall from normal footage
+    (``reference`` videos of the same camera, or the video itself; no model is used)."""
     cfg = configure(Config, config, overrides, "classical")
     facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
@@ -332,10 +279,10 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
                      segments=pd.DataFrame(rows),
                      extras={"facts": {k: np.round(values[:, i], 5).tolist()
                                        for i, k in enumerate(FACTS)},
-                             "reference": "given normal videos" if reference else "the video itself"})
+                             "reference": ("given normal videos" if reference
+                                           else "the video itself")})
 
 
-# ------------------------------------------- the declaration (vadnb.registry): read by every table
 from .registry import protocol, register  # noqa: E402
 
 register("classical", config=Config, run=run, protocols=[

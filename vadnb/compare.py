@@ -1,9 +1,7 @@
-"""Run several methods over the same clips, each loading its models once (notebook 80).
+"""Run several methods over the same clips, each loading its models once (notebooks 80, 85).
 
-:class:`MethodRunner` knows, for every method, which models it needs and what its ``run``
-takes besides the video (AnomalyCLIP a checkpoint, AnyAnomaly the typed descriptions, VERA
-its questions, the classical baseline its normal reference clips). Notebook 80 explains the
-comparison; notebook 85 uses the same runner on a video you upload.
+:class:`MethodRunner` knows what each method's ``run`` takes besides the video (AnomalyCLIP a
+checkpoint, AnyAnomaly typed descriptions, VERA questions, the baseline reference clips).
 """
 
 from __future__ import annotations
@@ -15,19 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
-from .detect import METHODS, Detection
+from .detect import Detection
+from .progress import bar
+from .scale import load_backends, score_video
 
 __all__ = ["CAMPUS_DESCRIPTIONS", "ROLES", "TINY_KNOBS", "campus_prompts", "availability",
            "MethodRunner", "detect_one"]
 
-#: what a user would type to AnyAnomaly for each campus anomaly class
+#: What a user would type to AnyAnomaly for each campus anomaly class.
 CAMPUS_DESCRIPTIONS = {"Vehicle": "a vehicle driving on the grass",
                        "Running": "a person running",
                        "Fallen": "a person lying on the ground",
                        "Object left": "a box left on the ground"}
 
-#: per method: role -> the profile entry loaded for it once for all clips (from the registry;
-#: methods not listed, such as LAVAD, load and release their own)
+#: Per method: role -> profile entry loaded once for all clips (LAVAD loads its own).
 ROLES: Mapping[str, dict[str, str]] = registry.view(
     lambda m: dict(m.roles) if m.keep_loaded and m.roles else None)
 
@@ -39,10 +38,9 @@ def campus_prompts(classes: Sequence[str]) -> list[str]:
 
 def availability(method: str) -> str:
     """``"ok"``, or why the method's module cannot be imported in this copy of the suite."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    module = registry.module_of(method)  # an unknown method is an error
     try:
-        importlib.import_module(METHODS[method])
+        importlib.import_module(module)
     except ImportError as err:
         return f"not available ({err})"
     return "ok"
@@ -51,14 +49,7 @@ def availability(method: str) -> str:
 @dataclass
 class MethodRunner:
     """Runs any method on a list of clips with the right inputs, loading its models once.
-
-    profile: the model profile. cache: the stage cache (None: the suite's).
-    knobs: per method, Config fields to set (e.g. ``{"vera": {"stride": 32}}``).
-    checkpoint: AnomalyCLIP's trained head (``anomalyclip.save_checkpoint``).
-    clip: a CLIP backend already loaded for AnomalyCLIP (kept, never released here).
-    prompts: AnyAnomaly's typed descriptions. questions: VERA's questions (None: shipped).
-    progress: one bar per method over its clips.
-    """
+    knobs: per method, Config fields; clip: a loaded CLIP for AnomalyCLIP (kept loaded)."""
 
     profile: str | None = None
     cache: Any = None
@@ -71,15 +62,6 @@ class MethodRunner:
 
     def _knobs(self, method: str) -> dict[str, Any]:
         return dict(self.knobs.get(method, {}))
-
-    def load_roles(self, method: str) -> dict[str, Any]:
-        """The models ``method`` needs, loaded once for all its clips."""
-        from .scale import load_method_backends
-
-        if method == "anomalyclip" and self.clip is not None:
-            return {"clip": self.clip}
-        return load_method_backends(method, self.profile, self._knobs(method),
-                                    roles=ROLES.get(method, {}))
 
     def arguments(self, method: str, reference: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``method``'s ``run`` needs besides the video: its inputs and Config fields."""
@@ -108,13 +90,11 @@ class MethodRunner:
 
             return lavad.run_many(list(paths), profile=self.profile, cache=self.cache,
                                   **self._knobs(method))
-        from .progress import bar
-
-        module = importlib.import_module(METHODS[method])
-        backends = self.load_roles(method)
+        backends = ({"clip": self.clip} if method == "anomalyclip" and self.clip is not None
+                    else load_backends(ROLES.get(method, {}), self.profile, self._knobs(method)))
         try:
-            return [module.run(p, profile=self.profile, backends=backends, cache=self.cache,
-                               **self.arguments(method, reference))
+            return [score_video(p, method, profile=self.profile, backends=backends,
+                                cache=self.cache, **self.arguments(method, reference))
                     for p in bar(list(paths), desc=f"{method} on {len(paths)} videos",
                                  disable=not self.progress or len(paths) < 2)]
         finally:
@@ -123,30 +103,22 @@ class MethodRunner:
                     backend.release()
 
 
-#: on the tiny profile: the small settings notebooks 50-80 use (random models write noise of
-#: any length, so replies are kept short and frames small)
-TINY_KNOBS: dict[str, dict[str, Any]] = {
-    "vera": {"image_size": 64, "max_new_tokens": 16},
-    "anyanomaly": {"max_new_tokens": 8},
-}
+#: On the tiny profile, notebooks 50-80's small settings (random models write noise of any length).
+TINY_KNOBS: dict[str, dict[str, Any]] = {"vera": {"image_size": 64, "max_new_tokens": 16},
+                                         "anyanomaly": {"max_new_tokens": 8}}
 
 
 def detect_one(video: str | os.PathLike, method: str, prompt: str | None = None, *,
-               profile: str | None = None, checkpoint: str | os.PathLike | None = None,
-               cache: Any = None, knobs: Mapping[str, Mapping[str, Any]] | None = None
-               ) -> Detection:
-    """One method on one video of yours (notebook 85): AnyAnomaly looks for ``prompt``, the
-    classical baseline takes the video itself as normal, AnomalyCLIP needs ``checkpoint``.
-    On the tiny profile the :data:`TINY_KNOBS` apply unless ``knobs`` says otherwise."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+               profile: str | None = None,
+               checkpoint: str | os.PathLike | None = None) -> Detection:
+    """One method on one video of yours: AnyAnomaly looks for ``prompt``, AnomalyCLIP needs
+    ``checkpoint``; on the tiny profile :data:`TINY_KNOBS` apply."""
+    registry.module_of(method)  # an unknown method is an error
     if method == "anyanomaly" and not (prompt or "").strip():
         raise ValueError("AnyAnomaly looks for what you type: give a prompt such as "
                          "'a person running'")
-    chosen = dict(TINY_KNOBS) if profile == "tiny" else {}
-    for m, k in (knobs or {}).items():
-        chosen[m] = {**chosen.get(m, {}), **k}
-    runner = MethodRunner(profile=profile, cache=cache, knobs=chosen, checkpoint=checkpoint,
+    runner = MethodRunner(profile=profile, knobs=TINY_KNOBS if profile == "tiny" else {},
+                          checkpoint=checkpoint,
                           prompts=[prompt.strip()] if prompt and prompt.strip() else None,
                           progress=False)
     return runner.run(method, [str(video)])[0]

@@ -12,33 +12,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import registry
-from .models.served import SERVED_OPTIONS, redact
+from . import models, registry
+from .models.served import redact
 from .result import SAVED_FILES, TINY_WARNING, Detection
+from .stages import configure
+from .video import VideoError, probe
 
 __all__ = ["Detection", "detect", "METHODS", "TINY_WARNING", "SAVED_FILES"]
 
-# method name -> module that provides run(video, ...) -> Detection (read from the registry,
-# so a method registered later is found too)
-METHODS = registry.MODULES
+METHODS = registry.MODULES  # method -> module of its run(video, ...) -> Detection (live)
 
 
 def check_video_input(video: Any) -> Path:
-    """``video`` as a Path, after checking it is a local video file or frame folder.
-
-    Raises a clear error (before any model is loaded) for ``None``, a number, a URL, a
-    missing path, an empty file, or a folder or file that :func:`vadnb.video.probe` cannot
-    read as a video. The probe is cached where the methods look for it (the default cache),
-    so the method's own probe is then free.
-    """
-    from .video import VideoError, probe
-
-    if video is None:
-        raise TypeError("detect() needs a video: a file path (str or pathlib.Path) or a "
-                        "folder of frames, got None")
+    """``video`` as a Path once :func:`vadnb.video.probe` reads it (cached: the method's probe
+    is then free); a clear error for None, a URL, a missing path or an unreadable video."""
     if not isinstance(video, (str, os.PathLike)):
-        raise TypeError(f"detect() needs a video path (str or pathlib.Path), got "
-                        f"{type(video).__name__} {video!r:.80}")
+        raise TypeError(f"detect() needs a video path (str or pathlib.Path, a file or a folder "
+                        f"of frames), got {type(video).__name__} {video!r:.80}")
     text = os.fspath(video)
     if "://" in text:
         raise VideoError(f"{redact(text)!r} is a URL; vadnb reads local files only: download "
@@ -49,27 +39,11 @@ def check_video_input(video: Any) -> Path:
                          f"resolved from {Path.cwd()})")
     try:
         probe(path)
-    except VideoError:
-        raise
-    except OSError as err:
+    except OSError as err:  # (a VideoError is a ValueError: it passes as it is)
         kind = "folder" if path.is_dir() else "file"
         raise VideoError(f"{path} cannot be read as a video ({kind}): {type(err).__name__}: "
                          f"{err}; pass a video file or a folder of frames") from err
     return path
-
-
-def _served_backends(method: str, overrides: dict[str, Any],
-                     options: dict[str, Any]) -> dict[str, Any]:
-    """Backends for the served models among ``overrides`` (``<role>_model="openai:..."``),
-    built with ``options`` (timeout_s, max_retries, api_key...)."""
-    from . import models
-
-    served = {name[: -len("_model")]: value for name, value in overrides.items()
-              if name.endswith("_model") and str(value or "").startswith("openai:")}
-    if not served:
-        raise ValueError(f"{', '.join(sorted(options))} apply to served models only: give one "
-                         f"as e.g. llm_model='openai:<name>@<base url>' or vlm_model=...")
-    return {role: models.load(role, model=spec, **options) for role, spec in served.items()}
 
 
 def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None = None, *,
@@ -77,21 +51,14 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
            api_key: str | None = None, **overrides: Any) -> Detection:
     """Score every frame of ``video`` with ``method``.
 
-    ``profile`` picks the models ("tiny", "colab", "paper", "auto"; default from
-    ``$VADNB_PROFILE``). Other keyword arguments override the method's Config fields
-    (e.g. ``prompts=[...]`` for AnyAnomaly, ``checkpoint=...`` for AnomalyCLIP) or pass
-    ``backends={"llm": my_llm}`` to use models you built yourself. ``timeout_s``,
-    ``max_retries`` and ``api_key`` go to served models (``llm_model="openai:<name>@<url>"``,
-    see :mod:`vadnb.models.served`).
-
-    The video and every setting are checked before any model is loaded.
+    ``profile``: "tiny", "colab", "paper", "auto" (default ``$VADNB_PROFILE``). Other keywords
+    are the method's Config fields (``prompts=[...]``, ``checkpoint=...``) or ``backends={"llm":
+    my_llm}``; ``timeout_s``, ``max_retries``, ``api_key`` go to served models
+    (``llm_model="openai:<name>@<url>"``). Video and settings are checked before any model loads.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    registry.module_of(method)  # an unknown method is an error, before the video is read
     check_video_input(video)
     module = importlib.import_module(METHODS[method])
-    from .stages import configure
-
     run_args = {name for name, p in inspect.signature(module.run).parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}  # config, backends, cache, ...
     fields = {k: v for k, v in overrides.items() if k not in run_args}
@@ -100,12 +67,16 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
         configure(config, overrides.get("config"), fields, method)
     options = {k: v for k, v in (("timeout_s", timeout_s), ("max_retries", max_retries),
                                  ("api_key", api_key)) if v is not None}
-    assert set(options) <= set(SERVED_OPTIONS)
     built: dict[str, Any] = {}
-    if options:
+    if options:  # built here: the served models among the settings (<role>_model="openai:...")
+        served = {k[: -len("_model")]: v for k, v in fields.items()
+                  if k.endswith("_model") and str(v or "").startswith("openai:")}
+        if not served:
+            raise ValueError(f"{', '.join(sorted(options))} apply to served models only: give "
+                             "one as e.g. llm_model='openai:<name>@<base url>' or vlm_model=...")
         given = dict(overrides.get("backends") or {})
-        built = {k: b for k, b in _served_backends(method, fields, options).items()
-                 if k not in given}
+        built = {role: models.load(role, model=spec, **options)
+                 for role, spec in served.items() if role not in given}
         overrides["backends"] = {**built, **given}
     try:
         return module.run(video, profile=profile, **overrides)

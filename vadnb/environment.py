@@ -1,10 +1,8 @@
 """``vadnb.setup()``: the first call of every notebook (notebook 00 explains it).
 
-It picks the device and the model profile once, seeds the random generators, prints one
-line (device, profile, torch and its threads, the cache folder) and returns an
-:class:`Environment` for later cells; ``env.report()`` has the rest (each role's dtype,
-every library version).
-(The module is not called ``setup.py`` so that ``vadnb.setup`` is always the function.)
+It picks the device and the profile, seeds the generators, prints one line and returns an
+:class:`Environment` (``env.report()`` has the rest); also the Colab helpers (Drive, downloads).
+Not called ``setup.py`` so that ``vadnb.setup`` is always the function.
 """
 
 from __future__ import annotations
@@ -14,17 +12,21 @@ import logging
 import os
 import platform
 import random
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import registry
 from .cache import cache_dir
-from .models.profiles import resolve_profile
+from .models import dtype_plan
+from .models.profiles import MEANINGLESS_PROFILES, MODELS, model_spec, resolve_profile
 
 __all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
            "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb", "NOTEBOOK_METHODS",
-           "notebook_roles", "downloads", "download_note", "keep_on_drive"]
+           "notebook_roles", "downloads", "keep_on_drive"]
 
 #: The methods whose models each notebook loads (their roles come from vadnb.registry);
 #: ``"*"``: every registered method (80, 85 and 90 can run any of them).
@@ -34,15 +36,10 @@ NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
     "80": ("*",), "85": ("*",), "90": ("*",),
 }
 
-#: Where ``keep_on_drive`` keeps the downloads and the cache on Colab.
-DRIVE_ROOT = "/content/drive/MyDrive/vadnb"
-
-#: Share of the host's memory one model's fp32 weights may take on a CPU run.
-HOST_FIT_SHARE = 0.8
-
 
 class ProfileNeedsGPUError(RuntimeError):
     """A real-model profile was asked for on a machine whose memory cannot hold its models."""
+
 
 _LIBRARIES = ("torch", "transformers", "open_clip_torch", "opencv-python-headless",
               "numpy", "scikit-learn", "plotly", "ipywidgets")
@@ -61,8 +58,6 @@ class Environment:
 
     @property
     def meaningless(self) -> bool:
-        from .models.profiles import MEANINGLESS_PROFILES
-
         return self.profile in MEANINGLESS_PROFILES
 
     def line(self) -> str:
@@ -75,24 +70,23 @@ class Environment:
                 "(env.report() for dtypes and versions)")
 
     def report(self) -> str:
-        """Everything ``setup()`` chose, one fact a line: why the threads, each role's dtype,
-        every library version, which known log noise was silenced."""
+        """Everything ``setup()`` chose, one fact a line (dtypes, versions, silenced noise)."""
+        why = self.notes.get("dtype_why", {})
         lines = [f"device : {self.device}" + (f" ({self.device_name})" if self.device_name
                                               else " (no CUDA GPU found)"),
-                 f"profile: {self.profile}{_PROFILE_NOTES.get(self.profile, '')}"]
-        why = self.notes.get("dtype_why", {})
-        lines += [f"dtype  : {role:<26} {dtype:<9} {why.get(role, '')}".rstrip()
-                  for role, dtype in self.dtypes.items()]
-        lines.append(f"threads: torch uses {self.threads} ({self.notes.get('threads', '')})")
-        lines.append(f"python : {platform.python_version()}; "
-                     + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
-        lines.append(f"cache  : {self.cache_dir}  (set VADNB_CACHE to move it)")
+                 f"profile: {self.profile}{_PROFILE_NOTES.get(self.profile, '')}",
+                 *(f"dtype  : {role:<26} {dtype:<9} {why.get(role, '')}".rstrip()
+                   for role, dtype in self.dtypes.items()),
+                 f"threads: torch uses {self.threads} ({self.notes.get('threads', '')})",
+                 f"python : {platform.python_version()}; "
+                 + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+                 f"cache  : {self.cache_dir}  (set VADNB_CACHE to move it)"]
         if self.notes.get("quieted"):
             lines.append(f"quiet  : silenced {self.notes['quieted']} (VADNB_VERBOSE=1 keeps them)")
         return "\n".join(lines)
 
 
-#: what the profile means for the scores, said next to its name
+#: What the profile means for the scores, said next to its name.
 _PROFILE_NOTES = {"tiny": " (random-init models: scores are meaningless)",
                   "cpu": " (real small LLM and text embedder, tiny image models: scores are "
                          "meaningless)"}
@@ -106,8 +100,7 @@ def _version(name: str) -> str:
 
 
 def available_cores() -> int:
-    """CPU cores this process may use: its CPU affinity, capped by a cgroup CPU quota
-    (containers, CI runners), at least 1."""
+    """CPU cores this process may use: its affinity, capped by a cgroup quota, at least 1."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -122,22 +115,16 @@ def available_cores() -> int:
 
 
 def size_thread_pool() -> tuple[int, str]:
-    """Set torch's intra-op thread pool to the cores available, unless told otherwise.
-
-    ``OMP_NUM_THREADS`` (or ``VADNB_THREADS``), when set, wins; else one thread per core
-    this process may use (:func:`available_cores`), never more, so the pool is not
-    oversubscribed by counting cores the container cannot use. Returns ``(threads, why)``.
-    """
+    """Size torch's thread pool: ``$VADNB_THREADS`` or ``$OMP_NUM_THREADS`` when set, else
+    :func:`available_cores` (never the host's count: oversubscribed). Returns ``(threads, why)``."""
     import torch
 
-    for var in ("VADNB_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            torch.set_num_threads(int(value))
-            return int(value), f"from ${var}"
-    cores = available_cores()
-    torch.set_num_threads(cores)
-    return cores, "one per available core"
+    given = [(int(v), f"from ${var}") for var in ("VADNB_THREADS", "OMP_NUM_THREADS")
+             if (v := os.environ.get(var, "").strip()).isdigit() and int(v) > 0]
+    threads, why = given[0] if given else (available_cores(), "one per available core")
+    torch.set_num_threads(threads)
+    return threads, why
+
 
 def host_memory_gb() -> float | None:
     """The machine's physical memory in GB (1e9 bytes), or None where the OS does not say."""
@@ -148,23 +135,15 @@ def host_memory_gb() -> float | None:
 
 
 def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -> None:
-    """Refuse a real-model profile on a CPU whose memory cannot hold its largest model.
-
-    On a CPU every model loads in fp32 (4 bytes a parameter): the ``colab`` profile's
-    BLIP-2 and Qwen2.5-VL need ~15 GB each, and a Colab CPU runtime has 12.7 GB, so the
-    kernel would die while loading, with no message. ``ram_gb``: the host's memory (default
-    :func:`host_memory_gb`). Raises :class:`ProfileNeedsGPUError` naming the model.
-    """
-    from .models.profiles import MEANINGLESS_PROFILES, MODELS
-
-    if str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES or profile not in MODELS:
-        return
+    """Raise :class:`ProfileNeedsGPUError` for a real-model profile on a CPU whose memory
+    (``ram_gb``) cannot hold its largest model in fp32: the kernel would die silently."""
     ram_gb = host_memory_gb() if ram_gb is None else ram_gb
-    if ram_gb is None:
+    if (str(device).startswith("cuda") or profile in MEANINGLESS_PROFILES
+            or profile not in MODELS or ram_gb is None):  # None: the OS does not say
         return
     role, spec = max(MODELS[profile].items(), key=lambda kv: kv[1].params_b or 0.0)
     need_gb = (spec.params_b or 0.0) * 4
-    if need_gb > HOST_FIT_SHARE * ram_gb:
+    if need_gb > 0.8 * ram_gb:  # the largest model may take 80% of the host's memory
         raise ProfileNeedsGPUError(
             f"profile {profile!r} needs a CUDA GPU here: no GPU was found, and on a CPU its "
             f"{role} model {spec.model} loads in fp32 (~{need_gb:.0f} GB), more than this "
@@ -176,13 +155,7 @@ def check_profile_fits(profile: str, device: str, ram_gb: float | None = None) -
 
 
 def notebook_roles(notebook: str) -> list[str]:
-    """The profile-table entries (roles or variants) a notebook's methods load, in order.
-
-    ``notebook``: its two-digit number ("20"). Read from each method's registered roles,
-    so a method that starts using another model changes every notebook's list.
-    """
-    from . import registry
-
+    """The profile-table entries a notebook ("20") loads, from its methods' registered roles."""
     key = str(notebook)[:2]
     if key not in NOTEBOOK_METHODS:
         raise ValueError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_METHODS)}")
@@ -194,14 +167,8 @@ def notebook_roles(notebook: str) -> list[str]:
 
 
 def downloads(roles, profile: str = "colab") -> list[dict]:
-    """What loading ``roles`` under ``profile`` downloads: one row per distinct model.
-
-    Each row: ``model``, ``roles`` (that it plays), ``download_gb`` (estimated, see
-    :mod:`vadnb.models.profiles`) and ``licence`` (what a user must know first). Models
-    built locally (tiny) or shipped in a wheel count 0 GB.
-    """
-    from .models.profiles import model_spec
-
+    """What loading ``roles`` under ``profile`` downloads: one row (``model``, ``roles``,
+    ``download_gb`` estimated, ``licence``) per distinct model; local models are left out."""
     rows: dict[str, dict] = {}
     for role in roles:
         spec = model_spec(role, profile)
@@ -214,39 +181,10 @@ def downloads(roles, profile: str = "colab") -> list[dict]:
     return list(rows.values())
 
 
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def download_note(notebook: str, profile: str = "colab") -> str:
-    """The header sentence of a notebook that lists every download it makes (generated here
-    from the profile table and the registry so it cannot drift; tests compare the headers)."""
-    rows = downloads(notebook_roles(notebook), profile)
-    if not rows:
-        return "This notebook downloads no model (approximate size: 0 GB)."
-    items = [f"{r['model']} ({'/'.join(r['roles'])}, ~{r['download_gb']:g} GB"
-             + (f"; {r['licence']}" if r["licence"] else "") + ")" for r in rows]
-    total = sum(r["download_gb"] for r in rows)
-    several = NOTEBOOK_METHODS[str(notebook)[:2]] == ("*",)
-    return (f'With `PROFILE = "{profile}"` this notebook downloads, once'
-            + (", the models of the methods it runs" if several else "") + ": " + _join(items)
-            + f": ~{total:.1f} GB in all (sizes approximate).")
-
-
-def keep_on_drive(notebook: str, profile: str | None = None, root: str = DRIVE_ROOT,
-                  mount: bool = True) -> dict[str, str]:
-    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab).
-
-    Each Colab notebook runs on a fresh machine; with this, the second notebook reuses the
-    models and cached stages the first one saved instead of downloading ~26 GB again.
-    Mounts Drive (it asks for permission), points ``VADNB_CACHE`` and ``HF_HOME`` there, and
-    prints the space this notebook needs against Drive's free space. Call it before
-    anything imports transformers or huggingface_hub (the Colab cell does): they read
-    ``HF_HOME`` once, on import. Returns the variables it set.
-    """
-    import shutil
-    import sys
-
+def keep_on_drive(notebook: str, profile: str | None = None,
+                  root: str = "/content/drive/MyDrive/vadnb", mount: bool = True) -> dict[str, str]:
+    """Keep vadnb's cache and the Hugging Face downloads on Google Drive (Colab) and print the
+    space needed; call it before anything imports transformers (it reads ``HF_HOME`` once)."""
     if mount:
         from google.colab import drive  # type: ignore[import-not-found]
 
@@ -275,28 +213,19 @@ def keep_on_drive(notebook: str, profile: str | None = None, root: str = DRIVE_R
 
 
 def silence_known_noise() -> list[str]:
-    """Quiet the library chatter that says nothing to a student (called by :func:`setup`).
-
-    Returns what was silenced, for setup's one-line note. Only known, harmless noise:
-    FFmpeg's decoder log lines (vadnb.video reports unreadable frames itself), the
-    transformers INFO/WARNING logs and its bars for reading checkpoints from disk, PyAV's
-    log, and Ray's start-up note that token authentication is on. Never huggingface_hub's
-    download bars: a 15 GB download with no output looks like a hang.
-    (vadnb's own progress bars appear only for steps longer than a second.) Set ``VADNB_VERBOSE=1`` to keep everything.
-    """
+    """Quiet known, harmless library chatter (FFmpeg, PyAV, transformers, Ray's start-up);
+    never the download bars (a silent 15 GB download looks like a hang). Returns what was
+    silenced; ``VADNB_VERBOSE=1`` keeps everything."""
     if os.environ.get("VADNB_VERBOSE", "") not in ("", "0"):
         return []
-    done = []
     # read by OpenCV's FFmpeg backend when it first opens a file: 8 = fatal errors only
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
-    done.append("FFmpeg decoder log")
+    done = ["FFmpeg decoder log"]
     try:
         import av.logging
 
-        # PyAV's own default: FFmpeg's log goes to a C callback that drops it. Never a
-        # level (set_level(FATAL) etc.): that installs a Python callback, and FFmpeg's
-        # decoding threads then need the GIL to log while the main thread holds it inside
-        # container.close(), which deadlocks (tests/test_video_hang.py).
+        # PyAV's default (a C callback drops the log). Never a level: its Python callback
+        # deadlocks inside container.close() (tests/test_video_hang.py).
         av.logging.set_level(None)
         done.append("PyAV log")
     except (ImportError, AttributeError):
@@ -305,9 +234,7 @@ def silence_known_noise() -> list[str]:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        # transformers' own bars ("Loading weights", "Writing model shards": reading a
-        # checkpoint from disk) go; transformers' switch also turns off huggingface_hub's
-        # download bars, which must stay: a 15 GB download with no output looks like a hang
+        # transformers' switch for its loading bars also turns off the hub's download bars
         hf_logging.disable_progress_bar()
         from huggingface_hub.utils import enable_progress_bars
 
@@ -324,10 +251,8 @@ def silence_known_noise() -> list[str]:
 
 def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Environment:
     """Choose device and profile, seed everything, and print **one** line saying what was
-    chosen (the rest, per-role dtypes and every library version, is ``env.report()``).
-
-    ``profile``: "tiny", "colab", "paper" or "auto" (default: ``$VADNB_PROFILE``, else auto).
-    """
+    chosen (the rest is ``env.report()``). ``profile``: "tiny", "colab", "paper" or "auto"
+    (default: ``$VADNB_PROFILE``, else auto)."""
     import torch
 
     quieted = silence_known_noise()
@@ -340,8 +265,6 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     threads, threads_why = size_thread_pool()
-    from .models import dtype_plan
-
     plan = dtype_plan(chosen, device)
     env = Environment(device=device, profile=chosen, cache_dir=folder,
                       versions={n: _version(n) for n in _LIBRARIES},

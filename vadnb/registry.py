@@ -1,17 +1,7 @@
-"""Each method declares itself once; ``detect``, ``compare``, ``scale``, ``plots``, ``lesson``
-and ``data.protocols`` read the declarations.
-
-A method is a module with a ``Config`` and a ``run(video, *, config, profile, backends, cache,
-**overrides) -> Detection``, ending with one :func:`register` call::
-
-    register("lavad", config=Config, run=run, roles={"captioner": "captioner", ...},
-             cost=_cost, title="...", stages=[...], paper=("title", ...),
-             protocols=[protocol("UCF-Crime", "test (290)", "frame AUC", 80.28, "load...")])
-
-The built-in methods are known by module name without importing them (their modules pull in
-torch); a declaration is read when a table needs it. Adding a method is one module (or
-folder) and one declaration: import it, and every table lists it.
-"""
+"""Each method declares itself once (:func:`register`, at the end of its module); every table
+of the suite reads the declarations. A method is a module with a ``Config`` and a ``run(video,
+*, config, profile, backends, cache, **overrides) -> Detection``. The built-ins are known by
+module name without importing them (they pull in torch)."""
 
 from __future__ import annotations
 
@@ -24,14 +14,9 @@ __all__ = ["Method", "register", "protocol", "unregister", "get", "names", "modu
            "methods", "view", "BUILTIN"]
 
 #: The suite's methods: name -> the module whose import registers it.
-BUILTIN: dict[str, str] = {
-    "lavad": "vadnb.lavad",
-    "anomalyclip": "vadnb.anomalyclip",
-    "vera": "vadnb.vera",
-    "anyanomaly": "vadnb.anyanomaly",
-    "classical": "vadnb.baseline",
-    "flashback": "vadnb.flashback",
-}
+BUILTIN: dict[str, str] = {"lavad": "vadnb.lavad", "anomalyclip": "vadnb.anomalyclip",
+                           "vera": "vadnb.vera", "anyanomaly": "vadnb.anyanomaly",
+                           "classical": "vadnb.baseline", "flashback": "vadnb.flashback"}
 
 #: One row of a cost model: (role, kind of call, calls per minute of video, formula).
 CostRow = tuple[str, str, float, str]
@@ -39,23 +24,11 @@ CostRow = tuple[str, str, float, str]
 
 @dataclass(frozen=True)
 class Method:
-    """What the suite needs to know about one method.
-
-    roles: role a pipeline uses -> the profile-table entry that plays it (``{"clip":
-        "clip-b32"}``); empty for a model-free method.
-    cost: ``cost(fps, **options) -> [CostRow]``: model calls per minute of video with the
-        Config defaults (options: ``captioners``, ``keywords``, or a variant's own).
-    cost_variants: other names the cost table accepts -> options for ``cost``
-        (``{"lavad-published": {"published": True}}``).
-    pipeline: the diagram :func:`vadnb.plots.pipeline` draws: ``{"title": ..., "stages":
-        [(stage, who, output, kind), ...]}``.
-    reference: the paper (:class:`vadnb.lesson.Reference`); protocols: rows of
-        :func:`vadnb.data.protocol_table` (``method`` is filled in).
-    keep_loaded: a caller scoring many clips loads the roles once and keeps them (False
-        for LAVAD, whose stages load one role at a time across videos).
-    latency_s: for a causal method, the video seconds between a frame's arrival and its
-        final score (the groundwork for a live mode); None for a method that needs the
-        whole video before it scores any frame.
+    """What the suite needs to know about one method. roles: backends key -> the profile-table
+    entry that plays it. cost: ``cost(fps, **options) -> [CostRow]`` per minute of video;
+    cost_variants: other names -> options for ``cost``. keep_loaded: False where stages load
+    one role at a time across videos (LAVAD). latency_s: a causal method's delay before a
+    frame's final score (None: it needs the whole video).
     """
 
     name: str
@@ -83,11 +56,9 @@ def register(name: str, *, config: type, run: Callable[..., Any],
              roles: Mapping[str, str] | None = None, title: str = "",
              stages: Sequence[tuple[str, str, str, str]] | None = None,
              paper: tuple[str, str, str, str, str] | None = None, **declaration: Any) -> Method:
-    """Declare a method (at the end of its module); returns the declaration.
-
-    ``title`` and ``stages`` make its ``pipeline`` diagram; ``paper`` is ``(title, authors,
-    venue, arXiv id, code)``, its :class:`vadnb.lesson.Reference`; other keywords are
-    :class:`Method` fields."""
+    """Declare a method (at the end of its module). ``title`` and ``stages`` make its
+    ``pipeline``; ``paper`` is ``(title, authors, venue, arXiv id, code)``; other keywords
+    are :class:`Method` fields."""
     if not name or not name.isidentifier():
         raise ValueError(f"a method name must be a Python identifier, got {name!r}")
     if stages is not None:
@@ -104,8 +75,8 @@ def register(name: str, *, config: type, run: Callable[..., Any],
 
 def protocol(benchmark: str, split: str, metric: str, reported: float | None, load: str, *,
              ap_variant: str = "—", class_metrics: str = "—") -> dict[str, Any]:
-    """One row of :func:`vadnb.data.protocol_table`: how the paper evaluated the method on
-    ``benchmark``, the number it reported and the loader call that reproduces the split."""
+    """One row of :func:`vadnb.data.protocol_table`: how the paper evaluated on ``benchmark``,
+    what it reported and the loader call that reproduces the split."""
     return dict(benchmark=benchmark, split=split, metric=metric, ap_variant=ap_variant,
                 class_metrics=class_metrics, reported=reported, load=load)
 
@@ -145,21 +116,11 @@ def methods() -> list[Method]:
     return [get(n) for n in names()]
 
 
-class _View(Mapping):
-    """A read-only ``{method: value}`` table computed from the declarations on each read
-    (so a method registered later appears in it); methods whose value is None are left out."""
+class _Live(Mapping):
+    """A read-only mapping recomputed on every read (a method registered later appears)."""
 
-    def __init__(self, value: Callable[[Method], Any], doc: str = ""):
-        self._value = value
-        self.__doc__ = doc
-
-    def _items(self) -> dict[str, Any]:
-        out = {}
-        for m in methods():
-            v = self._value(m)
-            if v is not None:
-                out[m.name] = v
-        return out
+    def __init__(self, items: Callable[[], dict[str, Any]]):
+        self._items = items
 
     def __getitem__(self, key: str) -> Any:
         return self._items()[key]
@@ -174,25 +135,9 @@ class _View(Mapping):
         return repr(self._items())
 
 
-class _Modules(Mapping):
-    """``{method: module name}``, read without importing any method."""
-
-    def __getitem__(self, key: str) -> str:
-        return _modules[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(_modules))
-
-    def __len__(self) -> int:
-        return len(_modules)
-
-    def __repr__(self) -> str:
-        return repr(dict(_modules))
+def view(value: Callable[[Method], Any]) -> Mapping[str, Any]:
+    """A live ``{method: value(declaration)}`` mapping; methods whose value is None are left out."""
+    return _Live(lambda: {m.name: v for m in methods() if (v := value(m)) is not None})
 
 
-def view(value: Callable[[Method], Any], doc: str = "") -> Mapping[str, Any]:
-    """A live ``{method name: value(declaration)}`` mapping for a table that reads the registry."""
-    return _View(value, doc)
-
-
-MODULES: Mapping[str, str] = _Modules()
+MODULES: Mapping[str, str] = _Live(lambda: dict(_modules))  # read without importing any method

@@ -1,9 +1,5 @@
 """What every method returns: a :class:`Detection` (one video's frame scores, segments with
-explanations, model calls), and how it is saved and loaded.
-
-It lives below every method (methods, ``detect``, ``scale``, widgets and plots import it;
-it imports no method), so results flow one way.
-"""
+explanations, model calls), and how it is saved and loaded. It imports no method."""
 
 from __future__ import annotations
 
@@ -18,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from .models.base import clean_text
+from .models.profiles import MEANINGLESS_PROFILES
 from .models.served import redact, redact_values
 
 __all__ = ["Detection", "TINY_WARNING", "SAVED_FILES"]
 
-#: The files a saved Detection consists of, ``detection.json`` (written last) included:
-#: ``save`` replaces or removes exactly these in its folder and leaves any other file alone.
+#: The files of a saved Detection (``detection.json`` last): ``save`` touches only these.
 SAVED_FILES = ("frame_scores.npy", "segments.csv", "model_calls.csv", "extras.npz",
                "detection.json")
 
@@ -33,17 +29,10 @@ TINY_WARNING = ("tiny profile: random-init models, the scores exercise the pipel
 
 @dataclass
 class Detection:
-    """What a method says about one video.
-
-    frame_scores: one anomaly score per decodable frame of the video, in [0, 1] where the
-        method gives probabilities (higher = more anomalous).
-    segments: one row per unit the method scored, with at least ``start_frame``,
-        ``end_frame`` (exclusive), ``centre_frame``, ``time_s``, ``score`` and
-        ``explanation`` (text a person can read: a summary, a reason, an answer).
-    method / profile: which method and model profile produced it.
-    model_calls: calls, items and seconds per model role for this video.
-    fps: the video's frame rate, to put scores on a time axis.
-    extras: method-specific results (AnomalyCLIP's class probabilities, parse failures, ...).
+    """What a method says about one video. frame_scores: one score per decodable frame
+    (higher = more anomalous). segments: one row per unit scored, with at least
+    ``start_frame``, ``end_frame`` (exclusive), ``centre_frame``, ``time_s``, ``score`` and
+    ``explanation``. model_calls: calls, items and seconds per role. extras: the method's own.
     """
 
     video: str
@@ -62,8 +51,6 @@ class Detection:
     @property
     def meaningless(self) -> bool:
         """True when random-init models produced the scores (the tiny and cpu profiles)."""
-        from .models.profiles import MEANINGLESS_PROFILES
-
         return self.profile in MEANINGLESS_PROFILES
 
     @property
@@ -91,15 +78,8 @@ class Detection:
                 f"segments={len(self.segments)}){flag}")
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``frame_scores.npy``, ``segments.csv``, ``model_calls.csv``, ``detection.json``
-        (with the JSON-able extras) and ``extras.npz`` (the array extras, e.g. class probabilities).
-
-        The folder then holds exactly this detection: a file of :data:`SAVED_FILES` that it
-        does not need (an earlier detection's ``extras.npz``) is removed, other files are
-        left alone. Every file is written to a temporary name and renamed into place, and
-        ``detection.json``, which lists the files, comes last: an interrupted save leaves
-        no folder that loads as a mix of two detections.
-        """
+        """Write the :data:`SAVED_FILES` into ``folder``, ``detection.json`` last and stale
+        ones removed: an interrupted save never loads as a mix of two detections."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         extras = redact_values(self.extras)  # extras may have been set after construction
@@ -108,13 +88,13 @@ class Detection:
         writers = {
             "frame_scores.npy": lambda f: np.save(f, np.asarray(self.frame_scores, np.float32)),
             "segments.csv": lambda f: f.write(_csv_bytes(self.segments)),
-            "model_calls.csv": lambda f: f.write(_csv_bytes(self.model_calls)),
-        }
+            "model_calls.csv": lambda f: f.write(_csv_bytes(self.model_calls))}
         if arrays:
             writers["extras.npz"] = lambda f: np.savez_compressed(f, **arrays)
         meta = {"video": str(self.video), "method": self.method, "profile": self.profile,
                 "fps": self.fps, "meaningless": self.meaningless, "files": sorted(writers),
-                "text_columns": _text_columns(self.segments),
+                "text_columns": [str(c) for c in self.segments.select_dtypes(
+                    ["object", "string"])],  # read back as text, whatever they look like
                 "extras": {k: v for k, v in extras.items() if _jsonable(v)}}
         # a served model's URL may hold a password (extras["config"]): never write it
         text = redact(json.dumps(meta, indent=2))
@@ -139,38 +119,26 @@ class Detection:
         return cls(
             video=meta["video"], method=meta["method"], profile=meta["profile"],
             frame_scores=np.load(src / "frame_scores.npy", allow_pickle=False),
-            fps=float(meta["fps"]),
+            fps=float(meta["fps"]), extras=extras,
             segments=_read_table(src / "segments.csv", meta.get("text_columns", [])),
-            model_calls=_read_table(calls, []) if calls.stat().st_size > 1 else pd.DataFrame(),
-            extras=extras,
-        )
-
-
-def _text_columns(table: pd.DataFrame) -> list[str]:
-    """The columns of ``table`` that hold text (read back as text, whatever they look like)."""
-    return [str(c) for c in table.columns
-            if table[c].dtype == object or isinstance(table[c].dtype, pd.StringDtype)]
+            model_calls=_read_table(calls, []) if calls.stat().st_size > 1 else pd.DataFrame())
 
 
 def _csv_bytes(table: pd.DataFrame) -> bytes:
-    """``table`` as UTF-8 CSV; text that is not valid Unicode (half an emoji) is repaired,
-    not a reason to lose the whole detection."""
+    """``table`` as UTF-8 CSV, invalid Unicode (half an emoji) repaired rather than fatal."""
     return clean_text(table.to_csv(index=False)).encode("utf-8")
 
 
 def _read_table(path: Path, text_columns: list[str]) -> pd.DataFrame:
-    """A CSV written by :meth:`Detection.save`, its text exactly as written.
-
-    Only an empty field is missing: pandas' default would also turn the words "None",
-    "N/A", "NaN" or "null" (an LLM's honest answer) into NaN, and "0.5" into a number.
-    """
+    """A CSV :meth:`Detection.save` wrote, its text as written (only "" is missing: not an
+    LLM's answer "None" or "N/A", as pandas' default would have it)."""
     return pd.read_csv(path, keep_default_na=False, na_values=[""],
                        dtype={c: str for c in text_columns}, encoding="utf-8")
 
 
 def _write_files(folder: Path, writers: dict[str, Any]) -> None:
-    """Write each ``name: write(binary file)`` to a temporary file, then rename them into
-    ``folder``, ``detection.json`` last; remove the :data:`SAVED_FILES` not written."""
+    """Write each ``name: write(file)`` to a temporary file, rename them into ``folder``
+    (``detection.json`` last) and remove the :data:`SAVED_FILES` not written."""
     temps: dict[str, Path] = {}
     try:
         for name, write in writers.items():
@@ -179,14 +147,11 @@ def _write_files(folder: Path, writers: dict[str, Any]) -> None:
             with os.fdopen(fd, "wb") as f:
                 write(f)
         (folder / "detection.json").unlink(missing_ok=True)  # the folder is invalid until done
-        for name in SAVED_FILES:
-            if name == "detection.json":
-                continue
+        for name in SAVED_FILES:  # detection.json is last
             if name in temps:
                 os.replace(temps.pop(name), folder / name)
             else:
                 (folder / name).unlink(missing_ok=True)  # an earlier detection's file
-        os.replace(temps.pop("detection.json"), folder / "detection.json")
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
