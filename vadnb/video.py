@@ -1,58 +1,14 @@
 """Reading frames exactly (taught in notebook 10, ``10_frame_extraction``).
 
-Every method in this suite scores *frames*, and every benchmark labels *frames*: a score
-for frame 1200 is only worth something if the picture it came from really is frame 1200.
-A frame's index here is therefore its **position in a sequential decode** of the file, counted
-from 0, and nothing else: not what the header says, not where a seek happens to land.
-
-The frame count a container announces (``cv2.CAP_PROP_FRAME_COUNT``) and seeking by frame
-number (``cv2.CAP_PROP_POS_FRAMES``) both trust the file's header and index, and those lie more
-often than one would hope: an AVI whose header claims 444 frames when 68 decode, an MP4 whose
-edit list hides its first frames, an MPEG-TS stream that starts at 1.4 s, a phone video with a
-variable frame rate. So :func:`probe` decodes the whole file once and records, for every frame,
-its presentation timestamp (``pts``) and whether it is a key frame. That record is the index:
-
-- reading frames in ascending order decodes sequentially, in one pass;
-- reading a few frames far apart **seeks** to the key frame at or before each and decodes
-  forward, naming every decoded frame by looking its ``pts`` up in the probe's record, and
-  checking as it goes that the frames arrive exactly as the sequential decode had them. Any
-  surprise (a missing or unknown ``pts``, a seek that lands elsewhere) abandons seeking for a
-  sequential decode; files whose timestamps cannot name frames (missing or repeated ``pts``,
-  damaged data) are never seeked at all. Seeking is a shortcut to the same frames, never a
-  different answer.
-
-A damaged file is decoded past its damaged packets, as ``ffmpeg`` does; the frames that could
-not be decoded are reported (a :class:`DamagedVideoWarning` naming the file and the frames, and
-:attr:`VideoInfo.lost_frames` / :attr:`VideoInfo.lost_ranges`), never silently dropped, and
-the frames after them keep their **true** indices (their places in the undamaged video, which
-the container tells: an MP4's sample table, an AVI's ``idx1`` index, the timestamps of a
-constant-rate Matroska or MPEG-TS stream), so a benchmark's per-frame labels still line up.
-Asking for a lost frame raises :class:`VideoError`.
-
-A **frame folder** (a directory of numbered images, ``000.jpg, 001.jpg, ...``, as ShanghaiTech
-and Avenue ship) is a video too: frame ``i`` is the ``i``-th image in natural name order
-(``2.jpg`` before ``10.jpg``), at ``frame_rate`` frames per second (default
-:data:`FOLDER_FPS`). When the names are numbered (``img_004.png``: the same text around one
-number), frame ``i`` is the image numbered ``first + i``, and a number missing from the run is
-a lost frame (reported as for a damaged file).
-
-The public functions:
-
-- :func:`probe` counts the decodable frames (one pass over the file, cached on disk by the
-  file's content, so the second call is instant) and returns a :class:`VideoInfo`.
-- :func:`frame_times` gives the presentation time of every frame.
-- :func:`read_frames` returns the frames asked for (all, ``fps`` sampling, or ``indices``)
-  as a :class:`Frames`; :func:`iter_frames` yields the same in chunks, for long videos.
-- :func:`extract_frames` writes them as JPEG files named by their frame index.
-- :func:`sample_indices` is the ``fps`` sampling rule on its own.
-- :func:`folder_images` and :func:`folder_frame_count` list a frame folder's images and count
-  its frames from their names alone.
-- :func:`decode_stats` / :func:`seek_stats` count the decoding work done (for benchmarks).
-- :func:`write_test_video`, :func:`read_frame_code` and :func:`patch_avi_frame_count` make
-  small synthetic videos whose frames carry their own index (for tests and lessons).
-
-Anything wrong with the input raises :class:`VideoError` (a ``ValueError``) whose message names
-the file, says what is wrong and what to do about it.
+A frame's index is its position in a sequential decode, counted from 0: not the count a header
+claims (``cv2.CAP_PROP_FRAME_COUNT`` often lies), nor where a seek by frame number lands.
+:func:`probe` decodes a file once (cached by content) and records each frame's pts and key
+flag; reads decode sequentially, or seek to a key frame and check every frame against that
+record, decoding sequentially at the first surprise. A damaged file is decoded past its damage:
+lost frames are reported (:class:`DamagedVideoWarning`, :attr:`VideoInfo.lost_ranges`) and the
+others keep their true indices (MP4 sample table, AVI ``idx1``, Matroska/TS timestamps). A
+folder of numbered images is a video too. :func:`write_test_video` makes videos whose frames
+show their own index (:func:`read_frame_code`). Bad input raises :class:`VideoError`.
 """
 
 from __future__ import annotations
@@ -93,22 +49,17 @@ FOLDER_FPS = 30.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Seek only when it skips more than this many frames (a seek costs a few frames of decoding).
 _SEEK_MIN_SKIP = 64
+#: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
+FRAMES_MANIFEST = "frames.json"
 
-
-#: What decoding has cost since the last :func:`reset_decode_stats` (benchmarks read it):
-#: decoder opens, frames the decoder stepped over (probe passes included), frames returned.
+#: Decoding work since the last reset (an image read counts as a frame decoded).
 _DECODE_STATS = {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
-#: Seeks made, and seeks abandoned for a sequential decode because a frame did not match.
 _SEEK_STATS = {"seeks": 0, "fallbacks": 0}
 
 
 def decode_stats() -> dict[str, int]:
-    """Decoder opens, frames decoded and frames returned since the last reset.
-
-    A cached stage decodes nothing, so a warm re-run must leave these at zero; a stage that
-    streams reads each frame at most once per pass (``benchmarks/``). A frame-folder image
-    read counts as one frame decoded.
-    """
+    """Decoder opens, frames decoded (probe passes included) and frames returned since the
+    last reset; a cached stage decodes nothing, so a warm re-run leaves them at zero."""
     return dict(_DECODE_STATS)
 
 
@@ -120,8 +71,7 @@ def seek_stats() -> dict[str, int]:
 def reset_decode_stats() -> None:
     """Set :func:`decode_stats` and :func:`seek_stats` back to zero."""
     for stats in (_DECODE_STATS, _SEEK_STATS):
-        for key in stats:
-            stats[key] = 0
+        stats.update(dict.fromkeys(stats, 0))
 
 
 class VideoError(ValueError):
@@ -136,35 +86,15 @@ class DamagedVideoWarning(UserWarning):
 class VideoInfo:
     """What :func:`probe` learns about a video by decoding it once.
 
-    Attributes:
-        num_frames: frames in the video (the truth, whatever the header says): those a
-            sequential decode yields, plus ``lost_frames``.
-        fps: frames per second: the container's nominal rate when the measured timestamps
-            agree with it (within 1 %), else the measured average rate (variable frame rate).
-            For a frame folder: ``frame_rate`` when given, else :data:`FOLDER_FPS` (30).
-        width, height: frame size in pixels, as decoded (a frame folder: its first image).
-        duration_s: last frame's timestamp plus one frame period (``1 / fps``).
-        header_frames: the frame count the container *claims* (the stream's ``frames`` field
-            in PyAV, or ``cv2.CAP_PROP_FRAME_COUNT``); 0 when it claims nothing. Often wrong.
-        backend: what read it: ``"pyav"``, ``"opencv"`` (when PyAV cannot open the file) or
-            ``"images"`` (a frame folder).
-        timestamps_from: ``"decoder"`` when per-frame timestamps come from the file (strictly
-            increasing), ``"index/fps"`` when they were missing or unusable (and for folders).
-        source: ``"file"`` or ``"folder"`` (a frame folder).
-        fps_from: where ``fps`` comes from: ``"container"``, ``"measured"``, ``"assumed"`` (no
-            timing in the file: 25), ``"given"`` (``frame_rate=``) or ``"default"``
-            (a frame folder without ``frame_rate``: :data:`FOLDER_FPS`).
-        lost_frames: frames of the file that could not be decoded (damaged data; and the
-            frames predicted from them, which show made-up content), or images missing from a
-            frame folder's numbering; 0 for a whole file. The other frames keep their true
-            indices, so the lost ones are gaps in the indices that :func:`read_frames`
-            returns. (Where a file's layout cannot place the lost frames, which only a warning
-            says, the decoded frames are numbered consecutively instead.)
-        lost_ranges: the lost frames as ``(first, last)`` ranges (inclusive), in presentation
-            order; empty when unknown or nothing was lost.
-        damaged_packets: compressed packets the decoder rejected.
-        seekable: the probe's index can name every frame by its timestamp, so reading a few
-            frames far apart seeks instead of decoding everything before them.
+    ``num_frames`` is the truth (decoded frames plus ``lost_frames``); ``header_frames`` is
+    what the container claims (0: nothing), often wrong. ``fps`` is the container's rate when
+    the timestamps agree with it within 1 %, else the measured average; ``fps_from`` says
+    which: ``container``, ``measured``, ``assumed`` (25), ``given`` or ``default`` (a frame
+    folder: :data:`FOLDER_FPS`). ``duration_s`` is the last frame's time plus ``1 / fps``.
+    ``backend`` is ``pyav``, ``opencv`` or ``images``; ``timestamps_from`` is ``decoder`` or
+    ``index/fps``. ``lost_frames`` / ``lost_ranges`` (inclusive, presentation order) are frames
+    lost to damage or missing from a folder's numbering: the others keep their true indices
+    (unless a warning says the file cannot place them). ``seekable``: far-apart reads seek.
     """
 
     num_frames: int
@@ -185,15 +115,9 @@ class VideoInfo:
 
 @dataclass
 class Frames:
-    """Frames read from a video.
-
-    Attributes:
-        images: uint8 RGB array ``[N, H, W, 3]``.
-        indices: int64 ``[N]``, the source frame index of each image: its position in the
-            video, counted from 0 (in a damaged file, lost frames keep their places).
-        timestamps_s: float64 ``[N]``, each frame's presentation time in seconds relative to
-            the video's first frame (see :func:`frame_times`).
-    """
+    """Frames read from a video: ``images`` uint8 RGB ``[N, H, W, 3]``, ``indices`` int64
+    ``[N]`` (each image's frame index; lost frames keep their places) and ``timestamps_s``
+    float64 ``[N]`` (seconds from the first frame, see :func:`frame_times`)."""
 
     images: np.ndarray
     indices: np.ndarray
@@ -204,14 +128,11 @@ class Frames:
 
 
 # --------------------------------------------------------------------------- decoders
-# Two decoders: PyAV (FFmpeg's libraries called directly: exact timestamps, seeking, and
-# decoding past damaged packets) and OpenCV's FFmpeg backend, used when PyAV cannot open a file.
+# PyAV (exact timestamps, seeking, decoding past damage), else OpenCV's FFmpeg backend.
 # An opener returns a handle, or None when it cannot open the file.
 
 @dataclass
 class _Handle:
-    """An open decoder: PyAV's container and its video stream, or OpenCV's capture."""
-
     close: Callable[[], None]
     container: Any = None
     stream: Any = None
@@ -251,10 +172,7 @@ def _open_opencv(path: Path) -> _Handle | None:
 
 
 #: Decoders to try, in order.
-_BACKENDS: dict[str, Callable[[Path], Any]] = {
-    "pyav": _open_pyav,
-    "opencv": _open_opencv,
-}
+_BACKENDS: dict[str, Callable[[Path], Any]] = {"pyav": _open_pyav, "opencv": _open_opencv}
 
 
 class _Untrusted(Exception):
@@ -267,36 +185,29 @@ class _LandedLate(_Untrusted):
 
 def _pyav_frames(h: _Handle, damage: list[int] | None = None,
                  packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
-    """Every frame PyAV decodes, in presentation order, going on past damaged packets.
-
-    ``damage`` (when given) collects, for each packet the decoder rejects, how many frames had
-    come out before it; without it a rejected packet raises :class:`_Untrusted`. ``packets``
-    collects ``(pts, dts, is_keyframe, byte position)`` of every packet that carries a picture.
-    """
+    """PyAV's frames in presentation order, past damaged packets: ``damage`` gets the count of
+    frames before each rejected packet (None: raise _Untrusted); ``packets`` gets every picture
+    packet's ``(pts, dts, is_keyframe, byte position)``."""
     import av
 
     demuxed = h.container.demux(h.stream)
     decoded = 0
     while True:
+        packet = None
         try:
-            packet = next(demuxed)
-        except StopIteration:
-            return
-        except av.error.FFmpegError:  # the container is unreadable from here on
-            if damage is None:
-                raise _Untrusted("demuxing failed") from None
-            damage.append(decoded)
-            return
-        if packets is not None and packet.size and not packet.is_discard:
-            pos = packet.pos
-            packets.append((packet.pts, packet.dts, bool(packet.is_keyframe),
-                            -1 if pos is None else int(pos)))
-        try:
+            packet = next(demuxed, None)
+            if packet is None:
+                return
+            if packets is not None and packet.size and not packet.is_discard:
+                packets.append((packet.pts, packet.dts, bool(packet.is_keyframe),
+                                -1 if packet.pos is None else int(packet.pos)))
             frames = packet.decode()
         except av.error.FFmpegError:
             if damage is None:
-                raise _Untrusted("a packet failed to decode") from None
+                raise _Untrusted("a packet failed to demux or decode") from None
             damage.append(decoded)
+            if packet is None:  # the container is unreadable from here on
+                return
             continue
         for frame in frames:
             decoded += 1
@@ -322,13 +233,11 @@ def _opencv_frames(h: _Handle, p: Path) -> Iterator[tuple[float, Callable[[], np
 
 
 def _quarter_turns(frame: Any) -> int:
-    """Counter-clockwise quarter turns that show a PyAV frame upright (its display matrix:
-    phones record portrait video as landscape pictures plus a rotation, as OpenCV applies)."""
+    """Counter-clockwise quarter turns showing a PyAV frame upright (a phone's display matrix)."""
     return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
 
 
 def _rgb(frame: Any) -> np.ndarray:
-    """A PyAV frame as uint8 RGB ``[H, W, 3]``, upright."""
     rgb = frame.to_ndarray(format="rgb24")
     turns = _quarter_turns(frame)
     return np.rot90(rgb, turns) if turns else rgb
@@ -374,12 +283,8 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
 
 # --------------------------------------------------------------------------- truncation
 def _truncation(p: Path) -> str | None:
-    """A description of how the file is cut short, or None when its structure looks whole.
-
-    Checks the container's own size fields: an AVI's RIFF size, an MP4/MOV's top-level
-    boxes, a Matroska segment's size. (A header that lies about the frame *count* while the
-    file is whole is not truncation: see :func:`patch_avi_frame_count`.)
-    """
+    """How the container's size fields (AVI RIFF size, MP4 top-level boxes, Matroska segment)
+    say the file is cut short, or None. (A lying frame count is not truncation.)"""
     size = p.stat().st_size
     with open(p, "rb") as f:
         head = f.read(4096)
@@ -405,12 +310,8 @@ def _truncation(p: Path) -> str | None:
                     return (f"its '{kind.decode('latin-1')}' box needs {pos + length} bytes, "
                             f"the file has {size}")
                 pos += length
-            if b"moov" not in seen:
-                return "the MP4 index (moov box) is missing"
-            return None
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # Matroska / WebM
-        return _mkv_truncation(head, size)
-    return None
+            return None if b"moov" in seen else "the MP4 index (moov box) is missing"
+    return _mkv_truncation(head, size) if head[:4] == b"\x1a\x45\xdf\xa3" else None
 
 
 def _mkv_truncation(data: bytes, size: int) -> str | None:
@@ -437,31 +338,19 @@ def _mkv_truncation(data: bytes, size: int) -> str | None:
 
 
 def _ts_cut_short(p: Path) -> str | None:
-    """How an MPEG-TS file is cut short (it ends inside a transport packet), or None.
-
-    MPEG-TS has no index or total size to compare with: a file cut at a packet boundary
-    cannot be told from a whole one, but one cut anywhere else leaves a partial packet.
-    """
+    """How an MPEG-TS file ends inside a transport packet (no index to compare with), or None."""
     size = p.stat().st_size
     with open(p, "rb") as f:
         head = f.read(400)
     for packet, sync in ((188, 0), (192, 4)):  # plain TS, and M2TS with its 4-byte prefix
         if len(head) > packet + sync and head[sync] == 0x47 and head[packet + sync] == 0x47:
             extra = size % packet
-            if extra:
-                return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
-                        "probably cut short")
-            return None
+            return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
+                    "probably cut short") if extra else None
     return None
 
 
 # --------------------------------------------------------------------------- frame folders
-def _natural_key(name: str) -> list[Any]:
-    """Sort key putting ``2.jpg`` before ``10.jpg`` (digit runs compare as numbers)."""
-    parts = re.split(r"(\d+)", name)
-    return [int(s) if i % 2 else s.lower() for i, s in enumerate(parts)]
-
-
 def _folder_images(p: Path) -> list[Path]:
     """The images of a frame folder in natural name order, or a VideoError saying why none."""
     try:
@@ -477,20 +366,21 @@ def _folder_images(p: Path) -> list[Path]:
         raise VideoError(f"{p} is a directory with no image files (it holds {len(entries)} "
                          f"entries, e.g. {sample}); a frame folder holds numbered images "
                          f"({', '.join(IMAGE_SUFFIXES)}). Pass a video file or such a folder.")
-    return sorted(images, key=lambda e: _natural_key(e.name))
+    # natural order: digit runs compare as numbers, so 2.jpg comes before 10.jpg
+    return sorted(images, key=lambda e: [int(s) if i % 2 else s.lower() for i, s in
+                                         enumerate(re.split(r"(\d+)", e.name))])
 
 
 def folder_images(path: PathLike) -> list[Path]:
-    """The images of a frame folder, in the order :func:`probe` and :func:`read_frames` use
-    (natural name order, hidden files skipped); no image is opened. Their count is the frame
-    count unless the numbering has gaps: see :func:`folder_frame_count`."""
+    """A frame folder's images in the order :func:`read_frames` uses (natural name order,
+    hidden files skipped); none is opened. Gaps in the numbering: see folder_frame_count."""
     return _folder_images(Path(path))
 
 
 def folder_frame_count(path: PathLike) -> int:
-    """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the
-    span of the numbering (``first .. last``) when the names are numbered, images missing
-    from it included (they are lost frames), else the number of images."""
+    """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the span
+    of the numbering when the names are numbered (missing images are lost frames), else the
+    number of images."""
     images = _folder_images(Path(path))
     numbers = _numbering(images)
     return len(images) if numbers is None else numbers[-1] - numbers[0] + 1
@@ -498,26 +388,18 @@ def folder_frame_count(path: PathLike) -> int:
 
 def _numbering(images: list[Path]) -> list[int] | None:
     """Each image's number, when every name is the same text around its last run of digits
-    (``img_004.png``) and no number repeats; else None (natural name order is all there is).
-    ``images`` are in natural order, so the numbers come out ascending."""
+    (``img_004.png``) and the numbers increase; else None."""
     parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", e.name) for e in images]
     if any(m is None for m in parts) or len({(m[1].lower(), m[3].lower())
                                                for m in parts}) != 1:
         return None
     numbers = [int(m[2]) for m in parts]
-    if any(b <= a for a, b in zip(numbers, numbers[1:])):
-        return None
-    return numbers
-
-
-#: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
-FRAMES_MANIFEST = "frames.json"
+    return None if any(b <= a for a, b in zip(numbers, numbers[1:])) else numbers
 
 
 def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
-    """Whether ``p`` is a folder :func:`extract_frames` wrote, holding exactly the frames its
-    manifest lists: then its numbers are source frame indices and the gaps between them were
-    never meant to be there (sampling), not lost frames."""
+    """Whether :func:`extract_frames` wrote ``p`` with exactly these frames (its manifest):
+    then the numbers are source indices and the gaps are sampling, not lost frames."""
     manifest = p / FRAMES_MANIFEST
     if numbers is None or not manifest.is_file():
         return False
@@ -531,7 +413,7 @@ def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
 
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
-    """A frame folder's record, from the image headers (every pixel is read only when asked)."""
+    """A frame folder's record, from the image headers (pixels are read only when asked)."""
     from PIL import Image, UnidentifiedImageError
 
     files = _folder_images(p)
@@ -550,28 +432,23 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
                              f"folder {p}. Replace or remove the file.") from None
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
-    lost = sorted(set(range(n)) - set(index))
-    notes = []
-    if lost and not sampled:
-        where = _spans(_ranges(lost))
-        notes.append(f"{p}: {len(lost)} image(s) missing from this frame folder's numbering "
-                     f"(frames {where}, counted from {files[0].name} as frame 0): they are "
-                     "lost frames. The other images keep their numbers as frame indices; "
-                     "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists "
-                     "them. Restore the missing images if those frames matter.")
+    # a sample's missing frames are not lost (nothing was damaged), but still cannot be read
+    lost = [] if sampled else sorted(set(range(n)) - set(index))
+    notes = [f"{p}: {len(lost)} image(s) missing from this frame folder's numbering (frames "
+             f"{_spans(_ranges(lost))}, counted from {files[0].name} as frame 0): they are "
+             "lost frames. The other images keep their numbers as frame indices; reading a "
+             "lost index raises VideoError, and VideoInfo.lost_ranges lists them. Restore the "
+             "missing images if those frames matter."] if lost else []
     return {
         "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
         "duration_s": n / fps, "header_frames": 0, "backend": "images",
         "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
         "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
-        # a sample's missing frames are not lost (nothing was damaged); reading one still
-        # raises, as only the sampled frames have pictures
-        "lost_frames": 0 if sampled else len(lost),
-        "lost_ranges": [] if sampled else [list(r) for r in _ranges(lost)],
-        "sampled": sampled,
-        "frame_index": index if lost else None, "damaged_packets": 0, "seekable": False,
-        "files": [f.name for f in files], "first_odd_size": odd,
-        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
+        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "sampled": sampled, "frame_index": index if len(index) < n else None,
+        "damaged_packets": 0, "seekable": False, "files": [f.name for f in files],
+        "first_odd_size": odd, "odd_size": list(sizes[odd]) if odd >= 0 else [],
+        "warnings": notes,
     }
 
 
@@ -601,15 +478,15 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
     keys: list[bool] = []
     times: list[float] = []
-    layout = None
+    layout = None  # PyAV's demuxer names (e.g. ["matroska", "webm"]), stream number, time base
     try:
         if name == "pyav":
             stream = h.stream
             rate = stream.average_rate or stream.guessed_rate
             nominal = float(rate) if rate else 0.0
             header = max(int(stream.frames or 0), 0)
-            layout = _Layout(str(h.container.format.name or ""), int(stream.index),
-                             stream.time_base)
+            layout = (str(h.container.format.name or "").split(","), int(stream.index),
+                      stream.time_base)
             width = height = 0
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:
@@ -642,15 +519,12 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
                          f"be read (its header announces {header}). Download or "
                          "copy it again; to keep the readable part, re-mux it, e.g. "
                          f"`ffmpeg -i {p.name} -c copy fixed.mkv`.")
-    notes: list[str] = []
     ts_cut = _ts_cut_short(p)
-    if ts_cut:
-        notes.append(f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
-                     "Fetch the file again if its end matters.")
-
+    notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
+             "Fetch the file again if its end matters."] if ts_cut else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
-    placed = _true_slots(p, layout, pts, packets, damage, nominal) if layout else None
-    if placed and "avi" not in layout.format.split(","):  # an AVI drops its groups itself
+    placed = _true_slots(p, *layout, pts, packets, damage, nominal) if layout else None
+    if placed and "avi" not in layout[0]:  # an AVI drops its damaged groups itself
         placed = _drop_damaged_groups(placed, keys)
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
@@ -679,9 +553,8 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
 
 def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
                after: int | None = None) -> str:
-    """The warning for a damaged file: how many frames are lost, which, and how the rest
-    are numbered (``after``: frames decoded before the damage, where the lost frames cannot be
-    placed; None: they keep their true indices)."""
+    """The warning for a damaged file (``after``: frames decoded before the damage, when the
+    lost frames cannot be placed and later frames are numbered consecutively)."""
     exact = after is None
     where = _spans(_ranges(lost)) if lost else "none" if exact else f"after decoded frame {after}"
     numbering = (
@@ -697,82 +570,56 @@ def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
             "Re-encode or fetch the file again for every frame.")
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """What the container says about the video stream that locating lost frames needs."""
-
-    format: str      # FFmpeg's demuxer name(s), e.g. "avi", "matroska,webm", "mov,mp4,..."
-    stream: int      # the stream's number in the container
-    time_base: Any   # the unit of its timestamps (a Fraction)
-
-
-def _true_slots(p: Path, layout: _Layout, pts: list[Any],
+def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
                 packets: list[tuple[Any, Any, bool, int]], damage: list[int],
                 nominal: float) -> tuple[list[int], int] | None:
-    """Each decoded frame's position in the undamaged video and the undamaged video's frame
-    count, or None when they cannot be told (frames are then numbered consecutively).
-
-    Every container loses frames its own way, so each is asked what it knows:
-
-    - MP4/MOV: its sample table lists every picture, damaged or not (their packets are
-      demuxed): the sorted packet timestamps are the whole presentation order.
-    - AVI: its ``idx1`` index lists every chunk's byte position; the demuxer numbers the
-      chunks it *reads*, so after damaged chunks are skipped the packets' own timestamps run
-      on without a gap, and only the index can say which are missing.
-    - Others (Matroska, MPEG-TS, ...): missing blocks leave gaps in the frames' timestamps;
-      on a constant-rate timeline (every step one frame period, or a whole number of them)
-      a gap of ``k`` periods is ``k - 1`` lost frames. A variable-rate timeline is left
-      alone, and so are timestamps that go back in a file the decoder found no fault in.
-    """
-    fmt = layout.format.split(",")
+    """Each decoded frame's position in the undamaged video and that video's frame count, or
+    None when the container cannot tell (frames are then numbered consecutively). An MP4's
+    sample table lists every picture; an AVI's ``idx1`` every chunk (its demuxer renumbers
+    the chunks it reads); elsewhere a gap of ``k`` periods on a constant-rate timeline is
+    ``k - 1`` lost frames."""
     if not pts or any(t is None for t in pts):
         return None
     if "mp4" in fmt or "mov" in fmt:
         return _slots_from_packets(pts, packets) if damage else None
     if "avi" in fmt:
-        return _avi_slots(p, layout.stream, pts, packets)
+        return _avi_slots(p, stream, pts, packets)
     if not damage and any(b <= a for a, b in zip(pts, pts[1:])):
         return None  # timestamps that go back in an undamaged file (e.g. joined recordings)
-    return _grid_slots(pts, nominal, layout.time_base)
+    return _grid_slots(pts, nominal, time_base)
 
 
 def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
                          ) -> tuple[list[int], int]:
-    """Drop (place -1) the frames of a group of pictures shown after a picture it lost.
-
-    A group runs from a key frame to the next, in presentation order (the frames before the
-    first key frame form one too). Its pictures are predicted from one another, so after a
-    loss the rest of the group shows made-up content (error concealment): lost too. The
-    frames shown before the loss came from pictures decoded before it and are kept."""
+    """Drop (place -1) the frames of a group of pictures shown after a picture it lost: they
+    were predicted from it, so they show made-up content. Frames shown before the loss stay."""
     slots, total = placed
-    starts = sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0})
-    first_loss: dict[int, int] = {}
-    for x in sorted(set(range(total)) - set(slots)):
-        first_loss.setdefault(starts[int(np.searchsorted(starts, x, side="right")) - 1], x)
-    if not first_loss:
+    at, lost = np.asarray(slots), np.setdiff1d(np.arange(total), slots)
+    if not lost.size:
         return placed
-
-    def kept(s: int) -> bool:
-        start = starts[int(np.searchsorted(starts, s, side="right")) - 1]
-        return s < first_loss.get(start, total)
-
-    dropped = [s if s >= 0 and kept(s) else -1 for s in slots]
+    # a group runs from a key frame to the next, in presentation order (and from frame 0)
+    starts = np.asarray(sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0}))
+    first_loss: dict[int, int] = {}
+    for g, x in zip(starts[np.searchsorted(starts, lost, side="right") - 1].tolist(),
+                    lost.tolist()):
+        first_loss.setdefault(g, x)
+    groups = starts[np.searchsorted(starts, at, side="right") - 1].tolist()
+    limit = np.asarray([first_loss.get(g, total) for g in groups])
+    dropped = np.where((at >= 0) & (at < limit), at, -1).tolist()
     return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
 
 
 def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
                         ) -> tuple[list[int], int] | None:
-    """Frames' positions among every packet's timestamp (a container that lists them all),
-    or None when a frame has none. A frame whose place breaks the increasing order gets -1
-    (not returned: a damaged decoder emits a stray picture out of order, its content made up
-    by error concealment); the frames kept are the longest run of increasing places, so one
-    stray frame cannot discard the good frames around it."""
+    """Frames' positions among every packet's timestamp, or None when a frame has none. Only
+    the longest run of increasing places is kept: a damaged decoder emits stray pictures out
+    of order (-1, not returned), and one must not discard the good frames around it."""
     order = _packet_order(packets)
     if order is None:
         return None
     where = {t: i for i, t in enumerate(order)}
     slots = [where.get(t) for t in pts]
-    if not slots or any(s is None for s in slots):
+    if any(s is None for s in slots):
         return None
     keep = _longest_increasing(slots)
     return [int(s) if k else -1 for s, k in zip(slots, keep)], len(order)
@@ -803,10 +650,8 @@ def _longest_increasing(values: Sequence[int]) -> list[bool]:
 
 def _timing(times: list[float], slots: list[int], total: int, nominal: float
             ) -> tuple[np.ndarray, float, str, bool]:
-    """``(timestamps_s of all total frames, fps, fps_from, reliable)`` from the decoded
-    frames' times (``slots``: each one's index, -1 for a stray frame, ignored).
-
-    The decoder's times are used when they all exist and increase; else ``index / fps``."""
+    """``(timestamps_s of all total frames, fps, fps_from, reliable)``: the decoder's times
+    of the placed frames when they all exist and increase, else ``index / fps``."""
     at = [s for s in slots if s >= 0]
     raw = np.asarray([t for t, s in zip(times, slots) if s >= 0], dtype=np.float64)
     reliable = bool(np.all(np.isfinite(raw)) and np.all(np.diff(raw) > _EPS))
@@ -815,32 +660,21 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
         measured = (at[-1] - at[0]) / rel[-1]
         use_nominal = bool(nominal) and abs(nominal - measured) <= 0.01 * measured
         fps, fps_from = (nominal, "container") if use_nominal else (measured, "measured")
-        return _fill_times(rel, at, total, fps), float(fps), fps_from, True
+        # a lost frame's time lies between its neighbours', one period apart beyond the ends
+        idx, known = np.arange(total, dtype=np.float64), np.asarray(at, dtype=np.float64)
+        full = np.interp(idx, known, rel)
+        full = np.where(idx < known[0], rel[0] - (known[0] - idx) / fps, full)
+        full = np.where(idx > known[-1], rel[-1] + (idx - known[-1]) / fps, full)
+        return full - full[0], float(fps), fps_from, True
     fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
 
 
-def _fill_times(rel: np.ndarray, slots: list[int], total: int, fps: float) -> np.ndarray:
-    """Times of all ``total`` frames from the decoded frames' (at ``slots``): a lost frame's
-    time lies between its neighbours', one period ``1 / fps`` apart beyond the ends; frame 0
-    is at 0."""
-    at = np.asarray(slots, dtype=np.float64)
-    idx = np.arange(total, dtype=np.float64)
-    full = np.interp(idx, at, rel)
-    full = np.where(idx < at[0], rel[0] - (at[0] - idx) / fps, full)
-    full = np.where(idx > at[-1], rel[-1] + (idx - at[-1]) / fps, full)
-    return full - full[0]
-
-
 def _grid_slots(pts: list[int], nominal: float, time_base: Any
                 ) -> tuple[list[int], int] | None:
-    """Frames' positions on a constant-rate timeline, or None when the timeline is not one.
-
-    The frame period is ``1 / nominal`` seconds in ``time_base`` units (Matroska counts
-    milliseconds, so at 30 fps the steps are 33 or 34). The timeline is constant-rate when
-    every step is within a quarter period of a whole number of periods and most (90 %) are
-    exactly one: then a longer step is frames missing, not a variable rate.
-    """
+    """Frames' positions on a constant-rate timeline, or None when it is not one: every step
+    within a quarter period of a whole number of periods, and 90 % exactly one (Matroska's
+    milliseconds give 33 or 34 at 30 fps). A longer step is then frames missing."""
     if len(pts) < 2 or not nominal or not time_base:
         return None
     period = 1.0 / (nominal * float(time_base))
@@ -852,22 +686,17 @@ def _grid_slots(pts: list[int], nominal: float, time_base: Any
         return None
     places = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
     slots = [next(places) if k else -1 for k in keep]
-    return [int(s) for s in slots], int(max(slots)) + 1
+    return slots, max(slots) + 1
 
 
 def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, Any, bool, int]]
                ) -> tuple[list[int], int] | None:
-    """Frames' positions in an AVI, from its ``idx1`` index (None without a usable one).
+    """Frames' positions in an AVI from its ``idx1`` index (None without a usable one).
 
-    A frame's packet (its pts names it) sits at a byte position, and that position's entry
-    in the index is the picture's number in *decoding* order. A group of pictures (a key
-    frame and those decoded after it, up to the next) that lost any picture is dropped
-    whole: its other pictures were predicted from the lost one, so they show made-up
-    content (and where B-frames reorder them, their places are not known). Frames come
-    out of the decoder in presentation order; in a closed group the key frame is shown
-    first, so a frame's position is its rank among the frames kept plus the lost pictures
-    of the groups before it (those decoded before the latest picture decoded so far).
-    """
+    A packet's byte position gives its picture's number in decoding order. A group of
+    pictures that lost any picture is dropped whole (the rest were predicted from it). In a
+    closed group the key frame is shown first, so a frame's position is its rank among the
+    kept frames plus the lost pictures decoded before the latest picture decoded so far."""
     chunks = _avi_chunks(p, stream)
     if not chunks:
         return None
@@ -877,33 +706,23 @@ def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, An
     if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
         return None
     group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
-    missing = set(range(len(chunks))) - set(decoded)
-    damaged = {int(group[k]) for k in missing}
-    kept = [k if int(group[k]) not in damaged else -1 for k in decoded]
-    lost = sorted(set(range(len(chunks))) - {k for k in kept if k >= 0})
-    slots, highest, rank = [], -1, 0
-    for k in kept:
-        if k < 0:
-            slots.append(-1)
-            continue
-        highest = max(highest, k)
-        slots.append(rank + int(np.searchsorted(lost, highest)))
-        rank += 1
-    return [int(s) for s in slots], len(chunks)
+    damaged = {int(group[k]) for k in set(range(len(chunks))) - set(decoded)}
+    kept = np.asarray([k if int(group[k]) not in damaged else -1 for k in decoded])
+    lost = np.setdiff1d(np.arange(len(chunks)), kept)
+    ok = kept >= 0
+    highest = np.maximum.accumulate(kept)
+    slots = np.where(ok, np.cumsum(ok) - 1 + np.searchsorted(lost, highest), -1)
+    return slots.tolist(), len(chunks)
 
 
 def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
-    """``(byte position of the data, is a key frame)`` of the video stream's chunks
-    (``NNdc``/``NNdb``) that an AVI's ``idx1`` index lists, in order ([] when the file has no
-    such index, e.g. OpenDML only).
-
-    Walks the top-level chunks (``hdrl``, ``movi``, ``idx1``) by their sizes, so only the
-    index itself is read."""
+    """``(byte position of the data, is a key frame)`` of the stream's chunks that an AVI's
+    ``idx1`` index lists ([] without one, e.g. OpenDML only); only the index is read."""
     size = p.stat().st_size
     movi, table = -1, b""
     with open(p, "rb") as f:
         pos = 12
-        while pos + 12 <= size:
+        while pos + 12 <= size:  # the top-level chunks: hdrl, movi, idx1
             f.seek(pos)
             tag, length, kind = struct.unpack("<4sI4s", f.read(12))
             if tag == b"LIST" and kind == b"movi":
@@ -940,9 +759,8 @@ def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> list[int]:
-    """Positions (in the file's presentation order) of pictures whose packet gave no frame.
-
-    Only when every packet and frame has a distinct timestamp; else [] (count only)."""
+    """Presentation-order positions of pictures whose packet gave no frame ([] when the
+    timestamps cannot name them)."""
     order = _packet_order(packets)
     if order is None or any(t is None for t in pts):
         return []
@@ -951,8 +769,7 @@ def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> l
 
 
 def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None:
-    """Every picture packet's pts, sorted (presentation order); None if one is missing or
-    repeats, as then timestamps cannot name the pictures."""
+    """Every picture packet's pts in presentation order; None if one is missing or repeats."""
     order = [q[0] for q in packets]
     if any(t is None for t in order) or len(set(order)) != len(order):
         return None
@@ -961,13 +778,9 @@ def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None
 
 def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(pts, seek_points, seek_ts)`` when timestamps can name every frame, else None.
-
-    ``seek_points`` are the indices of frames the decoder calls key frames *and* whose packet
-    the container marks as a key frame (a seek lands on those); ``seek_ts`` is the key
-    packet's dts, a second timestamp to seek to (demuxers differ: MP4 lands exactly when given
-    the pts, MPEG-TS when given the dts).
-    """
+    """``(pts, seek_points, seek_ts)`` when timestamps name every frame (distinct, increasing),
+    else None. Seek points are frames that both decoder and container call key frames;
+    ``seek_ts`` is their packet's dts (MP4 lands exactly given the pts, MPEG-TS the dts)."""
     if not pts or any(t is None for t in pts):
         return None
     arr = np.asarray(pts, dtype=np.int64)
@@ -982,16 +795,16 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, 
     return arr, np.asarray(points, dtype=np.int64), np.asarray(seek_ts, dtype=np.int64)
 
 
-def _check_frame_rate(p: Path, frame_rate: float | None) -> None:
-    if frame_rate is None:
+def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
+    """A VideoError unless ``value`` (per second) is None or a number in ``(0, below)``."""
+    if value is None:
         return
-    if not p.is_dir():
-        raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
-                         "comes from the file); drop frame_rate=")
-    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float, np.number)) \
-            or not math.isfinite(frame_rate) or not 0 < frame_rate < 1000:
-        raise VideoError(f"{p}: frame_rate must be a number of frames per second between 0 and "
-                         f"1000, got {frame_rate!r}")
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 < value < below:
+        unit = "samples per second" if name == "fps" else "frames per second"
+        limit = f" and below {below:g}" if below < math.inf else ""
+        hint = "; use fps=None to read every frame" if name == "fps" else ""
+        raise VideoError(f"{p}: {name} must be > 0{limit} {unit}, got {value!r}{hint}")
 
 
 def _probe_record(path: PathLike, cache: Any = None,
@@ -999,7 +812,10 @@ def _probe_record(path: PathLike, cache: Any = None,
     from .cache import file_digest, get_cache
 
     p = _check_source(path)
-    _check_frame_rate(p, frame_rate)
+    if frame_rate is not None and not p.is_dir():
+        raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
+                         "comes from the file); drop frame_rate=")
+    _check_rate(p, "frame_rate", frame_rate, below=1000)
     if p.is_dir():
         _folder_images(p)  # a clear error for an empty or image-less folder, before hashing
         parts: dict[str, Any] = {"frames": file_digest(p), "version": _PROBE_VERSION,
@@ -1015,25 +831,14 @@ def _probe_record(path: PathLike, cache: Any = None,
 
 
 def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> VideoInfo:
-    """Count a video's decodable frames and read its size, rate and timing.
+    """Count a video's decodable frames (exact even when the header lies) and read its size,
+    rate and timing. The first call decodes the whole file once; the result is cached on disk
+    by the file's content, so later calls are instant. ``path`` is a video file or a frame
+    folder; ``frame_rate`` is a folder's rate (default :data:`FOLDER_FPS`; not for files).
 
-    The count comes from decoding every frame once (exact even when the header lies), so the
-    first call costs one pass over the file; the result (with the index of every frame's
-    timestamp and the key frames, used to seek) is cached on disk keyed by the file's content
-    (:func:`vadnb.cache.file_digest`), so later calls, in any process, are instant.
-
-    Args:
-        path: a video file, or a frame folder (a directory of numbered images).
-        cache: a :class:`vadnb.cache.Cache`, a folder, or None for the default cache.
-        frame_rate: frames per second of a frame folder (default :data:`FOLDER_FPS`, 30, and
-            ``VideoInfo.fps_from == "default"`` says so). Not allowed for video files.
-
-    Raises:
-        VideoError: missing file, not a video, 0 decodable frames, truncated; an empty folder
-            or one without images, an unreadable image.
-
-    Warns:
-        DamagedVideoWarning: frames lost to damaged data, or an MPEG-TS file cut short.
+    Raises VideoError (missing file, not a video, 0 decodable frames, truncated; an empty or
+    image-less folder, an unreadable image). Warns DamagedVideoWarning (frames lost to damage,
+    an MPEG-TS file cut short).
     """
     _, r = _probe_record(path, cache, frame_rate)
     cast = {"int": int, "float": float, "str": str, "bool": bool}
@@ -1043,31 +848,19 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
 
 
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
-    """Presentation time (s) of every frame, relative to the first frame (which is at 0).
-
-    Taken from the decoder when the file's timestamps are usable (all present and strictly
-    increasing), which keeps variable-frame-rate video exact; otherwise ``index / fps``
-    (:attr:`VideoInfo.timestamps_from` says which; always so for a frame folder). Cached with
-    :func:`probe`.
-    """
+    """Presentation time (s) of every frame, the first at 0: the decoder's when the file's
+    timestamps are all present and increasing (exact for variable frame rate), else
+    ``index / fps`` (:attr:`VideoInfo.timestamps_from` says which)."""
     record = _probe_record(path, cache, frame_rate)[1]
     return np.asarray(record["timestamps_s"], dtype=np.float64).copy()
 
 
 # --------------------------------------------------------------------------- sampling
 def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
-    """The ``fps`` sampling rule: for each multiple ``k / fps`` of the sampling period
-    (k = 0, 1, 2, ... up to the last frame's time), the first frame whose timestamp is at or
-    after it. A frame that is the first after several multiples (a gap in a variable-rate
-    video) is taken once.
-
-    At 30 fps sampled at ``fps=1`` this gives frames 0, 30, 60, ...; at 25 fps sampled at
-    ``fps=2``: 0, 13, 25, 38, ... (0.52 s is the first frame at or after 0.5 s).
-
-    Args:
-        times_s: increasing frame timestamps in seconds (e.g. :func:`frame_times`).
-        fps: samples per second, > 0.
-    """
+    """The ``fps`` sampling rule: for each multiple ``k / fps`` up to the last frame's time, the
+    first frame whose timestamp (``times_s``, increasing, s) is at or after it, each frame
+    taken once. 30 fps video at ``fps=1`` gives 0, 30, 60, ...; 25 fps at ``fps=2`` gives 0,
+    13, 25, 38, ... (0.52 s is the first frame at or after 0.5 s)."""
     times = np.asarray(times_s, dtype=np.float64)
     if len(times) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -1076,16 +869,6 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     targets = times[0] + np.arange(last_k + 1) * period
     picked = np.searchsorted(times, targets - _EPS, side="left")
     return np.unique(picked[picked < len(times)]).astype(np.int64)
-
-
-def _check_fps(p: Path, fps: float | None) -> None:
-    if fps is None:
-        return
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)):
-        raise VideoError(f"{p}: fps must be a number of samples per second, got {fps!r}")
-    if not math.isfinite(fps) or fps <= 0:
-        raise VideoError(f"{p}: fps must be > 0 samples per second, got {fps}; "
-                         "use fps=None to read every frame")
 
 
 def _check_size(p: Path, size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -1105,48 +888,29 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None,
             indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
     """The frame indices to return, in the order to return them, validated."""
     n = int(record["num_frames"])
-    if indices is not None:
-        if fps is not None:
-            raise VideoError(f"{p}: pass fps or indices, not both")
-        arr = np.asarray(indices)
-        if arr.ndim != 1 and arr.size > 0:
-            raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
-                             f"got shape {arr.shape}")
-        arr = arr.reshape(-1)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
-                np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-            raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
-        arr = arr.astype(np.int64)
-        bad = arr[(arr < 0) | (arr >= n)]
-        if bad.size:
-            raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
-                             f"({bad.size} in all); this video has {n} decodable frames, "
-                             f"so indices run from 0 to {n - 1}"
-                             + (f" (its header claims {record['header_frames']}, wrongly)"
-                                if record["header_frames"] not in (0, n) else ""))
-        _check_not_lost(p, record, arr)
-        return arr
-    present = _present(record)
-    if fps is None:
-        return present
-    times = np.asarray(record["timestamps_s"], dtype=np.float64)[present]
-    return present[sample_indices(times, fps)]
-
-
-def _present(record: dict[str, Any]) -> np.ndarray:
-    """The indices of the frames that can be read, ascending: every index, unless frames are
-    lost (a damaged file, a frame folder with gaps in its numbering)."""
-    index = record.get("frame_index")
-    if index is None:
-        return np.arange(int(record["num_frames"]), dtype=np.int64)
-    index = np.asarray(index, dtype=np.int64)
-    return index[index >= 0]
-
-
-def _check_not_lost(p: Path, record: dict[str, Any], arr: np.ndarray) -> None:
-    """A VideoError naming the asked frames that are lost (they have no picture to return)."""
-    if record.get("frame_index") is None or not arr.size:
-        return
+    if indices is None:
+        present = _present(record)
+        if fps is None:
+            return present
+        return present[sample_indices(np.asarray(record["timestamps_s"])[present], fps)]
+    if fps is not None:
+        raise VideoError(f"{p}: pass fps or indices, not both")
+    arr = np.asarray(indices)
+    if arr.ndim != 1 and arr.size > 0:
+        raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
+                         f"got shape {arr.shape}")
+    arr = arr.reshape(-1)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
+            np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+        raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= n)]
+    if bad.size:
+        raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
+                         f"({bad.size} in all); this video has {n} decodable frames, "
+                         f"so indices run from 0 to {n - 1}"
+                         + (f" (its header claims {record['header_frames']}, wrongly)"
+                            if record["header_frames"] not in (0, n) else ""))
     missing = np.unique(arr[~np.isin(arr, _present(record))])
     if missing.size and record.get("sampled"):
         raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are not "
@@ -1157,17 +921,23 @@ def _check_not_lost(p: Path, record: dict[str, Any], arr: np.ndarray) -> None:
                          f"lost: this video's frames {_spans(record['lost_ranges'])} could not "
                          "be read (see the DamagedVideoWarning). Ask only for frames outside "
                          "VideoInfo.lost_ranges, or fetch an undamaged copy.")
+    return arr
+
+
+def _present(record: dict[str, Any]) -> np.ndarray:
+    """The indices of the frames that can be read, ascending (all but the lost ones)."""
+    index = record.get("frame_index")
+    if index is None:
+        return np.arange(int(record["num_frames"]), dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    return index[index >= 0]
 
 
 # --------------------------------------------------------------------------- reading
 class _Reader:
-    """Hands out frames by index, in ascending order, from one open decoder.
-
-    Going forward it decodes on; to go back, or to jump far ahead in a file whose probe built
-    a seek index, it seeks to the key frame at or before the wanted frame (checking every
-    decoded frame against the index, see the module docstring), else it restarts from the
-    first frame. A frame folder simply reads the wanted images.
-    """
+    """Hands out frames by index, ascending, from one open decoder: it decodes on, seeks to the
+    key frame at or before a far frame (checking each frame's pts against the probe's index),
+    or restarts from the first frame. A frame folder reads the wanted images."""
 
     def __init__(self, p: Path, record: dict[str, Any]):
         self.p, self.record = p, record
@@ -1180,14 +950,12 @@ class _Reader:
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
-        # (seek point, attempt) of the seek self.frames comes from; None: a sequential decode
-        self.seeking: tuple[int, int] | None = None
+        self.seeking: tuple[int, int] | None = None  # (seek point, attempt); None: sequential
         self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
         self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
         if self.seekable:
-            self.pts = np.asarray(record["pts"], dtype=np.int64)
-            self.points = np.asarray(record["seek_points"], dtype=np.int64)
-            self.seek_ts = np.asarray(record["seek_ts"], dtype=np.int64)
+            self.pts, self.points, self.seek_ts = (np.asarray(record[k], dtype=np.int64)
+                                                   for k in ("pts", "seek_points", "seek_ts"))
 
     def close(self) -> None:
         if self.handle is not None:
@@ -1208,10 +976,7 @@ class _Reader:
         self.seeking, self.pos = None, -1
 
     def _seek(self, k: int, attempt: int | None = None) -> None:
-        """Seek to seek point ``k`` (an index into ``self.points``).
-
-        The first attempt seeks to the key frame's pts, the second to its packet's dts (for
-        demuxers that land after the wanted key frame when given the pts)."""
+        """Seek to seek point ``k``: attempt 0 to its pts, 1 to its packet's dts."""
         if self.handle is None:
             _, self.handle = _open(self.p, self.backend)
         key = int(self.points[k])
@@ -1251,21 +1016,13 @@ class _Reader:
         self.seekable = False
         self._restart()
 
-    def take(self, targets: np.ndarray, lazy: bool = False
-             ) -> Iterator[tuple[int, Any]]:
-        """``(index, rgb)`` for each of ``targets`` (ascending, distinct).
-
-        ``lazy=True`` yields, instead of each image, a function that makes it, and that may be
-        called later, from another thread (not for the OpenCV decoder, whose picture the next
-        frame overwrites)."""
-        if lazy and self.backend == "opencv":
-            raise ValueError("OpenCV's frames must be converted before the next one is grabbed")
+    def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        """``(index, make_rgb)`` for each of ``targets`` (ascending, distinct). ``make_rgb``
+        may run in another thread, except OpenCV's: call it before taking the next frame."""
         if self.backend == "images":
             names = self.record["files"]
-            where = np.searchsorted(self.index, targets).tolist()
-            for t, i in zip(targets.tolist(), where):
-                read = functools.partial(_read_image, self.p, names[i], t)
-                yield t, (read if lazy else read())
+            for t, i in zip(targets.tolist(), np.searchsorted(self.index, targets).tolist()):
+                yield t, functools.partial(_read_image, self.p, names[i], t)
             return
         # each target's seek point, found once (not per frame, under the GIL)
         points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
@@ -1294,7 +1051,7 @@ class _Reader:
                     continue
                 self.pos = index
                 if index == t:
-                    yield t, (retrieve if lazy else retrieve())
+                    yield t, retrieve
                     break
 
 
@@ -1303,22 +1060,16 @@ _HUGEPAGE_SWITCH = threading.Lock()
 
 
 def _madvise_hugepage(enabled: bool) -> bool | None:
-    """Turn numpy's transparent-huge-page advice for large arrays on or off; return the old
-    setting (None where this numpy has no such switch)."""
+    """Turn numpy's transparent-huge-page advice on or off; the old setting (None: no switch)."""
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     return switch(enabled) if switch is not None else None
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
-    """An uninitialised uint8 ``[count, H, W, 3]`` array for frames (every row gets written).
-
-    It is allocated without numpy's transparent-huge-page advice (the ``NUMPY_MADVISE_HUGEPAGE``
-    switch, for this one allocation): a huge page is 2 MiB that the kernel must find, zero and,
-    in a virtual machine, have backed by the host on first touch, and on the machines this
-    suite was measured on that stalled a large read by seconds, while ordinary 4 KiB pages cost
-    the same every time (``benchmarks/bench_video.py`` times both ways on the machine it runs
-    on)."""
+    """An uninitialised uint8 ``[count, H, W, 3]`` array, allocated without numpy's huge-page
+    advice: first-touching 2 MiB pages stalled large reads by seconds on the virtual machines
+    measured (``benchmarks/bench_video.py`` times both ways)."""
     with _HUGEPAGE_SWITCH:  # the switch is numpy's, process-wide: reads in threads take turns
         before = _madvise_hugepage(False)
         try:
@@ -1334,32 +1085,28 @@ _CONVERT_AHEAD = 4
 
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
           size: tuple[int, int] | None) -> None:
-    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), one pass.
-
-    Converting a decoded picture to RGB and writing it out runs in a second thread while the
-    decoder goes on to the next frames (PyAV and numpy release the GIL for both), so on two
-    cores a sampled read costs about the decoding alone. OpenCV's frames are converted at once,
-    since its decoder reuses the picture on the next grab."""
+    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), in one pass.
+    A second thread converts pictures to RGB while the decoder goes on (PyAV and numpy release
+    the GIL); OpenCV's are converted at once, as its decoder reuses the picture."""
     from concurrent.futures import ThreadPoolExecutor
 
     rank = np.argsort(order, kind="stable")  # rows of each frame: rank[starts[j]: ends[j]]
     unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
     ends = starts + counts
 
-    def place(j: int, index: int, rgb: np.ndarray | Callable[[], np.ndarray]) -> None:
-        _place(reader, out, rank[starts[j]: ends[j]], index,
-               rgb() if callable(rgb) else rgb, size)
+    def place(j: int, index: int, make: Callable[[], np.ndarray]) -> None:
+        _place(reader, out, rank[starts[j]: ends[j]], index, make(), size)
 
-    lazy = reader.backend != "opencv"
-    if not lazy or len(unique) < 2:
-        for j, (index, rgb) in enumerate(reader.take(unique, lazy=False)):
-            place(j, index, rgb)
+    frames = enumerate(reader.take(unique))
+    if reader.backend == "opencv" or len(unique) < 2:
+        for j, (index, make) in frames:
+            place(j, index, make)
         return
     pending: list[Any] = []
     with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
         try:
-            for j, (index, convert) in enumerate(reader.take(unique, lazy=True)):
-                pending.append(pool.submit(place, j, index, convert))
+            for j, (index, make) in frames:
+                pending.append(pool.submit(place, j, index, make))
                 if len(pending) > _CONVERT_AHEAD:
                     pending.pop(0).result()  # re-raises a conversion's error here
             for job in pending:
@@ -1385,57 +1132,30 @@ def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: 
         raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                          f"{want[1]}x{want[0]}: the frame size changes within the video; "
                          "pass size=(width, height) to resize every frame to one size")
-    out[rows[0]] = rgb
-    for r in rows[1:]:
-        out[r] = out[rows[0]]
-
-
-def _output_shape(p: Path, record: dict[str, Any],
-                  size: tuple[int, int] | None) -> tuple[int, int]:
-    """(height, width) of the frames returned; a mixed-size frame folder needs ``size``."""
-    if size is not None:
-        return size[1], size[0]
-    if record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])  # the position of the image among the files
-        w, h = record["odd_size"]
-        frame = _present(record)[odd]
-        raise VideoError(f"{p}: the images of this frame folder differ in size: "
-                         f"{record['files'][0]} is {record['width']}x{record['height']}, "
-                         f"{record['files'][odd]} (frame {frame}) is {w}x{h}; pass "
-                         "size=(width, height) to resize every frame to one size")
-    return int(record["height"]), int(record["width"])
-
-
-def iter_frames(path: PathLike, fps: float | None = None,
-                indices: Sequence[int] | np.ndarray | None = None,
-                size: tuple[int, int] | None = None, chunk: int = 64,
-                cache: Any = None, frame_rate: float | None = None) -> Iterator[Frames]:
-    """Yield the frames :func:`read_frames` would return, ``chunk`` frames at a time.
-
-    Memory stays bounded by one chunk, whatever the video's length. Frames come in the order
-    asked: ascending for ``fps`` or all frames (one decoding pass), the given order for
-    ``indices`` (ascending ``indices`` also take one pass, seeking over long gaps when the
-    file allows; a chunk that goes back in the video seeks back, or restarts decoding from the
-    start when the file cannot be seeked exactly).
-
-    Arguments are those of :func:`read_frames`, plus ``chunk`` (frames per yielded Frames).
-    """
-    # Arguments are checked here, when iter_frames is called; decoding starts on first use.
-    return _iter_chunks(*_request(path, fps, indices, size, cache, frame_rate, chunk))
+    out[rows] = rgb
 
 
 def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
              size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
              chunk: int | None = None) -> tuple[Any, ...]:
-    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
+    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked;
+    a mixed-size frame folder needs ``size``."""
     p, record = _probe_record(path, cache, frame_rate)
-    _check_fps(p, fps)
+    _check_rate(p, "fps", fps)
     size = _check_size(p, size)
     if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     order = _wanted(p, record, fps, indices)
     chunk = max(len(order), 1) if chunk is None else int(chunk)
-    return p, record, order, size, _output_shape(p, record, size), chunk
+    shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
+    if size is None and record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
+        odd = int(record["first_odd_size"])  # the position of the image among the files
+        w, h = record["odd_size"]
+        raise VideoError(f"{p}: the images of this frame folder differ in size: "
+                         f"{record['files'][0]} is {record['width']}x{record['height']}, "
+                         f"{record['files'][odd]} (frame {_present(record)[odd]}) is {w}x{h}; "
+                         "pass size=(width, height) to resize every frame to one size")
+    return p, record, order, size, shape, chunk
 
 
 def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
@@ -1455,6 +1175,16 @@ def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
         reader.close()
 
 
+def iter_frames(path: PathLike, fps: float | None = None,
+                indices: Sequence[int] | np.ndarray | None = None,
+                size: tuple[int, int] | None = None, chunk: int = 64,
+                cache: Any = None, frame_rate: float | None = None) -> Iterator[Frames]:
+    """Yield the frames :func:`read_frames` would return, ``chunk`` frames at a time (memory:
+    one chunk). Arguments are checked at the call; decoding starts on first use. A chunk that
+    goes back in the video seeks back, or restarts decoding when the file cannot be seeked."""
+    return _iter_chunks(*_request(path, fps, indices, size, cache, frame_rate, chunk))
+
+
 def read_frames(path: PathLike, fps: float | None = None,
                 indices: Sequence[int] | np.ndarray | None = None,
                 size: tuple[int, int] | None = None, cache: Any = None,
@@ -1462,31 +1192,18 @@ def read_frames(path: PathLike, fps: float | None = None,
     """Read frames exactly: each image is the frame at that position of a sequential decode.
 
     Args:
-        path: the video file, or a frame folder (a directory of numbered images; frame ``i``
-            is its ``i``-th image in natural name order).
-        fps: sample this many frames per second of video: for each multiple of ``1 / fps``
-            seconds, the first frame at or after it, using the frames' real timestamps (so
-            variable-frame-rate video is sampled evenly in time; see :func:`sample_indices`).
-        indices: source frame indices to read, in any order, repeats allowed; the result
-            follows the order given. ``fps=None`` and ``indices=None`` read every frame
-            (every frame there is: a damaged file's lost frames are skipped, see
-            :attr:`VideoInfo.lost_ranges`).
+        path: a video file, or a frame folder (frame ``i``: its ``i``-th image by name).
+        fps: samples per second of video, by the frames' real timestamps (see
+            :func:`sample_indices`); ``indices``: frames to read, in any order, repeats
+            allowed (the result follows it). Neither: every frame there is (a damaged file's
+            lost frames are skipped).
         size: ``(width, height)`` to resize every frame to (``cv2.INTER_AREA``).
-        cache: where :func:`probe`'s result is cached (default: the suite's cache).
-        frame_rate: frames per second of a frame folder (see :func:`probe`).
+        cache, frame_rate: as for :func:`probe`.
 
-    Returns:
-        :class:`Frames`: one image per index asked (or sampled), in that order.
-
-    Raises:
-        VideoError: bad file (see :func:`probe`), ``fps <= 0``, indices out of range
-        (the message gives the true frame count) or lost to damage (the message names
-        them), a bad ``size``, frames of different sizes without ``size``.
-
-    Frames are decoded straight into the returned array (memory: the result plus one
-    frame). Frames asked in ascending order take one pass; a few frames far apart seek
-    (see the module docstring). The first call on a file costs an extra pass (the probe).
-    Use :func:`iter_frames` for long videos that do not fit in memory.
+    Raises VideoError: a bad file (see :func:`probe`), ``fps <= 0``, indices out of range
+    (the message gives the true count) or lost to damage, a bad ``size``, frames of different
+    sizes without ``size``. Ascending frames take one pass; a few far apart seek. The first
+    call on a file also probes it. Use :func:`iter_frames` for videos too long for memory.
     """
     p, record, order, size, shape, chunk = _request(path, fps, indices, size, cache, frame_rate)
     whole = list(_iter_chunks(p, record, order, size, shape, chunk))  # one chunk, or none
@@ -1498,14 +1215,10 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
                    quality: int = 95, indices: Sequence[int] | np.ndarray | None = None,
                    size: tuple[int, int] | None = None, cache: Any = None,
                    frame_rate: float | None = None) -> list[Path]:
-    """Write frames as JPEG files named by their source index (``frame_000123.jpg``).
-
-    ``fps``, ``indices``, ``size`` and ``frame_rate`` select frames as in
-    :func:`read_frames`; ``quality`` is the JPEG quality (1-100). Frames are streamed, so
-    memory stays small for long videos. Returns the written paths in frame order.
-    A manifest (:data:`FRAMES_MANIFEST`) lists the source indices written, so reading the
-    folder back keeps them as frame indices and takes the gaps for sampling, not damage.
-    """
+    """Write frames (selected as by :func:`read_frames`, streamed) as JPEG files of
+    ``quality`` 1-100 named by their index (``frame_000123.jpg``); return the paths. A
+    manifest (:data:`FRAMES_MANIFEST`) lists the indices, so reading the folder back keeps
+    them as frame indices and takes the gaps for sampling, not damage."""
     import cv2
 
     p = _check_source(path)
@@ -1540,16 +1253,24 @@ _BITS = _GRID * (_GRID - 1)
 _KEY = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]  # RGB: red, green, blue, white
 
 
+def _blocks(height: int, width: int) -> Iterator[tuple[int, slice, slice]]:
+    """``(bit, rows, columns)`` of each bit block of a bar code image."""
+    ys = np.linspace(0, height, _GRID + 1).astype(int)
+    xs = np.linspace(0, width, _GRID + 1).astype(int)
+    for bit in range(_BITS):
+        r, c = 1 + bit // _GRID, bit % _GRID
+        yield bit, slice(ys[r], ys[r + 1]), slice(xs[c], xs[c + 1])
+
+
 def _code_image(code: int, width: int, height: int) -> np.ndarray:
     img = np.zeros((height, width, 3), np.uint8)
     ys = np.linspace(0, height, _GRID + 1).astype(int)
     xs = np.linspace(0, width, _GRID + 1).astype(int)
     for c in range(_GRID):
         img[ys[0]:ys[1], xs[c]:xs[c + 1]] = _KEY[c % len(_KEY)]
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
+    for bit, rows, cols in _blocks(height, width):
         if (code >> bit) & 1:
-            img[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = 255
+            img[rows, cols] = 255
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
@@ -1568,15 +1289,11 @@ def _code_image(code: int, width: int, height: int) -> np.ndarray:
 def read_frame_code(image: np.ndarray) -> int:
     """The index a :func:`write_test_video` frame shows (robust to compression and resizing)."""
     img = np.asarray(image, dtype=np.float32)
-    height, width = img.shape[:2]
-    ys = np.linspace(0, height, _GRID + 1).astype(int)
-    xs = np.linspace(0, width, _GRID + 1).astype(int)
     code = 0
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
-        my, mx = (y1 - y0) // 4, (x1 - x0) // 4  # the block's centre, away from blurred edges
-        if img[y0 + my: y1 - my, x0 + mx: x1 - mx].mean() > 127:
+    for bit, rows, cols in _blocks(*img.shape[:2]):
+        block = img[rows, cols]
+        my, mx = block.shape[0] // 4, block.shape[1] // 4  # its centre, away from blurred edges
+        if block[my: block.shape[0] - my, mx: block.shape[1] - mx].mean() > 127:
             code |= 1 << bit
     return code
 
@@ -1589,25 +1306,16 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
                      size: tuple[int, int] = (64, 48), codec: str | None = None,
                      pts: Sequence[int] | None = None, time_base: Any = None,
                      start_code: int = 0, options: dict[str, str] | None = None) -> Path:
-    """Write a synthetic video whose frame ``i`` shows ``start_code + i`` as a bar code.
+    """Write a synthetic video whose frame ``i`` shows ``start_code + i`` as a bar code
+    (read back with :func:`read_frame_code`; at most 4096 codes).
 
     The top row of blocks is a colour key (red, green, blue, white: a reader that swaps RGB
-    and BGR shows blue first); on frames at least 80 px high the white block also prints the
-    number. The 12 blocks below are the bits, least significant first.
-
-    Args:
-        path: output file; the container follows the extension (.mp4, .avi, .mkv, .ts, ...).
-        num_frames, fps: length and nominal rate (at most 4096 frames can be coded).
-        size: (width, height); keep both multiples of 16 for codecs that need it.
-        codec: encoder name (default: ``libx264`` for .mp4/.mkv/.ts, ``mpeg4`` otherwise).
-        pts: explicit presentation times in ``time_base`` units (e.g. irregular ones, for a
-            variable-frame-rate file); default ``0, 1, 2, ...`` at ``1 / fps``.
-        time_base: the unit of ``pts`` in seconds, e.g. ``Fraction(1, 1000)`` or
-            ``1 / 1000`` (default ``1 / fps``).
-        start_code: the code frame 0 shows.
-        options: encoder options (e.g. ``{"bf": "2"}`` for B-frames).
-
-    Read a frame's code back with :func:`read_frame_code`.
+    and BGR shows blue first; from 80 px high the white block prints the number); the 12
+    blocks below are the bits, least significant first. The container follows the extension;
+    ``codec`` defaults to ``libx264`` for .mp4/.mkv/.ts/.mov, else ``mpeg4``. ``size`` is
+    ``(width, height)`` (multiples of 16 suit every codec); ``pts`` are explicit presentation
+    times in ``time_base`` units (seconds, default ``1 / fps``), e.g. for variable frame
+    rate; ``options`` go to the encoder (e.g. ``{"bf": "2"}`` for B-frames).
     """
     import av
     from fractions import Fraction
@@ -1641,12 +1349,9 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
 
 
 def patch_avi_frame_count(path: PathLike, claimed: int) -> None:
-    """Make an AVI's header lie: set its frame count fields to ``claimed``, in place.
-
-    Writes the main header's ``dwTotalFrames`` (``avih``) and the video stream header's
-    ``dwLength`` (``strh``). The frames themselves are untouched: a sequential decode still
-    yields the true number, while ``cv2.CAP_PROP_FRAME_COUNT`` reports ``claimed``.
-    """
+    """Make an AVI's header lie, in place: its frame counts (``avih`` ``dwTotalFrames``, the
+    video ``strh`` ``dwLength``) become ``claimed``; the frames are untouched, so a decode
+    still yields the true number while ``cv2.CAP_PROP_FRAME_COUNT`` reports ``claimed``."""
     p = Path(path)
     data = bytearray(p.read_bytes())
     if data[:4] != b"RIFF" or data[8:12] != b"AVI ":
