@@ -13,6 +13,7 @@ show their own index (:func:`read_frame_code`). Bad input raises :class:`VideoEr
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
@@ -22,8 +23,11 @@ import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -129,17 +133,9 @@ class Frames:
 
 # --------------------------------------------------------------------------- decoders
 # PyAV (exact timestamps, seeking, decoding past damage), else OpenCV's FFmpeg backend.
-# An opener returns a handle, or None when it cannot open the file.
+# An opener returns a handle (close, and PyAV's container and stream or OpenCV's cap), or None.
 
-@dataclass
-class _Handle:
-    close: Callable[[], None]
-    container: Any = None
-    stream: Any = None
-    cap: Any = None
-
-
-def _open_pyav(path: Path) -> _Handle | None:
+def _open_pyav(path: Path) -> SimpleNamespace | None:
     try:
         import av
     except ImportError:
@@ -153,10 +149,10 @@ def _open_pyav(path: Path) -> _Handle | None:
         return None
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    return _Handle(container.close, container, stream)
+    return SimpleNamespace(close=container.close, container=container, stream=stream)
 
 
-def _open_opencv(path: Path) -> _Handle | None:
+def _open_opencv(path: Path) -> SimpleNamespace | None:
     import cv2
 
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
@@ -168,7 +164,7 @@ def _open_opencv(path: Path) -> _Handle | None:
     if not cap.isOpened():
         cap.release()
         return None
-    return _Handle(cap.release, cap=cap)
+    return SimpleNamespace(close=cap.release, cap=cap)
 
 
 #: Decoders to try, in order.
@@ -183,7 +179,7 @@ class _LandedLate(_Untrusted):
     """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
 
 
-def _pyav_frames(h: _Handle, damage: list[int] | None = None,
+def _pyav_frames(h: Any, damage: list[int] | None = None,
                  packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
     """PyAV's frames in presentation order, past damaged packets: ``damage`` gets the count of
     frames before each rejected packet (None: raise _Untrusted); ``packets`` gets every picture
@@ -215,7 +211,7 @@ def _pyav_frames(h: _Handle, damage: list[int] | None = None,
             yield frame
 
 
-def _opencv_frames(h: _Handle, p: Path) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
+def _opencv_frames(h: Any, p: Path) -> Iterator[tuple[float, Callable[[], np.ndarray]]]:
     """OpenCV's frames: each frame's time (s, or nan) and a function converting it to RGB."""
     import cv2
 
@@ -276,9 +272,8 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
         raise VideoError(f"{p} is truncated or damaged ({damage}) and no frame can be read: "
                          "0 frames decoded. Download or copy the file again.")
     raise VideoError(f"{p} is not a video that can be decoded (tried: {', '.join(names)}): "
-                     "it may not be a video at all (e.g. a renamed text file), have no video "
-                     "stream, or use a codec this FFmpeg lacks. Check it with "
-                     "`ffprobe` or re-encode it to H.264 MP4.")
+                     "not a video at all (e.g. a renamed text file), no video stream, or a "
+                     "codec this FFmpeg lacks. Check it with `ffprobe` or re-encode to H.264.")
 
 
 # --------------------------------------------------------------------------- truncation
@@ -301,8 +296,7 @@ def _truncation(p: Path) -> str | None:
                 length, kind = struct.unpack(">I4s", box[:8])
                 if length == 1 and len(box) >= 16:
                     length = struct.unpack(">Q", box[8:16])[0]
-                elif length == 0:
-                    length = size - pos
+                length = length or size - pos  # 0: the box runs to the end of the file
                 if length < 8:
                     return f"a damaged MP4 box at byte {pos}"
                 seen.append(kind)
@@ -351,8 +345,10 @@ def _ts_cut_short(p: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- frame folders
-def _folder_images(p: Path) -> list[Path]:
-    """The images of a frame folder in natural name order, or a VideoError saying why none."""
+def folder_images(path: PathLike) -> list[Path]:
+    """A frame folder's images in the order :func:`read_frames` uses (natural name order,
+    hidden files skipped; none is opened), or a VideoError saying why there are none."""
+    p = Path(path)
     try:
         entries = [e for e in p.iterdir() if not e.name.startswith(".")]
     except OSError as err:
@@ -371,17 +367,11 @@ def _folder_images(p: Path) -> list[Path]:
                                          enumerate(re.split(r"(\d+)", e.name))])
 
 
-def folder_images(path: PathLike) -> list[Path]:
-    """A frame folder's images in the order :func:`read_frames` uses (natural name order,
-    hidden files skipped); none is opened. Gaps in the numbering: see folder_frame_count."""
-    return _folder_images(Path(path))
-
-
 def folder_frame_count(path: PathLike) -> int:
     """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the span
     of the numbering when the names are numbered (missing images are lost frames), else the
     number of images."""
-    images = _folder_images(Path(path))
+    images = folder_images(path)
     numbers = _numbering(images)
     return len(images) if numbers is None else numbers[-1] - numbers[0] + 1
 
@@ -416,7 +406,7 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (pixels are read only when asked)."""
     from PIL import Image, UnidentifiedImageError
 
-    files = _folder_images(p)
+    files = folder_images(p)
     numbers = _numbering(files)
     sampled = _sampled_by_design(p, numbers)
     first = 0 if sampled else (numbers[0] if numbers else 0)  # a sample keeps source indices
@@ -435,10 +425,9 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     # a sample's missing frames are not lost (nothing was damaged), but still cannot be read
     lost = [] if sampled else sorted(set(range(n)) - set(index))
     notes = [f"{p}: {len(lost)} image(s) missing from this frame folder's numbering (frames "
-             f"{_spans(_ranges(lost))}, counted from {files[0].name} as frame 0): they are "
-             "lost frames. The other images keep their numbers as frame indices; reading a "
-             "lost index raises VideoError, and VideoInfo.lost_ranges lists them. Restore the "
-             "missing images if those frames matter."] if lost else []
+             f"{_spans(_ranges(lost))}, counted from {files[0].name} as frame 0) are lost "
+             "frames; the others keep their numbers as indices (see VideoInfo.lost_ranges)."
+             ] if lost else []
     return {
         "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
         "duration_s": n / fps, "header_frames": 0, "backend": "images",
@@ -470,9 +459,9 @@ def _read_image(p: Path, name: str, index: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- probe
-def _scan(p: Path, backend: str | None) -> dict[str, Any]:
+def _scan(p: Path) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
-    name, h = _open(p, backend)
+    name, h = _open(p)
     damage: list[int] = []
     packets: list[tuple[Any, Any, bool, int]] = []
     pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
@@ -482,8 +471,7 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     try:
         if name == "pyav":
             stream = h.stream
-            rate = stream.average_rate or stream.guessed_rate
-            nominal = float(rate) if rate else 0.0
+            nominal = float(stream.average_rate or stream.guessed_rate or 0)
             header = max(int(stream.frames or 0), 0)
             layout = (str(h.container.format.name or "").split(","), int(stream.index),
                       stream.time_base)
@@ -509,16 +497,13 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
         h.close()
     n, cut = len(times), _truncation(p)
     if n == 0:
-        what = f"it is truncated or damaged ({cut})" if cut else (
-            "its video stream holds no frame the decoder accepts")
+        what = f"it is truncated or damaged ({cut})" if cut else "no frame of it decodes"
         raise VideoError(f"video has 0 decodable frames: {p}; {what}. Re-encode or fetch "
                          "the file again.")
     if cut and (header == 0 or n < header):
-        frames_read = f"{n} frame" + ("s" if n != 1 else "")
-        raise VideoError(f"{p} is truncated or damaged ({cut}): only {frames_read} could "
-                         f"be read (its header announces {header}). Download or "
-                         "copy it again; to keep the readable part, re-mux it, e.g. "
-                         f"`ffmpeg -i {p.name} -c copy fixed.mkv`.")
+        raise VideoError(f"{p} is truncated or damaged ({cut}): only {n} frame"
+                         f"{'s' * (n != 1)} could be read (its header announces {header}). "
+                         f"Copy it again, or keep what reads: `ffmpeg -i {p.name} -c copy ok.mkv`.")
     ts_cut = _ts_cut_short(p)
     notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
              "Fetch the file again if its end matters."] if ts_cut else []
@@ -532,8 +517,9 @@ def _scan(p: Path, backend: str | None) -> dict[str, Any]:
     lost_count = len(lost)
     if placed and (lost or damage or -1 in slots):
         notes.append(_lost_note(p, len(damage), lost, lost_count))
-    elif damage:  # the frames cannot be placed: count them at least
-        lost = _lost_frames(pts, packets)
+    elif damage:  # the frames cannot be placed: count them (and name them if pts can)
+        got, order = set(pts), _packet_order(packets)
+        lost = [i for i, t in enumerate(order) if t not in got] if order and None not in got else []
         lost_count = len(lost) if lost else max(len(packets) - n, 0)
         notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
     damaged = bool(damage or lost_count or -1 in slots)
@@ -555,19 +541,14 @@ def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
                after: int | None = None) -> str:
     """The warning for a damaged file (``after``: frames decoded before the damage, when the
     lost frames cannot be placed and later frames are numbered consecutively)."""
-    exact = after is None
-    where = _spans(_ranges(lost)) if lost else "none" if exact else f"after decoded frame {after}"
-    numbering = (
-        "The other frames keep their true indices (their positions in the undamaged video); "
-        "reading a lost index raises VideoError, and VideoInfo.lost_ranges lists them."
-        if exact else
-        "The other frames are read as usual and numbered consecutively, so later frames shift "
-        "down by the frames lost before them (this file's timestamps cannot place them).")
-    rejected_note = f" (the decoder rejected {rejected} packet(s))" if rejected else ""
-    return (f"{p} is damaged{rejected_note}: {count} frame(s) could not be decoded "
-            f"(the file's frames {where}, counted from 0; a frame predicted from a lost one "
-            f"shows made-up content, so it counts as lost too). {numbering} "
-            "Re-encode or fetch the file again for every frame.")
+    where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
+    numbering = ("keep their true indices; reading a lost index raises VideoError, and "
+                 "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
+                 "consecutively, as this file's timestamps cannot place the lost ones")
+    why = f" (the decoder rejected {rejected} packet(s))" if rejected else ""
+    return (f"{p} is damaged{why}: {count} frame(s) could not be decoded (the file's "
+            f"frames {where}, counted from 0; a frame predicted from a lost one counts as lost "
+            f"too). The other frames {numbering}. Re-encode or fetch the file again.")
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
@@ -578,7 +559,7 @@ def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[
     sample table lists every picture; an AVI's ``idx1`` every chunk (its demuxer renumbers
     the chunks it reads); elsewhere a gap of ``k`` periods on a constant-rate timeline is
     ``k - 1`` lost frames."""
-    if not pts or any(t is None for t in pts):
+    if not pts or None in pts:
         return None
     if "mp4" in fmt or "mov" in fmt:
         return _slots_from_packets(pts, packets) if damage else None
@@ -627,8 +608,6 @@ def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
     """Which of ``values`` form a longest strictly increasing subsequence (O(n log n))."""
-    import bisect
-
     tails: list[int] = []      # tails[L]: the smallest last value of an increasing run of L+1
     ends: list[int] = []       # ends[L]: where that run ends
     before = [-1] * len(values)
@@ -749,23 +728,9 @@ def _spans(ranges: Sequence[Sequence[int]]) -> str:
 
 def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
     """Sorted integers as inclusive ``(first, last)`` runs."""
-    runs: list[tuple[int, int]] = []
-    for v in sorted(values):
-        if runs and v == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return runs
-
-
-def _lost_frames(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]) -> list[int]:
-    """Presentation-order positions of pictures whose packet gave no frame ([] when the
-    timestamps cannot name them)."""
-    order = _packet_order(packets)
-    if order is None or any(t is None for t in pts):
-        return []
-    got = set(pts)
-    return [i for i, t in enumerate(order) if t not in got]
+    v = np.unique(np.asarray(values, dtype=np.int64))
+    return [(int(r[0]), int(r[-1])) for r in np.split(v, np.flatnonzero(np.diff(v) != 1) + 1)
+            if r.size]
 
 
 def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None:
@@ -781,11 +746,9 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, 
     """``(pts, seek_points, seek_ts)`` when timestamps name every frame (distinct, increasing),
     else None. Seek points are frames that both decoder and container call key frames;
     ``seek_ts`` is their packet's dts (MP4 lands exactly given the pts, MPEG-TS the dts)."""
-    if not pts or any(t is None for t in pts):
+    if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
         return None
     arr = np.asarray(pts, dtype=np.int64)
-    if len(arr) > 1 and not np.all(np.diff(arr) > 0):
-        return None
     key_packets = {int(q[0]): (int(q[1]) if q[1] is not None else int(q[0]))
                    for q in packets if q[2] and q[0] is not None}
     points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
@@ -817,14 +780,14 @@ def _probe_record(path: PathLike, cache: Any = None,
                          "comes from the file); drop frame_rate=")
     _check_rate(p, "frame_rate", frame_rate, below=1000)
     if p.is_dir():
-        _folder_images(p)  # a clear error for an empty or image-less folder, before hashing
+        folder_images(p)  # a clear error for an empty or image-less folder, before hashing
         parts: dict[str, Any] = {"frames": file_digest(p), "version": _PROBE_VERSION,
                                  "frame_rate": None if frame_rate is None else float(frame_rate)}
         record = get_cache(cache).memo("video.probe", parts, lambda: _scan_folder(p, frame_rate))
     else:
         parts = {"video": file_digest(p), "backends": list(_BACKENDS),
                  "version": _PROBE_VERSION}
-        record = get_cache(cache).memo("video.probe", parts, lambda: _scan(p, None))
+        record = get_cache(cache).memo("video.probe", parts, lambda: _scan(p))
     for note in record.get("warnings") or []:
         warnings.warn(str(note), DamagedVideoWarning, stacklevel=3)
     return p, record
@@ -1003,19 +966,6 @@ class _Reader:
             yield expect, (lambda f=frame: _rgb(f))
             expect += 1
 
-    def _recover(self, err: _Untrusted) -> None:
-        """After a seek went wrong: where seeking by pts landed late, seek by dts instead;
-        else never seek again in this file and decode sequentially."""
-        k, attempt = self.seeking or (0, 0)
-        if isinstance(err, _LandedLate) and attempt == 0 \
-                and self.seek_ts[k] < self.pts[self.points[k]]:
-            self.first_attempt = 1
-            self._seek(k, 1)
-            return
-        _SEEK_STATS["fallbacks"] += 1
-        self.seekable = False
-        self._restart()
-
     def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """``(index, make_rgb)`` for each of ``targets`` (ascending, distinct). ``make_rgb``
         may run in another thread, except OpenCV's: call it before taking the next frame."""
@@ -1038,16 +988,21 @@ class _Reader:
             while True:
                 try:
                     index, retrieve = next(self.frames)
-                except StopIteration:
+                except (StopIteration, _Untrusted) as err:  # only after a seek can it be _Untrusted
                     if self.seeking is None:
                         raise VideoError(
                             f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
                             f"frame {t}, although a first pass counted {self.n}; the file may "
                             "have changed or be damaged. Copy it again and retry.") from None
-                    self._recover(_Untrusted())  # the file ended early after a seek
-                    continue
-                except _Untrusted as err:
-                    self._recover(err)
+                    k, attempt = self.seeking
+                    if isinstance(err, _LandedLate) and attempt == 0 \
+                            and self.seek_ts[k] < self.pts[self.points[k]]:
+                        self.first_attempt = 1  # seeking by pts lands late here: use the dts
+                        self._seek(k, 1)
+                    else:  # never seek again in this file
+                        _SEEK_STATS["fallbacks"] += 1
+                        self.seekable = False
+                        self._restart()
                     continue
                 self.pos = index
                 if index == t:
@@ -1088,14 +1043,11 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
     """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), in one pass.
     A second thread converts pictures to RGB while the decoder goes on (PyAV and numpy release
     the GIL); OpenCV's are converted at once, as its decoder reuses the picture."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    rank = np.argsort(order, kind="stable")  # rows of each frame: rank[starts[j]: ends[j]]
+    rank = np.argsort(order, kind="stable")  # rows of frame unique[j]: from rank[starts[j]] on
     unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
-    ends = starts + counts
 
     def place(j: int, index: int, make: Callable[[], np.ndarray]) -> None:
-        _place(reader, out, rank[starts[j]: ends[j]], index, make(), size)
+        _place(reader, out, rank[starts[j]: starts[j] + counts[j]], index, make(), size)
 
     frames = enumerate(reader.take(unique))
     if reader.backend == "opencv" or len(unique) < 2:
@@ -1191,19 +1143,13 @@ def read_frames(path: PathLike, fps: float | None = None,
                 frame_rate: float | None = None) -> Frames:
     """Read frames exactly: each image is the frame at that position of a sequential decode.
 
-    Args:
-        path: a video file, or a frame folder (frame ``i``: its ``i``-th image by name).
-        fps: samples per second of video, by the frames' real timestamps (see
-            :func:`sample_indices`); ``indices``: frames to read, in any order, repeats
-            allowed (the result follows it). Neither: every frame there is (a damaged file's
-            lost frames are skipped).
-        size: ``(width, height)`` to resize every frame to (``cv2.INTER_AREA``).
-        cache, frame_rate: as for :func:`probe`.
-
-    Raises VideoError: a bad file (see :func:`probe`), ``fps <= 0``, indices out of range
-    (the message gives the true count) or lost to damage, a bad ``size``, frames of different
-    sizes without ``size``. Ascending frames take one pass; a few far apart seek. The first
-    call on a file also probes it. Use :func:`iter_frames` for videos too long for memory.
+    ``path`` is a video file or a frame folder. ``fps`` samples that many frames per second
+    of video by their real timestamps (:func:`sample_indices`); ``indices`` reads those
+    frames in the order given, repeats allowed; neither reads every frame there is (lost
+    ones skipped). ``size`` is ``(width, height)`` to resize to (``cv2.INTER_AREA``);
+    ``cache`` and ``frame_rate`` are as for :func:`probe`. Raises VideoError for a bad file,
+    ``fps <= 0``, indices out of range or lost, a bad ``size``, or mixed frame sizes without
+    ``size``. Use :func:`iter_frames` for videos too long for memory.
     """
     p, record, order, size, shape, chunk = _request(path, fps, indices, size, cache, frame_rate)
     whole = list(_iter_chunks(p, record, order, size, shape, chunk))  # one chunk, or none
@@ -1253,24 +1199,16 @@ _BITS = _GRID * (_GRID - 1)
 _KEY = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]  # RGB: red, green, blue, white
 
 
-def _blocks(height: int, width: int) -> Iterator[tuple[int, slice, slice]]:
-    """``(bit, rows, columns)`` of each bit block of a bar code image."""
-    ys = np.linspace(0, height, _GRID + 1).astype(int)
-    xs = np.linspace(0, width, _GRID + 1).astype(int)
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        yield bit, slice(ys[r], ys[r + 1]), slice(xs[c], xs[c + 1])
-
-
 def _code_image(code: int, width: int, height: int) -> np.ndarray:
     img = np.zeros((height, width, 3), np.uint8)
     ys = np.linspace(0, height, _GRID + 1).astype(int)
     xs = np.linspace(0, width, _GRID + 1).astype(int)
     for c in range(_GRID):
         img[ys[0]:ys[1], xs[c]:xs[c + 1]] = _KEY[c % len(_KEY)]
-    for bit, rows, cols in _blocks(height, width):
+    for bit in range(_BITS):
+        r, c = 1 + bit // _GRID, bit % _GRID
         if (code >> bit) & 1:
-            img[rows, cols] = 255
+            img[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = 255
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
@@ -1289,11 +1227,15 @@ def _code_image(code: int, width: int, height: int) -> np.ndarray:
 def read_frame_code(image: np.ndarray) -> int:
     """The index a :func:`write_test_video` frame shows (robust to compression and resizing)."""
     img = np.asarray(image, dtype=np.float32)
+    height, width = img.shape[:2]
+    ys = np.linspace(0, height, _GRID + 1).astype(int)
+    xs = np.linspace(0, width, _GRID + 1).astype(int)
     code = 0
-    for bit, rows, cols in _blocks(*img.shape[:2]):
-        block = img[rows, cols]
-        my, mx = block.shape[0] // 4, block.shape[1] // 4  # its centre, away from blurred edges
-        if block[my: block.shape[0] - my, mx: block.shape[1] - mx].mean() > 127:
+    for bit in range(_BITS):
+        r, c = 1 + bit // _GRID, bit % _GRID
+        y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
+        my, mx = (y1 - y0) // 4, (x1 - x0) // 4  # the block's centre, away from blurred edges
+        if img[y0 + my: y1 - my, x0 + mx: x1 - mx].mean() > 127:
             code |= 1 << bit
     return code
 
@@ -1306,25 +1248,19 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
                      size: tuple[int, int] = (64, 48), codec: str | None = None,
                      pts: Sequence[int] | None = None, time_base: Any = None,
                      start_code: int = 0, options: dict[str, str] | None = None) -> Path:
-    """Write a synthetic video whose frame ``i`` shows ``start_code + i`` as a bar code
-    (read back with :func:`read_frame_code`; at most 4096 codes).
-
-    The top row of blocks is a colour key (red, green, blue, white: a reader that swaps RGB
-    and BGR shows blue first; from 80 px high the white block prints the number); the 12
-    blocks below are the bits, least significant first. The container follows the extension;
-    ``codec`` defaults to ``libx264`` for .mp4/.mkv/.ts/.mov, else ``mpeg4``. ``size`` is
-    ``(width, height)`` (multiples of 16 suit every codec); ``pts`` are explicit presentation
-    times in ``time_base`` units (seconds, default ``1 / fps``), e.g. for variable frame
-    rate; ``options`` go to the encoder (e.g. ``{"bf": "2"}`` for B-frames).
-    """
+    """Write a video whose frame ``i`` shows ``start_code + i`` (< 4096) as a bar code for
+    :func:`read_frame_code`: a colour key row (red, green, blue, white: swapped RGB shows blue
+    first), then 12 bit blocks. The extension picks the container, ``codec`` defaults to
+    libx264 (.mp4/.mkv/.ts/.mov) or mpeg4; ``size`` is (width, height); ``pts`` are explicit
+    times in ``time_base`` units (default ``1 / fps``), e.g. for variable frame rate;
+    ``options`` go to the encoder (e.g. ``{"bf": "2"}`` for B-frames)."""
     import av
-    from fractions import Fraction
 
     out = Path(path)
     if num_frames + start_code > 1 << _BITS:
         raise ValueError(f"a test video codes at most {1 << _BITS} frames")
-    ext = out.suffix.lower()
-    codec = codec or ("libx264" if ext in (".mp4", ".mkv", ".ts", ".mov") else "mpeg4")
+    codec = codec or ("libx264" if out.suffix.lower() in (".mp4", ".mkv", ".ts", ".mov")
+                      else "mpeg4")
     rate = Fraction(fps).limit_denominator(1001)
     tb = (Fraction(time_base).limit_denominator(1_000_000) if time_base is not None
           else 1 / rate)
