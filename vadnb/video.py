@@ -62,8 +62,7 @@ _SEEK_STATS = {"seeks": 0, "fallbacks": 0}
 
 
 def decode_stats() -> dict[str, int]:
-    """Decoder opens, frames decoded (probe passes included) and frames returned since the
-    last reset; a cached stage decodes nothing, so a warm re-run leaves them at zero."""
+    """Decoder opens, frames decoded (probes included) and returned since the last reset."""
     return dict(_DECODE_STATS)
 
 
@@ -88,18 +87,12 @@ class DamagedVideoWarning(UserWarning):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` learns about a video by decoding it once.
-
-    ``num_frames`` is the truth (decoded frames plus ``lost_frames``); ``header_frames`` is
-    what the container claims (0: nothing), often wrong. ``fps`` is the container's rate when
-    the timestamps agree with it within 1 %, else the measured average; ``fps_from`` says
-    which: ``container``, ``measured``, ``assumed`` (25), ``given`` or ``default`` (a frame
-    folder: :data:`FOLDER_FPS`). ``duration_s`` is the last frame's time plus ``1 / fps``.
-    ``backend`` is ``pyav``, ``opencv`` or ``images``; ``timestamps_from`` is ``decoder`` or
-    ``index/fps``. ``lost_frames`` / ``lost_ranges`` (inclusive, presentation order) are frames
-    lost to damage or missing from a folder's numbering: the others keep their true indices
-    (unless a warning says the file cannot place them). ``seekable``: far-apart reads seek.
-    """
+    """What :func:`probe` learns by decoding a video once. ``num_frames`` is the truth
+    (decoded plus ``lost_frames``), ``header_frames`` the container's claim (0: none), often
+    wrong. ``fps`` is the container's rate when the timestamps agree within 1 %, else the
+    measured one (``fps_from``: container, measured, assumed 25, given, or default for a
+    folder). ``lost_ranges`` are inclusive, in presentation order: lost frames keep their
+    places (unless a warning says the file cannot place them). ``seekable``: far reads seek."""
 
     num_frames: int
     fps: float
@@ -119,9 +112,8 @@ class VideoInfo:
 
 @dataclass
 class Frames:
-    """Frames read from a video: ``images`` uint8 RGB ``[N, H, W, 3]``, ``indices`` int64
-    ``[N]`` (each image's frame index; lost frames keep their places) and ``timestamps_s``
-    float64 ``[N]`` (seconds from the first frame, see :func:`frame_times`)."""
+    """``images`` uint8 RGB ``[N, H, W, 3]``, their frame ``indices`` int64 ``[N]`` and
+    ``timestamps_s`` float64 ``[N]`` (seconds from the first frame, see :func:`frame_times`)."""
 
     images: np.ndarray
     indices: np.ndarray
@@ -181,9 +173,7 @@ class _LandedLate(_Untrusted):
 
 def _pyav_frames(h: Any, damage: list[int] | None = None,
                  packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
-    """PyAV's frames in presentation order, past damaged packets: ``damage`` gets the count of
-    frames before each rejected packet (None: raise _Untrusted); ``packets`` gets every picture
-    packet's ``(pts, dts, is_keyframe, byte position)``."""
+    """PyAV's frames, past damaged packets (each noted in ``damage``; None: raise)."""
     import av
 
     demuxed = h.container.demux(h.stream)
@@ -234,9 +224,7 @@ def _quarter_turns(frame: Any) -> int:
 
 
 def _rgb(frame: Any) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
-    turns = _quarter_turns(frame)
-    return np.rot90(rgb, turns) if turns else rgb
+    return np.rot90(frame.to_ndarray(format="rgb24"), _quarter_turns(frame))
 
 
 def _check_source(path: PathLike) -> Path:
@@ -278,8 +266,7 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
 
 # --------------------------------------------------------------------------- truncation
 def _truncation(p: Path) -> str | None:
-    """How the container's size fields (AVI RIFF size, MP4 top-level boxes, Matroska segment)
-    say the file is cut short, or None. (A lying frame count is not truncation.)"""
+    """How the container's size fields say the file is cut short (not a lying count)."""
     size = p.stat().st_size
     with open(p, "rb") as f:
         head = f.read(4096)
@@ -368,28 +355,24 @@ def folder_images(path: PathLike) -> list[Path]:
 
 
 def folder_frame_count(path: PathLike) -> int:
-    """A frame folder's frame count, as :func:`probe` gives it, from the names alone: the span
-    of the numbering when the names are numbered (missing images are lost frames), else the
-    number of images."""
+    """A frame folder's frame count as :func:`probe` gives it, from the names alone (the span of
+    their numbering, missing images included, else the number of images)."""
     images = folder_images(path)
     numbers = _numbering(images)
     return len(images) if numbers is None else numbers[-1] - numbers[0] + 1
 
 
 def _numbering(images: list[Path]) -> list[int] | None:
-    """Each image's number, when every name is the same text around its last run of digits
-    (``img_004.png``) and the numbers increase; else None."""
+    """Each image's number, if all names are one text around increasing numbers."""
     parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", e.name) for e in images]
-    if any(m is None for m in parts) or len({(m[1].lower(), m[3].lower())
-                                               for m in parts}) != 1:
+    if any(m is None for m in parts) or len({(m[1].lower(), m[3].lower()) for m in parts}) != 1:
         return None
     numbers = [int(m[2]) for m in parts]
     return None if any(b <= a for a, b in zip(numbers, numbers[1:])) else numbers
 
 
 def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
-    """Whether :func:`extract_frames` wrote ``p`` with exactly these frames (its manifest):
-    then the numbers are source indices and the gaps are sampling, not lost frames."""
+    """Whether extract_frames wrote ``p``: its gaps are then sampling, not loss."""
     manifest = p / FRAMES_MANIFEST
     if numbers is None or not manifest.is_file():
         return False
@@ -539,8 +522,7 @@ def _scan(p: Path) -> dict[str, Any]:
 
 def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
                after: int | None = None) -> str:
-    """The warning for a damaged file (``after``: frames decoded before the damage, when the
-    lost frames cannot be placed and later frames are numbered consecutively)."""
+    """The warning for a damaged file (``after``: lost frames that cannot be placed)."""
     where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
     numbering = ("keep their true indices; reading a lost index raises VideoError, and "
                  "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
@@ -554,11 +536,7 @@ def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
                 packets: list[tuple[Any, Any, bool, int]], damage: list[int],
                 nominal: float) -> tuple[list[int], int] | None:
-    """Each decoded frame's position in the undamaged video and that video's frame count, or
-    None when the container cannot tell (frames are then numbered consecutively). An MP4's
-    sample table lists every picture; an AVI's ``idx1`` every chunk (its demuxer renumbers
-    the chunks it reads); elsewhere a gap of ``k`` periods on a constant-rate timeline is
-    ``k - 1`` lost frames."""
+    """Decoded frames' places in the undamaged video and its length, as the container says."""
     if not pts or None in pts:
         return None
     if "mp4" in fmt or "mov" in fmt:
@@ -570,31 +548,25 @@ def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[
     return _grid_slots(pts, nominal, time_base)
 
 
-def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]
-                         ) -> tuple[list[int], int]:
-    """Drop (place -1) the frames of a group of pictures shown after a picture it lost: they
-    were predicted from it, so they show made-up content. Frames shown before the loss stay."""
+def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]) -> tuple[list[int], int]:
+    """Drop (-1) frames shown after their group lost a picture: made-up content."""
     slots, total = placed
     at, lost = np.asarray(slots), np.setdiff1d(np.arange(total), slots)
     if not lost.size:
         return placed
     # a group runs from a key frame to the next, in presentation order (and from frame 0)
     starts = np.asarray(sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0}))
-    first_loss: dict[int, int] = {}
-    for g, x in zip(starts[np.searchsorted(starts, lost, side="right") - 1].tolist(),
-                    lost.tolist()):
-        first_loss.setdefault(g, x)
-    groups = starts[np.searchsorted(starts, at, side="right") - 1].tolist()
-    limit = np.asarray([first_loss.get(g, total) for g in groups])
-    dropped = np.where((at >= 0) & (at < limit), at, -1).tolist()
+    groups, first = np.unique(np.searchsorted(starts, lost, side="right") - 1, return_index=True)
+    limit = np.full(len(starts), total)
+    limit[groups] = lost[first]  # each group's first lost frame
+    keep = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
+    dropped = np.where(keep, at, -1).tolist()
     return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
 
 
 def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
                         ) -> tuple[list[int], int] | None:
-    """Frames' positions among every packet's timestamp, or None when a frame has none. Only
-    the longest run of increasing places is kept: a damaged decoder emits stray pictures out
-    of order (-1, not returned), and one must not discard the good frames around it."""
+    """Places among all packets' pts; stray out-of-order frames get -1 (not the LIS)."""
     order = _packet_order(packets)
     if order is None:
         return None
@@ -629,8 +601,7 @@ def _longest_increasing(values: Sequence[int]) -> list[bool]:
 
 def _timing(times: list[float], slots: list[int], total: int, nominal: float
             ) -> tuple[np.ndarray, float, str, bool]:
-    """``(timestamps_s of all total frames, fps, fps_from, reliable)``: the decoder's times
-    of the placed frames when they all exist and increase, else ``index / fps``."""
+    """``(times of all frames, fps, fps_from, reliable)``: decoder times, else index / fps."""
     at = [s for s in slots if s >= 0]
     raw = np.asarray([t for t, s in zip(times, slots) if s >= 0], dtype=np.float64)
     reliable = bool(np.all(np.isfinite(raw)) and np.all(np.diff(raw) > _EPS))
@@ -649,11 +620,8 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
 
 
-def _grid_slots(pts: list[int], nominal: float, time_base: Any
-                ) -> tuple[list[int], int] | None:
-    """Frames' positions on a constant-rate timeline, or None when it is not one: every step
-    within a quarter period of a whole number of periods, and 90 % exactly one (Matroska's
-    milliseconds give 33 or 34 at 30 fps). A longer step is then frames missing."""
+def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> tuple[list[int], int] | None:
+    """Places on a constant-rate timeline (a step of k periods: k - 1 lost), else None."""
     if len(pts) < 2 or not nominal or not time_base:
         return None
     period = 1.0 / (nominal * float(time_base))
@@ -670,12 +638,7 @@ def _grid_slots(pts: list[int], nominal: float, time_base: Any
 
 def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, Any, bool, int]]
                ) -> tuple[list[int], int] | None:
-    """Frames' positions in an AVI from its ``idx1`` index (None without a usable one).
-
-    A packet's byte position gives its picture's number in decoding order. A group of
-    pictures that lost any picture is dropped whole (the rest were predicted from it). In a
-    closed group the key frame is shown first, so a frame's position is its rank among the
-    kept frames plus the lost pictures decoded before the latest picture decoded so far."""
+    """Places from the ``idx1`` index; a group of pictures that lost one is dropped whole."""
     chunks = _avi_chunks(p, stream)
     if not chunks:
         return None
@@ -685,18 +648,17 @@ def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, An
     if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
         return None
     group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
-    damaged = {int(group[k]) for k in set(range(len(chunks))) - set(decoded)}
-    kept = np.asarray([k if int(group[k]) not in damaged else -1 for k in decoded])
-    lost = np.setdiff1d(np.arange(len(chunks)), kept)
-    ok = kept >= 0
-    highest = np.maximum.accumulate(kept)
-    slots = np.where(ok, np.cumsum(ok) - 1 + np.searchsorted(lost, highest), -1)
-    return slots.tolist(), len(chunks)
+    missing = np.setdiff1d(np.arange(len(chunks)), decoded)
+    kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
+    lost, ok = np.setdiff1d(np.arange(len(chunks)), kept), kept >= 0
+    # a closed group shows its key frame first: a frame's place is its rank among the kept
+    # frames plus the lost pictures decoded before the latest picture decoded so far
+    before = np.searchsorted(lost, np.maximum.accumulate(kept))
+    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(chunks)
 
 
 def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
-    """``(byte position of the data, is a key frame)`` of the stream's chunks that an AVI's
-    ``idx1`` index lists ([] without one, e.g. OpenDML only); only the index is read."""
+    """``(data position, is key)`` of the stream's chunks in ``idx1`` ([] without one)."""
     size = p.stat().st_size
     movi, table = -1, b""
     with open(p, "rb") as f:
@@ -743,9 +705,7 @@ def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None
 
 def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(pts, seek_points, seek_ts)`` when timestamps name every frame (distinct, increasing),
-    else None. Seek points are frames that both decoder and container call key frames;
-    ``seek_ts`` is their packet's dts (MP4 lands exactly given the pts, MPEG-TS the dts)."""
+    """``(pts, seek_points, seek_ts)`` when timestamps name every frame, else None."""
     if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
         return None
     arr = np.asarray(pts, dtype=np.int64)
@@ -785,8 +745,7 @@ def _probe_record(path: PathLike, cache: Any = None,
                                  "frame_rate": None if frame_rate is None else float(frame_rate)}
         record = get_cache(cache).memo("video.probe", parts, lambda: _scan_folder(p, frame_rate))
     else:
-        parts = {"video": file_digest(p), "backends": list(_BACKENDS),
-                 "version": _PROBE_VERSION}
+        parts = {"video": file_digest(p), "backends": list(_BACKENDS), "version": _PROBE_VERSION}
         record = get_cache(cache).memo("video.probe", parts, lambda: _scan(p))
     for note in record.get("warnings") or []:
         warnings.warn(str(note), DamagedVideoWarning, stacklevel=3)
@@ -794,15 +753,11 @@ def _probe_record(path: PathLike, cache: Any = None,
 
 
 def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> VideoInfo:
-    """Count a video's decodable frames (exact even when the header lies) and read its size,
-    rate and timing. The first call decodes the whole file once; the result is cached on disk
-    by the file's content, so later calls are instant. ``path`` is a video file or a frame
-    folder; ``frame_rate`` is a folder's rate (default :data:`FOLDER_FPS`; not for files).
-
-    Raises VideoError (missing file, not a video, 0 decodable frames, truncated; an empty or
-    image-less folder, an unreadable image). Warns DamagedVideoWarning (frames lost to damage,
-    an MPEG-TS file cut short).
-    """
+    """Count a video's (file or frame folder) decodable frames, exact even when the header
+    lies, and read its size, rate and timing: one full decode, cached on disk by content.
+    ``frame_rate`` is a folder's rate (default :data:`FOLDER_FPS`). Raises VideoError for a
+    missing, unreadable, truncated or frameless input; warns DamagedVideoWarning for lost
+    frames or an MPEG-TS file cut short."""
     _, r = _probe_record(path, cache, frame_rate)
     cast = {"int": int, "float": float, "str": str, "bool": bool}
     return VideoInfo(**{f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo)
@@ -811,19 +766,16 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
 
 
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
-    """Presentation time (s) of every frame, the first at 0: the decoder's when the file's
-    timestamps are all present and increasing (exact for variable frame rate), else
-    ``index / fps`` (:attr:`VideoInfo.timestamps_from` says which)."""
+    """Every frame's time (s, the first at 0): the decoder's when all present and increasing
+    (exact for variable frame rate), else ``index / fps`` (``VideoInfo.timestamps_from``)."""
     record = _probe_record(path, cache, frame_rate)[1]
     return np.asarray(record["timestamps_s"], dtype=np.float64).copy()
 
 
 # --------------------------------------------------------------------------- sampling
 def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
-    """The ``fps`` sampling rule: for each multiple ``k / fps`` up to the last frame's time, the
-    first frame whose timestamp (``times_s``, increasing, s) is at or after it, each frame
-    taken once. 30 fps video at ``fps=1`` gives 0, 30, 60, ...; 25 fps at ``fps=2`` gives 0,
-    13, 25, 38, ... (0.52 s is the first frame at or after 0.5 s)."""
+    """The ``fps`` sampling rule: for each multiple of ``1 / fps`` s, the first frame at or
+    after it (``times_s`` increasing), each once: 25 fps at ``fps=2`` gives 0, 13, 25, 38."""
     times = np.asarray(times_s, dtype=np.float64)
     if len(times) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -898,9 +850,7 @@ def _present(record: dict[str, Any]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- reading
 class _Reader:
-    """Hands out frames by index, ascending, from one open decoder: it decodes on, seeks to the
-    key frame at or before a far frame (checking each frame's pts against the probe's index),
-    or restarts from the first frame. A frame folder reads the wanted images."""
+    """Frames by ascending index from one decoder: decoding on, seeking checked, or restarting."""
 
     def __init__(self, p: Path, record: dict[str, Any]):
         self.p, self.record = p, record
@@ -945,8 +895,7 @@ class _Reader:
         key = int(self.points[k])
         attempt = self.first_attempt if attempt is None else attempt
         ts = int(self.pts[key]) if attempt == 0 else int(self.seek_ts[k])
-        self.handle.container.seek(ts, backward=True, any_frame=False,
-                                   stream=self.handle.stream)
+        self.handle.container.seek(ts, backward=True, any_frame=False, stream=self.handle.stream)
         _SEEK_STATS["seeks"] += 1
         self.frames = self._after_seek(key)
         self.seeking, self.pos = (k, attempt), key - 1
@@ -967,8 +916,7 @@ class _Reader:
             expect += 1
 
     def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
-        """``(index, make_rgb)`` for each of ``targets`` (ascending, distinct). ``make_rgb``
-        may run in another thread, except OpenCV's: call it before taking the next frame."""
+        """``(index, make_rgb)`` per ascending target; call OpenCV's before taking the next."""
         if self.backend == "images":
             names = self.record["files"]
             for t, i in zip(targets.tolist(), np.searchsorted(self.index, targets).tolist()):
@@ -994,11 +942,11 @@ class _Reader:
                             f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
                             f"frame {t}, although a first pass counted {self.n}; the file may "
                             "have changed or be damaged. Copy it again and retry.") from None
-                    k, attempt = self.seeking
+                    point, attempt = self.seeking
                     if isinstance(err, _LandedLate) and attempt == 0 \
-                            and self.seek_ts[k] < self.pts[self.points[k]]:
+                            and self.seek_ts[point] < self.pts[self.points[point]]:
                         self.first_attempt = 1  # seeking by pts lands late here: use the dts
-                        self._seek(k, 1)
+                        self._seek(point, 1)
                     else:  # never seek again in this file
                         _SEEK_STATS["fallbacks"] += 1
                         self.seekable = False
@@ -1022,9 +970,7 @@ def _madvise_hugepage(enabled: bool) -> bool | None:
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
-    """An uninitialised uint8 ``[count, H, W, 3]`` array, allocated without numpy's huge-page
-    advice: first-touching 2 MiB pages stalled large reads by seconds on the virtual machines
-    measured (``benchmarks/bench_video.py`` times both ways)."""
+    """An uninitialised frame array, without huge-page advice (that stalled large reads)."""
     with _HUGEPAGE_SWITCH:  # the switch is numpy's, process-wide: reads in threads take turns
         before = _madvise_hugepage(False)
         try:
@@ -1040,9 +986,7 @@ _CONVERT_AHEAD = 4
 
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
           size: tuple[int, int] | None) -> None:
-    """Decode the frames of ``order`` into ``out`` (row i gets frame order[i]), in one pass.
-    A second thread converts pictures to RGB while the decoder goes on (PyAV and numpy release
-    the GIL); OpenCV's are converted at once, as its decoder reuses the picture."""
+    """Decode ``order`` into ``out``, converting to RGB in a second thread (not for OpenCV)."""
     rank = np.argsort(order, kind="stable")  # rows of frame unique[j]: from rank[starts[j]] on
     unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
 
@@ -1090,8 +1034,7 @@ def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: 
 def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
              size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
              chunk: int | None = None) -> tuple[Any, ...]:
-    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked;
-    a mixed-size frame folder needs ``size``."""
+    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
     p, record = _probe_record(path, cache, frame_rate)
     _check_rate(p, "fps", fps)
     size = _check_size(p, size)
@@ -1131,9 +1074,8 @@ def iter_frames(path: PathLike, fps: float | None = None,
                 indices: Sequence[int] | np.ndarray | None = None,
                 size: tuple[int, int] | None = None, chunk: int = 64,
                 cache: Any = None, frame_rate: float | None = None) -> Iterator[Frames]:
-    """Yield the frames :func:`read_frames` would return, ``chunk`` frames at a time (memory:
-    one chunk). Arguments are checked at the call; decoding starts on first use. A chunk that
-    goes back in the video seeks back, or restarts decoding when the file cannot be seeked."""
+    """Yield the frames :func:`read_frames` would return, ``chunk`` at a time (memory: one
+    chunk). Arguments are checked at the call; decoding starts on first use."""
     return _iter_chunks(*_request(path, fps, indices, size, cache, frame_rate, chunk))
 
 
@@ -1143,28 +1085,23 @@ def read_frames(path: PathLike, fps: float | None = None,
                 frame_rate: float | None = None) -> Frames:
     """Read frames exactly: each image is the frame at that position of a sequential decode.
 
-    ``path`` is a video file or a frame folder. ``fps`` samples that many frames per second
-    of video by their real timestamps (:func:`sample_indices`); ``indices`` reads those
-    frames in the order given, repeats allowed; neither reads every frame there is (lost
-    ones skipped). ``size`` is ``(width, height)`` to resize to (``cv2.INTER_AREA``);
-    ``cache`` and ``frame_rate`` are as for :func:`probe`. Raises VideoError for a bad file,
-    ``fps <= 0``, indices out of range or lost, a bad ``size``, or mixed frame sizes without
-    ``size``. Use :func:`iter_frames` for videos too long for memory.
+    ``fps`` samples by real timestamps (:func:`sample_indices`); ``indices`` reads those
+    frames in the order given, repeats allowed; neither reads every frame there is. ``size``
+    is ``(width, height)`` (``cv2.INTER_AREA``). Raises VideoError for a bad file, ``fps <=
+    0``, indices out of range or lost, a bad ``size``, or mixed frame sizes without ``size``.
     """
-    p, record, order, size, shape, chunk = _request(path, fps, indices, size, cache, frame_rate)
-    whole = list(_iter_chunks(p, record, order, size, shape, chunk))  # one chunk, or none
-    return whole[0] if whole else Frames(images=_output(0, shape), indices=order,
-                                         timestamps_s=np.zeros(0, dtype=np.float64))
+    request = _request(path, fps, indices, size, cache, frame_rate)
+    whole = list(_iter_chunks(*request))  # one chunk, or none when nothing is asked
+    return whole[0] if whole else Frames(_output(0, request[4]), request[2], np.zeros(0))
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
                    quality: int = 95, indices: Sequence[int] | np.ndarray | None = None,
                    size: tuple[int, int] | None = None, cache: Any = None,
                    frame_rate: float | None = None) -> list[Path]:
-    """Write frames (selected as by :func:`read_frames`, streamed) as JPEG files of
-    ``quality`` 1-100 named by their index (``frame_000123.jpg``); return the paths. A
-    manifest (:data:`FRAMES_MANIFEST`) lists the indices, so reading the folder back keeps
-    them as frame indices and takes the gaps for sampling, not damage."""
+    """Write frames (chosen as by :func:`read_frames`) as ``frame_000123.jpg`` files; return
+    the paths. A manifest lists the indices, so reading the folder back keeps them and takes
+    the gaps for sampling, not damage."""
     import cv2
 
     p = _check_source(path)
@@ -1262,8 +1199,7 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
     codec = codec or ("libx264" if out.suffix.lower() in (".mp4", ".mkv", ".ts", ".mov")
                       else "mpeg4")
     rate = Fraction(fps).limit_denominator(1001)
-    tb = (Fraction(time_base).limit_denominator(1_000_000) if time_base is not None
-          else 1 / rate)
+    tb = Fraction(time_base).limit_denominator(1_000_000) if time_base is not None else 1 / rate
     width, height = size
     with av.open(str(out), "w") as container:
         stream = container.add_stream(codec, rate=rate, options=dict(options or {}))
@@ -1277,17 +1213,14 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
                                                format="rgb24")
             frame.pts = int(pts[i]) if pts is not None else int(round(i / rate / tb))
             frame.time_base = tb
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())  # flush the encoder
     return out
 
 
 def patch_avi_frame_count(path: PathLike, claimed: int) -> None:
-    """Make an AVI's header lie, in place: its frame counts (``avih`` ``dwTotalFrames``, the
-    video ``strh`` ``dwLength``) become ``claimed``; the frames are untouched, so a decode
-    still yields the true number while ``cv2.CAP_PROP_FRAME_COUNT`` reports ``claimed``."""
+    """Make an AVI's header lie, in place: its frame counts (``avih``, video ``strh``) become
+    ``claimed``, frames untouched, so ``cv2.CAP_PROP_FRAME_COUNT`` reports ``claimed``."""
     p = Path(path)
     data = bytearray(p.read_bytes())
     if data[:4] != b"RIFF" or data[8:12] != b"AVI ":
