@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+_Packets = list[tuple[Any, Any, bool, int]]  # each picture packet's (pts, dts, is key, position)
+_Placed = tuple[list[int], int]  # each decoded frame's index (-1: dropped), the frame count
 
 #: Give up opening or reading a file after this long (guards against FFmpeg blocking).
 TIMEOUT_MS = 20_000
@@ -128,10 +130,7 @@ class Frames:
 # An opener returns a handle (close, and PyAV's container and stream or OpenCV's cap), or None.
 
 def _open_pyav(path: Path) -> SimpleNamespace | None:
-    try:
-        import av
-    except ImportError:
-        return None
+    import av
     try:
         container = av.open(str(path), timeout=TIMEOUT_MS / 1000)
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
@@ -146,7 +145,6 @@ def _open_pyav(path: Path) -> SimpleNamespace | None:
 
 def _open_opencv(path: Path) -> SimpleNamespace | None:
     import cv2
-
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
     try:
@@ -172,10 +170,9 @@ class _LandedLate(_Untrusted):
 
 
 def _pyav_frames(h: Any, damage: list[int] | None = None,
-                 packets: list[tuple[Any, Any, bool, int]] | None = None) -> Iterator[Any]:
+                 packets: _Packets | None = None) -> Iterator[Any]:
     """PyAV's frames, past damaged packets (each noted in ``damage``; None: raise)."""
     import av
-
     demuxed = h.container.demux(h.stream)
     decoded = 0
     while True:
@@ -388,7 +385,6 @@ def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (pixels are read only when asked)."""
     from PIL import Image, UnidentifiedImageError
-
     files = folder_images(p)
     numbers = _numbering(files)
     sampled = _sampled_by_design(p, numbers)
@@ -426,7 +422,6 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
 
 def _read_image(p: Path, name: str, index: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
-
     f = p / name
     try:
         with Image.open(f) as im:
@@ -446,7 +441,7 @@ def _scan(p: Path) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
     name, h = _open(p)
     damage: list[int] = []
-    packets: list[tuple[Any, Any, bool, int]] = []
+    packets: _Packets = []
     pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
     keys: list[bool] = []
     times: list[float] = []
@@ -469,7 +464,6 @@ def _scan(p: Path) -> dict[str, Any]:
                 times.append(math.nan if frame.time is None else float(frame.time))
         else:
             import cv2
-
             cap = h.cap
             nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
@@ -505,8 +499,8 @@ def _scan(p: Path) -> dict[str, Any]:
         lost = [i for i, t in enumerate(order) if t not in got] if order and None not in got else []
         lost_count = len(lost) if lost else max(len(packets) - n, 0)
         notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
-    damaged = bool(damage or lost_count or -1 in slots)
-    seek = _seek_index(pts, keys, packets) if (name == "pyav" and not damaged) else None
+    damaged = damage or lost_count or -1 in slots
+    seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
     return {
         "num_frames": int(total), "fps": float(fps), "width": int(width),
         "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header,
@@ -515,8 +509,8 @@ def _scan(p: Path) -> dict[str, Any]:
         "lost_frames": int(lost_count), "lost_ranges": [list(r) for r in _ranges(lost)],
         "frame_index": slots if placed and (lost or -1 in slots) else None,
         "damaged_packets": len(damage), "seekable": seek is not None,
-        "pts": seek[0] if seek else None, "seek_points": seek[1] if seek else None,
-        "seek_ts": seek[2] if seek else None, "warnings": notes,
+        **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None))),
+        "warnings": notes,
     }
 
 
@@ -534,8 +528,7 @@ def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
-                packets: list[tuple[Any, Any, bool, int]], damage: list[int],
-                nominal: float) -> tuple[list[int], int] | None:
+                packets: _Packets, damage: list[int], nominal: float) -> _Placed | None:
     """Decoded frames' places in the undamaged video and its length, as the container says."""
     if not pts or None in pts:
         return None
@@ -548,7 +541,7 @@ def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[
     return _grid_slots(pts, nominal, time_base)
 
 
-def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]) -> tuple[list[int], int]:
+def _drop_damaged_groups(placed: _Placed, keys: list[bool]) -> _Placed:
     """Drop (-1) frames shown after their group lost a picture: made-up content."""
     slots, total = placed
     at, lost = np.asarray(slots), np.setdiff1d(np.arange(total), slots)
@@ -564,15 +557,12 @@ def _drop_damaged_groups(placed: tuple[list[int], int], keys: list[bool]) -> tup
     return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
 
 
-def _slots_from_packets(pts: list[Any], packets: list[tuple[Any, Any, bool, int]]
-                        ) -> tuple[list[int], int] | None:
+def _slots_from_packets(pts: list[Any], packets: _Packets) -> _Placed | None:
     """Places among all packets' pts; stray out-of-order frames get -1 (not the LIS)."""
-    order = _packet_order(packets)
-    if order is None:
-        return None
+    order = _packet_order(packets) or []
     where = {t: i for i, t in enumerate(order)}
     slots = [where.get(t) for t in pts]
-    if any(s is None for s in slots):
+    if None in slots:  # a frame without a packet, or packets without distinct pts
         return None
     keep = _longest_increasing(slots)
     return [int(s) if k else -1 for s, k in zip(slots, keep)], len(order)
@@ -620,7 +610,7 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
 
 
-def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> tuple[list[int], int] | None:
+def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> _Placed | None:
     """Places on a constant-rate timeline (a step of k periods: k - 1 lost), else None."""
     if len(pts) < 2 or not nominal or not time_base:
         return None
@@ -636,8 +626,7 @@ def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> tuple[list[in
     return slots, max(slots) + 1
 
 
-def _avi_slots(p: Path, stream: int, pts: list[int], packets: list[tuple[Any, Any, bool, int]]
-               ) -> tuple[list[int], int] | None:
+def _avi_slots(p: Path, stream: int, pts: list[int], packets: _Packets) -> _Placed | None:
     """Places from the ``idx1`` index; a group of pictures that lost one is dropped whole."""
     chunks = _avi_chunks(p, stream)
     if not chunks:
@@ -695,7 +684,7 @@ def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
             if r.size]
 
 
-def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None:
+def _packet_order(packets: _Packets) -> list[Any] | None:
     """Every picture packet's pts in presentation order; None if one is missing or repeats."""
     order = [q[0] for q in packets]
     if any(t is None for t in order) or len(set(order)) != len(order):
@@ -703,7 +692,7 @@ def _packet_order(packets: list[tuple[Any, Any, bool, int]]) -> list[Any] | None
     return sorted(order)
 
 
-def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, bool, int]]
+def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(pts, seek_points, seek_ts)`` when timestamps name every frame, else None."""
     if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
@@ -714,8 +703,8 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: list[tuple[Any, Any, 
     points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
     if not points:
         return None
-    seek_ts = [key_packets[int(arr[i])] for i in points]
-    return arr, np.asarray(points, dtype=np.int64), np.asarray(seek_ts, dtype=np.int64)
+    seek_ts = np.asarray([key_packets[int(arr[i])] for i in points], dtype=np.int64)
+    return arr, np.asarray(points, dtype=np.int64), seek_ts
 
 
 def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
@@ -733,7 +722,6 @@ def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None
 def _probe_record(path: PathLike, cache: Any = None,
                   frame_rate: float | None = None) -> tuple[Path, dict[str, Any]]:
     from .cache import file_digest, get_cache
-
     p = _check_source(path)
     if frame_rate is not None and not p.is_dir():
         raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
@@ -784,19 +772,6 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     targets = times[0] + np.arange(last_k + 1) * period
     picked = np.searchsorted(times, targets - _EPS, side="left")
     return np.unique(picked[picked < len(times)]).astype(np.int64)
-
-
-def _check_size(p: Path, size: Sequence[int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    try:
-        w, h = (int(v) for v in size)
-        ok = (w, h) == tuple(size) and w > 0 and h > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
-    return w, h
 
 
 def _wanted(p: Path, record: dict[str, Any], fps: float | None,
@@ -987,11 +962,23 @@ _CONVERT_AHEAD = 4
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
           size: tuple[int, int] | None) -> None:
     """Decode ``order`` into ``out``, converting to RGB in a second thread (not for OpenCV)."""
+    import cv2
     rank = np.argsort(order, kind="stable")  # rows of frame unique[j]: from rank[starts[j]] on
     unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
 
     def place(j: int, index: int, make: Callable[[], np.ndarray]) -> None:
-        _place(reader, out, rank[starts[j]: starts[j] + counts[j]], index, make(), size)
+        rgb = make()
+        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if rgb.shape != out.shape[1:]:
+            where = f"{reader.p}: frame {index}"
+            if reader.backend == "images":
+                name = reader.record["files"][int(np.searchsorted(reader.index, index))]
+                where = f"{reader.p / name}: frame {index} of this frame folder"
+            raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
+                             f"{out.shape[2]}x{out.shape[1]}: the frame size changes within the "
+                             "video; pass size=(width, height) to resize every frame to one size")
+        out[rank[starts[j]: starts[j] + counts[j]]] = rgb
 
     frames = enumerate(reader.take(unique))
     if reader.backend == "opencv" or len(unique) < 2:
@@ -1012,32 +999,20 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
                 job.cancel()
 
 
-def _place(reader: _Reader, out: np.ndarray, rows: np.ndarray, index: int, rgb: np.ndarray,
-           size: tuple[int, int] | None) -> None:
-    """Write frame ``index`` (resized to ``size`` if given) into ``out``'s ``rows``."""
-    import cv2
-
-    want = out.shape[1:]
-    if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    if rgb.shape != want:
-        where = f"{reader.p}: frame {index}"
-        if reader.backend == "images":
-            name = reader.record["files"][int(np.searchsorted(reader.index, index))]
-            where = f"{reader.p / name}: frame {index} of this frame folder"
-        raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
-                         f"{want[1]}x{want[0]}: the frame size changes within the video; "
-                         "pass size=(width, height) to resize every frame to one size")
-    out[rows] = rgb
-
-
 def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
              size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
              chunk: int | None = None) -> tuple[Any, ...]:
     """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
     p, record = _probe_record(path, cache, frame_rate)
     _check_rate(p, "fps", fps)
-    size = _check_size(p, size)
+    if size is not None:
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            w = h = 0
+        if w <= 0 or h <= 0 or (w, h) != tuple(size):
+            raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
+        size = (w, h)
     if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     order = _wanted(p, record, fps, indices)
@@ -1103,7 +1078,6 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
     the paths. A manifest lists the indices, so reading the folder back keeps them and takes
     the gaps for sampling, not damage."""
     import cv2
-
     p = _check_source(path)
     if not 1 <= int(quality) <= 100:
         raise VideoError(f"{p}: JPEG quality must be between 1 and 100, got {quality}")
@@ -1149,7 +1123,6 @@ def _code_image(code: int, width: int, height: int) -> np.ndarray:
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
-
         scale = block_h / 40
         text = str(code)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -1192,7 +1165,6 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
     times in ``time_base`` units (default ``1 / fps``), e.g. for variable frame rate;
     ``options`` go to the encoder (e.g. ``{"bf": "2"}`` for B-frames)."""
     import av
-
     out = Path(path)
     if num_frames + start_code > 1 << _BITS:
         raise ValueError(f"a test video codes at most {1 << _BITS} frames")
