@@ -45,16 +45,14 @@ _Placed = tuple[list[int], int]  # each decoded frame's index (-1: dropped), the
 
 #: Give up opening or reading a file after this long (guards against FFmpeg blocking).
 TIMEOUT_MS = 20_000
-#: Two timestamps closer than this (seconds) are the same instant (absorbs float rounding).
-_EPS = 1e-6
-#: Bump when the probe's logic changes, so stale cache entries are not reused.
-_PROBE_VERSION = 5
+_EPS = 1e-6  # seconds: two timestamps closer than this are the same instant
+_PROBE_VERSION = 5  # bump when the probe's logic changes, so stale cache entries go unused
 #: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
 FOLDER_FPS = 30.0
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-#: Seek only when it skips more than this many frames (a seek costs a few frames of decoding).
-_SEEK_MIN_SKIP = 64
+_SEEK_MIN_SKIP = 64  # seek only past this many frames (a seek costs a few frames' decoding)
+_CONVERT_AHEAD = 4  # frames converted to RGB ahead of the decoder, at most (a picture each)
 #: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
 FRAMES_MANIFEST = "frames.json"
 
@@ -126,8 +124,8 @@ class Frames:
 
 
 # --------------------------------------------------------------------------- decoders
-# PyAV (exact timestamps, seeking, decoding past damage), else OpenCV's FFmpeg backend.
-# An opener returns a handle (close, and PyAV's container and stream or OpenCV's cap), or None.
+# PyAV (exact timestamps, seeking, decoding past damage), else OpenCV's FFmpeg backend, in the
+# order of _BACKENDS. An opener returns a handle (close, container and stream, or cap), or None.
 
 def _open_pyav(path: Path) -> SimpleNamespace | None:
     import av
@@ -157,7 +155,6 @@ def _open_opencv(path: Path) -> SimpleNamespace | None:
     return SimpleNamespace(close=cap.release, cap=cap)
 
 
-#: Decoders to try, in order.
 _BACKENDS: dict[str, Callable[[Path], Any]] = {"pyav": _open_pyav, "opencv": _open_opencv}
 
 
@@ -173,8 +170,7 @@ def _pyav_frames(h: Any, damage: list[int] | None = None,
                  packets: _Packets | None = None) -> Iterator[Any]:
     """PyAV's frames, past damaged packets (each noted in ``damage``; None: raise)."""
     import av
-    demuxed = h.container.demux(h.stream)
-    decoded = 0
+    demuxed, decoded = h.container.demux(h.stream), 0
     while True:
         packet = None
         try:
@@ -252,8 +248,7 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
         if handle is not None:
             _DECODE_STATS["opens"] += 1
             return name, handle
-    damage = _truncation(p)
-    if damage:
+    if damage := _truncation(p):
         raise VideoError(f"{p} is truncated or damaged ({damage}) and no frame can be read: "
                          "0 frames decoded. Download or copy the file again.")
     raise VideoError(f"{p} is not a video that can be decoded (tried: {', '.join(names)}): "
@@ -269,9 +264,8 @@ def _truncation(p: Path) -> str | None:
         head = f.read(4096)
         if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
             declared = struct.unpack("<I", head[4:8])[0] + 8
-            if declared > size:
-                return f"its RIFF header declares {declared} bytes, the file has {size}"
-            return None
+            return (f"its RIFF header declares {declared} bytes, the file has {size}"
+                    if declared > size else None)
         if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
             pos, seen = 0, []
             while pos + 8 <= size:
@@ -294,8 +288,7 @@ def _truncation(p: Path) -> str | None:
 
 def _mkv_truncation(data: bytes, size: int) -> str | None:
     """Compare a Matroska segment's declared size (when known) with the file's size."""
-    def vint(i: int, keep_marker: bool) -> tuple[int, int]:
-        """An EBML variable-length integer at ``i``: its length is 1 + its leading zero bits."""
+    def vint(i: int, keep_marker: bool) -> tuple[int, int]:  # EBML: 1 + leading zeros long
         length = 9 - data[i].bit_length()
         tail = data[i + 1: i + length]
         value = data[i] if keep_marker else data[i] & (0xFF >> length)
@@ -342,10 +335,9 @@ def folder_images(path: PathLike) -> list[Path]:
                          f"(a directory of numbered images: {', '.join(IMAGE_SUFFIXES)})")
     images = [e for e in entries if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file()]
     if not images:
-        sample = ", ".join(sorted(e.name for e in entries)[:5])
         raise VideoError(f"{p} is a directory with no image files (it holds {len(entries)} "
-                         f"entries, e.g. {sample}); a frame folder holds numbered images "
-                         f"({', '.join(IMAGE_SUFFIXES)}). Pass a video file or such a folder.")
+                         f"entries, e.g. {', '.join(sorted(e.name for e in entries)[:5])}); "
+                         f"pass a video file or a folder of images ({', '.join(IMAGE_SUFFIXES)})")
     # natural order: digit runs compare as numbers, so 2.jpg comes before 10.jpg
     return sorted(images, key=lambda e: [int(s) if i % 2 else s.lower() for i, s in
                                          enumerate(re.split(r"(\d+)", e.name))])
@@ -453,12 +445,10 @@ def _scan(p: Path) -> dict[str, Any]:
             header = max(int(stream.frames or 0), 0)
             layout = (str(h.container.format.name or "").split(","), int(stream.index),
                       stream.time_base)
-            width = height = 0
             for frame in _pyav_frames(h, damage, packets):
-                if not pts:
-                    width, height = frame.width, frame.height
-                    if _quarter_turns(frame) % 2:
-                        width, height = height, width
+                if not pts:  # the size shown: a quarter turn swaps width and height
+                    size = (frame.width, frame.height)
+                    width, height = size[::-1] if _quarter_turns(frame) % 2 else size
                 pts.append(frame.pts)
                 keys.append(bool(frame.key_frame))
                 times.append(math.nan if frame.time is None else float(frame.time))
@@ -467,8 +457,7 @@ def _scan(p: Path) -> dict[str, Any]:
             cap = h.cap
             nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-            width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-            height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            width, height = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
             times = [t for t, _ in _opencv_frames(h, p)]
     finally:
         h.close()
@@ -481,9 +470,8 @@ def _scan(p: Path) -> dict[str, Any]:
         raise VideoError(f"{p} is truncated or damaged ({cut}): only {n} frame"
                          f"{'s' * (n != 1)} could be read (its header announces {header}). "
                          f"Copy it again, or keep what reads: `ffmpeg -i {p.name} -c copy ok.mkv`.")
-    ts_cut = _ts_cut_short(p)
     notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
-             "Fetch the file again if its end matters."] if ts_cut else []
+             "Fetch the file again if its end matters."] if (ts_cut := _ts_cut_short(p)) else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
     placed = _true_slots(p, *layout, pts, packets, damage, nominal) if layout else None
     if placed and "avi" not in layout[0]:  # an AVI drops its damaged groups itself
@@ -602,9 +590,8 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
         fps, fps_from = (nominal, "container") if use_nominal else (measured, "measured")
         # a lost frame's time lies between its neighbours', one period apart beyond the ends
         idx, known = np.arange(total, dtype=np.float64), np.asarray(at, dtype=np.float64)
-        full = np.interp(idx, known, rel)
-        full = np.where(idx < known[0], rel[0] - (known[0] - idx) / fps, full)
-        full = np.where(idx > known[-1], rel[-1] + (idx - known[-1]) / fps, full)
+        full = (np.interp(idx, known, rel) + np.minimum(idx - known[0], 0) / fps
+                + np.maximum(idx - known[-1], 0) / fps)
         return full - full[0], float(fps), fps_from, True
     fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
@@ -687,9 +674,7 @@ def _ranges(values: Sequence[int]) -> list[tuple[int, int]]:
 def _packet_order(packets: _Packets) -> list[Any] | None:
     """Every picture packet's pts in presentation order; None if one is missing or repeats."""
     order = [q[0] for q in packets]
-    if any(t is None for t in order) or len(set(order)) != len(order):
-        return None
-    return sorted(order)
+    return None if None in order or len(set(order)) != len(order) else sorted(order)
 
 
 def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
@@ -774,15 +759,13 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     return np.unique(picked[picked < len(times)]).astype(np.int64)
 
 
-def _wanted(p: Path, record: dict[str, Any], fps: float | None,
-            indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
+def _wanted(p: Path, record: dict[str, Any], fps: float | None, indices: Any) -> np.ndarray:
     """The frame indices to return, in the order to return them, validated."""
     n = int(record["num_frames"])
     if indices is None:
         present = _present(record)
-        if fps is None:
-            return present
-        return present[sample_indices(np.asarray(record["timestamps_s"])[present], fps)]
+        times = np.asarray(record["timestamps_s"])[present]
+        return present if fps is None else present[sample_indices(times, fps)]
     if fps is not None:
         raise VideoError(f"{p}: pass fps or indices, not both")
     arr = np.asarray(indices)
@@ -801,15 +784,13 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None,
                          f"so indices run from 0 to {n - 1}"
                          + (f" (its header claims {record['header_frames']}, wrongly)"
                             if record["header_frames"] not in (0, n) else ""))
-    missing = np.unique(arr[~np.isin(arr, _present(record))])
-    if missing.size and record.get("sampled"):
-        raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are not "
-                         f"in this folder: extract_frames wrote only the sampled frames listed "
-                         f"in its {FRAMES_MANIFEST}. Read them from the source video.")
-    if missing.size:
-        raise VideoError(f"{p}: frame(s) {missing[:5].tolist()} ({missing.size} in all) are "
-                         f"lost: this video's frames {_spans(record['lost_ranges'])} could not "
-                         "be read (see the DamagedVideoWarning). Ask only for frames outside "
+    if missing := np.unique(arr[~np.isin(arr, _present(record))]).tolist():
+        asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
+        raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
+                         f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
+                         if record.get("sampled") else f"{asked} lost: this video's frames "
+                         f"{_spans(record['lost_ranges'])} could not be read (see the "
+                         "DamagedVideoWarning). Ask only for frames outside "
                          "VideoInfo.lost_ranges, or fetch an undamaged copy.")
     return arr
 
@@ -933,8 +914,7 @@ class _Reader:
                     break
 
 
-#: Held while numpy's huge-page switch is off (see :func:`_output`).
-_HUGEPAGE_SWITCH = threading.Lock()
+_HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
 
 
 def _madvise_hugepage(enabled: bool) -> bool | None:
@@ -953,10 +933,6 @@ def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
         finally:
             if before is not None:
                 _madvise_hugepage(before)
-
-
-#: Frames converted to RGB ahead of the decoder, at most (each holds one decoded picture).
-_CONVERT_AHEAD = 4
 
 
 def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
@@ -999,9 +975,8 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
                 job.cancel()
 
 
-def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndarray | None,
-             size: tuple[int, int] | None, cache: Any, frame_rate: float | None,
-             chunk: int | None = None) -> tuple[Any, ...]:
+def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: Any,
+             frame_rate: float | None, chunk: int | None = None) -> tuple[Any, ...]:
     """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
     p, record = _probe_record(path, cache, frame_rate)
     _check_rate(p, "fps", fps)
@@ -1028,9 +1003,8 @@ def _request(path: PathLike, fps: float | None, indices: Sequence[int] | np.ndar
     return p, record, order, size, shape, chunk
 
 
-def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray,
-                 size: tuple[int, int] | None, shape: tuple[int, int],
-                 chunk: int) -> Iterator[Frames]:
+def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray, size: tuple[int, int] | None,
+                 shape: tuple[int, int], chunk: int) -> Iterator[Frames]:
     """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array."""
     times = np.asarray(record["timestamps_s"], dtype=np.float64)
     reader = _Reader(p, record)
@@ -1102,8 +1076,7 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
 
 
 # --------------------------------------------------------------------------- synthetic videos
-# Small videos whose every frame shows its own index as a bar code of big blocks, so a test
-# (or a reader of notebook 10) can check, pixel by pixel, which frame a reader returned.
+# Every frame shows its own index as a bar code, so a test can check which frame it got.
 
 _GRID = 4       # blocks per side; the top row is a colour key, the other 12 blocks are bits
 _BITS = _GRID * (_GRID - 1)
@@ -1150,7 +1123,7 @@ def read_frame_code(image: np.ndarray) -> int:
     return code
 
 
-#: Near-lossless settings of the default encoders, so a frame's code survives compression.
+# near-lossless settings of the default encoders, so a frame's code survives compression
 _ENCODER_DEFAULTS = {"libx264": {"crf": "18", "preset": "veryfast"}, "mpeg4": {"qscale": "2"}}
 
 
@@ -1178,8 +1151,7 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = tb
-        if codec in _ENCODER_DEFAULTS:
-            stream.codec_context.options = {**_ENCODER_DEFAULTS[codec], **(options or {})}
+        stream.codec_context.options = {**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, width, height),
                                                format="rgb24")
