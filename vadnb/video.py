@@ -87,12 +87,11 @@ class DamagedVideoWarning(UserWarning):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` learns by decoding a video once. ``num_frames`` is the truth
-    (decoded plus ``lost_frames``), ``header_frames`` the container's claim (0: none), often
-    wrong. ``fps`` is the container's rate when the timestamps agree within 1 %, else the
-    measured one (``fps_from``: container, measured, assumed 25, given, or default for a
-    folder). ``lost_ranges`` are inclusive, in presentation order: lost frames keep their
-    places (unless a warning says the file cannot place them). ``seekable``: far reads seek."""
+    """What :func:`probe` learns by decoding a video once. ``num_frames`` is the truth (decoded
+    plus ``lost_frames``), ``header_frames`` the container's often wrong claim (0: none). ``fps``
+    is the container's rate when the timestamps agree within 1 %, else the measured one (see
+    ``fps_from``). ``lost_ranges`` are inclusive; lost frames keep their places (unless a
+    warning says the file cannot place them). ``seekable``: far-apart reads seek."""
 
     num_frames: int
     fps: float
@@ -244,8 +243,7 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
     """Open with the given backend, or the first of ``_BACKENDS`` that can: (name, handle)."""
     names = [backend] if backend else list(_BACKENDS)
     for name in names:
-        handle = _BACKENDS[name](p)
-        if handle is not None:
+        if (handle := _BACKENDS[name](p)) is not None:
             _DECODE_STATS["opens"] += 1
             return name, handle
     if damage := _truncation(p):
@@ -256,7 +254,6 @@ def _open(p: Path, backend: str | None = None) -> tuple[str, Any]:
                      "codec this FFmpeg lacks. Check it with `ffprobe` or re-encode to H.264.")
 
 
-# --------------------------------------------------------------------------- truncation
 def _truncation(p: Path) -> str | None:
     """How the container's size fields say the file is cut short (not a lying count)."""
     size = p.stat().st_size
@@ -297,9 +294,8 @@ def _mkv_truncation(data: bytes, size: int) -> str | None:
     try:
         _, i = vint(0, True)           # EBML header id
         hsize, i = vint(i, False)
-        seg_id, i = vint(i + hsize, True)
-        start = i
-        seg_size, i = vint(i, False)
+        seg_id, start = vint(i + hsize, True)
+        seg_size, i = vint(start, False)
     except IndexError:
         return "its Matroska header is cut short"
     unknown = seg_size == (1 << (7 * (i - start))) - 1
@@ -310,12 +306,11 @@ def _mkv_truncation(data: bytes, size: int) -> str | None:
 
 def _ts_cut_short(p: Path) -> str | None:
     """How an MPEG-TS file ends inside a transport packet (no index to compare with), or None."""
-    size = p.stat().st_size
     with open(p, "rb") as f:
         head = f.read(400)
     for packet, sync in ((188, 0), (192, 4)):  # plain TS, and M2TS with its 4-byte prefix
         if len(head) > packet + sync and head[sync] == 0x47 and head[packet + sync] == 0x47:
-            extra = size % packet
+            extra = p.stat().st_size % packet
             return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
                     "probably cut short") if extra else None
     return None
@@ -323,8 +318,8 @@ def _ts_cut_short(p: Path) -> str | None:
 
 # --------------------------------------------------------------------------- frame folders
 def folder_images(path: PathLike) -> list[Path]:
-    """A frame folder's images in the order :func:`read_frames` uses (natural name order,
-    hidden files skipped; none is opened), or a VideoError saying why there are none."""
+    """A frame folder's images in the order :func:`read_frames` uses (natural order: 2.jpg
+    before 10.jpg; hidden files skipped), or a VideoError saying why there are none."""
     p = Path(path)
     try:
         entries = [e for e in p.iterdir() if not e.name.startswith(".")]
@@ -338,7 +333,6 @@ def folder_images(path: PathLike) -> list[Path]:
         raise VideoError(f"{p} is a directory with no image files (it holds {len(entries)} "
                          f"entries, e.g. {', '.join(sorted(e.name for e in entries)[:5])}); "
                          f"pass a video file or a folder of images ({', '.join(IMAGE_SUFFIXES)})")
-    # natural order: digit runs compare as numbers, so 2.jpg comes before 10.jpg
     return sorted(images, key=lambda e: [int(s) if i % 2 else s.lower() for i, s in
                                          enumerate(re.split(r"(\d+)", e.name))])
 
@@ -360,26 +354,18 @@ def _numbering(images: list[Path]) -> list[int] | None:
     return None if any(b <= a for a, b in zip(numbers, numbers[1:])) else numbers
 
 
-def _sampled_by_design(p: Path, numbers: list[int] | None) -> bool:
-    """Whether extract_frames wrote ``p``: its gaps are then sampling, not loss."""
-    manifest = p / FRAMES_MANIFEST
-    if numbers is None or not manifest.is_file():
-        return False
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (isinstance(data, dict) and data.get("written_by") == "vadnb.video.extract_frames"
-            and isinstance(data.get("indices"), list)
-            and sorted(set(data["indices"])) == numbers)
-
-
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (pixels are read only when asked)."""
     from PIL import Image, UnidentifiedImageError
     files = folder_images(p)
     numbers = _numbering(files)
-    sampled = _sampled_by_design(p, numbers)
+    try:  # a folder extract_frames wrote keeps source indices: its gaps are sampling, not loss
+        manifest = json.loads((p / FRAMES_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    sampled = (isinstance(manifest, dict) and isinstance(manifest.get("indices"), list)
+               and manifest.get("written_by") == "vadnb.video.extract_frames"
+               and sorted(set(manifest["indices"])) == numbers)
     first = 0 if sampled else (numbers[0] if numbers else 0)  # a sample keeps source indices
     index = list(range(len(files))) if numbers is None else [k - first for k in numbers]
     n = index[-1] + 1
@@ -401,14 +387,13 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
              ] if lost else []
     return {
         "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
-        "duration_s": n / fps, "header_frames": 0, "backend": "images",
+        "duration_s": n / fps, "header_frames": 0, "backend": "images", "source": "folder",
         "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
-        "source": "folder", "fps_from": "given" if frame_rate is not None else "default",
+        "fps_from": "given" if frame_rate is not None else "default", "sampled": sampled,
         "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
-        "sampled": sampled, "frame_index": index if len(index) < n else None,
-        "damaged_packets": 0, "seekable": False, "files": [f.name for f in files],
-        "first_odd_size": odd, "odd_size": list(sizes[odd]) if odd >= 0 else [],
-        "warnings": notes,
+        "frame_index": index if len(index) < n else None, "damaged_packets": 0,
+        "seekable": False, "files": [f.name for f in files], "first_odd_size": odd,
+        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
     }
 
 
@@ -490,26 +475,24 @@ def _scan(p: Path) -> dict[str, Any]:
     damaged = damage or lost_count or -1 in slots
     seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
     return {
-        "num_frames": int(total), "fps": float(fps), "width": int(width),
-        "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header,
-        "backend": name, "timestamps_from": "decoder" if reliable else "index/fps",
-        "timestamps_s": rel, "source": "file", "fps_from": fps_from,
-        "lost_frames": int(lost_count), "lost_ranges": [list(r) for r in _ranges(lost)],
+        "num_frames": int(total), "fps": float(fps), "width": int(width), "height": int(height),
+        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header, "backend": name,
+        "timestamps_from": "decoder" if reliable else "index/fps", "timestamps_s": rel,
+        "source": "file", "fps_from": fps_from, "lost_frames": int(lost_count),
+        "lost_ranges": [list(r) for r in _ranges(lost)], "damaged_packets": len(damage),
         "frame_index": slots if placed and (lost or -1 in slots) else None,
-        "damaged_packets": len(damage), "seekable": seek is not None,
+        "seekable": seek is not None, "warnings": notes,
         **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None))),
-        "warnings": notes,
     }
 
 
-def _lost_note(p: Path, rejected: int, lost: list[int], count: int,
-               after: int | None = None) -> str:
+def _lost_note(p: Path, rejects: int, lost: list[int], count: int, after: int | None = None) -> str:
     """The warning for a damaged file (``after``: lost frames that cannot be placed)."""
     where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
     numbering = ("keep their true indices; reading a lost index raises VideoError, and "
                  "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
                  "consecutively, as this file's timestamps cannot place the lost ones")
-    why = f" (the decoder rejected {rejected} packet(s))" if rejected else ""
+    why = f" (the decoder rejected {rejects} packet(s))" if rejects else ""
     return (f"{p} is damaged{why}: {count} frame(s) could not be decoded (the file's "
             f"frames {where}, counted from 0; a frame predicted from a lost one counts as lost "
             f"too). The other frames {numbering}. Re-encode or fetch the file again.")
@@ -547,13 +530,12 @@ def _drop_damaged_groups(placed: _Placed, keys: list[bool]) -> _Placed:
 
 def _slots_from_packets(pts: list[Any], packets: _Packets) -> _Placed | None:
     """Places among all packets' pts; stray out-of-order frames get -1 (not the LIS)."""
-    order = _packet_order(packets) or []
-    where = {t: i for i, t in enumerate(order)}
+    where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
     slots = [where.get(t) for t in pts]
     if None in slots:  # a frame without a packet, or packets without distinct pts
         return None
     keep = _longest_increasing(slots)
-    return [int(s) if k else -1 for s, k in zip(slots, keep)], len(order)
+    return [int(s) if k else -1 for s, k in zip(slots, keep)], len(where)
 
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
@@ -694,14 +676,12 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
 
 def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
     """A VideoError unless ``value`` (per second) is None or a number in ``(0, below)``."""
-    if value is None:
-        return
     number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or not 0 < value < below:
-        unit = "samples per second" if name == "fps" else "frames per second"
+    if value is not None and not (number and math.isfinite(value) and 0 < value < below):
+        unit, hint = ("samples", "; use fps=None to read every frame") if name == "fps" else (
+            "frames", "")
         limit = f" and below {below:g}" if below < math.inf else ""
-        hint = "; use fps=None to read every frame" if name == "fps" else ""
-        raise VideoError(f"{p}: {name} must be > 0{limit} {unit}, got {value!r}{hint}")
+        raise VideoError(f"{p}: {name} must be > 0{limit} {unit} per second, got {value!r}{hint}")
 
 
 def _probe_record(path: PathLike, cache: Any = None,
@@ -741,11 +721,9 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
     """Every frame's time (s, the first at 0): the decoder's when all present and increasing
     (exact for variable frame rate), else ``index / fps`` (``VideoInfo.timestamps_from``)."""
-    record = _probe_record(path, cache, frame_rate)[1]
-    return np.asarray(record["timestamps_s"], dtype=np.float64).copy()
+    return np.array(_probe_record(path, cache, frame_rate)[1]["timestamps_s"], dtype=np.float64)
 
 
-# --------------------------------------------------------------------------- sampling
 def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     """The ``fps`` sampling rule: for each multiple of ``1 / fps`` s, the first frame at or
     after it (``times_s`` increasing), each once: 25 fps at ``fps=2`` gives 0, 13, 25, 38."""
@@ -810,12 +788,11 @@ class _Reader:
 
     def __init__(self, p: Path, record: dict[str, Any]):
         self.p, self.record = p, record
-        self.backend = str(record["backend"])
-        self.n = int(record["num_frames"])
+        self.backend, self.n = str(record["backend"]), int(record["num_frames"])
         self.index = _present(record)  # the frames there are, ascending
         # the index of each frame a sequential pass yields (-1: a stray frame, skipped)
-        decoded = record.get("frame_index")
-        self.decoded = self.index if decoded is None else np.asarray(decoded, dtype=np.int64)
+        slots = record.get("frame_index")
+        self.decoded = self.index if slots is None else np.asarray(slots, dtype=np.int64)
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
@@ -1085,8 +1062,7 @@ _KEY = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]  # RGB: red, gre
 
 def _code_image(code: int, width: int, height: int) -> np.ndarray:
     img = np.zeros((height, width, 3), np.uint8)
-    ys = np.linspace(0, height, _GRID + 1).astype(int)
-    xs = np.linspace(0, width, _GRID + 1).astype(int)
+    ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in (height, width))
     for c in range(_GRID):
         img[ys[0]:ys[1], xs[c]:xs[c + 1]] = _KEY[c % len(_KEY)]
     for bit in range(_BITS):
@@ -1096,8 +1072,7 @@ def _code_image(code: int, width: int, height: int) -> np.ndarray:
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
-        scale = block_h / 40
-        text = str(code)
+        scale, text = block_h / 40, str(code)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         scale *= min(1.0, 0.9 * block_w / max(tw, 1))
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -1110,9 +1085,7 @@ def _code_image(code: int, width: int, height: int) -> np.ndarray:
 def read_frame_code(image: np.ndarray) -> int:
     """The index a :func:`write_test_video` frame shows (robust to compression and resizing)."""
     img = np.asarray(image, dtype=np.float32)
-    height, width = img.shape[:2]
-    ys = np.linspace(0, height, _GRID + 1).astype(int)
-    xs = np.linspace(0, width, _GRID + 1).astype(int)
+    ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in img.shape[:2])
     code = 0
     for bit in range(_BITS):
         r, c = 1 + bit // _GRID, bit % _GRID
@@ -1145,16 +1118,14 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
                       else "mpeg4")
     rate = Fraction(fps).limit_denominator(1001)
     tb = Fraction(time_base).limit_denominator(1_000_000) if time_base is not None else 1 / rate
-    width, height = size
     with av.open(str(out), "w") as container:
         stream = container.add_stream(codec, rate=rate, options=dict(options or {}))
-        stream.width, stream.height = width, height
+        stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = tb
         stream.codec_context.options = {**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})}
         for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, width, height),
-                                               format="rgb24")
+            frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, *size), format="rgb24")
             frame.pts = int(pts[i]) if pts is not None else int(round(i / rate / tb))
             frame.time_base = tb
             container.mux(stream.encode(frame))
