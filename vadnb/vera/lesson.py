@@ -48,44 +48,24 @@ def _listed(prompt: str, heading: str) -> list[str]:
 
 def oracle_backends(benchmark: Any, image_size: int = 448,
                     questions: dict[str, str] | None = None) -> dict[str, Any]:
-    """A VLM and an embedder that *read the ground truth*: VERA with perfect perception.
+    """A VLM and an embedder that *read the ground truth* (by pixel hash, at ``image_size``):
+    VERA with perfect perception (notebook 70), an upper bound of the method's own steps.
 
-    A teaching device (notebook 70), not a model. Every frame of ``benchmark``'s videos is
-    recognised by a hash of its pixels at ``image_size`` (the size VERA sends). As the
-    **learner**, the VLM says ``Output: 1`` exactly when one of the frames it sees shows an
-    anomaly *and* one of the prompt's questions asks about that kind (so the questions
-    matter); as the **optimizer**, it adds the question of each kind the learner missed
-    (``questions``: kind -> question, default :data:`CAMPUS_QUESTIONS`), keeping the newest
-    ones within the prompt's limit. The embedder maps anomalous frames to one direction and
-    normal frames to another. What VERA then gets right is an upper bound of the method's
-    own steps (learning loop, retrieval ensemble, smoothing), not of any model.
+    As the learner, the VLM says ``Output: 1`` exactly when a frame it sees shows an anomaly
+    *and* a prompt question asks about that kind; as the optimizer, it adds the question
+    (``questions``: kind -> question, default :data:`CAMPUS_QUESTIONS`) of each kind the
+    learner missed, newest kept within the prompt's limit. The embedder maps anomalous and
+    normal frames to two directions.
     """
-    import hashlib
-
-    from ..lavad.video_clip import spatial_crops
+    from ..lavad.lesson import frame_truth, pixel_key
     from ..models.scripted import ScriptedEmbedder, ScriptedVLM
-    from ..video import read_frames
 
     asks = dict(questions or CAMPUS_QUESTIONS)
-    frame_kind: dict[str, str] = {}   # hash -> class shown in the frame ("Normal" if none)
-    video_kind: dict[str, str] = {}   # hash -> class of the video the frame belongs to
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        images = read_frames(path, size=(image_size, image_size)).images
-        # the embedder also sees each native frame's 3 square crops (LAVAD's clip features)
-        crops = [spatial_crops(im) for im in read_frames(path).images[:len(y)]]
-        for i, image in enumerate(images[:len(y)]):
-            for view in [image] + crops[i]:
-                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
-                if y[i] or key not in frame_kind:
-                    frame_kind[key] = str(label) if y[i] else "Normal"
-                if str(label) != "Normal" or key not in video_kind:
-                    video_kind[key] = str(label)
+    known = frame_truth(benchmark, image_size)  # hash -> (class shown, class of its video)
 
     def keys(images: Sequence[np.ndarray]) -> list[str]:
-        out = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
-        if any(k not in frame_kind for k in out):
+        out = [pixel_key(im) for im in images]
+        if any(k not in known for k in out):
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              f"from, at {image_size} px; run it on those videos at that size")
         return out
@@ -96,7 +76,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 
     def learner(images: list[np.ndarray], prompt: str) -> str:
         qs = _listed(prompt, "** Prompt questions **")
-        seen = sorted({frame_kind[k] for k in keys(images)} - {"Normal"})
+        seen = sorted({known[k][0] for k in keys(images)} - {"Normal"})
         hit = [k for k in seen if named(k, qs)]
         if hit:
             return (f"Answers to Prompt Questions: the frames show {', '.join(hit)}; yes, "
@@ -116,7 +96,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
         missed = []
         for i in range(n):
             chunk = keys(images[i * per:(i + 1) * per])
-            kinds = {video_kind[k] for k in chunk} - {"Normal"}
+            kinds = {known[k][1] for k in chunk} - {"Normal"}
             wrong = i < len(said) and i < len(truth) and said[i] != truth[i]
             for kind in sorted(kinds):
                 if wrong and truth[i] == "1" and kind in asks and not named(kind, qs):
@@ -132,7 +112,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
             "** Current Prompt Questions **" in prompt else learner(images, prompt)
 
     def vector(image: np.ndarray) -> np.ndarray:
-        kind = frame_kind[keys([image])[0]]
+        kind = known[keys([image])[0]][0]
         return np.array([0.0, 1.0]) if kind == "Normal" else np.array([1.0, 0.0])
 
     return {"vlm": ScriptedVLM(reply, name="oracle-vlm"),
