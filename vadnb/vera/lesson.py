@@ -1,6 +1,5 @@
-"""Teaching helpers for notebook 70: VERA with perfect perception (an oracle VLM and
-embedder that read the campus ground truth), the validation curve, and sentences computed
-from a run."""
+"""Teaching helpers for notebook 70: VERA with perfect perception (oracle VLM and embedder),
+the validation curve, and sentences computed from a run."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from .learn import LearnResult, learn_questions
 from .run import run_many
 
 
-#: One guiding question per campus anomaly class, and the words that show a question asks
-#: about that class (what the oracle learner listens for).
+#: One guiding question per campus anomaly class, and the words the oracle learner listens for.
 CAMPUS_QUESTIONS: dict[str, str] = {
     "Fallen": "Is someone lying on the ground after a fall?",
     "Running": "Is someone running away or chasing another person?",
@@ -35,9 +33,8 @@ _CAMPUS_WORDS: dict[str, tuple[str, ...]] = {
 
 def _listed(prompt: str, heading: str) -> list[str]:
     """The numbered questions that follow ``heading`` in one of VERA's prompts."""
-    text = prompt.split(heading, 1)[-1]
     out = []
-    for line in text.splitlines()[1:]:
+    for line in prompt.split(heading, 1)[-1].splitlines()[1:]:
         m = re.match(r"^\d+\. (.+)$", line)
         if m:
             out.append(m.group(1))
@@ -88,19 +85,16 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
         qs = _listed(prompt, "** Current Prompt Questions **")
         n = len(re.findall(r"video \d+: images", prompt)) or 1
         limit = int((re.findall(r"at most (\d+)", prompt) or [5])[-1])
-        preds = re.search(r"\*\* The model's predictions \*\*\n\[([^\]]*)\]", prompt)
-        targets = re.search(r"\*\* The targets \*\*\n\[([^\]]*)\]", prompt)
-        said = [p.strip() for p in preds.group(1).split(",")] if preds else []
-        truth = [t.strip() for t in targets.group(1).split(",")] if targets else []
+        said, truth = ([v.strip() for v in m.group(1).split(",")] if m else [] for m in (
+            re.search(rf"\*\* The {part} \*\*\n\[([^\]]*)\]", prompt)
+            for part in ("model's predictions", "targets")))
         per = max(1, len(images) // n)
         missed = []
         for i in range(n):
             chunk = keys(images[i * per:(i + 1) * per])
-            kinds = {known[k][1] for k in chunk} - {"Normal"}
-            wrong = i < len(said) and i < len(truth) and said[i] != truth[i]
-            for kind in sorted(kinds):
-                if wrong and truth[i] == "1" and kind in asks and not named(kind, qs):
-                    missed.append(asks[kind])
+            kinds = sorted({known[k][1] for k in chunk} - {"Normal"})
+            if i < len(said) and i < len(truth) and said[i] != truth[i] and truth[i] == "1":
+                missed += [asks[k] for k in kinds if k in asks and not named(k, qs)]
         new = list(dict.fromkeys(qs + missed))[-limit:]
         reason = (f"The model missed {len(missed)} anomalous video(s); add a question about "
                   "each." if missed else "The model does well; keep the questions.")
@@ -118,10 +112,6 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
     return {"vlm": ScriptedVLM(reply, name="oracle-vlm"),
             "embedder": ScriptedEmbedder(image_fn=vector, name="oracle-embedder")}
 
-
-# ----------------------------------------------------------------------------------------
-# what a run did, in words computed from the run (notebook 70)
-# ----------------------------------------------------------------------------------------
 
 def _tiny_tag(meaningless: bool) -> str:
     from ..result import TINY_WARNING
@@ -162,8 +152,7 @@ def inference_summary(detections: Any) -> str:
 
 
 def auc_note(detections: Any, auc: float) -> str:
-    """Why the AUC is what it is: constant scores give 0.5 by construction, else the
-    number of distinct score values behind it."""
+    """Why the AUC is what it is: constant scores give 0.5, else how many distinct scores."""
     dets = list(detections)
     scores = np.concatenate([np.asarray(d.frame_scores, dtype=np.float64) for d in dets])
     distinct = len(np.unique(np.round(scores, 9)))
@@ -177,13 +166,9 @@ def auc_note(detections: Any, auc: float) -> str:
 
 def highest_scoring(detections: Mapping[str, Any],
                     labels: Mapping[str, np.ndarray]) -> tuple[str, str]:
-    """The video whose highest frame score is the largest, and a sentence saying so.
-
-    On a tie (every answer unreadable gives every video 0.5; 0/1 answers tie often) the
-    score cannot choose, so the video with the most anomalous frames in ``labels`` is shown,
-    then the first one, and the sentence says there was a tie: the lesson should show an
-    event, and must not pretend the score found it.
-    """
+    """The video whose highest frame score is the largest, and a sentence saying so. On a
+    tie (0/1 answers tie often) the tied video with the most anomalous frames in ``labels``
+    is shown, and the sentence says the score could not choose."""
     if not detections:
         raise ValueError("no detections to choose from")
     peaks = {n: float(np.max(d.frame_scores)) for n, d in detections.items()}
@@ -205,14 +190,9 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
                        image_size: int = 448, steps: int = 6,
                        questions: Sequence[str] = ("Is there fire or smoke?",),
                        cache: Cache | str | None = None) -> pd.DataFrame:
-    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
-    oracle of :func:`oracle_backends`, then inference on the test split with the learned
-    questions, under the official step 3 (the default), vadnb's step 3 and its parts, the
-    paper's UCF position prior, and without steps 2 and 3. An upper bound of the method's own steps on these videos, not of any model.
-
-    One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
-    ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
-    """
+    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with
+    :func:`oracle_backends`, then the test split under each step-3 variant (one row each:
+    ``variant``, ``settings``, ``val_acc``, ``questions`` learned, ``test_auc``, ``test_ap``)."""
     from .. import metrics
 
     oracle = oracle or oracle_backends(benchmark, image_size=image_size)
@@ -232,7 +212,6 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
     ]
     rows = []
     for name, settings in variants:
-        # the answers and embeddings are cached after the first variant: no more bars
         dets = run_many(list(test["path"]), backends=oracle, questions=result,
                         image_size=image_size, cache=cache, **settings)
         scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
@@ -245,15 +224,13 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
 
 
 def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = None) -> Any:
-    """The validation curve of :func:`learn_questions`: validation accuracy per validated
-    step, training-batch accuracy, and a star on the chosen set. ``warning`` (e.g. the tiny
-    profile's) is written across the axes. Returns the matplotlib Figure."""
+    """The validation curve of :func:`learn_questions` (training-batch accuracy too, a star
+    on the chosen set; ``warning`` written across the axes). Returns the Figure."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
-    else:
-        fig = ax.figure
+        _, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
+    fig = ax.figure
     validated = history.dropna(subset=["val_acc"])
     ax.plot(validated["step"], validated["val_acc"], "o-", label="validation accuracy")
     ax.plot(history["step"], history["train_acc"], "s--", alpha=0.6,
