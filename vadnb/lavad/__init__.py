@@ -1,11 +1,8 @@
 """LAVAD: training-free video anomaly detection with captions and an LLM (notebooks 20-40).
 
-Zanella et al., CVPR 2024: a captioner describes every 16th frame, each window's frames take
-their nearest caption, an LLM summarises and scores that description, and vision-language
-embeddings tie the summaries back to the windows to refine the scores. The algorithm reads
-top to bottom in :mod:`.core`; :mod:`.differences` lists departures from the official code,
-:mod:`.official` the paper's settings and released results, :mod:`.lesson` the notebooks'
-helpers. Model calls are cached by what is sent, one role loaded at a time.
+Zanella et al., CVPR 2024: captions of every 16th frame, an LLM's summary and score per
+window, refined by vision-language similarity. The algorithm reads top to bottom in
+:mod:`.core`; :mod:`.differences`, :mod:`.official` and :mod:`.lesson` hold the rest.
 
 >>> import vadnb.lavad as lavad
 >>> det = lavad.run("my_video.mp4", profile="tiny")          # doctest: +SKIP
@@ -67,13 +64,8 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict[str, Any] | None = None, cache: Cache | str | os.PathLike | None = None,
         **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with LAVAD.
-
-    ``profile`` picks the models (default ``$VADNB_PROFILE``); ``backends`` maps a role
-    ("captioner", "embedder", "llm") to a backend you built; other keywords override
-    :class:`Config` fields. ``segments`` holds, per position, caption, temporal description,
-    summary, the LLM's reply and ``raw_score``, and the refined ``score``.
-    """
+    """Score every frame of ``video`` with LAVAD. ``backends`` maps a role ("captioner",
+    "embedder", "llm") to a backend you built; other keywords override :class:`Config`."""
     return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
                     **overrides)[0]
 

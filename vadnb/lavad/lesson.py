@@ -1,11 +1,11 @@
-"""Teaching helpers for notebooks 20-40: each stage as a table, perfect-perception (oracle)
-backends, figures and computed statements (logic here, one call per cell)."""
+"""Teaching helpers for notebooks 20-40: stage tables, oracle backends, figures, statements."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,16 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import metrics
+from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
 from ..result import Detection
+from ..video import read_frames
 from .budget import Messages
 from .core import refine_scores
+from .runner import frame_scores_of, rescore
 from .video_clip import spatial_crops
 
 
 def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
-    """Each stage's output of a LAVAD run as a table: ``captions``, ``caption_index`` (with
-    how many centre frames said each), ``cleaning`` (every window frame and the caption it
-    retrieved), ``llm`` (summary, score reply, parsed, score) and ``refinement``."""
+    """Each stage's output of a LAVAD run as a table (captions to refinement), to read."""
     seg, ex = detection.segments, detection.extras
     if "window_frames" not in ex:
         raise ValueError("this detection has no intermediate results (a Detection.load()ed "
@@ -49,11 +51,8 @@ def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
 
 
 def frame_truth(benchmark: Any, size: int | None = None) -> dict[str, tuple[str, str]]:
-    """Pixel hash -> (the class a frame shows or "Normal", its video's class) of every
-    labelled frame of ``benchmark`` (at ``size`` px when given) and its 3 native square crops
-    (what the video clips read): the oracles of LAVAD and VERA look frames up here."""
-    from ..video import read_frames
-
+    """Pixel hash -> (class shown or "Normal", its video's class) of every labelled frame of
+    ``benchmark`` (at ``size`` px when given) and its 3 native square crops: the oracles' truth."""
     truth: dict[str, tuple[str, str]] = {}
     for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
                                  benchmark.videos.label):
@@ -77,16 +76,9 @@ def pixel_key(image: np.ndarray) -> str:
 
 
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
-    """Captioner, embedder and LLM that *read the ground truth*: LAVAD with perfect perception
-    (notebook 40); they know only the frames of ``benchmark``'s videos, by pixel hash.
-
-    The captioner says "something unusual: <class>" on anomalous frames, the embedder maps
-    anomalous and normal frames and captions to two directions, and the LLM's summary says in
-    how many moments something unusual happens, its score that share: what is left of the
-    truth in the final scores is what LAVAD's windows, refinement and expansion keep.
-    """
-    from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
-
+    """Captioner, embedder and LLM that *read the ground truth* of ``benchmark``'s frames:
+    LAVAD with perfect perception (notebook 40). The LLM's score is the share of unusual
+    moments, so what is left of the truth is what LAVAD's own steps keep."""
     truth = frame_truth(benchmark)
 
     def what(image: np.ndarray) -> str:
@@ -142,8 +134,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
 def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = None,
                   cache: Any = None, backends: dict[str, Any] | None = None,
                   names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Frame AUC / AP (raw and refined) of LAVAD on ``benchmark``'s videos (or those
-    ``names``) with the official defaults and each named option (``OPTIONS``), on the
+    """Frame AUC / AP of LAVAD with the defaults and each named option (``OPTIONS``), on the
     perfect-perception backends unless ``backends`` are given."""
     from . import evaluate, run_many
 
@@ -177,8 +168,7 @@ def options_statement(table: pd.DataFrame) -> str:
 
 
 def drawable(text: str, font: str | None = None) -> str:
-    """``text`` with each run of characters the font cannot draw as one "?", so a figure
-    shows no missing-glyph boxes (tiny models write random Unicode)."""
+    """``text`` with each run of characters the font cannot draw as one "?" (no glyph boxes)."""
     from matplotlib import font_manager
 
     path = font_manager.findfont(font_manager.FontProperties(family=font or "DejaVu Sans"))
@@ -205,8 +195,7 @@ def glimpse(text: Any, width: int = 80) -> str:
 
 
 def random_roles(detection: Detection) -> frozenset[str]:
-    """The roles whose model had random weights in this run (the ``cpu`` profile pairs a real
-    LLM with tiny image models, so whose text is noise is per role)."""
+    """The roles whose model had random weights in this run (the ``cpu`` profile mixes)."""
     calls = detection.model_calls
     if calls.empty:
         return frozenset()
@@ -228,8 +217,7 @@ def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
 
 
 def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> None:
-    """Print a chat role by role; ``meaningless`` text keeps each message's first ``lines``
-    lines, each a :func:`glimpse`, and says how many it left out."""
+    """Print a chat role by role; ``meaningless`` text is cut to ``lines`` glimpsed lines."""
     for message in messages:
         print(f"--- {message['role']} ---")
         content = message["content"].split("\n")
@@ -244,13 +232,8 @@ def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> Non
 
 def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
                        width_in: float = 12.0) -> Any:
-    """Window frames of the positions ``rows`` with the caption each retrieved, a header line
-    per position (notebook 20). Returns the matplotlib figure."""
-    import textwrap
-
+    """Window frames of the positions ``rows`` with the caption each retrieved (notebook 20)."""
     import matplotlib.pyplot as plt
-
-    from ..video import read_frames
 
     seg, ex = detection.segments, detection.extras
     windows = ex["window_frames"]
@@ -296,8 +279,7 @@ def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
 
 
 def similarity_statement(similarity: np.ndarray, captions: Sequence[str]) -> str:
-    """What an image x caption similarity matrix shows, measured (notebook 20): how many
-    captions are ever the nearest, the winner's lead, and whether columns are near constant."""
+    """What an image x caption similarity matrix shows, measured (notebook 20)."""
     sim = np.asarray(similarity, dtype=np.float64)
     chosen = len(np.unique(sim.argmax(axis=1)))
     ordered = np.sort(sim, axis=1)
@@ -328,8 +310,7 @@ def truth_statement(labels: np.ndarray | None, fps: float) -> str:
 
 
 def real_llm_on_disk() -> bool:
-    """Whether the ``cpu`` profile's real LLM (SmolLM2-135M) is built on this machine, so
-    notebooks 30 and 40 can show it on any profile without a download."""
+    """Whether the ``cpu`` profile's real LLM is built here (no download needed to show it)."""
     from ..models.profiles import SMOLLM2
     from ..models.smollm import MARKER, pypi_model_dir
 
@@ -337,8 +318,7 @@ def real_llm_on_disk() -> bool:
 
 
 def oracle_statement(detection: Detection) -> str:
-    """What one perfect-perception run wrote, counted (notebooks 20 and 30): centre frames
-    captioned unusual, descriptions that mention it, and the range of the LLM's scores."""
+    """What one perfect-perception run wrote, counted (notebooks 20 and 30)."""
     seg = detection.segments
     unusual = seg["captions"].str.contains("unusual").sum()
     described = seg["temporal_description"].str.contains("unusual").sum()
@@ -350,8 +330,8 @@ def oracle_statement(detection: Detection) -> str:
 
 def refinement_statement(result: dict[str, Any], clips: str = "these clips",
                          detections: dict[str, Detection] | None = None) -> str:
-    """Raw vs refined frame AUC and trapezoid AP of ``lavad.evaluate``'s result, in words
-    (notebook 40); with the ``detections``, says when refinement only moved rounding errors."""
+    """Raw vs refined AUC and AP of ``lavad.evaluate``'s result, in words (notebook 40); with
+    the ``detections``, says when refinement only moved rounding errors."""
     d_auc = result["auc_refined"] - result["auc_raw"]
     verb = "raises" if d_auc > 5e-4 else "lowers" if d_auc < -5e-4 else "leaves"
     text = (f"On {clips}, refinement {verb} the frame AUC from {result['auc_raw']:.3f} (raw "
@@ -370,16 +350,14 @@ def _rounding_note(detections: dict[str, Detection]) -> str:
               for d in detections.values())
     parsed = sum(int(d.segments["parsed"].astype(bool).sum()) for d in detections.values())
     total = sum(len(d.segments) for d in detections.values())
-    return (f" But every video's summaries carry a single score (the LLM's score replies "
-            f"parsed {parsed} of {total} times; unreadable ones are filled in), so every "
-            f"weighted mean of them is that score: the refined scores differ from it by "
-            f"{off:.0e} at most, floating-point rounding, and the metrics' changes only rank "
-            "those rounding errors.")
+    return (" But every video's summaries carry a single score (the LLM's score replies parsed "
+            f"{parsed} of {total} times; unreadable ones are filled in), so every weighted mean "
+            f"of them is that score: the refined scores differ from it by {off:.0e} at most, "
+            "floating-point rounding, and the metrics' changes only rank those rounding errors.")
 
 
 def neighbours_table(detection: Detection, position: int) -> pd.DataFrame:
-    """The summaries that vote on one position's refined score: cosine, softmax weight and
-    score, nearest first (notebook 40)."""
+    """The summaries that vote on one position's refined score, nearest first (notebook 40)."""
     ex = detection.extras
     ids = ex["neighbours"][position]
     return pd.DataFrame({
@@ -391,8 +369,7 @@ def neighbours_table(detection: Detection, position: int) -> pd.DataFrame:
 
 
 def neighbours_statement(detection: Detection) -> str:
-    """Why a position has the neighbours it has: K is capped at the size of the video's
-    summary index (notebook 40)."""
+    """Why a position has the neighbours it has: K is capped at the summary index's size."""
     ex = detection.extras
     k = int(ex.get("config", {}).get("refine_k", 10))
     n = len(ex["summary_index"])
@@ -408,11 +385,8 @@ def neighbours_statement(detection: Detection) -> str:
 
 def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarray],
                    ks: Sequence[int], temperatures: Sequence[float]) -> pd.DataFrame:
-    """Frame AUC and both APs of the raw LLM scores, then of every (K, temperature) of the
-    refinement, re-weighted from the stored embeddings with no model call (notebook 40)."""
-    from .. import metrics
-    from .runner import frame_scores_of, rescore
-
+    """Frame AUC and APs of the raw scores, then of every (K, temperature) of the refinement,
+    re-weighted from the stored embeddings (notebook 40)."""
     names = list(labels)
     runs = {"none (raw LLM scores)": {n: frame_scores_of(detections[n], "raw_score")
                                       for n in names}}
@@ -427,8 +401,7 @@ def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarra
 
 
 def ablation_statement(table: pd.DataFrame, detections: dict[str, Detection]) -> str:
-    """What an :func:`ablation_table` shows, measured: the refined AUC's range and how many
-    distinct summary scores each video leaves to average (notebook 40)."""
+    """What an :func:`ablation_table` shows, measured (notebook 40)."""
     refined = table["auc"].iloc[1:]
     text = (f"Refined AUC from {refined.min():.3f} to {refined.max():.3f} over {len(refined)} "
             f"settings (raw LLM scores: {table['auc'].iloc[0]:.3f}).")
@@ -445,9 +418,6 @@ def temperature_sweep(detections: dict[str, Detection], labels: dict[str, np.nda
                       temperatures: Sequence[float], k: int | None = None) -> pd.DataFrame:
     """Frame AUC, trapezoid AP and the effective number of neighbours (1 / sum of squared
     weights, mean over positions) of the refinement at each temperature (notebook 40)."""
-    from .. import metrics
-    from .runner import rescore
-
     rows = []
     for t in temperatures:
         scores = {n: rescore(detections[n], refine_k=k, temperature=t) for n in labels}
@@ -469,8 +439,6 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
     """As d2l draws kernel widths: left, one video's raw and refined scores at the
     temperatures ``shown``; right, the sweep's metrics against the temperature (log scale)."""
     import matplotlib.pyplot as plt
-
-    from .runner import frame_scores_of, rescore
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),
                                       gridspec_kw={"width_ratios": [3, 2]})
@@ -504,9 +472,8 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
 
 def real_llm_statement(llm_name: str, detections: dict[str, Detection],
                        oracle_scores: Sequence[float]) -> str:
-    """What a real LLM made of true temporal descriptions (notebook 30): per score decoding
-    (``detections``: "free" / "choices" -> run), readable replies and how the scores compare
-    with the oracle's."""
+    """What a real LLM made of true temporal descriptions per score decoding (``detections``:
+    "free" / "choices" -> run), beside the oracle's scores (notebook 30)."""
     truth = pd.Series(np.asarray(oracle_scores, dtype=np.float64))
     parts = []
     for decoding, det in detections.items():

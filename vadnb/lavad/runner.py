@@ -126,11 +126,8 @@ def rescore(detection: Detection, refine_k: int | None = None,
 
 def evaluate(detections: dict[str, Detection], labels: dict[str, np.ndarray],
              classes: dict[str, str] | None = None) -> dict[str, Any]:
-    """Frame-level micro AUC and AP of the raw (LLM) and refined scores over all videos.
-
-    ``labels``: name -> 0/1 frame labels; ``classes`` (name -> class) adds per-class tables.
-    ``ap_*`` is scikit-learn's AP, ``ap_*_trapezoid`` the area LAVAD and XD-Violence report.
-    """
+    """Frame-level micro AUC and AP (sklearn's, and ``*_trapezoid`` as LAVAD reports) of the
+    raw and refined scores; ``classes`` (name -> class) adds per-class tables."""
     missing = sorted(set(labels) - set(detections))
     if missing:
         raise ValueError(f"no detection for {missing[:5]}; run LAVAD on every labelled video")

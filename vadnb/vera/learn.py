@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache, file_digest
-from ..models.base import Reply, is_truncated
+from ..models.base import Reply
+from ..progress import bar
 from ..runtime import Ask, Derived, Roles, Runtime, VideoRef
 from ..stages import ParseLog
 from . import prompts
@@ -29,8 +30,7 @@ from .run import validated
 @dataclass
 class LearnResult:
     """What :func:`learn_questions` found: the chosen ``questions`` and a ``history`` row per
-    question set (``step``, ``questions``, ``source``, ``train_acc``, ``val_acc`` (NaN when
-    not validated), ``optimizer_reply``, ``chosen``); the parse logs count unreadable replies."""
+    question set (``val_acc`` NaN when not validated); parse logs count unreadable replies."""
 
     questions: list[str]
     initial_questions: list[str]
@@ -162,11 +162,9 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
                     **overrides: Any) -> LearnResult:
     """Verbalized learning: improve the guiding questions without touching any weight.
 
-    ``train`` / ``val``: Benchmarks (``bench.subset("train")``), DataFrames with ``path`` and
-    ``is_anomalous`` (or ``label``), or ``(path, 0/1)`` lists; test videos are refused. Every
-    ``validate_every`` steps the questions are scored on ``val``; the best set wins (earliest
-    on ties). An unreadable learner reply is a wrong prediction; an optimizer reply without
-    questions keeps the previous ones. ``questions``: the start (list, JSON file, None).
+    ``train`` / ``val``: Benchmarks, DataFrames (``path``, ``is_anomalous`` or ``label``) or
+    ``(path, 0/1)`` lists; test videos are refused. The best validation accuracy wins
+    (earliest on ties). ``questions``: the starting set (list, JSON file, None: shipped).
     """
     cfg = validated(config, overrides)
     train_t, val_t = _video_table(train, "training"), _video_table(val, "validation")
@@ -175,8 +173,7 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
         raise ValueError(f"{len(shared)} video(s) are in both the training and the validation "
                          "videos; validation must be held out")
     rt = Runtime(Roles(profile, models={"vlm": cfg.vlm_model}, backends=backends), cache)
-    train_v = [rt.video(p) for p in train_t["path"]]
-    val_v = [rt.video(p) for p in val_t["path"]]
+    train_v, val_v = ([rt.video(p) for p in t["path"]] for t in (train_t, val_t))
     start = resolve_questions(questions)
     steps = cfg.steps if cfg.steps is not None else cfg.epochs * math.ceil(
         len(train_t) / cfg.batch_size)
@@ -187,8 +184,6 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
     def validate(qs: list[str], step: int) -> float:
         replies = ask_learner(rt, val_v, qs, cfg, desc=f"validation step {step}")
         return _accuracy(replies, list(val_t["target"]), learner_log, cfg.label_reading)[0]
-
-    from ..progress import bar
 
     try:
         for step, batch in enumerate(bar(_batches(len(train_t), cfg, steps), total=steps,

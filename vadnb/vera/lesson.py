@@ -4,13 +4,18 @@ the validation curve, and sentences computed from a run."""
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import metrics
 from ..cache import Cache
+from ..lavad.lesson import frame_truth, pixel_key
+from ..models.scripted import ScriptedEmbedder, ScriptedVLM
+from ..result import TINY_WARNING
 from .core import PAPER_STEP3, VADNB_STEP3
 from .learn import LearnResult, learn_questions
 from .run import run_many
@@ -45,18 +50,10 @@ def _listed(prompt: str, heading: str) -> list[str]:
 
 def oracle_backends(benchmark: Any, image_size: int = 448,
                     questions: dict[str, str] | None = None) -> dict[str, Any]:
-    """A VLM and an embedder that *read the ground truth* (by pixel hash, at ``image_size``):
-    VERA with perfect perception (notebook 70), an upper bound of the method's own steps.
-
-    As the learner, the VLM says ``Output: 1`` exactly when a frame it sees shows an anomaly
-    *and* a prompt question asks about that kind; as the optimizer, it adds the question
-    (``questions``: kind -> question, default :data:`CAMPUS_QUESTIONS`) of each kind the
-    learner missed, newest kept within the prompt's limit. The embedder maps anomalous and
-    normal frames to two directions.
-    """
-    from ..lavad.lesson import frame_truth, pixel_key
-    from ..models.scripted import ScriptedEmbedder, ScriptedVLM
-
+    """A VLM and an embedder that *read the ground truth* (at ``image_size``): VERA with
+    perfect perception (notebook 70). The learner says 1 only when a frame shows an anomaly
+    a prompt question asks about; the optimizer adds the question (``questions``: kind ->
+    question) of each kind the learner missed."""
     asks = dict(questions or CAMPUS_QUESTIONS)
     known = frame_truth(benchmark, image_size)  # hash -> (class shown, class of its video)
 
@@ -114,8 +111,6 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 
 
 def _tiny_tag(meaningless: bool) -> str:
-    from ..result import TINY_WARNING
-
     return f"\n⚠ {TINY_WARNING}" if meaningless else ""
 
 
@@ -190,11 +185,8 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
                        image_size: int = 448, steps: int = 6,
                        questions: Sequence[str] = ("Is there fire or smoke?",),
                        cache: Cache | str | None = None) -> pd.DataFrame:
-    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with
-    :func:`oracle_backends`, then the test split under each step-3 variant (one row each:
-    ``variant``, ``settings``, ``val_acc``, ``questions`` learned, ``test_auc``, ``test_ap``)."""
-    from .. import metrics
-
+    """VERA with perfect perception on ``benchmark``: learning, then the test split under
+    each step-3 variant (a row each: settings, val_acc, questions, test_auc, test_ap)."""
     oracle = oracle or oracle_backends(benchmark, image_size=image_size)
     result = learn_questions(benchmark.subset("train"), benchmark.subset("val"),
                              backends=oracle, questions=list(questions), steps=steps,
@@ -241,8 +233,6 @@ def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = No
     ax.set_xticks(history["step"])
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if warning:
-        import textwrap
-
         ax.text(0.5, 0.55, "\n".join(textwrap.wrap(f"⚠ {warning}", 60)), transform=ax.transAxes,
                 ha="center", va="center", color="C3", fontsize=9)
     return fig

@@ -61,10 +61,9 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
                         num_frames: int | None = None, fps: float = 30.0,
                         video: str | None = None, config: Config | None = None,
                         **overrides: Any) -> Detection:
-    """VERA's steps 2 and 3 on the paper's own step-1 results: ``scores`` (a released JSON or
-    its table) and ``features`` (``compute_auc.py``'s ``vision_features/<video>.npy`` or an
-    array, a row per segment). ``num_frames`` defaults to the official expansion (the last
-    segment runs to its window end). Returns a Detection (profile "paper", no model call)."""
+    """VERA's steps 2 and 3 on the paper's step-1 ``scores`` (JSON or table) and ``features``
+    (``vision_features/<video>.npy`` or an array, a row per segment); ``num_frames`` defaults
+    to the official expansion (the last segment runs to its window end)."""
     cfg = validated(config, overrides)
     table = scores if isinstance(scores, pd.DataFrame) else load_initial_scores(scores)
     source = str(scores) if not isinstance(scores, pd.DataFrame) else "table"

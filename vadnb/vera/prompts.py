@@ -104,10 +104,8 @@ def learner_prompt(questions: Sequence[str], num_frames: int = 8) -> str:
 def optimizer_prompt(questions: Sequence[str], predictions: Sequence[int | None],
                      targets: Sequence[int], replies: Sequence[str] | None = None,
                      frames_per_video: int = 8, max_questions: int = 5) -> str:
-    """The optimizer's prompt, in the structure of VERA's optimizer instruction: role and
-    goal, the batch (frames go as images, ``frames_per_video`` per video), the learner's
-    description, questions, predictions and targets (and ``replies`` when given), then the
-    task ending in a "New Prompt Questions:" list of at most ``max_questions``."""
+    """The optimizer's prompt, in the structure of VERA's optimizer instruction (the batch's
+    frames go as images, ``frames_per_video`` each; ``replies`` shown only when given)."""
     n = len(targets)
     videos = "; ".join(f"video {i + 1}: images {i * frames_per_video + 1}-"
                        f"{(i + 1) * frames_per_video}" for i in range(n))
@@ -135,10 +133,9 @@ def optimizer_prompt(questions: Sequence[str], predictions: Sequence[int | None]
                   for i, r in enumerate(replies)]
     lines += [
         "If the model does well, you may keep the current prompt questions. If it does not, "
-        "improve on the Current Prompt Questions so that the classification error goes down "
-        "on this batch and on the next batch of random videos. Write no more than "
-        f"{max_questions} New Prompt Questions. Think step by step and reply strictly in "
-        "this format:",
+        "improve on the Current Prompt Questions so that the classification error goes down on "
+        f"this batch and on the next batch of random videos. Write no more than {max_questions} "
+        "New Prompt Questions. Think step by step and reply strictly in this format:",
         "Reasoning:",
         "[explicit and detailed: work out yourself how to improve the Current Prompt "
         "Questions, using the features you see in the videos; you have no computer to help]",
@@ -162,13 +159,9 @@ _INLINE_FIRST = re.compile(rf"^\s*{_BOLD}(?:{_NUM}|{_QNUM}){_BOLD}\s+", re.I)
 
 
 def parse_questions(reply: str, max_questions: int = 5) -> list[str] | None:
-    """The guiding questions in an optimizer reply, or None when it holds none.
-
-    Reads what follows the last "New Prompt Questions" heading (without one, only lines
-    ending with "?"): numbered, bulleted, "Q1:" and inline lists, plain questions. An item
-    needs three words of letters (gibberish is not learned); duplicates go, at most
-    ``max_questions`` are kept.
-    """
+    """The guiding questions after an optimizer reply's last "New Prompt Questions" (without
+    it, only lines ending "?"), or None: lists of any layout; an item needs three words of
+    letters (gibberish is not learned); no duplicates, at most ``max_questions``."""
     text = str(reply or "")
     at = text.lower().rfind("new prompt questions")
     heading = at >= 0

@@ -49,12 +49,9 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict[str, Any] | None = None, cache: Cache | str | None = None,
         questions: Any = None, **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with VERA and the given guiding questions.
-
-    ``questions``: a list, a JSON file of :func:`save_questions`, a :class:`LearnResult`, or
-    None for the shipped set. An unreadable answer is filled from its neighbours (counted in
-    ``extras["unparseable"]``; answers cut at the token budget in ``extras["truncated"]``).
-    """
+    """Score every frame of ``video`` with VERA and the guiding ``questions`` (a list, a JSON
+    file, a :class:`LearnResult`, None: the shipped set). Unreadable answers are filled from
+    their neighbours (``extras["unparseable"]``; cut ones in ``extras["truncated"]``)."""
     return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
                     questions=questions, **overrides)[0]
 
