@@ -15,8 +15,7 @@ DECODING = {"greedy": (0.0, 1.0), "paper": (0.6, 0.9)}
 
 
 def prompt_token_counter(llm: Any) -> Callable[[Messages], int]:
-    """Tokens ``llm`` reads for a conversation: its ``count_tokens``, its tokenizer on the
-    chat-templated prompt, else the words (fewer than tokens: a larger budget)."""
+    """Tokens ``llm`` reads: ``count_tokens``, its tokenizer on the templated prompt, or words."""
     if callable(getattr(llm, "count_tokens", None)):
         return llm.count_tokens
     if hasattr(llm, "tokenizer") and callable(getattr(llm, "prompt", None)):
@@ -36,8 +35,7 @@ def prompt_tokens(rt: Runtime, messages: Sequence[Messages], role: str = "llm") 
 
 
 def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Any) -> list[int]:
-    """Each summary prompt's reply budget: the context left after the prompt (official), or
-    the fixed ``summary_max_new_tokens``."""
+    """Each summary's budget: the context left after the prompt, or ``summary_max_new_tokens``."""
     if cfg.summary_max_new_tokens is not None:
         return [cfg.summary_max_new_tokens] * len(messages)
     return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]

@@ -204,8 +204,7 @@ def random_roles(detection: Detection) -> frozenset[str]:
 
 def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
                   width: int = 30) -> pd.DataFrame:
-    """The first ``rows`` rows; with ``meaningless`` text, every text cell and index entry
-    is a :func:`glimpse` of ``width`` characters."""
+    """The first ``rows`` rows; ``meaningless`` text cells (and index) as :func:`glimpse`s."""
     head = table.head(rows)
     if not meaningless:
         return head
@@ -341,8 +340,7 @@ def refinement_statement(result: dict[str, Any], clips: str = "these clips",
 
 
 def _rounding_note(detections: dict[str, Detection]) -> str:
-    """When each video's summaries share one score, any weighted mean is that score up to
-    rounding (which a ranking metric still orders); empty otherwise."""
+    """Says so when each video's summaries share one score (refinement only moves rounding)."""
     if any(len(np.unique(np.round(d.extras["summary_scores"], 6))) > 1
            for d in detections.values()):
         return ""
@@ -385,8 +383,7 @@ def neighbours_statement(detection: Detection) -> str:
 
 def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarray],
                    ks: Sequence[int], temperatures: Sequence[float]) -> pd.DataFrame:
-    """Frame AUC and APs of the raw scores, then of every (K, temperature) of the refinement,
-    re-weighted from the stored embeddings (notebook 40)."""
+    """Frame AUC and APs of the raw scores, then of every (K, temperature) of the refinement."""
     names = list(labels)
     runs = {"none (raw LLM scores)": {n: frame_scores_of(detections[n], "raw_score")
                                       for n in names}}
@@ -436,8 +433,8 @@ def temperature_sweep(detections: dict[str, Detection], labels: dict[str, np.nda
 
 def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
                            labels: np.ndarray | None, shown: Sequence[float]) -> Any:
-    """As d2l draws kernel widths: left, one video's raw and refined scores at the
-    temperatures ``shown``; right, the sweep's metrics against the temperature (log scale)."""
+    """As d2l draws kernel widths: one video's scores at the temperatures ``shown``, and the
+    sweep's metrics against the temperature."""
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),

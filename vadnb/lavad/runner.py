@@ -44,8 +44,7 @@ def detection_profile(roles: Roles, names: Sequence[str]) -> str:
 
 
 def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
-    """The video as the runtime knows it; an error names a file without a frame rate
-    (LAVAD's windows are in seconds)."""
+    """The video as the runtime knows it; a file without a frame rate is refused by name."""
     from ..video import VideoError
 
     ref = rt.video(video)
@@ -103,8 +102,7 @@ def frame_scores_of(detection: Detection, column: str = "score") -> np.ndarray:
 
 def rescore(detection: Detection, refine_k: int | None = None,
             temperature: float | None = None) -> np.ndarray:
-    """Frame scores of ``detection`` refined again with another ``refine_k`` or
-    ``temperature`` from what it kept: no model call (notebook 40's ablation)."""
+    """Frame scores refined again with another ``refine_k`` or ``temperature``, no model call."""
     ex = detection.extras
     cfg = ex.get("config", {})
     k = int(refine_k if refine_k is not None else cfg.get("refine_k", 10))

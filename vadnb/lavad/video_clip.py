@@ -13,8 +13,7 @@ VIDEO_CLIPS = ("imagebind", "pairs")
 
 
 def clip_frames(window: np.ndarray, mode: str = "imagebind") -> np.ndarray:
-    """The window frames its video embedding reads: ImageBind's 2-frame clip (first and last
-    sampled frame, ``"imagebind"``) or all of them (``"pairs"``)."""
+    """The window frames its video embedding reads: first and last, or all (``"pairs"``)."""
     if mode not in VIDEO_CLIPS:
         raise ValueError(f"unknown video_clip {mode!r}; use one of {VIDEO_CLIPS}")
     w = np.asarray(window, dtype=np.int64)
@@ -45,8 +44,7 @@ def mean_unit(vectors: np.ndarray) -> np.ndarray:
 
 
 def window_clip(video: Any, window: np.ndarray, mode: str) -> list[EncodeVideo]:
-    """A window's video-embedding requests (``video``: a runtime ``VideoRef``): 3 cropped
-    2-frame clips, or the frames as is (``"pairs"``)."""
+    """A window's video-embedding requests: 3 cropped 2-frame clips, or the frames as is."""
     frames = video.frames(clip_frames(window, mode))
     if mode == "pairs":
         return [EncodeVideo(tuple(frames))]

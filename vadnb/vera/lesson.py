@@ -216,8 +216,7 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
 
 
 def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = None) -> Any:
-    """The validation curve of :func:`learn_questions` (training-batch accuracy too, a star
-    on the chosen set; ``warning`` written across the axes). Returns the Figure."""
+    """The validation curve of :func:`learn_questions` (``warning`` across the axes)."""
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -122,6 +122,5 @@ def xd_violence_frame_scores(scores: Sequence[float], features: np.ndarray, num_
 
 
 def xd_violence_ap(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
-    """VERA's XD-Violence AP: the trapezoid area under the PR curve of all frames, on
-    :func:`xd_violence_frame_scores` and ground truth trimmed the same way."""
+    """VERA's XD-Violence AP: the trapezoid area of all frames (trimmed as the scores are)."""
     return metrics.frame_ap(labels, scores, variant="trapezoid")

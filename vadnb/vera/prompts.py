@@ -84,8 +84,7 @@ def _question_block(questions: Sequence[str]) -> str:
 
 
 def learner_prompt(questions: Sequence[str], num_frames: int = 8) -> str:
-    """The learner's (and inference's) prompt, in the structure of VERA's learner
-    instruction: role and task, the questions, the input, a strict format ending ``Output:``."""
+    """The learner's (and inference's) prompt, in the structure of VERA's instruction."""
     return (
         "You are the model.\n"
         "** Model description **\n"
@@ -283,8 +282,7 @@ def window(video: VideoRef, centre: int, cfg: Any) -> tuple[Derived, ...]:
 
 def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
                      cfg: Any) -> list[EncodeVideo]:
-    """A segment's embedding requests: LAVAD's three cropped 2-frame clips, or the frames
-    ``seen`` by the VLM as one clip (``Config.segment_features``)."""
+    """A segment's embedding requests: LAVAD's clip feature, or the frames the VLM ``seen``."""
     if cfg.segment_features == "window":
         return [EncodeVideo(seen)]
     return window_clip(video, window_frames_half_open(int(centre), video.num_frames, video.fps,

@@ -29,8 +29,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
              profile: str | None = None, backends: dict[str, Any] | None = None,
              cache: Cache | str | None = None, questions: Any = None,
              **overrides: Any) -> list[Detection]:
-    """:func:`run` over several videos, stage by stage (every video's VLM answers, then every
-    video's embeddings), so one model is held at a time."""
+    """:func:`run` over several videos, stage by stage, so one model is held at a time."""
     cfg = validated(config, overrides)
     qs = resolve_questions(questions)
     roles = Roles(profile, models={"vlm": cfg.vlm_model, "embedder": cfg.embedder_model},
