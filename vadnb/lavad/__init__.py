@@ -1,19 +1,8 @@
 """LAVAD: training-free video anomaly detection with captions and an LLM (notebooks 20-40).
 
-Zanella et al., "Harnessing Large Language Models for Training-free Video Anomaly
-Detection", CVPR 2024. No training at all: a captioner describes the centre frame of every
-16, each of 10 frames sampled from a 10 s window around it is replaced by its nearest
-caption, an LLM summarises that temporal description and rates how suspicious the scene
-is, and vision-language embeddings tie the summaries back to the windows to refine the
-scores.
-
-The algorithm reads top to bottom in :mod:`.core` (``core.pipeline``, numbered steps); the
-differences from the official code are in :mod:`.differences`, the paper's settings and
-released results in :mod:`.official`, the notebooks' helpers in :mod:`.lesson`. Every model
-call goes through :mod:`vadnb.runtime`, keyed by what is sent (model, exact text, frames,
-settings): a re-run makes no model calls, an edited prompt is asked again, and an
-interrupted run resumes where it stopped. Roles are loaded one at a time and released
-after their stage, so a 16 GB GPU only ever holds one large model.
+Zanella et al., CVPR 2024: captions of every 16th frame, an LLM's summary and score per
+window, refined by vision-language similarity. The algorithm reads top to bottom in
+:mod:`.core`; :mod:`.differences`, :mod:`.official` and :mod:`.lesson` hold the rest.
 
 >>> import vadnb.lavad as lavad
 >>> det = lavad.run("my_video.mp4", profile="tiny")          # doctest: +SKIP
@@ -58,11 +47,8 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
              profile: str | None = None, backends: dict[str, Any] | None = None,
              cache: Cache | str | os.PathLike | None = None,
              **overrides: Any) -> list[Detection]:
-    """Run LAVAD on several videos, stage by stage, so each model is loaded once.
-
-    Same arguments as :func:`run`. ``model_calls`` of each Detection holds the calls of
-    the whole batch of videos (the stages are shared).
-    """
+    """:func:`run` on several videos, stage by stage, so each model is loaded once (each
+    Detection's ``model_calls`` holds the whole batch's calls)."""
     cfg = configure(Config, config, overrides, "LAVAD")
     rt = Runtime(roles_for(cfg, profile, backends), cache)
     opened = [open_video(rt, v) for v in videos]
@@ -78,19 +64,8 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict[str, Any] | None = None, cache: Cache | str | os.PathLike | None = None,
         **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with LAVAD.
-
-    ``profile`` picks the models ("tiny", "colab", "paper", "auto"; default
-    ``$VADNB_PROFILE``); ``backends`` maps a role ("captioner", "embedder", "llm") to a
-    backend you built (e.g. a ``vadnb.models.scripted`` double); other keyword arguments
-    override :class:`Config` fields (``stride=8``, ``llm_model="..."``). ``cache`` is a
-    :class:`vadnb.cache.Cache` or a folder (default: the shared cache).
-
-    Returns a :class:`~vadnb.detect.Detection` whose ``segments`` table holds, per
-    position, the centre frame's caption, its temporal description, the summary, the LLM's
-    reply and score (``raw_score``) and the refined ``score``; ``extras`` holds parse
-    failures, model-call counts and the intermediate embeddings.
-    """
+    """Score every frame of ``video`` with LAVAD. ``backends`` maps a role ("captioner",
+    "embedder", "llm") to a backend you built; other keywords override :class:`Config`."""
     return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
                     **overrides)[0]
 
@@ -101,8 +76,7 @@ from ..registry import protocol, register  # noqa: E402
 
 def _cost(fps: float, captioners: int = 1, published: bool = False, **_: Any
           ) -> list[tuple[str, str, float, str]]:
-    """Model calls per minute of video with the Config defaults (``published``: LAVAD as its
-    code runs, 5 captioners on every frame, against this suite's captions at used frames)."""
+    """Model calls per minute of video (``published``: 5 captioners on every frame)."""
     n, c = 60.0 * fps, Config()
     p = n / c.stride
     caption = ((5 * n, "5 captioners x every frame") if published else

@@ -1,6 +1,5 @@
-"""LAVAD's LLM requests: the decoding, and how many tokens the LLM reads for a summary prompt: the official summary budget is the
-LLM's context (512) minus the prompt, so the prompt's tokens are counted with the llm
-role's own tokenizer. The counts are cached, so a re-run loads no model to count."""
+"""LAVAD's LLM requests: the decoding, and the official summary budget (the LLM's context
+minus the prompt, counted with the llm role's own tokenizer; counts cached)."""
 
 from __future__ import annotations
 
@@ -16,9 +15,7 @@ DECODING = {"greedy": (0.0, 1.0), "paper": (0.6, 0.9)}
 
 
 def prompt_token_counter(llm: Any) -> Callable[[Messages], int]:
-    """Tokens ``llm`` reads for a conversation: its ``count_tokens``, its tokenizer on the
-    chat-templated prompt (transformers backends), else the words (a served API or a
-    scripted double without a tokenizer: fewer than its tokens, so a larger budget)."""
+    """Tokens ``llm`` reads: ``count_tokens``, its tokenizer on the templated prompt, or words."""
     if callable(getattr(llm, "count_tokens", None)):
         return llm.count_tokens
     if hasattr(llm, "tokenizer") and callable(getattr(llm, "prompt", None)):
@@ -38,8 +35,7 @@ def prompt_tokens(rt: Runtime, messages: Sequence[Messages], role: str = "llm") 
 
 
 def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Any) -> list[int]:
-    """Each summary prompt's reply budget: the context left after the prompt (official), or
-    the fixed ``summary_max_new_tokens``."""
+    """Each summary's budget: the context left after the prompt, or ``summary_max_new_tokens``."""
     if cfg.summary_max_new_tokens is not None:
         return [cfg.summary_max_new_tokens] * len(messages)
     return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]
@@ -47,9 +43,8 @@ def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Any) -> list
 
 def chats(messages: Sequence[Messages], budgets: Sequence[int], cfg: Any, video: Any,
           centres: Sequence[int], choices: tuple[str, ...] | None = None) -> list[Chat]:
-    """One request per prompt with ``cfg.llm_decoding``: greedy, or the paper's sampling
-    with one draw per position (named by video and centre frame, so each is asked apart).
-    ``choices``: the model's likeliest allowed reply, with no budget and no draw."""
+    """One request per prompt: greedy, or the paper's sampling with one draw per position
+    (named by video and centre frame); ``choices``: the likeliest allowed reply."""
     if choices is not None:
         return [Chat(m, choices=choices) for m in messages]
     temperature, top_p = DECODING[cfg.llm_decoding]

@@ -1,8 +1,11 @@
-"""Teaching helpers for notebooks 20-40: each stage as a table, perfect-perception
-(oracle) backends, figures and computed statements (logic here, one call per cell)."""
+"""Teaching helpers for notebooks 20-40: stage tables, oracle backends, figures, statements."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,21 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import metrics
+from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
 from ..result import Detection
+from ..video import read_frames
+from .budget import Messages
 from .core import refine_scores
+from .runner import frame_scores_of, rescore
 from .video_clip import spatial_crops
-
-Messages = list[dict[str, str]]
 
 
 def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
-    """Each stage's output of a LAVAD run as a table, to read or save.
-
-    ``captions`` (one per centre frame), ``caption_index`` (unique captions and how many
-    centre frames said them), ``cleaning`` (every window frame and the caption it
-    retrieved), ``llm`` (summary, score reply, parsed or not, score) and ``refinement``
-    (each position's neighbours in the summary index, with weights and scores).
-    """
+    """Each stage's output of a LAVAD run as a table (captions to refinement), to read."""
     seg, ex = detection.segments, detection.extras
     if "window_frames" not in ex:
         raise ValueError("this detection has no intermediate results (a Detection.load()ed "
@@ -50,40 +50,43 @@ def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
     }
 
 
-def oracle_backends(benchmark: Any) -> dict[str, Any]:
-    """Captioner, embedder and LLM that *read the ground truth*: LAVAD with perfect perception.
-
-    A teaching device (notebook 40): every frame of ``benchmark``'s videos is looked up by a
-    hash of its pixels. The captioner says "something unusual: <class>" on anomalous frames
-    and "people walk along a path" otherwise; the embedder maps anomalous frames and captions
-    to one direction and normal ones to another; the LLM's summary says in how many of the
-    described moments something unusual happens, and its score is that share. What is left
-    of the ground truth in the final scores is what LAVAD's windows, refinement and frame
-    expansion keep. Works only on frames of ``benchmark``'s videos.
-    """
-    import hashlib
-    import re
-
-    from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
-    from ..video import read_frames
-
-    truth: dict[str, str] = {}
+def frame_truth(benchmark: Any, size: int | None = None) -> dict[str, tuple[str, str]]:
+    """Pixel hash -> (class shown or "Normal", its video's class) of every labelled frame of
+    ``benchmark`` (at ``size`` px when given) and its 3 native square crops: the oracles' truth."""
+    truth: dict[str, tuple[str, str]] = {}
     for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
                                  benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        for i, image in enumerate(read_frames(path).images[:len(y)]):
-            # the frame and the 3 square crops the video embedding reads of it
-            for view in [image] + spatial_crops(image):
-                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
-                if y[i] or key not in truth:
-                    truth[key] = str(label) if y[i] else "Normal"
+        y, label = benchmark.frame_labels(name), str(label)
+        native = read_frames(path).images[:len(y)]
+        seen = native if size is None else read_frames(path, size=(size, size)).images
+        for i, image in enumerate(seen[:len(y)]):
+            for view in [image] + spatial_crops(native[i]):
+                key = pixel_key(view)
+                shown, video = truth.get(key, (None, None))
+                if y[i] or shown is None:
+                    shown = label if y[i] else "Normal"
+                if label != "Normal" or video is None:
+                    video = label
+                truth[key] = (shown, video)
+    return truth
+
+
+def pixel_key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def oracle_backends(benchmark: Any) -> dict[str, Any]:
+    """Captioner, embedder and LLM that *read the ground truth* of ``benchmark``'s frames:
+    LAVAD with perfect perception (notebook 40). The LLM's score is the share of unusual
+    moments, so what is left of the truth is what LAVAD's own steps keep."""
+    truth = frame_truth(benchmark)
 
     def what(image: np.ndarray) -> str:
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        key = pixel_key(image)
         if key not in truth:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")
-        return truth[key]
+        return truth[key][0]
 
     def caption(image: np.ndarray) -> str:
         label = what(image)
@@ -117,8 +120,8 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
             "llm": ScriptedLLM(reply, name="oracle-llm")}
 
 
-#: vadnb's named options, each beside the official defaults (notebooks 30 and 40,
-#: benchmarks/lavad_options.py); every one is also listed in ``lavad.DIFFERENCES``.
+#: vadnb's named options beside the official defaults (notebooks 30 and 40,
+#: benchmarks/lavad_options.py); each is also listed in ``lavad.DIFFERENCES``.
 OPTIONS: dict[str, dict[str, Any]] = {
     "official defaults": {},
     "summary_max_new_tokens=160": {"summary_max_new_tokens": 160},
@@ -131,11 +134,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
 def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = None,
                   cache: Any = None, backends: dict[str, Any] | None = None,
                   names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Frame AUC / AP (raw and refined, both AP variants) of LAVAD on ``benchmark``'s videos
-    (or those ``names``) with the official defaults and with each named option (``OPTIONS``
-    by default), on the perfect-perception backends (:func:`oracle_backends`) unless
-    ``backends`` are given: what each of vadnb's options changes, measured, for the
-    notebooks and the benchmark."""
+    """Frame AUC / AP of LAVAD with the defaults and each named option (``OPTIONS``), on the
+    perfect-perception backends unless ``backends`` are given."""
     from . import evaluate, run_many
 
     backends = backends or oracle_backends(benchmark)
@@ -155,8 +155,7 @@ def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = No
 
 
 def options_statement(table: pd.DataFrame) -> str:
-    """Each option's refined AUC / AP beside the official defaults' (the first row), in
-    words computed from :func:`options_table`'s table."""
+    """Each option's refined AUC / AP beside the official defaults' (the first row)."""
     base = table.iloc[0]
     lines = [f"{base.setting}: refined AUC {base.auc_refined:.3f}, AP {base.ap_refined:.3f}"]
     for _, row in table.iloc[1:].iterrows():
@@ -169,28 +168,25 @@ def options_statement(table: pd.DataFrame) -> str:
 
 
 def drawable(text: str, font: str | None = None) -> str:
-    """``text`` with every character matplotlib's font cannot draw replaced by "?", so a
-    figure never shows missing-glyph boxes (tiny models write random Unicode)."""
+    """``text`` with each run of characters the font cannot draw as one "?" (no glyph boxes)."""
     from matplotlib import font_manager
 
     path = font_manager.findfont(font_manager.FontProperties(family=font or "DejaVu Sans"))
     charmap = _charmap(path)
-    out: list[str] = []
-    for c in str(text):
-        ok = ord(c) in charmap or c in "\n "
-        if ok or not out or out[-1] != "\ufffd":
-            out.append(c if ok else "\ufffd")
-    # one "?" for each run of characters the font cannot draw
-    return "".join(out).replace("\ufffd", "?")
+    return re.sub("\ufffd+", "?", "".join(c if ord(c) in charmap or c in "\n " else "\ufffd"
+                                          for c in str(text)))
 
 
-GLIMPSE_WIDTH = 80
+@functools.cache
+def _charmap(path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(path).get_charmap())
 
 
-def glimpse(text: Any, width: int = GLIMPSE_WIDTH) -> str:
+def glimpse(text: Any, width: int = 80) -> str:
     """``text`` on one line (newlines as " | "), cut to ``width`` characters with "…" and its
-    full length: random-weight models write long meaningless text, shown for its shape only.
-    Text that the cut would not shorten is returned whole."""
+    full length (random-weight models write long noise); whole when the cut saves nothing."""
     from ..plots import clean_text
 
     flat = clean_text(str(text).replace("\n", " | "))
@@ -199,8 +195,7 @@ def glimpse(text: Any, width: int = GLIMPSE_WIDTH) -> str:
 
 
 def random_roles(detection: Detection) -> frozenset[str]:
-    """The roles (captioner, embedder, llm) whose model had random weights in this run: the
-    ``cpu`` profile pairs a real LLM with tiny image models, so whose text is noise is per role."""
+    """The roles whose model had random weights in this run (the ``cpu`` profile mixes)."""
     calls = detection.model_calls
     if calls.empty:
         return frozenset()
@@ -209,8 +204,7 @@ def random_roles(detection: Detection) -> frozenset[str]:
 
 def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
                   width: int = 30) -> pd.DataFrame:
-    """The first ``rows`` rows of ``table``; when its text is ``meaningless`` (tiny models),
-    every text cell and text index entry is a :func:`glimpse` of ``width`` characters."""
+    """The first ``rows`` rows; ``meaningless`` text cells (and index) as :func:`glimpse`s."""
     head = table.head(rows)
     if not meaningless:
         return head
@@ -222,8 +216,7 @@ def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
 
 
 def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> None:
-    """Print a chat as sent, role by role; with ``meaningless`` text, each message keeps its
-    first ``lines`` lines, each a :func:`glimpse`, and says how many lines it left out."""
+    """Print a chat role by role; ``meaningless`` text is cut to ``lines`` glimpsed lines."""
     for message in messages:
         print(f"--- {message['role']} ---")
         content = message["content"].split("\n")
@@ -236,31 +229,10 @@ def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> Non
             print(f"… ({len(content) - lines} more lines)")
 
 
-_CHARMAPS: dict[str, set[int]] = {}
-
-
-def _charmap(path: str) -> set[int]:
-    if path not in _CHARMAPS:
-        from matplotlib.ft2font import FT2Font
-
-        _CHARMAPS[path] = set(FT2Font(path).get_charmap())
-    return _CHARMAPS[path]
-
-
 def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
                        width_in: float = 12.0) -> Any:
-    """Window frames of the positions ``rows`` with the caption each retrieved.
-
-    Each position takes a header line (centre frame, raw caption) and
-    ``frames_per_window / cols`` lines of ``cols`` frames; captions are wrapped at 9 pt and
-    cleaned of characters the font lacks (:func:`drawable`). Returns the matplotlib figure
-    (notebook 20).
-    """
-    import textwrap
-
+    """Window frames of the positions ``rows`` with the caption each retrieved (notebook 20)."""
     import matplotlib.pyplot as plt
-
-    from ..video import read_frames
 
     seg, ex = detection.segments, detection.extras
     windows = ex["window_frames"]
@@ -306,12 +278,9 @@ def plot_contact_sheet(detection: Detection, rows: Sequence[int], cols: int = 5,
 
 
 def similarity_statement(similarity: np.ndarray, captions: Sequence[str]) -> str:
-    """What an image x caption similarity matrix shows, measured (notebook 20): how many
-    captions are ever the nearest, how far the winner stands above the runner-up, and
-    whether some columns are (nearly) constant over the frames."""
+    """What an image x caption similarity matrix shows, measured (notebook 20)."""
     sim = np.asarray(similarity, dtype=np.float64)
-    best = sim.argmax(axis=1)
-    chosen = len(np.unique(best))
+    chosen = len(np.unique(sim.argmax(axis=1)))
     ordered = np.sort(sim, axis=1)
     margin = float((ordered[:, -1] - ordered[:, -2]).mean()) if sim.shape[1] > 1 else float("nan")
     spread = sim.std(axis=0)
@@ -320,13 +289,11 @@ def similarity_statement(similarity: np.ndarray, captions: Sequence[str]) -> str
             f"are the nearest of some frame; the nearest caption leads the runner-up by "
             f"{margin:.3f} on average (cosine).")
     if flat:
-        text += (f" {flat} of {sim.shape[1]} columns barely change from frame to frame "
-                 f"(std < 0.001): the image embeddings hardly differ between these frames, "
-                 f"so the same captions win every row.")
-    else:
-        text += (f" Column spread over the frames: {spread.min():.3f} to {spread.max():.3f} "
-                 "(std of the cosine).")
-    return text
+        return text + (f" {flat} of {sim.shape[1]} columns barely change from frame to frame "
+                       f"(std < 0.001): the image embeddings hardly differ between these "
+                       f"frames, so the same captions win every row.")
+    return text + (f" Column spread over the frames: {spread.min():.3f} to {spread.max():.3f} "
+                   "(std of the cosine).")
 
 
 def truth_statement(labels: np.ndarray | None, fps: float) -> str:
@@ -342,9 +309,7 @@ def truth_statement(labels: np.ndarray | None, fps: float) -> str:
 
 
 def real_llm_on_disk() -> bool:
-    """Whether the ``cpu`` profile's real LLM (SmolLM2-135M-Instruct) is already built on
-    this machine, so notebooks 30 and 40 can show it reading oracle descriptions on any
-    profile without a download (``models.load("llm", profile="cpu")`` would fetch it)."""
+    """Whether the ``cpu`` profile's real LLM is built here (no download needed to show it)."""
     from ..models.profiles import SMOLLM2
     from ..models.smollm import MARKER, pypi_model_dir
 
@@ -352,9 +317,7 @@ def real_llm_on_disk() -> bool:
 
 
 def oracle_statement(detection: Detection) -> str:
-    """What one perfect-perception run of LAVAD wrote, counted (notebooks 20 and 30): how
-    many centre frames the oracle captioner called unusual, how many temporal descriptions
-    mention it, and the range of the LLM's scores."""
+    """What one perfect-perception run wrote, counted (notebooks 20 and 30)."""
     seg = detection.segments
     unusual = seg["captions"].str.contains("unusual").sum()
     described = seg["temporal_description"].str.contains("unusual").sum()
@@ -366,9 +329,8 @@ def oracle_statement(detection: Detection) -> str:
 
 def refinement_statement(result: dict[str, Any], clips: str = "these clips",
                          detections: dict[str, Detection] | None = None) -> str:
-    """Raw vs refined frame AUC and trapezoid AP of :func:`~vadnb.lavad.evaluate`'s result,
-    in words (notebook 40): whether refinement helped, computed, never typed. With the
-    ``detections``, says so when refinement could change nothing but rounding errors."""
+    """Raw vs refined AUC and AP of ``lavad.evaluate``'s result, in words (notebook 40); with
+    the ``detections``, says when refinement only moved rounding errors."""
     d_auc = result["auc_refined"] - result["auc_raw"]
     verb = "raises" if d_auc > 5e-4 else "lowers" if d_auc < -5e-4 else "leaves"
     text = (f"On {clips}, refinement {verb} the frame AUC from {result['auc_raw']:.3f} (raw "
@@ -378,9 +340,7 @@ def refinement_statement(result: dict[str, Any], clips: str = "these clips",
 
 
 def _rounding_note(detections: dict[str, Detection]) -> str:
-    """When every video's summaries share one score, any weighted mean of them is that score:
-    the refined scores differ from it by floating-point rounding only, yet a ranking metric
-    still orders those differences. Empty when the summaries' scores differ."""
+    """Says so when each video's summaries share one score (refinement only moves rounding)."""
     if any(len(np.unique(np.round(d.extras["summary_scores"], 6))) > 1
            for d in detections.values()):
         return ""
@@ -388,16 +348,14 @@ def _rounding_note(detections: dict[str, Detection]) -> str:
               for d in detections.values())
     parsed = sum(int(d.segments["parsed"].astype(bool).sum()) for d in detections.values())
     total = sum(len(d.segments) for d in detections.values())
-    return (f" But every video's summaries carry a single score (the LLM's score replies "
-            f"parsed {parsed} of {total} times; unreadable ones are filled in), so every "
-            f"weighted mean of them is that score: the refined scores differ from it by "
-            f"{off:.0e} at most, floating-point rounding, and the metrics' changes only rank "
-            "those rounding errors.")
+    return (" But every video's summaries carry a single score (the LLM's score replies parsed "
+            f"{parsed} of {total} times; unreadable ones are filled in), so every weighted mean "
+            f"of them is that score: the refined scores differ from it by {off:.0e} at most, "
+            "floating-point rounding, and the metrics' changes only rank those rounding errors.")
 
 
 def neighbours_table(detection: Detection, position: int) -> pd.DataFrame:
-    """The summaries that vote on one position's refined score: cosine to the window's video
-    embedding, softmax weight and score, nearest first (notebook 40)."""
+    """The summaries that vote on one position's refined score, nearest first (notebook 40)."""
     ex = detection.extras
     ids = ex["neighbours"][position]
     return pd.DataFrame({
@@ -409,8 +367,7 @@ def neighbours_table(detection: Detection, position: int) -> pd.DataFrame:
 
 
 def neighbours_statement(detection: Detection) -> str:
-    """Why a position has the neighbours it has: K is capped at the size of the video's
-    summary index, so a video whose LLM wrote one summary has one neighbour (notebook 40)."""
+    """Why a position has the neighbours it has: K is capped at the summary index's size."""
     ex = detection.extras
     k = int(ex.get("config", {}).get("refine_k", 10))
     n = len(ex["summary_index"])
@@ -426,11 +383,7 @@ def neighbours_statement(detection: Detection) -> str:
 
 def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarray],
                    ks: Sequence[int], temperatures: Sequence[float]) -> pd.DataFrame:
-    """Frame AUC and both APs of the raw LLM scores, then of every (K, temperature) of the
-    refinement, re-weighted from the stored embeddings with no model call (notebook 40)."""
-    from .. import metrics
-    from .runner import frame_scores_of, rescore
-
+    """Frame AUC and APs of the raw scores, then of every (K, temperature) of the refinement."""
     names = list(labels)
     runs = {"none (raw LLM scores)": {n: frame_scores_of(detections[n], "raw_score")
                                       for n in names}}
@@ -445,9 +398,7 @@ def ablation_table(detections: dict[str, Detection], labels: dict[str, np.ndarra
 
 
 def ablation_statement(table: pd.DataFrame, detections: dict[str, Detection]) -> str:
-    """What an :func:`ablation_table` shows, measured: the refined AUC's range over the
-    settings and how many distinct summary scores each video leaves to average; when there
-    is one per video, why the rows can differ by rounding errors only (notebook 40)."""
+    """What an :func:`ablation_table` shows, measured (notebook 40)."""
     refined = table["auc"].iloc[1:]
     text = (f"Refined AUC from {refined.min():.3f} to {refined.max():.3f} over {len(refined)} "
             f"settings (raw LLM scores: {table['auc'].iloc[0]:.3f}).")
@@ -463,11 +414,7 @@ def ablation_statement(table: pd.DataFrame, detections: dict[str, Detection]) ->
 def temperature_sweep(detections: dict[str, Detection], labels: dict[str, np.ndarray],
                       temperatures: Sequence[float], k: int | None = None) -> pd.DataFrame:
     """Frame AUC, trapezoid AP and the effective number of neighbours (1 / sum of squared
-    weights, averaged over positions) of the refinement at each temperature (notebook 40's
-    attention-pooling plot): low temperatures keep the nearest summary, high ones average."""
-    from .. import metrics
-    from .runner import rescore
-
+    weights, mean over positions) of the refinement at each temperature (notebook 40)."""
     rows = []
     for t in temperatures:
         scores = {n: rescore(detections[n], refine_k=k, temperature=t) for n in labels}
@@ -486,12 +433,9 @@ def temperature_sweep(detections: dict[str, Detection], labels: dict[str, np.nda
 
 def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
                            labels: np.ndarray | None, shown: Sequence[float]) -> Any:
-    """Two panels, as d2l's attention-pooling chapter draws kernel widths: left, one video's
-    raw and refined scores at the temperatures ``shown``; right, frame AUC and the effective
-    number of neighbours against the temperature (log scale). Returns the figure."""
+    """As d2l draws kernel widths: one video's scores at the temperatures ``shown``, and the
+    sweep's metrics against the temperature."""
     import matplotlib.pyplot as plt
-
-    from .runner import frame_scores_of, rescore
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6),
                                       gridspec_kw={"width_ratios": [3, 2]})
@@ -525,9 +469,8 @@ def plot_temperature_sweep(sweep: pd.DataFrame, detection: Detection,
 
 def real_llm_statement(llm_name: str, detections: dict[str, Detection],
                        oracle_scores: Sequence[float]) -> str:
-    """What a real LLM made of true temporal descriptions (notebook 30), measured: per score
-    decoding (``detections`` maps "free" / "choices" to a run), how many replies parsed and
-    whether the scores tell the positions apart the way the oracle's do."""
+    """What a real LLM made of true temporal descriptions per score decoding (``detections``:
+    "free" / "choices" -> run), beside the oracle's scores (notebook 30)."""
     truth = pd.Series(np.asarray(oracle_scores, dtype=np.float64))
     parts = []
     for decoding, det in detections.items():

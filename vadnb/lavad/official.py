@@ -15,8 +15,7 @@ from .. import stages
 from ..result import Detection
 from .core import SCORE_CONTEXT, Config, to_frames
 
-#: The context the paper's code used for XD-Violence (no law-enforcement framing; "criminal"
-#: added), in our words. UCF-Crime's is :data:`SCORE_CONTEXT`.
+#: The paper's XD-Violence context (no law-enforcement framing), in our words.
 XD_VIOLENCE_SCORE_CONTEXT = (
     "How would you rate the scene described below on a scale from 0 to 1, where 0 is an "
     "ordinary, standard scene and 1 is a scene with suspicious or possibly criminal activity?"
@@ -24,25 +23,17 @@ XD_VIOLENCE_SCORE_CONTEXT = (
 SCORE_CONTEXTS = {"ucf-crime": SCORE_CONTEXT, "xd-violence": XD_VIOLENCE_SCORE_CONTEXT}
 
 #: The five BLIP-2 captioners whose captions the paper pooled into UCF-Crime's caption index.
-PAPER_CAPTIONERS = (
-    "Salesforce/blip2-opt-6.7b-coco",
-    "Salesforce/blip2-opt-6.7b",
-    "Salesforce/blip2-flan-t5-xxl",
-    "Salesforce/blip2-flan-t5-xl",
-    "Salesforce/blip2-flan-t5-xl-coco",
-)
+PAPER_CAPTIONERS = ("Salesforce/blip2-opt-6.7b-coco", "Salesforce/blip2-opt-6.7b",
+                    "Salesforce/blip2-flan-t5-xxl", "Salesforce/blip2-flan-t5-xl",
+                    "Salesforce/blip2-flan-t5-xl-coco")
 #: The single captioner of the paper's XD-Violence run.
 XD_VIOLENCE_CAPTIONER = "Salesforce/blip2-flan-t5-xxl"
-VIDEO_CLIPS = ("imagebind", "pairs")
+
 
 def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
-    """The paper's settings for ``dataset`` ("ucf-crime" or "xd-violence").
-
-    UCF-Crime: the five BLIP-2 captioners pooled (:data:`PAPER_CAPTIONERS`) and the
-    law-enforcement context; XD-Violence: BLIP-2 flan-t5-xxl alone and its own context
-    (:data:`XD_VIOLENCE_SCORE_CONTEXT`). Both use llama-2-13b-chat; decoding stays greedy
-    (the paper sampled at temperature 0.6, top_p 0.9: pass ``llm_decoding="paper"``).
-    """
+    """The paper's settings for ``dataset`` ("ucf-crime": five BLIP-2 captioners pooled;
+    "xd-violence": flan-t5-xxl alone and its own context), llama-2-13b-chat. Decoding stays
+    greedy: pass ``llm_decoding="paper"`` for the paper's sampling."""
     key = str(dataset).lower().replace("_", "-")
     if key not in SCORE_CONTEXTS:
         raise ValueError(f"no paper configuration for {dataset!r}; use one of "
@@ -57,16 +48,14 @@ def paper_config(dataset: str = "ucf-crime", **overrides: Any) -> Config:
     return Config(**{**base, **overrides})
 
 
-
 #: Frame rates of the benchmarks whose results the paper released.
 RELEASED_FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
 
 
 def refine_from_neighbours(similarities: np.ndarray, neighbour_scores: np.ndarray,
                            temperature: float = 1.0) -> np.ndarray:
-    """The refinement's last step from the neighbours alone: softmax(sim / temperature)
-    over each position's neighbours, times their scores (the official ``src/eval.py``
-    weighting, with ``temperature=1``). Both arrays are [P, k], neighbours best first."""
+    """The refinement from the neighbours alone (``src/eval.py`` at ``temperature=1``):
+    softmax(sim / temperature) times their scores; both arrays [P, k], best first."""
     sims = np.asarray(similarities, dtype=np.float64)
     vals = np.asarray(neighbour_scores, dtype=np.float64)
     if sims.shape != vals.shape or sims.ndim != 2:
@@ -86,7 +75,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _pick(root: Path, pattern: str, what: str, choose: str | None, flag: str) -> Path | None:
-    """The one folder matching ``pattern`` under ``root`` (``choose`` filters by name)."""
+    """The one folder matching ``pattern`` under ``root`` (``choose`` filters)."""
     found = sorted(p for p in root.glob(pattern) if p.is_dir())
     if choose is not None:
         found = [p for p in found if choose in p.relative_to(root).as_posix()]
@@ -122,9 +111,7 @@ def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, 
                   fps: float | None = None, stride: int = 16) -> dict[str, Detection]:
     """LAVAD's released intermediate results as one :class:`Detection` per video.
 
-    ``root`` is one dataset folder of the paper's release (``ucf_crime/`` or
-    ``xd_violence/``, from the links in the official README), laid out as the official
-    scripts write it::
+    ``root`` is one dataset folder of the release (``ucf_crime/`` or ``xd_violence/``)::
 
         annotations/test.txt | anomaly_test.txt        video rows: path start end label
         captions/clean/<index>/<video>.json            {centre: {frame: caption}}
@@ -134,11 +121,8 @@ def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, 
         similarity/clean_summary/<llm>/<index>/<video>.json     {centre: {rank: cosine}}
 
     Summaries and raw scores are required; the refinement files, when present, give the
-    refined ``score`` (softmax over the neighbours' similarities, :func:`refine_from_neighbours`)
-    and let :func:`rescore` re-weight it; otherwise ``score`` is the raw score. Frame counts
-    come from the annotation file (else from the last centre frame + ``stride``).
-    ``index_name`` / ``experiment`` pick among several folders; ``videos`` restricts the
-    names (default: every video with a summary file). Profile "paper", no model calls.
+    refined ``score`` (else the raw one). Frame counts come from the annotations (else the
+    last centre + ``stride``). ``index_name`` / ``experiment`` pick among several folders.
     """
     base = Path(root)
     if not base.is_dir():
@@ -184,8 +168,8 @@ def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, 
             raise ValueError(f"{rpath}: its centre frames differ from {spath}'s")
         raw = np.array([raw_map[c] for c in centres])
         descriptions = [""] * len(centres)
-        if clean_dir is not None and (clean_dir / f"{name}.json").exists():
-            cpath = clean_dir / f"{name}.json"
+        cpath = None if clean_dir is None else clean_dir / f"{name}.json"
+        if cpath is not None and cpath.exists():
             clean = _read_json(cpath)
             descriptions = ["\n".join(v for _, v in _by_frame(clean.get(str(c), {}), cpath))
                             for c in centres]
@@ -193,9 +177,9 @@ def load_released(root: str | os.PathLike, videos: Sequence[str] | None = None, 
                                   "released": True, "source": str(base),
                                   "config": {"refine_k": 10, "temperature": 1.0}}
         score = raw
-        if refined_dir is not None and sim_dir is not None \
-                and (refined_dir / f"{name}.json").exists() and (sim_dir / f"{name}.json").exists():
-            npath, mpath = refined_dir / f"{name}.json", sim_dir / f"{name}.json"
+        npath = None if refined_dir is None else refined_dir / f"{name}.json"
+        mpath = None if sim_dir is None else sim_dir / f"{name}.json"
+        if npath is not None and mpath is not None and npath.exists() and mpath.exists():
             nscores = _neighbours(_read_json(npath), centres, npath)
             sims = _neighbours(_read_json(mpath), centres, mpath)
             score = refine_from_neighbours(sims, nscores)

@@ -1,6 +1,5 @@
-"""What ``lavad.run`` needs around :func:`core.pipeline` (the runtime's roles, the video
-opened with errors that name it, the Detection tabulated), and the reading of a run's
-scores (:func:`evaluate`, :func:`rescore`)."""
+"""What ``lavad.run`` needs around :func:`core.pipeline` (roles, the video opened with errors
+that name it, the Detection tabulated), and the reading of a run's scores."""
 
 from __future__ import annotations
 
@@ -35,9 +34,8 @@ def roles_for(cfg: Config, profile: str | None, backends: dict[str, Any] | None)
 
 
 def detection_profile(roles: Roles, names: Sequence[str]) -> str:
-    """The Detection's profile as LAVAD has always named it: "tiny" if a given backend is
-    meaningless, else the profile the roles were loaded from ("cpu" stays "cpu" though its
-    captioner and embedder are tiny models), "custom" when given backends differ."""
+    """"tiny" if a given backend is meaningless, else the profile the roles were loaded from
+    ("cpu" stays "cpu" though its image models are tiny), "custom" when they differ."""
     found = {str(roles.given[r].profile) if r in roles.given else roles.resolved_profile()
              for r in names}
     if "tiny" in found or any(getattr(roles.given.get(r), "meaningless", False) for r in names):
@@ -46,8 +44,7 @@ def detection_profile(roles: Roles, names: Sequence[str]) -> str:
 
 
 def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
-    """The video as the runtime knows it (its probe names a missing or frameless file), or
-    an error that names a file without a frame rate (LAVAD's windows are in seconds)."""
+    """The video as the runtime knows it; a file without a frame rate is refused by name."""
     from ..video import VideoError
 
     ref = rt.video(video)
@@ -59,55 +56,37 @@ def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
 
 def to_detection(r: dict[str, Any], cfg: Config, profile: str,
                model_calls: pd.DataFrame) -> Detection:
-    """One video's pipeline results as a Detection: the segments table and the extras."""
+    """One video's pipeline results as a Detection (segments table and extras)."""
     v, raw, refined, log = r["video"], r["raw_scores"], r["scores"], r["parse_log"]
     starts = r["centres"]
     segments = pd.DataFrame({
-        "start_frame": starts,
-        "end_frame": np.minimum(starts + cfg.stride, v.num_frames),
-        "centre_frame": starts,
-        "time_s": starts / v.fps,
-        "captions": r["captions"],
-        "temporal_description": r["temporal_descriptions"],
-        "summary": r["summaries"],
-        "score_reply": r["score_replies"],
-        "parsed": [p is not None for p in r["parsed"]],
-        "raw_score": raw,
-        "score": refined,
+        "start_frame": starts, "end_frame": np.minimum(starts + cfg.stride, v.num_frames),
+        "centre_frame": starts, "time_s": starts / v.fps, "captions": r["captions"],
+        "temporal_description": r["temporal_descriptions"], "summary": r["summaries"],
+        "score_reply": r["score_replies"], "parsed": [p is not None for p in r["parsed"]],
+        "raw_score": raw, "score": refined,
     })
     segments["explanation"] = [f"{s} (LLM score {x:.1f}, refined {f:.2f})"
                                for s, x, f in zip(r["summaries"], raw, refined)]
     llm = model_calls.loc[model_calls["role"] == "llm", "calls"]
     extras: dict[str, Any] = {
-        "stride": cfg.stride,
-        "window_s": cfg.window_s,
-        "frames_per_window": cfg.frames_per_window,
-        "positions": len(starts),
-        "parse_failures": log.failed,
-        "parse_report": log.summary(),
-        "parse_failure_examples": list(log.examples),
-        "score_truncated": log.truncated,
+        "stride": cfg.stride, "window_s": cfg.window_s,
+        "frames_per_window": cfg.frames_per_window, "positions": len(starts),
+        "parse_failures": log.failed, "parse_report": log.summary(),
+        "parse_failure_examples": list(log.examples), "score_truncated": log.truncated,
         "summary_truncated": int(sum(is_truncated(x) for x in r["summary_replies"])),
-        "captioners": len(r["pooled_captions"]),
-        "n_unique_captions": len(r["caption_index"]),
+        "captioners": len(r["pooled_captions"]), "n_unique_captions": len(r["caption_index"]),
         "n_unique_summaries": len(r["summary_index"]),
         "n_llm_prompts": len(dict.fromkeys(r["temporal_descriptions"]))
         + len(r["summary_index"]),
-        "n_llm_calls": int(llm.sum()),
-        "config": dataclasses.asdict(cfg),
+        "n_llm_calls": int(llm.sum()), "config": dataclasses.asdict(cfg),
         # arrays for the notebooks (not written by Detection.save)
         "caption_index": list(r["caption_index"]),
         "pooled_captions": [list(c) for c in r["pooled_captions"]],
-        "caption_embeddings": r["caption_embeddings"],
-        "window_frames": r["windows"],
+        "caption_embeddings": r["caption_embeddings"], "window_frames": r["windows"],
         "window_caption_ids": r["caption_ids"],
-        "frame_embeddings": r["frame_embeddings"],
-        "video_embeddings": r["video_embeddings"],
-        "summary_index": r["summary_index"],
-        "summary_embeddings": r["summary_embeddings"],
-        "summary_scores": r["summary_scores"],
-        "neighbours": r["neighbours"],
-        "weights": r["weights"],
+        **{k: r[k] for k in ("frame_embeddings", "video_embeddings", "summary_index",
+                             "summary_embeddings", "summary_scores", "neighbours", "weights")},
         "raw_frame_scores": to_frames(raw, v.num_frames, cfg.stride),
     }
     return Detection(video=str(v.path), method="lavad", profile=profile,
@@ -116,48 +95,37 @@ def to_detection(r: dict[str, Any], cfg: Config, profile: str,
 
 
 def frame_scores_of(detection: Detection, column: str = "score") -> np.ndarray:
-    """A detection's frame scores from one segments column: ``"score"`` (refined, the
-    default and ``detection.frame_scores``) or ``"raw_score"`` (before refinement)."""
+    """A detection's frame scores from one segments column (``"raw_score"``: unrefined)."""
     stride = int(detection.extras.get("stride", 16))
     return to_frames(detection.segments[column].to_numpy(), detection.num_frames, stride)
 
 
 def rescore(detection: Detection, refine_k: int | None = None,
             temperature: float | None = None) -> np.ndarray:
-    """Frame scores of ``detection`` refined again with another ``refine_k`` or
-    ``temperature``, from the embeddings it kept: no model call (notebook 40's ablation)."""
+    """Frame scores refined again with another ``refine_k`` or ``temperature``, no model call."""
     ex = detection.extras
+    cfg = ex.get("config", {})
+    k = int(refine_k if refine_k is not None else cfg.get("refine_k", 10))
+    t = float(temperature if temperature is not None else cfg.get("temperature", 1.0))
     if "neighbour_similarities" in ex:  # the paper's released results: neighbours only
-        cfg = ex.get("config", {})
-        k = int(refine_k if refine_k is not None else cfg.get("refine_k", 10))
-        t = float(temperature if temperature is not None else 1.0)
         sims, vals = ex["neighbour_similarities"], ex["neighbour_scores"]
         if k > sims.shape[1]:
             raise ValueError(f"the release keeps {sims.shape[1]} neighbours per position; "
                              f"refine_k={k} needs the embeddings")
         refined = refine_from_neighbours(sims[:, :k], vals[:, :k], t)
-        return to_frames(refined, detection.num_frames, int(ex.get("stride", 16)))
-    if "video_embeddings" not in ex:
+    elif "video_embeddings" not in ex:
         raise ValueError("this detection has no embeddings (a Detection.load()ed one keeps "
                          "only the tables); re-run lavad.run: the cache makes it free")
-    cfg = ex.get("config", {})
-    k = int(refine_k if refine_k is not None else cfg.get("refine_k", 10))
-    t = float(temperature if temperature is not None else cfg.get("temperature", 1.0))
-    refined, _, _ = refine_scores(ex["video_embeddings"], ex["summary_embeddings"],
-                                  ex["summary_scores"], k, t)
+    else:
+        refined, _, _ = refine_scores(ex["video_embeddings"], ex["summary_embeddings"],
+                                      ex["summary_scores"], k, t)
     return to_frames(refined, detection.num_frames, int(ex.get("stride", 16)))
 
 
 def evaluate(detections: dict[str, Detection], labels: dict[str, np.ndarray],
              classes: dict[str, str] | None = None) -> dict[str, Any]:
-    """Frame-level micro AUC and AP of the raw (LLM) and refined scores over all videos.
-
-    ``labels`` maps each video name to its 0/1 frame labels (``Benchmark.frame_labels``);
-    ``classes`` (name -> class, "Normal" for normal videos) adds a per-class table.
-    ``ap_*`` is scikit-learn's average precision, ``ap_*_trapezoid`` the trapezoid area
-    that LAVAD and XD-Violence report (``metrics.ap_name`` labels them).
-    The result says whether the scores are meaningless (tiny profile).
-    """
+    """Frame-level micro AUC and AP (sklearn's, and ``*_trapezoid`` as LAVAD reports) of the
+    raw and refined scores; ``classes`` (name -> class) adds per-class tables."""
     missing = sorted(set(labels) - set(detections))
     if missing:
         raise ValueError(f"no detection for {missing[:5]}; run LAVAD on every labelled video")

@@ -1,6 +1,5 @@
-"""How the official code turns a window into ImageBind's video input (step 7's query):
-ImageBind's video transform, as LAVAD calls it, reads a 2-frame clip (the window's first and
-last sampled frames) in 3 square spatial crops, and averages the 3 embeddings."""
+"""A window as ImageBind's video input, as LAVAD calls it: a 2-frame clip (the window's first
+and last frames) in 3 square spatial crops, the 3 embeddings averaged."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ VIDEO_CLIPS = ("imagebind", "pairs")
 
 
 def clip_frames(window: np.ndarray, mode: str = "imagebind") -> np.ndarray:
-    """The window frames its video embedding reads: ImageBind's 2-frame clip (first and last
-    sampled frame, ``"imagebind"``) or all of them (``"pairs"``)."""
+    """The window frames its video embedding reads: first and last, or all (``"pairs"``)."""
     if mode not in VIDEO_CLIPS:
         raise ValueError(f"unknown video_clip {mode!r}; use one of {VIDEO_CLIPS}")
     w = np.asarray(window, dtype=np.int64)
@@ -45,22 +43,17 @@ def mean_unit(vectors: np.ndarray) -> np.ndarray:
             ).astype(np.float32)
 
 
-def clip_requests(frames: list[Any], mode: str) -> list[EncodeVideo]:
+def window_clip(video: Any, window: np.ndarray, mode: str) -> list[EncodeVideo]:
     """A window's video-embedding requests: 3 cropped 2-frame clips, or the frames as is."""
+    frames = video.frames(clip_frames(window, mode))
     if mode == "pairs":
         return [EncodeVideo(tuple(frames))]
     return [EncodeVideo(tuple(Derived.of(square_crop, [f], k=k) for f in frames))
             for k in range(3)]
 
 
-def window_clip(video: Any, window: np.ndarray, mode: str) -> list[EncodeVideo]:
-    """The video-embedding requests of one window of ``video`` (a runtime ``VideoRef``)."""
-    return clip_requests(video.frames(clip_frames(window, mode)), mode)
-
-
 def embed_clips(rt: Any, clips: list[list[EncodeVideo]], batch_size: int, desc: str
                 ) -> np.ndarray:
-    """``[P, crops, D]``: the embedder's vectors of each item's clip requests, asked
-    ``batch_size`` items at a time."""
+    """``[P, crops, D]``: the embedder's vectors of each item's clip requests."""
     vecs = rt.map("embedder", [q for c in clips for q in c], len(clips[0]) * batch_size, desc)
     return np.stack(vecs).reshape(len(clips), len(clips[0]), -1)

@@ -1,18 +1,9 @@
 """VERA: verbalized learning of guiding questions, then scoring with them (notebook 70).
 
-VERA never changes a model weight. It "trains" a *prompt*: a short list of guiding
-questions that a frozen vision-language model (VLM) asks itself before it answers
-"is this video anomalous?" (:mod:`.learn`). Inference (:mod:`.core`) asks the VLM, with the
-learned questions, about a 10 s window of 8 frames around every 16th frame, then refines the
-0/1 answers with a retrieval ensemble over the video's own segments, smooths them over time
-and repeats them to frames.
-
-- :mod:`.core`: the inference algorithm, its Config and its numbered pipeline;
-- :mod:`.learn`: the learner/optimizer loop with validation;
-- :mod:`.prompts`: the questions, the two prompts and the readers of the replies;
-- :mod:`.run`: the public ``run``/``run_many`` (runtime, Config check, Detection);
-- :mod:`.official`: the authors' released step-1 scores; :mod:`.differences`;
-- :mod:`.lesson`: perfect perception, the validation curve, sentences from a run.
+No weight changes: VERA trains a short list of questions a frozen VLM asks itself
+(:mod:`.learn`); inference (:mod:`.core`) asks it about windows around every 16th frame, then
+refines the 0/1 answers with a retrieval ensemble and smoothing. :mod:`.prompts` holds the
+prompts and reply readers, :mod:`.run` the public run, :mod:`.official` the released files.
 
 >>> import vadnb
 >>> det = vadnb.detect("clip.mp4", method="vera", questions="learned_questions.json")  # doctest: +SKIP
@@ -42,14 +33,13 @@ from .run import run, run_many
 __all__ = [
     "Config", "LearnResult", "DEFAULT_QUESTIONS_PATH", "default_questions", "load_questions",
     "save_questions", "learner_prompt", "optimizer_prompt", "parse_questions", "parse_label",
-    "read_label", "official_inference_label", "official_training_label",
-    "even_frame_indices", "neighbour_count", "retrieval_ensemble", "paper_kernel",
-    "smooth_segments", "round_scores", "position_prior", "refine_answers", "learn_questions",
-    "ask_learner", "optimizer_step", "pipeline", "plot_history", "run", "run_many",
-    "load_initial_scores", "from_initial_scores", "xd_violence_frame_scores",
-    "xd_violence_ap", "oracle_backends", "perfect_perception",
-    "learning_summary", "inference_summary", "auc_note", "CAMPUS_QUESTIONS", "PAPER_STEP3",
-    "VADNB_STEP3", "DIFFERENCES",
+    "read_label", "official_inference_label", "official_training_label", "even_frame_indices",
+    "neighbour_count", "retrieval_ensemble", "paper_kernel", "smooth_segments", "round_scores",
+    "position_prior", "refine_answers", "learn_questions", "ask_learner", "optimizer_step",
+    "pipeline", "plot_history", "run", "run_many", "load_initial_scores",
+    "from_initial_scores", "xd_violence_frame_scores", "xd_violence_ap", "oracle_backends",
+    "perfect_perception", "learning_summary", "inference_summary", "auc_note",
+    "CAMPUS_QUESTIONS", "PAPER_STEP3", "VADNB_STEP3", "DIFFERENCES",
 ]
 
 # ------------------------------------------- the declaration (vadnb.registry): read by every table

@@ -1,14 +1,7 @@
-"""VERA's verbalized learning, read top to bottom: the guiding questions are the only thing
-trained (notebook 70).
-
-Two roles, one frozen VLM: the **learner** answers the current questions about 8 frames of a
-training video and ends with ``Output: 0/1``; the **optimizer** sees the same frames, the
-learner's predictions and the true labels, and writes "New Prompt Questions". Every
-``validate_every`` steps the questions are scored on a held-out validation split; the set
-with the best validation accuracy wins, the earliest on ties. Test videos are refused.
-Every model call goes through the runtime's cache, so an interrupted run resumes where it
-stopped and a finished one loads no model.
-"""
+"""VERA's verbalized learning: the guiding questions are the only thing trained (notebook 70).
+The learner (a frozen VLM) answers them about a training video; the optimizer (the same VLM)
+sees the frames, predictions and labels and writes new ones; the set with the best held-out
+validation accuracy wins. Every call is cached, so an interrupted run resumes."""
 
 from __future__ import annotations
 
@@ -24,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..cache import Cache, file_digest
-from ..models.base import Reply, is_truncated
+from ..models.base import Reply
+from ..progress import bar
 from ..runtime import Ask, Derived, Roles, Runtime, VideoRef
 from ..stages import ParseLog
 from . import prompts
@@ -35,15 +29,8 @@ from .run import validated
 
 @dataclass
 class LearnResult:
-    """What :func:`learn_questions` found.
-
-    questions: the chosen set (best validation accuracy); history: one row per question
-    set: ``step``, ``questions``, ``source`` (initial, optimizer, or kept because the
-    optimizer's reply was unreadable), ``train_acc`` (on the batch it was used for),
-    ``val_acc`` (NaN when not validated at that step), ``optimizer_reply`` (what the
-    optimizer wrote after seeing this set's results) and ``chosen``; learner_parse /
-    optimizer_parse: replies that could not be read.
-    """
+    """What :func:`learn_questions` found: the chosen ``questions`` and a ``history`` row per
+    question set (``val_acc`` NaN when not validated); parse logs count unreadable replies."""
 
     questions: list[str]
     initial_questions: list[str]
@@ -62,7 +49,7 @@ class LearnResult:
         return self.profile in MEANINGLESS_PROFILES
 
     def save_history(self, path: str | os.PathLike) -> Path:
-        """Write the history as CSV, each question set as a JSON list in one cell."""
+        """Write the history as CSV (each question set a JSON list in one cell)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         self.history.assign(questions=self.history["questions"].map(json.dumps)).to_csv(
@@ -77,7 +64,7 @@ class LearnResult:
 
 
 def _video_table(videos: Any, what: str) -> pd.DataFrame:
-    """A Benchmark, a DataFrame (path + is_anomalous or label) or [(path, 0/1), ...]."""
+    """A Benchmark, a DataFrame (path + is_anomalous or label) or [(path, 0/1), ...], checked."""
     if hasattr(videos, "videos") and isinstance(videos.videos, pd.DataFrame):
         table = videos.videos.copy()
     elif isinstance(videos, pd.DataFrame):
@@ -115,7 +102,7 @@ def _accuracy(replies: Sequence[Reply], targets: Sequence[int],
 
 
 def _batches(n_videos: int, cfg: Config, steps: int) -> list[np.ndarray]:
-    """Which training videos each step sees: one fresh shuffle per epoch, cut in batches."""
+    """Which training videos each step sees: a seeded shuffle per epoch, cut in batches."""
     out: list[np.ndarray] = []
     epoch = 0
     while len(out) < steps:
@@ -175,19 +162,9 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
                     **overrides: Any) -> LearnResult:
     """Verbalized learning: improve the guiding questions without touching any weight.
 
-    ``train`` and ``val`` are Benchmarks (e.g. ``bench.subset("train")``), DataFrames with
-    ``path`` and ``is_anomalous`` (or ``label``), or lists of ``(path, 0/1)``. Videos of the
-    test split are refused. Each step the learner answers a batch of training videos with the
-    current questions and the optimizer (the same VLM) proposes new ones; every
-    ``validate_every`` steps the questions are scored on ``val``; the set with the best
-    validation accuracy wins (the earliest on ties). An unreadable learner reply counts as a
-    wrong prediction; an optimizer reply without questions keeps the previous questions
-    (both counted, with the replies cut at the token budget counted apart).
-
-    ``questions`` are the starting set (a list or a JSON file; None: the shipped set).
-    Every model call is cached as it returns, so an interrupted run continues where it
-    stopped, and a fully cached run loads no model. A VLM loaded here is released before
-    returning.
+    ``train`` / ``val``: Benchmarks, DataFrames (``path``, ``is_anomalous`` or ``label``) or
+    ``(path, 0/1)`` lists; test videos are refused. The best validation accuracy wins
+    (earliest on ties). ``questions``: the starting set (list, JSON file, None: shipped).
     """
     cfg = validated(config, overrides)
     train_t, val_t = _video_table(train, "training"), _video_table(val, "validation")
@@ -196,8 +173,7 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
         raise ValueError(f"{len(shared)} video(s) are in both the training and the validation "
                          "videos; validation must be held out")
     rt = Runtime(Roles(profile, models={"vlm": cfg.vlm_model}, backends=backends), cache)
-    train_v = [rt.video(p) for p in train_t["path"]]
-    val_v = [rt.video(p) for p in val_t["path"]]
+    train_v, val_v = ([rt.video(p) for p in t["path"]] for t in (train_t, val_t))
     start = resolve_questions(questions)
     steps = cfg.steps if cfg.steps is not None else cfg.epochs * math.ceil(
         len(train_t) / cfg.batch_size)
@@ -208,8 +184,6 @@ def learn_questions(train: Any, val: Any, *, config: Config | None = None,
     def validate(qs: list[str], step: int) -> float:
         replies = ask_learner(rt, val_v, qs, cfg, desc=f"validation step {step}")
         return _accuracy(replies, list(val_t["target"]), learner_log, cfg.label_reading)[0]
-
-    from ..progress import bar
 
     try:
         for step, batch in enumerate(bar(_batches(len(train_t), cfg, steps), total=steps,

@@ -1,24 +1,27 @@
-"""Teaching helpers for notebook 70: VERA with perfect perception (an oracle VLM and
-embedder that read the campus ground truth), the validation curve, and sentences computed
-from a run."""
+"""Teaching helpers for notebook 70: VERA with perfect perception (oracle VLM and embedder),
+the validation curve, and sentences computed from a run."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import metrics
 from ..cache import Cache
+from ..lavad.lesson import frame_truth, pixel_key
+from ..models.scripted import ScriptedEmbedder, ScriptedVLM
+from ..result import TINY_WARNING
 from .core import PAPER_STEP3, VADNB_STEP3
 from .learn import LearnResult, learn_questions
 from .run import run_many
 
 
-#: One guiding question per campus anomaly class, and the words that show a question asks
-#: about that class (what the oracle learner listens for).
+#: One guiding question per campus anomaly class, and the words the oracle learner listens for.
 CAMPUS_QUESTIONS: dict[str, str] = {
     "Fallen": "Is someone lying on the ground after a fall?",
     "Running": "Is someone running away or chasing another person?",
@@ -35,9 +38,8 @@ _CAMPUS_WORDS: dict[str, tuple[str, ...]] = {
 
 def _listed(prompt: str, heading: str) -> list[str]:
     """The numbered questions that follow ``heading`` in one of VERA's prompts."""
-    text = prompt.split(heading, 1)[-1]
     out = []
-    for line in text.splitlines()[1:]:
+    for line in prompt.split(heading, 1)[-1].splitlines()[1:]:
         m = re.match(r"^\d+\. (.+)$", line)
         if m:
             out.append(m.group(1))
@@ -48,44 +50,16 @@ def _listed(prompt: str, heading: str) -> list[str]:
 
 def oracle_backends(benchmark: Any, image_size: int = 448,
                     questions: dict[str, str] | None = None) -> dict[str, Any]:
-    """A VLM and an embedder that *read the ground truth*: VERA with perfect perception.
-
-    A teaching device (notebook 70), not a model. Every frame of ``benchmark``'s videos is
-    recognised by a hash of its pixels at ``image_size`` (the size VERA sends). As the
-    **learner**, the VLM says ``Output: 1`` exactly when one of the frames it sees shows an
-    anomaly *and* one of the prompt's questions asks about that kind (so the questions
-    matter); as the **optimizer**, it adds the question of each kind the learner missed
-    (``questions``: kind -> question, default :data:`CAMPUS_QUESTIONS`), keeping the newest
-    ones within the prompt's limit. The embedder maps anomalous frames to one direction and
-    normal frames to another. What VERA then gets right is an upper bound of the method's
-    own steps (learning loop, retrieval ensemble, smoothing), not of any model.
-    """
-    import hashlib
-
-    from ..lavad.video_clip import spatial_crops
-    from ..models.scripted import ScriptedEmbedder, ScriptedVLM
-    from ..video import read_frames
-
+    """A VLM and an embedder that *read the ground truth* (at ``image_size``): VERA with
+    perfect perception (notebook 70). The learner says 1 only when a frame shows an anomaly
+    a prompt question asks about; the optimizer adds the question (``questions``: kind ->
+    question) of each kind the learner missed."""
     asks = dict(questions or CAMPUS_QUESTIONS)
-    frame_kind: dict[str, str] = {}   # hash -> class shown in the frame ("Normal" if none)
-    video_kind: dict[str, str] = {}   # hash -> class of the video the frame belongs to
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        images = read_frames(path, size=(image_size, image_size)).images
-        # the embedder also sees each native frame's 3 square crops (LAVAD's clip features)
-        crops = [spatial_crops(im) for im in read_frames(path).images[:len(y)]]
-        for i, image in enumerate(images[:len(y)]):
-            for view in [image] + crops[i]:
-                key = hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest()
-                if y[i] or key not in frame_kind:
-                    frame_kind[key] = str(label) if y[i] else "Normal"
-                if str(label) != "Normal" or key not in video_kind:
-                    video_kind[key] = str(label)
+    known = frame_truth(benchmark, image_size)  # hash -> (class shown, class of its video)
 
     def keys(images: Sequence[np.ndarray]) -> list[str]:
-        out = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
-        if any(k not in frame_kind for k in out):
+        out = [pixel_key(im) for im in images]
+        if any(k not in known for k in out):
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              f"from, at {image_size} px; run it on those videos at that size")
         return out
@@ -96,7 +70,7 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
 
     def learner(images: list[np.ndarray], prompt: str) -> str:
         qs = _listed(prompt, "** Prompt questions **")
-        seen = sorted({frame_kind[k] for k in keys(images)} - {"Normal"})
+        seen = sorted({known[k][0] for k in keys(images)} - {"Normal"})
         hit = [k for k in seen if named(k, qs)]
         if hit:
             return (f"Answers to Prompt Questions: the frames show {', '.join(hit)}; yes, "
@@ -108,19 +82,16 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
         qs = _listed(prompt, "** Current Prompt Questions **")
         n = len(re.findall(r"video \d+: images", prompt)) or 1
         limit = int((re.findall(r"at most (\d+)", prompt) or [5])[-1])
-        preds = re.search(r"\*\* The model's predictions \*\*\n\[([^\]]*)\]", prompt)
-        targets = re.search(r"\*\* The targets \*\*\n\[([^\]]*)\]", prompt)
-        said = [p.strip() for p in preds.group(1).split(",")] if preds else []
-        truth = [t.strip() for t in targets.group(1).split(",")] if targets else []
+        said, truth = ([v.strip() for v in m.group(1).split(",")] if m else [] for m in (
+            re.search(rf"\*\* The {part} \*\*\n\[([^\]]*)\]", prompt)
+            for part in ("model's predictions", "targets")))
         per = max(1, len(images) // n)
         missed = []
         for i in range(n):
             chunk = keys(images[i * per:(i + 1) * per])
-            kinds = {video_kind[k] for k in chunk} - {"Normal"}
-            wrong = i < len(said) and i < len(truth) and said[i] != truth[i]
-            for kind in sorted(kinds):
-                if wrong and truth[i] == "1" and kind in asks and not named(kind, qs):
-                    missed.append(asks[kind])
+            kinds = sorted({known[k][1] for k in chunk} - {"Normal"})
+            if i < len(said) and i < len(truth) and said[i] != truth[i] and truth[i] == "1":
+                missed += [asks[k] for k in kinds if k in asks and not named(k, qs)]
         new = list(dict.fromkeys(qs + missed))[-limit:]
         reason = (f"The model missed {len(missed)} anomalous video(s); add a question about "
                   "each." if missed else "The model does well; keep the questions.")
@@ -132,20 +103,14 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
             "** Current Prompt Questions **" in prompt else learner(images, prompt)
 
     def vector(image: np.ndarray) -> np.ndarray:
-        kind = frame_kind[keys([image])[0]]
+        kind = known[keys([image])[0]][0]
         return np.array([0.0, 1.0]) if kind == "Normal" else np.array([1.0, 0.0])
 
     return {"vlm": ScriptedVLM(reply, name="oracle-vlm"),
             "embedder": ScriptedEmbedder(image_fn=vector, name="oracle-embedder")}
 
 
-# ----------------------------------------------------------------------------------------
-# what a run did, in words computed from the run (notebook 70)
-# ----------------------------------------------------------------------------------------
-
 def _tiny_tag(meaningless: bool) -> str:
-    from ..result import TINY_WARNING
-
     return f"\n⚠ {TINY_WARNING}" if meaningless else ""
 
 
@@ -182,8 +147,7 @@ def inference_summary(detections: Any) -> str:
 
 
 def auc_note(detections: Any, auc: float) -> str:
-    """Why the AUC is what it is: constant scores give 0.5 by construction, else the
-    number of distinct score values behind it."""
+    """Why the AUC is what it is: constant scores give 0.5, else how many distinct scores."""
     dets = list(detections)
     scores = np.concatenate([np.asarray(d.frame_scores, dtype=np.float64) for d in dets])
     distinct = len(np.unique(np.round(scores, 9)))
@@ -197,13 +161,9 @@ def auc_note(detections: Any, auc: float) -> str:
 
 def highest_scoring(detections: Mapping[str, Any],
                     labels: Mapping[str, np.ndarray]) -> tuple[str, str]:
-    """The video whose highest frame score is the largest, and a sentence saying so.
-
-    On a tie (every answer unreadable gives every video 0.5; 0/1 answers tie often) the
-    score cannot choose, so the video with the most anomalous frames in ``labels`` is shown,
-    then the first one, and the sentence says there was a tie: the lesson should show an
-    event, and must not pretend the score found it.
-    """
+    """The video whose highest frame score is the largest, and a sentence saying so. On a
+    tie (0/1 answers tie often) the tied video with the most anomalous frames in ``labels``
+    is shown, and the sentence says the score could not choose."""
     if not detections:
         raise ValueError("no detections to choose from")
     peaks = {n: float(np.max(d.frame_scores)) for n, d in detections.items()}
@@ -225,16 +185,8 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
                        image_size: int = 448, steps: int = 6,
                        questions: Sequence[str] = ("Is there fire or smoke?",),
                        cache: Cache | str | None = None) -> pd.DataFrame:
-    """VERA with perfect perception on ``benchmark``: learning from ``questions`` with the
-    oracle of :func:`oracle_backends`, then inference on the test split with the learned
-    questions, under the official step 3 (the default), vadnb's step 3 and its parts, the
-    paper's UCF position prior, and without steps 2 and 3. An upper bound of the method's own steps on these videos, not of any model.
-
-    One row per variant: ``variant``, ``settings``, ``val_acc`` (of the chosen questions),
-    ``questions`` (how many were learned), ``test_auc``, ``test_ap``.
-    """
-    from .. import metrics
-
+    """VERA with perfect perception on ``benchmark``: learning, then the test split under
+    each step-3 variant (a row each: settings, val_acc, questions, test_auc, test_ap)."""
     oracle = oracle or oracle_backends(benchmark, image_size=image_size)
     result = learn_questions(benchmark.subset("train"), benchmark.subset("val"),
                              backends=oracle, questions=list(questions), steps=steps,
@@ -252,7 +204,6 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
     ]
     rows = []
     for name, settings in variants:
-        # the answers and embeddings are cached after the first variant: no more bars
         dets = run_many(list(test["path"]), backends=oracle, questions=result,
                         image_size=image_size, cache=cache, **settings)
         scores = {n: d.frame_scores for n, d in zip(test["name"], dets)}
@@ -265,15 +216,12 @@ def perfect_perception(benchmark: Any, oracle: dict[str, Any] | None = None, *,
 
 
 def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = None) -> Any:
-    """The validation curve of :func:`learn_questions`: validation accuracy per validated
-    step, training-batch accuracy, and a star on the chosen set. ``warning`` (e.g. the tiny
-    profile's) is written across the axes. Returns the matplotlib Figure."""
+    """The validation curve of :func:`learn_questions` (``warning`` across the axes)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
-    else:
-        fig = ax.figure
+        _, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
+    fig = ax.figure
     validated = history.dropna(subset=["val_acc"])
     ax.plot(validated["step"], validated["val_acc"], "o-", label="validation accuracy")
     ax.plot(history["step"], history["train_acc"], "s--", alpha=0.6,
@@ -284,8 +232,6 @@ def plot_history(history: pd.DataFrame, warning: str | None = None, ax: Any = No
     ax.set_xticks(history["step"])
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if warning:
-        import textwrap
-
         ax.text(0.5, 0.55, "\n".join(textwrap.wrap(f"⚠ {warning}", 60)), transform=ax.transAxes,
                 ha="center", va="center", color="C3", fontsize=9)
     return fig

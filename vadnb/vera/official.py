@@ -1,6 +1,5 @@
-"""Readers of VERA's released files: the per-video step-1 scores of
-``generate_initial_score.py`` and the segment features ``compute_auc.py`` reads, run through
-the suite's steps 2 and 3 (notebook 70)."""
+"""Readers of VERA's released files (step-1 scores, segment features) run through the suite's
+steps 2 and 3, and VERA's own XD-Violence AP script (notebook 70)."""
 
 from __future__ import annotations
 
@@ -21,13 +20,9 @@ from .run import validated
 
 
 def load_initial_scores(path: str | os.PathLike) -> pd.DataFrame:
-    """One video's released step-1 scores, as VERA's ``generate_initial_score.py`` writes
-    them: a JSON object keyed by each segment's first frame (``"0"``, ``"16"``, ...), each
-    value ``{"start": window start, "end": window end, "score": 0 or 1}``.
-
-    Returns a DataFrame with ``centre_frame``, ``window_start``, ``window_end``, ``score``,
-    sorted by frame. Raises ValueError naming the file and the entry on a malformed file.
-    """
+    """One video's released step-1 scores (``generate_initial_score.py``'s JSON keyed by
+    segment start frame, each ``{"start", "end", "score"}``) as a table sorted by frame.
+    Raises ValueError naming the file and the entry on a malformed file."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"initial-score file not found: {p}")
@@ -66,15 +61,9 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
                         num_frames: int | None = None, fps: float = 30.0,
                         video: str | None = None, config: Config | None = None,
                         **overrides: Any) -> Detection:
-    """VERA's steps 2 and 3 on the paper's own step-1 results.
-
-    ``scores``: a released per-video JSON (see :func:`load_initial_scores`) or its table;
-    ``features``: the per-segment vision features that ``compute_auc.py`` reads
-    (``vision_features/<video>.npy``, one row per segment) or an array. ``num_frames``
-    defaults to what the official code expands to: ``stride`` frames per segment and, for
-    the last one, its window end minus its start frame. Pass ``**PAPER_STEP3`` to add
-    the paper's UCF-Crime position prior. Returns a Detection (profile "paper"; no model is called).
-    """
+    """VERA's steps 2 and 3 on the paper's step-1 ``scores`` (JSON or table) and ``features``
+    (``vision_features/<video>.npy`` or an array, a row per segment); ``num_frames`` defaults
+    to the official expansion (the last segment runs to its window end)."""
     cfg = validated(config, overrides)
     table = scores if isinstance(scores, pd.DataFrame) else load_initial_scores(scores)
     source = str(scores) if not isinstance(scores, pd.DataFrame) else "table"
@@ -106,16 +95,11 @@ def from_initial_scores(scores: str | os.PathLike | pd.DataFrame,
                              "round_decimals": cfg.round_decimals})
 
 
-
-
 def xd_violence_frame_scores(scores: Sequence[float], features: np.ndarray, num_frames: int,
                              stride: int = 16) -> np.ndarray:
-    """One video's frame scores as VERA's ``compute_AP_XD_Violence.py`` computes them, a
-    script of its own: the ensemble takes ``int(0.15 n)`` neighbours (all ``n`` when
-    ``n <= 4``; ``int`` giving 0 also means all), the official step-3 kernel without
-    rounding, segments to frames (the last one to ``num_frames``), a sigmoid, numpy's
-    rounding to one decimal, then the last frame and ``(num_frames - 1) % stride`` more are
-    trimmed (aligning with the flow features of Wu et al.'s ground truth)."""
+    """One video's frame scores as ``compute_AP_XD_Violence.py`` computes them: ``int(0.15 n)``
+    neighbours (all when ``n <= 4`` or 0), the official kernel unrounded, to frames, a sigmoid
+    rounded to one decimal, then the last frame and ``(num_frames - 1) % stride`` more trimmed."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     emb = np.asarray(features, dtype=np.float64)
     if emb.ndim != 2 or len(emb) != len(s) or len(s) == 0:
@@ -138,7 +122,5 @@ def xd_violence_frame_scores(scores: Sequence[float], features: np.ndarray, num_
 
 
 def xd_violence_ap(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
-    """VERA's XD-Violence AP: the trapezoid area under the PR curve of all videos' frames
-    concatenated (``auc(recall, precision)``), on :func:`xd_violence_frame_scores` and
-    ground truth trimmed the same way (Wu et al.'s ``name_gt_pair.json`` already is)."""
+    """VERA's XD-Violence AP: the trapezoid area of all frames (trimmed as the scores are)."""
     return metrics.frame_ap(labels, scores, variant="trapezoid")

@@ -1,10 +1,6 @@
-"""What VERA sends its models: the guiding questions (files), the learner's and the
-optimizer's prompts, the frames the VLM and the embedder see, and the readers of the
-replies (notebook 70).
-
-Editing a prompt here changes what is sent to the VLM, so the runtime asks again: the cache
-keys are the exact text sent.
-"""
+"""What VERA sends its models and how it reads their replies (notebook 70): the guiding
+questions (files), the learner's and the optimizer's prompts, the frames the VLM and the
+embedder see. The cache keys are the exact text sent, so an edited prompt is asked again."""
 
 from __future__ import annotations
 
@@ -88,9 +84,7 @@ def _question_block(questions: Sequence[str]) -> str:
 
 
 def learner_prompt(questions: Sequence[str], num_frames: int = 8) -> str:
-    """The learner's (and inference's) prompt, in the structure of VERA's learner
-    instruction: the model's role and task, the guiding questions, the input, and a strict
-    reply format that ends with ``Output:`` and the 0/1 label (notebook 70)."""
+    """The learner's (and inference's) prompt, in the structure of VERA's instruction."""
     return (
         "You are the model.\n"
         "** Model description **\n"
@@ -109,16 +103,8 @@ def learner_prompt(questions: Sequence[str], num_frames: int = 8) -> str:
 def optimizer_prompt(questions: Sequence[str], predictions: Sequence[int | None],
                      targets: Sequence[int], replies: Sequence[str] | None = None,
                      frames_per_video: int = 8, max_questions: int = 5) -> str:
-    """The optimizer's prompt, in the structure of VERA's optimizer instruction.
-
-    Its parts: the optimizer's role and goal; the batch of videos (their frames go with
-    the prompt as images, ``frames_per_video`` per video, in order); the learner's
-    description; the current questions; the learner's predictions and the targets (and,
-    only when ``replies`` is given, what the learner wrote); then the task: keep the
-    questions if the learner does well, otherwise improve them, with questions based on
-    features seen in the input videos, reasoning step by step before a "New Prompt
-    Questions:" list of at most ``max_questions`` (notebook 70).
-    """
+    """The optimizer's prompt, in the structure of VERA's optimizer instruction (the batch's
+    frames go as images, ``frames_per_video`` each; ``replies`` shown only when given)."""
     n = len(targets)
     videos = "; ".join(f"video {i + 1}: images {i * frames_per_video + 1}-"
                        f"{(i + 1) * frames_per_video}" for i in range(n))
@@ -146,10 +132,9 @@ def optimizer_prompt(questions: Sequence[str], predictions: Sequence[int | None]
                   for i, r in enumerate(replies)]
     lines += [
         "If the model does well, you may keep the current prompt questions. If it does not, "
-        "improve on the Current Prompt Questions so that the classification error goes down "
-        "on this batch and on the next batch of random videos. Write no more than "
-        f"{max_questions} New Prompt Questions. Think step by step and reply strictly in "
-        "this format:",
+        "improve on the Current Prompt Questions so that the classification error goes down on "
+        f"this batch and on the next batch of random videos. Write no more than {max_questions} "
+        "New Prompt Questions. Think step by step and reply strictly in this format:",
         "Reasoning:",
         "[explicit and detailed: work out yourself how to improve the Current Prompt "
         "Questions, using the features you see in the videos; you have no computer to help]",
@@ -172,25 +157,10 @@ _INLINE_SPLIT = re.compile(rf"(?<=[?.!;])\s+{_BOLD}(?:{_NUM}|{_QNUM}){_BOLD}\s+"
 _INLINE_FIRST = re.compile(rf"^\s*{_BOLD}(?:{_NUM}|{_QNUM}){_BOLD}\s+", re.I)
 
 
-def _clean_item(text: str) -> str:
-    return text.strip().strip("*`\"'").strip()
-
-
-def _is_question_like(q: str) -> bool:
-    return len(re.findall(r"[A-Za-z]{2,}", q)) >= 3 and len(q) <= 400
-
-
 def parse_questions(reply: str, max_questions: int = 5) -> list[str] | None:
-    """The guiding questions in an optimizer reply, or None when it holds none.
-
-    Reads what follows the last "New Prompt Questions" heading; without the heading, only
-    lines ending with "?" count (so reasoning text is not learned). Accepted layouts: a
-    numbered list ("1.", "1)", "(1)", "**1.**"), bullets ("-", "*", "•"), "Q1:" or
-    "Question 1:" items, an inline list ("1. Is A? 2. Is B?" on one line) and plain lines
-    or sentences ending with "?". An item counts when it has at least three words made of
-    letters, so a model's gibberish ("1. ##@@", "2. a") is rejected rather than learned.
-    Duplicates are dropped and at most ``max_questions`` are kept (notebook 70).
-    """
+    """The guiding questions after an optimizer reply's last "New Prompt Questions" (without
+    it, only lines ending "?"), or None: lists of any layout; an item needs three words of
+    letters (gibberish is not learned); no duplicates, at most ``max_questions``."""
     text = str(reply or "")
     at = text.lower().rfind("new prompt questions")
     heading = at >= 0
@@ -214,12 +184,13 @@ def parse_questions(reply: str, max_questions: int = 5) -> list[str] | None:
         elif line.endswith("?") or heading:
             candidates.append(line)
     found: list[str] = []
-    for q in (_clean_item(c) for c in candidates):
+    for q in (c.strip().strip("*`\"'").strip() for c in candidates):
         if q.endswith("??"):
             q = q.rstrip("?") + "?"
         if not heading and not q.endswith("?"):
             continue
-        if not _is_question_like(q) or q.lower() in {f.lower() for f in found}:
+        wordy = len(re.findall(r"[A-Za-z]{2,}", q)) >= 3 and len(q) <= 400
+        if not wordy or q.lower() in {f.lower() for f in found}:
             continue
         found.append(q)
     return found[:max_questions] or None
@@ -233,9 +204,8 @@ LABEL_READINGS = ("official", "tolerant")
 
 
 def official_inference_label(reply: str) -> int:
-    """The runnable official inference (``Inference/generate_intial_score.py``): 1 when the
-    reply's last character is ``'1'``, else 0, so ``"Output: 1."`` reads 0. The reply is
-    stripped of trailing white space first, as InternVL's ``batch_chat`` strips it."""
+    """The official inference rule (``generate_intial_score.py``): 1 when the reply's last
+    non-space character is ``'1'``, else 0, so ``"Output: 1."`` reads 0."""
     return 1 if str(reply or "").rstrip()[-1:] == "1" else 0
 
 
@@ -246,10 +216,8 @@ def official_training_label(reply: str) -> int:
 
 
 def read_label(reply: str, reading: str = "official", where: str = "inference") -> int | None:
-    """The 0/1 label of a learner reply. ``reading="official"``: the official rule of
-    ``where`` (``"inference"``: :func:`official_inference_label`; ``"learning"``:
-    :func:`official_training_label`). ``"tolerant"``: vadnb's :func:`parse_label`
-    (None when unreadable)."""
+    """The 0/1 label of a learner reply: the official rule of ``where`` ("inference" or
+    "learning"), or vadnb's :func:`parse_label` with ``reading="tolerant"`` (None: unreadable)."""
     if reading == "tolerant":
         return parse_label(reply)
     if reading != "official" or where not in ("inference", "learning"):
@@ -260,11 +228,9 @@ def read_label(reply: str, reading: str = "official", where: str = "inference") 
 
 
 def parse_label(reply: str) -> int | None:
-    """vadnb's tolerant reading (``label_reading="tolerant"``) of the learner's 0/1 label:
-    the first 0 or 1 after the last "Output", else the last
-    standalone 0/1 that is not list numbering ("1. Is anyone..."), else the reply's own
-    verdict ("there is an anomaly" / "there is no anomaly"), else a leading yes/no.
-    None when nothing fits (notebook 70)."""
+    """vadnb's tolerant reading of the 0/1 label: the first 0/1 after the last "Output", else
+    the last standalone 0/1 that is not list numbering, else "there is (no) anomaly", else a
+    leading yes/no; None when nothing fits."""
     t = str(reply or "")
     idx = t.lower().rfind("output")
     if idx >= 0:
@@ -291,7 +257,6 @@ def explanation(reply: str) -> str:
     return text[:400] if text else "(empty reply)"
 
 
-
 def resolve_questions(questions: Any) -> list[str]:
     """A question list from a list, a JSON file, a ``LearnResult`` or None (the shipped set)."""
     if questions is None:
@@ -303,17 +268,13 @@ def resolve_questions(questions: Any) -> list[str]:
     return _check_questions(list(questions), "questions")
 
 
-# --------------------------------------------------------------- the frames the models see
-
 def vlm_frames(video: VideoRef, idx: Sequence[int], size: int) -> tuple[Derived, ...]:
-    """Frames ``idx`` of ``video`` resized to a ``size`` x ``size`` square, as VERA's code
-    gives every frame to the VLM (bounding the image tokens per call)."""
+    """Frames ``idx`` of ``video`` resized to ``size`` x ``size``, as VERA gives the VLM."""
     return tuple(Derived.of(resized, [f], width=size, height=size) for f in video.frames(idx))
 
 
 def window(video: VideoRef, centre: int, cfg: Any) -> tuple[Derived, ...]:
-    """The ``window_frames`` frames of a ``window_s`` window around ``centre``, each resized
-    to ``image_size`` x ``image_size`` as the VLM and the embedder see them."""
+    """The ``window_frames`` frames of a ``window_s`` window around ``centre``, resized."""
     idx = window_frames_closed(int(centre), video.num_frames, video.fps, cfg.window_s,
                                 cfg.window_frames)
     return vlm_frames(video, idx, cfg.image_size)
@@ -321,8 +282,7 @@ def window(video: VideoRef, centre: int, cfg: Any) -> tuple[Derived, ...]:
 
 def feature_requests(video: VideoRef, centre: int, seen: tuple[Derived, ...],
                      cfg: Any) -> list[EncodeVideo]:
-    """A segment's embedding requests (see :attr:`Config.segment_features`): LAVAD's three
-    cropped 2-frame clips, or the frames ``seen`` by the VLM as one clip."""
+    """A segment's embedding requests: LAVAD's clip feature, or the frames the VLM ``seen``."""
     if cfg.segment_features == "window":
         return [EncodeVideo(seen)]
     return window_clip(video, window_frames_half_open(int(centre), video.num_frames, video.fps,

@@ -1,5 +1,4 @@
-"""VERA's public run: build the runtime, check the Config, call :func:`core.pipeline`, and
-wrap each video's result in a :class:`vadnb.detect.Detection` (notebook 70)."""
+"""VERA's public run: the runtime, the checked Config, :func:`core.pipeline`, a Detection."""
 
 from __future__ import annotations
 
@@ -30,10 +29,7 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
              profile: str | None = None, backends: dict[str, Any] | None = None,
              cache: Cache | str | None = None, questions: Any = None,
              **overrides: Any) -> list[Detection]:
-    """:func:`run` over several videos, stage by stage: every video's answers with the VLM,
-    then (the VLM released, when it was loaded here) every video's embeddings with the
-    embedder, then steps 2 and 3. A fully cached re-run loads no model and decodes nothing
-    (notebook 70)."""
+    """:func:`run` over several videos, stage by stage, so one model is held at a time."""
     cfg = validated(config, overrides)
     qs = resolve_questions(questions)
     roles = Roles(profile, models={"vlm": cfg.vlm_model, "embedder": cfg.embedder_model},
@@ -52,17 +48,9 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: dict[str, Any] | None = None, cache: Cache | str | None = None,
         questions: Any = None, **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with VERA and the given guiding questions.
-
-    ``questions``: a list, a JSON file written by :func:`save_questions`, a
-    :class:`LearnResult`, or None for the shipped starting set. Steps: (1) the VLM answers
-    0/1 for a ``window_s`` window of ``window_frames`` frames around every ``stride``-th
-    frame; (2) retrieval ensemble over the video's segments; (3) Gaussian smoothing,
-    repeat to frames, and the optional position prior (:func:`core.pipeline`). An
-    unreadable answer is filled from its neighbours (counted in ``extras["unparseable"]``;
-    answers cut at the token budget in ``extras["truncated"]``). Models are loaded only
-    for a stage that misses the cache, one at a time.
-    """
+    """Score every frame of ``video`` with VERA and the guiding ``questions`` (a list, a JSON
+    file, a :class:`LearnResult`, None: the shipped set). Unreadable answers are filled from
+    their neighbours (``extras["unparseable"]``; cut ones in ``extras["truncated"]``)."""
     return run_many([video], config=config, profile=profile, backends=backends, cache=cache,
                     questions=questions, **overrides)[0]
 
@@ -74,15 +62,11 @@ def _detection(v: Any, calls: pd.DataFrame, out: dict[str, Any], cfg: Config,
         log.record(reply, label)
     centres, replies = out["centres"], out["replies"]
     segments = pd.DataFrame({
-        "start_frame": centres,
-        "end_frame": np.minimum(centres + cfg.stride, v.num_frames),
-        "centre_frame": centres,
-        "time_s": centres / v.fps,
+        "start_frame": centres, "end_frame": np.minimum(centres + cfg.stride, v.num_frames),
+        "centre_frame": centres, "time_s": centres / v.fps,
         "raw_score": [np.nan if x is None else float(x) for x in out["labels"]],
-        "ensemble_score": out["ensemble"],
-        "score": out["smoothed"],
-        "answer": [str(r) for r in replies],
-        "truncated": [is_truncated(r) for r in replies],
+        "ensemble_score": out["ensemble"], "score": out["smoothed"],
+        "answer": [str(r) for r in replies], "truncated": [is_truncated(r) for r in replies],
         "explanation": [explanation(r) for r in replies],
     })
     return Detection(
