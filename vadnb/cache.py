@@ -151,7 +151,8 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    raise TypeError(f"cannot cache a {type(value).__name__}; use dicts, lists, numbers, str, arrays")
+    raise TypeError(f"cannot cache a {type(value).__name__}; use dicts, lists, numbers, str, "
+                    "arrays")
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
