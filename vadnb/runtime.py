@@ -21,12 +21,16 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, make_dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import get_cache, make_key
+from . import models
+from .cache import file_digest, get_cache, make_key
 from .models.base import is_failed
+from .models.profiles import base_role, model_spec, resolve_profile
+from .progress import bar as progress_bar
 
 __all__ = ["Roles", "Runtime", "VideoRef", "Frame", "Derived", "Chat", "Ask", "Caption",
            "EncodeImage", "EncodeImageRaw", "EncodeText", "EncodeVideo", "request_key", "image_key",
@@ -66,8 +70,6 @@ class Roles:
 
     def resolved_profile(self) -> str:
         if self._resolved is None:
-            from .models.profiles import resolve_profile
-
             self._resolved = resolve_profile(self.profile, verbose=False)
         return self._resolved
 
@@ -75,8 +77,6 @@ class Roles:
         """(model source, profile name) of a role that is not loaded."""
         if role in self.models:
             return str(self.models[role]), "custom"
-        from .models.profiles import model_spec
-
         profile = self.resolved_profile()
         return str(model_spec(self.entry(role), profile).model), profile
 
@@ -105,8 +105,6 @@ class Roles:
         if role in self.given:
             return self.given[role]
         if role not in self.loaded:
-            from . import models
-
             backend = models.load(self.entry(role), profile=self.profile,
                                   model=self.models.get(role))
             expected = self.identity(role)
@@ -460,9 +458,6 @@ class Runtime:
 
     def video(self, path: Any, frame_rate: float | None = None) -> VideoRef:
         """Probe ``path`` (cached) and remember it, so frames can be asked by reference."""
-        from pathlib import Path
-
-        from .cache import file_digest
         from .video import probe
 
         info = probe(path, cache=self.cache, frame_rate=frame_rate)
@@ -497,9 +492,6 @@ class Runtime:
         Identical requests are asked once; each batch is stored as it returns (a killed run
         re-asks only unfinished batches); a batch holding a failed reply is not stored.
         """
-        from .models import DEFAULT_BATCH
-        from .models.profiles import base_role
-
         requests, cap = list(requests), None
         if any(isinstance(r, Ask) and r.max_pixels is None for r in requests):
             cap = self.roles.image_cap(role)  # what the backend applies, made explicit
@@ -509,7 +501,7 @@ class Runtime:
         keys = [request_key(model, r) for r in requests]
         unique = dict(zip(keys, requests))  # first-seen order, identical requests once
         base = base_role(self.roles.entry(role))
-        size = max(1, int(batch_size or DEFAULT_BATCH.get(base, 8)))
+        size = max(1, int(batch_size or models.DEFAULT_BATCH.get(base, 8)))
         order = list(unique)
         stage = f"runtime.{base}"
         stat = self.stats.setdefault(role, Counter())
@@ -528,8 +520,6 @@ class Runtime:
 
     def _ask(self, role: str, stage: str, todo: list[list[str]], unique: dict[str, Any],
              answers: dict[str, Any], desc: str) -> None:
-        from .progress import bar as progress_bar
-
         stat = self.stats[role]
         todo_requests = [[unique[k] for k in batch] for batch in todo]
         px = _Pixels(self, todo_requests)
