@@ -15,6 +15,7 @@ warning and uncached results.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from platformdirs import user_cache_dir
 
 __all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache"]
 
@@ -50,8 +53,6 @@ def cache_dir() -> Path:
     env = os.environ.get("VADNB_CACHE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("vadnb", appauthor=False))
 
 
@@ -109,8 +110,6 @@ def _canonical(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
         return _canonical(dataclasses.asdict(obj))
     raise TypeError(f"cannot use a {type(obj).__name__} in a cache key: {obj!r}")
 
@@ -295,8 +294,6 @@ class Cache:
 
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
-        import pandas as pd
-
         rows = []
         base = self.root / "stages"
         if base.exists():

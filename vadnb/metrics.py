@@ -75,7 +75,6 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
             raise ValueError(
                 f"{name}: {len(y)} frame labels but {len(s)} frame scores; expand segment "
                 "scores to one score per frame (vadnb.metrics.segments_to_frames)")
-    for name, y in zip(names, ys):
         _check_binary(y, name)
     y = np.concatenate(ys) if ys else np.zeros(0)
     s = np.concatenate(ss).astype(np.float64) if ss else np.zeros(0)
@@ -100,7 +99,6 @@ def _check_binary(y: np.ndarray, name: str) -> None:
 
 
 def _check_two_classes(y: np.ndarray, metric: str) -> None:
-
     values = set(np.unique(y).tolist())
     if len(values) < 2:
         only = "normal (0)" if values == {0} else "anomalous (1)" if values else "no"
@@ -153,13 +151,9 @@ def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]
     return pd.DataFrame(rows)
 
 
-def per_class(
-    labels: Mapping[str, np.ndarray],
-    scores: Mapping[str, np.ndarray],
-    video_classes: Mapping[str, str],
-    normal: str = "Normal",
-    variant: str = "sklearn",
-) -> pd.DataFrame:
+def per_class(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
+              video_classes: Mapping[str, str], normal: str = "Normal",
+              variant: str = "sklearn") -> pd.DataFrame:
     """Per anomaly class: micro AUC/AP (``variant``: see :func:`frame_ap`) over that class's
     videos plus all normal videos (the usual protocol: one normal footage for all classes)."""
     ap_name(variant)  # checks it
@@ -173,12 +167,9 @@ def per_class(
     return pd.DataFrame(rows, columns=["class", "videos", "auc", "ap"])
 
 
-def segments_to_frames(
-    segment_scores: Sequence[float] | np.ndarray,
-    num_frames: int,
-    segment_length: int | None = None,
-    starts: Sequence[int] | np.ndarray | None = None,
-) -> np.ndarray:
+def segments_to_frames(segment_scores: Sequence[float] | np.ndarray, num_frames: int,
+                       segment_length: int | None = None,
+                       starts: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """Expand one score per segment to one per frame: each segment covers ``segment_length``
     frames from frame 0 (LAVAD, VERA: 16; AnyAnomaly: 24), or lasts from its ``starts`` entry
     to the next; cut, or padded with the last score, to exactly ``num_frames``."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from tqdm.auto import tqdm
+
 __all__ = ["bar"]
 
 
 @functools.lru_cache(maxsize=1)
 def _notebook_bar_class() -> type | None:
     """A notebook bar whose saved text ends at its final state (None outside Jupyter)."""
-    from tqdm.auto import tqdm
-
     try:
         from tqdm.notebook import tqdm_notebook
     except ImportError:  # no ipywidgets: tqdm.auto is the text bar
@@ -61,8 +61,6 @@ def _notebook_bar_class() -> type | None:
 def bar(iterable: Any = None, *, total: int | None = None, desc: str = "",
         disable: bool = False, **kwargs: Any):
     """A tqdm bar for a long stage (see the module docstring); ``disable`` hides it too."""
-    from tqdm.auto import tqdm
-
     kwargs.setdefault("delay", 1.0)
     kwargs.setdefault("leave", False)
     running = any(not getattr(b, "disable", True) for b in list(getattr(tqdm, "_instances", ())))

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from . import models
 from .cache import file_digest, get_cache, make_key
 from .models.base import is_failed
 from .models.profiles import base_role, model_spec, resolve_profile
 from .progress import bar as progress_bar
+from .video import iter_frames, probe
 
 __all__ = ["Roles", "Runtime", "VideoRef", "Frame", "Derived", "Chat", "Ask", "Caption",
            "EncodeImage", "EncodeImageRaw", "EncodeText", "EncodeVideo", "request_key", "image_key",
@@ -56,9 +58,6 @@ class Roles:
         self._resolved: str | None = None
         self.frames = FrameStore()  # decoded frames kept for every Runtime of this run
 
-    def entry(self, role: str) -> str:
-        return self.entries.get(role, role)
-
     def image_cap(self, role: str) -> int | None:
         """The pixel cap ``role``'s VLM applies, known without loading it (part of Ask keys)."""
         backend = self.given.get(role) or self.loaded.get(role)
@@ -66,7 +65,7 @@ class Roles:
             return getattr(backend, "max_pixels", None)
         from .models.hf import max_pixels_for
 
-        return max_pixels_for(self.entry(role))
+        return max_pixels_for(self.entries.get(role, role))
 
     def resolved_profile(self) -> str:
         if self._resolved is None:
@@ -78,7 +77,7 @@ class Roles:
         if role in self.models:
             return str(self.models[role]), "custom"
         profile = self.resolved_profile()
-        return str(model_spec(self.entry(role), profile).model), profile
+        return str(model_spec(self.entries.get(role, role), profile).model), profile
 
     def identity(self, role: str) -> str:
         """The model's name as its backend will carry it (cache keys), known without loading."""
@@ -105,7 +104,7 @@ class Roles:
         if role in self.given:
             return self.given[role]
         if role not in self.loaded:
-            backend = models.load(self.entry(role), profile=self.profile,
+            backend = models.load(self.entries.get(role, role), profile=self.profile,
                                   model=self.models.get(role))
             expected = self.identity(role)
             if backend.name != expected and not str(self.models.get(role, "")).startswith(
@@ -145,12 +144,14 @@ def _function_id(fn: Callable[..., Any]) -> str:
     return f"{name}#{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
 
-@dataclass(frozen=True)
-class Frame:
-    """Frame ``index`` of the video whose content digest is ``video`` (native size)."""
+def _frozen(name: str, doc: str, *fields: tuple[Any, ...]) -> type:
+    cls = make_dataclass(name, fields, frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
 
-    video: str
-    index: int
+
+Frame = _frozen("Frame", "Frame ``index`` of the video whose content digest is ``video``.",
+                ("video", str), ("index", int))
 
 
 @dataclass(frozen=True)
@@ -203,34 +204,30 @@ class VideoRef:
         return [Frame(self.digest, int(i)) for i in indices]
 
 
-def _request(name: str, doc: str, *fields: tuple[Any, ...]) -> type:
-    cls = make_dataclass(name, fields, frozen=True)
-    cls.__module__, cls.__doc__ = __name__, doc
-    return cls
-
-
 _GENERATION = (("max_new_tokens", int | None, None), ("temperature", float, 0.0))
 #: ``top_p``: nucleus threshold (when temperature > 0); ``draw`` names one sample (asked and
 #: cached apart); ``choices``: the allowed replies, the most likely one returned.
-Chat = _request("Chat", "One conversation for the ``llm`` role: messages and settings.",
-                ("messages", Any), *_GENERATION, ("top_p", float, 1.0),
-                ("draw", str | None, None), ("choices", tuple | None, None))
-Ask = _request("Ask", "One question with images for the ``vlm`` role.",
-               ("images", tuple), ("prompt", str), *_GENERATION, ("max_pixels", int | None, None),
-               ("top_p", float, 1.0), ("repetition_penalty", float, 1.0),
-               ("system", str | None, None))
+Chat = _frozen("Chat", "One conversation for the ``llm`` role: messages and settings.",
+               ("messages", Any), *_GENERATION, ("top_p", float, 1.0),
+               ("draw", str | None, None), ("choices", tuple | None, None))
+Ask = _frozen("Ask", "One question with images for the ``vlm`` role.",
+              ("images", tuple), ("prompt", str), *_GENERATION, ("max_pixels", int | None, None),
+              ("top_p", float, 1.0), ("repetition_penalty", float, 1.0),
+              ("system", str | None, None))
 #: ``max_new_tokens`` None: the model's own cap (captions cached before it was keyed used 30)
-Caption = _request("Caption", "One image for the ``captioner`` role.", ("image", Any),
-                   ("max_new_tokens", int | None, None))
-EncodeImage = _request("EncodeImage", "One image embedding (``clip``, ``embedder``).",
-                       ("image", Any))
-EncodeImageRaw = _request("EncodeImageRaw", "One image through ``clip``'s visual encoder, raw "
-                          "(not L2-normalised: AnomalyCLIP); else ``encode_image``.",
-                          ("image", Any))
-EncodeText = _request("EncodeText", "One text embedding.", ("text", str))
-EncodeVideo = _request("EncodeVideo", "One clip embedding from its frames (``embedder``).",
-                       ("frames", tuple))
+Caption = _frozen("Caption", "One image for the ``captioner`` role.", ("image", Any),
+                  ("max_new_tokens", int | None, None))
+EncodeImage = _frozen("EncodeImage", "One image embedding (``clip``, ``embedder``).",
+                      ("image", Any))
+EncodeImageRaw = _frozen("EncodeImageRaw", "One image through ``clip``'s visual encoder, raw "
+                         "(not L2-normalised: AnomalyCLIP); else ``encode_image``.", ("image", Any))
+EncodeText = _frozen("EncodeText", "One text embedding.", ("text", str))
+EncodeVideo = _frozen("EncodeVideo", "One clip embedding from its frames (``embedder``).",
+                      ("frames", tuple))
 _REQUESTS = (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText, EncodeVideo)
+#: Where requests and derived images hold their images.
+_IMAGES = {Caption: "image", EncodeImage: "image", EncodeImageRaw: "image", Ask: "images",
+           EncodeVideo: "frames", Derived: "sources"}
 
 #: Settings added after keys were first made: left out of a key while at these defaults.
 _UNKEYED_DEFAULTS = {"Chat": {"top_p": 1.0, "draw": None, "choices": None},
@@ -248,11 +245,10 @@ def request_key(model: str, request: Any) -> str:
     for name, default in _UNKEYED_DEFAULTS.get(kind, {}).items():
         if fields[name] == default:  # at its default, a later setting keeps old keys valid
             del fields[name]
-    for name in ("image", "images", "frames"):
-        if name in fields:
-            value = fields[name]
-            fields[name] = (image_key(value) if name == "image"
-                            else [image_key(i) for i in value])
+    name = _IMAGES.get(type(request))
+    if name:
+        value = fields[name]
+        fields[name] = image_key(value) if name == "image" else [image_key(i) for i in value]
     return make_key({"model": model, "kind": kind, **fields})
 
 
@@ -387,8 +383,6 @@ class _Pixels:
 
     def _decode(self, digest: str) -> Any:
         """One forward pass over the pending frames of a video, and its planned ones."""
-        from .video import iter_frames
-
         ref = self.rt.videos.get(digest)
         if ref is None:
             raise KeyError(f"video {digest} is unknown to this runtime; call rt.video(path) "
@@ -421,17 +415,10 @@ def _frames_of(items: Any) -> Iterable[Frame]:
     """The frames in requests, images (a derived image's sources), or lists of them."""
     if isinstance(items, Frame):
         yield items
-        return
-    if isinstance(items, (Caption, EncodeImage, EncodeImageRaw)):
-        items = (items.image,)
-    elif isinstance(items, Ask):
-        items = items.images
-    elif isinstance(items, EncodeVideo):
-        items = items.frames
-    elif isinstance(items, Derived):
-        items = items.sources
-    if isinstance(items, (list, tuple)):
-        for item in items:
+    elif isinstance(items, (list, tuple, *_IMAGES)):
+        field = _IMAGES.get(type(items))
+        inner = getattr(items, field) if field else items
+        for item in (inner,) if field == "image" else inner:
             yield from _frames_of(item)
 
 
@@ -458,7 +445,6 @@ class Runtime:
 
     def video(self, path: Any, frame_rate: float | None = None) -> VideoRef:
         """Probe ``path`` (cached) and remember it, so frames can be asked by reference."""
-        from .video import probe
 
         info = probe(path, cache=self.cache, frame_rate=frame_rate)
         ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps),
@@ -500,10 +486,9 @@ class Runtime:
         model = self.roles.identity(role)
         keys = [request_key(model, r) for r in requests]
         unique = dict(zip(keys, requests))  # first-seen order, identical requests once
-        base = base_role(self.roles.entry(role))
+        base = base_role(self.roles.entries.get(role, role))
         size = max(1, int(batch_size or models.DEFAULT_BATCH.get(base, 8)))
-        order = list(unique)
-        stage = f"runtime.{base}"
+        order, stage = list(unique), f"runtime.{base}"
         stat = self.stats.setdefault(role, Counter())
         answers: dict[str, Any] = {}
         todo = []
@@ -556,8 +541,6 @@ class Runtime:
     def model_calls(self):
         """Per role: model, profile, calls, items, cached, failures, seconds (a DataFrame,
         ``Detection.model_calls``); roles answered from the cache count too."""
-        import pandas as pd
-
         rows = [[role, self.roles.identity(role), self.roles.profile_name(role),
                  *(int(s[c]) for c in STAT_COLUMNS[3:-1]), float(s["seconds"])]
                 for role, s in self.stats.items()]

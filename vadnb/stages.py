@@ -20,6 +20,8 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationErro
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from scipy.special import softmax as _softmax  # noqa: F401 - lavad.official uses it too
 
+from .models.served import redact
+
 C = TypeVar("C")
 
 __all__ = ["centre_frames", "window_frames_closed", "window_frames_half_open", "resized",
@@ -343,8 +345,6 @@ def _number(bound: Any) -> Any:
 
 def _shown(value: Any) -> str:
     """A rejected value, short and with any credential (a served URL's password) masked."""
-    from .models.served import redact
-
     if isinstance(value, str) and len(value) > 60:
         return f"{redact(value[:40])!r}... ({len(value)} characters)"
     return redact(f"{value!r:.80}") if not isinstance(value, (int, float)) else str(value)
