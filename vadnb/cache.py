@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from platformdirs import user_cache_dir
 
+from .models.base import Reply
+
 __all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache"]
 
 _ARRAY_TAG = "__ndarray__"
@@ -163,8 +165,6 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         if _TUPLE_TAG in value and len(value) == 1:
             return tuple(_decode(v, arrays) for v in value[_TUPLE_TAG])
         if _REPLY_TAG in value and len(value) == 3:
-            from .models.base import Reply
-
             return Reply(value[_REPLY_TAG], truncated=value["truncated"],
                          num_tokens=value["num_tokens"])
         return {k: _decode(v, arrays) for k, v in value.items()}
@@ -191,8 +191,6 @@ def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
 #: zero bytes (EOFError), a foreign file (ValueError: no pickle), bad JSON, a missing array.
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
            zipfile.BadZipFile, zlib.error)
-
-
 _MISSING = object()
 
 

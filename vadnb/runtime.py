@@ -72,32 +72,30 @@ class Roles:
             self._resolved = resolve_profile(self.profile, verbose=False)
         return self._resolved
 
-    def _source(self, role: str) -> tuple[str, str]:
-        """(model source, profile name) of a role that is not loaded."""
+    def _unloaded(self, role: str) -> tuple[str, str]:
+        """(identity, profile) of a role whose model is not loaded."""
         if role in self.models:
-            return str(self.models[role]), "custom"
-        profile = self.resolved_profile()
-        return str(model_spec(self.entries.get(role, role), profile).model), profile
+            source, profile = str(self.models[role]), "custom"
+        else:
+            profile = self.resolved_profile()
+            source = str(model_spec(self.entries.get(role, role), profile).model)
+        if source.startswith("tiny:"):
+            from .models.tiny import TINY_VERSION
+
+            return f"{source}@v{TINY_VERSION}", "tiny"
+        return source, profile
 
     def identity(self, role: str) -> str:
         """The model's name as its backend will carry it (cache keys), known without loading."""
         backend = self.given.get(role) or self.loaded.get(role)
-        if backend is not None:
-            return str(backend.name)
-        source, _ = self._source(role)
-        if source.startswith("tiny:"):
-            from .models.tiny import TINY_VERSION
-
-            return f"{source}@v{TINY_VERSION}"
-        return source
+        return self._unloaded(role)[0] if backend is None else str(backend.name)
 
     def profile_name(self, role: str) -> str:
         """The profile of the model that plays ``role`` (``"tiny"`` for random-init models)."""
         backend = self.given.get(role) or self.loaded.get(role)
-        if backend is not None:
-            return "tiny" if getattr(backend, "meaningless", False) else str(backend.profile)
-        source, profile = self._source(role)
-        return "tiny" if source.startswith("tiny:") else profile
+        if backend is None:
+            return self._unloaded(role)[1]
+        return "tiny" if getattr(backend, "meaningless", False) else str(backend.profile)
 
     def get(self, role: str) -> Any:
         """The backend for ``role``, loading it on first use."""
@@ -164,8 +162,7 @@ class Derived:
     params: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def of(cls, op: Callable[..., np.ndarray], sources: Sequence[Any], **params: Any
-           ) -> Derived:
+    def of(cls, op: Callable[..., np.ndarray], sources: Sequence[Any], **params: Any) -> Derived:
         return cls(op, tuple(sources), tuple(sorted(params.items())))
 
     @functools.cached_property
@@ -407,8 +404,6 @@ class _Pixels:
     def close(self) -> None:
         for stream in self.streams.values():
             stream.close()
-        self.streams.clear()
-        self.buffer.clear()
 
 
 def _frames_of(items: Any) -> Iterable[Frame]:
@@ -445,7 +440,6 @@ class Runtime:
 
     def video(self, path: Any, frame_rate: float | None = None) -> VideoRef:
         """Probe ``path`` (cached) and remember it, so frames can be asked by reference."""
-
         info = probe(path, cache=self.cache, frame_rate=frame_rate)
         ref = VideoRef(Path(path), file_digest(path), int(info.num_frames), float(info.fps),
                        3 * int(info.width) * int(info.height))
@@ -526,10 +520,8 @@ class Runtime:
                                            f"answers for {len(group)} requests")
                     for i, reply in zip(group, replies):
                         out[i] = reply
-                stat["calls"] += len(groups)
-                stat["seconds"] += time.perf_counter() - t0
-                stat["items"] += len(reqs)
-                stat["failures"] += sum(is_failed(r) for r in out)
+                stat.update(calls=len(groups), items=len(reqs), seconds=time.perf_counter() - t0,
+                            failures=sum(is_failed(r) for r in out))
                 self.cache.put(stage, {"items": batch}, out)  # refuses failed replies
                 answers.update(zip(batch, out))
                 px.batch_done(reqs)

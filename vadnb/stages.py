@@ -1,9 +1,6 @@
-"""Steps that several methods share (each docstring names the notebook that teaches it).
-
-Centre frames and windows (LAVAD, VERA), nearest-neighbour retrieval with softmax weights
-(LAVAD's refinement, VERA's retrieval ensemble), Gaussian smoothing (VERA, AnyAnomaly) and
-robust parsing of model replies (all of them).
-"""
+"""Steps several methods share: centre frames and windows, nearest-neighbour retrieval with
+softmax weights, Gaussian smoothing, parsing model replies, validated Configs, and the tables
+of differences from the official code (each docstring names the notebook that teaches it)."""
 
 from __future__ import annotations
 
