@@ -1,13 +1,10 @@
 """A disk cache for expensive stage outputs (taught in notebook 10).
 
-Every entry is keyed by what it was computed from: the video's content (a hash of its bytes,
-not its path), the stage, the model and the parameters. Entries are ``.npz`` files without
-pickle (dicts, lists, str, numbers, None, arrays; a model ``Reply`` keeps its flags), so
-reading a shared cache never executes code; they are written atomically, so a killed run
-leaves no half entry and a re-run resumes. Never stored: a value holding a *failed* reply
-(the next run asks again). A damaged entry, or one the caller's ``check`` rejects, is named
-in a :class:`CacheWarning`, removed and recomputed; a full or read-only folder gives one
-warning and uncached results.
+Entries are keyed by what they were computed from (the video's content hash, not its path;
+stage, model, parameters) and stored as pickle-free ``.npz`` files (reading a shared cache
+never runs code), written atomically so a killed run resumes. A value holding a *failed*
+reply is never stored; a damaged entry, or one ``check`` rejects, is named in a
+:class:`CacheWarning`, removed and recomputed; an unwritable folder warns once.
 
 >>> Cache("/tmp/vadnb-doc-cache").memo("square", {"x": 3}, lambda: 3 * 3)
 9
@@ -201,8 +198,7 @@ class Cache:
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
         self.root = Path(root).expanduser() if root is not None else cache_dir()
         self.enabled = enabled
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
         self.write_errors = 0  # entries that could not be stored (full or read-only folder)
         self.damaged: list[Path] = []  # damaged entries found (and removed) by this Cache
 
@@ -292,14 +288,12 @@ class Cache:
 
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
-        rows = []
         base = self.root / "stages"
-        if base.exists():
-            for d in sorted(p for p in base.iterdir() if p.is_dir()):
-                files = [p for p in d.rglob("*.npz") if p.is_file()]
-                rows.append({"stage": d.name, "entries": len(files),
-                             "MB": round(sum(p.stat().st_size for p in files) / 1e6, 3)})
-        return pd.DataFrame(rows, columns=["stage", "entries", "MB"])
+        stages = sorted(d for d in base.iterdir() if d.is_dir()) if base.exists() else []
+        sizes = {d.name: [p.stat().st_size for p in d.rglob("*.npz") if p.is_file()]
+                 for d in stages}
+        return pd.DataFrame([(k, len(v), round(sum(v) / 1e6, 3)) for k, v in sizes.items()],
+                            columns=["stage", "entries", "MB"])
 
     def clear(self, stage: str | None = None) -> None:
         """Delete one stage's entries, or every entry."""

@@ -1,11 +1,9 @@
 """Frame-level evaluation, as all four methods report it (taught in notebook 40).
 
-Benchmarks score *micro* metrics: every test video's frames concatenated into one label and
-one score array, one ROC-AUC or AP over them; scikit-learn counts, this module checks inputs.
-AP has two variants that differ on tied scores (LAVAD's take 11 values): ``"sklearn"``
-(step-wise ``sum_n (R_n - R_{n-1}) P_n``) and ``"trapezoid"`` (``auc(recall, precision)``,
-what XD-Violence's and LAVAD's evaluation code report). :data:`REPORTED_AP` says which one
-each benchmark publishes; :func:`ap_name` is the label tables show.
+*Micro* metrics: every test video's frames in one label and one score array, one ROC-AUC or
+AP over them (scikit-learn counts; this module checks inputs). AP differs on tied scores:
+``"sklearn"`` is step-wise, ``"trapezoid"`` is ``auc(recall, precision)`` as XD-Violence's
+and LAVAD's code report (:data:`REPORTED_AP`; :func:`ap_name` labels tables).
 """
 
 from __future__ import annotations
@@ -204,22 +202,16 @@ def segments_to_frames(segment_scores: Sequence[float] | np.ndarray, num_frames:
 def class_frame_metrics(frame_classes: Mapping[str, np.ndarray],
                         class_probs: Mapping[str, np.ndarray],
                         class_names: Sequence[str]) -> pd.DataFrame:
-    """One-vs-rest frame AUC and AP of each class's ``p(c)`` over all pooled frames (as
-    AnomalyCLIP's paper); one row (class, frames, auc, ap) per class with a labelled frame.
-    ``frame_classes``: video -> each frame's index into ``class_names`` (other: normal);
-    ``class_probs``: video -> [frames, >= len(class_names)] probabilities."""
+    """One-vs-rest frame AUC and AP of each class's ``p(c)`` over the pooled frames (as
+    AnomalyCLIP's paper). ``frame_classes``: video -> each frame's index into ``class_names``
+    (other: normal); ``class_probs``: video -> [frames, >= len(class_names)]."""
     names = list(frame_classes)
     y = np.concatenate([np.asarray(frame_classes[v]).ravel() for v in names])
     p = np.concatenate([np.asarray(class_probs[v], dtype=np.float64) for v in names])
     if len(y) != len(p):
         raise ValueError(f"{len(y)} frame labels but {len(p)} rows of class probabilities")
-    rows = []
-    for i, c in enumerate(class_names):
-        pos = y == i
-        if pos.any() and not pos.all():
-            rows.append({"class": c, "frames": int(pos.sum()),
-                         "auc": float(roc_auc_score(pos, p[:, i])),
-                         "ap": float(average_precision_score(pos, p[:, i]))})
+    rows = [{"class": c, "frames": int((y == i).sum()), **_auc_ap(y == i, p[:, i], "sklearn")}
+            for i, c in enumerate(class_names) if (y == i).any() and not (y == i).all()]
     return pd.DataFrame(rows, columns=["class", "frames", "auc", "ap"])
 
 
@@ -228,13 +220,9 @@ def topk_video_accuracy(true_classes: Mapping[str, str], class_scores: Mapping[s
     """Share of videos whose true class is among their ``k`` highest-scored classes
     (``class_scores[v]``: one per class); other videos (normal) skipped; NaN if none left."""
     names = list(class_names)
-    hits = []
-    for v, c in true_classes.items():
-        if c not in names:
-            continue
-        s = np.asarray(class_scores[v], dtype=np.float64)[:len(names)]
-        order = np.argsort(-s, kind="stable")[:k]
-        hits.append(names.index(c) in order)
+    hits = [names.index(c) in np.argsort(-np.asarray(class_scores[v], np.float64)[:len(names)],
+                                         kind="stable")[:k]
+            for v, c in true_classes.items() if c in names]
     return float(np.mean(hits)) if hits else float("nan")
 
 
@@ -295,8 +283,7 @@ def cvad_auc(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
 
 def cvad_table(labels_by_type: Mapping[str, Mapping[str, np.ndarray]],
                scores_by_type: Mapping[str, Mapping[str, np.ndarray]], *,
-               multi_type_videos: Sequence[str] = (), trim_labels: bool = False
-               ) -> pd.DataFrame:
+               multi_type_videos: Sequence[str] = (), trim_labels: bool = False) -> pd.DataFrame:
     """:func:`cvad_auc` per anomaly type (type, videos, frames, anomalous_frames, auc) plus a
     row ``mean`` of the AUCs; a type with no anomalous frame gets NaN, out of the mean."""
     rows = []

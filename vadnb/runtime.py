@@ -1,15 +1,12 @@
 """The plumbing every method's pipeline shares, written once: roles, frames, cached model calls.
 
-A pipeline describes what it sends to a model as small request values (:class:`Chat`,
-:class:`Ask`, :class:`Caption`, ``Encode*``) and hands them to :meth:`Runtime.map`, which keys
-each by the request itself plus the model's identity (no version constants to bump: change
-what is sent and the model is asked again), asks only the misses, in batches stored as they
-return (a killed run resumes; a failed reply is returned, never stored), loads a model on its
-first miss, and decodes frames only for misses: all of one map's frames, plus those named by
-:meth:`Runtime.plan`, in one forward pass, kept in a :class:`FrameStore` for later calls.
-A warm run loads no model and decodes no frame. Images go by reference: :class:`Frame` (video
-digest, index) or :class:`Derived` (an operation on references), keyed by recipe, never by
-re-hashing pixels. Notebook 10 teaches the cache.
+Pipelines send request values (:class:`Chat`, :class:`Ask`, :class:`Caption`, ``Encode*``) to
+:meth:`Runtime.map`, which keys each by the request itself and the model's identity (change
+what is sent and the model is asked again; no version constants), asks only the misses in
+batches stored as they return (a killed run resumes; failed replies are never stored), and
+loads a model and decodes frames only on a miss: one forward pass for a map's frames and
+those :meth:`Runtime.plan` named, kept in a :class:`FrameStore`. A warm run loads and decodes
+nothing. Images go by reference (:class:`Frame`, :class:`Derived`), keyed by recipe.
 """
 
 from __future__ import annotations
@@ -41,11 +38,8 @@ __all__ = ["Roles", "Runtime", "VideoRef", "Frame", "Derived", "Chat", "Ask", "C
 
 class Roles:
     """The models a run uses, one per role, loaded on first use and released between stages.
-
-    ``entries`` maps a role (``"clip"``) to the profile entry that plays it (``"clip-b32"``;
-    default: itself); ``models`` overrides a role's model (a Config's ``<role>_model``);
-    ``backends`` are models the caller built: used as they are, never released.
-    """
+    ``entries``: role -> profile entry (``"clip"`` -> ``"clip-b32"``); ``models``: a role's
+    model override; ``backends``: models the caller built, used as they are, never released."""
 
     def __init__(self, profile: str | None = None, *, entries: Mapping[str, str] | None = None,
                  models: Mapping[str, str | None] | None = None,
@@ -114,8 +108,7 @@ class Roles:
         return self.loaded[role]
 
     def release(self, *roles: str) -> None:
-        """Free the models loaded for ``roles``; none named: the run is over, frames go too.
-        Given backends are never released: their owner decides."""
+        """Free the models loaded for ``roles`` (not given ones); none named: frames go too."""
         if not roles:
             self.frames.clear()
         for role in roles or list(self.loaded):
@@ -250,16 +243,13 @@ def request_key(model: str, request: Any) -> str:
 
 
 def _generate_kwargs(request: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"max_new_tokens": request.max_new_tokens,
-                           "temperature": request.temperature}
-    if isinstance(request, Chat) and request.top_p != 1.0:
-        out["top_p"] = request.top_p
-    if isinstance(request, Chat) and request.choices is not None:
-        out["choices"] = tuple(request.choices)
-    if isinstance(request, Ask):  # the optional settings only when set (older backends)
-        neutral = _UNKEYED_DEFAULTS["Ask"]
-        out.update({k: getattr(request, k) for k in ("max_pixels", *neutral)
-                    if getattr(request, k) != neutral.get(k)})
+    """A Chat's or Ask's generation settings; later ones only when set (older backends)."""
+    optional = {"max_pixels": None, **_UNKEYED_DEFAULTS[type(request).__name__]}
+    out = {k: getattr(request, k) for k in ("max_new_tokens", "temperature")}
+    out.update({k: getattr(request, k) for k, neutral in optional.items() if k != "draw"
+                and hasattr(request, k) and getattr(request, k) != neutral})
+    if "choices" in out:
+        out["choices"] = tuple(out["choices"])
     return out
 
 
@@ -288,15 +278,13 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
     return list(np.asarray(encode([sent(r, pixels) for r in requests]), dtype=np.float32))
 
 
-#: Bytes of decoded frames a run keeps for its later calls (512 MiB: every frame of a
-#: 5-minute 384x288 clip at 10 fps; ~85 frames of 1080p video).
+#: Bytes of decoded frames a run keeps (512 MiB: 5 minutes of 384x288 at 10 fps; 85 of 1080p).
 FRAME_BUDGET = 512 * 2**20
 
 
 class FrameStore:
-    """Decoded frames a run keeps between its calls (stages often send the same frames), the
-    least recently used dropped beyond ``budget`` bytes. Kept frames are read-only: a model
-    that wrote into one would change what the next call sees."""
+    """Decoded frames a run keeps for its later calls, least recently used out beyond
+    ``budget`` bytes; read-only (a model writing into one would change later calls)."""
 
     def __init__(self, budget: int | None = None):
         self.budget = int(FRAME_BUDGET if budget is None else budget)
@@ -304,12 +292,6 @@ class FrameStore:
         self.bytes = 0  # held now
         self.peak = 0  # the most held at once (benchmarks, tests)
         self.planned: dict[str, set[int]] = {}  # video digest -> frames the run will send
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __contains__(self, frame: Frame) -> bool:
-        return frame in self.frames
 
     def get(self, frame: Frame) -> np.ndarray | None:
         image = self.frames.get(frame)
@@ -339,9 +321,7 @@ class FrameStore:
 
 
 class _Pixels:
-    """Pixels of the references one map's missing batches need: from the store, else decoded
-    in one forward pass per video (with the run's planned frames, within budget), each held
-    until the last batch that needs it has run, whatever order requests come in."""
+    """Pixels for one map's missing batches: stored, else one pass per video, held until used."""
 
     def __init__(self, runtime: Runtime, batches: list[list[Any]]):
         self.rt = runtime
@@ -422,11 +402,8 @@ STAT_COLUMNS = ["role", "model", "profile", "calls", "items", "cached", "failure
 
 class Runtime:
     """Roles, frames and a cached, batched, resumable map over model calls, for one run.
-
-    ``cache``: a :class:`vadnb.cache.Cache`, a folder, or None for the suite's cache.
-    ``frames``: where decoded frames are kept; by default the store of ``roles``, so the
-    runtimes of one run (VERA builds one per video) share one budget.
-    """
+    ``cache``: a Cache, a folder or None (the suite's); ``frames``: by default the roles'
+    store, so the runtimes of one run (VERA: one per video) share one budget."""
 
     def __init__(self, roles: Roles | None = None, cache: Any = None,
                  frames: FrameStore | None = None):
@@ -434,8 +411,7 @@ class Runtime:
         self.cache = get_cache(cache)
         self.frames = self.roles.frames if frames is None else frames
         self.videos: dict[str, VideoRef] = {}
-        # per role: backend calls (one per batch and settings group), items sent, items
-        # answered by the cache, failed replies (returned, never cached), seconds
+        # per role: backend calls, items sent, cached, failures (never cached), seconds
         self.stats: dict[str, Counter] = {}
 
     def video(self, path: Any, frame_rate: float | None = None) -> VideoRef:
@@ -447,9 +423,8 @@ class Runtime:
         return ref
 
     def plan(self, *items: Any) -> None:
-        """Name every frame the run's later maps will send (requests, images, or lists), so
-        the first map that misses decodes them all in one pass and keeps them for the later
-        stages. Decodes nothing itself; over the frame budget, each map decodes its own."""
+        """Name the frames later maps will send, so the first miss decodes them all in one pass
+        (decodes nothing itself; over the frame budget, each map decodes its own)."""
         for frame in _frames_of(items):
             self.frames.planned.setdefault(frame.video, set()).add(frame.index)
 
@@ -461,17 +436,10 @@ class Runtime:
         finally:
             px.close()
 
-    def key(self, role: str, request: Any) -> str:
-        """The cache key of ``request`` sent to ``role``'s model."""
-        return request_key(self.roles.identity(role), request)
-
     def map(self, role: str, requests: Sequence[Any], batch_size: int | None = None,
             desc: str | None = None) -> list[Any]:
-        """One answer per request, in order: cached ones read, the rest asked in batches.
-
-        Identical requests are asked once; each batch is stored as it returns (a killed run
-        re-asks only unfinished batches); a batch holding a failed reply is not stored.
-        """
+        """One answer per request, in order: cached ones read, the rest asked in batches (each
+        stored as it returns, unless it holds a failed reply); identical requests asked once."""
         requests, cap = list(requests), None
         if any(isinstance(r, Ask) and r.max_pixels is None for r in requests):
             cap = self.roles.image_cap(role)  # what the backend applies, made explicit
@@ -531,14 +499,12 @@ class Runtime:
             px.close()
 
     def model_calls(self):
-        """Per role: model, profile, calls, items, cached, failures, seconds (a DataFrame,
-        ``Detection.model_calls``); roles answered from the cache count too."""
+        """Per role: model, profile, calls, items, cached, failures, seconds (a DataFrame)."""
         rows = [[role, self.roles.identity(role), self.roles.profile_name(role),
                  *(int(s[c]) for c in STAT_COLUMNS[3:-1]), float(s["seconds"])]
                 for role, s in self.stats.items()]
         return pd.DataFrame(rows, columns=STAT_COLUMNS)
 
     def release(self, *roles: str) -> None:
-        """Free loaded models between stages (given backends are kept); with no role named,
-        the run is over: the decoded frames kept for it are freed too."""
+        """Free loaded models (given ones are kept); none named: the run's frames go too."""
         self.roles.release(*roles)

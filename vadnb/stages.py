@@ -61,8 +61,7 @@ def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: flo
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     half = int(round(window_s * fps / 2))
-    lo = max(0, centre - half)
-    hi = min(num_frames - 1, centre + half)
+    lo, hi = max(0, centre - half), min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
 
 
@@ -109,8 +108,8 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
 
 
 def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and (float64) values of the ``k`` largest entries of each row, best first,
-    ties to the lower column as a stable sort; only candidates are sorted (argpartition)."""
+    """Indices and (float64) values of each row's ``k`` largest, best first, ties to the lower
+    column; only candidates are sorted."""
     n_rows, n_cols = sims.shape
     k = int(min(max(k, 1), n_cols))
     if k < n_cols:
@@ -139,8 +138,8 @@ def gaussian_kernel(taps: int, sigma: float) -> np.ndarray:
 
 def gaussian_smooth(scores: Sequence[float] | np.ndarray, sigma: float,
                     taps: int | None = None) -> np.ndarray:
-    """Smooth scores with a normalised Gaussian, edges reflected (same length, unbiased ends);
-    ``taps`` defaults to ``2*ceil(4*sigma)+1``, VERA passes 15."""
+    """Smooth scores with a normalised Gaussian of ``taps`` (default ``2*ceil(4*sigma)+1``),
+    edges reflected."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     if len(s) == 0:
         return s
@@ -218,9 +217,8 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
 
 @dataclass
 class ParseLog:
-    """Counts replies that gave no value (``failed``) and replies cut at ``max_new_tokens``
-    (``truncated``, parsed or not; ``truncated_failed``: both), so a too-small budget is not
-    mistaken for a model that cannot follow the format."""
+    """Counts replies that gave no value and replies cut at ``max_new_tokens`` (parsed or not),
+    so a too-small budget is not mistaken for a model that cannot follow the format."""
 
     total: int = 0
     failed: int = 0
