@@ -65,23 +65,23 @@ def file_digest(path: str | os.PathLike) -> str:
     """
     p = Path(path)
     if p.is_dir():
-        files = sorted((e for e in p.iterdir() if not e.name.startswith(".") and e.is_file()),
-                       key=lambda e: e.name)
-        stats = [(e.name, e.stat()) for e in files]
-        listing = tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
-        memo_dir = (str(p.resolve()), len(listing), hash(listing))
-        if memo_dir not in _digests:
+        files = sorted(e for e in p.iterdir() if not e.name.startswith(".") and e.is_file())
+        stats = [e.stat() for e in files]
+        listing = tuple((e.name, st.st_size, st.st_mtime_ns) for e, st in zip(files, stats))
+        memo = (str(p.resolve()), len(listing), hash(listing))
+    else:
+        st = p.stat()
+        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _digests:
+        if p.is_dir():
             h = hashlib.sha256(b"vadnb frame folder\n")
-            for e, (name, st) in zip(files, stats):
-                h.update(f"{len(name.encode())}:{name}:{st.st_size}\n".encode())
+            for e, st in zip(files, stats):
+                h.update(f"{len(e.name.encode())}:{e.name}:{st.st_size}\n".encode())
                 _hash_file(h, e)
-            _digests[memo_dir] = h.hexdigest()[:16]
-        return _digests[memo_dir]
-    st = p.stat()
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _digests:
-        _digests[memo_key] = _hash_file(hashlib.sha256(), p).hexdigest()[:16]
-    return _digests[memo_key]
+        else:
+            h = _hash_file(hashlib.sha256(), p)
+        _digests[memo] = h.hexdigest()[:16]
+    return _digests[memo]
 
 
 def _hash_file(h: Any, path: Path) -> Any:
@@ -184,8 +184,7 @@ def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
         raise
 
 
-#: What reading a damaged entry raises: cut short / bad CRC (BadZipFile, EOFError, zlib),
-#: zero bytes (EOFError), a foreign file (ValueError: no pickle), bad JSON, a missing array.
+#: What reading a damaged entry raises (cut short, zero bytes, bad CRC, foreign, bad JSON).
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
            zipfile.BadZipFile, zlib.error)
 _MISSING = object()
@@ -210,9 +209,8 @@ class Cache:
 
     def get(self, stage: str, parts: dict[str, Any], default: Any = None,
             check: Callable[[Any], Any] | None = None) -> Any:
-        """The stored value for these key parts, or ``default``. ``check(value)`` raises when
-        an entry does not hold what ``stage`` stores (copied, or from another version): it is
-        then treated as damaged (warned, removed, ``default``), not failing later in pandas."""
+        """The stored value for these key parts, or ``default``. An entry ``check(value)``
+        rejects (copied, another version) is treated as damaged, not failing later in pandas."""
         path = self.path(stage, make_key(parts))
         if not self.enabled or not path.exists():
             return default

@@ -113,9 +113,8 @@ def frame_auc(labels: ArrayOrList, scores: ArrayOrList) -> float:
 
 
 def frame_ap(labels: ArrayOrList, scores: ArrayOrList, variant: str = "sklearn") -> float:
-    """Frame-level average precision over all frames of all videos (micro), in [0, 1];
-    ``variant="trapezoid"``: the PR curve's trapezoid area that XD-Violence and LAVAD report
-    (higher than scikit-learn's when scores are tied)."""
+    """Frame-level (micro) average precision; ``variant="trapezoid"``: the PR curve's area
+    that XD-Violence and LAVAD report (higher than scikit-learn's on tied scores)."""
     ap_name(variant)  # checks it
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "frame AP")
@@ -138,8 +137,7 @@ def _auc_ap(y: np.ndarray, s: np.ndarray, variant: str) -> dict[str, float]:
 
 def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
               variant: str = "sklearn") -> pd.DataFrame:
-    """One row per video: frames, anomalous frames, and AUC/AP (``variant``, see
-    :func:`frame_ap`) where both classes occur."""
+    """One row per video: frames, anomalous frames, AUC/AP where both classes occur."""
     ap_name(variant)  # checks it
     rows = []
     for name in labels:
@@ -191,9 +189,7 @@ def segments_to_frames(segment_scores: Sequence[float] | np.ndarray, num_frames:
         ends = np.append(st[1:], max(num_frames, st[-1] + 1))
         frames = np.repeat(s, ends - st)
         frames = np.concatenate([np.full(st[0], s[0]), frames])
-    if len(frames) >= num_frames:
-        return frames[:num_frames]
-    return np.concatenate([frames, np.full(num_frames - len(frames), s[-1])])
+    return np.concatenate([frames, np.full(max(0, num_frames - len(frames)), s[-1])])[:num_frames]
 
 
 # AnomalyCLIP's class-recognition metrics (notebook 50)

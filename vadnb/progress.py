@@ -61,8 +61,7 @@ def _notebook_bar_class() -> type | None:
 def bar(iterable: Any = None, *, total: int | None = None, desc: str = "",
         disable: bool = False, **kwargs: Any):
     """A tqdm bar for a long stage (see the module docstring); ``disable`` hides it too."""
-    kwargs.setdefault("delay", 1.0)
-    kwargs.setdefault("leave", False)
+    kwargs = {"delay": 1.0, "leave": False, **kwargs}
     running = any(not getattr(b, "disable", True) for b in list(getattr(tqdm, "_instances", ())))
     cls = _notebook_bar_class() or tqdm
     return cls(iterable, total=total, desc=desc, disable=disable or running, **kwargs)

@@ -119,9 +119,7 @@ class Roles:
     def detection_profile(self, roles: Iterable[str]) -> str:
         """``"tiny"`` if any role is tiny, else the common profile, else ``"custom"``."""
         names = {self.profile_name(r) for r in roles}
-        if "tiny" in names:
-            return "tiny"
-        return names.pop() if len(names) == 1 else "custom"
+        return "tiny" if "tiny" in names else names.pop() if len(names) == 1 else "custom"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -207,13 +205,11 @@ Ask = _frozen("Ask", "One question with images for the ``vlm`` role.",
 #: ``max_new_tokens`` None: the model's own cap (captions cached before it was keyed used 30)
 Caption = _frozen("Caption", "One image for the ``captioner`` role.", ("image", Any),
                   ("max_new_tokens", int | None, None))
-EncodeImage = _frozen("EncodeImage", "One image embedding (``clip``, ``embedder``).",
-                      ("image", Any))
+EncodeImage = _frozen("EncodeImage", "One image embedding (clip, embedder).", ("image", Any))
 EncodeImageRaw = _frozen("EncodeImageRaw", "One image through ``clip``'s visual encoder, raw "
                          "(not L2-normalised: AnomalyCLIP); else ``encode_image``.", ("image", Any))
 EncodeText = _frozen("EncodeText", "One text embedding.", ("text", str))
-EncodeVideo = _frozen("EncodeVideo", "One clip embedding from its frames (``embedder``).",
-                      ("frames", tuple))
+EncodeVideo = _frozen("EncodeVideo", "One clip embedding from its frames.", ("frames", tuple))
 _REQUESTS = (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText, EncodeVideo)
 #: Where requests and derived images hold their images.
 _IMAGES = {Caption: "image", EncodeImage: "image", EncodeImageRaw: "image", Ask: "images",
@@ -253,8 +249,7 @@ def _generate_kwargs(request: Any) -> dict[str, Any]:
     return out
 
 
-#: The embedding requests: the backend's method (else its fallback: a scripted double, a
-#: text-only model) and what one request sends.
+#: Embedding requests: the backend's method, its fallback (doubles, text-only models), the input.
 _ENCODERS: dict[type, tuple[str, str, Callable[[Any, Any], Any]]] = {
     EncodeImage: ("encode_image", "encode_image", lambda r, px: px(r.image)),
     EncodeImageRaw: ("encode_image_raw", "encode_image", lambda r, px: px(r.image)),
@@ -452,8 +447,7 @@ class Runtime:
         size = max(1, int(batch_size or models.DEFAULT_BATCH.get(base, 8)))
         order, stage = list(unique), f"runtime.{base}"
         stat = self.stats.setdefault(role, Counter())
-        answers: dict[str, Any] = {}
-        todo = []
+        answers, todo = {}, []
         for batch in (order[i: i + size] for i in range(0, len(order), size)):
             got = self.cache.get(stage, {"items": batch}, None)
             if got is None:

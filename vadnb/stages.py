@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-from scipy.special import softmax as _softmax  # noqa: F401 - lavad.official uses it too
+from scipy.special import softmax as _softmax  # lavad.official uses it too
 
 from .models.served import redact
 
@@ -96,8 +96,7 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     k = int(min(max(k, 1), kx.shape[0]))
-    idx = np.empty((len(q), k), dtype=np.int64)
-    top = np.empty((len(q), k), dtype=np.float64)
+    idx, top = np.empty((len(q), k), dtype=np.int64), np.empty((len(q), k), dtype=np.float64)
     rows = max(1, int(block_elements) // max(1, kx.shape[0]))
     for start in range(0, len(q), rows):
         sims = q[start: start + rows] @ kx.T  # float32 [b, K]
@@ -156,8 +155,6 @@ def interpolate_missing(values: Sequence[float | None]) -> tuple[np.ndarray, int
     a = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     bad = ~np.isfinite(a)
     n_bad = int(bad.sum())
-    if n_bad == 0:
-        return a, 0
     if n_bad == len(a):
         return np.full(len(a), 0.5), n_bad
     x = np.arange(len(a))
@@ -246,9 +243,8 @@ class ParseLog:
         return text
 
 
-#: The rules every method's Config is validated by (see :func:`config_dataclass`): no
-#: coercion (an ``int`` field rejects 2.5, True and "3"; a ``float`` field takes an int),
-#: no nan or inf, and each field's docstring becomes its pydantic description.
+#: Every Config's rules: no coercion (an ``int`` field rejects 2.5, True and "3"; a ``float``
+#: field takes an int), no nan or inf, field docstrings as pydantic descriptions.
 CONFIG_RULES = ConfigDict(strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
@@ -289,19 +285,16 @@ def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
     known = {f.name for f in fields(config_type)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
-                        f"{sorted(known)}")
+        raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are {sorted(known)}")
     try:
         return replace(config or config_type(), **overrides)
     except ValidationError as err:
         raise config_error(config_type, err, method) from None
 
 
-#: pydantic error types that mean "right type, wrong value" (a ValueError); every other
-#: one means the type is wrong (a TypeError)
-_BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
-                "less_than": "< {lt}", "less_than_equal": "<= {le}",
-                "finite_number": "a finite number",
+#: pydantic error types meaning "right type, wrong value" (ValueError); others: a TypeError
+_BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+                "less_than_equal": "<= {le}", "finite_number": "a finite number",
                 "too_short": "must hold at least {min_length} item(s)",
                 "too_long": "must hold at most {max_length} item(s)",
                 "string_too_short": "at least {min_length} character(s) long",
@@ -323,8 +316,7 @@ def config_error(config_type: type, err: ValidationError, method: str) -> Except
         return TypeError(f"{method}: Config.{name} must be {_type_name(hint)}, got "
                          f"{_shown(value)} ({type(value).__name__})")
     item = len(loc) > 1
-    rule = _interval(config_type, name, item) if kind.endswith("than") or \
-        kind.endswith("equal") else None
+    rule = _interval(config_type, name, item) if kind.endswith(("than", "equal")) else None
     ctx = {k: _number(v) for k, v in first.get("ctx", {}).items()}
     rule = rule or _BOUND_WORDS[kind].format(**ctx)
     if not rule.startswith("must"):
