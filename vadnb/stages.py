@@ -179,15 +179,8 @@ def parse_bracket_score(text: str) -> float | None:
 def parse_first_number(text: str, low: float = 0.0, high: float = 1.0) -> float | None:
     """The first number in [low, high] (AnyAnomaly's score; "80%" and "8/10" are 0.8)."""
     for m in re.finditer(r"(" + _NUMBER + r")\s*(%|/\s*(\d+(?:\.\d*)?))?", text or ""):
-        v = float(m.group(1))
-        if m.group(2) == "%":
-            v /= 100.0
-        elif m.group(3):
-            denom = float(m.group(3))
-            if denom <= 0:
-                continue
-            v /= denom
-        if low <= v <= high:
+        denom = 100.0 if m.group(2) == "%" else float(m.group(3) or 1)
+        if denom > 0 and low <= (v := float(m.group(1)) / denom) <= high:
             return v
     return None
 
@@ -204,12 +197,8 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
     ms = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
     if ms:
         return int(ms[-1])
-    low = t.strip().lower()
-    if re.match(r"^\W*yes\b", low):
-        return 1
-    if re.match(r"^\W*no\b", low):
-        return 0
-    return None
+    m = re.match(r"^\W*(yes|no)\b", t.strip().lower())
+    return None if m is None else int(m.group(1) == "yes")
 
 
 @dataclass
