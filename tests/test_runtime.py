@@ -212,7 +212,7 @@ def test_only_a_failed_or_damaged_batch_is_asked_again(fresh_cache):
     out = rt.map("llm", requests, batch_size=2)
     assert out == ["A", "", "C", "D", "E", "F"] and out[1].failed
     assert len(list((fresh_cache.root / "stages" / "runtime.llm").glob("*.npz"))) == 2
-    keys = [rt.key("llm", r) for r in requests]
+    keys = [request_key(rt.roles.identity("llm"), r) for r in requests]
     fresh_cache.path("runtime.llm", make_key({"items": keys[2:4]})).write_bytes(b"")
     asked.clear()
     with pytest.warns(CacheWarning, match="damaged"):
@@ -339,7 +339,7 @@ def test_two_maps_over_the_same_frames_decode_each_frame_once(fresh_cache, clip_
     assert decode_stats()["frames_returned"] == 4 and seen[-1] == 3
     # the end of the run frees them: a new map decodes again
     rt.release()
-    assert len(rt.frames) == 0 and rt.frames.bytes == 0
+    assert len(rt.frames.frames) == 0 and rt.frames.bytes == 0
     rt.map("embedder", [EncodeVideo(tuple(v.frames([3, 12, 20])))])
     assert decode_stats()["frames_returned"] == 7 and seen[-3:] == [3, 12, 20]
 
@@ -387,12 +387,12 @@ def test_kept_frames_stay_within_the_budget_least_recently_used_out(fresh_cache,
     rt.map("embedder", [EncodeImage(f) for f in v.frames(range(10, 30))]
            + [EncodeVideo(tuple(v.frames([36, 37])))], batch_size=1)
     assert seen[-22:] == [*range(10, 30), 36, 37]
-    assert decode_stats()["frames_returned"] == 20 and v.frame(36) not in store
-    assert store.peak == 10 * frame_bytes and len(store) == 10
+    assert decode_stats()["frames_returned"] == 20 and v.frame(36) not in store.frames
+    assert store.peak == 10 * frame_bytes and len(store.frames) == 10
     # a budget of 0 keeps nothing (the old behaviour: each map decodes its own frames)
     none = FrameStore(budget=0)
     none.put(v.frame(0), np.zeros((48, 64, 3), np.uint8))
-    assert len(none) == 0 and none.peak == 0
+    assert len(none.frames) == 0 and none.peak == 0
 
 
 def _campus_clip():

@@ -1,9 +1,7 @@
 """vadnb: video anomaly detection with vision-language models, as notebooks that run.
 
-The notebooks in ``notebooks/`` teach the methods; this package holds their code:
-``video`` reads frames, ``models`` loads every model role, ``lavad``, ``anomalyclip``,
-``anyanomaly`` and ``vera`` implement the methods, ``metrics``/``plots``/``widgets``
-evaluate and show the results, and :func:`detect` runs any method on any video.
+``notebooks/`` teach the methods; this package holds their code (README.md maps it), and
+:func:`detect` runs any method on any video.
 """
 
 from .detect import Detection, detect

@@ -1,33 +1,18 @@
 """A disk cache for expensive stage outputs (taught in notebook 10).
 
-Every entry is keyed by *what it was computed from*: the video's content (a hash of its
-bytes, not its path), the stage name, the model and the parameters. Entries are written
-atomically (a temporary file, then ``os.replace``), so a run killed mid-write never leaves
-a half-written entry behind, and a re-run picks up where the killed one stopped.
+Entries are keyed by what they were computed from (the video's content hash, not its path;
+stage, model, parameters) and stored as pickle-free ``.npz`` files (reading a shared cache
+never runs code), written atomically so a killed run resumes. A value holding a *failed*
+reply is never stored; a damaged entry, or one ``check`` rejects, is named in a
+:class:`CacheWarning`, removed and recomputed; an unwritable folder warns once.
 
-Entries are stored as ``.npz`` files without pickle: a value may be any mix of dicts,
-lists, strings, numbers, booleans, ``None`` and numpy arrays. Loading a cache entry never
-executes code, so a cache folder shared between users is safe to read. A model reply
-(:class:`vadnb.models.base.Reply`) comes back as a ``Reply`` with its ``truncated`` flag.
-
-What the cache refuses to keep, and what it survives:
-
-- a *failed* reply (any value holding an object whose ``failed`` attribute is true, such as
-  :class:`vadnb.models.base.FailedReply`: an empty or null answer from a server) is returned
-  but never stored, so the next run asks again instead of replaying the failure;
-- a damaged entry (cut short, zero bytes, bad CRC, bad JSON), or a whole one with foreign
-  content that the caller's ``check`` rejects (``memo(..., check=...)``), is named in a
-  :class:`CacheWarning`, removed and recomputed;
-- a full or read-only cache folder: the result is returned uncached, with one warning.
-
->>> from vadnb.cache import Cache
->>> cache = Cache("/tmp/vadnb-doc-cache")
->>> cache.memo("square", {"x": 3}, lambda: 3 * 3)
+>>> Cache("/tmp/vadnb-doc-cache").memo("square", {"x": 3}, lambda: 3 * 3)
 9
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from platformdirs import user_cache_dir
+
+from .models.base import Reply
 
 __all__ = ["Cache", "CacheWarning", "cache_dir", "file_digest", "make_key", "get_cache"]
 
 _ARRAY_TAG = "__ndarray__"
 _TUPLE_TAG = "__tuple__"
 _REPLY_TAG = "__reply__"
-#: A list of same-shape arrays, stored as one stacked array (one member of the .npz file to
-#: read instead of one per item: a warm run of a long video reads thousands of embeddings).
-_STACK_TAG = "__stacked__"
+_STACK_TAG = "__stacked__"  # same-shape arrays in one member (warm runs read thousands)
 
 
 class CacheWarning(UserWarning):
@@ -57,7 +44,7 @@ class CacheWarning(UserWarning):
 
 
 class _Uncacheable(Exception):
-    """Raised while encoding a value that holds a failed reply: the value is not stored."""
+    """The value holds a failed reply: it is not stored."""
 
 
 def cache_dir() -> Path:
@@ -65,8 +52,6 @@ def cache_dir() -> Path:
     env = os.environ.get("VADNB_CACHE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("vadnb", appauthor=False))
 
 
@@ -74,39 +59,32 @@ _digests: dict[tuple[str, int, int], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (first 16 hex digits), remembered per (path, size, mtime).
-
-    Keys built from this survive renaming or copying a video, and change when its content does.
-
-    A directory (a frame folder, see :mod:`vadnb.video`) is hashed by **content** too: the
-    name, size and bytes of every regular file directly inside it (hidden files, whose names
-    start with ".", and subfolders are left out), in name order. So a copied folder keeps its
-    cache entries, and renaming, adding, removing or editing an image changes the digest.
-    The result is remembered per (folder, the names, sizes and mtimes of those files).
+    """SHA-256 of a file's bytes (16 hex digits), remembered per (path, size, mtime): keys
+    survive renaming or copying a video and change with its content. A frame folder is hashed
+    by the names, sizes and bytes of its non-hidden files (subfolders left out), in name order.
     """
     p = Path(path)
     if p.is_dir():
-        files = sorted((e for e in p.iterdir() if not e.name.startswith(".") and e.is_file()),
-                       key=lambda e: e.name)
-        stats = [(e.name, e.stat()) for e in files]
-        listing = tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
-        memo_dir = (str(p.resolve()), len(listing), hash(listing))
-        if memo_dir not in _digests:
+        files = sorted(e for e in p.iterdir() if not e.name.startswith(".") and e.is_file())
+        stats = [e.stat() for e in files]
+        listing = tuple((e.name, st.st_size, st.st_mtime_ns) for e, st in zip(files, stats))
+        memo = (str(p.resolve()), len(listing), hash(listing))
+    else:
+        st = p.stat()
+        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _digests:
+        if p.is_dir():
             h = hashlib.sha256(b"vadnb frame folder\n")
-            for e, (name, st) in zip(files, stats):
-                h.update(f"{len(name.encode())}:{name}:{st.st_size}\n".encode())
+            for e, st in zip(files, stats):
+                h.update(f"{len(e.name.encode())}:{e.name}:{st.st_size}\n".encode())
                 _hash_file(h, e)
-            _digests[memo_dir] = h.hexdigest()[:16]
-        return _digests[memo_dir]
-    st = p.stat()
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _digests:
-        _digests[memo_key] = _hash_file(hashlib.sha256(), p).hexdigest()[:16]
-    return _digests[memo_key]
+        else:
+            h = _hash_file(hashlib.sha256(), p)
+        _digests[memo] = h.hexdigest()[:16]
+    return _digests[memo]
 
 
 def _hash_file(h: Any, path: Path) -> Any:
-    """``h`` updated with the bytes of ``path``, read by 1 MiB blocks."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -131,8 +109,6 @@ def _canonical(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
         return _canonical(dataclasses.asdict(obj))
     raise TypeError(f"cannot use a {type(obj).__name__} in a cache key: {obj!r}")
 
@@ -161,7 +137,11 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
     if isinstance(value, tuple):
         return {_TUPLE_TAG: [_encode(v, arrays) for v in value]}
     if isinstance(value, list):
-        if _stackable(value):
+        first = value[0] if len(value) > 1 else None
+        # two or more arrays of one shape and dtype (not 0-d: rows would come back as scalars)
+        if type(first) is np.ndarray and first.ndim > 0 and first.dtype != object and all(
+                type(v) is np.ndarray and v.shape == first.shape and v.dtype == first.dtype
+                for v in value):
             arrays.append(np.stack(value))
             return {_STACK_TAG: len(arrays) - 1}
         return [_encode(v, arrays) for v in value]
@@ -169,17 +149,8 @@ def _encode(value: Any, arrays: list[np.ndarray]) -> Any:
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    raise TypeError(f"cannot cache a {type(value).__name__}; use dicts, lists, numbers, str, arrays")
-
-
-def _stackable(items: list[Any]) -> bool:
-    """Whether ``items`` are two or more arrays of one shape (not 0-d: rows of a stack of
-    those would come back as numpy scalars) and one (non-object) dtype."""
-    if len(items) < 2 or not all(type(v) is np.ndarray for v in items):
-        return False
-    first = items[0]
-    return first.ndim > 0 and first.dtype != object and all(
-        v.shape == first.shape and v.dtype == first.dtype for v in items)
+    raise TypeError(f"cannot cache a {type(value).__name__}; use dicts, lists, numbers, str, "
+                    "arrays")
 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -191,23 +162,12 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         if _TUPLE_TAG in value and len(value) == 1:
             return tuple(_decode(v, arrays) for v in value[_TUPLE_TAG])
         if _REPLY_TAG in value and len(value) == 3:
-            from .models.base import Reply
-
             return Reply(value[_REPLY_TAG], truncated=value["truncated"],
                          num_tokens=value["num_tokens"])
         return {k: _decode(v, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
     return value
-
-
-def _payload(value: Any) -> dict[str, np.ndarray]:
-    """The arrays of an entry: the value's arrays and its JSON structure (``__json__``)."""
-    arrays: list[np.ndarray] = []
-    structure = _encode(value, arrays)
-    payload = {f"a{i}": a for i, a in enumerate(arrays)}
-    payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
-    return payload
 
 
 def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
@@ -224,34 +184,20 @@ def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
         raise
 
 
-#: What reading a damaged entry raises: cut short / bad CRC (BadZipFile, EOFError, zlib),
-#: zero bytes (EOFError), a foreign file (ValueError: no pickle), bad JSON, a missing array.
+#: What reading a damaged entry raises (cut short, zero bytes, bad CRC, foreign, bad JSON).
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
            zipfile.BadZipFile, zlib.error)
-
-
-def _read(path: Path) -> Any:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "__json__"}  # reading checks each CRC
-        structure = json.loads(str(z["__json__"]))
-    return _decode(structure, arrays)
-
-
 _MISSING = object()
 
 
 class Cache:
-    """Stage outputs on disk under ``root/stages/<stage>/<key>.npz``.
-
-    ``memo`` caches a whole stage; :meth:`vadnb.runtime.Runtime.map` caches model calls
-    batch by batch through ``get`` and ``put``, so an interrupted run resumes.
-    """
+    """Stage outputs on disk under ``root/stages/<stage>/<key>.npz``: ``memo`` caches a whole
+    stage; ``Runtime.map`` caches model calls batch by batch through ``get`` and ``put``."""
 
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
         self.root = Path(root).expanduser() if root is not None else cache_dir()
         self.enabled = enabled
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
         self.write_errors = 0  # entries that could not be stored (full or read-only folder)
         self.damaged: list[Path] = []  # damaged entries found (and removed) by this Cache
 
@@ -263,18 +209,15 @@ class Cache:
 
     def get(self, stage: str, parts: dict[str, Any], default: Any = None,
             check: Callable[[Any], Any] | None = None) -> Any:
-        """The stored value for these key parts, or ``default``.
-
-        ``check(value)`` raises when a stored value is not what ``stage`` stores (an entry
-        copied from another stage or written by another version: a whole file with the
-        wrong arrays or keys). Such an entry is treated as damaged: named in a warning,
-        removed, and ``default`` returned, instead of failing later, deep inside pandas.
-        """
+        """The stored value for these key parts, or ``default``. An entry ``check(value)``
+        rejects (copied, another version) is treated as damaged, not failing later in pandas."""
         path = self.path(stage, make_key(parts))
         if not self.enabled or not path.exists():
             return default
         try:
-            value = _read(path)
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files if k != "__json__"}  # reading checks CRCs
+                value = _decode(json.loads(str(z["__json__"])), arrays)
         except PermissionError as err:
             warnings.warn(f"cache entry {path} cannot be read ({err}); computing it again",
                           CacheWarning, stacklevel=2)
@@ -293,7 +236,6 @@ class Cache:
         return value
 
     def _discard(self, path: Path, stage: str, why: str) -> None:
-        """Remove an entry that cannot be trusted, with a warning that names it."""
         self.damaged.append(path)
         try:
             path.unlink(missing_ok=True)
@@ -304,18 +246,17 @@ class Cache:
                       "it again", CacheWarning, stacklevel=3)
 
     def put(self, stage: str, parts: dict[str, Any], value: Any) -> bool:
-        """Store ``value``; False when it was not stored.
-
-        Not stored: a value holding a failed reply (so a re-run asks again), or a cache
-        folder that cannot be written (full, read-only: one warning per Cache, the
-        computation goes on uncached). Values of an uncacheable type raise TypeError.
-        """
+        """Store ``value``; False when not stored: it holds a failed reply, or the folder
+        cannot be written (one warning per Cache). An uncacheable type raises TypeError."""
         if not self.enabled:
             return False
+        arrays: list[np.ndarray] = []
         try:
-            payload = _payload(value)
+            structure = _encode(value, arrays)
         except _Uncacheable:
             return False
+        payload = {f"a{i}": a for i, a in enumerate(arrays)}
+        payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
         path = self.path(stage, make_key(parts))
         try:
             _write_atomic(path, payload)
@@ -332,9 +273,8 @@ class Cache:
 
     def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
              check: Callable[[Any], Any] | None = None) -> Any:
-        """Return the cached value for ``parts``, computing and storing it on a miss.
-
-        ``check``: see :meth:`get` (a stored value it rejects counts as a miss)."""
+        """The cached value for ``parts``, computed and stored on a miss (``check``: see
+        :meth:`get`)."""
         value = self.get(stage, parts, _MISSING, check)
         if value is not _MISSING:
             self.hits += 1
@@ -346,16 +286,12 @@ class Cache:
 
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
-        import pandas as pd
-
-        rows = []
         base = self.root / "stages"
-        if base.exists():
-            for d in sorted(p for p in base.iterdir() if p.is_dir()):
-                files = [p for p in d.rglob("*.npz") if p.is_file()]
-                rows.append({"stage": d.name, "entries": len(files),
-                             "MB": round(sum(p.stat().st_size for p in files) / 1e6, 3)})
-        return pd.DataFrame(rows, columns=["stage", "entries", "MB"])
+        stages = sorted(d for d in base.iterdir() if d.is_dir()) if base.exists() else []
+        sizes = {d.name: [p.stat().st_size for p in d.rglob("*.npz") if p.is_file()]
+                 for d in stages}
+        return pd.DataFrame([(k, len(v), round(sum(v) / 1e6, 3)) for k, v in sizes.items()],
+                            columns=["stage", "entries", "MB"])
 
     def clear(self, stage: str | None = None) -> None:
         """Delete one stage's entries, or every entry."""

@@ -1,9 +1,6 @@
-"""Steps that several methods share (each docstring names the notebook that teaches it).
-
-Centre frames and windows (LAVAD, VERA), nearest-neighbour retrieval with softmax weights
-(LAVAD's refinement, VERA's retrieval ensemble), Gaussian smoothing (VERA, AnyAnomaly) and
-robust parsing of model replies (all of them).
-"""
+"""Steps several methods share: centre frames and windows, nearest-neighbour retrieval with
+softmax weights, Gaussian smoothing, parsing model replies, validated Configs, and the tables
+of differences from the official code (each docstring names the notebook that teaches it)."""
 
 from __future__ import annotations
 
@@ -18,6 +15,9 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from scipy.special import softmax as _softmax  # lavad.official uses it too
+
+from .models.served import redact
 
 C = TypeVar("C")
 
@@ -29,10 +29,7 @@ __all__ = ["centre_frames", "window_frames_closed", "window_frames_half_open", "
 
 
 def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
-    """Frames 0, stride, 2*stride, ... below ``num_frames``: one scored position each.
-
-    LAVAD and VERA score every 16th frame of the video at its native rate (notebook 20).
-    """
+    """Frames 0, stride, 2*stride, ... below ``num_frames`` (LAVAD, VERA: 16; notebook 20)."""
     if num_frames <= 0:
         raise ValueError(f"video has {num_frames} frames; nothing to score")
     if stride <= 0:
@@ -43,11 +40,8 @@ def centre_frames(num_frames: int, stride: int = 16) -> np.ndarray:
 def window_frames_half_open(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
                             n: int = 10) -> np.ndarray:
     """LAVAD's window: ``n`` of the frames ``[centre - W//2, centre + W//2)``, ``W =
-    int(window_s * fps)``, clipped (not shifted) at the video's ends, taken at
-    ``linspace(0, len - 1, n)`` rounded *down*, as the official code picks them. A window
-    shorter than ``n`` frames gives all its frames, the last repeated to fill ``n``
-    (notebook 20). In seconds, so the same stretch of time at any rate: 300 frames at 30 fps.
-    """
+    int(window_s * fps)``, clipped (not shifted), at ``linspace(0, len - 1, n)`` rounded
+    *down* as the official code; a shorter window repeats its last frame (notebook 20)."""
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     half = int(window_s * fps) // 2
@@ -62,24 +56,18 @@ def window_frames_half_open(centre: int, num_frames: int, fps: float, window_s: 
 
 def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
                          n: int = 10) -> np.ndarray:
-    """``n`` frames spread evenly over the *closed* window ``[centre - h, centre + h]``,
-    ``h = round(window_s * fps / 2)``, clipped to the video (not shifted), linspace
-    *rounded* to the nearest frame (VERA's current sampling). Not LAVAD's window
-    (:func:`window_frames_half_open`): the two give different frames for one centre.
-    """
+    """VERA's window: ``n`` frames over the *closed* ``[centre - h, centre + h]``, ``h =
+    round(window_s * fps / 2)``, clipped, linspace *rounded*; not LAVAD's frames."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     half = int(round(window_s * fps / 2))
-    lo = max(0, centre - half)
-    hi = min(num_frames - 1, centre + half)
+    lo, hi = max(0, centre - half), min(num_frames - 1, centre + half)
     return np.linspace(lo, hi, n).round().astype(np.int64)
 
 
 def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
-    """The one image of ``images`` at ``width`` x ``height``, resized exactly as
-    :func:`vadnb.video.read_frames` resizes (area interpolation, unchanged when the size
-    already fits): a runtime ``Derived.of(resized, [frame], ...)`` is a frame read at that
-    size (VERA's 448 px frames, notebook 70)."""
+    """The one image of ``images`` resized as :func:`vadnb.video.read_frames` does (area), for
+    ``Derived.of(resized, [frame], ...)``: a frame read at that size (VERA, notebook 70)."""
     import cv2
 
     (image,) = images
@@ -88,27 +76,13 @@ def resized(images: Sequence[np.ndarray], width: int, height: int) -> np.ndarray
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: int,
                 temperature: float = 1.0,
                 block_elements: int = 1 << 23) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each query, the softmax-weighted mean of the values of its ``k`` most similar keys.
-
-    Similarity is the inner product (cosine for L2-normalised rows); weights are
-    ``softmax(sim / temperature)`` over the k neighbours. Returns ``(refined, neighbour
-    indices [Q, k], weights [Q, k])``, neighbours best first (ties: lower key index first).
-    LAVAD's refinement uses temperature 1 and k=10 (notebook 40); VERA's ensemble uses
-    temperature 0.1 and k = 15 % of segments (notebook 70).
-
-    Cost stays linear in the number of queries: similarities are computed in float32 by
-    blocks of queries (at most ``block_elements`` similarities at a time) and the k best of
-    each row are *selected* (``argpartition``), never the whole row sorted.
-    """
+    """For each query, the ``softmax(sim / temperature)``-weighted mean of the values of its
+    ``k`` most similar keys (inner product). Returns ``(refined, indices [Q, k], weights [Q,
+    k])``, best first, ties to the lower index. LAVAD: t=1, k=10 (notebook 40); VERA: t=0.1,
+    k=15 % (notebook 70). Float32 blocks of ``block_elements``: linear in the queries."""
     q = np.asarray(queries, dtype=np.float32)
     kx = np.asarray(keys, dtype=np.float32)
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -122,8 +96,7 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     k = int(min(max(k, 1), kx.shape[0]))
-    idx = np.empty((len(q), k), dtype=np.int64)
-    top = np.empty((len(q), k), dtype=np.float64)
+    idx, top = np.empty((len(q), k), dtype=np.int64), np.empty((len(q), k), dtype=np.float64)
     rows = max(1, int(block_elements) // max(1, kx.shape[0]))
     for start in range(0, len(q), rows):
         sims = q[start: start + rows] @ kx.T  # float32 [b, K]
@@ -134,12 +107,8 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
 
 
 def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest entries of each row, best first.
-
-    Ties are broken by the lower column index, exactly as a stable sort of ``-sims`` would,
-    but only the candidates are sorted (``argpartition``): O(rows x columns), not
-    O(rows x columns x log columns). Values come back as float64.
-    """
+    """Indices and (float64) values of each row's ``k`` largest, best first, ties to the lower
+    column; only candidates are sorted."""
     n_rows, n_cols = sims.shape
     k = int(min(max(k, 1), n_cols))
     if k < n_cols:
@@ -168,11 +137,8 @@ def gaussian_kernel(taps: int, sigma: float) -> np.ndarray:
 
 def gaussian_smooth(scores: Sequence[float] | np.ndarray, sigma: float,
                     taps: int | None = None) -> np.ndarray:
-    """Smooth a score sequence with a normalised Gaussian, edges padded by reflection.
-
-    ``taps`` defaults to the usual 4-sigma support (``2*ceil(4*sigma)+1``); VERA passes 15.
-    The padding keeps the output the same length and unbiased at the ends.
-    """
+    """Smooth scores with a normalised Gaussian of ``taps`` (default ``2*ceil(4*sigma)+1``),
+    edges reflected."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     if len(s) == 0:
         return s
@@ -184,16 +150,11 @@ def gaussian_smooth(scores: Sequence[float] | np.ndarray, sigma: float,
 
 
 def interpolate_missing(values: Sequence[float | None]) -> tuple[np.ndarray, int]:
-    """Fill missing (None/NaN) values linearly from their valid neighbours.
-
-    Ends take the nearest valid value. Returns ``(filled, number_missing)``; if every value
-    is missing, all become 0.5 (no information) and the count says so (notebook 30).
-    """
+    """Fill missing (None/NaN) values linearly (ends: the nearest valid); all missing: 0.5.
+    Returns ``(filled, number_missing)`` (notebook 30)."""
     a = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     bad = ~np.isfinite(a)
     n_bad = int(bad.sum())
-    if n_bad == 0:
-        return a, 0
     if n_bad == len(a):
         return np.full(len(a), 0.5), n_bad
     x = np.arange(len(a))
@@ -205,15 +166,9 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 
 
 def parse_bracket_score(text: str) -> float | None:
-    """LAVAD's score format: the first bracket holding *one* number ``[x]``, x in [0, 1];
-    None when there is none.
-
-    As the official parser, a bracket with several values is not an answer: "From
-    [0, 0.1, ..., 1.0] I pick [0.7]" gives 0.7 (the echoed candidate list is skipped), and
-    "[0.8, 0.2]" alone gives None. Unlike it, spaces ("[ 0.3 ]") and a bare decimal point
-    ("[.5]") are read, and values outside [0, 1] ("[7]") are skipped instead of kept as
-    scores (notebook 30).
-    """
+    """LAVAD's score: the first bracket holding *one* number in [0, 1], else None. As the
+    official parser, "[0, 0.1, ..., 1.0] I pick [0.7]" gives 0.7 and "[0.8, 0.2]" None;
+    unlike it, "[ 0.3 ]" and "[.5]" are read and "[7]" is skipped (notebook 30)."""
     for m in re.finditer(r"\[\s*(" + _NUMBER + r")\s*\]", text or ""):
         v = float(m.group(1))
         if 0.0 <= v <= 1.0:
@@ -222,20 +177,10 @@ def parse_bracket_score(text: str) -> float | None:
 
 
 def parse_first_number(text: str, low: float = 0.0, high: float = 1.0) -> float | None:
-    """The first number in ``text`` that lies in [low, high] (AnyAnomaly's score), else None.
-
-    Percent values ("80%") are read as fractions; "8/10" as 0.8 (notebook 60).
-    """
+    """The first number in [low, high] (AnyAnomaly's score; "80%" and "8/10" are 0.8)."""
     for m in re.finditer(r"(" + _NUMBER + r")\s*(%|/\s*(\d+(?:\.\d*)?))?", text or ""):
-        v = float(m.group(1))
-        if m.group(2) == "%":
-            v /= 100.0
-        elif m.group(3):
-            denom = float(m.group(3))
-            if denom <= 0:
-                continue
-            v /= denom
-        if low <= v <= high:
+        denom = 100.0 if m.group(2) == "%" else float(m.group(3) or 1)
+        if denom > 0 and low <= (v := float(m.group(1)) / denom) <= high:
             return v
     return None
 
@@ -252,24 +197,14 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
     ms = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
     if ms:
         return int(ms[-1])
-    low = t.strip().lower()
-    if re.match(r"^\W*yes\b", low):
-        return 1
-    if re.match(r"^\W*no\b", low):
-        return 0
-    return None
+    m = re.match(r"^\W*(yes|no)\b", t.strip().lower())
+    return None if m is None else int(m.group(1) == "yes")
 
 
 @dataclass
 class ParseLog:
-    """Counts replies that could not be parsed, and replies cut at the token budget.
-
-    ``failed`` counts replies that gave no value; ``truncated`` counts replies that hit
-    ``max_new_tokens`` before the model ended its turn (see :class:`vadnb.models.base.Reply`),
-    whether or not a value could still be read from them: a method that needs the end of
-    a reply (a score after a preamble) shows both, so a too-small budget is not mistaken
-    for a model that cannot follow the format. ``truncated_failed`` counts the overlap.
-    """
+    """Counts replies that gave no value and replies cut at ``max_new_tokens`` (parsed or not),
+    so a too-small budget is not mistaken for a model that cannot follow the format."""
 
     total: int = 0
     failed: int = 0
@@ -297,9 +232,8 @@ class ParseLog:
         return text
 
 
-#: The rules every method's Config is validated by (see :func:`config_dataclass`): no
-#: coercion (an ``int`` field rejects 2.5, True and "3"; a ``float`` field takes an int),
-#: no nan or inf, and each field's docstring becomes its pydantic description.
+#: Every Config's rules: no coercion (an ``int`` field rejects 2.5, True and "3"; a ``float``
+#: field takes an int), no nan or inf, field docstrings as pydantic descriptions.
 CONFIG_RULES = ConfigDict(strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
@@ -315,18 +249,10 @@ SEQUENCE = BeforeValidator(_as_tuple)
 
 
 def config_dataclass(cls: type[C] | None = None, /, *, frozen: bool = False) -> Any:
-    """Declare a method's Config: a standard dataclass (``replace``, ``fields``, ``asdict``
-    and pickling work as usual) that pydantic validates on every construction.
-
-    Constraints sit beside each field (``Annotated[int, Field(ge=1, le=10_000)]``) and
-    checks between fields in a ``@model_validator(mode="after")``, so a Config can never
-    hold a value the method cannot run with; :func:`configure` turns pydantic's report
-    into a message naming the method and the field.
-    """
-    def wrap(c: type[C]) -> type[C]:
-        return pydantic_dataclass(c, config=CONFIG_RULES, frozen=frozen)
-
-    return wrap if cls is None else wrap(cls)
+    """Declare a method's Config: a standard dataclass that pydantic validates on every
+    construction (constraints in ``Annotated[int, Field(ge=1)]``, cross-field checks in a
+    ``@model_validator(mode="after")``); :func:`configure` words its errors."""
+    return pydantic_dataclass(cls, config=CONFIG_RULES, frozen=frozen)
 
 
 def _model_id(value: str) -> str:
@@ -342,31 +268,22 @@ ModelId = Annotated[str, AfterValidator(_model_id)]
 
 def configure(config_type: type[C], config: C | None, overrides: dict[str, Any],
               method: str) -> C:
-    """``config`` (or the defaults) with keyword ``overrides`` applied, every field checked.
-
-    A misspelt setting is an error that lists the valid ones, never silently ignored. The
-    Config is rebuilt, so pydantic checks every field against its annotation and
-    constraints (see :func:`config_dataclass`), a whole ``config`` changed after it was
-    built included. The message names the method and the field, e.g.
-    ``LAVAD: Config.stride must be int, got 2.5 (float)``: a TypeError for a value of the
-    wrong type, a ValueError for one out of range.
-    """
+    """``config`` (or the defaults) with ``overrides`` applied and every field re-checked.
+    A misspelt setting lists the valid ones; a wrong type is a TypeError, a value out of range
+    a ValueError, naming method and field (``LAVAD: Config.stride must be int, got 2.5``)."""
     known = {f.name for f in fields(config_type)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are "
-                        f"{sorted(known)}")
+        raise TypeError(f"unknown {method} setting(s) {unknown}; Config fields are {sorted(known)}")
     try:
         return replace(config or config_type(), **overrides)
     except ValidationError as err:
         raise config_error(config_type, err, method) from None
 
 
-#: pydantic error types that mean "right type, wrong value" (a ValueError); every other
-#: one means the type is wrong (a TypeError)
-_BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
-                "less_than": "< {lt}", "less_than_equal": "<= {le}",
-                "finite_number": "a finite number",
+#: pydantic error types meaning "right type, wrong value" (ValueError); others: a TypeError
+_BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+                "less_than_equal": "<= {le}", "finite_number": "a finite number",
                 "too_short": "must hold at least {min_length} item(s)",
                 "too_long": "must hold at most {max_length} item(s)",
                 "string_too_short": "at least {min_length} character(s) long",
@@ -375,9 +292,8 @@ _BOUND_WORDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
 
 
 def config_error(config_type: type, err: ValidationError, method: str) -> Exception:
-    """pydantic's first complaint about a Config, as a TypeError or ValueError whose message
-    names ``method`` and the field (``AnyAnomaly: every value of Config.weights must be
-    >= 0, got -0.3``)."""
+    """pydantic's first complaint about a Config as a TypeError or ValueError naming
+    ``method`` and the field."""
     first = err.errors()[0]
     kind, loc, value = first["type"], first["loc"], first["input"]
     if not loc:  # a check between fields: its message names them
@@ -389,8 +305,7 @@ def config_error(config_type: type, err: ValidationError, method: str) -> Except
         return TypeError(f"{method}: Config.{name} must be {_type_name(hint)}, got "
                          f"{_shown(value)} ({type(value).__name__})")
     item = len(loc) > 1
-    rule = _interval(config_type, name, item) if kind.endswith("than") or \
-        kind.endswith("equal") else None
+    rule = _interval(config_type, name, item) if kind.endswith(("than", "equal")) else None
     ctx = {k: _number(v) for k, v in first.get("ctx", {}).items()}
     rule = rule or _BOUND_WORDS[kind].format(**ctx)
     if not rule.startswith("must"):
@@ -405,10 +320,7 @@ def _number(bound: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
-    """A rejected value as an error shows it: short, and with any credential masked (a
-    served model's URL may carry a password)."""
-    from .models.served import redact
-
+    """A rejected value, short and with any credential (a served URL's password) masked."""
     if isinstance(value, str) and len(value) > 60:
         return f"{redact(value[:40])!r}... ({len(value)} characters)"
     return redact(f"{value!r:.80}") if not isinstance(value, (int, float)) else str(value)
@@ -447,14 +359,8 @@ def _type_name(tp: Any) -> str:
 
 @dataclass(frozen=True)
 class Difference:
-    """One way vadnb departs from a paper's official code: what, why, and its effect.
-
-    Each method module keeps one list of these (``DIFFERENCES``); its notebook renders it
-    with :func:`differences_markdown`, so the lesson and the code never disagree.
-    ``effect`` says what changes in the results (measured, or "not measured" / "none:
-    identical output"); ``flag`` names the Config setting that restores the paper's
-    behaviour, when there is one.
-    """
+    """One way vadnb departs from a paper's official code (a method's ``DIFFERENCES``, shown
+    by its notebook): ``effect`` on results; ``flag``: the Config setting restoring the paper's."""
 
     what: str
     why: str
@@ -463,11 +369,8 @@ class Difference:
 
 
 def differences_markdown(differences: Sequence[Difference], title: str | None = None) -> str:
-    """The differences as a Markdown table (for ``IPython.display.Markdown``).
-
-    Every cell, the flag's code span included, has its ``|`` escaped and its newlines
-    flattened: one stray pipe would otherwise turn the whole table into a paragraph.
-    """
+    """The differences as a Markdown table, every cell's ``|`` escaped and newlines
+    flattened (one stray pipe would turn the table into a paragraph)."""
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
