@@ -1,15 +1,9 @@
-"""CLIP through open_clip: image and text embeddings in one latent space.
+"""CLIP through open_clip: AnomalyCLIP (ViT-B/16), AnyAnomaly (ViT-B/32), the embedder fallback.
 
-AnomalyCLIP (ViT-B/16) and AnyAnomaly (ViT-B/32) use it; the embedder role falls back to it
-when ImageBind is not installed. Which CLIP is loaded is written as
-
-- ``"ViT-B-16:openai"``: an open_clip architecture and a pretrained tag. OpenAI's weights
-  were trained with QuickGELU, so an ``openai`` tag always builds the ``-quickgelu``
-  architecture (``ViT-B-16`` -> ``ViT-B-16-quickgelu``); open_clip's plain ``ViT-B-16``
-  uses GELU and would silently degrade them,
-- ``"hf-hub:org/repo"``: an open_clip repo on the Hugging Face hub,
-- a local folder holding ``open_clip_config.json`` and the weights (what the tiny profile
-  builds, loaded through open_clip's ``local-dir:`` schema).
+A CLIP is written ``"ViT-B-16:openai"`` (architecture and pretrained tag; OpenAI's weights
+were trained with QuickGELU, so an ``openai`` tag builds the ``-quickgelu`` architecture:
+plain GELU silently degrades them), ``"hf-hub:org/repo"``, or a folder holding
+``open_clip_config.json`` and the weights (the tiny profile's, read as ``local-dir:``).
 """
 
 from __future__ import annotations
@@ -22,8 +16,6 @@ import numpy as np
 
 from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
 from .hub import is_local, offline_advice
-
-__all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names", "open_clip_precision"]
 
 
 def open_clip_names(model: str) -> tuple[str, str | None]:
@@ -39,24 +31,16 @@ def open_clip_names(model: str) -> tuple[str, str | None]:
 
 
 def open_clip_precision(dtype: Any) -> str:
-    """open_clip's ``precision`` for a torch dtype: ``"fp16"``/``"bf16"`` are its mixed modes,
-    which cast linear, convolution and attention weights and keep LayerNorm (and the
-    embeddings) in fp32, as OpenAI's CLIP ran; casting the whole model would put LayerNorm's
-    statistics in half precision too."""
+    """open_clip's ``precision`` for a torch dtype: its mixed fp16/bf16 modes keep LayerNorm
+    in fp32, as OpenAI's CLIP ran (casting the whole model would not)."""
     import torch
 
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 class OpenClipBackend(Backend):
-    """An open_clip CLIP model.
-
-    Attributes a method may use directly: ``model`` (the open_clip ``CLIP``: its text tower
-    ``token_embedding``, ``positional_embedding``, ``transformer``, ``ln_final``,
-    ``text_projection``, ``attn_mask`` are there for CoOp prompts), ``tokenizer``,
-    ``preprocess`` (PIL image -> tensor, open_clip's own), ``image_size`` and ``dtype``.
-    ``encode_image`` preprocesses whole batches as tensors (:mod:`vadnb.models.preprocess`).
-    """
+    """An open_clip CLIP; methods may use ``model`` (its text tower for CoOp prompts),
+    ``tokenizer``, ``preprocess`` (open_clip's own, per PIL image), ``image_size``, ``dtype``."""
 
     role = "clip"
 
@@ -109,9 +93,8 @@ class OpenClipBackend(Backend):
         return self._embed_all(self._image_batch, images, f"{self.role} images", self._dim())
 
     def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
-        """Images -> float32 [N, D], the visual encoder's raw output (never normalised), as
-        AnomalyCLIP uses it; preprocessed one PIL image at a time with open_clip's own
-        transform, as the official feature extraction."""
+        """Images -> float32 [N, D], the visual encoder's raw output (never normalised),
+        preprocessed per PIL image with open_clip's own transform, as AnomalyCLIP's code."""
         import torch
 
         images, out = list(images), []
@@ -132,11 +115,8 @@ class OpenClipBackend(Backend):
 
 
 class OpenClipEmbedder(OpenClipBackend):
-    """The embedder role played by CLIP (when ImageBind is not installed).
-
-    ``encode_video(clips)``: CLIP has no video encoder, so a clip's embedding is the
-    normalised mean of its frames' embeddings.
-    """
+    """The embedder role played by CLIP (ImageBind not installed); a clip's embedding is the
+    normalised mean of its frames'."""
 
     role = "embedder"
 

@@ -1,13 +1,9 @@
 """Image preprocessing for the embedders, batched as tensors (CLIP and ImageBind).
 
-The libraries' own preprocess (``clip.preprocess``) works one PIL image at a time: a bicubic
-resize in PIL, a crop, a conversion to a float tensor. With many frames this costs more than
-the model on a CPU, and slows badly when other processes compete for the cores. Here the
-same steps run on a uint8 batch ``[N, 3, H, W]`` with ``torchvision.transforms.v2``
-(antialiased bicubic, PIL's filter), one call per distinct frame size. The result is close
-to the reference, not bit-identical: both round the resized image to uint8, but the two
-bicubic implementations differ by a grey level at some pixels
-(``tests/test_models.py::test_batched_preprocess_matches_the_reference`` bounds it).
+The libraries' own preprocess works one PIL image at a time, which costs more than the
+model on a CPU. Here the same steps run on uint8 batches with ``torchvision.transforms.v2``
+(antialiased bicubic), one call per frame size: close to the reference, not bit-identical
+(a grey level at some pixels; ``tests/test_models.py`` bounds it).
 """
 
 from __future__ import annotations
@@ -19,17 +15,11 @@ import numpy as np
 
 from .base import as_uint8_rgb
 
-__all__ = ["BatchPreprocess", "from_open_clip"]
-
 _RESIZE_MODES = ("shortest", "squash")
 
 
 class BatchPreprocess:
-    """Resize (short side to ``size``, or squash to ``size x size``), centre-crop, normalise.
-
-    ``batch(images)`` takes uint8 RGB arrays [H, W, 3] or PIL images, any mix of sizes, and
-    returns float32 ``[N, 3, size, size]``.
-    """
+    """Resize (short side to ``size``, or squash to ``size x size``), centre-crop, normalise."""
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float],
                  interpolation: str = "bicubic", resize_mode: str = "shortest"):
@@ -77,8 +67,7 @@ class BatchPreprocess:
 
 
 def from_open_clip(model: Any) -> BatchPreprocess | None:
-    """The batched twin of an open_clip model's preprocess, or None when it has no twin
-    (a resize mode other than shortest/squash: the PIL preprocess is then used)."""
+    """The batched twin of an open_clip model's preprocess (None: no twin, PIL is used)."""
     import open_clip
 
     cfg = open_clip.get_model_preprocess_cfg(model)

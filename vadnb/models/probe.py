@@ -14,8 +14,6 @@ import numpy as np
 
 from .base import is_truncated
 
-__all__ = ["ask_and_parse"]
-
 
 def ask_and_parse(llm: Any, conversations: Sequence[list[dict[str, Any]]],
                   parse: Callable[[str], float | None], max_new_tokens: int) -> dict[str, Any]:
