@@ -15,6 +15,7 @@ tokens and newlines suppressed, 64-112 px images, and no network.
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -39,6 +40,16 @@ __all__ = [
 #: Items per forward pass when ``batch_size`` is not given (halved automatically on OOM).
 DEFAULT_BATCH = {"captioner": 16, "llm": 8, "vlm": 4, "clip": 64, "embedder": 32,
                  "text_embedder": 64}
+
+#: role -> (module, backend or loader function, whether it takes ``trust_remote_code``).
+_LOADERS = {
+    "captioner": ("hf", "HFCaptioner", True),
+    "llm": ("hf", "HFLLM", True),
+    "vlm": ("hf", "HFVLM", True),
+    "clip": ("openclip", "OpenClipBackend", False),
+    "embedder": ("imagebind", "load_embedder", False),
+    "text_embedder": ("text", "SentenceEmbedder", True),
+}
 
 
 def load(role: str, profile: str | None = None, model: str | None = None,
@@ -102,10 +113,14 @@ def load(role: str, profile: str | None = None, model: str | None = None,
         source = str(ensure_tiny(source[len("tiny:"):]))
         name = f"{name}@v{TINY_VERSION}"
         meaningless, profile_name = True, "tiny"
+    module, attr, remote = _LOADERS[base]
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
-                  batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless, **cap)
+                  batch_size=batch_size or DEFAULT_BATCH[base], **cap,
+                  meaningless=meaningless and base != "text_embedder")  # a real model everywhere
+    if remote:
+        kwargs["trust_remote_code"] = trust_remote_code
     t0 = time.perf_counter()
-    backend = _build(base, source, trust_remote_code, **kwargs)
+    backend = getattr(importlib.import_module(f".{module}", __name__), attr)(source, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
 
@@ -130,25 +145,3 @@ def dtype_plan(profile: str | None = None, device: str | None = None, *,
                      "why": why})
     return pd.DataFrame(rows)
 
-
-#: role -> (module, backend or loader function, whether it takes ``trust_remote_code``).
-_LOADERS = {
-    "captioner": ("hf", "HFCaptioner", True),
-    "llm": ("hf", "HFLLM", True),
-    "vlm": ("hf", "load_vlm", True),
-    "clip": ("openclip", "OpenClipBackend", False),
-    "embedder": ("imagebind", "load_embedder", False),
-    "text_embedder": ("text", "SentenceEmbedder", True),
-}
-
-
-def _build(base: str, source: str, trust_remote_code: bool, **kwargs: Any) -> Backend:
-    """The backend of role ``base`` for ``source``, imported only when needed."""
-    import importlib
-
-    module, attr, remote = _LOADERS[base]
-    if remote:
-        kwargs["trust_remote_code"] = trust_remote_code
-    if base == "text_embedder":
-        kwargs.pop("meaningless", None)  # the text embedder is a real model in every profile
-    return getattr(importlib.import_module(f".{module}", __name__), attr)(source, **kwargs)

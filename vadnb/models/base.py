@@ -231,13 +231,6 @@ def pick_dtype(device: str, dtype: Any = None, model: str | None = None,
     return choose_dtype(device, dtype, model, params_b)[0]
 
 
-def _is_oom(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
-
-
 def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batch_size: int,
                 desc: str = "", on_oom: Callable[[], None] | None = None) -> list[Any]:
     """``fn`` over ``items`` in batches (a progress bar past one batch); on CUDA
@@ -255,7 +248,11 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
         try:
             res = list(fn(chunk))
         except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-            if not _is_oom(err) or size == 1:
+            import torch
+
+            oom = isinstance(err, torch.cuda.OutOfMemoryError) or (
+                isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+            if not oom or size == 1:
                 raise
             size = max(1, min(size, len(chunk)) // 2)
             if on_oom is not None:
@@ -287,7 +284,8 @@ class Backend:
 
     def __repr__(self) -> str:
         flag = ", tiny: outputs are meaningless" if self.meaningless else ""
-        return f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, device={self.device!r}{flag})"
+        return (f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, "
+                f"device={self.device!r}{flag})")
 
     @property
     def stat(self) -> _Stat:

@@ -17,6 +17,9 @@ from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend
                    run_batched, to_pil)
 from .hub import ModelUnavailableError, offline_advice, require_available
 
+#: Hub repos known to need their own code (no transformers-native class): opt-in only.
+REMOTE_CODE_FAMILIES = ("internvl2-", "internvl2_5", "internvl2.5", "minicpm")
+
 #: The VLM's default image-size cap (pixels per image): 448x448, 256 tokens for Qwen2-VL.
 DEFAULT_MAX_PIXELS = 448 * 448
 
@@ -232,20 +235,18 @@ class HFLLM(_HFBackend, LLMBackend):
                                on_oom=self._oom)
 
 
-def _cache_argument(model) -> str:
-    """``forward``'s name for a key/value cache: ``cache`` in newer transformers."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], device: str,
                      pad_id: int) -> list[float]:
     """log P(option tokens | prompt) for each option: the prompt runs once, its key/value
     cache is repeated for the options, which run together right-padded (a pad comes after
     every real position, so changes nothing read)."""
+    import inspect
+
     import torch
 
+    # forward's name for a key/value cache: ``cache`` in newer transformers
+    cache_argument = ("cache" if "cache" in inspect.signature(model.forward).parameters
+                      else "past_key_values")
     k, width = len(options), max(len(o) for o in options)
     with torch.inference_mode():
         head = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
@@ -261,21 +262,13 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
             mask[i, len(prompt_ids):len(prompt_ids) + len(o)] = 1
         positions = torch.arange(len(prompt_ids), len(prompt_ids) + width)[None].expand(k, -1)
         tail = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                     position_ids=positions.to(device), **{_cache_argument(model): cache}).logits
+                     position_ids=positions.to(device), **{cache_argument: cache}).logits
         logp = torch.log_softmax(tail.float(), dim=-1)  # position j predicts token j + 1
     out = []
     for i, o in enumerate(options):
         total = float(first[o[0]])
         total += sum(float(logp[i, j - 1, t]) for j, t in enumerate(o) if j > 0)
         out.append(total)
-    return out
-
-
-def _strip_prompt(out, input_ids):
-    """Generated ids without the prompt (decoder-only models echo it; others do not)."""
-    n = input_ids.shape[1]
-    if out.shape[1] >= n and bool((out[:, :n] == input_ids.to(out.device)).all()):
-        return out[:, n:]
     return out
 
 
@@ -318,8 +311,10 @@ class HFCaptioner(_HFBackend):
                 warnings.filterwarnings("ignore", message="Using the model-agnostic default",
                                         category=UserWarning)
                 out = self.model.generate(**enc, **gen)
-            if "input_ids" in enc:
-                out = _strip_prompt(out, enc["input_ids"])
+            ids = enc.get("input_ids")  # decoder-only models echo the prompt; others do not
+            if ids is not None and out.shape[1] >= ids.shape[1] and bool(
+                    (out[:, :ids.shape[1]] == ids.to(out.device)).all()):
+                out = out[:, ids.shape[1]:]
             return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
         with self._count(len(images)):
@@ -340,12 +335,19 @@ def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Mess
 class HFVLM(_HFBackend, VLMBackend):
     """A vision-language chat model (Qwen2-VL, Qwen2.5-VL, LLaVA, ...): ``vlm(images, prompt)
     -> Reply``. Every image is first downsized to ``max_pixels`` (aspect kept): a 1080p frame
-    would cost ~2.6k tokens."""
+    would cost ~2.6k tokens. A repo that needs its own code (InternVL2, MiniCPM-V) is refused
+    unless ``trust_remote_code=True``."""
 
     default_batch = 4
     default_max_new_tokens = 128
 
     def __init__(self, model: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs: Any):
+        name = model.lower()
+        if not kwargs.get("trust_remote_code") and not name.endswith("-hf") and any(
+                k in name for k in REMOTE_CODE_FAMILIES):
+            raise ValueError(f"{model!r} needs its own code from the hub: pass "
+                             "trust_remote_code=True to load it (only for repos you trust), or "
+                             "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
         super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
 
@@ -358,11 +360,12 @@ class HFVLM(_HFBackend, VLMBackend):
         return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
 
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
+    def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
+              max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
               max_pixels: int | None = None, repetition_penalty: float = 1.0,
               system: str | None = None) -> list[Reply]:
-        """One :class:`Reply` per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
+        """One :class:`Reply` per ``(images, prompt)``; greedy unless ``temperature > 0``."""
         cap = max_pixels or self.max_pixels
         reqs = [([fit_pixels(to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
@@ -380,19 +383,3 @@ class HFVLM(_HFBackend, VLMBackend):
 
         return self._generate_all(reqs, encode, "vlm", max_new_tokens, temperature, top_p,
                                   repetition_penalty)
-
-
-#: Hub repos known to need their own code (no transformers-native class).
-REMOTE_CODE_FAMILIES = ("internvl2-", "internvl2_5", "internvl2.5", "minicpm")
-
-
-def load_vlm(model: str, *, trust_remote_code: bool = False, **kwargs) -> Backend:
-    """:class:`HFVLM` for ``model``; a repo that needs its own code (InternVL2, MiniCPM-V) is
-    refused unless ``trust_remote_code=True``."""
-    name = model.lower()
-    if not trust_remote_code and not name.endswith("-hf") and any(
-            k in name for k in REMOTE_CODE_FAMILIES):
-        raise ValueError(f"{model!r} needs its own code from the hub: pass "
-                         "trust_remote_code=True to load it (only for repos you trust), or "
-                         "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
-    return HFVLM(model, trust_remote_code=trust_remote_code, **kwargs)

@@ -98,8 +98,8 @@ def _huge_checkpoint() -> Path:
             "meaningless), or\n"
             f"  - download {IMAGEBIND_HUGE_URL} (4.5 GB) elsewhere and copy it to that local "
             "path, or\n"
-            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a filled "
-            "Hugging Face cache.")
+            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a "
+            "filled Hugging Face cache.")
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -97,16 +97,13 @@ class OpenClipBackend(Backend):
         preprocessed per PIL image with open_clip's own transform, as AnomalyCLIP's code."""
         import torch
 
-        images, out = list(images), []
-        size = max(1, int(self.batch_size or 64))
-        with self._count(len(images)), torch.inference_mode():
-            for i in range(0, len(images), size):
-                x = torch.stack([self.preprocess(to_pil(im)) for im in images[i:i + size]])
+        def raw(chunk: list[Any]) -> list[np.ndarray]:
+            x = torch.stack([self.preprocess(to_pil(im)) for im in chunk])
+            with torch.inference_mode():
                 emb = self.model.encode_image(x.to(self.device, self.dtype))
-                out.append(emb.float().cpu().numpy())
-        if not out:
-            return np.zeros((0, self._dim()), np.float32)
-        return np.concatenate(out).astype(np.float32)
+            return list(emb.float().cpu().numpy())
+
+        return self._embed_all(raw, images, f"{self.role} raw images", self._dim())
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
@@ -121,7 +118,7 @@ class OpenClipEmbedder(OpenClipBackend):
     role = "embedder"
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
-        """Clips (each a list of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
+        """Clips (lists of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
         clips = clip_list(clips)
         with self._count(len(clips)):
             if not clips:
@@ -129,9 +126,7 @@ class OpenClipEmbedder(OpenClipBackend):
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
                                         desc="embedder video frames", on_oom=self._oom))
-        out, start = [], 0
-        for c in clips:
-            m = rows[start:start + len(c)].mean(axis=0)
-            out.append(m / max(float(np.linalg.norm(m)), 1e-12))
-            start += len(c)
-        return np.stack(out).astype(np.float32)
+        parts = np.split(rows, np.cumsum([len(c) for c in clips])[:-1])
+        means = [part.mean(axis=0) for part in parts]
+        out = np.stack([m / max(float(np.linalg.norm(m)), 1e-12) for m in means])
+        return out.astype(np.float32)

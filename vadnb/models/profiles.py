@@ -71,7 +71,8 @@ _TINY: dict[str, ModelSpec] = {
     "vlm": ModelSpec("tiny:vlm", "0.19M", 0.0, "Qwen2.5-VL architecture, random"),
     "vlm-3b": ModelSpec("tiny:vlm", "0.19M", 0.0, "Qwen2.5-VL architecture, random"),
     "clip": ModelSpec("tiny:clip", "3.4M", 0.0, "open_clip ViT/16 CLIP (QuickGELU), random"),
-    "clip-b32": ModelSpec("tiny:clip-b32", "3.6M", 0.0, "open_clip ViT/32 CLIP (QuickGELU), random"),
+    "clip-b32": ModelSpec("tiny:clip-b32", "3.6M", 0.0,
+                          "open_clip ViT/32 CLIP (QuickGELU), random"),
     "embedder": ModelSpec("tiny:embedder", "1.7M", 0.0, "ImageBind architecture, random"),
     "text_embedder": _TEXT_EMB,
 }
@@ -99,16 +100,13 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
         "text_embedder": _TEXT_EMB,
     },
     "paper": {
-        "captioner": ModelSpec("Salesforce/blip2-flan-t5-xxl", "12.2B", 26.0, "LAVAD",
-                               download_gb=49.0),
-        "captioner-flan-t5-xl": ModelSpec("Salesforce/blip2-flan-t5-xl", "3.9B", 9.0, "LAVAD",
-                                          download_gb=15.8),
-        "captioner-flan-t5-xl-coco": ModelSpec("Salesforce/blip2-flan-t5-xl-coco", "3.9B", 9.0,
-                                               "LAVAD", download_gb=15.8),
-        "captioner-opt-6.7b": ModelSpec("Salesforce/blip2-opt-6.7b", "7.8B", 17.0, "LAVAD",
-                                        download_gb=31.0),
-        "captioner-opt-6.7b-coco": ModelSpec("Salesforce/blip2-opt-6.7b-coco", "7.8B", 17.0,
-                                             "LAVAD", download_gb=31.0),
+        # LAVAD's five BLIP-2 captioners, the largest as the default
+        **{"captioner" + ("" if tag == "flan-t5-xxl" else f"-{tag}"): ModelSpec(
+            f"Salesforce/blip2-{tag}", params, peak, "LAVAD", download_gb=download)
+           for tag, (params, peak, download) in {
+               "flan-t5-xxl": ("12.2B", 26.0, 49.0), "flan-t5-xl": ("3.9B", 9.0, 15.8),
+               "flan-t5-xl-coco": ("3.9B", 9.0, 15.8), "opt-6.7b": ("7.8B", 17.0, 31.0),
+               "opt-6.7b-coco": ("7.8B", 17.0, 31.0)}.items()},
         "llm": ModelSpec("meta-llama/Llama-2-13b-chat-hf", "13B", 28.0,
                          "LAVAD; gated: accept the licence on the hub, then log in", gated=True,
                          download_gb=26.0,

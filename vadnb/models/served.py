@@ -137,13 +137,10 @@ def parse_model_string(spec: str) -> tuple[str, str]:
 
 def image_data_url(image: Any, image_format: str = "jpeg", quality: int = 90) -> str:
     """An image (uint8 RGB array or PIL) as a ``data:image/...;base64,...`` URL."""
-    image = to_pil(image)
-    buf = io.BytesIO()
     fmt = "JPEG" if image_format.lower() in ("jpg", "jpeg") else image_format.upper()
-    kwargs = {"quality": quality} if fmt == "JPEG" else {}
-    image.save(buf, format=fmt, **kwargs)
-    mime = "jpeg" if fmt == "JPEG" else fmt.lower()
-    return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
 class _Retry(Exception):
@@ -431,7 +428,8 @@ class ServedVLM(_ServedBackend, VLMBackend):
         return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
                             str(prompt), system)
 
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
+    def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
+              max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,
               repetition_penalty: float = 1.0, system: str | None = None) -> list[Reply]:
         """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
