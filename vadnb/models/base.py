@@ -25,26 +25,20 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
 
 
 def clean_text(text: str) -> str:
-    """``text`` with every unpaired UTF-16 surrogate replaced by U+FFFD (a pair is joined).
-
-    A reply cut inside an emoji can end in half a surrogate pair, which UTF-8 cannot write
-    (a CSV, a JSON file or a widget would fail on it, run after run once it is cached).
-    """
+    """``text`` with every unpaired UTF-16 surrogate (a reply cut inside an emoji) replaced by
+    U+FFFD, a pair joined: UTF-8 cannot write one, so a CSV, JSON file or widget would fail."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Reply(str):
-    """A generated reply: a ``str`` that also says whether generation was cut short.
-
-    ``truncated``: the model used its whole ``max_new_tokens`` without ending its turn;
-    ``num_tokens``: the new tokens (None when unknown). The text goes through
-    :func:`clean_text`, so nothing downstream sees an unpaired surrogate.
-    """
+    """A generated reply (a ``str``, through :func:`clean_text`); ``truncated``: it used its
+    whole ``max_new_tokens`` without ending its turn; ``num_tokens``: new tokens or None."""
 
     truncated: bool
     num_tokens: int | None
@@ -127,13 +121,8 @@ _STATS: dict[tuple[str, str, str], _Stat] = {}
 
 
 def call_stats():
-    """Calls, items and seconds per role and model since the last reset, as a DataFrame.
-
-    ``tokens_in`` / ``tokens_out``: prompt (image tokens included) and generated tokens of
-    the Hugging Face LLM and VLM backends (0 elsewhere).
-    """
-    import pandas as pd
-
+    """Calls, items, seconds and tokens (Hugging Face LLM/VLM only; image tokens count as
+    prompt tokens) per role and model since the last reset, as a DataFrame."""
     rows = [vars(s).copy() for s in _STATS.values()]
     return pd.DataFrame(rows, columns=[f.name for f in fields(_Stat)])
 
@@ -155,8 +144,6 @@ def record_load(role: str, model: str, profile: str, seconds: float) -> None:
 
 def load_stats():
     """Model loads and their seconds per role and model since the last reset, as a DataFrame."""
-    import pandas as pd
-
     rows = [{"role": r, "model": m, "profile": p, "loads": int(n), "seconds": s}
             for (r, m, p), (n, s) in _LOADS.items()]
     return pd.DataFrame(rows, columns=["role", "model", "profile", "loads", "seconds"])
@@ -197,11 +184,9 @@ def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
                  memory_gb: float | None = None) -> tuple[Any, str]:
     """``(torch dtype, reason)`` for a model on ``device``: a precision the card really has.
 
-    Asked for: that; CPU: fp32; compute capability >= 8.0: bf16; below (a T4 is 7.5, where
-    bf16 is only emulated, and ``torch.cuda.is_bf16_supported()`` still says True): fp16,
-    except an fp16-overflowing family, which gets fp32 when ``params_b`` billion fp32
-    weights fit :data:`FP32_FIT_SHARE` of the card, else fp16 flagged UNVERIFIED.
-    ``capability`` and ``memory_gb`` describe a card that need not be here.
+    CPU: fp32; compute capability >= 8.0: bf16; below (a T4 is 7.5; bf16 is only emulated
+    there, though ``torch.cuda.is_bf16_supported()`` says True): fp16, but fp32 for an
+    fp16-overflowing family whose weights fit (else fp16, flagged UNVERIFIED).
     """
     import torch
 
@@ -310,13 +295,10 @@ class Backend:
 
     def _oom(self) -> None:
         """Between out-of-memory retries: hand the failed batch's memory back to the card."""
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def release(self) -> None:
         """Free the model's memory (GPU included), so the next role fits on the card."""

@@ -192,12 +192,9 @@ class HFLLM(_HFBackend, LLMBackend):
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
               choices: Sequence[str] | None = None) -> list[Reply]:
-        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``.
-
-        ``choices`` (e.g. :data:`~vadnb.models.base.LAVAD_SCORE_CHOICES`): instead of free
-        text (the papers' protocol), the allowed reply the model finds likeliest, as a
-        :class:`~vadnb.models.base.ChosenReply`.
-        """
+        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``. With
+        ``choices``, instead of free text (the papers' protocol): the allowed reply the model
+        finds likeliest, as a :class:`~vadnb.models.base.ChosenReply`."""
         if choices is not None:
             return self._choose(list_of_messages, choices)
 
@@ -306,8 +303,7 @@ class HFCaptioner(_HFBackend):
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
             with torch.inference_mode(), warnings.catch_warnings():
-                # with no cap, generate() uses the model's own length, as the official LAVAD
-                # captioner does, and says so in a UserWarning each call: that is the intent
+                # no cap: the model's own length, as LAVAD's captioner (generate() warns each call)
                 warnings.filterwarnings("ignore", message="Using the model-agnostic default",
                                         category=UserWarning)
                 out = self.model.generate(**enc, **gen)
@@ -361,8 +357,7 @@ class HFVLM(_HFBackend, VLMBackend):
                                                   tokenize=False, add_generation_prompt=True)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
-              max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0,
+              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
               max_pixels: int | None = None, repetition_penalty: float = 1.0,
               system: str | None = None) -> list[Reply]:
         """One :class:`Reply` per ``(images, prompt)``; greedy unless ``temperature > 0``."""
@@ -373,9 +368,8 @@ class HFVLM(_HFBackend, VLMBackend):
         def encode(chunk: list[tuple[list[Any], str]]):
             texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
-            if not any(images):
-                images = None
-            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            enc = self.processor(text=texts, images=images if any(images) else None,
+                                 padding=True, return_tensors="pt")
             for key in ("pixel_values", "pixel_values_videos"):
                 if key in enc and enc[key].is_floating_point():
                     enc[key] = enc[key].to(self.dtype)

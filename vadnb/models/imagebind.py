@@ -2,12 +2,10 @@
 
 ``encode_video`` feeds a clip as consecutive 2-frame pairs (ImageBind's vision encoder reads
 2-frame clips; an odd last frame is paired with itself) and averages the pair embeddings,
-renormalised; one centre crop, as for images (ImageBind's file loader averages 3 crops).
-Outputs are float32 [N, D] with unit rows. Weights: ``"imagebind_huge"`` (4.5 GB, **CC
-BY-NC-SA 4.0, non-commercial**, downloaded once into ``<cache_dir>/models/imagebind/`` and
-read with ``torch.load(weights_only=True)``) or a folder with ``imagebind_config.json`` +
-``imagebind.safetensors`` (the tiny profile's). Without the ``imagebind`` package,
-:func:`load_embedder` falls back to an open_clip CLIP and says so.
+renormalised. Weights: ``"imagebind_huge"`` (4.5 GB, **CC BY-NC-SA 4.0, non-commercial**,
+downloaded once, read with ``torch.load(weights_only=True)``) or a folder with
+``imagebind_config.json`` + ``imagebind.safetensors`` (the tiny profile's). Without the
+``imagebind`` package, :func:`load_embedder` falls back to an open_clip CLIP and says so.
 """
 
 from __future__ import annotations
@@ -23,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import cache_dir
 from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
+from .profiles import IMAGEBIND_LICENCE
+from .tiny import ensure_tiny
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGE_SIZE = 224  # fixed by ImageBind's vision preprocessor
@@ -84,8 +85,6 @@ def save_imagebind(model, config: dict[str, Any], out: Path) -> None:
 
 def _huge_checkpoint() -> Path:
     """The official checkpoint in ``<cache_dir>/models/imagebind/``, downloaded if needed."""
-    from ..cache import cache_dir
-
     folder = cache_dir() / "models" / "imagebind"
     path = folder / "imagebind_huge.pth"
     if path.exists():
@@ -104,8 +103,6 @@ def _huge_checkpoint() -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    from .profiles import IMAGEBIND_LICENCE
-
     print(f"[vadnb] downloading ImageBind huge (4.5 GB) to {path} ...\n"
           f"[vadnb] ImageBind's {IMAGEBIND_LICENCE} (the code is MIT-licensed, the weights "
           "are not): https://github.com/facebookresearch/ImageBind#license")
@@ -170,7 +167,6 @@ class ImageBindEmbedder(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         import torch
-        from torchvision import transforms
 
         ib = import_imagebind()
         import imagebind
@@ -205,12 +201,6 @@ class ImageBindEmbedder(Backend):
         self.model = keep_layernorm_fp32(net.to(device=device, dtype=self.dtype)).eval()
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=str(bpe))
-        self.preprocess = transforms.Compose([
-            transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(IMAGE_SIZE),
-            transforms.ToTensor(),
-            transforms.Normalize(CLIP_MEAN, CLIP_STD),
-        ])
         from .preprocess import BatchPreprocess
 
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
@@ -272,8 +262,6 @@ def load_embedder(source: str, **kwargs) -> Backend:
     else:
         return ImageBindEmbedder(source, **kwargs)
     if kwargs.get("meaningless"):
-        from .tiny import ensure_tiny
-
         fallback, kwargs["name"] = str(ensure_tiny("clip")), "tiny:clip"
     else:
         fallback = kwargs["name"] = "ViT-B-16-quickgelu:openai"

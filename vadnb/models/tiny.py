@@ -1,10 +1,9 @@
 """Tiny random-init models of the real architectures, built offline in seconds on a CPU.
 
-Each builder makes a model of the same architecture as the real profile's, tiny and random
-(outputs mean nothing: ``meaningless=True``), with its tokenizer or processor built offline
-(open_clip and ImageBind ship their BPE; for Hugging Face models a small BPE is trained
-here), and saves it with the library's own code to ``<cache_dir>/models/tiny/v<N>/<name>/``,
-``BUILT`` marker last. The backends load that folder through the same code as a hub id.
+Each builder makes the real profile's architecture, tiny and random (``meaningless=True``),
+with its tokenizer built offline (a small BPE trained here for Hugging Face models), and
+saves it with the library's own code to ``<cache_dir>/models/tiny/v<N>/<name>/``, ``BUILT``
+marker last; the backends load that folder through the same code as a hub id.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
 from .hub import build_folder
 
 MARKER = "BUILT"
@@ -54,11 +54,8 @@ def _byte_symbol(byte: int) -> str:
 
 
 def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """``(vocab, merges)`` of a byte-level BPE trained on the fixed corpus.
-
-    The alphabet is printable ASCII plus newline, not all 256 bytes: a random model's control
-    bytes broke contact sheets and tables (issue 25). Other bytes are dropped on encoding.
-    """
+    """``(vocab, merges)`` of a byte-level BPE over printable ASCII plus newline (a random
+    model's control bytes broke contact sheets and tables, issue 25)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -126,8 +123,6 @@ _QWEN_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
 
 
 def tiny_dir(name: str) -> Path:
-    from ..cache import cache_dir
-
     return cache_dir() / "models" / "tiny" / f"v{TINY_VERSION}" / name
 
 
