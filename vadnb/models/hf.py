@@ -128,8 +128,7 @@ class _HFBackend(Backend):
 
     def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
                  device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int | None = None):
+                 meaningless: bool = False, trust_remote_code: bool = False):
         import transformers
 
         super().__init__(name or model, profile=profile, device=device,
@@ -137,7 +136,7 @@ class _HFBackend(Backend):
         require_available(self.role, model)
         self.source = model
         self.dtype = pick_dtype(device, dtype, model)
-        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        self.max_new_tokens = self.default_max_new_tokens
         pre, auto = (getattr(transformers, c) for c in self._classes)
         self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
         self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,

@@ -66,16 +66,14 @@ def hub_offline(timeout: float = 2.0) -> bool:
 
 
 def unavailable_message(role: str, model: str) -> str:
-    return (
-        f"The {role} model {model!r} is not available on this machine: it is not in the "
-        "Hugging Face cache and the model hub cannot be reached (offline: HF_HUB_OFFLINE=1 "
-        "or no internet).\nWhat to do:\n"
-        "  - run with profile='tiny' (small random models: the code runs, the scores are "
-        "meaningless), or\n"
-        f"  - on a machine with internet, pre-fill the cache (`hf download {model}`) and copy "
-        "~/.cache/huggingface here, or\n"
-        "  - pass model='/path/to/a/local/folder' holding the saved model."
-    )
+    return (f"The {role} model {model!r} is not available on this machine: it is not in the "
+            "Hugging Face cache and the model hub cannot be reached (offline: "
+            "HF_HUB_OFFLINE=1 or no internet).\nWhat to do:\n"
+            "  - run with profile='tiny' (small random models: the code runs, the scores are "
+            "meaningless), or\n"
+            f"  - on a machine with internet, pre-fill the cache (`hf download {model}`) and "
+            "copy ~/.cache/huggingface here, or\n"
+            "  - pass model='/path/to/a/local/folder' holding the saved model.")
 
 
 @contextlib.contextmanager

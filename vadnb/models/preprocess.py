@@ -8,6 +8,7 @@ within a grey level or two of the reference (``tests/test_models.py`` bounds it)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,23 +21,21 @@ from .base import as_uint8_rgb
 _RESIZE_MODES = ("shortest", "squash")
 
 
+@dataclass
 class BatchPreprocess:
     """Resize (short side to ``size``, or squash to ``size x size``), centre-crop, normalise."""
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float],
-                 interpolation: str = "bicubic", resize_mode: str = "shortest"):
-        if resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode {resize_mode!r} is not batched; use one of "
-                             f"{_RESIZE_MODES}")
-        self.size = int(size)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
-        self.interpolation = interpolation
-        self.resize_mode = resize_mode
+    size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
 
-    def __repr__(self) -> str:
-        return (f"BatchPreprocess(size={self.size}, {self.interpolation}, "
-                f"resize_mode={self.resize_mode!r})")
+    def __post_init__(self) -> None:
+        if self.resize_mode not in _RESIZE_MODES:
+            raise ValueError(f"resize_mode {self.resize_mode!r} is not batched; use one of "
+                             f"{_RESIZE_MODES}")
+        self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
 
     def _same_size(self, x):
         mode = InterpolationMode(self.interpolation)

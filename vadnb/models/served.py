@@ -186,18 +186,14 @@ def _reply_text(response: Any, where: str) -> Reply | None:
 class _ServedBackend(Backend):
     """Shared connection settings, thread pool, deadlines and retries of the served roles."""
 
-    def __init__(self, model: str, base_url: str, *, name: str | None = None,
-                 profile: str | None = None, meaningless: bool | None = None,
-                 max_concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 3,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 max_new_tokens: int = 256, api_key: str | None = None,
-                 max_reply_bytes: int = 8 << 20, batch_size: int | None = None):
-        tiny = model.startswith("tiny:")
+    def __init__(self, model: str, base_url: str, *, max_concurrency: int = 8,
+                 timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 0.5,
+                 max_backoff_s: float = 8.0, max_new_tokens: int = 256,
+                 api_key: str | None = None, max_reply_bytes: int = 8 << 20):
+        tiny = model.startswith("tiny:")  # the suite's test server: meaningless, profile tiny
         # the name (used in cache keys) is the model, not the URL: moving a server keeps the cache
-        super().__init__(name or f"{PREFIX}{model}",
-                         profile=profile or ("tiny" if tiny else "custom"), device="served",
-                         batch_size=batch_size or max_concurrency,
-                         meaningless=tiny if meaningless is None else meaningless)
+        super().__init__(f"{PREFIX}{model}", profile="tiny" if tiny else "custom",
+                         device="served", batch_size=max_concurrency, meaningless=tiny)
         if int(max_concurrency) < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if not float(timeout_s) > 0:

@@ -249,10 +249,7 @@ def _build_embedder(out: Path) -> None:
 
 
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "embedder": _build_embedder,
-    "captioner": _build_captioner,
-    "vlm": _build_vlm,
-    "clip": _build_clip,
-    "clip-b32": lambda out: _build_clip(out, patch_size=32),
+    "embedder": _build_embedder, "captioner": _build_captioner, "vlm": _build_vlm,
+    "clip": _build_clip, "clip-b32": lambda out: _build_clip(out, patch_size=32),
     "llm": _build_llm,
 }
