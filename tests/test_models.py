@@ -837,11 +837,18 @@ def test_batched_preprocess_matches_the_reference(tiny):
     """The tensor preprocessing stays within two grey levels of the PIL reference."""
     from PIL import Image
 
-    from vadnb.models.imagebind import CLIP_STD
+    from torchvision import transforms
 
+    from vadnb.models.imagebind import CLIP_MEAN, CLIP_STD, IMAGE_SIZE
+
+    imagebind_reference = transforms.Compose([  # ImageBind's own PIL preprocessing
+        transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(IMAGE_SIZE), transforms.ToTensor(),
+        transforms.Normalize(CLIP_MEAN, CLIP_STD)])
     frames = _smooth_frames(3) + _smooth_frames(2, (96, 128)) + [IMAGES[1]]
-    for backend in (tiny["clip"], tiny["embedder"]):
-        ref = torch.stack([backend.preprocess(Image.fromarray(f)) for f in frames])
+    for backend, reference in ((tiny["clip"], tiny["clip"].preprocess),
+                               (tiny["embedder"], imagebind_reference)):
+        ref = torch.stack([reference(Image.fromarray(f)) for f in frames])
         got = backend.batch_preprocess.batch(frames)
         assert got.shape == ref.shape and got.dtype is torch.float32
         diff = (got - ref).abs()

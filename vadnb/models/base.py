@@ -12,70 +12,33 @@ The methods see only these calls (one role each)::
     emb      = embedder.encode_text(texts)
     emb      = text_embedder.encode(texts)
 
-Images are uint8 RGB numpy arrays [H, W, 3] (or PIL images). Every backend counts its
-calls, items and seconds into one registry, read with :func:`call_stats`.
+Images are uint8 RGB arrays [H, W, 3] (or PIL images). Calls are counted: :func:`call_stats`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-
-__all__ = [
-    "Backend",
-    "ROLES",
-    "call_stats",
-    "reset_call_stats",
-    "pick_device",
-    "pick_dtype",
-    "choose_dtype",
-    "compute_capability",
-    "fp16_unsafe",
-    "run_batched",
-    "Reply",
-    "FailedReply",
-    "clean_text",
-    "is_failed",
-    "load_stats",
-    "reset_load_stats",
-]
+import pandas as pd
 
 ROLES = ("captioner", "llm", "vlm", "clip", "embedder", "text_embedder")
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def clean_text(text: str) -> str:
-    """``text`` with every unpaired UTF-16 surrogate replaced by U+FFFD (a pair is joined).
-
-    A reply cut inside an emoji (a server's token budget, a byte-level decoder) can end in
-    half a surrogate pair such as ``"\\ud83d"``; such a string cannot be written as UTF-8,
-    so a CSV, a JSON file or a widget would fail on it, run after run once it is cached.
-    """
-    if not _SURROGATE.search(text):
-        return text
+    """``text`` with every unpaired UTF-16 surrogate (a reply cut inside an emoji) replaced by
+    U+FFFD, a pair joined: UTF-8 cannot write one, so a CSV, JSON file or widget would fail."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Reply(str):
-    """A generated reply: a ``str`` that also says whether generation was cut short.
-
-    ``truncated`` is True when the model used its whole ``max_new_tokens`` budget without
-    ending its turn, so the end of what it meant to say is missing; ``num_tokens`` is the
-    number of new tokens (``None`` when the backend cannot tell). LLM and VLM backends
-    return ``Reply`` objects; a plain ``str`` behaves as a reply that was not truncated.
-    Caches store the text; a stage that caches replies stores ``truncated`` beside it.
-    Every reply enters the package here, so its text is made writable here
-    (:func:`clean_text`): nothing downstream sees an unpaired surrogate.
-    """
+    """A generated reply (a ``str``, through :func:`clean_text`); ``truncated``: it used its
+    whole ``max_new_tokens`` without ending its turn; ``num_tokens``: new tokens or None."""
 
     truncated: bool
     num_tokens: int | None
@@ -102,11 +65,8 @@ VERA_LABEL_CHOICES = ("0", "1")
 
 
 class ChosenReply(Reply):
-    """A reply picked among allowed values by the model's own likelihood (``choices=``).
-
-    ``logprobs`` maps each allowed reply to the log-probability the model gives to replying
-    exactly that (its tokens, then its end-of-turn token); the text is the most likely one.
-    """
+    """The allowed reply (``choices=``) the model finds likeliest; ``logprobs`` maps each
+    allowed reply to log P(its tokens, then end of turn)."""
 
     logprobs: dict[str, float]
 
@@ -123,13 +83,8 @@ def is_truncated(reply: object) -> bool:
 
 
 class FailedReply(Reply):
-    """A reply that did not come: an empty or null answer (after the retries).
-
-    It reads as ``""`` so parsing simply finds no value (a :class:`vadnb.stages.ParseLog`
-    counts it as failed), and ``failed`` is True so :class:`vadnb.cache.Cache` never
-    stores it: a re-run asks the model again instead of replaying the failure. ``error``
-    says what went wrong (credentials already redacted).
-    """
+    """A reply that did not come (empty, or null after the retries): it reads as ``""``,
+    and :class:`vadnb.cache.Cache` never stores it, so a re-run asks again. ``error`` says why."""
 
     failed = True
 
@@ -165,20 +120,11 @@ class _Stat:
 _STATS: dict[tuple[str, str, str], _Stat] = {}
 
 
-STAT_COLUMNS = [f.name for f in fields(_Stat)]
-
-
 def call_stats():
-    """Calls, items and seconds per role and model since the last reset, as a DataFrame.
-
-    ``tokens_in`` / ``tokens_out`` are the prompt tokens (images' tokens included) and the
-    generated tokens of the Hugging Face LLM and VLM backends (0 for the other roles), so
-    ``tokens_in / items`` is the tokens per request a VLM's image size costs.
-    """
-    import pandas as pd
-
+    """Calls, items, seconds and tokens (Hugging Face LLM/VLM only; image tokens count as
+    prompt tokens) per role and model since the last reset, as a DataFrame."""
     rows = [vars(s).copy() for s in _STATS.values()]
-    return pd.DataFrame(rows, columns=STAT_COLUMNS)
+    return pd.DataFrame(rows, columns=[f.name for f in fields(_Stat)])
 
 
 def reset_call_stats() -> None:
@@ -197,12 +143,7 @@ def record_load(role: str, model: str, profile: str, seconds: float) -> None:
 
 
 def load_stats():
-    """Model loads and their seconds per role and model since the last reset, as a DataFrame.
-
-    A fully cached re-run of a method loads no model: benchmarks and tests check this.
-    """
-    import pandas as pd
-
+    """Model loads and their seconds per role and model since the last reset, as a DataFrame."""
     rows = [{"role": r, "model": m, "profile": p, "loads": int(n), "seconds": s}
             for (r, m, p), (n, s) in _LOADS.items()]
     return pd.DataFrame(rows, columns=["role", "model", "profile", "loads", "seconds"])
@@ -221,9 +162,7 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: Model families whose fp16 activations overflow (replies of "!!!!" or NaNs reported for
-#: Qwen2.5 in fp16): on a card without native bf16 they run in fp32 when their fp32 weights
-#: fit, else in fp16 flagged as unverified (never emulated bf16: see :func:`choose_dtype`).
+#: Model families whose fp16 activations overflow (Qwen2.5 replies "!!!!" or NaNs in fp16).
 FP16_UNSAFE_FAMILIES = ("qwen2.5",)
 
 #: Share of the card's memory that fp32 weights may take before fp32 is ruled out.
@@ -239,41 +178,15 @@ def compute_capability(device: str = "cuda") -> tuple[int, int] | None:
     return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
 
 
-def card_memory_gb(device: str = "cuda") -> float | None:
-    """The card's total memory in GB (1e9 bytes); None on CPU."""
-    if not str(device).startswith("cuda"):
-        return None
-    import torch
-
-    return torch.cuda.get_device_properties(device).total_memory / 1e9
-
-
-def fp16_unsafe(model: str | None) -> bool:
-    """True when ``model`` belongs to a family known to overflow in fp16 (Qwen2.5, Qwen2.5-VL)."""
-    name = str(model or "").lower().replace("_", ".")
-    return any(f in name for f in FP16_UNSAFE_FAMILIES)
-
-
 def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
                  params_b: float | None = None, *,
                  capability: tuple[int, int] | None = None,
                  memory_gb: float | None = None) -> tuple[Any, str]:
     """``(torch dtype, reason)`` for a model on ``device``: a precision the card really has.
 
-    - asked for (``dtype``): that;
-    - CPU: fp32;
-    - compute capability 8.0 or more (A100, L4, H100): native bf16;
-    - below 8.0 (a T4 is 7.5) bf16 is only emulated (slow, and it rules out the fused
-      attention kernels), so never bf16 there: fp16, except for a family that overflows in
-      fp16 (:data:`FP16_UNSAFE_FAMILIES`), which gets fp32 when ``params_b`` billion fp32
-      weights fit :data:`FP32_FIT_SHARE` of the card. When they do not (Qwen2.5-VL-3B on a
-      T4) fp16 is the only native precision that fits: chosen, and the reason says that its
-      numerics are unverified (``scripts/gpu_check.py --real-weights`` checks them).
-
-    ``capability`` and ``memory_gb`` describe the card (default: asked of the card on
-    ``device``), so a plan can be computed for a card that is not here.
-    ``torch.cuda.is_bf16_supported()`` is not used: it answers True on a T4 by counting
-    emulation.
+    CPU: fp32; compute capability >= 8.0: bf16; below (a T4 is 7.5; bf16 is only emulated
+    there, though ``torch.cuda.is_bf16_supported()`` says True): fp16, but fp32 for an
+    fp16-overflowing family whose weights fit (else fp16, flagged UNVERIFIED).
     """
     import torch
 
@@ -285,10 +198,12 @@ def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
     if cap >= (8, 0):
         return torch.bfloat16, f"native bf16 (compute capability {cap[0]}.{cap[1]})"
     where = f"compute capability {cap[0]}.{cap[1]}: no native bf16"
-    if not fp16_unsafe(model):
+    name = str(model or "").lower().replace("_", ".")
+    if not any(family in name for family in FP16_UNSAFE_FAMILIES):
         return torch.float16, where
-    total_gb = memory_gb if memory_gb is not None else card_memory_gb(device)
-    if params_b is not None and params_b * 4 <= FP32_FIT_SHARE * total_gb:
+    if memory_gb is None:
+        memory_gb = torch.cuda.get_device_properties(device).total_memory / 1e9
+    if params_b is not None and params_b * 4 <= FP32_FIT_SHARE * memory_gb:
         return torch.float32, f"{where}; fp32 because this family overflows in fp16"
     return torch.float16, (f"{where}; fp16 because fp32 weights do not fit; UNVERIFIED: this "
                            "family's text models overflow in fp16 (run scripts/gpu_check.py "
@@ -301,26 +216,10 @@ def pick_dtype(device: str, dtype: Any = None, model: str | None = None,
     return choose_dtype(device, dtype, model, params_b)[0]
 
 
-def _is_oom(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-
-
-def run_batched(
-    fn: Callable[[list[Any]], list[Any]],
-    items: Sequence[Any],
-    batch_size: int,
-    desc: str = "",
-    on_oom: Callable[[], None] | None = None,
-) -> list[Any]:
-    """Apply ``fn`` to ``items`` in batches; on CUDA out-of-memory halve the batch and retry.
-
-    Shows a tqdm progress bar when there is more than one batch. Raises the OOM error
-    when even a batch of one does not fit.
-    """
+def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batch_size: int,
+                desc: str = "", on_oom: Callable[[], None] | None = None) -> list[Any]:
+    """``fn`` over ``items`` in batches (a progress bar past one batch); on CUDA
+    out-of-memory the batch is halved and retried, down to one item."""
     from ..progress import bar as progress_bar
 
     items = list(items)
@@ -334,7 +233,11 @@ def run_batched(
         try:
             res = list(fn(chunk))
         except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-            if not _is_oom(err) or size == 1:
+            import torch
+
+            oom = isinstance(err, torch.cuda.OutOfMemoryError) or (
+                isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+            if not oom or size == 1:
                 raise
             size = max(1, min(size, len(chunk)) // 2)
             if on_oom is not None:
@@ -350,12 +253,8 @@ def run_batched(
 
 
 class Backend:
-    """Base of every role's backend.
-
-    Subclasses set ``role`` and implement their calls, wrapping the work in
-    ``with self._count(n_items):``. ``meaningless`` is True for the ``tiny`` profile's
-    random-init models: their outputs exercise the code path and mean nothing.
-    """
+    """Base of every role's backend: subclasses set ``role`` and wrap each call's work in
+    ``with self._count(n_items):``. ``meaningless``: a random-init (tiny) model."""
 
     role: str = ""
 
@@ -370,14 +269,13 @@ class Backend:
 
     def __repr__(self) -> str:
         flag = ", tiny: outputs are meaningless" if self.meaningless else ""
-        return f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, device={self.device!r}{flag})"
+        return (f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, "
+                f"device={self.device!r}{flag})")
 
     @property
     def stat(self) -> _Stat:
         key = (self.role, self.name, self.profile)
-        if key not in _STATS:
-            _STATS[key] = _Stat(self.role, self.name, self.profile)
-        return _STATS[key]
+        return _STATS.setdefault(key, _Stat(*key))
 
     @contextlib.contextmanager
     def _count(self, items: int) -> Iterator[None]:
@@ -393,18 +291,14 @@ class Backend:
             s.seconds += time.perf_counter() - t0
 
     def _free(self) -> None:
-        """Drop the model's weights (``self.model``)."""
         self.model = None
 
     def _oom(self) -> None:
         """Between out-of-memory retries: hand the failed batch's memory back to the card."""
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def release(self) -> None:
         """Free the model's memory (GPU included), so the next role fits on the card."""
@@ -425,7 +319,7 @@ class Backend:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_exc) -> None:
         self.release()
 
 

@@ -1,21 +1,15 @@
 """Hugging Face transformers backends: captioner, chat LLM, vision-language model.
 
-Each loads with ``from_pretrained`` from a hub id or a local folder (the tiny profile saves
-its models to a folder and comes through here too), in the dtype of
-:func:`vadnb.models.base.choose_dtype`; on a GPU the weights go straight to the card
-(``device_map``), never staged in host memory first. Generation is greedy unless a
-temperature is given. Batched generation pads on the left, so every prompt ends where its
-reply starts.
-
-The LLM and VLM return :class:`vadnb.models.base.Reply` objects: ``reply.truncated`` is True
-when the model used its whole ``max_new_tokens`` without emitting an end-of-turn token,
-``reply.num_tokens`` counts the new tokens (up to and including the end-of-turn token).
+Each loads with ``from_pretrained`` from a hub id or a folder (the tiny profile's too), in
+the dtype of :func:`vadnb.models.base.choose_dtype`, straight onto the card on a GPU.
+Generation is greedy unless a temperature is given; batches pad on the left, so every
+prompt ends where its reply starts. The LLM and VLM return :class:`~vadnb.models.base.Reply`
+objects (``truncated``: the whole ``max_new_tokens`` used without an end-of-turn token).
 """
 
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,30 +17,27 @@ from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend
                    run_batched, to_pil)
 from .hub import ModelUnavailableError, offline_advice, require_available
 
-__all__ = ["HFCaptioner", "HFLLM", "HFVLM", "load_vlm", "METHOD_MAX_PIXELS",
-           "DEFAULT_MAX_PIXELS", "ROLE_MAX_PIXELS", "max_pixels_for", "fit_pixels"]
+#: Hub repos known to need their own code (no transformers-native class): opt-in only.
+REMOTE_CODE_FAMILIES = ("internvl2-", "internvl2_5", "internvl2.5", "minicpm")
 
 #: The VLM's default image-size cap (pixels per image): 448x448, 256 tokens for Qwen2-VL.
 DEFAULT_MAX_PIXELS = 448 * 448
 
-#: Per-method image-size caps: VERA's code resizes each frame to one 448x448 InternVL tile;
-#: AnyAnomaly feeds its benchmarks' frames at native size (ShanghaiTech's 856x480 is the
-#: largest), so its cap keeps those frames whole.
+#: Per-method caps: VERA resizes each frame to one 448x448 InternVL tile; AnyAnomaly feeds
+#: frames at native size (ShanghaiTech's 856x480 is the largest).
 METHOD_MAX_PIXELS = {"vera": 448 * 448, "anyanomaly": 856 * 480}
 
-#: The cap each VLM role or variant applies by default, local or served alike: ``vlm`` is
-#: VERA's, ``vlm-3b`` AnyAnomaly's (the variants the methods load, see vadnb.registry), so
-#: a method gets its documented image size without passing ``max_pixels=`` on every call.
+#: The cap of each VLM role the methods load (``vlm``: VERA, ``vlm-3b``: AnyAnomaly).
 ROLE_MAX_PIXELS = {"vlm": METHOD_MAX_PIXELS["vera"], "vlm-3b": METHOD_MAX_PIXELS["anyanomaly"]}
 
 
 def max_pixels_for(role: str) -> int:
-    """The default image cap (pixels) of a VLM role or variant (:data:`ROLE_MAX_PIXELS`)."""
+    """The default image cap (pixels) of a VLM role or variant."""
     return ROLE_MAX_PIXELS.get(role, DEFAULT_MAX_PIXELS)
 
 
 def _from_pretrained(loader, role: str, model: str, **kwargs):
-    """``loader.from_pretrained(model, **kwargs)`` with an actionable error when offline or gated."""
+    """``loader.from_pretrained(model, **kwargs)``, saying what to do when offline or gated."""
     with offline_advice(role, model):
         try:
             return loader.from_pretrained(model, **kwargs)
@@ -62,11 +53,8 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
 
 
 def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
-    """The model's weights in ``dtype`` on ``device``, in eval mode.
-
-    On a GPU ``device_map`` puts each weight on the card as it is read, so a 7-8 GB model
-    never sits in host memory first (Colab has 12.7 GB); on a CPU the usual load.
-    """
+    """The model in ``dtype`` on ``device``, in eval mode; on a GPU each weight goes to the
+    card as it is read (``device_map``): a 7-8 GB model never fills Colab's 12.7 GB of RAM."""
     if str(device).startswith("cuda"):
         return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
                                 **kwargs).eval()
@@ -74,8 +62,7 @@ def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs
 
 
 def _pad_left(tokenizer: Any) -> Any:
-    """``tokenizer`` padding on the left (every prompt then ends where its reply starts),
-    with the end-of-sequence token as pad token when it has none (Llama-2)."""
+    """``tokenizer`` padding on the left, with end-of-sequence as pad when it has none (Llama-2)."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -88,9 +75,8 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     for source in (getattr(model, "generation_config", None), getattr(model, "config", None),
                    tokenizer):
         value = getattr(source, "eos_token_id", None)
-        if value is None:
-            continue
-        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value])
+                   if v is not None)
     return ids
 
 
@@ -133,8 +119,7 @@ def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
 
 
 class _HFBackend(Backend):
-    """Shared loading for the transformers backends: ``from_pretrained`` of the
-    ``_classes`` (preprocessor, model) named in ``transformers``; the preprocessor goes to
+    """Loads ``_classes`` (preprocessor, model) of ``transformers``; the preprocessor goes to
     :meth:`_setup` before the weights load, so a wrong repo fails before its download."""
 
     _classes = ("AutoProcessor", "AutoModelForImageTextToText")
@@ -143,8 +128,7 @@ class _HFBackend(Backend):
 
     def __init__(self, model: str, *, name: str | None = None, profile: str = "custom",
                  device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
-                 meaningless: bool = False, trust_remote_code: bool = False,
-                 max_new_tokens: int | None = None):
+                 meaningless: bool = False, trust_remote_code: bool = False):
         import transformers
 
         super().__init__(name or model, profile=profile, device=device,
@@ -152,8 +136,7 @@ class _HFBackend(Backend):
         require_available(self.role, model)
         self.source = model
         self.dtype = pick_dtype(device, dtype, model)
-        self.trust_remote_code = trust_remote_code
-        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        self.max_new_tokens = self.default_max_new_tokens
         pre, auto = (getattr(transformers, c) for c in self._classes)
         self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
         self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
@@ -165,8 +148,7 @@ class _HFBackend(Backend):
     def _generate_all(self, items: list[Any], encode: Any, desc: str, max_new_tokens: int | None,
                       temperature: float, top_p: float, repetition_penalty: float = 1.0
                       ) -> list[Reply]:
-        """One :class:`Reply` per item: ``encode(chunk)`` gives the model inputs of a batch,
-        generated in OOM-safe batches and counted into the role's token statistics."""
+        """One :class:`Reply` per item, ``encode(chunk)`` giving a batch's model inputs."""
         import torch
 
         budget = max_new_tokens or self.max_new_tokens
@@ -188,11 +170,7 @@ class _HFBackend(Backend):
 
 
 class HFLLM(_HFBackend, LLMBackend):
-    """A chat LLM: ``llm(messages) -> str``, ``llm.batch([messages, ...]) -> list[str]``.
-
-    ``messages`` is the usual chat list ``[{"role": "system"|"user"|"assistant",
-    "content": str}, ...]``, rendered with the model's own chat template.
-    """
+    """A chat LLM: ``llm(messages) -> Reply``, rendered with the model's own chat template."""
 
     _classes = ("AutoTokenizer", "AutoModelForCausalLM")
 
@@ -213,17 +191,12 @@ class HFLLM(_HFBackend, LLMBackend):
     def batch(self, list_of_messages: Sequence[Messages], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
               choices: Sequence[str] | None = None) -> list[Reply]:
-        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``.
-
-        ``choices``: the allowed replies (e.g. :data:`vadnb.models.base.LAVAD_SCORE_CHOICES`).
-        Instead of generating free text, each allowed reply is scored by the model's own
-        likelihood of answering exactly that, and the most likely one is returned as a
-        :class:`~vadnb.models.base.ChosenReply` (its ``logprobs`` hold every score): every
-        reply is then one of the allowed values, which a small model's free text often is
-        not. The default (free text, then the method's parser) is the papers' protocol.
-        """
+        """One :class:`Reply` per conversation; greedy unless ``temperature > 0``. With
+        ``choices``, instead of free text (the papers' protocol): the allowed reply the model
+        finds likeliest, as a :class:`~vadnb.models.base.ChosenReply`."""
         if choices is not None:
             return self._choose(list_of_messages, choices)
+
         def encode(chunk: list[str]):
             return self.tokenizer(chunk, return_tensors="pt", padding=True,
                                   add_special_tokens=False)
@@ -233,7 +206,6 @@ class HFLLM(_HFBackend, LLMBackend):
 
     def _choose(self, list_of_messages: Sequence[Messages], choices: Sequence[str]
                 ) -> list[Reply]:
-        """The most likely allowed reply per conversation (see :meth:`batch`)."""
         choices = [str(c) for c in choices]
         if not choices or any(not c for c in choices) or len(set(choices)) != len(choices):
             raise ValueError(f"choices must be distinct non-empty replies, got {choices!r}")
@@ -259,24 +231,18 @@ class HFLLM(_HFBackend, LLMBackend):
                                on_oom=self._oom)
 
 
-def _cache_argument(model) -> str:
-    """``forward``'s name for a key/value cache: ``cache`` in newer transformers (which
-    deprecate ``past_key_values``), ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], device: str,
                      pad_id: int) -> list[float]:
-    """log P(option tokens | prompt) for each option.
+    """log P(option tokens | prompt) for each option: the prompt runs once, its key/value
+    cache is repeated for the options, which run together right-padded (a pad comes after
+    every real position, so changes nothing read)."""
+    import inspect
 
-    The prompt runs once; its key/value cache is repeated for the options, which then run
-    together (right-padded: a padded position comes after every real one, so it changes
-    nothing that is read). An option's first token is scored by the prompt's last logits.
-    """
     import torch
 
+    # forward's name for a key/value cache: ``cache`` in newer transformers
+    cache_argument = ("cache" if "cache" in inspect.signature(model.forward).parameters
+                      else "past_key_values")
     k, width = len(options), max(len(o) for o in options)
     with torch.inference_mode():
         head = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
@@ -292,7 +258,7 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
             mask[i, len(prompt_ids):len(prompt_ids) + len(o)] = 1
         positions = torch.arange(len(prompt_ids), len(prompt_ids) + width)[None].expand(k, -1)
         tail = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                     position_ids=positions.to(device), **{_cache_argument(model): cache}).logits
+                     position_ids=positions.to(device), **{cache_argument: cache}).logits
         logp = torch.log_softmax(tail.float(), dim=-1)  # position j predicts token j + 1
     out = []
     for i, o in enumerate(options):
@@ -302,21 +268,9 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
     return out
 
 
-def _strip_prompt(out, input_ids):
-    """Generated ids without the prompt (decoder-only models echo it; others do not)."""
-    n = input_ids.shape[1]
-    if out.shape[1] >= n and bool((out[:, :n] == input_ids.to(out.device)).all()):
-        return out[:, n:]
-    return out
-
-
 class HFCaptioner(_HFBackend):
-    """An image captioner: ``captioner(images) -> list[str]``, one caption per image.
-
-    BLIP-2 (any of its language models) and other ``image-text-to-text`` captioners
-    (BLIP, GIT-style) load through ``AutoProcessor`` + ``AutoModelForImageTextToText``.
-    Unprompted by default, as LAVAD captions; ``prompt=`` conditions every caption.
-    """
+    """An image captioner (BLIP-2 and other image-text-to-text models): ``captioner(images)
+    -> list[str]``; unprompted by default, as LAVAD captions."""
 
     role = "captioner"
     default_batch = 16
@@ -324,11 +278,8 @@ class HFCaptioner(_HFBackend):
 
     def __init__(self, model: str, **kwargs: Any):
         super().__init__(model, **kwargs)
-        # max_new_tokens None: the model's own generation length (transformers' max_length
-        # 20 for BLIP-2), as LAVAD's official captioner calls generate() with no settings.
-        # BLIP-2 starts an unprompted caption from its text model's BOS token; T5 (Flan-T5)
-        # has none, so its captions start from the empty prompt (the processor's image
-        # tokens, then "</s>"), as LAVIS prompts BLIP-2 T5 with "".
+        # max_new_tokens None: the model's own length, as LAVAD calls generate(). T5 (Flan-T5)
+        # has no BOS token, so its captions start from the empty prompt, as LAVIS does.
         text_config = getattr(self.model.config, "text_config", None)
         self._needs_text = getattr(text_config, "bos_token_id", None) is None
 
@@ -351,13 +302,14 @@ class HFCaptioner(_HFBackend):
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
             with torch.inference_mode(), warnings.catch_warnings():
-                # with no cap, generate() uses the model's own length, as the official LAVAD
-                # captioner does, and says so in a UserWarning each call: that is the intent
+                # no cap: the model's own length, as LAVAD's captioner (generate() warns each call)
                 warnings.filterwarnings("ignore", message="Using the model-agnostic default",
                                         category=UserWarning)
                 out = self.model.generate(**enc, **gen)
-            if "input_ids" in enc:
-                out = _strip_prompt(out, enc["input_ids"])
+            ids = enc.get("input_ids")  # decoder-only models echo the prompt; others do not
+            if ids is not None and out.shape[1] >= ids.shape[1] and bool(
+                    (out[:, :ids.shape[1]] == ids.to(out.device)).all()):
+                out = out[:, ids.shape[1]:]
             return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
         with self._count(len(images)):
@@ -366,34 +318,31 @@ class HFCaptioner(_HFBackend):
 
 def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None = None
                  ) -> Messages:
-    """One user message: the ``images`` parts in order, then the prompt (after ``system``)."""
+    """One user message: the ``images`` parts, then the prompt (after ``system``, if any)."""
     head = [{"role": "system", "content": system}] if system else []
     return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
 def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
-    """The local VLM's messages: ``n_images`` image placeholders, then the prompt."""
     return vlm_messages([{"type": "image"}] * n_images, prompt, system)
 
 
 class HFVLM(_HFBackend, VLMBackend):
-    """A vision-language chat model: ``vlm(images, prompt) -> Reply``.
-
-    Qwen2-VL, Qwen2.5-VL, LLaVA-style models and SmolVLM / Idefics3 load through
-    ``AutoProcessor`` + ``AutoModelForImageTextToText``; the processor's chat template places
-    one image placeholder per image before the prompt. ``vlm.batch([(images, prompt), ...])``
-    runs several requests per forward pass (left padding).
-
-    Every image is first downsized (aspect kept) to at most ``max_pixels`` pixels
-    (default :data:`DEFAULT_MAX_PIXELS`; per call ``max_pixels=``, per method
-    :data:`METHOD_MAX_PIXELS`): image tokens grow with pixels, and a 1080p frame would cost
-    ~2.6k tokens. ``tokens_in`` in ``call_stats()`` counts what the requests cost.
-    """
+    """A vision-language chat model (Qwen2-VL, Qwen2.5-VL, LLaVA, ...): ``vlm(images, prompt)
+    -> Reply``. Every image is first downsized to ``max_pixels`` (aspect kept): a 1080p frame
+    would cost ~2.6k tokens. A repo that needs its own code (InternVL2, MiniCPM-V) is refused
+    unless ``trust_remote_code=True``."""
 
     default_batch = 4
     default_max_new_tokens = 128
 
     def __init__(self, model: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs: Any):
+        name = model.lower()
+        if not kwargs.get("trust_remote_code") and not name.endswith("-hf") and any(
+                k in name for k in REMOTE_CODE_FAMILIES):
+            raise ValueError(f"{model!r} needs its own code from the hub: pass "
+                             "trust_remote_code=True to load it (only for repos you trust), or "
+                             "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
         super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
 
@@ -406,15 +355,11 @@ class HFVLM(_HFBackend, VLMBackend):
         return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
                                                   tokenize=False, add_generation_prompt=True)
 
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0,
+    def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
+              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
               max_pixels: int | None = None, repetition_penalty: float = 1.0,
               system: str | None = None) -> list[Reply]:
-        """One :class:`Reply` per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
-
-        ``max_pixels`` caps each image's size for this call (default: the backend's);
-        ``system`` is a system message before each request.
-        """
+        """One :class:`Reply` per ``(images, prompt)``; greedy unless ``temperature > 0``."""
         cap = max_pixels or self.max_pixels
         reqs = [([fit_pixels(to_pil(im), cap) for im in images], str(prompt))
                 for images, prompt in requests]
@@ -422,9 +367,8 @@ class HFVLM(_HFBackend, VLMBackend):
         def encode(chunk: list[tuple[list[Any], str]]):
             texts = [self.prompt(len(ims), p, system) for ims, p in chunk]
             images = [ims for ims, _ in chunk]
-            if not any(images):
-                images = None
-            enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            enc = self.processor(text=texts, images=images if any(images) else None,
+                                 padding=True, return_tensors="pt")
             for key in ("pixel_values", "pixel_values_videos"):
                 if key in enc and enc[key].is_floating_point():
                     enc[key] = enc[key].to(self.dtype)
@@ -432,25 +376,3 @@ class HFVLM(_HFBackend, VLMBackend):
 
         return self._generate_all(reqs, encode, "vlm", max_new_tokens, temperature, top_p,
                                   repetition_penalty)
-
-
-#: Hub repos known to need their own code (no transformers-native class).
-REMOTE_CODE_FAMILIES = ("internvl2-", "internvl2_5", "internvl2.5", "minicpm")
-
-
-def load_vlm(model: str, *, trust_remote_code: bool = False, **kwargs) -> Backend:
-    """:class:`HFVLM` for any transformers-native VLM (Qwen2-VL, Qwen2.5-VL, LLaVA, ...).
-
-    A repo that needs its own code (InternVL2, MiniCPM-V) is refused unless
-    ``trust_remote_code=True``; with it, the repo is loaded through the same generic
-    ``AutoModelForImageTextToText`` path (vadnb has no model-specific remote-code backend:
-    InternVL2's hub code has no ``generate`` under transformers 5, so the profiles use the
-    native Qwen2-VL instead).
-    """
-    name = model.lower()
-    if not trust_remote_code and not name.endswith("-hf") and any(
-            k in name for k in REMOTE_CODE_FAMILIES):
-        raise ValueError(f"{model!r} needs its own code from the hub: pass "
-                         "trust_remote_code=True to load it (only for repos you trust), or "
-                         "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
-    return HFVLM(model, trust_remote_code=trust_remote_code, **kwargs)

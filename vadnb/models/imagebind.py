@@ -1,33 +1,11 @@
 """The ``embedder`` role: ImageBind's vision, video and text embeddings (LAVAD's embedder).
 
-- ``encode_image(images)``: one embedding per frame (ImageBind vision encoder).
-- ``encode_video(clips)``: one embedding per clip (a list of frames). ImageBind's vision
-  encoder reads *2-frame* clips (a 3-D patch kernel of (2, 14, 14)); a still image is
-  simply repeated to 2 frames. So a clip of frames f0..f9 is fed as the 5 consecutive pairs
-  (f0,f1), (f2,f3), ..., (f8,f9) (an odd frame out is paired with itself); the model
-  embeds each pair and the pair embeddings are averaged and renormalised. This is how
-  LAVAD's "ImageBind video embedding of the 10 frames" maps onto the model. ImageBind's own
-  file loader additionally averages over 3 spatial crops; we use one centre crop, the
-  same as for images, so frames and clips are framed identically.
-- ``encode_text(texts)``: ImageBind's text encoder with its own BPE tokenizer (the vocab
-  file ships in the ``imagebind`` package).
-
-All outputs are float32 [N, D] with unit rows. Preprocessing is ImageBind's: resize the
-short side to 224 (bicubic), centre-crop 224, CLIP mean/std normalisation, run on whole
-uint8 batches as tensors (:mod:`vadnb.models.preprocess`; ``preprocess`` keeps the PIL
-reference).
-
-Where the weights come from:
-
-- ``"imagebind_huge"``: the official checkpoint (4.5 GB; its weights are licensed
-  **CC BY-NC-SA 4.0, non-commercial use only**), downloaded once into
-  ``<cache_dir>/models/imagebind/`` (never into the working folder) and read with
-  ``torch.load(..., weights_only=True)``.
-- a local folder with ``imagebind_config.json`` + ``imagebind.safetensors``: what the tiny
-  profile builds (the same ``ImageBindModel`` class at tiny widths).
-
-When the ``imagebind`` package is not installed, :func:`load_embedder` falls back to an
-open_clip CLIP (video = normalised mean of frame embeddings) and says so.
+``encode_video`` feeds a clip as consecutive 2-frame pairs (ImageBind's vision encoder reads
+2-frame clips; an odd last frame is paired with itself) and averages the pair embeddings,
+renormalised. Weights: ``"imagebind_huge"`` (4.5 GB, **CC BY-NC-SA 4.0, non-commercial**,
+downloaded once, read with ``torch.load(weights_only=True)``) or a folder with
+``imagebind_config.json`` + ``imagebind.safetensors`` (the tiny profile's). Without the
+``imagebind`` package, :func:`load_embedder` falls back to an open_clip CLIP and says so.
 """
 
 from __future__ import annotations
@@ -43,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import cache_dir
 from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
-
-__all__ = ["ImageBindEmbedder", "load_embedder", "imagebind_available", "import_imagebind",
-           "IMAGEBIND_PIP", "build_from_state", "keep_layernorm_fp32",
-           "IMAGEBIND_HUGE_URL", "IMAGEBIND_HUGE", "TINY_IMAGEBIND", "save_imagebind"]
+from .profiles import IMAGEBIND_LICENCE
+from .tiny import ensure_tiny
 
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGE_SIZE = 224  # fixed by ImageBind's vision preprocessor
@@ -57,38 +34,27 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: ``ImageBindModel`` arguments of ImageBind huge (what ``imagebind_huge()`` builds), the
 #: layout of the official checkpoint.
-IMAGEBIND_HUGE = dict(
-    vision_embed_dim=1280, vision_num_blocks=32, vision_num_heads=16,
-    text_embed_dim=1024, text_num_blocks=24, text_num_heads=16,
-    out_embed_dim=1024, audio_drop_path=0.1, imu_drop_path=0.7,
-)
+IMAGEBIND_HUGE = dict(vision_embed_dim=1280, vision_num_blocks=32, vision_num_heads=16,
+                      text_embed_dim=1024, text_num_blocks=24, text_num_heads=16,
+                      out_embed_dim=1024, audio_drop_path=0.1, imu_drop_path=0.7)
 
 #: ``ImageBindModel`` arguments of the tiny embedder: every modality present, tiny widths.
-TINY_IMAGEBIND = dict(
-    out_embed_dim=32, vision_embed_dim=32, vision_num_blocks=1, vision_num_heads=2,
-    text_embed_dim=32, text_num_blocks=1, text_num_heads=2,
-    audio_embed_dim=16, audio_num_blocks=1, audio_num_heads=2,
-    depth_embed_dim=16, depth_num_blocks=1, depth_num_heads=2,
-    thermal_embed_dim=16, thermal_num_blocks=1, thermal_num_heads=2,
-    imu_embed_dim=16, imu_num_blocks=1, imu_num_heads=2,
-)
+TINY_IMAGEBIND = dict(out_embed_dim=32, vision_embed_dim=32, vision_num_blocks=1,
+                      vision_num_heads=2, text_embed_dim=32, text_num_blocks=1, text_num_heads=2,
+                      audio_embed_dim=16, audio_num_blocks=1, audio_num_heads=2,
+                      depth_embed_dim=16, depth_num_blocks=1, depth_num_heads=2,
+                      thermal_embed_dim=16, thermal_num_blocks=1, thermal_num_heads=2,
+                      imu_embed_dim=16, imu_num_blocks=1, imu_num_heads=2)
 
-
-#: How ImageBind's model code is installed: without its declared dependencies (decord,
-#: pytorchvideo, torchaudio: only its data loaders use them, and decord has no wheel for
-#: macOS arm64 or Linux aarch64). The ``imagebind`` extra of pyproject.toml lists what
-#: ``imagebind.models`` really imports.
+#: How ImageBind's model code is installed: without its data loaders' dependencies (decord
+#: has no wheel for macOS arm64 or Linux aarch64); the ``imagebind`` extra lists the rest.
 IMAGEBIND_PIP = ("--no-deps", "imagebind-unofficial==0.1.1")
 
 
 def import_imagebind():
-    """Import ImageBind's model module (``imagebind.models.imagebind_model``) alone.
-
-    The package's ``__init__`` imports its data loaders (pytorchvideo, torchaudio, decord,
-    pkg_resources), which vadnb never uses and which do not install everywhere; so, unless
-    the package is already imported, it is registered as a bare namespace over its folder
-    and only the model code runs. ImageBind's model code and BPE vocabulary are unchanged.
-    """
+    """Import ``imagebind.models.imagebind_model`` alone: the package's ``__init__`` imports
+    data loaders that do not install everywhere, so the package is registered as a bare
+    namespace over its folder (unless already imported)."""
     import importlib.util
     import types
 
@@ -108,24 +74,6 @@ def import_imagebind():
     return imagebind_model
 
 
-def imagebind_available() -> bool:
-    try:
-        import_imagebind()
-    except Exception:  # noqa: BLE001 - any import failure means "use the fallback"
-        return False
-    return True
-
-
-def _bpe_path() -> str:
-    import imagebind
-
-    path = Path(imagebind.__file__).parent / "bpe" / "bpe_simple_vocab_16e6.txt.gz"
-    if not path.exists():
-        raise FileNotFoundError(f"ImageBind's BPE vocab is missing ({path}); reinstall "
-                                "imagebind-unofficial")
-    return str(path)
-
-
 def save_imagebind(model, config: dict[str, Any], out: Path) -> None:
     """Save an ``ImageBindModel`` as ``imagebind_config.json`` + ``imagebind.safetensors``."""
     from safetensors.torch import save_file
@@ -137,8 +85,6 @@ def save_imagebind(model, config: dict[str, Any], out: Path) -> None:
 
 def _huge_checkpoint() -> Path:
     """The official checkpoint in ``<cache_dir>/models/imagebind/``, downloaded if needed."""
-    from ..cache import cache_dir
-
     folder = cache_dir() / "models" / "imagebind"
     path = folder / "imagebind_huge.pth"
     if path.exists():
@@ -151,14 +97,12 @@ def _huge_checkpoint() -> Path:
             "meaningless), or\n"
             f"  - download {IMAGEBIND_HUGE_URL} (4.5 GB) elsewhere and copy it to that local "
             "path, or\n"
-            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a filled "
-            "Hugging Face cache.")
+            "  - load the embedder with model='ViT-B-16-quickgelu:openai' (CLIP fallback) from a "
+            "filled Hugging Face cache.")
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    from .profiles import IMAGEBIND_LICENCE
-
     print(f"[vadnb] downloading ImageBind huge (4.5 GB) to {path} ...\n"
           f"[vadnb] ImageBind's {IMAGEBIND_LICENCE} (the code is MIT-licensed, the weights "
           "are not): https://github.com/facebookresearch/ImageBind#license")
@@ -168,13 +112,9 @@ def _huge_checkpoint() -> Path:
 
 
 def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], source: str):
-    """``ImageBindModel(**config)`` holding exactly the tensors of ``state``.
-
-    The model is built with empty (meta-device) parameters and the checkpoint's tensors
-    are assigned in place, so ImageBind huge is never first built with 1.2 B random fp32
-    weights on the CPU (~28 s and ~5 GB of host memory, twice per LAVAD run). Raises
-    ``ValueError`` naming ``source`` when the checkpoint does not fill every parameter.
-    """
+    """``ImageBindModel(**config)`` holding exactly the tensors of ``state``, built on the
+    meta device (never 1.2 B random fp32 weights first: ~28 s, ~5 GB). Raises ``ValueError``
+    naming ``source`` when the checkpoint does not fill every parameter."""
     from accelerate import init_empty_weights
 
     with init_empty_weights():  # parameters on the meta device; small buffers stay real
@@ -192,8 +132,7 @@ def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], sou
 
 @functools.lru_cache(maxsize=None)
 def _layernorm_fp32_class() -> type:
-    """A LayerNorm that computes in fp32 and returns its input's dtype (open_clip's
-    ``LayerNormFp32``); made on first use, so this module imports without torch."""
+    """open_clip's ``LayerNormFp32`` (made on first use: this module imports without torch)."""
     import torch.nn.functional as F
     from torch import nn
 
@@ -206,9 +145,8 @@ def _layernorm_fp32_class() -> type:
 
 
 def keep_layernorm_fp32(model):
-    """``model`` with every ``nn.LayerNorm`` back in fp32 (weights and computation), as
-    open_clip keeps CLIP's in its fp16/bf16 modes: half-precision statistics lose accuracy.
-    The rest of the model keeps its dtype."""
+    """``model`` with every ``nn.LayerNorm`` in fp32 (weights and computation), as open_clip
+    keeps CLIP's in fp16/bf16: half-precision statistics lose accuracy."""
     from torch import nn
 
     for module in model.modules():
@@ -229,10 +167,15 @@ class ImageBindEmbedder(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         import torch
-        from torchvision import transforms
 
         ib = import_imagebind()
+        import imagebind
         from imagebind.models.multimodal_preprocessors import SimpleTokenizer
+
+        bpe = Path(imagebind.__file__).parent / "bpe" / "bpe_simple_vocab_16e6.txt.gz"
+        if not bpe.exists():
+            raise FileNotFoundError(f"ImageBind's BPE vocab is missing ({bpe}); reinstall "
+                                    "imagebind-unofficial")
 
         if model == "imagebind_huge":
             ckpt = _huge_checkpoint()
@@ -257,13 +200,7 @@ class ImageBindEmbedder(Backend):
         self.dtype = pick_dtype(device, dtype, model)
         self.model = keep_layernorm_fp32(net.to(device=device, dtype=self.dtype)).eval()
         self.modality = ib.ModalityType
-        self.tokenizer = SimpleTokenizer(bpe_path=_bpe_path())
-        self.preprocess = transforms.Compose([
-            transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(IMAGE_SIZE),
-            transforms.ToTensor(),
-            transforms.Normalize(CLIP_MEAN, CLIP_STD),
-        ])
+        self.tokenizer = SimpleTokenizer(bpe_path=str(bpe))
         from .preprocess import BatchPreprocess
 
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
@@ -275,17 +212,15 @@ class ImageBindEmbedder(Backend):
         with torch.inference_mode():
             return unit_rows(self.model({key: x.to(self.device)})[key])
 
-    def _frames(self, images: Sequence[Any]):
-        return self.batch_preprocess.batch(list(images)).to(self.dtype)
-
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        return list(self._embed(self.modality.VISION, self._frames(images)))
+        x = self.batch_preprocess.batch(images).to(self.dtype)
+        return list(self._embed(self.modality.VISION, x))
 
     def _video_batch(self, clips: list[list[Any]]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for clip in clips:  # clips may differ in length; each is one [1, S, 3, 2, H, W] input
             frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
-            x = self._frames(frames)  # [2S, 3, H, W]
+            x = self.batch_preprocess.batch(frames).to(self.dtype)  # [2S, 3, H, W]
             pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
             out.append(self._embed(self.modality.VISION, pairs[None])[0])
         return out
@@ -301,7 +236,7 @@ class ImageBindEmbedder(Backend):
         return self._embed_all(self._image_batch, images, "embedder images", self.dim)
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
-        """Clips (each a list of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
+        """Clips (lists of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
         clips = clip_list(clips)
         return self._embed_all(self._video_batch, clips, "embedder videos", self.dim)
 
@@ -312,22 +247,21 @@ class ImageBindEmbedder(Backend):
 
 
 def load_embedder(source: str, **kwargs) -> Backend:
-    """ImageBind for ``imagebind_huge`` or an ImageBind folder; open_clip for anything else.
-
-    Without the ``imagebind`` package, ImageBind requests fall back to CLIP ViT-B/16 (or
-    the tiny CLIP for a tiny embedder), with a printed note.
-    """
+    """ImageBind for ``imagebind_huge`` or an ImageBind folder (without the package: CLIP
+    ViT-B/16, or the tiny CLIP, with a note); open_clip for anything else."""
     from .openclip import OpenClipEmbedder
 
     is_ib = source == "imagebind_huge" or (is_local(source) and
                                            (Path(source) / "imagebind_config.json").exists())
     if not is_ib:
         return OpenClipEmbedder(source, **kwargs)
-    if imagebind_available():
+    try:
+        import_imagebind()
+    except Exception:  # noqa: BLE001 - any import failure means "use the fallback"
+        pass
+    else:
         return ImageBindEmbedder(source, **kwargs)
     if kwargs.get("meaningless"):
-        from .tiny import ensure_tiny
-
         fallback, kwargs["name"] = str(ensure_tiny("clip")), "tiny:clip"
     else:
         fallback = kwargs["name"] = "ViT-B-16-quickgelu:openai"

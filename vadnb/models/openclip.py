@@ -1,15 +1,8 @@
-"""CLIP through open_clip: image and text embeddings in one latent space.
+"""CLIP through open_clip: AnomalyCLIP (ViT-B/16), AnyAnomaly (ViT-B/32), the embedder fallback.
 
-AnomalyCLIP (ViT-B/16) and AnyAnomaly (ViT-B/32) use it; the embedder role falls back to it
-when ImageBind is not installed. Which CLIP is loaded is written as
-
-- ``"ViT-B-16:openai"``: an open_clip architecture and a pretrained tag. OpenAI's weights
-  were trained with QuickGELU, so an ``openai`` tag always builds the ``-quickgelu``
-  architecture (``ViT-B-16`` -> ``ViT-B-16-quickgelu``); open_clip's plain ``ViT-B-16``
-  uses GELU and would silently degrade them,
-- ``"hf-hub:org/repo"``: an open_clip repo on the Hugging Face hub,
-- a local folder holding ``open_clip_config.json`` and the weights (what the tiny profile
-  builds, loaded through open_clip's ``local-dir:`` schema).
+A CLIP is ``"ViT-B-16:openai"`` (an ``openai`` tag builds the ``-quickgelu`` architecture:
+OpenAI's weights were trained with it, plain GELU silently degrades them),
+``"hf-hub:org/repo"``, or a folder with ``open_clip_config.json`` (read as ``local-dir:``).
 """
 
 from __future__ import annotations
@@ -19,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import open_clip
+import torch
 
 from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
 from .hub import is_local, offline_advice
-
-__all__ = ["OpenClipBackend", "OpenClipEmbedder", "open_clip_names", "open_clip_precision"]
+from .preprocess import from_open_clip
 
 
 def open_clip_names(model: str) -> tuple[str, str | None]:
@@ -39,24 +33,14 @@ def open_clip_names(model: str) -> tuple[str, str | None]:
 
 
 def open_clip_precision(dtype: Any) -> str:
-    """open_clip's ``precision`` for a torch dtype: ``"fp16"``/``"bf16"`` are its mixed modes,
-    which cast linear, convolution and attention weights and keep LayerNorm (and the
-    embeddings) in fp32, as OpenAI's CLIP ran; casting the whole model would put LayerNorm's
-    statistics in half precision too."""
-    import torch
-
+    """open_clip's ``precision`` for a torch dtype: its mixed fp16/bf16 modes keep LayerNorm
+    in fp32, as OpenAI's CLIP ran (casting the whole model would not)."""
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 class OpenClipBackend(Backend):
-    """An open_clip CLIP model.
-
-    Attributes a method may use directly: ``model`` (the open_clip ``CLIP``: its text tower
-    ``token_embedding``, ``positional_embedding``, ``transformer``, ``ln_final``,
-    ``text_projection``, ``attn_mask`` are there for CoOp prompts), ``tokenizer``,
-    ``preprocess`` (PIL image -> tensor, open_clip's own), ``image_size`` and ``dtype``.
-    ``encode_image`` preprocesses whole batches as tensors (:mod:`vadnb.models.preprocess`).
-    """
+    """An open_clip CLIP; methods may use ``model`` (its text tower for CoOp prompts),
+    ``tokenizer``, ``preprocess`` (open_clip's own, per PIL image), ``image_size``, ``dtype``."""
 
     role = "clip"
 
@@ -65,8 +49,6 @@ class OpenClipBackend(Backend):
                  meaningless: bool = False):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
-        import open_clip
-
         model_name, pretrained = open_clip_names(model)
         self.dtype = pick_dtype(device, dtype, model)
         with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
@@ -76,15 +58,12 @@ class OpenClipBackend(Backend):
         self.model = clip.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess
-        from .preprocess import from_open_clip
-
         self.batch_preprocess = from_open_clip(clip)
         size = getattr(clip.visual, "image_size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.dim = int(getattr(clip, "embed_dim", 0) or clip.text_projection.shape[-1])
 
     def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        import torch
-
         if self.batch_preprocess is not None:
             x = self.batch_preprocess.batch(images)
         else:
@@ -94,64 +73,48 @@ class OpenClipBackend(Backend):
         return list(unit_rows(emb))
 
     def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
-        import torch
-
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             emb = self.model.encode_text(tokens)
         return list(unit_rows(emb))
 
-    def _dim(self) -> int:
-        return int(getattr(self.model, "embed_dim", 0) or self.model.text_projection.shape[-1])
-
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Images (uint8 RGB arrays or PIL) -> float32 [N, D], unit rows."""
-        return self._embed_all(self._image_batch, images, f"{self.role} images", self._dim())
+        return self._embed_all(self._image_batch, images, f"{self.role} images", self.dim)
 
     def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
-        """Images -> float32 [N, D], the visual encoder's raw output (never normalised), as
-        AnomalyCLIP uses it; preprocessed one PIL image at a time with open_clip's own
-        transform, as the official feature extraction."""
-        import torch
-
-        images, out = list(images), []
-        size = max(1, int(self.batch_size or 64))
-        with self._count(len(images)), torch.inference_mode():
-            for i in range(0, len(images), size):
-                x = torch.stack([self.preprocess(to_pil(im)) for im in images[i:i + size]])
+        """Images -> float32 [N, D], the visual encoder's raw output (never normalised),
+        preprocessed per PIL image with open_clip's own transform, as AnomalyCLIP's code."""
+        def raw(chunk: list[Any]) -> list[np.ndarray]:
+            x = torch.stack([self.preprocess(to_pil(im)) for im in chunk])
+            with torch.inference_mode():
                 emb = self.model.encode_image(x.to(self.device, self.dtype))
-                out.append(emb.float().cpu().numpy())
-        if not out:
-            return np.zeros((0, self._dim()), np.float32)
-        return np.concatenate(out).astype(np.float32)
+            return list(emb.float().cpu().numpy())
+
+        return self._embed_all(raw, images, f"{self.role} raw images", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
         return self._embed_all(self._text_batch, text_list(texts, "encode_text"),
-                               f"{self.role} texts", self._dim())
+                               f"{self.role} texts", self.dim)
 
 
 class OpenClipEmbedder(OpenClipBackend):
-    """The embedder role played by CLIP (when ImageBind is not installed).
-
-    ``encode_video(clips)``: CLIP has no video encoder, so a clip's embedding is the
-    normalised mean of its frames' embeddings.
-    """
+    """The embedder role played by CLIP (ImageBind not installed); a clip's embedding is the
+    normalised mean of its frames'."""
 
     role = "embedder"
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
-        """Clips (each a list of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
+        """Clips (lists of frames) -> float32 [N, D]: mean of frame embeddings, renormalised."""
         clips = clip_list(clips)
         with self._count(len(clips)):
             if not clips:
-                return np.zeros((0, self._dim()), np.float32)
+                return np.zeros((0, self.dim), np.float32)
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
                                         desc="embedder video frames", on_oom=self._oom))
-        out, start = [], 0
-        for c in clips:
-            m = rows[start:start + len(c)].mean(axis=0)
-            out.append(m / max(float(np.linalg.norm(m)), 1e-12))
-            start += len(c)
-        return np.stack(out).astype(np.float32)
+        parts = np.split(rows, np.cumsum([len(c) for c in clips])[:-1])
+        means = [part.mean(axis=0) for part in parts]
+        out = np.stack([m / max(float(np.linalg.norm(m)), 1e-12) for m in means])
+        return out.astype(np.float32)

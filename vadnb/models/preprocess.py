@@ -1,56 +1,43 @@
 """Image preprocessing for the embedders, batched as tensors (CLIP and ImageBind).
 
-The libraries' own preprocess (``clip.preprocess``) works one PIL image at a time: a bicubic
-resize in PIL, a crop, a conversion to a float tensor. With many frames this costs more than
-the model on a CPU, and slows badly when other processes compete for the cores. Here the
-same steps run on a uint8 batch ``[N, 3, H, W]`` with ``torchvision.transforms.v2``
-(antialiased bicubic, PIL's filter), one call per distinct frame size. The result is close
-to the reference, not bit-identical: both round the resized image to uint8, but the two
-bicubic implementations differ by a grey level at some pixels
-(``tests/test_models.py::test_batched_preprocess_matches_the_reference`` bounds it).
+The libraries' preprocess works one PIL image at a time, costlier than the model on a CPU;
+here the same steps run on uint8 batches (antialiased bicubic), one call per frame size:
+within a grey level or two of the reference (``tests/test_models.py`` bounds it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from .base import as_uint8_rgb
-
-__all__ = ["BatchPreprocess", "from_open_clip"]
 
 _RESIZE_MODES = ("shortest", "squash")
 
 
+@dataclass
 class BatchPreprocess:
-    """Resize (short side to ``size``, or squash to ``size x size``), centre-crop, normalise.
+    """Resize (short side to ``size``, or squash to ``size x size``), centre-crop, normalise."""
 
-    ``batch(images)`` takes uint8 RGB arrays [H, W, 3] or PIL images, any mix of sizes, and
-    returns float32 ``[N, 3, size, size]``.
-    """
+    size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float],
-                 interpolation: str = "bicubic", resize_mode: str = "shortest"):
-        if resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode {resize_mode!r} is not batched; use one of "
+    def __post_init__(self) -> None:
+        if self.resize_mode not in _RESIZE_MODES:
+            raise ValueError(f"resize_mode {self.resize_mode!r} is not batched; use one of "
                              f"{_RESIZE_MODES}")
-        self.size = int(size)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
-        self.interpolation = interpolation
-        self.resize_mode = resize_mode
-
-    def __repr__(self) -> str:
-        return (f"BatchPreprocess(size={self.size}, {self.interpolation}, "
-                f"resize_mode={self.resize_mode!r})")
+        self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
 
     def _same_size(self, x):
-        import torch
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
         mode = InterpolationMode(self.interpolation)
         if self.resize_mode == "squash":
             x = F.resize(x, [self.size, self.size], interpolation=mode, antialias=True)
@@ -62,8 +49,6 @@ class BatchPreprocess:
 
     def batch(self, images: Sequence[Any]):
         """Images -> float32 tensor ``[N, 3, size, size]`` (one resize per distinct size)."""
-        import torch
-
         arrays = [as_uint8_rgb(np.asarray(im.convert("RGB")) if hasattr(im, "convert") else im)
                   for im in images]
         out = torch.empty((len(arrays), 3, self.size, self.size), dtype=torch.float32)
@@ -77,8 +62,7 @@ class BatchPreprocess:
 
 
 def from_open_clip(model: Any) -> BatchPreprocess | None:
-    """The batched twin of an open_clip model's preprocess, or None when it has no twin
-    (a resize mode other than shortest/squash: the PIL preprocess is then used)."""
+    """The batched twin of an open_clip model's preprocess (None: no twin, PIL is used)."""
     import open_clip
 
     cfg = open_clip.get_model_preprocess_cfg(model)

@@ -1,9 +1,5 @@
-"""Ask an LLM a few prompts and report how its replies read (notebook 30 uses it).
-
-A method's own stages cache the reply texts; this asks again, live, so the report can say
-how many replies were cut at the token budget (:attr:`vadnb.models.base.Reply.truncated`)
-beside how many could be parsed, and how many tokens the replies took.
-"""
+"""Ask an LLM a few prompts live and report how its replies read (notebook 30 uses it):
+how many parse, how many were cut at the token budget, how many tokens they took."""
 
 from __future__ import annotations
 
@@ -14,18 +10,11 @@ import numpy as np
 
 from .base import is_truncated
 
-__all__ = ["ask_and_parse"]
-
 
 def ask_and_parse(llm: Any, conversations: Sequence[list[dict[str, Any]]],
                   parse: Callable[[str], float | None], max_new_tokens: int) -> dict[str, Any]:
-    """Send ``conversations`` in one ``llm.batch`` and parse every reply with ``parse``.
-
-    Returns a JSON-ready dict: ``asked``, ``parsed``, ``parse_rate``, ``truncated``,
-    ``truncated_unparsed`` (cut and unreadable: a budget problem, not a format problem),
-    ``mean_new_tokens`` (None when the backend does not count), ``values`` (None where a
-    reply gave no value), ``replies`` (their text) and ``max_new_tokens``.
-    """
+    """Send ``conversations`` in one ``llm.batch``, parse every reply, and count (a JSON-ready
+    dict); ``truncated_unparsed`` (cut and unreadable) is a budget problem, not a format one."""
     replies = list(llm.batch(list(conversations), max_new_tokens=max_new_tokens))
     values = [parse(str(r)) for r in replies]
     cut = [is_truncated(r) for r in replies]

@@ -1,8 +1,5 @@
-"""Function-backed models: any Python function can play a model role.
-
-They count calls like the real backends and plug into every method, which makes them the
-test doubles of the suite (a captioner that knows what is really in the frame, an LLM that
-scores by content) and a teaching device ("what if the model were perfect?").
+"""Function-backed models: any Python function plays a role, counted like a real backend
+(the suite's test doubles; in a lesson, "what if the model were perfect?").
 
 >>> from vadnb.models.scripted import ScriptedLLM
 >>> llm = ScriptedLLM(lambda messages: "[0.5]")
@@ -20,21 +17,9 @@ import numpy as np
 
 from .base import Backend, LLMBackend, Messages, Reply, VLMBackend, as_uint8_rgb
 
-__all__ = [
-    "ScriptedCaptioner",
-    "ScriptedLLM",
-    "ScriptedVLM",
-    "ScriptedEncoder",
-    "ScriptedClip",
-    "ScriptedEmbedder",
-    "ScriptedTextEmbedder",
-    "as_reply",
-]
-
 
 def as_reply(value: Any) -> Reply:
-    """A function's answer as a :class:`Reply`: a ``Reply`` passes through unchanged (so a
-    double can play a reply cut at its budget), anything else is its text, not truncated."""
+    """A function's answer as a :class:`Reply` (a ``Reply``, e.g. one cut short, passes as is)."""
     return value if isinstance(value, Reply) else Reply(str(value))
 
 
@@ -45,14 +30,18 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class ScriptedCaptioner(Backend):
+class _Scripted(Backend):
+    """A backend around one function ``fn``, named ``scripted-<role>`` by default."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None):
+        super().__init__(name or f"scripted-{self.role}", profile="scripted")
+        self.fn = fn
+
+
+class ScriptedCaptioner(_Scripted):
     """``fn(image) -> caption`` as a captioner."""
 
     role = "captioner"
-
-    def __init__(self, fn: Callable[[np.ndarray], str], name: str = "scripted-captioner"):
-        super().__init__(name, profile="scripted")
-        self.fn = fn
 
     def __call__(self, images: Sequence[Any], **generate: Any) -> list[str]:
         self.last_generate = dict(generate)  # what a real captioner would be asked (its cap)
@@ -61,12 +50,8 @@ class ScriptedCaptioner(Backend):
             return [str(self.fn(as_uint8_rgb(im))) for im in images]
 
 
-class ScriptedLLM(LLMBackend):
-    """``fn(messages) -> reply`` as a chat LLM (replies are :class:`Reply`; see :func:`as_reply`)."""
-
-    def __init__(self, fn: Callable[[Messages], str], name: str = "scripted-llm"):
-        super().__init__(name, profile="scripted")
-        self.fn = fn
+class ScriptedLLM(_Scripted, LLMBackend):
+    """``fn(messages) -> reply`` as a chat LLM (replies as :func:`as_reply`)."""
 
     def batch(self, conversations: Sequence[Messages], **generate: Any) -> list[Reply]:
         conversations = list(conversations)
@@ -74,12 +59,8 @@ class ScriptedLLM(LLMBackend):
             return [as_reply(self.fn(m)) for m in conversations]
 
 
-class ScriptedVLM(VLMBackend):
+class ScriptedVLM(_Scripted, VLMBackend):
     """``fn(images, prompt) -> reply`` as a vision-language model (replies as :func:`as_reply`)."""
-
-    def __init__(self, fn: Callable[[list[np.ndarray], str], str], name: str = "scripted-vlm"):
-        super().__init__(name, profile="scripted")
-        self.fn = fn
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]], **generate: Any) -> list[Reply]:
         requests = list(requests)
@@ -88,10 +69,7 @@ class ScriptedVLM(VLMBackend):
 
 
 class ScriptedEncoder(Backend):
-    """Shared by the embedding doubles: ``image_fn(image) -> vector``, ``text_fn(text) -> vector``.
-
-    Outputs are L2-normalised float32, as the real encoders return them.
-    """
+    """``image_fn(image) -> vector`` and ``text_fn(text) -> vector``, outputs L2-normalised."""
 
     def __init__(self, image_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                  text_fn: Callable[[str], np.ndarray] | None = None, name: str = "scripted"):
@@ -119,8 +97,7 @@ class ScriptedClip(ScriptedEncoder):
 
 
 class ScriptedEmbedder(ScriptedEncoder):
-    """Adds ``encode_video``: the normalised mean of its frames' image vectors (as the
-    open_clip fallback of the real embedder does)."""
+    """Adds ``encode_video``: the normalised mean of its frames' image vectors."""
 
     role = "embedder"
 
@@ -134,6 +111,4 @@ class ScriptedEmbedder(ScriptedEncoder):
 
 class ScriptedTextEmbedder(ScriptedEncoder):
     role = "text_embedder"
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encode_text(texts)
+    encode = ScriptedEncoder.encode_text

@@ -1,61 +1,20 @@
 """Served models: the ``llm`` and ``vlm`` roles answered by an OpenAI-compatible server.
 
-A model server such as vLLM (``vllm serve Qwen/Qwen2.5-VL-3B-Instruct``) batches requests
-from many clients on its own GPUs, far better than one Python process can. This backend
-speaks its ``/v1/chat/completions`` API (plain HTTP, no extra client) and keeps the same
-calls as the Hugging Face backends, so a method cannot tell the difference::
-
-    llm = vadnb.models.load("llm", model="openai:Qwen/Qwen2.5-3B-Instruct@http://gpu-box:8000/v1")
-    llm([{"role": "user", "content": "Say hi"}])            # -> Reply (a str)
-    llm.batch([messages_1, messages_2])                     # -> list[Reply], sent concurrently
-    vlm = vadnb.models.load("vlm", model="openai:Qwen/Qwen2.5-VL-3B-Instruct@http://gpu-box:8000/v1")
-    vlm(images, "What happens here?")                       # images go as base64 data URLs
-
-The model string is ``openai:<served model name>@<base URL ending in /v1>``; because it is
-a plain string it travels through a method's ``llm_model=`` / ``vlm_model=`` Config fields
-and through Ray (``vadnb.scale.run_dataset``) unchanged. Notebook 90 explains it.
-
-What the client does for you:
-
-- **concurrency limit**: ``batch`` sends at most ``max_concurrency`` requests at a time
-  (a thread pool); the server batches them on the GPU.
-- **one deadline per request**: a request (connecting, sending, waiting, reading the
-  reply) gives up after ``timeout_s`` seconds in all, however slowly the server trickles
-  its bytes; a reply larger than ``max_reply_bytes`` is refused.
-- **retries with back-off**: connection errors, timeouts, 429 and 5xx replies, replies
-  that are not JSON (or have no choices) and null contents are retried up to
-  ``max_retries`` times, waiting ``backoff_s * 2**attempt`` seconds (capped at
-  ``max_backoff_s``) in between. Other errors (400, 401, 404) are raised at once: retrying
-  cannot fix a wrong model name.
-- **failed replies are marked, never cached**: an empty reply (or a null one after the
-  retries) comes back as a :class:`~vadnb.models.base.FailedReply`: it reads as ``""``, so
-  a stage's parser finds no value and counts it, and :class:`vadnb.cache.Cache` refuses to
-  store it, so a re-run asks again once the server is fixed. A warning says how many.
-- **truncation**: every reply is a :class:`~vadnb.models.base.Reply`; ``truncated`` is
-  True when the server says ``finish_reason == "length"`` (the token budget ran out).
-- **odd replies**: a reply of another shape than ``{"choices": [{"message": {"content":
-  str}}]}`` is retried, then named (which field was wrong) in the error; a reply cut inside
-  an emoji (half a surrogate pair) is repaired (:class:`~vadnb.models.base.Reply`).
-- **secrets**: a password in the URL (``http://user:pw@host/v1``, sent as HTTP basic
-  auth; it may hold ``@`` or ``/``) is shown as ``***`` in every message and repr, and so
-  are credential query parameters, ``Bearer``/``Basic`` credentials and the API key that a
-  server's error body echoes (:func:`redact`). The API key is
-  ``api_key``, else ``$VADNB_SERVED_API_KEY``; ``$OPENAI_API_KEY``, ``$OPENAI_ORG_ID`` and
-  ``$OPENAI_PROJECT_ID`` are sent only to an OpenAI host (``*.openai.com``), never to a
-  server you run yourself.
-- **call counting**: every ``__call__`` / ``batch`` is counted in
-  :func:`vadnb.models.call_stats` like any other backend.
-
-``vadnb.models.load(role, model=..., timeout_s=..., max_retries=..., api_key=...)`` and
-``vadnb.detect(video, ..., llm_model=..., timeout_s=...)`` pass these settings on.
-
-A served model whose name starts with ``tiny:`` (the suite's test server) is flagged
-``meaningless`` with profile ``tiny``; any other served model has profile ``custom``.
+``load("llm", model="openai:<served model name>@http://gpu-box:8000/v1")`` speaks the
+server's ``/v1/chat/completions`` (e.g. ``vllm serve``) with the local backends' calls; the
+string travels through Config fields and Ray unchanged (notebook 90). At most
+``max_concurrency`` requests at once, one ``timeout_s`` deadline and a ``max_reply_bytes``
+cap each; transient failures (connection, timeout, 429/5xx, a reply of another shape, a
+null content) are retried with back-off, other HTTP errors raised at once. An empty reply is
+a :class:`~vadnb.models.base.FailedReply`, never cached. Credentials (a URL password holding
+``@`` or ``/``, key query values, Bearer/Basic values, the API key) show as ``***`` in every
+message (:func:`redact`); ``$OPENAI_*`` variables are sent to ``*.openai.com`` only.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -72,10 +31,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from .base import Backend, FailedReply, LLMBackend, Messages, Reply, VLMBackend, to_pil
-
-__all__ = ["ServedLLM", "ServedVLM", "ServedModelError", "parse_model_string", "load_served",
-           "image_data_url", "redact", "redact_values", "split_userinfo", "PREFIX", "API_KEY_ENV",
-           "SERVED_OPTIONS"]
+from .hf import DEFAULT_MAX_PIXELS, fit_pixels, vlm_messages
 
 #: The prefix that routes ``vadnb.models.load(role, model=...)`` here.
 PREFIX = "openai:"
@@ -109,36 +65,17 @@ class ServedModelError(RuntimeError):
 
 
 def split_userinfo(url: str) -> tuple[str | None, str]:
-    """``(userinfo, url without it)``; the userinfo ends at the last ``@`` that a host follows.
-
-    A password typed raw into a URL may hold ``@``, ``/``, ``:``, ``?`` or ``#``, which
-    :func:`urllib.parse.urlsplit` would take for the end of the userinfo (and so connect
-    to, and print, part of the password as a host). Too much is masked rather than too
-    little when a later ``@`` also looks like one.
-
-    >>> split_userinfo("http://me:p@ss/w:rd@gpu-box:8000/v1")
-    ('me:p@ss/w:rd', 'http://gpu-box:8000/v1')
-    """
+    """``(userinfo, url without it)``: the userinfo ends at the last ``@`` that a host follows,
+    so a raw password may hold ``@ / : ? #`` (urlsplit would take part of it for the host)."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return None, url
-    for at in reversed([i for i, ch in enumerate(rest) if ch == "@"]):
+    for at in reversed([i for i, ch in enumerate(rest) if ch == "@"] if sep else []):
         if _HOST.match(rest, at + 1):
             return rest[:at], f"{scheme}://{rest[at + 1:]}"
     return None, url
 
 
-def _redact_query(query: str) -> str:
-    """A URL's query with the values of credential-like parameters masked."""
-    items = []
-    for item in query.split("&"):
-        name, eq, _ = item.partition("=")
-        items.append(f"{name}={MASK}" if eq and _SECRET_PARAM.search(unquote_plus(name)) else item)
-    return "&".join(items)
-
-
 def _redact_url(url: str) -> str:
-    """One URL with its userinfo and its credential query parameters masked."""
+    """One URL with its userinfo (a plain user name kept) and credential query values masked."""
     userinfo, bare = split_userinfo(url)
     try:
         parts = urlsplit(bare)
@@ -149,21 +86,18 @@ def _redact_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         shown = f"{user}:{MASK}" if colon and _USER.fullmatch(user) else MASK
         netloc = f"{shown}@{netloc}"
-    return urlunsplit(parts._replace(netloc=netloc, query=_redact_query(parts.query)))
+    items = [item.partition("=") for item in parts.query.split("&")]
+    query = "&".join(n + eq + (MASK if eq and _SECRET_PARAM.search(unquote_plus(n)) else v)
+                     for n, eq, v in items)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def redact(text: Any, secrets: Sequence[str] = ()) -> str:
-    """``text`` with every credential in it replaced by ``***``.
-
-    Masked: the userinfo of every URL (whatever characters the password holds; a plain user
-    name is kept), the values of URL query parameters named like a key, token, secret or
-    password, ``Bearer`` / ``Basic`` credentials (a server that echoes the Authorization
-    header), and each of ``secrets`` (e.g. the API key itself) wherever it appears.
+    """``text`` with every credential in it replaced by ``***``: each URL's userinfo and
+    key/token/secret/password query values, ``Bearer``/``Basic`` values, and ``secrets``.
 
     >>> redact("openai:m@http://me:p@ss/w:rd@gpu-box:8000/v1?api_key=k1&n=2")
     'openai:m@http://me:***@gpu-box:8000/v1?api_key=***&n=2'
-    >>> redact('401: bad header "Authorization: Bearer sk-abc123"')
-    '401: bad header "Authorization: Bearer ***"'
     """
     out = str(text)
     for secret in secrets:
@@ -174,9 +108,8 @@ def redact(text: Any, secrets: Sequence[str] = ()) -> str:
 
 
 def redact_values(value: Any) -> Any:
-    """``value`` with :func:`redact` applied to every string inside its dicts, lists and
-    tuples (anything else is kept as is), so a config echo never holds a password.
-    What holds no credential comes back as the same object."""
+    """``value`` with :func:`redact` applied to every string in its dicts, lists and tuples;
+    what holds no credential comes back as the same object."""
     if isinstance(value, str):
         clean = redact(value)
         return value if clean == value else clean
@@ -190,11 +123,7 @@ def redact_values(value: Any) -> Any:
 
 
 def parse_model_string(spec: str) -> tuple[str, str]:
-    """Split ``"openai:<model>@<base_url>"`` into ``(model, base_url)``.
-
-    >>> parse_model_string("openai:Qwen/Qwen2.5-3B-Instruct@http://127.0.0.1:8000/v1")
-    ('Qwen/Qwen2.5-3B-Instruct', 'http://127.0.0.1:8000/v1')
-    """
+    """Split ``"openai:<model>@<base_url>"`` into ``(model, base_url)``."""
     m = _MODEL_STRING.match(str(spec).strip())
     if not m:
         raise ValueError(
@@ -206,13 +135,10 @@ def parse_model_string(spec: str) -> tuple[str, str]:
 
 def image_data_url(image: Any, image_format: str = "jpeg", quality: int = 90) -> str:
     """An image (uint8 RGB array or PIL) as a ``data:image/...;base64,...`` URL."""
-    image = to_pil(image)
-    buf = io.BytesIO()
     fmt = "JPEG" if image_format.lower() in ("jpg", "jpeg") else image_format.upper()
-    kwargs = {"quality": quality} if fmt == "JPEG" else {}
-    image.save(buf, format=fmt, **kwargs)
-    mime = "jpeg" if fmt == "JPEG" else fmt.lower()
-    return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
 class _Retry(Exception):
@@ -220,7 +146,7 @@ class _Retry(Exception):
 
 
 class _NullContent(_Retry):
-    """The reply's content was null: retried, then a FailedReply."""
+    pass
 
 
 def _shown(value: Any) -> str:
@@ -228,30 +154,9 @@ def _shown(value: Any) -> str:
     return redact(json.dumps(value, default=str))[:200]
 
 
-def _content_text(content: Any) -> str:
-    """A message's content as text: a string, or a list of text parts joined.
-
-    Raises :class:`_Retry` naming what is wrong for any other shape.
-    """
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # some servers return content parts
-        texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else None
-                 for p in content]
-        if all(isinstance(t, str) for t in texts):
-            return "".join(texts)
-    raise _Retry(f"choices[0].message.content is a {type(content).__name__}, not a string "
-                 f"(or a list of text parts): {_shown(content)}")
-
-
 def _reply_text(response: Any, where: str) -> Reply | None:
-    """The first choice of a parsed chat completion as a :class:`Reply`.
-
-    ``None`` when the content is null; list-of-parts content is joined. Raises
-    :class:`_Retry` naming the field when the reply has no choices or another shape than
-    ``{"choices": [{"message": {"content": str}}]}``: a proxy's or a broken server's
-    answer is retried, and named if it persists, instead of failing deep inside a stage.
-    """
+    """The first choice of a parsed chat completion as a :class:`Reply` (None: null content);
+    :class:`_Retry` naming the field when it is not ``{"choices": [{"message": {"content"}}]}``."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices, list):
         raise _Retry(f"the reply has no choices: {_shown(response)}")
@@ -265,33 +170,30 @@ def _reply_text(response: Any, where: str) -> Reply | None:
     content = message.get("content")
     if content is None:
         return None
-    text = _content_text(content)
+    if isinstance(content, list):  # some servers return content parts
+        texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else None
+                 for p in content]
+        content = "".join(texts) if all(isinstance(t, str) for t in texts) else content
+    if not isinstance(content, str):
+        raise _Retry(f"choices[0].message.content is a {type(content).__name__}, not a string "
+                     f"(or a list of text parts): {_shown(content)}")
     usage = response.get("usage") or {}
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    return Reply(text.strip(), truncated=first.get("finish_reason") == "length",
+    return Reply(content.strip(), truncated=first.get("finish_reason") == "length",
                  num_tokens=tokens if isinstance(tokens, int) and tokens > 0 else None)
-
-
-def _is_openai_host(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    return host == "openai.com" or host.endswith(".openai.com")
 
 
 class _ServedBackend(Backend):
     """Shared connection settings, thread pool, deadlines and retries of the served roles."""
 
-    def __init__(self, model: str, base_url: str, *, name: str | None = None,
-                 profile: str | None = None, meaningless: bool | None = None,
-                 max_concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 3,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 max_new_tokens: int = 256, api_key: str | None = None,
-                 max_reply_bytes: int = 8 << 20, batch_size: int | None = None):
-        tiny = model.startswith("tiny:")
+    def __init__(self, model: str, base_url: str, *, max_concurrency: int = 8,
+                 timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 0.5,
+                 max_backoff_s: float = 8.0, max_new_tokens: int = 256,
+                 api_key: str | None = None, max_reply_bytes: int = 8 << 20):
+        tiny = model.startswith("tiny:")  # the suite's test server: meaningless, profile tiny
         # the name (used in cache keys) is the model, not the URL: moving a server keeps the cache
-        super().__init__(name or f"{PREFIX}{model}",
-                         profile=profile or ("tiny" if tiny else "custom"), device="served",
-                         batch_size=batch_size or max_concurrency,
-                         meaningless=tiny if meaningless is None else meaningless)
+        super().__init__(f"{PREFIX}{model}", profile="tiny" if tiny else "custom",
+                         device="served", batch_size=max_concurrency, meaningless=tiny)
         if int(max_concurrency) < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if not float(timeout_s) > 0:
@@ -299,45 +201,40 @@ class _ServedBackend(Backend):
         if int(max_retries) < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         self.model = model
-        # a raw password may hold "@" or "/": split it off before urlsplit reads the host
-        userinfo, bare = split_userinfo(base_url.rstrip("/"))
+        userinfo, bare = split_userinfo(base_url.rstrip("/"))  # before urlsplit reads the host
         self._url = urlsplit(bare)
-        self._userinfo = userinfo
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
-            raise ValueError(f"served model URL {redact(base_url)!r} must be http(s)://host[:port]/...")
+            raise ValueError(f"served model URL {redact(base_url)!r} must be "
+                             "http(s)://host[:port]/...")
         self.base_url = redact(base_url.rstrip("/"))  # what messages show
-        self.max_concurrency = int(max_concurrency)
-        self.timeout_s = float(timeout_s)
-        self.max_retries = int(max_retries)
-        self.backoff_s = float(backoff_s)
+        self.max_concurrency, self.max_retries = int(max_concurrency), int(max_retries)
+        self.timeout_s, self.backoff_s = float(timeout_s), float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
-        self.max_new_tokens = int(max_new_tokens)
-        self.max_reply_bytes = int(max_reply_bytes)
+        self.max_new_tokens, self.max_reply_bytes = int(max_new_tokens), int(max_reply_bytes)
         self.retries = 0  # retried requests since creation (a health signal)
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
-        self._secrets: tuple[str, ...] = ()
-        self._headers = self._make_headers(api_key)
+        self._headers = self._make_headers(api_key, userinfo)
 
     def __repr__(self) -> str:
         flag = ", tiny: outputs are meaningless" if self.meaningless else ""
         return f"{type(self).__name__}({self.name!r}, url={self.base_url!r}{flag})"
 
-    def _make_headers(self, api_key: str | None) -> dict[str, str]:
-        """Content type and credentials; OpenAI's own variables go to OpenAI hosts only."""
-        openai_host = _is_openai_host(self._url.hostname or "")
+    def _make_headers(self, api_key: str | None, userinfo: str | None) -> dict[str, str]:
+        """Content type and credentials (sets ``_secrets``, what no message may repeat);
+        OpenAI's own variables go to OpenAI hosts only."""
+        host = (self._url.hostname or "").lower().rstrip(".")
+        openai_host = host == "openai.com" or host.endswith(".openai.com")
         key = api_key or os.environ.get(API_KEY_ENV) or (
             os.environ.get("OPENAI_API_KEY") if openai_host else None)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        user, _, password = (self._userinfo or "").partition(":")
-        user, password = unquote(user), unquote(password)
+        user, _, password = (unquote(p) for p in (userinfo or "").partition(":"))
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        elif self._userinfo is not None:  # http://user:pw@host/v1: basic auth
+        elif userinfo is not None:  # http://user:pw@host/v1: basic auth
             pair = f"{user}:{password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        # what an error message must never repeat, even where a server echoes it
-        self._secrets = tuple(s for s in (key, password, self._userinfo) if s)
+        self._secrets = tuple(s for s in (key, password, userinfo) if s)
         if openai_host:
             for var, header in (("OPENAI_ORG_ID", "OpenAI-Organization"),
                                 ("OPENAI_PROJECT_ID", "OpenAI-Project")):
@@ -348,12 +245,12 @@ class _ServedBackend(Backend):
     def _free(self) -> None:
         pass
 
-    # --- one HTTP exchange under one deadline ------------------------------------------
-    def _http(self, method: str, route: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
-        """``(status, reply bytes)`` of one request; raises :class:`_Retry` on a transient
-        failure (connection, the overall ``timeout_s`` deadline, a reply cut short)."""
+    def _http(self, method: str, route: str, body: dict[str, Any] | None = None
+              ) -> tuple[int, bytes]:
+        """``(status, reply bytes)`` of one request under one deadline; :class:`_Retry` on a
+        transient failure."""
         url = self._url
-        port = url.port or (443 if url.scheme == "https" else 80)
+        port = url.port or (443 if url.scheme == "https" else 80)  # an IPv6 host needs it
         if url.scheme == "https":
             if self._tls is None:  # certificates checked, as any HTTPS client does
                 self._tls = ssl.create_default_context()
@@ -365,12 +262,8 @@ class _ServedBackend(Backend):
 
         def cut() -> None:  # the deadline: unblock whatever read or write is waiting
             expired.set()
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            with contextlib.suppress(OSError, AttributeError):  # no socket yet: None
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
         deadline = time.monotonic() + self.timeout_s
         timer = threading.Timer(self.timeout_s, cut)
@@ -381,10 +274,7 @@ class _ServedBackend(Backend):
             conn.request(method, url.path + route, body=data, headers=self._headers)
             response = conn.getresponse()
             chunks, size = [], 0
-            while True:
-                chunk = response.read(65536)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: response.read(65536), b""):
                 size += len(chunk)
                 if size > self.max_reply_bytes:
                     raise ServedModelError(
@@ -427,8 +317,7 @@ class _ServedBackend(Backend):
         return _reply_text(parsed, self._where())
 
     def _excerpt(self, data: bytes, size: int) -> str:
-        """The start of a reply body for a message, credentials masked (a server may echo
-        the Authorization header): masked first, then cut, so no half key shows."""
+        """The start of a reply body, credentials masked first, then cut (no half key shows)."""
         return redact(data[: size + 2000].decode("utf-8", "replace"), self._secrets)[:size]
 
     def _complete(self, messages: Messages, max_new_tokens: int, temperature: float,
@@ -467,14 +356,10 @@ class _ServedBackend(Backend):
         """Send every conversation, at most ``max_concurrency`` at a time, replies in order."""
         tokens = int(max_new_tokens or self.max_new_tokens)
         sampling = (temperature, top_p, repetition_penalty)
-        if len(conversations) <= 1:
-            replies = [self._complete(c, tokens, *sampling) for c in conversations]
-        else:
-            workers = min(self.max_concurrency, len(conversations))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="served") as pool:
-                futures = [pool.submit(self._complete, c, tokens, *sampling)
-                           for c in conversations]
-                replies = [f.result() for f in futures]
+        workers = max(1, min(self.max_concurrency, len(conversations)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="served") as pool:
+            futures = [pool.submit(self._complete, c, tokens, *sampling) for c in conversations]
+            replies = [f.result() for f in futures]
         failed = [r for r in replies if getattr(r, "failed", False)]
         if failed:
             warnings.warn(f"{len(failed)} of {len(replies)} replies failed ({failed[0].error}); "
@@ -494,11 +379,7 @@ class _ServedBackend(Backend):
 
 
 class ServedLLM(_ServedBackend, LLMBackend):
-    """``llm(messages) -> Reply`` and ``llm.batch([messages, ...]) -> list[Reply]`` on a server.
-
-    ``messages`` is the chat list ``[{"role": ..., "content": str}, ...]`` (or one string,
-    sent as a user message); the server applies the model's chat template.
-    """
+    """``llm(messages) -> Reply`` on a server (one string is sent as a user message)."""
 
     def batch(self, list_of_messages: Sequence[Messages | str], max_new_tokens: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0,
@@ -516,18 +397,11 @@ class ServedLLM(_ServedBackend, LLMBackend):
 
 
 class ServedVLM(_ServedBackend, VLMBackend):
-    """``vlm(images, prompt) -> Reply`` and ``vlm.batch([(images, prompt), ...])`` on a server.
-
-    Each request is one user message: the images as base64 data URLs (in order), then the
-    prompt, as the Hugging Face VLM backends lay them out. Every image is first downsized
-    (aspect kept) to at most ``max_pixels`` pixels, exactly as the local VLM does
-    (:func:`vadnb.models.hf.fit_pixels`), so served and local models see the same image.
-    """
+    """``vlm(images, prompt) -> Reply`` on a server: images as base64 data URLs, then the
+    prompt, each image capped to ``max_pixels`` as the local VLM caps it (:func:`fit_pixels`)."""
 
     def __init__(self, model: str, base_url: str, *, image_format: str = "jpeg",
                  max_new_tokens: int = 128, max_pixels: int | None = None, **kwargs: Any):
-        from .hf import DEFAULT_MAX_PIXELS
-
         super().__init__(model, base_url, max_new_tokens=max_new_tokens, **kwargs)
         self.image_format = image_format
         self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -536,21 +410,16 @@ class ServedVLM(_ServedBackend, VLMBackend):
                 system: str | None = None) -> Messages:
         """The chat messages sent for ``images`` and ``prompt`` (images capped to ``max_pixels``,
         default the backend's; after a ``system`` message, if any)."""
-        from .hf import fit_pixels, vlm_messages
-
         cap = max_pixels or self.max_pixels
         urls = [image_data_url(fit_pixels(to_pil(im), cap), self.image_format) for im in images]
         return vlm_messages([{"type": "image_url", "image_url": {"url": u}} for u in urls],
                             str(prompt), system)
 
-    def batch(self, requests: Sequence[tuple[Sequence[Any], str]], max_new_tokens: int | None = None,
-              temperature: float = 0.0, top_p: float = 1.0, max_pixels: int | None = None,
-              repetition_penalty: float = 1.0, system: str | None = None) -> list[Reply]:
-        """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``.
-
-        ``max_pixels`` caps each image's size for this call (default: the backend's);
-        ``system`` is a system message before each request.
-        """
+    def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
+              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
+              max_pixels: int | None = None, repetition_penalty: float = 1.0,
+              system: str | None = None) -> list[Reply]:
+        """One reply per ``(images, prompt)`` request; greedy unless ``temperature > 0``."""
         conversations = [self.message(images, prompt, max_pixels, system)
                          for images, prompt in requests]
         with self._count(len(conversations)):
@@ -562,13 +431,8 @@ _CLASSES = {"llm": ServedLLM, "vlm": ServedVLM}
 
 
 def load_served(role: str, spec: str, batch_size: int | None = None, **kwargs: Any) -> Backend:
-    """The served backend for ``role`` (``llm``/``vlm`` or a variant like ``vlm-3b``).
-
-    ``spec`` is ``"openai:<model>@<base_url>"``; ``kwargs`` go to the backend
-    (``max_concurrency``, ``timeout_s``, ``max_retries``, ``backoff_s``, ``api_key``,
-    ``max_reply_bytes``...); ``None`` values keep the defaults.
-    ``batch_size``, when given, is used as the concurrency limit.
-    """
+    """The served backend of ``role`` for ``spec`` = ``"openai:<model>@<base_url>"``;
+    ``kwargs`` set to None keep the defaults, ``batch_size`` is the concurrency limit."""
     base = role.split("-", 1)[0]
     if base not in _CLASSES:
         raise ValueError(f"only the llm and vlm roles can be served (got {role!r}); load "

