@@ -1,33 +1,15 @@
-"""Benchmarks as one small object, and parsers for the public VAD benchmarks (notebook 00).
+"""The Benchmark object and parsers for the public VAD benchmarks (notebook 00 tours them).
 
-Every parser returns a :class:`Benchmark`: a table of videos (name, path, split, label,
-is_anomalous, num_frames, fps) plus the frame-level ground truth of each video. The campus
-mini-benchmark (:func:`vadnb.data.load_campus`) uses the UCF-Crime annotation format, so
-it goes through the same parser.
+Every ``load_*`` returns a :class:`Benchmark`: a table of videos (name, path, split, label,
+is_anomalous, num_frames, fps) plus each video's frame-level ground truth. Formats are those
+the downloads ship (``write_sample`` writes a tiny copy of each); a wrong line raises
+:class:`AnnotationError` naming the file, the line and what was expected.
 
-Formats (all checked line by line; a wrong line raises :class:`AnnotationError` naming the
-file, the line and what was expected):
-
-- UCF-Crime: ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``, one line per test video
-  ``Arson011_x264.mp4  Arson  150  420  680  1267`` (class, then up to two start/end frame
-  pairs, ``-1`` for none); videos in class folders; 30 fps.
-- XD-Violence: ``annotations.txt``, one line per *violent* test video
-  ``<name> s1 e1 [s2 e2 ...]``; the class is coded in the file name after ``label_``
-  (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion); 24 fps.
-- ShanghaiTech (per-frame ``.npy`` masks), CUHK Avenue (``.mat`` pixel masks or intervals),
-  UBnormal (per-object ``_tracks.txt``): see :func:`load_shanghaitech`, :func:`load_avenue`
-  and :func:`load_ubnormal`, whose docstrings give the layout.
-
-Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
-benchmarks' own evaluation scripts read them). An interval running past the video's end is
-cut at the last frame, and one starting past it labels nothing; either gets a warning naming
-the video and the interval (:meth:`Benchmark.frame_labels`), since it means the annotation
-and the video file disagree.
-
-Loaders leave out what they cannot use (a listed video missing on disk, a file that does not
-follow the benchmark's naming) with one warning naming it (:func:`warn_left_out`), never
-silently; a video found in two places under ``root`` where the layout cannot tell which is
-the labelled one is an error naming both.
+Traps: frame numbers in text formats are 0-based with inclusive ends; an interval past the
+video's end is cut (or labels nothing) with a warning, since annotation and video disagree.
+Loaders leave out what they cannot use (a listed video missing on disk) with one warning
+naming it, never silently; a video found twice where the layout cannot tell which copy is
+labelled is an error naming both.
 """
 
 from __future__ import annotations
@@ -62,12 +44,8 @@ class AnnotationError(ValueError):
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM.
-
-    Any other encoding is an :class:`AnnotationError` that names the file and the first bad
-    byte and says how to convert it, rather than a ``UnicodeDecodeError`` from deep inside
-    (or, with a BOM read as text, a first video silently missing).
-    """
+    """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM;
+    any other encoding is an :class:`AnnotationError` naming the file and the bad byte."""
     path = Path(path)
     data = path.read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -86,13 +64,8 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def warn_left_out(items: list, what: str, stacklevel: int = 3) -> None:
-    """One warning naming what a loader leaves out (``what`` says which and why).
-
-    A loader skips a listed video missing on disk, or a file that does not follow the
-    benchmark's naming, rather than fail on a partial download; the warning makes sure the
-    reader knows the benchmark is smaller than the official one. ``stacklevel`` points the
-    warning at the caller of the ``load_*`` function.
-    """
+    """One warning naming what a loader leaves out (``what`` says which and why), so a partial
+    download never silently makes a smaller benchmark."""
     if not items:
         return
     shown = ", ".join(str(i) for i in items[:5])
@@ -100,25 +73,17 @@ def warn_left_out(items: list, what: str, stacklevel: int = 3) -> None:
     warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=stacklevel)
 
 
-# --------------------------------------------------------------------------------------
-# Frame counts (cached) and interval helpers
-# --------------------------------------------------------------------------------------
-
 _FRAME_COUNTS: dict[tuple[str, int, int], int] = {}
 
 
 def count_frames(path: str | os.PathLike) -> int:
-    """Number of decodable frames of a video file, or of images in a frame folder.
-
-    Cached per (path, modification time, size), so asking twice costs nothing.
-    """
+    """Decodable frames of a video file, or images in a frame folder (cached per file state)."""
     p = Path(path)
     stat = p.stat()
     key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _FRAME_COUNTS:
         from ..video import folder_frame_count, probe
 
-        # a frame folder: count the images probe would read, without hashing or opening them
         _FRAME_COUNTS[key] = folder_frame_count(p) if p.is_dir() else probe(p).num_frames
     return _FRAME_COUNTS[key]
 
@@ -145,8 +110,7 @@ def frame_mask(values: object, where: str) -> np.ndarray:
 
 
 def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
-    """Per-frame labels must have one entry per frame of their video (file or frame folder);
-    a mismatch means the labels and the video come from different releases."""
+    """One label per frame of the video, else the labels and video are different releases."""
     n = count_frames(path)
     if n != len(labels):
         counted = "images in the frame folder" if path.is_dir() else "decoded from the video"
@@ -158,8 +122,7 @@ def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
 
 def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none: bool
            ) -> list[tuple[int, int]]:
-    """Group frame numbers (text or int) into (start, end) pairs, checking order; (-1, -1)
-    means none."""
+    """Frame numbers (text or int) as checked (start, end) pairs; (-1, -1) means none."""
     try:
         numbers = [int(v) for v in values]
     except ValueError:
@@ -178,23 +141,13 @@ def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none:
     return pairs
 
 
-# --------------------------------------------------------------------------------------
-# The Benchmark object
-# --------------------------------------------------------------------------------------
-
-
 @dataclass
 class Benchmark:
-    """A set of videos with their ground truth.
+    """A set of videos with their ground truth (build one with a ``load_*`` function).
 
-    ``videos`` has one row per video: name, path, split, label ("Normal" or the class),
-    is_anomalous, num_frames, fps (some benchmarks add columns, e.g. XD-Violence's
-    ``labels``: every class coded in a multi-label name). ``truth`` maps a video name to
-    its anomalous intervals (0-based inclusive (start, end) pairs), to a ready 0/1 frame
-    array, or to ``None`` when the benchmark gives that video a video-level label only
-    (UCF-Crime's and XD-Violence's anomalous *training* videos: enough for weak supervision,
-    see :meth:`has_frame_labels`). Build one with :func:`vadnb.data.load_campus` or a
-    ``load_*`` parser.
+    ``table`` has one row per video (see the module docstring; some loaders add columns, e.g.
+    ``labels``). ``truth`` maps a name to 0-based inclusive (start, end) intervals, a 0/1 frame
+    array, or ``None``: a video-level label only (weakly supervised training videos).
     """
 
     name: str
@@ -243,22 +196,15 @@ class Benchmark:
         return int(row["num_frames"])
 
     def has_frame_labels(self, name: str) -> bool:
-        """False for a video with a video-level label only (an anomalous training video of a
-        weakly supervised benchmark); its frames cannot be scored against ground truth."""
+        """False for a video with a video-level label only (weakly supervised training)."""
         self._row(name)
         return name not in self.truth or self.truth[name] is not None
 
     def frame_labels(self, name: str) -> np.ndarray:
-        """0/1 uint8 array with one entry per frame of video ``name`` (1 = anomalous).
+        """0/1 uint8 array, one entry per frame of video ``name`` (1 = anomalous).
 
-        An interval that runs past the video's last frame is cut there, and one that starts
-        past it labels nothing; either gets a warning (once per video) naming the video and
-        the interval: an anomalous video whose frames come out all normal is a wrong ground
-        truth, not a detail.
-
-        Raises:
-            ValueError: the video has a video-level label only (see :meth:`has_frame_labels`).
-            AnnotationError: a per-frame mask whose length differs from the video's frames.
+        Intervals past the last frame are cut, with a warning (once per video). Raises
+        ValueError for a video-level label only, AnnotationError for a mask of the wrong length.
         """
         row = self._row(name)
         truth = self.truth.get(name, [])
@@ -308,11 +254,8 @@ class Benchmark:
 
     def all_frame_labels(self, split: str | None = None,
                          skip_video_level: bool = False) -> dict[str, np.ndarray]:
-        """``{name: frame_labels(name)}`` for every video (of ``split`` if given).
-
-        ``skip_video_level=True`` leaves out videos that have a video-level label only
-        (otherwise they raise, see :meth:`frame_labels`).
-        """
+        """``{name: frame_labels(name)}`` for every video (of ``split`` if given);
+        ``skip_video_level=True`` leaves out those with a video-level label only."""
         table = self.table if split is None else self.subset(split).table
         return {name: self.frame_labels(name) for name in table["name"]
                 if not skip_video_level or self.has_frame_labels(name)}
@@ -322,11 +265,8 @@ class Benchmark:
         return dict(zip(self.table["name"], self.table["label"]))
 
     def summary(self) -> pd.DataFrame:
-        """Per split: videos, normal and anomalous videos, frames, anomalous frames (where
-        frame labels exist) and the videos with a video-level label only (notebook 00).
-
-        Counting frames decodes videos whose format does not give their length.
-        """
+        """Per split: videos, normal / anomalous videos, frames, anomalous frames and videos
+        with a video-level label only (decodes videos whose format lacks their length)."""
         rows = []
         table = self.videos
         for split, part in table.groupby("split", sort=False):
@@ -352,8 +292,7 @@ class Benchmark:
 
 @dataclass
 class _Rows:
-    """What a loader collects: one row and the ground truth per video, and the listed videos
-    it had to leave out (missing on disk), so that every loader ends the same way."""
+    """What a loader collects: rows, ground truth, and listed videos missing on disk."""
 
     fps: float
     rows: list[dict] = field(default_factory=list)
@@ -362,8 +301,7 @@ class _Rows:
 
     def add(self, name: str, path: str | os.PathLike, split: str, label: str, truth: object, *,
             num_frames: int | None = None, anomalous: bool | None = None, **extra: object) -> None:
-        """One video (``anomalous`` defaults to ``label != "Normal"``; ``num_frames`` None is
-        counted when first needed); ``extra`` keys become extra columns (e.g. ``labels``)."""
+        """One video; ``num_frames`` None is counted when needed, ``extra`` become columns."""
         self.rows.append(dict(name=name, path=str(path), split=split, label=label,
                               is_anomalous=label != "Normal" if anomalous is None else anomalous,
                               num_frames=num_frames, fps=self.fps, **extra))
@@ -371,9 +309,8 @@ class _Rows:
 
     def benchmark(self, name: str, root: str | os.PathLike, classes: list[str] | None = None,
                   left_out: str = "", none_found: str | None = None) -> Benchmark:
-        """The Benchmark (``classes`` default: its anomalous labels), after one warning about
-        ``missing`` (``left_out`` says what they are) and a FileNotFoundError ``none_found``
-        if no video is left."""
+        """The Benchmark, after warning about ``missing`` (``left_out`` says what they are);
+        FileNotFoundError ``none_found`` if no video is left."""
         warn_left_out(self.missing, left_out, stacklevel=4)
         if none_found is not None and not self.rows:
             raise FileNotFoundError(none_found)
@@ -414,11 +351,8 @@ def _index_videos(root: Path) -> dict[str, list[Path]]:
 
 
 def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
-    """The copy of a video the annotation means, when several files under ``root`` share its
-    name (a backup, a converted copy): the one in ``folder``, where the official layout keeps
-    it (UCF-Crime: the class folder). With no such single copy the choice would be a guess
-    that changes the labels, so it is an error naming the copies.
-    """
+    """The copy the annotation means among same-named files: the one in ``folder`` (where
+    the official layout keeps it); any other choice would be a guess, so an error."""
     if len(copies) == 1:
         return copies[0]
     in_place = [p for p in copies if folder is not None and p.parent.name == folder]
@@ -429,10 +363,6 @@ def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
                      f"{' and '.join(str(p) for p in copies)}); cannot tell which copy the "
                      "annotation labels: remove or rename the extra copies")
 
-
-# --------------------------------------------------------------------------------------
-# UCF-Crime (and the campus benchmark, which uses its format)
-# --------------------------------------------------------------------------------------
 
 #: Where UCF-Crime's download keeps the normal test videos (anomalous ones: a class folder).
 UCF_TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
@@ -468,11 +398,7 @@ UCF_CLASSES = ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "
 
 
 def annotation_lines(path: str | os.PathLike) -> Iterator[tuple[str, list[str], str]]:
-    """``(where, fields, line)`` for each non-blank line of an annotation file.
-
-    ``where`` is ``"<file>, line <n>"`` for error messages; ``fields`` the whitespace-split
-    line. The text is read with :func:`read_text` (UTF-8 or UTF-16 with a BOM).
-    """
+    """``("<file>, line <n>", fields, line)`` for each non-blank line of an annotation file."""
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         fields = line.split()
         if fields:
@@ -507,12 +433,9 @@ def ucf_class_of(relative: str, where: str) -> str:
 
 
 def split_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> set[str]:
-    """Names of a reproducible, class-stratified validation share of ``table``'s videos.
-
-    Per label, the names are sorted and shuffled with ``numpy.random.default_rng(seed)``,
-    and ``round(fraction * n)`` of them (at least one where the label has two or more
-    videos) are taken. VERA held out 161 of UCF-Crime's 1610 training videos (0.1).
-    """
+    """Names of a reproducible, class-stratified validation share of ``table``'s videos:
+    per label, ``round(fraction * n)`` (at least one of two or more) of the sorted names,
+    shuffled with ``numpy.random.default_rng(seed)``."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {fraction!r}")
     rng = np.random.default_rng(seed)
@@ -555,24 +478,9 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
                    fps: float = 30.0, train_list: str | os.PathLike | None = None,
                    val: float | str | os.PathLike | list[str] | None = 0.1,
                    seed: int = 0) -> Benchmark:
-    """UCF-Crime from a downloaded copy at ``root``: test split, and train/val when listed.
-
-    - test: the 290 videos of ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
-      (``annotations``; default: found anywhere under ``root``), with frame labels.
-    - train: the 1610 videos of ``Anomaly_Train.txt`` (``train_list``; default: found
-      under ``root`` if there; 800 normal, 810 anomalous, the class from the folder). They
-      carry video-level labels only: enough for weak supervision (AnomalyCLIP) and VERA's
-      training; :meth:`Benchmark.frame_labels` says so if asked for their frames.
-    - val: ``val`` carves a validation split from train: a fraction (default 0.1,
-      class-stratified and reproducible with ``seed``; VERA used 1449 / 161), a list file
-      or list of names (e.g. VERA's own), or ``None`` for none.
-
-    Videos are found by file name anywhere under ``root`` (the download keeps them in
-    class folders). Listed videos that are missing are skipped with a warning. A video with
-    several copies under ``root`` is taken from where the official layout keeps it (a test
-    video in its class folder or ``Testing_Normal_Videos_Anomaly``, a training video in the
-    folder ``Anomaly_Train.txt`` names); with no copy there, or several, it is an error
-    naming the copies.
+    """UCF-Crime at ``root``: the 290 annotated test videos, and the 1610 of ``Anomaly_Train.txt``
+    (video-level labels only) as train, of which ``val`` (a stratified fraction with ``seed``,
+    a list file or names, or None) becomes "val". Videos are found by file name under ``root``.
     """
     root = Path(root)
     fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
@@ -613,18 +521,11 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
                          none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
 
 
-# --------------------------------------------------------------------------------------
-# XD-Violence
-# --------------------------------------------------------------------------------------
-
 XD_EXPECTED = "'<video name> s1 e1 [s2 e2 ...]' (a name, then start/end frame pairs)"
 
 
 def xd_codes(file_name: str) -> list[str]:
-    """Every class code in an XD-Violence file name: ``..._label_G-B2-0`` -> ``["G", "B2"]``.
-
-    The codes follow ``label_``, joined by ``-``; ``0`` fills unused places.
-    """
+    """Every class code in an XD-Violence file name: ``..._label_G-B2-0`` -> ``["G", "B2"]``."""
     match = re.search(r"label_([A-Z0-9]+(?:-[A-Z0-9]+)*)", file_name)
     codes = [c for c in match.group(1).split("-") if c != "0"] if match else []
     if not codes or any(c not in XD_CLASSES for c in codes):
@@ -649,19 +550,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
                      seed: int = 0) -> Benchmark:
     """XD-Violence's videos under ``root`` with the test ``annotations.txt``.
 
-    The split of a video comes from its folders: under a folder whose name holds "test"
-    (the 800 test videos) it is a test video, under one holding "train" (the 3954 training
-    videos) a training video; with neither, test. Test videos get frame labels from
-    ``annotations.txt`` (normal, ``label_A``, videos are not in it; a violent test video
-    missing from it is an error; an annotated video missing on disk is left out with a
-    warning, as UCF-Crime's are; two files of the same name under ``root`` are an error
-    naming both). Training videos carry video-level labels only, which is
-    what weak supervision needs: :meth:`Benchmark.frame_labels` says so if asked for their
-    frames. ``val`` carves a validation split from train (a fraction, stratified and
-    reproducible with ``seed``, or a list of names, e.g. VERA's ``xd_val.json`` names).
-
-    ``label`` is the first class coded in the name; the column ``labels`` keeps every
-    class of a multi-label name (``..._label_G-B2-0``: "Explosion|Shooting").
+    The split comes from a folder name holding "test" or "train" (default test); training
+    videos have video-level labels only, ``val`` as in :func:`load_ucf_crime`. ``label`` is
+    the first class coded in the name, ``labels`` all of them ("Explosion|Shooting").
     """
     root = Path(root)
     fix = ("Download the XD-Violence videos and annotations.txt "
@@ -715,11 +606,6 @@ def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
     return intervals
 
 
-# --------------------------------------------------------------------------------------
-# ShanghaiTech
-# --------------------------------------------------------------------------------------
-
-
 #: ShanghaiTech's classes in the weakly supervised split, in the id order AnomalyCLIP's
 #: lists use (``data/sht_labels.csv`` of its repository: 17 anomaly classes, normal is id 8).
 SHT_CLASSES = ["car", "chasing", "circuit", "fall", "fighting", "hurdle", "jumping", "monocycle",
@@ -766,22 +652,12 @@ def _sht_list(path: Path) -> dict[str, str | None]:
 def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "one-class",
                       train_list: str | os.PathLike | None = None,
                       test_list: str | os.PathLike | None = None) -> Benchmark:
-    """ShanghaiTech Campus: ``test_frame_mask/<video>.npy`` gives each test frame's 0/1.
+    """ShanghaiTech Campus, ground truth from ``test_frame_mask/<video>.npy``.
 
-    ``split="one-class"`` (the dataset's own): test = the 107 videos with masks (frame
-    folders ``testing/frames/<video>/``, or videos in ``testing/videos``), train = the 330
-    normal videos of ``training/videos`` when present. Anomalous videos are "Abnormal".
-
-    ``split="weak"``: the weakly supervised split of Zhong et al. (CVPR 2019) that
-    AnomalyCLIP and most weak methods use, which moves anomalous test videos into training:
-    ``train_list`` and ``test_list`` name the videos (plain names as in ``SH_Train_new.txt``
-    / ``SH_Test_NEW.txt``, or AnomalyCLIP's ``<path> <start> <end> <class id>`` rows, which
-    also give each video's class among :data:`SHT_CLASSES`). Anomalous training videos get a
-    video-level label only (their masks are not used: weak supervision), test videos their
-    masks.
-
-    A mask must have one entry per frame of its video: checked at once for frame folders,
-    and for video files when their labels are first read.
+    ``split="one-class"``: test = the 107 masked videos, train = ``training/videos``.
+    ``split="weak"`` (Zhong et al. 2019): ``train_list`` / ``test_list`` name the videos
+    (plain names, or AnomalyCLIP's rows with a class among :data:`SHT_CLASSES`); anomalous
+    training videos get a video-level label only. A mask needs one entry per frame.
     """
     root = Path(root)
     fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html) "
@@ -846,11 +722,6 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     return out.benchmark("shanghaitech", root, classes)
 
 
-# --------------------------------------------------------------------------------------
-# CUHK Avenue
-# --------------------------------------------------------------------------------------
-
-
 def _mat_variable(mat_file: Path, variable: str, what: str) -> np.ndarray:
     """One variable of a MATLAB file, flattened; its absence names the variables there."""
     from scipy.io import loadmat
@@ -890,11 +761,8 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
 
 
 def _avenue_videos(folder: Path) -> list[Path]:
-    """The videos of an Avenue folder, named by number (``01.avi``), in order.
-
-    Other video files (``01_backup.avi``) are not part of the benchmark: left out with a
-    warning naming them, since a mask file or a ``gt`` entry is matched by that number.
-    """
+    """An Avenue folder's videos named by number (``01.avi``), in order; others are left out
+    with a warning (ground truth is matched by that number)."""
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     odd = [p for p in videos if not p.stem.isdigit()]
     warn_left_out([p.name for p in odd], f"files in {folder} do not follow Avenue's naming "
@@ -904,13 +772,10 @@ def _avenue_videos(folder: Path) -> list[Path]:
 
 def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                 fps: float = 25.0) -> Benchmark:
-    """CUHK Avenue's 21 test videos ``testing_videos/NN.avi`` with their ground truth, and its
-    16 normal training videos ``training_videos/NN.avi`` (named ``train_NN``) when present.
+    """CUHK Avenue's test videos with ground truth, and its training videos as ``train_NN``.
 
-    Ground truth: the official ``ground_truth_demo/testing_label_mask/<n>_label.mat`` files
-    (a frame is anomalous if its pixel mask has any pixel set), or ``annotations`` = a single
-    ``.mat`` with a ``gt`` cell array of 1-based [start; end] pairs, one entry per video in order.
-    Video files not named by their number (``01_backup.avi``) are left out with a warning.
+    Ground truth: the ``testing_label_mask/<n>_label.mat`` pixel masks, or ``annotations``, a
+    ``.mat`` whose ``gt`` holds 1-based [start; end] pairs, one entry per video in order.
     """
     root = Path(root)
     fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html) "
@@ -946,26 +811,15 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     return out.benchmark("avenue", root, ["Abnormal"])
 
 
-# --------------------------------------------------------------------------------------
-# UBnormal
-# --------------------------------------------------------------------------------------
-
 UBNORMAL_SPLITS = {"training": "train", "validation": "val", "test": "test"}
 
 
 def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
-    """UBnormal: ``Scene<k>/<video>.mp4`` plus ``<video>_annotations/<video>_tracks.txt``.
+    """UBnormal: ``Scene<k>/<video>.mp4``, splits from the official ``*_video_names.txt``
+    lists (in ``root`` or ``root/scripts``), frames inside any ``_tracks.txt`` track anomalous.
 
-    Splits come from the official name lists ``{abnormal,normal}_{training,validation,test}_
-    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A tracks file has one
-    ``object_id,start,end`` line per anomalous object; a frame is anomalous when it lies
-    inside any track's [start, end]. UBnormal videos carry no class label: anomalous videos
-    are labelled "Abnormal". A listed video missing on disk is left out with a warning.
-
-    Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
-    ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
-    ``int()``); a value that is not a whole number (``20.5``, ``inf``, ``nan``) names no frame,
-    so it is an :class:`AnnotationError` naming the file and line, not a silent truncation.
+    Track frames are 0-based, ``52`` or ``52.0`` as the official reader takes them; ``20.5``,
+    ``inf`` or ``nan`` name no frame, so they are an error rather than a silent truncation.
     """
     root = Path(root)
     fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
@@ -998,9 +852,7 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
 
 
 def _whole_number(text: str, where: str, expected: str) -> int:
-    """A frame number of a UBnormal tracks file, ``52`` or ``52.0`` as the official reader
-    accepts; anything else names no frame, and truncating would shift labels silently (see
-    :func:`load_ubnormal`)."""
+    """A whole frame number, ``52`` or ``52.0`` (see :func:`load_ubnormal`)."""
     try:
         value = float(text)
     except ValueError:
@@ -1012,8 +864,7 @@ def _whole_number(text: str, where: str, expected: str) -> int:
 
 
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
-    """The (start, end) frames of every track: 0-based, inclusive, whole numbers (``52`` or
-    ``52.0``, see :func:`_whole_number`)."""
+    """The 0-based inclusive (start, end) frames of every track."""
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
     intervals = []
     for where, _, line in annotation_lines(_need(tracks_file, "UBnormal tracks file", fix)):
