@@ -55,14 +55,8 @@ def verify_checksums(root: str | os.PathLike) -> None:
 
 
 def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> Benchmark:
-    """The campus mini-benchmark as a :class:`~vadnb.data.Benchmark`.
-
-    ``root`` defaults to ``$VADNB_DATA/campus``, else ``data/campus`` in the repository.
-    ``verify=True`` first checks every clip against ``SHA256SUMS``.
-
-    >>> campus = load_campus()                                  # doctest: +SKIP
-    >>> campus.subset("test").videos[["name", "label"]]         # doctest: +SKIP
-    """
+    """The campus mini-benchmark as a Benchmark (``root``: see :func:`campus_root`);
+    ``verify=True`` first checks every clip against ``SHA256SUMS``."""
     root = campus_root(root)
     annotations = root / "annotations.txt"
     if not annotations.exists():

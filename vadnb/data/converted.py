@@ -1,24 +1,12 @@
 """The annotation files LAVAD and VERA ship, read as Benchmarks (notebook 00).
 
-The methods' authors converted UCF-Crime's and XD-Violence's annotations into files of
-their own, next to frame folders they extracted. A user who followed a method's README has
-those files, often without the datasets' originals; these loaders accept them.
+A user who followed a method's README has its converted UCF-Crime / XD-Violence files
+(often without the datasets' originals): LAVAD's video list ``<frames folder> <start> <end>
+<class ids>`` plus a UCF-style temporal annotation, or one of VERA's ``Data/*.json`` lists.
 
-- LAVAD (``<dataset>/annotations/``): a video list ``test.txt`` / ``anomaly_test.txt``, one
-  row ``<frames folder> <start frame> <end frame> <class ids>`` per video (ids comma-joined;
-  UCF-Crime's normal id is 7, XD-Violence's 4, the ids of AnomalyCLIP's label tables), and a
-  temporal annotation in UCF-Crime's style ``<name> <class> s1 e1 [s2 e2 ...]`` (``-1`` for
-  none; any number of pairs).
-- VERA (``Data/*.json``): a JSON list with, per video, ``video`` (a frames path like
-  ``frames/Abuse/Abuse028_x264.mp4``, or an XD-Violence name) or ``video_name``/``path``,
-  ``length`` (frames), and either ``temporal_label`` ([s1, e1, s2, e2, ...], ``-1`` for
-  none), ``video_label`` (0/1) or ``label``, or a question-answer pair whose answer starts
-  with "Yes"/"No" (the instruction-tuning files).
-
-Intervals are 0-based with inclusive ends, as in the datasets' own files (both files hold
-the same numbers as UCF-Crime's temporal annotation). VERA's evaluation script reads the end
-as exclusive (``gt[s:e] = 1``), one frame per interval fewer; vadnb keeps the datasets'
-meaning. Frame counts come from the files (no decoding).
+Trap: intervals are 0-based with inclusive ends, as in the datasets' own files; VERA's
+evaluation script reads the end as exclusive (one frame per interval fewer), vadnb keeps the
+datasets' meaning. Frame counts come from the files (no decoding).
 """
 
 from __future__ import annotations
@@ -64,11 +52,8 @@ def _resolve(frames_root: Path | None, relative: str, base: Path) -> Path:
 
 
 def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
-    """``{video: intervals}`` from LAVAD's temporal annotation file.
-
-    A video on two lines is an error naming both, unless the lines agree field for field
-    (a harmless repeat): keeping either silently could drop the other's intervals.
-    """
+    """``{video: intervals}`` from LAVAD's temporal annotation; a video on two differing
+    lines is an error naming both (an identical repeat is harmless)."""
     intervals: dict[str, list[tuple[int, int]]] = {}
     seen: dict[str, tuple[str, list[str]]] = {}  # name -> (where, fields) of its first line
     for where, fields, line in annotation_lines(temporal):
@@ -90,18 +75,9 @@ def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
 def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: str | os.PathLike,
                            dataset: str = "ucf_crime", frames_root: str | os.PathLike | None = None,
                            fps: float | None = None) -> Benchmark:
-    """LAVAD's test list plus its temporal annotation, as a test-split Benchmark.
-
-    Args:
-        video_list: ``annotations/test.txt`` (UCF-Crime) or ``annotations/anomaly_test.txt``
-            (XD-Violence): one row per video, see the module docstring.
-        temporal_annotations: the UCF-Crime-style temporal annotation beside it
-            (``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``, or XD-Violence's
-            converted ``temporal_anomaly_annotation_for_testing_videos.txt``).
-        dataset: ``"ucf_crime"`` or ``"xd_violence"`` (which class-id table the list uses).
-        frames_root: where the listed frame folders are (LAVAD's ``<dataset>/frames``);
-            default: the list's folder.
-        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
+    """LAVAD's ``annotations/test.txt`` (or ``anomaly_test.txt``) plus the temporal annotation
+    beside it, as a test-split Benchmark. ``dataset`` picks the class-id table
+    (:data:`LAVAD_CLASS_IDS`); ``frames_root`` (default: the list's folder) holds the frames.
     """
     dataset = _dataset(dataset)
     video_list, temporal = Path(video_list), Path(temporal_annotations)
@@ -168,17 +144,10 @@ def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], b
 def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crime",
                           split: str | None = None, videos_root: str | os.PathLike | None = None,
                           fps: float | None = None) -> Benchmark:
-    """One of VERA's ``Data/*.json`` files as a Benchmark of one split.
+    """One of VERA's ``Data/*.json`` files (e.g. ``UCF_Eval.json``) as a Benchmark of one split.
 
-    Args:
-        json_file: e.g. ``UCF_Eval.json`` / ``xd_test_800.json`` (test, frame labels from
-            ``temporal_label``), ``UCF_Instruct_train.json`` / ``xd_train.json`` (train),
-            ``UCF_Instruct_val.json`` / ``xd_val.json`` (val): training and validation
-            entries carry a video-level label only.
-        dataset: ``"ucf_crime"`` or ``"xd_violence"``.
-        split: default from the file name ("train", "val", else "test").
-        videos_root: where the listed frame folders or videos are; default: the JSON's folder.
-        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
+    ``split`` defaults from the file name ("train", "val", else "test"); entries without
+    ``temporal_label`` carry a video-level label only. ``videos_root`` default: the JSON's folder.
     """
     dataset = _dataset(dataset)
     json_file = Path(json_file)

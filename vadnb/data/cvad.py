@@ -1,25 +1,11 @@
 """C-ShT and C-Ave: AnyAnomaly's customizable-VAD (C-VAD) label sets (notebooks 00 and 60).
 
-AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for the type
-"car", only the frames showing a car are anomalous, and every other anomaly (a bicycle, a
-fight) counts as normal, because it is not what the user asked for. Its repository
-(SkiddieAhn/Paper-AnyAnomaly) ships the labels in ``ground_truth/``::
-
-    ground_truth/
-      c-shtech.json, c-shtech-multiple.json     type -> videos (single / multi-type sets)
-      c-avenue.json, c-avenue-multiple.json
-      c-shtech_labels/shtech_<type>_label.h5    one per type: every test video except
-                                                the multi-type ones
-      c-shtech_labels/m_shtech_<a-b>_label.h5   one per multi-type set: its videos only
-      c-avenue_labels/avenue_<type>_label.h5, m_avenue_<a-b>_label.h5
-
-Each ``.h5`` file holds one 1-D dataset per video at its root, named by the video
-(``01_0014``, ``05``), with one 0/1 per frame. :func:`load_cvad` turns one file into a
-:class:`~vadnb.data.Benchmark`; evaluate it with :func:`vadnb.metrics.cvad_auc` (the C-VAD
-protocol: per type, micro AUC over all test videos except the multi-type ones).
-
->>> from vadnb.data import load_cvad
->>> car = load_cvad("Paper-AnyAnomaly/ground_truth", "shanghaitech", "car")  # doctest: +SKIP
+AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for "car",
+only frames showing a car are anomalous and every other anomaly counts as normal. Its
+repository ships ``ground_truth/c-shtech_labels/shtech_<type>_label.h5`` (and ``m_shtech_
+<a-b>_label.h5`` for multi-type sets; likewise ``c-avenue_labels/``): one 1-D 0/1 dataset
+per video. Evaluate with :func:`vadnb.metrics.cvad_auc` (per type, micro AUC over all test
+videos except the multi-type ones).
 """
 
 from __future__ import annotations
@@ -83,8 +69,8 @@ def cvad_keywords(anomaly_type: str) -> list[str]:
 
 def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
                            dataset: str = "shanghaitech") -> list[str]:
-    """The videos of the multi-type sets (left out of every single-type evaluation): from
-    ``c-<dataset>-multiple.json`` when present, else from the ``m_*`` label files."""
+    """The videos of the multi-type sets (left out of every single-type evaluation), from
+    ``c-<dataset>-multiple.json`` and the ``m_*`` label files."""
     dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     names: set[str] = set()
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
@@ -97,11 +83,7 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
 
 
 def _multi_type_json(json_file: Path) -> set[str]:
-    """The video names of ``c-<dataset>-multiple.json``: ``{set: [video, ...]}``.
-
-    Read as UTF-8 with or without a byte-order mark (an editor on Windows adds one); an
-    error says whether the text is not JSON (and where) or the JSON has the wrong shape.
-    """
+    """The video names of ``c-<dataset>-multiple.json``: ``{set: [video, ...]}``, checked."""
     expected = "a JSON object mapping each multi-type set to a list of video names"
     try:
         data = json.loads(read_text(json_file))
@@ -153,27 +135,12 @@ def _find_video(root: Path, name: str) -> Path | None:
 def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech",
               anomaly_type: str = "car", videos_root: str | os.PathLike | None = None,
               fps: float | None = None) -> Benchmark:
-    """One C-VAD label set as a :class:`~vadnb.data.Benchmark` of test videos.
+    """One C-VAD label set (a type of :data:`CVAD_TYPES` or a multi-type set such as
+    ``"jumping-falling-pickup"``) as a Benchmark of test videos, from AnyAnomaly's
+    ``ground_truth/``. A single-type set leaves out the multi-type sets' videos.
 
-    Args:
-        ground_truth_dir: AnyAnomaly's ``ground_truth/`` folder (or its labels folder).
-        dataset: ``"shanghaitech"`` (C-ShT) or ``"avenue"`` (C-Ave).
-        anomaly_type: a single type (``"car"``, ``"too_close"``: see :data:`CVAD_TYPES`)
-            or a multi-type set (``"jumping-falling-pickup"``: :func:`cvad_types`).
-        videos_root: where the test videos are (frame folders such as
-            ``testing/frames/01_0014/`` or files such as ``testing_videos/01.avi``); each
-            video's frame count must equal its label array's length. None: no paths
-            (``path`` is empty) and frame counts come from the label arrays.
-        fps: frame rate to record (default ShanghaiTech 24, Avenue 25).
-
-    A single-type set holds every test video except the multi-type ones, with this type's
-    labels (other anomalies are 0); a multi-type set holds its own videos, labelled with
-    any of its types. ``label`` is the type for videos with labelled frames, else "Normal";
-    ``classes`` are the keywords to type (:func:`cvad_keywords`).
-
-    Raises:
-        FileNotFoundError: no such label set (the message lists those on disk) or video.
-        AnnotationError: a malformed label file, or a video whose frame count differs.
+    ``videos_root`` (frame folders or files) must match the labels' frame counts; None gives
+    no paths. Raises FileNotFoundError for a missing set (listing those on disk) or video.
     """
     dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single = d / f"{prefix}_{anomaly_type}_label.h5"

@@ -1,11 +1,8 @@
 """Small copies of the public benchmarks' layouts, for notebook 00 and the tests.
 
-The real benchmarks are tens to hundreds of gigabytes; their *layouts* are small.
-:func:`write_sample` writes a few tiny synthetic videos (or frame folders) under the exact
-folder and file names, in the exact annotation formats, that each download (or method
-release) uses, so a reader sees what ``load_*`` expects and returns before downloading
-anything, and the tests exercise the parsers on the real formats. :data:`SAMPLE_LAYOUTS`
-says, per benchmark, what to download and where to put it.
+:func:`write_sample` writes tiny synthetic videos under each download's exact folder and
+file names and annotation formats, so a reader sees what ``load_*`` expects before
+downloading gigabytes; :data:`SAMPLE_LAYOUTS` says what to download and where to put it.
 """
 
 from __future__ import annotations
@@ -108,13 +105,8 @@ def _lines(path: Path, lines: list[str]) -> None:
 
 
 def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
-    """Write a tiny sample of ``benchmark``'s layout under ``root`` and return ``root``.
-
-    ``benchmark`` is a key of :data:`SAMPLE_LAYOUTS`. Videos are a few dozen synthetic
-    32x32 frames (a bar code per frame, see :func:`vadnb.video.write_test_video`); the
-    annotation files are in the benchmark's exact format. Meant for learning the layout
-    and for tests: nothing here is real footage.
-    """
+    """Write a tiny sample of ``benchmark``'s layout (a key of :data:`SAMPLE_LAYOUTS`) under
+    ``root`` and return ``root``: synthetic 32x32 bar-code videos, nothing real."""
     root = Path(root)
     if benchmark not in SAMPLE_LAYOUTS:
         raise ValueError(f"no sample layout {benchmark!r}; choose from {sorted(SAMPLE_LAYOUTS)}")
