@@ -155,8 +155,7 @@ class Benchmark:
     table: pd.DataFrame
     truth: dict[str, list[tuple[int, int]] | np.ndarray | None] = field(repr=False)
     classes: list[str] = field(default_factory=list)
-    _lengths_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
-    _ends_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def videos(self) -> pd.DataFrame:
@@ -214,43 +213,29 @@ class Benchmark:
                 f"({row['label']}): the benchmark gives no frame labels for it. Weakly "
                 "supervised training uses videos['is_anomalous'] / videos['label']; evaluate "
                 "on the test split, whose frames are labelled.")
+        video = row["path"] if isinstance(row["path"], str) else ""
         if isinstance(truth, np.ndarray):
-            self._check_mask_length(row, truth)
+            if name not in self._checked and video and Path(video).exists():  # else labels only
+                check_frame_count(truth, Path(video), f"the ground truth of {name}")
+                self._checked.add(name)
             return truth.astype(np.uint8)
         num_frames = self.num_frames(name)
-        self._check_intervals_fit(row, truth, num_frames)
+        if name not in self._checked:  # warn once per video about intervals past its end
+            self._checked.add(name)
+            last = num_frames - 1
+            notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
+                     for s, e in truth if s < num_frames <= e]
+            outside = [(s, e) for s, e in truth if s >= num_frames]
+            notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
+                      for s, e in outside]
+            if outside and len(outside) == len(truth):
+                notes.append(f"so the {row['label']} video's frames are all normal")
+            if notes:
+                warnings.warn(f"{self.name}: video {name} ({video}) has {num_frames} frames; "
+                              f"{'; '.join(notes)}. The annotation and the video disagree: "
+                              "check that the video file is complete and from the annotated "
+                              "release", stacklevel=2)
         return intervals_to_labels(truth, num_frames)
-
-    def _check_intervals_fit(self, row: pd.Series, intervals: list[tuple[int, int]],
-                             num_frames: int) -> None:
-        """Warn (once per video) about intervals that start or end past the last frame."""
-        name = row["name"]
-        if name in self._ends_checked:
-            return
-        self._ends_checked.add(name)
-        outside = [(s, e) for s, e in intervals if s >= num_frames]
-        cut = [(s, e) for s, e in intervals if s < num_frames <= e]
-        if not outside and not cut:
-            return
-        last = num_frames - 1
-        notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
-                 for s, e in cut]
-        notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
-                  for s, e in outside]
-        if len(outside) == len(intervals):
-            notes.append(f"so the {row['label']} video's frames are all normal")
-        warnings.warn(f"{self.name}: video {name} ({row['path']}) has {num_frames} frames; "
-                      f"{'; '.join(notes)}. The annotation and the video disagree: check "
-                      "that the video file is complete and from the annotated release",
-                      stacklevel=3)
-
-    def _check_mask_length(self, row: pd.Series, mask: np.ndarray) -> None:
-        """A per-frame mask must have one entry per frame of its video (when the video is here)."""
-        if row["name"] in self._lengths_checked or not isinstance(row["path"], str) \
-                or not row["path"] or not Path(row["path"]).exists():
-            return  # no video here (labels only): nothing to compare with
-        check_frame_count(mask, Path(row["path"]), f"the ground truth of {row['name']}")
-        self._lengths_checked.add(row["name"])
 
     def all_frame_labels(self, split: str | None = None,
                          skip_video_level: bool = False) -> dict[str, np.ndarray]:

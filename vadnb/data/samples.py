@@ -17,60 +17,52 @@ __all__ = ["SAMPLE_LAYOUTS", "write_sample"]
 
 #: Per benchmark: where to get it, the files a loader reads (relative to the folder you
 #: pass), and the call. Shown as a table in notebook 00.
-SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
-    "ucf_crime": {
-        "download": "https://www.crcv.ucf.edu/projects/real-world/ (videos, Anomaly_Train.txt, "
-                    "Temporal_Anomaly_Annotation_for_Testing_Videos.txt)",
-        "files": "<Class>/<Class>NNN_x264.mp4, Training_Normal_Videos_Anomaly/, "
-                 "Testing_Normal_Videos_Anomaly/, Anomaly_Train.txt, "
-                 "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
-        "call": "load_ucf_crime(root)  # test 290, train 1610 -> train + val (0.1)",
-    },
-    "xd_violence": {
-        "download": "https://roc-ng.github.io/XD-Violence/ (training and test videos, "
-                    "annotations.txt)",
-        "files": "train/<name>_label_<codes>.mp4, test/<name>_label_<codes>.mp4, annotations.txt",
-        "call": "load_xd_violence(root)  # test 800, train 3954",
-    },
-    "shanghaitech": {
-        "download": "https://svip-lab.github.io/dataset/campus_dataset.html (+ the weak split "
-                    "lists SH_Train_new.txt / SH_Test_NEW.txt)",
-        "files": "training/videos/NN_NNN.avi, testing/frames/NN_NNNN/NNN.jpg, "
-                 "testing/test_frame_mask/NN_NNNN.npy",
-        "call": "load_shanghaitech(root)  # one-class; split='weak', train_list=, test_list=",
-    },
-    "avenue": {
-        "download": "https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html "
-                    "(videos and ground_truth_demo)",
-        "files": "training_videos/NN.avi, testing_videos/NN.avi, "
-                 "ground_truth_demo/testing_label_mask/N_label.mat",
-        "call": "load_avenue(root)",
-    },
-    "ubnormal": {
-        "download": "https://github.com/lilygeorgescu/UBnormal (videos; split lists in scripts/)",
-        "files": "Scene<k>/<name>.mp4, Scene<k>/<name>_annotations/<name>_tracks.txt, "
-                 "scripts/{abnormal,normal}_{training,validation,test}_video_names.txt",
-        "call": "load_ubnormal(root)",
-    },
-    "lavad_files": {
-        "download": "LAVAD's README (Google Drive): annotations/, captions, scores per dataset",
-        "files": "annotations/test.txt, annotations/Temporal_Anomaly_Annotation_for_Testing_"
-                 "Videos.txt, frames/<Class>/<name>/",
-        "call": "load_lavad_annotations(list, temporal, dataset='ucf_crime', frames_root=...)",
-    },
-    "c_shtech": {
-        "download": "AnyAnomaly's repository, ground_truth/ (+ ShanghaiTech's test frames)",
-        "files": "ground_truth/c-shtech_labels/shtech_<type>_label.h5, "
-                 "ground_truth/c-shtech.json, testing/frames/NN_NNNN/",
-        "call": "load_cvad(ground_truth, dataset='shanghaitech', anomaly_type='car', "
-                "videos_root=...)",
-    },
-    "vera_files": {
-        "download": "VERA's repository, Data/*.json",
-        "files": "Data/UCF_Eval.json, Data/UCF_Instruct_{train,val}.json, Data/xd_*.json",
-        "call": "load_vera_annotations(json_file, dataset='ucf_crime', videos_root=...)",
-    },
+_LAYOUTS = {
+    "ucf_crime": (
+        "https://www.crcv.ucf.edu/projects/real-world/ (videos, Anomaly_Train.txt, "
+        "Temporal_Anomaly_Annotation_for_Testing_Videos.txt)",
+        "<Class>/<Class>NNN_x264.mp4, Training_Normal_Videos_Anomaly/, "
+        "Testing_Normal_Videos_Anomaly/, Anomaly_Train.txt, "
+        "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+        "load_ucf_crime(root)  # test 290, train 1610 -> train + val (0.1)"),
+    "xd_violence": (
+        "https://roc-ng.github.io/XD-Violence/ (training and test videos, annotations.txt)",
+        "train/<name>_label_<codes>.mp4, test/<name>_label_<codes>.mp4, annotations.txt",
+        "load_xd_violence(root)  # test 800, train 3954"),
+    "shanghaitech": (
+        "https://svip-lab.github.io/dataset/campus_dataset.html (+ the weak split lists "
+        "SH_Train_new.txt / SH_Test_NEW.txt)",
+        "training/videos/NN_NNN.avi, testing/frames/NN_NNNN/NNN.jpg, "
+        "testing/test_frame_mask/NN_NNNN.npy",
+        "load_shanghaitech(root)  # one-class; split='weak', train_list=, test_list="),
+    "avenue": (
+        "https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html (videos and "
+        "ground_truth_demo)",
+        "training_videos/NN.avi, testing_videos/NN.avi, "
+        "ground_truth_demo/testing_label_mask/N_label.mat",
+        "load_avenue(root)"),
+    "ubnormal": (
+        "https://github.com/lilygeorgescu/UBnormal (videos; split lists in scripts/)",
+        "Scene<k>/<name>.mp4, Scene<k>/<name>_annotations/<name>_tracks.txt, "
+        "scripts/{abnormal,normal}_{training,validation,test}_video_names.txt",
+        "load_ubnormal(root)"),
+    "lavad_files": (
+        "LAVAD's README (Google Drive): annotations/, captions, scores per dataset",
+        "annotations/test.txt, annotations/Temporal_Anomaly_Annotation_for_Testing_Videos.txt, "
+        "frames/<Class>/<name>/",
+        "load_lavad_annotations(list, temporal, dataset='ucf_crime', frames_root=...)"),
+    "c_shtech": (
+        "AnyAnomaly's repository, ground_truth/ (+ ShanghaiTech's test frames)",
+        "ground_truth/c-shtech_labels/shtech_<type>_label.h5, ground_truth/c-shtech.json, "
+        "testing/frames/NN_NNNN/",
+        "load_cvad(ground_truth, dataset='shanghaitech', anomaly_type='car', videos_root=...)"),
+    "vera_files": (
+        "VERA's repository, Data/*.json",
+        "Data/UCF_Eval.json, Data/UCF_Instruct_{train,val}.json, Data/xd_*.json",
+        "load_vera_annotations(json_file, dataset='ucf_crime', videos_root=...)"),
 }
+SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
+    k: dict(zip(("download", "files", "call"), v)) for k, v in _LAYOUTS.items()}
 
 
 # UCF-Crime's test annotation lines of the sample videos (LAVAD's files repeat them)
