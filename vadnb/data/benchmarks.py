@@ -320,6 +320,11 @@ def _first_dir(*candidates: Path) -> Path | None:
     return next((d for d in candidates if d.is_dir()), None)
 
 
+def _find(root: Path, pattern: str) -> Path | None:
+    """The first file matching ``pattern`` anywhere under ``root``, in sorted order."""
+    return min(root.rglob(pattern), default=None)
+
+
 def _need(path: Path, what: str, fix: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}\n{fix}")
@@ -423,16 +428,11 @@ def split_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> set
     shuffled with ``numpy.random.default_rng(seed)``."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {fraction!r}")
-    rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
-    if fraction == 0:
-        return chosen
-    for _, part in sorted(table.groupby("label"), key=lambda kv: kv[0]):
-        names = sorted(part["name"])
-        k = int(round(fraction * len(names)))
-        if k == 0 and len(names) >= 2:
-            k = 1
-        chosen.update(np.asarray(names)[rng.permutation(len(names))[:k]].tolist())
+    rng, chosen = np.random.default_rng(seed), set()
+    for _, part in table.groupby("label") if fraction else ():
+        names = np.array(sorted(part["name"]))
+        k = max(int(round(fraction * len(names))), int(len(names) >= 2))
+        chosen.update(names[rng.permutation(len(names))[:k]].tolist())
     return chosen
 
 
@@ -448,15 +448,13 @@ def _apply_validation(rows: list[dict], val: float | str | os.PathLike | list[st
         given = [line for _, line in parse_video_list(val, "one training video per line")
                  ] if isinstance(val, (str, os.PathLike)) else list(val)
         names = {Path(v).stem for v in given}
-        known = {r["name"] for r in train}
-        unknown = sorted(names - known)
+        unknown = sorted(names - {r["name"] for r in train})
         if unknown:
             raise AnnotationError(f"{where}: {len(unknown)} validation videos are not training "
                                   f"videos found here (e.g. {unknown[0]!r}); a validation list "
                                   "names videos of the training list")
     for row in train:
-        if row["name"] in names:
-            row["split"] = "val"
+        row["split"] = "val" if row["name"] in names else "train"
 
 
 def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
@@ -467,14 +465,14 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
     (video-level labels only) as train, of which ``val`` (a stratified fraction with ``seed``,
     a list file or names, or None) becomes "val". Videos are found by file name under ``root``.
     """
-    root = Path(root)
     fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
            "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt "
            "(and Anomaly_Train.txt for the training split).")
-    _need(root, "UCF-Crime folder", fix)
-    annotations = annotations or next(iter(sorted(root.rglob("Temporal_Anomaly_Annotation*.txt"))), None)
+    root = _need(Path(root), "UCF-Crime folder", fix)
+    annotations = annotations or _find(root, "Temporal_Anomaly_Annotation*.txt")
     if annotations is None:
-        raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under {root}\n{fix}")
+        raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under "
+                                f"{root}\n{fix}")
     parsed = parse_ucf_annotations(annotations)
     files, out = _index_videos(root), _Rows(fps)
 
@@ -486,24 +484,26 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
             out.add(Path(file_name).stem, path, split, label, truth)
 
     for file_name, (label, intervals) in parsed.items():
-        add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label, intervals)
-    train_list = train_list or next(iter(sorted(root.rglob("Anomaly_Train.txt"))), None)
+        add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label,
+            intervals)
+    train_list = train_list or _find(root, "Anomaly_Train.txt")
     if train_list is not None:
         expected = "one video per line, 'Class/Name_x264.mp4'"
         for where, relative in parse_video_list(train_list, expected):
             file_name = Path(relative).name
             if Path(file_name).suffix.lower() not in VIDEO_EXTENSIONS:
-                raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a video file")
+                raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a "
+                                      "video file")
             if Path(file_name).stem in out.truth:
                 raise AnnotationError(f"{where}: {file_name} is a test video too; the training "
                                       "and test lists must not overlap")
-            label = ucf_class_of(relative, where)
-            # an anomalous training video has a video-level label only
+            label = ucf_class_of(relative, where)  # anomalous: a video-level label only
             add(file_name, Path(relative).parent.name or None, "train", label,
                 [] if label == "Normal" else None)
         _apply_validation(out.rows, val, seed, str(train_list))
-    return out.benchmark("ucf_crime", root, left_out=f"listed UCF-Crime videos not found under {root}",
-                         none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
+    return out.benchmark("ucf_crime", root, left_out=f"listed UCF-Crime videos not found under "
+                         f"{root}", none_found=f"none of the {len(parsed)} videos in "
+                         f"{annotations} is under {root}\n{fix}")
 
 
 XD_EXPECTED = "'<video name> s1 e1 [s2 e2 ...]' (a name, then start/end frame pairs)"
@@ -519,17 +519,6 @@ def xd_codes(file_name: str) -> list[str]:
     return codes
 
 
-def _xd_split(path: Path, root: Path) -> str:
-    """"train" or "test" from the folders between ``root`` and the file (default "test")."""
-    for part in path.relative_to(root).parts[:-1]:
-        low = part.lower()
-        if "test" in low:
-            return "test"
-        if "train" in low:
-            return "train"
-    return "test"
-
-
 def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                      fps: float = 24.0, val: float | str | os.PathLike | list[str] | None = None,
                      seed: int = 0) -> Benchmark:
@@ -539,11 +528,10 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     videos have video-level labels only, ``val`` as in :func:`load_ucf_crime`. ``label`` is
     the first class coded in the name, ``labels`` all of them ("Explosion|Shooting").
     """
-    root = Path(root)
     fix = ("Download the XD-Violence videos and annotations.txt "
            "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
            "videos in a folder named like 'test', training videos in one named like 'train').")
-    _need(root, "XD-Violence folder", fix)
+    root = _need(Path(root), "XD-Violence folder", fix)
     annotations = _need(Path(annotations) if annotations else root / "annotations.txt",
                         "XD-Violence annotations.txt", fix)
     intervals = _xd_intervals(annotations)
@@ -552,7 +540,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
         path, name = _labelled_copy(copies, None, root), Path(file_name).stem
         codes = xd_codes(name)
         label = XD_CLASSES[codes[0]]
-        split = _xd_split(path, root)
+        folders = [p.lower() for p in path.relative_to(root).parts[:-1]]
+        split = next(("test" if "test" in f else "train" for f in folders
+                      if "test" in f or "train" in f), "test")
         if split == "test" and label != "Normal" and name not in intervals:
             raise AnnotationError(f"{annotations}: no line for the violent test video "
                                   f"{file_name}; expected {XD_EXPECTED}")
@@ -568,7 +558,8 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     out.missing = [f"{n}.mp4" for n in intervals if n not in on_disk]
     _apply_validation(out.rows, val, seed, str(root))
     return out.benchmark("xd_violence", root, [c for c in XD_CLASSES.values() if c != "Normal"],
-                         f"annotated XD-Violence videos (in {annotations.name}) not found under {root}")
+                         f"annotated XD-Violence videos (in {annotations.name}) not found "
+                         f"under {root}")
 
 
 def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
@@ -577,14 +568,15 @@ def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
     for where, fields, line in annotation_lines(annotations):
         if len(fields) < 3:
             raise AnnotationError(f"{where}: expected {XD_EXPECTED}, got {line!r}")
-        name = fields[0][:-4] if fields[0].endswith(".mp4") else fields[0]
+        name = fields[0].removesuffix(".mp4")
         try:
             codes = xd_codes(name)
         except AnnotationError as err:
             raise AnnotationError(f"{where}: {err}") from None
         if codes == ["A"]:
             raise AnnotationError(f"{where}: {name} is a normal video (label_A) and cannot have "
-                                  f"anomalous intervals; expected only violent videos in {annotations.name}")
+                                  "anomalous intervals; expected only violent videos in "
+                                  f"{annotations.name}")
         if name in intervals:
             raise AnnotationError(f"{where}: {name} is annotated twice")
         intervals[name] = _pairs(fields[1:], where, XD_EXPECTED, allow_none=False)
