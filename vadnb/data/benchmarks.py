@@ -636,10 +636,9 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     (plain names, or AnomalyCLIP's rows with a class among :data:`SHT_CLASSES`); anomalous
     training videos get a video-level label only. A mask needs one entry per frame.
     """
-    root = Path(root)
-    fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html) "
-           "and pass the folder holding testing/ (with test_frame_mask/) and training/.")
-    _need(root, "ShanghaiTech folder", fix)
+    fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html)"
+           " and pass the folder holding testing/ (with test_frame_mask/) and training/.")
+    root = _need(Path(root), "ShanghaiTech folder", fix)
     if split not in ("one-class", "weak"):
         raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
     mask_dir = _first_dir(root / "testing" / "test_frame_mask", root / "test_frame_mask")
@@ -654,48 +653,41 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
         masks[mask_file.stem] = frame_mask(mask, str(mask_file))
     if not masks:
         raise FileNotFoundError(f"no .npy masks in {mask_dir}\n{fix}")
-    out = _Rows(fps)
-
-    def add(name: str, part: str, mask: np.ndarray | None, label: str | None, weak: bool) -> None:
-        path = _sht_video(root, name)
-        if mask is not None and path.is_dir():
-            check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
-        anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
-        label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else "Normal")
-        truth = None if (weak and anomalous) else (mask if mask is not None else [])
-        out.add(name, path, part, label, truth, anomalous=anomalous,
-                num_frames=len(mask) if mask is not None else None)
-
-    if split == "one-class":
-        for name, mask in masks.items():
-            add(name, "test", mask, None, weak=False)
+    if split == "one-class":  # the training videos are all normal
         train_dir = _first_dir(root / "training" / "videos", root / "training" / "frames")
-        if train_dir is not None:
-            for item in sorted(train_dir.iterdir()):
-                if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS:
-                    add(item.stem if item.is_file() else item.name, "train", None, "normal", weak=False)
-        classes = ["Abnormal"]
+        listed = {"test": dict.fromkeys(masks), "train": {
+            item.name if item.is_dir() else item.stem: "normal"
+            for item in (sorted(train_dir.iterdir()) if train_dir else [])
+            if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS}}
+    elif train_list is None or test_list is None:
+        raise ValueError("split='weak' needs train_list and test_list (e.g. SH_Train_new.txt "
+                         "and SH_Test_NEW.txt, or AnomalyCLIP's Anomaly_Train_*.txt rows)")
     else:
-        if train_list is None or test_list is None:
-            raise ValueError("split='weak' needs train_list and test_list (e.g. SH_Train_new.txt "
-                             "and SH_Test_NEW.txt, or AnomalyCLIP's Anomaly_Train_*.txt rows)")
-        train, test = _sht_list(Path(train_list)), _sht_list(Path(test_list))
-        both = sorted(set(train) & set(test))
+        listed = {"train": _sht_list(Path(train_list)), "test": _sht_list(Path(test_list))}
+        both = sorted(set(listed["train"]) & set(listed["test"]))
         if both:
             raise AnnotationError(f"{train_list} and {test_list} both list {both[0]!r}; a video "
                                   "belongs to one split")
-        for part, listed in (("train", train), ("test", test)):
-            for name, label in listed.items():
-                mask = masks.get(name)
-                # A test video needs its mask, unless it is one of the dataset's (normal)
-                # training videos, whose frames are all normal.
-                from_training = "training" in _sht_video(root, name).parts
-                if part == "test" and mask is None and not (from_training and label in (None, "normal")):
-                    raise AnnotationError(f"{test_list}: test video {name} has no mask in "
-                                          f"{mask_dir} and is not a normal training video")
-                add(name, part, mask, label, weak=part == "train")
-        given = {label for label in list(train.values()) + list(test.values()) if label}
-        classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
+    out = _Rows(fps)
+    for part, videos in listed.items():
+        for name, label in videos.items():
+            mask, path = masks.get(name), _sht_video(root, name)
+            # a test video needs its mask, unless it is a (normal) training video of the dataset
+            if part == "test" and mask is None and not ("training" in path.parts
+                                                        and label in (None, "normal")):
+                raise AnnotationError(f"{test_list}: test video {name} has no mask in "
+                                      f"{mask_dir} and is not a normal training video")
+            if mask is not None and path.is_dir():
+                check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
+            anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
+            label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else
+                                                                 "Normal")
+            # weak supervision: an anomalous training video has a video-level label only
+            truth = None if part == "train" and anomalous else mask if mask is not None else []
+            out.add(name, path, part, label, truth, anomalous=anomalous,
+                    num_frames=None if mask is None else len(mask))
+    given = {label for videos in listed.values() for label in videos.values() if label}
+    classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
     return out.benchmark("shanghaitech", root, classes)
 
 
