@@ -40,15 +40,11 @@ def _dataset(dataset: str) -> str:
     return dataset
 
 
-def _resolve(frames_root: Path | None, relative: str, base: Path) -> Path:
-    """A listed frames path under ``frames_root`` (default: next to the annotation file)."""
-    root = frames_root if frames_root is not None else base
+def _resolve(root: Path, relative: str) -> Path:
+    """``root / relative``, or a video file of that name (``.mp4``, ``.avi``) if that is missing."""
     path = root / relative
-    if not path.exists():
-        for suffix in (".mp4", ".avi"):  # a video file beside a frame folder's name
-            if path.with_suffix(suffix).exists():
-                return path.with_suffix(suffix)
-    return path
+    files = [] if path.exists() else [path.with_suffix(s) for s in (".mp4", ".avi")]
+    return next((p for p in files if p.exists()), path)
 
 
 def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
@@ -79,15 +75,14 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
     beside it, as a test-split Benchmark. ``dataset`` picks the class-id table
     (:data:`LAVAD_CLASS_IDS`); ``frames_root`` (default: the list's folder) holds the frames.
     """
-    dataset = _dataset(dataset)
+    ids = LAVAD_CLASS_IDS[_dataset(dataset)]
     video_list, temporal = Path(video_list), Path(temporal_annotations)
-    ids = LAVAD_CLASS_IDS[dataset]
-    intervals = _lavad_temporal(temporal)
-    out = _Rows(fps or FPS[dataset])
-    frames_root = Path(frames_root) if frames_root is not None else None
+    frames_root = Path(frames_root) if frames_root is not None else video_list.parent
+    intervals, out = _lavad_temporal(temporal), _Rows(fps or FPS[dataset])
     for where, fields, line in annotation_lines(video_list):
         if len(fields) != 4:
-            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: {line!r}")
+            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: "
+                                  f"{line!r}")
         try:
             start, end = int(fields[1]), int(fields[2])
             class_ids = [int(v) for v in fields[3].split(",")]
@@ -99,8 +94,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if bad:
             raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
                                   f"({dataset}'s table: {', '.join(ids)})")
-        labels = [ids[i] for i in class_ids]
-        name = video_name(fields[0])
+        labels, name = [ids[i] for i in class_ids], video_name(fields[0])
         label = next((c for c in labels if c != "Normal"), "Normal")
         if label != "Normal" and name not in intervals:
             raise AnnotationError(f"{temporal}: no line for the anomalous video {name} of {where}")
@@ -109,7 +103,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if label == "Normal" and shifted:
             raise AnnotationError(f"{where}: {name} is listed as Normal but {temporal} gives it "
                                   "anomalous intervals")
-        out.add(name, _resolve(frames_root, fields[0], video_list.parent), "test", label,
+        out.add(name, _resolve(frames_root, fields[0]), "test", label,
                 [(max(0, s), e) for s, e in shifted], num_frames=end - start + 1,
                 labels="|".join(labels))
     if not out.rows:
@@ -121,11 +115,8 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
 def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], bool | None]:
     """(label, all labels, is_anomalous from the entry if it says) of one VERA entry."""
     name = str(item.get("video_name") or item.get("video"))
-    if dataset == "xd_violence":
-        codes = xd_codes(Path(name).name)
-        labels = [XD_CLASSES[c] for c in codes]
-    else:
-        labels = [ucf_class_of(name, where)]
+    labels = ([XD_CLASSES[c] for c in xd_codes(Path(name).name)] if dataset == "xd_violence"
+              else [ucf_class_of(name, where)])
     said: bool | None = None
     for key in ("video_label", "label"):
         value = item.get(key)
@@ -149,8 +140,7 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
     ``split`` defaults from the file name ("train", "val", else "test"); entries without
     ``temporal_label`` carry a video-level label only. ``videos_root`` default: the JSON's folder.
     """
-    dataset = _dataset(dataset)
-    json_file = Path(json_file)
+    dataset, json_file = _dataset(dataset), Path(json_file)
     try:
         entries = json.loads(read_text(json_file))
     except json.JSONDecodeError as err:
@@ -170,28 +160,25 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
             raise AnnotationError(f"{where}: expected 'length', the video's number of frames "
                                   f"(a whole number >= 1), got {item.get('length')!r}")
         relative = str(item.get("video") or item.get("video_name"))
-        name = video_name(relative)
+        name, given = video_name(relative), item.get("path")
         label, labels, said = _vera_label(item, dataset, where)
+        anomalous = label != "Normal" if said is None else said
+        truth = None if anomalous else []  # no temporal_label: a video-level label only
         if "temporal_label" in item:
             values = item["temporal_label"]
             if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
                 raise AnnotationError(f"{where}: 'temporal_label' must be a list of frame numbers")
-            intervals = _pairs(list(values), where, "[s1, e1, s2, e2, ...] (-1 for none)",
-                               allow_none=True)
-            anomalous = bool(intervals)
-            if said is not None and said != anomalous:
+            truth = _pairs(values, where, "[s1, e1, s2, e2, ...] (-1 for none)", allow_none=True)
+            if said is not None and said != bool(truth):
                 raise AnnotationError(f"{where}: label says {'anomalous' if said else 'normal'} "
-                                      f"but temporal_label gives {intervals}")
-            truth = intervals
-        else:
-            anomalous = label != "Normal" if said is None else said
-            truth = None if anomalous else []
+                                      f"but temporal_label gives {truth}")
+            anomalous = bool(truth)
         if anomalous != (label != "Normal"):
             raise AnnotationError(f"{where}: {name} is {'anomalous' if anomalous else 'normal'} "
                                   f"in the file but its name/folder says {label}")
-        path = Path(item["path"]) if item.get("path") and Path(item["path"]).exists() else \
-            _resolve(root, relative, json_file.parent)
+        path = Path(given) if given and Path(given).exists() else _resolve(root, relative)
         out.add(name, path, split, label, truth, anomalous=anomalous,
                 num_frames=int(item["length"]), labels="|".join(labels))
-    classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values() if c != "Normal"]
+    classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values()
+                                                          if c != "Normal"]
     return out.benchmark(f"{dataset} (VERA files)", json_file.parent, list(classes))
