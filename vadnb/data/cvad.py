@@ -122,14 +122,10 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 
 def _find_video(root: Path, name: str) -> Path | None:
     folders = [root / name, root / "testing" / "frames" / name, root / "frames" / name]
-    for d in folders:
-        if d.is_dir():
-            return d
-    for base in (root, root / "testing" / "videos", root / "testing_videos", root / "videos"):
-        for ext in VIDEO_EXTENSIONS:
-            if (base / f"{name}{ext}").is_file():
-                return base / f"{name}{ext}"
-    return None
+    files = [base / f"{name}{ext}" for base in (root, root / "testing" / "videos",
+             root / "testing_videos", root / "videos") for ext in VIDEO_EXTENSIONS]
+    return next((d for d in folders if d.is_dir()), None) or next(
+        (f for f in files if f.is_file()), None)
 
 
 def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech",
@@ -143,37 +139,31 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
     no paths. Raises FileNotFoundError for a missing set (listing those on disk) or video.
     """
     dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    single = d / f"{prefix}_{anomaly_type}_label.h5"
-    multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
-    if single.is_file():
-        path, multiple = single, False
-    elif multi.is_file():
-        path, multiple = multi, True
-    else:
+    single, multi = (d / f"{m}{prefix}_{anomaly_type}_label.h5" for m in ("", "m_"))
+    path = single if single.is_file() else multi
+    if not path.is_file():
         have = cvad_types(ground_truth_dir, dataset)
         raise FileNotFoundError(
             f"no C-VAD label set {anomaly_type!r} for {dataset} in {d} (looked for "
             f"{single.name} and {multi.name}); single types: {have['single']}, "
             f"multi-type sets: {have['multiple']}")
     truth = _read_h5(path)
-    if not multiple:
+    if path == single:
         excluded = set(cvad_multi_type_videos(ground_truth_dir, dataset))
         truth = {k: v for k, v in truth.items() if k not in excluded}
     root = Path(videos_root) if videos_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"videos_root is not a folder: {root}")
     out = _Rows(float(fps or _FPS[dataset]))
-    for name in sorted(truth):
-        labels = truth[name]
-        video = ""
-        if root is not None:
-            found = _find_video(root, name)
-            if found is None:
-                raise FileNotFoundError(
-                    f"{path.name}: video {name!r} not found under {root} (looked for a frame "
-                    f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
-            check_frame_count(labels, found, f"{path}: video {name!r}")
-            video = str(found)
+    for name, labels in sorted(truth.items()):
+        video = "" if root is None else _find_video(root, name)
+        if video is None:
+            raise FileNotFoundError(
+                f"{path.name}: video {name!r} not found under {root} (looked for a frame "
+                f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
+        if video:
+            check_frame_count(labels, video, f"{path}: video {name!r}")
         out.add(name, video, "test", anomaly_type if labels.any() else "Normal", labels,
                 num_frames=len(labels))
-    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir, cvad_keywords(anomaly_type))
+    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir,
+                         cvad_keywords(anomaly_type))
