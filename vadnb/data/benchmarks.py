@@ -708,23 +708,21 @@ def _avenue_from_masks(mat_file: Path) -> np.ndarray:
 
 
 def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
+    """Per video, the 0-based intervals of a ``gt`` cell array of 1-based [start; end] pairs."""
     per_video = []
-    for i, item in enumerate(_mat_variable(mat_file, "gt", "per video, a 2 x K array of "
-                                                         "[start; end] frames")):
+    gt = _mat_variable(mat_file, "gt", "per video, a 2 x K array of [start; end] frames")
+    for i, item in enumerate(gt, start=1):
         arr = np.asarray(item)
-        if arr.size == 0:
-            per_video.append([])
-            continue
-        if arr.ndim != 2 or arr.shape[0] != 2:
-            raise AnnotationError(f"{mat_file}: gt entry {i + 1} has shape {arr.shape}; expected "
+        if arr.size and (arr.ndim != 2 or arr.shape[0] != 2):
+            raise AnnotationError(f"{mat_file}: gt entry {i} has shape {arr.shape}; expected "
                                   "2 x K (row 1 starts, row 2 ends, 1-based inclusive)")
-        values = np.asarray(arr, dtype=np.float64)
+        values = arr.astype(np.float64)
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise AnnotationError(f"{mat_file}: gt entry {i + 1} holds non-integer frame numbers "
+            raise AnnotationError(f"{mat_file}: gt entry {i} holds non-integer frame numbers "
                                   f"{values[values != np.round(values)][:3].tolist()}; expected "
                                   "whole 1-based frame numbers")
-        starts_ends = (values.astype(np.int64) - 1).T.ravel()  # 1-based -> 0-based, s1 e1 s2 e2 ...
-        per_video.append(_pairs(starts_ends.tolist(), f"{mat_file}: gt entry {i + 1}",
+        starts_ends = (values.astype(np.int64) - 1).T.ravel().tolist()  # 0-based s1 e1 s2 e2 ..
+        per_video.append(_pairs(starts_ends, f"{mat_file}: gt entry {i}",
                                 "1-based frame numbers >= 1 with start <= end", allow_none=False))
     return per_video
 
@@ -746,10 +744,9 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     Ground truth: the ``testing_label_mask/<n>_label.mat`` pixel masks, or ``annotations``, a
     ``.mat`` whose ``gt`` holds 1-based [start; end] pairs, one entry per video in order.
     """
-    root = Path(root)
-    fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html) "
-           "with its ground_truth_demo, and pass the folder holding testing_videos/.")
-    _need(root, "Avenue folder", fix)
+    fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/"
+           "dataset.html) with its ground_truth_demo, and pass the folder holding testing_videos/.")
+    root = _need(Path(root), "Avenue folder", fix)
     video_dir = _first_dir(root / "testing_videos", root / "testing" / "testing_videos")
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
@@ -759,15 +756,17 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     if annotations is not None:
         per_video: list = _avenue_from_intervals(Path(annotations))
         if len(per_video) != len(videos):
-            raise AnnotationError(f"{annotations}: gt has {len(per_video)} entries but {video_dir} "
-                                  f"has {len(videos)} videos; expected one entry per video, in order")
+            raise AnnotationError(f"{annotations}: gt has {len(per_video)} entries but "
+                                  f"{video_dir} has {len(videos)} videos; expected one entry "
+                                  "per video, in order")
     else:
         mask_dir = next((d for d in root.rglob("testing_label_mask") if d.is_dir()), None)
         if mask_dir is None:
-            raise FileNotFoundError(f"no ground_truth_demo/testing_label_mask/ under {root} and no "
-                                    f"annotations .mat given\n{fix}")
+            raise FileNotFoundError(f"no ground_truth_demo/testing_label_mask/ under {root} and "
+                                    f"no annotations .mat given\n{fix}")
         per_video = [_avenue_from_masks(_need(mask_dir / f"{int(path.stem)}_label.mat",
-                                              f"ground truth of {path.name}", fix)) for path in videos]
+                                              f"ground truth of {path.name}", fix))
+                     for path in videos]
     out = _Rows(fps)
     for path, truth in zip(videos, per_video):
         mask = isinstance(truth, np.ndarray)  # else a list of intervals
@@ -776,11 +775,8 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
                 num_frames=len(truth) if mask else None)
     train_dir = _first_dir(root / "training_videos", root / "training" / "training_videos")
     for path in _avenue_videos(train_dir) if train_dir is not None else []:
-        out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: all normal
+        out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: normal
     return out.benchmark("avenue", root, ["Abnormal"])
-
-
-UBNORMAL_SPLITS = {"training": "train", "validation": "val", "test": "test"}
 
 
 def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
@@ -790,17 +786,18 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     Track frames are 0-based, ``52`` or ``52.0`` as the official reader takes them; ``20.5``,
     ``inf`` or ``nan`` name no frame, so they are an error rather than a silent truncation.
     """
-    root = Path(root)
-    fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
-           "the Scene* folders; put the *_video_names.txt split lists from its scripts/ next to them.")
-    _need(root, "UBnormal folder", fix)
-    out = _Rows(fps)
+    fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder "
+           "holding the Scene* folders; put the *_video_names.txt split lists from its scripts/ "
+           "next to them.")
+    root, out = _need(Path(root), "UBnormal folder", fix), _Rows(fps)
     for kind in ("abnormal", "normal"):
-        for long_split, split in UBNORMAL_SPLITS.items():
+        for long_split, split in (("training", "train"), ("validation", "val"), ("test", "test")):
             list_name = f"{kind}_{long_split}_video_names.txt"
-            list_file = next((d / list_name for d in (root, root / "scripts") if (d / list_name).exists()), None)
+            list_file = next((f for f in (root / list_name, root / "scripts" / list_name)
+                              if f.exists()), None)
             if list_file is None:
-                raise FileNotFoundError(f"split list {list_name} not found in {root} or {root / 'scripts'}\n{fix}")
+                raise FileNotFoundError(f"split list {list_name} not found in {root} or "
+                                        f"{root / 'scripts'}\n{fix}")
             for where, _, line in annotation_lines(list_file):
                 name = line.strip()
                 match = re.fullmatch(r"(abnormal|normal)_scene_(\d+)_scenario_\d+(_\w+)?", name)
@@ -812,34 +809,29 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
                 if not path.exists():
                     out.missing.append(path.relative_to(root))
                     continue
-                intervals: list[tuple[int, int]] = []
-                if kind == "abnormal":
-                    intervals = _ubnormal_tracks(scene / f"{name}_annotations" / f"{name}_tracks.txt", fix)
+                tracks = scene / f"{name}_annotations" / f"{name}_tracks.txt"
+                intervals = _ubnormal_tracks(tracks, fix) if kind == "abnormal" else []
                 out.add(name, path, split, "Abnormal" if intervals else "Normal", intervals)
-    return out.benchmark("ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
-                         f"none of the videos in the split lists is under {root}\n{fix}")
-
-
-def _whole_number(text: str, where: str, expected: str) -> int:
-    """A whole frame number, ``52`` or ``52.0`` (see :func:`load_ubnormal`)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise AnnotationError(f"{where}: expected {expected}, got {text!r}") from None
-    if not value.is_integer():  # False for inf and nan too
-        raise AnnotationError(f"{where}: expected {expected}; {text!r} is not a whole frame number "
-                              "(UBnormal's tracks hold 0-based frame indices)")
-    return int(value)
+    return out.benchmark("ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found "
+                         f"under {root}", f"none of the videos in the split lists is under "
+                         f"{root}\n{fix}")
 
 
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
-    """The 0-based inclusive (start, end) frames of every track."""
+    """The 0-based inclusive (start, end) frames of every track (see :func:`load_ubnormal`)."""
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
     intervals = []
     for where, _, line in annotation_lines(_need(tracks_file, "UBnormal tracks file", fix)):
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != 3:
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        values = [_whole_number(f, where, expected) for f in fields]
-        intervals += _pairs(values[1:], where, expected, allow_none=False)
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            raise AnnotationError(f"{where}: expected {expected}, got {line!r}") from None
+        bad = [f for f, v in zip(fields, values) if not v.is_integer()]  # inf and nan too
+        if bad:
+            raise AnnotationError(f"{where}: expected {expected}; {bad[0]!r} is not a whole frame "
+                                  "number (UBnormal's tracks hold 0-based frame indices)")
+        intervals += _pairs([int(v) for v in values[1:]], where, expected, allow_none=False)
     return intervals

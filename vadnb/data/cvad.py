@@ -53,12 +53,10 @@ def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> tuple[str,
 def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                ) -> dict[str, list[str]]:
     """The label sets present on disk: ``{"single": [...], "multiple": [...]}``."""
-    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    single = sorted(p.name[len(prefix) + 1:-len("_label.h5")]
-                    for p in d.glob(f"{prefix}_*_label.h5"))
-    multi = sorted(p.name[len(prefix) + 3:-len("_label.h5")]
-                   for p in d.glob(f"m_{prefix}_*_label.h5"))
-    return {"single": single, "multiple": multi}
+    _, d, prefix = _labels_dir(ground_truth_dir, dataset)
+    return {kind: sorted(p.name[len(m + prefix) + 1:-len("_label.h5")]
+                         for p in d.glob(f"{m}{prefix}_*_label.h5"))
+            for kind, m in (("single", ""), ("multiple", "m_"))}
 
 
 def cvad_keywords(anomaly_type: str) -> list[str]:
@@ -71,14 +69,11 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
                            dataset: str = "shanghaitech") -> list[str]:
     """The videos of the multi-type sets (left out of every single-type evaluation), from
     ``c-<dataset>-multiple.json`` and the ``m_*`` label files."""
-    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    names: set[str] = set()
+    _, d, prefix = _labels_dir(ground_truth_dir, dataset)
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
                                   d / f"c-{prefix}-multiple.json") if p.is_file()), None)
-    if json_file is not None:
-        names.update(_multi_type_json(json_file))
-    for f in sorted(d.glob(f"m_{prefix}_*_label.h5")):
-        names.update(_read_h5(f))
+    names = _multi_type_json(json_file) if json_file is not None else set()
+    names.update(v for f in sorted(d.glob(f"m_{prefix}_*_label.h5")) for v in _read_h5(f))
     return sorted(names)
 
 
@@ -91,7 +86,8 @@ def _multi_type_json(json_file: Path) -> set[str]:
         raise AnnotationError(f"{json_file}: not valid JSON: {err.msg} at line {err.lineno}, "
                               f"column {err.colno}; expected {expected}") from None
     if not isinstance(data, dict):
-        raise AnnotationError(f"{json_file}: holds a JSON {type(data).__name__}; expected {expected}")
+        raise AnnotationError(f"{json_file}: holds a JSON {type(data).__name__}; expected "
+                              f"{expected}")
     for key, videos in data.items():
         if not isinstance(videos, list) or not all(isinstance(v, str) for v in videos):
             raise AnnotationError(f"{json_file}: set {key!r} maps to {videos!r}; expected "
@@ -110,11 +106,10 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
         raise AnnotationError(f"{path}: not a readable HDF5 label file ({err})") from None
     with f:
         for key in f:
-            item = f[key]
-            if not isinstance(item, h5py.Dataset):
+            if not isinstance(f[key], h5py.Dataset):
                 raise AnnotationError(f"{path}: entry {key!r} is a group; expected one 1-D "
                                       "dataset of 0/1 frame labels per video at the root")
-            out[str(key)] = frame_mask(item[()], f"{path}: video {key!r}")
+            out[str(key)] = frame_mask(f[key][()], f"{path}: video {key!r}")
     if not out:
         raise AnnotationError(f"{path}: holds no videos")
     return out
