@@ -25,12 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "AnnotationError", "Benchmark", "count_frames", "intervals_to_labels",
-    "parse_ucf_annotations", "load_ucf_crime", "load_xd_violence", "load_shanghaitech",
-    "load_avenue", "load_ubnormal", "XD_CLASSES",
-]
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
 COLUMNS = ["name", "path", "split", "label", "is_anomalous", "num_frames", "fps"]
 
@@ -130,14 +124,11 @@ def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none:
                               f"{' '.join(map(str, values))!r}") from None
     if len(numbers) % 2:
         raise AnnotationError(f"{where}: expected {expected}, got an odd number of frame numbers")
-    pairs = []
-    for start, end in zip(numbers[::2], numbers[1::2]):
-        if allow_none and start == -1 and end == -1:
-            continue
-        if start < 0 or end < start:
-            raise AnnotationError(f"{where}: expected {expected}; the interval ({start}, {end}) "
-                                  "is not a start <= end pair of frame numbers >= 0")
-        pairs.append((start, end))
+    pairs = [p for p in zip(numbers[::2], numbers[1::2]) if not allow_none or p != (-1, -1)]
+    bad = [(s, e) for s, e in pairs if s < 0 or e < s]
+    if bad:
+        raise AnnotationError(f"{where}: expected {expected}; the interval {bad[0]} is not a "
+                              "start <= end pair of frame numbers >= 0")
     return pairs
 
 

@@ -14,8 +14,6 @@ from pathlib import Path
 from .benchmarks import (AnnotationError, Benchmark, _Rows, annotation_lines, count_frames,
                          parse_ucf_annotations, read_text)
 
-__all__ = ["load_campus", "campus_root", "verify_checksums"]
-
 GET_THE_DATA = (
     "The campus clips live in the repository's data/campus/ folder: clone the whole repository "
     "(git clone https://github.com/vadnb/vadnb), set VADNB_DATA to a folder holding campus/, "

@@ -19,8 +19,6 @@ from pathlib import Path
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
                          annotation_lines, read_text, ucf_class_of, video_name, xd_codes)
 
-__all__ = ["load_lavad_annotations", "load_vera_annotations", "LAVAD_CLASS_IDS"]
-
 #: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``), per dataset.
 LAVAD_CLASS_IDS = {
     "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",

@@ -19,8 +19,6 @@ import numpy as np
 from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, check_frame_count,
                          frame_mask, read_text)
 
-__all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
-
 #: The single anomaly types of each C-VAD benchmark, in the official configuration's order.
 CVAD_TYPES: dict[str, tuple[str, ...]] = {
     "shanghaitech": ("car", "bicycle", "fighting", "throwing", "hand_truck", "running",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["protocol_table"]
-
 
 def protocol_table(method: str | None = None) -> pd.DataFrame:
     """The protocol rows (of one method if given): method, benchmark, split, metric,

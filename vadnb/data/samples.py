@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SAMPLE_LAYOUTS", "write_sample"]
-
 #: Per benchmark: where to get it, the files a loader reads (relative to the folder you
 #: pass), and the call. Shown as a table in notebook 00.
 _LAYOUTS = {
