@@ -102,18 +102,14 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
         raise ValueError(f"no sample layout {benchmark!r}; choose from {sorted(SAMPLE_LAYOUTS)}")
     root.mkdir(parents=True, exist_ok=True)
     if benchmark == "ucf_crime":
-        for rel, n in (("Arson/Arson011_x264.mp4", 48), ("Stealing/Stealing058_x264.mp4", 32),
-                       ("Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", 32),
-                       ("Arson/Arson001_x264.mp4", 32), ("Stealing/Stealing002_x264.mp4", 32),
-                       ("Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4", 32),
-                       ("Training_Normal_Videos_Anomaly/Normal_Videos002_x264.mp4", 32)):
-            _video(root / rel, n, 30)
+        train = ["Arson/Arson001_x264.mp4", "Stealing/Stealing002_x264.mp4",
+                 *(f"Training_Normal_Videos_Anomaly/Normal_Videos00{i}_x264.mp4" for i in (1, 2))]
+        for rel in ["Arson/Arson011_x264.mp4", "Stealing/Stealing058_x264.mp4",
+                    "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", *train]:
+            _video(root / rel, 48 if rel.startswith("Arson/Arson011") else 32, 30)
         _lines(root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", [
             _UCF_TEST_LINES[0], "Stealing058_x264.mp4  Stealing  0  8  -1  -1", _UCF_TEST_LINES[1]])
-        _lines(root / "Anomaly_Train.txt", [
-            "Arson/Arson001_x264.mp4", "Stealing/Stealing002_x264.mp4",
-            "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4",
-            "Training_Normal_Videos_Anomaly/Normal_Videos002_x264.mp4"])
+        _lines(root / "Anomaly_Train.txt", train)
     elif benchmark == "xd_violence":
         fight = "Bad.Boys.1995__#01-11-55_01-12-40_label_B1-0-0"
         blast = "Black.Hawk.Down.2001__#00-27-00_00-27-40_label_G-B2-0"
@@ -152,26 +148,28 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
             savemat(mask_dir / f"{i}_label.mat", {"volLabel": vol})
         _video(root / "training_videos" / "01.avi", 24, 25)
     elif benchmark == "ubnormal":
-        names = {"abnormal_test": ["abnormal_scene_2_scenario_1"],
-                 "normal_test": ["normal_scene_2_scenario_3"],
-                 "normal_training": ["normal_scene_1_scenario_1"],
-                 "abnormal_training": ["abnormal_scene_1_scenario_2"],
-                 "abnormal_validation": [], "normal_validation": ["normal_scene_3_scenario_1"]}
+        names = {"abnormal_test": "abnormal_scene_2_scenario_1",
+                 "normal_test": "normal_scene_2_scenario_3", "abnormal_validation": "",
+                 "normal_training": "normal_scene_1_scenario_1",
+                 "abnormal_training": "abnormal_scene_1_scenario_2",
+                 "normal_validation": "normal_scene_3_scenario_1"}
         (root / "scripts").mkdir(parents=True, exist_ok=True)
-        for key, items in names.items():
-            list_file = root / "scripts" / f"{key}_video_names.txt"
-            list_file.write_text("".join(f"{name}\n" for name in items), encoding="utf-8")
-            for name in items:
-                scene = root / f"Scene{name.split('_')[2]}"
-                _video(scene / f"{name}.mp4", 32, 30)
-                if name.startswith("abnormal"):
-                    _lines(scene / f"{name}_annotations" / f"{name}_tracks.txt", ["0,6,14", "1,20,25"])
+        for key, name in names.items():
+            (root / "scripts" / f"{key}_video_names.txt").write_text(name and f"{name}\n")
+            if not name:
+                continue  # no abnormal validation video: an empty list file
+            scene = root / f"Scene{name.split('_')[2]}"
+            _video(scene / f"{name}.mp4", 32, 30)
+            if name.startswith("abnormal"):
+                _lines(scene / f"{name}_annotations" / f"{name}_tracks.txt",
+                       ["0,6,14", "1,20,25"])
     elif benchmark == "lavad_files":
-        for rel, n in (("frames/Arson/Arson011_x264", 48), ("frames/Testing_Normal_Videos_Anomaly/"
-                                                             "Normal_Videos_003_x264", 32)):
+        for rel, n in (("frames/Arson/Arson011_x264", 48),
+                       ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264", 32)):
             _frames(root / rel, n)
         _lines(root / "annotations" / "test.txt", [
-            "Arson/Arson011_x264 0 47 2", "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264 0 31 7"])
+            "Arson/Arson011_x264 0 47 2",
+            "Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264 0 31 7"])
         _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
                _UCF_TEST_LINES)
     elif benchmark == "c_shtech":
