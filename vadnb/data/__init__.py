@@ -1,9 +1,4 @@
-"""Benchmarks: the campus mini-benchmark and parsers for the public ones (notebook 00).
-
->>> from vadnb.data import load_campus
->>> campus = load_campus()                    # doctest: +SKIP
->>> campus.frame_labels("test_running_01")    # doctest: +SKIP
-"""
+"""Benchmarks: the campus mini-benchmark and parsers for the public ones (notebook 00)."""
 
 from .benchmarks import (SHT_CLASSES, UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark,
                          count_frames, intervals_to_labels, load_avenue, load_shanghaitech,

@@ -40,8 +40,7 @@ class AnnotationError(ValueError):
 def read_text(path: str | os.PathLike) -> str:
     """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM;
     any other encoding is an :class:`AnnotationError` naming the file and the bad byte."""
-    path = Path(path)
-    data = path.read_bytes()
+    data = Path(path).read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
     if b"\x00" in data:
@@ -83,11 +82,7 @@ def count_frames(path: str | os.PathLike) -> int:
 
 
 def intervals_to_labels(intervals: list[tuple[int, int]], num_frames: int) -> np.ndarray:
-    """0/1 uint8 frame labels from inclusive 0-based (start, end) pairs, cut at the video end.
-
-    >>> intervals_to_labels([(1, 2)], 5).tolist()
-    [0, 1, 1, 0, 0]
-    """
+    """0/1 uint8 frame labels from inclusive 0-based (start, end) pairs, cut at the video end."""
     labels = np.zeros(num_frames, np.uint8)
     for start, end in intervals:
         labels[max(0, start):min(num_frames, end + 1)] = 1
@@ -134,12 +129,8 @@ def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none:
 
 @dataclass
 class Benchmark:
-    """A set of videos with their ground truth (build one with a ``load_*`` function).
-
-    ``table`` has one row per video (see the module docstring; some loaders add columns, e.g.
-    ``labels``). ``truth`` maps a name to 0-based inclusive (start, end) intervals, a 0/1 frame
-    array, or ``None``: a video-level label only (weakly supervised training videos).
-    """
+    """Videos (``table``, one row each) and ``truth``: per name, 0-based inclusive (start, end)
+    intervals, a 0/1 frame array, or ``None`` (a video-level label only: weak supervision)."""
 
     name: str
     root: Path
@@ -191,11 +182,8 @@ class Benchmark:
         return name not in self.truth or self.truth[name] is not None
 
     def frame_labels(self, name: str) -> np.ndarray:
-        """0/1 uint8 array, one entry per frame of video ``name`` (1 = anomalous).
-
-        Intervals past the last frame are cut, with a warning (once per video). Raises
-        ValueError for a video-level label only, AnnotationError for a mask of the wrong length.
-        """
+        """0/1 uint8 per frame of video ``name``; intervals past its end are cut, with a warning.
+        Raises ValueError for a video-level label only, AnnotationError for a wrong-length mask."""
         row = self._row(name)
         truth = self.truth.get(name, [])
         if truth is None:
@@ -513,12 +501,9 @@ def xd_codes(file_name: str) -> list[str]:
 def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                      fps: float = 24.0, val: float | str | os.PathLike | list[str] | None = None,
                      seed: int = 0) -> Benchmark:
-    """XD-Violence's videos under ``root`` with the test ``annotations.txt``.
-
-    The split comes from a folder name holding "test" or "train" (default test); training
-    videos have video-level labels only, ``val`` as in :func:`load_ucf_crime`. ``label`` is
-    the first class coded in the name, ``labels`` all of them ("Explosion|Shooting").
-    """
+    """XD-Violence's videos under ``root``, split by a folder name holding "test" or "train"
+    (training videos: video-level labels; ``val`` as in :func:`load_ucf_crime`). ``label`` is
+    the first class coded in the name, ``labels`` all of them ("Explosion|Shooting")."""
     fix = ("Download the XD-Violence videos and annotations.txt "
            "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
            "videos in a folder named like 'test', training videos in one named like 'train').")
@@ -620,13 +605,9 @@ def _sht_list(path: Path) -> dict[str, str | None]:
 def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "one-class",
                       train_list: str | os.PathLike | None = None,
                       test_list: str | os.PathLike | None = None) -> Benchmark:
-    """ShanghaiTech Campus, ground truth from ``test_frame_mask/<video>.npy``.
-
-    ``split="one-class"``: test = the 107 masked videos, train = ``training/videos``.
-    ``split="weak"`` (Zhong et al. 2019): ``train_list`` / ``test_list`` name the videos
-    (plain names, or AnomalyCLIP's rows with a class among :data:`SHT_CLASSES`); anomalous
-    training videos get a video-level label only. A mask needs one entry per frame.
-    """
+    """ShanghaiTech Campus: ``split="one-class"`` tests the masked videos; ``split="weak"``
+    (Zhong et al. 2019) takes ``train_list`` / ``test_list`` (plain names, or AnomalyCLIP's rows
+    with a class of :data:`SHT_CLASSES`), anomalous training videos video-level only."""
     fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html)"
            " and pass the folder holding testing/ (with test_frame_mask/) and training/.")
     root = _need(Path(root), "ShanghaiTech folder", fix)
@@ -730,11 +711,8 @@ def _avenue_videos(folder: Path) -> list[Path]:
 
 def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                 fps: float = 25.0) -> Benchmark:
-    """CUHK Avenue's test videos with ground truth, and its training videos as ``train_NN``.
-
-    Ground truth: the ``testing_label_mask/<n>_label.mat`` pixel masks, or ``annotations``, a
-    ``.mat`` whose ``gt`` holds 1-based [start; end] pairs, one entry per video in order.
-    """
+    """CUHK Avenue (training videos as ``train_NN``); ground truth from the pixel masks, or
+    ``annotations``: a ``.mat`` whose ``gt`` holds 1-based [start; end] pairs per video."""
     fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/"
            "dataset.html) with its ground_truth_demo, and pass the folder holding testing_videos/.")
     root = _need(Path(root), "Avenue folder", fix)
@@ -771,12 +749,9 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
 
 
 def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
-    """UBnormal: ``Scene<k>/<video>.mp4``, splits from the official ``*_video_names.txt``
-    lists (in ``root`` or ``root/scripts``), frames inside any ``_tracks.txt`` track anomalous.
-
-    Track frames are 0-based, ``52`` or ``52.0`` as the official reader takes them; ``20.5``,
-    ``inf`` or ``nan`` name no frame, so they are an error rather than a silent truncation.
-    """
+    """UBnormal, split by the official ``*_video_names.txt`` lists (in ``root`` or its
+    ``scripts/``). Track frames are 0-based, ``52`` or ``52.0``; ``20.5``, ``inf`` or ``nan``
+    name no frame, so they are an error rather than a silent truncation."""
     fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder "
            "holding the Scene* folders; put the *_video_names.txt split lists from its scripts/ "
            "next to them.")

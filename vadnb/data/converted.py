@@ -133,11 +133,8 @@ def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], b
 def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crime",
                           split: str | None = None, videos_root: str | os.PathLike | None = None,
                           fps: float | None = None) -> Benchmark:
-    """One of VERA's ``Data/*.json`` files (e.g. ``UCF_Eval.json``) as a Benchmark of one split.
-
-    ``split`` defaults from the file name ("train", "val", else "test"); entries without
-    ``temporal_label`` carry a video-level label only. ``videos_root`` default: the JSON's folder.
-    """
+    """One of VERA's ``Data/*.json`` files as a Benchmark of ``split`` (default from the file
+    name); entries without ``temporal_label`` carry a video-level label only."""
     dataset, json_file = _dataset(dataset), Path(json_file)
     try:
         entries = json.loads(read_text(json_file))

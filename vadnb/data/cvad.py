@@ -125,12 +125,8 @@ def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
               anomaly_type: str = "car", videos_root: str | os.PathLike | None = None,
               fps: float | None = None) -> Benchmark:
     """One C-VAD label set (a type of :data:`CVAD_TYPES` or a multi-type set such as
-    ``"jumping-falling-pickup"``) as a Benchmark of test videos, from AnyAnomaly's
-    ``ground_truth/``. A single-type set leaves out the multi-type sets' videos.
-
-    ``videos_root`` (frame folders or files) must match the labels' frame counts; None gives
-    no paths. Raises FileNotFoundError for a missing set (listing those on disk) or video.
-    """
+    ``"jumping-falling-pickup"``) as a Benchmark of test videos; a single type leaves out the
+    multi-type sets' videos. ``videos_root`` None: no paths, else frame counts must match."""
     dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
     single, multi = (d / f"{m}{prefix}_{anomaly_type}_label.h5" for m in ("", "m_"))
     path = single if single.is_file() else multi
