@@ -232,8 +232,7 @@ class Benchmark:
         """Per split: videos, normal / anomalous videos, frames, anomalous frames and videos
         with a video-level label only (decodes videos whose format lacks their length)."""
         rows = []
-        table = self.videos
-        for split, part in table.groupby("split", sort=False):
+        for split, part in self.videos.groupby("split", sort=False):
             labelled = [n for n in part["name"] if self.has_frame_labels(n)]
             anomalous_frames = sum(int(self.frame_labels(n).sum()) for n in labelled)
             rows.append({"split": split, "videos": len(part),
@@ -279,19 +278,15 @@ class _Rows:
         if none_found is not None and not self.rows:
             raise FileNotFoundError(none_found)
         extra = list(dict.fromkeys(k for row in self.rows for k in row if k not in COLUMNS))
-        table = pd.DataFrame(self.rows, columns=COLUMNS + extra)
-        table["num_frames"] = table["num_frames"].astype("Int64")
+        table = pd.DataFrame(self.rows, columns=COLUMNS + extra).astype(
+            {"num_frames": "Int64", "is_anomalous": bool, "fps": float})
         if table["num_frames"].notna().all():
             table["num_frames"] = table["num_frames"].astype("int64")
-        table["is_anomalous"] = table["is_anomalous"].astype(bool)
-        table["fps"] = table["fps"].astype(float)
-        names = table["name"]
-        if names.duplicated().any():
-            dup = names[names.duplicated()].iloc[0]
-            raise AnnotationError(f"{name}: the video name {dup!r} occurs twice; names must be "
+        dup = table["name"][table["name"].duplicated()].tolist()
+        if dup:
+            raise AnnotationError(f"{name}: the video name {dup[0]!r} occurs twice; names must be "
                                   "unique within a benchmark")
-        if classes is None:
-            classes = sorted(set(table["label"]) - {"Normal"})
+        classes = sorted(set(table["label"]) - {"Normal"}) if classes is None else classes
         return Benchmark(name, Path(root), table, self.truth, list(classes))
 
 
@@ -299,9 +294,13 @@ def _first_dir(*candidates: Path) -> Path | None:
     return next((d for d in candidates if d.is_dir()), None)
 
 
-def _find(root: Path, pattern: str) -> Path | None:
-    """The first file matching ``pattern`` anywhere under ``root``, in sorted order."""
-    return min(root.rglob(pattern), default=None)
+def _root(root: str | os.PathLike, key: str, what: str) -> tuple[Path, str]:
+    """``root``, checked, and the hint ending every missing-file error of benchmark ``key``."""
+    from .samples import SAMPLE_LAYOUTS
+
+    layout = SAMPLE_LAYOUTS[key]
+    fix = f"Download it from {layout['download']} and pass the folder holding {layout['files']}."
+    return _need(Path(root), what, fix), fix
 
 
 def _need(path: Path, what: str, fix: str) -> Path:
@@ -346,13 +345,16 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
     for where, fields, line in annotation_lines(path):
         if len(fields) != 6:
-            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: {line!r}")
+            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: "
+                                  f"{line!r}")
         name, label = fields[0], fields[1]
         if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
-            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video file name")
+            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video "
+                                  "file name")
         intervals = _pairs(fields[2:], where, UCF_EXPECTED, allow_none=True)
         if label == "Normal" and intervals:
-            raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: {line!r}")
+            raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: "
+                                  f"{line!r}")
         if name in out:
             raise AnnotationError(f"{where}: {name} is annotated twice")
         out[name] = (label, intervals)
@@ -444,11 +446,8 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
     (video-level labels only) as train, of which ``val`` (a stratified fraction with ``seed``,
     a list file or names, or None) becomes "val". Videos are found by file name under ``root``.
     """
-    fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
-           "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt "
-           "(and Anomaly_Train.txt for the training split).")
-    root = _need(Path(root), "UCF-Crime folder", fix)
-    annotations = annotations or _find(root, "Temporal_Anomaly_Annotation*.txt")
+    root, fix = _root(root, "ucf_crime", "UCF-Crime folder")
+    annotations = annotations or min(root.rglob("Temporal_Anomaly_Annotation*.txt"), default=None)
     if annotations is None:
         raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under "
                                 f"{root}\n{fix}")
@@ -465,7 +464,7 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
     for file_name, (label, intervals) in parsed.items():
         add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label,
             intervals)
-    train_list = train_list or _find(root, "Anomaly_Train.txt")
+    train_list = train_list or min(root.rglob("Anomaly_Train.txt"), default=None)
     if train_list is not None:
         expected = "one video per line, 'Class/Name_x264.mp4'"
         for where, relative in parse_video_list(train_list, expected):
@@ -504,10 +503,7 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     """XD-Violence's videos under ``root``, split by a folder name holding "test" or "train"
     (training videos: video-level labels; ``val`` as in :func:`load_ucf_crime`). ``label`` is
     the first class coded in the name, ``labels`` all of them ("Explosion|Shooting")."""
-    fix = ("Download the XD-Violence videos and annotations.txt "
-           "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
-           "videos in a folder named like 'test', training videos in one named like 'train').")
-    root = _need(Path(root), "XD-Violence folder", fix)
+    root, fix = _root(root, "xd_violence", "XD-Violence folder")
     annotations = _need(Path(annotations) if annotations else root / "annotations.txt",
                         "XD-Violence annotations.txt", fix)
     intervals = _xd_intervals(annotations)
@@ -608,9 +604,7 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     """ShanghaiTech Campus: ``split="one-class"`` tests the masked videos; ``split="weak"``
     (Zhong et al. 2019) takes ``train_list`` / ``test_list`` (plain names, or AnomalyCLIP's rows
     with a class of :data:`SHT_CLASSES`), anomalous training videos video-level only."""
-    fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html)"
-           " and pass the folder holding testing/ (with test_frame_mask/) and training/.")
-    root = _need(Path(root), "ShanghaiTech folder", fix)
+    root, fix = _root(root, "shanghaitech", "ShanghaiTech folder")
     if split not in ("one-class", "weak"):
         raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
     mask_dir = _first_dir(root / "testing" / "test_frame_mask", root / "test_frame_mask")
@@ -713,9 +707,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
                 fps: float = 25.0) -> Benchmark:
     """CUHK Avenue (training videos as ``train_NN``); ground truth from the pixel masks, or
     ``annotations``: a ``.mat`` whose ``gt`` holds 1-based [start; end] pairs per video."""
-    fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/"
-           "dataset.html) with its ground_truth_demo, and pass the folder holding testing_videos/.")
-    root = _need(Path(root), "Avenue folder", fix)
+    root, fix = _root(root, "avenue", "Avenue folder")
     video_dir = _first_dir(root / "testing_videos", root / "testing" / "testing_videos")
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
@@ -752,10 +744,8 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     """UBnormal, split by the official ``*_video_names.txt`` lists (in ``root`` or its
     ``scripts/``). Track frames are 0-based, ``52`` or ``52.0``; ``20.5``, ``inf`` or ``nan``
     name no frame, so they are an error rather than a silent truncation."""
-    fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder "
-           "holding the Scene* folders; put the *_video_names.txt split lists from its scripts/ "
-           "next to them.")
-    root, out = _need(Path(root), "UBnormal folder", fix), _Rows(fps)
+    root, fix = _root(root, "ubnormal", "UBnormal folder")
+    out = _Rows(fps)
     for kind in ("abnormal", "normal"):
         for long_split, split in (("training", "train"), ("validation", "val"), ("test", "test")):
             list_name = f"{kind}_{long_split}_video_names.txt"

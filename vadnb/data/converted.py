@@ -19,14 +19,9 @@ from pathlib import Path
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
                          annotation_lines, read_text, ucf_class_of, video_name, xd_codes)
 
-#: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``), per dataset.
-LAVAD_CLASS_IDS = {
-    "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-                  "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
-                  "Vandalism"],
-    "xd_violence": ["Abuse", "Car accident", "Explosion", "Fighting", "Normal", "Riot",
-                    "Shooting"],
-}
+#: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``): the sorted names.
+LAVAD_CLASS_IDS = {"ucf_crime": sorted([*UCF_CLASSES, "Normal"]),
+                   "xd_violence": sorted(XD_CLASSES.values())}
 FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
 LIST_EXPECTED = "'<frames folder> <start frame> <end frame> <class ids, comma-joined>'"
 TEMPORAL_EXPECTED = "'<name> <class> s1 e1 [s2 e2 ...]' (-1 -1 for no interval)"
