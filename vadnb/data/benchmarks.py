@@ -56,14 +56,14 @@ def read_text(path: str | os.PathLike) -> str:
             "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`") from None
 
 
-def warn_left_out(items: list, what: str, stacklevel: int = 3) -> None:
+def warn_left_out(items: list, what: str) -> None:
     """One warning naming what a loader leaves out (``what`` says which and why), so a partial
     download never silently makes a smaller benchmark."""
     if not items:
         return
     shown = ", ".join(str(i) for i in items[:5])
     more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=stacklevel)
+    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=4)
 
 
 _FRAME_COUNTS: dict[tuple[str, int, int], int] = {}
@@ -274,7 +274,7 @@ class _Rows:
                   left_out: str = "", none_found: str | None = None) -> Benchmark:
         """The Benchmark, after warning about ``missing`` (``left_out`` says what they are);
         FileNotFoundError ``none_found`` if no video is left."""
-        warn_left_out(self.missing, left_out, stacklevel=4)
+        warn_left_out(self.missing, left_out)
         if none_found is not None and not self.rows:
             raise FileNotFoundError(none_found)
         extra = list(dict.fromkeys(k for row in self.rows for k in row if k not in COLUMNS))
@@ -312,9 +312,8 @@ def _need(path: Path, what: str, fix: str) -> Path:
 def _index_videos(root: Path) -> dict[str, list[Path]]:
     """Every video file under ``root`` by file name: the copies found, sorted."""
     index: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in VIDEO_EXTENSIONS:
-            index.setdefault(p.name, []).append(p)
+    for p in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS):
+        index.setdefault(p.name, []).append(p)
     return index
 
 
@@ -331,9 +330,6 @@ def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
                      f"{' and '.join(str(p) for p in copies)}); cannot tell which copy the "
                      "annotation labels: remove or rename the extra copies")
 
-
-#: Where UCF-Crime's download keeps the normal test videos (anomalous ones: a class folder).
-UCF_TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
 
 UCF_EXPECTED = ("'<name>.mp4  <Class>  s1  e1  s2  e2' (six fields: file name, class, two "
                 "start/end frame pairs, -1 -1 for no interval)")
@@ -461,9 +457,9 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
             path = _labelled_copy(files[file_name], folder, root)
             out.add(Path(file_name).stem, path, split, label, truth)
 
-    for file_name, (label, intervals) in parsed.items():
-        add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label,
-            intervals)
+    for file_name, (label, intervals) in parsed.items():  # the download's test folders:
+        folder = label if label != "Normal" else "Testing_Normal_Videos_Anomaly"
+        add(file_name, folder, "test", label, intervals)
     train_list = train_list or min(root.rglob("Anomaly_Train.txt"), default=None)
     if train_list is not None:
         expected = "one video per line, 'Class/Name_x264.mp4'"
@@ -699,7 +695,7 @@ def _avenue_videos(folder: Path) -> list[Path]:
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     odd = [p for p in videos if not p.stem.isdigit()]
     warn_left_out([p.name for p in odd], f"files in {folder} do not follow Avenue's naming "
-                  "'NN.avi' (the video's number)", stacklevel=4)
+                  "'NN.avi' (the video's number)")
     return [p for p in videos if p.stem.isdigit()]
 
 

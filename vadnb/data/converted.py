@@ -49,14 +49,11 @@ def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
         if len(fields) < 4:
             raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
         name = Path(fields[0]).stem
-        if name in seen:
-            first_where, first_fields = seen[name]
-            if first_fields != fields:
-                raise AnnotationError(
-                    f"{where}: video {name} is annotated again, differently from {first_where} "
-                    f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
-            continue
-        seen[name] = (where, fields)
+        first_where, first_fields = seen.setdefault(name, (where, fields))
+        if first_fields != fields:
+            raise AnnotationError(
+                f"{where}: video {name} is annotated again, differently from {first_where} "
+                f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
         intervals[name] = _pairs(fields[2:], where, TEMPORAL_EXPECTED, allow_none=True)
     return intervals
 
