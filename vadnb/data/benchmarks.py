@@ -1,15 +1,10 @@
 """The Benchmark object and parsers for the public VAD benchmarks (notebook 00 tours them).
 
-Every ``load_*`` returns a :class:`Benchmark`: a table of videos (name, path, split, label,
-is_anomalous, num_frames, fps) plus each video's frame-level ground truth. Formats are those
-the downloads ship (``write_sample`` writes a tiny copy of each); a wrong line raises
-:class:`AnnotationError` naming the file, the line and what was expected.
-
-Traps: frame numbers in text formats are 0-based with inclusive ends; an interval past the
-video's end is cut (or labels nothing) with a warning, since annotation and video disagree.
-Loaders leave out what they cannot use (a listed video missing on disk) with one warning
-naming it, never silently; a video found twice where the layout cannot tell which copy is
-labelled is an error naming both.
+Every ``load_*`` returns a :class:`Benchmark` (a video table plus frame-level ground truth)
+read from a download's own layout (``write_sample`` writes a tiny copy of each); a wrong line
+raises :class:`AnnotationError` naming the file, the line and what was expected. Frame numbers
+in text formats are 0-based with inclusive ends. Nothing is dropped silently: a listed video
+missing on disk is left out with a warning naming it; a video found twice is an error.
 """
 
 from __future__ import annotations

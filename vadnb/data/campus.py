@@ -1,9 +1,5 @@
-"""The campus mini-benchmark shipped with the suite (notebook 00 tours it).
-
-Sixteen 12-16 s clips (384x288, 10 fps) cut from OpenCV's real ``vtest.avi`` campus footage,
-with four kinds of planted anomaly: Vehicle, Running, Fallen, Object left. Built by
-``scripts/make_campus.py``; ``data/campus/README.md`` tells how each clip was made.
-"""
+"""The campus mini-benchmark shipped with the suite (notebook 00 tours it): sixteen 10 fps
+clips cut from OpenCV's ``vtest.avi`` with planted anomalies (``data/campus/README.md``)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,8 @@
 
 AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for "car",
 only frames showing a car are anomalous and every other anomaly counts as normal. Its
-repository ships ``ground_truth/c-shtech_labels/shtech_<type>_label.h5`` (and ``m_shtech_
-<a-b>_label.h5`` for multi-type sets; likewise ``c-avenue_labels/``): one 1-D 0/1 dataset
-per video. Evaluate with :func:`vadnb.metrics.cvad_auc` (per type, micro AUC over all test
-videos except the multi-type ones).
+``ground_truth/c-shtech_labels/`` (and ``c-avenue_labels/``) hold one ``.h5`` per type or
+multi-type set. Evaluate with :func:`vadnb.metrics.cvad_auc` (per type, micro AUC).
 """
 
 from __future__ import annotations

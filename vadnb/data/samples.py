@@ -1,9 +1,6 @@
-"""Small copies of the public benchmarks' layouts, for notebook 00 and the tests.
-
-:func:`write_sample` writes tiny synthetic videos under each download's exact folder and
-file names and annotation formats, so a reader sees what ``load_*`` expects before
-downloading gigabytes; :data:`SAMPLE_LAYOUTS` says what to download and where to put it.
-"""
+"""Small copies of the public benchmarks' layouts (exact folder, file and annotation
+formats, synthetic videos), so a reader sees what ``load_*`` expects before downloading
+gigabytes (notebook 00), and the tests run the parsers on the real formats."""
 
 from __future__ import annotations
 
