@@ -166,9 +166,8 @@ class Benchmark:
         """Number of frames of video ``name`` (decodes the file once if the format lacks it)."""
         row = self._row(name)
         if pd.isna(row["num_frames"]):
-            n = count_frames(row["path"])
-            self.table.loc[self.table["name"] == name, "num_frames"] = n
-            return n
+            self.table.loc[self.table["name"] == name, "num_frames"] = count_frames(row["path"])
+            row = self._row(name)
         return int(row["num_frames"])
 
     def has_frame_labels(self, name: str) -> bool:
@@ -575,17 +574,13 @@ def _sht_list(path: Path) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for where, line in parse_video_list(path, expected):
         fields = line.split()
-        name = video_name(fields[0])
-        if len(fields) == 1:
-            out[name] = None
-            continue
-        if len(fields) != 4 or not all(f.lstrip("-").isdigit() for f in fields[1:]):
+        if len(fields) not in (1, 4) or not all(f.lstrip("-").isdigit() for f in fields[1:]):
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        class_id = int(fields[3])
-        if not 0 <= class_id < len(SHT_CLASSES):
+        class_id = int(fields[3]) if len(fields) == 4 else None
+        if class_id is not None and not 0 <= class_id < len(SHT_CLASSES):
             raise AnnotationError(f"{where}: class id {class_id} is not one of "
                                   f"0..{len(SHT_CLASSES) - 1} (AnomalyCLIP's sht_labels.csv)")
-        out[name] = SHT_CLASSES[class_id]
+        out[video_name(fields[0])] = None if class_id is None else SHT_CLASSES[class_id]
     return out
 
 
@@ -688,9 +683,8 @@ def _avenue_videos(folder: Path) -> list[Path]:
     """An Avenue folder's videos named by number (``01.avi``), in order; others are left out
     with a warning (ground truth is matched by that number)."""
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-    odd = [p for p in videos if not p.stem.isdigit()]
-    warn_left_out([p.name for p in odd], f"files in {folder} do not follow Avenue's naming "
-                  "'NN.avi' (the video's number)")
+    warn_left_out([p.name for p in videos if not p.stem.isdigit()], f"files in {folder} do not "
+                  "follow Avenue's naming 'NN.avi' (the video's number)")
     return [p for p in videos if p.stem.isdigit()]
 
 

@@ -64,7 +64,7 @@ SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
 _UCF_TEST_LINES = ["Arson011_x264.mp4  Arson  10  20  30  40",
                    "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"]
 # ShanghaiTech's sample test videos: name, frames, anomalous span (C-ShT relabels them)
-_SHT_TEST = (("01_0014", 40, (12, 28)), ("01_0015", 32, None), ("02_0128", 36, (0, 10)))
+_SHT_TEST = (("01_0014", 40, (12, 28)), ("01_0015", 32, (0, 0)), ("02_0128", 36, (0, 10)))
 
 
 def _video(path: Path, num_frames: int, fps: float) -> None:
@@ -122,8 +122,7 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
         for name, n, span in _SHT_TEST:
             _frames(root / "testing" / "frames" / name, n)
             mask = np.zeros(n, np.uint8)
-            if span:
-                mask[span[0]:span[1]] = 1
+            mask[slice(*span)] = 1
             np.save(masks / f"{name}.npy", mask)
         for name in ("01_001", "02_001"):
             _video(root / "training" / "videos" / f"{name}.avi", 24, 24)
@@ -135,13 +134,12 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
 
         mask_dir = root / "ground_truth_demo" / "testing_label_mask"
         mask_dir.mkdir(parents=True, exist_ok=True)
-        for i, (n, span) in enumerate(((30, (8, 20)), (24, None)), start=1):
+        for i, (n, span) in enumerate(((30, (8, 20)), (24, (0, 0))), start=1):
             _video(root / "testing_videos" / f"{i:02d}.avi", n, 25)
             vol = np.empty((1, n), object)
-            for f in range(n):
+            for f in range(n):  # one pixel set in each anomalous frame's mask
                 vol[0, f] = np.zeros((4, 4), np.uint8)
-                if span and span[0] <= f < span[1]:
-                    vol[0, f][1, 1] = 1
+                vol[0, f][1, 1] = span[0] <= f < span[1]
             savemat(mask_dir / f"{i}_label.mat", {"volLabel": vol})
         _video(root / "training_videos" / "01.avi", 24, 25)
     elif benchmark == "ubnormal":
@@ -182,8 +180,7 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
             with h5py.File(labels_dir / f"shtech_{kind}_label.h5", "w") as f:
                 for name, n, _ in _SHT_TEST:
                     y = np.zeros(n, np.int8)
-                    if name in marked:
-                        y[marked[name][0]:marked[name][1]] = 1
+                    y[slice(*marked.get(name, (0, 0)))] = 1
                     f.create_dataset(name, data=y)
         (root / "ground_truth" / "c-shtech.json").write_text(
             json.dumps({kind: sorted(marked) for kind, marked in spans.items()}))
