@@ -52,8 +52,7 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def warn_left_out(items: list, what: str) -> None:
-    """One warning naming what a loader leaves out (``what`` says which and why), so a partial
-    download never silently makes a smaller benchmark."""
+    """One warning naming what a loader leaves out, so a partial download is never silent."""
     if not items:
         return
     shown = ", ".join(str(i) for i in items[:5])
@@ -212,8 +211,7 @@ class Benchmark:
 
     def all_frame_labels(self, split: str | None = None,
                          skip_video_level: bool = False) -> dict[str, np.ndarray]:
-        """``{name: frame_labels(name)}`` for every video (of ``split`` if given);
-        ``skip_video_level=True`` leaves out those with a video-level label only."""
+        """``{name: frame_labels(name)}`` (of ``split``; optionally skipping video-level ones)."""
         table = self.table if split is None else self.subset(split).table
         return {name: self.frame_labels(name) for name in table["name"]
                 if not skip_video_level or self.has_frame_labels(name)}
@@ -266,8 +264,7 @@ class _Rows:
 
     def benchmark(self, name: str, root: str | os.PathLike, classes: list[str] | None = None,
                   left_out: str = "", none_found: str | None = None) -> Benchmark:
-        """The Benchmark, after warning about ``missing`` (``left_out`` says what they are);
-        FileNotFoundError ``none_found`` if no video is left."""
+        """The Benchmark, after a warning about ``missing`` (and ``none_found`` if empty)."""
         warn_left_out(self.missing, left_out)
         if none_found is not None and not self.rows:
             raise FileNotFoundError(none_found)
@@ -312,8 +309,7 @@ def _index_videos(root: Path) -> dict[str, list[Path]]:
 
 
 def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
-    """The copy the annotation means among same-named files: the one in ``folder`` (where
-    the official layout keeps it); any other choice would be a guess, so an error."""
+    """Among same-named files, the one in ``folder``; any other choice would be a guess."""
     if len(copies) == 1:
         return copies[0]
     in_place = [p for p in copies if folder is not None and p.parent.name == folder]
@@ -567,8 +563,7 @@ def _sht_video(root: Path, name: str) -> Path:
 
 
 def _sht_list(path: Path) -> dict[str, str | None]:
-    """A weak-split list: plain names (``01_0014``) or AnomalyCLIP-style rows
-    ``<path> <start> <end> <class id>``; returns ``{name: class or None}``."""
+    """``{name: class or None}`` from a weak-split list of names or AnomalyCLIP's rows."""
     expected = ("one video per line: a name like '01_0014', or AnomalyCLIP's "
                 "'<path> <start> <end> <class id>'")
     out: dict[str, str | None] = {}
@@ -680,8 +675,7 @@ def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
 
 
 def _avenue_videos(folder: Path) -> list[Path]:
-    """An Avenue folder's videos named by number (``01.avi``), in order; others are left out
-    with a warning (ground truth is matched by that number)."""
+    """A folder's videos named by number (``01.avi``): ground truth is matched by it."""
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     warn_left_out([p.name for p in videos if not p.stem.isdigit()], f"files in {folder} do not "
                   "follow Avenue's naming 'NN.avi' (the video's number)")

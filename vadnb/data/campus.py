@@ -18,7 +18,7 @@ GET_THE_DATA = (
 
 
 def campus_root(root: str | os.PathLike | None = None) -> Path:
-    """Where the campus data is: ``root``, else ``$VADNB_DATA/campus``, else ``<repo>/data/campus``."""
+    """``root``, else ``$VADNB_DATA/campus``, else ``<repo>/data/campus``."""
     if root is not None:
         return Path(root)
     if os.environ.get("VADNB_DATA"):
@@ -54,7 +54,8 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
     root = campus_root(root)
     annotations = root / "annotations.txt"
     if not annotations.exists():
-        raise FileNotFoundError(f"campus data not found: {annotations} does not exist. {GET_THE_DATA}")
+        raise FileNotFoundError(f"campus data not found: {annotations} does not exist. "
+                                f"{GET_THE_DATA}")
     if verify:
         verify_checksums(root)
     parsed = parse_ucf_annotations(annotations)
@@ -72,14 +73,17 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
                                       f"split {split_of[file_name]!r}")
             split_of[file_name] = split
     classes_file = root / "classes.txt"
-    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines() if c.strip()]
+    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines()
+               if c.strip()]
     out = _Rows(fps=10.0)
     for file_name, (label, intervals) in parsed.items():
         if file_name not in split_of:
-            raise AnnotationError(f"{annotations}: {file_name} is in no split file under {root / 'splits'}")
+            raise AnnotationError(f"{annotations}: {file_name} is in no split file under "
+                                  f"{root / 'splits'}")
         label = label.replace("_", " ")
         if label != "Normal" and label not in classes:
-            raise AnnotationError(f"{annotations}: class {label!r} of {file_name} is not in {classes_file}")
+            raise AnnotationError(f"{annotations}: class {label!r} of {file_name} is not in "
+                                  f"{classes_file}")
         path = root / "videos" / file_name
         if not path.exists():
             raise FileNotFoundError(f"campus clip missing: {path}. {GET_THE_DATA}")

@@ -41,8 +41,7 @@ def _resolve(root: Path, relative: str) -> Path:
 
 
 def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
-    """``{video: intervals}`` from LAVAD's temporal annotation; a video on two differing
-    lines is an error naming both (an identical repeat is harmless)."""
+    """``{video: intervals}``; a video on two differing lines is an error naming both."""
     intervals: dict[str, list[tuple[int, int]]] = {}
     seen: dict[str, tuple[str, list[str]]] = {}  # name -> (where, fields) of its first line
     for where, fields, line in annotation_lines(temporal):

@@ -56,8 +56,7 @@ def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech
 
 
 def cvad_keywords(anomaly_type: str) -> list[str]:
-    """The keywords the official code types for a label set: the type names joined by
-    ``-`` ("jumping-falling-pickup" -> three keywords; "too_close" stays one)."""
+    """The keywords typed for a label set: "jumping-falling-pickup" -> three, "too_close" one."""
     return [k for k in str(anomaly_type).split("-") if k]
 
 
