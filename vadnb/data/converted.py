@@ -106,14 +106,11 @@ def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], b
     name = str(item.get("video_name") or item.get("video"))
     labels = ([XD_CLASSES[c] for c in xd_codes(Path(name).name)] if dataset == "xd_violence"
               else [ucf_class_of(name, where)])
-    said: bool | None = None
-    for key in ("video_label", "label"):
-        value = item.get(key)
-        if isinstance(value, (int, float)) or (isinstance(value, str) and value in ("0", "1")):
-            if key == "video_label" and dataset == "ucf_crime" and str(value) not in ("0", "1"):
-                continue  # UCF_Instruct files put the frame count in video_label
-            said = bool(int(value))
-            break
+    # UCF_Instruct files put the frame count in video_label: then only "label" says
+    frame_count = dataset == "ucf_crime" and str(item.get("video_label")) not in ("0", "1")
+    values = [item.get(key) for key in ("video_label", "label")[frame_count:]]
+    said = next((bool(int(v)) for v in values
+                 if isinstance(v, (int, float)) or (isinstance(v, str) and v in ("0", "1"))), None)
     qa = item.get("QA") or []
     if said is None and qa and isinstance(qa[0], dict):
         answer = str(qa[0].get("a", "")).strip().lower()
