@@ -395,8 +395,10 @@ def split_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> set
     shuffled with ``numpy.random.default_rng(seed)``."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {fraction!r}")
+    if fraction == 0:
+        return set()
     rng, chosen = np.random.default_rng(seed), set()
-    for _, part in table.groupby("label") if fraction else ():
+    for _, part in table.groupby("label"):
         names = np.array(sorted(part["name"]))
         k = max(int(round(fraction * len(names))), int(len(names) >= 2))
         chosen.update(names[rng.permutation(len(names))[:k]].tolist())
@@ -465,9 +467,9 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
             add(file_name, Path(relative).parent.name or None, "train", label,
                 [] if label == "Normal" else None)
         _apply_validation(out.rows, val, seed, str(train_list))
-    return out.benchmark("ucf_crime", root, left_out=f"listed UCF-Crime videos not found under "
-                         f"{root}", none_found=f"none of the {len(parsed)} videos in "
-                         f"{annotations} is under {root}\n{fix}")
+    return out.benchmark(
+        "ucf_crime", root, left_out=f"listed UCF-Crime videos not found under {root}",
+        none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
 
 
 XD_EXPECTED = "'<video name> s1 e1 [s2 e2 ...]' (a name, then start/end frame pairs)"
@@ -627,8 +629,8 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
             if mask is not None and path.is_dir():
                 check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
             anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
-            label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else
-                                                                 "Normal")
+            default = "Abnormal" if anomalous else "Normal"
+            label = "Normal" if label == "normal" else label or default
             # weak supervision: an anomalous training video has a video-level label only
             truth = None if part == "train" and anomalous else mask if mask is not None else []
             out.add(name, path, part, label, truth, anomalous=anomalous,
@@ -747,9 +749,9 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
                 tracks = scene / f"{name}_annotations" / f"{name}_tracks.txt"
                 intervals = _ubnormal_tracks(tracks, fix) if kind == "abnormal" else []
                 out.add(name, path, split, "Abnormal" if intervals else "Normal", intervals)
-    return out.benchmark("ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found "
-                         f"under {root}", f"none of the videos in the split lists is under "
-                         f"{root}\n{fix}")
+    return out.benchmark(
+        "ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
+        f"none of the videos in the split lists is under {root}\n{fix}")
 
 
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
