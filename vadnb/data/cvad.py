@@ -26,9 +26,8 @@ CVAD_TYPES: dict[str, tuple[str, ...]] = {
 
 _PREFIX = {"shanghaitech": "shtech", "avenue": "avenue"}
 _FPS = {"shanghaitech": 24.0, "avenue": 25.0}
-_ALIASES = {"shanghaitech": "shanghaitech", "shtech": "shanghaitech", "sht": "shanghaitech",
-            "c-sht": "shanghaitech", "c-shtech": "shanghaitech", "avenue": "avenue",
-            "cuhk avenue": "avenue", "c-ave": "avenue", "c-avenue": "avenue"}
+_ALIASES = {**dict.fromkeys(("shanghaitech", "shtech", "sht", "c-sht", "c-shtech"), "shanghaitech"),
+            **dict.fromkeys(("avenue", "cuhk avenue", "c-ave", "c-avenue"), "avenue")}
 _FIX = ("Clone https://github.com/SkiddieAhn/Paper-AnyAnomaly and pass its ground_truth/ "
         "folder (holding c-shtech_labels/ and c-avenue_labels/).")
 

@@ -168,8 +168,7 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
         _lines(root / "annotations" / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
                _UCF_TEST_LINES)
     elif benchmark == "c_shtech":
-        # AnyAnomaly's C-ShT: one .h5 file per anomaly type, one 1-D int8 array per test
-        # video (that type's frames are 1, every other type's are 0), over ShanghaiTech's frames
+        # AnyAnomaly's C-ShT: per type, one 1-D int8 array per test video (that type's frames 1)
         import h5py
 
         write_sample("shanghaitech", root)
