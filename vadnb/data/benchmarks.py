@@ -1,33 +1,10 @@
-"""Benchmarks as one small object, and parsers for the public VAD benchmarks (notebook 00).
+"""The Benchmark object and parsers for the public VAD benchmarks (notebook 00 tours them).
 
-Every parser returns a :class:`Benchmark`: a table of videos (name, path, split, label,
-is_anomalous, num_frames, fps) plus the frame-level ground truth of each video. The campus
-mini-benchmark (:func:`vadnb.data.load_campus`) uses the UCF-Crime annotation format, so
-it goes through the same parser.
-
-Formats (all checked line by line; a wrong line raises :class:`AnnotationError` naming the
-file, the line and what was expected):
-
-- UCF-Crime: ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``, one line per test video
-  ``Arson011_x264.mp4  Arson  150  420  680  1267`` (class, then up to two start/end frame
-  pairs, ``-1`` for none); videos in class folders; 30 fps.
-- XD-Violence: ``annotations.txt``, one line per *violent* test video
-  ``<name> s1 e1 [s2 e2 ...]``; the class is coded in the file name after ``label_``
-  (A normal, B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion); 24 fps.
-- ShanghaiTech (per-frame ``.npy`` masks), CUHK Avenue (``.mat`` pixel masks or intervals),
-  UBnormal (per-object ``_tracks.txt``): see :func:`load_shanghaitech`, :func:`load_avenue`
-  and :func:`load_ubnormal`, whose docstrings give the layout.
-
-Frame numbers in the text formats are taken as 0-based with inclusive ends (how the
-benchmarks' own evaluation scripts read them). An interval running past the video's end is
-cut at the last frame, and one starting past it labels nothing; either gets a warning naming
-the video and the interval (:meth:`Benchmark.frame_labels`), since it means the annotation
-and the video file disagree.
-
-Loaders leave out what they cannot use (a listed video missing on disk, a file that does not
-follow the benchmark's naming) with one warning naming it (:func:`warn_left_out`), never
-silently; a video found in two places under ``root`` where the layout cannot tell which is
-the labelled one is an error naming both.
+Every ``load_*`` returns a :class:`Benchmark` (a video table plus frame-level ground truth)
+read from a download's own layout (``write_sample`` writes a tiny copy of each); a wrong line
+raises :class:`AnnotationError` naming the file, the line and what was expected. Frame numbers
+in text formats are 0-based with inclusive ends. Nothing is dropped silently: a listed video
+missing on disk is left out with a warning naming it; a video found twice is an error.
 """
 
 from __future__ import annotations
@@ -43,12 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "AnnotationError", "Benchmark", "count_frames", "intervals_to_labels",
-    "parse_ucf_annotations", "load_ucf_crime", "load_xd_violence", "load_shanghaitech",
-    "load_avenue", "load_ubnormal", "XD_CLASSES",
-]
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
 COLUMNS = ["name", "path", "split", "label", "is_anomalous", "num_frames", "fps"]
 
@@ -62,14 +33,9 @@ class AnnotationError(ValueError):
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM.
-
-    Any other encoding is an :class:`AnnotationError` that names the file and the first bad
-    byte and says how to convert it, rather than a ``UnicodeDecodeError`` from deep inside
-    (or, with a BOM read as text, a first video silently missing).
-    """
-    path = Path(path)
-    data = path.read_bytes()
+    """An annotation file's text: UTF-8 (a byte-order mark is dropped) or UTF-16 with a BOM;
+    any other encoding is an :class:`AnnotationError` naming the file and the bad byte."""
+    data = Path(path).read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
     if b"\x00" in data:
@@ -85,50 +51,32 @@ def read_text(path: str | os.PathLike) -> str:
             "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`") from None
 
 
-def warn_left_out(items: list, what: str, stacklevel: int = 3) -> None:
-    """One warning naming what a loader leaves out (``what`` says which and why).
-
-    A loader skips a listed video missing on disk, or a file that does not follow the
-    benchmark's naming, rather than fail on a partial download; the warning makes sure the
-    reader knows the benchmark is smaller than the official one. ``stacklevel`` points the
-    warning at the caller of the ``load_*`` function.
-    """
+def warn_left_out(items: list, what: str) -> None:
+    """One warning naming what a loader leaves out, so a partial download is never silent."""
     if not items:
         return
     shown = ", ".join(str(i) for i in items[:5])
     more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=stacklevel)
+    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=4)
 
-
-# --------------------------------------------------------------------------------------
-# Frame counts (cached) and interval helpers
-# --------------------------------------------------------------------------------------
 
 _FRAME_COUNTS: dict[tuple[str, int, int], int] = {}
 
 
 def count_frames(path: str | os.PathLike) -> int:
-    """Number of decodable frames of a video file, or of images in a frame folder.
-
-    Cached per (path, modification time, size), so asking twice costs nothing.
-    """
+    """Decodable frames of a video file, or images in a frame folder (cached per file state)."""
     p = Path(path)
     stat = p.stat()
     key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _FRAME_COUNTS:
         from ..video import folder_frame_count, probe
 
-        # a frame folder: count the images probe would read, without hashing or opening them
         _FRAME_COUNTS[key] = folder_frame_count(p) if p.is_dir() else probe(p).num_frames
     return _FRAME_COUNTS[key]
 
 
 def intervals_to_labels(intervals: list[tuple[int, int]], num_frames: int) -> np.ndarray:
-    """0/1 uint8 frame labels from inclusive 0-based (start, end) pairs, cut at the video end.
-
-    >>> intervals_to_labels([(1, 2)], 5).tolist()
-    [0, 1, 1, 0, 0]
-    """
+    """0/1 uint8 frame labels from inclusive 0-based (start, end) pairs, cut at the video end."""
     labels = np.zeros(num_frames, np.uint8)
     for start, end in intervals:
         labels[max(0, start):min(num_frames, end + 1)] = 1
@@ -145,8 +93,7 @@ def frame_mask(values: object, where: str) -> np.ndarray:
 
 
 def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
-    """Per-frame labels must have one entry per frame of their video (file or frame folder);
-    a mismatch means the labels and the video come from different releases."""
+    """One label per frame of the video, else the labels and video are different releases."""
     n = count_frames(path)
     if n != len(labels):
         counted = "images in the frame folder" if path.is_dir() else "decoded from the video"
@@ -158,8 +105,7 @@ def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
 
 def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none: bool
            ) -> list[tuple[int, int]]:
-    """Group frame numbers (text or int) into (start, end) pairs, checking order; (-1, -1)
-    means none."""
+    """Frame numbers (text or int) as checked (start, end) pairs; (-1, -1) means none."""
     try:
         numbers = [int(v) for v in values]
     except ValueError:
@@ -167,43 +113,25 @@ def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none:
                               f"{' '.join(map(str, values))!r}") from None
     if len(numbers) % 2:
         raise AnnotationError(f"{where}: expected {expected}, got an odd number of frame numbers")
-    pairs = []
-    for start, end in zip(numbers[::2], numbers[1::2]):
-        if allow_none and start == -1 and end == -1:
-            continue
-        if start < 0 or end < start:
-            raise AnnotationError(f"{where}: expected {expected}; the interval ({start}, {end}) "
-                                  "is not a start <= end pair of frame numbers >= 0")
-        pairs.append((start, end))
+    pairs = [p for p in zip(numbers[::2], numbers[1::2]) if not allow_none or p != (-1, -1)]
+    bad = [(s, e) for s, e in pairs if s < 0 or e < s]
+    if bad:
+        raise AnnotationError(f"{where}: expected {expected}; the interval {bad[0]} is not a "
+                              "start <= end pair of frame numbers >= 0")
     return pairs
-
-
-# --------------------------------------------------------------------------------------
-# The Benchmark object
-# --------------------------------------------------------------------------------------
 
 
 @dataclass
 class Benchmark:
-    """A set of videos with their ground truth.
-
-    ``videos`` has one row per video: name, path, split, label ("Normal" or the class),
-    is_anomalous, num_frames, fps (some benchmarks add columns, e.g. XD-Violence's
-    ``labels``: every class coded in a multi-label name). ``truth`` maps a video name to
-    its anomalous intervals (0-based inclusive (start, end) pairs), to a ready 0/1 frame
-    array, or to ``None`` when the benchmark gives that video a video-level label only
-    (UCF-Crime's and XD-Violence's anomalous *training* videos: enough for weak supervision,
-    see :meth:`has_frame_labels`). Build one with :func:`vadnb.data.load_campus` or a
-    ``load_*`` parser.
-    """
+    """Videos (``table``, one row each) and ``truth``: per name, 0-based inclusive (start, end)
+    intervals, a 0/1 frame array, or ``None`` (a video-level label only: weak supervision)."""
 
     name: str
     root: Path
     table: pd.DataFrame
     truth: dict[str, list[tuple[int, int]] | np.ndarray | None] = field(repr=False)
     classes: list[str] = field(default_factory=list)
-    _lengths_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
-    _ends_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def videos(self) -> pd.DataFrame:
@@ -237,29 +165,18 @@ class Benchmark:
         """Number of frames of video ``name`` (decodes the file once if the format lacks it)."""
         row = self._row(name)
         if pd.isna(row["num_frames"]):
-            n = count_frames(row["path"])
-            self.table.loc[self.table["name"] == name, "num_frames"] = n
-            return n
+            self.table.loc[self.table["name"] == name, "num_frames"] = count_frames(row["path"])
+            row = self._row(name)
         return int(row["num_frames"])
 
     def has_frame_labels(self, name: str) -> bool:
-        """False for a video with a video-level label only (an anomalous training video of a
-        weakly supervised benchmark); its frames cannot be scored against ground truth."""
+        """False for a video with a video-level label only (weakly supervised training)."""
         self._row(name)
         return name not in self.truth or self.truth[name] is not None
 
     def frame_labels(self, name: str) -> np.ndarray:
-        """0/1 uint8 array with one entry per frame of video ``name`` (1 = anomalous).
-
-        An interval that runs past the video's last frame is cut there, and one that starts
-        past it labels nothing; either gets a warning (once per video) naming the video and
-        the interval: an anomalous video whose frames come out all normal is a wrong ground
-        truth, not a detail.
-
-        Raises:
-            ValueError: the video has a video-level label only (see :meth:`has_frame_labels`).
-            AnnotationError: a per-frame mask whose length differs from the video's frames.
-        """
+        """0/1 uint8 per frame of video ``name``; intervals past its end are cut, with a warning.
+        Raises ValueError for a video-level label only, AnnotationError for a wrong-length mask."""
         row = self._row(name)
         truth = self.truth.get(name, [])
         if truth is None:
@@ -268,51 +185,33 @@ class Benchmark:
                 f"({row['label']}): the benchmark gives no frame labels for it. Weakly "
                 "supervised training uses videos['is_anomalous'] / videos['label']; evaluate "
                 "on the test split, whose frames are labelled.")
+        video = row["path"] if isinstance(row["path"], str) else ""
         if isinstance(truth, np.ndarray):
-            self._check_mask_length(row, truth)
+            if name not in self._checked and video and Path(video).exists():  # else labels only
+                check_frame_count(truth, Path(video), f"the ground truth of {name}")
+                self._checked.add(name)
             return truth.astype(np.uint8)
         num_frames = self.num_frames(name)
-        self._check_intervals_fit(row, truth, num_frames)
+        if name not in self._checked:  # warn once per video about intervals past its end
+            self._checked.add(name)
+            last = num_frames - 1
+            notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
+                     for s, e in truth if s < num_frames <= e]
+            outside = [(s, e) for s, e in truth if s >= num_frames]
+            notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
+                      for s, e in outside]
+            if outside and len(outside) == len(truth):
+                notes.append(f"so the {row['label']} video's frames are all normal")
+            if notes:
+                warnings.warn(f"{self.name}: video {name} ({video}) has {num_frames} frames; "
+                              f"{'; '.join(notes)}. The annotation and the video disagree: "
+                              "check that the video file is complete and from the annotated "
+                              "release", stacklevel=2)
         return intervals_to_labels(truth, num_frames)
-
-    def _check_intervals_fit(self, row: pd.Series, intervals: list[tuple[int, int]],
-                             num_frames: int) -> None:
-        """Warn (once per video) about intervals that start or end past the last frame."""
-        name = row["name"]
-        if name in self._ends_checked:
-            return
-        self._ends_checked.add(name)
-        outside = [(s, e) for s, e in intervals if s >= num_frames]
-        cut = [(s, e) for s, e in intervals if s < num_frames <= e]
-        if not outside and not cut:
-            return
-        last = num_frames - 1
-        notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
-                 for s, e in cut]
-        notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
-                  for s, e in outside]
-        if len(outside) == len(intervals):
-            notes.append(f"so the {row['label']} video's frames are all normal")
-        warnings.warn(f"{self.name}: video {name} ({row['path']}) has {num_frames} frames; "
-                      f"{'; '.join(notes)}. The annotation and the video disagree: check "
-                      "that the video file is complete and from the annotated release",
-                      stacklevel=3)
-
-    def _check_mask_length(self, row: pd.Series, mask: np.ndarray) -> None:
-        """A per-frame mask must have one entry per frame of its video (when the video is here)."""
-        if row["name"] in self._lengths_checked or not isinstance(row["path"], str) \
-                or not row["path"] or not Path(row["path"]).exists():
-            return  # no video here (labels only): nothing to compare with
-        check_frame_count(mask, Path(row["path"]), f"the ground truth of {row['name']}")
-        self._lengths_checked.add(row["name"])
 
     def all_frame_labels(self, split: str | None = None,
                          skip_video_level: bool = False) -> dict[str, np.ndarray]:
-        """``{name: frame_labels(name)}`` for every video (of ``split`` if given).
-
-        ``skip_video_level=True`` leaves out videos that have a video-level label only
-        (otherwise they raise, see :meth:`frame_labels`).
-        """
+        """``{name: frame_labels(name)}`` (of ``split``; optionally skipping video-level ones)."""
         table = self.table if split is None else self.subset(split).table
         return {name: self.frame_labels(name) for name in table["name"]
                 if not skip_video_level or self.has_frame_labels(name)}
@@ -322,14 +221,10 @@ class Benchmark:
         return dict(zip(self.table["name"], self.table["label"]))
 
     def summary(self) -> pd.DataFrame:
-        """Per split: videos, normal and anomalous videos, frames, anomalous frames (where
-        frame labels exist) and the videos with a video-level label only (notebook 00).
-
-        Counting frames decodes videos whose format does not give their length.
-        """
+        """Per split: videos, normal / anomalous videos, frames, anomalous frames and videos
+        with a video-level label only (decodes videos whose format lacks their length)."""
         rows = []
-        table = self.videos
-        for split, part in table.groupby("split", sort=False):
+        for split, part in self.videos.groupby("split", sort=False):
             labelled = [n for n in part["name"] if self.has_frame_labels(n)]
             anomalous_frames = sum(int(self.frame_labels(n).sum()) for n in labelled)
             rows.append({"split": split, "videos": len(part),
@@ -352,8 +247,7 @@ class Benchmark:
 
 @dataclass
 class _Rows:
-    """What a loader collects: one row and the ground truth per video, and the listed videos
-    it had to leave out (missing on disk), so that every loader ends the same way."""
+    """What a loader collects: rows, ground truth, and listed videos missing on disk."""
 
     fps: float
     rows: list[dict] = field(default_factory=list)
@@ -362,8 +256,7 @@ class _Rows:
 
     def add(self, name: str, path: str | os.PathLike, split: str, label: str, truth: object, *,
             num_frames: int | None = None, anomalous: bool | None = None, **extra: object) -> None:
-        """One video (``anomalous`` defaults to ``label != "Normal"``; ``num_frames`` None is
-        counted when first needed); ``extra`` keys become extra columns (e.g. ``labels``)."""
+        """One video; ``num_frames`` None is counted when needed, ``extra`` become columns."""
         self.rows.append(dict(name=name, path=str(path), split=split, label=label,
                               is_anomalous=label != "Normal" if anomalous is None else anomalous,
                               num_frames=num_frames, fps=self.fps, **extra))
@@ -371,31 +264,34 @@ class _Rows:
 
     def benchmark(self, name: str, root: str | os.PathLike, classes: list[str] | None = None,
                   left_out: str = "", none_found: str | None = None) -> Benchmark:
-        """The Benchmark (``classes`` default: its anomalous labels), after one warning about
-        ``missing`` (``left_out`` says what they are) and a FileNotFoundError ``none_found``
-        if no video is left."""
-        warn_left_out(self.missing, left_out, stacklevel=4)
+        """The Benchmark, after a warning about ``missing`` (and ``none_found`` if empty)."""
+        warn_left_out(self.missing, left_out)
         if none_found is not None and not self.rows:
             raise FileNotFoundError(none_found)
         extra = list(dict.fromkeys(k for row in self.rows for k in row if k not in COLUMNS))
-        table = pd.DataFrame(self.rows, columns=COLUMNS + extra)
-        table["num_frames"] = table["num_frames"].astype("Int64")
+        table = pd.DataFrame(self.rows, columns=COLUMNS + extra).astype(
+            {"num_frames": "Int64", "is_anomalous": bool, "fps": float})
         if table["num_frames"].notna().all():
             table["num_frames"] = table["num_frames"].astype("int64")
-        table["is_anomalous"] = table["is_anomalous"].astype(bool)
-        table["fps"] = table["fps"].astype(float)
-        names = table["name"]
-        if names.duplicated().any():
-            dup = names[names.duplicated()].iloc[0]
-            raise AnnotationError(f"{name}: the video name {dup!r} occurs twice; names must be "
+        dup = table["name"][table["name"].duplicated()].tolist()
+        if dup:
+            raise AnnotationError(f"{name}: the video name {dup[0]!r} occurs twice; names must be "
                                   "unique within a benchmark")
-        if classes is None:
-            classes = sorted(set(table["label"]) - {"Normal"})
+        classes = sorted(set(table["label"]) - {"Normal"}) if classes is None else classes
         return Benchmark(name, Path(root), table, self.truth, list(classes))
 
 
 def _first_dir(*candidates: Path) -> Path | None:
     return next((d for d in candidates if d.is_dir()), None)
+
+
+def _root(root: str | os.PathLike, key: str, what: str) -> tuple[Path, str]:
+    """``root``, checked, and the hint ending every missing-file error of benchmark ``key``."""
+    from .samples import SAMPLE_LAYOUTS
+
+    layout = SAMPLE_LAYOUTS[key]
+    fix = f"Download it from {layout['download']} and pass the folder holding {layout['files']}."
+    return _need(Path(root), what, fix), fix
 
 
 def _need(path: Path, what: str, fix: str) -> Path:
@@ -407,18 +303,13 @@ def _need(path: Path, what: str, fix: str) -> Path:
 def _index_videos(root: Path) -> dict[str, list[Path]]:
     """Every video file under ``root`` by file name: the copies found, sorted."""
     index: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in VIDEO_EXTENSIONS:
-            index.setdefault(p.name, []).append(p)
+    for p in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS):
+        index.setdefault(p.name, []).append(p)
     return index
 
 
 def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
-    """The copy of a video the annotation means, when several files under ``root`` share its
-    name (a backup, a converted copy): the one in ``folder``, where the official layout keeps
-    it (UCF-Crime: the class folder). With no such single copy the choice would be a guess
-    that changes the labels, so it is an error naming the copies.
-    """
+    """Among same-named files, the one in ``folder``; any other choice would be a guess."""
     if len(copies) == 1:
         return copies[0]
     in_place = [p for p in copies if folder is not None and p.parent.name == folder]
@@ -430,13 +321,6 @@ def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
                      "annotation labels: remove or rename the extra copies")
 
 
-# --------------------------------------------------------------------------------------
-# UCF-Crime (and the campus benchmark, which uses its format)
-# --------------------------------------------------------------------------------------
-
-#: Where UCF-Crime's download keeps the normal test videos (anomalous ones: a class folder).
-UCF_TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
-
 UCF_EXPECTED = ("'<name>.mp4  <Class>  s1  e1  s2  e2' (six fields: file name, class, two "
                 "start/end frame pairs, -1 -1 for no interval)")
 
@@ -447,13 +331,16 @@ def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
     for where, fields, line in annotation_lines(path):
         if len(fields) != 6:
-            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: {line!r}")
+            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: "
+                                  f"{line!r}")
         name, label = fields[0], fields[1]
         if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
-            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video file name")
+            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video "
+                                  "file name")
         intervals = _pairs(fields[2:], where, UCF_EXPECTED, allow_none=True)
         if label == "Normal" and intervals:
-            raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: {line!r}")
+            raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: "
+                                  f"{line!r}")
         if name in out:
             raise AnnotationError(f"{where}: {name} is annotated twice")
         out[name] = (label, intervals)
@@ -468,11 +355,7 @@ UCF_CLASSES = ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "
 
 
 def annotation_lines(path: str | os.PathLike) -> Iterator[tuple[str, list[str], str]]:
-    """``(where, fields, line)`` for each non-blank line of an annotation file.
-
-    ``where`` is ``"<file>, line <n>"`` for error messages; ``fields`` the whitespace-split
-    line. The text is read with :func:`read_text` (UTF-8 or UTF-16 with a BOM).
-    """
+    """``("<file>, line <n>", fields, line)`` for each non-blank line of an annotation file."""
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         fields = line.split()
         if fields:
@@ -507,24 +390,18 @@ def ucf_class_of(relative: str, where: str) -> str:
 
 
 def split_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> set[str]:
-    """Names of a reproducible, class-stratified validation share of ``table``'s videos.
-
-    Per label, the names are sorted and shuffled with ``numpy.random.default_rng(seed)``,
-    and ``round(fraction * n)`` of them (at least one where the label has two or more
-    videos) are taken. VERA held out 161 of UCF-Crime's 1610 training videos (0.1).
-    """
+    """Names of a reproducible, class-stratified validation share of ``table``'s videos:
+    per label, ``round(fraction * n)`` (at least one of two or more) of the sorted names,
+    shuffled with ``numpy.random.default_rng(seed)``."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {fraction!r}")
-    rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
     if fraction == 0:
-        return chosen
-    for _, part in sorted(table.groupby("label"), key=lambda kv: kv[0]):
-        names = sorted(part["name"])
-        k = int(round(fraction * len(names)))
-        if k == 0 and len(names) >= 2:
-            k = 1
-        chosen.update(np.asarray(names)[rng.permutation(len(names))[:k]].tolist())
+        return set()
+    rng, chosen = np.random.default_rng(seed), set()
+    for _, part in table.groupby("label"):
+        names = np.array(sorted(part["name"]))
+        k = max(int(round(fraction * len(names))), int(len(names) >= 2))
+        chosen.update(names[rng.permutation(len(names))[:k]].tolist())
     return chosen
 
 
@@ -540,48 +417,28 @@ def _apply_validation(rows: list[dict], val: float | str | os.PathLike | list[st
         given = [line for _, line in parse_video_list(val, "one training video per line")
                  ] if isinstance(val, (str, os.PathLike)) else list(val)
         names = {Path(v).stem for v in given}
-        known = {r["name"] for r in train}
-        unknown = sorted(names - known)
+        unknown = sorted(names - {r["name"] for r in train})
         if unknown:
             raise AnnotationError(f"{where}: {len(unknown)} validation videos are not training "
                                   f"videos found here (e.g. {unknown[0]!r}); a validation list "
                                   "names videos of the training list")
     for row in train:
-        if row["name"] in names:
-            row["split"] = "val"
+        row["split"] = "val" if row["name"] in names else "train"
 
 
 def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                    fps: float = 30.0, train_list: str | os.PathLike | None = None,
                    val: float | str | os.PathLike | list[str] | None = 0.1,
                    seed: int = 0) -> Benchmark:
-    """UCF-Crime from a downloaded copy at ``root``: test split, and train/val when listed.
-
-    - test: the 290 videos of ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
-      (``annotations``; default: found anywhere under ``root``), with frame labels.
-    - train: the 1610 videos of ``Anomaly_Train.txt`` (``train_list``; default: found
-      under ``root`` if there; 800 normal, 810 anomalous, the class from the folder). They
-      carry video-level labels only: enough for weak supervision (AnomalyCLIP) and VERA's
-      training; :meth:`Benchmark.frame_labels` says so if asked for their frames.
-    - val: ``val`` carves a validation split from train: a fraction (default 0.1,
-      class-stratified and reproducible with ``seed``; VERA used 1449 / 161), a list file
-      or list of names (e.g. VERA's own), or ``None`` for none.
-
-    Videos are found by file name anywhere under ``root`` (the download keeps them in
-    class folders). Listed videos that are missing are skipped with a warning. A video with
-    several copies under ``root`` is taken from where the official layout keeps it (a test
-    video in its class folder or ``Testing_Normal_Videos_Anomaly``, a training video in the
-    folder ``Anomaly_Train.txt`` names); with no copy there, or several, it is an error
-    naming the copies.
+    """UCF-Crime at ``root``: the 290 annotated test videos, and the 1610 of ``Anomaly_Train.txt``
+    (video-level labels only) as train, of which ``val`` (a stratified fraction with ``seed``,
+    a list file or names, or None) becomes "val". Videos are found by file name under ``root``.
     """
-    root = Path(root)
-    fix = ("Download UCF-Crime (https://www.crcv.ucf.edu/projects/real-world/) and pass the folder "
-           "holding its class folders and Temporal_Anomaly_Annotation_for_Testing_Videos.txt "
-           "(and Anomaly_Train.txt for the training split).")
-    _need(root, "UCF-Crime folder", fix)
-    annotations = annotations or next(iter(sorted(root.rglob("Temporal_Anomaly_Annotation*.txt"))), None)
+    root, fix = _root(root, "ucf_crime", "UCF-Crime folder")
+    annotations = annotations or min(root.rglob("Temporal_Anomaly_Annotation*.txt"), default=None)
     if annotations is None:
-        raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under {root}\n{fix}")
+        raise FileNotFoundError(f"no Temporal_Anomaly_Annotation_for_Testing_Videos.txt under "
+                                f"{root}\n{fix}")
     parsed = parse_ucf_annotations(annotations)
     files, out = _index_videos(root), _Rows(fps)
 
@@ -592,39 +449,34 @@ def load_ucf_crime(root: str | os.PathLike, annotations: str | os.PathLike | Non
             path = _labelled_copy(files[file_name], folder, root)
             out.add(Path(file_name).stem, path, split, label, truth)
 
-    for file_name, (label, intervals) in parsed.items():
-        add(file_name, label if label != "Normal" else UCF_TEST_NORMAL_FOLDER, "test", label, intervals)
-    train_list = train_list or next(iter(sorted(root.rglob("Anomaly_Train.txt"))), None)
+    for file_name, (label, intervals) in parsed.items():  # the download's test folders:
+        folder = label if label != "Normal" else "Testing_Normal_Videos_Anomaly"
+        add(file_name, folder, "test", label, intervals)
+    train_list = train_list or min(root.rglob("Anomaly_Train.txt"), default=None)
     if train_list is not None:
         expected = "one video per line, 'Class/Name_x264.mp4'"
         for where, relative in parse_video_list(train_list, expected):
             file_name = Path(relative).name
             if Path(file_name).suffix.lower() not in VIDEO_EXTENSIONS:
-                raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a video file")
+                raise AnnotationError(f"{where}: expected {expected}; {relative!r} is not a "
+                                      "video file")
             if Path(file_name).stem in out.truth:
                 raise AnnotationError(f"{where}: {file_name} is a test video too; the training "
                                       "and test lists must not overlap")
-            label = ucf_class_of(relative, where)
-            # an anomalous training video has a video-level label only
+            label = ucf_class_of(relative, where)  # anomalous: a video-level label only
             add(file_name, Path(relative).parent.name or None, "train", label,
                 [] if label == "Normal" else None)
         _apply_validation(out.rows, val, seed, str(train_list))
-    return out.benchmark("ucf_crime", root, left_out=f"listed UCF-Crime videos not found under {root}",
-                         none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
+    return out.benchmark(
+        "ucf_crime", root, left_out=f"listed UCF-Crime videos not found under {root}",
+        none_found=f"none of the {len(parsed)} videos in {annotations} is under {root}\n{fix}")
 
-
-# --------------------------------------------------------------------------------------
-# XD-Violence
-# --------------------------------------------------------------------------------------
 
 XD_EXPECTED = "'<video name> s1 e1 [s2 e2 ...]' (a name, then start/end frame pairs)"
 
 
 def xd_codes(file_name: str) -> list[str]:
-    """Every class code in an XD-Violence file name: ``..._label_G-B2-0`` -> ``["G", "B2"]``.
-
-    The codes follow ``label_``, joined by ``-``; ``0`` fills unused places.
-    """
+    """Every class code in an XD-Violence file name: ``..._label_G-B2-0`` -> ``["G", "B2"]``."""
     match = re.search(r"label_([A-Z0-9]+(?:-[A-Z0-9]+)*)", file_name)
     codes = [c for c in match.group(1).split("-") if c != "0"] if match else []
     if not codes or any(c not in XD_CLASSES for c in codes):
@@ -633,41 +485,13 @@ def xd_codes(file_name: str) -> list[str]:
     return codes
 
 
-def _xd_split(path: Path, root: Path) -> str:
-    """"train" or "test" from the folders between ``root`` and the file (default "test")."""
-    for part in path.relative_to(root).parts[:-1]:
-        low = part.lower()
-        if "test" in low:
-            return "test"
-        if "train" in low:
-            return "train"
-    return "test"
-
-
 def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                      fps: float = 24.0, val: float | str | os.PathLike | list[str] | None = None,
                      seed: int = 0) -> Benchmark:
-    """XD-Violence's videos under ``root`` with the test ``annotations.txt``.
-
-    The split of a video comes from its folders: under a folder whose name holds "test"
-    (the 800 test videos) it is a test video, under one holding "train" (the 3954 training
-    videos) a training video; with neither, test. Test videos get frame labels from
-    ``annotations.txt`` (normal, ``label_A``, videos are not in it; a violent test video
-    missing from it is an error; an annotated video missing on disk is left out with a
-    warning, as UCF-Crime's are; two files of the same name under ``root`` are an error
-    naming both). Training videos carry video-level labels only, which is
-    what weak supervision needs: :meth:`Benchmark.frame_labels` says so if asked for their
-    frames. ``val`` carves a validation split from train (a fraction, stratified and
-    reproducible with ``seed``, or a list of names, e.g. VERA's ``xd_val.json`` names).
-
-    ``label`` is the first class coded in the name; the column ``labels`` keeps every
-    class of a multi-label name (``..._label_G-B2-0``: "Explosion|Shooting").
-    """
-    root = Path(root)
-    fix = ("Download the XD-Violence videos and annotations.txt "
-           "(https://roc-ng.github.io/XD-Violence/) and pass the folder holding them (test "
-           "videos in a folder named like 'test', training videos in one named like 'train').")
-    _need(root, "XD-Violence folder", fix)
+    """XD-Violence's videos under ``root``, split by a folder name holding "test" or "train"
+    (training videos: video-level labels; ``val`` as in :func:`load_ucf_crime`). ``label`` is
+    the first class coded in the name, ``labels`` all of them ("Explosion|Shooting")."""
+    root, fix = _root(root, "xd_violence", "XD-Violence folder")
     annotations = _need(Path(annotations) if annotations else root / "annotations.txt",
                         "XD-Violence annotations.txt", fix)
     intervals = _xd_intervals(annotations)
@@ -676,7 +500,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
         path, name = _labelled_copy(copies, None, root), Path(file_name).stem
         codes = xd_codes(name)
         label = XD_CLASSES[codes[0]]
-        split = _xd_split(path, root)
+        folders = [p.lower() for p in path.relative_to(root).parts[:-1]]
+        split = next(("test" if "test" in f else "train" for f in folders
+                      if "test" in f or "train" in f), "test")
         if split == "test" and label != "Normal" and name not in intervals:
             raise AnnotationError(f"{annotations}: no line for the violent test video "
                                   f"{file_name}; expected {XD_EXPECTED}")
@@ -692,7 +518,8 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
     out.missing = [f"{n}.mp4" for n in intervals if n not in on_disk]
     _apply_validation(out.rows, val, seed, str(root))
     return out.benchmark("xd_violence", root, [c for c in XD_CLASSES.values() if c != "Normal"],
-                         f"annotated XD-Violence videos (in {annotations.name}) not found under {root}")
+                         f"annotated XD-Violence videos (in {annotations.name}) not found "
+                         f"under {root}")
 
 
 def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
@@ -701,23 +528,19 @@ def _xd_intervals(annotations: Path) -> dict[str, list[tuple[int, int]]]:
     for where, fields, line in annotation_lines(annotations):
         if len(fields) < 3:
             raise AnnotationError(f"{where}: expected {XD_EXPECTED}, got {line!r}")
-        name = fields[0][:-4] if fields[0].endswith(".mp4") else fields[0]
+        name = fields[0].removesuffix(".mp4")
         try:
             codes = xd_codes(name)
         except AnnotationError as err:
             raise AnnotationError(f"{where}: {err}") from None
         if codes == ["A"]:
             raise AnnotationError(f"{where}: {name} is a normal video (label_A) and cannot have "
-                                  f"anomalous intervals; expected only violent videos in {annotations.name}")
+                                  "anomalous intervals; expected only violent videos in "
+                                  f"{annotations.name}")
         if name in intervals:
             raise AnnotationError(f"{where}: {name} is annotated twice")
         intervals[name] = _pairs(fields[1:], where, XD_EXPECTED, allow_none=False)
     return intervals
-
-
-# --------------------------------------------------------------------------------------
-# ShanghaiTech
-# --------------------------------------------------------------------------------------
 
 
 #: ShanghaiTech's classes in the weakly supervised split, in the id order AnomalyCLIP's
@@ -742,51 +565,29 @@ def _sht_video(root: Path, name: str) -> Path:
 
 
 def _sht_list(path: Path) -> dict[str, str | None]:
-    """A weak-split list: plain names (``01_0014``) or AnomalyCLIP-style rows
-    ``<path> <start> <end> <class id>``; returns ``{name: class or None}``."""
+    """``{name: class or None}`` from a weak-split list of names or AnomalyCLIP's rows."""
     expected = ("one video per line: a name like '01_0014', or AnomalyCLIP's "
                 "'<path> <start> <end> <class id>'")
     out: dict[str, str | None] = {}
     for where, line in parse_video_list(path, expected):
         fields = line.split()
-        name = video_name(fields[0])
-        if len(fields) == 1:
-            out[name] = None
-            continue
-        if len(fields) != 4 or not all(f.lstrip("-").isdigit() for f in fields[1:]):
+        if len(fields) not in (1, 4) or not all(f.lstrip("-").isdigit() for f in fields[1:]):
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        class_id = int(fields[3])
-        if not 0 <= class_id < len(SHT_CLASSES):
+        class_id = int(fields[3]) if len(fields) == 4 else None
+        if class_id is not None and not 0 <= class_id < len(SHT_CLASSES):
             raise AnnotationError(f"{where}: class id {class_id} is not one of "
                                   f"0..{len(SHT_CLASSES) - 1} (AnomalyCLIP's sht_labels.csv)")
-        out[name] = SHT_CLASSES[class_id]
+        out[video_name(fields[0])] = None if class_id is None else SHT_CLASSES[class_id]
     return out
 
 
 def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "one-class",
                       train_list: str | os.PathLike | None = None,
                       test_list: str | os.PathLike | None = None) -> Benchmark:
-    """ShanghaiTech Campus: ``test_frame_mask/<video>.npy`` gives each test frame's 0/1.
-
-    ``split="one-class"`` (the dataset's own): test = the 107 videos with masks (frame
-    folders ``testing/frames/<video>/``, or videos in ``testing/videos``), train = the 330
-    normal videos of ``training/videos`` when present. Anomalous videos are "Abnormal".
-
-    ``split="weak"``: the weakly supervised split of Zhong et al. (CVPR 2019) that
-    AnomalyCLIP and most weak methods use, which moves anomalous test videos into training:
-    ``train_list`` and ``test_list`` name the videos (plain names as in ``SH_Train_new.txt``
-    / ``SH_Test_NEW.txt``, or AnomalyCLIP's ``<path> <start> <end> <class id>`` rows, which
-    also give each video's class among :data:`SHT_CLASSES`). Anomalous training videos get a
-    video-level label only (their masks are not used: weak supervision), test videos their
-    masks.
-
-    A mask must have one entry per frame of its video: checked at once for frame folders,
-    and for video files when their labels are first read.
-    """
-    root = Path(root)
-    fix = ("Download ShanghaiTech Campus (https://svip-lab.github.io/dataset/campus_dataset.html) "
-           "and pass the folder holding testing/ (with test_frame_mask/) and training/.")
-    _need(root, "ShanghaiTech folder", fix)
+    """ShanghaiTech Campus: ``split="one-class"`` tests the masked videos; ``split="weak"``
+    (Zhong et al. 2019) takes ``train_list`` / ``test_list`` (plain names, or AnomalyCLIP's rows
+    with a class of :data:`SHT_CLASSES`), anomalous training videos video-level only."""
+    root, fix = _root(root, "shanghaitech", "ShanghaiTech folder")
     if split not in ("one-class", "weak"):
         raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
     mask_dir = _first_dir(root / "testing" / "test_frame_mask", root / "test_frame_mask")
@@ -801,54 +602,42 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
         masks[mask_file.stem] = frame_mask(mask, str(mask_file))
     if not masks:
         raise FileNotFoundError(f"no .npy masks in {mask_dir}\n{fix}")
-    out = _Rows(fps)
-
-    def add(name: str, part: str, mask: np.ndarray | None, label: str | None, weak: bool) -> None:
-        path = _sht_video(root, name)
-        if mask is not None and path.is_dir():
-            check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
-        anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
-        label = "Normal" if label == "normal" else label or ("Abnormal" if anomalous else "Normal")
-        truth = None if (weak and anomalous) else (mask if mask is not None else [])
-        out.add(name, path, part, label, truth, anomalous=anomalous,
-                num_frames=len(mask) if mask is not None else None)
-
-    if split == "one-class":
-        for name, mask in masks.items():
-            add(name, "test", mask, None, weak=False)
+    if split == "one-class":  # the training videos are all normal
         train_dir = _first_dir(root / "training" / "videos", root / "training" / "frames")
-        if train_dir is not None:
-            for item in sorted(train_dir.iterdir()):
-                if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS:
-                    add(item.stem if item.is_file() else item.name, "train", None, "normal", weak=False)
-        classes = ["Abnormal"]
+        listed = {"test": dict.fromkeys(masks), "train": {
+            item.name if item.is_dir() else item.stem: "normal"
+            for item in (sorted(train_dir.iterdir()) if train_dir else [])
+            if item.is_dir() or item.suffix.lower() in VIDEO_EXTENSIONS}}
+    elif train_list is None or test_list is None:
+        raise ValueError("split='weak' needs train_list and test_list (e.g. SH_Train_new.txt "
+                         "and SH_Test_NEW.txt, or AnomalyCLIP's Anomaly_Train_*.txt rows)")
     else:
-        if train_list is None or test_list is None:
-            raise ValueError("split='weak' needs train_list and test_list (e.g. SH_Train_new.txt "
-                             "and SH_Test_NEW.txt, or AnomalyCLIP's Anomaly_Train_*.txt rows)")
-        train, test = _sht_list(Path(train_list)), _sht_list(Path(test_list))
-        both = sorted(set(train) & set(test))
+        listed = {"train": _sht_list(Path(train_list)), "test": _sht_list(Path(test_list))}
+        both = sorted(set(listed["train"]) & set(listed["test"]))
         if both:
             raise AnnotationError(f"{train_list} and {test_list} both list {both[0]!r}; a video "
                                   "belongs to one split")
-        for part, listed in (("train", train), ("test", test)):
-            for name, label in listed.items():
-                mask = masks.get(name)
-                # A test video needs its mask, unless it is one of the dataset's (normal)
-                # training videos, whose frames are all normal.
-                from_training = "training" in _sht_video(root, name).parts
-                if part == "test" and mask is None and not (from_training and label in (None, "normal")):
-                    raise AnnotationError(f"{test_list}: test video {name} has no mask in "
-                                          f"{mask_dir} and is not a normal training video")
-                add(name, part, mask, label, weak=part == "train")
-        given = {label for label in list(train.values()) + list(test.values()) if label}
-        classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
+    out = _Rows(fps)
+    for part, videos in listed.items():
+        for name, label in videos.items():
+            mask, path = masks.get(name), _sht_video(root, name)
+            # a test video needs its mask, unless it is a (normal) training video of the dataset
+            if part == "test" and mask is None and not ("training" in path.parts
+                                                        and label in (None, "normal")):
+                raise AnnotationError(f"{test_list}: test video {name} has no mask in "
+                                      f"{mask_dir} and is not a normal training video")
+            if mask is not None and path.is_dir():
+                check_frame_count(mask, path, str(mask_dir / f"{name}.npy"))
+            anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
+            default = "Abnormal" if anomalous else "Normal"
+            label = "Normal" if label == "normal" else label or default
+            # weak supervision: an anomalous training video has a video-level label only
+            truth = None if part == "train" and anomalous else mask if mask is not None else []
+            out.add(name, path, part, label, truth, anomalous=anomalous,
+                    num_frames=None if mask is None else len(mask))
+    given = {label for videos in listed.values() for label in videos.values() if label}
+    classes = [c for c in SHT_CLASSES if c != "normal" and c in given] or ["Abnormal"]
     return out.benchmark("shanghaitech", root, classes)
-
-
-# --------------------------------------------------------------------------------------
-# CUHK Avenue
-# --------------------------------------------------------------------------------------
 
 
 def _mat_variable(mat_file: Path, variable: str, what: str) -> np.ndarray:
@@ -868,54 +657,38 @@ def _avenue_from_masks(mat_file: Path) -> np.ndarray:
 
 
 def _avenue_from_intervals(mat_file: Path) -> list[list[tuple[int, int]]]:
+    """Per video, the 0-based intervals of a ``gt`` cell array of 1-based [start; end] pairs."""
     per_video = []
-    for i, item in enumerate(_mat_variable(mat_file, "gt", "per video, a 2 x K array of "
-                                                         "[start; end] frames")):
+    gt = _mat_variable(mat_file, "gt", "per video, a 2 x K array of [start; end] frames")
+    for i, item in enumerate(gt, start=1):
         arr = np.asarray(item)
-        if arr.size == 0:
-            per_video.append([])
-            continue
-        if arr.ndim != 2 or arr.shape[0] != 2:
-            raise AnnotationError(f"{mat_file}: gt entry {i + 1} has shape {arr.shape}; expected "
+        if arr.size and (arr.ndim != 2 or arr.shape[0] != 2):
+            raise AnnotationError(f"{mat_file}: gt entry {i} has shape {arr.shape}; expected "
                                   "2 x K (row 1 starts, row 2 ends, 1-based inclusive)")
-        values = np.asarray(arr, dtype=np.float64)
+        values = arr.astype(np.float64)
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise AnnotationError(f"{mat_file}: gt entry {i + 1} holds non-integer frame numbers "
+            raise AnnotationError(f"{mat_file}: gt entry {i} holds non-integer frame numbers "
                                   f"{values[values != np.round(values)][:3].tolist()}; expected "
                                   "whole 1-based frame numbers")
-        starts_ends = (values.astype(np.int64) - 1).T.ravel()  # 1-based -> 0-based, s1 e1 s2 e2 ...
-        per_video.append(_pairs(starts_ends.tolist(), f"{mat_file}: gt entry {i + 1}",
+        starts_ends = (values.astype(np.int64) - 1).T.ravel().tolist()  # 0-based s1 e1 s2 e2 ..
+        per_video.append(_pairs(starts_ends, f"{mat_file}: gt entry {i}",
                                 "1-based frame numbers >= 1 with start <= end", allow_none=False))
     return per_video
 
 
 def _avenue_videos(folder: Path) -> list[Path]:
-    """The videos of an Avenue folder, named by number (``01.avi``), in order.
-
-    Other video files (``01_backup.avi``) are not part of the benchmark: left out with a
-    warning naming them, since a mask file or a ``gt`` entry is matched by that number.
-    """
+    """A folder's videos named by number (``01.avi``): ground truth is matched by it."""
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-    odd = [p for p in videos if not p.stem.isdigit()]
-    warn_left_out([p.name for p in odd], f"files in {folder} do not follow Avenue's naming "
-                  "'NN.avi' (the video's number)", stacklevel=4)
+    warn_left_out([p.name for p in videos if not p.stem.isdigit()], f"files in {folder} do not "
+                  "follow Avenue's naming 'NN.avi' (the video's number)")
     return [p for p in videos if p.stem.isdigit()]
 
 
 def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None = None,
                 fps: float = 25.0) -> Benchmark:
-    """CUHK Avenue's 21 test videos ``testing_videos/NN.avi`` with their ground truth, and its
-    16 normal training videos ``training_videos/NN.avi`` (named ``train_NN``) when present.
-
-    Ground truth: the official ``ground_truth_demo/testing_label_mask/<n>_label.mat`` files
-    (a frame is anomalous if its pixel mask has any pixel set), or ``annotations`` = a single
-    ``.mat`` with a ``gt`` cell array of 1-based [start; end] pairs, one entry per video in order.
-    Video files not named by their number (``01_backup.avi``) are left out with a warning.
-    """
-    root = Path(root)
-    fix = ("Download CUHK Avenue (https://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html) "
-           "with its ground_truth_demo, and pass the folder holding testing_videos/.")
-    _need(root, "Avenue folder", fix)
+    """CUHK Avenue (training videos as ``train_NN``); ground truth from the pixel masks, or
+    ``annotations``: a ``.mat`` whose ``gt`` holds 1-based [start; end] pairs per video."""
+    root, fix = _root(root, "avenue", "Avenue folder")
     video_dir = _first_dir(root / "testing_videos", root / "testing" / "testing_videos")
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
@@ -925,15 +698,17 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     if annotations is not None:
         per_video: list = _avenue_from_intervals(Path(annotations))
         if len(per_video) != len(videos):
-            raise AnnotationError(f"{annotations}: gt has {len(per_video)} entries but {video_dir} "
-                                  f"has {len(videos)} videos; expected one entry per video, in order")
+            raise AnnotationError(f"{annotations}: gt has {len(per_video)} entries but "
+                                  f"{video_dir} has {len(videos)} videos; expected one entry "
+                                  "per video, in order")
     else:
         mask_dir = next((d for d in root.rglob("testing_label_mask") if d.is_dir()), None)
         if mask_dir is None:
-            raise FileNotFoundError(f"no ground_truth_demo/testing_label_mask/ under {root} and no "
-                                    f"annotations .mat given\n{fix}")
+            raise FileNotFoundError(f"no ground_truth_demo/testing_label_mask/ under {root} and "
+                                    f"no annotations .mat given\n{fix}")
         per_video = [_avenue_from_masks(_need(mask_dir / f"{int(path.stem)}_label.mat",
-                                              f"ground truth of {path.name}", fix)) for path in videos]
+                                              f"ground truth of {path.name}", fix))
+                     for path in videos]
     out = _Rows(fps)
     for path, truth in zip(videos, per_video):
         mask = isinstance(truth, np.ndarray)  # else a list of intervals
@@ -942,42 +717,24 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
                 num_frames=len(truth) if mask else None)
     train_dir = _first_dir(root / "training_videos", root / "training" / "training_videos")
     for path in _avenue_videos(train_dir) if train_dir is not None else []:
-        out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: all normal
+        out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: normal
     return out.benchmark("avenue", root, ["Abnormal"])
 
 
-# --------------------------------------------------------------------------------------
-# UBnormal
-# --------------------------------------------------------------------------------------
-
-UBNORMAL_SPLITS = {"training": "train", "validation": "val", "test": "test"}
-
-
 def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
-    """UBnormal: ``Scene<k>/<video>.mp4`` plus ``<video>_annotations/<video>_tracks.txt``.
-
-    Splits come from the official name lists ``{abnormal,normal}_{training,validation,test}_
-    video_names.txt`` (looked for in ``root`` and ``root/scripts``). A tracks file has one
-    ``object_id,start,end`` line per anomalous object; a frame is anomalous when it lies
-    inside any track's [start, end]. UBnormal videos carry no class label: anomalous videos
-    are labelled "Abnormal". A listed video missing on disk is left out with a warning.
-
-    Track frame numbers are whole 0-based indices, written ``52`` or ``52.0`` (the official
-    ``write_frame_level_ground_truth.py`` reads them as floats with ``np.loadtxt`` and takes
-    ``int()``); a value that is not a whole number (``20.5``, ``inf``, ``nan``) names no frame,
-    so it is an :class:`AnnotationError` naming the file and line, not a silent truncation.
-    """
-    root = Path(root)
-    fix = ("Download UBnormal (https://github.com/lilygeorgescu/UBnormal) and pass the folder holding "
-           "the Scene* folders; put the *_video_names.txt split lists from its scripts/ next to them.")
-    _need(root, "UBnormal folder", fix)
+    """UBnormal, split by the official ``*_video_names.txt`` lists (in ``root`` or its
+    ``scripts/``). Track frames are 0-based, ``52`` or ``52.0``; ``20.5``, ``inf`` or ``nan``
+    name no frame, so they are an error rather than a silent truncation."""
+    root, fix = _root(root, "ubnormal", "UBnormal folder")
     out = _Rows(fps)
     for kind in ("abnormal", "normal"):
-        for long_split, split in UBNORMAL_SPLITS.items():
+        for long_split, split in (("training", "train"), ("validation", "val"), ("test", "test")):
             list_name = f"{kind}_{long_split}_video_names.txt"
-            list_file = next((d / list_name for d in (root, root / "scripts") if (d / list_name).exists()), None)
+            list_file = next((f for f in (root / list_name, root / "scripts" / list_name)
+                              if f.exists()), None)
             if list_file is None:
-                raise FileNotFoundError(f"split list {list_name} not found in {root} or {root / 'scripts'}\n{fix}")
+                raise FileNotFoundError(f"split list {list_name} not found in {root} or "
+                                        f"{root / 'scripts'}\n{fix}")
             for where, _, line in annotation_lines(list_file):
                 name = line.strip()
                 match = re.fullmatch(r"(abnormal|normal)_scene_(\d+)_scenario_\d+(_\w+)?", name)
@@ -989,37 +746,29 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
                 if not path.exists():
                     out.missing.append(path.relative_to(root))
                     continue
-                intervals: list[tuple[int, int]] = []
-                if kind == "abnormal":
-                    intervals = _ubnormal_tracks(scene / f"{name}_annotations" / f"{name}_tracks.txt", fix)
+                tracks = scene / f"{name}_annotations" / f"{name}_tracks.txt"
+                intervals = _ubnormal_tracks(tracks, fix) if kind == "abnormal" else []
                 out.add(name, path, split, "Abnormal" if intervals else "Normal", intervals)
-    return out.benchmark("ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
-                         f"none of the videos in the split lists is under {root}\n{fix}")
-
-
-def _whole_number(text: str, where: str, expected: str) -> int:
-    """A frame number of a UBnormal tracks file, ``52`` or ``52.0`` as the official reader
-    accepts; anything else names no frame, and truncating would shift labels silently (see
-    :func:`load_ubnormal`)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise AnnotationError(f"{where}: expected {expected}, got {text!r}") from None
-    if not value.is_integer():  # False for inf and nan too
-        raise AnnotationError(f"{where}: expected {expected}; {text!r} is not a whole frame number "
-                              "(UBnormal's tracks hold 0-based frame indices)")
-    return int(value)
+    return out.benchmark(
+        "ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
+        f"none of the videos in the split lists is under {root}\n{fix}")
 
 
 def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
-    """The (start, end) frames of every track: 0-based, inclusive, whole numbers (``52`` or
-    ``52.0``, see :func:`_whole_number`)."""
+    """The 0-based inclusive (start, end) frames of every track (see :func:`load_ubnormal`)."""
     expected = "'object_id,start_frame,end_frame' (three comma-separated integers)"
     intervals = []
     for where, _, line in annotation_lines(_need(tracks_file, "UBnormal tracks file", fix)):
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != 3:
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        values = [_whole_number(f, where, expected) for f in fields]
-        intervals += _pairs(values[1:], where, expected, allow_none=False)
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            raise AnnotationError(f"{where}: expected {expected}, got {line!r}") from None
+        bad = [f for f, v in zip(fields, values) if not v.is_integer()]  # inf and nan too
+        if bad:
+            raise AnnotationError(f"{where}: expected {expected}; {bad[0]!r} is not a whole frame "
+                                  "number (UBnormal's tracks hold 0-based frame indices)")
+        intervals += _pairs([int(v) for v in values[1:]], where, expected, allow_none=False)
     return intervals

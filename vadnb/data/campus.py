@@ -1,9 +1,5 @@
-"""The campus mini-benchmark shipped with the suite (notebook 00 tours it).
-
-Sixteen 12-16 s clips (384x288, 10 fps) cut from OpenCV's real ``vtest.avi`` campus footage,
-with four kinds of planted anomaly: Vehicle, Running, Fallen, Object left. Built by
-``scripts/make_campus.py``; ``data/campus/README.md`` tells how each clip was made.
-"""
+"""The campus mini-benchmark shipped with the suite (notebook 00 tours it): sixteen 10 fps
+clips cut from OpenCV's ``vtest.avi`` with planted anomalies (``data/campus/README.md``)."""
 
 from __future__ import annotations
 
@@ -14,8 +10,6 @@ from pathlib import Path
 from .benchmarks import (AnnotationError, Benchmark, _Rows, annotation_lines, count_frames,
                          parse_ucf_annotations, read_text)
 
-__all__ = ["load_campus", "campus_root", "verify_checksums"]
-
 GET_THE_DATA = (
     "The campus clips live in the repository's data/campus/ folder: clone the whole repository "
     "(git clone https://github.com/vadnb/vadnb), set VADNB_DATA to a folder holding campus/, "
@@ -24,7 +18,7 @@ GET_THE_DATA = (
 
 
 def campus_root(root: str | os.PathLike | None = None) -> Path:
-    """Where the campus data is: ``root``, else ``$VADNB_DATA/campus``, else ``<repo>/data/campus``."""
+    """``root``, else ``$VADNB_DATA/campus``, else ``<repo>/data/campus``."""
     if root is not None:
         return Path(root)
     if os.environ.get("VADNB_DATA"):
@@ -55,18 +49,13 @@ def verify_checksums(root: str | os.PathLike) -> None:
 
 
 def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> Benchmark:
-    """The campus mini-benchmark as a :class:`~vadnb.data.Benchmark`.
-
-    ``root`` defaults to ``$VADNB_DATA/campus``, else ``data/campus`` in the repository.
-    ``verify=True`` first checks every clip against ``SHA256SUMS``.
-
-    >>> campus = load_campus()                                  # doctest: +SKIP
-    >>> campus.subset("test").videos[["name", "label"]]         # doctest: +SKIP
-    """
+    """The campus mini-benchmark as a Benchmark (``root``: see :func:`campus_root`);
+    ``verify=True`` first checks every clip against ``SHA256SUMS``."""
     root = campus_root(root)
     annotations = root / "annotations.txt"
     if not annotations.exists():
-        raise FileNotFoundError(f"campus data not found: {annotations} does not exist. {GET_THE_DATA}")
+        raise FileNotFoundError(f"campus data not found: {annotations} does not exist. "
+                                f"{GET_THE_DATA}")
     if verify:
         verify_checksums(root)
     parsed = parse_ucf_annotations(annotations)
@@ -84,14 +73,17 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
                                       f"split {split_of[file_name]!r}")
             split_of[file_name] = split
     classes_file = root / "classes.txt"
-    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines() if c.strip()]
+    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines()
+               if c.strip()]
     out = _Rows(fps=10.0)
     for file_name, (label, intervals) in parsed.items():
         if file_name not in split_of:
-            raise AnnotationError(f"{annotations}: {file_name} is in no split file under {root / 'splits'}")
+            raise AnnotationError(f"{annotations}: {file_name} is in no split file under "
+                                  f"{root / 'splits'}")
         label = label.replace("_", " ")
         if label != "Normal" and label not in classes:
-            raise AnnotationError(f"{annotations}: class {label!r} of {file_name} is not in {classes_file}")
+            raise AnnotationError(f"{annotations}: class {label!r} of {file_name} is not in "
+                                  f"{classes_file}")
         path = root / "videos" / file_name
         if not path.exists():
             raise FileNotFoundError(f"campus clip missing: {path}. {GET_THE_DATA}")

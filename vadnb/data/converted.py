@@ -1,24 +1,12 @@
 """The annotation files LAVAD and VERA ship, read as Benchmarks (notebook 00).
 
-The methods' authors converted UCF-Crime's and XD-Violence's annotations into files of
-their own, next to frame folders they extracted. A user who followed a method's README has
-those files, often without the datasets' originals; these loaders accept them.
+A user who followed a method's README has its converted UCF-Crime / XD-Violence files
+(often without the datasets' originals): LAVAD's video list ``<frames folder> <start> <end>
+<class ids>`` plus a UCF-style temporal annotation, or one of VERA's ``Data/*.json`` lists.
 
-- LAVAD (``<dataset>/annotations/``): a video list ``test.txt`` / ``anomaly_test.txt``, one
-  row ``<frames folder> <start frame> <end frame> <class ids>`` per video (ids comma-joined;
-  UCF-Crime's normal id is 7, XD-Violence's 4, the ids of AnomalyCLIP's label tables), and a
-  temporal annotation in UCF-Crime's style ``<name> <class> s1 e1 [s2 e2 ...]`` (``-1`` for
-  none; any number of pairs).
-- VERA (``Data/*.json``): a JSON list with, per video, ``video`` (a frames path like
-  ``frames/Abuse/Abuse028_x264.mp4``, or an XD-Violence name) or ``video_name``/``path``,
-  ``length`` (frames), and either ``temporal_label`` ([s1, e1, s2, e2, ...], ``-1`` for
-  none), ``video_label`` (0/1) or ``label``, or a question-answer pair whose answer starts
-  with "Yes"/"No" (the instruction-tuning files).
-
-Intervals are 0-based with inclusive ends, as in the datasets' own files (both files hold
-the same numbers as UCF-Crime's temporal annotation). VERA's evaluation script reads the end
-as exclusive (``gt[s:e] = 1``), one frame per interval fewer; vadnb keeps the datasets'
-meaning. Frame counts come from the files (no decoding).
+Trap: intervals are 0-based with inclusive ends, as in the datasets' own files; VERA's
+evaluation script reads the end as exclusive (one frame per interval fewer), vadnb keeps the
+datasets' meaning. Frame counts come from the files (no decoding).
 """
 
 from __future__ import annotations
@@ -31,16 +19,9 @@ from pathlib import Path
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
                          annotation_lines, read_text, ucf_class_of, video_name, xd_codes)
 
-__all__ = ["load_lavad_annotations", "load_vera_annotations", "LAVAD_CLASS_IDS"]
-
-#: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``), per dataset.
-LAVAD_CLASS_IDS = {
-    "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-                  "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
-                  "Vandalism"],
-    "xd_violence": ["Abuse", "Car accident", "Explosion", "Fighting", "Normal", "Riot",
-                    "Shooting"],
-}
+#: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``): the sorted names.
+LAVAD_CLASS_IDS = {"ucf_crime": sorted([*UCF_CLASSES, "Normal"]),
+                   "xd_violence": sorted(XD_CLASSES.values())}
 FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
 LIST_EXPECTED = "'<frames folder> <start frame> <end frame> <class ids, comma-joined>'"
 TEMPORAL_EXPECTED = "'<name> <class> s1 e1 [s2 e2 ...]' (-1 -1 for no interval)"
@@ -52,37 +33,26 @@ def _dataset(dataset: str) -> str:
     return dataset
 
 
-def _resolve(frames_root: Path | None, relative: str, base: Path) -> Path:
-    """A listed frames path under ``frames_root`` (default: next to the annotation file)."""
-    root = frames_root if frames_root is not None else base
+def _resolve(root: Path, relative: str) -> Path:
+    """``root / relative``, or a video file of that name (``.mp4``, ``.avi``) if that is missing."""
     path = root / relative
-    if not path.exists():
-        for suffix in (".mp4", ".avi"):  # a video file beside a frame folder's name
-            if path.with_suffix(suffix).exists():
-                return path.with_suffix(suffix)
-    return path
+    files = [] if path.exists() else [path.with_suffix(s) for s in (".mp4", ".avi")]
+    return next((p for p in files if p.exists()), path)
 
 
 def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
-    """``{video: intervals}`` from LAVAD's temporal annotation file.
-
-    A video on two lines is an error naming both, unless the lines agree field for field
-    (a harmless repeat): keeping either silently could drop the other's intervals.
-    """
+    """``{video: intervals}``; a video on two differing lines is an error naming both."""
     intervals: dict[str, list[tuple[int, int]]] = {}
     seen: dict[str, tuple[str, list[str]]] = {}  # name -> (where, fields) of its first line
     for where, fields, line in annotation_lines(temporal):
         if len(fields) < 4:
             raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
         name = Path(fields[0]).stem
-        if name in seen:
-            first_where, first_fields = seen[name]
-            if first_fields != fields:
-                raise AnnotationError(
-                    f"{where}: video {name} is annotated again, differently from {first_where} "
-                    f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
-            continue
-        seen[name] = (where, fields)
+        first_where, first_fields = seen.setdefault(name, (where, fields))
+        if first_fields != fields:
+            raise AnnotationError(
+                f"{where}: video {name} is annotated again, differently from {first_where} "
+                f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
         intervals[name] = _pairs(fields[2:], where, TEMPORAL_EXPECTED, allow_none=True)
     return intervals
 
@@ -90,28 +60,18 @@ def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
 def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: str | os.PathLike,
                            dataset: str = "ucf_crime", frames_root: str | os.PathLike | None = None,
                            fps: float | None = None) -> Benchmark:
-    """LAVAD's test list plus its temporal annotation, as a test-split Benchmark.
-
-    Args:
-        video_list: ``annotations/test.txt`` (UCF-Crime) or ``annotations/anomaly_test.txt``
-            (XD-Violence): one row per video, see the module docstring.
-        temporal_annotations: the UCF-Crime-style temporal annotation beside it
-            (``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``, or XD-Violence's
-            converted ``temporal_anomaly_annotation_for_testing_videos.txt``).
-        dataset: ``"ucf_crime"`` or ``"xd_violence"`` (which class-id table the list uses).
-        frames_root: where the listed frame folders are (LAVAD's ``<dataset>/frames``);
-            default: the list's folder.
-        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
+    """LAVAD's ``annotations/test.txt`` (or ``anomaly_test.txt``) plus the temporal annotation
+    beside it, as a test-split Benchmark. ``dataset`` picks the class-id table
+    (:data:`LAVAD_CLASS_IDS`); ``frames_root`` (default: the list's folder) holds the frames.
     """
-    dataset = _dataset(dataset)
+    ids = LAVAD_CLASS_IDS[_dataset(dataset)]
     video_list, temporal = Path(video_list), Path(temporal_annotations)
-    ids = LAVAD_CLASS_IDS[dataset]
-    intervals = _lavad_temporal(temporal)
-    out = _Rows(fps or FPS[dataset])
-    frames_root = Path(frames_root) if frames_root is not None else None
+    frames_root = Path(frames_root) if frames_root is not None else video_list.parent
+    intervals, out = _lavad_temporal(temporal), _Rows(fps or FPS[dataset])
     for where, fields, line in annotation_lines(video_list):
         if len(fields) != 4:
-            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: {line!r}")
+            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: "
+                                  f"{line!r}")
         try:
             start, end = int(fields[1]), int(fields[2])
             class_ids = [int(v) for v in fields[3].split(",")]
@@ -123,8 +83,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if bad:
             raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
                                   f"({dataset}'s table: {', '.join(ids)})")
-        labels = [ids[i] for i in class_ids]
-        name = video_name(fields[0])
+        labels, name = [ids[i] for i in class_ids], video_name(fields[0])
         label = next((c for c in labels if c != "Normal"), "Normal")
         if label != "Normal" and name not in intervals:
             raise AnnotationError(f"{temporal}: no line for the anomalous video {name} of {where}")
@@ -133,7 +92,7 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if label == "Normal" and shifted:
             raise AnnotationError(f"{where}: {name} is listed as Normal but {temporal} gives it "
                                   "anomalous intervals")
-        out.add(name, _resolve(frames_root, fields[0], video_list.parent), "test", label,
+        out.add(name, _resolve(frames_root, fields[0]), "test", label,
                 [(max(0, s), e) for s, e in shifted], num_frames=end - start + 1,
                 labels="|".join(labels))
     if not out.rows:
@@ -145,19 +104,13 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
 def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], bool | None]:
     """(label, all labels, is_anomalous from the entry if it says) of one VERA entry."""
     name = str(item.get("video_name") or item.get("video"))
-    if dataset == "xd_violence":
-        codes = xd_codes(Path(name).name)
-        labels = [XD_CLASSES[c] for c in codes]
-    else:
-        labels = [ucf_class_of(name, where)]
-    said: bool | None = None
-    for key in ("video_label", "label"):
-        value = item.get(key)
-        if isinstance(value, (int, float)) or (isinstance(value, str) and value in ("0", "1")):
-            if key == "video_label" and dataset == "ucf_crime" and str(value) not in ("0", "1"):
-                continue  # UCF_Instruct files put the frame count in video_label
-            said = bool(int(value))
-            break
+    labels = ([XD_CLASSES[c] for c in xd_codes(Path(name).name)] if dataset == "xd_violence"
+              else [ucf_class_of(name, where)])
+    # UCF_Instruct files put the frame count in video_label: then only "label" says
+    frame_count = dataset == "ucf_crime" and str(item.get("video_label")) not in ("0", "1")
+    values = [item.get(key) for key in ("video_label", "label")[frame_count:]]
+    said = next((bool(int(v)) for v in values
+                 if isinstance(v, (int, float)) or (isinstance(v, str) and v in ("0", "1"))), None)
     qa = item.get("QA") or []
     if said is None and qa and isinstance(qa[0], dict):
         answer = str(qa[0].get("a", "")).strip().lower()
@@ -168,20 +121,9 @@ def _vera_label(item: dict, dataset: str, where: str) -> tuple[str, list[str], b
 def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crime",
                           split: str | None = None, videos_root: str | os.PathLike | None = None,
                           fps: float | None = None) -> Benchmark:
-    """One of VERA's ``Data/*.json`` files as a Benchmark of one split.
-
-    Args:
-        json_file: e.g. ``UCF_Eval.json`` / ``xd_test_800.json`` (test, frame labels from
-            ``temporal_label``), ``UCF_Instruct_train.json`` / ``xd_train.json`` (train),
-            ``UCF_Instruct_val.json`` / ``xd_val.json`` (val): training and validation
-            entries carry a video-level label only.
-        dataset: ``"ucf_crime"`` or ``"xd_violence"``.
-        split: default from the file name ("train", "val", else "test").
-        videos_root: where the listed frame folders or videos are; default: the JSON's folder.
-        fps: default 30 (UCF-Crime) or 24 (XD-Violence).
-    """
-    dataset = _dataset(dataset)
-    json_file = Path(json_file)
+    """One of VERA's ``Data/*.json`` files as a Benchmark of ``split`` (default from the file
+    name); entries without ``temporal_label`` carry a video-level label only."""
+    dataset, json_file = _dataset(dataset), Path(json_file)
     try:
         entries = json.loads(read_text(json_file))
     except json.JSONDecodeError as err:
@@ -201,28 +143,25 @@ def load_vera_annotations(json_file: str | os.PathLike, dataset: str = "ucf_crim
             raise AnnotationError(f"{where}: expected 'length', the video's number of frames "
                                   f"(a whole number >= 1), got {item.get('length')!r}")
         relative = str(item.get("video") or item.get("video_name"))
-        name = video_name(relative)
+        name, given = video_name(relative), item.get("path")
         label, labels, said = _vera_label(item, dataset, where)
+        anomalous = label != "Normal" if said is None else said
+        truth = None if anomalous else []  # no temporal_label: a video-level label only
         if "temporal_label" in item:
             values = item["temporal_label"]
             if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
                 raise AnnotationError(f"{where}: 'temporal_label' must be a list of frame numbers")
-            intervals = _pairs(list(values), where, "[s1, e1, s2, e2, ...] (-1 for none)",
-                               allow_none=True)
-            anomalous = bool(intervals)
-            if said is not None and said != anomalous:
+            truth = _pairs(values, where, "[s1, e1, s2, e2, ...] (-1 for none)", allow_none=True)
+            if said is not None and said != bool(truth):
                 raise AnnotationError(f"{where}: label says {'anomalous' if said else 'normal'} "
-                                      f"but temporal_label gives {intervals}")
-            truth = intervals
-        else:
-            anomalous = label != "Normal" if said is None else said
-            truth = None if anomalous else []
+                                      f"but temporal_label gives {truth}")
+            anomalous = bool(truth)
         if anomalous != (label != "Normal"):
             raise AnnotationError(f"{where}: {name} is {'anomalous' if anomalous else 'normal'} "
                                   f"in the file but its name/folder says {label}")
-        path = Path(item["path"]) if item.get("path") and Path(item["path"]).exists() else \
-            _resolve(root, relative, json_file.parent)
+        path = Path(given) if given and Path(given).exists() else _resolve(root, relative)
         out.add(name, path, split, label, truth, anomalous=anomalous,
                 num_frames=int(item["length"]), labels="|".join(labels))
-    classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values() if c != "Normal"]
+    classes = UCF_CLASSES if dataset == "ucf_crime" else [c for c in XD_CLASSES.values()
+                                                          if c != "Normal"]
     return out.benchmark(f"{dataset} (VERA files)", json_file.parent, list(classes))

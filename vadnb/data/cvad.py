@@ -1,25 +1,9 @@
 """C-ShT and C-Ave: AnyAnomaly's customizable-VAD (C-VAD) label sets (notebooks 00 and 60).
 
-AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for the type
-"car", only the frames showing a car are anomalous, and every other anomaly (a bicycle, a
-fight) counts as normal, because it is not what the user asked for. Its repository
-(SkiddieAhn/Paper-AnyAnomaly) ships the labels in ``ground_truth/``::
-
-    ground_truth/
-      c-shtech.json, c-shtech-multiple.json     type -> videos (single / multi-type sets)
-      c-avenue.json, c-avenue-multiple.json
-      c-shtech_labels/shtech_<type>_label.h5    one per type: every test video except
-                                                the multi-type ones
-      c-shtech_labels/m_shtech_<a-b>_label.h5   one per multi-type set: its videos only
-      c-avenue_labels/avenue_<type>_label.h5, m_avenue_<a-b>_label.h5
-
-Each ``.h5`` file holds one 1-D dataset per video at its root, named by the video
-(``01_0014``, ``05``), with one 0/1 per frame. :func:`load_cvad` turns one file into a
-:class:`~vadnb.data.Benchmark`; evaluate it with :func:`vadnb.metrics.cvad_auc` (the C-VAD
-protocol: per type, micro AUC over all test videos except the multi-type ones).
-
->>> from vadnb.data import load_cvad
->>> car = load_cvad("Paper-AnyAnomaly/ground_truth", "shanghaitech", "car")  # doctest: +SKIP
+AnyAnomaly re-labels the ShanghaiTech and Avenue test sets *per anomaly type*: for "car",
+only frames showing a car are anomalous and every other anomaly counts as normal. Its
+``ground_truth/c-shtech_labels/`` (and ``c-avenue_labels/``) hold one ``.h5`` per type or
+multi-type set. Evaluate with :func:`vadnb.metrics.cvad_auc` (per type, micro AUC).
 """
 
 from __future__ import annotations
@@ -33,8 +17,6 @@ import numpy as np
 from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, check_frame_count,
                          frame_mask, read_text)
 
-__all__ = ["CVAD_TYPES", "load_cvad", "cvad_types", "cvad_keywords", "cvad_multi_type_videos"]
-
 #: The single anomaly types of each C-VAD benchmark, in the official configuration's order.
 CVAD_TYPES: dict[str, tuple[str, ...]] = {
     "shanghaitech": ("car", "bicycle", "fighting", "throwing", "hand_truck", "running",
@@ -44,9 +26,8 @@ CVAD_TYPES: dict[str, tuple[str, ...]] = {
 
 _PREFIX = {"shanghaitech": "shtech", "avenue": "avenue"}
 _FPS = {"shanghaitech": 24.0, "avenue": 25.0}
-_ALIASES = {"shanghaitech": "shanghaitech", "shtech": "shanghaitech", "sht": "shanghaitech",
-            "c-sht": "shanghaitech", "c-shtech": "shanghaitech", "avenue": "avenue",
-            "cuhk avenue": "avenue", "c-ave": "avenue", "c-avenue": "avenue"}
+_ALIASES = {**dict.fromkeys(("shanghaitech", "shtech", "sht", "c-sht", "c-shtech"), "shanghaitech"),
+            **dict.fromkeys(("avenue", "cuhk avenue", "c-ave", "c-avenue"), "avenue")}
 _FIX = ("Clone https://github.com/SkiddieAhn/Paper-AnyAnomaly and pass its ground_truth/ "
         "folder (holding c-shtech_labels/ and c-avenue_labels/).")
 
@@ -67,41 +48,31 @@ def _labels_dir(ground_truth_dir: str | os.PathLike, dataset: str) -> tuple[str,
 def cvad_types(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech"
                ) -> dict[str, list[str]]:
     """The label sets present on disk: ``{"single": [...], "multiple": [...]}``."""
-    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    single = sorted(p.name[len(prefix) + 1:-len("_label.h5")]
-                    for p in d.glob(f"{prefix}_*_label.h5"))
-    multi = sorted(p.name[len(prefix) + 3:-len("_label.h5")]
-                   for p in d.glob(f"m_{prefix}_*_label.h5"))
-    return {"single": single, "multiple": multi}
+    _, d, prefix = _labels_dir(ground_truth_dir, dataset)
+    return {kind: sorted(p.name[len(m + prefix) + 1:-len("_label.h5")]
+                         for p in d.glob(f"{m}{prefix}_*_label.h5"))
+            for kind, m in (("single", ""), ("multiple", "m_"))}
 
 
 def cvad_keywords(anomaly_type: str) -> list[str]:
-    """The keywords the official code types for a label set: the type names joined by
-    ``-`` ("jumping-falling-pickup" -> three keywords; "too_close" stays one)."""
+    """The keywords typed for a label set: "jumping-falling-pickup" -> three, "too_close" one."""
     return [k for k in str(anomaly_type).split("-") if k]
 
 
 def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
                            dataset: str = "shanghaitech") -> list[str]:
-    """The videos of the multi-type sets (left out of every single-type evaluation): from
-    ``c-<dataset>-multiple.json`` when present, else from the ``m_*`` label files."""
-    dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    names: set[str] = set()
+    """The videos of the multi-type sets (left out of every single-type evaluation), from
+    ``c-<dataset>-multiple.json`` and the ``m_*`` label files."""
+    _, d, prefix = _labels_dir(ground_truth_dir, dataset)
     json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
                                   d / f"c-{prefix}-multiple.json") if p.is_file()), None)
-    if json_file is not None:
-        names.update(_multi_type_json(json_file))
-    for f in sorted(d.glob(f"m_{prefix}_*_label.h5")):
-        names.update(_read_h5(f))
+    names = _multi_type_json(json_file) if json_file is not None else set()
+    names.update(v for f in sorted(d.glob(f"m_{prefix}_*_label.h5")) for v in _read_h5(f))
     return sorted(names)
 
 
 def _multi_type_json(json_file: Path) -> set[str]:
-    """The video names of ``c-<dataset>-multiple.json``: ``{set: [video, ...]}``.
-
-    Read as UTF-8 with or without a byte-order mark (an editor on Windows adds one); an
-    error says whether the text is not JSON (and where) or the JSON has the wrong shape.
-    """
+    """The video names of ``c-<dataset>-multiple.json``: ``{set: [video, ...]}``, checked."""
     expected = "a JSON object mapping each multi-type set to a list of video names"
     try:
         data = json.loads(read_text(json_file))
@@ -109,7 +80,8 @@ def _multi_type_json(json_file: Path) -> set[str]:
         raise AnnotationError(f"{json_file}: not valid JSON: {err.msg} at line {err.lineno}, "
                               f"column {err.colno}; expected {expected}") from None
     if not isinstance(data, dict):
-        raise AnnotationError(f"{json_file}: holds a JSON {type(data).__name__}; expected {expected}")
+        raise AnnotationError(f"{json_file}: holds a JSON {type(data).__name__}; expected "
+                              f"{expected}")
     for key, videos in data.items():
         if not isinstance(videos, list) or not all(isinstance(v, str) for v in videos):
             raise AnnotationError(f"{json_file}: set {key!r} maps to {videos!r}; expected "
@@ -128,11 +100,10 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
         raise AnnotationError(f"{path}: not a readable HDF5 label file ({err})") from None
     with f:
         for key in f:
-            item = f[key]
-            if not isinstance(item, h5py.Dataset):
+            if not isinstance(f[key], h5py.Dataset):
                 raise AnnotationError(f"{path}: entry {key!r} is a group; expected one 1-D "
                                       "dataset of 0/1 frame labels per video at the root")
-            out[str(key)] = frame_mask(item[()], f"{path}: video {key!r}")
+            out[str(key)] = frame_mask(f[key][()], f"{path}: video {key!r}")
     if not out:
         raise AnnotationError(f"{path}: holds no videos")
     return out
@@ -140,73 +111,44 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 
 def _find_video(root: Path, name: str) -> Path | None:
     folders = [root / name, root / "testing" / "frames" / name, root / "frames" / name]
-    for d in folders:
-        if d.is_dir():
-            return d
-    for base in (root, root / "testing" / "videos", root / "testing_videos", root / "videos"):
-        for ext in VIDEO_EXTENSIONS:
-            if (base / f"{name}{ext}").is_file():
-                return base / f"{name}{ext}"
-    return None
+    files = [base / f"{name}{ext}" for base in (root, root / "testing" / "videos",
+             root / "testing_videos", root / "videos") for ext in VIDEO_EXTENSIONS]
+    return next((d for d in folders if d.is_dir()), None) or next(
+        (f for f in files if f.is_file()), None)
 
 
 def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech",
               anomaly_type: str = "car", videos_root: str | os.PathLike | None = None,
               fps: float | None = None) -> Benchmark:
-    """One C-VAD label set as a :class:`~vadnb.data.Benchmark` of test videos.
-
-    Args:
-        ground_truth_dir: AnyAnomaly's ``ground_truth/`` folder (or its labels folder).
-        dataset: ``"shanghaitech"`` (C-ShT) or ``"avenue"`` (C-Ave).
-        anomaly_type: a single type (``"car"``, ``"too_close"``: see :data:`CVAD_TYPES`)
-            or a multi-type set (``"jumping-falling-pickup"``: :func:`cvad_types`).
-        videos_root: where the test videos are (frame folders such as
-            ``testing/frames/01_0014/`` or files such as ``testing_videos/01.avi``); each
-            video's frame count must equal its label array's length. None: no paths
-            (``path`` is empty) and frame counts come from the label arrays.
-        fps: frame rate to record (default ShanghaiTech 24, Avenue 25).
-
-    A single-type set holds every test video except the multi-type ones, with this type's
-    labels (other anomalies are 0); a multi-type set holds its own videos, labelled with
-    any of its types. ``label`` is the type for videos with labelled frames, else "Normal";
-    ``classes`` are the keywords to type (:func:`cvad_keywords`).
-
-    Raises:
-        FileNotFoundError: no such label set (the message lists those on disk) or video.
-        AnnotationError: a malformed label file, or a video whose frame count differs.
-    """
+    """One C-VAD label set (a type of :data:`CVAD_TYPES` or a multi-type set such as
+    ``"jumping-falling-pickup"``) as a Benchmark of test videos; a single type leaves out the
+    multi-type sets' videos. ``videos_root`` None: no paths, else frame counts must match."""
     dataset, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    single = d / f"{prefix}_{anomaly_type}_label.h5"
-    multi = d / f"m_{prefix}_{anomaly_type}_label.h5"
-    if single.is_file():
-        path, multiple = single, False
-    elif multi.is_file():
-        path, multiple = multi, True
-    else:
+    single, multi = (d / f"{m}{prefix}_{anomaly_type}_label.h5" for m in ("", "m_"))
+    path = single if single.is_file() else multi
+    if not path.is_file():
         have = cvad_types(ground_truth_dir, dataset)
         raise FileNotFoundError(
             f"no C-VAD label set {anomaly_type!r} for {dataset} in {d} (looked for "
             f"{single.name} and {multi.name}); single types: {have['single']}, "
             f"multi-type sets: {have['multiple']}")
     truth = _read_h5(path)
-    if not multiple:
+    if path == single:
         excluded = set(cvad_multi_type_videos(ground_truth_dir, dataset))
         truth = {k: v for k, v in truth.items() if k not in excluded}
     root = Path(videos_root) if videos_root is not None else None
     if root is not None and not root.is_dir():
         raise FileNotFoundError(f"videos_root is not a folder: {root}")
     out = _Rows(float(fps or _FPS[dataset]))
-    for name in sorted(truth):
-        labels = truth[name]
-        video = ""
-        if root is not None:
-            found = _find_video(root, name)
-            if found is None:
-                raise FileNotFoundError(
-                    f"{path.name}: video {name!r} not found under {root} (looked for a frame "
-                    f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
-            check_frame_count(labels, found, f"{path}: video {name!r}")
-            video = str(found)
+    for name, labels in sorted(truth.items()):
+        video = "" if root is None else _find_video(root, name)
+        if video is None:
+            raise FileNotFoundError(
+                f"{path.name}: video {name!r} not found under {root} (looked for a frame "
+                f"folder {name}/ or testing/frames/{name}/, or {name}.avi / .mp4)")
+        if video:
+            check_frame_count(labels, video, f"{path}: video {name!r}")
         out.add(name, video, "test", anomaly_type if labels.any() else "Normal", labels,
                 num_frames=len(labels))
-    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir, cvad_keywords(anomaly_type))
+    return out.benchmark(f"c-{prefix}/{anomaly_type}", ground_truth_dir,
+                         cvad_keywords(anomaly_type))
