@@ -1,38 +1,12 @@
 """AnomalyCLIP: weakly supervised anomaly detection and recognition in CLIP's latent space
-(notebook 50 teaches it).
+(Zanella et al., CVIU 2024; notebook 50 teaches it).
 
-Zanella et al., "Delving into CLIP latent space for Video Anomaly Recognition" (CVIU 2024).
-Only *video-level* labels are needed for training ("this video contains a Robbery"); the
-method learns which frames are anomalous, and of which class, by itself:
-
-1. **Frame features.** A frozen CLIP image encoder embeds every frame (``extract_features``;
-   or read the authors' pre-extracted ``.npy`` files with ``load_features``).
-2. **Normal centroid.** The mean feature over all frames of the *normal* training videos.
-   Every feature is re-centred on it: normality becomes the origin of the space.
-3. **Class directions.** A CoOp prompt learner (8 learnable context tokens per anomaly
-   class, random init) goes through CLIP's frozen text encoder (its text projection is
-   trained). Each class's text feature, re-centred on the centroid and normalised, is one
-   direction ``d_c`` in the image space; the normal class has no direction.
-4. **Likelihoods.** The projections ``x . d_c`` of a re-centred frame feature, batch-normalised
-   (``BatchNorm1d(affine=False)``), are per-class likelihoods: far along ``d_c`` = looks like c.
-5. **Multiple-instance learning.** A training video is sampled as 32 segments x 16
-   consecutive frames. Per-frame likelihoods summed over a segment rank the segments; after
-   random segment dropout, the top-3 segments along the true class (normal videos: along
-   the sum of classes) and the bottom-3 of abnormal videos are *selected*.
-6. **Temporal model.** Linear -> an axial transformer over the 32 x 16 grid (attention
-   along the segments, then along the frames of a segment) -> LayerNorm -> Linear ->
-   sigmoid: one anomaly score per frame.
-7. **Loss** (``anomalyclip_loss``): push the top-k frames along their class direction,
-   pull normal frames' largest projection down, a negative log-likelihood on
-   ``p(c) = softmax(likelihoods)_c * score`` and ``p(normal) = 1 - score`` for the three
-   selections, plus temporal smoothness and sparsity on abnormal videos' scores.
-
-At test time every frame is scored: the (strided) feature sequence is padded by
-wrap-around to a multiple of 32 x 16 and cut into grids of that shape.
-
-Where vadnb departs from the public code, :data:`DIFFERENCES` says what, why and the
-effect (notebook 50 renders it); :data:`RECIPES` holds the paper's per-dataset settings and
-:func:`convert_release` turns the authors' released checkpoints into vadnb's format.
+Only video-level labels train it: frozen CLIP frame features are re-centred on the normal
+centroid, learned prompts give one direction per anomaly class, and an axial transformer
+trained with multiple-instance learning turns the projections into one score per frame.
+Trap: it needs the *raw* CLIP visual output, never L2-normalised features.
+:data:`DIFFERENCES` lists the departures from the public code, :data:`RECIPES` the paper's
+per-dataset settings; :func:`convert_release` reads the authors' released checkpoints.
 """
 
 from __future__ import annotations
@@ -69,7 +43,7 @@ __all__ = [
 
 # ------------------------------------------- the declaration (vadnb.registry): read by every table
 def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
-    """Model calls per minute of video (training not included: it is paid once)."""
+    """Model calls per minute of video (training, paid once, not included)."""
     return [("clip", "clip", 60.0 * fps, "every frame")]
 
 

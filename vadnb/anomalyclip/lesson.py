@@ -17,21 +17,16 @@ from .core import LOSS_TERMS, NORMAL
 def latent_space(model: Any, features: Mapping[str, np.ndarray],
                  frame_labels: Mapping[str, np.ndarray], video_classes: Mapping[str, str],
                  max_points: int = 4000, seed: int = 0) -> dict[str, Any]:
-    """AnomalyCLIP's latent space in 2-D: a PCA of the re-centred frame features.
-
-    Returns ``points`` (DataFrame: x, y, video, kind = "Normal" or the video's class for
-    anomalous frames), ``centroid`` (the normal centroid's 2-D position: the origin of the
-    re-centred space) and ``directions`` (class -> the class's unit direction projected on
-    the plane: its length, at most 1, says how much of the direction the plane shows).
-    """
+    """A PCA of the re-centred frame features: ``points`` (x, y, video, kind), the
+    ``centroid``'s 2-D position and ``directions`` (class -> its unit direction projected on
+    the plane: the shorter, the more of it lies out of the plane)."""
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(seed)
     rows, xs = [], []
     stride = model.config.feature_stride
     for v, f in features.items():
-        y = np.asarray(frame_labels[v])[::stride][:len(f)]
-        y = np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y
+        y = _strided(frame_labels[v], stride, len(f))
         xs.append(np.asarray(f, np.float32) - model.centroid.cpu().numpy())
         rows.append(pd.DataFrame({"video": v, "kind": np.where(y > 0, video_classes[v], NORMAL)}))
     x = np.concatenate(xs)
@@ -50,23 +45,24 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
             "explained_variance": pca.explained_variance_ratio_.tolist()}
 
 
+def _strided(labels: Any, stride: int, n: int) -> np.ndarray:
+    """Frame labels at the features' stride, cut or edge-padded to ``n``."""
+    y = np.asarray(labels)[::stride][:n]
+    return np.pad(y, (0, n - len(y)), mode="edge") if len(y) < n else y
+
+
 def direction_separation(model: Any, features: Mapping[str, np.ndarray],
                          frame_labels: Mapping[str, np.ndarray],
                          video_classes: Mapping[str, str]) -> pd.DataFrame:
-    """How far each class's anomalous frames lie from normal frames along its direction.
-
-    For class ``c``: project every re-centred frame on ``d_c``; ``separation`` is the gap
-    between the mean projection of the anomalous frames of c's videos and that of all
-    normal frames, in standard deviations of the normal frames (large = apart, ~0 = mixed).
-    """
+    """Per class ``c``: the gap between the mean projection on ``d_c`` of c's anomalous frames
+    and that of all normal frames, in normal-frame standard deviations (~0 = mixed)."""
     stride = model.config.feature_stride
     with torch.no_grad():
         d = model.directions().cpu().numpy()
     centroid = model.centroid.cpu().numpy()
     normal, odd = [], {c: [] for c in model.class_names}
     for v, f in features.items():
-        y = np.asarray(frame_labels[v])[::stride][:len(f)]
-        y = np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y
+        y = _strided(frame_labels[v], stride, len(f))
         proj = (np.asarray(f, np.float32) - centroid) @ d.T
         normal.append(proj[y == 0])
         if video_classes[v] in odd:
@@ -100,9 +96,8 @@ def describe_separation(table: pd.DataFrame, apart: float = 2.0) -> str:
 
 
 def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = ""):
-    """Scatter of :func:`latent_space`: normal frames grey, anomalous frames coloured by
-    class, the centroid as a black cross and one arrow per class direction (an arrow is
-    short when its direction points mostly out of the plane)."""
+    """Scatter of :func:`latent_space`: normal frames grey, the others by class, the centroid
+    a black cross, one arrow per class direction."""
     import matplotlib.pyplot as plt
 
     pts = space["points"]
@@ -155,19 +150,11 @@ def plot_loss_curves(curves: pd.DataFrame, warning: str = ""):
     return fig
 
 
-
 def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: float = 0.5,
                 seed: int = 0, stride: int = 1) -> Any:
-    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (notebook 50).
-
-    Every frame of the benchmark's videos is looked up by a hash of its pixels. Its raw
-    feature is a fixed "normal footage" point plus per-frame noise, and, on an anomalous
-    frame, ``separation`` along a direction of its own class. The text tower (``.model``,
-    ``.tokenizer``) is ``text_clip``'s, so AnomalyCLIP's real prompt learning, selection,
-    temporal model and loss run on it: what they make of perfect features is an upper
-    bound of the method's own steps, not of any model. Frames of other videos (and, with
-    ``stride`` > 1, frames off the stride the features will be extracted at) are refused.
-    """
+    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (by pixel hash):
+    a "normal" point plus noise, moved ``separation`` along its class's direction on an
+    anomalous frame; the text tower is ``text_clip``'s. Other frames are refused."""
     import hashlib
 
     from ..models.base import Backend, as_uint8_rgb

@@ -1,9 +1,5 @@
-"""AnomalyCLIP's trainable model as torch modules (the paper's steps 3, 4 and 6), and its
-checkpoints (safetensors + JSON, no pickle).
-
-:class:`PromptLearner` (CoOp prompts through CLIP's frozen text tower), the axial temporal
-transformer, and :class:`AnomalyCLIP` gluing them to the normal centroid and BatchNorm.
-"""
+"""AnomalyCLIP's trainable model (CoOp prompts, axial temporal transformer, the whole) and its
+checkpoints (safetensors + JSON, no pickle)."""
 
 from __future__ import annotations
 
@@ -41,12 +37,8 @@ def clip_parts(clip: Any) -> tuple[Any, Any]:
 
 
 class PromptLearner(nn.Module):
-    """CoOp: ``n_ctx`` learnable token embeddings per class before the class name,
-    through CLIP's text transformer; returns one text feature per class ``[C, D]``.
-
-    The frozen parts of CLIP's text tower are copied (so fine-tuning the text projection
-    never changes the shared clip backend) and excluded from checkpoints.
-    """
+    """CoOp: ``n_ctx`` learnable tokens per class before its name -> one text feature per class
+    ``[C, D]``. CLIP's text tower is copied, so training never changes the shared backend."""
 
     def __init__(self, clip_model: Any, tokenizer: Any, class_names: Sequence[str],
                  n_ctx: int = 8, train_text_projection: bool = True):
@@ -57,8 +49,7 @@ class PromptLearner(nn.Module):
         nn.init.normal_(ctx, std=0.02)
         self.ctx = nn.Parameter(ctx)
         prompts = [" ".join(["X"] * n_ctx) + " " + n + "." for n in names]
-        tokens = tokenizer(prompts)
-        tokens = torch.as_tensor(tokens, dtype=torch.long)
+        tokens = torch.as_tensor(tokenizer(prompts), dtype=torch.long)
         device = clip_model.token_embedding.weight.device
         with torch.no_grad():
             emb = clip_model.token_embedding(tokens.to(device)).float().cpu()
@@ -117,8 +108,7 @@ class _AxialAttention(nn.Module):
 
 
 class _ChannelNorm(nn.Module):
-    """Layer norm over the channels with ``eps`` added to the standard deviation (not inside
-    the square root), as the feed-forward blocks of the official axial transformer."""
+    """Layer norm with ``eps`` added to the std (not under the root), as the official code."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -147,21 +137,8 @@ class _ConvFeedForward(nn.Module):
 
 
 class AxialTemporalModel(nn.Module):
-    """Frame features ``[B, S, L, D]`` -> anomaly scores ``[B, S, L]`` in (0, 1).
-
-    Linear D -> E; a learned axial positional embedding (one vector per segment plus
-    one per frame position, summed); then the official reversible axial transformer's
-    two-stream coupling, both streams carried through all ``depth`` layers and averaged
-    once at the end::
-
-        a = b = x
-        for each layer:
-            a = a + attention_along_segments(b);  b = b + attention_along_frames(a)
-            a = a + feed_forward_1(b);            b = b + feed_forward_2(a)
-        x = (a + b) / 2
-
-    then LayerNorm -> Linear(E, 1) -> sigmoid.
-    """
+    """Frame features ``[B, S, L, D]`` -> scores ``[B, S, L]`` in (0, 1): the official
+    reversible axial transformer, its two streams averaged once after all ``depth`` layers."""
 
     def __init__(self, input_dim: int, emb_size: int = 256, depth: int = 1, heads: int = 8,
                  num_segments: int = 32, seg_length: int = 16):
@@ -194,9 +171,8 @@ class AxialTemporalModel(nn.Module):
 
 
 class AnomalyCLIP(nn.Module):
-    """The whole trainable model: prompts -> class directions, BatchNorm'ed projections,
-    temporal model. ``forward(features [B, S*L, D]) -> (likelihoods [B, S*L, C], scores [B, S*L])``.
-    """
+    """Prompts -> class directions -> BatchNorm'ed projections -> temporal model:
+    ``forward(features [B, S*L, D]) -> (likelihoods [B, S*L, C], scores [B, S*L])``."""
 
     def __init__(self, clip_model: Any, tokenizer: Any, class_names: Sequence[str],
                  centroid: np.ndarray, config: Config):
@@ -229,8 +205,7 @@ class AnomalyCLIP(nn.Module):
         """BatchNorm'ed projections of re-centred features ``[..., D]`` -> ``[..., C]``."""
         d = self.directions() if directions is None else directions
         proj = centred @ d.T
-        shape = proj.shape
-        return self.norm(proj.reshape(-1, shape[-1])).reshape(shape)
+        return self.norm(proj.reshape(-1, proj.shape[-1])).reshape(proj.shape)
 
     def forward(self, features: Any) -> tuple[Any, Any]:
         b, t, dim = features.shape
@@ -242,12 +217,8 @@ class AnomalyCLIP(nn.Module):
         return logits, scores
 
     def temporal_input(self, centred: Any, logits: Any) -> Any:
-        """What the temporal model reads per frame: the re-centred feature, preceded by the
-        class likelihoods when ``concat_features`` (ShanghaiTech)."""
+        """The re-centred feature, after the likelihoods when ``concat_features`` (ShanghaiTech)."""
         return torch.cat([logits, centred], dim=-1) if self.config.concat_features else centred
-
-
-# --------------------------------------------------------------------------- checkpoints
 
 
 def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -258,10 +229,8 @@ def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
-    """Write the trained weights as safetensors plus ``<name>.json`` (config, classes, clip).
-
-    CLIP's frozen text tower is not saved: it is rebuilt from the same clip model on load.
-    """
+    """Write safetensors plus ``<name>.json`` (config, classes, clip); CLIP's text tower is
+    not saved (rebuilt from the same clip model on load)."""
     from safetensors.torch import save_file
 
     weights, meta_path = _checkpoint_paths(path)
@@ -280,11 +249,8 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | None = None,
                     device: str | None = None) -> Any:
-    """Load a model saved by :func:`save_checkpoint` (no pickle: safetensors + JSON).
-
-    ``clip`` must be the same clip model the checkpoint was trained with (default: load the
-    clip role for the checkpoint's profile).
-    """
+    """Load a :func:`save_checkpoint` model; ``clip`` must be the one it was trained with
+    (default: the clip role of the checkpoint's profile)."""
     from safetensors.torch import load_file
 
     from ..models.base import pick_device
@@ -304,8 +270,7 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
                          f"but the clip given is {clip_label(clip)!r}; pass the same clip model")
     clip_model, tokenizer = clip_parts(clip)
     state = load_file(str(weights))
-    centroid = state["centroid"].numpy()
-    model = AnomalyCLIP(clip_model, tokenizer, meta["class_names"], centroid, cfg)
+    model = AnomalyCLIP(clip_model, tokenizer, meta["class_names"], state["centroid"].numpy(), cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if ".frozen." not in f".{k}"]
     if missing or unexpected:
@@ -315,7 +280,6 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
     model.profile = meta.get("profile", "custom")
     model.feature_scale = meta.get("feature_scale")
     return model.to(pick_device(device or cfg.device)).eval()
-
 
 
 def state_digest(model: Any) -> str:

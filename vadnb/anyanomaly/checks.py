@@ -1,5 +1,4 @@
-"""The checks behind AnyAnomaly's Config fields (pydantic types and validators), kept out of
-:mod:`.core` so that the Config there reads as the paper's settings."""
+"""AnyAnomaly's Config field checks, kept out of :mod:`.core` so its Config reads as the paper's."""
 
 from __future__ import annotations
 
@@ -55,9 +54,8 @@ def grid_of_four(frames: int) -> int:
     return frames
 
 
-# A description or class name is a phrase: 1000 characters is far more than one needs, and
-# CLIP reads only its first 77 tokens anyway; without a cap a pasted text of 200,000
-# characters makes CLIP's tokenizer allocate gigabytes.
+# A phrase is capped (CLIP reads 77 tokens): 200,000 pasted characters make its tokenizer
+# allocate gigabytes.
 _TEXT = Field(min_length=1, max_length=1000)
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True), _TEXT]
 ClassName = Annotated[str, _TEXT]

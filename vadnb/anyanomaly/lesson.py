@@ -24,28 +24,24 @@ __all__ = ["text_embeddings", "prompt_scores", "segment_views", "top_segment", "
 
 def text_embeddings(clip: Any, class_names: Sequence[str],
                     templates: Sequence[str] = TEMPLATES) -> np.ndarray:
-    """One L2-normalised CLIP text embedding per class name: the mean over the templates
-    (what the pipeline's step 1 computes, for a ``clip`` model at hand)."""
+    """One L2-normalised CLIP text embedding per class name, the mean over the templates."""
     texts = [t.format(name) for name in class_names for t in templates]
     return ensemble(list(np.asarray(clip.encode_text(texts))), len(class_names))
 
 
 def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:
-    """One description's frame scores from a multi-description detection, normalised the
-    way the detection's own ``frame_scores`` are (per-type evaluation, notebook 60)."""
+    """One description's frame scores, normalised as the detection's ``frame_scores`` are."""
     per = detection.extras["prompt_frame_scores"]
     if prompt not in per:
         raise KeyError(f"{prompt!r} was not among this detection's prompts {list(per)}")
     s = np.asarray(per[prompt], dtype=np.float64)
-    if not detection.extras.get("config", {}).get("normalise", False):
-        return s
-    return normalised(s)
+    return normalised(s) if detection.extras.get("config", {}).get("normalise", False) else s
 
 
 def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.Series,
                   ) -> dict[str, np.ndarray]:
-    """The three images the VLM saw for one row of ``detection.segments``, rebuilt for
-    display: ``key`` (frame), ``heat`` (heat map in [0, 1]), ``masked`` and ``grid``."""
+    """The images the VLM saw for one segment row, rebuilt: ``key``, ``heat`` (in [0, 1]),
+    ``masked`` and ``grid``."""
     from ..video import probe, read_frames
 
     seg = detection.segments
@@ -58,11 +54,10 @@ def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.
     ctx = [int(f) for f in str(r["context_frames"]).split()]
     got = read_frames(video, indices=[int(r["key_frame"])] + ctx, size=read_size)
     key = got.images[0]
-    # the window scores are stored per segment in segment order; find this segment's index
-    starts = np.sort(seg["start_frame"].unique())
-    s = int(np.searchsorted(starts, int(r["start_frame"])))
-    scores = detection.extras["window_scores"][r["prompt"]][s]
-    heat = heat_map(scores, boxes, key.shape[0], key.shape[1])
+    # window scores are stored in segment order
+    s = int(np.searchsorted(np.sort(seg["start_frame"].unique()), int(r["start_frame"])))
+    heat = heat_map(detection.extras["window_scores"][r["prompt"]][s], boxes, key.shape[0],
+                    key.shape[1])
     return {"key": key, "heat": heat, "masked": masked_frame(key, heat),
             "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])], size,
                                int(cfg.get("grid_cell", 224)))}
@@ -70,13 +65,9 @@ def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.
 
 def top_segment(detection: Detection, prompt: str,
                 labels: np.ndarray | None = None) -> pd.Series:
-    """The row of ``detection.segments`` for ``prompt`` with the highest fused score.
-
-    Ties (frequent: tiny models, or an oracle answering 1.0 on every anomalous segment) go to
-    the segment with the larger share of anomalous frames in ``labels``, then the earliest,
-    so the lesson shows the event rather than an arbitrary normal segment. The row gains
-    ``truth`` (that share) and ``tied`` (how many segments share the top score).
-    """
+    """``prompt``'s segment row with the highest fused score; ties (frequent with tiny models
+    or the oracle) go to the larger share of anomalous frames in ``labels`` (``truth``), then
+    the earliest. ``tied`` counts the segments sharing the top score."""
     seg = detection.segments[detection.segments["prompt"] == prompt].copy()
     if seg.empty:
         raise KeyError(f"{prompt!r} was not among this detection's prompts "
@@ -91,8 +82,7 @@ def top_segment(detection: Detection, prompt: str,
 
 
 def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
-    """The three images the VLM is shown for a segment (:func:`segment_views`): the key
-    frame with its heat map over it, the masked frame, and the 2x2 time grid."""
+    """The views of :func:`segment_views`: key frame under its heat map, masked frame, grid."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -113,8 +103,7 @@ def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
 
 def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
                   title: str | None = None, ax: Any = None) -> Any:
-    """Each description's fused segment scores as steps, over the detection's frame scores
-    and the ground truth, on one time axis in seconds."""
+    """Each description's segment scores as steps over the frame scores and the truth."""
     import matplotlib.pyplot as plt
 
     from ..plots import plot_detection
@@ -130,9 +119,6 @@ def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
     ax.set(xlabel="time (s)", ylabel="anomaly score")
     ax.legend(fontsize=8)
     return ax.figure
-
-
-# --------------------------------------------------------------------------- tuning
 
 
 @dataclass
@@ -154,16 +140,9 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
                 labels: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, split: str,
                 benchmark: Any = None, weights: Sequence[Sequence[float]] | None = None,
                 sigmas: Sequence[float] = (1, 5, 10, 15, 25, 50)) -> FusionTuning:
-    """Choose fusion weights and sigma by frame AUC on a **validation** split.
-
-    ``detections`` and ``labels`` are the validation videos (dicts name -> ..., or lists in
-    the same order); ``split`` names the split they come from and must not be the test
-    split. With ``benchmark`` (a :class:`vadnb.data.Benchmark`), every video's split is
-    looked up and any test video is refused too. The original code tunes on the test
-    labels, which reports the best of many tries as if it were one honest try; notebook 60
-    explains why that inflates the numbers. Grid: ``weights`` (default every (a, b, g) on a
-    0.1 grid summing to 1) times ``sigmas``.
-    """
+    """Fusion weights (default: a 0.1 grid summing to 1) and sigma by frame AUC on a
+    **validation** split. Trap: the original tunes on test labels; a ``split`` named test,
+    or (with ``benchmark``) any test video, is refused."""
     from ..metrics import frame_auc
 
     if "test" in str(split).lower():
@@ -211,9 +190,8 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
     """A detection's frame scores recomputed from its segment table with other settings."""
     cfg = det.extras.get("config", {})
     length = int(cfg.get("segment_length", 24))
-    seg = det.segments
     per = []
-    for _, g in seg.groupby("prompt", sort=False):
+    for _, g in det.segments.groupby("prompt", sort=False):
         g = g.sort_values("start_frame")
         fused = fuse(g["score_key"], g["score_position"], g["score_temporal"], weights)
         per.append(fused_frame_scores(fused, det.num_frames, length, sigma, normalise=False))
@@ -221,26 +199,12 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
     return normalised(top) if cfg.get("normalise", False) else top
 
 
-# --------------------------------------------------------------------------- perfect perception
-
-
 def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
                     config: Config | None = None) -> dict[str, Any]:
-    """A CLIP and a VLM that *read the ground truth*: AnyAnomaly with perfect perception.
-
-    A teaching device (notebook 60): every frame of ``benchmark``'s videos is looked up by a
-    hash of its pixels. ``descriptions`` maps a class to the description typed for it. The
-    CLIP double maps a frame of class c (and its whole-frame window) to c's direction, any
-    other image (normal frames, smaller windows) elsewhere, and each description to its
-    class's direction; the VLM double answers 1.0 when the image shows the described class
-    and 0.0 otherwise (the grid: when any of its four frames does). The oracle knows *which
-    frames* show an anomaly, not *where* in the frame: its heat maps are flat (the masked
-    frame is the key frame itself) and its grid is cut from the whole-frame window. What is
-    left of the ground truth in the final scores is what AnyAnomaly's own steps keep: one
-    key frame per segment, the segment-wide score, the fusion and the smoothing. Works only
-    on ``benchmark``'s frames, with ``config``'s settings (whose largest window must be the
-    whole frame, as on Avenue and by default).
-    """
+    """A CLIP and a VLM that *read the ground truth* of ``benchmark``'s frames (by pixel hash;
+    ``descriptions``: class -> its typed description): AnyAnomaly with perfect perception.
+    It knows which frames, not where in them (flat heat maps); ``config``'s largest window
+    must be the whole frame."""
     import hashlib
 
     from ..models.scripted import ScriptedClip, ScriptedVLM

@@ -1,11 +1,8 @@
 """The images AnyAnomaly shows its VLM, as pixel operations: windows, the WinCLIP-style heat
 map, the masked key frame (position context) and the 2x2 grid (temporal context).
 
-The pipeline (:mod:`.core`) never holds pixels: it sends the runtime recipes,
-``Derived.of(masked, [key_view], ...)``, and the runtime applies these operations only when
-a model must see the image. A recipe is keyed by the operation's source and parameters, so
-editing one of these functions re-asks the model and a warm run decodes nothing.
-"""
+The pipeline never holds pixels: it sends ``Derived.of(op, ...)`` recipes, applied only when a
+model must see the image and keyed by the op's source, so editing an op re-asks the model."""
 
 from __future__ import annotations
 
@@ -24,13 +21,9 @@ __all__ = ["window_boxes", "cut_windows", "minmax", "heat_map", "masked_frame", 
 
 def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
                  stride: int | None = None) -> pd.DataFrame:
-    """Every window, one row each: ``scale`` (index into ``window_sizes``), ``row``, ``col``,
-    ``x0, y0, x1, y1`` (px in the ``size`` x ``size`` frame, end exclusive).
-
-    Windows of side ``w`` start at ``0, s, 2s, ...`` while they fit (``s`` = ``stride`` or
-    ``w``): at 240 px, 48 -> 5x5 = 25 tiles, 80 -> 3x3 = 9, 240 -> 1, i.e. 35 windows.
-    Rows come scale by scale, then row-major (top-left first).
-    """
+    """Every window (``scale`` index, ``row``, ``col``, ``x0, y0, x1, y1`` px, end exclusive),
+    scale by scale, row-major; side ``w`` windows start every ``stride or w`` px while they fit
+    (at 240 px: 25 + 9 + 1 = 35 windows)."""
     rows = []
     for scale, w in enumerate(window_sizes):
         if not 0 < w <= size:
@@ -44,8 +37,7 @@ def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
     return pd.DataFrame(rows, columns=["scale", "row", "col", "x0", "y0", "x1", "y1"])
 
 
-#: ``Config.window_resize`` -> OpenCV interpolation: "linear" (the official ``cv2.resize``
-#: default), "area" (vadnb's option: averages the pixels a downsized pixel covers).
+#: ``Config.window_resize`` -> OpenCV interpolation: "linear" (official), "area" (vadnb's option).
 RESIZE = {"linear": 1, "area": 3}  # cv2.INTER_LINEAR, cv2.INTER_AREA
 
 
@@ -60,21 +52,14 @@ def square(frame: np.ndarray, size: int, resize: str = "linear") -> np.ndarray:
 
 def cut_windows(frame: np.ndarray, boxes: pd.DataFrame, size: int = 240,
                 resize: str = "linear") -> list[np.ndarray]:
-    """Resize ``frame`` to ``size`` x ``size`` (:func:`square`) and cut out each box of
-    :func:`window_boxes`."""
+    """Each box of :func:`window_boxes` cut from ``frame`` :func:`square`'d to ``size``."""
     sq = square(frame, size, resize)
     return [sq[b.y0:b.y1, b.x0:b.x1] for b in boxes.itertuples()]
 
 
-
 def minmax(x: np.ndarray) -> np.ndarray:
-    """Rescale to [0, 1] (min -> 0, max -> 1).
-
-    A constant input has no contrast; it becomes all ones, which for a heat map means "keep
-    the whole frame" (frame scores handle the constant case themselves, as zeros). A range
-    below 1e-6 counts as constant: float32 rounding in the upsampling must not be
-    stretched into a pattern.
-    """
+    """Rescale to [0, 1]. A (near-)constant input (range < 1e-6, so float32 rounding is never
+    stretched into a pattern) becomes all ones: a heat map that keeps the whole frame."""
     x = np.asarray(x, dtype=np.float64)
     lo, hi = float(np.min(x)), float(np.max(x))
     if hi - lo < 1e-6:
@@ -84,12 +69,8 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 def heat_map(window_scores: np.ndarray, boxes: pd.DataFrame, height: int,
              width: int) -> np.ndarray:
-    """WinCLIP-style heat map ``[height, width]`` in [0, 1] from one score per window.
-
-    Each scale's scores form a small grid (5x5, 3x3, 1x1), upsampled bilinearly to the
-    frame (``cv2.resize``, pixel-centre aligned, edges clamped); the scales are averaged and
-    the result is min-max normalised.
-    """
+    """WinCLIP-style heat map ``[height, width]`` in [0, 1]: each scale's window grid upsampled
+    bilinearly (``cv2.resize``), the scales averaged, then min-max normalised."""
     import cv2
 
     scores = np.asarray(window_scores, dtype=np.float32).ravel()
@@ -113,9 +94,8 @@ def masked_frame(frame: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
                cell: int = 224) -> np.ndarray:
-    """A 2x2 grid (``2*cell`` px square) of the same window cut from 4 frames, in time order
-    left-to-right, top-to-bottom. The box is in ``size``-px coordinates and is scaled to each
-    frame's own resolution, so the crops keep the video's detail."""
+    """A 2x2 grid (``2*cell`` px) of one window (``size``-px coordinates, scaled to each frame's
+    resolution) cut from 4 frames in time order."""
     import cv2
 
     if len(frames) != 4:
@@ -134,31 +114,21 @@ def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
     return out
 
 
-
 def window_probabilities(window_emb: np.ndarray, class_emb: np.ndarray,
                          scale: float = 100.0) -> np.ndarray:
-    """``[..., W, C]`` softmax over classes of ``scale * cosine(window, class)``.
-
-    ``class_emb`` holds the user's descriptions and, last, the normal class; column ``p``
-    of the result is how much each window looks like description ``p`` rather than the
-    others or a normal scene.
-    """
+    """``[..., W, C]`` softmax over classes (the descriptions, normal last) of
+    ``scale * cosine(window, class)``."""
     logits = scale * (np.asarray(window_emb, np.float64) @ np.asarray(class_emb, np.float64).T)
     logits -= logits.max(axis=-1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=-1, keepdims=True)
 
 
-
 def best_window(window_scores: np.ndarray) -> int:
-    """``window_scores`` ``[F, W]`` (context frames x windows, CLIP similarity of each
-    window to the description): the window whose best score over the frames is highest
-    (ties: the first window), as the official grid chooses it."""
+    """The window whose best score over the frames of ``window_scores [F, W]`` is highest
+    (ties: the first), as the official grid chooses it."""
     return int(np.argmax(np.asarray(window_scores).max(axis=0)))
 
-
-# --------------------------------------------------------------------------- recipe operations
-# Each takes the list of its source images (what ``Derived.of`` passes) and plain parameters.
 
 
 def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
@@ -170,8 +140,7 @@ def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
 
 
 def view(images: list[np.ndarray], max_side: int) -> np.ndarray:
-    """A frame as the views use it: at most ``max_side`` px on its longer side (aspect kept,
-    ``cv2.INTER_AREA``, as ``read_frames(size=...)`` resizes)."""
+    """A frame at most ``max_side`` px on its longer side (``cv2.INTER_AREA``, as read_frames)."""
     import cv2
 
     frame = images[0]
@@ -194,15 +163,12 @@ def masked(images: list[np.ndarray], scores: tuple[float, ...], window_sizes: tu
     return masked_frame(frame, heat_map(np.asarray(scores), boxes, *frame.shape[:2]))
 
 
-
 def _corners(box: Any) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of a :func:`window_boxes` row or a plain 4-tuple."""
     if hasattr(box, "x0"):
         return int(box.x0), int(box.y0), int(box.x1), int(box.y1)
     return tuple(int(v) for v in box)  # type: ignore[return-value]
 
-
-# The recipes the pipeline sends (the runtime applies them only when a model must see the image).
 
 def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:
     """One window ``box`` of a frame squashed to ``cfg.position_size``, for CLIP."""
@@ -211,9 +177,7 @@ def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:
 
 def question_images(key: Any, context: list[Any], heat: np.ndarray,
                     box: tuple[int, int, int, int], cfg: Any) -> tuple[Any, Any, Any]:
-    """The three images the VLM is asked about: the key frame, the key frame masked by its
-    window heat map (position context), the ``box`` window of the context frames in a 2x2
-    grid (temporal context)."""
+    """The VLM's three images: the key frame, it masked by its heat map, and the 2x2 grid."""
     return (key, Derived.of(masked, [key], scores=tuple(heat.tolist()),
                             window_sizes=cfg.window_sizes, stride=cfg.window_stride,
                             size=cfg.position_size),

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cache import Cache, get_cache
-from ..runtime import Roles, Runtime
+from ..cache import Cache
 from ..stages import configure
 from . import core, memory
 
@@ -23,17 +22,9 @@ def _key(image: np.ndarray) -> str:
 
 
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
-    """An embedder that *reads the ground truth*: Flashback with perfect perception.
-
-    A teaching device (notebook 75), not a model. Every frame of ``benchmark``'s videos is
-    recognised by a hash of its pixels. A normal frame points along a "normal" axis; a frame
-    of an anomaly of class C along an "anomalous" axis plus C's own axis. Captions are
-    placed as a perfect text encoder would read them: the hand-written memory's anomalous
-    captions along the anomalous axis, plus a class's axis when their words name it, every
-    other caption along the normal axis (with a little noise each). What Flashback then gets
-    right is an upper bound of its own steps (retrieval, softmax share, frame expansion,
-    smoothing) with *this* memory, not of any model.
-    """
+    """An embedder that *reads the ground truth* of ``benchmark``'s frames (by pixel hash):
+    Flashback with perfect perception. Frames and captions lie on a "normal" axis or an
+    "anomalous" axis plus their class's, as a perfect encoder would place them."""
     from ..models.scripted import ScriptedEmbedder
     from ..video import read_frames
 
@@ -95,26 +86,19 @@ def _handwritten_anomalous() -> list[tuple[str, str]]:
 def respond(video: Any, *, profile: str | None = None, backends: dict[str, Any] | None = None,
             cache: Cache | str | None = None, **overrides: Any
             ) -> tuple[memory.CaptionMemory, dict[str, Any]]:
-    """The memory and :func:`core.pipeline`'s whole output for one video (the segment
-    embeddings included, which a Detection does not keep): for the picture below. Cached
-    like :func:`vadnb.flashback.run`."""
-    cfg = configure(core.Config, None, overrides, "Flashback")
-    roles = Roles(profile, models={"llm": cfg.llm_model, "embedder": cfg.embedder_model},
-                  backends=backends)
-    rt = Runtime(roles, get_cache(cache))
-    try:
-        v = rt.video(video)
-        mem = memory.obtain(rt, cfg)
-        return mem, core.pipeline(rt, v, mem, cfg)
-    finally:
-        roles.release()
+    """The memory and :func:`core.pipeline`'s whole output for one video (segment embeddings
+    included, which a Detection does not keep), cached like :func:`vadnb.flashback.run`."""
+    from . import _respond
+
+    _, _, mem, out = _respond(video, configure(core.Config, None, overrides, "Flashback"),
+                              profile, backends, cache)
+    return mem, out
 
 
 def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
                        split: str = "test") -> pd.DataFrame:
-    """Flashback with the oracle embedder and the hand-written memory on ``benchmark``'s
-    ``split``, under vadnb's defaults, the research code's choices and a few ablations.
-    One row per variant: ``variant``, ``settings``, ``auc``, ``ap``."""
+    """``variant``, ``settings``, ``auc``, ``ap`` of the oracle with the hand-written memory on
+    ``split``, under vadnb's defaults, the research code's choices and a few ablations."""
     from .. import metrics
     from . import run
 
@@ -141,10 +125,8 @@ def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
 def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
                       segment_labels: Sequence[Any] | None = None, ax: Any = None,
                       title: str = "caption memory and segments (2-D PCA)") -> Any:
-    """The captions (normal, anomalous) and the video's segments in one picture: the first
-    two principal components of all their vectors together. A segment's score is the
-    anomalous share among its nearest captions, so a good memory puts anomalous segments
-    among the anomalous captions. ``segment_labels``: 1 for an anomalous segment (colours)."""
+    """The captions and the video's segments on the first two principal components of all
+    their vectors; ``segment_labels``: 1 for an anomalous segment (colours)."""
     import matplotlib.pyplot as plt
 
     def unit(x: np.ndarray) -> np.ndarray:

@@ -1,19 +1,10 @@
 """Flashback's "recall": an LLM writes a memory of paired normal/anomalous captions, once.
 
-The LLM role is asked, one seed per call, for JSON of one schema (:data:`SCHEMA`): a list
-of pairs, each a normal and an anomalous scene with a category. Every reply is validated
-on arrival: a malformed one is counted and asked again with its error shown (never
-silently dropped); a call still malformed after ``max_retries`` is counted as failed, and a
-recall in which *every* call failed stops with an error that names the counts. Captions
-are de-duplicated by exact string within each class (counted), embedded with the text side
-of the embedder role, and saved as a versioned, shareable pair of files: ``<name>.json``
-(captions, categories, counts and the recipe: LLM, prompt, seeds, embedder) and
-``<name>.safetensors`` (the embeddings). Nothing is pickled. The memory is cached under
-the suite's cache folder, keyed by its recipe.
-
-A random-init tiny LLM writes no parseable JSON, so the tiny profile (and the tests) use
-a small memory **written by a person** (:data:`HANDWRITTEN_PATH`, labelled as such in its
-file and in every recipe made from it), or a scripted LLM.
+Each reply (JSON of :data:`SCHEMA`, one seed per call) is validated on arrival; a malformed
+one is counted and asked again with its error shown, and a recall where every call failed
+stops with the counts. Captions are de-duplicated, embedded, and saved as ``<name>.json`` +
+``<name>.safetensors`` (no pickle), cached by recipe. Trap: a random-init tiny LLM writes no
+JSON, so the tiny profile uses a memory **written by a person** (:data:`HANDWRITTEN_PATH`).
 """
 
 from __future__ import annotations
@@ -78,9 +69,8 @@ def _side(item: Any, key: str) -> tuple[str, str] | None:
 
 
 def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]]], int, str | None]:
-    """``(pairs, bad_items, error)`` from one reply: each pair is ((normal, category),
-    (anomalous, category)). ``error`` is None for a reply of the schema with at least one
-    complete pair; items missing a field are dropped and counted in ``bad_items``."""
+    """``(pairs, bad_items, error)`` of one reply, a pair being ((normal, category),
+    (anomalous, category)); ``error`` is None when at least one item is complete."""
     if getattr(reply, "failed", False):
         return [], 0, f"no reply ({getattr(reply, 'error', '') or 'empty'})"
     text = _FENCE.sub("", str(reply))
@@ -101,8 +91,7 @@ def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]
 
 
 def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
-    """Ask the llm role for ``cfg.calls`` replies of ``cfg.pairs_per_call`` pairs (seeds
-    0..calls-1), retrying malformed ones. Returns the pairs and the counts."""
+    """``(pairs, counts)`` of ``cfg.calls`` llm calls (seeds 0..calls-1), malformed ones retried."""
     convs = {seed: recall_messages(cfg.pairs_per_call, seed) for seed in range(cfg.calls)}
     pairs: list = []
     counts = {"calls": cfg.calls, "replies": 0, "malformed_replies": 0, "bad_items": 0,
@@ -146,8 +135,7 @@ def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
 
 
 def deduplicate(pairs: list) -> tuple[dict[str, list[tuple[str, str]]], dict[str, int]]:
-    """Exact-string de-duplication within each class, first occurrence kept; the counts
-    before and after per class."""
+    """Exact-string de-duplication within each class (first kept), with the counts."""
     out: dict[str, list[tuple[str, str]]] = {"normal": [], "anomalous": []}
     counts = {}
     for c, i in (("normal", 0), ("anomalous", 1)):
@@ -177,8 +165,7 @@ def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
 
 @dataclass
 class CaptionMemory:
-    """The pseudo-scene memory: captions and categories per class, their embeddings, the
-    recipe that made them and the counts of recall and de-duplication."""
+    """Captions and categories per class, their embeddings, the recipe and the counts."""
 
     normal: list[str]
     anomalous: list[str]
@@ -221,8 +208,8 @@ class CaptionMemory:
     @classmethod
     def load(cls, path: str | os.PathLike, expect: dict[str, Any] | None = None
              ) -> CaptionMemory:
-        """Read a saved memory; with ``expect``, refuse one whose recipe differs in any of
-        ``expect``'s fields (embeddings from another embedder live in another space)."""
+        """Read a saved memory, refusing one whose recipe differs from ``expect``'s fields
+        (another embedder's vectors live in another space)."""
         from safetensors.numpy import load_file
 
         path = Path(path).with_suffix(".json")
@@ -264,8 +251,7 @@ def _source(rt: Runtime, cfg: Any) -> str:
 
 
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
-    """What makes a memory: its source (LLM and prompt and seeds, or the hand-written
-    file's digest), the embedder and the text template. Known without loading a model."""
+    """What makes a memory (source, embedder, text template), known without loading a model."""
     source = _source(rt, cfg)
     common = {"embedder": rt.roles.identity("embedder"), "text_prefix": cfg.text_prefix}
     if source == "llm":
@@ -300,8 +286,7 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
 
 
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
-    """The memory ``cfg`` asks for: a saved file (its embedder must match), or the one
-    cached under its recipe, or built now (recall, de-duplication, embedding) and saved."""
+    """The memory ``cfg`` asks for: a saved file, the cached one, or built now and cached."""
     from ..cache import make_key
 
     recipe = recipe_of(rt, cfg)
