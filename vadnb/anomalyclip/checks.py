@@ -11,7 +11,6 @@ def fields_agree(cfg: Any) -> Any:
         raise ValueError(f"Config.emb_size ({cfg.emb_size}) must be divisible by "
                          f"Config.heads ({cfg.heads})")
     if max(cfg.top_k, cfg.bottom_k) > cfg.num_segments:
-        raise ValueError(f"Config.top_k ({cfg.top_k}) and Config.bottom_k "
-                         f"({cfg.bottom_k}) cannot exceed Config.num_segments "
-                         f"({cfg.num_segments})")
+        raise ValueError(f"Config.top_k ({cfg.top_k}) and Config.bottom_k ({cfg.bottom_k}) cannot "
+                         f"exceed Config.num_segments ({cfg.num_segments})")
     return cfg

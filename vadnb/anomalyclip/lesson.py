@@ -21,7 +21,6 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
     ``centroid``'s 2-D position and ``directions`` (class -> its unit direction projected on
     the plane: the shorter, the more of it lies out of the plane)."""
     from sklearn.decomposition import PCA
-
     rng = np.random.default_rng(seed)
     rows, xs = [], []
     stride = model.config.feature_stride
@@ -99,7 +98,6 @@ def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = 
     """Scatter of :func:`latent_space`: normal frames grey, the others by class, the centroid
     a black cross, one arrow per class direction."""
     import matplotlib.pyplot as plt
-
     pts = space["points"]
     fig, ax = plt.subplots(figsize=(7, 6))
     normal = pts[pts["kind"] == NORMAL]
@@ -133,7 +131,6 @@ def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = 
 def plot_loss_curves(curves: pd.DataFrame, warning: str = ""):
     """One panel per loss term (and the total, and the learning rate) against the step."""
     import matplotlib.pyplot as plt
-
     terms = [*LOSS_TERMS, "total", "lr"]
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.5), sharex=True)
     for ax, term in zip(axes.ravel(), terms):
@@ -159,7 +156,6 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
 
     from ..models.base import Backend, as_uint8_rgb
     from ..video import iter_frames, probe
-
     classes = [c for c in benchmark.classes if c != NORMAL]
     dim = int(text_clip.model.text_projection.shape[-1])
     rng = np.random.default_rng(seed)

@@ -232,7 +232,6 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
     """Write safetensors plus ``<name>.json`` (config, classes, clip); CLIP's text tower is
     not saved (rebuilt from the same clip model on load)."""
     from safetensors.torch import save_file
-
     weights, meta_path = _checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
@@ -254,7 +253,6 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
     from safetensors.torch import load_file
 
     from ..models.base import pick_device
-
     weights, meta_path = _checkpoint_paths(path)
     if not weights.exists() or not meta_path.exists():
         raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and {meta_path} "
@@ -285,7 +283,6 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
 def state_digest(model: Any) -> str:
     """A content hash of a trained model's weights, classes and feature scale (cache key)."""
     import hashlib
-
     h = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):
         if ".frozen." in f".{key}":

@@ -66,7 +66,6 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
     a frame's crops adjacent; keep ``crop``), only those ``list_file`` names if given.
     Warns, naming the file, when its rows are L2-normalised (not the release's raw scale)."""
     import warnings
-
     root = Path(npy_root)
     if not root.is_dir():
         raise FileNotFoundError(f"feature folder not found: {root}; download the pre-extracted "
@@ -113,7 +112,6 @@ class _Inert:
 def _safe_torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)``, pickled non-tensor objects becoming :class:`_Inert`."""
     import torch.serialization as ts
-
     unsafe = []
     if hasattr(ts, "get_unsafe_globals_in_checkpoint"):
         try:
@@ -150,7 +148,6 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
     weights and the Normal context row; reversible block ``2i`` is layer ``i``'s attentions
     (``f`` segments, ``g`` frames), block ``2i + 1`` its feed-forwards."""
     import re
-
     out: dict[str, Any] = {}
     for key, value in state.items():
         if key in _RELEASE_KEYS:
@@ -185,7 +182,6 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
 
 def _official_depth(state: Mapping[str, Any]) -> int:
     import re
-
     blocks = {int(m.group(1)) for k in state
               for m in [re.match(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", k)] if m}
     return (max(blocks) + 1) // 2 if blocks else 0
@@ -241,7 +237,6 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
     cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
                  concat_features=in_dim != dim)
     from safetensors.torch import save_file
-
     weights, meta_path = _checkpoint_paths(out)
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
@@ -275,7 +270,6 @@ def release_benchmark(npy_root: str | os.PathLike,
     :data:`RELEASE_CLASSES`). As the official code, frame ``i`` is anomalous where
     ``start <= i + <list start> <= end`` in ``temporal_annotation`` (inclusive, -1 for none)."""
     from ..data import AnnotationError, Benchmark
-
     classes = RELEASE_CLASSES[_dataset_key(dataset)]
     normal_id = [c.lower() for c in classes].index("normal")
     root = Path(npy_root)

@@ -178,7 +178,6 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
     """The paper's recognition metrics (:class:`Evaluation`) from per-video frame scores,
     class probabilities ``[frames, C+1]``, 0/1 frame labels and video classes."""
     from .. import metrics
-
     names = list(class_names)
     frame_classes = {v: np.where(np.asarray(labels[v]) > 0,
                                  names.index(video_classes[v]) if video_classes[v] in names else -1,
@@ -206,7 +205,6 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
              cache: Any = None, features: Mapping[str, np.ndarray] | None = None) -> Evaluation:
     """Score every frame of the split's videos into an :class:`Evaluation`."""
     from .. import metrics
-
     cfg = model.config
     bench = benchmark.subset(split) if split else benchmark
     saved = model.profile if model.profile in PROFILES else None
@@ -290,7 +288,6 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     :func:`save_checkpoint`, or the model) and name the class: one segment per 16 frames,
     ``extras["class_probs"]`` ``[frames, classes + 1]`` ("Normal" last)."""
     from ..result import Detection
-
     if checkpoint is None:
         raise ValueError(
             "AnomalyCLIP is weakly supervised and has no zero-shot mode: train it first "

@@ -16,6 +16,7 @@ from .core import NORMAL, Config, normal_centroid
 from .model import AnomalyCLIP, clip_label, clip_parts
 from .run import benchmark_features, clip_roles, feature_scale
 
+
 def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int,
                     top_k: int = 3, bottom_k: int = 3, keep: Any = None) -> tuple[Any, Any]:
     """Multiple-instance selection: ``(top [B, top_k], bottom [B, bottom_k])`` segments.
@@ -157,7 +158,6 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     curve row per step (epoch, step, each loss term, lr)."""
     from ..models.base import pick_device
     from ..progress import bar as progress_bar
-
     cfg = configure(Config, config, overrides, "AnomalyCLIP")
     names = list(features)
     missing = [v for v in names if v not in labels]

@@ -6,9 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-__all__ = ["Prompt", "ClassName", "Template", "Weight", "prompt_list", "distinct",
-           "grid_of_four", "some_weight", "windows_fit"]
-
 
 def prompt_list(value: Any) -> Any:
     """One description given as a string is a list of one; a tuple is a list."""
@@ -28,8 +25,7 @@ def one_slot(template: str) -> str:
     except (IndexError, KeyError, ValueError):
         ok = False
     if not ok:
-        raise ValueError("must hold exactly one {} (where the class name goes) and no "
-                         "other braces")
+        raise ValueError("must hold exactly one {} (where the class name goes) and no other braces")
     return template
 
 
@@ -42,9 +38,8 @@ def some_weight(weights: tuple[float, float, float]) -> tuple[float, float, floa
 def windows_fit(cfg: Any) -> Any:
     """A Config's key and context frames are read large enough to cut its windows."""
     if cfg.view_max_side < cfg.position_size // 4:
-        raise ValueError(f"Config.view_max_side={cfg.view_max_side} is too small to cut "
-                         f"windows (at least Config.position_size // 4 = "
-                         f"{cfg.position_size // 4})")
+        raise ValueError(f"Config.view_max_side={cfg.view_max_side} is too small to cut windows "
+                         f"(at least Config.position_size // 4 = {cfg.position_size // 4})")
     return cfg
 
 

@@ -12,8 +12,6 @@ from .. import stages
 from ..models.base import is_truncated
 from .views import minmax
 
-__all__ = ["official_score", "parse_score", "parse_scores", "fuse", "smooth", "fused_frame_scores", "normalised"]
-
 
 def official_score(reply: str) -> float | None:
     """The official parser (``utils.extract_score``): the first unsigned decimal anywhere, as
@@ -55,7 +53,6 @@ def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_leng
     """Segment scores repeated over their frames, :func:`smooth`'ed, and, if ``normalise``,
     :func:`normalised` over this video alone."""
     from ..metrics import segments_to_frames
-
     frames = smooth(segments_to_frames(segment_scores, num_frames,
                                        segment_length=segment_length), sigma)
     return normalised(frames) if normalise else frames

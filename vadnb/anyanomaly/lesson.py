@@ -18,9 +18,6 @@ from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
 from .views import grid_image, heat_map, masked_frame, square, view_size, window_boxes
 
-__all__ = ["text_embeddings", "prompt_scores", "segment_views", "top_segment", "plot_views",
-           "plot_timeline", "FusionTuning", "tune_fusion", "oracle_backends"]
-
 
 def text_embeddings(clip: Any, class_names: Sequence[str],
                     templates: Sequence[str] = TEMPLATES) -> np.ndarray:
@@ -43,7 +40,6 @@ def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.
     """The images the VLM saw for one segment row, rebuilt: ``key``, ``heat`` (in [0, 1]),
     ``masked`` and ``grid``."""
     from ..video import probe, read_frames
-
     seg = detection.segments
     r = seg.iloc[row] if isinstance(row, (int, np.integer)) else row
     boxes = detection.extras["windows"]
@@ -84,7 +80,6 @@ def top_segment(detection: Detection, prompt: str,
 def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
     """The views of :func:`segment_views`: key frame under its heat map, masked frame, grid."""
     import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     axes[0].imshow(views["key"])
     axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
@@ -107,7 +102,6 @@ def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
     import matplotlib.pyplot as plt
 
     from ..plots import plot_detection
-
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 3))
     seg = detection.segments
@@ -144,7 +138,6 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
     **validation** split. Trap: the original tunes on test labels; a ``split`` named test,
     or (with ``benchmark``) any test video, is refused."""
     from ..metrics import frame_auc
-
     if "test" in str(split).lower():
         raise ValueError(f"refusing to tune on the {split!r} split: tune weights and sigma on "
                          "a validation split and evaluate the chosen setting once on test")
@@ -209,7 +202,6 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
 
     from ..models.scripted import ScriptedClip, ScriptedVLM
     from ..video import probe, read_frames
-
     cfg = config or Config()
     if max(cfg.window_sizes) != cfg.position_size:
         raise ValueError("the oracle needs a whole-frame window: window_sizes must include "

@@ -12,8 +12,6 @@ import pandas as pd
 from ..result import Detection
 from .fusion import fuse, smooth
 
-__all__ = ["DATASET_WINDOWS", "dataset_windows", "official_fusion", "official_frame_scores"]
-
 #: Window sides (px at 240 x 240) per benchmark, as the official configuration sets them.
 DATASET_WINDOWS: dict[str, tuple[int, int, int]] = {
     "shanghaitech": (48, 80, 120),

@@ -8,8 +8,6 @@ from typing import Any
 
 from ..runtime import Ask
 
-__all__ = ["OFFICIAL_SYSTEM", "PROMPT_STYLES", "build_prompt", "question"]
-
 #: The official chat's system line (``qwen_make_messages``).
 OFFICIAL_SYSTEM = "You are a vision anomaly detector."
 

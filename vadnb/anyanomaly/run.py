@@ -18,8 +18,6 @@ from ..stages import configure
 from . import core
 from .core import Config
 
-__all__ = ["run", "parse_reason"]
-
 ROLES = {"clip": "clip-b32", "vlm": "vlm-3b"}  # CLIP ViT-B/32 and Qwen2.5-VL-3B in real profiles
 
 

@@ -14,10 +14,6 @@ import pandas as pd
 
 from ..runtime import Derived
 
-__all__ = ["window_boxes", "cut_windows", "minmax", "heat_map", "masked_frame", "grid_image",
-           "window_probabilities", "best_window", "view_size", "view", "window", "masked",
-           "window_crop", "question_images"]
-
 
 def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
                  stride: int | None = None) -> pd.DataFrame:
@@ -44,7 +40,6 @@ RESIZE = {"linear": 1, "area": 3}  # cv2.INTER_LINEAR, cv2.INTER_AREA
 def square(frame: np.ndarray, size: int, resize: str = "linear") -> np.ndarray:
     """``frame`` resized to ``size`` x ``size`` (as the official code does, ignoring aspect)."""
     import cv2
-
     if resize not in RESIZE:
         raise ValueError(f"unknown window_resize {resize!r}; use one of {sorted(RESIZE)}")
     return cv2.resize(np.asarray(frame), (size, size), interpolation=RESIZE[resize])
@@ -72,7 +67,6 @@ def heat_map(window_scores: np.ndarray, boxes: pd.DataFrame, height: int,
     """WinCLIP-style heat map ``[height, width]`` in [0, 1]: each scale's window grid upsampled
     bilinearly (``cv2.resize``), the scales averaged, then min-max normalised."""
     import cv2
-
     scores = np.asarray(window_scores, dtype=np.float32).ravel()
     if len(scores) != len(boxes):
         raise ValueError(f"{len(scores)} window scores for {len(boxes)} windows")
@@ -97,7 +91,6 @@ def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
     """A 2x2 grid (``2*cell`` px) of one window (``size``-px coordinates, scaled to each frame's
     resolution) cut from 4 frames in time order."""
     import cv2
-
     if len(frames) != 4:
         raise ValueError(f"the temporal grid needs 4 frames, got {len(frames)}")
     out = np.zeros((2 * cell, 2 * cell, 3), dtype=np.uint8)
@@ -130,7 +123,6 @@ def best_window(window_scores: np.ndarray) -> int:
     return int(np.argmax(np.asarray(window_scores).max(axis=0)))
 
 
-
 def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
     """``(width, height)`` to read key/context frames at (longer side capped), or None."""
     if max(width, height) <= max_side:
@@ -142,7 +134,6 @@ def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
 def view(images: list[np.ndarray], max_side: int) -> np.ndarray:
     """A frame at most ``max_side`` px on its longer side (``cv2.INTER_AREA``, as read_frames)."""
     import cv2
-
     frame = images[0]
     size = view_size(frame.shape[1], frame.shape[0], max_side)
     return frame if size is None else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)

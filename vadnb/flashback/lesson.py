@@ -14,8 +14,6 @@ from ..cache import Cache
 from ..stages import configure
 from . import core, memory
 
-__all__ = ["oracle_backends", "respond", "perfect_perception", "plot_memory_space"]
-
 
 def _key(image: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
@@ -27,7 +25,6 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
     "anomalous" axis plus their class's, as a perfect encoder would place them."""
     from ..models.scripted import ScriptedEmbedder
     from ..video import read_frames
-
     classes = sorted({str(c) for c in benchmark.videos.label} - {"Normal"})
     dim = 2 + len(classes) + 8
     truth: dict[str, str] = {}
@@ -89,7 +86,6 @@ def respond(video: Any, *, profile: str | None = None, backends: dict[str, Any] 
     """The memory and :func:`core.pipeline`'s whole output for one video (segment embeddings
     included, which a Detection does not keep), cached like :func:`vadnb.flashback.run`."""
     from . import _respond
-
     _, _, mem, out = _respond(video, configure(core.Config, None, overrides, "Flashback"),
                               profile, backends, cache)
     return mem, out
@@ -101,7 +97,6 @@ def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
     ``split``, under vadnb's defaults, the research code's choices and a few ablations."""
     from .. import metrics
     from . import run
-
     oracle = oracle_backends(benchmark)
     videos = benchmark.subset(split).videos
     labels = {n: benchmark.frame_labels(n) for n in videos["name"]}

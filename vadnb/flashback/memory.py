@@ -22,10 +22,6 @@ import numpy as np
 
 from ..runtime import Chat, EncodeText, Runtime
 
-__all__ = ["SCHEMA", "SYSTEM_PROMPT", "HANDWRITTEN_PATH", "FORMAT", "VERSION", "RecallError",
-           "CaptionMemory", "recall_messages", "parse_reply", "recall", "deduplicate",
-           "caption_text", "embed", "obtain", "recipe_of"]
-
 FORMAT = "vadnb-flashback-memory"
 VERSION = 1
 HANDWRITTEN_PATH = Path(__file__).resolve().parents[2] / "data" / "flashback_memory_handwritten.json"
@@ -184,7 +180,6 @@ class CaptionMemory:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<path>.json`` and ``<path>.safetensors``; returns the JSON's path."""
         from safetensors.numpy import save_file
-
         stem = Path(path).with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
         tensors = stem.with_suffix(".safetensors")
@@ -211,7 +206,6 @@ class CaptionMemory:
         """Read a saved memory, refusing one whose recipe differs from ``expect``'s fields
         (another embedder's vectors live in another space)."""
         from safetensors.numpy import load_file
-
         path = Path(path).with_suffix(".json")
         try:
             meta = json.loads(path.read_text())
@@ -246,7 +240,6 @@ def _source(rt: Runtime, cfg: Any) -> str:
     if cfg.memory != "auto":
         return cfg.memory
     from ..models.profiles import MEANINGLESS_PROFILES
-
     return "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
 
 
@@ -288,7 +281,6 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
     """The memory ``cfg`` asks for: a saved file, the cached one, or built now and cached."""
     from ..cache import make_key
-
     recipe = recipe_of(rt, cfg)
     if recipe["source"] == "file":
         return CaptionMemory.load(recipe["path"], expect={
