@@ -154,7 +154,8 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
     anomalous frame; the text tower is ``text_clip``'s. Other frames are refused."""
     import hashlib
 
-    from ..models.base import Backend, as_uint8_rgb
+    from ..models.base import as_uint8_rgb
+    from ..models.scripted import ScriptedClip
     from ..video import iter_frames, probe
     classes = [c for c in benchmark.classes if c != NORMAL]
     dim = int(text_clip.model.text_projection.shape[-1])
@@ -174,32 +175,23 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
                     truth[key] = str(label) if y[i] else NORMAL
     tag = hashlib.sha1(json.dumps(sorted(truth.items())).encode()).hexdigest()[:10]
 
-    class OracleClip(Backend):
-        role = "clip"
+    def vector(image: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        if key not in truth:
+            raise ValueError("the oracle only knows the frames of the benchmark it was built "
+                             "from; run it on those videos")
+        x = base + noise * np.random.default_rng(int(key[:12], 16)).normal(size=dim)
+        if truth[key] != NORMAL:
+            x = x + separation * dirs[classes.index(truth[key])]
+        return x.astype(np.float32)
 
-        def __init__(self) -> None:
-            super().__init__(f"oracle-clip-{tag}-s{separation}-n{noise}-{seed}", profile="scripted")
-            self.model, self.tokenizer = text_clip.model, text_clip.tokenizer
-
-        def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
+    class OracleClip(ScriptedClip):
+        def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:  # what AnomalyCLIP reads
             images = list(images)
             with self._count(len(images)):
-                return np.stack([self._vector(as_uint8_rgb(im)) for im in images])
+                return np.stack([vector(as_uint8_rgb(im)) for im in images])
 
-        def encode_image(self, images: Sequence[Any]) -> np.ndarray:
-            x = self.encode_image_raw(images)
-            return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-        def _vector(self, image: np.ndarray) -> np.ndarray:
-            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-            if key not in truth:
-                raise ValueError("the oracle only knows the frames of the benchmark it was built "
-                                 "from; run it on those videos")
-            frame_rng = np.random.default_rng(int(key[:12], 16))
-            x = base + noise * frame_rng.normal(size=dim)
-            if truth[key] != NORMAL:
-                x = x + separation * dirs[classes.index(truth[key])]
-            return x.astype(np.float32)
-
-    return OracleClip()
+    clip = OracleClip(vector, name=f"oracle-clip-{tag}-s{separation}-n{noise}-{seed}")
+    clip.model, clip.tokenizer = text_clip.model, text_clip.tokenizer
+    return clip
 

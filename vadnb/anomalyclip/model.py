@@ -221,10 +221,15 @@ class AnomalyCLIP(nn.Module):
         return torch.cat([logits, centred], dim=-1) if self.config.concat_features else centred
 
 
-def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def _checkpoint_paths(path: str | os.PathLike, exist: bool = False) -> tuple[Path, Path]:
+    """``(weights, meta)`` paths of a checkpoint; with ``exist``, a clear error if one is missing."""
     p = Path(path)
     if p.suffix != ".safetensors":
         p = p.with_suffix(p.suffix + ".safetensors") if p.suffix else p.with_suffix(".safetensors")
+    if exist and not (p.exists() and p.with_suffix(".json").exists()):
+        raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {p} and "
+                                f"{p.with_suffix('.json')} (written by "
+                                "vadnb.anomalyclip.save_checkpoint)")
     return p, p.with_suffix(".json")
 
 
@@ -253,10 +258,7 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
     from safetensors.torch import load_file
 
     from ..models.base import pick_device
-    weights, meta_path = _checkpoint_paths(path)
-    if not weights.exists() or not meta_path.exists():
-        raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and {meta_path} "
-                                "(written by vadnb.anomalyclip.save_checkpoint)")
+    weights, meta_path = _checkpoint_paths(path, exist=True)
     meta = json.loads(meta_path.read_text())
     cfg = Config(**meta["config"])
     if clip is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -65,7 +67,6 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
     """Video name -> float32 ``[T, D]`` from the release's ``.npy`` files (``[T * ncrops, D]``,
     a frame's crops adjacent; keep ``crop``), only those ``list_file`` names if given.
     Warns, naming the file, when its rows are L2-normalised (not the release's raw scale)."""
-    import warnings
     root = Path(npy_root)
     if not root.is_dir():
         raise FileNotFoundError(f"feature folder not found: {root}; download the pre-extracted "
@@ -112,18 +113,13 @@ class _Inert:
 def _safe_torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)``, pickled non-tensor objects becoming :class:`_Inert`."""
     import torch.serialization as ts
-    unsafe = []
-    if hasattr(ts, "get_unsafe_globals_in_checkpoint"):
-        try:
-            unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
-    stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]
     try:
-        if stubs:
-            with ts.safe_globals(stubs):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
+    try:
+        with ts.safe_globals([(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"{path}: could not be read with torch.load(weights_only=True): {err}") from err
 
@@ -131,23 +127,19 @@ def _safe_torch_load(path: Path) -> Any:
 #: Official (Lightning) key prefix -> vadnb key, for the parts that map one to one.
 _RELEASE_KEYS = {
     "net.text_encoder.text_projection": "prompts.text_projection",
-    "net.selector_model.bn_layer.running_mean": "norm.running_mean",
-    "net.selector_model.bn_layer.running_var": "norm.running_var",
-    "net.selector_model.bn_layer.num_batches_tracked": "norm.num_batches_tracked",
-    "net.temporal_model.projection.weight": "temporal.projection.weight",
-    "net.temporal_model.projection.bias": "temporal.projection.bias",
-    "net.temporal_model.classifier.layer_norm.weight": "temporal.head_norm.weight",
-    "net.temporal_model.classifier.layer_norm.bias": "temporal.head_norm.bias",
-    "net.temporal_model.classifier.linear.weight": "temporal.head.weight",
-    "net.temporal_model.classifier.linear.bias": "temporal.head.bias",
+    **{f"net.selector_model.bn_layer.{k}": f"norm.{k}"
+       for k in ("running_mean", "running_var", "num_batches_tracked")},
+    **{f"net.temporal_model.{a}.{p}": f"temporal.{b}.{p}" for p in ("weight", "bias")
+       for a, b in [("projection", "projection"), ("classifier.layer_norm", "head_norm"),
+                    ("classifier.linear", "head")]},
 }
+_BLOCK = r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\."
 
 
 def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any]:
     """The official ``state_dict`` (``net.…``) -> vadnb :class:`AnomalyCLIP` keys, without CLIP's
     weights and the Normal context row; reversible block ``2i`` is layer ``i``'s attentions
     (``f`` segments, ``g`` frames), block ``2i + 1`` its feed-forwards."""
-    import re
     out: dict[str, Any] = {}
     for key, value in state.items():
         if key in _RELEASE_KEYS:
@@ -161,7 +153,7 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
         elif key == "net.temporal_model.axial_attn.pos_emb.param_1":
             out["temporal.pos_frames"] = value[0].permute(1, 2, 0)
         else:
-            m = re.fullmatch(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.([fg])\.net\.(.+)", key)
+            m = re.fullmatch(_BLOCK + r"([fg])\.net\.(.+)", key)
             if not m:
                 continue  # frozen CLIP parts, prompt token buffers
             block, side, rest = int(m.group(1)), m.group(2), m.group(3)
@@ -181,9 +173,7 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
 
 
 def _official_depth(state: Mapping[str, Any]) -> int:
-    import re
-    blocks = {int(m.group(1)) for k in state
-              for m in [re.match(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", k)] if m}
+    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
     return (max(blocks) + 1) // 2 if blocks else 0
 
 

@@ -32,8 +32,7 @@ def feature_scale(features: np.ndarray) -> str:
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"expected features [T, D] with T > 0, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1)
-    return "unit" if np.all(np.abs(norms - 1.0) < 1e-3) else "raw"
+    return "unit" if np.all(np.abs(np.linalg.norm(x, axis=1) - 1.0) < 1e-3) else "raw"
 
 
 def check_feature_scale(features: np.ndarray, expected: str | None, source: str) -> str:
@@ -70,15 +69,10 @@ def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache
 def benchmark_features(benchmark: Any, roles: Roles, cfg: Config, cache: Any,
                        features: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """Features of every video of ``benchmark``; those in ``features`` are kept."""
-    rt = Runtime(roles, cache)
-    out = {}
-    for row in benchmark.videos.itertuples():
-        if features is not None and row.name in features:
-            out[row.name] = np.asarray(features[row.name], dtype=np.float32)
-        else:
-            out[row.name] = core.embed_frames(rt, rt.video(row.path), cfg.feature_stride,
-                                              cfg.batch_frames)
-    return out
+    rt, given = Runtime(roles, cache), features or {}
+    return {row.name: np.asarray(given[row.name], dtype=np.float32) if row.name in given
+            else core.embed_frames(rt, rt.video(row.path), cfg.feature_stride, cfg.batch_frames)
+            for row in benchmark.videos.itertuples()}
 
 
 def predict(model: Any, features: np.ndarray, stride: int = 1,
@@ -97,9 +91,7 @@ def predict(model: Any, features: np.ndarray, stride: int = 1,
 
 def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
                     fps: float, seg_length: int = 16) -> pd.DataFrame:
-    cols = list(class_names) + [NORMAL]
-    rows = []
-    n = len(scores)
+    cols, rows, n = list(class_names) + [NORMAL], [], len(scores)
     for start in range(0, n, seg_length):
         end = min(start + seg_length, n)
         p = probs[start:end].mean(0)
@@ -149,16 +141,12 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a JSON-able dict."""
         table = self.class_table if self.class_table is not None else pd.DataFrame()
-        return {"auc": self.auc, "ap": self.ap, "class_accuracy": self.class_accuracy,
-                "class_auc": self.class_auc, "class_ap": self.class_ap,
-                "top1_video": self.top1_video, "top5_video": self.top5_video,
+        head = ("auc", "ap", "class_accuracy", "class_auc", "class_ap", "top1_video", "top5_video")
+        return {**{k: getattr(self, k) for k in head},
                 "paper_threshold_tuned_on_test": self.paper_threshold,
-                "paper_top1_frame": self.paper_top1_frame,
-                "paper_top5_frame": self.paper_top5_frame,
-                "videos": len(self.frame_scores),
-                "per_class": self.per_class.to_dict(orient="records"),
-                "class_table": table.to_dict(orient="records"),
-                "meaningless": self.meaningless}
+                "paper_top1_frame": self.paper_top1_frame, "paper_top5_frame": self.paper_top5_frame,
+                "videos": len(self.frame_scores), "per_class": self.per_class.to_dict("records"),
+                "class_table": table.to_dict("records"), "meaningless": self.meaningless}
 
 
 def video_class(class_probs: np.ndarray, class_names: Sequence[str]) -> str:
@@ -191,12 +179,10 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
     y = {v: np.asarray(labels[v]) for v in labels}
     both = np.concatenate(list(y.values())) if y else np.zeros(0)
     if both.size and 0 < both.sum() < both.size:
-        thr = metrics.youden_threshold(y, frame_scores)
-        t1 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, 1)
-        t5 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, 5)
-        keep = lambda t: t[t["class"] != NORMAL]  # noqa: E731 - mean over anomaly classes
-        out.update(paper_threshold=thr, paper_top1_frame=_nanmean(keep(t1)["top1"]),
-                   paper_top5_frame=_nanmean(keep(t5)["top5"]))
+        out["paper_threshold"] = thr = metrics.youden_threshold(y, frame_scores)
+        for k in (1, 5):  # mean over the anomaly classes
+            t = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, k)
+            out[f"paper_top{k}_frame"] = _nanmean(t[t["class"] != NORMAL][f"top{k}"])
     return out
 
 
@@ -215,8 +201,7 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         y = np.asarray(bench.frame_labels(row.name))
         scores[row.name], probs[row.name] = predict(model, feats[row.name], cfg.feature_stride,
                                                     num_frames=len(y), source=str(row.path))
-        labels[row.name] = y
-        classes[row.name] = row.label
+        labels[row.name], classes[row.name] = y, row.label
         predicted[row.name] = video_class(probs[row.name], model.class_names)
     recognition = recognition_metrics(scores, probs, labels, classes, model.class_names)
     return Evaluation(
@@ -232,10 +217,7 @@ def _checkpoint_recipe(checkpoint: Any, config: Config | None, overrides: dict[s
                        ) -> tuple[Config, dict[str, Any]]:
     """The Config, and the checkpoint's profile, digest, clip and classes (no model loaded)."""
     if isinstance(checkpoint, (str, os.PathLike)):
-        weights, meta_path = _checkpoint_paths(checkpoint)
-        if not weights.exists() or not meta_path.exists():
-            raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and "
-                                    f"{meta_path} (written by vadnb.anomalyclip.save_checkpoint)")
+        weights, meta_path = _checkpoint_paths(checkpoint, exist=True)
         meta = json.loads(meta_path.read_text())
         cfg = configure(Config, config or Config(**meta.get("config", {})), overrides, "AnomalyCLIP")
         return cfg, {"profile": meta.get("profile"), "digest": file_digest(weights),
@@ -307,8 +289,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     classes = meta["classes"]
     return Detection(
         video=str(video), method="anomalyclip", profile=rt.roles.detection_profile(["clip"]),
-        frame_scores=scores, fps=fps, segments=segments_table(scores, probs, classes, fps,
-                                                              cfg.seg_length),
+        frame_scores=scores, fps=fps,
+        segments=segments_table(scores, probs, classes, fps, cfg.seg_length),
         model_calls=rt.model_calls(),
         extras={"class_probs": probs, "class_names": classes + [NORMAL],
                 "feature_stride": cfg.feature_stride})

@@ -125,28 +125,22 @@ def _steps(num_abnormal: int, num_normal: int, cfg: Config) -> tuple[int, int]:
     return per_group, rounding(larger / per_group)
 
 
+def _cosine(progress: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _warmup_cosine(warmup_steps: int, total_steps: int):
     """Learning-rate factor per step: linear warm-up from ``1 / warmup_steps``, then cosine to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
+    return lambda step: ((step + 1) / warmup_steps if step < warmup_steps else
+                         _cosine((step - warmup_steps) / max(1, total_steps - warmup_steps)))
 
 
 def _warmup_cosine_per_epoch(warmup_epochs: float, epochs: int, steps_per_epoch: int):
     """The official per-epoch schedule: epoch ``e`` at ``e / warmup_epochs``, then a cosine."""
-
     def factor(step: int) -> float:
         epoch = step // steps_per_epoch
-        if epoch < warmup_epochs:
-            return epoch / warmup_epochs
-        progress = (epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
+        return (epoch / warmup_epochs if epoch < warmup_epochs else
+                _cosine((epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)))
     return factor
 
 
@@ -173,7 +167,6 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     if not abnormal or not normal:
         raise ValueError(f"training needs abnormal and normal videos; got {len(abnormal)} "
                          f"abnormal and {len(normal)} normal")
-
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -187,15 +180,13 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
         raise ValueError("the training features mix L2-normalised and raw videos: "
                          + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
     model.feature_scale = scales.pop()
-
     per_group, steps_per_epoch = _steps(len(abnormal), len(normal), cfg)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.lr_schedule == "per_epoch":
-        schedule = _warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
-    else:
-        schedule = _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    schedule = (_warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
+                if cfg.lr_schedule == "per_epoch" else
+                _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     class_index = {c: i for i, c in enumerate(classes)}
 
@@ -209,10 +200,9 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
             order += perm[:whole or len(perm)]
         return order[:n]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     model.train()
     bar = progress_bar(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
-    step = 0
     for epoch in range(cfg.epochs):
         a_order = cycle(abnormal, steps_per_epoch * per_group)
         n_order = cycle(normal, steps_per_epoch * per_group)
@@ -232,13 +222,12 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
             optimizer.zero_grad()
             terms["total"].backward()
             optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
+            rows.append({"epoch": epoch, "step": len(rows),
+                         **{k: float(v.detach()) for k, v in terms.items()},
+                         "lr": optimizer.param_groups[0]["lr"]})
             scheduler.step()
-            rows.append({"epoch": epoch, "step": step, **{k: float(v.detach()) for k, v in terms.items()},
-                         "lr": lr})
             bar.set_postfix(loss=f"{rows[-1]['total']:.3f}")
             bar.update(1)
-            step += 1
     bar.close()
     model.eval()
     return model, pd.DataFrame(rows)

@@ -16,6 +16,7 @@ import pandas as pd
 from ..result import Detection
 from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
+from .official import named_detections
 from .views import grid_image, heat_map, masked_frame, square, view_size, window_boxes
 
 
@@ -40,23 +41,21 @@ def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.
     """The images the VLM saw for one segment row, rebuilt: ``key``, ``heat`` (in [0, 1]),
     ``masked`` and ``grid``."""
     from ..video import probe, read_frames
-    seg = detection.segments
+    seg, boxes = detection.segments, detection.extras["windows"]
     r = seg.iloc[row] if isinstance(row, (int, np.integer)) else row
-    boxes = detection.extras["windows"]
     cfg = detection.extras.get("config", {})
-    size = int(cfg.get("position_size", 240))
     info = probe(video)
-    read_size = view_size(info.width, info.height, int(cfg.get("view_max_side", 896)))
     ctx = [int(f) for f in str(r["context_frames"]).split()]
-    got = read_frames(video, indices=[int(r["key_frame"])] + ctx, size=read_size)
+    got = read_frames(video, indices=[int(r["key_frame"])] + ctx,
+                      size=view_size(info.width, info.height, int(cfg.get("view_max_side", 896))))
     key = got.images[0]
     # window scores are stored in segment order
     s = int(np.searchsorted(np.sort(seg["start_frame"].unique()), int(r["start_frame"])))
     heat = heat_map(detection.extras["window_scores"][r["prompt"]][s], boxes, key.shape[0],
                     key.shape[1])
     return {"key": key, "heat": heat, "masked": masked_frame(key, heat),
-            "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])], size,
-                               int(cfg.get("grid_cell", 224)))}
+            "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])],
+                               int(cfg.get("position_size", 240)), int(cfg.get("grid_cell", 224)))}
 
 
 def top_segment(detection: Detection, prompt: str,
@@ -81,15 +80,13 @@ def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
     """The views of :func:`segment_views`: key frame under its heat map, masked frame, grid."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    axes[0].imshow(views["key"])
-    axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
-    axes[0].set_title("key frame + heat map (position)", fontsize=9)
-    axes[1].imshow(views["masked"])
-    axes[1].set_title("masked frame: what the VLM sees", fontsize=9)
-    axes[2].imshow(views["grid"])
-    axes[2].set_title("2x2 grid, in time order (temporal)", fontsize=9)
-    for ax in axes:
+    for ax, view, label in zip(axes, ("key", "masked", "grid"), (
+            "key frame + heat map (position)", "masked frame: what the VLM sees",
+            "2x2 grid, in time order (temporal)")):
+        ax.imshow(views[view])
+        ax.set_title(label, fontsize=9)
         ax.axis("off")
+    axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -141,14 +138,9 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
     if "test" in str(split).lower():
         raise ValueError(f"refusing to tune on the {split!r} split: tune weights and sigma on "
                          "a validation split and evaluate the chosen setting once on test")
-    if isinstance(detections, Mapping):
-        names = list(detections)
-        dets = [detections[k] for k in names]
-        ys = [np.asarray(labels[k]) for k in names]  # type: ignore[index]
-    else:
-        dets = list(detections)
-        ys = [np.asarray(y) for y in labels]  # type: ignore[union-attr]
-        names = [Path(d.video).stem for d in dets]
+    names, dets = named_detections(detections)
+    ys = ([np.asarray(labels[k]) for k in names] if isinstance(detections, Mapping)  # type: ignore
+          else [np.asarray(y) for y in labels])
     if len(dets) != len(ys) or not dets:
         raise ValueError(f"{len(dets)} detections for {len(ys)} label arrays")
     marked = [d for d in dets if str(d.extras.get("split", "")).lower() == "test"]
@@ -163,10 +155,6 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
             if sp is not None and "test" in str(sp).lower():
                 raise ValueError(f"refusing to tune on {name!r}: the benchmark puts it in the "
                                  f"{sp!r} split; use validation videos only")
-    for d in dets:
-        if d.method != "anyanomaly":
-            raise ValueError(f"{d.video}: tune_fusion needs AnyAnomaly detections, "
-                             f"got {d.method!r}")
     rows = []
     cands = [tuple(float(x) for x in w) for w in (weights or _weight_grid())]
     for w, sigma in itertools.product(cands, sigmas):

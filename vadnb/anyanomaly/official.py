@@ -38,6 +38,21 @@ def dataset_windows(dataset: str) -> tuple[int, int, int]:
     return DATASET_WINDOWS[dataset_key(dataset)]
 
 
+def named_detections(detections: Mapping[str, Detection] | Sequence[Detection]
+                     ) -> tuple[list[str], list[Detection]]:
+    """``(names, detections)``, names being a dict's keys or the videos' file stems; only
+    AnyAnomaly detections are accepted."""
+    if isinstance(detections, Mapping):
+        names, dets = list(detections), list(detections.values())
+    else:
+        dets = list(detections)
+        names = [Path(d.video).stem for d in dets]
+    for name, d in zip(names, dets):
+        if d.method != "anyanomaly":
+            raise ValueError(f"{name}: needs AnyAnomaly detections, got {d.method!r}")
+    return names, dets
+
+
 def official_fusion(segment_views: Sequence[np.ndarray], segment_length: int = 24,
                     weights: Sequence[float] = (0.6, 0.3, 0.1), sigma: float = 15.0,
                     eps: float = 1e-8) -> list[np.ndarray]:
@@ -60,11 +75,7 @@ def official_frame_scores(detections: Mapping[str, Detection] | Sequence[Detecti
     """``{name: scores}`` of a test set as the official code computes them: per segment and
     view the max over descriptions (unparsed: 0), whole segments only (evaluate with
     ``cvad_auc(..., trim_labels=True)``), then :func:`official_fusion` in the order given."""
-    if isinstance(detections, Mapping):
-        names, dets = list(detections), list(detections.values())
-    else:
-        dets = list(detections)
-        names = [Path(d.video).stem for d in dets]
+    names, dets = named_detections(detections)
     if not dets:
         raise ValueError("no detections")
     cfg0 = dets[0].extras.get("config", {})
@@ -73,18 +84,13 @@ def official_frame_scores(detections: Mapping[str, Detection] | Sequence[Detecti
     length = int(cfg0.get("segment_length", 24))
     views = []
     for name, det in zip(names, dets):
-        if det.method != "anyanomaly":
-            raise ValueError(f"{name}: needs AnyAnomaly detections, got {det.method!r}")
         if int(det.extras.get("config", {}).get("segment_length", 24)) != length:
             raise ValueError(f"{name}: all detections need the same segment_length")
-        seg = det.segments
-        whole = det.num_frames // length
-        per_view = []
+        seg, per_view = det.segments, []
         for v in ("key", "position", "temporal"):
             ok = seg.get(f"parsed_{v}", pd.Series(True, index=seg.index)).astype(bool)
-            val = seg[f"score_{v}"].where(ok, 0.0)
-            table = val.groupby(seg["start_frame"]).max().sort_index()
-            per_view.append(table.to_numpy()[:whole])
+            table = seg[f"score_{v}"].where(ok, 0.0).groupby(seg["start_frame"]).max()
+            per_view.append(table.sort_index().to_numpy()[:det.num_frames // length])
         views.append(np.stack(per_view, axis=1))
     return dict(zip(names, official_fusion(views, length, weights, sigma)))
 

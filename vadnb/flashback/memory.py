@@ -159,6 +159,12 @@ def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
                            desc="Flashback memory embeddings")).astype(np.float32)
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
 @dataclass
 class CaptionMemory:
     """Captions and categories per class, their embeddings, the recipe and the counts."""
@@ -179,25 +185,21 @@ class CaptionMemory:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<path>.json`` and ``<path>.safetensors``; returns the JSON's path."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
         stem = Path(path).with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors = stem.with_suffix(".safetensors")
-        tmp = tensors.with_suffix(".safetensors.part")
-        save_file({"normal": np.ascontiguousarray(self.normal_embeddings, np.float32),
-                   "anomalous": np.ascontiguousarray(self.anomalous_embeddings, np.float32)},
-                  str(tmp))
-        os.replace(tmp, tensors)
+        tensors, out = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        blob = save({"normal": np.ascontiguousarray(self.normal_embeddings, np.float32),
+                     "anomalous": np.ascontiguousarray(self.anomalous_embeddings, np.float32)})
+        _write_atomic(tensors, blob)
         meta = {"format": FORMAT, "version": VERSION, "recipe": self.recipe,
                 "counts": self.counts, "embeddings": tensors.name,
-                "embeddings_sha256": hashlib.sha256(tensors.read_bytes()).hexdigest(),
+                "embeddings_sha256": hashlib.sha256(blob).hexdigest(),
                 "normal": [{"description": t, "category": c}
                            for t, c in zip(self.normal, self.normal_categories)],
                 "anomalous": [{"description": t, "category": c}
                               for t, c in zip(self.anomalous, self.anomalous_categories)]}
-        out = stem.with_suffix(".json")
-        out.with_suffix(".json.part").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
-        os.replace(out.with_suffix(".json.part"), out)
+        _write_atomic(out, json.dumps(meta, indent=1, ensure_ascii=False).encode())
         return out
 
     @classmethod
