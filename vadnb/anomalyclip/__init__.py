@@ -22,7 +22,7 @@ from .lesson import (describe_separation, direction_separation, latent_space, or
 from .model import (AnomalyCLIP, AxialTemporalModel, PromptLearner, load_checkpoint,
                     save_checkpoint)
 from .official import (RECIPES, RELEASE_CLASSES, convert_release, load_features,
-                       load_release_checkpoint, map_release_state, recipe, release_benchmark)
+                       map_release_state, recipe, release_benchmark)
 from .run import (Evaluation, check_feature_scale, evaluate, extract_features, feature_scale,
                   predict, recognition_metrics, run, video_class)
 from .train import (_warmup_cosine, _warmup_cosine_per_epoch, anomalyclip_loss, fit,
@@ -36,9 +36,8 @@ __all__ = [
     "pipeline", "score_features", "latent_space", "plot_latent_space", "plot_loss_curves",
     "direction_separation", "describe_separation", "video_class", "LOSS_TERMS",
     "DIFFERENCES", "RECIPES", "RELEASE_CLASSES", "recipe", "feature_scale",
-    "check_feature_scale", "class_directions", "convert_release", "load_release_checkpoint",
-    "release_benchmark", "oracle_clip",
-]
+    "check_feature_scale", "class_directions", "convert_release", "release_benchmark",
+    "oracle_clip"]
 
 
 # ------------------------------------------- the declaration (vadnb.registry): read by every table

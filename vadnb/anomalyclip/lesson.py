@@ -118,9 +118,9 @@ def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = 
     ax.scatter([cx], [cy], marker="X", s=90, c="k", label="normal centroid", zorder=5)
     ax.autoscale_view()
     var = space.get("explained_variance", [0, 0])
-    ax.set_xlabel(f"PC 1 ({100 * var[0]:.0f} % of variance)")
-    ax.set_ylabel(f"PC 2 ({100 * var[1]:.0f} % of variance)")
-    ax.set_title(title or "Re-centred CLIP frame features and learned class directions")
+    ax.set(xlabel=f"PC 1 ({100 * var[0]:.0f} % of variance)",
+           ylabel=f"PC 2 ({100 * var[1]:.0f} % of variance)",
+           title=title or "Re-centred CLIP frame features and learned class directions")
     ax.legend(loc="best", fontsize=8)
     if warning:
         fig.text(0.5, 0.01, warning, ha="center", color="crimson", fontsize=8, wrap=True)

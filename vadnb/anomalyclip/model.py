@@ -67,20 +67,16 @@ class PromptLearner(nn.Module):
         for p in self.frozen.parameters():
             p.requires_grad_(False)
         proj = clip_model.text_projection
-        if isinstance(proj, nn.Linear):
-            proj = proj.weight.T
+        proj = proj.weight.T if isinstance(proj, nn.Linear) else proj
         self.text_projection = nn.Parameter(proj.detach().float().clone(),
                                             requires_grad=train_text_projection)
 
     def forward(self) -> Any:
         fz = self.frozen
-        x = torch.cat([fz.prefix, self.ctx, fz.suffix], dim=1)
-        x = x + fz.positional_embedding
-        x = fz.transformer(x, attn_mask=fz.attn_mask)
-        x = fz.ln_final(x)
+        x = torch.cat([fz.prefix, self.ctx, fz.suffix], dim=1) + fz.positional_embedding
+        x = fz.ln_final(fz.transformer(x, attn_mask=fz.attn_mask))
         end = fz.tokens.argmax(dim=-1)  # the end-of-text token has the largest id
-        x = x[torch.arange(x.shape[0], device=x.device), end]
-        return x @ self.text_projection
+        return x[torch.arange(x.shape[0], device=x.device), end] @ self.text_projection
 
 
 class _AxialAttention(nn.Module):
@@ -117,9 +113,8 @@ class _ChannelNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Any) -> Any:
-        mean = x.mean(-1, keepdim=True)
         std = x.var(-1, unbiased=False, keepdim=True).sqrt()
-        return (x - mean) / (std + self.eps) * self.weight + self.bias
+        return (x - x.mean(-1, keepdim=True)) / (std + self.eps) * self.weight + self.bias
 
 
 class _ConvFeedForward(nn.Module):
@@ -159,15 +154,13 @@ class AxialTemporalModel(nn.Module):
         if x.shape[1:3] != (self.num_segments, self.seg_length):
             raise ValueError(f"temporal model expects [B, {self.num_segments}, "
                              f"{self.seg_length}, D] grids, got {tuple(x.shape)}")
-        x = self.projection(x) + self.pos_segments + self.pos_frames
-        a = b = x
+        a = b = self.projection(x) + self.pos_segments + self.pos_frames
         for attn_seg, attn_frame, ff1, ff2 in self.layers:
             a = a + attn_seg(b)
             b = b + attn_frame(a)
             a = a + ff1(b)
             b = b + ff2(a)
-        x = (a + b) / 2
-        return torch.sigmoid(self.head(self.head_norm(x))).squeeze(-1)
+        return torch.sigmoid(self.head(self.head_norm((a + b) / 2))).squeeze(-1)
 
 
 class AnomalyCLIP(nn.Module):
@@ -181,8 +174,7 @@ class AnomalyCLIP(nn.Module):
         self.class_names = [c for c in class_names if c != NORMAL]
         if not self.class_names:
             raise ValueError("AnomalyCLIP needs at least one anomaly class")
-        self.clip_name = ""
-        self.profile = "custom"
+        self.clip_name, self.profile = "", "custom"
         self.feature_scale: str | None = None  # "raw" / "unit": the scale it was trained on
         dim = int(np.asarray(centroid).shape[-1])
         self.register_buffer("centroid", torch.as_tensor(np.asarray(centroid), dtype=torch.float32))
@@ -208,13 +200,12 @@ class AnomalyCLIP(nn.Module):
         return self.norm(proj.reshape(-1, proj.shape[-1])).reshape(proj.shape)
 
     def forward(self, features: Any) -> tuple[Any, Any]:
-        b, t, dim = features.shape
-        cfg = self.config
+        b, t, _ = features.shape
         centred = features - self.centroid
         logits = self.likelihoods(centred)
-        grid = self.temporal_input(centred, logits).reshape(b, cfg.num_segments, cfg.seg_length, -1)
-        scores = self.temporal(grid).reshape(b, t)
-        return logits, scores
+        grid = self.temporal_input(centred, logits).reshape(b, self.config.num_segments,
+                                                            self.config.seg_length, -1)
+        return logits, self.temporal(grid).reshape(b, t)
 
     def temporal_input(self, centred: Any, logits: Any) -> Any:
         """The re-centred feature, after the likelihoods when ``concat_features`` (ShanghaiTech)."""
@@ -233,15 +224,19 @@ def _checkpoint_paths(path: str | os.PathLike, exist: bool = False) -> tuple[Pat
     return p, p.with_suffix(".json")
 
 
+def _trained_state(model: Any) -> dict[str, Any]:
+    """The state dict without CLIP's frozen text tower (rebuilt from the clip, never saved)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+            if ".frozen." not in f".{k}"}
+
+
 def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
     """Write safetensors plus ``<name>.json`` (config, classes, clip); CLIP's text tower is
     not saved (rebuilt from the same clip model on load)."""
     from safetensors.torch import save_file
     weights, meta_path = _checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if ".frozen." not in f".{k}"}
-    save_file(state, str(weights))
+    save_file(_trained_state(model), str(weights))
     # the device is not part of the recipe: a model trained on a GPU loads on a CPU too
     meta = {"method": "anomalyclip", "config": asdict(replace(model.config, device=None)),
             "class_names": list(model.class_names), "clip_model": model.clip_name,
@@ -286,11 +281,9 @@ def state_digest(model: Any) -> str:
     """A content hash of a trained model's weights, classes and feature scale (cache key)."""
     import hashlib
     h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        if ".frozen." in f".{key}":
-            continue
+    for key, value in sorted(_trained_state(model).items()):
         h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        h.update(value.numpy().tobytes())
     h.update(json.dumps([list(model.class_names), getattr(model, "feature_scale", None)]).encode())
     return h.hexdigest()[:32]
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .core import NORMAL, Config
-from .model import _checkpoint_paths, clip_label, load_checkpoint
+from .model import _checkpoint_paths
 from .run import feature_scale
 
 
@@ -237,17 +237,6 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
             "feature_scale": "raw", "converted_from": path.name, "dataset": key}
     meta_path.write_text(json.dumps(meta, indent=2))
     return weights
-
-
-def load_release_checkpoint(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
-                            dataset: str, clip: Any, out: str | os.PathLike | None = None,
-                            device: str | None = None) -> Any:
-    """:func:`convert_release` to ``out`` (default ``<checkpoint>.vadnb.safetensors``), then
-    :func:`load_checkpoint` with ``clip``."""
-    out = out or Path(checkpoint).with_suffix(".vadnb.safetensors")
-    weights = convert_release(checkpoint, centroid, out, dataset, clip_model=clip_label(clip),
-                              profile=str(getattr(clip, "profile", "custom")))
-    return load_checkpoint(weights, clip=clip, device=device)
 
 
 def release_benchmark(npy_root: str | os.PathLike,

@@ -15,6 +15,12 @@ from ..stages import configure
 from . import core, memory
 
 
+#: Words by which a caption names a campus anomaly class (others: the class name itself).
+_CLASS_WORDS = {"Vehicle": ("car", "truck", "van", "drives"), "Running": ("run", "sprint"),
+                "Fallen": ("lies", "collapses", "falls", "fallen"),
+                "Object_left": ("left alone", "unattended", "bag", "suitcase")}
+
+
 def _key(image: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
 
@@ -39,45 +45,27 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
     def axis(i: int) -> np.ndarray:
         return np.eye(dim)[i]
 
-    def noise(text: str, scale: float) -> np.ndarray:
-        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
-        return scale * rng.normal(size=dim)
-
     def image_vector(image: np.ndarray) -> np.ndarray:
         kind = truth.get(_key(image))
         if kind is None:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")
-        if kind == "Normal":
-            return axis(0)
-        return axis(1) + axis(2 + classes.index(kind))
+        return axis(0) if kind == "Normal" else axis(1) + axis(2 + classes.index(kind))
 
-    words = {c: _class_words(c) for c in classes}
-    anomalous = {t for t, _ in _handwritten_anomalous()}
+    words = {c: _CLASS_WORDS.get(c, (c.lower(),)) for c in classes}
+    anomalous = {a[0] for _, a in memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())[0]}
 
     def text_vector(text: str) -> np.ndarray:
         caption = text.split("]", 1)[-1].lstrip(": ") if text.startswith("[") else text
+        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
+        noise = 0.15 * rng.normal(size=dim)
         if caption not in anomalous and not text.startswith("[Anomalous]"):
-            return axis(0) + noise(text, 0.15)
+            return axis(0) + noise
         hit = [c for c in classes if any(w in caption.lower() for w in words[c])]
-        v = axis(1) + noise(text, 0.15)
-        return v + (axis(2 + classes.index(hit[0])) if hit else 0)
+        return axis(1) + noise + (axis(2 + classes.index(hit[0])) if hit else 0)
 
     return {"embedder": ScriptedEmbedder(image_fn=image_vector, text_fn=text_vector,
                                          name="oracle-embedder")}
-
-
-def _class_words(kind: str) -> tuple[str, ...]:
-    """Words by which a caption names a campus anomaly class."""
-    table = {"Vehicle": ("car", "truck", "van", "drives"), "Running": ("run", "sprint"),
-             "Fallen": ("lies", "collapses", "falls", "fallen"),
-             "Object_left": ("left alone", "unattended", "bag", "suitcase")}
-    return table.get(kind, (kind.lower(),))
-
-
-def _handwritten_anomalous() -> list[tuple[str, str]]:
-    pairs, _, _ = memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())
-    return [a for _, a in pairs]
 
 
 def respond(video: Any, *, profile: str | None = None, backends: dict[str, Any] | None = None,
@@ -128,8 +116,7 @@ def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     parts = [unit(mem.normal_embeddings), unit(mem.anomalous_embeddings), unit(segments)]
-    allv = np.concatenate(parts)
-    centred = allv - allv.mean(0)
+    centred = np.concatenate(parts) - np.concatenate(parts).mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T
     n1, n2 = len(parts[0]), len(parts[0]) + len(parts[1])
@@ -144,8 +131,6 @@ def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
         lab = np.asarray(segment_labels, bool)
         ax.scatter(*seg[~lab].T, marker="x", c="tab:cyan", label="normal segments")
         ax.scatter(*seg[lab].T, marker="x", c="tab:orange", label="anomalous segments")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     ax.legend(fontsize=8)
     return ax
