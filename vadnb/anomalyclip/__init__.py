@@ -1,12 +1,7 @@
-"""AnomalyCLIP: weakly supervised anomaly detection and recognition in CLIP's latent space
-(Zanella et al., CVIU 2024; notebook 50 teaches it).
+"""AnomalyCLIP (Zanella et al., CVIU 2024; notebook 50): weakly supervised detection and
+recognition in CLIP's latent space, trained from video-level labels only.
 
-Only video-level labels train it: frozen CLIP frame features are re-centred on the normal
-centroid, learned prompts give one direction per anomaly class, and an axial transformer
-trained with multiple-instance learning turns the projections into one score per frame.
-Trap: it needs the *raw* CLIP visual output, never L2-normalised features.
-:data:`DIFFERENCES` lists the departures from the public code, :data:`RECIPES` the paper's
-per-dataset settings; :func:`convert_release` reads the authors' released checkpoints.
+Trap: it reads the *raw* CLIP visual output, never L2-normalised features.
 """
 
 from __future__ import annotations

@@ -17,9 +17,7 @@ from .core import LOSS_TERMS, NORMAL
 def latent_space(model: Any, features: Mapping[str, np.ndarray],
                  frame_labels: Mapping[str, np.ndarray], video_classes: Mapping[str, str],
                  max_points: int = 4000, seed: int = 0) -> dict[str, Any]:
-    """A PCA of the re-centred frame features: ``points`` (x, y, video, kind), the
-    ``centroid``'s 2-D position and ``directions`` (class -> its unit direction projected on
-    the plane: the shorter, the more of it lies out of the plane)."""
+    """A 2-D PCA of the re-centred frame features: ``points``, ``centroid``, ``directions``."""
     from sklearn.decomposition import PCA
     rng = np.random.default_rng(seed)
     rows, xs = [], []
@@ -53,8 +51,7 @@ def _strided(labels: Any, stride: int, n: int) -> np.ndarray:
 def direction_separation(model: Any, features: Mapping[str, np.ndarray],
                          frame_labels: Mapping[str, np.ndarray],
                          video_classes: Mapping[str, str]) -> pd.DataFrame:
-    """Per class ``c``: the gap between the mean projection on ``d_c`` of c's anomalous frames
-    and that of all normal frames, in normal-frame standard deviations (~0 = mixed)."""
+    """Per class: its anomalous frames' mean gap from normal frames along its direction (in SD)."""
     stride = model.config.feature_stride
     with torch.no_grad():
         d = model.directions().cpu().numpy()
@@ -95,8 +92,7 @@ def describe_separation(table: pd.DataFrame, apart: float = 2.0) -> str:
 
 
 def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = ""):
-    """Scatter of :func:`latent_space`: normal frames grey, the others by class, the centroid
-    a black cross, one arrow per class direction."""
+    """Scatter of :func:`latent_space`, with the centroid and one arrow per class direction."""
     import matplotlib.pyplot as plt
     pts = space["points"]
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -149,9 +145,8 @@ def plot_loss_curves(curves: pd.DataFrame, warning: str = ""):
 
 def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: float = 0.5,
                 seed: int = 0, stride: int = 1) -> Any:
-    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (by pixel hash):
-    a "normal" point plus noise, moved ``separation`` along its class's direction on an
-    anomalous frame; the text tower is ``text_clip``'s. Other frames are refused."""
+    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (by pixel hash);
+    the text tower is ``text_clip``'s."""
     import hashlib
 
     from ..models.base import as_uint8_rgb

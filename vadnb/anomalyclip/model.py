@@ -132,8 +132,7 @@ class _ConvFeedForward(nn.Module):
 
 
 class AxialTemporalModel(nn.Module):
-    """Frame features ``[B, S, L, D]`` -> scores ``[B, S, L]`` in (0, 1): the official
-    reversible axial transformer, its two streams averaged once after all ``depth`` layers."""
+    """``[B, S, L, D]`` -> scores ``[B, S, L]``: the official reversible axial transformer."""
 
     def __init__(self, input_dim: int, emb_size: int = 256, depth: int = 1, heads: int = 8,
                  num_segments: int = 32, seg_length: int = 16):
@@ -231,8 +230,7 @@ def _trained_state(model: Any) -> dict[str, Any]:
 
 
 def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
-    """Write safetensors plus ``<name>.json`` (config, classes, clip); CLIP's text tower is
-    not saved (rebuilt from the same clip model on load)."""
+    """Write safetensors plus ``<name>.json`` (config, classes, clip); returns the weights' path."""
     from safetensors.torch import save_file
     weights, meta_path = _checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)

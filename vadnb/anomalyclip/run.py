@@ -36,8 +36,7 @@ def feature_scale(features: np.ndarray) -> str:
 
 
 def check_feature_scale(features: np.ndarray, expected: str | None, source: str) -> str:
-    """Raise a ValueError naming ``source`` when the features' scale is not ``expected``
-    (``None`` checks nothing); return the scale found."""
+    """The features' scale; a ValueError naming ``source`` if it is not ``expected`` (if given)."""
     found = feature_scale(features)
     if expected and found != expected:
         norm = float(np.linalg.norm(np.asarray(features, np.float32), axis=1).mean())
@@ -117,7 +116,6 @@ class Evaluation:
     recognition metrics (``class_auc`` / ``class_ap``: mean one-vs-rest frame AUC / AP of p(c);
     ``top1_video`` / ``top5_video``). Trap: the ``paper_*`` numbers follow the official rule,
     whose threshold is tuned on the *test* ROC: read them as optimistic."""
-
     auc: float
     ap: float
     per_class: pd.DataFrame
@@ -163,8 +161,7 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
                         class_probs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
                         video_classes: Mapping[str, str], class_names: Sequence[str]
                         ) -> dict[str, Any]:
-    """The paper's recognition metrics (:class:`Evaluation`) from per-video frame scores,
-    class probabilities ``[frames, C+1]``, 0/1 frame labels and video classes."""
+    """The paper's recognition metrics (:class:`Evaluation`) from per-video arrays."""
     from .. import metrics
     names = list(class_names)
     frame_classes = {v: np.where(np.asarray(labels[v]) > 0,

@@ -117,8 +117,7 @@ def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length:
 
 
 def _steps(num_abnormal: int, num_normal: int, cfg: Config) -> tuple[int, int]:
-    """``(videos per group per step, steps per epoch)`` as the official loaders (``drop_last``,
-    the shorter group cycled); a half shrinks to the larger group when that is smaller."""
+    """``(videos per group per step, steps per epoch)`` as the official loaders."""
     larger = max(num_abnormal, num_normal)
     per_group = min(cfg.batch_size // 2, larger)
     rounding = math.floor if cfg.drop_last else math.ceil
@@ -237,8 +236,7 @@ def train(benchmark: Any, split: str | None = "train", config: Config | None = N
           profile: str | None = None, backends: Mapping[str, Any] | None = None,
           cache: Any = None, features: Mapping[str, np.ndarray] | None = None,
           progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
-    """:func:`fit` on the (cached) features of ``benchmark``'s ``split``; ``features``
-    (e.g. from :func:`load_features`) skips extraction for the videos it holds."""
+    """:func:`fit` on ``split``'s (cached) features; those in ``features`` are not extracted."""
     cfg = configure(Config, config, overrides, "AnomalyCLIP")
     bench = benchmark.subset(split) if split else benchmark
     if len(bench.videos) == 0:

@@ -1,10 +1,7 @@
 """AnyAnomaly: customizable video anomaly detection (C-VAD), taught in notebook 60.
 
 The user *types* the anomaly ("a person falling") and a VLM is asked, per 24-frame segment,
-whether it sees it in three views: the key frame, the key frame masked by a CLIP heat map
-(position), and a 2x2 grid of the best window over four frames (temporal).
-:mod:`.core` holds the algorithm, :mod:`.views` the pixels, :mod:`.fusion` replies -> scores,
-:mod:`.official` the official evaluation, :mod:`.lesson` the oracle and tuning helpers.
+whether it sees it in three views (key frame, masked key frame, 2x2 time grid).
 
 >>> det = vadnb.detect("video.mp4", method="anyanomaly", prompts=["a fall"])  # doctest: +SKIP
 """

@@ -50,8 +50,7 @@ def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
 
 def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_length: int = 24,
                        sigma: float = 15.0, normalise: bool = False) -> np.ndarray:
-    """Segment scores repeated over their frames, :func:`smooth`'ed, and, if ``normalise``,
-    :func:`normalised` over this video alone."""
+    """Segment scores repeated over their frames, smoothed, :func:`normalised` if asked."""
     from ..metrics import segments_to_frames
     frames = smooth(segments_to_frames(segment_scores, num_frames,
                                        segment_length=segment_length), sigma)

@@ -38,8 +38,7 @@ def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:
 
 def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.Series,
                   ) -> dict[str, np.ndarray]:
-    """The images the VLM saw for one segment row, rebuilt: ``key``, ``heat`` (in [0, 1]),
-    ``masked`` and ``grid``."""
+    """The images the VLM saw for one segment row: ``key``, ``heat``, ``masked``, ``grid``."""
     from ..video import probe, read_frames
     seg, boxes = detection.segments, detection.extras["windows"]
     r = seg.iloc[row] if isinstance(row, (int, np.integer)) else row
@@ -115,7 +114,6 @@ def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
 @dataclass
 class FusionTuning:
     """Result of :func:`tune_fusion`: the best weights and sigma and every candidate's AUC."""
-
     weights: tuple[float, float, float]
     sigma: float
     auc: float

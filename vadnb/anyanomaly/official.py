@@ -40,8 +40,7 @@ def dataset_windows(dataset: str) -> tuple[int, int, int]:
 
 def named_detections(detections: Mapping[str, Detection] | Sequence[Detection]
                      ) -> tuple[list[str], list[Detection]]:
-    """``(names, detections)``, names being a dict's keys or the videos' file stems; only
-    AnyAnomaly detections are accepted."""
+    """``(names, detections)``: a dict's keys or the file stems; AnyAnomaly detections only."""
     if isinstance(detections, Mapping):
         names, dets = list(detections), list(detections.values())
     else:

@@ -25,10 +25,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         backends: Mapping[str, Any] | None = None, cache: Cache | str | None = None,
         prompts: Sequence[str] | str | None = None, progress: bool = True,
         **overrides: Any) -> Detection:
-    """Score every frame of ``video`` for the anomalies described in ``prompts`` (or
-    ``config.prompts``). ``segments``: one row per segment and description (three view
-    scores, fused ``score``, reasons); ``extras``: per-description frame scores, window
-    scores, the parse log."""
+    """Score every frame of ``video`` for the anomalies described in ``prompts``: one segment
+    row per segment and description (view scores, fused ``score``, reasons)."""
     cfg = _config_from(config, prompts, overrides)
     models = {"clip": cfg.clip_model, "vlm": cfg.vlm_model}
     rt = Runtime(Roles(profile, entries=ROLES, models=models, backends=backends), cache)
@@ -60,8 +58,7 @@ def parse_reason(reply: str) -> str:
 
 
 def _segments_table(cfg: Config, out: dict[str, Any], fps: float) -> pd.DataFrame:
-    """One row per segment and description, the best-scoring first within a segment (so
-    :meth:`Detection.explanation_at` shows it)."""
+    """One row per segment and description, the best first (``explanation_at`` shows it)."""
     keys, contexts, best, raw, filled, seg_fused = (
         out[k] for k in ("keys", "contexts", "best", "raw", "filled", "fused"))
     reasons = np.vectorize(parse_reason, otypes=[object])(out["replies"])

@@ -88,8 +88,7 @@ def masked_frame(frame: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
                cell: int = 224) -> np.ndarray:
-    """A 2x2 grid (``2*cell`` px) of one window (``size``-px coordinates, scaled to each frame's
-    resolution) cut from 4 frames in time order."""
+    """A 2x2 grid of one window (``size``-px box, scaled per frame) cut from 4 frames in order."""
     import cv2
     if len(frames) != 4:
         raise ValueError(f"the temporal grid needs 4 frames, got {len(frames)}")
@@ -109,8 +108,7 @@ def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
 
 def window_probabilities(window_emb: np.ndarray, class_emb: np.ndarray,
                          scale: float = 100.0) -> np.ndarray:
-    """``[..., W, C]`` softmax over classes (the descriptions, normal last) of
-    ``scale * cosine(window, class)``."""
+    """``[..., W, C]`` softmax over classes (normal last) of ``scale * cosine``."""
     logits = scale * (np.asarray(window_emb, np.float64) @ np.asarray(class_emb, np.float64).T)
     logits -= logits.max(axis=-1, keepdims=True)
     e = np.exp(logits)
@@ -118,8 +116,7 @@ def window_probabilities(window_emb: np.ndarray, class_emb: np.ndarray,
 
 
 def best_window(window_scores: np.ndarray) -> int:
-    """The window whose best score over the frames of ``window_scores [F, W]`` is highest
-    (ties: the first), as the official grid chooses it."""
+    """The window with the highest best score over the frames (ties: the first), as official."""
     return int(np.argmax(np.asarray(window_scores).max(axis=0)))
 
 

@@ -3,9 +3,6 @@
 An LLM writes, once, a memory of paired normal and anomalous captions (recall,
 :mod:`.memory`); each 1 s segment is then scored by the captions it retrieves in a shared
 video-text space (respond, :mod:`.core`): no LLM call while it watches.
-
->>> import vadnb
->>> det = vadnb.detect("clip.mp4", method="flashback")                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -89,8 +86,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
 
 # ------------------------------------------- the declaration (vadnb.registry): read by every table
 def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
-    """Model calls per minute of video: one embedding per segment (the memory's LLM calls
-    are made once, not per video)."""
+    """Model calls per minute of video (the memory's LLM calls are made once, not per video)."""
     c = Config()
     return [("embedder", "embedder_video", 60.0 / c.hop_s,
              f"one {c.frames_per_segment}-frame segment per {c.hop_s} s")]

@@ -71,8 +71,7 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
 def respond(video: Any, *, profile: str | None = None, backends: dict[str, Any] | None = None,
             cache: Cache | str | None = None, **overrides: Any
             ) -> tuple[memory.CaptionMemory, dict[str, Any]]:
-    """The memory and :func:`core.pipeline`'s whole output for one video (segment embeddings
-    included, which a Detection does not keep), cached like :func:`vadnb.flashback.run`."""
+    """The memory and :func:`core.pipeline`'s whole output (segment embeddings included)."""
     from . import _respond
     _, _, mem, out = _respond(video, configure(core.Config, None, overrides, "Flashback"),
                               profile, backends, cache)
@@ -108,8 +107,7 @@ def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
 def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
                       segment_labels: Sequence[Any] | None = None, ax: Any = None,
                       title: str = "caption memory and segments (2-D PCA)") -> Any:
-    """The captions and the video's segments on the first two principal components of all
-    their vectors; ``segment_labels``: 1 for an anomalous segment (colours)."""
+    """The captions and the segments on two principal components (``segment_labels``: 0/1)."""
     import matplotlib.pyplot as plt
 
     def unit(x: np.ndarray) -> np.ndarray:

@@ -1,9 +1,7 @@
 """Flashback's "recall": an LLM writes a memory of paired normal/anomalous captions, once.
 
-Each reply (JSON of :data:`SCHEMA`, one seed per call) is validated on arrival; a malformed
-one is counted and asked again with its error shown, and a recall where every call failed
-stops with the counts. Captions are de-duplicated, embedded, and saved as ``<name>.json`` +
-``<name>.safetensors`` (no pickle), cached by recipe. Trap: a random-init tiny LLM writes no
+A malformed reply is counted and asked again with its error shown; the memory is saved as
+``<name>.json`` + ``<name>.safetensors`` (no pickle). Trap: a random-init tiny LLM writes no
 JSON, so the tiny profile uses a memory **written by a person** (:data:`HANDWRITTEN_PATH`).
 """
 
@@ -168,7 +166,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @dataclass
 class CaptionMemory:
     """Captions and categories per class, their embeddings, the recipe and the counts."""
-
     normal: list[str]
     anomalous: list[str]
     normal_categories: list[str]
@@ -205,8 +202,7 @@ class CaptionMemory:
     @classmethod
     def load(cls, path: str | os.PathLike, expect: dict[str, Any] | None = None
              ) -> CaptionMemory:
-        """Read a saved memory, refusing one whose recipe differs from ``expect``'s fields
-        (another embedder's vectors live in another space)."""
+        """Read a saved memory, refusing one whose recipe differs in ``expect``'s fields."""
         from safetensors.numpy import load_file
         path = Path(path).with_suffix(".json")
         try:
