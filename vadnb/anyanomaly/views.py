@@ -57,9 +57,7 @@ def minmax(x: np.ndarray) -> np.ndarray:
     stretched into a pattern) becomes all ones: a heat map that keeps the whole frame."""
     x = np.asarray(x, dtype=np.float64)
     lo, hi = float(np.min(x)), float(np.max(x))
-    if hi - lo < 1e-6:
-        return np.ones_like(x)
-    return (x - lo) / (hi - lo)
+    return np.ones_like(x) if hi - lo < 1e-6 else (x - lo) / (hi - lo)
 
 
 def heat_map(window_scores: np.ndarray, boxes: pd.DataFrame, height: int,
@@ -73,8 +71,7 @@ def heat_map(window_scores: np.ndarray, boxes: pd.DataFrame, height: int,
     total = np.zeros((height, width), dtype=np.float64)
     scales = sorted(boxes["scale"].unique())
     for scale in scales:
-        sel = (boxes["scale"] == scale).to_numpy()
-        sub = boxes[sel]
+        sub = boxes[sel := (boxes["scale"] == scale).to_numpy()]
         grid = np.zeros((sub["row"].max() + 1, sub["col"].max() + 1), dtype=np.float32)
         grid[sub["row"].to_numpy(), sub["col"].to_numpy()] = scores[sel]
         total += cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -93,26 +90,26 @@ def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
     if len(frames) != 4:
         raise ValueError(f"the temporal grid needs 4 frames, got {len(frames)}")
     out = np.zeros((2 * cell, 2 * cell, 3), dtype=np.uint8)
+    # a window_boxes row or a plain (x0, y0, x1, y1)
+    bx0, by0, bx1, by1 = map(int, (box.x0, box.y0, box.x1, box.y1) if hasattr(box, "x0") else box)
     for i, f in enumerate(frames):
         f = np.asarray(f)
         h, w = f.shape[:2]
-        bx0, by0, bx1, by1 = _corners(box)
         x0, y0 = int(bx0 * w / size), int(by0 * h / size)
         x1 = max(x0 + 1, int(round(bx1 * w / size)))  # at least one pixel wide
         y1 = max(y0 + 1, int(round(by1 * h / size)))
-        crop = cv2.resize(f[y0:y1, x0:x1], (cell, cell), interpolation=cv2.INTER_LINEAR)
         r, c = divmod(i, 2)
-        out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = crop
+        out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
+            f[y0:y1, x0:x1], (cell, cell), interpolation=cv2.INTER_LINEAR)
     return out
 
 
 def window_probabilities(window_emb: np.ndarray, class_emb: np.ndarray,
                          scale: float = 100.0) -> np.ndarray:
     """``[..., W, C]`` softmax over classes (normal last) of ``scale * cosine``."""
-    logits = scale * (np.asarray(window_emb, np.float64) @ np.asarray(class_emb, np.float64).T)
-    logits -= logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=-1, keepdims=True)
+    from scipy.special import softmax
+    return softmax(scale * (np.asarray(window_emb, np.float64)
+                            @ np.asarray(class_emb, np.float64).T), axis=-1)
 
 
 def best_window(window_scores: np.ndarray) -> int:
@@ -146,16 +143,8 @@ def window(images: list[np.ndarray], box: tuple[int, int, int, int], size: int,
 def masked(images: list[np.ndarray], scores: tuple[float, ...], window_sizes: tuple[int, ...],
            stride: int | None, size: int) -> np.ndarray:
     """The position context: the key frame times the heat map of its window ``scores``."""
-    frame = images[0]
     boxes = window_boxes(size, window_sizes, stride)
-    return masked_frame(frame, heat_map(np.asarray(scores), boxes, *frame.shape[:2]))
-
-
-def _corners(box: Any) -> tuple[int, int, int, int]:
-    """``(x0, y0, x1, y1)`` of a :func:`window_boxes` row or a plain 4-tuple."""
-    if hasattr(box, "x0"):
-        return int(box.x0), int(box.y0), int(box.x1), int(box.y1)
-    return tuple(int(v) for v in box)  # type: ignore[return-value]
+    return masked_frame(images[0], heat_map(np.asarray(scores), boxes, *images[0].shape[:2]))
 
 
 def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:

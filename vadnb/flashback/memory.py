@@ -88,8 +88,8 @@ def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
     """``(pairs, counts)`` of ``cfg.calls`` llm calls (seeds 0..calls-1), malformed ones retried."""
     convs = {seed: recall_messages(cfg.pairs_per_call, seed) for seed in range(cfg.calls)}
     pairs: list = []
-    counts = {"calls": cfg.calls, "replies": 0, "malformed_replies": 0, "bad_items": 0,
-              "failed_calls": 0}
+    counts = {"calls": cfg.calls,
+              **dict.fromkeys(("replies", "malformed_replies", "bad_items", "failed_calls"), 0)}
     errors: list[str] = []
     for attempt in range(cfg.max_retries + 1):
         seeds = list(convs)
@@ -222,8 +222,7 @@ class CaptionMemory:
         recipe = meta["recipe"]
         wrong = sorted(k for k, v in (expect or {}).items() if recipe.get(k) != v)
         if wrong:
-            said = "; ".join(f"{k}: file {recipe.get(k)!r}, wanted {expect[k]!r}"
-                             for k in wrong)
+            said = "; ".join(f"{k}: file {recipe.get(k)!r}, wanted {expect[k]!r}" for k in wrong)
             raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
                              "rebuild it or use the matching settings")
         arrays = load_file(str(tensors))
