@@ -100,10 +100,10 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
 class _Inert:
     """A pickled hyper-parameter object of a release, replaced: accepts anything, runs nothing."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *_: Any, **__: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+    def __call__(self, *_: Any, **__: Any) -> "_Inert":
         return _Inert()
 
     def __setstate__(self, state: Any) -> None:
@@ -182,11 +182,8 @@ def _load_centroid(path: str | os.PathLike) -> np.ndarray:
     if not p.exists():
         raise FileNotFoundError(f"normal centroid file not found: {p} (the release ships it as "
                                 "ncentroid.pt beside the checkpoint)")
-    if p.suffix == ".npy":
-        value = np.load(p, allow_pickle=False)
-    else:
-        value = _safe_torch_load(p)
-        value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    value = np.load(p, allow_pickle=False) if p.suffix == ".npy" else _safe_torch_load(p)
+    value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
     value = np.asarray(value, dtype=np.float32).reshape(-1)
     if value.size < 2:
         raise ValueError(f"{p}: expected a [D] centroid, got shape {value.shape}")
