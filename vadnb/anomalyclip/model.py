@@ -73,10 +73,13 @@ class PromptLearner(nn.Module):
 
     def forward(self) -> Any:
         fz = self.frozen
-        x = torch.cat([fz.prefix, self.ctx, fz.suffix], dim=1) + fz.positional_embedding
-        x = fz.ln_final(fz.transformer(x, attn_mask=fz.attn_mask))
+        x = torch.cat([fz.prefix, self.ctx, fz.suffix], dim=1)
+        x = x + fz.positional_embedding
+        x = fz.transformer(x, attn_mask=fz.attn_mask)
+        x = fz.ln_final(x)
         end = fz.tokens.argmax(dim=-1)  # the end-of-text token has the largest id
-        return x[torch.arange(x.shape[0], device=x.device), end] @ self.text_projection
+        x = x[torch.arange(x.shape[0], device=x.device), end]
+        return x @ self.text_projection
 
 
 class _AxialAttention(nn.Module):
@@ -113,8 +116,9 @@ class _ChannelNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Any) -> Any:
+        mean = x.mean(-1, keepdim=True)
         std = x.var(-1, unbiased=False, keepdim=True).sqrt()
-        return (x - x.mean(-1, keepdim=True)) / (std + self.eps) * self.weight + self.bias
+        return (x - mean) / (std + self.eps) * self.weight + self.bias
 
 
 class _ConvFeedForward(nn.Module):
