@@ -193,9 +193,8 @@ def _load_centroid(path: str | os.PathLike) -> np.ndarray:
 def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
                     out: str | os.PathLike, dataset: str, *,
                     clip_model: str = "ViT-B-16:openai", profile: str = "colab") -> Path:
-    """An official release (Lightning ``.ckpt`` + ``ncentroid.pt``) -> vadnb's safetensors + JSON
-    checkpoint; nothing in the file runs. ``clip_model`` / ``profile`` name the CLIP the
-    prompts go through (the release used OpenAI's ViT-B/16: the colab profile)."""
+    """An official release (``.ckpt`` + ``ncentroid.pt``) -> vadnb's checkpoint; nothing in the
+    file runs. The release used OpenAI's ViT-B/16 (the colab profile)."""
     key = _dataset_key(dataset)
     path = Path(checkpoint)
     if not path.exists():

@@ -56,9 +56,8 @@ def clip_roles(profile: str | None, cfg: Config, backends: Mapping[str, Any] | N
 
 def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache: Any = None,
                      batch_frames: int = 32, progress: bool = True) -> np.ndarray:
-    """Raw (never L2-normalised) CLIP features of every ``stride``-th frame: float32
-    ``[ceil(N/stride), D]``, cached per frame. A double without ``encode_image_raw`` gives
-    normalised ones; :func:`feature_scale` tells them apart."""
+    """Raw (never L2-normalised) CLIP features of every ``stride``-th frame, cached per frame
+    (a double without ``encode_image_raw`` gives normalised ones: see :func:`feature_scale`)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     rt = Runtime(Roles(backends={"clip": clip}), cache)
@@ -112,10 +111,8 @@ def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[
 
 @dataclass
 class Evaluation:
-    """A trained model on a split: frame ``auc`` / ``ap`` (micro), ``per_class``, and the paper's
-    recognition metrics (``class_auc`` / ``class_ap``: mean one-vs-rest frame AUC / AP of p(c);
-    ``top1_video`` / ``top5_video``). Trap: the ``paper_*`` numbers follow the official rule,
-    whose threshold is tuned on the *test* ROC: read them as optimistic."""
+    """A trained model on a split: frame AUC / AP and the paper's recognition metrics. Trap: the
+    ``paper_*`` numbers use the official threshold, tuned on the *test* ROC: optimistic."""
     auc: float
     ap: float
     per_class: pd.DataFrame
@@ -263,9 +260,8 @@ def _cached_scorer(rt: Runtime, checkpoint: Any, cfg: Config, digest: str, sourc
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: Mapping[str, Any] | None = None, cache: Any = None,
         checkpoint: str | os.PathLike | Any = None, **overrides: Any):
-    """Score every frame of ``video`` with a trained model (``checkpoint``: a path written by
-    :func:`save_checkpoint`, or the model) and name the class: one segment per 16 frames,
-    ``extras["class_probs"]`` ``[frames, classes + 1]`` ("Normal" last)."""
+    """Score every frame of ``video`` with a trained model (``checkpoint``: a saved path or the
+    model) and name the class; ``extras["class_probs"]`` ends with "Normal"."""
     from ..result import Detection
     if checkpoint is None:
         raise ValueError(

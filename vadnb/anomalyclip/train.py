@@ -53,10 +53,8 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
                      num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
                      lambda_sparse: float = 8e-3, eps: float = 1e-8,
                      smooth_within_videos: bool = False) -> dict[str, Any]:
-    """Every term of AnomalyCLIP's loss on one batch, and ``total`` (``logits [B, S*L, C]``,
-    ``scores [B, S*L]``, the rest as :func:`select_segments`); notebook 50 explains each.
-    Smoothness runs over the flattened batch, as the official code, unless
-    ``smooth_within_videos``."""
+    """Every term of AnomalyCLIP's loss on one batch, and ``total`` (notebook 50 explains each);
+    smoothness runs over the flattened batch, as the official code, unless asked otherwise."""
     labels = torch.as_tensor(labels, device=logits.device).long()
     abn = labels >= 0
     nor = ~abn
@@ -146,9 +144,8 @@ def _warmup_cosine_per_epoch(warmup_epochs: float, epochs: int, steps_per_epoch:
 def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any,
         config: Config | None = None, class_names: Sequence[str] | None = None,
         progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
-    """Train on ``features`` (video -> ``[T, D]``) with ``labels`` (video -> "Normal" or a class),
-    ``clip`` being the backend the features came from. Returns ``(model, curves)``: one
-    curve row per step (epoch, step, each loss term, lr)."""
+    """``(model, curves)`` trained on ``features`` (video -> ``[T, D]``) with video ``labels``;
+    ``clip`` is the backend the features came from."""
     from ..models.base import pick_device
     from ..progress import bar as progress_bar
     cfg = configure(Config, config, overrides, "AnomalyCLIP")

@@ -180,10 +180,8 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
 
 def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
                     config: Config | None = None) -> dict[str, Any]:
-    """A CLIP and a VLM that *read the ground truth* of ``benchmark``'s frames (by pixel hash;
-    ``descriptions``: class -> its typed description): AnyAnomaly with perfect perception.
-    It knows which frames, not where in them (flat heat maps); ``config``'s largest window
-    must be the whole frame."""
+    """A CLIP and a VLM that *read the ground truth* of ``benchmark``'s frames (``descriptions``:
+    class -> its text); they know which frames, not where in them (flat heat maps)."""
     import hashlib
 
     from ..models.scripted import ScriptedClip, ScriptedVLM

@@ -60,8 +60,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         backends: dict[str, Any] | None = None, cache: Cache | str | None = None,
         **overrides: Any) -> Detection:
     """Score every frame of ``video`` with Flashback: the caption memory (the only LLM calls,
-    once per recipe), then retrieval per segment. ``segments`` holds each segment's
-    retrieved ``captions``, ``similarities``, ``anomalous`` flags and ``explanation``."""
+    once per recipe), then retrieval per segment (``segments`` keeps what it retrieved)."""
     cfg = configure(Config, config, overrides, "Flashback")
     rt, v, mem, out = _respond(video, cfg, profile, backends, cache)
     starts, length = out["starts"], out["length"]

@@ -27,8 +27,7 @@ def _key(image: np.ndarray) -> str:
 
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
     """An embedder that *reads the ground truth* of ``benchmark``'s frames (by pixel hash):
-    Flashback with perfect perception. Frames and captions lie on a "normal" axis or an
-    "anomalous" axis plus their class's, as a perfect encoder would place them."""
+    Flashback with perfect perception."""
     from ..models.scripted import ScriptedEmbedder
     from ..video import read_frames
     classes = sorted({str(c) for c in benchmark.videos.label} - {"Normal"})
