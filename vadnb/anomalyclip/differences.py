@@ -49,9 +49,8 @@ DIFFERENCES: list[Difference] = [
         what="The reversible axial transformer runs its two-stream coupling with ordinary "
              "autograd instead of the reversible backward pass.",
         why="simpler code, no custom autograd function.",
-        effect="none on outputs (the temporal model matches the official computation to "
-               "1e-5 at depth 1 and 2, tests/test_anomalyclip.py); more activation memory "
-               "in training."),
+        effect="none on outputs (the temporal model matches the official computation to 1e-5 at "
+               "depth 1 and 2, tests/test_anomalyclip.py); more activation memory in training."),
     Difference(
         what="Prompts are built for the anomaly classes only; the official code also encodes "
              "a Normal prompt and drops its row before use.",

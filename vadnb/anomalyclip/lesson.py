@@ -17,21 +17,13 @@ from .core import LOSS_TERMS, NORMAL
 def latent_space(model: Any, features: Mapping[str, np.ndarray],
                  frame_labels: Mapping[str, np.ndarray], video_classes: Mapping[str, str],
                  max_points: int = 4000, seed: int = 0) -> dict[str, Any]:
-    """AnomalyCLIP's latent space in 2-D: a PCA of the re-centred frame features.
-
-    Returns ``points`` (DataFrame: x, y, video, kind = "Normal" or the video's class for
-    anomalous frames), ``centroid`` (the normal centroid's 2-D position: the origin of the
-    re-centred space) and ``directions`` (class -> the class's unit direction projected on
-    the plane: its length, at most 1, says how much of the direction the plane shows).
-    """
+    """A 2-D PCA of the re-centred frame features: ``points``, ``centroid``, ``directions``."""
     from sklearn.decomposition import PCA
-
     rng = np.random.default_rng(seed)
     rows, xs = [], []
     stride = model.config.feature_stride
     for v, f in features.items():
-        y = np.asarray(frame_labels[v])[::stride][:len(f)]
-        y = np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y
+        y = _strided(frame_labels[v], stride, len(f))
         xs.append(np.asarray(f, np.float32) - model.centroid.cpu().numpy())
         rows.append(pd.DataFrame({"video": v, "kind": np.where(y > 0, video_classes[v], NORMAL)}))
     x = np.concatenate(xs)
@@ -50,23 +42,23 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
             "explained_variance": pca.explained_variance_ratio_.tolist()}
 
 
+def _strided(labels: Any, stride: int, n: int) -> np.ndarray:
+    """Frame labels at the features' stride, cut or edge-padded to ``n``."""
+    y = np.asarray(labels)[::stride][:n]
+    return np.pad(y, (0, n - len(y)), mode="edge") if len(y) < n else y
+
+
 def direction_separation(model: Any, features: Mapping[str, np.ndarray],
                          frame_labels: Mapping[str, np.ndarray],
                          video_classes: Mapping[str, str]) -> pd.DataFrame:
-    """How far each class's anomalous frames lie from normal frames along its direction.
-
-    For class ``c``: project every re-centred frame on ``d_c``; ``separation`` is the gap
-    between the mean projection of the anomalous frames of c's videos and that of all
-    normal frames, in standard deviations of the normal frames (large = apart, ~0 = mixed).
-    """
+    """Per class: its anomalous frames' mean gap from normal frames along its direction (in SD)."""
     stride = model.config.feature_stride
     with torch.no_grad():
         d = model.directions().cpu().numpy()
     centroid = model.centroid.cpu().numpy()
     normal, odd = [], {c: [] for c in model.class_names}
     for v, f in features.items():
-        y = np.asarray(frame_labels[v])[::stride][:len(f)]
-        y = np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y
+        y = _strided(frame_labels[v], stride, len(f))
         proj = (np.asarray(f, np.float32) - centroid) @ d.T
         normal.append(proj[y == 0])
         if video_classes[v] in odd:
@@ -100,11 +92,8 @@ def describe_separation(table: pd.DataFrame, apart: float = 2.0) -> str:
 
 
 def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = ""):
-    """Scatter of :func:`latent_space`: normal frames grey, anomalous frames coloured by
-    class, the centroid as a black cross and one arrow per class direction (an arrow is
-    short when its direction points mostly out of the plane)."""
+    """Scatter of :func:`latent_space`, with the centroid and one arrow per class direction."""
     import matplotlib.pyplot as plt
-
     pts = space["points"]
     fig, ax = plt.subplots(figsize=(7, 6))
     normal = pts[pts["kind"] == NORMAL]
@@ -125,9 +114,9 @@ def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = 
     ax.scatter([cx], [cy], marker="X", s=90, c="k", label="normal centroid", zorder=5)
     ax.autoscale_view()
     var = space.get("explained_variance", [0, 0])
-    ax.set_xlabel(f"PC 1 ({100 * var[0]:.0f} % of variance)")
-    ax.set_ylabel(f"PC 2 ({100 * var[1]:.0f} % of variance)")
-    ax.set_title(title or "Re-centred CLIP frame features and learned class directions")
+    ax.set(xlabel=f"PC 1 ({100 * var[0]:.0f} % of variance)",
+           ylabel=f"PC 2 ({100 * var[1]:.0f} % of variance)",
+           title=title or "Re-centred CLIP frame features and learned class directions")
     ax.legend(loc="best", fontsize=8)
     if warning:
         fig.text(0.5, 0.01, warning, ha="center", color="crimson", fontsize=8, wrap=True)
@@ -138,7 +127,6 @@ def plot_latent_space(space: Mapping[str, Any], title: str = "", warning: str = 
 def plot_loss_curves(curves: pd.DataFrame, warning: str = ""):
     """One panel per loss term (and the total, and the learning rate) against the step."""
     import matplotlib.pyplot as plt
-
     terms = [*LOSS_TERMS, "total", "lr"]
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.5), sharex=True)
     for ax, term in zip(axes.ravel(), terms):
@@ -155,24 +143,15 @@ def plot_loss_curves(curves: pd.DataFrame, warning: str = ""):
     return fig
 
 
-
 def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: float = 0.5,
                 seed: int = 0, stride: int = 1) -> Any:
-    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (notebook 50).
-
-    Every frame of the benchmark's videos is looked up by a hash of its pixels. Its raw
-    feature is a fixed "normal footage" point plus per-frame noise, and, on an anomalous
-    frame, ``separation`` along a direction of its own class. The text tower (``.model``,
-    ``.tokenizer``) is ``text_clip``'s, so AnomalyCLIP's real prompt learning, selection,
-    temporal model and loss run on it: what they make of perfect features is an upper
-    bound of the method's own steps, not of any model. Frames of other videos (and, with
-    ``stride`` > 1, frames off the stride the features will be extracted at) are refused.
-    """
+    """A CLIP double that *knows the ground truth* of ``benchmark``'s frames (by pixel hash);
+    the text tower is ``text_clip``'s."""
     import hashlib
 
-    from ..models.base import Backend, as_uint8_rgb
+    from ..models.base import as_uint8_rgb
+    from ..models.scripted import ScriptedClip
     from ..video import iter_frames, probe
-
     classes = [c for c in benchmark.classes if c != NORMAL]
     dim = int(text_clip.model.text_projection.shape[-1])
     rng = np.random.default_rng(seed)
@@ -191,32 +170,23 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
                     truth[key] = str(label) if y[i] else NORMAL
     tag = hashlib.sha1(json.dumps(sorted(truth.items())).encode()).hexdigest()[:10]
 
-    class OracleClip(Backend):
-        role = "clip"
+    def vector(image: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        if key not in truth:
+            raise ValueError("the oracle only knows the frames of the benchmark it was built "
+                             "from; run it on those videos")
+        x = base + noise * np.random.default_rng(int(key[:12], 16)).normal(size=dim)
+        if truth[key] != NORMAL:
+            x = x + separation * dirs[classes.index(truth[key])]
+        return x.astype(np.float32)
 
-        def __init__(self) -> None:
-            super().__init__(f"oracle-clip-{tag}-s{separation}-n{noise}-{seed}", profile="scripted")
-            self.model, self.tokenizer = text_clip.model, text_clip.tokenizer
-
-        def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
+    class OracleClip(ScriptedClip):
+        def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:  # what AnomalyCLIP reads
             images = list(images)
             with self._count(len(images)):
-                return np.stack([self._vector(as_uint8_rgb(im)) for im in images])
+                return np.stack([vector(as_uint8_rgb(im)) for im in images])
 
-        def encode_image(self, images: Sequence[Any]) -> np.ndarray:
-            x = self.encode_image_raw(images)
-            return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-        def _vector(self, image: np.ndarray) -> np.ndarray:
-            key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-            if key not in truth:
-                raise ValueError("the oracle only knows the frames of the benchmark it was built "
-                                 "from; run it on those videos")
-            frame_rng = np.random.default_rng(int(key[:12], 16))
-            x = base + noise * frame_rng.normal(size=dim)
-            if truth[key] != NORMAL:
-                x = x + separation * dirs[classes.index(truth[key])]
-            return x.astype(np.float32)
-
-    return OracleClip()
+    clip = OracleClip(vector, name=f"oracle-clip-{tag}-s{separation}-n{noise}-{seed}")
+    clip.model, clip.tokenizer = text_clip.model, text_clip.tokenizer
+    return clip
 

@@ -1,9 +1,5 @@
-"""AnomalyCLIP's trainable model as torch modules (the paper's steps 3, 4 and 6), and its
-checkpoints (safetensors + JSON, no pickle).
-
-:class:`PromptLearner` (CoOp prompts through CLIP's frozen text tower), the axial temporal
-transformer, and :class:`AnomalyCLIP` gluing them to the normal centroid and BatchNorm.
-"""
+"""AnomalyCLIP's trainable model (CoOp prompts, axial temporal transformer, the whole) and its
+checkpoints (safetensors + JSON, no pickle)."""
 
 from __future__ import annotations
 
@@ -41,12 +37,8 @@ def clip_parts(clip: Any) -> tuple[Any, Any]:
 
 
 class PromptLearner(nn.Module):
-    """CoOp: ``n_ctx`` learnable token embeddings per class before the class name,
-    through CLIP's text transformer; returns one text feature per class ``[C, D]``.
-
-    The frozen parts of CLIP's text tower are copied (so fine-tuning the text projection
-    never changes the shared clip backend) and excluded from checkpoints.
-    """
+    """CoOp: ``n_ctx`` learnable tokens per class before its name -> one text feature per class
+    ``[C, D]``. CLIP's text tower is copied, so training never changes the shared backend."""
 
     def __init__(self, clip_model: Any, tokenizer: Any, class_names: Sequence[str],
                  n_ctx: int = 8, train_text_projection: bool = True):
@@ -57,8 +49,7 @@ class PromptLearner(nn.Module):
         nn.init.normal_(ctx, std=0.02)
         self.ctx = nn.Parameter(ctx)
         prompts = [" ".join(["X"] * n_ctx) + " " + n + "." for n in names]
-        tokens = tokenizer(prompts)
-        tokens = torch.as_tensor(tokens, dtype=torch.long)
+        tokens = torch.as_tensor(tokenizer(prompts), dtype=torch.long)
         device = clip_model.token_embedding.weight.device
         with torch.no_grad():
             emb = clip_model.token_embedding(tokens.to(device)).float().cpu()
@@ -76,8 +67,7 @@ class PromptLearner(nn.Module):
         for p in self.frozen.parameters():
             p.requires_grad_(False)
         proj = clip_model.text_projection
-        if isinstance(proj, nn.Linear):
-            proj = proj.weight.T
+        proj = proj.weight.T if isinstance(proj, nn.Linear) else proj
         self.text_projection = nn.Parameter(proj.detach().float().clone(),
                                             requires_grad=train_text_projection)
 
@@ -117,8 +107,7 @@ class _AxialAttention(nn.Module):
 
 
 class _ChannelNorm(nn.Module):
-    """Layer norm over the channels with ``eps`` added to the standard deviation (not inside
-    the square root), as the feed-forward blocks of the official axial transformer."""
+    """Layer norm with ``eps`` added to the std (not under the root), as the official code."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -147,21 +136,7 @@ class _ConvFeedForward(nn.Module):
 
 
 class AxialTemporalModel(nn.Module):
-    """Frame features ``[B, S, L, D]`` -> anomaly scores ``[B, S, L]`` in (0, 1).
-
-    Linear D -> E; a learned axial positional embedding (one vector per segment plus
-    one per frame position, summed); then the official reversible axial transformer's
-    two-stream coupling, both streams carried through all ``depth`` layers and averaged
-    once at the end::
-
-        a = b = x
-        for each layer:
-            a = a + attention_along_segments(b);  b = b + attention_along_frames(a)
-            a = a + feed_forward_1(b);            b = b + feed_forward_2(a)
-        x = (a + b) / 2
-
-    then LayerNorm -> Linear(E, 1) -> sigmoid.
-    """
+    """``[B, S, L, D]`` -> scores ``[B, S, L]``: the official reversible axial transformer."""
 
     def __init__(self, input_dim: int, emb_size: int = 256, depth: int = 1, heads: int = 8,
                  num_segments: int = 32, seg_length: int = 16):
@@ -182,21 +157,18 @@ class AxialTemporalModel(nn.Module):
         if x.shape[1:3] != (self.num_segments, self.seg_length):
             raise ValueError(f"temporal model expects [B, {self.num_segments}, "
                              f"{self.seg_length}, D] grids, got {tuple(x.shape)}")
-        x = self.projection(x) + self.pos_segments + self.pos_frames
-        a = b = x
+        a = b = self.projection(x) + self.pos_segments + self.pos_frames
         for attn_seg, attn_frame, ff1, ff2 in self.layers:
             a = a + attn_seg(b)
             b = b + attn_frame(a)
             a = a + ff1(b)
             b = b + ff2(a)
-        x = (a + b) / 2
-        return torch.sigmoid(self.head(self.head_norm(x))).squeeze(-1)
+        return torch.sigmoid(self.head(self.head_norm((a + b) / 2))).squeeze(-1)
 
 
 class AnomalyCLIP(nn.Module):
-    """The whole trainable model: prompts -> class directions, BatchNorm'ed projections,
-    temporal model. ``forward(features [B, S*L, D]) -> (likelihoods [B, S*L, C], scores [B, S*L])``.
-    """
+    """Prompts -> class directions -> BatchNorm'ed projections -> temporal model:
+    ``forward(features [B, S*L, D]) -> (likelihoods [B, S*L, C], scores [B, S*L])``."""
 
     def __init__(self, clip_model: Any, tokenizer: Any, class_names: Sequence[str],
                  centroid: np.ndarray, config: Config):
@@ -205,8 +177,7 @@ class AnomalyCLIP(nn.Module):
         self.class_names = [c for c in class_names if c != NORMAL]
         if not self.class_names:
             raise ValueError("AnomalyCLIP needs at least one anomaly class")
-        self.clip_name = ""
-        self.profile = "custom"
+        self.clip_name, self.profile = "", "custom"
         self.feature_scale: str | None = None  # "raw" / "unit": the scale it was trained on
         dim = int(np.asarray(centroid).shape[-1])
         self.register_buffer("centroid", torch.as_tensor(np.asarray(centroid), dtype=torch.float32))
@@ -229,46 +200,45 @@ class AnomalyCLIP(nn.Module):
         """BatchNorm'ed projections of re-centred features ``[..., D]`` -> ``[..., C]``."""
         d = self.directions() if directions is None else directions
         proj = centred @ d.T
-        shape = proj.shape
-        return self.norm(proj.reshape(-1, shape[-1])).reshape(shape)
+        return self.norm(proj.reshape(-1, proj.shape[-1])).reshape(proj.shape)
 
     def forward(self, features: Any) -> tuple[Any, Any]:
-        b, t, dim = features.shape
-        cfg = self.config
+        b, t, _ = features.shape
         centred = features - self.centroid
         logits = self.likelihoods(centred)
-        grid = self.temporal_input(centred, logits).reshape(b, cfg.num_segments, cfg.seg_length, -1)
-        scores = self.temporal(grid).reshape(b, t)
-        return logits, scores
+        grid = self.temporal_input(centred, logits).reshape(b, self.config.num_segments,
+                                                            self.config.seg_length, -1)
+        return logits, self.temporal(grid).reshape(b, t)
 
     def temporal_input(self, centred: Any, logits: Any) -> Any:
-        """What the temporal model reads per frame: the re-centred feature, preceded by the
-        class likelihoods when ``concat_features`` (ShanghaiTech)."""
+        """The re-centred feature, after the likelihoods when ``concat_features`` (ShanghaiTech)."""
         return torch.cat([logits, centred], dim=-1) if self.config.concat_features else centred
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def _checkpoint_paths(path: str | os.PathLike, exist: bool = False) -> tuple[Path, Path]:
+    """``(weights, meta)`` paths of a checkpoint; with ``exist``, a clear error if one is missing."""
     p = Path(path)
     if p.suffix != ".safetensors":
         p = p.with_suffix(p.suffix + ".safetensors") if p.suffix else p.with_suffix(".safetensors")
+    if exist and not (p.exists() and p.with_suffix(".json").exists()):
+        raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {p} and "
+                                f"{p.with_suffix('.json')} (written by "
+                                "vadnb.anomalyclip.save_checkpoint)")
     return p, p.with_suffix(".json")
 
 
+def _trained_state(model: Any) -> dict[str, Any]:
+    """The state dict without CLIP's frozen text tower (rebuilt from the clip, never saved)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+            if ".frozen." not in f".{k}"}
+
+
 def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
-    """Write the trained weights as safetensors plus ``<name>.json`` (config, classes, clip).
-
-    CLIP's frozen text tower is not saved: it is rebuilt from the same clip model on load.
-    """
+    """Write safetensors plus ``<name>.json`` (config, classes, clip); returns the weights' path."""
     from safetensors.torch import save_file
-
     weights, meta_path = _checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if ".frozen." not in f".{k}"}
-    save_file(state, str(weights))
+    save_file(_trained_state(model), str(weights))
     # the device is not part of the recipe: a model trained on a GPU loads on a CPU too
     meta = {"method": "anomalyclip", "config": asdict(replace(model.config, device=None)),
             "class_names": list(model.class_names), "clip_model": model.clip_name,
@@ -280,19 +250,12 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | None = None,
                     device: str | None = None) -> Any:
-    """Load a model saved by :func:`save_checkpoint` (no pickle: safetensors + JSON).
-
-    ``clip`` must be the same clip model the checkpoint was trained with (default: load the
-    clip role for the checkpoint's profile).
-    """
+    """Load a :func:`save_checkpoint` model; ``clip`` must be the one it was trained with
+    (default: the clip role of the checkpoint's profile)."""
     from safetensors.torch import load_file
 
     from ..models.base import pick_device
-
-    weights, meta_path = _checkpoint_paths(path)
-    if not weights.exists() or not meta_path.exists():
-        raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and {meta_path} "
-                                "(written by vadnb.anomalyclip.save_checkpoint)")
+    weights, meta_path = _checkpoint_paths(path, exist=True)
     meta = json.loads(meta_path.read_text())
     cfg = Config(**meta["config"])
     if clip is None:
@@ -304,8 +267,7 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
                          f"but the clip given is {clip_label(clip)!r}; pass the same clip model")
     clip_model, tokenizer = clip_parts(clip)
     state = load_file(str(weights))
-    centroid = state["centroid"].numpy()
-    model = AnomalyCLIP(clip_model, tokenizer, meta["class_names"], centroid, cfg)
+    model = AnomalyCLIP(clip_model, tokenizer, meta["class_names"], state["centroid"].numpy(), cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if ".frozen." not in f".{k}"]
     if missing or unexpected:
@@ -317,17 +279,13 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
     return model.to(pick_device(device or cfg.device)).eval()
 
 
-
 def state_digest(model: Any) -> str:
     """A content hash of a trained model's weights, classes and feature scale (cache key)."""
     import hashlib
-
     h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        if ".frozen." in f".{key}":
-            continue
+    for key, value in sorted(_trained_state(model).items()):
         h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        h.update(value.numpy().tobytes())
     h.update(json.dumps([list(model.class_names), getattr(model, "feature_scale", None)]).encode())
     return h.hexdigest()[:32]
 

@@ -1,12 +1,12 @@
-"""Readers of the authors' released files (lucazanella/AnomalyCLIP): the per-dataset
-recipes of the official configs, the class order of each released model, pre-extracted
-features and list files, and released Lightning checkpoints converted to vadnb's format.
-"""
+"""Readers of lucazanella/AnomalyCLIP's released files: recipes, class orders, features,
+list files, and Lightning checkpoints converted to vadnb's format."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,16 +17,12 @@ import pandas as pd
 import torch
 
 from .core import NORMAL, Config
-from .model import _checkpoint_paths, clip_label, load_checkpoint
+from .model import _checkpoint_paths
 from .run import feature_scale
 
 
-#: The official per-dataset settings (configs/model/anomaly_clip_<dataset>.yaml and
-#: configs/experiment/<dataset>.yaml of lucazanella/AnomalyCLIP), as Config overrides, and
-#: the paper's headline result with each.
-#: Every recipe spells out the training rules it shares with the official code (per-epoch
-#: schedule, drop_last, smoothness over the flattened batch), so it stays official whatever
-#: Config's defaults become.
+#: The official per-dataset settings (configs/{model,experiment}/*.yaml) as Config overrides,
+#: spelling out the official training rules so they survive any change of Config's defaults.
 _OFFICIAL_TRAINING = {"lr_schedule": "per_epoch", "drop_last": True,
                       "smooth_within_videos": False}
 RECIPES: dict[str, dict[str, Any]] = {
@@ -38,8 +34,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                      "paper": "frame AUC 98.07 (weakly supervised split)"},
 }
 
-#: Class order of each released model (the official ``data/*_labels.csv``: the prompts are
-#: built for these names sorted, "Normal" included, and the Normal row is then dropped).
+#: Class order of each released model (``data/*_labels.csv``; the Normal row is dropped).
 RELEASE_CLASSES: dict[str, list[str]] = {
     "ucf_crime": ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                   "Normal", "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
@@ -63,34 +58,15 @@ def _dataset_key(dataset: str) -> str:
 
 
 def recipe(dataset: str, **overrides: Any) -> Config:
-    """The official Config for ``dataset`` ("ucf_crime", "xd_violence", "shanghaitech"),
-    with ``overrides`` on top (e.g. fewer epochs for a CPU run)."""
+    """The official Config for ``dataset`` ("ucf_crime", ...), ``overrides`` on top."""
     return Config(**{**RECIPES[_dataset_key(dataset)]["config"], **overrides})
-
 
 
 def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | None = None,
                   ncrops: int = 1, crop: int = 0) -> dict[str, np.ndarray]:
-    """Read pre-extracted per-video features laid out as the AnomalyCLIP release ships them.
-
-    The release has one ``.npy`` per video under ``npy_root``, in per-class folders
-    (``Abuse/Abuse001_x264.npy``), each ``[T * ncrops, 512]``: one row per frame (rows of the
-    same frame's crops adjacent), raw CLIP ViT-B/16 outputs. Its list files
-    (``Anomaly_Train_Abnormal.txt``, ...) name one video per line as
-    ``<folder>/<video> <start> <end> <label id>``. A file whose rows all have norm 1 (not the
-    release's scale) gets a warning naming it.
-
-    Args:
-        npy_root: folder holding the features.
-        list_file: read only the videos it lists (first column, ``.npy`` added); default:
-            every ``.npy`` under ``npy_root``.
-        ncrops, crop: crops per frame in the files and the one to keep.
-
-    Returns:
-        dict video name (file stem) -> float32 ``[T, D]``.
-    """
-    import warnings
-
+    """Video name -> float32 ``[T, D]`` from the release's ``.npy`` files (``[T * ncrops, D]``,
+    a frame's crops adjacent; keep ``crop``), only those ``list_file`` names if given.
+    Warns, naming the file, when its rows are L2-normalised (not the release's raw scale)."""
     root = Path(npy_root)
     if not root.is_dir():
         raise FileNotFoundError(f"feature folder not found: {root}; download the pre-extracted "
@@ -121,15 +97,13 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
     return out
 
 
-
 class _Inert:
-    """Stands in for a non-tensor object pickled in a released checkpoint (the Lightning
-    hyper-parameters: optimiser partials, the loss object). Accepts anything, runs nothing."""
+    """A pickled hyper-parameter object of a release, replaced: accepts anything, runs nothing."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *_: Any, **__: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+    def __call__(self, *_: Any, **__: Any) -> "_Inert":
         return _Inert()
 
     def __setstate__(self, state: Any) -> None:
@@ -137,22 +111,15 @@ class _Inert:
 
 
 def _safe_torch_load(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)``; objects other than tensors and containers
-    that the file pickles (hyper-parameters) become inert placeholders, never their code."""
+    """``torch.load(weights_only=True)``, pickled non-tensor objects becoming :class:`_Inert`."""
     import torch.serialization as ts
-
-    unsafe = []
-    if hasattr(ts, "get_unsafe_globals_in_checkpoint"):
-        try:
-            unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
-    stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]
     try:
-        if stubs:
-            with ts.safe_globals(stubs):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        unsafe = ts.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: not a torch checkpoint ({err})") from err
+    try:
+        with ts.safe_globals([(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in unsafe]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"{path}: could not be read with torch.load(weights_only=True): {err}") from err
 
@@ -160,28 +127,19 @@ def _safe_torch_load(path: Path) -> Any:
 #: Official (Lightning) key prefix -> vadnb key, for the parts that map one to one.
 _RELEASE_KEYS = {
     "net.text_encoder.text_projection": "prompts.text_projection",
-    "net.selector_model.bn_layer.running_mean": "norm.running_mean",
-    "net.selector_model.bn_layer.running_var": "norm.running_var",
-    "net.selector_model.bn_layer.num_batches_tracked": "norm.num_batches_tracked",
-    "net.temporal_model.projection.weight": "temporal.projection.weight",
-    "net.temporal_model.projection.bias": "temporal.projection.bias",
-    "net.temporal_model.classifier.layer_norm.weight": "temporal.head_norm.weight",
-    "net.temporal_model.classifier.layer_norm.bias": "temporal.head_norm.bias",
-    "net.temporal_model.classifier.linear.weight": "temporal.head.weight",
-    "net.temporal_model.classifier.linear.bias": "temporal.head.bias",
+    **{f"net.selector_model.bn_layer.{k}": f"norm.{k}"
+       for k in ("running_mean", "running_var", "num_batches_tracked")},
+    **{f"net.temporal_model.{a}.{p}": f"temporal.{b}.{p}" for p in ("weight", "bias")
+       for a, b in [("projection", "projection"), ("classifier.layer_norm", "head_norm"),
+                    ("classifier.linear", "head")]},
 }
+_BLOCK = r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\."
 
 
 def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any]:
-    """The official ``state_dict`` (keys ``net.…``) -> vadnb :class:`AnomalyCLIP` keys.
-
-    Drops the frozen CLIP weights and the Normal class's context row (``normal_id``), and
-    maps the axial transformer: reversible block ``2i`` holds layer ``i``'s attention along
-    segments (``f``) and along frames (``g``), block ``2i + 1`` its two feed-forwards; the
-    positional embeddings ``[1, E, S, 1]`` / ``[1, E, 1, L]`` become ``[S, 1, E]`` / ``[1, L, E]``.
-    """
-    import re
-
+    """The official ``state_dict`` (``net.…``) -> vadnb :class:`AnomalyCLIP` keys, without CLIP's
+    weights and the Normal context row; reversible block ``2i`` is layer ``i``'s attentions
+    (``f`` segments, ``g`` frames), block ``2i + 1`` its feed-forwards."""
     out: dict[str, Any] = {}
     for key, value in state.items():
         if key in _RELEASE_KEYS:
@@ -195,7 +153,7 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
         elif key == "net.temporal_model.axial_attn.pos_emb.param_1":
             out["temporal.pos_frames"] = value[0].permute(1, 2, 0)
         else:
-            m = re.fullmatch(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.([fg])\.net\.(.+)", key)
+            m = re.fullmatch(_BLOCK + r"([fg])\.net\.(.+)", key)
             if not m:
                 continue  # frozen CLIP parts, prompt token buffers
             block, side, rest = int(m.group(1)), m.group(2), m.group(3)
@@ -215,10 +173,7 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
 
 
 def _official_depth(state: Mapping[str, Any]) -> int:
-    import re
-
-    blocks = {int(m.group(1)) for k in state
-              for m in [re.match(r"net\.temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", k)] if m}
+    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
     return (max(blocks) + 1) // 2 if blocks else 0
 
 
@@ -227,11 +182,8 @@ def _load_centroid(path: str | os.PathLike) -> np.ndarray:
     if not p.exists():
         raise FileNotFoundError(f"normal centroid file not found: {p} (the release ships it as "
                                 "ncentroid.pt beside the checkpoint)")
-    if p.suffix == ".npy":
-        value = np.load(p, allow_pickle=False)
-    else:
-        value = _safe_torch_load(p)
-        value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    value = np.load(p, allow_pickle=False) if p.suffix == ".npy" else _safe_torch_load(p)
+    value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
     value = np.asarray(value, dtype=np.float32).reshape(-1)
     if value.size < 2:
         raise ValueError(f"{p}: expected a [D] centroid, got shape {value.shape}")
@@ -241,16 +193,8 @@ def _load_centroid(path: str | os.PathLike) -> np.ndarray:
 def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
                     out: str | os.PathLike, dataset: str, *,
                     clip_model: str = "ViT-B-16:openai", profile: str = "colab") -> Path:
-    """Convert an official AnomalyCLIP release (Lightning ``.ckpt`` + ``ncentroid.pt``) into
-    vadnb's safetensors + JSON checkpoint (:func:`load_checkpoint` / :func:`run` read it).
-
-    The checkpoint is read with ``torch.load(weights_only=True)`` (pickled hyper-parameter
-    objects become inert placeholders; nothing in the file runs). The recipe comes from
-    :data:`RECIPES` (``depth`` and widths are checked against the weights), the class
-    order from :data:`RELEASE_CLASSES` with the Normal row dropped, the centroid from its
-    own file. ``clip_model`` / ``profile`` name the CLIP whose text tower the prompts go
-    through (the release used OpenAI's ViT-B/16: vadnb's ``clip`` role on the colab profile).
-    """
+    """An official release (``.ckpt`` + ``ncentroid.pt``) -> vadnb's checkpoint; nothing in the
+    file runs. The release used OpenAI's ViT-B/16 (the colab profile)."""
     key = _dataset_key(dataset)
     path = Path(checkpoint)
     if not path.exists():
@@ -279,7 +223,6 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
     cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
                  concat_features=in_dim != dim)
     from safetensors.torch import save_file
-
     weights, meta_path = _checkpoint_paths(out)
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
@@ -292,45 +235,16 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
     return weights
 
 
-def load_release_checkpoint(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
-                            dataset: str, clip: Any, out: str | os.PathLike | None = None,
-                            device: str | None = None) -> Any:
-    """:func:`convert_release` then :func:`load_checkpoint` with ``clip`` (OpenAI CLIP
-    ViT-B/16 for the real release); the converted files go to ``out`` (default: beside the
-    checkpoint, ``<name>.vadnb.safetensors``)."""
-    out = out or Path(checkpoint).with_suffix(".vadnb.safetensors")
-    weights = convert_release(checkpoint, centroid, out, dataset, clip_model=clip_label(clip),
-                              profile=str(getattr(clip, "profile", "custom")))
-    return load_checkpoint(weights, clip=clip, device=device)
-
-
 def release_benchmark(npy_root: str | os.PathLike,
                       lists: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
                       dataset: str, temporal_annotation: str | os.PathLike | None = None,
                       ncrops: int = 1, crop: int = 0, fps: float = 30.0
                       ) -> tuple[Any, dict[str, np.ndarray]]:
-    """AnomalyCLIP's released features and list files as a vadnb Benchmark plus features.
-
-    Args:
-        npy_root: the unpacked feature folder (``Abuse/Abuse001_x264.npy``, ...).
-        lists: split -> list file(s) of the release, e.g. ``{"train":
-            ["Anomaly_Train_Abnormal.txt", "Anomaly_Train_Normal.txt"], "test":
-            "Anomaly_Test.txt"}``; each line ``<folder>/<video> <start> <end> <label id>...``.
-            The label id indexes :data:`RELEASE_CLASSES` of ``dataset``: labels come from the
-            list, no hand-built dict.
-        temporal_annotation: the release's temporal annotation of the test videos (``<video>
-            <class> <start> <end> [<start> <end> ...]``, inclusive frame numbers, ``-1``
-            for none); frames are anomalous where, as in the official code,
-            ``start <= i + <list start> <= end``.
-        ncrops, crop, fps: crops per frame in the files, the one kept, the frame rate
-            written to the table (features are one per frame).
-
-    Returns:
-        ``(benchmark, features)``: pass both to :func:`train` / :func:`evaluate`
-        (``features=features``) and nothing is extracted.
-    """
+    """``(benchmark, features)`` from the release's features and list files (``lists``: split ->
+    file(s) of ``<folder>/<video> <start> <end> <label id>...``, ids into
+    :data:`RELEASE_CLASSES`). As the official code, frame ``i`` is anomalous where
+    ``start <= i + <list start> <= end`` in ``temporal_annotation`` (inclusive, -1 for none)."""
     from ..data import AnnotationError, Benchmark
-
     classes = RELEASE_CLASSES[_dataset_key(dataset)]
     normal_id = [c.lower() for c in classes].index("normal")
     root = Path(npy_root)

@@ -1,11 +1,6 @@
-"""Running AnomalyCLIP: features through the runtime, a trained model's scores on a video
-(:func:`run`) or a benchmark split (:func:`evaluate`) with the paper's recognition metrics.
-
-A run builds the runtime, reads the checkpoint's Config and calls :func:`.core.pipeline`.
-Features are cached per frame request by the runtime; a trained model's scores of those
-features are cached by the checkpoint's content and the features' content, so a warm
-re-run loads no model (not even CLIP's text tower) and decodes no frame.
-"""
+"""Running a trained AnomalyCLIP on a video (:func:`run`) or a benchmark split (:func:`evaluate`,
+with the paper's recognition metrics). Scores are cached by the checkpoint's and the features'
+content, so a warm re-run loads no model (not even CLIP's text tower) and decodes no frame."""
 
 from __future__ import annotations
 
@@ -32,25 +27,16 @@ from .model import _checkpoint_paths, clip_label, load_checkpoint, state_digest
 PROFILES = ("tiny", "colab", "paper")
 
 
-# --------------------------------------------------------------------------- features
-
-
 def feature_scale(features: np.ndarray) -> str:
-    """``"unit"`` when every row has norm 1 (L2-normalised features), else ``"raw"``.
-
-    AnomalyCLIP works on the *raw* output of CLIP's visual encoder (norms far from 1 for
-    ViT-B/16); its released features and checkpoints are on that scale.
-    """
+    """``"unit"`` when every row has norm 1 (L2-normalised), else ``"raw"`` (AnomalyCLIP's)."""
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"expected features [T, D] with T > 0, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1)
-    return "unit" if np.all(np.abs(norms - 1.0) < 1e-3) else "raw"
+    return "unit" if np.all(np.abs(np.linalg.norm(x, axis=1) - 1.0) < 1e-3) else "raw"
 
 
 def check_feature_scale(features: np.ndarray, expected: str | None, source: str) -> str:
-    """Raise a ValueError naming ``source`` when the features' scale is not ``expected``
-    (``None`` checks nothing); return the scale found."""
+    """The features' scale; a ValueError naming ``source`` if it is not ``expected`` (if given)."""
     found = feature_scale(features)
     if expected and found != expected:
         norm = float(np.linalg.norm(np.asarray(features, np.float32), axis=1).mean())
@@ -63,7 +49,6 @@ def check_feature_scale(features: np.ndarray, expected: str | None, source: str)
     return found
 
 
-
 def clip_roles(profile: str | None, cfg: Config, backends: Mapping[str, Any] | None) -> Roles:
     """The one role AnomalyCLIP uses: ``clip`` (a given backend, or the profile's)."""
     return Roles(profile, models={"clip": cfg.clip_model}, backends=backends)
@@ -71,14 +56,8 @@ def clip_roles(profile: str | None, cfg: Config, backends: Mapping[str, Any] | N
 
 def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache: Any = None,
                      batch_frames: int = 32, progress: bool = True) -> np.ndarray:
-    """Raw CLIP image features of every ``stride``-th frame of ``video``: float32 ``[ceil(N/stride), D]``.
-
-    Raw means the visual encoder's output as the official code uses it (never
-    L2-normalised); a backend that only gives normalised features (a scripted double
-    without ``encode_image_raw``) gives those, and :func:`feature_scale` tells them apart.
-    Cached by the runtime per frame request (the video's content, the frame, the clip's
-    name), so a second call makes no model calls.
-    """
+    """Raw (never L2-normalised) CLIP features of every ``stride``-th frame, cached per frame
+    (a double without ``encode_image_raw`` gives normalised ones: see :func:`feature_scale`)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     rt = Runtime(Roles(backends={"clip": clip}), cache)
@@ -87,32 +66,18 @@ def extract_features(video: str | os.PathLike, clip: Any, stride: int = 1, cache
 
 def benchmark_features(benchmark: Any, roles: Roles, cfg: Config, cache: Any,
                        features: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    """Features of every video of ``benchmark`` (``features`` given for some: those kept);
-    the clip role is loaded only if a frame's feature is not cached."""
-    rt = Runtime(roles, cache)
-    out = {}
-    for row in benchmark.videos.itertuples():
-        if features is not None and row.name in features:
-            out[row.name] = np.asarray(features[row.name], dtype=np.float32)
-        else:
-            out[row.name] = core.embed_frames(rt, rt.video(row.path), cfg.feature_stride,
-                                              cfg.batch_frames)
-    return out
+    """Features of every video of ``benchmark``; those in ``features`` are kept."""
+    rt, given = Runtime(roles, cache), features or {}
+    return {row.name: np.asarray(given[row.name], dtype=np.float32) if row.name in given
+            else core.embed_frames(rt, rt.video(row.path), cfg.feature_stride, cfg.batch_frames)
+            for row in benchmark.videos.itertuples()}
 
 
 def predict(model: Any, features: np.ndarray, stride: int = 1,
             num_frames: int | None = None, source: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Score one video's features ``[T, D]`` (:func:`.core.score_features`), repeated back to
-    every frame.
-
-    Returns:
-        ``(scores [N], class_probs [N, C+1])`` per frame, ``N = num_frames`` (default
-        ``T * stride``); ``class_probs`` columns are ``model.class_names`` then ``"Normal"``.
-
-    Raises:
-        ValueError: naming ``source``, when the features are not on the scale the model
-            was trained on (L2-normalised features given to a model of raw features).
-    """
+    """``(scores [N], class_probs [N, C+1])`` of one video's features ``[T, D]``, repeated to
+    ``N = num_frames`` (default ``T * stride``) frames; columns: ``model.class_names``, "Normal".
+    Raises ValueError naming ``source`` when the features' scale is not the model's."""
     feats = np.asarray(features, dtype=np.float32)
     if feats.ndim != 2 or len(feats) == 0:
         raise ValueError(f"{source}: expected features [T, D] with T > 0, got shape {feats.shape}")
@@ -124,9 +89,7 @@ def predict(model: Any, features: np.ndarray, stride: int = 1,
 
 def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
                     fps: float, seg_length: int = 16) -> pd.DataFrame:
-    cols = list(class_names) + [NORMAL]
-    rows = []
-    n = len(scores)
+    cols, rows, n = list(class_names) + [NORMAL], [], len(scores)
     for start in range(0, n, seg_length):
         end = min(start + seg_length, n)
         p = probs[start:end].mean(0)
@@ -146,24 +109,10 @@ def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[
     return pd.DataFrame(rows)
 
 
-
-# --------------------------------------------------------------------------- benchmark level
-
-
 @dataclass
 class Evaluation:
-    """Results of a trained model on a benchmark split.
-
-    Detection: ``auc``, ``ap`` (frame-level, micro) and ``per_class`` (each class's videos
-    with the normal ones, :func:`vadnb.metrics.per_class`). Recognition, as the paper:
-    ``class_auc`` / ``class_ap`` (mean over classes of the one-vs-rest frame AUC / AP of
-    ``p(c)`` over all test frames; per class in ``class_table``) and ``top1_video`` /
-    ``top5_video`` (anomalous test videos whose class is among the 1 / 5 largest summed
-    ``p(c)``; ``class_accuracy`` is ``top1_video``). ``paper_threshold`` and
-    ``paper_top1_frame`` / ``paper_top5_frame`` follow the official rule, whose threshold is
-    tuned on the *test* ROC: read them as optimistic.
-    """
-
+    """A trained model on a split: frame AUC / AP and the paper's recognition metrics. Trap: the
+    ``paper_*`` numbers use the official threshold, tuned on the *test* ROC: optimistic."""
     auc: float
     ap: float
     per_class: pd.DataFrame
@@ -187,24 +136,16 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a JSON-able dict."""
         table = self.class_table if self.class_table is not None else pd.DataFrame()
-        return {"auc": self.auc, "ap": self.ap, "class_accuracy": self.class_accuracy,
-                "class_auc": self.class_auc, "class_ap": self.class_ap,
-                "top1_video": self.top1_video, "top5_video": self.top5_video,
+        head = ("auc", "ap", "class_accuracy", "class_auc", "class_ap", "top1_video", "top5_video")
+        return {**{k: getattr(self, k) for k in head},
                 "paper_threshold_tuned_on_test": self.paper_threshold,
-                "paper_top1_frame": self.paper_top1_frame,
-                "paper_top5_frame": self.paper_top5_frame,
-                "videos": len(self.frame_scores),
-                "per_class": self.per_class.to_dict(orient="records"),
-                "class_table": table.to_dict(orient="records"),
-                "meaningless": self.meaningless}
+                "paper_top1_frame": self.paper_top1_frame, "paper_top5_frame": self.paper_top5_frame,
+                "videos": len(self.frame_scores), "per_class": self.per_class.to_dict("records"),
+                "class_table": table.to_dict("records"), "meaningless": self.meaningless}
 
 
 def video_class(class_probs: np.ndarray, class_names: Sequence[str]) -> str:
-    """A video's predicted anomaly class: the class with the largest summed p(c) over frames.
-
-    Threshold-free, unlike the official rule (frames below a score threshold tuned on the
-    test ROC are Normal, the others take their most probable class).
-    """
+    """The class with the largest p(c) summed over frames (threshold-free, unlike the official)."""
     return list(class_names)[int(np.argmax(np.asarray(class_probs)[:, :len(class_names)].sum(0)))]
 
 
@@ -217,10 +158,8 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
                         class_probs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
                         video_classes: Mapping[str, str], class_names: Sequence[str]
                         ) -> dict[str, Any]:
-    """The paper's anomaly-recognition metrics (see :class:`Evaluation`) from per-video
-    frame scores, class probabilities ``[frames, C+1]``, 0/1 frame labels and video classes."""
+    """The paper's recognition metrics (:class:`Evaluation`) from per-video arrays."""
     from .. import metrics
-
     names = list(class_names)
     frame_classes = {v: np.where(np.asarray(labels[v]) > 0,
                                  names.index(video_classes[v]) if video_classes[v] in names else -1,
@@ -234,23 +173,18 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
     y = {v: np.asarray(labels[v]) for v in labels}
     both = np.concatenate(list(y.values())) if y else np.zeros(0)
     if both.size and 0 < both.sum() < both.size:
-        thr = metrics.youden_threshold(y, frame_scores)
-        k5 = 5
-        t1 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, 1)
-        t5 = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, k5)
-        keep = lambda t: t[t["class"] != NORMAL]  # noqa: E731 - mean over anomaly classes
-        out.update(paper_threshold=thr, paper_top1_frame=_nanmean(keep(t1)["top1"]),
-                   paper_top5_frame=_nanmean(keep(t5)["top5"]))
+        out["paper_threshold"] = thr = metrics.youden_threshold(y, frame_scores)
+        for k in (1, 5):  # mean over the anomaly classes
+            t = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, k)
+            out[f"paper_top{k}_frame"] = _nanmean(t[t["class"] != NORMAL][f"top{k}"])
     return out
 
 
 def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
              backends: Mapping[str, Any] | None = None, profile: str | None = None,
              cache: Any = None, features: Mapping[str, np.ndarray] | None = None) -> Evaluation:
-    """Score every frame of the split's videos: frame AUC/AP (micro), per-class AUC/AP
-    (vadnb.metrics.per_class) and the paper's recognition metrics (:class:`Evaluation`)."""
+    """Score every frame of the split's videos into an :class:`Evaluation`."""
     from .. import metrics
-
     cfg = model.config
     bench = benchmark.subset(split) if split else benchmark
     saved = model.profile if model.profile in PROFILES else None
@@ -261,8 +195,7 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         y = np.asarray(bench.frame_labels(row.name))
         scores[row.name], probs[row.name] = predict(model, feats[row.name], cfg.feature_stride,
                                                     num_frames=len(y), source=str(row.path))
-        labels[row.name] = y
-        classes[row.name] = row.label
+        labels[row.name], classes[row.name] = y, row.label
         predicted[row.name] = video_class(probs[row.name], model.class_names)
     recognition = recognition_metrics(scores, probs, labels, classes, model.class_names)
     return Evaluation(
@@ -274,16 +207,11 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         meaningless=model.profile in MEANINGLESS_PROFILES, **recognition)
 
 
-
 def _checkpoint_recipe(checkpoint: Any, config: Config | None, overrides: dict[str, Any]
                        ) -> tuple[Config, dict[str, Any]]:
-    """The Config to run with and what the checkpoint says about itself, read without
-    loading any model: its profile, content digest, clip model and classes."""
+    """The Config, and the checkpoint's profile, digest, clip and classes (no model loaded)."""
     if isinstance(checkpoint, (str, os.PathLike)):
-        weights, meta_path = _checkpoint_paths(checkpoint)
-        if not weights.exists() or not meta_path.exists():
-            raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {weights} and "
-                                    f"{meta_path} (written by vadnb.anomalyclip.save_checkpoint)")
+        weights, meta_path = _checkpoint_paths(checkpoint, exist=True)
         meta = json.loads(meta_path.read_text())
         cfg = configure(Config, config or Config(**meta.get("config", {})), overrides, "AnomalyCLIP")
         return cfg, {"profile": meta.get("profile"), "digest": file_digest(weights),
@@ -294,7 +222,7 @@ def _checkpoint_recipe(checkpoint: Any, config: Config | None, overrides: dict[s
 
 
 def _load_model(checkpoint: Any, rt: Runtime, cfg: Config) -> Any:
-    """The trained model, its prompts going through the runtime's clip (loaded here)."""
+    """The trained model, its prompts going through the runtime's clip."""
     clip = rt.roles.get("clip")
     if isinstance(checkpoint, (str, os.PathLike)):
         return load_checkpoint(checkpoint, clip=clip, device=cfg.device)
@@ -312,8 +240,7 @@ def _scoring_code() -> str:
 
 
 def _cached_scorer(rt: Runtime, checkpoint: Any, cfg: Config, digest: str, source: str):
-    """``features -> (scores, probs)`` of the trained model, cached by the checkpoint's and
-    the features' content; the model (and CLIP's text tower) is loaded on a miss only."""
+    """``features -> (scores, probs)``, cached; the model is loaded on a miss only."""
     def score(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         parts = {"checkpoint": digest, "features": make_key({"features": features}),
                  "code": _scoring_code()}
@@ -333,16 +260,9 @@ def _cached_scorer(rt: Runtime, checkpoint: Any, cfg: Config, digest: str, sourc
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
         backends: Mapping[str, Any] | None = None, cache: Any = None,
         checkpoint: str | os.PathLike | Any = None, **overrides: Any):
-    """Score every frame of ``video`` with a trained AnomalyCLIP and name the anomaly class.
-
-    ``checkpoint`` is a path written by :func:`save_checkpoint` (or a trained model).
-    Returns a :class:`vadnb.detect.Detection` with one segment per 16 frames (score,
-    predicted_class, ``p_<class>`` columns, explanation like ``"Robbery (p=0.83)"``) and
-    ``extras["class_probs"]`` (float32 ``[frames, classes + 1]``, columns in
-    ``extras["class_names"]``, "Normal" last).
-    """
+    """Score every frame of ``video`` with a trained model (``checkpoint``: a saved path or the
+    model) and name the class; ``extras["class_probs"]`` ends with "Normal"."""
     from ..result import Detection
-
     if checkpoint is None:
         raise ValueError(
             "AnomalyCLIP is weakly supervised and has no zero-shot mode: train it first "
@@ -362,8 +282,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     classes = meta["classes"]
     return Detection(
         video=str(video), method="anomalyclip", profile=rt.roles.detection_profile(["clip"]),
-        frame_scores=scores, fps=fps, segments=segments_table(scores, probs, classes, fps,
-                                                              cfg.seg_length),
+        frame_scores=scores, fps=fps,
+        segments=segments_table(scores, probs, classes, fps, cfg.seg_length),
         model_calls=rt.model_calls(),
         extras={"class_probs": probs, "class_names": classes + [NORMAL],
                 "feature_stride": cfg.feature_stride})

@@ -1,10 +1,5 @@
-"""Fitting AnomalyCLIP: the paper's objective (multiple-instance selection of segments and
-:func:`anomalyclip_loss`) and the loop: batches of half abnormal, half normal videos sampled
-as 32 x 16 grids, segment dropout, AdamW with warm-up and cosine decay, for ``Config.epochs``.
-
-Features come from the runtime's cache (:func:`train` extracts them once per video and
-stride); the loop itself reads only arrays.
-"""
+"""Fitting AnomalyCLIP: multiple-instance segment selection, :func:`anomalyclip_loss`, and the
+loop (half abnormal, half normal batches of 32 x 16 grids, AdamW, warm-up + cosine)."""
 
 from __future__ import annotations
 
@@ -21,8 +16,6 @@ from .core import NORMAL, Config, normal_centroid
 from .model import AnomalyCLIP, clip_label, clip_parts
 from .run import benchmark_features, clip_roles, feature_scale
 
-
-# --------------------------------------------------------------------------- the objective
 
 def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int,
                     top_k: int = 3, bottom_k: int = 3, keep: Any = None) -> tuple[Any, Any]:
@@ -50,8 +43,7 @@ def select_segments(logits: Any, labels: Any, num_segments: int, seg_length: int
 
 def _gather_segments(x: Any, idx: Any, num_segments: int, seg_length: int) -> Any:
     """Frames of the chosen segments: ``x [B, S*L, ...]``, ``idx [B, k]`` -> ``[B, k*L, ...]``."""
-    b = x.shape[0]
-    rest = x.shape[2:]
+    b, rest = x.shape[0], x.shape[2:]
     grid = x.reshape(b, num_segments, seg_length, *rest)
     index = idx.view(b, -1, *([1] * (1 + len(rest)))).expand(-1, -1, seg_length, *rest)
     return grid.gather(1, index).reshape(b, -1, *rest)
@@ -61,17 +53,8 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
                      num_segments: int, seg_length: int, lambda_smooth: float = 8e-4,
                      lambda_sparse: float = 8e-3, eps: float = 1e-8,
                      smooth_within_videos: bool = False) -> dict[str, Any]:
-    """AnomalyCLIP's loss on one batch (``logits [B, S*L, C]``, ``scores [B, S*L]``,
-    ``labels``/``top``/``bottom`` as :func:`select_segments`): every term and ``total``.
-
-    Terms (A / N: abnormal / normal videos): ``projection_topk`` = -mean true-class
-    likelihood over A's top-k frames; ``projection_normal`` = mean over N's frames of the
-    largest likelihood; ``nll`` = mean -log p of the true class (A's top-k) + of normal (A's
-    bottom-k, N's top-k), ``p(c) = softmax(likelihoods)_c * score``, ``p(normal) = 1 -
-    score``; ``smoothness`` = ``lambda_smooth`` * sum of A's squared score steps (within
-    each video, or over the flattened batch as the official code); ``sparsity`` =
-    ``lambda_sparse`` * mean of A's scores.
-    """
+    """Every term of AnomalyCLIP's loss on one batch, and ``total`` (notebook 50 explains each);
+    smoothness runs over the flattened batch, as the official code, unless asked otherwise."""
     labels = torch.as_tensor(labels, device=logits.device).long()
     abn = labels >= 0
     nor = ~abn
@@ -79,7 +62,6 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
         raise ValueError("a training batch needs both abnormal and normal videos")
     a_logits, a_scores, a_labels = logits[abn], scores[abn], labels[abn]
     n_logits, n_scores = logits[nor], scores[nor]
-
 
     def pick(x: Any, idx: Any) -> Any:  # frames of the chosen segments
         return _gather_segments(x, idx, num_segments, seg_length)
@@ -117,19 +99,11 @@ def anomalyclip_loss(logits: Any, scores: Any, labels: Any, top: Any, bottom: An
             "sparsity": sparsity, "total": total}
 
 
-
-# --------------------------------------------------------------------------- the loop
-
 def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length: int = 16,
                             rng: np.random.Generator | None = None) -> np.ndarray:
-    """Frame indices ``[num_segments * seg_length]`` of one training sample of a video.
-
-    As the original: segment ``i`` starts at ``i * spacing + offset`` (offset drawn
-    uniformly from ``0 .. spacing - seg_length + 1``, 0 for short videos) and takes
-    ``seg_length`` consecutive frames, indices wrapping around the video's end. ``spacing``
-    spreads the segments over the video; a video shorter than one grid is treated as if it
-    were one grid long (so its frames repeat).
-    """
+    """Frame indices ``[num_segments * seg_length]`` of one training sample, as the original:
+    segment ``i`` is ``seg_length`` frames from ``i * spacing + random offset``, wrapping
+    around the end (a video shorter than one grid repeats its frames)."""
     if num_frames < 1:
         raise ValueError("a video needs at least one frame")
     rng = rng or np.random.default_rng()
@@ -140,65 +114,42 @@ def sample_training_indices(num_frames: int, num_segments: int = 32, seg_length:
     return ((starts[:, None] + np.arange(seg_length)[None, :]) % num_frames).reshape(-1)
 
 
-
 def _steps(num_abnormal: int, num_normal: int, cfg: Config) -> tuple[int, int]:
-    """``(videos per group per step, steps per epoch)``. The official loaders take half a
-    batch from each group with ``drop_last`` and cycle the shorter one (Lightning's
-    ``max_size_cycle``): ``floor(max / half)`` steps. Halves shrink to the larger group's
-    size when it has fewer videos than half a batch (the official loader gives no step)."""
+    """``(videos per group per step, steps per epoch)`` as the official loaders."""
     larger = max(num_abnormal, num_normal)
     per_group = min(cfg.batch_size // 2, larger)
     rounding = math.floor if cfg.drop_last else math.ceil
     return per_group, rounding(larger / per_group)
 
 
+def _cosine(progress: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _warmup_cosine(warmup_steps: int, total_steps: int):
-    """Learning-rate factor per step: linear warm-up (from ``1 / warmup_steps``), then
-    cosine decay to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
+    """Learning-rate factor per step: linear warm-up from ``1 / warmup_steps``, then cosine to 0."""
+    return lambda step: ((step + 1) / warmup_steps if step < warmup_steps else
+                         _cosine((step - warmup_steps) / max(1, total_steps - warmup_steps)))
 
 
 def _warmup_cosine_per_epoch(warmup_epochs: float, epochs: int, steps_per_epoch: int):
-    """The official schedule as a per-step factor: constant within an epoch; epoch ``e``
-    runs at ``e / warmup_epochs`` during warm-up (so epoch 0 at 0), then a cosine."""
-
+    """The official per-epoch schedule: epoch ``e`` at ``e / warmup_epochs``, then a cosine."""
     def factor(step: int) -> float:
         epoch = step // steps_per_epoch
-        if epoch < warmup_epochs:
-            return epoch / warmup_epochs
-        progress = (epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
+        return (epoch / warmup_epochs if epoch < warmup_epochs else
+                _cosine((epoch - warmup_epochs) / max(1e-12, epochs - warmup_epochs)))
     return factor
 
 
 def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any,
         config: Config | None = None, class_names: Sequence[str] | None = None,
         progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
-    """Train AnomalyCLIP on per-video features with video-level labels.
-
-    Args:
-        features: video name -> ``[T, D]`` frame features (strided if ``feature_stride > 1``).
-        labels: video name -> ``"Normal"`` or the anomaly class name.
-        clip: the clip backend the features came from (its text tower learns the prompts).
-        class_names: anomaly classes in order (default: sorted classes found in ``labels``).
-
-    Returns:
-        ``(model, curves)``: the trained :class:`AnomalyCLIP` (in eval mode) and one row per
-        step: epoch, step, each loss term, total, lr.
-    """
+    """``(model, curves)`` trained on ``features`` (video -> ``[T, D]``) with video ``labels``;
+    ``clip`` is the backend the features came from."""
     from ..models.base import pick_device
     from ..progress import bar as progress_bar
-
     cfg = configure(Config, config, overrides, "AnomalyCLIP")
-    names = [v for v in features]
+    names = list(features)
     missing = [v for v in names if v not in labels]
     if missing:
         raise KeyError(f"no label for video(s) {missing[:5]}")
@@ -212,13 +163,12 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     if not abnormal or not normal:
         raise ValueError(f"training needs abnormal and normal videos; got {len(abnormal)} "
                          f"abnormal and {len(normal)} normal")
-
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     clip_model, tokenizer = clip_parts(clip)
-    centroid = normal_centroid(features, labels)
-    model = AnomalyCLIP(clip_model, tokenizer, classes, centroid, cfg).to(device)
+    model = AnomalyCLIP(clip_model, tokenizer, classes, normal_centroid(features, labels),
+                        cfg).to(device)
     model.clip_name = clip_label(clip)
     model.profile = str(getattr(clip, "profile", "custom"))
     scales = {feature_scale(features[v]) for v in names}
@@ -226,15 +176,13 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
         raise ValueError("the training features mix L2-normalised and raw videos: "
                          + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
     model.feature_scale = scales.pop()
-
     per_group, steps_per_epoch = _steps(len(abnormal), len(normal), cfg)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.lr_schedule == "per_epoch":
-        schedule = _warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
-    else:
-        schedule = _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    schedule = (_warmup_cosine_per_epoch(cfg.warmup_epochs, cfg.epochs, steps_per_epoch)
+                if cfg.lr_schedule == "per_epoch" else
+                _warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     class_index = {c: i for i, c in enumerate(classes)}
 
@@ -248,10 +196,9 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
             order += perm[:whole or len(perm)]
         return order[:n]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     model.train()
     bar = progress_bar(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
-    step = 0
     for epoch in range(cfg.epochs):
         a_order = cycle(abnormal, steps_per_epoch * per_group)
         n_order = cycle(normal, steps_per_epoch * per_group)
@@ -271,36 +218,29 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
             optimizer.zero_grad()
             terms["total"].backward()
             optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
+            rows.append({"epoch": epoch, "step": len(rows),
+                         **{k: float(v.detach()) for k, v in terms.items()},
+                         "lr": optimizer.param_groups[0]["lr"]})
             scheduler.step()
-            rows.append({"epoch": epoch, "step": step, **{k: float(v.detach()) for k, v in terms.items()},
-                         "lr": lr})
             bar.set_postfix(loss=f"{rows[-1]['total']:.3f}")
             bar.update(1)
-            step += 1
     bar.close()
     model.eval()
     return model, pd.DataFrame(rows)
-
 
 
 def train(benchmark: Any, split: str | None = "train", config: Config | None = None, *,
           profile: str | None = None, backends: Mapping[str, Any] | None = None,
           cache: Any = None, features: Mapping[str, np.ndarray] | None = None,
           progress: bool = True, **overrides: Any) -> tuple[Any, pd.DataFrame]:
-    """Extract (cached) features for ``benchmark``'s ``split`` and :func:`fit` on them.
-
-    ``features`` (video name -> array, e.g. from :func:`load_features`) skips extraction for
-    the videos it holds. Returns ``(model, curves)``.
-    """
+    """:func:`fit` on ``split``'s (cached) features; those in ``features`` are not extracted."""
     cfg = configure(Config, config, overrides, "AnomalyCLIP")
     bench = benchmark.subset(split) if split else benchmark
     if len(bench.videos) == 0:
         raise ValueError(f"the benchmark has no videos in split {split!r}")
     roles = clip_roles(profile, cfg, backends)
     feats = benchmark_features(bench, roles, cfg, cache, features)
-    clip = roles.get("clip")  # the text tower learns the prompts
     labels = dict(zip(bench.videos["name"], bench.videos["label"]))
     classes = [c for c in getattr(benchmark, "classes", []) if c != NORMAL] or None
-    return fit(feats, labels, clip, cfg, class_names=classes, progress=progress)
+    return fit(feats, labels, roles.get("clip"), cfg, class_names=classes, progress=progress)
 

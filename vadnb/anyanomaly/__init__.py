@@ -1,21 +1,9 @@
 """AnyAnomaly: customizable video anomaly detection (C-VAD), taught in notebook 60.
 
-The user *types* the anomaly ("a van driving on the grass", "a person falling") and a
-vision-language model (VLM) is asked, segment by segment, whether that is what it sees, in
-three views of every 24-frame segment: the key frame, the key frame masked by a CLIP heat map
-(position context), and a 2x2 grid of the best window over four frames (temporal context).
+The user *types* the anomaly ("a person falling") and a VLM is asked, per 24-frame segment,
+whether it sees it in three views (key frame, masked key frame, 2x2 time grid).
 
-- :mod:`.core`: the paper's algorithm, top to bottom: ``Config`` and ``pipeline``;
-- :mod:`.views`: the pixel operations behind the views (windows, heat map, mask, grid);
-- :mod:`.fusion`: from replies to frame scores (parse, fuse, smooth);
-- :mod:`.run`: ``run(video, prompts=[...])`` -> :class:`vadnb.detect.Detection`;
-- :mod:`.differences`: every departure from the official code; :mod:`.official`: the official
-  evaluation's computations; :mod:`.lesson`: the oracle, tuning and display helpers.
-
-A fully cached re-run loads no model and decodes nothing.
-
->>> import vadnb
->>> det = vadnb.detect("video.mp4", method="anyanomaly", prompts=["a person falling"])  # doctest: +SKIP
+>>> det = vadnb.detect("video.mp4", method="anyanomaly", prompts=["a fall"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -51,7 +39,7 @@ from .run import ROLES  # noqa: E402
 
 
 def _cost(fps: float, keywords: int = 1, **_: Any) -> list[tuple[str, str, float, str]]:
-    """Model calls per minute of video with the Config defaults, for ``keywords`` texts."""
+    """Model calls per minute of video for ``keywords`` texts."""
     n, c = 60.0 * fps, Config()
     s = n / c.segment_length
     windows = sum((c.position_size // w) ** 2 for w in c.window_sizes)

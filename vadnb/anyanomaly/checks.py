@@ -1,14 +1,10 @@
-"""The checks behind AnyAnomaly's Config fields (pydantic types and validators), kept out of
-:mod:`.core` so that the Config there reads as the paper's settings."""
+"""AnyAnomaly's Config field checks, kept out of :mod:`.core` so its Config reads as the paper's."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
-
-__all__ = ["Prompt", "ClassName", "Template", "Weight", "prompt_list", "distinct",
-           "grid_of_four", "some_weight", "windows_fit"]
 
 
 def prompt_list(value: Any) -> Any:
@@ -29,8 +25,7 @@ def one_slot(template: str) -> str:
     except (IndexError, KeyError, ValueError):
         ok = False
     if not ok:
-        raise ValueError("must hold exactly one {} (where the class name goes) and no "
-                         "other braces")
+        raise ValueError("must hold exactly one {} (where the class name goes) and no other braces")
     return template
 
 
@@ -43,9 +38,8 @@ def some_weight(weights: tuple[float, float, float]) -> tuple[float, float, floa
 def windows_fit(cfg: Any) -> Any:
     """A Config's key and context frames are read large enough to cut its windows."""
     if cfg.view_max_side < cfg.position_size // 4:
-        raise ValueError(f"Config.view_max_side={cfg.view_max_side} is too small to cut "
-                         f"windows (at least Config.position_size // 4 = "
-                         f"{cfg.position_size // 4})")
+        raise ValueError(f"Config.view_max_side={cfg.view_max_side} is too small to cut windows "
+                         f"(at least Config.position_size // 4 = {cfg.position_size // 4})")
     return cfg
 
 
@@ -55,9 +49,8 @@ def grid_of_four(frames: int) -> int:
     return frames
 
 
-# A description or class name is a phrase: 1000 characters is far more than one needs, and
-# CLIP reads only its first 77 tokens anyway; without a cap a pasted text of 200,000
-# characters makes CLIP's tokenizer allocate gigabytes.
+# A phrase is capped (CLIP reads 77 tokens): 200,000 pasted characters make its tokenizer
+# allocate gigabytes.
 _TEXT = Field(min_length=1, max_length=1000)
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True), _TEXT]
 ClassName = Annotated[str, _TEXT]

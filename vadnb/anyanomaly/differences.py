@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from ..stages import Difference
 
-__all__ = ["DIFFERENCES"]
-
 #: Every way vadnb's AnyAnomaly departs from the official code (SkiddieAhn/Paper-AnyAnomaly),
 #: why, and what it changes; notebook 60 renders this list.
 DIFFERENCES: list[Difference] = [
@@ -44,10 +42,9 @@ DIFFERENCES: list[Difference] = [
         "`trim_labels=True` to `vadnb.metrics.cvad_auc`.",
         "official_frame_scores + cvad_auc(trim_labels=True)"),
     Difference(
-        "Option `parser='vadnb'`: the number after 'Score', else the first number in "
-        "[0, 1] ('80%' and '8/10' read 0.8); a reply without one is filled in from the "
-        "neighbouring segments (default: the official first number anywhere, unclipped, 0 "
-        "if none).",
+        "Option `parser='vadnb'`: the number after 'Score', else the first number in [0, 1] ('80%' "
+        "and '8/10' read 0.8); a reply without one is filled in from the neighbouring segments "
+        "(default: the official first number anywhere, unclipped, 0 if none).",
         "The official parser takes the first number anywhere in the reply (a '2' in 'row 2' "
         "included, '80%' as 80) and reads a reply without one as 0, i.e. 'surely normal'; "
         "both defaults count unparsed replies in the parse log.",
@@ -69,9 +66,8 @@ DIFFERENCES: list[Difference] = [
         "A fixed answer form makes the score easy to find; the official wording asks for "
         "'a float, rounded to one decimal place' and a reason in free form.",
         "Perfect perception on campus (`python benchmarks/anyanomaly_perfect.py "
-        "prompt_style=\"'vadnb'\"`): C-VAD mean AUC 0.998 / AP 0.948, the same as the "
-        "default (the oracle VLM reads the description, not the wording); with real VLMs "
-        "not measured.",
+        "prompt_style=\"'vadnb'\"`): C-VAD mean AUC 0.998 / AP 0.948, the same as the default (the "
+        "oracle VLM reads the description, not the wording); with real VLMs not measured.",
         "prompt_style='vadnb'"),
     Difference(
         "Option greedy decoding without a system line (`temperature=0, top_p=1.0, "
@@ -80,10 +76,9 @@ DIFFERENCES: list[Difference] = [
         "penalty 1.05, 50 new tokens, all sent with every question and part of its cache key).",
         "Greedy decoding repeats exactly on every backend; top_p 0.001 is practically greedy "
         "but the repetition penalty changes which token wins.",
-        "Perfect perception on campus (`python benchmarks/anyanomaly_perfect.py "
-        "temperature=0 top_p=1.0 repetition_penalty=1.0 system_prompt=None`): C-VAD mean "
-        "AUC 0.998 / AP 0.948, the same as the default (the oracle ignores decoding); with "
-        "real VLMs not measured.",
+        "Perfect perception on campus (`python benchmarks/anyanomaly_perfect.py temperature=0 "
+        "top_p=1.0 repetition_penalty=1.0 system_prompt=None`): C-VAD mean AUC 0.998 / AP 0.948, "
+        "the same as the default (the oracle ignores decoding); with real VLMs not measured.",
         "temperature=0, top_p=1.0, repetition_penalty=1.0, system_prompt=None"),
     Difference(
         "CLIP text side: the same 6-template ensemble for the key frame, the windows and the "

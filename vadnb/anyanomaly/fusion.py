@@ -12,24 +12,17 @@ from .. import stages
 from ..models.base import is_truncated
 from .views import minmax
 
-__all__ = ["official_score", "parse_score", "parse_scores", "fuse", "smooth", "fused_frame_scores", "normalised"]
-
 
 def official_score(reply: str) -> float | None:
-    """The official parser's number (``utils.extract_score``): the first unsigned decimal
-    anywhere in the reply, as written (no clipping: "80%" is 80.0), or None where there is
-    none (the official then reads 0)."""
+    """The official parser (``utils.extract_score``): the first unsigned decimal anywhere, as
+    written ("80%" is 80.0), or None (the official then reads 0)."""
     m = re.search(r"\d+(?:\.\d+)?", reply or "")
     return float(m.group(0)) if m else None
 
 
 def parse_score(reply: str) -> float | None:
-    """vadnb's parser (``Config(parser="vadnb")``): the score in a VLM reply, in [0, 1], or None.
-
-    The first number after the word "score" if there is one ("Score: 0.8 because ..."),
-    else the first number in [0, 1] anywhere; "80%" and "8/10" count as 0.8
-    (:func:`vadnb.stages.parse_first_number`).
-    """
+    """vadnb's parser: the first number after "score", else the first in [0, 1] anywhere, in
+    [0, 1] ("80%" and "8/10" are 0.8), or None."""
     text = reply or ""
     m = re.search(r"score\W*", text, flags=re.IGNORECASE)
     if m:
@@ -48,8 +41,7 @@ def fuse(key: np.ndarray, position: np.ndarray, temporal: np.ndarray,
 
 
 def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of a frame-score sequence, edges reflected, the kernel cut at
-    ``int(4 * sigma + 0.5)`` frames each side (the support ``gaussian_filter1d`` uses)."""
+    """Gaussian smoothing, edges reflected, cut at ``int(4 * sigma + 0.5)`` frames each side."""
     frames = np.asarray(frames, dtype=np.float64)
     if not sigma or sigma <= 0:
         return frames.copy()
@@ -58,25 +50,17 @@ def smooth(frames: np.ndarray, sigma: float) -> np.ndarray:
 
 def fused_frame_scores(segment_scores: np.ndarray, num_frames: int, segment_length: int = 24,
                        sigma: float = 15.0, normalise: bool = False) -> np.ndarray:
-    """Per-frame scores from per-segment scores: repeat each over its frames, smooth with a
-    Gaussian of ``sigma`` frames (:func:`smooth`), and, if ``normalise``, min-max rescale
-    this video alone (a constant video then becomes all zeros).
-    """
+    """Segment scores repeated over their frames, smoothed, :func:`normalised` if asked."""
     from ..metrics import segments_to_frames
-
     frames = smooth(segments_to_frames(segment_scores, num_frames,
                                        segment_length=segment_length), sigma)
-    if normalise:
-        frames = np.zeros_like(frames) if np.ptp(frames) < 1e-12 else minmax(frames)
-    return frames
+    return normalised(frames) if normalise else frames
 
 
 def parse_scores(replies: np.ndarray, parser: str = "official",
                  ) -> tuple[np.ndarray, np.ndarray, stages.ParseLog]:
-    """Replies ``[P, S, 3]`` -> their scores (NaN where none was found), the scores with each
-    gap filled in, and the parse log. ``parser="official"``: :func:`official_score`, a gap
-    reads 0; ``"vadnb"``: :func:`parse_score`, a gap is interpolated from the neighbouring
-    segments (per description and view)."""
+    """Replies ``[P, S, 3]`` -> ``(raw scores with NaN gaps, filled, parse log)``; a gap reads 0
+    with ``parser="official"``, is interpolated over the segments with ``"vadnb"``."""
     if parser not in ("official", "vadnb"):
         raise ValueError(f"unknown parser {parser!r}; use 'official' or 'vadnb'")
     read = official_score if parser == "official" else parse_score

@@ -16,67 +16,52 @@ import pandas as pd
 from ..result import Detection
 from .core import TEMPLATES, Config, ensemble
 from .fusion import fuse, fused_frame_scores, normalised
+from .official import named_detections
 from .views import grid_image, heat_map, masked_frame, square, view_size, window_boxes
-
-__all__ = ["text_embeddings", "prompt_scores", "segment_views", "top_segment", "plot_views",
-           "plot_timeline", "FusionTuning", "tune_fusion", "oracle_backends"]
 
 
 def text_embeddings(clip: Any, class_names: Sequence[str],
                     templates: Sequence[str] = TEMPLATES) -> np.ndarray:
-    """One L2-normalised CLIP text embedding per class name: the mean over the templates
-    (what the pipeline's step 1 computes, for a ``clip`` model at hand)."""
+    """One L2-normalised CLIP text embedding per class name, the mean over the templates."""
     texts = [t.format(name) for name in class_names for t in templates]
     return ensemble(list(np.asarray(clip.encode_text(texts))), len(class_names))
 
 
 def prompt_scores(detection: Detection, prompt: str) -> np.ndarray:
-    """One description's frame scores from a multi-description detection, normalised the
-    way the detection's own ``frame_scores`` are (per-type evaluation, notebook 60)."""
+    """One description's frame scores, normalised as the detection's ``frame_scores`` are."""
     per = detection.extras["prompt_frame_scores"]
     if prompt not in per:
         raise KeyError(f"{prompt!r} was not among this detection's prompts {list(per)}")
     s = np.asarray(per[prompt], dtype=np.float64)
-    if not detection.extras.get("config", {}).get("normalise", False):
-        return s
-    return normalised(s)
+    return normalised(s) if detection.extras.get("config", {}).get("normalise", False) else s
 
 
 def segment_views(video: str | os.PathLike, detection: Detection, row: int | pd.Series,
                   ) -> dict[str, np.ndarray]:
-    """The three images the VLM saw for one row of ``detection.segments``, rebuilt for
-    display: ``key`` (frame), ``heat`` (heat map in [0, 1]), ``masked`` and ``grid``."""
+    """The images the VLM saw for one segment row: ``key``, ``heat``, ``masked``, ``grid``."""
     from ..video import probe, read_frames
-
-    seg = detection.segments
+    seg, boxes = detection.segments, detection.extras["windows"]
     r = seg.iloc[row] if isinstance(row, (int, np.integer)) else row
-    boxes = detection.extras["windows"]
     cfg = detection.extras.get("config", {})
-    size = int(cfg.get("position_size", 240))
     info = probe(video)
-    read_size = view_size(info.width, info.height, int(cfg.get("view_max_side", 896)))
     ctx = [int(f) for f in str(r["context_frames"]).split()]
-    got = read_frames(video, indices=[int(r["key_frame"])] + ctx, size=read_size)
+    got = read_frames(video, indices=[int(r["key_frame"])] + ctx,
+                      size=view_size(info.width, info.height, int(cfg.get("view_max_side", 896))))
     key = got.images[0]
-    # the window scores are stored per segment in segment order; find this segment's index
-    starts = np.sort(seg["start_frame"].unique())
-    s = int(np.searchsorted(starts, int(r["start_frame"])))
-    scores = detection.extras["window_scores"][r["prompt"]][s]
-    heat = heat_map(scores, boxes, key.shape[0], key.shape[1])
+    # window scores are stored in segment order
+    s = int(np.searchsorted(np.sort(seg["start_frame"].unique()), int(r["start_frame"])))
+    heat = heat_map(detection.extras["window_scores"][r["prompt"]][s], boxes, key.shape[0],
+                    key.shape[1])
     return {"key": key, "heat": heat, "masked": masked_frame(key, heat),
-            "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])], size,
-                               int(cfg.get("grid_cell", 224)))}
+            "grid": grid_image(list(got.images[1:]), boxes.iloc[int(r["window"])],
+                               int(cfg.get("position_size", 240)), int(cfg.get("grid_cell", 224)))}
 
 
 def top_segment(detection: Detection, prompt: str,
                 labels: np.ndarray | None = None) -> pd.Series:
-    """The row of ``detection.segments`` for ``prompt`` with the highest fused score.
-
-    Ties (frequent: tiny models, or an oracle answering 1.0 on every anomalous segment) go to
-    the segment with the larger share of anomalous frames in ``labels``, then the earliest,
-    so the lesson shows the event rather than an arbitrary normal segment. The row gains
-    ``truth`` (that share) and ``tied`` (how many segments share the top score).
-    """
+    """``prompt``'s segment row with the highest fused score; ties (frequent with tiny models
+    or the oracle) go to the larger share of anomalous frames in ``labels`` (``truth``), then
+    the earliest. ``tied`` counts the segments sharing the top score."""
     seg = detection.segments[detection.segments["prompt"] == prompt].copy()
     if seg.empty:
         raise KeyError(f"{prompt!r} was not among this detection's prompts "
@@ -91,20 +76,16 @@ def top_segment(detection: Detection, prompt: str,
 
 
 def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
-    """The three images the VLM is shown for a segment (:func:`segment_views`): the key
-    frame with its heat map over it, the masked frame, and the 2x2 time grid."""
+    """The views of :func:`segment_views`: key frame under its heat map, masked frame, grid."""
     import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    axes[0].imshow(views["key"])
-    axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
-    axes[0].set_title("key frame + heat map (position)", fontsize=9)
-    axes[1].imshow(views["masked"])
-    axes[1].set_title("masked frame: what the VLM sees", fontsize=9)
-    axes[2].imshow(views["grid"])
-    axes[2].set_title("2x2 grid, in time order (temporal)", fontsize=9)
-    for ax in axes:
+    for ax, view, label in zip(axes, ("key", "masked", "grid"), (
+            "key frame + heat map (position)", "masked frame: what the VLM sees",
+            "2x2 grid, in time order (temporal)")):
+        ax.imshow(views[view])
+        ax.set_title(label, fontsize=9)
         ax.axis("off")
+    axes[0].imshow(views["heat"], cmap="inferno", alpha=0.55)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -113,12 +94,10 @@ def plot_views(views: Mapping[str, np.ndarray], title: str = "") -> Any:
 
 def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
                   title: str | None = None, ax: Any = None) -> Any:
-    """Each description's fused segment scores as steps, over the detection's frame scores
-    and the ground truth, on one time axis in seconds."""
+    """Each description's segment scores as steps over the frame scores and the truth."""
     import matplotlib.pyplot as plt
 
     from ..plots import plot_detection
-
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 3))
     seg = detection.segments
@@ -132,13 +111,9 @@ def plot_timeline(detection: Detection, labels: np.ndarray | None = None,
     return ax.figure
 
 
-# --------------------------------------------------------------------------- tuning
-
-
 @dataclass
 class FusionTuning:
     """Result of :func:`tune_fusion`: the best weights and sigma and every candidate's AUC."""
-
     weights: tuple[float, float, float]
     sigma: float
     auc: float
@@ -154,29 +129,16 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
                 labels: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, split: str,
                 benchmark: Any = None, weights: Sequence[Sequence[float]] | None = None,
                 sigmas: Sequence[float] = (1, 5, 10, 15, 25, 50)) -> FusionTuning:
-    """Choose fusion weights and sigma by frame AUC on a **validation** split.
-
-    ``detections`` and ``labels`` are the validation videos (dicts name -> ..., or lists in
-    the same order); ``split`` names the split they come from and must not be the test
-    split. With ``benchmark`` (a :class:`vadnb.data.Benchmark`), every video's split is
-    looked up and any test video is refused too. The original code tunes on the test
-    labels, which reports the best of many tries as if it were one honest try; notebook 60
-    explains why that inflates the numbers. Grid: ``weights`` (default every (a, b, g) on a
-    0.1 grid summing to 1) times ``sigmas``.
-    """
+    """Fusion weights (default: a 0.1 grid summing to 1) and sigma by frame AUC on a
+    **validation** split. Trap: the original tunes on test labels; a ``split`` named test,
+    or (with ``benchmark``) any test video, is refused."""
     from ..metrics import frame_auc
-
     if "test" in str(split).lower():
         raise ValueError(f"refusing to tune on the {split!r} split: tune weights and sigma on "
                          "a validation split and evaluate the chosen setting once on test")
-    if isinstance(detections, Mapping):
-        names = list(detections)
-        dets = [detections[k] for k in names]
-        ys = [np.asarray(labels[k]) for k in names]  # type: ignore[index]
-    else:
-        dets = list(detections)
-        ys = [np.asarray(y) for y in labels]  # type: ignore[union-attr]
-        names = [Path(d.video).stem for d in dets]
+    names, dets = named_detections(detections)
+    ys = ([np.asarray(labels[k]) for k in names] if isinstance(detections, Mapping)  # type: ignore
+          else [np.asarray(y) for y in labels])
     if len(dets) != len(ys) or not dets:
         raise ValueError(f"{len(dets)} detections for {len(ys)} label arrays")
     marked = [d for d in dets if str(d.extras.get("split", "")).lower() == "test"]
@@ -191,10 +153,6 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
             if sp is not None and "test" in str(sp).lower():
                 raise ValueError(f"refusing to tune on {name!r}: the benchmark puts it in the "
                                  f"{sp!r} split; use validation videos only")
-    for d in dets:
-        if d.method != "anyanomaly":
-            raise ValueError(f"{d.video}: tune_fusion needs AnyAnomaly detections, "
-                             f"got {d.method!r}")
     rows = []
     cands = [tuple(float(x) for x in w) for w in (weights or _weight_grid())]
     for w, sigma in itertools.product(cands, sigmas):
@@ -211,9 +169,8 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
     """A detection's frame scores recomputed from its segment table with other settings."""
     cfg = det.extras.get("config", {})
     length = int(cfg.get("segment_length", 24))
-    seg = det.segments
     per = []
-    for _, g in seg.groupby("prompt", sort=False):
+    for _, g in det.segments.groupby("prompt", sort=False):
         g = g.sort_values("start_frame")
         fused = fuse(g["score_key"], g["score_position"], g["score_temporal"], weights)
         per.append(fused_frame_scores(fused, det.num_frames, length, sigma, normalise=False))
@@ -221,31 +178,14 @@ def _rescore(det: Detection, weights: Sequence[float], sigma: float) -> np.ndarr
     return normalised(top) if cfg.get("normalise", False) else top
 
 
-# --------------------------------------------------------------------------- perfect perception
-
-
 def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
                     config: Config | None = None) -> dict[str, Any]:
-    """A CLIP and a VLM that *read the ground truth*: AnyAnomaly with perfect perception.
-
-    A teaching device (notebook 60): every frame of ``benchmark``'s videos is looked up by a
-    hash of its pixels. ``descriptions`` maps a class to the description typed for it. The
-    CLIP double maps a frame of class c (and its whole-frame window) to c's direction, any
-    other image (normal frames, smaller windows) elsewhere, and each description to its
-    class's direction; the VLM double answers 1.0 when the image shows the described class
-    and 0.0 otherwise (the grid: when any of its four frames does). The oracle knows *which
-    frames* show an anomaly, not *where* in the frame: its heat maps are flat (the masked
-    frame is the key frame itself) and its grid is cut from the whole-frame window. What is
-    left of the ground truth in the final scores is what AnyAnomaly's own steps keep: one
-    key frame per segment, the segment-wide score, the fusion and the smoothing. Works only
-    on ``benchmark``'s frames, with ``config``'s settings (whose largest window must be the
-    whole frame, as on Avenue and by default).
-    """
+    """A CLIP and a VLM that *read the ground truth* of ``benchmark``'s frames (``descriptions``:
+    class -> its text); they know which frames, not where in them (flat heat maps)."""
     import hashlib
 
     from ..models.scripted import ScriptedClip, ScriptedVLM
     from ..video import probe, read_frames
-
     cfg = config or Config()
     if max(cfg.window_sizes) != cfg.position_size:
         raise ValueError("the oracle needs a whole-frame window: window_sizes must include "

@@ -12,10 +12,7 @@ import pandas as pd
 from ..result import Detection
 from .fusion import fuse, smooth
 
-__all__ = ["DATASET_WINDOWS", "dataset_windows", "official_fusion", "official_frame_scores"]
-
-#: Window sides (px at 240 x 240) per benchmark, as the official configuration sets them:
-#: ShanghaiTech's large scale is 120 px (a 2x2 grid), Avenue's the whole frame (1x1).
+#: Window sides (px at 240 x 240) per benchmark, as the official configuration sets them.
 DATASET_WINDOWS: dict[str, tuple[int, int, int]] = {
     "shanghaitech": (48, 80, 120),
     "avenue": (48, 80, 240),
@@ -41,15 +38,26 @@ def dataset_windows(dataset: str) -> tuple[int, int, int]:
     return DATASET_WINDOWS[dataset_key(dataset)]
 
 
+def named_detections(detections: Mapping[str, Detection] | Sequence[Detection]
+                     ) -> tuple[list[str], list[Detection]]:
+    """``(names, detections)``: a dict's keys or the file stems; AnyAnomaly detections only."""
+    if isinstance(detections, Mapping):
+        names, dets = list(detections), list(detections.values())
+    else:
+        dets = list(detections)
+        names = [Path(d.video).stem for d in dets]
+    for name, d in zip(names, dets):
+        if d.method != "anyanomaly":
+            raise ValueError(f"{name}: needs AnyAnomaly detections, got {d.method!r}")
+    return names, dets
+
+
 def official_fusion(segment_views: Sequence[np.ndarray], segment_length: int = 24,
                     weights: Sequence[float] = (0.6, 0.3, 0.1), sigma: float = 15.0,
                     eps: float = 1e-8) -> list[np.ndarray]:
-    """The official evaluation's scores, exactly: per video ``[S, 3]`` view scores (key,
-    position, temporal) of its whole segments, each repeated over ``segment_length``
-    frames; all videos concatenated; fused; smoothed once over the concatenation;
-    min-max normalised over it (``eps`` added to the range, as the official does); then cut
-    back into one array per video (``S * segment_length`` frames each).
-    """
+    """The official evaluation's scores, exactly: per-video ``[S, 3]`` view scores repeated
+    over their frames, concatenated over all videos, fused, smoothed and min-max'ed (``eps``
+    added to the range) once over the concatenation, then cut back per video."""
     views = [np.asarray(v, dtype=np.float64).reshape(-1, 3) for v in segment_views]
     if not views:
         raise ValueError("no videos to fuse")
@@ -63,20 +71,10 @@ def official_fusion(segment_views: Sequence[np.ndarray], segment_length: int = 2
 def official_frame_scores(detections: Mapping[str, Detection] | Sequence[Detection],
                           weights: Sequence[float] | None = None, sigma: float | None = None,
                           ) -> dict[str, np.ndarray]:
-    """The paper's variant of a test set's frame scores, from vadnb detections.
-
-    As the official code computes them: per segment and view the maximum over the
-    descriptions (unparsed replies read as 0), whole segments only (each video's scores
-    are ``num_frames // segment_length * segment_length`` long: evaluate with
-    ``vadnb.metrics.cvad_auc(..., trim_labels=True)``), then :func:`official_fusion` over
-    all videos in the order given. ``weights`` / ``sigma`` default to the detections' own.
-    Returns ``{name: scores}`` (names: the dict's keys, else the video file stems).
-    """
-    if isinstance(detections, Mapping):
-        names, dets = list(detections), list(detections.values())
-    else:
-        dets = list(detections)
-        names = [Path(d.video).stem for d in dets]
+    """``{name: scores}`` of a test set as the official code computes them: per segment and
+    view the max over descriptions (unparsed: 0), whole segments only (evaluate with
+    ``cvad_auc(..., trim_labels=True)``), then :func:`official_fusion` in the order given."""
+    names, dets = named_detections(detections)
     if not dets:
         raise ValueError("no detections")
     cfg0 = dets[0].extras.get("config", {})
@@ -85,18 +83,13 @@ def official_frame_scores(detections: Mapping[str, Detection] | Sequence[Detecti
     length = int(cfg0.get("segment_length", 24))
     views = []
     for name, det in zip(names, dets):
-        if det.method != "anyanomaly":
-            raise ValueError(f"{name}: needs AnyAnomaly detections, got {det.method!r}")
         if int(det.extras.get("config", {}).get("segment_length", 24)) != length:
             raise ValueError(f"{name}: all detections need the same segment_length")
-        seg = det.segments
-        whole = det.num_frames // length
-        per_view = []
+        seg, per_view = det.segments, []
         for v in ("key", "position", "temporal"):
             ok = seg.get(f"parsed_{v}", pd.Series(True, index=seg.index)).astype(bool)
-            val = seg[f"score_{v}"].where(ok, 0.0)
-            table = val.groupby(seg["start_frame"]).max().sort_index()
-            per_view.append(table.to_numpy()[:whole])
+            table = seg[f"score_{v}"].where(ok, 0.0).groupby(seg["start_frame"]).max()
+            per_view.append(table.sort_index().to_numpy()[:det.num_frames // length])
         views.append(np.stack(per_view, axis=1))
     return dict(zip(names, official_fusion(views, length, weights, sigma)))
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from ..runtime import Ask
 
-__all__ = ["OFFICIAL_SYSTEM", "PROMPT_STYLES", "build_prompt", "question"]
-
 #: The official chat's system line (``qwen_make_messages``).
 OFFICIAL_SYSTEM = "You are a vision anomaly detector."
 
@@ -46,12 +44,8 @@ PROMPT_STYLES = ("official", "vadnb")
 
 def build_prompt(description: str, view: str, style: str = "official",
                  output_word: str = "Output") -> str:
-    """The VLM prompt for one ``view`` ("key", "position", "temporal") of a description.
-
-    The key and masked frames get the same question; the grid's adds how the grid reads in
-    time. ``style="official"`` is the official instruction word for word (``output_word``
-    names its answer line), ``"vadnb"`` the shorter wording with a fixed answer form.
-    """
+    """The VLM prompt for one ``view`` ("key", "position", "temporal"; only the grid's says
+    how it reads in time): ``style="official"`` word for word, or vadnb's shorter one."""
     if view not in ("key", "position", "temporal"):
         raise ValueError(f"unknown view {view!r}; use 'key', 'position' or 'temporal'")
     temporal = view == "temporal"

@@ -1,5 +1,4 @@
-"""``anyanomaly.run``: check the Config, build the runtime, call :func:`.core.pipeline`, and
-turn its arrays into a :class:`~vadnb.detect.Detection` (segment table, extras)."""
+"""``anyanomaly.run``: :func:`.core.pipeline` on the runtime, its arrays into a Detection."""
 
 from __future__ import annotations
 
@@ -19,8 +18,6 @@ from ..stages import configure
 from . import core
 from .core import Config
 
-__all__ = ["run", "parse_reason"]
-
 ROLES = {"clip": "clip-b32", "vlm": "vlm-3b"}  # CLIP ViT-B/32 and Qwen2.5-VL-3B in real profiles
 
 
@@ -28,24 +25,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         backends: Mapping[str, Any] | None = None, cache: Cache | str | None = None,
         prompts: Sequence[str] | str | None = None, progress: bool = True,
         **overrides: Any) -> Detection:
-    """Score every frame of ``video`` for the anomalies described in ``prompts``.
-
-    Args:
-        video: the video file.
-        config: a :class:`Config` (default: the paper's settings).
-        profile: model profile for roles not given in ``backends`` ("tiny", "colab", ...).
-        backends: ``{"clip": ..., "vlm": ...}`` models to use instead of loading them;
-            missing ones are loaded only if a model call misses the cache.
-        cache: a :class:`vadnb.cache.Cache` or folder (default: the suite's cache).
-        prompts: one or more anomaly descriptions (or set ``config.prompts``).
-        progress: show progress bars (off inside a loop over videos).
-        overrides: other Config fields, e.g. ``sigma=5``.
-
-    Returns:
-        A :class:`Detection`; ``segments`` has one row per segment and description with the
-        three view scores, their fused ``score``, the reasons and an ``explanation``;
-        ``extras`` holds per-description frame scores, the window scores and the parse log.
-    """
+    """Score every frame of ``video`` for the anomalies described in ``prompts``: one segment
+    row per segment and description (view scores, fused ``score``, reasons)."""
     cfg = _config_from(config, prompts, overrides)
     models = {"clip": cfg.clip_model, "vlm": cfg.vlm_model}
     rt = Runtime(Roles(profile, entries=ROLES, models=models, backends=backends), cache)
@@ -54,18 +35,12 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     rt.release()
     log = out["log"]
     extras = {
-        "prompts": list(cfg.prompts),
-        "parse_failures": log.failed,
-        "parse_total": log.total,
-        "parse_truncated": log.truncated,
-        "parse_summary": log.summary(),
-        "parse_examples": list(log.examples),
-        "prompt_frame_scores": out["prompt_frame_scores"],
+        "prompts": list(cfg.prompts), "parse_failures": log.failed, "parse_total": log.total,
+        "parse_truncated": log.truncated, "parse_summary": log.summary(),
+        "parse_examples": list(log.examples), "prompt_frame_scores": out["prompt_frame_scores"],
         "window_scores": {p: out["window_scores"][i].astype(np.float32)
                           for i, p in enumerate(cfg.prompts)},
-        "windows": out["windows"],
-        "config": {f.name: getattr(cfg, f.name) for f in fields(cfg)},
-    }
+        "windows": out["windows"], "config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}}
     return Detection(video=str(v.path), method="anyanomaly",
                      profile=rt.roles.detection_profile(["clip", "vlm"]),
                      frame_scores=out["frame_scores"], fps=v.fps,
@@ -83,11 +58,7 @@ def parse_reason(reply: str) -> str:
 
 
 def _segments_table(cfg: Config, out: dict[str, Any], fps: float) -> pd.DataFrame:
-    """One row per segment and description: frames, the three scores, reasons, explanation.
-
-    Within a segment the best-scoring description comes first, so
-    :meth:`Detection.explanation_at` shows it.
-    """
+    """One row per segment and description, the best first (``explanation_at`` shows it)."""
     keys, contexts, best, raw, filled, seg_fused = (
         out[k] for k in ("keys", "contexts", "best", "raw", "filled", "fused"))
     reasons = np.vectorize(parse_reason, otypes=[object])(out["replies"])
@@ -95,18 +66,15 @@ def _segments_table(cfg: Config, out: dict[str, Any], fps: float) -> pd.DataFram
     fps = fps if fps > 0 else 1.0
     for s, (a, b) in enumerate(out["bounds"]):
         for p, prompt in enumerate(cfg.prompts):
-            k = int(keys[p, s])
-            sc = filled[p, s]
-            why = reasons[p, s]
+            k, sc, why = int(keys[p, s]), filled[p, s], reasons[p, s]
             rows.append({
                 "start_frame": int(a), "end_frame": int(b), "centre_frame": k,
                 "time_s": k / fps, "prompt": prompt, "key_frame": k,
                 "context_frames": " ".join(str(int(f)) for f in contexts[p, s]),
                 "window": int(best[p, s]),
                 "score_key": sc[0], "score_position": sc[1], "score_temporal": sc[2],
-                "parsed_key": bool(np.isfinite(raw[p, s, 0])),
-                "parsed_position": bool(np.isfinite(raw[p, s, 1])),
-                "parsed_temporal": bool(np.isfinite(raw[p, s, 2])),
+                **{f"parsed_{v}": bool(np.isfinite(raw[p, s, i]))
+                   for i, v in enumerate(("key", "position", "temporal"))},
                 "score": float(seg_fused[p, s]),
                 "reason_key": why[0], "reason_position": why[1], "reason_temporal": why[2],
                 "explanation": (f"{prompt}: key frame {sc[0]:.2f} ({why[0]}); position "

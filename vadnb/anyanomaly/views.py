@@ -1,11 +1,8 @@
 """The images AnyAnomaly shows its VLM, as pixel operations: windows, the WinCLIP-style heat
 map, the masked key frame (position context) and the 2x2 grid (temporal context).
 
-The pipeline (:mod:`.core`) never holds pixels: it sends the runtime recipes,
-``Derived.of(masked, [key_view], ...)``, and the runtime applies these operations only when
-a model must see the image. A recipe is keyed by the operation's source and parameters, so
-editing one of these functions re-asks the model and a warm run decodes nothing.
-"""
+The pipeline never holds pixels: it sends ``Derived.of(op, ...)`` recipes, applied only when a
+model must see the image and keyed by the op's source, so editing an op re-asks the model."""
 
 from __future__ import annotations
 
@@ -17,20 +14,12 @@ import pandas as pd
 
 from ..runtime import Derived
 
-__all__ = ["window_boxes", "cut_windows", "minmax", "heat_map", "masked_frame", "grid_image",
-           "window_probabilities", "best_window", "view_size", "view", "window", "masked",
-           "window_crop", "question_images"]
-
 
 def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
                  stride: int | None = None) -> pd.DataFrame:
-    """Every window, one row each: ``scale`` (index into ``window_sizes``), ``row``, ``col``,
-    ``x0, y0, x1, y1`` (px in the ``size`` x ``size`` frame, end exclusive).
-
-    Windows of side ``w`` start at ``0, s, 2s, ...`` while they fit (``s`` = ``stride`` or
-    ``w``): at 240 px, 48 -> 5x5 = 25 tiles, 80 -> 3x3 = 9, 240 -> 1, i.e. 35 windows.
-    Rows come scale by scale, then row-major (top-left first).
-    """
+    """Every window (``scale`` index, ``row``, ``col``, ``x0, y0, x1, y1`` px, end exclusive),
+    scale by scale, row-major; side ``w`` windows start every ``stride or w`` px while they fit
+    (at 240 px: 25 + 9 + 1 = 35 windows)."""
     rows = []
     for scale, w in enumerate(window_sizes):
         if not 0 < w <= size:
@@ -44,15 +33,13 @@ def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
     return pd.DataFrame(rows, columns=["scale", "row", "col", "x0", "y0", "x1", "y1"])
 
 
-#: ``Config.window_resize`` -> OpenCV interpolation: "linear" (the official ``cv2.resize``
-#: default), "area" (vadnb's option: averages the pixels a downsized pixel covers).
+#: ``Config.window_resize`` -> OpenCV interpolation: "linear" (official), "area" (vadnb's option).
 RESIZE = {"linear": 1, "area": 3}  # cv2.INTER_LINEAR, cv2.INTER_AREA
 
 
 def square(frame: np.ndarray, size: int, resize: str = "linear") -> np.ndarray:
     """``frame`` resized to ``size`` x ``size`` (as the official code does, ignoring aspect)."""
     import cv2
-
     if resize not in RESIZE:
         raise ValueError(f"unknown window_resize {resize!r}; use one of {sorted(RESIZE)}")
     return cv2.resize(np.asarray(frame), (size, size), interpolation=RESIZE[resize])
@@ -60,46 +47,31 @@ def square(frame: np.ndarray, size: int, resize: str = "linear") -> np.ndarray:
 
 def cut_windows(frame: np.ndarray, boxes: pd.DataFrame, size: int = 240,
                 resize: str = "linear") -> list[np.ndarray]:
-    """Resize ``frame`` to ``size`` x ``size`` (:func:`square`) and cut out each box of
-    :func:`window_boxes`."""
+    """Each box of :func:`window_boxes` cut from ``frame`` :func:`square`'d to ``size``."""
     sq = square(frame, size, resize)
     return [sq[b.y0:b.y1, b.x0:b.x1] for b in boxes.itertuples()]
 
 
-
 def minmax(x: np.ndarray) -> np.ndarray:
-    """Rescale to [0, 1] (min -> 0, max -> 1).
-
-    A constant input has no contrast; it becomes all ones, which for a heat map means "keep
-    the whole frame" (frame scores handle the constant case themselves, as zeros). A range
-    below 1e-6 counts as constant: float32 rounding in the upsampling must not be
-    stretched into a pattern.
-    """
+    """Rescale to [0, 1]. A (near-)constant input (range < 1e-6, so float32 rounding is never
+    stretched into a pattern) becomes all ones: a heat map that keeps the whole frame."""
     x = np.asarray(x, dtype=np.float64)
     lo, hi = float(np.min(x)), float(np.max(x))
-    if hi - lo < 1e-6:
-        return np.ones_like(x)
-    return (x - lo) / (hi - lo)
+    return np.ones_like(x) if hi - lo < 1e-6 else (x - lo) / (hi - lo)
 
 
 def heat_map(window_scores: np.ndarray, boxes: pd.DataFrame, height: int,
              width: int) -> np.ndarray:
-    """WinCLIP-style heat map ``[height, width]`` in [0, 1] from one score per window.
-
-    Each scale's scores form a small grid (5x5, 3x3, 1x1), upsampled bilinearly to the
-    frame (``cv2.resize``, pixel-centre aligned, edges clamped); the scales are averaged and
-    the result is min-max normalised.
-    """
+    """WinCLIP-style heat map ``[height, width]`` in [0, 1]: each scale's window grid upsampled
+    bilinearly (``cv2.resize``), the scales averaged, then min-max normalised."""
     import cv2
-
     scores = np.asarray(window_scores, dtype=np.float32).ravel()
     if len(scores) != len(boxes):
         raise ValueError(f"{len(scores)} window scores for {len(boxes)} windows")
     total = np.zeros((height, width), dtype=np.float64)
     scales = sorted(boxes["scale"].unique())
     for scale in scales:
-        sel = (boxes["scale"] == scale).to_numpy()
-        sub = boxes[sel]
+        sub = boxes[sel := (boxes["scale"] == scale).to_numpy()]
         grid = np.zeros((sub["row"].max() + 1, sub["col"].max() + 1), dtype=np.float32)
         grid[sub["row"].to_numpy(), sub["col"].to_numpy()] = scores[sel]
         total += cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -113,52 +85,36 @@ def masked_frame(frame: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def grid_image(frames: Sequence[np.ndarray], box: Any, size: int = 240,
                cell: int = 224) -> np.ndarray:
-    """A 2x2 grid (``2*cell`` px square) of the same window cut from 4 frames, in time order
-    left-to-right, top-to-bottom. The box is in ``size``-px coordinates and is scaled to each
-    frame's own resolution, so the crops keep the video's detail."""
+    """A 2x2 grid of one window (``size``-px box, scaled per frame) cut from 4 frames in order."""
     import cv2
-
     if len(frames) != 4:
         raise ValueError(f"the temporal grid needs 4 frames, got {len(frames)}")
     out = np.zeros((2 * cell, 2 * cell, 3), dtype=np.uint8)
+    # a window_boxes row or a plain (x0, y0, x1, y1)
+    bx0, by0, bx1, by1 = map(int, (box.x0, box.y0, box.x1, box.y1) if hasattr(box, "x0") else box)
     for i, f in enumerate(frames):
         f = np.asarray(f)
         h, w = f.shape[:2]
-        bx0, by0, bx1, by1 = _corners(box)
         x0, y0 = int(bx0 * w / size), int(by0 * h / size)
         x1 = max(x0 + 1, int(round(bx1 * w / size)))  # at least one pixel wide
         y1 = max(y0 + 1, int(round(by1 * h / size)))
-        crop = cv2.resize(f[y0:y1, x0:x1], (cell, cell), interpolation=cv2.INTER_LINEAR)
         r, c = divmod(i, 2)
-        out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = crop
+        out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
+            f[y0:y1, x0:x1], (cell, cell), interpolation=cv2.INTER_LINEAR)
     return out
-
 
 
 def window_probabilities(window_emb: np.ndarray, class_emb: np.ndarray,
                          scale: float = 100.0) -> np.ndarray:
-    """``[..., W, C]`` softmax over classes of ``scale * cosine(window, class)``.
-
-    ``class_emb`` holds the user's descriptions and, last, the normal class; column ``p``
-    of the result is how much each window looks like description ``p`` rather than the
-    others or a normal scene.
-    """
-    logits = scale * (np.asarray(window_emb, np.float64) @ np.asarray(class_emb, np.float64).T)
-    logits -= logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=-1, keepdims=True)
-
+    """``[..., W, C]`` softmax over classes (normal last) of ``scale * cosine``."""
+    from scipy.special import softmax
+    return softmax(scale * (np.asarray(window_emb, np.float64)
+                            @ np.asarray(class_emb, np.float64).T), axis=-1)
 
 
 def best_window(window_scores: np.ndarray) -> int:
-    """``window_scores`` ``[F, W]`` (context frames x windows, CLIP similarity of each
-    window to the description): the window whose best score over the frames is highest
-    (ties: the first window), as the official grid chooses it."""
+    """The window with the highest best score over the frames (ties: the first), as official."""
     return int(np.argmax(np.asarray(window_scores).max(axis=0)))
-
-
-# --------------------------------------------------------------------------- recipe operations
-# Each takes the list of its source images (what ``Derived.of`` passes) and plain parameters.
 
 
 def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
@@ -170,10 +126,8 @@ def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
 
 
 def view(images: list[np.ndarray], max_side: int) -> np.ndarray:
-    """A frame as the views use it: at most ``max_side`` px on its longer side (aspect kept,
-    ``cv2.INTER_AREA``, as ``read_frames(size=...)`` resizes)."""
+    """A frame at most ``max_side`` px on its longer side (``cv2.INTER_AREA``, as read_frames)."""
     import cv2
-
     frame = images[0]
     size = view_size(frame.shape[1], frame.shape[0], max_side)
     return frame if size is None else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
@@ -189,20 +143,9 @@ def window(images: list[np.ndarray], box: tuple[int, int, int, int], size: int,
 def masked(images: list[np.ndarray], scores: tuple[float, ...], window_sizes: tuple[int, ...],
            stride: int | None, size: int) -> np.ndarray:
     """The position context: the key frame times the heat map of its window ``scores``."""
-    frame = images[0]
     boxes = window_boxes(size, window_sizes, stride)
-    return masked_frame(frame, heat_map(np.asarray(scores), boxes, *frame.shape[:2]))
+    return masked_frame(images[0], heat_map(np.asarray(scores), boxes, *images[0].shape[:2]))
 
-
-
-def _corners(box: Any) -> tuple[int, int, int, int]:
-    """``(x0, y0, x1, y1)`` of a :func:`window_boxes` row or a plain 4-tuple."""
-    if hasattr(box, "x0"):
-        return int(box.x0), int(box.y0), int(box.x1), int(box.y1)
-    return tuple(int(v) for v in box)  # type: ignore[return-value]
-
-
-# The recipes the pipeline sends (the runtime applies them only when a model must see the image).
 
 def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:
     """One window ``box`` of a frame squashed to ``cfg.position_size``, for CLIP."""
@@ -211,9 +154,7 @@ def window_crop(frame: Any, box: tuple[int, int, int, int], cfg: Any) -> Any:
 
 def question_images(key: Any, context: list[Any], heat: np.ndarray,
                     box: tuple[int, int, int, int], cfg: Any) -> tuple[Any, Any, Any]:
-    """The three images the VLM is asked about: the key frame, the key frame masked by its
-    window heat map (position context), the ``box`` window of the context frames in a 2x2
-    grid (temporal context)."""
+    """The VLM's three images: the key frame, it masked by its heat map, and the 2x2 grid."""
     return (key, Derived.of(masked, [key], scores=tuple(heat.tolist()),
                             window_sizes=cfg.window_sizes, stride=cfg.window_stride,
                             size=cfg.position_size),

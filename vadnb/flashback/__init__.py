@@ -1,16 +1,8 @@
 """Flashback: anomaly detection as retrieval from a memory of captions (notebook 75).
 
-An LLM writes, once, a memory of paired normal and anomalous scene captions ("recall",
-:mod:`.memory`); each 1 s segment of video is then scored by the captions it retrieves in
-a shared video-text space ("respond", :mod:`.core`): no LLM call while it watches, and the
-retrieved captions explain every score.
-
-- :mod:`.core`: Config, the scoring steps and the numbered :func:`pipeline`;
-- :mod:`.memory`: recall, validation, de-duplication, the saved memory file;
-- :mod:`.differences`; :mod:`.lesson`: perfect perception and the memory's picture.
-
->>> import vadnb
->>> det = vadnb.detect("clip.mp4", method="flashback")                # doctest: +SKIP
+An LLM writes, once, a memory of paired normal and anomalous captions (recall,
+:mod:`.memory`); each 1 s segment is then scored by the captions it retrieves in a shared
+video-text space (respond, :mod:`.core`): no LLM call while it watches.
 """
 
 from __future__ import annotations
@@ -49,27 +41,28 @@ def explanations(mem: CaptionMemory, indices: np.ndarray, sims: np.ndarray,
             for row, ds in zip(indices, sims)]
 
 
-def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
-        backends: dict[str, Any] | None = None, cache: Cache | str | None = None,
-        **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with Flashback.
-
-    The caption memory is obtained first (a saved file, the cached one, or recall now:
-    the only LLM calls, made once per recipe and cached), then every segment is embedded
-    and scored by retrieval (:func:`core.pipeline`). ``segments`` holds each segment's
-    retrieved captions (``captions``, ``similarities``, ``anomalous``) and a short
-    ``explanation``; ``extras`` the memory's recipe and counts.
-    """
-    cfg = configure(Config, config, overrides, "Flashback")
+def _respond(video: str | os.PathLike, cfg: Config, profile: str | None,
+             backends: dict[str, Any] | None, cache: Cache | str | None
+             ) -> tuple[Runtime, Any, CaptionMemory, dict[str, Any]]:
+    """The runtime (models released), the video, the memory and the pipeline's output."""
     roles = Roles(profile, models={"llm": cfg.llm_model, "embedder": cfg.embedder_model},
                   backends=backends)
     rt = Runtime(roles, get_cache(cache))
     try:
         v = rt.video(video)
         mem = memory.obtain(rt, cfg)
-        out = pipeline(rt, v, mem, cfg)
+        return rt, v, mem, pipeline(rt, v, mem, cfg)
     finally:
         roles.release()
+
+
+def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
+        backends: dict[str, Any] | None = None, cache: Cache | str | None = None,
+        **overrides: Any) -> Detection:
+    """Score every frame of ``video`` with Flashback: the caption memory (the only LLM calls,
+    once per recipe), then retrieval per segment (``segments`` keeps what it retrieved)."""
+    cfg = configure(Config, config, overrides, "Flashback")
+    rt, v, mem, out = _respond(video, cfg, profile, backends, cache)
     starts, length = out["starts"], out["length"]
     fps = cfg.frame_rate or v.fps
     segments = pd.DataFrame({
@@ -82,7 +75,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         "anomalous": [" ".join(str(int(f)) for f in fl) for fl in out["flags"]]})
     used = ["embedder"] + (["llm"] if mem.recipe.get("source") == "llm" else [])
     return Detection(
-        video=str(v.path), method="flashback", profile=roles.detection_profile(used),
+        video=str(v.path), method="flashback", profile=rt.roles.detection_profile(used),
         frame_scores=out["frame_scores"].astype(np.float32), fps=v.fps, segments=segments,
         model_calls=rt.model_calls(),
         extras={"memory_recipe": mem.recipe, "memory_counts": mem.counts,
@@ -92,8 +85,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
 
 # ------------------------------------------- the declaration (vadnb.registry): read by every table
 def _cost(fps: float, **_: Any) -> list[tuple[str, str, float, str]]:
-    """Model calls per minute of video with the Config defaults: one video embedding per
-    segment (two per second); the memory's LLM calls are made once, not per video."""
+    """Model calls per minute of video (the memory's LLM calls are made once, not per video)."""
     c = Config()
     return [("embedder", "embedder_video", 60.0 / c.hop_s,
              f"one {c.frames_per_segment}-frame segment per {c.hop_s} s")]

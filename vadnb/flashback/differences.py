@@ -45,11 +45,10 @@ DIFFERENCES: list[Difference] = [
             "on a non-target dataset, never the test set (FLASHBACK.md §4.2).",
         effect="None at the default 1.0."),
     Difference(
-        what="Softmax scale: ImageBind's text vectors carry its learned logit scale in the "
-             "code (tau = 1) and the segment vector is a mean of unit clip vectors, not "
-             "re-normalised; vadnb's embedder returns unit vectors on both sides and "
-             "multiplies the similarities by `logit_scale` (100, CLIP's trained value and "
-             "the code's tau for InternVideo2/PE).",
+        what="Softmax scale: ImageBind's text vectors carry its learned logit scale in the code "
+             "(tau = 1) and the segment vector is a mean of unit clip vectors, not re-normalised; "
+             "vadnb's embedder returns unit vectors on both sides and multiplies the similarities "
+             "by `logit_scale` (100, CLIP's trained value and the code's tau for InternVideo2/PE).",
         why="The suite's embedder normalises every output; the learned ImageBind scale "
             "could not be read here (FLASHBACK.md §4.3 says the two forms agree when the "
             "checkpoint's scale is used).",

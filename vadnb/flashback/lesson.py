@@ -10,12 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cache import Cache, get_cache
-from ..runtime import Roles, Runtime
+from ..cache import Cache
 from ..stages import configure
 from . import core, memory
 
-__all__ = ["oracle_backends", "respond", "perfect_perception", "plot_memory_space"]
+
+#: Words by which a caption names a campus anomaly class (others: the class name itself).
+_CLASS_WORDS = {"Vehicle": ("car", "truck", "van", "drives"), "Running": ("run", "sprint"),
+                "Fallen": ("lies", "collapses", "falls", "fallen"),
+                "Object_left": ("left alone", "unattended", "bag", "suitcase")}
 
 
 def _key(image: np.ndarray) -> str:
@@ -23,20 +26,10 @@ def _key(image: np.ndarray) -> str:
 
 
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
-    """An embedder that *reads the ground truth*: Flashback with perfect perception.
-
-    A teaching device (notebook 75), not a model. Every frame of ``benchmark``'s videos is
-    recognised by a hash of its pixels. A normal frame points along a "normal" axis; a frame
-    of an anomaly of class C along an "anomalous" axis plus C's own axis. Captions are
-    placed as a perfect text encoder would read them: the hand-written memory's anomalous
-    captions along the anomalous axis, plus a class's axis when their words name it, every
-    other caption along the normal axis (with a little noise each). What Flashback then gets
-    right is an upper bound of its own steps (retrieval, softmax share, frame expansion,
-    smoothing) with *this* memory, not of any model.
-    """
+    """An embedder that *reads the ground truth* of ``benchmark``'s frames (by pixel hash):
+    Flashback with perfect perception."""
     from ..models.scripted import ScriptedEmbedder
     from ..video import read_frames
-
     classes = sorted({str(c) for c in benchmark.videos.label} - {"Normal"})
     dim = 2 + len(classes) + 8
     truth: dict[str, str] = {}
@@ -51,73 +44,45 @@ def oracle_backends(benchmark: Any) -> dict[str, Any]:
     def axis(i: int) -> np.ndarray:
         return np.eye(dim)[i]
 
-    def noise(text: str, scale: float) -> np.ndarray:
-        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
-        return scale * rng.normal(size=dim)
-
     def image_vector(image: np.ndarray) -> np.ndarray:
         kind = truth.get(_key(image))
         if kind is None:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")
-        if kind == "Normal":
-            return axis(0)
-        return axis(1) + axis(2 + classes.index(kind))
+        return axis(0) if kind == "Normal" else axis(1) + axis(2 + classes.index(kind))
 
-    words = {c: _class_words(c) for c in classes}
-    anomalous = {t for t, _ in _handwritten_anomalous()}
+    words = {c: _CLASS_WORDS.get(c, (c.lower(),)) for c in classes}
+    anomalous = {a[0] for _, a in memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())[0]}
 
     def text_vector(text: str) -> np.ndarray:
         caption = text.split("]", 1)[-1].lstrip(": ") if text.startswith("[") else text
+        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
+        noise = 0.15 * rng.normal(size=dim)
         if caption not in anomalous and not text.startswith("[Anomalous]"):
-            return axis(0) + noise(text, 0.15)
+            return axis(0) + noise
         hit = [c for c in classes if any(w in caption.lower() for w in words[c])]
-        v = axis(1) + noise(text, 0.15)
-        return v + (axis(2 + classes.index(hit[0])) if hit else 0)
+        return axis(1) + noise + (axis(2 + classes.index(hit[0])) if hit else 0)
 
     return {"embedder": ScriptedEmbedder(image_fn=image_vector, text_fn=text_vector,
                                          name="oracle-embedder")}
 
 
-def _class_words(kind: str) -> tuple[str, ...]:
-    """Words by which a caption names a campus anomaly class."""
-    table = {"Vehicle": ("car", "truck", "van", "drives"), "Running": ("run", "sprint"),
-             "Fallen": ("lies", "collapses", "falls", "fallen"),
-             "Object_left": ("left alone", "unattended", "bag", "suitcase")}
-    return table.get(kind, (kind.lower(),))
-
-
-def _handwritten_anomalous() -> list[tuple[str, str]]:
-    pairs, _, _ = memory.parse_reply(memory.HANDWRITTEN_PATH.read_text())
-    return [a for _, a in pairs]
-
-
 def respond(video: Any, *, profile: str | None = None, backends: dict[str, Any] | None = None,
             cache: Cache | str | None = None, **overrides: Any
             ) -> tuple[memory.CaptionMemory, dict[str, Any]]:
-    """The memory and :func:`core.pipeline`'s whole output for one video (the segment
-    embeddings included, which a Detection does not keep): for the picture below. Cached
-    like :func:`vadnb.flashback.run`."""
-    cfg = configure(core.Config, None, overrides, "Flashback")
-    roles = Roles(profile, models={"llm": cfg.llm_model, "embedder": cfg.embedder_model},
-                  backends=backends)
-    rt = Runtime(roles, get_cache(cache))
-    try:
-        v = rt.video(video)
-        mem = memory.obtain(rt, cfg)
-        return mem, core.pipeline(rt, v, mem, cfg)
-    finally:
-        roles.release()
+    """The memory and :func:`core.pipeline`'s whole output (segment embeddings included)."""
+    from . import _respond
+    _, _, mem, out = _respond(video, configure(core.Config, None, overrides, "Flashback"),
+                              profile, backends, cache)
+    return mem, out
 
 
 def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
                        split: str = "test") -> pd.DataFrame:
-    """Flashback with the oracle embedder and the hand-written memory on ``benchmark``'s
-    ``split``, under vadnb's defaults, the research code's choices and a few ablations.
-    One row per variant: ``variant``, ``settings``, ``auc``, ``ap``."""
+    """``variant``, ``settings``, ``auc``, ``ap`` of the oracle with the hand-written memory on
+    ``split``, under vadnb's defaults, the research code's choices and a few ablations."""
     from .. import metrics
     from . import run
-
     oracle = oracle_backends(benchmark)
     videos = benchmark.subset(split).videos
     labels = {n: benchmark.frame_labels(n) for n in videos["name"]}
@@ -141,18 +106,14 @@ def perfect_perception(benchmark: Any, *, cache: Cache | str | None = None,
 def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
                       segment_labels: Sequence[Any] | None = None, ax: Any = None,
                       title: str = "caption memory and segments (2-D PCA)") -> Any:
-    """The captions (normal, anomalous) and the video's segments in one picture: the first
-    two principal components of all their vectors together. A segment's score is the
-    anomalous share among its nearest captions, so a good memory puts anomalous segments
-    among the anomalous captions. ``segment_labels``: 1 for an anomalous segment (colours)."""
+    """The captions and the segments on two principal components (``segment_labels``: 0/1)."""
     import matplotlib.pyplot as plt
 
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     parts = [unit(mem.normal_embeddings), unit(mem.anomalous_embeddings), unit(segments)]
-    allv = np.concatenate(parts)
-    centred = allv - allv.mean(0)
+    centred = np.concatenate(parts) - np.concatenate(parts).mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T
     n1, n2 = len(parts[0]), len(parts[0]) + len(parts[1])
@@ -167,8 +128,6 @@ def plot_memory_space(mem: memory.CaptionMemory, segments: np.ndarray,
         lab = np.asarray(segment_labels, bool)
         ax.scatter(*seg[~lab].T, marker="x", c="tab:cyan", label="normal segments")
         ax.scatter(*seg[lab].T, marker="x", c="tab:orange", label="anomalous segments")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     ax.legend(fontsize=8)
     return ax

@@ -1,19 +1,8 @@
 """Flashback's "recall": an LLM writes a memory of paired normal/anomalous captions, once.
 
-The LLM role is asked, one seed per call, for JSON of one schema (:data:`SCHEMA`): a list
-of pairs, each a normal and an anomalous scene with a category. Every reply is validated
-on arrival: a malformed one is counted and asked again with its error shown (never
-silently dropped); a call still malformed after ``max_retries`` is counted as failed, and a
-recall in which *every* call failed stops with an error that names the counts. Captions
-are de-duplicated by exact string within each class (counted), embedded with the text side
-of the embedder role, and saved as a versioned, shareable pair of files: ``<name>.json``
-(captions, categories, counts and the recipe: LLM, prompt, seeds, embedder) and
-``<name>.safetensors`` (the embeddings). Nothing is pickled. The memory is cached under
-the suite's cache folder, keyed by its recipe.
-
-A random-init tiny LLM writes no parseable JSON, so the tiny profile (and the tests) use
-a small memory **written by a person** (:data:`HANDWRITTEN_PATH`, labelled as such in its
-file and in every recipe made from it), or a scripted LLM.
+A malformed reply is counted and asked again with its error shown; the memory is saved as
+``<name>.json`` + ``<name>.safetensors`` (no pickle). Trap: a random-init tiny LLM writes no
+JSON, so the tiny profile uses a memory **written by a person** (:data:`HANDWRITTEN_PATH`).
 """
 
 from __future__ import annotations
@@ -30,10 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..runtime import Chat, EncodeText, Runtime
-
-__all__ = ["SCHEMA", "SYSTEM_PROMPT", "HANDWRITTEN_PATH", "FORMAT", "VERSION", "RecallError",
-           "CaptionMemory", "recall_messages", "parse_reply", "recall", "deduplicate",
-           "caption_text", "embed", "obtain", "recipe_of"]
 
 FORMAT = "vadnb-flashback-memory"
 VERSION = 1
@@ -78,9 +63,8 @@ def _side(item: Any, key: str) -> tuple[str, str] | None:
 
 
 def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]]], int, str | None]:
-    """``(pairs, bad_items, error)`` from one reply: each pair is ((normal, category),
-    (anomalous, category)). ``error`` is None for a reply of the schema with at least one
-    complete pair; items missing a field are dropped and counted in ``bad_items``."""
+    """``(pairs, bad_items, error)`` of one reply, a pair being ((normal, category),
+    (anomalous, category)); ``error`` is None when at least one item is complete."""
     if getattr(reply, "failed", False):
         return [], 0, f"no reply ({getattr(reply, 'error', '') or 'empty'})"
     text = _FENCE.sub("", str(reply))
@@ -101,12 +85,11 @@ def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]
 
 
 def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
-    """Ask the llm role for ``cfg.calls`` replies of ``cfg.pairs_per_call`` pairs (seeds
-    0..calls-1), retrying malformed ones. Returns the pairs and the counts."""
+    """``(pairs, counts)`` of ``cfg.calls`` llm calls (seeds 0..calls-1), malformed ones retried."""
     convs = {seed: recall_messages(cfg.pairs_per_call, seed) for seed in range(cfg.calls)}
     pairs: list = []
-    counts = {"calls": cfg.calls, "replies": 0, "malformed_replies": 0, "bad_items": 0,
-              "failed_calls": 0}
+    counts = {"calls": cfg.calls,
+              **dict.fromkeys(("replies", "malformed_replies", "bad_items", "failed_calls"), 0)}
     errors: list[str] = []
     for attempt in range(cfg.max_retries + 1):
         seeds = list(convs)
@@ -146,8 +129,7 @@ def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
 
 
 def deduplicate(pairs: list) -> tuple[dict[str, list[tuple[str, str]]], dict[str, int]]:
-    """Exact-string de-duplication within each class, first occurrence kept; the counts
-    before and after per class."""
+    """Exact-string de-duplication within each class (first kept), with the counts."""
     out: dict[str, list[tuple[str, str]]] = {"normal": [], "anomalous": []}
     counts = {}
     for c, i in (("normal", 0), ("anomalous", 1)):
@@ -175,11 +157,15 @@ def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
                            desc="Flashback memory embeddings")).astype(np.float32)
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
 @dataclass
 class CaptionMemory:
-    """The pseudo-scene memory: captions and categories per class, their embeddings, the
-    recipe that made them and the counts of recall and de-duplication."""
-
+    """Captions and categories per class, their embeddings, the recipe and the counts."""
     normal: list[str]
     anomalous: list[str]
     normal_categories: list[str]
@@ -196,35 +182,28 @@ class CaptionMemory:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<path>.json`` and ``<path>.safetensors``; returns the JSON's path."""
-        from safetensors.numpy import save_file
-
+        from safetensors.numpy import save
         stem = Path(path).with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors = stem.with_suffix(".safetensors")
-        tmp = tensors.with_suffix(".safetensors.part")
-        save_file({"normal": np.ascontiguousarray(self.normal_embeddings, np.float32),
-                   "anomalous": np.ascontiguousarray(self.anomalous_embeddings, np.float32)},
-                  str(tmp))
-        os.replace(tmp, tensors)
+        tensors, out = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        blob = save({"normal": np.ascontiguousarray(self.normal_embeddings, np.float32),
+                     "anomalous": np.ascontiguousarray(self.anomalous_embeddings, np.float32)})
+        _write_atomic(tensors, blob)
         meta = {"format": FORMAT, "version": VERSION, "recipe": self.recipe,
                 "counts": self.counts, "embeddings": tensors.name,
-                "embeddings_sha256": hashlib.sha256(tensors.read_bytes()).hexdigest(),
+                "embeddings_sha256": hashlib.sha256(blob).hexdigest(),
                 "normal": [{"description": t, "category": c}
                            for t, c in zip(self.normal, self.normal_categories)],
                 "anomalous": [{"description": t, "category": c}
                               for t, c in zip(self.anomalous, self.anomalous_categories)]}
-        out = stem.with_suffix(".json")
-        out.with_suffix(".json.part").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
-        os.replace(out.with_suffix(".json.part"), out)
+        _write_atomic(out, json.dumps(meta, indent=1, ensure_ascii=False).encode())
         return out
 
     @classmethod
     def load(cls, path: str | os.PathLike, expect: dict[str, Any] | None = None
              ) -> CaptionMemory:
-        """Read a saved memory; with ``expect``, refuse one whose recipe differs in any of
-        ``expect``'s fields (embeddings from another embedder live in another space)."""
+        """Read a saved memory, refusing one whose recipe differs in ``expect``'s fields."""
         from safetensors.numpy import load_file
-
         path = Path(path).with_suffix(".json")
         try:
             meta = json.loads(path.read_text())
@@ -243,8 +222,7 @@ class CaptionMemory:
         recipe = meta["recipe"]
         wrong = sorted(k for k, v in (expect or {}).items() if recipe.get(k) != v)
         if wrong:
-            said = "; ".join(f"{k}: file {recipe.get(k)!r}, wanted {expect[k]!r}"
-                             for k in wrong)
+            said = "; ".join(f"{k}: file {recipe.get(k)!r}, wanted {expect[k]!r}" for k in wrong)
             raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
                              "rebuild it or use the matching settings")
         arrays = load_file(str(tensors))
@@ -259,13 +237,11 @@ def _source(rt: Runtime, cfg: Any) -> str:
     if cfg.memory != "auto":
         return cfg.memory
     from ..models.profiles import MEANINGLESS_PROFILES
-
     return "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
 
 
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
-    """What makes a memory: its source (LLM and prompt and seeds, or the hand-written
-    file's digest), the embedder and the text template. Known without loading a model."""
+    """What makes a memory (source, embedder, text template), known without loading a model."""
     source = _source(rt, cfg)
     common = {"embedder": rt.roles.identity("embedder"), "text_prefix": cfg.text_prefix}
     if source == "llm":
@@ -300,10 +276,8 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
 
 
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
-    """The memory ``cfg`` asks for: a saved file (its embedder must match), or the one
-    cached under its recipe, or built now (recall, de-duplication, embedding) and saved."""
+    """The memory ``cfg`` asks for: a saved file, the cached one, or built now and cached."""
     from ..cache import make_key
-
     recipe = recipe_of(rt, cfg)
     if recipe["source"] == "file":
         return CaptionMemory.load(recipe["path"], expect={
