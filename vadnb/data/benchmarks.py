@@ -53,11 +53,10 @@ def read_text(path: str | os.PathLike) -> str:
 
 def warn_left_out(items: list, what: str) -> None:
     """One warning naming what a loader leaves out, so a partial download is never silent."""
-    if not items:
-        return
-    shown = ", ".join(str(i) for i in items[:5])
-    more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-    warnings.warn(f"{len(items)} {what}; they are left out: {shown}{more}", stacklevel=4)
+    if items:
+        more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+        warnings.warn(f"{len(items)} {what}; they are left out: "
+                      f"{', '.join(map(str, items[:5]))}{more}", stacklevel=4)
 
 
 _FRAME_COUNTS: dict[tuple[str, int, int], int] = {}
@@ -195,12 +194,10 @@ class Benchmark:
         if name not in self._checked:  # warn once per video about intervals past its end
             self._checked.add(name)
             last = num_frames - 1
-            notes = [f"interval {s}..{e} runs past the last frame {last}: cut to {s}..{last}"
-                     for s, e in truth if s < num_frames <= e]
-            outside = [(s, e) for s, e in truth if s >= num_frames]
-            notes += [f"interval {s}..{e} starts past the last frame {last}: it labels nothing"
-                      for s, e in outside]
-            if outside and len(outside) == len(truth):
+            notes = [f"interval {s}..{e} " + (f"runs past the last frame {last}: cut to {s}..{last}"
+                     if s <= last else f"starts past the last frame {last}: it labels nothing")
+                     for s, e in truth if e > last]
+            if truth and all(s > last for s, _ in truth):
                 notes.append(f"so the {row['label']} video's frames are all normal")
             if notes:
                 warnings.warn(f"{self.name}: video {name} ({video}) has {num_frames} frames; "
@@ -368,6 +365,24 @@ def parse_video_list(path: str | os.PathLike, expected: str) -> list[tuple[str, 
     if not lines:
         raise AnnotationError(f"{path}: no lines; expected {expected}")
     return lines
+
+
+def list_row(where: str, fields: list[str], expected: str, ids: list[str], table: str
+             ) -> tuple[int, int, list[str]]:
+    """Start, end and class names of a ``<path> <start> <end> <class ids, comma-joined>`` row
+    (LAVAD's and AnomalyCLIP's lists); ``ids`` is the id table, ``table`` names it in errors."""
+    try:
+        start, end = int(fields[1]), int(fields[2])
+        class_ids = [int(v) for v in fields[3].split(",")]
+    except ValueError:
+        raise AnnotationError(f"{where}: expected {expected}, got {' '.join(fields)!r}") from None
+    if start < 0 or end < start:
+        raise AnnotationError(f"{where}: frames {start}..{end} are not a start <= end range")
+    bad = [i for i in class_ids if not 0 <= i < len(ids)]
+    if bad:
+        raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
+                              f"({table})")
+    return start, end, [ids[i] for i in class_ids]
 
 
 def ucf_class_of(relative: str, where: str) -> str:
@@ -571,13 +586,11 @@ def _sht_list(path: Path) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for where, line in parse_video_list(path, expected):
         fields = line.split()
-        if len(fields) not in (1, 4) or not all(f.lstrip("-").isdigit() for f in fields[1:]):
+        if len(fields) not in (1, 4):
             raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
-        class_id = int(fields[3]) if len(fields) == 4 else None
-        if class_id is not None and not 0 <= class_id < len(SHT_CLASSES):
-            raise AnnotationError(f"{where}: class id {class_id} is not one of "
-                                  f"0..{len(SHT_CLASSES) - 1} (AnomalyCLIP's sht_labels.csv)")
-        out[video_name(fields[0])] = None if class_id is None else SHT_CLASSES[class_id]
+        classes = list_row(where, fields, expected, SHT_CLASSES,
+                           "AnomalyCLIP's sht_labels.csv")[2] if len(fields) == 4 else [None]
+        out[video_name(fields[0])] = classes[0]
     return out
 
 

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
-                         annotation_lines, read_text, ucf_class_of, video_name, xd_codes)
+                         annotation_lines, list_row, read_text, ucf_class_of, video_name,
+                         xd_codes)
 
 #: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``): the sorted names.
 LAVAD_CLASS_IDS = {"ucf_crime": sorted([*UCF_CLASSES, "Normal"]),
@@ -72,18 +73,9 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
         if len(fields) != 4:
             raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: "
                                   f"{line!r}")
-        try:
-            start, end = int(fields[1]), int(fields[2])
-            class_ids = [int(v) for v in fields[3].split(",")]
-        except ValueError:
-            raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {line!r}") from None
-        if start < 0 or end < start:
-            raise AnnotationError(f"{where}: frames {start}..{end} are not a start <= end range")
-        bad = [i for i in class_ids if not 0 <= i < len(ids)]
-        if bad:
-            raise AnnotationError(f"{where}: class id {bad[0]} is not one of 0..{len(ids) - 1} "
-                                  f"({dataset}'s table: {', '.join(ids)})")
-        labels, name = [ids[i] for i in class_ids], video_name(fields[0])
+        start, end, labels = list_row(where, fields, LIST_EXPECTED, ids,
+                                      f"{dataset}'s table: {', '.join(ids)}")
+        name = video_name(fields[0])
         label = next((c for c in labels if c != "Normal"), "Normal")
         if label != "Normal" and name not in intervals:
             raise AnnotationError(f"{temporal}: no line for the anomalous video {name} of {where}")
