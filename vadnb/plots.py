@@ -147,14 +147,12 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
     n = len(detections)
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.7), sharex=True,
                              layout="constrained", squeeze=False)
-    tiny = []
-    for ax, (name, item) in zip(axes[:, 0], detections.items()):
+    tiny = [bool(item.meaningless) if hasattr(item, "frame_scores")
+            else _is_tiny(profile, warning) for item in detections.values()]
+    for ax, tiny_panel, (name, item) in zip(axes[:, 0], tiny, detections.items()):
         plot_scores(getattr(item, "frame_scores", item), fps=getattr(item, "fps", None) or fps,
                     labels=labels, ax=ax, threshold=threshold, label=name)
-        tiny.append(bool(item.meaningless) if hasattr(item, "frame_scores")
-                    else _is_tiny(profile, warning))
         ax.label_outer()
-    for ax, tiny_panel, name in zip(axes[:, 0], tiny, detections):
         ax.set_ylabel(f"{name}\n(tiny)" if tiny_panel and not all(tiny) else name, fontsize=9)
     fig.supylabel("anomaly score", fontsize=9)
     if title:
@@ -182,11 +180,11 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
     cols = min(cols, len(images))
     rows = -(-len(images) // cols)
     h, w = np.asarray(images[0]).shape[:2]
-    image_in = width_in / cols * h / max(w, 1)
-    caption_in = (fontsize / 72 * 1.6) if labels is not None else 0.05
-    top_in = 0.4 if title else 0.1
-    height = rows * (image_in + caption_in) + top_in
-    fig, axes = plt.subplots(rows, cols, figsize=(width_in, height), squeeze=False)
+    caption_in = fontsize / 72 * 1.6 if labels is not None else 0.05
+    height = rows * (width_in / cols * h / max(w, 1) + caption_in) + (0.4 if title else 0.1)
+    # "compressed": matplotlib packs a grid of fixed-aspect images tightly
+    fig, axes = plt.subplots(rows, cols, figsize=(width_in, height), squeeze=False,
+                             layout="compressed")
     boxes = list(boxes or [])
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
@@ -204,8 +202,6 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
             ax.set_title(clean_text(labels[k]), fontsize=fontsize, pad=2)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, wspace=0.03,
-                        hspace=(caption_in + 0.02) / image_in, top=1 - top_in / height)
     return tag_figure(fig, profile) if profile is not None else fig
 
 

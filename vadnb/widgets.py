@@ -28,7 +28,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import GT_COLOR, intervals, plot_scores, tag_figure
+from .plots import GT_COLOR, frame_caption, intervals, plot_scores, tag_figure
 from .result import TINY_WARNING, Detection
 from .video import VideoError
 
@@ -122,10 +122,7 @@ def _encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
         image = cv2.resize(image, (max_width, max(1, round(h * max_width / w))),
                            interpolation=cv2.INTER_AREA)
     bgr = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)  # grey as is
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"could not encode an image of shape {image.shape} as JPEG")
-    return buf.tobytes()
+    return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
 
 
 def frame_jpeg(video: Any, frame: int, max_width: int = 480, quality: int = 85) -> bytes:
@@ -342,7 +339,7 @@ class Explorer(W.VBox):
         if image is not None:
             ax = fig.add_subplot(grid[:, 1])
             ax.imshow(image)
-            ax.set_title(f"frame {self.frame} · {seconds:.1f} s", fontsize=9)
+            ax.set_title(frame_caption(self.frame, self.fps), fontsize=9)
             ax.axis("off")
         fig.suptitle(f"explorer, static view: threshold {self.threshold:.2f}, cursor at "
                      f"{seconds:.1f} s, {len(self.flagged_table())} flagged interval(s)",
@@ -350,20 +347,16 @@ class Explorer(W.VBox):
         tiny = any(d.meaningless for d in self.detections.values())
         return tag_figure(fig, "tiny" if tiny else None)
 
-    def show_static(self) -> None:
-        """Display the static picture of the current state (PNG, for viewers without widgets)."""
+    def _ipython_display_(self) -> None:
+        """The widget, then a PNG of its state for viewers without widgets."""
         from IPython.display import Image, display
+        if callable(self._repr_mimebundle_):  # None once the widget is closed
+            display(self._repr_mimebundle_(), raw=True)
         fig = self.static_figure()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)
         display(Image(buf.getvalue()), metadata={"vadnb": {"kind": "static-fallback"}})
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-        if callable(self._repr_mimebundle_):  # None once the widget is closed
-            display(self._repr_mimebundle_(), raw=True)
-        self.show_static()
 
     @property
     def frame(self) -> int:
@@ -376,10 +369,6 @@ class Explorer(W.VBox):
     def set_frame(self, frame: int) -> None:
         """Show ``frame`` (clipped to the video): cursor, frame view and explanation follow."""
         self._set(self.frame_slider, int(frame), self._update_frame)
-
-    def select_time(self, seconds: float) -> None:
-        """Show the frame at ``seconds`` (what a click on the timeline does)."""
-        self.set_frame(int(round(float(seconds) * self.fps)))
 
     def set_threshold(self, threshold: float) -> None:
         """Move the threshold: its line on the timeline and the flagged-interval table follow."""
@@ -404,7 +393,7 @@ class Explorer(W.VBox):
 
     def _on_click(self, _trace: Any, points: Any, _state: Any) -> None:
         if points is not None and getattr(points, "xs", None):
-            self.select_time(points.xs[0])
+            self.set_frame(round(float(points.xs[0]) * self.fps))  # a click: its time
 
     def _move_shapes(self, indices: list[int], **coords: float) -> None:
         widget = isinstance(self.timeline, W.Widget)
@@ -438,18 +427,15 @@ class Explorer(W.VBox):
         self.explanation.value = "".join(blocks)
 
     def _show_image(self, frame: int) -> None:
-        message = "no video given: pass video=... to see the frames"
+        jpeg, message = b"", "no video given: pass video=... to see the frames"
         if self.video is not None:
             try:
-                self.image.value = frame_jpeg(self.video, frame, max_width=self.max_width)
-                self.image.layout.display = None
-                self.frame_note.value = ""
-                return
+                jpeg, message = frame_jpeg(self.video, frame, max_width=self.max_width), ""
             except Exception as err:  # noqa: BLE001 - shown to the user instead of a traceback
                 message = f"cannot show frame {frame}: {err}"
-        self.image.value = b""
-        self.image.layout.display = "none"
-        self.frame_note.value = f"<div style='color:#666'><i>{html.escape(message)}</i></div>"
+        self.image.value, self.image.layout.display = jpeg, None if jpeg else "none"
+        self.frame_note.value = message and (
+            f"<div style='color:#666'><i>{html.escape(message)}</i></div>")
 
     def _update_threshold(self, threshold: float) -> None:
         self._move_shapes(self._threshold_shapes, y0=threshold, y1=threshold)
