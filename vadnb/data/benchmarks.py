@@ -10,6 +10,7 @@ missing on disk is left out with a warning naming it; a video found twice is an 
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import re
 import warnings
@@ -162,11 +163,11 @@ class Benchmark:
 
     def num_frames(self, name: str) -> int:
         """Number of frames of video ``name`` (decodes the file once if the format lacks it)."""
-        row = self._row(name)
-        if pd.isna(row["num_frames"]):
-            self.table.loc[self.table["name"] == name, "num_frames"] = count_frames(row["path"])
-            row = self._row(name)
-        return int(row["num_frames"])
+        n = self._row(name)["num_frames"]
+        if pd.isna(n):
+            n = count_frames(self.path(name))
+            self.table.loc[self.table["name"] == name, "num_frames"] = n
+        return int(n)
 
     def has_frame_labels(self, name: str) -> bool:
         """False for a video with a video-level label only (weakly supervised training)."""
@@ -278,8 +279,8 @@ class _Rows:
         return Benchmark(name, Path(root), table, self.truth, list(classes))
 
 
-def _first_dir(*candidates: Path) -> Path | None:
-    return next((d for d in candidates if d.is_dir()), None)
+def first_existing(*candidates: Path) -> Path | None:
+    return next((c for c in candidates if c.exists()), None)
 
 
 def _root(root: str | os.PathLike, key: str, what: str) -> tuple[Path, str]:
@@ -576,7 +577,7 @@ def _sht_video(root: Path, name: str) -> Path:
     candidates = [root / "testing" / "frames" / name, *(root / part / "videos" / f"{name}{ext}"
                   for part in ("testing", "training") for ext in (".avi", ".mp4")),
                   root / "training" / "frames" / name]
-    return next((c for c in candidates if c.exists()), candidates[0])
+    return first_existing(*candidates) or candidates[0]
 
 
 def _sht_list(path: Path) -> dict[str, str | None]:
@@ -603,7 +604,7 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     root, fix = _root(root, "shanghaitech", "ShanghaiTech folder")
     if split not in ("one-class", "weak"):
         raise ValueError(f"split must be 'one-class' or 'weak', got {split!r}")
-    mask_dir = _first_dir(root / "testing" / "test_frame_mask", root / "test_frame_mask")
+    mask_dir = first_existing(root / "testing" / "test_frame_mask", root / "test_frame_mask")
     if mask_dir is None:
         raise FileNotFoundError(f"no test_frame_mask/ folder under {root}\n{fix}")
     masks: dict[str, np.ndarray] = {}
@@ -616,7 +617,7 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
     if not masks:
         raise FileNotFoundError(f"no .npy masks in {mask_dir}\n{fix}")
     if split == "one-class":  # the training videos are all normal
-        train_dir = _first_dir(root / "training" / "videos", root / "training" / "frames")
+        train_dir = first_existing(root / "training" / "videos", root / "training" / "frames")
         listed = {"test": dict.fromkeys(masks), "train": {
             item.name if item.is_dir() else item.stem: "normal"
             for item in (sorted(train_dir.iterdir()) if train_dir else [])
@@ -702,7 +703,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
     """CUHK Avenue (training videos as ``train_NN``); ground truth from the pixel masks, or
     ``annotations``: a ``.mat`` whose ``gt`` holds 1-based [start; end] pairs per video."""
     root, fix = _root(root, "avenue", "Avenue folder")
-    video_dir = _first_dir(root / "testing_videos", root / "testing" / "testing_videos")
+    video_dir = first_existing(root / "testing_videos", root / "testing" / "testing_videos")
     if video_dir is None:
         raise FileNotFoundError(f"no testing_videos/ folder under {root}\n{fix}")
     videos = _avenue_videos(video_dir)
@@ -728,7 +729,7 @@ def load_avenue(root: str | os.PathLike, annotations: str | os.PathLike | None =
         anomalous = bool(truth.any()) if mask else bool(truth)
         out.add(path.stem, path, "test", "Abnormal" if anomalous else "Normal", truth,
                 num_frames=len(truth) if mask else None)
-    train_dir = _first_dir(root / "training_videos", root / "training" / "training_videos")
+    train_dir = first_existing(root / "training_videos", root / "training" / "training_videos")
     for path in _avenue_videos(train_dir) if train_dir is not None else []:
         out.add(f"train_{path.stem}", path, "train", "Normal", [])  # Avenue's training: normal
     return out.benchmark("avenue", root, ["Abnormal"])
@@ -740,28 +741,27 @@ def load_ubnormal(root: str | os.PathLike, fps: float = 30.0) -> Benchmark:
     name no frame, so they are an error rather than a silent truncation."""
     root, fix = _root(root, "ubnormal", "UBnormal folder")
     out = _Rows(fps)
-    for kind in ("abnormal", "normal"):
-        for long_split, split in (("training", "train"), ("validation", "val"), ("test", "test")):
-            list_name = f"{kind}_{long_split}_video_names.txt"
-            list_file = next((f for f in (root / list_name, root / "scripts" / list_name)
-                              if f.exists()), None)
-            if list_file is None:
-                raise FileNotFoundError(f"split list {list_name} not found in {root} or "
-                                        f"{root / 'scripts'}\n{fix}")
-            for where, _, line in annotation_lines(list_file):
-                name = line.strip()
-                match = re.fullmatch(r"(abnormal|normal)_scene_(\d+)_scenario_\d+(_\w+)?", name)
-                if not match or match.group(1) != kind:
-                    raise AnnotationError(f"{where}: expected a name like "
-                                          f"'{kind}_scene_3_scenario_1', got {name!r}")
-                scene = root / f"Scene{match.group(2)}"
-                path = scene / f"{name}.mp4"
-                if not path.exists():
-                    out.missing.append(path.relative_to(root))
-                    continue
-                tracks = scene / f"{name}_annotations" / f"{name}_tracks.txt"
-                intervals = _ubnormal_tracks(tracks, fix) if kind == "abnormal" else []
-                out.add(name, path, split, "Abnormal" if intervals else "Normal", intervals)
+    splits = {"training": "train", "validation": "val", "test": "test"}
+    for kind, long_split in itertools.product(("abnormal", "normal"), splits):
+        list_name = f"{kind}_{long_split}_video_names.txt"
+        list_file = first_existing(root / list_name, root / "scripts" / list_name)
+        if list_file is None:
+            raise FileNotFoundError(f"split list {list_name} not found in {root} or "
+                                    f"{root / 'scripts'}\n{fix}")
+        for where, _, line in annotation_lines(list_file):
+            name = line.strip()
+            match = re.fullmatch(r"(abnormal|normal)_scene_(\d+)_scenario_\d+(_\w+)?", name)
+            if not match or match.group(1) != kind:
+                raise AnnotationError(f"{where}: expected a name like "
+                                      f"'{kind}_scene_3_scenario_1', got {name!r}")
+            path = root / f"Scene{match.group(2)}" / f"{name}.mp4"
+            if not path.exists():
+                out.missing.append(path.relative_to(root))
+                continue
+            tracks = path.parent / f"{name}_annotations" / f"{name}_tracks.txt"
+            intervals = _ubnormal_tracks(tracks, fix) if kind == "abnormal" else []
+            out.add(name, path, splits[long_split], "Abnormal" if intervals else "Normal",
+                    intervals)
     return out.benchmark(
         "ubnormal", root, ["Abnormal"], f"listed UBnormal videos not found under {root}",
         f"none of the videos in the split lists is under {root}\n{fix}")
@@ -773,12 +773,12 @@ def _ubnormal_tracks(tracks_file: Path, fix: str) -> list[tuple[int, int]]:
     intervals = []
     for where, _, line in annotation_lines(_need(tracks_file, "UBnormal tracks file", fix)):
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 3:
-            raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
         try:
             values = [float(f) for f in fields]
         except ValueError:
-            raise AnnotationError(f"{where}: expected {expected}, got {line!r}") from None
+            values = []
+        if len(fields) != 3 or len(values) != 3:
+            raise AnnotationError(f"{where}: expected {expected}, got {line!r}")
         bad = [f for f, v in zip(fields, values) if not v.is_integer()]  # inf and nan too
         if bad:
             raise AnnotationError(f"{where}: expected {expected}; {bad[0]!r} is not a whole frame "

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
-                         annotation_lines, list_row, read_text, ucf_class_of, video_name,
+                         annotation_lines, first_existing, list_row, read_text, ucf_class_of, video_name,
                          xd_codes)
 
 #: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``): the sorted names.
@@ -37,8 +37,7 @@ def _dataset(dataset: str) -> str:
 def _resolve(root: Path, relative: str) -> Path:
     """``root / relative``, or a video file of that name (``.mp4``, ``.avi``) if that is missing."""
     path = root / relative
-    files = [] if path.exists() else [path.with_suffix(s) for s in (".mp4", ".avi")]
-    return next((p for p in files if p.exists()), path)
+    return first_existing(path, *(path.with_suffix(s) for s in (".mp4", ".avi"))) or path
 
 
 def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .benchmarks import (VIDEO_EXTENSIONS, AnnotationError, Benchmark, _Rows, check_frame_count,
-                         frame_mask, read_text)
+                         first_existing, frame_mask, read_text)
 
 #: The single anomaly types of each C-VAD benchmark, in the official configuration's order.
 CVAD_TYPES: dict[str, tuple[str, ...]] = {
@@ -64,8 +64,8 @@ def cvad_multi_type_videos(ground_truth_dir: str | os.PathLike,
     """The videos of the multi-type sets (left out of every single-type evaluation), from
     ``c-<dataset>-multiple.json`` and the ``m_*`` label files."""
     _, d, prefix = _labels_dir(ground_truth_dir, dataset)
-    json_file = next((p for p in (d.parent / f"c-{prefix}-multiple.json",
-                                  d / f"c-{prefix}-multiple.json") if p.is_file()), None)
+    json_file = first_existing(d.parent / f"c-{prefix}-multiple.json",
+                               d / f"c-{prefix}-multiple.json")
     names = _multi_type_json(json_file) if json_file is not None else set()
     names.update(v for f in sorted(d.glob(f"m_{prefix}_*_label.h5")) for v in _read_h5(f))
     return sorted(names)
@@ -111,10 +111,9 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 
 def _find_video(root: Path, name: str) -> Path | None:
     folders = [root / name, root / "testing" / "frames" / name, root / "frames" / name]
-    files = [base / f"{name}{ext}" for base in (root, root / "testing" / "videos",
-             root / "testing_videos", root / "videos") for ext in VIDEO_EXTENSIONS]
-    return next((d for d in folders if d.is_dir()), None) or next(
-        (f for f in files if f.is_file()), None)
+    return first_existing(*folders, *(base / f"{name}{ext}" for base in (
+        root, root / "testing" / "videos", root / "testing_videos", root / "videos")
+        for ext in VIDEO_EXTENSIONS))
 
 
 def load_cvad(ground_truth_dir: str | os.PathLike, dataset: str = "shanghaitech",
