@@ -161,8 +161,7 @@ def plot_many(detections: Mapping[str, Any], labels: Sequence[int] | np.ndarray 
 
 
 def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 8,
-                  title: str | None = None, width_in: float = 12.0,
-                  profile: str | None = None, fontsize: float = 9,
+                  title: str | None = None, profile: str | None = None, fontsize: float = 9,
                   boxes: Sequence[Any] | None = None, box_label: str = "") -> Figure:
     """A grid of frames (uint8 RGB [N, H, W, 3], a list, or a ``vadnb.video.Frames``, which
     brings captions), ``cols`` a row, captioned by ``labels``; ``boxes``: an ``(x, y, w, h)``
@@ -181,10 +180,9 @@ def contact_sheet(images: Any, labels: Sequence[str] | None = None, cols: int = 
     rows = -(-len(images) // cols)
     h, w = np.asarray(images[0]).shape[:2]
     caption_in = fontsize / 72 * 1.6 if labels is not None else 0.05
-    height = rows * (width_in / cols * h / max(w, 1) + caption_in) + (0.4 if title else 0.1)
+    height = rows * (12 / cols * h / max(w, 1) + caption_in) + (0.4 if title else 0.1)
     # "compressed": matplotlib packs a grid of fixed-aspect images tightly
-    fig, axes = plt.subplots(rows, cols, figsize=(width_in, height), squeeze=False,
-                             layout="compressed")
+    fig, axes = plt.subplots(rows, cols, figsize=(12, height), squeeze=False, layout="compressed")
     boxes = list(boxes or [])
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
@@ -287,7 +285,7 @@ def sampling_figure(num_frames: int, fps: float, sampled: Any, labels: Any = Non
 
 def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None = None,
                       row_label: str = "query", column_label: str = "candidate",
-                      profile: str | None = None, max_chars: int = 28) -> Figure:
+                      profile: str | None = None) -> Figure:
     """A retrieval as a picture: rows are queries, columns candidates (e.g. notebook 20's
     frames x captions), colour the cosine similarity, a red dot on each row's nearest."""
     sim = np.asarray(similarity, dtype=np.float64)
@@ -298,7 +296,7 @@ def similarity_matrix(similarity: Any, columns: Sequence[str], title: str | None
                                     min(0.14 * len(sim) + 2.8, 9)), layout="constrained")
     im = ax.imshow(sim, aspect="auto", cmap="viridis")
     ax.plot(sim.argmax(axis=1), np.arange(len(sim)), "r.", ms=5, label="nearest (retrieved)")
-    ax.set_xticks(range(len(columns)), [clean_text(c, max_chars) for c in columns],
+    ax.set_xticks(range(len(columns)), [clean_text(c, 28) for c in columns],
                   rotation=60, ha="right", fontsize=8)
     ax.set(xlabel=column_label, ylabel=row_label)
     ax.set_title(title or "cosine similarity", fontsize=10)
@@ -315,7 +313,7 @@ _KINDS = {"data": ("#e8e8e8", "frames in"), "model": ("#d6e6f5", "a model runs")
           "math": ("#dff0d8", "plain computation"), "out": ("#fbe5c8", "scores out")}
 
 
-def pipeline(method: str, width_in: float = 12.0) -> Figure:
+def pipeline(method: str) -> Figure:
     """One method's pipeline as a diagram, frames -> models -> scores, with what each stage
     outputs (notebooks 20, 50, 60, 70, 75). method: a key of :data:`PIPELINES`."""
     key = str(method).lower()
@@ -323,7 +321,7 @@ def pipeline(method: str, width_in: float = 12.0) -> Figure:
         raise ValueError(f"no pipeline drawn for {method!r}; choose one of {sorted(PIPELINES)}")
     stages = PIPELINES[key]["stages"]
     n = len(stages)
-    fig, ax = plt.subplots(figsize=(width_in, 2.9), layout="constrained")
+    fig, ax = plt.subplots(figsize=(12, 2.9), layout="constrained")
     ax.set(xlim=(0, n), ylim=(0, 1))
     ax.axis("off")
     for i, (name, who, output, kind) in enumerate(stages):

@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .plots import GT_COLOR, frame_caption, intervals, plot_scores, tag_figure
+from .data.benchmarks import VIDEO_EXTENSIONS
 from .result import TINY_WARNING, Detection
 from .video import VideoError
 
@@ -279,9 +280,6 @@ class Explorer(W.VBox):
             self.timeline = self._timeline_view = go.FigureWidget(fig)
         except ImportError:  # plotly >= 6 without anywidget: a static figure in an Output
             self.timeline, self._timeline_view = fig, W.Output()
-        shapes = self.timeline.layout.shapes
-        self._cursor = [i for i, s in enumerate(shapes) if s.name == "cursor"]
-        self._threshold_shapes = [i for i, s in enumerate(shapes) if s.name == "threshold"]
         finite = np.concatenate([d.frame_scores for d in self.detections.values()]).astype(float)
         finite = finite[np.isfinite(finite)]
         lo, hi = float(finite.min(initial=0.0)), float(finite.max(initial=1.0))
@@ -395,11 +393,10 @@ class Explorer(W.VBox):
         if points is not None and getattr(points, "xs", None):
             self.set_frame(round(float(points.xs[0]) * self.fps))  # a click: its time
 
-    def _move_shapes(self, indices: list[int], **coords: float) -> None:
+    def _move_shapes(self, name: str, **coords: float) -> None:
         widget = isinstance(self.timeline, W.Widget)
         with self.timeline.batch_update() if widget else nullcontext():
-            for i in indices:
-                self.timeline.layout.shapes[i].update(**coords)
+            self.timeline.update_shapes(coords, selector={"name": name})
         if not widget:  # the static figure is shown again
             from IPython.display import HTML, display
             self._timeline_view.clear_output(wait=True)
@@ -410,7 +407,7 @@ class Explorer(W.VBox):
 
     def _update_frame(self, frame: int) -> None:
         seconds = frame / self.fps
-        self._move_shapes(self._cursor, x0=seconds, x1=seconds)
+        self._move_shapes("cursor", x0=seconds, x1=seconds)
         self._show_image(frame)
         truth = ""
         if self.labels is not None and frame < len(self.labels):
@@ -438,7 +435,7 @@ class Explorer(W.VBox):
             f"<div style='color:#666'><i>{html.escape(message)}</i></div>")
 
     def _update_threshold(self, threshold: float) -> None:
-        self._move_shapes(self._threshold_shapes, y0=threshold, y1=threshold)
+        self._move_shapes("threshold", y0=threshold, y1=threshold)
         one = not self._many
         self.flagged.value = flagged_table_html(
             self.flagged_table(), num_frames=self.num_frames if one else None,
@@ -450,7 +447,7 @@ class Explorer(W.VBox):
 explorer = compare_explorer = Explorer
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = (*VIDEO_EXTENSIONS, ".ts", ".m4v")
 
 
 def save_upload(value: Any, folder: str | os.PathLike) -> Path:

@@ -103,8 +103,7 @@ def check_frame_count(labels: np.ndarray, path: Path, where: str) -> None:
             "extracted from the original videos at full rate)")
 
 
-def _pairs(values: list[str] | list[int], where: str, expected: str, allow_none: bool
-           ) -> list[tuple[int, int]]:
+def _pairs(values: list, where: str, expected: str, allow_none: bool) -> list[tuple[int, int]]:
     """Frame numbers (text or int) as checked (start, end) pairs; (-1, -1) means none."""
     try:
         numbers = [int(v) for v in values]
@@ -388,16 +387,13 @@ def list_row(where: str, fields: list[str], expected: str, ids: list[str], table
 
 def ucf_class_of(relative: str, where: str) -> str:
     """The class of a UCF-Crime video from its folder (``Arson/Arson011_x264.mp4``) or name."""
-    parts = Path(relative).parts
-    for part in parts[:-1][::-1]:
-        if part in UCF_CLASSES:
-            return part
-        if "normal" in part.lower():
-            return "Normal"
-    stem = Path(relative).stem
-    if stem.lower().startswith("normal"):
+    path = Path(relative)
+    for part in path.parts[-2::-1]:  # the innermost class (or normal) folder
+        if part in UCF_CLASSES or "normal" in part.lower():
+            return part if part in UCF_CLASSES else "Normal"
+    match = re.match(r"([A-Za-z]+?)\d", path.stem)
+    if path.stem.lower().startswith("normal"):
         return "Normal"
-    match = re.match(r"([A-Za-z]+?)\d", stem)
     if match and match.group(1) in UCF_CLASSES:
         return match.group(1)
     raise AnnotationError(f"{where}: cannot tell the class of {relative!r}; expected a path like "

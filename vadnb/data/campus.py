@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .benchmarks import (AnnotationError, Benchmark, _Rows, annotation_lines, count_frames,
-                         parse_ucf_annotations, read_text)
+                         parse_ucf_annotations)
 
 GET_THE_DATA = (
     "The campus clips live in the repository's data/campus/ folder: clone the whole repository "
@@ -73,8 +73,7 @@ def load_campus(root: str | os.PathLike | None = None, verify: bool = False) -> 
                                       f"split {split_of[file_name]!r}")
             split_of[file_name] = split
     classes_file = root / "classes.txt"
-    classes = [c.strip().replace("_", " ") for c in read_text(classes_file).splitlines()
-               if c.strip()]
+    classes = [" ".join(f).replace("_", " ") for _, f, _ in annotation_lines(classes_file)]
     out = _Rows(fps=10.0)
     for file_name, (label, intervals) in parsed.items():
         if file_name not in split_of:

@@ -63,6 +63,9 @@ SAMPLE_LAYOUTS: dict[str, dict[str, str]] = {
 # UCF-Crime's test annotation lines of the sample videos (LAVAD's files repeat them)
 _UCF_TEST_LINES = ["Arson011_x264.mp4  Arson  10  20  30  40",
                    "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1"]
+# the UCF-Crime test videos as frame folders, as LAVAD and VERA keep them: folder, frames
+_UCF_FRAMES = (("frames/Arson/Arson011_x264", 48),
+               ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264", 32))
 # ShanghaiTech's sample test videos: name, frames, anomalous span (C-ShT relabels them)
 _SHT_TEST = (("01_0014", 40, (12, 28)), ("01_0015", 32, (0, 0)), ("02_0128", 36, (0, 10)))
 
@@ -88,7 +91,7 @@ def _frames(folder: Path, num_frames: int) -> None:
 
 def _lines(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
 def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
@@ -148,19 +151,17 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
                  "normal_training": "normal_scene_1_scenario_1",
                  "abnormal_training": "abnormal_scene_1_scenario_2",
                  "normal_validation": "normal_scene_3_scenario_1"}
-        (root / "scripts").mkdir(parents=True, exist_ok=True)
-        for key, name in names.items():
-            (root / "scripts" / f"{key}_video_names.txt").write_text(name and f"{name}\n")
+        for key, name in names.items():  # no abnormal validation video: an empty list file
+            _lines(root / "scripts" / f"{key}_video_names.txt", [name] if name else [])
             if not name:
-                continue  # no abnormal validation video: an empty list file
+                continue
             scene = root / f"Scene{name.split('_')[2]}"
             _video(scene / f"{name}.mp4", 32, 30)
             if name.startswith("abnormal"):
                 _lines(scene / f"{name}_annotations" / f"{name}_tracks.txt",
                        ["0,6,14", "1,20,25"])
     elif benchmark == "lavad_files":
-        for rel, n in (("frames/Arson/Arson011_x264", 48),
-                       ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264", 32)):
+        for rel, n in _UCF_FRAMES:
             _frames(root / rel, n)
         _lines(root / "annotations" / "test.txt", [
             "Arson/Arson011_x264 0 47 2",
@@ -185,9 +186,8 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
             json.dumps({kind: sorted(marked) for kind, marked in spans.items()}))
         (root / "ground_truth" / "c-shtech-multiple.json").write_text(json.dumps({}))
     elif benchmark == "vera_files":
-        for rel, n in (("frames/Arson/Arson011_x264.mp4", 48),
-                       ("frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", 32)):
-            _frames(root / rel, n)
+        for rel, n in _UCF_FRAMES:  # VERA's folders are named like the videos
+            _frames(root / f"{rel}.mp4", n)
         data = root / "Data"
         data.mkdir(parents=True, exist_ok=True)
         question = "Is there any anomaly in the video?"
