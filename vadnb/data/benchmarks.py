@@ -320,29 +320,40 @@ def _labelled_copy(copies: list[Path], folder: str | None, root: Path) -> Path:
 
 UCF_EXPECTED = ("'<name>.mp4  <Class>  s1  e1  s2  e2' (six fields: file name, class, two "
                 "start/end frame pairs, -1 -1 for no interval)")
+LAVAD_TEMPORAL_EXPECTED = "'<name> <class> s1 e1 [s2 e2 ...]' (-1 -1 for no interval)"
 
 
-def parse_ucf_annotations(path: str | os.PathLike) -> dict[str, tuple[str, list[tuple[int, int]]]]:
-    """Read a UCF-Crime style temporal annotation file: ``{file name: (class, intervals)}``."""
-    path = Path(path)
+def parse_ucf_annotations(path: str | os.PathLike, strict: bool = True
+                          ) -> dict[str, tuple[str, list[tuple[int, int]]]]:
+    """Read a UCF-Crime style temporal annotation file: ``{file name: (class, intervals)}``.
+    ``strict=False`` reads LAVAD's copies: any number of pairs, names without an extension,
+    a line repeated word for word (a video on two differing lines is an error naming both)."""
+    path, seen = Path(path), {}
+    expected = UCF_EXPECTED if strict else LAVAD_TEMPORAL_EXPECTED
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
     for where, fields, line in annotation_lines(path):
-        if len(fields) != 6:
-            raise AnnotationError(f"{where}: expected {UCF_EXPECTED}, got {len(fields)} fields: "
+        if len(fields) != 6 if strict else len(fields) < 4:
+            raise AnnotationError(f"{where}: expected {expected}, got {len(fields)} fields: "
                                   f"{line!r}")
         name, label = fields[0], fields[1]
-        if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+        if strict and Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
             raise AnnotationError(f"{where}: expected {UCF_EXPECTED}; {name!r} is not a video "
                                   "file name")
-        intervals = _pairs(fields[2:], where, UCF_EXPECTED, allow_none=True)
+        intervals = _pairs(fields[2:], where, expected, allow_none=True)
         if label == "Normal" and intervals:
             raise AnnotationError(f"{where}: a 'Normal' video cannot have anomalous intervals: "
                                   f"{line!r}")
-        if name in out:
+        first_where, first_fields = seen.setdefault(name, (where, fields))
+        if strict and first_where != where:
             raise AnnotationError(f"{where}: {name} is annotated twice")
+        if first_fields != fields:
+            raise AnnotationError(
+                f"{where}: video {Path(name).stem} is annotated again, differently from "
+                f"{first_where} ({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the "
+                "right line")
         out[name] = (label, intervals)
     if not out:
-        raise AnnotationError(f"{path}: no annotation lines; expected {UCF_EXPECTED}")
+        raise AnnotationError(f"{path}: no annotation lines; expected {expected}")
     return out
 
 

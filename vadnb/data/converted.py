@@ -17,15 +17,14 @@ import re
 from pathlib import Path
 
 from .benchmarks import (UCF_CLASSES, XD_CLASSES, AnnotationError, Benchmark, _pairs, _Rows,
-                         annotation_lines, first_existing, list_row, read_text, ucf_class_of, video_name,
-                         xd_codes)
+                         annotation_lines, first_existing, list_row, parse_ucf_annotations,
+                         read_text, ucf_class_of, video_name, xd_codes)
 
 #: Class ids of LAVAD's and AnomalyCLIP's label tables (``data/*_labels.csv``): the sorted names.
 LAVAD_CLASS_IDS = {"ucf_crime": sorted([*UCF_CLASSES, "Normal"]),
                    "xd_violence": sorted(XD_CLASSES.values())}
 FPS = {"ucf_crime": 30.0, "xd_violence": 24.0}
 LIST_EXPECTED = "'<frames folder> <start frame> <end frame> <class ids, comma-joined>'"
-TEMPORAL_EXPECTED = "'<name> <class> s1 e1 [s2 e2 ...]' (-1 -1 for no interval)"
 
 
 def _dataset(dataset: str) -> str:
@@ -40,23 +39,6 @@ def _resolve(root: Path, relative: str) -> Path:
     return first_existing(path, *(path.with_suffix(s) for s in (".mp4", ".avi"))) or path
 
 
-def _lavad_temporal(temporal: Path) -> dict[str, list[tuple[int, int]]]:
-    """``{video: intervals}``; a video on two differing lines is an error naming both."""
-    intervals: dict[str, list[tuple[int, int]]] = {}
-    seen: dict[str, tuple[str, list[str]]] = {}  # name -> (where, fields) of its first line
-    for where, fields, line in annotation_lines(temporal):
-        if len(fields) < 4:
-            raise AnnotationError(f"{where}: expected {TEMPORAL_EXPECTED}, got {line!r}")
-        name = Path(fields[0]).stem
-        first_where, first_fields = seen.setdefault(name, (where, fields))
-        if first_fields != fields:
-            raise AnnotationError(
-                f"{where}: video {name} is annotated again, differently from {first_where} "
-                f"({' '.join(first_fields)!r} vs {' '.join(fields)!r}); keep the right line")
-        intervals[name] = _pairs(fields[2:], where, TEMPORAL_EXPECTED, allow_none=True)
-    return intervals
-
-
 def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: str | os.PathLike,
                            dataset: str = "ucf_crime", frames_root: str | os.PathLike | None = None,
                            fps: float | None = None) -> Benchmark:
@@ -67,7 +49,9 @@ def load_lavad_annotations(video_list: str | os.PathLike, temporal_annotations: 
     ids = LAVAD_CLASS_IDS[_dataset(dataset)]
     video_list, temporal = Path(video_list), Path(temporal_annotations)
     frames_root = Path(frames_root) if frames_root is not None else video_list.parent
-    intervals, out = _lavad_temporal(temporal), _Rows(fps or FPS[dataset])
+    intervals = {Path(name).stem: pairs
+                 for name, (_, pairs) in parse_ucf_annotations(temporal, strict=False).items()}
+    out = _Rows(fps or FPS[dataset])
     for where, fields, line in annotation_lines(video_list):
         if len(fields) != 4:
             raise AnnotationError(f"{where}: expected {LIST_EXPECTED}, got {len(fields)} fields: "
