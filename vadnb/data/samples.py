@@ -188,13 +188,11 @@ def write_sample(benchmark: str, root: str | os.PathLike) -> Path:
     elif benchmark == "vera_files":
         for rel, n in _UCF_FRAMES:  # VERA's folders are named like the videos
             _frames(root / f"{rel}.mp4", n)
-        data = root / "Data"
-        data.mkdir(parents=True, exist_ok=True)
         question = "Is there any anomaly in the video?"
-        (data / "UCF_Eval.json").write_text(json.dumps([
+        _lines(root / "Data" / "UCF_Eval.json", [json.dumps([
             {"video": "frames/Arson/Arson011_x264.mp4", "temporal_label": [10, 20, 30, 40],
              "length": 48, "QA": [{"q": question, "a": "Yes."}]},
             {"video": "frames/Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4",
              "temporal_label": [-1, -1, -1, -1], "length": 32,
-             "QA": [{"q": question, "a": "No."}]}]))
+             "QA": [{"q": question, "a": "No."}]}])])
     return root
