@@ -28,8 +28,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import GT_COLOR, frame_caption, intervals, plot_scores, tag_figure
 from .data.benchmarks import VIDEO_EXTENSIONS
+from .plots import GT_COLOR, frame_caption, intervals, plot_scores, tag_figure
 from .result import TINY_WARNING, Detection
 from .video import VideoError
 
