@@ -220,17 +220,14 @@ class Benchmark:
     def summary(self) -> pd.DataFrame:
         """Per split: videos, normal / anomalous videos, frames, anomalous frames and videos
         with a video-level label only (decodes videos whose format lacks their length)."""
-        rows = []
-        for split, part in self.videos.groupby("split", sort=False):
-            labelled = [n for n in part["name"] if self.has_frame_labels(n)]
-            anomalous_frames = sum(int(self.frame_labels(n).sum()) for n in labelled)
-            rows.append({"split": split, "videos": len(part),
-                         "normal": int((~part["is_anomalous"]).sum()),
-                         "anomalous": int(part["is_anomalous"].sum()),
-                         "frames": int(part["num_frames"].sum()),
-                         "anomalous_frames": anomalous_frames,
-                         "video_level_only": len(part) - len(labelled)})
-        return pd.DataFrame(rows)
+        v = self.videos
+        only = ~v["name"].map(self.has_frame_labels)
+        v = v.assign(normal=~v["is_anomalous"], video_level_only=only, anomalous_frames=[
+            0 if skip else int(self.frame_labels(n).sum()) for n, skip in zip(v["name"], only)])
+        return v.groupby("split", sort=False).agg(
+            videos=("name", "size"), normal=("normal", "sum"), anomalous=("is_anomalous", "sum"),
+            frames=("num_frames", "sum"), anomalous_frames=("anomalous_frames", "sum"),
+            video_level_only=("video_level_only", "sum")).reset_index()
 
     def subset(self, split: str) -> Benchmark:
         """The videos of one split ("train", "val" or "test") as a Benchmark of their own."""
