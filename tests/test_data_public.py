@@ -171,6 +171,9 @@ def test_shanghaitech_weak_split_with_anomalyclip_class_ids(samples, tmp_path):
     train.write_text("shanghaitech/01_001 0 23 18\n")
     with pytest.raises(AnnotationError, match="line 1: class id 18 is not one of 0..17"):
         data.load_shanghaitech(root, split="weak", train_list=train, test_list=test)
+    train.write_text("shanghaitech/01_001 23 0 8\n")  # the same row checks as LAVAD's lists
+    with pytest.raises(AnnotationError, match="line 1: frames 23..0 are not a start <= end range"):
+        data.load_shanghaitech(root, split="weak", train_list=train, test_list=test)
 
 
 def test_mask_of_the_wrong_length_is_refused(samples, tmp_path):
