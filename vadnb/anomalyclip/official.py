@@ -235,6 +235,14 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
     return weights
 
 
+def _lines(path: str | os.PathLike, what: str) -> list[tuple[str, str, list[str]]]:
+    """``(where, line, fields)`` of each non-blank line, ``where`` naming file and line."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return [(f"{path}, line {n}", line, line.split())
+            for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.split()]
+
+
 def release_benchmark(npy_root: str | os.PathLike,
                       lists: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
                       dataset: str, temporal_annotation: str | os.PathLike | None = None,
@@ -251,15 +259,9 @@ def release_benchmark(npy_root: str | os.PathLike,
     rows, features, starts = [], {}, {}
     for split, files in lists.items():
         for list_file in [files] if isinstance(files, (str, os.PathLike)) else list(files):
-            list_file = Path(list_file)
-            if not list_file.exists():
-                raise FileNotFoundError(f"list file not found: {list_file}")
+            lines = _lines(list_file, "list file")
             feats = load_features(root, list_file, ncrops=ncrops, crop=crop)
-            for n, line in enumerate(list_file.read_text().splitlines(), 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                where = f"{list_file}, line {n}"
+            for where, line, fields in lines:
                 if len(fields) < 4:
                     raise AnnotationError(f"{where}: expected '<folder>/<video> <start> <end> "
                                           f"<label id>', got {line!r}")
@@ -280,21 +282,15 @@ def release_benchmark(npy_root: str | os.PathLike,
                              "label_ids": " ".join(map(str, ids))})
     truth: dict[str, list[tuple[int, int]]] = {}
     if temporal_annotation is not None:
-        path = Path(temporal_annotation)
-        if not path.exists():
-            raise FileNotFoundError(f"temporal annotation not found: {path}")
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            fields = line.split()
-            if not fields:
-                continue
+        for where, line, fields in _lines(temporal_annotation, "temporal annotation"):
             name = Path(fields[0]).stem
             try:
                 nums = [int(f) for f in fields[2:]]
             except ValueError:
-                raise AnnotationError(f"{path}, line {n}: expected '<video> <class> <start> <end> "
+                raise AnnotationError(f"{where}: expected '<video> <class> <start> <end> "
                                       f"...' with integer frames, got {line!r}") from None
             if len(nums) % 2:
-                raise AnnotationError(f"{path}, line {n}: odd number of frame numbers")
+                raise AnnotationError(f"{where}: odd number of frame numbers")
             offset = starts.get(name, 0)
             pairs = [(max(s - offset, 0), e - offset) for s, e in zip(nums[::2], nums[1::2])
                      if s >= 0 and e >= s]

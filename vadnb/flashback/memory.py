@@ -233,16 +233,12 @@ class CaptionMemory:
                    arrays["normal"], arrays["anomalous"], recipe, dict(meta.get("counts", {})))
 
 
-def _source(rt: Runtime, cfg: Any) -> str:
-    if cfg.memory != "auto":
-        return cfg.memory
-    from ..models.profiles import MEANINGLESS_PROFILES
-    return "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
-
-
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
     """What makes a memory (source, embedder, text template), known without loading a model."""
-    source = _source(rt, cfg)
+    from ..models.profiles import MEANINGLESS_PROFILES
+    source = cfg.memory
+    if source == "auto":
+        source = "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
     common = {"embedder": rt.roles.identity("embedder"), "text_prefix": cfg.text_prefix}
     if source == "llm":
         return {"source": "llm", "llm": rt.roles.identity("llm"), "system_prompt": SYSTEM_PROMPT,
