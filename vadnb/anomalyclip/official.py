@@ -73,11 +73,8 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
                                 "features (see the AnomalyCLIP README) and unpack them there")
     if not 0 <= crop < ncrops:
         raise ValueError(f"crop must be in [0, {ncrops}), got {crop}")
-    if list_file is not None:
-        rel = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
-        paths = [root / (r if r.endswith(".npy") else r + ".npy") for r in rel]
-    else:
-        paths = sorted(root.rglob("*.npy"))
+    paths = sorted(root.rglob("*.npy")) if list_file is None else [
+        root / (f[0].removesuffix(".npy") + ".npy") for _, _, f in _lines(list_file, "list file")]
     if not paths:
         raise FileNotFoundError(f"no .npy feature files under {root}")
     out: dict[str, np.ndarray] = {}
@@ -172,11 +169,6 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
     return out
 
 
-def _official_depth(state: Mapping[str, Any]) -> int:
-    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
-    return (max(blocks) + 1) // 2 if blocks else 0
-
-
 def _load_centroid(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.exists():
@@ -212,16 +204,16 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
                          f"classes (Normal included); is this the {key} checkpoint?")
     mapped = map_release_state(state, normal_id)
     mapped["centroid"] = torch.from_numpy(_load_centroid(centroid))
-    emb = int(state["net.temporal_model.projection.weight"].shape[0])
-    in_dim = int(state["net.temporal_model.projection.weight"].shape[1])
+    emb, in_dim = map(int, state["net.temporal_model.projection.weight"].shape)
     dim = int(mapped["centroid"].shape[0])
     if emb % Config.heads:
         raise ValueError(f"{path}: temporal width {emb} is not divisible by {Config.heads} heads")
     if in_dim not in (dim, dim + len(classes) - 1):
         raise ValueError(f"{path}: the temporal model reads {in_dim}-d inputs but the centroid "
                          f"is {dim}-d; is {Path(centroid).name} the centroid of this checkpoint?")
-    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
-                 concat_features=in_dim != dim)
+    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
+    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb,
+                 depth=(max(blocks, default=-1) + 1) // 2, concat_features=in_dim != dim)
     from safetensors.torch import save_file
     weights, meta_path = _checkpoint_paths(out)
     weights.parent.mkdir(parents=True, exist_ok=True)

@@ -120,11 +120,6 @@ class FusionTuning:
     table: pd.DataFrame
 
 
-def _weight_grid(step: float = 0.1) -> list[tuple[float, float, float]]:
-    k = int(round(1 / step))
-    return [(a / k, b / k, (k - a - b) / k) for a in range(k + 1) for b in range(k + 1 - a)]
-
-
 def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
                 labels: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, split: str,
                 benchmark: Any = None, weights: Sequence[Sequence[float]] | None = None,
@@ -153,8 +148,9 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
             if sp is not None and "test" in str(sp).lower():
                 raise ValueError(f"refusing to tune on {name!r}: the benchmark puts it in the "
                                  f"{sp!r} split; use validation videos only")
-    rows = []
-    cands = [tuple(float(x) for x in w) for w in (weights or _weight_grid())]
+    rows, k = [], 10  # the default grid: steps of 1 / k
+    cands = [tuple(float(x) for x in w) for w in weights or [
+        (a / k, b / k, (k - a - b) / k) for a in range(k + 1) for b in range(k + 1 - a)]]
     for w, sigma in itertools.product(cands, sigmas):
         scores = [_rescore(d, w, float(sigma)) for d in dets]
         rows.append({"a": w[0], "b": w[1], "g": w[2], "sigma": float(sigma),

@@ -192,10 +192,9 @@ class CaptionMemory:
         meta = {"format": FORMAT, "version": VERSION, "recipe": self.recipe,
                 "counts": self.counts, "embeddings": tensors.name,
                 "embeddings_sha256": hashlib.sha256(blob).hexdigest(),
-                "normal": [{"description": t, "category": c}
-                           for t, c in zip(self.normal, self.normal_categories)],
-                "anomalous": [{"description": t, "category": c}
-                              for t, c in zip(self.anomalous, self.anomalous_categories)]}
+                **{k: [{"description": t, "category": c}
+                       for t, c in zip(getattr(self, k), getattr(self, f"{k}_categories"))]
+                   for k in ("normal", "anomalous")}}
         _write_atomic(out, json.dumps(meta, indent=1, ensure_ascii=False).encode())
         return out
 
@@ -226,11 +225,10 @@ class CaptionMemory:
             raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
                              "rebuild it or use the matching settings")
         arrays = load_file(str(tensors))
-        return cls([d["description"] for d in meta["normal"]],
-                   [d["description"] for d in meta["anomalous"]],
-                   [d["category"] for d in meta["normal"]],
-                   [d["category"] for d in meta["anomalous"]],
-                   arrays["normal"], arrays["anomalous"], recipe, dict(meta.get("counts", {})))
+        texts = [[d[f] for d in meta[k]] for f in ("description", "category")
+                 for k in ("normal", "anomalous")]  # normal, anomalous texts; their categories
+        return cls(*texts, arrays["normal"], arrays["anomalous"], recipe,
+                   dict(meta.get("counts", {})))
 
 
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
