@@ -130,31 +130,15 @@ def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
 
 def deduplicate(pairs: list) -> tuple[dict[str, list[tuple[str, str]]], dict[str, int]]:
     """Exact-string de-duplication within each class (first kept), with the counts."""
-    out: dict[str, list[tuple[str, str]]] = {"normal": [], "anomalous": []}
+    out: dict[str, list[tuple[str, str]]] = {}
     counts = {}
     for c, i in (("normal", 0), ("anomalous", 1)):
         seen: dict[str, str] = {}
         for pair in pairs:
-            seen.setdefault(pair[i][0], pair[i][1])
+            seen.setdefault(*pair[i])
         out[c] = list(seen.items())
-        counts[f"{c}_written"] = len(pairs)
-        counts[f"{c}_duplicates"] = len(pairs) - len(seen)
+        counts.update({f"{c}_written": len(pairs), f"{c}_duplicates": len(pairs) - len(seen)})
     return out, counts
-
-
-def caption_text(caption: str, anomalous: bool, prefix: bool) -> str:
-    """What is embedded: the raw caption, or with the research code's label prefix."""
-    if not prefix:
-        return caption
-    return f"[Anomalous]: {caption}" if anomalous else f"[normal] {caption}"
-
-
-def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
-    """Text embeddings from the embedder role (cached per batch by the runtime)."""
-    if not texts:
-        return np.zeros((0, 0), np.float32)
-    return np.stack(rt.map("embedder", [EncodeText(t) for t in texts], batch_size=256,
-                           desc="Flashback memory embeddings")).astype(np.float32)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -262,11 +246,13 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
         counts = {"calls": 0, "replies": 0, "malformed_replies": 0, "bad_items": bad,
                   "failed_calls": 0}
     kept, dedup = deduplicate(pairs)
-    vecs = {c: embed(rt, [caption_text(t, c == "anomalous", cfg.text_prefix)
-                          for t, _ in kept[c]]) for c in ("normal", "anomalous")}
-    return CaptionMemory([t for t, _ in kept["normal"]], [t for t, _ in kept["anomalous"]],
-                         [c for _, c in kept["normal"]], [c for _, c in kept["anomalous"]],
-                         vecs["normal"], vecs["anomalous"], recipe, {**counts, **dedup})
+    # what is embedded: the raw caption, or with the research code's label prefix
+    prefix = {"normal": "[normal] ", "anomalous": "[Anomalous]: "} if cfg.text_prefix else {}
+    vecs = [np.stack(rt.map("embedder", [EncodeText(prefix.get(c, "") + t) for t, _ in kept[c]],
+                            batch_size=256, desc="Flashback memory embeddings")).astype(np.float32)
+            for c in ("normal", "anomalous")]
+    texts = [[pair[j] for pair in kept[c]] for j in (0, 1) for c in ("normal", "anomalous")]
+    return CaptionMemory(*texts, *vecs, recipe, {**counts, **dedup})
 
 
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
