@@ -149,29 +149,20 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
     the text tower is ``text_clip``'s."""
     import hashlib
 
+    from ..lesson import frame_truth, pixel_key
     from ..models.base import as_uint8_rgb
     from ..models.scripted import ScriptedClip
-    from ..video import iter_frames, probe
     classes = [c for c in benchmark.classes if c != NORMAL]
     dim = int(text_clip.model.text_projection.shape[-1])
     rng = np.random.default_rng(seed)
     base = rng.normal(size=dim)
     base *= 10.0 / np.linalg.norm(base)  # a raw-scale point (ViT-B/16 features are not unit)
     dirs = np.linalg.qr(rng.normal(size=(dim, max(len(classes), 1))))[0].T
-    truth: dict[str, str] = {}
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        wanted = np.arange(0, min(len(y), probe(path).num_frames), stride)
-        for frames in iter_frames(path, indices=wanted, chunk=64):
-            for i, image in zip(frames.indices, frames.images):
-                key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-                if y[i] or key not in truth:
-                    truth[key] = str(label) if y[i] else NORMAL
+    truth = {k: shown for k, (shown, _) in frame_truth(benchmark, stride=stride).items()}
     tag = hashlib.sha1(json.dumps(sorted(truth.items())).encode()).hexdigest()[:10]
 
     def vector(image: np.ndarray) -> np.ndarray:
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        key = pixel_key(image)
         if key not in truth:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")
