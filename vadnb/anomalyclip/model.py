@@ -64,8 +64,7 @@ class PromptLearner(nn.Module):
         mask = getattr(clip_model, "attn_mask", None)
         self.frozen.register_buffer("attn_mask", None if mask is None else mask.detach().clone(),
                                     persistent=False)
-        for p in self.frozen.parameters():
-            p.requires_grad_(False)
+        self.frozen.requires_grad_(False)
         proj = clip_model.text_projection
         proj = proj.weight.T if isinstance(proj, nn.Linear) else proj
         self.text_projection = nn.Parameter(proj.detach().float().clone(),
