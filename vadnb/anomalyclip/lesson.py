@@ -4,7 +4,7 @@ along its direction, loss curves, and a perfect-perception CLIP (:func:`oracle_c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,8 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
     from sklearn.decomposition import PCA
     rng = np.random.default_rng(seed)
     rows, xs = [], []
-    stride = model.config.feature_stride
-    for v, f in features.items():
-        y = _strided(frame_labels[v], stride, len(f))
-        xs.append(np.asarray(f, np.float32) - model.centroid.cpu().numpy())
+    for v, x, y in _centred(model, features, frame_labels):
+        xs.append(x)
         rows.append(pd.DataFrame({"video": v, "kind": np.where(y > 0, video_classes[v], NORMAL)}))
     x = np.concatenate(xs)
     meta = pd.concat(rows, ignore_index=True)
@@ -42,24 +40,26 @@ def latent_space(model: Any, features: Mapping[str, np.ndarray],
             "explained_variance": pca.explained_variance_ratio_.tolist()}
 
 
-def _strided(labels: Any, stride: int, n: int) -> np.ndarray:
-    """Frame labels at the features' stride, cut or edge-padded to ``n``."""
-    y = np.asarray(labels)[::stride][:n]
-    return np.pad(y, (0, n - len(y)), mode="edge") if len(y) < n else y
+def _centred(model: Any, features: Mapping[str, np.ndarray],
+             frame_labels: Mapping[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray, Any]]:
+    """Per video: its re-centred features, and its frame labels at their stride, cut or
+    edge-padded to the features' length."""
+    centroid, stride = model.centroid.cpu().numpy(), model.config.feature_stride
+    for v, f in features.items():
+        y = np.asarray(frame_labels[v])[::stride][:len(f)]
+        yield (v, np.asarray(f, np.float32) - centroid,
+               np.pad(y, (0, len(f) - len(y)), mode="edge") if len(y) < len(f) else y)
 
 
 def direction_separation(model: Any, features: Mapping[str, np.ndarray],
                          frame_labels: Mapping[str, np.ndarray],
                          video_classes: Mapping[str, str]) -> pd.DataFrame:
     """Per class: its anomalous frames' mean gap from normal frames along its direction (in SD)."""
-    stride = model.config.feature_stride
     with torch.no_grad():
         d = model.directions().cpu().numpy()
-    centroid = model.centroid.cpu().numpy()
     normal, odd = [], {c: [] for c in model.class_names}
-    for v, f in features.items():
-        y = _strided(frame_labels[v], stride, len(f))
-        proj = (np.asarray(f, np.float32) - centroid) @ d.T
+    for v, x, y in _centred(model, features, frame_labels):
+        proj = x @ d.T
         normal.append(proj[y == 0])
         if video_classes[v] in odd:
             odd[video_classes[v]].append(proj[y > 0, model.class_names.index(video_classes[v])])
@@ -149,29 +149,20 @@ def oracle_clip(benchmark: Any, text_clip: Any, separation: float = 4.0, noise: 
     the text tower is ``text_clip``'s."""
     import hashlib
 
+    from ..lesson import frame_truth, pixel_key
     from ..models.base import as_uint8_rgb
     from ..models.scripted import ScriptedClip
-    from ..video import iter_frames, probe
     classes = [c for c in benchmark.classes if c != NORMAL]
     dim = int(text_clip.model.text_projection.shape[-1])
     rng = np.random.default_rng(seed)
     base = rng.normal(size=dim)
     base *= 10.0 / np.linalg.norm(base)  # a raw-scale point (ViT-B/16 features are not unit)
     dirs = np.linalg.qr(rng.normal(size=(dim, max(len(classes), 1))))[0].T
-    truth: dict[str, str] = {}
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        wanted = np.arange(0, min(len(y), probe(path).num_frames), stride)
-        for frames in iter_frames(path, indices=wanted, chunk=64):
-            for i, image in zip(frames.indices, frames.images):
-                key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-                if y[i] or key not in truth:
-                    truth[key] = str(label) if y[i] else NORMAL
+    truth = {k: shown for k, (shown, _) in frame_truth(benchmark, stride=stride).items()}
     tag = hashlib.sha1(json.dumps(sorted(truth.items())).encode()).hexdigest()[:10]
 
     def vector(image: np.ndarray) -> np.ndarray:
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        key = pixel_key(image)
         if key not in truth:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")

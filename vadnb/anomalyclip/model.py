@@ -64,8 +64,7 @@ class PromptLearner(nn.Module):
         mask = getattr(clip_model, "attn_mask", None)
         self.frozen.register_buffer("attn_mask", None if mask is None else mask.detach().clone(),
                                     persistent=False)
-        for p in self.frozen.parameters():
-            p.requires_grad_(False)
+        self.frozen.requires_grad_(False)
         proj = clip_model.text_projection
         proj = proj.weight.T if isinstance(proj, nn.Linear) else proj
         self.text_projection = nn.Parameter(proj.detach().float().clone(),
@@ -219,7 +218,7 @@ def _checkpoint_paths(path: str | os.PathLike, exist: bool = False) -> tuple[Pat
     """``(weights, meta)`` paths of a checkpoint; with ``exist``, a clear error if one is missing."""
     p = Path(path)
     if p.suffix != ".safetensors":
-        p = p.with_suffix(p.suffix + ".safetensors") if p.suffix else p.with_suffix(".safetensors")
+        p = p.with_suffix(p.suffix + ".safetensors")
     if exist and not (p.exists() and p.with_suffix(".json").exists()):
         raise FileNotFoundError(f"AnomalyCLIP checkpoint not found: need {p} and "
                                 f"{p.with_suffix('.json')} (written by "
@@ -273,9 +272,8 @@ def load_checkpoint(path: str | os.PathLike, clip: Any = None, profile: str | No
     if missing or unexpected:
         raise ValueError(f"{weights} does not match this AnomalyCLIP model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
-    model.clip_name = meta.get("clip_model", "")
-    model.profile = meta.get("profile", "custom")
-    model.feature_scale = meta.get("feature_scale")
+    model.clip_name, model.profile, model.feature_scale = (
+        meta.get("clip_model", ""), meta.get("profile", "custom"), meta.get("feature_scale"))
     return model.to(pick_device(device or cfg.device)).eval()
 
 

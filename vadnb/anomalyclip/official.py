@@ -73,11 +73,8 @@ def load_features(npy_root: str | os.PathLike, list_file: str | os.PathLike | No
                                 "features (see the AnomalyCLIP README) and unpack them there")
     if not 0 <= crop < ncrops:
         raise ValueError(f"crop must be in [0, {ncrops}), got {crop}")
-    if list_file is not None:
-        rel = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
-        paths = [root / (r if r.endswith(".npy") else r + ".npy") for r in rel]
-    else:
-        paths = sorted(root.rglob("*.npy"))
+    paths = sorted(root.rglob("*.npy")) if list_file is None else [
+        root / (f[0].removesuffix(".npy") + ".npy") for _, _, f in _lines(list_file, "list file")]
     if not paths:
         raise FileNotFoundError(f"no .npy feature files under {root}")
     out: dict[str, np.ndarray] = {}
@@ -172,11 +169,6 @@ def map_release_state(state: Mapping[str, Any], normal_id: int) -> dict[str, Any
     return out
 
 
-def _official_depth(state: Mapping[str, Any]) -> int:
-    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
-    return (max(blocks) + 1) // 2 if blocks else 0
-
-
 def _load_centroid(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.exists():
@@ -212,16 +204,16 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
                          f"classes (Normal included); is this the {key} checkpoint?")
     mapped = map_release_state(state, normal_id)
     mapped["centroid"] = torch.from_numpy(_load_centroid(centroid))
-    emb = int(state["net.temporal_model.projection.weight"].shape[0])
-    in_dim = int(state["net.temporal_model.projection.weight"].shape[1])
+    emb, in_dim = map(int, state["net.temporal_model.projection.weight"].shape)
     dim = int(mapped["centroid"].shape[0])
     if emb % Config.heads:
         raise ValueError(f"{path}: temporal width {emb} is not divisible by {Config.heads} heads")
     if in_dim not in (dim, dim + len(classes) - 1):
         raise ValueError(f"{path}: the temporal model reads {in_dim}-d inputs but the centroid "
                          f"is {dim}-d; is {Path(centroid).name} the centroid of this checkpoint?")
-    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb, depth=_official_depth(state),
-                 concat_features=in_dim != dim)
+    blocks = {int(m.group(1)) for k in state for m in [re.match(_BLOCK, k)] if m}
+    cfg = recipe(key, n_ctx=int(ctx.shape[1]), emb_size=emb,
+                 depth=(max(blocks, default=-1) + 1) // 2, concat_features=in_dim != dim)
     from safetensors.torch import save_file
     weights, meta_path = _checkpoint_paths(out)
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +225,14 @@ def convert_release(checkpoint: str | os.PathLike, centroid: str | os.PathLike,
             "feature_scale": "raw", "converted_from": path.name, "dataset": key}
     meta_path.write_text(json.dumps(meta, indent=2))
     return weights
+
+
+def _lines(path: str | os.PathLike, what: str) -> list[tuple[str, str, list[str]]]:
+    """``(where, line, fields)`` of each non-blank line, ``where`` naming file and line."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return [(f"{path}, line {n}", line, line.split())
+            for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.split()]
 
 
 def release_benchmark(npy_root: str | os.PathLike,
@@ -251,15 +251,9 @@ def release_benchmark(npy_root: str | os.PathLike,
     rows, features, starts = [], {}, {}
     for split, files in lists.items():
         for list_file in [files] if isinstance(files, (str, os.PathLike)) else list(files):
-            list_file = Path(list_file)
-            if not list_file.exists():
-                raise FileNotFoundError(f"list file not found: {list_file}")
+            lines = _lines(list_file, "list file")
             feats = load_features(root, list_file, ncrops=ncrops, crop=crop)
-            for n, line in enumerate(list_file.read_text().splitlines(), 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                where = f"{list_file}, line {n}"
+            for where, line, fields in lines:
                 if len(fields) < 4:
                     raise AnnotationError(f"{where}: expected '<folder>/<video> <start> <end> "
                                           f"<label id>', got {line!r}")
@@ -280,21 +274,15 @@ def release_benchmark(npy_root: str | os.PathLike,
                              "label_ids": " ".join(map(str, ids))})
     truth: dict[str, list[tuple[int, int]]] = {}
     if temporal_annotation is not None:
-        path = Path(temporal_annotation)
-        if not path.exists():
-            raise FileNotFoundError(f"temporal annotation not found: {path}")
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            fields = line.split()
-            if not fields:
-                continue
+        for where, line, fields in _lines(temporal_annotation, "temporal annotation"):
             name = Path(fields[0]).stem
             try:
                 nums = [int(f) for f in fields[2:]]
             except ValueError:
-                raise AnnotationError(f"{path}, line {n}: expected '<video> <class> <start> <end> "
+                raise AnnotationError(f"{where}: expected '<video> <class> <start> <end> "
                                       f"...' with integer frames, got {line!r}") from None
             if len(nums) % 2:
-                raise AnnotationError(f"{path}, line {n}: odd number of frame numbers")
+                raise AnnotationError(f"{where}: odd number of frame numbers")
             offset = starts.get(name, 0)
             pairs = [(max(s - offset, 0), e - offset) for s, e in zip(nums[::2], nums[1::2])
                      if s >= 0 and e >= s]

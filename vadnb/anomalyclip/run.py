@@ -221,9 +221,8 @@ def _checkpoint_recipe(checkpoint: Any, config: Config | None, overrides: dict[s
                  "clip": checkpoint.clip_name, "classes": list(checkpoint.class_names)}
 
 
-def _load_model(checkpoint: Any, rt: Runtime, cfg: Config) -> Any:
-    """The trained model, its prompts going through the runtime's clip."""
-    clip = rt.roles.get("clip")
+def _load_model(checkpoint: Any, clip: Any, cfg: Config) -> Any:
+    """The trained model, its prompts going through ``clip``."""
     if isinstance(checkpoint, (str, os.PathLike)):
         return load_checkpoint(checkpoint, clip=clip, device=cfg.device)
     if checkpoint.clip_name and clip_label(clip) != checkpoint.clip_name:
@@ -232,25 +231,21 @@ def _load_model(checkpoint: Any, rt: Runtime, cfg: Config) -> Any:
     return checkpoint
 
 
-def _scoring_code() -> str:
-    """A digest of the code that turns features into scores: edit it and scores are redone."""
-    parts = [inspect.getsource(core.score_features), inspect.getsource(core.pad_wraparound),
-             inspect.getsource(model_module)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
 def _cached_scorer(rt: Runtime, checkpoint: Any, cfg: Config, digest: str, source: str):
-    """``features -> (scores, probs)``, cached; the model is loaded on a miss only."""
-    def score(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = {"checkpoint": digest, "features": make_key({"features": features}),
-                 "code": _scoring_code()}
+    """``features -> (scores, probs)``, cached by checkpoint, features and the scoring code
+    (edit it and scores are redone); the model is loaded on a miss only."""
+    code = [inspect.getsource(core.score_features), inspect.getsource(core.pad_wraparound),
+            inspect.getsource(model_module)]
 
+    def score(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def compute() -> dict[str, np.ndarray]:
-            model = _load_model(checkpoint, rt, cfg)
+            model = _load_model(checkpoint, rt.roles.get("clip"), cfg)
             check_feature_scale(features, getattr(model, "feature_scale", None), source)
             scores, probs = core.score_features(model, features)
             return {"scores": scores, "probs": probs}
 
+        parts = {"checkpoint": digest, "features": make_key({"features": features}),
+                 "code": hashlib.sha256("\n".join(code).encode()).hexdigest()[:16]}
         out = rt.cache.memo("anomalyclip.scores", parts, compute)
         return (np.asarray(out["scores"], np.float32), np.asarray(out["probs"], np.float32))
 

@@ -169,13 +169,12 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     clip_model, tokenizer = clip_parts(clip)
     model = AnomalyCLIP(clip_model, tokenizer, classes, normal_centroid(features, labels),
                         cfg).to(device)
-    model.clip_name = clip_label(clip)
-    model.profile = str(getattr(clip, "profile", "custom"))
-    scales = {feature_scale(features[v]) for v in names}
-    if len(scales) > 1:
+    scales = {v: feature_scale(features[v]) for v in names}
+    if len(set(scales.values())) > 1:
         raise ValueError("the training features mix L2-normalised and raw videos: "
-                         + ", ".join(f"{v} ({feature_scale(features[v])})" for v in names[:6]))
-    model.feature_scale = scales.pop()
+                         + ", ".join(f"{v} ({scales[v]})" for v in names[:6]))
+    model.clip_name, model.profile, model.feature_scale = (
+        clip_label(clip), str(getattr(clip, "profile", "custom")), scales[names[0]])
     per_group, steps_per_epoch = _steps(len(abnormal), len(normal), cfg)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
@@ -200,8 +199,7 @@ def fit(features: Mapping[str, np.ndarray], labels: Mapping[str, str], clip: Any
     model.train()
     bar = progress_bar(total=total_steps, desc="AnomalyCLIP training", disable=not progress)
     for epoch in range(cfg.epochs):
-        a_order = cycle(abnormal, steps_per_epoch * per_group)
-        n_order = cycle(normal, steps_per_epoch * per_group)
+        a_order, n_order = (cycle(g, steps_per_epoch * per_group) for g in (abnormal, normal))
         for s in range(steps_per_epoch):
             batch = a_order[s * per_group:(s + 1) * per_group] + n_order[s * per_group:(s + 1) * per_group]
             x = np.stack([features[v][sample_training_indices(len(features[v]), cfg.num_segments,

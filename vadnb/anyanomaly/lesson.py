@@ -120,11 +120,6 @@ class FusionTuning:
     table: pd.DataFrame
 
 
-def _weight_grid(step: float = 0.1) -> list[tuple[float, float, float]]:
-    k = int(round(1 / step))
-    return [(a / k, b / k, (k - a - b) / k) for a in range(k + 1) for b in range(k + 1 - a)]
-
-
 def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
                 labels: Mapping[str, np.ndarray] | Sequence[np.ndarray], *, split: str,
                 benchmark: Any = None, weights: Sequence[Sequence[float]] | None = None,
@@ -153,8 +148,9 @@ def tune_fusion(detections: Mapping[str, Detection] | Sequence[Detection],
             if sp is not None and "test" in str(sp).lower():
                 raise ValueError(f"refusing to tune on {name!r}: the benchmark puts it in the "
                                  f"{sp!r} split; use validation videos only")
-    rows = []
-    cands = [tuple(float(x) for x in w) for w in (weights or _weight_grid())]
+    rows, k = [], 10  # the default grid: steps of 1 / k
+    cands = [tuple(float(x) for x in w) for w in weights or [
+        (a / k, b / k, (k - a - b) / k) for a in range(k + 1) for b in range(k + 1 - a)]]
     for w, sigma in itertools.product(cands, sigmas):
         scores = [_rescore(d, w, float(sigma)) for d in dets]
         rows.append({"a": w[0], "b": w[1], "g": w[2], "sigma": float(sigma),
@@ -182,10 +178,8 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
                     config: Config | None = None) -> dict[str, Any]:
     """A CLIP and a VLM that *read the ground truth* of ``benchmark``'s frames (``descriptions``:
     class -> its text); they know which frames, not where in them (flat heat maps)."""
-    import hashlib
-
+    from ..lesson import frame_truth, pixel_key as key_of
     from ..models.scripted import ScriptedClip, ScriptedVLM
-    from ..video import probe, read_frames
     cfg = config or Config()
     if max(cfg.window_sizes) != cfg.position_size:
         raise ValueError("the oracle needs a whole-frame window: window_sizes must include "
@@ -197,31 +191,16 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
     by_text = {str(d): str(c) for c, d in descriptions.items()}
     axis = {c: i for i, c in enumerate(classes)}
     dim = len(classes) + 2  # the classes, "normal", "anything else"
-
-    def key_of(image: np.ndarray) -> str:
-        return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-
-    truth_of: dict[str, str] = {}  # frames and their whole-frame windows
-    cell_truth: dict[str, str] = {}  # one cell of a grid cut from the whole-frame window
     whole = window_boxes(cfg.position_size, [cfg.position_size]).iloc[0]
     side = cfg.position_size
 
-    def remember(table: dict[str, str], image: np.ndarray, truth: str) -> None:
-        k = key_of(image)
-        if truth != "Normal" or k not in table:  # identical frames: the anomaly wins
-            table[k] = truth
+    def views(image: np.ndarray) -> list[np.ndarray]:
+        """The whole-frame window, and one cell of a grid cut from it."""
+        cell = grid_image([image] * 4, whole, side, cfg.grid_cell)
+        return [square(image, side, cfg.window_resize), cell[:cfg.grid_cell, :cfg.grid_cell]]
 
-    for name, path, label in zip(benchmark.videos["name"], benchmark.videos["path"],
-                                 benchmark.videos["label"]):
-        y = benchmark.frame_labels(name)
-        info = probe(path)
-        size = view_size(info.width, info.height, cfg.view_max_side)
-        for i, image in enumerate(read_frames(path, size=size).images[:len(y)]):
-            truth = str(label) if y[i] else "Normal"
-            remember(truth_of, image, truth)
-            remember(truth_of, square(image, side, cfg.window_resize), truth)
-            cell = grid_image([image] * 4, whole, side, cfg.grid_cell)
-            remember(cell_truth, cell[:cfg.grid_cell, :cfg.grid_cell], truth)
+    truth_of = {k: shown for k, (shown, _) in frame_truth(
+        benchmark, lambda w, h: view_size(w, h, cfg.view_max_side), views=views).items()}
 
     def image_vector(image: np.ndarray) -> np.ndarray:
         v = np.zeros(dim)
@@ -242,7 +221,7 @@ def oracle_backends(benchmark: Any, descriptions: Mapping[str, str],
             # a grid: its cells come from the whole-frame window whenever CLIP found the
             # class in any of the four frames; any other window means it found it in none
             cells = [image[r:r + c, q:q + c] for r in (0, c) for q in (0, c)]
-            return cls in [cell_truth.get(key_of(x)) for x in cells]
+            return cls in [truth_of.get(key_of(x)) for x in cells]
         if truth is None:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos with the same config")

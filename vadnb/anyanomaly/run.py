@@ -27,9 +27,14 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         **overrides: Any) -> Detection:
     """Score every frame of ``video`` for the anomalies described in ``prompts``: one segment
     row per segment and description (view scores, fused ``score``, reasons)."""
-    cfg = _config_from(config, prompts, overrides)
-    models = {"clip": cfg.clip_model, "vlm": cfg.vlm_model}
-    rt = Runtime(Roles(profile, entries=ROLES, models=models, backends=backends), cache)
+    cfg = configure(Config, config, {**overrides, **({} if prompts is None else
+                                                   {"prompts": prompts})}, "AnyAnomaly")
+    if not cfg.prompts:
+        raise ValueError("AnyAnomaly needs anomaly descriptions: pass "
+                         "prompts=['a person falling', ...] (non-empty text)")
+    rt = Runtime(Roles(profile, entries=ROLES, models={"clip": cfg.clip_model,
+                                                       "vlm": cfg.vlm_model},
+                       backends=backends), cache)
     v = rt.video(video)
     out = core.pipeline(rt, v, cfg)  # progress bars: the runtime's (hidden inside another)
     rt.release()
@@ -59,23 +64,20 @@ def parse_reason(reply: str) -> str:
 
 def _segments_table(cfg: Config, out: dict[str, Any], fps: float) -> pd.DataFrame:
     """One row per segment and description, the best first (``explanation_at`` shows it)."""
-    keys, contexts, best, raw, filled, seg_fused = (
-        out[k] for k in ("keys", "contexts", "best", "raw", "filled", "fused"))
     reasons = np.vectorize(parse_reason, otypes=[object])(out["replies"])
-    rows = []
-    fps = fps if fps > 0 else 1.0
+    rows, fps = [], fps if fps > 0 else 1.0
     for s, (a, b) in enumerate(out["bounds"]):
         for p, prompt in enumerate(cfg.prompts):
-            k, sc, why = int(keys[p, s]), filled[p, s], reasons[p, s]
+            k, sc, why = int(out["keys"][p, s]), out["filled"][p, s], reasons[p, s]
             rows.append({
                 "start_frame": int(a), "end_frame": int(b), "centre_frame": k,
                 "time_s": k / fps, "prompt": prompt, "key_frame": k,
-                "context_frames": " ".join(str(int(f)) for f in contexts[p, s]),
-                "window": int(best[p, s]),
+                "context_frames": " ".join(str(int(f)) for f in out["contexts"][p, s]),
+                "window": int(out["best"][p, s]),
                 "score_key": sc[0], "score_position": sc[1], "score_temporal": sc[2],
-                **{f"parsed_{v}": bool(np.isfinite(raw[p, s, i]))
+                **{f"parsed_{v}": bool(np.isfinite(out["raw"][p, s, i]))
                    for i, v in enumerate(("key", "position", "temporal"))},
-                "score": float(seg_fused[p, s]),
+                "score": float(out["fused"][p, s]),
                 "reason_key": why[0], "reason_position": why[1], "reason_temporal": why[2],
                 "explanation": (f"{prompt}: key frame {sc[0]:.2f} ({why[0]}); position "
                                 f"{sc[1]:.2f} ({why[1]}); temporal {sc[2]:.2f} ({why[2]})"),
@@ -83,15 +85,3 @@ def _segments_table(cfg: Config, out: dict[str, Any], fps: float) -> pd.DataFram
     return (pd.DataFrame(rows)
             .sort_values(["start_frame", "score"], ascending=[True, False], kind="stable")
             .reset_index(drop=True))
-
-
-def _config_from(config: Config | None, prompts: Sequence[str] | str | None,
-                 overrides: dict[str, Any]) -> Config:
-    """``config`` (or the defaults) with ``prompts`` and ``overrides`` applied, checked."""
-    if prompts is not None:
-        overrides = {**overrides, "prompts": prompts}
-    cfg = configure(Config, config, overrides, "AnyAnomaly")
-    if not cfg.prompts:
-        raise ValueError("AnyAnomaly needs anomaly descriptions: pass "
-                         "prompts=['a person falling', ...] (non-empty text)")
-    return cfg

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..runtime import Derived
+from ..stages import resized
 
 
 def window_boxes(size: int = 240, window_sizes: Sequence[int] = (48, 80, 240),
@@ -127,10 +128,8 @@ def view_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:
 
 def view(images: list[np.ndarray], max_side: int) -> np.ndarray:
     """A frame at most ``max_side`` px on its longer side (``cv2.INTER_AREA``, as read_frames)."""
-    import cv2
-    frame = images[0]
-    size = view_size(frame.shape[1], frame.shape[0], max_side)
-    return frame if size is None else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    size = view_size(images[0].shape[1], images[0].shape[0], max_side)
+    return images[0] if size is None else resized(images, *size)
 
 
 def window(images: list[np.ndarray], box: tuple[int, int, int, int], size: int,

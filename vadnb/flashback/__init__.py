@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cache import Cache, get_cache
+from ..cache import Cache
 from ..result import Detection
 from ..registry import protocol, register
 from ..runtime import Roles, Runtime
@@ -47,7 +47,7 @@ def _respond(video: str | os.PathLike, cfg: Config, profile: str | None,
     """The runtime (models released), the video, the memory and the pipeline's output."""
     roles = Roles(profile, models={"llm": cfg.llm_model, "embedder": cfg.embedder_model},
                   backends=backends)
-    rt = Runtime(roles, get_cache(cache))
+    rt = Runtime(roles, cache)
     try:
         v = rt.video(video)
         mem = memory.obtain(rt, cfg)

@@ -21,31 +21,20 @@ _CLASS_WORDS = {"Vehicle": ("car", "truck", "van", "drives"), "Running": ("run",
                 "Object_left": ("left alone", "unattended", "bag", "suitcase")}
 
 
-def _key(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-
-
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
     """An embedder that *reads the ground truth* of ``benchmark``'s frames (by pixel hash):
     Flashback with perfect perception."""
+    from ..lesson import frame_truth, pixel_key
     from ..models.scripted import ScriptedEmbedder
-    from ..video import read_frames
     classes = sorted({str(c) for c in benchmark.videos.label} - {"Normal"})
     dim = 2 + len(classes) + 8
-    truth: dict[str, str] = {}
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y = benchmark.frame_labels(name)
-        for i, image in enumerate(read_frames(path).images[:len(y)]):
-            key = _key(image)
-            if y[i] or key not in truth:
-                truth[key] = str(label) if y[i] else "Normal"
+    truth = frame_truth(benchmark)
 
     def axis(i: int) -> np.ndarray:
         return np.eye(dim)[i]
 
     def image_vector(image: np.ndarray) -> np.ndarray:
-        kind = truth.get(_key(image))
+        kind = truth.get(pixel_key(image), (None,))[0]
         if kind is None:
             raise ValueError("the oracle only knows the frames of the benchmark it was built "
                              "from; run it on those videos")

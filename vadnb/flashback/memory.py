@@ -130,31 +130,15 @@ def recall(rt: Runtime, cfg: Any) -> tuple[list, dict[str, int]]:
 
 def deduplicate(pairs: list) -> tuple[dict[str, list[tuple[str, str]]], dict[str, int]]:
     """Exact-string de-duplication within each class (first kept), with the counts."""
-    out: dict[str, list[tuple[str, str]]] = {"normal": [], "anomalous": []}
+    out: dict[str, list[tuple[str, str]]] = {}
     counts = {}
     for c, i in (("normal", 0), ("anomalous", 1)):
         seen: dict[str, str] = {}
         for pair in pairs:
-            seen.setdefault(pair[i][0], pair[i][1])
+            seen.setdefault(*pair[i])
         out[c] = list(seen.items())
-        counts[f"{c}_written"] = len(pairs)
-        counts[f"{c}_duplicates"] = len(pairs) - len(seen)
+        counts.update({f"{c}_written": len(pairs), f"{c}_duplicates": len(pairs) - len(seen)})
     return out, counts
-
-
-def caption_text(caption: str, anomalous: bool, prefix: bool) -> str:
-    """What is embedded: the raw caption, or with the research code's label prefix."""
-    if not prefix:
-        return caption
-    return f"[Anomalous]: {caption}" if anomalous else f"[normal] {caption}"
-
-
-def embed(rt: Runtime, texts: list[str]) -> np.ndarray:
-    """Text embeddings from the embedder role (cached per batch by the runtime)."""
-    if not texts:
-        return np.zeros((0, 0), np.float32)
-    return np.stack(rt.map("embedder", [EncodeText(t) for t in texts], batch_size=256,
-                           desc="Flashback memory embeddings")).astype(np.float32)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -192,10 +176,9 @@ class CaptionMemory:
         meta = {"format": FORMAT, "version": VERSION, "recipe": self.recipe,
                 "counts": self.counts, "embeddings": tensors.name,
                 "embeddings_sha256": hashlib.sha256(blob).hexdigest(),
-                "normal": [{"description": t, "category": c}
-                           for t, c in zip(self.normal, self.normal_categories)],
-                "anomalous": [{"description": t, "category": c}
-                              for t, c in zip(self.anomalous, self.anomalous_categories)]}
+                **{k: [{"description": t, "category": c}
+                       for t, c in zip(getattr(self, k), getattr(self, f"{k}_categories"))]
+                   for k in ("normal", "anomalous")}}
         _write_atomic(out, json.dumps(meta, indent=1, ensure_ascii=False).encode())
         return out
 
@@ -226,23 +209,18 @@ class CaptionMemory:
             raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
                              "rebuild it or use the matching settings")
         arrays = load_file(str(tensors))
-        return cls([d["description"] for d in meta["normal"]],
-                   [d["description"] for d in meta["anomalous"]],
-                   [d["category"] for d in meta["normal"]],
-                   [d["category"] for d in meta["anomalous"]],
-                   arrays["normal"], arrays["anomalous"], recipe, dict(meta.get("counts", {})))
-
-
-def _source(rt: Runtime, cfg: Any) -> str:
-    if cfg.memory != "auto":
-        return cfg.memory
-    from ..models.profiles import MEANINGLESS_PROFILES
-    return "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
+        texts = [[d[f] for d in meta[k]] for f in ("description", "category")
+                 for k in ("normal", "anomalous")]  # normal, anomalous texts; their categories
+        return cls(*texts, arrays["normal"], arrays["anomalous"], recipe,
+                   dict(meta.get("counts", {})))
 
 
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
     """What makes a memory (source, embedder, text template), known without loading a model."""
-    source = _source(rt, cfg)
+    from ..models.profiles import MEANINGLESS_PROFILES
+    source = cfg.memory
+    if source == "auto":
+        source = "handwritten" if rt.roles.profile_name("llm") in MEANINGLESS_PROFILES else "llm"
     common = {"embedder": rt.roles.identity("embedder"), "text_prefix": cfg.text_prefix}
     if source == "llm":
         return {"source": "llm", "llm": rt.roles.identity("llm"), "system_prompt": SYSTEM_PROMPT,
@@ -268,11 +246,13 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
         counts = {"calls": 0, "replies": 0, "malformed_replies": 0, "bad_items": bad,
                   "failed_calls": 0}
     kept, dedup = deduplicate(pairs)
-    vecs = {c: embed(rt, [caption_text(t, c == "anomalous", cfg.text_prefix)
-                          for t, _ in kept[c]]) for c in ("normal", "anomalous")}
-    return CaptionMemory([t for t, _ in kept["normal"]], [t for t, _ in kept["anomalous"]],
-                         [c for _, c in kept["normal"]], [c for _, c in kept["anomalous"]],
-                         vecs["normal"], vecs["anomalous"], recipe, {**counts, **dedup})
+    # what is embedded: the raw caption, or with the research code's label prefix
+    prefix = {"normal": "[normal] ", "anomalous": "[Anomalous]: "} if cfg.text_prefix else {}
+    vecs = [np.stack(rt.map("embedder", [EncodeText(prefix.get(c, "") + t) for t, _ in kept[c]],
+                            batch_size=256, desc="Flashback memory embeddings")).astype(np.float32)
+            for c in ("normal", "anomalous")]
+    texts = [[pair[j] for pair in kept[c]] for j in (0, 1) for c in ("normal", "anomalous")]
+    return CaptionMemory(*texts, *vecs, recipe, {**counts, **dedup})
 
 
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:
