@@ -49,10 +49,8 @@ class _Uncacheable(Exception):
 
 def cache_dir() -> Path:
     """The cache folder: ``$VADNB_CACHE`` if set, else the user's cache dir (``~/.cache/vadnb``)."""
-    env = os.environ.get("VADNB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(user_cache_dir("vadnb", appauthor=False))
+    return Path(os.environ.get("VADNB_CACHE") or user_cache_dir("vadnb", appauthor=False)
+                ).expanduser()
 
 
 _digests: dict[tuple[str, int, int], str] = {}
@@ -77,18 +75,12 @@ def file_digest(path: str | os.PathLike) -> str:
             h = hashlib.sha256(b"vadnb frame folder\n")
             for e, st in zip(files, stats):
                 h.update(f"{len(e.name.encode())}:{e.name}:{st.st_size}\n".encode())
-                _hash_file(h, e)
+                h.update(e.read_bytes())  # one frame image at a time
         else:
-            h = _hash_file(hashlib.sha256(), p)
+            with open(p, "rb") as f:
+                h = hashlib.file_digest(f, "sha256")
         _digests[memo] = h.hexdigest()[:16]
     return _digests[memo]
-
-
-def _hash_file(h: Any, path: Path) -> Any:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
 
 
 def _canonical(obj: Any) -> Any:
@@ -170,20 +162,6 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     return value
 
 
-def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 #: What reading a damaged entry raises (cut short, zero bytes, bad CRC, foreign, bad JSON).
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
            zipfile.BadZipFile, zlib.error)
@@ -258,8 +236,16 @@ class Cache:
         payload = {f"a{i}": a for i, a in enumerate(arrays)}
         payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
         path = self.path(stage, make_key(parts))
+        tmp = None
         try:
-            _write_atomic(path, payload)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic: a killed run leaves no half-written entry
+            tmp = None
         except OSError as err:
             if not self.write_errors:
                 warnings.warn(
@@ -269,6 +255,9 @@ class Cache:
                     CacheWarning, stacklevel=2)
             self.write_errors += 1
             return False
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         return True
 
     def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
