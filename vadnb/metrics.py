@@ -118,21 +118,17 @@ def frame_ap(labels: ArrayOrList, scores: ArrayOrList, variant: str = "sklearn")
     ap_name(variant)  # checks it
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "frame AP")
-    return _ap(y, s, variant)
-
-
-def _ap(y: np.ndarray, s: np.ndarray, variant: str) -> float:
-    if variant == "trapezoid":
-        precision, recall, _ = precision_recall_curve(y, s)
-        return float(auc(recall, precision))
-    return float(average_precision_score(y, s))
+    return _auc_ap(y, s, variant)["ap"]
 
 
 def _auc_ap(y: np.ndarray, s: np.ndarray, variant: str) -> dict[str, float]:
     """AUC and AP of one group of frames; NaN where only one class occurs."""
     if len(np.unique(y)) < 2:
         return {"auc": np.nan, "ap": np.nan}
-    return {"auc": float(roc_auc_score(y, s)), "ap": _ap(y, s, variant)}
+    if variant == "trapezoid":
+        precision, recall, _ = precision_recall_curve(y, s)
+        return {"auc": float(roc_auc_score(y, s)), "ap": float(auc(recall, precision))}
+    return {"auc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
 
 
 def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
@@ -247,12 +243,8 @@ def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
     normal = len(names)
     y = np.where((y >= 0) & (y < normal), y, normal)
     ranked = np.argsort(-p, axis=1, kind="stable")
-    width = min(k, normal + 1)
-    high = np.full((len(y), width), -1)  # -1 never matches: fewer classes than k
-    high[:, :min(k, normal)] = ranked[:, :min(k, normal)]
-    low = np.concatenate([np.full((len(y), 1), normal), ranked[:, :width - 1]], axis=1)
-    pred = np.where((s < threshold)[:, None], low, high)
-    hit = (pred == y[:, None]).any(axis=1)
+    hit = np.where(s < threshold, (y == normal) | (ranked[:, :k - 1] == y[:, None]).any(axis=1),
+                   (ranked[:, :k] == y[:, None]).any(axis=1))
     rows = [{"class": c, "frames": int((y == i).sum()), f"top{k}": float(hit[y == i].mean())}
             for i, c in enumerate([*names, "Normal"]) if (y == i).any()]
     return pd.DataFrame(rows)
