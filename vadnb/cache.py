@@ -276,9 +276,8 @@ class Cache:
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
         base = self.root / "stages"
-        stages = sorted(d for d in base.iterdir() if d.is_dir()) if base.exists() else []
         sizes = {d.name: [p.stat().st_size for p in d.rglob("*.npz") if p.is_file()]
-                 for d in stages}
+                 for d in sorted(base.iterdir() if base.exists() else []) if d.is_dir()}
         return pd.DataFrame([(k, len(v), round(sum(v) / 1e6, 3)) for k, v in sizes.items()],
                             columns=["stage", "entries", "MB"])
 

@@ -54,8 +54,7 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
     """Concatenate per-video 0/1 labels and scores (one array, a list, or dicts name ->
     array, paired by name, never by position), checking every video's lengths."""
     if isinstance(labels, Mapping) != isinstance(scores, Mapping):
-        which = "labels" if isinstance(labels, Mapping) else "scores"
-        other = "scores" if which == "labels" else "labels"
+        which, other = ("labels", "scores") if isinstance(labels, Mapping) else ("scores", "labels")
         raise TypeError(
             f"{which} is a dict (video name -> array) but {other} is not: videos are paired "
             f"by name, never by position; pass {other} as a dict with the same names too")

@@ -307,10 +307,8 @@ class FrameStore:
 
     def put(self, frame: Frame, image: np.ndarray) -> None:
         """Keep ``image`` (made read-only) within the budget; one larger than it is not kept."""
-        if frame in self.frames:
-            self.frames.move_to_end(frame)
-            return
-        if image.nbytes > self.budget:
+        if frame in self.frames or image.nbytes > self.budget:
+            self.get(frame)  # a kept frame becomes the most recent
             return
         image.flags.writeable = False
         self.frames[frame] = image

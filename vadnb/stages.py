@@ -48,11 +48,9 @@ def window_frames_half_open(centre: int, num_frames: int, fps: float, window_s: 
     half = int(window_s * fps) // 2
     lo = max(int(centre) - half, 0)
     hi = max(min(int(centre) + half, int(num_frames)), lo + 1)  # at least the centre frame
-    length = hi - lo
-    if length <= n:
-        picked = np.arange(lo, hi, dtype=np.int64)
-        return np.concatenate([picked, np.full(n - length, hi - 1, dtype=np.int64)])
-    return lo + np.linspace(0, length - 1, n).astype(np.int64)
+    if hi - lo <= n:
+        return np.minimum(np.arange(lo, lo + n, dtype=np.int64), hi - 1)
+    return lo + np.linspace(0, hi - lo - 1, n).astype(np.int64)
 
 
 def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
