@@ -283,7 +283,5 @@ def cvad_table(labels_by_type: Mapping[str, Mapping[str, np.ndarray]],
                         trim_labels=trim_labels) if y.any() and not y.all() else np.nan)
         rows.append({"type": t, "videos": len(kept), "frames": int(len(y)),
                      "anomalous_frames": int(y.sum()), "auc": auc})
-    table = pd.DataFrame(rows, columns=["type", "videos", "frames", "anomalous_frames", "auc"])
-    mean = {"type": "mean", "videos": np.nan, "frames": np.nan, "anomalous_frames": np.nan,
-            "auc": float(table["auc"].mean()) if table["auc"].notna().any() else np.nan}
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    rows.append({"type": "mean", "auc": pd.Series([r["auc"] for r in rows], dtype=float).mean()})
+    return pd.DataFrame(rows, columns=["type", "videos", "frames", "anomalous_frames", "auc"])

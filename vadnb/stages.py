@@ -110,15 +110,11 @@ def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     column; only candidates are sorted."""
     n_rows, n_cols = sims.shape
     k = int(min(max(k, 1), n_cols))
-    if k < n_cols:
-        cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(sims, cand, axis=1).min(axis=1)
-        # rows where ties at the k-th value straddle the cut: pick among them by index
-        tied = np.flatnonzero((sims >= kth[:, None]).sum(axis=1) > k)
-        for r in tied:
-            cand[r] = np.argsort(-sims[r], kind="stable")[:k]
-    else:
-        cand = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(sims, cand, axis=1).min(axis=1)
+    # rows where ties at the k-th value straddle the cut: pick among them by index
+    for r in np.flatnonzero((sims >= kth[:, None]).sum(axis=1) > k):
+        cand[r] = np.argsort(-sims[r], kind="stable")[:k]
     vals = np.take_along_axis(sims, cand, axis=1)
     order = np.lexsort((cand, -vals), axis=1) if n_rows else cand
     cand = np.take_along_axis(cand, order, axis=1)
