@@ -53,7 +53,7 @@ def cache_dir() -> Path:
                 ).expanduser()
 
 
-_digests: dict[tuple[str, int, int], str] = {}
+_digests: dict[tuple[Any, ...], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -62,14 +62,11 @@ def file_digest(path: str | os.PathLike) -> str:
     by the names, sizes and bytes of its non-hidden files (subfolders left out), in name order.
     """
     p = Path(path)
+    files = [p]
     if p.is_dir():
         files = sorted(e for e in p.iterdir() if not e.name.startswith(".") and e.is_file())
-        stats = [e.stat() for e in files]
-        listing = tuple((e.name, st.st_size, st.st_mtime_ns) for e, st in zip(files, stats))
-        memo = (str(p.resolve()), len(listing), hash(listing))
-    else:
-        st = p.stat()
-        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    stats = [e.stat() for e in files]
+    memo = (str(p.resolve()), *((e.name, s.st_size, s.st_mtime_ns) for e, s in zip(files, stats)))
     if memo not in _digests:
         if p.is_dir():
             h = hashlib.sha256(b"vadnb frame folder\n")

@@ -1,9 +1,7 @@
 """Frame-level evaluation, as all four methods report it (taught in notebook 40).
 
 *Micro* metrics: every test video's frames in one label and one score array, one ROC-AUC or
-AP over them (scikit-learn counts; this module checks inputs). AP differs on tied scores:
-``"sklearn"`` is step-wise, ``"trapezoid"`` is ``auc(recall, precision)`` as XD-Violence's
-and LAVAD's code report (:data:`REPORTED_AP`; :func:`ap_name` labels tables).
+AP over them (scikit-learn counts; this module checks inputs; AP variants: :data:`AP_VARIANTS`).
 """
 
 from __future__ import annotations

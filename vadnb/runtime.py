@@ -1,12 +1,10 @@
 """The plumbing every method's pipeline shares, written once: roles, frames, cached model calls.
 
 Pipelines send request values (:class:`Chat`, :class:`Ask`, :class:`Caption`, ``Encode*``) to
-:meth:`Runtime.map`, which keys each by the request itself and the model's identity (change
-what is sent and the model is asked again; no version constants), asks only the misses in
-batches stored as they return (a killed run resumes; failed replies are never stored), and
-loads a model and decodes frames only on a miss: one forward pass for a map's frames and
-those :meth:`Runtime.plan` named, kept in a :class:`FrameStore`. A warm run loads and decodes
-nothing. Images go by reference (:class:`Frame`, :class:`Derived`), keyed by recipe.
+:meth:`Runtime.map`, which keys each by the request itself and the model's identity (no version
+constants), and loads a model and decodes frames only on a miss: one forward pass for a map's
+frames and those :meth:`Runtime.plan` named. A warm run loads and decodes nothing. Images go
+by reference (:class:`Frame`, :class:`Derived`), keyed by recipe.
 """
 
 from __future__ import annotations
