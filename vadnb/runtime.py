@@ -260,7 +260,7 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
     for i, r in enumerate(requests):
         settings = (getattr(r, f) for f in r.__dataclass_fields__ if f not in _PAYLOAD)
         groups.setdefault((type(r).__name__, *settings), []).append(i)
-    out: list[Any] = [None] * len(requests)
+    out: dict[int, Any] = {}
     for group in groups.values():
         first, reqs = requests[group[0]], [requests[i] for i in group]
         if isinstance(first, (Chat, Ask)):
@@ -277,9 +277,8 @@ def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]
         if len(replies) != len(group):
             raise RuntimeError(f"{role}: the model returned {len(replies)} answers for "
                                f"{len(group)} requests")
-        for i, reply in zip(group, replies):
-            out[i] = reply
-    return out, len(groups)
+        out.update(zip(group, replies))
+    return [out[i] for i in range(len(requests))], len(groups)
 
 
 #: Bytes of decoded frames a run keeps (512 MiB: 5 minutes of 384x288 at 10 fps; 85 of 1080p).
