@@ -326,9 +326,8 @@ class _Pixels:
 
     def __init__(self, runtime: Runtime, batches: list[list[Any]]):
         self.rt = runtime
-        self.pending: Counter[Frame] = Counter()  # frame -> batches still needing it
-        for batch in batches:
-            self.pending.update(set(_frames_of(batch)))
+        # frame -> batches still needing it
+        self.pending = Counter(f for batch in batches for f in set(_frames_of(batch)))
         store = runtime.frames  # taken now: the store may drop them while this map runs
         self.buffer = {f: img for f in self.pending if (img := store.get(f)) is not None}
         self.streams: dict[str, Any] = {}

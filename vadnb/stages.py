@@ -97,10 +97,8 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
     k = int(min(max(k, 1), kx.shape[0]))
     idx, top = np.empty((len(q), k), dtype=np.int64), np.empty((len(q), k), dtype=np.float64)
     rows = max(1, int(block_elements) // max(1, kx.shape[0]))
-    for start in range(0, len(q), rows):
-        sims = q[start: start + rows] @ kx.T  # float32 [b, K]
-        i, t = top_k(sims, k)
-        idx[start: start + rows], top[start: start + rows] = i, t
+    for start in range(0, len(q), rows):  # float32 similarities [rows, K]
+        idx[start: start + rows], top[start: start + rows] = top_k(q[start: start + rows] @ kx.T, k)
     w = _softmax(top / temperature, axis=1)
     return (w * v[idx]).sum(axis=1), idx, w
 
