@@ -183,12 +183,9 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
     standalone 0/1 in the reply, else "yes"/"no"; None when nothing fits (notebook 70)."""
     t = text or ""
     idx = t.lower().rfind(marker.lower())
-    if idx >= 0:
-        m = re.search(r"\b([01])\b", t[idx + len(marker):])
-        if m:
-            return int(m.group(1))
-    ms = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
-    if ms:
+    if idx >= 0 and (m := re.search(r"\b([01])\b", t[idx + len(marker):])):
+        return int(m.group(1))
+    if ms := re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t):
         return int(ms[-1])
     m = re.match(r"^\W*(yes|no)\b", t.strip().lower())
     return None if m is None else int(m.group(1) == "yes")
