@@ -49,13 +49,11 @@ class _Uncacheable(Exception):
 
 def cache_dir() -> Path:
     """The cache folder: ``$VADNB_CACHE`` if set, else the user's cache dir (``~/.cache/vadnb``)."""
-    env = os.environ.get("VADNB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(user_cache_dir("vadnb", appauthor=False))
+    return Path(os.environ.get("VADNB_CACHE") or user_cache_dir("vadnb", appauthor=False)
+                ).expanduser()
 
 
-_digests: dict[tuple[str, int, int], str] = {}
+_digests: dict[tuple[Any, ...], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -64,31 +62,22 @@ def file_digest(path: str | os.PathLike) -> str:
     by the names, sizes and bytes of its non-hidden files (subfolders left out), in name order.
     """
     p = Path(path)
+    files = [p]
     if p.is_dir():
         files = sorted(e for e in p.iterdir() if not e.name.startswith(".") and e.is_file())
-        stats = [e.stat() for e in files]
-        listing = tuple((e.name, st.st_size, st.st_mtime_ns) for e, st in zip(files, stats))
-        memo = (str(p.resolve()), len(listing), hash(listing))
-    else:
-        st = p.stat()
-        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    stats = [e.stat() for e in files]
+    memo = (str(p.resolve()), *((e.name, s.st_size, s.st_mtime_ns) for e, s in zip(files, stats)))
     if memo not in _digests:
         if p.is_dir():
             h = hashlib.sha256(b"vadnb frame folder\n")
             for e, st in zip(files, stats):
                 h.update(f"{len(e.name.encode())}:{e.name}:{st.st_size}\n".encode())
-                _hash_file(h, e)
+                h.update(e.read_bytes())  # one frame image at a time
         else:
-            h = _hash_file(hashlib.sha256(), p)
+            with open(p, "rb") as f:
+                h = hashlib.file_digest(f, "sha256")
         _digests[memo] = h.hexdigest()[:16]
     return _digests[memo]
-
-
-def _hash_file(h: Any, path: Path) -> Any:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
 
 
 def _canonical(obj: Any) -> Any:
@@ -170,20 +159,6 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     return value
 
 
-def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 #: What reading a damaged entry raises (cut short, zero bytes, bad CRC, foreign, bad JSON).
 _DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
            zipfile.BadZipFile, zlib.error)
@@ -258,8 +233,16 @@ class Cache:
         payload = {f"a{i}": a for i, a in enumerate(arrays)}
         payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
         path = self.path(stage, make_key(parts))
+        tmp = None
         try:
-            _write_atomic(path, payload)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic: a killed run leaves no half-written entry
+            tmp = None
         except OSError as err:
             if not self.write_errors:
                 warnings.warn(
@@ -269,6 +252,9 @@ class Cache:
                     CacheWarning, stacklevel=2)
             self.write_errors += 1
             return False
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         return True
 
     def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
@@ -287,9 +273,8 @@ class Cache:
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
         base = self.root / "stages"
-        stages = sorted(d for d in base.iterdir() if d.is_dir()) if base.exists() else []
         sizes = {d.name: [p.stat().st_size for p in d.rglob("*.npz") if p.is_file()]
-                 for d in stages}
+                 for d in sorted(base.iterdir() if base.exists() else []) if d.is_dir()}
         return pd.DataFrame([(k, len(v), round(sum(v) / 1e6, 3)) for k, v in sizes.items()],
                             columns=["stage", "entries", "MB"])
 

@@ -1,9 +1,7 @@
 """Frame-level evaluation, as all four methods report it (taught in notebook 40).
 
 *Micro* metrics: every test video's frames in one label and one score array, one ROC-AUC or
-AP over them (scikit-learn counts; this module checks inputs). AP differs on tied scores:
-``"sklearn"`` is step-wise, ``"trapezoid"`` is ``auc(recall, precision)`` as XD-Violence's
-and LAVAD's code report (:data:`REPORTED_AP`; :func:`ap_name` labels tables).
+AP over them (scikit-learn counts; this module checks inputs; AP variants: :data:`AP_VARIANTS`).
 """
 
 from __future__ import annotations
@@ -54,8 +52,7 @@ def concat_frames(labels: ArrayOrList, scores: ArrayOrList) -> tuple[np.ndarray,
     """Concatenate per-video 0/1 labels and scores (one array, a list, or dicts name ->
     array, paired by name, never by position), checking every video's lengths."""
     if isinstance(labels, Mapping) != isinstance(scores, Mapping):
-        which = "labels" if isinstance(labels, Mapping) else "scores"
-        other = "scores" if which == "labels" else "labels"
+        which, other = ("labels", "scores") if isinstance(labels, Mapping) else ("scores", "labels")
         raise TypeError(
             f"{which} is a dict (video name -> array) but {other} is not: videos are paired "
             f"by name, never by position; pass {other} as a dict with the same names too")
@@ -118,21 +115,17 @@ def frame_ap(labels: ArrayOrList, scores: ArrayOrList, variant: str = "sklearn")
     ap_name(variant)  # checks it
     y, s = concat_frames(labels, scores)
     _check_two_classes(y, "frame AP")
-    return _ap(y, s, variant)
-
-
-def _ap(y: np.ndarray, s: np.ndarray, variant: str) -> float:
-    if variant == "trapezoid":
-        precision, recall, _ = precision_recall_curve(y, s)
-        return float(auc(recall, precision))
-    return float(average_precision_score(y, s))
+    return _auc_ap(y, s, variant)["ap"]
 
 
 def _auc_ap(y: np.ndarray, s: np.ndarray, variant: str) -> dict[str, float]:
     """AUC and AP of one group of frames; NaN where only one class occurs."""
     if len(np.unique(y)) < 2:
         return {"auc": np.nan, "ap": np.nan}
-    return {"auc": float(roc_auc_score(y, s)), "ap": _ap(y, s, variant)}
+    if variant == "trapezoid":
+        precision, recall, _ = precision_recall_curve(y, s)
+        return {"auc": float(roc_auc_score(y, s)), "ap": float(auc(recall, precision))}
+    return {"auc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
 
 
 def per_video(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
@@ -247,12 +240,8 @@ def thresholded_frame_topk(frame_classes: Mapping[str, np.ndarray],
     normal = len(names)
     y = np.where((y >= 0) & (y < normal), y, normal)
     ranked = np.argsort(-p, axis=1, kind="stable")
-    width = min(k, normal + 1)
-    high = np.full((len(y), width), -1)  # -1 never matches: fewer classes than k
-    high[:, :min(k, normal)] = ranked[:, :min(k, normal)]
-    low = np.concatenate([np.full((len(y), 1), normal), ranked[:, :width - 1]], axis=1)
-    pred = np.where((s < threshold)[:, None], low, high)
-    hit = (pred == y[:, None]).any(axis=1)
+    hit = np.where(s < threshold, (y == normal) | (ranked[:, :k - 1] == y[:, None]).any(axis=1),
+                   (ranked[:, :k] == y[:, None]).any(axis=1))
     rows = [{"class": c, "frames": int((y == i).sum()), f"top{k}": float(hit[y == i].mean())}
             for i, c in enumerate([*names, "Normal"]) if (y == i).any()]
     return pd.DataFrame(rows)
@@ -292,7 +281,5 @@ def cvad_table(labels_by_type: Mapping[str, Mapping[str, np.ndarray]],
                         trim_labels=trim_labels) if y.any() and not y.all() else np.nan)
         rows.append({"type": t, "videos": len(kept), "frames": int(len(y)),
                      "anomalous_frames": int(y.sum()), "auc": auc})
-    table = pd.DataFrame(rows, columns=["type", "videos", "frames", "anomalous_frames", "auc"])
-    mean = {"type": "mean", "videos": np.nan, "frames": np.nan, "anomalous_frames": np.nan,
-            "auc": float(table["auc"].mean()) if table["auc"].notna().any() else np.nan}
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    rows.append({"type": "mean", "auc": pd.Series([r["auc"] for r in rows], dtype=float).mean()})
+    return pd.DataFrame(rows, columns=["type", "videos", "frames", "anomalous_frames", "auc"])

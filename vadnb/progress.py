@@ -32,20 +32,15 @@ def _notebook_bar_class() -> type | None:
         _handle = None
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            show_now = kwargs.pop("display", True) and kwargs.get("delay", 0) <= 0
+            self._show_now = kwargs.pop("display", True) and kwargs.get("delay", 0) <= 0
             super().__init__(*args, display=False, **kwargs)
-            if show_now and not self.disable:
-                self._show()
-
-        def _show(self) -> None:
-            from IPython.display import display
-
-            self._handle = display(self.container, display_id=True)
-            self.displayed = True
 
         def display(self, *args: Any, check_delay: bool = True, **kwargs: Any) -> Any:
-            if check_delay and self.delay > 0 and not self.displayed:
-                self._show()
+            if not self.displayed and (self._show_now or check_delay and self.delay > 0):
+                from IPython.display import display
+
+                self._handle = display(self.container, display_id=True)
+                self.displayed = True
             return super().display(*args, check_delay=check_delay, **kwargs)
 
         def close(self) -> None:

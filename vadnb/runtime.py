@@ -1,12 +1,10 @@
 """The plumbing every method's pipeline shares, written once: roles, frames, cached model calls.
 
 Pipelines send request values (:class:`Chat`, :class:`Ask`, :class:`Caption`, ``Encode*``) to
-:meth:`Runtime.map`, which keys each by the request itself and the model's identity (change
-what is sent and the model is asked again; no version constants), asks only the misses in
-batches stored as they return (a killed run resumes; failed replies are never stored), and
-loads a model and decodes frames only on a miss: one forward pass for a map's frames and
-those :meth:`Runtime.plan` named, kept in a :class:`FrameStore`. A warm run loads and decodes
-nothing. Images go by reference (:class:`Frame`, :class:`Derived`), keyed by recipe.
+:meth:`Runtime.map`, which keys each by the request itself and the model's identity (no version
+constants), and loads a model and decodes frames only on a miss: one forward pass for a map's
+frames and those :meth:`Runtime.plan` named. A warm run loads and decodes nothing. Images go
+by reference (:class:`Frame`, :class:`Derived`), keyed by recipe.
 """
 
 from __future__ import annotations
@@ -66,30 +64,27 @@ class Roles:
             self._resolved = resolve_profile(self.profile, verbose=False)
         return self._resolved
 
-    def _unloaded(self, role: str) -> tuple[str, str]:
-        """(identity, profile) of a role whose model is not loaded."""
-        if role in self.models:
-            source, profile = str(self.models[role]), "custom"
-        else:
-            profile = self.resolved_profile()
-            source = str(model_spec(self.entries.get(role, role), profile).model)
-        if source.startswith("tiny:"):
-            from .models.tiny import TINY_VERSION
-
-            return f"{source}@v{TINY_VERSION}", "tiny"
-        return source, profile
-
     def identity(self, role: str) -> str:
         """The model's name as its backend will carry it (cache keys), known without loading."""
         backend = self.given.get(role) or self.loaded.get(role)
-        return self._unloaded(role)[0] if backend is None else str(backend.name)
+        if backend is not None:
+            return str(backend.name)
+        source = str(self.models[role] if role in self.models else
+                     model_spec(self.entries.get(role, role), self.resolved_profile()).model)
+        if source.startswith("tiny:"):
+            from .models.tiny import TINY_VERSION
+
+            return f"{source}@v{TINY_VERSION}"
+        return source
 
     def profile_name(self, role: str) -> str:
         """The profile of the model that plays ``role`` (``"tiny"`` for random-init models)."""
         backend = self.given.get(role) or self.loaded.get(role)
-        if backend is None:
-            return self._unloaded(role)[1]
-        return "tiny" if getattr(backend, "meaningless", False) else str(backend.profile)
+        if backend is not None:
+            return "tiny" if getattr(backend, "meaningless", False) else str(backend.profile)
+        if self.identity(role).startswith("tiny:"):
+            return "tiny"
+        return "custom" if role in self.models else self.resolved_profile()
 
     def get(self, role: str) -> Any:
         """The backend for ``role``, loading it on first use."""
@@ -258,19 +253,32 @@ _ENCODERS: dict[type, tuple[str, str, Callable[[Any, Any], Any]]] = {
 }
 
 
-def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray]) -> list[Any]:
-    """Call the backend once for requests of one kind and one group of settings."""
-    first = requests[0]
-    if isinstance(first, (Chat, Ask)):
-        sent = [list(r.messages) if isinstance(r, Chat)
-                else ([pixels(i) for i in r.images], r.prompt) for r in requests]
-        return list(backend.batch(sent, **_generate_kwargs(first)))
-    if isinstance(first, Caption):
-        cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
-        return [str(c) for c in backend([pixels(r.image) for r in requests], **cap)]
-    method, fallback, sent = _ENCODERS[type(first)]
-    encode = getattr(backend, method, None) or getattr(backend, fallback)
-    return list(np.asarray(encode([sent(r, pixels) for r in requests]), dtype=np.float32))
+def _send(backend: Any, requests: list[Any], pixels: Callable[[Any], np.ndarray],
+          role: str) -> tuple[list[Any], int]:
+    """Answers to one batch, and the backend calls made: one per kind and group of settings."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        settings = (getattr(r, f) for f in r.__dataclass_fields__ if f not in _PAYLOAD)
+        groups.setdefault((type(r).__name__, *settings), []).append(i)
+    out: dict[int, Any] = {}
+    for group in groups.values():
+        first, reqs = requests[group[0]], [requests[i] for i in group]
+        if isinstance(first, (Chat, Ask)):
+            sent = [list(r.messages) if isinstance(r, Chat)
+                    else ([pixels(i) for i in r.images], r.prompt) for r in reqs]
+            replies = list(backend.batch(sent, **_generate_kwargs(first)))
+        elif isinstance(first, Caption):
+            cap = {} if first.max_new_tokens is None else {"max_new_tokens": first.max_new_tokens}
+            replies = [str(c) for c in backend([pixels(r.image) for r in reqs], **cap)]
+        else:
+            method, fallback, make = _ENCODERS[type(first)]
+            encode = getattr(backend, method, None) or getattr(backend, fallback)
+            replies = list(np.asarray(encode([make(r, pixels) for r in reqs]), dtype=np.float32))
+        if len(replies) != len(group):
+            raise RuntimeError(f"{role}: the model returned {len(replies)} answers for "
+                               f"{len(group)} requests")
+        out.update(zip(group, replies))
+    return [out[i] for i in range(len(requests))], len(groups)
 
 
 #: Bytes of decoded frames a run keeps (512 MiB: 5 minutes of 384x288 at 10 fps; 85 of 1080p).
@@ -296,10 +304,8 @@ class FrameStore:
 
     def put(self, frame: Frame, image: np.ndarray) -> None:
         """Keep ``image`` (made read-only) within the budget; one larger than it is not kept."""
-        if frame in self.frames:
-            self.frames.move_to_end(frame)
-            return
-        if image.nbytes > self.budget:
+        if frame in self.frames or image.nbytes > self.budget:
+            self.get(frame)  # a kept frame becomes the most recent
             return
         image.flags.writeable = False
         self.frames[frame] = image
@@ -320,9 +326,8 @@ class _Pixels:
 
     def __init__(self, runtime: Runtime, batches: list[list[Any]]):
         self.rt = runtime
-        self.pending: Counter[Frame] = Counter()  # frame -> batches still needing it
-        for batch in batches:
-            self.pending.update(set(_frames_of(batch)))
+        # frame -> batches still needing it
+        self.pending = Counter(f for batch in batches for f in set(_frames_of(batch)))
         store = runtime.frames  # taken now: the store may drop them while this map runs
         self.buffer = {f: img for f in self.pending if (img := store.get(f)) is not None}
         self.streams: dict[str, Any] = {}
@@ -338,8 +343,20 @@ class _Pixels:
             return self.derived[image.key]
         store = self.rt.frames
         while image not in self.buffer:
-            if image.video not in self.streams:
-                self.streams[image.video] = self._decode(image.video)
+            if image.video not in self.streams:  # one pass: this map's frames, and planned ones
+                ref = self.rt.videos.get(image.video)
+                if ref is None:
+                    raise KeyError(f"video {image.video} is unknown to this runtime; call "
+                                   "rt.video(path) before sending its frames")
+                wanted = {f.index for f, n in self.pending.items()
+                          if n > 0 and f.video == image.video and f not in self.buffer}
+                extra = {i for i in store.planned.pop(image.video, ())
+                         if Frame(image.video, i) not in store.frames} - wanted
+                if (len(extra) + len(wanted)) * ref.frame_bytes <= store.budget:  # else: dropped
+                    wanted |= extra
+                self.streams[image.video] = iter_frames(
+                    ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
+                    cache=self.rt.cache, chunk=16)
             try:
                 chunk = next(self.streams[image.video])
             except StopIteration:
@@ -352,22 +369,6 @@ class _Pixels:
                 if self.pending[decoded] > 0:
                     self.buffer[decoded] = img
         return self.buffer[image]
-
-    def _decode(self, digest: str) -> Any:
-        """One forward pass over the pending frames of a video, and its planned ones."""
-        ref = self.rt.videos.get(digest)
-        if ref is None:
-            raise KeyError(f"video {digest} is unknown to this runtime; call rt.video(path) "
-                           "before sending its frames")
-        wanted = {f.index for f, n in self.pending.items()
-                  if n > 0 and f.video == digest and f not in self.buffer}
-        store = self.rt.frames
-        extra = {i for i in store.planned.pop(digest, ())
-                 if Frame(digest, i) not in store.frames} - wanted
-        if (len(extra) + len(wanted)) * ref.frame_bytes <= store.budget:  # else: plan dropped
-            wanted |= extra
-        return iter_frames(ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
-                           cache=self.rt.cache, chunk=16)
 
     def batch_done(self, batch: list[Any]) -> None:
         for frame in set(_frames_of(batch)):
@@ -435,11 +436,11 @@ class Runtime:
             desc: str | None = None) -> list[Any]:
         """One answer per request, in order: cached ones read, the rest asked in batches (each
         stored as it returns, unless it holds a failed reply); identical requests asked once."""
-        requests, cap = list(requests), None
+        requests = list(requests)
         if any(isinstance(r, Ask) and r.max_pixels is None for r in requests):
             cap = self.roles.image_cap(role)  # what the backend applies, made explicit
-        requests = [replace(r, max_pixels=cap) if isinstance(r, Ask) and r.max_pixels is None
-                    else r for r in requests]
+            requests = [replace(r, max_pixels=cap) if isinstance(r, Ask) and r.max_pixels is None
+                        else r for r in requests]
         model = self.roles.identity(role)
         keys = [request_key(model, r) for r in requests]
         unique = dict(zip(keys, requests))  # first-seen order, identical requests once
@@ -455,34 +456,19 @@ class Runtime:
             else:
                 answers.update(zip(batch, got))
                 stat["cached"] += len(batch)
-        if todo:
-            self._ask(role, stage, todo, unique, answers, desc or f"{role} ({stage})")
-        return [answers[k] for k in keys]
-
-    def _ask(self, role: str, stage: str, todo: list[list[str]], unique: dict[str, Any],
-             answers: dict[str, Any], desc: str) -> None:
-        stat = self.stats[role]
+        if not todo:
+            return [answers[k] for k in keys]
         todo_requests = [[unique[k] for k in batch] for batch in todo]
         px = _Pixels(self, todo_requests)
         total = sum(len(b) for b in todo)
-        bar = progress_bar(total=total, desc=desc, disable=total <= len(todo[0]))
+        bar = progress_bar(total=total, desc=desc or f"{role} ({stage})",
+                           disable=total <= len(todo[0]))
         try:
             backend = self.roles.get(role)
             for batch, reqs in zip(todo, todo_requests):
-                out: list[Any] = [None] * len(reqs)
                 t0 = time.perf_counter()
-                groups: dict[tuple[Any, ...], list[int]] = {}  # by kind and settings
-                for i, r in enumerate(reqs):
-                    settings = (getattr(r, f) for f in r.__dataclass_fields__ if f not in _PAYLOAD)
-                    groups.setdefault((type(r).__name__, *settings), []).append(i)
-                for group in groups.values():
-                    replies = _send(backend, [reqs[i] for i in group], px)
-                    if len(replies) != len(group):
-                        raise RuntimeError(f"{role}: the model returned {len(replies)} "
-                                           f"answers for {len(group)} requests")
-                    for i, reply in zip(group, replies):
-                        out[i] = reply
-                stat.update(calls=len(groups), items=len(reqs), seconds=time.perf_counter() - t0,
+                out, calls = _send(backend, reqs, px, role)
+                stat.update(calls=calls, items=len(reqs), seconds=time.perf_counter() - t0,
                             failures=sum(is_failed(r) for r in out))
                 self.cache.put(stage, {"items": batch}, out)  # refuses failed replies
                 answers.update(zip(batch, out))
@@ -491,6 +477,7 @@ class Runtime:
         finally:
             bar.close()
             px.close()
+        return [answers[k] for k in keys]
 
     def model_calls(self):
         """Per role: model, profile, calls, items, cached, failures, seconds (a DataFrame)."""

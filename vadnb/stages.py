@@ -4,6 +4,7 @@ of differences from the official code (each docstring names the notebook that te
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import types
@@ -47,11 +48,9 @@ def window_frames_half_open(centre: int, num_frames: int, fps: float, window_s: 
     half = int(window_s * fps) // 2
     lo = max(int(centre) - half, 0)
     hi = max(min(int(centre) + half, int(num_frames)), lo + 1)  # at least the centre frame
-    length = hi - lo
-    if length <= n:
-        picked = np.arange(lo, hi, dtype=np.int64)
-        return np.concatenate([picked, np.full(n - length, hi - 1, dtype=np.int64)])
-    return lo + np.linspace(0, length - 1, n).astype(np.int64)
+    if hi - lo <= n:
+        return np.minimum(np.arange(lo, lo + n, dtype=np.int64), hi - 1)
+    return lo + np.linspace(0, hi - lo - 1, n).astype(np.int64)
 
 
 def window_frames_closed(centre: int, num_frames: int, fps: float, window_s: float = 10.0,
@@ -98,10 +97,8 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
     k = int(min(max(k, 1), kx.shape[0]))
     idx, top = np.empty((len(q), k), dtype=np.int64), np.empty((len(q), k), dtype=np.float64)
     rows = max(1, int(block_elements) // max(1, kx.shape[0]))
-    for start in range(0, len(q), rows):
-        sims = q[start: start + rows] @ kx.T  # float32 [b, K]
-        i, t = top_k(sims, k)
-        idx[start: start + rows], top[start: start + rows] = i, t
+    for start in range(0, len(q), rows):  # float32 similarities [rows, K]
+        idx[start: start + rows], top[start: start + rows] = top_k(q[start: start + rows] @ kx.T, k)
     w = _softmax(top / temperature, axis=1)
     return (w * v[idx]).sum(axis=1), idx, w
 
@@ -111,15 +108,11 @@ def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     column; only candidates are sorted."""
     n_rows, n_cols = sims.shape
     k = int(min(max(k, 1), n_cols))
-    if k < n_cols:
-        cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(sims, cand, axis=1).min(axis=1)
-        # rows where ties at the k-th value straddle the cut: pick among them by index
-        tied = np.flatnonzero((sims >= kth[:, None]).sum(axis=1) > k)
-        for r in tied:
-            cand[r] = np.argsort(-sims[r], kind="stable")[:k]
-    else:
-        cand = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(sims, cand, axis=1).min(axis=1)
+    # rows where ties at the k-th value straddle the cut: pick among them by index
+    for r in np.flatnonzero((sims >= kth[:, None]).sum(axis=1) > k):
+        cand[r] = np.argsort(-sims[r], kind="stable")[:k]
     vals = np.take_along_axis(sims, cand, axis=1)
     order = np.lexsort((cand, -vals), axis=1) if n_rows else cand
     cand = np.take_along_axis(cand, order, axis=1)
@@ -190,12 +183,9 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
     standalone 0/1 in the reply, else "yes"/"no"; None when nothing fits (notebook 70)."""
     t = text or ""
     idx = t.lower().rfind(marker.lower())
-    if idx >= 0:
-        m = re.search(r"\b([01])\b", t[idx + len(marker):])
-        if m:
-            return int(m.group(1))
-    ms = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
-    if ms:
+    if idx >= 0 and (m := re.search(r"\b([01])\b", t[idx + len(marker):])):
+        return int(m.group(1))
+    if ms := re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t):
         return int(ms[-1])
     m = re.match(r"^\W*(yes|no)\b", t.strip().lower())
     return None if m is None else int(m.group(1) == "yes")
@@ -248,11 +238,10 @@ def _as_tuple(value: Any) -> Any:
 SEQUENCE = BeforeValidator(_as_tuple)
 
 
-def config_dataclass(cls: type[C] | None = None, /, *, frozen: bool = False) -> Any:
-    """Declare a method's Config: a standard dataclass that pydantic validates on every
-    construction (constraints in ``Annotated[int, Field(ge=1)]``, cross-field checks in a
-    ``@model_validator(mode="after")``); :func:`configure` words its errors."""
-    return pydantic_dataclass(cls, config=CONFIG_RULES, frozen=frozen)
+#: Declare a method's Config: a standard dataclass that pydantic validates on every
+#: construction (constraints in ``Annotated[int, Field(ge=1)]``, cross-field checks in a
+#: ``@model_validator(mode="after")``); :func:`configure` words its errors.
+config_dataclass = functools.partial(pydantic_dataclass, config=CONFIG_RULES)
 
 
 def _model_id(value: str) -> str:
@@ -298,16 +287,16 @@ def config_error(config_type: type, err: ValidationError, method: str) -> Except
     kind, loc, value = first["type"], first["loc"], first["input"]
     if not loc:  # a check between fields: its message names them
         return ValueError(f"{method}: {first['ctx']['error']}")
-    name = str(loc[0])
+    name, item = str(loc[0]), len(loc) > 1
     hint = typing.get_type_hints(config_type)[name]
     fixed_tuple = typing.get_origin(hint) is tuple and Ellipsis not in typing.get_args(hint)
-    if kind not in _BOUND_WORDS or (fixed_tuple and kind in ("too_long", "missing")):
+    if kind not in _BOUND_WORDS or (fixed_tuple and kind == "too_long"):
         return TypeError(f"{method}: Config.{name} must be {_type_name(hint)}, got "
                          f"{_shown(value)} ({type(value).__name__})")
-    item = len(loc) > 1
-    rule = _interval(config_type, name, item) if kind.endswith(("than", "equal")) else None
     ctx = {k: _number(v) for k, v in first.get("ctx", {}).items()}
-    rule = rule or _BOUND_WORDS[kind].format(**ctx)
+    rule = _BOUND_WORDS[kind].format(**ctx)
+    if kind.endswith(("than", "equal")):
+        rule = _interval(config_type, name, item) or rule
     if not rule.startswith("must"):
         rule = f"must be {rule}"
     where = f"every value of Config.{name}" if item else f"Config.{name}"
@@ -329,18 +318,16 @@ def _shown(value: Any) -> str:
 def _interval(config_type: type, name: str, item: bool) -> str | None:
     """``"in [16, 4096]"`` when the field (or each item) has a lower and an upper bound."""
     info = config_type.__pydantic_fields__[name]
-    metadata = list(info.metadata)
-    if item:
-        inner = typing.get_args(info.annotation)[:1]
-        metadata = list(getattr(inner[0], "__metadata__", ())) if inner else []
-        metadata = [m for f in metadata for m in getattr(f, "metadata", [f])]
-    lo = next(((("[", m.ge) if hasattr(m, "ge") else ("(", m.gt)) for m in metadata
-               if hasattr(m, "ge") or hasattr(m, "gt")), None)
-    hi = next((((m.le, "]") if hasattr(m, "le") else (m.lt, ")")) for m in metadata
-               if hasattr(m, "le") or hasattr(m, "lt")), None)
-    if lo is None or hi is None:
-        return None
-    return f"in {lo[0]}{_number(lo[1])}, {_number(hi[0])}{hi[1]}"
+    metadata = info.metadata
+    if item:  # the bounds inside ``tuple[Annotated[int, Field(...)], ...]``
+        inner = typing.get_args(info.annotation)[0]
+        metadata = [m for f in getattr(inner, "__metadata__", ())
+                    for m in getattr(f, "metadata", [f])]
+    b = {k: _number(getattr(m, k)) for m in metadata for k in ("ge", "gt", "le", "lt")
+         if hasattr(m, k)}
+    lo = next((f"{bracket}{b[k]}" for k, bracket in (("ge", "["), ("gt", "(")) if k in b), None)
+    hi = next((f"{b[k]}{bracket}" for k, bracket in (("le", "]"), ("lt", ")")) if k in b), None)
+    return f"in {lo}, {hi}" if lo and hi else None
 
 
 def _type_name(tp: Any) -> str:
@@ -350,10 +337,8 @@ def _type_name(tp: Any) -> str:
         return f"one of {list(args)}"
     if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(a) for a in args)
-    if tp is type(None):
-        return "None"
-    if isinstance(tp, type) and not args:
-        return tp.__name__
+    if tp is type(None) or (isinstance(tp, type) and not args):
+        return "None" if tp is type(None) else tp.__name__
     return str(tp).replace("typing.", "")
 
 
