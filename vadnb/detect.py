@@ -34,7 +34,7 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
     (``llm_model="openai:<name>@<url>"``). Method, video (probed: cached, so the method's probe
     is free) and settings are checked before any model loads.
     """
-    name = registry.module_of(method)  # an unknown method is an error, before the video is read
+    where = registry.module_of(method)  # an unknown method is an error, before the video is read
     if not isinstance(video, (str, os.PathLike)):
         raise TypeError(f"detect() needs a video path (str or pathlib.Path, a file or a folder "
                         f"of frames), got {type(video).__name__} {video!r:.80}")
@@ -51,7 +51,7 @@ def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None 
         kind = "folder" if path.is_dir() else "file"
         raise VideoError(f"{path} cannot be read as a video ({kind}): {type(err).__name__}: "
                          f"{err}; pass a video file or a folder of frames") from err
-    module = importlib.import_module(name)
+    module = importlib.import_module(where)
     run_args = {name for name, p in inspect.signature(module.run).parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}  # config, backends, cache, ...
     fields = {k: v for k, v in overrides.items() if k not in run_args}

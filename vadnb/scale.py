@@ -106,9 +106,8 @@ def resolve_benchmark(dataset: Any, root: str | os.PathLike | None = None,
         dataset = getattr(data, f"load_{key}")(root)
     elif not isinstance(dataset, data.Benchmark):
         raise TypeError(f"dataset must be a vadnb.data.Benchmark or a name, got {type(dataset)}")
-    if split is None or set(dataset.table["split"]) == {split}:  # already that split (or a subset)
-        return dataset
-    return dataset.subset(split)
+    as_is = split is None or set(dataset.table["split"]) == {split}  # that split (or a subset)
+    return dataset if as_is else dataset.subset(split)
 
 
 def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, Any]) -> dict:
