@@ -38,9 +38,8 @@ def campus_prompts(classes: Sequence[str]) -> list[str]:
 
 def availability(method: str) -> str:
     """``"ok"``, or why the method's module cannot be imported in this copy of the suite."""
-    module = registry.module_of(method)  # an unknown method is an error
-    try:
-        importlib.import_module(module)
+    try:  # (an unknown method is a ValueError)
+        importlib.import_module(registry.module_of(method))
     except ImportError as err:
         return f"not available ({err})"
     return "ok"

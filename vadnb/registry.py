@@ -100,12 +100,11 @@ def module_of(name: str) -> str:
 
 def get(name: str) -> Method:
     """The declaration of ``name`` (importing its module the first time)."""
-    module = module_of(name)
     if name not in _methods:
-        importlib.import_module(module)
-        if name not in _methods:
-            raise RuntimeError(f"module {module} does not register method {name!r}: end it "
-                               f"with vadnb.registry.register({name!r}, ...)")
+        importlib.import_module(module_of(name))
+    if name not in _methods:
+        raise RuntimeError(f"module {module_of(name)} does not register method {name!r}: end it "
+                           f"with vadnb.registry.register({name!r}, ...)")
     return _methods[name]
 
 

@@ -257,11 +257,10 @@ class _VideoScorer:
         except Exception as err:  # one bad video must not stop a run
             row.update(error_type=type(err).__name__, error=_one_line(err))
         else:
-            calls = det.model_calls
             row.update(scores=np.asarray(det.frame_scores, dtype=np.float32).tobytes(),
                        profile=det.profile, meaningless=bool(det.meaningless),
                        segments=det.segments.to_json(orient="records"),
-                       model_calls=calls.to_json(orient="records") if len(calls) else "[]",
+                       model_calls=det.model_calls.to_json(orient="records"),
                        stamp=stamp, digest=digest)
         row["seconds"] = float(time.perf_counter() - t0)
         return row
