@@ -9,6 +9,7 @@ over facts, squashed to [0, 1] and smoothed over about a second.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -102,18 +103,24 @@ def _scan(video: str | os.PathLike, cfg: Config,
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
     rate = 1.0 / max(cfg.long_history_s * fps, 1.0)
-    init = max(1, int(cfg.init_s * fps))
+    frames = ((int(idx), rgb) for chunk in iter_frames(video, size=size)
+              for idx, rgb in zip(chunk.indices, chunk.images))
+    head = list(itertools.islice(frames, max(1, int(cfg.init_s * fps))))
+    if not head:
+        raise VideoError(f"video has 0 decodable frames: {video}")
+    # the slow background begins as the per-pixel median of the first frames
+    bg = np.median(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in head]), axis=0)
+    bg = bg.astype(np.float32)
     rows: list[dict[str, Any]] = []
-    buffered: list[tuple[int, np.ndarray]] = []
-    state: dict[str, Any] = {"prev": None, "bg": None, "people": 0.0}
     views: dict[int, dict[str, np.ndarray]] = {}
-
-    def process(idx: int, rgb: np.ndarray) -> None:
+    prev, people = None, 0.0
+    for idx, rgb in itertools.chain(head, frames):
+        if views_at and idx > max(views_at):  # the views are all taken
+            break
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         fg = cv2.morphologyEx(short.apply(rgb), cv2.MORPH_OPEN, kernel)
         moving = fg > 0
         near_motion = cv2.dilate(fg, kernel, iterations=2) > 0
-        bg = state["bg"]
         changed = np.abs(gray.astype(np.float32) - bg) > cfg.static_threshold
         static = cv2.morphologyEx((changed & ~near_motion).astype(np.uint8), cv2.MORPH_OPEN, kernel)
         # learn the background slowly, and only where nothing moves
@@ -122,9 +129,8 @@ def _scan(video: str | os.PathLike, cfg: Config,
         blob_area, flat = _blobs(fg, min_area)
         speed = 0.0
         mag = np.zeros((small[1], small[0]), np.float32)
-        if state["prev"] is not None and moving.any():
-            flow = cv2.calcOpticalFlowFarneback(cv2.resize(state["prev"], small),
-                                                cv2.resize(gray, small),
+        if prev is not None and moving.any():
+            flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
                                                 None, 0.5, 2, 9, 2, 5, 1.1, 0)
             mag = np.linalg.norm(flow, axis=2)
             m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
@@ -132,39 +138,16 @@ def _scan(video: str | os.PathLike, cfg: Config,
                 speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
             mag = np.where(m, mag * fps, 0.0).astype(np.float32)
         if idx in views_at:
-            views[int(idx)] = {"frame": rgb.copy(), "moving": moving.astype(np.uint8),
-                               "speed": mag, "still_change": static.astype(np.uint8)}
+            views[idx] = {"frame": rgb.copy(), "moving": moving.astype(np.uint8),
+                          "speed": mag, "still_change": static.astype(np.uint8)}
         if hog is not None and idx % cfg.people_every == 0:
             big = cv2.resize(gray, None, fx=cfg.people_upscale, fy=cfg.people_upscale)
-            found, _ = hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.1)
-            state["people"] = float(len(found))
-        rows.append({"frame": int(idx), "fg_area": float(moving.mean()), "blob_area": blob_area,
+            people = float(len(hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8),
+                                                    scale=1.1)[0]))
+        rows.append({"frame": idx, "fg_area": float(moving.mean()), "blob_area": blob_area,
                      "blob_flatness": flat, "speed": speed, "static_area": float(static.mean()),
-                     "people": state["people"]})
-        state["prev"] = gray
-
-    def start() -> None:  # the slow background begins as the median of the first frames
-        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in buffered]
-        state["bg"] = np.median(np.stack(grays), axis=0).astype(np.float32)
-        for i, f in buffered:
-            process(i, f)
-        buffered.clear()
-
-    last = max(views_at) if views_at else None
-    for chunk in iter_frames(video, size=size):
-        if last is not None and chunk.indices[0] > last:  # the views are all taken
-            break
-        for idx, rgb in zip(chunk.indices, chunk.images):
-            if state["bg"] is not None:
-                process(int(idx), rgb)
-                continue
-            buffered.append((int(idx), rgb))
-            if len(buffered) >= init:
-                start()
-    if buffered:  # a video shorter than init_s
-        start()
-    if not rows:
-        raise VideoError(f"video has 0 decodable frames: {video}")
+                     "people": people})
+        prev = gray
     missing = sorted(set(views_at) - set(views))
     if missing:
         raise ValueError(f"frames {missing} are not in {video} ({rows[-1]['frame'] + 1} "
@@ -192,8 +175,7 @@ def fact_zscores(facts: pd.DataFrame, reference: pd.DataFrame,
     """How far each fact of each frame lies above normal, in robust spreads (frames x facts):
     clipped at 0 (only *more* is suspicious), faded in over the first ``warmup_frames``."""
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)
-    med = reference.loc[list(FACTS), "median"].to_numpy()
-    spread = reference.loc[list(FACTS), "spread"].to_numpy()
+    med, spread = reference.loc[list(FACTS), ["median", "spread"]].to_numpy().T
     z = np.clip((values - med) / spread, 0, None)
     ramp = min(warmup_frames, len(z))
     z[:ramp] *= np.linspace(0, 1, ramp)[:, None]
@@ -202,19 +184,11 @@ def fact_zscores(facts: pd.DataFrame, reference: pd.DataFrame,
 
 def _facts_cached(video: str | os.PathLike, cfg: Config, cache: Cache) -> pd.DataFrame:
     parts = {"video": file_digest(video), "config": asdict(cfg), "opencv": cv2.__version__}
+    # check: an entry that is not a table of every fact (equal 1-D columns) is not ours
     cols = cache.memo("classical.facts", parts,
                       lambda: {k: v.to_numpy() for k, v in frame_facts(video, cfg).items()},
-                      check=_check_facts)
+                      check=lambda cols: pd.DataFrame({k: cols[k] for k in FACTS}))
     return pd.DataFrame(cols)
-
-
-def _check_facts(cols: Any) -> None:
-    """Raise unless ``cols`` is a cached facts table: every fact, one equal-length column each."""
-    if not isinstance(cols, dict) or not set(FACTS) <= set(cols):
-        raise ValueError(f"expected the columns {list(FACTS)}, got "
-                         f"{sorted(cols) if isinstance(cols, dict) else type(cols).__name__}")
-    if len({np.shape(cols[k]) for k in FACTS}) != 1 or np.ndim(cols[FACTS[0]]) != 1:
-        raise ValueError("the fact columns are not equal-length 1-D arrays")
 
 
 def _score_inputs(video: str | os.PathLike, cfg: Config, store: Cache,
@@ -256,10 +230,8 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     cfg = configure(Config, config, overrides, "classical")
     facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
     values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
-    med = ref.loc[list(FACTS), "median"].to_numpy()           # is this arithmetic alone
-    spread = ref.loc[list(FACTS), "spread"].to_numpy()
-    top = z.max(axis=1)
-    which = z.argmax(axis=1)
+    med, spread = ref.loc[list(FACTS), ["median", "spread"]].to_numpy().T  # is arithmetic alone
+    top, which = z.max(axis=1), z.argmax(axis=1)
     scores = _score(top, cfg, fps)
     seg_len = max(1, int(round(fps)))  # one explained row per second
     rows = []
@@ -267,8 +239,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         end = min(start + seg_len, len(scores))
         peak = start + int(np.argmax(scores[start:end]))
         k = int(which[peak])
-        fact = FACTS[k]
-        ratio = values[peak, k] / max(med[k], spread[k])
+        fact, ratio = FACTS[k], values[peak, k] / max(med[k], spread[k])
         text = (f"{_EXPLAIN[fact]} ({fact} {ratio:.1f}x normal)" if top[peak] > 1
                 else "nothing stands out from normal footage")
         rows.append({"start_frame": start, "end_frame": end, "centre_frame": peak,

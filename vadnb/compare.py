@@ -38,9 +38,8 @@ def campus_prompts(classes: Sequence[str]) -> list[str]:
 
 def availability(method: str) -> str:
     """``"ok"``, or why the method's module cannot be imported in this copy of the suite."""
-    module = registry.module_of(method)  # an unknown method is an error
-    try:
-        importlib.import_module(module)
+    try:  # (an unknown method is a ValueError)
+        importlib.import_module(registry.module_of(method))
     except ImportError as err:
         return f"not available ({err})"
     return "ok"
@@ -60,38 +59,30 @@ class MethodRunner:
     questions: Sequence[str] | None = None
     progress: bool = True
 
-    def _knobs(self, method: str) -> dict[str, Any]:
-        return dict(self.knobs.get(method, {}))
-
     def arguments(self, method: str, reference: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``method``'s ``run`` needs besides the video: its inputs and Config fields."""
-        knobs = self._knobs(method)
-        if method == "classical":
-            return {"reference": reference, **knobs}
         if method == "anomalyclip":  # the checkpoint carries the Config it was trained with
             if self.checkpoint is None:
                 raise ValueError("AnomalyCLIP needs a trained checkpoint: train one "
                                  "(anomalyclip.train, notebook 50) and pass checkpoint=...")
             return {"checkpoint": self.checkpoint}
-        if method == "vera":
-            return {"questions": self.questions, **knobs}
-        if method == "anyanomaly":
-            if not self.prompts:
-                raise ValueError("AnyAnomaly needs at least one typed description: "
-                                 "pass prompts=[...] (e.g. campus_prompts(bench.classes))")
-            return {"prompts": list(self.prompts), **knobs}
-        return knobs
+        if method == "anyanomaly" and not self.prompts:
+            raise ValueError("AnyAnomaly needs at least one typed description: "
+                             "pass prompts=[...] (e.g. campus_prompts(bench.classes))")
+        inputs = {"classical": {"reference": reference}, "vera": {"questions": self.questions},
+                  "anyanomaly": {"prompts": list(self.prompts or ())}}
+        return {**inputs.get(method, {}), **self.knobs.get(method, {})}
 
     def run(self, method: str, paths: Sequence[str | os.PathLike],
             reference: Sequence[str] | None = None) -> list[Detection]:
         """One Detection per path, in the same order."""
+        knobs = self.knobs.get(method, {})
         if method == "lavad":  # run_many goes stage by stage, one model loaded at a time
             from . import lavad
 
-            return lavad.run_many(list(paths), profile=self.profile, cache=self.cache,
-                                  **self._knobs(method))
+            return lavad.run_many(list(paths), profile=self.profile, cache=self.cache, **knobs)
         backends = ({"clip": self.clip} if method == "anomalyclip" and self.clip is not None
-                    else load_backends(ROLES.get(method, {}), self.profile, self._knobs(method)))
+                    else load_backends(ROLES.get(method, {}), self.profile, knobs))
         try:
             return [score_video(p, method, profile=self.profile, backends=backends,
                                 cache=self.cache, **self.arguments(method, reference))

@@ -23,17 +23,25 @@ __all__ = ["Detection", "detect", "METHODS", "TINY_WARNING", "SAVED_FILES"]
 METHODS = registry.MODULES  # method -> module of its run(video, ...) -> Detection (live)
 
 
-def check_video_input(video: Any) -> Path:
-    """``video`` as a Path once :func:`vadnb.video.probe` reads it (cached: the method's probe
-    is then free); a clear error for None, a URL, a missing path or an unreadable video."""
+def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None = None, *,
+           timeout_s: float | None = None, max_retries: int | None = None,
+           api_key: str | None = None, **overrides: Any) -> Detection:
+    """Score every frame of ``video`` with ``method``.
+
+    ``profile``: "tiny", "colab", "paper", "auto" (default ``$VADNB_PROFILE``). Other keywords
+    are the method's Config fields (``prompts=[...]``, ``checkpoint=...``) or ``backends={"llm":
+    my_llm}``; ``timeout_s``, ``max_retries``, ``api_key`` go to served models
+    (``llm_model="openai:<name>@<url>"``). Method, video (probed: cached, so the method's probe
+    is free) and settings are checked before any model loads.
+    """
+    where = registry.module_of(method)  # an unknown method is an error, before the video is read
     if not isinstance(video, (str, os.PathLike)):
         raise TypeError(f"detect() needs a video path (str or pathlib.Path, a file or a folder "
                         f"of frames), got {type(video).__name__} {video!r:.80}")
-    text = os.fspath(video)
-    if "://" in text:
-        raise VideoError(f"{redact(text)!r} is a URL; vadnb reads local files only: download "
-                         "the video first and pass its path")
-    path = Path(text).expanduser()
+    if "://" in os.fspath(video):
+        raise VideoError(f"{redact(os.fspath(video))!r} is a URL; vadnb reads local files only: "
+                         "download the video first and pass its path")
+    path = Path(os.fspath(video)).expanduser()
     if not path.exists():
         raise VideoError(f"video not found: {path} (check the path; relative paths are "
                          f"resolved from {Path.cwd()})")
@@ -43,22 +51,7 @@ def check_video_input(video: Any) -> Path:
         kind = "folder" if path.is_dir() else "file"
         raise VideoError(f"{path} cannot be read as a video ({kind}): {type(err).__name__}: "
                          f"{err}; pass a video file or a folder of frames") from err
-    return path
-
-
-def detect(video: str | os.PathLike, method: str = "lavad", profile: str | None = None, *,
-           timeout_s: float | None = None, max_retries: int | None = None,
-           api_key: str | None = None, **overrides: Any) -> Detection:
-    """Score every frame of ``video`` with ``method``.
-
-    ``profile``: "tiny", "colab", "paper", "auto" (default ``$VADNB_PROFILE``). Other keywords
-    are the method's Config fields (``prompts=[...]``, ``checkpoint=...``) or ``backends={"llm":
-    my_llm}``; ``timeout_s``, ``max_retries``, ``api_key`` go to served models
-    (``llm_model="openai:<name>@<url>"``). Video and settings are checked before any model loads.
-    """
-    registry.module_of(method)  # an unknown method is an error, before the video is read
-    check_video_input(video)
-    module = importlib.import_module(METHODS[method])
+    module = importlib.import_module(where)
     run_args = {name for name, p in inspect.signature(module.run).parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}  # config, backends, cache, ...
     fields = {k: v for k, v in overrides.items() if k not in run_args}

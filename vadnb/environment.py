@@ -24,7 +24,7 @@ from .cache import cache_dir
 from .models import dtype_plan
 from .models.profiles import MEANINGLESS_PROFILES, MODELS, model_spec, resolve_profile
 
-__all__ = ["Environment", "setup", "available_cores", "size_thread_pool", "silence_known_noise",
+__all__ = ["Environment", "setup", "available_cores", "silence_known_noise",
            "ProfileNeedsGPUError", "check_profile_fits", "host_memory_gb", "NOTEBOOK_METHODS",
            "notebook_roles", "downloads", "keep_on_drive"]
 
@@ -101,29 +101,14 @@ def _version(name: str) -> str:
 
 def available_cores() -> int:
     """CPU cores this process may use: its affinity, capped by a cgroup quota, at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, int(int(quota) // int(period))))
     except (OSError, ValueError):
         pass
-    return max(1, cores)
-
-
-def size_thread_pool() -> tuple[int, str]:
-    """Size torch's thread pool: ``$VADNB_THREADS`` or ``$OMP_NUM_THREADS`` when set, else
-    :func:`available_cores` (never the host's count: oversubscribed). Returns ``(threads, why)``."""
-    import torch
-
-    given = [(int(v), f"from ${var}") for var in ("VADNB_THREADS", "OMP_NUM_THREADS")
-             if (v := os.environ.get(var, "").strip()).isdigit() and int(v) > 0]
-    threads, why = given[0] if given else (available_cores(), "one per available core")
-    torch.set_num_threads(threads)
-    return threads, why
+    return max(1, cores or 1)
 
 
 def host_memory_gb() -> float | None:
@@ -159,11 +144,9 @@ def notebook_roles(notebook: str) -> list[str]:
     key = str(notebook)[:2]
     if key not in NOTEBOOK_METHODS:
         raise ValueError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_METHODS)}")
-    roles: list[str] = []
     methods = NOTEBOOK_METHODS[key]
-    for method in registry.names() if methods == ("*",) else methods:
-        roles += [r for r in registry.get(method).roles.values() if r not in roles]
-    return roles
+    return list(dict.fromkeys(r for m in (registry.names() if methods == ("*",) else methods)
+                              for r in registry.get(m).roles.values()))
 
 
 def downloads(roles, profile: str = "colab") -> list[dict]:
@@ -172,12 +155,10 @@ def downloads(roles, profile: str = "colab") -> list[dict]:
     rows: dict[str, dict] = {}
     for role in roles:
         spec = model_spec(role, profile)
-        if spec.model.startswith("tiny:") or spec.download_gb <= 0:
-            continue
-        row = rows.setdefault(spec.model, {"model": spec.model, "roles": [],
-                                           "download_gb": spec.download_gb,
-                                           "licence": spec.licence})
-        row["roles"].append(role)
+        if not spec.model.startswith("tiny:") and spec.download_gb > 0:
+            row = {"model": spec.model, "roles": [], "download_gb": spec.download_gb,
+                   "licence": spec.licence}
+            rows.setdefault(spec.model, row)["roles"].append(role)
     return list(rows.values())
 
 
@@ -264,7 +245,12 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Env
     torch.manual_seed(seed)
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    threads, threads_why = size_thread_pool()
+    # torch's threads: $VADNB_THREADS or $OMP_NUM_THREADS, else the cores this process may use
+    # (never the host's count: oversubscribed)
+    given = [(int(v), f"from ${var}") for var in ("VADNB_THREADS", "OMP_NUM_THREADS")
+             if (v := os.environ.get(var, "").strip()).isdigit() and int(v) > 0]
+    threads, threads_why = given[0] if given else (available_cores(), "one per available core")
+    torch.set_num_threads(threads)
     plan = dtype_plan(chosen, device)
     env = Environment(device=device, profile=chosen, cache_dir=folder,
                       versions={n: _version(n) for n in _LIBRARIES},

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Method", "register", "protocol", "unregister", "get", "names", "module_of",
@@ -43,10 +44,6 @@ class Method:
     keep_loaded: bool = True
     latency_s: float | None = None
 
-    @property
-    def module(self) -> str:
-        return self.run.__module__
-
 
 _modules: dict[str, str] = dict(BUILTIN)
 _methods: dict[str, Method] = {}
@@ -68,7 +65,7 @@ def register(name: str, *, config: type, run: Callable[..., Any],
 
         declaration["reference"] = Reference(name, *paper)
     method = Method(name, config, run, dict(roles or {}), **declaration)
-    _modules[name] = method.module
+    _modules[name] = run.__module__
     _methods[name] = method
     return method
 
@@ -103,12 +100,11 @@ def module_of(name: str) -> str:
 
 def get(name: str) -> Method:
     """The declaration of ``name`` (importing its module the first time)."""
-    module = module_of(name)
     if name not in _methods:
-        importlib.import_module(module)
-        if name not in _methods:
-            raise RuntimeError(f"module {module} does not register method {name!r}: end it "
-                               f"with vadnb.registry.register({name!r}, ...)")
+        importlib.import_module(module_of(name))
+    if name not in _methods:
+        raise RuntimeError(f"module {module_of(name)} does not register method {name!r}: end it "
+                           f"with vadnb.registry.register({name!r}, ...)")
     return _methods[name]
 
 
@@ -116,11 +112,15 @@ def methods() -> list[Method]:
     return [get(n) for n in names()]
 
 
-class _Live(Mapping):
-    """A read-only mapping recomputed on every read (a method registered later appears)."""
+class view(Mapping):  # a class called like a function: reading it imports the methods
+    """A live, read-only ``{method: value(declaration)}`` mapping (a method registered later
+    appears); methods whose value is None are left out."""
 
-    def __init__(self, items: Callable[[], dict[str, Any]]):
-        self._items = items
+    def __init__(self, value: Callable[[Method], Any]):
+        self._value = value
+
+    def _items(self) -> dict[str, Any]:
+        return {m.name: v for m in methods() if (v := self._value(m)) is not None}
 
     def __getitem__(self, key: str) -> Any:
         return self._items()[key]
@@ -135,9 +135,4 @@ class _Live(Mapping):
         return repr(self._items())
 
 
-def view(value: Callable[[Method], Any]) -> Mapping[str, Any]:
-    """A live ``{method: value(declaration)}`` mapping; methods whose value is None are left out."""
-    return _Live(lambda: {m.name: v for m in methods() if (v := value(m)) is not None})
-
-
-MODULES: Mapping[str, str] = _Live(lambda: dict(_modules))  # read without importing any method
+MODULES: Mapping[str, str] = MappingProxyType(_modules)  # live; imports no method

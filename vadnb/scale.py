@@ -19,7 +19,7 @@ import shutil
 import stat
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,9 +106,8 @@ def resolve_benchmark(dataset: Any, root: str | os.PathLike | None = None,
         dataset = getattr(data, f"load_{key}")(root)
     elif not isinstance(dataset, data.Benchmark):
         raise TypeError(f"dataset must be a vadnb.data.Benchmark or a name, got {type(dataset)}")
-    if split is None or set(dataset.table["split"]) == {split}:  # already that split (or a subset)
-        return dataset
-    return dataset.subset(split)
+    as_is = split is None or set(dataset.table["split"]) == {split}  # that split (or a subset)
+    return dataset if as_is else dataset.subset(split)
 
 
 def _signature(bench_name: str, method: str, profile: str, overrides: dict[str, Any]) -> dict:
@@ -130,10 +129,8 @@ def score_video(video: str | os.PathLike, method: str, *, profile: str | None = 
                 **overrides: Any) -> Detection:
     """Score one video with ``method`` (``vadnb.<method>.run``), reusing ``backends``."""
     module = importlib.import_module(registry.module_of(method))
-    kwargs: dict[str, Any] = {"profile": profile, "cache": cache, **overrides}
-    if backends:
-        kwargs["backends"] = backends
-    return module.run(video, **kwargs)
+    given = {"backends": backends} if backends else {}
+    return module.run(video, profile=profile, cache=cache, **given, **overrides)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -175,23 +172,19 @@ video_name = unquote  # the video name that _stem turned into a file name
 
 
 def _write_video(out_dir: Path, row: dict[str, Any]) -> None:
-    """Write one video's scores (Parquet, last: it marks the video done) and segments."""
-    name = row["video"]
-    stem = _stem(name)
-    scores = np.frombuffer(row["scores"], dtype=np.float32)
-    table = pd.DataFrame({"video": name, "frame": np.arange(len(scores), dtype=np.int64),
-                          "score": scores})
-    folder = out_dir / "frame_scores"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.parquet.tmp"
-    table.to_parquet(tmp, index=False)
-    segs = pd.read_json(io.StringIO(row["segments"]), orient="records")
-    (out_dir / "segments").mkdir(exist_ok=True)
-    segs.to_csv(out_dir / "segments" / f"{stem}.csv", index=False)
+    """Write one video's segments and scores (Parquet, last: it marks the video done)."""
+    stem, scores = _stem(row["video"]), np.frombuffer(row["scores"], dtype=np.float32)
+    for folder in ("segments", "frame_scores"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    segments = pd.read_json(io.StringIO(row["segments"]), orient="records")
+    segments.to_csv(out_dir / "segments" / f"{stem}.csv", index=False)
     meta = {k: row[k] for k in ("video", "profile", "meaningless", "seconds", "stamp", "digest")}
     meta["model_calls"] = json.loads(row["model_calls"])
     (out_dir / "segments" / f"{stem}.json").write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, folder / f"{stem}.parquet")
+    tmp = out_dir / "frame_scores" / f".{stem}.parquet.tmp"
+    pd.DataFrame({"video": row["video"], "frame": np.arange(len(scores), dtype=np.int64),
+                  "score": scores}).to_parquet(tmp, index=False)
+    os.replace(tmp, out_dir / "frame_scores" / f"{stem}.parquet")
 
 
 def read_frame_scores(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -212,42 +205,27 @@ def _done(out_dir: Path, table: pd.DataFrame) -> set[str]:
         stem = _stem(name)
         files = [out_dir / "frame_scores" / f"{stem}.parquet",
                  out_dir / "segments" / f"{stem}.json", out_dir / "segments" / f"{stem}.csv"]
-        if not files[0].exists():
-            continue
-        try:
-            meta = json.loads(files[1].read_text())
-        except (OSError, ValueError):
-            meta = {}
-        if _unchanged(meta, path):
+        if files[0].exists() and _unchanged(files[1], path):
             done.add(name)
-        else:
+        else:  # (a result without a digest predates them: scored again)
             for f in files:
                 f.unlink(missing_ok=True)
     return done
 
 
-def _unchanged(meta: dict[str, Any], path: str | os.PathLike) -> bool:
-    if not meta.get("digest"):
-        return False  # written before results recorded their content: score again
+def _unchanged(meta_file: Path, path: str | os.PathLike) -> bool:
     try:
+        meta = json.loads(meta_file.read_text())
         stamp = meta.get("stamp")
-        return (bool(stamp) and stamp == _stamp(path)) or file_digest(path) == meta["digest"]
+    except (OSError, ValueError, AttributeError):
+        return False
+    try:
+        return bool(meta.get("digest")) and (
+            (bool(stamp) and stamp == _stamp(path)) or file_digest(path) == meta["digest"])
     except FileNotFoundError:  # a video only the cluster can see: taken as unchanged
         return True
     except OSError:
         return False
-
-
-def _save_rows(out_dir: Path, rows: Iterable[dict[str, Any]], total: int, desc: str,
-               progress: bool) -> list[dict[str, str]]:
-    """Save each result as it arrives (a stopped run keeps them); return the failures."""
-    failed: list[dict[str, str]] = []
-    for row in bar(rows, total=total, desc=desc, disable=not progress):
-        if row["error_type"]:
-            failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
-        else:
-            _write_video(out_dir, row)
-    return failed
 
 
 class _VideoScorer:
@@ -279,25 +257,35 @@ class _VideoScorer:
         except Exception as err:  # one bad video must not stop a run
             row.update(error_type=type(err).__name__, error=_one_line(err))
         else:
-            calls = det.model_calls
             row.update(scores=np.asarray(det.frame_scores, dtype=np.float32).tobytes(),
                        profile=det.profile, meaningless=bool(det.meaningless),
                        segments=det.segments.to_json(orient="records"),
-                       model_calls=calls.to_json(orient="records") if len(calls) else "[]",
+                       model_calls=det.model_calls.to_json(orient="records"),
                        stamp=stamp, digest=digest)
         row["seconds"] = float(time.perf_counter() - t0)
         return row
 
 
-def _run_local(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: bool,
-               backends: dict[str, Any] | None) -> list[dict[str, str]]:
-    scorer = _VideoScorer(**job, env={}, given=backends)
-    rows = (scorer.row(name, str(path)) for name, path in zip(todo["name"], todo["path"]))
+def _score_all(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: bool,
+               backends: dict[str, Any] | None, ray: dict[str, Any] | None
+               ) -> list[dict[str, str]]:
+    """Score ``todo`` here (``ray`` None) or on Ray, saving each result as it arrives (a
+    stopped run keeps them); return the failures."""
+    scorer = None if ray else _VideoScorer(**job, env={}, given=backends)
+    rows = _ray_rows(todo, job, **ray) if ray else (
+        scorer.row(name, str(path)) for name, path in zip(todo["name"], todo["path"]))
+    failed: list[dict[str, str]] = []
     try:
-        return _save_rows(out_dir, rows, len(todo), f"{job['method']} (local)", progress)
+        for row in bar(rows, total=len(todo), desc=f"{job['method']} ({'ray' if ray else 'local'})",
+                       disable=not progress):
+            if row["error_type"]:
+                failed.append({k: str(row[k]) for k in ("video", "error_type", "error")})
+            else:
+                _write_video(out_dir, row)
     finally:
-        for b in scorer.loaded.values():
+        for b in scorer.loaded.values() if scorer else ():
             b.release()
+    return failed
 
 
 def _worker_env() -> dict[str, str]:
@@ -328,12 +316,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
-def _run_ray(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: bool,
-             ray_address: str | None, actors: int, gpus_per_actor: float,
-             cpus_per_actor: float) -> list[dict[str, str]]:
+def _ray_rows(todo: pd.DataFrame, job: dict[str, Any], address: str | None, actors: int,
+              gpus_per_actor: float, cpus_per_actor: float) -> Iterator[dict[str, Any]]:
     import ray
 
-    start_ray(ray_address)
+    start_ray(address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar below
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # ...and no note that Ray's bars are off (its own logger: Ray Data may reset "ray.data")
@@ -350,20 +337,16 @@ def _run_ray(todo: pd.DataFrame, out_dir: Path, job: dict[str, Any], progress: b
             compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor,
             fn_constructor_kwargs={**job, "env": _worker_env()})
-
-    def rows():
-        arrived = set()
-        try:
-            for row in scored.iter_rows():  # streams: each video is saved as it arrives
-                arrived.add(row["video"])
-                yield row
-        except Exception as err:  # the pool itself broke (a model that fails to load, a
-            # worker killed for memory): what arrived is saved; the rest are failures
-            error = "not scored, the Ray pipeline stopped: " + _one_line(err)
-            yield from ({"video": i["video"], "error_type": type(err).__name__, "error": error}
-                        for i in items if i["video"] not in arrived)
-
-    return _save_rows(out_dir, rows(), len(items), f"{job['method']} (ray)", progress)
+    arrived = set()
+    try:
+        for row in scored.iter_rows():  # streams: each video is saved as it arrives
+            arrived.add(row["video"])
+            yield row
+    except Exception as err:  # the pool itself broke (a model that fails to load, a
+        # worker killed for memory): what arrived is saved; the rest are failures
+        error = "not scored, the Ray pipeline stopped: " + _one_line(err)
+        yield from ({"video": i["video"], "error_type": type(err).__name__, "error": error}
+                    for i in items if i["video"] not in arrived)
 
 
 def run_dataset(dataset: Any, method: str = "classical", profile: str | None = None, *,
@@ -414,13 +397,10 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
     job = {"method": method, "profile": profile, "overrides": method_overrides,
            "cache": str(get_cache(cache).root),
            "preload": method != "lavad" if preload is None else preload}
+    ray = dict(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+               cpus_per_actor=cpus_per_actor) if executor == "ray" else None
     t0 = time.perf_counter()
-    failed: list[dict[str, str]] = []
-    if len(todo) and executor == "local":
-        failed = _run_local(todo, out, job, progress, backends)
-    elif len(todo):
-        failed = _run_ray(todo, out, job, progress, ray_address, actors, gpus_per_actor,
-                          cpus_per_actor)
+    failed = _score_all(todo, out, job, progress, backends, ray) if len(todo) else []
     result = _evaluate(bench, table, out, sig, executor, time.perf_counter() - t0,
                        sorted(done), len(todo) - len(failed), failed)
     if result.failed:
@@ -466,21 +446,21 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
         columns=["frames", "anomalous_frames", "auc", "ap", "mean_score"])
     per_video = per_video.reindex(names).rename_axis("video").reset_index()
     per_video["frames"] = [len(scores[n]) for n in names]
-    metas = {n: json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names}
-    per_video.insert(1, "label", [bench.video_classes()[n] for n in names])
-    per_video["seconds"] = [metas[n]["seconds"] for n in names]
-    per_video["model_calls"] = [int(sum(c.get("calls", 0) for c in metas[n]["model_calls"]))
-                                for n in names]
-    per_video["profile"] = [metas[n]["profile"] for n in names]
+    metas = [json.loads((out / "segments" / f"{_stem(n)}.json").read_text()) for n in names]
+    classes = bench.video_classes()
+    per_video.insert(1, "label", [classes[n] for n in names])
+    per_video["seconds"] = [m["seconds"] for m in metas]
+    per_video["model_calls"] = [int(sum(c.get("calls", 0) for c in m["model_calls"]))
+                                for m in metas]
+    per_video["profile"] = [m["profile"] for m in metas]
     per_video.to_csv(out / "per_video.csv", index=False)
     calls: dict[str, dict[str, float]] = {}
-    for n in names:
-        for c in metas[n]["model_calls"]:
-            role = calls.setdefault(c.get("role", "?"), {"calls": 0, "items": 0, "seconds": 0.0})
-            for k in role:
-                role[k] += c.get(k, 0) or 0
+    for c in (c for m in metas for c in m["model_calls"]):
+        role = calls.setdefault(c.get("role", "?"), {"calls": 0, "items": 0, "seconds": 0.0})
+        for k in role:
+            role[k] += c.get(k, 0) or 0
     profiles = sorted(set(per_video["profile"]))
-    meaningless = any(metas[n]["meaningless"] for n in names)
+    meaningless = any(m["meaningless"] for m in metas)
     summary: dict[str, Any] = {
         **sig,
         "profile": profiles[0] if len(profiles) == 1 else "mixed" if profiles else sig["profile"],
