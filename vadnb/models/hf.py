@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, pick_dtype,
+from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, choose_dtype,
                    run_batched, to_pil)
 from .hub import ModelUnavailableError, offline_advice, require_available
 
@@ -59,14 +59,6 @@ def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs
         return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
                                 **kwargs).eval()
     return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
-
-
-def _pad_left(tokenizer: Any) -> Any:
-    """``tokenizer`` padding on the left, with end-of-sequence as pad when it has none (Llama-2)."""
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -135,10 +127,15 @@ class _HFBackend(Backend):
                          batch_size=batch_size or self.default_batch, meaningless=meaningless)
         require_available(self.role, model)
         self.source = model
-        self.dtype = pick_dtype(device, dtype, model)
+        self.dtype = choose_dtype(device, dtype, model)[0]
         self.max_new_tokens = self.default_max_new_tokens
         pre, auto = (getattr(transformers, c) for c in self._classes)
         self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is not None:  # chat models pad on the left, with eos as pad if none (Llama-2)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
         self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
                                    trust_remote_code=trust_remote_code)
 
@@ -166,7 +163,7 @@ class _HFBackend(Backend):
             return replies
 
         with self._count(len(items)):
-            return run_batched(run, items, self.batch_size, desc=desc, on_oom=self._oom)
+            return run_batched(run, items, self.batch_size, desc=desc)
 
 
 class HFLLM(_HFBackend, LLMBackend):
@@ -179,7 +176,7 @@ class HFLLM(_HFBackend, LLMBackend):
             raise ValueError(f"{self.source!r} has no chat template, so chat messages cannot "
                              "be rendered; use an instruction/chat model (e.g. "
                              "Qwen/Qwen2.5-3B-Instruct)")
-        self.tokenizer = _pad_left(tokenizer)
+        self.tokenizer = tokenizer
 
     def prompt(self, messages: Messages) -> str:
         """The exact text the model sees for ``messages`` (chat template applied)."""
@@ -227,8 +224,7 @@ class HFLLM(_HFBackend, LLMBackend):
 
         prompts = [self.prompt(m) for m in list_of_messages]
         with self._count(len(prompts)):
-            return run_batched(run, prompts, self.batch_size, desc="llm choices",
-                               on_oom=self._oom)
+            return run_batched(run, prompts, self.batch_size, desc="llm choices")
 
 
 def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], device: str,
@@ -313,7 +309,7 @@ class HFCaptioner(_HFBackend):
             return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
         with self._count(len(images)):
-            return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
+            return run_batched(run, images, self.batch_size, desc="captioner")
 
 
 def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None = None
@@ -348,7 +344,7 @@ class HFVLM(_HFBackend, VLMBackend):
 
     def _setup(self, processor: Any) -> None:
         self.processor = processor
-        self.tokenizer = _pad_left(processor.tokenizer)
+        self.tokenizer = processor.tokenizer
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""

@@ -10,7 +10,6 @@ downloaded once, read with ``torch.load(weights_only=True)``) or a folder with
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..cache import cache_dir
-from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
+from .base import Backend, choose_dtype, clip_list, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
 from .profiles import IMAGEBIND_LICENCE
 from .tiny import ensure_tiny
@@ -130,32 +129,6 @@ def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], sou
     return net
 
 
-@functools.lru_cache(maxsize=None)
-def _layernorm_fp32_class() -> type:
-    """open_clip's ``LayerNormFp32`` (made on first use: this module imports without torch)."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    class LayerNormFp32(nn.LayerNorm):
-        def forward(self, x):
-            out = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
-            return out.to(x.dtype)
-
-    return LayerNormFp32
-
-
-def keep_layernorm_fp32(model):
-    """``model`` with every ``nn.LayerNorm`` in fp32 (weights and computation), as open_clip
-    keeps CLIP's in fp16/bf16: half-precision statistics lose accuracy."""
-    from torch import nn
-
-    for module in model.modules():
-        if type(module) is nn.LayerNorm:
-            module.float()
-            module.__class__ = _layernorm_fp32_class()
-    return model
-
-
 class ImageBindEmbedder(Backend):
     """ImageBind behind the embedder calls (see the module docstring)."""
 
@@ -167,6 +140,7 @@ class ImageBindEmbedder(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         import torch
+        from open_clip.transformer import LayerNormFp32
 
         ib = import_imagebind()
         import imagebind
@@ -197,8 +171,12 @@ class ImageBindEmbedder(Backend):
                              "folder with imagebind_config.json + imagebind.safetensors")
         net = build_from_state(ib, config, state, source)
         del state
-        self.dtype = pick_dtype(device, dtype, model)
-        self.model = keep_layernorm_fp32(net.to(device=device, dtype=self.dtype)).eval()
+        self.dtype = choose_dtype(device, dtype, model)[0]
+        self.model = net.to(device=device, dtype=self.dtype).eval()
+        for module in self.model.modules():  # LayerNorm in fp32, as open_clip keeps CLIP's
+            if type(module) is torch.nn.LayerNorm:  # half-precision statistics lose accuracy
+                module.float()
+                module.__class__ = LayerNormFp32
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=str(bpe))
         from .preprocess import BatchPreprocess

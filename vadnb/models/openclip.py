@@ -15,7 +15,7 @@ import numpy as np
 import open_clip
 import torch
 
-from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
+from .base import Backend, choose_dtype, clip_list, run_batched, text_list, to_pil, unit_rows
 from .hub import is_local, offline_advice
 from .preprocess import from_open_clip
 
@@ -50,7 +50,7 @@ class OpenClipBackend(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         model_name, pretrained = open_clip_names(model)
-        self.dtype = pick_dtype(device, dtype, model)
+        self.dtype = choose_dtype(device, dtype, model)[0]
         with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device,
@@ -113,7 +113,7 @@ class OpenClipEmbedder(OpenClipBackend):
                 return np.zeros((0, self.dim), np.float32)
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
-                                        desc="embedder video frames", on_oom=self._oom))
+                                        desc="embedder video frames"))
         parts = np.split(rows, np.cumsum([len(c) for c in clips])[:-1])
         means = [part.mean(axis=0) for part in parts]
         out = np.stack([m / max(float(np.linalg.norm(m)), 1e-12) for m in means])
