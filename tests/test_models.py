@@ -377,7 +377,8 @@ def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
         want = T4_PAPER_DIFFERENT.get(role, T4_COLAB.get(role, "float16"))
         assert dtype == want, (role, dtype)
     # a custom Qwen2.5 id of unknown size on a T4: never emulated bf16
-    assert models.choose_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune")[0] is torch.float16
+    custom = models.choose_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune")[0]
+    assert custom is torch.float16
     _fake_card(monkeypatch, (8, 0), 40.0, "A100")
     for profile in ("colab", "paper", "tiny", "cpu"):
         plan = models.dtype_plan(profile, "cuda")

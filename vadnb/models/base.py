@@ -266,23 +266,20 @@ class Backend:
         return (f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, "
                 f"device={self.device!r}{flag})")
 
-    @property
-    def stat(self) -> _Stat:
-        key = (self.role, self.name, self.profile)
-        return _STATS.setdefault(key, _Stat(*key))
-
     @contextlib.contextmanager
-    def _count(self, items: int) -> Iterator[None]:
+    def _count(self, items: int) -> Iterator[_Stat]:
+        """Count one call of ``items`` items and its seconds; yields this model's running stat."""
         if self.released:
             raise RuntimeError(f"{self!r} was released; load the {self.role} again")
+        key = (self.role, self.name, self.profile)
+        stat = _STATS.setdefault(key, _Stat(*key))
         t0 = time.perf_counter()
         try:
-            yield
+            yield stat
         finally:
-            s = self.stat
-            s.calls += 1
-            s.items += items
-            s.seconds += time.perf_counter() - t0
+            stat.calls += 1
+            stat.items += items
+            stat.seconds += time.perf_counter() - t0
 
     def _free(self) -> None:
         self.model = None

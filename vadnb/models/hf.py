@@ -55,10 +55,9 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
 def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
     """The model in ``dtype`` on ``device``, in eval mode; on a GPU each weight goes to the
     card as it is read (``device_map``): a 7-8 GB model never fills Colab's 12.7 GB of RAM."""
-    if str(device).startswith("cuda"):
-        return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
-                                **kwargs).eval()
-    return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
+    placed = {"device_map": str(device)} if str(device).startswith("cuda") else {}
+    net = _from_pretrained(loader, role, model, dtype=dtype, **placed, **kwargs)
+    return (net if placed else net.to(device)).eval()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -95,13 +94,14 @@ def fit_pixels(image: Any, max_pixels: int | None):
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
+def _generate_kwargs(max_new_tokens: int | None, temperature: float, top_p: float,
                      model: Any = None, repetition_penalty: float = 1.0) -> dict[str, Any]:
-    limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    """``generate`` settings; ``max_new_tokens`` None: the model's own length."""
+    limits: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if repetition_penalty != 1.0:
         limits["repetition_penalty"] = float(repetition_penalty)
     configured = getattr(getattr(model, "generation_config", None), "min_new_tokens", None)
-    if configured:  # never ask for more new tokens at least than at most
+    if configured and max_new_tokens:  # never ask for more new tokens at least than at most
         limits["min_new_tokens"] = min(configured, max_new_tokens)
     if temperature and temperature > 0:
         return {**limits, "do_sample": True, "temperature": float(temperature),
@@ -157,12 +157,11 @@ class _HFBackend(Backend):
                 out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
             replies = _replies(self.tokenizer, out[:, enc["input_ids"].shape[1]:],
                                _eos_ids(self.model, self.tokenizer), budget)
-            stat = self.stat
             stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
             stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
             return replies
 
-        with self._count(len(items)):
+        with self._count(len(items)) as stat:
             return run_batched(run, items, self.batch_size, desc=desc)
 
 
@@ -219,11 +218,11 @@ class HFLLM(_HFBackend, LLMBackend):
                 best = max(range(len(choices)), key=scores.__getitem__)
                 replies.append(ChosenReply(choices[best], dict(zip(choices, scores)),
                                            num_tokens=len(options[best])))
-                self.stat.tokens_in += len(ids) * len(options)
+                stat.tokens_in += len(ids) * len(options)
             return replies
 
         prompts = [self.prompt(m) for m in list_of_messages]
-        with self._count(len(prompts)):
+        with self._count(len(prompts)) as stat:
             return run_batched(run, prompts, self.batch_size, desc="llm choices")
 
 
@@ -282,10 +281,7 @@ class HFCaptioner(_HFBackend):
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
         images = [to_pil(im) for im in images]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget or 1, 0.0, 1.0, self.model)
-        if budget is None:
-            gen = {k: v for k, v in gen.items() if k not in ("max_new_tokens", "min_new_tokens")}
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0, self.model)
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
         def run(chunk: list[Any]) -> list[str]:
@@ -319,10 +315,6 @@ def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None =
     return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
 
 
-def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
-    return vlm_messages([{"type": "image"}] * n_images, prompt, system)
-
-
 class HFVLM(_HFBackend, VLMBackend):
     """A vision-language chat model (Qwen2-VL, Qwen2.5-VL, LLaVA, ...): ``vlm(images, prompt)
     -> Reply``. Every image is first downsized to ``max_pixels`` (aspect kept): a 1080p frame
@@ -348,8 +340,9 @@ class HFVLM(_HFBackend, VLMBackend):
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
-                                                  tokenize=False, add_generation_prompt=True)
+        messages = vlm_messages([{"type": "image"}] * n_images, prompt, system)
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
               max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,

@@ -10,6 +10,7 @@ downloaded once, read with ``torch.load(weights_only=True)``) or a folder with
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -184,44 +185,40 @@ class ImageBindEmbedder(Backend):
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
         self.dim = int(config["out_embed_dim"])
 
-    def _embed(self, key: str, x) -> np.ndarray:
+    def _batch(self, kind: str, items: list[Any]) -> list[np.ndarray]:
+        """Unit rows for one batch of ``kind`` "image", "video" (clips of frames) or "text"."""
         import torch
 
+        key = self.modality.TEXT if kind == "text" else self.modality.VISION
+        if kind == "text":
+            inputs = [torch.stack([self.tokenizer(t) for t in items])]
+        elif kind == "image":
+            inputs = [self.batch_preprocess.batch(items).to(self.dtype)]
+        else:  # clips may differ in length: each is one [1, S, 3, 2, H, W] input
+            inputs = []
+            for clip in items:
+                frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
+                x = self.batch_preprocess.batch(frames).to(self.dtype)  # [2S, 3, H, W]
+                pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
+                inputs.append(pairs[None])
         with torch.inference_mode():
-            return unit_rows(self.model({key: x.to(self.device)})[key])
-
-    def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        x = self.batch_preprocess.batch(images).to(self.dtype)
-        return list(self._embed(self.modality.VISION, x))
-
-    def _video_batch(self, clips: list[list[Any]]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for clip in clips:  # clips may differ in length; each is one [1, S, 3, 2, H, W] input
-            frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
-            x = self.batch_preprocess.batch(frames).to(self.dtype)  # [2S, 3, H, W]
-            pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
-            out.append(self._embed(self.modality.VISION, pairs[None])[0])
-        return out
-
-    def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
-        import torch
-
-        tokens = torch.stack([self.tokenizer(t) for t in texts])
-        return list(self._embed(self.modality.TEXT, tokens))
+            return [row for x in inputs
+                    for row in unit_rows(self.model({key: x.to(self.device)})[key])]
 
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Frames -> float32 [N, D] (unit rows)."""
-        return self._embed_all(self._image_batch, images, "embedder images", self.dim)
+        return self._embed_all(functools.partial(self._batch, "image"), images,
+                               "embedder images", self.dim)
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
         """Clips (lists of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
-        clips = clip_list(clips)
-        return self._embed_all(self._video_batch, clips, "embedder videos", self.dim)
+        return self._embed_all(functools.partial(self._batch, "video"), clip_list(clips),
+                               "embedder videos", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D] (unit rows), ImageBind's BPE (77 tokens, longer is cut)."""
-        texts = text_list(texts, "encode_text")
-        return self._embed_all(self._text_batch, texts, "embedder texts", self.dim)
+        return self._embed_all(functools.partial(self._batch, "text"),
+                               text_list(texts, "encode_text"), "embedder texts", self.dim)
 
 
 def load_embedder(source: str, **kwargs) -> Backend:

@@ -31,12 +31,6 @@ class BatchPreprocess:
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
 
-    def __post_init__(self) -> None:
-        if self.resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode {self.resize_mode!r} is not batched; use one of "
-                             f"{_RESIZE_MODES}")
-        self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
-
     def batch(self, images: Sequence[Any]):
         """Images -> float32 tensor ``[N, 3, size, size]`` (one resize per distinct size)."""
         arrays = [as_uint8_rgb(np.asarray(im.convert("RGB")) if hasattr(im, "convert") else im)
