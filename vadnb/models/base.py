@@ -281,14 +281,11 @@ class Backend:
             stat.items += items
             stat.seconds += time.perf_counter() - t0
 
-    def _free(self) -> None:
-        self.model = None
-
     def release(self) -> None:
         """Free the model's memory (GPU included), so the next role fits on the card."""
         import torch
 
-        self._free()
+        self.model = None
         self.released = True
         gc.collect()
         torch.cuda.empty_cache()

@@ -111,8 +111,8 @@ def _generate_kwargs(max_new_tokens: int | None, temperature: float, top_p: floa
 
 
 class _HFBackend(Backend):
-    """Loads ``_classes`` (preprocessor, model) of ``transformers``; the preprocessor goes to
-    :meth:`_setup` before the weights load, so a wrong repo fails before its download."""
+    """Loads ``_classes`` (preprocessor, model) of ``transformers``; the preprocessor is
+    checked before the weights load, so a wrong repo fails before its download."""
 
     _classes = ("AutoProcessor", "AutoModelForImageTextToText")
     default_batch = 8
@@ -126,21 +126,22 @@ class _HFBackend(Backend):
         super().__init__(name or model, profile=profile, device=device,
                          batch_size=batch_size or self.default_batch, meaningless=meaningless)
         require_available(self.role, model)
-        self.source = model
         self.dtype = choose_dtype(device, dtype, model)[0]
         self.max_new_tokens = self.default_max_new_tokens
         pre, auto = (getattr(transformers, c) for c in self._classes)
-        self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
-        tokenizer = getattr(self, "tokenizer", None)
-        if tokenizer is not None:  # chat models pad on the left, with eos as pad if none (Llama-2)
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
+        self.processor = _from_pretrained(pre, self.role, model,
+                                          trust_remote_code=trust_remote_code)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        if self.role == "llm" and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{model!r} has no chat template, so chat messages cannot be "
+                             "rendered; use an instruction/chat model (e.g. "
+                             "Qwen/Qwen2.5-3B-Instruct)")
+        if self.role != "captioner":  # chat models pad on the left, eos as pad if none (Llama-2)
+            self.tokenizer.padding_side = "left"
+            if self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
                                    trust_remote_code=trust_remote_code)
-
-    def _setup(self, preprocessor: Any) -> None:
-        self.processor = preprocessor
 
     def _generate_all(self, items: list[Any], encode: Any, desc: str, max_new_tokens: int | None,
                       temperature: float, top_p: float, repetition_penalty: float = 1.0
@@ -169,13 +170,6 @@ class HFLLM(_HFBackend, LLMBackend):
     """A chat LLM: ``llm(messages) -> Reply``, rendered with the model's own chat template."""
 
     _classes = ("AutoTokenizer", "AutoModelForCausalLM")
-
-    def _setup(self, tokenizer: Any) -> None:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"{self.source!r} has no chat template, so chat messages cannot "
-                             "be rendered; use an instruction/chat model (e.g. "
-                             "Qwen/Qwen2.5-3B-Instruct)")
-        self.tokenizer = tokenizer
 
     def prompt(self, messages: Messages) -> str:
         """The exact text the model sees for ``messages`` (chat template applied)."""
@@ -282,7 +276,6 @@ class HFCaptioner(_HFBackend):
                  max_new_tokens: int | None = None) -> list[str]:
         images = [to_pil(im) for im in images]
         gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0, self.model)
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
         def run(chunk: list[Any]) -> list[str]:
             import torch
@@ -302,7 +295,7 @@ class HFCaptioner(_HFBackend):
             if ids is not None and out.shape[1] >= ids.shape[1] and bool(
                     (out[:, :ids.shape[1]] == ids.to(out.device)).all()):
                 out = out[:, ids.shape[1]:]
-            return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+            return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
         with self._count(len(images)):
             return run_batched(run, images, self.batch_size, desc="captioner")
@@ -333,10 +326,6 @@ class HFVLM(_HFBackend, VLMBackend):
                              "use a transformers-native VLM such as Qwen/Qwen2-VL-7B-Instruct")
         super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
-
-    def _setup(self, processor: Any) -> None:
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
 
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""

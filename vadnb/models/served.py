@@ -239,9 +239,6 @@ class _ServedBackend(Backend):
                     headers[header] = os.environ[var]
         return headers
 
-    def _free(self) -> None:
-        pass
-
     def _http(self, method: str, route: str, body: dict[str, Any] | None = None
               ) -> tuple[int, bytes]:
         """``(status, reply bytes)`` of one request under one deadline; :class:`_Retry` on a
