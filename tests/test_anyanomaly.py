@@ -1040,7 +1040,7 @@ def test_run_as_a_whole_matches_the_official_pipeline(tmp_path, fresh_cache):
 
 
 def test_decoding_settings_are_keyed_and_reach_the_backends():
-    from vadnb.models.hf import _generate_kwargs, _vlm_messages
+    from vadnb.models.hf import _generate_kwargs, vlm_messages
     from vadnb.models.served import ServedVLM
     from vadnb.runtime import Ask, _generate_kwargs as runtime_kwargs, request_key
 
@@ -1062,7 +1062,7 @@ def test_decoding_settings_are_keyed_and_reach_the_backends():
     assert runtime_kwargs(plain) == {"max_new_tokens": 50, "temperature": 0.1}
     gen = _generate_kwargs(50, 0.1, 0.001, None, 1.05)
     assert gen["repetition_penalty"] == 1.05 and gen["top_p"] == 0.001 and gen["do_sample"]
-    assert _vlm_messages(1, "q", "S")[0] == {"role": "system", "content": "S"}
+    assert vlm_messages([{"type": "image"}], "q", "S")[0] == {"role": "system", "content": "S"}
     served = ServedVLM.__new__(ServedVLM)
     served.max_pixels, served.image_format = 448 * 448, "jpeg"
     assert served.message([], "q", system="S")[0] == {"role": "system", "content": "S"}

@@ -365,8 +365,8 @@ T4_PAPER_DIFFERENT = {"llm": "float16",  # Llama-2 is fine in fp16
 
 
 def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
-    assert models.pick_dtype("cpu") is torch.float32
-    assert models.pick_dtype("cuda", "float32") is torch.float32  # asked for wins
+    assert models.choose_dtype("cpu")[0] is torch.float32
+    assert models.choose_dtype("cuda", "float32")[0] is torch.float32  # asked for wins
     _fake_card(monkeypatch, (7, 5), 15.8, "Tesla T4")
     plan = models.dtype_plan("colab", "cuda").set_index("role")
     assert plan["dtype"].to_dict() == T4_COLAB
@@ -377,7 +377,8 @@ def test_dtype_per_role_on_a_t4_and_an_a100(monkeypatch):
         want = T4_PAPER_DIFFERENT.get(role, T4_COLAB.get(role, "float16"))
         assert dtype == want, (role, dtype)
     # a custom Qwen2.5 id of unknown size on a T4: never emulated bf16
-    assert models.pick_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune") is torch.float16
+    custom = models.choose_dtype("cuda", None, "someone/Qwen2.5-7B-Instruct-finetune")[0]
+    assert custom is torch.float16
     _fake_card(monkeypatch, (8, 0), 40.0, "A100")
     for profile in ("colab", "paper", "tiny", "cpu"):
         plan = models.dtype_plan(profile, "cuda")
@@ -454,9 +455,10 @@ def test_backends_load_in_the_dtype_asked_for():
     llm.release()
 
 
-def test_run_batched_halves_the_batch_on_out_of_memory():
+def test_run_batched_halves_the_batch_on_out_of_memory(monkeypatch):
     seen: list[int] = []
     ooms: list[int] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: ooms.append(1))
 
     def fn(chunk):
         seen.append(len(chunk))
@@ -464,7 +466,7 @@ def test_run_batched_halves_the_batch_on_out_of_memory():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return [x * 10 for x in chunk]
 
-    out = models.run_batched(fn, list(range(7)), batch_size=8, on_oom=lambda: ooms.append(1))
+    out = models.run_batched(fn, list(range(7)), batch_size=8)
     assert out == [x * 10 for x in range(7)]
     # halves the chunk that failed (7 items, not the nominal 8): 7 -> 3 -> 1, then stays small
     assert seen == [7, 3, 1, 1, 1, 1, 1, 1, 1]

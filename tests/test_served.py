@@ -186,14 +186,15 @@ def test_reply_parsing():
     def reply(content, finish="stop"):
         return {"choices": [{"message": {"content": content}, "finish_reason": finish}]}
 
-    assert served._reply_text(reply("  [0.7]\n"), "t") == "[0.7]"
-    assert served._reply_text(reply(None), "t") is None  # null: retried, then a FailedReply
-    assert served._reply_text(reply([{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]),
-                              "t") == "a b"
-    assert served._reply_text(reply("[0.", "length"), "t").truncated
-    assert not served._reply_text(reply("[0.5]"), "t").truncated
+    assert served._reply_text(reply("  [0.7]\n")) == "[0.7]"
+    with pytest.raises(served._NullContent, match="null"):  # retried, then a FailedReply
+        served._reply_text(reply(None))
+    assert served._reply_text(reply([{"type": "text", "text": "a "},
+                                     {"type": "text", "text": "b"}])) == "a b"
+    assert served._reply_text(reply("[0.", "length")).truncated
+    assert not served._reply_text(reply("[0.5]")).truncated
     with pytest.raises(served._Retry, match="no choices"):
-        served._reply_text({"choices": []}, "t")
+        served._reply_text({"choices": []})
 
 
 # --- hardening: failed replies, deadlines, garbage, secrets (issue 15) ------------------------
@@ -333,9 +334,9 @@ def test_a_reply_of_the_wrong_shape_is_retried_then_named(server):
     server.reply_next(b'{"choices":[{"message":{"content":{"text":1}}}]}')  # once, then fine
     assert llm("hello") == "echo: hello" and llm.retries == 2
     with pytest.raises(served._Retry, match=r"choices\[0\]\.message\.content is a dict"):
-        served._reply_text({"choices": [{"message": {"content": {"a": 1}}}]}, "t")
+        served._reply_text({"choices": [{"message": {"content": {"a": 1}}}]})
     with pytest.raises(served._Retry, match=r"choices\[0\] is a str"):
-        served._reply_text({"choices": ["[0.7]"]}, "t")
+        served._reply_text({"choices": ["[0.7]"]})
 
 
 def test_redact_masks_any_userinfo_and_credential_parameters():

@@ -21,9 +21,9 @@ import pandas as pd
 
 from . import scripted
 from .base import (LAVAD_SCORE_CHOICES, ROLES, VERA_LABEL_CHOICES, Backend, ChosenReply,
-                   FailedReply, Reply, call_stats, choose_dtype,
-                   compute_capability, is_failed, is_truncated, load_stats, pick_device,
-                   pick_dtype, record_load, reset_call_stats, reset_load_stats, run_batched)
+                   FailedReply, Reply, call_stats, choose_dtype, compute_capability, is_failed,
+                   is_truncated, load_stats, pick_device, record_load, reset_call_stats,
+                   reset_load_stats, run_batched)
 from .hf import max_pixels_for
 from .hub import ModelUnavailableError
 from .profiles import (MODELS, PROFILES, ModelSpec, base_role, model_spec, profile_table,
@@ -36,9 +36,8 @@ __all__ = [
     "load", "Backend", "Reply", "ChosenReply", "LAVAD_SCORE_CHOICES", "VERA_LABEL_CHOICES",
     "is_truncated", "FailedReply", "is_failed", "ROLES", "PROFILES", "MODELS", "ModelSpec",
     "ModelUnavailableError", "resolve_profile", "profile_table", "model_spec", "call_stats",
-    "reset_call_stats", "load_stats", "reset_load_stats", "pick_device", "pick_dtype",
-    "choose_dtype", "compute_capability", "dtype_plan", "run_batched", "scripted",
-    "DEFAULT_BATCH",
+    "reset_call_stats", "load_stats", "reset_load_stats", "pick_device", "choose_dtype",
+    "compute_capability", "dtype_plan", "run_batched", "scripted", "DEFAULT_BATCH",
 ]
 
 #: Items per forward pass when ``batch_size`` is not given (halved automatically on OOM).

@@ -210,16 +210,11 @@ def choose_dtype(device: str, dtype: Any = None, model: str | None = None,
                            "--real-weights on the card)")
 
 
-def pick_dtype(device: str, dtype: Any = None, model: str | None = None,
-               params_b: float | None = None):
-    """The dtype of :func:`choose_dtype`, without the reason."""
-    return choose_dtype(device, dtype, model, params_b)[0]
-
-
 def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batch_size: int,
-                desc: str = "", on_oom: Callable[[], None] | None = None) -> list[Any]:
+                desc: str = "") -> list[Any]:
     """``fn`` over ``items`` in batches (a progress bar past one batch); on CUDA
-    out-of-memory the batch is halved and retried, down to one item."""
+    out-of-memory the failed batch's memory goes back to the card and the batch is halved
+    and retried, down to one item."""
     from ..progress import bar as progress_bar
 
     items = list(items)
@@ -240,8 +235,7 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
             if not oom or size == 1:
                 raise
             size = max(1, min(size, len(chunk)) // 2)
-            if on_oom is not None:
-                on_oom()
+            torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
             continue
         if len(res) != len(chunk):
             raise RuntimeError(f"{desc}: model returned {len(res)} outputs for {len(chunk)} inputs")
@@ -272,40 +266,29 @@ class Backend:
         return (f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, "
                 f"device={self.device!r}{flag})")
 
-    @property
-    def stat(self) -> _Stat:
-        key = (self.role, self.name, self.profile)
-        return _STATS.setdefault(key, _Stat(*key))
-
     @contextlib.contextmanager
-    def _count(self, items: int) -> Iterator[None]:
+    def _count(self, items: int) -> Iterator[_Stat]:
+        """Count one call of ``items`` items and its seconds; yields this model's running stat."""
         if self.released:
             raise RuntimeError(f"{self!r} was released; load the {self.role} again")
+        key = (self.role, self.name, self.profile)
+        stat = _STATS.setdefault(key, _Stat(*key))
         t0 = time.perf_counter()
         try:
-            yield
+            yield stat
         finally:
-            s = self.stat
-            s.calls += 1
-            s.items += items
-            s.seconds += time.perf_counter() - t0
-
-    def _free(self) -> None:
-        self.model = None
-
-    def _oom(self) -> None:
-        """Between out-of-memory retries: hand the failed batch's memory back to the card."""
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            stat.calls += 1
+            stat.items += items
+            stat.seconds += time.perf_counter() - t0
 
     def release(self) -> None:
         """Free the model's memory (GPU included), so the next role fits on the card."""
-        self._free()
+        import torch
+
+        self.model = None
         self.released = True
         gc.collect()
-        self._oom()
+        torch.cuda.empty_cache()
 
     def _embed_all(self, fn: Callable[[list[Any]], list[Any]], items: Sequence[Any],
                    desc: str, dim: int) -> np.ndarray:
@@ -314,7 +297,7 @@ class Backend:
         with self._count(len(items)):
             if not items:
                 return np.zeros((0, dim), np.float32)
-            return np.stack(run_batched(fn, items, self.batch_size, desc=desc, on_oom=self._oom))
+            return np.stack(run_batched(fn, items, self.batch_size, desc=desc))
 
     def __enter__(self):
         return self

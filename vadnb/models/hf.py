@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, pick_dtype,
+from .base import (Backend, ChosenReply, LLMBackend, Messages, Reply, VLMBackend, choose_dtype,
                    run_batched, to_pil)
 from .hub import ModelUnavailableError, offline_advice, require_available
 
@@ -55,18 +55,9 @@ def _from_pretrained(loader, role: str, model: str, **kwargs):
 def _load_weights(loader, role: str, model: str, *, device: str, dtype, **kwargs):
     """The model in ``dtype`` on ``device``, in eval mode; on a GPU each weight goes to the
     card as it is read (``device_map``): a 7-8 GB model never fills Colab's 12.7 GB of RAM."""
-    if str(device).startswith("cuda"):
-        return _from_pretrained(loader, role, model, dtype=dtype, device_map=str(device),
-                                **kwargs).eval()
-    return _from_pretrained(loader, role, model, dtype=dtype, **kwargs).to(device).eval()
-
-
-def _pad_left(tokenizer: Any) -> Any:
-    """``tokenizer`` padding on the left, with end-of-sequence as pad when it has none (Llama-2)."""
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    placed = {"device_map": str(device)} if str(device).startswith("cuda") else {}
+    net = _from_pretrained(loader, role, model, dtype=dtype, **placed, **kwargs)
+    return (net if placed else net.to(device)).eval()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -103,13 +94,14 @@ def fit_pixels(image: Any, max_pixels: int | None):
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
+def _generate_kwargs(max_new_tokens: int | None, temperature: float, top_p: float,
                      model: Any = None, repetition_penalty: float = 1.0) -> dict[str, Any]:
-    limits: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    """``generate`` settings; ``max_new_tokens`` None: the model's own length."""
+    limits: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if repetition_penalty != 1.0:
         limits["repetition_penalty"] = float(repetition_penalty)
     configured = getattr(getattr(model, "generation_config", None), "min_new_tokens", None)
-    if configured:  # never ask for more new tokens at least than at most
+    if configured and max_new_tokens:  # never ask for more new tokens at least than at most
         limits["min_new_tokens"] = min(configured, max_new_tokens)
     if temperature and temperature > 0:
         return {**limits, "do_sample": True, "temperature": float(temperature),
@@ -119,8 +111,8 @@ def _generate_kwargs(max_new_tokens: int, temperature: float, top_p: float,
 
 
 class _HFBackend(Backend):
-    """Loads ``_classes`` (preprocessor, model) of ``transformers``; the preprocessor goes to
-    :meth:`_setup` before the weights load, so a wrong repo fails before its download."""
+    """Loads ``_classes`` (preprocessor, model) of ``transformers``; the preprocessor is
+    checked before the weights load, so a wrong repo fails before its download."""
 
     _classes = ("AutoProcessor", "AutoModelForImageTextToText")
     default_batch = 8
@@ -134,16 +126,22 @@ class _HFBackend(Backend):
         super().__init__(name or model, profile=profile, device=device,
                          batch_size=batch_size or self.default_batch, meaningless=meaningless)
         require_available(self.role, model)
-        self.source = model
-        self.dtype = pick_dtype(device, dtype, model)
+        self.dtype = choose_dtype(device, dtype, model)[0]
         self.max_new_tokens = self.default_max_new_tokens
         pre, auto = (getattr(transformers, c) for c in self._classes)
-        self._setup(_from_pretrained(pre, self.role, model, trust_remote_code=trust_remote_code))
+        self.processor = _from_pretrained(pre, self.role, model,
+                                          trust_remote_code=trust_remote_code)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        if self.role == "llm" and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{model!r} has no chat template, so chat messages cannot be "
+                             "rendered; use an instruction/chat model (e.g. "
+                             "Qwen/Qwen2.5-3B-Instruct)")
+        if self.role != "captioner":  # chat models pad on the left, eos as pad if none (Llama-2)
+            self.tokenizer.padding_side = "left"
+            if self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = _load_weights(auto, self.role, model, device=device, dtype=self.dtype,
                                    trust_remote_code=trust_remote_code)
-
-    def _setup(self, preprocessor: Any) -> None:
-        self.processor = preprocessor
 
     def _generate_all(self, items: list[Any], encode: Any, desc: str, max_new_tokens: int | None,
                       temperature: float, top_p: float, repetition_penalty: float = 1.0
@@ -160,26 +158,18 @@ class _HFBackend(Backend):
                 out = self.model.generate(**enc, **gen, pad_token_id=self.tokenizer.pad_token_id)
             replies = _replies(self.tokenizer, out[:, enc["input_ids"].shape[1]:],
                                _eos_ids(self.model, self.tokenizer), budget)
-            stat = self.stat
             stat.tokens_in += int(enc["attention_mask"].sum()) if "attention_mask" in enc else 0
             stat.tokens_out += sum(r.num_tokens or 0 for r in replies)
             return replies
 
-        with self._count(len(items)):
-            return run_batched(run, items, self.batch_size, desc=desc, on_oom=self._oom)
+        with self._count(len(items)) as stat:
+            return run_batched(run, items, self.batch_size, desc=desc)
 
 
 class HFLLM(_HFBackend, LLMBackend):
     """A chat LLM: ``llm(messages) -> Reply``, rendered with the model's own chat template."""
 
     _classes = ("AutoTokenizer", "AutoModelForCausalLM")
-
-    def _setup(self, tokenizer: Any) -> None:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"{self.source!r} has no chat template, so chat messages cannot "
-                             "be rendered; use an instruction/chat model (e.g. "
-                             "Qwen/Qwen2.5-3B-Instruct)")
-        self.tokenizer = _pad_left(tokenizer)
 
     def prompt(self, messages: Messages) -> str:
         """The exact text the model sees for ``messages`` (chat template applied)."""
@@ -222,13 +212,12 @@ class HFLLM(_HFBackend, LLMBackend):
                 best = max(range(len(choices)), key=scores.__getitem__)
                 replies.append(ChosenReply(choices[best], dict(zip(choices, scores)),
                                            num_tokens=len(options[best])))
-                self.stat.tokens_in += len(ids) * len(options)
+                stat.tokens_in += len(ids) * len(options)
             return replies
 
         prompts = [self.prompt(m) for m in list_of_messages]
-        with self._count(len(prompts)):
-            return run_batched(run, prompts, self.batch_size, desc="llm choices",
-                               on_oom=self._oom)
+        with self._count(len(prompts)) as stat:
+            return run_batched(run, prompts, self.batch_size, desc="llm choices")
 
 
 def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], device: str,
@@ -286,11 +275,7 @@ class HFCaptioner(_HFBackend):
     def __call__(self, images: Sequence[Any], prompt: str | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
         images = [to_pil(im) for im in images]
-        budget = max_new_tokens or self.max_new_tokens
-        gen = _generate_kwargs(budget or 1, 0.0, 1.0, self.model)
-        if budget is None:
-            gen = {k: v for k, v in gen.items() if k not in ("max_new_tokens", "min_new_tokens")}
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        gen = _generate_kwargs(max_new_tokens or self.max_new_tokens, 0.0, 1.0, self.model)
 
         def run(chunk: list[Any]) -> list[str]:
             import torch
@@ -310,10 +295,10 @@ class HFCaptioner(_HFBackend):
             if ids is not None and out.shape[1] >= ids.shape[1] and bool(
                     (out[:, :ids.shape[1]] == ids.to(out.device)).all()):
                 out = out[:, ids.shape[1]:]
-            return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+            return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
         with self._count(len(images)):
-            return run_batched(run, images, self.batch_size, desc="captioner", on_oom=self._oom)
+            return run_batched(run, images, self.batch_size, desc="captioner")
 
 
 def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None = None
@@ -321,10 +306,6 @@ def vlm_messages(images: list[dict[str, Any]], prompt: str, system: str | None =
     """One user message: the ``images`` parts, then the prompt (after ``system``, if any)."""
     head = [{"role": "system", "content": system}] if system else []
     return [*head, {"role": "user", "content": [*images, {"type": "text", "text": prompt}]}]
-
-
-def _vlm_messages(n_images: int, prompt: str, system: str | None = None) -> Messages:
-    return vlm_messages([{"type": "image"}] * n_images, prompt, system)
 
 
 class HFVLM(_HFBackend, VLMBackend):
@@ -346,14 +327,11 @@ class HFVLM(_HFBackend, VLMBackend):
         super().__init__(model, **kwargs)
         self.max_pixels = max_pixels
 
-    def _setup(self, processor: Any) -> None:
-        self.processor = processor
-        self.tokenizer = _pad_left(processor.tokenizer)
-
     def prompt(self, n_images: int, prompt: str, system: str | None = None) -> str:
         """The text the model sees for ``n_images`` images and ``prompt`` (template applied)."""
-        return self.processor.apply_chat_template(_vlm_messages(n_images, prompt, system),
-                                                  tokenize=False, add_generation_prompt=True)
+        messages = vlm_messages([{"type": "image"}] * n_images, prompt, system)
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
 
     def batch(self, requests: Sequence[tuple[Sequence[Any], str]],
               max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,

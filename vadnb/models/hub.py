@@ -29,7 +29,7 @@ def is_local(model: str) -> bool:
 #: Environment variables that mean "do not contact the hub" (huggingface_hub, transformers).
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
-_PROBES: dict[tuple[str, int], tuple[float, bool]] = {}
+_PROBES: dict[tuple[str, int], tuple[float, bool]] = {}  # (host, port) -> (when, offline)
 _PROBE_TTL_S = 60.0
 
 
@@ -50,19 +50,15 @@ def hub_offline(timeout: float = 2.0) -> bool:
            for var in OFFLINE_VARIABLES):
         return True
     url = urlsplit(hub_endpoint())
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
+    where = (url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443))
     now = time.monotonic()
-    seen = _PROBES.get((host, port))
-    if seen is not None and now - seen[0] < _PROBE_TTL_S:
-        return not seen[1]
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        ok = True
-    except OSError:
-        ok = False
-    _PROBES[(host, port)] = (now, ok)
-    return not ok
+    if where not in _PROBES or now - _PROBES[where][0] >= _PROBE_TTL_S:
+        try:
+            socket.create_connection(where, timeout=timeout).close()
+            _PROBES[where] = (now, False)
+        except OSError:
+            _PROBES[where] = (now, True)
+    return _PROBES[where][1]
 
 
 def unavailable_message(role: str, model: str) -> str:

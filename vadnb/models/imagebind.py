@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..cache import cache_dir
-from .base import Backend, clip_list, pick_dtype, text_list, unit_rows
+from .base import Backend, choose_dtype, clip_list, text_list, unit_rows
 from .hub import ModelUnavailableError, hub_offline, is_local
 from .profiles import IMAGEBIND_LICENCE
 from .tiny import ensure_tiny
@@ -130,32 +130,6 @@ def build_from_state(ib: Any, config: dict[str, Any], state: dict[str, Any], sou
     return net
 
 
-@functools.lru_cache(maxsize=None)
-def _layernorm_fp32_class() -> type:
-    """open_clip's ``LayerNormFp32`` (made on first use: this module imports without torch)."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    class LayerNormFp32(nn.LayerNorm):
-        def forward(self, x):
-            out = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
-            return out.to(x.dtype)
-
-    return LayerNormFp32
-
-
-def keep_layernorm_fp32(model):
-    """``model`` with every ``nn.LayerNorm`` in fp32 (weights and computation), as open_clip
-    keeps CLIP's in fp16/bf16: half-precision statistics lose accuracy."""
-    from torch import nn
-
-    for module in model.modules():
-        if type(module) is nn.LayerNorm:
-            module.float()
-            module.__class__ = _layernorm_fp32_class()
-    return model
-
-
 class ImageBindEmbedder(Backend):
     """ImageBind behind the embedder calls (see the module docstring)."""
 
@@ -167,6 +141,7 @@ class ImageBindEmbedder(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         import torch
+        from open_clip.transformer import LayerNormFp32
 
         ib = import_imagebind()
         import imagebind
@@ -197,8 +172,12 @@ class ImageBindEmbedder(Backend):
                              "folder with imagebind_config.json + imagebind.safetensors")
         net = build_from_state(ib, config, state, source)
         del state
-        self.dtype = pick_dtype(device, dtype, model)
-        self.model = keep_layernorm_fp32(net.to(device=device, dtype=self.dtype)).eval()
+        self.dtype = choose_dtype(device, dtype, model)[0]
+        self.model = net.to(device=device, dtype=self.dtype).eval()
+        for module in self.model.modules():  # LayerNorm in fp32, as open_clip keeps CLIP's
+            if type(module) is torch.nn.LayerNorm:  # half-precision statistics lose accuracy
+                module.float()
+                module.__class__ = LayerNormFp32
         self.modality = ib.ModalityType
         self.tokenizer = SimpleTokenizer(bpe_path=str(bpe))
         from .preprocess import BatchPreprocess
@@ -206,44 +185,40 @@ class ImageBindEmbedder(Backend):
         self.batch_preprocess = BatchPreprocess(IMAGE_SIZE, CLIP_MEAN, CLIP_STD)
         self.dim = int(config["out_embed_dim"])
 
-    def _embed(self, key: str, x) -> np.ndarray:
+    def _batch(self, kind: str, items: list[Any]) -> list[np.ndarray]:
+        """Unit rows for one batch of ``kind`` "image", "video" (clips of frames) or "text"."""
         import torch
 
+        key = self.modality.TEXT if kind == "text" else self.modality.VISION
+        if kind == "text":
+            inputs = [torch.stack([self.tokenizer(t) for t in items])]
+        elif kind == "image":
+            inputs = [self.batch_preprocess.batch(items).to(self.dtype)]
+        else:  # clips may differ in length: each is one [1, S, 3, 2, H, W] input
+            inputs = []
+            for clip in items:
+                frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
+                x = self.batch_preprocess.batch(frames).to(self.dtype)  # [2S, 3, H, W]
+                pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
+                inputs.append(pairs[None])
         with torch.inference_mode():
-            return unit_rows(self.model({key: x.to(self.device)})[key])
-
-    def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        x = self.batch_preprocess.batch(images).to(self.dtype)
-        return list(self._embed(self.modality.VISION, x))
-
-    def _video_batch(self, clips: list[list[Any]]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for clip in clips:  # clips may differ in length; each is one [1, S, 3, 2, H, W] input
-            frames = list(clip) + ([clip[-1]] if len(clip) % 2 else [])
-            x = self.batch_preprocess.batch(frames).to(self.dtype)  # [2S, 3, H, W]
-            pairs = x.reshape(len(frames) // 2, 2, *x.shape[1:]).permute(0, 2, 1, 3, 4)
-            out.append(self._embed(self.modality.VISION, pairs[None])[0])
-        return out
-
-    def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
-        import torch
-
-        tokens = torch.stack([self.tokenizer(t) for t in texts])
-        return list(self._embed(self.modality.TEXT, tokens))
+            return [row for x in inputs
+                    for row in unit_rows(self.model({key: x.to(self.device)})[key])]
 
     def encode_image(self, images: Sequence[Any]) -> np.ndarray:
         """Frames -> float32 [N, D] (unit rows)."""
-        return self._embed_all(self._image_batch, images, "embedder images", self.dim)
+        return self._embed_all(functools.partial(self._batch, "image"), images,
+                               "embedder images", self.dim)
 
     def encode_video(self, clips: Sequence[Sequence[Any]]) -> np.ndarray:
         """Clips (lists of frames, e.g. LAVAD's 10) -> float32 [N, D]: mean over 2-frame pairs."""
-        clips = clip_list(clips)
-        return self._embed_all(self._video_batch, clips, "embedder videos", self.dim)
+        return self._embed_all(functools.partial(self._batch, "video"), clip_list(clips),
+                               "embedder videos", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D] (unit rows), ImageBind's BPE (77 tokens, longer is cut)."""
-        texts = text_list(texts, "encode_text")
-        return self._embed_all(self._text_batch, texts, "embedder texts", self.dim)
+        return self._embed_all(functools.partial(self._batch, "text"),
+                               text_list(texts, "encode_text"), "embedder texts", self.dim)
 
 
 def load_embedder(source: str, **kwargs) -> Backend:

@@ -7,6 +7,7 @@ OpenAI's weights were trained with it, plain GELU silently degrades them),
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import open_clip
 import torch
 
-from .base import Backend, clip_list, pick_dtype, run_batched, text_list, to_pil, unit_rows
+from .base import Backend, choose_dtype, clip_list, run_batched, text_list, to_pil, unit_rows
 from .hub import is_local, offline_advice
 from .preprocess import from_open_clip
 
@@ -50,7 +51,7 @@ class OpenClipBackend(Backend):
         super().__init__(name or model, profile=profile, device=device, batch_size=batch_size,
                          meaningless=meaningless)
         model_name, pretrained = open_clip_names(model)
-        self.dtype = pick_dtype(device, dtype, model)
+        self.dtype = choose_dtype(device, dtype, model)[0]
         with offline_advice(self.role, model, (Exception,)):  # open_clip raises many kinds
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device,
@@ -63,14 +64,14 @@ class OpenClipBackend(Backend):
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.dim = int(getattr(clip, "embed_dim", 0) or clip.text_projection.shape[-1])
 
-    def _image_batch(self, images: list[Any]) -> list[np.ndarray]:
-        if self.batch_preprocess is not None:
+    def _image_batch(self, images: list[Any], raw: bool = False) -> list[np.ndarray]:
+        if self.batch_preprocess is not None and not raw:
             x = self.batch_preprocess.batch(images)
         else:
             x = torch.stack([self.preprocess(to_pil(im)) for im in images])
         with torch.inference_mode():
             emb = self.model.encode_image(x.to(self.device, self.dtype))
-        return list(unit_rows(emb))
+        return list(emb.float().cpu().numpy()) if raw else list(unit_rows(emb))
 
     def _text_batch(self, texts: list[str]) -> list[np.ndarray]:
         tokens = self.tokenizer(list(texts)).to(self.device)
@@ -85,13 +86,8 @@ class OpenClipBackend(Backend):
     def encode_image_raw(self, images: Sequence[Any]) -> np.ndarray:
         """Images -> float32 [N, D], the visual encoder's raw output (never normalised),
         preprocessed per PIL image with open_clip's own transform, as AnomalyCLIP's code."""
-        def raw(chunk: list[Any]) -> list[np.ndarray]:
-            x = torch.stack([self.preprocess(to_pil(im)) for im in chunk])
-            with torch.inference_mode():
-                emb = self.model.encode_image(x.to(self.device, self.dtype))
-            return list(emb.float().cpu().numpy())
-
-        return self._embed_all(raw, images, f"{self.role} raw images", self.dim)
+        return self._embed_all(functools.partial(self._image_batch, raw=True), images,
+                               f"{self.role} raw images", self.dim)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 [N, D], unit rows."""
@@ -113,7 +109,7 @@ class OpenClipEmbedder(OpenClipBackend):
                 return np.zeros((0, self.dim), np.float32)
             frames = [f for c in clips for f in c]
             rows = np.stack(run_batched(self._image_batch, frames, self.batch_size,
-                                        desc="embedder video frames", on_oom=self._oom))
+                                        desc="embedder video frames"))
         parts = np.split(rows, np.cumsum([len(c) for c in clips])[:-1])
         means = [part.mean(axis=0) for part in parts]
         out = np.stack([m / max(float(np.linalg.norm(m)), 1e-12) for m in means])

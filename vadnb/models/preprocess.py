@@ -31,33 +31,21 @@ class BatchPreprocess:
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
 
-    def __post_init__(self) -> None:
-        if self.resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode {self.resize_mode!r} is not batched; use one of "
-                             f"{_RESIZE_MODES}")
-        self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
-
-    def _same_size(self, x):
-        mode = InterpolationMode(self.interpolation)
-        if self.resize_mode == "squash":
-            x = F.resize(x, [self.size, self.size], interpolation=mode, antialias=True)
-        else:
-            x = F.resize(x, [self.size], interpolation=mode, antialias=True)
-            x = F.center_crop(x, [self.size, self.size])
-        x = F.to_dtype(x, torch.float32, scale=True)
-        return F.normalize(x, self.mean, self.std)
-
     def batch(self, images: Sequence[Any]):
         """Images -> float32 tensor ``[N, 3, size, size]`` (one resize per distinct size)."""
         arrays = [as_uint8_rgb(np.asarray(im.convert("RGB")) if hasattr(im, "convert") else im)
                   for im in images]
         out = torch.empty((len(arrays), 3, self.size, self.size), dtype=torch.float32)
+        square = [self.size, self.size]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, a in enumerate(arrays):
             groups.setdefault(a.shape, []).append(i)
         for idx in groups.values():
             x = torch.from_numpy(np.stack([arrays[i] for i in idx])).permute(0, 3, 1, 2)
-            out[idx] = self._same_size(x.contiguous())
+            x = F.resize(x.contiguous(), square if self.resize_mode == "squash" else [self.size],
+                         interpolation=InterpolationMode(self.interpolation), antialias=True)
+            x = F.to_dtype(F.center_crop(x, square), torch.float32, scale=True)  # squash: no crop
+            out[idx] = F.normalize(x, self.mean, self.std)
         return out
 
 

@@ -66,6 +66,9 @@ IMAGEBIND_LICENCE = "weights CC BY-NC-SA 4.0: non-commercial use only"
 
 _IMAGEBIND = ModelSpec("imagebind_huge", "1.2B", 3.0, "LAVAD's embedder; 4.5 GB checkpoint",
                        download_gb=4.5, licence=IMAGEBIND_LICENCE)
+#: The roles the colab and paper profiles fill alike.
+_REAL_SHARED = {"vlm-3b": _QWEN_VL_3B, "clip": _CLIP_B16, "clip-b32": _CLIP_B32,
+                "embedder": _IMAGEBIND, "text_embedder": _TEXT_EMB}
 
 _TINY: dict[str, ModelSpec] = {
     "captioner": ModelSpec("tiny:captioner", "0.19M", 0.0, "BLIP-2 (OPT) architecture, random"),
@@ -95,11 +98,7 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
                          download_gb=6.2),
         "vlm": ModelSpec("Qwen/Qwen2.5-VL-3B-Instruct", "3.8B", 9.5,
                          "VERA's stand-in on a T4 (VERA: Qwen2-VL-7B, ~19 GB)", download_gb=7.5),
-        "vlm-3b": _QWEN_VL_3B,
-        "clip": _CLIP_B16,
-        "clip-b32": _CLIP_B32,
-        "embedder": _IMAGEBIND,
-        "text_embedder": _TEXT_EMB,
+        **_REAL_SHARED,
     },
     "paper": {
         # LAVAD's five BLIP-2 captioners, the largest as the default
@@ -117,11 +116,7 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
         "vlm": ModelSpec("Qwen/Qwen2-VL-7B-Instruct", "8.3B", 19.0,
                          "VERA's newer code (the paper: InternVL2-8B, remote code)",
                          download_gb=16.6),
-        "vlm-3b": _QWEN_VL_3B,
-        "clip": _CLIP_B16,
-        "clip-b32": _CLIP_B32,
-        "embedder": _IMAGEBIND,
-        "text_embedder": _TEXT_EMB,
+        **_REAL_SHARED,
     },
 }
 

@@ -39,9 +39,6 @@ PREFIX = "openai:"
 #: The environment variable holding the served models' API key (``vllm serve --api-key``).
 API_KEY_ENV = "VADNB_SERVED_API_KEY"
 
-#: Settings that ``vadnb.models.load`` and ``vadnb.detect`` pass to a served backend.
-SERVED_OPTIONS = ("timeout_s", "max_retries", "api_key", "max_concurrency")
-
 _MODEL_STRING = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
 # a URL in a text: scheme:// up to a blank or a quote (a password may hold @ / : ? #, and
 # inside JSON text an escaped quote \" too)
@@ -146,7 +143,7 @@ class _Retry(Exception):
 
 
 class _NullContent(_Retry):
-    pass
+    """A reply whose content is null: after the retries, a :class:`FailedReply`."""
 
 
 def _shown(value: Any) -> str:
@@ -154,9 +151,9 @@ def _shown(value: Any) -> str:
     return redact(json.dumps(value, default=str))[:200]
 
 
-def _reply_text(response: Any, where: str) -> Reply | None:
-    """The first choice of a parsed chat completion as a :class:`Reply` (None: null content);
-    :class:`_Retry` naming the field when it is not ``{"choices": [{"message": {"content"}}]}``."""
+def _reply_text(response: Any) -> Reply:
+    """The first choice of a parsed chat completion as a :class:`Reply`; :class:`_Retry`
+    naming the field when it is not ``{"choices": [{"message": {"content": ...}}]}``."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices, list):
         raise _Retry(f"the reply has no choices: {_shown(response)}")
@@ -169,7 +166,7 @@ def _reply_text(response: Any, where: str) -> Reply | None:
                      f"a content: {_shown(message)}")
     content = message.get("content")
     if content is None:
-        return None
+        raise _NullContent("the reply's content is null")
     if isinstance(content, list):  # some servers return content parts
         texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else None
                  for p in content]
@@ -242,9 +239,6 @@ class _ServedBackend(Backend):
                     headers[header] = os.environ[var]
         return headers
 
-    def _free(self) -> None:
-        pass
-
     def _http(self, method: str, route: str, body: dict[str, Any] | None = None
               ) -> tuple[int, bytes]:
         """``(status, reply bytes)`` of one request under one deadline; :class:`_Retry` on a
@@ -299,8 +293,8 @@ class _ServedBackend(Backend):
     def _where(self) -> str:
         return f"served {self.role} {self.model!r} at {self.base_url}"
 
-    def _attempt(self, payload: dict[str, Any]) -> Reply | None:
-        """One chat completion: a Reply, None for a null content, or an exception."""
+    def _attempt(self, payload: dict[str, Any]) -> Reply:
+        """One chat completion: a Reply, or an exception."""
         status, data = self._http("POST", "/chat/completions", payload)
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status}: {self._excerpt(data, 200)}")
@@ -314,7 +308,7 @@ class _ServedBackend(Backend):
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise _Retry(f"the reply is not JSON: {self._excerpt(data, 120)!r}") from None
-        return _reply_text(parsed, self._where())
+        return _reply_text(parsed)
 
     def _excerpt(self, data: bytes, size: int) -> str:
         """The start of a reply body, credentials masked first, then cut (no half key shows)."""
@@ -330,11 +324,7 @@ class _ServedBackend(Backend):
         for attempt in range(self.max_retries + 1):
             try:
                 reply = self._attempt(payload)
-                if reply is None:
-                    raise _NullContent("the reply's content is null")
-                if not reply:
-                    return FailedReply(f"{self._where()} gave an empty reply")
-                return reply
+                return reply or FailedReply(f"{self._where()} gave an empty reply")
             except _Retry as err:
                 if attempt == self.max_retries:
                     if isinstance(err, _NullContent):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, pick_dtype, text_list
+from .base import Backend, choose_dtype, text_list
 from .hub import offline_advice, require_available
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -46,7 +46,7 @@ class SentenceEmbedder(Backend):
         with offline_advice(self.role, source):  # a packaged folder is local
             self.model = SentenceTransformer(source, device=device,
                                              trust_remote_code=trust_remote_code)
-        self.dtype = pick_dtype(device, dtype)
+        self.dtype = choose_dtype(device, dtype)[0]
         if str(device).startswith("cuda"):
             self.model = self.model.to(self.dtype)
         get_dim = (getattr(self.model, "get_embedding_dimension", None)
