@@ -8,12 +8,13 @@ prose never states a result), a vadnb function's source (:func:`show_source`),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import inspect
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .models.profiles import MEANINGLESS_PROFILES
 __all__ = ["Reference", "REFERENCES", "NOTEBOOK_METHODS", "references", "references_markdown",
            "banner", "say", "show_source", "source_html", "COMPUTED_KEY", "TINY_TAG",
            "save_metrics", "plain", "perfect_perception", "PERFECT_PERCEPTION",
-           "clip_for_display", "brief"]
+           "clip_for_display", "brief", "pixel_key", "frame_truth"]
 
 COMPUTED_KEY = "vadnb"  # display-metadata key that marks these helpers' outputs (for tests)
 TINY_TAG = "tiny models: scores mean nothing"  # the tag on figures of tiny-profile numbers
@@ -219,6 +220,44 @@ def brief(text: Any, width: int = 40) -> str:
     line = " ".join("".join(c if c.isprintable() or c.isspace() else "?"
                             for c in str(text)).split())
     return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def pixel_key(image: np.ndarray) -> str:
+    """How an oracle recognises a frame: the SHA-1 of its pixels."""
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+Size = int | tuple[int, int] | Callable[[int, int], tuple[int, int]] | None
+
+
+def frame_truth(benchmark: Any, size: Size = None, *,
+                views: Callable[[np.ndarray], Iterable[np.ndarray]] | None = None,
+                stride: int = 1) -> dict[str, tuple[str, str]]:
+    """:func:`pixel_key` -> (class shown or "Normal", its video's class) of every ``stride``-th
+    labelled frame of ``benchmark`` and of each image ``views(frame)`` returns: what every
+    oracle reads. ``size``: (width, height), an int for a square, or a function of the
+    video's (width, height); None reads native frames. Identical pixels: an anomaly wins."""
+    from .video import iter_frames, probe
+
+    truth: dict[str, tuple[str, str]] = {}
+    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
+                                 benchmark.videos.label):
+        y, label = benchmark.frame_labels(name), str(label)
+        if callable(size):
+            info = probe(path)
+            wh = size(info.width, info.height)
+        else:
+            wh = (size, size) if isinstance(size, int) else size
+        for frames in iter_frames(path, size=wh):
+            for i, image in zip(frames.indices.tolist(), frames.images):
+                if i >= len(y) or i % stride:
+                    continue
+                for view in [image, *(views(image) if views else ())]:
+                    key = pixel_key(view)
+                    shown, video = truth.get(key, (None, None))
+                    truth[key] = (label if y[i] else shown or "Normal",
+                                  label if label != "Normal" or video is None else video)
+    return truth
 
 
 #: how each perfect-perception run is labelled: it bounds the method's own steps, no model

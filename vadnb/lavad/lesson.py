@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import textwrap
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..lesson import frame_truth, pixel_key
 from ..models.scripted import ScriptedCaptioner, ScriptedEmbedder, ScriptedLLM
 from ..result import Detection
 from ..video import read_frames
@@ -50,36 +50,11 @@ def stage_tables(detection: Detection) -> dict[str, pd.DataFrame]:
     }
 
 
-def frame_truth(benchmark: Any, size: int | None = None) -> dict[str, tuple[str, str]]:
-    """Pixel hash -> (class shown or "Normal", its video's class) of every labelled frame of
-    ``benchmark`` (at ``size`` px when given) and its 3 native square crops: the oracles' truth."""
-    truth: dict[str, tuple[str, str]] = {}
-    for name, path, label in zip(benchmark.videos.name, benchmark.videos.path,
-                                 benchmark.videos.label):
-        y, label = benchmark.frame_labels(name), str(label)
-        native = read_frames(path).images[:len(y)]
-        seen = native if size is None else read_frames(path, size=(size, size)).images
-        for i, image in enumerate(seen[:len(y)]):
-            for view in [image] + spatial_crops(native[i]):
-                key = pixel_key(view)
-                shown, video = truth.get(key, (None, None))
-                if y[i] or shown is None:
-                    shown = label if y[i] else "Normal"
-                if label != "Normal" or video is None:
-                    video = label
-                truth[key] = (shown, video)
-    return truth
-
-
-def pixel_key(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-
-
 def oracle_backends(benchmark: Any) -> dict[str, Any]:
     """Captioner, embedder and LLM that *read the ground truth* of ``benchmark``'s frames:
     LAVAD with perfect perception (notebook 40). The LLM's score is the share of unusual
     moments, so what is left of the truth is what LAVAD's own steps keep."""
-    truth = frame_truth(benchmark)
+    truth = frame_truth(benchmark, views=spatial_crops)
 
     def what(image: np.ndarray) -> str:
         key = pixel_key(image)

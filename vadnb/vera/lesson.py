@@ -13,7 +13,8 @@ import pandas as pd
 
 from .. import metrics
 from ..cache import Cache
-from ..lavad.lesson import frame_truth, pixel_key
+from ..lavad.video_clip import spatial_crops
+from ..lesson import frame_truth, pixel_key
 from ..models.scripted import ScriptedEmbedder, ScriptedVLM
 from ..result import TINY_WARNING
 from .core import PAPER_STEP3, VADNB_STEP3
@@ -55,7 +56,8 @@ def oracle_backends(benchmark: Any, image_size: int = 448,
     a prompt question asks about; the optimizer adds the question (``questions``: kind ->
     question) of each kind the learner missed."""
     asks = dict(questions or CAMPUS_QUESTIONS)
-    known = frame_truth(benchmark, image_size)  # hash -> (class shown, class of its video)
+    # hash -> (class shown, class of its video), of the frames and of their native crops
+    known = frame_truth(benchmark, views=spatial_crops) | frame_truth(benchmark, image_size)
 
     def keys(images: Sequence[np.ndarray]) -> list[str]:
         out = [pixel_key(im) for im in images]
