@@ -17,7 +17,7 @@ from typing import Any
 
 from ..cache import Cache
 from ..result import TINY_WARNING, Detection
-from ..runtime import Runtime
+from ..runtime import Roles, Runtime
 from ..stages import configure
 from . import core
 from .core import (SCORE_CONTEXT, SCORE_FORMAT, SUMMARY_PROMPT, Config, clean_captions, last_line,
@@ -29,8 +29,7 @@ from .lesson import (OPTIONS, options_statement, options_table, oracle_backends,
                      plot_contact_sheet, similarity_statement, stage_tables, truth_statement)
 from .official import (PAPER_CAPTIONERS, SCORE_CONTEXTS, load_released, paper_config,
                        refine_from_neighbours)
-from .runner import (captioner_roles, detection_profile, evaluate, frame_scores_of, open_video,
-                     rescore, roles_for, to_detection)
+from .runner import evaluate, frame_scores_of, rescore, to_detection
 
 __all__ = [
     "Config", "paper_config", "DIFFERENCES", "PAPER_CAPTIONERS", "SCORE_CONTEXTS",
@@ -49,15 +48,31 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
              **overrides: Any) -> list[Detection]:
     """:func:`run` on several videos, stage by stage, so each model is loaded once (each
     Detection's ``model_calls`` holds the whole batch's calls)."""
+    from ..video import VideoError
+
     cfg = configure(Config, config, overrides, "LAVAD")
-    rt = Runtime(roles_for(cfg, profile, backends), cache)
-    opened = [open_video(rt, v) for v in videos]
+    captioners = ["captioner"] + [f"captioner.{i}" for i in range(1, len(cfg.captioner_models))]
+    models = {"llm": cfg.llm_model, "embedder": cfg.embedder_model,
+              "captioner": cfg.captioner_model, **dict(zip(captioners, cfg.captioner_models))}
+    rt = Runtime(Roles(profile, entries={r: "captioner" for r in captioners}, models=models,
+                       backends=backends), cache)
+    opened = []
+    for video in videos:
+        opened.append(rt.video(video))
+        if not opened[-1].fps > 0:
+            raise VideoError(f"video reports no frame rate: {video}; re-encode it with one, "
+                             "e.g. `ffmpeg -i in.mp4 -r 30 out.mp4`")
     try:  # each stage shows its own bar over every video's model calls
-        results = core.pipeline(rt, opened, cfg, captioner_roles(cfg))
+        results = core.pipeline(rt, opened, cfg, captioners)
     finally:
         rt.release()
+    # "tiny" if a given backend is meaningless, else the profile the roles were loaded from
+    # ("cpu" stays "cpu" though its image models are tiny), "custom" when they differ
+    names, given = captioners + ["embedder", "llm"], rt.roles.given
+    found = {str(given[r].profile) if r in given else rt.roles.resolved_profile() for r in names}
+    tiny = "tiny" in found or any(getattr(given.get(r), "meaningless", False) for r in names)
+    prof = "tiny" if tiny else found.pop() if len(found) == 1 else "custom"
     calls = rt.model_calls()
-    prof = detection_profile(rt.roles, captioner_roles(cfg) + ["embedder", "llm"])
     return [to_detection(r, cfg, prof, calls) for r in results]
 
 

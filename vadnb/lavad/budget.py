@@ -23,22 +23,18 @@ def prompt_token_counter(llm: Any) -> Callable[[Messages], int]:
     return lambda m: sum(len(str(x.get("content", "")).split()) for x in m)
 
 
-def prompt_tokens(rt: Runtime, messages: Sequence[Messages], role: str = "llm") -> list[int]:
-    """Tokens of each conversation for ``role``'s model (cached by model and prompts)."""
-    key = {"model": rt.roles.identity(role), "prompts": list(messages)}
-    counts = rt.cache.get("lavad.prompt_tokens", key, None)
-    if counts is None:
-        count = prompt_token_counter(rt.roles.get(role))
-        counts = [int(count(m)) for m in messages]
-        rt.cache.put("lavad.prompt_tokens", key, counts)
-    return list(counts)
-
-
 def summary_budgets(rt: Runtime, messages: Sequence[Messages], cfg: Any) -> list[int]:
-    """Each summary's budget: the context left after the prompt, or ``summary_max_new_tokens``."""
+    """Each summary's budget: the context left after the prompt (token counts cached by model
+    and prompts), or ``summary_max_new_tokens``."""
     if cfg.summary_max_new_tokens is not None:
         return [cfg.summary_max_new_tokens] * len(messages)
-    return [max(1, cfg.llm_context_tokens - n) for n in prompt_tokens(rt, messages)]
+    key = {"model": rt.roles.identity("llm"), "prompts": list(messages)}
+    counts = rt.cache.get("lavad.prompt_tokens", key, None)
+    if counts is None:
+        count = prompt_token_counter(rt.roles.get("llm"))
+        counts = [int(count(m)) for m in messages]
+        rt.cache.put("lavad.prompt_tokens", key, counts)
+    return [max(1, cfg.llm_context_tokens - n) for n in counts]
 
 
 def chats(messages: Sequence[Messages], budgets: Sequence[int], cfg: Any, video: Any,

@@ -123,9 +123,8 @@ def options_table(benchmark: Any, options: dict[str, dict[str, Any]] | None = No
     for setting, overrides in (options or OPTIONS).items():
         dets = run_many(list(videos.path), backends=backends, cache=cache, **overrides)
         res = evaluate(dict(zip(names, dets)), labels)
-        rows.append({"setting": setting, "auc_raw": res["auc_raw"],
-                     "auc_refined": res["auc_refined"], "ap_refined": res["ap_refined"],
-                     "ap_refined_trapezoid": res["ap_refined_trapezoid"]})
+        rows.append({"setting": setting, **{k: res[k] for k in (
+            "auc_raw", "auc_refined", "ap_refined", "ap_refined_trapezoid")}})
     return pd.DataFrame(rows)
 
 
@@ -172,9 +171,7 @@ def glimpse(text: Any, width: int = 80) -> str:
 def random_roles(detection: Detection) -> frozenset[str]:
     """The roles whose model had random weights in this run (the ``cpu`` profile mixes)."""
     calls = detection.model_calls
-    if calls.empty:
-        return frozenset()
-    return frozenset(calls.loc[calls["profile"] == "tiny", "role"])
+    return frozenset() if calls.empty else frozenset(calls.loc[calls["profile"] == "tiny", "role"])
 
 
 def glimpse_table(table: pd.DataFrame, meaningless: bool, rows: int = 3,
@@ -195,12 +192,9 @@ def print_messages(messages: Messages, meaningless: bool, lines: int = 4) -> Non
     for message in messages:
         print(f"--- {message['role']} ---")
         content = message["content"].split("\n")
-        if not meaningless:
-            print("\n".join(content))
-            continue
-        for line in content[:lines]:
-            print(glimpse(line))
-        if len(content) > lines:
+        shown = content if not meaningless else [glimpse(line) for line in content[:lines]]
+        print("\n".join(shown))
+        if len(content) > len(shown):
             print(f"… ({len(content) - lines} more lines)")
 
 

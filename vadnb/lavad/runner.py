@@ -1,10 +1,8 @@
-"""What ``lavad.run`` needs around :func:`core.pipeline` (roles, the video opened with errors
-that name it, the Detection tabulated), and the reading of a run's scores."""
+"""A LAVAD run as a Detection (:func:`to_detection`), and the reading of a run's scores."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,44 +12,8 @@ import pandas as pd
 from .. import metrics
 from ..result import Detection
 from ..models.base import is_truncated
-from ..runtime import Roles, Runtime, VideoRef
 from .core import Config, refine_scores, to_frames
 from .official import refine_from_neighbours
-
-
-def captioner_roles(cfg: Config) -> list[str]:
-    """``captioner`` and, for a pool, ``captioner.1`` ... (one role per pooled model)."""
-    return ["captioner"] + [f"captioner.{i}" for i in range(1, len(cfg.captioner_models))]
-
-
-def roles_for(cfg: Config, profile: str | None, backends: dict[str, Any] | None) -> Roles:
-    captioners = captioner_roles(cfg)
-    models: dict[str, str | None] = {"llm": cfg.llm_model, "embedder": cfg.embedder_model,
-                                     "captioner": cfg.captioner_model}
-    models.update(zip(captioners, cfg.captioner_models))
-    return Roles(profile, entries={r: "captioner" for r in captioners}, models=models,
-                 backends=backends)
-
-
-def detection_profile(roles: Roles, names: Sequence[str]) -> str:
-    """"tiny" if a given backend is meaningless, else the profile the roles were loaded from
-    ("cpu" stays "cpu" though its image models are tiny), "custom" when they differ."""
-    found = {str(roles.given[r].profile) if r in roles.given else roles.resolved_profile()
-             for r in names}
-    if "tiny" in found or any(getattr(roles.given.get(r), "meaningless", False) for r in names):
-        return "tiny"
-    return found.pop() if len(found) == 1 else "custom"
-
-
-def open_video(rt: Runtime, video: str | os.PathLike) -> VideoRef:
-    """The video as the runtime knows it; a file without a frame rate is refused by name."""
-    from ..video import VideoError
-
-    ref = rt.video(video)
-    if not ref.fps or ref.fps <= 0:
-        raise VideoError(f"video reports no frame rate: {video}; re-encode it with one, e.g. "
-                         "`ffmpeg -i in.mp4 -r 30 out.mp4`")
-    return ref
 
 
 def to_detection(r: dict[str, Any], cfg: Config, profile: str,

@@ -108,8 +108,7 @@ def xd_violence_frame_scores(scores: Sequence[float], features: np.ndarray, num_
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     sims = unit @ unit.T
     top = int(0.15 * len(s)) if len(s) > 4 else len(s)
-    idx = np.argsort(sims, axis=1, kind="stable")[:, -top:] if top else \
-        np.argsort(sims, axis=1, kind="stable")
+    idx = np.argsort(sims, axis=1, kind="stable")[:, -top or None:]  # top 0: all of them
     near = np.take_along_axis(sims, idx, axis=1) * 10.0
     w = np.exp(near - near.max(axis=1, keepdims=True))
     refined = (w / w.sum(axis=1, keepdims=True) * s[idx]).sum(axis=1)
