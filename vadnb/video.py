@@ -210,13 +210,10 @@ def _opencv_frames(h: Any, p: Path) -> Iterator[tuple[float, Callable[[], np.nda
         yield (msec / 1000.0 if math.isfinite(msec) else math.nan), retrieve
 
 
-def _quarter_turns(frame: Any) -> int:
-    """Counter-clockwise quarter turns showing a PyAV frame upright (a phone's display matrix)."""
-    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
-
-
 def _rgb(frame: Any) -> np.ndarray:
-    return np.rot90(frame.to_ndarray(format="rgb24"), _quarter_turns(frame))
+    """A PyAV frame as RGB, upright (counter-clockwise quarter turns: a phone's display matrix)."""
+    turns = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+    return np.rot90(frame.to_ndarray(format="rgb24"), turns)
 
 
 def _check_source(path: PathLike) -> Path:
@@ -419,9 +416,8 @@ def _scan(p: Path) -> dict[str, Any]:
     name, h = _open(p)
     damage: list[int] = []
     packets: _Packets = []
-    pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
-    keys: list[bool] = []
-    times: list[float] = []
+    # each decoded frame's pts, whether it is a key frame, its time (s)
+    pts, keys, times = [], [], []  # type: list[Any], list[bool], list[float]
     layout = None  # PyAV's demuxer names (e.g. ["matroska", "webm"]), stream number, time base
     try:
         if name == "pyav":
@@ -432,8 +428,7 @@ def _scan(p: Path) -> dict[str, Any]:
                       stream.time_base)
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:  # the size shown: a quarter turn swaps width and height
-                    size = (frame.width, frame.height)
-                    width, height = size[::-1] if _quarter_turns(frame) % 2 else size
+                    height, width = _rgb(frame).shape[:2]
                 pts.append(frame.pts)
                 keys.append(bool(frame.key_frame))
                 times.append(math.nan if frame.time is None else float(frame.time))
@@ -464,15 +459,22 @@ def _scan(p: Path) -> dict[str, Any]:
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
-    lost_count = len(lost)
-    if placed and (lost or damage or -1 in slots):
-        notes.append(_lost_note(p, len(damage), lost, lost_count))
-    elif damage:  # the frames cannot be placed: count them (and name them if pts can)
+    damaged, lost_count, after = bool(damage or lost or -1 in slots), len(lost), None
+    if damage and not placed:  # the frames cannot be placed: count them (and name them if pts can)
         got, order = set(pts), _packet_order(packets)
         lost = [i for i, t in enumerate(order) if t not in got] if order and None not in got else []
-        lost_count = len(lost) if lost else max(len(packets) - n, 0)
-        notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
-    damaged = damage or lost_count or -1 in slots
+        lost_count, after = (len(lost) if lost else max(len(packets) - n, 0)), damage[0]
+    if damaged:
+        where = _spans(_ranges(lost)) or ("none" if after is None else
+                                          f"after decoded frame {after}")
+        numbering = ("keep their true indices; reading a lost index raises VideoError, and "
+                     "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
+                     "consecutively, as this file's timestamps cannot place the lost ones")
+        why = f" (the decoder rejected {len(damage)} packet(s))" if damage else ""
+        notes.append(f"{p} is damaged{why}: {lost_count} frame(s) could not be decoded (the "
+                     f"file's frames {where}, counted from 0; a frame predicted from a lost one "
+                     f"counts as lost too). The other frames {numbering}. Re-encode or fetch the "
+                     "file again.")
     seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
     return {
         "num_frames": int(total), "fps": float(fps), "width": int(width), "height": int(height),
@@ -484,18 +486,6 @@ def _scan(p: Path) -> dict[str, Any]:
         "seekable": seek is not None, "warnings": notes,
         **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None))),
     }
-
-
-def _lost_note(p: Path, rejects: int, lost: list[int], count: int, after: int | None = None) -> str:
-    """The warning for a damaged file (``after``: lost frames that cannot be placed)."""
-    where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
-    numbering = ("keep their true indices; reading a lost index raises VideoError, and "
-                 "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
-                 "consecutively, as this file's timestamps cannot place the lost ones")
-    why = f" (the decoder rejected {rejects} packet(s))" if rejects else ""
-    return (f"{p} is damaged{why}: {count} frame(s) could not be decoded (the file's "
-            f"frames {where}, counted from 0; a frame predicted from a lost one counts as lost "
-            f"too). The other frames {numbering}. Re-encode or fetch the file again.")
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
@@ -540,22 +530,16 @@ def _slots_from_packets(pts: list[Any], packets: _Packets) -> _Placed | None:
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
     """Which of ``values`` form a longest strictly increasing subsequence (O(n log n))."""
-    tails: list[int] = []      # tails[L]: the smallest last value of an increasing run of L+1
-    ends: list[int] = []       # ends[L]: where that run ends
-    before = [-1] * len(values)
+    tails: list[int] = []  # tails[L]: the smallest last value of an increasing run of L+1
+    ends: list[int] = []  # ends[L]: where that run ends
+    before: list[int] = []  # the value before each in its run (-1: none)
     for i, v in enumerate(values):
         at = bisect.bisect_left(tails, v)
-        if at == len(tails):
-            tails.append(v)
-            ends.append(i)
-        else:
-            tails[at], ends[at] = v, i
-        before[i] = ends[at - 1] if at else -1
-    keep = [False] * len(values)
-    i = ends[-1] if ends else -1
+        tails[at:at + 1], ends[at:at + 1] = [v], [i]  # append, or replace a larger tail
+        before.append(ends[at - 1] if at else -1)
+    keep, i = [False] * len(values), (ends[-1] if ends else -1)
     while i >= 0:
-        keep[i] = True
-        i = before[i]
+        keep[i], i = True, before[i]
     return keep
 
 
@@ -664,14 +648,10 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
     """``(pts, seek_points, seek_ts)`` when timestamps name every frame, else None."""
     if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
         return None
-    arr = np.asarray(pts, dtype=np.int64)
-    key_packets = {int(q[0]): (int(q[1]) if q[1] is not None else int(q[0]))
-                   for q in packets if q[2] and q[0] is not None}
-    points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
-    if not points:
-        return None
-    seek_ts = np.asarray([key_packets[int(arr[i])] for i in points], dtype=np.int64)
-    return arr, np.asarray(points, dtype=np.int64), seek_ts
+    key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
+    points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
+    return (np.asarray(pts, np.int64), np.asarray(points, np.int64),
+            np.asarray([key_dts[pts[i]] for i in points], np.int64)) if points else None
 
 
 def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
@@ -894,11 +874,10 @@ class _Reader:
 _HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
 
 
-def _madvise_hugepage(enabled: bool) -> bool | None:
-    """Turn numpy's transparent-huge-page advice on or off; the old setting (None: no switch)."""
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    return switch(enabled) if switch is not None else None
+#: Turn numpy's transparent-huge-page advice on or off; returns the old setting (None: no switch).
+_madvise_hugepage: Callable[[bool], bool | None] = getattr(
+    getattr(getattr(np, "_core", None) or np.core, "multiarray", None), "_set_madvise_hugepage",
+    lambda enabled: None)
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
