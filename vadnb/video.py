@@ -277,18 +277,16 @@ def _truncation(p: Path) -> str | None:
                             f"the file has {size}")
                 pos += length
             return None if b"moov" in seen else "the MP4 index (moov box) is missing"
-    return _mkv_truncation(head, size) if head[:4] == b"\x1a\x45\xdf\xa3" else None
+    if head[:4] != b"\x1a\x45\xdf\xa3":
+        return None
 
-
-def _mkv_truncation(data: bytes, size: int) -> str | None:
-    """Compare a Matroska segment's declared size (when known) with the file's size."""
     def vint(i: int, keep_marker: bool) -> tuple[int, int]:  # EBML: 1 + leading zeros long
-        length = 9 - data[i].bit_length()
-        tail = data[i + 1: i + length]
-        value = data[i] if keep_marker else data[i] & (0xFF >> length)
+        length = 9 - head[i].bit_length()
+        tail = head[i + 1: i + length]
+        value = head[i] if keep_marker else head[i] & (0xFF >> length)
         return (value << 8 * len(tail)) | int.from_bytes(tail, "big"), i + length
 
-    try:
+    try:  # compare a Matroska segment's declared size (when known) with the file's size
         _, i = vint(0, True)           # EBML header id
         hsize, i = vint(i, False)
         seg_id, start = vint(i + hsize, True)
@@ -493,8 +491,13 @@ def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[
     """Decoded frames' places in the undamaged video and its length, as the container says."""
     if not pts or None in pts:
         return None
-    if "mp4" in fmt or "mov" in fmt:
-        return _slots_from_packets(pts, packets) if damage else None
+    if "mp4" in fmt or "mov" in fmt:  # places among all packets' pts; strays (off the LIS): -1
+        where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
+        slots = [where.get(t) for t in pts]
+        if not damage or None in slots:  # None: a frame without a packet, or no distinct pts
+            return None
+        keep = _longest_increasing(slots)
+        return [int(s) if k else -1 for s, k in zip(slots, keep)], len(where)
     if "avi" in fmt:
         return _avi_slots(p, stream, pts, packets)
     if not damage and any(b <= a for a, b in zip(pts, pts[1:])):
@@ -516,16 +519,6 @@ def _drop_damaged_groups(placed: _Placed, keys: list[bool]) -> _Placed:
     keep = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
     dropped = np.where(keep, at, -1).tolist()
     return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
-
-
-def _slots_from_packets(pts: list[Any], packets: _Packets) -> _Placed | None:
-    """Places among all packets' pts; stray out-of-order frames get -1 (not the LIS)."""
-    where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
-    slots = [where.get(t) for t in pts]
-    if None in slots:  # a frame without a packet, or packets without distinct pts
-        return None
-    keep = _longest_increasing(slots)
-    return [int(s) if k else -1 for s, k in zip(slots, keep)], len(where)
 
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
@@ -581,26 +574,6 @@ def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> _Placed | Non
 
 def _avi_slots(p: Path, stream: int, pts: list[int], packets: _Packets) -> _Placed | None:
     """Places from the ``idx1`` index; a group of pictures that lost one is dropped whole."""
-    chunks = _avi_chunks(p, stream)
-    if not chunks:
-        return None
-    number = {pos: i for i, (pos, _) in enumerate(chunks)}
-    by_pts = {q[0]: number.get(q[3]) for q in packets}
-    decoded = [by_pts.get(t) for t in pts]
-    if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
-        return None
-    group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
-    missing = np.setdiff1d(np.arange(len(chunks)), decoded)
-    kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
-    lost, ok = np.setdiff1d(np.arange(len(chunks)), kept), kept >= 0
-    # a closed group shows its key frame first: a frame's place is its rank among the kept
-    # frames plus the lost pictures decoded before the latest picture decoded so far
-    before = np.searchsorted(lost, np.maximum.accumulate(kept))
-    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(chunks)
-
-
-def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
-    """``(data position, is key)`` of the stream's chunks in ``idx1`` ([] without one)."""
     size = p.stat().st_size
     movi, table = -1, b""
     with open(p, "rb") as f:
@@ -620,9 +593,22 @@ def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
     video = [(off, bool(flags & 0x10)) for tag, flags, off, length in entries  # AVIIF_KEYFRAME
              if tag in tags and length]
     if movi < 0 or not video:
-        return []
+        return None
     base = movi if video[0][0] < movi else 0  # offsets from the 'movi' tag, or absolute
-    return [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
+    chunks = [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
+    number = {pos: i for i, (pos, _) in enumerate(chunks)}
+    by_pts = {q[0]: number.get(q[3]) for q in packets}
+    decoded = [by_pts.get(t) for t in pts]
+    if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
+        return None
+    group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
+    missing = np.setdiff1d(np.arange(len(chunks)), decoded)
+    kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
+    lost, ok = np.setdiff1d(np.arange(len(chunks)), kept), kept >= 0
+    # a closed group shows its key frame first: a frame's place is its rank among the kept
+    # frames plus the lost pictures decoded before the latest picture decoded so far
+    before = np.searchsorted(lost, np.maximum.accumulate(kept))
+    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(chunks)
 
 
 def _spans(ranges: Sequence[Sequence[int]]) -> str:
