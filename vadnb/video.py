@@ -640,24 +640,20 @@ def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
             np.asarray([key_dts[pts[i]] for i in points], np.int64)) if points else None
 
 
-def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
-    """A VideoError unless ``value`` (per second) is None or a number in ``(0, below)``."""
-    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if value is not None and not (number and math.isfinite(value) and 0 < value < below):
-        unit, hint = ("samples", "; use fps=None to read every frame") if name == "fps" else (
-            "frames", "")
-        limit = f" and below {below:g}" if below < math.inf else ""
-        raise VideoError(f"{p}: {name} must be > 0{limit} {unit} per second, got {value!r}{hint}")
-
-
-def _probe_record(path: PathLike, cache: Any = None,
-                  frame_rate: float | None = None) -> tuple[Path, dict[str, Any]]:
+def _probe_record(path: PathLike, cache: Any = None, frame_rate: float | None = None,
+                  fps: float | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checked source and its (cached) probe record; ``fps``, a read's rate, checked too."""
     from .cache import file_digest, get_cache
     p = _check_source(path)
     if frame_rate is not None and not p.is_dir():
         raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
                          "comes from the file); drop frame_rate=")
-    _check_rate(p, "frame_rate", frame_rate, below=1000)
+    for name, value, below, what, hint in (
+            ("frame_rate", frame_rate, 1000, " and below 1000 frames", ""),
+            ("fps", fps, math.inf, " samples", "; use fps=None to read every frame")):
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if value is not None and not (number and math.isfinite(value) and 0 < value < below):
+            raise VideoError(f"{p}: {name} must be > 0{what} per second, got {value!r}{hint}")
     if p.is_dir():
         folder_images(p)  # a clear error for an empty or image-less folder, before hashing
         parts: dict[str, Any] = {"frames": file_digest(p), "version": _PROBE_VERSION,
@@ -703,11 +699,10 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     return np.unique(picked[picked < len(times)]).astype(np.int64)
 
 
-def _wanted(p: Path, record: dict[str, Any], fps: float | None, indices: Any) -> np.ndarray:
+def _wanted(reader: _Reader, fps: float | None, indices: Any) -> np.ndarray:
     """The frame indices to return, in the order to return them, validated."""
-    n = int(record["num_frames"])
+    p, record, n, present = reader.p, reader.record, reader.n, reader.index
     if indices is None:
-        present = _present(record)
         times = np.asarray(record["timestamps_s"])[present]
         return present if fps is None else present[sample_indices(times, fps)]
     if fps is not None:
@@ -728,7 +723,7 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None, indices: Any) ->
                          f"so indices run from 0 to {n - 1}"
                          + (f" (its header claims {record['header_frames']}, wrongly)"
                             if record["header_frames"] not in (0, n) else ""))
-    if missing := np.unique(arr[~np.isin(arr, _present(record))]).tolist():
+    if missing := np.unique(arr[~np.isin(arr, present)]).tolist():
         asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
         raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
                          f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
@@ -739,15 +734,6 @@ def _wanted(p: Path, record: dict[str, Any], fps: float | None, indices: Any) ->
     return arr
 
 
-def _present(record: dict[str, Any]) -> np.ndarray:
-    """The indices of the frames that can be read, ascending (all but the lost ones)."""
-    index = record.get("frame_index")
-    if index is None:
-        return np.arange(int(record["num_frames"]), dtype=np.int64)
-    index = np.asarray(index, dtype=np.int64)
-    return index[index >= 0]
-
-
 # --------------------------------------------------------------------------- reading
 class _Reader:
     """Frames by ascending index from one decoder: decoding on, seeking checked, or restarting."""
@@ -755,10 +741,10 @@ class _Reader:
     def __init__(self, p: Path, record: dict[str, Any]):
         self.p, self.record = p, record
         self.backend, self.n = str(record["backend"]), int(record["num_frames"])
-        self.index = _present(record)  # the frames there are, ascending
         # the index of each frame a sequential pass yields (-1: a stray frame, skipped)
         slots = record.get("frame_index")
-        self.decoded = self.index if slots is None else np.asarray(slots, dtype=np.int64)
+        self.decoded = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
+        self.index = self.decoded[self.decoded >= 0]  # the frames there are, ascending
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
@@ -877,14 +863,42 @@ def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
                 _madvise_hugepage(before)
 
 
-def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
-          size: tuple[int, int] | None) -> None:
-    """Decode ``order`` into ``out``, converting to RGB in a second thread (not for OpenCV)."""
-    import cv2
-    rank = np.argsort(order, kind="stable")  # rows of frame unique[j]: from rank[starts[j]] on
-    unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
+def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: Any,
+             frame_rate: float | None, chunk: int | None = None) -> tuple[Any, ...]:
+    """``(reader, order, size, (height, width), chunk)`` of a read, every argument checked."""
+    p, record = _probe_record(path, cache, frame_rate, fps)
+    if size is not None:
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            w = h = 0
+        if w <= 0 or h <= 0 or (w, h) != tuple(size):
+            raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
+        size = (w, h)
+    if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
+    reader = _Reader(p, record)
+    order = _wanted(reader, fps, indices)
+    chunk = max(len(order), 1) if chunk is None else int(chunk)
+    shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
+    if size is None and record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
+        odd = int(record["first_odd_size"])  # the position of the image among the files
+        w, h = record["odd_size"]
+        raise VideoError(f"{p}: the images of this frame folder differ in size: "
+                         f"{record['files'][0]} is {record['width']}x{record['height']}, "
+                         f"{record['files'][odd]} (frame {reader.index[odd]}) is {w}x{h}; "
+                         "pass size=(width, height) to resize every frame to one size")
+    return reader, order, size, shape, chunk
 
-    def place(j: int, index: int, make: Callable[[], np.ndarray]) -> None:
+
+def _iter_chunks(reader: _Reader, order: np.ndarray, size: tuple[int, int] | None,
+                 shape: tuple[int, int], chunk: int) -> Iterator[Frames]:
+    """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array,
+    converting to RGB in a second thread (not for OpenCV, whose frames wait for no one)."""
+    import cv2
+    times = np.asarray(reader.record["timestamps_s"], dtype=np.float64)
+
+    def place(out: np.ndarray, rows: np.ndarray, index: int, make: Callable[[], Any]) -> None:
         rgb = make()
         if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
@@ -896,67 +910,34 @@ def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
             raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                              f"{out.shape[2]}x{out.shape[1]}: the frame size changes within the "
                              "video; pass size=(width, height) to resize every frame to one size")
-        out[rank[starts[j]: starts[j] + counts[j]]] = rgb
+        out[rows] = rgb
 
-    frames = enumerate(reader.take(unique))
-    if reader.backend == "opencv" or len(unique) < 2:
-        for j, (index, make) in frames:
-            place(j, index, make)
-        return
-    pending: list[Any] = []
-    with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
-        try:
-            for j, (index, make) in frames:
-                pending.append(pool.submit(place, j, index, make))
-                if len(pending) > _CONVERT_AHEAD:
-                    pending.pop(0).result()  # re-raises a conversion's error here
-            for job in pending:
-                job.result()
-        finally:
-            for job in pending:
-                job.cancel()
-
-
-def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: Any,
-             frame_rate: float | None, chunk: int | None = None) -> tuple[Any, ...]:
-    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
-    p, record = _probe_record(path, cache, frame_rate)
-    _check_rate(p, "fps", fps)
-    if size is not None:
-        try:
-            w, h = (int(v) for v in size)
-        except (TypeError, ValueError):
-            w = h = 0
-        if w <= 0 or h <= 0 or (w, h) != tuple(size):
-            raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
-        size = (w, h)
-    if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
-    order = _wanted(p, record, fps, indices)
-    chunk = max(len(order), 1) if chunk is None else int(chunk)
-    shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
-    if size is None and record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])  # the position of the image among the files
-        w, h = record["odd_size"]
-        raise VideoError(f"{p}: the images of this frame folder differ in size: "
-                         f"{record['files'][0]} is {record['width']}x{record['height']}, "
-                         f"{record['files'][odd]} (frame {_present(record)[odd]}) is {w}x{h}; "
-                         "pass size=(width, height) to resize every frame to one size")
-    return p, record, order, size, shape, chunk
-
-
-def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray, size: tuple[int, int] | None,
-                 shape: tuple[int, int], chunk: int) -> Iterator[Frames]:
-    """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array."""
-    times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    reader = _Reader(p, record)
     try:
         for start in range(0, len(order), chunk):
             part = order[start: start + chunk]
-            images = _output(len(part), shape)
-            _fill(reader, part, images, size)
+            out = _output(len(part), shape)
+            rank = np.argsort(part, kind="stable")  # the rows of each distinct frame, together
+            unique, starts = np.unique(part[rank], return_index=True)
+            jobs = ((out, rows, *frame) for rows, frame in  # lazy: a decoded frame at a time
+                    zip(np.split(rank, starts[1:]), reader.take(unique)))
+            if reader.backend == "opencv" or len(unique) < 2:
+                for job in jobs:
+                    place(*job)
+            else:
+                pending: list[Any] = []
+                with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
+                    try:
+                        for job in jobs:
+                            pending.append(pool.submit(place, *job))
+                            if len(pending) > _CONVERT_AHEAD:
+                                pending.pop(0).result()  # re-raises a conversion's error here
+                        for done in pending:
+                            done.result()
+                    finally:
+                        for done in pending:
+                            done.cancel()
             _DECODE_STATS["frames_returned"] += len(part)
-            yield Frames(images=images, indices=part.copy(), timestamps_s=times[part])
+            yield Frames(images=out, indices=part.copy(), timestamps_s=times[part])
     finally:
         reader.close()
 
@@ -983,7 +964,7 @@ def read_frames(path: PathLike, fps: float | None = None,
     """
     request = _request(path, fps, indices, size, cache, frame_rate)
     whole = list(_iter_chunks(*request))  # one chunk, or none when nothing is asked
-    return whole[0] if whole else Frames(_output(0, request[4]), request[2], np.zeros(0))
+    return whole[0] if whole else Frames(_output(0, request[3]), request[1], np.zeros(0))
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
