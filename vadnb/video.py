@@ -451,9 +451,7 @@ def _scan(p: Path) -> dict[str, Any]:
     notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
              "Fetch the file again if its end matters."] if (ts_cut := _ts_cut_short(p)) else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
-    placed = _true_slots(p, *layout, pts, packets, damage, nominal) if layout else None
-    if placed and "avi" not in layout[0]:  # an AVI drops its damaged groups itself
-        placed = _drop_damaged_groups(placed, keys)
+    placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal) if layout else None
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
@@ -487,38 +485,45 @@ def _scan(p: Path) -> dict[str, Any]:
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
-                packets: _Packets, damage: list[int], nominal: float) -> _Placed | None:
-    """Decoded frames' places in the undamaged video and its length, as the container says."""
+                packets: _Packets, damage: list[int], keys: list[bool], nominal: float
+                ) -> _Placed | None:
+    """Decoded frames' places in the undamaged video and its length, as the container says;
+    a frame shown after its group lost a picture (made-up content) is dropped (-1)."""
     if not pts or None in pts:
         return None
+    if "avi" in fmt:  # an AVI drops its damaged groups itself
+        return _avi_slots(p, stream, pts, packets)
     if "mp4" in fmt or "mov" in fmt:  # places among all packets' pts; strays (off the LIS): -1
         where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
-        slots = [where.get(t) for t in pts]
-        if not damage or None in slots:  # None: a frame without a packet, or no distinct pts
+        places = [where.get(t) for t in pts]
+        if not damage or None in places:  # None: a frame without a packet, or no distinct pts
             return None
-        keep = _longest_increasing(slots)
-        return [int(s) if k else -1 for s, k in zip(slots, keep)], len(where)
-    if "avi" in fmt:
-        return _avi_slots(p, stream, pts, packets)
-    if not damage and any(b <= a for a, b in zip(pts, pts[1:])):
-        return None  # timestamps that go back in an undamaged file (e.g. joined recordings)
-    return _grid_slots(pts, nominal, time_base)
-
-
-def _drop_damaged_groups(placed: _Placed, keys: list[bool]) -> _Placed:
-    """Drop (-1) frames shown after their group lost a picture: made-up content."""
-    slots, total = placed
+        keep = _longest_increasing(places)
+        slots, total = [int(s) if k else -1 for s, k in zip(places, keep)], len(where)
+    else:  # on a constant-rate timeline: a step of k periods means k - 1 frames lost
+        if (len(pts) < 2 or not nominal or not time_base
+                or not damage and any(b <= a for a, b in zip(pts, pts[1:]))):
+            return None  # e.g. timestamps that go back in an undamaged file (joined recordings)
+        keep = _longest_increasing(pts)
+        kept = np.asarray([t for t, k in zip(pts, keep) if k], dtype=np.float64)
+        steps = np.diff(kept) * nominal * float(time_base)
+        whole = np.round(steps)
+        if len(kept) < 2 or np.any(np.abs(steps - whole) > 0.25) or np.mean(whole == 1) < 0.9:
+            return None
+        at = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
+        slots = [next(at) if k else -1 for k in keep]
+        total = max(slots) + 1
     at, lost = np.asarray(slots), np.setdiff1d(np.arange(total), slots)
     if not lost.size:
-        return placed
+        return slots, total
     # a group runs from a key frame to the next, in presentation order (and from frame 0)
     starts = np.asarray(sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0}))
     groups, first = np.unique(np.searchsorted(starts, lost, side="right") - 1, return_index=True)
     limit = np.full(len(starts), total)
     limit[groups] = lost[first]  # each group's first lost frame
-    keep = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
-    dropped = np.where(keep, at, -1).tolist()
-    return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
+    shown = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
+    dropped = np.where(shown, at, -1).tolist()
+    return (dropped, total) if max(dropped) >= 0 else (slots, total)  # keep something to show
 
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
@@ -554,22 +559,6 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
         return full - full[0], float(fps), fps_from, True
     fps, fps_from = (nominal, "container") if nominal else (25.0, "assumed")
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
-
-
-def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> _Placed | None:
-    """Places on a constant-rate timeline (a step of k periods: k - 1 lost), else None."""
-    if len(pts) < 2 or not nominal or not time_base:
-        return None
-    period = 1.0 / (nominal * float(time_base))
-    keep = _longest_increasing(pts)
-    kept = np.asarray([t for t, k in zip(pts, keep) if k], dtype=np.float64)
-    steps = np.diff(kept) / period
-    whole = np.round(steps)
-    if len(kept) < 2 or np.any(np.abs(steps - whole) > 0.25) or np.mean(whole == 1) < 0.9:
-        return None
-    places = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
-    slots = [next(places) if k else -1 for k in keep]
-    return slots, max(slots) + 1
 
 
 def _avi_slots(p: Path, stream: int, pts: list[int], packets: _Packets) -> _Placed | None:
