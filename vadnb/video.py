@@ -299,18 +299,6 @@ def _truncation(p: Path) -> str | None:
     return None
 
 
-def _ts_cut_short(p: Path) -> str | None:
-    """How an MPEG-TS file ends inside a transport packet (no index to compare with), or None."""
-    with open(p, "rb") as f:
-        head = f.read(400)
-    for packet, sync in ((188, 0), (192, 4)):  # plain TS, and M2TS with its 4-byte prefix
-        if len(head) > packet + sync and head[sync] == 0x47 and head[packet + sync] == 0x47:
-            extra = p.stat().st_size % packet
-            return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
-                    "probably cut short") if extra else None
-    return None
-
-
 # --------------------------------------------------------------------------- frame folders
 def folder_images(path: PathLike) -> list[Path]:
     """A frame folder's images in the order :func:`read_frames` uses (natural order: 2.jpg
@@ -448,8 +436,14 @@ def _scan(p: Path) -> dict[str, Any]:
         raise VideoError(f"{p} is truncated or damaged ({cut}): only {n} frame"
                          f"{'s' * (n != 1)} could be read (its header announces {header}). "
                          f"Copy it again, or keep what reads: `ffmpeg -i {p.name} -c copy ok.mkv`.")
-    notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
-             "Fetch the file again if its end matters."] if (ts_cut := _ts_cut_short(p)) else []
+    with open(p, "rb") as f:  # an MPEG-TS file has no index: does it end inside a packet?
+        head = f.read(400)
+    packet = next((k for k, sync in ((188, 0), (192, 4))  # plain TS; M2TS has a 4-byte prefix
+                   if len(head) > k + sync and head[sync] == head[k + sync] == 0x47), 0)
+    notes = [f"{p}: it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
+             f"probably cut short; {n} frames decoded, the frames after them are missing. "
+             "Fetch the file again if its end matters."
+             ] if packet and (extra := p.stat().st_size % packet) else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
     placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal) if layout else None
     slots, total = placed if placed else (list(range(n)), n)
