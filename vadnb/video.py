@@ -990,14 +990,11 @@ _KEY = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]  # RGB: red, gre
 
 
 def _code_image(code: int, width: int, height: int) -> np.ndarray:
-    img = np.zeros((height, width, 3), np.uint8)
     ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in (height, width))
-    for c in range(_GRID):
-        img[ys[0]:ys[1], xs[c]:xs[c + 1]] = _KEY[c % len(_KEY)]
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        if (code >> bit) & 1:
-            img[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = 255
+    blocks = np.zeros((_GRID, _GRID, 3), np.uint8)  # the colour key row, then bit i at row-major i
+    blocks[0] = _KEY
+    blocks[1:] = 255 * ((code >> np.arange(_BITS)) & 1).reshape(_GRID - 1, _GRID, 1)
+    img = blocks.repeat(np.diff(ys), axis=0).repeat(np.diff(xs), axis=1)
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
@@ -1015,14 +1012,10 @@ def read_frame_code(image: np.ndarray) -> int:
     """The index a :func:`write_test_video` frame shows (robust to compression and resizing)."""
     img = np.asarray(image, dtype=np.float32)
     ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in img.shape[:2])
-    code = 0
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
-        my, mx = (y1 - y0) // 4, (x1 - x0) // 4  # the block's centre, away from blurred edges
-        if img[y0 + my: y1 - my, x0 + mx: x1 - mx].mean() > 127:
-            code |= 1 << bit
-    return code
+    my, mx = np.diff(ys) // 4, np.diff(xs) // 4  # a block's centre, away from blurred edges
+    cells = [(r, c) for r in range(1, _GRID) for c in range(_GRID)]  # bit i is in cells[i]
+    return sum(1 << bit for bit, (r, c) in enumerate(cells) if img[
+        ys[r] + my[r]: ys[r + 1] - my[r], xs[c] + mx[c]: xs[c + 1] - mx[c]].mean() > 127)
 
 
 # near-lossless settings of the default encoders, so a frame's code survives compression
