@@ -142,10 +142,9 @@ def _open_pyav(path: Path) -> SimpleNamespace | None:
 
 def _open_opencv(path: Path) -> SimpleNamespace | None:
     import cv2
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
     try:
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS])
     except cv2.error:
         return None
     if not cap.isOpened():
@@ -339,7 +338,6 @@ def _numbering(images: list[Path]) -> list[int] | None:
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (pixels are read only when asked)."""
-    from PIL import Image, UnidentifiedImageError
     files = folder_images(p)
     numbers = _numbering(files)
     try:  # a folder extract_frames wrote keeps source indices: its gaps are sampling, not loss
@@ -352,14 +350,7 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     first = 0 if sampled else (numbers[0] if numbers else 0)  # a sample keeps source indices
     index = list(range(len(files))) if numbers is None else [k - first for k in numbers]
     n = index[-1] + 1
-    sizes = []
-    for f, i in zip(files, index):
-        try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise VideoError(f"{f}: not a readable image ({err}); frame {i} of the frame "
-                             f"folder {p}. Replace or remove the file.") from None
+    sizes = [_read_image(p, f.name, i, pixels=False) for f, i in zip(files, index)]
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
     # a sample's missing frames are not lost (nothing was damaged), but still cannot be read
@@ -380,20 +371,22 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     }
 
 
-def _read_image(p: Path, name: str, index: int) -> np.ndarray:
+def _read_image(p: Path, name: str, index: int, pixels: bool = True) -> Any:
+    """Frame ``index`` of the folder ``p``: its RGB pixels, or (``pixels=False``) its size."""
     from PIL import Image, UnidentifiedImageError
     f = p / name
     try:
         with Image.open(f) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise VideoError(f"{f} (frame {index} of the frame folder {p}) has disappeared since the "
-                         "folder was probed; the folder changed, probe it again") from None
+            got = np.asarray(im.convert("RGB")) if pixels else im.size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise VideoError(f"{f}: cannot decode this image ({err}); it is frame {index} of the "
-                         f"frame folder {p}. Replace or remove the file.") from None
-    _DECODE_STATS["frames_decoded"] += 1
-    return rgb
+        if pixels and isinstance(err, FileNotFoundError):
+            raise VideoError(f"{f} (frame {index} of the frame folder {p}) has disappeared since "
+                             "the folder was probed; the folder changed, probe it again") from None
+        what = "cannot decode this image" if pixels else "not a readable image"
+        raise VideoError(f"{f}: {what} ({err}); frame {index} of the frame folder {p}. "
+                         "Replace or remove the file.") from None
+    _DECODE_STATS["frames_decoded"] += pixels
+    return got
 
 
 # --------------------------------------------------------------------------- probe
@@ -964,19 +957,18 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     for frames in iter_frames(p, fps=fps, indices=indices, size=size, cache=cache,
                               frame_rate=frame_rate):
         for index, rgb in zip(frames.indices.tolist(), frames.images):
             target = out / f"frame_{index:06d}.jpg"
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            if not cv2.imwrite(str(target), bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
+            if not cv2.imwrite(str(target), rgb[..., ::-1], jpeg):
                 raise VideoError(f"could not write {target} (frame {index} of {p}); "
                                  "is the folder writable and the disk not full?")
             written.append(target)
-    manifest = {"written_by": "vadnb.video.extract_frames", "source": p.name,
-                "indices": [int(t.stem.rsplit("_", 1)[1]) for t in written]}
     tmp = out / f".{FRAMES_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest), encoding="utf-8")
+    tmp.write_text(json.dumps({"written_by": "vadnb.video.extract_frames", "source": p.name,
+                               "indices": [int(t.stem.rsplit("_", 1)[1]) for t in written]}))
     os.replace(tmp, out / FRAMES_MANIFEST)
     return written
 
