@@ -726,10 +726,9 @@ class _Reader:
         self.pos = -1  # index of the last frame taken from self.frames
         self.seeking: tuple[int, int] | None = None  # (seek point, attempt); None: sequential
         self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
-        self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
-        if self.seekable:
-            self.pts, self.points, self.seek_ts = (np.asarray(record[k], dtype=np.int64)
-                                                   for k in ("pts", "seek_points", "seek_ts"))
+        self.seekable = bool(record.get("seekable"))  # only PyAV's records are
+        seek = [record[k] if self.seekable else [] for k in ("pts", "seek_points", "seek_ts")]
+        self.pts, self.points, self.seek_ts = (np.asarray(v, dtype=np.int64) for v in seek)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -784,8 +783,7 @@ class _Reader:
                 yield t, functools.partial(_read_image, self.p, names[i], t)
             return
         # each target's seek point, found once (not per frame, under the GIL)
-        points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
-            if self.seekable else [-1] * len(targets)
+        points = (np.searchsorted(self.points, targets, side="right") - 1).tolist()
         for t, k in zip(targets.tolist(), points):
             seek = self.seekable and k >= 0  # k: the last seek point at or before frame t
             if self.frames is None or t <= self.pos \
@@ -794,9 +792,9 @@ class _Reader:
                     self._seek(k)
                 else:
                     self._restart()
-            while True:
+            while self.pos < t:  # the frames come in ascending order, t among them
                 try:
-                    index, retrieve = next(self.frames)
+                    self.pos, retrieve = next(self.frames)
                 except (StopIteration, _Untrusted) as err:  # only after a seek can it be _Untrusted
                     if self.seeking is None:
                         raise VideoError(
@@ -812,11 +810,7 @@ class _Reader:
                         _SEEK_STATS["fallbacks"] += 1
                         self.seekable = False
                         self._restart()
-                    continue
-                self.pos = index
-                if index == t:
-                    yield t, retrieve
-                    break
+            yield t, retrieve
 
 
 _HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
