@@ -32,12 +32,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
-    "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
-    "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
-    "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count",
-]
+__all__ = ["VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
+           "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
+           "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
+           "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count"]
 
 PathLike = str | os.PathLike
 _Packets = list[tuple[Any, Any, bool, int]]  # each picture packet's (pts, dts, is key, position)
@@ -359,16 +357,14 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
              f"{_spans(_ranges(lost))}, counted from {files[0].name} as frame 0) are lost "
              "frames; the others keep their numbers as indices (see VideoInfo.lost_ranges)."
              ] if lost else []
-    return {
-        "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
-        "duration_s": n / fps, "header_frames": 0, "backend": "images", "source": "folder",
-        "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
-        "fps_from": "given" if frame_rate is not None else "default", "sampled": sampled,
-        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
-        "frame_index": index if len(index) < n else None, "damaged_packets": 0,
-        "seekable": False, "files": [f.name for f in files], "first_odd_size": odd,
-        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
-    }
+    return {"num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
+            "duration_s": n / fps, "header_frames": 0, "backend": "images", "source": "folder",
+            "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
+            "fps_from": "default" if frame_rate is None else "given", "sampled": sampled,
+            "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+            "frame_index": index if len(index) < n else None, "damaged_packets": 0,
+            "seekable": False, "files": [f.name for f in files], "first_odd_size": odd,
+            "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes}
 
 
 def _read_image(p: Path, name: str, index: int, pixels: bool = True) -> Any:
@@ -403,8 +399,8 @@ def _scan(p: Path) -> dict[str, Any]:
             stream = h.stream
             nominal = float(stream.average_rate or stream.guessed_rate or 0)
             header = max(int(stream.frames or 0), 0)
-            layout = (str(h.container.format.name or "").split(","), int(stream.index),
-                      stream.time_base)
+            fmt = str(h.container.format.name or "").split(",")
+            layout = (fmt, int(stream.index), stream.time_base)
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:  # the size shown: a quarter turn swaps width and height
                     height, width = _rgb(frame).shape[:2]
@@ -459,16 +455,14 @@ def _scan(p: Path) -> dict[str, Any]:
                      f"counts as lost too). The other frames {numbering}. Re-encode or fetch the "
                      "file again.")
     seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
-    return {
-        "num_frames": int(total), "fps": float(fps), "width": int(width), "height": int(height),
-        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header, "backend": name,
-        "timestamps_from": "decoder" if reliable else "index/fps", "timestamps_s": rel,
-        "source": "file", "fps_from": fps_from, "lost_frames": int(lost_count),
-        "lost_ranges": [list(r) for r in _ranges(lost)], "damaged_packets": len(damage),
-        "frame_index": slots if placed and (lost or -1 in slots) else None,
-        "seekable": seek is not None, "warnings": notes,
-        **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None))),
-    }
+    return {"num_frames": int(total), "fps": float(fps), "width": int(width),
+            "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps),
+            "header_frames": header, "backend": name, "timestamps_s": rel,
+            "timestamps_from": "decoder" if reliable else "index/fps", "source": "file",
+            "fps_from": fps_from, "lost_frames": int(lost_count), "damaged_packets": len(damage),
+            "lost_ranges": [list(r) for r in _ranges(lost)], "seekable": seek is not None,
+            "frame_index": slots if placed and (lost or -1 in slots) else None, "warnings": notes,
+            **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None)))}
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
@@ -651,9 +645,8 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
     frames or an MPEG-TS file cut short."""
     _, r = _probe_record(path, cache, frame_rate)
     cast = {"int": int, "float": float, "str": str, "bool": bool}
-    return VideoInfo(**{f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo)
-                        if f.type in cast},
-                     lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]))
+    kept = {f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo) if f.type in cast}
+    return VideoInfo(**kept, lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]))
 
 
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
@@ -740,9 +733,8 @@ class _Reader:
         self.close()
         _, self.handle = _open(self.p, self.backend)
         if self.backend == "pyav":
-            self.frames = ((i, (lambda f=f: _rgb(f))) for i, f in
-                           zip(self.decoded.tolist(), _pyav_frames(self.handle, damage=[]))
-                           if i >= 0)
+            frames = zip(self.decoded.tolist(), _pyav_frames(self.handle, damage=[]))
+            self.frames = ((i, (lambda f=f: _rgb(f))) for i, f in frames if i >= 0)
         else:
             self.frames = ((i, retrieve) for i, (_, retrieve) in
                            zip(self.decoded.tolist(), _opencv_frames(self.handle, self.p)))
@@ -815,11 +807,8 @@ class _Reader:
 
 _HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
 
-
-#: Turn numpy's transparent-huge-page advice on or off; returns the old setting (None: no switch).
-_madvise_hugepage: Callable[[bool], bool | None] = getattr(
-    getattr(getattr(np, "_core", None) or np.core, "multiarray", None), "_set_madvise_hugepage",
-    lambda enabled: None)
+_madvise_hugepage: Callable[[bool], bool | None] = getattr(  # numpy's: returns the old setting
+    (getattr(np, "_core", None) or np.core).multiarray, "_set_madvise_hugepage", lambda on: None)
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
