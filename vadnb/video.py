@@ -454,7 +454,13 @@ def _scan(p: Path) -> dict[str, Any]:
                      f"file's frames {where}, counted from 0; a frame predicted from a lost one "
                      f"counts as lost too). The other frames {numbering}. Re-encode or fetch the "
                      "file again.")
-    seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
+    # seek points: key frames whose packet is known, in undamaged files whose pts all increase
+    key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
+    points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
+    seek = None
+    if points and not damaged and None not in pts and all(b > a for a, b in zip(pts, pts[1:])):
+        seek = (np.asarray(pts, np.int64), np.asarray(points, np.int64),
+                np.asarray([key_dts[pts[i]] for i in points], np.int64))
     return {"num_frames": int(total), "fps": float(fps), "width": int(width),
             "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps),
             "header_frames": header, "backend": name, "timestamps_s": rel,
@@ -597,17 +603,6 @@ def _packet_order(packets: _Packets) -> list[Any] | None:
     """Every picture packet's pts in presentation order; None if one is missing or repeats."""
     order = [q[0] for q in packets]
     return None if None in order or len(set(order)) != len(order) else sorted(order)
-
-
-def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(pts, seek_points, seek_ts)`` when timestamps name every frame, else None."""
-    if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
-        return None
-    key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
-    points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
-    return (np.asarray(pts, np.int64), np.asarray(points, np.int64),
-            np.asarray([key_dts[pts[i]] for i in points], np.int64)) if points else None
 
 
 def _probe_record(path: PathLike, cache: Any = None, frame_rate: float | None = None,
