@@ -41,20 +41,16 @@ PathLike = str | os.PathLike
 _Packets = list[tuple[Any, Any, bool, int]]  # each picture packet's (pts, dts, is key, position)
 _Placed = tuple[list[int], int]  # each decoded frame's index (-1: dropped), the frame count
 
-#: Give up opening or reading a file after this long (guards against FFmpeg blocking).
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = 20_000  #: give up opening or reading a file after this long (FFmpeg may block)
 _EPS = 1e-6  # seconds: two timestamps closer than this are the same instant
 _PROBE_VERSION = 5  # bump when the probe's logic changes, so stale cache entries go unused
-#: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
-FOLDER_FPS = 30.0
+FOLDER_FPS = 30.0  #: a frame folder's rate when ``frame_rate`` is not given (see fps_from)
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SEEK_MIN_SKIP = 64  # seek only past this many frames (a seek costs a few frames' decoding)
 _CONVERT_AHEAD = 4  # frames converted to RGB ahead of the decoder, at most (a picture each)
-#: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
-FRAMES_MANIFEST = "frames.json"
-
-#: Decoding work since the last reset (an image read counts as a frame decoded).
+FRAMES_MANIFEST = "frames.json"  #: which source frames an extract_frames folder holds
+# decoding work since the last reset (an image read counts as a frame decoded)
 _DECODE_STATS = {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
 _SEEK_STATS = {"seeks": 0, "fallbacks": 0}
 
@@ -389,10 +385,9 @@ def _read_image(p: Path, name: str, index: int, pixels: bool = True) -> Any:
 def _scan(p: Path) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
     name, h = _open(p)
-    damage: list[int] = []
+    damage: list[int] = []  # how many frames had decoded at each damaged packet
     packets: _Packets = []
-    # each decoded frame's pts, whether it is a key frame, its time (s)
-    pts, keys, times = [], [], []  # type: list[Any], list[bool], list[float]
+    pts, keys, times = [], [], []  # each decoded frame's pts, whether it is key, its time (s)
     layout = None  # PyAV's demuxer names (e.g. ["matroska", "webm"]), stream number, time base
     try:
         if name == "pyav":
@@ -570,21 +565,20 @@ def _avi_slots(p: Path, stream: int, pts: list[int], packets: _Packets) -> _Plac
              if tag in tags and length]
     if movi < 0 or not video:
         return None
-    base = movi if video[0][0] < movi else 0  # offsets from the 'movi' tag, or absolute
-    chunks = [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
-    number = {pos: i for i, (pos, _) in enumerate(chunks)}
+    base = (movi if video[0][0] < movi else 0) + 8  # from the 'movi' tag or absolute; +8: header
+    number = {base + off: i for i, (off, _) in enumerate(video)}  # a chunk's data position
     by_pts = {q[0]: number.get(q[3]) for q in packets}
     decoded = [by_pts.get(t) for t in pts]
     if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
         return None
-    group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
-    missing = np.setdiff1d(np.arange(len(chunks)), decoded)
+    group = np.cumsum([key for _, key in video]) - 1  # each picture's group (-1: before any)
+    missing = np.setdiff1d(np.arange(len(video)), decoded)
     kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
-    lost, ok = np.setdiff1d(np.arange(len(chunks)), kept), kept >= 0
+    lost, ok = np.setdiff1d(np.arange(len(video)), kept), kept >= 0
     # a closed group shows its key frame first: a frame's place is its rank among the kept
     # frames plus the lost pictures decoded before the latest picture decoded so far
     before = np.searchsorted(lost, np.maximum.accumulate(kept))
-    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(chunks)
+    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(video)
 
 
 def _spans(ranges: Sequence[Sequence[int]]) -> str:
