@@ -154,10 +154,6 @@ class _Untrusted(Exception):
     """A frame after a seek is not the one the probe's index promised: decode sequentially."""
 
 
-class _LandedLate(_Untrusted):
-    """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
-
-
 def _pyav_frames(h: Any, damage: list[int] | None = None,
                  packets: _Packets | None = None) -> Iterator[Any]:
     """PyAV's frames, past damaged packets (each noted in ``damage``; None: raise)."""
@@ -706,7 +702,7 @@ class _Reader:
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
-        self.seeking: tuple[int, int] | None = None  # (seek point, attempt); None: sequential
+        self.seeking = False  # whether self.frames come after a seek (else: sequential)
         self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
         self.seekable = bool(record.get("seekable"))  # only PyAV's records are
         seek = [record[k] if self.seekable else [] for k in ("pts", "seek_points", "seek_ts")]
@@ -727,34 +723,40 @@ class _Reader:
         else:
             self.frames = ((i, retrieve) for i, (_, retrieve) in
                            zip(self.decoded.tolist(), _opencv_frames(self.handle, self.p)))
-        self.seeking, self.pos = None, -1
+        self.seeking, self.pos = False, -1
 
-    def _seek(self, k: int, attempt: int | None = None) -> None:
-        """Seek to seek point ``k``: attempt 0 to its pts, 1 to its packet's dts."""
+    def _seek(self, k: int) -> None:
+        """Go to seek point ``k``: frames from its key frame on."""
         if self.handle is None:
             _, self.handle = _open(self.p, self.backend)
-        key = int(self.points[k])
-        attempt = self.first_attempt if attempt is None else attempt
-        ts = int(self.pts[key]) if attempt == 0 else int(self.seek_ts[k])
-        self.handle.container.seek(ts, backward=True, any_frame=False, stream=self.handle.stream)
-        _SEEK_STATS["seeks"] += 1
-        self.frames = self._after_seek(key)
-        self.seeking, self.pos = (k, attempt), key - 1
+        self.frames, self.seeking, self.pos = self._after_seek(k), True, int(self.points[k]) - 1
 
-    def _after_seek(self, key: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
-        """Frames from ``key`` on, each named by its pts; any mismatch raises _Untrusted."""
-        expect = key
-        for frame in _pyav_frames(self.handle):
-            if frame.pts is None:
-                raise _Untrusted("a frame without pts")
-            if expect == key and frame.pts < self.pts[key]:
-                continue  # frames before the key frame: the seek landed a little earlier
-            if expect == key and frame.pts > self.pts[key]:
-                raise _LandedLate()
-            if expect >= self.n or frame.pts != self.pts[expect]:
-                raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
-            yield expect, (lambda f=frame: _rgb(f))
-            expect += 1
+    def _after_seek(self, k: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        """Frames from seek point ``k`` on, each named by its pts; a mismatch raises _Untrusted.
+        A seek goes to the key frame's pts, or to its packet's dts once that landed late."""
+        key = int(self.points[k])
+        while True:
+            ts = int(self.pts[key]) if self.first_attempt == 0 else int(self.seek_ts[k])
+            self.handle.container.seek(ts, backward=True, any_frame=False,
+                                       stream=self.handle.stream)
+            _SEEK_STATS["seeks"] += 1
+            expect = key
+            for frame in _pyav_frames(self.handle):
+                if frame.pts is None:
+                    raise _Untrusted("a frame without pts")
+                if expect == key and frame.pts < self.pts[key]:
+                    continue  # frames before the key frame: the seek landed a little earlier
+                if expect == key and frame.pts > self.pts[key]:
+                    break  # the seek landed after the key frame
+                if expect >= self.n or frame.pts != self.pts[expect]:
+                    raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
+                yield expect, (lambda f=frame: _rgb(f))
+                expect += 1
+            else:
+                return
+            if self.first_attempt or self.seek_ts[k] >= self.pts[key]:
+                raise _Untrusted("the seek landed after the key frame")
+            self.first_attempt = 1  # seeking by pts lands late in this file: use the dts
 
     def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """``(index, make_rgb)`` per ascending target; call OpenCV's before taking the next."""
@@ -776,21 +778,15 @@ class _Reader:
             while self.pos < t:  # the frames come in ascending order, t among them
                 try:
                     self.pos, retrieve = next(self.frames)
-                except (StopIteration, _Untrusted) as err:  # only after a seek can it be _Untrusted
-                    if self.seeking is None:
+                except (StopIteration, _Untrusted):  # only after a seek can it be _Untrusted
+                    if not self.seeking:
                         raise VideoError(
                             f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
                             f"frame {t}, although a first pass counted {self.n}; the file may "
                             "have changed or be damaged. Copy it again and retry.") from None
-                    point, attempt = self.seeking
-                    if isinstance(err, _LandedLate) and attempt == 0 \
-                            and self.seek_ts[point] < self.pts[self.points[point]]:
-                        self.first_attempt = 1  # seeking by pts lands late here: use the dts
-                        self._seek(point, 1)
-                    else:  # never seek again in this file
-                        _SEEK_STATS["fallbacks"] += 1
-                        self.seekable = False
-                        self._restart()
+                    _SEEK_STATS["fallbacks"] += 1  # never seek again in this file
+                    self.seekable = False
+                    self._restart()
             yield t, retrieve
 
 
