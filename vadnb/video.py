@@ -384,14 +384,14 @@ def _scan(p: Path) -> dict[str, Any]:
     damage: list[int] = []  # how many frames had decoded at each damaged packet
     packets: _Packets = []
     pts, keys, times = [], [], []  # each decoded frame's pts, whether it is key, its time (s)
-    layout = None  # PyAV's demuxer names (e.g. ["matroska", "webm"]), stream number, time base
+    layout: tuple[Any, ...] = ([], 0, None)  # PyAV's demuxer names, stream number, time base
     try:
         if name == "pyav":
             stream = h.stream
             nominal = float(stream.average_rate or stream.guessed_rate or 0)
             header = max(int(stream.frames or 0), 0)
-            fmt = str(h.container.format.name or "").split(",")
-            layout = (fmt, int(stream.index), stream.time_base)
+            layout = (str(h.container.format.name or "").split(","), int(stream.index),
+                      stream.time_base)  # e.g. ["matroska", "webm"], 0, 1/1000
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:  # the size shown: a quarter turn swaps width and height
                     height, width = _rgb(frame).shape[:2]
@@ -425,7 +425,7 @@ def _scan(p: Path) -> dict[str, Any]:
              "Fetch the file again if its end matters."
              ] if packet and (extra := p.stat().st_size % packet) else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
-    placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal) if layout else None
+    placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal)  # None: no pts
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
@@ -847,10 +847,9 @@ def _iter_chunks(reader: _Reader, order: np.ndarray, size: tuple[int, int] | Non
         if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         if rgb.shape != out.shape[1:]:
-            where = f"{reader.p}: frame {index}"
-            if reader.backend == "images":
-                name = reader.record["files"][int(np.searchsorted(reader.index, index))]
-                where = f"{reader.p / name}: frame {index} of this frame folder"
+            where = f"{reader.p}: frame {index}" if reader.backend != "images" else (
+                f"{reader.p / reader.record['files'][int(np.searchsorted(reader.index, index))]}:"
+                f" frame {index} of this frame folder")
             raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
                              f"{out.shape[2]}x{out.shape[1]}: the frame size changes within the "
                              "video; pass size=(width, height) to resize every frame to one size")
