@@ -793,7 +793,7 @@ class _Reader:
 _HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
 
 _madvise_hugepage: Callable[[bool], bool | None] = getattr(  # numpy's: returns the old setting
-    (getattr(np, "_core", None) or np.core).multiarray, "_set_madvise_hugepage", lambda on: None)
+    (getattr(np, "_core", None) or np.core).multiarray, "_set_madvise_hugepage", lambda _: None)
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
@@ -825,9 +825,8 @@ def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: 
     order = _wanted(reader, fps, indices)
     chunk = max(len(order), 1) if chunk is None else int(chunk)
     shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
-    if size is None and record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])  # the position of the image among the files
-        w, h = record["odd_size"]
+    if size is None and (odd := int(record.get("first_odd_size", -1))) >= 0:  # folders only
+        w, h = record["odd_size"]  # of the odd-th image among the files
         raise VideoError(f"{p}: the images of this frame folder differ in size: "
                          f"{record['files'][0]} is {record['width']}x{record['height']}, "
                          f"{record['files'][odd]} (frame {reader.index[odd]}) is {w}x{h}; "
