@@ -653,41 +653,6 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     return np.unique(picked[picked < len(times)]).astype(np.int64)
 
 
-def _wanted(reader: _Reader, fps: float | None, indices: Any) -> np.ndarray:
-    """The frame indices to return, in the order to return them, validated."""
-    p, record, n, present = reader.p, reader.record, reader.n, reader.index
-    if indices is None:
-        times = np.asarray(record["timestamps_s"])[present]
-        return present if fps is None else present[sample_indices(times, fps)]
-    if fps is not None:
-        raise VideoError(f"{p}: pass fps or indices, not both")
-    arr = np.asarray(indices)
-    if arr.ndim != 1 and arr.size > 0:
-        raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
-                         f"got shape {arr.shape}")
-    arr = arr.reshape(-1)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
-            np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-        raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
-    arr = arr.astype(np.int64)
-    bad = arr[(arr < 0) | (arr >= n)]
-    if bad.size:
-        raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
-                         f"({bad.size} in all); this video has {n} decodable frames, "
-                         f"so indices run from 0 to {n - 1}"
-                         + (f" (its header claims {record['header_frames']}, wrongly)"
-                            if record["header_frames"] not in (0, n) else ""))
-    if missing := np.unique(arr[~np.isin(arr, present)]).tolist():
-        asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
-        raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
-                         f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
-                         if record.get("sampled") else f"{asked} lost: this video's frames "
-                         f"{_spans(record['lost_ranges'])} could not be read (see the "
-                         "DamagedVideoWarning). Ask only for frames outside "
-                         "VideoInfo.lost_ranges, or fetch an undamaged copy.")
-    return arr
-
-
 # --------------------------------------------------------------------------- reading
 class _Reader:
     """Frames by ascending index from one decoder: decoding on, seeking checked, or restarting."""
@@ -809,7 +774,8 @@ def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
 
 def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: Any,
              frame_rate: float | None, chunk: int | None = None) -> tuple[Any, ...]:
-    """``(reader, order, size, (height, width), chunk)`` of a read, every argument checked."""
+    """``(reader, order, size, (height, width), chunk)`` of a read, every argument checked;
+    ``order``: the frame indices to return, in the order to return them."""
     p, record = _probe_record(path, cache, frame_rate, fps)
     if size is not None:
         try:
@@ -822,7 +788,37 @@ def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: 
     if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     reader = _Reader(p, record)
-    order = _wanted(reader, fps, indices)
+    n, present = reader.n, reader.index
+    if indices is None:
+        times = np.asarray(record["timestamps_s"])[present]
+        order = present if fps is None else present[sample_indices(times, fps)]
+    elif fps is not None:
+        raise VideoError(f"{p}: pass fps or indices, not both")
+    else:
+        order = np.asarray(indices)
+        if order.ndim != 1 and order.size > 0:
+            raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
+                             f"got shape {order.shape}")
+        order = order.reshape(-1)
+        if order.size and not np.issubdtype(order.dtype, np.integer) and not (
+                np.issubdtype(order.dtype, np.floating) and np.all(order == np.round(order))):
+            raise VideoError(f"{p}: indices must be whole frame numbers, got {order[:5]}...")
+        order = order.astype(np.int64)
+        bad = order[(order < 0) | (order >= n)]
+        if bad.size:
+            raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
+                             f"({bad.size} in all); this video has {n} decodable frames, "
+                             f"so indices run from 0 to {n - 1}"
+                             + (f" (its header claims {record['header_frames']}, wrongly)"
+                                if record["header_frames"] not in (0, n) else ""))
+        if missing := np.unique(order[~np.isin(order, present)]).tolist():
+            asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
+            raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
+                             f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
+                             if record.get("sampled") else f"{asked} lost: this video's frames "
+                             f"{_spans(record['lost_ranges'])} could not be read (see the "
+                             "DamagedVideoWarning). Ask only for frames outside "
+                             "VideoInfo.lost_ranges, or fetch an undamaged copy.")
     chunk = max(len(order), 1) if chunk is None else int(chunk)
     shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
     if size is None and (odd := int(record.get("first_odd_size", -1))) >= 0:  # folders only
