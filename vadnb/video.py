@@ -995,11 +995,11 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
     rate = Fraction(fps).limit_denominator(1001)
     tb = Fraction(time_base).limit_denominator(1_000_000) if time_base is not None else 1 / rate
     with av.open(str(out), "w") as container:
-        stream = container.add_stream(codec, rate=rate, options=dict(options or {}))
+        stream = container.add_stream(
+            codec, rate=rate, options={**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})})
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = tb
-        stream.codec_context.options = {**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, *size), format="rgb24")
             frame.pts = int(pts[i]) if pts is not None else int(round(i / rate / tb))
