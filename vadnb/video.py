@@ -668,7 +668,7 @@ class _Reader:
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
         self.seeking = False  # whether self.frames come after a seek (else: sequential)
-        self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
+        self.by_dts = False  # True once seeking by pts has landed late in this file
         self.seekable = bool(record.get("seekable"))  # only PyAV's records are
         seek = [record[k] if self.seekable else [] for k in ("pts", "seek_points", "seek_ts")]
         self.pts, self.points, self.seek_ts = (np.asarray(v, dtype=np.int64) for v in seek)
@@ -701,7 +701,7 @@ class _Reader:
         A seek goes to the key frame's pts, or to its packet's dts once that landed late."""
         key = int(self.points[k])
         while True:
-            ts = int(self.pts[key]) if self.first_attempt == 0 else int(self.seek_ts[k])
+            ts = int(self.seek_ts[k]) if self.by_dts else int(self.pts[key])
             self.handle.container.seek(ts, backward=True, any_frame=False,
                                        stream=self.handle.stream)
             _SEEK_STATS["seeks"] += 1
@@ -719,9 +719,9 @@ class _Reader:
                 expect += 1
             else:
                 return
-            if self.first_attempt or self.seek_ts[k] >= self.pts[key]:
+            if self.by_dts or self.seek_ts[k] >= self.pts[key]:
                 raise _Untrusted("the seek landed after the key frame")
-            self.first_attempt = 1  # seeking by pts lands late in this file: use the dts
+            self.by_dts = True  # seeking by pts lands late in this file: use the dts
 
     def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """``(index, make_rgb)`` per ascending target; call OpenCV's before taking the next."""
