@@ -508,7 +508,7 @@ def _longest_increasing(values: Sequence[int]) -> list[bool]:
     """Which of ``values`` form a longest strictly increasing subsequence (O(n log n))."""
     tails: list[int] = []  # tails[L]: the smallest last value of an increasing run of L+1
     ends: list[int] = []  # ends[L]: where that run ends
-    before: list[int] = []  # the value before each in its run (-1: none)
+    before: list[int] = []  # where the element before each in its run is (-1: none)
     for i, v in enumerate(values):
         at = bisect.bisect_left(tails, v)
         tails[at:at + 1], ends[at:at + 1] = [v], [i]  # append, or replace a larger tail
