@@ -32,31 +32,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
-    "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
-    "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
-    "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count",
-]
+__all__ = ["VideoError", "DamagedVideoWarning", "VideoInfo", "Frames", "probe", "frame_times",
+           "sample_indices", "read_frames", "iter_frames", "extract_frames", "decode_stats",
+           "reset_decode_stats", "seek_stats", "FOLDER_FPS", "IMAGE_SUFFIXES", "folder_images",
+           "write_test_video", "read_frame_code", "patch_avi_frame_count", "folder_frame_count"]
 
 PathLike = str | os.PathLike
 _Packets = list[tuple[Any, Any, bool, int]]  # each picture packet's (pts, dts, is key, position)
 _Placed = tuple[list[int], int]  # each decoded frame's index (-1: dropped), the frame count
 
-#: Give up opening or reading a file after this long (guards against FFmpeg blocking).
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = 20_000  #: give up opening or reading a file after this long (FFmpeg may block)
 _EPS = 1e-6  # seconds: two timestamps closer than this are the same instant
 _PROBE_VERSION = 5  # bump when the probe's logic changes, so stale cache entries go unused
-#: Frame rate of a frame folder when ``frame_rate`` is not given (stated in VideoInfo.fps_from).
-FOLDER_FPS = 30.0
+FOLDER_FPS = 30.0  #: a frame folder's rate when ``frame_rate`` is not given (see fps_from)
 #: Image files a frame folder may hold (case-insensitive); other files in it are ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SEEK_MIN_SKIP = 64  # seek only past this many frames (a seek costs a few frames' decoding)
 _CONVERT_AHEAD = 4  # frames converted to RGB ahead of the decoder, at most (a picture each)
-#: Written by :func:`extract_frames` beside its JPEGs: which source frames the folder holds.
-FRAMES_MANIFEST = "frames.json"
-
-#: Decoding work since the last reset (an image read counts as a frame decoded).
+FRAMES_MANIFEST = "frames.json"  #: which source frames an extract_frames folder holds
+# decoding work since the last reset (an image read counts as a frame decoded)
 _DECODE_STATS = {"opens": 0, "frames_decoded": 0, "frames_returned": 0}
 _SEEK_STATS = {"seeks": 0, "fallbacks": 0}
 
@@ -142,10 +136,9 @@ def _open_pyav(path: Path) -> SimpleNamespace | None:
 
 def _open_opencv(path: Path) -> SimpleNamespace | None:
     import cv2
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
     try:
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS])
     except cv2.error:
         return None
     if not cap.isOpened():
@@ -159,10 +152,6 @@ _BACKENDS: dict[str, Callable[[Path], Any]] = {"pyav": _open_pyav, "opencv": _op
 
 class _Untrusted(Exception):
     """A frame after a seek is not the one the probe's index promised: decode sequentially."""
-
-
-class _LandedLate(_Untrusted):
-    """A seek landed after the wanted key frame (nothing taken yet: another seek may do)."""
 
 
 def _pyav_frames(h: Any, damage: list[int] | None = None,
@@ -210,13 +199,10 @@ def _opencv_frames(h: Any, p: Path) -> Iterator[tuple[float, Callable[[], np.nda
         yield (msec / 1000.0 if math.isfinite(msec) else math.nan), retrieve
 
 
-def _quarter_turns(frame: Any) -> int:
-    """Counter-clockwise quarter turns showing a PyAV frame upright (a phone's display matrix)."""
-    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
-
-
 def _rgb(frame: Any) -> np.ndarray:
-    return np.rot90(frame.to_ndarray(format="rgb24"), _quarter_turns(frame))
+    """A PyAV frame as RGB, upright (counter-clockwise quarter turns: a phone's display matrix)."""
+    turns = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+    return np.rot90(frame.to_ndarray(format="rgb24"), turns)
 
 
 def _check_source(path: PathLike) -> Path:
@@ -280,18 +266,16 @@ def _truncation(p: Path) -> str | None:
                             f"the file has {size}")
                 pos += length
             return None if b"moov" in seen else "the MP4 index (moov box) is missing"
-    return _mkv_truncation(head, size) if head[:4] == b"\x1a\x45\xdf\xa3" else None
+    if head[:4] != b"\x1a\x45\xdf\xa3":
+        return None
 
-
-def _mkv_truncation(data: bytes, size: int) -> str | None:
-    """Compare a Matroska segment's declared size (when known) with the file's size."""
     def vint(i: int, keep_marker: bool) -> tuple[int, int]:  # EBML: 1 + leading zeros long
-        length = 9 - data[i].bit_length()
-        tail = data[i + 1: i + length]
-        value = data[i] if keep_marker else data[i] & (0xFF >> length)
+        length = 9 - head[i].bit_length()
+        tail = head[i + 1: i + length]
+        value = head[i] if keep_marker else head[i] & (0xFF >> length)
         return (value << 8 * len(tail)) | int.from_bytes(tail, "big"), i + length
 
-    try:
+    try:  # compare a Matroska segment's declared size (when known) with the file's size
         _, i = vint(0, True)           # EBML header id
         hsize, i = vint(i, False)
         seg_id, start = vint(i + hsize, True)
@@ -301,18 +285,6 @@ def _mkv_truncation(data: bytes, size: int) -> str | None:
     unknown = seg_size == (1 << (7 * (i - start))) - 1
     if seg_id == 0x18538067 and not unknown and i + seg_size > size:
         return f"its Matroska segment declares {i + seg_size} bytes, the file has {size}"
-    return None
-
-
-def _ts_cut_short(p: Path) -> str | None:
-    """How an MPEG-TS file ends inside a transport packet (no index to compare with), or None."""
-    with open(p, "rb") as f:
-        head = f.read(400)
-    for packet, sync in ((188, 0), (192, 4)):  # plain TS, and M2TS with its 4-byte prefix
-        if len(head) > packet + sync and head[sync] == 0x47 and head[packet + sync] == 0x47:
-            extra = p.stat().st_size % packet
-            return (f"it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
-                    "probably cut short") if extra else None
     return None
 
 
@@ -356,7 +328,6 @@ def _numbering(images: list[Path]) -> list[int] | None:
 
 def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     """A frame folder's record, from the image headers (pixels are read only when asked)."""
-    from PIL import Image, UnidentifiedImageError
     files = folder_images(p)
     numbers = _numbering(files)
     try:  # a folder extract_frames wrote keeps source indices: its gaps are sampling, not loss
@@ -369,14 +340,7 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
     first = 0 if sampled else (numbers[0] if numbers else 0)  # a sample keeps source indices
     index = list(range(len(files))) if numbers is None else [k - first for k in numbers]
     n = index[-1] + 1
-    sizes = []
-    for f, i in zip(files, index):
-        try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise VideoError(f"{f}: not a readable image ({err}); frame {i} of the frame "
-                             f"folder {p}. Replace or remove the file.") from None
+    sizes = [_read_image(p, f.name, i, pixels=False) for f, i in zip(files, index)]
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), -1)
     fps = float(frame_rate) if frame_rate is not None else FOLDER_FPS
     # a sample's missing frames are not lost (nothing was damaged), but still cannot be read
@@ -385,55 +349,52 @@ def _scan_folder(p: Path, frame_rate: float | None) -> dict[str, Any]:
              f"{_spans(_ranges(lost))}, counted from {files[0].name} as frame 0) are lost "
              "frames; the others keep their numbers as indices (see VideoInfo.lost_ranges)."
              ] if lost else []
-    return {
-        "num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
-        "duration_s": n / fps, "header_frames": 0, "backend": "images", "source": "folder",
-        "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
-        "fps_from": "given" if frame_rate is not None else "default", "sampled": sampled,
-        "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
-        "frame_index": index if len(index) < n else None, "damaged_packets": 0,
-        "seekable": False, "files": [f.name for f in files], "first_odd_size": odd,
-        "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes,
-    }
+    return {"num_frames": n, "fps": fps, "width": sizes[0][0], "height": sizes[0][1],
+            "duration_s": n / fps, "header_frames": 0, "backend": "images", "source": "folder",
+            "timestamps_from": "index/fps", "timestamps_s": np.arange(n, dtype=np.float64) / fps,
+            "fps_from": "default" if frame_rate is None else "given", "sampled": sampled,
+            "lost_frames": len(lost), "lost_ranges": [list(r) for r in _ranges(lost)],
+            "frame_index": index if len(index) < n else None, "damaged_packets": 0,
+            "seekable": False, "files": [f.name for f in files], "first_odd_size": odd,
+            "odd_size": list(sizes[odd]) if odd >= 0 else [], "warnings": notes}
 
 
-def _read_image(p: Path, name: str, index: int) -> np.ndarray:
+def _read_image(p: Path, name: str, index: int, pixels: bool = True) -> Any:
+    """Frame ``index`` of the folder ``p``: its RGB pixels, or (``pixels=False``) its size."""
     from PIL import Image, UnidentifiedImageError
     f = p / name
     try:
         with Image.open(f) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise VideoError(f"{f} (frame {index} of the frame folder {p}) has disappeared since the "
-                         "folder was probed; the folder changed, probe it again") from None
+            got = np.asarray(im.convert("RGB")) if pixels else im.size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise VideoError(f"{f}: cannot decode this image ({err}); it is frame {index} of the "
-                         f"frame folder {p}. Replace or remove the file.") from None
-    _DECODE_STATS["frames_decoded"] += 1
-    return rgb
+        if pixels and isinstance(err, FileNotFoundError):
+            raise VideoError(f"{f} (frame {index} of the frame folder {p}) has disappeared since "
+                             "the folder was probed; the folder changed, probe it again") from None
+        what = "cannot decode this image" if pixels else "not a readable image"
+        raise VideoError(f"{f}: {what} ({err}); frame {index} of the frame folder {p}. "
+                         "Replace or remove the file.") from None
+    _DECODE_STATS["frames_decoded"] += pixels
+    return got
 
 
 # --------------------------------------------------------------------------- probe
 def _scan(p: Path) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
     name, h = _open(p)
-    damage: list[int] = []
+    damage: list[int] = []  # how many frames had decoded at each damaged packet
     packets: _Packets = []
-    pts: list[Any] = []  # each decoded frame's pts, whether it is a key frame, its time (s)
-    keys: list[bool] = []
-    times: list[float] = []
-    layout = None  # PyAV's demuxer names (e.g. ["matroska", "webm"]), stream number, time base
+    pts, keys, times = [], [], []  # each decoded frame's pts, whether it is key, its time (s)
+    layout: tuple[Any, ...] = ([], 0, None)  # PyAV's demuxer names, stream number, time base
     try:
         if name == "pyav":
             stream = h.stream
             nominal = float(stream.average_rate or stream.guessed_rate or 0)
             header = max(int(stream.frames or 0), 0)
             layout = (str(h.container.format.name or "").split(","), int(stream.index),
-                      stream.time_base)
+                      stream.time_base)  # e.g. ["matroska", "webm"], 0, 1/1000
             for frame in _pyav_frames(h, damage, packets):
                 if not pts:  # the size shown: a quarter turn swaps width and height
-                    size = (frame.width, frame.height)
-                    width, height = size[::-1] if _quarter_turns(frame) % 2 else size
+                    height, width = _rgb(frame).shape[:2]
                 pts.append(frame.pts)
                 keys.append(bool(frame.key_frame))
                 times.append(math.nan if frame.time is None else float(frame.time))
@@ -455,107 +416,106 @@ def _scan(p: Path) -> dict[str, Any]:
         raise VideoError(f"{p} is truncated or damaged ({cut}): only {n} frame"
                          f"{'s' * (n != 1)} could be read (its header announces {header}). "
                          f"Copy it again, or keep what reads: `ffmpeg -i {p.name} -c copy ok.mkv`.")
-    notes = [f"{p}: {ts_cut}; {n} frames decoded, the frames after them are missing. "
-             "Fetch the file again if its end matters."] if (ts_cut := _ts_cut_short(p)) else []
+    with open(p, "rb") as f:  # an MPEG-TS file has no index: does it end inside a packet?
+        head = f.read(400)
+    packet = next((k for k, sync in ((188, 0), (192, 4))  # plain TS; M2TS has a 4-byte prefix
+                   if len(head) > k + sync and head[sync] == head[k + sync] == 0x47), 0)
+    notes = [f"{p}: it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
+             f"probably cut short; {n} frames decoded, the frames after them are missing. "
+             "Fetch the file again if its end matters."
+             ] if packet and (extra := p.stat().st_size % packet) else []
     nominal = nominal if 0 < nominal < 1000 else 0.0
-    placed = _true_slots(p, *layout, pts, packets, damage, nominal) if layout else None
-    if placed and "avi" not in layout[0]:  # an AVI drops its damaged groups itself
-        placed = _drop_damaged_groups(placed, keys)
+    placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal)  # None: no pts
     slots, total = placed if placed else (list(range(n)), n)
     rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
-    lost_count = len(lost)
-    if placed and (lost or damage or -1 in slots):
-        notes.append(_lost_note(p, len(damage), lost, lost_count))
-    elif damage:  # the frames cannot be placed: count them (and name them if pts can)
+    damaged, lost_count, after = bool(damage or lost or -1 in slots), len(lost), None
+    if damage and not placed:  # the frames cannot be placed: count them (and name them if pts can)
         got, order = set(pts), _packet_order(packets)
         lost = [i for i, t in enumerate(order) if t not in got] if order and None not in got else []
-        lost_count = len(lost) if lost else max(len(packets) - n, 0)
-        notes.append(_lost_note(p, len(damage), lost, lost_count, after=damage[0]))
-    damaged = damage or lost_count or -1 in slots
-    seek = _seek_index(pts, keys, packets) if name == "pyav" and not damaged else None
-    return {
-        "num_frames": int(total), "fps": float(fps), "width": int(width), "height": int(height),
-        "duration_s": float(rel[-1] + 1.0 / fps), "header_frames": header, "backend": name,
-        "timestamps_from": "decoder" if reliable else "index/fps", "timestamps_s": rel,
-        "source": "file", "fps_from": fps_from, "lost_frames": int(lost_count),
-        "lost_ranges": [list(r) for r in _ranges(lost)], "damaged_packets": len(damage),
-        "frame_index": slots if placed and (lost or -1 in slots) else None,
-        "seekable": seek is not None, "warnings": notes,
-        **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None))),
-    }
-
-
-def _lost_note(p: Path, rejects: int, lost: list[int], count: int, after: int | None = None) -> str:
-    """The warning for a damaged file (``after``: lost frames that cannot be placed)."""
-    where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
-    numbering = ("keep their true indices; reading a lost index raises VideoError, and "
-                 "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
-                 "consecutively, as this file's timestamps cannot place the lost ones")
-    why = f" (the decoder rejected {rejects} packet(s))" if rejects else ""
-    return (f"{p} is damaged{why}: {count} frame(s) could not be decoded (the file's "
-            f"frames {where}, counted from 0; a frame predicted from a lost one counts as lost "
-            f"too). The other frames {numbering}. Re-encode or fetch the file again.")
+        lost_count, after = (len(lost) if lost else max(len(packets) - n, 0)), damage[0]
+    if damaged:
+        where = _spans(_ranges(lost)) or ("none" if after is None else
+                                          f"after decoded frame {after}")
+        numbering = ("keep their true indices; reading a lost index raises VideoError, and "
+                     "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
+                     "consecutively, as this file's timestamps cannot place the lost ones")
+        why = f" (the decoder rejected {len(damage)} packet(s))" if damage else ""
+        notes.append(f"{p} is damaged{why}: {lost_count} frame(s) could not be decoded (the "
+                     f"file's frames {where}, counted from 0; a frame predicted from a lost one "
+                     f"counts as lost too). The other frames {numbering}. Re-encode or fetch the "
+                     "file again.")
+    # seek points: key frames whose packet is known, in undamaged files whose pts all increase
+    key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
+    points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
+    seek = None
+    if points and not damaged and None not in pts and all(b > a for a, b in zip(pts, pts[1:])):
+        seek = (np.asarray(pts, np.int64), np.asarray(points, np.int64),
+                np.asarray([key_dts[pts[i]] for i in points], np.int64))
+    return {"num_frames": int(total), "fps": float(fps), "width": int(width),
+            "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps),
+            "header_frames": header, "backend": name, "timestamps_s": rel,
+            "timestamps_from": "decoder" if reliable else "index/fps", "source": "file",
+            "fps_from": fps_from, "lost_frames": int(lost_count), "damaged_packets": len(damage),
+            "lost_ranges": [list(r) for r in _ranges(lost)], "seekable": seek is not None,
+            "frame_index": slots if placed and (lost or -1 in slots) else None, "warnings": notes,
+            **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None)))}
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
-                packets: _Packets, damage: list[int], nominal: float) -> _Placed | None:
-    """Decoded frames' places in the undamaged video and its length, as the container says."""
+                packets: _Packets, damage: list[int], keys: list[bool], nominal: float
+                ) -> _Placed | None:
+    """Decoded frames' places in the undamaged video and its length, as the container says;
+    a frame shown after its group lost a picture (made-up content) is dropped (-1)."""
     if not pts or None in pts:
         return None
-    if "mp4" in fmt or "mov" in fmt:
-        return _slots_from_packets(pts, packets) if damage else None
-    if "avi" in fmt:
+    if "avi" in fmt:  # an AVI drops its damaged groups itself
         return _avi_slots(p, stream, pts, packets)
-    if not damage and any(b <= a for a, b in zip(pts, pts[1:])):
-        return None  # timestamps that go back in an undamaged file (e.g. joined recordings)
-    return _grid_slots(pts, nominal, time_base)
-
-
-def _drop_damaged_groups(placed: _Placed, keys: list[bool]) -> _Placed:
-    """Drop (-1) frames shown after their group lost a picture: made-up content."""
-    slots, total = placed
+    if "mp4" in fmt or "mov" in fmt:  # places among all packets' pts; strays (off the LIS): -1
+        where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
+        places = [where.get(t) for t in pts]
+        if not damage or None in places:  # None: a frame without a packet, or no distinct pts
+            return None
+        keep = _longest_increasing(places)
+        slots, total = [int(s) if k else -1 for s, k in zip(places, keep)], len(where)
+    else:  # on a constant-rate timeline: a step of k periods means k - 1 frames lost
+        if (len(pts) < 2 or not nominal or not time_base
+                or not damage and any(b <= a for a, b in zip(pts, pts[1:]))):
+            return None  # e.g. timestamps that go back in an undamaged file (joined recordings)
+        keep = _longest_increasing(pts)
+        kept = np.asarray([t for t, k in zip(pts, keep) if k], dtype=np.float64)
+        steps = np.diff(kept) * nominal * float(time_base)
+        whole = np.round(steps)
+        if len(kept) < 2 or np.any(np.abs(steps - whole) > 0.25) or np.mean(whole == 1) < 0.9:
+            return None
+        at = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
+        slots = [next(at) if k else -1 for k in keep]
+        total = max(slots) + 1
     at, lost = np.asarray(slots), np.setdiff1d(np.arange(total), slots)
     if not lost.size:
-        return placed
+        return slots, total
     # a group runs from a key frame to the next, in presentation order (and from frame 0)
     starts = np.asarray(sorted({s for s, k in zip(slots, keys) if k and s >= 0} | {0}))
     groups, first = np.unique(np.searchsorted(starts, lost, side="right") - 1, return_index=True)
     limit = np.full(len(starts), total)
     limit[groups] = lost[first]  # each group's first lost frame
-    keep = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
-    dropped = np.where(keep, at, -1).tolist()
-    return (dropped, total) if max(dropped) >= 0 else placed  # keep something to show
-
-
-def _slots_from_packets(pts: list[Any], packets: _Packets) -> _Placed | None:
-    """Places among all packets' pts; stray out-of-order frames get -1 (not the LIS)."""
-    where = {t: i for i, t in enumerate(_packet_order(packets) or [])}
-    slots = [where.get(t) for t in pts]
-    if None in slots:  # a frame without a packet, or packets without distinct pts
-        return None
-    keep = _longest_increasing(slots)
-    return [int(s) if k else -1 for s, k in zip(slots, keep)], len(where)
+    shown = (at >= 0) & (at < limit[np.searchsorted(starts, at, side="right") - 1])
+    dropped = np.where(shown, at, -1).tolist()
+    return (dropped, total) if max(dropped) >= 0 else (slots, total)  # keep something to show
 
 
 def _longest_increasing(values: Sequence[int]) -> list[bool]:
     """Which of ``values`` form a longest strictly increasing subsequence (O(n log n))."""
-    tails: list[int] = []      # tails[L]: the smallest last value of an increasing run of L+1
-    ends: list[int] = []       # ends[L]: where that run ends
-    before = [-1] * len(values)
+    tails: list[int] = []  # tails[L]: the smallest last value of an increasing run of L+1
+    ends: list[int] = []  # ends[L]: where that run ends
+    before: list[int] = []  # where the element before each in its run is (-1: none)
     for i, v in enumerate(values):
         at = bisect.bisect_left(tails, v)
-        if at == len(tails):
-            tails.append(v)
-            ends.append(i)
-        else:
-            tails[at], ends[at] = v, i
-        before[i] = ends[at - 1] if at else -1
-    keep = [False] * len(values)
-    i = ends[-1] if ends else -1
+        tails[at:at + 1], ends[at:at + 1] = [v], [i]  # append, or replace a larger tail
+        before.append(ends[at - 1] if at else -1)
+    keep, i = [False] * len(values), (ends[-1] if ends else -1)
     while i >= 0:
-        keep[i] = True
-        i = before[i]
+        keep[i], i = True, before[i]
     return keep
 
 
@@ -579,44 +539,8 @@ def _timing(times: list[float], slots: list[int], total: int, nominal: float
     return np.arange(total, dtype=np.float64) / fps, float(fps), fps_from, reliable
 
 
-def _grid_slots(pts: list[int], nominal: float, time_base: Any) -> _Placed | None:
-    """Places on a constant-rate timeline (a step of k periods: k - 1 lost), else None."""
-    if len(pts) < 2 or not nominal or not time_base:
-        return None
-    period = 1.0 / (nominal * float(time_base))
-    keep = _longest_increasing(pts)
-    kept = np.asarray([t for t, k in zip(pts, keep) if k], dtype=np.float64)
-    steps = np.diff(kept) / period
-    whole = np.round(steps)
-    if len(kept) < 2 or np.any(np.abs(steps - whole) > 0.25) or np.mean(whole == 1) < 0.9:
-        return None
-    places = iter(np.concatenate([[0], np.cumsum(whole)]).astype(np.int64).tolist())
-    slots = [next(places) if k else -1 for k in keep]
-    return slots, max(slots) + 1
-
-
 def _avi_slots(p: Path, stream: int, pts: list[int], packets: _Packets) -> _Placed | None:
     """Places from the ``idx1`` index; a group of pictures that lost one is dropped whole."""
-    chunks = _avi_chunks(p, stream)
-    if not chunks:
-        return None
-    number = {pos: i for i, (pos, _) in enumerate(chunks)}
-    by_pts = {q[0]: number.get(q[3]) for q in packets}
-    decoded = [by_pts.get(t) for t in pts]
-    if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
-        return None
-    group = np.cumsum([key for _, key in chunks]) - 1  # each picture's group (-1: before any)
-    missing = np.setdiff1d(np.arange(len(chunks)), decoded)
-    kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
-    lost, ok = np.setdiff1d(np.arange(len(chunks)), kept), kept >= 0
-    # a closed group shows its key frame first: a frame's place is its rank among the kept
-    # frames plus the lost pictures decoded before the latest picture decoded so far
-    before = np.searchsorted(lost, np.maximum.accumulate(kept))
-    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(chunks)
-
-
-def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
-    """``(data position, is key)`` of the stream's chunks in ``idx1`` ([] without one)."""
     size = p.stat().st_size
     movi, table = -1, b""
     with open(p, "rb") as f:
@@ -636,9 +560,21 @@ def _avi_chunks(p: Path, stream: int) -> list[tuple[int, bool]]:
     video = [(off, bool(flags & 0x10)) for tag, flags, off, length in entries  # AVIIF_KEYFRAME
              if tag in tags and length]
     if movi < 0 or not video:
-        return []
-    base = movi if video[0][0] < movi else 0  # offsets from the 'movi' tag, or absolute
-    return [(base + off + 8, key) for off, key in video]  # +8: past the chunk's header
+        return None
+    base = (movi if video[0][0] < movi else 0) + 8  # from the 'movi' tag or absolute; +8: header
+    number = {base + off: i for i, (off, _) in enumerate(video)}  # a chunk's data position
+    by_pts = {q[0]: number.get(q[3]) for q in packets}
+    decoded = [by_pts.get(t) for t in pts]
+    if any(k is None for k in decoded) or len(set(decoded)) != len(decoded):
+        return None
+    group = np.cumsum([key for _, key in video]) - 1  # each picture's group (-1: before any)
+    missing = np.setdiff1d(np.arange(len(video)), decoded)
+    kept = np.where(np.isin(group[decoded], group[missing]), -1, decoded)
+    lost, ok = np.setdiff1d(np.arange(len(video)), kept), kept >= 0
+    # a closed group shows its key frame first: a frame's place is its rank among the kept
+    # frames plus the lost pictures decoded before the latest picture decoded so far
+    before = np.searchsorted(lost, np.maximum.accumulate(kept))
+    return np.where(ok, np.cumsum(ok) - 1 + before, -1).tolist(), len(video)
 
 
 def _spans(ranges: Sequence[Sequence[int]]) -> str:
@@ -659,39 +595,20 @@ def _packet_order(packets: _Packets) -> list[Any] | None:
     return None if None in order or len(set(order)) != len(order) else sorted(order)
 
 
-def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(pts, seek_points, seek_ts)`` when timestamps name every frame, else None."""
-    if not pts or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
-        return None
-    arr = np.asarray(pts, dtype=np.int64)
-    key_packets = {int(q[0]): (int(q[1]) if q[1] is not None else int(q[0]))
-                   for q in packets if q[2] and q[0] is not None}
-    points = [i for i, (t, k) in enumerate(zip(arr.tolist(), keys)) if k and t in key_packets]
-    if not points:
-        return None
-    seek_ts = np.asarray([key_packets[int(arr[i])] for i in points], dtype=np.int64)
-    return arr, np.asarray(points, dtype=np.int64), seek_ts
-
-
-def _check_rate(p: Path, name: str, value: Any, below: float = math.inf) -> None:
-    """A VideoError unless ``value`` (per second) is None or a number in ``(0, below)``."""
-    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if value is not None and not (number and math.isfinite(value) and 0 < value < below):
-        unit, hint = ("samples", "; use fps=None to read every frame") if name == "fps" else (
-            "frames", "")
-        limit = f" and below {below:g}" if below < math.inf else ""
-        raise VideoError(f"{p}: {name} must be > 0{limit} {unit} per second, got {value!r}{hint}")
-
-
-def _probe_record(path: PathLike, cache: Any = None,
-                  frame_rate: float | None = None) -> tuple[Path, dict[str, Any]]:
+def _probe_record(path: PathLike, cache: Any = None, frame_rate: float | None = None,
+                  fps: float | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checked source and its (cached) probe record; ``fps``, a read's rate, checked too."""
     from .cache import file_digest, get_cache
     p = _check_source(path)
     if frame_rate is not None and not p.is_dir():
         raise VideoError(f"{p}: frame_rate is for frame folders only (a video file's rate "
                          "comes from the file); drop frame_rate=")
-    _check_rate(p, "frame_rate", frame_rate, below=1000)
+    for name, value, below, what, hint in (
+            ("frame_rate", frame_rate, 1000, " and below 1000 frames", ""),
+            ("fps", fps, math.inf, " samples", "; use fps=None to read every frame")):
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if value is not None and not (number and math.isfinite(value) and 0 < value < below):
+            raise VideoError(f"{p}: {name} must be > 0{what} per second, got {value!r}{hint}")
     if p.is_dir():
         folder_images(p)  # a clear error for an empty or image-less folder, before hashing
         parts: dict[str, Any] = {"frames": file_digest(p), "version": _PROBE_VERSION,
@@ -713,9 +630,8 @@ def probe(path: PathLike, cache: Any = None, frame_rate: float | None = None) ->
     frames or an MPEG-TS file cut short."""
     _, r = _probe_record(path, cache, frame_rate)
     cast = {"int": int, "float": float, "str": str, "bool": bool}
-    return VideoInfo(**{f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo)
-                        if f.type in cast},
-                     lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]))
+    kept = {f.name: cast[f.type](r[f.name]) for f in fields(VideoInfo) if f.type in cast}
+    return VideoInfo(**kept, lost_ranges=tuple((int(a), int(b)) for a, b in r["lost_ranges"]))
 
 
 def frame_times(path: PathLike, cache: Any = None, frame_rate: float | None = None) -> np.ndarray:
@@ -737,51 +653,6 @@ def sample_indices(times_s: np.ndarray, fps: float) -> np.ndarray:
     return np.unique(picked[picked < len(times)]).astype(np.int64)
 
 
-def _wanted(p: Path, record: dict[str, Any], fps: float | None, indices: Any) -> np.ndarray:
-    """The frame indices to return, in the order to return them, validated."""
-    n = int(record["num_frames"])
-    if indices is None:
-        present = _present(record)
-        times = np.asarray(record["timestamps_s"])[present]
-        return present if fps is None else present[sample_indices(times, fps)]
-    if fps is not None:
-        raise VideoError(f"{p}: pass fps or indices, not both")
-    arr = np.asarray(indices)
-    if arr.ndim != 1 and arr.size > 0:
-        raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
-                         f"got shape {arr.shape}")
-    arr = arr.reshape(-1)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not (
-            np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-        raise VideoError(f"{p}: indices must be whole frame numbers, got {arr[:5]}...")
-    arr = arr.astype(np.int64)
-    bad = arr[(arr < 0) | (arr >= n)]
-    if bad.size:
-        raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
-                         f"({bad.size} in all); this video has {n} decodable frames, "
-                         f"so indices run from 0 to {n - 1}"
-                         + (f" (its header claims {record['header_frames']}, wrongly)"
-                            if record["header_frames"] not in (0, n) else ""))
-    if missing := np.unique(arr[~np.isin(arr, _present(record))]).tolist():
-        asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
-        raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
-                         f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
-                         if record.get("sampled") else f"{asked} lost: this video's frames "
-                         f"{_spans(record['lost_ranges'])} could not be read (see the "
-                         "DamagedVideoWarning). Ask only for frames outside "
-                         "VideoInfo.lost_ranges, or fetch an undamaged copy.")
-    return arr
-
-
-def _present(record: dict[str, Any]) -> np.ndarray:
-    """The indices of the frames that can be read, ascending (all but the lost ones)."""
-    index = record.get("frame_index")
-    if index is None:
-        return np.arange(int(record["num_frames"]), dtype=np.int64)
-    index = np.asarray(index, dtype=np.int64)
-    return index[index >= 0]
-
-
 # --------------------------------------------------------------------------- reading
 class _Reader:
     """Frames by ascending index from one decoder: decoding on, seeking checked, or restarting."""
@@ -789,19 +660,18 @@ class _Reader:
     def __init__(self, p: Path, record: dict[str, Any]):
         self.p, self.record = p, record
         self.backend, self.n = str(record["backend"]), int(record["num_frames"])
-        self.index = _present(record)  # the frames there are, ascending
         # the index of each frame a sequential pass yields (-1: a stray frame, skipped)
         slots = record.get("frame_index")
-        self.decoded = self.index if slots is None else np.asarray(slots, dtype=np.int64)
+        self.decoded = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
+        self.index = self.decoded[self.decoded >= 0]  # the frames there are, ascending
         self.handle: Any = None
         self.frames: Iterator[tuple[int, Callable[[], np.ndarray]]] | None = None
         self.pos = -1  # index of the last frame taken from self.frames
-        self.seeking: tuple[int, int] | None = None  # (seek point, attempt); None: sequential
-        self.first_attempt = 0  # 1 once seeking by pts has landed late in this file
-        self.seekable = bool(record.get("seekable")) and self.backend == "pyav"
-        if self.seekable:
-            self.pts, self.points, self.seek_ts = (np.asarray(record[k], dtype=np.int64)
-                                                   for k in ("pts", "seek_points", "seek_ts"))
+        self.seeking = False  # whether self.frames come after a seek (else: sequential)
+        self.by_dts = False  # True once seeking by pts has landed late in this file
+        self.seekable = bool(record.get("seekable"))  # only PyAV's records are
+        seek = [record[k] if self.seekable else [] for k in ("pts", "seek_points", "seek_ts")]
+        self.pts, self.points, self.seek_ts = (np.asarray(v, dtype=np.int64) for v in seek)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -813,40 +683,45 @@ class _Reader:
         self.close()
         _, self.handle = _open(self.p, self.backend)
         if self.backend == "pyav":
-            self.frames = ((i, (lambda f=f: _rgb(f))) for i, f in
-                           zip(self.decoded.tolist(), _pyav_frames(self.handle, damage=[]))
-                           if i >= 0)
+            frames = zip(self.decoded.tolist(), _pyav_frames(self.handle, damage=[]))
+            self.frames = ((i, (lambda f=f: _rgb(f))) for i, f in frames if i >= 0)
         else:
             self.frames = ((i, retrieve) for i, (_, retrieve) in
                            zip(self.decoded.tolist(), _opencv_frames(self.handle, self.p)))
-        self.seeking, self.pos = None, -1
+        self.seeking, self.pos = False, -1
 
-    def _seek(self, k: int, attempt: int | None = None) -> None:
-        """Seek to seek point ``k``: attempt 0 to its pts, 1 to its packet's dts."""
+    def _seek(self, k: int) -> None:
+        """Go to seek point ``k``: frames from its key frame on."""
         if self.handle is None:
             _, self.handle = _open(self.p, self.backend)
-        key = int(self.points[k])
-        attempt = self.first_attempt if attempt is None else attempt
-        ts = int(self.pts[key]) if attempt == 0 else int(self.seek_ts[k])
-        self.handle.container.seek(ts, backward=True, any_frame=False, stream=self.handle.stream)
-        _SEEK_STATS["seeks"] += 1
-        self.frames = self._after_seek(key)
-        self.seeking, self.pos = (k, attempt), key - 1
+        self.frames, self.seeking, self.pos = self._after_seek(k), True, int(self.points[k]) - 1
 
-    def _after_seek(self, key: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
-        """Frames from ``key`` on, each named by its pts; any mismatch raises _Untrusted."""
-        expect = key
-        for frame in _pyav_frames(self.handle):
-            if frame.pts is None:
-                raise _Untrusted("a frame without pts")
-            if expect == key and frame.pts < self.pts[key]:
-                continue  # frames before the key frame: the seek landed a little earlier
-            if expect == key and frame.pts > self.pts[key]:
-                raise _LandedLate()
-            if expect >= self.n or frame.pts != self.pts[expect]:
-                raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
-            yield expect, (lambda f=frame: _rgb(f))
-            expect += 1
+    def _after_seek(self, k: int) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        """Frames from seek point ``k`` on, each named by its pts; a mismatch raises _Untrusted.
+        A seek goes to the key frame's pts, or to its packet's dts once that landed late."""
+        key = int(self.points[k])
+        while True:
+            ts = int(self.seek_ts[k]) if self.by_dts else int(self.pts[key])
+            self.handle.container.seek(ts, backward=True, any_frame=False,
+                                       stream=self.handle.stream)
+            _SEEK_STATS["seeks"] += 1
+            expect = key
+            for frame in _pyav_frames(self.handle):
+                if frame.pts is None:
+                    raise _Untrusted("a frame without pts")
+                if expect == key and frame.pts < self.pts[key]:
+                    continue  # frames before the key frame: the seek landed a little earlier
+                if expect == key and frame.pts > self.pts[key]:
+                    break  # the seek landed after the key frame
+                if expect >= self.n or frame.pts != self.pts[expect]:
+                    raise _Untrusted(f"frame {expect}: pts {frame.pts} is not the indexed one")
+                yield expect, (lambda f=frame: _rgb(f))
+                expect += 1
+            else:
+                return
+            if self.by_dts or self.seek_ts[k] >= self.pts[key]:
+                raise _Untrusted("the seek landed after the key frame")
+            self.by_dts = True  # seeking by pts lands late in this file: use the dts
 
     def take(self, targets: np.ndarray) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
         """``(index, make_rgb)`` per ascending target; call OpenCV's before taking the next."""
@@ -856,8 +731,7 @@ class _Reader:
                 yield t, functools.partial(_read_image, self.p, names[i], t)
             return
         # each target's seek point, found once (not per frame, under the GIL)
-        points = (np.searchsorted(self.points, targets, side="right") - 1).tolist() \
-            if self.seekable else [-1] * len(targets)
+        points = (np.searchsorted(self.points, targets, side="right") - 1).tolist()
         for t, k in zip(targets.tolist(), points):
             seek = self.seekable and k >= 0  # k: the last seek point at or before frame t
             if self.frames is None or t <= self.pos \
@@ -866,39 +740,25 @@ class _Reader:
                     self._seek(k)
                 else:
                     self._restart()
-            while True:
+            while self.pos < t:  # the frames come in ascending order, t among them
                 try:
-                    index, retrieve = next(self.frames)
-                except (StopIteration, _Untrusted) as err:  # only after a seek can it be _Untrusted
-                    if self.seeking is None:
+                    self.pos, retrieve = next(self.frames)
+                except (StopIteration, _Untrusted):  # only after a seek can it be _Untrusted
+                    if not self.seeking:
                         raise VideoError(
                             f"{self.p}: decoding stopped after {self.pos + 1} frames, before "
                             f"frame {t}, although a first pass counted {self.n}; the file may "
                             "have changed or be damaged. Copy it again and retry.") from None
-                    point, attempt = self.seeking
-                    if isinstance(err, _LandedLate) and attempt == 0 \
-                            and self.seek_ts[point] < self.pts[self.points[point]]:
-                        self.first_attempt = 1  # seeking by pts lands late here: use the dts
-                        self._seek(point, 1)
-                    else:  # never seek again in this file
-                        _SEEK_STATS["fallbacks"] += 1
-                        self.seekable = False
-                        self._restart()
-                    continue
-                self.pos = index
-                if index == t:
-                    yield t, retrieve
-                    break
+                    _SEEK_STATS["fallbacks"] += 1  # never seek again in this file
+                    self.seekable = False
+                    self._restart()
+            yield t, retrieve
 
 
 _HUGEPAGE_SWITCH = threading.Lock()  # held while numpy's huge-page switch is off
 
-
-def _madvise_hugepage(enabled: bool) -> bool | None:
-    """Turn numpy's transparent-huge-page advice on or off; the old setting (None: no switch)."""
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    return switch(enabled) if switch is not None else None
+_madvise_hugepage: Callable[[bool], bool | None] = getattr(  # numpy's: returns the old setting
+    (getattr(np, "_core", None) or np.core).multiarray, "_set_madvise_hugepage", lambda _: None)
 
 
 def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
@@ -912,51 +772,11 @@ def _output(count: int, shape: tuple[int, int]) -> np.ndarray:
                 _madvise_hugepage(before)
 
 
-def _fill(reader: _Reader, order: np.ndarray, out: np.ndarray,
-          size: tuple[int, int] | None) -> None:
-    """Decode ``order`` into ``out``, converting to RGB in a second thread (not for OpenCV)."""
-    import cv2
-    rank = np.argsort(order, kind="stable")  # rows of frame unique[j]: from rank[starts[j]] on
-    unique, starts, counts = np.unique(order[rank], return_index=True, return_counts=True)
-
-    def place(j: int, index: int, make: Callable[[], np.ndarray]) -> None:
-        rgb = make()
-        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        if rgb.shape != out.shape[1:]:
-            where = f"{reader.p}: frame {index}"
-            if reader.backend == "images":
-                name = reader.record["files"][int(np.searchsorted(reader.index, index))]
-                where = f"{reader.p / name}: frame {index} of this frame folder"
-            raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
-                             f"{out.shape[2]}x{out.shape[1]}: the frame size changes within the "
-                             "video; pass size=(width, height) to resize every frame to one size")
-        out[rank[starts[j]: starts[j] + counts[j]]] = rgb
-
-    frames = enumerate(reader.take(unique))
-    if reader.backend == "opencv" or len(unique) < 2:
-        for j, (index, make) in frames:
-            place(j, index, make)
-        return
-    pending: list[Any] = []
-    with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
-        try:
-            for j, (index, make) in frames:
-                pending.append(pool.submit(place, j, index, make))
-                if len(pending) > _CONVERT_AHEAD:
-                    pending.pop(0).result()  # re-raises a conversion's error here
-            for job in pending:
-                job.result()
-        finally:
-            for job in pending:
-                job.cancel()
-
-
 def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: Any,
              frame_rate: float | None, chunk: int | None = None) -> tuple[Any, ...]:
-    """``(p, record, order, size, (height, width), chunk)`` of a read, every argument checked."""
-    p, record = _probe_record(path, cache, frame_rate)
-    _check_rate(p, "fps", fps)
+    """``(reader, order, size, (height, width), chunk)`` of a read, every argument checked;
+    ``order``: the frame indices to return, in the order to return them."""
+    p, record = _probe_record(path, cache, frame_rate, fps)
     if size is not None:
         try:
             w, h = (int(v) for v in size)
@@ -967,31 +787,95 @@ def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: 
         size = (w, h)
     if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
-    order = _wanted(p, record, fps, indices)
+    reader = _Reader(p, record)
+    n, present = reader.n, reader.index
+    if indices is None:
+        times = np.asarray(record["timestamps_s"])[present]
+        order = present if fps is None else present[sample_indices(times, fps)]
+    elif fps is not None:
+        raise VideoError(f"{p}: pass fps or indices, not both")
+    else:
+        order = np.asarray(indices)
+        if order.ndim != 1 and order.size > 0:
+            raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
+                             f"got shape {order.shape}")
+        order = order.reshape(-1)
+        if order.size and not np.issubdtype(order.dtype, np.integer) and not (
+                np.issubdtype(order.dtype, np.floating) and np.all(order == np.round(order))):
+            raise VideoError(f"{p}: indices must be whole frame numbers, got {order[:5]}...")
+        order = order.astype(np.int64)
+        bad = order[(order < 0) | (order >= n)]
+        if bad.size:
+            raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
+                             f"({bad.size} in all); this video has {n} decodable frames, "
+                             f"so indices run from 0 to {n - 1}"
+                             + (f" (its header claims {record['header_frames']}, wrongly)"
+                                if record["header_frames"] not in (0, n) else ""))
+        if missing := np.unique(order[~np.isin(order, present)]).tolist():
+            asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
+            raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
+                             f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
+                             if record.get("sampled") else f"{asked} lost: this video's frames "
+                             f"{_spans(record['lost_ranges'])} could not be read (see the "
+                             "DamagedVideoWarning). Ask only for frames outside "
+                             "VideoInfo.lost_ranges, or fetch an undamaged copy.")
     chunk = max(len(order), 1) if chunk is None else int(chunk)
     shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
-    if size is None and record["source"] == "folder" and int(record["first_odd_size"]) >= 0:
-        odd = int(record["first_odd_size"])  # the position of the image among the files
-        w, h = record["odd_size"]
+    if size is None and (odd := int(record.get("first_odd_size", -1))) >= 0:  # folders only
+        w, h = record["odd_size"]  # of the odd-th image among the files
         raise VideoError(f"{p}: the images of this frame folder differ in size: "
                          f"{record['files'][0]} is {record['width']}x{record['height']}, "
-                         f"{record['files'][odd]} (frame {_present(record)[odd]}) is {w}x{h}; "
+                         f"{record['files'][odd]} (frame {reader.index[odd]}) is {w}x{h}; "
                          "pass size=(width, height) to resize every frame to one size")
-    return p, record, order, size, shape, chunk
+    return reader, order, size, shape, chunk
 
 
-def _iter_chunks(p: Path, record: dict[str, Any], order: np.ndarray, size: tuple[int, int] | None,
+def _iter_chunks(reader: _Reader, order: np.ndarray, size: tuple[int, int] | None,
                  shape: tuple[int, int], chunk: int) -> Iterator[Frames]:
-    """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array."""
-    times = np.asarray(record["timestamps_s"], dtype=np.float64)
-    reader = _Reader(p, record)
+    """Decode the frames of ``order`` (in that order) by chunks, each into a fresh array,
+    converting to RGB in a second thread (not for OpenCV, whose frames wait for no one)."""
+    import cv2
+    times = np.asarray(reader.record["timestamps_s"], dtype=np.float64)
+
+    def place(out: np.ndarray, rows: np.ndarray, index: int, make: Callable[[], Any]) -> None:
+        rgb = make()
+        if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if rgb.shape != out.shape[1:]:
+            where = f"{reader.p}: frame {index}" if reader.backend != "images" else (
+                f"{reader.p / reader.record['files'][int(np.searchsorted(reader.index, index))]}:"
+                f" frame {index} of this frame folder")
+            raise VideoError(f"{where} is {rgb.shape[1]}x{rgb.shape[0]}, earlier frames are "
+                             f"{out.shape[2]}x{out.shape[1]}: the frame size changes within the "
+                             "video; pass size=(width, height) to resize every frame to one size")
+        out[rows] = rgb
+
     try:
         for start in range(0, len(order), chunk):
             part = order[start: start + chunk]
-            images = _output(len(part), shape)
-            _fill(reader, part, images, size)
+            out = _output(len(part), shape)
+            rank = np.argsort(part, kind="stable")  # the rows of each distinct frame, together
+            unique, starts = np.unique(part[rank], return_index=True)
+            jobs = ((out, rows, *frame) for rows, frame in  # lazy: a decoded frame at a time
+                    zip(np.split(rank, starts[1:]), reader.take(unique)))
+            if reader.backend == "opencv" or len(unique) < 2:
+                for job in jobs:
+                    place(*job)
+            else:
+                pending: list[Any] = []
+                with ThreadPoolExecutor(1, thread_name_prefix="vadnb-rgb") as pool:
+                    try:
+                        for job in jobs:
+                            pending.append(pool.submit(place, *job))
+                            if len(pending) > _CONVERT_AHEAD:
+                                pending.pop(0).result()  # re-raises a conversion's error here
+                        for done in pending:
+                            done.result()
+                    finally:
+                        for done in pending:
+                            done.cancel()
             _DECODE_STATS["frames_returned"] += len(part)
-            yield Frames(images=images, indices=part.copy(), timestamps_s=times[part])
+            yield Frames(images=out, indices=part.copy(), timestamps_s=times[part])
     finally:
         reader.close()
 
@@ -1018,7 +902,7 @@ def read_frames(path: PathLike, fps: float | None = None,
     """
     request = _request(path, fps, indices, size, cache, frame_rate)
     whole = list(_iter_chunks(*request))  # one chunk, or none when nothing is asked
-    return whole[0] if whole else Frames(_output(0, request[4]), request[2], np.zeros(0))
+    return whole[0] if whole else Frames(_output(0, request[3]), request[1], np.zeros(0))
 
 
 def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
@@ -1035,19 +919,18 @@ def extract_frames(path: PathLike, out_dir: PathLike, fps: float | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     for frames in iter_frames(p, fps=fps, indices=indices, size=size, cache=cache,
                               frame_rate=frame_rate):
         for index, rgb in zip(frames.indices.tolist(), frames.images):
             target = out / f"frame_{index:06d}.jpg"
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            if not cv2.imwrite(str(target), bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
+            if not cv2.imwrite(str(target), rgb[..., ::-1], jpeg):
                 raise VideoError(f"could not write {target} (frame {index} of {p}); "
                                  "is the folder writable and the disk not full?")
             written.append(target)
-    manifest = {"written_by": "vadnb.video.extract_frames", "source": p.name,
-                "indices": [int(t.stem.rsplit("_", 1)[1]) for t in written]}
     tmp = out / f".{FRAMES_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest), encoding="utf-8")
+    tmp.write_text(json.dumps({"written_by": "vadnb.video.extract_frames", "source": p.name,
+                               "indices": [int(t.stem.rsplit("_", 1)[1]) for t in written]}))
     os.replace(tmp, out / FRAMES_MANIFEST)
     return written
 
@@ -1061,14 +944,11 @@ _KEY = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]  # RGB: red, gre
 
 
 def _code_image(code: int, width: int, height: int) -> np.ndarray:
-    img = np.zeros((height, width, 3), np.uint8)
     ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in (height, width))
-    for c in range(_GRID):
-        img[ys[0]:ys[1], xs[c]:xs[c + 1]] = _KEY[c % len(_KEY)]
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        if (code >> bit) & 1:
-            img[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = 255
+    blocks = np.zeros((_GRID, _GRID, 3), np.uint8)  # the colour key row, then bit i at row-major i
+    blocks[0] = _KEY
+    blocks[1:] = 255 * ((code >> np.arange(_BITS)) & 1).reshape(_GRID - 1, _GRID, 1)
+    img = blocks.repeat(np.diff(ys), axis=0).repeat(np.diff(xs), axis=1)
     block_h, block_w = ys[1] - ys[0], xs[-1] - xs[-2]
     if block_h >= 20:  # big enough to print the number in the white key block, for people
         import cv2
@@ -1086,14 +966,10 @@ def read_frame_code(image: np.ndarray) -> int:
     """The index a :func:`write_test_video` frame shows (robust to compression and resizing)."""
     img = np.asarray(image, dtype=np.float32)
     ys, xs = (np.linspace(0, n, _GRID + 1).astype(int) for n in img.shape[:2])
-    code = 0
-    for bit in range(_BITS):
-        r, c = 1 + bit // _GRID, bit % _GRID
-        y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
-        my, mx = (y1 - y0) // 4, (x1 - x0) // 4  # the block's centre, away from blurred edges
-        if img[y0 + my: y1 - my, x0 + mx: x1 - mx].mean() > 127:
-            code |= 1 << bit
-    return code
+    my, mx = np.diff(ys) // 4, np.diff(xs) // 4  # a block's centre, away from blurred edges
+    cells = [(r, c) for r in range(1, _GRID) for c in range(_GRID)]  # bit i is in cells[i]
+    return sum(1 << bit for bit, (r, c) in enumerate(cells) if img[
+        ys[r] + my[r]: ys[r + 1] - my[r], xs[c] + mx[c]: xs[c + 1] - mx[c]].mean() > 127)
 
 
 # near-lossless settings of the default encoders, so a frame's code survives compression
@@ -1119,11 +995,11 @@ def write_test_video(path: PathLike, num_frames: int = 60, fps: float = 25,
     rate = Fraction(fps).limit_denominator(1001)
     tb = Fraction(time_base).limit_denominator(1_000_000) if time_base is not None else 1 / rate
     with av.open(str(out), "w") as container:
-        stream = container.add_stream(codec, rate=rate, options=dict(options or {}))
+        stream = container.add_stream(
+            codec, rate=rate, options={**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})})
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = tb
-        stream.codec_context.options = {**_ENCODER_DEFAULTS.get(codec, {}), **(options or {})}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(_code_image(start_code + i, *size), format="rgb24")
             frame.pts = int(pts[i]) if pts is not None else int(round(i / rate / tb))
