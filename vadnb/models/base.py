@@ -266,13 +266,18 @@ class Backend:
         return (f"{type(self).__name__}({self.name!r}, profile={self.profile!r}, "
                 f"device={self.device!r}{flag})")
 
+    @property
+    def stat(self) -> _Stat:
+        """This model's running count of calls, items and seconds since the last reset."""
+        key = (self.role, self.name, self.profile)
+        return _STATS.setdefault(key, _Stat(*key))
+
     @contextlib.contextmanager
     def _count(self, items: int) -> Iterator[_Stat]:
         """Count one call of ``items`` items and its seconds; yields this model's running stat."""
         if self.released:
             raise RuntimeError(f"{self!r} was released; load the {self.role} again")
-        key = (self.role, self.name, self.profile)
-        stat = _STATS.setdefault(key, _Stat(*key))
+        stat = self.stat
         t0 = time.perf_counter()
         try:
             yield stat
