@@ -15,7 +15,7 @@ import inspect
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, make_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +128,12 @@ def _function_id(fn: Callable[..., Any]) -> str:
     return f"{name}#{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
 
-def _frozen(name: str, doc: str, *fields: tuple[Any, ...]) -> type:
-    cls = make_dataclass(name, fields, frozen=True)
-    cls.__module__, cls.__doc__ = __name__, doc
-    return cls
+@dataclass(frozen=True)
+class Frame:
+    """Frame ``index`` of the video whose content digest is ``video``."""
 
-
-Frame = _frozen("Frame", "Frame ``index`` of the video whose content digest is ``video``.",
-                ("video", str), ("index", int))
+    video: str
+    index: int
 
 
 @dataclass(frozen=True)
@@ -187,24 +185,69 @@ class VideoRef:
         return [Frame(self.digest, int(i)) for i in indices]
 
 
-_GENERATION = (("max_new_tokens", int | None, None), ("temperature", float, 0.0))
-#: ``top_p``: nucleus threshold (when temperature > 0); ``draw`` names one sample (asked and
-#: cached apart); ``choices``: the allowed replies, the most likely one returned.
-Chat = _frozen("Chat", "One conversation for the ``llm`` role: messages and settings.",
-               ("messages", Any), *_GENERATION, ("top_p", float, 1.0),
-               ("draw", str | None, None), ("choices", tuple | None, None))
-Ask = _frozen("Ask", "One question with images for the ``vlm`` role.",
-              ("images", tuple), ("prompt", str), *_GENERATION, ("max_pixels", int | None, None),
-              ("top_p", float, 1.0), ("repetition_penalty", float, 1.0),
-              ("system", str | None, None))
-#: ``max_new_tokens`` None: the model's own cap (captions cached before it was keyed used 30)
-Caption = _frozen("Caption", "One image for the ``captioner`` role.", ("image", Any),
-                  ("max_new_tokens", int | None, None))
-EncodeImage = _frozen("EncodeImage", "One image embedding (clip, embedder).", ("image", Any))
-EncodeImageRaw = _frozen("EncodeImageRaw", "One image through ``clip``'s visual encoder, raw "
-                         "(not L2-normalised: AnomalyCLIP); else ``encode_image``.", ("image", Any))
-EncodeText = _frozen("EncodeText", "One text embedding.", ("text", str))
-EncodeVideo = _frozen("EncodeVideo", "One clip embedding from its frames.", ("frames", tuple))
+@dataclass(frozen=True)
+class Chat:
+    """One conversation for the ``llm`` role: exactly the messages and generation settings."""
+
+    messages: Any
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0  # nucleus threshold (used when temperature > 0)
+    draw: str | None = None  # names one sample: asked and cached apart
+    choices: tuple | None = None  # the allowed replies: the most likely one is returned
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question with images for the ``vlm`` role."""
+
+    images: tuple
+    prompt: str
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    max_pixels: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    system: str | None = None  # a system message before the question
+
+
+@dataclass(frozen=True)
+class Caption:
+    """One image for the ``captioner`` role."""
+
+    image: Any
+    max_new_tokens: int | None = None  # None: the model's own cap (old captions used 30)
+
+
+@dataclass(frozen=True)
+class EncodeImage:
+    """One image embedding (``clip``, ``embedder``)."""
+
+    image: Any
+
+
+@dataclass(frozen=True)
+class EncodeImageRaw:
+    """One image through ``clip``'s visual encoder, raw (not L2-normalised, as AnomalyCLIP
+    uses it); a backend without ``encode_image_raw`` answers with ``encode_image``."""
+
+    image: Any
+
+
+@dataclass(frozen=True)
+class EncodeText:
+    """One text embedding."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class EncodeVideo:
+    """One clip embedding from its frames (``embedder``)."""
+
+    frames: tuple
+
+
 _REQUESTS = (Chat, Ask, Caption, EncodeImage, EncodeImageRaw, EncodeText, EncodeVideo)
 #: Where requests and derived images hold their images.
 _IMAGES = {Caption: "image", EncodeImage: "image", EncodeImageRaw: "image", Ask: "images",
