@@ -380,86 +380,126 @@ def _read_image(p: Path, name: str, index: int, pixels: bool = True) -> Any:
 # --------------------------------------------------------------------------- probe
 def _scan(p: Path) -> dict[str, Any]:
     """One sequential pass: count the frames and note every frame's timestamp (the index)."""
-    name, h = _open(p)
-    damage: list[int] = []  # how many frames had decoded at each damaged packet
-    packets: _Packets = []
-    pts, keys, times = [], [], []  # each decoded frame's pts, whether it is key, its time (s)
-    layout: tuple[Any, ...] = ([], 0, None)  # PyAV's demuxer names, stream number, time base
-    try:
-        if name == "pyav":
-            stream = h.stream
-            nominal = float(stream.average_rate or stream.guessed_rate or 0)
-            header = max(int(stream.frames or 0), 0)
-            layout = (str(h.container.format.name or "").split(","), int(stream.index),
-                      stream.time_base)  # e.g. ["matroska", "webm"], 0, 1/1000
-            for frame in _pyav_frames(h, damage, packets):
-                if not pts:  # the size shown: a quarter turn swaps width and height
-                    height, width = _rgb(frame).shape[:2]
-                pts.append(frame.pts)
-                keys.append(bool(frame.key_frame))
-                times.append(math.nan if frame.time is None else float(frame.time))
-        else:
-            import cv2
-            cap = h.cap
-            nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-            width, height = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
-            times = [t for t, _ in _opencv_frames(h, p)]
-    finally:
-        h.close()
-    n, cut = len(times), _truncation(p)
+    d = _decode_pass(p)
+    n, cut = len(d.times), _truncation(p)
     if n == 0:
         what = f"it is truncated or damaged ({cut})" if cut else "no frame of it decodes"
         raise VideoError(f"video has 0 decodable frames: {p}; {what}. Re-encode or fetch "
                          "the file again.")
-    if cut and (header == 0 or n < header):
+    if cut and (d.header == 0 or n < d.header):
         raise VideoError(f"{p} is truncated or damaged ({cut}): only {n} frame"
-                         f"{'s' * (n != 1)} could be read (its header announces {header}). "
+                         f"{'s' * (n != 1)} could be read (its header announces {d.header}). "
                          f"Copy it again, or keep what reads: `ffmpeg -i {p.name} -c copy ok.mkv`.")
-    with open(p, "rb") as f:  # an MPEG-TS file has no index: does it end inside a packet?
-        head = f.read(400)
-    packet = next((k for k, sync in ((188, 0), (192, 4))  # plain TS; M2TS has a 4-byte prefix
-                   if len(head) > k + sync and head[sync] == head[k + sync] == 0x47), 0)
-    notes = [f"{p}: it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
-             f"probably cut short; {n} frames decoded, the frames after them are missing. "
-             "Fetch the file again if its end matters."
-             ] if packet and (extra := p.stat().st_size % packet) else []
-    nominal = nominal if 0 < nominal < 1000 else 0.0
-    placed = _true_slots(p, *layout, pts, packets, damage, keys, nominal)  # None: no pts
+    notes = _ts_cut_short(p, n)
+    nominal = d.nominal if 0 < d.nominal < 1000 else 0.0
+    placed = _true_slots(p, *d.layout, d.pts, d.packets, d.damage, d.keys, nominal)  # None: no pts
     slots, total = placed if placed else (list(range(n)), n)
-    rel, fps, fps_from, reliable = _timing(times, slots, total, nominal)
+    rel, fps, fps_from, reliable = _timing(d.times, slots, total, nominal)
     lost = sorted(set(range(total)) - set(slots))
-    damaged, lost_count, after = bool(damage or lost or -1 in slots), len(lost), None
-    if damage and not placed:  # the frames cannot be placed: count them (and name them if pts can)
-        got, order = set(pts), _packet_order(packets)
-        lost = [i for i, t in enumerate(order) if t not in got] if order and None not in got else []
-        lost_count, after = (len(lost) if lost else max(len(packets) - n, 0)), damage[0]
+    damaged, lost_count, after = bool(d.damage or lost or -1 in slots), len(lost), None
+    if d.damage and not placed:  # the frames cannot be placed: count them (name them if pts can)
+        lost = _unplaced_lost(d.pts, d.packets)
+        lost_count = len(lost) if lost else max(len(d.packets) - n, 0)
+        after = d.damage[0]
     if damaged:
-        where = _spans(_ranges(lost)) or ("none" if after is None else
-                                          f"after decoded frame {after}")
+        notes.append(_damage_note(p, len(d.damage), lost, lost_count, after))
+    seek = {"pts": None, "seek_points": None, "seek_ts": None}
+    if not damaged:
+        seek = _seek_index(d.pts, d.keys, d.packets)
+    return {"num_frames": int(total), "fps": float(fps), "width": int(d.width),
+            "height": int(d.height), "duration_s": float(rel[-1] + 1.0 / fps),
+            "header_frames": d.header, "backend": d.name, "timestamps_s": rel,
+            "timestamps_from": "decoder" if reliable else "index/fps", "source": "file",
+            "fps_from": fps_from, "lost_frames": int(lost_count),
+            "damaged_packets": len(d.damage), "lost_ranges": [list(r) for r in _ranges(lost)],
+            "seekable": seek["pts"] is not None,
+            "frame_index": slots if placed and (lost or -1 in slots) else None, "warnings": notes,
+            **seek}
+
+
+def _decode_pass(p: Path) -> SimpleNamespace:
+    """Decode every frame once, noting each one's pts, key flag and time, and the packets."""
+    name, h = _open(p)
+    # damage: how many frames had decoded at each damaged packet; layout: PyAV's demuxer
+    # names, stream number and time base (for _true_slots)
+    d = SimpleNamespace(name=name, damage=[], packets=[], pts=[], keys=[], times=[],
+                        layout=([], 0, None))
+    try:
+        if name == "pyav":
+            stream = h.stream
+            d.nominal = float(stream.average_rate or stream.guessed_rate or 0)
+            d.header = max(int(stream.frames or 0), 0)
+            d.layout = (str(h.container.format.name or "").split(","), int(stream.index),
+                        stream.time_base)  # e.g. ["matroska", "webm"], 0, 1/1000
+            for frame in _pyav_frames(h, d.damage, d.packets):
+                if not d.pts:  # the size shown: a quarter turn swaps width and height
+                    d.height, d.width = _rgb(frame).shape[:2]
+                d.pts.append(frame.pts)
+                d.keys.append(bool(frame.key_frame))
+                d.times.append(math.nan if frame.time is None else float(frame.time))
+        else:
+            import cv2
+            cap = h.cap
+            d.nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            d.header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+            d.width = cap.get(cv2.CAP_PROP_FRAME_WIDTH)
+            d.height = cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+            d.times = [t for t, _ in _opencv_frames(h, p)]
+    finally:
+        h.close()
+    return d
+
+
+def _ts_cut_short(p: Path, n: int) -> list[str]:
+    """The warning for an MPEG-TS file that ends inside a packet (it has no index to check)."""
+    with open(p, "rb") as f:
+        head = f.read(400)
+    for packet, sync in ((188, 0), (192, 4)):  # plain TS; M2TS has a 4-byte prefix
+        if len(head) > packet + sync and head[sync] == head[packet + sync] == 0x47:
+            extra = p.stat().st_size % packet
+            if not extra:
+                return []
+            return [f"{p}: it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
+                    f"probably cut short; {n} frames decoded, the frames after them are missing. "
+                    "Fetch the file again if its end matters."]
+    return []
+
+
+def _unplaced_lost(pts: list[Any], packets: _Packets) -> list[int]:
+    """Positions (presentation order) of pictures whose packet gave no frame; [] if the
+    timestamps cannot name them."""
+    order, got = _packet_order(packets), set(pts)
+    if not order or None in got:
+        return []
+    return [i for i, t in enumerate(order) if t not in got]
+
+
+def _damage_note(p: Path, rejected: int, lost: list[int], count: int, after: int | None) -> str:
+    """The warning for a damaged file (``after``: frames decoded before the damage, when the
+    lost frames cannot be placed; None: the others keep their true indices)."""
+    where = _spans(_ranges(lost)) or ("none" if after is None else f"after decoded frame {after}")
+    if after is None:
         numbering = ("keep their true indices; reading a lost index raises VideoError, and "
-                     "VideoInfo.lost_ranges lists them" if after is None else "are numbered "
-                     "consecutively, as this file's timestamps cannot place the lost ones")
-        why = f" (the decoder rejected {len(damage)} packet(s))" if damage else ""
-        notes.append(f"{p} is damaged{why}: {lost_count} frame(s) could not be decoded (the "
-                     f"file's frames {where}, counted from 0; a frame predicted from a lost one "
-                     f"counts as lost too). The other frames {numbering}. Re-encode or fetch the "
-                     "file again.")
-    # seek points: key frames whose packet is known, in undamaged files whose pts all increase
+                     "VideoInfo.lost_ranges lists them")
+    else:
+        numbering = ("are numbered consecutively, as this file's timestamps cannot place the "
+                     "lost ones")
+    why = f" (the decoder rejected {rejected} packet(s))" if rejected else ""
+    return (f"{p} is damaged{why}: {count} frame(s) could not be decoded (the file's frames "
+            f"{where}, counted from 0; a frame predicted from a lost one counts as lost too). "
+            f"The other frames {numbering}. Re-encode or fetch the file again.")
+
+
+def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets) -> dict[str, Any]:
+    """The record's seek fields: the key frames whose packet is known, when all pts increase.
+    ``seek_ts`` is the key packet's dts, a second place to seek to (demuxers differ: MP4
+    lands exactly at the pts, MPEG-TS at the dts)."""
     key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
     points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
-    seek = None
-    if points and not damaged and None not in pts and all(b > a for a, b in zip(pts, pts[1:])):
-        seek = (np.asarray(pts, np.int64), np.asarray(points, np.int64),
-                np.asarray([key_dts[pts[i]] for i in points], np.int64))
-    return {"num_frames": int(total), "fps": float(fps), "width": int(width),
-            "height": int(height), "duration_s": float(rel[-1] + 1.0 / fps),
-            "header_frames": header, "backend": name, "timestamps_s": rel,
-            "timestamps_from": "decoder" if reliable else "index/fps", "source": "file",
-            "fps_from": fps_from, "lost_frames": int(lost_count), "damaged_packets": len(damage),
-            "lost_ranges": [list(r) for r in _ranges(lost)], "seekable": seek is not None,
-            "frame_index": slots if placed and (lost or -1 in slots) else None, "warnings": notes,
-            **dict(zip(("pts", "seek_points", "seek_ts"), seek or (None, None, None)))}
+    if not points or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
+        return {"pts": None, "seek_points": None, "seek_ts": None}
+    return {"pts": np.asarray(pts, np.int64), "seek_points": np.asarray(points, np.int64),
+            "seek_ts": np.asarray([key_dts[pts[i]] for i in points], np.int64)}
 
 
 def _true_slots(p: Path, fmt: list[str], stream: int, time_base: Any, pts: list[Any],
