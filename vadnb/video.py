@@ -818,56 +818,70 @@ def _request(path: PathLike, fps: float | None, indices: Any, size: Any, cache: 
     ``order``: the frame indices to return, in the order to return them."""
     p, record = _probe_record(path, cache, frame_rate, fps)
     if size is not None:
-        try:
-            w, h = (int(v) for v in size)
-        except (TypeError, ValueError):
-            w = h = 0
-        if w <= 0 or h <= 0 or (w, h) != tuple(size):
-            raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
-        size = (w, h)
+        size = _check_size(p, size)
     if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
         raise VideoError(f"{p}: chunk must be a positive number of frames, got {chunk!r}")
     reader = _Reader(p, record)
-    n, present = reader.n, reader.index
     if indices is None:
-        times = np.asarray(record["timestamps_s"])[present]
-        order = present if fps is None else present[sample_indices(times, fps)]
+        times = np.asarray(record["timestamps_s"])[reader.index]
+        order = reader.index if fps is None else reader.index[sample_indices(times, fps)]
     elif fps is not None:
         raise VideoError(f"{p}: pass fps or indices, not both")
     else:
-        order = np.asarray(indices)
-        if order.ndim != 1 and order.size > 0:
-            raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
-                             f"got shape {order.shape}")
-        order = order.reshape(-1)
-        if order.size and not np.issubdtype(order.dtype, np.integer) and not (
-                np.issubdtype(order.dtype, np.floating) and np.all(order == np.round(order))):
-            raise VideoError(f"{p}: indices must be whole frame numbers, got {order[:5]}...")
-        order = order.astype(np.int64)
-        bad = order[(order < 0) | (order >= n)]
-        if bad.size:
-            raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
-                             f"({bad.size} in all); this video has {n} decodable frames, "
-                             f"so indices run from 0 to {n - 1}"
-                             + (f" (its header claims {record['header_frames']}, wrongly)"
-                                if record["header_frames"] not in (0, n) else ""))
-        if missing := np.unique(order[~np.isin(order, present)]).tolist():
-            asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
-            raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
-                             f"frames its {FRAMES_MANIFEST} lists. Read them from the source video."
-                             if record.get("sampled") else f"{asked} lost: this video's frames "
-                             f"{_spans(record['lost_ranges'])} could not be read (see the "
-                             "DamagedVideoWarning). Ask only for frames outside "
-                             "VideoInfo.lost_ranges, or fetch an undamaged copy.")
+        order = _check_indices(p, record, reader.index, indices)
     chunk = max(len(order), 1) if chunk is None else int(chunk)
     shape = (int(record["height"]), int(record["width"])) if size is None else size[::-1]
-    if size is None and (odd := int(record.get("first_odd_size", -1))) >= 0:  # folders only
+    odd = int(record.get("first_odd_size", -1))  # frame folders only
+    if size is None and odd >= 0:
         w, h = record["odd_size"]  # of the odd-th image among the files
         raise VideoError(f"{p}: the images of this frame folder differ in size: "
                          f"{record['files'][0]} is {record['width']}x{record['height']}, "
                          f"{record['files'][odd]} (frame {reader.index[odd]}) is {w}x{h}; "
                          "pass size=(width, height) to resize every frame to one size")
     return reader, order, size, shape, chunk
+
+
+def _check_size(p: Path, size: Any) -> tuple[int, int]:
+    """``size`` as ``(width, height)`` ints, or a VideoError naming what is wrong."""
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        w = h = 0
+    if w <= 0 or h <= 0 or (w, h) != tuple(size):
+        raise VideoError(f"{p}: size must be (width, height) in pixels, both > 0; got {size!r}")
+    return w, h
+
+
+def _check_indices(p: Path, record: dict[str, Any], present: np.ndarray, indices: Any
+                   ) -> np.ndarray:
+    """The asked ``indices`` as int64, each a frame of the video that was not lost."""
+    n = int(record["num_frames"])
+    order = np.asarray(indices)
+    if order.ndim != 1 and order.size > 0:
+        raise VideoError(f"{p}: indices must be a flat list of frame numbers, "
+                         f"got shape {order.shape}")
+    order = order.reshape(-1)
+    if order.size and not np.issubdtype(order.dtype, np.integer) and not (
+            np.issubdtype(order.dtype, np.floating) and np.all(order == np.round(order))):
+        raise VideoError(f"{p}: indices must be whole frame numbers, got {order[:5]}...")
+    order = order.astype(np.int64)
+    bad = order[(order < 0) | (order >= n)]
+    if bad.size:
+        header = record["header_frames"]
+        claim = f" (its header claims {header}, wrongly)" if header not in (0, n) else ""
+        raise VideoError(f"{p}: frame indices out of range: {bad[:5].tolist()} "
+                         f"({bad.size} in all); this video has {n} decodable frames, "
+                         f"so indices run from 0 to {n - 1}{claim}")
+    missing = np.unique(order[~np.isin(order, present)]).tolist()
+    asked = f"{p}: frame(s) {missing[:5]} ({len(missing)} in all) are"
+    if missing and record.get("sampled"):
+        raise VideoError(f"{asked} not in this folder: extract_frames wrote only the sampled "
+                         f"frames its {FRAMES_MANIFEST} lists. Read them from the source video.")
+    if missing:
+        raise VideoError(f"{asked} lost: this video's frames {_spans(record['lost_ranges'])} "
+                         "could not be read (see the DamagedVideoWarning). Ask only for frames "
+                         "outside VideoInfo.lost_ranges, or fetch an undamaged copy.")
+    return order
 
 
 def _iter_chunks(reader: _Reader, order: np.ndarray, size: tuple[int, int] | None,
