@@ -114,7 +114,9 @@ class Roles:
     def detection_profile(self, roles: Iterable[str]) -> str:
         """``"tiny"`` if any role is tiny, else the common profile, else ``"custom"``."""
         names = {self.profile_name(r) for r in roles}
-        return "tiny" if "tiny" in names else names.pop() if len(names) == 1 else "custom"
+        if "tiny" in names:
+            return "tiny"
+        return names.pop() if len(names) == 1 else "custom"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -279,9 +281,11 @@ def request_key(model: str, request: Any) -> str:
 def _generate_kwargs(request: Any) -> dict[str, Any]:
     """A Chat's or Ask's generation settings; later ones only when set (older backends)."""
     optional = {"max_pixels": None, **_UNKEYED_DEFAULTS[type(request).__name__]}
+    optional.pop("draw", None)  # names a sample for the cache; the backend never sees it
     out = {k: getattr(request, k) for k in ("max_new_tokens", "temperature")}
-    out.update({k: getattr(request, k) for k, neutral in optional.items() if k != "draw"
-                and hasattr(request, k) and getattr(request, k) != neutral})
+    for k, neutral in optional.items():
+        if hasattr(request, k) and getattr(request, k) != neutral:
+            out[k] = getattr(request, k)
     if "choices" in out:
         out["choices"] = tuple(out["choices"])
     return out
@@ -371,8 +375,9 @@ class _Pixels:
         self.rt = runtime
         # frame -> batches still needing it
         self.pending = Counter(f for batch in batches for f in set(_frames_of(batch)))
-        store = runtime.frames  # taken now: the store may drop them while this map runs
-        self.buffer = {f: img for f in self.pending if (img := store.get(f)) is not None}
+        # taken now: the store may drop them while this map runs
+        stored = {f: runtime.frames.get(f) for f in self.pending}
+        self.buffer = {f: img for f, img in stored.items() if img is not None}
         self.streams: dict[str, Any] = {}
         self.derived: dict[str, np.ndarray] = {}
 
@@ -386,20 +391,8 @@ class _Pixels:
             return self.derived[image.key]
         store = self.rt.frames
         while image not in self.buffer:
-            if image.video not in self.streams:  # one pass: this map's frames, and planned ones
-                ref = self.rt.videos.get(image.video)
-                if ref is None:
-                    raise KeyError(f"video {image.video} is unknown to this runtime; call "
-                                   "rt.video(path) before sending its frames")
-                wanted = {f.index for f, n in self.pending.items()
-                          if n > 0 and f.video == image.video and f not in self.buffer}
-                extra = {i for i in store.planned.pop(image.video, ())
-                         if Frame(image.video, i) not in store.frames} - wanted
-                if (len(extra) + len(wanted)) * ref.frame_bytes <= store.budget:  # else: dropped
-                    wanted |= extra
-                self.streams[image.video] = iter_frames(
-                    ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
-                    cache=self.rt.cache, chunk=16)
+            if image.video not in self.streams:
+                self.streams[image.video] = self._decode(image.video)
             try:
                 chunk = next(self.streams[image.video])
             except StopIteration:
@@ -412,6 +405,21 @@ class _Pixels:
                 if self.pending[decoded] > 0:
                     self.buffer[decoded] = img
         return self.buffer[image]
+
+    def _decode(self, video: str) -> Any:
+        """One pass over ``video``: the frames this map still needs, and planned ones."""
+        store, ref = self.rt.frames, self.rt.videos.get(video)
+        if ref is None:
+            raise KeyError(f"video {video} is unknown to this runtime; call "
+                           "rt.video(path) before sending its frames")
+        wanted = {f.index for f, n in self.pending.items()
+                  if n > 0 and f.video == video and f not in self.buffer}
+        extra = {i for i in store.planned.pop(video, ())
+                 if Frame(video, i) not in store.frames} - wanted
+        if (len(extra) + len(wanted)) * ref.frame_bytes <= store.budget:  # else: dropped
+            wanted |= extra
+        return iter_frames(ref.path, indices=np.asarray(sorted(wanted), dtype=np.int64),
+                           cache=self.rt.cache, chunk=16)
 
     def batch_done(self, batch: list[Any]) -> None:
         for frame in set(_frames_of(batch)):
@@ -499,16 +507,21 @@ class Runtime:
             else:
                 answers.update(zip(batch, got))
                 stat["cached"] += len(batch)
-        if not todo:
-            return [answers[k] for k in keys]
-        todo_requests = [[unique[k] for k in batch] for batch in todo]
-        px = _Pixels(self, todo_requests)
-        total = sum(len(b) for b in todo)
-        bar = progress_bar(total=total, desc=desc or f"{role} ({stage})",
-                           disable=total <= len(todo[0]))
+        if todo:
+            missed = [[unique[k] for k in batch] for batch in todo]
+            answers.update(self._ask(role, stage, todo, missed, desc or f"{role} ({stage})"))
+        return [answers[k] for k in keys]
+
+    def _ask(self, role: str, stage: str, key_batches: list[list[str]],
+             request_batches: list[list[Any]], desc: str) -> dict[str, Any]:
+        """Send the batches the cache missed (loading the model), storing each as it returns."""
+        stat, answers = self.stats[role], {}
+        px = _Pixels(self, request_batches)
+        total = sum(len(b) for b in key_batches)
+        bar = progress_bar(total=total, desc=desc, disable=total <= len(key_batches[0]))
         try:
             backend = self.roles.get(role)
-            for batch, reqs in zip(todo, todo_requests):
+            for batch, reqs in zip(key_batches, request_batches):
                 t0 = time.perf_counter()
                 out, calls = _send(backend, reqs, px, role)
                 stat.update(calls=calls, items=len(reqs), seconds=time.perf_counter() - t0,
@@ -520,7 +533,7 @@ class Runtime:
         finally:
             bar.close()
             px.close()
-        return [answers[k] for k in keys]
+        return answers
 
     def model_calls(self):
         """Per role: model, profile, calls, items, cached, failures, seconds (a DataFrame)."""
