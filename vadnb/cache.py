@@ -232,17 +232,8 @@ class Cache:
             return False
         payload = {f"a{i}": a for i, a in enumerate(arrays)}
         payload["__json__"] = np.array(json.dumps(structure, allow_nan=True))
-        path = self.path(stage, make_key(parts))
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: a killed run leaves no half-written entry
-            tmp = None
+            _write_atomic(self.path(stage, make_key(parts)), payload)
         except OSError as err:
             if not self.write_errors:
                 warnings.warn(
@@ -252,9 +243,6 @@ class Cache:
                     CacheWarning, stacklevel=2)
             self.write_errors += 1
             return False
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
         return True
 
     def memo(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
@@ -273,15 +261,32 @@ class Cache:
     def report(self):
         """A table of stages with their entry count and size on disk (MB)."""
         base = self.root / "stages"
-        sizes = {d.name: [p.stat().st_size for p in d.rglob("*.npz") if p.is_file()]
-                 for d in sorted(base.iterdir() if base.exists() else []) if d.is_dir()}
-        return pd.DataFrame([(k, len(v), round(sum(v) / 1e6, 3)) for k, v in sizes.items()],
-                            columns=["stage", "entries", "MB"])
+        rows = []
+        for stage in sorted(base.iterdir()) if base.exists() else []:
+            if stage.is_dir():
+                sizes = [p.stat().st_size for p in stage.rglob("*.npz") if p.is_file()]
+                rows.append((stage.name, len(sizes), round(sum(sizes) / 1e6, 3)))
+        return pd.DataFrame(rows, columns=["stage", "entries", "MB"])
 
     def clear(self, stage: str | None = None) -> None:
         """Delete one stage's entries, or every entry."""
         target = self.root / "stages" / stage if stage else self.root / "stages"
         shutil.rmtree(target, ignore_errors=True)
+
+
+def _write_atomic(path: Path, payload: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` via a temporary file and a rename: a killed run leaves no half entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _default: Cache | None = None
