@@ -97,8 +97,9 @@ def knn_softmax(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, k: in
     k = int(min(max(k, 1), kx.shape[0]))
     idx, top = np.empty((len(q), k), dtype=np.int64), np.empty((len(q), k), dtype=np.float64)
     rows = max(1, int(block_elements) // max(1, kx.shape[0]))
-    for start in range(0, len(q), rows):  # float32 similarities [rows, K]
-        idx[start: start + rows], top[start: start + rows] = top_k(q[start: start + rows] @ kx.T, k)
+    for start in range(0, len(q), rows):
+        block = slice(start, start + rows)
+        idx[block], top[block] = top_k(q[block] @ kx.T, k)  # float32 similarities [rows, K]
     w = _softmax(top / temperature, axis=1)
     return (w * v[idx]).sum(axis=1), idx, w
 
@@ -173,8 +174,11 @@ def parse_first_number(text: str, low: float = 0.0, high: float = 1.0) -> float 
     """The first number in [low, high] (AnyAnomaly's score; "80%" and "8/10" are 0.8)."""
     for m in re.finditer(r"(" + _NUMBER + r")\s*(%|/\s*(\d+(?:\.\d*)?))?", text or ""):
         denom = 100.0 if m.group(2) == "%" else float(m.group(3) or 1)
-        if denom > 0 and low <= (v := float(m.group(1)) / denom) <= high:
-            return v
+        if denom <= 0:
+            continue
+        value = float(m.group(1)) / denom
+        if low <= value <= high:
+            return value
     return None
 
 
@@ -183,10 +187,12 @@ def parse_binary_label(text: str, marker: str = "Output") -> int | None:
     standalone 0/1 in the reply, else "yes"/"no"; None when nothing fits (notebook 70)."""
     t = text or ""
     idx = t.lower().rfind(marker.lower())
-    if idx >= 0 and (m := re.search(r"\b([01])\b", t[idx + len(marker):])):
-        return int(m.group(1))
-    if ms := re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t):
-        return int(ms[-1])
+    after_marker = re.search(r"\b([01])\b", t[idx + len(marker):]) if idx >= 0 else None
+    if after_marker:
+        return int(after_marker.group(1))
+    standalone = re.findall(r"(?<![\d.])([01])(?!\d|\.\d)", t)
+    if standalone:
+        return int(standalone[-1])
     m = re.match(r"^\W*(yes|no)\b", t.strip().lower())
     return None if m is None else int(m.group(1) == "yes")
 
@@ -312,7 +318,9 @@ def _shown(value: Any) -> str:
     """A rejected value, short and with any credential (a served URL's password) masked."""
     if isinstance(value, str) and len(value) > 60:
         return f"{redact(value[:40])!r}... ({len(value)} characters)"
-    return redact(f"{value!r:.80}") if not isinstance(value, (int, float)) else str(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    return redact(f"{value!r:.80}")
 
 
 def _interval(config_type: type, name: str, item: bool) -> str | None:
@@ -337,8 +345,10 @@ def _type_name(tp: Any) -> str:
         return f"one of {list(args)}"
     if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(a) for a in args)
-    if tp is type(None) or (isinstance(tp, type) and not args):
-        return "None" if tp is type(None) else tp.__name__
+    if tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not args:
+        return tp.__name__
     return str(tp).replace("typing.", "")
 
 
