@@ -214,7 +214,7 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
                 desc: str = "") -> list[Any]:
     """``fn`` over ``items`` in batches (a progress bar past one batch); on CUDA
     out-of-memory the failed batch's memory goes back to the card and the batch is halved
-    and retried, down to one item."""
+    and retried, down to one item (whose OOM is raised)."""
     from ..progress import bar as progress_bar
 
     items = list(items)
@@ -228,13 +228,11 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
         try:
             res = list(fn(chunk))
         except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-            import torch
-
-            oom = isinstance(err, torch.cuda.OutOfMemoryError) or (
-                isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
-            if not oom or size == 1:
+            if not _is_cuda_oom(err) or size == 1:
                 raise
             size = max(1, min(size, len(chunk)) // 2)
+            import torch
+
             torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
             continue
         if len(res) != len(chunk):
@@ -244,6 +242,13 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
         bar.update(len(chunk))
     bar.close()
     return out
+
+
+def _is_cuda_oom(err: Exception) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
 class Backend:

@@ -66,8 +66,8 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     for source in (getattr(model, "generation_config", None), getattr(model, "config", None),
                    tokenizer):
         value = getattr(source, "eos_token_id", None)
-        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value])
-                   if v is not None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        ids.update(int(v) for v in values if v is not None)
     return ids
 
 
@@ -232,20 +232,13 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
     # forward's name for a key/value cache: ``cache`` in newer transformers
     cache_argument = ("cache" if "cache" in inspect.signature(model.forward).parameters
                       else "past_key_values")
-    k, width = len(options), max(len(o) for o in options)
     with torch.inference_mode():
         head = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
                      logits_to_keep=1)
         first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
         cache = getattr(head, "cache", None) or head.past_key_values
-        cache.batch_repeat_interleave(k)
-        ids = torch.full((k, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((k, len(prompt_ids) + width), dtype=torch.long)
-        mask[:, :len(prompt_ids)] = 1
-        for i, o in enumerate(options):
-            ids[i, :len(o)] = torch.tensor(o)
-            mask[i, len(prompt_ids):len(prompt_ids) + len(o)] = 1
-        positions = torch.arange(len(prompt_ids), len(prompt_ids) + width)[None].expand(k, -1)
+        cache.batch_repeat_interleave(len(options))
+        ids, mask, positions = _options_after_prompt(options, len(prompt_ids), pad_id)
         tail = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                      position_ids=positions.to(device), **{cache_argument: cache}).logits
         logp = torch.log_softmax(tail.float(), dim=-1)  # position j predicts token j + 1
@@ -255,6 +248,22 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
         total += sum(float(logp[i, j - 1, t]) for j, t in enumerate(o) if j > 0)
         out.append(total)
     return out
+
+
+def _options_after_prompt(options: list[list[int]], prompt_len: int, pad_id: int) -> tuple:
+    """``(ids, attention mask, positions)`` of the options, right-padded, as one batch that
+    continues a prompt of ``prompt_len`` tokens."""
+    import torch
+
+    k, width = len(options), max(len(o) for o in options)
+    ids = torch.full((k, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((k, prompt_len + width), dtype=torch.long)
+    mask[:, :prompt_len] = 1
+    for i, o in enumerate(options):
+        ids[i, :len(o)] = torch.tensor(o)
+        mask[i, prompt_len:prompt_len + len(o)] = 1
+    positions = torch.arange(prompt_len, prompt_len + width)[None].expand(k, -1)
+    return ids, mask, positions
 
 
 class HFCaptioner(_HFBackend):
