@@ -262,10 +262,9 @@ class Cache:
         """A table of stages with their entry count and size on disk (MB)."""
         base = self.root / "stages"
         rows = []
-        for stage in sorted(base.iterdir()) if base.exists() else []:
-            if stage.is_dir():
-                sizes = [p.stat().st_size for p in stage.rglob("*.npz") if p.is_file()]
-                rows.append((stage.name, len(sizes), round(sum(sizes) / 1e6, 3)))
+        for stage in sorted(d for d in base.iterdir() if d.is_dir()) if base.exists() else []:
+            sizes = [p.stat().st_size for p in stage.rglob("*.npz") if p.is_file()]
+            rows.append((stage.name, len(sizes), round(sum(sizes) / 1e6, 3)))
         return pd.DataFrame(rows, columns=["stage", "entries", "MB"])
 
     def clear(self, stage: str | None = None) -> None:

@@ -375,8 +375,7 @@ class _Pixels:
         self.rt = runtime
         # frame -> batches still needing it
         self.pending = Counter(f for batch in batches for f in set(_frames_of(batch)))
-        # taken now: the store may drop them while this map runs
-        stored = {f: runtime.frames.get(f) for f in self.pending}
+        stored = {f: runtime.frames.get(f) for f in self.pending}  # the store may drop them
         self.buffer = {f: img for f, img in stored.items() if img is not None}
         self.streams: dict[str, Any] = {}
         self.derived: dict[str, np.ndarray] = {}

@@ -174,10 +174,8 @@ def parse_first_number(text: str, low: float = 0.0, high: float = 1.0) -> float 
     """The first number in [low, high] (AnyAnomaly's score; "80%" and "8/10" are 0.8)."""
     for m in re.finditer(r"(" + _NUMBER + r")\s*(%|/\s*(\d+(?:\.\d*)?))?", text or ""):
         denom = 100.0 if m.group(2) == "%" else float(m.group(3) or 1)
-        if denom <= 0:
-            continue
-        value = float(m.group(1)) / denom
-        if low <= value <= high:
+        value = float(m.group(1)) / denom if denom > 0 else math.nan
+        if low <= value <= high:  # never for nan
             return value
     return None
 
@@ -318,9 +316,7 @@ def _shown(value: Any) -> str:
     """A rejected value, short and with any credential (a served URL's password) masked."""
     if isinstance(value, str) and len(value) > 60:
         return f"{redact(value[:40])!r}... ({len(value)} characters)"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return redact(f"{value!r:.80}")
+    return str(value) if isinstance(value, (int, float)) else redact(f"{value!r:.80}")
 
 
 def _interval(config_type: type, name: str, item: bool) -> str | None:

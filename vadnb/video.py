@@ -403,9 +403,7 @@ def _scan(p: Path) -> dict[str, Any]:
         after = d.damage[0]
     if damaged:
         notes.append(_damage_note(p, len(d.damage), lost, lost_count, after))
-    seek = {"pts": None, "seek_points": None, "seek_ts": None}
-    if not damaged:
-        seek = _seek_index(d.pts, d.keys, d.packets)
+    seek = _seek_index(d.pts, d.keys, d.packets, damaged)
     return {"num_frames": int(total), "fps": float(fps), "width": int(d.width),
             "height": int(d.height), "duration_s": float(rel[-1] + 1.0 / fps),
             "header_frames": d.header, "backend": d.name, "timestamps_s": rel,
@@ -420,8 +418,7 @@ def _scan(p: Path) -> dict[str, Any]:
 def _decode_pass(p: Path) -> SimpleNamespace:
     """Decode every frame once, noting each one's pts, key flag and time, and the packets."""
     name, h = _open(p)
-    # damage: how many frames had decoded at each damaged packet; layout: PyAV's demuxer
-    # names, stream number and time base (for _true_slots)
+    # damage: frames decoded before each damaged packet; layout: demuxer names, stream, time base
     d = SimpleNamespace(name=name, damage=[], packets=[], pts=[], keys=[], times=[],
                         layout=([], 0, None))
     try:
@@ -457,17 +454,14 @@ def _ts_cut_short(p: Path, n: int) -> list[str]:
     for packet, sync in ((188, 0), (192, 4)):  # plain TS; M2TS has a 4-byte prefix
         if len(head) > packet + sync and head[sync] == head[packet + sync] == 0x47:
             extra = p.stat().st_size % packet
-            if not extra:
-                return []
             return [f"{p}: it ends {extra} bytes into a {packet}-byte MPEG-TS packet, so it was "
                     f"probably cut short; {n} frames decoded, the frames after them are missing. "
-                    "Fetch the file again if its end matters."]
+                    "Fetch the file again if its end matters."] if extra else []
     return []
 
 
 def _unplaced_lost(pts: list[Any], packets: _Packets) -> list[int]:
-    """Positions (presentation order) of pictures whose packet gave no frame; [] if the
-    timestamps cannot name them."""
+    """Positions (presentation order) of pictures whose packet gave no frame; [] if unnamed."""
     order, got = _packet_order(packets), set(pts)
     if not order or None in got:
         return []
@@ -490,13 +484,15 @@ def _damage_note(p: Path, rejected: int, lost: list[int], count: int, after: int
             f"The other frames {numbering}. Re-encode or fetch the file again.")
 
 
-def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets) -> dict[str, Any]:
-    """The record's seek fields: the key frames whose packet is known, when all pts increase.
+def _seek_index(pts: list[Any], keys: list[bool], packets: _Packets, damaged: bool
+                ) -> dict[str, Any]:
+    """The record's seek fields: the key frames whose packet is known, in an undamaged file
+    whose pts all increase.
     ``seek_ts`` is the key packet's dts, a second place to seek to (demuxers differ: MP4
     lands exactly at the pts, MPEG-TS at the dts)."""
     key_dts = {q[0]: q[0] if q[1] is None else q[1] for q in packets if q[2] and q[0] is not None}
     points = [i for i, (t, k) in enumerate(zip(pts, keys)) if k and t in key_dts]
-    if not points or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
+    if damaged or not points or None in pts or any(b <= a for a, b in zip(pts, pts[1:])):
         return {"pts": None, "seek_points": None, "seek_ts": None}
     return {"pts": np.asarray(pts, np.int64), "seek_points": np.asarray(points, np.int64),
             "seek_ts": np.asarray([key_dts[pts[i]] for i in points], np.int64)}

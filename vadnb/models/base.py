@@ -228,11 +228,13 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
         try:
             res = list(fn(chunk))
         except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-            if not _is_cuda_oom(err) or size == 1:
-                raise
-            size = max(1, min(size, len(chunk)) // 2)
             import torch
 
+            oom = isinstance(err, torch.cuda.OutOfMemoryError) or (
+                isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+            if not oom or size == 1:
+                raise
+            size = max(1, min(size, len(chunk)) // 2)
             torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
             continue
         if len(res) != len(chunk):
@@ -242,13 +244,6 @@ def run_batched(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], batc
         bar.update(len(chunk))
     bar.close()
     return out
-
-
-def _is_cuda_oom(err: Exception) -> bool:
-    import torch
-
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
 class Backend:

@@ -251,8 +251,7 @@ def _choice_logprobs(model, prompt_ids: list[int], options: list[list[int]], dev
 
 
 def _options_after_prompt(options: list[list[int]], prompt_len: int, pad_id: int) -> tuple:
-    """``(ids, attention mask, positions)`` of the options, right-padded, as one batch that
-    continues a prompt of ``prompt_len`` tokens."""
+    """``(ids, attention mask, positions)``: the options right-padded, after the prompt."""
     import torch
 
     k, width = len(options), max(len(o) for o in options)
