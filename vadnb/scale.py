@@ -553,12 +553,15 @@ def cost_table(methods: list[str] | None = None, fps: float = 30.0,
     for m in methods or registry.names():
         entries = calls_per_minute(m, fps, captioners, keywords) or [
             {"method": m, "role": "none (CPU)", "kind": "", "calls": 0.0, "formula": "no model"}]
-        rows += [{**e, "fps": fps, **{f"gpu_s_per_min_{p}": e["calls"] * spc[p].get(e["kind"], 0.0)
-                                      for p in profiles}} for e in entries]
+        for e in entries:
+            row = {**e, "fps": fps}
+            for p in profiles:
+                row[f"gpu_s_per_min_{p}"] = e["calls"] * spc[p].get(e["kind"], 0.0)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def gpu_hours(table: pd.DataFrame, frames: float, fps: float, profile: str) -> pd.Series:
-    """GPU-hours per method to score ``frames`` frames at ``fps`` (a :func:`cost_table` at it)."""
+    """GPU-hours per method to score ``frames`` frames at ``fps`` (``table``: built at that fps)."""
     minutes = frames / fps / 60.0
     return table.groupby("method", sort=False)[f"gpu_s_per_min_{profile}"].sum() * minutes / 3600.0
