@@ -109,8 +109,7 @@ def _count_people(hog: cv2.HOGDescriptor, gray: np.ndarray, upscale: float) -> f
 
 def _flow_speed(prev: np.ndarray | None, gray: np.ndarray, moving: np.ndarray,
                 small: tuple[int, int], fps: float) -> tuple[float, np.ndarray]:
-    """The 95th-percentile optical-flow speed of the moving pixels (pixels per second), and
-    the speed map at ``small`` size (0 where nothing moves); 0 on the first frame."""
+    """Moving pixels' 95th-percentile flow speed (px/s) and speed map at ``small`` size."""
     speed = 0.0
     mag = np.zeros((small[1], small[0]), np.float32)
     if prev is not None and moving.any():

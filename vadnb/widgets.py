@@ -253,8 +253,7 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
 
 
 def _timeline_widget(fig: go.Figure) -> tuple[Any, W.Widget]:
-    """``(timeline, view)``: one FigureWidget, or (plotly >= 6 without anywidget) the static
-    figure and an Output the explorer redraws it in."""
+    """``(timeline, view)``: a FigureWidget, or without anywidget the figure and an Output."""
     if "google.colab" in sys.modules:  # Colab shows plotly's FigureWidget only after this
         with suppress(Exception):  # best effort, the widget still builds
             from google.colab import output  # type: ignore[import-not-found]

@@ -73,9 +73,8 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
 
 
 def _detection_profile(roles: Roles, names: list[str]) -> str:
-    """The Detection's profile: "tiny" if a given backend is meaningless, else the profile the
-    roles were loaded from ("cpu" stays "cpu" though its image models are tiny), "custom" when
-    given backends differ."""
+    """The profile: "tiny" if a given backend is meaningless, else the roles' ("cpu" stays "cpu"
+    though its image models are tiny); "custom" when given backends differ."""
     found = {str(roles.given[r].profile) if r in roles.given else roles.resolved_profile()
              for r in names}
     if "tiny" in found or any(getattr(roles.given.get(r), "meaningless", False) for r in names):
