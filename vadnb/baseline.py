@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -88,6 +89,40 @@ def frame_views(video: str | os.PathLike, frames: list[int] | tuple[int, ...],
     return _scan(video, config or Config(), tuple(int(f) for f in frames))[1]
 
 
+def _frames_and_background(video: str | os.PathLike, size: tuple[int, int], init_frames: int
+                           ) -> tuple[Iterator[tuple[int, np.ndarray]], np.ndarray]:
+    """Every ``(index, rgb)`` frame of ``video``, and the slow background it starts from: the
+    per-pixel grey median of the first ``init_frames`` (float32, updated in place later)."""
+    frames = ((int(idx), rgb) for chunk in iter_frames(video, size=size)
+              for idx, rgb in zip(chunk.indices, chunk.images))
+    head = list(itertools.islice(frames, init_frames))
+    if not head:
+        raise VideoError(f"video has 0 decodable frames: {video}")
+    bg = np.median(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in head]), axis=0)
+    return itertools.chain(head, frames), bg.astype(np.float32)
+
+
+def _count_people(hog: cv2.HOGDescriptor, gray: np.ndarray, upscale: float) -> float:
+    big = cv2.resize(gray, None, fx=upscale, fy=upscale)
+    return float(len(hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.1)[0]))
+
+
+def _flow_speed(prev: np.ndarray | None, gray: np.ndarray, moving: np.ndarray,
+                small: tuple[int, int], fps: float) -> tuple[float, np.ndarray]:
+    """Moving pixels' 95th-percentile flow speed (px/s) and speed map at ``small`` size."""
+    speed = 0.0
+    mag = np.zeros((small[1], small[0]), np.float32)
+    if prev is not None and moving.any():
+        flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
+                                            None, 0.5, 2, 9, 2, 5, 1.1, 0)
+        mag = np.linalg.norm(flow, axis=2)
+        m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+        if m.any():
+            speed = float(np.percentile(mag[m], 95)) * fps
+        mag = np.where(m, mag * fps, 0.0).astype(np.float32)
+    return speed, mag
+
+
 def _scan(video: str | os.PathLike, cfg: Config,
           views_at: tuple[int, ...]) -> tuple[pd.DataFrame, dict[int, dict[str, np.ndarray]]]:
     """The facts of every frame of ``video``, and the views of the frames in ``views_at``."""
@@ -103,18 +138,11 @@ def _scan(video: str | os.PathLike, cfg: Config,
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     min_area = max(4, int(cfg.min_blob_frac * size[0] * size[1]))
     rate = 1.0 / max(cfg.long_history_s * fps, 1.0)
-    frames = ((int(idx), rgb) for chunk in iter_frames(video, size=size)
-              for idx, rgb in zip(chunk.indices, chunk.images))
-    head = list(itertools.islice(frames, max(1, int(cfg.init_s * fps))))
-    if not head:
-        raise VideoError(f"video has 0 decodable frames: {video}")
-    # the slow background begins as the per-pixel median of the first frames
-    bg = np.median(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in head]), axis=0)
-    bg = bg.astype(np.float32)
+    frames, bg = _frames_and_background(video, size, max(1, int(cfg.init_s * fps)))
     rows: list[dict[str, Any]] = []
     views: dict[int, dict[str, np.ndarray]] = {}
     prev, people = None, 0.0
-    for idx, rgb in itertools.chain(head, frames):
+    for idx, rgb in frames:
         if views_at and idx > max(views_at):  # the views are all taken
             break
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -127,23 +155,12 @@ def _scan(video: str | os.PathLike, cfg: Config,
         still = ~near_motion
         bg[still] += rate * (gray[still] - bg[still])
         blob_area, flat = _blobs(fg, min_area)
-        speed = 0.0
-        mag = np.zeros((small[1], small[0]), np.float32)
-        if prev is not None and moving.any():
-            flow = cv2.calcOpticalFlowFarneback(cv2.resize(prev, small), cv2.resize(gray, small),
-                                                None, 0.5, 2, 9, 2, 5, 1.1, 0)
-            mag = np.linalg.norm(flow, axis=2)
-            m = cv2.resize(moving.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
-            if m.any():
-                speed = float(np.percentile(mag[m], 95)) * fps  # pixels per second
-            mag = np.where(m, mag * fps, 0.0).astype(np.float32)
+        speed, mag = _flow_speed(prev, gray, moving, small, fps)
         if idx in views_at:
             views[idx] = {"frame": rgb.copy(), "moving": moving.astype(np.uint8),
                           "speed": mag, "still_change": static.astype(np.uint8)}
-        if hog is not None and idx % cfg.people_every == 0:
-            big = cv2.resize(gray, None, fx=cfg.people_upscale, fy=cfg.people_upscale)
-            people = float(len(hog.detectMultiScale(big, winStride=(8, 8), padding=(8, 8),
-                                                    scale=1.1)[0]))
+        if hog is not None and idx % cfg.people_every == 0:  # else the last count stands
+            people = _count_people(hog, gray, cfg.people_upscale)
         rows.append({"frame": idx, "fg_area": float(moving.mean()), "blob_area": blob_area,
                      "blob_flatness": flat, "speed": speed, "static_area": float(static.mean()),
                      "people": people})
@@ -229,11 +246,24 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
     (``reference`` videos of the same camera, or the video itself; no model is used)."""
     cfg = configure(Config, config, overrides, "classical")
     facts, ref, z, fps = _score_inputs(video, cfg, get_cache(cache), reference)
-    values = facts[list(FACTS)].to_numpy(dtype=np.float64)  # numpy from here: a warm run
-    med, spread = ref.loc[list(FACTS), ["median", "spread"]].to_numpy().T  # is arithmetic alone
+    values = facts[list(FACTS)].to_numpy(dtype=np.float64)
+    scores = _score(z.max(axis=1), cfg, fps)
+    return Detection(video=str(video), method="classical", profile="none",
+                     frame_scores=scores.astype(np.float32), fps=fps,
+                     segments=_explained_seconds(scores, z, values, ref, fps),
+                     extras={"facts": {k: np.round(values[:, i], 5).tolist()
+                                       for i, k in enumerate(FACTS)},
+                             "reference": ("given normal videos" if reference
+                                           else "the video itself")})
+
+
+def _explained_seconds(scores: np.ndarray, z: np.ndarray, values: np.ndarray,
+                       ref: pd.DataFrame, fps: float) -> pd.DataFrame:
+    """One segment per second: its peak frame, and the fact that stands out most there."""
+    # plain numpy arrays, not pandas lookups per second: a warm run is arithmetic alone
+    med, spread = ref.loc[list(FACTS), ["median", "spread"]].to_numpy().T
     top, which = z.max(axis=1), z.argmax(axis=1)
-    scores = _score(top, cfg, fps)
-    seg_len = max(1, int(round(fps)))  # one explained row per second
+    seg_len = max(1, int(round(fps)))
     rows = []
     for start in range(0, len(scores), seg_len):
         end = min(start + seg_len, len(scores))
@@ -245,13 +275,7 @@ def run(video: str | os.PathLike, *, config: Config | None = None, profile: str 
         rows.append({"start_frame": start, "end_frame": end, "centre_frame": peak,
                      "time_s": peak / fps, "score": float(scores[start:end].max()),
                      "main_fact": fact, "z": float(top[peak]), "explanation": text})
-    return Detection(video=str(video), method="classical", profile="none",
-                     frame_scores=scores.astype(np.float32), fps=fps,
-                     segments=pd.DataFrame(rows),
-                     extras={"facts": {k: np.round(values[:, i], 5).tolist()
-                                       for i, k in enumerate(FACTS)},
-                             "reference": ("given normal videos" if reference
-                                           else "the video itself")})
+    return pd.DataFrame(rows)
 
 
 from .registry import protocol, register  # noqa: E402

@@ -372,21 +372,7 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
         raise ValueError("backends=... objects cannot be shipped to Ray actors; pass model "
                          "names instead (e.g. llm_model='openai:<name>@<url>' for a server)")
     bench = resolve_benchmark(dataset, root=root, split=split)
-    table = bench.table  # not .videos: it decodes every video, and one bad file would stop all
-    if videos is not None:
-        unknown = sorted(set(videos) - set(table["name"]))
-        if unknown:
-            raise ValueError(f"videos {unknown[:5]} are not in {bench.name!r}; names look like "
-                             f"{table['name'].iloc[0]!r}")
-        table = table[table["name"].isin(list(videos))].reset_index(drop=True)
-    if table.empty:
-        raise ValueError(f"benchmark {bench.name!r} has no videos to score")
-    dupes = sorted(table["name"][table["name"].duplicated()].astype(str).unique())
-    if dupes:
-        raise ValueError(f"benchmark {bench.name!r} lists videos {dupes[:5]} more than once; "
-                         "every video needs a unique name")
-    for name in table["name"]:
-        _stem(name)  # a name that cannot be a file name fails here, before any work
+    table = _videos_to_score(bench, videos)
     out = Path(out_dir)
     model_free = not METHOD_ROLES.get(method)  # then the profile does not matter
     sig = _signature(bench.name, method, "none" if model_free else resolve_profile(profile),
@@ -406,6 +392,26 @@ def run_dataset(dataset: Any, method: str = "classical", profile: str | None = N
     if result.failed:
         raise RunFailed(result)
     return result
+
+
+def _videos_to_score(bench, videos: list[str] | None) -> pd.DataFrame:
+    """The rows of ``bench.table`` to score (all, or the named ``videos``), checked up front."""
+    table = bench.table  # not .videos: it decodes every video, and one bad file would stop all
+    if videos is not None:
+        unknown = sorted(set(videos) - set(table["name"]))
+        if unknown:
+            raise ValueError(f"videos {unknown[:5]} are not in {bench.name!r}; names look like "
+                             f"{table['name'].iloc[0]!r}")
+        table = table[table["name"].isin(list(videos))].reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"benchmark {bench.name!r} has no videos to score")
+    dupes = sorted(table["name"][table["name"].duplicated()].astype(str).unique())
+    if dupes:
+        raise ValueError(f"benchmark {bench.name!r} lists videos {dupes[:5]} more than once; "
+                         "every video needs a unique name")
+    for name in table["name"]:
+        _stem(name)  # a name that cannot be a file name fails here, before any work
+    return table
 
 
 def _claim(out: Path, sig: dict[str, Any], overwrite: bool) -> None:
@@ -454,26 +460,35 @@ def _evaluate(bench, table: pd.DataFrame, out: Path, sig: dict[str, Any], execut
                                 for m in metas]
     per_video["profile"] = [m["profile"] for m in metas]
     per_video.to_csv(out / "per_video.csv", index=False)
-    calls: dict[str, dict[str, float]] = {}
-    for c in (c for m in metas for c in m["model_calls"]):
-        role = calls.setdefault(c.get("role", "?"), {"calls": 0, "items": 0, "seconds": 0.0})
-        for k in role:
-            role[k] += c.get(k, 0) or 0
     profiles = sorted(set(per_video["profile"]))
+    if len(profiles) != 1:  # no video scored: the signature's profile; several: "mixed"
+        profiles = ["mixed"] if profiles else [sig["profile"]]
     meaningless = any(m["meaningless"] for m in metas)
     summary: dict[str, Any] = {
         **sig,
-        "profile": profiles[0] if len(profiles) == 1 else "mixed" if profiles else sig["profile"],
+        "profile": profiles[0],
         "executor": executor, "videos": len(names), "videos_failed": len(failed),
         "failed": failed, "frames": int(per_video["frames"].sum()), "scored_now": scored,
         "resumed": len(skipped), "video_level_only": len(names) - len(labels),
         "auc": _micro(metrics.frame_auc, labels, scores),
         "ap": _micro(metrics.frame_ap, labels, scores),
         "meaningless": meaningless, "warning": TINY_WARNING if meaningless else "",
-        "model_calls": calls, "wall_s": round(wall, 3),
+        "model_calls": _calls_by_role(metas), "wall_s": round(wall, 3),
         "video_seconds": float(per_video["seconds"].sum())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return RunResult(out, summary, per_video, skipped, failed)
+
+
+def _calls_by_role(metas: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Model calls, items and seconds summed per role over every video's ``model_calls``."""
+    calls: dict[str, dict[str, float]] = {}
+    for meta in metas:
+        for entry in meta["model_calls"]:
+            role = calls.setdefault(entry.get("role", "?"),
+                                    {"calls": 0, "items": 0, "seconds": 0.0})
+            for k in role:
+                role[k] += entry.get(k, 0) or 0
+    return calls
 
 
 def _micro(fn, labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
@@ -538,12 +553,15 @@ def cost_table(methods: list[str] | None = None, fps: float = 30.0,
     for m in methods or registry.names():
         entries = calls_per_minute(m, fps, captioners, keywords) or [
             {"method": m, "role": "none (CPU)", "kind": "", "calls": 0.0, "formula": "no model"}]
-        rows += [{**e, "fps": fps, **{f"gpu_s_per_min_{p}": e["calls"] * spc[p].get(e["kind"], 0.0)
-                                      for p in profiles}} for e in entries]
+        for e in entries:
+            row = {**e, "fps": fps}
+            for p in profiles:
+                row[f"gpu_s_per_min_{p}"] = e["calls"] * spc[p].get(e["kind"], 0.0)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def gpu_hours(table: pd.DataFrame, frames: float, fps: float, profile: str) -> pd.Series:
-    """GPU-hours per method to score ``frames`` frames at ``fps`` (a :func:`cost_table` at it)."""
+    """GPU-hours per method to score ``frames`` frames at ``fps`` (``table``: built at that fps)."""
     minutes = frames / fps / 60.0
     return table.groupby("method", sort=False)[f"gpu_s_per_min_{profile}"].sum() * minutes / 3600.0

@@ -191,6 +191,17 @@ def _as_dict(detections: Detection | Mapping[str, Detection]) -> dict[str, Detec
     return out
 
 
+def _segment_markers(name: str, seg: pd.DataFrame, fps: float) -> go.Scatter:
+    """One marker per segment at its score; hovering shows its wrapped explanation."""
+    texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
+             for t in seg.get("explanation", [""] * len(seg))]
+    return go.Scatter(
+        x=seg["time_s"] if "time_s" in seg else _centres(seg) / fps, y=seg["score"],
+        mode="markers", name=f"{name} segments", hovertext=texts, showlegend=False,
+        marker={"size": 6, "symbol": "circle-open"},
+        hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}<extra></extra>")
+
+
 def timeline_figure(detection: Detection | Mapping[str, Detection],
                     labels: Any = None, threshold: float | None = 0.5,
                     frame: int = 0) -> go.Figure:
@@ -213,14 +224,7 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
             row=r, col=1)
         seg = det.segments
         if seg is not None and len(seg) and "score" in seg:
-            texts = ["<br>".join(textwrap.wrap(str(t), 60)[:6]) if pd.notna(t) else ""
-                     for t in seg.get("explanation", [""] * len(seg))]
-            fig.add_trace(go.Scatter(
-                x=seg["time_s"] if "time_s" in seg else _centres(seg) / fps, y=seg["score"],
-                mode="markers", name=f"{name} segments", hovertext=texts, showlegend=False,
-                marker={"size": 6, "symbol": "circle-open"},
-                hovertemplate="%{x:.2f} s · segment score %{y:.3f}<br>%{hovertext}"
-                              "<extra></extra>"), row=r, col=1)
+            fig.add_trace(_segment_markers(name, seg, fps), row=r, col=1)
         for k, (start, end) in enumerate(runs):  # (v/h shapes skip a panel without traces)
             fig.add_vrect(x0=start / fps, x1=(end + 1) / fps, row=r, col=1, name="ground truth",
                           fillcolor=GT_COLOR, opacity=0.18, line_width=0, layer="below",
@@ -248,6 +252,30 @@ def timeline_figure(detection: Detection | Mapping[str, Detection],
     return fig
 
 
+def _timeline_widget(fig: go.Figure) -> tuple[Any, W.Widget]:
+    """``(timeline, view)``: a FigureWidget, or without anywidget the figure and an Output."""
+    if "google.colab" in sys.modules:  # Colab shows plotly's FigureWidget only after this
+        with suppress(Exception):  # best effort, the widget still builds
+            from google.colab import output  # type: ignore[import-not-found]
+            output.enable_custom_widget_manager()
+    try:
+        widget = go.FigureWidget(fig)
+    except ImportError:
+        return fig, W.Output()
+    return widget, widget
+
+
+def _tiny_banner(detections: dict[str, Detection]) -> W.HTML:
+    """A red warning naming the tiny-profile detections; hidden when there is none."""
+    meaningless = [name for name, d in detections.items() if d.meaningless]
+    who = f" ({', '.join(meaningless)})" if len(detections) > 1 else ""
+    return W.HTML(
+        f"<div style='background:#fde8e8;color:darkred;padding:6px 10px;"
+        f"border:1px solid darkred;border-radius:4px'><b>⚠ {html.escape(TINY_WARNING)}"
+        f"</b>{html.escape(who)}</div>" if meaningless else "",
+        layout=W.Layout(display=None if meaningless else "none"))
+
+
 class Explorer(W.VBox):
     """Explore a Detection (or a dict of several): timeline, frame, explanation, alarms.
 
@@ -272,14 +300,7 @@ class Explorer(W.VBox):
         self.max_width, self.min_frames = max_width, min_frames
         self._many = len(self.detections) > 1
         fig = timeline_figure(self.detections, self.labels, threshold=threshold, frame=0)
-        if "google.colab" in sys.modules:  # Colab shows plotly's FigureWidget only after this
-            with suppress(Exception):  # best effort, the widget still builds
-                from google.colab import output  # type: ignore[import-not-found]
-                output.enable_custom_widget_manager()
-        try:
-            self.timeline = self._timeline_view = go.FigureWidget(fig)
-        except ImportError:  # plotly >= 6 without anywidget: a static figure in an Output
-            self.timeline, self._timeline_view = fig, W.Output()
+        self.timeline, self._timeline_view = _timeline_widget(fig)
         finite = np.concatenate([d.frame_scores for d in self.detections.values()]).astype(float)
         finite = finite[np.isfinite(finite)]
         lo, hi = float(finite.min(initial=0.0)), float(finite.max(initial=1.0))
@@ -293,13 +314,7 @@ class Explorer(W.VBox):
         self.image = W.Image(format="jpeg", layout=W.Layout(max_width=f"{max_width}px"))
         self.frame_note, self.caption, self.flagged = W.HTML(), W.HTML(), W.HTML()
         self.explanation = W.HTML(layout=W.Layout(width="100%"))
-        meaningless = [name for name, d in self.detections.items() if d.meaningless]
-        who = f" ({', '.join(meaningless)})" if self._many else ""
-        self.banner = W.HTML(
-            f"<div style='background:#fde8e8;color:darkred;padding:6px 10px;"
-            f"border:1px solid darkred;border-radius:4px'><b>⚠ {html.escape(TINY_WARNING)}"
-            f"</b>{html.escape(who)}</div>" if meaningless else "",
-            layout=W.Layout(display=None if meaningless else "none"))
+        self.banner = _tiny_banner(self.detections)
         self.frame_slider.observe(lambda c: self._update_frame(int(c["new"])), names="value")
         self.threshold_slider.observe(lambda c: self._update_threshold(float(c["new"])),
                                       names="value")

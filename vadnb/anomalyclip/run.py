@@ -68,9 +68,14 @@ def benchmark_features(benchmark: Any, roles: Roles, cfg: Config, cache: Any,
                        features: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """Features of every video of ``benchmark``; those in ``features`` are kept."""
     rt, given = Runtime(roles, cache), features or {}
-    return {row.name: np.asarray(given[row.name], dtype=np.float32) if row.name in given
-            else core.embed_frames(rt, rt.video(row.path), cfg.feature_stride, cfg.batch_frames)
-            for row in benchmark.videos.itertuples()}
+    out = {}
+    for row in benchmark.videos.itertuples():
+        if row.name in given:
+            out[row.name] = np.asarray(given[row.name], dtype=np.float32)
+        else:  # the clip role is loaded only on a frame whose feature is not cached
+            out[row.name] = core.embed_frames(rt, rt.video(row.path), cfg.feature_stride,
+                                              cfg.batch_frames)
+    return out
 
 
 def predict(model: Any, features: np.ndarray, stride: int = 1,
@@ -89,7 +94,8 @@ def predict(model: Any, features: np.ndarray, stride: int = 1,
 
 def segments_table(scores: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
                     fps: float, seg_length: int = 16) -> pd.DataFrame:
-    cols, rows, n = list(class_names) + [NORMAL], [], len(scores)
+    cols = list(class_names) + [NORMAL]
+    rows, n = [], len(scores)
     for start in range(0, n, seg_length):
         end = min(start + seg_length, n)
         p = probs[start:end].mean(0)
@@ -173,7 +179,8 @@ def recognition_metrics(frame_scores: Mapping[str, np.ndarray],
     y = {v: np.asarray(labels[v]) for v in labels}
     both = np.concatenate(list(y.values())) if y else np.zeros(0)
     if both.size and 0 < both.sum() < both.size:
-        out["paper_threshold"] = thr = metrics.youden_threshold(y, frame_scores)
+        thr = metrics.youden_threshold(y, frame_scores)
+        out["paper_threshold"] = thr
         for k in (1, 5):  # mean over the anomaly classes
             t = metrics.thresholded_frame_topk(frame_classes, frame_scores, class_probs, names, thr, k)
             out[f"paper_top{k}_frame"] = _nanmean(t[t["class"] != NORMAL][f"top{k}"])
@@ -195,7 +202,8 @@ def evaluate(model: Any, benchmark: Any, split: str | None = "test", *,
         y = np.asarray(bench.frame_labels(row.name))
         scores[row.name], probs[row.name] = predict(model, feats[row.name], cfg.feature_stride,
                                                     num_frames=len(y), source=str(row.path))
-        labels[row.name], classes[row.name] = y, row.label
+        labels[row.name] = y
+        classes[row.name] = row.label
         predicted[row.name] = video_class(probs[row.name], model.class_names)
     recognition = recognition_metrics(scores, probs, labels, classes, model.class_names)
     return Evaluation(

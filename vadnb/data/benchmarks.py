@@ -529,8 +529,9 @@ def load_xd_violence(root: str | os.PathLike, annotations: str | os.PathLike | N
         if split == "train" and name in intervals:
             raise AnnotationError(f"{annotations}: {name} is annotated but lies in the "
                                   f"training folder {path.parent}; a video is in one split")
-        # a violent training video has a video-level label only
-        truth = intervals.get(name, []) if split == "test" else [] if label == "Normal" else None
+        truth = intervals.get(name, []) if split == "test" else []
+        if split == "train" and label != "Normal":
+            truth = None  # a violent training video has a video-level label only
         out.add(name, path, split, label, truth, labels="|".join(XD_CLASSES[c] for c in codes))
     on_disk = {Path(f).stem for f in found}
     out.missing = [f"{n}.mp4" for n in intervals if n not in on_disk]
@@ -647,8 +648,9 @@ def load_shanghaitech(root: str | os.PathLike, fps: float = 24.0, split: str = "
             anomalous = bool(mask.any()) if mask is not None else label not in (None, "normal")
             default = "Abnormal" if anomalous else "Normal"
             label = "Normal" if label == "normal" else label or default
-            # weak supervision: an anomalous training video has a video-level label only
-            truth = None if part == "train" and anomalous else mask if mask is not None else []
+            truth = mask if mask is not None else []
+            if part == "train" and anomalous:
+                truth = None  # weak supervision: an anomalous training video: video-level only
             out.add(name, path, part, label, truth, anomalous=anomalous,
                     num_frames=None if mask is None else len(mask))
     given = {label for videos in listed.values() for label in videos.values() if label}

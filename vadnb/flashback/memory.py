@@ -78,8 +78,8 @@ def parse_reply(reply: str) -> tuple[list[tuple[tuple[str, str], tuple[str, str]
     items = obj.get("descriptions") if isinstance(obj, dict) else None
     if not isinstance(items, list):
         return [], 0, 'the object has no "descriptions" list'
-    pairs = [(n, a) for n, a in ((_side(i, "normal"), _side(i, "anomalous")) for i in items)
-             if n and a]
+    sides = [(_side(item, "normal"), _side(item, "anomalous")) for item in items]
+    pairs = [(normal, anomalous) for normal, anomalous in sides if normal and anomalous]
     bad = len(items) - len(pairs)
     return pairs, bad, None if pairs else "no item has a normal and an anomalous description"
 
@@ -209,10 +209,13 @@ class CaptionMemory:
             raise ValueError(f"Flashback memory {path} was made with another recipe ({said}); "
                              "rebuild it or use the matching settings")
         arrays = load_file(str(tensors))
-        texts = [[d[f] for d in meta[k]] for f in ("description", "category")
-                 for k in ("normal", "anomalous")]  # normal, anomalous texts; their categories
-        return cls(*texts, arrays["normal"], arrays["anomalous"], recipe,
-                   dict(meta.get("counts", {})))
+        normal, anomalous = meta["normal"], meta["anomalous"]
+        return cls(normal=[d["description"] for d in normal],
+                   anomalous=[d["description"] for d in anomalous],
+                   normal_categories=[d["category"] for d in normal],
+                   anomalous_categories=[d["category"] for d in anomalous],
+                   normal_embeddings=arrays["normal"], anomalous_embeddings=arrays["anomalous"],
+                   recipe=recipe, counts=dict(meta.get("counts", {})))
 
 
 def recipe_of(rt: Runtime, cfg: Any) -> dict[str, Any]:
@@ -251,8 +254,12 @@ def _build(rt: Runtime, cfg: Any, recipe: dict[str, Any]) -> CaptionMemory:
     vecs = [np.stack(rt.map("embedder", [EncodeText(prefix.get(c, "") + t) for t, _ in kept[c]],
                             batch_size=256, desc="Flashback memory embeddings")).astype(np.float32)
             for c in ("normal", "anomalous")]
-    texts = [[pair[j] for pair in kept[c]] for j in (0, 1) for c in ("normal", "anomalous")]
-    return CaptionMemory(*texts, *vecs, recipe, {**counts, **dedup})
+    return CaptionMemory(normal=[text for text, _ in kept["normal"]],
+                         anomalous=[text for text, _ in kept["anomalous"]],
+                         normal_categories=[cat for _, cat in kept["normal"]],
+                         anomalous_categories=[cat for _, cat in kept["anomalous"]],
+                         normal_embeddings=vecs[0], anomalous_embeddings=vecs[1],
+                         recipe=recipe, counts={**counts, **dedup})
 
 
 def obtain(rt: Runtime, cfg: Any) -> CaptionMemory:

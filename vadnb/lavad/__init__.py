@@ -58,22 +58,28 @@ def run_many(videos: Sequence[str | os.PathLike], *, config: Config | None = Non
                        backends=backends), cache)
     opened = []
     for video in videos:
-        opened.append(rt.video(video))
-        if not opened[-1].fps > 0:
+        ref = rt.video(video)
+        if not ref.fps > 0:  # LAVAD's windows are in seconds
             raise VideoError(f"video reports no frame rate: {video}; re-encode it with one, "
                              "e.g. `ffmpeg -i in.mp4 -r 30 out.mp4`")
+        opened.append(ref)
     try:  # each stage shows its own bar over every video's model calls
         results = core.pipeline(rt, opened, cfg, captioners)
     finally:
         rt.release()
-    # "tiny" if a given backend is meaningless, else the profile the roles were loaded from
-    # ("cpu" stays "cpu" though its image models are tiny), "custom" when they differ
-    names, given = captioners + ["embedder", "llm"], rt.roles.given
-    found = {str(given[r].profile) if r in given else rt.roles.resolved_profile() for r in names}
-    tiny = "tiny" in found or any(getattr(given.get(r), "meaningless", False) for r in names)
-    prof = "tiny" if tiny else found.pop() if len(found) == 1 else "custom"
+    prof = _detection_profile(rt.roles, captioners + ["embedder", "llm"])
     calls = rt.model_calls()
     return [to_detection(r, cfg, prof, calls) for r in results]
+
+
+def _detection_profile(roles: Roles, names: list[str]) -> str:
+    """The profile: "tiny" if a given backend is meaningless, else the roles' ("cpu" stays "cpu"
+    though its image models are tiny); "custom" when given backends differ."""
+    found = {str(roles.given[r].profile) if r in roles.given else roles.resolved_profile()
+             for r in names}
+    if "tiny" in found or any(getattr(roles.given.get(r), "meaningless", False) for r in names):
+        return "tiny"
+    return found.pop() if len(found) == 1 else "custom"
 
 
 def run(video: str | os.PathLike, *, config: Config | None = None, profile: str | None = None,
