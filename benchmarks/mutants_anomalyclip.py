@@ -34,7 +34,7 @@ MUTANTS: list[tuple[str, str, str, str]] = [
     ("steps per epoch always ceil", "train.py",
      "rounding = math.floor if cfg.drop_last else math.ceil", "rounding = math.ceil"),
     ("warm-up epoch e at (e+1)/warm-up", "train.py",
-     "return epoch / warmup_epochs", "return (epoch + 1) / warmup_epochs"),
+     "return (epoch / warmup_epochs if", "return ((epoch + 1) / warmup_epochs if"),
     ("normal videos ranked by their largest class", "train.py",
      "rank = torch.where(abnormal[:, None], own, seg.sum(2))",
      "rank = torch.where(abnormal[:, None], own, seg.max(2).values)"),
